@@ -1,0 +1,69 @@
+"""The error hierarchy every layer shares: permanent errors fail a job at once, transient ones
+are retried on the schedule.
+
+``code`` is a short stable name (``not_found``, ``rate_limited`` …) that the bot turns into a
+message in the user's language; ``message`` is for operators and may be shown in job records.
+"""
+
+from __future__ import annotations
+
+
+class FaceitBotError(Exception):
+    """Base of our errors. ``retryable`` tells the pipeline whether trying again can help."""
+
+    code = "error"
+    retryable = False
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message or self.code)
+        self.message = message or self.code
+        self.retry_after = retry_after
+
+
+class PermanentError(FaceitBotError):
+    """Trying again cannot help: bad input, not found, refused credentials."""
+
+    code = "permanent"
+
+
+class TransientError(FaceitBotError):
+    """May succeed later: network trouble, 5xx, rate limiting (with ``retry_after`` seconds)."""
+
+    code = "transient"
+    retryable = True
+
+
+class BadInputError(PermanentError):
+    """The user's text is not a valid link, id or nickname; ``message`` can be shown as is."""
+
+    code = "bad_input"
+
+
+class NotFoundError(PermanentError):
+    """The Data API answered 404 for a player or match."""
+
+    code = "not_found"
+
+
+class AuthError(PermanentError):
+    """The Data API refused our key (401/403): operators must act, users cannot."""
+
+    code = "auth"
+
+
+class MatchNotAnalysableError(PermanentError):
+    """The match was cancelled or aborted: there is nothing to analyse."""
+
+    code = "match_not_analysable"
+
+
+class RateLimitedError(TransientError):
+    """The Data API answered 429; ``retry_after`` comes from ``Retry-After`` when present."""
+
+    code = "rate_limited"
+
+
+class UpstreamError(TransientError):
+    """5xx, a timeout or a broken connection on the way to an outside service."""
+
+    code = "upstream"

@@ -1,0 +1,282 @@
+"""Every setting of the bot, loaded once per process.
+
+Defaults live in ``settings.toml`` (beside this file, or the file named by ``SETTINGS_FILE``);
+an environment variable with the same upper-case name overrides each value. Lists are written
+as comma-separated text in the environment (``QUEUE_RETRY_DELAYS=10,30,90``).
+
+A bad value stops start-up with one line naming the variable and what it expects
+(:class:`SettingsError`, printed by :func:`load_settings_or_exit`), never with a traceback.
+Secrets are :class:`pydantic.SecretStr` and URLs are shown with their password masked, so
+neither reaches a log line or a repr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+DEFAULT_SETTINGS_FILE = PROJECT_ROOT / "settings.toml"
+
+
+class SettingsError(Exception):
+    """A setting is missing, unknown or has a value of the wrong kind (one line of text)."""
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (for logs and reprs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _comma_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode]
+FloatList = Annotated[list[float], NoDecode]
+IntList = Annotated[list[int], NoDecode]
+
+
+class TomlDefaults(PydanticBaseSettingsSource):
+    """Reads ``settings.toml``; its keys are the upper-case setting names."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        try:
+            raw = tomllib.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"settings file {self.path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"settings file {self.path} is not valid TOML: {exc}") from None
+        known = set(self.settings_cls.model_fields)
+        values = {}
+        for key, value in raw.items():
+            if key.lower() not in known:
+                raise SettingsError(f"{key} in {self.path.name} is not a known setting")
+            values[key.lower()] = value
+        return values
+
+
+class Settings(BaseSettings):
+    """All settings; field ``queue_max_workers`` is variable ``QUEUE_MAX_WORKERS``."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", validate_default=True)
+
+    # Redis and the broker
+    redis_url: str
+    redis_password: SecretStr = SecretStr("")
+    redis_sentinels: CommaList = []
+    redis_sentinel_master: str = ""
+    redis_key_prefix: str
+    broker: Literal["redis", "rabbitmq"]
+    rabbitmq_url: str
+    dramatiq_namespace: str
+
+    # Queues and workers
+    queue_name_prefix: str = Field(pattern=r"^[A-Za-z0-9_.-]*$")
+    queue_max_workers: int = Field(ge=1)
+    queue_worker_threads: int = Field(ge=1)
+    queue_worker_ttl: int = Field(ge=1)
+    queue_heartbeat_timeout: float = Field(gt=0)
+    queue_maintenance_interval: float = Field(gt=0)
+    queue_default_timeout: float = Field(gt=0)
+    queue_high_priority_timeout: float = Field(gt=0)
+    queue_low_priority_timeout: float = Field(gt=0)
+    queue_max_retries: int = Field(ge=0)
+    queue_retry_delays: FloatList = Field(min_length=1)
+    queue_result_ttl: int = Field(ge=1)
+    queue_failure_ttl: int = Field(ge=1)
+    queue_burst_timeout: float = Field(gt=0)
+    queue_index_limit: int = Field(ge=10)
+
+    # Monitoring and alerts
+    queue_enable_monitoring: bool
+    queue_monitoring_interval: float = Field(gt=0)
+    queue_metrics_retention_days: float = Field(gt=0)
+    alert_failure_rate: float = Field(ge=0, le=1)
+    alert_depth_high: int = Field(ge=0)
+    alert_depth_default: int = Field(ge=0)
+    alert_depth_low: int = Field(ge=0)
+    alert_wait_high: float = Field(ge=0)
+    alert_wait_default: float = Field(ge=0)
+    alert_wait_low: float = Field(ge=0)
+    alert_queued_max_age: float = Field(gt=0)
+    alert_redis_memory_share: float = Field(gt=0, le=1)
+    alert_rate_limit_storm: int = Field(ge=1)
+    alert_dedupe_window: float = Field(gt=0)
+    alert_telegram_batch_seconds: float = Field(gt=0)
+
+    # Dashboard
+    queue_dashboard_enabled: bool
+    queue_dashboard_host: str
+    queue_dashboard_port: int = Field(ge=1, le=65535)
+    dashboard_user: str = ""
+    dashboard_password: SecretStr = SecretStr("")
+    dashboard_token: SecretStr = SecretStr("")
+    dashboard_readonly_user: str = ""
+    dashboard_readonly_password: SecretStr = SecretStr("")
+
+    # Telegram
+    telegram_bot_token: SecretStr = SecretStr("")
+    telegram_api_url: str
+    bot_mode: Literal["polling", "webhook"]
+    webhook_url: str = ""
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_host: str
+    webhook_port: int = Field(ge=1, le=65535)
+    admin_user_ids: IntList = []
+    user_jobs_per_minute: int = Field(ge=1)
+    user_max_active_jobs: int = Field(ge=1)
+    bulk_max_matches: int = Field(ge=1)
+    telegram_chat_rate: float = Field(gt=0)
+    telegram_global_rate: float = Field(gt=0)
+
+    # FACEIT
+    faceit_api_key: SecretStr = SecretStr("")
+    faceit_api_url: str
+    faceit_request_timeout: float = Field(gt=0)
+    faceit_rate_limit: float = Field(gt=0)
+    faceit_rate_burst: int = Field(ge=1)
+    faceit_cache_match_ttl: int = Field(ge=1)
+    faceit_cache_profile_ttl: int = Field(ge=1)
+    faceit_cache_recent_ttl: int = Field(ge=1)
+    faceit_cache_lifetime_ttl: int = Field(ge=1)
+    faceit_cache_finished_ttl: int = Field(ge=1)
+    match_monitoring_interval: float = Field(gt=0)
+
+    # Errors and logs
+    sentry_dsn: SecretStr = SecretStr("")
+    sentry_environment: str
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+    _list_fields = field_validator(
+        "redis_sentinels", "queue_retry_delays", "admin_user_ids", mode="before"
+    )(_comma_list)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = Path(os.environ.get("SETTINGS_FILE") or DEFAULT_SETTINGS_FILE)
+        return (init_settings, env_settings, TomlDefaults(settings_cls, path))
+
+    def __repr_args__(self):  # type: ignore[override]
+        for name, value in super().__repr_args__():
+            if name in ("redis_url", "rabbitmq_url") and isinstance(value, str):
+                value = redact_url(value)
+            yield name, value
+
+    # Derived values -------------------------------------------------------------------
+
+    @property
+    def sandbox_telegram(self) -> bool:
+        """True when no bot token is set: the bot talks to the local sandbox Bot API."""
+        return not self.telegram_bot_token.get_secret_value()
+
+    @property
+    def sandbox_faceit(self) -> bool:
+        """True when no FACEIT key is set: the client talks to the local sandbox Data API."""
+        return not self.faceit_api_key.get_secret_value()
+
+    def secret_values(self) -> list[str]:
+        """Every secret in force (tokens, keys, passwords), for scrubbing text before it leaves."""
+        values = [
+            getattr(self, name).get_secret_value()
+            for name, field in type(self).model_fields.items()
+            if field.annotation is SecretStr
+        ]
+        for url in (self.redis_url, self.rabbitmq_url):
+            try:
+                password = urlsplit(url).password
+            except ValueError:
+                password = None
+            if password:
+                values.append(password)
+        return [value for value in values if len(value) >= 4]
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """Turn one pydantic error into 'NAME must be … (got …)'."""
+    name = str(error["loc"][0]).upper() if error.get("loc") else "a setting"
+    kind = error.get("type", "")
+    expected = {
+        "int_parsing": "a whole number",
+        "int_from_float": "a whole number",
+        "float_parsing": "a number",
+        "bool_parsing": "true or false",
+        "literal_error": "one of " + str(error.get("ctx", {}).get("expected", "")),
+        "string_pattern_mismatch": "letters, digits, '.', '_' or '-'",
+        "too_short": "at least one value",
+        "greater_than_equal": f"at least {error.get('ctx', {}).get('ge')}",
+        "greater_than": f"more than {error.get('ctx', {}).get('gt')}",
+        "less_than_equal": f"at most {error.get('ctx', {}).get('le')}",
+        "missing": "a value (it is missing from settings.toml)",
+    }.get(kind, error.get("msg", "a valid value").lower())
+    if len(error.get("loc", ())) > 1:
+        expected = f"a comma-separated list of {expected.removeprefix('a ')}s"
+    got = error.get("input")
+    secret = name.lower() in {
+        n for n, f in Settings.model_fields.items() if f.annotation is SecretStr
+    }
+    shown = "" if kind == "missing" or secret or isinstance(got, dict) else f" (got {got!r})"
+    return f"{name} must be {expected}{shown}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment and ``settings.toml``; raise :class:`SettingsError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc.errors()[0])) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (loaded on first use, then cached)."""
+    return load_settings()
+
+
+def load_settings_or_exit() -> Settings:
+    """For entry points: the settings, or one line on stderr and exit status 2."""
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        print(f"settings error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
