@@ -1,0 +1,15 @@
+"""Weekly or monthly analytics for a user (low queue, 15 minutes)."""
+
+from __future__ import annotations
+
+from actors.base import JobContext, job_actor
+from queues.priorities import QueuePriority
+
+
+@job_actor(priority=QueuePriority.LOW, time_limit=900)
+async def analytics_report(ctx: JobContext, user_id: int | None = None, report_type: str = "weekly",
+                           include_comparisons: bool = True) -> dict:
+    """Matches analysed, tracked players' form and Elo trend over the period."""
+    from faceit import services
+
+    return await services.build_analytics_report(user_id, report_type, ctx.progress)

@@ -1,0 +1,117 @@
+"""Builds the broker and its middleware stack from settings: the one place that knows both.
+
+Middleware order matters because ``after_*`` hooks run in reverse list order:
+
+1. ``CurrentMessage`` — the actor wrapper reads the message (time limit, job id) from it.
+2. ``AsyncIO`` — one event loop thread per process runs every ``async def`` actor.
+3. ``AlertOnFailure`` — its ``after`` hook runs last, when the outcome is final and recorded.
+4. ``DeliveryTrigger`` — after tracking recorded a final status, sends the delivery job.
+5. ``Tracking`` — writes the outcome Backoff decided (its ``after`` runs after Backoff's).
+6. ``Backoff`` — decides retry or failure first; sends the retry in ``before_ack``.
+7. ``QueueTimeLimit`` — decides the limit before the actor runs.
+8. ``WorkerPresence`` — heartbeats, running jobs, dead-worker sweep.
+
+Dramatiq's ``Retries``, ``TimeLimit``, ``AgeLimit``, ``Callbacks`` and ``Pipelines`` are left
+out on purpose: Backoff and QueueTimeLimit replace the first two, and we use neither callbacks
+nor pipelines. Sentry is initialised before the broker is created (its Dramatiq integration
+patches the broker class).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis, dq_name
+from dramatiq.encoder import JSONEncoder
+from dramatiq.middleware import AsyncIO, CurrentMessage
+
+from middleware.alerts import AlertOnFailure
+from middleware.backoff import Backoff
+from middleware.delivery_trigger import DeliveryTrigger
+from middleware.time_limits import QueueTimeLimit
+from middleware.tracking import Tracking
+from middleware.worker_presence import WorkerPresence
+from queues.connection import redis_client
+from queues.priorities import QueuePriority, all_queue_names, queue_name, queue_timeout
+from queues.runtime import get_alert_store, get_job_store, get_redis
+from queues.sentry import init_sentry
+from queues.workers import WorkerRegistry
+from settings import Settings
+
+
+def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
+    """Run Dramatiq's dead-worker maintenance now on each queue and its delay queue.
+
+    Returns how many dead workers were seen (0 on brokers that need no sweep: RabbitMQ
+    re-delivers unacked messages itself when a connection drops).
+    """
+    if not isinstance(broker, RedisBroker):
+        return 0
+    now = current_millis()
+    dead = broker.client.zcount(f"{broker.namespace}:__heartbeats__", 0, now - broker.heartbeat_timeout)
+    if not dead:
+        return 0
+    dispatch = broker.scripts["dispatch"]
+    for name in queue_names:
+        for queue in (name, dq_name(name)):
+            dispatch(
+                args=["qsize", now, queue, broker.broker_id, broker.heartbeat_timeout,
+                      broker.dead_message_ttl, 1, broker._max_unpack_size()],
+                keys=[broker.namespace],
+            )
+    return int(dead)
+
+
+def build_middleware(settings: Settings, worker_registry) -> list[dramatiq.Middleware]:
+    queue_limits = {name: queue_timeout(name, settings) for name in all_queue_names(settings)}
+    return [
+        CurrentMessage(),
+        AsyncIO(),
+        AlertOnFailure(alert_store=get_alert_store),
+        DeliveryTrigger(queue_name=queue_name(QueuePriority.HIGH, settings)),
+        Tracking(job_store=get_job_store, max_retries=settings.queue_max_retries,
+                 worker_name=lambda: _presence_name()),
+        Backoff(max_retries=settings.queue_max_retries, retry_delays=settings.queue_retry_delays),
+        QueueTimeLimit(queue_limits=queue_limits, default_limit=settings.queue_default_timeout),
+        worker_registry,
+    ]
+
+
+_presence: WorkerPresence | None = None
+
+
+def _presence_name() -> str:
+    return _presence.worker_id if _presence is not None else ""
+
+
+def build_broker(settings: Settings) -> dramatiq.Broker:
+    """The broker for ``BROKER`` (redis or rabbitmq) with our middleware, set as global."""
+    global _presence
+    init_sentry(settings, "worker")
+    dramatiq.set_encoder(JSONEncoder())
+    _presence = WorkerPresence(
+        registry=lambda: WorkerRegistry.from_settings(get_redis(settings), settings),
+        interval=settings.queue_maintenance_interval,
+        sweep=sweep_dead_workers,
+    )
+    middleware = build_middleware(settings, _presence)
+    if settings.broker == "rabbitmq":
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        broker: dramatiq.Broker = RabbitmqBroker(url=settings.rabbitmq_url, middleware=middleware)
+    else:
+        broker = RedisBroker(
+            client=redis_client(settings, decode=False),
+            namespace=settings.dramatiq_namespace,
+            middleware=middleware,
+            heartbeat_timeout=int(settings.queue_heartbeat_timeout * 1000),
+            dead_message_ttl=int(settings.queue_failure_ttl * 1000),
+        )
+    for name in all_queue_names(settings):
+        broker.declare_queue(name)
+    dramatiq.set_broker(broker)
+    return broker
+
+

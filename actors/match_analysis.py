@@ -1,0 +1,14 @@
+"""Pre-game analysis of one match room (high queue, 3 minutes)."""
+
+from __future__ import annotations
+
+from actors.base import JobContext, job_actor
+from queues.priorities import QueuePriority
+
+
+@job_actor(priority=QueuePriority.HIGH, time_limit=180, coalesce_by="match_url_or_id")
+async def match_analysis(ctx: JobContext, match_url_or_id: str, user_id: int | None = None) -> dict:
+    """Analyse the match: players, maps, win chance, Elo at stake (faceit.services)."""
+    from faceit import services
+
+    return await services.analyze_match(match_url_or_id, ctx.progress)

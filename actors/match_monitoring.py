@@ -1,0 +1,14 @@
+"""New finished matches of subscribed players, as notifications (default queue, 10 minutes)."""
+
+from __future__ import annotations
+
+from actors.base import JobContext, job_actor
+from queues.priorities import QueuePriority
+
+
+@job_actor(priority=QueuePriority.DEFAULT, time_limit=600)
+async def match_monitoring(ctx: JobContext, user_ids: list[int] | None = None) -> dict:
+    """Check subscriptions (of ``user_ids``, or everyone's) and build notifications."""
+    from faceit import services
+
+    return await services.monitor_matches(user_ids, ctx.progress)

@@ -1,0 +1,16 @@
+"""Resolve a nickname or profile link to a player (high queue: a user waits on /subscribe)."""
+
+from __future__ import annotations
+
+from actors.base import JobContext, job_actor
+from queues.priorities import QueuePriority
+
+
+@job_actor(priority=QueuePriority.HIGH, time_limit=30)
+async def player_lookup(ctx: JobContext, player_ref: str, user_id: int | None = None,
+                        subscribe: bool = False) -> dict:
+    """Find the player; with ``subscribe`` also add them to the user's subscriptions."""
+    from faceit import services
+
+    player = await services.resolve_player(player_ref)
+    return {"kind": "player_lookup", "data": player, "subscribe": subscribe, "user_id": user_id}

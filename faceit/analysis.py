@@ -1,0 +1,533 @@
+"""Pure computations over parsed FACEIT data: no I/O, no clock, no randomness.
+
+Everything returns plain JSON-able dicts (the shape stored in job records and rendered by
+:mod:`faceit.render`). The formulas are documented where they live; the figures are checked
+against hand-computed fixtures in ``tests/faceit/test_analysis.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from faceit.gamedata import ACTIVE_MAP_POOL, level_for_elo, level_progress, map_label
+from faceit.models import (
+    Faction,
+    LifetimeStats,
+    Match,
+    MatchRound,
+    PlayerMatchStats,
+    PlayerProfile,
+    RosterPlayer,
+)
+
+ELO_K = 50  # FACEIT's K factor for 5v5 matchmaking
+FORM_MATCHES = 20  # "recent form" is the last 20 5v5 matches
+MAP_PRIOR_MATCHES = 10  # shrinkage strength: a map win rate counts as 10 extra games at 50%
+TARGETS_PER_TEAM = 2
+DANGER_WEIGHTS = {"elo": 0.35, "rating": 0.30, "kd": 0.15, "adr": 0.10, "win_rate": 0.10}
+ADR_PER_KPR = 105.0  # stand-in ADR for old matches without ADR: a typical damage per kill
+
+
+def round_half_up(value: float) -> int:
+    """Round like a person does (``0.5`` → 1, ``-0.5`` → -1), unlike Python's banker's rounding."""
+    return int(math.floor(abs(value) + 0.5)) * (1 if value >= 0 else -1)
+
+
+def _r(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+# Elo --------------------------------------------------------------------------------------------
+
+
+def elo_expectation(rating: float, opponent: float) -> float:
+    """Expected score of a side: ``E_A = 1 / (1 + 10^((R_B − R_A)/400))``."""
+    return 1.0 / (1.0 + 10 ** ((opponent - rating) / 400.0))
+
+
+def elo_change(win_probability: float, k: int = ELO_K) -> dict[str, int]:
+    """Elo a side gains on a win and loses on a loss: win ``round(K·(1−p))``, loss ``−round(K·p)``.
+
+    ±25 for equal sides; FACEIT's real figures are sometimes one point off.
+    """
+    p = min(1.0, max(0.0, win_probability))
+    return {"win": round_half_up(k * (1 - p)), "loss": -round_half_up(k * p)}
+
+
+# Player form and rating -------------------------------------------------------------------------
+
+
+def estimate_rating(kpr: float, dpr: float, apr: float, adr: float) -> float:
+    """An HLTV-2.0-style rating from per-round figures (the Data API has no rating).
+
+    The community regression of HLTV Rating 2.0 on its inputs:
+
+        Rating ≈ 0.0073·KAST + 0.3591·KPR − 0.5329·DPR + 0.2372·Impact + 0.0032·ADR + 0.1587
+        Impact ≈ 2.13·KPR + 0.42·APR − 0.41
+
+    FACEIT gives no KAST, so it is estimated as the share of rounds that are not "died without
+    a kill or an assist", treating them as independent Poisson events:
+    ``KAST% ≈ 100·(1 − DPR·e^(−KPR)·e^(−APR))``. A typical player (KPR 0.7, DPR 0.68, APR 0.15,
+    ADR 80) comes out near 1.09; the scale reads like HLTV's (1.00 average, 1.20 strong).
+    """
+    kast = 100.0 * (1.0 - min(1.0, max(0.0, dpr)) * math.exp(-kpr) * math.exp(-apr))
+    impact = 2.13 * kpr + 0.42 * apr - 0.41
+    return 0.0073 * kast + 0.3591 * kpr - 0.5329 * dpr + 0.2372 * impact + 0.0032 * adr + 0.1587
+
+
+def five_v_five(recent: Sequence[PlayerMatchStats], limit: int = FORM_MATCHES) -> list[PlayerMatchStats]:
+    """The newest ``limit`` 5v5 matches (Wingman and other modes are left out)."""
+    return [m for m in recent if m.is_5v5][:limit]
+
+
+def recent_form(recent: Sequence[PlayerMatchStats], limit: int = FORM_MATCHES) -> dict[str, Any]:
+    """Form over the newest ``limit`` 5v5 matches.
+
+    K/D, K/R and HS% are ratios of totals (not means of per-match ratios); ADR is the mean over
+    matches that report it (missing before about August 2024). Entry and clutch rates are
+    computed only from matches that carry those keys, else left ``None`` (unknown, not zero).
+    """
+    games = five_v_five(recent, limit)
+    results = "".join("W" if m.won else "L" for m in games if m.won is not None)
+    kills = deaths = assists = rounds = 0.0
+    counted = 0
+    for m in games:
+        if m.kills is not None and m.deaths is not None and m.rounds:
+            kills += m.kills
+            deaths += m.deaths
+            assists += m.assists or 0.0
+            rounds += m.rounds
+            counted += 1
+    kd = kills / deaths if deaths else (kills if counted else _mean(m.kd for m in games))
+    kr = kills / rounds if rounds else _mean(m.kr for m in games)
+    adr = _mean(m.adr for m in games)
+    hs_known = [m for m in games if m.headshots is not None and m.kills is not None]
+    hs_kills = sum(m.kills or 0.0 for m in hs_known)
+    hs_pct = (100.0 * sum(m.headshots or 0.0 for m in hs_known) / hs_kills) if hs_kills else _mean(
+        m.hs_pct for m in games
+    )
+    rating = None
+    if rounds:
+        kpr, dpr, apr = kills / rounds, deaths / rounds, assists / rounds
+        rating = estimate_rating(kpr, dpr, apr, adr if adr is not None else ADR_PER_KPR * kpr)
+    entry_games = [m for m in games if m.entry_count is not None and m.rounds]
+    entry_count = sum(m.entry_count or 0.0 for m in entry_games)
+    entry_rounds = sum(m.rounds or 0.0 for m in entry_games)
+    entry_wins = sum(m.entry_wins or 0.0 for m in entry_games)
+    c11 = [m for m in games if m.clutch_1v1_count is not None]
+    c12 = [m for m in games if m.clutch_1v2_count is not None]
+    c11_n = sum(m.clutch_1v1_count or 0.0 for m in c11)
+    c12_n = sum(m.clutch_1v2_count or 0.0 for m in c12)
+    wins = results.count("W")
+    return {
+        "matches": len(games),
+        "results": results,
+        "wins": wins,
+        "losses": len(results) - wins,
+        "win_rate": _r(100.0 * wins / len(results), 1) if results else None,
+        "kd": _r(kd),
+        "kr": _r(kr),
+        "adr": _r(adr, 1),
+        "hs_pct": _r(hs_pct, 1),
+        "rating": _r(rating),
+        "entry_rate": _r(entry_count / entry_rounds, 3) if entry_rounds else None,
+        "entry_success": _r(entry_wins / entry_count, 3) if entry_count else None,
+        "clutch_1v1": _r(sum(m.clutch_1v1_wins or 0.0 for m in c11) / c11_n, 3) if c11_n else None,
+        "clutch_1v2": _r(sum(m.clutch_1v2_wins or 0.0 for m in c12) / c12_n, 3) if c12_n else None,
+    }
+
+
+def shrunk_rate(wins: float | None, matches: float | None, strength: float = MAP_PRIOR_MATCHES) -> float:
+    """Win rate pulled toward 50% for small samples: ``(W + 0.5·m) / (N + m)``.
+
+    A player 3/3 on a map gets (3 + 5)/(3 + 10) = 61.5%, not 100%; with 200 games the data wins.
+    """
+    n = max(0.0, matches or 0.0)
+    w = min(n, max(0.0, wins or 0.0))
+    return (w + 0.5 * strength) / (n + strength)
+
+
+# Match analysis ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PlayerData:
+    """Everything fetched for one lobby player (any part may be missing)."""
+
+    roster: RosterPlayer
+    profile: PlayerProfile | None = None
+    lifetime: LifetimeStats | None = None
+    recent: list[PlayerMatchStats] = field(default_factory=list)
+
+
+def player_summary(data: PlayerData) -> dict[str, Any]:
+    """One lobby player's line: Elo, level, recent form, rating, entry and clutch."""
+    profile, life = data.profile, data.lifetime
+    form = recent_form(data.recent)
+    elo = profile.elo if profile else None
+    level = (profile.level if profile and profile.level else None) or data.roster.level or level_for_elo(elo)
+    for name, fallback in (
+        ("entry_rate", life.entry_rate if life else None),
+        ("entry_success", life.entry_success if life else None),
+        ("clutch_1v1", life.clutch_1v1 if life else None),
+        ("clutch_1v2", life.clutch_1v2 if life else None),
+    ):
+        if form[name] is None and fallback is not None:
+            form[name] = _r(fallback, 3)
+    return {
+        "player_id": data.roster.player_id,
+        "nickname": profile.nickname if profile and profile.nickname != "?" else data.roster.nickname,
+        "country": profile.country if profile else None,
+        "elo": elo,
+        "level": level,
+        "lifetime_matches": int(life.matches) if life and life.matches is not None else None,
+        "lifetime_kd": _r(life.kd) if life else None,
+        "lifetime_win_rate": _r(life.win_rate, 1) if life else None,
+        "form": form,
+    }
+
+
+def team_win_probabilities(team1: Faction, team2: Faction, elo1: float | None, elo2: float | None) -> tuple[
+    float, float, str
+]:
+    """(p1, p2, source): FACEIT's own ``winProbability`` when present, else the Elo expectation."""
+    if team1.win_probability is not None:
+        return team1.win_probability, 1 - team1.win_probability, "faceit"
+    if team2.win_probability is not None:
+        return 1 - team2.win_probability, team2.win_probability, "faceit"
+    if elo1 is not None and elo2 is not None:
+        p1 = elo_expectation(elo1, elo2)
+        return p1, 1 - p1, "elo"
+    return 0.5, 0.5, "none"
+
+
+def map_table(
+    pool: Sequence[str], lifetimes: dict[str, list[LifetimeStats | None]]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per faction and map: the mean of the players' shrunk win rates and the games behind it.
+
+    A player without lifetime stats counts as 50% (no information).
+    """
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for faction, players in lifetimes.items():
+        rows: dict[str, dict[str, Any]] = {}
+        for mid in pool:
+            rates, games, wins = [], 0.0, 0.0
+            for life in players:
+                seg = life.segment(mid) if life else None
+                n = seg.matches if seg and seg.matches is not None else 0.0
+                w = seg.wins if seg and seg.wins is not None else (
+                    (seg.win_rate or 0.0) / 100 * n if seg else 0.0)
+                rates.append(shrunk_rate(w, n))
+                games += n
+                wins += min(w, n)
+            rate = sum(rates) / len(rates) if rates else 0.5
+            rows[mid] = {"rate": round(rate, 4), "matches": int(games),
+                         "raw_rate": round(wins / games, 4) if games else None}
+        table[faction] = rows
+    return table
+
+
+def map_suggestions(
+    pool: Sequence[str], table: dict[str, dict[str, dict[str, Any]]], picked: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Pick and ban advice for each side from the map table.
+
+    ``advantage`` of a map for faction1 is its rate minus faction2's. Each side should pick its
+    highest-advantage map and ban its lowest first (three bans listed, worst first); ties break
+    alphabetically so the advice is stable.
+    """
+    f1, f2 = table.get("faction1", {}), table.get("faction2", {})
+    maps = []
+    for mid in pool:
+        r1 = f1.get(mid, {}).get("rate", 0.5)
+        r2 = f2.get(mid, {}).get("rate", 0.5)
+        maps.append({
+            "map": mid,
+            "label": map_label(mid),
+            "faction1": f1.get(mid, {"rate": 0.5, "matches": 0, "raw_rate": None}),
+            "faction2": f2.get(mid, {"rate": 0.5, "matches": 0, "raw_rate": None}),
+            "advantage": round(r1 - r2, 4),
+            "picked": mid in picked,
+        })
+    by_adv = sorted(maps, key=lambda m: (-m["advantage"], m["map"]))
+    by_adv_rev = sorted(maps, key=lambda m: (m["advantage"], m["map"]))
+    advice = {
+        "faction1": {"pick": by_adv[0]["map"] if by_adv else None,
+                     "ban": [m["map"] for m in by_adv_rev[:3]]},
+        "faction2": {"pick": by_adv_rev[0]["map"] if by_adv_rev else None,
+                     "ban": [m["map"] for m in by_adv[:3]]},
+    }
+    picked_rows = [m for m in maps if m["picked"]]
+    favoured = None
+    if picked_rows:
+        adv = picked_rows[0]["advantage"]
+        favoured = "faction1" if adv > 0 else "faction2" if adv < 0 else None
+    return {"maps": maps, "advice": advice, "picked": list(picked), "picked_favours": favoured}
+
+
+def danger_scores(players: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """A danger score per player: weighted z-scores of Elo, rating, K/D, ADR and win rate.
+
+    Standardised within the lobby (mean 0, sd 1 over the ten players), so it says who is
+    strong *here*; a missing figure counts as the lobby average (z = 0).
+    """
+    features = {
+        "elo": [p.get("elo") for p in players],
+        "rating": [p["form"].get("rating") for p in players],
+        "kd": [p["form"].get("kd") for p in players],
+        "adr": [p["form"].get("adr") for p in players],
+        "win_rate": [p["form"].get("win_rate") for p in players],
+    }
+    scores = {p["player_id"]: 0.0 for p in players}
+    for name, values in features.items():
+        known = [float(v) for v in values if v is not None]
+        if len(known) < 2:
+            continue
+        mean = statistics.fmean(known)
+        sd = statistics.pstdev(known)
+        if sd == 0:
+            continue
+        for player, value in zip(players, values, strict=True):
+            if value is not None:
+                scores[player["player_id"]] += DANGER_WEIGHTS[name] * (float(value) - mean) / sd
+    return {pid: round(score, 3) for pid, score in scores.items()}
+
+
+def analyse_match(match: Match, data: dict[str, PlayerData]) -> dict[str, Any]:
+    """The pre-game analysis of a lobby (see :mod:`faceit.render` for how it is shown)."""
+    teams: dict[str, dict[str, Any]] = {}
+    for key, faction in match.teams.items():
+        players = [player_summary(data.get(p.player_id) or PlayerData(p)) for p in faction.roster]
+        elos = [p["elo"] for p in players if p["elo"] is not None]
+        teams[key] = {
+            "name": faction.name,
+            "faction_id": faction.faction_id,
+            "players": players,
+            "avg_elo": round(sum(elos) / len(elos)) if elos else (
+                round(faction.rating) if faction.rating is not None else None),
+            "avg_level": _r(_mean(p["level"] for p in players), 1),
+            "avg_rating": _r(_mean(p["form"]["rating"] for p in players)),
+            "avg_kd": _r(_mean(p["form"]["kd"] for p in players)),
+            "avg_adr": _r(_mean(p["form"]["adr"] for p in players), 1),
+            "avg_win_rate": _r(_mean(p["form"]["win_rate"] for p in players), 1),
+        }
+    t1, t2 = match.teams["faction1"], match.teams["faction2"]
+    p1, p2, source = team_win_probabilities(t1, t2, teams["faction1"]["avg_elo"], teams["faction2"]["avg_elo"])
+    for key, p in (("faction1", p1), ("faction2", p2)):
+        teams[key]["win_probability"] = round(p, 4)
+        teams[key]["elo_change"] = elo_change(p)
+    pool = list(match.map_pool) or list(ACTIVE_MAP_POOL)
+    lifetimes = {key: [(data.get(p.player_id) or PlayerData(p)).lifetime for p in f.roster]
+                 for key, f in match.teams.items()}
+    maps = map_suggestions(pool, map_table(pool, lifetimes), match.map_picks)
+    maps["pool_source"] = "veto" if match.map_pool else "active_duty"
+    everyone = teams["faction1"]["players"] + teams["faction2"]["players"]
+    danger = danger_scores(everyone)
+    for player in everyone:
+        player["danger"] = danger[player["player_id"]]
+    for key, other in (("faction1", "faction2"), ("faction2", "faction1")):
+        ranked = sorted(teams[other]["players"], key=lambda p: (-p["danger"], p["nickname"].lower()))
+        teams[key]["threats"] = [p["player_id"] for p in ranked]
+        teams[key]["targets"] = [p["player_id"] for p in reversed(ranked[-TARGETS_PER_TEAM:])]
+    favourite = "faction1" if p1 > p2 else "faction2" if p2 > p1 else None
+    return {
+        "match_id": match.match_id,
+        "status": match.status,
+        "competition": match.competition,
+        "region": match.region,
+        "best_of": match.best_of,
+        "calculate_elo": match.calculate_elo,
+        "location": match.location,
+        "faceit_url": match.faceit_url,
+        "probability_source": source,
+        "favourite": favourite,
+        "teams": teams,
+        "maps": maps,
+    }
+
+
+def finished_match_result(match: Match, rounds: Sequence[MatchRound]) -> dict[str, Any]:
+    """What a finished match came to: winner, each map's score and every player's line."""
+    maps = []
+    for rnd in rounds:
+        teams = []
+        for team in rnd.teams:
+            faction = next((k for k, f in match.teams.items() if f.faction_id == team.team_id), None)
+            teams.append({
+                "faction": faction,
+                "name": team.name,
+                "score": team.final_score,
+                "won": team.won if team.won is not None else (team.team_id == rnd.winner_team_id),
+                "players": sorted(
+                    ({"player_id": p.player_id, "nickname": p.nickname, "kills": _int(p.kills),
+                      "deaths": _int(p.deaths), "assists": _int(p.assists), "kd": _r(p.kd),
+                      "adr": _r(p.adr, 1), "hs_pct": _r(p.hs_pct, 1), "mvps": _int(p.mvps)}
+                     for p in team.players),
+                    key=lambda p: (-(p["kills"] or 0), p["nickname"].lower()),
+                ),
+            })
+        maps.append({"map": rnd.map, "label": map_label(rnd.map), "rounds": _int(rnd.rounds), "teams": teams})
+    everyone = [p for m in maps for t in m["teams"] for p in t["players"]]
+    best = max(everyone, key=lambda p: ((p["kd"] or 0.0), (p["adr"] or 0.0)), default=None)
+    return {
+        "match_id": match.match_id,
+        "status": match.status,
+        "finished_at": match.finished_at,
+        "winner": match.winner,
+        "teams": {k: {"name": f.name, "faction_id": f.faction_id} for k, f in match.teams.items()},
+        "maps": maps,
+        "best_player": best["nickname"] if best else None,
+        "faceit_url": match.faceit_url,
+    }
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(round(value))
+
+
+# Player report --------------------------------------------------------------------------------
+
+
+def form_trend(recent: Sequence[PlayerMatchStats]) -> dict[str, Any]:
+    """The last 10 5v5 matches against the 10 before: rating, K/D, ADR and win-rate deltas.
+
+    ``direction`` is ``up``/``down`` when the rating moved by at least 0.05, else ``flat``.
+    """
+    games = five_v_five(recent, 2 * 10)
+    newer, older = recent_form(games[:10], 10), recent_form(games[10:], 10)
+    delta: dict[str, float | None] = {}
+    for name in ("rating", "kd", "adr", "win_rate"):
+        a, b = newer[name], older[name]
+        delta[name] = None if a is None or b is None else round(a - b, 2)
+    direction = "flat"
+    if delta["rating"] is not None and older["matches"] >= 5:
+        direction = "up" if delta["rating"] >= 0.05 else "down" if delta["rating"] <= -0.05 else "flat"
+    return {"last10": newer, "previous10": older, "delta": delta, "direction": direction}
+
+
+def chart_series(recent: Sequence[PlayerMatchStats], elo_history: Sequence[tuple[float, int]]) -> dict[str, Any]:
+    """Oldest-first series for the report chart: per-match K/D, ADR, result, and Elo snapshots."""
+    games = list(reversed(five_v_five(recent)))
+    return {
+        "kd": [_r(m.kd if m.kd is not None else ((m.kills or 0) / m.deaths if m.deaths else None)) for m in games],
+        "adr": [_r(m.adr, 1) for m in games],
+        "won": [m.won for m in games],
+        "maps": [m.map for m in games],
+        "finished_at": [m.finished_at for m in games],
+        "elo": [[t, e] for t, e in elo_history],
+    }
+
+
+def player_report(
+    profile: PlayerProfile,
+    lifetime: LifetimeStats | None,
+    recent: Sequence[PlayerMatchStats],
+    elo_history: Sequence[tuple[float, int]] = (),
+) -> dict[str, Any]:
+    """Profile, level progress, lifetime and recent stats, per-map table, form trend, chart data."""
+    maps = []
+    if lifetime:
+        for seg in sorted(lifetime.maps, key=lambda s: (-(s.matches or 0), s.map)):
+            maps.append({"map": seg.map, "label": map_label(seg.map), "matches": _int(seg.matches),
+                         "win_rate": _r(seg.win_rate, 1), "kd": _r(seg.kd), "adr": _r(seg.adr, 1),
+                         "hs_pct": _r(seg.hs_pct, 1)})
+    life = None
+    if lifetime:
+        life = {
+            "matches": _int(lifetime.matches), "wins": _int(lifetime.wins), "win_rate": _r(lifetime.win_rate, 1),
+            "kd": _r(lifetime.kd), "hs_pct": _r(lifetime.hs_pct, 1), "adr": _r(lifetime.adr, 1),
+            "current_streak": _int(lifetime.current_streak), "longest_streak": _int(lifetime.longest_streak),
+            "recent_results": "".join("W" if r else "L" for r in lifetime.recent_results),
+            "entry_rate": _r(lifetime.entry_rate, 3), "entry_success": _r(lifetime.entry_success, 3),
+            "clutch_1v1": _r(lifetime.clutch_1v1, 3), "clutch_1v2": _r(lifetime.clutch_1v2, 3),
+            "utility_damage_per_round": _r(lifetime.utility_damage_per_round, 1),
+        }
+    elo_change_seen = None
+    if len(elo_history) >= 2:
+        elo_change_seen = elo_history[-1][1] - elo_history[0][1]
+    return {
+        "player_id": profile.player_id,
+        "nickname": profile.nickname,
+        "country": profile.country,
+        "avatar": profile.avatar,
+        "faceit_url": profile.faceit_url,
+        "elo": profile.elo,
+        "level": profile.level or level_for_elo(profile.elo),
+        "progress": level_progress(profile.elo),
+        "lifetime": life,
+        "form": recent_form(recent),
+        "trend": form_trend(recent),
+        "maps": maps,
+        "elo_seen_change": elo_change_seen,
+        "chart": chart_series(recent, elo_history),
+    }
+
+
+# Monitoring and analytics ----------------------------------------------------------------------
+
+
+def match_notification(
+    player_id: str, nickname: str, stat: PlayerMatchStats, elo: int | None, elo_delta: int | None
+) -> dict[str, Any]:
+    """One finished match of a followed player, as a notification payload."""
+    return {
+        "player_id": player_id,
+        "nickname": nickname,
+        "match_id": stat.match_id,
+        "finished_at": stat.finished_at,
+        "map": stat.map,
+        "label": map_label(stat.map),
+        "score": stat.score,
+        "won": stat.won,
+        "kills": _int(stat.kills),
+        "deaths": _int(stat.deaths),
+        "assists": _int(stat.assists),
+        "kd": _r(stat.kd),
+        "adr": _r(stat.adr, 1),
+        "hs_pct": _r(stat.hs_pct, 1),
+        "mvps": _int(stat.mvps),
+        "elo": elo,
+        "elo_change": elo_delta,
+        "faceit_url": f"https://www.faceit.com/en/cs2/room/{stat.match_id}",
+    }
+
+
+def tracked_player_period(
+    player_id: str,
+    nickname: str,
+    recent: Sequence[PlayerMatchStats],
+    since: float,
+    elo_now: int | None,
+    elo_history: Sequence[tuple[float, int]],
+) -> dict[str, Any]:
+    """A followed player's matches since ``since`` (epoch s) and Elo trend over the period."""
+    games = [m for m in recent if m.is_5v5 and (m.finished_at or 0) >= since]
+    form = recent_form(games, limit=len(games) or 1) if games else recent_form([], 1)
+    in_period = [(t, e) for t, e in elo_history if t >= since]
+    before = [(t, e) for t, e in elo_history if t < since]
+    start = before[-1][1] if before else (in_period[0][1] if in_period else None)
+    end = elo_now if elo_now is not None else (in_period[-1][1] if in_period else None)
+    return {
+        "player_id": player_id,
+        "nickname": nickname,
+        "matches": form["matches"],
+        "results": form["results"],
+        "wins": form["wins"],
+        "win_rate": form["win_rate"],
+        "kd": form["kd"],
+        "adr": form["adr"],
+        "rating": form["rating"],
+        "elo": end,
+        "elo_start": start,
+        "elo_change": (end - start) if start is not None and end is not None else None,
+    }

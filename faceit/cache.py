@@ -1,0 +1,206 @@
+"""Redis cache of Data API responses with single-flight across tasks and processes.
+
+A read goes: cached value → return it. Otherwise one task per process joins an in-process
+future for the key, and across processes a Redis lock (``SET NX PX``) elects one leader that
+fetches upstream; the others wait for the lock to go and read what the leader stored. So 50
+concurrent requests for one player from two processes make one upstream call.
+
+The leader renews its lock while it fetches (the fetch may queue behind the rate limiter), so a
+slow fetch is never duplicated, while a crashed leader's lock expires within ``lock_ttl``.
+A failed fetch is remembered briefly (``failure`` key) so that waiters, and repeats of a bad
+nickname, get the same error instead of each trying again.
+
+Values are JSON; every key is written with a TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from faceit import errors
+from faceit.keys import FaceitKeys
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[], Awaitable[Any]]
+TtlFor = Callable[[Any], int]
+
+# Seconds a failure is remembered: not-found answers are stable, the rest should be retried soon.
+FAILURE_TTL = {"not_found": 30, "bad_input": 30}
+DEFAULT_FAILURE_TTL = 2
+
+_STORE = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('DEL', KEYS[3])
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+_FAIL = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+_ERRORS: dict[str, type[errors.FaceitBotError]] = {
+    cls.code: cls
+    for cls in (
+        errors.NotFoundError,
+        errors.AuthError,
+        errors.BadInputError,
+        errors.RateLimitedError,
+        errors.UpstreamError,
+        errors.MatchNotAnalysableError,
+        errors.PermanentError,
+        errors.TransientError,
+    )
+}
+
+
+def _encode_failure(exc: errors.FaceitBotError) -> str:
+    return json.dumps({"code": exc.code, "message": exc.message, "retry_after": exc.retry_after,
+                       "key": getattr(exc, "key", None), "params": getattr(exc, "params", None)})
+
+
+def _decode_failure(text: str) -> errors.FaceitBotError:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return errors.UpstreamError("unreadable cached failure")
+    cls = _ERRORS.get(data.get("code"), errors.UpstreamError)
+    exc = cls(data.get("message") or "", retry_after=data.get("retry_after"))
+    if data.get("key"):
+        exc.key = data["key"]  # type: ignore[attr-defined]
+        exc.params = data.get("params") or {}  # type: ignore[attr-defined]
+    return exc
+
+
+class SingleFlightCache:
+    """Cache-aside with single-flight (see the module docstring)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: FaceitKeys,
+        *,
+        lock_ttl: float = 15.0,
+        max_wait: float = 300.0,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.lock_ttl = lock_ttl
+        self.max_wait = max_wait
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._store = redis.register_script(_STORE)
+        self._fail = redis.register_script(_FAIL)
+        self._release = redis.register_script(_RELEASE)
+        self._renew = redis.register_script(_RENEW)
+
+    async def peek(self, key: str) -> tuple[bool, Any]:
+        """(hit, value) without fetching; raises a remembered failure."""
+        value, failure = await self.redis.mget(key, self.keys.failure(key))
+        if value is not None:
+            return True, json.loads(value)
+        if failure is not None:
+            raise _decode_failure(failure)
+        return False, None
+
+    async def put(self, key: str, value: Any, ttl: int) -> None:
+        await self.redis.set(key, json.dumps(value, separators=(",", ":")), ex=max(1, int(ttl)))
+
+    async def get(self, key: str, fetch: Fetch, ttl_for: TtlFor, *, refresh: bool = False) -> Any:
+        """The cached value of ``key``, fetching it (once across processes) when absent.
+
+        ``refresh=True`` skips the cached value and fetches anew (still single-flight).
+        """
+        if not refresh:
+            hit, value = await self.peek(key)
+            if hit:
+                return value
+        running = self._inflight.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            value = await self._lead_or_follow(key, fetch, ttl_for)
+        except BaseException as exc:
+            # Waiters must not see a CancelledError that was not theirs.
+            shared = exc if isinstance(exc, Exception) else errors.UpstreamError("FACEIT fetch was cancelled")
+            future.set_exception(shared)
+            future.exception()  # mark retrieved: nobody else may be waiting
+            raise
+        else:
+            future.set_result(value)
+            return value
+        finally:
+            self._inflight.pop(key, None)
+
+    async def _lead_or_follow(self, key: str, fetch: Fetch, ttl_for: TtlFor) -> Any:
+        lock = self.keys.lock(key)
+        deadline = time.monotonic() + self.max_wait
+        while True:
+            token = uuid.uuid4().hex
+            if await self.redis.set(lock, token, nx=True, px=int(self.lock_ttl * 1000)):
+                return await self._lead(key, lock, token, fetch, ttl_for)
+            # Someone else is fetching it: wait for their lock to go, then read their answer.
+            await self._wait_unlocked(lock, deadline)
+            hit, value = await self.peek(key)
+            if hit:
+                return value
+            if time.monotonic() > deadline:
+                raise errors.UpstreamError("timed out waiting for another FACEIT fetch")
+
+    async def _lead(self, key: str, lock: str, token: str, fetch: Fetch, ttl_for: TtlFor) -> Any:
+        renewer = asyncio.create_task(self._keep_lock(lock, token))
+        try:
+            value = await fetch()
+        except errors.FaceitBotError as exc:
+            ttl = FAILURE_TTL.get(exc.code, DEFAULT_FAILURE_TTL)
+            with contextlib.suppress(Exception):
+                await self._fail(keys=[self.keys.failure(key), lock], args=[_encode_failure(exc), ttl, token])
+            raise
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._release(keys=[lock], args=[token])
+            raise
+        finally:
+            renewer.cancel()
+        payload = json.dumps(value, separators=(",", ":"))
+        await self._store(
+            keys=[key, lock, self.keys.failure(key)], args=[payload, max(1, int(ttl_for(value))), token]
+        )
+        return value
+
+    async def _keep_lock(self, lock: str, token: str) -> None:
+        interval = self.lock_ttl / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._renew(keys=[lock], args=[token, int(self.lock_ttl * 1000)])
+            except Exception:  # the fetch itself will report Redis trouble
+                log.debug("could not renew single-flight lock %s", lock)
+
+    async def _wait_unlocked(self, lock: str, deadline: float) -> None:
+        delay = 0.005
+        while await self.redis.exists(lock):
+            if time.monotonic() > deadline:
+                raise errors.UpstreamError("timed out waiting for another FACEIT fetch")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.6, 0.1)

@@ -1,0 +1,62 @@
+"""The player report chart: recent K/D, ADR and results, plus an Elo line once snapshots exist.
+
+Rendered headless with matplotlib's Agg backend into PNG bytes (never written to disk).
+matplotlib is imported on first use, since it takes a while and most processes never draw.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+_LOCK = threading.Lock()  # pyplot's state is global: one drawing at a time per process
+
+_TEXT = {
+    "en": {"match": "match (oldest → newest)", "kd": "K/D", "adr": "ADR", "elo": "Elo", "win": "win", "loss": "loss"},
+    "ru": {"match": "матч (от старых к новым)", "kd": "K/D", "adr": "ADR", "elo": "Elo", "win": "победа",
+           "loss": "поражение"},
+}
+
+
+def player_chart_png(chart: dict[str, Any], nickname: str, lang: str = "en") -> bytes:
+    """PNG of ``chart`` (from :func:`faceit.analysis.chart_series`)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    words = _TEXT.get(lang, _TEXT["en"])
+    kd = [v if v is not None else float("nan") for v in chart.get("kd", [])]
+    adr = [v if v is not None else float("nan") for v in chart.get("adr", [])]
+    won = chart.get("won", [])
+    elo = chart.get("elo", [])
+    rows = 2 if len(elo) >= 2 else 1
+    with _LOCK:
+        fig = Figure(figsize=(8, 3.2 * rows), dpi=100)
+        ax = fig.add_subplot(rows, 1, 1)
+        x = list(range(1, len(kd) + 1))
+        ax.plot(x, kd, color="#1f77b4", marker="o", label=words["kd"])
+        ax.axhline(1.0, color="#1f77b4", alpha=0.25, linestyle="--")
+        ax.set_ylabel(words["kd"])
+        for i, result in enumerate(won, start=1):
+            if result is not None:
+                ax.axvspan(i - 0.5, i + 0.5, color="#2ca02c" if result else "#d62728", alpha=0.12, lw=0)
+        ax2 = ax.twinx()
+        ax2.plot(x, adr, color="#ff7f0e", marker="s", alpha=0.8, label=words["adr"])
+        ax2.set_ylabel(words["adr"])
+        ax.set_xlabel(words["match"])
+        ax.set_title(nickname)
+        handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+        ax.legend(handles, [words["kd"], words["adr"]], loc="upper left", fontsize=8)
+        if rows == 2:
+            ax3 = fig.add_subplot(rows, 1, 2)
+            times = [datetime.fromtimestamp(ts, UTC) for ts, _ in elo]
+            ax3.plot(times, [value for _, value in elo], color="#9467bd", marker=".")
+            ax3.set_ylabel(words["elo"])
+            fig.autofmt_xdate()
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+    return buffer.getvalue()

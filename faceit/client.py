@@ -1,0 +1,335 @@
+"""Async client of the FACEIT Data API v4: cached, single-flight, paced, with mapped errors.
+
+One :class:`FaceitClient` per event loop (see :mod:`faceit.context`), one aiohttp session in it,
+opened on first use. Every method goes through the Redis cache (:mod:`faceit.cache`) unless
+called with ``refresh=True``; every upstream request first takes a slot from the shared token
+bucket (:mod:`faceit.ratelimit`) and is counted (:mod:`faceit.metrics`).
+
+Errors map onto :mod:`faceit.errors`: 404 → :class:`NotFoundError`, 401/403 → :class:`AuthError`,
+429 → :class:`RateLimitedError` (``retry_after`` from ``Retry-After``; the shared bucket is pushed
+back so no process sends anything until then), 5xx/timeouts/connection errors →
+:class:`UpstreamError`. A 429 is retried once internally after the push-back (``rate_limit_retries``)
+and a 5xx/connection error once after a short pause, so a brief hiccup does not fail a job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from faceit import errors
+from faceit.cache import SingleFlightCache
+from faceit.i18n import with_key
+from faceit.keys import FaceitKeys, key_fingerprint
+from faceit.metrics import CallCounter
+from faceit.models import (
+    FINISHED,
+    NOT_ANALYSABLE,
+    LifetimeStats,
+    Match,
+    MatchRound,
+    PlayerMatchStats,
+    PlayerProfile,
+    as_dict,
+    parse_match_stats,
+    parse_recent,
+)
+from faceit.ratelimit import SharedRateLimiter
+
+log = logging.getLogger(__name__)
+
+SANDBOX_API_KEY = "sandbox-key"  # used when FACEIT_API_KEY is empty (the sandbox's default key)
+RECENT_FETCH_LIMIT = 30  # one call fetches enough to keep the last 20 5v5 matches
+DEFAULT_RETRY_AFTER = 2.0  # seconds to pause on a 429 without Retry-After
+MAX_INTERNAL_RETRY_WAIT = 10.0  # longer Retry-After values go back to the job's retry schedule
+
+
+@dataclass(frozen=True, slots=True)
+class CacheTTLs:
+    """Seconds each kind of response is cached (``FACEIT_CACHE_*_TTL``)."""
+
+    match: int = 60
+    profile: int = 300
+    recent: int = 600
+    lifetime: int = 1800
+    finished: int = 2_592_000
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: ``"2"`` → 2.0, an HTTP date → seconds from now, junk → None."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class FaceitClient:
+    """The Data API calls the bot needs (each returns a parsed model, see :mod:`faceit.models`)."""
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        api_key: str,
+        redis: Redis,
+        keys: FaceitKeys,
+        timeout: float = 10.0,
+        rate: float = 8.0,
+        burst: int = 30,
+        ttls: CacheTTLs | None = None,
+        rate_limit_retries: int = 1,
+        transient_retries: int = 1,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._api_key = api_key
+        self.redis = redis
+        self.keys = keys
+        self.timeout = timeout
+        self.ttls = ttls or CacheTTLs()
+        self.rate_limit_retries = rate_limit_retries
+        self.transient_retries = transient_retries
+        self.cache = SingleFlightCache(redis, keys)
+        self.limiter = SharedRateLimiter(redis, keys, key_fingerprint(api_key), rate=rate, burst=burst)
+        self.counter = CallCounter(redis, keys)
+        self._session: aiohttp.ClientSession | None = None
+        self.upstream_calls = 0  # requests this client sent (for tests and benchmarks)
+
+    def __repr__(self) -> str:  # never show the key
+        return f"FaceitClient(api_url={self.api_url!r})"
+
+    @classmethod
+    def from_settings(cls, settings: Any, redis: Redis) -> FaceitClient:
+        return cls(
+            api_url=settings.faceit_api_url,
+            api_key=settings.faceit_api_key.get_secret_value() or SANDBOX_API_KEY,
+            redis=redis,
+            keys=FaceitKeys(settings.redis_key_prefix),
+            timeout=settings.faceit_request_timeout,
+            rate=settings.faceit_rate_limit,
+            burst=settings.faceit_rate_burst,
+            ttls=CacheTTLs(
+                match=settings.faceit_cache_match_ttl,
+                profile=settings.faceit_cache_profile_ttl,
+                recent=settings.faceit_cache_recent_ttl,
+                lifetime=settings.faceit_cache_lifetime_ttl,
+                finished=settings.faceit_cache_finished_ttl,
+            ),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=aiohttp.TCPConnector(limit=64),
+            )
+        return self._session
+
+    # Raw requests --------------------------------------------------------------------------
+
+    async def request(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """GET ``path`` (relative to the API URL) with pacing, retries and mapped errors."""
+        rate_retries = self.rate_limit_retries
+        transient_retries = self.transient_retries
+        while True:
+            try:
+                return await self._request_once(path, params)
+            except errors.RateLimitedError as exc:
+                wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RETRY_AFTER
+                if rate_retries <= 0 or wait > MAX_INTERNAL_RETRY_WAIT:
+                    raise
+                rate_retries -= 1  # the bucket already holds every client back for `wait`
+            except errors.UpstreamError as exc:
+                if transient_retries <= 0 or getattr(exc, "outcome", "") == "timeout":
+                    raise
+                transient_retries -= 1
+                await asyncio.sleep(0.3)
+
+    async def _request_once(self, path: str, params: dict[str, Any] | None) -> Any:
+        try:
+            await self.limiter.acquire()
+        except RedisError as exc:
+            raise errors.UpstreamError(f"Redis unavailable for the FACEIT rate limit: {exc}") from None
+        url = f"{self.api_url}{path}"
+        self.upstream_calls += 1
+        outcome = "ok"
+        try:
+            async with self._http().get(url, params=params) as response:
+                status = response.status
+                if status == 200:
+                    try:
+                        return await response.json(content_type=None)
+                    except (ValueError, aiohttp.ContentTypeError):
+                        outcome = "bad_response"
+                        raise _upstream(f"FACEIT sent unreadable JSON for {path}", outcome) from None
+                body = await _error_message(response)
+                if status == 429:
+                    outcome = "rate_limited"
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    await self._push_back(retry_after if retry_after is not None else DEFAULT_RETRY_AFTER)
+                    raise errors.RateLimitedError(f"FACEIT rate limit on {path}", retry_after=retry_after)
+                if status == 404:
+                    outcome = "not_found"
+                    raise errors.NotFoundError(f"FACEIT has no {path} ({body})")
+                if status in (401, 403):
+                    outcome = "auth"
+                    log.error("FACEIT refused the API key (HTTP %s) on %s", status, path)
+                    raise errors.AuthError(f"FACEIT refused the API key (HTTP {status})")
+                if status >= 500:
+                    outcome = "upstream"
+                    raise _upstream(f"FACEIT HTTP {status} on {path}", outcome)
+                outcome = "client_error"
+                if status == 400:
+                    raise with_key(errors.BadInputError(f"FACEIT rejected {path}: {body}"), "bad_request")
+                raise errors.PermanentError(f"FACEIT HTTP {status} on {path}: {body}")
+        except TimeoutError:
+            outcome = "timeout"
+            raise _upstream(f"FACEIT did not answer {path} within {self.timeout:g}s", outcome) from None
+        except aiohttp.ClientError as exc:
+            outcome = "connection"
+            raise _upstream(f"cannot reach FACEIT for {path}: {type(exc).__name__}", outcome) from None
+        finally:
+            await self._count(outcome)
+
+    async def _push_back(self, seconds: float) -> None:
+        try:
+            await self.limiter.block(seconds + 0.1)  # a little margin over the server's window
+        except RedisError:
+            log.warning("could not push the shared FACEIT bucket back (Redis unavailable)")
+
+    async def _count(self, outcome: str) -> None:
+        try:
+            await self.counter.record(outcome)
+        except RedisError:
+            log.warning("could not record a FACEIT call outcome (Redis unavailable)")
+
+    async def _cached(self, key: str, path: str, params: dict[str, Any] | None, ttl: Any, refresh: bool) -> Any:
+        ttl_for = ttl if callable(ttl) else (lambda _value: ttl)
+        try:
+            return await self.cache.get(key, lambda: self.request(path, params), ttl_for, refresh=refresh)
+        except RedisError as exc:
+            raise errors.UpstreamError(f"Redis unavailable for the FACEIT cache: {exc}") from None
+
+    # The calls ---------------------------------------------------------------------------------
+
+    async def get_player_by_nickname(self, nickname: str, *, refresh: bool = False) -> PlayerProfile:
+        """``/players?nickname=…&game=cs2`` (nicknames are case-sensitive)."""
+        key = self.keys.cache("player_nick", nickname)
+        try:
+            raw = await self._cached(key, "/players", {"nickname": nickname, "game": "cs2"},
+                                     self.ttls.profile, refresh)
+        except errors.NotFoundError as exc:
+            raise with_key(exc, "player_not_found", ref=nickname) from None
+        profile = PlayerProfile.from_api(raw)
+        if profile.player_id:  # the same profile answers a later lookup by id
+            try:
+                await self.cache.put(self.keys.cache("player", profile.player_id), raw, self.ttls.profile)
+            except RedisError:
+                pass
+        return profile
+
+    async def get_player(self, player_id: str, *, refresh: bool = False) -> PlayerProfile:
+        key = self.keys.cache("player", player_id)
+        try:
+            raw = await self._cached(key, f"/players/{_seg(player_id)}", None, self.ttls.profile, refresh)
+        except errors.NotFoundError as exc:
+            raise with_key(exc, "player_not_found", ref=player_id) from None
+        return PlayerProfile.from_api(raw)
+
+    async def get_lifetime_stats(self, player_id: str, *, refresh: bool = False) -> LifetimeStats:
+        key = self.keys.cache("lifetime", player_id)
+        raw = await self._cached(key, f"/players/{_seg(player_id)}/stats/cs2", None, self.ttls.lifetime, refresh)
+        return LifetimeStats.from_api(raw)
+
+    async def get_recent_stats(
+        self, player_id: str, *, limit: int = RECENT_FETCH_LIMIT, refresh: bool = False
+    ) -> list[PlayerMatchStats]:
+        """The player's last ``limit`` matches with per-match stats, newest first (one call)."""
+        limit = max(1, min(100, int(limit)))
+        key = self.keys.cache("recent", player_id, limit)
+        raw = await self._cached(key, f"/players/{_seg(player_id)}/games/cs2/stats",
+                                 {"limit": limit, "offset": 0}, self.ttls.recent, refresh)
+        return parse_recent(raw)
+
+    async def get_history(
+        self,
+        player_id: str,
+        *,
+        limit: int = 20,
+        offset: int = 0,
+        since: int | None = None,
+        refresh: bool = False,
+    ) -> list[dict[str, Any]]:
+        """``/players/{id}/history`` items (raw dicts; ``since`` is epoch seconds)."""
+        params: dict[str, Any] = {"game": "cs2", "offset": max(0, min(1000, offset)),
+                                  "limit": max(1, min(100, limit))}
+        if since is not None:
+            params["from"] = int(since)
+        key = self.keys.cache("history", player_id, params["offset"], params["limit"], since or "")
+        raw = await self._cached(key, f"/players/{_seg(player_id)}/history", params, self.ttls.recent, refresh)
+        return [as_dict(item) for item in (as_dict(raw).get("items") or []) if isinstance(item, dict)]
+
+    async def get_match(self, match_id: str, *, refresh: bool = False) -> Match:
+        """``/matches/{id}``; finished and cancelled matches are cached as immutable."""
+
+        def ttl_for(raw: Any) -> int:
+            status = str(as_dict(raw).get("status", "")).upper()
+            return self.ttls.finished if status == FINISHED or status in NOT_ANALYSABLE else self.ttls.match
+
+        key = self.keys.cache("match", match_id)
+        try:
+            raw = await self._cached(key, f"/matches/{_seg(match_id)}", None, ttl_for, refresh)
+        except errors.NotFoundError as exc:
+            raise with_key(exc, "match_not_found", ref=match_id) from None
+        return Match.from_api(raw)
+
+    async def get_match_stats(self, match_id: str, *, refresh: bool = False) -> list[MatchRound]:
+        """``/matches/{id}/stats`` (only finished matches have them; cached 30 days)."""
+        key = self.keys.cache("match_stats", match_id)
+        raw = await self._cached(key, f"/matches/{_seg(match_id)}/stats", None, self.ttls.finished, refresh)
+        return parse_match_stats(raw)
+
+
+def _seg(value: str) -> str:
+    return quote(str(value), safe="-_.")
+
+
+def _upstream(message: str, outcome: str) -> errors.UpstreamError:
+    exc = errors.UpstreamError(message)
+    exc.outcome = outcome  # type: ignore[attr-defined]
+    return exc
+
+
+async def _error_message(response: aiohttp.ClientResponse) -> str:
+    """The API's error text (``{"errors":[{"message"}]}`` or ``{"message"}``), shortened."""
+    try:
+        data = await response.json(content_type=None)
+    except Exception:
+        return f"HTTP {response.status}"
+    data = as_dict(data)
+    items = data.get("errors")
+    if isinstance(items, list) and items and isinstance(items[0], dict):
+        return str(items[0].get("message", ""))[:200]
+    return str(data.get("message", f"HTTP {response.status}"))[:200]

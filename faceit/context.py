@@ -1,0 +1,87 @@
+"""The FACEIT layer's per-process, per-event-loop resources: Redis client, Data API client, store.
+
+Workers run every async actor of a process on one event loop, so one aiohttp session and one
+Redis pool per loop is right; tests run each test on its own loop, so contexts are keyed by the
+running loop and must be closed (``await close_faceit_context()``) before their loop ends.
+Settings are read when a loop's context is first built (``get_settings()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from faceit.client import FaceitClient
+from faceit.keys import FaceitKeys
+from faceit.store import FaceitStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class FaceitContext:
+    settings: Any
+    redis: Redis
+    keys: FaceitKeys
+    client: FaceitClient
+    store: FaceitStore
+
+    async def close(self) -> None:
+        await self.client.close()
+        await self.redis.aclose()
+
+
+_contexts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FaceitContext] = weakref.WeakKeyDictionary()
+
+
+def build_redis(settings: Any) -> Redis:
+    """An async Redis client (decoded strings) from ``REDIS_URL``/``REDIS_PASSWORD``/Sentinel."""
+    password = settings.redis_password.get_secret_value() or None
+    if settings.redis_sentinels and settings.redis_sentinel_master:
+        from redis.asyncio.sentinel import Sentinel
+
+        hosts = []
+        for item in settings.redis_sentinels:
+            host, _, port = item.rpartition(":")
+            hosts.append((host or item, int(port or 26379)))
+        sentinel = Sentinel(hosts, password=password, decode_responses=True)
+        return sentinel.master_for(settings.redis_sentinel_master, decode_responses=True, password=password)
+    kwargs: dict[str, Any] = {"decode_responses": True}
+    if password and "@" not in settings.redis_url:
+        kwargs["password"] = password
+    return Redis.from_url(settings.redis_url, **kwargs)
+
+
+def build_context(settings: Any) -> FaceitContext:
+    redis = build_redis(settings)
+    keys = FaceitKeys(settings.redis_key_prefix)
+    client = FaceitClient.from_settings(settings, redis)
+    return FaceitContext(settings=settings, redis=redis, keys=keys, client=client,
+                         store=FaceitStore(redis, keys))
+
+
+async def get_faceit_context() -> FaceitContext:
+    """The context of the running loop, built from the settings on first use."""
+    loop = asyncio.get_running_loop()
+    context = _contexts.get(loop)
+    if context is None:
+        from settings import get_settings
+
+        context = build_context(get_settings())
+        _contexts[loop] = context
+        if context.settings.sandbox_faceit:
+            log.info("FACEIT_API_KEY is empty: the client talks to %s (sandbox expected)",
+                     context.settings.faceit_api_url)
+    return context
+
+
+async def close_faceit_context() -> None:
+    """Close and forget the running loop's context (no-op when there is none)."""
+    context = _contexts.pop(asyncio.get_running_loop(), None)
+    if context is not None:
+        await context.close()

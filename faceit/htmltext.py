@@ -1,0 +1,118 @@
+"""Telegram-HTML helpers: escaping, per-language numbers, and splitting long messages.
+
+Telegram accepts at most 4096 characters per message and rejects unbalanced tags, so
+:func:`split_html` cuts at line ends (inside a line only when one line alone is too long, and
+never inside a tag or an entity), closes the tags open at each cut and reopens them in the
+next part.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+TELEGRAM_LIMIT = 4096
+
+_TAG_RE = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)[^>]*>")
+_ATOM_RE = re.compile(r"<[^>]*>|&#?[a-zA-Z0-9]+;|[^<&]+|[<&]")
+
+
+def e(value: object) -> str:
+    """Escape anything for Telegram HTML text (and attribute values)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def fmt_num(value: float | None, lang: str, digits: int = 2, dash: str = "—") -> str:
+    """``1234.5`` → ``1,234.50`` (en) / ``1 234,50`` (ru); None → ``—``."""
+    if value is None:
+        return dash
+    text = f"{value:,.{digits}f}"
+    if lang == "ru":
+        text = text.replace(",", "\u00a0").replace(".", ",")
+    return text
+
+
+def fmt_int(value: float | None, lang: str, dash: str = "—") -> str:
+    return fmt_num(value, lang, 0, dash)
+
+
+def fmt_signed(value: float | None, lang: str, digits: int = 0, dash: str = "—") -> str:
+    """``+21`` / ``−29`` (a real minus sign)."""
+    if value is None:
+        return dash
+    body = fmt_num(abs(value), lang, digits)
+    if value > 0:
+        return f"+{body}"
+    if value < 0:
+        return f"−{body}"
+    return body
+
+
+def fmt_pct(value: float | None, lang: str, digits: int = 0, *, fraction: bool = False) -> str:
+    """A percentage; ``fraction=True`` when the value is 0..1 rather than 0..100."""
+    if value is None:
+        return "—"
+    return fmt_num(value * 100 if fraction else value, lang, digits) + "%"
+
+
+def _apply(stack: list[tuple[str, str]], chunk: str) -> list[tuple[str, str]]:
+    stack = list(stack)
+    for found in _TAG_RE.finditer(chunk):
+        closing, name = found.group(1), found.group(2).lower()
+        if closing:
+            for i in range(len(stack) - 1, -1, -1):
+                if stack[i][0] == name:
+                    del stack[i]
+                    break
+        else:
+            stack.append((name, found.group(0)))
+    return stack
+
+
+def _closing(stack: list[tuple[str, str]]) -> str:
+    return "".join(f"</{name}>" for name, _ in reversed(stack))
+
+
+def split_html(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
+    """Cut Telegram HTML into parts of at most ``limit`` characters with balanced tags."""
+    if len(text) <= limit:
+        return [text] if text.strip() else []
+    parts: list[str] = []
+    stack: list[tuple[str, str]] = []
+    current = ""
+    prefix_len = 0
+
+    def flush() -> None:
+        nonlocal current, prefix_len
+        if len(current) > prefix_len:
+            parts.append((current + _closing(stack)).strip("\n"))
+        current = "".join(opening for _, opening in stack)
+        prefix_len = len(current)
+
+    for line in text.splitlines(keepends=True):
+        after = _apply(stack, line)
+        if len(current) + len(line) + len(_closing(after)) <= limit:
+            current += line
+            stack = after
+            continue
+        flush()
+        if len(current) + len(line) + len(_closing(after)) <= limit:
+            current += line
+            stack = after
+            continue
+        for atom in _ATOM_RE.findall(line):
+            for piece in _pieces(atom, limit // 2):
+                after = _apply(stack, piece)
+                if len(current) + len(piece) + len(_closing(after)) > limit:
+                    flush()
+                current += piece
+                stack = after
+    flush()
+    return [part for part in parts if part.strip()]
+
+
+def _pieces(atom: str, size: int) -> list[str]:
+    """Plain text may be cut anywhere; tags and entities stay whole."""
+    if atom.startswith(("<", "&")) or len(atom) <= size:
+        return [atom]
+    return [atom[i:i + size] for i in range(0, len(atom), size)]

@@ -1,0 +1,167 @@
+"""User-facing texts of the FACEIT layer in Russian and English: errors and progress stages.
+
+Errors carry a stable ``code`` (the class's, e.g. ``bad_input``) and, when the FACEIT layer
+knows more, a finer ``key`` (``bad_match_ref``, ``player_not_found`` …) with ``params``
+(attached by :func:`with_key`). The bot shows ``user_message(exc, lang)``; the texts are plain
+(no HTML) so the bot may escape them as it likes. :func:`stage_text` names a progress stage.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+LANGS = ("en", "ru")
+DEFAULT_LANG = "en"
+
+E = TypeVar("E", bound=BaseException)
+
+ERROR_TEXTS: dict[str, dict[str, str]] = {
+    # by key (specific)
+    "empty_input": {
+        "en": "Send a FACEIT match room link or a match id.",
+        "ru": "Пришлите ссылку на комнату матча FACEIT или id матча.",
+    },
+    "input_too_long": {
+        "en": "That message is too long to be a link or a nickname.",
+        "ru": "Сообщение слишком длинное для ссылки или никнейма.",
+    },
+    "bad_match_ref": {
+        "en": "That is not a FACEIT match. Send a room link like "
+              "https://www.faceit.com/en/cs2/room/1-… or a match id 1-….",
+        "ru": "Это не матч FACEIT. Пришлите ссылку на комнату вида "
+              "https://www.faceit.com/ru/cs2/room/1-… или id матча 1-….",
+    },
+    "bad_player_ref": {
+        "en": "That is not a FACEIT nickname or profile link. Nicknames have 2–16 letters, "
+              "digits, '-' or '_'.",
+        "ru": "Это не никнейм FACEIT и не ссылка на профиль. Никнейм — от 2 до 16 латинских букв, "
+              "цифр, «-» или «_».",
+    },
+    "no_match_refs": {
+        "en": "No FACEIT match links or ids found in that message.",
+        "ru": "В сообщении не нашлось ссылок или id матчей FACEIT.",
+    },
+    "too_many_matches": {
+        "en": "Too many matches: at most {limit} at once.",
+        "ru": "Слишком много матчей: не больше {limit} за раз.",
+    },
+    "player_not_found": {
+        "en": "No FACEIT CS2 player “{ref}”. Nicknames are case-sensitive.",
+        "ru": "Игрок CS2 «{ref}» на FACEIT не найден. Регистр букв в никнейме важен.",
+    },
+    "match_not_found": {
+        "en": "FACEIT has no match “{ref}”.",
+        "ru": "Матч «{ref}» на FACEIT не найден.",
+    },
+    "match_cancelled": {
+        "en": "This match was cancelled: there is nothing to analyse.",
+        "ru": "Матч отменён — анализировать нечего.",
+    },
+    "match_aborted": {
+        "en": "This match was aborted: there is nothing to analyse.",
+        "ru": "Матч прерван — анализировать нечего.",
+    },
+    "match_empty": {
+        "en": "This match has no players yet: try again in a minute.",
+        "ru": "В матче ещё нет игроков — попробуйте через минуту.",
+    },
+    "not_subscribed": {
+        "en": "You are not subscribed to “{ref}”.",
+        "ru": "Вы не подписаны на «{ref}».",
+    },
+    "too_many_subscriptions": {
+        "en": "You can follow at most {limit} players. Unsubscribe from someone first.",
+        "ru": "Можно следить не более чем за {limit} игроками. Сначала отпишитесь от кого-нибудь.",
+    },
+    "bad_cache_type": {
+        "en": "Unknown cache type “{ref}”.",
+        "ru": "Неизвестный тип кэша «{ref}».",
+    },
+    "bad_report_type": {
+        "en": "Unknown report type “{ref}”: use weekly or monthly.",
+        "ru": "Неизвестный тип отчёта «{ref}»: weekly или monthly.",
+    },
+    "bad_request": {
+        "en": "FACEIT did not accept that request.",
+        "ru": "FACEIT не принял этот запрос.",
+    },
+    # by code (generic)
+    "bad_input": {"en": "That input is not valid.", "ru": "Неверный ввод."},
+    "not_found": {"en": "FACEIT has no such player or match.", "ru": "На FACEIT нет такого игрока или матча."},
+    "auth": {
+        "en": "The bot cannot reach FACEIT right now (operators are notified). Try later.",
+        "ru": "Бот сейчас не может обратиться к FACEIT (администраторы уже знают). Попробуйте позже.",
+    },
+    "rate_limited": {
+        "en": "FACEIT is busy: your request will be retried shortly.",
+        "ru": "FACEIT перегружен — запрос будет повторён чуть позже.",
+    },
+    "upstream": {
+        "en": "FACEIT is not answering right now: your request will be retried.",
+        "ru": "FACEIT сейчас не отвечает — запрос будет повторён.",
+    },
+    "match_not_analysable": {
+        "en": "This match cannot be analysed.",
+        "ru": "Этот матч нельзя проанализировать.",
+    },
+    "permanent": {"en": "This request cannot be completed.", "ru": "Этот запрос нельзя выполнить."},
+    "transient": {
+        "en": "Something went wrong on the way to FACEIT: it will be retried.",
+        "ru": "Что-то пошло не так при обращении к FACEIT — попробуем ещё раз.",
+    },
+    "error": {"en": "Something went wrong.", "ru": "Что-то пошло не так."},
+}
+
+STAGE_TEXTS: dict[str, dict[str, str]] = {
+    "match": {"en": "loading the match", "ru": "загружаю матч"},
+    "players": {"en": "players", "ru": "игроки"},
+    "maps": {"en": "maps", "ru": "карты"},
+    "analysis": {"en": "analysing", "ru": "анализирую"},
+    "matches": {"en": "matches", "ru": "матчи"},
+    "profile": {"en": "profile", "ru": "профиль"},
+    "stats": {"en": "statistics", "ru": "статистика"},
+    "chart": {"en": "chart", "ru": "график"},
+    "render": {"en": "preparing the message", "ru": "готовлю сообщение"},
+    "subscriptions": {"en": "subscriptions", "ru": "подписки"},
+    "done": {"en": "done", "ru": "готово"},
+}
+
+
+def with_key(exc: E, key: str, **params: Any) -> E:
+    """Attach a translatable ``key`` and its ``params`` to an error and return it."""
+    exc.key = key  # type: ignore[attr-defined]
+    exc.params = {k: str(v)[:64] for k, v in params.items()}  # type: ignore[attr-defined]
+    return exc
+
+
+def _lang(lang: str | None) -> str:
+    return lang if lang in LANGS else DEFAULT_LANG
+
+
+def user_message(exc: BaseException, lang: str | None = DEFAULT_LANG) -> str:
+    """The short message to show a user for an error of ours, in ``lang`` (``en``/``ru``)."""
+    lang = _lang(lang)
+    key = getattr(exc, "key", None)
+    params = getattr(exc, "params", None) or {}
+    for name in (key, getattr(exc, "code", None), "error"):
+        if name and name in ERROR_TEXTS:
+            try:
+                return ERROR_TEXTS[name][lang].format(**params)
+            except (KeyError, IndexError):
+                continue
+    return ERROR_TEXTS["error"][lang]
+
+
+def error_payload(exc: BaseException) -> dict[str, Any]:
+    """A JSON-able description of an error with its texts in both languages (for job records)."""
+    return {
+        "code": getattr(exc, "code", "error"),
+        "key": getattr(exc, "key", None),
+        "params": getattr(exc, "params", None) or {},
+        "texts": {lang: user_message(exc, lang) for lang in LANGS},
+    }
+
+
+def stage_text(stage: str, lang: str | None = DEFAULT_LANG) -> str:
+    """A progress stage code in words (unknown codes are shown as they are)."""
+    return STAGE_TEXTS.get(stage, {}).get(_lang(lang), stage)

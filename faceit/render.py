@@ -1,0 +1,398 @@
+"""User-facing texts: Telegram HTML in English and Russian from one set of templates.
+
+Each ``render_*`` function takes the structured result of :mod:`faceit.analysis` and a language
+and returns one HTML string; :func:`texts` renders both languages and splits each into parts of
+at most 4096 characters with balanced tags (:func:`faceit.htmltext.split_html`). Everything that
+came from outside (nicknames, team names, competition names, URLs) goes through ``e()``; numbers
+are formatted per language (``1,21`` in Russian). Charts live in :mod:`faceit.charts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from faceit.gamedata import map_label
+from faceit.htmltext import e, fmt_int, fmt_num, fmt_pct, fmt_signed, split_html
+from faceit.i18n import LANGS
+
+# label → (en, ru)
+L: dict[str, tuple[str, str]] = {
+    "match_analysis": ("Match analysis", "Анализ матча"),
+    "status": ("status", "статус"),
+    "avg_elo": ("avg Elo", "ср. Elo"),
+    "win_chance": ("win", "победа"),
+    "elo_change": ("Elo", "Elo"),
+    "estimate_faceit": ("Win chances: FACEIT's own estimate.", "Шансы на победу: оценка FACEIT."),
+    "estimate_elo": ("Win chances: estimated from average Elo.", "Шансы на победу: оценка по среднему Elo."),
+    "estimate_none": ("Win chances unknown (no Elo data).", "Шансы неизвестны (нет данных об Elo)."),
+    "favourite": ("Favourite", "Фаворит"),
+    "even": ("Even match", "Равный матч"),
+    "player": ("Player", "Игрок"),
+    "form_hint": ("Form: last 20 5v5 matches; Rt = estimated rating (HLTV 2.0 scale).",
+                  "Форма: последние 20 матчей 5v5; Rt — оценка рейтинга (шкала HLTV 2.0)."),
+    "maps": ("Maps", "Карты"),
+    "maps_hint": ("win rates, pulled toward 50% for small samples", "винрейт, для малых выборок сдвинут к 50%"),
+    "maps_active_pool": ("(no veto yet: current CS2 map pool)", "(вето ещё нет: текущий пул карт CS2)"),
+    "map": ("Map", "Карта"),
+    "picked": ("picked", "выбрана"),
+    "pick": ("pick", "пик"),
+    "ban": ("ban", "бан"),
+    "favours": ("favours", "в пользу"),
+    "danger": ("Who to watch", "Опасные игроки"),
+    "threats": ("threats", "опасны"),
+    "targets": ("weakest", "слабее всех"),
+    "entry": ("entry", "энтри"),
+    "clutch": ("1v1", "1в1"),
+    "finished_title": ("Match finished", "Матч завершён"),
+    "finished_note": ("This match is over, so here is the result instead of a forecast.",
+                      "Матч уже сыгран — вместо прогноза показываю результат."),
+    "winner": ("Winner", "Победитель"),
+    "best_player": ("Best player", "Лучший игрок"),
+    "no_stats": ("No detailed statistics for this match.", "Подробной статистики по матчу нет."),
+    "player_report": ("Player report", "Отчёт по игроку"),
+    "level": ("Level", "Уровень"),
+    "to_next": ("to level", "до уровня"),
+    "max_level": ("top level", "высший уровень"),
+    "lifetime": ("Lifetime", "За всё время"),
+    "matches": ("matches", "матчей"),
+    "win_rate": ("win rate", "винрейт"),
+    "streak": ("streak", "серия"),
+    "longest": ("best", "лучшая"),
+    "recent": ("Last 20 matches (5v5)", "Последние 20 матчей (5v5)"),
+    "rating": ("rating", "рейтинг"),
+    "trend": ("Trend (last 10 vs previous 10)", "Тренд (последние 10 против предыдущих 10)"),
+    "trend_up": ("improving", "на подъёме"),
+    "trend_down": ("declining", "спад"),
+    "trend_flat": ("steady", "стабильно"),
+    "elo_seen": ("Elo since we first saw them", "Elo с первого наблюдения"),
+    "no_matches": ("No recent 5v5 matches.", "Нет недавних матчей 5v5."),
+    "bulk_title": ("Bulk analysis", "Пакетный анализ"),
+    "analysed": ("analysed", "проанализировано"),
+    "failed": ("failed", "ошибка"),
+    "finished": ("finished", "завершён"),
+    "win": ("Win", "Победа"),
+    "loss": ("Loss", "Поражение"),
+    "new_match": ("finished a match", "сыграл матч"),
+    "analytics_weekly": ("Weekly summary", "Итоги недели"),
+    "analytics_monthly": ("Monthly summary", "Итоги месяца"),
+    "analyses": ("Analyses requested", "Запрошено анализов"),
+    "kind_match": ("matches", "матчей"),
+    "kind_player": ("player reports", "отчётов по игрокам"),
+    "kind_bulk": ("bulk", "пакетных"),
+    "tracked": ("Players you follow", "Игроки, за которыми вы следите"),
+    "no_tracked": ("You follow no players yet: /subscribe nickname.",
+                   "Вы пока ни за кем не следите: /subscribe никнейм."),
+    "no_period_matches": ("no matches", "нет матчей"),
+    "users": ("users", "пользователей"),
+    "cache_title": ("Cache update", "Обновление кэша"),
+    "refreshed": ("refreshed", "обновлено"),
+    "chart_caption": ("{nick}: last {n} matches", "{nick}: последние {n} матчей"),
+    "open": ("open on FACEIT", "открыть на FACEIT"),
+}
+WIN_LETTER = {"en": ("W", "L"), "ru": ("В", "П")}
+
+
+def t(key: str, lang: str) -> str:
+    pair = L[key]
+    return pair[1] if lang == "ru" else pair[0]
+
+
+def texts(render: Callable[[dict[str, Any], str], str], data: dict[str, Any]) -> dict[str, list[str]]:
+    """Render ``data`` in every language, each split into Telegram-sized parts."""
+    return {lang: split_html(render(data, lang)) for lang in LANGS}
+
+
+def _results(results: str | None, lang: str, last: int | None = None) -> str:
+    if not results:
+        return "—"
+    win, loss = WIN_LETTER.get(lang, WIN_LETTER["en"])
+    shown = results[:last] if last else results
+    return "".join(win if r == "W" else loss for r in shown)
+
+
+def _link(url: str | None, text: str) -> str:
+    if not url:
+        return e(text)
+    return f'<a href="{e(url)}">{e(text)}</a>'
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _when(ts: float | None, lang: str) -> str:
+    if not ts:
+        return ""
+    moment = datetime.fromtimestamp(ts, UTC)
+    return moment.strftime("%d.%m.%Y %H:%M UTC" if lang == "ru" else "%Y-%m-%d %H:%M UTC")
+
+
+# Match analysis ----------------------------------------------------------------------------------
+
+
+def render_match_analysis(data: dict[str, Any], lang: str) -> str:
+    teams = data["teams"]
+    lines = [f"🎮 <b>{t('match_analysis', lang)}</b>" + (f" · {e(data['competition'])}" if data.get("competition")
+                                                          else "")]
+    lines.append(f"{_link(data.get('faceit_url'), data['match_id'])} · {t('status', lang)}: {e(data['status'])}")
+    lines.append("")
+    for idx, key in enumerate(("faction1", "faction2"), start=1):
+        team = teams[key]
+        change = team["elo_change"]
+        lines.append(
+            f"<b>[{idx}] {e(team['name'])}</b> — {t('avg_elo', lang)} {fmt_int(team['avg_elo'], lang)} · "
+            f"{t('win_chance', lang)} {fmt_pct(team['win_probability'], lang, fraction=True)} · "
+            f"Elo {fmt_signed(change['win'], lang)} / {fmt_signed(change['loss'], lang)}"
+        )
+    source = data.get("probability_source", "none")
+    lines.append(f"<i>{t('estimate_' + source if source in ('faceit', 'elo') else 'estimate_none', lang)}</i>")
+    fav = data.get("favourite")
+    lines.append(f"{t('favourite', lang)}: <b>{e(teams[fav]['name'])}</b>" if fav else t("even", lang))
+    for idx, key in enumerate(("faction1", "faction2"), start=1):
+        team = teams[key]
+        lines.append("")
+        lines.append(f"<b>[{idx}] {e(team['name'])}</b>")
+        lines.append("<pre>" + _player_table(team["players"], lang) + "</pre>")
+    lines.append(f"<i>{t('form_hint', lang)}</i>")
+    lines.append("")
+    lines.extend(_maps_block(data, lang))
+    lines.append("")
+    lines.extend(_danger_block(data, lang))
+    return "\n".join(lines)
+
+
+def _player_table(players: list[dict[str, Any]], lang: str) -> str:
+    head = f"{t('player', lang):<12} {'Elo':>4} {'L':>2} {'K/D':>4} {'ADR':>3} {'Rt':>4} {'':5}"
+    rows = [e(head.rstrip())]
+    for p in players:
+        form = p["form"]
+        row = (
+            f"{_cut(p['nickname'], 12):<12} {fmt_int(p['elo'], lang):>4} {fmt_int(p['level'], lang):>2} "
+            f"{fmt_num(form['kd'], lang):>4} {fmt_int(form['adr'], lang):>3} {fmt_num(form['rating'], lang):>4} "
+            f"{_results(form['results'], lang, 5)}"
+        )
+        rows.append(e(row))
+    return "\n".join(rows)
+
+
+def _maps_block(data: dict[str, Any], lang: str) -> list[str]:
+    maps = data["maps"]
+    teams = data["teams"]
+    head = f"🗺 <b>{t('maps', lang)}</b> — {t('maps_hint', lang)}"
+    if maps.get("pool_source") == "active_duty":
+        head += f" {t('maps_active_pool', lang)}"
+    rows = [e(f"{t('map', lang):<10} {'[1]':>5} {'[2]':>5} {'Δ':>4}")]
+    for row in maps["maps"]:
+        label = _cut(row["label"], 8) + (" ★" if row["picked"] else "")
+        rows.append(e(
+            f"{label:<10} {fmt_pct(row['faction1']['rate'], lang, fraction=True):>5} "
+            f"{fmt_pct(row['faction2']['rate'], lang, fraction=True):>5} "
+            f"{fmt_signed(round(row['advantage'] * 100), lang):>4}"
+        ))
+    lines = [head, "<pre>" + "\n".join(rows) + "</pre>"]
+    if maps.get("picked"):
+        picked = ", ".join(map_label(m) for m in maps["picked"])
+        fav = maps.get("picked_favours")
+        note = f"★ {t('picked', lang)}: <b>{e(picked)}</b>"
+        if fav:
+            note += f" — {t('favours', lang)} {e(teams[fav]['name'])}"
+        lines.append(note)
+    else:
+        for idx, key in enumerate(("faction1", "faction2"), start=1):
+            advice = maps["advice"][key]
+            bans = ", ".join(map_label(m) for m in advice["ban"])
+            lines.append(f"[{idx}] {e(teams[key]['name'])}: {t('pick', lang)} <b>{e(map_label(advice['pick']))}</b>"
+                         f" · {t('ban', lang)} {e(bans)}")
+    return lines
+
+
+def _danger_block(data: dict[str, Any], lang: str) -> list[str]:
+    teams = data["teams"]
+    nick = {p["player_id"]: p["nickname"] for k in teams for p in teams[k]["players"]}
+    lines = [f"⚠️ <b>{t('danger', lang)}</b>"]
+    for idx, key in enumerate(("faction1", "faction2"), start=1):
+        team = teams[key]
+        threats = ", ".join(e(nick[p]) for p in team["threats"][:2])
+        targets = ", ".join(e(nick[p]) for p in team["targets"])
+        lines.append(f"[{idx}] {e(team['name'])}: {t('threats', lang)} <b>{threats}</b> · "
+                     f"{t('targets', lang)} {targets}")
+    return lines
+
+
+# Finished match ------------------------------------------------------------------------------------
+
+
+def render_finished_match(data: dict[str, Any], lang: str) -> str:
+    teams = data["teams"]
+    lines = [f"🏁 <b>{t('finished_title', lang)}</b> · {_link(data.get('faceit_url'), data['match_id'])}",
+             f"<i>{t('finished_note', lang)}</i>"]
+    if data.get("finished_at"):
+        lines.append(_when(data["finished_at"], lang))
+    if data.get("winner") in teams:
+        lines.append(f"🏆 {t('winner', lang)}: <b>{e(teams[data['winner']]['name'])}</b>")
+    if not data["maps"]:
+        lines.append(t("no_stats", lang))
+    for rnd in data["maps"]:
+        score = " : ".join(fmt_int(team["score"], lang) for team in rnd["teams"])
+        lines.append("")
+        lines.append(f"🗺 <b>{e(rnd['label'])}</b> {score}")
+        for team in rnd["teams"]:
+            mark = "🏆 " if team["won"] else ""
+            lines.append(f"{mark}<b>{e(team['name'])}</b>")
+            rows = [e(f"{t('player', lang):<12} {'K':>3} {'D':>3} {'A':>3} {'K/D':>4} {'ADR':>4}")]
+            for p in team["players"]:
+                rows.append(e(
+                    f"{_cut(p['nickname'], 12):<12} {fmt_int(p['kills'], lang):>3} {fmt_int(p['deaths'], lang):>3} "
+                    f"{fmt_int(p['assists'], lang):>3} {fmt_num(p['kd'], lang):>4} {fmt_int(p['adr'], lang):>4}"
+                ))
+            lines.append("<pre>" + "\n".join(rows) + "</pre>")
+    if data.get("best_player"):
+        lines.append(f"⭐ {t('best_player', lang)}: <b>{e(data['best_player'])}</b>")
+    return "\n".join(lines)
+
+
+# Player report ---------------------------------------------------------------------------------
+
+
+def render_player_report(data: dict[str, Any], lang: str) -> str:
+    lines = [f"👤 <b>{t('player_report', lang)}: {_link(data.get('faceit_url'), data['nickname'])}</b>"
+             + (f" ({e(data['country'].upper())})" if data.get("country") else "")]
+    progress = data.get("progress")
+    level_line = f"{t('level', lang)} <b>{fmt_int(data.get('level'), lang)}</b> · Elo <b>{fmt_int(data.get('elo'), lang)}</b>"
+    if progress:
+        if progress.get("high") is None:
+            level_line += f" · {t('max_level', lang)}"
+        else:
+            level_line += (f" · {fmt_num(progress['percent'], lang, 0)}% → {t('to_next', lang)} "
+                           f"{progress['level'] + 1}: {fmt_signed(progress['to_next'], lang)}")
+    lines.append(level_line)
+    if data.get("elo_seen_change") is not None:
+        lines.append(f"{t('elo_seen', lang)}: {fmt_signed(data['elo_seen_change'], lang)}")
+    life = data.get("lifetime")
+    if life:
+        lines.append("")
+        lines.append(f"📊 <b>{t('lifetime', lang)}</b>: {fmt_int(life['matches'], lang)} {t('matches', lang)} · "
+                     f"{t('win_rate', lang)} {fmt_pct(life['win_rate'], lang)} · K/D {fmt_num(life['kd'], lang)} · "
+                     f"HS {fmt_pct(life['hs_pct'], lang)} · ADR {fmt_num(life['adr'], lang, 1)}")
+        lines.append(f"{t('streak', lang)} {fmt_int(life['current_streak'], lang)} · {t('longest', lang)} "
+                     f"{fmt_int(life['longest_streak'], lang)}"
+                     + (f" · {t('entry', lang)} {fmt_pct(life['entry_success'], lang, fraction=True)}"
+                        if life.get("entry_success") is not None else "")
+                     + (f" · {t('clutch', lang)} {fmt_pct(life['clutch_1v1'], lang, fraction=True)}"
+                        if life.get("clutch_1v1") is not None else ""))
+    form = data["form"]
+    lines.append("")
+    if form["matches"]:
+        lines.append(f"🔥 <b>{t('recent', lang)}</b>: {_results(form['results'], lang)}")
+        lines.append(f"{t('win_rate', lang)} {fmt_pct(form['win_rate'], lang)} · K/D {fmt_num(form['kd'], lang)} · "
+                     f"ADR {fmt_num(form['adr'], lang, 1)} · HS {fmt_pct(form['hs_pct'], lang)} · "
+                     f"K/R {fmt_num(form['kr'], lang)} · {t('rating', lang)} <b>{fmt_num(form['rating'], lang)}</b>")
+        trend = data["trend"]
+        delta = trend["delta"]
+        lines.append(f"📈 {t('trend', lang)}: <b>{t('trend_' + trend['direction'], lang)}</b> "
+                     f"({t('rating', lang)} {fmt_signed(delta['rating'], lang, 2)}, K/D {fmt_signed(delta['kd'], lang, 2)}, "
+                     f"ADR {fmt_signed(delta['adr'], lang, 1)})")
+    else:
+        lines.append(t("no_matches", lang))
+    if data.get("maps"):
+        lines.append("")
+        lines.append(f"🗺 <b>{t('maps', lang)}</b>")
+        rows = [e(f"{t('map', lang):<9} {'#':>5} {'WR':>4} {'K/D':>4} {'ADR':>4}")]
+        for row in data["maps"]:
+            rows.append(e(f"{_cut(row['label'], 9):<9} {fmt_int(row['matches'], lang):>5} "
+                          f"{fmt_pct(row['win_rate'], lang):>4} {fmt_num(row['kd'], lang):>4} "
+                          f"{fmt_int(row['adr'], lang):>4}"))
+        lines.append("<pre>" + "\n".join(rows) + "</pre>")
+    return "\n".join(lines)
+
+
+def chart_caption(data: dict[str, Any], lang: str) -> str:
+    n = len(data["chart"]["kd"])
+    return t("chart_caption", lang).format(nick=data["nickname"], n=n)
+
+
+# Bulk, monitoring, analytics, cache --------------------------------------------------------------
+
+
+def render_bulk(data: dict[str, Any], lang: str) -> str:
+    lines = [f"📦 <b>{t('bulk_title', lang)}</b>: {t('analysed', lang)} {data['analysed']}/{data['total']}"]
+    for item in data["matches"]:
+        ref = e(item.get("match_id") or item.get("ref"))
+        if item["outcome"] == "analysed":
+            a = item["summary"]
+            fav = a.get("favourite")
+            lines.append(
+                f"• {_link(a.get('faceit_url'), a['match_id'])}: {e(a['faction1'])} "
+                f"{fmt_int(a['elo1'], lang)} vs {e(a['faction2'])} {fmt_int(a['elo2'], lang)} · "
+                f"{fmt_pct(a['p1'], lang, fraction=True)}:{fmt_pct(a['p2'], lang, fraction=True)}"
+                + (f" · {t('favourite', lang)} <b>{e(a[fav])}</b>" if fav else "")
+                + (f" · {e(map_label(a['map']))}" if a.get("map") else "")
+            )
+        elif item["outcome"] == "finished":
+            r = item["summary"]
+            winner = r.get("winner_name")
+            lines.append(f"• {_link(r.get('faceit_url'), r['match_id'])}: {t('finished', lang)}"
+                         + (f" · {t('winner', lang)} <b>{e(winner)}</b>" if winner else "")
+                         + (f" · {e(r['score'])}" if r.get("score") else ""))
+        else:
+            message = item.get("error", {}).get("texts", {}).get(lang) or item.get("error", {}).get("code", "")
+            lines.append(f"• {ref}: ❌ {e(message)}")
+    return "\n".join(lines)
+
+
+def render_notification(data: dict[str, Any], lang: str) -> str:
+    result = t("win", lang) if data.get("won") else t("loss", lang) if data.get("won") is False else "?"
+    icon = "🟢" if data.get("won") else "🔴" if data.get("won") is False else "⚪"
+    lines = [f"{icon} <b>{e(data['nickname'])}</b> {t('new_match', lang)}: <b>{result}</b> "
+             f"{e(data.get('score') or '')} · {e(data.get('label') or '')}"]
+    stats = (f"K/D/A {fmt_int(data.get('kills'), lang)}/{fmt_int(data.get('deaths'), lang)}/"
+             f"{fmt_int(data.get('assists'), lang)} · K/D {fmt_num(data.get('kd'), lang)} · "
+             f"ADR {fmt_num(data.get('adr'), lang, 1)} · HS {fmt_pct(data.get('hs_pct'), lang)}")
+    lines.append(stats)
+    if data.get("elo_change") is not None:
+        lines.append(f"Elo {fmt_signed(data['elo_change'], lang)} → {fmt_int(data.get('elo'), lang)}")
+    elif data.get("elo") is not None:
+        lines.append(f"Elo {fmt_int(data['elo'], lang)}")
+    lines.append(_link(data.get("faceit_url"), t("open", lang)))
+    return "\n".join(lines)
+
+
+def render_analytics(data: dict[str, Any], lang: str) -> str:
+    title = t("analytics_monthly" if data.get("report_type") == "monthly" else "analytics_weekly", lang)
+    lines = [f"📅 <b>{title}</b>"]
+    if data.get("user_id") is None and "users" in data:
+        lines.append(f"{fmt_int(data['users'], lang)} {t('users', lang)}")
+    analyses = data.get("analyses", {})
+    total = sum(analyses.values())
+    parts = [f"{t('kind_' + k, lang) if ('kind_' + k) in L else e(k)}: {fmt_int(v, lang)}"
+             for k, v in sorted(analyses.items())]
+    lines.append(f"{t('analyses', lang)}: <b>{fmt_int(total, lang)}</b>" + (f" ({', '.join(parts)})" if parts else ""))
+    if "players" in data:
+        lines.append("")
+        if not data["players"]:
+            lines.append(t("no_tracked", lang))
+        else:
+            lines.append(f"👥 <b>{t('tracked', lang)}</b>")
+            for p in data["players"]:
+                if p["matches"]:
+                    body = (f"{fmt_int(p['matches'], lang)} {t('matches', lang)} {_results(p['results'], lang, 10)} · "
+                            f"{t('win_rate', lang)} {fmt_pct(p['win_rate'], lang)} · K/D {fmt_num(p['kd'], lang)}")
+                else:
+                    body = t("no_period_matches", lang)
+                elo = ""
+                if p.get("elo") is not None:
+                    elo = f" · Elo {fmt_int(p['elo'], lang)}"
+                    if p.get("elo_change") is not None:
+                        elo += f" ({fmt_signed(p['elo_change'], lang)})"
+                lines.append(f"• <b>{e(p['nickname'])}</b>: {body}{elo}")
+    return "\n".join(lines)
+
+
+def render_cache_update(data: dict[str, Any], lang: str) -> str:
+    line = (f"🔄 <b>{t('cache_title', lang)}</b> ({e(data['cache_type'])}): {t('refreshed', lang)} "
+            f"{fmt_int(data['refreshed'], lang)}/{fmt_int(data['total'], lang)}")
+    if data.get("failed"):
+        line += f" · {t('failed', lang)} {fmt_int(len(data['failed']), lang)}"
+    return line

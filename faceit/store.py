@@ -1,0 +1,263 @@
+"""Redis state the FACEIT layer keeps: subscriptions, user activity, Elo snapshots, monitor marks.
+
+:class:`FaceitStore` works on any async Redis client; the module-level functions (what the bot
+calls: ``await subscribe(user_id, player_id, nickname)`` …) use the per-loop client of
+:mod:`faceit.context`.
+
+Layout (all under ``<prefix>faceit:``, see :mod:`faceit.keys`):
+
+* ``subs:user:<uid>`` hash player_id → nickname; ``subs:player:<pid>`` set of user ids;
+  ``subs:players`` set of every followed player. Subscriptions are user data and do not
+  expire; they are removed by :func:`unsubscribe`. At most :data:`MAX_SUBSCRIPTIONS` per user.
+* ``users:inactive`` set: users who blocked the bot (monitoring skips them).
+* ``activity:<uid>:<YYYYMMDD>`` hash kind → count (40 days TTL); ``activity:users`` sorted set
+  of users by last activity (bounded to :data:`MAX_ACTIVE_USERS`).
+* ``elo:<pid>`` sorted set of ``<ts>:<elo>`` snapshots by time: bounded to
+  :data:`ELO_SNAPSHOTS_MAX`, 180 days TTL, one snapshot per :data:`ELO_SNAPSHOT_MIN_GAP` unless
+  the Elo changed.
+* ``monitor:<pid>`` JSON of the last finished match seen for a player (90 days TTL).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+
+from faceit.errors import BadInputError
+from faceit.i18n import ERROR_TEXTS, with_key
+from faceit.keys import FaceitKeys
+
+MAX_SUBSCRIPTIONS = 20
+MAX_ACTIVE_USERS = 100_000
+ACTIVITY_TTL = 40 * 86400
+ELO_SNAPSHOTS_MAX = 500
+ELO_SNAPSHOT_TTL = 180 * 86400
+ELO_SNAPSHOT_MIN_GAP = 3600
+MONITOR_TTL = 90 * 86400
+
+# KEYS[1] snapshots. ARGV: now, elo, min gap, max entries, ttl. Adds unless the newest snapshot
+# has the same Elo and is younger than the gap; returns 1 when added.
+_RECORD_ELO = """
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local now = tonumber(ARGV[1])
+if last[1] then
+  local sep = string.find(last[1], ':', 1, true)
+  local last_elo = string.sub(last[1], sep + 1)
+  if last_elo == ARGV[2] and now - tonumber(last[2]) < tonumber(ARGV[3]) then
+    redis.call('EXPIRE', KEYS[1], ARGV[5])
+    return 0
+  end
+end
+redis.call('ZADD', KEYS[1], now, string.format('%d', now) .. ':' .. ARGV[2])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[4]) + 1))
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d")
+
+
+class FaceitStore:
+    """The FACEIT layer's durable state on one Redis (``decode_responses=True`` client)."""
+
+    def __init__(self, redis: Redis, keys: FaceitKeys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._record_elo = redis.register_script(_RECORD_ELO)
+
+    # Subscriptions ---------------------------------------------------------------------------
+
+    async def subscribe(self, user_id: int, player_id: str, nickname: str) -> bool:
+        """Follow a player; True when new (False when already followed: the nickname is updated)."""
+        user_key = self.keys.user_subscriptions(user_id)
+        already = await self.redis.hexists(user_key, player_id)
+        if not already and await self.redis.hlen(user_key) >= MAX_SUBSCRIPTIONS:
+            raise with_key(
+                BadInputError(ERROR_TEXTS["too_many_subscriptions"]["en"].format(limit=MAX_SUBSCRIPTIONS)),
+                "too_many_subscriptions", limit=MAX_SUBSCRIPTIONS,
+            )
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(user_key, player_id, nickname)
+        pipe.sadd(self.keys.player_subscribers(player_id), int(user_id))
+        pipe.sadd(self.keys.subscribed_players(), player_id)
+        await pipe.execute()
+        return not already
+
+    async def unsubscribe(self, user_id: int, nickname_or_id: str) -> bool:
+        """Stop following (by player id or nickname, case-insensitive); False when not followed."""
+        user_key = self.keys.user_subscriptions(user_id)
+        subs = await self.redis.hgetall(user_key)
+        wanted = nickname_or_id.strip()
+        player_id = wanted if wanted in subs else next(
+            (pid for pid, nick in subs.items() if nick.lower() == wanted.lower()), None
+        )
+        if player_id is None:
+            return False
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hdel(user_key, player_id)
+        pipe.srem(self.keys.player_subscribers(player_id), int(user_id))
+        await pipe.execute()
+        if not await self.redis.scard(self.keys.player_subscribers(player_id)):
+            await self.redis.srem(self.keys.subscribed_players(), player_id)
+            await self.redis.delete(self.keys.monitor_state(player_id))
+        return True
+
+    async def list_subscriptions(self, user_id: int) -> list[dict[str, str]]:
+        """``[{"player_id", "nickname"}]`` sorted by nickname."""
+        subs = await self.redis.hgetall(self.keys.user_subscriptions(user_id))
+        return [{"player_id": pid, "nickname": nick}
+                for pid, nick in sorted(subs.items(), key=lambda kv: kv[1].lower())]
+
+    async def all_subscribed_players(self) -> dict[str, str]:
+        """Every followed player id → a nickname (as one of its followers saved it)."""
+        players = sorted(await self.redis.smembers(self.keys.subscribed_players()))
+        out: dict[str, str] = {}
+        for pid in players:
+            users = await self.redis.smembers(self.keys.player_subscribers(pid))
+            nick = None
+            for uid in sorted(users):
+                nick = await self.redis.hget(self.keys.user_subscriptions(int(uid)), pid)
+                if nick:
+                    break
+            out[pid] = nick or pid
+        return out
+
+    async def subscribers(self, player_id: str) -> list[int]:
+        return sorted(int(u) for u in await self.redis.smembers(self.keys.player_subscribers(player_id)))
+
+    async def rename(self, player_id: str, nickname: str) -> None:
+        """Keep the saved nickname current after a player renames (seen by monitoring)."""
+        for uid in await self.subscribers(player_id):
+            key = self.keys.user_subscriptions(uid)
+            if await self.redis.hexists(key, player_id):
+                await self.redis.hset(key, player_id, nickname)
+
+    # Users ------------------------------------------------------------------------------------
+
+    async def set_user_inactive(self, user_id: int) -> None:
+        await self.redis.sadd(self.keys.inactive_users(), int(user_id))
+
+    async def set_user_active(self, user_id: int) -> None:
+        await self.redis.srem(self.keys.inactive_users(), int(user_id))
+
+    async def is_user_active(self, user_id: int) -> bool:
+        return not await self.redis.sismember(self.keys.inactive_users(), int(user_id))
+
+    async def inactive_users(self) -> set[int]:
+        return {int(u) for u in await self.redis.smembers(self.keys.inactive_users())}
+
+    async def record_analysis(self, user_id: int, kind: str, now: float | None = None) -> None:
+        """Count one analysis of ``kind`` (``match``, ``player``, ``bulk`` …) for the user today."""
+        now = time.time() if now is None else now
+        key = self.keys.activity(user_id, _day(now))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(key, str(kind)[:32], 1)
+        pipe.expire(key, ACTIVITY_TTL)
+        pipe.zadd(self.keys.active_users(), {str(int(user_id)): now})
+        pipe.zremrangebyrank(self.keys.active_users(), 0, -(MAX_ACTIVE_USERS + 1))
+        await pipe.execute()
+
+    async def activity(self, user_id: int, days: int, now: float | None = None) -> dict[str, int]:
+        """Analyses per kind over the last ``days`` UTC days (today included)."""
+        now = time.time() if now is None else now
+        today = datetime.fromtimestamp(now, UTC)
+        pipe = self.redis.pipeline(transaction=False)
+        for back in range(days):
+            pipe.hgetall(self.keys.activity(user_id, (today - timedelta(days=back)).strftime("%Y%m%d")))
+        totals: dict[str, int] = {}
+        for row in await pipe.execute():
+            for kind, count in row.items():
+                totals[kind] = totals.get(kind, 0) + int(count)
+        return totals
+
+    async def active_users_since(self, since: float) -> list[int]:
+        return sorted(int(u) for u in await self.redis.zrangebyscore(self.keys.active_users(), since, "+inf"))
+
+    # Elo snapshots --------------------------------------------------------------------------
+
+    async def record_elo(self, player_id: str, elo: int | None, now: float | None = None) -> bool:
+        if elo is None or not player_id:
+            return False
+        now = time.time() if now is None else now
+        added = await self._record_elo(
+            keys=[self.keys.elo_history(player_id)],
+            args=[int(now), int(elo), ELO_SNAPSHOT_MIN_GAP, ELO_SNAPSHOTS_MAX, ELO_SNAPSHOT_TTL],
+        )
+        return bool(added)
+
+    async def record_elos(self, elos: dict[str, int | None], now: float | None = None) -> None:
+        for player_id, elo in elos.items():
+            await self.record_elo(player_id, elo, now)
+
+    async def elo_history(self, player_id: str, since: float = 0) -> list[tuple[float, int]]:
+        """Oldest-first ``(epoch seconds, elo)`` snapshots."""
+        rows = await self.redis.zrangebyscore(self.keys.elo_history(player_id), since, "+inf", withscores=True)
+        out = []
+        for member, score in rows:
+            try:
+                out.append((float(score), int(str(member).split(":", 1)[1])))
+            except (IndexError, ValueError):
+                continue
+        return out
+
+    # Monitoring marks -------------------------------------------------------------------------
+
+    async def monitor_state(self, player_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(self.keys.monitor_state(player_id))
+        if not raw:
+            return None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    async def set_monitor_state(self, player_id: str, state: dict[str, Any]) -> None:
+        await self.redis.set(self.keys.monitor_state(player_id), json.dumps(state), ex=MONITOR_TTL)
+
+
+# The bot's entry points (per-loop Redis from faceit.context) -------------------------------------
+
+
+async def _store() -> FaceitStore:
+    from faceit.context import get_faceit_context
+
+    return (await get_faceit_context()).store
+
+
+async def subscribe(user_id: int, player_id: str, nickname: str) -> bool:
+    return await (await _store()).subscribe(user_id, player_id, nickname)
+
+
+async def unsubscribe(user_id: int, nickname_or_id: str) -> bool:
+    return await (await _store()).unsubscribe(user_id, nickname_or_id)
+
+
+async def list_subscriptions(user_id: int) -> list[dict[str, str]]:
+    return await (await _store()).list_subscriptions(user_id)
+
+
+async def all_subscribed_players() -> dict[str, str]:
+    return await (await _store()).all_subscribed_players()
+
+
+async def set_user_inactive(user_id: int) -> None:
+    await (await _store()).set_user_inactive(user_id)
+
+
+async def set_user_active(user_id: int) -> None:
+    await (await _store()).set_user_active(user_id)
+
+
+async def is_user_active(user_id: int) -> bool:
+    return await (await _store()).is_user_active(user_id)
+
+
+async def record_analysis(user_id: int, kind: str) -> None:
+    await (await _store()).record_analysis(user_id, kind)

@@ -1,0 +1,67 @@
+"""Emits an alert when a job ends badly: final failure, time-limit kill, crash loop.
+
+Levels: ``critical`` when FACEIT refused our key (operators must act), ``error`` for a crash
+loop or a final failure, ``warning`` for a time-limit kill. Errors the user caused (bad input,
+not found) and cancels are not alerts. Alerts go to :mod:`queues.alerts` (Redis log + sinks).
+
+Parameters:
+  alert_store: callable returning the process's :class:`~queues.alerts.AlertStore`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from dramatiq import Middleware
+
+from middleware.state import state_of
+from queues.alerts import Alert, AlertStore
+
+logger = logging.getLogger(__name__)
+
+USER_CAUSED = {"bad_input", "not_found", "match_not_analysable", "canceled", "unknown_actor"}
+
+
+class AlertOnFailure(Middleware):
+    """Turns a job's bad end into one alert."""
+
+    def __init__(self, *, alert_store: Callable[[], AlertStore]) -> None:
+        self._alert_store = alert_store
+
+    def _alert_for(self, message) -> Alert | None:
+        state = state_of(message)
+        job = message.message_id
+        actor = message.actor_name
+        if state.alert_reason == "crash_loop":
+            return Alert("error", "pipeline", f"{actor} job killed its worker on every delivery "
+                         f"({state.extra.get('deliveries')} deliveries); failed", job_id=job,
+                         details={"reason": "crash_loop", "actor": actor})
+        if state.outcome != "failed" or state.error is None:
+            return None
+        code = state.error.get("code")
+        if code == "auth":
+            return Alert("critical", "faceit", f"FACEIT refused the API key ({actor})", job_id=job,
+                         details={"reason": "auth", "actor": actor})
+        if code in USER_CAUSED:
+            return None
+        level = "warning" if state.alert_reason == "time_limit" else "error"
+        text = f"{actor} job failed: {state.error.get('type')}: {state.error.get('message', '')[:200]}"
+        return Alert(level, "pipeline", text, job_id=job,
+                     details={"reason": state.alert_reason or "final_failure", "actor": actor})
+
+    def _emit(self, message) -> None:
+        alert = self._alert_for(message)
+        if alert is None:
+            return
+        try:
+            self._alert_store().emit(alert)
+        except Exception:
+            logger.exception("job %s: could not write alert", message.message_id)
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        if exception is not None:
+            self._emit(message)
+
+    def after_skip_message(self, broker, message):
+        self._emit(message)

@@ -1,0 +1,58 @@
+"""Sends a ``deliver_result`` job once a job has ended and someone waits for it.
+
+Workers never talk to users inside the job itself: a Telegram flood or a blocked user then
+retries only the small delivery job, never the analysis. The trigger fires when tracking
+recorded a final status and the record has requesters (or the result carries notifications),
+and again when a re-delivered message is skipped because its job already ended — the worker
+that ended it may have died before sending the delivery. Delivery is idempotent per user.
+
+Parameters:
+  queue_name: where delivery jobs go (the high queue: users are waiting).
+  actor_name: the delivery actor (``deliver_result``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dramatiq import Message, Middleware
+
+from middleware.state import state_of
+
+logger = logging.getLogger(__name__)
+
+FINAL = {"succeeded", "failed", "canceled"}
+
+
+class DeliveryTrigger(Middleware):
+    """Enqueues ``deliver_result(job_id)`` for ended jobs that have someone to tell."""
+
+    def __init__(self, *, queue_name: str, actor_name: str = "deliver_result") -> None:
+        self.queue_name = queue_name
+        self.actor_name = actor_name
+
+    def _send(self, broker, job_id: str) -> None:
+        message = Message(queue_name=self.queue_name, actor_name=self.actor_name, args=(job_id,),
+                          kwargs={}, options={})
+        try:
+            broker.enqueue(message)
+        except Exception:
+            logger.exception("job %s: could not enqueue its delivery", job_id)
+            raise
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        if message.actor_name == self.actor_name:
+            return
+        state = state_of(message)
+        if state.outcome not in FINAL or not state.attempt:
+            return
+        has_notifications = isinstance(result, dict) and bool(result.get("notifications"))
+        if state.requesters or has_notifications:
+            self._send(broker, message.message_id)
+
+    def after_skip_message(self, broker, message):
+        if message.actor_name == self.actor_name:
+            return
+        state = state_of(message)
+        if state.outcome == "skipped" or state.alert_reason == "crash_loop":
+            self._send(broker, message.message_id)

@@ -1,0 +1,33 @@
+"""What our middleware knows about one delivery, carried on the message proxy as ``message.fb``.
+
+Dramatiq's ``MessageProxy`` lives for exactly one delivery, so state kept on it never leaks
+into a retry (which is a new message) and needs no cleanup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class DeliveryState:
+    attempt: int = 0                 # 0 until tracking started the attempt
+    time_limit: float | None = None  # seconds, decided by QueueTimeLimit
+    outcome: str = ""                # succeeded | retrying | failed | canceled | skipped
+    retry_delay: float | None = None
+    retry_at: float | None = None
+    error: dict[str, Any] | None = None
+    alert_reason: str = ""           # final_failure | time_limit | crash_loop | auth
+    requesters: int = 0              # requesters on the record when it ended
+    pending_retry: Any = None        # the message to re-enqueue before the ack
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def state_of(message: Any) -> DeliveryState:
+    """The delivery state of ``message`` (created on first use)."""
+    state = getattr(message, "fb", None)
+    if state is None:
+        state = DeliveryState()
+        message.fb = state
+    return state

@@ -1,0 +1,117 @@
+"""Keeps the job record (:mod:`queues.jobstore`) in step with every delivery.
+
+``before_process_message`` starts an attempt (one Lua call): it counts the delivery, skips a
+message whose job already ended or was canceled, and fails a message that was delivered more
+than ``max_retries + 1`` times without finishing (its worker died each time: a crash loop).
+``after_process_message`` records the outcome that :class:`~middleware.backoff.Backoff`
+decided (it runs first, as ``after_*`` hooks run in reverse order), with the result or error.
+
+A message without a record (sent with ``actor.send`` rather than the queue manager) gets one
+on its first delivery. A write that fails is logged and counted in ``write_failures``; it
+never takes the job down with it.
+
+Parameters:
+  job_store: the process's :class:`~queues.jobstore.JobStore` (or a callable returning it).
+  max_retries: default retries, to compute the allowed deliveries.
+  worker_name: how this process appears in the attempt timeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+
+from dramatiq import Middleware
+from dramatiq.middleware import SkipMessage
+
+from middleware.state import state_of
+from queues.errors import error_summary
+from queues.jobstore import JobStore
+
+logger = logging.getLogger(__name__)
+
+
+class Tracking(Middleware):
+    """Writes ``started``/``retrying``/``succeeded``/``failed``/``canceled`` to job records."""
+
+    def __init__(self, *, job_store: Callable[[], JobStore], max_retries: int = 3,
+                 worker_name: Callable[[], str] = lambda: "") -> None:
+        self._job_store = job_store
+        self.max_retries = max_retries
+        self._worker_name = worker_name
+        self.write_failures = 0
+
+    @property
+    def actor_options(self) -> set[str]:
+        return {"secret_fields", "coalesce_by"}
+
+    def _max_deliveries(self, broker, message) -> int:
+        if "max_retries" in message.options:
+            return int(message.options["max_retries"]) + 1
+        actor = broker.actors.get(message.actor_name)
+        if actor is not None and "max_retries" in actor.options:
+            return int(actor.options["max_retries"]) + 1
+        return self.max_retries + 1
+
+    def before_process_message(self, broker, message):
+        state = state_of(message)
+        store = self._job_store()
+        max_deliveries = self._max_deliveries(broker, message)
+        worker = self._worker_name()
+        begin = store.begin(message.message_id, max_deliveries=max_deliveries, worker=worker)
+        if begin.verdict == "missing":
+            from queues.manager import redacted_arguments  # avoids an import cycle at load time
+
+            actor = broker.actors.get(message.actor_name)
+            args, kwargs = redacted_arguments(actor, message.args, message.kwargs)
+            store.create(message.message_id, actor=message.actor_name,
+                         queue=message.queue_name.removesuffix(".DQ"), args=args, kwargs=kwargs,
+                         max_retries=max_deliveries - 1)
+            begin = store.begin(message.message_id, max_deliveries=max_deliveries, worker=worker)
+        if begin.verdict == "run":
+            state.attempt = begin.attempt
+            return
+        if begin.verdict == "crash_loop":
+            state.outcome = "failed"
+            state.alert_reason = "crash_loop"
+            state.extra["deliveries"] = begin.attempt
+            message.fail()
+            logger.error("job %s: delivered %d times without finishing; failed as a crash loop",
+                         message.message_id, begin.attempt)
+        elif begin.verdict == "final":
+            state.outcome = "skipped"
+            state.extra["final_status"] = begin.status
+            logger.info("job %s: already %s; delivery skipped", message.message_id, begin.status)
+        else:
+            state.outcome = begin.verdict  # canceled before it ran
+            logger.info("job %s: %s before it ran; skipped", message.message_id, begin.verdict)
+        raise SkipMessage(begin.verdict)
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        state = state_of(message)
+        if not state.attempt:
+            return
+        if exception is None:
+            state.outcome = "succeeded"
+            error = None
+        else:
+            state.outcome = state.outcome or "failed"
+            tb = "".join(traceback.format_exception(type(exception), exception, exception.__traceback__))
+            error = error_summary(exception, tb)
+            state.error = error
+        try:
+            finish = self._job_store().finish(
+                message.message_id, attempt=state.attempt, status=state.outcome,
+                result=result if exception is None else None, error=error, retry_at=state.retry_at,
+            )
+        except Exception:
+            self.write_failures += 1
+            logger.exception("job %s: could not record outcome %s", message.message_id, state.outcome)
+            return
+        state.requesters = finish.requesters
+        if finish.status == "stale":
+            logger.warning("job %s: attempt %d is stale (re-delivered meanwhile); outcome not recorded",
+                           message.message_id, state.attempt)
+        else:
+            logger.info("job %s: %s (attempt %d)", message.message_id, state.outcome, state.attempt)

@@ -1,0 +1,183 @@
+"""The alert log in Redis and the sinks alerts go to.
+
+An alert is one JSON object: ``id, level (info|warning|error|critical), source, message,
+job_id, rule, subject, time, state (fired|resolved)``. Every alert is appended to a sorted set
+scored by time and trimmed to ``QUEUE_METRICS_RETENTION_DAYS``. Condition alerts (from the
+monitor's rules) carry a ``rule`` and ``subject``: they fire once per window while the condition
+holds (de-duplicated) and are resolved, with a notice, when it clears. Event alerts (a job that
+finally failed) carry the job id and fire once per job.
+
+Sinks receive every alert that was written; a sink that fails is logged and counted, never
+allowed to break the caller (a worker finishing a job, the monitor's tick).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import redis
+
+LEVELS = ("info", "warning", "error", "critical")
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Alert:
+    level: str
+    source: str
+    message: str
+    job_id: str | None = None
+    rule: str | None = None
+    subject: str | None = None
+    time: float = field(default_factory=time.time)
+    state: str = "fired"
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Alert:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+class AlertSink(Protocol):
+    """Something that hears about alerts (the log, Sentry, Telegram admins)."""
+
+    name: str
+
+    def send(self, alert: Alert) -> None: ...
+
+
+class LogSink:
+    """Writes each alert as one log line at the matching level."""
+
+    name = "log"
+    _levels = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR,
+               "critical": logging.CRITICAL}
+
+    def send(self, alert: Alert) -> None:
+        logging.getLogger("faceit_bot.alerts").log(
+            self._levels.get(alert.level, logging.WARNING),
+            "alert %s [%s] %s: %s%s",
+            alert.state, alert.level, alert.source, alert.message,
+            f" (job {alert.job_id})" if alert.job_id else "",
+        )
+
+
+class AlertStore:
+    """Writes alerts to Redis and fans them out to ``sinks``."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "fb:",
+        retention_seconds: float = 7 * 86400,
+        dedupe_window: float = 3600,
+        sinks: list[AlertSink] | None = None,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.retention_seconds = retention_seconds
+        self.dedupe_window = dedupe_window
+        self.sinks: list[AlertSink] = [LogSink()] if sinks is None else sinks
+        self.sink_failures = 0
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Any, sinks: list[AlertSink] | None = None
+                      ) -> AlertStore:
+        return cls(
+            client,
+            prefix=settings.redis_key_prefix,
+            retention_seconds=settings.queue_metrics_retention_days * 86400,
+            dedupe_window=settings.alert_dedupe_window,
+            sinks=sinks,
+        )
+
+    # keys
+    @property
+    def log_key(self) -> str:
+        return f"{self.prefix}alerts:log"
+
+    @property
+    def open_key(self) -> str:
+        return f"{self.prefix}alerts:open"
+
+    def dedupe_key(self, rule: str, subject: str) -> str:
+        return f"{self.prefix}alerts:dedupe:{rule}:{subject}"
+
+    # writing
+    def emit(self, alert: Alert) -> bool:
+        """Record and send ``alert``; returns False when it was a duplicate and was dropped."""
+        if alert.level not in LEVELS:
+            raise ValueError(f"unknown alert level {alert.level!r}")
+        if alert.rule:
+            subject = alert.subject or "-"
+            fresh = self.client.set(self.dedupe_key(alert.rule, subject), alert.id, nx=True,
+                                    ex=max(1, int(self.dedupe_window)))
+            if not fresh:
+                return False
+            self.client.hset(self.open_key, f"{alert.rule}|{subject}", json.dumps(alert.to_dict()))
+        self._append(alert)
+        self._fan_out(alert)
+        return True
+
+    def fire(self, level: str, source: str, message: str, **extra: Any) -> bool:
+        return self.emit(Alert(level=level, source=source, message=message, **extra))
+
+    def resolve(self, rule: str, subject: str | None = None, message: str | None = None) -> bool:
+        """Close an open condition alert and send a resolve notice; False if none was open."""
+        subject = subject or "-"
+        raw = self.client.hget(self.open_key, f"{rule}|{subject}")
+        if raw is None:
+            return False
+        self.client.hdel(self.open_key, f"{rule}|{subject}")
+        self.client.delete(self.dedupe_key(rule, subject))
+        opened = Alert.from_dict(json.loads(raw))
+        notice = Alert(
+            level="info", source=opened.source, rule=rule, subject=subject, state="resolved",
+            message=message or f"resolved: {opened.message}",
+            details={"opened_at": opened.time, "opened_level": opened.level},
+        )
+        self._append(notice)
+        self._fan_out(notice)
+        return True
+
+    def _append(self, alert: Alert) -> None:
+        now = time.time()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zadd(self.log_key, {json.dumps(alert.to_dict()): alert.time})
+        pipe.zremrangebyscore(self.log_key, 0, now - self.retention_seconds)
+        pipe.expire(self.log_key, int(self.retention_seconds) + 60)
+        pipe.execute()
+
+    def _fan_out(self, alert: Alert) -> None:
+        for sink in self.sinks:
+            try:
+                sink.send(alert)
+            except Exception:  # a sink must never break the caller
+                self.sink_failures += 1
+                logger.exception("alert sink %s failed", getattr(sink, "name", sink))
+
+    # reading
+    def recent(self, hours: float = 24, *, level: str | None = None, limit: int = 1000) -> list[Alert]:
+        """Alerts of the last ``hours``, newest first, optionally at ``level`` or above."""
+        since = time.time() - hours * 3600
+        raw = self.client.zrevrangebyscore(self.log_key, "+inf", since, start=0, num=limit)
+        alerts = [Alert.from_dict(json.loads(item)) for item in raw]
+        if level:
+            floor = LEVELS.index(level)
+            alerts = [a for a in alerts if a.level in LEVELS and LEVELS.index(a.level) >= floor]
+        return alerts
+
+    def open_alerts(self) -> list[Alert]:
+        return [Alert.from_dict(json.loads(v)) for v in self.client.hvals(self.open_key)]

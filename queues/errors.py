@@ -1,0 +1,45 @@
+"""Pipeline errors, on top of the shared hierarchy of :mod:`faceit.errors`."""
+
+from __future__ import annotations
+
+from faceit.errors import FaceitBotError, PermanentError, TransientError
+
+__all__ = [
+    "FaceitBotError", "JobCanceled", "JobTimeLimitExceeded", "PermanentError", "TransientError",
+    "UnknownActorError", "UnknownJobError", "error_summary",
+]
+
+
+class JobTimeLimitExceeded(FaceitBotError):
+    """The job ran past its time limit; retried only when its actor says ``retry_on_timeout``."""
+
+    code = "time_limit"
+
+    def __init__(self, limit: float) -> None:
+        super().__init__(f"time limit exceeded ({limit:g} s)")
+        self.limit = limit
+
+
+class JobCanceled(PermanentError):
+    """Someone canceled the job while it ran."""
+
+    code = "canceled"
+
+
+class UnknownActorError(PermanentError):
+    code = "unknown_actor"
+
+
+class UnknownJobError(PermanentError):
+    code = "unknown_job"
+
+
+def error_summary(exc: BaseException, traceback_text: str | None = None) -> dict[str, object]:
+    """The JSON form of an error kept in job records: what operators and the bot need."""
+    return {
+        "type": type(exc).__name__,
+        "code": getattr(exc, "code", "error"),
+        "message": str(exc)[:2000],
+        "retryable": bool(getattr(exc, "retryable", True)),
+        "traceback": (traceback_text or "")[-8000:],
+    }

@@ -1,0 +1,676 @@
+"""The Redis schema of job records, and every change to it.
+
+One hash per job, ``<prefix>job:<id>`` (the id is the Dramatiq message id), with scalar fields
+as text and structured fields as JSON:
+
+========================  =================================================================
+field                     meaning
+========================  =================================================================
+id, actor, queue          what runs where
+status                    queued → started → retrying → … → succeeded | failed | canceled
+args, kwargs              JSON, secret fields already redacted
+options                   JSON: the enqueue options we need to requeue (retry, time limit)
+requesters                JSON list of {user_id, chat_id, message_id, lang}
+attempts, deliveries      body starts, and message deliveries (kills included)
+enqueued_at, started_at,  epoch seconds (``first_started_at`` for wait time)
+finished_at, retry_at
+progress                  JSON {percent, stage, done, total, at}
+result / error            JSON; error = {type, code, message, retryable, traceback}
+timeline                  JSON list of attempts {attempt, worker, started_at, finished_at,
+                          outcome, error}
+coalesce_key              set while a coalescable job is in flight
+cancel_requested          "1" once a cancel was asked for a running job
+========================  =================================================================
+
+Succeeded and canceled records expire after ``QUEUE_RESULT_TTL``, failed ones after
+``QUEUE_FAILURE_TTL``; records in flight keep the failure TTL, refreshed on every change.
+Sorted-set indexes (by enqueue time) list jobs by status, queue, actor and user; they are
+capped at ``QUEUE_INDEX_LIMIT`` ids and pruned of expired ids when read.
+
+Each transition is one Lua script, so a record and its indexes always change together and a
+stale attempt (a worker that lost its job to a re-delivery) writes nothing. The finish script
+also counts outcomes per minute, keeps wait/run samples and duration histograms for the
+monitor and ``/metrics``: one round trip per transition, nothing else on the hot path.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+FINAL_STATUSES = ("succeeded", "failed", "canceled")
+ACTIVE_STATUSES = ("queued", "started", "retrying")
+ALL_STATUSES = ACTIVE_STATUSES + FINAL_STATUSES
+HISTOGRAM_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600)
+SAMPLES_KEPT = 1000
+TIMELINE_KEPT = 20
+
+_JSON_FIELDS = ("args", "kwargs", "options", "requesters", "progress", "result", "error", "timeline")
+_FLOAT_FIELDS = ("enqueued_at", "first_started_at", "started_at", "finished_at", "retry_at")
+_INT_FIELDS = ("attempts", "deliveries", "max_retries")
+
+# Shared Lua helpers: index moves and JSON arrays that stay arrays when empty.
+_LUA_COMMON = """
+local function index_add(key, score, id, limit, ttl)
+  redis.call("ZADD", key, score, id)
+  if redis.call("ZCARD", key) > limit then
+    redis.call("ZREMRANGEBYRANK", key, 0, -(limit + 1))
+  end
+  redis.call("EXPIRE", key, ttl)
+end
+local function encode_array(t)
+  if #t == 0 then return "[]" end
+  return cjson.encode(t)
+end
+local function decode_array(s)
+  if not s or s == "" then return {} end
+  return cjson.decode(s)
+end
+"""
+
+# KEYS: none (all keys derive from the prefix, built here and only here).
+# ARGV: prefix, id, now, ttl, limit, coalesce_key|"", requester_json|"", n_fields, field, value, ...
+_CREATE = _LUA_COMMON + """
+local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local ttl, limit, ckey, req = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local function add_requester(jk, job_id)
+  if req == "" then return end
+  local r = cjson.decode(req)
+  local list = decode_array(redis.call("HGET", jk, "requesters"))
+  for _, existing in ipairs(list) do
+    if tostring(existing["user_id"]) == tostring(r["user_id"]) then return end
+  end
+  table.insert(list, r)
+  redis.call("HSET", jk, "requesters", encode_array(list))
+  index_add(prefix .. "jobs:user:" .. tostring(r["user_id"]), now, job_id, limit, ttl)
+end
+if ckey ~= "" then
+  local existing = redis.call("GET", ckey)
+  if existing then
+    local ejk = prefix .. "job:" .. existing
+    local st = redis.call("HGET", ejk, "status")
+    if st == "queued" or st == "started" or st == "retrying" then
+      add_requester(ejk, existing)
+      return {existing, st}
+    end
+  end
+end
+local jk = prefix .. "job:" .. id
+local n = tonumber(ARGV[8])
+local fields = {}
+for i = 9, 8 + 2 * n do fields[#fields + 1] = ARGV[i] end
+redis.call("HSET", jk, unpack(fields))
+redis.call("HSET", jk, "requesters", "[]", "status", "queued", "enqueued_at", ARGV[3])
+add_requester(jk, id)
+local queue = redis.call("HGET", jk, "queue")
+local actor = redis.call("HGET", jk, "actor")
+redis.call("EXPIRE", jk, ttl)
+index_add(prefix .. "jobs:all", now, id, limit, ttl)
+index_add(prefix .. "jobs:status:queued", now, id, limit, ttl)
+index_add(prefix .. "jobs:queue:" .. queue, now, id, limit, ttl)
+index_add(prefix .. "jobs:actor:" .. actor, now, id, limit, ttl)
+if ckey ~= "" then
+  redis.call("HSET", jk, "coalesce_key", ckey)
+  redis.call("SET", ckey, id, "EX", ttl)
+end
+return {id, "new"}
+"""
+
+# ARGV: prefix, id, now, max_deliveries, worker, ttl, limit, result_ttl, failure_ttl
+# Returns {verdict, n}: run (n = attempt), final (status), canceled, crash_loop (deliveries), missing.
+_BEGIN = _LUA_COMMON + """
+local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local max_deliveries, worker, ttl, limit = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local result_ttl, failure_ttl = tonumber(ARGV[8]), tonumber(ARGV[9])
+local jk = prefix .. "job:" .. id
+local st = redis.call("HGET", jk, "status")
+if not st then return {"missing", 0} end
+if st == "succeeded" or st == "failed" or st == "canceled" then return {"final", st} end
+local score = tonumber(redis.call("HGET", jk, "enqueued_at")) or now
+local function move(to)
+  redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
+  index_add(prefix .. "jobs:status:" .. to, score, id, limit, failure_ttl)
+  redis.call("HSET", jk, "status", to)
+end
+local function release()
+  local ckey = redis.call("HGET", jk, "coalesce_key")
+  if ckey and redis.call("GET", ckey) == id then redis.call("DEL", ckey) end
+end
+if redis.call("HGET", jk, "cancel_requested") == "1" then
+  move("canceled")
+  redis.call("HSET", jk, "finished_at", ARGV[3])
+  release()
+  redis.call("EXPIRE", jk, result_ttl)
+  return {"canceled", 0}
+end
+local deliveries = redis.call("HINCRBY", jk, "deliveries", 1)
+local timeline = decode_array(redis.call("HGET", jk, "timeline"))
+local last = timeline[#timeline]
+if st == "started" and last and not last["outcome"] then
+  last["outcome"] = "worker_lost"
+  last["finished_at"] = now
+end
+if deliveries > max_deliveries then
+  move("failed")
+  local err = {type = "CrashLoop", code = "crash_loop", retryable = false,
+    message = "the job was delivered " .. deliveries .. " times without finishing: its worker died each time"}
+  redis.call("HSET", jk, "error", cjson.encode(err), "finished_at", ARGV[3], "timeline", encode_array(timeline))
+  release()
+  redis.call("EXPIRE", jk, failure_ttl)
+  return {"crash_loop", deliveries}
+end
+local attempt = redis.call("HINCRBY", jk, "attempts", 1)
+table.insert(timeline, {attempt = attempt, worker = worker, started_at = now})
+while #timeline > """ + str(TIMELINE_KEPT) + """ do table.remove(timeline, 1) end
+redis.call("HSET", jk, "timeline", encode_array(timeline), "started_at", ARGV[3], "worker", worker)
+redis.call("HSETNX", jk, "first_started_at", ARGV[3])
+move("started")
+redis.call("EXPIRE", jk, ttl)
+return {"run", attempt}
+"""
+
+# ARGV: prefix, id, now, status, attempt, result|"", error|"", ttl, limit, retry_at|"",
+#       minute_bucket, stats_ttl, failure_ttl, buckets...
+# Returns {status written | "stale", requester count}.
+_FINISH = _LUA_COMMON + """
+local prefix, id, now, status = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local attempt, result, err = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local ttl, limit, retry_at, minute = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10], ARGV[11]
+local stats_ttl, failure_ttl = tonumber(ARGV[12]), tonumber(ARGV[13])
+local jk = prefix .. "job:" .. id
+local fields = redis.call("HMGET", jk, "status", "attempts", "queue", "actor", "enqueued_at",
+  "first_started_at", "started_at", "requesters", "timeline", "coalesce_key")
+local st = fields[1]
+if st ~= "started" or tonumber(fields[2]) ~= attempt then return {"stale", 0} end
+local queue, actor = fields[3], fields[4]
+local score = tonumber(fields[5]) or now
+local started = tonumber(fields[7]) or now
+local run = now - started
+local timeline = decode_array(fields[9])
+local last = timeline[#timeline]
+if last then
+  last["finished_at"] = now
+  last["outcome"] = status
+  if err ~= "" then
+    local e = cjson.decode(err)
+    last["error"] = (e["type"] or "Error") .. ": " .. string.sub(e["message"] or "", 1, 300)
+  end
+end
+redis.call("HSET", jk, "status", status, "timeline", encode_array(timeline))
+redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
+index_add(prefix .. "jobs:status:" .. status, score, id, limit, failure_ttl)
+if result ~= "" then redis.call("HSET", jk, "result", result) end
+if err ~= "" then redis.call("HSET", jk, "error", err) end
+if retry_at ~= "" then redis.call("HSET", jk, "retry_at", retry_at) end
+local final = status == "succeeded" or status == "failed" or status == "canceled"
+if final then
+  redis.call("HSET", jk, "finished_at", ARGV[3])
+  local ckey = fields[10]
+  if ckey and redis.call("GET", ckey) == id then redis.call("DEL", ckey) end
+end
+redis.call("EXPIRE", jk, ttl)
+-- Per-minute outcome counts, all-time totals and samples for the monitor and /metrics.
+local outcome = status
+if status == "retrying" then outcome = "retried" end
+local sk = prefix .. "stats:" .. queue .. ":" .. minute
+redis.call("HINCRBY", sk, outcome, 1)
+redis.call("EXPIRE", sk, stats_ttl)
+local ak = prefix .. "stats:actor:" .. actor .. ":" .. minute
+redis.call("HINCRBY", ak, outcome, 1)
+redis.call("EXPIRE", ak, stats_ttl)
+redis.call("HINCRBY", prefix .. "totals", actor .. "|" .. outcome, 1)
+if final or status == "retrying" then
+  local hk = prefix .. "hist:" .. actor
+  local placed = false
+  for i = 14, #ARGV do
+    if not placed and run <= tonumber(ARGV[i]) then
+      redis.call("HINCRBY", hk, ARGV[i], 1)
+      placed = true
+    end
+  end
+  if not placed then redis.call("HINCRBY", hk, "+Inf", 1) end
+  redis.call("HINCRBYFLOAT", hk, "sum", run)
+  local first = tonumber(fields[6]) or started
+  local wait = first - score
+  local samples = prefix .. "samples:" .. queue
+  redis.call("LPUSH", samples, cjson.encode({now, wait, run, outcome}))
+  redis.call("LTRIM", samples, 0, """ + str(SAMPLES_KEPT - 1) + """)
+  redis.call("EXPIRE", samples, stats_ttl)
+end
+local requesters = decode_array(fields[8])
+return {status, #requesters}
+"""
+
+# ARGV: prefix, id, now, result_ttl, limit, failure_ttl.  Returns the status after the call.
+_CANCEL = _LUA_COMMON + """
+local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local result_ttl, limit, failure_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local jk = prefix .. "job:" .. id
+local st = redis.call("HGET", jk, "status")
+if not st then return "missing" end
+if st == "succeeded" or st == "failed" or st == "canceled" then return st end
+if st == "started" then
+  redis.call("HSET", jk, "cancel_requested", "1")
+  return "canceling"
+end
+-- queued or retrying: the message will be skipped when a worker takes it.
+local score = tonumber(redis.call("HGET", jk, "enqueued_at")) or now
+redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
+index_add(prefix .. "jobs:status:canceled", score, id, limit, failure_ttl)
+redis.call("HSET", jk, "status", "canceled", "finished_at", ARGV[3], "cancel_requested", "1")
+local ckey = redis.call("HGET", jk, "coalesce_key")
+if ckey and redis.call("GET", ckey) == id then redis.call("DEL", ckey) end
+redis.call("EXPIRE", jk, result_ttl)
+return "canceled"
+"""
+
+# ARGV: prefix, id, now, ttl, limit.  Back to queued for a requeue; returns the old status.
+_RESET = _LUA_COMMON + """
+local prefix, id, now, ttl, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local jk = prefix .. "job:" .. id
+local st = redis.call("HGET", jk, "status")
+if not st then return "missing" end
+if st ~= "failed" and st ~= "canceled" then return st end
+local score = tonumber(redis.call("HGET", jk, "enqueued_at")) or now
+redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
+index_add(prefix .. "jobs:status:queued", score, id, limit, ttl)
+redis.call("HDEL", jk, "error", "result", "finished_at", "cancel_requested", "retry_at", "progress")
+redis.call("HSET", jk, "status", "queued", "deliveries", "0", "requeued_at", ARGV[3])
+redis.call("EXPIRE", jk, ttl)
+return st
+"""
+
+# ARGV: prefix, id, progress_json.  Only a running job takes progress.
+_PROGRESS = """
+local jk = ARGV[1] .. "job:" .. ARGV[2]
+if redis.call("HGET", jk, "status") ~= "started" then return 0 end
+redis.call("HSET", jk, "progress", ARGV[3])
+return 1
+"""
+
+
+@dataclass
+class JobRecord:
+    """One job as stored; ``raw`` keeps fields this class does not name."""
+
+    id: str
+    actor: str = ""
+    queue: str = ""
+    status: str = "queued"
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    requesters: list[dict[str, Any]] = field(default_factory=list)
+    attempts: int = 0
+    deliveries: int = 0
+    max_retries: int = 0
+    enqueued_at: float | None = None
+    first_started_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    retry_at: float | None = None
+    progress: dict[str, Any] | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    worker: str = ""
+    cancel_requested: bool = False
+    raw: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def user_ids(self) -> list[int]:
+        return [int(r["user_id"]) for r in self.requesters if r.get("user_id") is not None]
+
+    @classmethod
+    def from_hash(cls, job_id: str, data: dict[str, str]) -> JobRecord:
+        record = cls(id=job_id, raw=data)
+        for name in ("actor", "queue", "status", "worker"):
+            if name in data:
+                setattr(record, name, data[name])
+        for name in _JSON_FIELDS:
+            if data.get(name):
+                try:
+                    setattr(record, name, json.loads(data[name]))
+                except ValueError:
+                    pass
+        for name in _FLOAT_FIELDS:
+            if data.get(name):
+                setattr(record, name, float(data[name]))
+        for name in _INT_FIELDS:
+            if data.get(name):
+                setattr(record, name, int(data[name]))
+        record.cancel_requested = data.get("cancel_requested") == "1"
+        return record
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (for the API, the admin tool and tests)."""
+        return {
+            "id": self.id, "actor": self.actor, "queue": self.queue, "status": self.status,
+            "args": self.args, "kwargs": self.kwargs, "options": self.options,
+            "requesters": self.requesters, "attempts": self.attempts,
+            "deliveries": self.deliveries, "max_retries": self.max_retries,
+            "enqueued_at": self.enqueued_at, "first_started_at": self.first_started_at,
+            "started_at": self.started_at, "finished_at": self.finished_at,
+            "retry_at": self.retry_at, "progress": self.progress, "result": self.result,
+            "error": self.error, "timeline": self.timeline, "worker": self.worker,
+            "cancel_requested": self.cancel_requested,
+        }
+
+
+@dataclass(frozen=True)
+class Begin:
+    """What ``begin`` decided for a delivery: run it (attempt n) or skip it (why)."""
+
+    verdict: str  # run | final | canceled | crash_loop | missing
+    attempt: int = 0
+    status: str = ""
+
+
+@dataclass(frozen=True)
+class Finish:
+    status: str  # the status written, or "stale"
+    requesters: int = 0
+
+
+class JobStore:
+    """Reads and writes job records. ``client`` is a sync redis-py client (decode_responses=True).
+
+    ``result_ttl``/``failure_ttl`` are the record lifetimes; ``index_limit`` caps every index;
+    ``stats_ttl`` is how long per-minute counters and samples live (the metrics retention).
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "fb:",
+        result_ttl: int = 3600,
+        failure_ttl: int = 86400,
+        index_limit: int = 10000,
+        stats_ttl: int = 7 * 86400,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.result_ttl = result_ttl
+        self.failure_ttl = failure_ttl
+        self.index_limit = index_limit
+        self.stats_ttl = stats_ttl
+        self._create = client.register_script(_CREATE)
+        self._begin = client.register_script(_BEGIN)
+        self._finish = client.register_script(_FINISH)
+        self._cancel = client.register_script(_CANCEL)
+        self._reset = client.register_script(_RESET)
+        self._progress = client.register_script(_PROGRESS)
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Any) -> JobStore:
+        return cls(
+            client,
+            prefix=settings.redis_key_prefix,
+            result_ttl=settings.queue_result_ttl,
+            failure_ttl=settings.queue_failure_ttl,
+            index_limit=settings.queue_index_limit,
+            stats_ttl=int(settings.queue_metrics_retention_days * 86400),
+        )
+
+    # --- keys (the only place they are spelled) -------------------------------------------
+
+    def job_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def index_key(self, kind: str, value: str | int | None = None) -> str:
+        return f"{self.prefix}jobs:{kind}" if value is None else f"{self.prefix}jobs:{kind}:{value}"
+
+    def coalesce_key(self, actor: str, subject: str) -> str:
+        return f"{self.prefix}coalesce:{actor}:{subject}"
+
+    def stats_key(self, queue: str, minute: int) -> str:
+        return f"{self.prefix}stats:{queue}:{minute}"
+
+    def actor_stats_key(self, actor: str, minute: int) -> str:
+        return f"{self.prefix}stats:actor:{actor}:{minute}"
+
+    def samples_key(self, queue: str) -> str:
+        return f"{self.prefix}samples:{queue}"
+
+    def totals_key(self) -> str:
+        return f"{self.prefix}totals"
+
+    def histogram_key(self, actor: str) -> str:
+        return f"{self.prefix}hist:{actor}"
+
+    # --- transitions ----------------------------------------------------------------------
+
+    def create(
+        self,
+        job_id: str,
+        *,
+        actor: str,
+        queue: str,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        max_retries: int = 0,
+        requester: dict[str, Any] | None = None,
+        coalesce: str | None = None,
+        now: float | None = None,
+    ) -> tuple[str, str]:
+        """Write a ``queued`` record, or join the in-flight job of the same coalesce subject.
+
+        Returns ``(job_id, "new")`` or ``(existing_id, its status)`` when coalesced (the
+        requester is then added to the existing job).
+        """
+        fields = {
+            "id": job_id, "actor": actor, "queue": queue,
+            "args": json.dumps(list(args)), "kwargs": json.dumps(kwargs or {}),
+            "options": json.dumps(options or {}), "max_retries": str(max_retries),
+            "attempts": "0", "deliveries": "0", "timeline": "[]",
+        }
+        flat = [item for pair in fields.items() for item in pair]
+        found_id, state = self._create(args=[
+            self.prefix, job_id, repr(now or time.time()), self.failure_ttl, self.index_limit,
+            self.coalesce_key(actor, coalesce) if coalesce else "",
+            json.dumps(requester) if requester else "", len(fields), *flat,
+        ])
+        return found_id, state
+
+    def begin(self, job_id: str, *, max_deliveries: int, worker: str = "") -> Begin:
+        """Mark a delivery as started, unless the job ended, was canceled or crash-loops."""
+        verdict, value = self._begin(args=[
+            self.prefix, job_id, repr(time.time()), max_deliveries, worker, self.failure_ttl,
+            self.index_limit, self.result_ttl, self.failure_ttl,
+        ])
+        if verdict == "run":
+            return Begin("run", attempt=int(value))
+        if verdict == "final":
+            return Begin("final", status=str(value))
+        return Begin(verdict, attempt=int(value or 0))
+
+    def finish(
+        self,
+        job_id: str,
+        *,
+        attempt: int,
+        status: str,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+        retry_at: float | None = None,
+    ) -> Finish:
+        """Record the end of attempt ``attempt``; a stale attempt writes nothing."""
+        now = time.time()
+        ttl = {"succeeded": self.result_ttl, "canceled": self.result_ttl}.get(status, self.failure_ttl)
+        written, requesters = self._finish(args=[
+            self.prefix, job_id, repr(now), status, attempt,
+            "" if result is None else json.dumps(result), "" if error is None else json.dumps(error),
+            ttl, self.index_limit, "" if retry_at is None else repr(retry_at), int(now // 60),
+            self.stats_ttl, self.failure_ttl, *HISTOGRAM_BUCKETS,
+        ])
+        return Finish(str(written), int(requesters))
+
+    def set_progress(self, job_id: str, progress: dict[str, Any]) -> bool:
+        return bool(self._progress(args=[self.prefix, job_id, json.dumps(progress)]))
+
+    def request_cancel(self, job_id: str) -> str:
+        """Cancel a job: ``canceled`` (it will not run), ``canceling`` (running; stops at its
+        next await), ``missing``, or the final status it already had."""
+        return str(self._cancel(args=[
+            self.prefix, job_id, repr(time.time()), self.result_ttl, self.index_limit, self.failure_ttl,
+        ]))
+
+    def reset_for_requeue(self, job_id: str) -> str:
+        """Put a failed or canceled record back to ``queued``; returns the status it had."""
+        return str(self._reset(args=[self.prefix, job_id, repr(time.time()), self.failure_ttl,
+                                     self.index_limit]))
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord | None:
+        data = self.client.hgetall(self.job_key(job_id))
+        return JobRecord.from_hash(job_id, data) if data else None
+
+    def get_many(self, job_ids: list[str]) -> list[JobRecord | None]:
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.job_key(job_id))
+        return [JobRecord.from_hash(i, d) if d else None for i, d in zip(job_ids, pipe.execute(), strict=True)]
+
+    def status(self, job_id: str) -> str | None:
+        return self.client.hget(self.job_key(job_id), "status")
+
+    def is_cancel_requested(self, job_id: str) -> bool:
+        return self.client.hget(self.job_key(job_id), "cancel_requested") == "1"
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        actor: str | None = None,
+        user_id: int | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[JobRecord], int]:
+        """Newest first, filtered by any of status/queue/actor/user; returns (page, total).
+
+        The narrowest index drives the scan; the other filters are applied to the records.
+        Ids whose record expired are pruned from the index on the way.
+        """
+        filters = [("status", status), ("queue", queue), ("actor", actor), ("user", user_id)]
+        chosen = [(k, v) for k, v in filters if v is not None]
+        if chosen:
+            sizes = [(self.client.zcard(self.index_key(k, v)), k, v) for k, v in chosen]
+            _, kind, value = min(sizes, key=lambda item: item[0])
+            key = self.index_key(kind, value)
+        else:
+            key = self.index_key("all")
+        if len(chosen) <= 1:
+            ids = self.client.zrevrange(key, offset, offset + limit - 1)
+            records = self._prune(key, ids)
+            total = self.client.zcard(key)
+            return records, total
+        matches: list[JobRecord] = []
+        skipped = 0
+        for start in range(0, self.index_limit, 500):
+            ids = self.client.zrevrange(key, start, start + 499)
+            if not ids:
+                break
+            for record in self._prune(key, ids):
+                if self._matches(record, status, queue, actor, user_id):
+                    if skipped < offset:
+                        skipped += 1
+                    elif len(matches) < limit:
+                        matches.append(record)
+        total = skipped + len(matches)
+        return matches, total
+
+    def _prune(self, key: str, ids: list[str]) -> list[JobRecord]:
+        records = self.get_many(ids) if ids else []
+        gone = [job_id for job_id, rec in zip(ids, records, strict=True) if rec is None]
+        if gone:
+            self.client.zrem(key, *gone)
+        return [rec for rec in records if rec is not None]
+
+    @staticmethod
+    def _matches(record: JobRecord, status: str | None, queue: str | None, actor: str | None,
+                 user_id: int | None) -> bool:
+        return (
+            (status is None or record.status == status)
+            and (queue is None or record.queue == queue)
+            and (actor is None or record.actor == actor)
+            and (user_id is None or int(user_id) in record.user_ids)
+        )
+
+    def count_by_status(self) -> dict[str, int]:
+        pipe = self.client.pipeline(transaction=False)
+        for status in ALL_STATUSES:
+            pipe.zcard(self.index_key("status", status))
+        return dict(zip(ALL_STATUSES, pipe.execute(), strict=True))
+
+    def active_jobs_of_user(self, user_id: int, limit: int = 50) -> list[JobRecord]:
+        """The user's jobs that are still queued, running or waiting for a retry."""
+        ids = self.client.zrevrange(self.index_key("user", user_id), 0, limit - 1)
+        return [r for r in self._prune(self.index_key("user", user_id), ids) if not r.is_final]
+
+    def attach_message(self, job_id: str, user_id: int, chat_id: int, message_id: int) -> bool:
+        """Remember which message of the user shows this job (progress edits go there)."""
+        key = self.job_key(job_id)
+        with self.client.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.hget(key, "requesters")
+                    if raw is None:
+                        return False
+                    requesters = json.loads(raw)
+                    for requester in requesters:
+                        if int(requester.get("user_id", 0)) == int(user_id):
+                            requester["chat_id"] = chat_id
+                            requester["message_id"] = message_id
+                            break
+                    else:
+                        return False
+                    pipe.multi()
+                    pipe.hset(key, "requesters", json.dumps(requesters))
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+
+
+class AsyncJobChannel:
+    """What a running async actor needs of its record: progress writes and cancel flags.
+
+    ``client`` is a ``redis.asyncio`` client (decode_responses=True) on the actor's loop.
+    """
+
+    def __init__(self, client: Any, *, prefix: str = "fb:") -> None:
+        self.client = client
+        self.prefix = prefix
+        self._progress = client.register_script(_PROGRESS)
+
+    def job_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    async def set_progress(self, job_id: str, progress: dict[str, Any]) -> bool:
+        return bool(await self._progress(args=[self.prefix, job_id, json.dumps(progress)]))
+
+    async def get_requesters(self, job_id: str) -> list[dict[str, Any]]:
+        raw = await self.client.hget(self.job_key(job_id), "requesters")
+        return json.loads(raw) if raw else []
+
+    async def cancel_requested(self, job_ids: list[str]) -> list[str]:
+        """The ids among ``job_ids`` whose cancel was asked for."""
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.job_key(job_id), "cancel_requested")
+        flags = await pipe.execute()
+        return [job_id for job_id, flag in zip(job_ids, flags, strict=True) if flag == "1"]

@@ -1,0 +1,335 @@
+"""The queue manager: what the bot, the admin tool, the scheduler and the dashboard call.
+
+It keeps the first version's call shapes (``get_queue_manager()``,
+``enqueue_match_analysis(match_url_or_id, user_id)`` returning a handle with ``.id`` …) on
+Dramatiq. Enqueueing is two Redis round trips: the job record (with coalescing, one Lua
+script), then the message. A match analysis requested while the same match is queued or
+running joins that job: the requester is added and both get the result.
+
+Calls are synchronous (one or two Redis round trips each); ``initialize()`` is async for the
+callers that already await it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+from dramatiq import Message
+from dramatiq.common import dq_name
+
+from queues.errors import UnknownActorError, UnknownJobError
+from queues.jobstore import FINAL_STATUSES, JobRecord
+from queues.priorities import QueuePriority, all_queue_names, queue_name
+from queues.runtime import get_job_store, get_redis
+from queues.workers import WorkerRegistry
+from settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+REDACTED = "***"
+
+
+def redacted_arguments(actor: Any, args: Any, kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """Args and kwargs as stored in job records: the actor's ``secret_fields`` masked."""
+    secret = set(actor.options.get("secret_fields", ())) if actor is not None else set()
+    return list(args), {k: (REDACTED if k in secret else v) for k, v in (kwargs or {}).items()}
+
+
+@dataclass(frozen=True)
+class JobHandle:
+    """What an enqueue returns: the job id, where it went and its place in the queue."""
+
+    id: str
+    actor: str
+    queue: str
+    position: int = 0
+    coalesced: bool = False
+    status: str = "queued"
+
+
+@dataclass
+class QueueStats:
+    """Per-queue figures. ``delayed`` is None on RabbitMQ, where it cannot be counted."""
+
+    name: str
+    waiting: int
+    delayed: int | None
+    in_progress: int | None
+    dead: int | None
+    workers: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class QueueManager:
+    """Enqueue, look up, cancel and requeue jobs; count what is in the queues."""
+
+    def __init__(self, settings: Settings | None = None, broker: dramatiq.Broker | None = None) -> None:
+        self.settings = settings or get_settings()
+        self._broker = broker
+
+    # --- wiring ---------------------------------------------------------------------------
+
+    @property
+    def broker(self) -> dramatiq.Broker:
+        if self._broker is None:
+            import actors  # noqa: F401  (builds the broker and declares every actor)
+
+            self._broker = dramatiq.get_broker()
+        return self._broker
+
+    @property
+    def jobs(self):
+        return get_job_store(self.settings)
+
+    async def initialize(self) -> None:
+        """Check that Redis answers and load the actors (raises if Redis is unreachable)."""
+        get_redis(self.settings).ping()
+        _ = self.broker
+
+    def _actor(self, actor: Any) -> dramatiq.Actor:
+        name = actor if isinstance(actor, str) else getattr(actor, "actor_name", None)
+        try:
+            return self.broker.get_actor(name)
+        except Exception:
+            raise UnknownActorError(f"unknown actor {name!r}") from None
+
+    # --- enqueue --------------------------------------------------------------------------
+
+    def enqueue_job(
+        self,
+        actor: Any,
+        *,
+        priority: QueuePriority | str | None = None,
+        retry: int | None = None,
+        timeout: float | None = None,
+        requester: dict[str, Any] | None = None,
+        coalesce: str | None = None,
+        **kwargs: Any,
+    ) -> JobHandle:
+        """Enqueue ``actor(**kwargs)``; ``retry``/``timeout`` override the actor's defaults.
+
+        ``requester`` ({user_id, chat_id, message_id, lang}) is who gets the result;
+        ``coalesce`` joins an in-flight job of the same actor and subject instead of a new one.
+        """
+        target = self._actor(actor)
+        queue = queue_name(priority, self.settings) if priority is not None else target.queue_name
+        options: dict[str, Any] = {}
+        if retry is not None:
+            options["max_retries"] = int(retry)
+        if timeout is not None:
+            options["time_limit"] = float(timeout)
+        max_retries = options.get("max_retries", target.options.get("max_retries", self.settings.queue_max_retries))
+        job_id = str(uuid.uuid4())
+        args, stored_kwargs = redacted_arguments(target, (), kwargs)
+        found_id, state = self.jobs.create(
+            job_id, actor=target.actor_name, queue=queue, args=args, kwargs=stored_kwargs,
+            options=options, max_retries=int(max_retries), requester=requester, coalesce=coalesce,
+        )
+        if state != "new":
+            logger.info("job %s: joined by user %s (%s)", found_id, (requester or {}).get("user_id"), state)
+            return JobHandle(found_id, target.actor_name, queue, self._position(queue), True, state)
+        message = Message(queue_name=queue, actor_name=target.actor_name, args=(), kwargs=kwargs,
+                          options=options, message_id=job_id)
+        try:
+            self.broker.enqueue(message)
+        except Exception:
+            self.jobs.request_cancel(job_id)  # never leave a queued record without a message
+            raise
+        logger.info("job %s: %s queued on %s", job_id, target.actor_name, queue)
+        return JobHandle(job_id, target.actor_name, queue, self._position(queue), False, "queued")
+
+    def _position(self, queue: str) -> int:
+        """How many messages wait in ``queue`` (the new job is among them)."""
+        if self.settings.broker != "redis":
+            return 0
+        return int(get_redis(self.settings).llen(f"{self.settings.dramatiq_namespace}:{queue}"))
+
+    def enqueue_match_analysis(self, match_url_or_id: str, user_id: int | None = None,
+                               priority: QueuePriority = QueuePriority.HIGH,
+                               requester: dict[str, Any] | None = None) -> JobHandle:
+        """Analyse a match; joins the in-flight analysis of the same match if there is one.
+
+        ``match_url_or_id`` should already be validated (``faceit.links``); the coalescing
+        subject is the normalised match reference.
+        """
+        subject = _match_subject(match_url_or_id)
+        requester = requester or ({"user_id": user_id} if user_id is not None else None)
+        return self.enqueue_job("match_analysis", priority=priority, requester=requester, coalesce=subject,
+                                match_url_or_id=match_url_or_id, user_id=user_id)
+
+    def enqueue_player_report(self, player_id: str, user_id: int | None = None,
+                              requester: dict[str, Any] | None = None) -> JobHandle:
+        requester = requester or ({"user_id": user_id} if user_id is not None else None)
+        return self.enqueue_job("player_report", requester=requester, player_id=player_id, user_id=user_id)
+
+    def enqueue_bulk_analysis(self, match_ids: list[str], user_id: int | None = None,
+                              requester: dict[str, Any] | None = None) -> JobHandle:
+        requester = requester or ({"user_id": user_id} if user_id is not None else None)
+        return self.enqueue_job("bulk_analysis", requester=requester, match_ids=list(match_ids), user_id=user_id)
+
+    def enqueue_match_monitoring(self, user_ids: list[int] | None = None) -> JobHandle:
+        return self.enqueue_job("match_monitoring", user_ids=list(user_ids) if user_ids else None)
+
+    def enqueue_cache_update(self, cache_type: str, identifiers: list[str] | None = None) -> JobHandle:
+        return self.enqueue_job("cache_update", cache_type=cache_type,
+                                identifiers=list(identifiers) if identifiers else None)
+
+    def enqueue_analytics_report(self, user_id: int | None = None, report_type: str = "weekly",
+                                 requester: dict[str, Any] | None = None) -> JobHandle:
+        requester = requester or ({"user_id": user_id} if user_id is not None else None)
+        return self.enqueue_job("analytics_report", requester=requester, user_id=user_id,
+                                report_type=report_type)
+
+    # --- look up --------------------------------------------------------------------------
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        return self.jobs.get(job_id)
+
+    def get_job_status(self, job_id: str) -> str | None:
+        return self.jobs.status(job_id)
+
+    def get_job_result(self, job_id: str) -> Any:
+        """The result of a succeeded job, else None."""
+        record = self.jobs.get(job_id)
+        return record.result if record is not None and record.status == "succeeded" else None
+
+    def attach_message(self, job_id: str, user_id: int, chat_id: int, message_id: int) -> bool:
+        return self.jobs.attach_message(job_id, user_id, chat_id, message_id)
+
+    # --- act ------------------------------------------------------------------------------
+
+    def cancel_job(self, job_id: str) -> str:
+        """``canceled`` (queued: it will never run), ``canceling`` (running: stops at its next
+        await), or the final status it already had. Raises UnknownJobError for an unknown id."""
+        outcome = self.jobs.request_cancel(job_id)
+        if outcome == "missing":
+            raise UnknownJobError(f"no job {job_id}")
+        return outcome
+
+    def requeue_failed(self, queue: str | None = None, job_id: str | None = None, *,
+                       include_canceled: bool = False, limit: int = 1000) -> list[str]:
+        """Send failed jobs (one, those of a queue, or all) again with fresh counters."""
+        if job_id is not None:
+            records = [self.jobs.get(job_id)]
+            if records[0] is None:
+                raise UnknownJobError(f"no job {job_id}")
+        else:
+            records, _ = self.jobs.list_jobs(status="failed", queue=queue, limit=limit)
+            if include_canceled:
+                records += self.jobs.list_jobs(status="canceled", queue=queue, limit=limit)[0]
+        requeued = []
+        for record in records:
+            if record is None or record.status not in ("failed", "canceled"):
+                continue
+            if self.jobs.reset_for_requeue(record.id) not in ("failed", "canceled"):
+                continue
+            self._remove_dead_letter(record)
+            message = Message(queue_name=record.queue, actor_name=record.actor, args=tuple(record.args),
+                              kwargs=record.kwargs, options=dict(record.options), message_id=record.id)
+            self.broker.enqueue(message)
+            requeued.append(record.id)
+            logger.info("job %s: requeued", record.id)
+        return requeued
+
+    def _remove_dead_letter(self, record: JobRecord) -> None:
+        """Drop the dead-lettered copy of a job we are sending again (Redis broker only)."""
+        if self.settings.broker != "redis":
+            return
+        client = get_redis(self.settings)
+        namespace = self.settings.dramatiq_namespace
+        xq = f"{namespace}:{record.queue}.XQ"
+        for redis_id, raw in client.hscan_iter(f"{xq}.msgs", count=500):
+            if record.id in raw:
+                client.zrem(xq, redis_id)
+                client.hdel(f"{xq}.msgs", redis_id)
+
+    def clear_queues(self, *names: str) -> dict[str, int]:
+        """Drop every waiting and delayed message of the named queues (all three if none)."""
+        names = names or tuple(all_queue_names(self.settings))
+        cleared = {}
+        for name in names:
+            if name not in all_queue_names(self.settings):
+                raise ValueError(f"unknown queue {name!r}")
+            before = self.queue_stats_of(name)
+            self.broker.flush(name)
+            cleared[name] = before.waiting + (before.delayed or 0)
+        return cleared
+
+    # --- counts ---------------------------------------------------------------------------
+
+    def queue_stats_of(self, name: str, live: dict[str, int] | None = None) -> QueueStats:
+        live = live if live is not None else self.workers_by_queue()
+        if self.settings.broker != "redis":
+            return QueueStats(name, self._rabbit_depth(name), None, None, None, live.get(name, 0))
+        client = get_redis(self.settings)
+        ns = self.settings.dramatiq_namespace
+        pipe = client.pipeline(transaction=False)
+        pipe.llen(f"{ns}:{name}")
+        pipe.hlen(f"{ns}:{name}.msgs")
+        pipe.hlen(f"{ns}:{dq_name(name)}.msgs")
+        pipe.zcard(f"{ns}:{name}.XQ")
+        waiting, stored, delayed, dead = pipe.execute()
+        return QueueStats(name, waiting, delayed, max(0, stored - waiting), dead, live.get(name, 0))
+
+    def _rabbit_depth(self, name: str) -> int:
+        try:
+            return int(self.broker.get_queue_message_counts(name)[0])
+        except Exception:
+            return 0
+
+    def queue_stats(self) -> dict[str, QueueStats]:
+        live = self.workers_by_queue()
+        return {name: self.queue_stats_of(name, live) for name in all_queue_names(self.settings)}
+
+    def worker_registry(self) -> WorkerRegistry:
+        return WorkerRegistry.from_settings(get_redis(self.settings), self.settings)
+
+    def workers_by_queue(self) -> dict[str, int]:
+        return self.worker_registry().live_workers_by_queue()
+
+    def is_final(self, job_id: str) -> bool:
+        return self.get_job_status(job_id) in FINAL_STATUSES
+
+    def wait_for(self, job_id: str, timeout: float = 30, interval: float = 0.05) -> JobRecord | None:
+        """Poll until the job ends or ``timeout`` passes (for the admin tool and tests)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self.get_job(job_id)
+            if (record is not None and record.is_final) or time.monotonic() >= deadline:
+                return record
+            time.sleep(interval)
+
+
+def _match_subject(match_url_or_id: str) -> str:
+    """The coalescing subject of a match reference: its id when it parses, else the text."""
+    try:
+        from faceit.links import parse_match_ref
+
+        ref = parse_match_ref(match_url_or_id)
+        candidates = getattr(ref, "candidates", None)
+        return str(candidates[0] if candidates else getattr(ref, "match_id", match_url_or_id))
+    except Exception:
+        return match_url_or_id.strip().lower()
+
+
+_manager: QueueManager | None = None
+
+
+def get_queue_manager() -> QueueManager:
+    """The process-wide manager (built on first use)."""
+    global _manager
+    if _manager is None:
+        _manager = QueueManager()
+    return _manager
+
+
+def reset_queue_manager() -> None:
+    global _manager
+    _manager = None

@@ -1,0 +1,387 @@
+"""Control endpoints of the Telegram sandbox (``/_sandbox/*``) and the ``/chat`` web page.
+
+These are the user's side of the conversation and the test's window into it:
+
+- ``POST /_sandbox/updates`` ``{"user_id", "text" | "callback_data", "message_id"?, "language_code"?,
+  "first_name"?, "username"?}`` injects what a user typed or clicked;
+- ``GET /_sandbox/messages?chat_id=&after=`` lists what the bot sent, edited and deleted, in order;
+- ``GET /_sandbox/feed?chat_id=&after=&timeout=`` the whole timeline (users' messages and clicks
+  too), long-polled by the chat page;
+- ``POST /_sandbox/block`` ``{"user_id", "blocked"?}``, ``POST /_sandbox/flood`` ``{"n",
+  "retry_after"?, "methods"?}``, ``POST /_sandbox/limits``, ``POST /_sandbox/reset``;
+- ``GET /_sandbox/stats``, ``/_sandbox/bot``, ``/_sandbox/callbacks``, ``/_sandbox/updates``,
+  ``/_sandbox/photo/{file_id}``.
+
+Every endpoint takes an optional ``bot`` (the bot's numeric id, never its token); without it
+they address the default bot, the first one that connected.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from sandbox.telegram_state import SandboxBot, SandboxRegistry, SendLimits, StoredMessage
+from sandbox.telegram_text import user_text_entities
+
+CHAT_TEMPLATE = Path(__file__).with_name("templates") / "telegram_chat.html"
+MAX_FEED_WAIT = 25.0
+ONLINE_WINDOW = 90.0  # a bot that polled this recently is shown as online
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _reply(body: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps({"ok": status < 400, **body}, ensure_ascii=False),
+        status=status,
+        content_type="application/json",
+    )
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.body_exists:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ControlError(400, "the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise ControlError(400, "the body must be a JSON object")
+    return body
+
+
+def _int(value: Any, name: str, default: int | None = None) -> int | None:
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ControlError(400, f"{name} must be an integer") from None
+
+
+def _number(value: Any, name: str, default: float) -> float:
+    if value in (None, ""):
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ControlError(400, f"{name} must be a number") from None
+
+
+class ControlHandlers:
+    """Handlers bound to one registry."""
+
+    def __init__(self, registry_key: web.AppKey[SandboxRegistry]) -> None:
+        self.registry_key = registry_key
+
+    def _bot(self, request: web.Request, body: dict[str, Any] | None = None) -> SandboxBot:
+        raw = (body or {}).get("bot", request.query.get("bot"))
+        bot = request.app[self.registry_key].by_id(_int(raw, "bot"))
+        if bot is None:
+            raise ControlError(404, f"no bot with id {raw}")
+        return bot
+
+    # --- the user's side ----------------------------------------------------------------
+
+    async def inject(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        bot = self._bot(request, body)
+        user_id = _int(body.get("user_id"), "user_id")
+        if user_id is None or user_id <= 0:
+            raise ControlError(400, "user_id (a positive integer) is required")
+        text, callback_data = body.get("text"), body.get("callback_data")
+        if (text is None) == (callback_data is None):
+            raise ControlError(400, "give exactly one of text and callback_data")
+        user = bot.remember_user(
+            user_id, body.get("language_code"), body.get("first_name"), body.get("username")
+        )
+        user.setdefault("language_code", "en")
+        bot.set_blocked(user_id, False)  # writing to the bot again unblocks it, as in Telegram
+        if text is not None:
+            return _reply(self._user_message(bot, user_id, str(text)))
+        return _reply(
+            self._user_click(bot, user_id, str(callback_data), _int(body.get("message_id"), "message_id"))
+        )
+
+    @staticmethod
+    def _user_message(bot: SandboxBot, user_id: int, text: str) -> dict[str, Any]:
+        if not text.strip() or len(text) > 4096:
+            raise ControlError(400, "text must be 1-4096 characters")
+        message = bot.store(
+            StoredMessage(
+                message_id=bot.next_message_id(),
+                chat_id=user_id,
+                date=int(time.time()),
+                from_bot=False,
+                text=text,
+                entities=user_text_entities(text),
+                raw_text=text,
+            )
+        )
+        update = bot.add_update("message", bot.message_to_api(message))
+        bot.record("user_message", user_id, message, update_id=update["update_id"])
+        return {"update_id": update["update_id"], "message_id": message.message_id}
+
+    @staticmethod
+    def _user_click(bot: SandboxBot, user_id: int, data: str, message_id: int | None) -> dict[str, Any]:
+        if message_id is None:
+            # The newest message of the chat that shows this button.
+            candidates = [
+                m
+                for m in bot.messages.values()
+                if m.chat_id == user_id and not m.deleted and _has_button(m, data)
+            ]
+            if not candidates:
+                raise ControlError(400, f"no message in chat {user_id} has a button with that callback_data")
+            message = max(candidates, key=lambda m: m.message_id)
+        else:
+            found = bot.find(user_id, message_id)
+            if found is None:
+                raise ControlError(400, f"message {message_id} does not exist in chat {user_id}")
+            if not _has_button(found, data):
+                raise ControlError(400, f"message {message_id} has no button with that callback_data")
+            message = found
+        query_id = bot.new_callback_query_id()
+        bot.callback_queries[query_id] = {
+            "id": query_id,
+            "chat_id": user_id,
+            "message_id": message.message_id,
+            "data": data,
+            "answer": None,
+        }
+        update = bot.add_update(
+            "callback_query",
+            {
+                "id": query_id,
+                "from": bot.user(user_id),
+                "message": bot.message_to_api(message),
+                "chat_instance": f"{user_id}{bot.bot_id or 0}",
+                "data": data,
+            },
+        )
+        bot.record(
+            "user_click",
+            user_id,
+            message,
+            callback_data=data,
+            callback_query_id=query_id,
+            update_id=update["update_id"],
+        )
+        return {
+            "update_id": update["update_id"],
+            "callback_query_id": query_id,
+            "message_id": message.message_id,
+        }
+
+    # --- what the bot did -----------------------------------------------------------------
+
+    async def messages(self, request: web.Request) -> web.Response:
+        bot = self._bot(request)
+        chat_id = _int(request.query.get("chat_id"), "chat_id")
+        after = _int(request.query.get("after"), "after", 0) or 0
+        events = bot.timeline(chat_id, after, bot_only=True)
+        return _reply({"messages": events, "last_seq": bot.last_seq})
+
+    async def feed(self, request: web.Request) -> web.Response:
+        """The chat's timeline after ``after``; waits up to ``timeout`` s for something new."""
+        bot = self._bot(request)
+        chat_id = _int(request.query.get("chat_id"), "chat_id")
+        after = _int(request.query.get("after"), "after", 0) or 0
+        wait = min(max(_number(request.query.get("timeout"), "timeout", 0.0), 0.0), MAX_FEED_WAIT)
+        deadline = time.monotonic() + wait
+        events = bot.timeline(chat_id, after)
+        while not events and not bot.closing and (remaining := deadline - time.monotonic()) > 0:
+            await bot.wait_changed(remaining)
+            events = bot.timeline(chat_id, after)
+        return _reply({"events": events, "last_seq": bot.last_seq, "bot": self._bot_info(bot)})
+
+    @staticmethod
+    def _bot_info(bot: SandboxBot) -> dict[str, Any]:
+        identity = bot.identity()
+        return {
+            "id": bot.bot_id,
+            "first_name": identity["first_name"],
+            "username": identity["username"],
+            "connected": bot.token is not None,
+            "online": bot.last_seen is not None and time.time() - bot.last_seen < ONLINE_WINDOW,
+            "last_seen": bot.last_seen,
+            "epoch": bot.epoch,
+        }
+
+    async def bot_info(self, request: web.Request) -> web.Response:
+        bot = self._bot(request)
+        webhook = {
+            "url": bot.webhook.get("url", ""),
+            "has_secret_token": bool(bot.webhook.get("secret_token")),
+            "last_error_message": bot.webhook.get("last_error_message"),
+        }
+        return _reply(
+            {
+                "bot": self._bot_info(bot),
+                "commands": bot.commands,
+                "webhook": webhook,
+                "allowed_updates": bot.allowed_updates,
+                "profile": bot.profile,
+            }
+        )
+
+    async def callbacks(self, request: web.Request) -> web.Response:
+        bot = self._bot(request)
+        return _reply({"callback_queries": list(bot.callback_queries.values())})
+
+    async def pending_updates(self, request: web.Request) -> web.Response:
+        bot = self._bot(request)
+        return _reply({"updates": bot.updates})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        bot = self._bot(request)
+        per_chat: dict[str, dict[str, int]] = {}
+        for event in bot.events:
+            if event["kind"] in ("sent", "photo", "edited", "deleted"):
+                counts = per_chat.setdefault(
+                    str(event["chat_id"]), {"sent": 0, "photo": 0, "edited": 0, "deleted": 0}
+                )
+                counts[event["kind"]] += 1
+        answered = sum(1 for q in bot.callback_queries.values() if q["answer"] is not None)
+        return _reply(
+            {
+                "methods": dict(bot.method_counts),
+                "errors": dict(bot.error_counts),
+                "per_chat": per_chat,
+                "rate": bot.rate_report(),
+                "pending_updates": len(bot.updates),
+                "blocked": sorted(bot.blocked),
+                "flood_remaining": bot.flood.remaining,
+                "limits_enabled": bot.limits is not None,
+                "callback_queries": {"total": len(bot.callback_queries), "answered": answered},
+            }
+        )
+
+    # --- fault switches -------------------------------------------------------------------
+
+    async def block(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        bot = self._bot(request, body)
+        user_id = _int(body.get("user_id"), "user_id")
+        if user_id is None:
+            raise ControlError(400, "user_id is required")
+        blocked = bool(body.get("blocked", True))
+        changed = bot.set_blocked(user_id, blocked)
+        return _reply({"user_id": user_id, "blocked": blocked, "changed": changed})
+
+    async def flood(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        bot = self._bot(request, body)
+        count = _int(body.get("n", body.get("count")), "n", 1) or 0
+        retry_after = _int(body.get("retry_after"), "retry_after", 1) or 1
+        methods = body.get("methods")
+        if methods is not None and not (
+            isinstance(methods, list) and all(isinstance(m, str) for m in methods)
+        ):
+            raise ControlError(400, "methods must be a list of Bot API method names")
+        bot.flood.remaining = max(count, 0)
+        bot.flood.retry_after = max(retry_after, 1)
+        bot.flood.methods = frozenset(m.lower() for m in methods) if methods else None
+        return _reply({"n": bot.flood.remaining, "retry_after": bot.flood.retry_after, "methods": methods})
+
+    async def limits(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        bot = self._bot(request, body)
+        if not body.get("enabled", True):
+            bot.limits = None
+            return _reply({"enabled": False})
+        bot.limits = SendLimits(
+            chat_per_second=_number(body.get("chat_per_second"), "chat_per_second", 1.0),
+            chat_burst=_number(body.get("chat_burst"), "chat_burst", 3.0),
+            overall_per_second=_number(body.get("overall_per_second"), "overall_per_second", 30.0),
+            overall_burst=_number(body.get("overall_burst"), "overall_burst", 30.0),
+        )
+        return _reply(
+            {
+                "enabled": True,
+                "chat_per_second": bot.limits.chat_per_second,
+                "chat_burst": bot.limits.chat_burst,
+                "overall_per_second": bot.limits.overall_per_second,
+                "overall_burst": bot.limits.overall_burst,
+            }
+        )
+
+    async def reset(self, request: web.Request) -> web.Response:
+        request.app[self.registry_key].reset()
+        return _reply({})
+
+    # --- media and the page -----------------------------------------------------------------
+
+    async def photo(self, request: web.Request) -> web.Response:
+        stored = request.app[self.registry_key].files.get(request.match_info["file_id"])
+        if stored is None:
+            raise ControlError(404, "no such photo")
+        return web.Response(
+            body=stored.data,
+            content_type=stored.content_type,
+            headers={"Cache-Control": "private, max-age=3600"},
+        )
+
+    async def chat_page(self, request: web.Request) -> web.Response:
+        nonce = secrets.token_urlsafe(16)
+        page = CHAT_TEMPLATE.read_text(encoding="utf-8").replace("{{nonce}}", nonce)
+        csp = (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+        )
+        return web.Response(
+            text=page,
+            content_type="text/html",
+            headers={
+                "Content-Security-Policy": csp,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
+
+    async def index(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound("/chat")
+
+
+def _has_button(message: StoredMessage, data: str) -> bool:
+    markup = message.inline_markup or {}
+    return any(
+        button.get("callback_data") == data for row in markup.get("inline_keyboard", []) for button in row
+    )
+
+
+@web.middleware
+async def _control_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ControlError as error:
+        return _reply({"error": str(error)}, status=error.status)
+
+
+def setup_control_routes(app: web.Application, registry_key: web.AppKey[SandboxRegistry]) -> None:
+    h = ControlHandlers(registry_key)
+    app.middlewares.append(_control_errors)
+    app.router.add_post("/_sandbox/updates", h.inject)
+    app.router.add_get("/_sandbox/updates", h.pending_updates)
+    app.router.add_get("/_sandbox/messages", h.messages)
+    app.router.add_get("/_sandbox/feed", h.feed)
+    app.router.add_get("/_sandbox/bot", h.bot_info)
+    app.router.add_get("/_sandbox/callbacks", h.callbacks)
+    app.router.add_get("/_sandbox/stats", h.stats)
+    app.router.add_post("/_sandbox/block", h.block)
+    app.router.add_post("/_sandbox/flood", h.flood)
+    app.router.add_post("/_sandbox/limits", h.limits)
+    app.router.add_post("/_sandbox/reset", h.reset)
+    app.router.add_get("/_sandbox/photo/{file_id}", h.photo)
+    app.router.add_get("/chat", h.chat_page)
+    app.router.add_get("/", h.index)

@@ -1,0 +1,66 @@
+"""Fixtures for the Telegram sandbox tests (and for any area that wants a running sandbox).
+
+``telegram_sandbox`` is one server for the whole session, emptied before each test (update
+and message ids keep increasing across resets, as a running bot needs). ``tg_bot`` is a real
+aiogram ``Bot`` pointed at it.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+
+from tests.support.telegram_sandbox import TelegramSandbox
+
+BOT_TOKEN = "123456789:SANDBOX-test-token"
+
+
+@pytest.fixture(scope="session")
+def telegram_sandbox_server() -> Iterator[TelegramSandbox]:
+    with TelegramSandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def telegram_sandbox(telegram_sandbox_server: TelegramSandbox) -> TelegramSandbox:
+    """The session's sandbox, reset: no messages, updates, blocks or flood left from other tests."""
+    telegram_sandbox_server.reset()
+    return telegram_sandbox_server
+
+
+def make_bot(base_url: str, token: str = BOT_TOKEN) -> Bot:
+    return Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(base_url)))
+
+
+@pytest.fixture
+async def tg_bot(telegram_sandbox: TelegramSandbox) -> AsyncIterator[Bot]:
+    bot = make_bot(telegram_sandbox.base_url)
+    yield bot
+    await bot.session.close()
+
+
+def make_png(width: int = 8, height: int = 6) -> bytes:
+    """A valid RGB PNG built by hand, so no image library or file on disk is needed."""
+    rows = b"".join(b"\x00" + b"\x20\x80\xe0" * width for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )

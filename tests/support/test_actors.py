@@ -1,0 +1,86 @@
+"""Actors that exist only for pipeline tests: loaded by workers as ``tests.support.test_actors``.
+
+Each leaves a trace in Redis (``t:*`` keys) so tests can count real executions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+from actors.base import JobContext, job_actor
+from faceit.errors import NotFoundError, RateLimitedError, UpstreamError
+from queues.priorities import QueuePriority
+from queues.runtime import get_redis
+
+
+def _trace(name: str, job_id: str) -> int:
+    client = get_redis()
+    client.rpush(f"t:times:{job_id}", repr(time.time()))
+    return int(client.incr(f"t:{name}:{job_id}"))
+
+
+@job_actor(priority=QueuePriority.DEFAULT)
+async def t_noop(ctx: JobContext, value: int = 0) -> dict:
+    _trace("runs", ctx.job_id)
+    return {"value": value}
+
+
+@job_actor(priority=QueuePriority.DEFAULT)
+async def t_fail_times(ctx: JobContext, failures: int, kind: str = "transient", retry_after: float | None = None
+                       ) -> dict:
+    """Fails ``failures`` times with ``kind`` (transient|permanent|rate|bug), then succeeds."""
+    runs = _trace("runs", ctx.job_id)
+    if runs <= failures:
+        if kind == "permanent":
+            raise NotFoundError("no such player")
+        if kind == "rate":
+            raise RateLimitedError("429", retry_after=retry_after)
+        if kind == "bug":
+            raise ValueError("unexpected")
+        raise UpstreamError("upstream 503")
+    return {"runs": runs}
+
+
+@job_actor(priority=QueuePriority.DEFAULT, time_limit=1)
+async def t_sleep(ctx: JobContext, seconds: float, steps: int = 1) -> dict:
+    _trace("runs", ctx.job_id)
+    for i in range(steps):
+        await ctx.progress(100 * i / steps, "sleeping", i, steps)
+        await asyncio.sleep(seconds / steps)
+    _trace("done", ctx.job_id)
+    return {"slept": seconds}
+
+
+@job_actor(priority=QueuePriority.DEFAULT, time_limit=60)
+async def t_slow(ctx: JobContext, seconds: float, steps: int = 10) -> dict:
+    """Like t_sleep with a longer limit: for cancel and kill tests."""
+    _trace("runs", ctx.job_id)
+    for i in range(steps):
+        await ctx.progress(100 * i / steps, "sleeping", i, steps)
+        await asyncio.sleep(seconds / steps)
+    _trace("done", ctx.job_id)
+    return {"slept": seconds}
+
+
+@job_actor(priority=QueuePriority.DEFAULT, max_retries=2)
+async def t_crash(ctx: JobContext) -> dict:
+    """Kills its own worker process on every delivery (a poison message)."""
+    _trace("runs", ctx.job_id)
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {}
+
+
+@job_actor(priority=QueuePriority.LOW)
+async def t_low(ctx: JobContext, seconds: float = 0.0) -> dict:
+    _trace("runs", ctx.job_id)
+    await asyncio.sleep(seconds)
+    return {"queue": "low"}
+
+
+@job_actor(priority=QueuePriority.HIGH)
+async def t_high(ctx: JobContext) -> dict:
+    _trace("runs", ctx.job_id)
+    return {"queue": "high"}
