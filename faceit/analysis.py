@@ -33,8 +33,12 @@ ADR_PER_KPR = 105.0  # stand-in ADR for old matches without ADR: a typical damag
 
 
 def round_half_up(value: float) -> int:
-    """Round like a person does (``0.5`` → 1, ``-0.5`` → -1), unlike Python's banker's rounding."""
-    return int(math.floor(abs(value) + 0.5)) * (1 if value >= 0 else -1)
+    """Round like a person does (``22.5`` → 23, ``-0.5`` → -1), unlike Python's banker's rounding.
+
+    The value is first cleaned of float noise (``50 * (1 - 0.55)`` is ``22.499999999999996``).
+    """
+    cleaned = round(value, 9)
+    return int(math.floor(abs(cleaned) + 0.5)) * (1 if cleaned >= 0 else -1)
 
 
 def _r(value: float | None, digits: int = 2) -> float | None:

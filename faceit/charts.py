@@ -13,21 +13,19 @@ from typing import Any
 
 _LOCK = threading.Lock()  # pyplot's state is global: one drawing at a time per process
 
-_TEXT = {
-    "en": {"match": "match (oldest → newest)", "kd": "K/D", "adr": "ADR", "elo": "Elo", "win": "win", "loss": "loss"},
-    "ru": {"match": "матч (от старых к новым)", "kd": "K/D", "adr": "ADR", "elo": "Elo", "win": "победа",
-           "loss": "поражение"},
-}
 
 
-def player_chart_png(chart: dict[str, Any], nickname: str, lang: str = "en") -> bytes:
-    """PNG of ``chart`` (from :func:`faceit.analysis.chart_series`)."""
+def player_chart_png(chart: dict[str, Any], nickname: str) -> bytes:
+    """PNG of ``chart`` (from :func:`faceit.analysis.chart_series`).
+
+    The picture carries no words but K/D, ADR, Elo and the nickname, so one image serves both
+    languages (the captions are translated). Green/red bands mark wins and losses, oldest left.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     from matplotlib.figure import Figure
 
-    words = _TEXT.get(lang, _TEXT["en"])
     kd = [v if v is not None else float("nan") for v in chart.get("kd", [])]
     adr = [v if v is not None else float("nan") for v in chart.get("adr", [])]
     won = chart.get("won", [])
@@ -37,24 +35,24 @@ def player_chart_png(chart: dict[str, Any], nickname: str, lang: str = "en") -> 
         fig = Figure(figsize=(8, 3.2 * rows), dpi=100)
         ax = fig.add_subplot(rows, 1, 1)
         x = list(range(1, len(kd) + 1))
-        ax.plot(x, kd, color="#1f77b4", marker="o", label=words["kd"])
+        ax.plot(x, kd, color="#1f77b4", marker="o", label="K/D")
         ax.axhline(1.0, color="#1f77b4", alpha=0.25, linestyle="--")
-        ax.set_ylabel(words["kd"])
+        ax.set_ylabel("K/D")
         for i, result in enumerate(won, start=1):
             if result is not None:
                 ax.axvspan(i - 0.5, i + 0.5, color="#2ca02c" if result else "#d62728", alpha=0.12, lw=0)
         ax2 = ax.twinx()
-        ax2.plot(x, adr, color="#ff7f0e", marker="s", alpha=0.8, label=words["adr"])
-        ax2.set_ylabel(words["adr"])
-        ax.set_xlabel(words["match"])
+        ax2.plot(x, adr, color="#ff7f0e", marker="s", alpha=0.8, label="ADR")
+        ax2.set_ylabel("ADR")
+        ax.set_xticks(x)
         ax.set_title(nickname)
         handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-        ax.legend(handles, [words["kd"], words["adr"]], loc="upper left", fontsize=8)
+        ax.legend(handles, ["K/D", "ADR"], loc="upper left", fontsize=8)
         if rows == 2:
             ax3 = fig.add_subplot(rows, 1, 2)
             times = [datetime.fromtimestamp(ts, UTC) for ts, _ in elo]
             ax3.plot(times, [value for _, value in elo], color="#9467bd", marker=".")
-            ax3.set_ylabel(words["elo"])
+            ax3.set_ylabel("Elo")
             fig.autofmt_xdate()
         fig.tight_layout()
         buffer = io.BytesIO()

@@ -81,7 +81,7 @@ def level_for_elo(elo: float | None) -> int | None:
     """The FACEIT CS2 level of an Elo (None when unknown)."""
     if elo is None:
         return None
-    for level, low, high in LEVEL_BANDS:
+    for level, _low, high in LEVEL_BANDS:
         if high is None or elo <= high:
             return level
     return 10

@@ -23,10 +23,14 @@ def e(value: object) -> str:
 
 
 def fmt_num(value: float | None, lang: str, digits: int = 2, dash: str = "—") -> str:
-    """``1234.5`` → ``1,234.50`` (en) / ``1 234,50`` (ru); None → ``—``."""
+    """``12345.5`` → ``12,345.50`` (en) / ``12 345,50`` (ru); None → ``—``.
+
+    Thousands are grouped from five digits on (Elo 1365 stays compact, as Russian typography
+    also wants for four-digit numbers).
+    """
     if value is None:
         return dash
-    text = f"{value:,.{digits}f}"
+    text = f"{value:,.{digits}f}" if abs(value) >= 10_000 else f"{value:.{digits}f}"
     if lang == "ru":
         text = text.replace(",", "\u00a0").replace(".", ",")
     return text
@@ -76,7 +80,7 @@ def _closing(stack: list[tuple[str, str]]) -> str:
 def split_html(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     """Cut Telegram HTML into parts of at most ``limit`` characters with balanced tags."""
     if len(text) <= limit:
-        return [text] if text.strip() else []
+        return [text] if _visible(text) else []
     parts: list[str] = []
     stack: list[tuple[str, str]] = []
     current = ""
@@ -108,7 +112,12 @@ def split_html(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
                 current += piece
                 stack = after
     flush()
-    return [part for part in parts if part.strip()]
+    return [part for part in parts if _visible(part)]
+
+
+def _visible(part: str) -> bool:
+    """Whether a part shows anything (Telegram rejects messages that are only tags/blanks)."""
+    return bool(html.unescape(_TAG_RE.sub("", part)).strip())
 
 
 def _pieces(atom: str, size: int) -> list[str]:

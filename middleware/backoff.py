@@ -38,7 +38,7 @@ class Backoff(Middleware):
 
     @property
     def actor_options(self) -> set[str]:
-        return {"max_retries", "retry_delays", "retry_on_timeout"}
+        return {"max_retries", "retry_delays", "retry_on_timeout", "throws"}
 
     def _option(self, broker, message, name, default):
         if name in message.options:

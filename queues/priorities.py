@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from settings import Settings
 
 
-class QueuePriority(str, Enum):
+class QueuePriority(StrEnum):
     """Where a job runs: HIGH (match analysis), DEFAULT (reports, monitoring), LOW (bulk work)."""
 
     HIGH = "high"

@@ -1,22 +1,32 @@
 """Sentry: initialised before the broker when ``SENTRY_DSN`` is set, with secrets scrubbed.
 
-``before_send`` replaces every secret value in force (tokens, keys, passwords) and drops chat
-contents (message texts) from events, wherever they appear. Sentry reports every failed
-attempt through its Dramatiq integration; our own alerts (final failures, monitor rules) are
-sent as events with their level by :class:`SentrySink`.
+``before_send`` (and ``before_breadcrumb``) replace every secret value in force (tokens, keys,
+passwords), anything shaped like a Telegram bot token, and the values of keys whose names say
+they are secret (``token``, ``api_key``, ``password``, ``authorization`` …), and drop chat
+contents (message texts, captions) wherever they appear. Sentry reports every failed attempt
+through its Dramatiq integration; our own alerts (final failures, monitor rules) are sent as
+events with their level by :class:`SentrySink` (``critical`` becomes Sentry's ``fatal``),
+grouped per rule and subject (or per job).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from settings import Settings
 
 _SCRUBBED = "[scrubbed]"
 _CHAT_KEYS = {"text", "caption", "message_text", "chat_text"}
+_SECRET_KEY = re.compile(r"(token|api[_-]?key|apikey|password|passwd|secret|authorization|cookie|dsn)",
+                         re.IGNORECASE)
+# Telegram bot tokens (``123456:AA…``), also inside Bot API URLs (``/bot<token>/``).
+_TOKEN_SHAPE = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{20,}")
 _secrets: list[str] = []
 logger = logging.getLogger(__name__)
+
+SENTRY_LEVELS = {"critical": "fatal", "error": "error", "warning": "warning", "info": "info"}
 
 
 def scrub(value: Any, secrets: list[str] | None = None) -> Any:
@@ -26,34 +36,50 @@ def scrub(value: Any, secrets: list[str] | None = None) -> Any:
         for secret in secrets:
             if secret and secret in value:
                 value = value.replace(secret, _SCRUBBED)
-        return value
+        return _TOKEN_SHAPE.sub(_SCRUBBED, value)
     if isinstance(value, dict):
-        return {k: (_SCRUBBED if k in _CHAT_KEYS else scrub(v, secrets)) for k, v in value.items()}
+        return {k: (_SCRUBBED if _is_sensitive_key(k) and v not in (None, "", [], {}) else scrub(v, secrets))
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(scrub(v, secrets) for v in value)
     return value
+
+
+def _is_sensitive_key(key: Any) -> bool:
+    if not isinstance(key, str):
+        return False
+    return key in _CHAT_KEYS or bool(_SECRET_KEY.search(key))
 
 
 def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
     return scrub(event)
 
 
-def init_sentry(settings: Settings, role: str) -> bool:
-    """Initialise sentry-sdk for ``role`` (worker, bot, scheduler …); False when no DSN is set."""
+def before_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+    return scrub(crumb)
+
+
+def init_sentry(settings: Settings, role: str, **options: Any) -> bool:
+    """Initialise sentry-sdk for ``role`` (worker, bot, scheduler …); False when no DSN is set.
+
+    ``options`` go to ``sentry_sdk.init`` (tests pass a ``transport``).
+    """
     dsn = settings.sentry_dsn.get_secret_value()
     if not dsn:
         return False
     import sentry_sdk
     from sentry_sdk.integrations.dramatiq import DramatiqIntegration
 
-    _secrets[:] = sorted(settings.secret_values(), key=len, reverse=True)
+    _secrets[:] = sorted(settings.secret_values() + [dsn], key=len, reverse=True)
     sentry_sdk.init(
         dsn=dsn,
         environment=settings.sentry_environment,
         integrations=[DramatiqIntegration()],
         before_send=before_send,
+        before_breadcrumb=before_breadcrumb,
         send_default_pii=False,
         server_name=role,
+        **options,
     )
     sentry_sdk.set_tag("role", role)
     return True
@@ -70,9 +96,14 @@ class SentrySink:
         with sentry_sdk.new_scope() as scope:
             scope.set_tag("alert_source", alert.source)
             scope.set_tag("alert_state", alert.state)
+            scope.set_tag("alert_level", alert.level)
             if alert.rule:
                 scope.set_tag("alert_rule", alert.rule)
+                scope.set_tag("alert_subject", alert.subject or "-")
+                scope.fingerprint = ["alert", alert.rule, alert.subject or "-", alert.state]
             if alert.job_id:
                 scope.set_tag("job_id", alert.job_id)
-            level = "info" if alert.level == "info" else alert.level
+            if alert.details:
+                scope.set_context("alert", dict(alert.details))
+            level = SENTRY_LEVELS.get(alert.level, "error")
             sentry_sdk.capture_message(f"[{alert.state}] {alert.message}", level=level)

@@ -34,6 +34,9 @@ from sandbox.telegram_webhook import WebhookDelivery
 
 log = logging.getLogger(__name__)
 
+# A well-formed token for running the real bot against the sandbox (aiogram checks the
+# ``<digits>:<text>`` shape). Not a secret: it only works here.
+SANDBOX_BOT_TOKEN = "1000000001:sandbox-token-not-secret"
 REGISTRY_KEY = web.AppKey("telegram_sandbox_registry", SandboxRegistry)
 WEBHOOK_KEY = web.AppKey("telegram_sandbox_webhook", WebhookDelivery)
 MAX_REQUEST_BYTES = 52 * 1024 * 1024  # Telegram accepts uploads up to 50 MB
@@ -173,6 +176,8 @@ async def serve(host: str, port: int, token: str | None) -> None:
     base = f"http://{host}:{port}"
     print(f"Telegram sandbox Bot API: {base}  (aiogram: TelegramAPIServer.from_base({base!r}))", flush=True)
     print(f"Chat with the bot: {base}/chat", flush=True)
+    if not token:
+        print(f"Run the bot with TELEGRAM_API_URL={base} TELEGRAM_BOT_TOKEN={SANDBOX_BOT_TOKEN}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:

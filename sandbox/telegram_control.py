@@ -199,10 +199,14 @@ class ControlHandlers:
         after = _int(request.query.get("after"), "after", 0) or 0
         wait = min(max(_number(request.query.get("timeout"), "timeout", 0.0), 0.0), MAX_FEED_WAIT)
         deadline = time.monotonic() + wait
+        # Also answer early when the bot connects or the sandbox is reset: the page shows both.
+        seen = (bot.token, bot.epoch)
         events = bot.timeline(chat_id, after)
         while not events and not bot.closing and (remaining := deadline - time.monotonic()) > 0:
             await bot.wait_changed(remaining)
             events = bot.timeline(chat_id, after)
+            if (bot.token, bot.epoch) != seen:
+                break
         return _reply({"events": events, "last_seq": bot.last_seq, "bot": self._bot_info(bot)})
 
     @staticmethod
@@ -337,7 +341,8 @@ class ControlHandlers:
         page = CHAT_TEMPLATE.read_text(encoding="utf-8").replace("{{nonce}}", nonce)
         csp = (
             f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+            "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'self'"
         )
         return web.Response(
             text=page,
@@ -348,6 +353,9 @@ class ControlHandlers:
                 "Referrer-Policy": "no-referrer",
             },
         )
+
+    async def health(self, request: web.Request) -> web.Response:
+        return _reply({"service": "telegram-sandbox"})
 
     async def index(self, request: web.Request) -> web.Response:
         raise web.HTTPFound("/chat")
@@ -383,5 +391,6 @@ def setup_control_routes(app: web.Application, registry_key: web.AppKey[SandboxR
     app.router.add_post("/_sandbox/limits", h.limits)
     app.router.add_post("/_sandbox/reset", h.reset)
     app.router.add_get("/_sandbox/photo/{file_id}", h.photo)
+    app.router.add_get("/_sandbox/health", h.health)
     app.router.add_get("/chat", h.chat_page)
     app.router.add_get("/", h.index)

@@ -26,7 +26,7 @@ BOT_USERNAME = "faceit_sandbox_bot"
 
 # Event kinds: what the bot did (listed by /_sandbox/messages) and the rest of the timeline.
 BOT_EVENT_KINDS = frozenset({"sent", "photo", "edited", "deleted"})
-MAX_EVENTS = 50_000
+MAX_EVENTS = 20_000
 MAX_PENDING_UPDATES = 10_000
 MAX_FILES = 500
 # Update types Telegram sends when allowed_updates is empty (all but these three).
@@ -227,6 +227,10 @@ class SandboxBot:
         return self.users[user_id]
 
     def private_chat(self, chat_id: int) -> dict[str, Any]:
+        """The ``Chat`` object: users' private chats; negative ids (alert groups) are groups."""
+        if chat_id < 0:
+            kind = "supergroup" if str(chat_id).startswith("-100") else "group"
+            return {"id": chat_id, "type": kind, "title": f"Sandbox {kind} {chat_id}"}
         user = self.users.get(chat_id) or {"first_name": f"User {chat_id}"}
         chat = {"id": chat_id, "type": "private", "first_name": user["first_name"]}
         if user.get("username"):
@@ -470,6 +474,7 @@ class SandboxRegistry:
             if self.default.token is None:
                 self.default.token = token
                 bot = self.default
+                bot.notify()  # the chat page shows that the bot connected
             else:
                 bot = SandboxBot(token)
             self.bots[token] = bot

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 from dramatiq.cli import make_argument_parser
 
 from tests.deploy.deployfiles import (
+    ROOT,
     InterpolationError,
     command_list,
     duration_seconds,
@@ -21,18 +25,6 @@ from tests.deploy.deployfiles import (
 # Services that may run as several replicas (`--scale`): no fixed name, no host port.
 SCALABLE = {"worker-high", "worker-default-low", "scheduler"}
 RESTART_POLICIES = {"always", "unless-stopped", "on-failure"}
-
-
-def _flag_values(command: list[str], flag: str) -> list[str]:
-    """The words after ``flag`` up to the next option (how ``--queues a b`` is written)."""
-    if flag not in command:
-        return []
-    values = []
-    for word in command[command.index(flag) + 1 :]:
-        if word.startswith("-"):
-            break
-        values.append(word)
-    return values
 
 
 def test_expected_services(compose) -> None:
@@ -205,3 +197,46 @@ def test_logs_are_bounded(compose) -> None:
     for name, service in compose["services"].items():
         options = service.get("logging", {}).get("options", {})
         assert options.get("max-size"), f"{name}: unbounded json-file logs fill the disk"
+
+
+# Queues whose jobs a deploy must never cut short: users wait for them. Bulk work on `low` may
+# run longer than its pool's shutdown timeout (bulk_analysis: 30 min); a stop interrupts it and
+# the next worker re-delivers it.
+UNINTERRUPTED_QUEUES = {"high", "default"}
+
+_LIST_ACTORS = """
+import json, actors
+print(json.dumps({name: [actor.queue_name, actor.options.get("time_limit")]
+                  for name, actor in actors.broker.actors.items()}))
+"""
+
+
+def test_user_facing_jobs_finish_within_their_pools_shutdown_timeout(compose) -> None:
+    """Every actor on high/default (its own time_limit, else its queue's) ends before SIGKILL."""
+    if not (ROOT / "actors" / "__init__.py").is_file():
+        pytest.skip("actors/__init__.py does not exist yet (test_entrypoints.py reports it)")
+    result = subprocess.run([sys.executable, "-c", _LIST_ACTORS], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, f"`import actors` failed:\n{result.stderr[-3000:]}"
+    actors = json.loads(result.stdout.strip().splitlines()[-1])
+    assert actors, "actors registered no actor"
+
+    defaults = settings_defaults()
+    queue_limits = {
+        "high": defaults["QUEUE_HIGH_PRIORITY_TIMEOUT"],
+        "default": defaults["QUEUE_DEFAULT_TIMEOUT"],
+        "low": defaults["QUEUE_LOW_PRIORITY_TIMEOUT"],
+    }
+    pools = {}
+    for name in ("worker-high", "worker-default-low"):
+        args = _worker_args(compose["services"][name])
+        for queue in args.queues:
+            pools[queue] = (name, args.worker_shutdown_timeout / 1000)
+    too_long = []
+    for actor, (queue, own_limit) in sorted(actors.items()):
+        assert queue in pools, f"no worker pool listens on {queue!r} (actor {actor})"
+        limit = float(own_limit or queue_limits[queue])
+        pool, shutdown_timeout = pools[queue]
+        if queue in UNINTERRUPTED_QUEUES and limit >= shutdown_timeout:
+            too_long.append(f"{actor} on {queue}: {limit:g}s >= {pool}'s {shutdown_timeout:g}s")
+    assert too_long == []

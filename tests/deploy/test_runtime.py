@@ -222,20 +222,19 @@ def test_dashboard_healthcheck_accepts_a_401_and_rejects_silence(compose) -> Non
     assert _run_in_image_dir(["python", "-c", test[3]], env, timeout=20).returncode != 0
 
 
-def test_app_healthcheck_passes_only_when_redis_answers(compose, filled_env, fresh_redis) -> None:
-    """`python admin.py status` with a container's environment: URL without password + REDIS_PASSWORD."""
-    _require("admin.py")
-    test = compose["services"]["worker-high"]["healthcheck"]["test"]
-    assert test[0] == "CMD"
-    env = container_env(compose, filled_env, "worker-high", fresh_redis.port)
+@pytest.mark.parametrize("service", ["bot", "scheduler"])
+def test_app_healthcheck_passes_only_when_redis_answers(compose, filled_env, fresh_redis, service) -> None:
+    """A container's environment (URL without password + REDIS_PASSWORD) reaches the password Redis."""
+    test = compose["services"][service]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    env = container_env(compose, filled_env, service, fresh_redis.port)
     result = _run_in_image_dir(test[1:], env)
     assert result.returncode == 0, result.stdout + result.stderr
-    for secret in ("REDIS_PASSWORD", "DASHBOARD_PASSWORD"):
-        assert filled_env[secret] not in result.stdout + result.stderr
     wrong = _run_in_image_dir(test[1:], {**env, "REDIS_PASSWORD": "wrong"})
     assert wrong.returncode != 0
+    assert filled_env["REDIS_PASSWORD"] not in wrong.stdout + wrong.stderr
     fresh_redis.stop()
-    down = _run_in_image_dir(test[1:], env)
+    down = _run_in_image_dir(test[1:], env, timeout=30)
     assert down.returncode != 0
 
 
@@ -276,9 +275,17 @@ def test_worker_high_pool_runs_high_jobs_only_and_stops_on_sigterm(
     client = fresh_redis.client()
     assert client.llen(f"{namespace}:high") == 1 and client.llen(f"{namespace}:low") == 1
 
+    healthcheck = compose["services"]["worker-high"]["healthcheck"]["test"]
+    assert healthcheck[:3] == ["CMD", "python", "-c"]
+
+    def healthy() -> bool:
+        return _run_in_image_dir(healthcheck[1:], env, timeout=30).returncode == 0
+
+    assert not healthy(), "healthy before any worker of this host runs"
     log = tmp_path / "worker-high.log"
     worker = _start(command, env, log)
     try:
+        _wait_for(healthy, START_TIMEOUT, "worker healthcheck passing", worker, log)
         # Acked means run to its end: the message leaves the queue's message hash.
         def high_job_done() -> bool:
             return client.hlen(f"{namespace}:high.msgs") == 0
@@ -294,6 +301,14 @@ def test_worker_high_pool_runs_high_jobs_only_and_stops_on_sigterm(
             worker.wait()
     assert status == 0, _tail(log)
     assert client.llen(f"{namespace}:low") == 1 and client.hlen(f"{namespace}:low.msgs") == 1
+    assert not healthy(), "still healthy after the pool stopped"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Report a redirect as it is (an HTTPError with its status) instead of following it."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 def test_dashboard_requires_credentials_with_the_compose_environment(
@@ -320,9 +335,12 @@ def test_dashboard_requires_credentials_with_the_compose_environment(
 
     try:
         _wait_for(answers, START_TIMEOUT, "dashboard answering", dashboard, log)
+        # Without credentials: refused (401), or sent to the login form, never the page itself.
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(url, timeout=5)
-        assert refused.value.code == 401
+            urllib.request.build_opener(_NoRedirect).open(url, timeout=5)
+        if refused.value.code != 401:
+            assert refused.value.code in (302, 303, 307), refused.value.code
+            assert "login" in refused.value.headers.get("Location", ""), refused.value.headers
         user, password = filled_env["DASHBOARD_USER"], filled_env["DASHBOARD_PASSWORD"]
         login = b64encode(f"{user}:{password}".encode()).decode()
         request = urllib.request.Request(url, headers={"Authorization": f"Basic {login}"})

@@ -1,37 +1,28 @@
-"""Fixtures for the Telegram sandbox tests (and for any area that wants a running sandbox).
+"""Fixtures for the Telegram sandbox tests.
 
-``telegram_sandbox`` is one server for the whole session, emptied before each test (update
-and message ids keep increasing across resets, as a running bot needs). ``tg_bot`` is a real
-aiogram ``Bot`` pointed at it.
+``telegram_sandbox`` (from ``tests/support/telegram_sandbox.py``, reusable by other areas) is
+one server for the whole session, emptied before each test. ``tg_bot`` is a real aiogram
+``Bot`` pointed at it.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 
-from tests.support.telegram_sandbox import TelegramSandbox
+from tests.support.telegram_sandbox import (  # noqa: F401  (fixtures used by the tests here)
+    TelegramSandbox,
+    telegram_sandbox,
+    telegram_sandbox_server,
+)
 
 BOT_TOKEN = "123456789:SANDBOX-test-token"
-
-
-@pytest.fixture(scope="session")
-def telegram_sandbox_server() -> Iterator[TelegramSandbox]:
-    with TelegramSandbox() as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def telegram_sandbox(telegram_sandbox_server: TelegramSandbox) -> TelegramSandbox:
-    """The session's sandbox, reset: no messages, updates, blocks or flood left from other tests."""
-    telegram_sandbox_server.reset()
-    return telegram_sandbox_server
 
 
 def make_bot(base_url: str, token: str = BOT_TOKEN) -> Bot:
@@ -39,7 +30,7 @@ def make_bot(base_url: str, token: str = BOT_TOKEN) -> Bot:
 
 
 @pytest.fixture
-async def tg_bot(telegram_sandbox: TelegramSandbox) -> AsyncIterator[Bot]:
+async def tg_bot(telegram_sandbox: TelegramSandbox) -> AsyncIterator[Bot]:  # noqa: F811
     bot = make_bot(telegram_sandbox.base_url)
     yield bot
     await bot.session.close()

@@ -94,6 +94,8 @@ async def test_chat_page_actions_go_through_the_same_control_api(
             assert resp.status == 400 and "text" in (await resp.json())["error"]
         async with http.get(telegram_sandbox.base_url + "/_sandbox/photo/nope") as resp:
             assert resp.status == 404
+        async with http.get(telegram_sandbox.base_url + "/_sandbox/health") as resp:
+            assert resp.status == 200 and (await resp.json())["ok"] is True
         async with http.get(telegram_sandbox.base_url + "/", allow_redirects=False) as resp:
             assert resp.status == 302 and resp.headers["Location"] == "/chat"
     [update] = await tg_bot.get_updates()

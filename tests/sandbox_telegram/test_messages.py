@@ -234,3 +234,8 @@ async def test_chat_action_get_chat_and_webhook_info(tg_bot: Bot, telegram_sandb
     feed = telegram_sandbox.feed(CHAT)
     assert [(e["kind"], e.get("action")) for e in feed["events"]] == [("chat_action", "typing")]
     assert telegram_sandbox.messages(CHAT) == []  # chat actions are not messages
+
+    # Negative ids (an operators' alert group) are groups, not private chats.
+    alert = await tg_bot.send_message(-1001234567890, "alert")
+    assert alert.chat.type == "supergroup" and alert.chat.title
+    assert (await tg_bot.send_message(-42, "x")).chat.type == "group"

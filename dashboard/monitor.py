@@ -1,0 +1,293 @@
+"""The figures the dashboard shows: per-queue rates, chart series and the health score.
+
+The health score and chart series come from ``queues.monitoring`` (``get_queue_monitor()``)
+when that module is present and answers; otherwise, and for the per-queue cards always, they
+are computed here from what the job store records on every job transition:
+
+* ``stats:<queue>:<minute>`` hashes: succeeded / failed / retried / canceled per minute;
+* ``samples:<queue>``: the newest 1000 ``[time, wait, run, outcome]`` of finished attempts.
+
+Everything here is synchronous Redis (the web handlers run it in a thread). Wide chart
+ranges read thousands of per-minute hashes, so series are cached for a short while.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from queues.jobstore import JobStore
+from queues.priorities import QueuePriority, priority_of_queue
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("throughput", "failures", "wait_p95")
+
+
+@dataclass(frozen=True)
+class ChartRange:
+    name: str
+    seconds: int
+    buckets: int
+    cache_seconds: float
+
+    @property
+    def bucket_seconds(self) -> int:
+        return self.seconds // self.buckets
+
+
+RANGES = {
+    "hour": ChartRange("hour", 3600, 60, 4),
+    "day": ChartRange("day", 86400, 96, 60),
+    "week": ChartRange("week", 7 * 86400, 84, 300),
+}
+
+Point = tuple[float, float | None]
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """The nearest-rank percentile (``share`` in 0..1) of ``values``; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(share * len(ordered)))
+    return ordered[rank - 1]
+
+
+class LocalFigures:
+    """Rates and series computed straight from the job store's counters and samples."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self.client = store.client
+
+    def _minute_counts(self, queue: str, first_minute: int, last_minute: int) -> list[dict[str, int]]:
+        pipe = self.client.pipeline(transaction=False)
+        for minute in range(first_minute, last_minute + 1):
+            pipe.hgetall(self.store.stats_key(queue, minute))
+        return [{k: int(v) for k, v in row.items()} for row in pipe.execute()]
+
+    def samples(self, queue: str) -> list[tuple[float, float, float, str]]:
+        rows = []
+        for raw in self.client.lrange(self.store.samples_key(queue), 0, -1):
+            try:
+                at, wait, run, outcome = json.loads(raw)
+                rows.append((float(at), float(wait), float(run), str(outcome)))
+            except (ValueError, TypeError):
+                continue
+        return rows
+
+    def queue_figures(self, queue: str, now: float | None = None, window: int = 3600,
+                      rate_window: int = 900) -> dict[str, Any]:
+        """Throughput (jobs/min over ``rate_window``), failure rate and p95 wait over ``window``."""
+        now = time.time() if now is None else now
+        last = int(now // 60)
+        rows = self._minute_counts(queue, last - window // 60 + 1, last)
+        succeeded = sum(r.get("succeeded", 0) for r in rows)
+        failed = sum(r.get("failed", 0) for r in rows)
+        retried = sum(r.get("retried", 0) for r in rows)
+        recent = rows[-(rate_window // 60):]
+        finished_recent = sum(r.get("succeeded", 0) + r.get("failed", 0) for r in recent)
+        waits = [wait for at, wait, _run, _o in self.samples(queue) if at >= now - window]
+        runs = [run for at, _wait, run, _o in self.samples(queue) if at >= now - window]
+        finished = succeeded + failed
+        return {
+            "throughput": round(finished_recent / max(1, len(recent)), 2),
+            "succeeded": succeeded,
+            "failed": failed,
+            "retried": retried,
+            "failure_rate": (failed / finished) if finished else None,
+            "wait_p95": percentile(waits, 0.95),
+            "run_p95": percentile(runs, 0.95),
+            "window_seconds": window,
+            "rate_window_seconds": rate_window,
+        }
+
+    def series(self, metric: str, queue: str, chart: ChartRange, now: float | None = None) -> list[Point]:
+        """``chart.buckets`` points ``(bucket start, value)``, oldest first.
+
+        throughput: jobs finished per minute (bucket average); failures: jobs that failed in
+        the bucket; wait_p95: seconds (None where nothing finished).
+        """
+        now = time.time() if now is None else now
+        size = chart.bucket_seconds
+        end = (int(now) // size + 1) * size
+        start = end - chart.seconds
+        if metric == "wait_p95":
+            per_bucket: list[list[float]] = [[] for _ in range(chart.buckets)]
+            for at, wait, _run, _outcome in self.samples(queue):
+                index = int((at - start) // size)
+                if 0 <= index < chart.buckets:
+                    per_bucket[index].append(wait)
+            return [(start + i * size, percentile(values, 0.95)) for i, values in enumerate(per_bucket)]
+        first_minute = start // 60
+        rows = self._minute_counts(queue, first_minute, (end - 1) // 60)
+        points: list[Point] = []
+        per = max(1, size // 60)
+        for i in range(chart.buckets):
+            chunk = rows[i * per:(i + 1) * per]
+            if metric == "throughput":
+                done = sum(r.get("succeeded", 0) + r.get("failed", 0) for r in chunk)
+                points.append((start + i * size, round(done / per, 3)))
+            else:
+                points.append((start + i * size, float(sum(r.get("failed", 0) for r in chunk))))
+        return points
+
+
+def depth_limit(queue: str, settings: Any) -> int | None:
+    return {
+        QueuePriority.HIGH: getattr(settings, "alert_depth_high", 50),
+        QueuePriority.DEFAULT: getattr(settings, "alert_depth_default", 100),
+        QueuePriority.LOW: getattr(settings, "alert_depth_low", 200),
+    }.get(priority_of_queue(queue, settings))
+
+
+def wait_target(queue: str, settings: Any) -> float | None:
+    return {
+        QueuePriority.HIGH: getattr(settings, "alert_wait_high", 10),
+        QueuePriority.DEFAULT: getattr(settings, "alert_wait_default", 60),
+        QueuePriority.LOW: getattr(settings, "alert_wait_low", 600),
+    }.get(priority_of_queue(queue, settings))
+
+
+def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: list[dict[str, Any]],
+                 redis_ok: bool = True) -> dict[str, Any]:
+    """A health score from what the dashboard already read, used until the monitor answers.
+
+    ======================================  ==========
+    condition                               points lost
+    ======================================  ==========
+    Redis unreachable                       100
+    a queue with work and no live worker    30
+    failure rate over ALERT_FAILURE_RATE    20
+    depth over its per-queue limit          10
+    p95 wait over its per-queue target      10
+    dead-lettered messages                  5
+    open alerts (critical/error/warning)    15/10/5 each, at most 30
+    ======================================  ==========
+    """
+    components: list[dict[str, Any]] = []
+
+    def lose(name: str, points: float, reason: str) -> None:
+        components.append({"name": name, "score_lost": points, "reason": reason})
+
+    if not redis_ok:
+        lose("redis", 100, "Redis is unreachable")
+    threshold = float(getattr(settings, "alert_failure_rate", 0.2))
+    for name, q in queues.items():
+        pending = (q.get("waiting") or 0) + (q.get("delayed") or 0)
+        if pending and not q.get("workers"):
+            lose(f"queue:{name}", 30, f"{name}: {pending} jobs waiting and no live worker")
+        rate = q.get("failure_rate")
+        if rate is not None and (q.get("succeeded", 0) + q.get("failed", 0)) >= 5 and rate > threshold:
+            lose(f"failures:{name}", 20, f"{name}: {rate:.0%} of jobs failed in the last hour")
+        limit = depth_limit(name, settings)
+        if limit is not None and (q.get("waiting") or 0) > limit:
+            lose(f"depth:{name}", 10, f"{name}: {q['waiting']} jobs waiting (limit {limit})")
+        target = wait_target(name, settings)
+        if target is not None and q.get("wait_p95") is not None and q["wait_p95"] > target:
+            lose(f"wait:{name}", 10, f"{name}: p95 wait {q['wait_p95']:.1f} s (target {target:g} s)")
+        if q.get("dead"):
+            lose(f"dead:{name}", 5, f"{name}: {q['dead']} dead-lettered messages")
+    weights = {"critical": 15, "error": 10, "warning": 5}
+    alert_points = sum(weights.get(a.get("level", ""), 0) for a in open_alerts)
+    if alert_points:
+        lose("alerts", min(30, alert_points), f"{len(open_alerts)} open alert(s)")
+    score = max(0, 100 - sum(c["score_lost"] for c in components))
+    return {
+        "health_score": round(score),
+        "components": components,
+        "reasons": [c["reason"] for c in components],
+        "source": "dashboard",
+    }
+
+
+def normalise_series(raw: Any) -> list[Point]:
+    """Points ``(t, value)`` from what the monitor returns: pairs, or dicts naming t and value."""
+    if isinstance(raw, dict):
+        raw = raw.get("points", raw.get("series", sorted(raw.items())))
+    points: list[Point] = []
+    for item in raw or []:
+        if isinstance(item, dict):
+            t = next((item[k] for k in ("t", "ts", "time", "start", "bucket", "at") if k in item), None)
+            v = next((item[k] for k in ("value", "v", "count", "rate", "y") if k in item), None)
+        elif isinstance(item, list | tuple) and len(item) >= 2:
+            t, v = item[0], item[1]
+        else:
+            continue
+        if t is None:
+            continue
+        points.append((float(t), None if v is None else float(v)))
+    return points
+
+
+class Figures:
+    """What the pages ask for; prefers ``queues.monitoring`` and falls back to :class:`LocalFigures`."""
+
+    def __init__(self, store: JobStore, settings: Any,
+                 monitor_factory: Callable[[], Any] | None = None) -> None:
+        self.settings = settings
+        self.local = LocalFigures(store)
+        self._monitor_factory = monitor_factory or _default_monitor
+        self._cache: dict[tuple[str, str, str], tuple[float, list[Point]]] = {}
+        self._lock = threading.Lock()
+
+    def monitor(self) -> Any | None:
+        try:
+            return self._monitor_factory()
+        except Exception as exc:
+            logger.debug("monitor unavailable: %s", exc)
+            return None
+
+    def health(self, queues: dict[str, dict[str, Any]], open_alerts: list[dict[str, Any]],
+               redis_ok: bool = True) -> dict[str, Any]:
+        monitor = self.monitor() if redis_ok else None
+        if monitor is not None:
+            try:
+                summary = dict(monitor.get_system_health_summary())
+                summary.setdefault("components", [])
+                summary.setdefault("reasons", [c.get("reason", "") for c in summary["components"]])
+                summary["health_score"] = round(float(summary.get("health_score", 0)))
+                summary.setdefault("source", "monitor")
+                return summary
+            except Exception as exc:
+                logger.warning("monitor health summary failed (%s); computing it here", type(exc).__name__)
+        return local_health(self.settings, queues, open_alerts, redis_ok)
+
+    def series(self, metric: str, queue: str, chart: ChartRange) -> list[Point]:
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}")
+        key = (metric, queue, chart.name)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached and now - cached[0] < chart.cache_seconds:
+                return cached[1]
+        points = self._series(metric, queue, chart)
+        with self._lock:
+            self._cache[key] = (now, points)
+        return points
+
+    def _series(self, metric: str, queue: str, chart: ChartRange) -> list[Point]:
+        monitor = self.monitor()
+        if monitor is not None:
+            try:
+                points = normalise_series(monitor.series(metric, queue, chart.seconds, chart.buckets))
+                if points:
+                    return points
+            except Exception as exc:
+                logger.warning("monitor series %s/%s failed (%s); computing it here", metric, queue,
+                               type(exc).__name__)
+        return self.local.series(metric, queue, chart)
+
+
+def _default_monitor() -> Any:
+    from queues.monitoring import get_queue_monitor  # type: ignore[import-not-found]
+
+    return get_queue_monitor()

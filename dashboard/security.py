@@ -1,0 +1,288 @@
+"""Who may use the dashboard, and proof that a POST came from our own pages.
+
+Roles:
+
+=========  ==================================================================================
+role       granted to
+=========  ==================================================================================
+admin      ``DASHBOARD_USER``/``DASHBOARD_PASSWORD`` (basic auth or the login form),
+           ``DASHBOARD_TOKEN`` (``Authorization: Bearer``), and everyone when no credential is
+           configured at all (open mode, which is only allowed on a loopback address)
+readonly   ``DASHBOARD_READONLY_USER``/``DASHBOARD_READONLY_PASSWORD``: sees everything, acts on
+           nothing
+=========  ==================================================================================
+
+A browser that signs in through ``/login`` gets a signed session cookie (HttpOnly,
+SameSite=Strict); API clients send basic or bearer credentials on each request.
+
+CSRF: every POST carries a token (``X-CSRF-Token`` header or ``csrf_token`` form field) that
+is an HMAC of the caller's identity and the time it was issued. A page embeds it; API clients
+read it from ``GET /api/me``. A cross-site page can neither read nor forge one. POSTs whose
+``Origin`` names another host are refused as well.
+
+The signing key is random and kept in Redis (so every dashboard instance and restart agrees),
+mixed with the configured credentials: changing a password ends every session.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+SESSION_COOKIE = "fbdash_session"
+SESSION_LIFETIME = 12 * 3600
+CSRF_LIFETIME = 24 * 3600
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+
+
+class StartupRefused(Exception):
+    """The dashboard must not start with this configuration (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An authenticated caller. ``name`` is shown in the page header and bound into tokens."""
+
+    name: str
+    role: str  # admin | readonly
+    via: str  # open | session | basic | bearer
+
+    @property
+    def can_act(self) -> bool:
+        return self.role == "admin"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role, "via": self.via, "can_act": self.can_act}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The configured credentials; ``repr`` never shows a secret."""
+
+    user: str = ""
+    password: str = ""
+    token: str = ""
+    readonly_user: str = ""
+    readonly_password: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Credentials:
+        def secret(name: str) -> str:
+            value = getattr(settings, name, "")
+            return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value or "")
+
+        return cls(
+            user=str(getattr(settings, "dashboard_user", "") or ""),
+            password=secret("dashboard_password"),
+            token=secret("dashboard_token"),
+            readonly_user=str(getattr(settings, "dashboard_readonly_user", "") or ""),
+            readonly_password=secret("dashboard_readonly_password"),
+        )
+
+    def __repr__(self) -> str:
+        return (f"Credentials(user={self.user!r}, password={'***' if self.password else ''!r}, "
+                f"token={'***' if self.token else ''!r}, readonly_user={self.readonly_user!r})")
+
+    @property
+    def configured(self) -> bool:
+        """True when any credential is set: the dashboard is then closed to strangers."""
+        return bool(self.password or self.token or self.readonly_password)
+
+    @property
+    def has_login(self) -> bool:
+        """True when a user/password pair exists (the login form is useful)."""
+        return bool((self.user and self.password) or (self.readonly_user and self.readonly_password))
+
+    def problems(self) -> list[str]:
+        """Half-configured credentials, which are refused rather than guessed at."""
+        found = []
+        if bool(self.user) != bool(self.password):
+            found.append("set both DASHBOARD_USER and DASHBOARD_PASSWORD, or neither")
+        if bool(self.readonly_user) != bool(self.readonly_password):
+            found.append("set both DASHBOARD_READONLY_USER and DASHBOARD_READONLY_PASSWORD, or neither")
+        if self.user and self.readonly_user and self.user == self.readonly_user:
+            found.append("DASHBOARD_READONLY_USER must differ from DASHBOARD_USER")
+        if self.token and len(self.token) < 16:
+            found.append("DASHBOARD_TOKEN must be at least 16 characters")
+        return found
+
+    def fingerprint(self) -> bytes:
+        """A digest of every credential: part of the signing key, so a change ends sessions."""
+        material = "\0".join([self.user, self.password, self.token, self.readonly_user,
+                              self.readonly_password])
+        return hashlib.sha256(material.encode()).digest()
+
+    # --- checks (constant time) -----------------------------------------------------------
+
+    def check_password(self, user: str, password: str) -> Identity | None:
+        """The identity for a user/password pair, or None."""
+        matched = None
+        # Evaluate both pairs every time so timing says nothing about which user exists.
+        admin = _same(user, self.user) & _same(password, self.password) & bool(self.user and self.password)
+        readonly = (_same(user, self.readonly_user) & _same(password, self.readonly_password)
+                    & bool(self.readonly_user and self.readonly_password))
+        if admin:
+            matched = Identity(self.user, "admin", "basic")
+        elif readonly:
+            matched = Identity(self.readonly_user, "readonly", "basic")
+        return matched
+
+    def check_token(self, token: str) -> Identity | None:
+        if self.token and _same(token, self.token):
+            return Identity("token", "admin", "bearer")
+        return None
+
+    def role_of(self, user: str) -> str | None:
+        """The role a session for ``user`` has today (None if the user no longer exists)."""
+        if self.user and user == self.user and self.password:
+            return "admin"
+        if self.readonly_user and user == self.readonly_user and self.readonly_password:
+            return "readonly"
+        return None
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def check_startup(host: str, credentials: Credentials) -> None:
+    """Refuse configurations that would expose the dashboard; raises :class:`StartupRefused`."""
+    problems = credentials.problems()
+    if problems:
+        raise StartupRefused("; ".join(problems))
+    if not credentials.configured and host not in LOOPBACK_HOSTS:
+        raise StartupRefused(
+            f"refusing to listen on {host} without credentials: set DASHBOARD_USER and DASHBOARD_PASSWORD "
+            "(or DASHBOARD_TOKEN), or bind QUEUE_DASHBOARD_HOST to 127.0.0.1"
+        )
+
+
+class Signer:
+    """HMAC tokens: sessions and CSRF tokens, both ``payload.timestamp.signature``."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _sign(self, purpose: str, payload: str, issued: int) -> str:
+        mac = hmac.new(self._key, f"{purpose}|{payload}|{issued}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    def issue(self, purpose: str, payload: str, now: float | None = None) -> str:
+        issued = int(now if now is not None else time.time())
+        return f"{issued}.{self._sign(purpose, payload, issued)}"
+
+    def verify(self, purpose: str, payload: str, token: str, max_age: float, now: float | None = None) -> bool:
+        try:
+            issued_text, signature = token.split(".", 1)
+            issued = int(issued_text)
+        except (ValueError, AttributeError):
+            return False
+        age = (now if now is not None else time.time()) - issued
+        if age < -60 or age > max_age:
+            return False
+        return hmac.compare_digest(signature, self._sign(purpose, payload, issued))
+
+    # sessions carry the user name in clear (it is not a secret) and are bound to it
+    def issue_session(self, user: str) -> str:
+        encoded = base64.urlsafe_b64encode(user.encode()).decode().rstrip("=")
+        return f"{encoded}.{self.issue('session', user)}"
+
+    def read_session(self, cookie: str) -> str | None:
+        try:
+            encoded, token = cookie.split(".", 1)
+            user = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            return None
+        return user if self.verify("session", user, token, SESSION_LIFETIME) else None
+
+    def csrf_token(self, identity: Identity | None) -> str:
+        return self.issue("csrf", _csrf_subject(identity))
+
+    def check_csrf(self, identity: Identity | None, token: str) -> bool:
+        return bool(token) and self.verify("csrf", _csrf_subject(identity), token, CSRF_LIFETIME)
+
+
+def _csrf_subject(identity: Identity | None) -> str:
+    return "anonymous" if identity is None else f"{identity.via}:{identity.name}"
+
+
+def signing_key(credentials: Credentials, redis_client: Any | None, key_name: str) -> bytes:
+    """A key shared by every instance (random, kept in Redis) mixed with the credentials.
+
+    Without Redis at startup a process-local random key is used: sessions then end when the
+    process restarts, which is the only cost.
+    """
+    stored: str | None = None
+    if redis_client is not None:
+        try:
+            redis_client.set(key_name, secrets.token_hex(32), nx=True)
+            stored = redis_client.get(key_name)
+        except Exception as exc:
+            logger.warning("dashboard: no shared signing key in Redis (%s); sessions end on restart",
+                           type(exc).__name__)
+    base = bytes.fromhex(stored) if stored else secrets.token_bytes(32)
+    return hmac.new(base, credentials.fingerprint(), hashlib.sha256).digest()
+
+
+class LoginThrottle:
+    """At most ``attempts`` failed logins per client address in ``window`` seconds."""
+
+    def __init__(self, attempts: int = 5, window: float = 60.0) -> None:
+        self.attempts = attempts
+        self.window = window
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, address: str, now: float) -> deque[float]:
+        failures = self._failures.setdefault(address, deque())
+        while failures and failures[0] < now - self.window:
+            failures.popleft()
+        return failures
+
+    def blocked_for(self, address: str, now: float | None = None) -> float:
+        """Seconds until ``address`` may try again (0 when it may now)."""
+        now = time.monotonic() if now is None else now
+        failures = self._recent(address, now)
+        if len(failures) < self.attempts:
+            return 0.0
+        return max(0.0, failures[0] + self.window - now)
+
+    def failed(self, address: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self._recent(address, now).append(now)
+        if len(self._failures) > 10000:  # bounded: forget the quietest addresses
+            for stale in [a for a, f in self._failures.items() if not f][:5000]:
+                del self._failures[stale]
+
+    def succeeded(self, address: str) -> None:
+        self._failures.pop(address, None)
+
+
+def parse_authorization(header: str, credentials: Credentials) -> Identity | None:
+    """The identity an ``Authorization`` header proves, or None."""
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "bearer":
+        return credentials.check_token(value)
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+        user, sep, password = decoded.partition(":")
+        if not sep:
+            return None
+        return credentials.check_password(user, password)
+    return None

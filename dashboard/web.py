@@ -1,0 +1,281 @@
+"""What every request goes through: who is calling, may they do this, and safe responses.
+
+Middlewares, outermost first:
+
+1. ``errors`` — turns failures into a JSON error (``/api/``, ``/metrics``) or an error page,
+   and Redis outages into 503, without leaking a traceback;
+2. ``security_headers`` — CSP (no inline script or style, no third-party origin),
+   ``nosniff``, no framing, no caching of data;
+3. ``authenticate`` — sets ``request["identity"]`` or answers 401 / redirects to ``/login``;
+4. ``guard_posts`` — on every POST: the role may act (403 ``read_only``), the ``Origin`` is ours
+   and the CSRF token is valid (403 ``csrf``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import redis
+from aiohttp import web
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from dashboard import formatting
+from dashboard.data import ActionError, BadFilter, DashboardData
+from dashboard.security import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    LOOPBACK_HOSTS,
+    SESSION_COOKIE,
+    Credentials,
+    Identity,
+    LoginThrottle,
+    Signer,
+    parse_authorization,
+)
+
+logger = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+TEMPLATES_DIR = PACKAGE_DIR / "templates"
+STATIC_DIR = PACKAGE_DIR / "static"
+REFRESH_SECONDS = 5
+PUBLIC_PATHS = frozenset({"/healthz", "/login"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Dashboard:
+    """The per-app state every handler reads (``request.app[DASHBOARD]``)."""
+
+    settings: Any
+    data: DashboardData
+    credentials: Credentials
+    signer: Signer
+    sandbox_chat_url: str | None = None
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    templates: Environment = field(init=False)
+    static_version: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.templates = Environment(
+            loader=FileSystemLoader(TEMPLATES_DIR),
+            autoescape=select_autoescape(["html", "svg"], default_for_string=True, default=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        formatting.install(self.templates)
+        digest = hashlib.sha256()
+        for path in sorted(STATIC_DIR.glob("*")):
+            digest.update(path.read_bytes())
+        self.static_version = digest.hexdigest()[:10]
+
+    @property
+    def open_mode(self) -> bool:
+        return not self.credentials.configured
+
+
+DASHBOARD = web.AppKey("dashboard", Dashboard)
+
+
+def dashboard_of(request: web.Request) -> Dashboard:
+    return request.app[DASHBOARD]
+
+
+def is_api(request: web.Request) -> bool:
+    return request.path.startswith("/api/") or request.path == "/metrics"
+
+
+def identity_of(request: web.Request) -> Identity:
+    return request["identity"]
+
+
+async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a sync (Redis) call off the event loop."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+# --- responses ------------------------------------------------------------------------------
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.json_response(payload, status=status, dumps=lambda v: json.dumps(v, default=str))
+
+
+def api_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
+
+
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    """Render a page; with ``X-Fragment: 1`` only its live part (what the page refreshes)."""
+    dash = dashboard_of(request)
+    identity = request.get("identity")
+    context.setdefault("page", template.removesuffix(".html"))
+    html = dash.templates.get_template(template).render(
+        request=request,
+        identity=identity,
+        csrf_token=csrf_token(request),
+        fragment=request.headers.get("X-Fragment") == "1",
+        refresh_seconds=REFRESH_SECONDS,
+        static_version=dash.static_version,
+        sandbox_chat=dash.sandbox_chat_url is not None,
+        open_mode=dash.open_mode,
+        has_login=dash.credentials.has_login,
+        **context,
+    )
+    return web.Response(text=html, content_type="text/html", status=status)
+
+
+def csrf_token(request: web.Request) -> str:
+    if "csrf" not in request:
+        request["csrf"] = dashboard_of(request).signer.csrf_token(request.get("identity"))
+    return request["csrf"]
+
+
+def page_url(path: str, **query: Any) -> str:
+    clean = {k: v for k, v in query.items() if v not in (None, "")}
+    return f"{path}?{urlencode(clean)}" if clean else path
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to go back to after login (never another site)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+# --- middlewares ----------------------------------------------------------------------------
+
+def error_page(request: web.Request, status: int, code: str, message: str) -> web.Response:
+    if is_api(request):
+        return api_error(status, code, message)
+    try:
+        return render(request, "error.html", status=status, status_code=status, code=code, message=message)
+    except Exception:  # the error page itself must not fail
+        return web.Response(text=f"{status} {message}", status=status, content_type="text/plain")
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.status not in (401,) and exc.content_type != "application/json":
+            return error_page(request, exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        raise
+    except ActionError as exc:
+        return error_page(request, exc.status, exc.code, exc.message)
+    except BadFilter as exc:
+        return error_page(request, 400, "bad_request", str(exc))
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        logger.warning("dashboard: Redis unreachable on %s %s (%s)", request.method, request.path,
+                       type(exc).__name__)
+        return error_page(request, 503, "redis_unavailable", "Redis is unreachable; figures cannot be read")
+    except Exception:
+        logger.exception("dashboard: error on %s %s", request.method, request.path)
+        return error_page(request, 500, "internal_error", "Something went wrong; the log has the details")
+
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; frame-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+       "base-uri 'none'; object-src 'none'")
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+        _set_headers(request, response)
+        raise
+    _set_headers(request, response)
+    return response
+
+
+def _set_headers(request: web.Request, response: web.StreamResponse) -> None:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    if not request.path.startswith("/static/"):
+        headers.setdefault("Cache-Control", "no-store")
+
+
+def _hostname(host_header: str) -> str:
+    try:
+        return urlsplit(f"//{host_header}").hostname or ""
+    except ValueError:
+        return ""
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    dash = dashboard_of(request)
+    if dash.open_mode:
+        # Open mode is for local use only: a page reached through another host name is a
+        # DNS-rebinding attempt (a web site pointing its name at 127.0.0.1).
+        if _hostname(request.host) not in LOOPBACK_HOSTS:
+            return api_error(421, "wrong_host", "this dashboard answers on a loopback address only")
+        request["identity"] = Identity("local", "admin", "open")
+        return await handler(request)
+    identity = None
+    header = request.headers.get("Authorization", "")
+    if header:
+        identity = parse_authorization(header, dash.credentials)
+    elif SESSION_COOKIE in request.cookies:
+        user = dash.signer.read_session(request.cookies[SESSION_COOKIE])
+        role = dash.credentials.role_of(user) if user else None
+        if user and role:
+            identity = Identity(user, role, "session")
+    request["identity"] = identity
+    if identity is not None or request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
+        return await handler(request)
+    if header:
+        logger.info("dashboard: refused credentials from %s for %s", request.remote, request.path)
+    if is_api(request) or request.method != "GET" or not dash.credentials.has_login:
+        challenge = 'Basic realm="faceit-bot dashboard", charset="UTF-8"'
+        if dash.credentials.token:
+            challenge += ', Bearer realm="faceit-bot dashboard"'
+        if is_api(request):
+            return api_error(401, "unauthorized", "credentials required", {"WWW-Authenticate": challenge})
+        return web.Response(status=401, text="credentials required", headers={"WWW-Authenticate": challenge})
+    raise web.HTTPSeeOther(page_url("/login", next=request.path_qs))
+
+
+@web.middleware
+async def guard_posts(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return await handler(request)
+    dash = dashboard_of(request)
+    identity: Identity | None = request.get("identity")
+    origin = request.headers.get("Origin")
+    if origin and urlsplit(origin).netloc != request.host:
+        return _refuse(request, "cross_origin", "this request came from another site")
+    if request.path != "/login" and request.path != "/logout":
+        if identity is None or not identity.can_act:
+            return _refuse(request, "read_only", "this account can look but not act")
+    if request.path.startswith("/_sandbox/"):
+        # The sandbox chat's own script cannot carry our token: require a same-origin fetch.
+        if not origin and request.headers.get("Sec-Fetch-Site") != "same-origin":
+            return _refuse(request, "csrf", "missing Origin on a sandbox chat request")
+        return await handler(request)
+    token = request.headers.get(CSRF_HEADER, "")
+    if not token and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        token = str(form.get(CSRF_FIELD, ""))
+    if not dash.signer.check_csrf(identity, token):
+        return _refuse(request, "csrf", "missing or invalid CSRF token; reload the page and try again")
+    return await handler(request)
+
+
+def _refuse(request: web.Request, code: str, message: str) -> web.Response:
+    logger.info("dashboard: refused %s %s: %s", request.method, request.path, code)
+    return error_page(request, 403, code, message)

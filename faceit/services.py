@@ -1,0 +1,562 @@
+"""THE CONTRACT the pipeline's actors call: one coroutine per job type.
+
+Each returns a JSON-serialisable dict::
+
+    {"kind": "match_analysis" | "player_report" | "bulk_analysis" | "match_monitoring"
+             | "cache_update" | "analytics_report",
+     "data": {...structured result...},
+     "texts": {"en": ["<html part>", ...], "ru": [...]},          # each part <= 4096 chars
+     "photos": [{"png_b64": "...", "caption": {"en": "...", "ru": "..."}}],
+     "notifications": [{"user_id": 123, "texts": {"en": [...], "ru": [...]}}]}
+
+and raises the errors of :mod:`faceit.errors` (with a translatable ``key`` where it helps, see
+:mod:`faceit.i18n`). ``progress`` is awaited as ``progress(percent, stage, done=…, total=…)``
+with a short stage code the bot translates (:func:`faceit.i18n.stage_text`); an exception it
+raises propagates (that is how an actor may stop a cancelled job).
+
+Clients and Redis come from the running loop's :mod:`faceit.context`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from faceit import analysis, render
+from faceit.client import FaceitClient
+from faceit.context import FaceitContext, get_faceit_context
+from faceit.errors import (
+    BadInputError,
+    FaceitBotError,
+    MatchNotAnalysableError,
+    NotFoundError,
+    TransientError,
+)
+from faceit.i18n import ERROR_TEXTS, error_payload, with_key
+from faceit.links import MatchRef, parse_match_ref, parse_player_ref
+from faceit.models import FINISHED, NOT_ANALYSABLE, Match, PlayerProfile
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[..., Awaitable[None]]
+
+BULK_CONCURRENCY = 4
+MONITOR_CONCURRENCY = 8
+CACHE_UPDATE_CONCURRENCY = 4
+MAX_NOTIFICATIONS_PER_PLAYER = 5
+REPORT_DAYS = {"weekly": 7, "monthly": 30}
+CACHE_TYPES = {
+    "players": ("profile", "lifetime", "recent"),
+    "player": ("profile", "lifetime", "recent"),
+    "all": ("profile", "lifetime", "recent"),
+    "profiles": ("profile",),
+    "profile": ("profile",),
+    "stats": ("lifetime", "recent"),
+    "matches": ("match",),
+    "match": ("match",),
+}
+
+
+def _result(kind: str, data: dict[str, Any], texts: dict[str, list[str]], photos: list[dict[str, Any]] | None = None,
+            notifications: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"kind": kind, "data": data, "texts": texts, "photos": photos or [], "notifications": notifications or []}
+
+
+def _bad(key: str, **params: Any) -> BadInputError:
+    return with_key(BadInputError(ERROR_TEXTS[key]["en"].format(**params)), key, **params)
+
+
+async def _gather_all(coros: Sequence[Awaitable[Any]]) -> list[Any]:
+    """Run all to the end (so every fetched part lands in the cache), then raise the first error."""
+    results = await asyncio.gather(*coros, return_exceptions=True)
+    for item in results:
+        if isinstance(item, BaseException):
+            raise item
+    return results
+
+
+async def _optional(coro: Awaitable[Any], default: Any = None) -> Any:
+    """A part of the picture that may legitimately be missing (404) without sinking the job."""
+    try:
+        return await coro
+    except NotFoundError:
+        return default
+
+
+# Matches ------------------------------------------------------------------------------------------
+
+
+async def _fetch_match(client: FaceitClient, ref: MatchRef) -> Match:
+    """Try the reference's candidate ids in order (``1-<uuid>`` before a bare UUID)."""
+    last: NotFoundError | None = None
+    for candidate in ref.candidates:
+        try:
+            return await client.get_match(candidate)
+        except NotFoundError as exc:
+            last = exc
+    assert last is not None
+    raise with_key(last, "match_not_found", ref=ref.match_id)
+
+
+def _check_analysable(match: Match) -> None:
+    if match.status in NOT_ANALYSABLE:
+        key = "match_cancelled" if match.status == "CANCELLED" else "match_aborted"
+        raise with_key(MatchNotAnalysableError(f"match {match.match_id} is {match.status.lower()}"), key,
+                       ref=match.match_id)
+    if not match.players:
+        raise with_key(MatchNotAnalysableError(f"match {match.match_id} has no players"), "match_empty")
+
+
+async def _load_players(ctx: FaceitContext, match: Match, progress: Progress | None,
+                        start: float, span: float) -> dict[str, analysis.PlayerData]:
+    client = ctx.client
+    roster = match.players
+    done = 0
+
+    async def load(player: Any) -> analysis.PlayerData:
+        nonlocal done
+        profile, lifetime, recent = await _gather_all([
+            _optional(client.get_player(player.player_id)),
+            _optional(client.get_lifetime_stats(player.player_id)),
+            _optional(client.get_recent_stats(player.player_id), []),
+        ])
+        done += 1
+        if progress is not None:
+            await progress(start + span * done / len(roster), "players", done=done, total=len(roster))
+        return analysis.PlayerData(player, profile, lifetime, recent)
+
+    loaded = await _gather_all([load(p) for p in roster])
+    await _record_elos(ctx, [d.profile for d in loaded if d.profile])
+    return {d.roster.player_id: d for d in loaded}
+
+
+async def _record_elos(ctx: FaceitContext, profiles: Sequence[PlayerProfile]) -> None:
+    try:
+        await asyncio.gather(*(ctx.store.record_elo(p.player_id, p.elo) for p in profiles))
+    except Exception:  # snapshots are a bonus: never fail an analysis over them
+        log.warning("could not record Elo snapshots", exc_info=True)
+
+
+async def _analyse_one(ctx: FaceitContext, ref: MatchRef, progress: Progress | None) -> tuple[str, dict[str, Any]]:
+    """("pre_game", analysis) or ("finished", result) for one match reference."""
+    match = await _fetch_match(ctx.client, ref)
+    _check_analysable(match)
+    if match.status == FINISHED:
+        if progress is not None:
+            await progress(40, "matches")
+        rounds = await _optional(ctx.client.get_match_stats(match.match_id), [])
+        return "finished", analysis.finished_match_result(match, rounds)
+    data = await _load_players(ctx, match, progress, 10, 75)
+    if progress is not None:
+        await progress(88, "maps")
+    return "pre_game", analysis.analyse_match(match, data)
+
+
+async def analyze_match(match_ref: str, progress: Progress) -> dict[str, Any]:
+    """Pre-game analysis of one lobby; a finished match gets its result, a cancelled one an error."""
+    ref = parse_match_ref(match_ref)
+    ctx = await get_faceit_context()
+    await progress(2, "match")
+    state, data = await _analyse_one(ctx, ref, progress)
+    await progress(95, "render")
+    if state == "finished":
+        return _result("match_analysis", {"state": "finished", **data},
+                       render.texts(render.render_finished_match, data))
+    return _result("match_analysis", {"state": "pre_game", **data}, render.texts(render.render_match_analysis, data))
+
+
+# Players ------------------------------------------------------------------------------------------
+
+
+async def _fetch_profile(ctx: FaceitContext, player_ref: str, *, refresh: bool = False) -> PlayerProfile:
+    ref = parse_player_ref(player_ref)
+    client = ctx.client
+    if ref.is_id:
+        profile = await client.get_player(ref.value, refresh=refresh)
+    else:
+        profile = await client.get_player_by_nickname(ref.value, refresh=refresh)
+    if not profile.has_cs2 or not profile.player_id:
+        raise with_key(NotFoundError(f"{ref.value} has no CS2 profile"), "player_not_found", ref=ref.value)
+    return profile
+
+
+async def resolve_player(player_ref: str) -> dict[str, Any]:
+    """A nickname, id or profile link → ``{"player_id", "nickname", "elo", "level", …}``."""
+    ctx = await get_faceit_context()
+    profile = await _fetch_profile(ctx, player_ref)
+    await _record_elos(ctx, [profile])
+    return {
+        "player_id": profile.player_id,
+        "nickname": profile.nickname,
+        "elo": profile.elo,
+        "level": profile.level,
+        "country": profile.country,
+        "region": profile.region,
+        "avatar": profile.avatar,
+        "faceit_url": profile.faceit_url,
+    }
+
+
+async def build_player_report(player_ref: str, progress: Progress) -> dict[str, Any]:
+    """Profile, level progress, lifetime and recent stats, map table, trend and a chart."""
+    parse_player_ref(player_ref)  # bad input fails before any I/O
+    ctx = await get_faceit_context()
+    await progress(5, "profile")
+    profile = await _fetch_profile(ctx, player_ref)
+    await _record_elos(ctx, [profile])
+    await progress(30, "stats")
+    lifetime, recent = await _gather_all([
+        _optional(ctx.client.get_lifetime_stats(profile.player_id)),
+        _optional(ctx.client.get_recent_stats(profile.player_id), []),
+    ])
+    history = await ctx.store.elo_history(profile.player_id)
+    report = analysis.player_report(profile, lifetime, recent, history)
+    photos = []
+    if report["chart"]["kd"]:
+        await progress(75, "chart")
+        png = await asyncio.to_thread(_chart, report["chart"], profile.nickname)
+        if png:
+            photos.append({
+                "png_b64": base64.b64encode(png).decode("ascii"),
+                "caption": {lang: render.chart_caption(report, lang) for lang in ("en", "ru")},
+            })
+    await progress(95, "render")
+    return _result("player_report", report, render.texts(render.render_player_report, report), photos)
+
+
+def _chart(chart: dict[str, Any], nickname: str) -> bytes | None:
+    from faceit.charts import player_chart_png
+
+    try:
+        return player_chart_png(chart, nickname)
+    except Exception:  # a report without a picture beats no report
+        log.warning("could not draw the player chart", exc_info=True)
+        return None
+
+
+# Bulk ----------------------------------------------------------------------------------------------
+
+
+def _bulk_summary(state: str, data: dict[str, Any]) -> dict[str, Any]:
+    if state == "finished":
+        winner = data["teams"].get(data.get("winner") or "", {}).get("name")
+        score = None
+        if data["maps"]:
+            score = ", ".join(
+                f"{m['label']} " + ":".join(str(t["score"]) for t in m["teams"]) for m in data["maps"]
+            )
+        return {"match_id": data["match_id"], "faceit_url": data.get("faceit_url"), "winner_name": winner,
+                "score": score}
+    teams = data["teams"]
+    picked = data["maps"].get("picked") or []
+    return {
+        "match_id": data["match_id"],
+        "faceit_url": data.get("faceit_url"),
+        "faction1": teams["faction1"]["name"],
+        "faction2": teams["faction2"]["name"],
+        "elo1": teams["faction1"]["avg_elo"],
+        "elo2": teams["faction2"]["avg_elo"],
+        "p1": teams["faction1"]["win_probability"],
+        "p2": teams["faction2"]["win_probability"],
+        "favourite": data.get("favourite"),
+        "map": picked[0] if picked else None,
+    }
+
+
+async def analyze_bulk(match_refs: list[str], progress: Progress) -> dict[str, Any]:
+    """Up to ``BULK_MAX_MATCHES`` matches, a few at a time over the shared cache, one summary.
+
+    A match that fails is reported in the summary; the job fails only if every match failed
+    (with the first transient error if any, so the pipeline retries).
+    """
+    from settings import get_settings
+
+    limit = getattr(get_settings(), "bulk_max_matches", 20)
+    refs: list[tuple[str, MatchRef | None, BadInputError | None]] = []
+    seen: set[str] = set()
+    for text in match_refs:
+        try:
+            ref = parse_match_ref(text)
+        except BadInputError as exc:
+            refs.append((str(text)[:80], None, exc))
+            continue
+        if ref.match_id not in seen:
+            seen.add(ref.match_id)
+            refs.append((ref.match_id, ref, None))
+    if not refs:
+        raise _bad("no_match_refs")
+    if len(refs) > limit:
+        raise _bad("too_many_matches", limit=limit)
+    ctx = await get_faceit_context()
+    total = len(refs)
+    done = 0
+    semaphore = asyncio.Semaphore(BULK_CONCURRENCY)
+    await progress(1, "matches", done=0, total=total)
+
+    async def one(text: str, ref: MatchRef | None, bad: BadInputError | None) -> dict[str, Any]:
+        nonlocal done
+        item: dict[str, Any]
+        if bad is not None:
+            item = {"ref": text, "match_id": None, "outcome": "failed", "error": error_payload(bad), "_exc": bad}
+        else:
+            try:
+                async with semaphore:
+                    state, data = await _analyse_one(ctx, ref, None)  # type: ignore[arg-type]
+                item = {"ref": text, "match_id": data["match_id"],
+                        "outcome": "analysed" if state == "pre_game" else "finished",
+                        "summary": _bulk_summary(state, data)}
+            except FaceitBotError as exc:
+                item = {"ref": text, "match_id": ref.match_id if ref else None, "outcome": "failed",
+                        "error": error_payload(exc), "_exc": exc}
+        done += 1
+        await progress(2 + 93 * done / total, "matches", done=done, total=total)
+        return item
+
+    items = await _gather_all([one(*r) for r in refs])
+    failures = [item.pop("_exc") for item in items if "_exc" in item]
+    if len(failures) == total:
+        transient = [f for f in failures if isinstance(f, TransientError)]
+        raise (transient or failures)[0]
+    data = {
+        "total": total,
+        "analysed": sum(1 for i in items if i["outcome"] in ("analysed", "finished")),
+        "failed": len(failures),
+        "matches": items,
+    }
+    await progress(97, "render")
+    return _result("bulk_analysis", data, render.texts(render.render_bulk, data))
+
+
+# Monitoring ---------------------------------------------------------------------------------------
+
+
+async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dict[str, Any]:
+    """New finished matches of followed players since the last one seen, as notifications.
+
+    ``user_ids`` picks whose subscriptions are scanned (all when None); every active follower
+    of a scanned player is notified, so nobody misses a match because of the filter. The first
+    scan of a player only records a baseline. Marks advance only when the job returns, so a
+    failed run notifies nothing and the retry finds the same matches.
+    """
+    ctx = await get_faceit_context()
+    store, client = ctx.store, ctx.client
+    if user_ids is None:
+        players = await store.all_subscribed_players()
+    else:
+        players = {}
+        for uid in user_ids:
+            for sub in await store.list_subscriptions(uid):
+                players[sub["player_id"]] = sub["nickname"]
+    inactive = await store.inactive_users()
+    total = len(players)
+    await progress(2, "players", done=0, total=total)
+    semaphore = asyncio.Semaphore(MONITOR_CONCURRENCY)
+    done = 0
+    marks: dict[str, dict[str, Any]] = {}
+    renames: dict[str, str] = {}
+    notifications: list[dict[str, Any]] = []
+    counts = {"baselined": 0, "new_matches": 0}
+    errors: list[dict[str, Any]] = []
+
+    async def scan(player_id: str, nickname: str) -> None:
+        nonlocal done
+        try:
+            async with semaphore:
+                await _scan_player(ctx, client, player_id, nickname, inactive, marks, renames,
+                                   notifications, counts)
+        except FaceitBotError as exc:
+            errors.append({"player_id": player_id, "nickname": nickname, **error_payload(exc), "_exc": exc})
+        done += 1
+        await progress(2 + 93 * done / max(1, total), "players", done=done, total=total)
+
+    await _gather_all([scan(pid, nick) for pid, nick in players.items()])
+    failures = [err.pop("_exc") for err in errors]
+    if total and len(failures) == total:
+        raise failures[0]
+    for player_id, mark in marks.items():
+        await store.set_monitor_state(player_id, mark)
+    for player_id, nickname in renames.items():
+        await store.rename(player_id, nickname)
+    data = {
+        "players": total,
+        "checked": total - len(failures),
+        "baselined": counts["baselined"],
+        "new_matches": counts["new_matches"],
+        "notifications": len(notifications),
+        "errors": errors,
+    }
+    summary = {lang: [f"🔔 {data['checked']}/{total} · {counts['new_matches']} · {len(notifications)}"]
+               for lang in ("en", "ru")}
+    return _result("match_monitoring", data, summary, notifications=notifications)
+
+
+async def _scan_player(
+    ctx: FaceitContext,
+    client: FaceitClient,
+    player_id: str,
+    nickname: str,
+    inactive: set[int],
+    marks: dict[str, dict[str, Any]],
+    renames: dict[str, str],
+    notifications: list[dict[str, Any]],
+    counts: dict[str, int],
+) -> None:
+    recent = await client.get_recent_stats(player_id, refresh=True)
+    games = [g for g in recent if g.finished_at]
+    state = await ctx.store.monitor_state(player_id)
+    if state is None:
+        profile = await _optional(client.get_player(player_id))
+        newest = games[0] if games else None
+        marks[player_id] = {"match_id": newest.match_id if newest else None,
+                            "finished_at": newest.finished_at if newest else 0,
+                            "elo": profile.elo if profile else None}
+        counts["baselined"] += 1
+        return
+    seen_at = float(state.get("finished_at") or 0)
+    new = [g for g in games if (g.finished_at or 0) > seen_at and g.match_id != state.get("match_id")]
+    if not new:
+        return
+    new = list(reversed(new[:MAX_NOTIFICATIONS_PER_PLAYER]))  # oldest first
+    profile = await _optional(client.get_player(player_id, refresh=True))
+    elo = profile.elo if profile else None
+    if profile is not None:
+        await _record_elos(ctx, [profile])
+        if profile.nickname and profile.nickname != nickname:
+            renames[player_id] = profile.nickname
+            nickname = profile.nickname
+    before = state.get("elo")
+    delta = elo - before if len(new) == 1 and elo is not None and isinstance(before, int) else None
+    followers = [uid for uid in await ctx.store.subscribers(player_id) if uid not in inactive]
+    for index, game in enumerate(new):
+        last = index == len(new) - 1
+        payload = analysis.match_notification(player_id, nickname, game, elo if last else None,
+                                              delta if last else None)
+        texts = render.texts(render.render_notification, payload)
+        notifications.extend({"user_id": uid, "texts": texts, "match_id": game.match_id,
+                              "player_id": player_id} for uid in followers)
+    counts["new_matches"] += len(new)
+    newest = new[-1]
+    marks[player_id] = {"match_id": newest.match_id, "finished_at": newest.finished_at, "elo": elo}
+
+
+# Cache update --------------------------------------------------------------------------------------
+
+
+async def update_cache(cache_type: str, identifiers: list[str] | None, progress: Progress) -> dict[str, Any]:
+    """Refresh cached profiles/stats of the given players (default: every followed player) or matches."""
+    parts = CACHE_TYPES.get((cache_type or "").lower())
+    if parts is None:
+        raise _bad("bad_cache_type", ref=cache_type)
+    ctx = await get_faceit_context()
+    client = ctx.client
+    if identifiers is None:
+        identifiers = [] if parts == ("match",) else list((await ctx.store.all_subscribed_players()).keys())
+    total = len(identifiers)
+    await progress(1, "players" if parts != ("match",) else "matches", done=0, total=total)
+    semaphore = asyncio.Semaphore(CACHE_UPDATE_CONCURRENCY)
+    done = 0
+    failed: list[dict[str, Any]] = []
+
+    async def refresh(identifier: str) -> None:
+        nonlocal done
+        try:
+            async with semaphore:
+                if parts == ("match",):
+                    match = await _fetch_match_refresh(client, parse_match_ref(identifier))
+                    if match.status == FINISHED:
+                        await _optional(client.get_match_stats(match.match_id))
+                else:
+                    ref = parse_player_ref(identifier)
+                    if ref.is_id:
+                        player_id = ref.value
+                        if "profile" in parts:
+                            profile = await client.get_player(player_id, refresh=True)
+                            await _record_elos(ctx, [profile])
+                    else:
+                        profile = await client.get_player_by_nickname(ref.value, refresh="profile" in parts)
+                        player_id = profile.player_id
+                        await _record_elos(ctx, [profile])
+                    jobs = []
+                    if "lifetime" in parts:
+                        jobs.append(_optional(client.get_lifetime_stats(player_id, refresh=True)))
+                    if "recent" in parts:
+                        jobs.append(_optional(client.get_recent_stats(player_id, refresh=True)))
+                    await _gather_all(jobs)
+        except FaceitBotError as exc:
+            failed.append({"id": str(identifier)[:80], **error_payload(exc)})
+        done += 1
+        await progress(1 + 97 * done / max(1, total), "players" if parts != ("match",) else "matches",
+                       done=done, total=total)
+
+    await _gather_all([refresh(i) for i in identifiers])
+    data = {"cache_type": cache_type, "total": total, "refreshed": total - len(failed), "failed": failed}
+    return _result("cache_update", data, render.texts(render.render_cache_update, data))
+
+
+async def _fetch_match_refresh(client: FaceitClient, ref: MatchRef) -> Match:
+    last: NotFoundError | None = None
+    for candidate in ref.candidates:
+        try:
+            return await client.get_match(candidate, refresh=True)
+        except NotFoundError as exc:
+            last = exc
+    assert last is not None
+    raise last
+
+
+# Analytics -----------------------------------------------------------------------------------------
+
+
+async def _user_analytics(ctx: FaceitContext, user_id: int, report_type: str, now: float) -> dict[str, Any]:
+    days = REPORT_DAYS[report_type]
+    since = now - days * 86400
+    analyses = await ctx.store.activity(user_id, days, now)
+    players = []
+    for sub in await ctx.store.list_subscriptions(user_id):
+        pid = sub["player_id"]
+        profile, recent = await _gather_all([
+            _optional(ctx.client.get_player(pid)),
+            _optional(ctx.client.get_recent_stats(pid), []),
+        ])
+        history = await ctx.store.elo_history(pid)
+        players.append(analysis.tracked_player_period(
+            pid, profile.nickname if profile else sub["nickname"], recent, since,
+            profile.elo if profile else None, history))
+    return {"user_id": user_id, "report_type": report_type, "days": days, "since": since,
+            "analyses": analyses, "players": players}
+
+
+async def build_analytics_report(user_id: int | None, report_type: str, progress: Progress) -> dict[str, Any]:
+    """A user's weekly/monthly summary; with ``user_id=None``, one per active user as notifications."""
+    report_type = (report_type or "").lower()
+    if report_type not in REPORT_DAYS:
+        raise _bad("bad_report_type", ref=report_type)
+    ctx = await get_faceit_context()
+    now = time.time()
+    if user_id is not None:
+        await progress(10, "players")
+        data = await _user_analytics(ctx, int(user_id), report_type, now)
+        await progress(95, "render")
+        return _result("analytics_report", data, render.texts(render.render_analytics, data))
+    since = now - REPORT_DAYS[report_type] * 86400
+    users = set(await ctx.store.active_users_since(since))
+    for pid in await ctx.store.all_subscribed_players():
+        users.update(await ctx.store.subscribers(pid))
+    users -= await ctx.store.inactive_users()
+    ordered = sorted(users)
+    notifications = []
+    totals: dict[str, int] = {}
+    for index, uid in enumerate(ordered, start=1):
+        data = await _user_analytics(ctx, uid, report_type, now)
+        for kind, count in data["analyses"].items():
+            totals[kind] = totals.get(kind, 0) + count
+        notifications.append({"user_id": uid, "texts": render.texts(render.render_analytics, data)})
+        await progress(5 + 90 * index / len(ordered), "players", done=index, total=len(ordered))
+    summary = {"user_id": None, "report_type": report_type, "days": REPORT_DAYS[report_type], "users": len(ordered),
+               "analyses": totals}
+    return _result("analytics_report", summary, render.texts(render.render_analytics, summary),
+                   notifications=notifications)

@@ -1,0 +1,236 @@
+"""The monitor's alert rules and health-score deductions, as pure functions of one snapshot.
+
+A snapshot (built by :mod:`queues.monitoring`) is plain data; :func:`evaluate` turns it into
+:class:`Finding` objects. A finding with ``alert=True`` is a condition alert (fired once per
+rule and subject while it holds, resolved when it clears); every finding lowers the health
+score by ``score_lost``. Keeping both in one place means the score and the alerts never
+disagree about what is wrong.
+
+Health-score deductions (the score starts at 100 and is clamped to 0–100):
+
+======================  ========  ======  ==========  =============================================
+rule                    level     alert   deduction   when
+======================  ========  ======  ==========  =============================================
+redis_unreachable       critical  yes     100         Redis does not answer (nothing else is known)
+no_workers              critical  yes     25 / queue  jobs wait in a queue no live worker consumes
+faceit_auth             critical  yes     25          FACEIT refused our API key in the window
+failure_rate            error     yes     20 / queue  failed / finished > ALERT_FAILURE_RATE
+                                                      (at least ``failure_min_jobs`` finished)
+stale_jobs              error     yes     15 / queue  the oldest waiting job is older than
+                                                      ALERT_QUEUED_MAX_AGE (1 h)
+redis_memory            warning   yes     15          used memory > ALERT_REDIS_MEMORY_SHARE of
+                                                      ``maxmemory`` (when a maxmemory is set)
+queue_depth             warning   yes     10 / queue  waiting jobs > ALERT_DEPTH_<PRIORITY>
+wait_time               warning   yes     10 / queue  max(p95 wait, oldest waiting age) >
+                                                      ALERT_WAIT_<PRIORITY>
+faceit_rate_limit       warning   yes     10          FACEIT 429s in the last interval (whole
+                                                      minutes) ≥ ALERT_RATE_LIMIT_STORM
+idle_queue              info      no      5 / queue   no live worker consumes an empty queue
+dead_letters            info      no      5           dead-lettered messages exist (any queue)
+monitor_stale           info      no      5           the monitor has not recorded a snapshot
+                                                      for 3 intervals (scheduler not running?)
+======================  ========  ======  ==========  =============================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ALERT_RULES = (
+    "redis_unreachable", "no_workers", "faceit_auth", "failure_rate", "stale_jobs", "redis_memory",
+    "queue_depth", "wait_time", "faceit_rate_limit",
+)
+SCORE_ONLY_RULES = ("idle_queue", "dead_letters", "monitor_stale")
+QUEUE_RULES = ("no_workers", "failure_rate", "stale_jobs", "queue_depth", "wait_time", "idle_queue")
+DEDUCTIONS = {
+    "redis_unreachable": 100, "no_workers": 25, "faceit_auth": 25, "failure_rate": 20, "stale_jobs": 15,
+    "redis_memory": 15, "queue_depth": 10, "wait_time": 10, "faceit_rate_limit": 10, "idle_queue": 5,
+    "dead_letters": 5, "monitor_stale": 5,
+}
+LEVELS = {
+    "redis_unreachable": "critical", "no_workers": "critical", "faceit_auth": "critical",
+    "failure_rate": "error", "stale_jobs": "error", "redis_memory": "warning", "queue_depth": "warning",
+    "wait_time": "warning", "faceit_rate_limit": "warning", "idle_queue": "info", "dead_letters": "info",
+    "monitor_stale": "info",
+}
+SOURCES = {"faceit_auth": "faceit", "faceit_rate_limit": "faceit", "redis_unreachable": "redis",
+           "redis_memory": "redis"}
+GLOBAL_SUBJECT = "-"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Alert thresholds (from settings: ``ALERT_*``); per-queue values are keyed by priority."""
+
+    failure_rate: float = 0.2
+    failure_min_jobs: int = 5
+    depth: dict[str, int] = field(default_factory=lambda: {"high": 50, "default": 100, "low": 200})
+    wait: dict[str, float] = field(default_factory=lambda: {"high": 10.0, "default": 60.0, "low": 600.0})
+    queued_max_age: float = 3600.0
+    redis_memory_share: float = 0.8
+    rate_limit_storm: int = 20
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Thresholds:
+        return cls(
+            failure_rate=settings.alert_failure_rate,
+            failure_min_jobs=int(getattr(settings, "alert_failure_min_jobs", 5)),
+            depth={"high": settings.alert_depth_high, "default": settings.alert_depth_default,
+                   "low": settings.alert_depth_low},
+            wait={"high": settings.alert_wait_high, "default": settings.alert_wait_default,
+                  "low": settings.alert_wait_low},
+            queued_max_age=settings.alert_queued_max_age,
+            redis_memory_share=settings.alert_redis_memory_share,
+            rate_limit_storm=settings.alert_rate_limit_storm,
+        )
+
+    def depth_limit(self, priority: str | None) -> int:
+        return self.depth.get(priority or "default", self.depth["default"])
+
+    def wait_target(self, priority: str | None) -> float:
+        return self.wait.get(priority or "default", self.wait["default"])
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing that is wrong now: a rule that holds for a subject (a queue, or ``-``)."""
+
+    rule: str
+    subject: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def level(self) -> str:
+        return LEVELS[self.rule]
+
+    @property
+    def alert(self) -> bool:
+        return self.rule in ALERT_RULES
+
+    @property
+    def score_lost(self) -> int:
+        return DEDUCTIONS[self.rule]
+
+    @property
+    def source(self) -> str:
+        return SOURCES.get(self.rule, "monitor")
+
+    @property
+    def component(self) -> str:
+        """What the dashboard shows as the component name: ``queue:<name>``, ``redis`` …"""
+        if self.rule in QUEUE_RULES:
+            return f"queue:{self.subject}"
+        return {"faceit_auth": "faceit", "faceit_rate_limit": "faceit", "redis_unreachable": "redis",
+                "redis_memory": "redis", "dead_letters": "queues", "monitor_stale": "monitor"}[self.rule]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "level": self.level, "alert": self.alert, "score_lost": self.score_lost,
+                "component": self.component}
+
+
+def _fmt_seconds(value: float) -> str:
+    if value >= 3600:
+        return f"{value / 3600:.1f} h"
+    if value >= 60:
+        return f"{value / 60:.1f} min"
+    return f"{value:.1f} s"
+
+
+def evaluate_queue(name: str, q: dict[str, Any], t: Thresholds) -> list[Finding]:
+    """The queue rules for one queue's snapshot ``q``."""
+    found: list[Finding] = []
+    priority = q.get("priority")
+    depth = int(q.get("depth") or 0)
+    delayed = int(q.get("delayed") or 0)
+    workers = int(q.get("workers") or 0)
+    if workers == 0 and depth + delayed > 0:
+        found.append(Finding("no_workers", name, f"queue {name} has {depth} waiting and {delayed} delayed "
+                             "job(s) and no live worker consumes it", {"depth": depth, "delayed": delayed}))
+    elif workers == 0:
+        found.append(Finding("idle_queue", name, f"no live worker consumes queue {name}", {}))
+    finished = int(q.get("succeeded") or 0) + int(q.get("failed") or 0)
+    rate = q.get("failure_rate")
+    if rate is not None and finished >= t.failure_min_jobs and rate > t.failure_rate:
+        found.append(Finding("failure_rate", name,
+                             f"queue {name}: {rate:.0%} of jobs failed in the last "
+                             f"{_fmt_seconds(q.get('window_seconds') or 0)} ({q.get('failed')} of {finished}; "
+                             f"limit {t.failure_rate:.0%})",
+                             {"failure_rate": rate, "failed": q.get("failed"), "finished": finished}))
+    limit = t.depth_limit(priority)
+    if depth > limit:
+        found.append(Finding("queue_depth", name, f"queue {name} holds {depth} waiting jobs (limit {limit})",
+                             {"depth": depth, "limit": limit}))
+    oldest = q.get("oldest_waiting_age")
+    wait_p95 = q.get("wait_p95")
+    wait_now = max(float(wait_p95 or 0), float(oldest or 0))
+    target = t.wait_target(priority)
+    if (wait_p95 is not None or oldest is not None) and wait_now > target:
+        what = "p95 wait" if float(wait_p95 or 0) >= float(oldest or 0) else "the oldest waiting job"
+        found.append(Finding("wait_time", name, f"queue {name}: {what} is {_fmt_seconds(wait_now)} "
+                             f"(target {_fmt_seconds(target)})",
+                             {"wait": wait_now, "wait_p95": wait_p95, "oldest_waiting_age": oldest,
+                              "target": target}))
+    if oldest is not None and oldest > t.queued_max_age:
+        found.append(Finding("stale_jobs", name, f"queue {name}: a job has waited {_fmt_seconds(oldest)} "
+                             f"(more than {_fmt_seconds(t.queued_max_age)}) and is still queued",
+                             {"oldest_waiting_age": oldest, "limit": t.queued_max_age}))
+    return found
+
+
+def evaluate(snapshot: dict[str, Any], t: Thresholds) -> list[Finding]:
+    """Every finding of ``snapshot``; with Redis unreachable, that one finding alone."""
+    redis_state = snapshot.get("redis") or {}
+    if not redis_state.get("reachable", False):
+        return [Finding("redis_unreachable", GLOBAL_SUBJECT,
+                        f"Redis is unreachable: {redis_state.get('error') or 'no answer'}",
+                        {"error": redis_state.get("error")})]
+    found: list[Finding] = []
+    for name, q in (snapshot.get("queues") or {}).items():
+        found.extend(evaluate_queue(name, q, t))
+    share = redis_state.get("memory_share")
+    if share is not None and share > t.redis_memory_share:
+        found.append(Finding("redis_memory", GLOBAL_SUBJECT,
+                             f"Redis uses {share:.0%} of its maxmemory (limit {t.redis_memory_share:.0%})",
+                             {"memory_share": share, "used_memory": redis_state.get("used_memory"),
+                              "maxmemory": redis_state.get("maxmemory")}))
+    dead = sum(int(q.get("dead") or 0) for q in (snapshot.get("queues") or {}).values())
+    if dead:
+        found.append(Finding("dead_letters", GLOBAL_SUBJECT,
+                             f"{dead} dead-lettered message(s) (see `admin.py requeue` / `purge-dead`)",
+                             {"dead": dead}))
+    faceit = snapshot.get("faceit") or {}
+    if faceit.get("available"):
+        auth = int(faceit.get("auth_errors") or 0)
+        if auth > 0:
+            found.append(Finding("faceit_auth", GLOBAL_SUBJECT,
+                                 f"FACEIT refused our API key {auth} time(s) in the last "
+                                 f"{_fmt_seconds(faceit.get('auth_window_seconds') or 0)}",
+                                 {"auth_errors": auth}))
+        limited = int(faceit.get("rate_limited") or 0)
+        if limited >= t.rate_limit_storm:
+            found.append(Finding("faceit_rate_limit", GLOBAL_SUBJECT,
+                                 f"FACEIT answered 429 {limited} times in the last "
+                                 f"{_fmt_seconds(faceit.get('window_seconds') or 0)} "
+                                 f"(storm threshold {t.rate_limit_storm})",
+                                 {"rate_limited": limited, "threshold": t.rate_limit_storm}))
+    monitor = snapshot.get("monitor") or {}
+    if monitor.get("stale"):
+        age = monitor.get("last_recorded_age")
+        when = "has never recorded a snapshot" if age is None else f"last recorded {_fmt_seconds(age)} ago"
+        found.append(Finding("monitor_stale", GLOBAL_SUBJECT,
+                             f"the monitor {when}: is `python scheduler.py` running?", {"age": age}))
+    return found
+
+
+def health(findings: list[Finding]) -> dict[str, Any]:
+    """The health score (0–100), the components that lowered it and why."""
+    lost = sum(f.score_lost for f in findings)
+    ordered = sorted(findings, key=lambda f: (-f.score_lost, f.rule, f.subject))
+    return {
+        "health_score": max(0, min(100, 100 - lost)),
+        "components": [{"name": f.component, "rule": f.rule, "subject": f.subject, "level": f.level,
+                        "score_lost": f.score_lost, "reason": f.message} for f in ordered],
+        "reasons": [f.message for f in ordered],
+    }

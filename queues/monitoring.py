@@ -1,0 +1,567 @@
+"""The health monitor: metrics per queue, time series, health score and condition alerts.
+
+Every ``QUEUE_MONITORING_INTERVAL`` the scheduler's leader calls :meth:`QueueMonitor.tick`,
+which collects one snapshot, records it, evaluates the rules of :mod:`queues.alert_rules`,
+fires and resolves condition alerts, and hands new alerts to the Telegram admins' batcher.
+
+A snapshot holds, per queue: depth (waiting), delayed, in progress, dead, workers (live, from
+heartbeats), succeeded/failed/retried/canceled counts and the failure rate over the last
+``window_seconds`` (per-minute counters, so rounded out to whole minutes), p50/p95 wait and run
+time (exact, from the newest samples finished inside the window), and the age of the oldest
+waiting job. Beside the queues: Redis reachability, memory and its share of ``maxmemory``, and
+FACEIT request/error/429/auth counts (when ``faceit.metrics`` is importable).
+
+Redis keys (under ``REDIS_KEY_PREFIX``, built only by :class:`MonitorKeys`):
+
+* ``monitor:latest`` — the last recorded snapshot (JSON; TTL of ten intervals, at least 5 min);
+* ``monitor:series:<queue>`` / ``monitor:series:_system`` — sorted sets by time whose members
+  are compact JSON arrays (field order in :data:`QUEUE_SERIES_FIELDS` /
+  :data:`SYSTEM_SERIES_FIELDS`); one point per tick, trimmed to ``QUEUE_METRICS_RETENTION_DAYS``
+  and capped at :data:`SERIES_MAX_POINTS`.
+
+The API is synchronous (one sync Redis client; safe to call from threads, which is how the
+dashboard and the scheduler call it). With Redis unreachable, :meth:`tick` still evaluates
+(Redis down is itself the alert): the alert goes straight to the sinks, since the alert log
+lives in Redis, and is written to the log with its resolve notice once Redis is back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+from typing import Any
+
+import redis
+
+from queues.alert_rules import ALERT_RULES, Finding, Thresholds, evaluate, health
+from queues.alerts import Alert, AlertStore
+from queues.jobstore import JobStore
+from queues.priorities import all_queue_names, priority_of_queue
+from queues.runtime import get_alert_store, get_job_store, get_redis
+from settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WINDOW_SECONDS = 300.0
+SERIES_MAX_POINTS = 20160
+SAMPLES_READ = 1000
+QUEUE_SERIES_FIELDS = (
+    "depth", "delayed", "in_progress", "dead", "workers", "succeeded", "failed", "retried", "canceled",
+    "failure_rate", "wait_p50", "wait_p95", "run_p50", "run_p95", "oldest_waiting_age",
+)
+SYSTEM_SERIES_FIELDS = (
+    "health_score", "redis_reachable", "redis_used_memory", "redis_memory_share", "workers_live",
+    "faceit_requests", "faceit_errors", "faceit_rate_limited", "faceit_auth_errors",
+)
+#: Metrics summed from the per-minute outcome counters (exact throughput for charts).
+COUNTER_METRICS = {
+    "throughput": ("succeeded", "failed"), "processed": ("succeeded", "failed"),
+    "succeeded": ("succeeded",), "failed": ("failed",), "failures": ("failed",),
+    "retried": ("retried",), "canceled": ("canceled",),
+}
+METRIC_ALIASES = {"p95_wait": "wait_p95", "p50_wait": "wait_p50", "p95_run": "run_p95", "p50_run": "run_p50",
+                  "waiting": "depth", "oldest_age": "oldest_waiting_age"}
+#: Queue gauges that add up across queues; the others (times, rates) take the maximum.
+ADDITIVE = {"depth", "delayed", "in_progress", "dead", "workers", "succeeded", "failed", "retried", "canceled"}
+
+
+class MonitorKeys:
+    """The monitor's Redis keys (the only place they are spelled)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    @property
+    def latest(self) -> str:
+        return f"{self.prefix}monitor:latest"
+
+    def series(self, name: str) -> str:
+        return f"{self.prefix}monitor:series:{name}"
+
+    @property
+    def series_pattern(self) -> str:
+        return f"{self.prefix}monitor:series:*"
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile (``pct`` in 0–100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+class QueueMonitor:
+    """Collects, records and judges the pipeline's state. See the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        client: redis.Redis | None = None,
+        alert_store: AlertStore | None = None,
+        job_store: JobStore | None = None,
+        thresholds: Thresholds | None = None,
+        window_seconds: float | None = None,
+        telegram: Any = "auto",
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.client = client or get_redis(self.settings)
+        self.jobs = job_store or get_job_store(self.settings)
+        self.alerts = alert_store or get_alert_store(self.settings)
+        self.thresholds = thresholds or Thresholds.from_settings(self.settings)
+        self.interval = float(self.settings.queue_monitoring_interval)
+        self.window_seconds = float(window_seconds or getattr(self.settings, "alert_failure_window",
+                                                              DEFAULT_WINDOW_SECONDS))
+        self.retention_seconds = float(self.settings.queue_metrics_retention_days) * 86400
+        self.keys = MonitorKeys(self.settings.redis_key_prefix)
+        if telegram == "auto":
+            from queues.telegram_alerts import TelegramAlertSink
+
+            telegram = TelegramAlertSink.from_settings(self.settings, self.client)
+        self.telegram = telegram
+        self.initialized = False
+        self._redis_down: Alert | None = None
+        self._lock = threading.Lock()
+        self.ticks = 0
+
+    async def initialize(self) -> bool:
+        """Check that Redis answers (logged, not raised: the monitor reports Redis trouble)."""
+        try:
+            self.client.ping()
+            reachable = True
+        except redis.RedisError as exc:
+            logger.warning("monitor: Redis unreachable at start: %s", type(exc).__name__)
+            reachable = False
+        self.initialized = True
+        return reachable
+
+    # --- collection ---------------------------------------------------------------------------
+
+    def collect(self) -> dict[str, Any]:
+        """One snapshot of everything the rules need (no writes)."""
+        now = time.time()
+        snap: dict[str, Any] = {
+            "time": now, "interval": self.interval, "window_seconds": self.window_seconds,
+            "broker": self.settings.broker, "queues": {}, "workers": {"live": 0, "by_queue": {}},
+            "redis": {"reachable": False}, "faceit": {"available": False},
+        }
+        try:
+            snap["redis"] = self._redis_state()
+            snap["queues"], snap["workers"] = self._queues(now)
+            snap["monitor"] = self._monitor_state(now)
+        except redis.RedisError as exc:
+            snap["redis"] = {"reachable": False, "error": f"{type(exc).__name__}: {str(exc)[:160]}"}
+            snap["queues"] = {}
+            return snap
+        snap["faceit"] = self._faceit_state()
+        return snap
+
+    def _redis_state(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        self.client.ping()
+        latency = (time.perf_counter() - started) * 1000
+        info = self.client.info("memory")
+        used = int(info.get("used_memory", 0))
+        maxmemory = int(info.get("maxmemory", 0))
+        return {
+            "reachable": True, "latency_ms": round(latency, 2), "used_memory": used,
+            "used_memory_human": info.get("used_memory_human"), "maxmemory": maxmemory,
+            "memory_share": round(used / maxmemory, 4) if maxmemory else None,
+        }
+
+    def _queues(self, now: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        from queues.manager import QueueManager
+        from queues.workers import WorkerRegistry
+
+        manager = QueueManager(self.settings)
+        registry = WorkerRegistry.from_settings(self.client, self.settings)
+        live_workers = registry.workers()
+        by_queue: dict[str, int] = {}
+        for worker in live_workers:
+            for queue in worker.queues:
+                by_queue[queue] = by_queue.get(queue, 0) + 1
+        names = all_queue_names(self.settings)
+        counts = self._outcome_counts(names, now)
+        queues = {}
+        for name in names:
+            stats = manager.queue_stats_of(name, by_queue)
+            succeeded, failed = counts[name].get("succeeded", 0), counts[name].get("failed", 0)
+            finished = succeeded + failed
+            waits, runs = self._latencies(name, now)
+            priority = priority_of_queue(name, self.settings)
+            queues[name] = {
+                "name": name, "priority": priority.value if priority else None,
+                "depth": stats.waiting, "delayed": stats.delayed, "in_progress": stats.in_progress,
+                "dead": stats.dead, "workers": stats.workers,
+                "succeeded": succeeded, "failed": failed, "retried": counts[name].get("retried", 0),
+                "canceled": counts[name].get("canceled", 0), "processed": finished,
+                "failure_rate": round(failed / finished, 4) if finished else None,
+                "window_seconds": self.window_seconds,
+                "wait_p50": _round(percentile(waits, 50)), "wait_p95": _round(percentile(waits, 95)),
+                "run_p50": _round(percentile(runs, 50)), "run_p95": _round(percentile(runs, 95)),
+                "samples": len(runs),
+                "oldest_waiting_age": _round(self._oldest_waiting_age(name, now)),
+                "depth_limit": self.thresholds.depth_limit(priority.value if priority else None),
+                "wait_target": self.thresholds.wait_target(priority.value if priority else None),
+            }
+        workers = {"live": len(live_workers), "by_queue": by_queue}
+        return queues, workers
+
+    def _outcome_counts(self, names: list[str], now: float) -> dict[str, dict[str, int]]:
+        minutes = range(int((now - self.window_seconds) // 60), int(now // 60) + 1)
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            for minute in minutes:
+                pipe.hgetall(self.jobs.stats_key(name, minute))
+        rows = iter(pipe.execute())
+        counts: dict[str, dict[str, int]] = {}
+        for name in names:
+            total: dict[str, int] = {}
+            for _ in minutes:
+                for field, value in next(rows).items():
+                    total[field] = total.get(field, 0) + int(value)
+            counts[name] = total
+        return counts
+
+    def _samples(self, name: str, since: float) -> list[list[Any]]:
+        out = []
+        for raw in self.client.lrange(self.jobs.samples_key(name), 0, SAMPLES_READ - 1):
+            try:
+                sample = json.loads(raw)
+            except ValueError:
+                continue
+            if float(sample[0]) < since:
+                break  # newest first: everything after is older
+            out.append(sample)
+        return out
+
+    def _latencies(self, name: str, now: float) -> tuple[list[float], list[float]]:
+        """Wait times (one per job: retries repeat the first wait) and run times in the window."""
+        waits, runs = [], []
+        for _, wait, run, outcome in self._samples(name, now - self.window_seconds):
+            runs.append(max(0.0, float(run)))
+            if outcome != "retried":
+                waits.append(max(0.0, float(wait)))
+        return waits, runs
+
+    def _oldest_waiting_age(self, name: str, now: float) -> float | None:
+        """How long the message at the head of the queue has been ready (Redis broker only).
+
+        Dramatiq appends to the queue list and pops from its head, so index 0 is the oldest.
+        Ready since = the job record's latest of enqueue, requeue and retry times, else the
+        message's own timestamp.
+        """
+        if self.settings.broker != "redis":
+            return None
+        ns = self.settings.dramatiq_namespace
+        redis_id = self.client.lindex(f"{ns}:{name}", 0)
+        if redis_id is None:
+            return None
+        raw = self.client.hget(f"{ns}:{name}.msgs", redis_id)
+        if raw is None:
+            return None
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return None
+        ready = float(message.get("message_timestamp", now * 1000)) / 1000
+        record = self.client.hmget(self.jobs.job_key(str(message.get("message_id"))),
+                                   "enqueued_at", "requeued_at", "retry_at")
+        known = [float(v) for v in record if v]
+        if known:
+            ready = min(max(known), now)
+        return max(0.0, now - ready)
+
+    def _faceit_state(self) -> dict[str, Any]:
+        try:
+            from faceit.metrics import faceit_call_counts
+        except ImportError:
+            return {"available": False}
+        try:
+            short = faceit_call_counts(self.interval, self.client)
+            long = faceit_call_counts(self.window_seconds, self.client)
+        except Exception as exc:  # the FACEIT layer's counters must not break the monitor
+            logger.warning("monitor: FACEIT counters unreadable: %s: %s", type(exc).__name__, exc)
+            return {"available": False, "error": type(exc).__name__}
+        return {
+            "available": True, "window_seconds": short.get("window_seconds"),
+            "requests": short.get("requests", 0), "errors": short.get("error_total", 0),
+            "rate_limited": short.get("rate_limited", 0),
+            "auth_errors": long.get("auth_errors", 0), "auth_window_seconds": long.get("window_seconds"),
+            "window_requests": long.get("requests", 0), "window_errors": long.get("error_total", 0),
+            "window_rate_limited": long.get("rate_limited", 0),
+        }
+
+    def _monitor_state(self, now: float) -> dict[str, Any]:
+        raw = self.client.get(self.keys.latest)
+        last = json.loads(raw)["time"] if raw else None
+        age = None if last is None else max(0.0, now - float(last))
+        return {"last_recorded_age": _round(age), "stale": age is None or age > 3 * self.interval}
+
+    # --- the tick -----------------------------------------------------------------------------
+
+    def tick(self) -> dict[str, Any]:
+        """Collect, record, evaluate, alert. Returns the snapshot with ``health`` and ``findings``."""
+        with self._lock:
+            snap = self.collect()
+            snap.setdefault("monitor", {})["stale"] = False  # we are recording now
+            findings = evaluate(snap, self.thresholds)
+            snap["health"] = health(findings)
+            snap["findings"] = [f.to_dict() for f in findings]
+            if snap["redis"].get("reachable"):
+                try:
+                    self._after_redis_outage()
+                    self._record(snap)
+                    self._apply_alerts(findings)
+                except redis.RedisError as exc:  # Redis went away mid-tick: next tick reports it
+                    logger.warning("monitor: Redis failed during the tick: %s", type(exc).__name__)
+            else:
+                self._redis_unreachable(findings[0])
+            if self.telegram is not None:
+                try:
+                    self.telegram.relay(self.alerts)
+                    self.telegram.flush()
+                except redis.RedisError:
+                    pass
+                except Exception:
+                    logger.exception("monitor: Telegram alert relay failed")
+            self.ticks += 1
+            return snap
+
+    def _record(self, snap: dict[str, Any]) -> None:
+        now = snap["time"]
+        ttl = int(max(10 * self.interval, 300))
+        compact = {k: v for k, v in snap.items() if k != "findings"}
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.keys.latest, json.dumps(compact), ex=ttl)
+        points = {name: [round(now, 3), *[q.get(f) for f in QUEUE_SERIES_FIELDS]]
+                  for name, q in snap["queues"].items()}
+        faceit = snap.get("faceit") or {}
+        points["_system"] = [
+            round(now, 3), snap["health"]["health_score"], 1, snap["redis"].get("used_memory"),
+            snap["redis"].get("memory_share"), snap["workers"]["live"], faceit.get("requests"),
+            faceit.get("errors"), faceit.get("rate_limited"), faceit.get("auth_errors"),
+        ]
+        for name, point in points.items():
+            key = self.keys.series(name)
+            pipe.zadd(key, {json.dumps(point): now})
+            pipe.zremrangebyscore(key, 0, now - self.retention_seconds)
+            pipe.zremrangebyrank(key, 0, -(SERIES_MAX_POINTS + 1))
+            pipe.expire(key, int(self.retention_seconds) + 3600)
+        pipe.execute()
+
+    def _apply_alerts(self, findings: list[Finding]) -> None:
+        active = set()
+        for finding in findings:
+            if not finding.alert:
+                continue
+            active.add((finding.rule, finding.subject))
+            self.alerts.emit(Alert(level=finding.level, source=finding.source, message=finding.message,
+                                   rule=finding.rule, subject=finding.subject, details=finding.details))
+        for alert in self.alerts.open_alerts():
+            key = (alert.rule, alert.subject or "-")
+            if alert.rule in ALERT_RULES and alert.rule != "redis_unreachable" and key not in active:
+                self.alerts.resolve(alert.rule, alert.subject)
+
+    def _sinks(self) -> list[Any]:
+        sinks = list(self.alerts.sinks)
+        if self.telegram is not None:
+            sinks.append(self.telegram)
+        return sinks
+
+    def _send_direct(self, alert: Alert) -> None:
+        for sink in self._sinks():
+            try:
+                sink.send(alert)
+            except Exception:
+                logger.exception("alert sink %s failed", getattr(sink, "name", sink))
+
+    def _redis_unreachable(self, finding: Finding) -> None:
+        """The alert log is in Redis: tell the sinks directly, once per outage."""
+        if self._redis_down is not None:
+            return
+        self._redis_down = Alert(level=finding.level, source=finding.source, message=finding.message,
+                                 rule=finding.rule, subject=finding.subject, details=finding.details)
+        self._send_direct(self._redis_down)
+
+    def _after_redis_outage(self) -> None:
+        """Redis is back: log the outage alert and its resolve notice, and send the notice."""
+        opened = self._redis_down
+        if opened is None:
+            return
+        notice = Alert(level="info", source=opened.source, rule=opened.rule, subject=opened.subject,
+                       state="resolved", message=f"resolved: {opened.message}",
+                       details={"opened_at": opened.time, "opened_level": opened.level,
+                                "outage_seconds": round(time.time() - opened.time, 1)})
+        pipe = self.client.pipeline(transaction=False)
+        for alert in (opened, notice):
+            pipe.zadd(self.alerts.log_key, {json.dumps(alert.to_dict()): alert.time})
+        pipe.execute()
+        self._redis_down = None
+        if self.telegram is not None:
+            self.telegram.mark_seen([opened.id])
+        self._send_direct(notice)
+
+    # --- reading (dashboard, admin) -----------------------------------------------------------
+
+    def latest_snapshot(self) -> dict[str, Any] | None:
+        raw = self.client.get(self.keys.latest)
+        return json.loads(raw) if raw else None
+
+    def current_metrics(self) -> dict[str, Any]:
+        """The latest per-queue snapshot (the recorded one when fresh, else collected now)."""
+        try:
+            snap = self.latest_snapshot()
+        except redis.RedisError:
+            snap = None
+        if snap is None or time.time() - float(snap["time"]) > max(2 * self.interval, 5):
+            snap = self.collect()
+            snap["health"] = health(evaluate(snap, self.thresholds))
+        return snap
+
+    def get_system_health_summary(self) -> dict[str, Any]:
+        """``{"health_score", "components": [{name, rule, subject, level, score_lost, reason}],
+        "reasons", "time", "redis_reachable"}`` (see :mod:`queues.alert_rules` for the table)."""
+        snap = self.current_metrics()
+        summary = dict(snap.get("health") or health(evaluate(snap, self.thresholds)))
+        summary["time"] = snap.get("time")
+        summary["redis_reachable"] = bool(snap.get("redis", {}).get("reachable"))
+        summary["live_workers"] = snap.get("workers", {}).get("live", 0)
+        return summary
+
+    def get_recent_alerts(self, hours: float = 24, level: str | None = None) -> list[Alert]:
+        """Alerts (fired and resolved notices) of the last ``hours``, newest first."""
+        return self.alerts.recent(hours, level=level)
+
+    def open_alerts(self) -> list[Alert]:
+        return self.alerts.open_alerts()
+
+    def series(self, metric: str, queue: str | None = None, since_seconds: float = 3600,
+               buckets: int = 60) -> list[dict[str, Any]]:
+        """``[{"t": bucket start, "value": v or None}]`` for charts, oldest first.
+
+        Counter metrics (``throughput``, ``failed``/``failures``, ``succeeded``, ``retried``,
+        ``canceled``) are sums of the per-minute counters in each bucket (buckets are at least a
+        minute wide). Gauges (any of :data:`QUEUE_SERIES_FIELDS`, ``p95_wait`` …, or a
+        :data:`SYSTEM_SERIES_FIELDS` name) take the largest recorded value in each bucket.
+        ``queue`` None means every queue (counts summed, times and rates the maximum).
+        """
+        metric = METRIC_ALIASES.get(metric, metric)
+        buckets = max(1, int(buckets))
+        now = time.time()
+        since_seconds = max(60.0, float(since_seconds))
+        if metric in COUNTER_METRICS:
+            width = max(60.0, since_seconds / buckets)
+        else:
+            width = since_seconds / buckets
+        start = now - width * buckets
+        values: list[float | None] = [None] * buckets
+
+        def put(t: float, value: float | None, add: bool) -> None:
+            if value is None:
+                return
+            index = min(buckets - 1, max(0, int((t - start) // width)))
+            current = values[index]
+            values[index] = value if current is None else (current + value if add else max(current, value))
+
+        names = [queue] if queue else all_queue_names(self.settings)
+        if metric in COUNTER_METRICS:
+            fields = COUNTER_METRICS[metric]
+            minutes = range(int(start // 60), int(now // 60) + 1)
+            pipe = self.client.pipeline(transaction=False)
+            for name in names:
+                for minute in minutes:
+                    pipe.hmget(self.jobs.stats_key(name, minute), *fields)
+            rows = iter(pipe.execute())
+            for _name in names:
+                for minute in minutes:
+                    row = next(rows)
+                    put(max(minute * 60.0, start), float(sum(int(v or 0) for v in row)), True)
+            return [{"t": round(start + i * width, 3), "value": 0.0 if v is None else v}
+                    for i, v in enumerate(values)]
+        if metric in SYSTEM_SERIES_FIELDS:
+            sources, index = ["_system"], SYSTEM_SERIES_FIELDS.index(metric) + 1
+        elif metric in QUEUE_SERIES_FIELDS:
+            sources, index = names, QUEUE_SERIES_FIELDS.index(metric) + 1
+        else:
+            raise ValueError(f"unknown metric {metric!r}")
+        additive = metric in ADDITIVE and len(sources) > 1
+        for source in sources:
+            per_bucket: dict[int, float] = {}
+            for raw in self.client.zrangebyscore(self.keys.series(source), start, "+inf"):
+                point = json.loads(raw)
+                value = point[index] if index < len(point) else None
+                if value is None:
+                    continue
+                slot = min(buckets - 1, max(0, int((point[0] - start) // width)))
+                per_bucket[slot] = max(per_bucket.get(slot, value), value)
+            for slot, value in per_bucket.items():
+                put(start + slot * width, value, additive)
+        return [{"t": round(start + i * width, 3), "value": v} for i, v in enumerate(values)]
+
+    # --- housekeeping -------------------------------------------------------------------------
+
+    def retention_cleanup(self, batch: int = 500) -> dict[str, int]:
+        """Prune ids of expired job records from the job indexes and trim metric series.
+
+        Per-minute counters, samples and job records expire by TTL; indexes and series are
+        bounded but only pruned when read, so a daily sweep keeps them lean.
+        """
+        now = time.time()
+        pruned = indexes = trimmed = 0
+        for key in self.client.scan_iter(match=self.jobs.index_key("*"), count=500):
+            if self.client.type(key) != "zset":
+                continue
+            indexes += 1
+            start = 0
+            while True:
+                ids = self.client.zrange(key, start, start + batch - 1)
+                if not ids:
+                    break
+                pipe = self.client.pipeline(transaction=False)
+                for job_id in ids:
+                    pipe.exists(self.jobs.job_key(job_id))
+                gone = [job_id for job_id, alive in zip(ids, pipe.execute(), strict=True) if not alive]
+                if gone:
+                    self.client.zrem(key, *gone)
+                    pruned += len(gone)
+                start += batch - len(gone)
+        for key in self.client.scan_iter(match=self.keys.series_pattern, count=100):
+            trimmed += int(self.client.zremrangebyscore(key, 0, now - self.retention_seconds))
+            trimmed += int(self.client.zremrangebyrank(key, 0, -(SERIES_MAX_POINTS + 1)))
+        trimmed += int(self.client.zremrangebyscore(self.alerts.log_key, 0, now - self.alerts.retention_seconds))
+        logger.info("retention: pruned %d expired ids from %d indexes, trimmed %d points", pruned, indexes,
+                    trimmed)
+        return {"pruned_ids": pruned, "indexes": indexes, "trimmed_points": trimmed}
+
+
+_monitor: QueueMonitor | None = None
+_monitor_pid: int | None = None
+_monitor_lock = threading.Lock()
+
+
+def get_queue_monitor() -> QueueMonitor:
+    """The process-wide monitor (built on first use; rebuilt after a fork)."""
+    global _monitor, _monitor_pid
+    with _monitor_lock:
+        if _monitor is None or _monitor_pid != os.getpid():
+            _monitor = QueueMonitor()
+            _monitor_pid = os.getpid()
+        return _monitor
+
+
+def reset_queue_monitor() -> None:
+    """Forget the process-wide monitor (tests that change settings call this)."""
+    global _monitor
+    with _monitor_lock:
+        _monitor = None

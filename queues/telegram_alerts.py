@@ -1,0 +1,269 @@
+"""Alerts to the bot's admins on Telegram (``ADMIN_USER_IDS``), batched so a storm is one message.
+
+:class:`TelegramAlertSink` is an alert sink (``name``, ``send(alert)``) that never talks to
+Telegram from ``send``: it queues the alert in Redis (once per alert id, whichever process
+sends it) and then flushes. A flush sends everything queued as ONE message to each admin, at
+most once per ``ALERT_TELEGRAM_BATCH_SECONDS`` across all processes (a Redis window key), so
+the first alert after a quiet spell goes out at once and a hundred more within the minute
+arrive together. The monitor's tick flushes, so what waits is sent within one window.
+
+Alerts written by other processes (a worker's final failure) reach the admins through
+:meth:`relay`, which the monitor calls each tick: it reads the alert log since its cursor and
+queues what it has not seen. When Redis itself is down, ``send`` delivers at once instead
+(the monitor sends a Redis-down alert only once per outage).
+
+Messages are plain text (no parse mode, so nothing needs escaping), with every secret in force
+scrubbed, and cut to Telegram's 4096 characters. Bot API calls go through aiogram against
+``TELEGRAM_API_URL`` (the sandbox in tests and local runs).
+
+Keys (under ``REDIS_KEY_PREFIX``): ``alerts:telegram:pending`` (list, bounded),
+``alerts:telegram:seen:<alert id>`` (1 day), ``alerts:telegram:window`` (the batch window),
+``alerts:telegram:cursor`` (the relay's position in the alert log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import redis
+
+from queues.alerts import Alert, AlertStore
+
+logger = logging.getLogger(__name__)
+
+PENDING_MAX = 500
+SEEN_TTL = 86400
+RELAY_OVERLAP = 120.0
+MESSAGE_LIMIT = 4096
+SEND_TIMEOUT = 10.0
+SANDBOX_TOKEN = "123456:sandbox-admin-alerts"
+_ICONS = {"critical": "🔴", "error": "🟠", "warning": "🟡", "info": "🔵"}
+_ORDER = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+
+
+def run_blocking(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``coro`` to completion from sync code, even when this thread runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="telegram-alerts", daemon=True)
+    thread.start()
+    thread.join(SEND_TIMEOUT * 3)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def format_batch(alerts: list[Alert], secrets: list[str] | None = None, title: str = "FACEIT bot") -> str:
+    """One plain-text message for a batch: a headline of counts, then one line per alert."""
+    from queues.sentry import scrub
+
+    fired = [a for a in alerts if a.state != "resolved"]
+    resolved = [a for a in alerts if a.state == "resolved"]
+    counts: dict[str, int] = {}
+    for alert in fired:
+        counts[alert.level] = counts.get(alert.level, 0) + 1
+    parts = [f"{n} {level}" for level, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 9))]
+    if resolved:
+        parts.append(f"{len(resolved)} resolved")
+    head = f"{title}: {len(alerts)} alert{'s' if len(alerts) != 1 else ''} ({', '.join(parts)})"
+    lines = [head]
+    ordered = sorted(fired, key=lambda a: (_ORDER.get(a.level, 9), a.time)) + sorted(resolved, key=lambda a: a.time)
+    for index, alert in enumerate(ordered):
+        icon = "✅" if alert.state == "resolved" else _ICONS.get(alert.level, "•")
+        stamp = time.strftime("%H:%M:%S", time.gmtime(alert.time))
+        where = f" [{alert.rule}{'/' + alert.subject if alert.subject and alert.subject != '-' else ''}]" \
+            if alert.rule else ""
+        job = f" (job {alert.job_id})" if alert.job_id else ""
+        line = f"{icon} {stamp} {alert.level.upper()}{where} {alert.message}{job}"
+        line = str(scrub(line, secrets)) if secrets is not None else str(scrub(line))
+        remaining = len(ordered) - index
+        if sum(len(x) + 1 for x in lines) + len(line) + 40 > MESSAGE_LIMIT:
+            lines.append(f"… and {remaining} more (admin.py alerts)")
+            break
+        lines.append(line[:1000])
+    return "\n".join(lines)[:MESSAGE_LIMIT]
+
+
+class TelegramAlertSink:
+    """Batches alerts in Redis and sends each batch to every admin. See the module docstring."""
+
+    name = "telegram"
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        admin_ids: list[int],
+        api_url: str,
+        token: str,
+        prefix: str = "fb:",
+        batch_seconds: float = 60.0,
+        secrets: list[str] | None = None,
+    ) -> None:
+        self.client = client
+        self.admin_ids = [int(a) for a in admin_ids]
+        self.api_url = api_url
+        self._token = token
+        self.prefix = prefix
+        self.batch_seconds = float(batch_seconds)
+        self._secrets = sorted(secrets or [], key=len, reverse=True)
+        self.sent_messages = 0
+        self.send_failures = 0
+
+    def __repr__(self) -> str:  # never the token
+        return f"TelegramAlertSink(admins={len(self.admin_ids)}, api={self.api_url!r})"
+
+    @classmethod
+    def from_settings(cls, settings: Any, client: redis.Redis | None = None) -> TelegramAlertSink | None:
+        """The sink, or None when no admin is configured or no bot can be reached."""
+        if not settings.admin_user_ids:
+            return None
+        token = settings.telegram_bot_token.get_secret_value()
+        if not token:
+            if "api.telegram.org" in settings.telegram_api_url:
+                logger.warning("admin alerts: TELEGRAM_BOT_TOKEN is empty; Telegram alerts are off")
+                return None
+            token = SANDBOX_TOKEN
+        if client is None:
+            from queues.runtime import get_redis
+
+            client = get_redis(settings)
+        return cls(client, admin_ids=list(settings.admin_user_ids), api_url=settings.telegram_api_url,
+                   token=token, prefix=settings.redis_key_prefix,
+                   batch_seconds=settings.alert_telegram_batch_seconds, secrets=settings.secret_values())
+
+    # keys
+    @property
+    def pending_key(self) -> str:
+        return f"{self.prefix}alerts:telegram:pending"
+
+    @property
+    def window_key(self) -> str:
+        return f"{self.prefix}alerts:telegram:window"
+
+    @property
+    def cursor_key(self) -> str:
+        return f"{self.prefix}alerts:telegram:cursor"
+
+    def seen_key(self, alert_id: str) -> str:
+        return f"{self.prefix}alerts:telegram:seen:{alert_id}"
+
+    # the sink protocol
+    def send(self, alert: Alert) -> None:
+        """Queue ``alert`` for the next batch (once per alert id), then flush if the window allows."""
+        try:
+            if not self.client.set(self.seen_key(alert.id), 1, nx=True, ex=SEEN_TTL):
+                return
+            pipe = self.client.pipeline(transaction=False)
+            pipe.rpush(self.pending_key, json.dumps(alert.to_dict()))
+            pipe.ltrim(self.pending_key, -PENDING_MAX, -1)
+            pipe.expire(self.pending_key, SEEN_TTL)
+            pipe.execute()
+        except redis.RedisError:
+            # Redis is down (the monitor says so once per outage): no batching possible, send now.
+            self._deliver(format_batch([alert], self._secrets))
+            return
+        self.flush()
+
+    def mark_seen(self, alert_ids: list[str]) -> None:
+        """Alerts already delivered directly (during a Redis outage) must not be relayed again."""
+        pipe = self.client.pipeline(transaction=False)
+        for alert_id in alert_ids:
+            pipe.set(self.seen_key(alert_id), 1, ex=SEEN_TTL)
+        pipe.execute()
+
+    def relay(self, store: AlertStore) -> int:
+        """Queue alerts other processes wrote to the log since the last relay; returns how many."""
+        now = time.time()
+        cursor = self.client.get(self.cursor_key)
+        self.client.set(self.cursor_key, repr(now), ex=SEEN_TTL * 7)
+        if cursor is None:
+            return 0  # first run: do not replay history to the admins
+        since = float(cursor) - RELAY_OVERLAP
+        queued = 0
+        for raw in self.client.zrangebyscore(store.log_key, since, "+inf"):
+            alert = Alert.from_dict(json.loads(raw))
+            if self.client.set(self.seen_key(alert.id), 1, nx=True, ex=SEEN_TTL):
+                self.client.rpush(self.pending_key, json.dumps(alert.to_dict()))
+                queued += 1
+        if queued:
+            self.client.ltrim(self.pending_key, -PENDING_MAX, -1)
+            self.client.expire(self.pending_key, SEEN_TTL)
+        return queued
+
+    def flush(self, force: bool = False) -> int:
+        """Send what is queued as one message per admin if the batch window is open.
+
+        Returns how many alerts were sent (0 when nothing waits or the window is closed).
+        ``force`` ignores the window (for shutdown).
+        """
+        if not self.client.llen(self.pending_key):
+            return 0
+        if not force and not self.client.set(self.window_key, 1, nx=True, px=int(self.batch_seconds * 1000)):
+            return 0
+        pipe = self.client.pipeline(transaction=True)
+        pipe.lrange(self.pending_key, 0, -1)
+        pipe.delete(self.pending_key)
+        raw_items, _ = pipe.execute()
+        alerts = [Alert.from_dict(json.loads(raw)) for raw in raw_items]
+        if not alerts:
+            return 0
+        if not self._deliver(format_batch(alerts, self._secrets)):
+            # Telegram unreachable: keep the batch for the next window (bounded).
+            pipe = self.client.pipeline(transaction=False)
+            for raw in reversed(raw_items):
+                pipe.lpush(self.pending_key, raw)
+            pipe.ltrim(self.pending_key, -PENDING_MAX, -1)
+            pipe.expire(self.pending_key, SEEN_TTL)
+            pipe.execute()
+            return 0
+        return len(alerts)
+
+    # Telegram
+    def _deliver(self, text: str) -> bool:
+        """Send ``text`` to every admin; True when at least one admin got it."""
+        try:
+            delivered = run_blocking(self._send_all(text))
+        except Exception as exc:
+            self.send_failures += 1
+            logger.warning("admin alerts: Telegram send failed: %s", type(exc).__name__)
+            return False
+        self.sent_messages += delivered
+        return delivered > 0
+
+    async def _send_all(self, text: str) -> int:
+        from aiogram import Bot
+        from aiogram.client.session.aiohttp import AiohttpSession
+        from aiogram.client.telegram import TelegramAPIServer
+
+        session = AiohttpSession(api=TelegramAPIServer.from_base(self.api_url), timeout=SEND_TIMEOUT)
+        bot = Bot(self._token, session=session)
+        delivered = 0
+        try:
+            for admin in self.admin_ids:
+                try:
+                    await bot.send_message(admin, text)
+                    delivered += 1
+                except Exception as exc:  # one admin who blocked the bot must not stop the others
+                    self.send_failures += 1
+                    logger.warning("admin alerts: could not message admin %s: %s: %s", admin,
+                                   type(exc).__name__, str(exc)[:120])
+        finally:
+            await bot.session.close()
+        return delivered

@@ -1,0 +1,239 @@
+"""Analysis figures against values computed by hand (see the comments for the arithmetic)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from faceit import analysis
+from faceit.models import LifetimeStats, Match, PlayerMatchStats, PlayerProfile, RosterPlayer
+
+
+def _pid(team: int, i: int) -> str:
+    return f"{team}000000{i}-0000-4000-8000-000000000000"
+
+
+def _raw_match(*, status: str = "READY", p1: float | None = None, pool: list[str] | None = None,
+               pick: list[str] | None = None) -> dict[str, Any]:
+    teams = {}
+    for t in (1, 2):
+        faction: dict[str, Any] = {
+            "faction_id": f"f{t}", "name": f"team_{t}", "leader": _pid(t, 0),
+            "roster": [{"player_id": _pid(t, i), "nickname": f"p{t}{i}", "game_skill_level": 7} for i in range(5)],
+        }
+        if p1 is not None:
+            faction["stats"] = {"winProbability": p1 if t == 1 else round(1 - p1, 4), "rating": 1}
+        teams[f"faction{t}"] = faction
+    raw: dict[str, Any] = {"match_id": "1-11111111-1111-4111-8111-111111111111", "status": status, "teams": teams}
+    if pool:
+        raw["voting"] = {"map": {"entities": [{"name": m.title(), "game_map_id": m} for m in pool]}}
+        if pick:
+            raw["voting"]["map"]["pick"] = pick
+    return raw
+
+
+def _lifetime(segments: dict[str, tuple[int, int]]) -> LifetimeStats:
+    return LifetimeStats.from_api({"lifetime": {}, "segments": [
+        {"type": "Map", "mode": "5v5", "label": label, "stats": {"Matches": str(n), "Wins": str(w)}}
+        for label, (n, w) in segments.items()
+    ]})
+
+
+def _data(match: Match, elos: dict[int, int], lifetimes: dict[int, LifetimeStats | None] | None = None
+          ) -> dict[str, analysis.PlayerData]:
+    out = {}
+    for key, team_no in (("faction1", 1), ("faction2", 2)):
+        for p in match.teams[key].roster:
+            profile = PlayerProfile(player_id=p.player_id, nickname=p.nickname, elo=elos[team_no], level=7,
+                                    has_cs2=True)
+            out[p.player_id] = analysis.PlayerData(p, profile, (lifetimes or {}).get(team_no), [])
+    return out
+
+
+def test_elo_expectation_and_change_from_average_elo() -> None:
+    # E = 1 / (1 + 10^(-100/400)) = 1 / 1.562341 = 0.640065
+    match = Match.from_api(_raw_match())
+    result = analysis.analyse_match(match, _data(match, {1: 1500, 2: 1400}))
+    t1, t2 = result["teams"]["faction1"], result["teams"]["faction2"]
+    assert t1["avg_elo"] == 1500 and t2["avg_elo"] == 1400
+    assert result["probability_source"] == "elo"
+    assert t1["win_probability"] == pytest.approx(0.6401, abs=1e-4)
+    assert t2["win_probability"] == pytest.approx(0.3599, abs=1e-4)
+    # win round(50 * 0.359935) = 18, loss -round(50 * 0.640065) = -32
+    assert t1["elo_change"] == {"win": 18, "loss": -32}
+    assert t2["elo_change"] == {"win": 32, "loss": -18}
+    assert result["favourite"] == "faction1"
+
+
+def test_faceit_win_probability_wins_over_elo_and_rounds_half_up() -> None:
+    # p = 0.55: win round(50 - 27.5) = round(22.5) = 23 (half up), loss -round(27.5) = -28
+    match = Match.from_api(_raw_match(p1=0.55))
+    result = analysis.analyse_match(match, _data(match, {1: 1000, 2: 2000}))
+    assert result["probability_source"] == "faceit"
+    assert result["teams"]["faction1"]["win_probability"] == 0.55
+    assert result["teams"]["faction1"]["elo_change"] == {"win": 23, "loss": -28}
+    assert result["teams"]["faction2"]["elo_change"] == {"win": 28, "loss": -23}
+
+
+def test_equal_teams_trade_25() -> None:
+    assert analysis.elo_change(0.5) == {"win": 25, "loss": -25}
+    assert analysis.elo_expectation(1234, 1234) == 0.5
+
+
+def test_map_suggestions_with_shrinkage() -> None:
+    # Shrunk rate (W + 5) / (N + 10):
+    #   team 1: Mirage (20 + 5)/(30 + 10) = 0.625, Nuke (2 + 5)/(10 + 10) = 0.35, Inferno 0.5
+    #   team 2: Mirage (5 + 5)/(10 + 10) = 0.5,   Nuke (30 + 5)/(40 + 10) = 0.7, Inferno 0.5
+    # advantage of team 1: Mirage +0.125, Nuke -0.35, Inferno 0
+    pool = ["de_mirage", "de_nuke", "de_inferno"]
+    match = Match.from_api(_raw_match(pool=pool))
+    lifetimes = {1: _lifetime({"Mirage": (30, 20), "Nuke": (10, 2)}), 2: _lifetime({"Mirage": (10, 5), "Nuke": (40, 30)})}
+    maps = analysis.analyse_match(match, _data(match, {1: 1500, 2: 1500}, lifetimes))["maps"]
+    rows = {row["map"]: row for row in maps["maps"]}
+    assert rows["de_mirage"]["faction1"]["rate"] == pytest.approx(0.625)
+    assert rows["de_nuke"]["faction1"]["rate"] == pytest.approx(0.35)
+    assert rows["de_nuke"]["faction2"]["rate"] == pytest.approx(0.7)
+    assert rows["de_inferno"]["faction1"]["rate"] == pytest.approx(0.5)
+    assert rows["de_mirage"]["advantage"] == pytest.approx(0.125)
+    assert rows["de_nuke"]["advantage"] == pytest.approx(-0.35)
+    assert rows["de_mirage"]["faction1"]["matches"] == 150  # five players × 30 games
+    assert maps["advice"]["faction1"] == {"pick": "de_mirage", "ban": ["de_nuke", "de_inferno", "de_mirage"]}
+    assert maps["advice"]["faction2"] == {"pick": "de_nuke", "ban": ["de_mirage", "de_inferno", "de_nuke"]}
+    assert maps["pool_source"] == "veto"
+    assert maps["picked"] == [] and maps["picked_favours"] is None
+
+
+def test_picked_map_is_highlighted_and_favours_the_stronger_side() -> None:
+    pool = ["de_mirage", "de_nuke", "de_inferno"]
+    match = Match.from_api(_raw_match(pool=pool, pick=["de_nuke"]))
+    lifetimes = {1: _lifetime({"Nuke": (10, 2)}), 2: _lifetime({"Nuke": (40, 30)})}
+    maps = analysis.analyse_match(match, _data(match, {1: 1500, 2: 1500}, lifetimes))["maps"]
+    assert maps["picked"] == ["de_nuke"]
+    assert [row["map"] for row in maps["maps"] if row["picked"]] == ["de_nuke"]
+    assert maps["picked_favours"] == "faction2"
+
+
+def test_active_pool_is_used_without_a_veto() -> None:
+    match = Match.from_api(_raw_match())
+    maps = analysis.analyse_match(match, _data(match, {1: 1500, 2: 1500}))["maps"]
+    assert maps["pool_source"] == "active_duty"
+    assert {row["map"] for row in maps["maps"]} >= {"de_mirage", "de_dust2", "de_inferno"}
+    # nobody has data: every rate is exactly 50%
+    assert all(row["faction1"]["rate"] == 0.5 and row["advantage"] == 0 for row in maps["maps"])
+
+
+def test_shrunk_rate() -> None:
+    assert analysis.shrunk_rate(3, 3) == pytest.approx(8 / 13)
+    assert analysis.shrunk_rate(0, 0) == 0.5
+    assert analysis.shrunk_rate(150, 200) == pytest.approx(155 / 210)
+    assert analysis.shrunk_rate(None, None) == 0.5
+
+
+def test_estimated_rating_matches_the_documented_formula() -> None:
+    # KAST = 100 (1 - 0.68 e^-0.7 e^-0.15) = 70.9358; Impact = 2.13·0.7 + 0.42·0.15 - 0.41 = 1.144
+    # 0.0073·70.9358 + 0.3591·0.7 - 0.5329·0.68 + 0.2372·1.144 + 0.0032·80 + 0.1587 = 1.092886
+    assert analysis.estimate_rating(0.7, 0.68, 0.15, 80) == pytest.approx(1.092886, abs=1e-5)
+    # better fragging and fewer deaths rate higher
+    assert analysis.estimate_rating(0.9, 0.6, 0.15, 95) > analysis.estimate_rating(0.6, 0.75, 0.15, 65)
+
+
+def _stat(match: str, won: bool, k: int, d: int, a: int, rounds: int, adr: float | None, hs: int,
+          mode: str = "5v5", at: int = 0, **extra: str) -> PlayerMatchStats:
+    stats = {"Match Id": match, "Result": "1" if won else "0", "Kills": str(k), "Deaths": str(d), "Assists": str(a),
+             "Rounds": str(rounds), "Headshots": str(hs), "Game Mode": mode, "Map": "de_mirage",
+             "K/D Ratio": f"{k / d:.2f}", "Match Finished At": at * 1000, **extra}
+    if adr is not None:
+        stats["ADR"] = str(adr)
+    item = PlayerMatchStats.from_api({"stats": stats})
+    assert item is not None
+    return item
+
+
+def test_recent_form_uses_totals_skips_wingman_and_treats_missing_adr_as_unknown() -> None:
+    recent = [
+        _stat("m1", True, 20, 10, 5, 20, 100.0, 10, at=4, **{"Entry Count": "4", "Entry Wins": "3",
+                                                             "1v1Count": "2", "1v1Wins": "1"}),
+        _stat("m2", False, 10, 20, 0, 20, 60.0, 4, at=3),
+        _stat("m3", True, 40, 2, 0, 16, 200.0, 30, mode="2v2", at=2),
+        _stat("m4", True, 15, 15, 5, 20, None, 6, at=1),
+    ]
+    form = analysis.recent_form(recent)
+    assert form["matches"] == 3
+    assert form["results"] == "WLW"
+    assert form["win_rate"] == pytest.approx(66.7)
+    assert form["kd"] == 1.0  # 45 / 45
+    assert form["kr"] == 0.75  # 45 / 60
+    assert form["adr"] == 80.0  # mean of 100 and 60; the legacy match has no ADR
+    assert form["hs_pct"] == pytest.approx(44.4)  # 20 / 45
+    expected = analysis.estimate_rating(0.75, 0.75, 10 / 60, 80.0)
+    assert form["rating"] == pytest.approx(round(expected, 2))
+    # extended keys only from the matches that carry them: 4 entries in 20 rounds, 3 won
+    assert form["entry_rate"] == 0.2 and form["entry_success"] == 0.75
+    assert form["clutch_1v1"] == 0.5
+    assert form["clutch_1v2"] is None
+
+
+def test_recent_form_keeps_only_the_last_twenty() -> None:
+    recent = [_stat(f"m{i}", i % 2 == 0, 10, 10, 2, 20, 70.0, 5, at=100 - i) for i in range(30)]
+    form = analysis.recent_form(recent)
+    assert form["matches"] == 20
+    assert form["results"] == "WL" * 10
+
+
+def test_danger_ranking_standardises_within_the_lobby() -> None:
+    match = Match.from_api(_raw_match())
+    data = _data(match, {1: 1500, 2: 1500})
+    # in team 2, player 0 is much stronger and player 4 much weaker than everyone else
+    strong, weak = _pid(2, 0), _pid(2, 4)
+    data[strong].profile.elo = 2500  # type: ignore[union-attr]
+    data[strong].recent = [_stat("x", True, 30, 10, 5, 22, 120.0, 15)]
+    data[weak].profile.elo = 600  # type: ignore[union-attr]
+    data[weak].recent = [_stat("y", False, 5, 20, 1, 22, 40.0, 1)]
+    result = analysis.analyse_match(match, data)
+    team1 = result["teams"]["faction1"]
+    assert team1["threats"][0] == strong
+    assert team1["targets"][0] == weak
+    assert len(team1["targets"]) == 2 and weak not in result["teams"]["faction2"]["targets"]
+    scores = [p["danger"] for t in result["teams"].values() for p in t["players"]]
+    assert math.isclose(sum(scores), 0.0, abs_tol=1e-2)  # z-scores over the lobby sum to zero
+
+
+def test_missing_data_degrades_instead_of_failing() -> None:
+    match = Match.from_api(_raw_match())
+    result = analysis.analyse_match(match, {})  # no profile, stats or history for anyone
+    assert result["teams"]["faction1"]["avg_elo"] is None
+    assert result["teams"]["faction1"]["win_probability"] == 0.5
+    assert result["probability_source"] == "none"
+    assert all(p["level"] == 7 for p in result["teams"]["faction1"]["players"])  # from the roster
+
+
+def test_finished_result_and_player_report() -> None:
+    raw = _raw_match(status="FINISHED")
+    raw["results"] = {"winner": "faction2", "score": {"faction1": 0, "faction2": 1}}
+    match = Match.from_api(raw)
+    from faceit.models import parse_match_stats
+
+    rounds = parse_match_stats({"rounds": [{"round_stats": {"Map": "de_inferno", "Winner": "f2"}, "teams": [
+        {"team_id": "f1", "team_stats": {"Team": "team_1", "Final Score": "9"},
+         "players": [{"player_id": _pid(1, 0), "nickname": "p10", "player_stats": {"Kills": "20", "K/D Ratio": "1.1"}}]},
+        {"team_id": "f2", "team_stats": {"Team": "team_2", "Final Score": "13"},
+         "players": [{"player_id": _pid(2, 0), "nickname": "p20", "player_stats": {"Kills": "25", "K/D Ratio": "1.8"}}]},
+    ]}]})
+    result = analysis.finished_match_result(match, rounds)
+    assert result["winner"] == "faction2"
+    assert result["maps"][0]["rounds"] == 22  # no "Rounds": the sum of both final scores
+    assert [t["won"] for t in result["maps"][0]["teams"]] == [False, True]  # from round_stats.Winner (a uuid)
+    assert result["best_player"] == "p20"
+
+    profile = PlayerProfile(player_id="x", nickname="nick", elo=1440, level=7, has_cs2=True)
+    report = analysis.player_report(profile, None, [], [(1.0, 1400), (2.0, 1440)])
+    # level 7 spans 1351–1530 (180 points): (1440 - 1351) / 180 = 49.4%, 91 to level 8
+    assert report["progress"] == {"level": 7, "low": 1351, "high": 1530, "percent": 49.4, "to_next": 91}
+    assert report["elo_seen_change"] == 40
+    assert report["chart"]["elo"] == [[1.0, 1400], [2.0, 1440]]
+
+
+def test_roster_player_model() -> None:
+    assert RosterPlayer("a", "b").level is None

@@ -1,0 +1,234 @@
+"""The Data API client against the sandbox: errors, cache, single-flight, shared rate limit."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from faceit import errors
+from faceit.client import FaceitClient, parse_retry_after
+from faceit.keys import FaceitKeys
+from faceit.metrics import faceit_call_counts
+from tests.support.faceit_sandbox import FaceitSandbox, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+MakeClient = Callable[..., FaceitClient]
+
+
+@pytest.fixture
+async def make_client(sandbox: FaceitSandbox, redis_url: str) -> AsyncIterator[MakeClient]:
+    made: list[FaceitClient] = []
+
+    def make(**overrides: Any) -> FaceitClient:
+        options: dict[str, Any] = {
+            "api_url": sandbox.api_url, "api_key": sandbox.key,
+            "redis": Redis.from_url(redis_url, decode_responses=True), "keys": FaceitKeys("fb:"),
+            "timeout": 5.0, "rate": 1000.0, "burst": 1000,
+        }
+        options.update(overrides)
+        client = FaceitClient(**options)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+        await client.redis.aclose()
+
+
+def _player(sandbox: FaceitSandbox, index: int = 0) -> dict[str, Any]:
+    return sandbox.world()["players"][index]
+
+
+async def test_calls_parse_the_sandbox_shapes(make_client: MakeClient, sandbox: FaceitSandbox) -> None:
+    client = make_client()
+    world = sandbox.world()
+    player = world["players"][0]
+    profile = await client.get_player_by_nickname(player["nickname"])
+    assert profile.player_id == player["player_id"] and profile.elo == player["elo"] and profile.has_cs2
+    assert profile.faceit_url and "{lang}" not in profile.faceit_url
+    lifetime = await client.get_lifetime_stats(profile.player_id)
+    assert lifetime.matches and lifetime.kd and 0 < lifetime.kd < 5  # the average, not the running sum
+    assert lifetime.maps and all(seg.map.startswith("de_") for seg in lifetime.maps)  # Wingman left out
+    recent = await client.get_recent_stats(profile.player_id)
+    assert len(recent) == 30 and recent[0].finished_at > recent[-1].finished_at  # seconds, newest first
+    assert recent[0].finished_at < time.time() + 86400
+    history = await client.get_history(profile.player_id, limit=5)
+    assert history and history[0]["status"] == "finished"
+    match = await client.get_match(recent[0].match_id)
+    assert match.status == "FINISHED" and len(match.players) == 10
+    rounds = await client.get_match_stats(match.match_id)
+    assert rounds[0].map and rounds[0].rounds and rounds[0].winner_team_id in {t.faction_id for t in match.teams.values()}
+
+
+async def test_error_mapping(make_client: MakeClient, sandbox: FaceitSandbox) -> None:
+    client = make_client()
+    with pytest.raises(errors.NotFoundError) as caught:
+        await client.get_player_by_nickname("no-such-nick")
+    assert caught.value.key == "player_not_found"
+    with pytest.raises(errors.NotFoundError):
+        await client.get_match("1-00000000-0000-4000-8000-000000000000")
+    with pytest.raises(errors.NotFoundError):  # a CS:GO-only account has no cs2 block
+        await client.get_player_by_nickname(sandbox.world()["no_cs2_nicknames"][0])
+
+    bad_key = make_client(api_key="wrong-key")
+    with pytest.raises(errors.AuthError) as auth:
+        await bad_key.get_player(_player(sandbox)["player_id"])
+    assert "wrong-key" not in str(auth.value) and "wrong-key" not in repr(bad_key)
+
+    sandbox.reset()
+    sandbox.faults(error_rate=1.0, status=503)
+    with pytest.raises(errors.UpstreamError):
+        await client.get_player(_player(sandbox, 1)["player_id"])
+    assert sandbox.calls("player") == 2  # one quick internal retry, then the job's retry schedule
+
+    dead = make_client(api_url=f"http://127.0.0.1:{free_port()}/data/v4")
+    with pytest.raises(errors.UpstreamError):
+        await dead.get_player(_player(sandbox, 2)["player_id"])
+
+
+async def test_timeout_is_transient_and_not_retried_inside(make_client: MakeClient, sandbox: FaceitSandbox) -> None:
+    client = make_client(timeout=0.3)
+    sandbox.faults(timeout_rate=1.0, timeout_ms=3000)
+    started = time.monotonic()
+    with pytest.raises(errors.UpstreamError) as caught:
+        await client.get_player(_player(sandbox)["player_id"])
+    assert time.monotonic() - started < 1.5
+    assert "0.3" in caught.value.message
+    assert sandbox.calls("player") == 1
+
+
+async def test_429_sets_retry_after_and_holds_back_every_client(
+    make_client: MakeClient, sandbox: FaceitSandbox, redis_client: redis.Redis
+) -> None:
+    first = make_client(rate_limit_retries=0)
+    other = make_client()  # another client (own connection): stands for another process
+    ids = [p["player_id"] for p in sandbox.world()["players"][:2]]
+    sandbox.faults(error_rate=1.0, status=429, retry_after=2, count=1)
+    with pytest.raises(errors.RateLimitedError) as caught:
+        await first.get_player(ids[0])
+    assert caught.value.retry_after == 2
+    started = time.monotonic()
+    profile = await other.get_player(ids[1])
+    waited = time.monotonic() - started
+    assert profile.player_id == ids[1]
+    assert 1.9 <= waited < 3.5
+    counts = faceit_call_counts(60)  # the reader the ops monitor uses (Redis from the settings)
+    assert counts["rate_limited"] == 1 and counts["ok"] == 1 and counts["requests"] == 2
+
+
+async def test_one_429_is_retried_inside_after_retry_after(make_client: MakeClient, sandbox: FaceitSandbox) -> None:
+    client = make_client()
+    sandbox.faults(error_rate=1.0, status=429, retry_after=1, count=1)
+    started = time.monotonic()
+    await client.get_player(_player(sandbox)["player_id"])
+    assert time.monotonic() - started >= 0.95
+    assert sandbox.calls("player") == 2
+
+
+def test_retry_after_parsing() -> None:
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after(" 0.5 ") == 0.5
+    assert parse_retry_after("junk") is None and parse_retry_after(None) is None
+    assert 0 <= parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # in the past
+
+
+async def test_cache_refresh_and_ttls(make_client: MakeClient, sandbox: FaceitSandbox, redis_client: redis.Redis) -> None:
+    client = make_client()
+    world = sandbox.world()
+    nick = world["players"][0]["nickname"]
+    profile = await client.get_player_by_nickname(nick)
+    await client.get_player_by_nickname(nick)
+    await client.get_player(profile.player_id)  # primed by the nickname lookup
+    assert sandbox.calls() == 1
+    await client.get_player(profile.player_id, refresh=True)
+    assert sandbox.calls("player") == 1 and sandbox.calls() == 2
+    await client.get_match(world["matches"]["VOTING"][0])
+    await client.get_match(world["matches"]["FINISHED"][0])
+    await client.get_recent_stats(profile.player_id)
+    await client.get_lifetime_stats(profile.player_id)
+    with pytest.raises(errors.NotFoundError):
+        await client.get_player_by_nickname("nobody-here")
+    with pytest.raises(errors.NotFoundError):  # remembered briefly: no second call
+        await client.get_player_by_nickname("nobody-here")
+    assert sandbox.calls("player_by_nickname") == 2
+    keys = redis_client.keys("*")
+    assert keys and all(k.startswith("fb:faceit:") for k in keys)
+    assert all(redis_client.ttl(k) > 0 for k in keys), {k: redis_client.ttl(k) for k in keys}
+    k = FaceitKeys("fb:")
+    assert 0 < redis_client.ttl(k.cache("match", world["matches"]["VOTING"][0])) <= 60
+    assert redis_client.ttl(k.cache("match", world["matches"]["FINISHED"][0])) > 29 * 86400
+    assert 290 < redis_client.ttl(k.cache("player", profile.player_id)) <= 300
+    assert 1790 < redis_client.ttl(k.cache("lifetime", profile.player_id)) <= 1800
+
+
+async def test_single_flight_in_one_process(make_client: MakeClient, sandbox: FaceitSandbox) -> None:
+    clients = [make_client(), make_client()]  # two clients share only Redis
+    sandbox.faults(latency_ms=200)
+    pid = _player(sandbox)["player_id"]
+    results = await asyncio.gather(*(clients[i % 2].get_player(pid) for i in range(50)))
+    assert {r.player_id for r in results} == {pid}
+    assert sandbox.calls("player") == 1
+
+
+async def test_single_flight_across_two_processes(sandbox: FaceitSandbox, redis_url: str, make_client: MakeClient) -> None:
+    sandbox.faults(latency_ms=400)
+    pid = _player(sandbox, 3)["player_id"]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.faceit.single_flight_worker", sandbox.api_url, sandbox.key, redis_url, pid, "25"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "ready"
+        client = make_client()
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        results = await asyncio.gather(*(client.get_player(pid) for _ in range(25)))
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0, err
+    assert out.strip() == "25 ok"
+    assert len(results) == 25
+    assert sandbox.calls("player") == 1
+
+
+async def test_shared_bucket_paces_a_flood(make_client: MakeClient, sandbox: FaceitSandbox) -> None:
+    clients = [make_client(rate=20.0, burst=5), make_client(rate=20.0, burst=5)]
+    ids = [p["player_id"] for p in sandbox.world()["players"][:20]]
+    started = time.monotonic()
+    await asyncio.gather(*(clients[i % 2].get_lifetime_stats(pid) for i, pid in enumerate(ids)))
+    await asyncio.gather(*(clients[i % 2].get_player(pid) for i, pid in enumerate(ids[:5])))
+    elapsed = time.monotonic() - started
+    # 25 requests, 5 at once, then 20 per second across both clients: at least 1 s
+    assert 0.95 <= elapsed < 3.0
+    assert sandbox.calls() == 25
+
+
+async def test_burst_goes_out_at_once(make_client: MakeClient, sandbox: FaceitSandbox) -> None:
+    client = make_client(rate=1.0, burst=30)
+    ids = [p["player_id"] for p in sandbox.world()["players"][:10]]
+    started = time.monotonic()
+    await asyncio.gather(*(client.get_player(pid) for pid in ids))
+    assert time.monotonic() - started < 1.0
+
+
+def test_call_counts_reader_without_a_client(redis_client: redis.Redis) -> None:
+    from settings import get_settings
+
+    key = FaceitKeys(get_settings().redis_key_prefix).calls(int(time.time() // 60))
+    redis_client.hset(key, mapping={"requests": 5, "ok": 2, "auth": 1, "rate_limited": 2})
+    counts = faceit_call_counts(30)
+    assert counts["requests"] == 5 and counts["auth_errors"] == 1 and counts["rate_limited"] == 2
+    assert counts["errors"] == {"auth": 1, "rate_limited": 2} and counts["error_total"] == 3

@@ -1,0 +1,125 @@
+"""Links, ids and nicknames: examples, and properties over arbitrary input (hypothesis)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from faceit.errors import BadInputError
+from faceit.i18n import user_message
+from faceit.links import MatchRef, find_match_refs, parse_match_ref, parse_player_ref
+
+UUID = "0b9bd934-23c8-4d30-9dde-7969688613db"
+MID = f"1-{UUID}"
+
+
+@pytest.mark.parametrize("text", [
+    f"https://www.faceit.com/en/cs2/room/{MID}",
+    f"https://www.faceit.com/ru/cs2/room/{MID}/scoreboard",
+    f"https://www.faceit.com/pt-br/cs2/room/{MID}/overview?foo=1#x",
+    f"https://faceit.com/de/csgo/room/{MID}",
+    f"www.faceit.com/en/cs2/room/{MID}",
+    f"faceit.com/cs2/room/{MID}",
+    f"  <https://www.faceit.com/en/cs2/room/{MID.upper().replace('1-', '1-')}>  ",
+    f"look: https://www.faceit.com/en/cs2/room/{MID} gl hf",
+    MID,
+    f"match-{MID}",
+])
+def test_match_links_keep_the_1_prefix(text: str) -> None:
+    ref = parse_match_ref(text)
+    assert ref.match_id == MID
+    assert ref.candidates == (MID,)
+
+
+def test_bare_uuid_tries_the_prefixed_id_first() -> None:
+    ref = parse_match_ref(UUID.upper())
+    assert ref == MatchRef(MID, (MID, UUID), "uuid")
+    assert parse_match_ref(f"https://www.faceit.com/en/csgo/room/{UUID}").candidates == (MID, UUID)
+
+
+@pytest.mark.parametrize("text", [
+    "", "   ", "hello", "1-1234", "https://www.faceit.com/en/cs2/room/", "https://www.faceit.com/en/players/s1mple",
+    f"https://example.com/en/cs2/room/{MID}x", f"2-{UUID}", f"{MID}-extra", "x" * 10_000,
+])
+def test_bad_match_refs_raise_bad_input_with_a_key(text: str) -> None:
+    with pytest.raises(BadInputError) as caught:
+        parse_match_ref(text)
+    assert caught.value.code == "bad_input"
+    assert caught.value.key in {"bad_match_ref", "empty_input", "input_too_long"}
+    assert user_message(caught.value, "ru") != user_message(caught.value, "en")
+
+
+@pytest.mark.parametrize(("text", "kind", "value"), [
+    ("s1mple", "nickname", "s1mple"),
+    ("  Ka-ro_99 ", "nickname", "Ka-ro_99"),
+    ("@donk666", "nickname", "donk666"),
+    ("https://www.faceit.com/en/players/s1mple", "nickname", "s1mple"),
+    ("https://www.faceit.com/ru/players/ZywOo/stats/cs2", "nickname", "ZywOo"),
+    ("faceit.com/players/ab", "nickname", "ab"),
+    (UUID.upper(), "player_id", UUID),
+])
+def test_player_refs(text: str, kind: str, value: str) -> None:
+    ref = parse_player_ref(text)
+    assert (ref.kind, ref.value) == (kind, value)
+
+
+@pytest.mark.parametrize("text", ["a", "x" * 17, "bad nick", "ник", "<b>", f"https://www.faceit.com/en/cs2/room/{MID}",
+                                  "https://www.faceit.com/en/players/", "semi;colon"])
+def test_bad_player_refs(text: str) -> None:
+    with pytest.raises(BadInputError) as caught:
+        parse_player_ref(text)
+    assert caught.value.key in {"bad_player_ref", "empty_input"}
+
+
+def test_find_match_refs_in_a_message() -> None:
+    other = "1-aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+    text = (f"first https://www.faceit.com/en/cs2/room/{MID}/scoreboard\n"
+            f"again {MID}, then {other} and old {UUID.replace('0b9b', '1111')}\nnoise 1-123")
+    refs = find_match_refs(text)
+    assert [r.match_id for r in refs] == [MID, other, "1-" + UUID.replace("0b9b", "1111")]
+    assert refs[2].candidates[1] == UUID.replace("0b9b", "1111")
+    with pytest.raises(BadInputError) as caught:
+        find_match_refs("nothing here")
+    assert caught.value.key == "no_match_refs"
+    with pytest.raises(BadInputError) as caught:
+        find_match_refs(text, limit=2)
+    assert caught.value.key == "too_many_matches" and "2" in caught.value.message
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=300))
+def test_no_text_raises_anything_but_bad_input(text: str) -> None:
+    for parse in (parse_match_ref, parse_player_ref, find_match_refs):
+        try:
+            result = parse(text)
+        except BadInputError as exc:
+            assert exc.message and getattr(exc, "key", None)
+            continue
+        assert result  # a parsed reference is never empty
+
+
+_id = st.uuids(version=4).map(str)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_id, st.sampled_from(["en", "ru", "de", "pt-br", ""]), st.sampled_from(["cs2", "csgo"]),
+       st.sampled_from(["", "/scoreboard", "/overview?x=1", "#chat"]), st.booleans(), st.booleans())
+def test_every_room_link_form_parses(uid: str, lang: str, game: str, tail: str, prefixed: bool, upper: bool) -> None:
+    match_id = f"1-{uid}" if prefixed else uid
+    shown = match_id.upper() if upper else match_id
+    url = f"https://www.faceit.com{'/' + lang if lang else ''}/{game}/room/{shown}{tail}"
+    ref = parse_match_ref(url)
+    assert ref.match_id == f"1-{uid}"
+    assert ref.candidates[0] == f"1-{uid}"
+    assert find_match_refs(f"see {url} now")[0].match_id == f"1-{uid}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.from_regex(r"[A-Za-z0-9_-]{2,16}", fullmatch=True))
+def test_every_valid_nickname_is_kept_verbatim(nick: str) -> None:
+    ref = parse_player_ref(nick)
+    if ref.kind == "nickname":
+        assert ref.value == nick
+    else:  # only a 36-character UUID could be read as an id, and that is longer than 16
+        pytest.fail("a nickname was read as an id")

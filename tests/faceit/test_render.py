@@ -1,0 +1,131 @@
+"""Telegram HTML: splitting keeps tags balanced and text intact; escaping; numbers per language."""
+
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from faceit import render
+from faceit.htmltext import e, fmt_num, fmt_pct, fmt_signed, split_html
+
+TAGS = ["b", "i", "u", "code", "pre", "a"]
+
+
+class _Balance(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.ok = True
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.ok = False
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def _check(part: str) -> str:
+    parser = _Balance()
+    parser.feed(part)
+    parser.close()
+    assert parser.ok and not parser.stack, part
+    return "".join(parser.text)
+
+
+@st.composite
+def documents(draw: st.DrawFn, depth: int = 0) -> str:
+    pieces = []
+    for _ in range(draw(st.integers(0, 6))):
+        kind = draw(st.sampled_from(["text", "newline", "tag"] if depth < 3 else ["text", "newline"]))
+        if kind == "text":
+            pieces.append(e(draw(st.text(max_size=120))))
+        elif kind == "newline":
+            pieces.append("\n")
+        else:
+            tag = draw(st.sampled_from(TAGS))
+            inner = draw(documents(depth + 1))
+            opening = '<a href="https://x.test/?a=1&amp;b=2">' if tag == "a" else f"<{tag}>"
+            pieces.append(f"{opening}{inner}</{tag}>")
+    return "".join(pieces)
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\s+", "", html.unescape(re.sub(r"<[^>]*>", "", text)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(documents(), min_size=1, max_size=30), st.integers(200, 800))
+def test_split_parts_fit_are_balanced_and_lose_nothing(blocks: list[str], limit: int) -> None:
+    text = "\n".join(blocks)
+    parts = split_html(text, limit)
+    for part in parts:
+        assert len(part) <= limit
+        _check(part)
+    # the visible text survives, in order (whitespace at cuts may move)
+    assert "".join(_plain(p) for p in parts) == _plain(text)
+
+
+def test_long_lines_are_cut_outside_tags_and_entities() -> None:
+    text = "<b>" + "&amp;" * 3000 + "</b>\n<pre>" + "x" * 9000 + "</pre>"
+    parts = split_html(text, 4096)
+    assert len(parts) >= 4
+    for part in parts:
+        assert len(part) <= 4096
+        _check(part)
+        assert not re.search(r"&[a-z]*$", part.replace("&amp;", ""))
+
+
+def test_escaping_and_numbers() -> None:
+    assert e('<script>"&') == "&lt;script&gt;&quot;&amp;"
+    assert fmt_num(1.2345, "en") == "1.23" and fmt_num(1.2345, "ru") == "1,23"
+    assert fmt_num(12345.5, "en", 1) == "12,345.5" and fmt_num(12345.5, "ru", 1) == "12\u00a0345,5"
+    assert fmt_num(1365, "en", 0) == "1365"
+    assert fmt_signed(-29, "en") == "−29" and fmt_signed(21, "ru") == "+21" and fmt_signed(0, "en") == "0"
+    assert fmt_pct(0.574, "ru", 1, fraction=True) == "57,4%"
+    assert fmt_num(None, "en") == "—"
+
+
+def _analysis(nick: str) -> dict:
+    player = {"player_id": "p", "nickname": nick, "elo": 1500, "level": 8, "danger": 0.0,
+              "form": {"kd": 1.1, "adr": 80.0, "rating": 1.05, "results": "WLWLW", "win_rate": 60.0}}
+    team = {"name": nick, "players": [player], "avg_elo": 1500, "win_probability": 0.5,
+            "elo_change": {"win": 25, "loss": -25}, "threats": ["p"], "targets": ["p"]}
+    return {"match_id": "1-x", "status": "READY", "competition": nick, "faceit_url": "https://x.test/?a=<b>",
+            "probability_source": "elo", "favourite": None, "teams": {"faction1": team, "faction2": team},
+            "maps": {"maps": [{"map": "de_mirage", "label": "Mirage", "picked": True, "advantage": 0.1,
+                               "faction1": {"rate": 0.6}, "faction2": {"rate": 0.5}}],
+                     "picked": ["de_mirage"], "picked_favours": "faction1", "advice": {}, "pool_source": "veto"}}
+
+
+def test_user_supplied_text_is_escaped_in_both_languages() -> None:
+    evil = '<b>"x</b>&'
+    texts = render.texts(render.render_match_analysis, _analysis(evil))
+    assert set(texts) == {"en", "ru"}
+    for lang, parts in texts.items():
+        joined = "".join(parts)
+        assert evil not in joined
+        assert "&lt;b&gt;&quot;x&lt;/b&gt;&amp;" in joined
+        for part in parts:
+            _check(part)
+    assert "Анализ матча" in texts["ru"][0] and "Match analysis" in texts["en"][0]
+    assert "1,10" in texts["ru"][0] and "1.10" in texts["en"][0]
+
+
+def test_big_bulk_summary_is_split_under_the_limit() -> None:
+    items = [{"ref": f"r{i}", "match_id": f"1-{i}", "outcome": "failed",
+              "error": {"code": "not_found", "texts": {"en": "x" * 300, "ru": "у" * 300}}} for i in range(40)]
+    texts = render.texts(render.render_bulk, {"total": 40, "analysed": 0, "failed": 40, "matches": items})
+    for parts in texts.values():
+        assert len(parts) >= 3
+        assert all(len(p) <= 4096 for p in parts)

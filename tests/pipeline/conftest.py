@@ -1,0 +1,77 @@
+"""Fixtures for pipeline tests: real worker pools, a queue manager and readers of traces."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support.workers import WorkerPool
+
+
+@pytest.fixture
+def start_pool(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerPool]]:
+    """Start real ``dramatiq`` worker pools (with the test actors); all stopped at teardown."""
+    pools: list[WorkerPool] = []
+
+    def start(queues: list[str] | None = None, *, processes: int = 1, threads: int = 4,
+              env: dict[str, str] | None = None, wait: bool = True) -> WorkerPool:
+        log = tmp_path / f"worker-{len(pools)}.log"
+        pool = WorkerPool(queues=queues, processes=processes, threads=threads, env=env, log_path=log)
+        pools.append(pool)
+        return pool.start(wait=wait)
+
+    yield start
+    for pool in pools:
+        pool.stop(graceful=False)  # fast; graceful stops are tested where they matter
+
+
+@pytest.fixture(scope="module")
+def shared_pool(redis_server, tmp_path_factory) -> Iterator[WorkerPool]:
+    """One pool on all three queues for the tests of a module that need nothing special."""
+    pool = WorkerPool(queues=["high", "default", "low"], processes=1, threads=4,
+                      log_path=tmp_path_factory.mktemp("pool") / "worker.log")
+    pool.start()
+    yield pool
+    pool.stop(graceful=False)
+
+
+@pytest.fixture
+def manager(redis_url: str):
+    """A queue manager on the test Redis, with the test actors declared."""
+    import actors  # noqa: F401
+    import tests.support.test_actors  # noqa: F401
+    from queues.manager import QueueManager
+    from queues.runtime import reset_runtime
+
+    reset_runtime()
+    return QueueManager()
+
+
+@pytest.fixture
+def traces(redis_client: redis.Redis):
+    """Read what test actors recorded: runs count and run start times of a job."""
+
+    class Traces:
+        def runs(self, job_id: str, name: str = "runs") -> int:
+            return int(redis_client.get(f"t:{name}:{job_id}") or 0)
+
+        def times(self, job_id: str) -> list[float]:
+            return [float(x) for x in redis_client.lrange(f"t:times:{job_id}", 0, -1)]
+
+    return Traces()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20, interval: float = 0.05) -> object:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)

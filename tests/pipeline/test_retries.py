@@ -1,0 +1,143 @@
+"""Retries, permanent failures, retry_after, time limits, statuses and TTLs — on real workers.
+
+Timing runs on the scaled schedule QUEUE_RETRY_DELAYS=0.1,0.3,0.9 (set by tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+from queues.runtime import get_alert_store, get_job_store
+from tests.pipeline.conftest import wait_until
+
+
+def _gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+def test_transient_errors_retry_on_the_fixed_schedule(shared_pool, manager, traces):
+    handle = manager.enqueue_job("t_fail_times", failures=3)
+    record = manager.wait_for(handle.id, timeout=30)
+    assert record.status == "succeeded"
+    assert record.result == {"runs": 4}
+    assert record.attempts == 4
+    assert [t["outcome"] for t in record.timeline] == ["retrying", "retrying", "retrying", "succeeded"]
+    gaps = _gaps(traces.times(handle.id))
+    # Each retry waits at least its scheduled delay (and not the next step's).
+    for gap, delay in zip(gaps, (0.1, 0.3, 0.9), strict=True):
+        assert delay - 0.02 <= gap < delay + 1.0, (gaps, delay)
+
+
+def test_exhausted_retries_fail_once_with_one_alert_and_a_dead_letter(shared_pool, manager, traces):
+    handle = manager.enqueue_job("t_fail_times", failures=99)
+    record = manager.wait_for(handle.id, timeout=30)
+    assert record.status == "failed"
+    assert traces.runs(handle.id) == 4  # first try + QUEUE_MAX_RETRIES
+    assert record.error["type"] == "UpstreamError" and "Traceback" in record.error["traceback"]
+    alerts = [a for a in get_alert_store().recent(1) if a.job_id == handle.id]
+    assert len(alerts) == 1 and alerts[0].level == "error"
+    assert manager.queue_stats()["default"].dead == 1
+
+
+def test_last_delay_repeats_when_more_retries_are_allowed(shared_pool, manager, traces):
+    handle = manager.enqueue_job("t_fail_times", retry=5, failures=5)
+    record = manager.wait_for(handle.id, timeout=30)
+    assert record.status == "succeeded" and traces.runs(handle.id) == 6
+    gaps = _gaps(traces.times(handle.id))
+    assert all(g >= 0.88 for g in gaps[2:]), gaps  # 0.9, 0.9, 0.9 after 0.1 and 0.3
+
+
+def test_permanent_errors_fail_at_once_without_alert(shared_pool, manager, traces):
+    handle = manager.enqueue_job("t_fail_times", failures=1, kind="permanent")
+    record = manager.wait_for(handle.id, timeout=20)
+    assert record.status == "failed" and record.attempts == 1
+    assert traces.runs(handle.id) == 1
+    assert record.error["code"] == "not_found" and record.error["retryable"] is False
+    assert not [a for a in get_alert_store().recent(1) if a.job_id == handle.id]
+
+
+def test_unclassified_errors_are_retried(shared_pool, manager, traces):
+    handle = manager.enqueue_job("t_fail_times", failures=1, kind="bug")
+    assert manager.wait_for(handle.id, timeout=20).status == "succeeded"
+    assert traces.runs(handle.id) == 2
+
+
+def test_retry_after_wins_over_the_schedule(start_pool, manager, traces):
+    start_pool(["default"], env={"QUEUE_RETRY_DELAYS": "5"})
+    handle = manager.enqueue_job("t_fail_times", failures=1, kind="rate", retry_after=0.4)
+    record = manager.wait_for(handle.id, timeout=20)
+    assert record.status == "succeeded"
+    (gap,) = _gaps(traces.times(handle.id))
+    assert 0.38 <= gap < 3, gap  # retry_after 0.4 s, not the 5 s schedule
+
+
+def test_retrying_status_is_visible_between_attempts(start_pool, manager):
+    start_pool(["default"], env={"QUEUE_RETRY_DELAYS": "1.5"})
+    handle = manager.enqueue_job("t_fail_times", failures=1)
+    record = wait_until(lambda: (r := manager.get_job(handle.id)) and r.status == "retrying" and r)
+    assert record.retry_at is not None and record.error["type"] == "UpstreamError"
+    assert manager.wait_for(handle.id, timeout=20).status == "succeeded"
+
+
+def test_time_limit_cancels_the_coroutine_and_the_worker_goes_on(start_pool, manager, traces):
+    start_pool(["default"], threads=1)
+    slow = manager.enqueue_job("t_sleep", seconds=30, steps=30)
+    after = manager.enqueue_job("t_noop", value=1)
+    record = manager.wait_for(slow.id, timeout=20)
+    assert record.status == "failed"
+    assert record.error["message"] == "time limit exceeded (1 s)"
+    assert traces.runs(slow.id, "done") == 0  # the body never finished
+    # One worker thread: the next job ran after the limit freed it.
+    assert manager.wait_for(after.id, timeout=20).status == "succeeded"
+    alerts = [a for a in get_alert_store().recent(1) if a.job_id == slow.id]
+    assert [a.level for a in alerts] == ["warning"]
+
+
+def test_enqueue_timeout_overrides_the_actor_limit(shared_pool, manager):
+    handle = manager.enqueue_job("t_sleep", timeout=5, seconds=1.5, steps=3)
+    assert manager.wait_for(handle.id, timeout=20).status == "succeeded"
+
+
+def test_statuses_progress_and_record_lifetimes(shared_pool, manager, redis_client):
+    ok = manager.enqueue_job("t_slow", seconds=1.0, steps=4, requester={"user_id": 5})
+    assert manager.get_job_status(ok.id) == "queued"
+    running = wait_until(lambda: (r := manager.get_job(ok.id)) and r.status == "started" and r.progress and r)
+    assert running.progress["stage"] == "sleeping" and running.progress["total"] == 4
+    done = manager.wait_for(ok.id, timeout=20)
+    assert done.status == "succeeded" and manager.get_job_result(ok.id) == {"slept": 1.0}
+    assert done.enqueued_at <= done.started_at <= done.finished_at
+    store = get_job_store()
+    assert 3500 < redis_client.ttl(store.job_key(ok.id)) <= 3600
+
+    bad = manager.enqueue_job("t_fail_times", retry=0, failures=1)
+    assert manager.wait_for(bad.id, timeout=20).status == "failed"
+    assert 86000 < redis_client.ttl(store.job_key(bad.id)) <= 86400
+    # Indexes list each job under its final status only.
+    assert [r.id for r in store.list_jobs(status="succeeded", actor="t_slow")[0]] == [ok.id]
+    assert [r.id for r in store.list_jobs(status="failed")[0]] == [bad.id]
+    # The requester's delivery ran as its own small job on the high queue.
+    wait_until(lambda: store.list_jobs(actor="deliver_result")[1] == 1)
+    assert store.list_jobs(status="started")[0] == []
+    assert [r.id for r in store.list_jobs(user_id=5)[0]] == [ok.id]
+
+
+def test_secret_fields_are_redacted_in_records(manager, redis_client):
+    from actors.base import job_actor
+    from queues.priorities import QueuePriority
+
+    @job_actor(priority=QueuePriority.LOW, secret_fields=("api_key",), actor_name="t_secretive")
+    async def t_secretive(ctx, api_key: str, nickname: str) -> dict:
+        return {}
+
+    handle = manager.enqueue_job("t_secretive", api_key="sk-live-123456", nickname="s1mple")
+    raw = json.dumps(redis_client.hgetall(get_job_store().job_key(handle.id)))
+    assert "sk-live-123456" not in raw
+    assert manager.get_job(handle.id).kwargs == {"api_key": "***", "nickname": "s1mple"}
+
+
+def test_a_high_pool_never_runs_default_or_low_jobs(start_pool, manager, traces):
+    start_pool(["high"])
+    low = manager.enqueue_job("t_low")
+    high = manager.enqueue_job("t_high")
+    assert manager.wait_for(high.id, timeout=20).status == "succeeded"
+    assert manager.get_job_status(low.id) == "queued" and traces.runs(low.id) == 0

@@ -1,0 +1,92 @@
+"""Settings: defaults from settings.toml, env overrides, one-line errors, hidden secrets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from settings import SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_come_from_settings_toml(monkeypatch):
+    for name in ("QUEUE_RETRY_DELAYS", "QUEUE_MONITORING_INTERVAL"):
+        monkeypatch.delenv(name, raising=False)
+    s = load_settings()
+    assert s.queue_max_workers == 4
+    assert s.queue_retry_delays == [10, 30, 90]
+    assert (s.queue_high_priority_timeout, s.queue_default_timeout, s.queue_low_priority_timeout) == (180, 300, 600)
+    assert (s.queue_result_ttl, s.queue_failure_ttl) == (3600, 86400)
+    assert s.queue_dashboard_port == 9181 and s.broker == "redis"
+
+
+def test_environment_overrides_each_value(monkeypatch):
+    monkeypatch.setenv("QUEUE_MAX_WORKERS", "7")
+    monkeypatch.setenv("QUEUE_RETRY_DELAYS", "0.1, 0.3,0.9")
+    monkeypatch.setenv("ADMIN_USER_IDS", "11,22")
+    monkeypatch.setenv("BROKER", "rabbitmq")
+    s = load_settings()
+    assert s.queue_max_workers == 7
+    assert s.queue_retry_delays == [0.1, 0.3, 0.9]
+    assert s.admin_user_ids == [11, 22]
+    assert s.broker == "rabbitmq"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("QUEUE_MAX_WORKERS", "abc", "QUEUE_MAX_WORKERS must be a whole number (got 'abc')"),
+        ("QUEUE_RETRY_DELAYS", "x", "QUEUE_RETRY_DELAYS must be a comma-separated list of numbers (got 'x')"),
+        ("BROKER", "kafka", "BROKER must be one of 'redis' or 'rabbitmq' (got 'kafka')"),
+        ("QUEUE_MAX_RETRIES", "-1", "QUEUE_MAX_RETRIES must be at least 0 (got '-1')"),
+        ("QUEUE_ENABLE_MONITORING", "perhaps", "QUEUE_ENABLE_MONITORING must be true or false (got 'perhaps')"),
+    ],
+)
+def test_bad_value_is_one_clear_line(monkeypatch, name, value, expected):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == expected
+
+
+@pytest.mark.parametrize("command", [
+    [sys.executable, "admin.py", "status"],
+    [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "1"],
+])
+def test_entry_points_stop_with_one_line_and_no_traceback(command):
+    env = {**os.environ, "QUEUE_MAX_WORKERS": "abc"}
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "QUEUE_MAX_WORKERS must be a whole number (got 'abc')" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_secrets_never_appear_in_repr(monkeypatch):
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:SECRET-TOKEN-VALUE")
+    monkeypatch.setenv("FACEIT_API_KEY", "faceit-secret-key-0001")
+    monkeypatch.setenv("REDIS_URL", "redis://:redis-pass-xyz@127.0.0.1:1/0")
+    s = load_settings()
+    text = repr(s) + str(s)
+    for secret in ("SECRET-TOKEN-VALUE", "faceit-secret-key-0001", "redis-pass-xyz"):
+        assert secret not in text
+    assert "redis-pass-xyz" in s.secret_values() and "faceit-secret-key-0001" in s.secret_values()
+
+
+def test_a_secret_setting_with_a_bad_value_is_not_echoed(monkeypatch):
+    monkeypatch.setenv("QUEUE_DASHBOARD_PORT", "99999")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "QUEUE_DASHBOARD_PORT must be at most 65535" in str(info.value)
+
+
+def test_unknown_key_in_settings_file_is_refused(tmp_path, monkeypatch):
+    bad = tmp_path / "settings.toml"
+    bad.write_text((ROOT / "settings.toml").read_text() + '\nQUEUE_MAX_WORKRES = 3\n')
+    monkeypatch.setenv("SETTINGS_FILE", str(bad))
+    with pytest.raises(SettingsError, match="QUEUE_MAX_WORKRES in settings.toml is not a known setting"):
+        load_settings()
