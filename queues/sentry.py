@@ -24,6 +24,7 @@ _SECRET_KEY = re.compile(r"(token|api[_-]?key|apikey|password|passwd|secret|auth
 # Telegram bot tokens (``123456:AA…``), also inside Bot API URLs (``/bot<token>/``).
 _TOKEN_SHAPE = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{20,}")
 _secrets: list[str] = []
+_initialized: dict[str, Any] = {}
 logger = logging.getLogger(__name__)
 
 SENTRY_LEVELS = {"critical": "fatal", "error": "error", "warning": "warning", "info": "info"}
@@ -67,7 +68,12 @@ def init_sentry(settings: Settings, role: str, **options: Any) -> bool:
     dsn = settings.sentry_dsn.get_secret_value()
     if not dsn:
         return False
+    import os
+
     import sentry_sdk
+
+    if _initialized.get("pid") == os.getpid() and sentry_sdk.is_initialized() and not options:
+        return True  # the first role wins (the scheduler builds a broker too: keep "scheduler")
     from sentry_sdk.integrations.dramatiq import DramatiqIntegration
 
     _secrets[:] = sorted(settings.secret_values() + [dsn], key=len, reverse=True)
@@ -82,6 +88,7 @@ def init_sentry(settings: Settings, role: str, **options: Any) -> bool:
         **options,
     )
     sentry_sdk.set_tag("role", role)
+    _initialized.update(pid=os.getpid(), role=role)
     return True
 
 

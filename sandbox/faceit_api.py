@@ -87,11 +87,12 @@ class Faults:
 class SandboxFaceitAPI:
     """The application and its state; ``app`` is the aiohttp application."""
 
-    def __init__(self, key: str = DEFAULT_KEY, seed: int = 42, players: int = 300) -> None:
+    def __init__(self, key: str = DEFAULT_KEY, seed: int = 42, players: int = 300, lobbies: int = 1) -> None:
         self.key = key
         self.seed = seed
         self.player_count = players
-        self.world = World(seed=seed, players=players)
+        self.lobbies = lobbies
+        self.world = World(seed=seed, players=players, lobbies=lobbies)
         self.faults = Faults()
         self.calls: collections.Counter[str] = collections.Counter()
         self.statuses: collections.Counter[str] = collections.Counter()
@@ -227,7 +228,7 @@ class SandboxFaceitAPI:
         self.accepted.clear()
         self.faults = Faults()
         if body.get("world"):
-            self.world = World(seed=self.seed, players=self.player_count)
+            self.world = World(seed=self.seed, players=self.player_count, lobbies=self.lobbies)
         return web.json_response({"ok": True})
 
     async def control_faults(self, request: web.Request) -> web.Response:
@@ -268,8 +269,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def create_app(key: str = DEFAULT_KEY, seed: int = 42, players: int = 300) -> tuple[web.Application, SandboxFaceitAPI]:
-    api = SandboxFaceitAPI(key=key, seed=seed, players=players)
+def create_app(key: str = DEFAULT_KEY, seed: int = 42, players: int = 300,
+               lobbies: int = 1) -> tuple[web.Application, SandboxFaceitAPI]:
+    api = SandboxFaceitAPI(key=key, seed=seed, players=players, lobbies=lobbies)
     return api.app, api
 
 
@@ -280,9 +282,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--key", default=DEFAULT_KEY, help="the accepted API key (Bearer)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--players", type=int, default=300)
+    parser.add_argument("--lobbies", type=int, default=1, help="multiply the live lobbies (16 per unit)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    app, api = create_app(key=args.key, seed=args.seed, players=args.players)
+    app, api = create_app(key=args.key, seed=args.seed, players=args.players, lobbies=args.lobbies)
     sample = api.world.sample()
     print(f"Sandbox FACEIT Data API on http://{args.host}:{args.port}{PREFIX}  (key: {args.key})")
     print(f"FACEIT_API_URL=http://{args.host}:{args.port}{PREFIX}")

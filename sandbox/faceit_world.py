@@ -93,8 +93,10 @@ class WorldMatch:
 class World:
     """The synthetic world (see the module docstring). ``now`` anchors every timestamp."""
 
-    def __init__(self, seed: int = 42, players: int = 300, rounds: int = 30, now: float | None = None) -> None:
+    def __init__(self, seed: int = 42, players: int = 300, rounds: int = 30, now: float | None = None,
+                 lobbies: int = 1) -> None:
         self.seed = seed
+        self.lobbies = max(1, lobbies)
         self.now = int(now if now is not None else time.time())
         self.rng = random.Random(seed)
         self.players: dict[str, Player] = {}
@@ -230,10 +232,13 @@ class World:
         free = [p.player_id for p in self.players.values() if p.has_cs2]
         rng.shuffle(free)
         plan = (["CHECK_IN"] * 2 + ["VOTING"] * 3 + ["CONFIGURING"] + ["READY"] * 2 + ["ONGOING"] * 4
-                + ["CANCELLED"] * 3 + ["ABORTED"])
+                + ["CANCELLED"] * 3 + ["ABORTED"]) * self.lobbies
         for i, status in enumerate(plan):
-            lobby = sorted(free[i * 10:(i + 1) * 10], key=lambda pid: self.players[pid].elo)
-            self._new_match(lobby, status, None)
+            # Lobbies take distinct players while there are enough (benchmarks ask for more lobbies).
+            lobby = [free[(i * 10 + j) % len(free)] for j in range(10)]
+            if len(set(lobby)) < 10:
+                lobby = rng.sample(free, 10)
+            self._new_match(sorted(lobby, key=lambda pid: self.players[pid].elo), status, None)
 
     # Mutations (control endpoints) ------------------------------------------------------------
 

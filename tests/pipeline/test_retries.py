@@ -5,6 +5,7 @@ Timing runs on the scaled schedule QUEUE_RETRY_DELAYS=0.1,0.3,0.9 (set by tests/
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from queues.runtime import get_alert_store, get_job_store
@@ -12,7 +13,7 @@ from tests.pipeline.conftest import wait_until
 
 
 def _gaps(times: list[float]) -> list[float]:
-    return [b - a for a, b in zip(times, times[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(times)]
 
 
 def test_transient_errors_retry_on_the_fixed_schedule(shared_pool, manager, traces):

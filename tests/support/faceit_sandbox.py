@@ -42,10 +42,11 @@ class FaceitSandbox:
     """A running sandbox Data API (see the module docstring)."""
 
     def __init__(self, key: str = "sandbox-key", seed: int = 42, players: int = 300, *,
-                 subprocess: bool = False) -> None:
+                 lobbies: int = 1, subprocess: bool = False) -> None:
         self.key = key
         self.seed = seed
         self.players = players
+        self.lobbies = lobbies
         self.use_subprocess = subprocess
         self.port: int | None = None
         self._thread: threading.Thread | None = None
@@ -100,7 +101,7 @@ class FaceitSandbox:
 
         from sandbox.faceit_api import create_app
 
-        app, self.api = create_app(key=self.key, seed=self.seed, players=self.players)
+        app, self.api = create_app(key=self.key, seed=self.seed, players=self.players, lobbies=self.lobbies)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -116,7 +117,7 @@ class FaceitSandbox:
     def _start_process(self, timeout: float) -> None:
         self.port = free_port()
         cmd = [sys.executable, "-m", "sandbox.faceit_api", "--port", str(self.port), "--key", self.key,
-               "--seed", str(self.seed), "--players", str(self.players)]
+               "--seed", str(self.seed), "--players", str(self.players), "--lobbies", str(self.lobbies)]
         self._process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                          env={**os.environ, "PYTHONPATH": str(ROOT)})
         deadline = time.monotonic() + timeout

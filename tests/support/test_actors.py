@@ -29,10 +29,19 @@ async def t_noop(ctx: JobContext, value: int = 0) -> dict:
 
 
 @job_actor(priority=QueuePriority.DEFAULT)
-async def t_fail_times(ctx: JobContext, failures: int, kind: str = "transient", retry_after: float | None = None
-                       ) -> dict:
-    """Fails ``failures`` times with ``kind`` (transient|permanent|rate|bug), then succeeds."""
+async def t_fail_times(ctx: JobContext, failures: int, kind: str = "transient",
+                       retry_after: float | None = None, stop_redis: bool = False) -> dict:
+    """Fails ``failures`` times with ``kind`` (transient|permanent|rate|bug), then succeeds.
+
+    With ``stop_redis`` the first failure also shuts Redis down (AOF flushed), so the retry's
+    re-enqueue meets a broker outage.
+    """
     runs = _trace("runs", ctx.job_id)
+    if stop_redis and runs == 1:
+        try:
+            get_redis().shutdown()
+        except Exception:
+            pass  # the connection drops as the server exits
     if runs <= failures:
         if kind == "permanent":
             raise NotFoundError("no such player")

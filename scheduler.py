@@ -1,0 +1,475 @@
+"""The scheduler: ``python scheduler.py`` (APScheduler 3, ``AsyncIOScheduler``, memory job store).
+
+Start as many as you like: exactly one leads. Leadership is a Redis key holding the leader's
+token, set with NX and a TTL (``SCHEDULER_LOCK_TTL``, 10 s) and renewed every third of it; a
+standby polls at the same pace, so it takes over within TTL + TTL/3 (≈13 s) after the leader
+is killed. A stopped leader releases the key, and a standby takes over at its next poll.
+
+Only the leader runs an APScheduler, and every run is also guarded by a dedupe key (a run of
+the same task within half its period is skipped), so a leader that has not yet noticed it lost
+the lock cannot double a run. If the leader loses Redis entirely it keeps its scheduler (no
+one else can take the lock meanwhile, and the monitor must keep reporting the outage); if it
+finds someone else's token it steps down at once.
+
+Tasks (times in UTC unless said otherwise):
+
+=================  =========================  ===================================================
+task               when                       what
+=================  =========================  ===================================================
+monitor            QUEUE_MONITORING_INTERVAL  ``get_queue_monitor().tick()`` (metrics, alerts)
+match_monitoring   MATCH_MONITORING_INTERVAL  ``enqueue_match_monitoring()``
+cache_update       hourly                     ``enqueue_cache_update("player", None)``
+weekly_reports     every 15 min               a weekly ``analytics_report`` per subscribed user,
+                                              due at Monday 09:00 in the user's time zone (UTC
+                                              when unknown); once per user and ISO week
+retention          daily 03:30                prune expired ids from job indexes, trim series
+=================  =========================  ===================================================
+
+Misfires: the last successful run of each task is kept in Redis (``scheduler:last_run``). A new
+leader schedules each task from that record: a task whose next run is already past runs once,
+now (coalesced: never zero times, never once per missed period), then keeps its schedule. A
+task with no record starts on its schedule (the monitor and match monitoring run at once).
+
+Redis keys (under ``REDIS_KEY_PREFIX``): ``scheduler:leader``, ``scheduler:last_run`` (hash),
+``scheduler:dedupe:<task>``, ``scheduler:history`` (newest 200 runs, JSON),
+``scheduler:weekly:<user>:<ISO week>`` (8 days). No job store is persisted: nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import redis
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from settings import Settings, load_settings_or_exit
+
+logger = logging.getLogger("scheduler")
+
+HISTORY_KEPT = 200
+WEEKLY_MARK_TTL = 8 * 86400
+WEEKLY_DAY, WEEKLY_HOUR = 0, 9  # Monday 09:00 local
+
+
+def extra_setting(settings: Settings, name: str, default: float) -> float:
+    """A setting that may not be in ``settings.py`` yet: the field, else the env var, else ``default``."""
+    value = getattr(settings, name, None)
+    if value is None:
+        value = os.environ.get(name.upper())
+    try:
+        return float(value) if value not in (None, "") else default
+    except ValueError:
+        return default
+
+
+# --- keys and the lock ------------------------------------------------------------------------
+
+
+class SchedulerKeys:
+    """The scheduler's Redis keys (the only place they are spelled)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    @property
+    def leader(self) -> str:
+        return f"{self.prefix}scheduler:leader"
+
+    @property
+    def last_run(self) -> str:
+        return f"{self.prefix}scheduler:last_run"
+
+    @property
+    def history(self) -> str:
+        return f"{self.prefix}scheduler:history"
+
+    def dedupe(self, task: str) -> str:
+        return f"{self.prefix}scheduler:dedupe:{task}"
+
+    def weekly_mark(self, user_id: int, week: str) -> str:
+        return f"{self.prefix}scheduler:weekly:{int(user_id)}:{week}"
+
+
+_RENEW = """
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  redis.call("PEXPIRE", KEYS[1], ARGV[2])
+  return 1
+end
+if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return 1 end
+return 0
+"""
+_RELEASE = """
+if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
+return 0
+"""
+
+
+class LeaderLock:
+    """A Redis lock with a TTL that its holder renews; ``token`` names the holder."""
+
+    def __init__(self, client: redis.Redis, key: str, ttl: float, token: str) -> None:
+        self.client = client
+        self.key = key
+        self.ttl = ttl
+        self.token = token
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    def acquire_or_renew(self) -> bool:
+        """True when we hold the lock now (newly taken or renewed). Raises on Redis errors."""
+        return bool(self._renew(keys=[self.key], args=[self.token, int(self.ttl * 1000)]))
+
+    def release(self) -> bool:
+        try:
+            return bool(self._release(keys=[self.key], args=[self.token]))
+        except redis.RedisError:
+            return False
+
+    def holder(self) -> str | None:
+        return self.client.get(self.key)
+
+
+# --- tasks ------------------------------------------------------------------------------------
+
+
+@dataclass
+class TaskContext:
+    """What a task receives: its last successful run (None if never), the time, the service."""
+
+    name: str
+    now: float
+    last_run: float | None
+    service: SchedulerService
+
+
+TaskFn = Callable[[TaskContext], Awaitable[Any]]
+
+
+@dataclass
+class Task:
+    """One scheduled task: every ``interval`` seconds, or on a cron schedule (``cron`` kwargs)."""
+
+    name: str
+    fn: TaskFn
+    interval: float | None = None
+    cron: dict[str, Any] = field(default_factory=dict)
+    run_at_start: bool = False
+
+    def trigger(self) -> IntervalTrigger | CronTrigger:
+        if self.interval is not None:
+            return IntervalTrigger(seconds=self.interval, timezone=UTC)
+        return CronTrigger(timezone=UTC, **self.cron)
+
+    @property
+    def period(self) -> float:
+        """The shortest time between two runs (the dedupe key lives for half of it)."""
+        if self.interval is not None:
+            return self.interval
+        now = datetime.now(UTC)
+        trigger = self.trigger()
+        first = trigger.get_next_fire_time(None, now)
+        second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
+        return (second - first).total_seconds() if first and second else 86400.0
+
+    def first_run(self, last_run: float | None, now: float) -> datetime | None:
+        """When a new leader should run this task first (now, when a run is overdue)."""
+        now_dt = datetime.fromtimestamp(now, UTC)
+        if last_run is None:
+            if self.run_at_start:
+                return now_dt
+            if self.interval is not None:
+                return now_dt + timedelta(seconds=self.interval)
+            return self.trigger().get_next_fire_time(None, now_dt)
+        last_dt = datetime.fromtimestamp(last_run, UTC)
+        if self.interval is not None:
+            due = last_dt + timedelta(seconds=self.interval)
+        else:
+            due = self.trigger().get_next_fire_time(None, last_dt + timedelta(seconds=1))
+        return now_dt if due is None or due <= now_dt else due
+
+
+async def task_monitor(ctx: TaskContext) -> dict[str, Any]:
+    from queues.monitoring import get_queue_monitor
+
+    snap = await asyncio.to_thread(get_queue_monitor().tick)
+    return {"health_score": snap["health"]["health_score"], "redis": snap["redis"].get("reachable")}
+
+
+async def task_match_monitoring(ctx: TaskContext) -> dict[str, Any]:
+    from queues.manager import get_queue_manager
+
+    handle = await asyncio.to_thread(get_queue_manager().enqueue_match_monitoring)
+    return {"job_id": handle.id}
+
+
+async def task_cache_update(ctx: TaskContext) -> dict[str, Any]:
+    from queues.manager import get_queue_manager
+
+    handle = await asyncio.to_thread(get_queue_manager().enqueue_cache_update, "player", None)
+    return {"job_id": handle.id}
+
+
+async def task_retention(ctx: TaskContext) -> dict[str, Any]:
+    from queues.monitoring import get_queue_monitor
+
+    return await asyncio.to_thread(get_queue_monitor().retention_cleanup)
+
+
+def weekly_boundary(now: float, tz: ZoneInfo | Any) -> datetime:
+    """The latest Monday 09:00 in ``tz`` at or before ``now``."""
+    local = datetime.fromtimestamp(now, tz)
+    monday = (local - timedelta(days=(local.weekday() - WEEKLY_DAY) % 7)).replace(
+        hour=WEEKLY_HOUR, minute=0, second=0, microsecond=0)
+    if monday > local:
+        monday -= timedelta(days=7)
+    return monday
+
+
+def _zone(name: str | None) -> ZoneInfo | Any:
+    if not name:
+        return UTC
+    try:
+        return ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+async def subscribed_users(settings: Settings) -> list[tuple[int, str | None]]:
+    """``(user_id, time zone or None)`` of every active user who follows a player.
+
+    Reads ``faceit/store.py``; an absent FACEIT layer means no users (logged once per run).
+    """
+    try:
+        from faceit.keys import FaceitKeys
+        from faceit.store import FaceitStore
+    except ImportError:
+        logger.info("weekly reports: faceit.store is not available; no users")
+        return []
+    from queues.connection import async_redis_client
+
+    client = async_redis_client(settings)
+    try:
+        store = FaceitStore(client, FaceitKeys(settings.redis_key_prefix))
+        users: set[int] = set()
+        for player_id in await store.all_subscribed_players():
+            users.update(await store.subscribers(player_id))
+        inactive = await store.inactive_users() if hasattr(store, "inactive_users") else set()
+        lookup = getattr(store, "user_timezone", None)
+        result = []
+        for uid in sorted(users - inactive):
+            tz = None
+            if lookup is not None:
+                try:
+                    tz = await lookup(uid)
+                except Exception:
+                    tz = None
+            result.append((uid, tz))
+        return result
+    finally:
+        await client.aclose()
+
+
+async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
+    """Send each subscribed user's weekly report once, when Monday 09:00 local has passed since
+    the previous run (so a leader that was down at 09:00 sends it once when it is back)."""
+    if ctx.last_run is None:
+        return {"sent": 0, "note": "first run: baseline recorded"}
+    service = ctx.service
+    from queues.manager import get_queue_manager
+
+    manager = get_queue_manager()
+    sent = 0
+    for uid, tz_name in await subscribed_users(service.settings):
+        boundary = weekly_boundary(ctx.now, _zone(tz_name))
+        if not (ctx.last_run < boundary.timestamp() <= ctx.now):
+            continue
+        year, week, _ = boundary.isocalendar()
+        mark = service.keys.weekly_mark(uid, f"{year}-W{week:02d}")
+        if not service.client.set(mark, ctx.now, nx=True, ex=WEEKLY_MARK_TTL):
+            continue
+        try:
+            await asyncio.to_thread(manager.enqueue_analytics_report, uid, "weekly",
+                                    {"user_id": uid, "chat_id": uid})
+        except Exception:
+            service.client.delete(mark)  # let the next run try this user again
+            raise
+        sent += 1
+    return {"sent": sent}
+
+
+def default_tasks(settings: Settings) -> list[Task]:
+    return [
+        Task("monitor", task_monitor, interval=float(settings.queue_monitoring_interval), run_at_start=True),
+        Task("match_monitoring", task_match_monitoring, interval=float(settings.match_monitoring_interval),
+             run_at_start=True),
+        Task("cache_update", task_cache_update, interval=extra_setting(settings, "cache_update_interval", 3600)),
+        Task("weekly_reports", task_weekly_reports,
+             interval=extra_setting(settings, "weekly_report_check_interval", 900), run_at_start=True),
+        Task("retention", task_retention, cron={"hour": 3, "minute": 30}),
+    ]
+
+
+# --- the service ------------------------------------------------------------------------------
+
+
+class SchedulerService:
+    """Leader election plus the leader's APScheduler. See the module docstring."""
+
+    def __init__(self, settings: Settings, *, client: redis.Redis | None = None,
+                 tasks: list[Task] | None = None, lock_ttl: float | None = None) -> None:
+        from queues.runtime import get_redis
+
+        self.settings = settings
+        self.client = client or get_redis(settings)
+        self.keys = SchedulerKeys(settings.redis_key_prefix)
+        self.tasks = {t.name: t for t in (tasks if tasks is not None else default_tasks(settings))}
+        self.lock_ttl = lock_ttl or extra_setting(settings, "scheduler_lock_ttl", 10.0)
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lock = LeaderLock(self.client, self.keys.leader, self.lock_ttl, self.token)
+        self.is_leader = False
+        self._aps: AsyncIOScheduler | None = None
+        self._stop = asyncio.Event()
+
+    # leadership
+    async def run(self) -> None:
+        """Campaign, lead, step down, until :meth:`stop`."""
+        logger.info("scheduler %s started (lock TTL %.1f s)", self.token, self.lock_ttl)
+        try:
+            while not self._stop.is_set():
+                await self._campaign()
+                try:
+                    await asyncio.wait_for(self._stop.wait(), timeout=self.lock_ttl / 3)
+                except TimeoutError:
+                    pass
+        finally:
+            self._step_down("stopping")
+            if self.lock.release():
+                logger.info("scheduler %s released leadership", self.token)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _campaign(self) -> None:
+        try:
+            held = await asyncio.to_thread(self.lock.acquire_or_renew)
+        except redis.RedisError as exc:
+            if self.is_leader:
+                logger.warning("scheduler: cannot renew leadership (%s); keep leading while Redis is "
+                               "unreachable", type(exc).__name__)
+            return
+        if held and not self.is_leader:
+            await self._become_leader()
+        elif not held and self.is_leader:
+            self._step_down(f"the lock is held by {self.lock.holder()}")
+
+    async def _become_leader(self) -> None:
+        self.is_leader = True
+        logger.info("scheduler %s is the leader", self.token)
+        last_runs = await asyncio.to_thread(self.last_runs)
+        now = time.time()
+        aps = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
+                                                          "misfire_grace_time": None})
+        for task in self.tasks.values():
+            first = task.first_run(last_runs.get(task.name), now)
+            aps.add_job(self.run_task, task.trigger(), args=[task.name], id=task.name, name=task.name,
+                        next_run_time=first, replace_existing=True)
+            logger.info("task %s: next run %s", task.name, first.isoformat() if first else "never")
+        aps.start()
+        self._aps = aps
+
+    def _step_down(self, why: str) -> None:
+        if self._aps is not None:
+            self._aps.shutdown(wait=False)
+            self._aps = None
+        if self.is_leader:
+            logger.warning("scheduler %s stepped down: %s", self.token, why)
+        self.is_leader = False
+
+    # runs
+    def last_runs(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.client.hgetall(self.keys.last_run).items()}
+
+    async def run_task(self, name: str) -> dict[str, Any] | None:
+        """Run ``name`` once unless another run of it happened within half its period."""
+        task = self.tasks[name]
+        now = time.time()
+        gap_ms = max(1, int(task.period * 500))
+        try:
+            fresh = await asyncio.to_thread(self.client.set, self.keys.dedupe(name), self.token, nx=True,
+                                            px=gap_ms)
+            last = await asyncio.to_thread(self.client.hget, self.keys.last_run, name)
+        except redis.RedisError:
+            if name != "monitor":
+                logger.warning("task %s skipped: Redis unreachable", name)
+                return None
+            fresh, last = True, None  # the monitor must run to report the outage
+        if not fresh:
+            logger.info("task %s: skipped (already run within %.1f s)", name, gap_ms / 1000)
+            return None
+        ctx = TaskContext(name=name, now=now, last_run=float(last) if last else None, service=self)
+        started = time.monotonic()
+        outcome, result = "ok", None
+        try:
+            result = await task.fn(ctx)
+        except Exception as exc:
+            outcome = f"error: {type(exc).__name__}: {str(exc)[:200]}"
+            logger.exception("task %s failed", name)
+        entry = {"task": name, "at": now, "leader": self.token, "outcome": outcome,
+                 "seconds": round(time.monotonic() - started, 3), "result": result}
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            if outcome == "ok":
+                pipe.hset(self.keys.last_run, name, repr(now))
+            pipe.lpush(self.keys.history, json.dumps(entry, default=str))
+            pipe.ltrim(self.keys.history, 0, HISTORY_KEPT - 1)
+            await asyncio.to_thread(pipe.execute)
+        except redis.RedisError:
+            pass
+        return entry
+
+
+def history(client: redis.Redis, prefix: str, limit: int = HISTORY_KEPT) -> list[dict[str, Any]]:
+    """The newest task runs (for the admin tool and tests)."""
+    return [json.loads(x) for x in client.lrange(SchedulerKeys(prefix).history, 0, limit - 1)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the FACEIT bot's scheduler (one leader at a time).")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO … (default LOG_LEVEL)")
+    args = parser.parse_args(argv)
+    settings = load_settings_or_exit()
+    logging.basicConfig(level=(args.log_level or settings.log_level).upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    from queues.sentry import init_sentry
+
+    init_sentry(settings, "scheduler")
+    service = SchedulerService(settings)
+
+    async def runner() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, service.stop)
+        await service.run()
+
+    asyncio.run(runner())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

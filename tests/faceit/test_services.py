@@ -1,0 +1,260 @@
+"""The services contract end to end: real client, real Redis, sandbox Data API."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+from typing import Any
+
+import pytest
+import redis
+
+from faceit import errors, services, store
+from faceit.context import close_faceit_context, get_faceit_context
+from tests.faceit.conftest import ProgressLog
+from tests.support.faceit_sandbox import FaceitSandbox
+
+pytestmark = pytest.mark.usefixtures("faceit_env")
+
+
+def _check_result(result: dict[str, Any], kind: str) -> None:
+    assert result["kind"] == kind
+    json.dumps(result)  # JSON-serialisable as a whole
+    assert set(result) == {"kind", "data", "texts", "photos", "notifications"}
+    for lang in ("en", "ru"):
+        assert result["texts"][lang], lang
+        assert all(0 < len(part) <= 4096 for part in result["texts"][lang])
+
+
+async def test_cold_analysis_within_31_calls_and_warm_within_1(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    match_id = sandbox.world()["matches"]["VOTING"][0]
+    result = await services.analyze_match(f"https://www.faceit.com/ru/cs2/room/{match_id}/scoreboard", progress)
+    _check_result(result, "match_analysis")
+    assert sandbox.calls() <= 31
+    data = result["data"]
+    assert data["state"] == "pre_game" and data["match_id"] == match_id
+    players = [p for t in data["teams"].values() for p in t["players"]]
+    assert len(players) == 10 and all(p["elo"] and p["form"]["matches"] == 20 for p in players)
+    assert all(p["form"]["rating"] for p in players)
+    assert data["maps"]["pool_source"] == "veto" and len(data["maps"]["maps"]) == 7
+    assert data["maps"]["advice"]["faction1"]["pick"]
+    stages = [c[1] for c in progress.calls]
+    assert stages[0] == "match" and "players" in stages and stages[-1] == "render"
+    assert ("players", 10, 10) in [c[1:] for c in progress.calls]
+    assert [c[0] for c in progress.calls] == sorted(c[0] for c in progress.calls)
+
+    sandbox.reset()
+    again = await services.analyze_match(match_id, ProgressLog())
+    assert sandbox.calls() <= 1
+    assert again["data"] == data
+
+
+async def test_every_pre_game_state_is_analysable(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    matches = sandbox.world()["matches"]
+    check_in = await services.analyze_match(matches["CHECK_IN"][0], progress)
+    assert check_in["data"]["maps"]["pool_source"] == "active_duty"  # no veto yet
+    ready = await services.analyze_match(matches["READY"][0], progress)
+    assert len(ready["data"]["maps"]["picked"]) == 1
+    assert "★" in ready["texts"]["en"][0] or "★" in "".join(ready["texts"]["en"])
+    for status in ("ONGOING", "CONFIGURING"):
+        result = await services.analyze_match(matches[status][0], progress)
+        assert result["data"]["status"] == status
+
+
+@pytest.mark.parametrize(("status", "key"), [("CANCELLED", "match_cancelled"), ("ABORTED", "match_aborted")])
+async def test_cancelled_and_aborted_are_refused(sandbox: FaceitSandbox, progress: ProgressLog, status: str,
+                                                 key: str) -> None:
+    with pytest.raises(errors.MatchNotAnalysableError) as caught:
+        await services.analyze_match(sandbox.world()["matches"][status][0], progress)
+    assert caught.value.key == key and caught.value.code == "match_not_analysable"
+    assert sandbox.calls() == 1
+
+
+async def test_finished_match_shows_the_result(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    result = await services.analyze_match(sandbox.world()["matches"]["FINISHED"][0], progress)
+    _check_result(result, "match_analysis")
+    data = result["data"]
+    assert data["state"] == "finished" and data["winner"] in ("faction1", "faction2")
+    assert data["maps"][0]["rounds"] >= 13 and len(data["maps"][0]["teams"]) == 2
+    assert sandbox.calls() == 2  # the match and its stats
+    assert "Match finished" in result["texts"]["en"][0] and "Матч завершён" in result["texts"]["ru"][0]
+
+
+async def test_old_bare_uuid_room_falls_back_to_the_bare_id(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    legacy = sandbox.world()["matches"]["LEGACY"][0]
+    result = await services.analyze_match(f"https://www.faceit.com/en/csgo/room/{legacy}", progress)
+    assert result["data"]["state"] == "finished"
+    assert sandbox.calls("match") == 2  # 1-<uuid> (404), then the bare uuid
+
+
+async def test_bad_input_and_unknown_match(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    with pytest.raises(errors.BadInputError) as bad:
+        await services.analyze_match("https://example.com/not-a-room", progress)
+    assert bad.value.key == "bad_match_ref"
+    assert sandbox.calls() == 0 and progress.calls == []
+    with pytest.raises(errors.NotFoundError) as missing:
+        await services.analyze_match("1-00000000-0000-4000-8000-000000000000", progress)
+    assert missing.value.key == "match_not_found"
+
+
+async def test_player_report_with_chart_and_elo_history(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    player = sandbox.world()["players"][5]
+    result = await services.build_player_report(f"https://www.faceit.com/en/players/{player['nickname']}", progress)
+    _check_result(result, "player_report")
+    assert sandbox.calls() == 3
+    data = result["data"]
+    assert data["player_id"] == player["player_id"] and data["elo"] == player["elo"]
+    assert data["progress"]["level"] == player["level"]
+    assert data["form"]["matches"] == 20 and data["maps"] and data["lifetime"]["matches"]
+    assert data["trend"]["direction"] in ("up", "down", "flat")
+    png = base64.b64decode(result["photos"][0]["png_b64"])
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    assert player["nickname"] in result["photos"][0]["caption"]["ru"]
+    assert len(data["chart"]["elo"]) == 1
+
+    finished = sandbox.finish_match(player_id=player["player_id"], won=True)
+    ctx = await get_faceit_context()
+    await ctx.client.get_player(player["player_id"], refresh=True)  # a monitor/cache run would do this
+    await ctx.store.record_elo(player["player_id"], player["elo"] + finished["elo_changes"][player["player_id"]],
+                               now=10**10)
+    again = await services.build_player_report(player["player_id"], ProgressLog())
+    assert len(again["data"]["chart"]["elo"]) == 2
+    assert again["data"]["elo_seen_change"] == finished["elo_changes"][player["player_id"]]
+
+
+async def test_resolve_player(sandbox: FaceitSandbox) -> None:
+    player = sandbox.world()["players"][2]
+    resolved = await services.resolve_player(player["nickname"])
+    assert resolved["player_id"] == player["player_id"] and resolved["elo"] == player["elo"]
+    assert resolved["level"] == player["level"]
+    with pytest.raises(errors.NotFoundError) as caught:
+        await services.resolve_player("Nobody_Here")
+    assert caught.value.key == "player_not_found"
+    with pytest.raises(errors.BadInputError):
+        await services.resolve_player("no spaces allowed")
+
+
+async def test_bulk_analysis_reports_each_match(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    matches = sandbox.world()["matches"]
+    refs = [matches["READY"][1], f"https://www.faceit.com/en/cs2/room/{matches['READY'][1]}",
+            matches["FINISHED"][1], matches["CANCELLED"][0], "junk"]
+    result = await services.analyze_bulk(refs, progress)
+    _check_result(result, "bulk_analysis")
+    data = result["data"]
+    assert data["total"] == 4 and data["analysed"] == 2 and data["failed"] == 2
+    outcomes = [m["outcome"] for m in data["matches"]]
+    assert outcomes == ["analysed", "finished", "failed", "failed"]
+    assert data["matches"][2]["error"]["code"] == "match_not_analysable"
+    assert data["matches"][3]["error"]["texts"]["ru"]
+    assert progress.calls[-2][1:] == ("matches", 4, 4)
+    with pytest.raises(errors.BadInputError) as too_many:
+        await services.analyze_bulk([f"1-{i:08d}-0000-4000-8000-000000000000" for i in range(21)], progress)
+    assert too_many.value.key == "too_many_matches"
+    with pytest.raises(errors.MatchNotAnalysableError):  # every match failed: the job fails
+        await services.analyze_bulk([matches["CANCELLED"][0]], progress)
+
+
+async def test_monitoring_notifies_active_followers_once(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    player = sandbox.world()["players"][7]
+    pid = player["player_id"]
+    await store.subscribe(1, pid, player["nickname"])
+    await store.subscribe(2, pid, player["nickname"])
+    await store.subscribe(3, pid, player["nickname"])
+    await store.set_user_inactive(3)
+    first = await services.monitor_matches(None, progress)
+    assert first["data"]["baselined"] == 1 and first["notifications"] == []
+
+    finished = sandbox.finish_match(player_id=pid, won=False)
+    second = await services.monitor_matches([1], ProgressLog())
+    _check_result(second, "match_monitoring")
+    notes = second["notifications"]
+    assert sorted(n["user_id"] for n in notes) == [1, 2]  # user 3 blocked the bot
+    assert all(n["match_id"] == finished["match_id"] for n in notes)
+    text = notes[0]["texts"]["en"][0]
+    delta = finished["elo_changes"][pid]
+    assert "Loss" in text and f"Elo −{abs(delta)}" in text
+    assert "Поражение" in notes[0]["texts"]["ru"][0]
+
+    third = await services.monitor_matches(None, ProgressLog())
+    assert third["notifications"] == [] and third["data"]["new_matches"] == 0
+
+
+async def test_monitoring_survives_one_failing_player(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    players = sandbox.world()["players"][8:10]
+    for p in players:
+        await store.subscribe(5, p["player_id"], p["nickname"])
+    sandbox.faults(error_rate=1.0, status=500, path=players[0]["player_id"])
+    result = await services.monitor_matches([5], progress)
+    assert result["data"]["checked"] == 1 and result["data"]["errors"][0]["player_id"] == players[0]["player_id"]
+    sandbox.faults(error_rate=1.0, status=500)
+    with pytest.raises(errors.UpstreamError):  # nobody could be checked: the job is retried
+        await services.monitor_matches([5], progress)
+
+
+async def test_cache_update_refreshes_followed_players(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    players = sandbox.world()["players"][10:12]
+    for p in players:
+        await store.subscribe(9, p["player_id"], p["nickname"])
+    result = await services.update_cache("players", None, progress)
+    _check_result(result, "cache_update")
+    assert result["data"]["refreshed"] == 2 and sandbox.calls() == 6
+    result = await services.update_cache("stats", [players[0]["nickname"], "bad nick!"], progress)
+    assert result["data"]["refreshed"] == 1 and result["data"]["failed"][0]["code"] == "bad_input"
+    matches = await services.update_cache("matches", [sandbox.world()["matches"]["ONGOING"][0]], progress)
+    assert matches["data"]["refreshed"] == 1
+    with pytest.raises(errors.BadInputError):
+        await services.update_cache("everything", None, progress)
+
+
+async def test_analytics_reports(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    player = sandbox.world()["players"][12]
+    await store.subscribe(11, player["player_id"], player["nickname"])
+    await store.record_analysis(11, "match")
+    await store.record_analysis(11, "match")
+    await store.record_analysis(11, "player")
+    await store.record_analysis(12, "bulk")
+    mine = await services.build_analytics_report(11, "weekly", progress)
+    _check_result(mine, "analytics_report")
+    assert mine["data"]["analyses"] == {"match": 2, "player": 1}
+    tracked = mine["data"]["players"][0]
+    assert tracked["player_id"] == player["player_id"] and tracked["matches"] >= 1 and tracked["elo"]
+    assert "Итоги недели" in mine["texts"]["ru"][0]
+    everyone = await services.build_analytics_report(None, "monthly", ProgressLog())
+    assert sorted(n["user_id"] for n in everyone["notifications"]) == [11, 12]
+    assert everyone["data"]["analyses"] == {"match": 2, "player": 1, "bulk": 1}
+    with pytest.raises(errors.BadInputError):
+        await services.build_analytics_report(11, "daily", progress)
+
+
+async def test_a_strict_upstream_limit_never_reaches_the_job(sandbox: FaceitSandbox, env_override: Any,
+                                                             progress: ProgressLog) -> None:
+    # Scaled down from the benchmark: burst 30 against an upstream that allows 20 requests/s.
+    await close_faceit_context()
+    env_override(FACEIT_RATE_LIMIT="16", FACEIT_RATE_BURST="30")
+    sandbox.faults(rate_limit_per_s=20)
+    ids = sandbox.world()["matches"]["ONGOING"][1:3]
+    results = await asyncio.gather(*(services.analyze_match(mid, ProgressLog()) for mid in ids))
+    assert [r["data"]["state"] for r in results] == ["pre_game", "pre_game"]
+    assert sandbox.stats()["statuses"].get("429", 0) > 0  # the limit did bite, and was absorbed
+
+
+async def test_context_is_per_loop_and_closable(redis_client: redis.Redis) -> None:
+    here = await get_faceit_context()
+    assert await get_faceit_context() is here
+    other: list[Any] = []
+
+    def run() -> None:
+        async def grab() -> None:
+            other.append(await get_faceit_context())
+            await close_faceit_context()
+
+        asyncio.run(grab())
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert other and other[0] is not here
+    await close_faceit_context()
+    assert await get_faceit_context() is not here

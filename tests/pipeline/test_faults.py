@@ -1,0 +1,74 @@
+"""Faults: a killed worker, a poison message, Redis going away while a retry is sent."""
+
+from __future__ import annotations
+
+import time
+
+from queues.runtime import get_alert_store
+from tests.pipeline.conftest import wait_until
+
+
+def test_sigkill_mid_job_is_redelivered_and_succeeds(start_pool, manager, traces):
+    pool = start_pool(["default"])
+    handle = manager.enqueue_job("t_slow", seconds=2, steps=20)
+    wait_until(lambda: traces.runs(handle.id) == 1)
+    pool.kill_worker()
+    pool.stop(graceful=False)
+    start_pool(["default"])  # the operator's supervisor restarts the pool
+    record = manager.wait_for(handle.id, timeout=40)
+    assert record.status == "succeeded"
+    assert traces.runs(handle.id) == 2 and traces.runs(handle.id, "done") == 1
+    assert [t.get("outcome") for t in record.timeline] == ["worker_lost", "succeeded"]
+    assert record.deliveries == 2
+
+
+def test_dead_worker_recovery_takes_seconds_with_production_heartbeats(start_pool, manager, traces):
+    """With the shipped QUEUE_HEARTBEAT_TIMEOUT (15 s) and sweep interval (5 s): well under 60 s."""
+    prod = {"QUEUE_HEARTBEAT_TIMEOUT": "15", "QUEUE_MAINTENANCE_INTERVAL": "5"}
+    victim = start_pool(["default"], env=prod)
+    handle = manager.enqueue_job("t_slow", seconds=1, steps=10)
+    wait_until(lambda: traces.runs(handle.id) == 1)
+    victim.kill_worker()
+    killed_at = time.monotonic()
+    victim.stop(graceful=False)
+    start_pool(["default"], env=prod)
+    record = manager.wait_for(handle.id, timeout=60)
+    assert record.status == "succeeded"
+    assert time.monotonic() - killed_at < 60
+
+
+def test_a_poison_message_fails_after_its_deliveries_with_one_alert(start_pool, manager, traces):
+    """t_crash kills its worker on every delivery; max_retries=2 → 3 deliveries, then failed."""
+    handle = manager.enqueue_job("t_crash")
+    bystander = manager.enqueue_job("t_noop", value=7)
+    deadline = time.monotonic() + 90
+    pools = []
+    while manager.get_job_status(handle.id) != "failed" and time.monotonic() < deadline:
+        pool = start_pool(["default"], wait=False)  # a supervisor restarting the dead pool
+        pools.append(pool)
+        wait_until(lambda p=pool: p.process.poll() is not None or manager.get_job_status(handle.id) == "failed",
+                   timeout=30)
+        pool.stop(graceful=False)
+    record = manager.get_job(handle.id)
+    assert record.status == "failed" and record.error["code"] == "crash_loop"
+    assert traces.runs(handle.id) == 3  # max_retries + 1 deliveries ran the body, no more
+    alerts = [a for a in get_alert_store().recent(1) if a.job_id == handle.id]
+    assert len(alerts) == 1 and alerts[0].details["reason"] == "crash_loop"
+    start_pool(["default"])
+    assert manager.wait_for(bystander.id, timeout=30).status == "succeeded"  # other jobs flow
+    assert manager.queue_stats()["default"].dead == 1
+
+
+def test_redis_down_while_the_retry_is_sent_loses_nothing(start_pool, manager, traces, redis_server, tmp_path):
+    """The job fails, then Redis stops before the retry is enqueued: the retry waits, not drops."""
+    pool = start_pool(["default"], env={"QUEUE_RETRY_DELAYS": "0.2"})
+    handle = manager.enqueue_job("t_fail_times", failures=1, stop_redis=True)
+    wait_until(lambda: redis_server.process.poll() is not None, timeout=20)  # the actor shut Redis down
+    redis_server.process = None
+    time.sleep(1.5)  # the worker keeps trying to send the retry meanwhile
+    redis_server.start()  # AOF brings back every key, the job record included
+    record = manager.wait_for(handle.id, timeout=40)
+    assert record.status == "succeeded"
+    assert traces.runs(handle.id) == 2
+    log = pool.log_path.read_text()
+    assert "could not re-enqueue the retry" in log

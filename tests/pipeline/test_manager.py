@@ -1,0 +1,117 @@
+"""The queue manager: coalescing, place in queue, cancel, requeue, clear, unknown names."""
+
+from __future__ import annotations
+
+import pytest
+
+from queues.errors import UnknownActorError, UnknownJobError
+from queues.runtime import get_job_store
+from tests.pipeline.conftest import wait_until
+
+ROOM = "https://www.faceit.com/en/cs2/room/1-0b9a4c1e-5b5e-4c8e-9f51-3a1b2c3d4e5f"
+SAME_ROOM_OTHER_FORM = "https://www.faceit.com/ru/cs2/room/1-0b9a4c1e-5b5e-4c8e-9f51-3a1b2c3d4e5f/scoreboard"
+
+
+def test_a_second_request_for_a_queued_match_joins_the_job(manager):
+    first = manager.enqueue_match_analysis(ROOM, user_id=1)
+    second = manager.enqueue_match_analysis(SAME_ROOM_OTHER_FORM, user_id=2)
+    again = manager.enqueue_match_analysis(ROOM, user_id=1)
+    assert not first.coalesced and second.coalesced and again.coalesced
+    assert second.id == first.id == again.id
+    record = manager.get_job(first.id)
+    assert record.user_ids == [1, 2]  # the same user twice is one requester
+    assert manager.queue_stats()["high"].waiting == 1  # one message, not three
+    other = manager.enqueue_match_analysis(ROOM.replace("1-0b9a", "1-1b9a"), user_id=3)
+    assert other.id != first.id and not other.coalesced
+
+
+def test_requests_join_a_running_job_but_not_a_finished_one(shared_pool, manager):
+    first = manager.enqueue_job("t_slow", seconds=1.5, steps=6, coalesce="m1", requester={"user_id": 1})
+    wait_until(lambda: manager.get_job_status(first.id) == "started")
+    joined = manager.enqueue_job("t_slow", seconds=1.5, steps=6, coalesce="m1", requester={"user_id": 2})
+    assert joined.id == first.id and joined.status == "started"
+    record = manager.wait_for(first.id, timeout=20)
+    assert record.status == "succeeded" and record.user_ids == [1, 2]
+    later = manager.enqueue_job("t_slow", seconds=0.1, steps=1, coalesce="m1", requester={"user_id": 3})
+    assert later.id != first.id
+
+
+def test_place_in_queue_counts_waiting_messages(manager):
+    handles = [manager.enqueue_job("t_low") for _ in range(3)]
+    assert [h.position for h in handles] == [1, 2, 3]
+
+
+def test_cancel_a_queued_job_it_never_runs(manager, start_pool, traces):
+    handle = manager.enqueue_job("t_noop")
+    assert manager.cancel_job(handle.id) == "canceled"
+    assert manager.get_job_status(handle.id) == "canceled"
+    start_pool(["default"])
+    marker = manager.enqueue_job("t_noop")  # runs after the canceled one was taken and skipped
+    assert manager.wait_for(marker.id, timeout=20).status == "succeeded"
+    assert traces.runs(handle.id) == 0
+    assert manager.queue_stats()["default"].waiting == 0
+
+
+def test_cancel_a_running_job_stops_it_at_its_next_await(shared_pool, manager, traces):
+    handle = manager.enqueue_job("t_slow", seconds=20, steps=40)
+    wait_until(lambda: traces.runs(handle.id) == 1)
+    assert manager.cancel_job(handle.id) == "canceling"
+    record = manager.wait_for(handle.id, timeout=10)
+    assert record.status == "canceled"
+    assert traces.runs(handle.id, "done") == 0
+    assert record.finished_at - record.started_at < 5  # not the 20 s the body wanted
+    assert manager.cancel_job(handle.id) == "canceled"  # asking again says what it is
+
+
+def test_cancel_an_unknown_job_is_a_clear_error(manager):
+    with pytest.raises(UnknownJobError):
+        manager.cancel_job("no-such-job")
+
+
+def test_requeue_a_failed_job_with_fresh_counters(shared_pool, manager, traces, redis_client):
+    handle = manager.enqueue_job("t_fail_times", retry=0, failures=1)
+    assert manager.wait_for(handle.id, timeout=20).status == "failed"
+    assert manager.queue_stats()["default"].dead == 1
+    assert manager.requeue_failed(job_id=handle.id) == [handle.id]
+    record = manager.wait_for(handle.id, timeout=20)
+    assert record.status == "succeeded" and traces.runs(handle.id) == 2
+    assert manager.queue_stats()["default"].dead == 0  # the dead-letter copy is gone
+    assert manager.requeue_failed(job_id=handle.id) == []  # nothing to requeue any more
+
+
+def test_requeue_all_failed_jobs_of_a_queue(shared_pool, manager):
+    failed = [manager.enqueue_job("t_fail_times", retry=0, failures=1) for _ in range(3)]
+    for h in failed:
+        assert manager.wait_for(h.id, timeout=20).status == "failed"
+    assert sorted(manager.requeue_failed(queue="default")) == sorted(h.id for h in failed)
+    for h in failed:
+        assert manager.wait_for(h.id, timeout=20).status == "succeeded"
+
+
+def test_clear_queues_drops_waiting_messages(manager):
+    for _ in range(4):
+        manager.enqueue_job("t_low")
+    manager.enqueue_job("t_high")
+    assert manager.clear_queues("low") == {"low": 4}
+    stats = manager.queue_stats()
+    assert stats["low"].waiting == 0 and stats["high"].waiting == 1
+    with pytest.raises(ValueError):
+        manager.clear_queues("nope")
+
+
+def test_unknown_actor_is_refused_and_writes_nothing(manager, redis_client):
+    with pytest.raises(UnknownActorError):
+        manager.enqueue_job("no_such_actor", x=1)
+    assert get_job_store().list_jobs()[1] == 0
+
+
+def test_indexes_are_bounded_and_pruned(manager, redis_client, monkeypatch):
+    store = get_job_store()
+    monkeypatch.setattr(store, "index_limit", 10)
+    ids = [manager.enqueue_job("t_low").id for _ in range(15)]
+    assert redis_client.zcard(store.index_key("all")) == 10
+    page, total = store.list_jobs(limit=5)
+    assert [r.id for r in page] == ids[::-1][:5] and total == 10
+    redis_client.delete(store.job_key(ids[-1]))  # expired record
+    page, total = store.list_jobs(limit=5)
+    assert ids[-1] not in [r.id for r in page] and total == 9
