@@ -1,14 +1,32 @@
 """The operators' command line: ``python admin.py COMMAND``.
 
+=========================================  ====================================================
+command                                    what it does
+=========================================  ====================================================
+``work --workers N --queues Q…``           run a worker pool (``dramatiq actors``)
+``status``                                 queues, workers, health score and its reasons
+``alerts --hours N [--level L] [--open]``  recent alerts (fired and resolved)
+``test [--timeout S]``                     a probe job per queue: pass/fail and latency
+``report --hours N [--output FILE]``       JSON: throughput, failures, latency, alerts
+``requeue [--queue Q] [--job ID] [--all]``  send failed jobs again
+``clear QUEUE… [--yes]``                   drop waiting and delayed jobs (asks first)
+``job JOB_ID``                             the whole record, attempts and traceback
+``workers [--all]``                        live worker processes
+``purge-dead [--older-than 2h]``           drop dead-lettered messages
+=========================================  ====================================================
+
 Exit codes: 0 all is well, 1 a problem was found (or Redis is unreachable), 2 a usage error.
 Every command that reads takes ``--json`` for machines; errors are one line on stderr.
+(``run``, the supervised local stack, is added by ``supervisor.py``.)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -19,6 +37,7 @@ import redis
 from settings import SettingsError, get_settings, redact_url
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+PROBLEM_LEVELS = ("error", "critical")
 
 
 def fail(message: str, code: int = EXIT_PROBLEM) -> None:
@@ -31,13 +50,18 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from queues.errors import UnknownJobError
+
         try:
             return fn(*args, **kwargs)
         except SettingsError as exc:
             fail(f"settings: {exc}", EXIT_USAGE)
         except redis.RedisError as exc:
             url = redact_url(get_settings().redis_url)
-            fail(f"Redis at {url} is unreachable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+            first = (str(exc).splitlines() or [""])[0][:120]
+            fail(f"Redis at {url} is unreachable ({type(exc).__name__}: {first})")
+        except UnknownJobError as exc:
+            fail(str(exc))
 
     return wrapper
 
@@ -46,9 +70,67 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
+def console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]], right: tuple[str, ...] = ()):
+    from rich.table import Table
+
+    t = Table(title=title)
+    for column in columns:
+        t.add_column(column, justify="right" if column in right else "left", overflow="fold")
+    for row in rows:
+        t.add_row(*["" if v is None else str(v) for v in row])
+    return t
+
+
+def fmt_time(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
+
+
+def fmt_seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    value = float(value)
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 120:
+        return f"{value:.1f} s"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``2h``, ``7d`` → seconds (BadParameter otherwise)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a duration (e.g. 90s, 15m, 2h, 7d)")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def resolve_queue(name: str) -> str:
+    """``high``/``default``/``low`` (with or without QUEUE_NAME_PREFIX) → the broker queue name."""
+    from queues.priorities import QueuePriority, queue_name
+
+    settings = get_settings()
+    try:
+        return queue_name(QueuePriority(name.removeprefix(settings.queue_name_prefix)), settings)
+    except ValueError:
+        raise click.BadParameter(f"unknown queue {name!r} (expected high, default or low)") from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Operate the FACEIT bot's job pipeline."""
+
+
+# --- work ---------------------------------------------------------------------------------------
 
 
 @cli.command()
@@ -81,11 +163,18 @@ def work(workers: int | None, threads: int | None, queues: tuple[str, ...], verb
     os.execv(sys.executable, cmd)
 
 
+# --- status ------------------------------------------------------------------------------------
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handles_errors
 def status(as_json: bool) -> None:
-    """Per-queue depth, delayed, in progress, dead, and live workers."""
+    """Per-queue depth, delayed, in progress, dead, live workers, and the health score.
+
+    Exit 1 when the health score is under 50 or an error/critical condition holds (work
+    waiting with no worker, a high failure rate, stale jobs, FACEIT refusing our key …).
+    """
     from queues.manager import get_queue_manager
 
     manager = get_queue_manager()
@@ -99,8 +188,13 @@ def status(as_json: bool) -> None:
         "health": health,
     }
     problem = any(s.waiting and not s.workers for s in stats.values())
-    if health is not None and health.get("health_score", 100) < 50:
-        problem = True
+    if health is not None:
+        score = health.get("health_score")
+        if score is not None and score < 50:
+            problem = True
+        if any(c.get("level") in PROBLEM_LEVELS for c in health.get("components", [])):
+            problem = True
+    data["problem"] = problem
     if as_json:
         emit_json(data)
     else:
@@ -123,25 +217,376 @@ def _health_summary() -> dict[str, Any] | None:
 
 
 def _print_status(data: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    table = Table(title=f"Queues ({data['broker']})")
-    for column in ("queue", "waiting", "delayed", "in progress", "dead", "workers"):
-        table.add_column(column, justify="right" if column != "queue" else "left")
+    out = console()
+    na = "n/a (RabbitMQ)"
+    rows = []
     for name, q in data["queues"].items():
-        na = "n/a (RabbitMQ)"
-        table.add_row(name, str(q["waiting"]), na if q["delayed"] is None else str(q["delayed"]),
-                      na if q["in_progress"] is None else str(q["in_progress"]),
-                      na if q["dead"] is None else str(q["dead"]), str(q["workers"]))
-    console.print(table)
-    console.print(f"live worker processes: {len(data['workers'])}")
+        rows.append([name, q["waiting"], na if q["delayed"] is None else q["delayed"],
+                     na if q["in_progress"] is None else q["in_progress"],
+                     na if q["dead"] is None else q["dead"], q["workers"]])
+    out.print(table(f"Queues ({data['broker']})", ["queue", "waiting", "delayed", "in progress", "dead",
+                                                    "workers"], rows,
+                    right=("waiting", "delayed", "in progress", "dead", "workers")))
+    out.print(f"live worker processes: {len(data['workers'])}")
     health = data.get("health")
     if health:
-        console.print(f"health score: {health.get('health_score')}/100")
-        for reason in health.get("reasons", []):
-            console.print(f"  - {reason}")
+        score = health.get("health_score")
+        colour = "green" if score is not None and score >= 80 else "yellow" if score and score >= 50 else "red"
+        out.print(f"health score: [{colour}]{score}/100[/{colour}]")
+        for component in health.get("components", []):
+            out.print(f"  -{component['score_lost']:>3}  {component['name']}: {component['reason']}",
+                      markup=False)
+        if health.get("error"):
+            out.print(f"  (health unavailable: {health['error']})", markup=False)
+
+
+# --- alerts ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True,
+              help="How far back to look.")
+@click.option("--level", type=click.Choice(["info", "warning", "error", "critical"]), default=None,
+              help="Only alerts at this level or above.")
+@click.option("--open", "open_only", is_flag=True, help="Only conditions that still hold.")
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_errors
+def alerts(hours: float, level: str | None, open_only: bool, limit: int, as_json: bool) -> None:
+    """Recent alerts, newest first. Exit 1 while an error or critical condition is open."""
+    from queues.alerts import LEVELS
+    from queues.runtime import get_alert_store
+
+    store = get_alert_store()
+    open_now = store.open_alerts()
+    if open_only:
+        floor = LEVELS.index(level) if level else 0
+        items = sorted((a for a in open_now if a.level in LEVELS and LEVELS.index(a.level) >= floor),
+                       key=lambda a: a.time, reverse=True)
+    else:
+        items = store.recent(hours, level=level, limit=limit)
+    items = items[:limit]
+    problem = any(a.level in PROBLEM_LEVELS for a in open_now)
+    if as_json:
+        emit_json({"hours": hours, "level": level, "count": len(items), "alerts": [a.to_dict() for a in items],
+                   "open": [a.to_dict() for a in open_now], "problem": problem})
+    else:
+        rows = [[fmt_time(a.time), a.level, a.state, a.source,
+                 f"{a.rule}/{a.subject}" if a.rule else (f"job {a.job_id}" if a.job_id else ""), a.message]
+                for a in items]
+        out = console()
+        what = "open alerts" if open_only else f"alerts of the last {hours:g} h"
+        if rows:
+            out.print(table(f"{len(rows)} {what}", ["time", "level", "state", "source", "about", "message"],
+                            rows))
+        else:
+            out.print(f"no {what}")
+        out.print(f"open conditions: {len(open_now)}")
+    sys.exit(EXIT_PROBLEM if problem else EXIT_OK)
+
+
+# --- test --------------------------------------------------------------------------------------
+
+
+@cli.command("test")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds to wait for every probe.")
+@click.option("--queues", "-q", multiple=True, help="Only these queues (default all).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_errors
+def test_probe(timeout: float, queues: tuple[str, ...], as_json: bool) -> None:
+    """Send a probe job to each queue, wait, print pass/fail and latency. Exit 1 if any fails."""
+    from actors.probe import PROBES
+    from queues.manager import get_queue_manager
+    from queues.priorities import QueuePriority, priority_of_queue
+
+    settings = get_settings()
+    manager = get_queue_manager()
+    wanted = [resolve_queue(q) for part in queues for q in part.replace(",", " ").split()]
+    sent = []
+    for priority in QueuePriority:
+        actor = PROBES[priority]
+        handle = manager.enqueue_job(actor.actor_name, priority=priority, sent_at=time.time())
+        if wanted and handle.queue not in wanted:
+            manager.cancel_job(handle.id)
+            continue
+        sent.append((handle, time.monotonic()))
+    deadline = time.monotonic() + timeout
+    results = []
+    for handle, _ in sent:
+        record = manager.wait_for(handle.id, timeout=max(0.0, deadline - time.monotonic()))
+        status_ = record.status if record else "missing"
+        ok = status_ == "succeeded"
+        latency = (record.finished_at - record.enqueued_at) if ok and record.finished_at and record.enqueued_at \
+            else None
+        wait = (record.first_started_at - record.enqueued_at) if record and record.first_started_at \
+            and record.enqueued_at else None
+        if not ok and record is not None and not record.is_final:
+            manager.cancel_job(handle.id)  # a late probe must not run after we gave up on it
+            status_ = f"timed out ({status_})"
+        priority = priority_of_queue(handle.queue, settings)
+        results.append({"queue": handle.queue, "priority": priority.value if priority else None,
+                        "job_id": handle.id, "ok": ok, "status": status_, "latency": latency, "wait": wait,
+                        "error": (record.error or {}).get("message") if record and record.error else None})
+    failed = [r for r in results if not r["ok"]]
+    if as_json:
+        emit_json({"ok": not failed, "timeout": timeout, "results": results})
+    else:
+        rows = [[r["queue"], "PASS" if r["ok"] else "FAIL", r["status"], fmt_seconds(r["latency"]),
+                 fmt_seconds(r["wait"]), r["job_id"]] for r in results]
+        out = console()
+        out.print(table("Probe jobs", ["queue", "result", "status", "latency", "wait", "job"], rows,
+                        right=("latency", "wait")))
+        out.print("all queues answered" if not failed else f"{len(failed)} queue(s) failed")
+    sys.exit(EXIT_PROBLEM if failed else EXIT_OK)
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, allow_dash=True), default="-",
+              show_default=True, help="Where to write the JSON report ('-' = stdout).")
+@handles_errors
+def report(hours: float, output: str) -> None:
+    """A JSON report: throughput, failures by actor and error type, latency percentiles, alerts."""
+    from queues.monitoring import get_queue_monitor
+
+    data = get_queue_monitor().report(hours)
+    text = json.dumps(data, indent=2, default=str, ensure_ascii=False)
+    if output == "-":
+        click.echo(text)
+    else:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        t = data["throughput"]["total"]
+        click.echo(f"report of the last {hours:g} h written to {output}: {t['succeeded']} succeeded, "
+                   f"{t['failed']} failed, {data['alerts']['count']} alerts", err=True)
+
+
+# --- requeue -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--queue", "-q", "queue", default=None, help="Failed jobs of this queue.")
+@click.option("--job", "job_id", default=None, help="This one job.")
+@click.option("--all", "all_", is_flag=True, help="Every failed job.")
+@click.option("--include-canceled", is_flag=True, help="Canceled jobs too.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_errors
+def requeue(queue: str | None, job_id: str | None, all_: bool, include_canceled: bool, as_json: bool) -> None:
+    """Send failed jobs again with fresh counters (say which: --job, --queue or --all)."""
+    from queues.manager import get_queue_manager
+
+    if sum(bool(x) for x in (queue, job_id, all_)) != 1:
+        raise click.UsageError("say which jobs: exactly one of --job ID, --queue Q or --all")
+    manager = get_queue_manager()
+    if job_id:
+        record = manager.get_job(job_id)
+        if record is None:
+            fail(f"no job {job_id}")
+        if record.status not in ("failed", "canceled"):
+            fail(f"job {job_id} is {record.status}: only failed or canceled jobs can be requeued")
+        done = manager.requeue_failed(job_id=job_id)
+    else:
+        done = manager.requeue_failed(queue=resolve_queue(queue) if queue else None,
+                                      include_canceled=include_canceled)
+    if as_json:
+        emit_json({"requeued": done, "count": len(done)})
+    else:
+        click.echo(f"requeued {len(done)} job(s)" + (": " + ", ".join(done[:20]) if done else ""))
+    sys.exit(EXIT_PROBLEM if job_id and not done else EXIT_OK)
+
+
+# --- clear -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("queues", nargs=-1, required=True)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_errors
+def clear(queues: tuple[str, ...], yes: bool, as_json: bool) -> None:
+    """Drop every waiting and delayed job of QUEUES (high, default, low, or all). Asks first.
+
+    The dropped jobs' records are marked canceled, so users are not left waiting for them.
+    """
+    from queues.manager import get_queue_manager
+    from queues.priorities import all_queue_names
+
+    settings = get_settings()
+    names: list[str] = []
+    for item in queues:
+        for name in (all_queue_names(settings) if item == "all" else [resolve_queue(item)]):
+            if name not in names:
+                names.append(name)
+    manager = get_queue_manager()
+    stats = manager.queue_stats()
+    total = sum(stats[n].waiting + (stats[n].delayed or 0) for n in names)
+    if not yes:
+        prompt = f"Drop {total} waiting and delayed job(s) from {', '.join(names)}?"
+        if not click.confirm(prompt, default=False, err=True):
+            click.echo("nothing cleared", err=True)
+            sys.exit(EXIT_PROBLEM)
+    ids = {name: _queued_message_ids(name) for name in names}
+    cleared = manager.clear_queues(*names)
+    canceled = 0
+    for name in names:
+        for job_id in ids[name]:
+            if manager.jobs.request_cancel(job_id) == "canceled":
+                canceled += 1
+    if as_json:
+        emit_json({"cleared": cleared, "records_canceled": canceled})
+    else:
+        for name, n in cleared.items():
+            click.echo(f"{name}: dropped {n} job(s)")
+        click.echo(f"{canceled} job record(s) marked canceled")
+
+
+def _queued_message_ids(queue: str) -> list[str]:
+    """The job ids of the messages waiting in ``queue`` and its delay queue (Redis broker)."""
+    from dramatiq.common import dq_name
+
+    from queues.runtime import get_redis
+
+    settings = get_settings()
+    if settings.broker != "redis":
+        return []
+    client = get_redis(settings)
+    ids = []
+    for name in (queue, dq_name(queue)):
+        for raw in client.hvals(f"{settings.dramatiq_namespace}:{name}.msgs"):
+            try:
+                ids.append(json.loads(raw)["message_id"])
+            except (ValueError, KeyError):
+                continue
+    return ids
+
+
+# --- job ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_errors
+def job(job_id: str, as_json: bool) -> None:
+    """The whole record of JOB_ID: arguments, requesters, attempts, result or error with traceback."""
+    from queues.manager import get_queue_manager
+
+    record = get_queue_manager().get_job(job_id)
+    if record is None:
+        fail(f"no job {job_id} (records of finished jobs expire: results after 1 h, failures after 24 h)")
+    data = record.to_dict()
+    if as_json:
+        emit_json(data)
+        return
+    out = console()
+    rows = [["id", record.id], ["actor", record.actor], ["queue", record.queue], ["status", record.status],
+            ["attempts", f"{record.attempts} (deliveries {record.deliveries}, max retries {record.max_retries})"],
+            ["enqueued", fmt_time(record.enqueued_at)], ["first started", fmt_time(record.first_started_at)],
+            ["finished", fmt_time(record.finished_at)], ["worker", record.worker or "-"],
+            ["args", json.dumps(record.args, ensure_ascii=False)],
+            ["kwargs", json.dumps(record.kwargs, ensure_ascii=False)],
+            ["requesters", json.dumps(record.requesters, ensure_ascii=False)]]
+    if record.retry_at:
+        rows.append(["next retry", fmt_time(record.retry_at)])
+    if record.progress:
+        rows.append(["progress", json.dumps(record.progress, ensure_ascii=False)])
+    if record.result is not None:
+        rows.append(["result", json.dumps(record.result, ensure_ascii=False)[:2000]])
+    out.print(table(f"Job {record.id}", ["field", "value"], rows))
+    if record.timeline:
+        trows = [[t.get("attempt"), t.get("worker", ""), fmt_time(t.get("started_at")),
+                  fmt_time(t.get("finished_at")),
+                  fmt_seconds((t["finished_at"] - t["started_at"]) if t.get("finished_at") and t.get("started_at")
+                              else None), t.get("outcome", "running"), t.get("error", "")]
+                 for t in record.timeline]
+        out.print(table("Attempts", ["#", "worker", "started", "finished", "took", "outcome", "error"], trows))
+    if record.error:
+        err = record.error
+        out.print(f"error: {err.get('type')} ({err.get('code')}, retryable={err.get('retryable')}): "
+                  f"{err.get('message')}", markup=False)
+        if err.get("traceback"):
+            out.print(err["traceback"], markup=False)
+
+
+# --- workers -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--all", "all_", is_flag=True, help="Include workers whose heartbeat is late.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_errors
+def workers(all_: bool, as_json: bool) -> None:
+    """Live worker processes: host, pid, queues, running jobs. Exit 1 when none is live."""
+    from queues.manager import get_queue_manager
+
+    registry = get_queue_manager().worker_registry()
+    live = registry.workers()
+    shown = registry.workers(live_only=False) if all_ else live
+    live_ids = {w.id for w in live}
+    now = time.time()
+    if as_json:
+        emit_json({"live": len(live), "workers": [{**w.to_dict(), "live": w.id in live_ids} for w in shown]})
+    else:
+        rows = [[w.id, w.host, w.pid, ",".join(w.queues), len(w.current_jobs), w.processed,
+                 fmt_seconds(now - w.started_at), fmt_seconds(now - w.last_heartbeat),
+                 "live" if w.id in live_ids else "late"] for w in shown]
+        out = console()
+        if rows:
+            out.print(table(f"{len(live)} live worker process(es)",
+                            ["id", "host", "pid", "queues", "running", "processed", "up", "heartbeat", "state"],
+                            rows, right=("running", "processed", "up", "heartbeat")))
+        else:
+            out.print("no live worker processes")
+    sys.exit(EXIT_OK if live else EXIT_PROBLEM)
+
+
+# --- purge-dead --------------------------------------------------------------------------------
+
+
+@cli.command("purge-dead")
+@click.option("--older-than", "older_than", default="0s", show_default=True,
+              help="Only messages dead for longer than this (90s, 15m, 2h, 7d).")
+@click.option("--queue", "-q", "queue", default=None, help="Only this queue (default all).")
+@click.option("--dry-run", is_flag=True, help="Count, do not delete.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_errors
+def purge_dead(older_than: str, queue: str | None, dry_run: bool, as_json: bool) -> None:
+    """Drop dead-lettered messages (their failed job records stay until they expire)."""
+    from queues.priorities import all_queue_names
+    from queues.runtime import get_redis
+
+    age = parse_duration(older_than)
+    settings = get_settings()
+    if settings.broker != "redis":
+        fail("purge-dead works on the Redis broker only (RabbitMQ keeps dead letters in its own queues)")
+    names = [resolve_queue(queue)] if queue else all_queue_names(settings)
+    client = get_redis(settings)
+    cutoff_ms = (time.time() - age) * 1000
+    purged: dict[str, int] = {}
+    for name in names:
+        xq = f"{settings.dramatiq_namespace}:{name}.XQ"
+        ids = client.zrangebyscore(xq, 0, cutoff_ms)
+        if ids and not dry_run:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                pipe = client.pipeline(transaction=True)
+                pipe.zrem(xq, *chunk)
+                pipe.hdel(f"{xq}.msgs", *chunk)
+                pipe.execute()
+        purged[name] = len(ids)
+    if as_json:
+        emit_json({"purged": purged, "total": sum(purged.values()), "older_than_seconds": age, "dry_run": dry_run})
+    else:
+        verb = "would drop" if dry_run else "dropped"
+        for name, n in purged.items():
+            click.echo(f"{name}: {verb} {n} dead message(s)")
+
+
+# ``run`` (the supervised local stack in supervisor.py) is registered here by the lead.
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from dramatiq.common import current_millis, dq_name
 from dramatiq.encoder import JSONEncoder
 from dramatiq.middleware import AsyncIO, CurrentMessage
 
+from actors.brokers import TrackedRedisBroker
 from middleware.alerts import AlertOnFailure
 from middleware.backoff import Backoff
 from middleware.delivery_trigger import DeliveryTrigger
@@ -102,7 +103,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
 
         broker: dramatiq.Broker = RabbitmqBroker(url=settings.rabbitmq_url, middleware=middleware)
     else:
-        broker = RedisBroker(
+        broker = TrackedRedisBroker(
             client=redis_client(settings, decode=False),
             namespace=settings.dramatiq_namespace,
             middleware=middleware,

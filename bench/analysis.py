@@ -117,7 +117,7 @@ async def flood(sandbox: Any, redis_server: Any, analyses: int, upstream_limit: 
         "upstream_limit_per_s": upstream_limit,
         "succeeded": len(ids) - len(failures),
         "rate_limited_jobs": sum(1 for f in failures if isinstance(f, RateLimitedError)),
-        "other_failures": [type(f).__name__ for f in failures if not isinstance(f, RateLimitedError)],
+        "other_failures": [f"{type(f).__name__}: {f}" for f in failures if not isinstance(f, RateLimitedError)],
         "faceit_errors": [f.code for f in failures if isinstance(f, FaceitBotError)],
         "upstream_calls": stats["total"],
         "upstream_429s": stats["statuses"].get("429", 0),

@@ -10,7 +10,7 @@ from aiohttp import web
 from dashboard.data import ActionError, BadFilter, JobFilters
 from dashboard.monitor import RANGES
 from dashboard.security import SESSION_COOKIE, SESSION_LIFETIME
-from dashboard.web import dashboard_of, in_thread, page_url, render, safe_next
+from dashboard.web import IDENTITY, dashboard_of, in_thread, page_url, render, safe_next
 from queues.alerts import LEVELS
 from queues.jobstore import ALL_STATUSES
 
@@ -144,7 +144,7 @@ async def alerts(request: web.Request) -> web.Response:
 @routes.get("/login")
 async def login_form(request: web.Request) -> web.Response:
     dash = dashboard_of(request)
-    if dash.open_mode or request.get("identity") is not None:
+    if dash.open_mode or request.get(IDENTITY) is not None:
         raise web.HTTPSeeOther(safe_next(request.query.get("next")))
     return render(request, "login.html", next=safe_next(request.query.get("next")), error=None)
 

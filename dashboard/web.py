@@ -83,6 +83,8 @@ class Dashboard:
 
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)
+IDENTITY = web.RequestKey("identity", Identity)
+CSRF = web.RequestKey("csrf", str)
 
 
 def dashboard_of(request: web.Request) -> Dashboard:
@@ -94,7 +96,7 @@ def is_api(request: web.Request) -> bool:
 
 
 def identity_of(request: web.Request) -> Identity:
-    return request["identity"]
+    return request[IDENTITY]
 
 
 async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -115,7 +117,7 @@ def api_error(status: int, code: str, message: str, headers: dict[str, str] | No
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     """Render a page; with ``X-Fragment: 1`` only its live part (what the page refreshes)."""
     dash = dashboard_of(request)
-    identity = request.get("identity")
+    identity = request.get(IDENTITY)
     context.setdefault("page", template.removesuffix(".html"))
     html = dash.templates.get_template(template).render(
         request=request,
@@ -133,9 +135,9 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
 
 
 def csrf_token(request: web.Request) -> str:
-    if "csrf" not in request:
-        request["csrf"] = dashboard_of(request).signer.csrf_token(request.get("identity"))
-    return request["csrf"]
+    if CSRF not in request:
+        request[CSRF] = dashboard_of(request).signer.csrf_token(request.get(IDENTITY))
+    return request[CSRF]
 
 
 def page_url(path: str, **query: Any) -> str:
@@ -224,7 +226,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         # DNS-rebinding attempt (a web site pointing its name at 127.0.0.1).
         if _hostname(request.host) not in LOOPBACK_HOSTS:
             return api_error(421, "wrong_host", "this dashboard answers on a loopback address only")
-        request["identity"] = Identity("local", "admin", "open")
+        request[IDENTITY] = Identity("local", "admin", "open")
         return await handler(request)
     identity = None
     header = request.headers.get("Authorization", "")
@@ -235,7 +237,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         role = dash.credentials.role_of(user) if user else None
         if user and role:
             identity = Identity(user, role, "session")
-    request["identity"] = identity
+    if identity is not None:
+        request[IDENTITY] = identity
     if identity is not None or request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
         return await handler(request)
     if header:
@@ -255,13 +258,12 @@ async def guard_posts(request: web.Request, handler: Handler) -> web.StreamRespo
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return await handler(request)
     dash = dashboard_of(request)
-    identity: Identity | None = request.get("identity")
+    identity: Identity | None = request.get(IDENTITY)
     origin = request.headers.get("Origin")
     if origin and urlsplit(origin).netloc != request.host:
         return _refuse(request, "cross_origin", "this request came from another site")
-    if request.path != "/login" and request.path != "/logout":
-        if identity is None or not identity.can_act:
-            return _refuse(request, "read_only", "this account can look but not act")
+    if request.path not in ("/login", "/logout") and (identity is None or not identity.can_act):
+        return _refuse(request, "read_only", "this account can look but not act")
     if request.path.startswith("/_sandbox/"):
         # The sandbox chat's own script cannot carry our token: require a same-origin fetch.
         if not origin and request.headers.get("Sec-Fetch-Site") != "same-origin":

@@ -14,13 +14,16 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from faceit.client import FaceitClient
 from faceit.keys import FaceitKeys
 from faceit.store import FaceitStore
 
 log = logging.getLogger(__name__)
+
+REDIS_MAX_CONNECTIONS = 64  # per event loop (one loop per worker process)
+REDIS_POOL_TIMEOUT = 20.0  # seconds a command may wait for a free connection
 
 
 @dataclass(slots=True)
@@ -51,10 +54,13 @@ def build_redis(settings: Any) -> Redis:
             hosts.append((host or item, int(port or 26379)))
         sentinel = Sentinel(hosts, password=password, decode_responses=True)
         return sentinel.master_for(settings.redis_sentinel_master, decode_responses=True, password=password)
-    kwargs: dict[str, Any] = {"decode_responses": True}
+    kwargs: dict[str, Any] = {"decode_responses": True, "max_connections": REDIS_MAX_CONNECTIONS,
+                              "timeout": REDIS_POOL_TIMEOUT}
     if password and "@" not in settings.redis_url:
         kwargs["password"] = password
-    return Redis.from_url(settings.redis_url, **kwargs)
+    # A blocking pool: a flood of concurrent cache reads waits for a connection instead of
+    # failing with "Too many connections" (the default pool raises at 100).
+    return Redis.from_pool(BlockingConnectionPool.from_url(settings.redis_url, **kwargs))
 
 
 def build_context(settings: Any) -> FaceitContext:

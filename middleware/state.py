@@ -21,6 +21,7 @@ class DeliveryState:
     alert_reason: str = ""           # final_failure | time_limit | crash_loop | auth
     requesters: int = 0              # requesters on the record when it ended
     pending_retry: Any = None        # the message to re-enqueue before the ack
+    acked: bool = False              # tracking's final write already acked the message
     extra: dict[str, Any] = field(default_factory=dict)
 
 

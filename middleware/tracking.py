@@ -100,16 +100,20 @@ class Tracking(Middleware):
             tb = "".join(traceback.format_exception(type(exception), exception, exception.__traceback__))
             error = error_summary(exception, tb)
             state.error = error
+        ack = None
+        if exception is None and not (isinstance(result, dict) and result.get("notifications")):
+            ack = getattr(broker, "ack_target", lambda _m: None)(message)
         try:
             finish = self._job_store().finish(
                 message.message_id, attempt=state.attempt, status=state.outcome,
-                result=result if exception is None else None, error=error, retry_at=state.retry_at,
+                result=result if exception is None else None, error=error, retry_at=state.retry_at, ack=ack,
             )
         except Exception:
             self.write_failures += 1
             logger.exception("job %s: could not record outcome %s", message.message_id, state.outcome)
             return
         state.requesters = finish.requesters
+        state.acked = finish.acked
         if finish.status == "stale":
             logger.warning("job %s: attempt %d is stale (re-delivered meanwhile); outcome not recorded",
                            message.message_id, state.attempt)

@@ -175,8 +175,8 @@ return {"run", attempt}
 """
 
 # ARGV: prefix, id, now, status, attempt, result|"", error|"", ttl, limit, retry_at|"",
-#       minute_bucket, stats_ttl, failure_ttl, buckets...
-# Returns {status written | "stale", requester count}.
+#       minute_bucket, stats_ttl, failure_ttl, acks_key|"", msgs_key|"", redis_message_id|"", buckets...
+# Returns {status written | "stale", requester count, 1 if it acked the message}.
 _FINISH = _LUA_COMMON + """
 local prefix, id, now, status = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local attempt, result, err = tonumber(ARGV[5]), ARGV[6], ARGV[7]
@@ -227,7 +227,7 @@ redis.call("HINCRBY", prefix .. "totals", actor .. "|" .. outcome, 1)
 if final or status == "retrying" then
   local hk = prefix .. "hist:" .. actor
   local placed = false
-  for i = 14, #ARGV do
+  for i = 17, #ARGV do
     if not placed and run <= tonumber(ARGV[i]) then
       redis.call("HINCRBY", hk, ARGV[i], 1)
       placed = true
@@ -243,7 +243,15 @@ if final or status == "retrying" then
   redis.call("EXPIRE", samples, stats_ttl)
 end
 local requesters = decode_array(fields[8])
-return {status, #requesters}
+-- Ack the message in the same round trip when nothing is left to do for it: it succeeded and
+-- nobody waits for a delivery. This mirrors Dramatiq's own ack (dispatch.lua "ack").
+local acked = 0
+local acks_key, msgs_key, redis_id = ARGV[14], ARGV[15], ARGV[16]
+if acks_key ~= "" and status == "succeeded" and #requesters == 0 then
+  if redis.call("SREM", acks_key, redis_id) > 0 then redis.call("HDEL", msgs_key, redis_id) end
+  acked = 1
+end
+return {status, #requesters, acked}
 """
 
 # ARGV: prefix, id, now, result_ttl, limit, failure_ttl.  Returns the status after the call.
@@ -379,6 +387,16 @@ class Begin:
 class Finish:
     status: str  # the status written, or "stale"
     requesters: int = 0
+    acked: bool = False
+
+
+@dataclass(frozen=True)
+class AckTarget:
+    """Where Dramatiq's Redis broker keeps a fetched message: lets ``finish`` ack it too."""
+
+    acks_key: str
+    msgs_key: str
+    redis_message_id: str
 
 
 class JobStore:
@@ -504,17 +522,22 @@ class JobStore:
         result: Any = None,
         error: dict[str, Any] | None = None,
         retry_at: float | None = None,
+        ack: AckTarget | None = None,
     ) -> Finish:
-        """Record the end of attempt ``attempt``; a stale attempt writes nothing."""
+        """Record the end of attempt ``attempt``; a stale attempt writes nothing.
+
+        With ``ack``, a success that nobody waits on also acks its message (one round trip).
+        """
         now = time.time()
         ttl = {"succeeded": self.result_ttl, "canceled": self.result_ttl}.get(status, self.failure_ttl)
-        written, requesters = self._finish(args=[
+        reply = self._finish(args=[
             self.prefix, job_id, repr(now), status, attempt,
             "" if result is None else json.dumps(result), "" if error is None else json.dumps(error),
             ttl, self.index_limit, "" if retry_at is None else repr(retry_at), int(now // 60),
-            self.stats_ttl, self.failure_ttl, *HISTOGRAM_BUCKETS,
+            self.stats_ttl, self.failure_ttl, ack.acks_key if ack else "", ack.msgs_key if ack else "",
+            ack.redis_message_id if ack else "", *HISTOGRAM_BUCKETS,
         ])
-        return Finish(str(written), int(requesters))
+        return Finish(str(reply[0]), int(reply[1]), bool(reply[2]) if len(reply) > 2 else False)
 
     def set_progress(self, job_id: str, progress: dict[str, Any]) -> bool:
         return bool(self._progress(args=[self.prefix, job_id, json.dumps(progress)]))

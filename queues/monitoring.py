@@ -460,10 +460,7 @@ class QueueMonitor:
         buckets = max(1, int(buckets))
         now = time.time()
         since_seconds = max(60.0, float(since_seconds))
-        if metric in COUNTER_METRICS:
-            width = max(60.0, since_seconds / buckets)
-        else:
-            width = since_seconds / buckets
+        width = max(60.0, since_seconds / buckets) if metric in COUNTER_METRICS else since_seconds / buckets
         start = now - width * buckets
         values: list[float | None] = [None] * buckets
 
@@ -508,6 +505,116 @@ class QueueMonitor:
             for slot, value in per_bucket.items():
                 put(start + slot * width, value, additive)
         return [{"t": round(start + i * width, 3), "value": v} for i, v in enumerate(values)]
+
+    # --- the report (admin.py report) ---------------------------------------------------------
+
+    def report(self, hours: float = 24) -> dict[str, Any]:
+        """Throughput, failures by actor and error type, latency percentiles and alerts.
+
+        Throughput and failure counts come from the per-minute counters (exact for the
+        retention period); error types from the failed job records (kept ``QUEUE_FAILURE_TTL``);
+        latency percentiles from the newest samples per queue (up to 1000 each) inside the
+        window, plus each actor's all-time duration histogram.
+        """
+        now = time.time()
+        since = now - hours * 3600
+        minutes = range(int(since // 60), int(now // 60) + 1)
+        queues = all_queue_names(self.settings)
+        actors = sorted({field.split("|", 1)[0] for field in self.client.hkeys(self.jobs.totals_key())})
+        outcomes = ("succeeded", "failed", "retried", "canceled")
+
+        def sum_rows(keys: list[str]) -> tuple[dict[str, int], dict[int, dict[str, int]]]:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(key, *outcomes)
+            total = dict.fromkeys(outcomes, 0)
+            hourly: dict[int, dict[str, int]] = {}
+            for minute, row in zip(minutes, pipe.execute(), strict=True):
+                hour = int(minute * 60 // 3600 * 3600)
+                bucket = hourly.setdefault(hour, dict.fromkeys(outcomes, 0))
+                for name, value in zip(outcomes, row, strict=True):
+                    total[name] += int(value or 0)
+                    bucket[name] += int(value or 0)
+            return total, hourly
+
+        by_queue, per_hour = {}, {}
+        for queue in queues:
+            by_queue[queue], hourly = sum_rows([self.jobs.stats_key(queue, m) for m in minutes])
+            for hour, row in hourly.items():
+                target = per_hour.setdefault(hour, dict.fromkeys(outcomes, 0))
+                for name in outcomes:
+                    target[name] += row[name]
+        by_actor = {actor: sum_rows([self.jobs.actor_stats_key(actor, m) for m in minutes])[0] for actor in actors}
+        total = {name: sum(q[name] for q in by_queue.values()) for name in outcomes}
+        finished = total["succeeded"] + total["failed"]
+
+        by_type: dict[str, int] = {}
+        by_actor_type: dict[str, dict[str, int]] = {}
+        recent_failures = []
+        offset = 0
+        while offset < self.jobs.index_limit:
+            records, _ = self.jobs.list_jobs(status="failed", offset=offset, limit=500)
+            if not records:
+                break
+            for record in records:
+                if (record.finished_at or record.enqueued_at or 0) < since:
+                    continue
+                kind = (record.error or {}).get("type") or "unknown"
+                by_type[kind] = by_type.get(kind, 0) + 1
+                per = by_actor_type.setdefault(record.actor, {})
+                per[kind] = per.get(kind, 0) + 1
+                if len(recent_failures) < 20:
+                    err = record.error or {}
+                    recent_failures.append({"id": record.id, "actor": record.actor, "queue": record.queue,
+                                            "type": kind, "code": err.get("code"),
+                                            "message": str(err.get("message", ""))[:300],
+                                            "finished_at": record.finished_at, "attempts": record.attempts})
+            offset += len(records)
+
+        latency = {}
+        for queue in queues:
+            waits, runs = [], []
+            for _, wait, run, outcome in self._samples(queue, since):
+                runs.append(max(0.0, float(run)))
+                if outcome != "retried":
+                    waits.append(max(0.0, float(wait)))
+            latency[queue] = {"wait": _distribution(waits), "run": _distribution(runs)}
+        histograms = {}
+        for actor in actors:
+            raw = self.client.hgetall(self.jobs.histogram_key(actor))
+            if raw:
+                histograms[actor] = _histogram_summary(raw)
+
+        found = self.alerts.recent(hours, limit=5000)
+        by_level: dict[str, int] = {}
+        for alert in found:
+            if alert.state != "resolved":
+                by_level[alert.level] = by_level.get(alert.level, 0) + 1
+        return {
+            "generated_at": now, "window_hours": hours, "since": since,
+            "throughput": {
+                "total": {**total, "finished": finished, "per_hour": round(finished / hours, 2)},
+                "by_queue": by_queue, "by_actor": by_actor,
+                "hourly": [{"hour": hour, **row} for hour, row in sorted(per_hour.items())],
+            },
+            "failures": {
+                "total": total["failed"], "rate": round(total["failed"] / finished, 4) if finished else None,
+                "by_actor": {actor: row["failed"] for actor, row in by_actor.items() if row["failed"]},
+                "by_error_type": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),
+                "by_actor_and_type": by_actor_type, "recent": recent_failures,
+            },
+            "latency": {"by_queue": latency, "by_actor_histogram": histograms},
+            "alerts": {"count": len(found), "by_level": by_level,
+                       "open": [a.to_dict() for a in self.alerts.open_alerts()],
+                       "items": [a.to_dict() for a in found[:500]]},
+            "health": self.get_system_health_summary(),
+            "notes": [
+                "throughput and failure counts: per-minute counters "
+                f"(kept {self.settings.queue_metrics_retention_days:g} days)",
+                f"error types: failed job records (kept {self.settings.queue_failure_ttl} s)",
+                "latency percentiles: newest samples per queue (up to 1000) inside the window",
+            ],
+        }
 
     # --- housekeeping -------------------------------------------------------------------------
 
@@ -565,3 +672,29 @@ def reset_queue_monitor() -> None:
     global _monitor
     with _monitor_lock:
         _monitor = None
+
+
+def _distribution(values: list[float]) -> dict[str, Any]:
+    return {"count": len(values), "p50": _round(percentile(values, 50)), "p90": _round(percentile(values, 90)),
+            "p95": _round(percentile(values, 95)), "p99": _round(percentile(values, 99)),
+            "max": _round(max(values) if values else None)}
+
+
+def _histogram_summary(raw: dict[str, str]) -> dict[str, Any]:
+    """An actor's all-time duration histogram, with percentiles estimated as bucket upper bounds."""
+    buckets = sorted(((float(k) if k != "+Inf" else math.inf), int(v)) for k, v in raw.items() if k != "sum")
+    count = sum(n for _, n in buckets)
+
+    def estimate(pct: float) -> float | None:
+        if not count:
+            return None
+        rank, seen = pct / 100 * count, 0
+        for bound, n in buckets:
+            seen += n
+            if seen >= rank:
+                return None if math.isinf(bound) else bound
+        return None
+
+    return {"count": count, "sum": _round(float(raw.get("sum", 0))),
+            "buckets": {("+Inf" if math.isinf(b) else f"{b:g}"): n for b, n in buckets},
+            "p50_le": estimate(50), "p95_le": estimate(95), "p99_le": estimate(99)}

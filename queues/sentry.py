@@ -6,7 +6,8 @@ they are secret (``token``, ``api_key``, ``password``, ``authorization`` …), a
 contents (message texts, captions) wherever they appear. Sentry reports every failed attempt
 through its Dramatiq integration; our own alerts (final failures, monitor rules) are sent as
 events with their level by :class:`SentrySink` (``critical`` becomes Sentry's ``fatal``),
-grouped per rule and subject (or per job).
+grouped per rule and subject (or per job). Stack frames carry no local variables: locals hold
+users' texts and tokens under names no scrubber can guess.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def init_sentry(settings: Settings, role: str, **options: Any) -> bool:
         return True  # the first role wins (the scheduler builds a broker too: keep "scheduler")
     from sentry_sdk.integrations.dramatiq import DramatiqIntegration
 
-    _secrets[:] = sorted(settings.secret_values() + [dsn], key=len, reverse=True)
+    _secrets[:] = sorted(settings.secret_values(), key=len, reverse=True)
     sentry_sdk.init(
         dsn=dsn,
         environment=settings.sentry_environment,
@@ -84,6 +85,7 @@ def init_sentry(settings: Settings, role: str, **options: Any) -> bool:
         before_send=before_send,
         before_breadcrumb=before_breadcrumb,
         send_default_pii=False,
+        include_local_variables=False,  # locals hold users' texts and tokens under any name
         server_name=role,
         **options,
     )

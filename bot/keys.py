@@ -1,0 +1,44 @@
+"""Every Redis key of the bot, built in this one module.
+
+All live under ``<REDIS_KEY_PREFIX>bot:`` (``fb:bot:`` by default). Only integers and job ids
+(UUIDs made by the queue manager) go into keys, never user text.
+
+=============================  ===============================================================
+key                            what
+=============================  ===============================================================
+``bot:lang``                   hash user id → chosen language (``/lang``); user data, no TTL
+``bot:rate:<uid>``             sorted set of the user's job requests in the last minute
+``bot:active:<uid>``           sorted set of the user's unfinished job ids (and short-lived
+                               ``p:<token>`` reservations while an enqueue is in flight)
+``bot:delivered:<job id>``     hash ``<uid>:<part>`` → 1: parts Telegram accepted (exactly once)
+``bot:tg:chat:<chat id>``      GCRA time of the next free send slot of one chat
+``bot:tg:global``              the same for the whole bot (every process shares it)
+=============================  ===============================================================
+"""
+
+from __future__ import annotations
+
+
+class BotKeys:
+    """Builds the bot's Redis keys under one prefix."""
+
+    def __init__(self, prefix: str = "fb:") -> None:
+        self.base = f"{prefix}bot:"
+
+    def user_languages(self) -> str:
+        return f"{self.base}lang"
+
+    def user_rate(self, user_id: int) -> str:
+        return f"{self.base}rate:{int(user_id)}"
+
+    def user_active(self, user_id: int) -> str:
+        return f"{self.base}active:{int(user_id)}"
+
+    def delivered(self, job_id: str) -> str:
+        return f"{self.base}delivered:{job_id}"
+
+    def chat_slot(self, chat_id: int) -> str:
+        return f"{self.base}tg:chat:{int(chat_id)}"
+
+    def global_slot(self) -> str:
+        return f"{self.base}tg:global"

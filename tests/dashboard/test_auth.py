@@ -1,0 +1,244 @@
+"""Auth, roles and CSRF: every action refused without credentials, for read-only, without a token."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dashboard.security import StartupRefused
+from queues.jobstore import JobStore
+from tests.dashboard.conftest import ADMIN, AUTH_SETTINGS, READONLY, TOKEN, dashboard_settings
+from tests.dashboard.helpers import DashboardServer, make_job, page_csrf
+from tests.support.redis_server import free_port
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def actions(failed: str, queued: str, canceled: str) -> list[tuple[str, dict | None]]:
+    """Every state-changing request the dashboard accepts (API and page forms)."""
+    return [
+        (f"/api/jobs/{failed}/retry", None),
+        (f"/api/jobs/{canceled}/requeue", None),
+        (f"/api/jobs/{queued}/cancel", None),
+        ("/api/queues/default/empty", {"confirm": "default"}),
+        (f"/jobs/{failed}/retry", None),
+        (f"/jobs/{canceled}/requeue", None),
+        (f"/jobs/{queued}/cancel", None),
+        ("/queues/default/empty", {"confirm": "default"}),
+    ]
+
+
+@pytest.fixture
+def jobs(store: JobStore) -> dict[str, str]:
+    return {
+        "failed": make_job(store, status="failed"),
+        "queued": make_job(store, status="queued"),
+        "canceled": make_job(store, status="canceled"),
+    }
+
+
+def states(store: JobStore, jobs: dict[str, str]) -> dict[str, str | None]:
+    return {name: store.status(job_id) for name, job_id in jobs.items()}
+
+
+def test_every_action_refused_without_credentials(auth_dashboard: DashboardServer, store: JobStore, jobs,
+                                                   redis_client) -> None:
+    redis_client.rpush("dramatiq:default", "sentinel")  # something that emptying would remove
+    anonymous = auth_dashboard.client()
+    token = anonymous.get("/login").text  # a login page's token is for nobody: it must not help
+    for path, form in actions(jobs["failed"], jobs["queued"], jobs["canceled"]):
+        reply = anonymous.post(path, form={**(form or {}), "csrf_token": page_csrf(token)})
+        assert reply.status == 401, (path, reply.status)
+        reply = anonymous.post(path, json_body=form or {})
+        assert reply.status == 401, (path, reply.status)
+        if path.startswith("/api/"):
+            assert reply.json()["error"] == "unauthorized"
+            assert "Basic" in reply.headers["www-authenticate"]
+    assert states(store, jobs) == {"failed": "failed", "queued": "queued", "canceled": "canceled"}
+    assert redis_client.llen("dramatiq:default") == 1
+
+
+def test_wrong_credentials_are_refused(auth_dashboard: DashboardServer) -> None:
+    for client in (auth_dashboard.client(token="tok-0123456789abcdef-WRONG"),
+                   auth_dashboard.client(user=ADMIN["user"], password="guess"),
+                   auth_dashboard.client(user=READONLY["user"], password=ADMIN["password"])):
+        assert client.get("/api/overview").status == 401
+        assert client.get("/metrics").status == 401
+
+
+def test_read_only_sees_everything_and_can_do_nothing(auth_dashboard: DashboardServer, store: JobStore, jobs,
+                                                      redis_client) -> None:
+    redis_client.rpush("dramatiq:default", "sentinel")
+    viewer = auth_dashboard.client(**READONLY)
+    for path in ("/", "/queues", "/jobs", f"/jobs/{jobs['failed']}", "/workers", "/alerts", "/api/overview",
+                 "/api/queues", "/api/jobs", f"/api/jobs/{jobs['failed']}", "/api/workers", "/api/alerts",
+                 "/api/health", "/metrics", "/queues/default/empty"):
+        assert viewer.get(path).status == 200, path
+    me = viewer.get("/api/me").json()
+    assert me["role"] == "readonly" and me["can_act"] is False
+    token = me["csrf_token"]  # a valid token: the refusal must come from the role
+    for path, form in actions(jobs["failed"], jobs["queued"], jobs["canceled"]):
+        reply = viewer.post(path, json_body=form or {}, headers={"X-CSRF-Token": token})
+        assert reply.status == 403, (path, reply.status)
+        reply = viewer.post(path, form={**(form or {}), "csrf_token": token})
+        assert reply.status == 403 and "read_only" in reply.text, path
+    assert states(store, jobs) == {"failed": "failed", "queued": "queued", "canceled": "canceled"}
+    assert redis_client.llen("dramatiq:default") == 1
+    # The job page shows its Retry button disabled for a read-only account.
+    page = viewer.get(f"/jobs/{jobs['failed']}").text
+    assert 'data-action="retry"' in page and "disabled" in page.split('data-action="retry"')[1][:60]
+
+
+@pytest.mark.parametrize("who", ["basic", "bearer", "session"])
+def test_actions_refused_without_a_valid_csrf_token(auth_dashboard: DashboardServer, store: JobStore, jobs,
+                                                    who: str) -> None:
+    if who == "basic":
+        admin = auth_dashboard.client(**ADMIN)
+    elif who == "bearer":
+        admin = auth_dashboard.client(token=TOKEN)
+    else:
+        admin = auth_dashboard.client()
+        login = admin.get("/login")
+        reply = admin.post("/login", form={**ADMIN, "csrf_token": page_csrf(login.text), "next": "/"})
+        assert reply.status == 303 and admin.cookies
+    other = auth_dashboard.client(**READONLY).csrf()  # valid, but issued to someone else
+    for path, form in actions(jobs["failed"], jobs["queued"], jobs["canceled"]):
+        for headers in ({}, {"X-CSRF-Token": "123.forged"}, {"X-CSRF-Token": other}):
+            reply = admin.post(path, json_body=form or {}, headers=headers)
+            assert reply.status == 403 and "csrf" in reply.text, (path, headers, reply.status)
+    assert states(store, jobs) == {"failed": "failed", "queued": "queued", "canceled": "canceled"}
+    # With its own token the same request goes through.
+    reply = admin.post(f"/api/jobs/{jobs['queued']}/cancel", headers={"X-CSRF-Token": admin.csrf()})
+    assert reply.status == 200 and reply.json()["outcome"] == "canceled"
+    assert store.status(jobs["queued"]) == "canceled"
+
+
+def test_cross_site_post_is_refused_even_with_a_token(auth_dashboard: DashboardServer, store: JobStore,
+                                                      jobs) -> None:
+    admin = auth_dashboard.client(**ADMIN)
+    token = admin.csrf()
+    reply = admin.post(f"/api/jobs/{jobs['queued']}/cancel",
+                       headers={"X-CSRF-Token": token, "Origin": "http://evil.example"})
+    assert reply.status == 403 and "cross_origin" in reply.text
+    assert store.status(jobs["queued"]) == "queued"
+
+
+def test_bearer_and_basic_credentials_read_the_api(auth_dashboard: DashboardServer) -> None:
+    assert auth_dashboard.client(token=TOKEN).get("/api/me").json()["via"] == "bearer"
+    me = auth_dashboard.client(**ADMIN).get("/api/me").json()
+    assert me == {**me, "name": "operator", "role": "admin", "via": "basic", "can_act": True}
+    assert auth_dashboard.client().get("/healthz").status == 200  # load balancers need no credentials
+
+
+def test_pages_send_strangers_to_the_login_form(auth_dashboard: DashboardServer) -> None:
+    stranger = auth_dashboard.client()
+    reply = stranger.get("/jobs?status=failed")
+    assert reply.status == 303
+    assert reply.location.startswith("/login?next=")
+    login = stranger.get(reply.location)
+    assert login.status == 200 and 'name="password"' in login.text
+
+
+def test_login_session_logout_and_tampering(auth_dashboard: DashboardServer) -> None:
+    browser = auth_dashboard.client()
+    token = page_csrf(browser.get("/login").text)
+    assert browser.post("/login", form={**ADMIN}).status == 403  # the login form needs its token too
+    bad = browser.post("/login", form={"user": ADMIN["user"], "password": "nope", "csrf_token": token})
+    assert bad.status == 401 and "Wrong user name or password" in bad.text
+    good = browser.post("/login", form={**ADMIN, "csrf_token": token, "next": "/jobs"})
+    assert good.status == 303 and good.location == "/jobs"
+    cookie = browser.cookies["fbdash_session"]
+    assert "HttpOnly" in good.headers["set-cookie"] and "SameSite=Strict" in good.headers["set-cookie"]
+    assert ADMIN["password"] not in good.headers["set-cookie"]
+    assert browser.get("/api/me").json()["via"] == "session"
+    # A cookie for another name, or with its signature changed, is worth nothing.
+    user_part, _, signed = cookie.partition(".")
+    for forged in ("dmlld2Vy." + signed, user_part + "." + signed[:-2] + "xx"):
+        assert auth_dashboard.client(cookies={"fbdash_session": forged}).get("/api/me").status == 401
+    # Logging out needs the token and ends the session on this client.
+    assert browser.post("/logout").status == 403
+    out = browser.post("/logout", form={"csrf_token": browser.csrf()})
+    assert out.status == 303 and "fbdash_session" not in browser.cookies
+    assert browser.get("/api/me").status == 401
+    # Login redirects never leave the site.
+    again = auth_dashboard.client()
+    reply = again.post("/login", form={**ADMIN, "csrf_token": page_csrf(again.get("/login").text),
+                                       "next": "//evil.example/x"})
+    assert reply.location == "/"
+
+
+def test_failed_logins_are_throttled(auth_dashboard: DashboardServer) -> None:
+    browser = auth_dashboard.client()
+    token = page_csrf(browser.get("/login").text)
+    codes = [browser.post("/login", form={"user": "x", "password": "y", "csrf_token": token}).status
+             for _ in range(6)]
+    assert codes == [401] * 5 + [429]
+    # Even the right password waits out the block.
+    assert browser.post("/login", form={**ADMIN, "csrf_token": token}).status == 429
+
+
+def test_open_mode_still_needs_csrf_and_a_loopback_host(open_dashboard: DashboardServer, store: JobStore) -> None:
+    job_id = make_job(store, status="queued")
+    local = open_dashboard.client()
+    assert local.get("/api/me").json()["role"] == "admin"
+    assert local.post(f"/api/jobs/{job_id}/cancel").status == 403
+    assert store.status(job_id) == "queued"
+    # A site that points its own name at 127.0.0.1 (DNS rebinding) gets nothing.
+    rebound = open_dashboard.client(host=f"evil.example:{open_dashboard.port}")
+    assert rebound.get("/api/overview").status == 421
+    assert local.post(f"/api/jobs/{job_id}/cancel", headers={"X-CSRF-Token": local.csrf()}).status == 200
+    assert store.status(job_id) == "canceled"
+
+
+def test_refuses_to_start_without_credentials_off_loopback(redis_url: str) -> None:
+    from dashboard.app import create_app
+
+    with pytest.raises(StartupRefused, match="without credentials"):
+        create_app(dashboard_settings(), host="0.0.0.0")
+    with pytest.raises(StartupRefused, match="DASHBOARD_PASSWORD"):
+        create_app(dashboard_settings(dashboard_user="operator"), host="127.0.0.1")
+    # With credentials it may listen anywhere.
+    assert create_app(dashboard_settings(**AUTH_SETTINGS), host="0.0.0.0") is not None
+
+
+def _run_dashboard(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "dashboard", *args], cwd=ROOT, env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_the_command_refuses_an_exposed_bind_and_logs_no_secret(redis_url: str) -> None:
+    refused = _run_dashboard({}, "--host", "0.0.0.0", "--port", str(free_port()))
+    out, _ = refused.communicate(timeout=30)
+    assert refused.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without credentials" in out
+
+    port = free_port()
+    env = {k.upper(): str(v) for k, v in AUTH_SETTINGS.items()}
+    proc = _run_dashboard(env, "--host", "127.0.0.1", "--port", str(port))
+    try:
+        server = DashboardServer.__new__(DashboardServer)
+        server.port = port
+        deadline = time.monotonic() + 20
+        client = DashboardServer.client(server, **ADMIN)
+        while True:
+            try:
+                if client.get("/healthz").status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the dashboard did not come up"
+            time.sleep(0.1)
+        assert client.get("/api/overview").status == 200
+        assert DashboardServer.client(server, user=ADMIN["user"], password="wrong").get("/api/jobs").status == 401
+        assert DashboardServer.client(server, token=TOKEN).get("/metrics").status == 200
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=15)
+    assert "dashboard on http://127.0.0.1" in out
+    assert '"GET /api/overview HTTP/1.1" 200' in out  # the access log is on...
+    for secret in (ADMIN["password"], READONLY["password"], TOKEN, "b3BlcmF0b3I6"):
+        assert secret not in out  # ...and shows no credential, not even base64 basic auth

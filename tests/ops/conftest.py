@@ -1,0 +1,103 @@
+"""Fixtures for the operations tests: a fresh monitor, worker pools, the Telegram sandbox.
+
+Every fixture works on the session's private Redis (flushed per test by ``redis_url``), and
+forgets the process-wide singletons (Redis clients, manager, monitor) so settings changed by
+``env_override`` take effect.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.workers import WorkerPool
+
+
+def reset_singletons() -> None:
+    from queues.manager import reset_queue_manager
+    from queues.monitoring import reset_queue_monitor
+    from queues.runtime import reset_runtime
+
+    reset_runtime()
+    reset_queue_manager()
+    reset_queue_monitor()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20, interval: float = 0.05) -> object:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def fresh(redis_url: str) -> Iterator[None]:
+    """A flushed Redis and no cached clients, before and after the test."""
+    reset_singletons()
+    yield
+    reset_singletons()
+
+
+@pytest.fixture
+def manager(fresh):
+    """A queue manager on the test Redis, with the test actors declared."""
+    import actors  # noqa: F401
+    import tests.support.test_actors  # noqa: F401
+    from queues.manager import get_queue_manager
+
+    return get_queue_manager()
+
+
+@pytest.fixture
+def make_monitor(fresh):
+    """Build a :class:`QueueMonitor` (no Telegram unless given) with optional scaled thresholds."""
+    from queues.monitoring import QueueMonitor
+
+    def build(**kwargs) -> QueueMonitor:
+        kwargs.setdefault("telegram", None)
+        return QueueMonitor(**kwargs)
+
+    return build
+
+
+@pytest.fixture
+def start_pool(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerPool]]:
+    """Start real ``dramatiq`` worker pools (test actors included); all stopped at teardown."""
+    pools: list[WorkerPool] = []
+
+    def start(queues: list[str] | None = None, *, env: dict[str, str] | None = None,
+              modules: tuple[str, ...] = ("tests.support.test_actors",), threads: int = 4) -> WorkerPool:
+        log = tmp_path / f"worker-{len(pools)}.log"
+        pool = WorkerPool(queues=queues, processes=1, threads=threads, env=env, modules=modules, log_path=log)
+        pools.append(pool)
+        return pool.start()
+
+    yield start
+    for pool in pools:
+        pool.stop(graceful=False)
+
+
+@pytest.fixture(scope="module")
+def ops_pool(redis_server, tmp_path_factory) -> Iterator[WorkerPool]:
+    """One pool on all three queues shared by a module's tests (survives per-test flushes)."""
+    pool = WorkerPool(queues=["high", "default", "low"], processes=1, threads=4,
+                      log_path=tmp_path_factory.mktemp("ops-pool") / "worker.log")
+    pool.start()
+    yield pool
+    pool.stop(graceful=False)
+
+
+@pytest.fixture
+def telegram_sandbox() -> Iterator[object]:
+    from tests.support.telegram_sandbox import TelegramSandbox
+
+    with TelegramSandbox() as sandbox:
+        yield sandbox

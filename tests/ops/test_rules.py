@@ -1,0 +1,133 @@
+"""The alert rules and health score as pure functions of a snapshot: each rule, its threshold
+edge, and the score for known states."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from queues.alert_rules import DEDUCTIONS, Thresholds, evaluate, health
+
+T = Thresholds()
+
+
+def queue(name: str, **values: Any) -> dict[str, Any]:
+    base = {"name": name, "priority": name, "depth": 0, "delayed": 0, "in_progress": 0, "dead": 0, "workers": 1,
+            "succeeded": 0, "failed": 0, "failure_rate": None, "wait_p95": None, "oldest_waiting_age": None,
+            "window_seconds": 300}
+    return {**base, **values}
+
+
+def snapshot(queues: dict[str, dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    snap = {
+        "redis": {"reachable": True, "memory_share": None},
+        "queues": queues if queues is not None else {n: queue(n) for n in ("high", "default", "low")},
+        "faceit": {"available": True, "auth_errors": 0, "rate_limited": 0, "window_seconds": 60},
+        "monitor": {"stale": False},
+    }
+    snap.update(extra)
+    return snap
+
+
+def rules(snap: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(f.rule, f.subject) for f in evaluate(snap, T)}
+
+
+def test_a_healthy_system_scores_100_with_no_findings():
+    assert evaluate(snapshot(), T) == []
+    assert health([]) == {"health_score": 100, "components": [], "reasons": []}
+
+
+def test_failure_rate_fires_only_over_the_limit_and_with_enough_jobs():
+    over = snapshot({"default": queue("default", succeeded=7, failed=3, failure_rate=0.3)})
+    assert ("failure_rate", "default") in rules(over)
+    at_limit = snapshot({"default": queue("default", succeeded=8, failed=2, failure_rate=0.2)})
+    assert ("failure_rate", "default") not in rules(at_limit)
+    too_few = snapshot({"default": queue("default", succeeded=1, failed=3, failure_rate=0.75)})
+    assert ("failure_rate", "default") not in rules(too_few)  # 4 finished < failure_min_jobs (5)
+
+
+def test_depth_limits_are_per_priority():
+    snap = snapshot({"high": queue("high", depth=51), "default": queue("default", depth=100),
+                     "low": queue("low", depth=201)})
+    found = rules(snap)
+    assert ("queue_depth", "high") in found and ("queue_depth", "low") in found
+    assert ("queue_depth", "default") not in found  # 100 is the limit, not over it
+
+
+def test_work_without_a_live_worker_is_critical_and_an_idle_uncovered_queue_only_costs_points():
+    snap = snapshot({"high": queue("high", depth=2, workers=0), "low": queue("low", workers=0)})
+    findings = {(f.rule, f.subject): f for f in evaluate(snap, T)}
+    assert findings["no_workers", "high"].level == "critical" and findings["no_workers", "high"].alert
+    assert not findings["idle_queue", "low"].alert
+    delayed_only = snapshot({"default": queue("default", delayed=3, workers=0)})
+    assert ("no_workers", "default") in rules(delayed_only)
+
+
+def test_wait_time_uses_p95_or_the_oldest_waiting_job_against_the_queue_target():
+    assert ("wait_time", "high") in rules(snapshot({"high": queue("high", wait_p95=10.5)}))
+    assert ("wait_time", "high") not in rules(snapshot({"high": queue("high", wait_p95=9.9)}))
+    assert ("wait_time", "default") in rules(snapshot({"default": queue("default", oldest_waiting_age=61)}))
+    assert ("wait_time", "low") not in rules(snapshot({"low": queue("low", wait_p95=599)}))
+
+
+def test_jobs_queued_longer_than_an_hour_are_stale():
+    assert ("stale_jobs", "low") in rules(snapshot({"low": queue("low", oldest_waiting_age=3601)}))
+    assert ("stale_jobs", "low") not in rules(snapshot({"low": queue("low", oldest_waiting_age=3599)}))
+
+
+def test_redis_unreachable_is_the_only_finding_and_zeroes_the_score():
+    snap = snapshot(redis={"reachable": False, "error": "ConnectionError: refused"})
+    findings = evaluate(snap, T)
+    assert [(f.rule, f.level) for f in findings] == [("redis_unreachable", "critical")]
+    assert health(findings)["health_score"] == 0
+    assert "refused" in health(findings)["reasons"][0]
+
+
+def test_redis_memory_share_over_the_limit():
+    assert ("redis_memory", "-") in rules(snapshot(redis={"reachable": True, "memory_share": 0.81}))
+    assert ("redis_memory", "-") not in rules(snapshot(redis={"reachable": True, "memory_share": 0.8}))
+    assert ("redis_memory", "-") not in rules(snapshot(redis={"reachable": True, "memory_share": None}))
+
+
+def test_faceit_auth_errors_and_429_storm():
+    auth = snapshot(faceit={"available": True, "auth_errors": 1, "rate_limited": 0})
+    assert ("faceit_auth", "-") in rules(auth)
+    storm = snapshot(faceit={"available": True, "auth_errors": 0, "rate_limited": 20, "window_seconds": 60})
+    assert ("faceit_rate_limit", "-") in rules(storm)
+    calm = snapshot(faceit={"available": True, "auth_errors": 0, "rate_limited": 19})
+    assert not rules(calm)
+    absent = snapshot(faceit={"available": False})
+    assert not rules(absent)  # no FACEIT layer: nothing to judge, nothing deducted
+
+
+def test_health_score_for_a_known_bad_state_lists_each_deduction():
+    snap = snapshot({
+        "high": queue("high", depth=60, workers=0, oldest_waiting_age=4000),
+        "default": queue("default", succeeded=5, failed=5, failure_rate=0.5, dead=2),
+        "low": queue("low"),
+    }, redis={"reachable": True, "memory_share": 0.9}, monitor={"stale": True, "last_recorded_age": 120})
+    result = health(evaluate(snap, T))
+    expected = {"no_workers", "queue_depth", "wait_time", "stale_jobs", "failure_rate", "redis_memory",
+                "dead_letters", "monitor_stale"}
+    assert {c["rule"] for c in result["components"]} == expected
+    assert result["health_score"] == max(0, 100 - sum(DEDUCTIONS[r] for r in expected))
+    assert result["health_score"] == 0  # 25+10+10+15+20+15+5+5 = 105 points lost, clamped
+    losses = [c["score_lost"] for c in result["components"]]
+    assert losses == sorted(losses, reverse=True)  # worst first
+    assert result["reasons"] == [c["reason"] for c in result["components"]]
+
+
+def test_health_score_of_one_failing_queue():
+    snap = snapshot({"default": queue("default", succeeded=6, failed=4, failure_rate=0.4)})
+    result = health(evaluate(snap, T))
+    assert result["health_score"] == 80
+    assert result["components"][0]["name"] == "queue:default"
+    assert "40%" in result["reasons"][0]
+
+
+def test_thresholds_come_from_settings(env_override):
+    from settings import get_settings
+
+    env_override(ALERT_DEPTH_HIGH="3", ALERT_WAIT_LOW="5", ALERT_FAILURE_RATE="0.5")
+    t = Thresholds.from_settings(get_settings())
+    assert t.depth_limit("high") == 3 and t.wait_target("low") == 5 and t.failure_rate == 0.5
