@@ -143,13 +143,3 @@ def test_a_high_pool_never_runs_default_or_low_jobs(start_pool, manager, traces)
     assert manager.wait_for(high.id, timeout=20).status == "succeeded"
     assert manager.get_job_status(low.id) == "queued" and traces.runs(low.id) == 0
 
-
-def test_a_success_nobody_waits_on_is_acked_by_its_final_write(shared_pool, manager, redis_client):
-    """The record write and the ack are one round trip; nothing is left in Dramatiq's keys."""
-    handles = [manager.enqueue_job("t_noop", value=i) for i in range(20)]
-    for h in handles:
-        assert manager.wait_for(h.id, timeout=20).status == "succeeded"
-    wait_until(lambda: redis_client.hlen("dramatiq:default.msgs") == 0)
-    ack_sets = list(redis_client.scan_iter("dramatiq:__acks__.*"))
-    assert all(redis_client.scard(key) == 0 for key in ack_sets)
-    assert manager.queue_stats()["default"].in_progress == 0

@@ -1,0 +1,225 @@
+"""The JSON API and the pages it mirrors, against real Redis and real job records (no workers)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from queues.alerts import AlertStore
+from queues.jobstore import JobStore
+from queues.runtime import get_alert_store
+from tests.dashboard.helpers import Client, DashboardServer, make_job
+
+
+@pytest.fixture
+def local(open_dashboard: DashboardServer) -> Client:
+    return open_dashboard.client()
+
+
+def post(client: Client, path: str, body: dict | None = None):
+    return client.post(path, json_body=body or {}, headers={"X-CSRF-Token": client.csrf()})
+
+
+def test_overview_shows_health_reasons_queues_and_recent_failures(local: Client, store: JobStore,
+                                                                  redis_client) -> None:
+    failed = make_job(store, actor="t_fail_times", status="failed")
+    make_job(store, status="succeeded")
+    redis_client.rpush("dramatiq:high", "m1", "m2")  # two waiting messages and nobody to run them
+    view = local.get("/api/overview").json()
+    assert view["counts"]["failed"] == 1 and view["counts"]["succeeded"] == 1
+    assert [j["id"] for j in view["recent_failures"]] == [failed]
+    assert view["recent_failures"][0]["error"] == "UpstreamError: upstream 503"
+    high = next(q for q in view["queues"] if q["name"] == "high")
+    assert high["waiting"] == 2 and high["workers"] == 0
+    health = view["health"]
+    assert health["health_score"] == 70
+    assert "high: 2 jobs waiting and no live worker" in health["reasons"]
+    default = next(q for q in view["queues"] if q["name"] == "default")
+    assert default["succeeded"] == 1 and default["failed"] == 1 and default["failure_rate"] == 0.5
+    assert set(view["charts"]) == {"throughput", "failures", "wait_p95"}
+    assert len(view["charts"]["throughput"]["default"]) == 60
+    # The page shows the same: the score, the reason, the failed job linked.
+    page = local.get("/").text
+    assert 'data-score="70"' in page and "high: 2 jobs waiting and no live worker" in page
+    assert f'href="/jobs/{failed}"' in page and "<svg" in page
+
+
+def test_series_count_what_finished(local: Client, store: JobStore) -> None:
+    for _ in range(3):
+        make_job(store, status="succeeded")
+    make_job(store, status="failed")
+    points = local.get("/api/series", query={"metric": "throughput", "queue": "default"}).json()["points"]
+    assert len(points) == 60 and points[-1]["value"] == 4 and sum(p["value"] for p in points) == 4
+    failures = local.get("/api/series", query={"metric": "failures", "queue": "default", "range": "day"}).json()
+    assert len(failures["points"]) == 96 and failures["points"][-1]["value"] == 1
+    assert local.get("/api/series", query={"metric": "nope", "queue": "default"}).status == 400
+    assert local.get("/api/series", query={"metric": "throughput", "queue": "nope"}).status == 400
+    assert local.get("/", query={"range": "week"}).status == 200
+    assert local.get("/", query={"range": "year"}).status == 400
+
+
+def test_jobs_filters_pagination_and_search(local: Client, store: JobStore) -> None:
+    ids = {}
+    for i in range(12):
+        ids[i] = make_job(store, actor="t_noop" if i % 2 else "t_low", queue="default" if i % 2 else "low",
+                          status="failed" if i % 3 == 0 else "succeeded", user_id=500 + i % 4)
+    page1 = local.get("/api/jobs", query={"per_page": 5}).json()
+    assert page1["total"] == 12 and page1["pages"] == 3 and len(page1["jobs"]) == 5
+    assert page1["jobs"][0]["id"] == ids[11]  # newest first
+    page3 = local.get("/api/jobs", query={"per_page": 5, "page": 3}).json()
+    assert [j["id"] for j in page3["jobs"]] == [ids[1], ids[0]]
+    failed = local.get("/api/jobs", query={"status": "failed"}).json()
+    assert {j["id"] for j in failed["jobs"]} == {ids[i] for i in (0, 3, 6, 9)}
+    both = local.get("/api/jobs", query={"status": "failed", "actor": "t_noop"}).json()
+    assert {j["id"] for j in both["jobs"]} == {ids[3], ids[9]} and both["total"] == 2
+    user = local.get("/api/jobs", query={"user": 501, "queue": "default"}).json()
+    assert {j["id"] for j in user["jobs"]} == {ids[1], ids[5], ids[9]}
+    assert local.get("/api/jobs", query={"status": "exploded"}).status == 400
+    assert local.get("/api/jobs", query={"user": "abc"}).status == 400
+    # The page: same filter, pager links keep it; search by id opens the job.
+    html = local.get("/jobs", query={"status": "failed", "per_page": 2}).text
+    assert html.count('data-job-id="') == 2 and "status=failed" in html and "page=2" in html
+    found = local.get("/jobs", query={"q": ids[4]})
+    assert found.status == 303 and found.location == f"/jobs/{ids[4]}"
+    missing = local.get("/jobs", query={"q": "no-such-job"})
+    assert missing.status == 200 and "No job with id" in missing.text
+
+
+def test_job_detail_redacts_secrets_and_escapes_everything(local: Client, store: JobStore) -> None:
+    hostile = '<script>alert("x")</script>'
+    job_id = make_job(store, actor="t_fail_times", status="failed", user_id=77, kwargs={
+        "player": hostile, "api_key": "live-key-123456", "nested": {"password": "hunter22"},
+    }, error={"type": "UpstreamError", "code": "upstream", "retryable": True,
+              "message": f"GET https://bot:s3cr3tpass@api.example/ failed {hostile}",
+              "traceback": f"Traceback\n  {hostile}\nUpstreamError"})
+    detail = local.get(f"/api/jobs/{job_id}").json()
+    assert detail["kwargs"]["api_key"] == "***" and detail["kwargs"]["nested"]["password"] == "***"
+    assert detail["kwargs"]["player"] == hostile  # data, not secret: shown, escaped on pages
+    assert "s3cr3tpass" not in detail["error"]["message"]
+    assert detail["actions"] == ["retry"] and detail["requesters"][0]["user_id"] == 77
+    assert len(detail["timeline"]) == 1 and detail["timeline"][0]["outcome"] == "failed"
+    html = local.get(f"/jobs/{job_id}").text
+    assert hostile not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    assert "live-key-123456" not in html and "hunter22" not in html and "s3cr3tpass" not in html
+    assert 'action="/jobs/' + job_id + '/retry"' in html and "Traceback" in html
+    # Pages carry a strict CSP: no inline script can run even if something slipped through.
+    csp = local.get(f"/jobs/{job_id}").headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert local.get("/api/jobs/nope").status == 404 and local.get("/jobs/nope").status == 404
+
+
+def test_job_actions_change_records_and_queues(local: Client, store: JobStore, redis_client) -> None:
+    failed = make_job(store, status="failed")
+    succeeded = make_job(store, status="succeeded")
+    queued = make_job(store, status="queued")
+    canceled = make_job(store, status="canceled")
+    reply = post(local, f"/api/jobs/{failed}/retry")
+    assert reply.status == 200 and reply.json() == {**reply.json(), "outcome": "retried", "status": "queued"}
+    assert store.status(failed) == "queued" and redis_client.llen("dramatiq:default") == 1
+    conflict = post(local, f"/api/jobs/{succeeded}/retry")
+    assert conflict.status == 409 and conflict.json()["error"] == "not_failed"
+    assert post(local, f"/api/jobs/{queued}/cancel").json()["outcome"] == "canceled"
+    assert store.status(queued) == "canceled"
+    assert post(local, f"/api/jobs/{queued}/cancel").status == 409
+    assert post(local, f"/api/jobs/{canceled}/requeue").json()["status"] == "queued"
+    assert redis_client.llen("dramatiq:default") == 2
+    assert post(local, "/api/jobs/nope/retry").status == 404
+    assert post(local, f"/api/jobs/{failed}/explode").status == 404
+    # The page form does the same and comes back with a fixed notice.
+    again = make_job(store, status="failed")
+    form = local.post(f"/jobs/{again}/retry", form={"csrf_token": local.csrf()})
+    assert form.status == 303 and form.location == f"/jobs/{again}?done=retried"
+    assert "Job sent again" in local.get(form.location).text
+    bad = local.post(f"/jobs/{succeeded}/cancel", form={"csrf_token": local.csrf()})
+    assert bad.location == f"/jobs/{succeeded}?error=not_active"
+
+
+def test_emptying_a_queue_needs_its_name(local: Client, redis_client) -> None:
+    redis_client.rpush("dramatiq:low", "a")
+    redis_client.hset("dramatiq:low.msgs", mapping={"a": "{}"})
+    assert post(local, "/api/queues/low/empty").status == 400
+    assert post(local, "/api/queues/low/empty", {"confirm": "high"}).status == 400
+    assert redis_client.llen("dramatiq:low") == 1
+    reply = post(local, "/api/queues/low/empty", {"confirm": "low"})
+    assert reply.status == 200 and reply.json()["cleared"] == 1
+    assert redis_client.llen("dramatiq:low") == 0
+    assert post(local, "/api/queues/nope/empty", {"confirm": "nope"}).status == 404
+    # Pages: a confirmation step, then the form with the typed name.
+    assert "Type <code>default</code> to confirm" in local.get("/queues/default/empty").text
+    unconfirmed = local.post("/queues/default/empty", form={"csrf_token": local.csrf(), "confirm": "x"})
+    assert unconfirmed.location == "/queues/default/empty?error=not_confirmed"
+    done = local.post("/queues/default/empty", form={"csrf_token": local.csrf(), "confirm": "default"})
+    assert done.location == "/queues?done=emptied&queue=default"
+
+
+def test_alerts_history_filters_and_open(local: Client, redis_url: str) -> None:
+    alerts: AlertStore = get_alert_store()
+    alerts.fire("warning", "monitor", "default is deep", rule="depth", subject="default")
+    alerts.fire("critical", "monitor", "redis <b>down</b>", rule="redis", subject="-")
+    alerts.fire("error", "worker", "job failed for good", job_id="job-1")
+    alerts.resolve("depth", "default")
+    view = local.get("/api/alerts").json()
+    assert len(view["alerts"]) == 4
+    assert {a["rule"] for a in view["open"]} == {"redis"}
+    errors = local.get("/api/alerts", query={"level": "error"}).json()["alerts"]
+    assert {a["level"] for a in errors} == {"error", "critical"}
+    resolved = local.get("/api/alerts", query={"state": "resolved"}).json()["alerts"]
+    assert len(resolved) == 1 and resolved[0]["message"].startswith("resolved:")
+    assert local.get("/api/alerts", query={"level": "loud"}).status == 400
+    html = local.get("/alerts", query={"level": "critical"}).text
+    assert "redis &lt;b&gt;down&lt;/b&gt;" in html and "job failed for good" not in html
+
+
+def test_metrics_in_prometheus_text(local: Client, store: JobStore, redis_client) -> None:
+    make_job(store, actor="t_noop", status="succeeded")
+    make_job(store, actor="t_noop", status="succeeded")
+    make_job(store, actor="t_noop", status="failed")
+    redis_client.rpush("dramatiq:default", "m")
+    get_alert_store().fire("error", "monitor", "x", rule="r", subject="s")
+    reply = local.get("/metrics")
+    assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = reply.text
+    line = re.compile(r'^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+Inf]+$')
+    for row in text.splitlines():
+        assert row.startswith("# HELP ") or row.startswith("# TYPE ") or line.match(row), row
+    assert 'faceit_bot_queue_messages{queue="default",state="waiting"} 1' in text
+    assert 'faceit_bot_jobs_processed_total{actor="t_noop"} 3' in text
+    assert 'faceit_bot_jobs_failed_total{actor="t_noop"} 1' in text
+    assert 'faceit_bot_job_duration_seconds_count{actor="t_noop"} 3' in text
+    assert 'faceit_bot_job_duration_seconds_bucket{actor="t_noop",le="+Inf"} 3' in text
+    buckets = [int(m) for m in re.findall(r'duration_seconds_bucket\{actor="t_noop",le="[^"]+"\} (\d+)', text)]
+    assert buckets == sorted(buckets) and len(buckets) == 11
+    assert 'faceit_bot_alerts_open{level="error"} 1' in text
+    assert re.search(r"^faceit_bot_health_score \d+$", text, re.M)
+    assert text.count("# TYPE faceit_bot_job_duration_seconds histogram") == 1
+
+
+def test_healthz_and_pages_when_redis_is_down(local: Client, redis_server) -> None:
+    assert local.get("/healthz").json()["redis"] is True
+    redis_server.stop()
+    try:
+        down = local.get("/healthz")
+        assert down.status == 503 and down.json()["redis"] is False
+        assert local.get("/api/jobs").status == 503
+        page = local.get("/queues")
+        assert page.status == 503 and "Redis is unreachable" in page.text
+        assert "faceit_bot_redis_up 0" in local.get("/metrics").text
+    finally:
+        redis_server.start()
+    assert local.get("/healthz").status == 200
+
+
+def test_workers_page_lists_heartbeats(local: Client, store: JobStore) -> None:
+    import time
+
+    from queues.workers import WorkerInfo, WorkerRegistry
+
+    registry = WorkerRegistry(store.client, prefix=store.prefix)
+    now = time.time()
+    registry.heartbeat(WorkerInfo("host-a:4242:x", "host-a", 4242, ["high", "default"], ["job-abc"], 17, now - 90, now))
+    rows = local.get("/api/workers").json()["workers"]
+    assert [w["pid"] for w in rows] == [4242] and rows[0]["current_jobs"] == ["job-abc"]
+    html = local.get("/workers").text
+    assert "host-a" in html and 'href="/jobs/job-abc"' in html

@@ -1,0 +1,92 @@
+"""The job store's transitions on a real Redis: each one Lua call, stale writers refused."""
+
+from __future__ import annotations
+
+from queues.jobstore import AckTarget, JobStore
+
+
+def _store(redis_client) -> JobStore:
+    return JobStore(redis_client, prefix="fb:", result_ttl=60, failure_ttl=600, index_limit=100)
+
+
+def test_a_stale_attempt_writes_nothing(redis_client):
+    store = _store(redis_client)
+    store.create("j1", actor="a", queue="default")
+    first = store.begin("j1", max_deliveries=4)
+    second = store.begin("j1", max_deliveries=4)  # re-delivered: the first worker was lost
+    assert (first.attempt, second.attempt) == (1, 2)
+    assert store.finish("j1", attempt=1, status="succeeded", result={"x": 1}).status == "stale"
+    assert store.get("j1").status == "started"
+    assert store.finish("j1", attempt=2, status="succeeded", result={"x": 2}).status == "succeeded"
+    record = store.get("j1")
+    assert record.result == {"x": 2}
+    assert [t.get("outcome") for t in record.timeline] == ["worker_lost", "succeeded"]
+
+
+def test_deliveries_beyond_the_allowance_are_a_crash_loop(redis_client):
+    store = _store(redis_client)
+    store.create("j2", actor="a", queue="default")
+    verdicts = [store.begin("j2", max_deliveries=3).verdict for _ in range(4)]
+    assert verdicts == ["run", "run", "run", "crash_loop"]
+    record = store.get("j2")
+    assert record.status == "failed" and record.error["code"] == "crash_loop"
+    assert store.begin("j2", max_deliveries=3).verdict == "final"
+
+
+def test_final_success_without_requesters_acks_the_message(redis_client):
+    store = _store(redis_client)
+    ack = AckTarget("dramatiq:__acks__.w1.default", "dramatiq:default.msgs", "r1")
+    redis_client.sadd(ack.acks_key, "r1")
+    redis_client.hset(ack.msgs_key, "r1", "{}")
+    store.create("j3", actor="a", queue="default")
+    store.begin("j3", max_deliveries=4)
+    assert store.finish("j3", attempt=1, status="succeeded", result=None, ack=ack).acked is True
+    assert not redis_client.sismember(ack.acks_key, "r1") and not redis_client.hexists(ack.msgs_key, "r1")
+
+
+def test_a_job_someone_waits_on_keeps_its_message_for_the_normal_ack(redis_client):
+    store = _store(redis_client)
+    ack = AckTarget("dramatiq:__acks__.w1.default", "dramatiq:default.msgs", "r2")
+    redis_client.sadd(ack.acks_key, "r2")
+    redis_client.hset(ack.msgs_key, "r2", "{}")
+    store.create("j4", actor="a", queue="default", requester={"user_id": 9})
+    store.begin("j4", max_deliveries=4)
+    finish = store.finish("j4", attempt=1, status="succeeded", result={}, ack=ack)
+    assert (finish.acked, finish.requesters) == (False, 1)
+    assert redis_client.sismember(ack.acks_key, "r2")  # acked later, after its delivery is enqueued
+
+
+def test_a_failure_is_never_acked_by_the_record_write(redis_client):
+    store = _store(redis_client)
+    ack = AckTarget("dramatiq:__acks__.w1.default", "dramatiq:default.msgs", "r3")
+    redis_client.sadd(ack.acks_key, "r3")
+    store.create("j5", actor="a", queue="default")
+    store.begin("j5", max_deliveries=4)
+    assert store.finish("j5", attempt=1, status="failed", error={"type": "E"}, ack=ack).acked is False
+    assert redis_client.sismember(ack.acks_key, "r3")  # Dramatiq nacks it into the dead letters
+
+
+def test_cancel_states(redis_client):
+    store = _store(redis_client)
+    store.create("q", actor="a", queue="default")
+    assert store.request_cancel("q") == "canceled"
+    assert store.begin("q", max_deliveries=4).verdict == "final"
+    store.create("r", actor="a", queue="default")
+    store.begin("r", max_deliveries=4)
+    assert store.request_cancel("r") == "canceling" and store.is_cancel_requested("r")
+    assert store.request_cancel("missing") == "missing"
+
+
+def test_outcomes_feed_per_minute_counters_samples_and_histograms(redis_client):
+    store = _store(redis_client)
+    for i, status in enumerate(["succeeded", "failed", "succeeded"]):
+        store.create(f"s{i}", actor="act", queue="low")
+        store.begin(f"s{i}", max_deliveries=4)
+        store.finish(f"s{i}", attempt=1, status=status)
+    minutes = list(redis_client.scan_iter("fb:stats:low:*"))
+    assert len(minutes) == 1
+    assert redis_client.hgetall(minutes[0]) == {"succeeded": "2", "failed": "1"}
+    assert redis_client.hget(store.totals_key(), "act|succeeded") == "2"
+    assert redis_client.llen(store.samples_key("low")) == 3
+    hist = redis_client.hgetall(store.histogram_key("act"))
+    assert sum(int(v) for k, v in hist.items() if k != "sum") == 3
