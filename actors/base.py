@@ -171,7 +171,13 @@ def job_actor(
             resources.register(ctx, task)
             try:
                 async with asyncio.timeout(limit):
-                    return await task
+                    value = await task
+                if state is None:
+                    return value
+                # The result travels to Tracking on the delivery state, not through Dramatiq
+                # (which would warn about a discarded result without its Results backend).
+                state.result = value
+                return None
             except TimeoutError:
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     raise

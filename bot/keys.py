@@ -7,6 +7,8 @@ All live under ``<REDIS_KEY_PREFIX>bot:`` (``fb:bot:`` by default). Only integer
 key                            what
 =============================  ===============================================================
 ``bot:lang``                   hash user id → chosen language (``/lang``); user data, no TTL
+``bot:lang:seen``              hash user id → the Telegram language seen when they subscribed
+                               (notifications go out in it unless ``/lang`` chose one)
 ``bot:rate:<uid>``             sorted set of the user's job requests in the last minute
 ``bot:active:<uid>``           sorted set of the user's unfinished job ids (and short-lived
                                ``p:<token>`` reservations while an enqueue is in flight)
@@ -27,6 +29,9 @@ class BotKeys:
 
     def user_languages(self) -> str:
         return f"{self.base}lang"
+
+    def user_seen_languages(self) -> str:
+        return f"{self.base}lang:seen"
 
     def user_rate(self, user_id: int) -> str:
         return f"{self.base}rate:{int(user_id)}"

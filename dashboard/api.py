@@ -47,6 +47,11 @@ async def healthz(request: web.Request) -> web.Response:
                          status=200 if ok else 503)
 
 
+@routes.get("/favicon.ico")
+async def favicon(request: web.Request) -> web.Response:
+    raise web.HTTPMovedPermanently("/static/favicon.svg")
+
+
 @routes.get("/metrics")
 async def prometheus(request: web.Request) -> web.Response:
     text = await in_thread(metrics.collect, dashboard_of(request).data)

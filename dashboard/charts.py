@@ -31,6 +31,20 @@ def nice_ceiling(value: float) -> float:
     return 10 * base
 
 
+def y_ticks(peak: float, integer: bool = False) -> list[float]:
+    """Gridline values from 0 to a round top at or above ``peak``: at most five, whole
+    numbers when the data are counts."""
+    if peak <= 0:
+        return [0.0, 1.0]
+    if integer and peak <= 4:
+        return [float(i) for i in range(math.ceil(peak) + 1)]
+    step = nice_ceiling(peak / 4)
+    if integer:
+        step = float(math.ceil(step))
+    count = math.ceil(peak / step - 1e-9)
+    return [round(i * step, 10) for i in range(count + 1)]
+
+
 def format_number(value: float) -> str:
     if value == 0:
         return "0"
@@ -58,7 +72,8 @@ def line_chart(series: dict[str, Sequence[Point]], *, title: str, unit: str = ""
     t0, t1 = (min(times), max(times)) if times else ((now or time.time()) - 3600, now or time.time())
     if t1 <= t0:
         t1 = t0 + 1
-    y_max = nice_ceiling(max(values) if values else 0)
+    ticks = y_ticks(max(values) if values else 0, integer=all(float(v).is_integer() for v in values))
+    y_max = ticks[-1]
 
     def x(t: float) -> float:
         return left + (t - t0) / (t1 - t0) * plot_w
@@ -71,8 +86,7 @@ def line_chart(series: dict[str, Sequence[Point]], *, title: str, unit: str = ""
         f'preserveAspectRatio="xMidYMid meet" aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
     ]
-    for i in range(5):
-        value = y_max * i / 4
+    for value in ticks:
         gy = y(value)
         parts.append(f'<line class="grid" x1="{left}" y1="{gy:.1f}" x2="{width - right}" y2="{gy:.1f}"/>')
         parts.append(f'<text class="axis" x="{left - 6}" y="{gy + 4:.1f}" text-anchor="end">'
@@ -80,8 +94,8 @@ def line_chart(series: dict[str, Sequence[Point]], *, title: str, unit: str = ""
     for i in range(5):
         tick = t0 + (t1 - t0) * i / 4
         anchor = "start" if i == 0 else "end" if i == 4 else "middle"
-        parts.append(f'<text class="axis" x="{x(tick):.1f}" y="{height - bottom + 16}" text-anchor="{anchor}">'
-                     f"{escape(time_label(tick, t1 - t0))}</text>")
+        parts.append(f'<text class="axis" x="{x(tick):.1f}" y="{height - bottom + 16}" text-anchor="{anchor}" '
+                     f'data-tick="{tick:.0f}" data-span="{t1 - t0:.0f}">{escape(time_label(tick, t1 - t0))}</text>')
     if not values:
         parts.append(f'<text class="empty" x="{left + plot_w / 2:.1f}" y="{top + plot_h / 2:.1f}" '
                      f'text-anchor="middle">no data in this range</text>')

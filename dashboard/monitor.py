@@ -112,8 +112,8 @@ class LocalFigures:
     def series(self, metric: str, queue: str, chart: ChartRange, now: float | None = None) -> list[Point]:
         """``chart.buckets`` points ``(bucket start, value)``, oldest first.
 
-        throughput: jobs finished per minute (bucket average); failures: jobs that failed in
-        the bucket; wait_p95: seconds (None where nothing finished).
+        throughput: jobs finished in the bucket; failures: jobs that failed in it (the same
+        units as ``QueueMonitor.series``); wait_p95: seconds (None where nothing finished).
         """
         now = time.time() if now is None else now
         size = chart.bucket_seconds
@@ -134,7 +134,7 @@ class LocalFigures:
             chunk = rows[i * per:(i + 1) * per]
             if metric == "throughput":
                 done = sum(r.get("succeeded", 0) + r.get("failed", 0) for r in chunk)
-                points.append((start + i * size, round(done / per, 3)))
+                points.append((start + i * size, float(done)))
             else:
                 points.append((start + i * size, float(sum(r.get("failed", 0) for r in chunk))))
         return points
@@ -158,13 +158,14 @@ def wait_target(queue: str, settings: Any) -> float | None:
 
 def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: list[dict[str, Any]],
                  redis_ok: bool = True) -> dict[str, Any]:
-    """A health score from what the dashboard already read, used until the monitor answers.
+    """A health score from what the dashboard already read, for when ``queues.monitoring``
+    cannot answer. Deductions follow ``queues.alert_rules`` where both know the condition:
 
     ======================================  ==========
     condition                               points lost
     ======================================  ==========
     Redis unreachable                       100
-    a queue with work and no live worker    30
+    a queue with work and no live worker    25
     failure rate over ALERT_FAILURE_RATE    20
     depth over its per-queue limit          10
     p95 wait over its per-queue target      10
@@ -183,13 +184,13 @@ def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: 
     for name, q in queues.items():
         pending = (q.get("waiting") or 0) + (q.get("delayed") or 0)
         if pending and not q.get("workers"):
-            lose(f"queue:{name}", 30, f"{name}: {pending} jobs waiting and no live worker")
+            lose(f"queue:{name}", 25, f"{name}: {_jobs(pending)} waiting and no live worker")
         rate = q.get("failure_rate")
         if rate is not None and (q.get("succeeded", 0) + q.get("failed", 0)) >= 5 and rate > threshold:
             lose(f"failures:{name}", 20, f"{name}: {rate:.0%} of jobs failed in the last hour")
         limit = depth_limit(name, settings)
         if limit is not None and (q.get("waiting") or 0) > limit:
-            lose(f"depth:{name}", 10, f"{name}: {q['waiting']} jobs waiting (limit {limit})")
+            lose(f"depth:{name}", 10, f"{name}: {_jobs(q['waiting'])} waiting (limit {limit})")
         target = wait_target(name, settings)
         if target is not None and q.get("wait_p95") is not None and q["wait_p95"] > target:
             lose(f"wait:{name}", 10, f"{name}: p95 wait {q['wait_p95']:.1f} s (target {target:g} s)")
@@ -206,6 +207,10 @@ def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: 
         "reasons": [c["reason"] for c in components],
         "source": "dashboard",
     }
+
+
+def _jobs(n: int) -> str:
+    return f"{n} job" if n == 1 else f"{n} jobs"
 
 
 def normalise_series(raw: Any) -> list[Point]:
@@ -279,7 +284,9 @@ class Figures:
         if monitor is not None:
             try:
                 points = normalise_series(monitor.series(metric, queue, chart.seconds, chart.buckets))
-                if points:
+                # Gauges exist only where the scheduler recorded ticks; without them the job
+                # store's own samples still tell the wait times.
+                if any(value is not None for _, value in points):
                     return points
             except Exception as exc:
                 logger.warning("monitor series %s/%s failed (%s); computing it here", metric, queue,

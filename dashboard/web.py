@@ -47,7 +47,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = PACKAGE_DIR / "templates"
 STATIC_DIR = PACKAGE_DIR / "static"
 REFRESH_SECONDS = 5
-PUBLIC_PATHS = frozenset({"/healthz", "/login"})
+PUBLIC_PATHS = frozenset({"/healthz", "/login", "/favicon.ico"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

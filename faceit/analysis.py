@@ -513,13 +513,20 @@ def tracked_player_period(
     since: float,
     elo_now: int | None,
     elo_history: Sequence[tuple[float, int]],
+    now: float,
 ) -> dict[str, Any]:
-    """A followed player's matches since ``since`` (epoch s) and Elo trend over the period."""
+    """A followed player's matches since ``since`` (epoch s) and Elo trend over the period.
+
+    The Elo change runs from the last snapshot before the period (else the first inside it) to
+    now; it is unknown (None) when that snapshot is less than an hour old, since a snapshot
+    taken just now says nothing about the period.
+    """
     games = [m for m in recent if m.is_5v5 and (m.finished_at or 0) >= since]
     form = recent_form(games, limit=len(games) or 1) if games else recent_form([], 1)
     in_period = [(t, e) for t, e in elo_history if t >= since]
     before = [(t, e) for t, e in elo_history if t < since]
-    start = before[-1][1] if before else (in_period[0][1] if in_period else None)
+    first = before[-1] if before else (in_period[0] if in_period else None)
+    start = first[1] if first is not None and first[0] <= now - 3600 else None
     end = elo_now if elo_now is not None else (in_period[-1][1] if in_period else None)
     return {
         "player_id": player_id,

@@ -43,8 +43,8 @@ L: dict[str, tuple[str, str]] = {
     "danger": ("Who to watch", "Опасные игроки"),
     "threats": ("threats", "опасны"),
     "targets": ("weakest", "слабее всех"),
-    "entry": ("entry", "энтри"),
-    "clutch": ("1v1", "1в1"),
+    "entry": ("entry wins", "выигранные энтри"),
+    "clutch": ("1v1 won", "выигранные 1в1"),
     "finished_title": ("Match finished", "Матч завершён"),
     "finished_note": ("This match is over, so here is the result instead of a forecast.",
                       "Матч уже сыгран — вместо прогноза показываю результат."),
@@ -87,6 +87,10 @@ L: dict[str, tuple[str, str]] = {
     "no_period_matches": ("no matches", "нет матчей"),
     "users": ("users", "пользователей"),
     "cache_title": ("Cache update", "Обновление кэша"),
+    "monitor_title": ("Match monitoring", "Мониторинг матчей"),
+    "monitor_body": ("checked {checked} of {total} players · new matches {new} · notifications {notes}",
+                     "проверено игроков: {checked} из {total} · новых матчей: {new} · уведомлений: {notes}"),
+    "monitor_errors": ("could not check", "не удалось проверить"),
     "refreshed": ("refreshed", "обновлено"),
     "chart_caption": ("{nick}: last {n} matches", "{nick}: последние {n} матчей"),
     "open": ("open on FACEIT", "открыть на FACEIT"),
@@ -155,6 +159,9 @@ def render_match_analysis(data: dict[str, Any], lang: str) -> str:
         lines.append("")
         lines.append(f"<b>[{idx}] {e(team['name'])}</b>")
         lines.append("<pre>" + _player_table(team["players"], lang) + "</pre>")
+        special = _specialists(team["players"], lang)
+        if special:
+            lines.append(special)
     lines.append(f"<i>{t('form_hint', lang)}</i>")
     lines.append("")
     lines.extend(_maps_block(data, lang))
@@ -175,6 +182,17 @@ def _player_table(players: list[dict[str, Any]], lang: str) -> str:
         )
         rows.append(e(row))
     return "\n".join(rows)
+
+
+def _specialists(players: list[dict[str, Any]], lang: str) -> str:
+    """The side's best entry fragger and clutcher, when the stats carry those keys."""
+    parts = []
+    for field, label in (("entry_success", "entry"), ("clutch_1v1", "clutch")):
+        known = [p for p in players if p["form"].get(field) is not None]
+        if known:
+            best = max(known, key=lambda p: (p["form"][field], p["nickname"]))
+            parts.append(f"{t(label, lang)}: {e(best['nickname'])} {fmt_pct(best['form'][field], lang, fraction=True)}")
+    return " · ".join(parts)
 
 
 def _maps_block(data: dict[str, Any], lang: str) -> list[str]:
@@ -310,7 +328,7 @@ def render_player_report(data: dict[str, Any], lang: str) -> str:
 
 def chart_caption(data: dict[str, Any], lang: str) -> str:
     n = len(data["chart"]["kd"])
-    return t("chart_caption", lang).format(nick=data["nickname"], n=n)
+    return t("chart_caption", lang).format(nick=e(data["nickname"]), n=n)
 
 
 # Bulk, monitoring, analytics, cache --------------------------------------------------------------
@@ -388,6 +406,17 @@ def render_analytics(data: dict[str, Any], lang: str) -> str:
                         elo += f" ({fmt_signed(p['elo_change'], lang)})"
                 lines.append(f"• <b>{e(p['nickname'])}</b>: {body}{elo}")
     return "\n".join(lines)
+
+
+def render_monitoring(data: dict[str, Any], lang: str) -> str:
+    body = t("monitor_body", lang).format(checked=fmt_int(data["checked"], lang), total=fmt_int(data["players"], lang),
+                                          new=fmt_int(data["new_matches"], lang),
+                                          notes=fmt_int(data["notifications"], lang))
+    line = f"🔔 <b>{t('monitor_title', lang)}</b>: {body}"
+    if data.get("errors"):
+        names = ", ".join(e(err.get("nickname") or err.get("player_id")) for err in data["errors"][:10])
+        line += f"\n{t('monitor_errors', lang)}: {names}"
+    return line
 
 
 def render_cache_update(data: dict[str, Any], lang: str) -> str:

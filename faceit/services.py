@@ -389,9 +389,7 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dic
         "notifications": len(notifications),
         "errors": errors,
     }
-    summary = {lang: [f"🔔 {data['checked']}/{total} · {counts['new_matches']} · {len(notifications)}"]
-               for lang in ("en", "ru")}
-    return _result("match_monitoring", data, summary, notifications=notifications)
+    return _result("match_monitoring", data, render.texts(render.render_monitoring, data), notifications=notifications)
 
 
 async def _scan_player(
@@ -410,6 +408,8 @@ async def _scan_player(
     state = await ctx.store.monitor_state(player_id)
     if state is None:
         profile = await _optional(client.get_player(player_id))
+        if profile is not None:
+            await _record_elos(ctx, [profile])
         newest = games[0] if games else None
         marks[player_id] = {"match_id": newest.match_id if newest else None,
                             "finished_at": newest.finished_at if newest else 0,
@@ -525,7 +525,7 @@ async def _user_analytics(ctx: FaceitContext, user_id: int, report_type: str, no
         history = await ctx.store.elo_history(pid)
         players.append(analysis.tracked_player_period(
             pid, profile.nickname if profile else sub["nickname"], recent, since,
-            profile.elo if profile else None, history))
+            profile.elo if profile else None, history, now))
     return {"user_id": user_id, "report_type": report_type, "days": days, "since": since,
             "analyses": analyses, "players": players}
 

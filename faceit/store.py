@@ -159,7 +159,7 @@ class FaceitStore:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hincrby(key, str(kind)[:32], 1)
         pipe.expire(key, ACTIVITY_TTL)
-        pipe.zadd(self.keys.active_users(), {str(int(user_id)): now})
+        pipe.zadd(self.keys.active_users(), {str(int(user_id)): now}, gt=True)
         pipe.zremrangebyrank(self.keys.active_users(), 0, -(MAX_ACTIVE_USERS + 1))
         await pipe.execute()
 

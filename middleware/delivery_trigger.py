@@ -46,7 +46,8 @@ class DeliveryTrigger(Middleware):
         state = state_of(message)
         if state.outcome not in FINAL or not state.attempt:
             return
-        has_notifications = isinstance(result, dict) and bool(result.get("notifications"))
+        value = result if result is not None else state.result
+        has_notifications = isinstance(value, dict) and bool(value.get("notifications"))
         if state.requesters or has_notifications:
             self._send(broker, message.message_id)
 

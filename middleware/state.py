@@ -22,6 +22,7 @@ class DeliveryState:
     requesters: int = 0              # requesters on the record when it ended
     pending_retry: Any = None        # the message to re-enqueue before the ack
     acked: bool = False              # tracking's final write already acked the message
+    result: Any = None               # the actor body's return value (kept off Dramatiq's path)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -92,6 +92,8 @@ class Tracking(Middleware):
         state = state_of(message)
         if not state.attempt:
             return
+        if result is None:
+            result = state.result
         if exception is None:
             state.outcome = "succeeded"
             error = None

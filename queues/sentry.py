@@ -23,7 +23,7 @@ _CHAT_KEYS = {"text", "caption", "message_text", "chat_text"}
 _SECRET_KEY = re.compile(r"(token|api[_-]?key|apikey|password|passwd|secret|authorization|cookie|dsn)",
                          re.IGNORECASE)
 # Telegram bot tokens (``123456:AA…``), also inside Bot API URLs (``/bot<token>/``).
-_TOKEN_SHAPE = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{20,}")
+_TOKEN_SHAPE = re.compile(r"(?<![0-9])\d{5,}:[A-Za-z0-9_-]{20,}")
 _secrets: list[str] = []
 _initialized: dict[str, Any] = {}
 logger = logging.getLogger(__name__)
@@ -53,11 +53,31 @@ def _is_sensitive_key(key: Any) -> bool:
     return key in _CHAT_KEYS or bool(_SECRET_KEY.search(key))
 
 
+def _template(message: Any, params: Any) -> str:
+    """A log template with its arguments replaced: Dramatiq logs whole messages (their kwargs
+    hold users' texts), so its log lines travel without their arguments."""
+    text = str(message or "")
+    count = len(params) if isinstance(params, (list, tuple)) else (1 if params else 0)
+    if not count:
+        return text
+    try:
+        return text % tuple("[message]" for _ in range(count))
+    except (TypeError, ValueError):
+        return text
+
+
 def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+    entry = event.get("logentry")
+    if str(event.get("logger", "")).startswith("dramatiq") and isinstance(entry, dict):
+        entry["formatted"] = _template(entry.get("message"), entry.get("params"))
+        entry["params"] = []
     return scrub(event)
 
 
 def before_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+    record = (hint or {}).get("log_record")
+    if str(crumb.get("category", "")).startswith("dramatiq") and record is not None:
+        crumb["message"] = _template(record.msg, record.args)
     return scrub(crumb)
 
 

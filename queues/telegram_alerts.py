@@ -233,6 +233,8 @@ class TelegramAlertSink:
             pipe.expire(self.pending_key, SEEN_TTL)
             pipe.execute()
             return 0
+        # The window runs from the end of the send (the first send may take a while: imports).
+        self.client.set(self.window_key, 1, px=int(self.batch_seconds * 1000))
         return len(alerts)
 
     # Telegram

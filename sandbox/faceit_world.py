@@ -395,7 +395,7 @@ class World:
                     "MVPs": str(games * 2),
                     "Average K/D Ratio": _fmt(kills / deaths), "Average K/R Ratio": _fmt(kills / rounds if rounds else 0),
                     "Average Headshots %": str(round(p.hs)), "Average Kills": _fmt(kills / games if games else 0),
-                    "ADR": _fmt(p.kpr * p.adr_per_kill + 8, 1),
+                    "ADR": _fmt((p.kpr * p.adr_per_kill + 8) * (1 + p.map_bias[mid]), 1),
                     "Triple Kills": str(games // 3), "Quadro Kills": str(games // 20), "Penta Kills": str(games // 150),
                     "K/D Ratio": _fmt(games * kills / deaths),  # a running sum: a trap, never read it
                 },

@@ -22,7 +22,13 @@
     if (seconds < 86400) return Math.floor(seconds / 3600) + " h " + Math.floor(seconds % 3600 / 60) + " min ago";
     return Math.floor(seconds / 86400) + " d ago";
   }
+  const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
   function localise(root) {
+    root.querySelectorAll("text[data-tick]").forEach(function (el) {
+      const d = new Date(parseFloat(el.dataset.tick) * 1000);
+      const hm = pad(d.getHours()) + ":" + pad(d.getMinutes());
+      el.textContent = parseFloat(el.dataset.span) > 2 * 86400 ? DAYS[d.getDay()] + " " + hm : hm;
+    });
     root.querySelectorAll("time[data-ts]").forEach(function (el) {
       const ts = parseFloat(el.dataset.ts);
       if (!el.title) el.title = el.textContent;
@@ -80,7 +86,12 @@
   }
   document.addEventListener("submit", function (event) {
     const form = event.target;
-    if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
+    if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) { event.preventDefault(); return; }
+    if (form.method === "get") {
+      // Short, shareable filter URLs: leave out the fields that are not set.
+      form.querySelectorAll("input[name], select[name]").forEach(function (el) { if (!el.value) el.disabled = true; });
+      setTimeout(function () { form.querySelectorAll("[disabled]").forEach(function (el) { el.disabled = false; }); }, 0);
+    }
   });
   document.addEventListener("visibilitychange", function () { if (!document.hidden) refresh(); });
   localise(document);

@@ -15,6 +15,11 @@ from queues.manager import reset_queue_manager
 from queues.runtime import get_job_store, reset_runtime
 from settings import Settings, load_settings
 from tests.dashboard.helpers import DashboardServer
+from tests.support.telegram_sandbox import (  # noqa: F401  (fixtures used by the chat tests)
+    TelegramSandbox,
+    telegram_sandbox,
+    telegram_sandbox_server,
+)
 from tests.support.workers import WorkerPool
 
 ADMIN = {"user": "operator", "password": "correct horse battery"}
@@ -27,9 +32,29 @@ AUTH_SETTINGS = {
 
 
 def dashboard_settings(**overrides: object) -> Settings:
+    from queues.monitoring import reset_queue_monitor
+
     reset_runtime()
     reset_queue_manager()
+    reset_queue_monitor()
     return load_settings(**overrides)
+
+
+def load_test_actors(redis_server) -> None:
+    """Declare the test actors here, after the session Redis is set, and check the broker uses it.
+
+    Importing ``actors`` builds the process's broker from the settings of that moment, so it
+    must happen inside a fixture, never at module import (collection runs before REDIS_URL is set).
+    """
+    import dramatiq
+
+    import actors  # noqa: F401
+    import tests.support.test_actors  # noqa: F401
+
+    port = dramatiq.get_broker().client.connection_pool.connection_kwargs.get("port")
+    if port != redis_server.port:
+        pytest.fail(f"the Dramatiq broker of this process points at port {port}, not the test Redis "
+                    f"({redis_server.port}): something imported `actors` before the session started")
 
 
 @pytest.fixture

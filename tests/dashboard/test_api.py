@@ -33,7 +33,7 @@ def test_overview_shows_health_reasons_queues_and_recent_failures(local: Client,
     high = next(q for q in view["queues"] if q["name"] == "high")
     assert high["waiting"] == 2 and high["workers"] == 0
     health = view["health"]
-    assert health["health_score"] == 70
+    assert health["health_score"] == 75
     assert "high: 2 jobs waiting and no live worker" in health["reasons"]
     default = next(q for q in view["queues"] if q["name"] == "default")
     assert default["succeeded"] == 1 and default["failed"] == 1 and default["failure_rate"] == 0.5
@@ -41,7 +41,7 @@ def test_overview_shows_health_reasons_queues_and_recent_failures(local: Client,
     assert len(view["charts"]["throughput"]["default"]) == 60
     # The page shows the same: the score, the reason, the failed job linked.
     page = local.get("/").text
-    assert 'data-score="70"' in page and "high: 2 jobs waiting and no live worker" in page
+    assert 'data-score="75"' in page and "high: 2 jobs waiting and no live worker" in page
     assert f'href="/jobs/{failed}"' in page and "<svg" in page
 
 

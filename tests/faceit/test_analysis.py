@@ -237,3 +237,19 @@ def test_finished_result_and_player_report() -> None:
 
 def test_roster_player_model() -> None:
     assert RosterPlayer("a", "b").level is None
+
+
+def test_tracked_player_period() -> None:
+    now = 1_000_000.0
+    since = now - 7 * 86400
+    recent = [
+        _stat("new1", True, 20, 10, 2, 20, 90.0, 8, at=int(now - 3600)),
+        _stat("new2", False, 10, 20, 2, 20, 60.0, 5, at=int(now - 86400)),
+        _stat("old", True, 30, 5, 2, 20, 120.0, 15, at=int(since - 10)),
+    ]
+    history = [(since - 100, 1400), (now - 7200, 1420), (now - 60, 1430)]
+    row = analysis.tracked_player_period("p", "nick", recent, since, 1430, history, now)
+    assert (row["matches"], row["results"], row["kd"]) == (2, "WL", 1.0)  # 30 / 30, the old match left out
+    assert (row["elo_start"], row["elo"], row["elo_change"]) == (1400, 1430, 30)
+    fresh = analysis.tracked_player_period("p", "nick", recent, since, 1430, [(now - 60, 1430)], now)
+    assert fresh["elo_change"] is None  # only a snapshot taken just now: unknown, not 0

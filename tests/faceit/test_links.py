@@ -41,6 +41,7 @@ def test_bare_uuid_tries_the_prefixed_id_first() -> None:
 @pytest.mark.parametrize("text", [
     "", "   ", "hello", "1-1234", "https://www.faceit.com/en/cs2/room/", "https://www.faceit.com/en/players/s1mple",
     f"https://example.com/en/cs2/room/{MID}x", f"2-{UUID}", f"{MID}-extra", "x" * 10_000,
+    f"https://notfaceit.com/en/cs2/room/{MID}",
 ])
 def test_bad_match_refs_raise_bad_input_with_a_key(text: str) -> None:
     with pytest.raises(BadInputError) as caught:
@@ -100,6 +101,18 @@ def test_no_text_raises_anything_but_bad_input(text: str) -> None:
 
 
 _id = st.uuids(version=4).map(str)
+_fragments = st.sampled_from(["https://", "www.", "faceit.com", "/", "en/", "cs2/", "csgo/", "room/", "players/",
+                              "1-", "match-", UUID, UUID[:8], "%2F", "%", "?", "#", " ", "\n", "@", "-", "_", "é"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_fragments, max_size=12).map("".join))
+def test_link_shaped_junk_raises_only_bad_input(text: str) -> None:
+    for parse in (parse_match_ref, parse_player_ref, find_match_refs):
+        try:
+            parse(text)
+        except BadInputError:
+            pass
 
 
 @settings(max_examples=200, deadline=None)

@@ -112,7 +112,7 @@ def test_user_supplied_text_is_escaped_in_both_languages() -> None:
     evil = '<b>"x</b>&'
     texts = render.texts(render.render_match_analysis, _analysis(evil))
     assert set(texts) == {"en", "ru"}
-    for lang, parts in texts.items():
+    for _lang, parts in texts.items():
         joined = "".join(parts)
         assert evil not in joined
         assert "&lt;b&gt;&quot;x&lt;/b&gt;&amp;" in joined

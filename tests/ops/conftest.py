@@ -101,3 +101,10 @@ def telegram_sandbox() -> Iterator[object]:
 
     with TelegramSandbox() as sandbox:
         yield sandbox
+
+
+@pytest.fixture
+def live_pool(ops_pool: WorkerPool, fresh) -> WorkerPool:
+    """The shared pool, once its heartbeat is back in the freshly flushed Redis."""
+    ops_pool.wait_ready()
+    return ops_pool

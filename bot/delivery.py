@@ -1,0 +1,378 @@
+"""How workers talk to users: progress edits while a job runs, then its result, exactly once each.
+
+Two entry points, both called in worker processes:
+
+* :func:`on_progress` — registered in ``actors.base.PROGRESS_LISTENERS`` by ``actors/deliver.py``.
+  After each progress write it edits every requester's job message ("players 6/10"). Edits are
+  best effort: only when the chat has a free send slot right now, never waiting, never raising.
+  They run inside the job (awaited by ``ctx.progress``), so none can land after the job ended
+  and overwrite its result.
+* :func:`deliver_job` — the body of the ``deliver_result`` actor, enqueued by
+  ``middleware.delivery_trigger`` when a job ends. For each requester it replaces the job
+  message with the first part of the result (or a short failure / cancel note), sends the other
+  parts and the charts; then it sends the result's ``notifications`` (match monitoring, reports).
+
+Exactly once: each part sent to each user is recorded in ``bot:delivered:<job id>`` (field
+``<user id>:<part>``) right after Telegram accepted it, and a part already recorded is never
+sent again, so a retried delivery job, or one re-delivered after its worker died, sends only
+what is missing. The first part is an edit of the job message, which is idempotent by nature.
+A user who blocked the bot is marked inactive (:mod:`faceit.store`) and skipped from then on;
+that ends their delivery without failing the job. Flood control and network trouble raise
+retryable errors after the other recipients were served, so the pipeline retries the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import html
+import logging
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import BufferedInputFile, LinkPreviewOptions
+
+from bot.keys import BotKeys
+from bot.sender import SKIPPED, Sender, UserBlocked
+from bot.sendlimit import SendLimiter
+from bot.telegram import build_bot
+from bot.texts import normalize_lang, t
+from bot.views import canceled_text, cancel_keyboard, failure_text, progress_text
+from faceit.errors import FaceitBotError, RateLimitedError
+from faceit.i18n import user_message
+from faceit.keys import FaceitKeys
+from faceit.store import FaceitStore
+from queues.connection import async_redis_client
+from queues.jobstore import JobRecord
+
+logger = logging.getLogger(__name__)
+
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+RECIPIENT_CONCURRENCY = 16
+PROGRESS_TIMEOUT = 5.0
+ACTIVITY_KIND = {"match_analysis": "match", "player_report": "player", "bulk_analysis": "bulk",
+                 "analytics_report": "report"}
+
+
+# Per-loop resources --------------------------------------------------------------------------------
+
+
+@dataclass
+class DeliveryResources:
+    """What delivery needs on one event loop: Redis, the Bot, the sender, the user store."""
+
+    settings: Any
+    redis: Any
+    keys: BotKeys
+    bot: Bot
+    sender: Sender
+    store: FaceitStore
+    job_key_prefix: str
+    marker_ttl: int
+
+    def job_key(self, job_id: str) -> str:
+        return f"{self.job_key_prefix}{job_id}"
+
+    async def load(self, job_id: str) -> JobRecord | None:
+        data = await self.redis.hgetall(self.job_key(job_id))
+        return JobRecord.from_hash(job_id, data) if data else None
+
+    async def delivered(self, job_id: str) -> set[str]:
+        return set(await self.redis.hkeys(self.keys.delivered(job_id)))
+
+    async def mark(self, job_id: str, part: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self.keys.delivered(job_id), part, "1")
+        pipe.expire(self.keys.delivered(job_id), self.marker_ttl)
+        await pipe.execute()
+
+    async def close(self) -> None:
+        await self.bot.session.close()
+        await self.redis.aclose()
+
+
+_resources: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DeliveryResources] = weakref.WeakKeyDictionary()
+
+
+def build_resources(settings: Any) -> DeliveryResources:
+    from queues.jobstore import JobStore
+
+    redis = async_redis_client(settings)
+    keys = BotKeys(settings.redis_key_prefix)
+    limiter = SendLimiter.from_settings(redis, keys, settings)
+    return DeliveryResources(
+        settings=settings, redis=redis, keys=keys, bot=build_bot(settings, retry_after=False),
+        sender=Sender(limiter), store=FaceitStore(redis, FaceitKeys(settings.redis_key_prefix)),
+        job_key_prefix=JobStore(redis, prefix=settings.redis_key_prefix).job_key(""),
+        marker_ttl=int(settings.queue_failure_ttl),
+    )
+
+
+async def get_resources() -> DeliveryResources:
+    """The running loop's resources (built from settings on first use)."""
+    loop = asyncio.get_running_loop()
+    res = _resources.get(loop)
+    if res is None:
+        from settings import get_settings
+
+        res = _resources[loop] = build_resources(get_settings())
+    return res
+
+
+async def close_resources() -> None:
+    res = _resources.pop(asyncio.get_running_loop(), None)
+    if res is not None:
+        await res.close()
+
+
+# Progress ------------------------------------------------------------------------------------------
+
+
+async def on_progress(job_id: str, progress: dict[str, Any]) -> None:
+    """Edit each requester's job message to show ``progress`` (best effort; never raises)."""
+    try:
+        res = await get_resources()
+        raw, actor = await res.redis.hmget(res.job_key(job_id), ["requesters", "actor"])
+        import json
+
+        requesters = [r for r in (json.loads(raw) if raw else []) if r.get("message_id")]
+        if requesters:
+            await asyncio.gather(*(_edit_progress(res, job_id, actor, r, progress) for r in requesters))
+    except Exception as exc:  # progress must never fail a job
+        logger.debug("job %s: progress edit skipped: %s: %s", job_id, type(exc).__name__, exc)
+
+
+async def _edit_progress(res: DeliveryResources, job_id: str, actor: str | None, requester: dict[str, Any],
+                         progress: dict[str, Any]) -> None:
+    chat_id = int(requester.get("chat_id") or requester["user_id"])
+    lang = normalize_lang(requester.get("lang"))
+    text = progress_text(job_id, actor, progress, lang)
+
+    async def edit() -> Any:
+        return await res.bot.edit_message_text(text=text, chat_id=chat_id, message_id=int(requester["message_id"]),
+                                               reply_markup=cancel_keyboard(job_id, lang),
+                                               request_timeout=int(PROGRESS_TIMEOUT))
+
+    try:
+        outcome = await asyncio.wait_for(res.sender.call(chat_id, edit, best_effort=True, job_id=job_id),
+                                         PROGRESS_TIMEOUT + 1)
+    except (TelegramBadRequest, UserBlocked, FaceitBotError, TimeoutError) as exc:
+        logger.debug("job %s: progress edit for chat %s not applied: %s", job_id, chat_id, exc)
+        return
+    if outcome is SKIPPED:
+        logger.debug("job %s: progress edit for chat %s skipped (send budget)", job_id, chat_id)
+
+
+# Result parts --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Part:
+    """One message of a delivery: text (``replace``: edit the job message) or a photo."""
+
+    name: str
+    text: str = ""
+    photo: bytes | None = None
+    replace: bool = False
+
+
+@dataclass
+class Summary:
+    sent: int = 0
+    skipped: int = 0
+    blocked: list[int] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+
+    def to_dict(self, job_id: str) -> dict[str, Any]:
+        return {"kind": "delivery", "job_id": job_id, "sent": self.sent, "already_sent": self.skipped,
+                "blocked": sorted(self.blocked)}
+
+
+def _texts_of(result: dict[str, Any], lang: str) -> list[str]:
+    texts = result.get("texts") or {}
+    return list(texts.get(lang) or texts.get("en") or [])
+
+
+def _photos_of(result: dict[str, Any], lang: str) -> list[Part]:
+    parts = []
+    for index, photo in enumerate(result.get("photos") or []):
+        try:
+            data = base64.b64decode(photo.get("png_b64") or "", validate=True)
+        except (ValueError, TypeError):
+            logger.warning("a photo of the result is not valid base64; skipped")
+            continue
+        caption = (photo.get("caption") or {}).get(lang) or (photo.get("caption") or {}).get("en") or ""
+        parts.append(Part(f"p{index}", text=html.escape(caption[:1000], quote=False), photo=data))
+    return parts
+
+
+async def _requester_parts(res: DeliveryResources, record: JobRecord, user_id: int, lang: str,
+                           done: set[str]) -> list[Part]:
+    if record.status == "canceled":
+        return [Part("0", canceled_text(record.id, record.actor, lang), replace=True)]
+    if record.status == "failed":
+        return [Part("0", failure_text(record.id, record.actor, record.error, record.kwargs, lang), replace=True)]
+    result = record.result if isinstance(record.result, dict) else {}
+    if result.get("kind") == "player_lookup":
+        return [Part("0", await _lookup_text(res, result, user_id, lang, first=f"{user_id}:0" not in done),
+                     replace=True)]
+    texts = _texts_of(result, lang) or [t("done", lang)]
+    parts = [Part(str(i), text, replace=(i == 0)) for i, text in enumerate(texts)]
+    return parts + _photos_of(result, lang)
+
+
+async def _lookup_text(res: DeliveryResources, result: dict[str, Any], user_id: int, lang: str,
+                       first: bool) -> str:
+    """A player lookup's answer; with ``subscribe`` the subscription is made here, for the requester."""
+    player = result.get("data") or {}
+    nickname = str(player.get("nickname") or "?")
+    if not result.get("subscribe"):
+        return f"👤 <b>{html.escape(nickname)}</b> · Elo {player.get('elo')} · lvl {player.get('level')}"
+    if first:
+        await res.redis.hset(res.keys.user_seen_languages(), str(user_id), lang)
+        try:
+            await res.store.subscribe(user_id, str(player["player_id"]), nickname)
+        except FaceitBotError as exc:  # too many subscriptions
+            return "❌ " + html.escape(user_message(exc, lang))
+    return t("subscribed", lang, nickname=nickname)
+
+
+# Sending -------------------------------------------------------------------------------------------
+
+
+async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Part,
+                     message_id: int | None) -> None:
+    bot, sender = res.bot, res.sender
+    if part.photo is not None:
+        photo = BufferedInputFile(part.photo, filename=f"{part.name}.png")
+        await sender.call(chat_id, lambda: bot.send_photo(chat_id, photo, caption=part.text or None),
+                          job_id=job_id)
+        return
+    if part.replace and message_id:
+        try:
+            await sender.call(chat_id, lambda: bot.edit_message_text(
+                text=part.text, chat_id=chat_id, message_id=message_id, reply_markup=None,
+                link_preview_options=NO_PREVIEW), job_id=job_id)
+            return
+        except TelegramBadRequest as exc:
+            if "not modified" in str(exc):
+                return  # an earlier attempt already put the result there
+            logger.info("job %s: job message in chat %s cannot be edited (%s); sending a new one",
+                        job_id, chat_id, str(exc)[:120])
+    await sender.call(chat_id, lambda: bot.send_message(chat_id, part.text, link_preview_options=NO_PREVIEW),
+                      job_id=job_id)
+
+
+async def _deliver_parts(res: DeliveryResources, job_id: str, user_id: int, chat_id: int, parts: list[Part],
+                         message_id: int | None, done: set[str], summary: Summary, prefix: str = "") -> bool:
+    """Send what is not yet marked; False when the user blocked the bot."""
+    for part in parts:
+        marker = f"{user_id}:{prefix}{part.name}"
+        if marker in done:
+            summary.skipped += 1
+            continue
+        try:
+            await _send_part(res, job_id, chat_id, part, message_id)
+        except UserBlocked:
+            await _blocked(res, job_id, user_id, summary)
+            return False
+        await res.mark(job_id, marker)
+        done.add(marker)
+        summary.sent += 1
+    return True
+
+
+async def _blocked(res: DeliveryResources, job_id: str, user_id: int, summary: Summary) -> None:
+    logger.info("job %s: user %s blocked the bot; marked inactive, nothing more is sent to them", job_id, user_id)
+    await res.store.set_user_inactive(user_id)
+    await res.mark(job_id, f"{user_id}:blocked")
+    summary.blocked.append(user_id)
+
+
+async def _to_requester(res: DeliveryResources, record: JobRecord, requester: dict[str, Any], done: set[str],
+                        summary: Summary) -> None:
+    user_id = int(requester["user_id"])
+    if f"{user_id}:blocked" in done:
+        return
+    chat_id = int(requester.get("chat_id") or user_id)
+    lang = normalize_lang(requester.get("lang"))
+    parts = await _requester_parts(res, record, user_id, lang, done)
+    first_pending = f"{user_id}:0" not in done
+    message_id = requester.get("message_id")
+    delivered = await _deliver_parts(res, record.id, user_id, chat_id, parts,
+                                     int(message_id) if message_id else None, done, summary)
+    if delivered and first_pending and record.status == "succeeded" and record.actor in ACTIVITY_KIND:
+        try:
+            await res.store.record_analysis(user_id, ACTIVITY_KIND[record.actor])
+        except Exception as exc:  # activity counts are a bonus for reports
+            logger.warning("job %s: activity not recorded: %s", record.id, exc)
+
+
+async def _to_subscriber(res: DeliveryResources, job_id: str, index: int, note: dict[str, Any], done: set[str],
+                         inactive: set[int], summary: Summary) -> None:
+    try:
+        user_id = int(note["user_id"])
+    except (KeyError, TypeError, ValueError):
+        return
+    if user_id in inactive or f"{user_id}:blocked" in done:
+        return
+    texts = note.get("texts") or {}
+    lang = await _user_lang(res, user_id)
+    chosen = list(texts.get(lang) or texts.get("en") or texts.get("ru") or [])
+    parts = [Part(str(i), text) for i, text in enumerate(chosen)]
+    await _deliver_parts(res, job_id, user_id, user_id, parts, None, done, summary, prefix=f"n{index}.")
+
+
+async def _user_lang(res: DeliveryResources, user_id: int) -> str:
+    """A notified user's language: chosen with ``/lang``, else the one seen when they subscribed."""
+    pipe = res.redis.pipeline(transaction=False)
+    pipe.hget(res.keys.user_languages(), str(user_id))
+    pipe.hget(res.keys.user_seen_languages(), str(user_id))
+    chosen, seen = await pipe.execute()
+    return normalize_lang(chosen or seen)
+
+
+async def deliver_job(job_id: str) -> dict[str, Any]:
+    """Deliver the ended job ``job_id`` to its requesters and notified users (see the module docstring)."""
+    res = await get_resources()
+    record = await res.load(job_id)
+    if record is None:
+        logger.warning("job %s: record gone (expired?); nothing to deliver", job_id)
+        return {"kind": "delivery", "job_id": job_id, "sent": 0, "missing": True}
+    if not record.is_final:
+        logger.info("job %s: %s, not ended; delivery skipped", job_id, record.status)
+        return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_final": record.status}
+    done = await res.delivered(job_id)
+    summary = Summary()
+    semaphore = asyncio.Semaphore(RECIPIENT_CONCURRENCY)
+
+    async def guarded(coro: Any) -> None:
+        async with semaphore:
+            try:
+                await coro
+            except Exception as exc:
+                summary.errors.append(exc)
+
+    tasks = [guarded(_to_requester(res, record, r, done, summary)) for r in record.requesters if r.get("user_id")]
+    result = record.result if isinstance(record.result, dict) else {}
+    notes = result.get("notifications") or [] if record.status == "succeeded" else []
+    if notes:
+        inactive = await res.store.inactive_users()
+        tasks += [guarded(_to_subscriber(res, job_id, i, n, done, inactive, summary)) for i, n in enumerate(notes)]
+    await asyncio.gather(*tasks)
+    logger.info("job %s: delivery sent %d, already sent %d, blocked %d, errors %d", job_id, summary.sent,
+                summary.skipped, len(summary.blocked), len(summary.errors))
+    if summary.errors:
+        raise _most_telling(summary.errors)
+    return summary.to_dict(job_id)
+
+
+def _most_telling(errors: list[BaseException]) -> BaseException:
+    """The error to retry on: the longest flood wait, else the first."""
+    floods = [e for e in errors if isinstance(e, RateLimitedError)]
+    if floods:
+        return max(floods, key=lambda e: e.retry_after or 0)
+    return errors[0]

@@ -1,0 +1,1 @@
+"""Cross-cutting concerns of the bot process: errors (outermost) and the user's language."""

@@ -1,0 +1,75 @@
+"""Operators' commands for ``ADMIN_USER_IDS``: ``/queues``, ``/alerts [hours]``, ``/requeue [job id]``.
+
+Anyone else falls through to the unknown-command answer: the commands do not exist for them.
+"""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import BaseFilter, CommandObject
+from aiogram.types import Message
+
+from bot.routers.common import command
+from bot.routers.jobs import _job_id
+from bot.services import BotServices, UserFacingError
+from bot.texts import escape, t
+
+router = Router(name="admin")
+MAX_ALERTS_SHOWN = 15
+
+
+class IsAdmin(BaseFilter):
+    async def __call__(self, message: Message, services: BotServices) -> bool:
+        return message.from_user is not None and services.is_admin(message.from_user.id)
+
+
+router.message.filter(IsAdmin())
+
+
+def _n(value: object) -> str:
+    return "—" if value is None else str(value)
+
+
+@router.message(command("queues"))
+async def queues(message: Message, lang: str, services: BotServices) -> None:
+    data = await services.queue_overview()
+    lines = [t("queues_title", lang)]
+    for name, q in data["queues"].items():
+        lines.append(t("queue_line", lang, name=name, waiting=q["waiting"], delayed=_n(q["delayed"]),
+                       running=_n(q["in_progress"]), dead=_n(q["dead"]), workers=q["workers"]))
+    health = data.get("health") or {}
+    if health.get("health_score") is not None:
+        lines.append("")
+        lines.append(t("health_line", lang, score=health["health_score"]))
+        lines += [f"• {escape(reason)}" for reason in (health.get("reasons") or [])[:10]]
+    await message.answer("\n".join(lines))
+
+
+@router.message(command("alerts"))
+async def alerts(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
+    try:
+        hours = float((command.args or "24").strip())
+    except ValueError:
+        hours = -1
+    if not 0 < hours <= 24 * 30:
+        await message.answer(t("usage_alerts", lang))
+        return
+    shown = f"{hours:g}"
+    found = await services.recent_alerts(hours)
+    if not found:
+        await message.answer(t("no_alerts", lang, hours=shown))
+        return
+    lines = [t("alerts_title", lang, hours=shown, count=len(found))]
+    for alert in found[:MAX_ALERTS_SHOWN]:
+        lines.append(f"• <b>{escape(alert.level)}</b> {escape(alert.source)}: {escape(alert.message[:200])}")
+    await message.answer("\n".join(lines)[:4000])
+
+
+@router.message(command("requeue"))
+async def requeue(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
+    args = (command.args or "").strip()
+    job_id = _job_id(args) if args else None
+    if args and job_id is None:
+        raise UserFacingError("unknown_job", job_id=args[:40])
+    requeued = await services.requeue_failed(job_id)
+    await message.answer(t("requeued", lang, count=len(requeued)))

@@ -1,0 +1,38 @@
+"""``/analyze <room link or match id>``, and a room link pasted on its own."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import CommandObject
+from aiogram.types import Message
+
+from bot.routers.common import command, reply_started, requester_of
+from bot.services import BotServices
+from bot.texts import t
+from faceit.links import MATCH_ID_RE, ROOM_URL_RE, parse_match_ref
+
+router = Router(name="analysis")
+
+
+def looks_like_match(text: str) -> bool:
+    """A message that is (or contains) a room link, or is just a match id: analyse it."""
+    if text.startswith("/"):
+        return False
+    return bool(ROOM_URL_RE.search(text) or MATCH_ID_RE.fullmatch(text.strip()))
+
+
+@router.message(command("analyze", "analyse"))
+async def analyze(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
+    if not (command.args or "").strip():
+        await message.answer(t("usage_analyze", lang))
+        return
+    ref = parse_match_ref(command.args)
+    job = await services.start_match_analysis(requester_of(message, lang), ref)
+    await reply_started(message, job, lang, services)
+
+
+@router.message(F.text.func(looks_like_match))
+async def pasted_link(message: Message, lang: str, services: BotServices) -> None:
+    ref = parse_match_ref(message.text)
+    job = await services.start_match_analysis(requester_of(message, lang), ref)
+    await reply_started(message, job, lang, services)

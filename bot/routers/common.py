@@ -1,0 +1,28 @@
+"""Small pieces the feature routers share: who is asking, and the reply that starts a job."""
+
+from __future__ import annotations
+
+from aiogram.filters import Command
+from aiogram.types import Message
+
+from bot.services import BotServices, Requester, StartedJob
+from bot.views import cancel_keyboard, queued_text
+
+
+def command(*names: str) -> Command:
+    """A command filter that ignores case (``/Analyze`` works too)."""
+    return Command(*names, ignore_case=True)
+
+
+def requester_of(message: Message, lang: str) -> Requester:
+    user_id = message.from_user.id if message.from_user else message.chat.id
+    return Requester(user_id=user_id, chat_id=message.chat.id, lang=lang)
+
+
+async def reply_started(message: Message, job: StartedJob, lang: str, services: BotServices) -> None:
+    """Answer at once with the job id and its place in the queue (with a Cancel button), then
+    record that message so progress edits and the result land in it."""
+    sent = await message.answer(queued_text(job.job_id, job.actor, job.position, job.coalesced, lang),
+                                reply_markup=cancel_keyboard(job.job_id, lang))
+    user_id = message.from_user.id if message.from_user else message.chat.id
+    await services.attach(job, user_id, sent.chat.id, sent.message_id)

@@ -1,0 +1,80 @@
+"""``/status <job id>``, ``/cancel <job id>`` and the Cancel button under every job message."""
+
+from __future__ import annotations
+
+import re
+
+from aiogram import Bot, F, Router
+from aiogram.filters import CommandObject
+from aiogram.types import CallbackQuery, Message
+
+from bot.routers.common import command
+from bot.services import BotServices, CancelOutcome
+from bot.texts import t
+from bot.views import CANCEL_PREFIX, canceled_text, status_text
+
+router = Router(name="jobs")
+
+JOB_ID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _job_id(args: str | None) -> str | None:
+    text = (args or "").strip().strip("<>`'\"")
+    return text.lower() if JOB_ID_RE.fullmatch(text) else None
+
+
+@router.message(command("status"))
+async def status(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
+    job_id = _job_id(command.args)
+    if job_id is None:
+        await message.answer(t("usage_status", lang))
+        return
+    record = await services.job_of_user(job_id, message.from_user.id)
+    await message.answer(status_text(record, lang))
+
+
+def _cancel_answer(result: CancelOutcome, job_id: str, lang: str) -> str:
+    if result.outcome == "canceled":
+        return canceled_text(job_id, result.record.actor, lang)
+    if result.outcome == "canceling":
+        return t("canceling", lang, job_id=job_id)
+    if result.outcome == "shared":
+        return t("cancel_shared", lang, job_id=job_id)
+    return t("cancel_too_late", lang, job_id=job_id, status=t(f"status_{result.outcome}", lang))
+
+
+async def _show_canceled(bot: Bot, result: CancelOutcome, user_id: int, job_id: str) -> None:
+    """A job canceled before it ran never reaches a worker: its message is updated here."""
+    for requester in result.record.requesters:
+        if int(requester.get("user_id", 0)) == int(user_id) and requester.get("message_id"):
+            await bot.edit_message_text(text=canceled_text(job_id, result.record.actor, requester.get("lang") or "en"),
+                                        chat_id=int(requester.get("chat_id") or user_id),
+                                        message_id=int(requester["message_id"]))
+
+
+@router.message(command("cancel"))
+async def cancel(message: Message, command: CommandObject, lang: str, services: BotServices, bot: Bot) -> None:
+    job_id = _job_id(command.args)
+    if job_id is None:
+        await message.answer(t("usage_cancel", lang))
+        return
+    result = await services.cancel(job_id, message.from_user.id)
+    await message.answer(_cancel_answer(result, job_id, lang))
+    if result.outcome == "canceled":
+        await _show_canceled(bot, result, message.from_user.id, job_id)
+
+
+@router.callback_query(F.data.startswith(CANCEL_PREFIX))
+async def cancel_button(query: CallbackQuery, lang: str, services: BotServices) -> None:
+    job_id = _job_id(query.data.removeprefix(CANCEL_PREFIX))
+    if job_id is None:
+        await query.answer()
+        return
+    result = await services.cancel(job_id, query.from_user.id)
+    short = {"canceled": "cancel_short", "canceling": "canceling_short"}.get(result.outcome)
+    if short is None:
+        await query.answer(re.sub(r"<[^>]+>", "", _cancel_answer(result, job_id, lang))[:190], show_alert=True)
+        return
+    await query.answer(t(short, lang))
+    if result.outcome == "canceled" and query.message is not None:
+        await query.message.edit_text(canceled_text(job_id, result.record.actor, lang))

@@ -1,0 +1,23 @@
+"""``/report weekly|monthly``: the user's summary (analyses, followed players' form)."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import CommandObject
+from aiogram.types import Message
+
+from bot.routers.common import command, reply_started, requester_of
+from bot.services import REPORT_TYPES, BotServices
+from bot.texts import t
+
+router = Router(name="reports")
+
+
+@router.message(command("report"))
+async def report(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
+    report_type = (command.args or "weekly").strip().lower()
+    if report_type not in REPORT_TYPES:
+        await message.answer(t("usage_report", lang))
+        return
+    job = await services.start_report(requester_of(message, lang), report_type)
+    await reply_started(message, job, lang, services)

@@ -1,0 +1,36 @@
+"""``/start``, ``/help`` and ``/lang ru|en``."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import CommandObject, CommandStart
+from aiogram.types import Message
+
+from bot.routers.common import command
+from bot.services import BotServices
+from bot.texts import LANGS, t
+
+router = Router(name="start")
+
+
+@router.message(CommandStart(ignore_case=True))
+async def start(message: Message, lang: str) -> None:
+    name = message.from_user.first_name if message.from_user else ""
+    await message.answer(t("start", lang, name=name or "👋"))
+
+
+@router.message(command("help"))
+async def help_(message: Message, lang: str, services: BotServices) -> None:
+    settings = services.settings
+    await message.answer(t("help", lang, bulk=settings.bulk_max_matches, per_minute=settings.user_jobs_per_minute,
+                           active=settings.user_max_active_jobs))
+
+
+@router.message(command("lang"))
+async def lang_(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
+    chosen = (command.args or "").strip().lower()
+    if chosen not in LANGS:
+        await message.answer(t("usage_lang", lang))
+        return
+    await services.set_language(message.from_user.id, chosen)
+    await message.answer(t("lang_set", chosen))

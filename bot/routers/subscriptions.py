@@ -1,0 +1,47 @@
+"""``/subscribe <nickname>``, ``/unsubscribe <nickname>``, ``/subscriptions`` (match notifications)."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import CommandObject
+from aiogram.types import Message
+
+from bot.routers.common import command, reply_started, requester_of
+from bot.services import BotServices
+from bot.texts import Markup, escape, t
+from faceit.i18n import ERROR_TEXTS
+from faceit.links import parse_player_ref
+
+router = Router(name="subscriptions")
+
+
+@router.message(command("subscribe"))
+async def subscribe(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
+    if not (command.args or "").strip():
+        await message.answer(t("usage_subscribe", lang))
+        return
+    ref = parse_player_ref(command.args)
+    job = await services.start_subscription(requester_of(message, lang), ref)
+    await reply_started(message, job, lang, services)
+
+
+@router.message(command("unsubscribe"))
+async def unsubscribe(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
+    if not (command.args or "").strip():
+        await message.answer(t("usage_unsubscribe", lang))
+        return
+    ref = parse_player_ref(command.args)
+    if await services.unsubscribe(message.from_user.id, ref):
+        await message.answer(t("unsubscribed", lang, nickname=ref.value))
+    else:
+        await message.answer("❌ " + escape(ERROR_TEXTS["not_subscribed"][lang].format(ref=ref.value)))
+
+
+@router.message(command("subscriptions"))
+async def subscriptions(message: Message, lang: str, services: BotServices) -> None:
+    subs = await services.subscriptions(message.from_user.id)
+    if not subs:
+        await message.answer(t("no_subscriptions", lang))
+        return
+    items = "\n".join(f"• {escape(sub['nickname'])}" for sub in subs)
+    await message.answer(t("subscriptions", lang, count=len(subs), items=Markup(items)))

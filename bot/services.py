@@ -1,0 +1,224 @@
+"""What the bot's handlers call: one method per user action, no Telegram in here.
+
+Handlers parse the text (``faceit.links``), call one method of :class:`BotServices`, and reply.
+Starting a job checks the user's limits (:mod:`bot.limits`) and enqueues through the queue
+manager; nothing here calls the FACEIT API. Refusals the user should read are raised as
+:class:`UserFacingError` (a text key and its parameters) or as the FACEIT layer's
+``BadInputError``; the errors middleware turns either into a short answer in the user's
+language. Redis trouble surfaces as ``redis.RedisError`` ("try again shortly").
+
+The queue manager is synchronous (one or two Redis round trips per call); its calls run in a
+thread so a slow Redis never stalls the event loop that serves every other user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from bot.keys import BotKeys
+from bot.limits import UserLimits
+from faceit.errors import BadInputError
+from faceit.i18n import ERROR_TEXTS, with_key
+from faceit.keys import FaceitKeys
+from faceit.links import MatchRef, PlayerRef
+from faceit.store import MAX_SUBSCRIPTIONS, FaceitStore
+from queues.errors import UnknownJobError
+from queues.jobstore import JobRecord
+from queues.manager import JobHandle, QueueManager
+
+logger = logging.getLogger(__name__)
+
+REPORT_TYPES = ("weekly", "monthly")
+
+
+class UserFacingError(Exception):
+    """A refusal to show the user: ``key`` of :mod:`bot.texts` with its parameters."""
+
+    def __init__(self, key: str, **params: Any) -> None:
+        super().__init__(key)
+        self.key = key
+        self.params = params
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked, where to answer, in which language."""
+
+    user_id: int
+    chat_id: int
+    lang: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "chat_id": self.chat_id, "message_id": None, "lang": self.lang}
+
+
+@dataclass(frozen=True)
+class StartedJob:
+    job_id: str
+    actor: str
+    position: int
+    coalesced: bool
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """``canceled`` / ``canceling`` / ``shared`` / a final status; ``record`` as it was before."""
+
+    outcome: str
+    record: JobRecord
+
+
+class BotServices:
+    """The bot process's services (async Redis client ``redis``, decoded strings)."""
+
+    def __init__(self, settings: Any, redis: Any, manager: QueueManager | None = None) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.keys = BotKeys(settings.redis_key_prefix)
+        self.faceit_keys = FaceitKeys(settings.redis_key_prefix)
+        self.store = FaceitStore(redis, self.faceit_keys)
+        self.manager = manager or QueueManager(settings)
+        self.admin_ids = {int(a) for a in settings.admin_user_ids}
+        self.limits = UserLimits(redis, self.keys, per_minute=settings.user_jobs_per_minute,
+                                 max_active=settings.user_max_active_jobs,
+                                 job_key_prefix=self.manager.jobs.job_key(""),
+                                 active_ttl=int(settings.queue_failure_ttl))
+
+    def is_admin(self, user_id: int | None) -> bool:
+        return user_id is not None and int(user_id) in self.admin_ids
+
+    # --- users ------------------------------------------------------------------------------
+
+    async def seen_user(self, user_id: int) -> str | None:
+        """On every update: the user's chosen language (None: not chosen), and they are active
+        again (a user who writes has not blocked the bot). One round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(self.keys.user_languages(), str(int(user_id)))
+        pipe.srem(self.faceit_keys.inactive_users(), int(user_id))
+        chosen, _ = await pipe.execute()
+        return chosen
+
+    async def set_language(self, user_id: int, lang: str) -> None:
+        await self.redis.hset(self.keys.user_languages(), str(int(user_id)), lang)
+
+    async def set_blocked(self, user_id: int, blocked: bool) -> None:
+        """``my_chat_member`` updates: the user blocked (or unblocked) the bot."""
+        if blocked:
+            await self.store.set_user_inactive(user_id)
+        else:
+            await self.store.set_user_active(user_id)
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    async def _start(self, requester: Requester, enqueue) -> StartedJob:
+        decision = await self.limits.acquire(requester.user_id)
+        if decision.verdict == "rate":
+            raise UserFacingError("rate_limited", limit=self.limits.per_minute,
+                                  seconds=max(1, round(decision.retry_after)))
+        if decision.verdict == "active":
+            raise UserFacingError("too_many_active", count=decision.count, limit=self.limits.max_active)
+        try:
+            handle: JobHandle = await asyncio.to_thread(enqueue, requester.as_dict())
+        except BaseException:
+            try:
+                await self.limits.release(requester.user_id, decision.token)
+            except Exception:  # Redis is probably what failed: the reservation expires by itself
+                pass
+            raise
+        await self.limits.commit(requester.user_id, decision.token, handle.id)
+        return StartedJob(handle.id, handle.actor, handle.position, handle.coalesced)
+
+    async def start_match_analysis(self, requester: Requester, ref: MatchRef) -> StartedJob:
+        # A bare UUID keeps both candidate ids (very old rooms); otherwise the canonical id.
+        target = ref.candidates[-1] if len(ref.candidates) > 1 else ref.match_id
+        return await self._start(requester, lambda r: self.manager.enqueue_match_analysis(
+            target, requester.user_id, requester=r))
+
+    async def start_player_report(self, requester: Requester, ref: PlayerRef) -> StartedJob:
+        return await self._start(requester, lambda r: self.manager.enqueue_player_report(
+            ref.value, requester.user_id, requester=r))
+
+    async def start_bulk_analysis(self, requester: Requester, refs: list[MatchRef]) -> StartedJob:
+        ids = [ref.candidates[-1] if len(ref.candidates) > 1 else ref.match_id for ref in refs]
+        return await self._start(requester, lambda r: self.manager.enqueue_bulk_analysis(
+            ids, requester.user_id, requester=r))
+
+    async def start_report(self, requester: Requester, report_type: str) -> StartedJob:
+        return await self._start(requester, lambda r: self.manager.enqueue_analytics_report(
+            requester.user_id, report_type, requester=r))
+
+    async def start_subscription(self, requester: Requester, ref: PlayerRef) -> StartedJob:
+        """Subscribe by nickname: a lookup job resolves the player (the bot never calls FACEIT);
+        its delivery makes the subscription. Already followed or too many: refused here."""
+        current = await self.store.list_subscriptions(requester.user_id)
+        for sub in current:
+            if sub["player_id"] == ref.value or sub["nickname"].lower() == ref.value.lower():
+                raise UserFacingError("already_subscribed", nickname=sub["nickname"])
+        if len(current) >= MAX_SUBSCRIPTIONS:
+            raise with_key(BadInputError(ERROR_TEXTS["too_many_subscriptions"]["en"].format(limit=MAX_SUBSCRIPTIONS)),
+                           "too_many_subscriptions", limit=MAX_SUBSCRIPTIONS)
+        return await self._start(requester, lambda r: self.manager.enqueue_job(
+            "player_lookup", requester=r, player_ref=ref.value, user_id=requester.user_id, subscribe=True))
+
+    async def attach(self, job: StartedJob, user_id: int, chat_id: int, message_id: int) -> None:
+        """Remember the message that shows the job to this user (progress and result edit it)."""
+        await asyncio.to_thread(self.manager.attach_message, job.job_id, user_id, chat_id, message_id)
+
+    async def job_of_user(self, job_id: str, user_id: int) -> JobRecord:
+        """The job if this user asked for it (admins: any job); else :class:`UserFacingError`."""
+        record = await asyncio.to_thread(self.manager.get_job, job_id)
+        if record is None or (int(user_id) not in record.user_ids and not self.is_admin(user_id)):
+            raise UserFacingError("unknown_job", job_id=job_id)
+        return record
+
+    async def cancel(self, job_id: str, user_id: int) -> CancelOutcome:
+        record = await self.job_of_user(job_id, user_id)
+        if record.is_final:
+            return CancelOutcome(record.status, record)
+        others = [u for u in record.user_ids if u != int(user_id)]
+        if others and not self.is_admin(user_id):
+            return CancelOutcome("shared", record)
+        try:
+            outcome = await asyncio.to_thread(self.manager.cancel_job, job_id)
+        except UnknownJobError:
+            raise UserFacingError("unknown_job", job_id=job_id) from None
+        logger.info("job %s: cancel asked by user %s: %s", job_id, user_id, outcome)
+        return CancelOutcome(outcome, record)
+
+    # --- subscriptions ----------------------------------------------------------------------
+
+    async def unsubscribe(self, user_id: int, ref: PlayerRef) -> bool:
+        return await self.store.unsubscribe(user_id, ref.value)
+
+    async def subscriptions(self, user_id: int) -> list[dict[str, str]]:
+        return await self.store.list_subscriptions(user_id)
+
+    # --- admin ------------------------------------------------------------------------------
+
+    async def queue_overview(self) -> dict[str, Any]:
+        def collect() -> dict[str, Any]:
+            stats = self.manager.queue_stats()
+            health = None
+            try:
+                from queues.monitoring import get_queue_monitor
+
+                health = get_queue_monitor().get_system_health_summary()
+            except Exception as exc:  # the score is a bonus; the counts must still answer
+                logger.warning("health summary unavailable: %s", exc)
+            return {"queues": {n: s.to_dict() for n, s in stats.items()}, "health": health}
+
+        return await asyncio.to_thread(collect)
+
+    async def recent_alerts(self, hours: float) -> list[Any]:
+        from queues.runtime import get_alert_store
+
+        return await asyncio.to_thread(lambda: get_alert_store(self.settings).recent(hours, limit=50))
+
+    async def requeue_failed(self, job_id: str | None = None) -> list[str]:
+        try:
+            return await asyncio.to_thread(lambda: self.manager.requeue_failed(job_id=job_id))
+        except UnknownJobError:
+            raise UserFacingError("unknown_job", job_id=job_id or "") from None

@@ -1,0 +1,116 @@
+"""Building the aiogram ``Bot`` from settings, for the bot process and for workers alike.
+
+* The Bot API server is ``TELEGRAM_API_URL`` (``TelegramAPIServer.from_base``): the real one,
+  or the sandbox in tests and local runs. With no ``TELEGRAM_BOT_TOKEN`` the sandbox's
+  well-formed token is used, which only a sandbox accepts; against api.telegram.org an empty
+  token is a configuration error (:class:`BotConfigError`, one line, no traceback).
+* Telegram HTML is the default parse mode.
+* The token never reaches a log line: :class:`TokenScrubFilter` masks it in every record, and
+  aiogram's loggers stay at INFO or above (its session would log URLs at DEBUG).
+* :class:`RetryAfterMiddleware` makes every call of the bot process wait out a 429
+  (``TelegramRetryAfter``) and try again, within a bounded total wait: aiogram does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramRetryAfter
+
+logger = logging.getLogger(__name__)
+
+REAL_API_HOST = "api.telegram.org"
+REQUEST_TIMEOUT = 30
+MAX_RETRY_AFTER_WAIT = 30.0
+
+
+class BotConfigError(Exception):
+    """The bot cannot run with these settings (one line for the operator)."""
+
+
+def bot_token(settings: Any) -> str:
+    """``TELEGRAM_BOT_TOKEN``, or the sandbox's token when it is empty and the API is not Telegram's."""
+    token = settings.telegram_bot_token.get_secret_value()
+    if token:
+        return token
+    if REAL_API_HOST in settings.telegram_api_url:
+        raise BotConfigError("TELEGRAM_BOT_TOKEN is empty: set it, or point TELEGRAM_API_URL at the sandbox "
+                             "(python -m sandbox.telegram_api)")
+    from sandbox.telegram_api import SANDBOX_BOT_TOKEN
+
+    return SANDBOX_BOT_TOKEN
+
+
+class RetryAfterMiddleware(BaseRequestMiddleware):
+    """Waits out Telegram's flood control and repeats the call (up to ``max_wait`` seconds in all)."""
+
+    def __init__(self, max_wait: float = MAX_RETRY_AFTER_WAIT) -> None:
+        self.max_wait = max_wait
+
+    async def __call__(self, make_request, bot, method):  # type: ignore[override]
+        waited = 0.0
+        while True:
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as exc:
+                if waited + exc.retry_after > self.max_wait:
+                    raise
+                logger.warning("Telegram flood control on %s: waiting %s s", type(method).__name__,
+                               exc.retry_after)
+                await asyncio.sleep(exc.retry_after)
+                waited += exc.retry_after
+
+
+def build_bot(settings: Any, *, retry_after: bool = True, timeout: float = REQUEST_TIMEOUT) -> Bot:
+    """A Bot on ``TELEGRAM_API_URL`` with HTML parse mode (and 429 waits when ``retry_after``)."""
+    token = bot_token(settings)
+    install_token_scrubber(token)
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url), timeout=timeout)
+    if retry_after:
+        session.middleware(RetryAfterMiddleware())
+    return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+
+
+class TokenScrubFilter(logging.Filter):
+    """Replaces the bot token with ``<token>`` in every log record that passes a handler."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.token:
+            return True
+        try:
+            text = record.getMessage()
+        except Exception:
+            return True
+        if self.token in text:
+            record.msg = text.replace(self.token, "<token>")
+            record.args = ()
+        return True
+
+
+_installed: set[str] = set()
+
+
+def install_token_scrubber(token: str) -> None:
+    """Attach :class:`TokenScrubFilter` to every root handler (once per token) and keep aiogram at INFO."""
+    for name in ("aiogram", "aiogram.client", "aiogram.event", "aiogram.dispatcher", "aiohttp.client"):
+        lg = logging.getLogger(name)
+        if lg.level == logging.NOTSET or lg.level < logging.INFO:
+            lg.setLevel(logging.INFO)
+    if not token or token in _installed:
+        return
+    _installed.add(token)
+    scrubber = TokenScrubFilter(token)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(scrubber)

@@ -1,0 +1,203 @@
+"""The bot's own words, in English and Russian (Telegram HTML: every parameter is escaped).
+
+Errors of the FACEIT layer keep their texts in :mod:`faceit.i18n` (``user_message``); this
+module holds what only the bot says: greetings, usage lines, queue and progress lines, limits,
+outage and failure notes. :func:`t` fills a text; parameters are HTML-escaped there, so
+handlers never build markup from user input themselves.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+LANGS = ("en", "ru")
+DEFAULT_LANG = "en"
+
+TEXTS: dict[str, dict[str, str]] = {
+    "start": {
+        "en": "👋 Hi, {name}! I analyse FACEIT CS2 matches and players.\n\n"
+              "Paste a match room link to get a pre-game analysis, or see /help.",
+        "ru": "👋 Привет, {name}! Я анализирую матчи и игроков FACEIT CS2.\n\n"
+              "Пришлите ссылку на комнату матча — получите разбор перед игрой. Все команды: /help.",
+    },
+    "help": {
+        "en": "<b>What I can do</b>\n"
+              "/analyze &lt;room link or match id&gt; — pre-game analysis (or just paste the link)\n"
+              "/player &lt;nickname or profile link&gt; — player report with a chart\n"
+              "/bulk &lt;up to {bulk} links or ids&gt; — several matches at once\n"
+              "/subscribe &lt;nickname&gt; — tell me when they finish a match\n"
+              "/unsubscribe &lt;nickname&gt; — stop that\n"
+              "/subscriptions — whom you follow\n"
+              "/report weekly|monthly — your summary\n"
+              "/status &lt;job id&gt; — where a job is\n"
+              "/cancel &lt;job id&gt; — stop a job (or press Cancel under it)\n"
+              "/lang ru|en — language\n\n"
+              "Limits: {per_minute} requests a minute, {active} at a time.",
+        "ru": "<b>Что я умею</b>\n"
+              "/analyze &lt;ссылка на комнату или id матча&gt; — разбор перед игрой (или просто пришлите ссылку)\n"
+              "/player &lt;никнейм или ссылка на профиль&gt; — отчёт по игроку с графиком\n"
+              "/bulk &lt;до {bulk} ссылок или id&gt; — несколько матчей сразу\n"
+              "/subscribe &lt;никнейм&gt; — сообщать, когда игрок доиграет матч\n"
+              "/unsubscribe &lt;никнейм&gt; — перестать\n"
+              "/subscriptions — за кем вы следите\n"
+              "/report weekly|monthly — ваша сводка\n"
+              "/status &lt;id задачи&gt; — где сейчас задача\n"
+              "/cancel &lt;id задачи&gt; — остановить задачу (или кнопка «Отмена» под ней)\n"
+              "/lang ru|en — язык\n\n"
+              "Ограничения: {per_minute} запросов в минуту, не больше {active} одновременно.",
+    },
+    # usage lines (a command without its argument, or with a bad one)
+    "usage_analyze": {
+        "en": "Send a match room link or id: /analyze https://www.faceit.com/en/cs2/room/1-…",
+        "ru": "Пришлите ссылку на комнату или id матча: /analyze https://www.faceit.com/ru/cs2/room/1-…",
+    },
+    "usage_player": {
+        "en": "Send a nickname or profile link: /player s1mple",
+        "ru": "Пришлите никнейм или ссылку на профиль: /player s1mple",
+    },
+    "usage_bulk": {
+        "en": "Send up to {limit} room links or match ids after /bulk, separated by spaces or new lines.",
+        "ru": "Пришлите после /bulk до {limit} ссылок или id матчей через пробел или с новой строки.",
+    },
+    "usage_subscribe": {"en": "Send a nickname: /subscribe s1mple", "ru": "Пришлите никнейм: /subscribe s1mple"},
+    "usage_unsubscribe": {"en": "Send a nickname: /unsubscribe s1mple",
+                          "ru": "Пришлите никнейм: /unsubscribe s1mple"},
+    "usage_status": {"en": "Send a job id: /status 3f2a…", "ru": "Пришлите id задачи: /status 3f2a…"},
+    "usage_cancel": {"en": "Send a job id: /cancel 3f2a…", "ru": "Пришлите id задачи: /cancel 3f2a…"},
+    "usage_report": {"en": "Which report? /report weekly or /report monthly",
+                     "ru": "Какой отчёт? /report weekly или /report monthly"},
+    "usage_lang": {"en": "Choose a language: /lang en or /lang ru", "ru": "Выберите язык: /lang ru или /lang en"},
+    "lang_set": {"en": "Language: English.", "ru": "Язык: русский."},
+    "unknown_command": {
+        "en": "I don't know that command. /help lists what I can do.",
+        "ru": "Такой команды нет. Что я умею — в /help.",
+    },
+    "not_understood": {
+        "en": "Send me a FACEIT match room link, or see /help.",
+        "ru": "Пришлите ссылку на комнату матча FACEIT или загляните в /help.",
+    },
+    # jobs
+    "kind_match_analysis": {"en": "Match analysis", "ru": "Анализ матча"},
+    "kind_player_report": {"en": "Player report", "ru": "Отчёт по игроку"},
+    "kind_bulk_analysis": {"en": "Bulk analysis", "ru": "Пакетный анализ"},
+    "kind_player_lookup": {"en": "Player lookup", "ru": "Поиск игрока"},
+    "kind_analytics_report": {"en": "Report", "ru": "Отчёт"},
+    "kind_job": {"en": "Job", "ru": "Задача"},
+    "queued": {
+        "en": "⏳ {kind}: queued, place {position}.\nJob <code>{job_id}</code>",
+        "ru": "⏳ {kind}: в очереди, место {position}.\nЗадача <code>{job_id}</code>",
+    },
+    "joined": {
+        "en": "🤝 {kind}: someone already asked for this match — you joined their job "
+              "and get the same result.\nJob <code>{job_id}</code>",
+        "ru": "🤝 {kind}: этот матч уже анализируется по чужому запросу — вы присоединились "
+              "и получите тот же результат.\nЗадача <code>{job_id}</code>",
+    },
+    "progress": {
+        "en": "⏳ {kind}: {stage}{count} · {percent}%\nJob <code>{job_id}</code>",
+        "ru": "⏳ {kind}: {stage}{count} · {percent}%\nЗадача <code>{job_id}</code>",
+    },
+    "cancel_button": {"en": "✖ Cancel", "ru": "✖ Отмена"},
+    "canceled": {"en": "✖ {kind} canceled.\nJob <code>{job_id}</code>",
+                 "ru": "✖ {kind}: отменено.\nЗадача <code>{job_id}</code>"},
+    "canceling": {"en": "Stopping job <code>{job_id}</code>…", "ru": "Останавливаю задачу <code>{job_id}</code>…"},
+    "cancel_short": {"en": "Canceled", "ru": "Отменено"},
+    "canceling_short": {"en": "Stopping…", "ru": "Останавливаю…"},
+    "cancel_too_late": {"en": "Job <code>{job_id}</code> has already ended ({status}).",
+                        "ru": "Задача <code>{job_id}</code> уже завершена ({status})."},
+    "cancel_shared": {
+        "en": "Other people wait for job <code>{job_id}</code> too, so it keeps running.",
+        "ru": "Задачу <code>{job_id}</code> ждут и другие пользователи, поэтому она продолжается.",
+    },
+    "unknown_job": {"en": "You have no job <code>{job_id}</code>.", "ru": "У вас нет задачи <code>{job_id}</code>."},
+    "status_line": {"en": "{kind}: {status}{progress}\nJob <code>{job_id}</code>",
+                    "ru": "{kind}: {status}{progress}\nЗадача <code>{job_id}</code>"},
+    "status_queued": {"en": "queued", "ru": "в очереди"},
+    "status_started": {"en": "running", "ru": "выполняется"},
+    "status_retrying": {"en": "waiting to retry", "ru": "ждёт повтора"},
+    "status_succeeded": {"en": "done", "ru": "готово"},
+    "status_failed": {"en": "failed", "ru": "не удалось"},
+    "status_canceled": {"en": "canceled", "ru": "отменено"},
+    "done": {"en": "✅ Done.", "ru": "✅ Готово."},
+    # failures (headline + advice)
+    "failed": {"en": "❌ {kind} failed: {reason}\n{advice}", "ru": "❌ {kind}: не удалось. {reason}\n{advice}"},
+    "advice_retry": {"en": "Trying again in a few minutes should help.",
+                     "ru": "Попробуйте ещё раз через несколько минут."},
+    "advice_no_retry": {"en": "Trying again will not help.", "ru": "Повторять запрос бесполезно."},
+    "advice_fix_input": {"en": "Check what you sent and try again.",
+                         "ru": "Проверьте, что вы прислали, и попробуйте снова."},
+    "reason_upstream": {"en": "FACEIT did not answer.", "ru": "FACEIT не ответил."},
+    "reason_rate_limited": {"en": "FACEIT is overloaded.", "ru": "FACEIT перегружен."},
+    "reason_time_limit": {"en": "it took too long and was stopped.", "ru": "слишком долго, задача остановлена."},
+    "reason_crash_loop": {"en": "it kept crashing; the operators are notified.",
+                          "ru": "задача падала снова и снова; администраторы уже знают."},
+    "reason_error": {"en": "something broke on our side; the operators are notified.",
+                     "ru": "что-то сломалось у нас; администраторы уже знают."},
+    # limits and outages
+    "rate_limited": {
+        "en": "Too many requests: at most {limit} a minute. Try again in {seconds} s.",
+        "ru": "Слишком много запросов: не больше {limit} в минуту. Попробуйте через {seconds} с.",
+    },
+    "too_many_active": {
+        "en": "You already have {count} jobs in progress (at most {limit}). Wait for one to finish or /cancel it.",
+        "ru": "У вас уже {count} задачи в работе (максимум {limit}). Дождитесь окончания или отмените одну (/cancel).",
+    },
+    "try_again_shortly": {
+        "en": "⚠️ The bot is briefly unavailable. Please try again in a few seconds.",
+        "ru": "⚠️ Бот ненадолго недоступен. Попробуйте ещё раз через несколько секунд.",
+    },
+    "internal_error": {
+        "en": "⚠️ Something went wrong on our side. Please try again later.",
+        "ru": "⚠️ У нас что-то пошло не так. Попробуйте позже.",
+    },
+    # subscriptions
+    "subscribed": {
+        "en": "🔔 You follow <b>{nickname}</b> now: I'll tell you when they finish a match.",
+        "ru": "🔔 Вы следите за <b>{nickname}</b>: я сообщу, когда игрок доиграет матч.",
+    },
+    "already_subscribed": {"en": "You already follow <b>{nickname}</b>.", "ru": "Вы уже следите за <b>{nickname}</b>."},
+    "unsubscribed": {"en": "🔕 You no longer follow <b>{nickname}</b>.",
+                     "ru": "🔕 Вы больше не следите за <b>{nickname}</b>."},
+    "subscriptions": {"en": "🔔 <b>You follow</b> ({count}):\n{items}", "ru": "🔔 <b>Вы следите</b> ({count}):\n{items}"},
+    "no_subscriptions": {"en": "You follow nobody yet: /subscribe &lt;nickname&gt;.",
+                         "ru": "Вы пока ни за кем не следите: /subscribe &lt;никнейм&gt;."},
+    # admin
+    "queues_title": {"en": "<b>Queues</b>", "ru": "<b>Очереди</b>"},
+    "queue_line": {
+        "en": "{name}: waiting {waiting} · delayed {delayed} · running {running} · dead {dead} · workers {workers}",
+        "ru": "{name}: ждут {waiting} · отложены {delayed} · в работе {running} · мёртвые {dead} · воркеры {workers}",
+    },
+    "health_line": {"en": "Health: {score}/100", "ru": "Здоровье: {score}/100"},
+    "alerts_title": {"en": "<b>Alerts, last {hours} h</b> ({count})", "ru": "<b>Алерты за {hours} ч</b> ({count})"},
+    "no_alerts": {"en": "No alerts in the last {hours} h.", "ru": "Алертов за {hours} ч нет."},
+    "requeued": {"en": "Requeued {count} failed jobs.", "ru": "Повторно поставлено в очередь: {count}."},
+    "usage_alerts": {"en": "Usage: /alerts [hours]", "ru": "Использование: /alerts [часы]"},
+}
+
+
+def normalize_lang(code: str | None) -> str:
+    """A Telegram ``language_code`` (``ru``, ``ru-RU``, ``en-GB`` …) → ``ru`` or ``en``."""
+    if code and code.lower().split("-")[0] == "ru":
+        return "ru"
+    return DEFAULT_LANG
+
+
+def t(key: str, lang: str, **params: Any) -> str:
+    """The text ``key`` in ``lang`` with ``params`` HTML-escaped into it.
+
+    A parameter wrapped in :class:`Markup` is inserted as is (it is markup we built).
+    """
+    entry = TEXTS[key]
+    template = entry.get(lang) or entry[DEFAULT_LANG]
+    safe = {name: value if isinstance(value, Markup) else html.escape(str(value), quote=False)
+            for name, value in params.items()}
+    return template.format(**safe)
+
+
+class Markup(str):
+    """Text that is already Telegram HTML (built by us), so :func:`t` must not escape it."""
+
+
+def escape(value: object) -> str:
+    return html.escape("" if value is None else str(value), quote=False)

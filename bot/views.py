@@ -1,0 +1,152 @@
+"""What users see of a job: the queued line, progress, failure and status messages, the Cancel button.
+
+Used by the bot process (replies) and by workers (progress edits and final messages), so both
+word a job the same way. Failure texts reuse :mod:`faceit.i18n` for what the FACEIT layer
+knows (not found, cancelled match …) and say whether trying again makes sense.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.texts import Markup, t
+from faceit.i18n import ERROR_TEXTS, stage_text
+
+CANCEL_PREFIX = "cancel:"
+TRANSIENT_CODES = {"upstream", "rate_limited", "transient", "time_limit", "crash_loop", "error", "auth"}
+INPUT_CODES = {"bad_input", "not_found"}
+
+
+def kind_name(actor: str | None, lang: str) -> str:
+    key = f"kind_{actor}"
+    from bot.texts import TEXTS
+
+    return t(key if key in TEXTS else "kind_job", lang)
+
+
+def cancel_keyboard(job_id: str, lang: str) -> InlineKeyboardMarkup:
+    """The Cancel button under a queued or running job's message (``cancel:<job id>``, < 64 bytes)."""
+    button = InlineKeyboardButton(text=t("cancel_button", lang), callback_data=f"{CANCEL_PREFIX}{job_id}")
+    return InlineKeyboardMarkup(inline_keyboard=[[button]])
+
+
+def queued_text(job_id: str, actor: str, position: int, coalesced: bool, lang: str) -> str:
+    kind = kind_name(actor, lang)
+    if coalesced:
+        return t("joined", lang, kind=kind, job_id=job_id)
+    return t("queued", lang, kind=kind, job_id=job_id, position=max(1, int(position)))
+
+
+def _progress_bits(progress: dict[str, Any] | None, lang: str) -> tuple[str, str, str]:
+    progress = progress or {}
+    stage = stage_text(str(progress.get("stage") or "analysis"), lang)
+    done, total = progress.get("done"), progress.get("total")
+    count = f" {done}/{total}" if done is not None and total else ""
+    percent = progress.get("percent")
+    shown = f"{float(percent):.0f}" if isinstance(percent, int | float) else "0"
+    return stage, count, shown
+
+
+def progress_text(job_id: str, actor: str | None, progress: dict[str, Any] | None, lang: str) -> str:
+    """``⏳ Match analysis: players 6/10 · 45%`` (``игроки 6/10`` in Russian)."""
+    stage, count, percent = _progress_bits(progress, lang)
+    return t("progress", lang, kind=kind_name(actor, lang), stage=stage, count=count, percent=percent,
+             job_id=job_id)
+
+
+def canceled_text(job_id: str, actor: str | None, lang: str) -> str:
+    return t("canceled", lang, kind=kind_name(actor, lang), job_id=job_id)
+
+
+def _faceit_text(key: str, lang: str, params: dict[str, Any]) -> str | None:
+    entry = ERROR_TEXTS.get(key)
+    if entry is None:
+        return None
+    try:
+        return entry.get(lang, entry["en"]).format(**params)
+    except (KeyError, IndexError):
+        return None
+
+
+def _refined_key(code: str, actor: str | None, kwargs: dict[str, Any], message: str) -> tuple[str, dict[str, Any]]:
+    """The finest :mod:`faceit.i18n` key we can tell from a stored error (records keep only the code)."""
+    if code == "not_found":
+        if actor in ("player_report", "player_lookup"):
+            ref = kwargs.get("player_id") or kwargs.get("player_ref")
+            if ref:
+                return "player_not_found", {"ref": str(ref)[:64]}
+        if actor == "match_analysis" and kwargs.get("match_url_or_id"):
+            return "match_not_found", {"ref": _match_id(str(kwargs["match_url_or_id"]))}
+    if code == "match_not_analysable":
+        lowered = message.lower()
+        for word, key in (("cancel", "match_cancelled"), ("abort", "match_aborted"), ("no players", "match_empty")):
+            if word in lowered:
+                return key, {}
+    return code, {}
+
+
+def _match_id(text: str) -> str:
+    try:
+        from faceit.links import parse_match_ref
+
+        return parse_match_ref(text).match_id
+    except Exception:
+        return text[:64]
+
+
+def failure_reason(error: dict[str, Any] | None, actor: str | None, kwargs: dict[str, Any],
+                   lang: str) -> tuple[str, str]:
+    """(what happened, whether to try again) for a failed job, both in ``lang``."""
+    error = error or {}
+    code = str(error.get("code") or "error")
+    key = error.get("key")
+    params = error.get("params") or {}
+    if not (isinstance(key, str) and key in ERROR_TEXTS):
+        key, params = _refined_key(code, actor, kwargs or {}, str(error.get("message") or ""))
+    if code in TRANSIENT_CODES and code != "auth":
+        reason_key = f"reason_{code}" if f"reason_{code}" in _BOT_REASONS else "reason_error"
+        return t(reason_key, lang), t("advice_retry", lang)
+    text = _faceit_text(key, lang, params) or _faceit_text(code, lang, {}) or t("reason_error", lang)
+    if code == "auth" or key == "match_empty":
+        advice = "advice_retry"
+    elif code in INPUT_CODES:
+        advice = "advice_fix_input"
+    else:
+        advice = "advice_no_retry"
+    return text, t(advice, lang)
+
+
+_BOT_REASONS = {"reason_upstream", "reason_rate_limited", "reason_time_limit", "reason_crash_loop", "reason_error"}
+
+
+def failure_text(job_id: str, actor: str | None, error: dict[str, Any] | None, kwargs: dict[str, Any],
+                 lang: str) -> str:
+    """``❌ Match analysis failed: FACEIT did not answer.`` + whether retrying makes sense."""
+    reason, advice = failure_reason(error, actor, kwargs, lang)
+    return t("failed", lang, kind=kind_name(actor, lang), reason=reason, advice=advice)
+
+
+def status_text(record: Any, lang: str) -> str:
+    """One job's state for ``/status``: status, progress while running, reason when failed."""
+    status = record.status
+    extra = ""
+    if status == "started" and record.progress:
+        stage, count, percent = _progress_bits(record.progress, lang)
+        extra = f" · {stage}{count} · {percent}%"
+    elif status == "failed":
+        reason, advice = failure_reason(record.error, record.actor, record.kwargs, lang)
+        extra = f"\n{reason} {advice}"
+    status_word = t(f"status_{status}", lang) if f"status_{status}" in _STATUS_KEYS else status
+    return t("status_line", lang, kind=kind_name(record.actor, lang), status=status_word,
+             progress=Markup(_escape(extra)), job_id=record.id)
+
+
+_STATUS_KEYS = {f"status_{s}" for s in ("queued", "started", "retrying", "succeeded", "failed", "canceled")}
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=False)

@@ -1,0 +1,231 @@
+"""``make run``: the whole local system as one supervised process tree.
+
+Starts, in order: Redis (embedded, AOF under ``./var/redis``, when ``REDIS_URL`` is unset),
+the sandbox FACEIT API (when ``FACEIT_API_KEY`` is unset) and the sandbox Bot API (when
+``TELEGRAM_BOT_TOKEN`` is unset), then a ``high``-only worker pool, a ``default low`` pool, the
+scheduler, the bot and the dashboard. Every output line is prefixed with its process's name. A
+process that dies is reported and restarted with a growing pause (1 s … 30 s). Ctrl-C or
+SIGTERM stops everything in reverse order: producers first, then the workers (which finish
+their running jobs and put prefetched ones back), then the sandboxes, then Redis (its AOF
+flushed). It prints where to look: the dashboard and, in sandbox mode, the chat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+SANDBOX_FACEIT_KEY = "sandbox-key"
+
+
+@dataclass
+class Child:
+    """One supervised process: how to start it and its restart bookkeeping."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    stop_timeout: float = 10.0
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    next_start: float = 0.0
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(preferred: int) -> int:
+    if port_is_free(preferred):
+        return preferred
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+class Supervisor:
+    """Starts the children, relays their output, restarts the dead, stops all on a signal."""
+
+    def __init__(self, children: list[Child], *, base_env: dict[str, str], out=sys.stdout) -> None:
+        self.children = children
+        self.base_env = base_env
+        self.out = out
+        self.stopping = threading.Event()
+        self._print_lock = threading.Lock()
+
+    def say(self, name: str, line: str) -> None:
+        with self._print_lock:
+            self.out.write(f"[{name:<18}] {line.rstrip()}\n")
+            self.out.flush()
+
+    def _relay(self, child: Child, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            self.say(child.name, raw.decode("utf-8", "replace"))
+        stream.close()
+
+    def start(self, child: Child) -> None:
+        env = {**self.base_env, **child.env}
+        child.process = subprocess.Popen(
+            child.argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        child.started_at = time.monotonic()
+        threading.Thread(target=self._relay, args=(child, child.process.stdout), daemon=True).start()
+        self.say("supervisor", f"started {child.name} (pid {child.process.pid})")
+
+    def watch(self) -> None:
+        """Restart children that exit, with backoff, until asked to stop."""
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            for child in self.children:
+                proc = child.process
+                if proc is not None and proc.poll() is not None:
+                    code = proc.returncode
+                    child.process = None
+                    if now - child.started_at > 60:
+                        child.restarts = 0  # it had been healthy for a while
+                    delay = min(30.0, 2.0 ** child.restarts)
+                    child.restarts += 1
+                    child.next_start = now + delay
+                    self.say("supervisor", f"{child.name} exited with {code}; restarting in {delay:.0f} s")
+                elif proc is None and child.next_start and now >= child.next_start:
+                    child.next_start = 0.0
+                    self.start(child)
+            self.stopping.wait(0.2)
+
+    def stop_all(self) -> None:
+        """Stop in reverse start order: each gets SIGTERM, then SIGKILL after its timeout."""
+        self.stopping.set()
+        for child in reversed(self.children):
+            proc = child.process
+            if proc is None or proc.poll() is not None:
+                continue
+            self.say("supervisor", f"stopping {child.name}")
+            try:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=child.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.say("supervisor", f"{child.name} did not stop in {child.stop_timeout:.0f} s; killing it")
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            except ProcessLookupError:
+                pass
+
+
+def build_children(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[Child], dict[str, str], list[str]]:
+    """Decide what to run from the environment: returns children, extra env and notes."""
+    py = sys.executable
+    children: list[Child] = []
+    extra: dict[str, str] = {}
+    notes: list[str] = []
+    if not env.get("FACEIT_API_KEY"):
+        port = pick_port(args.faceit_port)
+        children.append(Child("faceit-sandbox", [py, "-m", "sandbox.faceit_api", "--port", str(port)]))
+        extra.update(FACEIT_API_URL=f"http://127.0.0.1:{port}/data/v4", FACEIT_API_KEY=SANDBOX_FACEIT_KEY)
+        notes.append(f"FACEIT: sandbox Data API on http://127.0.0.1:{port}/data/v4 (no FACEIT_API_KEY set)")
+    if not env.get("TELEGRAM_BOT_TOKEN"):
+        from sandbox.telegram_api import SANDBOX_BOT_TOKEN
+
+        port = pick_port(args.telegram_port)
+        children.append(Child("telegram-sandbox", [py, "-m", "sandbox.telegram_api", "--port", str(port)]))
+        extra.update(TELEGRAM_API_URL=f"http://127.0.0.1:{port}", TELEGRAM_BOT_TOKEN=SANDBOX_BOT_TOKEN)
+        notes.append(f"chat with the bot: http://127.0.0.1:{port}/chat (sandbox Bot API; no TELEGRAM_BOT_TOKEN set)")
+    workers = str(args.workers)
+    children += [
+        Child("worker-high", [py, "-m", "dramatiq", "actors", "--processes", workers, "--threads", "8",
+                              "--queues", "high"], stop_timeout=30),
+        Child("worker-default-low", [py, "-m", "dramatiq", "actors", "--processes", workers, "--threads", "8",
+                                     "--queues", "default", "low"], stop_timeout=30),
+        Child("scheduler", [py, "scheduler.py"]),
+        Child("bot", [py, "-m", "bot"]),
+        Child("dashboard", [py, "-m", "dashboard"]),
+    ]
+    return children, extra, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the whole system locally.")
+    parser.add_argument("--workers", type=int, default=1, help="processes per worker pool")
+    parser.add_argument("--redis-port", type=int, default=int(os.environ.get("RUN_REDIS_PORT", 16379)))
+    parser.add_argument("--faceit-port", type=int, default=int(os.environ.get("RUN_FACEIT_PORT", 8081)))
+    parser.add_argument("--telegram-port", type=int, default=int(os.environ.get("RUN_TELEGRAM_PORT", 8082)))
+    args = parser.parse_args(argv)
+
+    from settings import SettingsError, load_settings
+
+    env = dict(os.environ)
+    redis_server = None
+    if not env.get("REDIS_URL"):
+        from queues.redis_server import RedisServer
+
+        redis_server = RedisServer(ROOT / "var" / "redis", port=pick_port(args.redis_port))
+        redis_server.start()
+        env["REDIS_URL"] = redis_server.url
+    children, extra, notes = build_children(args, env)
+    env.update(extra)
+    os.environ.update(env)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"settings error: {exc}", file=sys.stderr)
+        if redis_server:
+            redis_server.stop()
+        return 2
+
+    supervisor = Supervisor(children, base_env=env)
+    if redis_server:
+        supervisor.say("supervisor", f"Redis: embedded on 127.0.0.1:{redis_server.port} (AOF in var/redis)")
+
+    def on_signal(signum, frame):
+        supervisor.stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    for child in children:
+        supervisor.start(child)
+        if child.name.endswith("sandbox"):
+            port = int(child.argv[-1])
+            if not wait_for_port(port):
+                supervisor.say("supervisor", f"{child.name} did not open port {port}")
+    dash = f"http://{settings.queue_dashboard_host}:{settings.queue_dashboard_port}/"
+    for line in [f"dashboard: {dash}", *notes, "Ctrl-C stops everything."]:
+        supervisor.say("supervisor", line)
+    try:
+        supervisor.watch()
+    finally:
+        supervisor.stop_all()
+        if redis_server:
+            redis_server.stop()
+            supervisor.say("supervisor", "Redis stopped (AOF flushed)")
+    supervisor.say("supervisor", "all stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Tolerant parsing: strings to floats, missing and deprecated fields, junk types, map names."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from faceit.gamedata import level_for_elo, level_progress, map_id, map_label
+from faceit.models import (
+    LifetimeStats,
+    Match,
+    PlayerMatchStats,
+    PlayerProfile,
+    parse_match_stats,
+    parse_recent,
+    to_float,
+)
+
+
+def test_to_float() -> None:
+    assert to_float("1.12") == 1.12
+    assert to_float(" 55 %") == 55.0
+    assert to_float(3) == 3.0
+    assert to_float("") is None and to_float("n/a") is None and to_float(None) is None
+    assert to_float(True) is None and to_float("nan") is None and to_float("inf") is None
+    assert to_float([1]) is None
+
+
+def test_profile_without_deprecated_fields_or_cs2() -> None:
+    profile = PlayerProfile.from_api({"player_id": "p", "nickname": "n", "faceit_url": "https://www.faceit.com/{lang}/players/n",
+                                      "games": {"cs2": {"faceit_elo": 1450, "skill_level": 7, "region": "EU"}}})
+    assert (profile.elo, profile.level, profile.region) == (1450, 7, "EU")
+    assert profile.faceit_url == "https://www.faceit.com/en/players/n"
+    bare = PlayerProfile.from_api({"player_id": "p", "nickname": "n", "games": {"csgo": {"faceit_elo": 3000}}})
+    assert bare.elo is None and not bare.has_cs2
+    junk = PlayerProfile.from_api({"player_id": 5, "games": "oops", "unknown": {"x": 1}})
+    assert junk.player_id == "5" and junk.elo is None and junk.nickname == "?"
+
+
+def test_lifetime_reads_averages_not_sums_and_keeps_5v5_maps() -> None:
+    raw = {"player_id": "p", "lifetime": {"Matches": "100", "K/D Ratio": "123.4", "Average K/D Ratio": "1.23",
+                                          "Win Rate %": "52", "Recent Results": ["1", "0", "x", "1"],
+                                          "Entry Rate": "0.14", "Average Headshots %": "47"},
+           "segments": [{"type": "Map", "mode": "5v5", "label": "Mirage", "stats": {"Matches": "40", "Wins": "22"}},
+                        {"type": "Map", "mode": "Wingman", "label": "Shortdust", "stats": {"Matches": "9"}},
+                        {"type": "Map", "mode": "5v5", "label": "Dust II", "stats": {"Matches": "x"}}, "junk"]}
+    life = LifetimeStats.from_api(raw)
+    assert life.kd == 1.23 and life.win_rate == 52 and life.hs_pct == 47 and life.entry_rate == 0.14
+    assert life.recent_results == [1, 0, 1]
+    assert [s.map for s in life.maps] == ["de_mirage", "de_dust2"]
+    assert life.segment("de_dust2").matches is None  # type: ignore[union-attr]
+    assert life.adr is None  # missing is unknown, not zero
+
+
+def test_recent_stats_convert_milliseconds_and_sort() -> None:
+    items = {"items": [{"stats": {"Match Id": "a", "Match Finished At": 1_700_000_000_000, "Score": "13 / 9"}},
+                       {"stats": {"Match Id": "b", "Match Finished At": 1_700_000_500_000, "Result": "1"}},
+                       {"stats": {"no": "id"}}, None]}
+    recent = parse_recent(items)
+    assert [m.match_id for m in recent] == ["b", "a"]
+    assert recent[0].finished_at == 1_700_000_500 and recent[0].won is True
+    assert recent[1].rounds == 22 and recent[1].won is None
+
+
+def test_match_accepts_partial_voting_and_status_case() -> None:
+    match = Match.from_api({"match_id": "1-x", "status": "voting", "teams": {"faction1": {"roster": [
+        {"player_id": "a", "nickname": "A", "game_skill_level": 5}]}},
+        "voting": {"map": {"entities": [{"game_map_id": "de_nuke"}, {"name": "Mirage"}]}}})
+    assert match.status == "VOTING" and match.map_pool == ["de_nuke", "de_mirage"] and match.map_picks == []
+    assert match.teams["faction2"].roster == [] and match.teams["faction1"].roster[0].level == 5
+    assert Match.from_api(None).status == "UNKNOWN"
+    assert parse_match_stats({"rounds": "nope"}) == []
+
+
+def test_map_names_and_levels() -> None:
+    assert map_id("Mirage") == map_id("de_mirage") == "de_mirage"
+    assert map_id("Dust2") == map_id("Dust II") == "de_dust2"
+    assert map_id("") is None and map_id(None) is None
+    assert map_label("de_ancient") == "Ancient" and map_label("de_new_map") == "New Map"
+    assert [level_for_elo(e) for e in (100, 500, 501, 750, 751, 1050, 1051, 1530, 1531, 2000, 2001, 4000)] == [
+        1, 1, 2, 2, 3, 4, 5, 7, 8, 9, 10, 10]
+    assert level_progress(2500) == {"level": 10, "low": 2001, "high": None, "percent": 100.0, "to_next": None}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=8) | st.integers(),
+                    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children,
+                                                                                      max_size=5),
+                    max_leaves=30))
+def test_models_never_raise_on_junk(raw: object) -> None:
+    PlayerProfile.from_api(raw)
+    LifetimeStats.from_api(raw)
+    Match.from_api(raw)
+    parse_recent(raw)
+    parse_match_stats(raw)
+    PlayerMatchStats.from_api(raw)

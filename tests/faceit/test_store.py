@@ -1,0 +1,101 @@
+"""Subscriptions, user activity and Elo snapshots in a real Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from faceit import store as store_api
+from faceit.errors import BadInputError
+from faceit.keys import FaceitKeys
+from faceit.store import ELO_SNAPSHOT_MIN_GAP, MAX_SUBSCRIPTIONS, FaceitStore
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[FaceitStore]:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    yield FaceitStore(client, FaceitKeys("fb:"))
+    await client.aclose()
+
+
+async def test_subscriptions(store: FaceitStore) -> None:
+    assert await store.subscribe(1, "pid-a", "Alpha") is True
+    assert await store.subscribe(1, "pid-a", "Alpha2") is False  # already followed: renamed
+    await store.subscribe(1, "pid-b", "beta")
+    await store.subscribe(2, "pid-a", "Alpha")
+    assert await store.list_subscriptions(1) == [{"player_id": "pid-a", "nickname": "Alpha2"},
+                                                 {"player_id": "pid-b", "nickname": "beta"}]
+    assert await store.all_subscribed_players() == {"pid-a": "Alpha2", "pid-b": "beta"}
+    assert await store.subscribers("pid-a") == [1, 2]
+    assert await store.unsubscribe(1, "BETA") is True  # by nickname, any case
+    assert await store.unsubscribe(1, "beta") is False
+    assert await store.unsubscribe(1, "pid-a") is True  # by id
+    assert await store.all_subscribed_players() == {"pid-a": "Alpha"}  # user 2 still follows it
+    assert await store.unsubscribe(2, "Alpha") is True
+    assert await store.all_subscribed_players() == {}
+
+
+async def test_subscription_limit(store: FaceitStore) -> None:
+    for i in range(MAX_SUBSCRIPTIONS):
+        await store.subscribe(7, f"pid-{i}", f"n{i}")
+    await store.subscribe(7, "pid-0", "n0")  # re-following one you have is fine
+    with pytest.raises(BadInputError) as caught:
+        await store.subscribe(7, "pid-new", "new")
+    assert caught.value.key == "too_many_subscriptions"
+
+
+async def test_users_and_activity(store: FaceitStore, redis_client: redis.Redis) -> None:
+    assert await store.is_user_active(5)
+    await store.set_user_inactive(5)
+    assert not await store.is_user_active(5)
+    await store.set_user_active(5)
+    assert await store.is_user_active(5)
+    now = time.time()
+    await store.record_analysis(5, "match", now)
+    await store.record_analysis(5, "match", now - 3 * 86400)
+    await store.record_analysis(5, "player", now - 10 * 86400)
+    assert await store.activity(5, 7, now) == {"match": 2}
+    assert await store.activity(5, 30, now) == {"match": 2, "player": 1}
+    assert await store.active_users_since(now - 60) == [5]
+    for key in redis_client.keys("fb:faceit:activity:5:*"):
+        assert 0 < redis_client.ttl(key) <= 40 * 86400
+
+
+async def test_elo_snapshots_are_deduplicated_bounded_and_expire(store: FaceitStore,
+                                                                 redis_client: redis.Redis) -> None:
+    t0 = 1_700_000_000
+    assert await store.record_elo("p", 1500, t0)
+    assert not await store.record_elo("p", 1500, t0 + 60)  # same Elo, too soon
+    assert await store.record_elo("p", 1525, t0 + 120)  # changed
+    assert await store.record_elo("p", 1525, t0 + 120 + ELO_SNAPSHOT_MIN_GAP)  # same Elo, but later
+    assert await store.elo_history("p") == [(t0, 1500), (t0 + 120, 1525), (t0 + 120 + ELO_SNAPSHOT_MIN_GAP, 1525)]
+    assert await store.elo_history("p", since=t0 + 100) == [(t0 + 120, 1525),
+                                                            (t0 + 120 + ELO_SNAPSHOT_MIN_GAP, 1525)]
+    key = FaceitKeys("fb:").elo_history("p")
+    assert 0 < redis_client.ttl(key) <= 180 * 86400
+    from faceit import store as module
+
+    for i in range(module.ELO_SNAPSHOTS_MAX + 20):
+        await store.record_elo("q", 1000 + i, t0 + i)
+    history = await store.elo_history("q")
+    assert len(history) == module.ELO_SNAPSHOTS_MAX and history[-1][1] == 1000 + module.ELO_SNAPSHOTS_MAX + 19
+    assert not await store.record_elo("q", None)
+
+
+async def test_module_functions_use_the_loop_context(redis_url: str, env_override: object) -> None:
+    from faceit.context import close_faceit_context
+
+    try:
+        await store_api.subscribe(42, "pid-z", "zed")
+        assert await store_api.list_subscriptions(42) == [{"player_id": "pid-z", "nickname": "zed"}]
+        assert await store_api.all_subscribed_players() == {"pid-z": "zed"}
+        await store_api.set_user_inactive(42)
+        assert await store_api.is_user_active(42) is False
+        await store_api.record_analysis(42, "match")
+        assert await store_api.unsubscribe(42, "zed") is True
+    finally:
+        await close_faceit_context()

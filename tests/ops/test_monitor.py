@@ -1,0 +1,139 @@
+"""The monitor on a real Redis with real workers: metrics, each rule firing and resolving,
+de-duplication, Redis outages, FACEIT counters, series and retention."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+
+
+def fired(store, rule: str, subject: str | None = None) -> list:
+    return [a for a in store.recent(1) if a.rule == rule and a.state == "fired"
+            and (subject is None or a.subject == subject)]
+
+
+def resolved(store, rule: str, subject: str | None = None) -> list:
+    return [a for a in store.recent(1) if a.rule == rule and a.state == "resolved"
+            and (subject is None or a.subject == subject)]
+
+
+def test_metrics_from_real_jobs_and_the_failure_rate_alert_fires_then_resolves(live_pool, manager, make_monitor):
+    monitor = make_monitor()
+    ids = [manager.enqueue_job("t_noop").id for _ in range(5)]
+    ids += [manager.enqueue_job("t_fail_times", failures=1, kind="permanent").id for _ in range(5)]
+    for job_id in ids:
+        assert manager.wait_for(job_id, timeout=20).is_final
+    snap = monitor.tick()
+    q = snap["queues"]["default"]
+    assert (q["succeeded"], q["failed"], q["processed"]) == (5, 5, 10)
+    assert q["failure_rate"] == 0.5 and q["workers"] == 1
+    assert q["wait_p50"] is not None and q["wait_p95"] >= q["wait_p50"] >= 0
+    assert q["run_p95"] is not None and q["samples"] == 10
+    assert snap["workers"]["live"] == 1 and snap["workers"]["by_queue"]["high"] == 1
+    assert snap["redis"]["reachable"] and snap["redis"]["used_memory"] > 0
+    [alert] = fired(monitor.alerts, "failure_rate", "default")
+    assert alert.level == "error" and "50%" in alert.message
+    summary = monitor.get_system_health_summary()
+    assert q["dead"] == 5  # the failed jobs' messages are dead-lettered
+    assert summary["health_score"] == 75  # 100 - 20 (failure rate) - 5 (dead letters)
+    assert [c["rule"] for c in summary["components"]] == ["failure_rate", "dead_letters"]
+
+    # Thirty successes bring the rate to 5/40 = 12.5%: the condition clears and is resolved once.
+    ids = [manager.enqueue_job("t_noop").id for _ in range(30)]
+    for job_id in ids:
+        assert manager.wait_for(job_id, timeout=20).status == "succeeded"
+    snap = monitor.tick()
+    assert snap["queues"]["default"]["failure_rate"] == 0.125
+    [notice] = resolved(monitor.alerts, "failure_rate", "default")
+    assert notice.level == "info" and notice.details["opened_level"] == "error"
+    assert monitor.open_alerts() == []
+    assert monitor.get_system_health_summary()["health_score"] == 95
+    monitor.tick()
+    assert len(resolved(monitor.alerts, "failure_rate")) == 1  # resolved once, not every tick
+
+
+def test_redis_memory_share_over_maxmemory_limit_fires_and_resolves(fresh, make_monitor):
+    monitor = make_monitor()
+    client = monitor.client
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory", str(int(used / 0.85)))
+    try:
+        snap = monitor.tick()
+        assert snap["redis"]["memory_share"] > 0.8
+        assert fired(monitor.alerts, "redis_memory")
+    finally:
+        client.config_set("maxmemory", "0")
+    snap = monitor.tick()
+    assert snap["redis"]["memory_share"] is None
+    assert resolved(monitor.alerts, "redis_memory")
+
+
+def test_faceit_auth_errors_and_a_429_storm_from_the_faceit_counters(fresh, make_monitor, env_override):
+    from faceit.keys import FaceitKeys
+    from faceit.metrics import CallCounter
+    from queues.connection import async_redis_client
+    from settings import get_settings
+
+    env_override(ALERT_RATE_LIMIT_STORM="5")
+    monitor = make_monitor()
+
+    async def record(outcome: str, n: int) -> None:
+        client = async_redis_client(get_settings())
+        counter = CallCounter(client, FaceitKeys(get_settings().redis_key_prefix))
+        for _ in range(n):
+            await counter.record(outcome)
+        await client.aclose()
+
+    asyncio.run(record("rate_limited", 6))
+    asyncio.run(record("auth", 1))
+    asyncio.run(record("ok", 3))
+    snap = monitor.tick()
+    assert snap["faceit"]["available"] and snap["faceit"]["rate_limited"] == 6
+    assert snap["faceit"]["requests"] == 10 and snap["faceit"]["auth_errors"] == 1
+    assert fired(monitor.alerts, "faceit_auth")[0].level == "critical"
+    assert fired(monitor.alerts, "faceit_rate_limit")[0].source == "faceit"
+    for key in monitor.client.scan_iter(match=FaceitKeys(get_settings().redis_key_prefix).calls("*")):
+        monitor.client.delete(key)
+    monitor.tick()
+    assert resolved(monitor.alerts, "faceit_auth") and resolved(monitor.alerts, "faceit_rate_limit")
+
+
+def test_series_current_metrics_and_retention(live_pool, manager, make_monitor):
+    monitor = make_monitor()
+    for _ in range(3):
+        manager.wait_for(manager.enqueue_job("t_noop").id, timeout=20)
+    manager.wait_for(manager.enqueue_job("t_fail_times", failures=1, kind="permanent").id, timeout=20)
+    monitor.tick()
+    monitor.tick()
+    throughput = monitor.series("throughput", "default", since_seconds=600, buckets=10)
+    assert len(throughput) == 10 and sum(p["value"] for p in throughput) == 4
+    assert sum(p["value"] for p in monitor.series("failures", None, 600, 10)) == 1
+    depth = monitor.series("depth", "default", since_seconds=120, buckets=4)
+    assert depth[-1]["value"] == 0 and all(a["t"] < b["t"] for a, b in itertools.pairwise(depth))
+    assert any(p["value"] is not None for p in monitor.series("p95_wait", "default", 120, 4))
+    assert monitor.series("health_score", None, 120, 4)[-1]["value"] == 95  # one dead letter
+    latest = monitor.current_metrics()
+    assert set(latest["queues"]) == {"high", "default", "low"} and latest["health"]["health_score"] == 95
+
+    # Retention: an old point is trimmed and the ids of expired records leave the indexes.
+    key = monitor.keys.series("default")
+    old = time.time() - monitor.retention_seconds - 60
+    monitor.client.zadd(key, {json.dumps([old, 1]): old})
+    gone_id = manager.enqueue_job("t_noop").id
+    manager.wait_for(gone_id, timeout=20)
+    monitor.client.delete(manager.jobs.job_key(gone_id))  # as if its TTL had run out
+    result = monitor.retention_cleanup()
+    assert result["pruned_ids"] >= 3 and result["trimmed_points"] == 1  # all, status, queue, actor
+    assert monitor.client.zscore(manager.jobs.index_key("all"), gone_id) is None
+    assert monitor.client.zcount(key, 0, old + 1) == 0
+
+
+def test_the_monitor_tolerates_a_missing_faceit_layer(fresh, make_monitor, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "faceit.metrics", None)  # import now raises ImportError
+    snap = make_monitor().tick()
+    assert snap["faceit"] == {"available": False}
+    assert snap["redis"]["reachable"]
