@@ -56,7 +56,7 @@ def test_a_poison_message_fails_after_its_deliveries_with_one_alert(start_pool, 
     assert len(alerts) == 1 and alerts[0].details["reason"] == "crash_loop"
     start_pool(["default"])
     assert manager.wait_for(bystander.id, timeout=30).status == "succeeded"  # other jobs flow
-    assert manager.queue_stats()["default"].dead == 1
+    wait_until(lambda: manager.queue_stats()["default"].dead == 1)
 
 
 def test_redis_down_while_the_retry_is_sent_loses_nothing(start_pool, manager, traces, redis_server, tmp_path):
