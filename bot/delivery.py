@@ -40,7 +40,7 @@ from bot.sender import SKIPPED, Sender, UserBlocked
 from bot.sendlimit import SendLimiter
 from bot.telegram import build_bot
 from bot.texts import normalize_lang, t
-from bot.views import canceled_text, cancel_keyboard, failure_text, progress_text
+from bot.views import cancel_keyboard, canceled_text, failure_text, progress_text
 from faceit.errors import FaceitBotError, RateLimitedError
 from faceit.i18n import user_message
 from faceit.keys import FaceitKeys

@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dashboard: {exc}", file=sys.stderr)
         return 2
     logging.getLogger("dashboard").info("dashboard on http://%s:%s/", args.host, args.port)
-    web.run_app(app, host=args.host, port=args.port, access_log_format=ACCESS_LOG_FORMAT, print=None)
+    # handler_cancellation: a closed tab ends its pending request (the sandbox chat long-polls).
+    web.run_app(app, host=args.host, port=args.port, access_log_format=ACCESS_LOG_FORMAT, print=None,
+                handler_cancellation=True, shutdown_timeout=5)
     return 0
 
 

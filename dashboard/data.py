@@ -324,5 +324,12 @@ class DashboardData:
         if name not in self.queue_names:
             raise ActionError(404, "unknown_queue", f"no queue named {name!r}")
         cleared = self.manager.clear_queues(name)
-        logger.info("dashboard: queue %s emptied (%s messages)", name, cleared.get(name, 0))
-        return {"ok": True, "queue": name, "cleared": cleared.get(name, 0)}
+        # The dropped messages will never run: close their records too, or they would stay
+        # "queued" for a day and count against their users' active-job limits.
+        canceled = 0
+        for status in ("queued", "retrying"):
+            records, _ = self.store.list_jobs(status=status, queue=name, limit=self.store.index_limit)
+            canceled += sum(1 for r in records if self.store.request_cancel(r.id) == "canceled")
+        logger.info("dashboard: queue %s emptied (%s messages, %s job records canceled)", name,
+                    cleared.get(name, 0), canceled)
+        return {"ok": True, "queue": name, "cleared": cleared.get(name, 0), "jobs_canceled": canceled}

@@ -1,4 +1,4 @@
-"""One router per feature; :func:`all_routers` lists them in the order the dispatcher tries them."""
+"""One router per feature; :func:`all_routers` builds them in the order the dispatcher tries them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,18 @@ from aiogram import Router
 
 def all_routers() -> list[Router]:
     """Feature routers first, the catch-all for unknown commands and stray text last."""
-    from bot.routers import admin, analysis, bulk, fallback, jobs, members, players, reports, start, subscriptions
+    from bot.routers import (
+        admin,
+        analysis,
+        bulk,
+        fallback,
+        jobs,
+        members,
+        players,
+        reports,
+        start,
+        subscriptions,
+    )
 
-    return [start.router, admin.router, analysis.router, players.router, bulk.router, subscriptions.router,
-            jobs.router, reports.router, members.router, fallback.router]
+    modules = (start, admin, analysis, players, bulk, subscriptions, jobs, reports, members, fallback)
+    return [module.build() for module in modules]

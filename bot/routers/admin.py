@@ -14,7 +14,6 @@ from bot.routers.jobs import _job_id
 from bot.services import BotServices, UserFacingError
 from bot.texts import escape, t
 
-router = Router(name="admin")
 MAX_ALERTS_SHOWN = 15
 
 
@@ -23,14 +22,10 @@ class IsAdmin(BaseFilter):
         return message.from_user is not None and services.is_admin(message.from_user.id)
 
 
-router.message.filter(IsAdmin())
-
-
 def _n(value: object) -> str:
     return "—" if value is None else str(value)
 
 
-@router.message(command("queues"))
 async def queues(message: Message, lang: str, services: BotServices) -> None:
     data = await services.queue_overview()
     lines = [t("queues_title", lang)]
@@ -45,7 +40,6 @@ async def queues(message: Message, lang: str, services: BotServices) -> None:
     await message.answer("\n".join(lines))
 
 
-@router.message(command("alerts"))
 async def alerts(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     try:
         hours = float((command.args or "24").strip())
@@ -65,7 +59,6 @@ async def alerts(message: Message, command: CommandObject, lang: str, services: 
     await message.answer("\n".join(lines)[:4000])
 
 
-@router.message(command("requeue"))
 async def requeue(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     args = (command.args or "").strip()
     job_id = _job_id(args) if args else None
@@ -73,3 +66,13 @@ async def requeue(message: Message, command: CommandObject, lang: str, services:
         raise UserFacingError("unknown_job", job_id=args[:40])
     requeued = await services.requeue_failed(job_id)
     await message.answer(t("requeued", lang, count=len(requeued)))
+
+
+def build() -> Router:
+    """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
+    router = Router(name="admin")
+    router.message.filter(IsAdmin())
+    router.message.register(queues, command("queues"))
+    router.message.register(alerts, command("alerts"))
+    router.message.register(requeue, command("requeue"))
+    return router

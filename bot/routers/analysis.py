@@ -11,8 +11,6 @@ from bot.services import BotServices
 from bot.texts import t
 from faceit.links import MATCH_ID_RE, ROOM_URL_RE, parse_match_ref
 
-router = Router(name="analysis")
-
 
 def looks_like_match(text: str) -> bool:
     """A message that is (or contains) a room link, or is just a match id: analyse it."""
@@ -21,7 +19,6 @@ def looks_like_match(text: str) -> bool:
     return bool(ROOM_URL_RE.search(text) or MATCH_ID_RE.fullmatch(text.strip()))
 
 
-@router.message(command("analyze", "analyse"))
 async def analyze(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     if not (command.args or "").strip():
         await message.answer(t("usage_analyze", lang))
@@ -31,8 +28,15 @@ async def analyze(message: Message, command: CommandObject, lang: str, services:
     await reply_started(message, job, lang, services)
 
 
-@router.message(F.text.func(looks_like_match))
 async def pasted_link(message: Message, lang: str, services: BotServices) -> None:
     ref = parse_match_ref(message.text)
     job = await services.start_match_analysis(requester_of(message, lang), ref)
     await reply_started(message, job, lang, services)
+
+
+def build() -> Router:
+    """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
+    router = Router(name="analysis")
+    router.message.register(analyze, command("analyze", "analyse"))
+    router.message.register(pasted_link, F.text.func(looks_like_match))
+    return router

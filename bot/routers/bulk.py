@@ -11,10 +11,7 @@ from bot.services import BotServices
 from bot.texts import t
 from faceit.links import find_match_refs
 
-router = Router(name="bulk")
 
-
-@router.message(command("bulk"))
 async def bulk(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     limit = services.settings.bulk_max_matches
     if not (command.args or "").strip():
@@ -23,3 +20,10 @@ async def bulk(message: Message, command: CommandObject, lang: str, services: Bo
     refs = find_match_refs(command.args, limit=limit)
     job = await services.start_bulk_analysis(requester_of(message, lang), refs)
     await reply_started(message, job, lang, services)
+
+
+def build() -> Router:
+    """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
+    router = Router(name="bulk")
+    router.message.register(bulk, command("bulk"))
+    return router

@@ -13,8 +13,6 @@ from bot.services import BotServices, CancelOutcome
 from bot.texts import t
 from bot.views import CANCEL_PREFIX, canceled_text, status_text
 
-router = Router(name="jobs")
-
 JOB_ID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
@@ -23,7 +21,6 @@ def _job_id(args: str | None) -> str | None:
     return text.lower() if JOB_ID_RE.fullmatch(text) else None
 
 
-@router.message(command("status"))
 async def status(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     job_id = _job_id(command.args)
     if job_id is None:
@@ -52,7 +49,6 @@ async def _show_canceled(bot: Bot, result: CancelOutcome, user_id: int, job_id: 
                                         message_id=int(requester["message_id"]))
 
 
-@router.message(command("cancel"))
 async def cancel(message: Message, command: CommandObject, lang: str, services: BotServices, bot: Bot) -> None:
     job_id = _job_id(command.args)
     if job_id is None:
@@ -64,7 +60,6 @@ async def cancel(message: Message, command: CommandObject, lang: str, services: 
         await _show_canceled(bot, result, message.from_user.id, job_id)
 
 
-@router.callback_query(F.data.startswith(CANCEL_PREFIX))
 async def cancel_button(query: CallbackQuery, lang: str, services: BotServices) -> None:
     job_id = _job_id(query.data.removeprefix(CANCEL_PREFIX))
     if job_id is None:
@@ -78,3 +73,12 @@ async def cancel_button(query: CallbackQuery, lang: str, services: BotServices) 
     await query.answer(t(short, lang))
     if result.outcome == "canceled" and query.message is not None:
         await query.message.edit_text(canceled_text(job_id, result.record.actor, lang))
+
+
+def build() -> Router:
+    """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
+    router = Router(name="jobs")
+    router.message.register(status, command("status"))
+    router.message.register(cancel, command("cancel"))
+    router.callback_query.register(cancel_button, F.data.startswith(CANCEL_PREFIX))
+    return router

@@ -8,14 +8,18 @@ from aiogram.types import ChatMemberUpdated
 
 from bot.services import BotServices
 
-router = Router(name="members")
 
-
-@router.my_chat_member(ChatMemberUpdatedFilter(member_status_changed=KICKED))
 async def blocked(event: ChatMemberUpdated, services: BotServices) -> None:
     await services.set_blocked(event.from_user.id, True)
 
 
-@router.my_chat_member(ChatMemberUpdatedFilter(member_status_changed=MEMBER))
 async def unblocked(event: ChatMemberUpdated, services: BotServices) -> None:
     await services.set_blocked(event.from_user.id, False)
+
+
+def build() -> Router:
+    """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
+    router = Router(name="members")
+    router.my_chat_member.register(blocked, ChatMemberUpdatedFilter(member_status_changed=KICKED))
+    router.my_chat_member.register(unblocked, ChatMemberUpdatedFilter(member_status_changed=MEMBER))
+    return router

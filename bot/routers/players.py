@@ -11,10 +11,7 @@ from bot.services import BotServices
 from bot.texts import t
 from faceit.links import parse_player_ref
 
-router = Router(name="players")
 
-
-@router.message(command("player"))
 async def player(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     if not (command.args or "").strip():
         await message.answer(t("usage_player", lang))
@@ -22,3 +19,10 @@ async def player(message: Message, command: CommandObject, lang: str, services: 
     ref = parse_player_ref(command.args)
     job = await services.start_player_report(requester_of(message, lang), ref)
     await reply_started(message, job, lang, services)
+
+
+def build() -> Router:
+    """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
+    router = Router(name="players")
+    router.message.register(player, command("player"))
+    return router

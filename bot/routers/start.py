@@ -10,23 +10,18 @@ from bot.routers.common import command
 from bot.services import BotServices
 from bot.texts import LANGS, t
 
-router = Router(name="start")
 
-
-@router.message(CommandStart(ignore_case=True))
 async def start(message: Message, lang: str) -> None:
     name = message.from_user.first_name if message.from_user else ""
     await message.answer(t("start", lang, name=name or "👋"))
 
 
-@router.message(command("help"))
 async def help_(message: Message, lang: str, services: BotServices) -> None:
     settings = services.settings
     await message.answer(t("help", lang, bulk=settings.bulk_max_matches, per_minute=settings.user_jobs_per_minute,
                            active=settings.user_max_active_jobs))
 
 
-@router.message(command("lang"))
 async def lang_(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     chosen = (command.args or "").strip().lower()
     if chosen not in LANGS:
@@ -34,3 +29,12 @@ async def lang_(message: Message, command: CommandObject, lang: str, services: B
         return
     await services.set_language(message.from_user.id, chosen)
     await message.answer(t("lang_set", chosen))
+
+
+def build() -> Router:
+    """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
+    router = Router(name="start")
+    router.message.register(start, CommandStart(ignore_case=True))
+    router.message.register(help_, command("help"))
+    router.message.register(lang_, command("lang"))
+    return router

@@ -12,10 +12,7 @@ from bot.texts import Markup, escape, t
 from faceit.i18n import ERROR_TEXTS
 from faceit.links import parse_player_ref
 
-router = Router(name="subscriptions")
 
-
-@router.message(command("subscribe"))
 async def subscribe(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     if not (command.args or "").strip():
         await message.answer(t("usage_subscribe", lang))
@@ -25,7 +22,6 @@ async def subscribe(message: Message, command: CommandObject, lang: str, service
     await reply_started(message, job, lang, services)
 
 
-@router.message(command("unsubscribe"))
 async def unsubscribe(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     if not (command.args or "").strip():
         await message.answer(t("usage_unsubscribe", lang))
@@ -37,7 +33,6 @@ async def unsubscribe(message: Message, command: CommandObject, lang: str, servi
         await message.answer("❌ " + escape(ERROR_TEXTS["not_subscribed"][lang].format(ref=ref.value)))
 
 
-@router.message(command("subscriptions"))
 async def subscriptions(message: Message, lang: str, services: BotServices) -> None:
     subs = await services.subscriptions(message.from_user.id)
     if not subs:
@@ -45,3 +40,12 @@ async def subscriptions(message: Message, lang: str, services: BotServices) -> N
         return
     items = "\n".join(f"• {escape(sub['nickname'])}" for sub in subs)
     await message.answer(t("subscriptions", lang, count=len(subs), items=Markup(items)))
+
+
+def build() -> Router:
+    """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
+    router = Router(name="subscriptions")
+    router.message.register(subscribe, command("subscribe"))
+    router.message.register(unsubscribe, command("unsubscribe"))
+    router.message.register(subscriptions, command("subscriptions"))
+    return router

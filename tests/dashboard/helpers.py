@@ -65,7 +65,7 @@ class DashboardServer:
         asyncio.set_event_loop(loop)
         try:
             assert self.app is not None
-            self._runner = web.AppRunner(self.app, access_log=None)
+            self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1)
             loop.run_until_complete(self._runner.setup())
             loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
         except BaseException as exc:  # reported to start()

@@ -136,15 +136,21 @@ def test_job_actions_change_records_and_queues(local: Client, store: JobStore, r
     assert bad.location == f"/jobs/{succeeded}?error=not_active"
 
 
-def test_emptying_a_queue_needs_its_name(local: Client, redis_client) -> None:
+def test_emptying_a_queue_needs_its_name(local: Client, store: JobStore, redis_client) -> None:
+    waiting = make_job(store, actor="t_low", queue="low", status="queued")
+    running = make_job(store, actor="t_low", queue="low", status="started")
+    elsewhere = make_job(store, actor="t_noop", queue="default", status="queued")
     redis_client.rpush("dramatiq:low", "a")
     redis_client.hset("dramatiq:low.msgs", mapping={"a": "{}"})
     assert post(local, "/api/queues/low/empty").status == 400
     assert post(local, "/api/queues/low/empty", {"confirm": "high"}).status == 400
-    assert redis_client.llen("dramatiq:low") == 1
+    assert redis_client.llen("dramatiq:low") == 1 and store.status(waiting) == "queued"
     reply = post(local, "/api/queues/low/empty", {"confirm": "low"})
-    assert reply.status == 200 and reply.json()["cleared"] == 1
+    assert reply.status == 200 and reply.json()["cleared"] == 1 and reply.json()["jobs_canceled"] == 1
     assert redis_client.llen("dramatiq:low") == 0
+    # The dropped job's record is closed; a running one and other queues are left alone.
+    assert store.status(waiting) == "canceled"
+    assert store.status(running) == "started" and store.status(elsewhere) == "queued"
     assert post(local, "/api/queues/nope/empty", {"confirm": "nope"}).status == 404
     # Pages: a confirmation step, then the form with the typed name.
     assert "Type <code>default</code> to confirm" in local.get("/queues/default/empty").text

@@ -102,7 +102,7 @@ async def test_timeout_is_transient_and_not_retried_inside(make_client: MakeClie
     started = time.monotonic()
     with pytest.raises(errors.UpstreamError) as caught:
         await client.get_player(_player(sandbox)["player_id"])
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.5
     assert "0.3" in caught.value.message
     assert sandbox.calls("player") == 1
 
@@ -212,7 +212,7 @@ async def test_shared_bucket_paces_a_flood(make_client: MakeClient, sandbox: Fac
     await asyncio.gather(*(clients[i % 2].get_player(pid) for i, pid in enumerate(ids[:5])))
     elapsed = time.monotonic() - started
     # 25 requests, 5 at once, then 20 per second across both clients: at least 1 s
-    assert 0.95 <= elapsed < 3.0
+    assert 0.95 <= elapsed < 5.0
     assert sandbox.calls() == 25
 
 
@@ -221,7 +221,7 @@ async def test_burst_goes_out_at_once(make_client: MakeClient, sandbox: FaceitSa
     ids = [p["player_id"] for p in sandbox.world()["players"][:10]]
     started = time.monotonic()
     await asyncio.gather(*(client.get_player(pid) for pid in ids))
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # paced at 1/s these 10 would take 9 s
 
 
 def test_call_counts_reader_without_a_client(redis_client: redis.Redis) -> None:

@@ -72,3 +72,16 @@ def test_redis_down_while_the_retry_is_sent_loses_nothing(start_pool, manager, t
     assert traces.runs(handle.id) == 2
     log = pool.log_path.read_text()
     assert "could not re-enqueue the retry" in log
+
+
+def test_delayed_retries_held_by_a_worker_survive_a_redis_restart(start_pool, manager, redis_server, traces):
+    """Dramatiq drops the delayed messages a consumer holds when its connection breaks; the
+    broker puts them back when the consumer reconnects (actors/brokers.py)."""
+    pool = start_pool(["default"], env={"QUEUE_RETRY_DELAYS": "4"})
+    handles = [manager.enqueue_job("t_fail_times", failures=1) for _ in range(30)]
+    wait_until(lambda: all(manager.get_job_status(h.id) == "retrying" for h in handles), timeout=30)
+    redis_server.restart()  # AOF keeps the records and the delay queue's messages
+    for h in handles:
+        assert manager.wait_for(h.id, timeout=40).status == "succeeded", h.id
+        assert traces.runs(h.id) == 2
+    assert "back after a broken connection" in pool.log_path.read_text()

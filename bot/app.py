@@ -1,0 +1,147 @@
+"""The bot process: ``python -m bot``.
+
+Builds the Bot (``TELEGRAM_API_URL``, HTML), the services on one async Redis client, and a
+Dispatcher with the errors and language middlewares and one router per feature; registers
+the command menu in both languages; then serves updates by long polling (``BOT_MODE=polling``,
+the default) or as a webhook (``BOT_MODE=webhook``: aiohttp on ``WEBHOOK_HOST:WEBHOOK_PORT``,
+path taken from ``WEBHOOK_URL``, every request must carry ``WEBHOOK_SECRET`` in
+``X-Telegram-Bot-Api-Secret-Token`` or it gets 401).
+
+Redis briefly down at start is waited for (a warning line per try, up to ``BOT_REDIS_WAIT``
+seconds, 60 by default); after that the bot starts anyway and answers "try again shortly"
+until Redis is back — it recovers by itself, no restart needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+from aiogram import Bot, Dispatcher
+
+from bot.commands import register_commands
+from bot.middlewares.errors import ErrorsMiddleware
+from bot.middlewares.i18n import LanguageMiddleware
+from bot.routers import all_routers
+from bot.services import BotServices
+from bot.telegram import BotConfigError, build_bot
+from queues.connection import async_redis_client
+from settings import redact_url
+
+logger = logging.getLogger("bot")
+
+DEFAULT_REDIS_WAIT = 60.0
+
+
+def build_dispatcher(services: BotServices) -> Dispatcher:
+    """A Dispatcher with our middlewares and routers; handlers get ``services`` and ``lang``."""
+    dp = Dispatcher()
+    dp["services"] = services
+    dp.update.outer_middleware(ErrorsMiddleware())
+    dp.update.outer_middleware(LanguageMiddleware(services))
+    dp.include_routers(*all_routers())
+    return dp
+
+
+async def wait_for_redis(client: Any, settings: Any, max_wait: float | None = None) -> bool:
+    """Ping Redis until it answers or ``max_wait`` passes; True when it answered."""
+    max_wait = float(getattr(settings, "bot_redis_wait", DEFAULT_REDIS_WAIT) if max_wait is None else max_wait)
+    deadline = time.monotonic() + max_wait
+    delay = 0.5
+    url = redact_url(settings.redis_url)
+    while True:
+        try:
+            await client.ping()
+            return True
+        except (redis.RedisError, OSError) as exc:
+            if time.monotonic() + delay > deadline:
+                logger.error("Redis at %s is still unreachable after %.0f s (%s); starting anyway: commands "
+                             "answer 'try again shortly' until it is back", url, max_wait, type(exc).__name__)
+                return False
+            logger.warning("Redis at %s is unreachable (%s); retrying in %.1f s", url, type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def _prepare(bot: Bot, dp: Dispatcher, services: BotServices) -> None:
+    try:
+        await asyncio.to_thread(lambda: services.manager.broker)  # declare the actors now, not on the first request
+    except Exception as exc:
+        logger.warning("broker not ready yet: %s", exc)
+    try:
+        await register_commands(bot, services.admin_ids)
+    except Exception as exc:  # the menu is a convenience; the commands work without it
+        logger.warning("command menu not registered: %s: %s", type(exc).__name__, str(exc)[:160])
+
+
+async def run_polling(bot: Bot, dp: Dispatcher) -> None:
+    await bot.delete_webhook(drop_pending_updates=False)
+    logger.info("bot started: long polling")
+    await dp.start_polling(bot, allowed_updates=dp.resolve_used_update_types(), handle_signals=True)
+
+
+async def run_webhook(bot: Bot, dp: Dispatcher, settings: Any) -> None:
+    from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+    from aiohttp import web
+
+    secret = settings.webhook_secret.get_secret_value()
+    if not settings.webhook_url:
+        raise BotConfigError("BOT_MODE=webhook needs WEBHOOK_URL (the public https URL Telegram posts to)")
+    if not secret:
+        raise BotConfigError("BOT_MODE=webhook needs WEBHOOK_SECRET (Telegram sends it with every update)")
+    path = urlsplit(settings.webhook_url).path or "/webhook"
+    app = web.Application()
+    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(app, path=path)
+    setup_application(app, dp, bot=bot)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
+    await site.start()
+    await bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=dp.resolve_used_update_types())
+    logger.info("bot started: webhook on %s:%s%s", settings.webhook_host, settings.webhook_port, path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        logger.info("bot stopping")
+        await runner.cleanup()
+
+
+async def run(settings: Any) -> None:
+    bot = build_bot(settings)
+    client = async_redis_client(settings, health_check_interval=10)
+    services = BotServices(settings, client)
+    try:
+        await wait_for_redis(client, settings)
+        dp = build_dispatcher(services)
+        await _prepare(bot, dp, services)
+        if settings.bot_mode == "webhook":
+            await run_webhook(bot, dp, settings)
+        else:
+            await run_polling(bot, dp)
+    finally:
+        await client.aclose()
+        await bot.session.close()
+
+
+def main() -> None:
+    from settings import load_settings_or_exit
+
+    settings = load_settings_or_exit()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(run(settings))
+    except BotConfigError as exc:
+        print(f"bot: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        pass

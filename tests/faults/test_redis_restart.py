@@ -1,0 +1,67 @@
+"""Redis restarts and outages while workers run: nothing lost, nothing run twice, nothing left.
+
+Both tests use the session's ``redis-server`` (AOF on, so a restart keeps every key) and real
+``dramatiq`` worker processes with the test actors, which count their runs in Redis.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from tests.faults.conftest import broker_leftovers, lost_message_report, statuses, wait_until
+
+
+def _summary(values: list) -> dict:
+    return dict(Counter(values))
+
+
+def _assert_all_done(client, traces, noop_ids: list[str], retried_ids: list[str], timeout: float) -> None:
+    """Every job succeeded, t_noop ran once, t_fail_times twice, the broker holds nothing."""
+    every = noop_ids + retried_ids
+
+    def finished() -> bool:
+        return all(s == "succeeded" for s in statuses(client, every))
+
+    def where() -> str:
+        pending = {j for j, s in zip(every, statuses(client, every), strict=True) if s != "succeeded"}
+        return (f"statuses={_summary(statuses(client, every))} "
+                f"unfinished jobs' messages are in={ {k: len(v) for k, v in lost_message_report(client, pending).items()} } "
+                f"broker={broker_leftovers(client)}")
+
+    wait_until(finished, timeout=timeout, interval=0.2, message=where)
+    assert _summary(traces.runs(noop_ids)) == {1: len(noop_ids)}, "a queued job ran twice or never"
+    assert _summary(traces.runs(retried_ids)) == {2: len(retried_ids)}, "a retried job ran other than twice"
+    # Acks trail the final record write by at most one round trip.
+    wait_until(lambda: not broker_leftovers(client), timeout=10,
+               message=lambda: f"left on the broker: {broker_leftovers(client)}")
+
+
+def test_redis_restart_with_1000_jobs_queued_and_delayed(start_pool, manager, traces, redis_server,
+                                                         redis_client):
+    """500 retries wait in the delay queue, 500 no-ops are queued: Redis restarts; all 1,000 finish once."""
+    retry_delay = 5.0  # long enough that every retry is still waiting when Redis goes down
+    start_pool(["default"], processes=2, threads=8, env={"QUEUE_RETRY_DELAYS": str(retry_delay)})
+    retried = [manager.enqueue_job("t_fail_times", failures=1).id for _ in range(500)]
+    first_runs_done = time.monotonic()
+    wait_until(lambda: sum(traces.runs(retried)) == 500, timeout=30, interval=0.1)
+    wait_until(lambda: all(s == "retrying" for s in statuses(redis_client, retried)), timeout=10)
+    noops = [manager.enqueue_job("t_noop", value=i).id for i in range(500)]
+    before = {"queued": redis_client.llen("dramatiq:default"),
+              "delayed": redis_client.hlen("dramatiq:default.DQ.msgs")}
+    redis_server.restart()  # SHUTDOWN (AOF flushed), then the same port again
+    assert time.monotonic() - first_runs_done < retry_delay, "too slow: retries ran before the restart"
+    assert before["delayed"] == 500, before
+    _assert_all_done(redis_client, traces, noops, retried, timeout=60)
+
+
+def test_redis_unreachable_for_10_s_loses_no_retry(start_pool, manager, traces, redis_server, redis_client):
+    """100 jobs fail once each; Redis is down ~10 s while their retries wait: each runs exactly twice."""
+    start_pool(["default"], processes=1, threads=8, env={"QUEUE_RETRY_DELAYS": "2"})
+    jobs = [manager.enqueue_job("t_fail_times", failures=1).id for _ in range(100)]
+    wait_until(lambda: sum(traces.runs(jobs)) >= 100, timeout=20, interval=0.05)
+    redis_server.stop()  # AOF flushed; the workers keep running and their retries come due meanwhile
+    redis_server.process = None
+    time.sleep(10)
+    redis_server.start()
+    _assert_all_done(redis_client, traces, [], jobs, timeout=40)

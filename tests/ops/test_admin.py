@@ -1,0 +1,227 @@
+"""Every admin command against a real Redis (and real workers where jobs must run): its human
+output, its ``--json`` output and its exit codes (0 fine, 1 a problem, 2 usage)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from admin import cli
+from tests.ops.conftest import wait_until
+from tests.support.workers import ROOT
+
+
+def run(*args: str, input: str | None = None):
+    """``admin.py ARGS`` in this process (the imports are paid once)."""
+    from tests.ops.conftest import reset_singletons
+
+    reset_singletons()
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def run_json(*args: str, code: int = 0) -> dict:
+    result = run(*args, "--json")
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    return json.loads(result.stdout)
+
+
+def admin_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "admin.py", *args], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+def failed_job(manager, pool_ready: bool = True) -> str:
+    handle = manager.enqueue_job("t_fail_times", failures=9, kind="bug", retry=0)
+    assert manager.wait_for(handle.id, timeout=20).status == "failed"
+    return handle.id
+
+
+# --- with the shared worker pool ----------------------------------------------------------------
+
+
+def test_status_is_ok_with_workers_and_reports_health(live_pool, manager):
+    result = run("status")
+    assert result.exit_code == 0, result.stdout
+    assert "high" in result.stdout and "health score" in result.stdout
+    data = run_json("status")
+    assert set(data["queues"]) == {"high", "default", "low"}
+    assert all(q["workers"] == 1 for q in data["queues"].values())
+    assert data["health"]["health_score"] >= 95 and data["problem"] is False
+    assert len(data["workers"]) == 1
+
+
+def test_test_command_passes_on_every_queue_with_latency(live_pool, manager):
+    result = run("test", "--timeout", "20")
+    assert result.exit_code == 0, result.stdout
+    assert result.stdout.count("PASS") == 3
+    data = run_json("test", "--timeout", "20")
+    assert data["ok"] is True and [r["queue"] for r in data["results"]] == ["high", "default", "low"]
+    assert all(r["status"] == "succeeded" and 0 <= r["latency"] < 20 for r in data["results"])
+
+
+def test_job_shows_the_whole_record_with_traceback_and_attempts(live_pool, manager):
+    job_id = failed_job(manager)
+    result = run("job", job_id)
+    assert result.exit_code == 0
+    assert "Traceback" in result.stdout and "ValueError" in result.stdout and "Attempts" in result.stdout
+    data = run_json("job", job_id)
+    assert data["id"] == job_id and data["status"] == "failed" and data["attempts"] == 1
+    assert "Traceback" in data["error"]["traceback"] and data["timeline"][0]["outcome"] == "failed"
+    missing = run("job", "no-such-job")
+    assert missing.exit_code == 1 and "no job no-such-job" in missing.stderr
+
+
+def test_requeue_one_job_a_queue_or_all_and_usage_errors(live_pool, manager):
+    first, second = failed_job(manager), failed_job(manager)
+    data = run_json("requeue", "--job", first)
+    assert data == {"requeued": [first], "count": 1}
+    wait_until(lambda: manager.get_job(first).status == "failed" and manager.get_job(first).attempts == 1
+               and manager.get_job(first).raw.get("requeued_at"), timeout=20)
+    data = run_json("requeue", "--queue", "default")
+    assert set(data["requeued"]) == {first, second}
+    assert run("requeue").exit_code == 2  # say which
+    assert run("requeue", "--all", "--job", first).exit_code == 2
+    assert run("requeue", "--queue", "nope").exit_code == 2
+    unknown = run("requeue", "--job", "missing-id")
+    assert unknown.exit_code == 1 and "no job missing-id" in unknown.stderr
+    ok = manager.enqueue_job("t_noop")
+    manager.wait_for(ok.id, timeout=20)
+    not_failed = run("requeue", "--job", ok.id)
+    assert not_failed.exit_code == 1 and "succeeded" in not_failed.stderr
+
+
+def test_report_writes_throughput_failures_latency_and_alerts(live_pool, manager, tmp_path):
+    for _ in range(3):
+        manager.wait_for(manager.enqueue_job("t_noop").id, timeout=20)
+    failed_job(manager)
+    out = tmp_path / "report.json"
+    result = run("report", "--hours", "1", "--output", str(out))
+    assert result.exit_code == 0 and "written to" in result.stderr
+    report = json.loads(out.read_text())
+    assert report["throughput"]["by_queue"]["default"]["succeeded"] == 3
+    assert report["throughput"]["by_actor"]["t_noop"]["succeeded"] == 3
+    assert report["failures"]["by_actor"] == {"t_fail_times": 1}
+    assert report["failures"]["by_error_type"] == {"ValueError": 1}
+    assert report["failures"]["by_actor_and_type"] == {"t_fail_times": {"ValueError": 1}}
+    assert report["latency"]["by_queue"]["default"]["run"]["count"] == 4
+    assert report["latency"]["by_queue"]["default"]["wait"]["p95"] is not None
+    assert report["alerts"]["count"] >= 1  # the final failure of an unexpected error is an alert
+    assert "t_noop" in report["latency"]["by_actor_histogram"]
+    stdout = run("report", "--hours", "1")
+    assert json.loads(stdout.stdout)["window_hours"] == 1
+
+
+def test_workers_lists_the_live_pool(live_pool, manager):
+    result = run("workers")
+    assert result.exit_code == 0 and "1 live worker" in result.stdout
+    data = run_json("workers")
+    assert data["live"] == 1 and data["workers"][0]["queues"] == ["default", "high", "low"]
+
+
+def test_purge_dead_drops_old_dead_letters(live_pool, manager):
+    failed_job(manager)
+    failed_job(manager)
+    assert manager.queue_stats()["default"].dead == 2
+    assert run_json("purge-dead", "--older-than", "1h")["total"] == 0  # too recent
+    assert run_json("purge-dead", "--dry-run")["total"] == 2
+    assert manager.queue_stats()["default"].dead == 2
+    data = run_json("purge-dead", "--queue", "default")
+    assert data["purged"] == {"default": 2}
+    assert manager.queue_stats()["default"].dead == 0
+    assert run("purge-dead", "--older-than", "soon").exit_code == 2
+
+
+# --- without workers --------------------------------------------------------------------------
+
+
+def test_alerts_lists_filters_and_exits_1_while_an_error_is_open(fresh):
+    from queues.runtime import get_alert_store
+
+    store = get_alert_store()
+    store.fire("warning", "monitor", "queue low holds 300 waiting jobs", rule="queue_depth", subject="low")
+    store.fire("error", "pipeline", "player_report job failed: UpstreamError", job_id="j-1")
+    result = run("alerts", "--hours", "1")
+    assert result.exit_code == 0  # nothing at error level is open (the job alert is an event)
+    assert "queue low holds 300" in result.stdout and "player_report" in result.stdout
+    data = run_json("alerts", "--hours", "1", "--level", "error")
+    assert [a["message"] for a in data["alerts"]] == ["player_report job failed: UpstreamError"]
+    store.fire("critical", "monitor", "queue high has 5 waiting jobs and no worker", rule="no_workers",
+               subject="high")
+    data = run_json("alerts", "--open", code=1)
+    assert {a["rule"] for a in data["alerts"]} == {"queue_depth", "no_workers"} and data["problem"] is True
+    store.resolve("no_workers", "high")
+    assert run("alerts").exit_code == 0
+    assert run("alerts", "--level", "loud").exit_code == 2
+    assert run("alerts", "--hours", "0").exit_code == 2
+
+
+def test_status_exits_1_when_work_waits_without_workers(manager):
+    manager.enqueue_job("probe_high", sent_at=time.time())
+    data = run_json("status", code=1)
+    assert data["queues"]["high"]["waiting"] == 1 and data["problem"] is True
+    assert any(c["rule"] == "no_workers" for c in data["health"]["components"])
+    human = run("status")
+    assert human.exit_code == 1 and "no live worker" in human.stdout
+
+
+def test_test_command_fails_without_workers_and_cancels_its_probes(manager):
+    data = run_json("test", "--timeout", "0.5", code=1)
+    assert data["ok"] is False and all(not r["ok"] for r in data["results"])
+    for result in data["results"]:
+        assert manager.get_job(result["job_id"]).status == "canceled"  # will not run later
+    assert run("test", "--timeout", "0.5", "--queues", "high").exit_code == 1
+
+
+def test_clear_asks_first_and_marks_dropped_jobs_canceled(manager):
+    ids = [manager.enqueue_job("probe_low", sent_at=time.time()).id for _ in range(3)]
+    kept = manager.enqueue_job("probe_high", sent_at=time.time()).id
+    declined = run("clear", "low", input="n\n")
+    assert declined.exit_code == 1 and "nothing cleared" in declined.stderr
+    assert manager.queue_stats()["low"].waiting == 3
+    result = run("clear", "low", input="y\n")
+    assert result.exit_code == 0 and "low: dropped 3 job(s)" in result.stdout
+    assert manager.queue_stats()["low"].waiting == 0 and manager.queue_stats()["high"].waiting == 1
+    assert {manager.get_job(i).status for i in ids} == {"canceled"}
+    assert manager.get_job(kept).status == "queued"
+    data = run_json("clear", "all", "--yes")
+    assert data["cleared"]["high"] == 1 and data["records_canceled"] == 1
+    assert run("clear").exit_code == 2
+    assert run("clear", "medium", "--yes").exit_code == 2
+
+
+def test_workers_exits_1_when_none_is_live(fresh):
+    result = run("workers")
+    assert result.exit_code == 1 and "no live worker" in result.stdout
+    assert run_json("workers", code=1) == {"live": 0, "workers": []}
+
+
+# --- real processes: the entry point, usage errors, Redis down ----------------------------------
+
+
+def test_the_entry_point_exit_codes_and_redis_unreachable(redis_server, fresh):
+    done = admin_process("alerts", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["count"] == 0
+    assert admin_process("no-such-command").returncode == 2
+    assert admin_process("status", "--bogus").returncode == 2
+    redis_server.stop()
+    try:
+        for args in (("status",), ("alerts",), ("workers", "--json"), ("job", "x"), ("report",)):
+            done = admin_process(*args)
+            assert done.returncode == 1, (args, done.stderr)
+            lines = done.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: Redis at redis://127.0.0.1:") \
+                and "unreachable" in lines[0], (args, done.stderr)
+    finally:
+        redis_server.start()
+
+
+@pytest.mark.parametrize("value", ["abc", "-1"])
+def test_a_bad_setting_is_a_usage_error(fresh, value):
+    done = admin_process("status", ALERT_DEPTH_HIGH=value)
+    assert done.returncode == 2 and done.stderr.startswith("settings error: ALERT_DEPTH_HIGH")

@@ -1,0 +1,182 @@
+"""The scheduler: one leader among several processes, takeover after a kill, runs guarded by a
+dedupe key, overdue tasks run once after a restart, weekly reports per user and week."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from scheduler import SchedulerKeys, SchedulerService, Task, history, weekly_boundary
+from tests.ops.conftest import wait_until
+from tests.support.workers import ROOT
+
+LOCK_TTL = "1"
+
+
+def start_scheduler(log: Path, **env: str) -> subprocess.Popen[bytes]:
+    environment = {**os.environ, "SCHEDULER_LOCK_TTL": LOCK_TTL, "QUEUE_MONITORING_INTERVAL": "0.5",
+                   "MATCH_MONITORING_INTERVAL": "600", **env}
+    return subprocess.Popen([sys.executable, "scheduler.py"], cwd=ROOT, env=environment,
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def pid_of(token: str | None) -> int | None:
+    return int(token.split(":")[1]) if token else None
+
+
+def test_one_leader_and_a_standby_takes_over_within_seconds_when_the_leader_is_killed(
+        redis_client, fresh, tmp_path):
+    import actors  # noqa: F401
+
+    keys = SchedulerKeys("fb:")
+    procs = [start_scheduler(tmp_path / f"s{i}.log") for i in range(2)]
+    try:
+        leader = pid_of(wait_until(lambda: redis_client.get(keys.leader), timeout=30))
+        assert leader in {p.pid for p in procs}
+        def started_up() -> bool:
+            tasks = [h["task"] for h in history(redis_client, "fb:")]
+            return tasks.count("monitor") >= 3 and "match_monitoring" in tasks
+
+        wait_until(started_up, timeout=40)
+        runs = history(redis_client, "fb:")
+        assert {pid_of(h["leader"]) for h in runs} == {leader}  # the standby ran nothing
+        killed = next(p for p in procs if p.pid == leader)
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait()
+        killed_at = time.monotonic()
+        survivor = next(p for p in procs if p is not killed)
+        wait_until(lambda: pid_of(redis_client.get(keys.leader)) == survivor.pid, timeout=15)
+        takeover = time.monotonic() - killed_at
+        assert takeover < 15
+        wait_until(lambda: any(pid_of(h["leader"]) == survivor.pid and h["task"] == "monitor"
+                               for h in history(redis_client, "fb:")), timeout=10)
+        runs = history(redis_client, "fb:")
+        monitor_times = sorted(h["at"] for h in runs if h["task"] == "monitor")
+        # Never two monitor runs within the dedupe gap (half the 0.5 s interval).
+        assert all(b - a >= 0.24 for a, b in itertools.pairwise(monitor_times)), monitor_times
+        # Match monitoring ran once at the first start; the new leader found it done recently.
+        assert [h["task"] for h in runs].count("match_monitoring") == 1
+        assert redis_client.get("fb:monitor:latest")  # the monitor records its snapshots
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    # A stopped leader releases the lock.
+    assert redis_client.get(keys.leader) is None
+
+
+async def run_service_for(service: SchedulerService, seconds: float) -> None:
+    task = asyncio.ensure_future(service.run())
+    await asyncio.sleep(seconds)
+    service.stop()
+    await asyncio.wait_for(task, 10)
+
+
+def counting_task(name: str, calls: list[str], **options) -> Task:
+    async def fn(ctx) -> dict:
+        calls.append(name)
+        return {"last_run": ctx.last_run}
+
+    return Task(name, fn, **options)
+
+
+async def test_overdue_tasks_run_once_after_a_restart_and_others_keep_their_schedule(fresh, redis_client):
+    from settings import get_settings
+
+    keys = SchedulerKeys("fb:")
+    now = time.time()
+    redis_client.hset(keys.last_run, mapping={
+        "hourly": repr(now - 3 * 3600 - 5),     # three periods missed: runs once, not three times
+        "recent": repr(now - 10),               # not due for another 50 minutes
+        "daily": repr(now - 2 * 86400),         # missed its 03:30 twice: runs once
+    })
+    calls: list[str] = []
+    tasks = [counting_task("hourly", calls, interval=3600), counting_task("recent", calls, interval=60),
+             counting_task("daily", calls, cron={"hour": 3, "minute": 30}),
+             counting_task("fresh_start", calls, interval=3600, run_at_start=True),
+             counting_task("no_record", calls, interval=3600)]
+    service = SchedulerService(get_settings(), tasks=tasks, lock_ttl=1)
+    await run_service_for(service, 1.0)
+    assert sorted(calls) == ["daily", "fresh_start", "hourly"]
+    last = service.last_runs()
+    assert last["hourly"] > now and last["recent"] == pytest.approx(now - 10)
+    # A second leader right after finds nothing overdue.
+    calls.clear()
+    await run_service_for(SchedulerService(get_settings(), tasks=tasks, lock_ttl=1), 0.6)
+    assert calls == []
+
+
+async def test_each_run_is_guarded_by_a_dedupe_key(fresh):
+    from settings import get_settings
+
+    calls: list[str] = []
+    tasks = [counting_task("once", calls, interval=60)]
+    a = SchedulerService(get_settings(), tasks=tasks)
+    b = SchedulerService(get_settings(), tasks=tasks)
+    results = await asyncio.gather(a.run_task("once"), b.run_task("once"), a.run_task("once"))
+    assert calls == ["once"]
+    assert sum(r is not None for r in results) == 1
+
+
+async def test_weekly_reports_go_once_per_subscribed_user_after_monday_nine(fresh, redis_client):
+    import actors  # noqa: F401
+    from faceit.keys import FaceitKeys
+    from faceit.store import FaceitStore
+    from queues.connection import async_redis_client
+    from queues.manager import get_queue_manager
+    from settings import get_settings
+
+    settings = get_settings()
+    client = async_redis_client(settings)
+    store = FaceitStore(client, FaceitKeys(settings.redis_key_prefix))
+    await store.subscribe(501, "player-a", "alpha")
+    await store.subscribe(502, "player-a", "alpha")
+    await store.subscribe(502, "player-b", "bravo")
+    await store.subscribe(503, "player-b", "bravo")
+    await store.set_user_inactive(503)  # blocked the bot: no report
+    await client.aclose()
+
+    service = SchedulerService(settings)
+    keys = SchedulerKeys("fb:")
+    boundary = weekly_boundary(time.time(), UTC).timestamp()
+    redis_client.hset(keys.last_run, "weekly_reports", repr(boundary - 60))  # last check before 09:00
+    entry = await service.run_task("weekly_reports")
+    assert entry["outcome"] == "ok" and entry["result"] == {"sent": 2}
+    jobs, total = get_queue_manager().jobs.list_jobs(actor="analytics_report")
+    assert total == 2
+    assert sorted(j.kwargs["user_id"] for j in jobs) == [501, 502]
+    assert all(j.kwargs["report_type"] == "weekly" for j in jobs)
+    assert sorted(j.requesters[0]["chat_id"] for j in jobs) == [501, 502]
+
+    # The same week again (another leader, a rerun): nothing more is sent.
+    redis_client.delete(keys.dedupe("weekly_reports"))
+    redis_client.hset(keys.last_run, "weekly_reports", repr(boundary - 60))
+    entry = await service.run_task("weekly_reports")
+    assert entry["result"] == {"sent": 0}
+    assert get_queue_manager().jobs.list_jobs(actor="analytics_report")[1] == 2
+
+
+def test_weekly_boundary_is_monday_nine_in_the_users_time_zone():
+    # Wednesday 2024-05-15 12:00 UTC.
+    now = datetime(2024, 5, 15, 12, 0, tzinfo=UTC).timestamp()
+    assert weekly_boundary(now, UTC) == datetime(2024, 5, 13, 9, 0, tzinfo=UTC)
+    tokyo = weekly_boundary(now, ZoneInfo("Asia/Tokyo"))
+    assert tokyo.astimezone(UTC) == datetime(2024, 5, 13, 0, 0, tzinfo=UTC)
+    # Monday 08:59 in New York: the boundary is still the previous Monday.
+    early = datetime(2024, 5, 13, 12, 59, tzinfo=UTC).timestamp()  # 08:59 EDT
+    assert weekly_boundary(early, ZoneInfo("America/New_York")).day == 6
