@@ -73,7 +73,8 @@ def emit_json(data: Any) -> None:
 def console():
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    # Piped output (grep, logs) is not cut to 80 columns.
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]], right: tuple[str, ...] = ()):

@@ -11,4 +11,6 @@ async def bulk_analysis(ctx: JobContext, match_ids: list[str], user_id: int | No
     """Analyse each match with bounded concurrency and a shared cache; one summary."""
     from faceit import services
 
-    return await services.analyze_bulk(list(match_ids), ctx.progress)
+    result = await services.analyze_bulk(list(match_ids), ctx.progress)
+    await ctx.record_for_requesters("bulk_analysis")
+    return result

@@ -11,4 +11,6 @@ async def match_analysis(ctx: JobContext, match_url_or_id: str, user_id: int | N
     """Analyse the match: players, maps, win chance, Elo at stake (faceit.services)."""
     from faceit import services
 
-    return await services.analyze_match(match_url_or_id, ctx.progress)
+    result = await services.analyze_match(match_url_or_id, ctx.progress)
+    await ctx.record_for_requesters("match_analysis")
+    return result

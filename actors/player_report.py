@@ -11,4 +11,6 @@ async def player_report(ctx: JobContext, player_id: str, user_id: int | None = N
     """Profile, lifetime and recent stats, maps, form and a chart (faceit.services)."""
     from faceit import services
 
-    return await services.build_player_report(player_id, ctx.progress)
+    result = await services.build_player_report(player_id, ctx.progress)
+    await ctx.record_for_requesters("player_report")
+    return result

@@ -35,11 +35,21 @@ class UnknownJobError(PermanentError):
 
 
 def error_summary(exc: BaseException, traceback_text: str | None = None) -> dict[str, object]:
-    """The JSON form of an error kept in job records: what operators and the bot need."""
+    """The JSON form of an error kept in job records: what operators and the bot need.
+
+    ``texts`` is what a user is told, in each language (from :func:`faceit.i18n.error_payload`,
+    which knows the translatable key and parameters the exception carries in the worker).
+    """
+    from faceit.i18n import error_payload
+
+    payload = error_payload(exc)
     return {
         "type": type(exc).__name__,
         "code": getattr(exc, "code", "error"),
         "message": str(exc)[:2000],
         "retryable": bool(getattr(exc, "retryable", True)),
+        "key": payload.get("key"),
+        "params": payload.get("params") or {},
+        "texts": payload.get("texts") or {},
         "traceback": (traceback_text or "")[-8000:],
     }

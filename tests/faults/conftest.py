@@ -45,7 +45,7 @@ def start_pool(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerP
         pool = WorkerPool(queues=queues, processes=processes, threads=threads, env=env, modules=modules,
                           log_path=log)
         pools.append(pool)
-        return pool.start(wait=wait)
+        return pool.start(wait=wait, timeout=60)  # a busy 2-core machine imports slowly
 
     yield start
     for pool in pools:

@@ -30,8 +30,8 @@ def _assert_all_done(client, traces, noop_ids: list[str], retried_ids: list[str]
                 f"broker={broker_leftovers(client)}")
 
     wait_until(finished, timeout=timeout, interval=0.2, message=where)
-    assert _summary(traces.runs(noop_ids)) == {1: len(noop_ids)}, "a queued job ran twice or never"
-    assert _summary(traces.runs(retried_ids)) == {2: len(retried_ids)}, "a retried job ran other than twice"
+    assert all(n == 1 for n in traces.runs(noop_ids)), f"no-op runs: {_summary(traces.runs(noop_ids))}"
+    assert all(n == 2 for n in traces.runs(retried_ids)), f"retried runs: {_summary(traces.runs(retried_ids))}"
     # Acks trail the final record write by at most one round trip.
     wait_until(lambda: not broker_leftovers(client), timeout=10,
                message=lambda: f"left on the broker: {broker_leftovers(client)}")

@@ -1,0 +1,284 @@
+"""End to end through ``python -m bot``, real workers, real Redis and both sandboxes.
+
+One bot process and one worker pool serve every test of this module; each test talks as its
+own users. FACEIT latency is injected where a job must last long enough to watch it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from tests.bot.conftest import ADMIN_ID, Stack, is_final_text, new_user, start_stack, stop_stack
+
+CYRILLIC = re.compile(r"[А-Яа-яЁё]")
+JOB_ID = re.compile(r"<code>([0-9a-f-]{36})</code>")
+
+
+@pytest.fixture(scope="module")
+def stack(telegram_sandbox_server, faceit_sandbox, redis_server, tmp_path_factory):
+    running = start_stack(telegram_sandbox_server, faceit_sandbox, redis_server, tmp_path_factory.mktemp("flow"))
+    yield running
+    stop_stack(running)
+
+
+@pytest.fixture
+def tg(telegram_sandbox):
+    return telegram_sandbox
+
+
+def job_id_in(text: str) -> str:
+    found = JOB_ID.search(text)
+    assert found, text
+    return found.group(1)
+
+
+def test_analyze_answers_at_once_then_edits_progress_then_result(stack: Stack, tg, faceit_faults):
+    faceit_faults(latency_ms=80)
+    user = new_user()
+    match = stack.next_match()
+    sent_at = time.monotonic()
+    stack.say(user, f"/analyze https://www.faceit.com/en/cs2/room/{match}")
+    first = stack.first_reply(user)
+    assert time.monotonic() - sent_at < 5
+    assert first["kind"] == "sent" and "queued, place" in first["text"]
+    job_id = job_id_in(first["text"])
+    assert first["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == f"cancel:{job_id}"
+
+    final = stack.final_of(user, first["message_id"])
+    assert "Match analysis" in final["text"] and job_id not in final["text"]
+    assert not final.get("reply_markup")  # the Cancel button is gone with the result
+    edits = [e for e in stack.events(user) if e["message_id"] == first["message_id"] and e["kind"] == "edited"]
+    progress = [e["text"] for e in edits if e["text"].startswith("⏳")]
+    assert progress, "no progress edit before the result"
+    assert all(job_id in text and "%" in text for text in progress)
+    assert any(re.search(r"players \d+/10", text) for text in progress), progress
+    assert edits[-1] == final  # nothing after the result
+    assert len([e for e in stack.events(user) if e["kind"] in ("sent", "photo")]) == 1  # the result replaced it
+    record = stack.wait_job(job_id, "succeeded")
+    assert json.loads(record["requesters"])[0]["message_id"] == first["message_id"]
+
+
+def test_a_pasted_room_link_is_analysed_in_the_users_language(stack: Stack, tg):
+    user = new_user()
+    stack.say(user, f"гляньте https://www.faceit.com/ru/cs2/room/{stack.next_match()}/scoreboard", lang="ru")
+    first = stack.first_reply(user)
+    assert "Анализ матча: в очереди" in first["text"]
+    final = stack.final_of(user, first["message_id"])
+    assert "Анализ матча" in final["text"] and CYRILLIC.search(final["text"])
+
+
+def test_two_users_asking_for_the_same_match_share_one_job_and_both_get_the_result(stack: Stack, tg, faceit_faults):
+    faceit_faults(latency_ms=150)
+    match = stack.next_match()
+    alice, boris = new_user(), new_user()
+    stack.say(alice, f"/analyze {match}")
+    first_a = stack.first_reply(alice)
+    stack.say(boris, f"https://www.faceit.com/ru/cs2/room/{match}", lang="ru")
+    first_b = stack.first_reply(boris)
+    job_id = job_id_in(first_a["text"])
+    assert job_id_in(first_b["text"]) == job_id
+    assert "присоединились" in first_b["text"]  # Boris is told he joined Alice's job
+    final_a = stack.final_of(alice, first_a["message_id"])
+    final_b = stack.final_of(boris, first_b["message_id"])
+    assert "Match analysis" in final_a["text"] and "Анализ матча" in final_b["text"]
+    assert stack.job_ids_of(alice) == stack.job_ids_of(boris) == [job_id]
+    assert len(stack.redis.zrange("fb:jobs:actor:match_analysis", 0, -1)) == len(
+        set(stack.redis.zrange("fb:jobs:actor:match_analysis", 0, -1)))
+    requesters = json.loads(stack.wait_job(job_id, "succeeded")["requesters"])
+    assert sorted(r["user_id"] for r in requesters) == sorted([alice, boris])
+    for user, first in ((alice, first_a), (boris, first_b)):
+        results = [e for e in stack.events(user) if e["message_id"] == first["message_id"]
+                   and e["kind"] == "edited" and is_final_text(e["text"])]
+        assert len(results) == 1
+
+
+def test_the_cancel_button_stops_a_running_job(stack: Stack, tg, faceit_faults):
+    faceit_faults(latency_ms=700)
+    user = new_user()
+    stack.say(user, f"/analyze {stack.next_match()}")
+    first = stack.first_reply(user)
+    job_id = job_id_in(first["text"])
+    stack.wait_job(job_id, "started")
+    stack.say(user, f"/status {job_id}")
+    status = stack.wait(user, lambda es: next((e for e in es if e["kind"] == "sent" and "running" in e["text"]), None))
+    assert job_id in status["text"]
+    tg.click(user, first["message_id"], f"cancel:{job_id}")
+    final = stack.final_of(user, first["message_id"])
+    assert "canceled" in final["text"] and "Match analysis" in final["text"]
+    assert stack.wait_job(job_id, "canceled")["status"] == "canceled"
+    answers = [c for c in tg.callbacks() if c.get("data") == f"cancel:{job_id}"]
+    assert answers and answers[0].get("answer", {}).get("text") in ("Stopping…", "Canceled")
+    time.sleep(0.5)
+    assert not any("🎮" in (e["text"] or "") for e in stack.events(user))  # no result after the cancel
+
+
+def test_someone_elses_job_cannot_be_seen_or_canceled(stack: Stack, tg, faceit_faults):
+    faceit_faults(latency_ms=400)
+    owner, stranger = new_user(), new_user()
+    stack.say(owner, f"/analyze {stack.next_match()}")
+    job_id = job_id_in(stack.first_reply(owner)["text"])
+    stack.say(stranger, f"/cancel {job_id}")
+    answer = stack.first_reply(stranger)
+    assert "You have no job" in answer["text"]
+    assert stack.job(job_id)["status"] in ("queued", "started", "succeeded")
+    assert not stack.job(job_id).get("cancel_requested")
+
+
+def test_a_player_report_arrives_as_text_and_a_chart(stack: Stack, tg):
+    user = new_user()
+    nickname = stack.world["nicknames"][5]
+    stack.say(user, f"/player https://www.faceit.com/en/players/{nickname}")
+    first = stack.first_reply(user)
+    assert "Player report: queued" in first["text"]
+    final = stack.final_of(user, first["message_id"])
+    assert nickname in final["text"]
+    photo = stack.wait(user, lambda es: next((e for e in es if e["kind"] == "photo"), None))
+    assert nickname in photo["caption"]
+    time.sleep(0.3)
+    assert len([e for e in stack.events(user) if e["kind"] == "photo"]) == 1
+
+
+def test_a_nickname_that_does_not_exist_ends_in_a_short_failure_message(stack: Stack, tg):
+    user = new_user()
+    stack.say(user, "/player nobody_here_x", lang="ru")
+    first = stack.first_reply(user)
+    final = stack.final_of(user, first["message_id"])
+    assert "не найден" in final["text"] and "nobody_here_x" in final["text"]
+    assert "Traceback" not in final["text"] and len(final["text"]) < 300
+    record = stack.wait_job(job_id_in(first["text"]), "failed")
+    assert record["attempts"] == "1"  # a permanent error: not retried
+
+
+def test_faceit_down_ends_in_a_message_that_says_to_try_again_later(stack: Stack, tg, faceit_faults):
+    faceit_faults(error_rate=1.0, status=503)
+    stack.clear_faceit_cache()
+    user = new_user()
+    stack.say(user, f"/analyze {stack.next_match()}")
+    first = stack.first_reply(user)
+    final = stack.final_of(user, first["message_id"], timeout=30)
+    assert "FACEIT did not answer" in final["text"] and "Trying again in a few minutes" in final["text"]
+    record = stack.wait_job(job_id_in(first["text"]), "failed")
+    assert int(record["attempts"]) == 4  # first try + 3 retries on the scaled schedule
+
+
+def test_subscribe_list_and_unsubscribe(stack: Stack, tg):
+    user = new_user()
+    nickname = stack.world["nicknames"][7]
+    stack.say(user, f"/subscribe {nickname}")
+    first = stack.first_reply(user)
+    final = stack.final_of(user, first["message_id"])
+    assert f"You follow <b>{nickname}</b> now" in final["text"]
+    subs = stack.redis.hgetall(f"fb:faceit:subs:user:{user}")
+    assert list(subs.values()) == [nickname]
+    stack.say(user, f"/subscribe {nickname.upper() if nickname.upper() != nickname else nickname}")
+    already = stack.replies(user, 2)[1]
+    assert "already follow" in already["text"]
+    stack.say(user, "/subscriptions")
+    listing = stack.replies(user, 3)[2]
+    assert nickname in listing["text"] and "(1)" in listing["text"]
+    stack.say(user, f"/unsubscribe {nickname}")
+    assert "no longer follow" in stack.replies(user, 4)[3]["text"]
+    assert not stack.redis.hgetall(f"fb:faceit:subs:user:{user}")
+    assert len(stack.job_ids_of(user)) == 1  # only the lookup was a job
+
+
+def test_lang_switches_every_answer(stack: Stack, tg):
+    user = new_user()
+    stack.say(user, "/lang ru")
+    assert stack.replies(user, 1)[0]["text"] == "Язык: русский."
+    stack.say(user, "/help")  # Telegram says English; the choice wins
+    assert "Что я умею" in stack.replies(user, 2)[1]["text"]
+    stack.say(user, "/lang en")
+    stack.replies(user, 3)
+    stack.say(user, "/nonsense")
+    texts = [e["text"] for e in stack.replies(user, 4)]
+    assert texts[2] == "Language: English." and not CYRILLIC.search(texts[3])
+
+
+def test_admin_commands_answer_admins_and_look_unknown_to_everyone_else(stack: Stack, tg):
+    user = new_user()
+    for command in ("/queues", "/alerts", "/requeue"):
+        stack.say(user, command)
+    answers = stack.replies(user, 3)
+    assert all("I don't know that command" in a["text"] for a in answers)
+    stack.say(ADMIN_ID, "/queues")
+    queues = stack.first_reply(ADMIN_ID)["text"]
+    assert "<b>Queues</b>" in queues and re.search(r"high: waiting \d+ .* workers 1", queues)
+    stack.say(ADMIN_ID, "/alerts 2")
+    assert "alerts" in stack.replies(ADMIN_ID, 2)[1]["text"].lower()
+    stack.say(ADMIN_ID, "/requeue")
+    assert re.search(r"Requeued \d+ failed jobs", stack.replies(ADMIN_ID, 3)[2]["text"])
+
+
+def test_rate_limits_three_active_jobs_and_five_a_minute(stack: Stack, tg, faceit_faults):
+    faceit_faults(latency_ms=300)
+    stack.clear_faceit_cache()
+    user = new_user()
+    for _ in range(4):
+        stack.say(user, f"/analyze {stack.next_match()}")
+    answers = stack.replies(user, 4)
+    queued = [a for a in answers if "queued" in a["text"]]
+    refused = [a for a in answers if "jobs in progress" in a["text"]]
+    assert len(queued) == 3 and len(refused) == 1
+    assert "at most 3" in refused[0]["text"]
+    assert len(stack.job_ids_of(user)) == 3
+    for answer in queued:
+        stack.final_of(user, answer["message_id"], timeout=40)
+    faceit_faults()
+    matches = [stack.world["matches"]["FINISHED"][i] for i in range(3)]
+    for match in matches:
+        stack.say(user, f"/analyze {match}")
+    later = stack.replies(user, 7)[4:]
+    assert sum("queued" in a["text"] for a in later) == 2
+    minute = [a for a in later if "Too many requests" in a["text"]]
+    assert len(minute) == 1 and "at most 5 a minute" in minute[0]["text"]
+    assert len(stack.job_ids_of(user)) == 5
+
+
+BAD_INPUTS = [
+    # (text, expected english fragment)
+    ("/analyze", "Send a match room link or id"),
+    ("/analyze not-a-match", "That is not a FACEIT match"),
+    ("/analyze https://www.faceit.com/en/cs2/room/1-abc", "That is not a FACEIT match"),
+    ("/player", "Send a nickname or profile link"),
+    ("/player no spaces allowed!", "That is not a FACEIT nickname"),
+    ("/player " + "x" * 5000, "too long"),
+    ("/bulk", "Send up to 20"),
+    ("/bulk nothing to see", "No FACEIT match links"),
+    ("/bulk " + " ".join(f"1-{i:08x}-0000-4000-8000-000000000000" for i in range(21)), "at most 20"),
+    ("/subscribe", "Send a nickname"),
+    ("/subscribe @@@", "That is not a FACEIT nickname"),
+    ("/unsubscribe nobodyfollowed", "You are not subscribed"),
+    ("/status", "Send a job id"),
+    ("/status 12345", "Send a job id"),
+    ("/status 11111111-2222-4333-8444-555555555555", "You have no job"),
+    ("/cancel nope", "Send a job id"),
+    ("/report yearly", "Which report?"),
+    ("/lang de", "Choose a language"),
+    ("/frobnicate", "I don't know that command"),
+    ("/queues", "I don't know that command"),
+    ("hello there", "Send me a FACEIT match room link"),
+]
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_bad_input_gets_a_short_answer_in_the_users_language_and_no_job(stack: Stack, tg, lang):
+    users = []
+    for text, _ in BAD_INPUTS:
+        user = new_user()
+        users.append(user)
+        stack.say(user, text, lang=lang)
+    for (text, fragment), user in zip(BAD_INPUTS, users, strict=True):
+        answer = stack.first_reply(user)["text"]
+        assert len(answer) < 400, (text, answer)
+        if lang == "en":
+            assert fragment in answer and not CYRILLIC.search(answer), (text, answer)
+        else:
+            assert CYRILLIC.search(answer), (text, answer)
+        assert stack.job_ids_of(user) == [], text
+    time.sleep(0.3)
+    assert all(len(stack.events(user)) == 1 for user in users)  # one answer each, nothing more

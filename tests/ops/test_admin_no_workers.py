@@ -1,0 +1,100 @@
+"""Admin commands with no worker running (queues that fill up, probes that time out), and as
+real processes: usage errors, bad settings and an unreachable Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.ops.test_admin import admin_process, run, run_json
+
+# --- without workers --------------------------------------------------------------------------
+
+
+def test_alerts_lists_filters_and_exits_1_while_an_error_is_open(fresh):
+    from queues.runtime import get_alert_store
+
+    store = get_alert_store()
+    store.fire("warning", "monitor", "queue low holds 300 waiting jobs", rule="queue_depth", subject="low")
+    store.fire("error", "pipeline", "player_report job failed: UpstreamError", job_id="j-1")
+    result = run("alerts", "--hours", "1")
+    assert result.exit_code == 0  # nothing at error level is open (the job alert is an event)
+    assert "queue low holds 300" in result.stdout and "player_report" in result.stdout
+    data = run_json("alerts", "--hours", "1", "--level", "error")
+    assert [a["message"] for a in data["alerts"]] == ["player_report job failed: UpstreamError"]
+    store.fire("critical", "monitor", "queue high has 5 waiting jobs and no worker", rule="no_workers",
+               subject="high")
+    data = run_json("alerts", "--open", code=1)
+    assert {a["rule"] for a in data["alerts"]} == {"queue_depth", "no_workers"} and data["problem"] is True
+    store.resolve("no_workers", "high")
+    assert run("alerts").exit_code == 0
+    assert run("alerts", "--level", "loud").exit_code == 2
+    assert run("alerts", "--hours", "0").exit_code == 2
+
+
+def test_status_exits_1_when_work_waits_without_workers(manager):
+    manager.enqueue_job("probe_high", sent_at=time.time())
+    data = run_json("status", code=1)
+    assert data["queues"]["high"]["waiting"] == 1 and data["problem"] is True
+    assert any(c["rule"] == "no_workers" for c in data["health"]["components"])
+    human = run("status")
+    assert human.exit_code == 1 and "no live worker" in human.stdout
+
+
+def test_test_command_fails_without_workers_and_cancels_its_probes(manager):
+    data = run_json("test", "--timeout", "0.5", code=1)
+    assert data["ok"] is False and all(not r["ok"] for r in data["results"])
+    for result in data["results"]:
+        assert manager.get_job(result["job_id"]).status == "canceled"  # will not run later
+    assert run("test", "--timeout", "0.5", "--queues", "high").exit_code == 1
+
+
+def test_clear_asks_first_and_marks_dropped_jobs_canceled(manager):
+    ids = [manager.enqueue_job("probe_low", sent_at=time.time()).id for _ in range(3)]
+    kept = manager.enqueue_job("probe_high", sent_at=time.time()).id
+    declined = run("clear", "low", input="n\n")
+    assert declined.exit_code == 1 and "nothing cleared" in declined.stderr
+    assert manager.queue_stats()["low"].waiting == 3
+    result = run("clear", "low", input="y\n")
+    assert result.exit_code == 0 and "low: dropped 3 job(s)" in result.stdout
+    assert manager.queue_stats()["low"].waiting == 0 and manager.queue_stats()["high"].waiting == 1
+    assert {manager.get_job(i).status for i in ids} == {"canceled"}
+    assert manager.get_job(kept).status == "queued"
+    data = run_json("clear", "all", "--yes")
+    assert data["cleared"]["high"] == 1 and data["records_canceled"] == 1
+    assert run("clear").exit_code == 2
+    assert run("clear", "medium", "--yes").exit_code == 2
+
+
+def test_workers_exits_1_when_none_is_live(fresh):
+    result = run("workers")
+    assert result.exit_code == 1 and "no live worker" in result.stdout
+    assert run_json("workers", code=1) == {"live": 0, "workers": []}
+
+
+# --- real processes: the entry point, usage errors, Redis down ----------------------------------
+
+
+def test_the_entry_point_exit_codes_and_redis_unreachable(redis_server, fresh):
+    done = admin_process("alerts", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["count"] == 0
+    assert admin_process("no-such-command").returncode == 2
+    assert admin_process("status", "--bogus").returncode == 2
+    redis_server.stop()
+    try:
+        for args in (("status",), ("alerts",), ("workers", "--json"), ("job", "x"), ("report",)):
+            done = admin_process(*args)
+            assert done.returncode == 1, (args, done.stderr)
+            lines = done.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: Redis at redis://127.0.0.1:") \
+                and "unreachable" in lines[0], (args, done.stderr)
+    finally:
+        redis_server.start()
+
+
+@pytest.mark.parametrize("value", ["abc", "-1"])
+def test_a_bad_setting_is_a_usage_error(fresh, value):
+    done = admin_process("status", ALERT_DEPTH_HIGH=value)
+    assert done.returncode == 2 and done.stderr.startswith("error: settings: ALERT_DEPTH_HIGH")
