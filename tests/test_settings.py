@@ -90,3 +90,12 @@ def test_unknown_key_in_settings_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("SETTINGS_FILE", str(bad))
     with pytest.raises(SettingsError, match="QUEUE_MAX_WORKRES in settings.toml is not a known setting"):
         load_settings()
+
+
+def test_readme_documents_every_setting():
+    import tomllib
+
+    names = tomllib.loads((ROOT / "settings.toml").read_text()).keys()
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in names if f"`{name}`" not in readme]
+    assert not missing, f"README.md does not document {missing}"

@@ -1,0 +1,95 @@
+"""The FACEIT Data API misbehaving, through the REAL ``match_analysis`` actor on real workers.
+
+Workers run ``dramatiq actors --queues high`` against the sandbox Data API (its own process),
+with the scaled retry schedule 0.1/0.3/0.9 s of ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from queues.runtime import get_alert_store
+from tests.faults.conftest import wait_until
+
+SCHEDULE = (0.1, 0.3, 0.9)
+
+
+def _alerts_for(job_id: str):
+    return [a for a in get_alert_store().recent(1) if a.job_id == job_id]
+
+
+def _matches(sandbox, n: int, status: str = "VOTING") -> list[str]:
+    world = sandbox.world()["matches"]
+    ids = [m for s in (status, "READY", "ONGOING", "CHECK_IN", "CONFIGURING") for m in world.get(s, [])]
+    assert len(ids) >= n, world
+    return ids[:n]
+
+
+def test_5xx_storm_retries_on_the_schedule_then_fails_with_one_alert_each(start_pool, manager,
+                                                                          faceit_sandbox):
+    faceit_sandbox.reset()
+    faceit_sandbox.faults(error_rate=1.0, status=503)
+    start_pool(["high"], env=faceit_sandbox.env(), modules=(), threads=4)
+    handles = [manager.enqueue_match_analysis(m, user_id=100 + i) for i, m in enumerate(_matches(faceit_sandbox, 3))]
+    for handle in handles:
+        record = manager.wait_for(handle.id, timeout=40)
+        assert record.status == "failed", record.status
+        assert record.attempts == 4 and record.error["type"] == "UpstreamError"
+        assert [t["outcome"] for t in record.timeline] == ["retrying", "retrying", "retrying", "failed"]
+        starts = [float(t["started_at"]) for t in record.timeline]
+        ends = [float(t["finished_at"]) for t in record.timeline]
+        for (end, start), delay in zip(zip(ends, starts[1:], strict=False), SCHEDULE, strict=True):
+            assert delay - 0.02 <= start - end < delay + 2.0, (starts, ends)
+        alerts = _alerts_for(handle.id)
+        assert len(alerts) == 1 and alerts[0].level == "error", alerts
+    # Bounded upstream load: 4 attempts per job, each at most one internal retry of the call.
+    calls = faceit_sandbox.calls()
+    assert 4 * len(handles) <= calls <= 8 * len(handles), calls
+
+
+def test_429_storm_is_paced_and_no_job_fails(start_pool, manager, faceit_sandbox):
+    faceit_sandbox.reset()
+    faceit_sandbox.faults(rate_limit_per_s=10)  # strict: 429 + Retry-After: 1 above 10 requests/s
+    # Our shared bucket allows bursts of 30 at 20/s: above the sandbox's limit, so 429s come.
+    start_pool(["high"], env={**faceit_sandbox.env(), "FACEIT_RATE_LIMIT": "20", "FACEIT_RATE_BURST": "30"},
+               modules=(), threads=4)
+    handles = [manager.enqueue_match_analysis(m, user_id=200 + i) for i, m in enumerate(_matches(faceit_sandbox, 3))]
+    records = [manager.wait_for(h.id, timeout=60) for h in handles]
+    assert [r.status for r in records] == ["succeeded"] * len(handles), [(r.status, r.error) for r in records]
+    stats = faceit_sandbox.stats()
+    assert int(stats["statuses"].get("429", 0)) > 0, stats  # the storm really happened
+    assert not [a for h in handles for a in _alerts_for(h.id)]
+
+
+def test_hanging_responses_end_at_the_time_limit_and_the_worker_goes_on(start_pool, manager, faceit_sandbox):
+    faceit_sandbox.reset()
+    faceit_sandbox.faults(timeout_rate=1.0, timeout_ms=60_000)  # every call hangs for a minute
+    start_pool(["high"], env=faceit_sandbox.env(), modules=(), threads=1)
+    hung_match, ok_match = _matches(faceit_sandbox, 2)
+    started = time.monotonic()
+    hung = manager.enqueue_job("match_analysis", timeout=1.5, match_url_or_id=hung_match, user_id=300)
+    record = manager.wait_for(hung.id, timeout=30)
+    assert record.status == "failed" and record.attempts == 1
+    assert record.error["message"] == "time limit exceeded (1.5 s)", record.error
+    assert time.monotonic() - started < 20  # the limit, not the 60 s hang nor the 180 s default
+    assert [a.level for a in _alerts_for(hung.id)] == ["warning"]
+    faceit_sandbox.faults()  # FACEIT answers again: the single worker thread takes the next job
+    after = manager.enqueue_match_analysis(ok_match, user_id=301)
+    assert manager.wait_for(after.id, timeout=30).status == "succeeded"
+
+
+def test_a_401_fails_at_once_with_one_critical_alert(start_pool, manager, faceit_sandbox):
+    faceit_sandbox.reset()
+    env = {**faceit_sandbox.env(), "FACEIT_API_KEY": "revoked-key"}
+    start_pool(["high"], env=env, modules=(), threads=2)
+    (match,) = _matches(faceit_sandbox, 1)
+    handle = manager.enqueue_match_analysis(match, user_id=400)
+    record = manager.wait_for(handle.id, timeout=30)
+    assert record.status == "failed" and record.attempts == 1, (record.status, record.attempts)
+    assert record.error["code"] == "auth" and record.error["retryable"] is False
+    alerts = _alerts_for(handle.id)
+    assert [a.level for a in alerts] == ["critical"], alerts
+    assert faceit_sandbox.calls() == 1  # no retry hammered FACEIT with a bad key
+    wait_until(lambda: faceit_sandbox.stats()["statuses"].get("401") == 1)
+
+
