@@ -299,18 +299,16 @@ def test_probe(timeout: float, queues: tuple[str, ...], as_json: bool) -> None:
     """Send a probe job to each queue, wait, print pass/fail and latency. Exit 1 if any fails."""
     from actors.probe import PROBES
     from queues.manager import get_queue_manager
-    from queues.priorities import QueuePriority, priority_of_queue
+    from queues.priorities import QueuePriority, priority_of_queue, queue_name
 
     settings = get_settings()
     manager = get_queue_manager()
     wanted = [resolve_queue(q) for part in queues for q in part.replace(",", " ").split()]
     sent = []
     for priority in QueuePriority:
-        actor = PROBES[priority]
-        handle = manager.enqueue_job(actor.actor_name, priority=priority, sent_at=time.time())
-        if wanted and handle.queue not in wanted:
-            manager.cancel_job(handle.id)
+        if wanted and queue_name(priority, settings) not in wanted:
             continue
+        handle = manager.enqueue_job(PROBES[priority].actor_name, priority=priority, sent_at=time.time())
         sent.append((handle, time.monotonic()))
     deadline = time.monotonic() + timeout
     results = []

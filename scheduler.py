@@ -66,17 +66,6 @@ WEEKLY_MARK_TTL = 8 * 86400
 WEEKLY_DAY, WEEKLY_HOUR = 0, 9  # Monday 09:00 local
 
 
-def extra_setting(settings: Settings, name: str, default: float) -> float:
-    """A setting that may not be in ``settings.py`` yet: the field, else the env var, else ``default``."""
-    value = getattr(settings, name, None)
-    if value is None:
-        value = os.environ.get(name.upper())
-    try:
-        return float(value) if value not in (None, "") else default
-    except ValueError:
-        return default
-
-
 # --- keys and the lock ------------------------------------------------------------------------
 
 
@@ -313,13 +302,16 @@ async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
 
 
 def default_tasks(settings: Settings) -> list[Task]:
+    """The tasks of the table above (the monitor only when ``QUEUE_ENABLE_MONITORING``)."""
+    monitor = [Task("monitor", task_monitor, interval=float(settings.queue_monitoring_interval),
+                    run_at_start=True)] if settings.queue_enable_monitoring else []
     return [
-        Task("monitor", task_monitor, interval=float(settings.queue_monitoring_interval), run_at_start=True),
+        *monitor,
         Task("match_monitoring", task_match_monitoring, interval=float(settings.match_monitoring_interval),
              run_at_start=True),
-        Task("cache_update", task_cache_update, interval=extra_setting(settings, "cache_update_interval", 3600)),
+        Task("cache_update", task_cache_update, interval=settings.cache_update_interval),
         Task("weekly_reports", task_weekly_reports,
-             interval=extra_setting(settings, "weekly_report_check_interval", 900), run_at_start=True),
+             interval=settings.weekly_report_check_interval, run_at_start=True),
         Task("retention", task_retention, cron={"hour": 3, "minute": 30}),
     ]
 
@@ -338,10 +330,11 @@ class SchedulerService:
         self.client = client or get_redis(settings)
         self.keys = SchedulerKeys(settings.redis_key_prefix)
         self.tasks = {t.name: t for t in (tasks if tasks is not None else default_tasks(settings))}
-        self.lock_ttl = lock_ttl or extra_setting(settings, "scheduler_lock_ttl", 10.0)
+        self.lock_ttl = lock_ttl or settings.scheduler_lock_ttl
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lock = LeaderLock(self.client, self.keys.leader, self.lock_ttl, self.token)
         self.is_leader = False
+        self._redis_failing = False
         self._aps: AsyncIOScheduler | None = None
         self._stop = asyncio.Event()
 
@@ -368,10 +361,14 @@ class SchedulerService:
         try:
             held = await asyncio.to_thread(self.lock.acquire_or_renew)
         except redis.RedisError as exc:
-            if self.is_leader:
-                logger.warning("scheduler: cannot renew leadership (%s); keep leading while Redis is "
-                               "unreachable", type(exc).__name__)
+            if not self._redis_failing:
+                logger.warning("scheduler: Redis unreachable (%s); %s", type(exc).__name__,
+                               "keep leading until it is back" if self.is_leader else "standing by")
+            self._redis_failing = True
             return
+        if self._redis_failing:
+            logger.info("scheduler: Redis is reachable again")
+            self._redis_failing = False
         if held and not self.is_leader:
             await self._become_leader()
         elif not held and self.is_leader:

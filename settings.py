@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     alert_redis_memory_share: float = Field(gt=0, le=1)
     alert_rate_limit_storm: int = Field(ge=1)
     alert_dedupe_window: float = Field(gt=0)
+    alert_failure_window: float = Field(gt=0)
+    alert_failure_min_jobs: int = Field(ge=1)
     alert_telegram_batch_seconds: float = Field(gt=0)
 
     # Dashboard
@@ -170,6 +172,9 @@ class Settings(BaseSettings):
     faceit_cache_lifetime_ttl: int = Field(ge=1)
     faceit_cache_finished_ttl: int = Field(ge=1)
     match_monitoring_interval: float = Field(gt=0)
+    cache_update_interval: float = Field(gt=0)
+    weekly_report_check_interval: float = Field(gt=0)
+    scheduler_lock_ttl: float = Field(gt=0)
 
     # Errors and logs
     sentry_dsn: SecretStr = SecretStr("")

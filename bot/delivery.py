@@ -26,19 +26,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import html
+import json
 import logging
+import re
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiogram import Bot
-from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import BufferedInputFile, LinkPreviewOptions
-
+from bot.botapi import BadRequest, BotAPI
 from bot.keys import BotKeys
 from bot.sender import SKIPPED, Sender, UserBlocked
 from bot.sendlimit import SendLimiter
-from bot.telegram import build_bot
 from bot.texts import normalize_lang, t
 from bot.views import cancel_keyboard, canceled_text, failure_text, progress_text
 from faceit.errors import FaceitBotError, RateLimitedError
@@ -50,9 +48,9 @@ from queues.jobstore import JobRecord
 
 logger = logging.getLogger(__name__)
 
-NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 RECIPIENT_CONCURRENCY = 16
 PROGRESS_TIMEOUT = 5.0
+_TAG = re.compile(r"<[^>]+>")
 ACTIVITY_KIND = {"match_analysis": "match", "player_report": "player", "bulk_analysis": "bulk",
                  "analytics_report": "report"}
 
@@ -67,7 +65,7 @@ class DeliveryResources:
     settings: Any
     redis: Any
     keys: BotKeys
-    bot: Bot
+    api: BotAPI
     sender: Sender
     store: FaceitStore
     job_key_prefix: str
@@ -90,7 +88,7 @@ class DeliveryResources:
         await pipe.execute()
 
     async def close(self) -> None:
-        await self.bot.session.close()
+        await self.api.close()
         await self.redis.aclose()
 
 
@@ -104,7 +102,7 @@ def build_resources(settings: Any) -> DeliveryResources:
     keys = BotKeys(settings.redis_key_prefix)
     limiter = SendLimiter.from_settings(redis, keys, settings)
     return DeliveryResources(
-        settings=settings, redis=redis, keys=keys, bot=build_bot(settings, retry_after=False),
+        settings=settings, redis=redis, keys=keys, api=BotAPI.from_settings(settings),
         sender=Sender(limiter), store=FaceitStore(redis, FaceitKeys(settings.redis_key_prefix)),
         job_key_prefix=JobStore(redis, prefix=settings.redis_key_prefix).job_key(""),
         marker_ttl=int(settings.queue_failure_ttl),
@@ -136,8 +134,6 @@ async def on_progress(job_id: str, progress: dict[str, Any]) -> None:
     try:
         res = await get_resources()
         raw, actor = await res.redis.hmget(res.job_key(job_id), ["requesters", "actor"])
-        import json
-
         requesters = [r for r in (json.loads(raw) if raw else []) if r.get("message_id")]
         if requesters:
             await asyncio.gather(*(_edit_progress(res, job_id, actor, r, progress) for r in requesters))
@@ -152,14 +148,13 @@ async def _edit_progress(res: DeliveryResources, job_id: str, actor: str | None,
     text = progress_text(job_id, actor, progress, lang)
 
     async def edit() -> Any:
-        return await res.bot.edit_message_text(text=text, chat_id=chat_id, message_id=int(requester["message_id"]),
-                                               reply_markup=cancel_keyboard(job_id, lang),
-                                               request_timeout=int(PROGRESS_TIMEOUT))
+        return await res.api.edit_message_text(chat_id, int(requester["message_id"]), text,
+                                               reply_markup=cancel_keyboard(job_id, lang), timeout=PROGRESS_TIMEOUT)
 
     try:
         outcome = await asyncio.wait_for(res.sender.call(chat_id, edit, best_effort=True, job_id=job_id),
                                          PROGRESS_TIMEOUT + 1)
-    except (TelegramBadRequest, UserBlocked, FaceitBotError, TimeoutError) as exc:
+    except (BadRequest, UserBlocked, FaceitBotError, TimeoutError) as exc:
         logger.debug("job %s: progress edit for chat %s not applied: %s", job_id, chat_id, exc)
         return
     if outcome is SKIPPED:
@@ -205,7 +200,7 @@ def _photos_of(result: dict[str, Any], lang: str) -> list[Part]:
             logger.warning("a photo of the result is not valid base64; skipped")
             continue
         caption = (photo.get("caption") or {}).get(lang) or (photo.get("caption") or {}).get("en") or ""
-        parts.append(Part(f"p{index}", text=html.escape(caption[:1000], quote=False), photo=data))
+        parts.append(Part(f"p{index}", text=html.escape(caption[:900], quote=False), photo=data))
     return parts
 
 
@@ -245,25 +240,34 @@ async def _lookup_text(res: DeliveryResources, result: dict[str, Any], user_id: 
 
 async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Part,
                      message_id: int | None) -> None:
-    bot, sender = res.bot, res.sender
-    if part.photo is not None:
-        photo = BufferedInputFile(part.photo, filename=f"{part.name}.png")
-        await sender.call(chat_id, lambda: bot.send_photo(chat_id, photo, caption=part.text or None),
-                          job_id=job_id)
-        return
-    if part.replace and message_id:
-        try:
-            await sender.call(chat_id, lambda: bot.edit_message_text(
-                text=part.text, chat_id=chat_id, message_id=message_id, reply_markup=None,
-                link_preview_options=NO_PREVIEW), job_id=job_id)
+    """Send one part. A part Telegram cannot take (bad markup, chat gone) is logged and dropped:
+    retrying cannot change the answer, and the other parts still go out."""
+    api, sender = res.api, res.sender
+    try:
+        if part.photo is not None:
+            photo = part.photo
+            await sender.call(chat_id, lambda: api.send_photo(chat_id, photo, caption=part.text or None),
+                              job_id=job_id)
             return
-        except TelegramBadRequest as exc:
-            if "not modified" in str(exc):
-                return  # an earlier attempt already put the result there
-            logger.info("job %s: job message in chat %s cannot be edited (%s); sending a new one",
-                        job_id, chat_id, str(exc)[:120])
-    await sender.call(chat_id, lambda: bot.send_message(chat_id, part.text, link_preview_options=NO_PREVIEW),
-                      job_id=job_id)
+        if part.replace and message_id:
+            try:
+                await sender.call(chat_id, lambda: api.edit_message_text(chat_id, message_id, part.text),
+                                  job_id=job_id)
+                return
+            except BadRequest as exc:
+                if "not modified" in exc.description:
+                    return  # an earlier attempt already put it there
+                logger.info("job %s: job message in chat %s cannot be edited (%s); sending a new one",
+                            job_id, chat_id, exc.description[:120])
+        await sender.call(chat_id, lambda: api.send_message(chat_id, part.text), job_id=job_id)
+    except BadRequest as exc:
+        if "parse entities" in exc.description and part.photo is None:
+            plain = html.unescape(_TAG.sub("", part.text))
+            await sender.call(chat_id, lambda: api.call("sendMessage", {"chat_id": chat_id, "text": plain[:4096]}),
+                              job_id=job_id)
+            return
+        logger.error("job %s: Telegram refused part %s for chat %s: %s", job_id, part.name, chat_id,
+                     exc.description[:200])
 
 
 async def _deliver_parts(res: DeliveryResources, job_id: str, user_id: int, chat_id: int, parts: list[Part],

@@ -4,15 +4,15 @@
 
 * it first takes a slot of the shared :class:`~bot.sendlimit.SendLimiter` (waiting for it, or
   with ``best_effort`` giving up at once when none is free: progress edits);
-* on ``TelegramRetryAfter`` it holds the chat for ``retry_after`` seconds and tries again, up
+* on flood control (429, aiogram's ``TelegramRetryAfter``) it holds the chat for ``retry_after`` seconds and tries again, up
   to ``max_inline_wait`` seconds in all; past that it raises
   :class:`~faceit.errors.RateLimitedError` so the pipeline retries the delivery job later
   (the worker thread is not held for minutes);
-* ``TelegramForbiddenError`` (the user blocked the bot, or left) becomes :class:`UserBlocked`:
+* 403 (aiogram's ``TelegramForbiddenError``: the user blocked the bot, or left) becomes :class:`UserBlocked`:
   final, the caller marks the user inactive and sends them nothing more;
 * network trouble and Telegram 5xx become :class:`~faceit.errors.UpstreamError` (retried).
 
-Other ``TelegramBadRequest`` errors reach the caller, which knows what they mean for it (an
+Other refusals (:class:`~bot.botapi.BadRequest`) reach the caller, which knows what they mean for it (an
 edit of a message that is gone falls back to a new message).
 """
 
@@ -23,13 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from aiogram.exceptions import (
-    TelegramForbiddenError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
-)
-
+from bot.botapi import FloodControl, Forbidden, NetworkError
 from bot.sendlimit import SendLimiter
 from faceit.errors import RateLimitedError, UpstreamError
 
@@ -60,17 +54,17 @@ class Sender:
                    best_effort: bool = False, job_id: str = "") -> T | Any:
         """Run ``request()`` for ``chat_id`` within the limits; returns its result or :data:`SKIPPED`."""
         waited = 0.0
-        while True:
-            if best_effort:
-                if not await self.limiter.try_now(chat_id):
-                    return SKIPPED
-            else:
-                delay = await self.limiter.reserve(chat_id)
-                if delay > 0:
-                    await asyncio.sleep(delay)
+        if best_effort:
+            if not await self.limiter.try_now(chat_id):
+                return SKIPPED
+        else:
+            delay = await self.limiter.reserve(chat_id)
+            if delay > 0:
+                await asyncio.sleep(delay)
+        while True:  # the slot taken above is still ours after a 429: the call never went through
             try:
                 return await request()
-            except TelegramRetryAfter as exc:
+            except FloodControl as exc:
                 self.flood_waits += 1
                 retry_after = float(exc.retry_after)
                 await self.limiter.hold(chat_id, retry_after)
@@ -85,7 +79,7 @@ class Sender:
                             retry_after)
                 await asyncio.sleep(retry_after)
                 waited += retry_after
-            except TelegramForbiddenError:
+            except Forbidden:
                 raise UserBlocked(chat_id) from None
-            except (TelegramNetworkError, TelegramServerError) as exc:
-                raise UpstreamError(f"Telegram unreachable: {type(exc).__name__}") from None
+            except NetworkError as exc:
+                raise UpstreamError(f"Telegram unreachable: {exc.description or exc.code}") from None

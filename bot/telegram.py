@@ -1,5 +1,7 @@
 """Building the aiogram ``Bot`` from settings, for the bot process and for workers alike.
 
+This is the bot process's side; workers use the lighter :mod:`bot.botapi` (no aiogram import).
+
 * The Bot API server is ``TELEGRAM_API_URL`` (``TelegramAPIServer.from_base``): the real one,
   or the sandbox in tests and local runs. With no ``TELEGRAM_BOT_TOKEN`` the sandbox's
   well-formed token is used, which only a sandbox accepts; against api.telegram.org an empty
@@ -25,28 +27,14 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramRetryAfter
 
+from bot.botapi import BotConfigError, bot_token
+
 logger = logging.getLogger(__name__)
 
-REAL_API_HOST = "api.telegram.org"
+__all__ = ["BotConfigError", "RetryAfterMiddleware", "TokenScrubFilter", "bot_token", "build_bot"]
+
 REQUEST_TIMEOUT = 30
 MAX_RETRY_AFTER_WAIT = 30.0
-
-
-class BotConfigError(Exception):
-    """The bot cannot run with these settings (one line for the operator)."""
-
-
-def bot_token(settings: Any) -> str:
-    """``TELEGRAM_BOT_TOKEN``, or the sandbox's token when it is empty and the API is not Telegram's."""
-    token = settings.telegram_bot_token.get_secret_value()
-    if token:
-        return token
-    if REAL_API_HOST in settings.telegram_api_url:
-        raise BotConfigError("TELEGRAM_BOT_TOKEN is empty: set it, or point TELEGRAM_API_URL at the sandbox "
-                             "(python -m sandbox.telegram_api)")
-    from sandbox.telegram_api import SANDBOX_BOT_TOKEN
-
-    return SANDBOX_BOT_TOKEN
 
 
 class RetryAfterMiddleware(BaseRequestMiddleware):

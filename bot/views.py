@@ -1,15 +1,13 @@
 """What users see of a job: the queued line, progress, failure and status messages, the Cancel button.
 
 Used by the bot process (replies) and by workers (progress edits and final messages), so both
-word a job the same way. Failure texts reuse :mod:`faceit.i18n` for what the FACEIT layer
+word a job the same way. No aiogram import here: workers load this module. Failure texts reuse :mod:`faceit.i18n` for what the FACEIT layer
 knows (not found, cancelled match …) and say whether trying again makes sense.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.texts import Markup, t
 from faceit.i18n import ERROR_TEXTS, stage_text
@@ -26,10 +24,11 @@ def kind_name(actor: str | None, lang: str) -> str:
     return t(key if key in TEXTS else "kind_job", lang)
 
 
-def cancel_keyboard(job_id: str, lang: str) -> InlineKeyboardMarkup:
-    """The Cancel button under a queued or running job's message (``cancel:<job id>``, < 64 bytes)."""
-    button = InlineKeyboardButton(text=t("cancel_button", lang), callback_data=f"{CANCEL_PREFIX}{job_id}")
-    return InlineKeyboardMarkup(inline_keyboard=[[button]])
+def cancel_keyboard(job_id: str, lang: str) -> dict[str, Any]:
+    """The Cancel button under a queued or running job's message (``cancel:<job id>``, < 64 bytes),
+    as Bot API JSON (workers send it as is; the bot process wraps it in aiogram's model)."""
+    button = {"text": t("cancel_button", lang), "callback_data": f"{CANCEL_PREFIX}{job_id}"}
+    return {"inline_keyboard": [[button]]}
 
 
 def queued_text(job_id: str, actor: str, position: int, coalesced: bool, lang: str) -> str:

@@ -94,8 +94,9 @@ class LocalFigures:
         retried = sum(r.get("retried", 0) for r in rows)
         recent = rows[-(rate_window // 60):]
         finished_recent = sum(r.get("succeeded", 0) + r.get("failed", 0) for r in recent)
-        waits = [wait for at, wait, _run, _o in self.samples(queue) if at >= now - window]
-        runs = [run for at, _wait, run, _o in self.samples(queue) if at >= now - window]
+        recent_samples = [row for row in self.samples(queue) if row[0] >= now - window]
+        waits = [wait for _at, wait, _run, _outcome in recent_samples]
+        runs = [run for _at, _wait, run, _outcome in recent_samples]
         finished = succeeded + failed
         return {
             "throughput": round(finished_recent / max(1, len(recent)), 2),

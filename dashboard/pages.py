@@ -102,6 +102,7 @@ async def job(request: web.Request) -> web.Response:
     return render(request, "job.html", job=detail, notice=notice(request))
 
 
+HOUR_CHOICES = [(1, "last hour"), (6, "last 6 hours"), (24, "last day"), (72, "last 3 days"), (168, "last 7 days")]
 ACTIONS = {"retry": "retry_job", "requeue": "requeue_job", "cancel": "cancel_job"}
 
 
@@ -136,7 +137,7 @@ async def alerts(request: web.Request) -> web.Response:
         raise BadFilter("hours is a number") from None
     view = await in_thread(dashboard_of(request).data.alert_list, level, state, hours)
     return render(request, "alerts.html", view=view, levels=LEVELS,
-                  hour_choices=[1, 6, 24, 72, 168], base_query={"level": level, "state": state, "hours": hours})
+                  hour_choices=HOUR_CHOICES, base_query={"level": level, "state": state, "hours": hours})
 
 
 # --- login ----------------------------------------------------------------------------------

@@ -129,6 +129,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         sandbox_chat=dash.sandbox_chat_url is not None,
         open_mode=dash.open_mode,
         has_login=dash.credentials.has_login,
+        failure_threshold=float(getattr(dash.settings, "alert_failure_rate", 0.2)),
         **context,
     )
     return web.Response(text=html, content_type="text/html", status=status)

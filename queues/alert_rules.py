@@ -75,7 +75,7 @@ class Thresholds:
     def from_settings(cls, settings: Any) -> Thresholds:
         return cls(
             failure_rate=settings.alert_failure_rate,
-            failure_min_jobs=int(getattr(settings, "alert_failure_min_jobs", 5)),
+            failure_min_jobs=settings.alert_failure_min_jobs,
             depth={"high": settings.alert_depth_high, "default": settings.alert_depth_default,
                    "low": settings.alert_depth_low},
             wait={"high": settings.alert_wait_high, "default": settings.alert_wait_default,

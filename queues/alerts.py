@@ -65,10 +65,12 @@ class LogSink:
                "critical": logging.CRITICAL}
 
     def send(self, alert: Alert) -> None:
+        from queues.sentry import scrub
+
         logging.getLogger("faceit_bot.alerts").log(
             self._levels.get(alert.level, logging.WARNING),
             "alert %s [%s] %s: %s%s",
-            alert.state, alert.level, alert.source, alert.message,
+            alert.state, alert.level, alert.source, scrub(alert.message),
             f" (job {alert.job_id})" if alert.job_id else "",
         )
 

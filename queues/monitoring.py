@@ -120,8 +120,7 @@ class QueueMonitor:
         self.alerts = alert_store or get_alert_store(self.settings)
         self.thresholds = thresholds or Thresholds.from_settings(self.settings)
         self.interval = float(self.settings.queue_monitoring_interval)
-        self.window_seconds = float(window_seconds or getattr(self.settings, "alert_failure_window",
-                                                              DEFAULT_WINDOW_SECONDS))
+        self.window_seconds = float(window_seconds or self.settings.alert_failure_window)
         self.retention_seconds = float(self.settings.queue_metrics_retention_days) * 86400
         self.keys = MonitorKeys(self.settings.redis_key_prefix)
         if telegram == "auto":

@@ -33,7 +33,8 @@ SENTRY_LEVELS = {"critical": "fatal", "error": "error", "warning": "warning", "i
 
 def scrub(value: Any, secrets: list[str] | None = None) -> Any:
     """Return ``value`` with every secret replaced and chat texts dropped (recursively)."""
-    secrets = _secrets if secrets is None else secrets
+    if secrets is None:
+        secrets = _secrets or _secrets_in_force()
     if isinstance(value, str):
         for secret in secrets:
             if secret and secret in value:
@@ -45,6 +46,16 @@ def scrub(value: Any, secrets: list[str] | None = None) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(scrub(v, secrets) for v in value)
     return value
+
+
+def _secrets_in_force() -> list[str]:
+    """The settings' secrets, longest first (used before or without ``init_sentry``)."""
+    from settings import get_settings
+
+    try:
+        return sorted(get_settings().secret_values(), key=len, reverse=True)
+    except Exception:
+        return []
 
 
 def _is_sensitive_key(key: Any) -> bool:

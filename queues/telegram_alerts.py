@@ -193,9 +193,9 @@ class TelegramAlertSink:
         now = time.time()
         cursor = self.client.get(self.cursor_key)
         self.client.set(self.cursor_key, repr(now), ex=SEEN_TTL * 7)
-        if cursor is None:
-            return 0  # first run: do not replay history to the admins
-        since = float(cursor) - RELAY_OVERLAP
+        # The overlap covers alerts written late (their score is their creation time); the
+        # seen marks drop repeats. A first run looks back the same span, no further.
+        since = (float(cursor) if cursor is not None else now) - RELAY_OVERLAP
         queued = 0
         for raw in self.client.zrangebyscore(store.log_key, since, "+inf"):
             alert = Alert.from_dict(json.loads(raw))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiogram.filters import Command
-from aiogram.types import Message
+from aiogram.types import InlineKeyboardMarkup, Message
 
 from bot.services import BotServices, Requester, StartedJob
 from bot.views import cancel_keyboard, queued_text
@@ -23,6 +23,6 @@ async def reply_started(message: Message, job: StartedJob, lang: str, services: 
     """Answer at once with the job id and its place in the queue (with a Cancel button), then
     record that message so progress edits and the result land in it."""
     sent = await message.answer(queued_text(job.job_id, job.actor, job.position, job.coalesced, lang),
-                                reply_markup=cancel_keyboard(job.job_id, lang))
+                                reply_markup=InlineKeyboardMarkup.model_validate(cancel_keyboard(job.job_id, lang)))
     user_id = message.from_user.id if message.from_user else message.chat.id
     await services.attach(job, user_id, sent.chat.id, sent.message_id)

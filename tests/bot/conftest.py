@@ -90,6 +90,7 @@ def base_env(tg: TelegramSandbox, faceit: FaceitSandbox | None = None, **extra: 
     env = {**os.environ, "TELEGRAM_API_URL": tg.base_url, "TELEGRAM_BOT_TOKEN": SANDBOX_BOT_TOKEN,
            "ADMIN_USER_IDS": str(ADMIN_ID), "TELEGRAM_CHAT_RATE": "20", "TELEGRAM_GLOBAL_RATE": "200",
            "USER_JOBS_PER_MINUTE": "5", "USER_MAX_ACTIVE_JOBS": "3", "BOT_MODE": "polling",
+           "FACEIT_RATE_LIMIT": "1000", "FACEIT_RATE_BURST": "1000",
            "PYTHONPATH": str(ROOT)}
     if faceit is not None:
         env.update(faceit.env())
@@ -189,10 +190,12 @@ def start_stack(tg: TelegramSandbox, faceit: FaceitSandbox, redis_server: Any, t
     tg.reset()
     full_env = base_env(tg, faceit, **(env or {}))
     workers = None
-    if pool:
+    if pool:  # both start at once: each spends seconds importing
         workers = WorkerPool(queues=["high", "default", "low"], processes=1, threads=8, modules=(), env=full_env,
-                             log_path=tmp / "worker.log").start()
+                             log_path=tmp / "worker.log").start(wait=False)
     bot = BotProcess(full_env, tmp / "bot.log").start()
+    if workers is not None:
+        workers.wait_ready()
     return Stack(tg=tg, faceit=faceit, redis=client, bot=bot, pool=workers, world=faceit.world())
 
 

@@ -8,6 +8,7 @@ One worker pool and one dashboard serve the whole module (starting workers takes
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,97 +84,91 @@ def test_workers_and_queue_cards_show_the_live_pool(site) -> None:
     assert client.get("/api/queues/high").json()["workers"] == 0
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield instance
-        instance.close()
-
-
-def shot(page, name: str) -> None:
+async def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 @needs_chromium
-def test_operator_retries_a_failed_job_in_the_browser(site, browser, telegram_sandbox_server: TelegramSandbox) -> None:
-    from playwright.sync_api import expect
+async def test_operator_retries_a_failed_job_in_the_browser(site, telegram_sandbox_server: TelegramSandbox) -> None:
+    from playwright.async_api import async_playwright, expect
 
     server, manager = site
     for value in range(4):  # some successful work, so the cards and charts have something to show
         manager.enqueue_job("t_noop", value=value)
     manager.enqueue_job("t_low")  # waits on a queue nobody consumes: the health score says so
     failed = manager.enqueue_job("t_fail_times", retry=0, failures=1)
-    assert manager.wait_for(failed.id, timeout=20).status == "failed"
+    record = await asyncio.to_thread(manager.wait_for, failed.id, 20)
+    assert record.status == "failed"
 
-    context = browser.new_context(viewport={"width": 1440, "height": 1000})
-    page = context.new_page()
     problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    try:
-        # Log in: the dashboard sends a stranger to its login form.
-        page.goto(server.url + "/")
-        expect(page).to_have_url(f"{server.url}/login?next=/")
-        shot(page, "01-login")
-        page.fill("input[name=user]", ADMIN["user"])
-        page.fill("input[name=password]", ADMIN["password"])
-        page.click("button[type=submit]")
-        expect(page).to_have_url(server.url + "/")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
 
-        # The overview shows the failed job among the recent failures, and why health < 100.
-        failure_row = page.locator(f'#recent-failures tr[data-job-id="{failed.id}"]')
-        expect(failure_row).to_be_visible()
-        expect(failure_row).to_contain_text("UpstreamError: upstream 503")
-        expect(page.locator("#health .reasons")).to_contain_text("low: 1 job waiting and no live worker")
-        expect(page.locator('.count[data-status="failed"] .n')).to_have_text("1")
-        shot(page, "02-overview")
+            # Log in: the dashboard sends a stranger to its login form.
+            await page.goto(server.url + "/")
+            await expect(page).to_have_url(f"{server.url}/login?next=/")
+            await shot(page, "01-login")
+            await page.fill("input[name=user]", ADMIN["user"])
+            await page.fill("input[name=password]", ADMIN["password"])
+            await page.click("button[type=submit]")
+            await expect(page).to_have_url(server.url + "/")
 
-        # Filter the jobs list down to failed t_fail_times jobs.
-        page.click("header nav >> text=Jobs")
-        page.select_option("#job-filters select[name=status]", "failed")
-        page.fill("#job-filters input[name=actor]", "t_fail_times")
-        page.click("#job-filters button[type=submit]")
-        expect(page).to_have_url(f"{server.url}/jobs?status=failed&actor=t_fail_times&per_page=25")
-        rows = page.locator("#live tbody tr[data-job-id]")
-        expect(rows).to_have_count(1)
-        expect(rows.first).to_have_attribute("data-job-id", failed.id)
-        shot(page, "03-jobs-filtered")
+            # The overview shows the failed job among the recent failures, and why health < 100.
+            failure_row = page.locator(f'#recent-failures tr[data-job-id="{failed.id}"]')
+            await expect(failure_row).to_be_visible()
+            await expect(failure_row).to_contain_text("UpstreamError: upstream 503")
+            await expect(page.locator("#health .reasons")).to_contain_text("low: 1 job waiting and no live worker")
+            await expect(page.locator('.count[data-status="failed"] .n')).to_have_text("1")
+            await shot(page, "02-overview")
 
-        # Open the job: failed, with its error and a Retry button.
-        rows.first.locator("a").first.click()
-        expect(page).to_have_url(f"{server.url}/jobs/{failed.id}")
-        expect(page.locator(".job-status")).to_have_attribute("data-status", "failed")
-        expect(page.locator("#job-error")).to_contain_text("upstream 503")
-        shot(page, "04-job-failed")
+            # Filter the jobs list down to failed t_fail_times jobs.
+            await page.click("header nav >> text=Jobs")
+            await page.select_option("#job-filters select[name=status]", "failed")
+            await page.fill("#job-filters input[name=actor]", "t_fail_times")
+            await page.click("#job-filters button[type=submit]")
+            await expect(page).to_have_url(f"{server.url}/jobs?status=failed&actor=t_fail_times&per_page=25")
+            rows = page.locator("#live tbody tr[data-job-id]")
+            await expect(rows).to_have_count(1)
+            await expect(rows.first).to_have_attribute("data-job-id", failed.id)
+            await shot(page, "03-jobs-filtered")
 
-        # Retry, then watch the page update itself (no reload) until the job succeeded.
-        page.click("button[data-action=retry]")
-        expect(page).to_have_url(f"{server.url}/jobs/{failed.id}?done=retried")
-        expect(page.locator(".notice.ok")).to_contain_text("Job sent again")
-        page.evaluate("window.__sameDocument = true")
-        expect(page.locator(".job-status")).to_have_attribute("data-status", "succeeded", timeout=20000)
-        assert page.evaluate("window.__sameDocument === true"), "the page reloaded instead of refreshing in place"
-        expect(page.locator("#job-result")).to_contain_text('"runs": 2')
-        expect(page.locator("#timeline tbody tr")).to_have_count(2)
-        shot(page, "05-job-succeeded")
+            # Open the job: failed, with its error and a Retry button.
+            await rows.first.locator("a").first.click()
+            await expect(page).to_have_url(f"{server.url}/jobs/{failed.id}")
+            await expect(page.locator(".job-status")).to_have_attribute("data-status", "failed")
+            await expect(page.locator("#job-error")).to_contain_text("upstream 503")
+            await shot(page, "04-job-failed")
 
-        for path, name in (("/queues", "06-queues"), ("/workers", "07-workers"), ("/alerts", "08-alerts")):
-            page.goto(server.url + path)
-            expect(page.locator("#live")).to_be_visible()
-            shot(page, name)
+            # Retry, then watch the page update itself (no reload) until the job succeeded.
+            await page.click("button[data-action=retry]")
+            await expect(page).to_have_url(f"{server.url}/jobs/{failed.id}?done=retried")
+            await expect(page.locator(".notice.ok")).to_contain_text("Job sent again")
+            await page.evaluate("window.__sameDocument = true")
+            await expect(page.locator(".job-status")).to_have_attribute("data-status", "succeeded", timeout=20000)
+            assert await page.evaluate("window.__sameDocument === true"), "the page reloaded instead of refreshing"
+            await expect(page.locator("#job-result")).to_contain_text('"runs": 2')
+            await expect(page.locator("#timeline tbody tr")).to_have_count(2)
+            await shot(page, "05-job-succeeded")
 
-        # Chat (sandbox mode): the web chat in a same-origin frame, the user's jobs beside it.
-        telegram_sandbox_server.reset()
-        telegram_sandbox_server.inject(1001, "/analyze https://www.faceit.com/en/cs2/room/1-abc")
-        page.goto(server.url + "/chat?user=1001")
-        chat = page.frame_locator("#sandbox-chat")
-        expect(chat.locator("body")).to_contain_text("/analyze https://www.faceit.com/en/cs2/room/1-abc")
-        shot(page, "09-chat")
-    finally:
-        context.close()
-    assert problems == []  # no script errors and no CSP violations on any page
+            for path, name in (("/queues", "06-queues"), ("/workers", "07-workers"), ("/alerts", "08-alerts")):
+                await page.goto(server.url + path)
+                await expect(page.locator("#live")).to_be_visible()
+                await shot(page, name)
+
+            # Chat (sandbox mode): the web chat in a same-origin frame, the user's jobs beside it.
+            await asyncio.to_thread(telegram_sandbox_server.reset)
+            await asyncio.to_thread(telegram_sandbox_server.inject, 1001,
+                                    "/analyze https://www.faceit.com/en/cs2/room/1-abc")
+            await page.goto(server.url + "/chat?user=1001")
+            chat = page.frame_locator("#sandbox-chat")
+            await expect(chat.locator("body")).to_contain_text("/analyze https://www.faceit.com/en/cs2/room/1-abc")
+            await shot(page, "09-chat")
+        finally:
+            await browser.close()
+    assert problems == []  # no script errors, CSP violations or failed requests on any page

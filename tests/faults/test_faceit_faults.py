@@ -14,8 +14,15 @@ from tests.faults.conftest import wait_until
 SCHEDULE = (0.1, 0.3, 0.9)
 
 
-def _alerts_for(job_id: str):
-    return [a for a in get_alert_store().recent(1) if a.job_id == job_id]
+def _alerts_for(job_id: str, *, wait: bool = True):
+    """The alerts of a job; waits for the first (the alert follows the final record write)."""
+
+    def read():
+        return [a for a in get_alert_store().recent(1) if a.job_id == job_id]
+
+    if wait:
+        wait_until(read, timeout=10, message=f"no alert for job {job_id}")
+    return read()
 
 
 def _matches(sandbox, n: int, status: str = "VOTING") -> list[str]:
@@ -58,7 +65,7 @@ def test_429_storm_is_paced_and_no_job_fails(start_pool, manager, faceit_sandbox
     assert [r.status for r in records] == ["succeeded"] * len(handles), [(r.status, r.error) for r in records]
     stats = faceit_sandbox.stats()
     assert int(stats["statuses"].get("429", 0)) > 0, stats  # the storm really happened
-    assert not [a for h in handles for a in _alerts_for(h.id)]
+    assert not [a for h in handles for a in _alerts_for(h.id, wait=False)]
 
 
 def test_hanging_responses_end_at_the_time_limit_and_the_worker_goes_on(start_pool, manager, faceit_sandbox):

@@ -65,3 +65,22 @@ def test_redis_unreachable_for_10_s_loses_no_retry(start_pool, manager, traces, 
     time.sleep(10)
     redis_server.start()
     _assert_all_done(redis_client, traces, [], jobs, timeout=40)
+
+
+def test_redis_down_while_retries_come_due_loses_none(start_pool, manager, traces, redis_server, redis_client):
+    """Retries fall due one after another while Redis is down: none is lost, none runs twice.
+
+    Each job's first run fails with a 429 whose ``retry_after`` is spread over 1–5 s, so the
+    worker's delay-queue consumer meets due retries during the outage (it must move them back
+    to the work queue then, and cannot). Every job must still run exactly twice.
+    """
+    start_pool(["default"], processes=1, threads=8)
+    jobs = [manager.enqueue_job("t_fail_times", failures=1, kind="rate", retry_after=1.0 + i * 0.02).id
+            for i in range(200)]
+    wait_until(lambda: sum(traces.runs(jobs)) >= 200, timeout=30, interval=0.02)
+    wait_until(lambda: sum(traces.runs(jobs)) >= 210, timeout=10, interval=0.02)  # retries are falling due
+    redis_server.stop()
+    redis_server.process = None
+    time.sleep(8)
+    redis_server.start()
+    _assert_all_done(redis_client, traces, [], jobs, timeout=30)

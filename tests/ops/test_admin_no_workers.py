@@ -48,7 +48,9 @@ def test_test_command_fails_without_workers_and_cancels_its_probes(manager):
     assert data["ok"] is False and all(not r["ok"] for r in data["results"])
     for result in data["results"]:
         assert manager.get_job(result["job_id"]).status == "canceled"  # will not run later
-    assert run("test", "--timeout", "0.5", "--queues", "high").exit_code == 1
+    data = run_json("test", "--timeout", "0.5", "--queues", "high", code=1)
+    assert [r["queue"] for r in data["results"]] == ["high"]
+    assert run("test", "--queues", "urgent").exit_code == 2
 
 
 def test_clear_asks_first_and_marks_dropped_jobs_canceled(manager):

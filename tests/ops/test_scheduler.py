@@ -180,3 +180,26 @@ def test_weekly_boundary_is_monday_nine_in_the_users_time_zone():
     # Monday 08:59 in New York: the boundary is still the previous Monday.
     early = datetime(2024, 5, 13, 12, 59, tzinfo=UTC).timestamp()  # 08:59 EDT
     assert weekly_boundary(early, ZoneInfo("America/New_York")).day == 6
+
+
+async def test_the_leader_keeps_monitoring_while_redis_is_down(redis_server, fresh):
+    from settings import get_settings
+
+    calls: list[str] = []
+    service = SchedulerService(get_settings(), tasks=[counting_task("monitor", calls, interval=0.3,
+                                                                    run_at_start=True)], lock_ttl=1)
+    runner = asyncio.ensure_future(service.run())
+    await asyncio.sleep(0.5)
+    assert service.is_leader and calls
+    redis_server.stop()
+    try:
+        before = len(calls)
+        await asyncio.sleep(1.5)  # longer than the lock TTL: nobody else can take it meanwhile
+        assert service.is_leader
+        assert len(calls) >= before + 3  # the monitor ran on (it reports the outage)
+    finally:
+        redis_server.start()
+    await asyncio.sleep(0.8)
+    assert service.is_leader and redis_server.client().get("fb:scheduler:leader").decode() == service.token
+    service.stop()
+    await asyncio.wait_for(runner, 10)

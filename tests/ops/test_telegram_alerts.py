@@ -66,7 +66,10 @@ def test_the_monitor_relays_alerts_written_by_other_processes(fresh, telegram_sa
 
     sink = make_sink(get_redis(), telegram_sandbox.base_url, batch_seconds=0.01)
     monitor = make_monitor(telegram=sink)
-    monitor.tick()  # the first relay sets its cursor: history is not replayed
+    old_store = AlertStore.from_settings(get_redis(), get_settings(), sinks=[LogSink()])
+    old_store.emit(Alert("error", "pipeline", "ancient failure", time=time.time() - 3600))
+    monitor.tick()  # the first relay looks back two minutes, no further
+    assert not sent_to(telegram_sandbox, ADMINS[1])
     worker_store = AlertStore.from_settings(get_redis(), get_settings(), sinks=[LogSink()])
     worker_store.fire("error", "pipeline", "match_analysis job failed: UpstreamError: 503", job_id="job-1")
     time.sleep(0.02)

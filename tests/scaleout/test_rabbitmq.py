@@ -89,70 +89,37 @@ def rabbit_manager(rabbit: Rabbit, redis_url: str):
     manager.broker.close()
 
 
+POOL_BASES = ("high", "default")  # nobody consumes ``low``: its depth is what the stats test counts
+
+
+@pytest.fixture(scope="module")
+def rabbit_pools(rabbit: Rabbit, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[WorkerPool]]:
+    """Two worker pools (two consumers) on the prefixed high/default queues, started together."""
+    logs = tmp_path_factory.mktemp("rabbit-workers")
+    pools = [WorkerPool(queues=[rabbit.queue(b) for b in POOL_BASES], threads=4, env=rabbit.env,
+                        log_path=logs / f"pool-{i}.log") for i in range(2)]
+    try:
+        for pool in pools:
+            pool.start(wait=False)
+        for pool in pools:
+            pool.wait_ready(timeout=60)
+        yield pools
+    finally:
+        for pool in pools:
+            pool.stop(graceful=False)
+
+
 @pytest.fixture
-def rabbit_pool(rabbit: Rabbit, start_pool):
-    """Start a worker pool on RabbitMQ for the prefixed queues of ``bases``."""
-
-    def start(bases: tuple[str, ...] = BASES, **kwargs) -> WorkerPool:
-        return start_pool([rabbit.queue(b) for b in bases], env=rabbit.env, **kwargs)
-
-    return start
+def pools(rabbit_pools: list[WorkerPool], redis_url: str) -> list[WorkerPool]:
+    """The module's live pools, back in the (flushed) worker registry before the test starts."""
+    live = [p for p in rabbit_pools if p.process is not None and p.process.poll() is None]
+    for pool in live:
+        pool.wait_ready(timeout=10)
+    return live
 
 
 def _gaps(times: list[float]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(times)]
-
-
-def test_a_job_succeeds_on_rabbitmq(rabbit, rabbit_pool, rabbit_manager, traces: Traces):
-    pool = rabbit_pool()
-    handle = rabbit_manager.enqueue_job("t_noop", value=41)
-    assert handle.queue == rabbit.queue("default")
-    record = rabbit_manager.wait_for(handle.id, timeout=20)
-    assert record.status == "succeeded" and record.result == {"value": 41}
-    assert traces.runs(handle.id) == 1
-    assert [t["outcome"] for t in record.timeline] == ["succeeded"]
-    # The worker announced itself (heartbeats stay in Redis) with the prefixed queues it consumes.
-    live = rabbit_manager.workers_by_queue()
-    assert all(live.get(rabbit.queue(b)) == 1 for b in BASES), live
-    assert pool.process.poll() is None
-
-
-def test_transient_errors_retry_on_the_schedule_then_fail_finally(rabbit_pool, rabbit_manager, traces):
-    rabbit_pool(("default",))
-    ok = rabbit_manager.enqueue_job("t_fail_times", failures=3)
-    doomed = rabbit_manager.enqueue_job("t_fail_times", failures=99)
-    record = rabbit_manager.wait_for(ok.id, timeout=30)
-    assert record.status == "succeeded" and record.result == {"runs": 4}
-    assert [t["outcome"] for t in record.timeline] == ["retrying", "retrying", "retrying", "succeeded"]
-    for gap, delay in zip(_gaps(traces.times(ok.id)), (0.1, 0.3, 0.9), strict=True):
-        assert delay - 0.02 <= gap < delay + 1.0, (gap, delay)
-    final = rabbit_manager.wait_for(doomed.id, timeout=30)
-    assert final.status == "failed" and final.attempts == 4
-    assert traces.runs(doomed.id) == 4  # first try + QUEUE_MAX_RETRIES, never more
-    assert final.error["type"] == "UpstreamError"
-
-
-def test_a_permanent_failure_fails_at_once(rabbit_pool, rabbit_manager, traces):
-    rabbit_pool(("default",))
-    handle = rabbit_manager.enqueue_job("t_fail_times", failures=1, kind="permanent")
-    record = rabbit_manager.wait_for(handle.id, timeout=20)
-    assert record.status == "failed" and record.attempts == 1
-    assert record.error["code"] == "not_found" and record.error["retryable"] is False
-    assert traces.runs(handle.id) == 1
-
-
-def test_a_sigkilled_workers_job_is_redelivered_and_succeeds(rabbit_pool, rabbit_manager, traces):
-    """RabbitMQ puts back the unacked message as soon as the dead worker's connection drops."""
-    pool = rabbit_pool(("default",))
-    handle = rabbit_manager.enqueue_job("t_slow", seconds=1.5, steps=15)
-    wait_until(lambda: traces.runs(handle.id) == 1, what="first run")
-    pool.kill_worker()
-    pool.stop(graceful=False)
-    rabbit_pool(("default",))  # the operator's supervisor starts the pool again
-    record = rabbit_manager.wait_for(handle.id, timeout=30)
-    assert record.status == "succeeded"
-    assert traces.runs(handle.id) == 2 and traces.runs(handle.id, "done") == 1
-    assert [t.get("outcome") for t in record.timeline] == ["worker_lost", "succeeded"]
 
 
 def test_queue_stats_say_what_rabbitmq_cannot_count(rabbit, rabbit_manager):
@@ -176,3 +143,57 @@ def test_queue_stats_say_what_rabbitmq_cannot_count(rabbit, rabbit_manager):
     assert shown["delayed"] is None and shown["in_progress"] is None and shown["dead"] is None
     assert '"delayed": null' in out.stdout
     rabbit_manager.broker.flush(rabbit.queue("low"))
+
+
+def test_a_job_succeeds_on_rabbitmq(rabbit, pools, rabbit_manager, traces: Traces):
+    handle = rabbit_manager.enqueue_job("t_noop", value=41)
+    assert handle.queue == rabbit.queue("default")
+    record = rabbit_manager.wait_for(handle.id, timeout=20)
+    assert record.status == "succeeded" and record.result == {"value": 41}
+    assert traces.runs(handle.id) == 1
+    assert [t["outcome"] for t in record.timeline] == ["succeeded"]
+    # The worker announced itself (heartbeats stay in Redis) with the prefixed queues it consumes.
+    live = rabbit_manager.workers_by_queue()
+    assert all(live.get(rabbit.queue(b)) == len(pools) for b in POOL_BASES), live
+
+
+def test_transient_errors_retry_on_the_schedule_then_fail_finally(pools, rabbit_manager, traces):
+    ok = rabbit_manager.enqueue_job("t_fail_times", failures=3)
+    doomed = rabbit_manager.enqueue_job("t_fail_times", failures=99)
+    record = rabbit_manager.wait_for(ok.id, timeout=30)
+    assert record.status == "succeeded" and record.result == {"runs": 4}
+    assert [t["outcome"] for t in record.timeline] == ["retrying", "retrying", "retrying", "succeeded"]
+    for gap, delay in zip(_gaps(traces.times(ok.id)), (0.1, 0.3, 0.9), strict=True):
+        assert delay - 0.02 <= gap < delay + 1.0, (gap, delay)
+    final = rabbit_manager.wait_for(doomed.id, timeout=30)
+    assert final.status == "failed" and final.attempts == 4
+    assert traces.runs(doomed.id) == 4  # first try + QUEUE_MAX_RETRIES, never more
+    assert final.error["type"] == "UpstreamError"
+
+
+def test_a_permanent_failure_fails_at_once(pools, rabbit_manager, traces):
+    handle = rabbit_manager.enqueue_job("t_fail_times", failures=1, kind="permanent")
+    record = rabbit_manager.wait_for(handle.id, timeout=20)
+    assert record.status == "failed" and record.attempts == 1
+    assert record.error["code"] == "not_found" and record.error["retryable"] is False
+    assert traces.runs(handle.id) == 1
+
+
+def test_a_sigkilled_workers_job_is_redelivered_and_succeeds(pools, rabbit_manager, traces):
+    """RabbitMQ puts the unacked message back as soon as the dead worker's connection drops, and
+    the other pool (another consumer) runs it: no heartbeat timeout, no restart needed.
+
+    Runs last in the module: it kills one of the two pools.
+    """
+    assert len(pools) == 2
+    handle = rabbit_manager.enqueue_job("t_slow", seconds=1.5, steps=15)
+    wait_until(lambda: traces.runs(handle.id) == 1, what="first run")
+    running_pid = wait_until(lambda: next((w.pid for w in rabbit_manager.worker_registry().workers()
+                                           if handle.id in w.current_jobs), None), what="running worker")
+    victim = next(p for p in pools if running_pid in p.worker_pids())
+    victim.stop(graceful=False)  # SIGKILL to its whole process group
+    record = rabbit_manager.wait_for(handle.id, timeout=30)
+    assert record.status == "succeeded"
+    assert traces.runs(handle.id) == 2 and traces.runs(handle.id, "done") == 1
+    assert [t.get("outcome") for t in record.timeline] == ["worker_lost", "succeeded"]
+    assert record.deliveries == 2

@@ -1,7 +1,9 @@
 """End to end through ``python -m bot``, real workers, real Redis and both sandboxes.
 
 One bot process and one worker pool serve every test of this module; each test talks as its
-own users. FACEIT latency is injected where a job must last long enough to watch it.
+own users. FACEIT latency is injected where a job must last long enough to watch it. The last
+tests are delivery under trouble: a user who blocked the bot, a 429 storm, a worker killed
+after sending, a delivery run again — every result still reaches every user exactly once.
 """
 
 from __future__ import annotations
@@ -246,7 +248,7 @@ BAD_INPUTS = [
     ("/analyze https://www.faceit.com/en/cs2/room/1-abc", "That is not a FACEIT match"),
     ("/player", "Send a nickname or profile link"),
     ("/player no spaces allowed!", "That is not a FACEIT nickname"),
-    ("/player " + "x" * 5000, "too long"),
+    ("/player " + "x" * 4000, "That is not a FACEIT nickname"),
     ("/bulk", "Send up to 20"),
     ("/bulk nothing to see", "No FACEIT match links"),
     ("/bulk " + " ".join(f"1-{i:08x}-0000-4000-8000-000000000000" for i in range(21)), "at most 20"),
@@ -282,3 +284,103 @@ def test_bad_input_gets_a_short_answer_in_the_users_language_and_no_job(stack: S
         assert stack.job_ids_of(user) == [], text
     time.sleep(0.3)
     assert all(len(stack.events(user)) == 1 for user in users)  # one answer each, nothing more
+
+
+# Delivery under trouble ---------------------------------------------------------------------------
+
+
+def results_in(stack: Stack, user: int, message_id: int) -> list[dict]:
+    return [e for e in stack.events(user) if e["message_id"] == message_id and e["kind"] == "edited"
+            and is_final_text(e["text"])]
+
+
+def job_of(stack: Stack, user: int) -> str:
+    (job_id,) = stack.job_ids_of(user)
+    return job_id
+
+
+def test_a_user_who_blocked_the_bot_is_marked_inactive_and_the_delivery_ends_cleanly(stack: Stack, tg,
+                                                                                     faceit_faults):
+    faceit_faults(latency_ms=300)
+    user = new_user()
+    stack.say(user, f"/analyze {stack.next_match()}")
+    first = stack.first_reply(user)
+    tg.block(user)
+    job_id = job_of(stack, user)
+    stack.wait_job(job_id, "succeeded")
+    deadline = time.monotonic() + 20
+    while not stack.deliveries_of(job_id) or stack.deliveries_of(job_id)[0].get("status") != "succeeded":
+        assert time.monotonic() < deadline, "the delivery never ended"
+        time.sleep(0.05)
+    delivery = stack.deliveries_of(job_id)[0]
+    assert json.loads(delivery["result"])["blocked"] == [user]
+    assert str(user) in stack.redis.smembers("fb:faceit:users:inactive")
+    assert results_in(stack, user, first["message_id"]) == []
+    # Writing again unblocks the bot (as in Telegram) and the user is active again.
+    stack.say(user, "/help")
+    assert "What I can do" in stack.replies(user, 2)[1]["text"]
+    assert str(user) not in stack.redis.smembers("fb:faceit:users:inactive")
+
+
+def test_a_429_storm_during_delivery_still_delivers_every_result_once(stack: Stack, tg, faceit_faults):
+    faceit_faults(latency_ms=250)
+    stack.clear_faceit_cache()
+    users = [new_user() for _ in range(4)]
+    nicknames = stack.world["nicknames"][10:14]
+    for user, nickname in zip(users, nicknames, strict=True):
+        stack.say(user, f"/player {nickname}")
+    firsts = [stack.first_reply(user) for user in users]
+    tg.flood(30, retry_after=1)  # the next 30 Bot API calls (all but getUpdates) get 429
+    for user, first, nickname in zip(users, firsts, nicknames, strict=True):
+        stack.wait(user, lambda es: any(e["kind"] == "photo" for e in es), timeout=40)
+        final = stack.final_of(user, first["message_id"])
+        assert nickname in final["text"]
+    time.sleep(1.0)
+    for user, first in zip(users, firsts, strict=True):
+        assert len(results_in(stack, user, first["message_id"])) == 1
+        assert len([e for e in stack.events(user) if e["kind"] == "photo"]) == 1
+        assert len([e for e in stack.events(user) if e["kind"] == "sent"]) == 1  # only the queued reply
+    errors = tg.stats().get("errors", {})
+    assert sum(n for key, n in errors.items() if key.endswith(":429")) >= 10, errors  # the storm was real
+
+
+def test_a_worker_killed_after_sending_part_of_a_result_sends_no_duplicate(stack: Stack, tg):
+    user = new_user()
+    nickname = stack.world["nicknames"][16]
+    tg.flood(1, retry_after=3, methods=["sendPhoto"])  # the chart waits 3 s in the worker: kill it then
+    stack.say(user, f"/player {nickname}")
+    first = stack.first_reply(user)
+    stack.final_of(user, first["message_id"])  # part 0 (the report text) is in; the chart is not
+    assert not any(e["kind"] == "photo" for e in stack.events(user))
+    stack.pool.kill_worker()
+    stack.pool.stop(graceful=False)
+    stack.pool.start()  # the operator's supervisor brings the pool back
+    stack.wait(user, lambda es: any(e["kind"] == "photo" for e in es), timeout=30)
+    time.sleep(0.5)
+    assert len(results_in(stack, user, first["message_id"])) == 1
+    assert len([e for e in stack.events(user) if e["kind"] == "photo"]) == 1
+    (delivery,) = stack.deliveries_of(job_of(stack, user))
+    assert delivery["status"] == "succeeded" and int(delivery["deliveries"]) == 2
+    result = json.loads(delivery["result"])
+    assert result["sent"] == 1 and result["already_sent"] == 1  # the chart only; the text was marked
+
+
+def test_running_a_delivery_again_sends_nothing_new(stack: Stack, tg):
+    from queues.manager import QueueManager
+    from queues.runtime import reset_runtime
+
+    reset_runtime()
+    manager = QueueManager()
+    user = new_user()
+    stack.say(user, f"/analyze {stack.world['matches']['FINISHED'][5]}")
+    first = stack.first_reply(user)
+    stack.final_of(user, first["message_id"])
+    job_id = job_of(stack, user)
+    before = stack.events(user)
+    again = [manager.enqueue_job("deliver_result", job_id=job_id) for _ in range(2)]
+    for handle in again:
+        record = manager.wait_for(handle.id, timeout=20)
+        assert record.status == "succeeded"
+        assert record.result["sent"] == 0 and record.result["already_sent"] == 1
+    time.sleep(0.3)
+    assert stack.events(user) == before

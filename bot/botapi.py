@@ -1,0 +1,155 @@
+"""A small Bot API client for worker processes: the three calls delivery needs, on plain aiohttp.
+
+Why not aiogram here: importing aiogram builds ~450 pydantic models, about 5 s of CPU, and
+every worker process would pay it at boot whether or not it ever talks to a user. The bot
+process uses aiogram (its dispatcher, filters, webhook); workers only send, edit and upload,
+which this module does against the same ``TELEGRAM_API_URL`` with the same semantics:
+
+* ``{"ok": false, "error_code": 429, "parameters": {"retry_after": n}}`` → :class:`FloodControl`
+  (aiogram's ``TelegramRetryAfter``);
+* 403 → :class:`Forbidden` (``TelegramForbiddenError``: the user blocked the bot);
+* other 4xx → :class:`BadRequest` (``TelegramBadRequest``), with Telegram's description;
+* 5xx, timeouts and connection errors → :class:`NetworkError`.
+
+The token is part of every request path, so no URL ever goes into an exception or a log line.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+
+REAL_API_HOST = "api.telegram.org"
+DEFAULT_TIMEOUT = 30.0
+
+
+class BotConfigError(Exception):
+    """The bot cannot run with these settings (one line for the operator)."""
+
+
+def bot_token(settings: Any) -> str:
+    """``TELEGRAM_BOT_TOKEN``, or the sandbox's token when it is empty and the API is not Telegram's."""
+    token = settings.telegram_bot_token.get_secret_value()
+    if token:
+        return token
+    if REAL_API_HOST in settings.telegram_api_url:
+        raise BotConfigError("TELEGRAM_BOT_TOKEN is empty: set it, or point TELEGRAM_API_URL at the sandbox "
+                             "(python -m sandbox.telegram_api)")
+    from sandbox.telegram_api import SANDBOX_BOT_TOKEN
+
+    return SANDBOX_BOT_TOKEN
+
+
+class BotAPIError(Exception):
+    """Telegram refused a call (``code`` and ``description`` as Telegram sent them)."""
+
+    def __init__(self, method: str, code: int, description: str) -> None:
+        super().__init__(f"{method}: {code} {description}")
+        self.method = method
+        self.code = code
+        self.description = description
+
+
+class FloodControl(BotAPIError):
+    """429: wait ``retry_after`` seconds."""
+
+    def __init__(self, method: str, description: str, retry_after: float) -> None:
+        super().__init__(method, 429, description)
+        self.retry_after = retry_after
+
+
+class Forbidden(BotAPIError):
+    """403: the user blocked the bot (or the chat is closed to it)."""
+
+
+class BadRequest(BotAPIError):
+    """400 and other 4xx: the call itself is wrong (bad HTML, message gone, not modified …)."""
+
+
+class NetworkError(BotAPIError):
+    """No answer, a broken connection or a 5xx."""
+
+
+class BotAPI:
+    """``sendMessage``, ``editMessageText`` and ``sendPhoto`` against ``base_url`` (one aiohttp session)."""
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:  # never the token
+        return f"BotAPI({self.base_url!r})"
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> BotAPI:
+        return cls(settings.telegram_api_url, bot_token(settings))
+
+    def _session_now(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def call(self, method: str, params: dict[str, Any], *, photo: bytes | None = None,
+                   timeout: float | None = None) -> Any:
+        """One Bot API call; returns ``result`` or raises one of this module's errors."""
+        url = f"{self.base_url}/bot{self._token}/{method}"
+        clean = {k: v for k, v in params.items() if v is not None}
+        kwargs: dict[str, Any] = {}
+        if timeout is not None:
+            kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
+        if photo is None:
+            kwargs["json"] = clean
+        else:
+            form = aiohttp.FormData()
+            for key, value in clean.items():
+                form.add_field(key, value if isinstance(value, str) else json.dumps(value))
+            form.add_field("photo", photo, filename="chart.png", content_type="image/png")
+            kwargs["data"] = form
+        try:
+            async with self._session_now().post(url, **kwargs) as response:
+                try:
+                    body = await response.json(content_type=None)
+                except (ValueError, aiohttp.ContentTypeError):
+                    body = {"ok": False, "error_code": response.status, "description": "unreadable reply"}
+        except TimeoutError:
+            raise NetworkError(method, 0, "timed out") from None
+        except aiohttp.ClientError as exc:
+            raise NetworkError(method, 0, type(exc).__name__) from None
+        if isinstance(body, dict) and body.get("ok"):
+            return body.get("result")
+        body = body if isinstance(body, dict) else {}
+        code = int(body.get("error_code") or response.status)
+        description = str(body.get("description") or "")
+        if code == 429:
+            retry_after = (body.get("parameters") or {}).get("retry_after") or response.headers.get("Retry-After") or 1
+            raise FloodControl(method, description, float(retry_after))
+        if code == 403:
+            raise Forbidden(method, code, description)
+        if code >= 500:
+            raise NetworkError(method, code, description)
+        raise BadRequest(method, code, description)
+
+    async def send_message(self, chat_id: int, text: str, *, reply_markup: dict[str, Any] | None = None) -> Any:
+        return await self.call("sendMessage", {"chat_id": chat_id, "text": text, "parse_mode": "HTML",
+                                               "reply_markup": reply_markup,
+                                               "link_preview_options": {"is_disabled": True}})
+
+    async def edit_message_text(self, chat_id: int, message_id: int, text: str, *,
+                                reply_markup: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        return await self.call("editMessageText", {"chat_id": chat_id, "message_id": message_id, "text": text,
+                                                   "parse_mode": "HTML", "reply_markup": reply_markup,
+                                                   "link_preview_options": {"is_disabled": True}},
+                               timeout=timeout)
+
+    async def send_photo(self, chat_id: int, png: bytes, *, caption: str | None = None) -> Any:
+        return await self.call("sendPhoto", {"chat_id": str(chat_id), "caption": caption,
+                                             "parse_mode": "HTML" if caption else None}, photo=png)

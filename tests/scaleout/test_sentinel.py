@@ -1,0 +1,146 @@
+"""Redis Sentinel: our sync and async clients write through the master and follow a failover.
+
+A real master, replica and sentinel (free ports, temporary directories) from
+:class:`~tests.scaleout.sentinel_group.SentinelGroup`; the clients are the ones every process
+gets from :mod:`queues.connection` with ``REDIS_SENTINELS``/``REDIS_SENTINEL_MASTER`` set.
+``SENTINEL FAILOVER`` promotes the replica; each client must write to the new master within a
+bounded time, on its own (no new client, no restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from queues.connection import async_redis_client, redis_client
+from settings import Settings, load_settings
+from tests.scaleout.helpers import wait_until
+from tests.scaleout.sentinel_group import SentinelGroup
+
+# Seconds a client may take to write to the new master once the sentinel promoted it: our pools
+# re-ask the sentinels every second (REDIS_SENTINEL_CHECK_INTERVAL). Without that, redis-py
+# keeps writing to the old master until the sentinel demotes it (about 10 s) and those writes
+# are lost.
+FOLLOW_WITHIN = 3.0
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    group = SentinelGroup(tmp_path / "sentinel-group")
+    try:
+        yield group.start()
+    finally:
+        group.cleanup()
+
+
+@pytest.fixture
+def sentinel_settings(group: SentinelGroup) -> Settings:
+    # REDIS_URL stays the session's: with Sentinel configured it must not be used at all.
+    return load_settings(redis_sentinels=group.sentinels, redis_sentinel_master=group.master_name)
+
+
+def _write_until_on(client: redis.Redis, node: redis.Redis, key: str, timeout: float) -> float:
+    """Write ``key`` through ``client`` until a write lands on ``node``; returns the seconds it took.
+
+    Right after a promotion the old master still accepts writes until the sentinel turns it into
+    a replica (those writes are lost: Sentinel's documented window); the client must then notice
+    (READONLY or a dropped connection) and move to the new master by itself.
+    """
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            client.set(key, str(attempt))
+            if node.get(key) == str(attempt):
+                return time.monotonic() - started
+        except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError):
+            pass
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"no write reached the new master within {timeout} s")
+        time.sleep(0.05)
+
+
+async def _async_write_until_on(client, node: redis.Redis, key: str, timeout: float) -> float:
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await client.set(key, str(attempt))
+            if node.get(key) == str(attempt):
+                return time.monotonic() - started
+        except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError):
+            pass
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"no write reached the new master within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+async def test_clients_write_through_the_master_and_follow_a_failover(group: SentinelGroup,
+                                                                       sentinel_settings: Settings):
+    sync = redis_client(sentinel_settings)
+    aclient = async_redis_client(sentinel_settings)
+    master = group.node(group.master_port)
+    replica = group.node(group.replica_port)
+    try:
+        # Before: both clients write to the master (a replica would answer READONLY).
+        sync.set("before:sync", "1")
+        await aclient.set("before:async", "1")
+        assert master.get("before:sync") == "1" and master.get("before:async") == "1"
+        assert sync.get("before:async") == "1"  # and read from it, decoded by default
+        assert group.master_address() == ("127.0.0.1", group.master_port)
+        # Replication is asynchronous: let the replica acknowledge them before it is promoted.
+        assert master.execute_command("WAIT", 1, 5000) == 1
+
+        group.failover()
+        wait_until(lambda: group.master_address() == ("127.0.0.1", group.replica_port), timeout=10,
+                   what="the sentinel promoting the replica")
+        assert replica.info("replication")["role"] == "master"
+
+        took_sync = _write_until_on(sync, replica, "after:sync", FOLLOW_WITHIN)
+        took_async = await _async_write_until_on(aclient, replica, "after:async", FOLLOW_WITHIN)
+        assert took_sync < FOLLOW_WITHIN and took_async < FOLLOW_WITHIN
+        # The data written before the failover is on the new master, and reads follow it too.
+        assert replica.get("before:sync") == "1" and replica.get("before:async") == "1"
+        assert await aclient.get("after:sync") == replica.get("after:sync")
+        assert sync.get("after:async") == replica.get("after:async")
+    finally:
+        sync.close()
+        await aclient.aclose()
+
+
+def test_a_killed_master_is_replaced_and_the_sync_client_follows(group: SentinelGroup,
+                                                                  sentinel_settings: Settings):
+    """No polite failover: the master dies; the sentinel notices (after 1 s) and promotes the replica."""
+    sync = redis_client(sentinel_settings, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        sync.set("k", "before")
+        group.processes["master"].kill()
+        took = _write_until_on(sync, group.node(group.replica_port), "k", timeout=15)
+        assert took < 15
+        assert group.master_address() == ("127.0.0.1", group.replica_port)
+    finally:
+        sync.close()
+
+
+def test_unreachable_sentinels_do_not_break_a_working_master_connection(group: SentinelGroup,
+                                                                        sentinel_settings: Settings):
+    """The periodic master check fails quietly and quickly when no sentinel answers; writes go on."""
+    sync = redis_client(sentinel_settings)
+    try:
+        sync.set("k", "0")
+        group.processes["sentinel"].kill()
+        group.processes["sentinel"].wait()
+        time.sleep(1.1)  # past the check interval: the next write first asks the (dead) sentinel
+        started = time.monotonic()
+        sync.set("k", "1")
+        assert time.monotonic() - started < 1.0  # no retries with backoff towards a dead sentinel
+        assert group.node(group.master_port).get("k") == "1"
+    finally:
+        sync.close()
