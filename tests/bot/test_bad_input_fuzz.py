@@ -94,17 +94,18 @@ def answer_lang(text: str, lang: str) -> str:
 
 # Texts -----------------------------------------------------------------------------------------------
 
+NICK_CHARS = "abcXYZ019_-.!@ йё"
 uuids = st.uuids().map(str)
 match_ids = st.one_of(uuids.map(lambda u: f"1-{u}"), uuids, uuids.map(lambda u: f"match-1-{u}"))
+noise = st.text(max_size=24)
 room_links = st.builds(lambda lang, game, ref, tail: f"https://www.faceit.com/{lang}/{game}/room/{ref}{tail}",
-                       st.sampled_from(["en", "ru", "de", "pt-br", ""]), st.sampled_from(["cs2", "csgo", "dota"]),
-                       st.one_of(match_ids, st.text(max_size=20)),
+                       st.sampled_from(["en/", "ru/", "pt-br/", ""]), st.sampled_from(["cs2", "csgo", "dota"]),
+                       st.one_of(match_ids, match_ids, noise),
                        st.sampled_from(["", "/scoreboard", "?a=1", "#x", "/../x"]))
-nicknames = st.one_of(st.from_regex(r"[A-Za-z0-9_-]{1,18}", fullmatch=True), st.text(max_size=20),
-                      st.builds(lambda n: f"https://www.faceit.com/en/players/{n}", st.text(max_size=20)))
-noise = st.text(max_size=60)
-id_lists = st.lists(st.one_of(match_ids, room_links, noise), max_size=25).flatmap(
-    lambda items: st.sampled_from([" ", "\n", ", "]).map(lambda sep: sep.join(items)))
+nicknames = st.one_of(st.text(alphabet=NICK_CHARS, min_size=1, max_size=18), noise,
+                      st.text(alphabet=NICK_CHARS, max_size=18).map(lambda n: f"faceit.com/en/players/{n}"))
+id_lists = st.builds(lambda items, sep: sep.join(items), st.lists(st.one_of(match_ids, room_links), max_size=24),
+                     st.sampled_from([" ", "\n", ", "]))
 arguments = st.one_of(noise, match_ids, room_links, nicknames, id_lists, uuids,
                       st.sampled_from(["weekly", "monthly", "Weekly ", "yearly", "ru", "en", "EN", "de", ""]))
 commands = st.builds(lambda name, mention, sep, arg: f"/{name}{mention}{sep}{arg}",

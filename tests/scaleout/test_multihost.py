@@ -18,6 +18,7 @@ killed host; and nothing is left in the broker.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,9 @@ def test_a_thousand_jobs_on_two_hosts_survive_one_host_being_killed(cluster: Clu
     host_a, host_b = cluster.hosts
     for host in cluster.hosts:
         host.pool.start(wait=False)
+    manager = manager_for(get_settings())
+    store = manager.jobs
+    traces = Traces(cluster.client)
     for host in cluster.hosts:
         host.pool.wait_ready(timeout=60)
     pids = {host.name: set(host.pool.worker_pids()) for host in cluster.hosts}
@@ -103,10 +107,11 @@ def test_a_thousand_jobs_on_two_hosts_survive_one_host_being_killed(cluster: Clu
         peers = {c["addr"].rsplit(":", 1)[0] for c in cluster.client.client_list()}
         assert {host_a.netns.ns_ip, host_b.netns.ns_ip} <= peers, peers
 
-    manager = manager_for(get_settings())
-    store = manager.jobs
-    traces = Traces(cluster.client)
-    ids = [manager.enqueue_job("t_noop", value=i).id for i in range(JOBS)]
+    # A producer keeps sending while the hosts work (as the bot would), so the kill lands mid-run.
+    ids: list[str] = []
+    producer = threading.Thread(target=lambda: ids.extend(manager.enqueue_job("t_noop", value=i).id
+                                                          for i in range(JOBS)), daemon=True)
+    producer.start()
 
     def succeeded() -> int:
         return store.count_by_status()["succeeded"]
@@ -115,6 +120,8 @@ def test_a_thousand_jobs_on_two_hosts_survive_one_host_being_killed(cluster: Clu
     host_a.pool.stop(graceful=False)  # SIGKILL to host A's whole process tree
     done_at_kill = succeeded()
     assert done_at_kill < JOBS, "the run finished before the kill: nothing was tested"
+    producer.join(timeout=60)
+    assert len(ids) == JOBS
 
     wait_until(lambda: succeeded() == JOBS, timeout=60, interval=0.1, what="every job succeeded")
     records = store.get_many(ids)
