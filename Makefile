@@ -23,7 +23,7 @@ browser:
 	@sh dashboard/install_browser.sh || echo "browser install failed: browser tests will be skipped"
 
 run: setup
-	$(PY) supervisor.py
+	$(PY) admin.py run
 
 lint: setup
 	$(PY) -m ruff check .

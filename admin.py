@@ -13,11 +13,11 @@ command                                    what it does
 ``job JOB_ID``                             the whole record, attempts and traceback
 ``workers [--all]``                        live worker processes
 ``purge-dead [--older-than 2h]``           drop dead-lettered messages
+``run``                                    the whole local system, supervised (``make run``)
 =========================================  ====================================================
 
 Exit codes: 0 all is well, 1 a problem was found (or Redis is unreachable), 2 a usage error.
 Every command that reads takes ``--json`` for machines; errors are one line on stderr.
-(``run``, the supervised local stack, is added by ``supervisor.py``.)
 """
 
 from __future__ import annotations
@@ -585,7 +585,13 @@ def purge_dead(older_than: str, queue: str | None, dry_run: bool, as_json: bool)
             click.echo(f"{name}: {verb} {n} dead message(s)")
 
 
-# ``run`` (the supervised local stack in supervisor.py) is registered here by the lead.
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the whole local system as one supervised tree (what ``make run`` does)."""
+    import supervisor
+
+    sys.exit(supervisor.main(list(ctx.args)))
 
 
 if __name__ == "__main__":
