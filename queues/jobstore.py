@@ -56,12 +56,15 @@ _INT_FIELDS = ("attempts", "deliveries", "max_retries")
 
 # Shared Lua helpers: index moves and JSON arrays that stay arrays when empty.
 _LUA_COMMON = """
+-- Indexes are capped at ``limit`` ids. Only per-user indexes (one key per user) get a TTL; the
+-- status/queue/actor indexes are a fixed handful of keys, so refreshing theirs on every write
+-- would be work for nothing (ttl = 0).
 local function index_add(key, score, id, limit, ttl)
   redis.call("ZADD", key, score, id)
   if redis.call("ZCARD", key) > limit then
     redis.call("ZREMRANGEBYRANK", key, 0, -(limit + 1))
   end
-  redis.call("EXPIRE", key, ttl)
+  if ttl > 0 then redis.call("EXPIRE", key, ttl) end
 end
 local function encode_array(t)
   if #t == 0 then return "[]" end
@@ -110,10 +113,10 @@ add_requester(jk, id)
 local queue = redis.call("HGET", jk, "queue")
 local actor = redis.call("HGET", jk, "actor")
 redis.call("EXPIRE", jk, ttl)
-index_add(prefix .. "jobs:all", now, id, limit, ttl)
-index_add(prefix .. "jobs:status:queued", now, id, limit, ttl)
-index_add(prefix .. "jobs:queue:" .. queue, now, id, limit, ttl)
-index_add(prefix .. "jobs:actor:" .. actor, now, id, limit, ttl)
+index_add(prefix .. "jobs:all", now, id, limit, 0)
+index_add(prefix .. "jobs:status:queued", now, id, limit, 0)
+index_add(prefix .. "jobs:queue:" .. queue, now, id, limit, 0)
+index_add(prefix .. "jobs:actor:" .. actor, now, id, limit, 0)
 if ckey ~= "" then
   redis.call("HSET", jk, "coalesce_key", ckey)
   redis.call("SET", ckey, id, "EX", ttl)
@@ -128,28 +131,30 @@ local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local max_deliveries, worker, ttl, limit = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local result_ttl, failure_ttl = tonumber(ARGV[8]), tonumber(ARGV[9])
 local jk = prefix .. "job:" .. id
-local st = redis.call("HGET", jk, "status")
+local f = redis.call("HMGET", jk, "status", "enqueued_at", "cancel_requested", "deliveries", "attempts",
+  "timeline", "first_started_at")
+local st = f[1]
 if not st then return {"missing", 0} end
 if st == "succeeded" or st == "failed" or st == "canceled" then return {"final", st} end
-local score = tonumber(redis.call("HGET", jk, "enqueued_at")) or now
+local score = tonumber(f[2]) or now
 local function move(to)
   redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
-  index_add(prefix .. "jobs:status:" .. to, score, id, limit, failure_ttl)
+  index_add(prefix .. "jobs:status:" .. to, score, id, limit, 0)
   redis.call("HSET", jk, "status", to)
 end
 local function release()
   local ckey = redis.call("HGET", jk, "coalesce_key")
   if ckey and redis.call("GET", ckey) == id then redis.call("DEL", ckey) end
 end
-if redis.call("HGET", jk, "cancel_requested") == "1" then
+if f[3] == "1" then
   move("canceled")
   redis.call("HSET", jk, "finished_at", ARGV[3])
   release()
   redis.call("EXPIRE", jk, result_ttl)
   return {"canceled", 0}
 end
-local deliveries = redis.call("HINCRBY", jk, "deliveries", 1)
-local timeline = decode_array(redis.call("HGET", jk, "timeline"))
+local deliveries = (tonumber(f[4]) or 0) + 1
+local timeline = decode_array(f[6])
 local last = timeline[#timeline]
 if st == "started" and last and not last["outcome"] then
   last["outcome"] = "worker_lost"
@@ -159,17 +164,19 @@ if deliveries > max_deliveries then
   move("failed")
   local err = {type = "CrashLoop", code = "crash_loop", retryable = false,
     message = "the job was delivered " .. deliveries .. " times without finishing: its worker died each time"}
-  redis.call("HSET", jk, "error", cjson.encode(err), "finished_at", ARGV[3], "timeline", encode_array(timeline))
+  redis.call("HSET", jk, "error", cjson.encode(err), "finished_at", ARGV[3], "timeline", encode_array(timeline),
+    "deliveries", deliveries)
   release()
   redis.call("EXPIRE", jk, failure_ttl)
   return {"crash_loop", deliveries}
 end
-local attempt = redis.call("HINCRBY", jk, "attempts", 1)
+local attempt = (tonumber(f[5]) or 0) + 1
 table.insert(timeline, {attempt = attempt, worker = worker, started_at = now})
 while #timeline > """ + str(TIMELINE_KEPT) + """ do table.remove(timeline, 1) end
-redis.call("HSET", jk, "timeline", encode_array(timeline), "started_at", ARGV[3], "worker", worker)
-redis.call("HSETNX", jk, "first_started_at", ARGV[3])
-move("started")
+redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
+index_add(prefix .. "jobs:status:started", score, id, limit, 0)
+redis.call("HSET", jk, "status", "started", "timeline", encode_array(timeline), "started_at", ARGV[3],
+  "worker", worker, "deliveries", deliveries, "attempts", attempt, "first_started_at", f[7] or ARGV[3])
 redis.call("EXPIRE", jk, ttl)
 return {"run", attempt}
 """
@@ -203,7 +210,7 @@ if last then
 end
 redis.call("HSET", jk, "status", status, "timeline", encode_array(timeline))
 redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
-index_add(prefix .. "jobs:status:" .. status, score, id, limit, failure_ttl)
+index_add(prefix .. "jobs:status:" .. status, score, id, limit, 0)
 if result ~= "" then redis.call("HSET", jk, "result", result) end
 if err ~= "" then redis.call("HSET", jk, "error", err) end
 if retry_at ~= "" then redis.call("HSET", jk, "retry_at", retry_at) end
@@ -217,12 +224,11 @@ redis.call("EXPIRE", jk, ttl)
 -- Per-minute outcome counts, all-time totals and samples for the monitor and /metrics.
 local outcome = status
 if status == "retrying" then outcome = "retried" end
+-- A minute's counters get their TTL on their first increment only.
 local sk = prefix .. "stats:" .. queue .. ":" .. minute
-redis.call("HINCRBY", sk, outcome, 1)
-redis.call("EXPIRE", sk, stats_ttl)
+if redis.call("HINCRBY", sk, outcome, 1) == 1 then redis.call("EXPIRE", sk, stats_ttl) end
 local ak = prefix .. "stats:actor:" .. actor .. ":" .. minute
-redis.call("HINCRBY", ak, outcome, 1)
-redis.call("EXPIRE", ak, stats_ttl)
+if redis.call("HINCRBY", ak, outcome, 1) == 1 then redis.call("EXPIRE", ak, stats_ttl) end
 redis.call("HINCRBY", prefix .. "totals", actor .. "|" .. outcome, 1)
 if final or status == "retrying" then
   local hk = prefix .. "hist:" .. actor
@@ -238,9 +244,9 @@ if final or status == "retrying" then
   local first = tonumber(fields[6]) or started
   local wait = first - score
   local samples = prefix .. "samples:" .. queue
-  redis.call("LPUSH", samples, cjson.encode({now, wait, run, outcome}))
-  redis.call("LTRIM", samples, 0, """ + str(SAMPLES_KEPT - 1) + """)
-  redis.call("EXPIRE", samples, stats_ttl)
+  local n = redis.call("LPUSH", samples, cjson.encode({now, wait, run, outcome}))
+  if n > """ + str(SAMPLES_KEPT) + """ then redis.call("LTRIM", samples, 0, """ + str(SAMPLES_KEPT - 1) + """) end
+  if n == 1 then redis.call("EXPIRE", samples, stats_ttl) end
 end
 local requesters = decode_array(fields[8])
 -- Ack the message in the same round trip when nothing is left to do for it: it succeeded and
@@ -269,7 +275,7 @@ end
 -- queued or retrying: the message will be skipped when a worker takes it.
 local score = tonumber(redis.call("HGET", jk, "enqueued_at")) or now
 redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
-index_add(prefix .. "jobs:status:canceled", score, id, limit, failure_ttl)
+index_add(prefix .. "jobs:status:canceled", score, id, limit, 0)
 redis.call("HSET", jk, "status", "canceled", "finished_at", ARGV[3], "cancel_requested", "1")
 local ckey = redis.call("HGET", jk, "coalesce_key")
 if ckey and redis.call("GET", ckey) == id then redis.call("DEL", ckey) end
@@ -286,7 +292,7 @@ if not st then return "missing" end
 if st ~= "failed" and st ~= "canceled" then return st end
 local score = tonumber(redis.call("HGET", jk, "enqueued_at")) or now
 redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
-index_add(prefix .. "jobs:status:queued", score, id, limit, ttl)
+index_add(prefix .. "jobs:status:queued", score, id, limit, 0)
 redis.call("HDEL", jk, "error", "result", "finished_at", "cancel_requested", "retry_at", "progress")
 redis.call("HSET", jk, "status", "queued", "deliveries", "0", "requeued_at", ARGV[3])
 redis.call("EXPIRE", jk, ttl)
