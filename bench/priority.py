@@ -31,23 +31,43 @@ from typing import Any
 
 import redis
 
-from actors.base import JobContext, job_actor
 from bench.common import median, percentile, private_redis, write_results
-from queues.priorities import QueuePriority
 
 ROOT = Path(__file__).resolve().parents[1]
 
+if __name__ != "__main__":
+    # Declared when imported (by workers, and by main() once REDIS_URL points at the private
+    # Redis): importing ``actors`` builds the broker from the environment of that moment.
+    from actors.base import JobContext, job_actor
+    from queues.priorities import QueuePriority
 
-@job_actor(priority=QueuePriority.LOW, max_retries=0)
-async def bench_low_sleep(ctx: JobContext, seconds: float = 0.05) -> None:
-    """The low-priority load: keeps a worker thread busy for ``seconds``."""
-    await asyncio.sleep(seconds)
+    @job_actor(priority=QueuePriority.LOW, max_retries=0)
+    async def bench_low_sleep(ctx: JobContext, seconds: float = 0.05) -> None:
+        """The low-priority load: keeps a worker thread busy for ``seconds``."""
+        await asyncio.sleep(seconds)
+
+    @job_actor(priority=QueuePriority.HIGH, max_retries=0)
+    async def bench_high_mark(ctx: JobContext) -> None:
+        """A high-priority job; what is measured is when it starts (from its record)."""
+        return None
 
 
-@job_actor(priority=QueuePriority.HIGH, max_retries=0)
-async def bench_high_mark(ctx: JobContext) -> None:
-    """A high-priority job; what is measured is when it starts (from its record)."""
-    return None
+def use_only(port: int) -> None:
+    """Declare the actors now that ``REDIS_URL`` is the private Redis, and check that the
+    settings and the broker of this process both point there (never at another Redis)."""
+    import importlib
+
+    import dramatiq
+
+    from queues.runtime import reset_runtime
+    from settings import get_settings
+
+    get_settings.cache_clear()
+    reset_runtime()
+    importlib.import_module("bench.priority")
+    broker_port = dramatiq.get_broker().client.connection_pool.connection_kwargs.get("port")
+    if f":{port}/" not in get_settings().redis_url or broker_port != port:
+        raise RuntimeError("settings or broker do not point at the benchmark's private Redis")
 
 
 def _popen(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -155,6 +175,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     server = private_redis()
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    use_only(server.port)
     client = redis.Redis.from_url(server.url)
     figures: dict[str, Any] = {"setup": {**vars(args), "cpus": os.cpu_count()}}
     try:

@@ -28,10 +28,10 @@ from aiogram import Bot, Dispatcher
 from bot.commands import register_commands
 from bot.middlewares.errors import ErrorsMiddleware
 from bot.middlewares.i18n import LanguageMiddleware
+from bot.redisclient import bot_redis_client
 from bot.routers import all_routers
 from bot.services import BotServices
 from bot.telegram import BotConfigError, build_bot
-from queues.connection import async_redis_client
 from settings import redact_url
 
 logger = logging.getLogger("bot")
@@ -118,7 +118,7 @@ async def run_webhook(bot: Bot, dp: Dispatcher, settings: Any) -> None:
 
 async def run(settings: Any) -> None:
     bot = build_bot(settings)
-    client = async_redis_client(settings, health_check_interval=10)
+    client = bot_redis_client(settings)
     services = BotServices(settings, client)
     try:
         await wait_for_redis(client, settings)

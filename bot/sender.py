@@ -58,9 +58,7 @@ class Sender:
             if not await self.limiter.try_now(chat_id):
                 return SKIPPED
         else:
-            delay = await self.limiter.reserve(chat_id)
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await self.limiter.acquire(chat_id)
         while True:  # the slot taken above is still ours after a 429: the call never went through
             try:
                 return await request()

@@ -1,12 +1,12 @@
 """Telegram's send limits, shared by every process through Redis: ~1 message/s per chat, 30/s overall.
 
-A GCRA (generic cell rate algorithm) per chat and one for the whole bot, in one Lua call that
-uses Redis's clock, so worker processes on different hosts share one budget. Two modes:
+A GCRA (generic cell rate algorithm) per chat and one for the whole bot, in Lua on Redis's
+clock, so worker processes on different hosts share one budget. Two modes:
 
-* ``reserve`` — take the next free slot of both buckets and return how long to wait for it
+* :meth:`SendLimiter.acquire` — wait for the chat's next slot, then for an overall one
   (deliveries: every part must go out, in order);
-* ``try`` — take a slot only if one is free now, else take nothing and return None (progress
-  edits: a skipped "players 6/10" costs nothing, a delayed one holds up the result).
+* :meth:`SendLimiter.try_now` — take a slot of both only if both are free now, else nothing
+  (progress edits: a skipped "players 6/10" costs nothing, a delayed one holds up the result).
 
 ``hold(chat_id, seconds)`` pushes a chat's next slot past a 429's ``retry_after``.
 
@@ -17,32 +17,44 @@ go out back to back before the rate applies.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from bot.keys import BotKeys
 
-# KEYS: chat, global. ARGV: chat interval, chat burst, global interval, global burst, mode.
-# Returns the wait in seconds as text, or "-1" when mode is "try" and no slot is free now.
+# GCRA on one key. ARGV: interval, burst, mode. Returns the wait in seconds as text (the slot
+# is taken), or "-1" when mode is "try" and no slot is free now (nothing taken).
 _SLOT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local ci, cb = tonumber(ARGV[1]), tonumber(ARGV[2])
-local gi, gb = tonumber(ARGV[3]), tonumber(ARGV[4])
-local ctat = tonumber(redis.call('GET', KEYS[1]) or '0')
-local gtat = tonumber(redis.call('GET', KEYS[2]) or '0')
-if ctat < now then ctat = now end
-if gtat < now then gtat = now end
-local start = now
-local callow = ctat - (cb - 1) * ci
-local gallow = gtat - (gb - 1) * gi
-if callow > start then start = callow end
-if gallow > start then start = gallow end
-if ARGV[5] == 'try' and start > now then return '-1' end
-local cnew = math.max(ctat, start) + ci
-local gnew = math.max(gtat, start) + gi
-redis.call('SET', KEYS[1], tostring(cnew), 'PX', math.ceil((cnew - now) * 1000) + 1000)
-redis.call('SET', KEYS[2], tostring(gnew), 'PX', math.ceil((gnew - now) * 1000) + 1000)
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local start = tat - (burst - 1) * interval
+if start < now then start = now end
+if ARGV[3] == 'try' and start > now then return '-1' end
+local new = math.max(tat, start) + interval
+redis.call('SET', KEYS[1], tostring(new), 'PX', math.ceil((new - now) * 1000) + 1000)
 return tostring(start - now)
+"""
+
+# KEYS: chat, global. ARGV: chat interval, chat burst, global interval, global burst.
+# Takes a slot of both only if both are free now: "1", else "0" (nothing taken).
+_TRY_BOTH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local tats = {}
+for i = 1, 2 do
+  local interval, burst = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  if tat - (burst - 1) * interval > now then return '0' end
+  tats[i] = tat + interval
+end
+for i = 1, 2 do
+  redis.call('SET', KEYS[i], tostring(tats[i]), 'PX', math.ceil((tats[i] - now) * 1000) + 1000)
+end
+return '1'
 """
 
 # KEYS: chat. ARGV: seconds.  The chat's next slot is no sooner than now + seconds.
@@ -70,6 +82,7 @@ class SendLimiter:
         self.chat_burst = max(1, int(chat_burst))
         self.global_burst = max(1, int(global_burst))
         self._slot = redis.register_script(_SLOT)
+        self._try_both = redis.register_script(_TRY_BOTH)
         self._hold = redis.register_script(_HOLD)
 
     @classmethod
@@ -78,19 +91,32 @@ class SendLimiter:
                    chat_burst=int(getattr(settings, "telegram_chat_burst", 1)),
                    global_burst=int(getattr(settings, "telegram_global_burst", settings.telegram_global_rate)))
 
-    async def _take(self, chat_id: int, mode: str) -> float:
-        wait = await self._slot(keys=[self.keys.chat_slot(chat_id), self.keys.global_slot()],
-                                args=[self.chat_interval, self.chat_burst, self.global_interval,
-                                      self.global_burst, mode])
-        return float(wait)
+    async def _slot_of(self, key: str, interval: float, burst: int, mode: str) -> float:
+        return float(await self._slot(keys=[key], args=[interval, burst, mode]))
 
-    async def reserve(self, chat_id: int) -> float:
-        """Take the next slot; returns the seconds to wait before sending (0 when free now)."""
-        return max(0.0, await self._take(chat_id, "reserve"))
+    async def acquire(self, chat_id: int) -> float:
+        """Wait for the chat's next slot, then for the bot's; returns the seconds waited.
+
+        The chat slot is booked first (possibly seconds ahead, when a long result is going out
+        to that chat) and the overall slot only when that moment has come, so one busy chat
+        never holds back the others.
+        """
+        waited = max(0.0, await self._slot_of(self.keys.chat_slot(chat_id), self.chat_interval, self.chat_burst,
+                                              "reserve"))
+        if waited:
+            await asyncio.sleep(waited)
+        overall = max(0.0, await self._slot_of(self.keys.global_slot(), self.global_interval, self.global_burst,
+                                               "reserve"))
+        if overall:
+            await asyncio.sleep(overall)
+        return waited + overall
 
     async def try_now(self, chat_id: int) -> bool:
-        """Take a slot only if one is free right now."""
-        return await self._take(chat_id, "try") >= 0
+        """Take a slot of both budgets only if both are free right now (never waits)."""
+        taken = await self._try_both(keys=[self.keys.chat_slot(chat_id), self.keys.global_slot()],
+                                     args=[self.chat_interval, self.chat_burst, self.global_interval,
+                                           self.global_burst])
+        return taken == "1"
 
     async def hold(self, chat_id: int, seconds: float) -> None:
         await self._hold(keys=[self.keys.chat_slot(chat_id)], args=[float(seconds)])

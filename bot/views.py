@@ -104,7 +104,8 @@ def failure_reason(error: dict[str, Any] | None, actor: str | None, kwargs: dict
     params = error.get("params") or {}
     if not (isinstance(key, str) and key in ERROR_TEXTS):
         key, params = _refined_key(code, actor, kwargs or {}, str(error.get("message") or ""))
-    if code in TRANSIENT_CODES and code != "auth":
+    known = code in ERROR_TEXTS or (isinstance(key, str) and key in ERROR_TEXTS)
+    if (code in TRANSIENT_CODES or not known) and code != "auth":  # unknown codes are our bugs
         reason_key = f"reason_{code}" if f"reason_{code}" in _BOT_REASONS else "reason_error"
         return t(reason_key, lang), t("advice_retry", lang)
     text = _faceit_text(key, lang, params) or _faceit_text(code, lang, {}) or t("reason_error", lang)

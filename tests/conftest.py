@@ -1,13 +1,16 @@
 """Shared fixtures: a private Redis for the whole run, and scaled-down timing settings.
 
-The session starts its own ``redis-server`` on a free port and points ``REDIS_URL`` at it
-before any of our code reads settings, so no test can reach a Redis it did not start.
+The run starts its own ``redis-server`` on a free port and points ``REDIS_URL`` at it before
+tests are even collected, so no test (and no module imported at collection) can reach a Redis
+it did not start.
 Sub-packages of ``tests/`` add their own fixtures in their own ``conftest.py``.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,19 +29,38 @@ SCALED_ENV = {
 }
 
 
-@pytest.fixture(scope="session", autouse=True)
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """The test run's own Redis; tests may stop and restart it (it comes back on the same port)."""
-    server = RedisServer(Path(tmp_path_factory.mktemp("redis")))
-    server.start()
-    saved = dict(os.environ)
+_SERVER: RedisServer | None = None
+_SAVED_ENV: dict[str, str] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start the private Redis before collection: a test module that imports ``actors`` at
+    load time builds its broker from ``REDIS_URL``, which must already be ours."""
+    global _SERVER
+    _SAVED_ENV.update(os.environ)
+    directory = Path(tempfile.mkdtemp(prefix="tests-redis-"))
+    _SERVER = RedisServer(directory)
+    _SERVER.start()
     os.environ.update(SCALED_ENV)
-    os.environ["REDIS_URL"] = server.url
+    os.environ["REDIS_URL"] = _SERVER.url
+    for name in ("QUEUE_NAME_PREFIX", "REDIS_PASSWORD", "REDIS_SENTINELS", "BROKER"):
+        os.environ.pop(name, None)
     _reset_settings_cache()
-    yield server
-    server.stop(flush_to_disk=False)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SERVER is not None:
+        _SERVER.stop(flush_to_disk=False)
+        shutil.rmtree(_SERVER.directory, ignore_errors=True)
     os.environ.clear()
-    os.environ.update(saved)
+    os.environ.update(_SAVED_ENV)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_server() -> RedisServer:
+    """The test run's own Redis; tests may stop and restart it (it comes back on the same port)."""
+    assert _SERVER is not None
+    return _SERVER
 
 
 def _reset_settings_cache() -> None:

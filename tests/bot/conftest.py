@@ -86,6 +86,45 @@ class BotProcess:
         return code
 
 
+class SandboxProcess(TelegramSandbox):
+    """``python -m sandbox.telegram_api`` in a subprocess, driven like the in-thread one.
+
+    For load (the fuzz test, the benchmark): the sandbox's CPU then does not share the test
+    process's interpreter lock.
+    """
+
+    def __init__(self, log_path: Path, port: int | None = None) -> None:
+        super().__init__(port=port)
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SandboxProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 (closed with the process)
+        self.process = subprocess.Popen([sys.executable, "-m", "sandbox.telegram_api", "--port", str(self.port),
+                                         "--log-level", "WARNING"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.stats()
+                return self
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"sandbox did not start: {self.log_path.read_text()[-2000:]}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+
 def base_env(tg: TelegramSandbox, faceit: FaceitSandbox | None = None, **extra: str) -> dict[str, str]:
     env = {**os.environ, "TELEGRAM_API_URL": tg.base_url, "TELEGRAM_BOT_TOKEN": SANDBOX_BOT_TOKEN,
            "ADMIN_USER_IDS": str(ADMIN_ID), "TELEGRAM_CHAT_RATE": "20", "TELEGRAM_GLOBAL_RATE": "200",

@@ -6,6 +6,7 @@ can be told apart.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -40,21 +41,36 @@ def dashboard_settings(**overrides: object) -> Settings:
     return load_settings(**overrides)
 
 
-def load_test_actors(redis_server) -> None:
-    """Declare the test actors here, after the session Redis is set, and check the broker uses it.
+def check_broker(redis_server) -> None:
+    """Fail before doing anything if this process's Dramatiq broker is not on the test Redis.
 
-    Importing ``actors`` builds the process's broker from the settings of that moment, so it
-    must happen inside a fixture, never at module import (collection runs before REDIS_URL is set).
+    Importing ``actors`` builds the process's broker from the settings of that moment; a module
+    that imports it at collection time (before ``REDIS_URL`` points at the test Redis) leaves a
+    broker on the default 127.0.0.1:6379, and a retry or an emptied queue would go there.
     """
+    if "actors" not in sys.modules:
+        return
     import dramatiq
-
-    import actors  # noqa: F401
-    import tests.support.test_actors  # noqa: F401
 
     port = dramatiq.get_broker().client.connection_pool.connection_kwargs.get("port")
     if port != redis_server.port:
         pytest.fail(f"the Dramatiq broker of this process points at port {port}, not the test Redis "
                     f"({redis_server.port}): something imported `actors` before the session started")
+
+
+@pytest.fixture
+def broker_on_test_redis(redis_server) -> None:
+    """For tests whose actions reach the broker (retry, requeue, empty a queue)."""
+    check_broker(redis_server)
+
+
+def load_test_actors(redis_server) -> None:
+    """Declare the test actors here (after the session Redis is set), on the right broker."""
+    check_broker(redis_server)
+    import actors  # noqa: F401
+    import tests.support.job_actors  # noqa: F401
+
+    check_broker(redis_server)
 
 
 @pytest.fixture

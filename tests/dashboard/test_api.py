@@ -110,7 +110,8 @@ def test_job_detail_redacts_secrets_and_escapes_everything(local: Client, store:
     assert local.get("/api/jobs/nope").status == 404 and local.get("/jobs/nope").status == 404
 
 
-def test_job_actions_change_records_and_queues(local: Client, store: JobStore, redis_client) -> None:
+def test_job_actions_change_records_and_queues(local: Client, store: JobStore, redis_client,
+                                               broker_on_test_redis) -> None:
     failed = make_job(store, status="failed")
     succeeded = make_job(store, status="succeeded")
     queued = make_job(store, status="queued")
@@ -136,7 +137,7 @@ def test_job_actions_change_records_and_queues(local: Client, store: JobStore, r
     assert bad.location == f"/jobs/{succeeded}?error=not_active"
 
 
-def test_emptying_a_queue_needs_its_name(local: Client, store: JobStore, redis_client) -> None:
+def test_emptying_a_queue_needs_its_name(local: Client, store: JobStore, redis_client, broker_on_test_redis) -> None:
     waiting = make_job(store, actor="t_low", queue="low", status="queued")
     running = make_job(store, actor="t_low", queue="low", status="started")
     elsewhere = make_job(store, actor="t_noop", queue="default", status="queued")

@@ -39,7 +39,7 @@ def start_pool(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerP
     pools: list[WorkerPool] = []
 
     def start(queues: list[str] | None = None, *, processes: int = 1, threads: int = 4,
-              env: dict[str, str] | None = None, modules: tuple[str, ...] = ("tests.support.test_actors",),
+              env: dict[str, str] | None = None, modules: tuple[str, ...] = ("tests.support.job_actors",),
               wait: bool = True) -> WorkerPool:
         log = tmp_path / f"worker-{len(pools)}.log"
         pool = WorkerPool(queues=queues, processes=processes, threads=threads, env=env, modules=modules,
@@ -53,14 +53,23 @@ def start_pool(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerP
 
 
 @pytest.fixture
-def manager(redis_url: str):
-    """A queue manager on the test Redis, with the test actors declared."""
+def manager(redis_url: str, redis_server):
+    """A queue manager on the test Redis, with the test actors declared.
+
+    Checks that this process's Dramatiq broker talks to the test Redis: ``actors`` builds it
+    at first import from the environment of that moment, and a broker built before the
+    session set ``REDIS_URL`` would send these tests' messages to another Redis.
+    """
+    import dramatiq
+
     import actors  # noqa: F401
-    import tests.support.test_actors  # noqa: F401
+    import tests.support.job_actors  # noqa: F401
     from queues.manager import QueueManager
     from queues.runtime import reset_runtime
 
     reset_runtime()
+    port = dramatiq.get_broker().client.connection_pool.connection_kwargs.get("port")
+    assert port == redis_server.port, f"the Dramatiq broker of this process talks to port {port}"
     return QueueManager()
 
 

@@ -50,7 +50,7 @@ def fresh(redis_url: str) -> Iterator[None]:
 def manager(fresh):
     """A queue manager on the test Redis, with the test actors declared."""
     import actors  # noqa: F401
-    import tests.support.test_actors  # noqa: F401
+    import tests.support.job_actors  # noqa: F401
     from queues.manager import get_queue_manager
 
     return get_queue_manager()
@@ -74,7 +74,7 @@ def start_pool(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerP
     pools: list[WorkerPool] = []
 
     def start(queues: list[str] | None = None, *, env: dict[str, str] | None = None,
-              modules: tuple[str, ...] = ("tests.support.test_actors",), threads: int = 4) -> WorkerPool:
+              modules: tuple[str, ...] = ("tests.support.job_actors",), threads: int = 4) -> WorkerPool:
         log = tmp_path / f"worker-{len(pools)}.log"
         pool = WorkerPool(queues=queues, processes=1, threads=threads, env=env, modules=modules, log_path=log)
         pools.append(pool)

@@ -61,7 +61,7 @@ def test_a_failing_job_on_a_real_worker_reports_the_error_and_the_alert_scrubbed
     import tests.ops.ops_actors  # noqa: F401  (declares the actor for enqueueing)
 
     with SentryServer() as sentry:
-        start_pool(["default"], env=secret_env(sentry), modules=("tests.support.test_actors", "tests.ops.ops_actors"))
+        start_pool(["default"], env=secret_env(sentry), modules=("tests.support.job_actors", "tests.ops.ops_actors"))
         handle = manager.enqueue_job("ops_leaky_failure", text=CHAT_TEXT, api_key=FACEIT_KEY)
         record = manager.wait_for(handle.id, timeout=20)
         assert record.status == "failed"

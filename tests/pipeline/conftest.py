@@ -43,7 +43,7 @@ def shared_pool(redis_server, tmp_path_factory) -> Iterator[WorkerPool]:
 def manager(redis_url: str):
     """A queue manager on the test Redis, with the test actors declared."""
     import actors  # noqa: F401
-    import tests.support.test_actors  # noqa: F401
+    import tests.support.job_actors  # noqa: F401
     from queues.manager import QueueManager
     from queues.runtime import reset_runtime
 

@@ -44,7 +44,7 @@ def _priority_of(name: str) -> QueuePriority:
 def broker_for(settings: Settings) -> dramatiq.Broker:
     """A broker built from ``settings`` by our own builder, without replacing the global one."""
     import actors  # noqa: F401  (the global broker and every actor of the product)
-    import tests.support.test_actors  # noqa: F401
+    import tests.support.job_actors  # noqa: F401
     from actors.broker import build_broker
 
     previous = dramatiq.get_broker()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from settings import Settings, load_settings
+from settings import Settings, load_settings, redact_url
 from tests.scaleout.helpers import Traces, manager_for, wait_until
 from tests.support.workers import ROOT, WorkerPool
 
@@ -38,7 +38,7 @@ def _rabbit_answers(url: str) -> str | None:
     try:
         pika.BlockingConnection(params).close()
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return repr(exc)[:200]
     return None
 
 
@@ -74,7 +74,7 @@ def rabbit(redis_server) -> Iterator[Rabbit]:
     """This module's RabbitMQ settings with a unique queue prefix; its queues deleted at the end."""
     problem = _rabbit_answers(RABBITMQ_URL)
     if problem:
-        pytest.skip(f"RabbitMQ does not answer on {RABBITMQ_URL} ({problem})")
+        pytest.skip(f"RabbitMQ does not answer on {redact_url(RABBITMQ_URL)} ({problem})")
     prefix = f"t{uuid.uuid4().hex[:8]}_"
     settings = load_settings(broker="rabbitmq", rabbitmq_url=RABBITMQ_URL, queue_name_prefix=prefix)
     yield Rabbit(RABBITMQ_URL, prefix, settings)
@@ -171,12 +171,18 @@ def test_transient_errors_retry_on_the_schedule_then_fail_finally(pools, rabbit_
     assert final.error["type"] == "UpstreamError"
 
 
-def test_a_permanent_failure_fails_at_once(pools, rabbit_manager, traces):
+def test_a_permanent_failure_fails_at_once(rabbit, pools, rabbit_manager, traces):
+    def dead_letters() -> int:
+        return rabbit_manager.broker.get_queue_message_counts(rabbit.queue("default"))[2]
+
+    before = dead_letters()
     handle = rabbit_manager.enqueue_job("t_fail_times", failures=1, kind="permanent")
     record = rabbit_manager.wait_for(handle.id, timeout=20)
     assert record.status == "failed" and record.attempts == 1
     assert record.error["code"] == "not_found" and record.error["retryable"] is False
     assert traces.runs(handle.id) == 1
+    # The message was rejected into RabbitMQ's dead-letter queue, not requeued or dropped.
+    wait_until(lambda: dead_letters() == before + 1, timeout=10, what="the dead letter")
 
 
 def test_a_sigkilled_workers_job_is_redelivered_and_succeeds(pools, rabbit_manager, traces):

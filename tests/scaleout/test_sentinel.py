@@ -19,8 +19,9 @@ import redis
 
 from queues.connection import async_redis_client, redis_client
 from settings import Settings, load_settings
-from tests.scaleout.helpers import wait_until
+from tests.scaleout.helpers import manager_for, wait_until
 from tests.scaleout.sentinel_group import SentinelGroup
+from tests.support.workers import WorkerPool
 
 # Seconds a client may take to write to the new master once the sentinel promoted it: our pools
 # re-ask the sentinels every second (REDIS_SENTINEL_CHECK_INTERVAL). Without that, redis-py
@@ -144,3 +145,37 @@ def test_unreachable_sentinels_do_not_break_a_working_master_connection(group: S
         assert group.node(group.master_port).get("k") == "1"
     finally:
         sync.close()
+
+
+def test_the_pipeline_runs_jobs_through_sentinel_before_and_after_a_failover(group: SentinelGroup,
+                                                                              sentinel_settings: Settings,
+                                                                              tmp_path: Path):
+    """Workers, job records and the broker all on Sentinel: a job runs, the master changes, the
+    next job runs on the new master with the same worker processes (no restart)."""
+    from queues.runtime import reset_runtime
+
+    env = {"REDIS_SENTINELS": group.sentinels, "REDIS_SENTINEL_MASTER": group.master_name,
+           # Only the pool's readiness check reads REDIS_URL: with Sentinel set, our clients ignore it.
+           "REDIS_URL": f"redis://127.0.0.1:{group.master_port}/0"}
+    pool = WorkerPool(queues=["default"], threads=2, env=env, log_path=tmp_path / "worker.log")
+    try:
+        pool.start(timeout=60)
+        manager = manager_for(sentinel_settings)
+        first = manager.enqueue_job("t_noop", value=1)
+        assert manager.wait_for(first.id, timeout=20).status == "succeeded"
+        assert group.node(group.master_port).execute_command("WAIT", 1, 5000) == 1
+
+        group.failover()
+        wait_until(lambda: group.master_address() == ("127.0.0.1", group.replica_port), timeout=10,
+                   what="the sentinel promoting the replica")
+        time.sleep(1.1)  # past the clients' master check interval
+        second = manager.enqueue_job("t_noop", value=2)
+        record = manager.wait_for(second.id, timeout=20)
+        assert record is not None and record.status == "succeeded", pool.log_path.read_text()[-2000:]
+        new_master = group.node(group.replica_port)
+        assert new_master.exists(manager.jobs.job_key(second.id)) == 1
+        assert new_master.get(f"t:runs:{second.id}") == "1" and new_master.get(f"t:runs:{first.id}") == "1"
+        assert pool.process.poll() is None
+    finally:
+        pool.stop(graceful=False)
+        reset_runtime()

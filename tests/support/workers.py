@@ -18,7 +18,7 @@ class WorkerPool:
     """``dramatiq actors [extra modules] --processes P --threads T --queues Q…`` as a subprocess."""
 
     def __init__(self, *, queues: list[str] | None = None, processes: int = 1, threads: int = 4,
-                 modules: tuple[str, ...] = ("tests.support.test_actors",), env: dict[str, str] | None = None,
+                 modules: tuple[str, ...] = ("tests.support.job_actors",), env: dict[str, str] | None = None,
                  log_path: Path | None = None) -> None:
         self.queues = queues
         self.processes = processes

@@ -1,4 +1,4 @@
-"""Actors that exist only for pipeline tests: loaded by workers as ``tests.support.test_actors``.
+"""Actors that exist only for pipeline tests: loaded by workers as ``tests.support.job_actors``.
 
 Each leaves a trace in Redis (``t:*`` keys) so tests can count real executions.
 """

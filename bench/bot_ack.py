@@ -1,0 +1,183 @@
+"""How fast the bot acknowledges a burst: N users send ``/analyze`` at the same moment.
+
+``python -m bench.bot_ack [--users 100] [--rounds 3] [--processes 2] [--threads 8]``
+
+The whole system runs as in production, each part in its own process: a private Redis, the
+sandbox Bot API and the sandbox FACEIT API, a worker pool, and ``python -m bot`` (long polling).
+Each round, N fresh users inject ``/analyze <match>`` concurrently (matches drawn from the
+sandbox's pre-game and finished rooms, so some requests coalesce onto one job). All times
+come from the sandbox's own clock: from a user's message to the bot's first reply (the
+queued line with the job id), and to the final result replacing it. Telegram's limits stay at
+the shipped 1/s per chat and 30/s overall; the FACEIT rate limit is raised (``--faceit-rate``)
+so the final-result figure measures our pipeline, not a quota.
+
+Prints one line per figure; writes ``bench/results/bot_ack.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.common import percentile, private_redis, write_results
+from queues.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_P99_MS = 50.0
+
+
+def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait(check, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come up within {timeout} s")
+        time.sleep(0.05)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _is_final(text: str | None) -> bool:
+    return bool(text) and not text.startswith("⏳") and not text.startswith("🤝")
+
+
+def run_round(tg: Any, users: list[int], matches: list[str], timeout: float) -> dict[str, list[float]]:
+    """Inject one burst and read the latencies back from the sandbox's timeline."""
+    after = tg.feed(after=0)["events"][-1]["seq"] if tg.feed(after=0)["events"] else 0
+    with ThreadPoolExecutor(max_workers=len(users)) as pool:
+        list(pool.map(lambda pair: tg.inject(pair[0], f"/analyze {pair[1]}"), zip(users, matches, strict=True)))
+    deadline = time.monotonic() + timeout
+    wanted = set(users)
+    while True:
+        events = tg.feed(after=after)["events"]
+        asked: dict[int, float] = {}
+        first: dict[int, float] = {}
+        final: dict[int, float] = {}
+        for event in events:
+            chat = event.get("chat_id")
+            if chat not in wanted:
+                continue
+            if event["kind"] == "user_message":
+                asked.setdefault(chat, event["ts"])
+            elif event["kind"] == "sent":
+                first.setdefault(chat, event["ts"])
+            elif event["kind"] == "edited" and _is_final(event.get("text")):
+                final.setdefault(chat, event["ts"])
+        if len(final) == len(users) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return {
+        "first_ms": [(first[u] - asked[u]) * 1000 for u in users if u in first and u in asked],
+        "final_s": [final[u] - asked[u] for u in users if u in final and u in asked],
+        "missing_first": [u for u in users if u not in first],
+        "missing_final": [u for u in users if u not in final],
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=2, help="worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker process")
+    parser.add_argument("--faceit-rate", type=float, default=1000.0, help="FACEIT_RATE_LIMIT for the run")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for each round's results")
+    args = parser.parse_args(argv)
+
+    logs = ROOT / "bench" / "results" / "bot_ack-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    server = private_redis()
+    tg_port, faceit_port = free_port(), free_port()
+    env = {**os.environ, "REDIS_URL": server.url, "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
+           "TELEGRAM_API_URL": f"http://127.0.0.1:{tg_port}", "TELEGRAM_BOT_TOKEN": "",
+           "FACEIT_API_URL": f"http://127.0.0.1:{faceit_port}/data/v4", "FACEIT_API_KEY": "sandbox-key",
+           "FACEIT_RATE_LIMIT": str(args.faceit_rate), "FACEIT_RATE_BURST": str(int(args.faceit_rate)),
+           "USER_JOBS_PER_MINUTE": "1000", "USER_MAX_ACTIVE_JOBS": "1000"}
+    from sandbox.telegram_api import SANDBOX_BOT_TOKEN
+    from tests.support.faceit_sandbox import FaceitSandbox
+    from tests.support.telegram_sandbox import TelegramSandbox
+    from tests.support.workers import WorkerPool
+
+    env["TELEGRAM_BOT_TOKEN"] = SANDBOX_BOT_TOKEN
+    procs = [
+        _start([sys.executable, "-m", "sandbox.telegram_api", "--port", str(tg_port), "--log-level", "WARNING"], env,
+               logs / "telegram.log"),
+        _start([sys.executable, "-m", "sandbox.faceit_api", "--port", str(faceit_port)], env, logs / "faceit.log"),
+    ]
+    tg = TelegramSandbox(port=tg_port)
+    faceit = FaceitSandbox()
+    faceit.port = faceit_port
+    pool = None
+    try:
+        _wait(lambda: tg.stats() is not None, "the Telegram sandbox")
+        _wait(lambda: faceit.world() is not None, "the FACEIT sandbox")
+        pool = WorkerPool(queues=["high", "default", "low"], processes=args.processes, threads=args.threads,
+                          modules=(), env=env, log_path=logs / "workers.log").start(wait=False)
+        bot = _start([sys.executable, "-m", "bot"], {**env, "LOG_LEVEL": "INFO"}, logs / "bot.log")
+        procs.append(bot)
+        _wait(lambda: "Run polling" in (logs / "bot.log").read_text(errors="replace"), "the bot", 90)
+        pool.wait_ready(90)
+        world = faceit.world()["matches"]
+        rooms = [m for status, ids in world.items() if status not in ("CANCELLED", "ABORTED") for m in ids]
+        ids = itertools.count(10_000_000)
+        rounds = []
+        for number in range(args.rounds):
+            users = [next(ids) for _ in range(args.users)]
+            matches = [rooms[(i * 7 + number) % len(rooms)] for i in range(args.users)]
+            rounds.append(run_round(tg, users, matches, args.timeout))
+            time.sleep(1.0)
+    finally:
+        for proc in procs:
+            _stop(proc)
+        if pool is not None:
+            pool.stop(graceful=False)
+        server.stop(flush_to_disk=False)
+
+    first = [v for r in rounds for v in r["first_ms"]]
+    final = [v for r in rounds for v in r["final_s"]]
+    figures = {
+        "setup": {**vars(args), "cpus": os.cpu_count(), "telegram_chat_rate": 1.0, "telegram_global_rate": 30.0},
+        "first_reply_ms": {"p50": percentile(first, 50), "p99": percentile(first, 99), "max": max(first, default=0),
+                           "n": len(first)},
+        "final_result_s": {"p50": percentile(final, 50), "p99": percentile(final, 99), "max": max(final, default=0),
+                           "n": len(final)},
+        "missing": {"first_reply": sum(len(r["missing_first"]) for r in rounds),
+                    "final_result": sum(len(r["missing_final"]) for r in rounds)},
+        "target_first_reply_p99_ms": TARGET_P99_MS,
+    }
+    print(f"first reply p50: {figures['first_reply_ms']['p50']:.1f} ms")
+    print(f"first reply p99: {figures['first_reply_ms']['p99']:.1f} ms (target {TARGET_P99_MS:.0f} ms)")
+    print(f"final result p50: {figures['final_result_s']['p50']:.2f} s")
+    print(f"final result p99: {figures['final_result_s']['p99']:.2f} s")
+    print(f"missing: first reply {figures['missing']['first_reply']}, final result {figures['missing']['final_result']}")
+    path = write_results("bot_ack", figures)
+    print(f"results: {path.relative_to(ROOT)}")
+    return figures
+
+
+if __name__ == "__main__":
+    main()

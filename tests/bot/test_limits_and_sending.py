@@ -1,0 +1,154 @@
+"""The pieces under the bot's guarantees, on real Redis and the real sandbox Bot API:
+
+* per-user limits hold across bot processes (several clients racing on one Redis);
+* the shared send limiter spaces messages per chat and overall, and ``try`` never waits;
+* the sender waits out flood control, hands long floods back to the pipeline, and reports a
+  blocked user as final;
+* failure texts say what happened and whether to try again, in both languages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import pytest
+import redis.asyncio as aioredis
+
+from bot.botapi import BotAPI
+from bot.keys import BotKeys
+from bot.limits import UserLimits
+from bot.sender import SKIPPED, Sender, UserBlocked
+from bot.sendlimit import SendLimiter
+from bot.views import failure_text, progress_text
+from faceit.errors import RateLimitedError
+from sandbox.telegram_api import SANDBOX_BOT_TOKEN
+
+
+@pytest.fixture
+async def clients(redis_url):
+    """Three async clients: three bot processes sharing one Redis."""
+    made = [aioredis.Redis.from_url(redis_url, decode_responses=True) for _ in range(3)]
+    yield made
+    for client in made:
+        await client.aclose()
+
+
+def limits_on(client, per_minute: int = 5, max_active: int = 3) -> UserLimits:
+    return UserLimits(client, BotKeys("fb:"), per_minute=per_minute, max_active=max_active, job_key_prefix="fb:job:")
+
+
+async def test_active_jobs_are_capped_across_processes(clients):
+    processes = [limits_on(c, per_minute=100) for c in clients]
+    decisions = await asyncio.gather(*(processes[i % 3].acquire(42) for i in range(12)))
+    assert sum(d.allowed for d in decisions) == 3
+    assert {d.verdict for d in decisions if not d.allowed} == {"active"}
+
+
+async def test_requests_per_minute_are_capped_across_processes(clients, redis_client):
+    processes = [limits_on(c, per_minute=5, max_active=100) for c in clients]
+    decisions = await asyncio.gather(*(processes[i % 3].acquire(7) for i in range(9)))
+    allowed = [d for d in decisions if d.allowed]
+    assert len(allowed) == 5
+    refused = [d for d in decisions if not d.allowed]
+    assert all(d.verdict == "rate" and 55 <= d.retry_after <= 60 for d in refused)
+
+
+async def test_a_finished_job_frees_its_slot_and_a_failed_enqueue_gives_both_back(clients, redis_client):
+    limits = limits_on(clients[0], per_minute=3, max_active=1)
+    first = await limits.acquire(9)
+    await limits.commit(9, first.token, "job-a")
+    redis_client.hset("fb:job:job-a", "status", "started")
+    assert (await limits.acquire(9)).verdict == "active"
+    redis_client.hset("fb:job:job-a", "status", "succeeded")
+    second = await limits.acquire(9)
+    assert second.allowed
+    await limits.release(9, second.token)  # e.g. the broker was unreachable
+    assert redis_client.zcard("fb:bot:rate:9") == 1 and redis_client.zcard("fb:bot:active:9") == 0
+    assert (await limits.acquire(9)).allowed
+
+
+async def test_the_send_limiter_spaces_one_chat_and_never_lets_it_hold_back_others(clients):
+    limiter = SendLimiter(clients[0], BotKeys("fb:"), chat_rate=10, global_rate=1000, chat_burst=1)
+    started = time.monotonic()
+    sent_at = []
+
+    async def send(chat: int) -> None:
+        await limiter.acquire(chat)
+        sent_at.append((chat, time.monotonic() - started))
+
+    await asyncio.gather(*(send(1) for _ in range(5)), send(2))
+    chat1 = sorted(t for chat, t in sent_at if chat == 1)
+    assert all(0.08 < b - a < 0.2 for a, b in itertools.pairwise(chat1))  # 10/s in one chat
+    assert next(t for chat, t in sent_at if chat == 2) < 0.08  # another chat goes at once
+    assert not await limiter.try_now(1)  # booked: try takes nothing and does not wait
+    assert await limiter.try_now(3)
+
+
+async def test_the_send_limiter_caps_the_whole_bot(clients):
+    limiter = SendLimiter(clients[1], BotKeys("t:"), chat_rate=1000, global_rate=20, global_burst=1)
+    started = time.monotonic()
+    await asyncio.gather(*(limiter.acquire(chat) for chat in range(10)))
+    assert 0.4 < time.monotonic() - started < 1.0  # 10 chats at 20/s overall
+
+
+@pytest.fixture
+async def api(telegram_sandbox):
+    client = BotAPI(telegram_sandbox.base_url, SANDBOX_BOT_TOKEN)
+    yield client
+    await client.close()
+
+
+async def test_the_sender_waits_out_flood_control(telegram_sandbox, api, clients):
+    sender = Sender(SendLimiter(clients[0], BotKeys("fb:"), chat_rate=100, global_rate=100), max_inline_wait=5)
+    telegram_sandbox.flood(2, retry_after=1)
+    started = time.monotonic()
+    result = await sender.call(501, lambda: api.send_message(501, "<b>hi</b>"))
+    assert result["text"] == "hi" and 1.9 <= time.monotonic() - started < 4
+    assert [e["text"] for e in telegram_sandbox.messages(501)] == ["<b>hi</b>"]
+
+
+async def test_a_long_flood_goes_back_to_the_pipeline_and_progress_never_waits(telegram_sandbox, api, clients):
+    sender = Sender(SendLimiter(clients[0], BotKeys("fb:"), chat_rate=100, global_rate=100), max_inline_wait=2)
+    telegram_sandbox.flood(5, retry_after=3)
+    with pytest.raises(RateLimitedError) as caught:
+        await sender.call(502, lambda: api.send_message(502, "x"))
+    assert caught.value.retry_after == 3
+    started = time.monotonic()
+    assert await sender.call(503, lambda: api.send_message(503, "y"), best_effort=True) is SKIPPED
+    assert time.monotonic() - started < 0.5
+
+
+async def test_a_blocked_user_is_reported_as_final(telegram_sandbox, api, clients):
+    sender = Sender(SendLimiter(clients[0], BotKeys("fb:"), chat_rate=100, global_rate=100))
+    telegram_sandbox.block(504)
+    with pytest.raises(UserBlocked):
+        await sender.call(504, lambda: api.send_message(504, "z"))
+
+
+@pytest.mark.parametrize(("code", "actor", "kwargs", "english", "russian"), [
+    ("not_found", "player_report", {"player_id": "ghost_x"}, "No FACEIT CS2 player “ghost_x”", "«ghost_x»"),
+    ("not_found", "match_analysis", {"match_url_or_id": "1-" + "a" * 8 + "-aaaa-4aaa-8aaa-" + "a" * 12},
+     "FACEIT has no match", "не найден"),
+    ("upstream", "match_analysis", {}, "FACEIT did not answer", "FACEIT не ответил"),
+    ("time_limit", "bulk_analysis", {}, "took too long", "слишком долго"),
+    ("crash_loop", "player_report", {}, "kept crashing", "падала"),
+    ("match_not_analysable", "match_analysis", {}, "cancelled", "отменён"),
+    ("error", "match_analysis", {}, "something broke on our side", "что-то сломалось"),
+    ("unknown_code", "player_lookup", {}, "something broke on our side", "что-то сломалось"),
+])
+def test_failure_texts_say_what_happened_and_whether_to_retry(code, actor, kwargs, english, russian):
+    error = {"type": "X", "code": code, "message": "match 1-x is cancelled", "retryable": code != "not_found"}
+    en = failure_text("j", actor, error, kwargs, "en")
+    ru = failure_text("j", actor, error, kwargs, "ru")
+    assert english in en and russian in ru
+    retry = code in ("upstream", "time_limit", "crash_loop", "error", "unknown_code")
+    assert ("Trying again in a few minutes should help." in en) is retry
+    assert "Traceback" not in en and len(en) < 300
+
+
+def test_progress_reads_players_6_of_10_in_both_languages():
+    progress = {"percent": 47.5, "stage": "players", "done": 6, "total": 10}
+    assert "players 6/10 · 48%" in progress_text("job-1", "match_analysis", progress, "en")
+    assert "игроки 6/10 · 48%" in progress_text("job-1", "match_analysis", progress, "ru")

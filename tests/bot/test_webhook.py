@@ -1,0 +1,89 @@
+"""Webhook mode (``BOT_MODE=webhook``) and what the bot registers with Telegram at start.
+
+The real ``python -m bot`` serves an aiohttp webhook; the sandbox Bot API posts updates to it
+with the secret header, exactly as Telegram does. Requests without the secret are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from sandbox.telegram_api import SANDBOX_BOT_TOKEN
+from tests.bot.conftest import ADMIN_ID, BotProcess, base_env, new_user
+from tests.support.redis_server import free_port
+
+SECRET = "webhook-secret-for-tests-0123456789"
+
+
+@pytest.fixture(scope="module")
+def webhook_bot(telegram_sandbox_server, redis_server, tmp_path_factory):
+    tg = telegram_sandbox_server
+    tg.reset()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/tg/updates"
+    env = base_env(tg, BOT_MODE="webhook", WEBHOOK_URL=url, WEBHOOK_SECRET=SECRET, WEBHOOK_HOST="127.0.0.1",
+                   WEBHOOK_PORT=str(port), LOG_LEVEL="DEBUG")
+    bot = BotProcess(env, tmp_path_factory.mktemp("webhook") / "bot.log").start(ready="bot started: webhook")
+    yield tg, bot, url
+    bot.stop()
+
+
+def post(url: str, body: dict, secret: str | None) -> int:
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_updates_arrive_by_webhook_and_get_answers(webhook_bot):
+    tg, _, url = webhook_bot
+    info = tg.bot_info()
+    assert info["webhook"]["url"] == url and info["webhook"]["has_secret_token"] is True
+    user = new_user()
+    tg.inject(user, "/help", language_code="ru")
+    answer = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "sent"), None), chat_id=user)
+    assert "Что я умею" in answer["text"]
+
+
+def test_requests_without_the_secret_are_refused(webhook_bot):
+    tg, _, url = webhook_bot
+    user = new_user()
+    update = {"update_id": 987654321, "message": {
+        "message_id": 1, "date": 1700000000, "text": "/start",
+        "chat": {"id": user, "type": "private"}, "from": {"id": user, "is_bot": False, "first_name": "Eve"}}}
+    assert post(url, update, None) == 401
+    assert post(url, update, "wrong-secret") == 401
+    assert tg.messages(user) == []  # nothing was handled
+    assert post(url, update, SECRET) == 200
+    tg.wait_for(lambda es: es, chat_id=user)
+
+
+def test_the_command_menu_is_registered_in_both_languages(webhook_bot):
+    tg, _, _ = webhook_bot
+    commands = tg.bot_info()["commands"]
+    menus = {key: {c["command"]: c["description"] for c in value} for key, value in commands.items()}
+    english = next(m for key, m in menus.items() if "ru" not in key and "chat" not in key)
+    russian = next(m for key, m in menus.items() if "ru" in key and "chat" not in key)
+    assert {"analyze", "player", "bulk", "subscribe", "unsubscribe", "subscriptions", "status", "cancel", "report",
+            "lang", "help"} <= set(english)
+    assert set(english) == set(russian)
+    assert english["analyze"] != russian["analyze"]
+    assert "queues" not in english  # admin commands only in the admins' own menus
+    assert {"queues", "alerts", "requeue"} <= set(menus[f"chat:{ADMIN_ID}:"]) and f"chat:{ADMIN_ID}:ru" in menus
+
+
+def test_the_token_never_reaches_the_log_even_at_debug(webhook_bot):
+    _, bot, _ = webhook_bot
+    log = bot.log()
+    assert "bot started: webhook" in log
+    assert SANDBOX_BOT_TOKEN not in log and SANDBOX_BOT_TOKEN.split(":")[1] not in log
+    assert SECRET not in log

@@ -1,0 +1,234 @@
+"""``python supervisor.py`` (what ``make run`` runs): the whole local stack as one process tree.
+
+The supervisor runs as a real subprocess with ``REDIS_URL``, ``FACEIT_API_KEY`` and
+``TELEGRAM_BOT_TOKEN`` unset, so it embeds Redis and starts both sandboxes, on free ports
+(``RUN_REDIS_PORT``, ``RUN_FACEIT_PORT``, ``RUN_TELEGRAM_PORT``, ``QUEUE_DASHBOARD_PORT``), so it
+never collides with a ``make run`` on this machine.
+
+The embedded Redis keeps its AOF in ``<root>/var/redis`` where ``<root>`` is the directory of
+``supervisor.py``. To keep that away from the checkout's own ``var/redis`` (a developer's data),
+the test runs a byte-identical copy of ``supervisor.py`` from a temporary directory whose other
+entries are symlinks to the checkout: the same code, with its ``var/`` in the temporary
+directory. (A ``RUN_REDIS_DIR`` knob in ``supervisor.py`` would make the copy unnecessary.)
+
+Checked: the tree starts (both worker pools heartbeat, the dashboard answers ``/healthz``, the
+sandboxes answer); a SIGKILLed worker pool is reported and restarted; jobs enqueued through the
+embedded Redis run; every output line is prefixed with its process's name; SIGTERM stops all
+with exit status 0, nothing left listening on the ports it used and no process of the tree left.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+
+from queues.workers import WorkerRegistry
+from settings import load_settings
+from tests.scaleout.helpers import manager_for, wait_until
+from tests.support.redis_server import free_port
+from tests.support.workers import ROOT
+
+NAMES = ("supervisor", "faceit-sandbox", "telegram-sandbox", "worker-high", "worker-default-low", "scheduler",
+         "bot", "dashboard")
+LINE = re.compile(r"^\[(?P<name>[a-z-]+)\s*\] ")
+SKIP_IN_COPY = {"var", "supervisor.py", ".git", "test-artifacts", ".pytest_cache", ".hypothesis"}
+
+
+def _copy_root(target: Path) -> Path:
+    """A directory that looks like the checkout (symlinks) with its own ``supervisor.py`` and ``var``."""
+    target.mkdir(parents=True)
+    for entry in ROOT.iterdir():
+        if entry.name not in SKIP_IN_COPY:
+            (target / entry.name).symlink_to(entry)
+    shutil.copy2(ROOT / "supervisor.py", target / "supervisor.py")
+    return target
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen[bytes]
+    root: Path
+    ports: dict[str, int]
+    lines: list[str] = field(default_factory=list)
+    seen: dict[int, float] = field(default_factory=dict)  # pid -> create time, every process of the tree
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports['redis']}/0"
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def has_line(self, pattern: str) -> bool:
+        return any(re.search(pattern, line) for line in list(self.lines))
+
+    def snapshot(self) -> list[psutil.Process]:
+        """The supervisor's descendants now (recorded, so the end can check they are all gone)."""
+        try:
+            children = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        for child in children:
+            try:
+                self.seen.setdefault(child.pid, child.create_time())
+            except psutil.NoSuchProcess:
+                pass
+        return children
+
+    def pool(self, queues: str) -> psutil.Process:
+        """The ``dramatiq`` parent of the pool that consumes exactly ``queues``."""
+        for child in psutil.Process(self.process.pid).children():
+            cmdline = child.cmdline()
+            if "dramatiq" in cmdline and " ".join(cmdline).endswith(f"--queues {queues}"):
+                return child
+        raise AssertionError(f"no worker pool for {queues!r}")
+
+    def survivors(self) -> list[int]:
+        left = []
+        for pid, created in self.seen.items():
+            try:
+                if psutil.Process(pid).create_time() == created:
+                    left.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return left
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    from queues.runtime import reset_runtime
+
+    root = _copy_root(tmp_path / "root")
+    ports = {"redis": free_port(), "faceit": free_port(), "telegram": free_port(), "dashboard": free_port()}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "FACEIT_API_KEY", "FACEIT_API_URL", "TELEGRAM_BOT_TOKEN", "TELEGRAM_API_URL")}
+    env.update(RUN_REDIS_PORT=str(ports["redis"]), RUN_FACEIT_PORT=str(ports["faceit"]),
+               RUN_TELEGRAM_PORT=str(ports["telegram"]), QUEUE_DASHBOARD_PORT=str(ports["dashboard"]),
+               QUEUE_DASHBOARD_HOST="127.0.0.1", PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, str(root / "supervisor.py")], cwd=root, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    stack = Stack(process, root, ports)
+
+    def relay() -> None:
+        for raw in iter(process.stdout.readline, b""):
+            stack.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    reader = threading.Thread(target=relay, daemon=True)
+    reader.start()
+    try:
+        yield stack
+    finally:
+        reset_runtime()  # this process's cached clients may point at the embedded Redis
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for pid in stack.survivors():  # only processes this test's supervisor started
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        reader.join(timeout=5)
+
+
+def test_the_supervised_stack_starts_recovers_runs_jobs_and_stops_cleanly(stack: Stack):
+    ports = stack.ports
+
+    def ready() -> bool:
+        stack.snapshot()
+        if stack.process.poll() is not None:
+            raise AssertionError(f"the supervisor exited with {stack.process.returncode}:\n{stack.output()}")
+        return _http_ok(f"http://127.0.0.1:{ports['dashboard']}/healthz") and len(live_pools()) == 2
+
+    registry = WorkerRegistry(redis.Redis.from_url(stack.redis_url, decode_responses=True),
+                              heartbeat_timeout=float(os.environ.get("QUEUE_HEARTBEAT_TIMEOUT", 15)))
+
+    def live_pools() -> dict[tuple[str, ...], set[int]]:
+        pools: dict[tuple[str, ...], set[int]] = {}
+        try:
+            for worker in registry.workers():
+                pools.setdefault(tuple(worker.queues), set()).add(worker.pid)
+        except redis.RedisError:
+            return {}
+        return pools
+
+    wait_until(ready, timeout=90, interval=0.2, what="dashboard /healthz and both worker pools")
+    assert set(live_pools()) == {("high",), ("default", "low")}
+    assert stack.has_line(rf"Redis: embedded on 127\.0\.0\.1:{ports['redis']}")
+    assert (stack.root / "var" / "redis").is_dir()  # the AOF of the copy, not the checkout's
+    # The sandboxes answer: the FACEIT Data API stand-in and the Bot API stand-in (getMe).
+    assert _http_ok(f"http://127.0.0.1:{ports['faceit']}/_sandbox/stats")
+    from sandbox.telegram_api import SANDBOX_BOT_TOKEN
+
+    assert _http_ok(f"http://127.0.0.1:{ports['telegram']}/bot{SANDBOX_BOT_TOKEN}/getMe")
+
+    # A SIGKILLed worker pool (its whole process group) is reported and started again.
+    old_high = live_pools()[("high",)]
+    victim = stack.pool("high")
+    os.killpg(victim.pid, signal.SIGKILL)
+    wait_until(lambda: stack.has_line(r"worker-high exited with -9; restarting in \d+ s"), timeout=10,
+               what="the death reported")
+    restarted = re.compile(r"started worker-high \(pid (\d+)\)")
+    wait_until(lambda: any((m := restarted.search(line)) and int(m[1]) != victim.pid for line in list(stack.lines)),
+               timeout=15, what="the pool restarted")
+    wait_until(lambda: (pids := live_pools().get(("high",))) and not pids & old_high, timeout=60,
+               interval=0.2, what="the new high pool's heartbeat")
+    stack.snapshot()
+
+    # Jobs sent through the embedded Redis run on both pools.
+    manager = manager_for(load_settings(redis_url=stack.redis_url))
+    handles = [manager.enqueue_job(name, sent_at=time.time()) for name in ("probe_high", "probe_default")]
+    for handle in handles:
+        record = manager.wait_for(handle.id, timeout=30)
+        assert record is not None and record.status == "succeeded", (handle, record)
+    assert {h.queue for h in handles} == {"high", "default"}
+    stack.snapshot()
+
+    # Every line is prefixed with the name of the process it came from.
+    lines = [line for line in list(stack.lines) if line.strip()]
+    unprefixed = [line for line in lines if not LINE.match(line) or LINE.match(line)["name"] not in NAMES]
+    assert not unprefixed, unprefixed[:5]
+    named = {LINE.match(line)["name"] for line in lines}
+    assert {"supervisor", "worker-high", "worker-default-low"} <= named, named
+
+    # SIGTERM stops everything: exit 0, no port left open, no process of the tree left.
+    assert stack.seen, "no child processes were recorded"
+    stack.process.send_signal(signal.SIGTERM)
+    assert stack.process.wait(timeout=60) == 0, stack.output()[-3000:]
+    assert stack.has_line(r"all stopped")
+    still_open = {name: port for name, port in ports.items() if _listening(port)}
+    assert not still_open, still_open
+    left = stack.survivors()
+    assert not left, [psutil.Process(p).cmdline() for p in left if psutil.pid_exists(p)]
