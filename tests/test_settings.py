@@ -88,7 +88,7 @@ def test_unknown_key_in_settings_file_is_refused(tmp_path, monkeypatch):
     bad = tmp_path / "settings.toml"
     bad.write_text((ROOT / "settings.toml").read_text() + '\nQUEUE_MAX_WORKRES = 3\n')
     monkeypatch.setenv("SETTINGS_FILE", str(bad))
-    with pytest.raises(SettingsError, match="QUEUE_MAX_WORKRES in settings.toml is not a known setting"):
+    with pytest.raises(SettingsError, match=r"QUEUE_MAX_WORKRES in settings\.toml is not a known setting"):
         load_settings()
 
 
