@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     redis_password: SecretStr = SecretStr("")
     redis_sentinels: CommaList = []
     redis_sentinel_master: str = ""
+    redis_sentinel_check_interval: float = Field(gt=0)
     redis_key_prefix: str
     broker: Literal["redis", "rabbitmq"]
     rabbitmq_url: str

@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the whole system locally.")
     parser.add_argument("--workers", type=int, default=1, help="processes per worker pool")
     parser.add_argument("--redis-port", type=int, default=int(os.environ.get("RUN_REDIS_PORT", 16379)))
+    parser.add_argument("--redis-dir", type=Path, default=Path(os.environ.get("RUN_REDIS_DIR", ROOT / "var" / "redis")),
+                        help="where the embedded Redis keeps its AOF")
     parser.add_argument("--faceit-port", type=int, default=int(os.environ.get("RUN_FACEIT_PORT", 8081)))
     parser.add_argument("--telegram-port", type=int, default=int(os.environ.get("RUN_TELEGRAM_PORT", 8082)))
     args = parser.parse_args(argv)
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if not env.get("REDIS_URL"):
         from queues.redis_server import RedisServer
 
-        redis_server = RedisServer(ROOT / "var" / "redis", port=pick_port(args.redis_port))
+        redis_server = RedisServer(args.redis_dir, port=pick_port(args.redis_port))
         redis_server.start()
         env["REDIS_URL"] = redis_server.url
     children, extra, notes = build_children(args, env)
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
     supervisor = Supervisor(children, base_env=env)
     if redis_server:
-        supervisor.say("supervisor", f"Redis: embedded on 127.0.0.1:{redis_server.port} (AOF in var/redis)")
+        supervisor.say("supervisor", f"Redis: embedded on 127.0.0.1:{redis_server.port} (AOF in {args.redis_dir})")
 
     def on_signal(signum, frame):
         supervisor.stopping.set()

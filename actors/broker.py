@@ -34,7 +34,7 @@ from middleware.delivery_trigger import DeliveryTrigger
 from middleware.time_limits import QueueTimeLimit
 from middleware.tracking import Tracking
 from middleware.worker_presence import WorkerPresence
-from queues.connection import redis_client
+from queues.connection import async_redis_client, redis_client
 from queues.priorities import QueuePriority, all_queue_names, queue_name, queue_timeout
 from queues.runtime import get_alert_store, get_job_store, get_redis
 from queues.sentry import init_sentry
@@ -91,6 +91,9 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     """The broker for ``BROKER`` (redis or rabbitmq) with our middleware, set as global."""
     global _presence
     init_sentry(settings, "worker")
+    import faceit.context
+
+    faceit.context.sentinel_client_factory = async_redis_client  # the FACEIT cache follows failovers too
     dramatiq.set_encoder(JSONEncoder())
     _presence = WorkerPresence(
         registry=lambda: WorkerRegistry.from_settings(get_redis(settings), settings),

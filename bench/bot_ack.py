@@ -11,6 +11,8 @@ queued line with the job id), and to the final result replacing it. Telegram's l
 the shipped 1/s per chat and 30/s overall; the FACEIT rate limit is raised (``--faceit-rate``)
 so the final-result figure measures our pipeline, not a quota.
 
+Then ``--solo`` more users ask one at a time, for the latency without a burst around it.
+
 Prints one line per figure; writes ``bench/results/bot_ack.json``.
 """
 
@@ -98,6 +100,22 @@ def run_round(tg: Any, users: list[int], matches: list[str], timeout: float) -> 
     }
 
 
+def run_solo(tg: Any, users: list[int], matches: list[str], timeout: float = 10) -> list[float]:
+    """One user at a time (each waits for its reply): the latency without a burst around it."""
+    latencies = []
+    for user, match in zip(users, matches, strict=True):
+        tg.inject(user, f"/analyze {match}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            events = tg.feed(chat_id=user, timeout=1)["events"]
+            asked = next((e["ts"] for e in events if e["kind"] == "user_message"), None)
+            first = next((e["ts"] for e in events if e["kind"] == "sent"), None)
+            if asked is not None and first is not None:
+                latencies.append((first - asked) * 1000)
+                break
+    return latencies
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100)
@@ -106,10 +124,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=8, help="threads per worker process")
     parser.add_argument("--faceit-rate", type=float, default=1000.0, help="FACEIT_RATE_LIMIT for the run")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for each round's results")
+    parser.add_argument("--solo", type=int, default=20, help="users who then ask one at a time (no burst)")
     args = parser.parse_args(argv)
 
     logs = ROOT / "bench" / "results" / "bot_ack-logs"
     logs.mkdir(parents=True, exist_ok=True)
+    for old in logs.glob("*.log"):  # readiness is read from these logs: start them empty
+        old.unlink()
     server = private_redis()
     tg_port, faceit_port = free_port(), free_port()
     env = {**os.environ, "REDIS_URL": server.url, "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
@@ -150,6 +171,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             matches = [rooms[(i * 7 + number) % len(rooms)] for i in range(args.users)]
             rounds.append(run_round(tg, users, matches, args.timeout))
             time.sleep(1.0)
+        solo_users = [next(ids) for _ in range(args.solo)]
+        solo = run_solo(tg, solo_users, [rooms[i % len(rooms)] for i in range(args.solo)])
     finally:
         for proc in procs:
             _stop(proc)
@@ -165,6 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            "n": len(first)},
         "final_result_s": {"p50": percentile(final, 50), "p99": percentile(final, 99), "max": max(final, default=0),
                            "n": len(final)},
+        "solo_first_reply_ms": {"p50": percentile(solo, 50), "p99": percentile(solo, 99), "n": len(solo)},
         "missing": {"first_reply": sum(len(r["missing_first"]) for r in rounds),
                     "final_result": sum(len(r["missing_final"]) for r in rounds)},
         "target_first_reply_p99_ms": TARGET_P99_MS,
@@ -173,6 +197,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"first reply p99: {figures['first_reply_ms']['p99']:.1f} ms (target {TARGET_P99_MS:.0f} ms)")
     print(f"final result p50: {figures['final_result_s']['p50']:.2f} s")
     print(f"final result p99: {figures['final_result_s']['p99']:.2f} s")
+    print(f"first reply, one user at a time, p50: {figures['solo_first_reply_ms']['p50']:.1f} ms")
+    print(f"first reply, one user at a time, p99: {figures['solo_first_reply_ms']['p99']:.1f} ms")
     print(f"missing: first reply {figures['missing']['first_reply']}, final result {figures['missing']['final_result']}")
     path = write_results("bot_ack", figures)
     print(f"results: {path.relative_to(ROOT)}")

@@ -61,6 +61,8 @@ class StartedJob:
     actor: str
     position: int
     coalesced: bool
+    user_id: int = 0
+    token: str = ""  # the limit reservation that :meth:`BotServices.confirm` turns into the job
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class BotServices:
         self.store = FaceitStore(redis, self.faceit_keys)
         self.manager = manager or QueueManager(settings)
         self.admin_ids = {int(a) for a in settings.admin_user_ids}
+        self._background: set[asyncio.Task[Any]] = set()
         self.limits = UserLimits(redis, self.keys, per_minute=settings.user_jobs_per_minute,
                                  max_active=settings.user_max_active_jobs,
                                  job_key_prefix=self.manager.jobs.job_key(""),
@@ -128,8 +131,8 @@ class BotServices:
             except Exception:  # Redis is probably what failed: the reservation expires by itself
                 pass
             raise
-        await self.limits.commit(requester.user_id, decision.token, handle.id)
-        return StartedJob(handle.id, handle.actor, handle.position, handle.coalesced)
+        return StartedJob(handle.id, handle.actor, handle.position, handle.coalesced, requester.user_id,
+                          decision.token)
 
     async def start_match_analysis(self, requester: Requester, ref: MatchRef) -> StartedJob:
         # A bare UUID keeps both candidate ids (very old rooms); otherwise the canonical id.
@@ -163,9 +166,24 @@ class BotServices:
         return await self._start(requester, lambda r: self.manager.enqueue_job(
             "player_lookup", requester=r, player_ref=ref.value, user_id=requester.user_id, subscribe=True))
 
-    async def attach(self, job: StartedJob, user_id: int, chat_id: int, message_id: int) -> None:
-        """Remember the message that shows the job to this user (progress and result edit it)."""
-        await asyncio.to_thread(self.manager.attach_message, job.job_id, user_id, chat_id, message_id)
+    async def confirm(self, job: StartedJob, chat_id: int, message_id: int) -> None:
+        """After the queued reply: the limit reservation becomes the job, and the job remembers the
+        message that shows it to this user (progress and the result edit it)."""
+        await self.limits.commit(job.user_id, job.token, job.job_id)
+        await asyncio.to_thread(self.manager.attach_message, job.job_id, job.user_id, chat_id, message_id)
+
+    def in_background(self, coro: Any, what: str) -> None:
+        """Run ``coro`` after the handler returned (off the reply's critical path); failures are logged."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            self._background.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                exc = finished.exception()
+                logger.warning("%s failed: %s: %s", what, type(exc).__name__, str(exc)[:160])
+
+        task.add_done_callback(done)
 
     async def job_of_user(self, job_id: str, user_id: int) -> JobRecord:
         """The job if this user asked for it (admins: any job); else :class:`UserFacingError`."""

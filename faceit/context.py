@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,9 +43,16 @@ class FaceitContext:
 _contexts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FaceitContext] = weakref.WeakKeyDictionary()
 
 
+#: Set by the pipeline (``actors/broker.py``) to its Sentinel-aware client builder, which
+#: follows a failover at once; ``faceit`` may not import ``queues``, so it is handed in.
+sentinel_client_factory: Callable[[Any], Redis] | None = None
+
+
 def build_redis(settings: Any) -> Redis:
     """An async Redis client (decoded strings) from ``REDIS_URL``/``REDIS_PASSWORD``/Sentinel."""
     password = settings.redis_password.get_secret_value() or None
+    if settings.redis_sentinels and settings.redis_sentinel_master and sentinel_client_factory is not None:
+        return sentinel_client_factory(settings)
     if settings.redis_sentinels and settings.redis_sentinel_master:
         from redis.asyncio.sentinel import Sentinel
 

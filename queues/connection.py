@@ -87,7 +87,7 @@ class AsyncCheckedSentinelPool(AsyncSentinelConnectionPool):
 
 
 def _check_interval(settings: Settings) -> float:
-    return float(getattr(settings, "redis_sentinel_check_interval", SENTINEL_CHECK_INTERVAL))
+    return float(settings.redis_sentinel_check_interval)
 
 
 def _sentinel_kwargs(options: dict[str, Any], retry: Any) -> dict[str, Any]:

@@ -20,9 +20,8 @@ def requester_of(message: Message, lang: str) -> Requester:
 
 
 async def reply_started(message: Message, job: StartedJob, lang: str, services: BotServices) -> None:
-    """Answer at once with the job id and its place in the queue (with a Cancel button), then
-    record that message so progress edits and the result land in it."""
+    """Answer at once with the job id and its place in the queue (with a Cancel button); then, off
+    the critical path, record that message so progress edits and the result land in it."""
     sent = await message.answer(queued_text(job.job_id, job.actor, job.position, job.coalesced, lang),
                                 reply_markup=InlineKeyboardMarkup.model_validate(cancel_keyboard(job.job_id, lang)))
-    user_id = message.from_user.id if message.from_user else message.chat.id
-    await services.attach(job, user_id, sent.chat.id, sent.message_id)
+    services.in_background(services.confirm(job, sent.chat.id, sent.message_id), f"job {job.job_id}: attach")

@@ -5,11 +5,8 @@ The supervisor runs as a real subprocess with ``REDIS_URL``, ``FACEIT_API_KEY`` 
 (``RUN_REDIS_PORT``, ``RUN_FACEIT_PORT``, ``RUN_TELEGRAM_PORT``, ``QUEUE_DASHBOARD_PORT``), so it
 never collides with a ``make run`` on this machine.
 
-The embedded Redis keeps its AOF in ``<root>/var/redis`` where ``<root>`` is the directory of
-``supervisor.py``. To keep that away from the checkout's own ``var/redis`` (a developer's data),
-the test runs a byte-identical copy of ``supervisor.py`` from a temporary directory whose other
-entries are symlinks to the checkout: the same code, with its ``var/`` in the temporary
-directory. (A ``RUN_REDIS_DIR`` knob in ``supervisor.py`` would make the copy unnecessary.)
+The embedded Redis keeps its AOF in ``RUN_REDIS_DIR``, here the test's temporary directory, so
+the checkout's own ``var/redis`` (a developer's data) is never touched.
 
 Checked: the tree starts (both worker pools heartbeat, the dashboard answers ``/healthz``, the
 sandboxes answer); a SIGKILLed worker pool is reported and restarted; jobs enqueued through the
@@ -21,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -46,17 +42,6 @@ from tests.support.workers import ROOT
 NAMES = ("supervisor", "faceit-sandbox", "telegram-sandbox", "worker-high", "worker-default-low", "scheduler",
          "bot", "dashboard")
 LINE = re.compile(r"^\[(?P<name>[a-z-]+)\s*\] ")
-SKIP_IN_COPY = {"var", "supervisor.py", ".git", "test-artifacts", ".pytest_cache", ".hypothesis"}
-
-
-def _copy_root(target: Path) -> Path:
-    """A directory that looks like the checkout (symlinks) with its own ``supervisor.py`` and ``var``."""
-    target.mkdir(parents=True)
-    for entry in ROOT.iterdir():
-        if entry.name not in SKIP_IN_COPY:
-            (target / entry.name).symlink_to(entry)
-    shutil.copy2(ROOT / "supervisor.py", target / "supervisor.py")
-    return target
 
 
 def _listening(port: int) -> bool:
@@ -127,16 +112,16 @@ class Stack:
 def stack(tmp_path: Path) -> Iterator[Stack]:
     from queues.runtime import reset_runtime
 
-    root = _copy_root(tmp_path / "root")
+    root = ROOT
     ports = {"redis": free_port(), "faceit": free_port(), "telegram": free_port(), "dashboard": free_port()}
     env = {k: v for k, v in os.environ.items()
            if k not in ("REDIS_URL", "FACEIT_API_KEY", "FACEIT_API_URL", "TELEGRAM_BOT_TOKEN", "TELEGRAM_API_URL")}
     env.update(RUN_REDIS_PORT=str(ports["redis"]), RUN_FACEIT_PORT=str(ports["faceit"]),
                RUN_TELEGRAM_PORT=str(ports["telegram"]), QUEUE_DASHBOARD_PORT=str(ports["dashboard"]),
-               QUEUE_DASHBOARD_HOST="127.0.0.1", PYTHONUNBUFFERED="1")
+               QUEUE_DASHBOARD_HOST="127.0.0.1", PYTHONUNBUFFERED="1", RUN_REDIS_DIR=str(tmp_path / "redis"))
     process = subprocess.Popen([sys.executable, str(root / "supervisor.py")], cwd=root, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    stack = Stack(process, root, ports)
+    stack = Stack(process, tmp_path, ports)
 
     def relay() -> None:
         for raw in iter(process.stdout.readline, b""):
@@ -187,7 +172,7 @@ def test_the_supervised_stack_starts_recovers_runs_jobs_and_stops_cleanly(stack:
     wait_until(ready, timeout=90, interval=0.2, what="dashboard /healthz and both worker pools")
     assert set(live_pools()) == {("high",), ("default", "low")}
     assert stack.has_line(rf"Redis: embedded on 127\.0\.0\.1:{ports['redis']}")
-    assert (stack.root / "var" / "redis").is_dir()  # the AOF of the copy, not the checkout's
+    assert (stack.root / "redis").is_dir()  # RUN_REDIS_DIR: the test's AOF, not the checkout's var/redis
     # The sandboxes answer: the FACEIT Data API stand-in and the Bot API stand-in (getMe).
     assert _http_ok(f"http://127.0.0.1:{ports['faceit']}/_sandbox/stats")
     from sandbox.telegram_api import SANDBOX_BOT_TOKEN
