@@ -134,6 +134,7 @@ async def run(settings: Any) -> None:
         else:
             await run_polling(bot, dp, settings)
     finally:
+        await services.drain()
         await client.aclose()
         await bot.session.close()
 

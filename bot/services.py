@@ -185,6 +185,11 @@ class BotServices:
 
         task.add_done_callback(done)
 
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Let background work finish (at shutdown), up to ``timeout`` seconds."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
+
     async def job_of_user(self, job_id: str, user_id: int) -> JobRecord:
         """The job if this user asked for it (admins: any job); else :class:`UserFacingError`."""
         record = await asyncio.to_thread(self.manager.get_job, job_id)

@@ -166,7 +166,9 @@ class Harness:
             return None
 
         async def run() -> list[BaseException | None]:
-            return await asyncio.gather(*(one(*item) for item in batch))
+            outcomes = await asyncio.gather(*(one(*item) for item in batch))
+            await self.services.drain()
+            return outcomes
 
         return self.loop.run_until_complete(run())
 
@@ -188,6 +190,7 @@ class Harness:
 
     def close(self) -> None:
         async def close() -> None:
+            await self.services.drain()
             await self.bot.session.close()
             await self.aredis.aclose()
 

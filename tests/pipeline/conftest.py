@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from tests.support.waiting import wait_until  # noqa: F401  (re-exported for the tests here)
 from tests.support.workers import WorkerPool
 
 
@@ -65,13 +65,3 @@ def traces(redis_client: redis.Redis):
     return Traces()
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 20, interval: float = 0.05) -> object:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)

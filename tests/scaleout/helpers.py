@@ -10,28 +10,12 @@ enqueues exactly what a bot process with those settings would.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
-
 import dramatiq
 import redis
 
 from queues.priorities import QueuePriority, queue_name
 from settings import Settings
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.05,
-               what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        time.sleep(interval)
+from tests.support.waiting import wait_until  # noqa: F401  (re-exported for the tests here)
 
 
 def _priority_of(name: str) -> QueuePriority:
