@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from tests.support.redis_server import RedisServer
+from tests.support.workers import WorkerPool
 
 # Scaled-down timing for every process a test starts (workers inherit os.environ).
 SCALED_ENV = {
@@ -97,3 +98,25 @@ def env_override(monkeypatch: pytest.MonkeyPatch):
 
     yield apply
     _reset_settings_cache()
+
+
+@pytest.fixture
+def start_pool(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerPool]]:
+    """Start real ``dramatiq`` worker pools (test actors included); all killed at teardown.
+
+    Teardown kills (fast); graceful stops are tested where they matter.
+    """
+    pools: list[WorkerPool] = []
+
+    def start(queues: list[str] | None = None, *, processes: int = 1, threads: int = 4,
+              env: dict[str, str] | None = None, modules: tuple[str, ...] = ("tests.support.job_actors",),
+              wait: bool = True) -> WorkerPool:
+        log = tmp_path / f"worker-{len(pools)}.log"
+        pool = WorkerPool(queues=queues, processes=processes, threads=threads, env=env, modules=modules,
+                          log_path=log)
+        pools.append(pool)
+        return pool.start(wait=wait)
+
+    yield start
+    for pool in pools:
+        pool.stop(graceful=False)

@@ -7,8 +7,7 @@ forgets the process-wide singletons (Redis clients, manager, monitor) so setting
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
@@ -54,23 +53,6 @@ def make_monitor(fresh):
         return QueueMonitor(**kwargs)
 
     return build
-
-
-@pytest.fixture
-def start_pool(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerPool]]:
-    """Start real ``dramatiq`` worker pools (test actors included); all stopped at teardown."""
-    pools: list[WorkerPool] = []
-
-    def start(queues: list[str] | None = None, *, env: dict[str, str] | None = None,
-              modules: tuple[str, ...] = ("tests.support.job_actors",), threads: int = 4) -> WorkerPool:
-        log = tmp_path / f"worker-{len(pools)}.log"
-        pool = WorkerPool(queues=queues, processes=1, threads=threads, env=env, modules=modules, log_path=log)
-        pools.append(pool)
-        return pool.start()
-
-    yield start
-    for pool in pools:
-        pool.stop(graceful=False)
 
 
 @pytest.fixture(scope="module")

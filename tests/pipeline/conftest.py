@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 import redis
 
 from tests.support.waiting import wait_until  # noqa: F401  (re-exported for the tests here)
 from tests.support.workers import WorkerPool
-
-
-@pytest.fixture
-def start_pool(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerPool]]:
-    """Start real ``dramatiq`` worker pools (with the test actors); all stopped at teardown."""
-    pools: list[WorkerPool] = []
-
-    def start(queues: list[str] | None = None, *, processes: int = 1, threads: int = 4,
-              env: dict[str, str] | None = None, wait: bool = True) -> WorkerPool:
-        log = tmp_path / f"worker-{len(pools)}.log"
-        pool = WorkerPool(queues=queues, processes=processes, threads=threads, env=env, log_path=log)
-        pools.append(pool)
-        return pool.start(wait=wait)
-
-    yield start
-    for pool in pools:
-        pool.stop(graceful=False)  # fast; graceful stops are tested where they matter
 
 
 @pytest.fixture(scope="module")
