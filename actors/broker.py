@@ -99,6 +99,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         registry=lambda: WorkerRegistry.from_settings(get_redis(settings), settings),
         interval=settings.queue_maintenance_interval,
         sweep=sweep_dead_workers,
+        heartbeat_timeout=settings.queue_heartbeat_timeout,
     )
     middleware = build_middleware(settings, _presence)
     if settings.broker == "rabbitmq":

@@ -5,7 +5,11 @@
    their ids stay in this live worker's ack set — where no dead-worker sweep will ever look.
    :meth:`TrackedRedisBroker.consume` puts them back in their queue when the consumer is
    re-created after the outage, so no retry is lost.
-2. The consumer skips the ack that our job tracking already made (below).
+2. Redis connection errors raised while enqueueing or re-queueing surface as Dramatiq's
+   ``ConnectionClosed`` (as a :class:`BrokerUnreachable`, still a ``redis.ConnectionError``):
+   otherwise an outage that strikes while a consumer thread moves due retries to their queue
+   kills that thread, and its held messages are never seen again.
+3. The consumer skips the ack that our job tracking already made (below).
 
 When a job succeeds and nobody waits for a delivery, :class:`~middleware.tracking.Tracking`
 acks its message inside the same Lua call that writes the record (one round trip instead of
@@ -27,7 +31,17 @@ from dramatiq.message import Message
 from queues.jobstore import AckTarget
 
 
+class BrokerUnreachable(ConnectionClosed, redis.ConnectionError):
+    """Redis did not answer the broker: Dramatiq's connection error and redis-py's, both."""
+
+
 class _AckAwareConsumer(_RedisConsumer):
+    def requeue(self, messages: Any) -> None:
+        try:
+            super().requeue(messages)
+        except redis.ConnectionError as exc:
+            raise BrokerUnreachable(exc) from None
+
     def ack(self, message: Any) -> None:
         state = getattr(message, "fb", None)
         if state is not None and state.acked:
@@ -49,6 +63,14 @@ class TrackedRedisBroker(RedisBroker):
     @property
     def consumer_class(self):
         return _AckAwareConsumer
+
+    def enqueue(self, message: Any, *, delay: int | None = None) -> Any:
+        try:
+            return super().enqueue(message, delay=delay)
+        except BrokerUnreachable:
+            raise
+        except redis.ConnectionError as exc:
+            raise BrokerUnreachable(exc) from None
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _AckAwareConsumer:
         previous = self._consumers.get(queue_name)
@@ -76,7 +98,7 @@ class TrackedRedisBroker(RedisBroker):
                 self.do_requeue(queue_name, *ids)
                 logger.warning("put %d message(s) of %s back after a broken connection", len(ids), queue_name)
         except redis.ConnectionError as exc:
-            raise ConnectionClosed(exc) from None  # Dramatiq retries consume() a bit later
+            raise BrokerUnreachable(exc) from None  # Dramatiq retries consume() a bit later
         previous.message_cache = []
 
     def ack_target(self, message: Any) -> AckTarget | None:

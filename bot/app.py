@@ -26,12 +26,14 @@ import redis
 from aiogram import Bot, Dispatcher
 
 from bot.commands import register_commands
+from bot.config import BotConfigError, check_config
 from bot.middlewares.errors import ErrorsMiddleware
 from bot.middlewares.i18n import LanguageMiddleware
+from bot.middlewares.throttle import ThrottleMiddleware
 from bot.redisclient import bot_redis_client
 from bot.routers import all_routers
 from bot.services import BotServices
-from bot.telegram import BotConfigError, build_bot
+from bot.telegram import build_bot
 from settings import redact_url
 
 logger = logging.getLogger("bot")
@@ -43,9 +45,11 @@ DEFAULT_UPDATE_CONCURRENCY = 16
 
 
 def build_dispatcher(services: BotServices) -> Dispatcher:
-    """A Dispatcher with our middlewares and routers; handlers get ``services`` and ``lang``."""
+    """A Dispatcher with our middlewares (flood guard, errors, language) and routers; handlers get
+    ``services`` and ``lang``."""
     dp = Dispatcher()
     dp["services"] = services
+    dp.update.outer_middleware(ThrottleMiddleware())
     dp.update.outer_middleware(ErrorsMiddleware())
     dp.update.outer_middleware(LanguageMiddleware(services))
     dp.include_routers(*all_routers())
@@ -96,10 +100,6 @@ async def run_webhook(bot: Bot, dp: Dispatcher, settings: Any) -> None:
     from aiohttp import web
 
     secret = settings.webhook_secret.get_secret_value()
-    if not settings.webhook_url:
-        raise BotConfigError("BOT_MODE=webhook needs WEBHOOK_URL (the public https URL Telegram posts to)")
-    if not secret:
-        raise BotConfigError("BOT_MODE=webhook needs WEBHOOK_SECRET (Telegram sends it with every update)")
     path = urlsplit(settings.webhook_url).path or "/webhook"
     app = web.Application()
     SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(app, path=path)
@@ -122,6 +122,7 @@ async def run_webhook(bot: Bot, dp: Dispatcher, settings: Any) -> None:
 
 
 async def run(settings: Any) -> None:
+    check_config(settings)
     bot = build_bot(settings)
     client = bot_redis_client(settings)
     services = BotServices(settings, client)
@@ -139,10 +140,11 @@ async def run(settings: Any) -> None:
         await bot.session.close()
 
 
-def main() -> None:
-    from settings import load_settings_or_exit
+def main(settings: Any = None) -> None:
+    if settings is None:
+        from settings import load_settings_or_exit
 
-    settings = load_settings_or_exit()
+        settings = load_settings_or_exit()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(run(settings))

@@ -21,25 +21,12 @@ from typing import Any
 
 import aiohttp
 
-REAL_API_HOST = "api.telegram.org"
+from bot.config import BotConfigError, bot_token
+
 DEFAULT_TIMEOUT = 30.0
 
-
-class BotConfigError(Exception):
-    """The bot cannot run with these settings (one line for the operator)."""
-
-
-def bot_token(settings: Any) -> str:
-    """``TELEGRAM_BOT_TOKEN``, or the sandbox's token when it is empty and the API is not Telegram's."""
-    token = settings.telegram_bot_token.get_secret_value()
-    if token:
-        return token
-    if REAL_API_HOST in settings.telegram_api_url:
-        raise BotConfigError("TELEGRAM_BOT_TOKEN is empty: set it, or point TELEGRAM_API_URL at the sandbox "
-                             "(python -m sandbox.telegram_api)")
-    from sandbox.telegram_api import SANDBOX_BOT_TOKEN
-
-    return SANDBOX_BOT_TOKEN
+__all__ = ["BadRequest", "BotAPI", "BotAPIError", "BotConfigError", "FloodControl", "Forbidden", "NetworkError",
+           "bot_token"]
 
 
 class BotAPIError(Exception):

@@ -29,6 +29,7 @@ import html
 import json
 import logging
 import re
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +50,8 @@ from queues.jobstore import JobRecord
 logger = logging.getLogger(__name__)
 
 RECIPIENT_CONCURRENCY = 16
-PROGRESS_TIMEOUT = 5.0
+PROGRESS_TIMEOUT = 2.0  # a progress edit runs inside the job: it must not hold it up for long
+ATTACH_GRACE = 3.0  # seconds after enqueue the bot may still be recording its job message
 _TAG = re.compile(r"<[^>]+>")
 ACTIVITY_KIND = {"match_analysis": "match", "player_report": "player", "bulk_analysis": "bulk",
                  "analytics_report": "report"}
@@ -65,11 +67,19 @@ class DeliveryResources:
     settings: Any
     redis: Any
     keys: BotKeys
-    api: BotAPI
     sender: Sender
     store: FaceitStore
     job_key_prefix: str
     marker_ttl: int
+    quiet_jobs: set[str] = field(default_factory=set)  # jobs whose progress edits timed out: no more
+    _api: BotAPI | None = None
+
+    @property
+    def api(self) -> BotAPI:
+        """Built on first use: a worker without Telegram settings still runs jobs nobody waits for."""
+        if self._api is None:
+            self._api = BotAPI.from_settings(self.settings)
+        return self._api
 
     def job_key(self, job_id: str) -> str:
         return f"{self.job_key_prefix}{job_id}"
@@ -88,7 +98,8 @@ class DeliveryResources:
         await pipe.execute()
 
     async def close(self) -> None:
-        await self.api.close()
+        if self._api is not None:
+            await self._api.close()
         await self.redis.aclose()
 
 
@@ -102,8 +113,7 @@ def build_resources(settings: Any) -> DeliveryResources:
     keys = BotKeys(settings.redis_key_prefix)
     limiter = SendLimiter.from_settings(redis, keys, settings)
     return DeliveryResources(
-        settings=settings, redis=redis, keys=keys, api=BotAPI.from_settings(settings),
-        sender=Sender(limiter), store=FaceitStore(redis, FaceitKeys(settings.redis_key_prefix)),
+        settings=settings, redis=redis, keys=keys, sender=Sender(limiter), store=FaceitStore(redis, FaceitKeys(settings.redis_key_prefix)),
         job_key_prefix=JobStore(redis, prefix=settings.redis_key_prefix).job_key(""),
         marker_ttl=int(settings.queue_failure_ttl),
     )
@@ -133,6 +143,8 @@ async def on_progress(job_id: str, progress: dict[str, Any]) -> None:
     """Edit each requester's job message to show ``progress`` (best effort; never raises)."""
     try:
         res = await get_resources()
+        if job_id in res.quiet_jobs:
+            return
         raw, actor = await res.redis.hmget(res.job_key(job_id), ["requesters", "actor"])
         requesters = [r for r in (json.loads(raw) if raw else []) if r.get("message_id")]
         if requesters:
@@ -154,8 +166,15 @@ async def _edit_progress(res: DeliveryResources, job_id: str, actor: str | None,
     try:
         outcome = await asyncio.wait_for(res.sender.call(chat_id, edit, best_effort=True, job_id=job_id),
                                          PROGRESS_TIMEOUT + 1)
-    except (BadRequest, UserBlocked, FaceitBotError, TimeoutError) as exc:
+    except (BadRequest, UserBlocked) as exc:
         logger.debug("job %s: progress edit for chat %s not applied: %s", job_id, chat_id, exc)
+        return
+    except (FaceitBotError, TimeoutError) as exc:  # Telegram slow or unreachable: stop holding the job up
+        if len(res.quiet_jobs) > 10_000:
+            res.quiet_jobs.clear()
+        res.quiet_jobs.add(job_id)
+        logger.info("job %s: Telegram did not take a progress edit (%s); no more for this job", job_id,
+                    type(exc).__name__)
         return
     if outcome is SKIPPED:
         logger.debug("job %s: progress edit for chat %s skipped (send budget)", job_id, chat_id)
@@ -349,6 +368,7 @@ async def deliver_job(job_id: str) -> dict[str, Any]:
     if not record.is_final:
         logger.info("job %s: %s, not ended; delivery skipped", job_id, record.status)
         return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_final": record.status}
+    record = await _await_job_messages(res, record)
     done = await res.delivered(job_id)
     summary = Summary()
     semaphore = asyncio.Semaphore(RECIPIENT_CONCURRENCY)
@@ -372,6 +392,22 @@ async def deliver_job(job_id: str) -> dict[str, Any]:
     if summary.errors:
         raise _most_telling(summary.errors)
     return summary.to_dict(job_id)
+
+
+def _unattached(record: JobRecord) -> list[dict[str, Any]]:
+    """Requesters who asked through the bot (they have a chat) but whose job message is not recorded yet."""
+    return [r for r in record.requesters if r.get("chat_id") and not r.get("message_id")]
+
+
+async def _await_job_messages(res: DeliveryResources, record: JobRecord) -> JobRecord:
+    """A job can end before the bot recorded the message that shows it (a cached result takes
+    milliseconds; the bot records its message right after replying). Give the bot a moment, so
+    the result replaces that message instead of arriving beside it."""
+    deadline = (record.enqueued_at or 0) + ATTACH_GRACE
+    while _unattached(record) and time.time() < deadline:
+        await asyncio.sleep(0.05)
+        record = await res.load(record.id) or record
+    return record
 
 
 def _most_telling(errors: list[BaseException]) -> BaseException:

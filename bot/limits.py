@@ -94,7 +94,7 @@ class UserLimits:
         if verdict == "ok":
             return LimitDecision("ok", token=token)
         if verdict == "rate":
-            return LimitDecision("rate", retry_after=max(1.0, float(value)))
+            return LimitDecision("rate", retry_after=min(WINDOW_SECONDS, max(1.0, float(value))))
         return LimitDecision("active", count=int(value))
 
     async def commit(self, user_id: int, token: str, job_id: str) -> None:

@@ -27,7 +27,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramRetryAfter
 
-from bot.botapi import BotConfigError, bot_token
+from bot.config import BotConfigError, bot_token
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def install_token_scrubber(token: str) -> None:
     """Attach :class:`TokenScrubFilter` to every root handler (once per token) and keep aiogram at INFO."""
     for name in ("aiogram", "aiogram.client", "aiogram.event", "aiogram.dispatcher", "aiohttp.client"):
         lg = logging.getLogger(name)
-        if lg.level == logging.NOTSET or lg.level < logging.INFO:
+        if lg.getEffectiveLevel() < logging.INFO:  # DEBUG would log request URLs, token included
             lg.setLevel(logging.INFO)
     if not token or token in _installed:
         return

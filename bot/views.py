@@ -1,26 +1,28 @@
 """What users see of a job: the queued line, progress, failure and status messages, the Cancel button.
 
 Used by the bot process (replies) and by workers (progress edits and final messages), so both
-word a job the same way. No aiogram import here: workers load this module. Failure texts reuse :mod:`faceit.i18n` for what the FACEIT layer
-knows (not found, cancelled match …) and say whether trying again makes sense.
+word a job the same way; no aiogram import here, since workers load this module. Failure texts
+reuse :mod:`faceit.i18n` for what the FACEIT layer knows (not found, cancelled match …) and
+say whether trying again makes sense.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from bot.texts import Markup, t
+from bot.texts import TEXTS, Markup, escape, t
 from faceit.i18n import ERROR_TEXTS, stage_text
 
 CANCEL_PREFIX = "cancel:"
 TRANSIENT_CODES = {"upstream", "rate_limited", "transient", "time_limit", "crash_loop", "error", "auth"}
 INPUT_CODES = {"bad_input", "not_found"}
+_BOT_REASONS = {"reason_upstream", "reason_rate_limited", "reason_time_limit", "reason_crash_loop", "reason_error"}
+_STATUS_KEYS = {f"status_{s}" for s in ("queued", "started", "retrying", "succeeded", "failed", "canceled")}
 
 
 def kind_name(actor: str | None, lang: str) -> str:
+    """``Match analysis`` / ``Анализ матча`` for an actor name (``Job`` for others)."""
     key = f"kind_{actor}"
-    from bot.texts import TEXTS
-
     return t(key if key in TEXTS else "kind_job", lang)
 
 
@@ -118,9 +120,6 @@ def failure_reason(error: dict[str, Any] | None, actor: str | None, kwargs: dict
     return text, t(advice, lang)
 
 
-_BOT_REASONS = {"reason_upstream", "reason_rate_limited", "reason_time_limit", "reason_crash_loop", "reason_error"}
-
-
 def failure_text(job_id: str, actor: str | None, error: dict[str, Any] | None, kwargs: dict[str, Any],
                  lang: str) -> str:
     """``❌ Match analysis failed: FACEIT did not answer.`` + whether retrying makes sense."""
@@ -140,13 +139,4 @@ def status_text(record: Any, lang: str) -> str:
         extra = f"\n{reason} {advice}"
     status_word = t(f"status_{status}", lang) if f"status_{status}" in _STATUS_KEYS else status
     return t("status_line", lang, kind=kind_name(record.actor, lang), status=status_word,
-             progress=Markup(_escape(extra)), job_id=record.id)
-
-
-_STATUS_KEYS = {f"status_{s}" for s in ("queued", "started", "retrying", "succeeded", "failed", "canceled")}
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text, quote=False)
+             progress=Markup(escape(extra)), job_id=record.id)

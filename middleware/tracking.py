@@ -7,8 +7,10 @@ than ``max_retries + 1`` times without finishing (its worker died each time: a c
 decided (it runs first, as ``after_*`` hooks run in reverse order), with the result or error.
 
 A message without a record (sent with ``actor.send`` rather than the queue manager) gets one
-on its first delivery. A write that fails is logged and counted in ``write_failures``; it
-never takes the job down with it.
+on its first delivery. While Redis is unreachable both writes are retried until it answers:
+the outcome must be recorded before the message is acked, or the job would stay ``started``
+forever (Dramatiq itself retries the ack the same way). Any other failing write is logged and
+counted in ``write_failures``; it never takes the job down with it.
 
 Parameters:
   job_store: the process's :class:`~queues.jobstore.JobStore` (or a callable returning it).
@@ -19,9 +21,12 @@ Parameters:
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable
+from typing import Any
 
+import redis
 from dramatiq import Middleware
 from dramatiq.middleware import SkipMessage
 
@@ -46,6 +51,22 @@ class Tracking(Middleware):
     def actor_options(self) -> set[str]:
         return {"secret_fields", "coalesce_by"}
 
+    def _until_written(self, message, what: str, write: Callable[[], Any]) -> Any:
+        """Run ``write``; while Redis is unreachable, wait and try again (the ack waits too)."""
+        failures = 0
+        while True:
+            try:
+                result = write()
+                if failures:
+                    logger.warning("job %s: %s written after %d failed tries", message.message_id, what, failures)
+                return result
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                failures += 1
+                if failures == 1:
+                    logger.warning("job %s: cannot write %s yet (%s); retrying until Redis answers",
+                                   message.message_id, what, exc)
+                time.sleep(min(5.0, 0.2 * failures))
+
     def _max_deliveries(self, broker, message) -> int:
         if "max_retries" in message.options:
             return int(message.options["max_retries"]) + 1
@@ -59,7 +80,8 @@ class Tracking(Middleware):
         store = self._job_store()
         max_deliveries = self._max_deliveries(broker, message)
         worker = self._worker_name()
-        begin = store.begin(message.message_id, max_deliveries=max_deliveries, worker=worker)
+        begin = self._until_written(message, "its start", lambda: store.begin(
+            message.message_id, max_deliveries=max_deliveries, worker=worker))
         if begin.verdict == "missing":
             from queues.manager import redacted_arguments  # avoids an import cycle at load time
 
@@ -106,10 +128,10 @@ class Tracking(Middleware):
         if exception is None and not (isinstance(result, dict) and result.get("notifications")):
             ack = getattr(broker, "ack_target", lambda _m: None)(message)
         try:
-            finish = self._job_store().finish(
+            finish = self._until_written(message, f"outcome {state.outcome}", lambda: self._job_store().finish(
                 message.message_id, attempt=state.attempt, status=state.outcome,
                 result=result if exception is None else None, error=error, retry_at=state.retry_at, ack=ack,
-            )
+            ))
         except Exception:
             self.write_failures += 1
             logger.exception("job %s: could not record outcome %s", message.message_id, state.outcome)

@@ -13,6 +13,9 @@ Parameters:
   registry: callable returning the :class:`~queues.workers.WorkerRegistry`.
   interval: seconds between heartbeats and sweeps (``QUEUE_MAINTENANCE_INTERVAL``).
   sweep: callable(broker, queue_names) that runs the broker's dead-worker maintenance.
+  heartbeat_timeout: after this process could not reach Redis, it waits this long before it
+    sweeps, so that live workers whose heartbeats went stale in the same outage are not taken
+    for dead.
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ class WorkerPresence(Middleware):
     """Heartbeats, the registry of running jobs and the dead-worker sweep of one process."""
 
     def __init__(self, *, registry: Callable[[], WorkerRegistry], interval: float = 5,
-                 sweep: Callable[[object, list[str]], int] | None = None) -> None:
+                 sweep: Callable[[object, list[str]], int] | None = None, heartbeat_timeout: float = 15) -> None:
         self._registry = registry
         self.interval = interval
         self._sweep = sweep
+        self.heartbeat_timeout = heartbeat_timeout
+        self._last_failure = 0.0
         self.worker_id = ""
         self.queues: list[str] = []
         self.current: dict[str, float] = {}
@@ -89,7 +94,9 @@ class WorkerPresence(Middleware):
             current_jobs=current, processed=processed, started_at=self.started_at,
             last_heartbeat=time.time(),
         ))
-        if self._sweep is not None:
+        # After an outage every process's heartbeat is stale at once: give the others one
+        # heartbeat timeout to write theirs before treating anyone as dead (no double runs).
+        if self._sweep is not None and time.time() - self._last_failure > self.heartbeat_timeout:
             recovered = self._sweep(broker, self.queues)
             if recovered:
                 logger.warning("swept the queues of %d dead worker(s)", recovered)
@@ -99,5 +106,6 @@ class WorkerPresence(Middleware):
             try:
                 self.tick(broker)
             except Exception as exc:  # Redis down: keep trying, the worker itself goes on
+                self._last_failure = time.time()
                 logger.warning("worker heartbeat failed: %s: %s", type(exc).__name__, exc)
             self._stop.wait(self.interval)

@@ -1,1 +1,1 @@
-"""Cross-cutting concerns of the bot process: errors (outermost) and the user's language."""
+"""Cross-cutting concerns of the bot process: a flood guard, errors, and the user's language."""

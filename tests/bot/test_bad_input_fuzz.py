@@ -33,8 +33,8 @@ from tests.bot.conftest import BotProcess, SandboxProcess, base_env, new_user
 
 CYRILLIC = re.compile(r"[А-Яа-яЁё]")
 BOT_USERNAME = "faceit_sandbox_bot"
-BATCH = 50
-EXAMPLES = 200  # x BATCH = 10,000 texts
+BATCH = 100
+EXAMPLES = 100  # x BATCH = 10,000 texts
 JOB_COMMANDS = {"analyze", "analyse", "player", "bulk", "subscribe", "report"}
 COMMANDS = ["start", "help", "analyze", "analyse", "player", "bulk", "subscribe", "unsubscribe", "subscriptions",
             "status", "cancel", "report", "lang", "queues", "alerts", "requeue", "frobnicate", ""]

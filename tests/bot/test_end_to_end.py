@@ -15,6 +15,7 @@ import time
 import pytest
 
 from tests.bot.conftest import ADMIN_ID, Stack, is_final_text, new_user, start_stack, stop_stack
+from tests.support.workers import WorkerPool
 
 CYRILLIC = re.compile(r"[А-Яа-яЁё]")
 JOB_ID = re.compile(r"<code>([0-9a-f-]{36})</code>")
@@ -165,6 +166,23 @@ def test_faceit_down_ends_in_a_message_that_says_to_try_again_later(stack: Stack
     assert "FACEIT did not answer" in final["text"] and "Trying again in a few minutes" in final["text"]
     record = stack.wait_job(job_id_in(first["text"]), "failed")
     assert int(record["attempts"]) == 4  # first try + 3 retries on the scaled schedule
+
+
+def test_bulk_and_report_run_on_the_low_queue_and_replace_their_messages(stack: Stack, tg):
+    user = new_user()
+    finished = stack.world["matches"]["FINISHED"][10:13]
+    stack.say(user, "/bulk " + "\n".join(f"https://www.faceit.com/en/cs2/room/{m}" for m in finished) + " junk")
+    bulk = stack.first_reply(user)
+    assert "Bulk analysis: queued" in bulk["text"]
+    result = stack.final_of(user, bulk["message_id"])
+    assert "3/3" in result["text"] and all(m in result["text"] for m in finished)
+    stack.say(user, "/report weekly", lang="ru")
+    report = stack.replies(user, 2)[1]
+    assert "Отчёт: в очереди" in report["text"]
+    summary = stack.final_of(user, report["message_id"])
+    assert "❌" not in summary["text"] and CYRILLIC.search(summary["text"])
+    queues = {stack.job(job_id)["actor"]: stack.job(job_id)["queue"] for job_id in stack.job_ids_of(user)}
+    assert queues == {"bulk_analysis": "low", "analytics_report": "low"}
 
 
 def test_subscribe_list_and_unsubscribe(stack: Stack, tg):
@@ -330,7 +348,7 @@ def test_a_429_storm_during_delivery_still_delivers_every_result_once(stack: Sta
     for user, nickname in zip(users, nicknames, strict=True):
         stack.say(user, f"/player {nickname}")
     firsts = [stack.first_reply(user) for user in users]
-    tg.flood(30, retry_after=1)  # the next 30 Bot API calls (all but getUpdates) get 429
+    tg.flood(12, retry_after=1)  # the next 12 Bot API calls (all but getUpdates) get 429
     for user, first, nickname in zip(users, firsts, nicknames, strict=True):
         stack.wait(user, lambda es: any(e["kind"] == "photo" for e in es), timeout=40)
         final = stack.final_of(user, first["message_id"])
@@ -341,20 +359,23 @@ def test_a_429_storm_during_delivery_still_delivers_every_result_once(stack: Sta
         assert len([e for e in stack.events(user) if e["kind"] == "photo"]) == 1
         assert len([e for e in stack.events(user) if e["kind"] == "sent"]) == 1  # only the queued reply
     errors = tg.stats().get("errors", {})
-    assert sum(n for key, n in errors.items() if key.endswith(":429")) >= 10, errors  # the storm was real
+    assert sum(n for key, n in errors.items() if key.endswith(":429")) == 12, errors  # the storm was real
 
 
 def test_a_worker_killed_after_sending_part_of_a_result_sends_no_duplicate(stack: Stack, tg):
     user = new_user()
     nickname = stack.world["nicknames"][16]
-    tg.flood(1, retry_after=3, methods=["sendPhoto"])  # the chart waits 3 s in the worker: kill it then
+    tg.flood(1, retry_after=5, methods=["sendPhoto"])  # the chart waits 5 s in the worker: kill it then
     stack.say(user, f"/player {nickname}")
     first = stack.first_reply(user)
     stack.final_of(user, first["message_id"])  # part 0 (the report text) is in; the chart is not
     assert not any(e["kind"] == "photo" for e in stack.events(user))
+    # The operator's supervisor brings a pool back; it boots while the old one dies.
+    replacement = WorkerPool(queues=["high", "default", "low"], processes=1, threads=8, modules=(),
+                             env=stack.pool.env, log_path=stack.pool.log_path).start(wait=False)
     stack.pool.kill_worker()
     stack.pool.stop(graceful=False)
-    stack.pool.start()  # the operator's supervisor brings the pool back
+    stack.pool = replacement
     stack.wait(user, lambda es: any(e["kind"] == "photo" for e in es), timeout=30)
     time.sleep(0.5)
     assert len(results_in(stack, user, first["message_id"])) == 1
@@ -384,3 +405,31 @@ def test_running_a_delivery_again_sends_nothing_new(stack: Stack, tg):
         assert record.result["sent"] == 0 and record.result["already_sent"] == 1
     time.sleep(0.3)
     assert stack.events(user) == before
+
+
+def test_a_followed_player_finishing_a_match_notifies_each_active_follower_once(stack: Stack, tg):
+    from queues.manager import QueueManager
+    from queues.runtime import reset_runtime
+
+    reset_runtime()
+    manager = QueueManager()
+    follower, blocker = new_user(), new_user()
+    nickname = stack.world["nicknames"][18]
+    for user, lang in ((follower, "ru"), (blocker, "en")):
+        stack.say(user, f"/subscribe {nickname}", lang=lang)
+        stack.final_of(user, stack.first_reply(user)["message_id"])
+    baseline = manager.enqueue_match_monitoring([follower, blocker])
+    assert manager.wait_for(baseline.id, timeout=20).result["data"]["baselined"] == 1
+    tg.block(blocker)
+    stack.faceit.finish_match(nickname=nickname, won=True)
+    scan = manager.enqueue_match_monitoring([follower, blocker])
+    assert manager.wait_for(scan.id, timeout=20).result["data"]["new_matches"] == 1
+    note = stack.wait(follower, lambda es: next((e for e in es if e["kind"] == "sent" and nickname in e["text"]),
+                                                None))
+    assert CYRILLIC.search(note["text"])  # in the language the follower subscribed in
+    deadline = time.monotonic() + 20
+    while str(blocker) not in stack.redis.smembers("fb:faceit:users:inactive"):
+        assert time.monotonic() < deadline, "the blocked follower was never marked inactive"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert len([e for e in stack.events(follower) if e["kind"] == "sent" and nickname in e["text"]]) == 1

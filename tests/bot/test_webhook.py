@@ -7,13 +7,15 @@ with the secret header, exactly as Telegram does. Requests without the secret ar
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
 import pytest
 
 from sandbox.telegram_api import SANDBOX_BOT_TOKEN
-from tests.bot.conftest import ADMIN_ID, BotProcess, base_env, new_user
+from tests.bot.conftest import ADMIN_ID, ROOT, BotProcess, base_env, new_user
 from tests.support.redis_server import free_port
 
 SECRET = "webhook-secret-for-tests-0123456789"
@@ -87,3 +89,17 @@ def test_the_token_never_reaches_the_log_even_at_debug(webhook_bot):
     assert "bot started: webhook" in log
     assert SANDBOX_BOT_TOKEN not in log and SANDBOX_BOT_TOKEN.split(":")[1] not in log
     assert SECRET not in log
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"BOT_MODE": "webhook", "WEBHOOK_URL": "https://bot.example/tg", "WEBHOOK_SECRET": ""}, "needs WEBHOOK_SECRET"),
+    ({"BOT_MODE": "webhook", "WEBHOOK_URL": "", "WEBHOOK_SECRET": SECRET}, "needs WEBHOOK_URL"),
+    ({"TELEGRAM_API_URL": "https://api.telegram.org", "TELEGRAM_BOT_TOKEN": ""}, "TELEGRAM_BOT_TOKEN is empty"),
+])
+def test_settings_the_bot_cannot_run_with_stop_it_with_one_line(telegram_sandbox_server, extra, message):
+    env = base_env(telegram_sandbox_server, **extra)
+    done = subprocess.run([sys.executable, "-m", "bot"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and message in done.stderr
+    assert "Traceback" not in done.stderr

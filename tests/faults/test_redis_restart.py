@@ -84,3 +84,27 @@ def test_redis_down_while_retries_come_due_loses_none(start_pool, manager, trace
     time.sleep(8)
     redis_server.start()
     _assert_all_done(redis_client, traces, [], jobs, timeout=30)
+
+
+def test_jobs_that_finish_while_redis_is_down_still_record_their_outcome(start_pool, manager, traces,
+                                                                          redis_server, redis_client):
+    """16 jobs are running when Redis stops; they end during the outage (their bodies need no
+    Redis at the end). After Redis returns, every record must say succeeded (a record stuck in
+    ``started`` keeps its coalescing key and never delivers its result), each ran once, and
+    nothing is left on the broker."""
+    start_pool(["low"], processes=1, threads=16)
+    jobs = [manager.enqueue_job("t_low", seconds=1.5).id for _ in range(16)]
+    wait_until(lambda: sum(traces.runs(jobs)) == 16, timeout=20, interval=0.02)  # all 16 running
+    redis_server.stop()
+    redis_server.process = None
+    time.sleep(4)  # every body ends ~1.5 s after it started: during the outage
+    redis_server.start()
+
+    def where() -> str:
+        return f"statuses={_summary(statuses(redis_client, jobs))} broker={broker_leftovers(redis_client)}"
+
+    wait_until(lambda: all(s == "succeeded" for s in statuses(redis_client, jobs)), timeout=30, interval=0.2,
+               message=where)
+    assert all(n == 1 for n in traces.runs(jobs)), f"runs: {_summary(traces.runs(jobs))}"
+    wait_until(lambda: not broker_leftovers(redis_client), timeout=10,
+               message=lambda: f"left on the broker: {broker_leftovers(redis_client)}")

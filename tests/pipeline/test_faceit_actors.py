@@ -136,6 +136,7 @@ def test_faceit_refusing_the_key_is_one_critical_alert_and_no_retry(faceit, star
     match_id = faceit.world()["matches"]["READY"][1]
     record = manager.wait_for(manager.enqueue_match_analysis(match_id, user_id=1).id, timeout=60)
     assert record.status == "failed" and record.attempts == 1 and record.error["code"] == "auth"
-    alerts = [a for a in get_alert_store().recent(1) if a.job_id == record.id]
+    # The alert is written just after the record's final status (after_* hooks run in reverse).
+    alerts = wait_until(lambda: [a for a in get_alert_store().recent(1) if a.job_id == record.id])
     assert [a.level for a in alerts] == ["critical"]
     assert "wrong-key" not in str(record.to_dict())

@@ -35,7 +35,8 @@ def test_exhausted_retries_fail_once_with_one_alert_and_a_dead_letter(shared_poo
     assert record.status == "failed"
     assert traces.runs(handle.id) == 4  # first try + QUEUE_MAX_RETRIES
     assert record.error["type"] == "UpstreamError" and "Traceback" in record.error["traceback"]
-    alerts = [a for a in get_alert_store().recent(1) if a.job_id == handle.id]
+    # The alert is written just after the record's final status (after_* hooks run in reverse).
+    alerts = wait_until(lambda: [a for a in get_alert_store().recent(1) if a.job_id == handle.id])
     assert len(alerts) == 1 and alerts[0].level == "error"
     wait_until(lambda: manager.queue_stats()["default"].dead == 1)  # nacked just after the record
 
@@ -54,6 +55,8 @@ def test_permanent_errors_fail_at_once_without_alert(shared_pool, manager, trace
     assert record.status == "failed" and record.attempts == 1
     assert traces.runs(handle.id) == 1
     assert record.error["code"] == "not_found" and record.error["retryable"] is False
+    # Alerts are written before the message is nacked: once it is dead-lettered, none will come.
+    wait_until(lambda: manager.queue_stats()["default"].dead == 1)
     assert not [a for a in get_alert_store().recent(1) if a.job_id == handle.id]
 
 
@@ -90,7 +93,8 @@ def test_time_limit_cancels_the_coroutine_and_the_worker_goes_on(start_pool, man
     assert traces.runs(slow.id, "done") == 0  # the body never finished
     # One worker thread: the next job ran after the limit freed it.
     assert manager.wait_for(after.id, timeout=20).status == "succeeded"
-    alerts = [a for a in get_alert_store().recent(1) if a.job_id == slow.id]
+    # The alert is written just after the record's final status (after_* hooks run in reverse).
+    alerts = wait_until(lambda: [a for a in get_alert_store().recent(1) if a.job_id == slow.id])
     assert [a.level for a in alerts] == ["warning"]
 
 
