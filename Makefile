@@ -35,6 +35,11 @@ bench: setup
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) -m bench.throughput
 	$(PY) -m bench.analysis
+	$(PY) -m bench.rq_compare
+	$(PY) -m bench.priority
+	$(PY) -m bench.scaling
+	$(PY) -m bench.memory
+	$(PY) -m bench.end_to_end
 
 clean:
 	rm -rf $(VENV) var test-artifacts bench/results .pytest_cache .ruff_cache

@@ -158,8 +158,9 @@ def build_children(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[
         notes.append(f"chat with the bot: http://127.0.0.1:{port}/chat (sandbox Bot API; no TELEGRAM_BOT_TOKEN set)")
     workers = str(args.workers)
     children += [
+        # The high pool polls an idle queue every 100 ms (not up to 1 s): analyses start at once.
         Child("worker-high", [py, "-m", "dramatiq", "actors", "--processes", workers, "--threads", "8",
-                              "--queues", "high"], stop_timeout=30),
+                              "--queues", "high"], env={"dramatiq_worker_timeout": "100"}, stop_timeout=30),
         Child("worker-default-low", [py, "-m", "dramatiq", "actors", "--processes", workers, "--threads", "8",
                                      "--queues", "default", "low"], stop_timeout=30),
         Child("scheduler", [py, "scheduler.py"]),
