@@ -88,11 +88,28 @@ async def _prepare(bot: Bot, dp: Dispatcher, services: BotServices) -> None:
 
 
 async def run_polling(bot: Bot, dp: Dispatcher, settings: Any) -> None:
-    await bot.delete_webhook(drop_pending_updates=False)
+    try:
+        await bot.delete_webhook(drop_pending_updates=False)
+    except Exception as exc:  # Telegram not reachable yet: polling retries with backoff by itself
+        logger.warning("could not clear a webhook (%s); polling anyway", type(exc).__name__)
     logger.info("bot started: long polling")
     limit = int(getattr(settings, "bot_update_concurrency", DEFAULT_UPDATE_CONCURRENCY))
     await dp.start_polling(bot, allowed_updates=dp.resolve_used_update_types(), handle_signals=True,
                            tasks_concurrency_limit=limit)
+
+
+async def _set_webhook(bot: Bot, url: str, secret: str, updates: list[str]) -> None:
+    """Register the webhook, retrying (with a log line each time) until Telegram takes it."""
+    delay = 1.0
+    while True:
+        try:
+            await bot.set_webhook(url, secret_token=secret, allowed_updates=updates)
+            return
+        except Exception as exc:
+            logger.warning("could not set the webhook (%s: %s); retrying in %.0f s", type(exc).__name__,
+                           str(exc)[:120], delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 async def run_webhook(bot: Bot, dp: Dispatcher, settings: Any) -> None:
@@ -108,7 +125,7 @@ async def run_webhook(bot: Bot, dp: Dispatcher, settings: Any) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
     await site.start()
-    await bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=dp.resolve_used_update_types())
+    await _set_webhook(bot, settings.webhook_url, secret, dp.resolve_used_update_types())
     logger.info("bot started: webhook on %s:%s%s", settings.webhook_host, settings.webhook_port, path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -135,7 +152,7 @@ async def run(settings: Any) -> None:
         else:
             await run_polling(bot, dp, settings)
     finally:
-        await services.drain()
+        await services.drain(stop=True)
         await client.aclose()
         await bot.session.close()
 

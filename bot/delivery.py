@@ -17,7 +17,9 @@ Exactly once: each part sent to each user is recorded in ``bot:delivered:<job id
 sent again, so a retried delivery job, or one re-delivered after its worker died, sends only
 what is missing. The first part is an edit of the job message, which is idempotent by nature.
 A user who blocked the bot is marked inactive (:mod:`faceit.store`) and skipped from then on;
-that ends their delivery without failing the job. Flood control and network trouble raise
+that ends their delivery without failing the job. A worker without Telegram settings (no token
+while ``TELEGRAM_API_URL`` is Telegram's) delivers nothing and says so in its log; the result
+stays in the job record (``/status``). Flood control and network trouble raise
 retryable errors after the other recipients were served, so the pipeline retries the job.
 """
 
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.botapi import BadRequest, BotAPI
+from bot.config import BotConfigError
 from bot.keys import BotKeys
 from bot.sender import SKIPPED, Sender, UserBlocked
 from bot.sendlimit import SendLimiter
@@ -368,6 +371,11 @@ async def deliver_job(job_id: str) -> dict[str, Any]:
     if not record.is_final:
         logger.info("job %s: %s, not ended; delivery skipped", job_id, record.status)
         return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_final": record.status}
+    try:
+        res.api  # noqa: B018 (built here: a worker without Telegram settings cannot deliver)
+    except BotConfigError as exc:
+        logger.warning("job %s: not delivered, Telegram is not configured in this worker: %s", job_id, exc)
+        return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_configured": True}
     record = await _await_job_messages(res, record)
     done = await res.delivered(job_id)
     summary = Summary()

@@ -190,7 +190,7 @@ class Harness:
 
     def close(self) -> None:
         async def close() -> None:
-            await self.services.drain()
+            await self.services.drain(stop=True)
             await self.bot.session.close()
             await self.aredis.aclose()
 
