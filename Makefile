@@ -40,6 +40,7 @@ bench: setup
 	$(PY) -m bench.scaling
 	$(PY) -m bench.memory
 	$(PY) -m bench.end_to_end
+	$(PY) -m bench.bot_ack
 
 clean:
 	rm -rf $(VENV) var test-artifacts bench/results .pytest_cache .ruff_cache

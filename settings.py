@@ -160,6 +160,10 @@ class Settings(BaseSettings):
     bulk_max_matches: int = Field(ge=1)
     telegram_chat_rate: float = Field(gt=0)
     telegram_global_rate: float = Field(gt=0)
+    telegram_chat_burst: int = Field(ge=1)
+    telegram_global_burst: int = Field(ge=1)
+    bot_redis_wait: float = Field(ge=0)
+    bot_update_concurrency: int = Field(ge=1)
 
     # FACEIT
     faceit_api_key: SecretStr = SecretStr("")

@@ -9,7 +9,8 @@ from queues.priorities import QueuePriority
 @job_actor(priority=QueuePriority.HIGH, time_limit=30)
 async def player_lookup(ctx: JobContext, player_ref: str, user_id: int | None = None,
                         subscribe: bool = False) -> dict:
-    """Find the player; with ``subscribe`` also add them to the user's subscriptions."""
+    """Find the player. ``subscribe`` is carried to the delivery, which adds the subscription
+    and sends its confirmation once (so a retried lookup never subscribes twice)."""
     from faceit import services
 
     player = await services.resolve_player(player_ref)

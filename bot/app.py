@@ -38,10 +38,9 @@ from settings import redact_url
 
 logger = logging.getLogger("bot")
 
-DEFAULT_REDIS_WAIT = 60.0
-# Updates served at once. Unbounded, a burst of 100 interleaves so every user waits for the
-# last; bounded, the first ones are answered first (same total, far better median).
-DEFAULT_UPDATE_CONCURRENCY = 16
+# BOT_UPDATE_CONCURRENCY bounds the updates served at once. Unbounded, a burst of 100
+# interleaves so every user waits for the last; bounded, the first ones are answered first
+# (same total, far better median).
 
 
 def build_dispatcher(services: BotServices) -> Dispatcher:
@@ -58,7 +57,7 @@ def build_dispatcher(services: BotServices) -> Dispatcher:
 
 async def wait_for_redis(client: Any, settings: Any, max_wait: float | None = None) -> bool:
     """Ping Redis until it answers or ``max_wait`` passes; True when it answered."""
-    max_wait = float(getattr(settings, "bot_redis_wait", DEFAULT_REDIS_WAIT) if max_wait is None else max_wait)
+    max_wait = float(settings.bot_redis_wait if max_wait is None else max_wait)
     deadline = time.monotonic() + max_wait
     delay = 0.5
     url = redact_url(settings.redis_url)
@@ -93,7 +92,7 @@ async def run_polling(bot: Bot, dp: Dispatcher, settings: Any) -> None:
     except Exception as exc:  # Telegram not reachable yet: polling retries with backoff by itself
         logger.warning("could not clear a webhook (%s); polling anyway", type(exc).__name__)
     logger.info("bot started: long polling")
-    limit = int(getattr(settings, "bot_update_concurrency", DEFAULT_UPDATE_CONCURRENCY))
+    limit = settings.bot_update_concurrency
     await dp.start_polling(bot, allowed_updates=dp.resolve_used_update_types(), handle_signals=True,
                            tasks_concurrency_limit=limit)
 

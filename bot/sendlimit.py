@@ -88,8 +88,8 @@ class SendLimiter:
     @classmethod
     def from_settings(cls, redis: Any, keys: BotKeys, settings: Any) -> SendLimiter:
         return cls(redis, keys, chat_rate=settings.telegram_chat_rate, global_rate=settings.telegram_global_rate,
-                   chat_burst=int(getattr(settings, "telegram_chat_burst", 1)),
-                   global_burst=int(getattr(settings, "telegram_global_burst", settings.telegram_global_rate)))
+                   chat_burst=settings.telegram_chat_burst,
+                   global_burst=settings.telegram_global_burst)
 
     async def _slot_of(self, key: str, interval: float, burst: int, mode: str) -> float:
         return float(await self._slot(keys=[key], args=[interval, burst, mode]))

@@ -143,17 +143,17 @@ class LocalFigures:
 
 def depth_limit(queue: str, settings: Any) -> int | None:
     return {
-        QueuePriority.HIGH: getattr(settings, "alert_depth_high", 50),
-        QueuePriority.DEFAULT: getattr(settings, "alert_depth_default", 100),
-        QueuePriority.LOW: getattr(settings, "alert_depth_low", 200),
+        QueuePriority.HIGH: settings.alert_depth_high,
+        QueuePriority.DEFAULT: settings.alert_depth_default,
+        QueuePriority.LOW: settings.alert_depth_low,
     }.get(priority_of_queue(queue, settings))
 
 
 def wait_target(queue: str, settings: Any) -> float | None:
     return {
-        QueuePriority.HIGH: getattr(settings, "alert_wait_high", 10),
-        QueuePriority.DEFAULT: getattr(settings, "alert_wait_default", 60),
-        QueuePriority.LOW: getattr(settings, "alert_wait_low", 600),
+        QueuePriority.HIGH: settings.alert_wait_high,
+        QueuePriority.DEFAULT: settings.alert_wait_default,
+        QueuePriority.LOW: settings.alert_wait_low,
     }.get(priority_of_queue(queue, settings))
 
 
@@ -181,7 +181,7 @@ def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: 
 
     if not redis_ok:
         lose("redis", 100, "Redis is unreachable")
-    threshold = float(getattr(settings, "alert_failure_rate", 0.2))
+    threshold = settings.alert_failure_rate
     for name, q in queues.items():
         pending = (q.get("waiting") or 0) + (q.get("delayed") or 0)
         if pending and not q.get("workers"):

@@ -365,7 +365,7 @@ def test_a_429_storm_during_delivery_still_delivers_every_result_once(stack: Sta
 def test_a_worker_killed_after_sending_part_of_a_result_sends_no_duplicate(stack: Stack, tg):
     user = new_user()
     nickname = stack.world["nicknames"][16]
-    tg.flood(1, retry_after=5, methods=["sendPhoto"])  # the chart waits 5 s in the worker: kill it then
+    tg.flood(1, retry_after=3, methods=["sendPhoto"])  # the chart waits 3 s in the worker: kill it then
     stack.say(user, f"/player {nickname}")
     first = stack.first_reply(user)
     stack.final_of(user, first["message_id"])  # part 0 (the report text) is in; the chart is not
