@@ -29,7 +29,7 @@ lint: setup
 	$(PY) -m ruff check .
 
 test: setup browser lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: setup
 	$(PY) -m pip install --quiet -r requirements-bench.txt
