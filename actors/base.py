@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,14 +77,16 @@ class _LoopResources:
                     task.cancel()
 
 
-_loops: dict[int, _LoopResources] = {}
+# Keyed by the loop itself, weakly: an ``id()`` of a closed loop can be reused by a new one,
+# which would then inherit a Redis channel bound to the dead loop.
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopResources] = weakref.WeakKeyDictionary()
 
 
 def _resources() -> _LoopResources:
     loop = asyncio.get_running_loop()
-    res = _loops.get(id(loop))
+    res = _loops.get(loop)
     if res is None:
-        res = _loops[id(loop)] = _LoopResources()
+        res = _loops[loop] = _LoopResources()
     return res
 
 

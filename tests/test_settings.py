@@ -77,7 +77,7 @@ def test_secrets_never_appear_in_repr(monkeypatch):
     assert "redis-pass-xyz" in s.secret_values() and "faceit-secret-key-0001" in s.secret_values()
 
 
-def test_a_secret_setting_with_a_bad_value_is_not_echoed(monkeypatch):
+def test_an_out_of_range_value_names_the_limit(monkeypatch):
     monkeypatch.setenv("QUEUE_DASHBOARD_PORT", "99999")
     with pytest.raises(SettingsError) as info:
         load_settings()
