@@ -42,6 +42,19 @@ from queues.workers import WorkerRegistry
 from settings import Settings
 
 
+def write_broker_heartbeat(broker: Any) -> None:
+    """Mark this process alive in Dramatiq's own heartbeat set, which the dead-worker sweep reads.
+
+    Dramatiq refreshes it only when a consumer talks to Redis, and a consumer that lost its
+    connection sleeps three seconds before it comes back: a live worker's heartbeat could go
+    stale after a short Redis restart and another process would then re-queue the jobs this
+    one is still running (they would run twice). Writing it from the presence thread keeps it
+    tied to the process being alive, not to its consumers' state.
+    """
+    if isinstance(broker, RedisBroker):
+        broker.client.zadd(f"{broker.namespace}:__heartbeats__", {broker.broker_id: current_millis()})
+
+
 def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
     """Run Dramatiq's dead-worker maintenance now on each queue and its delay queue.
 
@@ -99,6 +112,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         registry=lambda: WorkerRegistry.from_settings(get_redis(settings), settings),
         interval=settings.queue_maintenance_interval,
         sweep=sweep_dead_workers,
+        beat=write_broker_heartbeat,
         heartbeat_timeout=settings.queue_heartbeat_timeout,
     )
     middleware = build_middleware(settings, _presence)

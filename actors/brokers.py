@@ -3,8 +3,10 @@
 1. When a consumer's Redis connection breaks, Dramatiq's consumer thread throws away the
    delayed messages (our retries) it held in memory and the messages it had prefetched, while
    their ids stay in this live worker's ack set — where no dead-worker sweep will ever look.
-   :meth:`TrackedRedisBroker.consume` puts them back in their queue when the consumer is
-   re-created after the outage, so no retry is lost.
+   A fetch whose reply was lost in the outage leaves ids there too. When the consumer is
+   re-created after the outage, :meth:`TrackedRedisBroker.consume` puts back every id of that
+   ack set that no worker thread of this process is still running, so nothing is lost and
+   nothing runs twice.
 2. Redis connection errors raised while enqueueing or re-queueing surface as Dramatiq's
    ``ConnectionClosed`` (as a :class:`BrokerUnreachable`, still a ``redis.ConnectionError``):
    otherwise an outage that strikes while a consumer thread moves due retries to their queue
@@ -21,12 +23,12 @@ re-check :meth:`TrackedRedisBroker.ack_target` when upgrading Dramatiq.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.errors import ConnectionClosed
-from dramatiq.message import Message
 
 from queues.jobstore import AckTarget
 
@@ -35,19 +37,57 @@ class BrokerUnreachable(ConnectionClosed, redis.ConnectionError):
     """Redis did not answer the broker: Dramatiq's connection error and redis-py's, both."""
 
 
+class _InFlight:
+    """Redis ids of the messages a process's consumers handed to worker threads, per queue.
+
+    An id leaves only after its ack or nack reached Redis, so at any moment every id in the
+    process's ack set is either here (a worker thread still owns it) or owned by nobody.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: dict[str, dict[str, str]] = {}
+
+    def add(self, queue_name: str, message: Any) -> None:
+        with self._lock:
+            self._ids.setdefault(queue_name, {})[message.message_id] = message.options["redis_message_id"]
+
+    def discard(self, queue_name: str, message: Any) -> None:
+        with self._lock:
+            self._ids.get(queue_name, {}).pop(message.message_id, None)
+
+    def snapshot(self, queue_name: str) -> set[str]:
+        with self._lock:
+            return set(self._ids.get(queue_name, {}).values())
+
+
 class _AckAwareConsumer(_RedisConsumer):
+    def __next__(self) -> Any:
+        message = super().__next__()
+        if message is not None:
+            self.broker.in_flight.add(self.queue_name, message)
+        return message
+
     def requeue(self, messages: Any) -> None:
+        messages = list(messages)
         try:
             super().requeue(messages)
         except redis.ConnectionError as exc:
             raise BrokerUnreachable(exc) from None
+        for message in messages:
+            self.broker.in_flight.discard(self.queue_name, message)
 
     def ack(self, message: Any) -> None:
         state = getattr(message, "fb", None)
         if state is not None and state.acked:
             self.queued_message_ids.discard(message.message_id)
-            return
-        super().ack(message)
+        else:
+            super().ack(message)
+        self.broker.in_flight.discard(self.queue_name, message)
+
+    def nack(self, message: Any) -> None:
+        super().nack(message)
+        self.broker.in_flight.discard(self.queue_name, message)
 
 
 logger = logging.getLogger(__name__)
@@ -59,6 +99,7 @@ class TrackedRedisBroker(RedisBroker):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._consumers: dict[str, _AckAwareConsumer] = {}
+        self.in_flight = _InFlight()
 
     @property
     def consumer_class(self):
@@ -81,19 +122,20 @@ class TrackedRedisBroker(RedisBroker):
         return consumer
 
     def _put_back_dropped(self, queue_name: str, previous: _AckAwareConsumer) -> None:
-        """Re-queue what the previous consumer of ``queue_name`` held but will never process.
+        """Re-queue what this process's ack set of ``queue_name`` holds but nobody will process.
 
         A delay queue's held messages all lived in the consumer thread's memory (it re-creates
-        the consumer from that same thread, so none is being handled now). For a work queue only
-        the prefetched-but-not-handed-out messages are dropped; those handed to worker threads
-        are still being processed and are acked normally.
+        the consumer from that same thread, so none is being handled now). For a work queue,
+        the messages handed to worker threads are still being processed and are acked
+        normally; the rest (prefetched, or fetched by a call whose reply never arrived) are
+        put back. The in-flight ids are read before the ack set: an ack that lands between the
+        two reads removes its id from the ack set first, so a running job is never re-queued.
         """
         try:
-            if queue_name.endswith(".DQ"):
-                ids = [i.decode() if isinstance(i, bytes) else i
-                       for i in self.client.smembers(f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}")]
-            else:
-                ids = [Message.decode(data).options["redis_message_id"] for data in previous.message_cache if data]
+            running = set() if queue_name.endswith(".DQ") else self.in_flight.snapshot(queue_name)
+            held = {i.decode() if isinstance(i, bytes) else i
+                    for i in self.client.smembers(f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}")}
+            ids = sorted(held - running)
             if ids:
                 self.do_requeue(queue_name, *ids)
                 logger.warning("put %d message(s) of %s back after a broken connection", len(ids), queue_name)

@@ -13,6 +13,8 @@ Parameters:
   registry: callable returning the :class:`~queues.workers.WorkerRegistry`.
   interval: seconds between heartbeats and sweeps (``QUEUE_MAINTENANCE_INTERVAL``).
   sweep: callable(broker, queue_names) that runs the broker's dead-worker maintenance.
+  beat: callable(broker) that refreshes the broker's own heartbeat for this process (the one
+    ``sweep`` reads), so a live process is never taken for dead while its consumers reconnect.
   heartbeat_timeout: after this process could not reach Redis, it waits this long before it
     sweeps, so that live workers whose heartbeats went stale in the same outage are not taken
     for dead.
@@ -39,10 +41,12 @@ class WorkerPresence(Middleware):
     """Heartbeats, the registry of running jobs and the dead-worker sweep of one process."""
 
     def __init__(self, *, registry: Callable[[], WorkerRegistry], interval: float = 5,
-                 sweep: Callable[[object, list[str]], int] | None = None, heartbeat_timeout: float = 15) -> None:
+                 sweep: Callable[[object, list[str]], int] | None = None,
+                 beat: Callable[[object], None] | None = None, heartbeat_timeout: float = 15) -> None:
         self._registry = registry
         self.interval = interval
         self._sweep = sweep
+        self._beat = beat
         self.heartbeat_timeout = heartbeat_timeout
         self._last_failure = 0.0
         self.worker_id = ""
@@ -89,6 +93,8 @@ class WorkerPresence(Middleware):
         with self._lock:
             current = list(self.current)
             processed = self.processed
+        if self._beat is not None:
+            self._beat(broker)
         self._registry().heartbeat(WorkerInfo(
             id=self.worker_id, host=socket.gethostname(), pid=os.getpid(), queues=self.queues,
             current_jobs=current, processed=processed, started_at=self.started_at,
