@@ -185,29 +185,36 @@ def job_actor(
             ctx = JobContext(job_id=job_id, actor=name, attempt=state.attempt if state else 1)
             limit = state.time_limit if state and state.time_limit else None
             resources = _resources()
-            task = asyncio.ensure_future(body(ctx, *args, **kwargs))
+            # The body runs in this very task (the one Dramatiq's event loop thread created):
+            # the cancel watcher and the time limit both cancel it, with no second task to
+            # schedule per job.
+            task = asyncio.current_task()
+            assert task is not None
             resources.register(ctx, task)
+            expired = False
             try:
-                async with asyncio.timeout(limit):
-                    value = await task
+                try:
+                    async with asyncio.timeout(limit) as deadline:
+                        value = await body(ctx, *args, **kwargs)
+                except TimeoutError:
+                    expired = deadline.expired()
+                    if not expired:
+                        raise  # the body's own TimeoutError (e.g. an HTTP call), not ours
+                if expired:
+                    raise JobTimeLimitExceeded(limit or 0)
                 if state is None:
                     return value
                 # The result travels to Tracking on the delivery state, not through Dramatiq
                 # (which would warn about a discarded result without its Results backend).
                 state.result = value
                 return None
-            except TimeoutError:
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    raise
-                raise JobTimeLimitExceeded(limit or 0) from None
             except asyncio.CancelledError:
                 if ctx.cancel_requested:
+                    task.uncancel()
                     raise JobCanceled("canceled while running") from None
                 raise
             finally:
                 resources.running.pop(job_id, None)
-                if not task.done():
-                    task.cancel()
 
         run_job.__name__ = name
         run_job.__qualname__ = name

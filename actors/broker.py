@@ -19,6 +19,7 @@ patches the broker class).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import dramatiq
@@ -103,6 +104,9 @@ def _presence_name() -> str:
 def build_broker(settings: Settings) -> dramatiq.Broker:
     """The broker for ``BROKER`` (redis or rabbitmq) with our middleware, set as global."""
     global _presence
+    # ``dramatiq`` configures logging at INFO before it imports us: LOG_LEVEL must win, or a
+    # WARNING setting still writes a line per job through the worker's log pipe.
+    logging.getLogger().setLevel(settings.log_level)
     init_sentry(settings, "worker")
     import faceit.context
 

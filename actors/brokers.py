@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import redis
@@ -62,7 +63,34 @@ class _InFlight:
 
 
 class _AckAwareConsumer(_RedisConsumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slot_freed = threading.Event()
+        #: Fetch again once this many prefetch slots are free: one fetch per freed slot would
+        #: cost a round trip per job, waiting for all of them would leave threads idle.
+        self.refill_at = max(1, self.prefetch // 4)
+
+    def _wait_for_free_slots(self) -> bool:
+        """Wait until ``refill_at`` slots are free (or the timeout passed with at least one).
+
+        Dramatiq sleeps a backoff here that doubles from 5 ms up to the worker timeout, so a
+        full worker fetches new work late once its jobs end; an ack wakes this wait instead.
+        Clear, then re-check: an ack landing in between sets the event again.
+        """
+        deadline = time.monotonic() + self.timeout / 1000
+        while self.outstanding_message_count > self.prefetch - self.refill_at:
+            self._slot_freed.clear()
+            if self.outstanding_message_count <= self.prefetch - self.refill_at:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return self.outstanding_message_count < self.prefetch
+            self._slot_freed.wait(remaining)
+        return True
+
     def __next__(self) -> Any:
+        if not self.message_cache and not self._wait_for_free_slots():
+            return None
         message = super().__next__()
         if message is not None:
             self.broker.in_flight.add(self.queue_name, message)
@@ -76,6 +104,7 @@ class _AckAwareConsumer(_RedisConsumer):
             raise BrokerUnreachable(exc) from None
         for message in messages:
             self.broker.in_flight.discard(self.queue_name, message)
+        self._slot_freed.set()
 
     def ack(self, message: Any) -> None:
         state = getattr(message, "fb", None)
@@ -84,10 +113,12 @@ class _AckAwareConsumer(_RedisConsumer):
         else:
             super().ack(message)
         self.broker.in_flight.discard(self.queue_name, message)
+        self._slot_freed.set()
 
     def nack(self, message: Any) -> None:
         super().nack(message)
         self.broker.in_flight.discard(self.queue_name, message)
+        self._slot_freed.set()
 
 
 logger = logging.getLogger(__name__)

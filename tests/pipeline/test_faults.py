@@ -83,7 +83,12 @@ def test_delayed_retries_held_by_a_worker_survive_a_redis_restart(start_pool, ma
     pool = start_pool(["default"], env={"QUEUE_RETRY_DELAYS": "4"})
     handles = [manager.enqueue_job("t_fail_times", failures=1) for _ in range(30)]
     wait_until(lambda: all(manager.get_job_status(h.id) == "retrying" for h in handles), timeout=30)
-    redis_server.restart()  # AOF keeps the records and the delay queue's messages
+    # AOF keeps the records and the delay queue's messages. Down for longer than redis-py's own
+    # reconnect retries (~3 s), or the consumer never sees the connection break.
+    redis_server.stop()
+    redis_server.process = None
+    time.sleep(5)
+    redis_server.start()
     for h in handles:
         assert manager.wait_for(h.id, timeout=40).status == "succeeded", h.id
         assert traces.runs(h.id) == 2
