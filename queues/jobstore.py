@@ -43,6 +43,8 @@ from typing import Any
 
 import redis
 
+from queues.direct_scripts import direct_scripts_for
+
 FINAL_STATUSES = ("succeeded", "failed", "canceled")
 ACTIVE_STATUSES = ("queued", "started", "retrying")
 ALL_STATUSES = ACTIVE_STATUSES + FINAL_STATUSES
@@ -434,6 +436,9 @@ class JobStore:
         self._cancel = client.register_script(_CANCEL)
         self._reset = client.register_script(_RESET)
         self._progress = client.register_script(_PROGRESS)
+        # Begin and finish run once per job on a worker's hot path: straight to a connection
+        # of the worker thread (see queues/direct_scripts.py). Their caller retries on errors.
+        self._direct = direct_scripts_for(client)
 
     @classmethod
     def from_settings(cls, client: redis.Redis, settings: Any) -> JobStore:
@@ -474,6 +479,9 @@ class JobStore:
 
     # --- transitions ----------------------------------------------------------------------
 
+    def _hot(self, script: Any, args: list[Any]) -> Any:
+        return script(args=args) if self._direct is None else self._direct.run(script, args)
+
     def create(
         self,
         job_id: str,
@@ -509,7 +517,7 @@ class JobStore:
 
     def begin(self, job_id: str, *, max_deliveries: int, worker: str = "") -> Begin:
         """Mark a delivery as started, unless the job ended, was canceled or crash-loops."""
-        verdict, value = self._begin(args=[
+        verdict, value = self._hot(self._begin, [
             self.prefix, job_id, repr(time.time()), max_deliveries, worker, self.failure_ttl,
             self.index_limit, self.result_ttl, self.failure_ttl,
         ])
@@ -536,7 +544,7 @@ class JobStore:
         """
         now = time.time()
         ttl = {"succeeded": self.result_ttl, "canceled": self.result_ttl}.get(status, self.failure_ttl)
-        reply = self._finish(args=[
+        reply = self._hot(self._finish, [
             self.prefix, job_id, repr(now), status, attempt,
             "" if result is None else json.dumps(result), "" if error is None else json.dumps(error),
             ttl, self.index_limit, "" if retry_at is None else repr(retry_at), int(now // 60),

@@ -1,0 +1,73 @@
+"""The per-thread script path of job tracking: script cache flushes, Redis restarts, Sentinel."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+from redis.sentinel import Sentinel
+
+from queues.connection import CheckedSentinelPool
+from queues.direct_scripts import DirectScripts, direct_scripts_for
+
+INCR = "return redis.call('INCRBY', ARGV[1], ARGV[2])"
+
+
+@pytest.fixture
+def client(redis_url: str):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def test_runs_a_script_and_loads_it_again_after_a_script_flush(client):
+    direct = direct_scripts_for(client)
+    assert isinstance(direct, DirectScripts)
+    script = client.register_script(INCR)
+    assert direct.run(script, ["n", 2]) == 2
+    client.script_flush()
+    assert direct.run(script, ["n", 3]) == 5
+
+
+def test_each_thread_keeps_its_own_connection(client):
+    direct = direct_scripts_for(client)
+    script = client.register_script(INCR)
+    before = len(client.client_list())
+    ran, release = threading.Barrier(4), threading.Event()
+
+    def work() -> None:
+        for _ in range(5):
+            direct.run(script, ["n", 1])
+        ran.wait()
+        release.wait(10)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    ran.wait(10)
+    try:
+        assert len(client.client_list()) == before + 3  # 15 calls, 3 connections
+        assert client.get("n") == "15"
+    finally:
+        release.set()
+        for t in threads:
+            t.join()
+
+
+def test_a_redis_restart_raises_a_connection_error_then_reconnects(client, redis_server):
+    direct = direct_scripts_for(client)
+    script = client.register_script(INCR)
+    assert direct.run(script, ["n", 1]) == 1
+    redis_server.stop()
+    redis_server.process = None
+    with pytest.raises(redis.ConnectionError):
+        direct.run(script, ["n", 1])
+    redis_server.start()
+    assert direct.run(script, ["n", 1]) == 2  # AOF kept n; the script cache was lost and reloaded
+
+
+def test_sentinel_pools_keep_their_master_checks():
+    sentinel = Sentinel([("127.0.0.1", 1)])
+    pool = CheckedSentinelPool("mymaster", sentinel)
+    assert direct_scripts_for(redis.Redis(connection_pool=pool)) is None
