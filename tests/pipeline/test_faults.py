@@ -77,14 +77,18 @@ def test_redis_down_while_the_retry_is_sent_loses_nothing(start_pool, manager, t
     assert "cannot write outcome retrying yet" in log  # the outage really hit the retry's path
 
 
-def test_delayed_retries_held_by_a_worker_survive_a_redis_restart(start_pool, manager, redis_server, traces):
+def test_delayed_retries_held_by_a_worker_survive_a_redis_restart(start_pool, manager, redis_server, traces,
+                                                                    redis_client):
     """Dramatiq drops the delayed messages a consumer holds when its connection breaks; the
     broker puts them back when the consumer reconnects (actors/brokers.py)."""
     pool = start_pool(["default"], env={"QUEUE_RETRY_DELAYS": "4"})
     handles = [manager.enqueue_job("t_fail_times", failures=1) for _ in range(30)]
     wait_until(lambda: all(manager.get_job_status(h.id) == "retrying" for h in handles), timeout=30)
-    # AOF keeps the records and the delay queue's messages. Down for longer than redis-py's own
-    # reconnect retries (~3 s), or the consumer never sees the connection break.
+    # The record says "retrying" a moment before the retry is sent: wait until the worker's
+    # delay-queue consumer holds all 30 (sent, and fetched off the list into its memory).
+    wait_until(lambda: redis_client.hlen("dramatiq:default.DQ.msgs") == 30
+               and redis_client.llen("dramatiq:default.DQ") == 0, timeout=10)
+    # AOF keeps the records and the delay queue's messages.
     redis_server.stop()
     redis_server.process = None
     time.sleep(5)
