@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from bot.background import BackgroundWork
 from bot.keys import BotKeys
 from bot.limits import UserLimits
 from faceit.errors import BadInputError
@@ -90,8 +91,7 @@ class BotServices:
         self.store = FaceitStore(redis, self.faceit_keys)
         self.manager = manager or QueueManager(settings)
         self.admin_ids = {int(a) for a in settings.admin_user_ids}
-        self._background_queue: asyncio.Queue[tuple[Any, str]] | None = None
-        self._background_task: asyncio.Task[None] | None = None
+        self.background = BackgroundWork()
         self._seen_user = redis.register_script(_SEEN_USER)
         self.limits = UserLimits(redis, self.keys, per_minute=settings.user_jobs_per_minute,
                                  max_active=settings.user_max_active_jobs,
@@ -179,39 +179,13 @@ class BotServices:
         await asyncio.to_thread(self.manager.attach_message, job.job_id, job.user_id, chat_id, message_id)
 
     def in_background(self, coro: Any, what: str) -> None:
-        """Run ``coro`` after the handler returned, off the reply's critical path.
-
-        Background work runs one item at a time in a single task, so during a burst it takes a
-        small share of the loop and the replies still waiting go first. Failures are logged.
-        """
-        if self._background_queue is None:
-            self._background_queue = asyncio.Queue()
-        self._background_queue.put_nowait((coro, what))
-        if self._background_task is None or self._background_task.done():
-            self._background_task = asyncio.ensure_future(self._run_background())
-
-    async def _run_background(self) -> None:
-        queue = self._background_queue
-        assert queue is not None
-        while True:
-            coro, what = await queue.get()
-            try:
-                await coro
-            except Exception as exc:
-                logger.warning("%s failed: %s: %s", what, type(exc).__name__, str(exc)[:160])
-            finally:
-                queue.task_done()
+        """Run ``coro`` after the handler returned, off the reply's critical path: once no update
+        is being served, or a second later at the latest (:mod:`bot.background`)."""
+        self.background.add(coro, what)
 
     async def drain(self, timeout: float = 5.0, *, stop: bool = False) -> None:
-        """Wait for queued background work (up to ``timeout`` s); with ``stop`` end the runner too."""
-        if self._background_queue is not None:
-            try:
-                await asyncio.wait_for(self._background_queue.join(), timeout)
-            except TimeoutError:
-                logger.warning("%d background items left undone", self._background_queue.qsize())
-        if stop and self._background_task is not None:
-            self._background_task.cancel()
-            self._background_task = None
+        """Run queued background work now (up to ``timeout`` s); with ``stop`` end the runner too."""
+        await self.background.drain(timeout, stop=stop)
 
     async def job_of_user(self, job_id: str, user_id: int) -> JobRecord:
         """The job if this user asked for it (admins: any job); else :class:`UserFacingError`."""

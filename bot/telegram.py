@@ -10,14 +10,16 @@ This is the bot process's side; workers use the lighter :mod:`bot.botapi` (no ai
 * The token never reaches a log line: :class:`TokenScrubFilter` masks it in every record, and
   aiogram's loggers stay at INFO or above (its session would log URLs at DEBUG).
 * :class:`RetryAfterMiddleware` makes every call of the bot process wait out a 429
-  (``TelegramRetryAfter``) and try again, within a bounded total wait: aiogram does not.
+  (``TelegramRetryAfter``) and try again, within a bounded total wait: aiogram does not
+  (:func:`wait_out_flood`, which :mod:`bot.fastsend` uses too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
@@ -31,10 +33,28 @@ from bot.config import BotConfigError, bot_token
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BotConfigError", "RetryAfterMiddleware", "TokenScrubFilter", "bot_token", "build_bot"]
+__all__ = ["BotConfigError", "RetryAfterMiddleware", "TokenScrubFilter", "bot_token", "build_bot", "wait_out_flood"]
+
+T = TypeVar("T")
 
 REQUEST_TIMEOUT = 30
 MAX_RETRY_AFTER_WAIT = 30.0
+
+
+async def wait_out_flood(call: Callable[[], Awaitable[T]], what: str,
+                         max_wait: float = MAX_RETRY_AFTER_WAIT) -> T:
+    """``await call()``, waiting out Telegram's flood control (``TelegramRetryAfter``) and trying
+    again, up to ``max_wait`` seconds of waiting in all; past that the 429 is raised."""
+    waited = 0.0
+    while True:
+        try:
+            return await call()
+        except TelegramRetryAfter as exc:
+            if waited + exc.retry_after > max_wait:
+                raise
+            logger.warning("Telegram flood control on %s: waiting %s s", what, exc.retry_after)
+            await asyncio.sleep(exc.retry_after)
+            waited += exc.retry_after
 
 
 class RetryAfterMiddleware(BaseRequestMiddleware):
@@ -44,17 +64,7 @@ class RetryAfterMiddleware(BaseRequestMiddleware):
         self.max_wait = max_wait
 
     async def __call__(self, make_request, bot, method):  # type: ignore[override]
-        waited = 0.0
-        while True:
-            try:
-                return await make_request(bot, method)
-            except TelegramRetryAfter as exc:
-                if waited + exc.retry_after > self.max_wait:
-                    raise
-                logger.warning("Telegram flood control on %s: waiting %s s", type(method).__name__,
-                               exc.retry_after)
-                await asyncio.sleep(exc.retry_after)
-                waited += exc.retry_after
+        return await wait_out_flood(lambda: make_request(bot, method), type(method).__name__, self.max_wait)
 
 
 _PINNED: list[Any] = []

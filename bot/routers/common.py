@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from aiogram import Bot
 from aiogram.filters import Command
-from aiogram.types import InlineKeyboardMarkup, Message
+from aiogram.types import Message
 
+from bot.fastsend import send_reply
 from bot.services import BotServices, Requester, StartedJob
 from bot.views import cancel_keyboard, queued_text
 
@@ -21,7 +23,11 @@ def requester_of(message: Message, lang: str) -> Requester:
 
 async def reply_started(message: Message, job: StartedJob, lang: str, services: BotServices) -> None:
     """Answer at once with the job id and its place in the queue (with a Cancel button); then, off
-    the critical path, record that message so progress edits and the result land in it."""
-    sent = await message.answer(queued_text(job.job_id, job.actor, job.position, job.coalesced, lang),
-                                reply_markup=InlineKeyboardMarkup.model_validate(cancel_keyboard(job.job_id, lang)))
-    services.in_background(services.confirm(job, sent.chat.id, sent.message_id), f"job {job.job_id}: attach")
+    the critical path, record that message so progress edits and the result land in it.
+
+    The answer goes out through :func:`bot.fastsend.send_reply` (a JSON body, no aiogram models):
+    it is the reply a burst of users waits for, and the bot's most frequent call."""
+    bot: Bot = message.bot  # type: ignore[assignment]
+    message_id = await send_reply(bot, message, queued_text(job.job_id, job.actor, job.position, job.coalesced, lang),
+                                  cancel_keyboard(job.job_id, lang))
+    services.in_background(services.confirm(job, message.chat.id, message_id), f"job {job.job_id}: attach")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
 import pytest
 import redis
@@ -30,10 +31,12 @@ def test_runs_a_script_and_loads_it_again_after_a_script_flush(client):
     assert direct.run(script, ["n", 3]) == 5
 
 
-def test_each_thread_keeps_its_own_connection(client):
-    direct = direct_scripts_for(client)
-    script = client.register_script(INCR)
-    before = len(client.client_list())
+def test_each_thread_keeps_its_own_connection(client, redis_url):
+    # A client name of its own: other test processes share this Redis and open connections too.
+    name = f"direct-{uuid.uuid4().hex[:8]}"
+    named = redis.Redis.from_url(redis_url, decode_responses=True, client_name=name)
+    direct = direct_scripts_for(named)
+    script = named.register_script(INCR)
     ran, release = threading.Barrier(4), threading.Event()
 
     def work() -> None:
@@ -47,12 +50,13 @@ def test_each_thread_keeps_its_own_connection(client):
         t.start()
     ran.wait(10)
     try:
-        assert len(client.client_list()) == before + 3  # 15 calls, 3 connections
+        assert sum(1 for c in client.client_list() if c.get("name") == name) == 3  # 15 calls, 3 connections
         assert client.get("n") == "15"
     finally:
         release.set()
         for t in threads:
             t.join()
+        named.close()
 
 
 def test_a_redis_restart_raises_a_connection_error_then_reconnects(client, redis_server):

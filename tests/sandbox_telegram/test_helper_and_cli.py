@@ -122,3 +122,37 @@ def test_command_line_serves_and_prints_the_chat_url() -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+async def test_the_access_log_is_written_only_at_debug_and_never_shows_the_token(caplog) -> None:
+    import logging
+
+    import aiohttp
+    from aiohttp import web
+
+    from sandbox.telegram_api import create_app, make_runner
+
+    runner = make_runner(create_app())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    token = "123456:not-a-real-token-but-secret-looking"
+
+    async def call() -> None:
+        # A new connection each time: aiohttp reads the logger's switch once per connection.
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/bot{token}/getMe") as resp:
+            assert resp.status == 200
+
+    try:
+        caplog.set_level(logging.DEBUG, logger="aiohttp.access")
+        await call()
+        lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+        assert any("GET /bot<token>/getMe -> 200" in line for line in lines), lines
+        assert token not in caplog.text and "secret" not in caplog.text
+
+        caplog.clear()
+        caplog.set_level(logging.INFO, logger="aiohttp.access")
+        await call()
+        assert [r for r in caplog.records if r.name == "aiohttp.access"] == []
+    finally:
+        await runner.cleanup()
