@@ -15,6 +15,7 @@ when a connection is taken (:mod:`queues.connection`), which a kept connection w
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -32,8 +33,10 @@ class DirectScripts:
 
     def _connection(self) -> redis.Connection:
         conn = getattr(self._local, "conn", None)
-        if conn is None:
+        # A forked child inherits the parent's thread-local connection: never share its socket.
+        if conn is None or self._local.pid != os.getpid():
             conn = self._local.conn = self._pool.connection_class(**self._pool.connection_kwargs)
+            self._local.pid = os.getpid()
         return conn
 
     def run(self, script: Script, args: list[Any]) -> Any:

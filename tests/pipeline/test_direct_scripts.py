@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 
@@ -75,3 +76,24 @@ def test_sentinel_pools_keep_their_master_checks():
     sentinel = Sentinel([("127.0.0.1", 1)])
     pool = CheckedSentinelPool("mymaster", sentinel)
     assert direct_scripts_for(redis.Redis(connection_pool=pool)) is None
+
+
+def test_a_forked_child_opens_its_own_connection(client, redis_url):
+    name = f"direct-{uuid.uuid4().hex[:8]}"
+    named = redis.Redis.from_url(redis_url, decode_responses=True, client_name=name)
+    direct = direct_scripts_for(named)
+    script = named.register_script("return redis.call('INCR', ARGV[1])")
+    assert direct.run(script, ["n"]) == 1
+    pid = os.fork()
+    if pid == 0:  # the child: its call must go out on a socket of its own
+        code = 3
+        try:
+            ok = direct.run(script, ["n"]) == 2
+            own = sum(1 for c in client.client_list() if c.get("name") == name) == 2
+            code = 0 if ok and own else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert direct.run(script, ["n"]) == 3  # the parent's connection was not disturbed
+    named.close()
