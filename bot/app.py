@@ -36,6 +36,7 @@ from bot.redisclient import bot_redis_client
 from bot.routers import all_routers
 from bot.services import BotServices
 from bot.telegram import build_bot
+from queues.sentry import init_sentry
 from settings import redact_url
 
 logger = logging.getLogger("bot")
@@ -172,12 +173,19 @@ async def run(settings: Any) -> None:
         await bot.session.close()
 
 
+def init_process(settings: Any) -> None:
+    """Logging, and Sentry tagged ``role=bot``: before anything imports the actors, whose broker
+    initialises Sentry too (the first role wins, so the bot's errors are not filed as a worker's)."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    init_sentry(settings, "bot")
+
+
 def main(settings: Any = None) -> None:
     if settings is None:
         from settings import load_settings_or_exit
 
         settings = load_settings_or_exit()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    init_process(settings)
     try:
         asyncio.run(run(settings))
     except BotConfigError as exc:

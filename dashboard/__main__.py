@@ -14,6 +14,7 @@ from aiohttp import web
 
 from dashboard.app import create_app
 from dashboard.security import StartupRefused
+from queues.sentry import init_sentry
 from settings import load_settings_or_exit
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'  # no headers: credentials never reach the log
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=settings.queue_dashboard_port, help="port to listen on")
     args = parser.parse_args(argv)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    init_sentry(settings, "dashboard")  # before the actors are imported: their broker would say "worker"
     if not settings.queue_dashboard_enabled:
         logging.getLogger("dashboard").warning("the dashboard is disabled (QUEUE_DASHBOARD_ENABLED=false)")
         return 0

@@ -57,6 +57,17 @@ def test_alerts_arrive_with_their_level_and_without_secrets(redis_url):
     assert_no_secrets(raw)
 
 
+def test_the_bot_process_reports_as_the_bot_even_after_loading_the_actors(redis_url):
+    with SentryServer() as sentry:
+        env = {**os.environ, **secret_env(sentry)}
+        done = subprocess.run([sys.executable, "-m", "tests.ops.sentry_role_probe"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        [event] = sentry.wait_for_events(lambda evs: len(evs) >= 1)
+    assert message_of(event) == "role probe"
+    assert event["tags"]["role"] == "bot" and event["server_name"] == "bot"
+
+
 def test_a_failing_job_on_a_real_worker_reports_the_error_and_the_alert_scrubbed(manager, start_pool):
     import tests.ops.ops_actors  # noqa: F401  (declares the actor for enqueueing)
 
