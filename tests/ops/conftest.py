@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.waiting import wait_until  # noqa: F401  (re-exported for the tests here)
-from tests.support.workers import WorkerPool
+from tests.support.workers import WorkerPool, start_module_pool
 
 
 def reset_singletons() -> None:
@@ -60,7 +60,7 @@ def ops_pool(redis_server, tmp_path_factory) -> Iterator[WorkerPool]:
     """One pool on all three queues shared by a module's tests (survives per-test flushes)."""
     pool = WorkerPool(queues=["high", "default", "low"], processes=1, threads=4,
                       log_path=tmp_path_factory.mktemp("ops-pool") / "worker.log")
-    pool.start()
+    start_module_pool(pool, redis_server)
     yield pool
     pool.stop(graceful=False)
 

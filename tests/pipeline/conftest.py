@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from tests.support.waiting import wait_until  # noqa: F401  (re-exported for the tests here)
-from tests.support.workers import WorkerPool
+from tests.support.workers import WorkerPool, start_module_pool
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def shared_pool(redis_server, tmp_path_factory) -> Iterator[WorkerPool]:
     """One pool on all three queues for the tests of a module that need nothing special."""
     pool = WorkerPool(queues=["high", "default", "low"], processes=1, threads=4,
                       log_path=tmp_path_factory.mktemp("pool") / "worker.log")
-    pool.start()
+    start_module_pool(pool, redis_server)
     yield pool
     pool.stop(graceful=False)
 

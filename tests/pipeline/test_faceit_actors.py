@@ -13,7 +13,7 @@ import pytest
 
 from tests.pipeline.conftest import wait_until
 from tests.support.faceit_sandbox import FaceitSandbox
-from tests.support.workers import WorkerPool
+from tests.support.workers import WorkerPool, start_module_pool
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def faceit() -> Iterator[FaceitSandbox]:
 def _faceit_pool(faceit: FaceitSandbox, redis_server, tmp_path_factory) -> Iterator[WorkerPool]:
     pool = WorkerPool(queues=["high", "default", "low"], threads=8, env=faceit.env(),
                       log_path=tmp_path_factory.mktemp("faceit-pool") / "worker.log")
-    pool.start()
+    start_module_pool(pool, redis_server)
     yield pool
     pool.stop(graceful=False)
 

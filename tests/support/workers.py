@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -92,3 +93,15 @@ class WorkerPool:
             self._log.close()
         self.process = None
         return code
+
+
+def start_module_pool(pool: WorkerPool, redis_server: Any) -> WorkerPool:
+    """Start a pool shared by a module's tests, on an empty Redis.
+
+    The previous module's pool was killed with its unfinished messages still in Redis; the new
+    pool's dead-worker sweep would run them here, against this module's sandboxes (their calls
+    would count in this module's figures). The per-test flush comes too late: the pool is up first.
+    """
+    redis_server.client().flushall()
+    return pool.start()
+
