@@ -61,6 +61,11 @@ class _InFlight:
         with self._lock:
             return set(self._ids.get(queue_name, {}).values())
 
+    def forget(self, queue_name: str) -> None:
+        """Drop every id of ``queue_name`` (its holder is gone and its messages were put back)."""
+        with self._lock:
+            self._ids.pop(queue_name, None)
+
 
 class _AckAwareConsumer(_RedisConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -170,6 +175,8 @@ class TrackedRedisBroker(RedisBroker):
             if ids:
                 self.do_requeue(queue_name, *ids)
                 logger.warning("put %d message(s) of %s back after a broken connection", len(ids), queue_name)
+            if queue_name.endswith(".DQ"):
+                self.in_flight.forget(queue_name)  # they lived in the dropped consumer's memory only
         except redis.ConnectionError as exc:
             raise BrokerUnreachable(exc) from None  # Dramatiq retries consume() a bit later
         previous.message_cache = []

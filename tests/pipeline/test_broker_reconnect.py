@@ -70,3 +70,17 @@ def test_a_message_acked_after_reconnect_leaves_nothing_behind(broker, redis_cli
     assert broker.in_flight.snapshot(QUEUE) == set()
     broker.consume(QUEUE, prefetch=1, timeout=100)
     assert redis_client.llen(f"rc:{QUEUE}") == 0
+
+
+def test_a_delay_queue_puts_back_everything_it_held(broker, redis_client):
+    dq = f"{QUEUE}.DQ"
+    sent = [broker.enqueue(dramatiq.Message(queue_name=QUEUE, actor_name="a", args=(i,), kwargs={}, options={}),
+                           delay=60_000) for i in range(2)]
+    ids = {m.options["redis_message_id"] for m in sent}
+    consumer = broker.consume(dq, prefetch=10, timeout=100)
+    next(consumer)  # held in the consumer thread's memory until due, like the other one
+    broker.consume(dq, prefetch=10, timeout=100)  # the connection broke: that memory is gone
+
+    assert redis_client.smembers(f"rc:__acks__.{broker.broker_id}.{dq}") == set()
+    assert set(redis_client.lrange(f"rc:{dq}", 0, -1)) == ids
+    assert broker.in_flight.snapshot(dq) == set()
