@@ -29,7 +29,8 @@ from typing import Any
 
 import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.errors import ConnectionClosed
+from dramatiq.errors import ConnectionClosed, DecodeError
+from dramatiq.message import Message
 
 from queues.jobstore import AckTarget
 
@@ -42,24 +43,25 @@ class _InFlight:
     """Redis ids of the messages a process's consumers handed to worker threads, per queue.
 
     An id leaves only after its ack or nack reached Redis, so at any moment every id in the
-    process's ack set is either here (a worker thread still owns it) or owned by nobody.
+    process's ack set is either here (a worker thread still owns it) or owned by nobody. Keyed
+    by the Redis id, which every enqueue makes new (a retry shares its original's message id).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ids: dict[str, dict[str, str]] = {}
+        self._ids: dict[str, set[str]] = {}
 
     def add(self, queue_name: str, message: Any) -> None:
         with self._lock:
-            self._ids.setdefault(queue_name, {})[message.message_id] = message.options["redis_message_id"]
+            self._ids.setdefault(queue_name, set()).add(message.options["redis_message_id"])
 
     def discard(self, queue_name: str, message: Any) -> None:
         with self._lock:
-            self._ids.get(queue_name, {}).pop(message.message_id, None)
+            self._ids.get(queue_name, set()).discard(message.options.get("redis_message_id"))
 
     def snapshot(self, queue_name: str) -> set[str]:
         with self._lock:
-            return set(self._ids.get(queue_name, {}).values())
+            return set(self._ids.get(queue_name, set()))
 
     def forget(self, queue_name: str) -> None:
         """Drop every id of ``queue_name`` (its holder is gone and its messages were put back)."""
@@ -171,7 +173,7 @@ class TrackedRedisBroker(RedisBroker):
             running = set() if queue_name.endswith(".DQ") else self.in_flight.snapshot(queue_name)
             held = {i.decode() if isinstance(i, bytes) else i
                     for i in self.client.smembers(f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}")}
-            ids = sorted(held - running)
+            ids = self._dead_letter_unreadable(queue_name, sorted(held - running))
             if ids:
                 self.do_requeue(queue_name, *ids)
                 logger.warning("put %d message(s) of %s back after a broken connection", len(ids), queue_name)
@@ -180,6 +182,27 @@ class TrackedRedisBroker(RedisBroker):
         except redis.ConnectionError as exc:
             raise BrokerUnreachable(exc) from None  # Dramatiq retries consume() a bit later
         previous.message_cache = []
+
+    def _dead_letter_unreadable(self, queue_name: str, ids: list[str]) -> list[str]:
+        """Dead-letter the ids among ``ids`` whose body cannot be decoded; return the others.
+
+        Dramatiq's consumer stops on a message it cannot decode and is re-created: putting such
+        a message back would feed it the same message again, forever.
+        """
+        if not ids:
+            return ids
+        bodies = self.client.hmget(f"{self.namespace}:{queue_name}.msgs", ids)
+        readable = []
+        for redis_id, body in zip(ids, bodies, strict=True):
+            try:
+                if body is not None:
+                    Message.decode(body)
+            except DecodeError:
+                self.do_nack(queue_name, redis_id)
+                logger.error("message %s of %s cannot be decoded: dead-lettered", redis_id, queue_name)
+                continue
+            readable.append(redis_id)
+        return readable
 
     def ack_target(self, message: Any) -> AckTarget | None:
         redis_id = message.options.get("redis_message_id")

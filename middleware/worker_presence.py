@@ -56,9 +56,11 @@ class WorkerPresence(Middleware):
         self.started_at = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._worker: object | None = None
         self._lock = threading.Lock()
 
     def after_worker_boot(self, broker, worker):
+        self._worker = worker
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         wanted = getattr(worker, "consumer_whitelist", None) or broker.get_declared_queues()
         self.queues = sorted(q for q in wanted if not q.endswith(".DQ"))
@@ -93,7 +95,7 @@ class WorkerPresence(Middleware):
         with self._lock:
             current = list(self.current)
             processed = self.processed
-        if self._beat is not None:
+        if self._beat is not None and self._consumers_alive():
             self._beat(broker)
         self._registry().heartbeat(WorkerInfo(
             id=self.worker_id, host=socket.gethostname(), pid=os.getpid(), queues=self.queues,
@@ -106,6 +108,12 @@ class WorkerPresence(Middleware):
             recovered = self._sweep(broker, self.queues)
             if recovered:
                 logger.warning("swept the queues of %d dead worker(s)", recovered)
+
+    def _consumers_alive(self) -> bool:
+        """Whether every consumer thread still runs: a process whose consumers died holds its
+        messages for nobody, so it must look dead to the sweep (its broker heartbeat goes stale)."""
+        consumers = getattr(self._worker, "consumers", None) or {}
+        return all(thread.is_alive() for thread in consumers.values())
 
     def _run(self, broker) -> None:
         while not self._stop.is_set():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dramatiq
 import pytest
 import redis
+from dramatiq.errors import DecodeError
 
 from actors.brokers import TrackedRedisBroker
 
@@ -84,3 +85,17 @@ def test_a_delay_queue_puts_back_everything_it_held(broker, redis_client):
     assert redis_client.smembers(f"rc:__acks__.{broker.broker_id}.{dq}") == set()
     assert set(redis_client.lrange(f"rc:{dq}", 0, -1)) == ids
     assert broker.in_flight.snapshot(dq) == set()
+
+
+def test_an_undecodable_message_is_dead_lettered_not_put_back_forever(broker, redis_client):
+    redis_client.hset(f"rc:{QUEUE}.msgs", "bad-id", "not json at all")
+    redis_client.rpush(f"rc:{QUEUE}", "bad-id")
+    consumer = broker.consume(QUEUE, prefetch=1, timeout=100)
+    with pytest.raises(DecodeError):
+        next(consumer)  # Dramatiq's consumer thread stops here and re-creates its consumer
+
+    broker.consume(QUEUE, prefetch=1, timeout=100)
+
+    assert redis_client.llen(f"rc:{QUEUE}") == 0
+    assert redis_client.zscore(f"rc:{QUEUE}.XQ", "bad-id") is not None
+    assert _acks(redis_client, broker) == set()
