@@ -87,10 +87,11 @@ class Tracking(Middleware):
 
             actor = broker.actors.get(message.actor_name)
             args, kwargs = redacted_arguments(actor, message.args, message.kwargs)
-            store.create(message.message_id, actor=message.actor_name,
-                         queue=message.queue_name.removesuffix(".DQ"), args=args, kwargs=kwargs,
-                         max_retries=max_deliveries - 1)
-            begin = store.begin(message.message_id, max_deliveries=max_deliveries, worker=worker)
+            self._until_written(message, "its record", lambda: store.create(
+                message.message_id, actor=message.actor_name, queue=message.queue_name.removesuffix(".DQ"),
+                args=args, kwargs=kwargs, max_retries=max_deliveries - 1))
+            begin = self._until_written(message, "its start", lambda: store.begin(
+                message.message_id, max_deliveries=max_deliveries, worker=worker))
         if begin.verdict == "run":
             state.attempt = begin.attempt
             return

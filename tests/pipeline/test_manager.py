@@ -116,3 +116,10 @@ def test_indexes_are_bounded_and_pruned(manager, redis_client, monkeypatch):
     redis_client.delete(store.job_key(ids[-1]))  # expired record
     page, total = store.list_jobs(limit=5)
     assert ids[-1] not in [r.id for r in page] and total == 9
+
+
+def test_a_message_sent_past_the_manager_gets_a_record_on_its_first_delivery(shared_pool, manager):
+    message = manager.broker.get_actor("t_noop").send(value=3)  # plain Dramatiq: no record yet
+    record = wait_until(lambda: (r := manager.get_job(message.message_id)) and r.is_final and r, timeout=20)
+    assert record.status == "succeeded" and record.result == {"value": 3}
+    assert record.actor == "t_noop" and record.attempts == 1
