@@ -9,17 +9,29 @@ import asyncio
 import os
 import signal
 import time
+import uuid
 
 from actors.base import JobContext, job_actor
 from faceit.errors import NotFoundError, RateLimitedError, UpstreamError
 from queues.priorities import QueuePriority
 from queues.runtime import get_redis
 
+# One run, counted once: redis-py resends a command whose reply was lost to a broken connection
+# (a Redis restart mid-call), and a plain INCR would then count one run twice. The token makes
+# the resent call a no-op.
+_TRACE = """
+if redis.call("SADD", ARGV[1] .. ":tokens", ARGV[3]) == 1 then
+  redis.call("INCR", ARGV[1])
+  redis.call("RPUSH", ARGV[2], ARGV[4])
+end
+return tonumber(redis.call("GET", ARGV[1]))
+"""
+
 
 def _trace(name: str, job_id: str) -> int:
     client = get_redis()
-    client.rpush(f"t:times:{job_id}", repr(time.time()))
-    return int(client.incr(f"t:{name}:{job_id}"))
+    script = client.register_script(_TRACE)
+    return int(script(args=[f"t:{name}:{job_id}", f"t:times:{job_id}", uuid.uuid4().hex, repr(time.time())]))
 
 
 @job_actor(priority=QueuePriority.DEFAULT)
