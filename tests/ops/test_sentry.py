@@ -29,6 +29,13 @@ def assert_no_secrets(text: str) -> None:
     assert CHAT_TEXT not in text and "private chat" not in text
 
 
+def run_probe(module: str, sentry: SentryServer) -> None:
+    """Run ``module`` as its own process (Sentry's init is process-wide) with the secret env."""
+    done = subprocess.run([sys.executable, "-m", module], cwd=ROOT, env={**os.environ, **secret_env(sentry)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def message_of(event: dict) -> str:
     entry = event.get("logentry") or {}
     return entry.get("formatted") or entry.get("message") or event.get("message") or ""
@@ -36,10 +43,7 @@ def message_of(event: dict) -> str:
 
 def test_alerts_arrive_with_their_level_and_without_secrets(redis_url):
     with SentryServer() as sentry:
-        env = {**os.environ, **secret_env(sentry)}
-        done = subprocess.run([sys.executable, "-m", "tests.ops.sentry_probe"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr[-2000:]
+        run_probe("tests.ops.sentry_probe", sentry)
         events = sentry.wait_for_events(lambda evs: len(evs) >= 4)
         raw = sentry.raw_text()
     by_rule = {e.get("tags", {}).get("alert_rule", "exception") + ":" + e.get("tags", {}).get("alert_state", "-"): e
@@ -59,10 +63,7 @@ def test_alerts_arrive_with_their_level_and_without_secrets(redis_url):
 
 def test_the_bot_process_reports_as_the_bot_even_after_loading_the_actors(redis_url):
     with SentryServer() as sentry:
-        env = {**os.environ, **secret_env(sentry)}
-        done = subprocess.run([sys.executable, "-m", "tests.ops.sentry_role_probe"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr[-2000:]
+        run_probe("tests.ops.sentry_role_probe", sentry)
         [event] = sentry.wait_for_events(lambda evs: len(evs) >= 1)
     assert message_of(event) == "role probe"
     assert event["tags"]["role"] == "bot" and event["server_name"] == "bot"

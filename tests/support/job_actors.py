@@ -10,6 +10,7 @@ import os
 import signal
 import time
 import uuid
+from typing import Any
 
 from actors.base import JobContext, job_actor
 from faceit.errors import NotFoundError, RateLimitedError, UpstreamError
@@ -28,9 +29,14 @@ return tonumber(redis.call("GET", ARGV[1]))
 """
 
 
+_trace_scripts: dict[Any, Any] = {}  # keyed by the client itself (process-long)
+
+
 def _trace(name: str, job_id: str) -> int:
     client = get_redis()
-    script = client.register_script(_TRACE)
+    script = _trace_scripts.get(client)
+    if script is None:
+        script = _trace_scripts[client] = client.register_script(_TRACE)
     return int(script(args=[f"t:{name}:{job_id}", f"t:times:{job_id}", uuid.uuid4().hex, repr(time.time())]))
 
 
