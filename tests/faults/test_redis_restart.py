@@ -16,6 +16,16 @@ def _summary(values: list) -> dict:
     return dict(Counter(values))
 
 
+def _run_report(client, job_ids: list[str], runs: list[int], expected: int) -> str:
+    """For each job that did not run ``expected`` times: when it ran and what its record says."""
+    from queues.runtime import get_job_store
+
+    store = get_job_store()
+    odd = [job_id for job_id, n in zip(job_ids, runs, strict=True) if n != expected][:5]
+    return "; ".join(f"{job_id}: runs at {client.lrange(f't:times:{job_id}', 0, -1)}, "
+                     f"record {client.hgetall(store.job_key(job_id))}" for job_id in odd)
+
+
 def _assert_all_done(client, traces, noop_ids: list[str], retried_ids: list[str], timeout: float) -> None:
     """Every job succeeded, t_noop ran once, t_fail_times twice, the broker holds nothing."""
     every = noop_ids + retried_ids
@@ -30,8 +40,11 @@ def _assert_all_done(client, traces, noop_ids: list[str], retried_ids: list[str]
                 f"broker={broker_leftovers(client)}")
 
     wait_until(finished, timeout=timeout, interval=0.2, message=where)
-    assert all(n == 1 for n in traces.runs(noop_ids)), f"no-op runs: {_summary(traces.runs(noop_ids))}"
-    assert all(n == 2 for n in traces.runs(retried_ids)), f"retried runs: {_summary(traces.runs(retried_ids))}"
+    noop_runs, retried_runs = traces.runs(noop_ids), traces.runs(retried_ids)
+    assert all(n == 1 for n in noop_runs), (
+        f"no-op runs: {_summary(noop_runs)}; " + _run_report(client, noop_ids, noop_runs, 1))
+    assert all(n == 2 for n in retried_runs), (
+        f"retried runs: {_summary(retried_runs)}; " + _run_report(client, retried_ids, retried_runs, 2))
     # Acks trail the final record write by at most one round trip.
     wait_until(lambda: not broker_leftovers(client), timeout=10,
                message=lambda: f"left on the broker: {broker_leftovers(client)}")
@@ -49,7 +62,9 @@ def test_redis_restart_with_1000_jobs_queued_and_delayed(start_pool, manager, tr
     noops = [manager.enqueue_job("t_noop", value=i).id for i in range(500)]
     before = {"queued": redis_client.llen("dramatiq:default"),
               "delayed": redis_client.hlen("dramatiq:default.DQ.msgs")}
+    print(f"restart begins at {time.time():.3f}")
     redis_server.restart()  # SHUTDOWN (AOF flushed), then the same port again
+    print(f"restart done at {time.time():.3f}")
     assert time.monotonic() - first_runs_done < retry_delay, "too slow: retries ran before the restart"
     assert before["delayed"] == 500, before
     _assert_all_done(redis_client, traces, noops, retried, timeout=60)
