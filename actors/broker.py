@@ -131,6 +131,9 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
             middleware=middleware,
             heartbeat_timeout=int(settings.queue_heartbeat_timeout * 1000),
             dead_message_ttl=int(settings.queue_failure_ttl * 1000),
+            # Messages a resent fetch left in a live worker's ack set come back on the same
+            # time scale as a dead worker's.
+            reconcile_interval=settings.queue_heartbeat_timeout,
         )
     for name in all_queue_names(settings):
         broker.declare_queue(name)

@@ -12,6 +12,14 @@
    otherwise an outage that strikes while a consumer thread moves due retries to their queue
    kills that thread, and its held messages are never seen again.
 3. The consumer skips the ack that our job tracking already made (below).
+4. redis-py resends a command whose reply was lost to a broken connection (Redis executed it,
+   then went away before answering). Two of Dramatiq's commands are not safe to run twice:
+   ``enqueue`` would push the same Redis id twice (the job would run twice), and a resent
+   ``fetch`` takes a second batch while the first sits in the ack set, owned by nobody and,
+   since no error reached the consumer, never put back. Enqueue here pushes a Redis id at most
+   once (:data:`_ENQUEUE_ONCE`), and a live consumer puts back, every ``reconcile_interval``
+   seconds, the ids of its ack set that no worker thread holds (the same check as after a
+   broken connection).
 
 When a job succeeds and nobody waits for a delivery, :class:`~middleware.tracking.Tracking`
 acks its message inside the same Lua call that writes the record (one round trip instead of
@@ -33,6 +41,22 @@ from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
 from queues.jobstore import AckTarget
+
+#: Dramatiq's ``enqueue`` (``HSET`` body, ``RPUSH`` id), done once per Redis id: a marker key
+#: set with ``NX`` turns a resent call into a no-op. It outlives any resend redis-py makes (its
+#: retries give up within about a minute) and then expires on its own.
+_ENQUEUE_ONCE = """
+if redis.call("SET", KEYS[3], "1", "NX", "PX", ARGV[3]) then
+  redis.call("HSET", KEYS[2], ARGV[1], ARGV[2])
+  redis.call("RPUSH", KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+ENQUEUE_MARKER_TTL_MS = 120_000
+
+#: How often a live consumer looks for ids of its ack set that nobody holds (seconds).
+DEFAULT_RECONCILE_INTERVAL = 30.0
 
 
 class BrokerUnreachable(ConnectionClosed, redis.ConnectionError):
@@ -76,6 +100,22 @@ class _AckAwareConsumer(_RedisConsumer):
         #: Fetch again once this many prefetch slots are free: one fetch per freed slot would
         #: cost a round trip per job, waiting for all of them would leave threads idle.
         self.refill_at = max(1, self.prefetch // 4)
+        self._next_reconcile = time.monotonic() + self.broker.reconcile_interval
+
+    def _reconcile_if_due(self) -> None:
+        """Put back the ack-set ids nobody holds (a resent fetch's first batch), now and then.
+
+        Called from the consumer thread with an empty prefetch cache, right before a fetch: at
+        that moment every id this process owns in the ack set is in ``in_flight``.
+        """
+        if time.monotonic() < self._next_reconcile:
+            return
+        self._next_reconcile = time.monotonic() + self.broker.reconcile_interval
+        try:
+            self.broker.put_back_unheld(self.queue_name, self.broker.in_flight.snapshot(self.queue_name),
+                                        why="that nobody held (a fetch whose reply was lost)")
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None
 
     def _wait_for_free_slots(self) -> bool:
         """Wait until ``refill_at`` slots are free (or the timeout passed with at least one).
@@ -96,8 +136,10 @@ class _AckAwareConsumer(_RedisConsumer):
         return True
 
     def __next__(self) -> Any:
-        if not self.message_cache and not self._wait_for_free_slots():
-            return None
+        if not self.message_cache:
+            if not self._wait_for_free_slots():
+                return None
+            self._reconcile_if_due()
         message = super().__next__()
         if message is not None:
             self.broker.in_flight.add(self.queue_name, message)
@@ -134,10 +176,12 @@ logger = logging.getLogger(__name__)
 class TrackedRedisBroker(RedisBroker):
     """Dramatiq's RedisBroker, plus dropped-message recovery and the ack in the final write."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._consumers: dict[str, _AckAwareConsumer] = {}
         self.in_flight = _InFlight()
+        self.reconcile_interval = reconcile_interval
+        self._enqueue_once = self.client.register_script(_ENQUEUE_ONCE)
 
     @property
     def consumer_class(self):
@@ -150,6 +194,15 @@ class TrackedRedisBroker(RedisBroker):
             raise
         except redis.ConnectionError as exc:
             raise BrokerUnreachable(exc) from None
+
+    def do_enqueue(self, queue_name: str, redis_message_id: str, data: bytes) -> int:
+        """Push ``redis_message_id`` onto ``queue_name`` unless it was pushed already (a resend).
+
+        Returns 1 when this call pushed it, 0 when an earlier call had.
+        """
+        queue = f"{self.namespace}:{queue_name}"
+        keys = [queue, f"{queue}.msgs", f"{self.namespace}:__enqueued__.{redis_message_id}"]
+        return int(self._enqueue_once(keys=keys, args=[redis_message_id, data, ENQUEUE_MARKER_TTL_MS]))
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _AckAwareConsumer:
         previous = self._consumers.get(queue_name)
@@ -171,17 +224,27 @@ class TrackedRedisBroker(RedisBroker):
         """
         try:
             running = set() if queue_name.endswith(".DQ") else self.in_flight.snapshot(queue_name)
-            held = {i.decode() if isinstance(i, bytes) else i
-                    for i in self.client.smembers(f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}")}
-            ids = self._dead_letter_unreadable(queue_name, sorted(held - running))
-            if ids:
-                self.do_requeue(queue_name, *ids)
-                logger.warning("put %d message(s) of %s back after a broken connection", len(ids), queue_name)
+            self.put_back_unheld(queue_name, running, why="after a broken connection")
             if queue_name.endswith(".DQ"):
                 self.in_flight.forget(queue_name)  # they lived in the dropped consumer's memory only
         except redis.ConnectionError as exc:
             raise BrokerUnreachable(exc) from None  # Dramatiq retries consume() a bit later
         previous.message_cache = []
+
+    def put_back_unheld(self, queue_name: str, running: set[str], why: str) -> int:
+        """Re-queue the ids of this process's ack set of ``queue_name`` that are not in ``running``.
+
+        ``running`` must be read before the ack set (an ack removes its id from the set before
+        it leaves ``running``) and must include every id this process will still process.
+        Returns how many were put back.
+        """
+        acks = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
+        held = {i.decode() if isinstance(i, bytes) else i for i in self.client.smembers(acks)}
+        ids = self._dead_letter_unreadable(queue_name, sorted(held - running))
+        if ids:
+            self.do_requeue(queue_name, *ids)
+            logger.warning("put %d message(s) of %s back %s", len(ids), queue_name, why)
+        return len(ids)
 
     def _dead_letter_unreadable(self, queue_name: str, ids: list[str]) -> list[str]:
         """Dead-letter the ids among ``ids`` whose body cannot be decoded; return the others.

@@ -104,10 +104,11 @@ def statuses(client: redis.Redis, job_ids: list[str]) -> list[str | None]:
 
 def broker_leftovers(client: redis.Redis, namespace: str = "dramatiq") -> dict[str, int]:
     """Every non-empty Dramatiq key that holds messages: queues, delay queues, bodies, ack sets,
-    dead letters. Empty when the broker holds nothing (heartbeats are not messages)."""
+    dead letters. Empty when the broker holds nothing (heartbeats are not messages, nor are the
+    markers that make an enqueue safe to resend: they expire on their own)."""
     left: dict[str, int] = {}
     for key in client.scan_iter(f"{namespace}:*", count=1000):
-        if key.endswith("__heartbeats__"):
+        if key.endswith("__heartbeats__") or key.startswith(f"{namespace}:__enqueued__."):
             continue
         kind = client.type(key)
         size = {"list": client.llen, "hash": client.hlen, "set": client.scard,

@@ -1,9 +1,11 @@
-"""What the broker puts back when a consumer is re-created after a broken connection.
+"""What the broker puts back when a consumer is re-created after a broken connection, and
+what it does when Redis ran a command whose reply was lost (redis-py then resends it).
 
 A real ``TrackedRedisBroker`` on the test Redis: messages are fetched into this process's
 ack set the way Dramatiq's consumer does it, then the consumer is re-created as Dramatiq does
 after a connection error. Whatever no worker thread holds must go back to the queue; what a
-worker thread is running must stay where it is (putting it back would run it twice).
+worker thread is running must stay where it is (putting it back would run it twice). Lost
+replies are real: a TCP proxy cuts the connection after Redis ran the command.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import redis
 from dramatiq.errors import DecodeError
 
 from actors.brokers import TrackedRedisBroker
+from tests.support.reply_dropper import ReplyDroppingProxy
 
 QUEUE = "reconnect_test"
 
@@ -98,4 +101,79 @@ def test_an_undecodable_message_is_dead_lettered_not_put_back_forever(broker, re
 
     assert redis_client.llen(f"rc:{QUEUE}") == 0
     assert redis_client.zscore(f"rc:{QUEUE}.XQ", "bad-id") is not None
+    assert _acks(redis_client, broker) == set()
+
+
+@pytest.fixture
+def proxy(redis_server) -> ReplyDroppingProxy:
+    proxy = ReplyDroppingProxy(redis_server.port)
+    yield proxy
+    proxy.close()
+
+
+def _message(i: int) -> dramatiq.Message:
+    return dramatiq.Message(queue_name=QUEUE, actor_name="a", args=(i,), kwargs={}, options={})
+
+
+def test_dramatiqs_own_enqueue_pushes_twice_when_its_reply_is_lost(redis_url, proxy, redis_client):
+    """The hazard the next test guards against: redis-py resends, Dramatiq pushes the id twice."""
+    from dramatiq.brokers.redis import RedisBroker
+
+    plain = RedisBroker(client=redis.Redis(port=proxy.port), namespace="rc", middleware=[])
+    plain.declare_queue(QUEUE)
+    plain.client.ping()
+    proxy.drop_reply_to(b"enqueue")
+    sent = plain.enqueue(_message(0))
+    assert proxy.dropped == 1
+    assert redis_client.lrange(f"rc:{QUEUE}", 0, -1) == [sent.options["redis_message_id"]] * 2
+
+
+def test_an_enqueue_whose_reply_was_lost_is_pushed_once(redis_url, proxy, redis_client):
+    broker = TrackedRedisBroker(client=redis.Redis(port=proxy.port), namespace="rc", middleware=[])
+    broker.declare_queue(QUEUE)
+    broker.client.ping()
+    proxy.drop_reply_to(b"__enqueued__")
+    sent = broker.enqueue(_message(0))  # Redis pushed it; redis-py resent the call on a new connection
+
+    assert proxy.dropped == 1
+    assert redis_client.lrange(f"rc:{QUEUE}", 0, -1) == [sent.options["redis_message_id"]]
+    assert redis_client.hlen(f"rc:{QUEUE}.msgs") == 1
+    assert 0 < redis_client.pttl(f"rc:__enqueued__.{sent.options['redis_message_id']}") <= 120_000
+
+
+def test_a_fetch_whose_reply_was_lost_strands_nothing_in_a_live_consumer(redis_url, proxy, redis_client, caplog):
+    """The resent fetch takes the next batch; the first one comes back at the next reconcile."""
+    broker = TrackedRedisBroker(client=redis.Redis(port=proxy.port), namespace="rc", middleware=[],
+                                reconcile_interval=0)
+    broker.declare_queue(QUEUE)
+    ids = _send(broker, 4)
+    consumer = broker.consume(QUEUE, prefetch=2, timeout=100)
+    proxy.drop_reply_to(b"fetch")
+
+    delivered = []
+    for _ in range(20):
+        message = next(consumer)
+        if message is None:
+            break
+        delivered.append(message.options["redis_message_id"])
+        consumer.ack(message)  # the worker thread finished it
+
+    assert proxy.dropped == 1
+    assert sorted(delivered) == sorted(ids)  # each once: nothing stranded, nothing twice
+    assert _acks(redis_client, broker) == set()
+    assert f"put 2 message(s) of {QUEUE} back that nobody held" in caplog.text
+
+
+def test_a_live_consumers_reconcile_leaves_running_messages_alone(broker, redis_client):
+    broker.reconcile_interval = 0
+    ids = _send(broker, 2)
+    consumer = broker.consume(QUEUE, prefetch=2, timeout=100)
+    running = [next(consumer), next(consumer)]  # both handed to worker threads, none acked yet
+
+    assert next(consumer) is None  # an empty cache: reconcile, then an empty fetch
+
+    assert _acks(redis_client, broker) == set(ids)
+    assert redis_client.llen(f"rc:{QUEUE}") == 0
+    for message in running:
+        consumer.ack(message)
     assert _acks(redis_client, broker) == set()
