@@ -1,4 +1,5 @@
-"""``LOG_LEVEL`` governs worker processes too (``dramatiq`` itself sets up logging at INFO)."""
+"""Worker logs: ``LOG_LEVEL`` governs worker processes too (``dramatiq`` itself sets up logging
+at INFO), and only a bug gets an ERROR line with a traceback."""
 
 from __future__ import annotations
 
@@ -12,3 +13,22 @@ def test_log_level_decides_whether_workers_log_each_job(start_pool, manager, lev
     assert manager.wait_for(handle.id, timeout=20).status == "succeeded"
     pool.stop(graceful=True)  # flushes the worker's log pipe
     assert (f"job {handle.id}: succeeded" in pool.log_path.read_text()) is per_job_line
+
+
+def test_only_a_bug_is_logged_as_an_error_with_a_traceback(start_pool, manager):
+    """An upstream 503 that is retried is an expected outcome: one line, no traceback. A bug is not."""
+    pool = start_pool(["default"], env={"LOG_LEVEL": "INFO", "QUEUE_RETRY_DELAYS": "0.1"})
+    transient = manager.enqueue_job("t_fail_times", failures=1)
+    bug = manager.enqueue_job("t_fail_times", failures=1, kind="bug", retry=0)
+    assert manager.wait_for(transient.id, timeout=20).status == "succeeded"
+    assert manager.wait_for(bug.id, timeout=20).status == "failed"
+    pool.stop(graceful=True)
+    log = pool.log_path.read_text()
+
+    assert f"job {transient.id}: retrying (attempt 1)" in log
+    assert "with expected exception UpstreamError" in log
+    errors = [line for line in log.splitlines() if "[ERROR]" in line]
+    unhandled = [line for line in errors if "unhandled exception" in line]
+    assert len(unhandled) == 1 and "kind='bug'" in unhandled[0], errors
+    assert not any(transient.id in line for line in errors), errors
+    assert log.count("Traceback (most recent call last)") == 1
