@@ -31,7 +31,7 @@ from dramatiq.middleware import CurrentMessage
 
 from middleware.state import state_of
 from queues.connection import async_redis_client
-from queues.errors import JobCanceled, JobTimeLimitExceeded, PermanentError, TransientError
+from queues.errors import JobCanceled, JobTimeLimitExceeded, PermanentError
 from queues.jobstore import AsyncJobChannel
 from queues.priorities import QueuePriority, queue_name
 from settings import get_settings
@@ -162,10 +162,8 @@ def job_actor(
 ) -> Callable[[Body], dramatiq.Actor]:
     """Declare ``async def body(ctx, ...)`` as a Dramatiq actor on the queue of ``priority``."""
     settings = get_settings()
-    # ``throws``: Dramatiq logs these in one line, without a traceback: they are expected
-    # outcomes (bad input, an upstream 503 or 429 that Backoff retries), and the job record keeps
-    # the traceback anyway. Anything else (a bug) is still logged at ERROR with its traceback.
-    options: dict[str, Any] = {"retry_on_timeout": retry_on_timeout, "throws": (PermanentError, TransientError)}
+    # ``throws``: Dramatiq logs these without a traceback (they are expected outcomes).
+    options: dict[str, Any] = {"retry_on_timeout": retry_on_timeout, "throws": (PermanentError,)}
     if time_limit is not None:
         options["time_limit"] = time_limit
     if max_retries is not None:

@@ -29,6 +29,7 @@ from dramatiq.encoder import JSONEncoder
 from dramatiq.middleware import AsyncIO, CurrentMessage
 
 from actors.brokers import TrackedRedisBroker
+from actors.worker_logging import quiet_retried_errors
 from middleware.alerts import AlertOnFailure
 from middleware.backoff import Backoff
 from middleware.delivery_trigger import DeliveryTrigger
@@ -107,6 +108,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     # ``dramatiq`` configures logging at INFO before it imports us: LOG_LEVEL must win, or a
     # WARNING setting still writes a line per job through the worker's log pipe.
     logging.getLogger().setLevel(settings.log_level)
+    quiet_retried_errors()
     init_sentry(settings, "worker")
     import faceit.context
 
