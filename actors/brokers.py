@@ -43,8 +43,11 @@ from dramatiq.message import Message
 from queues.jobstore import AckTarget
 
 #: Dramatiq's ``enqueue`` (``HSET`` body, ``RPUSH`` id), done once per Redis id: a marker key
-#: set with ``NX`` turns a resent call into a no-op. It outlives any resend redis-py makes (its
-#: retries give up within about a minute) and then expires on its own.
+#: set with ``NX`` turns a resent call into a no-op, then expires on its own. It must outlive
+#: any resend: redis-py retries a command 10 times and each retry reconnects with up to 11
+#: attempts of its own, so across a network partition (5 s connect timeouts, ``queues.connection``)
+#: a resend can come ~10 minutes after the first call. 15 minutes of markers cost ~90 bytes per
+#: enqueue, a small fraction of the job records (kept an hour) of the same jobs.
 _ENQUEUE_ONCE = """
 if redis.call("SET", KEYS[3], "1", "NX", "PX", ARGV[3]) then
   redis.call("HSET", KEYS[2], ARGV[1], ARGV[2])
@@ -53,7 +56,7 @@ if redis.call("SET", KEYS[3], "1", "NX", "PX", ARGV[3]) then
 end
 return 0
 """
-ENQUEUE_MARKER_TTL_MS = 120_000
+ENQUEUE_MARKER_TTL_MS = 15 * 60 * 1000
 
 #: How often a live consumer looks for ids of its ack set that nobody holds (seconds).
 DEFAULT_RECONCILE_INTERVAL = 30.0
