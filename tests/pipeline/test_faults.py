@@ -41,13 +41,15 @@ def test_a_poison_message_fails_after_its_deliveries_with_one_alert(start_pool, 
     """t_crash kills its worker on every delivery; max_retries=2 → 3 deliveries, then failed."""
     handle = manager.enqueue_job("t_crash")
     bystander = manager.enqueue_job("t_noop", value=7)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 150
     pools = []
     while manager.get_job_status(handle.id) != "failed" and time.monotonic() < deadline:
         pool = start_pool(["default"], wait=False)  # a supervisor restarting the dead pool
         pools.append(pool)
+        # When the child dies before it reports "booted" (t_crash can kill it first), Dramatiq's
+        # supervisor waits out --worker-fork-timeout (30 s) before it notices: allow for that.
         wait_until(lambda p=pool: p.process.poll() is not None or manager.get_job_status(handle.id) == "failed",
-                   timeout=30)
+                   timeout=45)
         if pool.process.poll() is None:
             break  # this pool failed the message: it goes on and takes other work
         pool.stop(graceful=False)
