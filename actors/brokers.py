@@ -46,8 +46,8 @@ from queues.jobstore import AckTarget
 #: set with ``NX`` turns a resent call into a no-op, then expires on its own. It must outlive
 #: any resend: redis-py retries a command 10 times and each retry reconnects with up to 11
 #: attempts of its own, so across a network partition (5 s connect timeouts, ``queues.connection``)
-#: a resend can come ~10 minutes after the first call. 15 minutes of markers cost ~90 bytes per
-#: enqueue, a small fraction of the job records (kept an hour) of the same jobs.
+#: a resend can come ~10 minutes after the first call. A marker takes ~150 bytes of Redis for its
+#: 15 minutes, a small fraction of the job record (kept an hour) of the same job.
 _ENQUEUE_ONCE = """
 if redis.call("SET", KEYS[3], "1", "NX", "PX", ARGV[3]) then
   redis.call("HSET", KEYS[2], ARGV[1], ARGV[2])
@@ -114,11 +114,8 @@ class _AckAwareConsumer(_RedisConsumer):
         if time.monotonic() < self._next_reconcile:
             return
         self._next_reconcile = time.monotonic() + self.broker.reconcile_interval
-        try:
-            self.broker.put_back_unheld(self.queue_name, self.broker.in_flight.snapshot(self.queue_name),
-                                        why="that nobody held (a fetch whose reply was lost)")
-        except redis.ConnectionError as exc:
-            raise ConnectionClosed(exc) from None
+        self.broker.put_back_unheld(self.queue_name, self.broker.in_flight.snapshot(self.queue_name),
+                                    why="that nobody held (a fetch whose reply was lost)")
 
     def _wait_for_free_slots(self) -> bool:
         """Wait until ``refill_at`` slots are free (or the timeout passed with at least one).
@@ -225,13 +222,11 @@ class TrackedRedisBroker(RedisBroker):
         put back. The in-flight ids are read before the ack set: an ack that lands between the
         two reads removes its id from the ack set first, so a running job is never re-queued.
         """
-        try:
-            running = set() if queue_name.endswith(".DQ") else self.in_flight.snapshot(queue_name)
-            self.put_back_unheld(queue_name, running, why="after a broken connection")
-            if queue_name.endswith(".DQ"):
-                self.in_flight.forget(queue_name)  # they lived in the dropped consumer's memory only
-        except redis.ConnectionError as exc:
-            raise BrokerUnreachable(exc) from None  # Dramatiq retries consume() a bit later
+        running = set() if queue_name.endswith(".DQ") else self.in_flight.snapshot(queue_name)
+        # Redis still away: BrokerUnreachable, and Dramatiq's consumer thread calls consume() again.
+        self.put_back_unheld(queue_name, running, why="after a broken connection")
+        if queue_name.endswith(".DQ"):
+            self.in_flight.forget(queue_name)  # they lived in the dropped consumer's memory only
         previous.message_cache = []
 
     def put_back_unheld(self, queue_name: str, running: set[str], why: str) -> int:
@@ -239,13 +234,18 @@ class TrackedRedisBroker(RedisBroker):
 
         ``running`` must be read before the ack set (an ack removes its id from the set before
         it leaves ``running``) and must include every id this process will still process.
-        Returns how many were put back.
+        Returns how many were put back; raises :class:`BrokerUnreachable` (a Dramatiq connection
+        error, so the consumer thread re-creates its consumer and this runs again).
         """
         acks = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
-        held = {i.decode() if isinstance(i, bytes) else i for i in self.client.smembers(acks)}
-        ids = self._dead_letter_unreadable(queue_name, sorted(held - running))
+        try:
+            held = {i.decode() if isinstance(i, bytes) else i for i in self.client.smembers(acks)}
+            ids = self._dead_letter_unreadable(queue_name, sorted(held - running))
+            if ids:
+                self.do_requeue(queue_name, *ids)
+        except redis.ConnectionError as exc:
+            raise BrokerUnreachable(exc) from None
         if ids:
-            self.do_requeue(queue_name, *ids)
             logger.warning("put %d message(s) of %s back %s", len(ids), queue_name, why)
         return len(ids)
 

@@ -20,7 +20,6 @@ from queues.errors import TransientError
 
 #: The logger Dramatiq's worker threads write "Failed to process message" to.
 WORKER_THREAD_LOGGER = "dramatiq.worker.WorkerThread"
-_DRAMATIQ_FAILED = "Failed to process message %s with unhandled exception."
 
 
 class RetriedErrorFilter(logging.Filter):
@@ -29,12 +28,10 @@ class RetriedErrorFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if record.levelno >= logging.ERROR and isinstance(error, TransientError):
+            text = record.getMessage().removesuffix(" with unhandled exception.")
+            record.msg = f"{text}: {type(error).__name__}: {error} (transient: retried while attempts remain)"
+            record.args = ()
             record.levelno, record.levelname = logging.WARNING, "WARNING"
-            detail = f"{type(error).__name__}: {error}".replace("%", "%%")
-            if record.msg == _DRAMATIQ_FAILED and record.args:
-                record.msg = f"Failed to process message %s: {detail} (transient: retried while attempts remain)"
-            else:
-                record.msg = f"{record.msg} {detail}"
             record.exc_info, record.exc_text = None, None
         return True
 

@@ -31,9 +31,10 @@ class BackgroundWork:
     def __init__(self, max_delay: float = MAX_DELAY) -> None:
         self.max_delay = max_delay
         self.in_flight = 0
-        self._queue: asyncio.Queue[tuple[Coroutine[Any, Any, Any], str, float]] | None = None
+        # Both bind to the event loop on first use, not here.
+        self._queue: asyncio.Queue[tuple[Coroutine[Any, Any, Any], str, float]] = asyncio.Queue()
+        self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._idle: asyncio.Event | None = None
         self._draining = False
 
     # --- updates in and out ----------------------------------------------------------------
@@ -43,23 +44,19 @@ class BackgroundWork:
 
     def update_finished(self) -> None:
         self.in_flight = max(0, self.in_flight - 1)
-        if self.in_flight == 0 and self._idle is not None:
+        if self.in_flight == 0:
             self._idle.set()
 
     # --- background items ------------------------------------------------------------------
 
     def add(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
         """Run ``coro`` later (see the module docstring); ``what`` names it in a failure line."""
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            self._idle = asyncio.Event()
         self._queue.put_nowait((coro, what, asyncio.get_running_loop().time()))
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
 
     async def _turn(self, queued_at: float) -> None:
         """Return when no update is being served, or once the item is ``max_delay`` s old."""
-        assert self._idle is not None
         loop = asyncio.get_running_loop()
         while self.in_flight > 0 and not self._draining:
             left = queued_at + self.max_delay - loop.time()
@@ -71,7 +68,6 @@ class BackgroundWork:
 
     async def _run(self) -> None:
         queue = self._queue
-        assert queue is not None
         while True:
             coro, what, queued_at = await queue.get()
             try:
@@ -85,16 +81,14 @@ class BackgroundWork:
     async def drain(self, timeout: float = 5.0, *, stop: bool = False) -> None:
         """Run what is queued now, without waiting for quiet (up to ``timeout`` s); with ``stop``
         end the runner too."""
-        if self._queue is not None:
-            self._draining = True
-            if self._idle is not None:
-                self._idle.set()
-            try:
-                await asyncio.wait_for(self._queue.join(), timeout)
-            except TimeoutError:
-                logger.warning("%d background items left undone", self._queue.qsize())
-            finally:
-                self._draining = False
+        self._draining = True
+        self._idle.set()
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            logger.warning("%d background items left undone", self._queue.qsize())
+        finally:
+            self._draining = False
         if stop and self._task is not None:
             self._task.cancel()
             self._task = None

@@ -51,14 +51,18 @@ async def _post(bot: Bot, params: dict[str, Any]) -> dict[str, Any]:
     client = await session.create_session()  # type: ignore[attr-defined]
     url = session.api.api_url(token=bot.token, method="sendMessage")
     body = json.dumps(params, ensure_ascii=False).encode()
+
+    def method() -> SendMessage:  # aiogram's errors name the call; built only on a failure
+        return SendMessage(**params)
+
     try:
         async with client.post(url, data=body, headers=_JSON, timeout=session.timeout) as resp:
             raw = await resp.text()
             status = resp.status
     except TimeoutError as exc:
-        raise TelegramNetworkError(method=SendMessage(**params), message="Request timeout error") from exc
+        raise TelegramNetworkError(method=method(), message="Request timeout error") from exc
     except ClientError as exc:
-        raise TelegramNetworkError(method=SendMessage(**params), message=f"{type(exc).__name__}: {exc}") from exc
+        raise TelegramNetworkError(method=method(), message=f"{type(exc).__name__}: {exc}") from exc
     try:
         answer = json.loads(raw)
     except ValueError:
@@ -66,8 +70,8 @@ async def _post(bot: Bot, params: dict[str, Any]) -> dict[str, Any]:
     if status == 200 and isinstance(answer, dict) and answer.get("ok") and isinstance(answer.get("result"), dict):
         return answer["result"]
     # Anything else: aiogram reads the error reply and raises what ``message.answer`` would.
-    session.check_response(bot=bot, method=SendMessage(**params), status_code=status, content=raw)
-    raise TelegramAPIError(method=SendMessage(**params), message=f"unexpected reply (HTTP {status})")
+    session.check_response(bot=bot, method=method(), status_code=status, content=raw)
+    raise TelegramAPIError(method=method(), message=f"unexpected reply (HTTP {status})")
 
 
 async def send_reply(bot: Bot, message: Message, text: str, reply_markup: dict[str, Any] | None = None) -> int:

@@ -92,7 +92,6 @@ def test_delayed_retries_held_by_a_worker_survive_a_redis_restart(start_pool, ma
                and redis_client.llen("dramatiq:default.DQ") == 0, timeout=10)
     # AOF keeps the records and the delay queue's messages.
     redis_server.stop()
-    redis_server.process = None
     time.sleep(5)
     redis_server.start()
     for h in handles:
