@@ -34,6 +34,7 @@ import logging
 import threading
 import time
 from typing import Any
+from uuid import uuid4
 
 import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
@@ -48,14 +49,20 @@ from queues.jobstore import AckTarget
 #: attempts of its own, so across a network partition (5 s connect timeouts, ``queues.connection``)
 #: a resend can come ~10 minutes after the first call. A marker takes ~150 bytes of Redis for its
 #: 15 minutes, a small fraction of the job record (kept an hour) of the same job.
-_ENQUEUE_ONCE = """
-if redis.call("SET", KEYS[3], "1", "NX", "PX", ARGV[3]) then
-  redis.call("HSET", KEYS[2], ARGV[1], ARGV[2])
-  redis.call("RPUSH", KEYS[1], ARGV[1])
-  return 1
+#: ``enqueue_once(K, A)``: K = {queue, queue.msgs, marker}, A = {redis id, body, marker TTL ms};
+#: 1 when this call pushed, 0 when an earlier one had. A function, so the bot's one-round-trip
+#: job start (``bot/jobstart.py``) pushes its message with the very same code.
+ENQUEUE_ONCE_LUA = """
+local function enqueue_once(K, A)
+  if redis.call("SET", K[3], "1", "NX", "PX", A[3]) then
+    redis.call("HSET", K[2], A[1], A[2])
+    redis.call("RPUSH", K[1], A[1])
+    return 1
+  end
+  return 0
 end
-return 0
 """
+_ENQUEUE_ONCE = ENQUEUE_ONCE_LUA + "return enqueue_once(KEYS, ARGV)\n"
 ENQUEUE_MARKER_TTL_MS = 15 * 60 * 1000
 
 #: How often a live consumer looks for ids of its ack set that nobody holds (seconds).
@@ -200,9 +207,23 @@ class TrackedRedisBroker(RedisBroker):
 
         Returns 1 when this call pushed it, 0 when an earlier call had.
         """
-        queue = f"{self.namespace}:{queue_name}"
-        keys = [queue, f"{queue}.msgs", f"{self.namespace}:__enqueued__.{redis_message_id}"]
-        return int(self._enqueue_once(keys=keys, args=[redis_message_id, data, ENQUEUE_MARKER_TTL_MS]))
+        keys, args = self.enqueue_once_call(queue_name, redis_message_id, data)
+        return int(self._enqueue_once(keys=keys, args=args))
+
+    def enqueue_once_call(self, queue_name: str, redis_message_id: str, data: bytes) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of ``enqueue_once`` (:data:`ENQUEUE_ONCE_LUA`) for one message."""
+        queue = self.queue_key(queue_name)
+        return ([queue, f"{queue}.msgs", f"{self.namespace}:__enqueued__.{redis_message_id}"],
+                [redis_message_id, data, ENQUEUE_MARKER_TTL_MS])
+
+    def queue_key(self, queue_name: str) -> str:
+        """The Redis list of ``queue_name``'s waiting message ids."""
+        return f"{self.namespace}:{queue_name}"
+
+    def stamp(self, message: Message) -> Message:
+        """``message`` with its Redis id, as Dramatiq's ``enqueue`` (no delay) gives it one: each
+        enqueue needs its own, since a retry re-enqueues the same message id."""
+        return message.copy(options={"redis_message_id": str(uuid4())})
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _AckAwareConsumer:
         previous = self._consumers.get(queue_name)

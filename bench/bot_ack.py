@@ -28,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench.common import median, percentile, private_redis, write_results
 from queues.redis_server import free_port
 
@@ -67,14 +69,35 @@ def _is_final(text: str | None) -> bool:
     return bool(text) and not text.startswith("⏳") and not text.startswith("🤝")
 
 
-def run_round(tg: Any, users: list[int], matches: list[str], timeout: float) -> dict[str, list[float]]:
+def cpu_seconds(roles: dict[str, list[int]]) -> dict[str, float]:
+    """CPU time (user + system) each role's processes have used so far; a gone process counts 0."""
+    totals = {}
+    for role, pids in roles.items():
+        total = 0.0
+        for pid in pids:
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        totals[role] = total
+    return totals
+
+
+def run_round(tg: Any, users: list[int], matches: list[str], timeout: float,
+              roles: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """Inject one burst and read the latencies back from the sandbox's timeline.
 
     The timeline is read incrementally (only events after the last one seen): re-reading the
     whole round every 0.2 s made the observer half of the sandbox's CPU during the burst it
-    measures, on the same two cores.
+    measures, on the same two cores. With ``roles`` (name → pids), also the CPU each used from
+    the burst's start until every first reply was seen (read at the 0.2 s polls, so it includes
+    up to 0.2 s of what followed).
     """
+    roles = roles or {}
     cursor = tg.feed(after=2**62)["last_seq"]  # nothing after it: just where the timeline ends now
+    cpu_before = cpu_seconds(roles)
+    cpu_burst: dict[str, float] = {}
     with ThreadPoolExecutor(max_workers=len(users)) as pool:
         list(pool.map(lambda pair: tg.inject(pair[0], f"/analyze {pair[1]}"), zip(users, matches, strict=True)))
     deadline = time.monotonic() + timeout
@@ -94,6 +117,9 @@ def run_round(tg: Any, users: list[int], matches: list[str], timeout: float) -> 
                 first.setdefault(chat, event["ts"])
             elif event["kind"] == "edited" and _is_final(event.get("text")):
                 final.setdefault(chat, event["ts"])
+        if not cpu_burst and len(first) == len(users):
+            cpu_after = cpu_seconds(roles)
+            cpu_burst = {role: (cpu_after[role] - cpu_before[role]) * 1000 for role in roles}
         if len(final) == len(users) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -106,6 +132,7 @@ def run_round(tg: Any, users: list[int], matches: list[str], timeout: float) -> 
         "final_s": [final[u] - asked[u] for u in users if u in final and u in asked],
         "missing_first": [u for u in users if u not in first],
         "missing_final": [u for u in users if u not in final],
+        "cpu_ms": cpu_burst,
     }
 
 
@@ -171,6 +198,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         procs.append(bot)
         _wait(lambda: "Run polling" in (logs / "bot.log").read_text(errors="replace"), "the bot", 90)
         pool.wait_ready(90)
+        roles = {"bot": [bot.pid], "sandbox Bot API": [procs[0].pid], "sandbox FACEIT API": [procs[1].pid],
+                 "workers": [pool.process.pid, *pool.worker_pids()], "redis": [server.process.pid],
+                 "simulated users (this process)": [os.getpid()]}
         world = faceit.world()["matches"]
         rooms = [m for status, ids in world.items() if status not in ("CANCELLED", "ABORTED") for m in ids]
         ids = itertools.count(10_000_000)
@@ -180,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for number in range(args.rounds):
             users = [next(ids) for _ in range(args.users)]
             matches = [rooms[(i * 7 + number) % len(rooms)] for i in range(args.users)]
-            rounds.append(run_round(tg, users, matches, args.timeout))
+            rounds.append(run_round(tg, users, matches, args.timeout, roles))
             time.sleep(1.0)
         solo_users = [next(ids) for _ in range(args.solo)]
         solo = run_solo(tg, solo_users, [rooms[i % len(rooms)] for i in range(args.solo)])
@@ -201,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            "n": len(final)},
         "rounds": [{"first_reply_ms_p50": percentile(r["first_ms"], 50), "first_reply_ms_p99": percentile(r["first_ms"], 99),
                     "final_result_s_p50": percentile(r["final_s"], 50), "arrival_spread_ms": r["arrival_spread_ms"],
-                    "last_first_reply_ms": r["last_first_reply_ms"]} for r in rounds],
+                    "last_first_reply_ms": r["last_first_reply_ms"], "cpu_ms": r["cpu_ms"]} for r in rounds],
         "solo_first_reply_ms": {"p50": percentile(solo, 50), "p99": percentile(solo, 99), "n": len(solo)},
         "missing": {"first_reply": sum(len(r["missing_first"]) for r in rounds),
                     "final_result": sum(len(r["missing_final"]) for r in rounds)},
@@ -213,6 +243,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     last = median([r["last_first_reply_ms"] for r in rounds])
     print(f"burst: the {args.users} messages reached the sandbox over {spread:.1f} ms; the last first reply "
           f"went out {last:.1f} ms after the first message (medians over rounds)")
+    cpu = {role: median([r["cpu_ms"].get(role, 0.0) for r in rounds]) for role in rounds[0]["cpu_ms"]} if rounds else {}
+    print("burst CPU until the last first reply was seen, per user (medians over rounds): "
+          + ", ".join(f"{role} {ms / args.users:.2f} ms" for role, ms in cpu.items()))
     print(f"final result p50: {figures['final_result_s']['p50']:.2f} s")
     print(f"final result p99: {figures['final_result_s']['p99']:.2f} s")
     print(f"first reply, one user at a time, p50: {figures['solo_first_reply_ms']['p50']:.1f} ms")

@@ -11,6 +11,10 @@ reserved in ONE Lua call so two bot processes cannot both let the same user thro
   :data:`RESERVATION_TTL` seconds are dropped (a bot process that died mid-request).
 
 Finished or expired jobs leave the active set on the next check, so nothing needs cleaning up.
+
+On the Redis broker the bot does not reserve: :mod:`bot.jobstart` runs these same checks, the
+job's record and its message in one script, and puts the job id in the active set directly.
+The reservation is for the general path (RabbitMQ), where the message leaves in another call.
 """
 
 from __future__ import annotations
@@ -25,34 +29,50 @@ from bot.keys import BotKeys
 RESERVATION_TTL = 30
 WINDOW_SECONDS = 60.0
 
-# KEYS: rate, active. ARGV: now, window, per_minute, max_active, job key prefix, token,
-# reservation ttl, active ttl.  → {"ok", 0} | {"active", count} | {"rate", seconds to wait}
-_CHECK = """
-local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local members = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
-local count = 0
-for i = 1, #members, 2 do
-  local member, score = members[i], tonumber(members[i + 1])
-  local alive
-  if string.sub(member, 1, 2) == 'p:' then
-    alive = score > now - tonumber(ARGV[7])
-  else
-    local st = redis.call('HGET', ARGV[5] .. member, 'status')
-    alive = st == 'queued' or st == 'started' or st == 'retrying'
+# check_user_limits(K, A): K = {rate, active}; A = {now, window, per_minute, max_active, job key
+# prefix, reservation ttl}. Drops finished jobs and stale reservations from the active set, then
+# returns the refusal ({"active", count} or {"rate", seconds to wait}) or nil: the user may start one.
+# record_request(K, now, window, request, active member, active ttl): counts the request in the
+# minute window and puts ``active member`` (a reservation or a job id) in the active set.
+# Functions, so the bot's one-round-trip job start (bot/jobstart.py) runs the very same checks.
+LIMITS_LUA = """
+local function check_user_limits(K, A)
+  local now, window = tonumber(A[1]), tonumber(A[2])
+  local members = redis.call('ZRANGE', K[2], 0, -1, 'WITHSCORES')
+  local count = 0
+  for i = 1, #members, 2 do
+    local member, score = members[i], tonumber(members[i + 1])
+    local alive
+    if string.sub(member, 1, 2) == 'p:' then
+      alive = score > now - tonumber(A[6])
+    else
+      local st = redis.call('HGET', A[5] .. member, 'status')
+      alive = st == 'queued' or st == 'started' or st == 'retrying'
+    end
+    if alive then count = count + 1 else redis.call('ZREM', K[2], member) end
   end
-  if alive then count = count + 1 else redis.call('ZREM', KEYS[2], member) end
+  if count >= tonumber(A[4]) then return {'active', count} end
+  redis.call('ZREMRANGEBYSCORE', K[1], '-inf', now - window)
+  if redis.call('ZCARD', K[1]) >= tonumber(A[3]) then
+    local oldest = redis.call('ZRANGE', K[1], 0, 0, 'WITHSCORES')
+    return {'rate', tostring(tonumber(oldest[2]) + window - now)}
+  end
+  return nil
 end
-if count >= tonumber(ARGV[4]) then return {'active', count} end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {'rate', tostring(tonumber(oldest[2]) + window - now)}
+local function record_request(K, now, window, request, active_member, active_ttl)
+  redis.call('ZADD', K[1], now, request)
+  redis.call('EXPIRE', K[1], math.ceil(window) + 1)
+  redis.call('ZADD', K[2], now, active_member)
+  redis.call('EXPIRE', K[2], active_ttl)
 end
-redis.call('ZADD', KEYS[1], now, ARGV[6])
-redis.call('EXPIRE', KEYS[1], math.ceil(window) + 1)
-redis.call('ZADD', KEYS[2], now, 'p:' .. ARGV[6])
-redis.call('EXPIRE', KEYS[2], ARGV[8])
+"""
+
+# KEYS: rate, active. ARGV: now, window, per_minute, max_active, job key prefix, reservation ttl,
+# token, active ttl.  → {"ok", 0} | {"active", count} | {"rate", seconds to wait}
+_CHECK = LIMITS_LUA + """
+local refusal = check_user_limits(KEYS, ARGV)
+if refusal then return refusal end
+record_request(KEYS, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[7], 'p:' .. ARGV[7], ARGV[8])
 return {'ok', '0'}
 """
 
@@ -84,18 +104,29 @@ class UserLimits:
         self.active_ttl = int(active_ttl)
         self._check = redis.register_script(_CHECK)
 
-    async def acquire(self, user_id: int) -> LimitDecision:
-        token = uuid.uuid4().hex
-        verdict, value = await self._check(
-            keys=[self.keys.user_rate(user_id), self.keys.user_active(user_id)],
-            args=[repr(time.time()), WINDOW_SECONDS, self.per_minute, self.max_active, self.job_key_prefix,
-                  token, RESERVATION_TTL, self.active_ttl],
-        )
+    def limit_keys(self, user_id: int) -> list[str]:
+        """KEYS of ``check_user_limits`` and ``record_request`` (:data:`LIMITS_LUA`)."""
+        return [self.keys.user_rate(user_id), self.keys.user_active(user_id)]
+
+    def check_args(self, now: float) -> list[Any]:
+        """The arguments of ``check_user_limits`` (:data:`LIMITS_LUA`)."""
+        return [repr(now), WINDOW_SECONDS, self.per_minute, self.max_active, self.job_key_prefix, RESERVATION_TTL]
+
+    @staticmethod
+    def decision(verdict: str, value: Any, token: str = "") -> LimitDecision:
+        """A script's ``{verdict, value}`` refusal (or ``ok``) as a :class:`LimitDecision`."""
         if verdict == "ok":
             return LimitDecision("ok", token=token)
         if verdict == "rate":
             return LimitDecision("rate", retry_after=min(WINDOW_SECONDS, max(1.0, float(value))))
         return LimitDecision("active", count=int(value))
+
+    async def acquire(self, user_id: int) -> LimitDecision:
+        token = uuid.uuid4().hex
+        now = time.time()
+        verdict, value = await self._check(keys=self.limit_keys(user_id),
+                                           args=[*self.check_args(now), token, self.active_ttl])
+        return self.decision(verdict, value, token)
 
     async def commit(self, user_id: int, token: str, job_id: str) -> None:
         """The enqueue went through: the reservation becomes the job id."""

@@ -1,8 +1,9 @@
 """What the bot's handlers call: one method per user action, no Telegram in here.
 
 Handlers parse the text (``faceit.links``), call one method of :class:`BotServices`, and reply.
-Starting a job checks the user's limits (:mod:`bot.limits`) and enqueues through the queue
-manager; nothing here calls the FACEIT API. Refusals the user should read are raised as
+Starting a job checks the user's limits (:mod:`bot.limits`) and writes the job the queue
+manager prepared, in one round trip on the Redis broker (:mod:`bot.jobstart`); nothing here
+calls the FACEIT API. Refusals the user should read are raised as
 :class:`UserFacingError` (a text key and its parameters) or as the FACEIT layer's
 ``BadInputError``; the errors middleware turns either into a short answer in the user's
 language. Redis trouble surfaces as ``redis.RedisError`` ("try again shortly").
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from bot.background import BackgroundWork
+from bot.jobstart import JobStarter
 from bot.keys import BotKeys
 from bot.limits import UserLimits
 from faceit.errors import BadInputError
@@ -28,7 +31,7 @@ from faceit.links import MatchRef, PlayerRef
 from faceit.store import MAX_SUBSCRIPTIONS, FaceitStore
 from queues.errors import UnknownJobError
 from queues.jobstore import JobRecord
-from queues.manager import JobHandle, QueueManager
+from queues.manager import PreparedJob, QueueManager
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +72,7 @@ class StartedJob:
     position: int
     coalesced: bool
     user_id: int = 0
-    token: str = ""  # the limit reservation that :meth:`BotServices.confirm` turns into the job
+    token: str = ""  # a limit reservation (general path) that :meth:`BotServices.confirm` turns into the job
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class BotServices:
                                  max_active=settings.user_max_active_jobs,
                                  job_key_prefix=self.manager.jobs.job_key(""),
                                  active_ttl=int(settings.queue_failure_ttl))
+        self.starter = JobStarter(redis, self.manager, self.limits)
+        self._one_call_start: bool | None = None  # known once the broker is loaded
 
     def is_admin(self, user_id: int | None) -> bool:
         return user_id is not None and int(user_id) in self.admin_ids
@@ -122,41 +127,53 @@ class BotServices:
 
     # --- jobs -------------------------------------------------------------------------------
 
-    async def _start(self, requester: Requester, enqueue) -> StartedJob:
-        decision = await self.limits.acquire(requester.user_id)
+    async def _start(self, requester: Requester, prepare: Callable[[dict[str, Any]], PreparedJob]) -> StartedJob:
+        """Check the user's limits and start the job ``prepare`` builds (or join the in-flight one):
+        one round trip on the Redis broker (:mod:`bot.jobstart`), else reserve, enqueue in a thread
+        and give the reservation back if the enqueue failed."""
+        job = prepare(requester.as_dict())
+        if self._one_call_start is None:
+            self._one_call_start = self.starter.available()
+        if self._one_call_start:
+            outcome = await self.starter.start(requester.user_id, job)
+            decision, handle = outcome.decision, outcome.handle
+        else:
+            decision = await self.limits.acquire(requester.user_id)
+            handle = None
         if decision.verdict == "rate":
             raise UserFacingError("rate_limited", limit=self.limits.per_minute,
                                   seconds=max(1, round(decision.retry_after)))
         if decision.verdict == "active":
             raise UserFacingError("too_many_active", count=decision.count, limit=self.limits.max_active)
-        try:
-            handle: JobHandle = await asyncio.to_thread(enqueue, requester.as_dict())
-        except BaseException:
+        if handle is None:
             try:
-                await self.limits.release(requester.user_id, decision.token)
-            except Exception:  # Redis is probably what failed: the reservation expires by itself
-                pass
-            raise
+                handle = await asyncio.to_thread(self.manager.submit, job)
+            except BaseException:
+                try:
+                    await self.limits.release(requester.user_id, decision.token)
+                except Exception:  # Redis is probably what failed: the reservation expires by itself
+                    pass
+                raise
         return StartedJob(handle.id, handle.actor, handle.position, handle.coalesced, requester.user_id,
                           decision.token)
 
     async def start_match_analysis(self, requester: Requester, ref: MatchRef) -> StartedJob:
         # A bare UUID keeps both candidate ids (very old rooms); otherwise the canonical id.
         target = ref.candidates[-1] if len(ref.candidates) > 1 else ref.match_id
-        return await self._start(requester, lambda r: self.manager.enqueue_match_analysis(
+        return await self._start(requester, lambda r: self.manager.prepare_match_analysis(
             target, requester.user_id, requester=r))
 
     async def start_player_report(self, requester: Requester, ref: PlayerRef) -> StartedJob:
-        return await self._start(requester, lambda r: self.manager.enqueue_player_report(
+        return await self._start(requester, lambda r: self.manager.prepare_player_report(
             ref.value, requester.user_id, requester=r))
 
     async def start_bulk_analysis(self, requester: Requester, refs: list[MatchRef]) -> StartedJob:
         ids = [ref.candidates[-1] if len(ref.candidates) > 1 else ref.match_id for ref in refs]
-        return await self._start(requester, lambda r: self.manager.enqueue_bulk_analysis(
+        return await self._start(requester, lambda r: self.manager.prepare_bulk_analysis(
             ids, requester.user_id, requester=r))
 
     async def start_report(self, requester: Requester, report_type: str) -> StartedJob:
-        return await self._start(requester, lambda r: self.manager.enqueue_analytics_report(
+        return await self._start(requester, lambda r: self.manager.prepare_analytics_report(
             requester.user_id, report_type, requester=r))
 
     async def start_subscription(self, requester: Requester, ref: PlayerRef) -> StartedJob:
@@ -169,14 +186,15 @@ class BotServices:
         if len(current) >= MAX_SUBSCRIPTIONS:
             raise with_key(BadInputError(ERROR_TEXTS["too_many_subscriptions"]["en"].format(limit=MAX_SUBSCRIPTIONS)),
                            "too_many_subscriptions", limit=MAX_SUBSCRIPTIONS)
-        return await self._start(requester, lambda r: self.manager.enqueue_job(
+        return await self._start(requester, lambda r: self.manager.prepare_job(
             "player_lookup", requester=r, player_ref=ref.value, user_id=requester.user_id, subscribe=True))
 
     async def confirm(self, job: StartedJob, chat_id: int, message_id: int) -> None:
         """After the queued reply: the limit reservation becomes the job, and the job remembers the
         message that shows it to this user (progress and the result edit it)."""
-        await self.limits.commit(job.user_id, job.token, job.job_id)
-        await asyncio.to_thread(self.manager.attach_message, job.job_id, job.user_id, chat_id, message_id)
+        if job.token:  # a reservation (the general path); the one-call start recorded the job itself
+            await self.limits.commit(job.user_id, job.token, job.job_id)
+        await self.starter.attach(job.job_id, job.user_id, chat_id, message_id)
 
     def in_background(self, coro: Any, what: str) -> None:
         """Run ``coro`` after the handler returned, off the reply's critical path: once no update

@@ -68,9 +68,27 @@ local function index_add(key, score, id, limit, ttl)
   end
   if ttl > 0 then redis.call("EXPIRE", key, ttl) end
 end
+-- cjson writes numbers with 14 significant digits, and Telegram ids have up to 52 bits (16
+-- digits): integers are written by hand, exactly. For arrays of flat objects (requesters,
+-- timeline); anything nested inside an element is left to cjson.
+local function encode_exact(v)
+  if type(v) == "number" and v == math.floor(v) and math.abs(v) < 2^53 then
+    return string.format("%d", v)
+  end
+  return cjson.encode(v)
+end
 local function encode_array(t)
-  if #t == 0 then return "[]" end
-  return cjson.encode(t)
+  local items = {}
+  for i, element in ipairs(t) do
+    if type(element) == "table" then
+      local parts = {}
+      for k, v in pairs(element) do parts[#parts + 1] = cjson.encode(tostring(k)) .. ":" .. encode_exact(v) end
+      items[i] = "{" .. table.concat(parts, ",") .. "}"
+    else
+      items[i] = encode_exact(element)
+    end
+  end
+  return "[" .. table.concat(items, ",") .. "]"
 end
 local function decode_array(s)
   if not s or s == "" then return {} end
@@ -80,50 +98,74 @@ end
 
 # KEYS: none (all keys derive from the prefix, built here and only here).
 # ARGV: prefix, id, now, ttl, limit, coalesce_key|"", requester_json|"", n_fields, field, value, ...
-_CREATE = _LUA_COMMON + """
-local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local ttl, limit, ckey, req = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
-local function add_requester(jk, job_id)
-  if req == "" then return end
-  local r = cjson.decode(req)
-  local list = decode_array(redis.call("HGET", jk, "requesters"))
-  for _, existing in ipairs(list) do
-    if tostring(existing["user_id"]) == tostring(r["user_id"]) then return end
+# create_job(A): A = {prefix, id, now, ttl, limit, coalesce key, requester JSON, n, field, value, …}
+# (the ARGV of JobStore.create). Returns {id, "new"}, or {existing id, its status} when the
+# request joined an in-flight job of the same coalesce subject. A function, so the bot's
+# one-round-trip job start (bot/jobstart.py) runs the very same code.
+CREATE_JOB_LUA = _LUA_COMMON + """
+local function create_job(A)
+  local prefix, id, now = A[1], A[2], tonumber(A[3])
+  local ttl, limit, ckey, req = tonumber(A[4]), tonumber(A[5]), A[6], A[7]
+  local function add_requester(jk, job_id)
+    if req == "" then return end
+    local r = cjson.decode(req)
+    local list = decode_array(redis.call("HGET", jk, "requesters"))
+    for _, existing in ipairs(list) do
+      if encode_exact(existing["user_id"]) == encode_exact(r["user_id"]) then return end
+    end
+    table.insert(list, r)
+    redis.call("HSET", jk, "requesters", encode_array(list))
+    index_add(prefix .. "jobs:user:" .. encode_exact(r["user_id"]), now, job_id, limit, ttl)
   end
-  table.insert(list, r)
-  redis.call("HSET", jk, "requesters", encode_array(list))
-  index_add(prefix .. "jobs:user:" .. tostring(r["user_id"]), now, job_id, limit, ttl)
-end
-if ckey ~= "" then
-  local existing = redis.call("GET", ckey)
-  if existing then
-    local ejk = prefix .. "job:" .. existing
-    local st = redis.call("HGET", ejk, "status")
-    if st == "queued" or st == "started" or st == "retrying" then
-      add_requester(ejk, existing)
-      return {existing, st}
+  if ckey ~= "" then
+    local existing = redis.call("GET", ckey)
+    if existing then
+      local ejk = prefix .. "job:" .. existing
+      local st = redis.call("HGET", ejk, "status")
+      if st == "queued" or st == "started" or st == "retrying" then
+        add_requester(ejk, existing)
+        return {existing, st}
+      end
     end
   end
+  local jk = prefix .. "job:" .. id
+  local n = tonumber(A[8])
+  local fields = {}
+  for i = 9, 8 + 2 * n do fields[#fields + 1] = A[i] end
+  redis.call("HSET", jk, unpack(fields))
+  redis.call("HSET", jk, "requesters", "[]", "status", "queued", "enqueued_at", A[3])
+  add_requester(jk, id)
+  local queue = redis.call("HGET", jk, "queue")
+  local actor = redis.call("HGET", jk, "actor")
+  redis.call("EXPIRE", jk, ttl)
+  index_add(prefix .. "jobs:all", now, id, limit, 0)
+  index_add(prefix .. "jobs:status:queued", now, id, limit, 0)
+  index_add(prefix .. "jobs:queue:" .. queue, now, id, limit, 0)
+  index_add(prefix .. "jobs:actor:" .. actor, now, id, limit, 0)
+  if ckey ~= "" then
+    redis.call("HSET", jk, "coalesce_key", ckey)
+    redis.call("SET", ckey, id, "EX", ttl)
+  end
+  return {id, "new"}
 end
-local jk = prefix .. "job:" .. id
-local n = tonumber(ARGV[8])
-local fields = {}
-for i = 9, 8 + 2 * n do fields[#fields + 1] = ARGV[i] end
-redis.call("HSET", jk, unpack(fields))
-redis.call("HSET", jk, "requesters", "[]", "status", "queued", "enqueued_at", ARGV[3])
-add_requester(jk, id)
-local queue = redis.call("HGET", jk, "queue")
-local actor = redis.call("HGET", jk, "actor")
-redis.call("EXPIRE", jk, ttl)
-index_add(prefix .. "jobs:all", now, id, limit, 0)
-index_add(prefix .. "jobs:status:queued", now, id, limit, 0)
-index_add(prefix .. "jobs:queue:" .. queue, now, id, limit, 0)
-index_add(prefix .. "jobs:actor:" .. actor, now, id, limit, 0)
-if ckey ~= "" then
-  redis.call("HSET", jk, "coalesce_key", ckey)
-  redis.call("SET", ckey, id, "EX", ttl)
+"""
+_CREATE = CREATE_JOB_LUA + "return create_job(ARGV)\n"
+
+# KEYS: the job. ARGV: user id, chat id, message id. → 1, or 0 (no such job or requester).
+# Which message of the user shows the job (progress edits and the result go there).
+ATTACH_MESSAGE = _LUA_COMMON + """
+local raw = redis.call("HGET", KEYS[1], "requesters")
+if not raw then return 0 end
+local list = decode_array(raw)
+for _, r in ipairs(list) do
+  if encode_exact(r["user_id"]) == ARGV[1] then
+    r["chat_id"] = tonumber(ARGV[2])
+    r["message_id"] = tonumber(ARGV[3])
+    redis.call("HSET", KEYS[1], "requesters", encode_array(list))
+    return 1
+  end
 end
-return {id, "new"}
+return 0
 """
 
 # ARGV: prefix, id, now, max_deliveries, worker, ttl, limit, result_ttl, failure_ttl
@@ -436,6 +478,7 @@ class JobStore:
         self._cancel = client.register_script(_CANCEL)
         self._reset = client.register_script(_RESET)
         self._progress = client.register_script(_PROGRESS)
+        self._attach = client.register_script(ATTACH_MESSAGE)
         # Begin and finish run once per job on a worker's hot path: straight to a connection
         # of the worker thread (see queues/direct_scripts.py). Their caller retries on errors.
         self._direct = direct_scripts_for(client)
@@ -501,6 +544,30 @@ class JobStore:
         Returns ``(job_id, "new")`` or ``(existing_id, its status)`` when coalesced (the
         requester is then added to the existing job).
         """
+        return self.create_from(self.create_args(
+            job_id, actor=actor, queue=queue, args=args, kwargs=kwargs, options=options, max_retries=max_retries,
+            requester=requester, coalesce=coalesce, now=now))
+
+    def create_from(self, create_args: list[Any]) -> tuple[str, str]:
+        """:meth:`create` with its arguments already built (:meth:`create_args`)."""
+        found_id, state = self._create(args=create_args)
+        return found_id, state
+
+    def create_args(
+        self,
+        job_id: str,
+        *,
+        actor: str,
+        queue: str,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        max_retries: int = 0,
+        requester: dict[str, Any] | None = None,
+        coalesce: str | None = None,
+        now: float | None = None,
+    ) -> list[Any]:
+        """The arguments of ``create_job`` (:data:`CREATE_JOB_LUA`) for this record."""
         fields = {
             "id": job_id, "actor": actor, "queue": queue,
             "args": json.dumps(list(args)), "kwargs": json.dumps(kwargs or {}),
@@ -508,12 +575,11 @@ class JobStore:
             "attempts": "0", "deliveries": "0", "timeline": "[]",
         }
         flat = [item for pair in fields.items() for item in pair]
-        found_id, state = self._create(args=[
+        return [
             self.prefix, job_id, repr(now or time.time()), self.failure_ttl, self.index_limit,
             self.coalesce_key(actor, coalesce) if coalesce else "",
             json.dumps(requester) if requester else "", len(fields), *flat,
-        ])
-        return found_id, state
+        ]
 
     def begin(self, job_id: str, *, max_deliveries: int, worker: str = "") -> Begin:
         """Mark a delivery as started, unless the job ended, was canceled or crash-loops."""
@@ -659,28 +725,7 @@ class JobStore:
 
     def attach_message(self, job_id: str, user_id: int, chat_id: int, message_id: int) -> bool:
         """Remember which message of the user shows this job (progress edits go there)."""
-        key = self.job_key(job_id)
-        with self.client.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    raw = pipe.hget(key, "requesters")
-                    if raw is None:
-                        return False
-                    requesters = json.loads(raw)
-                    for requester in requesters:
-                        if int(requester.get("user_id", 0)) == int(user_id):
-                            requester["chat_id"] = chat_id
-                            requester["message_id"] = message_id
-                            break
-                    else:
-                        return False
-                    pipe.multi()
-                    pipe.hset(key, "requesters", json.dumps(requesters))
-                    pipe.execute()
-                    return True
-                except redis.WatchError:
-                    continue
+        return bool(self._attach(keys=[self.job_key(job_id)], args=[int(user_id), int(chat_id), int(message_id)]))
 
 
 class AsyncJobChannel:

@@ -3,8 +3,9 @@
 It keeps the first version's call shapes (``get_queue_manager()``,
 ``enqueue_match_analysis(match_url_or_id, user_id)`` returning a handle with ``.id`` …) on
 Dramatiq. Enqueueing is two Redis round trips: the job record (with coalescing, one Lua
-script), then the message. A match analysis requested while the same match is queued or
-running joins that job: the requester is added and both get the result.
+script), then the message; the bot does both, and its user limits, in one (``bot/jobstart.py``,
+from a :meth:`QueueManager.prepare_job`). A match analysis requested while the same match is
+queued or running joins that job: the requester is added and both get the result.
 
 Calls are synchronous (one or two Redis round trips each); ``initialize()`` is async for the
 callers that already await it.
@@ -50,6 +51,19 @@ class JobHandle:
     position: int = 0
     coalesced: bool = False
     status: str = "queued"
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A job built but not yet written (:meth:`QueueManager.prepare_job`): the arguments of its
+    record's ``create_job`` script, and its Dramatiq message (the job id is the message id)."""
+
+    job_id: str
+    actor: str
+    queue: str
+    create_args: list[Any]
+    message: Message
+    user_id: int | None = None
 
 
 @dataclass
@@ -102,7 +116,7 @@ class QueueManager:
 
     # --- enqueue --------------------------------------------------------------------------
 
-    def enqueue_job(
+    def prepare_job(
         self,
         actor: Any,
         *,
@@ -112,11 +126,12 @@ class QueueManager:
         requester: dict[str, Any] | None = None,
         coalesce: str | None = None,
         **kwargs: Any,
-    ) -> JobHandle:
-        """Enqueue ``actor(**kwargs)``; ``retry``/``timeout`` override the actor's defaults.
+    ) -> PreparedJob:
+        """Build ``actor(**kwargs)``'s record and message without writing anything (no I/O).
 
-        ``requester`` ({user_id, chat_id, message_id, lang}) is who gets the result;
-        ``coalesce`` joins an in-flight job of the same actor and subject instead of a new one.
+        ``retry``/``timeout`` override the actor's defaults; ``requester`` ({user_id, chat_id,
+        message_id, lang}) is who gets the result; ``coalesce`` joins an in-flight job of the
+        same actor and subject instead of a new one. :meth:`submit` writes it.
         """
         target = self._actor(actor)
         queue = queue_name(priority, self.settings) if priority is not None else target.queue_name
@@ -128,22 +143,41 @@ class QueueManager:
         max_retries = options.get("max_retries", target.options.get("max_retries", self.settings.queue_max_retries))
         job_id = str(uuid.uuid4())
         args, stored_kwargs = redacted_arguments(target, (), kwargs)
-        found_id, state = self.jobs.create(
+        create_args = self.jobs.create_args(
             job_id, actor=target.actor_name, queue=queue, args=args, kwargs=stored_kwargs,
             options=options, max_retries=int(max_retries), requester=requester, coalesce=coalesce,
         )
-        if state != "new":
-            logger.info("job %s: joined by user %s (%s)", found_id, (requester or {}).get("user_id"), state)
-            return JobHandle(found_id, target.actor_name, queue, self._position(queue), True, state)
         message = Message(queue_name=queue, actor_name=target.actor_name, args=(), kwargs=kwargs,
                           options=options, message_id=job_id)
+        return PreparedJob(job_id, target.actor_name, queue, create_args, message, (requester or {}).get("user_id"))
+
+    def submit(self, job: PreparedJob) -> JobHandle:
+        """Write a prepared job: its record (or join the in-flight one), then its message."""
+        found_id, state = self.jobs.create_from(job.create_args)
+        if state != "new":
+            return self.joined(job, found_id, state, self._position(job.queue))
         try:
-            self.broker.enqueue(message)
+            self.broker.enqueue(job.message)
         except Exception:
-            self.jobs.request_cancel(job_id)  # never leave a queued record without a message
+            self.jobs.request_cancel(job.job_id)  # never leave a queued record without a message
             raise
-        logger.info("job %s: %s queued on %s", job_id, target.actor_name, queue)
-        return JobHandle(job_id, target.actor_name, queue, self._position(queue), False, "queued")
+        return self.queued(job, self._position(job.queue))
+
+    @staticmethod
+    def joined(job: PreparedJob, found_id: str, state: str, position: int) -> JobHandle:
+        """The handle (and the log line) of a request that joined the in-flight job ``found_id``."""
+        logger.info("job %s: joined by user %s (%s)", found_id, job.user_id, state)
+        return JobHandle(found_id, job.actor, job.queue, position, True, state)
+
+    @staticmethod
+    def queued(job: PreparedJob, position: int) -> JobHandle:
+        """The handle (and the log line) of a job whose message was queued."""
+        logger.info("job %s: %s queued on %s", job.job_id, job.actor, job.queue)
+        return JobHandle(job.job_id, job.actor, job.queue, position, False, "queued")
+
+    def enqueue_job(self, actor: Any, **options: Any) -> JobHandle:
+        """Enqueue ``actor(**kwargs)`` now (:meth:`prepare_job` takes the same arguments)."""
+        return self.submit(self.prepare_job(actor, **options))
 
     def _position(self, queue: str) -> int:
         """How many messages wait in ``queue`` (the new job is among them)."""
@@ -151,9 +185,9 @@ class QueueManager:
             return 0
         return int(get_redis(self.settings).llen(f"{self.settings.dramatiq_namespace}:{queue}"))
 
-    def enqueue_match_analysis(self, match_url_or_id: str, user_id: int | None = None,
+    def prepare_match_analysis(self, match_url_or_id: str, user_id: int | None = None,
                                priority: QueuePriority = QueuePriority.HIGH,
-                               requester: dict[str, Any] | None = None) -> JobHandle:
+                               requester: dict[str, Any] | None = None) -> PreparedJob:
         """Analyse a match; joins the in-flight analysis of the same match if there is one.
 
         ``match_url_or_id`` should already be validated (``faceit.links``); the coalescing
@@ -161,18 +195,36 @@ class QueueManager:
         """
         subject = _match_subject(match_url_or_id)
         requester = requester or ({"user_id": user_id} if user_id is not None else None)
-        return self.enqueue_job("match_analysis", priority=priority, requester=requester, coalesce=subject,
+        return self.prepare_job("match_analysis", priority=priority, requester=requester, coalesce=subject,
                                 match_url_or_id=match_url_or_id, user_id=user_id)
+
+    def prepare_player_report(self, player_id: str, user_id: int | None = None,
+                              requester: dict[str, Any] | None = None) -> PreparedJob:
+        requester = requester or ({"user_id": user_id} if user_id is not None else None)
+        return self.prepare_job("player_report", requester=requester, player_id=player_id, user_id=user_id)
+
+    def prepare_bulk_analysis(self, match_ids: list[str], user_id: int | None = None,
+                              requester: dict[str, Any] | None = None) -> PreparedJob:
+        requester = requester or ({"user_id": user_id} if user_id is not None else None)
+        return self.prepare_job("bulk_analysis", requester=requester, match_ids=list(match_ids), user_id=user_id)
+
+    def prepare_analytics_report(self, user_id: int | None = None, report_type: str = "weekly",
+                                 requester: dict[str, Any] | None = None) -> PreparedJob:
+        requester = requester or ({"user_id": user_id} if user_id is not None else None)
+        return self.prepare_job("analytics_report", requester=requester, user_id=user_id, report_type=report_type)
+
+    def enqueue_match_analysis(self, match_url_or_id: str, user_id: int | None = None,
+                               priority: QueuePriority = QueuePriority.HIGH,
+                               requester: dict[str, Any] | None = None) -> JobHandle:
+        return self.submit(self.prepare_match_analysis(match_url_or_id, user_id, priority, requester))
 
     def enqueue_player_report(self, player_id: str, user_id: int | None = None,
                               requester: dict[str, Any] | None = None) -> JobHandle:
-        requester = requester or ({"user_id": user_id} if user_id is not None else None)
-        return self.enqueue_job("player_report", requester=requester, player_id=player_id, user_id=user_id)
+        return self.submit(self.prepare_player_report(player_id, user_id, requester))
 
     def enqueue_bulk_analysis(self, match_ids: list[str], user_id: int | None = None,
                               requester: dict[str, Any] | None = None) -> JobHandle:
-        requester = requester or ({"user_id": user_id} if user_id is not None else None)
-        return self.enqueue_job("bulk_analysis", requester=requester, match_ids=list(match_ids), user_id=user_id)
+        return self.submit(self.prepare_bulk_analysis(match_ids, user_id, requester))
 
     def enqueue_match_monitoring(self, user_ids: list[int] | None = None) -> JobHandle:
         return self.enqueue_job("match_monitoring", user_ids=list(user_ids) if user_ids else None)
@@ -183,9 +235,7 @@ class QueueManager:
 
     def enqueue_analytics_report(self, user_id: int | None = None, report_type: str = "weekly",
                                  requester: dict[str, Any] | None = None) -> JobHandle:
-        requester = requester or ({"user_id": user_id} if user_id is not None else None)
-        return self.enqueue_job("analytics_report", requester=requester, user_id=user_id,
-                                report_type=report_type)
+        return self.submit(self.prepare_analytics_report(user_id, report_type, requester))
 
     # --- look up --------------------------------------------------------------------------
 

@@ -1,0 +1,103 @@
+"""The bot's job start (:mod:`bot.jobstart`), in process on the test Redis with the real broker.
+
+One Lua call checks the user's limits, writes or joins the job and queues its message; the
+general path (limits, then the manager's enqueue in a thread: RabbitMQ) must leave Redis in the
+same state, so both run the same checks here.
+"""
+
+from __future__ import annotations
+
+import types
+
+import dramatiq
+import pytest
+import redis.asyncio as aioredis
+
+from bot.jobstart import watches_enqueues
+from bot.services import BotServices, Requester, UserFacingError
+from faceit.links import parse_match_ref
+
+ROOM = "https://www.faceit.com/en/cs2/room/1-0b9a4c1e-5b5e-4c8e-9f51-3a1b2c3d4e5f"
+OTHER_ROOM = "https://www.faceit.com/en/cs2/room/1-1b9a4c1e-5b5e-4c8e-9f51-3a1b2c3d4e5f"
+BIG_ID = 4503599627370495  # 52 bits: Telegram's largest ids (cjson would write 4.5035996273705e+15)
+
+
+@pytest.fixture
+async def services(redis_url, env_override):
+    env_override(USER_JOBS_PER_MINUTE="3", USER_MAX_ACTIVE_JOBS="2")
+    import actors  # noqa: F401
+    from queues.runtime import reset_runtime
+    from settings import get_settings
+
+    reset_runtime()
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    made = BotServices(get_settings(), client)
+    yield made
+    await made.drain(stop=True)
+    await client.aclose()
+    reset_runtime()
+
+
+def queue_length(redis_client, queue: str = "high") -> int:
+    return redis_client.llen(f"dramatiq:{queue}")
+
+
+def asker(user_id: int) -> Requester:
+    return Requester(user_id=user_id, chat_id=user_id, lang="en")
+
+
+@pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
+async def test_a_job_start_writes_the_record_the_message_and_the_limits(services, redis_client, one_call):
+    assert services.starter.available()  # the test broker is Redis, watched by no enqueue hook
+    services._one_call_start = one_call
+    first = await services.start_match_analysis(asker(BIG_ID), parse_match_ref(ROOM))
+    joined = await services.start_match_analysis(asker(2), parse_match_ref(ROOM))
+    other = await services.start_match_analysis(asker(2), parse_match_ref(OTHER_ROOM))
+    assert (first.coalesced, joined.coalesced, other.coalesced) == (False, True, False)
+    assert joined.job_id == first.job_id != other.job_id
+    assert (first.position, joined.position, other.position) == (1, 1, 2)
+    assert queue_length(redis_client) == 2  # one message per job, none for the joined request
+    assert bool(first.token) is not one_call  # only the general path holds a reservation
+    for job in (first, joined, other):
+        await services.confirm(job, job.user_id, 700 + job.position)
+    record = services.manager.get_job(first.job_id)
+    assert record.status == "queued" and record.user_ids == [BIG_ID, 2]
+    assert {r["user_id"]: r["message_id"] for r in record.requesters} == {BIG_ID: 701, 2: 701}
+    assert [r["chat_id"] for r in record.requesters] == [BIG_ID, 2]  # all 16 digits kept
+    assert redis_client.zrange(f"fb:bot:active:{BIG_ID}", 0, -1) == [first.job_id]
+    assert sorted(redis_client.zrange("fb:bot:active:2", 0, -1)) == sorted({first.job_id, other.job_id})
+    # The message is Dramatiq's, for the record's job, on the record's queue.
+    redis_id = redis_client.lrange("dramatiq:high", 0, 0)[0]
+    message = dramatiq.Message.decode(redis_client.hget("dramatiq:high.msgs", redis_id).encode())
+    assert (message.message_id, message.actor_name, message.queue_name) == (first.job_id, "match_analysis", "high")
+    assert message.kwargs["user_id"] == BIG_ID
+
+
+@pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
+async def test_a_refused_start_writes_nothing(services, redis_client, one_call):
+    services._one_call_start = one_call
+    rooms = [ROOM.replace("1-0b9a", f"1-{i}b9a") for i in range(4)]
+    started = [await services.start_match_analysis(asker(5), parse_match_ref(room)) for room in rooms[:2]]
+    for job in started:  # as the bot does after its reply (the general path's reservation becomes the job)
+        await services.confirm(job, 5, 1)
+    with pytest.raises(UserFacingError) as refused:  # 2 active jobs already
+        await services.start_match_analysis(asker(5), parse_match_ref(rooms[2]))
+    assert refused.value.key == "too_many_active"
+    assert queue_length(redis_client) == 2 and len(redis_client.keys("fb:job:*")) == 2
+    services.manager.cancel_job(started[0].job_id)  # frees one active slot; the minute window is 2 of 3
+    third = await services.start_match_analysis(asker(5), parse_match_ref(rooms[2]))
+    await services.confirm(third, 5, 2)
+    services.manager.cancel_job(third.job_id)
+    with pytest.raises(UserFacingError) as refused:  # 3 requests this minute
+        await services.start_match_analysis(asker(5), parse_match_ref(rooms[3]))
+    assert refused.value.key == "rate_limited" and 55 <= refused.value.params["seconds"] <= 60
+    assert len(redis_client.keys("fb:job:*")) == 3
+
+
+def test_a_middleware_watching_enqueues_turns_the_one_call_start_off():
+    class Watcher(dramatiq.Middleware):
+        def after_enqueue(self, broker, message, delay):
+            pass
+
+    assert not watches_enqueues(types.SimpleNamespace(middleware=[dramatiq.Middleware()]))
+    assert watches_enqueues(types.SimpleNamespace(middleware=[dramatiq.Middleware(), Watcher()]))
