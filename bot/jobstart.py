@@ -16,7 +16,9 @@ paths run:
    (``record_request``);
 5. the queue's length: the place shown in the reply.
 
-It is atomic, so nothing needs a reservation or an undo: a refused or failed call wrote nothing.
+It is atomic, so nothing needs a reservation or an undo: a refused or failed call wrote nothing;
+and a resent call (a lost reply) returns what the first one did. Calls go through the bot's
+:class:`~bot.scriptbatch.ScriptBatcher`, so the starts of a burst share round trips.
 
 Only on the Redis broker, and only while no broker middleware watches enqueues (none does
 today: Dramatiq calls ``before_enqueue``/``after_enqueue`` around its own ``enqueue``, which this
@@ -35,14 +37,22 @@ import dramatiq
 
 from actors.brokers import ENQUEUE_ONCE_LUA, TrackedRedisBroker
 from bot.limits import LIMITS_LUA, LimitDecision, UserLimits
+from bot.scriptbatch import ScriptBatcher
 from queues.jobstore import ATTACH_MESSAGE, CREATE_JOB_LUA
 from queues.manager import JobHandle, PreparedJob, QueueManager
 
-# KEYS: rate, active, queue, queue.msgs, enqueue marker.
+# KEYS: rate, active, queue, queue.msgs, enqueue marker, request marker.
 # ARGV: 1-6 check_user_limits's A, 7 request id, 8 active ttl, 9 Redis message id, 10 body,
 # 11 marker ttl (ms), 12… create_job's A.
 # → {"rate", seconds} | {"active", count} | {"ok", job id, "new" or the joined job's status, queue length}
+# The request marker makes a resent call (redis-py resends when a reply is lost) return what the
+# first one did: running it again would count the new job against the user's own limit.
 _START_JOB = LIMITS_LUA + CREATE_JOB_LUA + ENQUEUE_ONCE_LUA + """
+local earlier = redis.call("GET", KEYS[6])
+if earlier then
+  local sep = string.find(earlier, " ", 1, true)
+  return {"ok", string.sub(earlier, 1, sep - 1), string.sub(earlier, sep + 1), redis.call("LLEN", KEYS[3])}
+end
 local refusal = check_user_limits({KEYS[1], KEYS[2]}, ARGV)
 if refusal then return refusal end
 local created = create_job({unpack(ARGV, 12)})
@@ -51,6 +61,7 @@ if state == "new" then
   enqueue_once({KEYS[3], KEYS[4], KEYS[5]}, {ARGV[9], ARGV[10], ARGV[11]})
 end
 record_request({KEYS[1], KEYS[2]}, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[7], job_id, ARGV[8])
+redis.call("SET", KEYS[6], job_id .. " " .. state, "PX", ARGV[11])
 return {"ok", job_id, state, redis.call("LLEN", KEYS[3])}
 """
 
@@ -73,9 +84,10 @@ class JobStarter:
     """Starts jobs for the bot in one call (``redis``: the bot's async client) and records, in one
     more, which message shows a job to a user."""
 
-    def __init__(self, redis: Any, manager: QueueManager, limits: UserLimits) -> None:
+    def __init__(self, redis: Any, manager: QueueManager, limits: UserLimits, scripts: ScriptBatcher) -> None:
         self.manager = manager
         self.limits = limits
+        self.scripts = scripts
         self._start = redis.register_script(_START_JOB)
         self._attach = redis.register_script(ATTACH_MESSAGE)
 
@@ -92,10 +104,11 @@ class JobStarter:
         message = broker.stamp(job.message)
         redis_id = message.options["redis_message_id"]
         enqueue_keys, enqueue_args = broker.enqueue_once_call(job.queue, redis_id, message.encode())
-        now = time.time()
-        reply = await self._start(
-            keys=[*self.limits.limit_keys(user_id), *enqueue_keys],
-            args=[*self.limits.check_args(now), uuid.uuid4().hex, self.limits.active_ttl, *enqueue_args,
+        request_id = uuid.uuid4().hex
+        reply = await self.scripts.run(
+            self._start,
+            keys=[*self.limits.limit_keys(user_id), *enqueue_keys, self.limits.keys.started_request(request_id)],
+            args=[*self.limits.check_args(time.time()), request_id, self.limits.active_ttl, *enqueue_args,
                   *job.create_args],
         )
         if reply[0] != "ok":
@@ -109,5 +122,5 @@ class JobStarter:
 
     async def attach(self, job_id: str, user_id: int, chat_id: int, message_id: int) -> bool:
         """Remember which message of the user shows the job (progress edits and the result go there)."""
-        return bool(await self._attach(keys=[self.manager.jobs.job_key(job_id)],
-                                       args=[int(user_id), int(chat_id), int(message_id)]))
+        return bool(await self.scripts.run(self._attach, keys=[self.manager.jobs.job_key(job_id)],
+                                           args=[int(user_id), int(chat_id), int(message_id)]))

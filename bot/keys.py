@@ -12,6 +12,8 @@ key                            what
 ``bot:rate:<uid>``             sorted set of the user's job requests in the last minute
 ``bot:active:<uid>``           sorted set of the user's unfinished job ids (and short-lived
                                ``p:<token>`` reservations while an enqueue is in flight)
+``bot:started:<request id>``   "<job id> <state>" of a job request that went through, for 15
+                               minutes: a resent start script returns it instead of running twice
 ``bot:delivered:<job id>``     hash ``<uid>:<part>`` → 1: parts Telegram accepted (exactly once)
 ``bot:tg:chat:<chat id>``      GCRA time of the next free send slot of one chat
 ``bot:tg:global``              the same for the whole bot (every process shares it)
@@ -38,6 +40,9 @@ class BotKeys:
 
     def user_active(self, user_id: int) -> str:
         return f"{self.base}active:{int(user_id)}"
+
+    def started_request(self, request_id: str) -> str:
+        return f"{self.base}started:{request_id}"
 
     def delivered(self, job_id: str) -> str:
         return f"{self.base}delivered:{job_id}"

@@ -16,26 +16,41 @@ import redis.asyncio as aioredis
 from bot.jobstart import watches_enqueues
 from bot.services import BotServices, Requester, UserFacingError
 from faceit.links import parse_match_ref
+from tests.support.reply_dropper import ReplyDroppingProxy
 
 ROOM = "https://www.faceit.com/en/cs2/room/1-0b9a4c1e-5b5e-4c8e-9f51-3a1b2c3d4e5f"
 OTHER_ROOM = "https://www.faceit.com/en/cs2/room/1-1b9a4c1e-5b5e-4c8e-9f51-3a1b2c3d4e5f"
 BIG_ID = 4503599627370495  # 52 bits: Telegram's largest ids (cjson would write 4.5035996273705e+15)
 
 
-@pytest.fixture
-async def services(redis_url, env_override):
-    env_override(USER_JOBS_PER_MINUTE="3", USER_MAX_ACTIVE_JOBS="2")
+async def _services(client: aioredis.Redis):
     import actors  # noqa: F401
     from queues.runtime import reset_runtime
     from settings import get_settings
 
     reset_runtime()
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     made = BotServices(get_settings(), client)
     yield made
     await made.drain(stop=True)
     await client.aclose()
     reset_runtime()
+
+
+@pytest.fixture
+async def services(redis_url, env_override):
+    env_override(USER_JOBS_PER_MINUTE="3", USER_MAX_ACTIVE_JOBS="2")
+    async for made in _services(aioredis.Redis.from_url(redis_url, decode_responses=True)):
+        yield made
+
+
+@pytest.fixture
+async def services_via_proxy(redis_server, redis_url, env_override):
+    """Services whose Redis connection goes through a proxy that can lose a reply."""
+    env_override(USER_JOBS_PER_MINUTE="3", USER_MAX_ACTIVE_JOBS="1")
+    proxy = ReplyDroppingProxy(redis_server.port)
+    async for made in _services(aioredis.Redis(port=proxy.port, decode_responses=True)):
+        yield made, proxy
+    proxy.close()
 
 
 def queue_length(redis_client, queue: str = "high") -> int:
@@ -92,6 +107,21 @@ async def test_a_refused_start_writes_nothing(services, redis_client, one_call):
         await services.start_match_analysis(asker(5), parse_match_ref(rooms[3]))
     assert refused.value.key == "rate_limited" and 55 <= refused.value.params["seconds"] <= 60
     assert len(redis_client.keys("fb:job:*")) == 3
+
+
+async def test_a_start_whose_reply_was_lost_is_resent_and_counted_once(services_via_proxy, redis_client):
+    """redis-py resends the script on a new connection. Run twice, the resend would find the job it
+    had just made among the user's active jobs and refuse it ("too many active", limit 1)."""
+    services, proxy = services_via_proxy
+    await services.start_match_analysis(asker(9), parse_match_ref(OTHER_ROOM))  # Redis now knows the script
+    proxy.drop_reply_to(b"bot:started:")
+    job = await services.start_match_analysis(asker(8), parse_match_ref(ROOM))
+    assert proxy.dropped == 1
+    assert not job.coalesced and queue_length(redis_client) == 2
+    assert redis_client.zrange("fb:bot:active:8", 0, -1) == [job.job_id]
+    assert redis_client.zcard("fb:bot:rate:8") == 1
+    assert len(redis_client.keys("fb:job:*")) == 2
+    assert 0 < redis_client.pttl(f"fb:bot:started:{redis_client.zrange('fb:bot:rate:8', 0, 0)[0]}") <= 15 * 60 * 1000
 
 
 def test_a_middleware_watching_enqueues_turns_the_one_call_start_off():
