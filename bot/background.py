@@ -6,8 +6,9 @@ it simply skips the user, and a finished job's delivery waits up to ``ATTACH_GRA
 it. Done at once, it ran interleaved with the other updates of a burst and pushed every later
 reply back by its share of the CPU (about 0.5 ms per update).
 
-So items run one at a time in a single task, each only once no update is being served, or once
-it has waited ``max_delay`` seconds (1 s), so a steady stream of updates cannot starve it. The
+So items wait in a single task until no update is being served, or until the oldest has waited
+``max_delay`` seconds (1 s), so a steady stream of updates cannot starve them; then everything
+queued by then runs together. The
 middleware :class:`bot.middlewares.inflight.InFlightMiddleware` reports updates in and out.
 Failures are logged, never raised.
 """
@@ -69,14 +70,29 @@ class BackgroundWork:
     async def _run(self) -> None:
         queue = self._queue
         while True:
-            coro, what, queued_at = await queue.get()
+            first = await queue.get()
             try:
-                await self._turn(queued_at)
-                await coro
-            except Exception as exc:
-                logger.warning("%s failed: %s: %s", what, type(exc).__name__, str(exc)[:160])
-            finally:
+                await self._turn(first[2])
+            except BaseException:
                 queue.task_done()
+                raise
+            # Everything queued by now runs together: the items are independent, and their Redis
+            # calls then share round trips (bot.scriptbatch) instead of one trip each.
+            items = [first]
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            try:
+                await asyncio.gather(*(self._one(coro, what) for coro, what, _ in items))
+            finally:
+                for _ in items:
+                    queue.task_done()
+
+    @staticmethod
+    async def _one(coro: Coroutine[Any, Any, Any], what: str) -> None:
+        try:
+            await coro
+        except Exception as exc:
+            logger.warning("%s failed: %s: %s", what, type(exc).__name__, str(exc)[:160])
 
     async def drain(self, timeout: float = 5.0, *, stop: bool = False) -> None:
         """Run what is queued now, without waiting for quiet (up to ``timeout`` s); with ``stop``

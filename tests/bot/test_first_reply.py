@@ -231,3 +231,27 @@ async def test_drain_runs_queued_work_at_once_and_a_failure_does_not_stop_the_ne
     await asyncio.sleep(0.05)
     assert ran == ["fine", "fine"]
     await work.drain(stop=True)
+
+
+async def test_work_queued_while_updates_were_served_runs_together():
+    """Run together, the attaches of a burst share Redis round trips; one by one they would not.
+    Here the first item can only finish once the second has started."""
+    work = BackgroundWork(max_delay=60.0)
+    second_started = asyncio.Event()
+    ran: list[str] = []
+
+    async def first() -> None:
+        await asyncio.wait_for(second_started.wait(), 2)
+        ran.append("first")
+
+    async def second() -> None:
+        second_started.set()
+        ran.append("second")
+
+    work.update_started()
+    work.add(first(), "first")
+    work.add(second(), "second")
+    work.update_finished()
+    await asyncio.sleep(0.1)
+    assert sorted(ran) == ["first", "second"]
+    await work.drain(stop=True)
