@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     queue_worker_ttl: int = Field(ge=1)
     queue_heartbeat_timeout: float = Field(gt=0)
     queue_maintenance_interval: float = Field(gt=0)
+    worker_nice: int = Field(ge=0, le=19)
     queue_default_timeout: float = Field(gt=0)
     queue_high_priority_timeout: float = Field(gt=0)
     queue_low_priority_timeout: float = Field(gt=0)

@@ -32,6 +32,7 @@ from actors.brokers import TrackedRedisBroker
 from actors.worker_logging import quiet_retried_errors
 from middleware.alerts import AlertOnFailure
 from middleware.backoff import Backoff
+from middleware.cpu_priority import WorkerCpuPriority
 from middleware.delivery_trigger import DeliveryTrigger
 from middleware.time_limits import QueueTimeLimit
 from middleware.tracking import Tracking
@@ -92,6 +93,7 @@ def build_middleware(settings: Settings, worker_registry) -> list[dramatiq.Middl
         Backoff(max_retries=settings.queue_max_retries, retry_delays=settings.queue_retry_delays),
         QueueTimeLimit(queue_limits=queue_limits, default_limit=settings.queue_default_timeout),
         worker_registry,
+        WorkerCpuPriority(settings.worker_nice),
     ]
 
 

@@ -3,7 +3,8 @@
 ``python -m bench.bot_ack [--users 100] [--rounds 3] [--processes 2] [--threads 8]``
 
 The whole system runs as in production, each part in its own process: a private Redis, the
-sandbox Bot API and the sandbox FACEIT API, a worker pool, and ``python -m bot`` (long polling).
+sandbox Bot API and the sandbox FACEIT API, a worker pool (polling every 100 ms and at
+``WORKER_NICE``, as the high pool of ``make run``), and ``python -m bot`` (long polling).
 After an unmeasured warm-up burst, each round N fresh users inject ``/analyze <match>`` concurrently (matches drawn from the
 sandbox's pre-game and finished rooms, so some requests coalesce onto one job). All times
 come from the sandbox's own clock: from a user's message to the bot's first reply (the
@@ -192,8 +193,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         _wait(lambda: tg.stats() is not None, "the Telegram sandbox")
         _wait(lambda: faceit.world() is not None, "the FACEIT sandbox")
+        # Polling an idle queue every 100 ms, as the high pool of `make run` and Compose does: an
+        # analysis starts while the burst is still being answered, as in production.
         pool = WorkerPool(queues=["high", "default", "low"], processes=args.processes, threads=args.threads,
-                          modules=(), env=env, log_path=logs / "workers.log").start(wait=False)
+                          modules=(), env={**env, "dramatiq_worker_timeout": "100"},
+                          log_path=logs / "workers.log").start(wait=False)
         bot = _start([sys.executable, "-m", "bot"], {**env, "LOG_LEVEL": "INFO"}, logs / "bot.log")
         procs.append(bot)
         _wait(lambda: "Run polling" in (logs / "bot.log").read_text(errors="replace"), "the bot", 90)

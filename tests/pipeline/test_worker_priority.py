@@ -1,0 +1,65 @@
+"""Worker processes lower their CPU priority at boot (``WORKER_NICE``), and their session's where
+Linux groups by session, so the bot's replies get the CPU first (middleware/cpu_priority.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+
+def _autogroup_nice(pid: int) -> int | None:
+    path = Path(f"/proc/{pid}/autogroup")
+    if not path.exists():
+        return None
+    return int(path.read_text().split("nice")[-1])  # "/autogroup-85 nice 7"
+
+
+def test_workers_run_at_worker_nice_and_the_test_process_is_untouched(start_pool, manager):
+    ours = (psutil.Process().nice(), _autogroup_nice(os.getpid()))
+    pool = start_pool(["default"], processes=2, env={"WORKER_NICE": "7"})
+    handle = manager.enqueue_job("t_noop", value=1)
+    assert manager.wait_for(handle.id, timeout=20).status == "succeeded"  # niced workers still work
+    children = pool.worker_pids()
+    assert len(children) == 2
+    assert [psutil.Process(pid).nice() for pid in children] == [7, 7]
+    if _autogroup_nice(os.getpid()) is not None:  # a kernel that schedules sessions as groups
+        assert [_autogroup_nice(pid) for pid in children] == [7, 7]
+        assert _autogroup_nice(pool.process.pid) == 7  # the pool's supervisor shares their session
+    assert (psutil.Process().nice(), _autogroup_nice(os.getpid())) == ours
+    assert "worker runs at nice 7" in _log_after_stop(pool)
+
+
+def test_worker_nice_0_leaves_the_priority_alone(start_pool):
+    pool = start_pool(["default"], env={"WORKER_NICE": "0"})
+    assert [psutil.Process(pid).nice() for pid in pool.worker_pids()] == [0]
+    assert "worker runs at nice" not in _log_after_stop(pool)
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="this kernel does not group by session")
+def test_a_pool_started_in_this_session_leaves_the_sessions_share_alone(redis_url, tmp_path, manager):
+    """As when an operator runs ``dramatiq actors`` in a terminal: only the workers' own nice."""
+    session_nice = _autogroup_nice(os.getpid())
+    log = tmp_path / "pool.log"
+    cmd = [sys.executable, "-m", "dramatiq", "actors", "tests.support.job_actors", "--processes", "1",
+           "--threads", "2", "--queues", "default"]
+    with open(log, "wb") as out:
+        pool = subprocess.Popen(cmd, env={**os.environ, "WORKER_NICE": "9"}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        handle = manager.enqueue_job("t_noop", value=1)
+        assert manager.wait_for(handle.id, timeout=30).status == "succeeded"
+        assert [child.nice() for child in psutil.Process(pool.pid).children()] == [9]
+        assert _autogroup_nice(os.getpid()) == session_nice
+    finally:
+        pool.terminate()
+        pool.wait(30)
+    assert "worker runs at nice 9:" in log.read_text()
+
+
+def _log_after_stop(pool) -> str:
+    pool.stop(graceful=True)  # flushes the workers' log pipe
+    return pool.log_path.read_text()
