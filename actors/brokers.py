@@ -41,29 +41,11 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
+from queues.enqueue_once import ENQUEUE_MARKER_TTL_MS, ENQUEUE_ONCE_LUA
 from queues.jobstore import AckTarget
 
-#: Dramatiq's ``enqueue`` (``HSET`` body, ``RPUSH`` id), done once per Redis id: a marker key
-#: set with ``NX`` turns a resent call into a no-op, then expires on its own. It must outlive
-#: any resend: redis-py retries a command 10 times and each retry reconnects with up to 11
-#: attempts of its own, so across a network partition (5 s connect timeouts, ``queues.connection``)
-#: a resend can come ~10 minutes after the first call. A marker takes ~150 bytes of Redis for its
-#: 15 minutes, a small fraction of the job record (kept an hour) of the same job.
-#: ``enqueue_once(K, A)``: K = {queue, queue.msgs, marker}, A = {redis id, body, marker TTL ms};
-#: 1 when this call pushed, 0 when an earlier one had. A function, so the bot's one-round-trip
-#: job start (``bot/jobstart.py``) pushes its message with the very same code.
-ENQUEUE_ONCE_LUA = """
-local function enqueue_once(K, A)
-  if redis.call("SET", K[3], "1", "NX", "PX", A[3]) then
-    redis.call("HSET", K[2], A[1], A[2])
-    redis.call("RPUSH", K[1], A[1])
-    return 1
-  end
-  return 0
-end
-"""
+#: The enqueue-once script (queues/enqueue_once.py), run as a script of its own.
 _ENQUEUE_ONCE = ENQUEUE_ONCE_LUA + "return enqueue_once(KEYS, ARGV)\n"
-ENQUEUE_MARKER_TTL_MS = 15 * 60 * 1000
 
 #: How often a live consumer looks for ids of its ack set that nobody holds (seconds).
 DEFAULT_RECONCILE_INTERVAL = 30.0

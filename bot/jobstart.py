@@ -11,7 +11,7 @@ paths run:
 2. the record, or joining the in-flight job of the same subject (``create_job``,
    :data:`queues.jobstore.CREATE_JOB_LUA`);
 3. for a new job, its Dramatiq message, pushed once (``enqueue_once``,
-   :data:`actors.brokers.ENQUEUE_ONCE_LUA`);
+   :data:`queues.enqueue_once.ENQUEUE_ONCE_LUA`);
 4. the request counted in the user's minute window and the job put in their active set
    (``record_request``);
 5. the queue's length: the place shown in the reply.
@@ -35,9 +35,9 @@ from typing import Any
 
 import dramatiq
 
-from actors.brokers import ENQUEUE_ONCE_LUA, TrackedRedisBroker
 from bot.limits import LIMITS_LUA, LimitDecision, UserLimits
 from bot.scriptbatch import ScriptBatcher
+from queues.enqueue_once import ENQUEUE_ONCE_LUA
 from queues.jobstore import ATTACH_MESSAGE, CREATE_JOB_LUA
 from queues.manager import JobHandle, PreparedJob, QueueManager
 
@@ -93,14 +93,15 @@ class JobStarter:
 
     def available(self) -> bool:
         """Whether jobs can start here: the Redis broker, and no middleware watching enqueues."""
+        from actors.brokers import TrackedRedisBroker  # not at import: importing actors builds the broker
+
         broker = self.manager.broker
         return isinstance(broker, TrackedRedisBroker) and not watches_enqueues(broker)
 
     async def start(self, user_id: int, job: PreparedJob) -> StartOutcome:
         """Check ``user_id``'s limits and, if they allow it, write ``job`` (or join the in-flight
         job of its subject) and queue its message."""
-        broker = self.manager.broker
-        assert isinstance(broker, TrackedRedisBroker)
+        broker: Any = self.manager.broker  # a TrackedRedisBroker: available() said so
         message = broker.stamp(job.message)
         redis_id = message.options["redis_message_id"]
         enqueue_keys, enqueue_args = broker.enqueue_once_call(job.queue, redis_id, message.encode())
