@@ -31,7 +31,7 @@ from typing import Any
 
 import redis
 
-from bench.common import median, percentile, private_redis, write_results
+from bench.common import compare_at_equal_priority, median, percentile, private_redis, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--gap", type=float, default=0.15, help="seconds between high jobs")
     parser.add_argument("--quick", action="store_true", help="800 low, 10 high: a smoke test")
     args = parser.parse_args(argv)
+    compare_at_equal_priority()
     if args.quick:
         args.low, args.high = min(args.low, 800), min(args.high, 10)
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from bench.common import median, private_redis, write_results
+from bench.common import compare_at_equal_priority, median, private_redis, write_results
 from bench.throughput import run_bare, run_full
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="300 jobs, 1 round: a smoke test")
     args = parser.parse_args(argv)
+    compare_at_equal_priority()
     if args.quick:
         args.jobs, args.rounds = min(args.jobs, 300), 1
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import redis
 
-from bench.common import private_redis, write_results
+from bench.common import compare_at_equal_priority, private_redis, write_results
 from bench.throughput import run_full
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--window", type=int, default=1000, help="jobs timed at each end of a backlog")
     parser.add_argument("--quick", action="store_true", help="1,000 jobs; backlogs 1k and 5k: a smoke test")
     args = parser.parse_args(argv)
+    compare_at_equal_priority()
     if args.quick:
         args.jobs, args.backlogs, args.window = min(args.jobs, 1000), [1000, 5000], min(args.window, 300)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from bench.common import median, private_redis, write_results
+from bench.common import compare_at_equal_priority, median, private_redis, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
+    compare_at_equal_priority()
 
     server = private_redis()
     os.environ.setdefault("LOG_LEVEL", "WARNING")
