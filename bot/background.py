@@ -8,7 +8,7 @@ reply back by its share of the CPU (about 0.5 ms per update).
 
 So items wait in a single task until no update is being served, or until the oldest has waited
 ``max_delay`` seconds (1 s), so a steady stream of updates cannot starve them; then everything
-queued by then runs together. The
+queued by then runs together (up to :data:`MAX_TOGETHER` at a time). The
 middleware :class:`bot.middlewares.inflight.InFlightMiddleware` reports updates in and out.
 Failures are logged, never raised.
 """
@@ -24,6 +24,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 MAX_DELAY = 1.0
+MAX_TOGETHER = 16
 
 
 class BackgroundWork:
@@ -35,6 +36,7 @@ class BackgroundWork:
         # Both bind to the event loop on first use, not here.
         self._queue: asyncio.Queue[tuple[Coroutine[Any, Any, Any], str, float]] = asyncio.Queue()
         self._idle = asyncio.Event()
+        self._together = asyncio.Semaphore(MAX_TOGETHER)  # each item may hold a pooled Redis connection
         self._task: asyncio.Task[None] | None = None
         self._draining = False
 
@@ -82,17 +84,21 @@ class BackgroundWork:
             while not queue.empty():
                 items.append(queue.get_nowait())
             try:
-                await asyncio.gather(*(self._one(coro, what) for coro, what, _ in items))
+                # return_exceptions: an item that was cancelled must not end the others, nor this runner
+                await asyncio.gather(*(self._one(coro, what) for coro, what, _ in items), return_exceptions=True)
             finally:
                 for _ in items:
                     queue.task_done()
 
-    @staticmethod
-    async def _one(coro: Coroutine[Any, Any, Any], what: str) -> None:
-        try:
-            await coro
-        except Exception as exc:
-            logger.warning("%s failed: %s: %s", what, type(exc).__name__, str(exc)[:160])
+    async def _one(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
+        async with self._together:
+            try:
+                await coro
+            except Exception as exc:
+                logger.warning("%s failed: %s: %s", what, type(exc).__name__, str(exc)[:160])
+            except asyncio.CancelledError:
+                logger.warning("%s was cancelled", what)
+                raise
 
     async def drain(self, timeout: float = 5.0, *, stop: bool = False) -> None:
         """Run what is queued now, without waiting for quiet (up to ``timeout`` s); with ``stop``

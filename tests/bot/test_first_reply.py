@@ -255,3 +255,25 @@ async def test_work_queued_while_updates_were_served_runs_together():
     await asyncio.sleep(0.1)
     assert sorted(ran) == ["first", "second"]
     await work.drain(stop=True)
+
+
+async def test_an_item_cancelled_on_its_own_stops_neither_the_others_nor_the_runner(caplog):
+    work = BackgroundWork(max_delay=60.0)
+    ran: list[str] = []
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError  # as an item whose Redis call was cancelled under it
+
+    async def slower() -> None:
+        await asyncio.sleep(0.1)
+        ran.append("slower")
+
+    work.add(cancelled(), "job y: attach")
+    work.add(slower(), "slower")
+    await work.drain(timeout=5)
+    assert ran == ["slower"]  # drain waited for it
+    assert "job y: attach was cancelled" in caplog.text
+    work.add(slower(), "later")  # the runner still runs
+    await work.drain(timeout=5)
+    assert ran == ["slower", "slower"]
+    await work.drain(stop=True)

@@ -13,6 +13,7 @@ from redis.backoff import NoBackoff
 
 from bot.scriptbatch import ScriptBatcher
 from queues.redis_server import free_port
+from tests.support.reply_dropper import ReplyDroppingProxy
 
 # KEYS: a counter. ARGV: a number; refuses negative ones. → the counter after adding it.
 ADD = """
@@ -65,3 +66,31 @@ async def test_a_broken_connection_fails_every_call_of_the_pipeline():
     results = await asyncio.gather(*(batcher.run(add, ["n"], [1]) for _ in range(3)), return_exceptions=True)
     assert all(isinstance(r, redis.ConnectionError) for r in results), results
     await unreachable.aclose()
+
+
+@pytest.fixture
+def proxy(redis_server):
+    made = ReplyDroppingProxy(redis_server.port)
+    yield made
+    made.close()
+
+
+async def test_a_stalled_pipeline_holds_other_calls_back_only_briefly(redis_url, redis_client, proxy):
+    """A connection that stops answering (until its socket timeout) must not stall every update;
+    and a caller that gave up while waiting sends nothing."""
+    client = aioredis.Redis(port=proxy.port, decode_responses=True)
+    batcher = ScriptBatcher(client)
+    add = client.register_script(ADD)
+    await batcher.run(add, ["warm"], [1])
+    proxy.hold_reply_to(b"slow", 1.0)
+    slow = asyncio.ensure_future(batcher.run(add, ["slow"], [1]))
+    await asyncio.sleep(0.02)  # the slow pipeline is out
+    gave_up = asyncio.ensure_future(batcher.run(add, ["never"], [1]))
+    await asyncio.sleep(0)
+    gave_up.cancel()
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(batcher.run(add, ["fast"], [1]), 0.5) == 1
+    assert asyncio.get_running_loop().time() - started < 0.5 and not slow.done()
+    assert await slow == 1
+    assert redis_client.get("never") is None
+    await client.aclose()

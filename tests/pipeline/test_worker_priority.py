@@ -4,12 +4,15 @@ Linux groups by session, so the bot's replies get the CPU first (middleware/cpu_
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import psutil
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _autogroup_nice(pid: int) -> int | None:
@@ -63,3 +66,16 @@ def test_a_pool_started_in_this_session_leaves_the_sessions_share_alone(redis_ur
 def _log_after_stop(pool) -> str:
     pool.stop(graceful=True)  # flushes the workers' log pipe
     return pool.log_path.read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None or not Path("/proc/self/autogroup").exists(),
+                    reason="needs root (to start unprivileged probes), setpriv and a kernel that groups by session")
+def test_pools_booting_together_all_lower_their_sessions():
+    """Unprivileged, Linux takes one session-group change per 100 ms machine-wide (EAGAIN for the
+    rest): three sessions booting at once must all get there."""
+    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+           "tests.support.autogroup_probe", "6"]
+    probes = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)}) for _ in range(3)]
+    outputs = [probe.communicate(timeout=60)[0].strip().splitlines()[-1] for probe in probes]
+    assert outputs == ["True 6"] * 3, outputs

@@ -6,13 +6,15 @@ connection. Tests use it to check which of our Redis calls are safe to run twice
 
 ``drop_reply_to(marker)`` arms it: the next command whose bytes contain ``marker`` is passed
 to Redis, and when Redis's reply comes back the proxy closes that connection instead of
-forwarding it. Every other command passes through untouched.
+forwarding it. ``hold_reply_to(marker, seconds)`` holds that reply back for ``seconds`` instead
+(a stalled connection). Every other command passes through untouched.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 
 class ReplyDroppingProxy:
@@ -22,13 +24,18 @@ class ReplyDroppingProxy:
         self.port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._marker: bytes | None = None
+        self._hold = 0.0
         self.dropped = 0
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def drop_reply_to(self, marker: bytes) -> None:
         with self._lock:
-            self._marker = marker
+            self._marker, self._hold = marker, 0.0
+
+    def hold_reply_to(self, marker: bytes, seconds: float) -> None:
+        with self._lock:
+            self._marker, self._hold = marker, seconds
 
     def close(self) -> None:
         self._closed = True
@@ -41,7 +48,7 @@ class ReplyDroppingProxy:
             except OSError:
                 return
             upstream = socket.create_connection(self.target)
-            pair = {"drop": False}
+            pair = {"drop": False, "hold": 0.0}
             threading.Thread(target=self._to_redis, args=(client, upstream, pair), daemon=True).start()
             threading.Thread(target=self._to_client, args=(upstream, client, pair), daemon=True).start()
 
@@ -51,7 +58,10 @@ class ReplyDroppingProxy:
                 with self._lock:
                     if self._marker is not None and self._marker in data:
                         self._marker = None
-                        pair["drop"] = True
+                        if self._hold:
+                            pair["hold"] = self._hold
+                        else:
+                            pair["drop"] = True
                 upstream.sendall(data)
         except OSError:
             pass
@@ -64,6 +74,9 @@ class ReplyDroppingProxy:
                     with self._lock:
                         self.dropped += 1
                     break
+                if pair["hold"]:
+                    time.sleep(pair["hold"])
+                    pair["hold"] = 0.0
                 client.sendall(data)
         except OSError:
             pass

@@ -1,0 +1,19 @@
+"""Run by the worker-priority tests as an unprivileged user: a new session of its own, then the
+middleware's session lowering, as a worker that leads its pool's session; prints the result."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from middleware.cpu_priority import AUTOGROUP, WorkerCpuPriority
+
+
+def main() -> None:
+    os.setsid()
+    lowered = WorkerCpuPriority(int(sys.argv[1]))._lower_session()
+    print(lowered, AUTOGROUP.read_text().split("nice")[-1].strip())
+
+
+if __name__ == "__main__":
+    main()
