@@ -6,7 +6,8 @@ the reverse. Measured with ``bench/bot_ack.py`` (100 users at once, the pool pol
 100 ms as in production, 2 cores, three runs each), the first reply at p99: 143-184 ms with the
 workers at the bot's priority, 80-101 ms at nice 10, 64-122 ms at nice 19 (the default: the last
 first reply of the burst 112-118 ms after its first message, against 144-165 ms at nice 10).
-Workers still get every cycle the user-facing processes leave, and the analyses finished as fast.
+Workers still get every cycle the user-facing processes leave: the benchmark's final results
+came at p50 2.06-2.15 s with workers at nice 19, 2.10-2.56 s in its earlier runs at nice 0.
 
 Linux schedules each session (``setsid``: every process our supervisor, the tests and the
 benchmarks start) as a group of its own, and a process's nice value only counts inside its

@@ -525,28 +525,15 @@ class JobStore:
     def _hot(self, script: Any, args: list[Any]) -> Any:
         return script(args=args) if self._direct is None else self._direct.run(script, args)
 
-    def create(
-        self,
-        job_id: str,
-        *,
-        actor: str,
-        queue: str,
-        args: Iterable[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        options: dict[str, Any] | None = None,
-        max_retries: int = 0,
-        requester: dict[str, Any] | None = None,
-        coalesce: str | None = None,
-        now: float | None = None,
-    ) -> tuple[str, str]:
+    def create(self, job_id: str, **record: Any) -> tuple[str, str]:
         """Write a ``queued`` record, or join the in-flight job of the same coalesce subject.
 
-        Returns ``(job_id, "new")`` or ``(existing_id, its status)`` when coalesced (the
-        requester is then added to the existing job).
+        ``record``: the keyword arguments of :meth:`create_args` (actor, queue, args, kwargs,
+        options, max_retries, requester, coalesce, now). Returns ``(job_id, "new")`` or
+        ``(existing_id, its status)`` when coalesced (the requester is then added to the
+        existing job).
         """
-        return self.create_from(self.create_args(
-            job_id, actor=actor, queue=queue, args=args, kwargs=kwargs, options=options, max_retries=max_retries,
-            requester=requester, coalesce=coalesce, now=now))
+        return self.create_from(self.create_args(job_id, **record))
 
     def create_from(self, create_args: list[Any]) -> tuple[str, str]:
         """:meth:`create` with its arguments already built (:meth:`create_args`)."""
