@@ -12,7 +12,7 @@ came at p50 2.06-2.15 s with workers at nice 19, 2.10-2.56 s in its earlier runs
 Linux schedules each session (``setsid``: every process our supervisor, the tests and the
 benchmarks start) as a group of its own, and a process's nice value only counts inside its
 group. So at boot each worker process raises its own nice value to ``WORKER_NICE`` and, where
-the kernel groups by session (``/proc/self/autogroup``), its session's too: the pool as a whole
+the kernel groups by session (``/proc/self/autogroup`` names a group), its session's too: the pool as a whole
 yields. Only a session of the pool's own (led by the Dramatiq supervisor, as our supervisor,
 Compose and the tests start it): a pool started from a terminal shares the terminal's session,
 and lowering that would slow the operator's shell and everything else started from it. Containers are grouped by cgroup instead: ``compose.yaml`` gives the worker services a
@@ -39,6 +39,22 @@ AUTOGROUP = Path("/proc/self/autogroup")
 AUTOGROUP_TRIES = 10
 
 
+def session_group_nice(text: str) -> int | None:
+    """The nice value of a session's scheduling group, from a ``/proc/<pid>/autogroup`` text.
+
+    ``"/autogroup-85 nice 7"`` gives 7. The kernel prints nothing for a process whose session
+    never got a group of its own (the boot session, as in some containers and CI runners): such a
+    session is not scheduled as a group, and None says so.
+    """
+    _, found, nice = text.rpartition(" nice ")
+    if not found:
+        return None
+    try:
+        return int(nice)
+    except ValueError:
+        return None
+
+
 class WorkerCpuPriority(Middleware):
     def __init__(self, nice: int) -> None:
         self.nice = int(nice)
@@ -54,9 +70,17 @@ class WorkerCpuPriority(Middleware):
             logger.warning("could not lower this worker's CPU priority: %s", exc)
             return
         grouped = ""
-        if AUTOGROUP.exists() and os.getsid(0) in (os.getpid(), os.getppid()):
+        if os.getsid(0) in (os.getpid(), os.getppid()) and self._session_nice() is not None:
             grouped = " (and its session's)" if self._lower_session() else ""
         logger.info("worker runs at nice %d%s: user-facing processes get the CPU first", self.nice, grouped)
+
+    @staticmethod
+    def _session_nice() -> int | None:
+        """This session's group nice value; None where sessions are not scheduled as groups."""
+        try:
+            return session_group_nice(AUTOGROUP.read_text())
+        except OSError:  # no such file: a kernel without session groups
+            return None
 
     def _lower_session(self) -> bool:
         """Set this session's group to ``nice``; True once it is there.
@@ -66,17 +90,18 @@ class WorkerCpuPriority(Middleware):
         window. So try again, 120 ms apart; a sibling worker of the same pool may get there first.
         """
         for _ in range(AUTOGROUP_TRIES):
+            current = self._session_nice()
+            if current is None:
+                return False
+            if current >= self.nice:
+                return True
             try:
-                if int(AUTOGROUP.read_text().split("nice")[-1]) >= self.nice:
-                    return True
                 AUTOGROUP.write_text(str(self.nice))
                 return True
             except OSError as exc:
                 if exc.errno != errno.EAGAIN:
                     logger.info("this worker's session keeps its CPU share: %s", exc)
                     return False
-            except ValueError:  # an unexpected format: leave it alone
-                return False
             time.sleep(0.12)
         logger.warning("could not lower this worker's session CPU share (busy); its processes run at nice %d",
                        self.nice)

@@ -12,14 +12,25 @@ from pathlib import Path
 import psutil
 import pytest
 
+from middleware.cpu_priority import session_group_nice
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _autogroup_nice(pid: int) -> int | None:
+    """The nice value of ``pid``'s session group, or None when its session is not a group.
+
+    Linux prints "/autogroup-85 nice 7", or nothing for a session that never got a group of its
+    own (the boot session: CI runners and containers often run everything in it).
+    """
     path = Path(f"/proc/{pid}/autogroup")
     if not path.exists():
         return None
-    return int(path.read_text().split("nice")[-1])  # "/autogroup-85 nice 7"
+    text = path.read_text().strip()
+    return int(text.split(" nice ")[1]) if text else None
+
+
+SESSION_IS_A_GROUP = _autogroup_nice(os.getpid()) is not None
 
 
 def test_workers_run_at_worker_nice_and_the_test_process_is_untouched(start_pool, manager):
@@ -30,7 +41,8 @@ def test_workers_run_at_worker_nice_and_the_test_process_is_untouched(start_pool
     children = pool.worker_pids()
     assert len(children) == 2
     assert [psutil.Process(pid).nice() for pid in children] == [7, 7]
-    if _autogroup_nice(os.getpid()) is not None:  # a kernel that schedules sessions as groups
+    if Path("/proc/self/autogroup").exists():  # a kernel that schedules sessions as groups
+        # the pool runs in a session of its own (start_pool's setsid), a group whatever ours is
         assert [_autogroup_nice(pid) for pid in children] == [7, 7]
         assert _autogroup_nice(pool.process.pid) == 7  # the pool's supervisor shares their session
     assert (psutil.Process().nice(), _autogroup_nice(os.getpid())) == ours
@@ -43,7 +55,8 @@ def test_worker_nice_0_leaves_the_priority_alone(start_pool):
     assert "worker runs at nice" not in _log_after_stop(pool)
 
 
-@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="this kernel does not group by session")
+@pytest.mark.skipif(not SESSION_IS_A_GROUP,
+                    reason="this test's session is not scheduled as a group (no autogroup, or the boot session)")
 def test_a_pool_started_in_this_session_leaves_the_sessions_share_alone(redis_url, tmp_path, manager):
     """As when an operator runs ``dramatiq actors`` in a terminal: only the workers' own nice."""
     session_nice = _autogroup_nice(os.getpid())
@@ -79,3 +92,11 @@ def test_pools_booting_together_all_lower_their_sessions():
                                env={**os.environ, "PYTHONPATH": str(ROOT)}) for _ in range(3)]
     outputs = [probe.communicate(timeout=60)[0].strip().splitlines()[-1] for probe in probes]
     assert outputs == ["True 6"] * 3, outputs
+
+
+def test_a_session_without_a_group_of_its_own_is_told_apart():
+    """The kernel prints nothing for the boot session (as CI runners often run everything in it):
+    the middleware must take that as "no session group", not fail on it."""
+    assert session_group_nice("/autogroup-85 nice 7\n") == 7
+    assert session_group_nice("/autogroup-3 nice -2\n") == -2
+    assert session_group_nice("") is None

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import sys
 
-from middleware.cpu_priority import AUTOGROUP, WorkerCpuPriority
+from middleware.cpu_priority import AUTOGROUP, WorkerCpuPriority, session_group_nice
 
 
 def main() -> None:
     os.setsid()
     lowered = WorkerCpuPriority(int(sys.argv[1]))._lower_session()
-    print(lowered, AUTOGROUP.read_text().split("nice")[-1].strip())
+    print(lowered, session_group_nice(AUTOGROUP.read_text()))
 
 
 if __name__ == "__main__":
