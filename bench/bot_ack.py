@@ -252,8 +252,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           + ", ".join(f"{role} {ms / args.users:.2f} ms" for role, ms in cpu.items()))
     print(f"final result p50: {figures['final_result_s']['p50']:.2f} s")
     print(f"final result p99: {figures['final_result_s']['p99']:.2f} s")
-    print(f"first reply, one user at a time, p50: {figures['solo_first_reply_ms']['p50']:.1f} ms")
-    print(f"first reply, one user at a time, p99: {figures['solo_first_reply_ms']['p99']:.1f} ms")
+    if solo:
+        print(f"first reply, one user at a time, p50: {figures['solo_first_reply_ms']['p50']:.1f} ms")
+        print(f"first reply, one user at a time, p99: {figures['solo_first_reply_ms']['p99']:.1f} ms")
     print(f"missing: first reply {figures['missing']['first_reply']}, final result {figures['missing']['final_result']}")
     path = write_results("bot_ack", figures)
     print(f"results: {path.relative_to(ROOT)}")

@@ -5,7 +5,7 @@
 Runs the whole system on one private Redis: the sandbox Telegram Bot API and the sandbox FACEIT
 Data API (each in its own process), the bot (``python -m bot``, polling) and the default worker
 layout of ``make run`` (a ``--queues high`` pool and a ``--queues default low`` pool, 1 process x
-8 threads each). Production settings apply (FACEIT pacing ``FACEIT_RATE_LIMIT``/``BURST``,
+8 threads each; the high pool polls an idle queue every 100 ms). Production settings apply (FACEIT pacing ``FACEIT_RATE_LIMIT``/``BURST``,
 Telegram ``TELEGRAM_CHAT_RATE``/``GLOBAL_RATE``), the sandbox FACEIT answers after L ms.
 
 Two rounds, cold then warm (FACEIT cache filled by the first; the same matches, new users): U
@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise RuntimeError(f"the sandbox world has only {len(matches)} matches")
         env = {**os.environ, **faceit.env(), "TELEGRAM_API_URL": tg.base_url,
                "TELEGRAM_BOT_TOKEN": SANDBOX_BOT_TOKEN, "BOT_MODE": "polling", "LOG_LEVEL": "INFO"}
-        high = WorkerPool(queues=["high"], processes=1, threads=8, modules=(), env=env,
+        # The high pool polls an idle queue every 100 ms, as make run's supervisor starts it.
+        high = WorkerPool(queues=["high"], processes=1, threads=8, modules=(),
+                          env={**env, "dramatiq_worker_timeout": "100"},
                           log_path=logs / "worker-high.log").start(wait=False)
         low = WorkerPool(queues=["default", "low"], processes=1, threads=8, modules=(), env=env,
                          log_path=logs / "worker-default-low.log").start(wait=False)

@@ -167,10 +167,26 @@ async def test_a_burst_gets_its_queued_lines_then_every_job_learns_its_message(t
 
 
 # 3. BackgroundWork -------------------------------------------------------------------------------
+# No sleeps to let things happen: an item that is due runs within a few turns of the event loop
+# (_until waits for it), one that is not due stays put however many turns pass (_turns).
+
+
+async def _turns(count: int = 20) -> None:
+    """Let the event loop run everything that is ready, ``count`` times over."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def _until(condition, timeout: float = 5.0) -> None:
+    async def wait() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(wait(), timeout)
 
 
 async def test_background_work_waits_for_the_updates_in_flight():
-    work = BackgroundWork(max_delay=5.0)
+    work = BackgroundWork(max_delay=60.0)
     ran: list[str] = []
 
     async def item(name: str) -> None:
@@ -180,29 +196,31 @@ async def test_background_work_waits_for_the_updates_in_flight():
     work.update_started()
     work.add(item("a"), "a")
     work.add(item("b"), "b")
-    await asyncio.sleep(0.1)
+    await _turns()
     assert ran == []
     work.update_finished()
-    await asyncio.sleep(0.05)
+    await _turns()
     assert ran == []  # one update still being served
     work.update_finished()
-    await asyncio.sleep(0.05)
-    assert ran == ["a", "b"]
+    await _until(lambda: ran == ["a", "b"])
     await work.drain(stop=True)
 
 
 async def test_background_work_never_waits_longer_than_max_delay():
     work = BackgroundWork(max_delay=0.3)
+    loop = asyncio.get_running_loop()
     ran: list[float] = []
     work.update_started()  # an update that never ends: a steady stream of users
-    started = time.monotonic()
+    started = loop.time()
 
     async def item() -> None:
-        ran.append(time.monotonic() - started)
+        ran.append(loop.time() - started)
 
     work.add(item(), "item")
-    await asyncio.sleep(0.6)
-    assert len(ran) == 1 and 0.25 <= ran[0] < 0.55
+    await _turns()
+    assert ran == []
+    await _until(lambda: ran)  # ran although the update is still being served
+    assert ran[0] >= 0.29  # not before max_delay
     await work.drain(stop=True)
 
 
@@ -219,17 +237,15 @@ async def test_drain_runs_queued_work_at_once_and_a_failure_does_not_stop_the_ne
     work.update_started()
     work.add(broken(), "job x: attach")
     work.add(fine(), "fine")
-    started = time.monotonic()
-    await work.drain(timeout=5)
-    assert ran == ["fine"] and time.monotonic() - started < 1
+    await asyncio.wait_for(work.drain(timeout=30), 10)  # not max_delay's 60 s, nor drain's own 30
+    assert ran == ["fine"]
     assert "job x: attach failed: RuntimeError: boom" in caplog.text
     # After the drain, new work waits for quiet again.
     work.add(fine(), "fine")
-    await asyncio.sleep(0.1)
+    await _turns()
     assert ran == ["fine"]
     work.update_finished()
-    await asyncio.sleep(0.05)
-    assert ran == ["fine", "fine"]
+    await _until(lambda: ran == ["fine", "fine"])
     await work.drain(stop=True)
 
 
@@ -252,7 +268,7 @@ async def test_work_queued_while_updates_were_served_runs_together():
     work.add(first(), "first")
     work.add(second(), "second")
     work.update_finished()
-    await asyncio.sleep(0.1)
+    await _until(lambda: len(ran) == 2, timeout=3)  # one at a time, "first" times out after 2 s
     assert sorted(ran) == ["first", "second"]
     await work.drain(stop=True)
 
