@@ -5,8 +5,9 @@
 Runs the whole system on one private Redis: the sandbox Telegram Bot API and the sandbox FACEIT
 Data API (each in its own process), the bot (``python -m bot``, polling) and the default worker
 layout of ``make run`` (a ``--queues high`` pool and a ``--queues default low`` pool, 1 process x
-8 threads each; the high pool polls an idle queue every 100 ms). Production settings apply (FACEIT pacing ``FACEIT_RATE_LIMIT``/``BURST``,
-Telegram ``TELEGRAM_CHAT_RATE``/``GLOBAL_RATE``), the sandbox FACEIT answers after L ms.
+8 threads each; the high pool polls an idle queue every 100 ms). Production settings apply
+(FACEIT pacing ``FACEIT_RATE_LIMIT``/``BURST``, Telegram ``TELEGRAM_CHAT_RATE``/``GLOBAL_RATE``),
+the sandbox FACEIT answers after L ms.
 
 Two rounds, cold then warm (FACEIT cache filled by the first; the same matches, new users): U
 users each send one ``/analyze <room link>`` over M matches, all at once. Per user, from the

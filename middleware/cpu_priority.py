@@ -12,11 +12,12 @@ came at p50 2.06-2.15 s with workers at nice 19, 2.10-2.56 s in its earlier runs
 Linux schedules each session (``setsid``: every process our supervisor, the tests and the
 benchmarks start) as a group of its own, and a process's nice value only counts inside its
 group. So at boot each worker process raises its own nice value to ``WORKER_NICE`` and, where
-the kernel groups by session (``/proc/self/autogroup`` names a group), its session's too: the pool as a whole
-yields. Only a session of the pool's own (led by the Dramatiq supervisor, as our supervisor,
-Compose and the tests start it): a pool started from a terminal shares the terminal's session,
-and lowering that would slow the operator's shell and everything else started from it. Containers are grouped by cgroup instead: ``compose.yaml`` gives the worker services a
-lower ``cpu_shares``. ``WORKER_NICE=0`` leaves the priority alone. Raising a nice value needs no
+the kernel groups by session (``/proc/self/autogroup`` names a group), its session's too: the
+pool as a whole yields. Only a session of the pool's own (led by the Dramatiq supervisor, as our
+supervisor, Compose and the tests start it): a pool started from a terminal shares the
+terminal's session, and lowering that would slow the operator's shell and everything else
+started from it. Containers are grouped by cgroup instead: ``compose.yaml`` gives the worker
+services a lower ``cpu_shares``. ``WORKER_NICE=0`` leaves the priority alone. Raising a nice value needs no
 privilege; failures are logged and the worker runs on.
 
 Parameters:
