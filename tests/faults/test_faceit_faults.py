@@ -49,9 +49,12 @@ def test_5xx_storm_retries_on_the_schedule_then_fails_with_one_alert_each(start_
             assert delay - 0.02 <= start - end < delay + 2.0, (starts, ends)
         alerts = _alerts_for(handle.id)
         assert len(alerts) == 1 and alerts[0].level == "error", alerts
-    # Bounded upstream load: 4 attempts per job, each at most one internal retry of the call.
+    # Bounded upstream load: 4 attempts per job, each at most one call and one internal retry.
+    # The first attempt always reaches FACEIT (call + retry); a later one that starts while the
+    # cache still remembers the failure (faceit.cache.DEFAULT_FAILURE_TTL, 2 s: longer than this
+    # scaled-down schedule, far shorter than production's 10/30/90 s) gets the same error at once.
     calls = faceit_sandbox.calls()
-    assert 4 * len(handles) <= calls <= 8 * len(handles), calls
+    assert 2 * len(handles) <= calls <= 8 * len(handles), calls
 
 
 def test_429_storm_is_paced_and_no_job_fails(start_pool, manager, faceit_sandbox):
