@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from tests.support.redis_server import RedisServer
-from tests.support.workers import WorkerPool
+from tests.support.workers import WorkerPool, pause_module_pools
 
 # Scaled-down timing for every process a test starts (workers inherit os.environ).
 SCALED_ENV = {
@@ -114,11 +114,12 @@ def start_pool(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerP
     def start(queues: list[str] | None = None, *, processes: int = 1, threads: int = 4,
               env: dict[str, str] | None = None, modules: tuple[str, ...] = ("tests.support.job_actors",),
               wait: bool = True) -> WorkerPool:
+        pause_module_pools()  # this test's pools alone consume its queues
         log = tmp_path / f"worker-{len(pools)}.log"
         pool = WorkerPool(queues=queues, processes=processes, threads=threads, env=env, modules=modules,
                           log_path=log)
         pools.append(pool)
-        return pool.start(wait=wait)
+        return pool.start(wait=wait, timeout=60)  # a busy 2-core machine imports slowly
 
     yield start
     for pool in pools:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
 from tests.support.faceit_sandbox import FaceitSandbox
-from tests.support.workers import WorkerPool
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.05,
@@ -31,25 +29,6 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20, interval: floa
             detail = message() if callable(message) else message
             raise AssertionError(f"condition not met within {timeout} s {detail}".rstrip())
         time.sleep(interval)
-
-
-@pytest.fixture
-def start_pool(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerPool]]:
-    """Start real ``dramatiq`` worker pools; every pool is killed at teardown."""
-    pools: list[WorkerPool] = []
-
-    def start(queues: list[str] | None = None, *, processes: int = 1, threads: int = 4,
-              env: dict[str, str] | None = None, modules: tuple[str, ...] = ("tests.support.job_actors",),
-              wait: bool = True) -> WorkerPool:
-        log = tmp_path / f"worker-{len(pools)}.log"
-        pool = WorkerPool(queues=queues, processes=processes, threads=threads, env=env, modules=modules,
-                          log_path=log)
-        pools.append(pool)
-        return pool.start(wait=wait, timeout=60)  # a busy 2-core machine imports slowly
-
-    yield start
-    for pool in pools:
-        pool.stop(graceful=False)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.waiting import wait_until  # noqa: F401  (re-exported for the tests here)
-from tests.support.workers import WorkerPool, start_module_pool
+from tests.support.workers import WorkerPool, resume_module_pool, start_module_pool, stop_module_pool
 
 
 def reset_singletons() -> None:
@@ -62,7 +62,7 @@ def ops_pool(redis_server, tmp_path_factory) -> Iterator[WorkerPool]:
                       log_path=tmp_path_factory.mktemp("ops-pool") / "worker.log")
     start_module_pool(pool, redis_server)
     yield pool
-    pool.stop(graceful=False)
+    stop_module_pool(pool)
 
 
 @pytest.fixture
@@ -75,6 +75,7 @@ def telegram_sandbox() -> Iterator[object]:
 
 @pytest.fixture
 def live_pool(ops_pool: WorkerPool, fresh) -> WorkerPool:
-    """The shared pool, once its heartbeat is back in the freshly flushed Redis."""
-    ops_pool.wait_ready()
+    """The shared pool, once its heartbeat is back in the freshly flushed Redis (started again if
+    an earlier test of the module paused it to run pools of its own)."""
+    resume_module_pool(ops_pool).wait_ready()
     return ops_pool

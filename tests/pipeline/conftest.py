@@ -8,17 +8,23 @@ import pytest
 import redis
 
 from tests.support.waiting import wait_until  # noqa: F401  (re-exported for the tests here)
-from tests.support.workers import WorkerPool, start_module_pool
+from tests.support.workers import WorkerPool, resume_module_pool, start_module_pool, stop_module_pool
 
 
 @pytest.fixture(scope="module")
-def shared_pool(redis_server, tmp_path_factory) -> Iterator[WorkerPool]:
-    """One pool on all three queues for the tests of a module that need nothing special."""
+def _shared_pool(redis_server, tmp_path_factory) -> Iterator[WorkerPool]:
     pool = WorkerPool(queues=["high", "default", "low"], processes=1, threads=4,
                       log_path=tmp_path_factory.mktemp("pool") / "worker.log")
     start_module_pool(pool, redis_server)
     yield pool
-    pool.stop(graceful=False)
+    stop_module_pool(pool)
+
+
+@pytest.fixture
+def shared_pool(_shared_pool: WorkerPool, redis_url: str) -> WorkerPool:
+    """One pool on all three queues for the tests of a module that need nothing special (started
+    again if an earlier test of the module paused it to run pools of its own)."""
+    return resume_module_pool(_shared_pool)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from tests.pipeline.conftest import wait_until
 from tests.support.faceit_sandbox import FaceitSandbox
-from tests.support.workers import WorkerPool, start_module_pool
+from tests.support.workers import WorkerPool, resume_module_pool, start_module_pool, stop_module_pool
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +28,14 @@ def _faceit_pool(faceit: FaceitSandbox, redis_server, tmp_path_factory) -> Itera
                       log_path=tmp_path_factory.mktemp("faceit-pool") / "worker.log")
     start_module_pool(pool, redis_server)
     yield pool
-    pool.stop(graceful=False)
+    stop_module_pool(pool)
 
 
 @pytest.fixture
 def faceit_pool(_faceit_pool: WorkerPool, faceit: FaceitSandbox, redis_url: str) -> WorkerPool:
     faceit.reset()
     faceit.faults()
-    return _faceit_pool
+    return resume_module_pool(_faceit_pool)
 
 
 def _texts_ok(result: dict) -> None:

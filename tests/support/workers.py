@@ -95,13 +95,46 @@ class WorkerPool:
         return code
 
 
+# The pools shared by a module's tests (module fixtures), running or paused by a test.
+_MODULE_POOLS: list[WorkerPool] = []
+
+
 def start_module_pool(pool: WorkerPool, redis_server: Any) -> WorkerPool:
     """Start a pool shared by a module's tests, on an empty Redis.
 
     The previous module's pool was killed with its unfinished messages still in Redis; the new
     pool's dead-worker sweep would run them here, against this module's sandboxes (their calls
     would count in this module's figures). The per-test flush comes too late: the pool is up first.
+    Its fixture ends it with :func:`stop_module_pool`.
     """
     redis_server.client().flushall()
+    _MODULE_POOLS.append(pool)
     return pool.start()
+
+
+def stop_module_pool(pool: WorkerPool) -> None:
+    """End a module's shared pool (its fixture's teardown)."""
+    if pool in _MODULE_POOLS:
+        _MODULE_POOLS.remove(pool)
+    pool.stop(graceful=False)
+
+
+def pause_module_pools() -> None:
+    """Kill the module's shared pools before a test starts pools of its own.
+
+    Both would consume the same queues of the same Redis, and whichever fetched first would run
+    the test's job: a test that needs a wrong FACEIT key, a 5 s retry schedule or one thread
+    would sometimes get the shared pool's settings instead. :func:`resume_module_pool` starts a
+    paused pool again for the next test that asks for it.
+    """
+    for pool in _MODULE_POOLS:
+        pool.stop(graceful=False)
+
+
+def resume_module_pool(pool: WorkerPool) -> WorkerPool:
+    """The module's shared pool, started again if a test paused it (the test's Redis was just
+    emptied, so nothing of the paused pool's is left to sweep)."""
+    if pool.process is None:
+        pool.start()
+    return pool
 
