@@ -478,7 +478,6 @@ class JobStore:
         self._cancel = client.register_script(_CANCEL)
         self._reset = client.register_script(_RESET)
         self._progress = client.register_script(_PROGRESS)
-        self._attach = client.register_script(ATTACH_MESSAGE)
         # Begin and finish run once per job on a worker's hot path: straight to a connection
         # of the worker thread (see queues/direct_scripts.py). Their caller retries on errors.
         self._direct = direct_scripts_for(client)
@@ -709,10 +708,6 @@ class JobStore:
         """The user's jobs that are still queued, running or waiting for a retry."""
         ids = self.client.zrevrange(self.index_key("user", user_id), 0, limit - 1)
         return [r for r in self._prune(self.index_key("user", user_id), ids) if not r.is_final]
-
-    def attach_message(self, job_id: str, user_id: int, chat_id: int, message_id: int) -> bool:
-        """Remember which message of the user shows this job (progress edits go there)."""
-        return bool(self._attach(keys=[self.job_key(job_id)], args=[int(user_id), int(chat_id), int(message_id)]))
 
 
 class AsyncJobChannel:

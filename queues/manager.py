@@ -194,24 +194,23 @@ class QueueManager:
         subject is the normalised match reference.
         """
         subject = _match_subject(match_url_or_id)
-        requester = requester or ({"user_id": user_id} if user_id is not None else None)
-        return self.prepare_job("match_analysis", priority=priority, requester=requester, coalesce=subject,
-                                match_url_or_id=match_url_or_id, user_id=user_id)
+        return self.prepare_job("match_analysis", priority=priority, requester=_requester(requester, user_id),
+                                coalesce=subject, match_url_or_id=match_url_or_id, user_id=user_id)
 
     def prepare_player_report(self, player_id: str, user_id: int | None = None,
                               requester: dict[str, Any] | None = None) -> PreparedJob:
-        requester = requester or ({"user_id": user_id} if user_id is not None else None)
-        return self.prepare_job("player_report", requester=requester, player_id=player_id, user_id=user_id)
+        return self.prepare_job("player_report", requester=_requester(requester, user_id), player_id=player_id,
+                                user_id=user_id)
 
     def prepare_bulk_analysis(self, match_ids: list[str], user_id: int | None = None,
                               requester: dict[str, Any] | None = None) -> PreparedJob:
-        requester = requester or ({"user_id": user_id} if user_id is not None else None)
-        return self.prepare_job("bulk_analysis", requester=requester, match_ids=list(match_ids), user_id=user_id)
+        return self.prepare_job("bulk_analysis", requester=_requester(requester, user_id), match_ids=list(match_ids),
+                                user_id=user_id)
 
     def prepare_analytics_report(self, user_id: int | None = None, report_type: str = "weekly",
                                  requester: dict[str, Any] | None = None) -> PreparedJob:
-        requester = requester or ({"user_id": user_id} if user_id is not None else None)
-        return self.prepare_job("analytics_report", requester=requester, user_id=user_id, report_type=report_type)
+        return self.prepare_job("analytics_report", requester=_requester(requester, user_id), user_id=user_id,
+                                report_type=report_type)
 
     def enqueue_match_analysis(self, match_url_or_id: str, user_id: int | None = None,
                                priority: QueuePriority = QueuePriority.HIGH,
@@ -249,9 +248,6 @@ class QueueManager:
         """The result of a succeeded job, else None."""
         record = self.jobs.get(job_id)
         return record.result if record is not None and record.status == "succeeded" else None
-
-    def attach_message(self, job_id: str, user_id: int, chat_id: int, message_id: int) -> bool:
-        return self.jobs.attach_message(job_id, user_id, chat_id, message_id)
 
     # --- act ------------------------------------------------------------------------------
 
@@ -355,6 +351,11 @@ class QueueManager:
             if (record is not None and record.is_final) or time.monotonic() >= deadline:
                 return record
             time.sleep(interval)
+
+
+def _requester(requester: dict[str, Any] | None, user_id: int | None) -> dict[str, Any] | None:
+    """Who gets the result: ``requester`` as given, else just the user (None: nobody)."""
+    return requester or ({"user_id": user_id} if user_id is not None else None)
 
 
 def _match_subject(match_url_or_id: str) -> str:

@@ -124,10 +124,17 @@ async def test_a_start_whose_reply_was_lost_is_resent_and_counted_once(services_
     assert 0 < redis_client.pttl(f"fb:bot:started:{redis_client.zrange('fb:bot:rate:8', 0, 0)[0]}") <= 15 * 60 * 1000
 
 
-def test_a_middleware_watching_enqueues_turns_the_one_call_start_off():
+async def test_a_middleware_watching_enqueues_turns_the_one_call_start_off(services):
     class Watcher(dramatiq.Middleware):
         def after_enqueue(self, broker, message, delay):
             pass
 
     assert not watches_enqueues(types.SimpleNamespace(middleware=[dramatiq.Middleware()]))
     assert watches_enqueues(types.SimpleNamespace(middleware=[dramatiq.Middleware(), Watcher()]))
+    broker = services.manager.broker  # the real one: the bot must see a watcher added to it
+    assert services.starter.available()
+    broker.middleware.append(Watcher())
+    try:
+        assert not services.starter.available()
+    finally:
+        broker.middleware.pop()
