@@ -447,6 +447,7 @@ def _queued_message_ids(queue: str) -> list[str]:
     """The job ids of the messages waiting in ``queue`` and its delay queue (Redis broker)."""
     from dramatiq.common import dq_name
 
+    from queues.dramatiq_keys import messages_key
     from queues.runtime import get_redis
 
     settings = get_settings()
@@ -455,7 +456,7 @@ def _queued_message_ids(queue: str) -> list[str]:
     client = get_redis(settings)
     ids = []
     for name in (queue, dq_name(queue)):
-        for raw in client.hvals(f"{settings.dramatiq_namespace}:{name}.msgs"):
+        for raw in client.hvals(messages_key(settings.dramatiq_namespace, name)):
             try:
                 ids.append(json.loads(raw)["message_id"])
             except (ValueError, KeyError):
@@ -555,6 +556,7 @@ def workers(all_: bool, as_json: bool) -> None:
 @handles_errors
 def purge_dead(older_than: str, queue: str | None, dry_run: bool, as_json: bool) -> None:
     """Drop dead-lettered messages (their failed job records stay until they expire)."""
+    from queues.dramatiq_keys import dead_letters_key, dead_messages_key
     from queues.priorities import all_queue_names
     from queues.runtime import get_redis
 
@@ -567,14 +569,15 @@ def purge_dead(older_than: str, queue: str | None, dry_run: bool, as_json: bool)
     cutoff_ms = (time.time() - age) * 1000
     purged: dict[str, int] = {}
     for name in names:
-        xq = f"{settings.dramatiq_namespace}:{name}.XQ"
+        xq = dead_letters_key(settings.dramatiq_namespace, name)
+        xq_messages = dead_messages_key(settings.dramatiq_namespace, name)
         ids = client.zrangebyscore(xq, 0, cutoff_ms)
         if ids and not dry_run:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 pipe = client.pipeline(transaction=True)
                 pipe.zrem(xq, *chunk)
-                pipe.hdel(f"{xq}.msgs", *chunk)
+                pipe.hdel(xq_messages, *chunk)
                 pipe.execute()
         purged[name] = len(ids)
     if as_json:

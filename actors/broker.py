@@ -38,6 +38,7 @@ from middleware.time_limits import QueueTimeLimit
 from middleware.tracking import Tracking
 from middleware.worker_presence import WorkerPresence
 from queues.connection import async_redis_client, redis_client
+from queues.dramatiq_keys import heartbeats_key
 from queues.priorities import QueuePriority, all_queue_names, queue_name, queue_timeout
 from queues.runtime import get_alert_store, get_job_store, get_redis
 from queues.sentry import init_sentry
@@ -55,7 +56,7 @@ def write_broker_heartbeat(broker: Any) -> None:
     tied to the process being alive, not to its consumers' state.
     """
     if isinstance(broker, RedisBroker):
-        broker.client.zadd(f"{broker.namespace}:__heartbeats__", {broker.broker_id: current_millis()})
+        broker.client.zadd(heartbeats_key(broker.namespace), {broker.broker_id: current_millis()})
 
 
 def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
@@ -67,7 +68,7 @@ def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
     if not isinstance(broker, RedisBroker):
         return 0
     now = current_millis()
-    dead = broker.client.zcount(f"{broker.namespace}:__heartbeats__", 0, now - broker.heartbeat_timeout)
+    dead = broker.client.zcount(heartbeats_key(broker.namespace), 0, now - broker.heartbeat_timeout)
     if not dead:
         return 0
     dispatch = broker.scripts["dispatch"]

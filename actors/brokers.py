@@ -41,6 +41,7 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
+from queues.dramatiq_keys import acks_key, enqueue_marker_key, messages_key, queue_key
 from queues.enqueue_once import ENQUEUE_MARKER_TTL_MS, ENQUEUE_ONCE_LUA
 from queues.jobstore import AckTarget
 
@@ -194,13 +195,13 @@ class TrackedRedisBroker(RedisBroker):
 
     def enqueue_once_call(self, queue_name: str, redis_message_id: str, data: bytes) -> tuple[list[str], list[Any]]:
         """The keys and arguments of ``enqueue_once`` (:data:`ENQUEUE_ONCE_LUA`) for one message."""
-        queue = self.queue_key(queue_name)
-        return ([queue, f"{queue}.msgs", f"{self.namespace}:__enqueued__.{redis_message_id}"],
+        return ([self.queue_key(queue_name), messages_key(self.namespace, queue_name),
+                 enqueue_marker_key(self.namespace, redis_message_id)],
                 [redis_message_id, data, ENQUEUE_MARKER_TTL_MS])
 
     def queue_key(self, queue_name: str) -> str:
         """The Redis list of ``queue_name``'s waiting message ids."""
-        return f"{self.namespace}:{queue_name}"
+        return queue_key(self.namespace, queue_name)
 
     def stamp(self, message: Message) -> Message:
         """``message`` with its Redis id, as Dramatiq's ``enqueue`` (no delay) gives it one: each
@@ -240,7 +241,7 @@ class TrackedRedisBroker(RedisBroker):
         Returns how many were put back; raises :class:`BrokerUnreachable` (a Dramatiq connection
         error, so the consumer thread re-creates its consumer and this runs again).
         """
-        acks = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
+        acks = acks_key(self.namespace, self.broker_id, queue_name)
         try:
             held = {i.decode() if isinstance(i, bytes) else i for i in self.client.smembers(acks)}
             ids = self._dead_letter_unreadable(queue_name, sorted(held - running))
@@ -260,7 +261,7 @@ class TrackedRedisBroker(RedisBroker):
         """
         if not ids:
             return ids
-        bodies = self.client.hmget(f"{self.namespace}:{queue_name}.msgs", ids)
+        bodies = self.client.hmget(messages_key(self.namespace, queue_name), ids)
         readable = []
         for redis_id, body in zip(ids, bodies, strict=True):
             try:
@@ -279,7 +280,7 @@ class TrackedRedisBroker(RedisBroker):
             return None
         queue = message.queue_name
         return AckTarget(
-            acks_key=f"{self.namespace}:__acks__.{self.broker_id}.{queue}",
-            msgs_key=f"{self.namespace}:{queue}.msgs",
+            acks_key=acks_key(self.namespace, self.broker_id, queue),
+            msgs_key=messages_key(self.namespace, queue),
             redis_message_id=redis_id,
         )

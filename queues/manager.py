@@ -23,6 +23,7 @@ import dramatiq
 from dramatiq import Message
 from dramatiq.common import dq_name
 
+from queues.dramatiq_keys import dead_letters_key, dead_messages_key, messages_key, queue_key
 from queues.errors import UnknownActorError, UnknownJobError
 from queues.jobstore import FINAL_STATUSES, JobRecord
 from queues.priorities import QueuePriority, all_queue_names, queue_name
@@ -183,7 +184,7 @@ class QueueManager:
         """How many messages wait in ``queue`` (the new job is among them)."""
         if self.settings.broker != "redis":
             return 0
-        return int(get_redis(self.settings).llen(f"{self.settings.dramatiq_namespace}:{queue}"))
+        return int(get_redis(self.settings).llen(queue_key(self.settings.dramatiq_namespace, queue)))
 
     def prepare_match_analysis(self, match_url_or_id: str, user_id: int | None = None,
                                priority: QueuePriority = QueuePriority.HIGH,
@@ -290,11 +291,11 @@ class QueueManager:
             return
         client = get_redis(self.settings)
         namespace = self.settings.dramatiq_namespace
-        xq = f"{namespace}:{record.queue}.XQ"
-        for redis_id, raw in client.hscan_iter(f"{xq}.msgs", count=500):
+        xq, xq_messages = dead_letters_key(namespace, record.queue), dead_messages_key(namespace, record.queue)
+        for redis_id, raw in client.hscan_iter(xq_messages, count=500):
             if record.id in raw:
                 client.zrem(xq, redis_id)
-                client.hdel(f"{xq}.msgs", redis_id)
+                client.hdel(xq_messages, redis_id)
 
     def clear_queues(self, *names: str) -> dict[str, int]:
         """Drop every waiting and delayed message of the named queues (all three if none)."""
@@ -317,10 +318,10 @@ class QueueManager:
         client = get_redis(self.settings)
         ns = self.settings.dramatiq_namespace
         pipe = client.pipeline(transaction=False)
-        pipe.llen(f"{ns}:{name}")
-        pipe.hlen(f"{ns}:{name}.msgs")
-        pipe.hlen(f"{ns}:{dq_name(name)}.msgs")
-        pipe.zcard(f"{ns}:{name}.XQ")
+        pipe.llen(queue_key(ns, name))
+        pipe.hlen(messages_key(ns, name))
+        pipe.hlen(messages_key(ns, dq_name(name)))
+        pipe.zcard(dead_letters_key(ns, name))
         waiting, stored, delayed, dead = pipe.execute()
         return QueueStats(name, waiting, delayed, max(0, stored - waiting), dead, live.get(name, 0))
 

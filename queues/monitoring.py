@@ -39,6 +39,7 @@ import redis
 
 from queues.alert_rules import ALERT_RULES, Finding, Thresholds, evaluate, health
 from queues.alerts import Alert, AlertStore
+from queues.dramatiq_keys import messages_key, queue_key
 from queues.jobstore import JobStore
 from queues.priorities import all_queue_names, priority_of_queue
 from queues.runtime import get_alert_store, get_job_store, get_redis
@@ -263,10 +264,10 @@ class QueueMonitor:
         if self.settings.broker != "redis":
             return None
         ns = self.settings.dramatiq_namespace
-        redis_id = self.client.lindex(f"{ns}:{name}", 0)
+        redis_id = self.client.lindex(queue_key(ns, name), 0)
         if redis_id is None:
             return None
-        raw = self.client.hget(f"{ns}:{name}.msgs", redis_id)
+        raw = self.client.hget(messages_key(ns, name), redis_id)
         if raw is None:
             return None
         try:
