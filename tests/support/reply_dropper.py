@@ -7,7 +7,8 @@ connection. Tests use it to check which of our Redis calls are safe to run twice
 ``drop_reply_to(marker)`` arms it: the next command whose bytes contain ``marker`` is passed
 to Redis, and when Redis's reply comes back the proxy closes that connection instead of
 forwarding it. ``hold_reply_to(marker, seconds)`` holds that reply back for ``seconds`` instead
-(a stalled connection). Every other command passes through untouched.
+(a stalled connection). ``marker_seen`` is set once the armed command has gone on to Redis, so
+a test can order its next step after it. Every other command passes through untouched.
 """
 
 from __future__ import annotations
@@ -26,16 +27,19 @@ class ReplyDroppingProxy:
         self._marker: bytes | None = None
         self._hold = 0.0
         self.dropped = 0
+        self.marker_seen = threading.Event()
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def drop_reply_to(self, marker: bytes) -> None:
         with self._lock:
             self._marker, self._hold = marker, 0.0
+            self.marker_seen.clear()
 
     def hold_reply_to(self, marker: bytes, seconds: float) -> None:
         with self._lock:
             self._marker, self._hold = marker, seconds
+            self.marker_seen.clear()
 
     def close(self) -> None:
         self._closed = True
@@ -62,6 +66,9 @@ class ReplyDroppingProxy:
                             pair["hold"] = self._hold
                         else:
                             pair["drop"] = True
+                        upstream.sendall(data)
+                        self.marker_seen.set()
+                        continue
                 upstream.sendall(data)
         except OSError:
             pass
