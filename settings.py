@@ -177,6 +177,7 @@ class Settings(BaseSettings):
     faceit_cache_recent_ttl: int = Field(ge=1)
     faceit_cache_lifetime_ttl: int = Field(ge=1)
     faceit_cache_finished_ttl: int = Field(ge=1)
+    faceit_cache_failure_ttl: float = Field(gt=0)
     match_monitoring_interval: float = Field(gt=0)
     cache_update_interval: float = Field(gt=0)
     weekly_report_check_interval: float = Field(gt=0)

@@ -34,9 +34,12 @@ log = logging.getLogger(__name__)
 Fetch = Callable[[], Awaitable[Any]]
 TtlFor = Callable[[Any], int]
 
-# Seconds a failure is remembered: not-found answers are stable, the rest should be retried soon.
+# Seconds a failure is remembered: not-found answers and bad input are stable; the rest (5xx,
+# timeouts, refused keys) should be tried again soon, so they are kept ``failure_ttl`` seconds
+# (``FACEIT_CACHE_FAILURE_TTL``), long enough for the waiters of that fetch and quick repeats,
+# shorter than the first retry of a job (10 s), which then asks FACEIT again.
 FAILURE_TTL = {"not_found": 30, "bad_input": 30}
-DEFAULT_FAILURE_TTL = 2
+DEFAULT_FAILURE_TTL = 2.0
 
 _STORE = """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
@@ -45,7 +48,7 @@ if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 return 1
 """
 _FAIL = """
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 return 1
 """
@@ -101,10 +104,12 @@ class SingleFlightCache:
         *,
         lock_ttl: float = 15.0,
         max_wait: float = 300.0,
+        failure_ttl: float = DEFAULT_FAILURE_TTL,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.lock_ttl = lock_ttl
+        self.failure_ttl = failure_ttl
         self.max_wait = max_wait
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._store = redis.register_script(_STORE)
@@ -172,9 +177,9 @@ class SingleFlightCache:
         try:
             value = await fetch()
         except errors.FaceitBotError as exc:
-            ttl = FAILURE_TTL.get(exc.code, DEFAULT_FAILURE_TTL)
+            ttl_ms = max(1, int(FAILURE_TTL.get(exc.code, self.failure_ttl) * 1000))
             with contextlib.suppress(Exception):
-                await self._fail(keys=[self.keys.failure(key), lock], args=[_encode_failure(exc), ttl, token])
+                await self._fail(keys=[self.keys.failure(key), lock], args=[_encode_failure(exc), ttl_ms, token])
             raise
         except BaseException:
             with contextlib.suppress(Exception):

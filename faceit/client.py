@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from faceit import errors
-from faceit.cache import SingleFlightCache
+from faceit.cache import DEFAULT_FAILURE_TTL, SingleFlightCache
 from faceit.i18n import with_key
 from faceit.keys import FaceitKeys, key_fingerprint
 from faceit.metrics import CallCounter
@@ -62,6 +62,8 @@ class CacheTTLs:
     recent: int = 600
     lifetime: int = 1800
     finished: int = 2_592_000
+    #: Transient failures (5xx, timeouts): seconds the cache gives waiters the same error.
+    failure: float = DEFAULT_FAILURE_TTL
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -105,7 +107,7 @@ class FaceitClient:
         self.ttls = ttls or CacheTTLs()
         self.rate_limit_retries = rate_limit_retries
         self.transient_retries = transient_retries
-        self.cache = SingleFlightCache(redis, keys)
+        self.cache = SingleFlightCache(redis, keys, failure_ttl=self.ttls.failure)
         self.limiter = SharedRateLimiter(redis, keys, key_fingerprint(api_key), rate=rate, burst=burst)
         self.counter = CallCounter(redis, keys)
         self._session: aiohttp.ClientSession | None = None
@@ -130,6 +132,7 @@ class FaceitClient:
                 recent=settings.faceit_cache_recent_ttl,
                 lifetime=settings.faceit_cache_lifetime_ttl,
                 finished=settings.faceit_cache_finished_ttl,
+                failure=settings.faceit_cache_failure_ttl,
             ),
         )
 

@@ -15,7 +15,7 @@ import redis
 from redis.asyncio import Redis
 
 from faceit import errors
-from faceit.client import FaceitClient, parse_retry_after
+from faceit.client import CacheTTLs, FaceitClient, parse_retry_after
 from faceit.keys import FaceitKeys
 from faceit.metrics import faceit_call_counts
 from tests.support.faceit_sandbox import FaceitSandbox, free_port
@@ -169,6 +169,31 @@ async def test_cache_refresh_and_ttls(make_client: MakeClient, sandbox: FaceitSa
     assert redis_client.ttl(k.cache("match", world["matches"]["FINISHED"][0])) > 29 * 86400
     assert 290 < redis_client.ttl(k.cache("player", profile.player_id)) <= 300
     assert 1790 < redis_client.ttl(k.cache("lifetime", profile.player_id)) <= 1800
+
+
+async def test_a_transient_failure_is_remembered_for_the_failure_ttl_then_asked_again(
+        make_client: MakeClient, sandbox: FaceitSandbox, redis_client: redis.Redis) -> None:
+    client = make_client(ttls=CacheTTLs(failure=0.3))
+    player_id = _player(sandbox)["player_id"]
+    remembered = FaceitKeys("fb:").failure(FaceitKeys("fb:").cache("player", player_id))
+    sandbox.faults(error_rate=1.0, status=503)
+    with pytest.raises(errors.UpstreamError):
+        await client.get_player(player_id)
+    assert sandbox.calls("player") == 2  # the call and its one internal retry
+    assert 0 < redis_client.pttl(remembered) <= 300
+    with pytest.raises(errors.UpstreamError):  # within the TTL: the same error, no call
+        await client.get_player(player_id)
+    assert sandbox.calls("player") == 2
+    deadline = time.monotonic() + 10
+    while redis_client.exists(remembered) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    sandbox.faults()
+    assert (await client.get_player(player_id)).player_id == player_id  # forgotten: FACEIT asked again
+    assert sandbox.calls("player") == 3
+    with pytest.raises(errors.NotFoundError):  # a stable answer keeps its own, longer memory
+        await client.get_player_by_nickname("nobody-here")
+    not_found = FaceitKeys("fb:").failure(FaceitKeys("fb:").cache("player_nick", "nobody-here"))
+    assert 29_000 < redis_client.pttl(not_found) <= 30_000
 
 
 async def test_single_flight_in_one_process(make_client: MakeClient, sandbox: FaceitSandbox) -> None:
