@@ -34,7 +34,13 @@ return tonumber(redis.call("GET", ARGV[1]))
 _trace_scripts: dict[Any, Any] = {}  # keyed by the client itself (process-long)
 
 
-def _trace(name: str, job_id: str) -> int:
+async def _trace(name: str, job_id: str) -> int:
+    """Count one run of ``job_id`` (in a thread: the worker's event loop, shared by every async
+    job of the process, must not block on Redis, least of all while it waits out an outage)."""
+    return await asyncio.to_thread(_trace_blocking, name, job_id)
+
+
+def _trace_blocking(name: str, job_id: str) -> int:
     """Count one run of ``job_id``; resend until Redis answers.
 
     The trace is the tests' instrument, not the code under test: if it raised during a Redis
@@ -58,7 +64,7 @@ def _trace(name: str, job_id: str) -> int:
 
 @job_actor(priority=QueuePriority.DEFAULT)
 async def t_noop(ctx: JobContext, value: int = 0) -> dict:
-    _trace("runs", ctx.job_id)
+    await _trace("runs", ctx.job_id)
     return {"value": value}
 
 
@@ -70,7 +76,7 @@ async def t_fail_times(ctx: JobContext, failures: int, kind: str = "transient",
     With ``stop_redis`` the first failure also shuts Redis down (AOF flushed), so the retry's
     re-enqueue meets a broker outage.
     """
-    runs = _trace("runs", ctx.job_id)
+    runs = await _trace("runs", ctx.job_id)
     if stop_redis and runs == 1:
         try:
             get_redis().shutdown()
@@ -87,43 +93,43 @@ async def t_fail_times(ctx: JobContext, failures: int, kind: str = "transient",
     return {"runs": runs}
 
 
-@job_actor(priority=QueuePriority.DEFAULT, time_limit=1)
-async def t_sleep(ctx: JobContext, seconds: float, steps: int = 1) -> dict:
-    _trace("runs", ctx.job_id)
+async def _sleep_in_steps(ctx: JobContext, seconds: float, steps: int) -> dict:
+    """Trace the run, sleep ``seconds`` reporting progress ``steps`` times, trace the end."""
+    await _trace("runs", ctx.job_id)
     for i in range(steps):
         await ctx.progress(100 * i / steps, "sleeping", i, steps)
         await asyncio.sleep(seconds / steps)
-    _trace("done", ctx.job_id)
+    await _trace("done", ctx.job_id)
     return {"slept": seconds}
+
+
+@job_actor(priority=QueuePriority.DEFAULT, time_limit=1)
+async def t_sleep(ctx: JobContext, seconds: float, steps: int = 1) -> dict:
+    return await _sleep_in_steps(ctx, seconds, steps)
 
 
 @job_actor(priority=QueuePriority.DEFAULT, time_limit=60)
 async def t_slow(ctx: JobContext, seconds: float, steps: int = 10) -> dict:
     """Like t_sleep with a longer limit: for cancel and kill tests."""
-    _trace("runs", ctx.job_id)
-    for i in range(steps):
-        await ctx.progress(100 * i / steps, "sleeping", i, steps)
-        await asyncio.sleep(seconds / steps)
-    _trace("done", ctx.job_id)
-    return {"slept": seconds}
+    return await _sleep_in_steps(ctx, seconds, steps)
 
 
 @job_actor(priority=QueuePriority.DEFAULT, max_retries=2)
 async def t_crash(ctx: JobContext) -> dict:
     """Kills its own worker process on every delivery (a poison message)."""
-    _trace("runs", ctx.job_id)
+    await _trace("runs", ctx.job_id)
     os.kill(os.getpid(), signal.SIGKILL)
     return {}
 
 
 @job_actor(priority=QueuePriority.LOW)
 async def t_low(ctx: JobContext, seconds: float = 0.0) -> dict:
-    _trace("runs", ctx.job_id)
+    await _trace("runs", ctx.job_id)
     await asyncio.sleep(seconds)
     return {"queue": "low"}
 
 
 @job_actor(priority=QueuePriority.HIGH)
 async def t_high(ctx: JobContext) -> dict:
-    _trace("runs", ctx.job_id)
+    await _trace("runs", ctx.job_id)
     return {"queue": "high"}
