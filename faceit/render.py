@@ -116,9 +116,17 @@ def _results(results: str | None, lang: str, last: int | None = None) -> str:
     return "".join(win if r == "W" else loss for r in shown)
 
 
-def _link(url: str | None, text: str) -> str:
+#: FACEIT's site in the language the links are stored in (``faceit_url`` carries ``{lang}``,
+#: filled with ``en`` when the response is parsed, before anyone's language is known).
+_FACEIT_SITE_EN = "https://www.faceit.com/en/"
+
+
+def _link(url: str | None, text: str, lang: str) -> str:
+    """``text`` linked to ``url``; a FACEIT site link opens in the reader's language."""
     if not url:
         return e(text)
+    if url.startswith(_FACEIT_SITE_EN):
+        url = f"https://www.faceit.com/{lang}/" + url.removeprefix(_FACEIT_SITE_EN)
     return f'<a href="{e(url)}">{e(text)}</a>'
 
 
@@ -140,7 +148,7 @@ def render_match_analysis(data: dict[str, Any], lang: str) -> str:
     teams = data["teams"]
     lines = [f"🎮 <b>{t('match_analysis', lang)}</b>" + (f" · {e(data['competition'])}" if data.get("competition")
                                                           else "")]
-    lines.append(f"{_link(data.get('faceit_url'), data['match_id'])} · {t('status', lang)}: {e(data['status'])}")
+    lines.append(f"{_link(data.get('faceit_url'), data['match_id'], lang)} · {t('status', lang)}: {e(data['status'])}")
     lines.append("")
     for idx, key in enumerate(("faction1", "faction2"), start=1):
         team = teams[key]
@@ -244,7 +252,7 @@ def _danger_block(data: dict[str, Any], lang: str) -> list[str]:
 
 def render_finished_match(data: dict[str, Any], lang: str) -> str:
     teams = data["teams"]
-    lines = [f"🏁 <b>{t('finished_title', lang)}</b> · {_link(data.get('faceit_url'), data['match_id'])}",
+    lines = [f"🏁 <b>{t('finished_title', lang)}</b> · {_link(data.get('faceit_url'), data['match_id'], lang)}",
              f"<i>{t('finished_note', lang)}</i>"]
     if data.get("finished_at"):
         lines.append(_when(data["finished_at"], lang))
@@ -275,7 +283,7 @@ def render_finished_match(data: dict[str, Any], lang: str) -> str:
 
 
 def render_player_report(data: dict[str, Any], lang: str) -> str:
-    lines = [f"👤 <b>{t('player_report', lang)}: {_link(data.get('faceit_url'), data['nickname'])}</b>"
+    lines = [f"👤 <b>{t('player_report', lang)}: {_link(data.get('faceit_url'), data['nickname'], lang)}</b>"
              + (f" ({e(data['country'].upper())})" if data.get("country") else "")]
     progress = data.get("progress")
     level_line = f"{t('level', lang)} <b>{fmt_int(data.get('level'), lang)}</b> · Elo <b>{fmt_int(data.get('elo'), lang)}</b>"
@@ -342,7 +350,7 @@ def render_bulk(data: dict[str, Any], lang: str) -> str:
             a = item["summary"]
             fav = a.get("favourite")
             lines.append(
-                f"• {_link(a.get('faceit_url'), a['match_id'])}: {e(a['faction1'])} "
+                f"• {_link(a.get('faceit_url'), a['match_id'], lang)}: {e(a['faction1'])} "
                 f"{fmt_int(a['elo1'], lang)} vs {e(a['faction2'])} {fmt_int(a['elo2'], lang)} · "
                 f"{fmt_pct(a['p1'], lang, fraction=True)}:{fmt_pct(a['p2'], lang, fraction=True)}"
                 + (f" · {t('favourite', lang)} <b>{e(a[fav])}</b>" if fav else "")
@@ -351,7 +359,7 @@ def render_bulk(data: dict[str, Any], lang: str) -> str:
         elif item["outcome"] == "finished":
             r = item["summary"]
             winner = r.get("winner_name")
-            lines.append(f"• {_link(r.get('faceit_url'), r['match_id'])}: {t('finished', lang)}"
+            lines.append(f"• {_link(r.get('faceit_url'), r['match_id'], lang)}: {t('finished', lang)}"
                          + (f" · {t('winner', lang)} <b>{e(winner)}</b>" if winner else "")
                          + (f" · {e(r['score'])}" if r.get("score") else ""))
         else:
@@ -373,7 +381,7 @@ def render_notification(data: dict[str, Any], lang: str) -> str:
         lines.append(f"Elo {fmt_signed(data['elo_change'], lang)} → {fmt_int(data.get('elo'), lang)}")
     elif data.get("elo") is not None:
         lines.append(f"Elo {fmt_int(data['elo'], lang)}")
-    lines.append(_link(data.get("faceit_url"), t("open", lang)))
+    lines.append(_link(data.get("faceit_url"), t("open", lang), lang))
     return "\n".join(lines)
 
 

@@ -129,3 +129,13 @@ def test_big_bulk_summary_is_split_under_the_limit() -> None:
     for parts in texts.values():
         assert len(parts) >= 3
         assert all(len(p) <= 4096 for p in parts)
+
+
+def test_faceit_links_open_in_the_readers_language() -> None:
+    room = "https://www.faceit.com/en/cs2/room/1-abc"
+    analysis = {**_analysis("nick"), "faceit_url": room}
+    texts = render.texts(render.render_match_analysis, analysis)
+    assert 'href="https://www.faceit.com/ru/cs2/room/1-abc"' in texts["ru"][0]
+    assert f'href="{room}"' in texts["en"][0]
+    other = {**analysis, "faceit_url": "https://example.org/en/room"}  # not FACEIT's site: left as it is
+    assert 'href="https://example.org/en/room"' in render.render_match_analysis(other, "ru")
