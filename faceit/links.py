@@ -40,6 +40,9 @@ _HOST = r"(?<![\w.-])(?:https?://)?(?:www\.)?faceit\.com"  # not "notfaceit.com"
 _LANG = r"(?:/[A-Za-z]{2}(?:-[A-Za-z]{2,4})?)?"
 ROOM_URL_RE = re.compile(rf"{_HOST}{_LANG}/(?:cs2|csgo)/room/([^/?#\s]+)", re.IGNORECASE)
 PROFILE_URL_RE = re.compile(rf"{_HOST}{_LANG}/players(?:-modal)?/([^/?#\s]+)", re.IGNORECASE)
+# The id at the start of a link's room part; what the message puts right after a link (".", ",",
+# ")", "!", a zero-width space) is not part of it.
+_LINK_ID_RE = re.compile(rf"(?:match-)?(?:1-)?{_UUID}(?![0-9A-Za-z-])")
 # For finding several refs in one message: links first, then loose ids.
 _FIND_RE = re.compile(
     rf"{_HOST}{_LANG}/(?:cs2|csgo)/room/(?P<room>[^/?#\s]+)"
@@ -94,12 +97,19 @@ def _match_ref_from_id(token: str, source: str) -> MatchRef | None:
     return MatchRef(f"1-{uuid}", (f"1-{uuid}", uuid), "uuid" if source == "id" else source)
 
 
+def _id_in_link(room_part: str) -> str:
+    """The match id a room link's path segment starts with (the segment itself if none)."""
+    token = unquote(room_part)
+    found = _LINK_ID_RE.match(token)
+    return found.group(0) if found else token
+
+
 def parse_match_ref(text: str) -> MatchRef:
     """A room link, ``1-<uuid>`` id or bare UUID → :class:`MatchRef`; else :class:`BadInputError`."""
     cleaned = _clean(text)
     room = ROOM_URL_RE.search(cleaned)
     if room:
-        ref = _match_ref_from_id(unquote(room.group(1)), "url")
+        ref = _match_ref_from_id(_id_in_link(room.group(1)), "url")
         if ref:
             return ref
         raise _bad("bad_match_ref")
@@ -137,7 +147,7 @@ def find_match_refs(text: str, *, limit: int | None = None) -> list[MatchRef]:
     refs: list[MatchRef] = []
     seen: set[str] = set()
     for found in _FIND_RE.finditer(text):
-        token = unquote(found.group("room")) if found.group("room") else found.group("id")
+        token = _id_in_link(found.group("room")) if found.group("room") else found.group("id")
         ref = _match_ref_from_id(token, "url" if found.group("room") else "id")
         if ref is None or ref.match_id in seen:
             continue

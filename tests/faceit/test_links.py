@@ -23,6 +23,12 @@ MID = f"1-{UUID}"
     f"faceit.com/cs2/room/{MID}",
     f"  <https://www.faceit.com/en/cs2/room/{MID.upper().replace('1-', '1-')}>  ",
     f"look: https://www.faceit.com/en/cs2/room/{MID} gl hf",
+    # What a message puts right after a pasted link is not part of the id.
+    f"https://www.faceit.com/en/cs2/room/{MID}.",
+    f"https://www.faceit.com/en/cs2/room/{MID}, thanks!",
+    f"(https://www.faceit.com/en/cs2/room/{MID})",
+    f"https://www.faceit.com/en/cs2/room/{MID}\u200b",
+    f"https://www.faceit.com/en/cs2/room/{MID}!?",
     MID,
     f"match-{MID}",
 ])
@@ -42,6 +48,8 @@ def test_bare_uuid_tries_the_prefixed_id_first() -> None:
     "", "   ", "hello", "1-1234", "https://www.faceit.com/en/cs2/room/", "https://www.faceit.com/en/players/s1mple",
     f"https://example.com/en/cs2/room/{MID}x", f"2-{UUID}", f"{MID}-extra", "x" * 10_000,
     f"https://notfaceit.com/en/cs2/room/{MID}",
+    f"https://www.faceit.com/en/cs2/room/{MID}x", f"https://www.faceit.com/en/cs2/room/{MID}-2",
+    f"https://www.faceit.com/en/cs2/room/{MID[:-1]}.",
 ])
 def test_bad_match_refs_raise_bad_input_with_a_key(text: str) -> None:
     with pytest.raises(BadInputError) as caught:
@@ -80,6 +88,10 @@ def test_find_match_refs_in_a_message() -> None:
     refs = find_match_refs(text)
     assert [r.match_id for r in refs] == [MID, other, "1-" + UUID.replace("0b9b", "1111")]
     assert refs[2].candidates[1] == UUID.replace("0b9b", "1111")
+    room = "https://www.faceit.com/en/cs2/room/"
+    for pasted in (f"{room}{MID}, {room}{other}.", f"{room}{MID}\n{room}{other}.", f"{room}{MID} ({room}{other})",
+                   f"{room}{MID},{room}{other}"):
+        assert [r.match_id for r in find_match_refs(pasted)] == [MID, other], pasted
     with pytest.raises(BadInputError) as caught:
         find_match_refs("nothing here")
     assert caught.value.key == "no_match_refs"
