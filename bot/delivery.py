@@ -324,7 +324,8 @@ async def _to_requester(res: DeliveryResources, record: JobRecord, requester: di
     if f"{user_id}:blocked" in done:
         return
     chat_id = int(requester.get("chat_id") or user_id)
-    lang = normalize_lang(requester.get("lang"))
+    # A job the scheduler started for a user (the weekly report) names no language: theirs.
+    lang = normalize_lang(requester["lang"]) if requester.get("lang") else await _user_lang(res, user_id)
     parts = await _requester_parts(res, record, user_id, lang, done)
     first_pending = f"{user_id}:0" not in done
     message_id = requester.get("message_id")
@@ -353,7 +354,8 @@ async def _to_subscriber(res: DeliveryResources, job_id: str, index: int, note: 
 
 
 async def _user_lang(res: DeliveryResources, user_id: int) -> str:
-    """A notified user's language: chosen with ``/lang``, else the one seen when they subscribed."""
+    """A user's language when no request of theirs says it (notifications, scheduled reports):
+    chosen with ``/lang``, else the one seen when they subscribed."""
     pipe = res.redis.pipeline(transaction=False)
     pipe.hget(res.keys.user_languages(), str(user_id))
     pipe.hget(res.keys.user_seen_languages(), str(user_id))

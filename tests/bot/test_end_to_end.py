@@ -433,3 +433,21 @@ def test_a_followed_player_finishing_a_match_notifies_each_active_follower_once(
         time.sleep(0.05)
     time.sleep(0.3)
     assert len([e for e in stack.events(follower) if e["kind"] == "sent" and nickname in e["text"]]) == 1
+
+
+def test_a_scheduled_weekly_report_comes_in_the_users_language(stack: Stack, tg):
+    from queues.manager import QueueManager
+    from queues.runtime import reset_runtime
+
+    reset_runtime()
+    chose, subscribed = new_user(), new_user()
+    stack.say(chose, "/lang ru", lang="en")  # chose Russian in an English Telegram
+    stack.wait(chose, lambda es: next((e for e in es if e["kind"] == "sent"), None))
+    stack.say(subscribed, f"/subscribe {stack.world['nicknames'][19]}", lang="ru")  # seen in Russian
+    stack.final_of(subscribed, stack.first_reply(subscribed)["message_id"])
+    manager = QueueManager()
+    for user in (chose, subscribed):
+        # As the scheduler enqueues it: a requester with no language of its own.
+        manager.enqueue_analytics_report(user, "weekly", {"user_id": user, "chat_id": user})
+        report = stack.wait(user, lambda es: next((e for e in es if e["kind"] == "sent" and "📅" in e["text"]), None))
+        assert CYRILLIC.search(report["text"]), report["text"]
