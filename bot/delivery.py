@@ -44,6 +44,7 @@ from bot.sendlimit import SendLimiter
 from bot.texts import normalize_lang, t
 from bot.views import cancel_keyboard, canceled_text, failure_text, progress_text
 from faceit.errors import FaceitBotError, RateLimitedError
+from faceit.htmltext import split_html
 from faceit.i18n import user_message
 from faceit.keys import FaceitKeys
 from faceit.store import FaceitStore
@@ -51,6 +52,9 @@ from queues.connection import async_redis_client
 from queues.jobstore import JobRecord
 
 logger = logging.getLogger(__name__)
+
+#: Characters a photo caption may hold (Telegram's limit).
+CAPTION_LIMIT = 1024
 
 RECIPIENT_CONCURRENCY = 16
 PROGRESS_TIMEOUT = 2.0  # a progress edit runs inside the job: it must not hold it up for long
@@ -221,8 +225,10 @@ def _photos_of(result: dict[str, Any], lang: str) -> list[Part]:
         except (ValueError, TypeError):
             logger.warning("a photo of the result is not valid base64; skipped")
             continue
+        # Rendered Telegram HTML like every other text of a result (already escaped), cut with its
+        # tags balanced to what a caption may hold.
         caption = (photo.get("caption") or {}).get(lang) or (photo.get("caption") or {}).get("en") or ""
-        parts.append(Part(f"p{index}", text=html.escape(caption[:900], quote=False), photo=data))
+        parts.append(Part(f"p{index}", text=next(iter(split_html(caption, CAPTION_LIMIT)), ""), photo=data))
     return parts
 
 

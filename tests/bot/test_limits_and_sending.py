@@ -156,3 +156,20 @@ def test_the_flood_guard_lets_a_burst_through_then_a_steady_rate():
     assert guard.allow(2, now=100.0)  # other users are not affected
     assert guard.allow(1, now=100.5) and not guard.allow(1, now=100.6)  # 2 a second afterwards
     assert [guard.allow(1, now=110.0) for _ in range(9)].count(True) == 8  # refilled to the burst
+
+
+def test_a_chart_caption_reads_as_rendered_and_is_cut_with_its_tags_balanced():
+    import base64
+
+    from bot.delivery import CAPTION_LIMIT, _photos_of
+    from faceit.render import chart_caption
+    from sandbox.telegram_text import format_text
+
+    png = base64.b64encode(b"\x89PNG").decode()
+    caption = {"en": chart_caption({"nickname": "Tom&Jerry<3", "chart": {"kd": [1.0, 2.0]}}, "en")}
+    (part,) = _photos_of({"photos": [{"png_b64": png, "caption": caption}]}, "ru")
+    assert format_text(part.text, "HTML").text == "Tom&Jerry<3: last 2 matches"  # escaped once, not twice
+    long = "<b>" + "&amp;" * 400 + "</b>"
+    (part,) = _photos_of({"photos": [{"png_b64": png, "caption": {"en": long}}]}, "en")
+    assert len(part.text) <= CAPTION_LIMIT and part.text.endswith("</b>")
+    assert set(format_text(part.text, "HTML").text) == {"&"}  # parses: no entity or tag cut in two
