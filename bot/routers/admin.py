@@ -13,6 +13,7 @@ from bot.routers.common import command
 from bot.routers.jobs import _job_id
 from bot.services import BotServices, UserFacingError
 from bot.texts import escape, t
+from faceit.htmltext import split_html
 
 MAX_ALERTS_SHOWN = 15
 
@@ -56,7 +57,8 @@ async def alerts(message: Message, command: CommandObject, lang: str, services: 
     lines = [t("alerts_title", lang, hours=shown, count=len(found))]
     for alert in found[:MAX_ALERTS_SHOWN]:
         lines.append(f"• <b>{escape(alert.level)}</b> {escape(alert.source)}: {escape(alert.message[:200])}")
-    await message.answer("\n".join(lines)[:4000])
+    for part in split_html("\n".join(lines)):  # escaped messages can pass Telegram's limit: cut whole
+        await message.answer(part)
 
 
 async def requeue(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:

@@ -451,3 +451,17 @@ def test_a_scheduled_weekly_report_comes_in_the_users_language(stack: Stack, tg)
         manager.enqueue_analytics_report(user, "weekly", {"user_id": user, "chat_id": user})
         report = stack.wait(user, lambda es: next((e for e in es if e["kind"] == "sent" and "📅" in e["text"]), None))
         assert CYRILLIC.search(report["text"]), report["text"]
+
+
+def test_alerts_full_of_markup_reach_the_admin_whole(stack: Stack, tg):
+    from queues.alerts import AlertStore
+
+    store = AlertStore(stack.redis, sinks=[])  # recorded only: no alert goes out to the admins
+    for i in range(15):  # escaped, 15 messages of 200 '&' are ~15,000 characters
+        store.fire("error", f"test-{i}", f"{i} " + "&<" * 100)
+    before = len([e for e in stack.events(ADMIN_ID) if e["kind"] == "sent"])
+    stack.say(ADMIN_ID, "/alerts 1")
+    parts = stack.wait(ADMIN_ID, lambda es: (lambda sent: sent if len(sent) >= 4 else None)(
+        [e for e in es if e["kind"] == "sent"][before:]))
+    shown = "\n".join(p["text"] for p in parts)
+    assert all(f"{i} &amp;&lt;&amp;&lt;" in shown for i in range(15))  # every alert shown, escaped
