@@ -18,7 +18,7 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -32,19 +32,39 @@ class SettingsError(Exception):
     """A setting is missing, unknown or has a value of the wrong kind (one line of text)."""
 
 
+def _is_password_param(name: str) -> bool:
+    """A query parameter that carries a password (redis-py reads ``?password=`` and
+    ``?sentinel_password=`` as well as the one before the ``@``)."""
+    return "password" in name.lower()
+
+
+def url_passwords(url: str) -> list[str]:
+    """Every password written in ``url``: before the ``@`` and in password query parameters."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = [parts.password] if parts.password else []
+    found += [value for name, value in parse_qsl(parts.query) if _is_password_param(name) and value]
+    return found
+
+
 def redact_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***`` (for logs and reprs)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<invalid url>"
-    if parts.password is None:
+    if not url_passwords(url):
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if parts.password is not None:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    query = [(name, "***" if _is_password_param(name) else value)
+             for name, value in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
 
 
 def _comma_list(value: Any) -> Any:
@@ -235,12 +255,7 @@ class Settings(BaseSettings):
             if field.annotation is SecretStr
         ]
         for url in (self.redis_url, self.rabbitmq_url):
-            try:
-                password = urlsplit(url).password
-            except ValueError:
-                password = None
-            if password:
-                values.append(password)
+            values.extend(url_passwords(url))
         return [value for value in values if len(value) >= 4]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from settings import SettingsError, load_settings
+from settings import SettingsError, load_settings, redact_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,6 +75,26 @@ def test_secrets_never_appear_in_repr(monkeypatch):
     for secret in ("SECRET-TOKEN-VALUE", "faceit-secret-key-0001", "redis-pass-xyz"):
         assert secret not in text
     assert "redis-pass-xyz" in s.secret_values() and "faceit-secret-key-0001" in s.secret_values()
+
+
+@pytest.mark.parametrize("url", [
+    "redis://:pw-in-userinfo@127.0.0.1:6379/0",
+    "redis://127.0.0.1:6379/0?password=pw-in-query&socket_timeout=5",
+    "redis://user:pw-in-userinfo@127.0.0.1:6379/0?sentinel_password=pw-in-query",
+])
+def test_a_password_in_the_url_is_hidden_wherever_it_is_written(monkeypatch, url):
+    import redis.connection
+
+    monkeypatch.setenv("REDIS_URL", url)
+    s = load_settings()
+    written = [v for k, v in redis.connection.parse_url(url).items() if "password" in k]
+    assert written  # redis-py really reads a password from this form
+    shown = redact_url(url) + repr(s)
+    assert not any(password in shown for password in written), shown
+    assert set(written) <= set(s.secret_values())
+    assert "127.0.0.1:6379/0" in redact_url(url)  # the rest stays readable
+    if "socket_timeout" in url:
+        assert "socket_timeout=5" in redact_url(url)
 
 
 def test_an_out_of_range_value_names_the_limit(monkeypatch):
