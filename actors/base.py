@@ -101,21 +101,6 @@ class JobContext:
     _last_write: float = field(default=0.0, repr=False)
     _last_stage: str = field(default="", repr=False)
 
-    async def requester_ids(self) -> list[int]:
-        """User ids of everyone waiting for this job (coalesced requests included)."""
-        requesters = await _resources().channel.get_requesters(self.job_id)
-        return [int(r["user_id"]) for r in requesters if r.get("user_id") is not None]
-
-    async def record_for_requesters(self, kind: str) -> None:
-        """Count this analysis for each requester's analytics report (best effort)."""
-        from faceit import store
-
-        try:
-            for user_id in await self.requester_ids():
-                await store.record_analysis(user_id, kind)
-        except Exception as exc:
-            logger.warning("job %s: analytics not recorded: %s", self.job_id, exc)
-
     @property
     def log(self) -> logging.LoggerAdapter:
         return logging.LoggerAdapter(logger, {"job_id": self.job_id})

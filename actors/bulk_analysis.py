@@ -12,5 +12,4 @@ async def bulk_analysis(ctx: JobContext, match_ids: list[str], user_id: int | No
     from faceit import services
 
     result = await services.analyze_bulk(list(match_ids), ctx.progress)
-    await ctx.record_for_requesters("bulk_analysis")
     return result

@@ -12,5 +12,4 @@ async def match_analysis(ctx: JobContext, match_url_or_id: str, user_id: int | N
     from faceit import services
 
     result = await services.analyze_match(match_url_or_id, ctx.progress)
-    await ctx.record_for_requesters("match_analysis")
     return result

@@ -12,5 +12,4 @@ async def player_report(ctx: JobContext, player_id: str, user_id: int | None = N
     from faceit import services
 
     result = await services.build_player_report(player_id, ctx.progress)
-    await ctx.record_for_requesters("player_report")
     return result

@@ -139,3 +139,10 @@ def test_faceit_links_open_in_the_readers_language() -> None:
     assert f'href="{room}"' in texts["en"][0]
     other = {**analysis, "faceit_url": "https://example.org/en/room"}  # not FACEIT's site: left as it is
     assert 'href="https://example.org/en/room"' in render.render_match_analysis(other, "ru")
+
+
+def test_the_summary_counts_analyses_only_and_names_each_kind_in_the_readers_language() -> None:
+    data = {"report_type": "weekly", "user_id": 1,
+            "analyses": {"match": 2, "bulk": 1, "report": 3, "match_analysis": 2}, "players": []}
+    assert "Analyses requested: <b>3</b> (bulk: 1, matches: 2)" in render.render_analytics(data, "en")
+    assert "Запрошено анализов: <b>3</b> (пакетных: 1, матчей: 2)" in render.render_analytics(data, "ru")
