@@ -96,6 +96,22 @@ L: dict[str, tuple[str, str]] = {
     "open": ("open on FACEIT", "открыть на FACEIT"),
 }
 WIN_LETTER = {"en": ("W", "L"), "ru": ("В", "П")}
+# A match room's status (FACEIT's code → en, ru); an unknown code is shown as FACEIT wrote it.
+MATCH_STATUS: dict[str, tuple[str, str]] = {
+    "CHECK_IN": ("check-in", "подтверждение"),
+    "VOTING": ("map vote", "выбор карт"),
+    "CONFIGURING": ("server starting", "запуск сервера"),
+    "READY": ("ready", "готов к игре"),
+    "ONGOING": ("live", "идёт"),
+    "FINISHED": ("finished", "завершён"),
+    "CANCELLED": ("cancelled", "отменён"),
+    "ABORTED": ("aborted", "прерван"),
+}
+
+
+def _status(code: str, lang: str) -> str:
+    pair = MATCH_STATUS.get(str(code).upper())
+    return e(code) if pair is None else (pair[1] if lang == "ru" else pair[0])
 
 
 def t(key: str, lang: str) -> str:
@@ -148,7 +164,7 @@ def render_match_analysis(data: dict[str, Any], lang: str) -> str:
     teams = data["teams"]
     lines = [f"🎮 <b>{t('match_analysis', lang)}</b>" + (f" · {e(data['competition'])}" if data.get("competition")
                                                           else "")]
-    lines.append(f"{_link(data.get('faceit_url'), data['match_id'], lang)} · {t('status', lang)}: {e(data['status'])}")
+    lines.append(f"{_link(data.get('faceit_url'), data['match_id'], lang)} · {t('status', lang)}: {_status(data['status'], lang)}")
     lines.append("")
     for idx, key in enumerate(("faction1", "faction2"), start=1):
         team = teams[key]

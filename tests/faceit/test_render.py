@@ -146,3 +146,11 @@ def test_the_summary_counts_analyses_only_and_names_each_kind_in_the_readers_lan
             "analyses": {"match": 2, "bulk": 1, "report": 3, "match_analysis": 2}, "players": []}
     assert "Analyses requested: <b>3</b> (bulk: 1, matches: 2)" in render.render_analytics(data, "en")
     assert "Запрошено анализов: <b>3</b> (пакетных: 1, матчей: 2)" in render.render_analytics(data, "ru")
+
+
+def test_the_match_status_reads_in_the_readers_language() -> None:
+    voting = {**_analysis("nick"), "status": "VOTING"}
+    assert "status: map vote" in render.render_match_analysis(voting, "en")
+    assert "статус: выбор карт" in render.render_match_analysis(voting, "ru")
+    odd = {**voting, "status": "SUBSTITUTION<"}  # a code we do not know: as FACEIT wrote it, escaped
+    assert "статус: SUBSTITUTION&lt;" in render.render_match_analysis(odd, "ru")
