@@ -48,6 +48,9 @@ from settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 DEFAULT_WINDOW_SECONDS = 300.0
+#: Checks in a row a condition must be clear before its alert is resolved (3 × the 30 s interval):
+#: a value hovering at its limit keeps one alert open instead of a fire and a resolve every minute.
+RESOLVE_AFTER_CLEAR_CHECKS = 3
 SERIES_MAX_POINTS = 20160
 SAMPLES_READ = 1000
 QUEUE_SERIES_FIELDS = (
@@ -114,6 +117,7 @@ class QueueMonitor:
         thresholds: Thresholds | None = None,
         window_seconds: float | None = None,
         telegram: Any = "auto",
+        resolve_after: int = RESOLVE_AFTER_CLEAR_CHECKS,
     ) -> None:
         self.settings = settings or get_settings()
         self.client = client or get_redis(self.settings)
@@ -124,6 +128,8 @@ class QueueMonitor:
         self.window_seconds = float(window_seconds or self.settings.alert_failure_window)
         self.retention_seconds = float(self.settings.queue_metrics_retention_days) * 86400
         self.keys = MonitorKeys(self.settings.redis_key_prefix)
+        self.resolve_after = max(1, int(resolve_after))
+        self._clear_checks: dict[tuple[str | None, str], int] = {}  # open alert → checks clear in a row
         if telegram == "auto":
             from queues.telegram_alerts import TelegramAlertSink
 
@@ -321,8 +327,10 @@ class QueueMonitor:
             if snap["redis"].get("reachable"):
                 try:
                     self._after_redis_outage()
-                    self._record(snap)
+                    # Alerts before the series: a Redis near its maxmemory may refuse the bulk of
+                    # the series' writes, and its memory alert must be written before that.
                     self._apply_alerts(findings)
+                    self._record(snap)
                 except redis.RedisError as exc:  # Redis went away mid-tick: next tick reports it
                     logger.warning("monitor: Redis failed during the tick: %s", type(exc).__name__)
             else:
@@ -370,8 +378,16 @@ class QueueMonitor:
                                    rule=finding.rule, subject=finding.subject, details=finding.details))
         for alert in self.alerts.open_alerts():
             key = (alert.rule, alert.subject or "-")
-            if alert.rule in ALERT_RULES and alert.rule != "redis_unreachable" and key not in active:
+            if alert.rule not in ALERT_RULES or alert.rule == "redis_unreachable":
+                continue
+            clear = 0 if key in active else self._clear_checks.get(key, 0) + 1
+            if clear >= self.resolve_after:
                 self.alerts.resolve(alert.rule, alert.subject)
+                clear = 0
+            if clear:
+                self._clear_checks[key] = clear
+            else:
+                self._clear_checks.pop(key, None)
 
     def _sinks(self) -> list[Any]:
         sinks = list(self.alerts.sinks)

@@ -19,6 +19,13 @@ def resolved(store, rule: str, subject: str | None = None) -> list:
             and (subject is None or a.subject == subject)]
 
 
+def settle(monitor) -> dict:
+    """Tick as often as a cleared condition needs before its alert is resolved; the last snapshot."""
+    for _ in range(monitor.resolve_after):
+        snap = monitor.tick()
+    return snap
+
+
 def test_metrics_from_real_jobs_and_the_failure_rate_alert_fires_then_resolves(live_pool, manager, make_monitor):
     monitor = make_monitor()
     ids = [manager.enqueue_job("t_noop").id for _ in range(5)]
@@ -46,6 +53,8 @@ def test_metrics_from_real_jobs_and_the_failure_rate_alert_fires_then_resolves(l
         assert manager.wait_for(job_id, timeout=20).status == "succeeded"
     snap = monitor.tick()
     assert snap["queues"]["default"]["failure_rate"] == 0.125
+    assert not resolved(monitor.alerts, "failure_rate")  # clear once is not clear yet
+    snap = settle(monitor)
     [notice] = resolved(monitor.alerts, "failure_rate", "default")
     assert notice.level == "info" and notice.details["opened_level"] == "error"
     assert monitor.open_alerts() == []
@@ -57,6 +66,7 @@ def test_metrics_from_real_jobs_and_the_failure_rate_alert_fires_then_resolves(l
 def test_redis_memory_share_over_maxmemory_limit_fires_and_resolves(fresh, make_monitor):
     monitor = make_monitor()
     client = monitor.client
+    client.set("filler", "x" * 8_000_000)  # 15% headroom must hold a tick's own reads and writes
     used = int(client.info("memory")["used_memory"])
     client.config_set("maxmemory", str(int(used / 0.85)))
     try:
@@ -65,9 +75,30 @@ def test_redis_memory_share_over_maxmemory_limit_fires_and_resolves(fresh, make_
         assert fired(monitor.alerts, "redis_memory")
     finally:
         client.config_set("maxmemory", "0")
-    snap = monitor.tick()
+    snap = settle(monitor)
     assert snap["redis"]["memory_share"] is None
     assert resolved(monitor.alerts, "redis_memory")
+
+
+def test_a_condition_hovering_at_its_limit_keeps_one_alert_open(fresh, make_monitor):
+    monitor = make_monitor()
+    client = monitor.client
+    client.set("filler", "x" * 8_000_000)  # 15% headroom must hold a tick's own reads and writes
+    try:
+        for over in (False, True) * 4:  # over the limit on every other check, the last one too
+            used = int(client.info("memory")["used_memory"])
+            client.config_set("maxmemory", str(int(used / 0.85)) if over else "0")
+            share = monitor.tick()["redis"]["memory_share"]
+            assert (share > 0.8) if over else share is None
+    finally:
+        client.config_set("maxmemory", "0")
+    assert len(fired(monitor.alerts, "redis_memory")) == 1 and not resolved(monitor.alerts, "redis_memory")
+    assert monitor.resolve_after > 1
+    for _ in range(monitor.resolve_after - 1):
+        monitor.tick()
+    assert not resolved(monitor.alerts, "redis_memory")
+    monitor.tick()  # clear for resolve_after checks in a row: resolved, once
+    assert len(resolved(monitor.alerts, "redis_memory")) == 1
 
 
 def test_faceit_auth_errors_and_a_429_storm_from_the_faceit_counters(fresh, make_monitor, env_override):
@@ -96,7 +127,7 @@ def test_faceit_auth_errors_and_a_429_storm_from_the_faceit_counters(fresh, make
     assert fired(monitor.alerts, "faceit_rate_limit")[0].source == "faceit"
     for key in monitor.client.scan_iter(match=FaceitKeys(get_settings().redis_key_prefix).calls("*")):
         monitor.client.delete(key)
-    monitor.tick()
+    settle(monitor)
     assert resolved(monitor.alerts, "faceit_auth") and resolved(monitor.alerts, "faceit_rate_limit")
 
 

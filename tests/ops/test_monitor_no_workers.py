@@ -9,7 +9,7 @@ import time
 from queues.alert_rules import Thresholds
 from queues.alerts import AlertStore, LogSink
 from tests.ops.conftest import wait_until
-from tests.ops.test_monitor import fired, resolved
+from tests.ops.test_monitor import fired, resolved, settle
 
 
 def test_queue_rules_fire_without_workers_and_resolve_when_a_worker_drains_the_queue(manager, make_monitor,
@@ -35,7 +35,7 @@ def test_queue_rules_fire_without_workers_and_resolve_when_a_worker_drains_the_q
     start_pool(["high", "default", "low"])
     wait_until(lambda: manager.queue_stats()["high"].waiting == 0, timeout=20)
     wait_until(lambda: not manager.jobs.list_jobs(status="queued")[0], timeout=20)
-    snap = monitor.tick()
+    snap = settle(monitor)
     for rule in ("no_workers", "queue_depth", "stale_jobs"):
         assert len(resolved(monitor.alerts, rule, "high")) == 1, rule
     # The drained jobs did wait longer than the target: p95 wait keeps that alert open until
@@ -43,7 +43,7 @@ def test_queue_rules_fire_without_workers_and_resolve_when_a_worker_drains_the_q
     assert snap["queues"]["high"]["wait_p95"] > 0.3
     assert [(a.rule, a.subject) for a in monitor.open_alerts()] == [("wait_time", "high")]
     time.sleep(1.6)
-    snap = monitor.tick()
+    snap = settle(monitor)
     assert len(resolved(monitor.alerts, "wait_time", "high")) == 1
     assert monitor.open_alerts() == []
     assert snap["health"]["health_score"] == 100
