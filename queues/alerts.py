@@ -172,14 +172,22 @@ class AlertStore:
 
     # reading
     def recent(self, hours: float = 24, *, level: str | None = None, limit: int = 1000) -> list[Alert]:
-        """Alerts of the last ``hours``, newest first, optionally at ``level`` or above."""
+        """Alerts of the last ``hours``, newest first, optionally at ``level`` or above; at most
+        ``limit`` of them (counted after the level filter: lower-level ones do not take the places)."""
         since = time.time() - hours * 3600
-        raw = self.client.zrevrangebyscore(self.log_key, "+inf", since, start=0, num=limit)
-        alerts = [Alert.from_dict(json.loads(item)) for item in raw]
-        if level:
-            floor = LEVELS.index(level)
-            alerts = [a for a in alerts if a.level in LEVELS and LEVELS.index(a.level) >= floor]
-        return alerts
+        floor = LEVELS.index(level) if level else 0
+        alerts: list[Alert] = []
+        start, page = 0, max(limit, 200)
+        while len(alerts) < limit:
+            raw = self.client.zrevrangebyscore(self.log_key, "+inf", since, start=start, num=page)
+            for item in raw:
+                alert = Alert.from_dict(json.loads(item))
+                if not level or (alert.level in LEVELS and LEVELS.index(alert.level) >= floor):
+                    alerts.append(alert)
+            if len(raw) < page:
+                break
+            start += page
+        return alerts[:limit]
 
     def open_alerts(self) -> list[Alert]:
         return [Alert.from_dict(json.loads(v)) for v in self.client.hvals(self.open_key)]

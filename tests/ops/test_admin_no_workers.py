@@ -34,6 +34,19 @@ def test_alerts_lists_filters_and_exits_1_while_an_error_is_open(fresh):
     assert run("alerts", "--hours", "0").exit_code == 2
 
 
+def test_the_limit_counts_alerts_at_the_level_asked_for(fresh):
+    from queues.alerts import AlertStore
+    from queues.runtime import get_redis
+
+    store = AlertStore(get_redis(), sinks=[])
+    store.fire("error", "pipeline", "the one error")
+    for i in range(300):  # newer, lower-level ones
+        store.fire("info", "monitor", f"resolved: notice {i}")
+    data = run_json("alerts", "--hours", "1", "--level", "error", "--limit", "10")
+    assert [a["message"] for a in data["alerts"]] == ["the one error"]
+    assert len(store.recent(1, level="warning", limit=5)) == 1 and len(store.recent(1, limit=5)) == 5
+
+
 def test_status_exits_1_when_work_waits_without_workers(manager):
     manager.enqueue_job("probe_high", sent_at=time.time())
     data = run_json("status", code=1)
