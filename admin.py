@@ -78,13 +78,16 @@ def console():
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]], right: tuple[str, ...] = ()):
+    """A Rich table whose cells are shown as written: they hold job arguments, error and alert
+    messages, where ``[...]`` is data, not Rich markup (``[/b]`` would otherwise raise)."""
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title=title)
     for column in columns:
         t.add_column(column, justify="right" if column in right else "left", overflow="fold")
     for row in rows:
-        t.add_row(*["" if v is None else str(v) for v in row])
+        t.add_row(*[Text("" if v is None else str(v)) for v in row])
     return t
 
 

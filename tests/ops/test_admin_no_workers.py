@@ -47,6 +47,16 @@ def test_the_limit_counts_alerts_at_the_level_asked_for(fresh):
     assert len(store.recent(1, level="warning", limit=5)) == 1 and len(store.recent(1, limit=5)) == 5
 
 
+def test_brackets_in_alert_messages_are_shown_as_written(fresh):
+    from queues.alerts import AlertStore
+    from queues.runtime import get_redis
+
+    AlertStore(get_redis(), sinks=[]).fire("error", "pipeline", "[/b]oss failed: [type=missing]")
+    result = run("alerts", "--hours", "1")
+    assert result.exit_code == 0
+    assert "[/b]oss failed: [type=missing]" in result.stdout.replace("\n", "")
+
+
 def test_status_exits_1_when_work_waits_without_workers(manager):
     manager.enqueue_job("probe_high", sent_at=time.time())
     data = run_json("status", code=1)
