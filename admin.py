@@ -23,6 +23,7 @@ Every command that reads takes ``--json`` for machines; errors are one line on s
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -89,6 +90,25 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]], right: t
     for row in rows:
         t.add_row(*[Text("" if v is None else str(v)) for v in row])
     return t
+
+
+#: The longest window ``--hours`` takes (a year): nothing is kept longer.
+MAX_HOURS = 24 * 366
+
+
+class Hours(click.ParamType):
+    """A number of hours, more than 0 and at most :data:`MAX_HOURS` (no nan, no inf)."""
+
+    name = "hours"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        try:
+            hours = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of hours", param, ctx)
+        if not math.isfinite(hours) or not 0 < hours <= MAX_HOURS:
+            self.fail(f"{value!r}: give more than 0 and at most {MAX_HOURS} hours", param, ctx)
+        return hours
 
 
 def fmt_time(ts: float | None) -> str:
@@ -248,7 +268,7 @@ def _print_status(data: dict[str, Any]) -> None:
 
 
 @cli.command()
-@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True,
+@click.option("--hours", type=Hours(), default=24.0, show_default=True,
               help="How far back to look.")
 @click.option("--level", type=click.Choice(["info", "warning", "error", "critical"]), default=None,
               help="Only alerts at this level or above.")
@@ -347,21 +367,28 @@ def test_probe(timeout: float, queues: tuple[str, ...], as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True)
+@click.option("--hours", type=Hours(), default=24.0, show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, allow_dash=True), default="-",
               show_default=True, help="Where to write the JSON report ('-' = stdout).")
 @handles_errors
 def report(hours: float, output: str) -> None:
     """A JSON report: throughput, failures by actor and error type, latency percentiles, alerts."""
+    from pathlib import Path
+
     from queues.monitoring import get_queue_monitor
 
+    if output != "-" and not Path(output).resolve().parent.is_dir():  # before the work, not after
+        fail(f"cannot write {output}: the folder {Path(output).resolve().parent} does not exist")
     data = get_queue_monitor().report(hours)
     text = json.dumps(data, indent=2, default=str, ensure_ascii=False)
     if output == "-":
         click.echo(text)
     else:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+        try:
+            with open(output, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror or exc}")
         t = data["throughput"]["total"]
         click.echo(f"report of the last {hours:g} h written to {output}: {t['succeeded']} succeeded, "
                    f"{t['failed']} failed, {data['alerts']['count']} alerts", err=True)

@@ -530,8 +530,12 @@ class QueueMonitor:
         Throughput and failure counts come from the per-minute counters (exact for the
         retention period); error types from the failed job records (kept ``QUEUE_FAILURE_TTL``);
         latency percentiles from the newest samples per queue (up to 1000 each) inside the
-        window, plus each actor's all-time duration histogram.
+        window, plus each actor's all-time duration histogram. A window longer than the metrics
+        are kept (``QUEUE_METRICS_RETENTION_DAYS``) is cut to it: there is nothing older to count.
         """
+        if not math.isfinite(hours) or hours <= 0:
+            raise ValueError(f"a report covers a positive number of hours, not {hours!r}")
+        hours = min(hours, self.retention_seconds / 3600)
         now = time.time()
         since = now - hours * 3600
         minutes = range(int(since // 60), int(now // 60) + 1)

@@ -57,6 +57,27 @@ def test_brackets_in_alert_messages_are_shown_as_written(fresh):
     assert "[/b]oss failed: [type=missing]" in result.stdout.replace("\n", "")
 
 
+@pytest.mark.parametrize("command", ["alerts", "report"])
+@pytest.mark.parametrize("hours", ["nan", "inf", "1e9", "-1", "abc"])
+def test_hours_must_be_a_finite_window_of_at_most_a_year(fresh, command, hours):
+    result = run(command, "--hours", hours)
+    assert result.exit_code == 2 and "--hours" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_report_window_longer_than_the_metrics_are_kept_is_cut_to_it(fresh):
+    from queues.monitoring import get_queue_monitor
+
+    monitor = get_queue_monitor()
+    kept_hours = monitor.retention_seconds / 3600
+    assert get_queue_monitor().report(24 * 365)["window_hours"] == kept_hours
+
+
+def test_a_report_to_a_missing_folder_is_one_line_before_any_work(fresh, tmp_path):
+    result = run("report", "--output", str(tmp_path / "no-such-folder" / "r.json"))
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
+
+
 def test_status_exits_1_when_work_waits_without_workers(manager):
     manager.enqueue_job("probe_high", sent_at=time.time())
     data = run_json("status", code=1)
