@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 PER_PAGE_DEFAULT = 25
 PER_PAGE_MAX = 200
+#: The highest page asked for that is read (Redis takes offsets below 2**63; no index is that long).
+MAX_PAGE = 1_000_000
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _ACTOR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
@@ -71,7 +73,7 @@ class JobFilters:
             raise BadFilter("an actor name is letters, digits and underscores")
         try:
             user_id = int(user) if user is not None else None
-            page = max(1, int(text("page") or 1))
+            page = min(MAX_PAGE, max(1, int(text("page") or 1)))
             per_page = min(PER_PAGE_MAX, max(1, int(text("per_page") or PER_PAGE_DEFAULT)))
         except ValueError:
             raise BadFilter("user, page and per_page are whole numbers") from None

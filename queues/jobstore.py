@@ -667,18 +667,16 @@ class JobStore:
             total = self.client.zcard(key)
             return records, total
         matches: list[JobRecord] = []
-        skipped = 0
+        total = 0  # every match, the ones after the page too: the pager needs them
         for start in range(0, self.index_limit, 500):
             ids = self.client.zrevrange(key, start, start + 499)
             if not ids:
                 break
             for record in self._prune(key, ids):
                 if self._matches(record, status, queue, actor, user_id):
-                    if skipped < offset:
-                        skipped += 1
-                    elif len(matches) < limit:
+                    if offset <= total < offset + limit:
                         matches.append(record)
-        total = skipped + len(matches)
+                    total += 1
         return matches, total
 
     def _prune(self, key: str, ids: list[str]) -> list[JobRecord]:

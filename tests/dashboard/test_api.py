@@ -75,6 +75,13 @@ def test_jobs_filters_pagination_and_search(local: Client, store: JobStore) -> N
     assert {j["id"] for j in both["jobs"]} == {ids[3], ids[9]} and both["total"] == 2
     user = local.get("/api/jobs", query={"user": 501, "queue": "default"}).json()
     assert {j["id"] for j in user["jobs"]} == {ids[1], ids[5], ids[9]}
+    # Two filters: the total counts the matches after the page too, so the pager goes on.
+    first = local.get("/api/jobs", query={"user": 501, "queue": "default", "per_page": 2}).json()
+    assert first["total"] == 3 and first["pages"] == 2 and [j["id"] for j in first["jobs"]] == [ids[9], ids[5]]
+    second = local.get("/api/jobs", query={"user": 501, "queue": "default", "per_page": 2, "page": 2}).json()
+    assert second["total"] == 3 and [j["id"] for j in second["jobs"]] == [ids[1]]
+    far = local.get("/api/jobs", query={"page": "99999999999999999999"})  # past the end: empty, not 500
+    assert far.status == 200 and far.json()["jobs"] == []
     assert local.get("/api/jobs", query={"status": "exploded"}).status == 400
     assert local.get("/api/jobs", query={"user": "abc"}).status == 400
     # The page: same filter, pager links keep it; search by id opens the job.
