@@ -230,11 +230,13 @@ def weekly_boundary(now: float, tz: ZoneInfo | Any) -> datetime:
 
 
 def _zone(name: str | None) -> ZoneInfo | Any:
+    """The user's time zone; UTC when none is stored or it is not one ("Europe" is a folder of the
+    zone database, a very long name is refused by the file system: OSError, not not-found)."""
     if not name:
         return UTC
     try:
         return ZoneInfo(str(name))
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return UTC
 
 

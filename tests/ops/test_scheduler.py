@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler import SchedulerKeys, SchedulerService, Task, history, weekly_boundary
+from scheduler import SchedulerKeys, SchedulerService, Task, _zone, history, weekly_boundary
 from tests.ops.conftest import wait_until
 from tests.support.workers import ROOT
 
@@ -203,3 +203,12 @@ async def test_the_leader_keeps_monitoring_while_redis_is_down(redis_server, fre
     assert service.is_leader and redis_server.client().get("fb:scheduler:leader").decode() == service.token
     service.stop()
     await asyncio.wait_for(runner, 10)
+
+
+@pytest.mark.parametrize("name", [None, "", "Europe", "America", "Not/A_Zone", "x" * 300, "../../etc/passwd"])
+def test_a_time_zone_that_is_not_one_means_utc(name):
+    assert _zone(name) is UTC
+
+
+def test_a_real_time_zone_is_used():
+    assert _zone("Europe/Berlin") == ZoneInfo("Europe/Berlin")
