@@ -12,7 +12,7 @@ command                                    what it does
 ``clear QUEUE… [--yes]``                   drop waiting and delayed jobs (asks first)
 ``job JOB_ID``                             the whole record, attempts and traceback
 ``workers [--all]``                        live worker processes
-``purge-dead [--older-than 2h]``           drop dead-lettered messages
+``purge-dead [--older-than 2h] [--yes]``   drop dead-lettered messages (asks first)
 ``run``                                    the whole local system, supervised (``make run``)
 =========================================  ====================================================
 
@@ -582,10 +582,12 @@ def workers(all_: bool, as_json: bool) -> None:
               help="Only messages dead for longer than this (90s, 15m, 2h, 7d).")
 @click.option("--queue", "-q", "queue", default=None, help="Only this queue (default all).")
 @click.option("--dry-run", is_flag=True, help="Count, do not delete.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handles_errors
-def purge_dead(older_than: str, queue: str | None, dry_run: bool, as_json: bool) -> None:
-    """Drop dead-lettered messages (their failed job records stay until they expire)."""
+def purge_dead(older_than: str, queue: str | None, dry_run: bool, yes: bool, as_json: bool) -> None:
+    """Drop dead-lettered messages (their failed job records stay until they expire). Asks first,
+    saying how many and how old (a bare number is seconds: '7' is not a week)."""
     from queues.dramatiq_keys import dead_letters_key, dead_messages_key
     from queues.priorities import all_queue_names
     from queues.runtime import get_redis
@@ -597,11 +599,18 @@ def purge_dead(older_than: str, queue: str | None, dry_run: bool, as_json: bool)
     names = [resolve_queue(queue)] if queue else all_queue_names(settings)
     client = get_redis(settings)
     cutoff_ms = (time.time() - age) * 1000
+    found = {name: client.zrangebyscore(dead_letters_key(settings.dramatiq_namespace, name), 0, cutoff_ms)
+             for name in names}
+    total = sum(len(ids) for ids in found.values())
+    if total and not dry_run and not yes:
+        prompt = f"Drop {total} dead message(s) older than {fmt_seconds(age)} from {', '.join(names)}?"
+        if not click.confirm(prompt, default=False, err=True):
+            click.echo("nothing dropped", err=True)
+            sys.exit(EXIT_PROBLEM)
     purged: dict[str, int] = {}
-    for name in names:
+    for name, ids in found.items():
         xq = dead_letters_key(settings.dramatiq_namespace, name)
         xq_messages = dead_messages_key(settings.dramatiq_namespace, name)
-        ids = client.zrangebyscore(xq, 0, cutoff_ms)
         if ids and not dry_run:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]

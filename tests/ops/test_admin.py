@@ -130,7 +130,10 @@ def test_purge_dead_drops_old_dead_letters(live_pool, manager):
     assert run_json("purge-dead", "--older-than", "1h")["total"] == 0  # too recent
     assert run_json("purge-dead", "--dry-run")["total"] == 2
     assert manager.queue_stats()["default"].dead == 2
-    data = run_json("purge-dead", "--queue", "default")
+    asked = run("purge-dead", "--older-than", "0", input="n\n")  # says how many and how old, asks
+    assert asked.exit_code == 1 and "Drop 2 dead message(s) older than 0 ms from high, default, low?" in asked.stderr
+    assert manager.queue_stats()["default"].dead == 2  # declined: nothing dropped
+    data = run_json("purge-dead", "--queue", "default", "--yes")
     assert data["purged"] == {"default": 2}
     assert manager.queue_stats()["default"].dead == 0
     assert run("purge-dead", "--older-than", "soon").exit_code == 2
