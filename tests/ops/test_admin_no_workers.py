@@ -78,6 +78,20 @@ def test_a_report_to_a_missing_folder_is_one_line_before_any_work(fresh, tmp_pat
     assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
 
 
+@pytest.mark.parametrize("args", [("alerts", "--level", "loud"), ("nosuch",), ("clear",), ("job",),
+                                  ("report", "--hours", "soon")])
+def test_a_usage_error_is_one_line_and_exit_2(args):
+    done = admin_process(*args)
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and line.endswith("--help)")
+
+
+def test_no_command_lists_the_commands():
+    done = admin_process()
+    assert done.returncode == 0 and "purge-dead" in done.stdout and done.stderr == ""
+
+
 def test_status_exits_1_when_work_waits_without_workers(manager):
     manager.enqueue_job("probe_high", sent_at=time.time())
     data = run_json("status", code=1)
