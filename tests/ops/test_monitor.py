@@ -8,6 +8,8 @@ import itertools
 import json
 import time
 
+from tests.ops.conftest import wait_until
+
 
 def fired(store, rule: str, subject: str | None = None) -> list:
     return [a for a in store.recent(1) if a.rule == rule and a.state == "fired"
@@ -32,6 +34,8 @@ def test_metrics_from_real_jobs_and_the_failure_rate_alert_fires_then_resolves(l
     ids += [manager.enqueue_job("t_fail_times", failures=1, kind="permanent").id for _ in range(5)]
     for job_id in ids:
         assert manager.wait_for(job_id, timeout=20).is_final
+    # A failed job's record is final just before Dramatiq dead-letters its message.
+    wait_until(lambda: manager.queue_stats()["default"].dead == 5, timeout=20)
     snap = monitor.tick()
     q = snap["queues"]["default"]
     assert (q["succeeded"], q["failed"], q["processed"]) == (5, 5, 10)
