@@ -35,8 +35,11 @@ def admin_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def failed_job(manager) -> str:
+    """A job that failed, its message dead-lettered (just after its record said failed)."""
+    dead = manager.queue_stats()["default"].dead
     handle = manager.enqueue_job("t_fail_times", failures=9, kind="bug", retry=0)
     assert manager.wait_for(handle.id, timeout=20).status == "failed"
+    wait_until(lambda: manager.queue_stats()["default"].dead == dead + 1, timeout=20)
     return handle.id
 
 
