@@ -94,24 +94,23 @@ L: dict[str, tuple[str, str]] = {
     "refreshed": ("refreshed", "обновлено"),
     "chart_caption": ("{nick}: last {n} matches", "{nick}: последние {n} матчей"),
     "open": ("open on FACEIT", "открыть на FACEIT"),
+    # A match room's status (FACEIT's codes).
+    "status_CHECK_IN": ("check-in", "подтверждение"),
+    "status_VOTING": ("map vote", "выбор карт"),
+    "status_CONFIGURING": ("server starting", "запуск сервера"),
+    "status_READY": ("ready", "готов к игре"),
+    "status_ONGOING": ("live", "идёт"),
+    "status_FINISHED": ("finished", "завершён"),
+    "status_CANCELLED": ("cancelled", "отменён"),
+    "status_ABORTED": ("aborted", "прерван"),
 }
 WIN_LETTER = {"en": ("W", "L"), "ru": ("В", "П")}
-# A match room's status (FACEIT's code → en, ru); an unknown code is shown as FACEIT wrote it.
-MATCH_STATUS: dict[str, tuple[str, str]] = {
-    "CHECK_IN": ("check-in", "подтверждение"),
-    "VOTING": ("map vote", "выбор карт"),
-    "CONFIGURING": ("server starting", "запуск сервера"),
-    "READY": ("ready", "готов к игре"),
-    "ONGOING": ("live", "идёт"),
-    "FINISHED": ("finished", "завершён"),
-    "CANCELLED": ("cancelled", "отменён"),
-    "ABORTED": ("aborted", "прерван"),
-}
 
 
 def _status(code: str, lang: str) -> str:
-    pair = MATCH_STATUS.get(str(code).upper())
-    return e(code) if pair is None else (pair[1] if lang == "ru" else pair[0])
+    """A match room's status in the reader's language; a code we do not know as FACEIT wrote it."""
+    key = f"status_{str(code).upper()}"
+    return t(key, lang) if key in L else e(code)
 
 
 def t(key: str, lang: str) -> str:
