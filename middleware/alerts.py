@@ -34,8 +34,8 @@ class AlertOnFailure(Middleware):
         job = message.message_id
         actor = message.actor_name
         if state.alert_reason == "crash_loop":
-            return Alert("error", "pipeline", f"{actor} job killed its worker on every delivery "
-                         f"({state.extra.get('deliveries')} deliveries); failed", job_id=job,
+            return Alert("error", "pipeline", f"{actor} job killed its worker "
+                         f"{state.extra.get('workers_lost')} times; failed", job_id=job,
                          details={"reason": "crash_loop", "actor": actor})
         if state.outcome != "failed" or state.error is None:
             return None

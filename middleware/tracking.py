@@ -98,9 +98,9 @@ class Tracking(Middleware):
         if begin.verdict == "crash_loop":
             state.outcome = "failed"
             state.alert_reason = "crash_loop"
-            state.extra["deliveries"] = begin.attempt
+            state.extra["workers_lost"] = begin.attempt
             message.fail()
-            logger.error("job %s: delivered %d times without finishing; failed as a crash loop",
+            logger.error("job %s: its worker died %d times while running it; failed as a crash loop",
                          message.message_id, begin.attempt)
         elif begin.verdict == "final":
             state.outcome = "skipped"

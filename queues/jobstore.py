@@ -169,14 +169,17 @@ return 0
 """
 
 # ARGV: prefix, id, now, max_deliveries, worker, ttl, limit, result_ttl, failure_ttl
-# Returns {verdict, n}: run (n = attempt), final (status), canceled, crash_loop (deliveries), missing.
+# Returns {verdict, n}: run (n = attempt), final (status), canceled, crash_loop (n = workers lost), missing.
+# A crash loop is max_deliveries deliveries whose worker died while running them (``lost``), not
+# max_deliveries deliveries in all: retries are deliveries too, and one lost worker must not use
+# up the last retry.
 _BEGIN = _LUA_COMMON + """
 local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local max_deliveries, worker, ttl, limit = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local result_ttl, failure_ttl = tonumber(ARGV[8]), tonumber(ARGV[9])
 local jk = prefix .. "job:" .. id
 local f = redis.call("HMGET", jk, "status", "enqueued_at", "cancel_requested", "deliveries", "attempts",
-  "timeline", "first_started_at")
+  "timeline", "first_started_at", "lost")
 local st = f[1]
 if not st then return {"missing", 0} end
 if st == "succeeded" or st == "failed" or st == "canceled" then return {"final", st} end
@@ -198,21 +201,23 @@ if f[3] == "1" then
   return {"canceled", 0}
 end
 local deliveries = (tonumber(f[4]) or 0) + 1
+local lost = tonumber(f[8]) or 0
 local timeline = decode_array(f[6])
 local last = timeline[#timeline]
 if st == "started" and last and not last["outcome"] then
   last["outcome"] = "worker_lost"
   last["finished_at"] = now
+  lost = lost + 1
 end
-if deliveries > max_deliveries then
+if lost >= max_deliveries then
   move("failed")
   local err = {type = "CrashLoop", code = "crash_loop", retryable = false,
-    message = "the job was delivered " .. deliveries .. " times without finishing: its worker died each time"}
+    message = "its worker died " .. lost .. " times while running it (" .. deliveries .. " deliveries)"}
   redis.call("HSET", jk, "error", cjson.encode(err), "finished_at", ARGV[3], "timeline", encode_array(timeline),
-    "deliveries", deliveries)
+    "deliveries", deliveries, "lost", lost)
   release()
   redis.call("EXPIRE", jk, failure_ttl)
-  return {"crash_loop", deliveries}
+  return {"crash_loop", lost}
 end
 local attempt = (tonumber(f[5]) or 0) + 1
 table.insert(timeline, {attempt = attempt, worker = worker, started_at = now})
@@ -220,7 +225,8 @@ while #timeline > """ + str(TIMELINE_KEPT) + """ do table.remove(timeline, 1) en
 redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
 index_add(prefix .. "jobs:status:started", score, id, limit, 0)
 redis.call("HSET", jk, "status", "started", "timeline", encode_array(timeline), "started_at", ARGV[3],
-  "worker", worker, "deliveries", deliveries, "attempts", attempt, "first_started_at", f[7] or ARGV[3])
+  "worker", worker, "deliveries", deliveries, "attempts", attempt, "first_started_at", f[7] or ARGV[3],
+  "lost", lost)
 redis.call("EXPIRE", jk, ttl)
 return {"run", attempt}
 """

@@ -38,7 +38,7 @@ def test_dead_worker_recovery_takes_seconds_with_production_heartbeats(start_poo
 
 
 def test_a_poison_message_fails_after_its_deliveries_with_one_alert(start_pool, manager, traces):
-    """t_crash kills its worker on every delivery; max_retries=2 → 3 deliveries, then failed."""
+    """t_crash kills its worker on every delivery; max_retries=2 → 3 workers lost, then failed."""
     handle = manager.enqueue_job("t_crash")
     bystander = manager.enqueue_job("t_noop", value=7)
     deadline = time.monotonic() + 150
@@ -59,6 +59,7 @@ def test_a_poison_message_fails_after_its_deliveries_with_one_alert(start_pool, 
     # The alert is written just after the record's final status (after_* hooks run in reverse).
     alerts = wait_until(lambda: [a for a in get_alert_store().recent(1) if a.job_id == handle.id])
     assert len(alerts) == 1 and alerts[0].details["reason"] == "crash_loop"
+    assert "killed its worker 3 times" in alerts[0].message
     wait_until(lambda: manager.queue_stats()["default"].dead == 1)  # dead-lettered, not dropped
     assert manager.wait_for(bystander.id, timeout=30).status == "succeeded"  # other jobs flow
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from queues.jobstore import AckTarget, JobStore
 
 
@@ -31,6 +33,20 @@ def test_deliveries_beyond_the_allowance_are_a_crash_loop(redis_client):
     record = store.get("j2")
     assert record.status == "failed" and record.error["code"] == "crash_loop"
     assert store.begin("j2", max_deliveries=3).verdict == "final"
+
+
+def test_one_lost_worker_does_not_use_up_the_last_retry(redis_client):
+    store = _store(redis_client)
+    store.create("j6", actor="a", queue="default")
+    store.begin("j6", max_deliveries=4)  # attempt 1: its worker dies
+    for _ in range(3):  # the redelivery and two retries fail
+        begun = store.begin("j6", max_deliveries=4)
+        assert begun.verdict == "run"
+        store.finish("j6", attempt=begun.attempt, status="retrying", retry_at=time.time())
+    last = store.begin("j6", max_deliveries=4)  # five deliveries, one of them lost: still runs
+    assert (last.verdict, last.attempt) == ("run", 5)
+    assert store.finish("j6", attempt=5, status="succeeded", result={}).status == "succeeded"
+    assert store.get("j6").timeline[0].get("outcome") == "worker_lost"
 
 
 def test_final_success_without_requesters_acks_the_message(redis_client):
