@@ -55,6 +55,25 @@ logger = logging.getLogger(__name__)
 
 #: Characters a photo caption may hold (Telegram's limit).
 CAPTION_LIMIT = 1024
+#: The field of a job's delivery markers that says which run of the job they belong to.
+RUN_FIELD = "_run"
+# KEYS: the markers. ARGV: run field, run, ttl. Markers of another run are dropped (atomically:
+# two deliveries of the new run must not both clear what the first one already marked).
+_MARKS_OF_RUN = """
+if (redis.call("HGET", KEYS[1], ARGV[1]) or "") ~= ARGV[2] then
+  redis.call("DEL", KEYS[1])
+  if ARGV[2] ~= "" then
+    redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
+    redis.call("EXPIRE", KEYS[1], ARGV[3])
+  end
+  return {}
+end
+local marks = {}
+for _, field in ipairs(redis.call("HKEYS", KEYS[1])) do
+  if field ~= ARGV[1] then table.insert(marks, field) end
+end
+return marks
+"""
 
 RECIPIENT_CONCURRENCY = 16
 PROGRESS_TIMEOUT = 2.0  # a progress edit runs inside the job: it must not hold it up for long
@@ -95,8 +114,11 @@ class DeliveryResources:
         data = await self.redis.hgetall(self.job_key(job_id))
         return JobRecord.from_hash(job_id, data) if data else None
 
-    async def delivered(self, job_id: str) -> set[str]:
-        return set(await self.redis.hkeys(self.keys.delivered(job_id)))
+    async def delivered(self, job_id: str, run: str = "") -> set[str]:
+        """The parts already sent for this run of the job. A requeued job is a new run (``run``:
+        when it was requeued): what its failure note was marked as must not hold its result back."""
+        key = self.keys.delivered(job_id)
+        return set(await self.redis.eval(_MARKS_OF_RUN, 1, key, RUN_FIELD, run, self.marker_ttl))
 
     async def mark(self, job_id: str, part: str) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -385,7 +407,7 @@ async def deliver_job(job_id: str) -> dict[str, Any]:
         logger.warning("job %s: not delivered, Telegram is not configured in this worker: %s", job_id, exc)
         return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_configured": True}
     record = await _await_job_messages(res, record)
-    done = await res.delivered(job_id)
+    done = await res.delivered(job_id, str(record.raw.get("requeued_at") or ""))
     summary = Summary()
     semaphore = asyncio.Semaphore(RECIPIENT_CONCURRENCY)
 

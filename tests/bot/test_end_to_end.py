@@ -168,6 +168,28 @@ def test_faceit_down_ends_in_a_message_that_says_to_try_again_later(stack: Stack
     assert int(record["attempts"]) == 4  # first try + 3 retries on the scaled schedule
 
 
+def test_a_requeued_job_replaces_its_failure_note_with_the_result(stack: Stack, tg, faceit_faults):
+    from queues.manager import QueueManager
+    from queues.runtime import reset_runtime
+
+    faceit_faults(error_rate=1.0, status=503)
+    stack.clear_faceit_cache()
+    user = new_user()
+    stack.say(user, f"/analyze {stack.next_match()}")
+    first = stack.first_reply(user)
+    job_id = job_id_in(first["text"])
+    assert "FACEIT did not answer" in stack.final_of(user, first["message_id"], timeout=30)["text"]
+    stack.wait_job(job_id, "failed")
+    faceit_faults()  # FACEIT answers again; the operator requeues the job
+    reset_runtime()
+    assert QueueManager().requeue_failed(job_id=job_id) == [job_id]
+    stack.wait_job(job_id, "succeeded")
+    result = stack.wait(user, lambda es: next((e for e in reversed(es) if e["kind"] == "edited"
+                                               and e.get("message_id") == first["message_id"]
+                                               and e["text"].startswith("🎮")), None), timeout=30)
+    assert "<b>Match analysis</b>" in result["text"]  # the result itself, not a progress line
+
+
 def test_bulk_and_report_run_on_the_low_queue_and_replace_their_messages(stack: Stack, tg):
     user = new_user()
     finished = stack.world["matches"]["FINISHED"][10:13]
