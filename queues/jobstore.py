@@ -344,7 +344,7 @@ local score = tonumber(redis.call("HGET", jk, "enqueued_at")) or now
 redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
 index_add(prefix .. "jobs:status:queued", score, id, limit, 0)
 redis.call("HDEL", jk, "error", "result", "finished_at", "cancel_requested", "retry_at", "progress")
-redis.call("HSET", jk, "status", "queued", "deliveries", "0", "requeued_at", ARGV[3])
+redis.call("HSET", jk, "status", "queued", "deliveries", "0", "lost", "0", "requeued_at", ARGV[3])
 redis.call("EXPIRE", jk, ttl)
 return st
 """

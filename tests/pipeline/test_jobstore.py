@@ -33,6 +33,8 @@ def test_deliveries_beyond_the_allowance_are_a_crash_loop(redis_client):
     record = store.get("j2")
     assert record.status == "failed" and record.error["code"] == "crash_loop"
     assert store.begin("j2", max_deliveries=3).verdict == "final"
+    assert store.reset_for_requeue("j2") == "failed"  # requeued: fresh counters, it runs again
+    assert store.begin("j2", max_deliveries=3).verdict == "run"
 
 
 def test_one_lost_worker_does_not_use_up_the_last_retry(redis_client):
