@@ -4,7 +4,8 @@ Workers never talk to users inside the job itself: a Telegram flood or a blocked
 retries only the small delivery job, never the analysis. The trigger fires when tracking
 recorded a final status and the record has requesters (or the result carries notifications),
 and again when a re-delivered message is skipped because its job already ended — the worker
-that ended it may have died before sending the delivery. Delivery is idempotent per user.
+that ended it may have died before sending the delivery, or when a job canceled while it ran
+comes back only to be dropped. Delivery is idempotent per user.
 
 Parameters:
   queue_name: where delivery jobs go (the high queue: users are waiting).
@@ -52,8 +53,13 @@ class DeliveryTrigger(Middleware):
             self._send(broker, message.message_id)
 
     def after_skip_message(self, broker, message):
+        """A skipped delivery may be the only one left to tell the requesters: the job already
+        ended (its worker may have died before sending), crash-looped, or was canceled while it
+        ran and comes back (its worker died, or it was retrying) only to be dropped. A job
+        canceled while queued gets a delivery too: its note is the same, and anyone who joined
+        the job learns of it."""
         if message.actor_name == self.actor_name:
             return
         state = state_of(message)
-        if state.outcome == "skipped" or state.alert_reason == "crash_loop":
+        if state.outcome in ("skipped", "canceled") or state.alert_reason == "crash_loop":
             self._send(broker, message.message_id)

@@ -63,6 +63,19 @@ def test_cancel_a_running_job_stops_it_at_its_next_await(shared_pool, manager, t
     assert manager.cancel_job(handle.id) == "canceled"  # asking again says what it is
 
 
+def test_a_job_canceled_while_it_ran_still_tells_its_requesters_when_it_comes_back(manager, start_pool):
+    """Its worker died (or it was retrying) after the cancel: the redelivery only drops it, and
+    that must still send the requesters their note."""
+    handle = manager.enqueue_job("t_noop", requester={"user_id": 42, "chat_id": 42})
+    manager.jobs.begin(handle.id, max_deliveries=4)  # a worker took it ...
+    assert manager.cancel_job(handle.id) == "canceling"  # ... the user canceled, and the worker died
+    start_pool(["default", "high"])
+    assert manager.wait_for(handle.id, timeout=20).status == "canceled"
+    deliveries = wait_until(lambda: [r for r in manager.jobs.list_jobs(actor="deliver_result")[0]
+                                     if r.args == [handle.id]], timeout=20)
+    assert len(deliveries) == 1
+
+
 def test_cancel_an_unknown_job_is_a_clear_error(manager):
     with pytest.raises(UnknownJobError):
         manager.cancel_job("no-such-job")
