@@ -156,13 +156,18 @@ def test_a_nickname_that_does_not_exist_ends_in_a_short_failure_message(stack: S
     assert record["attempts"] == "1"  # a permanent error: not retried
 
 
-def test_faceit_down_ends_in_a_message_that_says_to_try_again_later(stack: Stack, tg, faceit_faults):
+def _analysis_while_faceit_is_down(stack: Stack, faceit_faults) -> tuple[int, dict, dict]:
+    """A user's /analyze while FACEIT answers 503: (user, the first reply, the job's final message)."""
     faceit_faults(error_rate=1.0, status=503)
     stack.clear_faceit_cache()
     user = new_user()
     stack.say(user, f"/analyze {stack.next_match()}")
     first = stack.first_reply(user)
-    final = stack.final_of(user, first["message_id"], timeout=30)
+    return user, first, stack.final_of(user, first["message_id"], timeout=30)
+
+
+def test_faceit_down_ends_in_a_message_that_says_to_try_again_later(stack: Stack, tg, faceit_faults):
+    _, first, final = _analysis_while_faceit_is_down(stack, faceit_faults)
     assert "FACEIT did not answer" in final["text"] and "Trying again in a few minutes" in final["text"]
     record = stack.wait_job(job_id_in(first["text"]), "failed")
     assert int(record["attempts"]) == 4  # first try + 3 retries on the scaled schedule
@@ -172,13 +177,9 @@ def test_a_requeued_job_replaces_its_failure_note_with_the_result(stack: Stack, 
     from queues.manager import QueueManager
     from queues.runtime import reset_runtime
 
-    faceit_faults(error_rate=1.0, status=503)
-    stack.clear_faceit_cache()
-    user = new_user()
-    stack.say(user, f"/analyze {stack.next_match()}")
-    first = stack.first_reply(user)
+    user, first, final = _analysis_while_faceit_is_down(stack, faceit_faults)
     job_id = job_id_in(first["text"])
-    assert "FACEIT did not answer" in stack.final_of(user, first["message_id"], timeout=30)["text"]
+    assert "FACEIT did not answer" in final["text"]
     stack.wait_job(job_id, "failed")
     faceit_faults()  # FACEIT answers again; the operator requeues the job
     reset_runtime()
