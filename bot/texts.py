@@ -60,6 +60,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Send up to {limit} room links or match ids after /bulk, separated by spaces or new lines.",
         "ru": "Пришлите после /bulk до {limit} ссылок или id матчей через пробел или с новой строки.",
     },
+    "bulk_skipped": {
+        "en": "⚠️ Not analysed: {count} room link(s) whose match id I could not read:\n{links}",
+        "ru": "⚠️ Не разобраны ссылки на комнаты с нечитаемым id матча ({count}):\n{links}",
+    },
     "usage_subscribe": {"en": "Send a nickname: /subscribe s1mple", "ru": "Пришлите никнейм: /subscribe s1mple"},
     "usage_unsubscribe": {"en": "Send a nickname: /unsubscribe s1mple",
                           "ru": "Пришлите никнейм: /unsubscribe s1mple"},

@@ -25,6 +25,7 @@ No input raises anything else (property-tested).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -135,6 +136,21 @@ def parse_player_ref(text: str) -> PlayerRef:
     raise _bad("bad_player_ref")
 
 
+def _refs_in(text: str) -> Iterator[tuple[re.Match[str], MatchRef | None]]:
+    """Every link or id found in ``text``, with its parsed ref (None: a room link whose id is not one)."""
+    for found in _FIND_RE.finditer(text):
+        token = _id_in_link(found.group("room")) if found.group("room") else found.group("id")
+        yield found, _match_ref_from_id(token, "url" if found.group("room") else "id")
+
+
+def unreadable_room_links(text: str) -> list[str]:
+    """The room links in ``text`` whose match id cannot be read (cut, mistyped): a bulk request
+    goes on without them, and the user is told which they were."""
+    if not isinstance(text, str) or len(text) > MAX_INPUT_LENGTH * 4:
+        return []
+    return [found.group(0).rstrip(".,;:!?)]}»\"'") for found, ref in _refs_in(text) if ref is None]
+
+
 def find_match_refs(text: str, *, limit: int | None = None) -> list[MatchRef]:
     """Every match link or id in a message, in order, without repeats (for bulk analysis).
 
@@ -146,9 +162,7 @@ def find_match_refs(text: str, *, limit: int | None = None) -> list[MatchRef]:
         raise _bad("input_too_long")
     refs: list[MatchRef] = []
     seen: set[str] = set()
-    for found in _FIND_RE.finditer(text):
-        token = _id_in_link(found.group("room")) if found.group("room") else found.group("id")
-        ref = _match_ref_from_id(token, "url" if found.group("room") else "id")
+    for _, ref in _refs_in(text):
         if ref is None or ref.match_id in seen:
             continue
         seen.add(ref.match_id)

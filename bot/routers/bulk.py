@@ -8,8 +8,12 @@ from aiogram.types import Message
 
 from bot.routers.common import command, reply_started, requester_of
 from bot.services import BotServices
-from bot.texts import t
-from faceit.links import find_match_refs
+from bot.texts import Markup, escape, t
+from faceit.links import find_match_refs, unreadable_room_links
+
+#: Skipped links listed in the answer, and the characters shown of each.
+MAX_SKIPPED_SHOWN = 5
+MAX_LINK_SHOWN = 120
 
 
 async def bulk(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
@@ -20,6 +24,10 @@ async def bulk(message: Message, command: CommandObject, lang: str, services: Bo
     refs = find_match_refs(command.args, limit=limit)
     job = await services.start_bulk_analysis(requester_of(message, lang), refs)
     await reply_started(message, job, lang, services)
+    skipped = unreadable_room_links(command.args)
+    if skipped:  # analysed without them: say which, so nothing is lost without a word
+        shown = "\n".join(f"• <code>{escape(link[:MAX_LINK_SHOWN])}</code>" for link in skipped[:MAX_SKIPPED_SHOWN])
+        await message.answer(t("bulk_skipped", lang, count=len(skipped), links=Markup(shown)))
 
 
 def build() -> Router:

@@ -209,6 +209,19 @@ def test_bulk_and_report_run_on_the_low_queue_and_replace_their_messages(stack: 
     assert queues == {"bulk_analysis": "low", "analytics_report": "low"}
 
 
+def test_a_bulk_request_names_the_room_links_it_could_not_read(stack: Stack, tg):
+    user = new_user()
+    finished = stack.world["matches"]["FINISHED"][14:16]
+    room = "https://www.faceit.com/en/cs2/room/"
+    cut = f"{room}{finished[0][:20]}"  # a link cut short when pasted
+    stack.say(user, f"/bulk {room}{finished[0]}, {cut}, {room}{finished[1]}.", lang="ru")
+    queued, skipped = stack.replies(user, 2)
+    assert "в очереди" in queued["text"]
+    assert "Не разобраны" in skipped["text"] and f"<code>{cut}</code>" in skipped["text"]
+    result = stack.final_of(user, queued["message_id"])
+    assert "2/2" in result["text"] and all(m in result["text"] for m in finished)
+
+
 def test_subscribe_list_and_unsubscribe(stack: Stack, tg):
     user = new_user()
     nickname = stack.world["nicknames"][7]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from faceit.errors import BadInputError
 from faceit.i18n import user_message
-from faceit.links import MatchRef, find_match_refs, parse_match_ref, parse_player_ref
+from faceit.links import MatchRef, find_match_refs, parse_match_ref, parse_player_ref, unreadable_room_links
 
 UUID = "0b9bd934-23c8-4d30-9dde-7969688613db"
 MID = f"1-{UUID}"
@@ -148,3 +148,11 @@ def test_every_valid_nickname_is_kept_verbatim(nick: str) -> None:
         assert ref.value == nick
     else:  # only a 36-character UUID could be read as an id, and that is longer than 16
         pytest.fail("a nickname was read as an id")
+
+
+def test_room_links_whose_id_cannot_be_read_are_named():
+    room = "https://www.faceit.com/en/cs2/room/"
+    text = f"{room}{MID}, {room}1-0b9bd934-23c8, junk 1-1234 and {room}{MID}x."
+    assert unreadable_room_links(text) == [f"{room}1-0b9bd934-23c8", f"{room}{MID}x"]
+    assert unreadable_room_links(f"{room}{MID} {MID}") == []
+    assert unreadable_room_links("no links at all") == []
