@@ -403,8 +403,9 @@ def report(hours: float, output: str) -> None:
 
     from queues.monitoring import get_queue_monitor
 
-    if output != "-" and not Path(output).resolve().parent.is_dir():  # before the work, not after
-        fail(f"cannot write {output}: the folder {Path(output).resolve().parent} does not exist")
+    folder = Path(output).resolve().parent
+    if output != "-" and not folder.is_dir():  # said before the work, not after
+        fail(f"cannot write {output}: the folder {folder} does not exist")
     data = get_queue_monitor().report(hours)
     text = json.dumps(data, indent=2, default=str, ensure_ascii=False)
     if output == "-":
@@ -625,8 +626,9 @@ def purge_dead(older_than: str, queue: str | None, dry_run: bool, yes: bool, as_
     names = [resolve_queue(queue)] if queue else all_queue_names(settings)
     client = get_redis(settings)
     cutoff_ms = (time.time() - age) * 1000
-    found = {name: client.zrangebyscore(dead_letters_key(settings.dramatiq_namespace, name), 0, cutoff_ms)
-             for name in names}
+    keys = {name: (dead_letters_key(settings.dramatiq_namespace, name),
+                   dead_messages_key(settings.dramatiq_namespace, name)) for name in names}
+    found = {name: client.zrangebyscore(keys[name][0], 0, cutoff_ms) for name in names}
     total = sum(len(ids) for ids in found.values())
     if total and not dry_run and not yes:
         prompt = f"Drop {total} dead message(s) older than {fmt_seconds(age)} from {', '.join(names)}?"
@@ -635,8 +637,7 @@ def purge_dead(older_than: str, queue: str | None, dry_run: bool, yes: bool, as_
             sys.exit(EXIT_PROBLEM)
     purged: dict[str, int] = {}
     for name, ids in found.items():
-        xq = dead_letters_key(settings.dramatiq_namespace, name)
-        xq_messages = dead_messages_key(settings.dramatiq_namespace, name)
+        xq, xq_messages = keys[name]
         if ids and not dry_run:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]

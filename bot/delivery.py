@@ -99,6 +99,10 @@ class DeliveryResources:
     marker_ttl: int
     quiet_jobs: set[str] = field(default_factory=set)  # jobs whose progress edits timed out: no more
     _api: BotAPI | None = None
+    _marks_of_run: Any = None
+
+    def __post_init__(self) -> None:
+        self._marks_of_run = self.redis.register_script(_MARKS_OF_RUN)  # EVALSHA, not the text each time
 
     @property
     def api(self) -> BotAPI:
@@ -117,8 +121,8 @@ class DeliveryResources:
     async def delivered(self, job_id: str, run: str = "") -> set[str]:
         """The parts already sent for this run of the job. A requeued job is a new run (``run``:
         when it was requeued): what its failure note was marked as must not hold its result back."""
-        key = self.keys.delivered(job_id)
-        return set(await self.redis.eval(_MARKS_OF_RUN, 1, key, RUN_FIELD, run, self.marker_ttl))
+        return set(await self._marks_of_run(keys=[self.keys.delivered(job_id)],
+                                            args=[RUN_FIELD, run, self.marker_ttl]))
 
     async def mark(self, job_id: str, part: str) -> None:
         pipe = self.redis.pipeline(transaction=False)

@@ -400,18 +400,14 @@ def render_notification(data: dict[str, Any], lang: str) -> str:
     return "\n".join(lines)
 
 
-#: The activity kinds that are analyses (``bot.delivery.ACTIVITY_KIND``), as the report counts them.
-ANALYSIS_KINDS = ("bulk", "match", "player")
-
-
 def render_analytics(data: dict[str, Any], lang: str) -> str:
     title = t("analytics_monthly" if data.get("report_type") == "monthly" else "analytics_weekly", lang)
     lines = [f"📅 <b>{title}</b>"]
     if data.get("user_id") is None and "users" in data:
         lines.append(f"{fmt_int(data['users'], lang)} {t('users', lang)}")
-    # Activity counts other kinds too (a report asked for marks the user active); only analyses
-    # are listed, each kind by its name in the reader's language.
-    analyses = {k: v for k, v in data.get("analyses", {}).items() if k in ANALYSIS_KINDS}
+    # Activity counts other kinds too (a report asked for marks the user active); only the kinds
+    # of analysis, those with a ``kind_`` label, are counted, each by its name in the reader's language.
+    analyses = {k: v for k, v in data.get("analyses", {}).items() if f"kind_{k}" in L}
     total = sum(analyses.values())
     parts = [f"{t('kind_' + k, lang)}: {fmt_int(v, lang)}" for k, v in sorted(analyses.items())]
     lines.append(f"{t('analyses', lang)}: <b>{fmt_int(total, lang)}</b>" + (f" ({', '.join(parts)})" if parts else ""))

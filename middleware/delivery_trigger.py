@@ -15,19 +15,15 @@ Parameters:
 from __future__ import annotations
 
 import logging
-import time
 
-import dramatiq.errors
-import redis
 from dramatiq import Message, Middleware
 
 from middleware.state import state_of
+from middleware.until_answered import until_answered
 
 logger = logging.getLogger(__name__)
 
 FINAL = {"succeeded", "failed", "canceled"}
-#: Seconds between tries to enqueue a delivery while the broker is away, times the tries (≤ 5 s).
-RETRY_PAUSE = 0.2
 
 
 class DeliveryTrigger(Middleware):
@@ -42,23 +38,12 @@ class DeliveryTrigger(Middleware):
         ack waits too, as for its record): the job has ended, so nothing else would send it."""
         message = Message(queue_name=self.queue_name, actor_name=self.actor_name, args=(job_id,),
                           kwargs={}, options={})
-        failures = 0
-        while True:
-            try:
-                broker.enqueue(message)
-            except (dramatiq.errors.ConnectionError, redis.ConnectionError, redis.TimeoutError) as exc:
-                failures += 1
-                if failures == 1:
-                    logger.warning("job %s: cannot enqueue its delivery yet (%s); retrying until the broker "
-                                   "answers", job_id, type(exc).__name__)
-                time.sleep(min(5.0, RETRY_PAUSE * failures))
-                continue
-            except Exception:
-                logger.exception("job %s: could not enqueue its delivery", job_id)
-                raise
-            if failures:
-                logger.warning("job %s: delivery enqueued after %d failed tries", job_id, failures)
-            return
+        try:
+            until_answered(lambda: broker.enqueue(message), job_id=job_id, doing="enqueue its delivery",
+                           done="delivery enqueued", log=logger)
+        except Exception:
+            logger.exception("job %s: could not enqueue its delivery", job_id)
+            raise
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
         if message.actor_name == self.actor_name:

@@ -21,16 +21,15 @@ Parameters:
 from __future__ import annotations
 
 import logging
-import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from dramatiq import Middleware
 from dramatiq.middleware import SkipMessage
 
 from middleware.state import state_of
+from middleware.until_answered import until_answered
 from queues.errors import error_summary
 from queues.jobstore import JobStore
 
@@ -53,19 +52,8 @@ class Tracking(Middleware):
 
     def _until_written(self, message, what: str, write: Callable[[], Any]) -> Any:
         """Run ``write``; while Redis is unreachable, wait and try again (the ack waits too)."""
-        failures = 0
-        while True:
-            try:
-                result = write()
-                if failures:
-                    logger.warning("job %s: %s written after %d failed tries", message.message_id, what, failures)
-                return result
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                failures += 1
-                if failures == 1:
-                    logger.warning("job %s: cannot write %s yet (%s); retrying until Redis answers",
-                                   message.message_id, what, exc)
-                time.sleep(min(5.0, 0.2 * failures))
+        return until_answered(write, job_id=message.message_id, doing=f"write {what}", done=f"{what} written",
+                              log=logger)
 
     def _max_deliveries(self, broker, message) -> int:
         if "max_retries" in message.options:
