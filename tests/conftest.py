@@ -23,6 +23,9 @@ from tests.support.workers import WorkerPool, pause_module_pools
 # Scaled-down timing for every process a test starts (workers inherit os.environ).
 SCALED_ENV = {
     "QUEUE_RETRY_DELAYS": "0.1,0.3,0.9",
+    # FACEIT's transient failures are remembered 2 s against retries after 10/30/90 s; scaled with
+    # them, so a retry (or a requeue) asks FACEIT again, as in production.
+    "FACEIT_CACHE_FAILURE_TTL": "0.02",
     "QUEUE_HEARTBEAT_TIMEOUT": "3",
     "QUEUE_MAINTENANCE_INTERVAL": "0.5",
     "QUEUE_MONITORING_INTERVAL": "1",
