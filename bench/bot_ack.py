@@ -5,8 +5,10 @@
 The whole system runs as in production, each part in its own process: a private Redis, the
 sandbox Bot API and the sandbox FACEIT API, a worker pool (polling every 100 ms and at
 ``WORKER_NICE``, as the high pool of ``make run``), and ``python -m bot`` (long polling).
-After an unmeasured warm-up burst, each round N fresh users inject ``/analyze <match>`` concurrently (matches drawn from the
-sandbox's pre-game and finished rooms, so some requests coalesce onto one job). All times
+After an unmeasured warm-up burst, each round N fresh users send ``/analyze <match>`` at the same
+moment (:class:`BurstUsers`: one thread and kept-alive connection per user, started before the
+rounds and released together; matches drawn from the sandbox's pre-game and finished rooms, so
+some requests coalesce onto one job). All times
 come from the sandbox's own clock: from a user's message to the bot's first reply (the
 queued line with the job id), and to the final result replacing it. Telegram's limits stay at
 the shipped 1/s per chat and 30/s overall; the FACEIT rate limit is raised (``--faceit-rate``)
@@ -20,10 +22,13 @@ Prints one line per figure; writes ``bench/results/bot_ack.json``.
 from __future__ import annotations
 
 import argparse
+import http.client
 import itertools
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -85,7 +90,62 @@ def cpu_seconds(roles: dict[str, list[int]]) -> dict[str, float]:
     return totals
 
 
-def run_round(tg: Any, users: list[int], matches: list[str], timeout: float,
+class BurstUsers:
+    """Simulated users who send their messages at the same moment.
+
+    Each of ``size`` users is a thread with its own kept-alive HTTP connection to the sandbox,
+    started once, before any round: a round only releases them (a barrier), so neither thread
+    start-up nor TCP connects (this process's CPU and the sandbox's) fall into the window they
+    measure, on the same two cores as the system under test.
+    """
+
+    def __init__(self, port: int, size: int) -> None:
+        self.port = port
+        self.size = size
+        self._conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(size)]
+        self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="user")
+        ready = threading.Barrier(size + 1)
+        for _ in range(size):  # start every thread now (an executor starts them lazily)
+            self._pool.submit(ready.wait)
+        ready.wait()
+
+    def _post(self, index: int, body: bytes) -> None:
+        for attempt in (1, 2):
+            conn = self._conns[index]
+            try:
+                conn.request("POST", "/_sandbox/updates", body, {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                answer = response.read()
+            except (ConnectionError, http.client.HTTPException):
+                conn.close()  # the sandbox closed an idle keep-alive connection: open a new one
+                if attempt == 2:
+                    raise
+                continue
+            if response.status != 200:
+                raise RuntimeError(f"the sandbox refused a message: HTTP {response.status}: {answer[:200]!r}")
+            return
+
+    def send(self, messages: list[tuple[int, str]]) -> None:
+        """Each (user id, text) from its own user, all released at once; returns when all were taken."""
+        if len(messages) > self.size:
+            raise ValueError(f"{len(messages)} messages for {self.size} simulated users")
+        bodies = [json.dumps({"user_id": user, "text": text, "language_code": "en"}).encode()
+                  for user, text in messages]
+        go = threading.Barrier(len(bodies))
+
+        def user(index: int) -> None:
+            go.wait()
+            self._post(index, bodies[index])
+
+        list(self._pool.map(user, range(len(bodies))))
+
+    def close(self) -> None:
+        self._pool.shutdown()
+        for conn in self._conns:
+            conn.close()
+
+
+def run_round(tg: Any, burst: BurstUsers, users: list[int], matches: list[str], timeout: float,
               roles: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """Inject one burst and read the latencies back from the sandbox's timeline.
 
@@ -99,8 +159,7 @@ def run_round(tg: Any, users: list[int], matches: list[str], timeout: float,
     cursor = tg.feed(after=2**62)["last_seq"]  # nothing after it: just where the timeline ends now
     cpu_before = cpu_seconds(roles)
     cpu_burst: dict[str, float] = {}
-    with ThreadPoolExecutor(max_workers=len(users)) as pool:
-        list(pool.map(lambda pair: tg.inject(pair[0], f"/analyze {pair[1]}"), zip(users, matches, strict=True)))
+    burst.send([(user, f"/analyze {match}") for user, match in zip(users, matches, strict=True)])
     deadline = time.monotonic() + timeout
     wanted = set(users)
     asked: dict[int, float] = {}
@@ -190,6 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     faceit = FaceitSandbox()
     faceit.port = faceit_port
     pool = None
+    burst = None
     try:
         _wait(lambda: tg.stats() is not None, "the Telegram sandbox")
         _wait(lambda: faceit.world() is not None, "the FACEIT sandbox")
@@ -209,16 +269,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rooms = [m for status, ids in world.items() if status not in ("CANCELLED", "ABORTED") for m in ids]
         ids = itertools.count(10_000_000)
         # A small unmeasured burst first: lazy imports and first-use model building are not latency.
-        run_round(tg, [next(ids) for _ in range(10)], rooms[:10], args.timeout)
+        burst = BurstUsers(tg_port, args.users)
+        run_round(tg, burst, [next(ids) for _ in range(10)], rooms[:10], args.timeout)
         rounds = []
         for number in range(args.rounds):
             users = [next(ids) for _ in range(args.users)]
             matches = [rooms[(i * 7 + number) % len(rooms)] for i in range(args.users)]
-            rounds.append(run_round(tg, users, matches, args.timeout, roles))
+            rounds.append(run_round(tg, burst, users, matches, args.timeout, roles))
             time.sleep(1.0)
         solo_users = [next(ids) for _ in range(args.solo)]
         solo = run_solo(tg, solo_users, [rooms[i % len(rooms)] for i in range(args.solo)])
     finally:
+        if burst is not None:
+            burst.close()
         for proc in procs:
             _stop(proc)
         if pool is not None:
