@@ -15,7 +15,9 @@ Two entry points, both called in worker processes:
 Exactly once: each part sent to each user is recorded in ``bot:delivered:<job id>`` (field
 ``<user id>:<part>``) right after Telegram accepted it, and a part already recorded is never
 sent again, so a retried delivery job, or one re-delivered after its worker died, sends only
-what is missing. The first part is an edit of the job message, which is idempotent by nature.
+what is missing. Two deliveries of one job never send at once: each holds the job's lease
+(:mod:`bot.delivery_lease`) while it reads the markers and sends, so the second reads what the
+first marked. The first part is an edit of the job message, which is idempotent by nature.
 A user who blocked the bot is marked inactive (:mod:`faceit.store`) and skipped from then on;
 that ends their delivery without failing the job. A worker without Telegram settings (no token
 while ``TELEGRAM_API_URL`` is Telegram's) delivers nothing and says so in its log; the result
@@ -38,6 +40,7 @@ from typing import Any
 
 from bot.botapi import BadRequest, BotAPI
 from bot.config import BotConfigError
+from bot.delivery_lease import DeliveryLeases
 from bot.keys import BotKeys
 from bot.sender import SKIPPED, Sender, UserBlocked
 from bot.sendlimit import SendLimiter
@@ -97,6 +100,7 @@ class DeliveryResources:
     store: FaceitStore
     job_key_prefix: str
     marker_ttl: int
+    leases: DeliveryLeases
     quiet_jobs: set[str] = field(default_factory=set)  # jobs whose progress edits timed out: no more
     _api: BotAPI | None = None
     _marks_of_run: Any = None
@@ -149,6 +153,9 @@ def build_resources(settings: Any) -> DeliveryResources:
         settings=settings, redis=redis, keys=keys, sender=Sender(limiter), store=FaceitStore(redis, FaceitKeys(settings.redis_key_prefix)),
         job_key_prefix=JobStore(redis, prefix=settings.redis_key_prefix).job_key(""),
         marker_ttl=int(settings.queue_failure_ttl),
+        # A delivery's lease outlives a dead holder as long as its heartbeat does: the dead
+        # worker's messages come back about then.
+        leases=DeliveryLeases(redis, ttl=float(settings.queue_heartbeat_timeout)),
     )
 
 
@@ -410,8 +417,18 @@ async def deliver_job(job_id: str) -> dict[str, Any]:
     except BotConfigError as exc:
         logger.warning("job %s: not delivered, Telegram is not configured in this worker: %s", job_id, exc)
         return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_configured": True}
+    run = str(record.raw.get("requeued_at") or "")
+    async with res.leases.hold(res.keys.delivering(job_id, run), job_id) as held:
+        if not held:
+            return {"kind": "delivery", "job_id": job_id, "sent": 0, "running_elsewhere": True}
+        return await _deliver_run(res, record, run)
+
+
+async def _deliver_run(res: DeliveryResources, record: JobRecord, run: str) -> dict[str, Any]:
+    """Deliver one run of an ended job, holding its lease: the markers read here are the latest."""
+    job_id = record.id
     record = await _await_job_messages(res, record)
-    done = await res.delivered(job_id, str(record.raw.get("requeued_at") or ""))
+    done = await res.delivered(job_id, run)
     summary = Summary()
     semaphore = asyncio.Semaphore(RECIPIENT_CONCURRENCY)
 

@@ -423,6 +423,34 @@ def test_a_worker_killed_after_sending_part_of_a_result_sends_no_duplicate(stack
     assert result["sent"] == 1 and result["already_sent"] == 1  # the chart only; the text was marked
 
 
+def test_a_second_delivery_while_the_first_still_sends_adds_no_duplicate(stack: Stack, tg):
+    """A job run again after its worker died enqueues its delivery again while the first one may
+    still be sending (here: waiting out flood control before the chart). The second waits for
+    the first's lease, then finds every part marked."""
+    from queues.manager import QueueManager
+    from queues.runtime import reset_runtime
+
+    reset_runtime()
+    manager = QueueManager()
+    user = new_user()
+    nickname = stack.world["nicknames"][17]
+    tg.flood(1, retry_after=2, methods=["sendPhoto"])  # the first delivery waits 2 s before the chart
+    stack.say(user, f"/player {nickname}")
+    first = stack.first_reply(user)
+    stack.final_of(user, first["message_id"])  # part 0 is in and marked; the chart waits
+    job_id = job_of(stack, user)
+    second = manager.enqueue_job("deliver_result", job_id=job_id)
+    record = manager.wait_for(second.id, timeout=20)
+    assert record.status == "succeeded", record
+    assert record.result["sent"] == 0 and record.result["already_sent"] == 2, record.result
+    stack.wait(user, lambda es: any(e["kind"] == "photo" for e in es), timeout=20)
+    time.sleep(0.5)
+    assert len([e for e in stack.events(user) if e["kind"] == "photo"]) == 1
+    assert len(results_in(stack, user, first["message_id"])) == 1
+    (original,) = [d for d in stack.deliveries_of(job_id) if d["id"] != second.id]
+    assert json.loads(stack.wait_job(original["id"], "succeeded")["result"])["sent"] == 2
+
+
 def test_running_a_delivery_again_sends_nothing_new(stack: Stack, tg):
     from queues.manager import QueueManager
     from queues.runtime import reset_runtime

@@ -1,0 +1,61 @@
+"""The delivery lease on real Redis: a live holder keeps it past its ttl, a dead one loses it
+within the ttl, and only the holder ends it. (The race it closes is in test_end_to_end.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis.asyncio as aioredis
+
+from bot.delivery_lease import DeliveryLeases
+
+TTL = 0.6
+
+
+@pytest.fixture
+async def client(redis_url):
+    made = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield made
+    await made.aclose()
+
+
+async def test_a_live_holder_keeps_the_lease_past_its_ttl_and_the_other_steps_aside(client):
+    leases = DeliveryLeases(client, ttl=TTL)
+    key = "fb:test:lease:live"
+    async with leases.hold(key, "job-a") as first:
+        assert first
+        started = time.monotonic()
+        async with leases.hold(key, "job-a") as second:  # waits 1.5 ttl: the holder renews meanwhile
+            assert not second
+        assert time.monotonic() - started >= TTL * 1.5 - 0.05
+        assert await client.exists(key)
+    assert not await client.exists(key)  # ended by its holder
+
+
+async def test_a_dead_holders_lease_ends_within_its_ttl_and_the_next_delivery_takes_it(client):
+    leases = DeliveryLeases(client, ttl=TTL)
+    key = "fb:test:lease:dead"
+    await client.set(key, "a worker that died", px=int(TTL * 1000))  # nobody renews it
+    started = time.monotonic()
+    async with leases.hold(key, "job-b") as held:
+        assert held
+        assert await client.get(key) != "a worker that died"
+    assert TTL * 0.5 < time.monotonic() - started < TTL * 1.5
+
+
+async def test_only_the_holder_ends_its_lease(client):
+    leases = DeliveryLeases(client, ttl=TTL)
+    key = "fb:test:lease:owner"
+    async with leases.hold(key, "job-c") as held:
+        assert held
+        await client.set(key, "someone else", px=5000)  # ours was lost (a stall past the ttl)
+        await asyncio.sleep(TTL / 2)  # a renewal runs meanwhile and must not take it back
+        assert await client.get(key) == "someone else"
+    assert await client.get(key) == "someone else"
+
+
+def test_a_lease_of_no_time_is_refused():
+    with pytest.raises(ValueError):
+        DeliveryLeases(object(), ttl=0)
