@@ -19,7 +19,8 @@ what is missing. Two deliveries of one job never send at once: each holds the jo
 (:mod:`bot.delivery_lease`) while it reads the markers and sends, so the second reads what the
 first marked. The first part is an edit of the job message, which is idempotent by nature.
 A user who blocked the bot is marked inactive (:mod:`faceit.store`) and skipped from then on;
-that ends their delivery without failing the job. A worker without Telegram settings (no token
+that ends their delivery without failing the job (a group the bot was removed from ends the
+delivery to that group only: the user who asked there is not marked). A worker without Telegram settings (no token
 while ``TELEGRAM_API_URL`` is Telegram's) delivers nothing and says so in its log; the result
 stays in the job record (``/status``). Flood control and network trouble raise
 retryable errors after the other recipients were served, so the pipeline retries the job.
@@ -238,11 +239,12 @@ class Summary:
     sent: int = 0
     skipped: int = 0
     blocked: list[int] = field(default_factory=list)
+    chats_gone: list[int] = field(default_factory=list)  # groups the bot was removed from
     errors: list[BaseException] = field(default_factory=list)
 
     def to_dict(self, job_id: str) -> dict[str, Any]:
         return {"kind": "delivery", "job_id": job_id, "sent": self.sent, "already_sent": self.skipped,
-                "blocked": sorted(self.blocked)}
+                "blocked": sorted(self.blocked), "chats_gone": sorted(self.chats_gone)}
 
 
 def _texts_of(result: dict[str, Any], lang: str) -> list[str]:
@@ -342,7 +344,7 @@ async def _deliver_parts(res: DeliveryResources, job_id: str, user_id: int, chat
         try:
             await _send_part(res, job_id, chat_id, part, message_id)
         except UserBlocked:
-            await _blocked(res, job_id, user_id, summary)
+            await _blocked(res, job_id, user_id, chat_id, summary)
             return False
         await res.mark(job_id, marker)
         done.add(marker)
@@ -350,11 +352,20 @@ async def _deliver_parts(res: DeliveryResources, job_id: str, user_id: int, chat
     return True
 
 
-async def _blocked(res: DeliveryResources, job_id: str, user_id: int, summary: Summary) -> None:
-    logger.info("job %s: user %s blocked the bot; marked inactive, nothing more is sent to them", job_id, user_id)
-    await res.store.set_user_inactive(user_id)
+async def _blocked(res: DeliveryResources, job_id: str, user_id: int, chat_id: int, summary: Summary) -> None:
+    """Telegram refused the chat for good (403). In the user's private chat they blocked the bot:
+    inactive from now on. In a group the bot was removed from that group: nothing more goes
+    there for this job, but the user still gets their own notifications."""
+    if chat_id != user_id:
+        logger.info("job %s: the bot is no longer in chat %s where user %s asked; nothing more is sent there",
+                    job_id, chat_id, user_id)
+        summary.chats_gone.append(chat_id)
+    else:
+        logger.info("job %s: user %s blocked the bot; marked inactive, nothing more is sent to them", job_id,
+                    user_id)
+        await res.store.set_user_inactive(user_id)
+        summary.blocked.append(user_id)
     await res.mark(job_id, f"{user_id}:blocked")
-    summary.blocked.append(user_id)
 
 
 async def _to_requester(res: DeliveryResources, record: JobRecord, requester: dict[str, Any], done: set[str],

@@ -3,11 +3,13 @@
 These are the user's side of the conversation and the test's window into it:
 
 - ``POST /_sandbox/updates`` ``{"user_id", "text" | "callback_data", "message_id"?, "language_code"?,
-  "first_name"?, "username"?}`` injects what a user typed or clicked;
+  "first_name"?, "username"?, "chat_id"?}`` injects what a user typed or clicked (``chat_id``: a
+  group, negative, where the user wrote; otherwise their private chat);
 - ``GET /_sandbox/messages?chat_id=&after=`` lists what the bot sent, edited and deleted, in order;
 - ``GET /_sandbox/feed?chat_id=&after=&timeout=`` the whole timeline (users' messages and clicks
   too), long-polled by the chat page;
-- ``POST /_sandbox/block`` ``{"user_id", "blocked"?}``, ``POST /_sandbox/flood`` ``{"n",
+- ``POST /_sandbox/block`` ``{"user_id", "blocked"?, "chat_id"?}`` (``chat_id``: the user removes
+  the bot from that group, or adds it back), ``POST /_sandbox/flood`` ``{"n",
   "retry_after"?, "methods"?}``, ``POST /_sandbox/limits``, ``POST /_sandbox/reset``;
 - ``GET /_sandbox/stats``, ``/_sandbox/bot``, ``/_sandbox/callbacks``, ``/_sandbox/updates``,
   ``/_sandbox/photo/{file_id}``.
@@ -106,6 +108,15 @@ class ControlHandlers:
             user_id, body.get("language_code"), body.get("first_name"), body.get("username")
         )
         user.setdefault("language_code", "en")
+        chat_id = _int(body.get("chat_id"), "chat_id")
+        if chat_id is not None and chat_id >= 0:
+            raise ControlError(400, "chat_id names a group: a negative integer (a private chat is the user's own)")
+        if chat_id is not None:
+            if text is None:
+                raise ControlError(400, "in a group a user can only send text here")
+            if chat_id in bot.blocked:
+                raise ControlError(400, f"the bot is not in group {chat_id}: it was removed")
+            return _reply(self._user_message(bot, user_id, str(text), chat_id))
         bot.set_blocked(user_id, False)  # writing to the bot again unblocks it, as in Telegram
         if text is not None:
             return _reply(self._user_message(bot, user_id, str(text)))
@@ -114,22 +125,23 @@ class ControlHandlers:
         )
 
     @staticmethod
-    def _user_message(bot: SandboxBot, user_id: int, text: str) -> dict[str, Any]:
+    def _user_message(bot: SandboxBot, user_id: int, text: str, chat_id: int | None = None) -> dict[str, Any]:
         if not text.strip() or len(text) > 4096:
             raise ControlError(400, "text must be 1-4096 characters")
         message = bot.store(
             StoredMessage(
                 message_id=bot.next_message_id(),
-                chat_id=user_id,
+                chat_id=user_id if chat_id is None else chat_id,
                 date=int(time.time()),
                 from_bot=False,
                 text=text,
                 entities=user_text_entities(text),
                 raw_text=text,
+                from_user_id=None if chat_id is None else user_id,
             )
         )
         update = bot.add_update("message", bot.message_to_api(message))
-        bot.record("user_message", user_id, message, update_id=update["update_id"])
+        bot.record("user_message", message.chat_id, message, update_id=update["update_id"])
         return {"update_id": update["update_id"], "message_id": message.message_id}
 
     @staticmethod
@@ -279,9 +291,12 @@ class ControlHandlers:
         user_id = _int(body.get("user_id"), "user_id")
         if user_id is None:
             raise ControlError(400, "user_id is required")
+        chat_id = _int(body.get("chat_id"), "chat_id")
+        if chat_id is not None and chat_id >= 0:
+            raise ControlError(400, "chat_id names a group: a negative integer")
         blocked = bool(body.get("blocked", True))
-        changed = bot.set_blocked(user_id, blocked)
-        return _reply({"user_id": user_id, "blocked": blocked, "changed": changed})
+        changed = bot.set_blocked(user_id, blocked, chat_id)
+        return _reply({"user_id": user_id, "chat_id": chat_id, "blocked": blocked, "changed": changed})
 
     async def flood(self, request: web.Request) -> web.Response:
         body = await _body(request)

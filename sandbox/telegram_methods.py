@@ -156,6 +156,9 @@ Handler = Callable[[Call], Awaitable[Any]]
 
 def ensure_not_blocked(bot: SandboxBot, chat_id: int) -> None:
     if chat_id in bot.blocked:
+        if chat_id < 0:  # a group the bot was removed from
+            kind = "supergroup" if str(chat_id).startswith("-100") else "group"
+            raise ApiError(403, f"Forbidden: bot was kicked from the {kind} chat")
         raise ApiError(403, BLOCKED)
 
 

@@ -63,7 +63,7 @@ def bot_id_for_token(token: str) -> int:
 
 @dataclass
 class StoredMessage:
-    """One message of a private chat, in Telegram's stored form plus what the bot sent."""
+    """One message of a chat, in Telegram's stored form plus what the bot sent."""
 
     message_id: int
     chat_id: int
@@ -81,6 +81,7 @@ class StoredMessage:
     reply_to_message_id: int | None = None
     edit_date: int | None = None
     deleted: bool = False
+    from_user_id: int | None = None  # who wrote a user's message in a group (private: the chat's user)
 
     @property
     def inline_markup(self) -> dict[str, Any] | None:
@@ -269,7 +270,7 @@ class SandboxBot:
 
     def message_to_api(self, message: StoredMessage, with_reply: bool = True) -> dict[str, Any]:
         """The ``Message`` object Telegram would return for ``message``."""
-        sender = self.identity() if message.from_bot else self.user(message.chat_id)
+        sender = self.identity() if message.from_bot else self.user(message.from_user_id or message.chat_id)
         body: dict[str, Any] = {
             "message_id": message.message_id,
             "from": sender,
@@ -381,33 +382,36 @@ class SandboxBot:
             user["username"] = username
         return user
 
-    def member_update(self, user_id: int, blocked: bool) -> None:
-        """Telegram's ``my_chat_member`` update for a user blocking or unblocking the bot."""
+    def member_update(self, user_id: int, blocked: bool, chat_id: int | None = None) -> None:
+        """Telegram's ``my_chat_member`` update: a user blocks (or unblocks) the bot in their
+        private chat, or, with a group's ``chat_id``, removes it from (or adds it to) that group."""
         user = self.user(user_id)
         bot_user = self.identity()
         member = {"status": "member", "user": bot_user}
-        kicked = {"status": "kicked", "user": bot_user, "until_date": 0}
+        gone = {"status": "kicked", "user": bot_user, "until_date": 0}  # blocked, or removed by a member
         self.add_update(
             "my_chat_member",
             {
-                "chat": self.private_chat(user_id),
+                "chat": self.private_chat(user_id if chat_id is None else chat_id),
                 "from": user,
                 "date": int(time.time()),
-                "old_chat_member": member if blocked else kicked,
-                "new_chat_member": kicked if blocked else member,
+                "old_chat_member": member if blocked else gone,
+                "new_chat_member": gone if blocked else member,
             },
         )
 
-    def set_blocked(self, user_id: int, blocked: bool) -> bool:
-        """Block or unblock; returns whether anything changed."""
-        if blocked == (user_id in self.blocked):
+    def set_blocked(self, user_id: int, blocked: bool, chat_id: int | None = None) -> bool:
+        """Block or unblock (``chat_id``: a group the user removes the bot from or adds it back
+        to); returns whether anything changed."""
+        target = user_id if chat_id is None else chat_id
+        if blocked == (target in self.blocked):
             return False
         if blocked:
-            self.blocked.add(user_id)
+            self.blocked.add(target)
         else:
-            self.blocked.discard(user_id)
-        self.member_update(user_id, blocked)
-        self.record("blocked" if blocked else "unblocked", user_id)
+            self.blocked.discard(target)
+        self.member_update(user_id, blocked, chat_id)
+        self.record("blocked" if blocked else "unblocked", target, **({} if chat_id is None else {"user_id": user_id}))
         return True
 
     def new_callback_query_id(self) -> str:

@@ -1,8 +1,12 @@
-"""``my_chat_member`` updates: a user blocked (or unblocked) the bot in their private chat."""
+"""``my_chat_member`` updates: a user blocked (or unblocked) the bot in their private chat.
+
+Only private chats say anything about the user: the same update from a group means someone
+removed the bot from that group (or added it), and they still want their own notifications.
+"""
 
 from __future__ import annotations
 
-from aiogram import Router
+from aiogram import F, Router
 from aiogram.filters import KICKED, MEMBER, ChatMemberUpdatedFilter
 from aiogram.types import ChatMemberUpdated
 
@@ -20,6 +24,7 @@ async def unblocked(event: ChatMemberUpdated, services: BotServices) -> None:
 def build() -> Router:
     """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
     router = Router(name="members")
-    router.my_chat_member.register(blocked, ChatMemberUpdatedFilter(member_status_changed=KICKED))
-    router.my_chat_member.register(unblocked, ChatMemberUpdatedFilter(member_status_changed=MEMBER))
+    private = F.chat.type == "private"
+    router.my_chat_member.register(blocked, private, ChatMemberUpdatedFilter(member_status_changed=KICKED))
+    router.my_chat_member.register(unblocked, private, ChatMemberUpdatedFilter(member_status_changed=MEMBER))
     return router

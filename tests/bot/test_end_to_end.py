@@ -377,6 +377,31 @@ def test_a_user_who_blocked_the_bot_is_marked_inactive_and_the_delivery_ends_cle
     assert str(user) not in stack.redis.smembers("fb:faceit:users:inactive")
 
 
+def test_a_group_that_removed_the_bot_ends_its_delivery_without_marking_the_user_inactive(stack: Stack, tg,
+                                                                                         faceit_faults):
+    """Asked in a group, answered in that group; the user then removes the bot from it. Neither
+    the removal nor the delivery's 403 there means the user blocked the bot: their private
+    notifications go on."""
+    faceit_faults(latency_ms=300)
+    stack.clear_faceit_cache()  # the analysis asks FACEIT, slowly: the removal comes first
+    user, group = new_user(), -1_000_000_000_000 - new_user()
+    tg.inject(user, f"/analyze {stack.world['matches']['FINISHED'][17]}", chat_id=group)
+    first = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "sent"), None), timeout=10, chat_id=group)
+    assert "queued, place" in first["text"]
+    tg.block(user, chat_id=group)
+    job_id = job_of(stack, user)
+    stack.wait_job(job_id, "succeeded")
+    deadline = time.monotonic() + 20
+    while not stack.deliveries_of(job_id) or stack.deliveries_of(job_id)[0].get("status") != "succeeded":
+        assert time.monotonic() < deadline, "the delivery never ended"
+        time.sleep(0.05)
+    result = json.loads(stack.deliveries_of(job_id)[0]["result"])
+    assert result["chats_gone"] == [group] and result["blocked"] == []
+    assert tg.stats()["pending_updates"] == 0  # the bot took the removal update too
+    assert str(user) not in stack.redis.smembers("fb:faceit:users:inactive")
+    assert not [e for e in tg.messages(group) if e["kind"] == "edited" and is_final_text(e["text"])]
+
+
 def test_a_429_storm_during_delivery_still_delivers_every_result_once(stack: Stack, tg, faceit_faults):
     faceit_faults(latency_ms=250)
     stack.clear_faceit_cache()

@@ -141,6 +141,30 @@ async def test_blocked_user_gives_forbidden_until_they_write_again(
     assert [e["text"] for e in telegram_sandbox.messages(USER)] == ["hello", "welcome back"]
 
 
+async def test_a_group_message_names_its_author_and_a_bot_removed_from_the_group_gets_forbidden_there_only(
+    tg_bot: Bot, telegram_sandbox: TelegramSandbox
+) -> None:
+    group = -1001234
+    await tg_bot.get_updates()  # nothing from earlier tests in the way
+    telegram_sandbox.inject(USER, "/analyze x", chat_id=group)
+    [update] = await tg_bot.get_updates()
+    assert update.message.chat.id == group and update.message.chat.type == "supergroup"
+    assert update.message.from_user.id == USER
+    await tg_bot.send_message(group, "queued")
+
+    telegram_sandbox.block(USER, chat_id=group)  # the user removes the bot from the group
+    with pytest.raises(TelegramForbiddenError, match="bot was kicked from the supergroup chat"):
+        await tg_bot.send_message(group, "result")
+    await tg_bot.send_message(USER, "the user's private chat still works")
+    [update] = await tg_bot.get_updates(offset=update.update_id + 1)
+    member = update.my_chat_member
+    assert member.chat.id == group and member.from_user.id == USER and member.new_chat_member.status == "kicked"
+    with pytest.raises(SandboxControlError, match="not in group"):
+        telegram_sandbox.inject(USER, "hello?", chat_id=group)
+    with pytest.raises(SandboxControlError, match="negative"):
+        telegram_sandbox.inject(USER, "hello?", chat_id=5)
+
+
 async def test_flood_answers_429_with_retry_after_to_the_next_calls(
     tg_bot: Bot, telegram_sandbox: TelegramSandbox
 ) -> None:

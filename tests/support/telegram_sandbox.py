@@ -153,8 +153,12 @@ class TelegramSandbox:
         body = {"user_id": user_id, "callback_data": callback_data, "message_id": message_id, **extra}
         return self.request("POST", "/_sandbox/updates", body)
 
-    def block(self, user_id: int, blocked: bool = True) -> dict[str, Any]:
-        return self.request("POST", "/_sandbox/block", {"user_id": user_id, "blocked": blocked})
+    def block(self, user_id: int, blocked: bool = True, chat_id: int | None = None) -> dict[str, Any]:
+        """The user blocks the bot (``chat_id``: removes it from that group instead)."""
+        body: dict[str, Any] = {"user_id": user_id, "blocked": blocked}
+        if chat_id is not None:
+            body["chat_id"] = chat_id
+        return self.request("POST", "/_sandbox/block", body)
 
     def unblock(self, user_id: int) -> dict[str, Any]:
         return self.block(user_id, blocked=False)
