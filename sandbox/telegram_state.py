@@ -329,12 +329,17 @@ class SandboxBot:
         return event
 
     def timeline(self, chat_id: int | None, after: int = 0, bot_only: bool = False) -> list[dict[str, Any]]:
+        """Events after the sequence number ``after``, oldest first, of one chat or all.
+
+        Read from the newest back to ``after``: a poll for what is new costs what is new, not
+        the whole history (the chat page and the benchmarks poll every fraction of a second).
+        """
+        newer = list(itertools.takewhile(lambda e: e["seq"] > after, reversed(self.events)))
+        newer.reverse()
         return [
             e
-            for e in self.events
-            if e["seq"] > after
-            and (chat_id is None or e["chat_id"] == chat_id)
-            and (not bot_only or e["kind"] in BOT_EVENT_KINDS)
+            for e in newer
+            if (chat_id is None or e["chat_id"] == chat_id) and (not bot_only or e["kind"] in BOT_EVENT_KINDS)
         ]
 
     @property
