@@ -103,6 +103,8 @@ class BurstUsers:
         self.port = port
         self.size = size
         self._conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(size)]
+        for conn in self._conns:  # connected now, not on the first request inside a measured round
+            conn.connect()
         self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="user")
         ready = threading.Barrier(size + 1)
         for _ in range(size):  # start every thread now (an executor starts them lazily)

@@ -16,8 +16,8 @@ Exactly once: each part sent to each user is recorded in ``bot:delivered:<job id
 ``<user id>:<part>``) right after Telegram accepted it, and a part already recorded is never
 sent again, so a retried delivery job, or one re-delivered after its worker died, sends only
 what is missing. Two deliveries of one job never send at once: each holds the job's lease
-(:mod:`bot.delivery_lease`) while it reads the markers and sends, so the second reads what the
-first marked. The first part is an edit of the job message, which is idempotent by nature.
+(:mod:`bot.delivery_lease`) while it reads the job and its markers and sends, so the second
+reads what the first marked (and a requeued job's new run waits for its old run's delivery). The first part is an edit of the job message, which is idempotent by nature.
 A user who blocked the bot is marked inactive (:mod:`faceit.store`) and skipped from then on;
 that ends their delivery without failing the job (a group the bot was removed from ends the
 delivery to that group only: the user who asked there is not marked). A worker without Telegram settings (no token
@@ -61,6 +61,10 @@ logger = logging.getLogger(__name__)
 CAPTION_LIMIT = 1024
 #: The field of a job's delivery markers that says which run of the job they belong to.
 RUN_FIELD = "_run"
+#: Markers ``<user id>:<this>``: the user blocked the bot (nothing more to them), or the group
+#: they asked in removed it (nothing more there; their own notifications still go out).
+BLOCKED = "blocked"
+CHAT_GONE = "chat_gone"
 # KEYS: the markers. ARGV: run field, run, ttl. Markers of another run are dropped (atomically:
 # two deliveries of the new run must not both clear what the first one already marked).
 _MARKS_OF_RUN = """
@@ -360,18 +364,18 @@ async def _blocked(res: DeliveryResources, job_id: str, user_id: int, chat_id: i
         logger.info("job %s: the bot is no longer in chat %s where user %s asked; nothing more is sent there",
                     job_id, chat_id, user_id)
         summary.chats_gone.append(chat_id)
-    else:
-        logger.info("job %s: user %s blocked the bot; marked inactive, nothing more is sent to them", job_id,
-                    user_id)
-        await res.store.set_user_inactive(user_id)
-        summary.blocked.append(user_id)
-    await res.mark(job_id, f"{user_id}:blocked")
+        await res.mark(job_id, f"{user_id}:{CHAT_GONE}")
+        return
+    logger.info("job %s: user %s blocked the bot; marked inactive, nothing more is sent to them", job_id, user_id)
+    await res.store.set_user_inactive(user_id)
+    summary.blocked.append(user_id)
+    await res.mark(job_id, f"{user_id}:{BLOCKED}")
 
 
 async def _to_requester(res: DeliveryResources, record: JobRecord, requester: dict[str, Any], done: set[str],
                         summary: Summary) -> None:
     user_id = int(requester["user_id"])
-    if f"{user_id}:blocked" in done:
+    if f"{user_id}:{BLOCKED}" in done or f"{user_id}:{CHAT_GONE}" in done:
         return
     chat_id = int(requester.get("chat_id") or user_id)
     # A job the scheduler started for a user (the weekly report) names no language: theirs.
@@ -394,7 +398,7 @@ async def _to_subscriber(res: DeliveryResources, job_id: str, index: int, note: 
         user_id = int(note["user_id"])
     except (KeyError, TypeError, ValueError):
         return
-    if user_id in inactive or f"{user_id}:blocked" in done:
+    if user_id in inactive or f"{user_id}:{BLOCKED}" in done:  # their own chat: a group gone does not count
         return
     texts = note.get("texts") or {}
     lang = await _user_lang(res, user_id)
@@ -428,16 +432,21 @@ async def deliver_job(job_id: str) -> dict[str, Any]:
     except BotConfigError as exc:
         logger.warning("job %s: not delivered, Telegram is not configured in this worker: %s", job_id, exc)
         return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_configured": True}
-    run = str(record.raw.get("requeued_at") or "")
-    async with res.leases.hold(res.keys.delivering(job_id, run), job_id) as held:
-        if not held:
-            return {"kind": "delivery", "job_id": job_id, "sent": 0, "running_elsewhere": True}
-        return await _deliver_run(res, record, run)
+    async with res.leases.hold(res.keys.delivering(job_id), job_id):
+        # What the job is now: another delivery may have run meanwhile, or the job been requeued.
+        record = await res.load(job_id)
+        if record is None or not record.is_final:
+            status = record.status if record else "gone"
+            logger.info("job %s: %s by the time its delivery could start; delivery skipped", job_id, status)
+            return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_final": status}
+        return await _deliver_run(res, record)
 
 
-async def _deliver_run(res: DeliveryResources, record: JobRecord, run: str) -> dict[str, Any]:
-    """Deliver one run of an ended job, holding its lease: the markers read here are the latest."""
+async def _deliver_run(res: DeliveryResources, record: JobRecord) -> dict[str, Any]:
+    """Deliver the current run of an ended job, holding its lease: the markers read here are the
+    latest, and no other delivery of the job adds to them meanwhile."""
     job_id = record.id
+    run = str(record.raw.get("requeued_at") or "")
     record = await _await_job_messages(res, record)
     done = await res.delivered(job_id, run)
     summary = Summary()
@@ -457,8 +466,8 @@ async def _deliver_run(res: DeliveryResources, record: JobRecord, run: str) -> d
         inactive = await res.store.inactive_users()
         tasks += [guarded(_to_subscriber(res, job_id, i, n, done, inactive, summary)) for i, n in enumerate(notes)]
     await asyncio.gather(*tasks)
-    logger.info("job %s: delivery sent %d, already sent %d, blocked %d, errors %d", job_id, summary.sent,
-                summary.skipped, len(summary.blocked), len(summary.errors))
+    logger.info("job %s: delivery sent %d, already sent %d, blocked %d, groups gone %d, errors %d", job_id,
+                summary.sent, summary.skipped, len(summary.blocked), len(summary.chats_gone), len(summary.errors))
     if summary.errors:
         raise _most_telling(summary.errors)
     return summary.to_dict(job_id)

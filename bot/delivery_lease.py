@@ -11,10 +11,12 @@ timeout: how long a silent worker counts as alive anyway) and its holder renews 
 ``ttl / 3``; a holder that dies stops renewing, and its lease ends at most ``ttl`` later, about
 when the dead worker's own messages come back to the queue.
 
-A delivery that finds the lease taken waits up to ``wait`` seconds for it. Given the lease, it
-reads the markers afresh and sends only what the other one did not. Still taken after that, the
-holder is alive and still sending: it finishes the job's delivery (its message is only acked
-when it did, or it is retried), so this one has nothing to add and steps aside.
+A delivery that finds the lease taken waits up to ``wait`` seconds for it (at most
+:data:`MAX_WAIT`: the wait must end well inside the delivery job's time limit). Given the lease,
+it reads the job and its markers afresh and sends only what the other one did not. Still taken
+after that, the holder is alive and still sending (a 429 storm): this delivery raises
+:class:`DeliveryBusy`, a transient error, and the pipeline tries it again later. It does not
+step aside: the holder may yet fail for good (its last retry), and then this one must send.
 """
 
 from __future__ import annotations
@@ -25,7 +27,18 @@ import time
 import uuid
 from typing import Any
 
+from faceit.errors import TransientError
+
 logger = logging.getLogger(__name__)
+
+#: The longest a delivery waits for another one's lease before it is retried later (seconds).
+MAX_WAIT = 60.0
+
+
+class DeliveryBusy(TransientError):
+    """Another delivery of the job kept its lease for the whole wait: try again later."""
+
+    code = "delivery_busy"
 
 # KEYS: lease. ARGV: token, ttl ms. Renews the lease only while it is still ours: 1, else 0.
 _RENEW = """
@@ -51,14 +64,15 @@ class DeliveryLeases:
             raise ValueError(f"a lease lasts more than 0 s, not {ttl}")
         self.redis = redis
         self.ttl = float(ttl)
-        self.wait = self.ttl * 1.5 if wait is None else float(wait)  # a dead holder's lease ends within ttl
+        # A dead holder's lease ends within ttl; the wait ends inside the delivery's time limit.
+        self.wait = min(self.ttl * 1.5, MAX_WAIT) if wait is None else float(wait)
         self.poll = min(0.2, self.ttl / 10) if poll is None else float(poll)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
     def hold(self, key: str, job_id: str) -> Lease:
-        """``async with leases.hold(key, job_id) as held:`` ``held`` is False when another live
-        delivery kept the lease for the whole wait."""
+        """``async with leases.hold(key, job_id):`` the lease is held inside; raises
+        :class:`DeliveryBusy` when another live delivery kept it for the whole wait."""
         return Lease(self, key, job_id)
 
 
@@ -73,29 +87,30 @@ class Lease:
         self.held = False
         self._renewer: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> bool:
+    async def __aenter__(self) -> Lease:
         leases = self.leases
         ttl_ms = max(1, int(leases.ttl * 1000))
         deadline = time.monotonic() + leases.wait
         waited = False
         while not await leases.redis.set(self.key, self.token, nx=True, px=ttl_ms):
             if time.monotonic() >= deadline:
-                logger.info("job %s: another delivery of this job is still sending; leaving it to that one",
-                            self.job_id)
-                return False
+                raise DeliveryBusy(f"another delivery of job {self.job_id} is still sending after "
+                                   f"{leases.wait:.0f} s", retry_after=leases.ttl)
             if not waited:
                 logger.info("job %s: another delivery of this job is sending; waiting for it", self.job_id)
                 waited = True
             await asyncio.sleep(leases.poll)
         self.held = True
         self._renewer = asyncio.create_task(self._keep(ttl_ms))
-        return True
+        return self
 
     async def _keep(self, ttl_ms: int) -> None:
+        every = self.leases.ttl / 3
         while True:
-            await asyncio.sleep(self.leases.ttl / 3)
+            await asyncio.sleep(every)
             try:
-                still_ours = await self.leases._renew(keys=[self.key], args=[self.token, ttl_ms])
+                async with asyncio.timeout(every):  # a hung call must not outlast the lease
+                    still_ours = await self.leases._renew(keys=[self.key], args=[self.token, ttl_ms])
             except Exception as exc:  # Redis briefly away: the next renewal tries again
                 logger.warning("job %s: delivery lease not renewed (%s)", self.job_id, type(exc).__name__)
                 continue
@@ -107,10 +122,8 @@ class Lease:
     async def __aexit__(self, *exc_info: object) -> None:
         if self._renewer is not None:
             self._renewer.cancel()
-            try:
-                await self._renewer
-            except asyncio.CancelledError:
-                pass
+            # Waits for the renewer to end; a cancel aimed at this delivery still goes through.
+            await asyncio.gather(self._renewer, return_exceptions=True)
         if self.held:
             try:
                 await self.leases._release(keys=[self.key], args=[self.token])

@@ -15,9 +15,8 @@ key                            what
 ``bot:started:<request id>``   "<job id> <state>" of a job request that went through, for 15
                                minutes: a resent start script returns it instead of running twice
 ``bot:delivered:<job id>``     hash ``<uid>:<part>`` → 1: parts Telegram accepted (exactly once)
-``bot:delivering:<job id>[:<run>]``
-                               the lease of the one delivery of a job (run: when it was
-                               requeued) sending now; renewed while it runs, gone when it ends
+``bot:delivering:<job id>``    the lease of the one delivery of a job sending now; renewed
+                               while it runs, gone when it ends
 ``bot:tg:chat:<chat id>``      GCRA time of the next free send slot of one chat
 ``bot:tg:global``              the same for the whole bot (every process shares it)
 =============================  ===============================================================
@@ -50,8 +49,8 @@ class BotKeys:
     def delivered(self, job_id: str) -> str:
         return f"{self.base}delivered:{job_id}"
 
-    def delivering(self, job_id: str, run: str = "") -> str:
-        return f"{self.base}delivering:{job_id}:{run}" if run else f"{self.base}delivering:{job_id}"
+    def delivering(self, job_id: str) -> str:
+        return f"{self.base}delivering:{job_id}"
 
     def chat_slot(self, chat_id: int) -> str:
         return f"{self.base}tg:chat:{int(chat_id)}"

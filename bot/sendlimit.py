@@ -1,4 +1,5 @@
-"""Telegram's send limits, shared by every process through Redis: ~1 message/s per chat, 30/s overall.
+"""Telegram's send limits, shared by every process through Redis: ~1 message/s per chat, 20 a
+minute per group, 30/s overall.
 
 A GCRA (generic cell rate algorithm) per chat and one for the whole bot, in Lua on Redis's
 clock, so worker processes on different hosts share one budget. Two modes:
@@ -10,9 +11,10 @@ clock, so worker processes on different hosts share one budget. Two modes:
 
 ``hold(chat_id, seconds)`` pushes a chat's next slot past a 429's ``retry_after``.
 
-Parameters (settings): ``TELEGRAM_CHAT_RATE`` (1/s), ``TELEGRAM_GLOBAL_RATE`` (30/s), and
-optionally ``TELEGRAM_CHAT_BURST`` (1) / ``TELEGRAM_GLOBAL_BURST`` (30): how many messages may
-go out back to back before the rate applies.
+Parameters (settings): ``TELEGRAM_CHAT_RATE`` (1/s), ``TELEGRAM_GROUP_RATE`` (20 a minute:
+groups and channels, whose chat ids are negative), ``TELEGRAM_GLOBAL_RATE`` (30/s), and
+optionally ``TELEGRAM_CHAT_BURST`` (1) / ``TELEGRAM_GROUP_BURST`` (1) / ``TELEGRAM_GLOBAL_BURST``
+(30): how many messages may go out back to back before the rate applies.
 """
 
 from __future__ import annotations
@@ -74,12 +76,15 @@ class SendLimiter:
     """Per-chat and overall send budgets (async Redis client)."""
 
     def __init__(self, redis: Any, keys: BotKeys, *, chat_rate: float = 1.0, global_rate: float = 30.0,
-                 chat_burst: int = 1, global_burst: int = 30) -> None:
+                 chat_burst: int = 1, global_burst: int = 30, group_rate: float = 20 / 60,
+                 group_burst: int = 1) -> None:
         self.redis = redis
         self.keys = keys
         self.chat_interval = 1.0 / float(chat_rate)
+        self.group_interval = 1.0 / float(group_rate)
         self.global_interval = 1.0 / float(global_rate)
         self.chat_burst = max(1, int(chat_burst))
+        self.group_burst = max(1, int(group_burst))
         self.global_burst = max(1, int(global_burst))
         self._slot = redis.register_script(_SLOT)
         self._try_both = redis.register_script(_TRY_BOTH)
@@ -88,8 +93,14 @@ class SendLimiter:
     @classmethod
     def from_settings(cls, redis: Any, keys: BotKeys, settings: Any) -> SendLimiter:
         return cls(redis, keys, chat_rate=settings.telegram_chat_rate, global_rate=settings.telegram_global_rate,
-                   chat_burst=settings.telegram_chat_burst,
-                   global_burst=settings.telegram_global_burst)
+                   chat_burst=settings.telegram_chat_burst, global_burst=settings.telegram_global_burst,
+                   group_rate=settings.telegram_group_rate, group_burst=settings.telegram_group_burst)
+
+    def chat_budget(self, chat_id: int) -> tuple[float, int]:
+        """(interval, burst) of one chat: a group's (negative id) is Telegram's 20 a minute."""
+        if int(chat_id) < 0:
+            return self.group_interval, self.group_burst
+        return self.chat_interval, self.chat_burst
 
     async def _slot_of(self, key: str, interval: float, burst: int, mode: str) -> float:
         return float(await self._slot(keys=[key], args=[interval, burst, mode]))
@@ -101,8 +112,7 @@ class SendLimiter:
         to that chat) and the overall slot only when that moment has come, so one busy chat
         never holds back the others.
         """
-        waited = max(0.0, await self._slot_of(self.keys.chat_slot(chat_id), self.chat_interval, self.chat_burst,
-                                              "reserve"))
+        waited = max(0.0, await self._slot_of(self.keys.chat_slot(chat_id), *self.chat_budget(chat_id), "reserve"))
         if waited:
             await asyncio.sleep(waited)
         overall = max(0.0, await self._slot_of(self.keys.global_slot(), self.global_interval, self.global_burst,
@@ -114,8 +124,7 @@ class SendLimiter:
     async def try_now(self, chat_id: int) -> bool:
         """Take a slot of both budgets only if both are free right now (never waits)."""
         taken = await self._try_both(keys=[self.keys.chat_slot(chat_id), self.keys.global_slot()],
-                                     args=[self.chat_interval, self.chat_burst, self.global_interval,
-                                           self.global_burst])
+                                     args=[*self.chat_budget(chat_id), self.global_interval, self.global_burst])
         return taken == "1"
 
     async def hold(self, chat_id: int, seconds: float) -> None:

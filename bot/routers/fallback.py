@@ -1,4 +1,9 @@
-"""Last in line: unknown commands (admin commands for non-admins too) and anything else."""
+"""Last in line: unknown commands (admin commands for non-admins too) and anything else.
+
+Answered in private chats only. In a group the bot sees its members' talk (with privacy mode
+off), commands for other bots and service messages ("X joined"): none of it is for us, and a
+"not understood" under each would be noise for everyone there.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ async def not_understood(message: Message, lang: str) -> None:
 def build() -> Router:
     """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
     router = Router(name="fallback")
-    router.message.register(unknown_command, F.text.startswith("/"))
-    router.message.register(not_understood)
+    private = F.chat.type == "private"
+    router.message.register(unknown_command, private, F.text.startswith("/"))
+    router.message.register(not_understood, private)
     return router

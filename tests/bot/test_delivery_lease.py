@@ -9,7 +9,7 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from bot.delivery_lease import DeliveryLeases
+from bot.delivery_lease import MAX_WAIT, DeliveryBusy, DeliveryLeases
 
 TTL = 0.6
 
@@ -21,15 +21,16 @@ async def client(redis_url):
     await made.aclose()
 
 
-async def test_a_live_holder_keeps_the_lease_past_its_ttl_and_the_other_steps_aside(client):
+async def test_a_live_holder_keeps_the_lease_past_its_ttl_and_the_other_is_retried_later(client):
     leases = DeliveryLeases(client, ttl=TTL)
     key = "fb:test:lease:live"
-    async with leases.hold(key, "job-a") as first:
-        assert first
+    async with leases.hold(key, "job-a"):
         started = time.monotonic()
-        async with leases.hold(key, "job-a") as second:  # waits 1.5 ttl: the holder renews meanwhile
-            assert not second
+        with pytest.raises(DeliveryBusy) as busy:  # waits 1.5 ttl: the holder renews meanwhile
+            async with leases.hold(key, "job-a"):
+                pytest.fail("two holders at once")
         assert time.monotonic() - started >= TTL * 1.5 - 0.05
+        assert busy.value.retryable and busy.value.retry_after == TTL
         assert await client.exists(key)
     assert not await client.exists(key)  # ended by its holder
 
@@ -39,8 +40,7 @@ async def test_a_dead_holders_lease_ends_within_its_ttl_and_the_next_delivery_ta
     key = "fb:test:lease:dead"
     await client.set(key, "a worker that died", px=int(TTL * 1000))  # nobody renews it
     started = time.monotonic()
-    async with leases.hold(key, "job-b") as held:
-        assert held
+    async with leases.hold(key, "job-b"):
         assert await client.get(key) != "a worker that died"
     assert TTL * 0.5 < time.monotonic() - started < TTL * 1.5
 
@@ -48,14 +48,14 @@ async def test_a_dead_holders_lease_ends_within_its_ttl_and_the_next_delivery_ta
 async def test_only_the_holder_ends_its_lease(client):
     leases = DeliveryLeases(client, ttl=TTL)
     key = "fb:test:lease:owner"
-    async with leases.hold(key, "job-c") as held:
-        assert held
+    async with leases.hold(key, "job-c"):
         await client.set(key, "someone else", px=5000)  # ours was lost (a stall past the ttl)
         await asyncio.sleep(TTL / 2)  # a renewal runs meanwhile and must not take it back
         assert await client.get(key) == "someone else"
     assert await client.get(key) == "someone else"
 
 
-def test_a_lease_of_no_time_is_refused():
+async def test_a_lease_of_no_time_is_refused_and_a_long_one_is_not_waited_for_past_the_cap(client):
     with pytest.raises(ValueError):
-        DeliveryLeases(object(), ttl=0)
+        DeliveryLeases(client, ttl=0)
+    assert DeliveryLeases(client, ttl=80).wait == MAX_WAIT  # inside the delivery job's time limit

@@ -271,6 +271,18 @@ def test_admin_commands_answer_admins_and_look_unknown_to_everyone_else(stack: S
     assert re.search(r"Requeued \d+ failed jobs", stack.replies(ADMIN_ID, 3)[2]["text"])
 
 
+def test_in_a_group_the_bot_answers_what_is_for_it_and_keeps_quiet_about_the_rest(stack: Stack, tg):
+    user, group = new_user(), -1_000_000_000_000 - new_user()
+    username = tg.request("GET", "/_sandbox/bot")["bot"]["username"]
+    for text in ("gg wp", "/roll@dice_bot 20", "/frobnicate", f"/help@{username}"):
+        tg.inject(user, text, chat_id=group)
+    help_reply = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "sent"), None), chat_id=group)
+    assert "What I can do" in help_reply["text"]
+    stack.say(user, "gg wp")  # the same in private is answered
+    assert "Send me a FACEIT match room link" in stack.first_reply(user)["text"]
+    assert [e["text"] for e in tg.messages(group) if e["kind"] == "sent"] == [help_reply["text"]]
+
+
 def test_rate_limits_three_active_jobs_and_five_a_minute(stack: Stack, tg, faceit_faults):
     faceit_faults(latency_ms=300)
     stack.clear_faceit_cache()

@@ -81,6 +81,16 @@ async def test_the_send_limiter_spaces_one_chat_and_never_lets_it_hold_back_othe
     assert await limiter.try_now(4)
 
 
+async def test_a_group_gets_its_own_slower_budget(clients):
+    limiter = SendLimiter(clients[0], BotKeys("g:"), chat_rate=100, group_rate=5, global_rate=1000)
+    group = -1001234567
+    waits = sorted(await asyncio.gather(*(limiter.acquire(group) for _ in range(3))))
+    assert waits == pytest.approx([0, 0.2, 0.4], abs=0.04)  # Telegram's 20 a minute, scaled to 5/s
+    private = sorted(await asyncio.gather(*(limiter.acquire(42) for _ in range(3))))
+    assert private[-1] < 0.05  # a private chat keeps its own rate
+    assert not await limiter.try_now(group)  # a progress edit there waits for nothing either
+
+
 async def test_the_send_limiter_caps_the_whole_bot(clients):
     limiter = SendLimiter(clients[1], BotKeys("t:"), chat_rate=1000, global_rate=20, global_burst=1)
     waits = sorted(await asyncio.gather(*(limiter.acquire(chat) for chat in range(10))))
