@@ -612,7 +612,7 @@ async def get_chat(call: Call) -> Any:
             "username": identity["username"],
         }
     else:
-        chat = bot.private_chat(chat_id)
+        chat = bot.chat_object(chat_id)
     return {
         **chat,
         "accent_color_id": 0,

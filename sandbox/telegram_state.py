@@ -227,7 +227,7 @@ class SandboxBot:
             self.users[user_id] = {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
         return self.users[user_id]
 
-    def private_chat(self, chat_id: int) -> dict[str, Any]:
+    def chat_object(self, chat_id: int) -> dict[str, Any]:
         """The ``Chat`` object: users' private chats; negative ids (alert groups) are groups."""
         if chat_id < 0:
             kind = "supergroup" if str(chat_id).startswith("-100") else "group"
@@ -274,7 +274,7 @@ class SandboxBot:
         body: dict[str, Any] = {
             "message_id": message.message_id,
             "from": sender,
-            "chat": self.private_chat(message.chat_id),
+            "chat": self.chat_object(message.chat_id),
             "date": message.date,
         }
         if message.edit_date:
@@ -397,7 +397,7 @@ class SandboxBot:
         self.add_update(
             "my_chat_member",
             {
-                "chat": self.private_chat(user_id if chat_id is None else chat_id),
+                "chat": self.chat_object(user_id if chat_id is None else chat_id),
                 "from": user,
                 "date": int(time.time()),
                 "old_chat_member": member if blocked else gone,
