@@ -44,7 +44,8 @@ from queues.manager import JobHandle, PreparedJob, QueueManager
 # KEYS: rate, active, queue, queue.msgs, enqueue marker, request marker.
 # ARGV: 1-6 check_user_limits's A, 7 request id, 8 active ttl, 9 Redis message id, 10 body,
 # 11 marker ttl (ms), 12… create_job's A.
-# → {"rate", seconds} | {"active", count} | {"ok", job id, "new" or the joined job's status, queue length}
+# → {"rate", seconds} | {"active", count} | {"ok", job id, "new" or the joined job's status, queue length,
+#    "again" when this user had already asked for the joined job, else ""}
 # The request marker makes a resent call (redis-py resends when a reply is lost) return what the
 # first one did: running it again would count the new job against the user's own limit.
 _START_JOB = LIMITS_LUA + CREATE_JOB_LUA + ENQUEUE_ONCE_LUA + """
@@ -62,7 +63,7 @@ if state == "new" then
 end
 record_request({KEYS[1], KEYS[2]}, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[7], job_id, ARGV[8])
 redis.call("SET", KEYS[6], job_id .. " " .. state, "PX", ARGV[11])
-return {"ok", job_id, state, redis.call("LLEN", KEYS[3])}
+return {"ok", job_id, state, redis.call("LLEN", KEYS[3]), created[3] or ""}
 """
 
 
@@ -118,7 +119,8 @@ class JobStarter:
         if state == "new":
             handle = self.manager.queued(job, position)
         else:
-            handle = self.manager.joined(job, found_id, state, position)
+            again = len(reply) > 4 and reply[4] == "again"
+            handle = self.manager.joined(job, found_id, state, position, again=again)
         return StartOutcome(LimitDecision("ok"), handle)
 
     async def attach(self, job_id: str, user_id: int, chat_id: int, message_id: int) -> bool:

@@ -74,6 +74,7 @@ class StartedJob:
     coalesced: bool
     user_id: int = 0
     token: str = ""  # a limit reservation (general path) that :meth:`BotServices.confirm` turns into the job
+    again: bool = False  # the user had already asked for this in-flight job: their first message shows it
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ class BotServices:
                     pass
                 raise
         return StartedJob(handle.id, handle.actor, handle.position, handle.coalesced, requester.user_id,
-                          decision.token)
+                          decision.token, handle.again)
 
     async def start_match_analysis(self, requester: Requester, ref: MatchRef) -> StartedJob:
         # A bare UUID keeps both candidate ids (very old rooms); otherwise the canonical id.
@@ -191,12 +192,14 @@ class BotServices:
         return await self._start(requester, lambda r: self.manager.prepare_job(
             "player_lookup", requester=r, player_ref=ref.value, user_id=requester.user_id, subscribe=True))
 
-    async def confirm(self, job: StartedJob, chat_id: int, message_id: int) -> None:
+    async def confirm(self, job: StartedJob, chat_id: int, message_id: int | None) -> None:
         """After the queued reply: the limit reservation becomes the job, and the job remembers the
-        message that shows it to this user (progress and the result edit it)."""
+        message that shows it to this user (progress and the result edit it); ``None``: it keeps
+        the one it has (the user asked again)."""
         if job.token:  # a reservation (the general path); the one-call start recorded the job itself
             await self.limits.commit(job.user_id, job.token, job.job_id)
-        await self.starter.attach(job.job_id, job.user_id, chat_id, message_id)
+        if message_id is not None:
+            await self.starter.attach(job.job_id, job.user_id, chat_id, message_id)
 
     def in_background(self, coro: Any, what: str) -> None:
         """Run ``coro`` after the handler returned, off the reply's critical path: once no update

@@ -93,10 +93,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "⏳ {kind}: в очереди, место {position}.\nЗадача <code>{job_id}</code>",
     },
     "joined": {
-        "en": "🤝 {kind}: someone already asked for this match — you joined their job "
+        "en": "🤝 {kind}: someone else asked for the same just before you — you joined their job "
               "and get the same result.\nJob <code>{job_id}</code>",
-        "ru": "🤝 {kind}: этот матч уже анализируется по чужому запросу — вы присоединились "
+        "ru": "🤝 {kind}: то же самое только что запросил другой пользователь — вы присоединились "
               "и получите тот же результат.\nЗадача <code>{job_id}</code>",
+    },
+    "asked_again": {
+        "en": "🔁 {kind}: you already asked for this — it is in progress; its progress and result "
+              "come in the message that answered you first.\nJob <code>{job_id}</code>",
+        "ru": "🔁 {kind}: вы уже запросили это — задача выполняется; ход и результат придут в "
+              "сообщение, которым я ответил в первый раз.\nЗадача <code>{job_id}</code>",
     },
     "progress": {
         "en": "⏳ {kind}: {stage}{count} · {percent}%\nJob <code>{job_id}</code>",

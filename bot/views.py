@@ -40,6 +40,10 @@ def queued_text(job_id: str, actor: str, position: int, coalesced: bool, lang: s
     return t("queued", lang, kind=kind, job_id=job_id, position=max(1, int(position)))
 
 
+def asked_again_text(job_id: str, actor: str, lang: str) -> str:
+    return t("asked_again", lang, kind=kind_name(actor, lang), job_id=job_id)
+
+
 def _progress_bits(progress: dict[str, Any] | None, lang: str) -> tuple[str, str, str]:
     progress = progress or {}
     stage = stage_text(str(progress.get("stage") or "analysis"), lang)

@@ -100,22 +100,25 @@ end
 # ARGV: prefix, id, now, ttl, limit, coalesce_key|"", requester_json|"", n_fields, field, value, ...
 # create_job(A): A = {prefix, id, now, ttl, limit, coalesce key, requester JSON, n, field, value, …}
 # (the ARGV of JobStore.create). Returns {id, "new"}, or {existing id, its status} when the
-# request joined an in-flight job of the same coalesce subject. A function, so the bot's
+# request joined an in-flight job of the same coalesce subject ({existing id, its status,
+# "again"} when this user had already asked for it). A function, so the bot's
 # one-round-trip job start (bot/jobstart.py) runs the very same code.
 CREATE_JOB_LUA = _LUA_COMMON + """
 local function create_job(A)
   local prefix, id, now = A[1], A[2], tonumber(A[3])
   local ttl, limit, ckey, req = tonumber(A[4]), tonumber(A[5]), A[6], A[7]
+  -- Adds the requester; false when this user already asked for the job.
   local function add_requester(jk, job_id)
-    if req == "" then return end
+    if req == "" then return true end
     local r = cjson.decode(req)
     local list = decode_array(redis.call("HGET", jk, "requesters"))
     for _, existing in ipairs(list) do
-      if encode_exact(existing["user_id"]) == encode_exact(r["user_id"]) then return end
+      if encode_exact(existing["user_id"]) == encode_exact(r["user_id"]) then return false end
     end
     table.insert(list, r)
     redis.call("HSET", jk, "requesters", encode_array(list))
     index_add(prefix .. "jobs:user:" .. encode_exact(r["user_id"]), now, job_id, limit, ttl)
+    return true
   end
   if ckey ~= "" then
     local existing = redis.call("GET", ckey)
@@ -123,8 +126,8 @@ local function create_job(A)
       local ejk = prefix .. "job:" .. existing
       local st = redis.call("HGET", ejk, "status")
       if st == "queued" or st == "started" or st == "retrying" then
-        add_requester(ejk, existing)
-        return {existing, st}
+        if add_requester(ejk, existing) then return {existing, st} end
+        return {existing, st, "again"}
       end
     end
   end
@@ -431,6 +434,20 @@ class JobRecord:
 
 
 @dataclass(frozen=True)
+class Created:
+    """What ``create_job`` did: the job's id, ``"new"`` or the status of the in-flight job it
+    joined, and whether this requester had already asked for that job (``again``)."""
+
+    job_id: str
+    state: str
+    again: bool = False
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> Created:
+        return cls(str(reply[0]), str(reply[1]), len(reply) > 2 and reply[2] == "again")
+
+
+@dataclass(frozen=True)
 class Begin:
     """What ``begin`` decided for a delivery: run it (attempt n) or skip it (why)."""
 
@@ -530,20 +547,19 @@ class JobStore:
     def _hot(self, script: Any, args: list[Any]) -> Any:
         return script(args=args) if self._direct is None else self._direct.run(script, args)
 
-    def create(self, job_id: str, **record: Any) -> tuple[str, str]:
+    def create(self, job_id: str, **record: Any) -> Created:
         """Write a ``queued`` record, or join the in-flight job of the same coalesce subject.
 
         ``record``: the keyword arguments of :meth:`create_args` (actor, queue, args, kwargs,
         options, max_retries, requester, coalesce, now). Returns ``(job_id, "new")`` or
         ``(existing_id, its status)`` when coalesced (the requester is then added to the
-        existing job).
+        existing job, unless they were on it already: ``again``).
         """
         return self.create_from(self.create_args(job_id, **record))
 
-    def create_from(self, create_args: list[Any]) -> tuple[str, str]:
+    def create_from(self, create_args: list[Any]) -> Created:
         """:meth:`create` with its arguments already built (:meth:`create_args`)."""
-        found_id, state = self._create(args=create_args)
-        return found_id, state
+        return Created.from_reply(self._create(args=create_args))
 
     def create_args(
         self,

@@ -52,6 +52,7 @@ class JobHandle:
     position: int = 0
     coalesced: bool = False
     status: str = "queued"
+    again: bool = False  # joined a job this requester had already asked for
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,9 @@ class QueueManager:
 
     def submit(self, job: PreparedJob) -> JobHandle:
         """Write a prepared job: its record (or join the in-flight one), then its message."""
-        found_id, state = self.jobs.create_from(job.create_args)
-        if state != "new":
-            return self.joined(job, found_id, state, self._position(job.queue))
+        created = self.jobs.create_from(job.create_args)
+        if created.state != "new":
+            return self.joined(job, created.job_id, created.state, self._position(job.queue), again=created.again)
         try:
             self.broker.enqueue(job.message)
         except Exception:
@@ -165,10 +166,12 @@ class QueueManager:
         return self.queued(job, self._position(job.queue))
 
     @staticmethod
-    def joined(job: PreparedJob, found_id: str, state: str, position: int) -> JobHandle:
-        """The handle (and the log line) of a request that joined the in-flight job ``found_id``."""
-        logger.info("job %s: joined by user %s (%s)", found_id, job.user_id, state)
-        return JobHandle(found_id, job.actor, job.queue, position, True, state)
+    def joined(job: PreparedJob, found_id: str, state: str, position: int, *, again: bool = False) -> JobHandle:
+        """The handle (and the log line) of a request that joined the in-flight job ``found_id``
+        (``again``: its requester had already asked for it)."""
+        logger.info("job %s: %s by user %s (%s)", found_id, "asked for again" if again else "joined", job.user_id,
+                    state)
+        return JobHandle(found_id, job.actor, job.queue, position, True, state, again)
 
     @staticmethod
     def queued(job: PreparedJob, position: int) -> JobHandle:

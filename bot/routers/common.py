@@ -8,7 +8,7 @@ from aiogram.types import Message
 
 from bot.fastsend import send_reply
 from bot.services import BotServices, Requester, StartedJob
-from bot.views import cancel_keyboard, queued_text
+from bot.views import asked_again_text, cancel_keyboard, queued_text
 
 
 def command(*names: str) -> Command:
@@ -28,6 +28,12 @@ async def reply_started(message: Message, job: StartedJob, lang: str, services: 
     The answer goes out through :func:`bot.fastsend.send_reply` (a JSON body, no aiogram models):
     it is the reply a burst of users waits for, and the bot's most frequent call."""
     bot: Bot = message.bot  # type: ignore[assignment]
+    if job.again:
+        # Their first message keeps showing the job (progress, result, Cancel): this one only
+        # points at it, so no message of theirs is left behind at a stale progress line.
+        await send_reply(bot, message, asked_again_text(job.job_id, job.actor, lang))
+        services.in_background(services.confirm(job, message.chat.id, None), f"job {job.job_id}: asked again")
+        return
     message_id = await send_reply(bot, message, queued_text(job.job_id, job.actor, job.position, job.coalesced, lang),
                                   cancel_keyboard(job.job_id, lang))
     services.in_background(services.confirm(job, message.chat.id, message_id), f"job {job.job_id}: attach")

@@ -271,6 +271,22 @@ def test_admin_commands_answer_admins_and_look_unknown_to_everyone_else(stack: S
     assert re.search(r"Requeued \d+ failed jobs", stack.replies(ADMIN_ID, 3)[2]["text"])
 
 
+def test_asking_twice_for_the_same_match_leaves_no_message_behind(stack: Stack, tg, faceit_faults):
+    faceit_faults(latency_ms=150)
+    stack.clear_faceit_cache()  # still running when asked again
+    user = new_user()
+    link = f"https://www.faceit.com/en/cs2/room/{stack.world['matches']['FINISHED'][18]}"
+    stack.say(user, link)
+    first = stack.first_reply(user)
+    stack.say(user, f"/analyze {link}")
+    again = stack.replies(user, 2)[1]
+    assert "you already asked for this" in again["text"] and job_id_in(again["text"]) == job_id_in(first["text"])
+    assert not again.get("reply_markup")  # the Cancel button stays on the first message only
+    final = stack.final_of(user, first["message_id"])
+    assert "Match finished" in final["text"]
+    assert not [e for e in stack.events(user) if e["message_id"] == again["message_id"] and e["kind"] == "edited"]
+
+
 def test_in_a_group_the_bot_answers_what_is_for_it_and_keeps_quiet_about_the_rest(stack: Stack, tg):
     user, group = new_user(), -1_000_000_000_000 - new_user()
     username = tg.request("GET", "/_sandbox/bot")["bot"]["username"]

@@ -89,6 +89,23 @@ async def test_a_job_start_writes_the_record_the_message_and_the_limits(services
 
 
 @pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
+async def test_asking_again_for_an_in_flight_job_keeps_the_first_message_showing_it(services, redis_client,
+                                                                                      one_call):
+    services._one_call_start = one_call
+    first = await services.start_match_analysis(asker(5), parse_match_ref(ROOM))
+    await services.confirm(first, 5, 801)
+    again = await services.start_match_analysis(Requester(user_id=5, chat_id=-1005, lang="en"),
+                                                parse_match_ref(ROOM))
+    joined = await services.start_match_analysis(asker(6), parse_match_ref(ROOM))
+    assert again.job_id == first.job_id and again.coalesced and again.again
+    assert joined.coalesced and not joined.again and not first.again
+    await services.confirm(again, -1005, None)  # what the bot does after its "you already asked" reply
+    record = services.manager.get_job(first.job_id)
+    assert [(r["user_id"], r["chat_id"], r["message_id"]) for r in record.requesters] == [(5, 5, 801), (6, 6, None)]
+    assert redis_client.zrange("fb:bot:active:5", 0, -1) == [first.job_id]
+
+
+@pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
 async def test_a_refused_start_writes_nothing(services, redis_client, one_call):
     services._one_call_start = one_call
     rooms = [ROOM.replace("1-0b9a", f"1-{i}b9a") for i in range(4)]

@@ -17,6 +17,7 @@ def test_a_second_request_for_a_queued_match_joins_the_job(manager):
     second = manager.enqueue_match_analysis(SAME_ROOM_OTHER_FORM, user_id=2)
     again = manager.enqueue_match_analysis(ROOM, user_id=1)
     assert not first.coalesced and second.coalesced and again.coalesced
+    assert again.again and not second.again  # the same user asking again is told apart
     assert second.id == first.id == again.id
     record = manager.get_job(first.id)
     assert record.user_ids == [1, 2]  # the same user twice is one requester
