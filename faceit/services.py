@@ -407,7 +407,9 @@ async def _scan_player(
     games = [g for g in recent if g.finished_at]
     state = await ctx.store.monitor_state(player_id)
     if state is None:
-        profile = await _optional(client.get_player(player_id))
+        # Fresh, as the recent matches above: a profile cached before the newest of them (by the
+        # lookup at /subscribe) would put that match's Elo change into the next notification.
+        profile = await _optional(client.get_player(player_id, refresh=True))
         if profile is not None:
             await _record_elos(ctx, [profile])
         newest = games[0] if games else None

@@ -17,8 +17,9 @@ Control endpoints (no key) for tests and benchmarks:
   (a regular expression the API path must match), ``count`` (stop after that many injected
   faults), ``rate_limit_per_s`` (strict: 429 with ``Retry-After: 1`` above N accepted
   requests in any one-second window), ``seed``. An empty object clears the faults;
-* ``POST /_sandbox/finish_match`` — ``{"player_id"|"nickname", "won"?}`` makes the player finish
-  a new match now (Elo moves), or ``{"match_id"}`` finishes a live lobby.
+* ``POST /_sandbox/finish_match`` — ``{"player_id"|"nickname", "won"?, "at"?}`` makes the player
+  finish a new match now (or at the Unix time ``at``; Elo moves), or ``{"match_id"}`` finishes a
+  live lobby.
 
 Run ``python -m sandbox.faceit_api --port 8081``; it prints a few match ids and nicknames.
 """
@@ -246,8 +247,10 @@ class SandboxFaceitAPI:
             player = self.world.by_nickname.get(body["nickname"])
             player_id = player.player_id if player else None
         try:
-            result = self.world.finish_match(player_id=player_id, match_id=body.get("match_id"), won=body.get("won"))
-        except (KeyError, ValueError) as exc:
+            at = body.get("at")
+            result = self.world.finish_match(player_id=player_id, match_id=body.get("match_id"), won=body.get("won"),
+                                             now=float(at) if at is not None else None)
+        except (KeyError, ValueError, TypeError) as exc:
             return web.json_response({"error": f"cannot finish: {exc}"}, status=400)
         return web.json_response(result)
 

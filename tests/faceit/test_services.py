@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -179,6 +180,23 @@ async def test_monitoring_notifies_active_followers_once(sandbox: FaceitSandbox,
 
     third = await services.monitor_matches(None, ProgressLog())
     assert third["notifications"] == [] and third["data"]["new_matches"] == 0
+
+
+async def test_the_first_notification_counts_only_the_match_after_the_baseline(sandbox: FaceitSandbox,
+                                                                             progress: ProgressLog) -> None:
+    """The subscription's lookup cached the profile; a match finished before the first monitoring
+    run. The baseline must take the Elo after that match, or the next match's notification adds
+    both changes up."""
+    player = sandbox.world()["players"][12]
+    pid = player["player_id"]
+    ctx = await get_faceit_context()
+    await ctx.client.get_player(pid)  # the lookup at /subscribe: now cached
+    await store.subscribe(4, pid, player["nickname"])
+    sandbox.finish_match(player_id=pid, won=True, at=time.time() - 3600)  # before the baseline
+    assert (await services.monitor_matches(None, progress))["data"]["baselined"] == 1
+    finished = sandbox.finish_match(player_id=pid, won=False)
+    (note,) = (await services.monitor_matches([4], ProgressLog()))["notifications"]
+    assert f"Elo −{abs(finished['elo_changes'][pid])} " in note["texts"]["en"][0]
 
 
 async def test_monitoring_survives_one_failing_player(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
