@@ -181,7 +181,12 @@ TEXTS: dict[str, dict[str, str]] = {
     "health_line": {"en": "Health: {score}/100", "ru": "Здоровье: {score}/100"},
     "alerts_title": {"en": "<b>Alerts, last {hours} h</b> ({count})", "ru": "<b>Алерты за {hours} ч</b> ({count})"},
     "no_alerts": {"en": "No alerts in the last {hours} h.", "ru": "Алертов за {hours} ч нет."},
-    "requeued": {"en": "Requeued {count} failed jobs.", "ru": "Повторно поставлено в очередь: {count}."},
+    "requeued": {"en": "Requeued: {count}.", "ru": "Повторно поставлено в очередь: {count}."},
+    "not_requeued": {"en": "Job <code>{job_id}</code> is {status}: only a failed or canceled job can be requeued.",
+                     "ru": "Задача <code>{job_id}</code> в статусе {status}: повторить можно только упавшую "
+                           "или отменённую."},
+    "usage_requeue": {"en": "Usage: /requeue [job id] (every failed job, or this one)",
+                      "ru": "Использование: /requeue [id задачи] (все упавшие задачи или эту)"},
     "usage_alerts": {"en": "Usage: /alerts [hours]", "ru": "Использование: /alerts [часы]"},
 }
 

@@ -23,6 +23,7 @@ import dramatiq
 from dramatiq import Message
 from dramatiq.common import dq_name
 
+from faceit.errors import BadInputError, MatchNotAnalysableError, NotFoundError
 from queues.dramatiq_keys import dead_letters_key, dead_messages_key, messages_key, queue_key
 from queues.errors import UnknownActorError, UnknownJobError
 from queues.jobstore import FINAL_STATUSES, JobRecord
@@ -34,6 +35,8 @@ from settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 REDACTED = "***"
+#: Error codes of jobs refused for what was asked (not for how things went): a bulk requeue skips them.
+REQUEST_ERROR_CODES = frozenset({BadInputError.code, NotFoundError.code, MatchNotAnalysableError.code})
 
 
 def redacted_arguments(actor: Any, args: Any, kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
@@ -265,7 +268,13 @@ class QueueManager:
 
     def requeue_failed(self, queue: str | None = None, job_id: str | None = None, *,
                        include_canceled: bool = False, limit: int = 1000) -> list[str]:
-        """Send failed jobs (one, those of a queue, or all) again with fresh counters."""
+        """Send failed jobs (one, those of a queue, or all) again with fresh counters.
+
+        In bulk, jobs refused for their request itself (:data:`REQUEST_ERROR_CODES`: a nickname
+        that does not exist, a cancelled match) are left alone: running them again would only
+        fail again, after turning their users' failure notes back into progress lines. Named by
+        ``job_id``, a job is requeued whatever its error.
+        """
         if job_id is not None:
             records = [self.jobs.get(job_id)]
             if records[0] is None:
@@ -275,8 +284,12 @@ class QueueManager:
             if include_canceled:
                 records += self.jobs.list_jobs(status="canceled", queue=queue, limit=limit)[0]
         requeued = []
+        skipped = 0
         for record in records:
             if record is None or record.status not in ("failed", "canceled"):
+                continue
+            if job_id is None and (record.error or {}).get("code") in REQUEST_ERROR_CODES:
+                skipped += 1
                 continue
             if self.jobs.reset_for_requeue(record.id) not in ("failed", "canceled"):
                 continue
@@ -286,6 +299,9 @@ class QueueManager:
             self.broker.enqueue(message)
             requeued.append(record.id)
             logger.info("job %s: requeued", record.id)
+        if skipped:
+            logger.info("requeue: %d failed job(s) left alone: refused for their request (bad input, not found)",
+                        skipped)
         return requeued
 
     def _remove_dead_letter(self, record: JobRecord) -> None:

@@ -11,7 +11,7 @@ from aiogram.types import Message
 
 from bot.routers.common import command
 from bot.routers.jobs import _job_id
-from bot.services import BotServices, UserFacingError
+from bot.services import BotServices
 from bot.texts import escape, t
 from faceit.htmltext import split_html
 
@@ -65,8 +65,13 @@ async def requeue(message: Message, command: CommandObject, lang: str, services:
     args = (command.args or "").strip()
     job_id = _job_id(args) if args else None
     if args and job_id is None:
-        raise UserFacingError("unknown_job", job_id=args[:40])
+        await message.answer(t("usage_requeue", lang))
+        return
     requeued = await services.requeue_failed(job_id)
+    if job_id is not None and not requeued:  # say why the named job did not go
+        record = await services.job_of_user(job_id, message.from_user.id)
+        await message.answer(t("not_requeued", lang, job_id=job_id, status=escape(record.status)))
+        return
     await message.answer(t("requeued", lang, count=len(requeued)))
 
 

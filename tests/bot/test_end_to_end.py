@@ -268,7 +268,14 @@ def test_admin_commands_answer_admins_and_look_unknown_to_everyone_else(stack: S
     stack.say(ADMIN_ID, "/alerts 2")
     assert "alerts" in stack.replies(ADMIN_ID, 2)[1]["text"].lower()
     stack.say(ADMIN_ID, "/requeue")
-    assert re.search(r"Requeued \d+ failed jobs", stack.replies(ADMIN_ID, 3)[2]["text"])
+    assert re.search(r"Requeued: \d+\.", stack.replies(ADMIN_ID, 3)[2]["text"])
+    stack.say(ADMIN_ID, "/requeue junk")
+    assert stack.replies(ADMIN_ID, 4)[3]["text"].startswith("Usage: /requeue [job id]")
+    stack.say(ADMIN_ID, f"/analyze {stack.world['matches']['FINISHED'][19]}")
+    done = stack.replies(ADMIN_ID, 5)[4]
+    stack.final_of(ADMIN_ID, done["message_id"])
+    stack.say(ADMIN_ID, f"/requeue {job_id_in(done['text'])}")
+    assert "is succeeded: only a failed or canceled job" in stack.replies(ADMIN_ID, 6)[5]["text"]
 
 
 def test_asking_twice_for_the_same_match_leaves_no_message_behind(stack: Stack, tg, faceit_faults):

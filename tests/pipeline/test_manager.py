@@ -103,6 +103,18 @@ def test_requeue_all_failed_jobs_of_a_queue(shared_pool, manager):
         assert manager.wait_for(h.id, timeout=20).status == "succeeded"
 
 
+def test_a_bulk_requeue_leaves_jobs_refused_for_their_request_and_a_named_one_goes(shared_pool, manager):
+    transient = manager.enqueue_job("t_fail_times", retry=0, failures=1)
+    refused = manager.enqueue_job("t_fail_times", retry=0, failures=1, kind="permanent")  # "no such player"
+    for handle in (transient, refused):
+        assert manager.wait_for(handle.id, timeout=20).status == "failed"
+    assert manager.get_job(refused.id).error["code"] == "not_found"
+    assert manager.requeue_failed(queue="default") == [transient.id]
+    assert manager.get_job(refused.id).status == "failed"
+    assert manager.requeue_failed(job_id=refused.id) == [refused.id]  # an operator's explicit choice
+    assert manager.wait_for(refused.id, timeout=20).status == "succeeded"
+
+
 def test_clear_queues_drops_waiting_messages(manager):
     for _ in range(4):
         manager.enqueue_job("t_low")
