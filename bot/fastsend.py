@@ -25,6 +25,7 @@ from aiogram.methods import SendMessage
 from aiogram.types import Message
 from aiohttp import ClientError
 
+from bot.replies import reply_parameters_json
 from bot.telegram import wait_out_flood
 
 _JSON = {"Content-Type": "application/json"}
@@ -41,6 +42,9 @@ def reply_params(message: Message, text: str, reply_markup: dict[str, Any] | Non
         params["message_thread_id"] = message.message_thread_id
     if message.business_connection_id:
         params["business_connection_id"] = message.business_connection_id
+    reply = reply_parameters_json(message)  # in a group: a reply, so it shows whom it answers
+    if reply is not None:
+        params["reply_parameters"] = reply
     if reply_markup is not None:
         params["reply_markup"] = reply_markup
     return params

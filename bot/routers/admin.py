@@ -9,6 +9,7 @@ from aiogram import Router
 from aiogram.filters import BaseFilter, CommandObject
 from aiogram.types import Message
 
+from bot.replies import answer
 from bot.routers.common import command
 from bot.routers.jobs import _job_id
 from bot.services import BotServices
@@ -38,7 +39,7 @@ async def queues(message: Message, lang: str, services: BotServices) -> None:
         lines.append("")
         lines.append(t("health_line", lang, score=health["health_score"]))
         lines += [f"• {escape(reason)}" for reason in (health.get("reasons") or [])[:10]]
-    await message.answer("\n".join(lines))
+    await answer(message, "\n".join(lines))
 
 
 async def alerts(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
@@ -47,32 +48,32 @@ async def alerts(message: Message, command: CommandObject, lang: str, services: 
     except ValueError:
         hours = -1
     if not 0 < hours <= 24 * 30:
-        await message.answer(t("usage_alerts", lang))
+        await answer(message, t("usage_alerts", lang))
         return
     shown = f"{hours:g}"
     found = await services.recent_alerts(hours)
     if not found:
-        await message.answer(t("no_alerts", lang, hours=shown))
+        await answer(message, t("no_alerts", lang, hours=shown))
         return
     lines = [t("alerts_title", lang, hours=shown, count=len(found))]
     for alert in found[:MAX_ALERTS_SHOWN]:
         lines.append(f"• <b>{escape(alert.level)}</b> {escape(alert.source)}: {escape(alert.message[:200])}")
     for part in split_html("\n".join(lines)):  # escaped messages can pass Telegram's limit: cut whole
-        await message.answer(part)
+        await answer(message, part)
 
 
 async def requeue(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     args = (command.args or "").strip()
     job_id = _job_id(args) if args else None
     if args and job_id is None:
-        await message.answer(t("usage_requeue", lang))
+        await answer(message, t("usage_requeue", lang))
         return
     requeued = await services.requeue_failed(job_id)
     if job_id is not None and not requeued:  # say why the named job did not go
         record = await services.job_of_user(job_id, message.from_user.id)
-        await message.answer(t("not_requeued", lang, job_id=job_id, status=escape(record.status)))
+        await answer(message, t("not_requeued", lang, job_id=job_id, status=escape(record.status)))
         return
-    await message.answer(t("requeued", lang, count=len(requeued)))
+    await answer(message, t("requeued", lang, count=len(requeued)))
 
 
 def build() -> Router:

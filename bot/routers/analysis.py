@@ -6,6 +6,7 @@ from aiogram import F, Router
 from aiogram.filters import CommandObject
 from aiogram.types import Message
 
+from bot.replies import answer
 from bot.routers.common import command, reply_started, requester_of
 from bot.services import BotServices
 from bot.texts import t
@@ -21,7 +22,7 @@ def looks_like_match(text: str) -> bool:
 
 async def analyze(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     if not (command.args or "").strip():
-        await message.answer(t("usage_analyze", lang))
+        await answer(message, t("usage_analyze", lang))
         return
     ref = parse_match_ref(command.args)
     job = await services.start_match_analysis(requester_of(message, lang), ref)

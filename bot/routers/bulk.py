@@ -6,6 +6,7 @@ from aiogram import Router
 from aiogram.filters import CommandObject
 from aiogram.types import Message
 
+from bot.replies import answer
 from bot.routers.common import command, reply_started, requester_of
 from bot.services import BotServices
 from bot.texts import Markup, escape, t
@@ -19,7 +20,7 @@ MAX_LINK_SHOWN = 120
 async def bulk(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     limit = services.settings.bulk_max_matches
     if not (command.args or "").strip():
-        await message.answer(t("usage_bulk", lang, limit=limit))
+        await answer(message, t("usage_bulk", lang, limit=limit))
         return
     refs = find_match_refs(command.args, limit=limit)
     job = await services.start_bulk_analysis(requester_of(message, lang), refs)
@@ -27,7 +28,7 @@ async def bulk(message: Message, command: CommandObject, lang: str, services: Bo
     skipped = unreadable_room_links(command.args)
     if skipped:  # analysed without them: say which, so nothing is lost without a word
         shown = "\n".join(f"• <code>{escape(link[:MAX_LINK_SHOWN])}</code>" for link in skipped[:MAX_SKIPPED_SHOWN])
-        await message.answer(t("bulk_skipped", lang, count=len(skipped), links=Markup(shown)))
+        await answer(message, t("bulk_skipped", lang, count=len(skipped), links=Markup(shown)))
 
 
 def build() -> Router:

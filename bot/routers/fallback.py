@@ -10,15 +10,16 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.types import Message
 
+from bot.replies import answer
 from bot.texts import t
 
 
 async def unknown_command(message: Message, lang: str) -> None:
-    await message.answer(t("unknown_command", lang))
+    await answer(message, t("unknown_command", lang))
 
 
 async def not_understood(message: Message, lang: str) -> None:
-    await message.answer(t("not_understood", lang))
+    await answer(message, t("not_understood", lang))
 
 
 def build() -> Router:

@@ -8,6 +8,7 @@ from aiogram import Bot, F, Router
 from aiogram.filters import CommandObject
 from aiogram.types import CallbackQuery, Message
 
+from bot.replies import answer
 from bot.routers.common import command
 from bot.services import BotServices, CancelOutcome
 from bot.texts import t
@@ -24,10 +25,10 @@ def _job_id(args: str | None) -> str | None:
 async def status(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     job_id = _job_id(command.args)
     if job_id is None:
-        await message.answer(t("usage_status", lang))
+        await answer(message, t("usage_status", lang))
         return
     record = await services.job_of_user(job_id, message.from_user.id)
-    await message.answer(status_text(record, lang))
+    await answer(message, status_text(record, lang))
 
 
 def _cancel_answer(result: CancelOutcome, job_id: str, lang: str) -> str:
@@ -52,10 +53,10 @@ async def _show_canceled(bot: Bot, result: CancelOutcome, user_id: int, job_id: 
 async def cancel(message: Message, command: CommandObject, lang: str, services: BotServices, bot: Bot) -> None:
     job_id = _job_id(command.args)
     if job_id is None:
-        await message.answer(t("usage_cancel", lang))
+        await answer(message, t("usage_cancel", lang))
         return
     result = await services.cancel(job_id, message.from_user.id)
-    await message.answer(_cancel_answer(result, job_id, lang))
+    await answer(message, _cancel_answer(result, job_id, lang))
     if result.outcome == "canceled":
         await _show_canceled(bot, result, message.from_user.id, job_id)
 

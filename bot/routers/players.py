@@ -6,6 +6,7 @@ from aiogram import Router
 from aiogram.filters import CommandObject
 from aiogram.types import Message
 
+from bot.replies import answer
 from bot.routers.common import command, reply_started, requester_of
 from bot.services import BotServices
 from bot.texts import t
@@ -14,7 +15,7 @@ from faceit.links import parse_player_ref
 
 async def player(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     if not (command.args or "").strip():
-        await message.answer(t("usage_player", lang))
+        await answer(message, t("usage_player", lang))
         return
     ref = parse_player_ref(command.args)
     job = await services.start_player_report(requester_of(message, lang), ref)

@@ -6,6 +6,7 @@ from aiogram import Router
 from aiogram.filters import CommandObject
 from aiogram.types import Message
 
+from bot.replies import answer
 from bot.routers.common import command, reply_started, requester_of
 from bot.services import REPORT_TYPES, BotServices
 from bot.texts import t
@@ -14,7 +15,7 @@ from bot.texts import t
 async def report(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     report_type = (command.args or "weekly").strip().lower()
     if report_type not in REPORT_TYPES:
-        await message.answer(t("usage_report", lang))
+        await answer(message, t("usage_report", lang))
         return
     job = await services.start_report(requester_of(message, lang), report_type)
     await reply_started(message, job, lang, services)

@@ -6,6 +6,7 @@ from aiogram import Router
 from aiogram.filters import CommandObject, CommandStart
 from aiogram.types import Message
 
+from bot.replies import answer
 from bot.routers.common import command
 from bot.services import BotServices
 from bot.texts import LANGS, t
@@ -13,22 +14,22 @@ from bot.texts import LANGS, t
 
 async def start(message: Message, lang: str) -> None:
     name = message.from_user.first_name if message.from_user else ""
-    await message.answer(t("start", lang, name=name or "👋"))
+    await answer(message, t("start", lang, name=name or "👋"))
 
 
 async def help_(message: Message, lang: str, services: BotServices) -> None:
     settings = services.settings
-    await message.answer(t("help", lang, bulk=settings.bulk_max_matches, per_minute=settings.user_jobs_per_minute,
+    await answer(message, t("help", lang, bulk=settings.bulk_max_matches, per_minute=settings.user_jobs_per_minute,
                            active=settings.user_max_active_jobs))
 
 
 async def lang_(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     chosen = (command.args or "").strip().lower()
     if chosen not in LANGS:
-        await message.answer(t("usage_lang", lang))
+        await answer(message, t("usage_lang", lang))
         return
     await services.set_language(message.from_user.id, chosen)
-    await message.answer(t("lang_set", chosen))
+    await answer(message, t("lang_set", chosen))
 
 
 def build() -> Router:

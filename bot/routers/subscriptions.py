@@ -6,6 +6,7 @@ from aiogram import Router
 from aiogram.filters import CommandObject
 from aiogram.types import Message
 
+from bot.replies import answer
 from bot.routers.common import command, reply_started, requester_of
 from bot.services import BotServices
 from bot.texts import Markup, escape, t
@@ -15,7 +16,7 @@ from faceit.links import parse_player_ref
 
 async def subscribe(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     if not (command.args or "").strip():
-        await message.answer(t("usage_subscribe", lang))
+        await answer(message, t("usage_subscribe", lang))
         return
     ref = parse_player_ref(command.args)
     job = await services.start_subscription(requester_of(message, lang), ref)
@@ -24,22 +25,22 @@ async def subscribe(message: Message, command: CommandObject, lang: str, service
 
 async def unsubscribe(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     if not (command.args or "").strip():
-        await message.answer(t("usage_unsubscribe", lang))
+        await answer(message, t("usage_unsubscribe", lang))
         return
     ref = parse_player_ref(command.args)
     if await services.unsubscribe(message.from_user.id, ref):
-        await message.answer(t("unsubscribed", lang, nickname=ref.value))
+        await answer(message, t("unsubscribed", lang, nickname=ref.value))
     else:
-        await message.answer("❌ " + escape(ERROR_TEXTS["not_subscribed"][lang].format(ref=ref.value)))
+        await answer(message, "❌ " + escape(ERROR_TEXTS["not_subscribed"][lang].format(ref=ref.value)))
 
 
 async def subscriptions(message: Message, lang: str, services: BotServices) -> None:
     subs = await services.subscriptions(message.from_user.id)
     if not subs:
-        await message.answer(t("no_subscriptions", lang))
+        await answer(message, t("no_subscriptions", lang))
         return
     items = "\n".join(f"• {escape(sub['nickname'])}" for sub in subs)
-    await message.answer(t("subscriptions", lang, count=len(subs), items=Markup(items)))
+    await answer(message, t("subscriptions", lang, count=len(subs), items=Markup(items)))
 
 
 def build() -> Router:

@@ -298,11 +298,13 @@ def test_in_a_group_the_bot_answers_what_is_for_it_and_keeps_quiet_about_the_res
     user, group = new_user(), -1_000_000_000_000 - new_user()
     username = tg.request("GET", "/_sandbox/bot")["bot"]["username"]
     for text in ("gg wp", "/roll@dice_bot 20", "/frobnicate", f"/help@{username}"):
-        tg.inject(user, text, chat_id=group)
+        asked = tg.inject(user, text, chat_id=group)
     help_reply = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "sent"), None), chat_id=group)
     assert "What I can do" in help_reply["text"]
-    stack.say(user, "gg wp")  # the same in private is answered
-    assert "Send me a FACEIT match room link" in stack.first_reply(user)["text"]
+    assert help_reply["message"]["reply_to_message"]["message_id"] == asked["message_id"]  # whom it answers
+    stack.say(user, "gg wp")  # the same in private is answered, plainly
+    private = stack.first_reply(user)
+    assert "Send me a FACEIT match room link" in private["text"] and "reply_to_message" not in private["message"]
     assert [e["text"] for e in tg.messages(group) if e["kind"] == "sent"] == [help_reply["text"]]
 
 
@@ -420,9 +422,10 @@ def test_a_group_that_removed_the_bot_ends_its_delivery_without_marking_the_user
     faceit_faults(latency_ms=300)
     stack.clear_faceit_cache()  # the analysis asks FACEIT, slowly: the removal comes first
     user, group = new_user(), -1_000_000_000_000 - new_user()
-    tg.inject(user, f"/analyze {stack.world['matches']['FINISHED'][17]}", chat_id=group)
+    asked = tg.inject(user, f"/analyze {stack.world['matches']['FINISHED'][17]}", chat_id=group)
     first = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "sent"), None), timeout=10, chat_id=group)
     assert "queued, place" in first["text"]
+    assert first["message"]["reply_to_message"]["message_id"] == asked["message_id"]
     tg.block(user, chat_id=group)
     job_id = job_of(stack, user)
     stack.wait_job(job_id, "succeeded")
