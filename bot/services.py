@@ -233,7 +233,8 @@ class BotServices:
 
     # --- subscriptions ----------------------------------------------------------------------
 
-    async def unsubscribe(self, user_id: int, ref: PlayerRef) -> bool:
+    async def unsubscribe(self, user_id: int, ref: PlayerRef) -> str | None:
+        """The nickname no longer followed, as stored; None when the user did not follow it."""
         return await self.store.unsubscribe(user_id, ref.value)
 
     async def subscriptions(self, user_id: int) -> list[dict[str, str]]:

@@ -61,7 +61,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Пришлите после /bulk до {limit} ссылок или id матчей через пробел или с новой строки.",
     },
     "bulk_skipped": {
-        "en": "⚠️ Not analysed: {count} room link(s) whose match id I could not read:\n{links}",
+        "en": "⚠️ Not analysed — room links whose match id I could not read ({count}):\n{links}",
         "ru": "⚠️ Не разобраны ссылки на комнаты с нечитаемым id матча ({count}):\n{links}",
     },
     "usage_subscribe": {"en": "Send a nickname: /subscribe s1mple", "ru": "Пришлите никнейм: /subscribe s1mple"},
@@ -114,8 +114,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "canceling": {"en": "Stopping job <code>{job_id}</code>…", "ru": "Останавливаю задачу <code>{job_id}</code>…"},
     "cancel_short": {"en": "Canceled", "ru": "Отменено"},
     "canceling_short": {"en": "Stopping…", "ru": "Останавливаю…"},
-    "cancel_too_late": {"en": "Job <code>{job_id}</code> has already ended ({status}).",
-                        "ru": "Задача <code>{job_id}</code> уже завершена ({status})."},
+    "cancel_too_late": {"en": "Job <code>{job_id}</code> has already ended: {status}.",
+                        "ru": "Задача <code>{job_id}</code> уже завершена: {status}."},
     "cancel_shared": {
         "en": "Other people wait for job <code>{job_id}</code> too, so it keeps running.",
         "ru": "Задачу <code>{job_id}</code> ждут и другие пользователи, поэтому она продолжается.",

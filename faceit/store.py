@@ -89,8 +89,9 @@ class FaceitStore:
         await pipe.execute()
         return not already
 
-    async def unsubscribe(self, user_id: int, nickname_or_id: str) -> bool:
-        """Stop following (by player id or nickname, case-insensitive); False when not followed."""
+    async def unsubscribe(self, user_id: int, nickname_or_id: str) -> str | None:
+        """Stop following (by player id or nickname, case-insensitive); returns the nickname as
+        stored (as FACEIT spells it, not as typed), None when not followed."""
         user_key = self.keys.user_subscriptions(user_id)
         subs = await self.redis.hgetall(user_key)
         wanted = nickname_or_id.strip()
@@ -98,7 +99,7 @@ class FaceitStore:
             (pid for pid, nick in subs.items() if nick.lower() == wanted.lower()), None
         )
         if player_id is None:
-            return False
+            return None
         pipe = self.redis.pipeline(transaction=True)
         pipe.hdel(user_key, player_id)
         pipe.srem(self.keys.player_subscribers(player_id), int(user_id))
@@ -106,7 +107,7 @@ class FaceitStore:
         if not await self.redis.scard(self.keys.player_subscribers(player_id)):
             await self.redis.srem(self.keys.subscribed_players(), player_id)
             await self.redis.delete(self.keys.monitor_state(player_id))
-        return True
+        return subs[player_id] or player_id
 
     async def list_subscriptions(self, user_id: int) -> list[dict[str, str]]:
         """``[{"player_id", "nickname"}]`` sorted by nickname."""
@@ -235,7 +236,7 @@ async def subscribe(user_id: int, player_id: str, nickname: str) -> bool:
     return await (await _store()).subscribe(user_id, player_id, nickname)
 
 
-async def unsubscribe(user_id: int, nickname_or_id: str) -> bool:
+async def unsubscribe(user_id: int, nickname_or_id: str) -> str | None:
     return await (await _store()).unsubscribe(user_id, nickname_or_id)
 
 

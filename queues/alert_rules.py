@@ -198,7 +198,7 @@ def evaluate(snapshot: dict[str, Any], t: Thresholds) -> list[Finding]:
     dead = sum(int(q.get("dead") or 0) for q in (snapshot.get("queues") or {}).values())
     if dead:
         found.append(Finding("dead_letters", GLOBAL_SUBJECT,
-                             f"{dead} dead-lettered message(s) (see `admin.py requeue` / `purge-dead`)",
+                             f"dead-lettered messages: {dead} (admin.py requeue or purge-dead)",
                              {"dead": dead}))
     faceit = snapshot.get("faceit") or {}
     if faceit.get("available"):

@@ -28,8 +28,8 @@ async def unsubscribe(message: Message, command: CommandObject, lang: str, servi
         await answer(message, t("usage_unsubscribe", lang))
         return
     ref = parse_player_ref(command.args)
-    if await services.unsubscribe(message.from_user.id, ref):
-        await answer(message, t("unsubscribed", lang, nickname=ref.value))
+    if nickname := await services.unsubscribe(message.from_user.id, ref):
+        await answer(message, t("unsubscribed", lang, nickname=nickname))
     else:
         await answer(message, "❌ " + escape(ERROR_TEXTS["not_subscribed"][lang].format(ref=ref.value)))
 

@@ -237,8 +237,8 @@ def test_subscribe_list_and_unsubscribe(stack: Stack, tg):
     stack.say(user, "/subscriptions")
     listing = stack.replies(user, 3)[2]
     assert nickname in listing["text"] and "(1)" in listing["text"]
-    stack.say(user, f"/unsubscribe {nickname}")
-    assert "no longer follow" in stack.replies(user, 4)[3]["text"]
+    stack.say(user, f"/unsubscribe {nickname.swapcase()}")  # typed in another case
+    assert f"no longer follow <b>{nickname}</b>" in stack.replies(user, 4)[3]["text"]  # named as FACEIT does
     assert not stack.redis.hgetall(f"fb:faceit:subs:user:{user}")
     assert len(stack.job_ids_of(user)) == 1  # only the lookup was a job
 

@@ -31,11 +31,11 @@ async def test_subscriptions(store: FaceitStore) -> None:
                                                  {"player_id": "pid-b", "nickname": "beta"}]
     assert await store.all_subscribed_players() == {"pid-a": "Alpha2", "pid-b": "beta"}
     assert await store.subscribers("pid-a") == [1, 2]
-    assert await store.unsubscribe(1, "BETA") is True  # by nickname, any case
-    assert await store.unsubscribe(1, "beta") is False
-    assert await store.unsubscribe(1, "pid-a") is True  # by id
+    assert await store.unsubscribe(1, "BETA") == "beta"  # by nickname, any case: named as stored
+    assert await store.unsubscribe(1, "beta") is None
+    assert await store.unsubscribe(1, "pid-a") == "Alpha2"  # by id
     assert await store.all_subscribed_players() == {"pid-a": "Alpha"}  # user 2 still follows it
-    assert await store.unsubscribe(2, "Alpha") is True
+    assert await store.unsubscribe(2, "Alpha") == "Alpha"
     assert await store.all_subscribed_players() == {}
 
 
@@ -96,6 +96,6 @@ async def test_module_functions_use_the_loop_context(redis_url: str, env_overrid
         await store_api.set_user_inactive(42)
         assert await store_api.is_user_active(42) is False
         await store_api.record_analysis(42, "match")
-        assert await store_api.unsubscribe(42, "zed") is True
+        assert await store_api.unsubscribe(42, "zed") == "zed"
     finally:
         await close_faceit_context()
