@@ -220,7 +220,7 @@ def evaluate(snapshot: dict[str, Any], t: Thresholds) -> list[Finding]:
         age = monitor.get("last_recorded_age")
         when = "has never recorded a snapshot" if age is None else f"last recorded {_fmt_seconds(age)} ago"
         found.append(Finding("monitor_stale", GLOBAL_SUBJECT,
-                             f"the monitor {when}: is `python scheduler.py` running?", {"age": age}))
+                             f"the monitor {when}: is python scheduler.py running?", {"age": age}))
     return found
 
 
