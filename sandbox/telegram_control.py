@@ -4,7 +4,7 @@ These are the user's side of the conversation and the test's window into it:
 
 - ``POST /_sandbox/updates`` ``{"user_id", "text" | "callback_data", "message_id"?, "language_code"?,
   "first_name"?, "username"?, "chat_id"?}`` injects what a user typed or clicked (``chat_id``: a
-  group, negative, where the user wrote; otherwise their private chat);
+  group, negative, where the user wrote or pressed a button; otherwise their private chat);
 - ``GET /_sandbox/messages?chat_id=&after=`` lists what the bot sent, edited and deleted, in order;
 - ``GET /_sandbox/feed?chat_id=&after=&timeout=`` the whole timeline (users' messages and clicks
   too), long-polled by the chat page;
@@ -112,11 +112,12 @@ class ControlHandlers:
         if chat_id is not None and chat_id >= 0:
             raise ControlError(400, "chat_id names a group: a negative integer (a private chat is the user's own)")
         if chat_id is not None:
-            if text is None:
-                raise ControlError(400, "in a group a user can only send text here")
             if chat_id in bot.blocked:
                 raise ControlError(400, f"the bot is not in group {chat_id}: it was removed")
-            return _reply(self._user_message(bot, user_id, str(text), chat_id))
+            if text is not None:
+                return _reply(self._user_message(bot, user_id, str(text), chat_id))
+            return _reply(self._user_click(bot, user_id, str(callback_data), _int(body.get("message_id"), "message_id"),
+                                           chat_id))
         bot.set_blocked(user_id, False)  # writing to the bot again unblocks it, as in Telegram
         if text is not None:
             return _reply(self._user_message(bot, user_id, str(text)))
@@ -145,28 +146,32 @@ class ControlHandlers:
         return {"update_id": update["update_id"], "message_id": message.message_id}
 
     @staticmethod
-    def _user_click(bot: SandboxBot, user_id: int, data: str, message_id: int | None) -> dict[str, Any]:
+    def _user_click(
+        bot: SandboxBot, user_id: int, data: str, message_id: int | None, chat_id: int | None = None
+    ) -> dict[str, Any]:
+        chat = user_id if chat_id is None else chat_id  # a group: any member may press a button there
         if message_id is None:
             # The newest message of the chat that shows this button.
             candidates = [
                 m
                 for m in bot.messages.values()
-                if m.chat_id == user_id and not m.deleted and _has_button(m, data)
+                if m.chat_id == chat and not m.deleted and _has_button(m, data)
             ]
             if not candidates:
-                raise ControlError(400, f"no message in chat {user_id} has a button with that callback_data")
+                raise ControlError(400, f"no message in chat {chat} has a button with that callback_data")
             message = max(candidates, key=lambda m: m.message_id)
         else:
-            found = bot.find(user_id, message_id)
+            found = bot.find(chat, message_id)
             if found is None:
-                raise ControlError(400, f"message {message_id} does not exist in chat {user_id}")
+                raise ControlError(400, f"message {message_id} does not exist in chat {chat}")
             if not _has_button(found, data):
                 raise ControlError(400, f"message {message_id} has no button with that callback_data")
             message = found
         query_id = bot.new_callback_query_id()
         bot.callback_queries[query_id] = {
             "id": query_id,
-            "chat_id": user_id,
+            "chat_id": chat,
+            "user_id": user_id,
             "message_id": message.message_id,
             "data": data,
             "answer": None,
@@ -177,13 +182,13 @@ class ControlHandlers:
                 "id": query_id,
                 "from": bot.user(user_id),
                 "message": bot.message_to_api(message),
-                "chat_instance": f"{user_id}{bot.bot_id or 0}",
+                "chat_instance": f"{chat}{bot.bot_id or 0}",
                 "data": data,
             },
         )
         bot.record(
             "user_click",
-            user_id,
+            chat,
             message,
             callback_data=data,
             callback_query_id=query_id,

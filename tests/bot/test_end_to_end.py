@@ -278,6 +278,27 @@ def test_admin_commands_answer_admins_and_look_unknown_to_everyone_else(stack: S
     assert "is succeeded: only a failed or canceled job" in stack.replies(ADMIN_ID, 6)[5]["text"]
 
 
+def test_in_a_group_only_the_member_who_asked_can_cancel_with_the_button(stack: Stack, tg, faceit_faults):
+    faceit_faults(latency_ms=1500)
+    stack.clear_faceit_cache()  # the analysis asks FACEIT, slowly: both presses come while it runs
+    owner, other, group = new_user(), new_user(), -1_000_000_000_000 - new_user()
+    tg.inject(owner, f"/analyze {stack.world['matches']['FINISHED'][6]}", chat_id=group)
+    first = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "sent"), None), timeout=10, chat_id=group)
+    job_id = job_id_in(first["text"])
+    tg.click(other, first["message_id"], f"cancel:{job_id}", chat_id=group)
+    deadline = time.monotonic() + 10
+    while not (answers := [e for e in tg.feed(chat_id=group)["events"] if e["kind"] == "callback_answer"]):
+        assert time.monotonic() < deadline, "the other member's press was never answered"
+        time.sleep(0.05)
+    assert answers[0]["show_alert"] and "no job" in answers[0]["answer_text"]
+    assert stack.job(job_id)["status"] in ("queued", "started")  # untouched by someone else's press
+    tg.click(owner, first["message_id"], f"cancel:{job_id}", chat_id=group)
+    stack.wait_job(job_id, "canceled")
+    canceled = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "edited" and e["message_id"] ==
+                                            first["message_id"] and "canceled" in e["text"]), None), chat_id=group)
+    assert not canceled.get("reply_markup")
+
+
 def test_asking_twice_for_the_same_match_leaves_no_message_behind(stack: Stack, tg, faceit_faults):
     faceit_faults(latency_ms=150)
     stack.clear_faceit_cache()  # still running when asked again
