@@ -39,6 +39,31 @@ def job_id_in(text: str) -> str:
     return found.group(1)
 
 
+def results_in(stack: Stack, user: int, message_id: int) -> list[dict]:
+    return [e for e in stack.events(user) if e["message_id"] == message_id and e["kind"] == "edited"
+            and is_final_text(e["text"])]
+
+
+def job_of(stack: Stack, user: int) -> str:
+    (job_id,) = stack.job_ids_of(user)
+    return job_id
+
+
+def delivery_result(stack: Stack, job_id: str, timeout: float = 20) -> dict:
+    """The result of the delivery of ``job_id`` once the job succeeded and its delivery ended."""
+    stack.wait_job(job_id, "succeeded")
+    deadline = time.monotonic() + timeout
+    while not stack.deliveries_of(job_id) or stack.deliveries_of(job_id)[0].get("status") != "succeeded":
+        assert time.monotonic() < deadline, "the delivery never ended"
+        time.sleep(0.05)
+    return json.loads(stack.deliveries_of(job_id)[0]["result"])
+
+
+def first_in_group(tg, group: int) -> dict:
+    """The bot's first new message in the group ``group``."""
+    return tg.wait_for(lambda es: next((e for e in es if e["kind"] == "sent"), None), timeout=10, chat_id=group)
+
+
 def test_analyze_answers_at_once_then_edits_progress_then_result(stack: Stack, tg, faceit_faults):
     faceit_faults(latency_ms=80)
     user = new_user()
@@ -283,7 +308,7 @@ def test_in_a_group_only_the_member_who_asked_can_cancel_with_the_button(stack: 
     stack.clear_faceit_cache()  # the analysis asks FACEIT, slowly: both presses come while it runs
     owner, other, group = new_user(), new_user(), -1_000_000_000_000 - new_user()
     tg.inject(owner, f"/analyze {stack.world['matches']['FINISHED'][6]}", chat_id=group)
-    first = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "sent"), None), timeout=10, chat_id=group)
+    first = first_in_group(tg, group)
     job_id = job_id_in(first["text"])
     tg.click(other, first["message_id"], f"cancel:{job_id}", chat_id=group)
     deadline = time.monotonic() + 10
@@ -320,7 +345,7 @@ def test_in_a_group_the_bot_answers_what_is_for_it_and_keeps_quiet_about_the_res
     username = tg.request("GET", "/_sandbox/bot")["bot"]["username"]
     for text in ("gg wp", "/roll@dice_bot 20", "/frobnicate", f"/help@{username}"):
         asked = tg.inject(user, text, chat_id=group)
-    help_reply = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "sent"), None), chat_id=group)
+    help_reply = first_in_group(tg, group)
     assert "What I can do" in help_reply["text"]
     assert help_reply["message"]["reply_to_message"]["message_id"] == asked["message_id"]  # whom it answers
     stack.say(user, "gg wp")  # the same in private is answered, plainly
@@ -402,16 +427,6 @@ def test_bad_input_gets_a_short_answer_in_the_users_language_and_no_job(stack: S
 # Delivery under trouble ---------------------------------------------------------------------------
 
 
-def results_in(stack: Stack, user: int, message_id: int) -> list[dict]:
-    return [e for e in stack.events(user) if e["message_id"] == message_id and e["kind"] == "edited"
-            and is_final_text(e["text"])]
-
-
-def job_of(stack: Stack, user: int) -> str:
-    (job_id,) = stack.job_ids_of(user)
-    return job_id
-
-
 def test_a_user_who_blocked_the_bot_is_marked_inactive_and_the_delivery_ends_cleanly(stack: Stack, tg,
                                                                                      faceit_faults):
     faceit_faults(latency_ms=300)
@@ -420,13 +435,7 @@ def test_a_user_who_blocked_the_bot_is_marked_inactive_and_the_delivery_ends_cle
     first = stack.first_reply(user)
     tg.block(user)
     job_id = job_of(stack, user)
-    stack.wait_job(job_id, "succeeded")
-    deadline = time.monotonic() + 20
-    while not stack.deliveries_of(job_id) or stack.deliveries_of(job_id)[0].get("status") != "succeeded":
-        assert time.monotonic() < deadline, "the delivery never ended"
-        time.sleep(0.05)
-    delivery = stack.deliveries_of(job_id)[0]
-    assert json.loads(delivery["result"])["blocked"] == [user]
+    assert delivery_result(stack, job_id)["blocked"] == [user]
     assert str(user) in stack.redis.smembers("fb:faceit:users:inactive")
     assert results_in(stack, user, first["message_id"]) == []
     # Writing again unblocks the bot (as in Telegram) and the user is active again.
@@ -444,17 +453,12 @@ def test_a_group_that_removed_the_bot_ends_its_delivery_without_marking_the_user
     stack.clear_faceit_cache()  # the analysis asks FACEIT, slowly: the removal comes first
     user, group = new_user(), -1_000_000_000_000 - new_user()
     asked = tg.inject(user, f"/analyze {stack.world['matches']['FINISHED'][17]}", chat_id=group)
-    first = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "sent"), None), timeout=10, chat_id=group)
+    first = first_in_group(tg, group)
     assert "queued, place" in first["text"]
     assert first["message"]["reply_to_message"]["message_id"] == asked["message_id"]
     tg.block(user, chat_id=group)
     job_id = job_of(stack, user)
-    stack.wait_job(job_id, "succeeded")
-    deadline = time.monotonic() + 20
-    while not stack.deliveries_of(job_id) or stack.deliveries_of(job_id)[0].get("status") != "succeeded":
-        assert time.monotonic() < deadline, "the delivery never ended"
-        time.sleep(0.05)
-    result = json.loads(stack.deliveries_of(job_id)[0]["result"])
+    result = delivery_result(stack, job_id)
     assert result["chats_gone"] == [group] and result["blocked"] == []
     assert tg.stats()["pending_updates"] == 0  # the bot took the removal update too
     assert str(user) not in stack.redis.smembers("fb:faceit:users:inactive")
