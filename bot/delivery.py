@@ -21,8 +21,9 @@ reads what the first marked (and a requeued job's new run waits for its old run'
 A user who blocked the bot is marked inactive (:mod:`faceit.store`) and skipped from then on;
 that ends their delivery without failing the job (a group the bot was removed from ends the
 delivery to that group only: the user who asked there is not marked). A worker without Telegram settings (no token
-while ``TELEGRAM_API_URL`` is Telegram's) delivers nothing and says so in its log; the result
-stays in the job record (``/status``). Flood control and network trouble raise
+while ``TELEGRAM_API_URL`` is Telegram's) cannot deliver: the delivery job fails at once with
+:class:`~bot.config.BotConfigError` (record, dead letters, alert), and the result stays in the
+job record (``/status``) until an operator sets the token and requeues the delivery. Flood control and network trouble raise
 retryable errors after the other recipients were served, so the pipeline retries the job.
 """
 
@@ -430,8 +431,11 @@ async def deliver_job(job_id: str) -> dict[str, Any]:
     try:
         res.api  # noqa: B018 (built here: a worker without Telegram settings cannot deliver)
     except BotConfigError as exc:
-        logger.warning("job %s: not delivered, Telegram is not configured in this worker: %s", job_id, exc)
-        return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_configured": True}
+        # People wait for this result and this worker cannot reach Telegram: an operator must act.
+        # A permanent failure puts the line in the delivery's record, the dead letters and the
+        # failure-rate alert (a success would hide it); `admin.py requeue` sends it once fixed.
+        logger.error("job %s: cannot deliver, Telegram is not configured in this worker: %s", job_id, exc)
+        raise
     async with res.leases.hold(res.keys.delivering(job_id), job_id):
         # What the job is now: another delivery may have run meanwhile, or the job been requeued.
         record = await res.load(job_id)
