@@ -48,22 +48,31 @@ from queues.manager import JobHandle, PreparedJob, QueueManager
 #    "again" when this user had already asked for the joined job, else ""}
 # The request marker makes a resent call (redis-py resends when a reply is lost) return what the
 # first one did: running it again would count the new job against the user's own limit.
+# Asking again for a job already among the user's active ones is not a new request: the limits
+# do not refuse it and it is not counted (create_job tells whether it is "again").
 _START_JOB = LIMITS_LUA + CREATE_JOB_LUA + ENQUEUE_ONCE_LUA + """
 local earlier = redis.call("GET", KEYS[6])
 if earlier then
-  local sep = string.find(earlier, " ", 1, true)
-  return {"ok", string.sub(earlier, 1, sep - 1), string.sub(earlier, sep + 1), redis.call("LLEN", KEYS[3])}
+  local job_id, state, again = string.match(earlier, "^(%S+) (%S+) ?(%S*)$")
+  return {"ok", job_id, state, redis.call("LLEN", KEYS[3]), again}
 end
 local refusal = check_user_limits({KEYS[1], KEYS[2]}, ARGV)
-if refusal then return refusal end
+if refusal then
+  local ckey = ARGV[17]  -- create_job's coalesce key
+  local existing = ckey ~= "" and redis.call("GET", ckey)
+  if not (existing and redis.call("ZSCORE", KEYS[2], existing)) then return refusal end
+end
 local created = create_job({unpack(ARGV, 12)})
-local job_id, state = created[1], created[2]
+local job_id, state, again = created[1], created[2], created[3] or ""
+if refusal and again ~= "again" then return refusal end  -- theirs, but not a repeat: the limits hold
 if state == "new" then
   enqueue_once({KEYS[3], KEYS[4], KEYS[5]}, {ARGV[9], ARGV[10], ARGV[11]})
 end
-record_request({KEYS[1], KEYS[2]}, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[7], job_id, ARGV[8])
-redis.call("SET", KEYS[6], job_id .. " " .. state, "PX", ARGV[11])
-return {"ok", job_id, state, redis.call("LLEN", KEYS[3]), created[3] or ""}
+if again ~= "again" then
+  record_request({KEYS[1], KEYS[2]}, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[7], job_id, ARGV[8])
+end
+redis.call("SET", KEYS[6], job_id .. " " .. state .. " " .. again, "PX", ARGV[11])
+return {"ok", job_id, state, redis.call("LLEN", KEYS[3]), again}
 """
 
 

@@ -101,19 +101,23 @@ end
 # create_job(A): A = {prefix, id, now, ttl, limit, coalesce key, requester JSON, n, field, value, …}
 # (the ARGV of JobStore.create). Returns {id, "new"}, or {existing id, its status} when the
 # request joined an in-flight job of the same coalesce subject ({existing id, its status,
-# "again"} when this user had already asked for it). A function, so the bot's
+# "again"} when this user had already asked for it and a message of theirs shows it). A function, so the bot's
 # one-round-trip job start (bot/jobstart.py) runs the very same code.
 CREATE_JOB_LUA = _LUA_COMMON + """
 local function create_job(A)
   local prefix, id, now = A[1], A[2], tonumber(A[3])
   local ttl, limit, ckey, req = tonumber(A[4]), tonumber(A[5]), A[6], A[7]
-  -- Adds the requester; false when this user already asked for the job.
+  -- Adds the requester; false when this user already asked for the job and a message of theirs
+  -- shows it (one that never got its message recorded joins again: the new message takes over).
   local function add_requester(jk, job_id)
     if req == "" then return true end
     local r = cjson.decode(req)
     local list = decode_array(redis.call("HGET", jk, "requesters"))
     for _, existing in ipairs(list) do
-      if encode_exact(existing["user_id"]) == encode_exact(r["user_id"]) then return false end
+      if encode_exact(existing["user_id"]) == encode_exact(r["user_id"]) then
+        local shown = existing["message_id"]
+        return shown == nil or shown == cjson.null
+      end
     end
     table.insert(list, r)
     redis.call("HSET", jk, "requesters", encode_array(list))
@@ -551,9 +555,9 @@ class JobStore:
         """Write a ``queued`` record, or join the in-flight job of the same coalesce subject.
 
         ``record``: the keyword arguments of :meth:`create_args` (actor, queue, args, kwargs,
-        options, max_retries, requester, coalesce, now). Returns ``(job_id, "new")`` or
-        ``(existing_id, its status)`` when coalesced (the requester is then added to the
-        existing job, unless they were on it already: ``again``).
+        options, max_retries, requester, coalesce, now). Returns :class:`Created`: the new job
+        id and ``"new"``, or the in-flight job's id and status when coalesced (the requester is
+        then added to it, unless they were on it already: ``again``).
         """
         return self.create_from(self.create_args(job_id, **record))
 

@@ -20,6 +20,7 @@ from tests.support.reply_dropper import ReplyDroppingProxy
 
 ROOM = "https://www.faceit.com/en/cs2/room/1-0b9a4c1e-5b5e-4c8e-9f51-3a1b2c3d4e5f"
 OTHER_ROOM = "https://www.faceit.com/en/cs2/room/1-1b9a4c1e-5b5e-4c8e-9f51-3a1b2c3d4e5f"
+THIRD_ROOM = "https://www.faceit.com/en/cs2/room/1-2b9a4c1e-5b5e-4c8e-9f51-3a1b2c3d4e5f"
 BIG_ID = 4503599627370495  # 52 bits: Telegram's largest ids (cjson would write 4.5035996273705e+15)
 
 
@@ -103,6 +104,24 @@ async def test_asking_again_for_an_in_flight_job_keeps_the_first_message_showing
     record = services.manager.get_job(first.job_id)
     assert [(r["user_id"], r["chat_id"], r["message_id"]) for r in record.requesters] == [(5, 5, 801), (6, 6, None)]
     assert redis_client.zrange("fb:bot:active:5", 0, -1) == [first.job_id]
+    # The other user's first message was never recorded (their reply failed): asking again takes over.
+    retry = await services.start_match_analysis(asker(6), parse_match_ref(ROOM))
+    assert retry.coalesced and not retry.again
+
+
+async def test_asking_again_is_neither_refused_nor_counted_by_the_limits(services, redis_client):
+    """The limits (2 active, 3 a minute here) are for new work: a repeat of a job already theirs
+    is answered "you already asked", even at the limit, and does not use up the minute."""
+    services._one_call_start = True
+    jobs = [await services.start_match_analysis(asker(7), parse_match_ref(room)) for room in (ROOM, OTHER_ROOM)]
+    for job in jobs:
+        await services.confirm(job, 7, 900 + job.position)
+    again = await services.start_match_analysis(asker(7), parse_match_ref(ROOM))
+    assert again.again and again.job_id == jobs[0].job_id
+    assert redis_client.zcard("fb:bot:rate:7") == 2  # the repeat was not counted
+    with pytest.raises(UserFacingError) as refused:  # new work is still refused at the limit
+        await services.start_match_analysis(asker(7), parse_match_ref(THIRD_ROOM))
+    assert refused.value.key == "too_many_active"
 
 
 @pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
@@ -139,6 +158,16 @@ async def test_a_start_whose_reply_was_lost_is_resent_and_counted_once(services_
     assert redis_client.zcard("fb:bot:rate:8") == 1
     assert len(redis_client.keys("fb:job:*")) == 2
     assert 0 < redis_client.pttl(f"fb:bot:started:{redis_client.zrange('fb:bot:rate:8', 0, 0)[0]}") <= 15 * 60 * 1000
+
+
+async def test_a_repeat_whose_reply_was_lost_is_still_a_repeat(services_via_proxy, redis_client):
+    services, proxy = services_via_proxy
+    first = await services.start_match_analysis(asker(11), parse_match_ref(ROOM))
+    await services.confirm(first, 11, 950)
+    proxy.drop_reply_to(b"bot:started:")
+    again = await services.start_match_analysis(asker(11), parse_match_ref(ROOM))
+    assert proxy.dropped == 1
+    assert again.again and again.job_id == first.job_id  # the resend returned what the first call did
 
 
 async def test_a_middleware_watching_enqueues_turns_the_one_call_start_off(services):
