@@ -3,7 +3,9 @@
 :meth:`Sender.call` runs one Bot API call for one chat:
 
 * it first takes a slot of the shared :class:`~bot.sendlimit.SendLimiter` (waiting for it, or
-  with ``best_effort`` giving up at once when none is free: progress edits);
+  with ``best_effort`` giving up at once when none is free: progress edits); a slot further off
+  than ``max_inline_wait`` (a busy group) is not booked: :class:`~faceit.errors.RateLimitedError`
+  with that wait, so the delivery job comes back then;
 * on flood control (429, aiogram's ``TelegramRetryAfter``) it holds the chat for ``retry_after`` seconds and tries again, up
   to ``max_inline_wait`` seconds in all; past that it raises
   :class:`~faceit.errors.RateLimitedError` so the pipeline retries the delivery job later
@@ -24,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from bot.botapi import FloodControl, Forbidden, NetworkError
-from bot.sendlimit import SendLimiter
+from bot.sendlimit import SendLimiter, SlotTooFar
 from faceit.errors import RateLimitedError, UpstreamError
 
 logger = logging.getLogger(__name__)
@@ -58,7 +60,12 @@ class Sender:
             if not await self.limiter.try_now(chat_id):
                 return SKIPPED
         else:
-            await self.limiter.acquire(chat_id)
+            try:
+                await self.limiter.acquire(chat_id, max_wait=self.max_inline_wait)
+            except SlotTooFar as far:  # a busy group: come back when its turn is near
+                logger.info("job %s: chat %s is busy for %.0f s more; the delivery will be retried", job_id,
+                            chat_id, far.wait)
+                raise RateLimitedError(f"chat {chat_id} busy for {far.wait:.0f} s", retry_after=far.wait) from None
         while True:  # the slot taken above is still ours after a 429: the call never went through
             try:
                 return await request()

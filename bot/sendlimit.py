@@ -24,8 +24,9 @@ from typing import Any
 
 from bot.keys import BotKeys
 
-# GCRA on one key. ARGV: interval, burst, mode. Returns the wait in seconds as text (the slot
-# is taken), or "-1" when mode is "try" and no slot is free now (nothing taken).
+# GCRA on one key. ARGV: interval, burst, mode, and the longest wait to book ("" or absent: any).
+# Returns the wait in seconds as text (the slot is taken), "-1" when mode is "try" and no slot
+# is free now, or "far:<seconds>" when the next slot is further off than allowed (nothing taken).
 _SLOT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -35,6 +36,8 @@ if tat < now then tat = now end
 local start = tat - (burst - 1) * interval
 if start < now then start = now end
 if ARGV[3] == 'try' and start > now then return '-1' end
+local most = tonumber(ARGV[4] or '')
+if most and start - now > most then return 'far:' .. tostring(start - now) end
 local new = math.max(tat, start) + interval
 redis.call('SET', KEYS[1], tostring(new), 'PX', math.ceil((new - now) * 1000) + 1000)
 return tostring(start - now)
@@ -72,6 +75,14 @@ return 1
 """
 
 
+class SlotTooFar(Exception):
+    """The chat's next free slot is ``wait`` seconds off, more than the caller would wait."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"the chat's next send slot is {wait:.1f} s off")
+        self.wait = wait
+
+
 class SendLimiter:
     """Per-chat and overall send budgets (async Redis client)."""
 
@@ -102,17 +113,23 @@ class SendLimiter:
             return self.group_interval, self.group_burst
         return self.chat_interval, self.chat_burst
 
-    async def _slot_of(self, key: str, interval: float, burst: int, mode: str) -> float:
-        return float(await self._slot(keys=[key], args=[interval, burst, mode]))
+    async def _slot_of(self, key: str, interval: float, burst: int, mode: str, most: float | None = None) -> float:
+        reply = str(await self._slot(keys=[key], args=[interval, burst, mode, "" if most is None else most]))
+        if reply.startswith("far:"):
+            raise SlotTooFar(float(reply[4:]))
+        return float(reply)
 
-    async def acquire(self, chat_id: int) -> float:
+    async def acquire(self, chat_id: int, *, max_wait: float | None = None) -> float:
         """Wait for the chat's next slot, then for the bot's; returns the seconds waited.
 
         The chat slot is booked first (possibly seconds ahead, when a long result is going out
         to that chat) and the overall slot only when that moment has come, so one busy chat
-        never holds back the others.
+        never holds back the others. With ``max_wait``, a chat slot further off than that is not
+        booked: :class:`SlotTooFar` (a busy group: the caller comes back later rather than hold
+        a slot minutes ahead that its time limit may never let it use).
         """
-        waited = max(0.0, await self._slot_of(self.keys.chat_slot(chat_id), *self.chat_budget(chat_id), "reserve"))
+        waited = max(0.0, await self._slot_of(self.keys.chat_slot(chat_id), *self.chat_budget(chat_id), "reserve",
+                                              max_wait))
         if waited:
             await asyncio.sleep(waited)
         overall = max(0.0, await self._slot_of(self.keys.global_slot(), self.global_interval, self.global_burst,

@@ -19,7 +19,7 @@ from bot.botapi import BotAPI
 from bot.keys import BotKeys
 from bot.limits import UserLimits
 from bot.sender import SKIPPED, Sender, UserBlocked
-from bot.sendlimit import SendLimiter
+from bot.sendlimit import SendLimiter, SlotTooFar
 from bot.views import failure_text, progress_text
 from faceit.errors import RateLimitedError
 from sandbox.telegram_api import SANDBOX_BOT_TOKEN
@@ -89,6 +89,20 @@ async def test_a_group_gets_its_own_slower_budget(clients):
     private = sorted(await asyncio.gather(*(limiter.acquire(42) for _ in range(3))))
     assert private[-1] < 0.05  # a private chat keeps its own rate
     assert not await limiter.try_now(group)  # a progress edit there waits for nothing either
+
+
+async def test_a_busy_groups_slot_too_far_off_is_not_booked_and_the_delivery_comes_back_then(clients):
+    limiter = SendLimiter(clients[1], BotKeys("far:"), group_rate=10, global_rate=1000)  # 0.1 s apart
+    group = -1009876
+    await limiter.hold(group, 0.3)  # the next free slot is 0.3 s off (busy)
+    with pytest.raises(SlotTooFar) as far:
+        await limiter.acquire(group, max_wait=0.15)
+    assert far.value.wait == pytest.approx(0.3, abs=0.05)
+    sender = Sender(limiter, max_inline_wait=0.15)
+    with pytest.raises(RateLimitedError) as busy:  # the pipeline retries the delivery after the wait
+        await sender.call(group, lambda: asyncio.sleep(0), job_id="j")
+    assert busy.value.retry_after == pytest.approx(0.3, abs=0.05)
+    assert await limiter.acquire(group) == pytest.approx(0.3, abs=0.05)  # nothing was booked meanwhile
 
 
 async def test_the_send_limiter_caps_the_whole_bot(clients):
