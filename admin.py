@@ -449,9 +449,12 @@ def requeue(queue: str | None, job_id: str | None, all_: bool, include_canceled:
         done = manager.requeue_failed(queue=resolve_queue(queue) if queue else None,
                                       include_canceled=include_canceled)
     if as_json:
-        emit_json({"requeued": done, "count": len(done)})
+        emit_json({"requeued": list(done), "count": len(done), "skipped": done.skipped})
     else:
         click.echo(f"requeued {len(done)} job(s)" + (": " + ", ".join(done[:20]) if done else ""))
+        if done.skipped:
+            click.echo(f"left alone {done.skipped} failed job(s) refused for their request (bad input, not found); "
+                       "--job ID sends one anyway, purge-dead drops their dead letters")
     sys.exit(EXIT_PROBLEM if job_id and not done else EXIT_OK)
 
 

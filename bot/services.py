@@ -32,7 +32,7 @@ from faceit.links import MatchRef, PlayerRef
 from faceit.store import MAX_SUBSCRIPTIONS, FaceitStore
 from queues.errors import UnknownJobError
 from queues.jobstore import JobRecord
-from queues.manager import PreparedJob, QueueManager
+from queues.manager import PreparedJob, QueueManager, RequeuedJobs
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ class BotServices:
 
         return await asyncio.to_thread(lambda: get_alert_store(self.settings).recent(hours, limit=50))
 
-    async def requeue_failed(self, job_id: str | None = None) -> list[str]:
+    async def requeue_failed(self, job_id: str | None = None) -> RequeuedJobs:
         try:
             return await asyncio.to_thread(lambda: self.manager.requeue_failed(job_id=job_id))
         except UnknownJobError:

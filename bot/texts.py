@@ -182,6 +182,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "alerts_title": {"en": "<b>Alerts, last {hours} h</b> ({count})", "ru": "<b>Алерты за {hours} ч</b> ({count})"},
     "no_alerts": {"en": "No alerts in the last {hours} h.", "ru": "Алертов за {hours} ч нет."},
     "requeued": {"en": "Requeued: {count}.", "ru": "Повторно поставлено в очередь: {count}."},
+    "requeue_skipped": {"en": "Left alone: {count} refused for their request (bad input, not found); "
+                              "/requeue &lt;job id&gt; sends one anyway.",
+                        "ru": "Не тронуто: {count} — отказ по самому запросу (ошибка ввода, не найдено); "
+                              "/requeue &lt;id задачи&gt; повторит любую."},
     "not_requeued": {"en": "Job <code>{job_id}</code> is {status}: only a failed or canceled job can be requeued.",
                      "ru": "Задача <code>{job_id}</code> в статусе {status}: повторить можно только упавшую "
                            "или отменённую."},

@@ -58,6 +58,13 @@ class JobHandle:
     again: bool = False  # joined a job this requester had already asked for
 
 
+class RequeuedJobs(list[str]):
+    """The ids of the jobs sent again, and ``skipped``: failed jobs a bulk requeue left alone
+    because they were refused for their request (:data:`REQUEST_ERROR_CODES`)."""
+
+    skipped: int = 0
+
+
 @dataclass(frozen=True)
 class PreparedJob:
     """A job built but not yet written (:meth:`QueueManager.prepare_job`): the arguments of its
@@ -267,13 +274,13 @@ class QueueManager:
         return outcome
 
     def requeue_failed(self, queue: str | None = None, job_id: str | None = None, *,
-                       include_canceled: bool = False, limit: int = 1000) -> list[str]:
+                       include_canceled: bool = False, limit: int = 1000) -> RequeuedJobs:
         """Send failed jobs (one, those of a queue, or all) again with fresh counters.
 
         In bulk, jobs refused for their request itself (:data:`REQUEST_ERROR_CODES`: a nickname
         that does not exist, a cancelled match) are left alone: running them again would only
-        fail again, after turning their users' failure notes back into progress lines. Named by
-        ``job_id``, a job is requeued whatever its error.
+        fail again, after turning their users' failure notes back into progress lines; how many
+        is in the result's ``skipped``. Named by ``job_id``, a job is requeued whatever its error.
         """
         if job_id is not None:
             records = [self.jobs.get(job_id)]
@@ -283,13 +290,12 @@ class QueueManager:
             records, _ = self.jobs.list_jobs(status="failed", queue=queue, limit=limit)
             if include_canceled:
                 records += self.jobs.list_jobs(status="canceled", queue=queue, limit=limit)[0]
-        requeued = []
-        skipped = 0
+        requeued = RequeuedJobs()
         for record in records:
             if record is None or record.status not in ("failed", "canceled"):
                 continue
             if job_id is None and (record.error or {}).get("code") in REQUEST_ERROR_CODES:
-                skipped += 1
+                requeued.skipped += 1
                 continue
             if self.jobs.reset_for_requeue(record.id) not in ("failed", "canceled"):
                 continue
@@ -299,9 +305,9 @@ class QueueManager:
             self.broker.enqueue(message)
             requeued.append(record.id)
             logger.info("job %s: requeued", record.id)
-        if skipped:
+        if requeued.skipped:
             logger.info("requeue: %d failed job(s) left alone: refused for their request (bad input, not found)",
-                        skipped)
+                        requeued.skipped)
         return requeued
 
     def _remove_dead_letter(self, record: JobRecord) -> None:

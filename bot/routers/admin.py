@@ -73,7 +73,10 @@ async def requeue(message: Message, command: CommandObject, lang: str, services:
         record = await services.job_of_user(job_id, message.from_user.id)
         await answer(message, t("not_requeued", lang, job_id=job_id, status=escape(record.status)))
         return
-    await answer(message, t("requeued", lang, count=len(requeued)))
+    text = t("requeued", lang, count=len(requeued))
+    if requeued.skipped:
+        text += "\n" + t("requeue_skipped", lang, count=requeued.skipped)
+    await answer(message, text)
 
 
 def build() -> Router:

@@ -17,7 +17,7 @@ def test_a_second_request_for_a_queued_match_joins_the_job(manager):
     second = manager.enqueue_match_analysis(SAME_ROOM_OTHER_FORM, user_id=2)
     again = manager.enqueue_match_analysis(ROOM, user_id=1)
     assert not first.coalesced and second.coalesced and again.coalesced
-    assert again.again and not second.again  # the same user asking again is told apart
+    assert not again.again  # no message of theirs shows the job yet: an ordinary join (tests/bot/test_jobstart.py)
     assert second.id == first.id == again.id
     record = manager.get_job(first.id)
     assert record.user_ids == [1, 2]  # the same user twice is one requester
@@ -122,7 +122,8 @@ def test_a_bulk_requeue_leaves_jobs_refused_for_their_request_and_a_named_one_go
     for handle in (transient, refused):
         assert manager.wait_for(handle.id, timeout=20).status == "failed"
     assert manager.get_job(refused.id).error["code"] == "not_found"
-    assert manager.requeue_failed(queue="default") == [transient.id]
+    bulk = manager.requeue_failed(queue="default")
+    assert bulk == [transient.id] and bulk.skipped == 1  # said, not silent
     assert manager.get_job(refused.id).status == "failed"
     assert manager.requeue_failed(job_id=refused.id) == [refused.id]  # an operator's explicit choice
     assert manager.wait_for(refused.id, timeout=20).status == "succeeded"
