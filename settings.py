@@ -24,6 +24,10 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+#: The sandbox Bot API's bot token: well-formed (aiogram checks the ``<digits>:<text>`` shape),
+#: not a secret (it only opens the local sandbox).
+SANDBOX_BOT_TOKEN = "1000000001:sandbox-token-not-secret"
+
 PROJECT_ROOT = Path(__file__).resolve().parent
 DEFAULT_SETTINGS_FILE = PROJECT_ROOT / "settings.toml"
 
@@ -219,6 +223,20 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _amqp_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("amqp", "amqps"):
+            raise ValueError("an amqp:// or amqps:// URL")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -241,8 +259,9 @@ class Settings(BaseSettings):
 
     @property
     def sandbox_telegram(self) -> bool:
-        """True when no bot token is set: the bot talks to the local sandbox Bot API."""
-        return not self.telegram_bot_token.get_secret_value()
+        """True when the bot talks to the local sandbox Bot API: no bot token is set, or the
+        sandbox's own (``make run`` hands that one to every process it starts)."""
+        return self.telegram_bot_token.get_secret_value() in ("", SANDBOX_BOT_TOKEN)
 
     @property
     def sandbox_faceit(self) -> bool:
@@ -277,6 +296,7 @@ def _describe(error: dict[str, Any]) -> str:
         "greater_than": f"more than {error.get('ctx', {}).get('gt')}",
         "less_than_equal": f"at most {error.get('ctx', {}).get('le')}",
         "missing": "a value (it is missing from settings.toml)",
+        "value_error": str(error.get("ctx", {}).get("error", "a valid value")),
     }.get(kind, error.get("msg", "a valid value").lower())
     if len(error.get("loc", ())) > 1:
         expected = f"a comma-separated list of {expected.removeprefix('a ')}s"
@@ -284,6 +304,8 @@ def _describe(error: dict[str, Any]) -> str:
     secret = name.lower() in {
         n for n, f in Settings.model_fields.items() if f.annotation is SecretStr
     }
+    if isinstance(got, str) and name.endswith("_URL"):
+        got = redact_url(got)  # a password in a mistyped URL stays out of the message
     shown = "" if kind == "missing" or secret or isinstance(got, dict) else f" (got {got!r})"
     return f"{name} must be {expected}{shown}"
 

@@ -31,12 +31,10 @@ from sandbox.telegram_control import setup_control_routes
 from sandbox.telegram_methods import METHODS_BY_LOWER, Call, Params, UploadedFile
 from sandbox.telegram_state import ApiError, SandboxRegistry
 from sandbox.telegram_webhook import WebhookDelivery
+from settings import SANDBOX_BOT_TOKEN  # re-exported: the token the bot uses against this sandbox
 
 log = logging.getLogger(__name__)
 
-# A well-formed token for running the real bot against the sandbox (aiogram checks the
-# ``<digits>:<text>`` shape). Not a secret: it only works here.
-SANDBOX_BOT_TOKEN = "1000000001:sandbox-token-not-secret"
 REGISTRY_KEY = web.AppKey("telegram_sandbox_registry", SandboxRegistry)
 WEBHOOK_KEY = web.AppKey("telegram_sandbox_webhook", WebhookDelivery)
 MAX_REQUEST_BYTES = 52 * 1024 * 1024  # Telegram accepts uploads up to 50 MB

@@ -45,6 +45,10 @@ def test_environment_overrides_each_value(monkeypatch):
         ("BROKER", "kafka", "BROKER must be one of 'redis' or 'rabbitmq' (got 'kafka')"),
         ("QUEUE_MAX_RETRIES", "-1", "QUEUE_MAX_RETRIES must be at least 0 (got '-1')"),
         ("QUEUE_ENABLE_MONITORING", "perhaps", "QUEUE_ENABLE_MONITORING must be true or false (got 'perhaps')"),
+        ("REDIS_URL", "notaurl", "REDIS_URL must be a redis://, rediss:// or unix:// URL (got 'notaurl')"),
+        ("REDIS_URL", "http://u:hunter2@h:6379/0", "REDIS_URL must be a redis://, rediss:// or unix:// URL "
+                                                   "(got 'http://u:***@h:6379/0')"),
+        ("RABBITMQ_URL", "localhost:5672", "RABBITMQ_URL must be an amqp:// or amqps:// URL (got 'localhost:5672')"),
     ],
 )
 def test_bad_value_is_one_clear_line(monkeypatch, name, value, expected):
@@ -110,6 +114,15 @@ def test_unknown_key_in_settings_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("SETTINGS_FILE", str(bad))
     with pytest.raises(SettingsError, match=r"QUEUE_MAX_WORKRES in settings\.toml is not a known setting"):
         load_settings()
+
+
+def test_the_sandbox_token_means_sandbox_mode(monkeypatch):
+    from settings import SANDBOX_BOT_TOKEN
+
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", SANDBOX_BOT_TOKEN)  # what make run hands its processes
+    assert load_settings().sandbox_telegram
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:REAL")
+    assert not load_settings().sandbox_telegram
 
 
 def test_readme_documents_every_setting():
