@@ -132,3 +132,19 @@ def test_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in names if f"`{name}`" not in readme]
     assert not missing, f"README.md does not document {missing}"
+
+
+def test_every_setting_has_a_comment_and_the_readme_row_says_it():
+    """The README's table is settings.toml's defaults and comments: a value glued to its comment
+    (no space before '#') once put the comment into the default column and left the meaning empty."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    for line in (ROOT / "settings.toml").read_text().splitlines():
+        found = re.match(r"^([A-Z][A-Z0-9_]*) = (.*?)\s+# (.+)$", line)
+        if re.match(r"^[A-Z][A-Z0-9_]* = ", line):
+            assert found, f"settings.toml: no '  # meaning' after the value: {line!r}"
+            name, value, meaning = found.groups()
+            row = f"| `{name}` | `{value}` | {meaning.strip()} |"
+            assert row in readme, f"README.md lacks the row {row!r}"
+
