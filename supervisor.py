@@ -13,6 +13,7 @@ flushed). It prints where to look: the dashboard and, in sandbox mode, the chat.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent
 SANDBOX_FACEIT_KEY = "sandbox-key"
@@ -138,6 +140,31 @@ class Supervisor:
                 pass
 
 
+def hold_run_lock(directory: Path) -> IO[str] | None:
+    """One run per Redis folder: two embedded Redis servers on one AOF would interleave their
+    writes in it. Returns the lock file, held as long as it stays open (this process's life),
+    or None when another run holds it (its pid is in the file)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = open(directory / "run.lock", "a+")  # noqa: SIM115 (held open on purpose)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def run_lock_holder(directory: Path) -> str:
+    try:
+        return (directory / "run.lock").read_text().strip() or "?"
+    except OSError:
+        return "?"
+
+
 def build_children(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[Child], dict[str, str], list[str]]:
     """Decide what to run from the environment: returns children, extra env and notes."""
     py = sys.executable
@@ -184,8 +211,15 @@ def main(argv: list[str] | None = None) -> int:
 
     env = dict(os.environ)
     redis_server = None
+    run_lock = None
     if not env.get("REDIS_URL"):
         from queues.redis_server import RedisServer
+
+        run_lock = hold_run_lock(args.redis_dir)
+        if run_lock is None:
+            print(f"make run: another run (pid {run_lock_holder(args.redis_dir)}) uses {args.redis_dir}; stop it "
+                  "first (Ctrl-C there), or give this one its own RUN_REDIS_DIR and ports", file=sys.stderr)
+            return 2
 
         redis_server = RedisServer(args.redis_dir, port=pick_port(args.redis_port))
         redis_server.start()
@@ -217,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
             if not wait_for_port(port):
                 supervisor.say("supervisor", f"{child.name} did not open port {port}")
     dash = f"http://{settings.queue_dashboard_host}:{settings.queue_dashboard_port}/"
+    if redis_server:  # the admin tool reads REDIS_URL, whose default is not this Redis
+        from settings import redact_url
+
+        notes.append(f"admin tool: REDIS_URL={redact_url(redis_server.url)} .venv/bin/python admin.py status")
     for line in [f"dashboard: {dash}", *notes, "Ctrl-C stops everything."]:
         supervisor.say("supervisor", line)
     try:
@@ -226,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         if redis_server:
             redis_server.stop()
             supervisor.say("supervisor", "Redis stopped (AOF flushed)")
+        if run_lock is not None:
+            run_lock.close()
     supervisor.say("supervisor", "all stopped")
     return 0
 

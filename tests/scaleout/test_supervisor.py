@@ -217,3 +217,24 @@ def test_the_supervised_stack_starts_recovers_runs_jobs_and_stops_cleanly(stack:
     assert not still_open, still_open
     left = stack.survivors()
     assert not left, [psutil.Process(p).cmdline() for p in left if psutil.pid_exists(p)]
+
+
+def test_a_second_run_on_the_same_redis_folder_is_refused_in_one_line(tmp_path: Path):
+    """Two embedded Redis servers on one AOF folder would interleave their writes in it."""
+    sys.path.insert(0, str(ROOT))
+    from supervisor import hold_run_lock
+
+    folder = tmp_path / "redis"
+    held = hold_run_lock(folder)  # the first run
+    assert held is not None
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(RUN_REDIS_DIR=str(folder), RUN_REDIS_PORT=str(free_port()))
+    second = subprocess.run([sys.executable, str(ROOT / "supervisor.py")], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert second.returncode == 2
+    assert second.stderr.strip() == (f"make run: another run (pid {os.getpid()}) uses {folder}; stop it first "
+                                      "(Ctrl-C there), or give this one its own RUN_REDIS_DIR and ports")
+    assert not list(folder.glob("appendonly*")) and not (folder / "appendonlydir").exists()  # no Redis started
+    held.close()
+    assert hold_run_lock(folder) is not None  # free again once the first run ends
+
