@@ -218,7 +218,12 @@ class BotServices:
         return record
 
     async def cancel(self, job_id: str, user_id: int) -> CancelOutcome:
-        record = await self.job_of_user(job_id, user_id)
+        record = await asyncio.to_thread(self.manager.get_job, job_id)
+        if record is None:
+            raise UserFacingError("unknown_job", job_id=job_id)
+        if int(user_id) not in record.user_ids and not self.is_admin(user_id):
+            # Another member's Cancel button in a group: the job is there, just not theirs.
+            raise UserFacingError("not_your_job", job_id=job_id)
         if record.is_final:
             return CancelOutcome(record.status, record)
         others = [u for u in record.user_ids if u != int(user_id)]

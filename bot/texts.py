@@ -114,6 +114,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "canceling": {"en": "Stopping job <code>{job_id}</code>…", "ru": "Останавливаю задачу <code>{job_id}</code>…"},
     "cancel_short": {"en": "Canceled", "ru": "Отменено"},
     "canceling_short": {"en": "Stopping…", "ru": "Останавливаю…"},
+    "not_your_job": {"en": "Only whoever asked for job <code>{job_id}</code> can cancel it.",
+                     "ru": "Отменить задачу <code>{job_id}</code> может только тот, кто её запросил."},
     "cancel_too_late": {"en": "Job <code>{job_id}</code> has already ended: {status}.",
                         "ru": "Задача <code>{job_id}</code> уже завершена: {status}."},
     "cancel_shared": {

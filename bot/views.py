@@ -131,6 +131,11 @@ def failure_text(job_id: str, actor: str | None, error: dict[str, Any] | None, k
     return t("failed", lang, kind=kind_name(actor, lang), reason=reason, advice=advice)
 
 
+def status_word(status: str, lang: str) -> str:
+    """A job status in words (``done``, ``готово``); an unknown one as it is."""
+    return t(f"status_{status}", lang) if f"status_{status}" in _STATUS_KEYS else status
+
+
 def status_text(record: Any, lang: str) -> str:
     """One job's state for ``/status``: status, progress while running, reason when failed."""
     status = record.status
@@ -141,6 +146,5 @@ def status_text(record: Any, lang: str) -> str:
     elif status == "failed":
         reason, advice = failure_reason(record.error, record.actor, record.kwargs, lang)
         extra = f"\n{reason} {advice}"
-    status_word = t(f"status_{status}", lang) if f"status_{status}" in _STATUS_KEYS else status
-    return t("status_line", lang, kind=kind_name(record.actor, lang), status=status_word,
+    return t("status_line", lang, kind=kind_name(record.actor, lang), status=status_word(status, lang),
              progress=Markup(escape(extra)), job_id=record.id)

@@ -228,7 +228,8 @@ class SandboxBot:
         return self.users[user_id]
 
     def chat_object(self, chat_id: int) -> dict[str, Any]:
-        """The ``Chat`` object: users' private chats; negative ids (alert groups) are groups."""
+        """The ``Chat`` object: a user's private chat, or a group for a negative id (``-100…``: a
+        supergroup), as members and admins' alert chats use."""
         if chat_id < 0:
             kind = "supergroup" if str(chat_id).startswith("-100") else "group"
             return {"id": chat_id, "type": kind, "title": f"Sandbox {kind} {chat_id}"}

@@ -24,7 +24,7 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.types import TelegramObject, Update
 from dramatiq.errors import BrokerConnectionError
 
-from bot.replies import reply_parameters
+from bot.replies import answer
 from bot.services import UserFacingError
 from bot.texts import escape, t
 from faceit.errors import FaceitBotError
@@ -87,6 +87,6 @@ class ErrorsMiddleware(BaseMiddleware):
                 plain = _TAG.sub("", text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
                 await event.callback_query.answer(plain[:190], show_alert=True)
             elif event.message is not None:
-                await bot.send_message(event.message.chat.id, text, reply_parameters=reply_parameters(event.message))
+                await answer(event.message, text)  # in a group a reply; in the same topic
         except Exception as exc:
             logger.warning("could not send the error answer: %s: %s", type(exc).__name__, str(exc)[:160])

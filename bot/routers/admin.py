@@ -14,6 +14,7 @@ from bot.routers.common import command
 from bot.routers.jobs import _job_id
 from bot.services import BotServices
 from bot.texts import escape, t
+from bot.views import status_word
 from faceit.htmltext import split_html
 
 MAX_ALERTS_SHOWN = 15
@@ -71,7 +72,7 @@ async def requeue(message: Message, command: CommandObject, lang: str, services:
     requeued = await services.requeue_failed(job_id)
     if job_id is not None and not requeued:  # say why the named job did not go
         record = await services.job_of_user(job_id, message.from_user.id)
-        await answer(message, t("not_requeued", lang, job_id=job_id, status=escape(record.status)))
+        await answer(message, t("not_requeued", lang, job_id=job_id, status=status_word(record.status, lang)))
         return
     text = t("requeued", lang, count=len(requeued))
     if requeued.skipped:

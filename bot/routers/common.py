@@ -23,7 +23,8 @@ def requester_of(message: Message, lang: str) -> Requester:
 
 async def reply_started(message: Message, job: StartedJob, lang: str, services: BotServices) -> None:
     """Answer at once with the job id and its place in the queue (with a Cancel button); then, off
-    the critical path, record that message so progress edits and the result land in it.
+    the critical path, record that message so progress edits and the result land in it. A user
+    asking again for a job a message of theirs already shows is pointed at that message instead.
 
     The answer goes out through :func:`bot.fastsend.send_reply` (a JSON body, no aiogram models):
     it is the reply a burst of users waits for, and the bot's most frequent call."""

@@ -12,7 +12,7 @@ from bot.replies import answer
 from bot.routers.common import command
 from bot.services import BotServices, CancelOutcome
 from bot.texts import t
-from bot.views import CANCEL_PREFIX, canceled_text, status_text
+from bot.views import CANCEL_PREFIX, canceled_text, status_text, status_word
 
 JOB_ID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -38,7 +38,7 @@ def _cancel_answer(result: CancelOutcome, job_id: str, lang: str) -> str:
         return t("canceling", lang, job_id=job_id)
     if result.outcome == "shared":
         return t("cancel_shared", lang, job_id=job_id)
-    return t("cancel_too_late", lang, job_id=job_id, status=t(f"status_{result.outcome}", lang))
+    return t("cancel_too_late", lang, job_id=job_id, status=status_word(result.outcome, lang))
 
 
 async def _show_canceled(bot: Bot, result: CancelOutcome, user_id: int, job_id: str) -> None:

@@ -151,7 +151,7 @@ def test_someone_elses_job_cannot_be_seen_or_canceled(stack: Stack, tg, faceit_f
     job_id = job_id_in(stack.first_reply(owner)["text"])
     stack.say(stranger, f"/cancel {job_id}")
     answer = stack.first_reply(stranger)
-    assert "You have no job" in answer["text"]
+    assert "Only whoever asked for job" in answer["text"]
     assert stack.job(job_id)["status"] in ("queued", "started", "succeeded")
     assert not stack.job(job_id).get("cancel_requested")
 
@@ -300,7 +300,7 @@ def test_admin_commands_answer_admins_and_look_unknown_to_everyone_else(stack: S
     done = stack.replies(ADMIN_ID, 5)[4]
     stack.final_of(ADMIN_ID, done["message_id"])
     stack.say(ADMIN_ID, f"/requeue {job_id_in(done['text'])}")
-    assert "is succeeded: only a failed or canceled job" in stack.replies(ADMIN_ID, 6)[5]["text"]
+    assert "is done: only a failed or canceled job" in stack.replies(ADMIN_ID, 6)[5]["text"]
 
 
 def test_in_a_group_only_the_member_who_asked_can_cancel_with_the_button(stack: Stack, tg, faceit_faults):
@@ -315,7 +315,7 @@ def test_in_a_group_only_the_member_who_asked_can_cancel_with_the_button(stack: 
     while not (answers := [e for e in tg.feed(chat_id=group)["events"] if e["kind"] == "callback_answer"]):
         assert time.monotonic() < deadline, "the other member's press was never answered"
         time.sleep(0.05)
-    assert answers[0]["show_alert"] and "no job" in answers[0]["answer_text"]
+    assert answers[0]["show_alert"] and "Only whoever asked for job" in answers[0]["answer_text"]
     assert stack.job(job_id)["status"] in ("queued", "started")  # untouched by someone else's press
     tg.click(owner, first["message_id"], f"cancel:{job_id}", chat_id=group)
     stack.wait_job(job_id, "canceled")
