@@ -67,3 +67,9 @@ class UpstreamError(TransientError):
     """5xx, a timeout or a broken connection on the way to an outside service."""
 
     code = "upstream"
+
+
+#: Codes of errors about what was asked (not about how things went): running the job again
+#: cannot change them, and they are the user's doing, not the system's.
+REQUEST_ERROR_CODES = frozenset({BadInputError.code, NotFoundError.code, MatchNotAnalysableError.code})
+

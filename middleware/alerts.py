@@ -15,12 +15,13 @@ from collections.abc import Callable
 
 from dramatiq import Middleware
 
+from faceit.errors import REQUEST_ERROR_CODES
 from middleware.state import state_of
 from queues.alerts import Alert, AlertStore
 
 logger = logging.getLogger(__name__)
 
-USER_CAUSED = {"bad_input", "not_found", "match_not_analysable", "canceled", "unknown_actor"}
+USER_CAUSED = REQUEST_ERROR_CODES | {"canceled", "unknown_actor"}
 
 
 class AlertOnFailure(Middleware):

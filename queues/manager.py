@@ -23,7 +23,7 @@ import dramatiq
 from dramatiq import Message
 from dramatiq.common import dq_name
 
-from faceit.errors import BadInputError, MatchNotAnalysableError, NotFoundError
+from faceit.errors import REQUEST_ERROR_CODES
 from queues.dramatiq_keys import dead_letters_key, dead_messages_key, messages_key, queue_key
 from queues.errors import UnknownActorError, UnknownJobError
 from queues.jobstore import FINAL_STATUSES, JobRecord
@@ -35,8 +35,6 @@ from settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 REDACTED = "***"
-#: Error codes of jobs refused for what was asked (not for how things went): a bulk requeue skips them.
-REQUEST_ERROR_CODES = frozenset({BadInputError.code, NotFoundError.code, MatchNotAnalysableError.code})
 
 
 def redacted_arguments(actor: Any, args: Any, kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
