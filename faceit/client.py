@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from redis.asyncio import Redis
@@ -195,7 +195,9 @@ class FaceitClient:
                     raise errors.RateLimitedError(f"FACEIT rate limit on {path}", retry_after=retry_after)
                 if status == 404:
                     outcome = "not_found"
-                    raise errors.NotFoundError(f"FACEIT has no {path} ({body})")
+                    # With the query: "/players" alone does not say which nickname was missing.
+                    asked = f"{path}?{urlencode(params)}" if params else path
+                    raise errors.NotFoundError(f"FACEIT has no {asked} ({body})")
                 if status in (401, 403):
                     outcome = "auth"
                     log.error("FACEIT refused the API key (HTTP %s) on %s", status, path)

@@ -75,6 +75,7 @@ async def test_error_mapping(make_client: MakeClient, sandbox: FaceitSandbox) ->
     with pytest.raises(errors.NotFoundError) as caught:
         await client.get_player_by_nickname("no-such-nick")
     assert caught.value.key == "player_not_found"
+    assert "nickname=no-such-nick" in caught.value.message  # operators see which one (records, dashboard)
     with pytest.raises(errors.NotFoundError):
         await client.get_match("1-00000000-0000-4000-8000-000000000000")
     with pytest.raises(errors.NotFoundError):  # a CS:GO-only account has no cs2 block
