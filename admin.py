@@ -552,8 +552,9 @@ def job(job_id: str, as_json: bool) -> None:
             ["requesters", json.dumps(record.requesters, ensure_ascii=False)]]
     if record.retry_at:
         rows.append(["next retry", fmt_time(record.retry_at)])
-    if record.progress:
-        rows.append(["progress", json.dumps(record.progress, ensure_ascii=False)])
+    if record.progress and record.status != "succeeded":  # a done job's last report (95% render) misleads
+        label = "progress when it stopped" if record.is_final else "progress"
+        rows.append([label, json.dumps(record.progress, ensure_ascii=False)])
     if record.result is not None:
         rows.append(["result", json.dumps(record.result, ensure_ascii=False)[:2000]])
     out.print(table(f"Job {record.id}", ["field", "value"], rows))

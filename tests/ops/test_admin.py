@@ -78,6 +78,14 @@ def test_job_shows_the_whole_record_with_traceback_and_attempts(live_pool, manag
     assert missing.exit_code == 1 and "no job no-such-job" in missing.stderr
 
 
+def test_a_done_job_shows_no_stale_progress(live_pool, manager):
+    handle = manager.enqueue_job("t_sleep", seconds=0.1, steps=3)  # last report: 67% "sleeping"
+    record = manager.wait_for(handle.id, timeout=20)
+    assert record.status == "succeeded" and record.progress["percent"] < 100
+    shown = run("job", handle.id)
+    assert shown.exit_code == 0 and "progress" not in shown.stdout and "sleeping" not in shown.stdout
+
+
 def test_requeue_one_job_a_queue_or_all_and_usage_errors(live_pool, manager):
     first, second = failed_job(manager), failed_job(manager)
     data = run_json("requeue", "--job", first)
