@@ -14,8 +14,8 @@ REAL_API_HOST = "api.telegram.org"
 
 
 class BotConfigError(PermanentError):
-    """The bot cannot run with these settings (one line for the operator). Permanent: a delivery
-    job that meets it fails at once, with this line in its record and an alert."""
+    """The bot cannot run with these settings (one line for the operator). A worker that meets
+    it when delivering fires an error alert with this line (:func:`bot.delivery.deliver_job`)."""
 
     code = "config"
 

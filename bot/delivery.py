@@ -21,9 +21,9 @@ reads what the first marked (and a requeued job's new run waits for its old run'
 A user who blocked the bot is marked inactive (:mod:`faceit.store`) and skipped from then on;
 that ends their delivery without failing the job (a group the bot was removed from ends the
 delivery to that group only: the user who asked there is not marked). A worker without Telegram settings (no token
-while ``TELEGRAM_API_URL`` is Telegram's) cannot deliver: the delivery job fails at once with
-:class:`~bot.config.BotConfigError` (record, dead letters, alert), and the result stays in the
-job record (``/status``) until an operator sets the token and requeues the delivery. Flood control and network trouble raise
+while ``TELEGRAM_API_URL`` is Telegram's) cannot deliver: it fires an error alert
+(``telegram_not_configured``, once per dedupe window and host) and logs an error; the result
+stays in the job record (``/status``). Flood control and network trouble raise
 retryable errors after the other recipients were served, so the pipeline retries the job.
 """
 
@@ -35,6 +35,7 @@ import html
 import json
 import logging
 import re
+import socket
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -432,10 +433,11 @@ async def deliver_job(job_id: str) -> dict[str, Any]:
         res.api  # noqa: B018 (built here: a worker without Telegram settings cannot deliver)
     except BotConfigError as exc:
         # People wait for this result and this worker cannot reach Telegram: an operator must act.
-        # A permanent failure puts the line in the delivery's record, the dead letters and the
-        # failure-rate alert (a success would hide it); `admin.py requeue` sends it once fixed.
-        logger.error("job %s: cannot deliver, Telegram is not configured in this worker: %s", job_id, exc)
-        raise
+        # An error alert says so (once per dedupe window and host); the result stays in the job
+        # record (/status). The delivery itself ends: retrying cannot give a worker its token.
+        logger.error("job %s: not delivered, Telegram is not configured in this worker: %s", job_id, exc)
+        await asyncio.to_thread(_alert_not_configured, res.settings, str(exc))
+        return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_configured": True}
     async with res.leases.hold(res.keys.delivering(job_id), job_id):
         # What the job is now: another delivery may have run meanwhile, or the job been requeued.
         record = await res.load(job_id)
@@ -475,6 +477,16 @@ async def _deliver_run(res: DeliveryResources, record: JobRecord) -> dict[str, A
     if summary.errors:
         raise _most_telling(summary.errors)
     return summary.to_dict(job_id)
+
+
+def _alert_not_configured(settings: Any, reason: str) -> None:
+    from queues.runtime import get_alert_store
+
+    try:
+        get_alert_store(settings).fire("error", "delivery", f"results are not delivered from {socket.gethostname()}: "
+                                       f"{reason}", rule="telegram_not_configured", subject=socket.gethostname())
+    except Exception as exc:  # the log line above still says it
+        logger.warning("alert not recorded: %s: %s", type(exc).__name__, exc)
 
 
 def _unattached(record: JobRecord) -> list[dict[str, Any]]:

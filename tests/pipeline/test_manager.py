@@ -77,16 +77,19 @@ def test_a_job_canceled_while_it_ran_still_tells_its_requesters_when_it_comes_ba
     assert len(deliveries) == 1
 
 
-def test_a_worker_without_telegram_settings_fails_the_delivery_loudly(manager, start_pool):
-    """People wait for the result, and this worker has no token for Telegram: the delivery must
-    fail with the operator's line (record, dead letters, alert), not pass as if sent."""
+def test_a_worker_without_telegram_settings_says_so_in_an_error_alert(manager, start_pool):
+    """People wait for the result, and this worker has no token for Telegram: an operator must
+    hear of it (an error alert with the reason), not find deliveries that passed as if sent."""
+    from queues.runtime import get_alert_store
+
     start_pool(["default", "high"], env={"TELEGRAM_API_URL": "https://api.telegram.org", "TELEGRAM_BOT_TOKEN": ""})
     handle = manager.enqueue_job("t_noop", requester={"user_id": 43, "chat_id": 43})
     assert manager.wait_for(handle.id, timeout=20).status == "succeeded"
     (delivery,) = wait_until(lambda: [r for r in manager.jobs.list_jobs(actor="deliver_result")[0]
                                       if r.args == [handle.id] and r.is_final], timeout=20)
-    assert delivery.status == "failed" and delivery.error["code"] == "config"
-    assert "TELEGRAM_BOT_TOKEN is empty" in delivery.error["message"]
+    assert delivery.result["not_configured"] and delivery.result["sent"] == 0
+    alerts = [a for a in get_alert_store().recent(1) if a.rule == "telegram_not_configured"]
+    assert alerts and all(a.level == "error" and "TELEGRAM_BOT_TOKEN is empty" in a.message for a in alerts)
     assert manager.get_job(handle.id).result == {"value": 0}  # kept for /status
 
 
