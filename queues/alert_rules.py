@@ -14,7 +14,8 @@ rule                    level     alert   deduction   when
 redis_unreachable       critical  yes     100         Redis does not answer (nothing else is known)
 no_workers              critical  yes     25 / queue  jobs wait in a queue no live worker consumes
 faceit_auth             critical  yes     25          FACEIT refused our API key in the window
-failure_rate            error     yes     20 / queue  failed / finished > ALERT_FAILURE_RATE
+failure_rate            error     yes     20 / queue  failed / finished > ALERT_FAILURE_RATE, not counting
+                                                      jobs refused for their request (users' mistakes)
                                                       (at least ``failure_min_jobs`` finished)
 stale_jobs              error     yes     15 / queue  the oldest waiting job is older than
                                                       ALERT_QUEUED_MAX_AGE (1 h)
@@ -151,13 +152,14 @@ def evaluate_queue(name: str, q: dict[str, Any], t: Thresholds) -> list[Finding]
     elif workers == 0:
         found.append(Finding("idle_queue", name, f"no live worker consumes queue {name}", {}))
     finished = int(q.get("succeeded") or 0) + int(q.get("failed") or 0)
+    failed = int(q.get("failed") or 0) - int(q.get("refused") or 0)  # not counting users' mistakes
     rate = q.get("failure_rate")
     if rate is not None and finished >= t.failure_min_jobs and rate > t.failure_rate:
         found.append(Finding("failure_rate", name,
                              f"queue {name}: {rate:.0%} of jobs failed in the last "
-                             f"{_fmt_seconds(q.get('window_seconds') or 0)} ({q.get('failed')} of {finished}; "
+                             f"{_fmt_seconds(q.get('window_seconds') or 0)} ({failed} of {finished}; "
                              f"limit {t.failure_rate:.0%})",
-                             {"failure_rate": rate, "failed": q.get("failed"), "finished": finished}))
+                             {"failure_rate": rate, "failed": failed, "finished": finished}))
     limit = t.depth_limit(priority)
     if depth > limit:
         found.append(Finding("queue_depth", name, f"queue {name} holds {depth} waiting jobs (limit {limit})",

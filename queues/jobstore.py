@@ -43,6 +43,7 @@ from typing import Any
 
 import redis
 
+from faceit.errors import REQUEST_ERROR_CODES
 from queues.direct_scripts import direct_scripts_for
 
 FINAL_STATUSES = ("succeeded", "failed", "canceled")
@@ -238,10 +239,14 @@ redis.call("EXPIRE", jk, ttl)
 return {"run", attempt}
 """
 
+# The request-error codes (faceit.errors.REQUEST_ERROR_CODES) as a Lua set.
+_REQUEST_ERROR_CODES_LUA = "local REQUEST_ERROR_CODES = {" + ", ".join(
+    f'["{code}"] = true' for code in sorted(REQUEST_ERROR_CODES)) + "}\n"
+
 # ARGV: prefix, id, now, status, attempt, result|"", error|"", ttl, limit, retry_at|"",
 #       minute_bucket, stats_ttl, failure_ttl, acks_key|"", msgs_key|"", redis_message_id|"", buckets...
 # Returns {status written | "stale", requester count, 1 if it acked the message}.
-_FINISH = _LUA_COMMON + """
+_FINISH = _LUA_COMMON + _REQUEST_ERROR_CODES_LUA + """
 local prefix, id, now, status = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local attempt, result, err = tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local ttl, limit, retry_at, minute = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10], ARGV[11]
@@ -281,11 +286,22 @@ redis.call("EXPIRE", jk, ttl)
 -- Per-minute outcome counts, all-time totals and samples for the monitor and /metrics.
 local outcome = status
 if status == "retrying" then outcome = "retried" end
+-- A failure refused for the request itself (a mistyped nickname: the user's doing) is also
+-- counted as "refused": the failure rate that judges the system leaves those out.
+local refused = false
+if status == "failed" and err ~= "" then
+  local ok, decoded = pcall(cjson.decode, err)
+  refused = ok and type(decoded) == "table" and REQUEST_ERROR_CODES[decoded["code"]] == true
+end
 -- A minute's counters get their TTL on their first increment only.
 local sk = prefix .. "stats:" .. queue .. ":" .. minute
 if redis.call("HINCRBY", sk, outcome, 1) == 1 then redis.call("EXPIRE", sk, stats_ttl) end
 local ak = prefix .. "stats:actor:" .. actor .. ":" .. minute
 if redis.call("HINCRBY", ak, outcome, 1) == 1 then redis.call("EXPIRE", ak, stats_ttl) end
+if refused then
+  redis.call("HINCRBY", sk, "refused", 1)
+  redis.call("HINCRBY", ak, "refused", 1)
+end
 redis.call("HINCRBY", prefix .. "totals", actor .. "|" .. outcome, 1)
 if final or status == "retrying" then
   local hk = prefix .. "hist:" .. actor

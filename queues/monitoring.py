@@ -202,6 +202,7 @@ class QueueMonitor:
         for name in names:
             stats = manager.queue_stats_of(name, by_queue)
             succeeded, failed = counts[name].get("succeeded", 0), counts[name].get("failed", 0)
+            refused = min(failed, counts[name].get("refused", 0))  # the users' doing, among the failed
             finished = succeeded + failed
             waits, runs = self._latencies(name, now)
             priority = priority_of_queue(name, self.settings)
@@ -211,7 +212,9 @@ class QueueMonitor:
                 "dead": stats.dead, "workers": stats.workers,
                 "succeeded": succeeded, "failed": failed, "retried": counts[name].get("retried", 0),
                 "canceled": counts[name].get("canceled", 0), "processed": finished,
-                "failure_rate": round(failed / finished, 4) if finished else None,
+                "refused": refused,
+                # What judges the system: failures that were not refused for the request itself.
+                "failure_rate": round((failed - refused) / finished, 4) if finished else None,
                 "window_seconds": self.window_seconds,
                 "wait_p50": _round(percentile(waits, 50)), "wait_p95": _round(percentile(waits, 95)),
                 "run_p50": _round(percentile(runs, 50)), "run_p95": _round(percentile(runs, 95)),

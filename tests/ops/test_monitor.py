@@ -31,14 +31,14 @@ def settle(monitor) -> dict:
 def test_metrics_from_real_jobs_and_the_failure_rate_alert_fires_then_resolves(live_pool, manager, make_monitor):
     monitor = make_monitor()
     ids = [manager.enqueue_job("t_noop").id for _ in range(5)]
-    ids += [manager.enqueue_job("t_fail_times", failures=1, kind="permanent").id for _ in range(5)]
+    ids += [manager.enqueue_job("t_fail_times", failures=1, kind="bug", retry=0).id for _ in range(5)]
     for job_id in ids:
         assert manager.wait_for(job_id, timeout=20).is_final
     # A failed job's record is final just before Dramatiq dead-letters its message.
     wait_until(lambda: manager.queue_stats()["default"].dead == 5, timeout=20)
     snap = monitor.tick()
     q = snap["queues"]["default"]
-    assert (q["succeeded"], q["failed"], q["processed"]) == (5, 5, 10)
+    assert (q["succeeded"], q["failed"], q["refused"], q["processed"]) == (5, 5, 0, 10)
     assert q["failure_rate"] == 0.5 and q["workers"] == 1
     assert q["wait_p50"] is not None and q["wait_p95"] >= q["wait_p50"] >= 0
     assert q["run_p95"] is not None and q["samples"] == 10
@@ -65,6 +65,18 @@ def test_metrics_from_real_jobs_and_the_failure_rate_alert_fires_then_resolves(l
     assert monitor.get_system_health_summary()["health_score"] == 95
     monitor.tick()
     assert len(resolved(monitor.alerts, "failure_rate")) == 1  # resolved once, not every tick
+
+
+def test_jobs_refused_for_their_request_do_not_count_as_the_systems_failures(live_pool, manager, make_monitor):
+    """Users mistyping nicknames is not the system failing: no failure-rate alert for it."""
+    monitor = make_monitor()
+    ids = [manager.enqueue_job("t_noop").id for _ in range(5)]
+    ids += [manager.enqueue_job("t_fail_times", failures=1, kind="permanent").id for _ in range(5)]  # not found
+    for job_id in ids:
+        assert manager.wait_for(job_id, timeout=20).is_final
+    q = monitor.tick()["queues"]["default"]
+    assert (q["failed"], q["refused"], q["failure_rate"]) == (5, 5, 0.0)
+    assert not fired(monitor.alerts, "failure_rate", "default")
 
 
 def test_redis_memory_share_over_maxmemory_limit_fires_and_resolves(fresh, make_monitor):
