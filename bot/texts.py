@@ -39,13 +39,13 @@ TEXTS: dict[str, dict[str, str]] = {
               "/player &lt;никнейм или ссылка на профиль&gt; — отчёт по игроку с графиком\n"
               "/bulk &lt;до {bulk} ссылок или id&gt; — несколько матчей сразу\n"
               "/subscribe &lt;никнейм&gt; — сообщать, когда игрок доиграет матч\n"
-              "/unsubscribe &lt;никнейм&gt; — перестать\n"
+              "/unsubscribe &lt;никнейм&gt; — перестать следить\n"
               "/subscriptions — за кем вы следите\n"
               "/report weekly|monthly — ваша сводка\n"
-              "/status &lt;id задачи&gt; — где сейчас задача\n"
+              "/status &lt;id задачи&gt; — статус задачи\n"
               "/cancel &lt;id задачи&gt; — остановить задачу (или кнопка «Отмена» под ней)\n"
               "/lang ru|en — язык\n\n"
-              "Ограничения: {per_minute} запросов в минуту, не больше {active} одновременно.",
+              "Ограничения: запросов в минуту — не больше {per_minute}, задач одновременно — не больше {active}.",
     },
     # usage lines (a command without its argument, or with a bad one)
     "usage_analyze": {
@@ -84,7 +84,7 @@ TEXTS: dict[str, dict[str, str]] = {
     # jobs
     "kind_match_analysis": {"en": "Match analysis", "ru": "Анализ матча"},
     "kind_player_report": {"en": "Player report", "ru": "Отчёт по игроку"},
-    "kind_bulk_analysis": {"en": "Bulk analysis", "ru": "Пакетный анализ"},
+    "kind_bulk_analysis": {"en": "Bulk analysis", "ru": "Анализ списка матчей"},
     "kind_player_lookup": {"en": "Player lookup", "ru": "Поиск игрока"},
     "kind_analytics_report": {"en": "Report", "ru": "Отчёт"},
     "kind_job": {"en": "Job", "ru": "Задача"},
@@ -110,7 +110,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "cancel_button": {"en": "✖ Cancel", "ru": "✖ Отмена"},
     "canceled": {"en": "✖ {kind} canceled.\nJob <code>{job_id}</code>",
-                 "ru": "✖ {kind}: отменено.\nЗадача <code>{job_id}</code>"},
+                 "ru": "✖ {kind}: задача отменена.\nЗадача <code>{job_id}</code>"},
     "canceling": {"en": "Stopping job <code>{job_id}</code>…", "ru": "Останавливаю задачу <code>{job_id}</code>…"},
     "cancel_short": {"en": "Canceled", "ru": "Отменено"},
     "canceling_short": {"en": "Stopping…", "ru": "Останавливаю…"},
@@ -124,7 +124,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "unknown_job": {"en": "You have no job <code>{job_id}</code>.", "ru": "У вас нет задачи <code>{job_id}</code>."},
     "status_line": {"en": "{kind}: {status}{progress}\nJob <code>{job_id}</code>",
-                    "ru": "{kind}: {status}{progress}\nЗадача <code>{job_id}</code>"},
+                    "ru": "{kind} — статус: {status}{progress}\nЗадача <code>{job_id}</code>"},
     "status_queued": {"en": "queued", "ru": "в очереди"},
     "status_started": {"en": "running", "ru": "выполняется"},
     "status_retrying": {"en": "waiting to retry", "ru": "ждёт повтора"},
@@ -133,10 +133,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "status_canceled": {"en": "canceled", "ru": "отменено"},
     "done": {"en": "✅ Done.", "ru": "✅ Готово."},
     # failures (headline + advice)
-    "failed": {"en": "❌ {kind} failed: {reason}\n{advice}", "ru": "❌ {kind}: не удалось. {reason}\n{advice}"},
+    "failed": {"en": "❌ {kind} failed: {reason}\n{advice}", "ru": "❌ {kind} — ошибка: {reason}\n{advice}"},
     "advice_retry": {"en": "Trying again in a few minutes should help.",
                      "ru": "Попробуйте ещё раз через несколько минут."},
-    "advice_no_retry": {"en": "Trying again will not help.", "ru": "Повторять запрос бесполезно."},
+    "advice_no_retry": {"en": "Trying again will not help.", "ru": "Повторный запрос не поможет."},
     "advice_fix_input": {"en": "Check what you sent and try again.",
                          "ru": "Проверьте, что вы прислали, и попробуйте снова."},
     "reason_upstream": {"en": "FACEIT did not answer.", "ru": "FACEIT не ответил."},
@@ -153,7 +153,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "too_many_active": {
         "en": "You already have {count} jobs in progress (at most {limit}). Wait for one to finish or /cancel it.",
-        "ru": "У вас уже {count} задачи в работе (максимум {limit}). Дождитесь окончания или отмените одну (/cancel).",
+        "ru": "Задач в работе: {count} из {limit} возможных. Дождитесь окончания одной или отмените её (/cancel).",
     },
     "try_again_shortly": {
         "en": "⚠️ The bot is briefly unavailable. Please try again in a few seconds.",

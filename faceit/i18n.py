@@ -67,7 +67,7 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
     },
     "not_subscribed": {
         "en": "You are not subscribed to “{ref}”.",
-        "ru": "Вы не подписаны на «{ref}».",
+        "ru": "Вы не следите за «{ref}».",
     },
     "too_many_subscriptions": {
         "en": "You can follow at most {limit} players. Unsubscribe from someone first.",
@@ -165,3 +165,23 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
 def stage_text(stage: str, lang: str | None = DEFAULT_LANG) -> str:
     """A progress stage code in words (unknown codes are shown as they are)."""
     return STAGE_TEXTS.get(stage, {}).get(_lang(lang), stage)
+
+
+def plural(n: int, lang: str | None, forms: dict[str, tuple[str, ...]]) -> str:
+    """The word for ``n`` things: ``forms`` gives English (one, many) and Russian (one, few,
+    many: 1 матч, 2 матча, 5 матчей; 11–14 take "many", 21 "one")."""
+    n = abs(int(n))
+    if _lang(lang) == "ru":
+        one, few, many = forms["ru"]
+        if n % 10 == 1 and n % 100 != 11:
+            return one
+        if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
+            return few
+        return many
+    one, many = forms["en"]
+    return one if n == 1 else many
+
+
+#: Forms of "match" for :func:`plural`.
+MATCHES = {"en": ("match", "matches"), "ru": ("матч", "матча", "матчей")}
+

@@ -15,14 +15,14 @@ from typing import Any
 
 from faceit.gamedata import map_label
 from faceit.htmltext import e, fmt_int, fmt_num, fmt_pct, fmt_signed, split_html
-from faceit.i18n import LANGS
+from faceit.i18n import LANGS, MATCHES, plural
 
 # label → (en, ru)
 L: dict[str, tuple[str, str]] = {
     "match_analysis": ("Match analysis", "Анализ матча"),
     "status": ("status", "статус"),
     "avg_elo": ("avg Elo", "ср. Elo"),
-    "win_chance": ("win", "победа"),
+    "win_chance": ("win", "шанс на победу"),
     "elo_change": ("Elo", "Elo"),
     "estimate_faceit": ("Win chances: FACEIT's own estimate.", "Шансы на победу: оценка FACEIT."),
     "estimate_elo": ("Win chances: estimated from average Elo.", "Шансы на победу: оценка по среднему Elo."),
@@ -33,8 +33,8 @@ L: dict[str, tuple[str, str]] = {
     "form_hint": ("Form: last 20 5v5 matches; Rt = estimated rating (HLTV 2.0 scale).",
                   "Форма: последние 20 матчей 5v5; Rt — оценка рейтинга (шкала HLTV 2.0)."),
     "maps": ("Maps", "Карты"),
-    "maps_hint": ("win rates, pulled toward 50% for small samples", "винрейт, для малых выборок сдвинут к 50%"),
-    "maps_active_pool": ("(no veto yet: current CS2 map pool)", "(вето ещё нет: текущий пул карт CS2)"),
+    "maps_hint": ("win rates, pulled toward 50% for small samples", "винрейт (при малом числе матчей сглажен к 50%)"),
+    "maps_active_pool": ("(no veto yet: current CS2 map pool)", "(вето ещё не было — показан текущий маппул CS2)"),
     "map": ("Map", "Карта"),
     "picked": ("picked", "выбрана"),
     "pick": ("pick", "пик"),
@@ -43,8 +43,8 @@ L: dict[str, tuple[str, str]] = {
     "danger": ("Who to watch", "Опасные игроки"),
     "threats": ("threats", "опасны"),
     "targets": ("weakest", "слабее всех"),
-    "entry": ("entry wins", "выигранные энтри"),
-    "clutch": ("1v1 won", "выигранные 1в1"),
+    "entry": ("entry wins", "лучший на открытии"),
+    "clutch": ("1v1 won", "клатчи 1 на 1"),
     "finished_title": ("Match finished", "Матч завершён"),
     "finished_note": ("This match is over, so here is the result instead of a forecast.",
                       "Матч уже сыгран — вместо прогноза показываю результат."),
@@ -56,25 +56,24 @@ L: dict[str, tuple[str, str]] = {
     "to_next": ("to level", "до уровня"),
     "max_level": ("top level", "высший уровень"),
     "lifetime": ("Lifetime", "За всё время"),
-    "matches": ("matches", "матчей"),
     "win_rate": ("win rate", "винрейт"),
-    "streak": ("streak", "серия"),
-    "longest": ("best", "лучшая"),
+    "streak": ("streak", "серия побед"),
+    "longest": ("best", "рекорд"),
     "recent": ("Last 20 matches (5v5)", "Последние 20 матчей (5v5)"),
     "rating": ("rating", "рейтинг"),
-    "trend": ("Trend (last 10 vs previous 10)", "Тренд (последние 10 против предыдущих 10)"),
+    "trend": ("Trend (last 10 vs previous 10)", "Динамика (10 последних матчей к 10 предыдущим)"),
     "trend_up": ("improving", "на подъёме"),
-    "trend_down": ("declining", "спад"),
-    "trend_flat": ("steady", "стабильно"),
+    "trend_down": ("declining", "идёт на спад"),
+    "trend_flat": ("steady", "без изменений"),
     "elo_seen": ("Elo since we first saw them", "Elo с первого наблюдения"),
     "no_matches": ("No recent 5v5 matches.", "Нет недавних матчей 5v5."),
-    "bulk_title": ("Bulk analysis", "Пакетный анализ"),
+    "bulk_title": ("Bulk analysis", "Анализ списка матчей"),
     "analysed": ("analysed", "проанализировано"),
     "failed": ("failed", "ошибка"),
     "finished": ("finished", "завершён"),
     "win": ("Win", "Победа"),
     "loss": ("Loss", "Поражение"),
-    "new_match": ("finished a match", "сыграл матч"),
+    "new_match": ("finished a match", "— матч завершён"),
     "analytics_weekly": ("Weekly summary", "Итоги недели"),
     "analytics_monthly": ("Monthly summary", "Итоги месяца"),
     "analyses": ("Analyses requested", "Запрошено анализов"),
@@ -92,8 +91,8 @@ L: dict[str, tuple[str, str]] = {
                      "проверено игроков: {checked} из {total} · новых матчей: {new} · уведомлений: {notes}"),
     "monitor_errors": ("could not check", "не удалось проверить"),
     "refreshed": ("refreshed", "обновлено"),
-    "chart_caption": ("{nick}: last {n} matches", "{nick}: последние {n} матчей"),
-    "open": ("open on FACEIT", "открыть на FACEIT"),
+    "chart_caption": ("{nick}: last {n} {matches}", "{nick}: последние {n} {matches}"),
+    "open": ("open on FACEIT", "Открыть на FACEIT"),
     # A match room's status (FACEIT's codes).
     "status_CHECK_IN": ("check-in", "подтверждение"),
     "status_VOTING": ("map vote", "выбор карт"),
@@ -314,7 +313,8 @@ def render_player_report(data: dict[str, Any], lang: str) -> str:
     life = data.get("lifetime")
     if life:
         lines.append("")
-        lines.append(f"📊 <b>{t('lifetime', lang)}</b>: {fmt_int(life['matches'], lang)} {t('matches', lang)} · "
+        lines.append(f"📊 <b>{t('lifetime', lang)}</b>: {fmt_int(life['matches'], lang)} "
+                     f"{plural(life['matches'] or 0, lang, MATCHES)} · "
                      f"{t('win_rate', lang)} {fmt_pct(life['win_rate'], lang)} · K/D {fmt_num(life['kd'], lang)} · "
                      f"HS {fmt_pct(life['hs_pct'], lang)} · ADR {fmt_num(life['adr'], lang, 1)}")
         lines.append(f"{t('streak', lang)} {fmt_int(life['current_streak'], lang)} · {t('longest', lang)} "
@@ -351,7 +351,7 @@ def render_player_report(data: dict[str, Any], lang: str) -> str:
 
 def chart_caption(data: dict[str, Any], lang: str) -> str:
     n = len(data["chart"]["kd"])
-    return t("chart_caption", lang).format(nick=e(data["nickname"]), n=n)
+    return t("chart_caption", lang).format(nick=e(data["nickname"]), n=n, matches=plural(n, lang, MATCHES))
 
 
 # Bulk, monitoring, analytics, cache --------------------------------------------------------------
@@ -419,7 +419,8 @@ def render_analytics(data: dict[str, Any], lang: str) -> str:
             lines.append(f"👥 <b>{t('tracked', lang)}</b>")
             for p in data["players"]:
                 if p["matches"]:
-                    body = (f"{fmt_int(p['matches'], lang)} {t('matches', lang)} {_results(p['results'], lang, 10)} · "
+                    body = (f"{fmt_int(p['matches'], lang)} {plural(p['matches'], lang, MATCHES)} "
+                            f"{_results(p['results'], lang, 10)} · "
                             f"{t('win_rate', lang)} {fmt_pct(p['win_rate'], lang)} · K/D {fmt_num(p['kd'], lang)}")
                 else:
                     body = t("no_period_matches", lang)

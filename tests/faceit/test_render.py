@@ -154,3 +154,16 @@ def test_the_match_status_reads_in_the_readers_language() -> None:
     assert "статус: выбор карт" in render.render_match_analysis(voting, "ru")
     odd = {**voting, "status": "SUBSTITUTION<"}  # a code we do not know: as FACEIT wrote it, escaped
     assert "статус: SUBSTITUTION&lt;" in render.render_match_analysis(odd, "ru")
+
+
+def test_numbers_take_the_right_form_of_match_in_both_languages() -> None:
+    from faceit.i18n import MATCHES, plural
+
+    ru = {n: plural(n, "ru", MATCHES) for n in (0, 1, 2, 4, 5, 11, 12, 14, 21, 22, 25, 101, 111, 2333, 2541)}
+    assert ru == {0: "матчей", 1: "матч", 2: "матча", 4: "матча", 5: "матчей", 11: "матчей", 12: "матчей",
+                  14: "матчей", 21: "матч", 22: "матча", 25: "матчей", 101: "матч", 111: "матчей",
+                  2333: "матча", 2541: "матч"}
+    assert [plural(n, "en", MATCHES) for n in (1, 2, 0)] == ["match", "matches", "matches"]
+    chart = {"nickname": "Akro", "chart": {"kd": [1.0, 0.8, 1.2]}}
+    assert render.chart_caption(chart, "ru") == "Akro: последние 3 матча"
+    assert render.chart_caption(chart, "en") == "Akro: last 3 matches"
