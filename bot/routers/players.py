@@ -1,8 +1,9 @@
-"""``/player <nickname or profile link>``: a player report with a chart."""
+"""``/player <nickname or profile link>``: a player report with a chart; also a profile link
+pasted on its own in a private chat (in a group, members share profiles with each other)."""
 
 from __future__ import annotations
 
-from aiogram import Router
+from aiogram import F, Router
 from aiogram.filters import CommandObject
 from aiogram.types import Message
 
@@ -10,7 +11,7 @@ from bot.replies import answer
 from bot.routers.common import command, reply_started, requester_of
 from bot.services import BotServices
 from bot.texts import t
-from faceit.links import parse_player_ref
+from faceit.links import PROFILE_URL_RE, parse_player_ref
 
 
 async def player(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
@@ -22,8 +23,20 @@ async def player(message: Message, command: CommandObject, lang: str, services: 
     await reply_started(message, job, lang, services)
 
 
+def looks_like_profile(text: str) -> bool:
+    """A message (not a command) with a FACEIT player profile link in it."""
+    return not text.startswith("/") and PROFILE_URL_RE.search(text) is not None
+
+
+async def pasted_profile(message: Message, lang: str, services: BotServices) -> None:
+    ref = parse_player_ref(message.text or "")
+    job = await services.start_player_report(requester_of(message, lang), ref)
+    await reply_started(message, job, lang, services)
+
+
 def build() -> Router:
     """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
     router = Router(name="players")
     router.message.register(player, command("player"))
+    router.message.register(pasted_profile, F.chat.type == "private", F.text.func(looks_like_profile))
     return router

@@ -170,6 +170,15 @@ def test_a_player_report_arrives_as_text_and_a_chart(stack: Stack, tg):
     assert len([e for e in stack.events(user) if e["kind"] == "photo"]) == 1
 
 
+def test_a_pasted_profile_link_gets_the_player_report(stack: Stack, tg):
+    user = new_user()
+    nickname = stack.world["nicknames"][8]
+    stack.say(user, f"who is this? https://www.faceit.com/ru/players/{nickname}", lang="ru")
+    first = stack.first_reply(user)
+    assert "Отчёт по игроку: в очереди" in first["text"]
+    assert nickname in stack.final_of(user, first["message_id"])["text"]
+
+
 def test_a_nickname_that_does_not_exist_ends_in_a_short_failure_message(stack: Stack, tg):
     user = new_user()
     stack.say(user, "/player nobody_here_x", lang="ru")
