@@ -41,8 +41,8 @@ L: dict[str, tuple[str, str]] = {
     "ban": ("ban", "бан"),
     "favours": ("favours", "в пользу"),
     "danger": ("Who to watch", "Опасные игроки"),
-    "threats": ("threats", "опасны"),
-    "targets": ("weakest", "слабее всех"),
+    "threats": ("opponents to watch", "опасны у соперника"),
+    "targets": ("their weakest", "слабое звено соперника"),
     "entry": ("entry wins", "лучший на открытии"),
     "clutch": ("1v1 won", "клатчи 1 на 1"),
     "finished_title": ("Match finished", "Матч завершён"),
@@ -256,8 +256,9 @@ def _danger_block(data: dict[str, Any], lang: str) -> list[str]:
         team = teams[key]
         threats = ", ".join(e(nick[p]) for p in team["threats"][:2])
         targets = ", ".join(e(nick[p]) for p in team["targets"])
+        # Both lists name the other side's players, as this team meets them.
         lines.append(f"[{idx}] {e(team['name'])}: {t('threats', lang)} <b>{threats}</b> · "
-                     f"{t('targets', lang)} {targets}")
+                     f"{t('targets', lang)}: {targets}")
     return lines
 
 
