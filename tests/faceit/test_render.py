@@ -167,3 +167,9 @@ def test_numbers_take_the_right_form_of_match_in_both_languages() -> None:
     chart = {"nickname": "Akro", "chart": {"kd": [1.0, 0.8, 1.2]}}
     assert render.chart_caption(chart, "ru") == "Akro: последние 3 матча"
     assert render.chart_caption(chart, "en") == "Akro: last 3 matches"
+
+
+def test_the_danger_block_says_the_players_it_names_are_the_opponents() -> None:
+    texts = render.texts(render.render_match_analysis, _analysis("Rabo"))
+    assert "[1] Rabo: opponents to watch <b>Rabo</b> · their weakest: Rabo" in "".join(texts["en"])
+    assert "[1] Rabo: опасны у соперника <b>Rabo</b> · слабое звено соперника: Rabo" in "".join(texts["ru"])
