@@ -1,7 +1,8 @@
 """``python -m dashboard [--host H] [--port P]``: serve the dashboard.
 
 Binds ``QUEUE_DASHBOARD_HOST:QUEUE_DASHBOARD_PORT`` (127.0.0.1:9181) unless told otherwise, and
-refuses to listen anywhere else without credentials. Exit status 2 on a refused configuration.
+refuses to listen anywhere else without credentials. Exit status 2 on a refused configuration or
+an address it cannot listen on (one line, e.g. the port is taken).
 """
 
 from __future__ import annotations
@@ -38,8 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.getLogger("dashboard").info("dashboard on http://%s:%s/", args.host, args.port)
     # handler_cancellation: a closed tab ends its pending request (the sandbox chat long-polls).
-    web.run_app(app, host=args.host, port=args.port, access_log_format=ACCESS_LOG_FORMAT, print=None,
-                handler_cancellation=True, shutdown_timeout=5)
+    try:
+        web.run_app(app, host=args.host, port=args.port, access_log_format=ACCESS_LOG_FORMAT, print=None,
+                    handler_cancellation=True, shutdown_timeout=5)
+    except OSError as exc:  # the port is taken (another dashboard?) or the address is not ours
+        print(f"dashboard: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -242,3 +242,16 @@ def test_the_command_refuses_an_exposed_bind_and_logs_no_secret(redis_url: str) 
     assert '"GET /api/overview HTTP/1.1" 200' in out  # the access log is on...
     for secret in (ADMIN["password"], READONLY["password"], TOKEN, "b3BlcmF0b3I6"):
         assert secret not in out  # ...and shows no credential, not even base64 basic auth
+
+
+def test_a_taken_port_is_one_line_not_a_traceback(redis_url: str) -> None:
+    import socket
+
+    with socket.socket() as taken:  # another dashboard (or anything) already listens there
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = _run_dashboard({}, "--host", "127.0.0.1", "--port", str(port))
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert f"dashboard: cannot listen on 127.0.0.1:{port}: " in out and "Traceback" not in out
