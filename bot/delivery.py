@@ -422,13 +422,6 @@ async def _user_lang(res: DeliveryResources, user_id: int) -> str:
 async def deliver_job(job_id: str) -> dict[str, Any]:
     """Deliver the ended job ``job_id`` to its requesters and notified users (see the module docstring)."""
     res = await get_resources()
-    record = await res.load(job_id)
-    if record is None:
-        logger.warning("job %s: record gone (expired?); nothing to deliver", job_id)
-        return {"kind": "delivery", "job_id": job_id, "sent": 0, "missing": True}
-    if not record.is_final:
-        logger.info("job %s: %s, not ended; delivery skipped", job_id, record.status)
-        return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_final": record.status}
     try:
         res.api  # noqa: B018 (built here: a worker without Telegram settings cannot deliver)
     except BotConfigError as exc:
@@ -439,12 +432,14 @@ async def deliver_job(job_id: str) -> dict[str, Any]:
         await asyncio.to_thread(_alert_not_configured, res.settings, str(exc))
         return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_configured": True}
     async with res.leases.hold(res.keys.delivering(job_id), job_id):
-        # What the job is now: another delivery may have run meanwhile, or the job been requeued.
+        # Read under the lease: another delivery may have run meanwhile, or the job been requeued.
         record = await res.load(job_id)
-        if record is None or not record.is_final:
-            status = record.status if record else "gone"
-            logger.info("job %s: %s by the time its delivery could start; delivery skipped", job_id, status)
-            return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_final": status}
+        if record is None:
+            logger.warning("job %s: record gone (expired?); nothing to deliver", job_id)
+            return {"kind": "delivery", "job_id": job_id, "sent": 0, "missing": True}
+        if not record.is_final:
+            logger.info("job %s: %s, not ended; delivery skipped", job_id, record.status)
+            return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_final": record.status}
         return await _deliver_run(res, record)
 
 

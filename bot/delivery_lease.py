@@ -84,7 +84,6 @@ class Lease:
         self.key = key
         self.job_id = job_id
         self.token = uuid.uuid4().hex
-        self.held = False
         self._renewer: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Lease:
@@ -100,8 +99,7 @@ class Lease:
                 logger.info("job %s: another delivery of this job is sending; waiting for it", self.job_id)
                 waited = True
             await asyncio.sleep(leases.poll)
-        self.held = True
-        self._renewer = asyncio.create_task(self._keep(ttl_ms))
+        self._renewer = asyncio.create_task(self._keep(ttl_ms))  # set once the lease is ours
         return self
 
     async def _keep(self, ttl_ms: int) -> None:
@@ -120,13 +118,13 @@ class Lease:
                 return
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._renewer is not None:
-            self._renewer.cancel()
-            # Waits for the renewer to end; a cancel aimed at this delivery still goes through.
-            await asyncio.gather(self._renewer, return_exceptions=True)
-        if self.held:
-            try:
-                await self.leases._release(keys=[self.key], args=[self.token])
-            except Exception as exc:  # it expires by itself within ttl
-                logger.warning("job %s: delivery lease not released (%s); it ends within %.0f s", self.job_id,
-                               type(exc).__name__, self.leases.ttl)
+        if self._renewer is None:  # never held
+            return
+        self._renewer.cancel()
+        # Waits for the renewer to end; a cancel aimed at this delivery still goes through.
+        await asyncio.gather(self._renewer, return_exceptions=True)
+        try:
+            await self.leases._release(keys=[self.key], args=[self.token])
+        except Exception as exc:  # it expires by itself within ttl
+            logger.warning("job %s: delivery lease not released (%s); it ends within %.0f s", self.job_id,
+                           type(exc).__name__, self.leases.ttl)

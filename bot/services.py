@@ -210,20 +210,19 @@ class BotServices:
         """Run queued background work now (up to ``timeout`` s); with ``stop`` end the runner too."""
         await self.background.drain(timeout, stop=stop)
 
-    async def job_of_user(self, job_id: str, user_id: int) -> JobRecord:
-        """The job if this user asked for it (admins: any job); else :class:`UserFacingError`."""
-        record = await asyncio.to_thread(self.manager.get_job, job_id)
-        if record is None or (int(user_id) not in record.user_ids and not self.is_admin(user_id)):
-            raise UserFacingError("unknown_job", job_id=job_id)
-        return record
-
-    async def cancel(self, job_id: str, user_id: int) -> CancelOutcome:
+    async def job_of_user(self, job_id: str, user_id: int, *, not_theirs: str = "unknown_job") -> JobRecord:
+        """The job if this user asked for it (admins: any job); else :class:`UserFacingError`
+        (``unknown_job``, or ``not_theirs`` when the job exists but is someone else's)."""
         record = await asyncio.to_thread(self.manager.get_job, job_id)
         if record is None:
             raise UserFacingError("unknown_job", job_id=job_id)
         if int(user_id) not in record.user_ids and not self.is_admin(user_id):
-            # Another member's Cancel button in a group: the job is there, just not theirs.
-            raise UserFacingError("not_your_job", job_id=job_id)
+            raise UserFacingError(not_theirs, job_id=job_id)
+        return record
+
+    async def cancel(self, job_id: str, user_id: int) -> CancelOutcome:
+        # Another member's Cancel button in a group: the job is there, just not theirs.
+        record = await self.job_of_user(job_id, user_id, not_theirs="not_your_job")
         if record.is_final:
             return CancelOutcome(record.status, record)
         others = [u for u in record.user_ids if u != int(user_id)]
