@@ -7,7 +7,10 @@ Parameters (each read as message option → actor option → default):
   retry_on_timeout: whether a time-limit kill is retried (default False).
 
 Transient errors (and errors we cannot classify) are retried; a :class:`PermanentError` or a
-cancel fails at once. An error's own ``retry_after`` (a 429's ``Retry-After``) wins over the
+cancel fails at once. A failure about what was asked (``REQUEST_ERROR_CODES``: a mistyped
+nickname, a cancelled match) fails its job without dead-lettering the message: the record says
+why, and nothing is left for an operator to requeue or purge (a dead letter is an operator's
+to-do; it lowers the health score). An error's own ``retry_after`` (a 429's ``Retry-After``) wins over the
 schedule. The retry is the same ``message_id`` re-enqueued with a delay; it is sent in
 ``before_ack``, i.e. after tracking recorded ``retrying`` and before the original is acked, and
 it is sent until it succeeds: if Redis is down the original stays unacked rather than lost.
@@ -21,6 +24,7 @@ from collections.abc import Sequence
 
 from dramatiq import Middleware
 
+from faceit.errors import REQUEST_ERROR_CODES
 from middleware.state import state_of
 from queues.errors import JobCanceled, JobTimeLimitExceeded, PermanentError
 
@@ -69,7 +73,8 @@ class Backoff(Middleware):
         if not retryable or retries >= max_retries:
             state.outcome = "failed"
             state.alert_reason = state.alert_reason or "final_failure"
-            message.fail()
+            if getattr(exception, "code", None) not in REQUEST_ERROR_CODES:
+                message.fail()  # dead-lettered: an operator's to-do
             return
         delays = self._option(broker, message, "retry_delays", self.retry_delays) or self.retry_delays
         delay = getattr(exception, "retry_after", None)

@@ -77,6 +77,8 @@ def test_jobs_refused_for_their_request_do_not_count_as_the_systems_failures(liv
     q = monitor.tick()["queues"]["default"]
     assert (q["failed"], q["refused"], q["failure_rate"]) == (5, 5, 0.0)
     assert not fired(monitor.alerts, "failure_rate", "default")
+    assert q["dead"] == 0  # nor dead letters for an operator to requeue or purge
+    assert monitor.get_system_health_summary()["health_score"] == 100
 
 
 def test_redis_memory_share_over_maxmemory_limit_fires_and_resolves(fresh, make_monitor):
@@ -160,9 +162,10 @@ def test_series_current_metrics_and_retention(live_pool, manager, make_monitor):
     depth = monitor.series("depth", "default", since_seconds=120, buckets=4)
     assert depth[-1]["value"] == 0 and all(a["t"] < b["t"] for a, b in itertools.pairwise(depth))
     assert any(p["value"] is not None for p in monitor.series("p95_wait", "default", 120, 4))
-    assert monitor.series("health_score", None, 120, 4)[-1]["value"] == 95  # one dead letter
+    # The failure was the user's (an unknown player): no dead letter, nothing off the score.
+    assert monitor.series("health_score", None, 120, 4)[-1]["value"] == 100
     latest = monitor.current_metrics()
-    assert set(latest["queues"]) == {"high", "default", "low"} and latest["health"]["health_score"] == 95
+    assert set(latest["queues"]) == {"high", "default", "low"} and latest["health"]["health_score"] == 100
 
     # Retention: an old point is trimmed and the ids of expired records leave the indexes.
     key = monitor.keys.series("default")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 
+from queues.dramatiq_keys import dead_messages_key, messages_key
 from queues.runtime import get_alert_store, get_job_store
 from tests.pipeline.conftest import wait_until
 
@@ -49,15 +50,37 @@ def test_last_delay_repeats_when_more_retries_are_allowed(shared_pool, manager, 
     assert all(g >= 0.88 for g in gaps[2:]), gaps  # 0.9, 0.9, 0.9 after 0.1 and 0.3
 
 
-def test_permanent_errors_fail_at_once_without_alert(shared_pool, manager, traces):
+def _stored(redis_client, key: str, job_id: str) -> bool:
+    """Whether a Dramatiq message hash (``key``) still holds the message of ``job_id``."""
+    return any(job_id in raw for _, raw in redis_client.hscan_iter(key, count=500))
+
+
+def test_a_request_error_fails_at_once_without_alert_or_dead_letter(shared_pool, manager, traces,
+                                                                    redis_client):
+    ns = manager.settings.dramatiq_namespace
+    dead_before = manager.queue_stats()["default"].dead
     handle = manager.enqueue_job("t_fail_times", failures=1, kind="permanent")
     record = manager.wait_for(handle.id, timeout=20)
     assert record.status == "failed" and record.attempts == 1
     assert traces.runs(handle.id) == 1
     assert record.error["code"] == "not_found" and record.error["retryable"] is False
-    # Alerts are written before the message is nacked: once it is dead-lettered, none will come.
-    wait_until(lambda: manager.queue_stats()["default"].dead == 1)
+    # Acked, not nacked: the user's mistake is recorded on the job, not left for an operator.
+    wait_until(lambda: not _stored(redis_client, messages_key(ns, "default"), handle.id))
+    assert not _stored(redis_client, dead_messages_key(ns, "default"), handle.id)
+    assert manager.queue_stats()["default"].dead == dead_before
     assert not [a for a in get_alert_store().recent(1) if a.job_id == handle.id]
+
+
+def test_a_permanent_error_of_ours_fails_at_once_with_a_dead_letter(shared_pool, manager, traces,
+                                                                   redis_client):
+    ns = manager.settings.dramatiq_namespace
+    handle = manager.enqueue_job("t_fail_times", failures=1, kind="auth")
+    record = manager.wait_for(handle.id, timeout=20)
+    assert record.status == "failed" and record.attempts == 1 and traces.runs(handle.id) == 1
+    assert record.error["code"] == "auth"
+    wait_until(lambda: _stored(redis_client, dead_messages_key(ns, "default"), handle.id))
+    alerts = wait_until(lambda: [a for a in get_alert_store().recent(1) if a.job_id == handle.id])
+    assert [a.level for a in alerts] == ["critical"]
 
 
 def test_unclassified_errors_are_retried(shared_pool, manager, traces):

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from actors.base import JobContext, job_actor
-from faceit.errors import NotFoundError, RateLimitedError, UpstreamError
+from faceit.errors import AuthError, NotFoundError, RateLimitedError, UpstreamError
 from queues.priorities import QueuePriority
 from queues.runtime import get_redis
 
@@ -71,7 +71,10 @@ async def t_noop(ctx: JobContext, value: int = 0) -> dict:
 @job_actor(priority=QueuePriority.DEFAULT)
 async def t_fail_times(ctx: JobContext, failures: int, kind: str = "transient",
                        retry_after: float | None = None, stop_redis: bool = False) -> dict:
-    """Fails ``failures`` times with ``kind`` (transient|permanent|rate|bug), then succeeds.
+    """Fails ``failures`` times with ``kind`` (transient|permanent|auth|rate|bug), then succeeds.
+
+    ``permanent`` is a request error (an unknown player: the user's mistake); ``auth`` a permanent
+    error that is the operator's to fix (FACEIT refused the key).
 
     With ``stop_redis`` the first failure also shuts Redis down (AOF flushed), so the retry's
     re-enqueue meets a broker outage.
@@ -85,6 +88,8 @@ async def t_fail_times(ctx: JobContext, failures: int, kind: str = "transient",
     if runs <= failures:
         if kind == "permanent":
             raise NotFoundError("no such player")
+        if kind == "auth":
+            raise AuthError("FACEIT refused the API key")
         if kind == "rate":
             raise RateLimitedError("429", retry_after=retry_after)
         if kind == "bug":
