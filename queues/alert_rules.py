@@ -31,6 +31,9 @@ dead_letters            info      no      5           dead-lettered messages exi
 monitor_stale           info      no      5           the monitor has not recorded a snapshot
                                                       for 3 intervals (scheduler not running?)
 ======================  ========  ======  ==========  =============================================
+
+Not a rule here: ``redis_full`` (critical), sent by the monitor itself when Redis refuses its
+writes (``OOM`` at ``maxmemory``), since then no rule's alert can be stored (:mod:`queues.monitoring`).
 """
 
 from __future__ import annotations

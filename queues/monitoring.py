@@ -22,7 +22,11 @@ Redis keys (under ``REDIS_KEY_PREFIX``, built only by :class:`MonitorKeys`):
 The API is synchronous (one sync Redis client; safe to call from threads, which is how the
 dashboard and the scheduler call it). With Redis unreachable, :meth:`tick` still evaluates
 (Redis down is itself the alert): the alert goes straight to the sinks, since the alert log
-lives in Redis, and is written to the log with its resolve notice once Redis is back.
+lives in Redis, and is written to the log with its resolve notice once Redis is back. A Redis
+that answers but refuses writes (``OOM``: its memory reached ``maxmemory`` under the
+``noeviction`` policy the queues need) is handled the same way: nothing can be queued or stored,
+so one critical alert naming what the rules found goes straight to the sinks, and the episode is
+logged once writes work again.
 """
 
 from __future__ import annotations
@@ -334,6 +338,8 @@ class QueueMonitor:
                     # the series' writes, and its memory alert must be written before that.
                     self._apply_alerts(findings)
                     self._record(snap)
+                except redis.exceptions.OutOfMemoryError as exc:
+                    self._redis_refuses_writes(findings, snap["redis"], exc)
                 except redis.RedisError as exc:  # Redis went away mid-tick: next tick reports it
                     logger.warning("monitor: Redis failed during the tick: %s", type(exc).__name__)
             else:
@@ -413,8 +419,28 @@ class QueueMonitor:
                                  rule=finding.rule, subject=finding.subject, details=finding.details)
         self._send_direct(self._redis_down)
 
+    def _redis_refuses_writes(self, findings: list[Finding], redis_state: dict[str, Any],
+                              exc: redis.RedisError) -> None:
+        """Redis answers but refuses writes (OOM): the alert log cannot take the findings, and
+        jobs cannot be queued. Tell the sinks directly, once per episode, with every alerting
+        finding in the message (the rules' own alerts follow once writes work again)."""
+        if self._redis_down is not None:
+            return
+        reasons = [f.message for f in findings if f.alert and f.rule != "redis_memory"]
+        used, limit = redis_state.get("used_memory_human"), redis_state.get("maxmemory")
+        message = (f"Redis refuses writes: its memory ({used}) reached maxmemory ({limit} bytes). Jobs cannot "
+                   "be queued and alerts are not stored until memory is freed or maxmemory raised")
+        if reasons:
+            message += "; also: " + "; ".join(reasons)
+        logger.error("monitor: %s (%s)", message, str(exc)[:120])
+        self._redis_down = Alert(level="critical", source="redis", message=message, rule="redis_full",
+                                 subject="-", details={"used_memory": redis_state.get("used_memory"),
+                                                       "maxmemory": limit, "reasons": reasons})
+        self._send_direct(self._redis_down)
+
     def _after_redis_outage(self) -> None:
-        """Redis is back: log the outage alert and its resolve notice, and send the notice."""
+        """Redis is back (or takes writes again): log the outage alert and its resolve notice,
+        and send the notice."""
         opened = self._redis_down
         if opened is None:
             return

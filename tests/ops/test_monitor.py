@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import time
 
 from tests.ops.conftest import wait_until
@@ -96,6 +97,33 @@ def test_redis_memory_share_over_maxmemory_limit_fires_and_resolves(fresh, make_
     snap = settle(monitor)
     assert snap["redis"]["memory_share"] is None
     assert resolved(monitor.alerts, "redis_memory")
+
+
+def test_a_redis_that_refuses_writes_is_alerted_once_directly_and_logged_when_it_takes_them_again(
+        fresh, make_monitor, caplog):
+    """At maxmemory (noeviction) Redis still answers reads but refuses every write: the alert log
+    cannot take an alert, so the sinks hear it directly, once for the episode."""
+    monitor = make_monitor()
+    client = monitor.client
+    monitor.tick()
+    caplog.set_level(logging.INFO, logger="faceit_bot.alerts")
+    assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+    client.config_set("maxmemory", "1")  # far below what it holds: every write is refused
+    try:
+        for _ in range(3):
+            snap = monitor.tick()
+        assert snap["redis"]["reachable"] and snap["redis"]["memory_share"] > 1
+        lines = [r.getMessage() for r in caplog.records if r.name == "faceit_bot.alerts"]
+        full = [x for x in lines if "fired [critical]" in x and "Redis refuses writes" in x]
+        assert len(full) == 1, lines
+    finally:
+        client.config_set("maxmemory", "0")
+    caplog.clear()
+    monitor.tick()
+    lines = [r.getMessage() for r in caplog.records if r.name == "faceit_bot.alerts"]
+    assert any("resolved" in x and "Redis refuses writes" in x for x in lines), lines
+    states = [(a.rule, a.state) for a in monitor.get_recent_alerts(1)]
+    assert ("redis_full", "fired") in states and ("redis_full", "resolved") in states
 
 
 def test_a_condition_hovering_at_its_limit_keeps_one_alert_open(fresh, make_monitor):
