@@ -32,9 +32,10 @@ _JSON = {"Content-Type": "application/json"}
 
 
 def reply_params(message: Message, text: str, reply_markup: dict[str, Any] | None,
-                 parse_mode: Any = "HTML") -> dict[str, Any]:
+                 parse_mode: Any = "HTML", reply_to: int | None = None) -> dict[str, Any]:
     """What ``message.answer(text, reply_markup=...)`` sends, as Bot API JSON (``parse_mode``: a
-    string or aiogram's ``ParseMode``; None sends none)."""
+    string or aiogram's ``ParseMode``; None sends none). ``reply_to``: the id of another message
+    of the chat to reply to, instead of the group's usual reply to ``message``."""
     params: dict[str, Any] = {"chat_id": message.chat.id, "text": text}
     if parse_mode:
         params["parse_mode"] = str(getattr(parse_mode, "value", parse_mode))
@@ -42,7 +43,10 @@ def reply_params(message: Message, text: str, reply_markup: dict[str, Any] | Non
         params["message_thread_id"] = message.message_thread_id
     if message.business_connection_id:
         params["business_connection_id"] = message.business_connection_id
-    reply = reply_parameters_json(message)  # in a group: a reply, so it shows whom it answers
+    if reply_to is not None:
+        reply = {"message_id": int(reply_to), "allow_sending_without_reply": True}
+    else:
+        reply = reply_parameters_json(message)  # in a group: a reply, so it shows whom it answers
     if reply is not None:
         params["reply_parameters"] = reply
     if reply_markup is not None:
@@ -78,9 +82,10 @@ async def _post(bot: Bot, params: dict[str, Any]) -> dict[str, Any]:
     raise TelegramAPIError(method=method(), message=f"unexpected reply (HTTP {status})")
 
 
-async def send_reply(bot: Bot, message: Message, text: str, reply_markup: dict[str, Any] | None = None) -> int:
+async def send_reply(bot: Bot, message: Message, text: str, reply_markup: dict[str, Any] | None = None,
+                     reply_to: int | None = None) -> int:
     """Answer ``message`` with ``text`` (in the Bot's default parse mode) and an optional inline
-    keyboard (Bot API JSON); returns the id of the message sent."""
-    params = reply_params(message, text, reply_markup, bot.default["parse_mode"])
+    keyboard (Bot API JSON), as a reply to ``reply_to`` when given; returns the id of the message sent."""
+    params = reply_params(message, text, reply_markup, bot.default["parse_mode"], reply_to)
     result = await wait_out_flood(lambda: _post(bot, params), "SendMessage")
     return int(result["message_id"])

@@ -38,23 +38,25 @@ import dramatiq
 from bot.limits import LIMITS_LUA, LimitDecision, UserLimits
 from bot.scriptbatch import ScriptBatcher
 from queues.enqueue_once import ENQUEUE_ONCE_LUA
-from queues.jobstore import ATTACH_MESSAGE, CREATE_JOB_LUA
+from queues.jobstore import ATTACH_MESSAGE, CREATE_JOB_LUA, Created
 from queues.manager import JobHandle, PreparedJob, QueueManager
 
 # KEYS: rate, active, queue, queue.msgs, enqueue marker, request marker.
 # ARGV: 1-6 check_user_limits's A, 7 request id, 8 active ttl, 9 Redis message id, 10 body,
 # 11 marker ttl (ms), 12… create_job's A.
 # → {"rate", seconds} | {"active", count} | {"ok", job id, "new" or the joined job's status, queue length,
-#    "again" when this user had already asked for the joined job, else ""}
+#    create_job's tail: "again" (this user had already asked for the joined job) or "here" and the
+#    message that already shows it in this group, else ""}
 # The request marker makes a resent call (redis-py resends when a reply is lost) return what the
 # first one did: running it again would count the new job against the user's own limit.
 # Asking again for a job already among the user's active ones is not a new request: the limits
-# do not refuse it and it is not counted (create_job tells whether it is "again").
+# do not refuse it and it is not counted (create_job tells whether it is "again"); nor is being
+# pointed at the message that shows the job in the group ("here": no job of theirs).
 _START_JOB = LIMITS_LUA + CREATE_JOB_LUA + ENQUEUE_ONCE_LUA + """
 local earlier = redis.call("GET", KEYS[6])
 if earlier then
-  local job_id, state, again = string.match(earlier, "^(%S+) (%S+) ?(%S*)$")
-  return {"ok", job_id, state, redis.call("LLEN", KEYS[3]), again}
+  local job_id, state, kind, shown = string.match(earlier, "^(%S+) (%S+) ?(%S*) ?(%S*)$")
+  return {"ok", job_id, state, redis.call("LLEN", KEYS[3]), kind, shown}
 end
 local refusal = check_user_limits({KEYS[1], KEYS[2]}, ARGV)
 if refusal then
@@ -63,16 +65,16 @@ if refusal then
   if not (existing and redis.call("ZSCORE", KEYS[2], existing)) then return refusal end
 end
 local created = create_job({unpack(ARGV, 12)})
-local job_id, state, again = created[1], created[2], created[3] or ""
-if refusal and again ~= "again" then return refusal end  -- theirs, but not a repeat: the limits hold
+local job_id, state, kind, shown = created[1], created[2], created[3] or "", tostring(created[4] or "")
+if refusal and kind ~= "again" then return refusal end  -- theirs, but not a repeat: the limits hold
 if state == "new" then
   enqueue_once({KEYS[3], KEYS[4], KEYS[5]}, {ARGV[9], ARGV[10], ARGV[11]})
 end
-if again ~= "again" then
+if kind == "" then
   record_request({KEYS[1], KEYS[2]}, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[7], job_id, ARGV[8])
 end
-redis.call("SET", KEYS[6], job_id .. " " .. state .. " " .. again, "PX", ARGV[11])
-return {"ok", job_id, state, redis.call("LLEN", KEYS[3]), again}
+redis.call("SET", KEYS[6], job_id .. " " .. state .. " " .. kind .. " " .. shown, "PX", ARGV[11])
+return {"ok", job_id, state, redis.call("LLEN", KEYS[3]), kind, shown}
 """
 
 
@@ -124,12 +126,12 @@ class JobStarter:
         )
         if reply[0] != "ok":
             return StartOutcome(self.limits.decision(reply[0], reply[1]))
-        found_id, state, position = str(reply[1]), str(reply[2]), int(reply[3])
-        if state == "new":
+        position = int(reply[3])
+        created = Created.from_reply([reply[1], reply[2], *reply[4:]])
+        if created.state == "new":
             handle = self.manager.queued(job, position)
         else:
-            again = len(reply) > 4 and reply[4] == "again"
-            handle = self.manager.joined(job, found_id, state, position, again=again)
+            handle = self.manager.joined(job, created, position)
         return StartOutcome(LimitDecision("ok"), handle)
 
     async def attach(self, job_id: str, user_id: int, chat_id: int, message_id: int) -> bool:

@@ -68,10 +68,16 @@ end
 """
 
 # KEYS: rate, active. ARGV: now, window, per_minute, max_active, job key prefix, reservation ttl,
-# token, active ttl.  → {"ok", 0} | {"active", count} | {"rate", seconds to wait}
+# token, active ttl, coalesce key|"".  → {"ok", 0} | {"repeat", 0} | {"active", count} | {"rate", seconds}
+# "repeat": refused, but the request's subject is a job already among the user's active ones (they
+# asked again): not a new request, so nothing is reserved and the limits do not refuse it.
 _CHECK = LIMITS_LUA + """
 local refusal = check_user_limits(KEYS, ARGV)
-if refusal then return refusal end
+if refusal then
+  local existing = ARGV[9] ~= "" and redis.call("GET", ARGV[9])
+  if existing and redis.call("ZSCORE", KEYS[2], existing) then return {'repeat', '0'} end
+  return refusal
+end
 record_request(KEYS, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[7], 'p:' .. ARGV[7], ARGV[8])
 return {'ok', '0'}
 """
@@ -79,7 +85,8 @@ return {'ok', '0'}
 
 @dataclass(frozen=True)
 class LimitDecision:
-    """``allowed``, or why not: ``rate`` (with ``retry_after`` seconds) or ``active`` (``count``)."""
+    """``ok`` (with a reservation ``token``; none for a ``repeat``), or why not: ``rate`` (with
+    ``retry_after`` seconds) or ``active`` (``count``)."""
 
     verdict: str
     token: str = ""
@@ -89,6 +96,11 @@ class LimitDecision:
     @property
     def allowed(self) -> bool:
         return self.verdict == "ok"
+
+    @property
+    def repeat(self) -> bool:
+        """Let through without a reservation: the user asked again for a job of theirs in flight."""
+        return self.allowed and not self.token
 
 
 class UserLimits:
@@ -117,15 +129,19 @@ class UserLimits:
         """A script's ``{verdict, value}`` refusal (or ``ok``) as a :class:`LimitDecision`."""
         if verdict == "ok":
             return LimitDecision("ok", token=token)
+        if verdict == "repeat":
+            return LimitDecision("ok")
         if verdict == "rate":
             return LimitDecision("rate", retry_after=min(WINDOW_SECONDS, max(1.0, float(value))))
         return LimitDecision("active", count=int(value))
 
-    async def acquire(self, user_id: int) -> LimitDecision:
+    async def acquire(self, user_id: int, coalesce_key: str = "") -> LimitDecision:
+        """Reserve a job slot for ``user_id``; a request for a job of theirs in flight (its
+        ``coalesce_key``) is let through as a repeat, without a reservation."""
         token = uuid.uuid4().hex
         now = time.time()
         verdict, value = await self._check(keys=self.limit_keys(user_id),
-                                           args=[*self.check_args(now), token, self.active_ttl])
+                                           args=[*self.check_args(now), token, self.active_ttl, coalesce_key])
         return self.decision(verdict, value, token)
 
     async def commit(self, user_id: int, token: str, job_id: str) -> None:

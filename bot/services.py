@@ -75,6 +75,7 @@ class StartedJob:
     user_id: int = 0
     token: str = ""  # a limit reservation (general path) that :meth:`BotServices.confirm` turns into the job
     again: bool = False  # the user had already asked for this in-flight job: their first message shows it
+    shown_here: int | None = None  # in a group: the message there that already shows the job (not joined)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class BotServices:
             outcome = await self.starter.start(requester.user_id, job)
             decision, handle = outcome.decision, outcome.handle
         else:
-            decision = await self.limits.acquire(requester.user_id)
+            decision = await self.limits.acquire(requester.user_id, job.coalesce_key)
             handle = None
         if decision.verdict == "rate":
             raise UserFacingError("rate_limited", limit=self.limits.per_minute,
@@ -158,7 +159,7 @@ class BotServices:
                     pass
                 raise
         return StartedJob(handle.id, handle.actor, handle.position, handle.coalesced, requester.user_id,
-                          decision.token, handle.again)
+                          decision.token, handle.again, handle.shown_here)
 
     async def start_match_analysis(self, requester: Requester, ref: MatchRef) -> StartedJob:
         # A bare UUID keeps both candidate ids (very old rooms); otherwise the canonical id.
@@ -197,7 +198,10 @@ class BotServices:
         message that shows it to this user (progress and the result edit it); ``None``: it keeps
         the one it has (the user asked again)."""
         if job.token:  # a reservation (the general path); the one-call start recorded the job itself
-            await self.limits.commit(job.user_id, job.token, job.job_id)
+            if job.again or job.shown_here is not None:  # not a new job of theirs: give the slot back
+                await self.limits.release(job.user_id, job.token)
+            else:
+                await self.limits.commit(job.user_id, job.token, job.job_id)
         if message_id is not None:
             await self.starter.attach(job.job_id, job.user_id, chat_id, message_id)
 

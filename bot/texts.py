@@ -104,6 +104,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "🔁 {kind}: вы уже запросили это — задача выполняется; ход и результат придут в "
               "сообщение, которым я ответил в первый раз.\nЗадача <code>{job_id}</code>",
     },
+    "shown_here": {
+        "en": "👆 {kind}: already in progress in this chat — its progress and result come in the "
+              "message I am replying to.\nJob <code>{job_id}</code>",
+        "ru": "👆 {kind}: уже выполняется в этом чате — ход и результат придут в сообщение, на "
+              "которое я отвечаю.\nЗадача <code>{job_id}</code>",
+    },
     "progress": {
         "en": "⏳ {kind}: {stage}{count} · {percent}%\nJob <code>{job_id}</code>",
         "ru": "⏳ {kind}: {stage}{count} · {percent}%\nЗадача <code>{job_id}</code>",

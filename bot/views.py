@@ -44,6 +44,10 @@ def asked_again_text(job_id: str, actor: str, lang: str) -> str:
     return t("asked_again", lang, kind=kind_name(actor, lang), job_id=job_id)
 
 
+def shown_here_text(job_id: str, actor: str, lang: str) -> str:
+    return t("shown_here", lang, kind=kind_name(actor, lang), job_id=job_id)
+
+
 def _progress_bits(progress: dict[str, Any] | None, lang: str) -> tuple[str, str, str]:
     progress = progress or {}
     stage = stage_text(str(progress.get("stage") or "analysis"), lang)

@@ -101,29 +101,42 @@ end
 # ARGV: prefix, id, now, ttl, limit, coalesce_key|"", requester_json|"", n_fields, field, value, ...
 # create_job(A): A = {prefix, id, now, ttl, limit, coalesce key, requester JSON, n, field, value, …}
 # (the ARGV of JobStore.create). Returns {id, "new"}, or {existing id, its status} when the
-# request joined an in-flight job of the same coalesce subject ({existing id, its status,
-# "again"} when this user had already asked for it and a message of theirs shows it). A function, so the bot's
-# one-round-trip job start (bot/jobstart.py) runs the very same code.
+# request joined an in-flight job of the same coalesce subject; {existing id, its status,
+# "again"} when this user had already asked for it and a message of theirs shows it; {existing
+# id, its status, "here", message id} when, in a group, a message in that chat already shows it
+# (the requester is then not added: the group gets one copy of the result, not one per member).
+# A function, so the bot's one-round-trip job start (bot/jobstart.py) runs the very same code.
 CREATE_JOB_LUA = _LUA_COMMON + """
 local function create_job(A)
   local prefix, id, now = A[1], A[2], tonumber(A[3])
   local ttl, limit, ckey, req = tonumber(A[4]), tonumber(A[5]), A[6], A[7]
-  -- Adds the requester; false when this user already asked for the job and a message of theirs
-  -- shows it (one that never got its message recorded joins again: the new message takes over).
+  local function given(value) return value ~= nil and value ~= cjson.null end
+  -- Adds the requester (nil), or says why not: {"again"} when this user already asked for the
+  -- job and a message of theirs shows it (one that never got its message recorded joins again:
+  -- the new message takes over); {"here", message id} when the requester writes in a group
+  -- (a negative chat id) where a message already shows the job.
   local function add_requester(jk, job_id)
-    if req == "" then return true end
+    if req == "" then return nil end
     local r = cjson.decode(req)
     local list = decode_array(redis.call("HGET", jk, "requesters"))
     for _, existing in ipairs(list) do
       if encode_exact(existing["user_id"]) == encode_exact(r["user_id"]) then
-        local shown = existing["message_id"]
-        return shown == nil or shown == cjson.null
+        if given(existing["message_id"]) then return {"again"} end
+        return nil
+      end
+    end
+    if given(r["chat_id"]) and tonumber(r["chat_id"]) < 0 then
+      for _, existing in ipairs(list) do
+        if given(existing["chat_id"]) and given(existing["message_id"])
+            and encode_exact(existing["chat_id"]) == encode_exact(r["chat_id"]) then
+          return {"here", existing["message_id"]}
+        end
       end
     end
     table.insert(list, r)
     redis.call("HSET", jk, "requesters", encode_array(list))
     index_add(prefix .. "jobs:user:" .. encode_exact(r["user_id"]), now, job_id, limit, ttl)
-    return true
+    return nil
   end
   if ckey ~= "" then
     local existing = redis.call("GET", ckey)
@@ -131,8 +144,9 @@ local function create_job(A)
       local ejk = prefix .. "job:" .. existing
       local st = redis.call("HGET", ejk, "status")
       if st == "queued" or st == "started" or st == "retrying" then
-        if add_requester(ejk, existing) then return {existing, st} end
-        return {existing, st, "again"}
+        local shown = add_requester(ejk, existing)
+        if shown == nil then return {existing, st} end
+        return {existing, st, shown[1], shown[2]}
       end
     end
   end
@@ -456,15 +470,21 @@ class JobRecord:
 @dataclass(frozen=True)
 class Created:
     """What ``create_job`` did: the job's id, ``"new"`` or the status of the in-flight job it
-    joined, and whether this requester had already asked for that job (``again``)."""
+    joined, whether this requester had already asked for that job (``again``), and the message
+    that already shows it in the requester's group (``shown_here``: they were not added)."""
 
     job_id: str
     state: str
     again: bool = False
+    shown_here: int | None = None
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> Created:
-        return cls(str(reply[0]), str(reply[1]), len(reply) > 2 and reply[2] == "again")
+        """From ``{id, state[, "again" | "here", message id]}``; the bot's job start returns the
+        same tail after its own fields (:mod:`bot.jobstart`)."""
+        kind = str(reply[2]) if len(reply) > 2 else ""
+        shown = int(reply[3]) if kind == "here" and len(reply) > 3 else None
+        return cls(str(reply[0]), str(reply[1]), kind == "again", shown)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from dramatiq.common import dq_name
 from faceit.errors import REQUEST_ERROR_CODES
 from queues.dramatiq_keys import dead_letters_key, dead_messages_key, messages_key, queue_key
 from queues.errors import UnknownActorError, UnknownJobError
-from queues.jobstore import FINAL_STATUSES, JobRecord
+from queues.jobstore import FINAL_STATUSES, Created, JobRecord
 from queues.priorities import QueuePriority, all_queue_names, queue_name
 from queues.runtime import get_job_store, get_redis
 from queues.workers import WorkerRegistry
@@ -54,6 +54,7 @@ class JobHandle:
     coalesced: bool = False
     status: str = "queued"
     again: bool = False  # joined a job this requester had already asked for
+    shown_here: int | None = None  # in a group: the message there that already shows the job (not joined)
 
 
 class RequeuedJobs(list[str]):
@@ -74,6 +75,11 @@ class PreparedJob:
     create_args: list[Any]
     message: Message
     user_id: int | None = None
+
+    @property
+    def coalesce_key(self) -> str:
+        """The subject key that requests for the same work share ("" when the job has none)."""
+        return str(self.create_args[5])
 
 
 @dataclass
@@ -165,7 +171,7 @@ class QueueManager:
         """Write a prepared job: its record (or join the in-flight one), then its message."""
         created = self.jobs.create_from(job.create_args)
         if created.state != "new":
-            return self.joined(job, created.job_id, created.state, self._position(job.queue), again=created.again)
+            return self.joined(job, created, self._position(job.queue))
         try:
             self.broker.enqueue(job.message)
         except Exception:
@@ -174,12 +180,14 @@ class QueueManager:
         return self.queued(job, self._position(job.queue))
 
     @staticmethod
-    def joined(job: PreparedJob, found_id: str, state: str, position: int, *, again: bool = False) -> JobHandle:
-        """The handle (and the log line) of a request that joined the in-flight job ``found_id``
-        (``again``: its requester had already asked for it)."""
-        logger.info("job %s: %s by user %s (%s)", found_id, "asked for again" if again else "joined", job.user_id,
-                    state)
-        return JobHandle(found_id, job.actor, job.queue, position, True, state, again)
+    def joined(job: PreparedJob, created: Created, position: int) -> JobHandle:
+        """The handle (and the log line) of a request that met the in-flight job of its subject:
+        joined it, asked for it again, or was pointed at the message showing it in its group."""
+        how = ("asked for again" if created.again
+               else "already shown in the chat" if created.shown_here is not None else "joined")
+        logger.info("job %s: %s by user %s (%s)", created.job_id, how, job.user_id, created.state)
+        return JobHandle(created.job_id, job.actor, job.queue, position, True, created.state, created.again,
+                         created.shown_here)
 
     @staticmethod
     def queued(job: PreparedJob, position: int) -> JobHandle:

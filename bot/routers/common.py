@@ -8,7 +8,7 @@ from aiogram.types import Message
 
 from bot.fastsend import send_reply
 from bot.services import BotServices, Requester, StartedJob
-from bot.views import asked_again_text, cancel_keyboard, queued_text
+from bot.views import asked_again_text, cancel_keyboard, queued_text, shown_here_text
 
 
 def command(*names: str) -> Command:
@@ -24,11 +24,18 @@ def requester_of(message: Message, lang: str) -> Requester:
 async def reply_started(message: Message, job: StartedJob, lang: str, services: BotServices) -> None:
     """Answer at once with the job id and its place in the queue (with a Cancel button); then, off
     the critical path, record that message so progress edits and the result land in it. A user
-    asking again for a job a message of theirs already shows is pointed at that message instead.
+    asking again for a job a message of theirs already shows is pointed at that message instead;
+    so is a group member asking for what a message in the group already shows (one copy of the
+    result per group, not one per member).
 
     The answer goes out through :func:`bot.fastsend.send_reply` (a JSON body, no aiogram models):
     it is the reply a burst of users waits for, and the bot's most frequent call."""
     bot: Bot = message.bot  # type: ignore[assignment]
+    if job.shown_here is not None:
+        await send_reply(bot, message, shown_here_text(job.job_id, job.actor, lang), reply_to=job.shown_here)
+        if job.token:
+            services.in_background(services.confirm(job, message.chat.id, None), f"job {job.job_id}: shown here")
+        return
     if job.again:
         # Their first message keeps showing the job (progress, result, Cancel): this one only
         # points at it, so no message of theirs is left behind at a stale progress line.

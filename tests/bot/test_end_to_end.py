@@ -15,6 +15,7 @@ import time
 import pytest
 
 from tests.bot.conftest import ADMIN_ID, Stack, is_final_text, new_user, start_stack, stop_stack
+from tests.support.waiting import wait_until
 from tests.support.workers import WorkerPool
 
 CYRILLIC = re.compile(r"[А-Яа-яЁё]")
@@ -331,6 +332,35 @@ def test_in_a_group_only_the_member_who_asked_can_cancel_with_the_button(stack: 
     canceled = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "edited" and e["message_id"] ==
                                             first["message_id"] and "canceled" in e["text"]), None), chat_id=group)
     assert not canceled.get("reply_markup")
+
+
+def test_in_a_group_a_second_member_asking_for_the_same_match_is_pointed_at_the_first_answer(
+        stack: Stack, tg, faceit_faults):
+    """The group gets the result once, in the message that answered the first member."""
+    faceit_faults(latency_ms=150)
+    stack.clear_faceit_cache()  # still running when the second member asks
+    first_member, second_member, group = new_user(), new_user(), -1_000_000_000_000 - new_user()
+    link = f"https://www.faceit.com/en/cs2/room/{stack.world['matches']['FINISHED'][7]}"
+    tg.inject(first_member, f"/analyze {link}", chat_id=group)
+    first = first_in_group(tg, group)
+    job_id = job_id_in(first["text"])
+    # The bot records the answer's message on the job just after sending it (off the reply's path).
+    wait_until(lambda: json.loads(stack.job(job_id)["requesters"])[0].get("message_id") == first["message_id"])
+    asked = tg.inject(second_member, link, chat_id=group)
+    pointer = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "sent" and e["message_id"] !=
+                                           first["message_id"]), None), timeout=10, chat_id=group)
+    assert "already in progress in this chat" in pointer["text"] and job_id_in(pointer["text"]) == job_id
+    assert pointer["message"]["reply_to_message"]["message_id"] == first["message_id"]  # tap it to see the job
+    assert not pointer.get("reply_markup") and asked["message_id"] != first["message_id"]
+    stack.wait_job(job_id, "succeeded")
+    final = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "edited" and e["message_id"] ==
+                                         first["message_id"] and is_final_text(e["text"])), None), chat_id=group)
+    assert "Match finished" in final["text"]
+    assert [r["user_id"] for r in json.loads(stack.job(job_id)["requesters"])] == [first_member]
+    delivery_result(stack, job_id)
+    group_messages = tg.messages(group)
+    assert len([e for e in group_messages if e["kind"] in ("sent", "photo")]) == 2  # the answer and the pointer
+    assert not [e for e in group_messages if e["message_id"] == pointer["message_id"] and e["kind"] == "edited"]
 
 
 def test_asking_twice_for_the_same_match_leaves_no_message_behind(stack: Stack, tg, faceit_faults):

@@ -109,10 +109,11 @@ async def test_asking_again_for_an_in_flight_job_keeps_the_first_message_showing
     assert retry.coalesced and not retry.again
 
 
-async def test_asking_again_is_neither_refused_nor_counted_by_the_limits(services, redis_client):
+@pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
+async def test_asking_again_is_neither_refused_nor_counted_by_the_limits(services, redis_client, one_call):
     """The limits (2 active, 3 a minute here) are for new work: a repeat of a job already theirs
     is answered "you already asked", even at the limit, and does not use up the minute."""
-    services._one_call_start = True
+    services._one_call_start = one_call
     jobs = [await services.start_match_analysis(asker(7), parse_match_ref(room)) for room in (ROOM, OTHER_ROOM)]
     for job in jobs:
         await services.confirm(job, 7, 900 + job.position)
@@ -122,6 +123,31 @@ async def test_asking_again_is_neither_refused_nor_counted_by_the_limits(service
     with pytest.raises(UserFacingError) as refused:  # new work is still refused at the limit
         await services.start_match_analysis(asker(7), parse_match_ref(THIRD_ROOM))
     assert refused.value.key == "too_many_active"
+
+
+@pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
+async def test_in_a_group_a_second_member_is_pointed_at_the_message_already_showing_the_job(
+        services, redis_client, one_call):
+    """One copy of a result per group: a member asking for what a message in the group already
+    shows is not added to the job (nor counted by the limits); elsewhere they join as before."""
+    services._one_call_start = one_call
+    group, other_group = -1_000_000_002_001, -1_000_000_002_002
+    owner = await services.start_match_analysis(Requester(user_id=21, chat_id=group, lang="en"), parse_match_ref(ROOM))
+    early = await services.start_match_analysis(Requester(user_id=22, chat_id=group, lang="en"), parse_match_ref(ROOM))
+    assert early.coalesced and early.shown_here is None  # no message of the group shows it yet: joined
+    await services.confirm(owner, group, 3001)
+    member = await services.start_match_analysis(Requester(user_id=23, chat_id=group, lang="en"),
+                                                 parse_match_ref(ROOM))
+    assert member.job_id == owner.job_id and member.shown_here == 3001 and not member.again
+    await services.confirm(member, group, None)  # what the bot does after pointing them at it
+    elsewhere = [await services.start_match_analysis(Requester(user_id=user, chat_id=chat, lang="en"),
+                                                     parse_match_ref(ROOM)) for user, chat in ((24, other_group),
+                                                                                               (25, 25))]
+    assert all(job.coalesced and job.shown_here is None for job in elsewhere)
+    record = services.manager.get_job(owner.job_id)
+    assert [r["user_id"] for r in record.requesters] == [21, 22, 24, 25]
+    assert redis_client.zcard("fb:bot:active:23") == 0 and redis_client.zcard("fb:bot:rate:23") == 0
+    assert queue_length(redis_client) == 1
 
 
 @pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
