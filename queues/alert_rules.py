@@ -41,6 +41,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from queues.health_texts import describe
+
 ALERT_RULES = (
     "redis_unreachable", "no_workers", "faceit_auth", "failure_rate", "stale_jobs", "redis_memory",
     "queue_depth", "wait_time", "faceit_rate_limit",
@@ -134,12 +136,9 @@ class Finding:
                 "component": self.component}
 
 
-def _fmt_seconds(value: float) -> str:
-    if value >= 3600:
-        return f"{value / 3600:.1f} h"
-    if value >= 60:
-        return f"{value / 60:.1f} min"
-    return f"{value:.1f} s"
+def finding(rule: str, subject: str, **details: Any) -> Finding:
+    """A finding whose message is the rule's English text (:mod:`queues.health_texts`)."""
+    return Finding(rule, subject, describe(rule, subject, details), details)
 
 
 def evaluate_queue(name: str, q: dict[str, Any], t: Thresholds) -> list[Finding]:
@@ -150,37 +149,27 @@ def evaluate_queue(name: str, q: dict[str, Any], t: Thresholds) -> list[Finding]
     delayed = int(q.get("delayed") or 0)
     workers = int(q.get("workers") or 0)
     if workers == 0 and depth + delayed > 0:
-        found.append(Finding("no_workers", name, f"queue {name} has {depth} waiting and {delayed} delayed "
-                             "job(s) and no live worker consumes it", {"depth": depth, "delayed": delayed}))
+        found.append(finding("no_workers", name, depth=depth, delayed=delayed))
     elif workers == 0:
-        found.append(Finding("idle_queue", name, f"no live worker consumes queue {name}", {}))
+        found.append(finding("idle_queue", name))
     finished = int(q.get("succeeded") or 0) + int(q.get("failed") or 0)
     failed = int(q.get("failed") or 0) - int(q.get("refused") or 0)  # not counting users' mistakes
     rate = q.get("failure_rate")
     if rate is not None and finished >= t.failure_min_jobs and rate > t.failure_rate:
-        found.append(Finding("failure_rate", name,
-                             f"queue {name}: {rate:.0%} of jobs failed in the last "
-                             f"{_fmt_seconds(q.get('window_seconds') or 0)} ({failed} of {finished}; "
-                             f"limit {t.failure_rate:.0%})",
-                             {"failure_rate": rate, "failed": failed, "finished": finished}))
+        found.append(finding("failure_rate", name, failure_rate=rate, failed=failed, finished=finished,
+                             window_seconds=q.get("window_seconds") or 0, limit=t.failure_rate))
     limit = t.depth_limit(priority)
     if depth > limit:
-        found.append(Finding("queue_depth", name, f"queue {name} holds {depth} waiting jobs (limit {limit})",
-                             {"depth": depth, "limit": limit}))
+        found.append(finding("queue_depth", name, depth=depth, limit=limit))
     oldest = q.get("oldest_waiting_age")
     wait_p95 = q.get("wait_p95")
     wait_now = max(float(wait_p95 or 0), float(oldest or 0))
     target = t.wait_target(priority)
     if (wait_p95 is not None or oldest is not None) and wait_now > target:
-        what = "p95 wait" if float(wait_p95 or 0) >= float(oldest or 0) else "the oldest waiting job"
-        found.append(Finding("wait_time", name, f"queue {name}: {what} is {_fmt_seconds(wait_now)} "
-                             f"(target {_fmt_seconds(target)})",
-                             {"wait": wait_now, "wait_p95": wait_p95, "oldest_waiting_age": oldest,
-                              "target": target}))
+        found.append(finding("wait_time", name, wait=wait_now, wait_p95=wait_p95, oldest_waiting_age=oldest,
+                             target=target))
     if oldest is not None and oldest > t.queued_max_age:
-        found.append(Finding("stale_jobs", name, f"queue {name}: a job has waited {_fmt_seconds(oldest)} "
-                             f"(more than {_fmt_seconds(t.queued_max_age)}) and is still queued",
-                             {"oldest_waiting_age": oldest, "limit": t.queued_max_age}))
+        found.append(finding("stale_jobs", name, oldest_waiting_age=oldest, limit=t.queued_max_age))
     return found
 
 
@@ -188,44 +177,30 @@ def evaluate(snapshot: dict[str, Any], t: Thresholds) -> list[Finding]:
     """Every finding of ``snapshot``; with Redis unreachable, that one finding alone."""
     redis_state = snapshot.get("redis") or {}
     if not redis_state.get("reachable", False):
-        return [Finding("redis_unreachable", GLOBAL_SUBJECT,
-                        f"Redis is unreachable: {redis_state.get('error') or 'no answer'}",
-                        {"error": redis_state.get("error")})]
+        return [finding("redis_unreachable", GLOBAL_SUBJECT, error=redis_state.get("error"))]
     found: list[Finding] = []
     for name, q in (snapshot.get("queues") or {}).items():
         found.extend(evaluate_queue(name, q, t))
     share = redis_state.get("memory_share")
     if share is not None and share > t.redis_memory_share:
-        found.append(Finding("redis_memory", GLOBAL_SUBJECT,
-                             f"Redis uses {share:.0%} of its maxmemory (limit {t.redis_memory_share:.0%})",
-                             {"memory_share": share, "used_memory": redis_state.get("used_memory"),
-                              "maxmemory": redis_state.get("maxmemory")}))
+        found.append(finding("redis_memory", GLOBAL_SUBJECT, memory_share=share, limit=t.redis_memory_share,
+                             used_memory=redis_state.get("used_memory"), maxmemory=redis_state.get("maxmemory")))
     dead = sum(int(q.get("dead") or 0) for q in (snapshot.get("queues") or {}).values())
     if dead:
-        found.append(Finding("dead_letters", GLOBAL_SUBJECT,
-                             f"dead-lettered messages: {dead} (admin.py requeue or purge-dead)",
-                             {"dead": dead}))
+        found.append(finding("dead_letters", GLOBAL_SUBJECT, dead=dead))
     faceit = snapshot.get("faceit") or {}
     if faceit.get("available"):
         auth = int(faceit.get("auth_errors") or 0)
         if auth > 0:
-            found.append(Finding("faceit_auth", GLOBAL_SUBJECT,
-                                 f"FACEIT refused our API key {auth} time(s) in the last "
-                                 f"{_fmt_seconds(faceit.get('auth_window_seconds') or 0)}",
-                                 {"auth_errors": auth}))
+            found.append(finding("faceit_auth", GLOBAL_SUBJECT, auth_errors=auth,
+                                 window_seconds=faceit.get("auth_window_seconds") or 0))
         limited = int(faceit.get("rate_limited") or 0)
         if limited >= t.rate_limit_storm:
-            found.append(Finding("faceit_rate_limit", GLOBAL_SUBJECT,
-                                 f"FACEIT answered 429 {limited} times in the last "
-                                 f"{_fmt_seconds(faceit.get('window_seconds') or 0)} "
-                                 f"(storm threshold {t.rate_limit_storm})",
-                                 {"rate_limited": limited, "threshold": t.rate_limit_storm}))
+            found.append(finding("faceit_rate_limit", GLOBAL_SUBJECT, rate_limited=limited,
+                                 window_seconds=faceit.get("window_seconds") or 0, threshold=t.rate_limit_storm))
     monitor = snapshot.get("monitor") or {}
     if monitor.get("stale"):
-        age = monitor.get("last_recorded_age")
-        when = "has never recorded a snapshot" if age is None else f"last recorded {_fmt_seconds(age)} ago"
-        found.append(Finding("monitor_stale", GLOBAL_SUBJECT,
-                             f"the monitor {when}: is python scheduler.py running?", {"age": age}))
+        found.append(finding("monitor_stale", GLOBAL_SUBJECT, age=monitor.get("last_recorded_age")))
     return found
 
 
@@ -236,6 +211,6 @@ def health(findings: list[Finding]) -> dict[str, Any]:
     return {
         "health_score": max(0, min(100, 100 - lost)),
         "components": [{"name": f.component, "rule": f.rule, "subject": f.subject, "level": f.level,
-                        "score_lost": f.score_lost, "reason": f.message} for f in ordered],
+                        "score_lost": f.score_lost, "reason": f.message, "details": f.details} for f in ordered],
         "reasons": [f.message for f in ordered],
     }

@@ -5,6 +5,8 @@ Anyone else falls through to the unknown-command answer: the commands do not exi
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiogram import Router
 from aiogram.filters import BaseFilter, CommandObject
 from aiogram.types import Message
@@ -16,6 +18,7 @@ from bot.services import BotServices
 from bot.texts import escape, t
 from bot.views import status_word
 from faceit.htmltext import split_html
+from queues.health_texts import describe
 
 MAX_ALERTS_SHOWN = 15
 
@@ -39,8 +42,21 @@ async def queues(message: Message, lang: str, services: BotServices) -> None:
     if health.get("health_score") is not None:
         lines.append("")
         lines.append(t("health_line", lang, score=health["health_score"]))
-        lines += [f"• {escape(reason)}" for reason in (health.get("reasons") or [])[:10]]
+        lines += [f"• {escape(reason)}" for reason in health_reasons(health, lang)[:10]]
     await answer(message, "\n".join(lines))
+
+
+def health_reasons(health: dict[str, Any], lang: str) -> list[str]:
+    """Why the score is below 100, in the admin's language: each component's rule and details
+    told again (:mod:`queues.health_texts`); its stored English reason when that cannot be done
+    (a summary without details, from the dashboard's own estimate or an older monitor)."""
+    reasons = []
+    for component in health.get("components") or []:
+        try:
+            reasons.append(describe(component["rule"], component["subject"], component["details"], lang))
+        except (KeyError, TypeError, ValueError):
+            reasons.append(str(component.get("reason", "")))
+    return reasons or [str(reason) for reason in health.get("reasons") or []]
 
 
 async def alerts(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:

@@ -311,6 +311,13 @@ def test_admin_commands_answer_admins_and_look_unknown_to_everyone_else(stack: S
     stack.final_of(ADMIN_ID, done["message_id"])
     stack.say(ADMIN_ID, f"/requeue {job_id_in(done['text'])}")
     assert "is done: only a failed or canceled job" in stack.replies(ADMIN_ID, 6)[5]["text"]
+    # No scheduler runs here, so the health score says the monitor never recorded: in each language.
+    assert "• the monitor has never recorded a snapshot: is python scheduler.py running?" in queues
+    stack.say(ADMIN_ID, "/queues", lang="ru")
+    russian = stack.replies(ADMIN_ID, 7)[6]["text"]
+    reasons = [line for line in russian.splitlines() if line.startswith("• ")]
+    assert "<b>Очереди</b>" in russian and "монитор ещё не записал ни одного снимка" in russian
+    assert reasons and all(CYRILLIC.search(reason) for reason in reasons), reasons
 
 
 def test_in_a_group_only_the_member_who_asked_can_cancel_with_the_button(stack: Stack, tg, faceit_faults):

@@ -3,6 +3,7 @@ edge, and the score for known states."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from queues.alert_rules import DEDUCTIONS, Thresholds, evaluate, health
@@ -131,3 +132,48 @@ def test_thresholds_come_from_settings(env_override):
     env_override(ALERT_DEPTH_HIGH="3", ALERT_WAIT_LOW="5", ALERT_FAILURE_RATE="0.5")
     t = Thresholds.from_settings(get_settings())
     assert t.depth_limit("high") == 3 and t.wait_target("low") == 5 and t.failure_rate == 0.5
+
+
+def every_rule_at_once() -> list:
+    """Findings of every rule but ``redis_unreachable`` (which stands alone), from one snapshot."""
+    snap = snapshot({
+        "high": queue("high", depth=60, workers=0, oldest_waiting_age=4000),
+        "default": queue("default", succeeded=5, failed=5, failure_rate=0.5, dead=2, wait_p95=90),
+        "low": queue("low", workers=0),
+    }, redis={"reachable": True, "memory_share": 0.9},
+        faceit={"available": True, "auth_errors": 3, "rate_limited": 21, "window_seconds": 60,
+                "auth_window_seconds": 300},
+        monitor={"stale": True, "last_recorded_age": 120})
+    return [*evaluate(snap, T), *evaluate(snapshot(redis={"reachable": False, "error": "ConnectionError"}), T)]
+
+
+def test_every_rules_reason_reads_in_russian_from_the_findings_details():
+    """The bot's /queues tells the same findings in the admin's language; English is what alerts,
+    Sentry and the dashboard carry, and what a finding's message is."""
+    from queues.health_texts import describe
+
+    findings = every_rule_at_once()
+    assert {f.rule for f in findings} == set(DEDUCTIONS)
+    for f in findings:
+        assert describe(f.rule, f.subject, f.details, "en") == f.message
+        russian = describe(f.rule, f.subject, f.details, "ru")
+        assert russian != f.message and re.search("[а-яё]", russian), russian
+        assert not re.search(r"\b(queue|jobs?|waiting|limit|target|times?|the)\b", russian), russian
+    by_rule = {f.rule: describe(f.rule, f.subject, f.details, "ru") for f in findings}
+    assert by_rule["faceit_auth"] == "FACEIT отклонил наш API-ключ 3 раза за последние 5,0 мин"
+    assert by_rule["wait_time"].startswith("очередь default: ожидание (p95) 1,5 мин")
+    assert by_rule["monitor_stale"] == ("монитор в последний раз записал снимок 2,0 мин назад: "
+                                        "запущен ли python scheduler.py?")
+    assert "50%" in by_rule["failure_rate"] and "(5 из 10; порог 20%)" in by_rule["failure_rate"]
+
+
+def test_counts_take_their_word_form():
+    from queues.health_texts import describe
+
+    def auth(count: int, lang: str) -> str:
+        return describe("faceit_auth", "-", {"auth_errors": count, "window_seconds": 60}, lang)
+
+    assert auth(1, "en") == "FACEIT refused our API key 1 time in the last 1.0 min"
+    assert auth(2, "en").startswith("FACEIT refused our API key 2 times")
+    assert [auth(n, "ru").split("API-ключ ")[1].split(" за ")[0] for n in (1, 3, 5, 21)] == [
+        "1 раз", "3 раза", "5 раз", "21 раз"]

@@ -1,0 +1,120 @@
+"""What each health rule says, in English and Russian, from a finding's rule, subject and details.
+
+Why one place: the English text is what the alerts, Sentry, the dashboard and ``admin.py`` show;
+the bot's ``/queues`` shows the same findings in the admin's language. Both are built here from
+the same details, so the two never say different things. English is the fallback for a language
+(or a rule) without its own text.
+
+``describe(rule, subject, details, lang)``: ``subject`` is the queue for queue rules (``-``
+otherwise); ``details`` are a :class:`~queues.alert_rules.Finding`'s (plain numbers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faceit.i18n import plural
+
+LANGS = ("en", "ru")
+
+_UNITS = {"en": ("s", "min", "h"), "ru": ("с", "мин", "ч")}
+
+TEXTS: dict[str, dict[str, str]] = {
+    "redis_unreachable": {"en": "Redis is unreachable: {error}", "ru": "Redis недоступен: {error}"},
+    "no_workers": {
+        "en": "queue {subject} has {depth} waiting and {delayed} delayed job(s) and no live worker consumes it",
+        "ru": "очередь {subject}: ждут {depth}, отложено {delayed}, но ни один живой воркер её не обслуживает",
+    },
+    "idle_queue": {"en": "no live worker consumes queue {subject}",
+                   "ru": "очередь {subject} не обслуживает ни один живой воркер"},
+    "failure_rate": {
+        "en": "queue {subject}: {rate} of jobs failed in the last {window} ({failed} of {finished}; limit {limit})",
+        "ru": "очередь {subject}: за последние {window} с ошибкой завершилось {rate} задач ({failed} из "
+              "{finished}; порог {limit})",
+    },
+    "queue_depth": {"en": "queue {subject} holds {depth} waiting jobs (limit {limit})",
+                    "ru": "очередь {subject}: ждущих задач {depth} (порог {limit})"},
+    "wait_time_p95": {"en": "queue {subject}: p95 wait is {wait} (target {target})",
+                      "ru": "очередь {subject}: ожидание (p95) {wait} (цель {target})"},
+    "wait_time_oldest": {"en": "queue {subject}: the oldest waiting job is {wait} (target {target})",
+                         "ru": "очередь {subject}: самая давняя задача ждёт {wait} (цель {target})"},
+    "stale_jobs": {
+        "en": "queue {subject}: a job has waited {age} (more than {limit}) and is still queued",
+        "ru": "очередь {subject}: задача ждёт уже {age} (больше {limit}) и всё ещё в очереди",
+    },
+    "redis_memory": {"en": "Redis uses {share} of its maxmemory (limit {limit})",
+                     "ru": "Redis занимает {share} своего maxmemory (порог {limit})"},
+    "dead_letters": {"en": "dead-lettered messages: {dead} (admin.py requeue or purge-dead)",
+                     "ru": "мёртвых сообщений: {dead} (admin.py requeue или purge-dead)"},
+    "faceit_auth": {"en": "FACEIT refused our API key {auth} {times} in the last {window}",
+                    "ru": "FACEIT отклонил наш API-ключ {auth} {times} за последние {window}"},
+    "faceit_rate_limit": {
+        "en": "FACEIT answered 429 {limited} {times} in the last {window} (storm threshold {threshold})",
+        "ru": "FACEIT ответил 429 {limited} {times} за последние {window} (порог шторма {threshold})",
+    },
+    "monitor_stale_never": {"en": "the monitor has never recorded a snapshot: is python scheduler.py running?",
+                            "ru": "монитор ещё не записал ни одного снимка: запущен ли python scheduler.py?"},
+    "monitor_stale": {"en": "the monitor last recorded {age} ago: is python scheduler.py running?",
+                      "ru": "монитор в последний раз записал снимок {age} назад: запущен ли python scheduler.py?"},
+}
+
+_TIMES = {"en": ("time", "times"), "ru": ("раз", "раза", "раз")}
+
+
+def duration(value: float, lang: str = "en") -> str:
+    """``42.0 s``, ``1.5 min``, ``2.0 h`` (``42,0 с``, ``1,5 мин``, ``2,0 ч`` in Russian)."""
+    seconds, minutes, hours = _UNITS.get(lang, _UNITS["en"])
+    value = float(value or 0)
+    if value >= 3600:
+        text = f"{value / 3600:.1f} {hours}"
+    elif value >= 60:
+        text = f"{value / 60:.1f} {minutes}"
+    else:
+        text = f"{value:.1f} {seconds}"
+    return text.replace(".", ",") if lang == "ru" else text  # a decimal comma in Russian
+
+
+def _percent(value: float) -> str:
+    return f"{float(value):.0%}"
+
+
+def _times(count: int, lang: str) -> str:
+    return plural(int(count), lang, _TIMES)
+
+
+def _params(rule: str, subject: str, d: dict[str, Any], lang: str) -> tuple[str, dict[str, Any]]:
+    """The text key and its values for ``rule``."""
+    if rule == "failure_rate":
+        return rule, {"rate": _percent(d["failure_rate"]), "window": duration(d["window_seconds"], lang),
+                      "failed": d["failed"], "finished": d["finished"], "limit": _percent(d["limit"])}
+    if rule == "wait_time":
+        oldest_first = float(d.get("oldest_waiting_age") or 0) > float(d.get("wait_p95") or 0)
+        return ("wait_time_oldest" if oldest_first else "wait_time_p95",
+                {"wait": duration(d["wait"], lang), "target": duration(d["target"], lang)})
+    if rule == "stale_jobs":
+        return rule, {"age": duration(d["oldest_waiting_age"], lang), "limit": duration(d["limit"], lang)}
+    if rule == "redis_memory":
+        return rule, {"share": _percent(d["memory_share"]), "limit": _percent(d["limit"])}
+    if rule == "redis_unreachable":
+        return rule, {"error": d.get("error") or "no answer"}
+    if rule == "faceit_auth":
+        return rule, {"auth": d["auth_errors"], "times": _times(d["auth_errors"], lang),
+                      "window": duration(d["window_seconds"], lang)}
+    if rule == "faceit_rate_limit":
+        return rule, {"limited": d["rate_limited"], "times": _times(d["rate_limited"], lang),
+                      "window": duration(d["window_seconds"], lang), "threshold": d["threshold"]}
+    if rule == "monitor_stale":
+        if d.get("age") is None:
+            return "monitor_stale_never", {}
+        return rule, {"age": duration(d["age"], lang)}
+    return rule, d  # the rest use their details as they are
+
+
+def describe(rule: str, subject: str, details: dict[str, Any], lang: str = "en") -> str:
+    """The finding's text in ``lang`` (English when there is none in it). Raises ``KeyError`` for
+    an unknown rule or missing details (a summary recorded by an older monitor: callers fall back
+    to its stored English text)."""
+    key, values = _params(rule, subject, details, lang)
+    texts = TEXTS[key]
+    text = texts.get(lang) or texts["en"]
+    return text.format(subject=subject, **values)
