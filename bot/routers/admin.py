@@ -18,6 +18,7 @@ from bot.services import BotServices
 from bot.texts import escape, t
 from bot.views import status_word
 from faceit.htmltext import split_html
+from queues.alert_rules import DEDUCTIONS
 from queues.health_texts import describe
 
 MAX_ALERTS_SHOWN = 15
@@ -44,6 +45,17 @@ async def queues(message: Message, lang: str, services: BotServices) -> None:
         lines.append(t("health_line", lang, score=health["health_score"]))
         lines += [f"• {escape(reason)}" for reason in health_reasons(health, lang)[:10]]
     await answer(message, "\n".join(lines))
+
+
+def alert_text(alert: Any, lang: str) -> str:
+    """A monitor's condition alert told again in ``lang`` from its rule and details; any other
+    alert (a job's failure, a resolve notice) as it was written."""
+    if alert.state == "fired" and alert.rule in DEDUCTIONS:
+        try:
+            return describe(alert.rule, alert.subject or "-", alert.details, lang)
+        except (KeyError, TypeError, ValueError):
+            pass
+    return str(alert.message)
 
 
 def health_reasons(health: dict[str, Any], lang: str) -> list[str]:
@@ -74,7 +86,8 @@ async def alerts(message: Message, command: CommandObject, lang: str, services: 
         return
     lines = [t("alerts_title", lang, hours=shown, count=len(found))]
     for alert in found[:MAX_ALERTS_SHOWN]:
-        lines.append(f"• <b>{escape(alert.level)}</b> {escape(alert.source)}: {escape(alert.message[:200])}")
+        lines.append(f"• <b>{t('level_' + alert.level, lang)}</b> {escape(alert.source)}: "
+                     f"{escape(alert_text(alert, lang)[:200])}")
     for part in split_html("\n".join(lines)):  # escaped messages can pass Telegram's limit: cut whole
         await answer(message, part)
 

@@ -1,0 +1,38 @@
+"""The admin commands' texts in the admin's language: alerts the monitor raised are told again
+from their rule and details; anything else is shown as it was written."""
+
+from __future__ import annotations
+
+from bot.routers.admin import alert_text, health_reasons
+from queues.alert_rules import Thresholds, evaluate, health
+from queues.alerts import Alert
+
+
+def _failing_queue_snapshot() -> dict:
+    queue = {"name": "default", "priority": "default", "depth": 0, "delayed": 0, "workers": 1, "succeeded": 5,
+             "failed": 5, "failure_rate": 0.5, "window_seconds": 300}
+    return {"redis": {"reachable": True}, "queues": {"default": queue}, "faceit": {"available": False},
+            "monitor": {"stale": False}}
+
+
+def test_a_condition_alert_reads_in_russian_and_other_alerts_as_written():
+    (finding,) = evaluate(_failing_queue_snapshot(), Thresholds())
+    fired = Alert(level=finding.level, source=finding.source, message=finding.message, rule=finding.rule,
+                  subject=finding.subject, details=finding.details)
+    assert alert_text(fired, "en") == finding.message
+    assert alert_text(fired, "ru").startswith("очередь default: за последние 5,0 мин с ошибкой завершилось 50%")
+    resolved = Alert(level="info", source="monitor", message=f"resolved: {finding.message}", rule=finding.rule,
+                     subject="default", state="resolved", details={"opened_level": "error"})
+    job_failed = Alert(level="error", source="pipeline", message="match_analysis job failed: ValueError: x")
+    old = Alert(level="error", source="monitor", message="written by an older monitor", rule="failure_rate",
+                subject="default")  # no details: told as written
+    for alert in (resolved, job_failed, old):
+        assert alert_text(alert, "ru") == alert.message
+
+
+def test_health_reasons_fall_back_to_the_stored_english_without_details():
+    summary = health(evaluate(_failing_queue_snapshot(), Thresholds()))
+    assert health_reasons(summary, "ru")[0].startswith("очередь default:")
+    estimate = {"health_score": 75, "components": [{"name": "queue:high", "score_lost": 25,
+                                                    "reason": "high: 2 jobs waiting and no live worker"}]}
+    assert health_reasons(estimate, "ru") == ["high: 2 jobs waiting and no live worker"]
