@@ -33,7 +33,7 @@ class DeliveryTrigger(Middleware):
         self.queue_name = queue_name
         self.actor_name = actor_name
 
-    def _send(self, broker, job_id: str) -> None:
+    def enqueue_delivery(self, broker, job_id: str) -> None:
         """Enqueue the delivery; while the broker is unreachable, wait and try again (the job's
         ack waits too, as for its record): the job has ended, so nothing else would send it."""
         message = Message(queue_name=self.queue_name, actor_name=self.actor_name, args=(job_id,),
@@ -54,7 +54,7 @@ class DeliveryTrigger(Middleware):
         value = result if result is not None else state.result
         has_notifications = isinstance(value, dict) and bool(value.get("notifications"))
         if state.requesters or has_notifications:
-            self._send(broker, message.message_id)
+            self.enqueue_delivery(broker, message.message_id)
 
     def after_skip_message(self, broker, message):
         """A skipped delivery may be the only one left to tell the requesters: the job already
@@ -66,4 +66,4 @@ class DeliveryTrigger(Middleware):
             return
         state = state_of(message)
         if state.outcome in ("skipped", "canceled") or state.alert_reason == "crash_loop":
-            self._send(broker, message.message_id)
+            self.enqueue_delivery(broker, message.message_id)

@@ -23,7 +23,7 @@ def test_a_delivery_is_enqueued_once_the_broker_is_back(redis_server, redis_url,
     caplog.set_level(logging.WARNING, logger="middleware.delivery_trigger")
     redis_server.stop(flush_to_disk=False)
     try:
-        sender = threading.Thread(target=trigger._send, args=(broker, "job-1"), daemon=True)
+        sender = threading.Thread(target=trigger.enqueue_delivery, args=(broker, "job-1"), daemon=True)
         sender.start()
         deadline = time.monotonic() + 20
         while "cannot enqueue its delivery yet" not in caplog.text:  # it met the outage
