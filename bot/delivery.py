@@ -477,9 +477,10 @@ async def _deliver_run(res: DeliveryResources, record: JobRecord) -> dict[str, A
 def _alert_not_configured(settings: Any, reason: str) -> None:
     from queues.runtime import get_alert_store
 
+    host = socket.gethostname()
     try:
-        get_alert_store(settings).fire("error", "delivery", f"results are not delivered from {socket.gethostname()}: "
-                                       f"{reason}", rule="telegram_not_configured", subject=socket.gethostname())
+        get_alert_store(settings).fire("error", "delivery", f"results are not delivered from {host}: {reason}",
+                                       rule="telegram_not_configured", subject=host)
     except Exception as exc:  # the log line above still says it
         logger.warning("alert not recorded: %s: %s", type(exc).__name__, exc)
 
