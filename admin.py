@@ -454,7 +454,7 @@ def requeue(queue: str | None, job_id: str | None, all_: bool, include_canceled:
         click.echo(f"requeued {len(done)} job(s)" + (": " + ", ".join(done[:20]) if done else ""))
         if done.skipped:
             click.echo(f"left alone {done.skipped} failed job(s) refused for their request (bad input, not found); "
-                       "--job ID sends one anyway, purge-dead drops their dead letters")
+                       "--job ID sends one anyway")
     sys.exit(EXIT_PROBLEM if job_id and not done else EXIT_OK)
 
 

@@ -171,18 +171,23 @@ def test_transient_errors_retry_on_the_schedule_then_fail_finally(pools, rabbit_
     assert final.error["type"] == "UpstreamError"
 
 
-def test_a_permanent_failure_fails_at_once(rabbit, pools, rabbit_manager, traces):
+def test_a_permanent_failure_fails_at_once_and_only_ours_is_dead_lettered(rabbit, pools, rabbit_manager, traces):
     def dead_letters() -> int:
         return rabbit_manager.broker.get_queue_message_counts(rabbit.queue("default"))[2]
 
     before = dead_letters()
-    handle = rabbit_manager.enqueue_job("t_fail_times", failures=1, kind="permanent")
-    record = rabbit_manager.wait_for(handle.id, timeout=20)
+    refused = rabbit_manager.enqueue_job("t_fail_times", failures=1, kind="permanent")  # the user's mistake
+    record = rabbit_manager.wait_for(refused.id, timeout=20)
     assert record.status == "failed" and record.attempts == 1
     assert record.error["code"] == "not_found" and record.error["retryable"] is False
-    assert traces.runs(handle.id) == 1
-    # The message was rejected into RabbitMQ's dead-letter queue, not requeued or dropped.
-    wait_until(lambda: dead_letters() == before + 1, timeout=10, what="the dead letter")
+    assert traces.runs(refused.id) == 1
+    ours = rabbit_manager.enqueue_job("t_fail_times", failures=1, kind="auth")  # FACEIT refused our key
+    record = rabbit_manager.wait_for(ours.id, timeout=20)
+    assert record.status == "failed" and record.attempts == 1 and record.error["code"] == "auth"
+    # Ours was rejected into RabbitMQ's dead-letter queue, not requeued or dropped; the user's
+    # mistake was acked (it ended earlier: had it been rejected, it would be there by now too).
+    wait_until(lambda: dead_letters() >= before + 1, timeout=10, what="the dead letter")
+    assert dead_letters() == before + 1
 
 
 def test_a_sigkilled_workers_job_is_redelivered_and_succeeds(pools, rabbit_manager, traces):
