@@ -12,6 +12,9 @@ Health-score deductions (the score starts at 100 and is clamped to 0–100):
 rule                    level     alert   deduction   when
 ======================  ========  ======  ==========  =============================================
 redis_unreachable       critical  yes     100         Redis does not answer (nothing else is known)
+redis_full              critical  yes*    50          Redis refuses writes: used memory reached
+                                                      ``maxmemory`` under ``noeviction`` (or a write
+                                                      of the tick was refused); nothing can be queued
 no_workers              critical  yes     25 / queue  jobs wait in a queue no live worker consumes
 faceit_auth             critical  yes     25          FACEIT refused our API key in the window
 failure_rate            error     yes     20 / queue  failed / finished > ALERT_FAILURE_RATE, not counting
@@ -32,8 +35,9 @@ monitor_stale           info      no      5           the monitor has not record
                                                       for 3 intervals (scheduler not running?)
 ======================  ========  ======  ==========  =============================================
 
-Not a rule here: ``redis_full`` (critical), sent by the monitor itself when Redis refuses its
-writes (``OOM`` at ``maxmemory``), since then no rule's alert can be stored (:mod:`queues.monitoring`).
+Marked yes*: ``redis_full`` is alerted by the monitor itself, straight to the sinks, once per episode: while
+Redis refuses writes no alert can be stored (:mod:`queues.monitoring`). ``redis_unreachable`` is
+sent the same way.
 """
 
 from __future__ import annotations
@@ -50,17 +54,17 @@ ALERT_RULES = (
 SCORE_ONLY_RULES = ("idle_queue", "dead_letters", "monitor_stale")
 QUEUE_RULES = ("no_workers", "failure_rate", "stale_jobs", "queue_depth", "wait_time", "idle_queue")
 DEDUCTIONS = {
-    "redis_unreachable": 100, "no_workers": 25, "faceit_auth": 25, "failure_rate": 20, "stale_jobs": 15,
+    "redis_unreachable": 100, "redis_full": 50, "no_workers": 25, "faceit_auth": 25, "failure_rate": 20, "stale_jobs": 15,
     "redis_memory": 15, "queue_depth": 10, "wait_time": 10, "faceit_rate_limit": 10, "idle_queue": 5,
     "dead_letters": 5, "monitor_stale": 5,
 }
 LEVELS = {
-    "redis_unreachable": "critical", "no_workers": "critical", "faceit_auth": "critical",
+    "redis_unreachable": "critical", "redis_full": "critical", "no_workers": "critical", "faceit_auth": "critical",
     "failure_rate": "error", "stale_jobs": "error", "redis_memory": "warning", "queue_depth": "warning",
     "wait_time": "warning", "faceit_rate_limit": "warning", "idle_queue": "info", "dead_letters": "info",
     "monitor_stale": "info",
 }
-SOURCES = {"faceit_auth": "faceit", "faceit_rate_limit": "faceit", "redis_unreachable": "redis",
+SOURCES = {"faceit_auth": "faceit", "faceit_rate_limit": "faceit", "redis_unreachable": "redis", "redis_full": "redis",
            "redis_memory": "redis"}
 GLOBAL_SUBJECT = "-"
 
@@ -129,6 +133,7 @@ class Finding:
         if self.rule in QUEUE_RULES:
             return f"queue:{self.subject}"
         return {"faceit_auth": "faceit", "faceit_rate_limit": "faceit", "redis_unreachable": "redis",
+                "redis_full": "redis",
                 "redis_memory": "redis", "dead_letters": "queues", "monitor_stale": "monitor"}[self.rule]
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,6 +186,9 @@ def evaluate(snapshot: dict[str, Any], t: Thresholds) -> list[Finding]:
     found: list[Finding] = []
     for name, q in (snapshot.get("queues") or {}).items():
         found.extend(evaluate_queue(name, q, t))
+    if redis_state.get("refuses_writes"):
+        found.append(finding("redis_full", GLOBAL_SUBJECT, used=redis_state.get("used_memory_human"),
+                             limit=redis_state.get("maxmemory_human") or redis_state.get("maxmemory")))
     share = redis_state.get("memory_share")
     if share is not None and share > t.redis_memory_share:
         found.append(finding("redis_memory", GLOBAL_SUBJECT, memory_share=share, limit=t.redis_memory_share,

@@ -21,6 +21,12 @@ _UNITS = {"en": ("s", "min", "h"), "ru": ("с", "мин", "ч")}
 
 TEXTS: dict[str, dict[str, str]] = {
     "redis_unreachable": {"en": "Redis is unreachable: {error}", "ru": "Redis недоступен: {error}"},
+    "redis_full": {
+        "en": "Redis refuses writes: its memory ({used}) reached maxmemory ({limit}); jobs cannot be queued "
+              "and alerts are not stored until memory is freed or maxmemory is raised",
+        "ru": "Redis отказывается принимать записи: память ({used}) достигла maxmemory ({limit}); задачи не "
+              "ставятся в очередь, алерты не сохраняются, пока память не освободят или не поднимут maxmemory",
+    },
     "no_workers": {
         "en": "queue {subject} has {depth} waiting and {delayed} delayed job(s) and no live worker consumes it",
         "ru": "очередь {subject}: ждут {depth}, отложено {delayed}, но ни один живой воркер её не обслуживает",

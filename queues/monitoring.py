@@ -24,9 +24,10 @@ dashboard and the scheduler call it). With Redis unreachable, :meth:`tick` still
 (Redis down is itself the alert): the alert goes straight to the sinks, since the alert log
 lives in Redis, and is written to the log with its resolve notice once Redis is back. A Redis
 that answers but refuses writes (``OOM``: its memory reached ``maxmemory`` under the
-``noeviction`` policy the queues need) is handled the same way: nothing can be queued or stored,
-so one critical alert naming what the rules found goes straight to the sinks, and the episode is
-logged once writes work again.
+``noeviction`` policy the queues need) is handled the same way, as an episode of its own (rule
+``redis_full``, 50 points): nothing can be queued or stored, so one critical alert naming what
+else the rules found goes straight to the sinks; it resolves after ``resolve_after`` ticks in a
+row whose writes went through, and both are logged once the log takes writes again.
 """
 
 from __future__ import annotations
@@ -108,6 +109,18 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
+#: Alerts told directly (Redis down or full) kept for the alert log; the oldest go first.
+UNLOGGED_MAX = 100
+
+
+def _resolve_notice(opened: Alert) -> Alert:
+    """The resolve notice of an episode alert told directly (Redis down, Redis full)."""
+    return Alert(level="info", source=opened.source, rule=opened.rule, subject=opened.subject, state="resolved",
+                 message=f"resolved: {opened.message}",
+                 details={"opened_at": opened.time, "opened_level": opened.level,
+                          "outage_seconds": round(time.time() - opened.time, 1)})
+
+
 class QueueMonitor:
     """Collects, records and judges the pipeline's state. See the module docstring."""
 
@@ -140,7 +153,11 @@ class QueueMonitor:
             telegram = TelegramAlertSink.from_settings(self.settings, self.client)
         self.telegram = telegram
         self.initialized = False
-        self._redis_down: Alert | None = None
+        # Episodes the alert log cannot hold while they last, each told to the sinks directly:
+        self._outage: Alert | None = None  # Redis unreachable
+        self._full: Alert | None = None  # Redis refusing writes (OOM at maxmemory)
+        self._full_clear = 0  # ticks in a row whose writes went through since
+        self._unlogged: list[Alert] = []  # sent directly, still to be written to the alert log
         self._lock = threading.Lock()
         self.ticks = 0
 
@@ -183,10 +200,15 @@ class QueueMonitor:
         info = self.client.info("memory")
         used = int(info.get("used_memory", 0))
         maxmemory = int(info.get("maxmemory", 0))
+        policy = str(info.get("maxmemory_policy", ""))
         return {
             "reachable": True, "latency_ms": round(latency, 2), "used_memory": used,
             "used_memory_human": info.get("used_memory_human"), "maxmemory": maxmemory,
+            "maxmemory_human": info.get("maxmemory_human"), "maxmemory_policy": policy,
             "memory_share": round(used / maxmemory, 4) if maxmemory else None,
+            # What Redis does at maxmemory under noeviction (the policy the queues need): refuse
+            # every write. Also set by a tick whose writes were refused.
+            "refuses_writes": bool(maxmemory) and policy == "noeviction" and used >= maxmemory,
         }
 
     def _queues(self, now: float) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -328,20 +350,26 @@ class QueueMonitor:
         with self._lock:
             snap = self.collect()
             snap.setdefault("monitor", {})["stale"] = False  # we are recording now
-            findings = evaluate(snap, self.thresholds)
-            snap["health"] = health(findings)
-            snap["findings"] = [f.to_dict() for f in findings]
+            findings = self._judge(snap)
             if snap["redis"].get("reachable"):
+                self._end_outage()
+                refused: bool | None = False
                 try:
-                    self._after_redis_outage()
+                    self._write_unlogged()
                     # Alerts before the series: a Redis near its maxmemory may refuse the bulk of
                     # the series' writes, and its memory alert must be written before that.
                     self._apply_alerts(findings)
                     self._record(snap)
-                except redis.exceptions.OutOfMemoryError as exc:
-                    self._redis_refuses_writes(findings, snap["redis"], exc)
+                except redis.exceptions.OutOfMemoryError:
+                    refused = True
                 except redis.RedisError as exc:  # Redis went away mid-tick: next tick reports it
                     logger.warning("monitor: Redis failed during the tick: %s", type(exc).__name__)
+                    refused = None
+                if refused and not snap["redis"].get("refuses_writes"):
+                    snap["redis"]["refuses_writes"] = True  # what the writes met is the truth
+                    findings = self._judge(snap)
+                if refused is not None:
+                    self._track_full(refused, findings)
             else:
                 self._redis_unreachable(findings[0])
             if self.telegram is not None:
@@ -354,6 +382,13 @@ class QueueMonitor:
                     logger.exception("monitor: Telegram alert relay failed")
             self.ticks += 1
             return snap
+
+    def _judge(self, snap: dict[str, Any]) -> list[Finding]:
+        """The rules' findings for ``snap``, with its health and findings filled in."""
+        findings = evaluate(snap, self.thresholds)
+        snap["health"] = health(findings)
+        snap["findings"] = [f.to_dict() for f in findings]
+        return findings
 
     def _record(self, snap: dict[str, Any]) -> None:
         now = snap["time"]
@@ -413,49 +448,63 @@ class QueueMonitor:
 
     def _redis_unreachable(self, finding: Finding) -> None:
         """The alert log is in Redis: tell the sinks directly, once per outage."""
-        if self._redis_down is not None:
+        if self._outage is not None:
             return
-        self._redis_down = Alert(level=finding.level, source=finding.source, message=finding.message,
-                                 rule=finding.rule, subject=finding.subject, details=finding.details)
-        self._send_direct(self._redis_down)
+        self._outage = Alert(level=finding.level, source=finding.source, message=finding.message,
+                             rule=finding.rule, subject=finding.subject, details=finding.details)
+        self._tell_directly(self._outage)
 
-    def _redis_refuses_writes(self, findings: list[Finding], redis_state: dict[str, Any],
-                              exc: redis.RedisError) -> None:
-        """Redis answers but refuses writes (OOM): the alert log cannot take the findings, and
-        jobs cannot be queued. Tell the sinks directly, once per episode, with every alerting
-        finding in the message (the rules' own alerts follow once writes work again)."""
-        if self._redis_down is not None:
-            return
-        reasons = [f.message for f in findings if f.alert and f.rule != "redis_memory"]
-        used, limit = redis_state.get("used_memory_human"), redis_state.get("maxmemory")
-        message = (f"Redis refuses writes: its memory ({used}) reached maxmemory ({limit} bytes). Jobs cannot "
-                   "be queued and alerts are not stored until memory is freed or maxmemory raised")
-        if reasons:
-            message += "; also: " + "; ".join(reasons)
-        logger.error("monitor: %s (%s)", message, str(exc)[:120])
-        self._redis_down = Alert(level="critical", source="redis", message=message, rule="redis_full",
-                                 subject="-", details={"used_memory": redis_state.get("used_memory"),
-                                                       "maxmemory": limit, "reasons": reasons})
-        self._send_direct(self._redis_down)
+    def _end_outage(self) -> None:
+        """Redis answers again: send the outage's resolve notice (the log takes both when it can)."""
+        if self._outage is not None:
+            self._tell_directly(_resolve_notice(self._outage))
+            self._outage = None
 
-    def _after_redis_outage(self) -> None:
-        """Redis is back (or takes writes again): log the outage alert and its resolve notice,
-        and send the notice."""
-        opened = self._redis_down
-        if opened is None:
+    def _track_full(self, refused: bool, findings: list[Finding]) -> None:
+        """Redis refusing writes (OOM) stops the pipeline: nothing can be queued or recorded, and
+        the alert log cannot take the rules' alerts. Tell the sinks directly, once per episode,
+        with what else the rules found; resolve after ``resolve_after`` ticks in a row whose
+        writes went through (memory hovering at the limit is one episode, not one per swing)."""
+        if refused:
+            self._full_clear = 0
+            if self._full is None:
+                full = next((f for f in findings if f.rule == "redis_full"), None)
+                others = [f.message for f in findings if f.alert and f.rule != "redis_memory"]
+                message = full.message if full is not None else "Redis refuses writes"
+                if others:
+                    message += "; also: " + "; ".join(others)
+                self._full = Alert(level="critical", source="redis", message=message, rule="redis_full",
+                                   subject="-", details={**(full.details if full else {}), "also": others})
+                logger.error("monitor: %s", message)
+                self._tell_directly(self._full)
             return
-        notice = Alert(level="info", source=opened.source, rule=opened.rule, subject=opened.subject,
-                       state="resolved", message=f"resolved: {opened.message}",
-                       details={"opened_at": opened.time, "opened_level": opened.level,
-                                "outage_seconds": round(time.time() - opened.time, 1)})
+        if self._full is None:
+            return
+        self._full_clear += 1
+        if self._full_clear >= self.resolve_after:
+            self._tell_directly(_resolve_notice(self._full))
+            self._full, self._full_clear = None, 0
+            try:
+                self._write_unlogged()
+            except redis.RedisError:
+                pass  # the next tick writes them
+
+    def _tell_directly(self, alert: Alert) -> None:
+        """Send ``alert`` to the sinks now, and keep it to write to the alert log later."""
+        self._unlogged = [*self._unlogged, alert][-UNLOGGED_MAX:]
+        self._send_direct(alert)
+
+    def _write_unlogged(self) -> None:
+        """Write the alerts told directly to the alert log (raises while Redis refuses writes)."""
+        if not self._unlogged:
+            return
         pipe = self.client.pipeline(transaction=False)
-        for alert in (opened, notice):
+        for alert in self._unlogged:
             pipe.zadd(self.alerts.log_key, {json.dumps(alert.to_dict()): alert.time})
         pipe.execute()
-        self._redis_down = None
-        if self.telegram is not None:
-            self.telegram.mark_seen([opened.id])
-        self._send_direct(notice)
+        if self.telegram is not None:  # already delivered: the relay must not send them again
+            self.telegram.mark_seen([alert.id for alert in self._unlogged])
+        self._unlogged = []
 
     # --- reading (dashboard, admin) -----------------------------------------------------------
 

@@ -99,31 +99,39 @@ def test_redis_memory_share_over_maxmemory_limit_fires_and_resolves(fresh, make_
     assert resolved(monitor.alerts, "redis_memory")
 
 
+def alert_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "faceit_bot.alerts"]
+
+
 def test_a_redis_that_refuses_writes_is_alerted_once_directly_and_logged_when_it_takes_them_again(
         fresh, make_monitor, caplog):
     """At maxmemory (noeviction) Redis still answers reads but refuses every write: the alert log
-    cannot take an alert, so the sinks hear it directly, once for the episode."""
+    cannot take an alert, so the sinks hear it directly, once for the episode, however the memory
+    hovers at the limit; it resolves after ``resolve_after`` ticks whose writes went through."""
     monitor = make_monitor()
     client = monitor.client
     monitor.tick()
     caplog.set_level(logging.INFO, logger="faceit_bot.alerts")
     assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
-    client.config_set("maxmemory", "1")  # far below what it holds: every write is refused
     try:
-        for _ in range(3):
+        for full in (True, True, False, True, False, True):  # hovering at the limit
+            client.config_set("maxmemory", "1" if full else "0")  # 1 byte: every write is refused
             snap = monitor.tick()
-        assert snap["redis"]["reachable"] and snap["redis"]["memory_share"] > 1
-        lines = [r.getMessage() for r in caplog.records if r.name == "faceit_bot.alerts"]
-        full = [x for x in lines if "fired [critical]" in x and "Redis refuses writes" in x]
-        assert len(full) == 1, lines
+            if full:
+                assert snap["redis"]["refuses_writes"] and snap["redis"]["reachable"]
+                assert snap["health"]["health_score"] <= 50 and "redis_full" in {
+                    c["rule"] for c in snap["health"]["components"]}
+        assert len([x for x in alert_lines(caplog) if "fired [critical]" in x and "Redis refuses writes" in x]) == 1
+        assert not [x for x in alert_lines(caplog) if "resolved" in x]
     finally:
         client.config_set("maxmemory", "0")
-    caplog.clear()
-    monitor.tick()
-    lines = [r.getMessage() for r in caplog.records if r.name == "faceit_bot.alerts"]
-    assert any("resolved" in x and "Redis refuses writes" in x for x in lines), lines
+    assert not monitor.tick()["redis"]["refuses_writes"]
+    settle(monitor)
+    resolved_lines = [x for x in alert_lines(caplog) if "resolved" in x and "Redis refuses writes" in x]
+    assert len(resolved_lines) == 1, alert_lines(caplog)
     states = [(a.rule, a.state) for a in monitor.get_recent_alerts(1)]
-    assert ("redis_full", "fired") in states and ("redis_full", "resolved") in states
+    assert states.count(("redis_full", "fired")) == 1 and states.count(("redis_full", "resolved")) == 1
+    assert "redis_full" not in {c["rule"] for c in monitor.get_system_health_summary()["components"]}
 
 
 def test_a_condition_hovering_at_its_limit_keeps_one_alert_open(fresh, make_monitor):

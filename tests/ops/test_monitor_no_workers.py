@@ -97,3 +97,35 @@ def test_redis_outage_alerts_once_directly_and_logs_the_outage_when_redis_is_bac
     assert any("resolved" in x and "Redis is unreachable" in x for x in lines)
     states = [(a.rule, a.state) for a in monitor.get_recent_alerts(1)]
     assert ("redis_unreachable", "fired") in states and ("redis_unreachable", "resolved") in states
+
+
+def test_redis_full_and_redis_down_are_each_alerted_whichever_comes_first(redis_server, fresh, make_monitor,
+                                                                            caplog):
+    """A full Redis that goes away, and comes back full again (a restart reloads what it held):
+    each episode is told and resolved, neither hides the other."""
+    monitor = make_monitor(resolve_after=1)
+    monitor.tick()
+    caplog.set_level(logging.INFO, logger="faceit_bot.alerts")
+
+    def lines(what: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "faceit_bot.alerts" and what in r.getMessage()]
+
+    monitor.client.config_set("maxmemory", "1")
+    monitor.tick()
+    assert len(lines("Redis refuses writes")) == 1
+    redis_server.stop()
+    try:
+        monitor.tick()
+        assert len(lines("Redis is unreachable")) == 1  # told, though Redis was already full
+    finally:
+        redis_server.start()
+    monitor.client.config_set("maxmemory", "1")  # back, and full again
+    monitor.tick()
+    assert [x for x in lines("Redis is unreachable") if "resolved" in x]  # back: the outage is over
+    assert len(lines("Redis refuses writes")) == 1  # still the same full episode
+    monitor.client.config_set("maxmemory", "0")
+    monitor.tick()
+    assert [x for x in lines("Redis refuses writes") if "resolved" in x]
+    states = [(a.rule, a.state) for a in monitor.get_recent_alerts(1)]
+    for rule in ("redis_unreachable", "redis_full"):
+        assert states.count((rule, "fired")) == 1 and states.count((rule, "resolved")) == 1, states

@@ -140,7 +140,8 @@ def every_rule_at_once() -> list:
         "high": queue("high", depth=60, workers=0, oldest_waiting_age=4000),
         "default": queue("default", succeeded=5, failed=5, failure_rate=0.5, dead=2, wait_p95=90),
         "low": queue("low", workers=0),
-    }, redis={"reachable": True, "memory_share": 0.9},
+    }, redis={"reachable": True, "memory_share": 0.9, "refuses_writes": True, "used_memory_human": "1.20M",
+              "maxmemory_human": "1.00M"},
         faceit={"available": True, "auth_errors": 3, "rate_limited": 21, "window_seconds": 60,
                 "auth_window_seconds": 300},
         monitor={"stale": True, "last_recorded_age": 120})
