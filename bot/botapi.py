@@ -125,9 +125,11 @@ class BotAPI:
             raise NetworkError(method, code, description)
         raise BadRequest(method, code, description)
 
-    async def send_message(self, chat_id: int, text: str, *, reply_markup: dict[str, Any] | None = None) -> Any:
+    async def send_message(self, chat_id: int, text: str, *, reply_markup: dict[str, Any] | None = None,
+                           thread_id: int | None = None) -> Any:
+        """``thread_id``: the forum topic to post in (None: the chat itself, or a forum's General)."""
         return await self.call("sendMessage", {"chat_id": chat_id, "text": text, "parse_mode": "HTML",
-                                               "reply_markup": reply_markup,
+                                               "reply_markup": reply_markup, "message_thread_id": thread_id,
                                                "link_preview_options": {"is_disabled": True}})
 
     async def edit_message_text(self, chat_id: int, message_id: int, text: str, *,
@@ -137,6 +139,8 @@ class BotAPI:
                                                    "link_preview_options": {"is_disabled": True}},
                                timeout=timeout)
 
-    async def send_photo(self, chat_id: int, png: bytes, *, caption: str | None = None) -> Any:
+    async def send_photo(self, chat_id: int, png: bytes, *, caption: str | None = None,
+                         thread_id: int | None = None) -> Any:
         return await self.call("sendPhoto", {"chat_id": str(chat_id), "caption": caption,
+                                             "message_thread_id": None if thread_id is None else str(thread_id),
                                              "parse_mode": "HTML" if caption else None}, photo=png)

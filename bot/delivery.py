@@ -308,15 +308,16 @@ async def _lookup_text(res: DeliveryResources, result: dict[str, Any], user_id: 
 
 
 async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Part,
-                     message_id: int | None) -> None:
-    """Send one part. A part Telegram cannot take (bad markup, chat gone) is logged and dropped:
-    retrying cannot change the answer, and the other parts still go out."""
+                     message_id: int | None, thread_id: int | None = None) -> None:
+    """Send one part (new messages into the forum topic ``thread_id`` where the user asked). A
+    part Telegram cannot take (bad markup, chat gone) is logged and dropped: retrying cannot
+    change the answer, and the other parts still go out."""
     api, sender = res.api, res.sender
     try:
         if part.photo is not None:
             photo = part.photo
-            await sender.call(chat_id, lambda: api.send_photo(chat_id, photo, caption=part.text or None),
-                              job_id=job_id)
+            await sender.call(chat_id, lambda: api.send_photo(chat_id, photo, caption=part.text or None,
+                                                              thread_id=thread_id), job_id=job_id)
             return
         if part.replace and message_id:
             try:
@@ -328,11 +329,12 @@ async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Pa
                     return  # an earlier attempt already put it there
                 logger.info("job %s: job message in chat %s cannot be edited (%s); sending a new one",
                             job_id, chat_id, exc.description[:120])
-        await sender.call(chat_id, lambda: api.send_message(chat_id, part.text), job_id=job_id)
+        await sender.call(chat_id, lambda: api.send_message(chat_id, part.text, thread_id=thread_id), job_id=job_id)
     except BadRequest as exc:
         if "parse entities" in exc.description and part.photo is None:
             plain = html.unescape(_TAG.sub("", part.text))
-            await sender.call(chat_id, lambda: api.call("sendMessage", {"chat_id": chat_id, "text": plain[:4096]}),
+            await sender.call(chat_id, lambda: api.call("sendMessage", {"chat_id": chat_id, "text": plain[:4096],
+                                                                        "message_thread_id": thread_id}),
                               job_id=job_id)
             return
         logger.error("job %s: Telegram refused part %s for chat %s: %s", job_id, part.name, chat_id,
@@ -340,7 +342,8 @@ async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Pa
 
 
 async def _deliver_parts(res: DeliveryResources, job_id: str, user_id: int, chat_id: int, parts: list[Part],
-                         message_id: int | None, done: set[str], summary: Summary, prefix: str = "") -> bool:
+                         message_id: int | None, done: set[str], summary: Summary, prefix: str = "",
+                         thread_id: int | None = None) -> bool:
     """Send what is not yet marked; False when the user blocked the bot."""
     for part in parts:
         marker = f"{user_id}:{prefix}{part.name}"
@@ -348,7 +351,7 @@ async def _deliver_parts(res: DeliveryResources, job_id: str, user_id: int, chat
             summary.skipped += 1
             continue
         try:
-            await _send_part(res, job_id, chat_id, part, message_id)
+            await _send_part(res, job_id, chat_id, part, message_id, thread_id)
         except UserBlocked:
             await _blocked(res, job_id, user_id, chat_id, summary)
             return False
@@ -385,8 +388,10 @@ async def _to_requester(res: DeliveryResources, record: JobRecord, requester: di
     parts = await _requester_parts(res, record, user_id, lang, done)
     first_pending = f"{user_id}:0" not in done
     message_id = requester.get("message_id")
+    thread_id = requester.get("thread_id")
     delivered = await _deliver_parts(res, record.id, user_id, chat_id, parts,
-                                     int(message_id) if message_id else None, done, summary)
+                                     int(message_id) if message_id else None, done, summary,
+                                     thread_id=int(thread_id) if thread_id else None)
     if delivered and first_pending and record.status == "succeeded" and record.actor in ACTIVITY_KIND:
         try:
             await res.store.record_analysis(user_id, ACTIVITY_KIND[record.actor])

@@ -49,24 +49,20 @@ from queues.manager import JobHandle, PreparedJob, QueueManager
 #    message that already shows it in this group, else ""}
 # The request marker makes a resent call (redis-py resends when a reply is lost) return what the
 # first one did: running it again would count the new job against the user's own limit.
-# Asking again for a job already among the user's active ones is not a new request: the limits
-# do not refuse it and it is not counted (create_job tells whether it is "again"); nor is being
-# pointed at the message that shows the job in the group ("here": no job of theirs).
+# Asking again for a job already theirs is not a new request, nor being pointed at the message
+# that shows the job in the group ("here": they watch it, no job of theirs): the limits do not
+# refuse them and they are not counted (create_job tells which; answered_already asks first).
 _START_JOB = LIMITS_LUA + CREATE_JOB_LUA + ENQUEUE_ONCE_LUA + """
 local earlier = redis.call("GET", KEYS[6])
 if earlier then
   local job_id, state, kind, shown = string.match(earlier, "^(%S+) (%S+) ?(%S*) ?(%S*)$")
   return {"ok", job_id, state, redis.call("LLEN", KEYS[3]), kind, shown}
 end
+local create_args = {unpack(ARGV, 12)}
 local refusal = check_user_limits({KEYS[1], KEYS[2]}, ARGV)
-if refusal then
-  local ckey = ARGV[17]  -- create_job's coalesce key
-  local existing = ckey ~= "" and redis.call("GET", ckey)
-  if not (existing and redis.call("ZSCORE", KEYS[2], existing)) then return refusal end
-end
-local created = create_job({unpack(ARGV, 12)})
+if refusal and not answered_already(create_args) then return refusal end
+local created = create_job(create_args)
 local job_id, state, kind, shown = created[1], created[2], created[3] or "", tostring(created[4] or "")
-if refusal and kind ~= "again" then return refusal end  -- theirs, but not a repeat: the limits hold
 if state == "new" then
   enqueue_once({KEYS[3], KEYS[4], KEYS[5]}, {ARGV[9], ARGV[10], ARGV[11]})
 end

@@ -7,8 +7,13 @@ reserved in ONE Lua call so two bot processes cannot both let the same user thro
 * the user's unfinished jobs (``bot:active:<uid>``): job ids whose record is still queued,
   running or retrying. A request in flight holds a ``p:<token>`` reservation there until the
   enqueue returns (:meth:`UserLimits.commit` swaps in the job id, :meth:`UserLimits.release`
-  gives both slots back when the enqueue failed). Reservations older than
-  :data:`RESERVATION_TTL` seconds are dropped (a bot process that died mid-request).
+  gives both slots back when the enqueue failed or the request started no job of the user's).
+  Reservations older than :data:`RESERVATION_TTL` seconds are dropped (a bot process that died
+  mid-request).
+
+A request the in-flight job of its subject already answers (the user asking again for a job of
+theirs, or a group member pointed at the message that shows it) is not new work: the limits let
+it through even when they refuse new work.
 
 Finished or expired jobs leave the active set on the next check, so nothing needs cleaning up.
 
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.keys import BotKeys
+from queues.jobstore import CREATE_JOB_LUA
 
 RESERVATION_TTL = 30
 WINDOW_SECONDS = 60.0
@@ -68,14 +74,15 @@ end
 """
 
 # KEYS: rate, active. ARGV: now, window, per_minute, max_active, job key prefix, reservation ttl,
-# token, active ttl, coalesce key|"".  → {"ok", 0} | {"repeat", 0} | {"active", count} | {"rate", seconds}
-# "repeat": refused, but the request's subject is a job already among the user's active ones (they
-# asked again): not a new request, so nothing is reserved and the limits do not refuse it.
-_CHECK = LIMITS_LUA + """
+# token, active ttl, create_job's A (or nothing).
+# → {"ok", 0} | {"repeat", 0} | {"active", count} | {"rate", seconds}
+# "repeat": refused, but the in-flight job of the request's subject already answers this user (they
+# asked for it again, or a message in their group shows it: queues.jobstore's answered_already):
+# not a new request, so nothing is reserved and the limits do not refuse it.
+_CHECK = LIMITS_LUA + CREATE_JOB_LUA + """
 local refusal = check_user_limits(KEYS, ARGV)
 if refusal then
-  local existing = ARGV[9] ~= "" and redis.call("GET", ARGV[9])
-  if existing and redis.call("ZSCORE", KEYS[2], existing) then return {'repeat', '0'} end
+  if #ARGV > 8 and answered_already({unpack(ARGV, 9)}) then return {'repeat', '0'} end
   return refusal
 end
 record_request(KEYS, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[7], 'p:' .. ARGV[7], ARGV[8])
@@ -135,13 +142,14 @@ class UserLimits:
             return LimitDecision("rate", retry_after=min(WINDOW_SECONDS, max(1.0, float(value))))
         return LimitDecision("active", count=int(value))
 
-    async def acquire(self, user_id: int, coalesce_key: str = "") -> LimitDecision:
-        """Reserve a job slot for ``user_id``; a request for a job of theirs in flight (its
-        ``coalesce_key``) is let through as a repeat, without a reservation."""
+    async def acquire(self, user_id: int, create_args: list[Any] | None = None) -> LimitDecision:
+        """Reserve a job slot for ``user_id``. Over the limits, a request the in-flight job of its
+        subject already answers (``create_args``: its ``create_job`` arguments) is let through as
+        a repeat, without a reservation."""
         token = uuid.uuid4().hex
         now = time.time()
         verdict, value = await self._check(keys=self.limit_keys(user_id),
-                                           args=[*self.check_args(now), token, self.active_ttl, coalesce_key])
+                                           args=[*self.check_args(now), token, self.active_ttl, *(create_args or [])])
         return self.decision(verdict, value, token)
 
     async def commit(self, user_id: int, token: str, job_id: str) -> None:
@@ -152,8 +160,20 @@ class UserLimits:
         pipe.expire(self.keys.user_active(user_id), self.active_ttl)
         await pipe.execute()
 
+    async def record_started(self, user_id: int, job_id: str) -> None:
+        """A request let through as a repeat started a job after all (its job ended meanwhile):
+        count it, as a reservation committed to it would have been."""
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zadd(self.keys.user_rate(user_id), {uuid.uuid4().hex: now})
+        pipe.expire(self.keys.user_rate(user_id), int(WINDOW_SECONDS) + 1)
+        pipe.zadd(self.keys.user_active(user_id), {job_id: now})
+        pipe.expire(self.keys.user_active(user_id), self.active_ttl)
+        await pipe.execute()
+
     async def release(self, user_id: int, token: str) -> None:
-        """The enqueue failed: give back both the minute slot and the active slot."""
+        """Give back both the minute slot and the active slot of a reservation that started no job
+        of the user's: the enqueue failed, or the request was answered by a job already in flight."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.zrem(self.keys.user_active(user_id), f"p:{token}")
         pipe.zrem(self.keys.user_rate(user_id), token)

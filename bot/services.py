@@ -61,9 +61,13 @@ class Requester:
     user_id: int
     chat_id: int
     lang: str
+    thread_id: int | None = None  # the forum topic the user wrote in (a forum group)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "chat_id": self.chat_id, "message_id": None, "lang": self.lang}
+        asked = {"user_id": self.user_id, "chat_id": self.chat_id, "message_id": None, "lang": self.lang}
+        if self.thread_id is not None:
+            asked["thread_id"] = self.thread_id
+        return asked
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class StartedJob:
     position: int
     coalesced: bool
     user_id: int = 0
-    token: str = ""  # a limit reservation (general path) that :meth:`BotServices.confirm` turns into the job
+    token: str = ""  # a limit reservation (general path): :meth:`BotServices.confirm` turns it into the job, or gives it back
     again: bool = False  # the user had already asked for this in-flight job: their first message shows it
     shown_here: int | None = None  # in a group: the message there that already shows the job (not joined)
 
@@ -142,7 +146,7 @@ class BotServices:
             outcome = await self.starter.start(requester.user_id, job)
             decision, handle = outcome.decision, outcome.handle
         else:
-            decision = await self.limits.acquire(requester.user_id, job.coalesce_key)
+            decision = await self.limits.acquire(requester.user_id, job.create_args)
             handle = None
         if decision.verdict == "rate":
             raise UserFacingError("rate_limited", limit=self.limits.per_minute,
@@ -158,6 +162,8 @@ class BotServices:
                 except Exception:  # Redis is probably what failed: the reservation expires by itself
                     pass
                 raise
+            if decision.repeat and not handle.again and handle.shown_here is None:
+                await self.limits.record_started(requester.user_id, handle.id)  # its job ended meanwhile
         return StartedJob(handle.id, handle.actor, handle.position, handle.coalesced, requester.user_id,
                           decision.token, handle.again, handle.shown_here)
 

@@ -10,7 +10,8 @@ id, actor, queue          what runs where
 status                    queued → started → retrying → … → succeeded | failed | canceled
 args, kwargs              JSON, secret fields already redacted
 options                   JSON: the enqueue options we need to requeue (retry, time limit)
-requesters                JSON list of {user_id, chat_id, message_id, lang}
+requesters                JSON list of {user_id, chat_id, message_id, lang[, thread_id]}
+watchers                  JSON list of user ids a group's message already showed the job to
 attempts, deliveries      body starts, and message deliveries (kills included)
 enqueued_at, started_at,  epoch seconds (``first_started_at`` for wait time)
 finished_at, retry_at
@@ -53,7 +54,7 @@ HISTOGRAM_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600)
 SAMPLES_KEPT = 1000
 TIMELINE_KEPT = 20
 
-_JSON_FIELDS = ("args", "kwargs", "options", "requesters", "progress", "result", "error", "timeline")
+_JSON_FIELDS = ("args", "kwargs", "options", "requesters", "watchers", "progress", "result", "error", "timeline")
 _FLOAT_FIELDS = ("enqueued_at", "first_started_at", "started_at", "finished_at", "retry_at")
 _INT_FIELDS = ("attempts", "deliveries", "max_retries")
 
@@ -103,53 +104,84 @@ end
 # (the ARGV of JobStore.create). Returns {id, "new"}, or {existing id, its status} when the
 # request joined an in-flight job of the same coalesce subject; {existing id, its status,
 # "again"} when this user had already asked for it and a message of theirs shows it; {existing
-# id, its status, "here", message id} when, in a group, a message in that chat already shows it
-# (the requester is then not added: the group gets one copy of the result, not one per member).
-# A function, so the bot's one-round-trip job start (bot/jobstart.py) runs the very same code.
+# id, its status, "here", message id} when, in a group, a message in that chat (and forum topic)
+# already shows it: the requester is then a watcher, not a requester (the group gets one copy of
+# the result, not one per member). Functions, so the bot's one-round-trip job start
+# (bot/jobstart.py) and its limits (bot/limits.py) run the very same code; answered_already(A)
+# tells, without writing, whether create_job(A) would answer "again" or "here".
 CREATE_JOB_LUA = _LUA_COMMON + """
+local function given(value) return value ~= nil and value ~= cjson.null end
+local function same(a, b)
+  if given(a) and given(b) then return encode_exact(a) == encode_exact(b) end
+  return not given(a) and not given(b)
+end
+-- How the requesters ``list`` already answer requester ``r``: {"again"} or {"here", message id}
+-- (see above), or nil; and whether ``r`` is among them (one whose message was never recorded
+-- joins again: the new message takes over).
+local function shown_to(list, r)
+  for _, existing in ipairs(list) do
+    if same(existing["user_id"], r["user_id"]) then
+      if given(existing["message_id"]) then return {"again"}, true end
+      return nil, true
+    end
+  end
+  if given(r["chat_id"]) and tonumber(r["chat_id"]) < 0 then
+    for _, existing in ipairs(list) do
+      if given(existing["message_id"]) and same(existing["chat_id"], r["chat_id"])
+          and same(existing["thread_id"], r["thread_id"]) then
+        return {"here", existing["message_id"]}, false
+      end
+    end
+  end
+  return nil, false
+end
+-- The in-flight job of a request's coalesce subject: its id, status and key (nil: none).
+local function in_flight(A)
+  if A[6] == "" then return nil end
+  local existing = redis.call("GET", A[6])
+  if not existing then return nil end
+  local jk = A[1] .. "job:" .. existing
+  local st = redis.call("HGET", jk, "status")
+  if st == "queued" or st == "started" or st == "retrying" then return existing, st, jk end
+  return nil
+end
+local function answered_already(A)
+  local existing, _, jk = in_flight(A)
+  if not existing or A[7] == "" then return nil end
+  return (shown_to(decode_array(redis.call("HGET", jk, "requesters")), cjson.decode(A[7])))
+end
 local function create_job(A)
   local prefix, id, now = A[1], A[2], tonumber(A[3])
-  local ttl, limit, ckey, req = tonumber(A[4]), tonumber(A[5]), A[6], A[7]
-  local function given(value) return value ~= nil and value ~= cjson.null end
-  -- Adds the requester (nil), or says why not: {"again"} when this user already asked for the
-  -- job and a message of theirs shows it (one that never got its message recorded joins again:
-  -- the new message takes over); {"here", message id} when the requester writes in a group
-  -- (a negative chat id) where a message already shows the job.
+  local ttl, limit, req = tonumber(A[4]), tonumber(A[5]), A[7]
+  -- Adds the requester and returns nil, or says how the job already answers them (shown_to).
   local function add_requester(jk, job_id)
     if req == "" then return nil end
     local r = cjson.decode(req)
     local list = decode_array(redis.call("HGET", jk, "requesters"))
-    for _, existing in ipairs(list) do
-      if encode_exact(existing["user_id"]) == encode_exact(r["user_id"]) then
-        if given(existing["message_id"]) then return {"again"} end
-        return nil
+    local shown, listed = shown_to(list, r)
+    if shown and shown[1] == "here" then  -- a watcher: may see and cannot cancel it alone
+      local watchers = decode_array(redis.call("HGET", jk, "watchers"))
+      local known = false
+      for _, w in ipairs(watchers) do known = known or same(w, r["user_id"]) end
+      if not known then
+        table.insert(watchers, r["user_id"])
+        redis.call("HSET", jk, "watchers", encode_array(watchers))
+        index_add(prefix .. "jobs:user:" .. encode_exact(r["user_id"]), now, job_id, limit, ttl)
       end
     end
-    if given(r["chat_id"]) and tonumber(r["chat_id"]) < 0 then
-      for _, existing in ipairs(list) do
-        if given(existing["chat_id"]) and given(existing["message_id"])
-            and encode_exact(existing["chat_id"]) == encode_exact(r["chat_id"]) then
-          return {"here", existing["message_id"]}
-        end
-      end
-    end
+    if shown or listed then return shown end
     table.insert(list, r)
     redis.call("HSET", jk, "requesters", encode_array(list))
     index_add(prefix .. "jobs:user:" .. encode_exact(r["user_id"]), now, job_id, limit, ttl)
     return nil
   end
-  if ckey ~= "" then
-    local existing = redis.call("GET", ckey)
-    if existing then
-      local ejk = prefix .. "job:" .. existing
-      local st = redis.call("HGET", ejk, "status")
-      if st == "queued" or st == "started" or st == "retrying" then
-        local shown = add_requester(ejk, existing)
-        if shown == nil then return {existing, st} end
-        return {existing, st, shown[1], shown[2]}
-      end
-    end
+  local existing, st, ejk = in_flight(A)
+  if existing then
+    local shown = add_requester(ejk, existing)
+    if shown == nil then return {existing, st} end
+    return {existing, st, shown[1], shown[2]}
   end
+  local ckey = A[6]
   local jk = prefix .. "job:" .. id
   local n = tonumber(A[8])
   local fields = {}
@@ -407,6 +439,7 @@ class JobRecord:
     kwargs: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     requesters: list[dict[str, Any]] = field(default_factory=list)
+    watchers: list[int] = field(default_factory=list)  # pointed at a group's message showing the job
     attempts: int = 0
     deliveries: int = 0
     max_retries: int = 0
@@ -429,7 +462,9 @@ class JobRecord:
 
     @property
     def user_ids(self) -> list[int]:
-        return [int(r["user_id"]) for r in self.requesters if r.get("user_id") is not None]
+        """Who asked for the job: its requesters, then its watchers."""
+        asked = [int(r["user_id"]) for r in self.requesters if r.get("user_id") is not None]
+        return asked + [int(w) for w in self.watchers if int(w) not in asked]
 
     @classmethod
     def from_hash(cls, job_id: str, data: dict[str, str]) -> JobRecord:

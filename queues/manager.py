@@ -76,11 +76,6 @@ class PreparedJob:
     message: Message
     user_id: int | None = None
 
-    @property
-    def coalesce_key(self) -> str:
-        """The subject key that requests for the same work share ("" when the job has none)."""
-        return str(self.create_args[5])
-
 
 @dataclass
 class QueueStats:

@@ -111,11 +111,15 @@ class ControlHandlers:
         chat_id = _int(body.get("chat_id"), "chat_id")
         if chat_id is not None and chat_id >= 0:
             raise ControlError(400, "chat_id names a group: a negative integer (a private chat is the user's own)")
+        thread_id = _int(body.get("thread_id"), "thread_id")
+        if thread_id is not None and (chat_id is None or thread_id <= 0 or text is None):
+            raise ControlError(400, "thread_id (a positive integer) names a forum topic of the group chat_id, "
+                                    "for a text message")
         if chat_id is not None:
             if chat_id in bot.blocked:
                 raise ControlError(400, f"the bot is not in group {chat_id}: it was removed")
             if text is not None:
-                return _reply(self._user_message(bot, user_id, str(text), chat_id))
+                return _reply(self._user_message(bot, user_id, str(text), chat_id, thread_id))
             return _reply(self._user_click(bot, user_id, str(callback_data), _int(body.get("message_id"), "message_id"),
                                            chat_id))
         bot.set_blocked(user_id, False)  # writing to the bot again unblocks it, as in Telegram
@@ -126,9 +130,12 @@ class ControlHandlers:
         )
 
     @staticmethod
-    def _user_message(bot: SandboxBot, user_id: int, text: str, chat_id: int | None = None) -> dict[str, Any]:
+    def _user_message(bot: SandboxBot, user_id: int, text: str, chat_id: int | None = None,
+                      thread_id: int | None = None) -> dict[str, Any]:
         if not text.strip() or len(text) > 4096:
             raise ControlError(400, "text must be 1-4096 characters")
+        if thread_id is not None and chat_id is not None:
+            bot.forums.add(chat_id)  # a topic was written to: the group is a forum
         message = bot.store(
             StoredMessage(
                 message_id=bot.next_message_id(),
@@ -139,6 +146,7 @@ class ControlHandlers:
                 entities=user_text_entities(text),
                 raw_text=text,
                 from_user_id=None if chat_id is None else user_id,
+                thread_id=thread_id,
             )
         )
         update = bot.add_update("message", bot.message_to_api(message))

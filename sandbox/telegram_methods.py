@@ -229,12 +229,26 @@ def reply_target(call: Call, chat_id: int) -> int | None:
         message_id = params.int("reply_to_message_id")
     if message_id is None:
         return None
-    if call.bot.find(chat_id, int(message_id)) is None:
+    replied = call.bot.find(chat_id, int(message_id))
+    thread = params.int("message_thread_id")
+    if replied is None or (thread is not None and replied.thread_id != thread):
+        # Telegram: a reply to a message of another forum topic is not sent, whatever
+        # allow_sending_without_reply says.
         allow = bool(reply.get("allow_sending_without_reply")) if isinstance(reply, dict) else False
-        if allow or params.bool("allow_sending_without_reply"):
+        if replied is None and (allow or params.bool("allow_sending_without_reply")):
             return None
         raise bad_request("message to be replied not found")
     return int(message_id)
+
+
+def thread_of(call: Call, chat_id: int, reply_to: int | None) -> int | None:
+    """The forum topic a new message goes to: the one named, else the replied message's (None:
+    the General topic, or not a forum)."""
+    thread = call.params.int("message_thread_id")
+    if thread is None and reply_to is not None:
+        replied = call.bot.find(chat_id, reply_to)
+        thread = replied.thread_id if replied else None
+    return thread if chat_id in call.bot.forums else None
 
 
 def editable(call: Call, chat_id: int, message_id: int) -> StoredMessage:
@@ -368,6 +382,7 @@ async def send_message(call: Call) -> Any:
             parse_mode=parse_mode,
             reply_markup=markup,
             reply_to_message_id=reply_to,
+            thread_id=thread_of(call, chat_id, reply_to),
         )
     )
     bot.record("sent", chat_id, message, method="sendMessage")
@@ -410,6 +425,7 @@ async def send_photo(call: Call) -> Any:
             photo=[_photo_size(stored)],
             reply_markup=markup,
             reply_to_message_id=reply_to,
+            thread_id=thread_of(call, chat_id, reply_to),
         )
     )
     bot.record("photo", chat_id, message, method="sendPhoto")

@@ -82,6 +82,7 @@ class StoredMessage:
     edit_date: int | None = None
     deleted: bool = False
     from_user_id: int | None = None  # who wrote a user's message in a group (private: the chat's user)
+    thread_id: int | None = None  # the forum topic of a message in a forum group (None: General)
 
     @property
     def inline_markup(self) -> dict[str, Any] | None:
@@ -191,6 +192,7 @@ class SandboxBot:
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self.callback_queries: dict[str, dict[str, Any]] = {}
         self.blocked: set[int] = set()
+        self.forums: set[int] = set()  # groups a member wrote to in a topic: forums
         self.flood = FloodSwitch()
         self.limits: SendLimits | None = None
         self.method_counts: Counter[str] = Counter()
@@ -232,7 +234,10 @@ class SandboxBot:
         supergroup), as members and admins' alert chats use."""
         if chat_id < 0:
             kind = "supergroup" if str(chat_id).startswith("-100") else "group"
-            return {"id": chat_id, "type": kind, "title": f"Sandbox {kind} {chat_id}"}
+            chat = {"id": chat_id, "type": kind, "title": f"Sandbox {kind} {chat_id}"}
+            if chat_id in self.forums:
+                chat["is_forum"] = True
+            return chat
         user = self.users.get(chat_id) or {"first_name": f"User {chat_id}"}
         chat = {"id": chat_id, "type": "private", "first_name": user["first_name"]}
         if user.get("username"):
@@ -278,6 +283,9 @@ class SandboxBot:
             "chat": self.chat_object(message.chat_id),
             "date": message.date,
         }
+        if message.thread_id is not None:
+            body["message_thread_id"] = message.thread_id
+            body["is_topic_message"] = True
         if message.edit_date:
             body["edit_date"] = message.edit_date
         if message.text is not None:

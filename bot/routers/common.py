@@ -18,7 +18,8 @@ def command(*names: str) -> Command:
 
 def requester_of(message: Message, lang: str) -> Requester:
     user_id = message.from_user.id if message.from_user else message.chat.id
-    return Requester(user_id=user_id, chat_id=message.chat.id, lang=lang)
+    thread_id = message.message_thread_id if message.is_topic_message else None
+    return Requester(user_id=user_id, chat_id=message.chat.id, lang=lang, thread_id=thread_id)
 
 
 async def reply_started(message: Message, job: StartedJob, lang: str, services: BotServices) -> None:
@@ -31,16 +32,16 @@ async def reply_started(message: Message, job: StartedJob, lang: str, services: 
     The answer goes out through :func:`bot.fastsend.send_reply` (a JSON body, no aiogram models):
     it is the reply a burst of users waits for, and the bot's most frequent call."""
     bot: Bot = message.bot  # type: ignore[assignment]
-    if job.shown_here is not None:
-        await send_reply(bot, message, shown_here_text(job.job_id, job.actor, lang), reply_to=job.shown_here)
-        if job.token:
-            services.in_background(services.confirm(job, message.chat.id, None), f"job {job.job_id}: shown here")
-        return
-    if job.again:
-        # Their first message keeps showing the job (progress, result, Cancel): this one only
-        # points at it, so no message of theirs is left behind at a stale progress line.
-        await send_reply(bot, message, asked_again_text(job.job_id, job.actor, lang))
-        services.in_background(services.confirm(job, message.chat.id, None), f"job {job.job_id}: asked again")
+    if job.shown_here is not None or job.again:
+        # The message that already shows the job (theirs, or the group's) keeps showing it
+        # (progress, result, Cancel): this answer only points at it, so no message is left behind
+        # at a stale progress line. Nothing of theirs was started: any reservation goes back
+        # (queued first, so a failed answer does not keep it).
+        services.in_background(services.confirm(job, message.chat.id, None), f"job {job.job_id}: already shown")
+        if job.shown_here is not None:
+            await send_reply(bot, message, shown_here_text(job.job_id, job.actor, lang), reply_to=job.shown_here)
+        else:
+            await send_reply(bot, message, asked_again_text(job.job_id, job.actor, lang))
         return
     message_id = await send_reply(bot, message, queued_text(job.job_id, job.actor, job.position, job.coalesced, lang),
                                   cancel_keyboard(job.job_id, lang))

@@ -171,6 +171,22 @@ def test_a_player_report_arrives_as_text_and_a_chart(stack: Stack, tg):
     assert len([e for e in stack.events(user) if e["kind"] == "photo"]) == 1
 
 
+def test_in_a_forum_topic_every_answer_and_the_chart_stay_in_that_topic(stack: Stack, tg):
+    user, group, topic = new_user(), -1_000_000_000_000 - new_user(), 7
+    nickname = stack.world["nicknames"][6]
+    asked = tg.inject(user, f"/player {nickname}", chat_id=group, thread_id=topic)
+    first = first_in_group(tg, group)
+    assert first["message"]["message_thread_id"] == topic
+    assert first["message"]["reply_to_message"]["message_id"] == asked["message_id"]
+    photo = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "photo"), None), timeout=20, chat_id=group)
+    assert nickname in photo["caption"] and photo["message"]["message_thread_id"] == topic  # not in General
+    final = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "edited" and e["message_id"] ==
+                                         first["message_id"] and is_final_text(e["text"])), None), chat_id=group)
+    assert nickname in final["text"]
+    requester = json.loads(stack.job(job_id_in(first["text"]))["requesters"])[0]
+    assert requester["thread_id"] == topic
+
+
 def test_a_pasted_profile_link_gets_the_player_report(stack: Stack, tg):
     user = new_user()
     nickname = stack.world["nicknames"][8]

@@ -146,8 +146,53 @@ async def test_in_a_group_a_second_member_is_pointed_at_the_message_already_show
     assert all(job.coalesced and job.shown_here is None for job in elsewhere)
     record = services.manager.get_job(owner.job_id)
     assert [r["user_id"] for r in record.requesters] == [21, 22, 24, 25]
+    assert record.watchers == [23] and 23 in record.user_ids  # may see it (/status), gets no copy
     assert redis_client.zcard("fb:bot:active:23") == 0 and redis_client.zcard("fb:bot:rate:23") == 0
     assert queue_length(redis_client) == 1
+
+
+@pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
+async def test_a_group_member_at_their_limits_is_still_pointed_at_the_message(services, redis_client, one_call):
+    services._one_call_start = one_call
+    group = -1_000_000_003_001
+    owner = await services.start_match_analysis(Requester(user_id=31, chat_id=group, lang="en"), parse_match_ref(ROOM))
+    await services.confirm(owner, group, 4001)
+    busy = [await services.start_match_analysis(asker(32), parse_match_ref(room)) for room in (OTHER_ROOM, THIRD_ROOM)]
+    for job in busy:
+        await services.confirm(job, 32, 4100 + job.position)
+    with pytest.raises(UserFacingError):  # 2 active: new work is refused
+        await services.start_match_analysis(asker(32), parse_match_ref(ROOM.replace("1-0b9a", "1-9b9a")))
+    pointed = await services.start_match_analysis(Requester(user_id=32, chat_id=group, lang="en"),
+                                                  parse_match_ref(ROOM))
+    assert pointed.shown_here == 4001 and not pointed.token
+    assert redis_client.zcard("fb:bot:rate:32") == 2  # not counted
+
+
+async def test_in_a_forum_a_member_is_pointed_only_at_a_message_of_their_own_topic(services):
+    """Telegram cannot reply across forum topics: another topic's member joins and gets their copy there."""
+    group = -1_000_000_005_001
+    owner = await services.start_match_analysis(Requester(user_id=51, chat_id=group, lang="en", thread_id=3),
+                                                parse_match_ref(ROOM))
+    await services.confirm(owner, group, 6001)
+    elsewhere = await services.start_match_analysis(Requester(user_id=52, chat_id=group, lang="en", thread_id=4),
+                                                    parse_match_ref(ROOM))
+    general = await services.start_match_analysis(Requester(user_id=53, chat_id=group, lang="en"),
+                                                  parse_match_ref(ROOM))
+    same_topic = await services.start_match_analysis(Requester(user_id=54, chat_id=group, lang="en", thread_id=3),
+                                                     parse_match_ref(ROOM))
+    assert elsewhere.shown_here is None and general.shown_here is None and same_topic.shown_here == 6001
+    record = services.manager.get_job(owner.job_id)
+    assert [(r["user_id"], r.get("thread_id")) for r in record.requesters] == [(51, 3), (52, 4), (53, None)]
+
+
+async def test_a_watched_job_is_not_cancelled_by_whoever_asked_first(services):
+    """The group waits for it too: as with two requesters, one member's Cancel does not end it."""
+    group = -1_000_000_004_001
+    owner = await services.start_match_analysis(Requester(user_id=41, chat_id=group, lang="en"), parse_match_ref(ROOM))
+    await services.confirm(owner, group, 5001)
+    await services.start_match_analysis(Requester(user_id=42, chat_id=group, lang="en"), parse_match_ref(ROOM))
+    assert (await services.cancel(owner.job_id, 41)).outcome == "shared"
+    assert (await services.job_of_user(owner.job_id, 42)).id == owner.job_id  # /status works for the watcher
 
 
 @pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])

@@ -15,7 +15,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramUnauthorizedError,
 )
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
 
 from tests.sandbox_telegram.conftest import BOT_TOKEN, make_bot
 from tests.support.telegram_sandbox import SandboxControlError, TelegramSandbox
@@ -163,6 +163,26 @@ async def test_a_group_message_names_its_author_and_a_bot_removed_from_the_group
         telegram_sandbox.inject(USER, "hello?", chat_id=group)
     with pytest.raises(SandboxControlError, match="negative"):
         telegram_sandbox.inject(USER, "hello?", chat_id=5)
+
+
+async def test_a_forum_topic_keeps_its_messages_and_refuses_replies_across_topics(
+    tg_bot: Bot, telegram_sandbox: TelegramSandbox
+) -> None:
+    forum = -1004321
+    await tg_bot.get_updates()
+    telegram_sandbox.inject(USER, "/player x", chat_id=forum, thread_id=5)
+    [update] = await tg_bot.get_updates()
+    asked = update.message
+    assert asked.is_topic_message and asked.message_thread_id == 5 and asked.chat.is_forum
+    in_topic = await tg_bot.send_message(forum, "queued", message_thread_id=5)
+    replied = await tg_bot.send_message(forum, "a reply", reply_parameters=ReplyParameters(message_id=asked.message_id))
+    general = await tg_bot.send_message(forum, "no topic named")
+    assert (in_topic.message_thread_id, replied.message_thread_id, general.message_thread_id) == (5, 5, None)
+    with pytest.raises(TelegramBadRequest, match="message to be replied not found"):  # another topic's message
+        await tg_bot.send_message(forum, "x", message_thread_id=6, reply_parameters=ReplyParameters(
+            message_id=asked.message_id, allow_sending_without_reply=True))
+    with pytest.raises(SandboxControlError, match="thread_id"):
+        telegram_sandbox.inject(USER, "in a private chat there are no topics", thread_id=5)
 
 
 async def test_flood_answers_429_with_retry_after_to_the_next_calls(
