@@ -492,7 +492,7 @@ class JobRecord:
         return {
             "id": self.id, "actor": self.actor, "queue": self.queue, "status": self.status,
             "args": self.args, "kwargs": self.kwargs, "options": self.options,
-            "requesters": self.requesters, "attempts": self.attempts,
+            "requesters": self.requesters, "watchers": self.watchers, "attempts": self.attempts,
             "deliveries": self.deliveries, "max_retries": self.max_retries,
             "enqueued_at": self.enqueued_at, "first_started_at": self.first_started_at,
             "started_at": self.started_at, "finished_at": self.finished_at,
