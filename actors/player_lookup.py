@@ -10,8 +10,13 @@ from queues.priorities import QueuePriority
 async def player_lookup(ctx: JobContext, player_ref: str, user_id: int | None = None,
                         subscribe: bool = False) -> dict:
     """Find the player. ``subscribe`` is carried to the delivery, which adds the subscription
-    and sends its confirmation once (so a retried lookup never subscribes twice)."""
+    and sends its confirmation once (so a retried lookup never subscribes twice), with where
+    monitoring starts (``baseline``: the match they finish next is the first one notified, even
+    before the next monitoring scan)."""
     from faceit import services
 
     player = await services.resolve_player(player_ref)
-    return {"kind": "player_lookup", "data": player, "subscribe": subscribe, "user_id": user_id}
+    result = {"kind": "player_lookup", "data": player, "subscribe": subscribe, "user_id": user_id}
+    if subscribe:
+        result["baseline"] = await services.monitoring_baseline(player["player_id"])
+    return result

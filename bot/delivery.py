@@ -301,6 +301,8 @@ async def _lookup_text(res: DeliveryResources, result: dict[str, Any], user_id: 
             await res.store.subscribe(user_id, str(player["player_id"]), nickname)
         except FaceitBotError as exc:  # too many subscriptions
             return "❌ " + html.escape(user_message(exc, lang))
+        if isinstance(result.get("baseline"), dict):  # monitoring starts now, not at its next scan
+            await res.store.set_monitor_state(str(player["player_id"]), result["baseline"], if_absent=True)
     return t("subscribed", lang, nickname=nickname)
 
 

@@ -334,6 +334,26 @@ async def analyze_bulk(match_refs: list[str], progress: Progress) -> dict[str, A
 # Monitoring ---------------------------------------------------------------------------------------
 
 
+async def _baseline(ctx: FaceitContext, client: FaceitClient, games: list[Any], player_id: str) -> dict[str, Any]:
+    """Where monitoring starts for a player: their newest finished match (of ``games``, newest
+    first) and their Elo now. Fresh, as those matches: a profile cached before the newest of them
+    would put that match's Elo change into the next notification."""
+    profile = await _optional(client.get_player(player_id, refresh=True))
+    if profile is not None:
+        await _record_elos(ctx, [profile])
+    newest = games[0] if games else None
+    return {"match_id": newest.match_id if newest else None, "finished_at": newest.finished_at if newest else 0,
+            "elo": profile.elo if profile else None}
+
+
+async def monitoring_baseline(player_id: str) -> dict[str, Any]:
+    """The baseline of a player being followed now (taken by the ``/subscribe`` lookup): the
+    matches they finish from here on are the ones notified, including any before the next scan."""
+    ctx = await get_faceit_context()
+    recent = await ctx.client.get_recent_stats(player_id, refresh=True)
+    return await _baseline(ctx, ctx.client, [g for g in recent if g.finished_at], player_id)
+
+
 async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dict[str, Any]:
     """New finished matches of followed players since the last one seen, as notifications.
 
@@ -406,16 +426,8 @@ async def _scan_player(
     recent = await client.get_recent_stats(player_id, refresh=True)
     games = [g for g in recent if g.finished_at]
     state = await ctx.store.monitor_state(player_id)
-    if state is None:
-        # Fresh, as the recent matches above: a profile cached before the newest of them (by the
-        # lookup at /subscribe) would put that match's Elo change into the next notification.
-        profile = await _optional(client.get_player(player_id, refresh=True))
-        if profile is not None:
-            await _record_elos(ctx, [profile])
-        newest = games[0] if games else None
-        marks[player_id] = {"match_id": newest.match_id if newest else None,
-                            "finished_at": newest.finished_at if newest else 0,
-                            "elo": profile.elo if profile else None}
+    if state is None:  # followed before subscriptions took their baseline, or it expired
+        marks[player_id] = await _baseline(ctx, client, games, player_id)
         counts["baselined"] += 1
         return
     seen_at = float(state.get("finished_at") or 0)

@@ -219,8 +219,10 @@ class FaceitStore:
             return None
         return data if isinstance(data, dict) else None
 
-    async def set_monitor_state(self, player_id: str, state: dict[str, Any]) -> None:
-        await self.redis.set(self.keys.monitor_state(player_id), json.dumps(state), ex=MONITOR_TTL)
+    async def set_monitor_state(self, player_id: str, state: dict[str, Any], *, if_absent: bool = False) -> None:
+        """Where monitoring of ``player_id`` stands; ``if_absent`` keeps one already there (the
+        player's other followers are notified from it)."""
+        await self.redis.set(self.keys.monitor_state(player_id), json.dumps(state), ex=MONITOR_TTL, nx=if_absent)
 
 
 # The bot's entry points (per-loop Redis from faceit.context) -------------------------------------

@@ -199,6 +199,25 @@ async def test_the_first_notification_counts_only_the_match_after_the_baseline(s
     assert f"Elo −{abs(finished['elo_changes'][pid])} " in note["texts"]["en"][0]
 
 
+async def test_a_baseline_taken_at_subscribe_makes_the_first_scan_notify(sandbox: FaceitSandbox,
+                                                                        progress: ProgressLog) -> None:
+    """/subscribe takes the baseline (the lookup job): a match finished before the next scan is
+    the first one notified, with its own Elo change, instead of becoming the scan's baseline."""
+    player = sandbox.world()["players"][13]
+    pid = player["player_id"]
+    baseline = await services.monitoring_baseline(pid)
+    await store.subscribe(6, pid, player["nickname"])
+    faceit_store = (await get_faceit_context()).store  # as the delivery of /subscribe does
+    await faceit_store.set_monitor_state(pid, baseline, if_absent=True)
+    await faceit_store.set_monitor_state(pid, {"match_id": None, "finished_at": 0, "elo": 1}, if_absent=True)
+    finished = sandbox.finish_match(player_id=pid, won=True)
+    result = await services.monitor_matches([6], progress)
+    assert result["data"]["baselined"] == 0
+    (note,) = result["notifications"]
+    assert note["match_id"] == finished["match_id"]
+    assert f"Elo +{finished['elo_changes'][pid]} " in note["texts"]["en"][0]
+
+
 async def test_monitoring_survives_one_failing_player(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
     players = sandbox.world()["players"][8:10]
     for p in players:
