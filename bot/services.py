@@ -79,7 +79,8 @@ class StartedJob:
     user_id: int = 0
     token: str = ""  # a limit reservation (general path): :meth:`BotServices.confirm` turns it into the job, or gives it back
     again: bool = False  # the user had already asked for this in-flight job: their first message shows it
-    shown_here: int | None = None  # in a group: the message there that already shows the job (not joined)
+    shown_here: int | None = None  # in a group: the message there that already shows the job (0: being sent)
+    status: str = "queued"  # the job's status when asked (a repeat may find it "succeeded")
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ class BotServices:
             if decision.repeat and not handle.again and handle.shown_here is None:
                 await self.limits.record_started(requester.user_id, handle.id)  # its job ended meanwhile
         return StartedJob(handle.id, handle.actor, handle.position, handle.coalesced, requester.user_id,
-                          decision.token, handle.again, handle.shown_here)
+                          decision.token, handle.again, handle.shown_here, handle.status)
 
     async def start_match_analysis(self, requester: Requester, ref: MatchRef) -> StartedJob:
         # A bare UUID keeps both candidate ids (very old rooms); otherwise the canonical id.

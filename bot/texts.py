@@ -104,6 +104,24 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "🔁 {kind}: вы уже запросили это — задача выполняется; ход и результат придут в "
               "сообщение, которым я ответил в первый раз.\nЗадача <code>{job_id}</code>",
     },
+    "asked_again_done": {
+        "en": "🔁 {kind}: you asked for this a moment ago — the result is in the message that answered "
+              "you first.\nJob <code>{job_id}</code>",
+        "ru": "🔁 {kind}: вы уже запрашивали это минуту назад — результат в сообщении, которым я ответил "
+              "в первый раз.\nЗадача <code>{job_id}</code>",
+    },
+    "shown_here_done": {
+        "en": "👆 {kind}: already answered in this chat a moment ago — see the message I am replying to."
+              "\nJob <code>{job_id}</code>",
+        "ru": "👆 {kind}: в этом чате уже ответил на это минуту назад — смотрите сообщение, на которое я "
+              "отвечаю.\nЗадача <code>{job_id}</code>",
+    },
+    "shown_above": {
+        "en": "👆 {kind}: already in progress in this chat — its progress and result come in my answer "
+              "just above.\nJob <code>{job_id}</code>",
+        "ru": "👆 {kind}: уже выполняется в этом чате — ход и результат будут в моём ответе чуть выше."
+              "\nЗадача <code>{job_id}</code>",
+    },
     "shown_here": {
         "en": "👆 {kind}: already in progress in this chat — its progress and result come in the "
               "message I am replying to.\nJob <code>{job_id}</code>",

@@ -40,12 +40,16 @@ def queued_text(job_id: str, actor: str, position: int, coalesced: bool, lang: s
     return t("queued", lang, kind=kind, job_id=job_id, position=max(1, int(position)))
 
 
-def asked_again_text(job_id: str, actor: str, lang: str) -> str:
-    return t("asked_again", lang, kind=kind_name(actor, lang), job_id=job_id)
+def asked_again_text(job_id: str, actor: str, lang: str, done: bool = False) -> str:
+    """For a repeat of the user's own request (``done``: the job already succeeded)."""
+    return t("asked_again_done" if done else "asked_again", lang, kind=kind_name(actor, lang), job_id=job_id)
 
 
-def shown_here_text(job_id: str, actor: str, lang: str) -> str:
-    return t("shown_here", lang, kind=kind_name(actor, lang), job_id=job_id)
+def shown_here_text(job_id: str, actor: str, lang: str, done: bool = False, replying: bool = True) -> str:
+    """For a group member pointed at the answer the group already has (``replying``: this text is
+    a reply to it; else it is being sent, just above)."""
+    key = "shown_here_done" if done else "shown_here" if replying else "shown_above"
+    return t(key, lang, kind=kind_name(actor, lang), job_id=job_id)
 
 
 def _progress_bits(progress: dict[str, Any] | None, lang: str) -> tuple[str, str, str]:

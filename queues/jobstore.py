@@ -52,6 +52,8 @@ ACTIVE_STATUSES = ("queued", "started", "retrying")
 ALL_STATUSES = ACTIVE_STATUSES + FINAL_STATUSES
 HISTOGRAM_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600)
 SAMPLES_KEPT = 1000
+#: Seconds a succeeded job still answers a repeat of its request (see ``create_job``).
+REPEAT_WINDOW_SECONDS = 60
 TIMELINE_KEPT = 20
 
 _JSON_FIELDS = ("args", "kwargs", "options", "requesters", "watchers", "progress", "result", "error", "timeline")
@@ -105,8 +107,10 @@ end
 # request joined an in-flight job of the same coalesce subject; {existing id, its status,
 # "again"} when this user had already asked for it and a message of theirs shows it; {existing
 # id, its status, "here", message id} when, in a group, a message in that chat (and forum topic)
-# already shows it: the requester is then a watcher, not a requester (the group gets one copy of
-# the result, not one per member). Functions, so the bot's one-round-trip job start
+# already shows it (0: being sent): the requester is then a watcher, not a requester (the group
+# gets one copy of the result, not one per member). A job that succeeded within
+# REPEAT_WINDOW_SECONDS still answers "again" and "here" (its status "succeeded"); any other
+# request for its subject starts a new job. Functions, so the bot's one-round-trip job start
 # (bot/jobstart.py) and its limits (bot/limits.py) run the very same code; answered_already(A)
 # tells, without writing, whether create_job(A) would answer "again" or "here".
 CREATE_JOB_LUA = _LUA_COMMON + """
@@ -115,9 +119,10 @@ local function same(a, b)
   if given(a) and given(b) then return encode_exact(a) == encode_exact(b) end
   return not given(a) and not given(b)
 end
--- How the requesters ``list`` already answer requester ``r``: {"again"} or {"here", message id}
--- (see above), or nil; and whether ``r`` is among them (one whose message was never recorded
--- joins again: the new message takes over).
+-- How the requesters ``list`` already answer requester ``r``: {"again"} or {"here", message
+-- id} (see above; 0 when the group's answer is being sent and its id is not recorded yet), or
+-- nil; and whether ``r`` is among them (one whose message was never recorded joins again: the
+-- new message takes over).
 local function shown_to(list, r)
   for _, existing in ipairs(list) do
     if same(existing["user_id"], r["user_id"]) then
@@ -126,27 +131,30 @@ local function shown_to(list, r)
     end
   end
   if given(r["chat_id"]) and tonumber(r["chat_id"]) < 0 then
+    local pending = false
     for _, existing in ipairs(list) do
-      if given(existing["message_id"]) and same(existing["chat_id"], r["chat_id"])
-          and same(existing["thread_id"], r["thread_id"]) then
-        return {"here", existing["message_id"]}, false
+      if same(existing["chat_id"], r["chat_id"]) and same(existing["thread_id"], r["thread_id"]) then
+        if given(existing["message_id"]) then return {"here", existing["message_id"]}, false end
+        pending = true
       end
     end
+    if pending then return {"here", 0}, false end
   end
   return nil, false
 end
--- The in-flight job of a request's coalesce subject: its id, status and key (nil: none).
-local function in_flight(A)
+-- The job of a request's coalesce subject: in flight, or succeeded within the repeat window
+-- (its key expires then). Its id, status and key; nil when there is none.
+local function current_job(A)
   if A[6] == "" then return nil end
   local existing = redis.call("GET", A[6])
   if not existing then return nil end
   local jk = A[1] .. "job:" .. existing
   local st = redis.call("HGET", jk, "status")
-  if st == "queued" or st == "started" or st == "retrying" then return existing, st, jk end
+  if st == "queued" or st == "started" or st == "retrying" or st == "succeeded" then return existing, st, jk end
   return nil
 end
 local function answered_already(A)
-  local existing, _, jk = in_flight(A)
+  local existing, _, jk = current_job(A)
   if not existing or A[7] == "" then return nil end
   return (shown_to(decode_array(redis.call("HGET", jk, "requesters")), cjson.decode(A[7])))
 end
@@ -175,8 +183,12 @@ local function create_job(A)
     index_add(prefix .. "jobs:user:" .. encode_exact(r["user_id"]), now, job_id, limit, ttl)
     return nil
   end
-  local existing, st, ejk = in_flight(A)
-  if existing then
+  local existing, st, ejk = current_job(A)
+  if existing and st == "succeeded" then
+    -- Done a moment ago: a repeat is pointed at its answer; anyone else gets a job of their own.
+    local shown = req ~= "" and answered_already(A)
+    if shown then return {existing, st, shown[1], shown[2]} end
+  elseif existing then
     local shown = add_requester(ejk, existing)
     if shown == nil then return {existing, st} end
     return {existing, st, shown[1], shown[2]}
@@ -326,7 +338,12 @@ local final = status == "succeeded" or status == "failed" or status == "canceled
 if final then
   redis.call("HSET", jk, "finished_at", ARGV[3])
   local ckey = fields[10]
-  if ckey and redis.call("GET", ckey) == id then redis.call("DEL", ckey) end
+  if ckey and redis.call("GET", ckey) == id then
+    -- A success stays findable for a short while: the same request again (a link sent twice, a
+    -- second member of the group) is pointed at its answer instead of starting it over.
+    if status == "succeeded" then redis.call("EXPIRE", ckey, """ + str(REPEAT_WINDOW_SECONDS) + """)
+    else redis.call("DEL", ckey) end
+  end
 end
 redis.call("EXPIRE", jk, ttl)
 -- Per-minute outcome counts, all-time totals and samples for the monitor and /metrics.
@@ -504,9 +521,10 @@ class JobRecord:
 
 @dataclass(frozen=True)
 class Created:
-    """What ``create_job`` did: the job's id, ``"new"`` or the status of the in-flight job it
-    joined, whether this requester had already asked for that job (``again``), and the message
-    that already shows it in the requester's group (``shown_here``: they were not added)."""
+    """What ``create_job`` did: the job's id, ``"new"`` or the status of the job it met (in flight,
+    or just succeeded), whether this requester had already asked for that job (``again``), and the
+    message that already shows it in the requester's group (``shown_here``: they were not added;
+    0 while that message is being sent)."""
 
     job_id: str
     state: str

@@ -54,7 +54,7 @@ class JobHandle:
     coalesced: bool = False
     status: str = "queued"
     again: bool = False  # joined a job this requester had already asked for
-    shown_here: int | None = None  # in a group: the message there that already shows the job (not joined)
+    shown_here: int | None = None  # in a group: the message there that already shows the job (0: being sent)
 
 
 class RequeuedJobs(list[str]):

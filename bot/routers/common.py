@@ -38,10 +38,12 @@ async def reply_started(message: Message, job: StartedJob, lang: str, services: 
         # at a stale progress line. Nothing of theirs was started: any reservation goes back
         # (queued first, so a failed answer does not keep it).
         services.in_background(services.confirm(job, message.chat.id, None), f"job {job.job_id}: already shown")
+        done = job.status == "succeeded"
         if job.shown_here is not None:
-            await send_reply(bot, message, shown_here_text(job.job_id, job.actor, lang), reply_to=job.shown_here)
+            await send_reply(bot, message, shown_here_text(job.job_id, job.actor, lang, done, bool(job.shown_here)),
+                             reply_to=job.shown_here or None)
         else:
-            await send_reply(bot, message, asked_again_text(job.job_id, job.actor, lang))
+            await send_reply(bot, message, asked_again_text(job.job_id, job.actor, lang, done))
         return
     message_id = await send_reply(bot, message, queued_text(job.job_id, job.actor, job.position, job.coalesced, lang),
                                   cancel_keyboard(job.job_id, lang))

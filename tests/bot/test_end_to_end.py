@@ -400,6 +400,31 @@ def test_asking_twice_for_the_same_match_leaves_no_message_behind(stack: Stack, 
     final = stack.final_of(user, first["message_id"])
     assert "Match finished" in final["text"]
     assert not [e for e in stack.events(user) if e["message_id"] == again["message_id"] and e["kind"] == "edited"]
+    # Done now, and asked once more a moment later: pointed at the answer, no second analysis.
+    stack.say(user, link)
+    third = stack.replies(user, 3)[2]
+    assert "you asked for this a moment ago" in third["text"] and job_id_in(third["text"]) == job_id_in(first["text"])
+    assert stack.job_ids_of(user) == [job_id_in(first["text"])]
+
+
+def test_two_members_of_a_group_asking_at_the_same_moment_get_one_answer(stack: Stack, tg, faceit_faults):
+    faceit_faults(latency_ms=150)
+    stack.clear_faceit_cache()
+    group = -1_000_000_000_000 - new_user()
+    members = [new_user(), new_user()]
+    link = f"https://www.faceit.com/en/cs2/room/{stack.world['matches']['FINISHED'][8]}"
+    for member in members:  # back to back: the first answer's id is not recorded yet
+        tg.inject(member, f"/analyze {link}", chat_id=group)
+    answers = tg.wait_for(lambda es: (sent := [e for e in es if e["kind"] == "sent"]) and len(sent) >= 2 and sent,
+                          timeout=10, chat_id=group)
+    first, pointer = answers[0], answers[1]
+    assert "queued" in first["text"] and "already in progress in this chat" in pointer["text"], pointer["text"]
+    job_id = job_id_in(first["text"])
+    assert job_id_in(pointer["text"]) == job_id
+    stack.wait_job(job_id, "succeeded")
+    delivery_result(stack, job_id)
+    finals = [e for e in tg.messages(group) if e["kind"] == "edited" and is_final_text(e["text"])]
+    assert len(finals) == 1 and finals[0]["message_id"] == first["message_id"]  # one copy, in the first answer
 
 
 def test_in_a_group_the_bot_answers_what_is_for_it_and_keeps_quiet_about_the_rest(stack: Stack, tg):

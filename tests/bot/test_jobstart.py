@@ -134,7 +134,8 @@ async def test_in_a_group_a_second_member_is_pointed_at_the_message_already_show
     group, other_group = -1_000_000_002_001, -1_000_000_002_002
     owner = await services.start_match_analysis(Requester(user_id=21, chat_id=group, lang="en"), parse_match_ref(ROOM))
     early = await services.start_match_analysis(Requester(user_id=22, chat_id=group, lang="en"), parse_match_ref(ROOM))
-    assert early.coalesced and early.shown_here is None  # no message of the group shows it yet: joined
+    assert early.coalesced and early.shown_here == 0  # the group's answer is being sent: pointed above it
+    await services.confirm(early, group, None)  # as the bot does after pointing them
     await services.confirm(owner, group, 3001)
     member = await services.start_match_analysis(Requester(user_id=23, chat_id=group, lang="en"),
                                                  parse_match_ref(ROOM))
@@ -145,9 +146,10 @@ async def test_in_a_group_a_second_member_is_pointed_at_the_message_already_show
                                                                                                (25, 25))]
     assert all(job.coalesced and job.shown_here is None for job in elsewhere)
     record = services.manager.get_job(owner.job_id)
-    assert [r["user_id"] for r in record.requesters] == [21, 22, 24, 25]
-    assert record.watchers == [23] and 23 in record.user_ids  # may see it (/status), gets no copy
-    assert redis_client.zcard("fb:bot:active:23") == 0 and redis_client.zcard("fb:bot:rate:23") == 0
+    assert [r["user_id"] for r in record.requesters] == [21, 24, 25]
+    assert record.watchers == [22, 23] and 23 in record.user_ids  # may see it (/status), gets no copy
+    for watcher in (22, 23):
+        assert redis_client.zcard(f"fb:bot:active:{watcher}") == 0 and redis_client.zcard(f"fb:bot:rate:{watcher}") == 0
     assert queue_length(redis_client) == 1
 
 
@@ -183,6 +185,40 @@ async def test_in_a_forum_a_member_is_pointed_only_at_a_message_of_their_own_top
     assert elsewhere.shown_here is None and general.shown_here is None and same_topic.shown_here == 6001
     record = services.manager.get_job(owner.job_id)
     assert [(r["user_id"], r.get("thread_id")) for r in record.requesters] == [(51, 3), (52, 4), (53, None)]
+
+
+def run_to_success(services, job_id: str) -> None:
+    """What a worker records for a job that ran and succeeded."""
+    jobs = services.manager.jobs
+    attempt = jobs.begin(job_id, max_deliveries=1).attempt
+    jobs.finish(job_id, attempt=attempt, status="succeeded", result={"kind": "test"})
+
+
+@pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
+async def test_a_repeat_just_after_the_job_succeeded_is_pointed_at_its_answer(services, redis_client, one_call):
+    """A link sent twice, or a second member a moment later: the job may already be done (a cached
+    analysis takes milliseconds). For a minute the repeat is pointed at the answer; anyone else
+    gets a job of their own."""
+    services._one_call_start = one_call
+    group = -1_000_000_006_001
+    first = await services.start_match_analysis(asker(61), parse_match_ref(ROOM))
+    await services.confirm(first, 61, 7001)
+    in_group = await services.start_match_analysis(Requester(user_id=62, chat_id=group, lang="en"),
+                                                   parse_match_ref(ROOM))
+    await services.confirm(in_group, group, 7002)
+    run_to_success(services, first.job_id)
+    again = await services.start_match_analysis(asker(61), parse_match_ref(ROOM))
+    pointed = await services.start_match_analysis(Requester(user_id=63, chat_id=group, lang="en"),
+                                                  parse_match_ref(ROOM))
+    assert (again.job_id, again.again, again.status) == (first.job_id, True, "succeeded")
+    assert (pointed.job_id, pointed.shown_here, pointed.status) == (first.job_id, 7002, "succeeded")
+    for job in (again, pointed):
+        await services.confirm(job, job.user_id, None)
+    assert redis_client.zcard("fb:bot:rate:61") == 1 and redis_client.zcard("fb:bot:rate:63") == 0
+    assert 0 < redis_client.ttl(f"fb:coalesce:match_analysis:{parse_match_ref(ROOM).match_id}") <= 60  # a minute
+    fresh = await services.start_match_analysis(asker(64), parse_match_ref(ROOM))  # not theirs: a new job
+    assert fresh.job_id != first.job_id and not fresh.coalesced
+    assert queue_length(redis_client) == 2
 
 
 async def test_a_watched_job_is_not_cancelled_by_whoever_asked_first(services):
