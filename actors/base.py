@@ -119,16 +119,22 @@ class JobContext:
         self._last_write, self._last_stage = now, stage
         progress = {"percent": round(float(percent), 1), "stage": stage, "done": done, "total": total,
                     "at": time.time()}
+        await publish_progress(self.job_id, progress)
+
+
+async def publish_progress(job_id: str, progress: dict[str, Any]) -> None:
+    """Write ``progress`` to the job's record and tell the progress listeners (the bot edits the
+    users' messages). Never raises: progress must not fail a job."""
+    try:
+        await _resources().channel.set_progress(job_id, progress)
+    except Exception as exc:
+        logger.warning("job %s: progress not recorded: %s", job_id, exc)
+        return
+    for listener in PROGRESS_LISTENERS:
         try:
-            await _resources().channel.set_progress(self.job_id, progress)
+            await listener(job_id, progress)
         except Exception as exc:
-            logger.warning("job %s: progress not recorded: %s", self.job_id, exc)
-            return
-        for listener in PROGRESS_LISTENERS:
-            try:
-                await listener(self.job_id, progress)
-            except Exception as exc:
-                logger.warning("job %s: progress listener failed: %s", self.job_id, exc)
+            logger.warning("job %s: progress listener failed: %s", job_id, exc)
 
 
 Body = Callable[..., Awaitable[Any]]

@@ -34,6 +34,7 @@ from middleware.alerts import AlertOnFailure
 from middleware.backoff import Backoff
 from middleware.cpu_priority import WorkerCpuPriority
 from middleware.delivery_trigger import DeliveryTrigger
+from middleware.retry_notice import RetryNotice
 from middleware.time_limits import QueueTimeLimit
 from middleware.tracking import Tracking
 from middleware.worker_presence import WorkerPresence
@@ -89,6 +90,7 @@ def build_middleware(settings: Settings, worker_registry) -> list[dramatiq.Middl
         AsyncIO(),
         AlertOnFailure(alert_store=get_alert_store),
         DeliveryTrigger(queue_name=queue_name(QueuePriority.HIGH, settings)),
+        RetryNotice(),
         Tracking(job_store=get_job_store, max_retries=settings.queue_max_retries,
                  worker_name=lambda: _presence_name()),
         Backoff(max_retries=settings.queue_max_retries, retry_delays=settings.queue_retry_delays),

@@ -122,6 +122,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "👆 {kind}: уже выполняется в этом чате — ход и результат будут в моём ответе чуть выше."
               "\nЗадача <code>{job_id}</code>",
     },
+    "progress_retrying": {
+        "en": "⏳ {kind}: {reason} Trying again in {seconds} s (attempt {attempt} of {attempts}).\n"
+              "Job <code>{job_id}</code>",
+        "ru": "⏳ {kind}: {reason} Повторю через {seconds} с (попытка {attempt} из {attempts}).\n"
+              "Задача <code>{job_id}</code>",
+    },
+    "retry_reason_upstream": {"en": "FACEIT is not answering.", "ru": "FACEIT не отвечает."},
+    "retry_reason_rate_limited": {"en": "FACEIT is overloaded.", "ru": "FACEIT перегружен."},
+    "retry_reason_other": {"en": "Something went wrong.", "ru": "Что-то пошло не так."},
     "shown_here": {
         "en": "👆 {kind}: already in progress in this chat — its progress and result come in the "
               "message I am replying to.\nJob <code>{job_id}</code>",

@@ -63,7 +63,14 @@ def _progress_bits(progress: dict[str, Any] | None, lang: str) -> tuple[str, str
 
 
 def progress_text(job_id: str, actor: str | None, progress: dict[str, Any] | None, lang: str) -> str:
-    """``⏳ Match analysis: players 6/10 · 45%`` (``игроки 6/10`` in Russian)."""
+    """``⏳ Match analysis: players 6/10 · 45%`` (``игроки 6/10`` in Russian); between attempts
+    (stage ``retrying``, :mod:`middleware.retry_notice`) what went wrong and when it is tried again."""
+    if progress and progress.get("stage") == "retrying":
+        code = str(progress.get("code") or "")
+        reason = f"retry_reason_{code}" if code in ("upstream", "rate_limited") else "retry_reason_other"
+        seconds = max(1, round(float(progress.get("retry_in") or 0)))
+        return t("progress_retrying", lang, kind=kind_name(actor, lang), reason=t(reason, lang), seconds=seconds,
+                 attempt=progress.get("attempt") or 2, attempts=progress.get("attempts") or "?", job_id=job_id)
     stage, count, percent = _progress_bits(progress, lang)
     return t("progress", lang, kind=kind_name(actor, lang), stage=stage, count=count, percent=percent,
              job_id=job_id)

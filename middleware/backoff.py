@@ -81,6 +81,7 @@ class Backoff(Middleware):
         if delay is None:
             delay = self.delay_for(retries + 1, delays)
         state.outcome = "retrying"
+        state.max_attempts = max_retries + 1
         state.retry_delay = float(delay)
         state.retry_at = time.time() + float(delay)
         message.options["retries"] = retries + 1

@@ -17,6 +17,7 @@ class DeliveryState:
     outcome: str = ""                # succeeded | retrying | failed | canceled | skipped
     retry_delay: float | None = None
     retry_at: float | None = None
+    max_attempts: int = 0            # first try + retries, once Backoff decided to retry
     error: dict[str, Any] | None = None
     alert_reason: str = ""           # final_failure | time_limit | crash_loop | auth
     requesters: int = 0              # requesters on the record when it ended

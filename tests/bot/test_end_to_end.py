@@ -218,10 +218,14 @@ def _analysis_while_faceit_is_down(stack: Stack, faceit_faults) -> tuple[int, di
 
 
 def test_faceit_down_ends_in_a_message_that_says_to_try_again_later(stack: Stack, tg, faceit_faults):
-    _, first, final = _analysis_while_faceit_is_down(stack, faceit_faults)
+    user, first, final = _analysis_while_faceit_is_down(stack, faceit_faults)
     assert "FACEIT did not answer" in final["text"] and "Trying again in a few minutes" in final["text"]
     record = stack.wait_job(job_id_in(first["text"]), "failed")
     assert int(record["attempts"]) == 4  # first try + 3 retries on the scaled schedule
+    # Between attempts the message said so, not its last progress line.
+    edits = [e["text"] for e in stack.events(user) if e["message_id"] == first["message_id"] and e["kind"] == "edited"]
+    retrying = [text for text in edits if "FACEIT is not answering. Trying again in" in text]
+    assert retrying and re.search(r"\(attempt [234] of 4\)", retrying[0]), edits
 
 
 def test_a_requeued_job_replaces_its_failure_note_with_the_result(stack: Stack, tg, faceit_faults):
