@@ -110,6 +110,11 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
         "ru": "Что-то пошло не так при обращении к FACEIT — попробуем ещё раз.",
     },
     "error": {"en": "Something went wrong.", "ru": "Что-то пошло не так."},
+    # One match of a /bulk list that FACEIT did not answer for: the list is not retried for it.
+    "bulk_item_unavailable": {
+        "en": "FACEIT did not answer for this match, so it was not analysed. Send it again in a few minutes.",
+        "ru": "FACEIT не ответил по этому матчу, он не разобран. Пришлите его ещё раз через несколько минут.",
+    },
 }
 
 STAGE_TEXTS: dict[str, dict[str, str]] = {

@@ -36,7 +36,7 @@ from faceit.errors import (
     NotFoundError,
     TransientError,
 )
-from faceit.i18n import ERROR_TEXTS, error_payload, with_key
+from faceit.i18n import ERROR_TEXTS, LANGS, error_payload, with_key
 from faceit.links import MatchRef, parse_match_ref, parse_player_ref
 from faceit.models import FINISHED, NOT_ANALYSABLE, Match, PlayerProfile
 
@@ -310,8 +310,11 @@ async def analyze_bulk(match_refs: list[str], progress: Progress) -> dict[str, A
                         "outcome": "analysed" if state == "pre_game" else "finished",
                         "summary": _bulk_summary(state, data)}
             except FaceitBotError as exc:
+                error = error_payload(exc)
+                if isinstance(exc, TransientError):  # the others made it: the list is not retried for this one
+                    error["texts"] = {lang: ERROR_TEXTS["bulk_item_unavailable"][lang] for lang in LANGS}
                 item = {"ref": text, "match_id": ref.match_id if ref else None, "outcome": "failed",
-                        "error": error_payload(exc), "_exc": exc}
+                        "error": error, "_exc": exc}
         done += 1
         await progress(2 + 93 * done / total, "matches", done=done, total=total)
         return item

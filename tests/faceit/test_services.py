@@ -157,6 +157,21 @@ async def test_bulk_analysis_reports_each_match(sandbox: FaceitSandbox, progress
         await services.analyze_bulk([matches["CANCELLED"][0]], progress)
 
 
+async def test_a_bulk_match_faceit_did_not_answer_for_says_so_without_promising_a_retry(
+        sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    """The list succeeded for the others, so it is not retried: that match's line must not say
+    "will be retried" (the job-level text for a transient error)."""
+    matches = sandbox.world()["matches"]
+    down, fine = matches["FINISHED"][2], matches["FINISHED"][3]
+    sandbox.faults(error_rate=1.0, status=503, path=down)
+    data = (await services.analyze_bulk([down, fine], progress))["data"]
+    assert (data["analysed"], data["failed"]) == (1, 1)
+    error = data["matches"][0]["error"]
+    assert error["code"] == "upstream"
+    assert "Send it again in a few minutes" in error["texts"]["en"] and "retried" not in error["texts"]["en"]
+    assert "Пришлите его ещё раз" in error["texts"]["ru"]
+
+
 async def test_monitoring_notifies_active_followers_once(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
     player = sandbox.world()["players"][7]
     pid = player["player_id"]
