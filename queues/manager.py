@@ -386,13 +386,16 @@ def _requester(requester: dict[str, Any] | None, user_id: int | None) -> dict[st
 
 
 def _match_subject(match_url_or_id: str) -> str:
-    """The coalescing subject of a match reference: its id when it parses, else the text."""
+    """The coalescing subject of a match reference: its id when it parses, else the text. A bare
+    UUID is analysed as either of two ids (``1-<uuid>``, or the very old ``<uuid>``), so its
+    subject names both: it must not join a job that tries only the first (and fails where the
+    old id exists)."""
     try:
         from faceit.links import parse_match_ref
 
         ref = parse_match_ref(match_url_or_id)
         candidates = getattr(ref, "candidates", None)
-        return str(candidates[0] if candidates else getattr(ref, "match_id", match_url_or_id))
+        return "|".join(map(str, candidates)) if candidates else str(getattr(ref, "match_id", match_url_or_id))
     except Exception:
         return match_url_or_id.strip().lower()
 

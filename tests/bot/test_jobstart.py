@@ -291,3 +291,13 @@ async def test_a_middleware_watching_enqueues_turns_the_one_call_start_off(servi
         assert not services.starter.available()
     finally:
         broker.middleware.pop()
+
+
+async def test_a_bare_uuid_does_not_join_the_job_of_its_new_style_id(services):
+    """A bare UUID is tried as ``1-<uuid>`` and then as the very old ``<uuid>``; a job for
+    ``1-<uuid>`` alone (which may not exist) must not answer it."""
+    new_style = await services.start_match_analysis(asker(71), parse_match_ref("1-0be29ae9-1111-4222-8333-444455556666"))
+    bare = await services.start_match_analysis(asker(72), parse_match_ref("0be29ae9-1111-4222-8333-444455556666"))
+    same_bare = await services.start_match_analysis(asker(73), parse_match_ref("0be29ae9-1111-4222-8333-444455556666"))
+    assert bare.job_id != new_style.job_id and not bare.coalesced
+    assert same_bare.job_id == bare.job_id and same_bare.coalesced
