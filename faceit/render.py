@@ -30,8 +30,12 @@ L: dict[str, tuple[str, str]] = {
     "favourite": ("Favourite", "Фаворит"),
     "even": ("Even match", "Равный матч"),
     "player": ("Player", "Игрок"),
-    "form_hint": ("Form: last 20 5v5 matches; Rt = estimated rating (HLTV 2.0 scale).",
-                  "Форма: последние 20 матчей 5v5; Rt — оценка рейтинга (шкала HLTV 2.0)."),
+    "form_hint": ("Lv = FACEIT level; K/D, ADR and Rt (estimated rating, HLTV 2.0 scale) over the last 20 5v5 "
+                  "matches; Form = the last five, newest first.",
+                  "Ур — уровень FACEIT; K/D, ADR и Rt (оценка рейтинга, шкала HLTV 2.0) — за последние 20 матчей "
+                  "5v5; Форма — последние пять, новые слева."),
+    "level_short": ("Lv", "Ур"),
+    "form_short": ("Form", "Форма"),
     "maps": ("Maps", "Карты"),
     "maps_hint": ("win rates, pulled toward 50% for small samples", "винрейт (при малом числе матчей сглажен к 50%)"),
     "maps_active_pool": ("(no veto yet: current CS2 map pool)", "(вето ещё не было — показан текущий маппул CS2)"),
@@ -91,7 +95,7 @@ L: dict[str, tuple[str, str]] = {
                      "проверено игроков: {checked} из {total} · новых матчей: {new} · уведомлений: {notes}"),
     "monitor_errors": ("could not check", "не удалось проверить"),
     "refreshed": ("refreshed", "обновлено"),
-    "chart_caption": ("{nick}: last {n} {matches}", "{nick}: последние {n} {matches}"),
+    "chart_caption": ("{nick}: last {n} {matches}, oldest on the left", "{nick}: последние {n} {matches}, старые слева"),
     "open": ("open on FACEIT", "Открыть на FACEIT"),
     # A match room's status (FACEIT's codes).
     "status_CHECK_IN": ("check-in", "подтверждение"),
@@ -193,7 +197,8 @@ def render_match_analysis(data: dict[str, Any], lang: str) -> str:
 
 
 def _player_table(players: list[dict[str, Any]], lang: str) -> str:
-    head = f"{t('player', lang):<12} {'Elo':>4} {'L':>2} {'K/D':>4} {'ADR':>3} {'Rt':>4} {'':5}"
+    head = (f"{t('player', lang):<12} {'Elo':>4} {t('level_short', lang):>2} {'K/D':>4} {'ADR':>3} {'Rt':>4} "
+            f"{t('form_short', lang):5}")
     rows = [e(head.rstrip())]
     for p in players:
         form = p["form"]

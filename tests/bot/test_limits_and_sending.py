@@ -192,7 +192,7 @@ def test_a_chart_caption_reads_as_rendered_and_is_cut_with_its_tags_balanced():
     png = base64.b64encode(b"\x89PNG").decode()
     caption = {"en": chart_caption({"nickname": "Tom&Jerry<3", "chart": {"kd": [1.0, 2.0]}}, "en")}
     (part,) = _photos_of({"photos": [{"png_b64": png, "caption": caption}]}, "ru")
-    assert format_text(part.text, "HTML").text == "Tom&Jerry<3: last 2 matches"  # escaped once, not twice
+    assert format_text(part.text, "HTML").text == "Tom&Jerry<3: last 2 matches, oldest on the left"  # escaped once
     long = "<b>" + "&amp;" * 400 + "</b>"
     (part,) = _photos_of({"photos": [{"png_b64": png, "caption": {"en": long}}]}, "en")
     assert len(part.text) <= CAPTION_LIMIT and part.text.endswith("</b>")

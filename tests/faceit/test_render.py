@@ -165,11 +165,20 @@ def test_numbers_take_the_right_form_of_match_in_both_languages() -> None:
                   2333: "матча", 2541: "матч"}
     assert [plural(n, "en", MATCHES) for n in (1, 2, 0)] == ["match", "matches", "matches"]
     chart = {"nickname": "Akro", "chart": {"kd": [1.0, 0.8, 1.2]}}
-    assert render.chart_caption(chart, "ru") == "Akro: последние 3 матча"
-    assert render.chart_caption(chart, "en") == "Akro: last 3 matches"
+    assert render.chart_caption(chart, "ru") == "Akro: последние 3 матча, старые слева"
+    assert render.chart_caption(chart, "en") == "Akro: last 3 matches, oldest on the left"
 
 
 def test_the_danger_block_says_the_players_it_names_are_the_opponents() -> None:
     texts = render.texts(render.render_match_analysis, _analysis("Rabo"))
     assert "[1] Rabo: opponents to watch <b>Rabo</b> · their weakest: Rabo" in "".join(texts["en"])
     assert "[1] Rabo: опасны у соперника <b>Rabo</b> · слабое звено соперника: Rabo" in "".join(texts["ru"])
+
+
+def test_the_player_tables_columns_are_named_and_explained() -> None:
+    """On a phone "L" beside a column of L/W letters read as one thing: the level is "Lv", the
+    results column "Form", and the hint says what each covers."""
+    texts = render.texts(render.render_match_analysis, _analysis("Rabo"))
+    en, ru = "".join(texts["en"]), "".join(texts["ru"])
+    assert re.search(r"Player +Elo Lv +K/D ADR +Rt Form", en) and re.search(r"Игрок +Elo Ур +K/D ADR +Rt Форма", ru)
+    assert "Form = the last five, newest first" in en and "Форма — последние пять, новые слева" in ru
