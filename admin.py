@@ -527,6 +527,16 @@ def _queued_message_ids(queue: str) -> list[str]:
 # --- job ---------------------------------------------------------------------------------------
 
 
+RESULT_SHOWN = 2000  # characters of a result shown by ``admin.py job`` (--json shows it whole)
+
+
+def _shortened(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` characters and how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} … ({len(text) - limit} more characters: --json shows it whole)"
+
+
 @cli.command()
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -556,7 +566,7 @@ def job(job_id: str, as_json: bool) -> None:
         label = "progress when it stopped" if record.is_final else "progress"
         rows.append([label, json.dumps(record.progress, ensure_ascii=False)])
     if record.result is not None:
-        rows.append(["result", json.dumps(record.result, ensure_ascii=False)[:2000]])
+        rows.append(["result", _shortened(json.dumps(record.result, ensure_ascii=False), RESULT_SHOWN)])
     out.print(table(f"Job {record.id}", ["field", "value"], rows))
     if record.timeline:
         trows = [[t.get("attempt"), t.get("worker", ""), fmt_time(t.get("started_at")),

@@ -11,7 +11,7 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -224,17 +224,24 @@ class DashboardData:
     # --- jobs -----------------------------------------------------------------------------
 
     def jobs(self, filters: JobFilters) -> dict[str, Any]:
-        offset = (filters.page - 1) * filters.per_page
-        records, total = self.store.list_jobs(
-            status=filters.status, queue=filters.queue, actor=filters.actor, user_id=filters.user,
-            offset=offset, limit=filters.per_page,
-        )
+        """One page of the jobs ``filters`` select; a page past the end shows the last one."""
+        records, total = self._jobs_page(filters)
         pages = max(1, math.ceil(total / filters.per_page))
+        if filters.page > pages:
+            filters = replace(filters, page=pages)
+            records, total = self._jobs_page(filters)
+            pages = max(1, math.ceil(total / filters.per_page))
         return {
             "jobs": [self.job_summary(r) for r in records],
             "total": total, "page": filters.page, "per_page": filters.per_page, "pages": pages,
             "filters": filters.to_dict(),
         }
+
+    def _jobs_page(self, filters: JobFilters) -> tuple[list[Any], int]:
+        return self.store.list_jobs(
+            status=filters.status, queue=filters.queue, actor=filters.actor, user_id=filters.user,
+            offset=(filters.page - 1) * filters.per_page, limit=filters.per_page,
+        )
 
     def known_actors(self) -> list[str]:
         """Actors that ever finished a job here (from the outcome totals), for the filter list."""

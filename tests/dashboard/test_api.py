@@ -69,6 +69,8 @@ def test_jobs_filters_pagination_and_search(local: Client, store: JobStore) -> N
     assert page1["jobs"][0]["id"] == ids[11]  # newest first
     page3 = local.get("/api/jobs", query={"per_page": 5, "page": 3}).json()
     assert [j["id"] for j in page3["jobs"]] == [ids[1], ids[0]]
+    past = local.get("/api/jobs", query={"per_page": 5, "page": 999}).json()  # past the end: the last page
+    assert (past["page"], past["pages"], past["jobs"]) == (3, 3, page3["jobs"])
     failed = local.get("/api/jobs", query={"status": "failed"}).json()
     assert {j["id"] for j in failed["jobs"]} == {ids[i] for i in (0, 3, 6, 9)}
     both = local.get("/api/jobs", query={"status": "failed", "actor": "t_noop"}).json()
@@ -80,8 +82,8 @@ def test_jobs_filters_pagination_and_search(local: Client, store: JobStore) -> N
     assert first["total"] == 3 and first["pages"] == 2 and [j["id"] for j in first["jobs"]] == [ids[9], ids[5]]
     second = local.get("/api/jobs", query={"user": 501, "queue": "default", "per_page": 2, "page": 2}).json()
     assert second["total"] == 3 and [j["id"] for j in second["jobs"]] == [ids[1]]
-    far = local.get("/api/jobs", query={"page": "99999999999999999999"})  # past the end: empty, not 500
-    assert far.status == 200 and far.json()["jobs"] == []
+    far = local.get("/api/jobs", query={"page": "99999999999999999999"})  # far past the end: the last page, not 500
+    assert far.status == 200 and far.json()["page"] == far.json()["pages"] == 1 and len(far.json()["jobs"]) == 12
     assert local.get("/api/jobs", query={"status": "exploded"}).status == 400
     assert local.get("/api/jobs", query={"user": "abc"}).status == 400
     # The page: same filter, pager links keep it; search by id opens the job.

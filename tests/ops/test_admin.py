@@ -86,6 +86,14 @@ def test_a_done_job_shows_no_stale_progress(live_pool, manager):
     assert shown.exit_code == 0 and "progress" not in shown.stdout and "sleeping" not in shown.stdout
 
 
+def test_a_long_result_is_shown_cut_and_says_so(live_pool, manager):
+    handle = manager.enqueue_job("t_noop", value="x" * 3000)
+    assert manager.wait_for(handle.id, timeout=20).status == "succeeded"
+    shown = run("job", handle.id)
+    assert shown.exit_code == 0 and "more characters: --json shows it whole" in shown.stdout
+    assert run_json("job", handle.id)["result"] == {"value": "x" * 3000}
+
+
 def test_requeue_one_job_a_queue_or_all_and_usage_errors(live_pool, manager):
     first, second = failed_job(manager), failed_job(manager)
     data = run_json("requeue", "--job", first)
