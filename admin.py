@@ -560,6 +560,8 @@ def job(job_id: str, as_json: bool) -> None:
             ["args", json.dumps(record.args, ensure_ascii=False)],
             ["kwargs", json.dumps(record.kwargs, ensure_ascii=False)],
             ["requesters", json.dumps(record.requesters, ensure_ascii=False)]]
+    if record.watchers:
+        rows.append(["watchers", json.dumps(record.watchers)])
     if record.retry_at:
         rows.append(["next retry", fmt_time(record.retry_at)])
     if record.progress and record.status != "succeeded":  # a done job's last report (95% render) misleads

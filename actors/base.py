@@ -119,22 +119,27 @@ class JobContext:
         self._last_write, self._last_stage = now, stage
         progress = {"percent": round(float(percent), 1), "stage": stage, "done": done, "total": total,
                     "at": time.time()}
-        await publish_progress(self.job_id, progress)
+        await publish_progress(self.job_id, progress, attempt=self.attempt)
 
 
-async def publish_progress(job_id: str, progress: dict[str, Any]) -> None:
+async def publish_progress(job_id: str, progress: dict[str, Any], *, status: str = "started",
+                           attempt: int | None = None) -> bool:
     """Write ``progress`` to the job's record and tell the progress listeners (the bot edits the
-    users' messages). Never raises: progress must not fail a job."""
+    users' messages), only while the job is still in ``status`` at ``attempt`` and not canceled: a
+    stale attempt (its job re-delivered meanwhile, or already done) must not overwrite the users'
+    messages. True when written. Never raises: progress must not fail a job."""
     try:
-        await _resources().channel.set_progress(job_id, progress)
+        if not await _resources().channel.set_progress(job_id, progress, status=status, attempt=attempt):
+            return False
     except Exception as exc:
         logger.warning("job %s: progress not recorded: %s", job_id, exc)
-        return
+        return False
     for listener in PROGRESS_LISTENERS:
         try:
             await listener(job_id, progress)
         except Exception as exc:
             logger.warning("job %s: progress listener failed: %s", job_id, exc)
+    return True
 
 
 Body = Callable[..., Awaitable[Any]]

@@ -17,6 +17,6 @@ async def player_lookup(ctx: JobContext, player_ref: str, user_id: int | None = 
 
     player = await services.resolve_player(player_ref)
     result = {"kind": "player_lookup", "data": player, "subscribe": subscribe, "user_id": user_id}
-    if subscribe:
+    if subscribe:  # without it (FACEIT trouble) the next monitoring scan takes the baseline
         result["baseline"] = await services.monitoring_baseline(player["player_id"])
     return result

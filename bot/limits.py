@@ -106,7 +106,8 @@ class LimitDecision:
 
     @property
     def repeat(self) -> bool:
-        """Let through without a reservation: the user asked again for a job of theirs in flight."""
+        """Let through without a reservation: a job of the request's subject already answers the
+        user (theirs, asked again, or their group's), in flight or just succeeded."""
         return self.allowed and not self.token
 
 

@@ -78,7 +78,7 @@ class StartedJob:
     coalesced: bool
     user_id: int = 0
     token: str = ""  # a limit reservation (general path): :meth:`BotServices.confirm` turns it into the job, or gives it back
-    again: bool = False  # the user had already asked for this in-flight job: their first message shows it
+    again: bool = False  # the user had already asked for this job (in flight or just done): their first message shows it
     shown_here: int | None = None  # in a group: the message there that already shows the job (0: being sent)
     status: str = "queued"  # the job's status when asked (a repeat may find it "succeeded")
 

@@ -116,6 +116,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "👆 {kind}: в этом чате уже ответил на это минуту назад — смотрите сообщение, на которое я "
               "отвечаю.\nЗадача <code>{job_id}</code>",
     },
+    "shown_above_done": {
+        "en": "👆 {kind}: already answered in this chat a moment ago — see my answer just above."
+              "\nJob <code>{job_id}</code>",
+        "ru": "👆 {kind}: в этом чате уже ответил на это минуту назад — смотрите мой ответ чуть выше."
+              "\nЗадача <code>{job_id}</code>",
+    },
     "shown_above": {
         "en": "👆 {kind}: already in progress in this chat — its progress and result come in my answer "
               "just above.\nJob <code>{job_id}</code>",

@@ -48,7 +48,7 @@ def asked_again_text(job_id: str, actor: str, lang: str, done: bool = False) -> 
 def shown_here_text(job_id: str, actor: str, lang: str, done: bool = False, replying: bool = True) -> str:
     """For a group member pointed at the answer the group already has (``replying``: this text is
     a reply to it; else it is being sent, just above)."""
-    key = "shown_here_done" if done else "shown_here" if replying else "shown_above"
+    key = ("shown_here" if replying else "shown_above") + ("_done" if done else "")
     return t(key, lang, kind=kind_name(actor, lang), job_id=job_id)
 
 

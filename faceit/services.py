@@ -349,12 +349,18 @@ async def _baseline(ctx: FaceitContext, client: FaceitClient, games: list[Any], 
             "elo": profile.elo if profile else None}
 
 
-async def monitoring_baseline(player_id: str) -> dict[str, Any]:
+async def monitoring_baseline(player_id: str) -> dict[str, Any] | None:
     """The baseline of a player being followed now (taken by the ``/subscribe`` lookup): the
-    matches they finish from here on are the ones notified, including any before the next scan."""
+    matches they finish from here on are the ones notified, including any before the next scan.
+    None when FACEIT could not tell their matches: the subscription still goes through, and the
+    next monitoring scan takes the baseline, as before."""
     ctx = await get_faceit_context()
-    recent = await ctx.client.get_recent_stats(player_id, refresh=True)
-    return await _baseline(ctx, ctx.client, [g for g in recent if g.finished_at], player_id)
+    try:
+        recent = await ctx.client.get_recent_stats(player_id, refresh=True)
+        return await _baseline(ctx, ctx.client, [g for g in recent if g.finished_at], player_id)
+    except FaceitBotError as exc:
+        log.info("no monitoring baseline for %s now (%s); the next scan takes it", player_id, exc.code)
+        return None
 
 
 async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dict[str, Any]:

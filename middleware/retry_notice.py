@@ -43,11 +43,16 @@ class RetryNotice(Middleware):
             return
         from actors.base import publish_progress  # the actors import this package: not at load time
 
+        # Backoff's count (first try + retries so far), the same the limit is counted in.
+        upcoming = int(message.options.get("retries", 0)) + 1
         progress = {"stage": "retrying", "code": getattr(exception, "code", "error"),
-                    "retry_in": round(float(state.retry_delay or 0), 1), "attempt": state.attempt + 1,
+                    "retry_in": round(float(state.retry_delay or 0), 1), "attempt": upcoming,
                     "attempts": state.max_attempts, "at": time.time()}
+        # Written (and told) only while the record says this very attempt is retrying: not for a
+        # stale attempt whose job was re-delivered and maybe already answered, nor once canceled.
+        notice = publish_progress(message.message_id, progress, status="retrying", attempt=state.attempt)
         try:
-            loop_thread.run_coroutine(asyncio.wait_for(publish_progress(message.message_id, progress), self.timeout))
+            loop_thread.run_coroutine(asyncio.wait_for(notice, self.timeout))
         except Exception as exc:
             logger.info("job %s: the retry was not shown to its users: %s: %s", message.message_id,
                         type(exc).__name__, exc)

@@ -19,7 +19,8 @@ progress                  JSON {percent, stage, done, total, at}
 result / error            JSON; error = {type, code, message, retryable, traceback}
 timeline                  JSON list of attempts {attempt, worker, started_at, finished_at,
                           outcome, error}
-coalesce_key              set while a coalescable job is in flight
+coalesce_key              set while a coalescable job is in flight, and for REPEAT_WINDOW_SECONDS
+                          after it succeeded (repeats of its request are pointed at its answer)
 cancel_requested          "1" once a cancel was asked for a running job
 ========================  =================================================================
 
@@ -161,22 +162,24 @@ end
 local function create_job(A)
   local prefix, id, now = A[1], A[2], tonumber(A[3])
   local ttl, limit, req = tonumber(A[4]), tonumber(A[5]), A[7]
+  -- A member pointed at the group's answer watches the job: may see it (/status) and, in flight,
+  -- keeps whoever asked first from cancelling it alone.
+  local function add_watcher(jk, job_id, r)
+    local watchers = decode_array(redis.call("HGET", jk, "watchers"))
+    for _, w in ipairs(watchers) do
+      if same(w, r["user_id"]) then return end
+    end
+    table.insert(watchers, r["user_id"])
+    redis.call("HSET", jk, "watchers", encode_array(watchers))
+    index_add(prefix .. "jobs:user:" .. encode_exact(r["user_id"]), now, job_id, limit, ttl)
+  end
   -- Adds the requester and returns nil, or says how the job already answers them (shown_to).
   local function add_requester(jk, job_id)
     if req == "" then return nil end
     local r = cjson.decode(req)
     local list = decode_array(redis.call("HGET", jk, "requesters"))
     local shown, listed = shown_to(list, r)
-    if shown and shown[1] == "here" then  -- a watcher: may see and cannot cancel it alone
-      local watchers = decode_array(redis.call("HGET", jk, "watchers"))
-      local known = false
-      for _, w in ipairs(watchers) do known = known or same(w, r["user_id"]) end
-      if not known then
-        table.insert(watchers, r["user_id"])
-        redis.call("HSET", jk, "watchers", encode_array(watchers))
-        index_add(prefix .. "jobs:user:" .. encode_exact(r["user_id"]), now, job_id, limit, ttl)
-      end
-    end
+    if shown and shown[1] == "here" then add_watcher(jk, job_id, r) end
     if shown or listed then return shown end
     table.insert(list, r)
     redis.call("HSET", jk, "requesters", encode_array(list))
@@ -187,7 +190,10 @@ local function create_job(A)
   if existing and st == "succeeded" then
     -- Done a moment ago: a repeat is pointed at its answer; anyone else gets a job of their own.
     local shown = req ~= "" and answered_already(A)
-    if shown then return {existing, st, shown[1], shown[2]} end
+    if shown then
+      if shown[1] == "here" then add_watcher(ejk, existing, cjson.decode(req)) end
+      return {existing, st, shown[1], shown[2]}
+    end
   elseif existing then
     local shown = add_requester(ejk, existing)
     if shown == nil then return {existing, st} end
@@ -436,9 +442,14 @@ return st
 """
 
 # ARGV: prefix, id, progress_json.  Only a running job takes progress.
+# ARGV: prefix, id, progress JSON[, the status it must be in (started), the attempt it must be at].
+# → 1 when written; 0 when the job moved on (ended, re-delivered to another attempt, canceled).
 _PROGRESS = """
 local jk = ARGV[1] .. "job:" .. ARGV[2]
-if redis.call("HGET", jk, "status") ~= "started" then return 0 end
+local f = redis.call("HMGET", jk, "status", "attempts", "cancel_requested")
+if f[1] ~= (ARGV[4] or "started") then return 0 end
+if ARGV[5] and ARGV[5] ~= "" and f[2] ~= ARGV[5] then return 0 end
+if f[3] == "1" then return 0 end
 redis.call("HSET", jk, "progress", ARGV[3])
 return 1
 """
@@ -641,7 +652,8 @@ class JobStore:
         return script(args=args) if self._direct is None else self._direct.run(script, args)
 
     def create(self, job_id: str, **record: Any) -> Created:
-        """Write a ``queued`` record, or join the in-flight job of the same coalesce subject.
+        """Write a ``queued`` record, or join the in-flight job of the same coalesce subject (or be
+        pointed at it, or at a job of that subject that just succeeded: see :data:`CREATE_JOB_LUA`).
 
         ``record``: the keyword arguments of :meth:`create_args` (actor, queue, args, kwargs,
         options, max_retries, requester, coalesce, now). Returns :class:`Created`: the new job
@@ -837,8 +849,12 @@ class AsyncJobChannel:
     def job_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
 
-    async def set_progress(self, job_id: str, progress: dict[str, Any]) -> bool:
-        return bool(await self._progress(args=[self.prefix, job_id, json.dumps(progress)]))
+    async def set_progress(self, job_id: str, progress: dict[str, Any], *, status: str = "started",
+                           attempt: int | None = None) -> bool:
+        """Write the job's progress while it is in ``status`` (at ``attempt``, when given) and no
+        cancel was asked; False when it moved on (nothing written: nobody should be told)."""
+        args = [self.prefix, job_id, json.dumps(progress), status, "" if attempt is None else str(attempt)]
+        return bool(await self._progress(args=args))
 
     async def get_requesters(self, job_id: str) -> list[dict[str, Any]]:
         raw = await self.client.hget(self.job_key(job_id), "requesters")

@@ -53,7 +53,7 @@ class JobHandle:
     position: int = 0
     coalesced: bool = False
     status: str = "queued"
-    again: bool = False  # joined a job this requester had already asked for
+    again: bool = False  # met a job this requester had already asked for (in flight or just done)
     shown_here: int | None = None  # in a group: the message there that already shows the job (0: being sent)
 
 

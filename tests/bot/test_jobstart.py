@@ -214,6 +214,8 @@ async def test_a_repeat_just_after_the_job_succeeded_is_pointed_at_its_answer(se
     assert (pointed.job_id, pointed.shown_here, pointed.status) == (first.job_id, 7002, "succeeded")
     for job in (again, pointed):
         await services.confirm(job, job.user_id, None)
+    assert services.manager.get_job(first.job_id).watchers == [63]  # so /status <id> answers them
+    assert (await services.job_of_user(first.job_id, 63)).status == "succeeded"
     assert redis_client.zcard("fb:bot:rate:61") == 1 and redis_client.zcard("fb:bot:rate:63") == 0
     assert 0 < redis_client.ttl(f"fb:coalesce:match_analysis:{parse_match_ref(ROOM).match_id}") <= 60  # a minute
     fresh = await services.start_match_analysis(asker(64), parse_match_ref(ROOM))  # not theirs: a new job

@@ -225,7 +225,9 @@ async def test_a_baseline_taken_at_subscribe_makes_the_first_scan_notify(sandbox
     faceit_store = (await get_faceit_context()).store  # as the delivery of /subscribe does
     await faceit_store.set_monitor_state(pid, baseline, if_absent=True)
     await faceit_store.set_monitor_state(pid, {"match_id": None, "finished_at": 0, "elo": 1}, if_absent=True)
-    finished = sandbox.finish_match(player_id=pid, won=True)
+    # After the newest match the baseline knows (finish times are whole seconds, and an earlier
+    # test may have just finished one of this player's matches).
+    finished = sandbox.finish_match(player_id=pid, won=True, at=(baseline["finished_at"] or time.time()) + 60)
     result = await services.monitor_matches([6], progress)
     assert result["data"]["baselined"] == 0
     (note,) = result["notifications"]
