@@ -210,8 +210,11 @@ async def _edit_progress(res: DeliveryResources, job_id: str, actor: str | None,
         return await res.api.edit_message_text(chat_id, int(requester["message_id"]), text,
                                                reply_markup=cancel_keyboard(job_id, lang), timeout=PROGRESS_TIMEOUT)
 
+    # A retry notice waits for the chat's turn (it may stand for minutes); ordinary progress is
+    # skipped when the chat's budget is spent (the next one comes within a second).
+    best_effort = progress.get("stage") != "retrying"
     try:
-        outcome = await asyncio.wait_for(res.sender.call(chat_id, edit, best_effort=True, job_id=job_id),
+        outcome = await asyncio.wait_for(res.sender.call(chat_id, edit, best_effort=best_effort, job_id=job_id),
                                          PROGRESS_TIMEOUT + 1)
     except (BadRequest, UserBlocked) as exc:
         logger.debug("job %s: progress edit for chat %s not applied: %s", job_id, chat_id, exc)

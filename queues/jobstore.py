@@ -120,28 +120,25 @@ local function same(a, b)
   if given(a) and given(b) then return encode_exact(a) == encode_exact(b) end
   return not given(a) and not given(b)
 end
--- How the requesters ``list`` already answer requester ``r``: {"again"} or {"here", message
--- id} (see above; 0 when the group's answer is being sent and its id is not recorded yet), or
--- nil; and whether ``r`` is among them (one whose message was never recorded joins again: the
--- new message takes over).
+-- How the requesters ``list`` already answer requester ``r``: {"again"} (they asked already:
+-- their first answer shows it, or is being sent; a link sent twice at once is two updates served
+-- together), or {"here", message id} (see above; 0 when the group's answer is being sent and its
+-- id is not recorded yet), or nil.
 local function shown_to(list, r)
   for _, existing in ipairs(list) do
-    if same(existing["user_id"], r["user_id"]) then
-      if given(existing["message_id"]) then return {"again"}, true end
-      return nil, true
-    end
+    if same(existing["user_id"], r["user_id"]) then return {"again"} end
   end
   if given(r["chat_id"]) and tonumber(r["chat_id"]) < 0 then
     local pending = false
     for _, existing in ipairs(list) do
       if same(existing["chat_id"], r["chat_id"]) and same(existing["thread_id"], r["thread_id"]) then
-        if given(existing["message_id"]) then return {"here", existing["message_id"]}, false end
+        if given(existing["message_id"]) then return {"here", existing["message_id"]} end
         pending = true
       end
     end
-    if pending then return {"here", 0}, false end
+    if pending then return {"here", 0} end
   end
-  return nil, false
+  return nil
 end
 -- The job of a request's coalesce subject: in flight, or succeeded within the repeat window
 -- (its key expires then). Its id, status and key; nil when there is none.
@@ -178,9 +175,9 @@ local function create_job(A)
     if req == "" then return nil end
     local r = cjson.decode(req)
     local list = decode_array(redis.call("HGET", jk, "requesters"))
-    local shown, listed = shown_to(list, r)
+    local shown = shown_to(list, r)
     if shown and shown[1] == "here" then add_watcher(jk, job_id, r) end
-    if shown or listed then return shown end
+    if shown then return shown end
     table.insert(list, r)
     redis.call("HSET", jk, "requesters", encode_array(list))
     index_add(prefix .. "jobs:user:" .. encode_exact(r["user_id"]), now, job_id, limit, ttl)

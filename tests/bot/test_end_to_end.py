@@ -411,6 +411,24 @@ def test_asking_twice_for_the_same_match_leaves_no_message_behind(stack: Stack, 
     assert stack.job_ids_of(user) == [job_id_in(first["text"])]
 
 
+def test_a_link_sent_twice_at_once_leaves_no_message_at_queued(stack: Stack, tg, faceit_faults):
+    """Both updates are served together, before the first answer's id is recorded: the second is
+    still a repeat (not "someone else asked", and not a second message that takes the job over)."""
+    faceit_faults(latency_ms=150)
+    stack.clear_faceit_cache()
+    user = new_user()
+    link = f"https://www.faceit.com/en/cs2/room/{stack.world['matches']['FINISHED'][9]}"
+    stack.say(user, link)
+    stack.say(user, link)
+    answers = stack.replies(user, 2)
+    first = next(a for a in answers if "queued" in a["text"])
+    again = next(a for a in answers if a is not first)
+    assert "you already asked for this" in again["text"] and not again.get("reply_markup")
+    final = stack.final_of(user, first["message_id"])
+    assert "Match finished" in final["text"]
+    assert not [e for e in stack.events(user) if e["message_id"] == again["message_id"] and e["kind"] == "edited"]
+
+
 def test_two_members_of_a_group_asking_at_the_same_moment_get_one_answer(stack: Stack, tg, faceit_faults):
     faceit_faults(latency_ms=150)
     stack.clear_faceit_cache()
