@@ -198,7 +198,8 @@ class BotServices:
             raise with_key(BadInputError(ERROR_TEXTS["too_many_subscriptions"]["en"].format(limit=MAX_SUBSCRIPTIONS)),
                            "too_many_subscriptions", limit=MAX_SUBSCRIPTIONS)
         return await self._start(requester, lambda r: self.manager.prepare_job(
-            "player_lookup", requester=r, player_ref=ref.value, user_id=requester.user_id, subscribe=True))
+            "player_lookup", requester=r, coalesce=f"subscribe:{ref.value}", player_ref=ref.value,
+            user_id=requester.user_id, subscribe=True))
 
     async def confirm(self, job: StartedJob, chat_id: int, message_id: int | None) -> None:
         """After the queued reply: the limit reservation becomes the job, and the job remembers the

@@ -214,18 +214,22 @@ class QueueManager:
 
     def prepare_player_report(self, player_id: str, user_id: int | None = None,
                               requester: dict[str, Any] | None = None) -> PreparedJob:
-        return self.prepare_job("player_report", requester=_requester(requester, user_id), player_id=player_id,
-                                user_id=user_id)
+        """A player's report; requests for the same player (as written: nicknames are case-sensitive)
+        share the job in flight, and a repeat meets the one just done."""
+        return self.prepare_job("player_report", requester=_requester(requester, user_id), coalesce=player_id,
+                                player_id=player_id, user_id=user_id)
 
     def prepare_bulk_analysis(self, match_ids: list[str], user_id: int | None = None,
                               requester: dict[str, Any] | None = None) -> PreparedJob:
-        return self.prepare_job("bulk_analysis", requester=_requester(requester, user_id), match_ids=list(match_ids),
-                                user_id=user_id)
+        """Several matches in one job; the same set of matches (in any order) shares it."""
+        return self.prepare_job("bulk_analysis", requester=_requester(requester, user_id),
+                                coalesce="|".join(sorted(set(match_ids))), match_ids=list(match_ids), user_id=user_id)
 
     def prepare_analytics_report(self, user_id: int | None = None, report_type: str = "weekly",
                                  requester: dict[str, Any] | None = None) -> PreparedJob:
-        return self.prepare_job("analytics_report", requester=_requester(requester, user_id), user_id=user_id,
-                                report_type=report_type)
+        """One user's report (their own figures): shared only by that user's repeats."""
+        return self.prepare_job("analytics_report", requester=_requester(requester, user_id),
+                                coalesce=f"{user_id}:{report_type}", user_id=user_id, report_type=report_type)
 
     def enqueue_match_analysis(self, match_url_or_id: str, user_id: int | None = None,
                                priority: QueuePriority = QueuePriority.HIGH,

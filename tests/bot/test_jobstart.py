@@ -305,3 +305,24 @@ async def test_a_bare_uuid_does_not_join_the_job_of_its_new_style_id(services):
     same_bare = await services.start_match_analysis(asker(73), parse_match_ref("0be29ae9-1111-4222-8333-444455556666"))
     assert bare.job_id != new_style.job_id and not bare.coalesced
     assert same_bare.job_id == bare.job_id and same_bare.coalesced
+
+
+async def test_player_reports_lists_and_subscriptions_are_shared_and_repeats_recognised(services):
+    """As for a match: a second user's request shares the job, the same user's repeat is told so."""
+    from faceit.links import parse_player_ref
+
+    player = parse_player_ref("https://www.faceit.com/en/players/Akro")
+    report = await services.start_player_report(asker(81), player)
+    shared = await services.start_player_report(asker(82), player)
+    repeat = await services.start_player_report(asker(81), parse_player_ref("Akro"))
+    assert shared.job_id == report.job_id and shared.coalesced and not shared.again
+    assert repeat.job_id == report.job_id and repeat.again
+    other_case = await services.start_player_report(asker(81), parse_player_ref("akro"))  # another player
+    assert other_case.job_id != report.job_id
+    rooms = [parse_match_ref(room) for room in (ROOM, OTHER_ROOM)]
+    bulk = await services.start_bulk_analysis(asker(83), rooms)
+    reordered = await services.start_bulk_analysis(asker(83), list(reversed(rooms)))
+    assert reordered.job_id == bulk.job_id and reordered.again
+    follow = await services.start_subscription(asker(84), player)
+    assert (await services.start_subscription(asker(84), player)).again
+    assert (await services.start_subscription(asker(85), player)).job_id == follow.job_id

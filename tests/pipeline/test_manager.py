@@ -17,7 +17,7 @@ def test_a_second_request_for_a_queued_match_joins_the_job(manager):
     second = manager.enqueue_match_analysis(SAME_ROOM_OTHER_FORM, user_id=2)
     again = manager.enqueue_match_analysis(ROOM, user_id=1)
     assert not first.coalesced and second.coalesced and again.coalesced
-    assert not again.again  # no message of theirs shows the job yet: an ordinary join (tests/bot/test_jobstart.py)
+    assert again.again  # a repeat, even before a message of theirs shows the job (tests/bot/test_jobstart.py)
     assert second.id == first.id == again.id
     record = manager.get_job(first.id)
     assert record.user_ids == [1, 2]  # the same user twice is one requester
