@@ -89,8 +89,8 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
     "bad_input": {"en": "That input is not valid.", "ru": "Неверный ввод."},
     "not_found": {"en": "FACEIT has no such player or match.", "ru": "На FACEIT нет такого игрока или матча."},
     "auth": {
-        "en": "The bot cannot reach FACEIT right now (operators are notified). Try later.",
-        "ru": "Бот сейчас не может обратиться к FACEIT (администраторы уже знают). Попробуйте позже.",
+        "en": "The bot cannot reach FACEIT right now (operators are notified).",
+        "ru": "Бот сейчас не может обратиться к FACEIT (администраторы уже знают).",
     },
     "rate_limited": {
         "en": "FACEIT is busy: your request will be retried shortly.",

@@ -231,10 +231,10 @@ def _maps_block(data: dict[str, Any], lang: str) -> list[str]:
     rows = [e(f"{t('map', lang):<10} {'[1]':>5} {'[2]':>5} {'Δ':>4}")]
     for row in maps["maps"]:
         label = _cut(row["label"], 8) + (" ★" if row["picked"] else "")
-        rows.append(e(
-            f"{label:<10} {fmt_pct(row['faction1']['rate'], lang, fraction=True):>5} "
-            f"{fmt_pct(row['faction2']['rate'], lang, fraction=True):>5} "
-            f"{fmt_signed(round(row['advantage'] * 100), lang):>4}"
+        first, second = round(row["faction1"]["rate"] * 100), round(row["faction2"]["rate"] * 100)
+        rows.append(e(  # Δ of the two figures as shown, so the row adds up on the screen
+            f"{label:<10} {fmt_pct(first, lang):>5} {fmt_pct(second, lang):>5} "
+            f"{fmt_signed(first - second, lang):>4}"
         ))
     lines = [head, "<pre>" + "\n".join(rows) + "</pre>"]
     if maps.get("picked"):

@@ -148,7 +148,7 @@ class AlertStore:
         notice = Alert(
             level="info", source=opened.source, rule=rule, subject=subject, state="resolved",
             message=message or f"resolved: {opened.message}",
-            details={"opened_at": opened.time, "opened_level": opened.level},
+            details={"opened_at": opened.time, "opened_level": opened.level, "opened_details": opened.details},
         )
         self._append(notice)
         self._fan_out(notice)

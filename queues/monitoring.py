@@ -117,7 +117,7 @@ def _resolve_notice(opened: Alert) -> Alert:
     """The resolve notice of an episode alert told directly (Redis down, Redis full)."""
     return Alert(level="info", source=opened.source, rule=opened.rule, subject=opened.subject, state="resolved",
                  message=f"resolved: {opened.message}",
-                 details={"opened_at": opened.time, "opened_level": opened.level,
+                 details={"opened_at": opened.time, "opened_level": opened.level, "opened_details": opened.details,
                           "outage_seconds": round(time.time() - opened.time, 1)})
 
 

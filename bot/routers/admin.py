@@ -5,6 +5,7 @@ Anyone else falls through to the unknown-command answer: the commands do not exi
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiogram import Router
@@ -48,11 +49,15 @@ async def queues(message: Message, lang: str, services: BotServices) -> None:
 
 
 def alert_text(alert: Any, lang: str) -> str:
-    """A monitor's condition alert told again in ``lang`` from its rule and details; any other
-    alert (a job's failure, a resolve notice) as it was written."""
-    if alert.state == "fired" and alert.rule in DEDUCTIONS:
+    """A monitor's condition alert (or its resolve notice) told again in ``lang`` from its rule
+    and details; any other alert (a job's failure) as it was written."""
+    if alert.rule in DEDUCTIONS:
         try:
-            return describe(alert.rule, alert.subject or "-", alert.details, lang)
+            if alert.state == "fired":
+                return describe(alert.rule, alert.subject or "-", alert.details, lang)
+            if alert.state == "resolved":
+                opened = alert.details["opened_details"]
+                return t("resolved", lang) + " " + describe(alert.rule, alert.subject or "-", opened, lang)
         except (KeyError, TypeError, ValueError):
             pass
     return str(alert.message)
@@ -86,7 +91,8 @@ async def alerts(message: Message, command: CommandObject, lang: str, services: 
         return
     lines = [t("alerts_title", lang, hours=shown, count=len(found))]
     for alert in found[:MAX_ALERTS_SHOWN]:
-        lines.append(f"• <b>{t('level_' + alert.level, lang)}</b> {escape(alert.source)}: "
+        when = time.strftime("%d.%m %H:%M", time.gmtime(alert.time))
+        lines.append(f"• {when} <b>{t('level_' + alert.level, lang)}</b> {escape(alert.source)}: "
                      f"{escape(alert_text(alert, lang)[:200])}")
     for part in split_html("\n".join(lines)):  # escaped messages can pass Telegram's limit: cut whole
         await answer(message, part)

@@ -22,11 +22,15 @@ def test_a_condition_alert_reads_in_russian_and_other_alerts_as_written():
     assert alert_text(fired, "en") == finding.message
     assert alert_text(fired, "ru").startswith("очередь default: за последние 5,0 мин с ошибкой завершилось 50%")
     resolved = Alert(level="info", source="monitor", message=f"resolved: {finding.message}", rule=finding.rule,
-                     subject="default", state="resolved", details={"opened_level": "error"})
+                     subject="default", state="resolved",
+                     details={"opened_level": "error", "opened_details": finding.details})
+    assert alert_text(resolved, "ru").startswith("решено: очередь default: за последние 5,0 мин")
     job_failed = Alert(level="error", source="pipeline", message="match_analysis job failed: ValueError: x")
     old = Alert(level="error", source="monitor", message="written by an older monitor", rule="failure_rate",
                 subject="default")  # no details: told as written
-    for alert in (resolved, job_failed, old):
+    old_resolve = Alert(level="info", source="monitor", message="resolved: an older monitor's", rule="failure_rate",
+                        subject="default", state="resolved", details={"opened_level": "error"})
+    for alert in (job_failed, old, old_resolve):
         assert alert_text(alert, "ru") == alert.message
 
 

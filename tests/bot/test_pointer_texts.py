@@ -26,3 +26,13 @@ def test_a_group_member_is_told_where_the_answer_is(done: bool, replying: bool, 
 def test_a_repeat_of_ones_own_request_says_whether_it_is_done() -> None:
     assert "it is in progress" in asked_again_text("j1", "player_report", "en")
     assert "you asked for this a moment ago — the result is in" in asked_again_text("j1", "player_report", "en", True)
+
+
+def test_a_refused_key_failure_says_to_come_back_once() -> None:
+    from bot.views import failure_text
+
+    error = {"code": "auth", "message": "FACEIT refused the API key", "retryable": False}
+    en = failure_text("j1", "match_analysis", error, {}, "en")
+    ru = failure_text("j1", "match_analysis", error, {}, "ru")
+    assert "operators are notified" in en and en.count("Try") == 1, en
+    assert "администраторы уже знают" in ru and ru.count("Попробуйте") == 1, ru

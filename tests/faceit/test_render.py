@@ -182,3 +182,12 @@ def test_the_player_tables_columns_are_named_and_explained() -> None:
     en, ru = "".join(texts["en"]), "".join(texts["ru"])
     assert re.search(r"Player +Elo Lv +K/D ADR +Rt Form", en) and re.search(r"Игрок +Elo Ур +K/D ADR +Rt Форма", ru)
     assert "Form = the last five, newest first" in en and "Форма — последние пять, новые слева" in ru
+
+
+def test_a_map_rows_delta_is_the_difference_of_the_figures_it_shows() -> None:
+    """51% against 46% reads +5, though the unrounded rates differ by 5.8 points (it read +6)."""
+    row = {"map": "de_dust2", "label": "Dust2", "picked": True, "faction1": {"rate": 0.514},
+           "faction2": {"rate": 0.456}, "advantage": 0.058}
+    data = {"maps": {"maps": [row], "picked": ["de_dust2"], "picked_favours": None}, "teams": {}}
+    block = "\n".join(render._maps_block(data, "en"))
+    assert re.search(r"Dust2 ★ +51% +46% +\+5</pre>", block), block

@@ -62,6 +62,7 @@ def test_metrics_from_real_jobs_and_the_failure_rate_alert_fires_then_resolves(l
     snap = settle(monitor)
     [notice] = resolved(monitor.alerts, "failure_rate", "default")
     assert notice.level == "info" and notice.details["opened_level"] == "error"
+    assert notice.details["opened_details"]["failure_rate"] == 0.5  # what /alerts tells again in ru
     assert monitor.open_alerts() == []
     assert monitor.get_system_health_summary()["health_score"] == 95
     monitor.tick()
