@@ -481,9 +481,12 @@ def player_report(
 
 
 def match_notification(
-    player_id: str, nickname: str, stat: PlayerMatchStats, elo: int | None, elo_delta: int | None
+    player_id: str, nickname: str, stat: PlayerMatchStats, elo: int | None, elo_delta: int | None,
+    delta_matches: int = 1,
 ) -> dict[str, Any]:
-    """One finished match of a followed player, as a notification payload."""
+    """One finished match of a followed player, as a notification payload. ``elo_delta`` is the
+    change over the last ``delta_matches`` matches (FACEIT tells the Elo now, not per match: two
+    matches between scans get one total, on the later one)."""
     return {
         "player_id": player_id,
         "nickname": nickname,
@@ -502,6 +505,7 @@ def match_notification(
         "mvps": _int(stat.mvps),
         "elo": elo,
         "elo_change": elo_delta,
+        "elo_change_matches": delta_matches,
         "faceit_url": f"https://www.faceit.com/en/cs2/room/{stat.match_id}",
     }
 

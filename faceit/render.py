@@ -95,6 +95,7 @@ L: dict[str, tuple[str, str]] = {
                      "проверено игроков: {checked} из {total} · новых матчей: {new} · уведомлений: {notes}"),
     "monitor_errors": ("could not check", "не удалось проверить"),
     "refreshed": ("refreshed", "обновлено"),
+    "over_matches": ("over the last {n} {matches}", "за последние {n} {matches}"),
     "chart_caption": ("{nick}: last {n} {matches}, oldest on the left", "{nick}: последние {n} {matches}, старые слева"),
     "open": ("open on FACEIT", "Открыть на FACEIT"),
     # A match room's status (FACEIT's codes).
@@ -399,7 +400,9 @@ def render_notification(data: dict[str, Any], lang: str) -> str:
              f"ADR {fmt_num(data.get('adr'), lang, 1)} · HS {fmt_pct(data.get('hs_pct'), lang)}")
     lines.append(stats)
     if data.get("elo_change") is not None:
-        lines.append(f"Elo {fmt_signed(data['elo_change'], lang)} → {fmt_int(data.get('elo'), lang)}")
+        over = int(data.get("elo_change_matches") or 1)
+        span = f" {t('over_matches', lang).format(n=over, matches=plural(over, lang, MATCHES))}" if over > 1 else ""
+        lines.append(f"Elo {fmt_signed(data['elo_change'], lang)}{span} → {fmt_int(data.get('elo'), lang)}")
     elif data.get("elo") is not None:
         lines.append(f"Elo {fmt_int(data['elo'], lang)}")
     lines.append(_link(data.get("faceit_url"), t("open", lang), lang))

@@ -452,12 +452,12 @@ async def _scan_player(
             renames[player_id] = profile.nickname
             nickname = profile.nickname
     before = state.get("elo")
-    delta = elo - before if len(new) == 1 and elo is not None and isinstance(before, int) else None
+    delta = elo - before if elo is not None and isinstance(before, int) else None  # over all of ``new``
     followers = [uid for uid in await ctx.store.subscribers(player_id) if uid not in inactive]
     for index, game in enumerate(new):
         last = index == len(new) - 1
         payload = analysis.match_notification(player_id, nickname, game, elo if last else None,
-                                              delta if last else None)
+                                              delta if last else None, len(new))
         texts = render.texts(render.render_notification, payload)
         notifications.extend({"user_id": uid, "texts": texts, "match_id": game.match_id,
                               "player_id": player_id} for uid in followers)

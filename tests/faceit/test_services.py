@@ -235,6 +235,26 @@ async def test_a_baseline_taken_at_subscribe_makes_the_first_scan_notify(sandbox
     assert f"Elo +{finished['elo_changes'][pid]} " in note["texts"]["en"][0]
 
 
+async def test_two_matches_between_scans_end_with_their_total_elo_change(sandbox: FaceitSandbox,
+                                                                        progress: ProgressLog) -> None:
+    """FACEIT tells the Elo now, not per match: the later notification carries the total, said so."""
+    player = sandbox.world()["players"][14]
+    pid = player["player_id"]
+    baseline = await services.monitoring_baseline(pid)
+    await store.subscribe(7, pid, player["nickname"])
+    await (await get_faceit_context()).store.set_monitor_state(pid, baseline, if_absent=True)
+    start = (baseline["finished_at"] or time.time()) + 60
+    won = sandbox.finish_match(player_id=pid, won=True, at=start)
+    lost = sandbox.finish_match(player_id=pid, won=False, at=start + 3600)
+    first, second = (await services.monitor_matches([7], progress))["notifications"]
+    assert (first["match_id"], second["match_id"]) == (won["match_id"], lost["match_id"])
+    assert "Elo" not in first["texts"]["en"][0]
+    total = won["elo_changes"][pid] + lost["elo_changes"][pid]
+    sign = "+" if total > 0 else "−" if total < 0 else ""
+    assert f"Elo {sign}{abs(total)} over the last 2 matches → " in second["texts"]["en"][0]
+    assert "за последние 2 матча" in second["texts"]["ru"][0]
+
+
 async def test_monitoring_survives_one_failing_player(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
     players = sandbox.world()["players"][8:10]
     for p in players:
