@@ -233,13 +233,24 @@ class BotServices:
         return record
 
     async def cancel(self, job_id: str, user_id: int) -> CancelOutcome:
+        """Cancel the job, or, when others asked for it too, stop waiting for it alone (``left``:
+        the user's message and limits let go of it, the others still get it). ``shared`` when
+        members of a group watch the asker's message: it is theirs too."""
         # Another member's Cancel button in a group: the job is there, just not theirs.
         record = await self.job_of_user(job_id, user_id, not_theirs="not_your_job")
         if record.is_final:
             return CancelOutcome(record.status, record)
         others = [u for u in record.user_ids if u != int(user_id)]
         if others and not self.is_admin(user_id):
-            return CancelOutcome("shared", record)
+            if record.watchers:
+                return CancelOutcome("shared", record)
+            left = await asyncio.to_thread(self.manager.jobs.leave, job_id, int(user_id))
+            if left == "left":
+                await self.redis.zrem(self.keys.user_active(user_id), job_id)  # no longer theirs to count
+                logger.info("job %s: user %s stopped waiting for it; others still do", job_id, user_id)
+                return CancelOutcome("left", record)
+            if left != "alone":  # ended meanwhile
+                return CancelOutcome(left, record)
         try:
             outcome = await asyncio.to_thread(self.manager.cancel_job, job_id)
         except UnknownJobError:

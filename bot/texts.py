@@ -157,6 +157,11 @@ TEXTS: dict[str, dict[str, str]] = {
                      "ru": "Отменить задачу <code>{job_id}</code> может только тот, кто её запросил."},
     "cancel_too_late": {"en": "Job <code>{job_id}</code> has already ended: {status}.",
                         "ru": "Задача <code>{job_id}</code> уже завершена: {status}."},
+    "cancel_left": {
+        "en": "✖ {kind}: canceled for you; the others who asked for it still get it.\nJob <code>{job_id}</code>",
+        "ru": "✖ {kind}: отменено для вас; остальные, кто это запросил, всё равно получат результат.\n"
+              "Задача <code>{job_id}</code>",
+    },
     "cancel_shared": {
         "en": "Other people wait for job <code>{job_id}</code> too, so it keeps running.",
         "ru": "Задачу <code>{job_id}</code> ждут и другие пользователи, поэтому она продолжается.",

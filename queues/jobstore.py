@@ -400,6 +400,26 @@ return {status, #requesters, acked}
 """
 
 # ARGV: prefix, id, now, result_ttl, limit, failure_ttl.  Returns the status after the call.
+# ARGV: prefix, id, user id. One requester leaves a job others still wait for (their Cancel):
+# → "left"; "alone" when nobody else asked (the caller cancels the job instead); "not_requester";
+# "missing"; or the final status the job already had.
+_LEAVE = _LUA_COMMON + """
+local prefix, id, user = ARGV[1], ARGV[2], ARGV[3]
+local jk = prefix .. "job:" .. id
+local st = redis.call("HGET", jk, "status")
+if not st then return "missing" end
+if st == "succeeded" or st == "failed" or st == "canceled" then return st end
+local kept, found = {}, false
+for _, r in ipairs(decode_array(redis.call("HGET", jk, "requesters"))) do
+  if encode_exact(r["user_id"]) == user then found = true else table.insert(kept, r) end
+end
+if not found then return "not_requester" end
+if #kept == 0 then return "alone" end
+redis.call("HSET", jk, "requesters", encode_array(kept))
+redis.call("ZREM", prefix .. "jobs:user:" .. user, id)
+return "left"
+"""
+
 _CANCEL = _LUA_COMMON + """
 local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local result_ttl, limit, failure_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -600,6 +620,7 @@ class JobStore:
         self._begin = client.register_script(_BEGIN)
         self._finish = client.register_script(_FINISH)
         self._cancel = client.register_script(_CANCEL)
+        self._leave = client.register_script(_LEAVE)
         self._reset = client.register_script(_RESET)
         self._progress = client.register_script(_PROGRESS)
         # Begin and finish run once per job on a worker's hot path: straight to a connection
@@ -738,6 +759,10 @@ class JobStore:
         return str(self._cancel(args=[
             self.prefix, job_id, repr(time.time()), self.result_ttl, self.index_limit, self.failure_ttl,
         ]))
+
+    def leave(self, job_id: str, user_id: int) -> str:
+        """``user_id`` stops waiting for a job others asked for too (see :data:`_LEAVE`)."""
+        return str(self._leave(args=[self.prefix, job_id, str(int(user_id))]))
 
     def reset_for_requeue(self, job_id: str) -> str:
         """Put a failed or canceled record back to ``queued``; returns the status it had."""

@@ -12,7 +12,7 @@ from bot.replies import answer
 from bot.routers.common import command
 from bot.services import BotServices, CancelOutcome
 from bot.texts import t
-from bot.views import CANCEL_PREFIX, canceled_text, status_text, status_word
+from bot.views import CANCEL_PREFIX, canceled_text, kind_name, status_text, status_word
 
 JOB_ID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -38,15 +38,20 @@ def _cancel_answer(result: CancelOutcome, job_id: str, lang: str) -> str:
         return t("canceling", lang, job_id=job_id)
     if result.outcome == "shared":
         return t("cancel_shared", lang, job_id=job_id)
+    if result.outcome == "left":
+        return t("cancel_left", lang, kind=kind_name(result.record.actor, lang), job_id=job_id)
     return t("cancel_too_late", lang, job_id=job_id, status=status_word(result.outcome, lang))
 
 
 async def _show_canceled(bot: Bot, result: CancelOutcome, user_id: int, job_id: str) -> None:
-    """A job canceled before it ran never reaches a worker: its message is updated here."""
+    """A job canceled before it ran never reaches a worker, and one the user stopped waiting for
+    no longer shows them anything: their message is updated here."""
     for requester in result.record.requesters:
         if int(requester.get("user_id", 0)) == int(user_id) and requester.get("message_id"):
-            await bot.edit_message_text(text=canceled_text(job_id, result.record.actor, requester.get("lang") or "en"),
-                                        chat_id=int(requester.get("chat_id") or user_id),
+            lang = requester.get("lang") or "en"
+            text = (_cancel_answer(result, job_id, lang) if result.outcome == "left"
+                    else canceled_text(job_id, result.record.actor, lang))
+            await bot.edit_message_text(text=text, chat_id=int(requester.get("chat_id") or user_id),
                                         message_id=int(requester["message_id"]))
 
 
@@ -57,7 +62,7 @@ async def cancel(message: Message, command: CommandObject, lang: str, services: 
         return
     result = await services.cancel(job_id, message.from_user.id)
     await answer(message, _cancel_answer(result, job_id, lang))
-    if result.outcome == "canceled":
+    if result.outcome in ("canceled", "left"):
         await _show_canceled(bot, result, message.from_user.id, job_id)
 
 
@@ -67,13 +72,15 @@ async def cancel_button(query: CallbackQuery, lang: str, services: BotServices) 
         await query.answer()
         return
     result = await services.cancel(job_id, query.from_user.id)
-    short = {"canceled": "cancel_short", "canceling": "canceling_short"}.get(result.outcome)
+    short = {"canceled": "cancel_short", "canceling": "canceling_short", "left": "cancel_short"}.get(result.outcome)
     if short is None:
         await query.answer(re.sub(r"<[^>]+>", "", _cancel_answer(result, job_id, lang))[:190], show_alert=True)
         return
     await query.answer(t(short, lang))
-    if result.outcome == "canceled" and query.message is not None:
+    if query.message is not None and result.outcome == "canceled":
         await query.message.edit_text(canceled_text(job_id, result.record.actor, lang))
+    elif query.message is not None and result.outcome == "left":
+        await query.message.edit_text(_cancel_answer(result, job_id, lang))
 
 
 def build() -> Router:

@@ -390,6 +390,29 @@ def test_in_a_group_a_second_member_asking_for_the_same_match_is_pointed_at_the_
     assert not [e for e in group_messages if e["message_id"] == pointer["message_id"] and e["kind"] == "edited"]
 
 
+def test_one_of_two_users_cancelling_a_shared_job_lets_go_of_it_alone(stack: Stack, tg, faceit_faults):
+    faceit_faults(latency_ms=1500)
+    stack.clear_faceit_cache()  # the analysis asks FACEIT, slowly: the press comes while it runs
+    leaving, staying = new_user(), new_user()
+    link = f"https://www.faceit.com/en/cs2/room/{stack.world['matches']['FINISHED'][4]}"
+    stack.say(leaving, link)
+    first = stack.first_reply(leaving)
+    stack.say(staying, link)
+    joined = stack.first_reply(staying)
+    job_id = job_id_in(first["text"])
+    assert job_id_in(joined["text"]) == job_id
+    # The bot records each answer's message just after sending it (off the reply's path).
+    wait_until(lambda: all(r.get("message_id") for r in json.loads(stack.job(job_id)["requesters"])))
+    tg.click(leaving, first["message_id"], f"cancel:{job_id}")
+    left = stack.wait(leaving, lambda es: next((e for e in es if e["kind"] == "edited" and
+                                                "canceled for you" in (e["text"] or "")), None))
+    assert not left.get("reply_markup")
+    assert "Match finished" in stack.final_of(staying, joined["message_id"])["text"]  # the other still gets it
+    delivery_result(stack, job_id)
+    assert not [e for e in stack.events(leaving) if e["kind"] == "edited" and is_final_text(e["text"])
+                and "canceled for you" not in e["text"]]
+
+
 def test_asking_twice_for_the_same_match_leaves_no_message_behind(stack: Stack, tg, faceit_faults):
     faceit_faults(latency_ms=150)
     stack.clear_faceit_cache()  # still running when asked again

@@ -326,3 +326,21 @@ async def test_player_reports_lists_and_subscriptions_are_shared_and_repeats_rec
     follow = await services.start_subscription(asker(84), player)
     assert (await services.start_subscription(asker(84), player)).again
     assert (await services.start_subscription(asker(85), player)).job_id == follow.job_id
+
+
+async def test_cancelling_a_shared_job_lets_go_of_it_and_the_last_one_cancels_it(services, redis_client):
+    """Two users in their private chats wait for one job: the first Cancel lets that user go (their
+    message, their limits; the other still gets it), the last one cancels the job."""
+    first = await services.start_match_analysis(asker(91), parse_match_ref(ROOM))
+    second = await services.start_match_analysis(asker(92), parse_match_ref(ROOM))
+    for job in (first, second):
+        await services.confirm(job, job.user_id, 9000 + job.user_id)
+    assert second.job_id == first.job_id
+    assert (await services.cancel(first.job_id, 91)).outcome == "left"
+    record = services.manager.get_job(first.job_id)
+    assert record.status == "queued" and [r["user_id"] for r in record.requesters] == [92]
+    assert redis_client.zcard("fb:bot:active:91") == 0 and redis_client.zcard("fb:bot:active:92") == 1
+    with pytest.raises(UserFacingError):  # no longer theirs
+        await services.job_of_user(first.job_id, 91)
+    assert (await services.cancel(first.job_id, 92)).outcome == "canceled"
+    assert services.manager.get_job(first.job_id).status == "canceled"
