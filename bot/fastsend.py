@@ -25,7 +25,7 @@ from aiogram.methods import SendMessage
 from aiogram.types import Message
 from aiohttp import ClientError
 
-from bot.replies import reply_parameters_json
+from bot.replies import reply_parameters_json, reply_to_json
 from bot.telegram import wait_out_flood
 
 _JSON = {"Content-Type": "application/json"}
@@ -43,10 +43,8 @@ def reply_params(message: Message, text: str, reply_markup: dict[str, Any] | Non
         params["message_thread_id"] = message.message_thread_id
     if message.business_connection_id:
         params["business_connection_id"] = message.business_connection_id
-    if reply_to is not None:
-        reply = {"message_id": int(reply_to), "allow_sending_without_reply": True}
-    else:
-        reply = reply_parameters_json(message)  # in a group: a reply, so it shows whom it answers
+    # In a group a reply, so it shows whom it answers (or ``reply_to``: the message it points at).
+    reply = reply_to_json(reply_to) if reply_to is not None else reply_parameters_json(message)
     if reply is not None:
         params["reply_parameters"] = reply
     if reply_markup is not None:

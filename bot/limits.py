@@ -90,6 +90,13 @@ return {'ok', '0'}
 """
 
 
+# KEYS: rate, active. ARGV: now, window, request id, job id, active ttl. Counts a started job.
+_RECORD = LIMITS_LUA + """
+record_request(KEYS, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5])
+return 1
+"""
+
+
 @dataclass(frozen=True)
 class LimitDecision:
     """``ok`` (with a reservation ``token``; none for a ``repeat``), or why not: ``rate`` (with
@@ -123,6 +130,7 @@ class UserLimits:
         self.job_key_prefix = job_key_prefix
         self.active_ttl = int(active_ttl)
         self._check = redis.register_script(_CHECK)
+        self._record = redis.register_script(_RECORD)
 
     def limit_keys(self, user_id: int) -> list[str]:
         """KEYS of ``check_user_limits`` and ``record_request`` (:data:`LIMITS_LUA`)."""
@@ -164,13 +172,8 @@ class UserLimits:
     async def record_started(self, user_id: int, job_id: str) -> None:
         """A request let through as a repeat started a job after all (its job ended meanwhile):
         count it, as a reservation committed to it would have been."""
-        now = time.time()
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.zadd(self.keys.user_rate(user_id), {uuid.uuid4().hex: now})
-        pipe.expire(self.keys.user_rate(user_id), int(WINDOW_SECONDS) + 1)
-        pipe.zadd(self.keys.user_active(user_id), {job_id: now})
-        pipe.expire(self.keys.user_active(user_id), self.active_ttl)
-        await pipe.execute()
+        await self._record(keys=self.limit_keys(user_id),
+                           args=[repr(time.time()), WINDOW_SECONDS, uuid.uuid4().hex, job_id, self.active_ttl])
 
     async def release(self, user_id: int, token: str) -> None:
         """Give back both the minute slot and the active slot of a reservation that started no job

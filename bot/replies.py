@@ -16,12 +16,15 @@ def in_group(message: Message) -> bool:
     return message.chat.type != "private"
 
 
+def reply_to_json(message_id: int) -> dict[str, Any]:
+    """Bot API ``reply_parameters`` for a reply to ``message_id``, sent even if that message is
+    gone meanwhile (a member deleted it): the answer still matters."""
+    return {"message_id": int(message_id), "allow_sending_without_reply": True}
+
+
 def reply_parameters_json(message: Message) -> dict[str, Any] | None:
-    """Bot API ``reply_parameters`` for an answer to ``message`` (None in a private chat). Sent
-    even if the message is gone meanwhile (a member deleted it): the answer still matters."""
-    if not in_group(message):
-        return None
-    return {"message_id": message.message_id, "allow_sending_without_reply": True}
+    """Bot API ``reply_parameters`` for an answer to ``message`` (None in a private chat)."""
+    return reply_to_json(message.message_id) if in_group(message) else None
 
 
 def reply_parameters(message: Message) -> ReplyParameters | None:

@@ -45,6 +45,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from queues.alerts import Alert
 from queues.health_texts import describe
 
 ALERT_RULES = (
@@ -135,6 +136,11 @@ class Finding:
         return {"faceit_auth": "faceit", "faceit_rate_limit": "faceit", "redis_unreachable": "redis",
                 "redis_full": "redis",
                 "redis_memory": "redis", "dead_letters": "queues", "monitor_stale": "monitor"}[self.rule]
+
+    def to_alert(self, message: str | None = None) -> Alert:
+        """This finding as a condition alert (``message``: another text than the finding's)."""
+        return Alert(level=self.level, source=self.source, message=message or self.message, rule=self.rule,
+                     subject=self.subject, details=self.details)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "level": self.level, "alert": self.alert, "score_lost": self.score_lost,

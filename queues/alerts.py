@@ -48,6 +48,14 @@ class Alert:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
 
+    def resolved(self, message: str | None = None, **details: Any) -> Alert:
+        """The resolve notice of this condition alert (its details kept, so a reader can tell the
+        condition again in another language)."""
+        return Alert(level="info", source=self.source, rule=self.rule, subject=self.subject or "-",
+                     state="resolved", message=message or f"resolved: {self.message}",
+                     details={"opened_at": self.time, "opened_level": self.level, "opened_details": self.details,
+                              **details})
+
 
 class AlertSink(Protocol):
     """Something that hears about alerts (the log, Sentry, Telegram admins)."""
@@ -144,12 +152,7 @@ class AlertStore:
             return False
         self.client.hdel(self.open_key, f"{rule}|{subject}")
         self.client.delete(self.dedupe_key(rule, subject))
-        opened = Alert.from_dict(json.loads(raw))
-        notice = Alert(
-            level="info", source=opened.source, rule=rule, subject=subject, state="resolved",
-            message=message or f"resolved: {opened.message}",
-            details={"opened_at": opened.time, "opened_level": opened.level, "opened_details": opened.details},
-        )
+        notice = Alert.from_dict(json.loads(raw)).resolved(message)
         self._append(notice)
         self._fan_out(notice)
         return True

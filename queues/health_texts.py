@@ -116,6 +116,15 @@ def _params(rule: str, subject: str, d: dict[str, Any], lang: str) -> tuple[str,
     return rule, d  # the rest use their details as they are
 
 
+def describe_or(stored: str, rule: Any, subject: Any, details: Any, lang: str) -> str:
+    """:func:`describe`, or ``stored`` (the English text recorded with it) when the rule has no
+    text here or the details are not all there (a record of an older monitor, a job's alert)."""
+    try:
+        return describe(str(rule), str(subject or "-"), details, lang)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return stored
+
+
 def describe(rule: str, subject: str, details: dict[str, Any], lang: str = "en") -> str:
     """The finding's text in ``lang`` (English when there is none in it). Raises ``KeyError`` for
     an unknown rule or missing details (a summary recorded by an older monitor: callers fall back

@@ -113,14 +113,6 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 UNLOGGED_MAX = 100
 
 
-def _resolve_notice(opened: Alert) -> Alert:
-    """The resolve notice of an episode alert told directly (Redis down, Redis full)."""
-    return Alert(level="info", source=opened.source, rule=opened.rule, subject=opened.subject, state="resolved",
-                 message=f"resolved: {opened.message}",
-                 details={"opened_at": opened.time, "opened_level": opened.level, "opened_details": opened.details,
-                          "outage_seconds": round(time.time() - opened.time, 1)})
-
-
 class QueueMonitor:
     """Collects, records and judges the pipeline's state. See the module docstring."""
 
@@ -418,8 +410,7 @@ class QueueMonitor:
             if not finding.alert:
                 continue
             active.add((finding.rule, finding.subject))
-            self.alerts.emit(Alert(level=finding.level, source=finding.source, message=finding.message,
-                                   rule=finding.rule, subject=finding.subject, details=finding.details))
+            self.alerts.emit(finding.to_alert())
         for alert in self.alerts.open_alerts():
             key = (alert.rule, alert.subject or "-")
             if alert.rule not in ALERT_RULES or alert.rule == "redis_unreachable":
@@ -450,14 +441,13 @@ class QueueMonitor:
         """The alert log is in Redis: tell the sinks directly, once per outage."""
         if self._outage is not None:
             return
-        self._outage = Alert(level=finding.level, source=finding.source, message=finding.message,
-                             rule=finding.rule, subject=finding.subject, details=finding.details)
+        self._outage = finding.to_alert()
         self._tell_directly(self._outage)
 
     def _end_outage(self) -> None:
         """Redis answers again: send the outage's resolve notice (the log takes both when it can)."""
         if self._outage is not None:
-            self._tell_directly(_resolve_notice(self._outage))
+            self._tell_directly(self._outage.resolved(outage_seconds=round(time.time() - self._outage.time, 1)))
             self._outage = None
 
     def _track_full(self, refused: bool, findings: list[Finding]) -> None:
@@ -467,22 +457,18 @@ class QueueMonitor:
         writes went through (memory hovering at the limit is one episode, not one per swing)."""
         if refused:
             self._full_clear = 0
-            if self._full is None:
-                full = next((f for f in findings if f.rule == "redis_full"), None)
+            if self._full is None:  # the tick judged the snapshot as refusing writes: the finding is there
+                full = next(f for f in findings if f.rule == "redis_full")
                 others = [f.message for f in findings if f.alert and f.rule != "redis_memory"]
-                message = full.message if full is not None else "Redis refuses writes"
-                if others:
-                    message += "; also: " + "; ".join(others)
-                self._full = Alert(level="critical", source="redis", message=message, rule="redis_full",
-                                   subject="-", details={**(full.details if full else {}), "also": others})
-                logger.error("monitor: %s", message)
+                self._full = full.to_alert(full.message + ("; also: " + "; ".join(others) if others else ""))
+                logger.error("monitor: %s", self._full.message)
                 self._tell_directly(self._full)
             return
         if self._full is None:
             return
         self._full_clear += 1
         if self._full_clear >= self.resolve_after:
-            self._tell_directly(_resolve_notice(self._full))
+            self._tell_directly(self._full.resolved(outage_seconds=round(time.time() - self._full.time, 1)))
             self._full, self._full_clear = None, 0
             try:
                 self._write_unlogged()

@@ -19,8 +19,7 @@ from bot.services import BotServices
 from bot.texts import escape, t
 from bot.views import status_word
 from faceit.htmltext import split_html
-from queues.alert_rules import DEDUCTIONS
-from queues.health_texts import describe
+from queues.health_texts import describe_or
 
 MAX_ALERTS_SHOWN = 15
 
@@ -51,28 +50,18 @@ async def queues(message: Message, lang: str, services: BotServices) -> None:
 def alert_text(alert: Any, lang: str) -> str:
     """A monitor's condition alert (or its resolve notice) told again in ``lang`` from its rule
     and details; any other alert (a job's failure) as it was written."""
-    if alert.rule in DEDUCTIONS:
-        try:
-            if alert.state == "fired":
-                return describe(alert.rule, alert.subject or "-", alert.details, lang)
-            if alert.state == "resolved":
-                opened = alert.details["opened_details"]
-                return t("resolved", lang) + " " + describe(alert.rule, alert.subject or "-", opened, lang)
-        except (KeyError, TypeError, ValueError):
-            pass
-    return str(alert.message)
+    if alert.state == "resolved" and isinstance(alert.details.get("opened_details"), dict):
+        told = describe_or("", alert.rule, alert.subject, alert.details["opened_details"], lang)
+        return f"{t('resolved', lang)} {told}" if told else str(alert.message)
+    return describe_or(str(alert.message), alert.rule, alert.subject, alert.details, lang)
 
 
 def health_reasons(health: dict[str, Any], lang: str) -> list[str]:
     """Why the score is below 100, in the admin's language: each component's rule and details
     told again (:mod:`queues.health_texts`); its stored English reason when that cannot be done
     (a summary without details, from the dashboard's own estimate or an older monitor)."""
-    reasons = []
-    for component in health.get("components") or []:
-        try:
-            reasons.append(describe(component["rule"], component["subject"], component["details"], lang))
-        except (KeyError, TypeError, ValueError):
-            reasons.append(str(component.get("reason", "")))
+    reasons = [describe_or(str(c.get("reason", "")), c.get("rule"), c.get("subject"), c.get("details"), lang)
+               for c in health.get("components") or []]
     return reasons or [str(reason) for reason in health.get("reasons") or []]
 
 

@@ -344,3 +344,12 @@ async def test_cancelling_a_shared_job_lets_go_of_it_and_the_last_one_cancels_it
         await services.job_of_user(first.job_id, 91)
     assert (await services.cancel(first.job_id, 92)).outcome == "canceled"
     assert services.manager.get_job(first.job_id).status == "canceled"
+
+
+async def test_a_started_job_recorded_after_the_fact_counts_in_both_limits(services, redis_client):
+    """What the general path does when a request let through as a repeat started a job after all
+    (its job ended between the check and the write): counted as a committed reservation is."""
+    await services.limits.record_started(95, "job-95")
+    assert redis_client.zrange("fb:bot:active:95", 0, -1) == ["job-95"]
+    assert redis_client.zcard("fb:bot:rate:95") == 1
+    assert 0 < redis_client.ttl("fb:bot:rate:95") <= 61 and redis_client.ttl("fb:bot:active:95") > 61
