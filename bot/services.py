@@ -127,6 +127,12 @@ class BotServices:
     async def set_language(self, user_id: int, lang: str) -> None:
         await self.redis.hset(self.keys.user_languages(), str(int(user_id)), lang)
 
+    async def note_language(self, user_id: int, lang: str) -> None:
+        """Remember the language a user was just answered in, for messages sent to them outside a
+        request (an admin's alerts on Telegram, as a follower's notifications): ``/lang`` still
+        overrides it."""
+        await self.redis.hset(self.keys.user_seen_languages(), str(int(user_id)), lang)
+
     async def set_blocked(self, user_id: int, blocked: bool) -> None:
         """``my_chat_member`` updates: the user blocked (or unblocked) the bot."""
         if blocked:

@@ -228,11 +228,6 @@ TEXTS: dict[str, dict[str, str]] = {
     "alerts_title": {"en": "<b>Alerts, last {hours} h</b> ({count}, times in UTC)",
                      "ru": "<b>Алерты за {hours} ч</b> ({count}, время UTC)"},
     "no_alerts": {"en": "No alerts in the last {hours} h.", "ru": "Алертов за {hours} ч нет."},
-    "level_critical": {"en": "critical", "ru": "критично"},
-    "resolved": {"en": "resolved:", "ru": "решено:"},
-    "level_error": {"en": "error", "ru": "ошибка"},
-    "level_warning": {"en": "warning", "ru": "предупреждение"},
-    "level_info": {"en": "info", "ru": "инфо"},
     "requeued": {"en": "Requeued: {count}.", "ru": "Повторно поставлено в очередь: {count}."},
     "requeue_skipped": {"en": "Left alone: {count} refused for their request (bad input, not found); "
                               "/requeue &lt;job id&gt; sends one anyway.",

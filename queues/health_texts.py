@@ -7,6 +7,8 @@ the same details, so the two never say different things. English is the fallback
 
 ``describe(rule, subject, details, lang)``: ``subject`` is the queue for queue rules (``-``
 otherwise); ``details`` are a :class:`~queues.alert_rules.Finding`'s (plain numbers).
+``tell_alert(alert, lang)``: a stored alert told again in ``lang`` (``/alerts`` and the alerts
+pushed to admins on Telegram); ``level_word`` names its level.
 """
 
 from __future__ import annotations
@@ -65,6 +67,14 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 
 _TIMES = {"en": ("time", "times"), "ru": ("раз", "раза", "раз")}
+
+LEVEL_WORDS: dict[str, dict[str, str]] = {
+    "critical": {"en": "critical", "ru": "критично"},
+    "error": {"en": "error", "ru": "ошибка"},
+    "warning": {"en": "warning", "ru": "предупреждение"},
+    "info": {"en": "info", "ru": "инфо"},
+}
+RESOLVED_WORD = {"en": "resolved:", "ru": "решено:"}
 
 
 def duration(value: float, lang: str = "en") -> str:
@@ -133,3 +143,19 @@ def describe(rule: str, subject: str, details: dict[str, Any], lang: str = "en")
     texts = TEXTS[key]
     text = texts.get(lang) or texts["en"]
     return text.format(subject=subject, **values)
+
+
+def level_word(level: str, lang: str = "en") -> str:
+    """An alert level in ``lang`` (the level itself when it is not one of ours)."""
+    words = LEVEL_WORDS.get(level)
+    return (words.get(lang) or words["en"]) if words else level
+
+
+def tell_alert(alert: Any, lang: str = "en") -> str:
+    """A monitor's condition alert (or its resolve notice) told again in ``lang`` from its rule and
+    details; any other alert (a job's failure) as it was written. ``alert`` is a
+    :class:`~queues.alerts.Alert`."""
+    if alert.state == "resolved" and isinstance(alert.details.get("opened_details"), dict):
+        told = describe_or("", alert.rule, alert.subject, alert.details["opened_details"], lang)
+        return f"{RESOLVED_WORD.get(lang) or RESOLVED_WORD['en']} {told}" if told else str(alert.message)
+    return describe_or(str(alert.message), alert.rule, alert.subject, alert.details, lang)

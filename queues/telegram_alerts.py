@@ -13,7 +13,9 @@ queues what it has not seen. When Redis itself is down, ``send`` delivers at onc
 (the monitor sends a Redis-down alert only once per outage).
 
 Messages are plain text (no parse mode, so nothing needs escaping), with every secret in force
-scrubbed, and cut to Telegram's 4096 characters. Bot API calls go through aiogram against
+scrubbed, and cut to Telegram's 4096 characters. Each admin reads them in their language, as the
+bot keeps it (``/lang``, else the language of their last admin command; English while Redis is
+down), the monitor's alerts told again from their rule and details. Bot API calls go through aiogram against
 ``TELEGRAM_API_URL`` (the sandbox in tests and local runs).
 
 Keys (under ``REDIS_KEY_PREFIX``): ``alerts:telegram:pending`` (list, bounded),
@@ -69,32 +71,46 @@ def run_blocking(coro: Coroutine[Any, Any, Any]) -> Any:
     return box.get("value")
 
 
-def format_batch(alerts: list[Alert], secrets: list[str] | None = None, title: str = "FACEIT bot") -> str:
-    """One plain-text message for a batch: a headline of counts, then one line per alert."""
+_BATCH_TEXTS: dict[str, dict[str, Any]] = {
+    "en": {"alerts": ("alert", "alerts"), "count": "{n} {word}", "resolved": "resolved",
+           "head": "{title}: {n} {alerts} ({counts}), times UTC", "job": "job", "more": "… and {n} more (admin.py alerts)"},
+    "ru": {"alerts": ("алерт", "алерта", "алертов"), "count": "{word}: {n}", "resolved": "решено",
+           "head": "{title}: {n} {alerts} ({counts}), время UTC", "job": "задача",
+           "more": "… и ещё {n} (admin.py alerts)"},
+}
+
+
+def format_batch(alerts: list[Alert], secrets: list[str] | None = None, title: str = "FACEIT bot",
+                 lang: str = "en") -> str:
+    """One plain-text message for a batch in ``lang``: a headline of counts, then one line per
+    alert, the monitor's told again from their rule and details (:func:`~queues.health_texts.tell_alert`)."""
+    from faceit.i18n import plural
+    from queues.health_texts import level_word, tell_alert
     from queues.sentry import scrub
 
+    words = _BATCH_TEXTS.get(lang) or _BATCH_TEXTS["en"]
     fired = [a for a in alerts if a.state != "resolved"]
     resolved = [a for a in alerts if a.state == "resolved"]
     counts: dict[str, int] = {}
     for alert in fired:
         counts[alert.level] = counts.get(alert.level, 0) + 1
-    parts = [f"{n} {level}" for level, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 9))]
+    parts = [words["count"].format(n=n, word=level_word(level, lang))
+             for level, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 9))]
     if resolved:
-        parts.append(f"{len(resolved)} resolved")
-    head = f"{title}: {len(alerts)} alert{'s' if len(alerts) != 1 else ''} ({', '.join(parts)})"
-    lines = [head]
+        parts.append(words["count"].format(n=len(resolved), word=words["resolved"]))
+    lines = [words["head"].format(title=title, n=len(alerts), counts=", ".join(parts),
+                                  alerts=plural(len(alerts), lang, {"en": _BATCH_TEXTS["en"]["alerts"],
+                                                                     "ru": _BATCH_TEXTS["ru"]["alerts"]}))]
     ordered = sorted(fired, key=lambda a: (_ORDER.get(a.level, 9), a.time)) + sorted(resolved, key=lambda a: a.time)
     for index, alert in enumerate(ordered):
         icon = "✅" if alert.state == "resolved" else _ICONS.get(alert.level, "•")
         stamp = time.strftime("%H:%M:%S", time.gmtime(alert.time))
-        where = f" [{alert.rule}{'/' + alert.subject if alert.subject and alert.subject != '-' else ''}]" \
-            if alert.rule else ""
-        job = f" (job {alert.job_id})" if alert.job_id else ""
-        line = f"{icon} {stamp} {alert.level.upper()}{where} {alert.message}{job}"
+        job = f" ({words['job']} {alert.job_id})" if alert.job_id else ""
+        line = f"{icon} {stamp} {level_word(alert.level, lang).upper()} {alert.source}: {tell_alert(alert, lang)}{job}"
         line = str(scrub(line, secrets)) if secrets is not None else str(scrub(line))
         remaining = len(ordered) - index
         if sum(len(x) + 1 for x in lines) + len(line) + 40 > MESSAGE_LIMIT:
-            lines.append(f"… and {remaining} more (admin.py alerts)")
+            lines.append(words["more"].format(n=remaining))
             break
         lines.append(line[:1000])
     return "\n".join(lines)[:MESSAGE_LIMIT]
@@ -177,7 +193,7 @@ class TelegramAlertSink:
             pipe.execute()
         except redis.RedisError:
             # Redis is down (the monitor says so once per outage): no batching possible, send now.
-            self._deliver(format_batch([alert], self._secrets))
+            self._deliver([alert], redis_down=True)
             return
         self.flush()
 
@@ -224,7 +240,7 @@ class TelegramAlertSink:
         alerts = [Alert.from_dict(json.loads(raw)) for raw in raw_items]
         if not alerts:
             return 0
-        if not self._deliver(format_batch(alerts, self._secrets)):
+        if not self._deliver(alerts):
             # Telegram unreachable: keep the batch for the next window (bounded).
             pipe = self.client.pipeline(transaction=False)
             for raw in reversed(raw_items):
@@ -238,10 +254,35 @@ class TelegramAlertSink:
         return len(alerts)
 
     # Telegram
-    def _deliver(self, text: str) -> bool:
-        """Send ``text`` to every admin; True when at least one admin got it."""
+    def admin_languages(self) -> dict[int, str]:
+        """Each admin's language, as the bot keeps it: chosen with ``/lang``, else the one an admin
+        command last answered them in; English when Redis cannot say."""
+        from bot.keys import BotKeys
+        from bot.texts import normalize_lang
+
+        keys = BotKeys(self.prefix)
+        fields = [str(admin) for admin in self.admin_ids]
         try:
-            delivered = run_blocking(self._send_all(text))
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hmget(keys.user_languages(), fields)
+            pipe.hmget(keys.user_seen_languages(), fields)
+            chosen, seen = pipe.execute()
+        except redis.RedisError:
+            return {admin: "en" for admin in self.admin_ids}
+
+        def text(value: Any) -> str | None:
+            return value.decode() if isinstance(value, bytes) else value
+
+        return {admin: normalize_lang(text(c) or text(s)) for admin, c, s in zip(self.admin_ids, chosen, seen,
+                                                                                  strict=True)}
+
+    def _deliver(self, alerts: list[Alert], redis_down: bool = False) -> bool:
+        """Send the batch to every admin in their language (English while Redis is down); True when
+        at least one admin got it."""
+        langs = {admin: "en" for admin in self.admin_ids} if redis_down else self.admin_languages()
+        texts = {lang: format_batch(alerts, self._secrets, lang=lang) for lang in set(langs.values())}
+        try:
+            delivered = run_blocking(self._send_all({admin: texts[lang] for admin, lang in langs.items()}))
         except Exception as exc:
             self.send_failures += 1
             logger.warning("admin alerts: Telegram send failed: %s", type(exc).__name__)
@@ -249,7 +290,8 @@ class TelegramAlertSink:
         self.sent_messages += delivered
         return delivered > 0
 
-    async def _send_all(self, text: str) -> int:
+    async def _send_all(self, texts: dict[int, str]) -> int:
+        """Send each admin their text (admin id → text); returns how many got theirs."""
         from aiogram import Bot
         from aiogram.client.session.aiohttp import AiohttpSession
         from aiogram.client.telegram import TelegramAPIServer
@@ -258,7 +300,7 @@ class TelegramAlertSink:
         bot = Bot(self._token, session=session)
         delivered = 0
         try:
-            for admin in self.admin_ids:
+            for admin, text in texts.items():
                 try:
                     await bot.send_message(admin, text)
                     delivered += 1

@@ -19,12 +19,14 @@ from bot.services import BotServices
 from bot.texts import escape, t
 from bot.views import status_word
 from faceit.htmltext import split_html
-from queues.health_texts import describe_or
+from queues.health_texts import describe_or, level_word, tell_alert
 
 MAX_ALERTS_SHOWN = 15
 
 
 class IsAdmin(BaseFilter):
+    """Admin commands exist only for ``ADMIN_USER_IDS``."""
+
     async def __call__(self, message: Message, services: BotServices) -> bool:
         return message.from_user is not None and services.is_admin(message.from_user.id)
 
@@ -34,6 +36,7 @@ def _n(value: object) -> str:
 
 
 async def queues(message: Message, lang: str, services: BotServices) -> None:
+    await services.note_language(message.from_user.id, lang)  # alerts pushed to them use it
     data = await services.queue_overview()
     lines = [t("queues_title", lang)]
     for name, q in data["queues"].items():
@@ -47,15 +50,6 @@ async def queues(message: Message, lang: str, services: BotServices) -> None:
     await answer(message, "\n".join(lines))
 
 
-def alert_text(alert: Any, lang: str) -> str:
-    """A monitor's condition alert (or its resolve notice) told again in ``lang`` from its rule
-    and details; any other alert (a job's failure) as it was written."""
-    if alert.state == "resolved" and isinstance(alert.details.get("opened_details"), dict):
-        told = describe_or("", alert.rule, alert.subject, alert.details["opened_details"], lang)
-        return f"{t('resolved', lang)} {told}" if told else str(alert.message)
-    return describe_or(str(alert.message), alert.rule, alert.subject, alert.details, lang)
-
-
 def health_reasons(health: dict[str, Any], lang: str) -> list[str]:
     """Why the score is below 100, in the admin's language: each component's rule and details
     told again (:mod:`queues.health_texts`); its stored English reason when that cannot be done
@@ -66,6 +60,7 @@ def health_reasons(health: dict[str, Any], lang: str) -> list[str]:
 
 
 async def alerts(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
+    await services.note_language(message.from_user.id, lang)  # alerts pushed to them use it
     try:
         hours = float((command.args or "24").strip())
     except ValueError:
@@ -81,13 +76,14 @@ async def alerts(message: Message, command: CommandObject, lang: str, services: 
     lines = [t("alerts_title", lang, hours=shown, count=len(found))]
     for alert in found[:MAX_ALERTS_SHOWN]:
         when = time.strftime("%d.%m %H:%M", time.gmtime(alert.time))
-        lines.append(f"• {when} <b>{t('level_' + alert.level, lang)}</b> {escape(alert.source)}: "
-                     f"{escape(alert_text(alert, lang)[:200])}")
+        lines.append(f"• {when} <b>{level_word(alert.level, lang)}</b> {escape(alert.source)}: "
+                     f"{escape(tell_alert(alert, lang)[:200])}")
     for part in split_html("\n".join(lines)):  # escaped messages can pass Telegram's limit: cut whole
         await answer(message, part)
 
 
 async def requeue(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
+    await services.note_language(message.from_user.id, lang)  # alerts pushed to them use it
     args = (command.args or "").strip()
     job_id = _job_id(args) if args else None
     if args and job_id is None:

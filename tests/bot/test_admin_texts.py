@@ -3,9 +3,10 @@ from their rule and details; anything else is shown as it was written."""
 
 from __future__ import annotations
 
-from bot.routers.admin import alert_text, health_reasons
+from bot.routers.admin import health_reasons
 from queues.alert_rules import Thresholds, evaluate, health
 from queues.alerts import Alert
+from queues.health_texts import tell_alert
 
 
 def _failing_queue_snapshot() -> dict:
@@ -19,19 +20,19 @@ def test_a_condition_alert_reads_in_russian_and_other_alerts_as_written():
     (finding,) = evaluate(_failing_queue_snapshot(), Thresholds())
     fired = Alert(level=finding.level, source=finding.source, message=finding.message, rule=finding.rule,
                   subject=finding.subject, details=finding.details)
-    assert alert_text(fired, "en") == finding.message
-    assert alert_text(fired, "ru").startswith("очередь default: за последние 5,0 мин с ошибкой завершилось 50%")
+    assert tell_alert(fired, "en") == finding.message
+    assert tell_alert(fired, "ru").startswith("очередь default: за последние 5,0 мин с ошибкой завершилось 50%")
     resolved = Alert(level="info", source="monitor", message=f"resolved: {finding.message}", rule=finding.rule,
                      subject="default", state="resolved",
                      details={"opened_level": "error", "opened_details": finding.details})
-    assert alert_text(resolved, "ru").startswith("решено: очередь default: за последние 5,0 мин")
+    assert tell_alert(resolved, "ru").startswith("решено: очередь default: за последние 5,0 мин")
     job_failed = Alert(level="error", source="pipeline", message="match_analysis job failed: ValueError: x")
     old = Alert(level="error", source="monitor", message="written by an older monitor", rule="failure_rate",
                 subject="default")  # no details: told as written
     old_resolve = Alert(level="info", source="monitor", message="resolved: an older monitor's", rule="failure_rate",
                         subject="default", state="resolved", details={"opened_level": "error"})
     for alert in (job_failed, old, old_resolve):
-        assert alert_text(alert, "ru") == alert.message
+        assert tell_alert(alert, "ru") == alert.message
 
 
 def test_health_reasons_fall_back_to_the_stored_english_without_details():

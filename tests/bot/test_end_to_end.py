@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from sandbox.telegram_api import SANDBOX_BOT_TOKEN
 from tests.bot.conftest import ADMIN_ID, Stack, is_final_text, new_user, start_stack, stop_stack
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerPool
@@ -338,6 +339,18 @@ def test_admin_commands_answer_admins_and_look_unknown_to_everyone_else(stack: S
     reasons = [line for line in russian.splitlines() if line.startswith("• ")]
     assert "<b>Очереди</b>" in russian and "монитор ещё не записал ни одного снимка" in russian
     assert reasons and all(CYRILLIC.search(reason) for reason in reasons), reasons
+    # The alerts pushed to the admin now come in the language they were last answered in.
+    from queues.alerts import Alert
+    from queues.telegram_alerts import TelegramAlertSink
+
+    sink = TelegramAlertSink(stack.redis, admin_ids=[ADMIN_ID], api_url=tg.base_url, token=SANDBOX_BOT_TOKEN,
+                             batch_seconds=0.01)
+    sink.send(Alert("warning", "monitor", "queue high holds 60 waiting jobs (limit 50)", rule="queue_depth",
+                    subject="high", details={"depth": 60, "limit": 50}))
+    pushed = stack.wait(ADMIN_ID, lambda es: next((e for e in es if e["kind"] == "sent" and "FACEIT bot" in e["text"]),
+                                                  None))["text"]
+    assert pushed.startswith("FACEIT bot: 1 алерт (предупреждение: 1), время UTC")
+    assert "ПРЕДУПРЕЖДЕНИЕ monitor: очередь high: ждущих задач 60 (порог 50)" in pushed
 
 
 def test_in_a_group_only_the_member_who_asked_can_cancel_with_the_button(stack: Stack, tg, faceit_faults):

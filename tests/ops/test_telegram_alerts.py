@@ -111,6 +111,32 @@ def test_format_batch_orders_by_level_and_counts_resolves():
               Alert("info", "monitor", "resolved: x", state="resolved", rule="queue_depth", subject="high")]
     text = format_batch(alerts, [])
     lines = text.splitlines()
-    assert lines[0] == "FACEIT bot: 3 alerts (1 critical, 1 warning, 1 resolved)"
-    assert "c1" in lines[1] and "w1" in lines[2] and lines[3].startswith("✅")
-    assert "[queue_depth/high]" in lines[3]
+    assert lines[0] == "FACEIT bot: 3 alerts (1 critical, 1 warning, 1 resolved), times UTC"
+    assert "CRITICAL redis: c1" in lines[1] and "WARNING monitor: w1" in lines[2]
+    assert lines[3].startswith("✅") and lines[3].endswith("INFO monitor: resolved: x")
+
+
+def test_each_admin_reads_the_batch_in_their_language(fresh, redis_client, telegram_sandbox):
+    """The bot keeps a language per user (``/lang``, or the one an admin command last answered
+    in): the monitor's alerts are told again in it, a job's failure is shown as written."""
+    from queues.runtime import get_redis
+
+    redis_client.hset("fb:bot:lang", str(ADMINS[0]), "ru")
+    sink = make_sink(get_redis(), telegram_sandbox.base_url, batch_seconds=60)
+    failing = {"failure_rate": 0.5, "window_seconds": 300, "failed": 5, "finished": 10, "limit": 0.2}
+    opened = Alert("error", "monitor", "queue default: 50% of jobs failed in the last 5.0 min (5 of 10; limit 20%)",
+                   rule="failure_rate", subject="default", details=failing)
+    sink.send(opened)  # the first goes at once; the next two wait for the window
+    sink.send(Alert("error", "pipeline", "match_analysis job failed: UpstreamError: 503", job_id="j1"))
+    sink.send(opened.resolved())
+    assert sink.flush(force=True) == 2
+    russian, english = (sent_to(telegram_sandbox, admin) for admin in ADMINS)
+    assert russian[0]["text"].startswith("FACEIT bot: 1 алерт (ошибка: 1), время UTC")
+    assert "ОШИБКА monitor: очередь default: за последние 5,0 мин с ошибкой завершилось 50%" in russian[0]["text"]
+    assert russian[1]["text"].startswith("FACEIT bot: 2 алерта (ошибка: 1, решено: 1), время UTC")
+    assert "match_analysis job failed: UpstreamError: 503 (задача j1)" in russian[1]["text"]
+    assert "ИНФО monitor: решено: очередь default: за последние 5,0 мин" in russian[1]["text"]
+    assert english[0]["text"].startswith("FACEIT bot: 1 alert (1 error), times UTC")
+    assert "ERROR monitor: queue default: 50% of jobs failed in the last 5.0 min" in english[0]["text"]
+    assert english[1]["text"].startswith("FACEIT bot: 2 alerts (1 error, 1 resolved), times UTC")
+    assert "INFO monitor: resolved: queue default: 50% of jobs failed" in english[1]["text"]
