@@ -443,7 +443,8 @@ async def _scan_player(
     new = [g for g in games if (g.finished_at or 0) > seen_at and g.match_id != state.get("match_id")]
     if not new:
         return
-    new = list(reversed(new[:MAX_NOTIFICATIONS_PER_PLAYER]))  # oldest first
+    played = len(new)  # the Elo change below covers all of them, even those not notified
+    new = list(reversed(new[:MAX_NOTIFICATIONS_PER_PLAYER]))  # oldest first; the newest are told
     profile = await _optional(client.get_player(player_id, refresh=True))
     elo = profile.elo if profile else None
     if profile is not None:
@@ -452,16 +453,16 @@ async def _scan_player(
             renames[player_id] = profile.nickname
             nickname = profile.nickname
     before = state.get("elo")
-    delta = elo - before if elo is not None and isinstance(before, int) else None  # over all of ``new``
+    delta = elo - before if elo is not None and isinstance(before, int) else None  # over all ``played``
     followers = [uid for uid in await ctx.store.subscribers(player_id) if uid not in inactive]
     for index, game in enumerate(new):
         last = index == len(new) - 1
         payload = analysis.match_notification(player_id, nickname, game, elo if last else None,
-                                              delta if last else None, len(new))
+                                              delta if last else None, played)
         texts = render.texts(render.render_notification, payload)
         notifications.extend({"user_id": uid, "texts": texts, "match_id": game.match_id,
                               "player_id": player_id} for uid in followers)
-    counts["new_matches"] += len(new)
+    counts["new_matches"] += played
     newest = new[-1]
     marks[player_id] = {"match_id": newest.match_id, "finished_at": newest.finished_at, "elo": elo}
 

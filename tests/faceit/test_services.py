@@ -255,6 +255,27 @@ async def test_two_matches_between_scans_end_with_their_total_elo_change(sandbox
     assert "за последние 2 матча" in second["texts"]["ru"][0]
 
 
+async def test_more_matches_than_notified_are_counted_in_the_elo_change(sandbox: FaceitSandbox,
+                                                                       progress: ProgressLog) -> None:
+    """Seven matches between scans: the five newest are told, and the last one's Elo change says
+    it covers all seven (it is the Elo now against the Elo at the last scan)."""
+    player = sandbox.world()["players"][15]
+    pid = player["player_id"]
+    baseline = await services.monitoring_baseline(pid)
+    await store.subscribe(8, pid, player["nickname"])
+    await (await get_faceit_context()).store.set_monitor_state(pid, baseline, if_absent=True)
+    start = (baseline["finished_at"] or time.time()) + 60
+    played = [sandbox.finish_match(player_id=pid, won=i % 2 == 0, at=start + 3600 * i) for i in range(7)]
+    result = await services.monitor_matches([8], progress)
+    notes = result["notifications"]
+    assert [n["match_id"] for n in notes] == [m["match_id"] for m in played[2:]]
+    assert result["data"]["new_matches"] == 7
+    total = sum(m["elo_changes"][pid] for m in played)
+    sign = "+" if total > 0 else "−" if total < 0 else ""
+    assert f"Elo {sign}{abs(total)} over the last 7 matches → " in notes[-1]["texts"]["en"][0]
+    assert "за последние 7 матчей" in notes[-1]["texts"]["ru"][0]
+
+
 async def test_monitoring_survives_one_failing_player(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
     players = sandbox.world()["players"][8:10]
     for p in players:
