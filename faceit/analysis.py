@@ -29,6 +29,20 @@ FORM_MATCHES = 20  # "recent form" is the last 20 5v5 matches
 MAP_PRIOR_MATCHES = 10  # shrinkage strength: a map win rate counts as 10 extra games at 50%
 TARGETS_PER_TEAM = 2
 DANGER_WEIGHTS = {"elo": 0.35, "rating": 0.30, "kd": 0.15, "adr": 0.10, "win_rate": 0.10}
+#: Recent-form figures weigh n/(n + this) of their z-score: one match counts 1/6, twenty 4/5.
+FORM_PRIOR_MATCHES = 5
+#: Below this spread of danger scores a side has no standout player to name (about a quarter of
+#: a standard deviation: closer than that, who is "first" is noise).
+DANGER_MIN_SPREAD = 0.25
+#: A map is advised (picked, banned, said to favour a side) only on an edge of at least this much
+#: and with at least this many games of both sides' players behind it.
+MAP_MIN_EDGE = 0.02
+MAP_MIN_GAMES = 10
+#: Specialists are named from at least this many recent entries / 1v1 clutches, or from lifetime
+#: rates of a player with at least this many matches.
+MIN_ENTRIES = 5
+MIN_CLUTCHES = 3
+MIN_LIFETIME_MATCHES = 50
 ADR_PER_KPR = 105.0  # stand-in ADR for old matches without ADR: a typical damage per kill
 
 
@@ -59,12 +73,18 @@ def elo_expectation(rating: float, opponent: float) -> float:
 
 
 def elo_change(win_probability: float, k: int = ELO_K) -> dict[str, int]:
-    """Elo a side gains on a win and loses on a loss: win ``round(K·(1−p))``, loss ``−round(K·p)``.
+    """Elo a side gains on a win and loses on a loss: win ``round(K·(1−p))``, loss ``−round(K·p)``,
+    at least 1 either way (FACEIT never gives a ranked match for nothing).
 
     ±25 for equal sides; FACEIT's real figures are sometimes one point off.
     """
     p = min(1.0, max(0.0, win_probability))
-    return {"win": round_half_up(k * (1 - p)), "loss": -round_half_up(k * p)}
+    return {"win": max(1, round_half_up(k * (1 - p))), "loss": -max(1, round_half_up(k * p))}
+
+
+def shown_percent(fraction: float) -> int:
+    """A 0..1 figure as the whole percent the texts show (``fmt_pct`` with no decimals)."""
+    return round(fraction * 100)
 
 
 # Player form and rating -------------------------------------------------------------------------
@@ -145,6 +165,8 @@ def recent_form(recent: Sequence[PlayerMatchStats], limit: int = FORM_MATCHES) -
         "rating": _r(rating),
         "entry_rate": _r(entry_count / entry_rounds, 3) if entry_rounds else None,
         "entry_success": _r(entry_wins / entry_count, 3) if entry_count else None,
+        "entry_count": int(entry_count) if entry_games else None,
+        "clutch_1v1_count": int(c11_n) if c11 else None,
         "clutch_1v1": _r(sum(m.clutch_1v1_wins or 0.0 for m in c11) / c11_n, 3) if c11_n else None,
         "clutch_1v2": _r(sum(m.clutch_1v2_wins or 0.0 for m in c12) / c12_n, 3) if c12_n else None,
     }
@@ -179,14 +201,16 @@ def player_summary(data: PlayerData) -> dict[str, Any]:
     form = recent_form(data.recent)
     elo = profile.elo if profile else None
     level = (profile.level if profile and profile.level else None) or data.roster.level or level_for_elo(elo)
-    for name, fallback in (
-        ("entry_rate", life.entry_rate if life else None),
-        ("entry_success", life.entry_success if life else None),
-        ("clutch_1v1", life.clutch_1v1 if life else None),
-        ("clutch_1v2", life.clutch_1v2 if life else None),
+    for name, fallback, count_field in (
+        ("entry_rate", life.entry_rate if life else None, None),
+        ("entry_success", life.entry_success if life else None, "entry_count"),
+        ("clutch_1v1", life.clutch_1v1 if life else None, "clutch_1v1_count"),
+        ("clutch_1v2", life.clutch_1v2 if life else None, None),
     ):
         if form[name] is None and fallback is not None:
             form[name] = _r(fallback, 3)
+            if count_field:  # a lifetime rate: its weight is the lifetime matches, not recent attempts
+                form[count_field] = None
     return {
         "player_id": data.roster.player_id,
         "nickname": profile.nickname if profile and profile.nickname != "?" else data.roster.nickname,
@@ -246,8 +270,11 @@ def map_suggestions(
 ) -> dict[str, Any]:
     """Pick and ban advice for each side from the map table.
 
-    ``advantage`` of a map for faction1 is its rate minus faction2's. Each side should pick its
-    highest-advantage map and ban its lowest first (three bans listed, worst first); ties break
+    ``advantage`` of a map for faction1 is its rate minus faction2's. A map counts for advice only
+    when it has an edge of at least :data:`MAP_MIN_EDGE` and :data:`MAP_MIN_GAMES` games of both
+    sides' players behind it: with no map history every map is 50/50, and naming one is noise.
+    Each side picks its highest-advantage map that counts and bans up to three that count against
+    it, worst first, never its own pick; ``None`` and ``[]`` when nothing counts. Ties break
     alphabetically so the advice is stable.
     """
     f1, f2 = table.get("faction1", {}), table.get("faction2", {})
@@ -263,19 +290,19 @@ def map_suggestions(
             "advantage": round(r1 - r2, 4),
             "picked": mid in picked,
         })
-    by_adv = sorted(maps, key=lambda m: (-m["advantage"], m["map"]))
-    by_adv_rev = sorted(maps, key=lambda m: (m["advantage"], m["map"]))
-    advice = {
-        "faction1": {"pick": by_adv[0]["map"] if by_adv else None,
-                     "ban": [m["map"] for m in by_adv_rev[:3]]},
-        "faction2": {"pick": by_adv_rev[0]["map"] if by_adv_rev else None,
-                     "ban": [m["map"] for m in by_adv[:3]]},
-    }
+    telling = [m for m in maps if abs(m["advantage"]) >= MAP_MIN_EDGE - 1e-9
+               and (m["faction1"].get("matches") or 0) + (m["faction2"].get("matches") or 0) >= MAP_MIN_GAMES]
+    advice = {}
+    for side, sign in (("faction1", 1), ("faction2", -1)):
+        good = sorted((m for m in telling if sign * m["advantage"] > 0), key=lambda m: (-sign * m["advantage"], m["map"]))
+        bad = sorted((m for m in telling if sign * m["advantage"] < 0), key=lambda m: (sign * m["advantage"], m["map"]))
+        advice[side] = {"pick": good[0]["map"] if good else None, "ban": [m["map"] for m in bad[:3]]}
     picked_rows = [m for m in maps if m["picked"]]
     favoured = None
-    if picked_rows:
-        adv = picked_rows[0]["advantage"]
-        favoured = "faction1" if adv > 0 else "faction2" if adv < 0 else None
+    if picked_rows:  # by the figures shown: a row reading 50% 50% favours nobody
+        row = picked_rows[0]
+        shown = shown_percent(row["faction1"]["rate"]) - shown_percent(row["faction2"]["rate"])
+        favoured = "faction1" if shown > 0 else "faction2" if shown < 0 else None
     return {"maps": maps, "advice": advice, "picked": list(picked), "picked_favours": favoured}
 
 
@@ -283,7 +310,9 @@ def danger_scores(players: Sequence[dict[str, Any]]) -> dict[str, float]:
     """A danger score per player: weighted z-scores of Elo, rating, K/D, ADR and win rate.
 
     Standardised within the lobby (mean 0, sd 1 over the ten players), so it says who is
-    strong *here*; a missing figure counts as the lobby average (z = 0).
+    strong *here*; a missing figure counts as the lobby average (z = 0). The recent-form figures
+    (all but Elo) of a player with few matches say little: their z-score weighs
+    ``n / (n + FORM_PRIOR_MATCHES)``, so one 25-8 win does not outrank twenty good matches.
     """
     features = {
         "elo": [p.get("elo") for p in players],
@@ -303,8 +332,42 @@ def danger_scores(players: Sequence[dict[str, Any]]) -> dict[str, float]:
             continue
         for player, value in zip(players, values, strict=True):
             if value is not None:
-                scores[player["player_id"]] += DANGER_WEIGHTS[name] * (float(value) - mean) / sd
+                weight = 1.0 if name == "elo" else _form_weight(player)
+                scores[player["player_id"]] += DANGER_WEIGHTS[name] * weight * (float(value) - mean) / sd
     return {pid: round(score, 3) for pid, score in scores.items()}
+
+
+def _form_weight(player: dict[str, Any]) -> float:
+    n = float(player["form"].get("matches") or 0)
+    return n / (n + FORM_PRIOR_MATCHES)
+
+
+def standouts(players: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """A side's players to watch (most dangerous first) and its weakest (weakest first), by
+    danger score; both empty when the scores are too close to tell (:data:`DANGER_MIN_SPREAD`)."""
+    ranked = sorted(players, key=lambda p: (-p["danger"], p["nickname"].lower()))
+    if len(ranked) < 2 or ranked[0]["danger"] - ranked[-1]["danger"] < DANGER_MIN_SPREAD:
+        return [], []
+    return [p["player_id"] for p in ranked], [p["player_id"] for p in reversed(ranked[-TARGETS_PER_TEAM:])]
+
+
+def _enough_attempts(player: dict[str, Any], count_field: str, least: int) -> bool:
+    count = player["form"].get(count_field)
+    if count is not None:
+        return count >= least
+    return (player.get("lifetime_matches") or 0) >= MIN_LIFETIME_MATCHES  # a lifetime rate
+
+
+def specialists(players: Sequence[dict[str, Any]]) -> dict[str, str | None]:
+    """A side's best entry fragger and 1v1 clutcher (player ids), from enough attempts to mean
+    something: :data:`MIN_ENTRIES` recent entries or :data:`MIN_CLUTCHES` recent clutches, or a
+    lifetime rate over :data:`MIN_LIFETIME_MATCHES` matches when the recent matches lack the keys."""
+    best: dict[str, str | None] = {}
+    for rate, count_field, least in (("entry_success", "entry_count", MIN_ENTRIES),
+                                     ("clutch_1v1", "clutch_1v1_count", MIN_CLUTCHES)):
+        known = [p for p in players if p["form"].get(rate) is not None and _enough_attempts(p, count_field, least)]
+        best[rate] = max(known, key=lambda p, rate=rate: (p["form"][rate], p["nickname"]))["player_id"] if known else None
+    return best
 
 
 def analyse_match(match: Match, data: dict[str, PlayerData]) -> dict[str, Any]:
@@ -329,7 +392,8 @@ def analyse_match(match: Match, data: dict[str, PlayerData]) -> dict[str, Any]:
     p1, p2, source = team_win_probabilities(t1, t2, teams["faction1"]["avg_elo"], teams["faction2"]["avg_elo"])
     for key, p in (("faction1", p1), ("faction2", p2)):
         teams[key]["win_probability"] = round(p, 4)
-        teams[key]["elo_change"] = elo_change(p)
+        # A hub or tournament room may not count for Elo (``calculate_elo`` false): nothing at stake.
+        teams[key]["elo_change"] = None if match.calculate_elo is False else elo_change(p)
     pool = list(match.map_pool) or list(ACTIVE_MAP_POOL)
     lifetimes = {key: [(data.get(p.player_id) or PlayerData(p)).lifetime for p in f.roster]
                  for key, f in match.teams.items()}
@@ -340,10 +404,11 @@ def analyse_match(match: Match, data: dict[str, PlayerData]) -> dict[str, Any]:
     for player in everyone:
         player["danger"] = danger[player["player_id"]]
     for key, other in (("faction1", "faction2"), ("faction2", "faction1")):
-        ranked = sorted(teams[other]["players"], key=lambda p: (-p["danger"], p["nickname"].lower()))
-        teams[key]["threats"] = [p["player_id"] for p in ranked]
-        teams[key]["targets"] = [p["player_id"] for p in reversed(ranked[-TARGETS_PER_TEAM:])]
-    favourite = "faction1" if p1 > p2 else "faction2" if p2 > p1 else None
+        teams[key]["threats"], teams[key]["targets"] = standouts(teams[other]["players"])
+        teams[key]["specialists"] = specialists(teams[key]["players"])
+    # By the chances shown: "win 50% / win 50%" has no favourite, whatever the third decimal says.
+    shown1, shown2 = shown_percent(p1), shown_percent(p2)
+    favourite = "faction1" if shown1 > shown2 else "faction2" if shown2 > shown1 else None
     return {
         "match_id": match.match_id,
         "status": match.status,

@@ -44,9 +44,13 @@ L: dict[str, tuple[str, str]] = {
     "pick": ("pick", "пик"),
     "ban": ("ban", "бан"),
     "favours": ("favours", "в пользу"),
+    "no_map_edge": ("no clear map edge", "явного перевеса на картах нет"),
     "danger": ("Who to watch", "Опасные игроки"),
     "threats": ("opponents to watch", "опасны у соперника"),
     "targets": ("their weakest", "слабое звено соперника"),
+    "no_standout": ("the opponents are too close to single anyone out",
+                    "игроки соперника слишком равны, чтобы кого-то выделить"),
+    "no_elo_at_stake": ("no Elo at stake", "Elo не меняется"),
     "entry": ("entry wins", "лучший на открытии"),
     "clutch": ("1v1 won", "клатчи 1 на 1"),
     "finished_title": ("Match finished", "Матч завершён"),
@@ -171,11 +175,12 @@ def render_match_analysis(data: dict[str, Any], lang: str) -> str:
     lines.append("")
     for idx, key in enumerate(("faction1", "faction2"), start=1):
         team = teams[key]
-        change = team["elo_change"]
+        change = team.get("elo_change")
+        stake = (f"Elo {fmt_signed(change['win'], lang)} / {fmt_signed(change['loss'], lang)}" if change
+                 else t("no_elo_at_stake", lang))
         lines.append(
             f"<b>[{idx}] {e(team['name'])}</b> — {t('avg_elo', lang)} {fmt_int(team['avg_elo'], lang)} · "
-            f"{t('win_chance', lang)} {fmt_pct(team['win_probability'], lang, fraction=True)} · "
-            f"Elo {fmt_signed(change['win'], lang)} / {fmt_signed(change['loss'], lang)}"
+            f"{t('win_chance', lang)} {fmt_pct(team['win_probability'], lang, fraction=True)} · {stake}"
         )
     source = data.get("probability_source", "none")
     lines.append(f"<i>{t('estimate_' + source if source in ('faceit', 'elo') else 'estimate_none', lang)}</i>")
@@ -186,7 +191,7 @@ def render_match_analysis(data: dict[str, Any], lang: str) -> str:
         lines.append("")
         lines.append(f"<b>[{idx}] {e(team['name'])}</b>")
         lines.append("<pre>" + _player_table(team["players"], lang) + "</pre>")
-        special = _specialists(team["players"], lang)
+        special = _specialists(team, lang)
         if special:
             lines.append(special)
     lines.append(f"<i>{t('form_hint', lang)}</i>")
@@ -212,13 +217,14 @@ def _player_table(players: list[dict[str, Any]], lang: str) -> str:
     return "\n".join(rows)
 
 
-def _specialists(players: list[dict[str, Any]], lang: str) -> str:
-    """The side's best entry fragger and clutcher, when the stats carry those keys."""
+def _specialists(team: dict[str, Any], lang: str) -> str:
+    """The side's best entry fragger and clutcher, when enough attempts name one
+    (:func:`faceit.analysis.specialists`)."""
+    by_id = {p["player_id"]: p for p in team["players"]}
     parts = []
     for field, label in (("entry_success", "entry"), ("clutch_1v1", "clutch")):
-        known = [p for p in players if p["form"].get(field) is not None]
-        if known:
-            best = max(known, key=lambda p: (p["form"][field], p["nickname"]))
+        best = by_id.get((team.get("specialists") or {}).get(field) or "")
+        if best is not None:
             parts.append(f"{t(label, lang)}: {e(best['nickname'])} {fmt_pct(best['form'][field], lang, fraction=True)}")
     return " · ".join(parts)
 
@@ -248,9 +254,12 @@ def _maps_block(data: dict[str, Any], lang: str) -> list[str]:
     else:
         for idx, key in enumerate(("faction1", "faction2"), start=1):
             advice = maps["advice"][key]
-            bans = ", ".join(map_label(m) for m in advice["ban"])
-            lines.append(f"[{idx}] {e(teams[key]['name'])}: {t('pick', lang)} <b>{e(map_label(advice['pick']))}</b>"
-                         f" · {t('ban', lang)} {e(bans)}")
+            said = []
+            if advice.get("pick"):
+                said.append(f"{t('pick', lang)} <b>{e(map_label(advice['pick']))}</b>")
+            if advice.get("ban"):
+                said.append(f"{t('ban', lang)} {e(', '.join(map_label(m) for m in advice['ban']))}")
+            lines.append(f"[{idx}] {e(teams[key]['name'])}: " + (" · ".join(said) or t("no_map_edge", lang)))
     return lines
 
 
@@ -260,9 +269,13 @@ def _danger_block(data: dict[str, Any], lang: str) -> list[str]:
     lines = [f"⚠️ <b>{t('danger', lang)}</b>"]
     for idx, key in enumerate(("faction1", "faction2"), start=1):
         team = teams[key]
+        # Both lists name the other side's players, as this team meets them; none when they are
+        # too close to tell apart.
+        if not team["threats"]:
+            lines.append(f"[{idx}] {e(team['name'])}: {t('no_standout', lang)}")
+            continue
         threats = ", ".join(e(nick[p]) for p in team["threats"][:2])
         targets = ", ".join(e(nick[p]) for p in team["targets"])
-        # Both lists name the other side's players, as this team meets them.
         lines.append(f"[{idx}] {e(team['name'])}: {t('threats', lang)} <b>{threats}</b> · "
                      f"{t('targets', lang)}: {targets}")
     return lines

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from faceit import analysis
+from faceit import analysis, render
 from faceit.models import LifetimeStats, Match, PlayerMatchStats, PlayerProfile, RosterPlayer
 
 
@@ -82,6 +82,36 @@ def test_equal_teams_trade_25() -> None:
     assert analysis.elo_expectation(1234, 1234) == 0.5
 
 
+def test_a_ranked_match_always_moves_elo_by_at_least_one() -> None:
+    # 2400 against 1600: E = 1 / (1 + 10^-2) = 0.990; a win would be round(0.495) = 0 without the floor
+    favourite = analysis.elo_expectation(2400, 1600)
+    assert analysis.elo_change(favourite) == {"win": 1, "loss": -50}
+    assert analysis.elo_change(1 - favourite) == {"win": 50, "loss": -1}
+    assert analysis.elo_change(1.0) == {"win": 1, "loss": -50}
+
+
+def test_a_room_that_does_not_count_for_elo_has_no_elo_at_stake() -> None:
+    raw = _raw_match()
+    raw["calculate_elo"] = False  # a hub or tournament room
+    match = Match.from_api(raw)
+    result = analysis.analyse_match(match, _data(match, {1: 1500, 2: 1400}))
+    assert result["teams"]["faction1"]["elo_change"] is None and result["teams"]["faction2"]["elo_change"] is None
+    assert result["teams"]["faction1"]["win_probability"] == pytest.approx(0.6401, abs=1e-4)  # the chance stays
+    text = "".join(render.texts(render.render_match_analysis, result)["en"])
+    assert "win 64% · no Elo at stake" in text and "Elo +" not in text
+    assert "Elo не меняется" in "".join(render.texts(render.render_match_analysis, result)["ru"])
+
+
+def test_no_favourite_when_the_chances_shown_are_equal() -> None:
+    # FACEIT says 0.504 / 0.496: both read "win 50%"; naming a favourite would contradict them
+    match = Match.from_api(_raw_match(p1=0.504))
+    result = analysis.analyse_match(match, _data(match, {1: 1500, 2: 1500}))
+    assert result["favourite"] is None
+    assert "Even match" in "".join(render.texts(render.render_match_analysis, result)["en"])
+    assert analysis.analyse_match(Match.from_api(_raw_match(p1=0.51)), _data(match, {1: 1500, 2: 1500})
+                                  )["favourite"] == "faction1"
+
+
 def test_map_suggestions_with_shrinkage() -> None:
     # Shrunk rate (W + 5) / (N + 10):
     #   team 1: Mirage (20 + 5)/(30 + 10) = 0.625, Nuke (2 + 5)/(10 + 10) = 0.35, Inferno 0.5
@@ -99,8 +129,9 @@ def test_map_suggestions_with_shrinkage() -> None:
     assert rows["de_mirage"]["advantage"] == pytest.approx(0.125)
     assert rows["de_nuke"]["advantage"] == pytest.approx(-0.35)
     assert rows["de_mirage"]["faction1"]["matches"] == 150  # five players × 30 games
-    assert maps["advice"]["faction1"] == {"pick": "de_mirage", "ban": ["de_nuke", "de_inferno", "de_mirage"]}
-    assert maps["advice"]["faction2"] == {"pick": "de_nuke", "ban": ["de_mirage", "de_inferno", "de_nuke"]}
+    # Inferno is even (no edge): neither picked nor banned; no side bans the map it picks
+    assert maps["advice"]["faction1"] == {"pick": "de_mirage", "ban": ["de_nuke"]}
+    assert maps["advice"]["faction2"] == {"pick": "de_nuke", "ban": ["de_mirage"]}
     assert maps["pool_source"] == "veto"
     assert maps["picked"] == [] and maps["picked_favours"] is None
 
@@ -113,6 +144,30 @@ def test_picked_map_is_highlighted_and_favours_the_stronger_side() -> None:
     assert maps["picked"] == ["de_nuke"]
     assert [row["map"] for row in maps["maps"] if row["picked"]] == ["de_nuke"]
     assert maps["picked_favours"] == "faction2"
+
+
+def test_no_map_advice_without_history_or_from_a_handful_of_games() -> None:
+    pool = ["de_mirage", "de_nuke", "de_inferno"]
+    match = Match.from_api(_raw_match(pool=pool))
+    nobody = analysis.analyse_match(match, _data(match, {1: 1500, 2: 1500}))
+    assert nobody["maps"]["advice"] == {"faction1": {"pick": None, "ban": []}, "faction2": {"pick": None, "ban": []}}
+    text = "".join(render.texts(render.render_match_analysis, nobody)["en"])
+    assert "[1] team_1: no clear map edge" in text and "pick <b>" not in text
+    # One player 3/3 on Nuke, nobody else with any history: (3 + 5)/(3 + 10) = 61.5% for one of
+    # five, a 2.3-point edge from 3 games (under MAP_MIN_GAMES): still no advice
+    data = _data(match, {1: 1500, 2: 1500})
+    data[_pid(1, 0)].lifetime = _lifetime({"Nuke": (3, 3)})
+    thin = analysis.analyse_match(match, data)["maps"]
+    assert {row["map"]: row["advantage"] for row in thin["maps"]}["de_nuke"] == pytest.approx(0.0231, abs=1e-4)
+    assert thin["advice"]["faction1"] == {"pick": None, "ban": []}
+
+
+def test_a_picked_map_shown_even_favours_nobody() -> None:
+    # Mirage 101/200 against 100/200: (106/210 = 50.5%) and (105/210 = 50.0%) both read 50%
+    match = Match.from_api(_raw_match(pool=["de_mirage", "de_nuke"], pick=["de_mirage"]))
+    lifetimes = {1: _lifetime({"Mirage": (200, 101)}), 2: _lifetime({"Mirage": (200, 100)})}
+    maps = analysis.analyse_match(match, _data(match, {1: 1500, 2: 1500}, lifetimes))["maps"]
+    assert maps["maps"][0]["advantage"] > 0 and maps["picked_favours"] is None
 
 
 def test_active_pool_is_used_without_a_veto() -> None:
@@ -198,6 +253,46 @@ def test_danger_ranking_standardises_within_the_lobby() -> None:
     assert len(team1["targets"]) == 2 and weak not in result["teams"]["faction2"]["targets"]
     scores = [p["danger"] for t in result["teams"].values() for p in t["players"]]
     assert math.isclose(sum(scores), 0.0, abs_tol=1e-2)  # z-scores over the lobby sum to zero
+
+
+def test_one_good_match_does_not_outrank_twenty() -> None:
+    """Recent form from one match says little: a 25-8 win does not make the lobby's lowest Elo its
+    most dangerous player over one with twenty solid matches and the highest Elo."""
+    match = Match.from_api(_raw_match())
+    data = _data(match, {1: 1300, 2: 1300})
+    average = [_stat(f"a{i}", i % 2 == 0, 16, 16, 4, 22, 75.0, 7, at=100 - i) for i in range(20)]
+    for player in data.values():
+        player.recent = list(average)
+    lucky, solid = _pid(2, 0), _pid(2, 1)
+    data[lucky].profile.elo = 1210  # type: ignore[union-attr]
+    data[lucky].recent = [_stat("l", True, 25, 8, 3, 21, 130.0, 12)]
+    data[solid].profile.elo = 1340  # type: ignore[union-attr]
+    data[solid].recent = [_stat(f"s{i}", i % 5 >= 2, 23, 18, 4, 22, 85.0, 10, at=100 - i) for i in range(20)]
+    team1 = analysis.analyse_match(match, data)["teams"]["faction1"]
+    assert team1["threats"][0] == solid
+
+
+def test_nobody_is_singled_out_when_the_opponents_are_alike() -> None:
+    match = Match.from_api(_raw_match())
+    result = analysis.analyse_match(match, _data(match, {1: 1500, 2: 1400}))  # each side's five identical
+    assert result["teams"]["faction1"]["threats"] == [] and result["teams"]["faction1"]["targets"] == []
+    text = "".join(render.texts(render.render_match_analysis, result)["en"])
+    assert "[1] team_1: the opponents are too close to single anyone out" in text
+    assert "opponents to watch" not in text
+
+
+def test_specialists_need_enough_attempts() -> None:
+    match = Match.from_api(_raw_match())
+    data = _data(match, {1: 1500, 2: 1500})
+    one_entry = {"Entry Count": "1", "Entry Wins": "1", "1v1Count": "1", "1v1Wins": "1"}
+    many = {"Entry Count": "3", "Entry Wins": "2", "1v1Count": "1", "1v1Wins": "1"}
+    data[_pid(1, 0)].recent = [_stat("x", True, 20, 10, 2, 20, 80.0, 8, **one_entry)]  # 1 of 1: 100%
+    data[_pid(1, 1)].recent = [_stat(f"y{i}", True, 20, 10, 2, 20, 80.0, 8, at=9 - i, **many) for i in range(3)]
+    team = analysis.analyse_match(match, data)["teams"]["faction1"]
+    # p11: 9 entries, 6 won (67%), 3 clutches, all won; p10's one of one is not enough
+    assert team["specialists"] == {"entry_success": _pid(1, 1), "clutch_1v1": _pid(1, 1)}
+    text = "".join(render.texts(render.render_match_analysis, analysis.analyse_match(match, data))["en"])
+    assert "entry wins: p11 67% · 1v1 won: p11 100%" in text and "p10 100%" not in text
 
 
 def test_missing_data_degrades_instead_of_failing() -> None:
