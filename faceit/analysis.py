@@ -583,19 +583,32 @@ def tracked_player_period(
     elo_now: int | None,
     elo_history: Sequence[tuple[float, int]],
     now: float,
+    complete_from: float = 0.0,
 ) -> dict[str, Any]:
     """A followed player's matches since ``since`` (epoch s) and Elo trend over the period.
 
-    The Elo change runs from the last snapshot before the period (else the first inside it) to
-    now; it is unknown (None) when that snapshot is less than an hour old, since a snapshot
-    taken just now says nothing about the period.
+    ``recent`` holds every match back to ``complete_from`` (0: all of them). The Elo change runs
+    to now from the Elo the player had when the period began: the last snapshot before it, if no
+    match came between that snapshot and the period's start (a snapshot from months ago, with
+    matches since, says nothing about the start). Otherwise it runs from the first snapshot
+    inside the period, and ``elo_since`` says from when; unknown (None) when that snapshot is
+    less than an hour old, since a snapshot taken just now says nothing about the period.
     """
     games = [m for m in recent if m.is_5v5 and (m.finished_at or 0) >= since]
     form = recent_form(games, limit=len(games) or 1) if games else recent_form([], 1)
     in_period = [(t, e) for t, e in elo_history if t >= since]
     before = [(t, e) for t, e in elo_history if t < since]
-    first = before[-1] if before else (in_period[0] if in_period else None)
-    start = first[1] if first is not None and first[0] <= now - 3600 else None
+    start = start_at = None
+    if before:
+        taken, elo = before[-1]
+        unseen = complete_from > taken  # matches between the snapshot and the period may be missing
+        played = any(taken < (m.finished_at or 0) < since for m in recent)
+        if not unseen and not played:
+            start, start_at = elo, since
+    if start is None:
+        settled = [(t, e) for t, e in in_period if t <= now - 3600]
+        if settled:
+            start_at, start = settled[0]
     end = elo_now if elo_now is not None else (in_period[-1][1] if in_period else None)
     return {
         "player_id": player_id,
@@ -609,5 +622,6 @@ def tracked_player_period(
         "rating": form["rating"],
         "elo": end,
         "elo_start": start,
+        "elo_since": start_at,
         "elo_change": (end - start) if start is not None and end is not None else None,
     }

@@ -40,6 +40,7 @@ from faceit.models import (
     PlayerMatchStats,
     PlayerProfile,
     as_dict,
+    as_list,
     parse_match_stats,
     parse_recent,
 )
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 
 SANDBOX_API_KEY = "sandbox-key"  # used when FACEIT_API_KEY is empty (the sandbox's default key)
 RECENT_FETCH_LIMIT = 30  # one call fetches enough to keep the last 20 5v5 matches
+STATS_PAGE = 100  # the most matches one /games/cs2/stats call returns
+STATS_MAX_PAGES = 5  # get_stats_since reads at most this many pages (500 matches)
 DEFAULT_RETRY_AFTER = 2.0  # seconds to pause on a 429 without Retry-After
 MAX_INTERNAL_RETRY_WAIT = 10.0  # longer Retry-After values go back to the job's retry schedule
 
@@ -277,6 +280,30 @@ class FaceitClient:
         raw = await self._cached(key, f"/players/{_seg(player_id)}/games/cs2/stats",
                                  {"limit": limit, "offset": 0}, self.ttls.recent, refresh)
         return parse_recent(raw)
+
+    async def get_stats_since(
+        self, player_id: str, since: float, *, max_pages: int = STATS_MAX_PAGES
+    ) -> tuple[list[PlayerMatchStats], float]:
+        """Every match with per-match stats finished since ``since`` (epoch s), newest first,
+        paging ``/games/cs2/stats`` a hundred at a time (one call holds at most 100 matches; a
+        month of a regular player's is more). Returns the matches and the time back to which the
+        list is complete: 0 when FACEIT has no older match, else the oldest finish fetched (it
+        may be after ``since`` when ``max_pages`` ran out). Older matches on the last page are
+        kept: a caller may look past ``since``."""
+        found: list[PlayerMatchStats] = []
+        for page in range(max(1, max_pages)):
+            key = self.keys.cache("recent", player_id, STATS_PAGE, page * STATS_PAGE)
+            raw = await self._cached(key, f"/players/{_seg(player_id)}/games/cs2/stats",
+                                     {"limit": STATS_PAGE, "offset": page * STATS_PAGE}, self.ttls.recent, False)
+            items = as_list(as_dict(raw).get("items"))
+            batch = parse_recent(raw)
+            found.extend(batch)
+            if len(items) < STATS_PAGE:
+                return found, 0.0
+            oldest = min((m.finished_at for m in batch if m.finished_at), default=None)
+            if oldest is not None and oldest < since:
+                break
+        return found, min((m.finished_at for m in found if m.finished_at), default=0.0)
 
     async def get_history(
         self,

@@ -92,6 +92,7 @@ L: dict[str, tuple[str, str]] = {
     "no_tracked": ("You follow no players yet: /subscribe nickname.",
                    "Вы пока ни за кем не следите: /subscribe никнейм."),
     "no_period_matches": ("no matches", "нет матчей"),
+    "elo_from": ("since {date}", "с {date}"),
     "users": ("users", "пользователей"),
     "cache_title": ("Cache update", "Обновление кэша"),
     "monitor_title": ("Match monitoring", "Мониторинг матчей"),
@@ -155,6 +156,12 @@ def _link(url: str | None, text: str, lang: str) -> str:
 
 def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _day(ts: float, lang: str) -> str:
+    """A day as ``06.12`` (Russian) or ``Dec 6`` (English), in UTC like the rest of the texts."""
+    moment = datetime.fromtimestamp(ts, UTC)
+    return moment.strftime("%d.%m") if lang == "ru" else f"{moment.strftime('%b')} {moment.day}"
 
 
 def _when(ts: float | None, lang: str) -> str:
@@ -450,7 +457,10 @@ def render_analytics(data: dict[str, Any], lang: str) -> str:
                 if p.get("elo") is not None:
                     elo = f" · Elo {fmt_int(p['elo'], lang)}"
                     if p.get("elo_change") is not None:
-                        elo += f" ({fmt_signed(p['elo_change'], lang)})"
+                        # From a snapshot inside the period: say from when (the change is partial).
+                        partial = (p.get("elo_since") or 0) > (data.get("since") or 0) + 3600
+                        when = (" " + t("elo_from", lang).format(date=_day(p["elo_since"], lang))) if partial else ""
+                        elo += f" ({fmt_signed(p['elo_change'], lang)}{when})"
                 lines.append(f"• <b>{e(p['nickname'])}</b>: {body}{elo}")
     return "\n".join(lines)
 

@@ -542,14 +542,18 @@ async def _user_analytics(ctx: FaceitContext, user_id: int, report_type: str, no
     players = []
     for sub in await ctx.store.list_subscriptions(user_id):
         pid = sub["player_id"]
-        profile, recent = await _gather_all([
-            _optional(ctx.client.get_player(pid)),
-            _optional(ctx.client.get_recent_stats(pid), []),
-        ])
         history = await ctx.store.elo_history(pid)
+        # Back to the last Elo snapshot before the period, to tell whether it still held when the
+        # period began (no match in between).
+        earlier = [t for t, _ in history if t < since]  # oldest first
+        back_to = earlier[-1] if earlier else since
+        profile, (recent, complete_from) = await _gather_all([
+            _optional(ctx.client.get_player(pid)),
+            _optional(ctx.client.get_stats_since(pid, back_to), ([], now)),
+        ])
         players.append(analysis.tracked_player_period(
             pid, profile.nickname if profile else sub["nickname"], recent, since,
-            profile.elo if profile else None, history, now))
+            profile.elo if profile else None, history, now, complete_from))
     return {"user_id": user_id, "report_type": report_type, "days": days, "since": since,
             "analyses": analyses, "players": players}
 

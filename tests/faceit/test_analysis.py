@@ -345,6 +345,18 @@ def test_tracked_player_period() -> None:
     history = [(since - 100, 1400), (now - 7200, 1420), (now - 60, 1430)]
     row = analysis.tracked_player_period("p", "nick", recent, since, 1430, history, now)
     assert (row["matches"], row["results"], row["kd"]) == (2, "WL", 1.0)  # 30 / 30, the old match left out
-    assert (row["elo_start"], row["elo"], row["elo_change"]) == (1400, 1430, 30)
+    # The "old" match came after the snapshot before the period: 1400 is not what the player had
+    # when the period began; the change runs from the first snapshot inside it, and says so.
+    assert (row["elo_start"], row["elo"], row["elo_change"], row["elo_since"]) == (1420, 1430, 10, now - 7200)
+    held = [(since - 100_000, 1400), *history[1:]]  # before the old match, and nothing after it until the period
+    older = [*recent[:2], _stat("old", True, 30, 5, 2, 20, 120.0, 15, at=int(since - 200_000))]
+    row = analysis.tracked_player_period("p", "nick", older, since, 1430, held, now)
+    assert (row["elo_start"], row["elo_change"], row["elo_since"]) == (1400, 30, since)
+    # The same snapshot, but the matches fetched do not reach back to it: it may be stale
+    row = analysis.tracked_player_period("p", "nick", older[:2], since, 1430, held, now, complete_from=since - 50)
+    assert (row["elo_start"], row["elo_since"]) == (1420, now - 7200)
     fresh = analysis.tracked_player_period("p", "nick", recent, since, 1430, [(now - 60, 1430)], now)
     assert fresh["elo_change"] is None  # only a snapshot taken just now: unknown, not 0
+    months_ago = analysis.tracked_player_period("p", "nick", recent, since, 1900, [(now - 120 * 86400, 1500)], now,
+                                                complete_from=now - 30 * 86400)
+    assert months_ago["elo_change"] is None  # 4 months of matches unseen: not a weekly change of +400

@@ -191,3 +191,15 @@ def test_a_map_rows_delta_is_the_difference_of_the_figures_it_shows() -> None:
     data = {"maps": {"maps": [row], "picked": ["de_dust2"], "picked_favours": None}, "teams": {}}
     block = "\n".join(render._maps_block(data, "en"))
     assert re.search(r"Dust2 ★ +51% +46% +\+5</pre>", block), block
+
+
+def test_a_partial_elo_change_in_a_report_says_from_when() -> None:
+    """An Elo change from a snapshot inside the period covers part of it: the text says since when."""
+    since = 1_765_000_000.0  # 2025-12-06 05:46 UTC
+    row = {"player_id": "p", "nickname": "nick", "matches": 0, "results": "", "win_rate": None, "kd": None,
+           "elo": 1430, "elo_change": 10, "elo_since": since + 3 * 86400}
+    data = {"user_id": 1, "report_type": "weekly", "since": since, "analyses": {}, "players": [row]}
+    assert "Elo 1430 (+10 since Dec 9)" in render.render_analytics(data, "en")
+    assert "Elo 1430 (+10 с 09.12)" in render.render_analytics(data, "ru")
+    whole = {**data, "players": [{**row, "elo_since": since}]}
+    assert "Elo 1430 (+10)" in render.render_analytics(whole, "en")

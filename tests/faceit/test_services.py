@@ -303,6 +303,21 @@ async def test_cache_update_refreshes_followed_players(sandbox: FaceitSandbox, p
         await services.update_cache("everything", None, progress)
 
 
+async def test_a_weekly_report_counts_every_match_of_the_week(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    """One /games/cs2/stats call holds at most 100 matches and the analysis reads 30: a report pages
+    back to the period's start, so 40 matches this week are 40, not 30."""
+    player = sandbox.world()["players"][16]
+    pid = player["player_id"]
+    await store.subscribe(13, pid, player["nickname"])
+    start = time.time() - 6 * 86400
+    for i in range(40):
+        sandbox.finish_match(player_id=pid, won=i % 3 != 0, at=start + 3600 * i)
+    report = await services.build_analytics_report(13, "weekly", progress)
+    (tracked,) = report["data"]["players"]
+    assert tracked["matches"] >= 40
+    assert f"{tracked['matches']} matches" in report["texts"]["en"][0]
+
+
 async def test_analytics_reports(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
     player = sandbox.world()["players"][12]
     await store.subscribe(11, player["player_id"], player["nickname"])
