@@ -70,9 +70,9 @@ class FaceitKeys:
     def inactive_users(self) -> str:
         return f"{self.base}users:inactive"
 
-    def activity(self, user_id: int, day: str) -> str:
-        """Per-user analysis counters of one UTC day (``YYYYMMDD``)."""
-        return f"{self.base}activity:{int(user_id)}:{day}"
+    def activity(self, user_id: int) -> str:
+        """A user's analyses by time (sorted set, member ``<kind>:<random>``, score epoch s)."""
+        return f"{self.base}activity:{int(user_id)}"
 
     def active_users(self) -> str:
         """Users by last activity (sorted set, bounded)."""

@@ -538,7 +538,7 @@ async def _fetch_match_refresh(client: FaceitClient, ref: MatchRef) -> Match:
 async def _user_analytics(ctx: FaceitContext, user_id: int, report_type: str, now: float) -> dict[str, Any]:
     days = REPORT_DAYS[report_type]
     since = now - days * 86400
-    analyses = await ctx.store.activity(user_id, days, now)
+    analyses = await ctx.store.activity(user_id, since, now)  # the same window as the matches
     players = []
     for sub in await ctx.store.list_subscriptions(user_id):
         pid = sub["player_id"]

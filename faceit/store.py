@@ -10,8 +10,9 @@ Layout (all under ``<prefix>faceit:``, see :mod:`faceit.keys`):
   ``subs:players`` set of every followed player. Subscriptions are user data and do not
   expire; they are removed by :func:`unsubscribe`. At most :data:`MAX_SUBSCRIPTIONS` per user.
 * ``users:inactive`` set: users who blocked the bot (monitoring skips them).
-* ``activity:<uid>:<YYYYMMDD>`` hash kind → count (40 days TTL); ``activity:users`` sorted set
-  of users by last activity (bounded to :data:`MAX_ACTIVE_USERS`).
+* ``activity:<uid>`` sorted set of the user's analyses (``<kind>:<random>`` by time; 40 days,
+  bounded to :data:`MAX_ACTIVITY_PER_USER`), so a report counts its own window to the second;
+  ``activity:users`` sorted set of users by last activity (bounded to :data:`MAX_ACTIVE_USERS`).
 * ``elo:<pid>`` sorted set of ``<ts>:<elo>`` snapshots by time: bounded to
   :data:`ELO_SNAPSHOTS_MAX`, 180 days TTL, one snapshot per :data:`ELO_SNAPSHOT_MIN_GAP` unless
   the Elo changed.
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
+import uuid
 from typing import Any
 
 from redis.asyncio import Redis
@@ -33,7 +34,8 @@ from faceit.keys import FaceitKeys
 
 MAX_SUBSCRIPTIONS = 20
 MAX_ACTIVE_USERS = 100_000
-ACTIVITY_TTL = 40 * 86400
+ACTIVITY_TTL = 40 * 86400  # a monthly report's window and more
+MAX_ACTIVITY_PER_USER = 10_000  # analyses remembered per user (a bound, far above the limits)
 ELO_SNAPSHOTS_MAX = 500
 ELO_SNAPSHOT_TTL = 180 * 86400
 ELO_SNAPSHOT_MIN_GAP = 3600
@@ -57,10 +59,6 @@ redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[4]) + 1))
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
-
-
-def _day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d")
 
 
 class FaceitStore:
@@ -154,27 +152,26 @@ class FaceitStore:
         return {int(u) for u in await self.redis.smembers(self.keys.inactive_users())}
 
     async def record_analysis(self, user_id: int, kind: str, now: float | None = None) -> None:
-        """Count one analysis of ``kind`` (``match``, ``player``, ``bulk`` …) for the user today."""
+        """Record one analysis of ``kind`` (``match``, ``player``, ``bulk`` …) by the user, at its
+        time: a report counts those of its own window, to the second (as it counts matches)."""
         now = time.time() if now is None else now
-        key = self.keys.activity(user_id, _day(now))
+        key = self.keys.activity(user_id)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hincrby(key, str(kind)[:32], 1)
+        pipe.zadd(key, {f"{str(kind)[:32]}:{uuid.uuid4().hex[:12]}": now})
+        pipe.zremrangebyscore(key, 0, now - ACTIVITY_TTL)
+        pipe.zremrangebyrank(key, 0, -(MAX_ACTIVITY_PER_USER + 1))
         pipe.expire(key, ACTIVITY_TTL)
         pipe.zadd(self.keys.active_users(), {str(int(user_id)): now}, gt=True)
         pipe.zremrangebyrank(self.keys.active_users(), 0, -(MAX_ACTIVE_USERS + 1))
         await pipe.execute()
 
-    async def activity(self, user_id: int, days: int, now: float | None = None) -> dict[str, int]:
-        """Analyses per kind over the last ``days`` UTC days (today included)."""
+    async def activity(self, user_id: int, since: float, now: float | None = None) -> dict[str, int]:
+        """Analyses per kind the user asked for from ``since`` to ``now`` (epoch seconds)."""
         now = time.time() if now is None else now
-        today = datetime.fromtimestamp(now, UTC)
-        pipe = self.redis.pipeline(transaction=False)
-        for back in range(days):
-            pipe.hgetall(self.keys.activity(user_id, (today - timedelta(days=back)).strftime("%Y%m%d")))
         totals: dict[str, int] = {}
-        for row in await pipe.execute():
-            for kind, count in row.items():
-                totals[kind] = totals.get(kind, 0) + int(count)
+        for member in await self.redis.zrangebyscore(self.keys.activity(user_id), since, now):
+            kind = str(member).rsplit(":", 1)[0]
+            totals[kind] = totals.get(kind, 0) + 1
         return totals
 
     async def active_users_since(self, since: float) -> list[int]:

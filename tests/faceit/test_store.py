@@ -58,11 +58,15 @@ async def test_users_and_activity(store: FaceitStore, redis_client: redis.Redis)
     await store.record_analysis(5, "match", now)
     await store.record_analysis(5, "match", now - 3 * 86400)
     await store.record_analysis(5, "player", now - 10 * 86400)
-    assert await store.activity(5, 7, now) == {"match": 2}
-    assert await store.activity(5, 30, now) == {"match": 2, "player": 1}
+    assert await store.activity(5, now - 7 * 86400, now) == {"match": 2}
+    assert await store.activity(5, now - 30 * 86400, now) == {"match": 2, "player": 1}
+    # To the second, not by calendar day: a window that starts after the one three days ago
+    assert await store.activity(5, now - 3 * 86400 + 1, now) == {"match": 1}
+    assert await store.activity(5, now - 10 * 86400 - 1, now - 3 * 86400) == {"match": 1, "player": 1}
     assert await store.active_users_since(now - 60) == [5]
-    for key in redis_client.keys("fb:faceit:activity:5:*"):
-        assert 0 < redis_client.ttl(key) <= 40 * 86400
+    assert 0 < redis_client.ttl("fb:faceit:activity:5") <= 40 * 86400
+    await store.record_analysis(5, "bulk", now + 41 * 86400)  # 41 days on: the old ones are gone
+    assert await store.activity(5, 0, now + 41 * 86400) == {"bulk": 1}
 
 
 async def test_elo_snapshots_are_deduplicated_bounded_and_expire(store: FaceitStore,
