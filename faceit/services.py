@@ -241,13 +241,16 @@ def _chart(chart: dict[str, Any], nickname: str) -> bytes | None:
 # Bulk ----------------------------------------------------------------------------------------------
 
 
-def _bulk_summary(state: str, data: dict[str, Any]) -> dict[str, Any]:
+def bulk_summary(state: str, data: dict[str, Any]) -> dict[str, Any]:
+    """One match's line of a bulk analysis, from its full analysis (``state`` ``finished``: the
+    result, a map's unknown score shown as ``?``; else the pre-game figures)."""
     if state == "finished":
         winner = data["teams"].get(data.get("winner") or "", {}).get("name")
         score = None
         if data["maps"]:
             score = ", ".join(
-                f"{m['label']} " + ":".join(str(t["score"]) for t in m["teams"]) for m in data["maps"]
+                f"{m['label']} " + ":".join("?" if t["score"] is None else str(t["score"]) for t in m["teams"])
+                for m in data["maps"]
             )
         return {"match_id": data["match_id"], "faceit_url": data.get("faceit_url"), "winner_name": winner,
                 "score": score}
@@ -308,7 +311,7 @@ async def analyze_bulk(match_refs: list[str], progress: Progress) -> dict[str, A
                     state, data = await _analyse_one(ctx, ref, None)  # type: ignore[arg-type]
                 item = {"ref": text, "match_id": data["match_id"],
                         "outcome": "analysed" if state == "pre_game" else "finished",
-                        "summary": _bulk_summary(state, data)}
+                        "summary": bulk_summary(state, data)}
             except FaceitBotError as exc:
                 error = error_payload(exc)
                 if isinstance(exc, TransientError):  # the others made it: the list is not retried for this one

@@ -137,6 +137,13 @@ async def test_resolve_player(sandbox: FaceitSandbox) -> None:
         await services.resolve_player("no spaces allowed")
 
 
+def test_a_bulk_line_shows_an_unknown_map_score_as_a_question_mark() -> None:
+    finished = {"match_id": "1-x", "winner": "faction1", "teams": {"faction1": {"name": "A"}, "faction2": {"name": "B"}},
+                "maps": [{"label": "Nuke", "teams": [{"score": None}, {"score": None}]},
+                         {"label": "Mirage", "teams": [{"score": 13}, {"score": 9}]}]}
+    assert services.bulk_summary("finished", finished)["score"] == "Nuke ?:?, Mirage 13:9"
+
+
 async def test_bulk_analysis_reports_each_match(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
     matches = sandbox.world()["matches"]
     refs = [matches["READY"][1], f"https://www.faceit.com/en/cs2/room/{matches['READY'][1]}",
