@@ -380,8 +380,10 @@ def analyse_match(match: Match, data: dict[str, PlayerData]) -> dict[str, Any]:
             "name": faction.name,
             "faction_id": faction.faction_id,
             "players": players,
-            "avg_elo": round(sum(elos) / len(elos)) if elos else (
-                round(faction.rating) if faction.rating is not None else None),
+            # FACEIT's own team rating (the average over all five) when some player's Elo is
+            # unknown (left FACEIT, no profile): the average of the rest would be biased.
+            "avg_elo": round(sum(elos) / len(elos)) if elos and (len(elos) == len(players) or faction.rating is None)
+            else (round(faction.rating) if faction.rating is not None else None),
             "avg_level": _r(_mean(p["level"] for p in players), 1),
             "avg_rating": _r(_mean(p["form"]["rating"] for p in players)),
             "avg_kd": _r(_mean(p["form"]["kd"] for p in players)),

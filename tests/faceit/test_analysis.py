@@ -295,6 +295,18 @@ def test_specialists_need_enough_attempts() -> None:
     assert "entry wins: p11 67% · 1v1 won: p11 100%" in text and "p10 100%" not in text
 
 
+def test_a_team_with_unknown_players_takes_faceits_team_rating() -> None:
+    raw = _raw_match()
+    raw["teams"]["faction1"]["stats"] = {"rating": 1620}  # FACEIT's average over all five
+    match = Match.from_api(raw)
+    data = _data(match, {1: 1500, 2: 1400})
+    for i in (3, 4):  # two players whose profiles FACEIT no longer has
+        data[_pid(1, i)].profile = None
+    result = analysis.analyse_match(match, data)
+    assert result["teams"]["faction1"]["avg_elo"] == 1620  # not 1500, the mean of the three known
+    assert result["teams"]["faction2"]["avg_elo"] == 1400  # everyone known: their own mean
+
+
 def test_missing_data_degrades_instead_of_failing() -> None:
     match = Match.from_api(_raw_match())
     result = analysis.analyse_match(match, {})  # no profile, stats or history for anyone
