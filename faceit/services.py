@@ -456,18 +456,25 @@ async def _scan_player(
             renames[player_id] = profile.nickname
             nickname = profile.nickname
     before = state.get("elo")
-    delta = elo - before if elo is not None and isinstance(before, int) else None  # over all ``played``
+    # Matches whose Elo change was not seen yet: FACEIT's profile can lag behind the match stats.
+    covered = played + int(state.get("elo_pending") or 0)
+    delta = elo - before if elo is not None and isinstance(before, int) else None  # over all ``covered``
+    # One ranked match moves Elo by at least 1: no change after one means FACEIT has not counted
+    # it yet (or it was not ranked). Over more, a win and a loss can cancel out: that is shown.
+    held = delta == 0 and covered == 1
     followers = [uid for uid in await ctx.store.subscribers(player_id) if uid not in inactive]
     for index, game in enumerate(new):
         last = index == len(new) - 1
         payload = analysis.match_notification(player_id, nickname, game, elo if last else None,
-                                              delta if last else None, played)
+                                              delta if last and not held else None, covered)
         texts = render.texts(render.render_notification, payload)
         notifications.extend({"user_id": uid, "texts": texts, "match_id": game.match_id,
                               "player_id": player_id} for uid in followers)
     counts["new_matches"] += played
     newest = new[-1]
     marks[player_id] = {"match_id": newest.match_id, "finished_at": newest.finished_at, "elo": elo}
+    if held:  # the next change covers these matches too, and says so
+        marks[player_id].update(elo=before, elo_pending=covered)
 
 
 # Cache update --------------------------------------------------------------------------------------

@@ -17,9 +17,10 @@ Control endpoints (no key) for tests and benchmarks:
   (a regular expression the API path must match), ``count`` (stop after that many injected
   faults), ``rate_limit_per_s`` (strict: 429 with ``Retry-After: 1`` above N accepted
   requests in any one-second window), ``seed``. An empty object clears the faults;
-* ``POST /_sandbox/finish_match`` — ``{"player_id"|"nickname", "won"?, "at"?}`` makes the player
-  finish a new match now (or at the Unix time ``at``; Elo moves), or ``{"match_id"}`` finishes a
-  live lobby.
+* ``POST /_sandbox/finish_match`` — ``{"player_id"|"nickname", "won"?, "at"?, "hold_elo"?}`` makes
+  the player finish a new match now (or at the Unix time ``at``; Elo moves), or ``{"match_id"}``
+  finishes a live lobby. ``hold_elo``: the profiles' Elo lags (as FACEIT's sometimes does) until
+  the next match finished without it.
 
 Run ``python -m sandbox.faceit_api --port 8081``; it prints a few match ids and nicknames.
 """
@@ -249,7 +250,8 @@ class SandboxFaceitAPI:
         try:
             at = body.get("at")
             result = self.world.finish_match(player_id=player_id, match_id=body.get("match_id"), won=body.get("won"),
-                                             now=float(at) if at is not None else None)
+                                             now=float(at) if at is not None else None,
+                                             hold_elo=bool(body.get("hold_elo")))
         except (KeyError, ValueError, TypeError) as exc:
             return web.json_response({"error": f"cannot finish: {exc}"}, status=400)
         return web.json_response(result)

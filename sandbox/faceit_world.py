@@ -103,6 +103,7 @@ class World:
         self.by_nickname: dict[str, Player] = {}
         self.matches: dict[str, WorldMatch] = {}
         self._lines: dict[tuple[str, str], dict[str, Any]] = {}
+        self._held_elo: dict[str, int] = {}  # Elo changes FACEIT has not applied yet (finish_match hold_elo)
         self._make_players(players)
         self._make_history(rounds)
         self._make_live()
@@ -243,9 +244,17 @@ class World:
     # Mutations (control endpoints) ------------------------------------------------------------
 
     def finish_match(self, player_id: str | None = None, match_id: str | None = None,
-                     won: bool | None = None, now: float | None = None) -> dict[str, Any]:
-        """Make a player finish a new match now (or finish a live lobby); Elo moves by K = 50."""
+                     won: bool | None = None, now: float | None = None, hold_elo: bool = False) -> dict[str, Any]:
+        """Make a player finish a new match now (or finish a live lobby); Elo moves by K = 50.
+
+        ``hold_elo``: the match's stats are there but the profiles' Elo is not updated yet, as
+        FACEIT sometimes lags; the held changes apply at the next match finished without it.
+        """
         at = int(now if now is not None else time.time())
+        if not hold_elo:
+            for pid, held in self._held_elo.items():
+                self.players[pid].elo = max(100, self.players[pid].elo + held)
+            self._held_elo.clear()
         if match_id:
             match = self.matches[match_id]
             if match.status in ("FINISHED", "CANCELLED", "ABORTED"):
@@ -274,7 +283,10 @@ class World:
         for key, p in (("faction1", p1), ("faction2", 1 - p1)):
             delta = round(50 * (1 - p)) if match.winner == key else -round(50 * p)
             for pid in match.teams[key].players:
-                self.players[pid].elo = max(100, self.players[pid].elo + delta)
+                if hold_elo:
+                    self._held_elo[pid] = self._held_elo.get(pid, 0) + delta
+                else:
+                    self.players[pid].elo = max(100, self.players[pid].elo + delta)
                 changes[pid] = delta
         for pid in ids:
             self.players[pid].matches.append(match.match_id)

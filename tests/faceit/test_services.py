@@ -283,6 +283,27 @@ async def test_more_matches_than_notified_are_counted_in_the_elo_change(sandbox:
     assert "за последние 7 матчей" in notes[-1]["texts"]["ru"][0]
 
 
+async def test_an_elo_faceit_has_not_updated_yet_is_carried_to_the_next_match(sandbox: FaceitSandbox,
+                                                                              progress: ProgressLog) -> None:
+    """The match's stats are out but the profile's Elo has not moved (FACEIT lags): the notice
+    shows the Elo without a change (not "Elo 0"), and the next one carries both matches' change."""
+    player = sandbox.world()["players"][17]
+    pid = player["player_id"]
+    baseline = await services.monitoring_baseline(pid)
+    await store.subscribe(14, pid, player["nickname"])
+    await (await get_faceit_context()).store.set_monitor_state(pid, baseline, if_absent=True)
+    start = (baseline["finished_at"] or time.time()) + 60
+    lagging = sandbox.finish_match(player_id=pid, won=True, at=start, hold_elo=True)
+    (first,) = (await services.monitor_matches([14], progress))["notifications"]
+    assert first["match_id"] == lagging["match_id"]
+    assert f"Elo {baseline['elo']}\n" in first["texts"]["en"][0]
+    nxt = sandbox.finish_match(player_id=pid, won=True, at=start + 3600)  # two wins: they cannot cancel out
+    (second,) = (await services.monitor_matches([14], ProgressLog()))["notifications"]
+    total = lagging["elo_changes"][pid] + nxt["elo_changes"][pid]
+    sign = "+" if total > 0 else "−" if total < 0 else ""
+    assert f"Elo {sign}{abs(total)} over the last 2 matches → {baseline['elo'] + total}" in second["texts"]["en"][0]
+
+
 async def test_monitoring_survives_one_failing_player(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
     players = sandbox.world()["players"][8:10]
     for p in players:
