@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from faceit.gamedata import map_id
@@ -42,6 +43,19 @@ def to_float(value: Any) -> float | None:
 def to_int(value: Any) -> int | None:
     number = to_float(value)
     return int(round(number)) if number is not None else None
+
+
+def iso_seconds(value: Any) -> float | None:
+    """An ISO 8601 time (``2024-05-01T12:00:00Z``) as epoch seconds (UTC when it names no zone);
+    None when it is not one."""
+    text = to_str(value)
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def to_str(value: Any) -> str | None:
@@ -231,13 +245,15 @@ class PlayerMatchStats:
         if not match_id:
             return None
         finished_ms = to_float(stats.get("Match Finished At"))
+        # Some rows lack it: the row's own times (ISO strings) come right after the match ends.
+        fallback = iso_seconds(stats.get("Updated At")) or iso_seconds(stats.get("Created At"))
         result = to_int(stats.get("Result"))
         rounds = to_float(stats.get("Rounds"))
         if rounds is None:
             rounds = _rounds_from_score(to_str(stats.get("Score")))
         return cls(
             match_id=match_id,
-            finished_at=finished_ms / 1000 if finished_ms is not None else None,
+            finished_at=finished_ms / 1000 if finished_ms is not None else fallback,
             mode=to_str(stats.get("Game Mode")),
             map=map_id(stats.get("Map")),
             won=None if result not in (0, 1) else result == 1,

@@ -62,6 +62,21 @@ def test_recent_stats_convert_milliseconds_and_sort() -> None:
     assert recent[1].rounds == 22 and recent[1].won is None
 
 
+def test_a_row_without_its_finish_time_takes_the_rows_own_time() -> None:
+    """Without ``Match Finished At`` a match would never be notified (monitoring looks for matches
+    finished after the last one seen): the row's ISO ``Updated At`` or ``Created At`` stands in."""
+    updated = PlayerMatchStats.from_api({"stats": {"Match Id": "a", "Updated At": "2023-11-14T22:13:20Z",
+                                                   "Created At": "2023-11-14T22:00:00Z"}})
+    created = PlayerMatchStats.from_api({"stats": {"Match Id": "b", "Created At": "2023-11-14T22:13:20.000Z"}})
+    junk = PlayerMatchStats.from_api({"stats": {"Match Id": "c", "Updated At": "yesterday"}})
+    assert updated is not None and updated.finished_at == 1_700_000_000
+    assert created is not None and created.finished_at == 1_700_000_000
+    assert junk is not None and junk.finished_at is None
+    exact = PlayerMatchStats.from_api({"stats": {"Match Id": "d", "Match Finished At": 1_700_000_500_000,
+                                                 "Updated At": "2023-11-14T22:13:20Z"}})
+    assert exact is not None and exact.finished_at == 1_700_000_500  # the real one wins
+
+
 def test_match_accepts_partial_voting_and_status_case() -> None:
     match = Match.from_api({"match_id": "1-x", "status": "voting", "teams": {"faction1": {"roster": [
         {"player_id": "a", "nickname": "A", "game_skill_level": 5}]}},
