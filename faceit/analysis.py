@@ -397,6 +397,7 @@ def analyse_match(match: Match, data: dict[str, PlayerData]) -> dict[str, Any]:
         # A hub or tournament room may not count for Elo (``calculate_elo`` false): nothing at stake.
         teams[key]["elo_change"] = None if match.calculate_elo is False else elo_change(p)
     pool = list(match.map_pool) or list(ACTIVE_MAP_POOL)
+    pool += [m for m in match.map_picks if m not in pool]  # a pick without its pool still gets its row
     lifetimes = {key: [(data.get(p.player_id) or PlayerData(p)).lifetime for p in f.roster]
                  for key, f in match.teams.items()}
     maps = map_suggestions(pool, map_table(pool, lifetimes), match.map_picks)

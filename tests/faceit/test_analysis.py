@@ -170,6 +170,15 @@ def test_a_picked_map_shown_even_favours_nobody() -> None:
     assert maps["maps"][0]["advantage"] > 0 and maps["picked_favours"] is None
 
 
+def test_a_pick_outside_the_pool_shown_still_has_its_row() -> None:
+    raw = _raw_match()
+    raw["voting"] = {"map": {"pick": ["de_cache"]}}  # a decision without its candidates
+    match = Match.from_api(raw)
+    maps = analysis.analyse_match(match, _data(match, {1: 1500, 2: 1500}))["maps"]
+    assert maps["pool_source"] == "active_duty" and maps["picked"] == ["de_cache"]
+    assert [row["map"] for row in maps["maps"] if row["picked"]] == ["de_cache"]
+
+
 def test_active_pool_is_used_without_a_veto() -> None:
     match = Match.from_api(_raw_match())
     maps = analysis.analyse_match(match, _data(match, {1: 1500, 2: 1500}))["maps"]
