@@ -126,6 +126,12 @@ class SingleFlightCache:
             raise _decode_failure(failure)
         return False, None
 
+    async def age(self, key: str, ttl: float) -> float | None:
+        """Seconds since ``key`` was stored with ``ttl`` (read from the time it has left); None
+        when it is not cached."""
+        left = await self.redis.pttl(key)
+        return None if left is None or left < 0 else max(0.0, float(ttl) - left / 1000)
+
     async def put(self, key: str, value: Any, ttl: int) -> None:
         await self.redis.set(key, json.dumps(value, separators=(",", ":")), ex=max(1, int(ttl)))
 

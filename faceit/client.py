@@ -258,6 +258,13 @@ class FaceitClient:
                 pass
         return profile
 
+    async def cached_age(self, kind: str, *parts: object) -> float | None:
+        """Seconds since the cached response of ``kind`` (``player``, ``player_nick``,
+        ``lifetime``, ``recent``) and ``parts`` was fetched; None when it is not cached."""
+        ttl = {"player": self.ttls.profile, "player_nick": self.ttls.profile, "lifetime": self.ttls.lifetime,
+               "recent": self.ttls.recent}[kind]
+        return await self.cache.age(self.keys.cache(kind, *parts), ttl)
+
     async def get_player(self, player_id: str, *, refresh: bool = False) -> PlayerProfile:
         key = self.keys.cache("player", player_id)
         try:

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from faceit import analysis, render
-from faceit.client import FaceitClient
+from faceit.client import RECENT_FETCH_LIMIT, FaceitClient
 from faceit.context import FaceitContext, get_faceit_context
 from faceit.errors import (
     BadInputError,
@@ -37,7 +37,7 @@ from faceit.errors import (
     TransientError,
 )
 from faceit.i18n import ERROR_TEXTS, LANGS, error_payload, with_key
-from faceit.links import MatchRef, parse_match_ref, parse_player_ref
+from faceit.links import MatchRef, PlayerRef, parse_match_ref, parse_player_ref
 from faceit.models import FINISHED, NOT_ANALYSABLE, Match, PlayerProfile
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ BULK_CONCURRENCY = 4
 MONITOR_CONCURRENCY = 8
 CACHE_UPDATE_CONCURRENCY = 4
 MAX_NOTIFICATIONS_PER_PLAYER = 5
+#: A player report's parts cached further apart than this (seconds) are fetched again together.
+REPORT_FETCH_SPREAD = 60.0
 REPORT_DAYS = {"weekly": 7, "monthly": 30}
 CACHE_TYPES = {
     "players": ("profile", "lifetime", "recent"),
@@ -203,16 +205,18 @@ async def resolve_player(player_ref: str) -> dict[str, Any]:
 
 async def build_player_report(player_ref: str, progress: Progress) -> dict[str, Any]:
     """Profile, level progress, lifetime and recent stats, map table, trend and a chart."""
-    parse_player_ref(player_ref)  # bad input fails before any I/O
+    ref = parse_player_ref(player_ref)  # bad input fails before any I/O
     ctx = await get_faceit_context()
     await progress(5, "profile")
     profile = await _fetch_profile(ctx, player_ref)
-    await _record_elos(ctx, [profile])
     await progress(30, "stats")
-    lifetime, recent = await _gather_all([
-        _optional(ctx.client.get_lifetime_stats(profile.player_id)),
-        _optional(ctx.client.get_recent_stats(profile.player_id), []),
-    ])
+    lifetime, recent = await _player_stats(ctx, profile.player_id)
+    if await _fetched_apart(ctx, ref, profile.player_id):
+        # One report, one moment: a profile or lifetime cached before the player's newest match
+        # (which monitoring just read) contradicts the recent matches beside it.
+        profile = await _fetch_profile(ctx, player_ref, refresh=True)
+        lifetime, recent = await _player_stats(ctx, profile.player_id, refresh=True)
+    await _record_elos(ctx, [profile])
     history = await ctx.store.elo_history(profile.player_id)
     report = analysis.player_report(profile, lifetime, recent, history)
     photos = []
@@ -226,6 +230,25 @@ async def build_player_report(player_ref: str, progress: Progress) -> dict[str, 
             })
     await progress(95, "render")
     return _result("player_report", report, render.texts(render.render_player_report, report), photos)
+
+
+async def _player_stats(ctx: FaceitContext, player_id: str, *, refresh: bool = False) -> tuple[Any, Any]:
+    """A player's lifetime stats (None when FACEIT has none) and recent matches."""
+    return await _gather_all([
+        _optional(ctx.client.get_lifetime_stats(player_id, refresh=refresh)),
+        _optional(ctx.client.get_recent_stats(player_id, refresh=refresh), []),
+    ])
+
+
+async def _fetched_apart(ctx: FaceitContext, ref: PlayerRef, player_id: str) -> bool:
+    """Whether a report's cached parts (profile, lifetime, recent matches) were fetched more than
+    :data:`REPORT_FETCH_SPREAD` seconds apart (a part not cached was fetched just now)."""
+    client = ctx.client
+    profile = ("player", ref.value) if ref.is_id else ("player_nick", ref.value)
+    ages = [await client.cached_age(*profile), await client.cached_age("lifetime", player_id),
+            await client.cached_age("recent", player_id, RECENT_FETCH_LIMIT)]
+    known = [age or 0.0 for age in ages]
+    return max(known) - min(known) > REPORT_FETCH_SPREAD
 
 
 def _chart(chart: dict[str, Any], nickname: str) -> bytes | None:

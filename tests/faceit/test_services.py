@@ -125,6 +125,31 @@ async def test_player_report_with_chart_and_elo_history(sandbox: FaceitSandbox, 
     assert again["data"]["elo_seen_change"] == finished["elo_changes"][player["player_id"]]
 
 
+async def test_a_player_report_is_one_moments_picture(sandbox: FaceitSandbox, progress: ProgressLog,
+                                                      redis_client: redis.Redis) -> None:
+    """Monitoring reads a followed player's recent matches fresh; a profile and lifetime stats cached
+    minutes before the newest match must not sit beside it (a win streak of 1 under five wins, the
+    old Elo under the notice's new one): parts fetched apart are fetched again together."""
+    player = sandbox.world()["players"][18]
+    pid, nick = player["player_id"], player["nickname"]
+    first = await services.build_player_report(nick, progress)
+    matches_before = first["data"]["lifetime"]["matches"]
+    finished = sandbox.finish_match(player_id=pid, won=True)
+    ctx = await get_faceit_context()
+    await ctx.client.get_recent_stats(pid, refresh=True)  # as a monitoring scan does
+    for key in (f"fb:faceit:cache:player_nick:{nick}", f"fb:faceit:cache:lifetime:{pid}"):
+        redis_client.expire(key, redis_client.ttl(key) - 120)  # cached two minutes before it
+    sandbox.reset()
+    again = (await services.build_player_report(nick, ProgressLog()))["data"]
+    assert again["form"]["results"].startswith("W")
+    assert again["elo"] == player["elo"] + finished["elo_changes"][pid]
+    assert again["lifetime"]["matches"] == matches_before + 1
+    assert sandbox.calls() == 3  # fetched again together
+    sandbox.reset()
+    await services.build_player_report(nick, ProgressLog())
+    assert sandbox.calls() == 0  # now from one moment: the cache serves it
+
+
 async def test_resolve_player(sandbox: FaceitSandbox) -> None:
     player = sandbox.world()["players"][2]
     resolved = await services.resolve_player(player["nickname"])
