@@ -397,11 +397,20 @@ async def _to_requester(res: DeliveryResources, record: JobRecord, requester: di
     delivered = await _deliver_parts(res, record.id, user_id, chat_id, parts,
                                      int(message_id) if message_id else None, done, summary,
                                      thread_id=int(thread_id) if thread_id else None)
-    if delivered and first_pending and record.status == "succeeded" and record.actor in ACTIVITY_KIND:
+    if delivered and first_pending and _counts_as_analysis(record):
         try:
             await res.store.record_analysis(user_id, ACTIVITY_KIND[record.actor])
         except Exception as exc:  # activity counts are a bonus for reports
             logger.warning("job %s: activity not recorded: %s", record.id, exc)
+
+
+def _counts_as_analysis(record: JobRecord) -> bool:
+    """Whether the delivered job counts in the user's reports: a succeeded analysis, not a bulk
+    list whose every match failed (it succeeds, to say why each one did)."""
+    if record.status != "succeeded" or record.actor not in ACTIVITY_KIND:
+        return False
+    data = (record.result if isinstance(record.result, dict) else {}).get("data")
+    return not (isinstance(data, dict) and data.get("analysed") == 0)
 
 
 async def _to_subscriber(res: DeliveryResources, job_id: str, index: int, note: dict[str, Any], done: set[str],

@@ -64,6 +64,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "⚠️ Not analysed — room links whose match id I could not read ({count}):\n{links}",
         "ru": "⚠️ Не разобраны ссылки на комнаты с нечитаемым id матча ({count}):\n{links}",
     },
+    "bulk_none_readable": {
+        "en": "❌ I could not read the match id in any of these room links ({count}); was a link cut short?\n{links}",
+        "ru": "❌ Не удалось прочитать id матча ни в одной из ссылок ({count}) — может быть, ссылка обрезана?\n{links}",
+    },
     "usage_subscribe": {"en": "Send a nickname: /subscribe s1mple", "ru": "Пришлите никнейм: /subscribe s1mple"},
     "usage_unsubscribe": {"en": "Send a nickname: /unsubscribe s1mple",
                           "ru": "Пришлите никнейм: /unsubscribe s1mple"},

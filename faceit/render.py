@@ -84,7 +84,7 @@ L: dict[str, tuple[str, str]] = {
     "new_match": ("finished a match", "— матч завершён"),
     "analytics_weekly": ("Weekly summary", "Итоги недели"),
     "analytics_monthly": ("Monthly summary", "Итоги месяца"),
-    "analyses": ("Analyses requested", "Запрошено анализов"),
+    "analyses": ("Analyses you received", "Получено анализов"),
     "kind_match": ("matches", "матчей"),
     "kind_player": ("player reports", "отчётов по игрокам"),
     "kind_bulk": ("bulk", "пакетных"),

@@ -296,8 +296,10 @@ def bulk_summary(state: str, data: dict[str, Any]) -> dict[str, Any]:
 async def analyze_bulk(match_refs: list[str], progress: Progress) -> dict[str, Any]:
     """Up to ``BULK_MAX_MATCHES`` matches, a few at a time over the shared cache, one summary.
 
-    A match that fails is reported in the summary; the job fails only if every match failed
-    (with the first transient error if any, so the pipeline retries).
+    A match that fails is reported in the summary. When every match failed, the job fails with
+    the first transient error if there is one (the pipeline retries), or with the error of a list
+    of one; a longer list whose every match was refused for itself (no such match, cancelled)
+    is still the summary, so the user reads why each one failed, not only the first.
     """
     from settings import get_settings
 
@@ -347,8 +349,8 @@ async def analyze_bulk(match_refs: list[str], progress: Progress) -> dict[str, A
 
     items = await _gather_all([one(*r) for r in refs])
     failures = [item.pop("_exc") for item in items if "_exc" in item]
-    if len(failures) == total:
-        transient = [f for f in failures if isinstance(f, TransientError)]
+    transient = [f for f in failures if isinstance(f, TransientError)]
+    if len(failures) == total and (transient or total == 1):
         raise (transient or failures)[0]
     data = {
         "total": total,

@@ -260,7 +260,7 @@ def test_bulk_and_report_run_on_the_low_queue_and_replace_their_messages(stack: 
     assert "Отчёт: в очереди" in report["text"]
     summary = stack.final_of(user, report["message_id"])
     assert "❌" not in summary["text"] and CYRILLIC.search(summary["text"])
-    assert "Запрошено анализов: <b>1</b> (пакетных: 1)" in summary["text"]  # the one bulk, counted once
+    assert "Получено анализов: <b>1</b> (пакетных: 1)" in summary["text"]  # the one bulk, counted once
     queues = {stack.job(job_id)["actor"]: stack.job(job_id)["queue"] for job_id in stack.job_ids_of(user)}
     assert queues == {"bulk_analysis": "low", "analytics_report": "low"}
 
@@ -276,6 +276,23 @@ def test_a_bulk_request_names_the_room_links_it_could_not_read(stack: Stack, tg)
     assert "Не разобраны" in skipped["text"] and f"<code>{cut}</code>" in skipped["text"]
     result = stack.final_of(user, queued["message_id"])
     assert "2/2" in result["text"] and all(m in result["text"] for m in finished)
+    stack.say(user, f"/bulk {cut}", lang="ru")  # nothing readable at all: say which link, not "no links"
+    none = stack.replies(user, 3)[2]
+    assert none["text"].startswith("❌ Не удалось прочитать id матча ни в одной из ссылок (1)")
+    assert f"<code>{cut}</code>" in none["text"]
+    assert len(stack.job_ids_of(user)) == 1  # and no job
+
+
+def test_a_bulk_list_whose_every_match_fails_says_why_for_each(stack: Stack, tg):
+    user = new_user()
+    matches = stack.world["matches"]
+    missing = "1-00000000-0000-4000-8000-00000000000f"
+    stack.say(user, f"/bulk {matches['CANCELLED'][1]} {missing} {matches['ABORTED'][0]}")
+    queued = stack.first_reply(user)
+    result = stack.final_of(user, queued["message_id"])["text"]
+    assert "0/3" in result and result.count("❌") == 3
+    assert all(m in result for m in (matches["CANCELLED"][1], missing, matches["ABORTED"][0]))
+    assert stack.redis.zcard(f"fb:faceit:activity:{user}") == 0  # nothing analysed: not counted in reports
 
 
 def test_subscribe_list_and_unsubscribe(stack: Stack, tg):

@@ -144,8 +144,8 @@ def test_faceit_links_open_in_the_readers_language() -> None:
 def test_the_summary_counts_analyses_only_and_names_each_kind_in_the_readers_language() -> None:
     data = {"report_type": "weekly", "user_id": 1,
             "analyses": {"match": 2, "bulk": 1, "report": 3, "match_analysis": 2}, "players": []}
-    assert "Analyses requested: <b>3</b> (bulk: 1, matches: 2)" in render.render_analytics(data, "en")
-    assert "Запрошено анализов: <b>3</b> (пакетных: 1, матчей: 2)" in render.render_analytics(data, "ru")
+    assert "Analyses you received: <b>3</b> (bulk: 1, matches: 2)" in render.render_analytics(data, "en")
+    assert "Получено анализов: <b>3</b> (пакетных: 1, матчей: 2)" in render.render_analytics(data, "ru")
 
 
 def test_the_match_status_reads_in_the_readers_language() -> None:

@@ -185,8 +185,16 @@ async def test_bulk_analysis_reports_each_match(sandbox: FaceitSandbox, progress
     with pytest.raises(errors.BadInputError) as too_many:
         await services.analyze_bulk([f"1-{i:08d}-0000-4000-8000-000000000000" for i in range(21)], progress)
     assert too_many.value.key == "too_many_matches"
-    with pytest.raises(errors.MatchNotAnalysableError):  # every match failed: the job fails
+    with pytest.raises(errors.MatchNotAnalysableError):  # the one match failed: the job fails
         await services.analyze_bulk([matches["CANCELLED"][0]], progress)
+    # Every match of a longer list refused for itself: the summary says why, match by match
+    missing = "1-00000000-0000-4000-8000-00000000000f"
+    refused = await services.analyze_bulk([matches["CANCELLED"][0], missing, matches["ABORTED"][0]], progress)
+    assert (refused["data"]["analysed"], refused["data"]["failed"]) == (0, 3)
+    assert [m["error"]["code"] for m in refused["data"]["matches"]] == [
+        "match_not_analysable", "not_found", "match_not_analysable"]
+    text = refused["texts"]["en"][0]
+    assert text.count("❌") == 3 and missing in text
 
 
 async def test_a_bulk_match_faceit_did_not_answer_for_says_so_without_promising_a_retry(
