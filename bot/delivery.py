@@ -383,13 +383,15 @@ async def _blocked(res: DeliveryResources, job_id: str, user_id: int, chat_id: i
 
 
 async def _to_requester(res: DeliveryResources, record: JobRecord, requester: dict[str, Any], done: set[str],
-                        summary: Summary) -> None:
+                        summary: Summary, chosen: str | None = None) -> None:
     user_id = int(requester["user_id"])
     if f"{user_id}:{BLOCKED}" in done or f"{user_id}:{CHAT_GONE}" in done:
         return
     chat_id = int(requester.get("chat_id") or user_id)
-    # A job the scheduler started for a user (the weekly report) names no language: theirs.
-    lang = normalize_lang(requester["lang"]) if requester.get("lang") else await _user_lang(res, user_id)
+    # The language they chose with /lang, even after asking; else the request's. A job the
+    # scheduler started for a user (the weekly report) names none: theirs.
+    asked_in = chosen or requester.get("lang")
+    lang = normalize_lang(asked_in) if asked_in else await _user_lang(res, user_id)
     parts = await _requester_parts(res, record, user_id, lang, done)
     first_pending = f"{user_id}:0" not in done
     message_id = requester.get("message_id")
@@ -426,6 +428,14 @@ async def _to_subscriber(res: DeliveryResources, job_id: str, index: int, note: 
     chosen = list(texts.get(lang) or texts.get("en") or texts.get("ru") or [])
     parts = [Part(str(i), text) for i, text in enumerate(chosen)]
     await _deliver_parts(res, job_id, user_id, user_id, parts, None, done, summary, prefix=f"n{index}.")
+
+
+async def _chosen_languages(res: DeliveryResources, user_ids: list[int]) -> dict[int, str]:
+    """The languages these users chose with ``/lang`` (those who chose one)."""
+    if not user_ids:
+        return {}
+    values = await res.redis.hmget(res.keys.user_languages(), [str(uid) for uid in user_ids])
+    return {uid: value for uid, value in zip(user_ids, values, strict=True) if value}
 
 
 async def _user_lang(res: DeliveryResources, user_id: int) -> str:
@@ -479,7 +489,10 @@ async def _deliver_run(res: DeliveryResources, record: JobRecord) -> dict[str, A
             except Exception as exc:
                 summary.errors.append(exc)
 
-    tasks = [guarded(_to_requester(res, record, r, done, summary)) for r in record.requesters if r.get("user_id")]
+    requesters = [r for r in record.requesters if r.get("user_id")]
+    chosen = await _chosen_languages(res, [int(r["user_id"]) for r in requesters])
+    tasks = [guarded(_to_requester(res, record, r, done, summary, chosen.get(int(r["user_id"]))))
+             for r in requesters]
     result = record.result if isinstance(record.result, dict) else {}
     notes = result.get("notifications") or [] if record.status == "succeeded" else []
     if notes:

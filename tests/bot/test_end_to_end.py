@@ -329,6 +329,18 @@ def test_lang_switches_every_answer(stack: Stack, tg):
     assert texts[2] == "Language: English." and not CYRILLIC.search(texts[3])
 
 
+def test_a_language_chosen_while_a_job_runs_is_the_results(stack: Stack, tg, faceit_faults):
+    faceit_faults(latency_ms=1500)
+    stack.clear_faceit_cache()  # the analysis asks FACEIT, slowly: /lang comes while it runs
+    user = new_user()
+    stack.say(user, f"/analyze {stack.next_match()}")  # Telegram says English
+    queued = stack.first_reply(user)
+    stack.say(user, "/lang ru")
+    assert stack.replies(user, 2)[1]["text"] == "Язык: русский."
+    result = stack.final_of(user, queued["message_id"], timeout=60)
+    assert "Анализ матча" in result["text"], result["text"][:200]
+
+
 def test_admin_commands_answer_admins_and_look_unknown_to_everyone_else(stack: Stack, tg):
     user = new_user()
     for command in ("/queues", "/alerts", "/requeue"):
