@@ -232,18 +232,19 @@ class BotServices:
         """The job if this user asked for it (admins: any job); else :class:`UserFacingError`
         (``unknown_job``, or ``not_theirs`` when the job exists but is someone else's)."""
         record = await asyncio.to_thread(self.manager.get_job, job_id)
-        if record is None:
-            raise UserFacingError("unknown_job", job_id=job_id)
+        if record is None:  # an admin may look up anyone's job: tell them it is not there at all
+            raise UserFacingError("no_such_job" if self.is_admin(user_id) else "unknown_job", job_id=job_id)
         if int(user_id) not in record.user_ids and not self.is_admin(user_id):
             raise UserFacingError(not_theirs, job_id=job_id)
         return record
 
-    async def cancel(self, job_id: str, user_id: int) -> CancelOutcome:
+    async def cancel(self, job_id: str, user_id: int, *, not_theirs: str = "unknown_job") -> CancelOutcome:
         """Cancel the job, or, when others asked for it too, stop waiting for it alone (``left``:
         the user's message and limits let go of it, the others still get it). ``shared`` when
-        members of a group watch the asker's message: it is theirs too."""
-        # Another member's Cancel button in a group: the job is there, just not theirs.
-        record = await self.job_of_user(job_id, user_id, not_theirs="not_your_job")
+        members of a group watch the asker's message: it is theirs too. Someone else's job is
+        ``not_theirs``: unknown to a typed /cancel, as to /status; another member's Cancel
+        button in a group says whose it is (the button is there for all to see)."""
+        record = await self.job_of_user(job_id, user_id, not_theirs=not_theirs)
         if record.is_final:
             return CancelOutcome(record.status, record)
         others = [u for u in record.user_ids if u != int(user_id)]
@@ -298,4 +299,4 @@ class BotServices:
         try:
             return await asyncio.to_thread(lambda: self.manager.requeue_failed(job_id=job_id))
         except UnknownJobError:
-            raise UserFacingError("unknown_job", job_id=job_id or "") from None
+            raise UserFacingError("no_such_job", job_id=job_id or "") from None  # admins only

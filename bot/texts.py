@@ -171,6 +171,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Задачу <code>{job_id}</code> ждут и другие пользователи, поэтому она продолжается.",
     },
     "unknown_job": {"en": "You have no job <code>{job_id}</code>.", "ru": "У вас нет задачи <code>{job_id}</code>."},
+    "no_such_job": {"en": "There is no job <code>{job_id}</code>: it never existed or its record has expired.",
+                    "ru": "Задачи <code>{job_id}</code> нет: её не было, или её запись уже истекла."},
     "status_line": {"en": "{kind}: {status}{progress}\nJob <code>{job_id}</code>",
                     "ru": "{kind} — статус: {status}{progress}\nЗадача <code>{job_id}</code>"},
     "status_queued": {"en": "queued", "ru": "в очереди"},
@@ -242,7 +244,8 @@ TEXTS: dict[str, dict[str, str]] = {
                            "или отменённую."},
     "usage_requeue": {"en": "Usage: /requeue [job id] (every failed job, or this one)",
                       "ru": "Использование: /requeue [id задачи] (все упавшие задачи или эту)"},
-    "usage_alerts": {"en": "Usage: /alerts [hours]", "ru": "Использование: /alerts [часы]"},
+    "usage_alerts": {"en": "Usage: /alerts [hours], from 1 to {max} (24 by default)",
+                     "ru": "Использование: /alerts [часы], от 1 до {max} (по умолчанию 24)"},
 }
 
 

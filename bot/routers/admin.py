@@ -65,8 +65,9 @@ async def alerts(message: Message, command: CommandObject, lang: str, services: 
         hours = float((command.args or "24").strip())
     except ValueError:
         hours = -1
-    if not 0 < hours <= 24 * 30:
-        await answer(message, t("usage_alerts", lang))
+    longest = round(services.settings.queue_metrics_retention_days * 24)  # alerts are kept as long
+    if not 0 < hours <= longest:
+        await answer(message, t("usage_alerts", lang, max=longest))
         return
     shown = f"{hours:g}"
     found = await services.recent_alerts(hours)

@@ -71,7 +71,7 @@ async def cancel_button(query: CallbackQuery, lang: str, services: BotServices) 
     if job_id is None:
         await query.answer()
         return
-    result = await services.cancel(job_id, query.from_user.id)
+    result = await services.cancel(job_id, query.from_user.id, not_theirs="not_your_job")
     short = {"canceled": "cancel_short", "canceling": "canceling_short", "left": "cancel_short"}.get(result.outcome)
     if short is None:
         await query.answer(re.sub(r"<[^>]+>", "", _cancel_answer(result, job_id, lang))[:190], show_alert=True)

@@ -356,15 +356,23 @@ def test_admin_commands_answer_admins_and_look_unknown_to_everyone_else(stack: S
     assert re.search(r"Requeued: \d+\.", stack.replies(ADMIN_ID, 3)[2]["text"])
     stack.say(ADMIN_ID, "/requeue junk")
     assert stack.replies(ADMIN_ID, 4)[3]["text"].startswith("Usage: /requeue [job id]")
+    stack.say(ADMIN_ID, "/requeue 00000000-0000-4000-8000-000000000000")  # an admin sees every job: none such
+    assert stack.replies(ADMIN_ID, 5)[4]["text"].startswith("There is no job <code>00000000-")
+    stack.say(ADMIN_ID, "/alerts 99999")
+    assert stack.replies(ADMIN_ID, 6)[5]["text"] == "Usage: /alerts [hours], from 1 to 168 (24 by default)"
     stack.say(ADMIN_ID, f"/analyze {stack.world['matches']['FINISHED'][19]}")
-    done = stack.replies(ADMIN_ID, 5)[4]
+    done = stack.replies(ADMIN_ID, 7)[6]
     stack.final_of(ADMIN_ID, done["message_id"])
     stack.say(ADMIN_ID, f"/requeue {job_id_in(done['text'])}")
-    assert "is done: only a failed or canceled job" in stack.replies(ADMIN_ID, 6)[5]["text"]
+    assert "is done: only a failed or canceled job" in stack.replies(ADMIN_ID, 8)[7]["text"]
+    # A typed /cancel of someone else's job answers as /status does: not theirs to know of
+    stranger = new_user()
+    stack.say(stranger, f"/cancel {job_id_in(done['text'])}")
+    assert stack.first_reply(stranger)["text"].startswith("You have no job <code>")
     # No scheduler runs here, so the health score says the monitor never recorded: in each language.
     assert "• the monitor has never recorded a snapshot: is python scheduler.py running?" in queues
     stack.say(ADMIN_ID, "/queues", lang="ru")
-    russian = stack.replies(ADMIN_ID, 7)[6]["text"]
+    russian = stack.replies(ADMIN_ID, 9)[8]["text"]
     reasons = [line for line in russian.splitlines() if line.startswith("• ")]
     assert "<b>Очереди</b>" in russian and "монитор ещё не записал ни одного снимка" in russian
     assert reasons and all(CYRILLIC.search(reason) for reason in reasons), reasons
