@@ -88,6 +88,7 @@ async def queue(request: web.Request) -> web.Response:
 @routes.post("/api/queues/{name}/empty")
 async def empty_queue(request: web.Request) -> web.Response:
     name = request.match_info["name"]
+    dashboard_of(request).data.check_queue(name)  # a queue that is not there: 404 before any confirm
     body = await _body(request)
     if body.get("confirm") != name:
         raise ActionError(400, "not_confirmed", f'send {{"confirm": "{name}"}} to empty this queue')

@@ -214,8 +214,10 @@ class DashboardData:
             raise BadFilter(f"range is one of {', '.join(RANGES)}") from None
 
     def series(self, metric: str, queue: str, chart_range: str) -> list[tuple[float, float | None]]:
+        if not queue:
+            raise BadFilter(f"queue is required: one of {', '.join(self.queue_names)}")
         if queue not in self.queue_names:
-            raise BadFilter(f"unknown queue {queue!r}")
+            raise BadFilter(f"unknown queue {queue!r}: one of {', '.join(self.queue_names)}")
         try:
             return self.figures.series(metric, queue, self.chart_range(chart_range))
         except ValueError as exc:
@@ -329,9 +331,13 @@ class DashboardData:
         logger.info("dashboard: job %s %s", job_id, outcome)
         return {"ok": True, "job_id": job_id, "outcome": outcome, "status": self.store.status(job_id)}
 
-    def empty_queue(self, name: str) -> dict[str, Any]:
+    def check_queue(self, name: str) -> None:
+        """Raise the 404 of an action on a queue that does not exist."""
         if name not in self.queue_names:
             raise ActionError(404, "unknown_queue", f"no queue named {name!r}")
+
+    def empty_queue(self, name: str) -> dict[str, Any]:
+        self.check_queue(name)
         cleared = self.manager.clear_queues(name)
         # The dropped messages will never run: close their records too, or they would stay
         # "queued" for a day and count against their users' active-job limits.

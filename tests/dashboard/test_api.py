@@ -55,6 +55,8 @@ def test_series_count_what_finished(local: Client, store: JobStore) -> None:
     assert len(failures["points"]) == 96 and failures["points"][-1]["value"] == 1
     assert local.get("/api/series", query={"metric": "nope", "queue": "default"}).status == 400
     assert local.get("/api/series", query={"metric": "throughput", "queue": "nope"}).status == 400
+    missing = local.get("/api/series", query={"metric": "throughput"})
+    assert missing.status == 400 and "queue is required" in missing.text
     assert local.get("/", query={"range": "week"}).status == 200
     assert local.get("/", query={"range": "year"}).status == 400
 
@@ -162,6 +164,7 @@ def test_emptying_a_queue_needs_its_name(local: Client, store: JobStore, redis_c
     assert store.status(waiting) == "canceled"
     assert store.status(running) == "started" and store.status(elsewhere) == "queued"
     assert post(local, "/api/queues/nope/empty", {"confirm": "nope"}).status == 404
+    assert post(local, "/api/queues/nope/empty").status == 404  # no such queue, before asking to confirm it
     # Pages: a confirmation step, then the form with the typed name.
     assert "Type <code>default</code> to confirm" in local.get("/queues/default/empty").text
     unconfirmed = local.post("/queues/default/empty", form={"csrf_token": local.csrf(), "confirm": "x"})
