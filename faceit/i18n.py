@@ -37,6 +37,10 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
         "ru": "Это не никнейм FACEIT и не ссылка на профиль. Никнейм — от 2 до 16 латинских букв, "
               "цифр, «-» или «_».",
     },
+    "several_match_refs": {
+        "en": "That message names {count} matches: send one, or put them all after /bulk.",
+        "ru": "Матчей в сообщении: {count}. Пришлите один или все сразу после /bulk.",
+    },
     "no_match_refs": {
         "en": "No FACEIT match links or ids found in that message.",
         "ru": "В сообщении не нашлось ссылок или id матчей FACEIT.",

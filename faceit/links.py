@@ -44,6 +44,8 @@ PROFILE_URL_RE = re.compile(rf"{_HOST}{_LANG}/players(?:-modal)?/([^/?#\s]+)", r
 # The id at the start of a link's room part; what the message puts right after a link (".", ",",
 # ")", "!", a zero-width space) is not part of it.
 _LINK_ID_RE = re.compile(rf"(?:match-)?(?:1-)?{_UUID}(?![0-9A-Za-z-])")
+# A ``1-<uuid>`` (or ``match-1-<uuid>``) id standing on its own among other words.
+_LOOSE_MATCH_ID_RE = re.compile(rf"(?<![0-9A-Za-z/-])(?:match-)?1-{_UUID}(?![0-9A-Za-z-])")
 # For finding several refs in one message: links first, then loose ids.
 _FIND_RE = re.compile(
     rf"{_HOST}{_LANG}/(?:cs2|csgo)/room/(?P<room>[^/?#\s]+)"
@@ -117,7 +119,24 @@ def parse_match_ref(text: str) -> MatchRef:
     ref = _match_ref_from_id(cleaned, "id")
     if ref:
         return ref
+    # An id among other words or punctuation ("1-…, please", "what about 1-… ?"): the one match
+    # the text names (not an id in another site's link); several are a list for /bulk.
+    named = list(dict.fromkeys(r for found, r in _refs_in(cleaned) if r is not None
+                               and (found.group("room") or not cleaned[:found.start()].endswith("/"))))
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        raise _bad("several_match_refs", count=len(named))
     raise _bad("bad_match_ref")
+
+
+def names_a_match(text: str) -> bool:
+    """Whether a message (not a command) is, or contains, a room link or a ``1-<uuid>`` match id:
+    the bot analyses such a message as if it came with /analyze. A bare UUID inside other words
+    is not taken for a match (it may be anything), nor an id in another site's link."""
+    if not isinstance(text, str) or text.startswith("/") or len(text) > MAX_INPUT_LENGTH:
+        return False
+    return bool(ROOM_URL_RE.search(text) or MATCH_ID_RE.fullmatch(text.strip()) or _LOOSE_MATCH_ID_RE.search(text))
 
 
 def parse_player_ref(text: str) -> PlayerRef:
@@ -128,7 +147,8 @@ def parse_player_ref(text: str) -> PlayerRef:
         cleaned = unquote(profile.group(1))
     elif "faceit.com" in cleaned.lower():
         raise _bad("bad_player_ref")
-    cleaned = cleaned.removeprefix("@")
+    # "@nick", and what a sentence puts after a name ("akra." "akra!"): no nickname has those.
+    cleaned = cleaned.removeprefix("@").rstrip(".,;:!?")
     if UUID_RE.fullmatch(cleaned):
         return PlayerRef("player_id", cleaned.lower())
     if NICKNAME_RE.fullmatch(cleaned):

@@ -10,14 +10,7 @@ from bot.replies import answer
 from bot.routers.common import command, reply_started, requester_of
 from bot.services import BotServices
 from bot.texts import t
-from faceit.links import MATCH_ID_RE, ROOM_URL_RE, parse_match_ref
-
-
-def looks_like_match(text: str) -> bool:
-    """A message that is (or contains) a room link, or is just a match id: analyse it."""
-    if text.startswith("/"):
-        return False
-    return bool(ROOM_URL_RE.search(text) or MATCH_ID_RE.fullmatch(text.strip()))
+from faceit.links import names_a_match, parse_match_ref
 
 
 async def analyze(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
@@ -39,5 +32,5 @@ def build() -> Router:
     """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
     router = Router(name="analysis")
     router.message.register(analyze, command("analyze", "analyse"))
-    router.message.register(pasted_link, F.text.func(looks_like_match))
+    router.message.register(pasted_link, F.text.func(names_a_match))
     return router

@@ -67,9 +67,9 @@ def expects_job(text: str) -> bool:
     if parsed is None:
         if text.split(maxsplit=1) and text.split(maxsplit=1)[0].startswith("/"):
             return False
-        from bot.routers.analysis import looks_like_match
+        from faceit.links import names_a_match
 
-        return looks_like_match(text) and _valid(parse_match_ref, text)
+        return names_a_match(text) and _valid(parse_match_ref, text)
     name, args = parsed
     if name not in JOB_COMMANDS:
         return False

@@ -8,7 +8,15 @@ from hypothesis import strategies as st
 
 from faceit.errors import BadInputError
 from faceit.i18n import user_message
-from faceit.links import MatchRef, find_match_refs, parse_match_ref, parse_player_ref, unreadable_room_links
+from faceit.links import (
+    MatchRef,
+    PlayerRef,
+    find_match_refs,
+    names_a_match,
+    parse_match_ref,
+    parse_player_ref,
+    unreadable_room_links,
+)
 
 UUID = "0b9bd934-23c8-4d30-9dde-7969688613db"
 MID = f"1-{UUID}"
@@ -79,6 +87,34 @@ def test_bad_player_refs(text: str) -> None:
     with pytest.raises(BadInputError) as caught:
         parse_player_ref(text)
     assert caught.value.key in {"bad_player_ref", "empty_input"}
+
+
+@pytest.mark.parametrize("text", [f"{MID},", f"{MID} please", f"what about {MID} ?", f"«{MID}».",
+                                  f"match-{MID}!", f"is https://www.faceit.com/en/cs2/room/{MID} good?"])
+def test_a_match_id_among_words_and_punctuation_is_the_match(text: str) -> None:
+    assert parse_match_ref(text).match_id == MID
+    assert names_a_match(text)
+
+
+def test_several_matches_in_one_analyze_point_at_bulk() -> None:
+    other = "1-22222222-2222-4222-8222-222222222222"
+    with pytest.raises(BadInputError) as caught:
+        parse_match_ref(f"{MID} and {other}")
+    assert caught.value.key == "several_match_refs" and "/bulk" in user_message(caught.value, "ru")
+    assert parse_match_ref(f"{MID} or {MID} again").match_id == MID  # the same one twice is one
+
+
+def test_what_is_not_taken_for_a_pasted_match() -> None:
+    assert not names_a_match(f"my id is {UUID} by the way")  # a bare UUID among words may be anything
+    assert not names_a_match(f"/analyze {MID}")  # a command: its own handler
+    assert not names_a_match(f"{MID}-extra and more")
+    assert names_a_match(UUID)  # a bare UUID on its own is a very old room
+    assert not names_a_match(f"https://notfaceit.com/en/cs2/room/{MID}")  # another site's link
+
+
+@pytest.mark.parametrize("text", ["akra.", "akra!", "akra?", "@akra,"])
+def test_a_nickname_ending_a_sentence_is_the_nickname(text: str) -> None:
+    assert parse_player_ref(text) == PlayerRef("nickname", "akra")
 
 
 def test_find_match_refs_in_a_message() -> None:
