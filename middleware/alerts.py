@@ -37,7 +37,7 @@ class AlertOnFailure(Middleware):
         if state.alert_reason == "crash_loop":
             return Alert("error", "pipeline", f"{actor} job killed its worker "
                          f"{state.extra.get('workers_lost')} times; failed", job_id=job,
-                         details={"reason": "crash_loop", "actor": actor})
+                         details={"reason": "crash_loop", "actor": actor, "workers_lost": state.extra.get("workers_lost")})
         if state.outcome != "failed" or state.error is None:
             return None
         code = state.error.get("code")
@@ -47,9 +47,11 @@ class AlertOnFailure(Middleware):
         if code in USER_CAUSED:
             return None
         level = "warning" if state.alert_reason == "time_limit" else "error"
-        text = f"{actor} job failed: {state.error.get('type')}: {state.error.get('message', '')[:200]}"
-        return Alert(level, "pipeline", text, job_id=job,
-                     details={"reason": state.alert_reason or "final_failure", "actor": actor})
+        error_type, error = state.error.get("type"), str(state.error.get("message", ""))[:200]
+        # The details let a reader tell it again in another language (queues.health_texts.tell_alert).
+        return Alert(level, "pipeline", f"{actor} job failed: {error_type}: {error}", job_id=job,
+                     details={"reason": state.alert_reason or "final_failure", "actor": actor,
+                              "error_type": error_type, "error": error})
 
     def _emit(self, message) -> None:
         alert = self._alert_for(message)

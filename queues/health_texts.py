@@ -145,6 +145,28 @@ def describe(rule: str, subject: str, details: dict[str, Any], lang: str = "en")
     return text.format(subject=subject, **values)
 
 
+#: A job's bad end (middleware/alerts.py), by the ``reason`` in its details.
+JOB_TEXTS: dict[str, dict[str, str]] = {
+    "final_failure": {"en": "{actor} job failed: {error_type}: {error}",
+                      "ru": "задача {actor} завершилась ошибкой: {error_type}: {error}"},
+    "time_limit": {"en": "{actor} job failed: {error_type}: {error}",
+                   "ru": "задача {actor} прервана по лимиту времени: {error_type}: {error}"},
+    "crash_loop": {"en": "{actor} job killed its worker {workers_lost} times; failed",
+                   "ru": "задача {actor} {workers_lost} {times} уронила воркер и провалена"},
+    "auth": {"en": "FACEIT refused the API key ({actor})", "ru": "FACEIT отклонил API-ключ ({actor})"},
+}
+
+
+def _tell_job_alert(details: dict[str, Any], lang: str) -> str:
+    """A job's bad end in ``lang`` (the error's own text stays as the exception wrote it)."""
+    texts = JOB_TEXTS[details["reason"]]
+    values = {"actor": details["actor"], "error_type": details.get("error_type"), "error": details.get("error"),
+              "workers_lost": details.get("workers_lost"), "times": _times(int(details.get("workers_lost") or 0), lang)}
+    if details["reason"] in ("final_failure", "time_limit") and values["error_type"] is None:
+        raise KeyError("error_type")  # an alert of an older worker: told as written
+    return (texts.get(lang) or texts["en"]).format(**values)
+
+
 def level_word(level: str, lang: str = "en") -> str:
     """An alert level in ``lang`` (the level itself when it is not one of ours)."""
     words = LEVEL_WORDS.get(level)
@@ -152,10 +174,15 @@ def level_word(level: str, lang: str = "en") -> str:
 
 
 def tell_alert(alert: Any, lang: str = "en") -> str:
-    """A monitor's condition alert (or its resolve notice) told again in ``lang`` from its rule and
-    details; any other alert (a job's failure) as it was written. ``alert`` is a
-    :class:`~queues.alerts.Alert`."""
+    """A monitor's condition alert (or its resolve notice), or a job's bad end, told again in
+    ``lang`` from its rule or reason and details; any other alert (or one recorded without the
+    details) as it was written. ``alert`` is a :class:`~queues.alerts.Alert`."""
     if alert.state == "resolved" and isinstance(alert.details.get("opened_details"), dict):
         told = describe_or("", alert.rule, alert.subject, alert.details["opened_details"], lang)
         return f"{RESOLVED_WORD.get(lang) or RESOLVED_WORD['en']} {told}" if told else str(alert.message)
+    if not alert.rule and alert.details.get("reason") in JOB_TEXTS:
+        try:
+            return _tell_job_alert(alert.details, lang)
+        except (KeyError, TypeError, ValueError):
+            return str(alert.message)
     return describe_or(str(alert.message), alert.rule, alert.subject, alert.details, lang)

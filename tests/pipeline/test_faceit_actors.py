@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from queues.health_texts import tell_alert
 from tests.pipeline.conftest import wait_until
 from tests.support.faceit_sandbox import FaceitSandbox
 from tests.support.workers import WorkerPool, resume_module_pool, start_module_pool, stop_module_pool
@@ -139,4 +140,5 @@ def test_faceit_refusing_the_key_is_one_critical_alert_and_no_retry(faceit, star
     # The alert is written just after the record's final status (after_* hooks run in reverse).
     alerts = wait_until(lambda: [a for a in get_alert_store().recent(1) if a.job_id == record.id])
     assert [a.level for a in alerts] == ["critical"]
+    assert tell_alert(alerts[0], "ru") == "FACEIT отклонил API-ключ (match_analysis)"
     assert "wrong-key" not in str(record.to_dict())

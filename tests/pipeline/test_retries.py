@@ -9,6 +9,7 @@ import itertools
 import json
 
 from queues.dramatiq_keys import dead_messages_key, messages_key
+from queues.health_texts import tell_alert
 from queues.runtime import get_alert_store, get_job_store
 from tests.pipeline.conftest import wait_until
 
@@ -39,6 +40,10 @@ def test_exhausted_retries_fail_once_with_one_alert_and_a_dead_letter(shared_poo
     # The alert is written just after the record's final status (after_* hooks run in reverse).
     alerts = wait_until(lambda: [a for a in get_alert_store().recent(1) if a.job_id == handle.id])
     assert len(alerts) == 1 and alerts[0].level == "error"
+    # An admin reading it in Russian (/alerts, the Telegram push) gets it in Russian; the error's
+    # own text stays as the exception wrote it.
+    assert tell_alert(alerts[0], "en") == alerts[0].message
+    assert tell_alert(alerts[0], "ru").startswith("задача t_fail_times завершилась ошибкой: UpstreamError: ")
     wait_until(lambda: manager.queue_stats()["default"].dead == 1)  # nacked just after the record
 
 
@@ -119,6 +124,7 @@ def test_time_limit_cancels_the_coroutine_and_the_worker_goes_on(start_pool, man
     # The alert is written just after the record's final status (after_* hooks run in reverse).
     alerts = wait_until(lambda: [a for a in get_alert_store().recent(1) if a.job_id == slow.id])
     assert [a.level for a in alerts] == ["warning"]
+    assert tell_alert(alerts[0], "ru").startswith("задача t_sleep прервана по лимиту времени: ")
 
 
 def test_enqueue_timeout_overrides_the_actor_limit(shared_pool, manager):
