@@ -153,14 +153,14 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "cancel_button": {"en": "✖ Cancel", "ru": "✖ Отмена"},
     "canceled": {"en": "✖ {kind} canceled.\nJob <code>{job_id}</code>",
-                 "ru": "✖ {kind}: задача отменена.\nЗадача <code>{job_id}</code>"},
+                 "ru": "✖ {kind}: отменено.\nЗадача <code>{job_id}</code>"},
     "canceling": {"en": "Stopping job <code>{job_id}</code>…", "ru": "Останавливаю задачу <code>{job_id}</code>…"},
     "cancel_short": {"en": "Canceled", "ru": "Отменено"},
     "canceling_short": {"en": "Stopping…", "ru": "Останавливаю…"},
     "not_your_job": {"en": "Only whoever asked for job <code>{job_id}</code> can cancel it.",
                      "ru": "Отменить задачу <code>{job_id}</code> может только тот, кто её запросил."},
     "cancel_too_late": {"en": "Job <code>{job_id}</code> has already ended: {status}.",
-                        "ru": "Задача <code>{job_id}</code> уже завершена: {status}."},
+                        "ru": "Задача <code>{job_id}</code> уже закончилась (статус: {status})."},
     "cancel_left": {
         "en": "✖ {kind}: canceled for you; the others who asked for it still get it.\nJob <code>{job_id}</code>",
         "ru": "✖ {kind}: отменено для вас; остальные, кто это запросил, всё равно получат результат.\n"
@@ -240,7 +240,7 @@ TEXTS: dict[str, dict[str, str]] = {
                         "ru": "Не тронуто: {count} — отказ по самому запросу (ошибка ввода, не найдено); "
                               "/requeue &lt;id задачи&gt; повторит любую."},
     "not_requeued": {"en": "Job <code>{job_id}</code> is {status}: only a failed or canceled job can be requeued.",
-                     "ru": "Задача <code>{job_id}</code> в статусе {status}: повторить можно только упавшую "
+                     "ru": "Задача <code>{job_id}</code> — статус «{status}»: повторить можно только упавшую "
                            "или отменённую."},
     "usage_requeue": {"en": "Usage: /requeue [job id] (every failed job, or this one)",
                       "ru": "Использование: /requeue [id задачи] (все упавшие задачи или эту)"},

@@ -38,7 +38,7 @@ L: dict[str, tuple[str, str]] = {
     "form_short": ("Form", "Форма"),
     "maps": ("Maps", "Карты"),
     "maps_hint": ("win rates, pulled toward 50% for small samples", "винрейт (при малом числе матчей сглажен к 50%)"),
-    "maps_active_pool": ("(no veto yet: current CS2 map pool)", "(вето ещё не было — показан текущий маппул CS2)"),
+    "maps_active_pool": ("; no veto yet: current CS2 map pool", "; вето ещё не было, показан текущий маппул CS2"),
     "map": ("Map", "Карта"),
     "picked": ("picked", "выбрана"),
     "pick": ("pick", "пик"),
@@ -241,7 +241,7 @@ def _maps_block(data: dict[str, Any], lang: str) -> list[str]:
     teams = data["teams"]
     head = f"🗺 <b>{t('maps', lang)}</b> — {t('maps_hint', lang)}"
     if maps.get("pool_source") == "active_duty":
-        head += f" {t('maps_active_pool', lang)}"
+        head += t("maps_active_pool", lang)
     rows = [e(f"{t('map', lang):<10} {'[1]':>5} {'[2]':>5} {'Δ':>4}")]
     for row in maps["maps"]:
         label = _cut(row["label"], 8) + (" ★" if row["picked"] else "")
