@@ -3,8 +3,10 @@
 These are the user's side of the conversation and the test's window into it:
 
 - ``POST /_sandbox/updates`` ``{"user_id", "text" | "callback_data", "message_id"?, "language_code"?,
-  "first_name"?, "username"?, "chat_id"?}`` injects what a user typed or clicked (``chat_id``: a
-  group, negative, where the user wrote or pressed a button; otherwise their private chat);
+  "first_name"?, "username"?, "chat_id"?, "edit_message_id"?}`` injects what a user typed or
+  clicked (``chat_id``: a group, negative, where the user wrote or pressed a button; otherwise
+  their private chat); with ``edit_message_id`` the ``text`` replaces that earlier message of
+  theirs (an ``edited_message`` update, as when a user fixes a typo);
 - ``GET /_sandbox/messages?chat_id=&after=`` lists what the bot sent, edited and deleted, in order;
 - ``GET /_sandbox/feed?chat_id=&after=&timeout=`` the whole timeline (users' messages and clicks
   too), long-polled by the chat page;
@@ -115,6 +117,11 @@ class ControlHandlers:
         if thread_id is not None and (chat_id is None or thread_id <= 0 or text is None):
             raise ControlError(400, "thread_id (a positive integer) names a forum topic of the group chat_id, "
                                     "for a text message")
+        edit_id = _int(body.get("edit_message_id"), "edit_message_id")
+        if edit_id is not None:
+            if text is None:
+                raise ControlError(400, "edit_message_id edits a text message: give the new text")
+            return _reply(self._user_edit(bot, user_id, str(text), edit_id, chat_id))
         if chat_id is not None:
             if chat_id in bot.blocked:
                 raise ControlError(400, f"the bot is not in group {chat_id}: it was removed")
@@ -151,6 +158,21 @@ class ControlHandlers:
         )
         update = bot.add_update("message", bot.message_to_api(message))
         bot.record("user_message", message.chat_id, message, update_id=update["update_id"])
+        return {"update_id": update["update_id"], "message_id": message.message_id}
+
+    @staticmethod
+    def _user_edit(bot: SandboxBot, user_id: int, text: str, message_id: int, chat_id: int | None) -> dict[str, Any]:
+        if not text.strip() or len(text) > 4096:
+            raise ControlError(400, "text must be 1-4096 characters")
+        chat = user_id if chat_id is None else chat_id
+        message = bot.find(chat, message_id)
+        if message is None or message.from_bot or (message.from_user_id or message.chat_id) != user_id:
+            raise ControlError(400, f"user {user_id} wrote no message {message_id} in chat {chat}")
+        message.text = message.raw_text = text
+        message.entities = user_text_entities(text)
+        message.edit_date = int(time.time())
+        update = bot.add_update("edited_message", bot.message_to_api(message))
+        bot.record("user_edited", message.chat_id, message, update_id=update["update_id"])
         return {"update_id": update["update_id"], "message_id": message.message_id}
 
     @staticmethod

@@ -86,7 +86,8 @@ class ErrorsMiddleware(BaseMiddleware):
             if event.callback_query is not None:
                 plain = _TAG.sub("", text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
                 await event.callback_query.answer(plain[:190], show_alert=True)
-            elif event.message is not None:
-                await answer(event.message, text)  # in a group a reply; in the same topic
+            elif (event.message or event.edited_message) is not None:
+                # in a group a reply; in the same topic (an edit: to the message the user fixed)
+                await answer(event.message or event.edited_message, text)
         except Exception as exc:
             logger.warning("could not send the error answer: %s: %s", type(exc).__name__, str(exc)[:160])

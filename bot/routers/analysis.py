@@ -31,6 +31,8 @@ async def pasted_link(message: Message, lang: str, services: BotServices) -> Non
 def build() -> Router:
     """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
     router = Router(name="analysis")
-    router.message.register(analyze, command("analyze", "analyse"))
-    router.message.register(pasted_link, F.text.func(names_a_match))
+    # A message the user edits (a link fixed after a typo) is served as a new one.
+    for observer in (router.message, router.edited_message):
+        observer.register(analyze, command("analyze", "analyse"))
+        observer.register(pasted_link, F.text.func(names_a_match))
     return router

@@ -42,5 +42,6 @@ async def bulk(message: Message, command: CommandObject, lang: str, services: Bo
 def build() -> Router:
     """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
     router = Router(name="bulk")
-    router.message.register(bulk, command("bulk"))
+    for observer in (router.message, router.edited_message):  # an edited message: served anew
+        observer.register(bulk, command("bulk"))
     return router

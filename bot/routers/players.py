@@ -37,6 +37,7 @@ async def pasted_profile(message: Message, lang: str, services: BotServices) -> 
 def build() -> Router:
     """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
     router = Router(name="players")
-    router.message.register(player, command("player"))
-    router.message.register(pasted_profile, F.chat.type == "private", F.text.func(looks_like_profile))
+    for observer in (router.message, router.edited_message):  # an edited message: served anew
+        observer.register(player, command("player"))
+        observer.register(pasted_profile, F.chat.type == "private", F.text.func(looks_like_profile))
     return router

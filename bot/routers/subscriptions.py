@@ -46,7 +46,8 @@ async def subscriptions(message: Message, lang: str, services: BotServices) -> N
 def build() -> Router:
     """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
     router = Router(name="subscriptions")
-    router.message.register(subscribe, command("subscribe"))
-    router.message.register(unsubscribe, command("unsubscribe"))
+    for observer in (router.message, router.edited_message):  # an edited message: served anew
+        observer.register(subscribe, command("subscribe"))
+        observer.register(unsubscribe, command("unsubscribe"))
     router.message.register(subscriptions, command("subscriptions"))
     return router

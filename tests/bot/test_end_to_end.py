@@ -329,6 +329,22 @@ def test_lang_switches_every_answer(stack: Stack, tg):
     assert texts[2] == "Language: English." and not CYRILLIC.search(texts[3])
 
 
+def test_a_link_fixed_by_editing_the_message_is_analysed(stack: Stack, tg):
+    user = new_user()
+    match = stack.world["matches"]["FINISHED"][3]
+    typo = tg.inject(user, f"/analyze {match[:-3]}")  # pasted short
+    assert stack.first_reply(user)["text"].startswith("❌")
+    tg.inject(user, f"/analyze {match}", edit_message_id=typo["message_id"])  # the user fixes it
+    queued = stack.replies(user, 2)[1]
+    assert "Match analysis: queued" in queued["text"]
+    assert match in stack.final_of(user, queued["message_id"])["text"]
+    tg.inject(user, "/analyze 1-nope", edit_message_id=typo["message_id"])  # edited wrong again: said so
+    assert stack.replies(user, 3)[2]["text"].startswith("❌")
+    tg.inject(user, "hello there", edit_message_id=typo["message_id"])  # an edit to plain text: no answer
+    time.sleep(0.5)
+    assert len([e for e in stack.events(user) if e["kind"] == "sent"]) == 3
+
+
 def test_a_language_chosen_while_a_job_runs_is_the_results(stack: Stack, tg, faceit_faults):
     faceit_faults(latency_ms=1500)
     stack.clear_faceit_cache()  # the analysis asks FACEIT, slowly: /lang comes while it runs

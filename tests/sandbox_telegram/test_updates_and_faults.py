@@ -41,6 +41,19 @@ async def test_long_poll_wakes_at_once_when_an_update_is_injected(
     assert message.entities[0].type == "bot_command"
 
 
+async def test_a_user_edits_their_message(tg_bot: Bot, telegram_sandbox: TelegramSandbox) -> None:
+    sent = telegram_sandbox.inject(USER, "/analyze 1-typo")
+    telegram_sandbox.inject(USER, "/analyze 1-fixed", edit_message_id=sent["message_id"])
+    first, edit = await tg_bot.get_updates(timeout=0, allowed_updates=["message", "edited_message"])
+    assert first.message.text == "/analyze 1-typo"
+    assert edit.edited_message.message_id == sent["message_id"] and edit.edited_message.text == "/analyze 1-fixed"
+    assert edit.edited_message.edit_date is not None and edit.edited_message.entities[0].type == "bot_command"
+    with pytest.raises(SandboxControlError):  # only their own message, and only one that exists
+        telegram_sandbox.inject(USER + 1, "x", edit_message_id=sent["message_id"])
+    with pytest.raises(SandboxControlError):
+        telegram_sandbox.inject(USER, "x", edit_message_id=10**9)
+
+
 async def test_offsets_confirm_updates_and_ids_increase(
     tg_bot: Bot, telegram_sandbox: TelegramSandbox
 ) -> None:
