@@ -297,20 +297,24 @@ class FaceitClient:
         list is complete: 0 when FACEIT has no older match, else the oldest finish fetched (it
         may be after ``since`` when ``max_pages`` ran out). Older matches on the last page are
         kept: a caller may look past ``since``."""
-        found: list[PlayerMatchStats] = []
+        found: dict[str, PlayerMatchStats] = {}
         for page in range(max(1, max_pages)):
             key = self.keys.cache("recent", player_id, STATS_PAGE, page * STATS_PAGE)
+            # Pages after the first are read fresh: a match finished since a cached first page
+            # shifts the offsets, so a cached later page could miss the match at the boundary
+            # (fresh later pages can only repeat one, and repeats are dropped by id).
             raw = await self._cached(key, f"/players/{_seg(player_id)}/games/cs2/stats",
-                                     {"limit": STATS_PAGE, "offset": page * STATS_PAGE}, self.ttls.recent, False)
+                                     {"limit": STATS_PAGE, "offset": page * STATS_PAGE}, self.ttls.recent, page > 0)
             items = as_list(as_dict(raw).get("items"))
             batch = parse_recent(raw)
-            found.extend(batch)
+            for match in batch:
+                found.setdefault(match.match_id, match)
             if len(items) < STATS_PAGE:
-                return found, 0.0
+                return list(found.values()), 0.0
             oldest = min((m.finished_at for m in batch if m.finished_at), default=None)
             if oldest is not None and oldest < since:
                 break
-        return found, min((m.finished_at for m in found if m.finished_at), default=0.0)
+        return list(found.values()), min((m.finished_at for m in found.values() if m.finished_at), default=0.0)
 
     async def get_history(
         self,

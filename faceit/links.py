@@ -44,8 +44,9 @@ PROFILE_URL_RE = re.compile(rf"{_HOST}{_LANG}/players(?:-modal)?/([^/?#\s]+)", r
 # The id at the start of a link's room part; what the message puts right after a link (".", ",",
 # ")", "!", a zero-width space) is not part of it.
 _LINK_ID_RE = re.compile(rf"(?:match-)?(?:1-)?{_UUID}(?![0-9A-Za-z-])")
-# A ``1-<uuid>`` (or ``match-1-<uuid>``) id standing on its own among other words.
-_LOOSE_MATCH_ID_RE = re.compile(rf"(?<![0-9A-Za-z/-])(?:match-)?1-{_UUID}(?![0-9A-Za-z-])")
+# A ``1-<uuid>`` (or ``match-1-<uuid>``) id standing on its own among other words: not inside a
+# word or another site's link (after "/", "=", "?", "#", "&", "_" or ".").
+_LOOSE_MATCH_ID_RE = re.compile(rf"(?<![0-9A-Za-z/=?#&_.-])(?:match-)?1-{_UUID}(?![0-9A-Za-z-])", re.IGNORECASE)
 # For finding several refs in one message: links first, then loose ids.
 _FIND_RE = re.compile(
     rf"{_HOST}{_LANG}/(?:cs2|csgo)/room/(?P<room>[^/?#\s]+)"
@@ -121,8 +122,9 @@ def parse_match_ref(text: str) -> MatchRef:
         return ref
     # An id among other words or punctuation ("1-…, please", "what about 1-… ?"): the one match
     # the text names (not an id in another site's link); several are a list for /bulk.
-    named = list(dict.fromkeys(r for found, r in _refs_in(cleaned) if r is not None
-                               and (found.group("room") or not cleaned[:found.start()].endswith("/"))))
+    rooms = [r for found, r in _refs_in(cleaned) if r is not None and found.group("room")]
+    loose = [_match_ref_from_id(found.group(0), "id") for found in _LOOSE_MATCH_ID_RE.finditer(ROOM_URL_RE.sub(" ", cleaned))]
+    named = list(dict.fromkeys(r for r in (*rooms, *loose) if r is not None))
     if len(named) == 1:
         return named[0]
     if len(named) > 1:
@@ -133,7 +135,8 @@ def parse_match_ref(text: str) -> MatchRef:
 def names_a_match(text: str) -> bool:
     """Whether a message (not a command) is, or contains, a room link or a ``1-<uuid>`` match id:
     the bot analyses such a message as if it came with /analyze. A bare UUID inside other words
-    is not taken for a match (it may be anything), nor an id in another site's link."""
+    is not taken for a match (it may be anything), nor an id in another site's link (the same
+    rule :func:`parse_match_ref` reads an id among words by)."""
     if not isinstance(text, str) or text.startswith("/") or len(text) > MAX_INPUT_LENGTH:
         return False
     return bool(ROOM_URL_RE.search(text) or MATCH_ID_RE.fullmatch(text.strip()) or _LOOSE_MATCH_ID_RE.search(text))

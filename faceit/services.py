@@ -30,6 +30,7 @@ from faceit import analysis, render
 from faceit.client import RECENT_FETCH_LIMIT, FaceitClient
 from faceit.context import FaceitContext, get_faceit_context
 from faceit.errors import (
+    REQUEST_ERROR_CODES,
     BadInputError,
     FaceitBotError,
     MatchNotAnalysableError,
@@ -297,9 +298,10 @@ async def analyze_bulk(match_refs: list[str], progress: Progress) -> dict[str, A
     """Up to ``BULK_MAX_MATCHES`` matches, a few at a time over the shared cache, one summary.
 
     A match that fails is reported in the summary. When every match failed, the job fails with
-    the first transient error if there is one (the pipeline retries), or with the error of a list
-    of one; a longer list whose every match was refused for itself (no such match, cancelled)
-    is still the summary, so the user reads why each one failed, not only the first.
+    the first transient error if there is one (the pipeline retries), else the first error not
+    caused by the request (our key refused: alerted), or the error of a list of one; a longer
+    list whose every match was refused for itself (no such match, cancelled) is still the
+    summary, so the user reads why each one failed, not only the first.
     """
     from settings import get_settings
 
@@ -349,9 +351,13 @@ async def analyze_bulk(match_refs: list[str], progress: Progress) -> dict[str, A
 
     items = await _gather_all([one(*r) for r in refs])
     failures = [item.pop("_exc") for item in items if "_exc" in item]
-    transient = [f for f in failures if isinstance(f, TransientError)]
-    if len(failures) == total and (transient or total == 1):
-        raise (transient or failures)[0]
+    if len(failures) == total:
+        # Every match refused for itself (cancelled, no such match): the list says why, each.
+        # Anything else (FACEIT not answering, our key refused) fails the job: retried, alerted.
+        ours = [f for f in failures if getattr(f, "code", None) not in REQUEST_ERROR_CODES]
+        transient = [f for f in ours if isinstance(f, TransientError)]
+        if total == 1 or ours:
+            raise (transient or ours or failures)[0]
     data = {
         "total": total,
         "analysed": sum(1 for i in items if i["outcome"] in ("analysed", "finished")),
@@ -578,13 +584,11 @@ async def _user_analytics(ctx: FaceitContext, user_id: int, report_type: str, no
     for sub in await ctx.store.list_subscriptions(user_id):
         pid = sub["player_id"]
         history = await ctx.store.elo_history(pid)
-        # Back to the last Elo snapshot before the period, to tell whether it still held when the
-        # period began (no match in between).
-        earlier = [t for t, _ in history if t < since]  # oldest first
-        back_to = earlier[-1] if earlier else since
+        # Back past the period's start: the newest match before it tells whether the last Elo
+        # snapshot before the period still held when the period began.
         profile, (recent, complete_from) = await _gather_all([
             _optional(ctx.client.get_player(pid)),
-            _optional(ctx.client.get_stats_since(pid, back_to), ([], now)),
+            _optional(ctx.client.get_stats_since(pid, since), ([], now)),
         ])
         players.append(analysis.tracked_player_period(
             pid, profile.nickname if profile else sub["nickname"], recent, since,

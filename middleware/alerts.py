@@ -18,6 +18,7 @@ from dramatiq import Middleware
 from faceit.errors import REQUEST_ERROR_CODES
 from middleware.state import state_of
 from queues.alerts import Alert, AlertStore
+from queues.health_texts import tell_job_alert
 
 logger = logging.getLogger(__name__)
 
@@ -34,24 +35,24 @@ class AlertOnFailure(Middleware):
         state = state_of(message)
         job = message.message_id
         actor = message.actor_name
+        # The message is the English of the details, which let a reader tell it again in another
+        # language (queues.health_texts.tell_alert).
         if state.alert_reason == "crash_loop":
-            return Alert("error", "pipeline", f"{actor} job killed its worker "
-                         f"{state.extra.get('workers_lost')} times; failed", job_id=job,
-                         details={"reason": "crash_loop", "actor": actor, "workers_lost": state.extra.get("workers_lost")})
+            details = {"reason": "crash_loop", "actor": actor, "workers_lost": int(state.extra.get("workers_lost") or 0)}
+            return Alert("error", "pipeline", tell_job_alert(details), job_id=job, details=details)
         if state.outcome != "failed" or state.error is None:
             return None
         code = state.error.get("code")
         if code == "auth":
-            return Alert("critical", "faceit", f"FACEIT refused the API key ({actor})", job_id=job,
-                         details={"reason": "auth", "actor": actor})
+            details = {"reason": "auth", "actor": actor}
+            return Alert("critical", "faceit", tell_job_alert(details), job_id=job, details=details)
         if code in USER_CAUSED:
             return None
-        level = "warning" if state.alert_reason == "time_limit" else "error"
-        error_type, error = state.error.get("type"), str(state.error.get("message", ""))[:200]
-        # The details let a reader tell it again in another language (queues.health_texts.tell_alert).
-        return Alert(level, "pipeline", f"{actor} job failed: {error_type}: {error}", job_id=job,
-                     details={"reason": state.alert_reason or "final_failure", "actor": actor,
-                              "error_type": error_type, "error": error})
+        timed_out = state.alert_reason == "time_limit"
+        details = {"reason": "time_limit" if timed_out else "final_failure", "actor": actor,
+                   "error_type": str(state.error.get("type")), "error": str(state.error.get("message", ""))[:200]}
+        level = "warning" if timed_out else "error"
+        return Alert(level, "pipeline", tell_job_alert(details), job_id=job, details=details)
 
     def _emit(self, message) -> None:
         alert = self._alert_for(message)

@@ -151,19 +151,26 @@ JOB_TEXTS: dict[str, dict[str, str]] = {
                       "ru": "задача {actor} завершилась ошибкой: {error_type}: {error}"},
     "time_limit": {"en": "{actor} job failed: {error_type}: {error}",
                    "ru": "задача {actor} прервана по лимиту времени: {error_type}: {error}"},
-    "crash_loop": {"en": "{actor} job killed its worker {workers_lost} times; failed",
-                   "ru": "задача {actor} {workers_lost} {times} уронила воркер и провалена"},
+    "crash_loop": {"en": "{actor} job killed its worker {workers_lost} {times}; failed",
+                   "ru": "задача {actor} {workers_lost} {times} уронила воркер и завершилась ошибкой"},
     "auth": {"en": "FACEIT refused the API key ({actor})", "ru": "FACEIT отклонил API-ключ ({actor})"},
 }
+#: The details each reason's text needs (an alert written by an older worker may lack them).
+_JOB_FIELDS = {"final_failure": ("error_type", "error"), "time_limit": ("error_type", "error"),
+               "crash_loop": ("workers_lost",), "auth": ()}
 
 
-def _tell_job_alert(details: dict[str, Any], lang: str) -> str:
-    """A job's bad end in ``lang`` (the error's own text stays as the exception wrote it)."""
-    texts = JOB_TEXTS[details["reason"]]
-    values = {"actor": details["actor"], "error_type": details.get("error_type"), "error": details.get("error"),
-              "workers_lost": details.get("workers_lost"), "times": _times(int(details.get("workers_lost") or 0), lang)}
-    if details["reason"] in ("final_failure", "time_limit") and values["error_type"] is None:
-        raise KeyError("error_type")  # an alert of an older worker: told as written
+def tell_job_alert(details: dict[str, Any], lang: str = "en") -> str:
+    """A job's bad end (``details``: ``reason``, ``actor`` and the reason's fields) in ``lang``;
+    the error's own text stays as the exception wrote it. The English one is the alert's
+    message. Raises ``KeyError`` when a field is missing."""
+    reason = details["reason"]
+    missing = [name for name in ("actor", *_JOB_FIELDS[reason]) if details.get(name) is None]
+    if missing:
+        raise KeyError(missing[0])
+    values = {name: details.get(name) for name in ("actor", "error_type", "error", "workers_lost")}
+    values["times"] = _times(int(details.get("workers_lost") or 0), lang)
+    texts = JOB_TEXTS[reason]
     return (texts.get(lang) or texts["en"]).format(**values)
 
 
@@ -182,7 +189,7 @@ def tell_alert(alert: Any, lang: str = "en") -> str:
         return f"{RESOLVED_WORD.get(lang) or RESOLVED_WORD['en']} {told}" if told else str(alert.message)
     if not alert.rule and alert.details.get("reason") in JOB_TEXTS:
         try:
-            return _tell_job_alert(alert.details, lang)
+            return tell_job_alert(alert.details, lang)
         except (KeyError, TypeError, ValueError):
             return str(alert.message)
     return describe_or(str(alert.message), alert.rule, alert.subject, alert.details, lang)

@@ -31,8 +31,15 @@ def test_a_condition_alert_reads_in_russian_and_other_alerts_as_written():
                 subject="default")  # no details: told as written
     old_resolve = Alert(level="info", source="monitor", message="resolved: an older monitor's", rule="failure_rate",
                         subject="default", state="resolved", details={"opened_level": "error"})
-    for alert in (job_failed, old, old_resolve):
+    # A crash loop recorded before its details carried the count: told as written, not "None times"
+    old_crash = Alert(level="error", source="pipeline", message="match_analysis job killed its worker 3 times; failed",
+                      details={"reason": "crash_loop", "actor": "match_analysis"})
+    for alert in (job_failed, old, old_resolve, old_crash):
         assert tell_alert(alert, "ru") == alert.message
+    once = Alert(level="error", source="pipeline", message="x",
+                 details={"reason": "crash_loop", "actor": "match_analysis", "workers_lost": 1})
+    assert tell_alert(once, "en") == "match_analysis job killed its worker 1 time; failed"
+    assert tell_alert(once, "ru") == "задача match_analysis 1 раз уронила воркер и завершилась ошибкой"
 
 
 def test_health_reasons_fall_back_to_the_stored_english_without_details():

@@ -109,7 +109,13 @@ def test_what_is_not_taken_for_a_pasted_match() -> None:
     assert not names_a_match(f"/analyze {MID}")  # a command: its own handler
     assert not names_a_match(f"{MID}-extra and more")
     assert names_a_match(UUID)  # a bare UUID on its own is a very old room
-    assert not names_a_match(f"https://notfaceit.com/en/cs2/room/{MID}")  # another site's link
+    for elsewhere in (f"https://notfaceit.com/en/cs2/room/{MID}", f"https://other.site/x?id={MID}",
+                      f"https://other.site/#{MID}", f"foo_{MID}", f"see {UUID} now"):
+        assert not names_a_match(elsewhere), elsewhere  # another site's link, or a bare UUID among words
+        with pytest.raises(BadInputError):
+            parse_match_ref(elsewhere)
+    # One id and a bare UUID: the UUID is not a match, so the message names one (both agree)
+    assert names_a_match(f"{MID} for player {UUID}") and parse_match_ref(f"{MID} for player {UUID}").match_id == MID
 
 
 @pytest.mark.parametrize("text", ["akra.", "akra!", "akra?", "@akra,"])

@@ -212,6 +212,15 @@ async def test_a_bulk_match_faceit_did_not_answer_for_says_so_without_promising_
     assert "Пришлите его ещё раз" in error["texts"]["ru"]
 
 
+async def test_a_bulk_list_fails_when_faceit_refuses_our_key(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    """Every match failed, but not for itself: the key was refused. The job fails (its alert tells
+    the operators), rather than succeed with a list of internal errors."""
+    matches = sandbox.world()["matches"]
+    sandbox.faults(error_rate=1.0, status=401)
+    with pytest.raises(errors.AuthError):
+        await services.analyze_bulk([matches["FINISHED"][0], matches["READY"][0]], progress)
+
+
 async def test_monitoring_notifies_active_followers_once(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
     player = sandbox.world()["players"][7]
     pid = player["player_id"]
@@ -373,10 +382,28 @@ async def test_a_weekly_report_counts_every_match_of_the_week(sandbox: FaceitSan
     start = time.time() - 6 * 86400
     for i in range(40):
         sandbox.finish_match(player_id=pid, won=i % 3 != 0, at=start + 3600 * i)
+    since = time.time() - 7 * 86400
     report = await services.build_analytics_report(13, "weekly", progress)
     (tracked,) = report["data"]["players"]
-    assert tracked["matches"] >= 40
+    assert tracked["matches"] == _matches_in_the_sandbox(sandbox, pid, since) >= 40
     assert f"{tracked['matches']} matches" in report["texts"]["en"][0]
+
+
+def _matches_in_the_sandbox(sandbox: FaceitSandbox, player_id: str, since: float) -> int:
+    """The player's 5v5 matches finished since ``since``, read from the sandbox page by page."""
+    import urllib.request
+
+    count, offset = 0, 0
+    while True:
+        url = f"{sandbox.base_url}/data/v4/players/{player_id}/games/cs2/stats?limit=100&offset={offset}"
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer sandbox-key"})
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            items = json.loads(reply.read())["items"]
+        count += sum(1 for item in items if item["stats"].get("Game Mode", "5v5") == "5v5"
+                     and item["stats"]["Match Finished At"] / 1000 >= since)
+        if len(items) < 100:
+            return count
+        offset += 100
 
 
 async def test_analytics_reports(sandbox: FaceitSandbox, progress: ProgressLog) -> None:

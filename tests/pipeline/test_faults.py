@@ -61,7 +61,7 @@ def test_a_poison_message_fails_after_its_deliveries_with_one_alert(start_pool, 
     alerts = wait_until(lambda: [a for a in get_alert_store().recent(1) if a.job_id == handle.id])
     assert len(alerts) == 1 and alerts[0].details["reason"] == "crash_loop"
     assert "killed its worker 3 times" in alerts[0].message
-    assert tell_alert(alerts[0], "ru") == "задача t_crash 3 раза уронила воркер и провалена"
+    assert tell_alert(alerts[0], "ru") == "задача t_crash 3 раза уронила воркер и завершилась ошибкой"
     wait_until(lambda: manager.queue_stats()["default"].dead == 1)  # dead-lettered, not dropped
     assert manager.wait_for(bystander.id, timeout=30).status == "succeeded"  # other jobs flow
 
