@@ -41,6 +41,8 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from bot.botapi import BadRequest, BotAPI
 from bot.config import BotConfigError
 from bot.delivery_lease import DeliveryLeases
@@ -431,10 +433,15 @@ async def _to_subscriber(res: DeliveryResources, job_id: str, index: int, note: 
 
 
 async def _chosen_languages(res: DeliveryResources, user_ids: list[int]) -> dict[int, str]:
-    """The languages these users chose with ``/lang`` (those who chose one)."""
+    """The languages these users chose with ``/lang`` (those who chose one); none when Redis
+    cannot say (each result then goes out in the language it was asked in)."""
     if not user_ids:
         return {}
-    values = await res.redis.hmget(res.keys.user_languages(), [str(uid) for uid in user_ids])
+    try:
+        values = await res.redis.hmget(res.keys.user_languages(), [str(uid) for uid in user_ids])
+    except RedisError as exc:
+        logger.warning("chosen languages not read, delivering in the requests' languages: %s", exc)
+        return {}
     return {uid: value for uid, value in zip(user_ids, values, strict=True) if value}
 
 

@@ -260,8 +260,8 @@ class BotServices:
                 return CancelOutcome(left, record)
         try:
             outcome = await asyncio.to_thread(self.manager.cancel_job, job_id)
-        except UnknownJobError:
-            raise UserFacingError("unknown_job", job_id=job_id) from None
+        except UnknownJobError:  # gone meanwhile
+            raise UserFacingError("no_such_job" if self.is_admin(user_id) else "unknown_job", job_id=job_id) from None
         logger.info("job %s: cancel asked by user %s: %s", job_id, user_id, outcome)
         return CancelOutcome(outcome, record)
 

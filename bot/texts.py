@@ -172,7 +172,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "unknown_job": {"en": "You have no job <code>{job_id}</code>.", "ru": "У вас нет задачи <code>{job_id}</code>."},
     "no_such_job": {"en": "There is no job <code>{job_id}</code>: it never existed or its record has expired.",
-                    "ru": "Задачи <code>{job_id}</code> нет: её не было, или её запись уже истекла."},
+                    "ru": "Задачи <code>{job_id}</code> нет: её не было или срок хранения её записи истёк."},
     "status_line": {"en": "{kind}: {status}{progress}\nJob <code>{job_id}</code>",
                     "ru": "{kind} — статус: {status}{progress}\nЗадача <code>{job_id}</code>"},
     "status_queued": {"en": "queued", "ru": "в очереди"},
@@ -244,8 +244,8 @@ TEXTS: dict[str, dict[str, str]] = {
                            "или отменённую."},
     "usage_requeue": {"en": "Usage: /requeue [job id] (every failed job, or this one)",
                       "ru": "Использование: /requeue [id задачи] (все упавшие задачи или эту)"},
-    "usage_alerts": {"en": "Usage: /alerts [hours], from 1 to {max} (24 by default)",
-                     "ru": "Использование: /alerts [часы], от 1 до {max} (по умолчанию 24)"},
+    "usage_alerts": {"en": "Usage: /alerts [hours], at most {max} (24 by default)",
+                     "ru": "Использование: /alerts [часы], не больше {max} (по умолчанию 24)"},
 }
 
 

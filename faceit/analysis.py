@@ -8,12 +8,12 @@ against hand-computed fixtures in ``tests/faceit/test_analysis.py``.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from faceit.gamedata import ACTIVE_MAP_POOL, level_for_elo, level_progress, map_label
+from faceit.htmltext import whole_percent
 from faceit.models import (
     Faction,
     LifetimeStats,
@@ -34,9 +34,9 @@ FORM_PRIOR_MATCHES = 5
 #: Below this spread of danger scores a side has no standout player to name (about a quarter of
 #: a standard deviation: closer than that, who is "first" is noise).
 DANGER_MIN_SPREAD = 0.25
-#: A map is advised (picked, banned, said to favour a side) only on an edge of at least this much
-#: and with at least this many games of both sides' players behind it.
-MAP_MIN_EDGE = 0.02
+#: A map is advised (picked, banned) only on an edge of at least this many points as shown (the
+#: two whole percents' difference) and with at least this many games of both sides' players.
+MAP_MIN_EDGE = 2
 MAP_MIN_GAMES = 10
 #: Specialists are named from at least this many recent entries / 1v1 clutches, or from lifetime
 #: rates of a player with at least this many matches.
@@ -81,10 +81,6 @@ def elo_change(win_probability: float, k: int = ELO_K) -> dict[str, int]:
     p = min(1.0, max(0.0, win_probability))
     return {"win": max(1, round_half_up(k * (1 - p))), "loss": -max(1, round_half_up(k * p))}
 
-
-def shown_percent(fraction: float) -> int:
-    """A 0..1 figure as the whole percent the texts show (``fmt_pct`` with no decimals)."""
-    return round(fraction * 100)
 
 
 # Player form and rating -------------------------------------------------------------------------
@@ -265,14 +261,19 @@ def map_table(
     return table
 
 
+def _shown_edge(row: dict[str, Any]) -> int:
+    """A map row's Δ as the table shows it: the difference of the two whole percents."""
+    return whole_percent(row["faction1"]["rate"]) - whole_percent(row["faction2"]["rate"])
+
+
 def map_suggestions(
     pool: Sequence[str], table: dict[str, dict[str, dict[str, Any]]], picked: Sequence[str] = ()
 ) -> dict[str, Any]:
     """Pick and ban advice for each side from the map table.
 
     ``advantage`` of a map for faction1 is its rate minus faction2's. A map counts for advice only
-    when it has an edge of at least :data:`MAP_MIN_EDGE` and :data:`MAP_MIN_GAMES` games of both
-    sides' players behind it: with no map history every map is 50/50, and naming one is noise.
+    when it has an edge of at least :data:`MAP_MIN_EDGE` points as shown and :data:`MAP_MIN_GAMES`
+    games of both sides' players behind it: with no map history every map is 50/50, and naming one is noise.
     Each side picks its highest-advantage map that counts and bans up to three that count against
     it, worst first, never its own pick; ``None`` and ``[]`` when nothing counts. Ties break
     alphabetically so the advice is stable.
@@ -290,7 +291,7 @@ def map_suggestions(
             "advantage": round(r1 - r2, 4),
             "picked": mid in picked,
         })
-    telling = [m for m in maps if abs(m["advantage"]) >= MAP_MIN_EDGE - 1e-9
+    telling = [m for m in maps if abs(_shown_edge(m)) >= MAP_MIN_EDGE
                and (m["faction1"].get("matches") or 0) + (m["faction2"].get("matches") or 0) >= MAP_MIN_GAMES]
     advice = {}
     for side, sign in (("faction1", 1), ("faction2", -1)):
@@ -300,8 +301,7 @@ def map_suggestions(
     picked_rows = [m for m in maps if m["picked"]]
     favoured = None
     if picked_rows:  # by the figures shown: a row reading 50% 50% favours nobody
-        row = picked_rows[0]
-        shown = shown_percent(row["faction1"]["rate"]) - shown_percent(row["faction2"]["rate"])
+        shown = _shown_edge(picked_rows[0])
         favoured = "faction1" if shown > 0 else "faction2" if shown < 0 else None
     return {"maps": maps, "advice": advice, "picked": list(picked), "picked_favours": favoured}
 
@@ -312,7 +312,8 @@ def danger_scores(players: Sequence[dict[str, Any]]) -> dict[str, float]:
     Standardised within the lobby (mean 0, sd 1 over the ten players), so it says who is
     strong *here*; a missing figure counts as the lobby average (z = 0). The recent-form figures
     (all but Elo) of a player with few matches say little: their z-score weighs
-    ``n / (n + FORM_PRIOR_MATCHES)``, so one 25-8 win does not outrank twenty good matches.
+    ``n / (n + FORM_PRIOR_MATCHES)`` (and counts as much in the lobby's mean and spread), so one
+    25-8 win does not outrank twenty good matches.
     """
     features = {
         "elo": [p.get("elo") for p in players],
@@ -323,17 +324,19 @@ def danger_scores(players: Sequence[dict[str, Any]]) -> dict[str, float]:
     }
     scores = {p["player_id"]: 0.0 for p in players}
     for name, values in features.items():
-        known = [float(v) for v in values if v is not None]
-        if len(known) < 2:
+        known = [(player, float(v), 1.0 if name == "elo" else _form_weight(player))
+                 for player, v in zip(players, values, strict=True) if v is not None]
+        total = sum(w for _, _, w in known)
+        if len(known) < 2 or total <= 0:
             continue
-        mean = statistics.fmean(known)
-        sd = statistics.pstdev(known)
+        # Mean and spread weighted the same way: one lucky match neither moves the lobby's
+        # average nor widens its spread (which would squeeze everyone else's scores).
+        mean = sum(w * v for _, v, w in known) / total
+        sd = math.sqrt(sum(w * (v - mean) ** 2 for _, v, w in known) / total)
         if sd == 0:
             continue
-        for player, value in zip(players, values, strict=True):
-            if value is not None:
-                weight = 1.0 if name == "elo" else _form_weight(player)
-                scores[player["player_id"]] += DANGER_WEIGHTS[name] * weight * (float(value) - mean) / sd
+        for player, value, weight in known:
+            scores[player["player_id"]] += DANGER_WEIGHTS[name] * weight * (value - mean) / sd
     return {pid: round(score, 3) for pid, score in scores.items()}
 
 
@@ -410,7 +413,7 @@ def analyse_match(match: Match, data: dict[str, PlayerData]) -> dict[str, Any]:
         teams[key]["threats"], teams[key]["targets"] = standouts(teams[other]["players"])
         teams[key]["specialists"] = specialists(teams[key]["players"])
     # By the chances shown: "win 50% / win 50%" has no favourite, whatever the third decimal says.
-    shown1, shown2 = shown_percent(p1), shown_percent(p2)
+    shown1, shown2 = whole_percent(p1), whole_percent(p2)
     favourite = "faction1" if shown1 > shown2 else "faction2" if shown2 > shown1 else None
     return {
         "match_id": match.match_id,

@@ -52,6 +52,11 @@ def fmt_signed(value: float | None, lang: str, digits: int = 0, dash: str = "—
     return body
 
 
+def whole_percent(fraction: float) -> int:
+    """A 0..1 figure as the whole percent the texts show (what :func:`fmt_pct` prints for it)."""
+    return round(fraction * 100)
+
+
 def fmt_pct(value: float | None, lang: str, digits: int = 0, *, fraction: bool = False) -> str:
     """A percentage; ``fraction=True`` when the value is 0..1 rather than 0..100."""
     if value is None:

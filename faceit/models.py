@@ -245,8 +245,9 @@ class PlayerMatchStats:
         if not match_id:
             return None
         finished_ms = to_float(stats.get("Match Finished At"))
-        # Some rows lack it: the row's own times (ISO strings) come right after the match ends.
-        fallback = iso_seconds(stats.get("Updated At")) or iso_seconds(stats.get("Created At"))
+        # Some rows lack it: the row's own creation time (ISO) comes right after the match ends
+        # ("Updated At" may move later when FACEIT reprocesses the row: only if there is no other).
+        fallback = iso_seconds(stats.get("Created At")) or iso_seconds(stats.get("Updated At"))
         result = to_int(stats.get("Result"))
         rounds = to_float(stats.get("Rounds"))
         if rounds is None:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from faceit.gamedata import map_label
-from faceit.htmltext import e, fmt_int, fmt_num, fmt_pct, fmt_signed, split_html
+from faceit.htmltext import e, fmt_int, fmt_num, fmt_pct, fmt_signed, split_html, whole_percent
 from faceit.i18n import LANGS, MATCHES, plural
 
 # label → (en, ru)
@@ -245,7 +245,7 @@ def _maps_block(data: dict[str, Any], lang: str) -> list[str]:
     rows = [e(f"{t('map', lang):<10} {'[1]':>5} {'[2]':>5} {'Δ':>4}")]
     for row in maps["maps"]:
         label = _cut(row["label"], 8) + (" ★" if row["picked"] else "")
-        first, second = round(row["faction1"]["rate"] * 100), round(row["faction2"]["rate"] * 100)
+        first, second = whole_percent(row["faction1"]["rate"]), whole_percent(row["faction2"]["rate"])
         rows.append(e(  # Δ of the two figures as shown, so the row adds up on the screen
             f"{label:<10} {fmt_pct(first, lang):>5} {fmt_pct(second, lang):>5} "
             f"{fmt_signed(first - second, lang):>4}"

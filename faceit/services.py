@@ -49,7 +49,8 @@ BULK_CONCURRENCY = 4
 MONITOR_CONCURRENCY = 8
 CACHE_UPDATE_CONCURRENCY = 4
 MAX_NOTIFICATIONS_PER_PLAYER = 5
-#: A player report's parts cached further apart than this (seconds) are fetched again together.
+#: A player report's recent matches cached this much longer (seconds) than its profile or lifetime
+#: stats are fetched again.
 REPORT_FETCH_SPREAD = 60.0
 REPORT_DAYS = {"weekly": 7, "monthly": 30}
 CACHE_TYPES = {
@@ -212,11 +213,14 @@ async def build_player_report(player_ref: str, progress: Progress) -> dict[str, 
     profile = await _fetch_profile(ctx, player_ref)
     await progress(30, "stats")
     lifetime, recent = await _player_stats(ctx, profile.player_id)
-    if await _fetched_apart(ctx, ref, profile.player_id):
-        # One report, one moment: a profile or lifetime cached before the player's newest match
-        # (which monitoring just read) contradicts the recent matches beside it.
+    stale = await _stale_parts(ctx, ref, profile.player_id, recent)
+    if "recent" in stale:
+        recent = await _optional(ctx.client.get_recent_stats(profile.player_id, refresh=True), [])
+        stale |= await _stale_parts(ctx, ref, profile.player_id, recent)
+    if "profile" in stale:
         profile = await _fetch_profile(ctx, player_ref, refresh=True)
-        lifetime, recent = await _player_stats(ctx, profile.player_id, refresh=True)
+    if "lifetime" in stale:
+        lifetime = await _optional(ctx.client.get_lifetime_stats(profile.player_id, refresh=True))
     await _record_elos(ctx, [profile])
     history = await ctx.store.elo_history(profile.player_id)
     report = analysis.player_report(profile, lifetime, recent, history)
@@ -241,15 +245,25 @@ async def _player_stats(ctx: FaceitContext, player_id: str, *, refresh: bool = F
     ])
 
 
-async def _fetched_apart(ctx: FaceitContext, ref: PlayerRef, player_id: str) -> bool:
-    """Whether a report's cached parts (profile, lifetime, recent matches) were fetched more than
-    :data:`REPORT_FETCH_SPREAD` seconds apart (a part not cached was fetched just now)."""
-    client = ctx.client
-    profile = ("player", ref.value) if ref.is_id else ("player_nick", ref.value)
-    ages = [await client.cached_age(*profile), await client.cached_age("lifetime", player_id),
-            await client.cached_age("recent", player_id, RECENT_FETCH_LIMIT)]
-    known = [age or 0.0 for age in ages]
-    return max(known) - min(known) > REPORT_FETCH_SPREAD
+async def _stale_parts(ctx: FaceitContext, ref: PlayerRef, player_id: str, recent: list[Any]) -> set[str]:
+    """Which cached parts of a player report would contradict the others (one report, one
+    moment): the profile and lifetime stats when the newest recent match finished after they
+    were fetched (monitoring reads a followed player's matches fresh: the old Elo and match
+    count sat beside the new matches), and the recent matches when they were fetched more than
+    :data:`REPORT_FETCH_SPREAD` seconds before the profile or lifetime stats (a match finished in
+    between would be counted there and missing here). A part not cached (just fetched, or
+    missing at FACEIT) is current."""
+    client, now = ctx.client, time.time()
+    profile_key = ("player", ref.value) if ref.is_id else ("player_nick", ref.value)
+    ages = {"profile": await client.cached_age(*profile_key), "lifetime": await client.cached_age("lifetime", player_id),
+            "recent": await client.cached_age("recent", player_id, RECENT_FETCH_LIMIT)}
+    fetched = {part: now - age for part, age in ages.items() if age is not None}
+    newest = max((m.finished_at for m in recent if m.finished_at), default=0.0)
+    stale = {part for part in ("profile", "lifetime") if part in fetched and fetched[part] < newest}
+    others = [fetched[part] for part in ("profile", "lifetime") if part in fetched]
+    if "recent" in fetched and others and fetched["recent"] < max(others) - REPORT_FETCH_SPREAD:
+        stale.add("recent")
+    return stale
 
 
 def _chart(chart: dict[str, Any], nickname: str) -> bytes | None:
@@ -490,9 +504,10 @@ async def _scan_player(
     # Matches whose Elo change was not seen yet: FACEIT's profile can lag behind the match stats.
     covered = played + int(state.get("elo_pending") or 0)
     delta = elo - before if elo is not None and isinstance(before, int) else None  # over all ``covered``
-    # One ranked match moves Elo by at least 1: no change after one means FACEIT has not counted
-    # it yet (or it was not ranked). Over more, a win and a loss can cancel out: that is shown.
-    held = delta == 0 and covered == 1
+    # A ranked match moves Elo by at least 1: no change means FACEIT has not counted the matches
+    # yet, or they did not count (a hub), or a win and a loss cancelled out. The notice shows the
+    # Elo without a change, and the next change says how many matches it covers.
+    held = delta == 0
     followers = [uid for uid in await ctx.store.subscribers(player_id) if uid not in inactive]
     for index, game in enumerate(new):
         last = index == len(new) - 1

@@ -243,6 +243,12 @@ class World:
 
     # Mutations (control endpoints) ------------------------------------------------------------
 
+    def settle_elo(self) -> None:
+        """Apply the Elo changes held back by ``finish_match(hold_elo=True)``."""
+        for pid, held in self._held_elo.items():
+            self.players[pid].elo = max(100, self.players[pid].elo + held)
+        self._held_elo.clear()
+
     def finish_match(self, player_id: str | None = None, match_id: str | None = None,
                      won: bool | None = None, now: float | None = None, hold_elo: bool = False) -> dict[str, Any]:
         """Make a player finish a new match now (or finish a live lobby); Elo moves by K = 50.
@@ -252,9 +258,7 @@ class World:
         """
         at = int(now if now is not None else time.time())
         if not hold_elo:
-            for pid, held in self._held_elo.items():
-                self.players[pid].elo = max(100, self.players[pid].elo + held)
-            self._held_elo.clear()
+            self.settle_elo()
         if match_id:
             match = self.matches[match_id]
             if match.status in ("FINISHED", "CANCELLED", "ABORTED"):

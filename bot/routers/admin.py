@@ -65,7 +65,7 @@ async def alerts(message: Message, command: CommandObject, lang: str, services: 
         hours = float((command.args or "24").strip())
     except ValueError:
         hours = -1
-    longest = round(services.settings.queue_metrics_retention_days * 24)  # alerts are kept as long
+    longest = max(1, round(services.settings.queue_metrics_retention_days * 24))  # alerts are kept as long
     if not 0 < hours <= longest:
         await answer(message, t("usage_alerts", lang, max=longest))
         return

@@ -375,7 +375,7 @@ def test_admin_commands_answer_admins_and_look_unknown_to_everyone_else(stack: S
     stack.say(ADMIN_ID, "/requeue 00000000-0000-4000-8000-000000000000")  # an admin sees every job: none such
     assert stack.replies(ADMIN_ID, 5)[4]["text"].startswith("There is no job <code>00000000-")
     stack.say(ADMIN_ID, "/alerts 99999")
-    assert stack.replies(ADMIN_ID, 6)[5]["text"] == "Usage: /alerts [hours], from 1 to 168 (24 by default)"
+    assert stack.replies(ADMIN_ID, 6)[5]["text"] == "Usage: /alerts [hours], at most 168 (24 by default)"
     stack.say(ADMIN_ID, f"/analyze {stack.world['matches']['FINISHED'][19]}")
     done = stack.replies(ADMIN_ID, 7)[6]
     stack.final_of(ADMIN_ID, done["message_id"])

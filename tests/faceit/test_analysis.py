@@ -162,6 +162,16 @@ def test_no_map_advice_without_history_or_from_a_handful_of_games() -> None:
     assert thin["advice"]["faction1"] == {"pick": None, "ban": []}
 
 
+def test_map_advice_follows_the_delta_shown() -> None:
+    # 51.5% against 49.6%: the table shows 52% 50% +2, so the advice names it (raw edge 1.9 points)
+    table = {"faction1": {"de_nuke": {"rate": 0.515, "matches": 100}},
+             "faction2": {"de_nuke": {"rate": 0.496, "matches": 100}}}
+    advice = analysis.map_suggestions(["de_nuke"], table)["advice"]
+    assert advice == {"faction1": {"pick": "de_nuke", "ban": []}, "faction2": {"pick": None, "ban": ["de_nuke"]}}
+    table["faction1"]["de_nuke"]["rate"] = 0.505  # 50% 50% +0 (51% 50% +1 at 0.506): no advice
+    assert analysis.map_suggestions(["de_nuke"], table)["advice"]["faction1"] == {"pick": None, "ban": []}
+
+
 def test_a_picked_map_shown_even_favours_nobody() -> None:
     # Mirage 101/200 against 100/200: (106/210 = 50.5%) and (105/210 = 50.0%) both read 50%
     match = Match.from_api(_raw_match(pool=["de_mirage", "de_nuke"], pick=["de_mirage"]))

@@ -65,9 +65,9 @@ def test_recent_stats_convert_milliseconds_and_sort() -> None:
 def test_a_row_without_its_finish_time_takes_the_rows_own_time() -> None:
     """Without ``Match Finished At`` a match would never be notified (monitoring looks for matches
     finished after the last one seen): the row's ISO ``Updated At`` or ``Created At`` stands in."""
-    updated = PlayerMatchStats.from_api({"stats": {"Match Id": "a", "Updated At": "2023-11-14T22:13:20Z",
-                                                   "Created At": "2023-11-14T22:00:00Z"}})
-    created = PlayerMatchStats.from_api({"stats": {"Match Id": "b", "Created At": "2023-11-14T22:13:20.000Z"}})
+    created = PlayerMatchStats.from_api({"stats": {"Match Id": "a", "Created At": "2023-11-14T22:13:20Z",
+                                                   "Updated At": "2023-11-15T08:00:00Z"}})  # reprocessed later
+    updated = PlayerMatchStats.from_api({"stats": {"Match Id": "b", "Updated At": "2023-11-14T22:13:20.000Z"}})
     junk = PlayerMatchStats.from_api({"stats": {"Match Id": "c", "Updated At": "yesterday"}})
     assert updated is not None and updated.finished_at == 1_700_000_000
     assert created is not None and created.finished_at == 1_700_000_000

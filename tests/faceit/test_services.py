@@ -144,10 +144,20 @@ async def test_a_player_report_is_one_moments_picture(sandbox: FaceitSandbox, pr
     assert again["form"]["results"].startswith("W")
     assert again["elo"] == player["elo"] + finished["elo_changes"][pid]
     assert again["lifetime"]["matches"] == matches_before + 1
-    assert sandbox.calls() == 3  # fetched again together
+    assert sandbox.calls() == 2  # the profile and lifetime again, not the matches monitoring just read
     sandbox.reset()
     await services.build_player_report(nick, ProgressLog())
     assert sandbox.calls() == 0  # now from one moment: the cache serves it
+    # The other way round: the profile and lifetime fresh (a lookup), the matches cached before
+    # the newest one finished: the matches are read again.
+    lost = sandbox.finish_match(player_id=pid, won=False)
+    redis_client.expire(f"fb:faceit:cache:recent:{pid}:30", redis_client.ttl(f"fb:faceit:cache:recent:{pid}:30") - 120)
+    await ctx.client.get_player_by_nickname(nick, refresh=True)
+    await ctx.client.get_lifetime_stats(pid, refresh=True)
+    sandbox.reset()
+    third = (await services.build_player_report(nick, ProgressLog()))["data"]
+    assert third["form"]["results"].startswith("LW") and third["lifetime"]["matches"] == matches_before + 2
+    assert third["elo"] == again["elo"] + lost["elo_changes"][pid] and sandbox.calls() == 1
 
 
 async def test_resolve_player(sandbox: FaceitSandbox) -> None:
