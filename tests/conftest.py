@@ -113,6 +113,10 @@ def start_pool(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerP
     Teardown kills (fast); graceful stops are tested where they matter.
     """
     pools: list[WorkerPool] = []
+    # Before the test body, not only at its first start(): a module's shared pool left running by
+    # an earlier test would take a job the test enqueues before starting its own pool (a race
+    # that once ran a job the test meant to cancel first).
+    pause_module_pools()
 
     def start(queues: list[str] | None = None, *, processes: int = 1, threads: int = 4,
               env: dict[str, str] | None = None, modules: tuple[str, ...] = ("tests.support.job_actors",),
