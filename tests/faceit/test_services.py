@@ -294,23 +294,33 @@ async def test_a_baseline_taken_at_subscribe_makes_the_first_scan_notify(sandbox
     assert f"Elo +{finished['elo_changes'][pid]} " in note["texts"]["en"][0]
 
 
+async def _followed_from_now(sandbox: FaceitSandbox, *, player: int, user: int) -> tuple[str, dict[str, Any], float]:
+    """Player ``player`` of the sandbox followed by ``user`` with the baseline /subscribe takes;
+    returns their id, the baseline and a time just after its newest match (when to finish new ones)."""
+    followed = sandbox.world()["players"][player]
+    pid = followed["player_id"]
+    baseline = await services.monitoring_baseline(pid)
+    await store.subscribe(user, pid, followed["nickname"])
+    await (await get_faceit_context()).store.set_monitor_state(pid, baseline, if_absent=True)
+    return pid, baseline, (baseline["finished_at"] or time.time()) + 60
+
+
+def _signed(value: int) -> str:
+    """An Elo change as the texts write it: ``+25``, ``−25`` (a minus sign), ``0``."""
+    return f"+{value}" if value > 0 else f"−{abs(value)}" if value < 0 else "0"
+
+
 async def test_two_matches_between_scans_end_with_their_total_elo_change(sandbox: FaceitSandbox,
                                                                         progress: ProgressLog) -> None:
     """FACEIT tells the Elo now, not per match: the later notification carries the total, said so."""
-    player = sandbox.world()["players"][14]
-    pid = player["player_id"]
-    baseline = await services.monitoring_baseline(pid)
-    await store.subscribe(7, pid, player["nickname"])
-    await (await get_faceit_context()).store.set_monitor_state(pid, baseline, if_absent=True)
-    start = (baseline["finished_at"] or time.time()) + 60
+    pid, _, start = await _followed_from_now(sandbox, player=14, user=7)
     won = sandbox.finish_match(player_id=pid, won=True, at=start)
     lost = sandbox.finish_match(player_id=pid, won=False, at=start + 3600)
     first, second = (await services.monitor_matches([7], progress))["notifications"]
     assert (first["match_id"], second["match_id"]) == (won["match_id"], lost["match_id"])
     assert "Elo" not in first["texts"]["en"][0]
     total = won["elo_changes"][pid] + lost["elo_changes"][pid]
-    sign = "+" if total > 0 else "−" if total < 0 else ""
-    assert f"Elo {sign}{abs(total)} over the last 2 matches → " in second["texts"]["en"][0]
+    assert f"Elo {_signed(total)} over the last 2 matches → " in second["texts"]["en"][0]
     assert "за последние 2 матча" in second["texts"]["ru"][0]
 
 
@@ -318,20 +328,14 @@ async def test_more_matches_than_notified_are_counted_in_the_elo_change(sandbox:
                                                                        progress: ProgressLog) -> None:
     """Seven matches between scans: the five newest are told, and the last one's Elo change says
     it covers all seven (it is the Elo now against the Elo at the last scan)."""
-    player = sandbox.world()["players"][15]
-    pid = player["player_id"]
-    baseline = await services.monitoring_baseline(pid)
-    await store.subscribe(8, pid, player["nickname"])
-    await (await get_faceit_context()).store.set_monitor_state(pid, baseline, if_absent=True)
-    start = (baseline["finished_at"] or time.time()) + 60
+    pid, _, start = await _followed_from_now(sandbox, player=15, user=8)
     played = [sandbox.finish_match(player_id=pid, won=i % 2 == 0, at=start + 3600 * i) for i in range(7)]
     result = await services.monitor_matches([8], progress)
     notes = result["notifications"]
     assert [n["match_id"] for n in notes] == [m["match_id"] for m in played[2:]]
     assert result["data"]["new_matches"] == 7
     total = sum(m["elo_changes"][pid] for m in played)
-    sign = "+" if total > 0 else "−" if total < 0 else ""
-    assert f"Elo {sign}{abs(total)} over the last 7 matches → " in notes[-1]["texts"]["en"][0]
+    assert f"Elo {_signed(total)} over the last 7 matches → " in notes[-1]["texts"]["en"][0]
     assert "за последние 7 матчей" in notes[-1]["texts"]["ru"][0]
 
 
@@ -339,12 +343,7 @@ async def test_an_elo_faceit_has_not_updated_yet_is_carried_to_the_next_match(sa
                                                                               progress: ProgressLog) -> None:
     """The match's stats are out but the profile's Elo has not moved (FACEIT lags): the notice
     shows the Elo without a change (not "Elo 0"), and the next one carries both matches' change."""
-    player = sandbox.world()["players"][17]
-    pid = player["player_id"]
-    baseline = await services.monitoring_baseline(pid)
-    await store.subscribe(14, pid, player["nickname"])
-    await (await get_faceit_context()).store.set_monitor_state(pid, baseline, if_absent=True)
-    start = (baseline["finished_at"] or time.time()) + 60
+    pid, baseline, start = await _followed_from_now(sandbox, player=17, user=14)
     lagging = sandbox.finish_match(player_id=pid, won=True, at=start, hold_elo=True)
     (first,) = (await services.monitor_matches([14], progress))["notifications"]
     assert first["match_id"] == lagging["match_id"]
@@ -352,8 +351,7 @@ async def test_an_elo_faceit_has_not_updated_yet_is_carried_to_the_next_match(sa
     nxt = sandbox.finish_match(player_id=pid, won=True, at=start + 3600)  # two wins: they cannot cancel out
     (second,) = (await services.monitor_matches([14], ProgressLog()))["notifications"]
     total = lagging["elo_changes"][pid] + nxt["elo_changes"][pid]
-    sign = "+" if total > 0 else "−" if total < 0 else ""
-    assert f"Elo {sign}{abs(total)} over the last 2 matches → {baseline['elo'] + total}" in second["texts"]["en"][0]
+    assert f"Elo {_signed(total)} over the last 2 matches → {baseline['elo'] + total}" in second["texts"]["en"][0]
 
 
 async def test_monitoring_survives_one_failing_player(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
