@@ -197,15 +197,17 @@ async def on_progress(job_id: str, progress: dict[str, Any]) -> None:
         raw, actor = await res.redis.hmget(res.job_key(job_id), ["requesters", "actor"])
         requesters = [r for r in (json.loads(raw) if raw else []) if r.get("message_id")]
         if requesters:
-            await asyncio.gather(*(_edit_progress(res, job_id, actor, r, progress) for r in requesters))
+            chosen = await _chosen_languages(res, [int(r["user_id"]) for r in requesters])
+            await asyncio.gather(*(_edit_progress(res, job_id, actor, r, progress, chosen.get(int(r["user_id"])))
+                                   for r in requesters))
     except Exception as exc:  # progress must never fail a job
         logger.debug("job %s: progress edit skipped: %s: %s", job_id, type(exc).__name__, exc)
 
 
 async def _edit_progress(res: DeliveryResources, job_id: str, actor: str | None, requester: dict[str, Any],
-                         progress: dict[str, Any]) -> None:
+                         progress: dict[str, Any], chosen: str | None = None) -> None:
     chat_id = int(requester.get("chat_id") or requester["user_id"])
-    lang = normalize_lang(requester.get("lang"))
+    lang = normalize_lang(chosen or requester.get("lang"))  # /lang while the job runs: from then on
     text = progress_text(job_id, actor, progress, lang)
 
     async def edit() -> Any:

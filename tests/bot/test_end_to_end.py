@@ -353,6 +353,9 @@ def test_a_language_chosen_while_a_job_runs_is_the_results(stack: Stack, tg, fac
     queued = stack.first_reply(user)
     stack.say(user, "/lang ru")
     assert stack.replies(user, 2)[1]["text"] == "Язык: русский."
+    # Progress from then on is Russian too (each FACEIT call takes 1.5 s: it comes after the answer)
+    stack.wait(user, lambda es: next((e for e in es if e["kind"] == "edited" and e["message_id"] == queued["message_id"]
+                                      and (e["text"] or "").startswith("⏳ Анализ матча")), None), timeout=30)
     result = stack.final_of(user, queued["message_id"], timeout=60)
     assert "Матч завершён" in result["text"], result["text"][:200]
 
