@@ -43,12 +43,11 @@ def _cancel_answer(result: CancelOutcome, job_id: str, lang: str) -> str:
     return t("cancel_too_late", lang, job_id=job_id, status=status_word(result.outcome, lang))
 
 
-async def _show_canceled(bot: Bot, result: CancelOutcome, user_id: int, job_id: str) -> None:
+async def _show_canceled(bot: Bot, result: CancelOutcome, user_id: int, job_id: str, lang: str) -> None:
     """A job canceled before it ran never reaches a worker, and one the user stopped waiting for
-    no longer shows them anything: their message is updated here."""
+    no longer shows them anything: their message is updated here, in their language now."""
     for requester in result.record.requesters:
         if int(requester.get("user_id", 0)) == int(user_id) and requester.get("message_id"):
-            lang = requester.get("lang") or "en"
             text = (_cancel_answer(result, job_id, lang) if result.outcome == "left"
                     else canceled_text(job_id, result.record.actor, lang))
             await bot.edit_message_text(text=text, chat_id=int(requester.get("chat_id") or user_id),
@@ -63,7 +62,7 @@ async def cancel(message: Message, command: CommandObject, lang: str, services: 
     result = await services.cancel(job_id, message.from_user.id)
     await answer(message, _cancel_answer(result, job_id, lang))
     if result.outcome in ("canceled", "left"):
-        await _show_canceled(bot, result, message.from_user.id, job_id)
+        await _show_canceled(bot, result, message.from_user.id, job_id, lang)
 
 
 async def cancel_button(query: CallbackQuery, lang: str, services: BotServices) -> None:

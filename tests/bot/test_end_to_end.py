@@ -482,6 +482,24 @@ def test_one_of_two_users_cancelling_a_shared_job_lets_go_of_it_alone(stack: Sta
                 and "canceled for you" not in e["text"]]
 
 
+def test_a_typed_cancel_of_a_shared_job_tells_the_leaving_user_in_their_language_now(stack: Stack, tg,
+                                                                                     faceit_faults):
+    faceit_faults(latency_ms=1500)
+    stack.clear_faceit_cache()  # the analysis asks FACEIT, slowly: the cancel comes while it runs
+    leaving, staying = new_user(), new_user()
+    link = f"https://www.faceit.com/en/cs2/room/{stack.world['matches']['FINISHED'][2]}"
+    stack.say(leaving, link)
+    first = stack.first_reply(leaving)
+    stack.say(staying, link)
+    job_id = job_id_in(stack.first_reply(staying)["text"])
+    wait_until(lambda: all(r.get("message_id") for r in json.loads(stack.job(job_id)["requesters"])))
+    stack.say(leaving, "/lang ru")  # asked in English, then chose Russian
+    stack.replies(leaving, 2)
+    stack.say(leaving, f"/cancel {job_id}")
+    stack.wait(leaving, lambda es: next((e for e in es if e["kind"] == "edited" and e["message_id"] == first["message_id"]
+                                         and "отменено для вас" in (e["text"] or "")), None))
+
+
 def test_asking_twice_for_the_same_match_leaves_no_message_behind(stack: Stack, tg, faceit_faults):
     faceit_faults(latency_ms=150)
     stack.clear_faceit_cache()  # still running when asked again
