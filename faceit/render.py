@@ -14,7 +14,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from faceit.gamedata import map_label
-from faceit.htmltext import e, fmt_int, fmt_num, fmt_pct, fmt_signed, split_html, whole_percent
+from faceit.htmltext import (
+    TELEGRAM_LIMIT,
+    e,
+    fmt_int,
+    fmt_num,
+    fmt_pct,
+    fmt_signed,
+    split_html,
+    whole_percent,
+)
 from faceit.i18n import LANGS, MATCHES, plural
 
 # label → (en, ru)
@@ -114,6 +123,7 @@ L: dict[str, tuple[str, str]] = {
     "status_ABORTED": ("aborted", "прерван"),
 }
 WIN_LETTER = {"en": ("W", "L"), "ru": ("В", "П")}
+_PART_MARK_ROOM = 32  # "<i>(12/13)</i>\n" and to spare
 
 
 def _status(code: str, lang: str) -> str:
@@ -128,8 +138,18 @@ def t(key: str, lang: str) -> str:
 
 
 def texts(render: Callable[[dict[str, Any], str], str], data: dict[str, Any]) -> dict[str, list[str]]:
-    """Render ``data`` in every language, each split into Telegram-sized parts."""
-    return {lang: split_html(render(data, lang)) for lang in LANGS}
+    """Render ``data`` in every language, each split into Telegram-sized parts; when there are
+    several, each after the first starts with its number ("2/3"), so a reader scrolling a long
+    list sees it goes on from the message before."""
+    return {lang: _numbered(render(data, lang)) for lang in LANGS}
+
+
+def _numbered(html: str) -> list[str]:
+    parts = split_html(html)
+    if len(parts) < 2:
+        return parts
+    parts = split_html(html, TELEGRAM_LIMIT - _PART_MARK_ROOM)  # room for the marks
+    return [parts[0]] + [f"<i>({index}/{len(parts)})</i>\n{part}" for index, part in enumerate(parts[1:], start=2)]
 
 
 def _results(results: str | None, lang: str, last: int | None = None) -> str:

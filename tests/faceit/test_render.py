@@ -129,6 +129,9 @@ def test_big_bulk_summary_is_split_under_the_limit() -> None:
     for parts in texts.values():
         assert len(parts) >= 3
         assert all(len(p) <= 4096 for p in parts)
+        # Each part after the first says it goes on: "(2/3)" on top
+        assert [p.split("\n", 1)[0] for p in parts[1:]] == [f"<i>({i}/{len(parts)})</i>" for i in range(2, len(parts) + 1)]
+        assert parts[0].startswith("📦 ")
 
 
 def test_faceit_links_open_in_the_readers_language() -> None:
