@@ -85,7 +85,8 @@ class StartedJob:
 
 @dataclass(frozen=True)
 class CancelOutcome:
-    """``canceled`` / ``canceling`` / ``shared`` / a final status; ``record`` as it was before."""
+    """``canceled`` / ``canceling`` / ``already_canceling`` / ``shared`` / ``left`` / a final status;
+    ``record`` as it was before."""
 
     outcome: str
     record: JobRecord
@@ -247,6 +248,8 @@ class BotServices:
         record = await self.job_of_user(job_id, user_id, not_theirs=not_theirs)
         if record.is_final:
             return CancelOutcome(record.status, record)
+        if record.raw.get("cancel_requested"):  # a second press: it is on its way out already
+            return CancelOutcome("already_canceling", record)
         others = [u for u in record.user_ids if u != int(user_id)]
         if others and not self.is_admin(user_id):
             if record.watchers:

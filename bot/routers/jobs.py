@@ -36,6 +36,8 @@ def _cancel_answer(result: CancelOutcome, job_id: str, lang: str) -> str:
         return canceled_text(job_id, result.record.actor, lang)
     if result.outcome == "canceling":
         return t("canceling", lang, job_id=job_id)
+    if result.outcome == "already_canceling":
+        return t("canceling_already", lang, job_id=job_id)
     if result.outcome == "shared":
         return t("cancel_shared", lang, job_id=job_id)
     if result.outcome == "left":
@@ -71,7 +73,8 @@ async def cancel_button(query: CallbackQuery, lang: str, services: BotServices) 
         await query.answer()
         return
     result = await services.cancel(job_id, query.from_user.id, not_theirs="not_your_job")
-    short = {"canceled": "cancel_short", "canceling": "canceling_short", "left": "cancel_short"}.get(result.outcome)
+    short = {"canceled": "cancel_short", "canceling": "canceling_short", "already_canceling": "canceling_already_short",
+             "left": "cancel_short"}.get(result.outcome)
     if short is None:
         await query.answer(re.sub(r"<[^>]+>", "", _cancel_answer(result, job_id, lang))[:190], show_alert=True)
         return

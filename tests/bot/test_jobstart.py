@@ -346,6 +346,15 @@ async def test_cancelling_a_shared_job_lets_go_of_it_and_the_last_one_cancels_it
     assert services.manager.get_job(first.job_id).status == "canceled"
 
 
+async def test_a_second_cancel_of_a_running_job_says_it_is_already_stopping(services):
+    job = await services.start_match_analysis(asker(95), parse_match_ref(THIRD_ROOM))
+    await services.confirm(job, 95, 9095)
+    services.manager.jobs.begin(job.job_id, max_deliveries=4)  # a worker runs it
+    assert (await services.cancel(job.job_id, 95)).outcome == "canceling"
+    assert (await services.cancel(job.job_id, 95)).outcome == "already_canceling"  # a second press
+    assert services.manager.get_job(job.job_id).status == "started"  # the worker stops it at its next await
+
+
 async def test_a_started_job_recorded_after_the_fact_counts_in_both_limits(services, redis_client):
     """What the general path does when a request let through as a repeat started a job after all
     (its job ended between the check and the write): counted as a committed reservation is."""
