@@ -49,7 +49,7 @@ from bot.delivery_lease import DeliveryLeases
 from bot.keys import BotKeys
 from bot.sender import SKIPPED, Sender, UserBlocked
 from bot.sendlimit import SendLimiter
-from bot.texts import normalize_lang, t
+from bot.texts import normalize_lang, t, user_language
 from bot.views import cancel_keyboard, canceled_text, failure_text, progress_text
 from faceit.errors import FaceitBotError, RateLimitedError
 from faceit.htmltext import split_html
@@ -454,7 +454,7 @@ async def _user_lang(res: DeliveryResources, user_id: int) -> str:
     pipe.hget(res.keys.user_languages(), str(user_id))
     pipe.hget(res.keys.user_seen_languages(), str(user_id))
     chosen, seen = await pipe.execute()
-    return normalize_lang(chosen or seen)
+    return user_language(chosen, seen)
 
 
 async def deliver_job(job_id: str) -> dict[str, Any]:

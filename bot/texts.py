@@ -259,6 +259,12 @@ def normalize_lang(code: str | None) -> str:
     return DEFAULT_LANG
 
 
+def user_language(chosen: str | None, seen: str | None) -> str:
+    """A user's language outside a request of theirs (notifications, reports, admin alerts): the
+    one chosen with ``/lang``, else the one last seen (a subscription's, an admin command's)."""
+    return normalize_lang(chosen or seen)
+
+
 def t(key: str, lang: str, **params: Any) -> str:
     """The text ``key`` in ``lang`` with ``params`` HTML-escaped into it.
 

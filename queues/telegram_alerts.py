@@ -258,7 +258,7 @@ class TelegramAlertSink:
         """Each admin's language, as the bot keeps it: chosen with ``/lang``, else the one an admin
         command last answered them in; English when Redis cannot say."""
         from bot.keys import BotKeys
-        from bot.texts import normalize_lang
+        from bot.texts import user_language
 
         keys = BotKeys(self.prefix)
         fields = [str(admin) for admin in self.admin_ids]
@@ -273,8 +273,7 @@ class TelegramAlertSink:
         def text(value: Any) -> str | None:
             return value.decode() if isinstance(value, bytes) else value
 
-        return {admin: normalize_lang(text(c) or text(s)) for admin, c, s in zip(self.admin_ids, chosen, seen,
-                                                                                  strict=True)}
+        return {admin: user_language(text(c), text(s)) for admin, c, s in zip(self.admin_ids, chosen, seen, strict=True)}
 
     def _deliver(self, alerts: list[Alert], redis_down: bool = False) -> bool:
         """Send the batch to every admin in their language (English while Redis is down); True when
