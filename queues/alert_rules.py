@@ -152,6 +152,14 @@ def finding(rule: str, subject: str, **details: Any) -> Finding:
     return Finding(rule, subject, describe(rule, subject, details), details)
 
 
+def undecided(snapshot: dict[str, Any], t: Thresholds) -> set[tuple[str, str]]:
+    """The (rule, subject) pairs the snapshot cannot judge either way: a queue's failure rate
+    over fewer than ``failure_min_jobs`` finished jobs. An open alert on one is neither confirmed
+    nor cleared by it (a quiet spell in a failing queue is not a recovery)."""
+    return {("failure_rate", name) for name, q in (snapshot.get("queues") or {}).items()
+            if int(q.get("succeeded") or 0) + int(q.get("failed") or 0) < t.failure_min_jobs}
+
+
 def evaluate_queue(name: str, q: dict[str, Any], t: Thresholds) -> list[Finding]:
     """The queue rules for one queue's snapshot ``q``."""
     found: list[Finding] = []

@@ -42,7 +42,7 @@ from typing import Any
 
 import redis
 
-from queues.alert_rules import ALERT_RULES, Finding, Thresholds, evaluate, health
+from queues.alert_rules import ALERT_RULES, Finding, Thresholds, evaluate, health, undecided
 from queues.alerts import Alert, AlertStore
 from queues.dramatiq_keys import messages_key, queue_key
 from queues.jobstore import JobStore
@@ -350,7 +350,7 @@ class QueueMonitor:
                     self._write_unlogged()
                     # Alerts before the series: a Redis near its maxmemory may refuse the bulk of
                     # the series' writes, and its memory alert must be written before that.
-                    self._apply_alerts(findings)
+                    self._apply_alerts(findings, undecided(snap, self.thresholds))
                     self._record(snap)
                 except redis.exceptions.OutOfMemoryError:
                     refused = True
@@ -404,7 +404,10 @@ class QueueMonitor:
             pipe.expire(key, int(self.retention_seconds) + 3600)
         pipe.execute()
 
-    def _apply_alerts(self, findings: list[Finding]) -> None:
+    def _apply_alerts(self, findings: list[Finding], unjudged: set[tuple[str, str]] = frozenset()) -> None:
+        """Fire what the findings say; resolve an open alert after ``resolve_after`` checks in a
+        row that found its condition clear. ``unjudged`` conditions (too little data) count as
+        neither: the alert stays open and its count of clear checks stands."""
         active = set()
         for finding in findings:
             if not finding.alert:
@@ -413,7 +416,7 @@ class QueueMonitor:
             self.alerts.emit(finding.to_alert())
         for alert in self.alerts.open_alerts():
             key = (alert.rule, alert.subject or "-")
-            if alert.rule not in ALERT_RULES or alert.rule == "redis_unreachable":
+            if alert.rule not in ALERT_RULES or alert.rule == "redis_unreachable" or key in unjudged:
                 continue
             clear = 0 if key in active else self._clear_checks.get(key, 0) + 1
             if clear >= self.resolve_after:

@@ -69,6 +69,29 @@ def test_metrics_from_real_jobs_and_the_failure_rate_alert_fires_then_resolves(l
     assert len(resolved(monitor.alerts, "failure_rate")) == 1  # resolved once, not every tick
 
 
+def test_a_failing_queue_gone_quiet_is_not_a_recovery(live_pool, manager, make_monitor, redis_client):
+    """Fewer finished jobs in the window than the rule needs says nothing either way: the failure
+    alert stays open (it was resolved, then fired again, while jobs kept failing now and then)."""
+    monitor = make_monitor()
+    ids = [manager.enqueue_job("t_noop").id for _ in range(5)]
+    ids += [manager.enqueue_job("t_fail_times", failures=1, kind="bug", retry=0).id for _ in range(5)]
+    for job_id in ids:
+        assert manager.wait_for(job_id, timeout=20).is_final
+    monitor.tick()
+    assert fired(monitor.alerts, "failure_rate", "default")
+    for key in redis_client.scan_iter("fb:stats:default:*"):  # the window moved past those jobs
+        redis_client.delete(key)
+    for _ in range(monitor.resolve_after + 1):
+        assert monitor.tick()["queues"]["default"]["failed"] == 0
+    assert not resolved(monitor.alerts, "failure_rate")
+    assert [a.rule for a in monitor.open_alerts()] == ["failure_rate"]
+    ids = [manager.enqueue_job("t_noop").id for _ in range(5)]  # jobs flow again, and succeed
+    for job_id in ids:
+        assert manager.wait_for(job_id, timeout=20).status == "succeeded"
+    settle(monitor)
+    assert len(resolved(monitor.alerts, "failure_rate", "default")) == 1
+
+
 def test_jobs_refused_for_their_request_do_not_count_as_the_systems_failures(live_pool, manager, make_monitor):
     """Users mistyping nicknames is not the system failing: no failure-rate alert for it."""
     monitor = make_monitor()
