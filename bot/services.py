@@ -204,9 +204,19 @@ class BotServices:
         if len(current) >= MAX_SUBSCRIPTIONS:
             raise with_key(BadInputError(ERROR_TEXTS["too_many_subscriptions"]["en"].format(limit=MAX_SUBSCRIPTIONS)),
                            "too_many_subscriptions", limit=MAX_SUBSCRIPTIONS)
-        return await self._start(requester, lambda r: self.manager.prepare_job(
-            "player_lookup", requester=r, coalesce=f"subscribe:{ref.value}", player_ref=ref.value,
-            user_id=requester.user_id, subscribe=True))
+        def lookup(coalesce: str | None) -> Callable[[dict[str, Any]], PreparedJob]:
+            return lambda r: self.manager.prepare_job("player_lookup", requester=r, coalesce=coalesce,
+                                                      player_ref=ref.value, user_id=requester.user_id, subscribe=True)
+
+        job = await self._start(requester, lookup(f"subscribe:{ref.value}"))
+        if (job.again and job.status == "succeeded") or job.shown_here is not None:
+            # Pointing at an earlier answer would subscribe nobody: their own lookup of a moment
+            # ago subscribed them, and they unsubscribed since (they are not subscribed now); or
+            # a group's answer subscribed another member. A following is personal: look it up.
+            if job.token:
+                await self.limits.release(job.user_id, job.token)
+            job = await self._start(requester, lookup(None))
+        return job
 
     async def confirm(self, job: StartedJob, chat_id: int, message_id: int | None) -> None:
         """After the queued reply: the limit reservation becomes the job, and the job remembers the

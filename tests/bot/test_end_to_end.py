@@ -314,6 +314,12 @@ def test_subscribe_list_and_unsubscribe(stack: Stack, tg):
     assert f"no longer follow <b>{nickname}</b>" in stack.replies(user, 4)[3]["text"]  # named as FACEIT does
     assert not stack.redis.hgetall(f"fb:faceit:subs:user:{user}")
     assert len(stack.job_ids_of(user)) == 1  # only the lookup was a job
+    # Following again a moment later follows again (the first lookup's answer is undone)
+    stack.say(user, f"/subscribe {nickname}")
+    again = stack.replies(user, 5)[4]
+    assert "🔁" not in again["text"]
+    assert f"You follow <b>{nickname}</b> now" in stack.final_of(user, again["message_id"])["text"]
+    assert list(stack.redis.hgetall(f"fb:faceit:subs:user:{user}").values()) == [nickname]
 
 
 def test_lang_switches_every_answer(stack: Stack, tg):
@@ -407,6 +413,19 @@ def test_admin_commands_answer_admins_and_look_unknown_to_everyone_else(stack: S
                                                   None))["text"]
     assert pushed.startswith("FACEIT bot: 1 алерт (предупреждение: 1), время UTC")
     assert "ПРЕДУПРЕЖДЕНИЕ monitor: очередь high: ждущих задач 60 (порог 50)" in pushed
+
+
+def test_two_members_of_a_group_following_one_player_both_follow_them(stack: Stack, tg):
+    first, second, group = new_user(), new_user(), -1_000_000_000_000 - new_user()
+    nickname = stack.world["nicknames"][9]
+    tg.inject(first, f"/subscribe {nickname}", chat_id=group)
+    answer = first_in_group(tg, group)
+    stack.wait(group, lambda es: next((e for e in es if e["kind"] == "edited" and e["message_id"] == answer["message_id"]
+                                       and "now" in (e["text"] or "")), None))
+    tg.inject(second, f"/subscribe {nickname}", chat_id=group)  # a moment later, the same player
+    wait_until(lambda: stack.redis.hgetall(f"fb:faceit:subs:user:{second}"), timeout=20)
+    for member in (first, second):
+        assert list(stack.redis.hgetall(f"fb:faceit:subs:user:{member}").values()) == [nickname]
 
 
 def test_in_a_group_only_the_member_who_asked_can_cancel_with_the_button(stack: Stack, tg, faceit_faults):
