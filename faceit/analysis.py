@@ -295,14 +295,17 @@ def map_suggestions(
                and (m["faction1"].get("matches") or 0) + (m["faction2"].get("matches") or 0) >= MAP_MIN_GAMES]
     advice = {}
     for side, sign in (("faction1", 1), ("faction2", -1)):
-        good = sorted((m for m in telling if sign * m["advantage"] > 0), key=lambda m: (-sign * m["advantage"], m["map"]))
-        bad = sorted((m for m in telling if sign * m["advantage"] < 0), key=lambda m: (sign * m["advantage"], m["map"]))
+        # Ranked by the Δ shown (then the exact edge): the pick is the biggest Δ on screen.
+        good = sorted((m for m in telling if sign * _shown_edge(m) > 0),
+                      key=lambda m: (-sign * _shown_edge(m), -sign * m["advantage"], m["map"]))
+        bad = sorted((m for m in telling if sign * _shown_edge(m) < 0),
+                     key=lambda m: (sign * _shown_edge(m), sign * m["advantage"], m["map"]))
         advice[side] = {"pick": good[0]["map"] if good else None, "ban": [m["map"] for m in bad[:3]]}
     picked_rows = [m for m in maps if m["picked"]]
     favoured = None
-    if picked_rows:  # by the figures shown: a row reading 50% 50% favours nobody
+    if picked_rows:  # by the figures shown, and the same edge advice needs: "48% 49% −1" favours nobody
         shown = _shown_edge(picked_rows[0])
-        favoured = "faction1" if shown > 0 else "faction2" if shown < 0 else None
+        favoured = None if abs(shown) < MAP_MIN_EDGE else "faction1" if shown > 0 else "faction2"
     return {"maps": maps, "advice": advice, "picked": list(picked), "picked_favours": favoured}
 
 
@@ -351,7 +354,8 @@ def standouts(players: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]:
     ranked = sorted(players, key=lambda p: (-p["danger"], p["nickname"].lower()))
     if len(ranked) < 2 or ranked[0]["danger"] - ranked[-1]["danger"] < DANGER_MIN_SPREAD:
         return [], []
-    return [p["player_id"] for p in ranked], [p["player_id"] for p in reversed(ranked[-TARGETS_PER_TEAM:])]
+    named = min(TARGETS_PER_TEAM, len(ranked) // 2)  # a side of 2 or 3: one of each, never the same
+    return [p["player_id"] for p in ranked[:named]], [p["player_id"] for p in reversed(ranked[-named:])]
 
 
 def _enough_attempts(player: dict[str, Any], count_field: str, least: int) -> bool:

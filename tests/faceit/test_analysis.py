@@ -172,6 +172,28 @@ def test_map_advice_follows_the_delta_shown() -> None:
     assert analysis.map_suggestions(["de_nuke"], table)["advice"]["faction1"] == {"pick": None, "ban": []}
 
 
+def test_map_advice_ranks_by_the_delta_shown_and_favours_only_on_an_edge() -> None:
+    # Mirage reads 52% 47% +5 (exact 4.01 points), Nuke 53% 49% +4 (exact 4.09): pick Mirage
+    table = {"faction1": {"de_mirage": {"rate": 0.5150, "matches": 100}, "de_nuke": {"rate": 0.5349, "matches": 100}},
+             "faction2": {"de_mirage": {"rate": 0.4749, "matches": 100}, "de_nuke": {"rate": 0.4940, "matches": 100}}}
+    maps = analysis.map_suggestions(["de_mirage", "de_nuke"], table)
+    assert maps["advice"]["faction1"]["pick"] == "de_mirage"
+    assert maps["advice"]["faction2"]["ban"] == ["de_mirage", "de_nuke"]  # worst first, as shown
+    # A picked map reading 48% 49% −1 favours nobody: under the edge advice needs
+    close = {"faction1": {"de_nuke": {"rate": 0.48, "matches": 100}}, "faction2": {"de_nuke": {"rate": 0.49, "matches": 100}}}
+    assert analysis.map_suggestions(["de_nuke"], close, picked=["de_nuke"])["picked_favours"] is None
+
+
+def test_a_small_side_never_names_one_player_as_both_dangerous_and_weakest() -> None:
+    def side(n: int) -> list[dict]:
+        return [{"player_id": f"p{i}", "nickname": f"p{i}", "danger": 1.0 - i} for i in range(n)]
+
+    assert analysis.standouts(side(2)) == (["p0"], ["p1"])
+    assert analysis.standouts(side(3)) == (["p0"], ["p2"])
+    threats, targets = analysis.standouts(side(5))
+    assert (threats, targets) == (["p0", "p1"], ["p4", "p3"])
+
+
 def test_a_picked_map_shown_even_favours_nobody() -> None:
     # Mirage 101/200 against 100/200: (106/210 = 50.5%) and (105/210 = 50.0%) both read 50%
     match = Match.from_api(_raw_match(pool=["de_mirage", "de_nuke"], pick=["de_mirage"]))
