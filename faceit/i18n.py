@@ -37,6 +37,11 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
         "ru": "Это не никнейм FACEIT и не ссылка на профиль. Никнейм — от 2 до 16 латинских букв, "
               "цифр, «-» или «_».",
     },
+    "unreadable_room_link": {
+        "en": "I could not read the match id in that room link: was it cut short? Send the whole link, or the id 1-….",
+        "ru": "Не удалось прочитать id матча в этой ссылке — может быть, она обрезана? Пришлите ссылку целиком "
+              "или id 1-….",
+    },
     "several_match_refs": {
         "en": "That message names {count} matches: send one, or put them all after /bulk.",
         "ru": "Матчей в сообщении: {count}. Пришлите один или все сразу после /bulk.",

@@ -116,7 +116,7 @@ def parse_match_ref(text: str) -> MatchRef:
         ref = _match_ref_from_id(_id_in_link(room.group(1)), "url")
         if ref:
             return ref
-        raise _bad("bad_match_ref")
+        raise _bad("unreadable_room_link")  # a FACEIT room link, cut or mistyped
     ref = _match_ref_from_id(cleaned, "id")
     if ref:
         return ref

@@ -623,7 +623,7 @@ BAD_INPUTS = [
     # (text, expected english fragment)
     ("/analyze", "Send a match room link or id"),
     ("/analyze not-a-match", "That is not a FACEIT match"),
-    ("/analyze https://www.faceit.com/en/cs2/room/1-abc", "That is not a FACEIT match"),
+    ("/analyze https://www.faceit.com/en/cs2/room/1-abc", "was it cut short?"),
     ("/player", "Send a nickname or profile link"),
     ("/player no spaces allowed!", "That is not a FACEIT nickname"),
     ("/player " + "x" * 4000, "That is not a FACEIT nickname"),
