@@ -64,6 +64,10 @@ class FaceitKeys:
     def player_subscribers(self, player_id: str) -> str:
         return f"{self.base}subs:player:{_part(player_id)}"
 
+    def followed_since(self, player_id: str) -> str:
+        """Hash user id → when they began following the player (epoch s)."""
+        return f"{self.base}subs:since:{_part(player_id)}"
+
     def subscribed_players(self) -> str:
         return f"{self.base}subs:players"
 

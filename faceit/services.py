@@ -49,6 +49,9 @@ BULK_CONCURRENCY = 4
 MONITOR_CONCURRENCY = 8
 CACHE_UPDATE_CONCURRENCY = 4
 MAX_NOTIFICATIONS_PER_PLAYER = 5
+#: A match that ended this many seconds before a user followed the player is still told to them
+#: (finish times are whole seconds, and FACEIT's clock is not ours).
+FOLLOW_SLACK = 60.0
 #: A player report's recent matches cached this much longer (seconds) than its profile or lifetime
 #: stats are fetched again.
 REPORT_FETCH_SPREAD = 60.0
@@ -509,13 +512,17 @@ async def _scan_player(
     # Elo without a change, and the next change says how many matches it covers.
     held = delta == 0
     followers = [uid for uid in await ctx.store.subscribers(player_id) if uid not in inactive]
+    since = await ctx.store.followed_since(player_id)
     for index, game in enumerate(new):
         last = index == len(new) - 1
         payload = analysis.match_notification(player_id, nickname, game, elo if last else None,
                                               delta if last and not held else None, covered)
         texts = render.texts(render.render_notification, payload)
+        # Each follower hears of the matches finished since they began following (another
+        # follower's older starting point may include earlier ones).
+        told = [uid for uid in followers if since.get(uid, 0.0) - FOLLOW_SLACK <= (game.finished_at or 0.0)]
         notifications.extend({"user_id": uid, "texts": texts, "match_id": game.match_id,
-                              "player_id": player_id} for uid in followers)
+                              "player_id": player_id} for uid in told)
     counts["new_matches"] += played
     newest = new[-1]
     marks[player_id] = {"match_id": newest.match_id, "finished_at": newest.finished_at, "elo": elo}

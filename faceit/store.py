@@ -9,6 +9,8 @@ Layout (all under ``<prefix>faceit:``, see :mod:`faceit.keys`):
 * ``subs:user:<uid>`` hash player_id → nickname; ``subs:player:<pid>`` set of user ids;
   ``subs:players`` set of every followed player. Subscriptions are user data and do not
   expire; they are removed by :func:`unsubscribe`. At most :data:`MAX_SUBSCRIPTIONS` per user.
+* ``subs:since:<pid>`` hash user id → when they began following (monitoring tells each follower
+  only of matches finished since).
 * ``users:inactive`` set: users who blocked the bot (monitoring skips them).
 * ``activity:<uid>`` sorted set of the user's analyses (``<kind>:<random>`` by time; 40 days,
   bounded to :data:`MAX_ACTIVITY_PER_USER`), so a report counts its own window to the second;
@@ -84,6 +86,7 @@ class FaceitStore:
         pipe.hset(user_key, player_id, nickname)
         pipe.sadd(self.keys.player_subscribers(player_id), int(user_id))
         pipe.sadd(self.keys.subscribed_players(), player_id)
+        pipe.hsetnx(self.keys.followed_since(player_id), str(int(user_id)), repr(time.time()))
         await pipe.execute()
         return not already
 
@@ -101,10 +104,11 @@ class FaceitStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hdel(user_key, player_id)
         pipe.srem(self.keys.player_subscribers(player_id), int(user_id))
+        pipe.hdel(self.keys.followed_since(player_id), str(int(user_id)))
         await pipe.execute()
         if not await self.redis.scard(self.keys.player_subscribers(player_id)):
             await self.redis.srem(self.keys.subscribed_players(), player_id)
-            await self.redis.delete(self.keys.monitor_state(player_id))
+            await self.redis.delete(self.keys.monitor_state(player_id), self.keys.followed_since(player_id))
         return subs[player_id] or player_id
 
     async def list_subscriptions(self, user_id: int) -> list[dict[str, str]]:
@@ -129,6 +133,11 @@ class FaceitStore:
 
     async def subscribers(self, player_id: str) -> list[int]:
         return sorted(int(u) for u in await self.redis.smembers(self.keys.player_subscribers(player_id)))
+
+    async def followed_since(self, player_id: str) -> dict[int, float]:
+        """When each follower began following the player (those who followed before this was
+        recorded are missing: since always)."""
+        return {int(uid): float(at) for uid, at in (await self.redis.hgetall(self.keys.followed_since(player_id))).items()}
 
     async def rename(self, player_id: str, nickname: str) -> None:
         """Keep the saved nickname current after a player renames (seen by monitoring)."""

@@ -286,7 +286,7 @@ async def test_a_baseline_taken_at_subscribe_makes_the_first_scan_notify(sandbox
     await faceit_store.set_monitor_state(pid, {"match_id": None, "finished_at": 0, "elo": 1}, if_absent=True)
     # After the newest match the baseline knows (finish times are whole seconds, and an earlier
     # test may have just finished one of this player's matches).
-    finished = sandbox.finish_match(player_id=pid, won=True, at=(baseline["finished_at"] or time.time()) + 60)
+    finished = sandbox.finish_match(player_id=pid, won=True, at=max((baseline["finished_at"] or 0) + 60, time.time() + 1))
     result = await services.monitor_matches([6], progress)
     assert result["data"]["baselined"] == 0
     (note,) = result["notifications"]
@@ -302,7 +302,7 @@ async def _followed_from_now(sandbox: FaceitSandbox, *, player: int, user: int) 
     baseline = await services.monitoring_baseline(pid)
     await store.subscribe(user, pid, followed["nickname"])
     await (await get_faceit_context()).store.set_monitor_state(pid, baseline, if_absent=True)
-    return pid, baseline, (baseline["finished_at"] or time.time()) + 60
+    return pid, baseline, max((baseline["finished_at"] or 0) + 60, time.time() + 1)  # after following began
 
 
 def _signed(value: int) -> str:
@@ -352,6 +352,21 @@ async def test_an_elo_faceit_has_not_updated_yet_is_carried_to_the_next_match(sa
     (second,) = (await services.monitor_matches([14], ProgressLog()))["notifications"]
     total = lagging["elo_changes"][pid] + nxt["elo_changes"][pid]
     assert f"Elo {_signed(total)} over the last 2 matches → {baseline['elo'] + total}" in second["texts"]["en"][0]
+
+
+async def test_a_new_follower_hears_only_of_matches_finished_since_they_followed(sandbox: FaceitSandbox,
+                                                                                 progress: ProgressLog) -> None:
+    """The player's starting point is the first follower's: a match finished before the second
+    one followed is told to the first only."""
+    pid, _, start = await _followed_from_now(sandbox, player=19, user=15)
+    before = sandbox.finish_match(player_id=pid, won=True, at=start)
+    await store.subscribe(16, pid, sandbox.world()["players"][19]["nickname"])
+    # ... who began following two minutes after that match ended
+    await (await get_faceit_context()).store.redis.hset(f"fb:faceit:subs:since:{pid}", "16", repr(start + 120))
+    after = sandbox.finish_match(player_id=pid, won=False, at=start + 180)
+    notes = (await services.monitor_matches([15], progress))["notifications"]
+    told = sorted((n["user_id"], n["match_id"]) for n in notes)
+    assert told == sorted([(15, before["match_id"]), (15, after["match_id"]), (16, after["match_id"])])
 
 
 async def test_monitoring_survives_one_failing_player(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
