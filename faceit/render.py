@@ -200,19 +200,20 @@ def render_match_analysis(data: dict[str, Any], lang: str) -> str:
                                                           else "")]
     lines.append(f"{_link(data.get('faceit_url'), data['match_id'], lang)} · {t('status', lang)}: {_status(data['status'], lang)}")
     lines.append("")
+    source = data.get("probability_source", "none")
+    known = source in ("faceit", "elo")  # else the 50% and ±25 are placeholders: not shown as figures
     for idx, key in enumerate(("faction1", "faction2"), start=1):
         team = teams[key]
         change = team.get("elo_change")
-        stake = (f"Elo {fmt_signed(change['win'], lang)} / {fmt_signed(change['loss'], lang)}" if change
-                 else t("no_elo_at_stake", lang))
-        lines.append(
-            f"<b>[{idx}] {e(team['name'])}</b> — {t('avg_elo', lang)} {fmt_int(team['avg_elo'], lang)} · "
-            f"{t('win_chance', lang)} {fmt_pct(team['win_probability'], lang, fraction=True)} · {stake}"
-        )
-    source = data.get("probability_source", "none")
-    lines.append(f"<i>{t('estimate_' + source if source in ('faceit', 'elo') else 'estimate_none', lang)}</i>")
+        stake = (f"Elo {fmt_signed(change['win'], lang)} / {fmt_signed(change['loss'], lang)}" if change and known
+                 else t("no_elo_at_stake", lang) if not change else "")
+        chance = f"{t('win_chance', lang)} {fmt_pct(team['win_probability'], lang, fraction=True)}" if known else ""
+        lines.append(f"<b>[{idx}] {e(team['name'])}</b> — "
+                     + " · ".join(x for x in (f"{t('avg_elo', lang)} {fmt_int(team['avg_elo'], lang)}", chance, stake) if x))
+    lines.append(f"<i>{t('estimate_' + source if known else 'estimate_none', lang)}</i>")
     fav = data.get("favourite")
-    lines.append(f"{t('favourite', lang)}: <b>{e(teams[fav]['name'])}</b>" if fav else t("even", lang))
+    if known:
+        lines.append(f"{t('favourite', lang)}: <b>{e(teams[fav]['name'])}</b>" if fav else t("even", lang))
     for idx, key in enumerate(("faction1", "faction2"), start=1):
         team = teams[key]
         lines.append("")

@@ -354,6 +354,10 @@ def test_missing_data_degrades_instead_of_failing() -> None:
     assert result["teams"]["faction1"]["avg_elo"] is None
     assert result["teams"]["faction1"]["win_probability"] == 0.5
     assert result["probability_source"] == "none"
+    # Said as unknown, not as "win 50% · Elo +25 / −25 … Even match"
+    text = "".join(render.texts(render.render_match_analysis, result)["en"])
+    assert "<b>[1] team_1</b> — avg Elo —\n" in text and "Win chances unknown" in text
+    assert "win 50%" not in text and "Elo +25" not in text and "Even match" not in text
     assert all(p["level"] == 7 for p in result["teams"]["faction1"]["players"])  # from the roster
 
 
