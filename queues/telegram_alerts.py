@@ -94,7 +94,8 @@ def format_batch(alerts: list[Alert], secrets: list[str] | None = None, title: s
     counts: dict[str, int] = {}
     for alert in fired:
         counts[alert.level] = counts.get(alert.level, 0) + 1
-    parts = [words["count"].format(n=n, word=level_word(level, lang))
+    parts = [words["count"].format(n=n, word=level_word(level, lang) + ("s" if lang == "en" and n > 1 and level in
+                                                                           ("error", "warning") else ""))
              for level, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 9))]
     if resolved:
         parts.append(words["count"].format(n=len(resolved), word=words["resolved"]))

@@ -40,7 +40,7 @@ def test_a_storm_of_alerts_is_one_message_per_window_to_each_admin(fresh, redis_
         messages = sent_to(telegram_sandbox, admin)
         assert len(messages) == 2
         batch = messages[1]["text"]
-        assert batch.startswith("FACEIT bot: 99 alerts (99 error)")
+        assert batch.startswith("FACEIT bot: 99 alerts (99 errors)")
         assert len(batch) <= 4096 and "job 1 failed" in batch
         for message in messages:
             assert FACEIT_KEY not in message["text"] and TOKEN not in message["text"]
