@@ -478,11 +478,13 @@ def test_in_a_group_a_second_member_asking_for_the_same_match_is_pointed_at_the_
     assert not [e for e in group_messages if e["message_id"] == pointer["message_id"] and e["kind"] == "edited"]
 
 
-def test_one_of_two_users_cancelling_a_shared_job_lets_go_of_it_alone(stack: Stack, tg, faceit_faults):
+def _two_users_share_a_slow_job(stack: Stack, faceit_faults, finished: int) -> tuple[int, int, dict, dict, str]:
+    """Two users ask in their own chats for one finished match, analysed slowly (FACEIT answers in
+    1.5 s): (leaving, staying, the first's answer, the second's, the job id), both answers recorded."""
     faceit_faults(latency_ms=1500)
-    stack.clear_faceit_cache()  # the analysis asks FACEIT, slowly: the press comes while it runs
+    stack.clear_faceit_cache()  # the analysis asks FACEIT, slowly: a cancel comes while it runs
     leaving, staying = new_user(), new_user()
-    link = f"https://www.faceit.com/en/cs2/room/{stack.world['matches']['FINISHED'][4]}"
+    link = f"https://www.faceit.com/en/cs2/room/{stack.world['matches']['FINISHED'][finished]}"
     stack.say(leaving, link)
     first = stack.first_reply(leaving)
     stack.say(staying, link)
@@ -491,6 +493,11 @@ def test_one_of_two_users_cancelling_a_shared_job_lets_go_of_it_alone(stack: Sta
     assert job_id_in(joined["text"]) == job_id
     # The bot records each answer's message just after sending it (off the reply's path).
     wait_until(lambda: all(r.get("message_id") for r in json.loads(stack.job(job_id)["requesters"])))
+    return leaving, staying, first, joined, job_id
+
+
+def test_one_of_two_users_cancelling_a_shared_job_lets_go_of_it_alone(stack: Stack, tg, faceit_faults):
+    leaving, staying, first, joined, job_id = _two_users_share_a_slow_job(stack, faceit_faults, 4)
     tg.click(leaving, first["message_id"], f"cancel:{job_id}")
     left = stack.wait(leaving, lambda es: next((e for e in es if e["kind"] == "edited" and
                                                 "canceled for you" in (e["text"] or "")), None))
@@ -503,15 +510,7 @@ def test_one_of_two_users_cancelling_a_shared_job_lets_go_of_it_alone(stack: Sta
 
 def test_a_typed_cancel_of_a_shared_job_tells_the_leaving_user_in_their_language_now(stack: Stack, tg,
                                                                                      faceit_faults):
-    faceit_faults(latency_ms=1500)
-    stack.clear_faceit_cache()  # the analysis asks FACEIT, slowly: the cancel comes while it runs
-    leaving, staying = new_user(), new_user()
-    link = f"https://www.faceit.com/en/cs2/room/{stack.world['matches']['FINISHED'][2]}"
-    stack.say(leaving, link)
-    first = stack.first_reply(leaving)
-    stack.say(staying, link)
-    job_id = job_id_in(stack.first_reply(staying)["text"])
-    wait_until(lambda: all(r.get("message_id") for r in json.loads(stack.job(job_id)["requesters"])))
+    leaving, _, first, _, job_id = _two_users_share_a_slow_job(stack, faceit_faults, 2)
     stack.say(leaving, "/lang ru")  # asked in English, then chose Russian
     stack.replies(leaving, 2)
     stack.say(leaving, f"/cancel {job_id}")
