@@ -182,8 +182,25 @@ class BotServices:
             target, requester.user_id, requester=r))
 
     async def start_player_report(self, requester: Requester, ref: PlayerRef) -> StartedJob:
-        return await self._start(requester, lambda r: self.manager.prepare_player_report(
+        job = await self._start(requester, lambda r: self.manager.prepare_player_report(
             ref.value, requester.user_id, requester=r))
+        if job.again and job.status == "succeeded" and await self._played_since(job.job_id):
+            # The report of a moment ago predates a match monitoring has seen since (a notice
+            # about it may be just above): pointing at it would contradict that. A new one.
+            if job.token:
+                await self.limits.release(job.user_id, job.token)
+            job = await self._start(requester, lambda r: self.manager.prepare_job(
+                "player_report", requester=r, player_id=ref.value, user_id=requester.user_id))
+        return job
+
+    async def _played_since(self, report_job_id: str) -> bool:
+        """Whether monitoring has seen the reported player finish a match after the report."""
+        record = await asyncio.to_thread(self.manager.get_job, report_job_id)
+        data = (record.result or {}).get("data") if record is not None and isinstance(record.result, dict) else None
+        if not isinstance(data, dict) or not data.get("player_id") or not record.finished_at:
+            return False
+        state = await self.store.monitor_state(str(data["player_id"]))
+        return bool(state) and float(state.get("finished_at") or 0) > float(record.finished_at)
 
     async def start_bulk_analysis(self, requester: Requester, refs: list[MatchRef]) -> StartedJob:
         ids = [ref.candidates[-1] if len(ref.candidates) > 1 else ref.match_id for ref in refs]

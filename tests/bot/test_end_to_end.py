@@ -172,6 +172,25 @@ def test_a_player_report_arrives_as_text_and_a_chart(stack: Stack, tg):
     assert len([e for e in stack.events(user) if e["kind"] == "photo"]) == 1
 
 
+def test_a_player_report_asked_again_after_a_new_match_is_made_again(stack: Stack, tg):
+    """Asked twice in a minute, the report is pointed at; but not once monitoring has seen the
+    player finish a match after it (its notice would contradict the report pointed at)."""
+    user = new_user()
+    nickname = stack.world["nicknames"][11]
+    stack.say(user, f"/player {nickname}")
+    first = stack.first_reply(user)
+    stack.final_of(user, first["message_id"])
+    stack.say(user, f"/player {nickname}")
+    assert stack.replies(user, 2)[1]["text"].startswith("🔁")
+    report = json.loads(stack.job(job_id_in(first["text"]))["result"])
+    player_id = report["data"]["player_id"]
+    stack.redis.set(f"fb:faceit:monitor:{player_id}", json.dumps(
+        {"match_id": "1-new", "finished_at": time.time() + 1, "elo": 1500}))  # what a scan records
+    stack.say(user, f"/player {nickname}")
+    fresh = stack.replies(user, 3)[2]
+    assert "Player report: queued" in fresh["text"] and job_id_in(fresh["text"]) != job_id_in(first["text"])
+
+
 def test_in_a_forum_topic_every_answer_and_the_chart_stay_in_that_topic(stack: Stack, tg):
     user, group, topic = new_user(), -1_000_000_000_000 - new_user(), 7
     nickname = stack.world["nicknames"][6]
