@@ -182,16 +182,24 @@ class BotServices:
             target, requester.user_id, requester=r))
 
     async def start_player_report(self, requester: Requester, ref: PlayerRef) -> StartedJob:
-        job = await self._start(requester, lambda r: self.manager.prepare_player_report(
-            ref.value, requester.user_id, requester=r))
+        def report(shared: bool) -> Callable[[dict[str, Any]], PreparedJob]:
+            return lambda r: self.manager.prepare_player_report(ref.value, requester.user_id, requester=r,
+                                                                shared=shared)
+
+        job = await self._start(requester, report(shared=True))
         if job.again and job.status == "succeeded" and await self._played_since(job.job_id):
             # The report of a moment ago predates a match monitoring has seen since (a notice
             # about it may be just above): pointing at it would contradict that. A new one.
-            if job.token:
-                await self.limits.release(job.user_id, job.token)
-            job = await self._start(requester, lambda r: self.manager.prepare_job(
-                "player_report", requester=r, player_id=ref.value, user_id=requester.user_id))
+            job = await self._start_anew(requester, job, report(shared=False))
         return job
+
+    async def _start_anew(self, requester: Requester, repeat: StartedJob,
+                          prepare: Callable[[dict[str, Any]], PreparedJob]) -> StartedJob:
+        """Start ``prepare``'s job after all, for a request answered as a ``repeat`` of an earlier
+        job whose answer must not be pointed at; the repeat's limit reservation is given back."""
+        if repeat.token:
+            await self.limits.release(repeat.user_id, repeat.token)
+        return await self._start(requester, prepare)
 
     async def _played_since(self, report_job_id: str) -> bool:
         """Whether monitoring has seen the reported player finish a match after the report."""
@@ -227,12 +235,10 @@ class BotServices:
 
         job = await self._start(requester, lookup(f"subscribe:{ref.value}"))
         if (job.again and job.status == "succeeded") or job.shown_here is not None:
-            # Pointing at an earlier answer would subscribe nobody: their own lookup of a moment
-            # ago subscribed them, and they unsubscribed since (they are not subscribed now); or
-            # a group's answer subscribed another member. A following is personal: look it up.
-            if job.token:
-                await self.limits.release(job.user_id, job.token)
-            job = await self._start(requester, lookup(None))
+            # Pointing at an earlier answer would follow nobody: their own lookup of a moment ago
+            # followed the player and they unfollowed since (they are not following now), or a
+            # group's answer followed another member. A following is personal: look it up.
+            job = await self._start_anew(requester, job, lookup(None))
         return job
 
     async def confirm(self, job: StartedJob, chat_id: int, message_id: int | None) -> None:

@@ -122,9 +122,9 @@ def parse_match_ref(text: str) -> MatchRef:
         return ref
     # An id among other words or punctuation ("1-…, please", "what about 1-… ?"): the one match
     # the text names (not an id in another site's link); several are a list for /bulk.
-    rooms = [r for found, r in _refs_in(cleaned) if r is not None and found.group("room")]
-    loose = [_match_ref_from_id(found.group(0), "id") for found in _LOOSE_MATCH_ID_RE.finditer(ROOM_URL_RE.sub(" ", cleaned))]
-    named = list(dict.fromkeys(r for r in (*rooms, *loose) if r is not None))
+    # (A room link in the text has already been read, or refused, above.)
+    named = list(dict.fromkeys(r for found in _LOOSE_MATCH_ID_RE.finditer(cleaned)
+                               if (r := _match_ref_from_id(found.group(0), "id")) is not None))
     if len(named) == 1:
         return named[0]
     if len(named) > 1:

@@ -240,11 +240,11 @@ async def build_player_report(player_ref: str, progress: Progress) -> dict[str, 
     return _result("player_report", report, render.texts(render.render_player_report, report), photos)
 
 
-async def _player_stats(ctx: FaceitContext, player_id: str, *, refresh: bool = False) -> tuple[Any, Any]:
-    """A player's lifetime stats (None when FACEIT has none) and recent matches."""
+async def _player_stats(ctx: FaceitContext, player_id: str) -> tuple[Any, Any]:
+    """A player's lifetime stats (None when FACEIT has none) and recent matches (cached)."""
     return await _gather_all([
-        _optional(ctx.client.get_lifetime_stats(player_id, refresh=refresh)),
-        _optional(ctx.client.get_recent_stats(player_id, refresh=refresh), []),
+        _optional(ctx.client.get_lifetime_stats(player_id)),
+        _optional(ctx.client.get_recent_stats(player_id), []),
     ])
 
 
@@ -258,9 +258,10 @@ async def _stale_parts(ctx: FaceitContext, ref: PlayerRef, player_id: str, recen
     missing at FACEIT) is current."""
     client, now = ctx.client, time.time()
     profile_key = ("player", ref.value) if ref.is_id else ("player_nick", ref.value)
-    ages = {"profile": await client.cached_age(*profile_key), "lifetime": await client.cached_age("lifetime", player_id),
-            "recent": await client.cached_age("recent", player_id, RECENT_FETCH_LIMIT)}
-    fetched = {part: now - age for part, age in ages.items() if age is not None}
+    parts = ("profile", "lifetime", "recent")
+    ages = await asyncio.gather(client.cached_age(*profile_key), client.cached_age("lifetime", player_id),
+                                client.cached_age("recent", player_id, RECENT_FETCH_LIMIT))
+    fetched = {part: now - age for part, age in zip(parts, ages, strict=True) if age is not None}
     newest = max((m.finished_at for m in recent if m.finished_at), default=0.0)
     stale = {part for part in ("profile", "lifetime") if part in fetched and fetched[part] < newest}
     others = [fetched[part] for part in ("profile", "lifetime") if part in fetched]
@@ -511,8 +512,8 @@ async def _scan_player(
     # yet, or they did not count (a hub), or a win and a loss cancelled out. The notice shows the
     # Elo without a change, and the next change says how many matches it covers.
     held = delta == 0
-    followers = [uid for uid in await ctx.store.subscribers(player_id) if uid not in inactive]
-    since = await ctx.store.followed_since(player_id)
+    subscribers, since = await asyncio.gather(ctx.store.subscribers(player_id), ctx.store.followed_since(player_id))
+    followers = [uid for uid in subscribers if uid not in inactive]
     for index, game in enumerate(new):
         last = index == len(new) - 1
         payload = analysis.match_notification(player_id, nickname, game, elo if last else None,
@@ -605,10 +606,10 @@ async def _user_analytics(ctx: FaceitContext, user_id: int, report_type: str, no
     players = []
     for sub in await ctx.store.list_subscriptions(user_id):
         pid = sub["player_id"]
-        history = await ctx.store.elo_history(pid)
         # Back past the period's start: the newest match before it tells whether the last Elo
         # snapshot before the period still held when the period began.
-        profile, (recent, complete_from) = await _gather_all([
+        history, profile, (recent, complete_from) = await _gather_all([
+            ctx.store.elo_history(pid),
             _optional(ctx.client.get_player(pid)),
             _optional(ctx.client.get_stats_since(pid, since), ([], now)),
         ])

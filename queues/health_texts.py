@@ -74,6 +74,8 @@ LEVEL_WORDS: dict[str, dict[str, str]] = {
     "warning": {"en": "warning", "ru": "предупреждение"},
     "info": {"en": "info", "ru": "инфо"},
 }
+#: English counts of alerts of a level ("2 errors"); Russian names the level, then the count.
+_LEVEL_COUNTS_EN = {"error": ("error", "errors"), "warning": ("warning", "warnings")}
 RESOLVED_WORD = {"en": "resolved:", "ru": "решено:"}
 
 
@@ -178,6 +180,14 @@ def level_word(level: str, lang: str = "en") -> str:
     """An alert level in ``lang`` (the level itself when it is not one of ours)."""
     words = LEVEL_WORDS.get(level)
     return (words.get(lang) or words["en"]) if words else level
+
+
+def level_count(level: str, count: int, lang: str = "en") -> str:
+    """``2 errors``, ``1 critical`` (``ошибка: 2`` in Russian): how many alerts of a level."""
+    if lang == "ru":
+        return f"{level_word(level, lang)}: {count}"
+    forms = _LEVEL_COUNTS_EN.get(level)
+    return f"{count} {plural(count, 'en', {'en': forms}) if forms else level_word(level, 'en')}"
 
 
 def tell_alert(alert: Any, lang: str = "en") -> str:

@@ -399,7 +399,6 @@ end
 return {status, #requesters, acked}
 """
 
-# ARGV: prefix, id, now, result_ttl, limit, failure_ttl.  Returns the status after the call.
 # ARGV: prefix, id, user id. One requester leaves a job others still wait for (their Cancel):
 # → "left"; "alone" when nobody else asked (the caller cancels the job instead); "not_requester";
 # "missing"; or the final status the job already had.
@@ -420,6 +419,7 @@ redis.call("ZREM", prefix .. "jobs:user:" .. user, id)
 return "left"
 """
 
+# ARGV: prefix, id, now, result_ttl, limit, failure_ttl.  Returns the status after the call.
 _CANCEL = _LUA_COMMON + """
 local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local result_ttl, limit, failure_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -458,7 +458,6 @@ redis.call("EXPIRE", jk, ttl)
 return st
 """
 
-# ARGV: prefix, id, progress_json.  Only a running job takes progress.
 # ARGV: prefix, id, progress JSON[, the status it must be in (started), the attempt it must be at].
 # → 1 when written; 0 when the job moved on (ended, re-delivered to another attempt, canceled).
 _PROGRESS = """

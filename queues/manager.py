@@ -213,11 +213,12 @@ class QueueManager:
                                 coalesce=subject, match_url_or_id=match_url_or_id, user_id=user_id)
 
     def prepare_player_report(self, player_id: str, user_id: int | None = None,
-                              requester: dict[str, Any] | None = None) -> PreparedJob:
+                              requester: dict[str, Any] | None = None, *, shared: bool = True) -> PreparedJob:
         """A player's report; requests for the same player (as written: nicknames are case-sensitive)
-        share the job in flight, and a repeat meets the one just done."""
-        return self.prepare_job("player_report", requester=_requester(requester, user_id), coalesce=player_id,
-                                player_id=player_id, user_id=user_id)
+        share the job in flight, and a repeat meets the one just done (``shared=False``: a job of
+        its own)."""
+        return self.prepare_job("player_report", requester=_requester(requester, user_id),
+                                coalesce=player_id if shared else None, player_id=player_id, user_id=user_id)
 
     def prepare_bulk_analysis(self, match_ids: list[str], user_id: int | None = None,
                               requester: dict[str, Any] | None = None) -> PreparedJob:

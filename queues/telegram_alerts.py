@@ -72,9 +72,9 @@ def run_blocking(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 _BATCH_TEXTS: dict[str, dict[str, Any]] = {
-    "en": {"alerts": ("alert", "alerts"), "count": "{n} {word}", "resolved": "resolved",
+    "en": {"alerts": ("alert", "alerts"), "resolved": "{n} resolved",
            "head": "{title}: {n} {alerts} ({counts}), times UTC", "job": "job", "more": "… and {n} more (admin.py alerts)"},
-    "ru": {"alerts": ("алерт", "алерта", "алертов"), "count": "{word}: {n}", "resolved": "решено",
+    "ru": {"alerts": ("алерт", "алерта", "алертов"), "resolved": "решено: {n}",
            "head": "{title}: {n} {alerts} ({counts}), время UTC", "job": "задача",
            "more": "… и ещё {n} (admin.py alerts)"},
 }
@@ -85,7 +85,7 @@ def format_batch(alerts: list[Alert], secrets: list[str] | None = None, title: s
     """One plain-text message for a batch in ``lang``: a headline of counts, then one line per
     alert, the monitor's told again from their rule and details (:func:`~queues.health_texts.tell_alert`)."""
     from faceit.i18n import plural
-    from queues.health_texts import level_word, tell_alert
+    from queues.health_texts import level_count, level_word, tell_alert
     from queues.sentry import scrub
 
     words = _BATCH_TEXTS.get(lang) or _BATCH_TEXTS["en"]
@@ -94,11 +94,9 @@ def format_batch(alerts: list[Alert], secrets: list[str] | None = None, title: s
     counts: dict[str, int] = {}
     for alert in fired:
         counts[alert.level] = counts.get(alert.level, 0) + 1
-    parts = [words["count"].format(n=n, word=level_word(level, lang) + ("s" if lang == "en" and n > 1 and level in
-                                                                           ("error", "warning") else ""))
-             for level, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 9))]
+    parts = [level_count(level, n, lang) for level, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 9))]
     if resolved:
-        parts.append(words["count"].format(n=len(resolved), word=words["resolved"]))
+        parts.append(words["resolved"].format(n=len(resolved)))
     lines = [words["head"].format(title=title, n=len(alerts), counts=", ".join(parts),
                                   alerts=plural(len(alerts), lang, {"en": _BATCH_TEXTS["en"]["alerts"],
                                                                      "ru": _BATCH_TEXTS["ru"]["alerts"]}))]

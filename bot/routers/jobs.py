@@ -50,9 +50,9 @@ async def _show_canceled(bot: Bot, result: CancelOutcome, user_id: int, job_id: 
     no longer shows them anything: their message is updated here, in their language now."""
     for requester in result.record.requesters:
         if int(requester.get("user_id", 0)) == int(user_id) and requester.get("message_id"):
-            text = (_cancel_answer(result, job_id, lang) if result.outcome == "left"
-                    else canceled_text(job_id, result.record.actor, lang))
-            await bot.edit_message_text(text=text, chat_id=int(requester.get("chat_id") or user_id),
+            # (called for "canceled" and "left": the answer is the message's new text)
+            await bot.edit_message_text(text=_cancel_answer(result, job_id, lang),
+                                        chat_id=int(requester.get("chat_id") or user_id),
                                         message_id=int(requester["message_id"]))
 
 
@@ -79,9 +79,7 @@ async def cancel_button(query: CallbackQuery, lang: str, services: BotServices) 
         await query.answer(re.sub(r"<[^>]+>", "", _cancel_answer(result, job_id, lang))[:190], show_alert=True)
         return
     await query.answer(t(short, lang))
-    if query.message is not None and result.outcome == "canceled":
-        await query.message.edit_text(canceled_text(job_id, result.record.actor, lang))
-    elif query.message is not None and result.outcome == "left":
+    if query.message is not None and result.outcome in ("canceled", "left"):  # the message shows it no more
         await query.message.edit_text(_cancel_answer(result, job_id, lang))
 
 

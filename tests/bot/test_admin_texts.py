@@ -21,6 +21,7 @@ def test_a_condition_alert_reads_in_russian_and_other_alerts_as_written():
     fired = Alert(level=finding.level, source=finding.source, message=finding.message, rule=finding.rule,
                   subject=finding.subject, details=finding.details)
     assert tell_alert(fired, "en") == finding.message
+    assert finding.message == "queue default: 50% of jobs failed in the last 5.0 min (5 of 10; limit 20%)"
     assert tell_alert(fired, "ru").startswith("очередь default: за последние 5,0 мин с ошибкой завершилось 50%")
     resolved = Alert(level="info", source="monitor", message=f"resolved: {finding.message}", rule=finding.rule,
                      subject="default", state="resolved",

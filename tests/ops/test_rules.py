@@ -166,6 +166,12 @@ def test_every_rules_reason_reads_in_russian_from_the_findings_details():
     assert by_rule["monitor_stale"] == ("монитор в последний раз записал снимок 2,0 мин назад: "
                                         "запущен ли python scheduler.py?")
     assert "50%" in by_rule["failure_rate"] and "(5 из 10; порог 20%)" in by_rule["failure_rate"]
+    # The English the alerts, Sentry and the dashboard carry, word for word (the loop above only
+    # checks that a finding's message is the same function's English)
+    english = {f.rule: f.message for f in findings}
+    assert english["failure_rate"] == "queue default: 50% of jobs failed in the last 5.0 min (5 of 10; limit 20%)"
+    assert english["faceit_auth"] == "FACEIT refused our API key 3 times in the last 5.0 min"
+    assert english["monitor_stale"] == "the monitor last recorded 2.0 min ago: is python scheduler.py running?"
 
 
 def test_counts_take_their_word_form():

@@ -43,6 +43,7 @@ def test_exhausted_retries_fail_once_with_one_alert_and_a_dead_letter(shared_poo
     # An admin reading it in Russian (/alerts, the Telegram push) gets it in Russian; the error's
     # own text stays as the exception wrote it.
     assert tell_alert(alerts[0], "en") == alerts[0].message
+    assert alerts[0].message.startswith("t_fail_times job failed: UpstreamError: ")  # what Sentry and admin.py show
     assert tell_alert(alerts[0], "ru").startswith("задача t_fail_times завершилась ошибкой: UpstreamError: ")
     wait_until(lambda: manager.queue_stats()["default"].dead == 1)  # nacked just after the record
 
