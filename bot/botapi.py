@@ -126,10 +126,13 @@ class BotAPI:
         raise BadRequest(method, code, description)
 
     async def send_message(self, chat_id: int, text: str, *, reply_markup: dict[str, Any] | None = None,
-                           thread_id: int | None = None) -> Any:
-        """``thread_id``: the forum topic to post in (None: the chat itself, or a forum's General)."""
+                           thread_id: int | None = None, reply_to: int | None = None) -> Any:
+        """``thread_id``: the forum topic to post in (None: the chat itself, or a forum's General);
+        ``reply_to``: a message of the chat this one answers (sent even if it is gone meanwhile)."""
+        reply = {"message_id": reply_to, "allow_sending_without_reply": True} if reply_to else None
         return await self.call("sendMessage", {"chat_id": chat_id, "text": text, "parse_mode": "HTML",
                                                "reply_markup": reply_markup, "message_thread_id": thread_id,
+                                               "reply_parameters": reply,
                                                "link_preview_options": {"is_disabled": True}})
 
     async def edit_message_text(self, chat_id: int, message_id: int, text: str, *,

@@ -57,14 +57,12 @@ from faceit.i18n import user_message
 from faceit.keys import FaceitKeys
 from faceit.store import FaceitStore
 from queues.connection import async_redis_client
-from queues.jobstore import JobRecord
+from queues.jobstore import DETACH_UNATTACHED, DETACHED, RUN_FIELD, JobRecord
 
 logger = logging.getLogger(__name__)
 
 #: Characters a photo caption may hold (Telegram's limit).
 CAPTION_LIMIT = 1024
-#: The field of a job's delivery markers that says which run of the job they belong to.
-RUN_FIELD = "_run"
 #: Markers ``<user id>:<this>``: the user blocked the bot (nothing more to them), or the group
 #: they asked in removed it (nothing more there; their own notifications still go out).
 BLOCKED = "blocked"
@@ -113,9 +111,11 @@ class DeliveryResources:
     quiet_jobs: set[str] = field(default_factory=set)  # jobs whose progress edits timed out: no more
     _api: BotAPI | None = None
     _marks_of_run: Any = None
+    _detach_unattached: Any = None
 
     def __post_init__(self) -> None:
         self._marks_of_run = self.redis.register_script(_MARKS_OF_RUN)  # EVALSHA, not the text each time
+        self._detach_unattached = self.redis.register_script(DETACH_UNATTACHED)
 
     @property
     def api(self) -> BotAPI:
@@ -136,6 +136,13 @@ class DeliveryResources:
         when it was requeued): what its failure note was marked as must not hold its result back."""
         return set(await self._marks_of_run(keys=[self.keys.delivered(job_id)],
                                             args=[RUN_FIELD, run, self.marker_ttl]))
+
+    async def detach_unattached(self, job_id: str) -> list[str]:
+        """Mark the requesters whose job message is still not recorded as served by messages of
+        their own (``<user id>:detached``); a message the bot records later is refused as late.
+        Their user ids."""
+        return [str(uid) for uid in await self._detach_unattached(keys=[self.job_key(job_id), self.keys.delivered(job_id)],
+                                                                  args=[DETACHED, self.marker_ttl])]
 
     async def mark(self, job_id: str, part: str) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -317,10 +324,12 @@ async def _lookup_text(res: DeliveryResources, result: dict[str, Any], user_id: 
 
 
 async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Part,
-                     message_id: int | None, thread_id: int | None = None) -> None:
+                     message_id: int | None, thread_id: int | None = None, reply_to: int | None = None) -> None:
     """Send one part (new messages into the forum topic ``thread_id`` where the user asked). A
     part Telegram cannot take (bad markup, chat gone) is logged and dropped: retrying cannot
-    change the answer, and the other parts still go out."""
+    change the answer, and the other parts still go out. ``reply_to``: the user's own message,
+    which the first part answers when it cannot replace a job message (in a group, so it shows
+    whom it is for)."""
     api, sender = res.api, res.sender
     try:
         if part.photo is not None:
@@ -338,7 +347,9 @@ async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Pa
                     return  # an earlier attempt already put it there
                 logger.info("job %s: job message in chat %s cannot be edited (%s); sending a new one",
                             job_id, chat_id, exc.description[:120])
-        await sender.call(chat_id, lambda: api.send_message(chat_id, part.text, thread_id=thread_id), job_id=job_id)
+        answers = reply_to if part.replace else None
+        await sender.call(chat_id, lambda: api.send_message(chat_id, part.text, thread_id=thread_id, reply_to=answers),
+                          job_id=job_id)
     except BadRequest as exc:
         if "parse entities" in exc.description and part.photo is None:
             plain = html.unescape(_TAG.sub("", part.text))
@@ -352,7 +363,7 @@ async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Pa
 
 async def _deliver_parts(res: DeliveryResources, job_id: str, user_id: int, chat_id: int, parts: list[Part],
                          message_id: int | None, done: set[str], summary: Summary, prefix: str = "",
-                         thread_id: int | None = None) -> bool:
+                         thread_id: int | None = None, reply_to: int | None = None) -> bool:
     """Send what is not yet marked; False when the user blocked the bot."""
     for part in parts:
         marker = f"{user_id}:{prefix}{part.name}"
@@ -360,7 +371,7 @@ async def _deliver_parts(res: DeliveryResources, job_id: str, user_id: int, chat
             summary.skipped += 1
             continue
         try:
-            await _send_part(res, job_id, chat_id, part, message_id, thread_id)
+            await _send_part(res, job_id, chat_id, part, message_id, thread_id, reply_to)
         except UserBlocked:
             await _blocked(res, job_id, user_id, chat_id, summary)
             return False
@@ -400,9 +411,11 @@ async def _to_requester(res: DeliveryResources, record: JobRecord, requester: di
     first_pending = f"{user_id}:0" not in done
     message_id = requester.get("message_id")
     thread_id = requester.get("thread_id")
+    reply_to = requester.get("reply_to")
     delivered = await _deliver_parts(res, record.id, user_id, chat_id, parts,
                                      int(message_id) if message_id else None, done, summary,
-                                     thread_id=int(thread_id) if thread_id else None)
+                                     thread_id=int(thread_id) if thread_id else None,
+                                     reply_to=int(reply_to) if reply_to and not message_id else None)
     if delivered and first_pending and _counts_as_analysis(record):
         try:
             await res.store.record_analysis(user_id, ACTIVITY_KIND[record.actor])
@@ -488,6 +501,8 @@ async def _deliver_run(res: DeliveryResources, record: JobRecord) -> dict[str, A
     run = str(record.raw.get("requeued_at") or "")
     record = await _await_job_messages(res, record)
     done = await res.delivered(job_id, run)
+    if _unattached(record):
+        record = await _detach_unattached(res, record, done)
     summary = Summary()
     semaphore = asyncio.Semaphore(RECIPIENT_CONCURRENCY)
 
@@ -540,6 +555,21 @@ async def _await_job_messages(res: DeliveryResources, record: JobRecord) -> JobR
         await asyncio.sleep(0.05)
         record = await res.load(record.id) or record
     return record
+
+
+async def _detach_unattached(res: DeliveryResources, record: JobRecord, done: set[str]) -> JobRecord:
+    """Requesters whose job message is still not recorded after the wait (the bot's answer was
+    held up: a flood wait, a slow chat) get their result as a message of their own, replying to
+    theirs in a group. One script marks them, so a message is either recorded in time (and
+    replaced by the result) or refused as late when the bot records it (the bot then deletes it:
+    a "queued" line with a Cancel button would stand stale above the result)."""
+    detached = await res.detach_unattached(record.id)
+    if not detached:  # recorded meanwhile
+        return await res.load(record.id) or record
+    done.update(f"{uid}:{DETACHED}" for uid in detached)
+    logger.info("job %s: no job message recorded in time for users %s; their results go out as new messages",
+                record.id, ", ".join(detached))
+    return await res.load(record.id) or record
 
 
 def _most_telling(errors: list[BaseException]) -> BaseException:

@@ -38,7 +38,7 @@ import dramatiq
 from bot.limits import LIMITS_LUA, LimitDecision, UserLimits
 from bot.scriptbatch import ScriptBatcher
 from queues.enqueue_once import ENQUEUE_ONCE_LUA
-from queues.jobstore import ATTACH_MESSAGE, CREATE_JOB_LUA, Created
+from queues.jobstore import ATTACH_MESSAGE, CREATE_JOB_LUA, RUN_FIELD, Created, detached_mark
 from queues.manager import JobHandle, PreparedJob, QueueManager
 
 # KEYS: rate, active, queue, queue.msgs, enqueue marker, request marker.
@@ -130,7 +130,13 @@ class JobStarter:
             handle = self.manager.joined(job, created, position)
         return StartOutcome(LimitDecision("ok"), handle)
 
-    async def attach(self, job_id: str, user_id: int, chat_id: int, message_id: int) -> bool:
-        """Remember which message of the user shows the job (progress edits and the result go there)."""
-        return bool(await self.scripts.run(self._attach, keys=[self.manager.jobs.job_key(job_id)],
-                                           args=[int(user_id), int(chat_id), int(message_id)]))
+    async def attach(self, job_id: str, user_id: int, chat_id: int, message_id: int) -> str:
+        """Remember which message of the user shows the job (progress edits and the result go there).
+
+        "attached"; "late" when the job's delivery no longer waited for the message and sent the
+        result as a message of its own (this one was held up: a flood wait, a slow chat), so the
+        message would stand stale; "unknown" when the job or the requester is gone."""
+        outcome = await self.scripts.run(
+            self._attach, keys=[self.manager.jobs.job_key(job_id), self.limits.keys.delivered(job_id)],
+            args=[int(user_id), int(chat_id), int(message_id), detached_mark(user_id), RUN_FIELD])
+        return {1: "attached", 2: "late"}.get(int(outcome), "unknown")

@@ -62,11 +62,14 @@ class Requester:
     chat_id: int
     lang: str
     thread_id: int | None = None  # the forum topic the user wrote in (a forum group)
+    reply_to: int | None = None  # in a group: their message, which a result sent on its own answers
 
     def as_dict(self) -> dict[str, Any]:
         asked = {"user_id": self.user_id, "chat_id": self.chat_id, "message_id": None, "lang": self.lang}
         if self.thread_id is not None:
             asked["thread_id"] = self.thread_id
+        if self.reply_to is not None:
+            asked["reply_to"] = self.reply_to
         return asked
 
 
@@ -241,17 +244,19 @@ class BotServices:
             job = await self._start_anew(requester, job, lookup(None))
         return job
 
-    async def confirm(self, job: StartedJob, chat_id: int, message_id: int | None) -> None:
+    async def confirm(self, job: StartedJob, chat_id: int, message_id: int | None) -> str:
         """After the queued reply: the limit reservation becomes the job, and the job remembers the
         message that shows it to this user (progress and the result edit it); ``None``: it keeps
-        the one it has (the user asked again)."""
+        the one it has (the user asked again). What :meth:`JobStarter.attach` said ("late": the
+        result went out on its own meanwhile, the message is stale), or "kept"."""
         if job.token:  # a reservation (the general path); the one-call start recorded the job itself
             if job.again or job.shown_here is not None:  # not a new job of theirs: give the slot back
                 await self.limits.release(job.user_id, job.token)
             else:
                 await self.limits.commit(job.user_id, job.token, job.job_id)
-        if message_id is not None:
-            await self.starter.attach(job.job_id, job.user_id, chat_id, message_id)
+        if message_id is None:
+            return "kept"
+        return await self.starter.attach(job.job_id, job.user_id, chat_id, message_id)
 
     def in_background(self, coro: Any, what: str) -> None:
         """Run ``coro`` after the handler returned, off the reply's critical path: once no update

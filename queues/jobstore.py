@@ -220,11 +220,31 @@ end
 """
 _CREATE = CREATE_JOB_LUA + "return create_job(ARGV)\n"
 
-# KEYS: the job. ARGV: user id, chat id, message id. → 1, or 0 (no such job or requester).
+#: The field of a job's delivery markers (bot.delivery: ``<user id>:<part>``, one hash a job)
+#: that says which run of the job they belong to (a requeued job is a new run).
+RUN_FIELD = "_run"
+#: The delivery marker ``<user id>:detached``: the user's result went out as a message of its
+#: own, because the message that answered them was not recorded in time (ATTACH_MESSAGE).
+DETACHED = "detached"
+
+
+def detached_mark(user_id: int | str) -> str:
+    return f"{int(user_id)}:{DETACHED}"
+
+
+# KEYS: the job, its delivery markers. ARGV: user id, chat id, message id, the user's "sent as
+# a new message" marker (``<user id>:detached``), the markers' run field.
+# → 1 (recorded), 0 (no such job or requester), or 2: too late, the job's delivery of this run
+# stopped waiting for this message and sent the result as a message of its own (bot.delivery's
+# ``DETACH_UNATTACHED``; the two scripts decide between them atomically).
 # Which message of the user shows the job (progress edits and the result go there).
 ATTACH_MESSAGE = _LUA_COMMON + """
 local raw = redis.call("HGET", KEYS[1], "requesters")
 if not raw then return 0 end
+local run = redis.call("HGET", KEYS[1], "requeued_at") or ""
+if redis.call("HEXISTS", KEYS[2], ARGV[4]) == 1 and (redis.call("HGET", KEYS[2], ARGV[5]) or "") == run then
+  return 2
+end
 local list = decode_array(raw)
 for _, r in ipairs(list) do
   if encode_exact(r["user_id"]) == ARGV[1] then
@@ -235,6 +255,27 @@ for _, r in ipairs(list) do
   end
 end
 return 0
+"""
+
+# KEYS: the job, its delivery markers. ARGV: the detached marker's suffix (DETACHED), the
+# markers' ttl. The other side of ATTACH_MESSAGE, run by a delivery that waited long enough:
+# each requester who asked through the bot (a chat) and whose job message is still not recorded
+# gets the marker ``<user id>:detached``, so the message the bot records later is refused as
+# late. → the user ids marked (their results go out as messages of their own).
+DETACH_UNATTACHED = _LUA_COMMON + """
+local raw = redis.call("HGET", KEYS[1], "requesters")
+if not raw then return {} end
+local detached = {}
+for _, r in ipairs(decode_array(raw)) do
+  local chat, shown = r["chat_id"], r["message_id"]
+  if chat ~= nil and chat ~= cjson.null and (shown == nil or shown == cjson.null) then
+    local uid = encode_exact(r["user_id"])
+    redis.call("HSET", KEYS[2], uid .. ":" .. ARGV[1], "1")
+    table.insert(detached, uid)
+  end
+end
+if #detached > 0 then redis.call("EXPIRE", KEYS[2], ARGV[2]) end
+return detached
 """
 
 # ARGV: prefix, id, now, max_deliveries, worker, ttl, limit, result_ttl, failure_ttl

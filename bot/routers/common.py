@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command
 from aiogram.types import Message
 
 from bot.fastsend import send_reply
+from bot.replies import in_group
 from bot.services import BotServices, Requester, StartedJob
 from bot.views import asked_again_text, cancel_keyboard, queued_text, shown_here_text
+
+logger = logging.getLogger(__name__)
 
 
 def command(*names: str) -> Command:
@@ -19,7 +25,8 @@ def command(*names: str) -> Command:
 def requester_of(message: Message, lang: str) -> Requester:
     user_id = message.from_user.id if message.from_user else message.chat.id
     thread_id = message.message_thread_id if message.is_topic_message else None
-    return Requester(user_id=user_id, chat_id=message.chat.id, lang=lang, thread_id=thread_id)
+    return Requester(user_id=user_id, chat_id=message.chat.id, lang=lang, thread_id=thread_id,
+                     reply_to=message.message_id if in_group(message) else None)
 
 
 async def reply_started(message: Message, job: StartedJob, lang: str, services: BotServices) -> None:
@@ -47,4 +54,18 @@ async def reply_started(message: Message, job: StartedJob, lang: str, services: 
         return
     message_id = await send_reply(bot, message, queued_text(job.job_id, job.actor, job.position, job.coalesced, lang),
                                   cancel_keyboard(job.job_id, lang))
-    services.in_background(services.confirm(job, message.chat.id, message_id), f"job {job.job_id}: attach")
+    services.in_background(_record_answer(bot, services, job, message.chat.id, message_id), f"job {job.job_id}: attach")
+
+
+async def _record_answer(bot: Bot, services: BotServices, job: StartedJob, chat_id: int, message_id: int) -> None:
+    """Record the answer as the message that shows the job. Too late (it was held up by a flood
+    wait or a slow chat, and the result already went out as a message of its own): it is deleted,
+    rather than left behind as a stale "queued" line with a Cancel button that does nothing."""
+    if await services.confirm(job, chat_id, message_id) != "late":
+        return
+    logger.info("job %s: its result went out before this answer was recorded; answer %s deleted",
+                job.job_id, message_id)
+    try:
+        await bot.delete_message(chat_id, message_id)
+    except TelegramAPIError as exc:  # it only stays behind
+        logger.info("job %s: stale answer %s not deleted: %s", job.job_id, message_id, exc)

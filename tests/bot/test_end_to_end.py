@@ -748,6 +748,28 @@ def test_a_429_storm_during_delivery_still_delivers_every_result_once(stack: Sta
     assert sum(n for key, n in errors.items() if key.endswith(":429")) == 12, errors  # the storm was real
 
 
+def test_an_answer_held_up_past_the_delivery_is_withdrawn_and_the_result_replies_to_the_member(stack: Stack, tg):
+    """Flood control holds the bot's "queued" answer (8 s) past the delivery's wait for it (3 s):
+    the result goes out as a message of its own, replying to the member who asked, and the late
+    answer is deleted, not left above it as a stale "queued" line with a Cancel button."""
+    member, group = new_user(), -1_000_000_000_000 - new_user()
+    link = f"https://www.faceit.com/en/cs2/room/{stack.world['matches']['FINISHED'][9]}"
+    tg.flood(1, retry_after=8, methods=["sendMessage"])  # the answer's first try; nothing else sends meanwhile
+    asked = tg.inject(member, f"/analyze {link}", chat_id=group)
+
+    def settled(events: list[dict]) -> list[dict] | None:
+        sent = [e for e in events if e["kind"] == "sent"]
+        return sent if len(sent) == 2 and any(e["kind"] == "deleted" for e in events) else None
+
+    result, late = tg.wait_for(settled, timeout=30, chat_id=group)
+    assert "Match finished" in result["text"] and result["message"]["reply_to_message"]["message_id"] == asked["message_id"]
+    assert late["text"].startswith("⏳") and job_id_in(late["text"]) == job_of(stack, member)
+    (deleted,) = [e for e in tg.messages(group) if e["kind"] == "deleted"]
+    assert deleted["message_id"] == late["message_id"]
+    assert delivery_result(stack, job_of(stack, member))["sent"] == 1
+    assert not [e for e in tg.messages(group) if e["kind"] == "edited"]  # nothing wrote into the late answer
+
+
 def test_a_worker_killed_after_sending_part_of_a_result_sends_no_duplicate(stack: Stack, tg):
     user = new_user()
     nickname = stack.world["nicknames"][16]
