@@ -67,8 +67,16 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def shown(value: Any) -> Any:
+    """``value`` with every secret masked (:mod:`queues.redaction`): whatever this tool prints
+    passes here, as on the dashboard (job arguments, errors and alerts may quote a token or key)."""
+    from queues.redaction import redactor_in_force
+
+    return redactor_in_force().redact(value)
+
+
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+    click.echo(json.dumps(shown(data), indent=2, default=str, ensure_ascii=False))
 
 
 def console():
@@ -88,7 +96,7 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]], right: t
     for column in columns:
         t.add_column(column, justify="right" if column in right else "left", overflow="fold")
     for row in rows:
-        t.add_row(*[Text("" if v is None else str(v)) for v in row])
+        t.add_row(*[Text("" if v is None else shown(str(v))) for v in row])
     return t
 
 
@@ -284,10 +292,10 @@ def _print_status(data: dict[str, Any]) -> None:
         colour = "green" if score is not None and score >= 80 else "yellow" if score and score >= 50 else "red"
         out.print(f"health score: [{colour}]{score}/100[/{colour}]")
         for component in health.get("components", []):
-            out.print(f"  -{component['score_lost']:>3}  {component['name']}: {component['reason']}",
+            out.print(shown(f"  -{component['score_lost']:>3}  {component['name']}: {component['reason']}"),
                       markup=False)
         if health.get("error"):
-            out.print(f"  (health unavailable: {health['error']})", markup=False)
+            out.print(shown(f"  (health unavailable: {health['error']})"), markup=False)
 
 
 # --- alerts ------------------------------------------------------------------------------------
@@ -579,10 +587,10 @@ def job(job_id: str, as_json: bool) -> None:
         out.print(table("Attempts", ["#", "worker", "started", "finished", "took", "outcome", "error"], trows))
     if record.error:
         err = record.error
-        out.print(f"error: {err.get('type')} ({err.get('code')}, retryable={err.get('retryable')}): "
-                  f"{err.get('message')}", markup=False)
+        out.print(shown(f"error: {err.get('type')} ({err.get('code')}, retryable={err.get('retryable')}): "
+                        f"{err.get('message')}"), markup=False)
         if err.get("traceback"):
-            out.print(err["traceback"], markup=False)
+            out.print(shown(err["traceback"]), markup=False)
 
 
 # --- workers -----------------------------------------------------------------------------------

@@ -17,12 +17,12 @@ from typing import Any
 import redis
 
 from dashboard.monitor import RANGES, ChartRange, Figures
-from dashboard.redaction import Redactor, redactor_for
 from queues.alerts import LEVELS, AlertStore
 from queues.errors import UnknownJobError
 from queues.jobstore import ACTIVE_STATUSES, ALL_STATUSES, JobRecord, JobStore
 from queues.manager import QueueManager
 from queues.priorities import all_queue_names
+from queues.redaction import Redactor, redactor_for
 
 logger = logging.getLogger(__name__)
 

@@ -41,15 +41,17 @@ def error_summary(exc: BaseException, traceback_text: str | None = None) -> dict
     which knows the translatable key and parameters the exception carries in the worker).
     """
     from faceit.i18n import error_payload
+    from queues.redaction import redactor_in_force
 
     payload = error_payload(exc)
+    scrub = redactor_in_force().text  # an error may quote a URL with a token or a key in it
     return {
         "type": type(exc).__name__,
         "code": getattr(exc, "code", "error"),
-        "message": str(exc)[:2000],
+        "message": scrub(str(exc)[:2000]),
         "retryable": bool(getattr(exc, "retryable", True)),
         "key": payload.get("key"),
         "params": payload.get("params") or {},
         "texts": payload.get("texts") or {},
-        "traceback": (traceback_text or "")[-8000:],
+        "traceback": scrub((traceback_text or "")[-8000:]),
     }

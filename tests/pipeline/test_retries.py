@@ -168,3 +168,30 @@ def test_secret_fields_are_redacted_in_records(manager, redis_client):
     raw = json.dumps(redis_client.hgetall(get_job_store().job_key(handle.id)))
     assert "sk-live-123456" not in raw
     assert manager.get_job(handle.id).kwargs == {"api_key": "***", "nickname": "s1mple"}
+
+
+def test_no_secret_reaches_a_job_record_an_alert_or_the_admin_tool(start_pool, manager, redis_client, env_override):
+    """An error quoting the worker's FACEIT key and bot token (a URL in an exception) is kept
+    without them; an argument that happens to hold the key is masked by ``admin.py job``, as on
+    the dashboard."""
+    from click.testing import CliRunner
+
+    from admin import cli
+
+    key, token = "faceit-key-7d1f0c9e55", "123456789:AAH-secret-token-value-abcdef"
+    secrets = {"FACEIT_API_KEY": key, "TELEGRAM_BOT_TOKEN": token}
+    start_pool(["default"], env=secrets)
+    handle = manager.enqueue_job("t_fail_times", failures=99, kind="quotes_secrets")
+    record = manager.wait_for(handle.id, timeout=30)
+    assert record.status == "failed" and "key=*** and /bot***/getMe" in record.error["message"], record.error
+    alerts = wait_until(lambda: [a for a in get_alert_store().recent(1) if a.job_id == handle.id])
+    stored = json.dumps([redis_client.hgetall(get_job_store().job_key(handle.id)), [a.to_dict() for a in alerts]])
+    assert "UpstreamError" in stored and key not in stored and token not in stored
+
+    env_override(**secrets)
+    typed = manager.enqueue_job("t_fail_times", failures=0, kind=f"x {key}")  # someone typed it
+    manager.wait_for(typed.id, timeout=30)
+    for args in (["job", typed.id], ["job", typed.id, "--json"], ["job", handle.id]):
+        shown = CliRunner().invoke(cli, args, catch_exceptions=False).stdout
+        assert typed.id[:8] in shown or handle.id[:8] in shown
+        assert key not in shown and token not in shown and "***" in shown, shown

@@ -71,7 +71,8 @@ async def t_noop(ctx: JobContext, value: int = 0) -> dict:
 @job_actor(priority=QueuePriority.DEFAULT)
 async def t_fail_times(ctx: JobContext, failures: int, kind: str = "transient",
                        retry_after: float | None = None, stop_redis: bool = False) -> dict:
-    """Fails ``failures`` times with ``kind`` (transient|permanent|auth|rate|bug), then succeeds.
+    """Fails ``failures`` times with ``kind`` (transient|permanent|auth|rate|bug|quotes_secrets),
+    then succeeds.
 
     ``permanent`` is a request error (an unknown player: the user's mistake); ``auth`` a permanent
     error that is the operator's to fix (FACEIT refused the key).
@@ -94,6 +95,12 @@ async def t_fail_times(ctx: JobContext, failures: int, kind: str = "transient",
             raise RateLimitedError("429", retry_after=retry_after)
         if kind == "bug":
             raise ValueError("unexpected")
+        if kind == "quotes_secrets":  # an error quoting this worker's FACEIT key and bot token
+            from settings import get_settings
+
+            settings = get_settings()
+            raise UpstreamError(f"GET https://api.example/v4?key={settings.faceit_api_key.get_secret_value()} and "
+                                f"/bot{settings.telegram_bot_token.get_secret_value()}/getMe failed")
         raise UpstreamError("upstream 503")
     return {"runs": runs}
 

@@ -1,8 +1,11 @@
-"""Masks secrets in whatever the dashboard shows, as a second line of defence.
+"""Masks secrets in what operators are shown and in the error text job records keep.
 
-Job records already store actors' ``secret_fields`` redacted; this also masks any mapping key
-that names a secret (token, password, api key...) and any configured secret value that shows
-up inside text (an error message quoting a URL with a key, a traceback).
+Job records store actors' ``secret_fields`` redacted, and the message and traceback of a job's
+error scrubbed of every secret in force (:func:`queues.errors.error_summary`). The dashboard
+and the admin tool pass everything they show through a :class:`Redactor` too, as a second line
+of defence: it masks any mapping key that names a secret (token, password, api key...), any
+configured secret value inside text (an error quoting a URL with a key, a traceback, an
+argument someone typed), passwords in URLs and Bot API tokens.
 """
 
 from __future__ import annotations
@@ -50,3 +53,17 @@ class Redactor:
 def redactor_for(settings: Any) -> Redactor:
     values = settings.secret_values() if hasattr(settings, "secret_values") else []
     return Redactor(values)
+
+
+_in_force: tuple[Any, Redactor] | None = None
+
+
+def redactor_in_force() -> Redactor:
+    """The redactor of the settings in force (built again only when they are reloaded)."""
+    global _in_force
+    from settings import get_settings
+
+    settings = get_settings()
+    if _in_force is None or _in_force[0] is not settings:
+        _in_force = (settings, redactor_for(settings))
+    return _in_force[1]
