@@ -132,6 +132,7 @@ class Settings(BaseSettings):
     queue_heartbeat_timeout: float = Field(gt=0)
     queue_maintenance_interval: float = Field(gt=0)
     worker_nice: int = Field(ge=0, le=19)
+    worker_stop_repeat_window: float = Field(ge=0, le=60)
     queue_default_timeout: float = Field(gt=0)
     queue_high_priority_timeout: float = Field(gt=0)
     queue_low_priority_timeout: float = Field(gt=0)

@@ -35,6 +35,7 @@ from middleware.backoff import Backoff
 from middleware.cpu_priority import WorkerCpuPriority
 from middleware.delivery_trigger import DeliveryTrigger
 from middleware.retry_notice import RetryNotice
+from middleware.stop_signals import StopSignals
 from middleware.time_limits import QueueTimeLimit
 from middleware.tracking import Tracking
 from middleware.worker_presence import WorkerPresence
@@ -97,6 +98,7 @@ def build_middleware(settings: Settings, worker_registry) -> list[dramatiq.Middl
         QueueTimeLimit(queue_limits=queue_limits, default_limit=settings.queue_default_timeout),
         worker_registry,
         WorkerCpuPriority(settings.worker_nice),
+        StopSignals(settings.worker_stop_repeat_window),
     ]
 
 
