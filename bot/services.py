@@ -37,6 +37,7 @@ from queues.manager import PreparedJob, QueueManager, RequeuedJobs
 logger = logging.getLogger(__name__)
 
 REPORT_TYPES = ("weekly", "monthly")
+JOB_ID_LENGTH = 36  # a job id is a UUID: 8-4-4-4-12 hex digits
 
 # KEYS: languages hash, inactive users set. ARGV: user id.  → the chosen language or nil.
 _SEEN_USER = """
@@ -261,6 +262,21 @@ class BotServices:
     async def drain(self, timeout: float = 5.0, *, stop: bool = False) -> None:
         """Run queued background work now (up to ``timeout`` s); with ``stop`` end the runner too."""
         await self.background.drain(timeout, stop=stop)
+
+    async def resolve_job_id(self, ref: str, user_id: int) -> str:
+        """The full id of the job ``ref`` names: a full id as is (no Redis call), or the one job
+        whose id starts with ``ref`` (lower-case hex, the dashboard's 8 characters or more) among
+        the user's jobs (admins: all jobs). None or several: :class:`UserFacingError`
+        (``no_job_prefix``, ``ambiguous_job_prefix``), so a typo reads as one, not as a usage line."""
+        if len(ref) == JOB_ID_LENGTH:
+            return ref
+        scope = None if self.is_admin(user_id) else int(user_id)
+        ids = await asyncio.to_thread(self.manager.jobs.ids_starting_with, ref, scope)
+        if not ids:
+            raise UserFacingError("no_job_prefix" if scope is not None else "no_job_prefix_any", prefix=ref)
+        if len(ids) > 1:
+            raise UserFacingError("ambiguous_job_prefix", prefix=ref, count=len(ids))
+        return ids[0]
 
     async def job_of_user(self, job_id: str, user_id: int, *, not_theirs: str = "unknown_job") -> JobRecord:
         """The job if this user asked for it (admins: any job); else :class:`UserFacingError`

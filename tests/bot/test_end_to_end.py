@@ -158,6 +158,42 @@ def test_someone_elses_job_cannot_be_seen_or_canceled(stack: Stack, tg, faceit_f
     assert not stack.job(job_id).get("cancel_requested")
 
 
+def test_status_and_cancel_take_the_start_of_a_job_id(stack: Stack, tg, faceit_faults):
+    """The dashboard lists jobs by their first 8 characters and the usage line shows that many:
+    such a start names the user's job when one of theirs starts with it. A start of none, or of
+    several, and what is not an id at all, are each told as such (not with the usage line)."""
+    from queues.jobstore import JobStore
+
+    faceit_faults(latency_ms=1500)
+    stack.clear_faceit_cache()  # the analysis asks FACEIT, slowly: the /cancel comes while it runs
+    user = new_user()
+    stack.say(user, f"/analyze {stack.next_match()}")
+    job_id = job_id_in(stack.first_reply(user)["text"])
+    start = job_id[:8]
+    expired = f"{start}-ffff-4fff-8fff-ffffffffffff"  # an index entry whose record has expired: not a second job
+    stack.redis.zadd(f"fb:jobs:user:{user}", {expired: time.time()})
+    stack.say(user, f"/status {start}")
+    assert f"Job <code>{job_id}</code>" in stack.replies(user, 2)[1]["text"]  # its status, by its whole id
+    other_start = ("0" if start[0] != "0" else "1") + start[1:]
+    stack.say(user, f"/status {other_start}")
+    assert stack.replies(user, 3)[2]["text"] == f"You have no job starting with <code>{other_start}</code>."
+    stack.say(user, "/status zzz")
+    assert stack.replies(user, 4)[3]["text"].startswith("That is not a job id")
+    twin = f"{start}-0000-4000-8000-000000000000"  # a second job of theirs starting the same
+    JobStore(stack.redis).create(twin, actor="match_analysis", queue="high",
+                                 requester={"user_id": user, "chat_id": user, "message_id": None, "lang": "en"})
+    stack.say(user, f"/cancel {start}", lang="ru")
+    assert stack.replies(user, 5)[4]["text"] == f"С <code>{start}</code> начинаются id нескольких задач (2): " \
+                                                "пришлите id длиннее."
+    assert not stack.job(job_id).get("cancel_requested")
+    stack.say(user, f"/cancel {job_id[:13]}")  # longer: one job again
+    assert job_id in stack.replies(user, 6)[5]["text"]
+    assert stack.wait_job(job_id, "canceled")["status"] == "canceled"
+    stack.say(user, f"/cancel {twin}")  # a whole id still names its job
+    assert "canceled" in stack.replies(user, 7)[6]["text"]
+    assert stack.job(twin)["status"] == "canceled"
+
+
 def test_a_player_report_arrives_as_text_and_a_chart(stack: Stack, tg):
     user = new_user()
     nickname = stack.world["nicknames"][5]
@@ -655,9 +691,11 @@ BAD_INPUTS = [
     ("/subscribe @@@", "That is not a FACEIT nickname"),
     ("/unsubscribe nobodyfollowed", "You are not subscribed"),
     ("/status", "Send a job id"),
-    ("/status 12345", "Send a job id"),
+    ("/status 12345", "That is not a job id"),
     ("/status 11111111-2222-4333-8444-555555555555", "You have no job"),
-    ("/cancel nope", "Send a job id"),
+    ("/status 0adf2eb6", "You have no job starting with <code>0adf2eb6</code>"),
+    ("/cancel nope", "That is not a job id"),
+    ("/cancel", "Send a job id"),
     ("/report yearly", "Which report?"),
     ("/lang de", "Choose a language"),
     ("/frobnicate", "I don't know that command"),
