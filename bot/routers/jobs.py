@@ -58,7 +58,7 @@ async def status(message: Message, command: CommandObject, lang: str, services: 
     job_id = await _named_job(message, command, lang, services, "usage_status")
     if job_id is None:
         return
-    record = await services.job_of_user(job_id, message.from_user.id)
+    record = await services.job_of_user(job_id, message.from_user.id, chat_id=message.chat.id)
     await answer(message, status_text(record, lang))
 
 
@@ -91,7 +91,7 @@ async def cancel(message: Message, command: CommandObject, lang: str, services: 
     job_id = await _named_job(message, command, lang, services, "usage_cancel")
     if job_id is None:
         return
-    result = await services.cancel(job_id, message.from_user.id)
+    result = await services.cancel(job_id, message.from_user.id, chat_id=message.chat.id)
     await answer(message, _cancel_answer(result, job_id, lang))
     if result.outcome in ("canceled", "left"):
         await _show_canceled(bot, result, message.from_user.id, job_id, lang)

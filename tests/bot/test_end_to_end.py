@@ -507,6 +507,42 @@ def test_in_a_group_only_the_member_who_asked_can_cancel_with_the_button(stack: 
     assert not canceled.get("reply_markup")
 
 
+def test_in_a_group_a_member_may_see_the_groups_jobs_but_not_cancel_another_members(stack: Stack, tg,
+                                                                                     faceit_faults):
+    """A job asked for in a group shows in the group: another member's /status there shows it,
+    and their /cancel there says whose it is, as the Cancel button does. Elsewhere (their private
+    chat, another group) it stays unknown to them: no one learns of others' jobs."""
+    faceit_faults(latency_ms=1500)
+    stack.clear_faceit_cache()  # the analysis asks FACEIT, slowly: every command comes while it runs
+    owner, other = new_user(), new_user()
+    group, elsewhere = -1_000_000_000_000 - new_user(), -1_000_000_000_000 - new_user()
+
+    def nth_in(chat: int, count: int) -> dict:
+        """The bot's ``count``-th new message in ``chat`` (waits for it)."""
+        return tg.wait_for(lambda es: (sent := [e for e in es if e["kind"] == "sent"])[count - 1:] and sent,
+                           timeout=10, chat_id=chat)[count - 1]
+
+    tg.inject(owner, f"/analyze {stack.world['matches']['FINISHED'][5]}", chat_id=group)
+    job_id = job_id_in(nth_in(group, 1)["text"])
+    tg.inject(other, f"/status {job_id}", chat_id=group)
+    shown = nth_in(group, 2)["text"]
+    assert shown.startswith("Match analysis: ") and f"Job <code>{job_id}</code>" in shown, shown
+    tg.inject(other, f"/cancel {job_id}", chat_id=group)
+    assert nth_in(group, 3)["text"] == f"Only whoever asked for job <code>{job_id}</code> can cancel it."
+    tg.inject(other, f"/cancel {job_id}", chat_id=group, language_code="ru")
+    assert nth_in(group, 4)["text"] == f"Отменить задачу <code>{job_id}</code> может только тот, кто её запросил."
+    assert stack.job(job_id)["status"] in ("queued", "started") and not stack.job(job_id).get("cancel_requested")
+    stack.say(other, f"/status {job_id}")  # in their private chat: not theirs to know of
+    assert stack.first_reply(other)["text"] == f"You have no job <code>{job_id}</code>."
+    tg.inject(other, f"/cancel {job_id}", chat_id=elsewhere)  # nor in another group
+    assert nth_in(elsewhere, 1)["text"] == f"You have no job <code>{job_id}</code>."
+    tg.inject(other, f"/status {job_id}", chat_id=elsewhere)
+    assert nth_in(elsewhere, 2)["text"] == f"You have no job <code>{job_id}</code>."
+    assert not stack.job(job_id).get("cancel_requested")
+    tg.inject(owner, f"/cancel {job_id}", chat_id=group)  # whoever asked still can
+    stack.wait_job(job_id, "canceled")
+
+
 def test_in_a_group_a_second_member_asking_for_the_same_match_is_pointed_at_the_first_answer(
         stack: Stack, tg, faceit_faults):
     """The group gets the result once, in the message that answered the first member."""
