@@ -165,9 +165,9 @@ def test_status_and_cancel_take_the_start_of_a_job_id(stack: Stack, tg, faceit_f
     from queues.jobstore import JobStore
 
     faceit_faults(latency_ms=1500)
-    stack.clear_faceit_cache()  # the analysis asks FACEIT, slowly: the /cancel comes while it runs
+    stack.clear_faceit_cache()  # the report asks FACEIT, slowly: the /cancel comes while it runs
     user = new_user()
-    stack.say(user, f"/analyze {stack.next_match()}")
+    stack.say(user, f"/player {stack.world['nicknames'][12]}")
     job_id = job_id_in(stack.first_reply(user)["text"])
     start = job_id[:8]
     expired = f"{start}-ffff-4fff-8fff-ffffffffffff"  # an index entry whose record has expired: not a second job
@@ -180,7 +180,7 @@ def test_status_and_cancel_take_the_start_of_a_job_id(stack: Stack, tg, faceit_f
     stack.say(user, "/status zzz")
     assert stack.replies(user, 4)[3]["text"].startswith("That is not a job id")
     twin = f"{start}-0000-4000-8000-000000000000"  # a second job of theirs starting the same
-    JobStore(stack.redis).create(twin, actor="match_analysis", queue="high",
+    JobStore(stack.redis).create(twin, actor="player_report", queue="high",
                                  requester={"user_id": user, "chat_id": user, "message_id": None, "lang": "en"})
     stack.say(user, f"/cancel {start}", lang="ru")
     assert stack.replies(user, 5)[4]["text"] == f"С <code>{start}</code> начинаются id нескольких задач (2): " \
@@ -513,7 +513,7 @@ def test_in_a_group_a_member_may_see_the_groups_jobs_but_not_cancel_another_memb
     and their /cancel there says whose it is, as the Cancel button does. Elsewhere (their private
     chat, another group) it stays unknown to them: no one learns of others' jobs."""
     faceit_faults(latency_ms=1500)
-    stack.clear_faceit_cache()  # the analysis asks FACEIT, slowly: every command comes while it runs
+    stack.clear_faceit_cache()  # the report asks FACEIT, slowly: every command comes while it runs
     owner, other = new_user(), new_user()
     group, elsewhere = -1_000_000_000_000 - new_user(), -1_000_000_000_000 - new_user()
 
@@ -522,11 +522,11 @@ def test_in_a_group_a_member_may_see_the_groups_jobs_but_not_cancel_another_memb
         return tg.wait_for(lambda es: (sent := [e for e in es if e["kind"] == "sent"])[count - 1:] and sent,
                            timeout=10, chat_id=chat)[count - 1]
 
-    tg.inject(owner, f"/analyze {stack.world['matches']['FINISHED'][5]}", chat_id=group)
+    tg.inject(owner, f"/player {stack.world['nicknames'][13]}", chat_id=group)
     job_id = job_id_in(nth_in(group, 1)["text"])
     tg.inject(other, f"/status {job_id}", chat_id=group)
     shown = nth_in(group, 2)["text"]
-    assert shown.startswith("Match analysis: ") and f"Job <code>{job_id}</code>" in shown, shown
+    assert shown.startswith("Player report: ") and f"Job <code>{job_id}</code>" in shown, shown
     tg.inject(other, f"/cancel {job_id}", chat_id=group)
     assert nth_in(group, 3)["text"] == f"Only whoever asked for job <code>{job_id}</code> can cancel it."
     tg.inject(other, f"/cancel {job_id}", chat_id=group, language_code="ru")
