@@ -37,6 +37,7 @@ from queues.manager import PreparedJob, QueueManager, RequeuedJobs
 logger = logging.getLogger(__name__)
 
 REPORT_TYPES = ("weekly", "monthly")
+JOB_ID_LENGTH = 36  # a job id is a UUID: 8-4-4-4-12 hex digits
 
 # KEYS: languages hash, inactive users set. ARGV: user id.  → the chosen language or nil.
 _SEEN_USER = """
@@ -93,6 +94,11 @@ class CancelOutcome:
 
     outcome: str
     record: JobRecord
+
+
+def _asked_in(record: JobRecord, chat_id: int) -> bool:
+    """Whether someone asked for the job in the chat ``chat_id`` (where its message is)."""
+    return any(int(r.get("chat_id") or r.get("user_id") or 0) == int(chat_id) for r in record.requesters)
 
 
 class BotServices:
@@ -267,23 +273,49 @@ class BotServices:
         """Run queued background work now (up to ``timeout`` s); with ``stop`` end the runner too."""
         await self.background.drain(timeout, stop=stop)
 
-    async def job_of_user(self, job_id: str, user_id: int, *, not_theirs: str = "unknown_job") -> JobRecord:
-        """The job if this user asked for it (admins: any job); else :class:`UserFacingError`
-        (``unknown_job``, or ``not_theirs`` when the job exists but is someone else's)."""
+    async def resolve_job_id(self, ref: str, user_id: int) -> str:
+        """The full id of the job ``ref`` names: a full id as is (no Redis call), or the one job
+        whose id starts with ``ref`` (lower-case hex, the dashboard's 8 characters or more) among
+        the user's jobs (admins: all jobs). None or several: :class:`UserFacingError`
+        (``no_job_prefix``, ``ambiguous_job_prefix``), so a typo reads as one, not as a usage line."""
+        if len(ref) == JOB_ID_LENGTH:
+            return ref
+        scope = None if self.is_admin(user_id) else int(user_id)
+        ids = await asyncio.to_thread(self.manager.jobs.ids_starting_with, ref, scope)
+        if not ids:
+            raise UserFacingError("no_job_prefix" if scope is not None else "no_job_prefix_any", prefix=ref)
+        if len(ids) > 1:
+            raise UserFacingError("ambiguous_job_prefix", prefix=ref, count=len(ids))
+        return ids[0]
+
+    def _is_theirs(self, record: JobRecord, user_id: int) -> bool:
+        """Whether the user asked for (or watches) the job; admins: every job."""
+        return int(user_id) in record.user_ids or self.is_admin(user_id)
+
+    async def job_of_user(self, job_id: str, user_id: int, *, chat_id: int | None = None,
+                          not_theirs: str = "unknown_job") -> JobRecord:
+        """The job if this user asked for it (admins: any job), or if it was asked for in the chat
+        ``chat_id`` the user writes in (a group: its message is there for every member to see);
+        else :class:`UserFacingError` (``unknown_job``, or ``not_theirs`` when the job exists but
+        is someone else's). A private chat shows only the user's own jobs, as before."""
         record = await asyncio.to_thread(self.manager.get_job, job_id)
         if record is None:  # an admin may look up anyone's job: tell them it is not there at all
             raise UserFacingError("no_such_job" if self.is_admin(user_id) else "unknown_job", job_id=job_id)
-        if int(user_id) not in record.user_ids and not self.is_admin(user_id):
+        if not self._is_theirs(record, user_id) and not (chat_id is not None and _asked_in(record, chat_id)):
             raise UserFacingError(not_theirs, job_id=job_id)
         return record
 
-    async def cancel(self, job_id: str, user_id: int, *, not_theirs: str = "unknown_job") -> CancelOutcome:
+    async def cancel(self, job_id: str, user_id: int, *, chat_id: int | None = None,
+                     not_theirs: str = "unknown_job") -> CancelOutcome:
         """Cancel the job, or, when others asked for it too, stop waiting for it alone (``left``:
         the user's message and limits let go of it, the others still get it). ``shared`` when
         members of a group watch the asker's message: it is theirs too. Someone else's job is
-        ``not_theirs``: unknown to a typed /cancel, as to /status; another member's Cancel
-        button in a group says whose it is (the button is there for all to see)."""
-        record = await self.job_of_user(job_id, user_id, not_theirs=not_theirs)
+        ``not_theirs`` (unknown to a typed /cancel, as to /status), unless it was asked for in
+        the chat ``chat_id`` the /cancel is typed in: there all see it, so it is
+        ``not_your_job``, as another member's press of its Cancel button says."""
+        record = await self.job_of_user(job_id, user_id, chat_id=chat_id, not_theirs=not_theirs)
+        if not self._is_theirs(record, user_id):  # seen in this chat, asked by another member
+            raise UserFacingError("not_your_job", job_id=job_id)
         if record.is_final:
             return CancelOutcome(record.status, record)
         if record.raw.get("cancel_requested"):  # a second press: it is on its way out already

@@ -71,8 +71,16 @@ TEXTS: dict[str, dict[str, str]] = {
     "usage_subscribe": {"en": "Send a nickname: /subscribe s1mple", "ru": "Пришлите никнейм: /subscribe s1mple"},
     "usage_unsubscribe": {"en": "Send a nickname: /unsubscribe s1mple",
                           "ru": "Пришлите никнейм: /unsubscribe s1mple"},
-    "usage_status": {"en": "Send a job id: /status 3f2a…", "ru": "Пришлите id задачи: /status 3f2a…"},
-    "usage_cancel": {"en": "Send a job id: /cancel 3f2a…", "ru": "Пришлите id задачи: /cancel 3f2a…"},
+    "usage_status": {"en": "Send a job id (its first 8 characters are enough): /status 3f2a9c1e",
+                     "ru": "Пришлите id задачи (хватит первых 8 символов): /status 3f2a9c1e"},
+    "usage_cancel": {"en": "Send a job id (its first 8 characters are enough): /cancel 3f2a9c1e",
+                     "ru": "Пришлите id задачи (хватит первых 8 символов): /cancel 3f2a9c1e"},
+    "not_a_job_id": {
+        "en": "That is not a job id: send the id from the job's message, or its first 8 characters "
+              "(like <code>3f2a9c1e</code>).",
+        "ru": "Это не id задачи: пришлите id из сообщения о задаче или его первые 8 символов "
+              "(например, <code>3f2a9c1e</code>).",
+    },
     "usage_report": {"en": "Which report? /report weekly or /report monthly",
                      "ru": "Какой отчёт? /report weekly или /report monthly"},
     "usage_lang": {"en": "Choose a language: /lang en or /lang ru", "ru": "Выберите язык: /lang ru или /lang en"},
@@ -174,6 +182,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Задачу <code>{job_id}</code> ждут и другие пользователи, поэтому она продолжается.",
     },
     "unknown_job": {"en": "You have no job <code>{job_id}</code>.", "ru": "У вас нет задачи <code>{job_id}</code>."},
+    "no_job_prefix": {"en": "You have no job starting with <code>{prefix}</code>.",
+                      "ru": "У вас нет задачи, id которой начинается с <code>{prefix}</code>."},
+    "no_job_prefix_any": {"en": "There is no job starting with <code>{prefix}</code>.",
+                          "ru": "Нет задачи, id которой начинается с <code>{prefix}</code>."},
+    "ambiguous_job_prefix": {"en": "Several jobs ({count}) start with <code>{prefix}</code>: send more of the id.",
+                             "ru": "С <code>{prefix}</code> начинаются id нескольких задач ({count}): "
+                                   "пришлите id длиннее."},
     "no_such_job": {"en": "There is no job <code>{job_id}</code>: it never existed or its record has expired.",
                     "ru": "Задачи <code>{job_id}</code> нет: её не было или срок хранения её записи истёк."},
     "status_line": {"en": "{kind}: {status}{progress}\nJob <code>{job_id}</code>",

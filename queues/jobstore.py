@@ -891,6 +891,22 @@ class JobStore:
             pipe.zcard(self.index_key("status", status))
         return dict(zip(ALL_STATUSES, pipe.execute(), strict=True))
 
+    def ids_starting_with(self, prefix: str, user_id: int | None = None) -> list[str]:
+        """The ids of the jobs whose id starts with ``prefix`` (lower-case hex and dashes: a job id
+        typed short, as the dashboard shows it): among ``user_id``'s jobs (their index, which holds
+        the jobs they asked for or watch), or among all jobs (``None``: an admin). Ids whose record
+        has expired are left out, so an old job cannot make a prefix look ambiguous."""
+        if not prefix or set(prefix) - set("0123456789abcdef-"):  # a glob character would match others
+            raise ValueError(f"not the start of a job id: {prefix!r}")
+        key = self.index_key("all") if user_id is None else self.index_key("user", user_id)
+        ids = sorted({member for member, _ in self.client.zscan_iter(key, match=f"{prefix}*", count=1000)})
+        if not ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.exists(self.job_key(job_id))
+        return [job_id for job_id, live in zip(ids, pipe.execute(), strict=True) if live]
+
     def active_jobs_of_user(self, user_id: int, limit: int = 50) -> list[JobRecord]:
         """The user's jobs that are still queued, running or waiting for a retry."""
         ids = self.client.zrevrange(self.index_key("user", user_id), 0, limit - 1)

@@ -17,17 +17,48 @@ from bot.views import CANCEL_PREFIX, canceled_text, kind_name, status_text, stat
 JOB_ID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
+_ID_SHAPE = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+MIN_ID_PREFIX = 8  # the dashboard lists jobs by their first 8 characters
+
+
 def _job_id(args: str | None) -> str | None:
+    """A whole job id, lower case (the Cancel button, /requeue); None: not one."""
     text = (args or "").strip().strip("<>`'\"")
     return text.lower() if JOB_ID_RE.fullmatch(text) else None
 
 
+def _job_ref(args: str) -> str | None:
+    """A typed job id, whole or its start (8 characters at least, as the dashboard and the usage
+    line show it; a copied ``…`` is dropped), lower case; None: not a job id at all."""
+    text = args.strip().strip("<>`'\"").rstrip("…").rstrip(".").lower()
+    if not MIN_ID_PREFIX <= len(text) <= len(_ID_SHAPE):
+        return None
+    fits = all(char == "-" if shape == "-" else char in "0123456789abcdef"
+               for char, shape in zip(text, _ID_SHAPE[:len(text)], strict=True))
+    return text if fits else None
+
+
+async def _named_job(message: Message, command: CommandObject, lang: str, services: BotServices,
+                     usage: str) -> str | None:
+    """The full id of the job a /status or /cancel names (a unique start of one of the user's
+    jobs is enough); None once the user was told why there is none: no argument (the usage line),
+    or one that is not a job id. No job, or several, starting with it: the services say so."""
+    args = (command.args or "").strip()
+    if not args:
+        await answer(message, t(usage, lang))
+        return None
+    ref = _job_ref(args)
+    if ref is None:
+        await answer(message, t("not_a_job_id", lang))
+        return None
+    return await services.resolve_job_id(ref, message.from_user.id)
+
+
 async def status(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
-    job_id = _job_id(command.args)
+    job_id = await _named_job(message, command, lang, services, "usage_status")
     if job_id is None:
-        await answer(message, t("usage_status", lang))
         return
-    record = await services.job_of_user(job_id, message.from_user.id)
+    record = await services.job_of_user(job_id, message.from_user.id, chat_id=message.chat.id)
     await answer(message, status_text(record, lang))
 
 
@@ -57,11 +88,10 @@ async def _show_canceled(bot: Bot, result: CancelOutcome, user_id: int, job_id: 
 
 
 async def cancel(message: Message, command: CommandObject, lang: str, services: BotServices, bot: Bot) -> None:
-    job_id = _job_id(command.args)
+    job_id = await _named_job(message, command, lang, services, "usage_cancel")
     if job_id is None:
-        await answer(message, t("usage_cancel", lang))
         return
-    result = await services.cancel(job_id, message.from_user.id)
+    result = await services.cancel(job_id, message.from_user.id, chat_id=message.chat.id)
     await answer(message, _cancel_answer(result, job_id, lang))
     if result.outcome in ("canceled", "left"):
         await _show_canceled(bot, result, message.from_user.id, job_id, lang)

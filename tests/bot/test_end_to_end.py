@@ -158,6 +158,42 @@ def test_someone_elses_job_cannot_be_seen_or_canceled(stack: Stack, tg, faceit_f
     assert not stack.job(job_id).get("cancel_requested")
 
 
+def test_status_and_cancel_take_the_start_of_a_job_id(stack: Stack, tg, faceit_faults):
+    """The dashboard lists jobs by their first 8 characters and the usage line shows that many:
+    such a start names the user's job when one of theirs starts with it. A start of none, or of
+    several, and what is not an id at all, are each told as such (not with the usage line)."""
+    from queues.jobstore import JobStore
+
+    faceit_faults(latency_ms=1500)
+    stack.clear_faceit_cache()  # the report asks FACEIT, slowly: the /cancel comes while it runs
+    user = new_user()
+    stack.say(user, f"/player {stack.world['nicknames'][12]}")
+    job_id = job_id_in(stack.first_reply(user)["text"])
+    start = job_id[:8]
+    expired = f"{start}-ffff-4fff-8fff-ffffffffffff"  # an index entry whose record has expired: not a second job
+    stack.redis.zadd(f"fb:jobs:user:{user}", {expired: time.time()})
+    stack.say(user, f"/status {start}")
+    assert f"Job <code>{job_id}</code>" in stack.replies(user, 2)[1]["text"]  # its status, by its whole id
+    other_start = ("0" if start[0] != "0" else "1") + start[1:]
+    stack.say(user, f"/status {other_start}")
+    assert stack.replies(user, 3)[2]["text"] == f"You have no job starting with <code>{other_start}</code>."
+    stack.say(user, "/status zzz")
+    assert stack.replies(user, 4)[3]["text"].startswith("That is not a job id")
+    twin = f"{start}-0000-4000-8000-000000000000"  # a second job of theirs starting the same
+    JobStore(stack.redis).create(twin, actor="player_report", queue="high",
+                                 requester={"user_id": user, "chat_id": user, "message_id": None, "lang": "en"})
+    stack.say(user, f"/cancel {start}", lang="ru")
+    assert stack.replies(user, 5)[4]["text"] == f"С <code>{start}</code> начинаются id нескольких задач (2): " \
+                                                "пришлите id длиннее."
+    assert not stack.job(job_id).get("cancel_requested")
+    stack.say(user, f"/cancel {job_id[:13]}")  # longer: one job again
+    assert job_id in stack.replies(user, 6)[5]["text"]
+    assert stack.wait_job(job_id, "canceled")["status"] == "canceled"
+    stack.say(user, f"/cancel {twin}")  # a whole id still names its job
+    assert "canceled" in stack.replies(user, 7)[6]["text"]
+    assert stack.job(twin)["status"] == "canceled"
+
+
 def test_a_player_report_arrives_as_text_and_a_chart(stack: Stack, tg):
     user = new_user()
     nickname = stack.world["nicknames"][5]
@@ -471,6 +507,42 @@ def test_in_a_group_only_the_member_who_asked_can_cancel_with_the_button(stack: 
     assert not canceled.get("reply_markup")
 
 
+def test_in_a_group_a_member_may_see_the_groups_jobs_but_not_cancel_another_members(stack: Stack, tg,
+                                                                                     faceit_faults):
+    """A job asked for in a group shows in the group: another member's /status there shows it,
+    and their /cancel there says whose it is, as the Cancel button does. Elsewhere (their private
+    chat, another group) it stays unknown to them: no one learns of others' jobs."""
+    faceit_faults(latency_ms=1500)
+    stack.clear_faceit_cache()  # the report asks FACEIT, slowly: every command comes while it runs
+    owner, other = new_user(), new_user()
+    group, elsewhere = -1_000_000_000_000 - new_user(), -1_000_000_000_000 - new_user()
+
+    def nth_in(chat: int, count: int) -> dict:
+        """The bot's ``count``-th new message in ``chat`` (waits for it)."""
+        return tg.wait_for(lambda es: (sent := [e for e in es if e["kind"] == "sent"])[count - 1:] and sent,
+                           timeout=10, chat_id=chat)[count - 1]
+
+    tg.inject(owner, f"/player {stack.world['nicknames'][13]}", chat_id=group)
+    job_id = job_id_in(nth_in(group, 1)["text"])
+    tg.inject(other, f"/status {job_id}", chat_id=group)
+    shown = nth_in(group, 2)["text"]
+    assert shown.startswith("Player report: ") and f"Job <code>{job_id}</code>" in shown, shown
+    tg.inject(other, f"/cancel {job_id}", chat_id=group)
+    assert nth_in(group, 3)["text"] == f"Only whoever asked for job <code>{job_id}</code> can cancel it."
+    tg.inject(other, f"/cancel {job_id}", chat_id=group, language_code="ru")
+    assert nth_in(group, 4)["text"] == f"Отменить задачу <code>{job_id}</code> может только тот, кто её запросил."
+    assert stack.job(job_id)["status"] in ("queued", "started") and not stack.job(job_id).get("cancel_requested")
+    stack.say(other, f"/status {job_id}")  # in their private chat: not theirs to know of
+    assert stack.first_reply(other)["text"] == f"You have no job <code>{job_id}</code>."
+    tg.inject(other, f"/cancel {job_id}", chat_id=elsewhere)  # nor in another group
+    assert nth_in(elsewhere, 1)["text"] == f"You have no job <code>{job_id}</code>."
+    tg.inject(other, f"/status {job_id}", chat_id=elsewhere)
+    assert nth_in(elsewhere, 2)["text"] == f"You have no job <code>{job_id}</code>."
+    assert not stack.job(job_id).get("cancel_requested")
+    tg.inject(owner, f"/cancel {job_id}", chat_id=group)  # whoever asked still can
+    stack.wait_job(job_id, "canceled")
+
+
 def test_in_a_group_a_second_member_asking_for_the_same_match_is_pointed_at_the_first_answer(
         stack: Stack, tg, faceit_faults):
     """The group gets the result once, in the message that answered the first member."""
@@ -655,9 +727,11 @@ BAD_INPUTS = [
     ("/subscribe @@@", "That is not a FACEIT nickname"),
     ("/unsubscribe nobodyfollowed", "You are not subscribed"),
     ("/status", "Send a job id"),
-    ("/status 12345", "Send a job id"),
+    ("/status 12345", "That is not a job id"),
     ("/status 11111111-2222-4333-8444-555555555555", "You have no job"),
-    ("/cancel nope", "Send a job id"),
+    ("/status 0adf2eb6", "You have no job starting with <code>0adf2eb6</code>"),
+    ("/cancel nope", "That is not a job id"),
+    ("/cancel", "Send a job id"),
     ("/report yearly", "Which report?"),
     ("/lang de", "Choose a language"),
     ("/frobnicate", "I don't know that command"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from queues.jobstore import AckTarget, JobStore
 
 
@@ -108,3 +110,19 @@ def test_outcomes_feed_per_minute_counters_samples_and_histograms(redis_client):
     assert redis_client.llen(store.samples_key("low")) == 3
     hist = redis_client.hgetall(store.histogram_key("act"))
     assert sum(int(v) for k, v in hist.items() if k != "sum") == 3
+
+
+def test_a_job_id_typed_short_is_found_among_the_users_jobs_or_all_of_them(redis_client):
+    """/status and /cancel take the start of an id: a user's own jobs (their index), an admin's
+    among all; an index entry whose record expired is no match, and a glob is refused."""
+    store = _store(redis_client)
+    mine, theirs = "5e1f0a2b-0000-4000-8000-000000000001", "5e1f0a2b-0000-4000-8000-000000000002"
+    store.create(mine, actor="a", queue="default", requester={"user_id": 7101, "chat_id": 7101})
+    store.create(theirs, actor="a", queue="default", requester={"user_id": 7102, "chat_id": 7102})
+    redis_client.zadd("fb:jobs:user:7101", {"5e1f0a2b-0000-4000-8000-00000000000f": time.time()})  # expired
+    assert store.ids_starting_with("5e1f0a2b", 7101) == [mine]
+    assert store.ids_starting_with("5e1f0a2b-0000-4000-8000-000000000002", 7101) == []
+    assert store.ids_starting_with("5e1f0a2b", None) == [mine, theirs]
+    assert store.ids_starting_with("5e1f0a2c", None) == []
+    with pytest.raises(ValueError):
+        store.ids_starting_with("5e1f0a2*", None)
