@@ -457,11 +457,15 @@ def requeue(queue: str | None, job_id: str | None, all_: bool, include_canceled:
         done = manager.requeue_failed(queue=resolve_queue(queue) if queue else None,
                                       include_canceled=include_canceled)
     if as_json:
-        emit_json({"requeued": list(done), "count": len(done), "skipped": done.skipped})
+        emit_json({"requeued": list(done), "count": len(done), "skipped": done.skipped,
+                   "superseded": done.superseded})
     else:
         click.echo(f"requeued {len(done)} job(s)" + (": " + ", ".join(done[:20]) if done else ""))
         if done.skipped:
             click.echo(f"left alone {done.skipped} failed job(s) refused for their request (bad input, not found); "
+                       "--job ID sends one anyway")
+        if done.superseded:
+            click.echo(f"left alone {done.superseded} failed job(s) their users asked for again since and got; "
                        "--job ID sends one anyway")
     sys.exit(EXIT_PROBLEM if job_id and not done else EXIT_OK)
 

@@ -11,6 +11,8 @@ Two entry points, both called in worker processes:
   ``middleware.delivery_trigger`` when a job ends. For each requester it replaces the job
   message with the first part of the result (or a short failure / cancel note), sends the other
   parts and the charts; then it sends the result's ``notifications`` (match monitoring, reports).
+  A job an operator requeued leaves its messages as its earlier run ended them (no progress
+  edits): its result comes as new messages, the first answering the old one, so users notice.
 
 Exactly once: each part sent to each user is recorded in ``bot:delivered:<job id>`` (field
 ``<user id>:<part>``) right after Telegram accepted it, and a part already recorded is never
@@ -201,7 +203,9 @@ async def on_progress(job_id: str, progress: dict[str, Any]) -> None:
         res = await get_resources()
         if job_id in res.quiet_jobs:
             return
-        raw, actor = await res.redis.hmget(res.job_key(job_id), ["requesters", "actor"])
+        raw, actor, requeued = await res.redis.hmget(res.job_key(job_id), ["requesters", "actor", "requeued_at"])
+        if requeued:  # its messages show how the earlier run ended; the result comes as a new one
+            return
         requesters = [r for r in (json.loads(raw) if raw else []) if r.get("message_id")]
         if requesters:
             chosen = await _chosen_languages(res, [int(r["user_id"]) for r in requesters])
@@ -411,11 +415,15 @@ async def _to_requester(res: DeliveryResources, record: JobRecord, requester: di
     first_pending = f"{user_id}:0" not in done
     message_id = requester.get("message_id")
     thread_id = requester.get("thread_id")
-    reply_to = requester.get("reply_to")
+    reply_to = None if message_id else requester.get("reply_to")  # no job message: answer theirs
+    if message_id and record.raw.get("requeued_at"):
+        # Run again by an operator: the job message shows how the earlier run ended, maybe hours
+        # ago. The result comes as a new message answering it (an edit would go unnoticed).
+        reply_to, message_id = message_id, None
     delivered = await _deliver_parts(res, record.id, user_id, chat_id, parts,
                                      int(message_id) if message_id else None, done, summary,
                                      thread_id=int(thread_id) if thread_id else None,
-                                     reply_to=int(reply_to) if reply_to and not message_id else None)
+                                     reply_to=int(reply_to) if reply_to else None)
     if delivered and first_pending and _counts_as_analysis(record):
         try:
             await res.store.record_analysis(user_id, ACTIVITY_KIND[record.actor])

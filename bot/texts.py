@@ -257,6 +257,10 @@ TEXTS: dict[str, dict[str, str]] = {
                               "/requeue &lt;job id&gt; sends one anyway.",
                         "ru": "Не тронуто: {count} — отказ по самому запросу (ошибка ввода, не найдено); "
                               "/requeue &lt;id задачи&gt; повторит любую."},
+    "requeue_superseded": {"en": "Left alone: {count} asked for again since, and answered; "
+                                 "/requeue &lt;job id&gt; sends one anyway.",
+                           "ru": "Не тронуто: {count} — пользователи уже запросили это снова и получили ответ; "
+                                 "/requeue &lt;id задачи&gt; повторит любую."},
     "not_requeued": {"en": "Job <code>{job_id}</code> is {status}: only a failed or canceled job can be requeued.",
                      "ru": "Задача <code>{job_id}</code> — статус «{status}»: повторить можно только упавшую "
                            "или отменённую."},

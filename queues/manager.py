@@ -26,7 +26,7 @@ from dramatiq.common import dq_name
 from faceit.errors import REQUEST_ERROR_CODES
 from queues.dramatiq_keys import dead_letters_key, dead_messages_key, messages_key, queue_key
 from queues.errors import UnknownActorError, UnknownJobError
-from queues.jobstore import FINAL_STATUSES, Created, JobRecord
+from queues.jobstore import ACTIVE_STATUSES, FINAL_STATUSES, Created, JobRecord
 from queues.priorities import QueuePriority, all_queue_names, queue_name
 from queues.runtime import get_job_store, get_redis
 from queues.workers import WorkerRegistry
@@ -58,10 +58,12 @@ class JobHandle:
 
 
 class RequeuedJobs(list[str]):
-    """The ids of the jobs sent again, and ``skipped``: failed jobs a bulk requeue left alone
-    because they were refused for their request (:data:`REQUEST_ERROR_CODES`)."""
+    """The ids of the jobs sent again, and what a bulk requeue left alone: ``skipped``, failed
+    jobs refused for their request (:data:`REQUEST_ERROR_CODES`), and ``superseded``, failed jobs
+    whose every requester has asked again since and got (or is getting) the answer."""
 
     skipped: int = 0
+    superseded: int = 0
 
 
 @dataclass(frozen=True)
@@ -303,6 +305,9 @@ class QueueManager:
             if job_id is None and (record.error or {}).get("code") in REQUEST_ERROR_CODES:
                 requeued.skipped += 1
                 continue
+            if job_id is None and self._superseded(record):
+                requeued.superseded += 1
+                continue
             if self.jobs.reset_for_requeue(record.id) not in ("failed", "canceled"):
                 continue
             self._remove_dead_letter(record)
@@ -314,7 +319,31 @@ class QueueManager:
         if requeued.skipped:
             logger.info("requeue: %d failed job(s) left alone: refused for their request (bad input, not found)",
                         requeued.skipped)
+        if requeued.superseded:
+            logger.info("requeue: %d failed job(s) left alone: their users asked again since and were answered",
+                        requeued.superseded)
         return requeued
+
+    def _superseded(self, record: JobRecord) -> bool:
+        """Whether everyone who asked for the failed job ``record`` has asked for its subject again
+        since, in a job that succeeded or still runs: running it again would only send them the
+        answer twice (and turn the old failure note into a second copy)."""
+        subject = record.raw.get("coalesce_key")
+        users = {int(r["user_id"]) for r in record.requesters if r.get("user_id") is not None}
+        if not subject or not users:
+            return False
+        client = self.jobs.client
+        for user_id in users:
+            later = [j for j in client.zrangebyscore(self.jobs.index_key("user", user_id),
+                                                     f"({record.enqueued_at or 0}", "+inf") if j != record.id]
+            pipe = client.pipeline(transaction=False)
+            for other in later:
+                pipe.hmget(self.jobs.job_key(other), ["coalesce_key", "status"])
+            answered = any(key == subject and status in ("succeeded", *ACTIVE_STATUSES)
+                           for key, status in pipe.execute())
+            if not answered:
+                return False
+        return True
 
     def _remove_dead_letter(self, record: JobRecord) -> None:
         """Drop the dead-lettered copy of a job we are sending again (Redis broker only)."""

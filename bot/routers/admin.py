@@ -98,6 +98,8 @@ async def requeue(message: Message, command: CommandObject, lang: str, services:
     text = t("requeued", lang, count=len(requeued))
     if requeued.skipped:
         text += "\n" + t("requeue_skipped", lang, count=requeued.skipped)
+    if requeued.superseded:
+        text += "\n" + t("requeue_superseded", lang, count=requeued.superseded)
     await answer(message, text)
 
 

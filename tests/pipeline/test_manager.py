@@ -132,6 +132,29 @@ def test_a_bulk_requeue_leaves_jobs_refused_for_their_request_and_a_named_one_go
     assert manager.wait_for(refused.id, timeout=20).status == "succeeded"
 
 
+def test_a_bulk_requeue_leaves_a_job_whose_users_asked_again_and_were_answered(start_pool, manager):
+    """A user whose job failed asked again and got the answer: an operator's bulk requeue would
+    send it to them twice. A failed job someone still waits for goes again."""
+    failed = manager.enqueue_job("t_fail_times", retry=0, failures=1, coalesce="player:x", requester={"user_id": 71})
+    waiting = manager.enqueue_job("t_fail_times", retry=0, failures=1, coalesce="player:y", requester={"user_id": 71})
+    shared = manager.enqueue_job("t_fail_times", retry=0, failures=1, coalesce="player:z",
+                                 requester={"user_id": 72})
+    joined = manager.enqueue_job("t_fail_times", failures=1, coalesce="player:z", requester={"user_id": 73})
+    assert joined.id == shared.id  # no worker yet: user 73 joins the job in flight
+    start_pool(["default"])
+    for handle in (failed, waiting, shared):
+        assert manager.wait_for(handle.id, timeout=20).status == "failed"
+    again = manager.enqueue_job("t_fail_times", failures=0, coalesce="player:x", requester={"user_id": 71})
+    assert again.id != failed.id and manager.wait_for(again.id, timeout=20).status == "succeeded"
+    # User 72 asked again too; user 73, who joined the failed job, did not.
+    manager.wait_for(manager.enqueue_job("t_fail_times", failures=0, coalesce="player:z",
+                                         requester={"user_id": 72}).id, timeout=20)
+    bulk = manager.requeue_failed(queue="default")
+    assert sorted(bulk) == sorted([waiting.id, shared.id]) and bulk.superseded == 1
+    assert manager.get_job(failed.id).status == "failed"
+    assert manager.requeue_failed(job_id=failed.id) == [failed.id]  # named: the operator's choice
+
+
 def test_clear_queues_drops_waiting_messages(manager):
     for _ in range(4):
         manager.enqueue_job("t_low")
