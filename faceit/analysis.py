@@ -192,11 +192,13 @@ class PlayerData:
 
 
 def player_summary(data: PlayerData) -> dict[str, Any]:
-    """One lobby player's line: Elo, level, recent form, rating, entry and clutch."""
+    """One lobby player's line: Elo, level, recent form, rating, entry and clutch (lifetime rates
+    when the recent matches lack them, listed in ``lifetime_rates``)."""
     profile, life = data.profile, data.lifetime
     form = recent_form(data.recent)
     elo = profile.elo if profile else None
     level = (profile.level if profile and profile.level else None) or data.roster.level or level_for_elo(elo)
+    from_lifetime: list[str] = []  # the form's rates filled from lifetime stats: the texts must say so
     for name, fallback, count_field in (
         ("entry_rate", life.entry_rate if life else None, None),
         ("entry_success", life.entry_success if life else None, "entry_count"),
@@ -205,6 +207,7 @@ def player_summary(data: PlayerData) -> dict[str, Any]:
     ):
         if form[name] is None and fallback is not None:
             form[name] = _r(fallback, 3)
+            from_lifetime.append(name)
             if count_field:  # a lifetime rate: its weight is the lifetime matches, not recent attempts
                 form[count_field] = None
     return {
@@ -217,6 +220,9 @@ def player_summary(data: PlayerData) -> dict[str, Any]:
         "lifetime_kd": _r(life.kd) if life else None,
         "lifetime_win_rate": _r(life.win_rate, 1) if life else None,
         "form": form,
+        # Which of the form's rates are lifetime figures, not over the recent matches the table
+        # and its hint speak of (a player without recent entry or clutch data still gets one).
+        "lifetime_rates": from_lifetime,
     }
 
 

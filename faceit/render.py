@@ -62,6 +62,7 @@ L: dict[str, tuple[str, str]] = {
     "no_elo_at_stake": ("no Elo at stake", "Elo не меняется"),
     "entry": ("entry wins", "лучший на открытии"),
     "clutch": ("1v1 won", "клатчи 1 на 1"),
+    "lifetime_rate": ("lifetime", "за всё время"),
     "finished_title": ("Match finished", "Матч завершён"),
     "finished_note": ("This match is over, so here is the result instead of a forecast.",
                       "Матч уже сыгран — вместо прогноза показываю результат."),
@@ -247,13 +248,16 @@ def _player_table(players: list[dict[str, Any]], lang: str) -> str:
 
 def _specialists(team: dict[str, Any], lang: str) -> str:
     """The side's best entry fragger and clutcher, when enough attempts name one
-    (:func:`faceit.analysis.specialists`)."""
+    (:func:`faceit.analysis.specialists`). A lifetime rate says so: the table above and its hint
+    speak of the last 20 matches, where that player may have no figures at all."""
     by_id = {p["player_id"]: p for p in team["players"]}
     parts = []
     for field, label in (("entry_success", "entry"), ("clutch_1v1", "clutch")):
         best = by_id.get((team.get("specialists") or {}).get(field) or "")
         if best is not None:
-            parts.append(f"{t(label, lang)}: {e(best['nickname'])} {fmt_pct(best['form'][field], lang, fraction=True)}")
+            lifetime = f" ({t('lifetime_rate', lang)})" if field in best.get("lifetime_rates", ()) else ""
+            parts.append(f"{t(label, lang)}: {e(best['nickname'])} "
+                         f"{fmt_pct(best['form'][field], lang, fraction=True)}{lifetime}")
     return " · ".join(parts)
 
 
