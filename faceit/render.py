@@ -77,7 +77,7 @@ L: dict[str, tuple[str, str]] = {
     "win_rate": ("win rate", "винрейт"),
     "streak": ("streak", "серия побед"),
     "longest": ("best", "рекорд"),
-    "recent": ("Last 20 matches (5v5)", "Последние 20 матчей (5v5)"),
+    "recent": ("Last 20 matches (5v5), newest first", "Последние 20 матчей (5v5), новые слева"),
     "rating": ("rating", "рейтинг"),
     "trend": ("Trend (last 10 vs previous 10)", "Динамика (10 последних матчей к 10 предыдущим)"),
     "trend_up": ("improving", "на подъёме"),

@@ -206,3 +206,13 @@ def test_a_partial_elo_change_in_a_report_says_from_when() -> None:
     assert "Elo 1430 (+10 с 09.12)" in render.render_analytics(data, "ru")
     whole = {**data, "players": [{**row, "elo_since": since}]}
     assert "Elo 1430 (+10)" in render.render_analytics(whole, "en")
+
+
+def test_a_player_reports_results_say_which_end_is_newest() -> None:
+    """The report's results ran newest first unlabelled, beside a chart "oldest on the left"."""
+    form = {"matches": 3, "results": "WLL", "win_rate": 33.3, "kd": 1.0, "adr": 80.0, "hs_pct": 50.0, "kr": 0.7,
+            "rating": 1.0}
+    data = {"nickname": "nick", "level": 7, "elo": 1400, "form": form,
+            "trend": {"direction": "flat", "delta": {"rating": 0.0, "kd": 0.0, "adr": 0.0}}}
+    assert "🔥 <b>Last 20 matches (5v5), newest first</b>: WLL" in render.render_player_report(data, "en")
+    assert "🔥 <b>Последние 20 матчей (5v5), новые слева</b>: ВПП" in render.render_player_report(data, "ru")
