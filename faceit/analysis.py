@@ -22,6 +22,7 @@ from faceit.models import (
     PlayerMatchStats,
     PlayerProfile,
     RosterPlayer,
+    to_float,
 )
 
 ELO_K = 50  # FACEIT's K factor for 5v5 matchmaking
@@ -575,7 +576,7 @@ def match_notification(
         "finished_at": stat.finished_at,
         "map": stat.map,
         "label": map_label(stat.map),
-        "score": stat.score,
+        "score": own_score_first(stat.score, stat.won),
         "won": stat.won,
         "kills": _int(stat.kills),
         "deaths": _int(stat.deaths),
@@ -589,6 +590,21 @@ def match_notification(
         "elo_change_matches": delta_matches,
         "faceit_url": f"https://www.faceit.com/en/cs2/room/{stat.match_id}",
     }
+
+
+def own_score_first(score: str | None, won: bool | None) -> list[int] | None:
+    """FACEIT's ``"13 / 9"`` of a player's match line as ``[their team's, the other's]``: the
+    winner has the more rounds, whichever order FACEIT wrote them in (kept as written when the
+    result is unknown). None when there is no readable score."""
+    parts = (score or "").split("/")
+    sides = [_int(to_float(part.strip())) for part in parts] if len(parts) == 2 else []
+    if len(sides) != 2 or None in sides:
+        return None
+    first, second = int(sides[0]), int(sides[1])
+    if won is None:
+        return [first, second]
+    high, low = max(first, second), min(first, second)
+    return [high, low] if won else [low, high]
 
 
 def tracked_player_period(

@@ -20,6 +20,7 @@ from faceit.htmltext import (
     fmt_int,
     fmt_num,
     fmt_pct,
+    fmt_score,
     fmt_signed,
     split_html,
     whole_percent,
@@ -327,10 +328,10 @@ def render_finished_match(data: dict[str, Any], lang: str) -> str:
     if not data["maps"]:
         lines.append(t("no_stats", lang))
     for rnd in data["maps"]:
-        score = " : ".join(fmt_int(team["score"], lang) for team in rnd["teams"])
+        sides = winner_first(rnd["teams"], data.get("winner"))
         lines.append("")
-        lines.append(f"🗺 <b>{e(rnd['label'])}</b> {score}")
-        for team in rnd["teams"]:
+        lines.append(f"🗺 <b>{e(rnd['label'])}</b> {fmt_score([side['score'] for side in sides], lang)}")
+        for team in sides:
             mark = "🏆 " if team["won"] else ""
             lines.append(f"{mark}<b>{e(team['name'])}</b>")
             rows = [e(f"{t('player', lang):<12} {'K':>3} {'D':>3} {'A':>3} {'K/D':>4} {'ADR':>4}")]
@@ -343,6 +344,13 @@ def render_finished_match(data: dict[str, Any], lang: str) -> str:
     if data.get("best_player"):
         lines.append(f"⭐ {t('best_player', lang)}: <b>{e(data['best_player'])}</b>")
     return "\n".join(lines)
+
+
+def winner_first(sides: list[dict[str, Any]], winner: str | None) -> list[dict[str, Any]]:
+    """A map's two sides (``{"faction": …, "score": …}``) with the match winner's first: the
+    score reads from the side the text names as the winner ("Winner: B", then "Mirage 13:9"),
+    and the team tables follow in the same order. As FACEIT listed them when no winner is known."""
+    return sorted(sides, key=lambda side: bool(winner) and side.get("faction") != winner)
 
 
 # Player report ---------------------------------------------------------------------------------
@@ -428,7 +436,8 @@ def render_bulk(data: dict[str, Any], lang: str) -> str:
             winner = r.get("winner_name")
             lines.append(f"• {_link(r.get('faceit_url'), r['match_id'], lang)}: {t('finished', lang)}"
                          + (f" · {t('winner', lang)} <b>{e(winner)}</b>" if winner else "")
-                         + (f" · {e(r['score'])}" if r.get("score") else ""))
+                         + (" · " + ", ".join(f"{e(m['label'])} {fmt_score(m['score'], lang)}" for m in r["maps"])
+                            if r.get("maps") else ""))
         else:
             message = item.get("error", {}).get("texts", {}).get(lang) or item.get("error", {}).get("code", "")
             lines.append(f"• {ref}: ❌ {e(message)}")
@@ -438,8 +447,10 @@ def render_bulk(data: dict[str, Any], lang: str) -> str:
 def render_notification(data: dict[str, Any], lang: str) -> str:
     result = t("win", lang) if data.get("won") else t("loss", lang) if data.get("won") is False else "?"
     icon = "🟢" if data.get("won") else "🔴" if data.get("won") is False else "⚪"
-    lines = [f"{icon} <b>{e(data['nickname'])}</b> {t('new_match', lang)}: <b>{result}</b> "
-             f"{e(data.get('score') or '')} · {e(data.get('label') or '')}"]
+    score = data.get("score")  # their team's first (faceit.analysis.own_score_first)
+    lines = [f"{icon} <b>{e(data['nickname'])}</b> {t('new_match', lang)}: <b>{result}</b>"
+             + (f" {fmt_score(score, lang)}" if score else "")
+             + (f" · {e(data['label'])}" if data.get("label") else "")]
     stats = (f"K/D/A {fmt_int(data.get('kills'), lang)}/{fmt_int(data.get('deaths'), lang)}/"
              f"{fmt_int(data.get('assists'), lang)} · K/D {fmt_num(data.get('kd'), lang)} · "
              f"ADR {fmt_num(data.get('adr'), lang, 1)} · HS {fmt_pct(data.get('hs_pct'), lang)}")
