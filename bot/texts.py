@@ -61,13 +61,27 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Пришлите после /bulk до {limit} ссылок или id матчей через пробел или с новой строки.",
     },
     "bulk_skipped": {
-        "en": "⚠️ Not analysed — room links whose match id I could not read ({count}):\n{links}",
-        "ru": "⚠️ Не разобраны ссылки на комнаты с нечитаемым id матча ({count}):\n{links}",
+        "en": "⚠️ Not analysed ({count}):\n{items}",
+        "ru": "⚠️ Не разобрано ({count}):\n{items}",
     },
     "bulk_none_readable": {
-        "en": "❌ I could not read the match id in any of these room links ({count}); was a link cut short?\n{links}",
-        "ru": "❌ Не удалось прочитать id матча ни в одной из ссылок ({count}) — может быть, ссылка обрезана?\n{links}",
+        "en": "❌ No FACEIT match links or ids I could read ({count} not analysed):\n{items}",
+        "ru": "❌ Не удалось прочитать ни одной ссылки или id матча FACEIT (не разобрано: {count}):\n{items}",
     },
+    # the kinds of what a /bulk list holds that is not analysed (faceit.links.UnreadItem)
+    "bulk_unread_room_link": {
+        "en": "Room links whose match id I could not read — cut short? ({count}):",
+        "ru": "Ссылки на комнаты с нечитаемым id матча — может быть, обрезаны? ({count}):",
+    },
+    "bulk_unread_cut_id": {
+        "en": "Match ids that look cut short or mistyped ({count}):",
+        "ru": "Id матчей — похоже, обрезаны или с опечаткой ({count}):",
+    },
+    "bulk_unread_not_a_match": {
+        "en": "Not a match link or id ({count}):",
+        "ru": "Не ссылки на матчи и не id матчей ({count}):",
+    },
+    "bulk_unread_more": {"en": "… and {count} more", "ru": "… и ещё {count}"},
     "usage_subscribe": {"en": "Send a nickname: /subscribe s1mple", "ru": "Пришлите никнейм: /subscribe s1mple"},
     "usage_unsubscribe": {"en": "Send a nickname: /unsubscribe s1mple",
                           "ru": "Пришлите никнейм: /unsubscribe s1mple"},

@@ -22,6 +22,7 @@ from faceit.models import (
     PlayerMatchStats,
     PlayerProfile,
     RosterPlayer,
+    to_float,
 )
 
 ELO_K = 50  # FACEIT's K factor for 5v5 matchmaking
@@ -192,11 +193,13 @@ class PlayerData:
 
 
 def player_summary(data: PlayerData) -> dict[str, Any]:
-    """One lobby player's line: Elo, level, recent form, rating, entry and clutch."""
+    """One lobby player's line: Elo, level, recent form, rating, entry and clutch (lifetime rates
+    when the recent matches lack them, listed in ``lifetime_rates``)."""
     profile, life = data.profile, data.lifetime
     form = recent_form(data.recent)
     elo = profile.elo if profile else None
     level = (profile.level if profile and profile.level else None) or data.roster.level or level_for_elo(elo)
+    from_lifetime: list[str] = []  # the form's rates filled from lifetime stats: the texts must say so
     for name, fallback, count_field in (
         ("entry_rate", life.entry_rate if life else None, None),
         ("entry_success", life.entry_success if life else None, "entry_count"),
@@ -205,6 +208,7 @@ def player_summary(data: PlayerData) -> dict[str, Any]:
     ):
         if form[name] is None and fallback is not None:
             form[name] = _r(fallback, 3)
+            from_lifetime.append(name)
             if count_field:  # a lifetime rate: its weight is the lifetime matches, not recent attempts
                 form[count_field] = None
     return {
@@ -217,6 +221,9 @@ def player_summary(data: PlayerData) -> dict[str, Any]:
         "lifetime_kd": _r(life.kd) if life else None,
         "lifetime_win_rate": _r(life.win_rate, 1) if life else None,
         "form": form,
+        # Which of the form's rates are lifetime figures, not over the recent matches the table
+        # and its hint speak of (a player without recent entry or clutch data still gets one).
+        "lifetime_rates": from_lifetime,
     }
 
 
@@ -569,7 +576,7 @@ def match_notification(
         "finished_at": stat.finished_at,
         "map": stat.map,
         "label": map_label(stat.map),
-        "score": stat.score,
+        "score": own_score_first(stat.score, stat.won),
         "won": stat.won,
         "kills": _int(stat.kills),
         "deaths": _int(stat.deaths),
@@ -583,6 +590,21 @@ def match_notification(
         "elo_change_matches": delta_matches,
         "faceit_url": f"https://www.faceit.com/en/cs2/room/{stat.match_id}",
     }
+
+
+def own_score_first(score: str | None, won: bool | None) -> list[int] | None:
+    """FACEIT's ``"13 / 9"`` of a player's match line as ``[their team's, the other's]``: the
+    winner has the more rounds, whichever order FACEIT wrote them in (kept as written when the
+    result is unknown). None when there is no readable score."""
+    parts = (score or "").split("/")
+    sides = [_int(to_float(part.strip())) for part in parts] if len(parts) == 2 else []
+    if len(sides) != 2 or None in sides:
+        return None
+    first, second = int(sides[0]), int(sides[1])
+    if won is None:
+        return [first, second]
+    high, low = max(first, second), min(first, second)
+    return [high, low] if won else [low, high]
 
 
 def tracked_player_period(

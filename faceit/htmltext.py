@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 
 TELEGRAM_LIMIT = 4096
 
@@ -50,6 +51,14 @@ def fmt_signed(value: float | None, lang: str, digits: int = 0, dash: str = "—
     if value < 0:
         return f"−{body}"
     return body
+
+
+def fmt_score(scores: Sequence[float | None], lang: str) -> str:
+    """A match or map score, the same everywhere: ``[13, 9]`` → ``13:9`` (a side's unknown or
+    missing score: ``?``). The caller puts first the side the message is about (the followed
+    player's team, the winner)."""
+    first, second = [*scores, None, None][:2]
+    return f"{fmt_int(first, lang, '?')}:{fmt_int(second, lang, '?')}"
 
 
 def whole_percent(fraction: float) -> int:

@@ -54,6 +54,21 @@ _FIND_RE = re.compile(
     re.IGNORECASE,
 )
 
+# What is left of a /bulk list once its links and ids are taken out (:func:`unread_list_items`):
+# a room link's subpage, query or fragment after its id, and the scheme before a link written
+# right after a comma belong to the link; the rest is split into words at spaces, "," and ";".
+_LINK_TAIL_RE = re.compile(r"[/?#]\S*")
+_SCHEME_BEFORE_RE = re.compile(r"https?://$", re.IGNORECASE)
+_LIST_WORD_RE = re.compile(r"[^\s,;]+")
+# What a sentence or a list puts around a word ("(1-abc)", "«hello»,", "• 1-abc."): not part of
+# it. Bullets too, but not "-": "1-" is the start of an id.
+_WORD_EDGES = ".,;:!?()[]{}<>\"'`«»“”„…•·*→–—\u200b"
+# The words that join the items of a list, in both languages; list numbers ("1", "#2").
+_JOINING_WORDS = frozenset({"and", "or", "also", "plus", "и", "или", "а", "также", "плюс"})
+_LIST_NUMBER_RE = re.compile(r"#?\d{1,3}")
+# A try at a match id: "1-…", "match-1-…", or a UUID's first group and more.
+_CUT_ID_RE = re.compile(r"(?:match-)?1-.*|[0-9a-f]{8}-[0-9a-f-]*", re.IGNORECASE)
+
 
 @dataclass(frozen=True, slots=True)
 class MatchRef:
@@ -166,12 +181,80 @@ def _refs_in(text: str) -> Iterator[tuple[re.Match[str], MatchRef | None]]:
         yield found, _match_ref_from_id(token, "url" if found.group("room") else "id")
 
 
-def unreadable_room_links(text: str) -> list[str]:
-    """The room links in ``text`` whose match id cannot be read (cut, mistyped): a bulk request
-    goes on without them, and the user is told which they were."""
+@dataclass(frozen=True, slots=True)
+class UnreadItem:
+    """Something a /bulk list holds that is not analysed, and why (``kind``):
+
+    * ``room_link``: a FACEIT room link whose match id cannot be read (cut, mistyped);
+    * ``cut_id``: what looks like a match id (``1-…``, ``match-1-…``, a UUID's start) but is not
+      a whole one: cut short when pasted, or mistyped;
+    * ``not_a_match``: any other word, or a FACEIT link that is not a room's.
+    """
+
+    kind: str
+    text: str
+
+
+def unread_list_items(text: str) -> list[UnreadItem]:
+    """Everything in a /bulk list that is not a readable match link or id, in order, once each:
+    the list is analysed without them, and the user is told which they were, so nothing they
+    sent is lost without a word.
+
+    What only separates the items of an ordinary list is not named: punctuation, bullets
+    (``•``, ``-``, ``→``), list numbers (``1.``, ``2)``, ``#3``) and joining words ("and", "или").
+    A room link's subpage, query or fragment (``/scoreboard``, ``?x=1``) is part of the link.
+    """
     if not isinstance(text, str) or len(text) > MAX_INPUT_LENGTH * 4:
         return []
-    return [found.group(0).rstrip(".,;:!?)]}»\"'") for found, ref in _refs_in(text) if ref is None]
+    found_at: list[tuple[int, UnreadItem]] = []
+    kept = list(text)  # what no link or id covers (those are blanked out)
+    for found, ref in _refs_in(text):
+        end = found.end()
+        if found.group("room") and ref is None:
+            found_at.append((found.start(), UnreadItem("room_link", _trimmed(found.group(0)))))
+        elif found.group("room"):
+            # The link ends with its id ("…/1-<uuid>,hello": "hello" is a word of its own), and
+            # its subpage, query or fragment, if any.
+            in_room = _LINK_ID_RE.match(found.group("room"))
+            end = found.start("room") + in_room.end() if in_room else end
+            tail = _LINK_TAIL_RE.match(text, end)
+            end = tail.end() if tail else end
+        start = found.start()
+        if found.group("room") and (scheme := _SCHEME_BEFORE_RE.search(text, max(0, start - 8), start)):
+            start = scheme.start()  # "…,https://www.faceit.com/…": the search began after "https:"
+        kept[start:end] = " " * (end - start)
+    for word in _LIST_WORD_RE.finditer("".join(kept)):
+        token = word.group(0).strip(_WORD_EDGES)
+        if token and not _is_separator(token):
+            found_at.append((word.start(), UnreadItem(_kind_of_word(token), token)))
+    seen: set[UnreadItem] = set()
+    items = []
+    for _, item in sorted(found_at, key=lambda pair: pair[0]):
+        if item not in seen:
+            seen.add(item)
+            items.append(item)
+    return items
+
+
+def _trimmed(link: str) -> str:
+    """A link as a message put it, without what came after it: the punctuation of the sentence,
+    or the next item of a list written without a space ("…/1-0b9,https://…")."""
+    return re.split(r"[,;]", link, maxsplit=1)[0].rstrip(".,;:!?)]}»\"'")
+
+
+def _is_separator(token: str) -> bool:
+    """Whether a word only separates a list's items: a bullet or dash, a list number, "and"."""
+    return (not any(ch.isalnum() for ch in token) or token.casefold() in _JOINING_WORDS
+            or _LIST_NUMBER_RE.fullmatch(token) is not None)
+
+
+def _kind_of_word(token: str) -> str:
+    """Why a word left in a /bulk list is not analysed (see :class:`UnreadItem`)."""
+    if _CUT_ID_RE.fullmatch(token):
+        return "cut_id"
+    if ROOM_URL_RE.search(token) or re.search(r"faceit\.com\S*/room(?:/|$)", token, re.IGNORECASE):
+        return "room_link"  # a room link without its id
+    return "not_a_match"
 
 
 def find_match_refs(text: str, *, limit: int | None = None) -> list[MatchRef]:

@@ -20,6 +20,7 @@ from faceit.htmltext import (
     fmt_int,
     fmt_num,
     fmt_pct,
+    fmt_score,
     fmt_signed,
     split_html,
     whole_percent,
@@ -62,6 +63,7 @@ L: dict[str, tuple[str, str]] = {
     "no_elo_at_stake": ("no Elo at stake", "Elo не меняется"),
     "entry": ("entry wins", "лучший на открытии"),
     "clutch": ("1v1 won", "клатчи 1 на 1"),
+    "lifetime_rate": ("lifetime", "за всё время"),
     "finished_title": ("Match finished", "Матч завершён"),
     "finished_note": ("This match is over, so here is the result instead of a forecast.",
                       "Матч уже сыгран — вместо прогноза показываю результат."),
@@ -76,7 +78,7 @@ L: dict[str, tuple[str, str]] = {
     "win_rate": ("win rate", "винрейт"),
     "streak": ("streak", "серия побед"),
     "longest": ("best", "рекорд"),
-    "recent": ("Last 20 matches (5v5)", "Последние 20 матчей (5v5)"),
+    "recent": ("Last 20 matches (5v5), newest first", "Последние 20 матчей (5v5), новые слева"),
     "rating": ("rating", "рейтинг"),
     "trend": ("Trend (last 10 vs previous 10)", "Динамика (10 последних матчей к 10 предыдущим)"),
     "trend_up": ("improving", "на подъёме"),
@@ -247,13 +249,16 @@ def _player_table(players: list[dict[str, Any]], lang: str) -> str:
 
 def _specialists(team: dict[str, Any], lang: str) -> str:
     """The side's best entry fragger and clutcher, when enough attempts name one
-    (:func:`faceit.analysis.specialists`)."""
+    (:func:`faceit.analysis.specialists`). A lifetime rate says so: the table above and its hint
+    speak of the last 20 matches, where that player may have no figures at all."""
     by_id = {p["player_id"]: p for p in team["players"]}
     parts = []
     for field, label in (("entry_success", "entry"), ("clutch_1v1", "clutch")):
         best = by_id.get((team.get("specialists") or {}).get(field) or "")
         if best is not None:
-            parts.append(f"{t(label, lang)}: {e(best['nickname'])} {fmt_pct(best['form'][field], lang, fraction=True)}")
+            lifetime = f" ({t('lifetime_rate', lang)})" if field in best.get("lifetime_rates", ()) else ""
+            parts.append(f"{t(label, lang)}: {e(best['nickname'])} "
+                         f"{fmt_pct(best['form'][field], lang, fraction=True)}{lifetime}")
     return " · ".join(parts)
 
 
@@ -323,10 +328,10 @@ def render_finished_match(data: dict[str, Any], lang: str) -> str:
     if not data["maps"]:
         lines.append(t("no_stats", lang))
     for rnd in data["maps"]:
-        score = " : ".join(fmt_int(team["score"], lang) for team in rnd["teams"])
+        sides = winner_first(rnd["teams"], data.get("winner"))
         lines.append("")
-        lines.append(f"🗺 <b>{e(rnd['label'])}</b> {score}")
-        for team in rnd["teams"]:
+        lines.append(f"🗺 <b>{e(rnd['label'])}</b> {fmt_score([side['score'] for side in sides], lang)}")
+        for team in sides:
             mark = "🏆 " if team["won"] else ""
             lines.append(f"{mark}<b>{e(team['name'])}</b>")
             rows = [e(f"{t('player', lang):<12} {'K':>3} {'D':>3} {'A':>3} {'K/D':>4} {'ADR':>4}")]
@@ -339,6 +344,13 @@ def render_finished_match(data: dict[str, Any], lang: str) -> str:
     if data.get("best_player"):
         lines.append(f"⭐ {t('best_player', lang)}: <b>{e(data['best_player'])}</b>")
     return "\n".join(lines)
+
+
+def winner_first(sides: list[dict[str, Any]], winner: str | None) -> list[dict[str, Any]]:
+    """A map's two sides (``{"faction": …, "score": …}``) with the match winner's first: the
+    score reads from the side the text names as the winner ("Winner: B", then "Mirage 13:9"),
+    and the team tables follow in the same order. As FACEIT listed them when no winner is known."""
+    return sorted(sides, key=lambda side: bool(winner) and side.get("faction") != winner)
 
 
 # Player report ---------------------------------------------------------------------------------
@@ -424,7 +436,8 @@ def render_bulk(data: dict[str, Any], lang: str) -> str:
             winner = r.get("winner_name")
             lines.append(f"• {_link(r.get('faceit_url'), r['match_id'], lang)}: {t('finished', lang)}"
                          + (f" · {t('winner', lang)} <b>{e(winner)}</b>" if winner else "")
-                         + (f" · {e(r['score'])}" if r.get("score") else ""))
+                         + (" · " + ", ".join(f"{e(m['label'])} {fmt_score(m['score'], lang)}" for m in r["maps"])
+                            if r.get("maps") else ""))
         else:
             message = item.get("error", {}).get("texts", {}).get(lang) or item.get("error", {}).get("code", "")
             lines.append(f"• {ref}: ❌ {e(message)}")
@@ -434,8 +447,10 @@ def render_bulk(data: dict[str, Any], lang: str) -> str:
 def render_notification(data: dict[str, Any], lang: str) -> str:
     result = t("win", lang) if data.get("won") else t("loss", lang) if data.get("won") is False else "?"
     icon = "🟢" if data.get("won") else "🔴" if data.get("won") is False else "⚪"
-    lines = [f"{icon} <b>{e(data['nickname'])}</b> {t('new_match', lang)}: <b>{result}</b> "
-             f"{e(data.get('score') or '')} · {e(data.get('label') or '')}"]
+    score = data.get("score")  # their team's first (faceit.analysis.own_score_first)
+    lines = [f"{icon} <b>{e(data['nickname'])}</b> {t('new_match', lang)}: <b>{result}</b>"
+             + (f" {fmt_score(score, lang)}" if score else "")
+             + (f" · {e(data['label'])}" if data.get("label") else "")]
     stats = (f"K/D/A {fmt_int(data.get('kills'), lang)}/{fmt_int(data.get('deaths'), lang)}/"
              f"{fmt_int(data.get('assists'), lang)} · K/D {fmt_num(data.get('kd'), lang)} · "
              f"ADR {fmt_num(data.get('adr'), lang, 1)} · HS {fmt_pct(data.get('hs_pct'), lang)}")

@@ -285,17 +285,15 @@ def _chart(chart: dict[str, Any], nickname: str) -> bytes | None:
 
 def bulk_summary(state: str, data: dict[str, Any]) -> dict[str, Any]:
     """One match's line of a bulk analysis, from its full analysis (``state`` ``finished``: the
-    result, a map's unknown score shown as ``?``; else the pre-game figures)."""
+    winner and each map's score, the winner's first as in the finished match's own text (the
+    line names the winner); else the pre-game figures)."""
     if state == "finished":
         winner = data["teams"].get(data.get("winner") or "", {}).get("name")
-        score = None
-        if data["maps"]:
-            score = ", ".join(
-                f"{m['label']} " + ":".join("?" if t["score"] is None else str(t["score"]) for t in m["teams"])
-                for m in data["maps"]
-            )
+        maps = [{"label": m["label"],
+                 "score": [side["score"] for side in render.winner_first(m["teams"], data.get("winner"))]}
+                for m in data["maps"]]
         return {"match_id": data["match_id"], "faceit_url": data.get("faceit_url"), "winner_name": winner,
-                "score": score}
+                "maps": maps}
     teams = data["teams"]
     picked = data["maps"].get("picked") or []
     return {

@@ -310,7 +310,7 @@ def test_a_requeued_job_answers_its_failure_note_with_the_result(stack: Stack, t
 def test_bulk_and_report_run_on_the_low_queue_and_replace_their_messages(stack: Stack, tg):
     user = new_user()
     finished = stack.world["matches"]["FINISHED"][10:13]
-    stack.say(user, "/bulk " + "\n".join(f"https://www.faceit.com/en/cs2/room/{m}" for m in finished) + " junk")
+    stack.say(user, "/bulk " + "\n".join(f"https://www.faceit.com/en/cs2/room/{m}" for m in finished))
     bulk = stack.first_reply(user)
     assert "Bulk analysis: queued" in bulk["text"]
     result = stack.final_of(user, bulk["message_id"])
@@ -333,14 +333,38 @@ def test_a_bulk_request_names_the_room_links_it_could_not_read(stack: Stack, tg)
     stack.say(user, f"/bulk {room}{finished[0]}, {cut}, {room}{finished[1]}.", lang="ru")
     queued, skipped = stack.replies(user, 2)
     assert "в очереди" in queued["text"]
-    assert "Не разобраны" in skipped["text"] and f"<code>{cut}</code>" in skipped["text"]
+    assert skipped["text"] == ("⚠️ Не разобрано (1):\n"
+                               "Ссылки на комнаты с нечитаемым id матча — может быть, обрезаны? (1):\n"
+                               f"• <code>{cut}</code>")
     result = stack.final_of(user, queued["message_id"])
     assert "2/2" in result["text"] and all(m in result["text"] for m in finished)
     stack.say(user, f"/bulk {cut}", lang="ru")  # nothing readable at all: say which link, not "no links"
     none = stack.replies(user, 3)[2]
-    assert none["text"].startswith("❌ Не удалось прочитать id матча ни в одной из ссылок (1)")
+    assert none["text"].startswith("❌ Не удалось прочитать ни одной ссылки или id матча FACEIT (не разобрано: 1):")
     assert f"<code>{cut}</code>" in none["text"]
     assert len(stack.job_ids_of(user)) == 1  # and no job
+
+
+def test_a_bulk_request_names_ids_cut_short_and_words_that_are_no_match(stack: Stack, tg):
+    """The tester's list: one whole id, two cut short, a stray word. It answered "analysed 1/1"
+    and never named the rest; now each is either analysed or named, with why."""
+    user = new_user()
+    whole = stack.world["matches"]["FINISHED"][16]
+    cut1, cut2 = stack.world["matches"]["FINISHED"][17][:-1], stack.world["matches"]["FINISHED"][18][:25]
+    stack.say(user, f"/bulk {whole} {cut1} hello\n• {cut2} and {whole}")
+    queued, skipped = stack.replies(user, 2)
+    assert "Bulk analysis: queued" in queued["text"]
+    assert skipped["text"] == ("⚠️ Not analysed (3):\n"
+                               "Match ids that look cut short or mistyped (2):\n"
+                               f"• <code>{cut1}</code>\n• <code>{cut2}</code>\n"
+                               "Not a match link or id (1):\n• <code>hello</code>")
+    assert "1/1" in stack.final_of(user, queued["message_id"])["text"]
+    stack.say(user, f"/bulk {cut1}, {cut2}", lang="ru")  # nothing readable: which, and why
+    none = stack.replies(user, 3)[2]
+    assert none["text"] == ("❌ Не удалось прочитать ни одной ссылки или id матча FACEIT (не разобрано: 2):\n"
+                            "Id матчей — похоже, обрезаны или с опечаткой (2):\n"
+                            f"• <code>{cut1}</code>\n• <code>{cut2}</code>")
+    assert len(stack.job_ids_of(user)) == 1  # and no second job
 
 
 def test_a_bulk_list_whose_every_match_fails_says_why_for_each(stack: Stack, tg):
@@ -726,7 +750,8 @@ BAD_INPUTS = [
     ("/player no spaces allowed!", "That is not a FACEIT nickname"),
     ("/player " + "x" * 4000, "That is not a FACEIT nickname"),
     ("/bulk", "Send up to 20"),
-    ("/bulk nothing to see", "No FACEIT match links"),
+    ("/bulk nothing to see", "Not a match link or id (3)"),
+    ("/bulk , and •", "No FACEIT match links"),
     ("/bulk " + " ".join(f"1-{i:08x}-0000-4000-8000-000000000000" for i in range(21)), "at most 20"),
     ("/subscribe", "Send a nickname"),
     ("/subscribe @@@", "That is not a FACEIT nickname"),

@@ -336,6 +336,26 @@ def test_specialists_need_enough_attempts() -> None:
     assert "entry wins: p11 67% · 1v1 won: p11 100%" in text and "p10 100%" not in text
 
 
+def test_a_specialist_named_from_lifetime_stats_is_marked_as_such() -> None:
+    """The tester's lobby: Letorak's row showed "— — — —" (no recent matches) and below it
+    "1v1 won: Letorak 67%", beside a hint that figures are over the last 20 matches. A rate
+    taken from lifetime stats says so; one from the recent matches does not."""
+    match = Match.from_api(_raw_match())
+    life = LifetimeStats.from_api({"lifetime": {"Matches": "800", "1v1 Win Rate": "0.67"}, "segments": []})
+    data = _data(match, {1: 1500, 2: 1500})
+    data[_pid(1, 0)].lifetime = life  # p10: lifetime stats, no recent matches
+    many = {"Entry Count": "3", "Entry Wins": "2"}
+    data[_pid(1, 1)].recent = [_stat(f"y{i}", True, 20, 10, 2, 20, 80.0, 8, at=9 - i, **many) for i in range(3)]
+    result = analysis.analyse_match(match, data)
+    team = result["teams"]["faction1"]
+    assert team["specialists"] == {"entry_success": _pid(1, 1), "clutch_1v1": _pid(1, 0)}
+    texts = render.texts(render.render_match_analysis, result)
+    en, ru = "".join(texts["en"]), "".join(texts["ru"])
+    assert "entry wins: p11 67% · 1v1 won: p10 67% (lifetime)" in en
+    assert "лучший на открытии: p11 67% · клатчи 1 на 1: p10 67% (за всё время)" in ru
+    assert [p["lifetime_rates"] for p in team["players"][:2]] == [["clutch_1v1"], []]
+
+
 def test_a_team_with_unknown_players_takes_faceits_team_rating() -> None:
     raw = _raw_match()
     raw["teams"]["faction1"]["stats"] = {"rating": 1620}  # FACEIT's average over all five

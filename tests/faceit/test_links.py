@@ -11,11 +11,12 @@ from faceit.i18n import user_message
 from faceit.links import (
     MatchRef,
     PlayerRef,
+    UnreadItem,
     find_match_refs,
     names_a_match,
     parse_match_ref,
     parse_player_ref,
-    unreadable_room_links,
+    unread_list_items,
 )
 
 UUID = "0b9bd934-23c8-4d30-9dde-7969688613db"
@@ -171,6 +172,24 @@ def test_link_shaped_junk_raises_only_bad_input(text: str) -> None:
             pass
 
 
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(max_size=300), st.lists(_fragments, max_size=12).map("".join)))
+def test_what_a_bulk_list_leaves_unread_is_named_as_it_was_sent(text: str) -> None:
+    """Any text: nothing raises, and every item named is a non-empty piece of what was sent,
+    named once, and not something that was analysed."""
+    items = unread_list_items(text)
+    assert len(set(items)) == len(items)
+    for item in items:
+        assert item.text and item.text in text and item.kind in ("room_link", "cut_id", "not_a_match")
+        assert item.text not in {ref.match_id for ref in _refs_or_none(text)}
+
+
+def _refs_or_none(text: str) -> list[MatchRef]:
+    try:
+        return find_match_refs(text)
+    except BadInputError:
+        return []
+
 @settings(max_examples=200, deadline=None)
 @given(_id, st.sampled_from(["en", "ru", "de", "pt-br", ""]), st.sampled_from(["cs2", "csgo"]),
        st.sampled_from(["", "/scoreboard", "/overview?x=1", "#chat"]), st.booleans(), st.booleans())
@@ -196,7 +215,28 @@ def test_every_valid_nickname_is_kept_verbatim(nick: str) -> None:
 
 def test_room_links_whose_id_cannot_be_read_are_named():
     room = "https://www.faceit.com/en/cs2/room/"
-    text = f"{room}{MID}, {room}1-0b9bd934-23c8, junk 1-1234 and {room}{MID}x."
-    assert unreadable_room_links(text) == [f"{room}1-0b9bd934-23c8", f"{room}{MID}x"]
-    assert unreadable_room_links(f"{room}{MID} {MID}") == []
-    assert unreadable_room_links("no links at all") == []
+    text = f"{room}{MID}, {room}1-0b9bd934-23c8, {room}{MID}x."
+    assert unread_list_items(text) == [UnreadItem("room_link", f"{room}1-0b9bd934-23c8"),
+                                       UnreadItem("room_link", f"{room}{MID}x")]
+    assert unread_list_items(f"{room}{MID} {MID}") == []
+
+
+def test_every_item_of_a_bulk_list_that_is_not_analysed_is_named_with_why():
+    """What the tester sent: two ids cut short between good ones, and a stray word. Each comes
+    back, in order, once, with why; what only separates a list's items does not."""
+    cut1, cut2 = "1-63a28b1d-8b8e-4c86-bb04-0680bfbca26", "1-a67eea7c-f43b-4412-b160"
+    text = f"1-28caa46d-beec-4c0c-b5a8-e1b82ae6fb88 {cut1} {cut2} hello {cut1}"
+    assert find_match_refs(text) == [parse_match_ref("1-28caa46d-beec-4c0c-b5a8-e1b82ae6fb88")]
+    assert unread_list_items(text) == [UnreadItem("cut_id", cut1), UnreadItem("cut_id", cut2),
+                                       UnreadItem("not_a_match", "hello")]
+    room = "https://www.faceit.com/en/cs2/room/"
+    ordinary = (f"1. {room}{MID}/scoreboard,\n2) {room}{MID}?x=1 and\n• {MID} и {UUID};\n"
+                f"— {room}{MID}#chat, {room}{MID},{room}{MID}\n#6 (match-{MID}) → {MID}.")
+    assert unread_list_items(ordinary) == []
+    odd = (f"see {room}{MID},please (1-abc) faceit.com/en/players/s1mple {room} «0b9bd934-23c8», "
+           f"x{MID}")
+    assert unread_list_items(odd) == [
+        UnreadItem("not_a_match", "see"), UnreadItem("not_a_match", "please"), UnreadItem("cut_id", "1-abc"),
+        UnreadItem("not_a_match", "faceit.com/en/players/s1mple"), UnreadItem("room_link", room),
+        UnreadItem("cut_id", "0b9bd934-23c8"), UnreadItem("not_a_match", f"x{MID}"),
+    ]

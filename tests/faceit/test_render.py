@@ -9,8 +9,9 @@ from html.parser import HTMLParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from faceit import render
+from faceit import analysis, render, services
 from faceit.htmltext import e, fmt_num, fmt_pct, fmt_signed, split_html
+from faceit.models import Match, PlayerMatchStats, parse_match_stats
 
 TAGS = ["b", "i", "u", "code", "pre", "a"]
 
@@ -206,3 +207,60 @@ def test_a_partial_elo_change_in_a_report_says_from_when() -> None:
     assert "Elo 1430 (+10 с 09.12)" in render.render_analytics(data, "ru")
     whole = {**data, "players": [{**row, "elo_since": since}]}
     assert "Elo 1430 (+10)" in render.render_analytics(whole, "en")
+
+
+def _finished_match() -> dict:
+    """A match team_2 won 13:9 on Inferno, as FACEIT lists it (team_1 first)."""
+    match = Match.from_api({"match_id": "1-x", "status": "FINISHED", "results": {"winner": "faction2"}, "teams": {
+        f"faction{n}": {"faction_id": f"f{n}", "name": f"team_{n}", "roster": []} for n in (1, 2)}})
+    rounds = parse_match_stats({"rounds": [{"round_stats": {"Map": "de_inferno", "Winner": "f2"}, "teams": [
+        {"team_id": "f1", "team_stats": {"Team": "team_1", "Final Score": "9"}, "players": []},
+        {"team_id": "f2", "team_stats": {"Team": "team_2", "Final Score": "13"}, "players": []},
+    ]}]})
+    return analysis.finished_match_result(match, rounds)
+
+
+# One match read "13 / 9" in the notification, "9 : 13" in its analysis and "13:9" in /bulk. Now
+# "13:9" everywhere (faceit.htmltext.fmt_score): the followed player's team first in a
+# notification, the winner's first where the text names the winner.
+
+
+def test_a_finished_matchs_score_reads_from_the_winner_and_its_table_comes_first() -> None:
+    finished = _finished_match()
+    for lang in ("en", "ru"):
+        text = render.render_finished_match(finished, lang)
+        assert "🗺 <b>Inferno</b> 13:9\n🏆 <b>team_2</b>" in text
+        assert text.index("team_2</b>\n<pre>") < text.index("team_1</b>\n<pre>")
+
+
+def test_a_bulk_lines_score_reads_from_the_winner_it_names() -> None:
+    summary = services.bulk_summary("finished", _finished_match())
+    bulk = {"total": 1, "analysed": 1, "failed": 0,
+            "matches": [{"ref": "1-x", "match_id": "1-x", "outcome": "finished", "summary": summary}]}
+    assert ": finished · Winner <b>team_2</b> · Inferno 13:9" in render.render_bulk(bulk, "en")
+    assert ": завершён · Победитель <b>team_2</b> · Inferno 13:9" in render.render_bulk(bulk, "ru")
+
+
+def test_a_notifications_score_reads_from_the_followed_players_team() -> None:
+    # FACEIT's "Score" of a player's line, whichever side it puts first: their team's first.
+    for score, result, shown in (("9 / 13", "1", "Win</b> 13:9"), ("13 / 9", "0", "Loss</b> 9:13"),
+                                 ("13 / 9", "1", "Win</b> 13:9"), ("13 / 9", "", "?</b> 13:9")):
+        stat = PlayerMatchStats.from_api({"stats": {"Match Id": "1-x", "Score": score, "Result": result,
+                                                    "Map": "de_inferno"}})
+        assert stat is not None
+        note = analysis.match_notification("p", "nick", stat, 1500, 25)
+        assert f"<b>nick</b> finished a match: <b>{shown} · Inferno\n" in render.render_notification(note, "en")
+    unknown = PlayerMatchStats.from_api({"stats": {"Match Id": "1-x", "Result": "1", "Map": "de_inferno"}})
+    assert unknown is not None
+    note = analysis.match_notification("p", "nick", unknown, 1500, 25)
+    assert "<b>nick</b> — матч завершён: <b>Победа</b> · Inferno\n" in render.render_notification(note, "ru")
+
+
+def test_a_player_reports_results_say_which_end_is_newest() -> None:
+    """The report's results ran newest first unlabelled, beside a chart "oldest on the left"."""
+    form = {"matches": 3, "results": "WLL", "win_rate": 33.3, "kd": 1.0, "adr": 80.0, "hs_pct": 50.0, "kr": 0.7,
+            "rating": 1.0}
+    data = {"nickname": "nick", "level": 7, "elo": 1400, "form": form,
+            "trend": {"direction": "flat", "delta": {"rating": 0.0, "kd": 0.0, "adr": 0.0}}}
+    assert "🔥 <b>Last 20 matches (5v5), newest first</b>: WLL" in render.render_player_report(data, "en")
+    assert "🔥 <b>Последние 20 матчей (5v5), новые слева</b>: ВПП" in render.render_player_report(data, "ru")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from faceit import errors, services, store
+from faceit import errors, render, services, store
 from faceit.context import close_faceit_context, get_faceit_context
 from tests.faceit.conftest import ProgressLog
 from tests.support.faceit_sandbox import FaceitSandbox
@@ -173,10 +173,16 @@ async def test_resolve_player(sandbox: FaceitSandbox) -> None:
 
 
 def test_a_bulk_line_shows_an_unknown_map_score_as_a_question_mark() -> None:
-    finished = {"match_id": "1-x", "winner": "faction1", "teams": {"faction1": {"name": "A"}, "faction2": {"name": "B"}},
-                "maps": [{"label": "Nuke", "teams": [{"score": None}, {"score": None}]},
-                         {"label": "Mirage", "teams": [{"score": 13}, {"score": 9}]}]}
-    assert services.bulk_summary("finished", finished)["score"] == "Nuke ?:?, Mirage 13:9"
+    finished = {"match_id": "1-x", "winner": "faction2", "teams": {"faction1": {"name": "A"}, "faction2": {"name": "B"}},
+                "maps": [{"label": "Nuke", "teams": [{"faction": "faction1", "score": None},
+                                                     {"faction": "faction2", "score": None}]},
+                         {"label": "Mirage", "teams": [{"faction": "faction1", "score": 9},
+                                                       {"faction": "faction2", "score": 13}]}]}
+    summary = services.bulk_summary("finished", finished)
+    assert summary["maps"] == [{"label": "Nuke", "score": [None, None]}, {"label": "Mirage", "score": [13, 9]}]
+    bulk = {"total": 1, "analysed": 1, "failed": 0,
+            "matches": [{"ref": "1-x", "match_id": "1-x", "outcome": "finished", "summary": summary}]}
+    assert "finished · Winner <b>B</b> · Nuke ?:?, Mirage 13:9" in render.render_bulk(bulk, "en")
 
 
 async def test_bulk_analysis_reports_each_match(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
