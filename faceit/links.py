@@ -201,8 +201,10 @@ def unread_list_items(text: str) -> list[UnreadItem]:
     sent is lost without a word.
 
     What only separates the items of an ordinary list is not named: punctuation, bullets
-    (``•``, ``-``, ``→``), list numbers (``1.``, ``2)``, ``#3``) and joining words ("and", "или").
-    A room link's subpage, query or fragment (``/scoreboard``, ``?x=1``) is part of the link.
+    (``•``, ``-``, ``→``), list numbers (``1.``, ``2)``, ``#3``) and joining words ("and", "или");
+    nor are words of letters alone, the prose around a list ("please analyse these:"), which no
+    one meant as a match. A room link's subpage, query or fragment (``/scoreboard``, ``?x=1``)
+    is part of the link.
     """
     if not isinstance(text, str) or len(text) > MAX_INPUT_LENGTH * 4:
         return []
@@ -225,7 +227,7 @@ def unread_list_items(text: str) -> list[UnreadItem]:
         kept[start:end] = " " * (end - start)
     for word in _LIST_WORD_RE.finditer("".join(kept)):
         token = word.group(0).strip(_WORD_EDGES)
-        if token and not _is_separator(token):
+        if token and not _is_separator(token) and not token.isalpha():
             found_at.append((word.start(), UnreadItem(_kind_of_word(token), token)))
     seen: set[UnreadItem] = set()
     items = []

@@ -347,17 +347,18 @@ def test_a_bulk_request_names_the_room_links_it_could_not_read(stack: Stack, tg)
 
 def test_a_bulk_request_names_ids_cut_short_and_words_that_are_no_match(stack: Stack, tg):
     """The tester's list: one whole id, two cut short, a stray word. It answered "analysed 1/1"
-    and never named the rest; now each is either analysed or named, with why."""
+    and never named the ids cut short; now each is either analysed or named, with why (a word of
+    letters alone is prose, not a match anyone meant)."""
     user = new_user()
     whole = stack.world["matches"]["FINISHED"][16]
     cut1, cut2 = stack.world["matches"]["FINISHED"][17][:-1], stack.world["matches"]["FINISHED"][18][:25]
-    stack.say(user, f"/bulk {whole} {cut1} hello\n• {cut2} and {whole}")
+    stack.say(user, f"/bulk {whole} {cut1} hello\n• {cut2} and {whole} x{whole[2:10]}")
     queued, skipped = stack.replies(user, 2)
     assert "Bulk analysis: queued" in queued["text"]
     assert skipped["text"] == ("⚠️ Not analysed (3):\n"
                                "Match ids that look cut short or mistyped (2):\n"
                                f"• <code>{cut1}</code>\n• <code>{cut2}</code>\n"
-                               "Not a match link or id (1):\n• <code>hello</code>")
+                               f"Not a match link or id (1):\n• <code>x{whole[2:10]}</code>")
     assert "1/1" in stack.final_of(user, queued["message_id"])["text"]
     stack.say(user, f"/bulk {cut1}, {cut2}", lang="ru")  # nothing readable: which, and why
     none = stack.replies(user, 3)[2]
@@ -750,7 +751,8 @@ BAD_INPUTS = [
     ("/player no spaces allowed!", "That is not a FACEIT nickname"),
     ("/player " + "x" * 4000, "That is not a FACEIT nickname"),
     ("/bulk", "Send up to 20"),
-    ("/bulk nothing to see", "Not a match link or id (3)"),
+    ("/bulk nothing to see", "No FACEIT match links"),
+    ("/bulk 1-abc 42", "Match ids that look cut short or mistyped (1)"),
     ("/bulk , and •", "No FACEIT match links"),
     ("/bulk " + " ".join(f"1-{i:08x}-0000-4000-8000-000000000000" for i in range(21)), "at most 20"),
     ("/subscribe", "Send a nickname"),

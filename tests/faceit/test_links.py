@@ -222,21 +222,22 @@ def test_room_links_whose_id_cannot_be_read_are_named():
 
 
 def test_every_item_of_a_bulk_list_that_is_not_analysed_is_named_with_why():
-    """What the tester sent: two ids cut short between good ones, and a stray word. Each comes
-    back, in order, once, with why; what only separates a list's items does not."""
+    """What the tester sent: two ids cut short between good ones, and a stray word. Each id comes
+    back, in order, once, with why; what only separates a list's items, and words of letters
+    alone (the prose around a list), do not."""
     cut1, cut2 = "1-63a28b1d-8b8e-4c86-bb04-0680bfbca26", "1-a67eea7c-f43b-4412-b160"
     text = f"1-28caa46d-beec-4c0c-b5a8-e1b82ae6fb88 {cut1} {cut2} hello {cut1}"
     assert find_match_refs(text) == [parse_match_ref("1-28caa46d-beec-4c0c-b5a8-e1b82ae6fb88")]
-    assert unread_list_items(text) == [UnreadItem("cut_id", cut1), UnreadItem("cut_id", cut2),
-                                       UnreadItem("not_a_match", "hello")]
+    assert unread_list_items(text) == [UnreadItem("cut_id", cut1), UnreadItem("cut_id", cut2)]
     room = "https://www.faceit.com/en/cs2/room/"
     ordinary = (f"1. {room}{MID}/scoreboard,\n2) {room}{MID}?x=1 and\n• {MID} и {UUID};\n"
                 f"— {room}{MID}#chat, {room}{MID},{room}{MID}\n#6 (match-{MID}) → {MID}.")
     assert unread_list_items(ordinary) == []
     odd = (f"see {room}{MID},please (1-abc) faceit.com/en/players/s1mple {room} «0b9bd934-23c8», "
            f"x{MID}")
+    assert unread_list_items("please analyse these: привет") == []
     assert unread_list_items(odd) == [
-        UnreadItem("not_a_match", "see"), UnreadItem("not_a_match", "please"), UnreadItem("cut_id", "1-abc"),
+        UnreadItem("cut_id", "1-abc"),
         UnreadItem("not_a_match", "faceit.com/en/players/s1mple"), UnreadItem("room_link", room),
         UnreadItem("cut_id", "0b9bd934-23c8"), UnreadItem("not_a_match", f"x{MID}"),
     ]
