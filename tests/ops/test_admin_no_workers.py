@@ -4,11 +4,15 @@ real processes: usage errors, bad settings and an unreachable Redis."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 
 from tests.ops.test_admin import admin_process, run, run_json
+from tests.support.workers import ROOT
 
 # --- without workers --------------------------------------------------------------------------
 
@@ -158,3 +162,44 @@ def test_the_entry_point_exit_codes_and_redis_unreachable(redis_server, fresh):
 def test_a_bad_setting_is_a_usage_error(fresh, value):
     done = admin_process("status", ALERT_DEPTH_HIGH=value)
     assert done.returncode == 2 and done.stderr.startswith("error: settings: ALERT_DEPTH_HIGH")
+
+
+# --- RabbitMQ unreachable -----------------------------------------------------------------------
+
+MONITOR_TICK = """
+import json
+import os
+import subprocess
+import sys
+from queues.monitoring import QueueMonitor
+monitor = QueueMonitor(telegram=None)
+snap = monitor.tick()
+print(json.dumps({"health": snap["health"], "depths": [q["depth"] for q in snap["queues"].values()],
+                  "open": [a.to_dict() for a in monitor.open_alerts()]}))
+"""
+
+
+def test_an_unreachable_rabbitmq_is_reported_as_such_never_as_empty_queues(redis_server, fresh):
+    """No RabbitMQ server needed: the broker's URL points at a port nobody listens on."""
+    from tests.support.redis_server import free_port
+
+    port = free_port()
+    env = {"BROKER": "rabbitmq", "RABBITMQ_URL": f"amqp://u:s3cretpw@127.0.0.1:{port}/"}
+    for args in (("status",), ("status", "--json")):
+        done = admin_process(*args, **env)
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert done.stderr.strip() == f"error: RabbitMQ at amqp://u:***@127.0.0.1:{port}/ is unreachable " \
+                                      "(AMQPConnectionError)", done.stderr
+        assert "waiting" not in done.stdout and "s3cretpw" not in done.stdout + done.stderr
+    # The monitor (the scheduler's tick): depths unknown, the broker is the finding and an open alert
+    tick = subprocess.run([sys.executable, "-c", MONITOR_TICK], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60)
+    assert tick.returncode == 0, tick.stderr
+    assert "s3cretpw" not in tick.stdout + tick.stderr
+    result = json.loads(tick.stdout.strip().splitlines()[-1])
+    assert result["depths"] == [None, None, None]
+    broker = next(c for c in result["health"]["components"] if c["rule"] == "broker_unreachable")
+    assert broker["level"] == "critical" and broker["score_lost"] == 50 and broker["name"] == "broker"
+    assert broker["reason"].startswith(f"the broker is unreachable: RabbitMQ at amqp://u:***@127.0.0.1:{port}/")
+    assert result["health"]["health_score"] <= 50
+    assert [a["rule"] for a in result["open"]] == ["broker_unreachable"]
