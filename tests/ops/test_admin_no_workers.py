@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -169,6 +170,7 @@ def test_a_bad_setting_is_a_usage_error(fresh, value):
 MONITOR_TICK = """
 import json
 import os
+import socket
 import subprocess
 import sys
 from queues.monitoring import QueueMonitor
@@ -203,3 +205,53 @@ def test_an_unreachable_rabbitmq_is_reported_as_such_never_as_empty_queues(redis
     assert broker["reason"].startswith(f"the broker is unreachable: RabbitMQ at amqp://u:***@127.0.0.1:{port}/")
     assert result["health"]["health_score"] <= 50
     assert [a["rule"] for a in result["open"]] == ["broker_unreachable"]
+
+
+# --- an alert a worker fired ----------------------------------------------------------------------
+
+
+def test_a_workers_telegram_not_configured_alert_resolves_once_it_delivers_again(manager, start_pool,
+                                                                                telegram_sandbox):
+    """The workers ran without a token (an error alert says so), then were restarted with it: the
+    first delivery that reaches Telegram resolves the alert, and ``alerts --open`` is clean again."""
+    from sandbox.telegram_api import SANDBOX_BOT_TOKEN
+    from tests.ops.conftest import wait_until
+
+    unconfigured = start_pool(["default", "high"], env={"TELEGRAM_API_URL": "https://api.telegram.org",
+                                                        "TELEGRAM_BOT_TOKEN": ""})
+    handle = manager.enqueue_job("t_noop", requester={"user_id": 45, "chat_id": 45})
+    wait_until(lambda: [r for r in manager.jobs.list_jobs(actor="deliver_result")[0]
+                        if r.args == [handle.id] and r.is_final], timeout=20)
+    opened = run_json("alerts", "--open", code=1)
+    assert [a["rule"] for a in opened["alerts"]] == ["telegram_not_configured"]
+    unconfigured.stop(graceful=False)
+
+    start_pool(["default", "high"], env={"TELEGRAM_API_URL": telegram_sandbox.base_url,
+                                         "TELEGRAM_BOT_TOKEN": SANDBOX_BOT_TOKEN})
+    for user in (46, 47):  # two deliveries, one resolve notice
+        handle = manager.enqueue_job("t_noop", requester={"user_id": user, "chat_id": user})
+        (delivery,) = wait_until(lambda h=handle: [r for r in manager.jobs.list_jobs(actor="deliver_result")[0]
+                                                   if r.args == [h.id] and r.is_final], timeout=20)
+        assert delivery.result["sent"] == 1
+    assert run_json("alerts", "--open")["alerts"] == []
+    assert run("alerts", "--open").exit_code == 0
+    resolved = [a for a in run_json("alerts", "--hours", "1")["alerts"] if a["state"] == "resolved"]
+    assert [(a["rule"], a["message"]) for a in resolved] == [
+        ("telegram_not_configured", f"resolved: results are delivered from {socket.gethostname()} again")]
+
+
+def test_an_open_alert_nothing_resolves_does_not_outlive_the_alert_logs_retention(fresh):
+    from queues.alerts import AlertStore
+    from queues.runtime import get_redis
+    from settings import get_settings
+
+    store = AlertStore.from_settings(get_redis(), get_settings(), sinks=[])
+    store.retention_seconds = 2
+    store.fire("error", "delivery", "results are not delivered from old-host", rule="telegram_not_configured",
+               subject="old-host")
+    assert 0 < get_redis().ttl(store.open_key) <= 62  # the open set expires with the log
+    assert [a.subject for a in store.open_alerts()] == ["old-host"]
+    time.sleep(2.1)
+    store.fire("warning", "monitor", "queue low holds 300 waiting jobs", rule="queue_depth", subject="low")
+    assert [a.subject for a in store.open_alerts()] == ["low"]  # the old one is gone, from Redis too
+    assert get_redis().hkeys(store.open_key) == ["queue_depth|low"]
