@@ -16,7 +16,7 @@ command                                    what it does
 ``run``                                    the whole local system, supervised (``make run``)
 =========================================  ====================================================
 
-Exit codes: 0 all is well, 1 a problem was found (or Redis is unreachable), 2 a usage error.
+Exit codes: 0 all is well, 1 a problem was found (or Redis or RabbitMQ is unreachable), 2 a usage error.
 Every command that reads takes ``--json`` for machines; errors are one line on stderr.
 """
 
@@ -47,16 +47,18 @@ def fail(message: str, code: int = EXIT_PROBLEM) -> None:
 
 
 def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn settings and Redis errors into one line and exit status 1 (2 for settings)."""
+    """Turn settings, Redis and broker errors into one line and exit status 1 (2 for settings)."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from queues.errors import UnknownJobError
+        from queues.errors import BrokerUnreachableError, UnknownJobError
 
         try:
             return fn(*args, **kwargs)
         except SettingsError as exc:
             fail(f"settings: {exc}", EXIT_USAGE)
+        except BrokerUnreachableError as exc:  # its message names the broker, password redacted
+            fail(str(exc))
         except redis.RedisError as exc:
             url = redact_url(get_settings().redis_url)
             first = (str(exc).splitlines() or [""])[0][:120]

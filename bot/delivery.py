@@ -25,7 +25,8 @@ that ends their delivery without failing the job (a group the bot was removed fr
 delivery to that group only: the user who asked there is not marked). A worker without Telegram settings (no token
 while ``TELEGRAM_API_URL`` is Telegram's) cannot deliver: it fires an error alert
 (``telegram_not_configured``, once per dedupe window and host) and logs an error; the result
-stays in the job record (``/status``). Flood control and network trouble raise
+stays in the job record (``/status``). The alert is resolved by the host's first delivery that
+sends a message again (its workers restarted with the token). Flood control and network trouble raise
 retryable errors after the other recipients were served, so the pipeline retries the job.
 """
 
@@ -111,6 +112,9 @@ class DeliveryResources:
     marker_ttl: int
     leases: DeliveryLeases
     quiet_jobs: set[str] = field(default_factory=set)  # jobs whose progress edits timed out: no more
+    # A message went out from here: this host's telegram_not_configured alert was resolved (or
+    # there was none). Once per loop (one per worker process), not a Redis call per delivery.
+    configured_told: bool = False
     _api: BotAPI | None = None
     _marks_of_run: Any = None
     _detach_unattached: Any = None
@@ -499,7 +503,10 @@ async def deliver_job(job_id: str) -> dict[str, Any]:
         if not record.is_final:
             logger.info("job %s: %s, not ended; delivery skipped", job_id, record.status)
             return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_final": record.status}
-        return await _deliver_run(res, record)
+        summary = await _deliver_run(res, record)
+    if summary["sent"] and not res.configured_told:
+        await _resolve_not_configured(res)
+    return summary
 
 
 async def _deliver_run(res: DeliveryResources, record: JobRecord) -> dict[str, Any]:
@@ -547,6 +554,26 @@ def _alert_not_configured(settings: Any, reason: str) -> None:
                                        rule="telegram_not_configured", subject=host)
     except Exception as exc:  # the log line above still says it
         logger.warning("alert not recorded: %s: %s", type(exc).__name__, exc)
+
+
+async def _resolve_not_configured(res: DeliveryResources) -> None:
+    """Telegram took a message from this host: an open ``telegram_not_configured`` alert of the
+    host (fired before its workers were restarted with the token) is over, so resolve it — or it
+    would stay open, and ``admin.py alerts --open`` exit 1, forever: nothing else resolves it.
+    Done after the first delivery that sent something; a Redis error leaves it for the next."""
+    from queues.runtime import get_alert_store
+
+    res.configured_told = True
+    host = socket.gethostname()
+    try:
+        resolved = await asyncio.to_thread(get_alert_store(res.settings).resolve, "telegram_not_configured", host,
+                                           f"resolved: results are delivered from {host} again")
+    except Exception as exc:  # the next delivery tries again
+        res.configured_told = False
+        logger.warning("telegram_not_configured alert of %s not resolved: %s: %s", host, type(exc).__name__, exc)
+        return
+    if resolved:
+        logger.info("results are delivered from %s again: its telegram_not_configured alert is resolved", host)
 
 
 def _unattached(record: JobRecord) -> list[dict[str, Any]]:

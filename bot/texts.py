@@ -237,6 +237,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "You already have {count} jobs in progress (at most {limit}). Wait for one to finish or /cancel it.",
         "ru": "Задач в работе: {count} из {limit} возможных. Дождитесь окончания одной или отмените её (/cancel).",
     },
+    # a flooding user, once per episode (bot.middlewares.throttle); plain text: also a button's alert
+    "throttled": {
+        "en": "⏳ Too many messages at once — I skipped some. Send them again in {seconds} s.",
+        "ru": "⏳ Слишком много сообщений сразу — часть я пропустил. Отправьте их ещё раз через {seconds} с.",
+    },
     "try_again_shortly": {
         "en": "⚠️ The bot is briefly unavailable. Please try again in a few seconds.",
         "ru": "⚠️ Бот ненадолго недоступен. Попробуйте ещё раз через несколько секунд.",

@@ -18,9 +18,9 @@ import redis
 
 from dashboard.monitor import RANGES, ChartRange, Figures
 from queues.alerts import LEVELS, AlertStore
-from queues.errors import UnknownJobError
+from queues.errors import BrokerUnreachableError, UnknownJobError
 from queues.jobstore import ACTIVE_STATUSES, ALL_STATUSES, JobRecord, JobStore
-from queues.manager import QueueManager
+from queues.manager import QueueManager, QueueStats
 from queues.priorities import all_queue_names
 from queues.redaction import Redactor, redactor_for
 
@@ -151,13 +151,23 @@ class DashboardData:
     # --- queues ---------------------------------------------------------------------------
 
     def queues(self) -> list[dict[str, Any]]:
-        """Every queue: depth figures from the broker, rates from the job store."""
-        stats = self.manager.queue_stats()
+        """Every queue: depth figures from the broker, rates from the job store.
+
+        RabbitMQ unreachable: the depth figures are None (unknown, shown as such, never 0) and
+        each row carries ``broker_error``, which the health score and the pages report."""
+        broker_error = None
+        try:
+            stats = self.manager.queue_stats()
+        except BrokerUnreachableError as exc:
+            broker_error = str(exc)
+            live = self.manager.workers_by_queue()
+            stats = {name: QueueStats(name, None, None, None, None, live.get(name, 0)) for name in self.queue_names}
         rows = []
         for name in self.queue_names:
             figures = self.figures.local.queue_figures(name)
             row = {**stats[name].to_dict(), **figures}
             row["broker"] = self.settings.broker
+            row["broker_error"] = broker_error
             rows.append(row)
         return rows
 

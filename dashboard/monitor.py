@@ -166,6 +166,7 @@ def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: 
     condition                               points lost
     ======================================  ==========
     Redis unreachable                       100
+    the broker (RabbitMQ) unreachable       50
     a queue with work and no live worker    25
     failure rate over ALERT_FAILURE_RATE    20
     depth over its per-queue limit          10
@@ -181,6 +182,9 @@ def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: 
 
     if not redis_ok:
         lose("redis", 100, "Redis is unreachable")
+    broker_error = next((q["broker_error"] for q in queues.values() if q.get("broker_error")), None)
+    if broker_error:
+        lose("broker", 50, f"the broker is unreachable: {broker_error}; queue depths unknown")
     threshold = settings.alert_failure_rate
     for name, q in queues.items():
         pending = (q.get("waiting") or 0) + (q.get("delayed") or 0)

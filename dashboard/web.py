@@ -40,6 +40,7 @@ from dashboard.security import (
     Signer,
     parse_authorization,
 )
+from queues.errors import BrokerUnreachableError
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +181,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         logger.warning("dashboard: Redis unreachable on %s %s (%s)", request.method, request.path,
                        type(exc).__name__)
         return error_page(request, 503, "redis_unavailable", "Redis is unreachable; figures cannot be read")
+    except BrokerUnreachableError as exc:  # an action that needs the broker (empty a queue …)
+        logger.warning("dashboard: %s on %s %s", exc, request.method, request.path)
+        return error_page(request, 503, "broker_unavailable", str(exc))
     except Exception:
         logger.exception("dashboard: error on %s %s", request.method, request.path)
         return error_page(request, 500, "internal_error", "Something went wrong; the log has the details")

@@ -15,6 +15,8 @@ redis_unreachable       critical  yes     100         Redis does not answer (not
 redis_full              critical  yes*    50          Redis refuses writes: used memory reached
                                                       ``maxmemory`` under ``noeviction`` (or a write
                                                       of the tick was refused); nothing can be queued
+broker_unreachable      critical  yes     50          RabbitMQ does not answer: nothing can be queued
+                                                      or consumed, and the queues' depth is unknown
 no_workers              critical  yes     25 / queue  jobs wait in a queue no live worker consumes
 faceit_auth             critical  yes     25          FACEIT refused our API key in the window
 failure_rate            error     yes     20 / queue  failed / finished > ALERT_FAILURE_RATE, not counting
@@ -49,24 +51,25 @@ from queues.alerts import Alert
 from queues.health_texts import describe
 
 ALERT_RULES = (
-    "redis_unreachable", "no_workers", "faceit_auth", "failure_rate", "stale_jobs", "redis_memory",
+    "redis_unreachable", "broker_unreachable", "no_workers", "faceit_auth", "failure_rate", "stale_jobs", "redis_memory",
     "queue_depth", "wait_time", "faceit_rate_limit",
 )
 SCORE_ONLY_RULES = ("idle_queue", "dead_letters", "monitor_stale")
 QUEUE_RULES = ("no_workers", "failure_rate", "stale_jobs", "queue_depth", "wait_time", "idle_queue")
 DEDUCTIONS = {
-    "redis_unreachable": 100, "redis_full": 50, "no_workers": 25, "faceit_auth": 25, "failure_rate": 20, "stale_jobs": 15,
+    "redis_unreachable": 100, "redis_full": 50, "broker_unreachable": 50, "no_workers": 25, "faceit_auth": 25, "failure_rate": 20, "stale_jobs": 15,
     "redis_memory": 15, "queue_depth": 10, "wait_time": 10, "faceit_rate_limit": 10, "idle_queue": 5,
     "dead_letters": 5, "monitor_stale": 5,
 }
 LEVELS = {
-    "redis_unreachable": "critical", "redis_full": "critical", "no_workers": "critical", "faceit_auth": "critical",
+    "redis_unreachable": "critical", "redis_full": "critical", "broker_unreachable": "critical",
+    "no_workers": "critical", "faceit_auth": "critical",
     "failure_rate": "error", "stale_jobs": "error", "redis_memory": "warning", "queue_depth": "warning",
     "wait_time": "warning", "faceit_rate_limit": "warning", "idle_queue": "info", "dead_letters": "info",
     "monitor_stale": "info",
 }
 SOURCES = {"faceit_auth": "faceit", "faceit_rate_limit": "faceit", "redis_unreachable": "redis", "redis_full": "redis",
-           "redis_memory": "redis"}
+           "redis_memory": "redis", "broker_unreachable": "broker"}
 GLOBAL_SUBJECT = "-"
 
 
@@ -134,7 +137,7 @@ class Finding:
         if self.rule in QUEUE_RULES:
             return f"queue:{self.subject}"
         return {"faceit_auth": "faceit", "faceit_rate_limit": "faceit", "redis_unreachable": "redis",
-                "redis_full": "redis",
+                "redis_full": "redis", "broker_unreachable": "broker",
                 "redis_memory": "redis", "dead_letters": "queues", "monitor_stale": "monitor"}[self.rule]
 
     def to_alert(self, message: str | None = None) -> Alert:
@@ -198,6 +201,9 @@ def evaluate(snapshot: dict[str, Any], t: Thresholds) -> list[Finding]:
     if not redis_state.get("reachable", False):
         return [finding("redis_unreachable", GLOBAL_SUBJECT, error=redis_state.get("error"))]
     found: list[Finding] = []
+    broker = snapshot.get("broker_state") or {}
+    if broker.get("reachable") is False:
+        found.append(finding("broker_unreachable", GLOBAL_SUBJECT, error=broker.get("error")))
     for name, q in (snapshot.get("queues") or {}).items():
         found.extend(evaluate_queue(name, q, t))
     if redis_state.get("refuses_writes"):

@@ -4,8 +4,11 @@ An alert is one JSON object: ``id, level (info|warning|error|critical), source, 
 job_id, rule, subject, time, state (fired|resolved)``. Every alert is appended to a sorted set
 scored by time and trimmed to ``QUEUE_METRICS_RETENTION_DAYS``. Condition alerts (from the
 monitor's rules) carry a ``rule`` and ``subject``: they fire once per window while the condition
-holds (de-duplicated) and are resolved, with a notice, when it clears. Event alerts (a job that
-finally failed) carry the job id and fire once per job.
+holds (de-duplicated) and are resolved, with a notice, when it clears (the monitor's rules by
+the monitor; a worker's ``telegram_not_configured`` by that host's next delivery that sends).
+An open condition alert lives no longer than the log's retention: one not fired again within it
+is dropped from the open set when that is read. Event alerts (a job that finally failed) carry
+the job id and fire once per job.
 
 Sinks receive every alert that was written; a sink that fails is logged and counted, never
 allowed to break the caller (a worker finishing a job, the monitor's tick).
@@ -136,7 +139,10 @@ class AlertStore:
                                     ex=max(1, int(self.dedupe_window)))
             if not fresh:
                 return False
-            self.client.hset(self.open_key, f"{alert.rule}|{subject}", json.dumps(alert.to_dict()))
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(self.open_key, f"{alert.rule}|{subject}", json.dumps(alert.to_dict()))
+            pipe.expire(self.open_key, int(self.retention_seconds) + 60)  # as the log: no key lives for ever
+            pipe.execute()
         self._append(alert)
         self._fan_out(alert)
         return True
@@ -193,4 +199,22 @@ class AlertStore:
         return alerts[:limit]
 
     def open_alerts(self) -> list[Alert]:
-        return [Alert.from_dict(json.loads(v)) for v in self.client.hvals(self.open_key)]
+        """The condition alerts open now.
+
+        One not fired again within the log's retention is dropped here (and from Redis): a
+        condition that still holds fires again every dedupe window, which refreshes its entry,
+        so an older one is a condition nothing resolved (a rule no longer evaluated, a host gone)
+        and must not keep ``alerts --open`` failing after its log entry is gone."""
+        oldest = time.time() - self.retention_seconds
+        alerts: list[Alert] = []
+        stale: list[Any] = []
+        for key, value in self.client.hgetall(self.open_key).items():
+            alert = Alert.from_dict(json.loads(value))
+            if alert.time < oldest:
+                stale.append(key)
+            else:
+                alerts.append(alert)
+        if stale:
+            self.client.hdel(self.open_key, *stale)
+            logger.info("open alerts older than the retention dropped: %s", ", ".join(map(str, stale)))
+        return alerts

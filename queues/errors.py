@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dramatiq.errors import ConnectionError as BrokerConnectionError
+
 from faceit.errors import FaceitBotError, PermanentError, TransientError
 
 __all__ = [
-    "FaceitBotError", "JobCanceled", "JobTimeLimitExceeded", "PermanentError", "TransientError",
+    "BrokerUnreachableError", "FaceitBotError", "JobCanceled", "JobTimeLimitExceeded", "PermanentError", "TransientError",
     "UnknownActorError", "UnknownJobError", "error_summary",
 ]
 
@@ -24,6 +26,14 @@ class JobCanceled(PermanentError):
     """Someone canceled the job while it ran."""
 
     code = "canceled"
+
+
+class BrokerUnreachableError(BrokerConnectionError):
+    """The message broker (RabbitMQ) did not answer a question about its queues.
+
+    Raised instead of reporting the queues empty: an operator must see "unreachable", never
+    "waiting 0". The message names the broker with its password redacted. A Dramatiq connection
+    error, so the bot answers it as an outage ("try again shortly")."""
 
 
 class UnknownActorError(PermanentError):

@@ -23,6 +23,11 @@ _UNITS = {"en": ("s", "min", "h"), "ru": ("с", "мин", "ч")}
 
 TEXTS: dict[str, dict[str, str]] = {
     "redis_unreachable": {"en": "Redis is unreachable: {error}", "ru": "Redis недоступен: {error}"},
+    "broker_unreachable": {
+        "en": "the broker is unreachable: {error}; jobs can be neither queued nor consumed, queue depths unknown",
+        "ru": "брокер недоступен: {error}; задачи нельзя ни поставить в очередь, ни выполнить, глубина очередей "
+              "неизвестна",
+    },
     "redis_full": {
         "en": "Redis refuses writes: its memory ({used}) reached maxmemory ({limit}); jobs cannot be queued "
               "and alerts are not stored until memory is freed or maxmemory is raised",
@@ -113,7 +118,7 @@ def _params(rule: str, subject: str, d: dict[str, Any], lang: str) -> tuple[str,
         return rule, {"age": duration(d["oldest_waiting_age"], lang), "limit": duration(d["limit"], lang)}
     if rule == "redis_memory":
         return rule, {"share": _percent(d["memory_share"]), "limit": _percent(d["limit"])}
-    if rule == "redis_unreachable":
+    if rule in ("redis_unreachable", "broker_unreachable"):
         return rule, {"error": d.get("error") or "no answer"}
     if rule == "faceit_auth":
         return rule, {"auth": d["auth_errors"], "times": _times(d["auth_errors"], lang),

@@ -25,12 +25,12 @@ from dramatiq.common import dq_name
 
 from faceit.errors import REQUEST_ERROR_CODES
 from queues.dramatiq_keys import dead_letters_key, dead_messages_key, messages_key, queue_key
-from queues.errors import UnknownActorError, UnknownJobError
+from queues.errors import BrokerUnreachableError, UnknownActorError, UnknownJobError
 from queues.jobstore import ACTIVE_STATUSES, FINAL_STATUSES, Created, JobRecord
 from queues.priorities import QueuePriority, all_queue_names, queue_name
 from queues.runtime import get_job_store, get_redis
 from queues.workers import WorkerRegistry
-from settings import Settings, get_settings
+from settings import Settings, get_settings, redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +81,11 @@ class PreparedJob:
 
 @dataclass
 class QueueStats:
-    """Per-queue figures. ``delayed`` is None on RabbitMQ, where it cannot be counted."""
+    """Per-queue figures. ``delayed`` is None on RabbitMQ, where it cannot be counted; ``waiting``
+    is None only where the broker did not answer (the monitor's snapshot: unknown, not 0)."""
 
     name: str
-    waiting: int
+    waiting: int | None
     delayed: int | None
     in_progress: int | None
     dead: int | None
@@ -386,10 +387,17 @@ class QueueManager:
         return QueueStats(name, waiting, delayed, max(0, stored - waiting), dead, live.get(name, 0))
 
     def _rabbit_depth(self, name: str) -> int:
+        """Messages waiting in RabbitMQ queue ``name``; raises :class:`BrokerUnreachableError`
+        when RabbitMQ does not answer (an unreachable broker is not an empty one)."""
+        import pika.exceptions
+        from dramatiq.errors import ConnectionError as BrokerConnectionError
+
         try:
             return int(self.broker.get_queue_message_counts(name)[0])
-        except Exception:
-            return 0
+        except (pika.exceptions.AMQPConnectionError, BrokerConnectionError, OSError) as exc:
+            raise BrokerUnreachableError(
+                f"RabbitMQ at {redact_url(self.settings.rabbitmq_url)} is unreachable ({type(exc).__name__})"
+            ) from None
 
     def queue_stats(self) -> dict[str, QueueStats]:
         live = self.workers_by_queue()

@@ -45,6 +45,7 @@ import redis
 from queues.alert_rules import ALERT_RULES, Finding, Thresholds, evaluate, health, undecided
 from queues.alerts import Alert, AlertStore
 from queues.dramatiq_keys import messages_key, queue_key
+from queues.errors import BrokerUnreachableError
 from queues.jobstore import JobStore
 from queues.priorities import all_queue_names, priority_of_queue
 from queues.runtime import get_alert_store, get_job_store, get_redis
@@ -176,7 +177,9 @@ class QueueMonitor:
         }
         try:
             snap["redis"] = self._redis_state()
-            snap["queues"], snap["workers"] = self._queues(now)
+            snap["queues"], snap["workers"], broker_error = self._queues(now)
+            if broker_error is not None:
+                snap["broker_state"] = {"reachable": False, "error": broker_error}
             snap["monitor"] = self._monitor_state(now)
         except redis.RedisError as exc:
             snap["redis"] = {"reachable": False, "error": f"{type(exc).__name__}: {str(exc)[:160]}"}
@@ -203,8 +206,13 @@ class QueueMonitor:
             "refuses_writes": bool(maxmemory) and policy == "noeviction" and used >= maxmemory,
         }
 
-    def _queues(self, now: float) -> tuple[dict[str, Any], dict[str, Any]]:
-        from queues.manager import QueueManager
+    def _queues(self, now: float) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+        """Per-queue figures, live workers, and why the broker could not be read (None: it was).
+
+        An unreachable RabbitMQ leaves each queue's depth unknown (None), not 0: the rules then
+        report the broker, not empty queues. It is asked once per tick, not once per queue (a
+        refused connection costs about a second)."""
+        from queues.manager import QueueManager, QueueStats
         from queues.workers import WorkerRegistry
 
         manager = QueueManager(self.settings)
@@ -217,8 +225,16 @@ class QueueMonitor:
         names = all_queue_names(self.settings)
         counts = self._outcome_counts(names, now)
         queues = {}
+        broker_error: str | None = None
         for name in names:
-            stats = manager.queue_stats_of(name, by_queue)
+            stats = None
+            if broker_error is None:
+                try:
+                    stats = manager.queue_stats_of(name, by_queue)
+                except BrokerUnreachableError as exc:
+                    broker_error = str(exc)
+            if stats is None:  # the broker did not answer: nothing is known of what waits
+                stats = QueueStats(name, None, None, None, None, by_queue.get(name, 0))
             succeeded, failed = counts[name].get("succeeded", 0), counts[name].get("failed", 0)
             refused = min(failed, counts[name].get("refused", 0))  # the users' doing, among the failed
             finished = succeeded + failed
@@ -242,7 +258,7 @@ class QueueMonitor:
                 "wait_target": self.thresholds.wait_target(priority.value if priority else None),
             }
         workers = {"live": len(live_workers), "by_queue": by_queue}
-        return queues, workers
+        return queues, workers, broker_error
 
     def _outcome_counts(self, names: list[str], now: float) -> dict[str, dict[str, int]]:
         minutes = range(int((now - self.window_seconds) // 60), int(now // 60) + 1)

@@ -420,6 +420,40 @@ def test_lang_switches_every_answer(stack: Stack, tg):
     assert texts[2] == "Language: English." and not CYRILLIC.search(texts[3])
 
 
+def test_a_quick_burst_of_commands_is_answered_whole_and_its_last_language_choice_kept(stack: Stack, tg):
+    user = new_user()
+    burst = ["/start", "/help", "/lang", "/lang en", "/help", "/lang de", "hello", "/foo", "/lang ru", "/start"]
+    for text in burst:  # well within a second: over the flood guard's burst of 8
+        stack.say(user, text, lang="ru")
+    answers = [e["text"] for e in stack.replies(user, len(burst))]  # served at once: in any order
+    assert answers.count("Язык: русский.") == 1 and len([a for a in answers if "Привет" in a]) == 2, answers
+    stack.say(user, "/help")
+    assert "Что я умею" in stack.replies(user, len(burst) + 1)[-1]["text"]
+    assert not any("skipped" in text or "пропустил" in text for text in answers)
+
+
+def test_a_flooding_user_is_told_once_what_was_skipped_and_can_send_it_again(stack: Stack, tg):
+    user, group = new_user(), -4_000_321
+    for _ in range(12):  # a member's fast chatter in a group: skipped without a word (not answered anyway)
+        tg.inject(user, "gg wp", chat_id=group)
+    for i in range(30):
+        stack.say(user, f"/analyze not-a-match-{i}")
+    sent = stack.wait(user, lambda es: (lambda s: s if any("skipped" in e["text"] for e in s) else None)(
+        [e for e in es if e["kind"] == "sent"]))
+    notice = next(e["text"] for e in sent if "skipped" in e["text"])
+    seconds = int(re.search(r"again in (\d+) s", notice).group(1))
+    assert notice.startswith("⏳ Too many messages at once — I skipped some.") and 1 <= seconds <= 4
+    time.sleep(0.5)
+    sent = [e for e in stack.events(user) if e["kind"] == "sent"]
+    assert len([e for e in sent if "skipped" in e["text"]]) == 1  # one notice, not one per skipped message
+    assert len(sent) <= 12  # the burst's answers and the notice; the rest skipped
+    assert tg.messages(group) == []
+    time.sleep(seconds)  # as told
+    stack.say(user, "/analyze again-not-a-match")
+    stack.wait(user, lambda es: len([e for e in es if e["kind"] == "sent"]) > len(sent))
+    assert "That is not a FACEIT match" in stack.events(user)[-1]["text"]
+
+
 def test_a_link_fixed_by_editing_the_message_is_analysed(stack: Stack, tg):
     user = new_user()
     match = stack.world["matches"]["FINISHED"][3]

@@ -182,6 +182,21 @@ def test_the_flood_guard_lets_a_burst_through_then_a_steady_rate():
     assert [guard.allow(1, now=110.0) for _ in range(9)].count(True) == 8  # refilled to the burst
 
 
+def test_the_flood_guard_tells_a_flooding_user_once_per_episode_and_lets_light_commands_through():
+    from bot.middlewares.throttle import ThrottleMiddleware, Verdict
+
+    guard = ThrottleMiddleware(rate=2, burst=8, light_rate=0.5, light_burst=4)
+    verdicts = [guard.check(1, now=100.0 + i / 10) for i in range(600)]  # 10 a second for a minute
+    assert verdicts.count(Verdict.NOTICE) == 1  # one notice, however long the flood lasts
+    assert verdicts.count(Verdict.SERVE) <= 8 + 2 * 60 + 1
+    assert guard.check(1, now=160.0, light=True) is Verdict.SERVE  # /lang, /help beyond the budget
+    assert guard.check(1, now=170.0) is Verdict.SERVE  # quiet long enough: the episode is over …
+    assert [guard.check(1, now=170.0) for _ in range(8)][-1] is Verdict.NOTICE  # … and a new one is told
+    assert guard.check(2, now=100.0, answerable=False) is Verdict.SERVE
+    assert [guard.check(2, now=100.0, answerable=False) for _ in range(8)][-1] is Verdict.SKIP
+    assert guard.check(2, now=100.0) is Verdict.NOTICE  # group chatter did not use the notice up
+
+
 def test_a_chart_caption_reads_as_rendered_and_is_cut_with_its_tags_balanced():
     import base64
 

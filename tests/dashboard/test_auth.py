@@ -255,3 +255,37 @@ def test_a_taken_port_is_one_line_not_a_traceback(redis_url: str) -> None:
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert f"dashboard: cannot listen on 127.0.0.1:{port}: " in out and "Traceback" not in out
+
+
+def test_the_dashboard_says_the_broker_is_unreachable_rather_than_show_empty_queues(redis_url: str) -> None:
+    """``BROKER=rabbitmq`` pointed at a port nobody listens on (no RabbitMQ server needed)."""
+    port, amqp_port = free_port(), free_port()
+    env = {"BROKER": "rabbitmq", "RABBITMQ_URL": f"amqp://u:s3cretpw@127.0.0.1:{amqp_port}/"}
+    proc = _run_dashboard(env, "--host", "127.0.0.1", "--port", str(port))
+    try:
+        server = DashboardServer.__new__(DashboardServer)
+        server.port = port
+        client = DashboardServer.client(server)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if client.get("/healthz").status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the dashboard did not come up"
+            time.sleep(0.1)
+        unreachable = f"RabbitMQ at amqp://u:***@127.0.0.1:{amqp_port}/ is unreachable"
+        queues = client.get("/api/queues").json()["queues"]
+        assert [q["waiting"] for q in queues] == [None, None, None]
+        assert all(q["broker_error"].startswith(unreachable) for q in queues)
+        health = client.get("/api/health").json()
+        assert health["health_score"] <= 50, health
+        assert any(c["name"] == "broker" and unreachable in c["reason"] for c in health["components"]), health
+        page = client.get("/queues")
+        assert page.status == 200 and "unknown: broker unreachable" in page.text
+        assert "s3cretpw" not in page.text
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=15)
+    assert "s3cretpw" not in out

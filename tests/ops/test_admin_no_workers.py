@@ -4,11 +4,16 @@ real processes: usage errors, bad settings and an unreachable Redis."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
 from tests.ops.test_admin import admin_process, run, run_json
+from tests.support.workers import ROOT
 
 # --- without workers --------------------------------------------------------------------------
 
@@ -158,3 +163,95 @@ def test_the_entry_point_exit_codes_and_redis_unreachable(redis_server, fresh):
 def test_a_bad_setting_is_a_usage_error(fresh, value):
     done = admin_process("status", ALERT_DEPTH_HIGH=value)
     assert done.returncode == 2 and done.stderr.startswith("error: settings: ALERT_DEPTH_HIGH")
+
+
+# --- RabbitMQ unreachable -----------------------------------------------------------------------
+
+MONITOR_TICK = """
+import json
+import os
+import socket
+import subprocess
+import sys
+from queues.monitoring import QueueMonitor
+monitor = QueueMonitor(telegram=None)
+snap = monitor.tick()
+print(json.dumps({"health": snap["health"], "depths": [q["depth"] for q in snap["queues"].values()],
+                  "open": [a.to_dict() for a in monitor.open_alerts()]}))
+"""
+
+
+def test_an_unreachable_rabbitmq_is_reported_as_such_never_as_empty_queues(redis_server, fresh):
+    """No RabbitMQ server needed: the broker's URL points at a port nobody listens on."""
+    from tests.support.redis_server import free_port
+
+    port = free_port()
+    env = {"BROKER": "rabbitmq", "RABBITMQ_URL": f"amqp://u:s3cretpw@127.0.0.1:{port}/"}
+    for args in (("status",), ("status", "--json")):
+        done = admin_process(*args, **env)
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert done.stderr.strip() == f"error: RabbitMQ at amqp://u:***@127.0.0.1:{port}/ is unreachable " \
+                                      "(AMQPConnectionError)", done.stderr
+        assert "waiting" not in done.stdout and "s3cretpw" not in done.stdout + done.stderr
+    # The monitor (the scheduler's tick): depths unknown, the broker is the finding and an open alert
+    tick = subprocess.run([sys.executable, "-c", MONITOR_TICK], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60)
+    assert tick.returncode == 0, tick.stderr
+    assert "s3cretpw" not in tick.stdout + tick.stderr
+    result = json.loads(tick.stdout.strip().splitlines()[-1])
+    assert result["depths"] == [None, None, None]
+    broker = next(c for c in result["health"]["components"] if c["rule"] == "broker_unreachable")
+    assert broker["level"] == "critical" and broker["score_lost"] == 50 and broker["name"] == "broker"
+    assert broker["reason"].startswith(f"the broker is unreachable: RabbitMQ at amqp://u:***@127.0.0.1:{port}/")
+    assert result["health"]["health_score"] <= 50
+    assert [a["rule"] for a in result["open"]] == ["broker_unreachable"]
+
+
+# --- an alert a worker fired ----------------------------------------------------------------------
+
+
+def test_a_workers_telegram_not_configured_alert_resolves_once_it_delivers_again(manager, start_pool,
+                                                                                telegram_sandbox):
+    """The workers ran without a token (an error alert says so), then were restarted with it: the
+    first delivery that reaches Telegram resolves the alert, and ``alerts --open`` is clean again."""
+    from sandbox.telegram_api import SANDBOX_BOT_TOKEN
+    from tests.ops.conftest import wait_until
+
+    unconfigured = start_pool(["default", "high"], env={"TELEGRAM_API_URL": "https://api.telegram.org",
+                                                        "TELEGRAM_BOT_TOKEN": ""})
+    handle = manager.enqueue_job("t_noop", requester={"user_id": 45, "chat_id": 45})
+    wait_until(lambda: [r for r in manager.jobs.list_jobs(actor="deliver_result")[0]
+                        if r.args == [handle.id] and r.is_final], timeout=20)
+    opened = run_json("alerts", "--open", code=1)
+    assert [a["rule"] for a in opened["alerts"]] == ["telegram_not_configured"]
+    unconfigured.stop(graceful=False)
+
+    start_pool(["default", "high"], env={"TELEGRAM_API_URL": telegram_sandbox.base_url,
+                                         "TELEGRAM_BOT_TOKEN": SANDBOX_BOT_TOKEN})
+    for user in (46, 47):  # two deliveries, one resolve notice
+        handle = manager.enqueue_job("t_noop", requester={"user_id": user, "chat_id": user})
+        (delivery,) = wait_until(lambda h=handle: [r for r in manager.jobs.list_jobs(actor="deliver_result")[0]
+                                                   if r.args == [h.id] and r.is_final], timeout=20)
+        assert delivery.result["sent"] == 1
+    assert run_json("alerts", "--open")["alerts"] == []
+    assert run("alerts", "--open").exit_code == 0
+    resolved = [a for a in run_json("alerts", "--hours", "1")["alerts"] if a["state"] == "resolved"]
+    assert [(a["rule"], a["message"]) for a in resolved] == [
+        ("telegram_not_configured", f"resolved: results are delivered from {socket.gethostname()} again")]
+
+
+def test_an_open_alert_nothing_resolves_does_not_outlive_the_alert_logs_retention(fresh):
+    from queues.alerts import AlertStore
+    from queues.runtime import get_redis
+    from settings import get_settings
+
+    store = AlertStore.from_settings(get_redis(), get_settings(), sinks=[])
+    store.retention_seconds = 2
+    store.fire("error", "delivery", "results are not delivered from old-host", rule="telegram_not_configured",
+               subject="old-host")
+    assert 0 < get_redis().ttl(store.open_key) <= 62  # the open set expires with the log
+    assert [a.subject for a in store.open_alerts()] == ["old-host"]
+    time.sleep(2.1)
+    store.fire("warning", "monitor", "queue low holds 300 waiting jobs", rule="queue_depth", subject="low")
+    assert [a.subject for a in store.open_alerts()] == ["low"]  # the old one is gone, from Redis too
+    assert get_redis().hkeys(store.open_key) == ["queue_depth|low"]

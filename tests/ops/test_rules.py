@@ -144,7 +144,9 @@ def every_rule_at_once() -> list:
               "maxmemory_human": "1.00M"},
         faceit={"available": True, "auth_errors": 3, "rate_limited": 21, "window_seconds": 60,
                 "auth_window_seconds": 300},
-        monitor={"stale": True, "last_recorded_age": 120})
+        monitor={"stale": True, "last_recorded_age": 120},
+        broker_state={"reachable": False, "error": "RabbitMQ at amqp://u:***@rabbit:5672/ is unreachable "
+                                                   "(AMQPConnectionError)"})
     return [*evaluate(snap, T), *evaluate(snapshot(redis={"reachable": False, "error": "ConnectionError"}), T)]
 
 
@@ -172,6 +174,9 @@ def test_every_rules_reason_reads_in_russian_from_the_findings_details():
     assert english["failure_rate"] == "queue default: 50% of jobs failed in the last 5.0 min (5 of 10; limit 20%)"
     assert english["faceit_auth"] == "FACEIT refused our API key 3 times in the last 5.0 min"
     assert english["monitor_stale"] == "the monitor last recorded 2.0 min ago: is python scheduler.py running?"
+    assert english["broker_unreachable"] == ("the broker is unreachable: RabbitMQ at amqp://u:***@rabbit:5672/ is "
+                                             "unreachable (AMQPConnectionError); jobs can be neither queued nor "
+                                             "consumed, queue depths unknown")
 
 
 def test_counts_take_their_word_form():
