@@ -289,14 +289,15 @@ class FaceitClient:
         return parse_recent(raw)
 
     async def get_stats_since(
-        self, player_id: str, since: float, *, max_pages: int = STATS_MAX_PAGES
+        self, player_id: str, since: float, *, max_pages: int = STATS_MAX_PAGES, fresh: bool = False
     ) -> tuple[list[PlayerMatchStats], float]:
         """Every match with per-match stats finished since ``since`` (epoch s), newest first,
         paging ``/games/cs2/stats`` a hundred at a time (one call holds at most 100 matches; a
         month of a regular player's is more). Returns the matches and the time back to which the
         list is complete: 0 when FACEIT has no older match, else the oldest finish fetched (it
         may be after ``since`` when ``max_pages`` ran out). Older matches on the last page are
-        kept: a caller may look past ``since``."""
+        kept: a caller may look past ``since``. ``fresh``: the first page too is read anew (a
+        user's own report: a match that ended minutes ago counts)."""
         found: dict[str, PlayerMatchStats] = {}
         for page in range(max(1, max_pages)):
             key = self.keys.cache("recent", player_id, STATS_PAGE, page * STATS_PAGE)
@@ -304,7 +305,8 @@ class FaceitClient:
             # shifts the offsets, so a cached later page could miss the match at the boundary
             # (fresh later pages can only repeat one, and repeats are dropped by id).
             raw = await self._cached(key, f"/players/{_seg(player_id)}/games/cs2/stats",
-                                     {"limit": STATS_PAGE, "offset": page * STATS_PAGE}, self.ttls.recent, page > 0)
+                                     {"limit": STATS_PAGE, "offset": page * STATS_PAGE}, self.ttls.recent,
+                                     fresh or page > 0)
             items = as_list(as_dict(raw).get("items"))
             batch = parse_recent(raw)
             for match in batch:

@@ -55,6 +55,9 @@ FOLLOW_SLACK = 60.0
 #: A player report's recent matches cached this much longer (seconds) than its profile or lifetime
 #: stats are fetched again.
 REPORT_FETCH_SPREAD = 60.0
+#: How much of a win streak a report compares between lifetime stats and recent matches (some
+#: sources count "Current Win Streak" from the last five results only).
+STREAK_COMPARED = 5
 REPORT_DAYS = {"weekly": 7, "monthly": 30}
 CACHE_TYPES = {
     "players": ("profile", "lifetime", "recent"),
@@ -216,7 +219,7 @@ async def build_player_report(player_ref: str, progress: Progress) -> dict[str, 
     profile = await _fetch_profile(ctx, player_ref)
     await progress(30, "stats")
     lifetime, recent = await _player_stats(ctx, profile.player_id)
-    stale = await _stale_parts(ctx, ref, profile.player_id, recent)
+    stale = await _stale_parts(ctx, ref, profile.player_id, recent, lifetime)
     if "recent" in stale:
         recent = await _optional(ctx.client.get_recent_stats(profile.player_id, refresh=True), [])
         stale |= await _stale_parts(ctx, ref, profile.player_id, recent)
@@ -248,14 +251,17 @@ async def _player_stats(ctx: FaceitContext, player_id: str) -> tuple[Any, Any]:
     ])
 
 
-async def _stale_parts(ctx: FaceitContext, ref: PlayerRef, player_id: str, recent: list[Any]) -> set[str]:
+async def _stale_parts(ctx: FaceitContext, ref: PlayerRef, player_id: str, recent: list[Any],
+                       lifetime: Any = None) -> set[str]:
     """Which cached parts of a player report would contradict the others (one report, one
     moment): the profile and lifetime stats when the newest recent match finished after they
     were fetched (monitoring reads a followed player's matches fresh: the old Elo and match
     count sat beside the new matches), and the recent matches when they were fetched more than
     :data:`REPORT_FETCH_SPREAD` seconds before the profile or lifetime stats (a match finished in
-    between would be counted there and missing here). A part not cached (just fetched, or
-    missing at FACEIT) is current."""
+    between would be counted there and missing here), or before lifetime stats (given as
+    ``lifetime``) whose current win streak they contradict (a match finished seconds after
+    they were cached: "streak 2" over a list that ends in a loss). A part not cached (just
+    fetched, or missing at FACEIT) is current."""
     client, now = ctx.client, time.time()
     profile_key = ("player", ref.value) if ref.is_id else ("player_nick", ref.value)
     parts = ("profile", "lifetime", "recent")
@@ -267,7 +273,25 @@ async def _stale_parts(ctx: FaceitContext, ref: PlayerRef, player_id: str, recen
     others = [fetched[part] for part in ("profile", "lifetime") if part in fetched]
     if "recent" in fetched and others and fetched["recent"] < max(others) - REPORT_FETCH_SPREAD:
         stale.add("recent")
+    newer_lifetime = "recent" in fetched and fetched.get("lifetime", now) > fetched["recent"] + 1.0
+    if newer_lifetime and not _same_streak(lifetime, recent):
+        stale.add("recent")
     return stale
+
+
+def _same_streak(lifetime: Any, recent: list[Any]) -> bool:
+    """Whether the lifetime stats' current win streak agrees with the recent matches (newest
+    first), up to :data:`STREAK_COMPARED` (a new match changes the head of both); True when
+    either cannot tell."""
+    streak = getattr(lifetime, "current_streak", None)
+    if streak is None or not recent:
+        return True
+    wins = 0
+    for match in recent[:STREAK_COMPARED]:
+        if match.won is not True:
+            break
+        wins += 1
+    return wins == min(int(streak), STREAK_COMPARED, len(recent))
 
 
 def _chart(chart: dict[str, Any], nickname: str) -> bytes | None:
@@ -597,7 +621,10 @@ async def _fetch_match_refresh(client: FaceitClient, ref: MatchRef) -> Match:
 # Analytics -----------------------------------------------------------------------------------------
 
 
-async def _user_analytics(ctx: FaceitContext, user_id: int, report_type: str, now: float) -> dict[str, Any]:
+async def _user_analytics(ctx: FaceitContext, user_id: int, report_type: str, now: float,
+                          fresh: bool = False) -> dict[str, Any]:
+    """One user's report (``fresh``: they asked for it now, so each player's newest matches are
+    read anew; the scheduled run for everyone takes what the cache has, minutes old at most)."""
     days = REPORT_DAYS[report_type]
     since = now - days * 86400
     analyses = await ctx.store.activity(user_id, since, now)  # the same window as the matches
@@ -609,13 +636,27 @@ async def _user_analytics(ctx: FaceitContext, user_id: int, report_type: str, no
         history, profile, (recent, complete_from) = await _gather_all([
             ctx.store.elo_history(pid),
             _optional(ctx.client.get_player(pid)),
-            _optional(ctx.client.get_stats_since(pid, since), ([], now)),
+            _optional(ctx.client.get_stats_since(pid, since, fresh=fresh), ([], now)),
         ])
+        newest = max((m.finished_at for m in recent if m.finished_at), default=0.0)
+        profile = await _profile_after(ctx, pid, profile, newest)
         players.append(analysis.tracked_player_period(
             pid, profile.nickname if profile else sub["nickname"], recent, since,
             profile.elo if profile else None, history, now, complete_from))
     return {"user_id": user_id, "report_type": report_type, "days": days, "since": since,
             "analyses": analyses, "players": players}
+
+
+async def _profile_after(ctx: FaceitContext, player_id: str, profile: Any, newest: float) -> Any:
+    """``profile``, fetched again when it was cached before ``newest`` (the finish time of the
+    player's newest match): its Elo predates that match ("Elo 941" beside the win that made it
+    965)."""
+    if profile is None or not newest:
+        return profile
+    age = await ctx.client.cached_age("player", player_id)
+    if age is None or time.time() - age >= newest:
+        return profile
+    return await _optional(ctx.client.get_player(player_id, refresh=True)) or profile
 
 
 async def build_analytics_report(user_id: int | None, report_type: str, progress: Progress) -> dict[str, Any]:
@@ -627,7 +668,7 @@ async def build_analytics_report(user_id: int | None, report_type: str, progress
     now = time.time()
     if user_id is not None:
         await progress(10, "players")
-        data = await _user_analytics(ctx, int(user_id), report_type, now)
+        data = await _user_analytics(ctx, int(user_id), report_type, now, fresh=True)
         await progress(95, "render")
         return _result("analytics_report", data, render.texts(render.render_analytics, data))
     since = now - REPORT_DAYS[report_type] * 86400

@@ -160,6 +160,29 @@ async def test_a_player_report_is_one_moments_picture(sandbox: FaceitSandbox, pr
     assert third["elo"] == again["elo"] + lost["elo_changes"][pid] and sandbox.calls() == 1
 
 
+async def test_a_player_report_reads_matches_again_when_fresher_lifetime_stats_contradict_them(
+        sandbox: FaceitSandbox, progress: ProgressLog, redis_client: redis.Redis) -> None:
+    """A tester's /player seconds after a match: the lifetime stats (their cache just expired)
+    said "streak" with the new win, the matches cached half a minute before did not have it, and
+    the profile showed the Elo before it. Within a minute of each other, but they contradict."""
+    player = sandbox.world()["players"][6]
+    pid, nick = player["player_id"], player["nickname"]
+    first = (await services.build_player_report(nick, progress))["data"]
+    for key in (f"fb:faceit:cache:player_nick:{nick}", f"fb:faceit:cache:recent:{pid}:30"):
+        redis_client.expire(key, redis_client.ttl(key) - 30)  # cached half a minute ago
+    won = not first["form"]["results"].startswith("W")  # a result that moves the win streak
+    finished = sandbox.finish_match(player_id=pid, won=won)
+    redis_client.delete(f"fb:faceit:cache:lifetime:{pid}")  # expired just now: read fresh
+    sandbox.reset()
+    again = (await services.build_player_report(nick, ProgressLog()))["data"]
+    assert again["form"]["results"] == ("W" if won else "L") + first["form"]["results"][:19]
+    assert again["elo"] == first["elo"] + finished["elo_changes"][pid] != first["elo"]
+    assert sandbox.calls() == 3  # lifetime (expired), then the matches and the profile again
+    sandbox.reset()
+    await services.build_player_report(nick, ProgressLog())
+    assert sandbox.calls() == 0  # one moment now: the cache serves it
+
+
 async def test_resolve_player(sandbox: FaceitSandbox) -> None:
     player = sandbox.world()["players"][2]
     resolved = await services.resolve_player(player["nickname"])
@@ -320,12 +343,14 @@ async def test_two_matches_between_scans_end_with_their_total_elo_change(sandbox
                                                                         progress: ProgressLog) -> None:
     """FACEIT tells the Elo now, not per match: the later notification carries the total, said so."""
     pid, _, start = await _followed_from_now(sandbox, player=14, user=7)
+    # Two wins: a win and a loss may cancel out, and an Elo that did not move is shown without
+    # a change (it may be FACEIT's lag), which is not what this test is about.
     won = sandbox.finish_match(player_id=pid, won=True, at=start)
-    lost = sandbox.finish_match(player_id=pid, won=False, at=start + 3600)
+    won_again = sandbox.finish_match(player_id=pid, won=True, at=start + 3600)
     first, second = (await services.monitor_matches([7], progress))["notifications"]
-    assert (first["match_id"], second["match_id"]) == (won["match_id"], lost["match_id"])
+    assert (first["match_id"], second["match_id"]) == (won["match_id"], won_again["match_id"])
     assert "Elo" not in first["texts"]["en"][0]
-    total = won["elo_changes"][pid] + lost["elo_changes"][pid]
+    total = won["elo_changes"][pid] + won_again["elo_changes"][pid]
     assert f"Elo {_signed(total)} over the last 2 matches → " in second["texts"]["en"][0]
     assert "за последние 2 матча" in second["texts"]["ru"][0]
 
@@ -416,6 +441,22 @@ async def test_a_weekly_report_counts_every_match_of_the_week(sandbox: FaceitSan
     (tracked,) = report["data"]["players"]
     assert tracked["matches"] == _matches_in_the_sandbox(sandbox, pid, since) >= 40
     assert f"{tracked['matches']} matches" in report["texts"]["en"][0]
+
+
+async def test_a_weekly_report_shows_the_elo_after_the_newest_match_it_counts(
+        sandbox: FaceitSandbox, progress: ProgressLog, redis_client: redis.Redis) -> None:
+    """The report reads the week's matches fresh: a profile cached before the newest of them
+    showed the Elo before it ("4 matches WWLL · Elo 941" while FACEIT said 965)."""
+    player = sandbox.world()["players"][3]
+    pid = player["player_id"]
+    await store.subscribe(23, pid, player["nickname"])
+    (before,) = (await services.build_analytics_report(23, "weekly", progress))["data"]["players"]
+    key = f"fb:faceit:cache:player:{pid}"
+    redis_client.expire(key, redis_client.ttl(key) - 30)  # the profile cached half a minute ago
+    finished = sandbox.finish_match(player_id=pid, won=True)
+    (after,) = (await services.build_analytics_report(23, "weekly", ProgressLog()))["data"]["players"]
+    assert after["matches"] == before["matches"] + 1
+    assert after["elo"] == before["elo"] + finished["elo_changes"][pid] != before["elo"]
 
 
 def _matches_in_the_sandbox(sandbox: FaceitSandbox, player_id: str, since: float) -> int:
