@@ -97,7 +97,7 @@ def test_a_long_result_is_shown_cut_and_says_so(live_pool, manager):
 def test_requeue_one_job_a_queue_or_all_and_usage_errors(live_pool, manager):
     first, second = failed_job(manager), failed_job(manager)
     data = run_json("requeue", "--job", first)
-    assert data == {"requeued": [first], "count": 1, "skipped": 0}
+    assert data == {"requeued": [first], "count": 1, "skipped": 0, "superseded": 0}
     # It ran again (and failed again: it fails nine times).
     wait_until(lambda: manager.get_job(first).status == "failed" and manager.get_job(first).attempts == 2,
                timeout=20)
