@@ -18,7 +18,7 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -54,7 +54,11 @@ def url_passwords(url: str) -> list[str]:
 
 
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (for logs and reprs)."""
+    """Return ``url`` with any password replaced by ``***`` (for logs and reprs).
+
+    Works on the text as written: a URL with a bad port must still be shown (in the error that
+    says so) without its password, so the port is never parsed here.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -62,13 +66,68 @@ def redact_url(url: str) -> str:
     if not url_passwords(url):
         return url
     if parts.password is not None:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+        userinfo, _, hostport = parts.netloc.rpartition("@")
+        parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{hostport}")
     query = [(name, "***" if _is_password_param(name) else value)
              for name, value in parse_qsl(parts.query, keep_blank_values=True)]
     return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+
+
+def _check_port(parts: SplitResult) -> None:
+    """Refuse a port that is not a number from 1 to 65535 (``urlsplit`` checks it only when asked,
+    so a bad one otherwise surfaces as a traceback deep inside a client library)."""
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("a URL whose port is a number from 1 to 65535")
+
+
+def check_redis_url(value: str) -> None:
+    """Raise ValueError (worded for 'REDIS_URL must be …', no password in it) unless redis-py
+    can connect with ``value``: scheme, port, a numeric database, query options it reads."""
+    import redis.connection  # here, not at the top: settings are loaded by processes without Redis too
+
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("a redis://, rediss:// or unix:// URL")
+    if parts.scheme != "unix":
+        _check_port(parts)
+        db = parts.path.strip("/")
+        if db and not (db.isascii() and db.isdigit()):
+            raise ValueError("a URL whose path is a database number, like /0")
+    try:
+        redis.connection.parse_url(value)
+    except ValueError as exc:  # its messages name the option, never its value
+        raise ValueError(f"a URL redis-py can read ({str(exc).rstrip('.')})") from None
+
+
+SENTINEL_PORT = 26379  # Sentinel's own port, taken when a REDIS_SENTINELS item names none
+
+
+def sentinel_address(item: str) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` as ``(host, port)``; the port defaults to
+    26379. Raises ValueError (worded for 'must be …') for an empty host or a bad port."""
+    if item.startswith("["):
+        host, bracket, rest = item[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError("a comma-separated list of host or host:port ([v6 address]:port for IPv6)")
+        port_text = rest[1:] if rest else ""
+    else:
+        host, colon, port_text = item.rpartition(":")
+        if not colon:
+            host, port_text = item, ""
+    if not host:
+        raise ValueError("a comma-separated list of host or host:port")
+    if not port_text:
+        return host, SENTINEL_PORT
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
+        raise ValueError("a comma-separated list of host or host:port, each port from 1 to 65535")
+    return host, int(port_text)
 
 
 def _comma_list(value: Any) -> Any:
@@ -97,6 +156,12 @@ class TomlDefaults(PydanticBaseSettingsSource):
             raw = tomllib.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise SettingsError(f"settings file {self.path} does not exist") from None
+        except IsADirectoryError:
+            raise SettingsError(f"settings file {self.path} is a directory, not a file") from None
+        except UnicodeDecodeError as exc:
+            raise SettingsError(f"settings file {self.path} is not UTF-8 text (byte {exc.start})") from None
+        except OSError as exc:  # unreadable: permissions, a dangling mount, …
+            raise SettingsError(f"settings file {self.path} cannot be read: {exc.strerror or exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"settings file {self.path} is not valid TOML: {exc}") from None
         known = set(self.settings_cls.model_fields)
@@ -223,18 +288,29 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_items(cls, value: list[str]) -> list[str]:
+        for item in value:
+            sentinel_address(item)
+        return value
+
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("a redis://, rediss:// or unix:// URL")
+    def _redis_url(cls, value: str) -> str:
+        check_redis_url(value)
         return value
 
     @field_validator("rabbitmq_url")
     @classmethod
-    def _amqp_scheme(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("amqp", "amqps"):
+    def _amqp_url(cls, value: str) -> str:
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("amqp", "amqps"):
             raise ValueError("an amqp:// or amqps:// URL")
+        _check_port(parts)
         return value
 
     @classmethod

@@ -148,3 +148,77 @@ def test_every_setting_has_a_comment_and_the_readme_row_says_it():
             row = f"| `{name}` | `{value}` | {meaning.strip()} |"
             assert row in readme, f"README.md lacks the row {row!r}"
 
+
+
+# --- URLs, Sentinel addresses and the settings file: one line, never a traceback ----------------
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("redis://:pw-hidden-1@host:notaport/0",
+     "REDIS_URL must be a URL whose port is a number from 1 to 65535 (got 'redis://:***@host:notaport/0')"),
+    ("redis://:pw-hidden-1@host:99999/0",
+     "REDIS_URL must be a URL whose port is a number from 1 to 65535 (got 'redis://:***@host:99999/0')"),
+    ("redis://:pw-hidden-1@host:6379/zero",
+     "REDIS_URL must be a URL whose path is a database number, like /0 (got 'redis://:***@host:6379/zero')"),
+    ("redis://host:6379/0?socket_timeout=soon",
+     "REDIS_URL must be a URL redis-py can read (Invalid value for 'socket_timeout' in connection URL) "
+     "(got 'redis://host:6379/0?socket_timeout=soon')"),
+    ("redis://[::1/0", "REDIS_URL must be a redis://, rediss:// or unix:// URL (got '<invalid url>')"),
+])
+def test_a_redis_url_redis_py_cannot_use_is_refused_without_its_password(monkeypatch, value, expected):
+    monkeypatch.setenv("REDIS_URL", value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == expected
+
+
+BAD_REDIS_URL = "redis://:pw-never-shown@127.0.0.1:99999/0"
+
+
+@pytest.mark.parametrize("command", [
+    [sys.executable, "admin.py", "status"],
+    [sys.executable, "-m", "dashboard"],
+    [sys.executable, "scheduler.py"],
+    [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "1"],
+])
+def test_a_bad_redis_port_stops_every_entry_point_with_one_line(command):
+    env = {**os.environ, "REDIS_URL": BAD_REDIS_URL}
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "REDIS_URL must be a URL whose port is a number from 1 to 65535" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout and "pw-never-shown" not in out.stderr + out.stdout
+
+
+def test_a_sentinel_without_a_port_is_on_sentinels_port(monkeypatch):
+    from queues.connection import _sentinel_hosts, redis_client
+
+    monkeypatch.setenv("REDIS_SENTINELS", "sentinel-a, sentinel-b:26380,[::1]:26381")
+    monkeypatch.setenv("REDIS_SENTINEL_MASTER", "mymaster")
+    s = load_settings()
+    assert _sentinel_hosts(s) == [("sentinel-a", 26379), ("sentinel-b", 26380), ("::1", 26381)]
+    redis_client(s).close()  # builds (connects lazily)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("sentinel-a:port", "REDIS_SENTINELS must be a comma-separated list of host or host:port, "
+                        "each port from 1 to 65535 (got 'sentinel-a:port')"),
+    ("sentinel-a:70000", "REDIS_SENTINELS must be a comma-separated list of host or host:port, "
+                         "each port from 1 to 65535 (got 'sentinel-a:70000')"),
+    (":26379", "REDIS_SENTINELS must be a comma-separated list of host or host:port (got ':26379')"),
+])
+def test_a_bad_sentinel_address_is_one_line(monkeypatch, value, expected):
+    monkeypatch.setenv("REDIS_SENTINELS", value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == expected
+
+
+def test_a_settings_file_that_is_a_directory_or_not_utf8_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("SETTINGS_FILE", str(tmp_path))
+    with pytest.raises(SettingsError, match=f"^settings file {tmp_path} is a directory, not a file$"):
+        load_settings()
+    latin = tmp_path / "latin1.toml"
+    latin.write_bytes(b'SENTRY_ENVIRONMENT = "b\xe9ta"\n')
+    monkeypatch.setenv("SETTINGS_FILE", str(latin))
+    with pytest.raises(SettingsError, match=f"^settings file {latin} is not UTF-8 text \\(byte 23\\)$"):
+        load_settings()
