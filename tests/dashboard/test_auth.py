@@ -255,3 +255,14 @@ def test_a_taken_port_is_one_line_not_a_traceback(redis_url: str) -> None:
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert f"dashboard: cannot listen on 127.0.0.1:{port}: " in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "0"])
+def test_a_port_out_of_range_is_one_line_not_a_traceback(redis_url: str, port: str) -> None:
+    proc = _run_dashboard({}, "--host", "127.0.0.1", "--port", port)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()  # port 0 once meant "any free port": a dashboard that ran on and on
+    assert proc.returncode == 2
+    assert out.strip() == f"dashboard: --port must be a number from 1 to 65535 (got {port})"
