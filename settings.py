@@ -13,6 +13,7 @@ neither reaches a log line or a repr.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tomllib
 from functools import lru_cache
@@ -82,6 +83,24 @@ def _check_port(parts: SplitResult) -> None:
         port = 0
     if port == 0:
         raise ValueError("a URL whose port is a number from 1 to 65535")
+
+
+def check_http_url(value: str) -> None:
+    """Raise ValueError (worded for 'NAME must be …') unless ``value`` is an http(s) URL with a host
+    and a valid port: aiohttp would fail on it only at the first request, deep in a traceback."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("an http:// or https:// URL with a host")
+    _check_port(parts)
+
+
+#: Telegram's rule for ``secret_token`` (setWebhook): 1-256 characters of these.
+WEBHOOK_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+#: A bot token's shape (``123456:ABC-def…``); aiogram refuses any other with a traceback.
+BOT_TOKEN_PATTERN = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")
 
 
 def check_redis_url(value: str) -> None:
@@ -367,6 +386,33 @@ class Settings(BaseSettings):
         if parts is None or parts.scheme not in ("amqp", "amqps"):
             raise ValueError("an amqp:// or amqps:// URL")
         _check_port(parts)
+        return value
+
+    @field_validator("telegram_api_url", "faceit_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        check_http_url(value)
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str) -> str:
+        if value:  # empty: polling mode (webhook mode without it is refused by bot.config)
+            check_http_url(value)
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value() and not WEBHOOK_SECRET_PATTERN.fullmatch(value.get_secret_value()):
+            raise ValueError("1 to 256 characters, each A-Z, a-z, 0-9, '_' or '-' (Telegram allows no others)")
+        return value
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _bot_token(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value() and not BOT_TOKEN_PATTERN.fullmatch(value.get_secret_value()):
+            raise ValueError("a bot token as @BotFather gives it, <digits>:<letters, digits, '_' or '-'>")
         return value
 
     @classmethod
