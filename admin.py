@@ -121,6 +121,27 @@ class Hours(click.ParamType):
         return hours
 
 
+class Seconds(click.ParamType):
+    """A finite number of seconds, more than 0 and at most :data:`settings.MAX_SECONDS`.
+
+    ``click.FloatRange`` lets ``nan`` through (every comparison with it is false) and takes
+    ``inf``: a probe wait of nan failed every probe at once, one of inf never ended.
+    """
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        from settings import MAX_SECONDS
+
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or not 0 < seconds <= MAX_SECONDS:
+            self.fail(f"{value!r}: give more than 0 and at most {MAX_SECONDS} seconds", param, ctx)
+        return seconds
+
+
 def fmt_time(ts: float | None) -> str:
     if not ts:
         return "-"
@@ -138,6 +159,15 @@ def fmt_seconds(value: float | None) -> str:
     if value < 7200:
         return f"{value / 60:.1f} min"
     return f"{value / 3600:.1f} h"
+
+
+def fmt_lifetime(seconds: int) -> str:
+    """A whole number of seconds as the settings would say it: ``24 h``, ``15 min``, ``90 s``."""
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
 
 
 def parse_duration(text: str) -> float:
@@ -349,18 +379,20 @@ def alerts(hours: float, level: str | None, open_only: bool, limit: int, as_json
 
 
 @cli.command("test")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
-              help="Seconds to wait for every probe.")
+@click.option("--timeout", type=Seconds(), default=None,
+              help="Seconds to wait for every probe (default QUEUE_BURST_TIMEOUT, 60).")
 @click.option("--queues", "-q", multiple=True, help="Only these queues (default all).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handles_errors
-def test_probe(timeout: float, queues: tuple[str, ...], as_json: bool) -> None:
+def test_probe(timeout: float | None, queues: tuple[str, ...], as_json: bool) -> None:
     """Send a probe job to each queue, wait, print pass/fail and latency. Exit 1 if any fails."""
     from actors.probe import PROBES
     from queues.manager import get_queue_manager
     from queues.priorities import QueuePriority, priority_of_queue, queue_name
 
     settings = get_settings()
+    if timeout is None:
+        timeout = float(settings.queue_burst_timeout)
     manager = get_queue_manager()
     wanted = [resolve_queue(q) for part in queues for q in part.replace(",", " ").split()]
     sent = []
@@ -561,7 +593,9 @@ def job(job_id: str, as_json: bool) -> None:
 
     record = get_queue_manager().get_job(job_id)
     if record is None:
-        fail(f"no job {job_id} (records of finished jobs expire: results after 1 h, failures after 24 h)")
+        settings = get_settings()
+        fail(f"no job {job_id} (records of finished jobs expire: results after "
+             f"{fmt_lifetime(settings.queue_result_ttl)}, failures after {fmt_lifetime(settings.queue_failure_ttl)})")
     data = record.to_dict()
     if as_json:
         emit_json(data)
@@ -576,7 +610,7 @@ def job(job_id: str, as_json: bool) -> None:
             ["requesters", json.dumps(record.requesters, ensure_ascii=False)]]
     if record.watchers:
         rows.append(["watchers", json.dumps(record.watchers)])
-    if record.retry_at:
+    if record.retry_at and not record.is_final:  # a finished job keeps the field; it retries no more
         rows.append(["next retry", fmt_time(record.retry_at)])
     if record.progress and record.status != "succeeded":  # a done job's last report (95% render) misleads
         label = "progress when it stopped" if record.is_final else "progress"

@@ -13,12 +13,13 @@ neither reaches a log line or a repr.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Annotated, Any, Literal, get_args, get_origin
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -54,7 +55,11 @@ def url_passwords(url: str) -> list[str]:
 
 
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (for logs and reprs)."""
+    """Return ``url`` with any password replaced by ``***`` (for logs and reprs).
+
+    Works on the text as written: a URL with a bad port must still be shown (in the error that
+    says so) without its password, so the port is never parsed here.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -62,13 +67,86 @@ def redact_url(url: str) -> str:
     if not url_passwords(url):
         return url
     if parts.password is not None:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+        userinfo, _, hostport = parts.netloc.rpartition("@")
+        parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{hostport}")
     query = [(name, "***" if _is_password_param(name) else value)
              for name, value in parse_qsl(parts.query, keep_blank_values=True)]
     return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+
+
+def _check_port(parts: SplitResult) -> None:
+    """Refuse a port that is not a number from 1 to 65535 (``urlsplit`` checks it only when asked,
+    so a bad one otherwise surfaces as a traceback deep inside a client library)."""
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("a URL whose port is a number from 1 to 65535")
+
+
+def check_http_url(value: str) -> None:
+    """Raise ValueError (worded for 'NAME must be …') unless ``value`` is an http(s) URL with a host
+    and a valid port: aiohttp would fail on it only at the first request, deep in a traceback."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("an http:// or https:// URL with a host")
+    _check_port(parts)
+
+
+#: Telegram's rule for ``secret_token`` (setWebhook): 1-256 characters of these.
+WEBHOOK_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+#: A bot token's shape (``123456:ABC-def…``); aiogram refuses any other with a traceback.
+BOT_TOKEN_PATTERN = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")
+
+
+def check_redis_url(value: str) -> None:
+    """Raise ValueError (worded for 'REDIS_URL must be …', no password in it) unless redis-py
+    can connect with ``value``: scheme, port, a numeric database, query options it reads."""
+    import redis.connection  # here, not at the top: settings are loaded by processes without Redis too
+
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("a redis://, rediss:// or unix:// URL")
+    if parts.scheme != "unix":
+        _check_port(parts)
+        db = parts.path.strip("/")
+        if db and not (db.isascii() and db.isdigit()):
+            raise ValueError("a URL whose path is a database number, like /0")
+    try:
+        redis.connection.parse_url(value)
+    except ValueError as exc:  # its messages name the option, never its value
+        raise ValueError(f"a URL redis-py can read ({str(exc).rstrip('.')})") from None
+
+
+SENTINEL_PORT = 26379  # Sentinel's own port, taken when a REDIS_SENTINELS item names none
+
+
+def sentinel_address(item: str) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` as ``(host, port)``; the port defaults to
+    26379. Raises ValueError (worded for 'must be …') for an empty host or a bad port."""
+    if item.startswith("["):
+        host, bracket, rest = item[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError("a comma-separated list of host or host:port ([v6 address]:port for IPv6)")
+        port_text = rest[1:] if rest else ""
+    else:
+        host, colon, port_text = item.rpartition(":")
+        if not colon:
+            host, port_text = item, ""
+    if not host:
+        raise ValueError("a comma-separated list of host or host:port")
+    if not port_text:
+        return host, SENTINEL_PORT
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
+        raise ValueError("a comma-separated list of host or host:port, each port from 1 to 65535")
+    return host, int(port_text)
 
 
 def _comma_list(value: Any) -> Any:
@@ -78,8 +156,11 @@ def _comma_list(value: Any) -> Any:
 
 
 CommaList = Annotated[list[str], NoDecode]
-FloatList = Annotated[list[float], NoDecode]
-IntList = Annotated[list[int], NoDecode]
+
+#: The upper bound of every duration setting (TTLs, timeouts, intervals), in seconds: ten years.
+#: Anything longer is a typo, and past ~2**63 ms Redis refuses the expiry on every write
+#: ("value is not an integer or out of range") while the process has started happily.
+MAX_SECONDS = 10 * 365 * 86400
 
 
 class TomlDefaults(PydanticBaseSettingsSource):
@@ -97,28 +178,87 @@ class TomlDefaults(PydanticBaseSettingsSource):
             raw = tomllib.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise SettingsError(f"settings file {self.path} does not exist") from None
+        except IsADirectoryError:
+            raise SettingsError(f"settings file {self.path} is a directory, not a file") from None
+        except UnicodeDecodeError as exc:
+            raise SettingsError(f"settings file {self.path} is not UTF-8 text (byte {exc.start})") from None
+        except OSError as exc:  # unreadable: permissions, a dangling mount, …
+            raise SettingsError(f"settings file {self.path} cannot be read: {exc.strerror or exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"settings file {self.path} is not valid TOML: {exc}") from None
-        known = set(self.settings_cls.model_fields)
+        fields = self.settings_cls.model_fields
         values = {}
         for key, value in raw.items():
-            if key.lower() not in known:
+            field = fields.get(key.lower())
+            if field is None:
                 raise SettingsError(f"{key} in {self.path.name} is not a known setting")
+            wanted = _toml_type_wanted(field.annotation, value)
+            if wanted:
+                raise SettingsError(f"{key} in {self.path.name} must be {wanted}{_shown(key, value)}")
             values[key.lower()] = value
         return values
+
+
+#: What settings.toml must hold for each Python type of a setting, and how to say it.
+_TOML_TYPES: dict[Any, tuple[str, str]] = {
+    bool: ("true or false (no quotes)", "booleans"),
+    int: ("a whole number (no quotes)", "whole numbers"),
+    float: ("a number (no quotes)", "numbers"),
+}
+
+
+def _plain(annotation: Any) -> Any:
+    """``annotation`` without its ``Annotated[…]`` wrapper."""
+    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
+
+
+def _toml_value_fits(annotation: Any, value: Any) -> bool:
+    """True when ``value`` (as TOML typed it) is of the type a setting of ``annotation`` needs."""
+    annotation = _plain(annotation)
+    if get_origin(annotation) is list:
+        item = get_args(annotation)[0]
+        return isinstance(value, list) and all(_toml_value_fits(item, v) for v in value)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):  # bool is an int to Python, never a number of workers to us
+        return False
+    if annotation is int:
+        return isinstance(value, int)
+    if annotation is float:
+        return isinstance(value, int | float)
+    return isinstance(value, str)
+
+
+def _toml_type_wanted(annotation: Any, value: Any) -> str | None:
+    """None when ``value`` has the TOML type a setting of ``annotation`` needs, else that type.
+
+    TOML has real types, so settings.toml is held to them: pydantic alone would read ``true`` as
+    1 worker, ``"4"`` as 4 and ``"yes"`` as true, and a typo would pass unnoticed.
+    (Environment variables are text by nature and are parsed as before.)
+    """
+    if _toml_value_fits(annotation, value):
+        return None
+    annotation = _plain(annotation)
+    if get_origin(annotation) is list:
+        item = _plain(get_args(annotation)[0])
+        return f"a list of {_TOML_TYPES.get(item, ('', 'quoted strings'))[1]} in [ ]"
+    return _TOML_TYPES.get(annotation, ("a quoted string", ""))[0]
 
 
 class Settings(BaseSettings):
     """All settings; field ``queue_max_workers`` is variable ``QUEUE_MAX_WORKERS``."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", validate_default=True)
+    # allow_inf_nan=False: 'inf' and 'nan' pass gt=0 and le=… checks, then fail far from here
+    # (OverflowError in the scheduler's lock, a retry delay of nan seconds).
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", validate_default=True,
+                                      allow_inf_nan=False)
 
     # Redis and the broker
     redis_url: str
     redis_password: SecretStr = SecretStr("")
     redis_sentinels: CommaList = []
     redis_sentinel_master: str = ""
-    redis_sentinel_check_interval: float = Field(gt=0)
+    redis_sentinel_check_interval: float = Field(gt=0, le=MAX_SECONDS)
     redis_key_prefix: str
     broker: Literal["redis", "rabbitmq"]
     rabbitmq_url: str
@@ -128,39 +268,39 @@ class Settings(BaseSettings):
     queue_name_prefix: str = Field(pattern=r"^[A-Za-z0-9_.-]*$")
     queue_max_workers: int = Field(ge=1)
     queue_worker_threads: int = Field(ge=1)
-    queue_worker_ttl: int = Field(ge=1)
-    queue_heartbeat_timeout: float = Field(gt=0)
-    queue_maintenance_interval: float = Field(gt=0)
+    queue_worker_ttl: int = Field(ge=1, le=MAX_SECONDS)
+    queue_heartbeat_timeout: float = Field(gt=0, le=MAX_SECONDS)
+    queue_maintenance_interval: float = Field(gt=0, le=MAX_SECONDS)
     worker_nice: int = Field(ge=0, le=19)
     worker_stop_repeat_window: float = Field(ge=0, le=60)
-    queue_default_timeout: float = Field(gt=0)
-    queue_high_priority_timeout: float = Field(gt=0)
-    queue_low_priority_timeout: float = Field(gt=0)
+    queue_default_timeout: float = Field(gt=0, le=MAX_SECONDS)
+    queue_high_priority_timeout: float = Field(gt=0, le=MAX_SECONDS)
+    queue_low_priority_timeout: float = Field(gt=0, le=MAX_SECONDS)
     queue_max_retries: int = Field(ge=0)
-    queue_retry_delays: FloatList = Field(min_length=1)
-    queue_result_ttl: int = Field(ge=1)
-    queue_failure_ttl: int = Field(ge=1)
-    queue_burst_timeout: float = Field(gt=0)
+    queue_retry_delays: Annotated[list[Annotated[float, Field(ge=0, le=MAX_SECONDS)]], NoDecode] = Field(min_length=1)
+    queue_result_ttl: int = Field(ge=1, le=MAX_SECONDS)
+    queue_failure_ttl: int = Field(ge=1, le=MAX_SECONDS)
+    queue_burst_timeout: float = Field(gt=0, le=MAX_SECONDS)
     queue_index_limit: int = Field(ge=10)
 
     # Monitoring and alerts
     queue_enable_monitoring: bool
-    queue_monitoring_interval: float = Field(gt=0)
-    queue_metrics_retention_days: float = Field(gt=0)
+    queue_monitoring_interval: float = Field(gt=0, le=MAX_SECONDS)
+    queue_metrics_retention_days: float = Field(gt=0, le=MAX_SECONDS / 86400)
     alert_failure_rate: float = Field(ge=0, le=1)
     alert_depth_high: int = Field(ge=0)
     alert_depth_default: int = Field(ge=0)
     alert_depth_low: int = Field(ge=0)
-    alert_wait_high: float = Field(ge=0)
-    alert_wait_default: float = Field(ge=0)
-    alert_wait_low: float = Field(ge=0)
-    alert_queued_max_age: float = Field(gt=0)
+    alert_wait_high: float = Field(ge=0, le=MAX_SECONDS)
+    alert_wait_default: float = Field(ge=0, le=MAX_SECONDS)
+    alert_wait_low: float = Field(ge=0, le=MAX_SECONDS)
+    alert_queued_max_age: float = Field(gt=0, le=MAX_SECONDS)
     alert_redis_memory_share: float = Field(gt=0, le=1)
     alert_rate_limit_storm: int = Field(ge=1)
-    alert_dedupe_window: float = Field(gt=0)
-    alert_failure_window: float = Field(gt=0)
+    alert_dedupe_window: float = Field(gt=0, le=MAX_SECONDS)
+    alert_failure_window: float = Field(gt=0, le=MAX_SECONDS)
     alert_failure_min_jobs: int = Field(ge=1)
-    alert_telegram_batch_seconds: float = Field(gt=0)
+    alert_telegram_batch_seconds: float = Field(gt=0, le=MAX_SECONDS)
 
     # Dashboard
     queue_dashboard_enabled: bool
@@ -180,7 +320,7 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr = SecretStr("")
     webhook_host: str
     webhook_port: int = Field(ge=1, le=65535)
-    admin_user_ids: IntList = []
+    admin_user_ids: Annotated[list[Annotated[int, Field(gt=0)]], NoDecode] = []
     user_jobs_per_minute: int = Field(ge=1)
     user_max_active_jobs: int = Field(ge=1)
     bulk_max_matches: int = Field(ge=1)
@@ -190,25 +330,25 @@ class Settings(BaseSettings):
     telegram_chat_burst: int = Field(ge=1)
     telegram_group_burst: int = Field(ge=1)
     telegram_global_burst: int = Field(ge=1)
-    bot_redis_wait: float = Field(ge=0)
+    bot_redis_wait: float = Field(ge=0, le=MAX_SECONDS)
     bot_update_concurrency: int = Field(ge=1)
 
     # FACEIT
     faceit_api_key: SecretStr = SecretStr("")
     faceit_api_url: str
-    faceit_request_timeout: float = Field(gt=0)
+    faceit_request_timeout: float = Field(gt=0, le=MAX_SECONDS)
     faceit_rate_limit: float = Field(gt=0)
     faceit_rate_burst: int = Field(ge=1)
-    faceit_cache_match_ttl: int = Field(ge=1)
-    faceit_cache_profile_ttl: int = Field(ge=1)
-    faceit_cache_recent_ttl: int = Field(ge=1)
-    faceit_cache_lifetime_ttl: int = Field(ge=1)
-    faceit_cache_finished_ttl: int = Field(ge=1)
-    faceit_cache_failure_ttl: float = Field(gt=0)
-    match_monitoring_interval: float = Field(gt=0)
-    cache_update_interval: float = Field(gt=0)
-    weekly_report_check_interval: float = Field(gt=0)
-    scheduler_lock_ttl: float = Field(gt=0)
+    faceit_cache_match_ttl: int = Field(ge=1, le=MAX_SECONDS)
+    faceit_cache_profile_ttl: int = Field(ge=1, le=MAX_SECONDS)
+    faceit_cache_recent_ttl: int = Field(ge=1, le=MAX_SECONDS)
+    faceit_cache_lifetime_ttl: int = Field(ge=1, le=MAX_SECONDS)
+    faceit_cache_finished_ttl: int = Field(ge=1, le=MAX_SECONDS)
+    faceit_cache_failure_ttl: float = Field(gt=0, le=MAX_SECONDS)
+    match_monitoring_interval: float = Field(gt=0, le=MAX_SECONDS)
+    cache_update_interval: float = Field(gt=0, le=MAX_SECONDS)
+    weekly_report_check_interval: float = Field(gt=0, le=MAX_SECONDS)
+    scheduler_lock_ttl: float = Field(gt=0, le=MAX_SECONDS)
 
     # Errors and logs
     sentry_dsn: SecretStr = SecretStr("")
@@ -224,18 +364,56 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_items(cls, value: list[str]) -> list[str]:
+        for item in value:
+            sentinel_address(item)
+        return value
+
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("a redis://, rediss:// or unix:// URL")
+    def _redis_url(cls, value: str) -> str:
+        check_redis_url(value)
         return value
 
     @field_validator("rabbitmq_url")
     @classmethod
-    def _amqp_scheme(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("amqp", "amqps"):
+    def _amqp_url(cls, value: str) -> str:
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("amqp", "amqps"):
             raise ValueError("an amqp:// or amqps:// URL")
+        _check_port(parts)
+        return value
+
+    @field_validator("telegram_api_url", "faceit_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        check_http_url(value)
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str) -> str:
+        if value:  # empty: polling mode (webhook mode without it is refused by bot.config)
+            check_http_url(value)
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value() and not WEBHOOK_SECRET_PATTERN.fullmatch(value.get_secret_value()):
+            raise ValueError("1 to 256 characters, each A-Z, a-z, 0-9, '_' or '-' (Telegram allows no others)")
+        return value
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _bot_token(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value() and not BOT_TOKEN_PATTERN.fullmatch(value.get_secret_value()):
+            raise ValueError("a bot token as @BotFather gives it, <digits>:<letters, digits, '_' or '-'>")
         return value
 
     @classmethod
@@ -281,34 +459,90 @@ class Settings(BaseSettings):
         return [value for value in values if len(value) >= 4]
 
 
-def _describe(error: dict[str, Any]) -> str:
-    """Turn one pydantic error into 'NAME must be … (got …)'."""
-    name = str(error["loc"][0]).upper() if error.get("loc") else "a setting"
+#: Error kinds that mean "not a value of this type at all" (as opposed to out of range).
+_TYPE_KINDS = {"int_parsing", "int_from_float", "int_type", "float_parsing", "float_type", "finite_number",
+               "bool_parsing", "bool_type", "string_type"}
+
+
+def _number(value: Any) -> str:
+    """A limit as written in settings.toml: 0 rather than 0.0."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _expected(error: dict[str, Any]) -> str:
+    """What one pydantic error says the value must be, as a phrase ('a whole number', 'at least 1')."""
     kind = error.get("type", "")
-    expected = {
+    ctx = error.get("ctx", {})
+    if kind == "less_than_equal" and ctx.get("le") == MAX_SECONDS:
+        return f"at most {MAX_SECONDS} (ten years)"
+    known = {
         "int_parsing": "a whole number",
         "int_from_float": "a whole number",
+        "int_type": "a whole number",
         "float_parsing": "a number",
+        "float_type": "a number",
+        "finite_number": "a finite number",
         "bool_parsing": "true or false",
-        "literal_error": "one of " + str(error.get("ctx", {}).get("expected", "")),
+        "bool_type": "true or false",
+        "string_type": "text",
+        "list_type": "a comma-separated list",
+        "literal_error": f"one of {ctx.get('expected', '')}",
         "string_pattern_mismatch": "letters, digits, '.', '_' or '-'",
         "too_short": "at least one value",
-        "greater_than_equal": f"at least {error.get('ctx', {}).get('ge')}",
-        "greater_than": f"more than {error.get('ctx', {}).get('gt')}",
-        "less_than_equal": f"at most {error.get('ctx', {}).get('le')}",
+        "greater_than_equal": f"at least {_number(ctx.get('ge'))}",
+        "greater_than": f"more than {_number(ctx.get('gt'))}",
+        "less_than_equal": f"at most {_number(ctx.get('le'))}",
+        "less_than": f"less than {_number(ctx.get('lt'))}",
         "missing": "a value (it is missing from settings.toml)",
-        "value_error": str(error.get("ctx", {}).get("error", "a valid value")),
-    }.get(kind, error.get("msg", "a valid value").lower())
-    if len(error.get("loc", ())) > 1:
-        expected = f"a comma-separated list of {expected.removeprefix('a ')}s"
-    got = error.get("input")
-    secret = name.lower() in {
-        n for n, f in Settings.model_fields.items() if f.annotation is SecretStr
+        "value_error": str(ctx.get("error", "a valid value")),
     }
-    if isinstance(got, str) and name.endswith("_URL"):
-        got = redact_url(got)  # a password in a mistyped URL stays out of the message
-    shown = "" if kind == "missing" or secret or isinstance(got, dict) else f" (got {got!r})"
-    return f"{name} must be {expected}{shown}"
+    if kind in known:
+        return known[kind]
+    message = str(error.get("msg", "")).rstrip(".")
+    phrase = message.removeprefix("Input should be ")
+    return phrase if phrase != message else f"a valid value ({message.lower() or kind})"
+
+
+def _item_noun(name: str) -> str:
+    """What a list setting holds, in the plural ('numbers' for QUEUE_RETRY_DELAYS)."""
+    field = Settings.model_fields.get(name)
+    args = get_args(field.annotation) if field else ()
+    item = args[0] if args else str
+    if get_origin(item) is Annotated:
+        item = get_args(item)[0]
+    return {int: "whole numbers", float: "numbers"}.get(item, "values")
+
+
+def _shown(name: str, value: Any) -> str:
+    """' (got …)' for an error message: empty for secrets and tables, a URL with its password masked."""
+    field = Settings.model_fields.get(name.lower())
+    if (field is not None and field.annotation is SecretStr) or isinstance(value, dict):
+        return ""
+    if isinstance(value, str) and name.upper().endswith("_URL"):
+        value = redact_url(value)  # a password in a mistyped URL stays out of the message
+    return f" (got {value!r})"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """Turn one pydantic error into one sentence: 'NAME must be … (got …)'.
+
+    A list item's error names the list: 'QUEUE_RETRY_DELAYS must be a comma-separated list of
+    numbers, each at least 0 (got -5)'.
+    """
+    loc = error.get("loc") or ("a setting",)
+    field = str(loc[0])
+    expected = _expected(error)
+    kind = error.get("type", "")
+    if len(loc) > 1:
+        noun = _item_noun(field)
+        if kind == "finite_number":
+            expected = f"a comma-separated list of finite {noun}"
+        elif kind in _TYPE_KINDS:
+            expected = f"a comma-separated list of {noun}"
+        else:
+            expected = f"a comma-separated list of {noun}, each {expected}"
+    shown = "" if kind == "missing" else _shown(field, error.get("input"))
+    return f"{field.upper()} must be {expected}{shown}"
 
 
 def load_settings(**overrides: Any) -> Settings:

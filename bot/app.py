@@ -102,6 +102,27 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+async def check_telegram(bot: Bot, settings: Any) -> None:
+    """Ask the Bot API who the bot is, as polling does first; raise :class:`BotConfigError` (one
+    line, token scrubbed) when it cannot be reached or refuses the token. Unchecked, the same
+    failure surfaced inside ``start_polling`` as chained tracebacks ending in TelegramNetworkError.
+    """
+    from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
+
+    url = redact_url(settings.telegram_api_url)
+    try:
+        await bot.me()
+    except TelegramUnauthorizedError:
+        raise BotConfigError(f"the Telegram Bot API at {url} refused TELEGRAM_BOT_TOKEN (Unauthorized)") from None
+    except TelegramNetworkError as exc:
+        reason = exc.message.removeprefix("HTTP Client says - ").replace(bot.token, "<token>")
+        raise BotConfigError(f"the Telegram Bot API at {url} does not answer ({reason}); "
+                             f"check TELEGRAM_API_URL and the network") from None
+    except TelegramAPIError as exc:
+        reason = f"{type(exc).__name__}: {exc.message}".replace(bot.token, "<token>")
+        raise BotConfigError(f"the Telegram Bot API at {url} refused getMe ({reason})") from None
+
+
 async def run_polling(bot: Bot, dp: Dispatcher, settings: Any) -> None:
     try:
         await bot.delete_webhook(drop_pending_updates=False)
@@ -160,6 +181,8 @@ async def run(settings: Any) -> None:
     services = BotServices(settings, client)
     try:
         await wait_for_redis(client, settings)
+        if settings.bot_mode != "webhook":  # a webhook is registered with retries (_set_webhook)
+            await check_telegram(bot, settings)
         dp = build_dispatcher(services)
         await _prepare(bot, dp, services)
         freeze_startup_heap()

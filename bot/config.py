@@ -1,7 +1,8 @@
 """What the bot needs from settings before it can start, checked without importing aiogram.
 
 :func:`check_config` refuses at once, with one line, what cannot work (an empty token against
-the real Telegram, webhook mode without its URL or secret); :func:`bot_token` picks the token.
+the real Telegram, webhook mode without its URL or secret, or with an http URL Telegram would
+refuse); :func:`bot_token` picks the token.
 """
 
 from __future__ import annotations
@@ -41,3 +42,6 @@ def check_config(settings: Any) -> None:
             raise BotConfigError("BOT_MODE=webhook needs WEBHOOK_URL (the public https URL Telegram posts to)")
         if not settings.webhook_secret.get_secret_value():
             raise BotConfigError("BOT_MODE=webhook needs WEBHOOK_SECRET (Telegram sends it with every update)")
+        if REAL_API_HOST in settings.telegram_api_url and not settings.webhook_url.startswith("https://"):
+            # Telegram refuses http webhooks; the sandbox (local runs, tests) posts to http too.
+            raise BotConfigError("WEBHOOK_URL must be an https:// URL: Telegram posts updates only over https")

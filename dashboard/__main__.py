@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=settings.queue_dashboard_host, help="address to listen on")
     parser.add_argument("--port", type=int, default=settings.queue_dashboard_port, help="port to listen on")
     args = parser.parse_args(argv)
+    if not 1 <= args.port <= 65535:  # the socket layer would raise OverflowError, a traceback
+        print(f"dashboard: --port must be a number from 1 to 65535 (got {args.port})", file=sys.stderr)
+        return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     init_sentry(settings, "dashboard")  # before the actors are imported: their broker would say "worker"
     if not settings.queue_dashboard_enabled:

@@ -99,6 +99,8 @@ async def empty_queue(request: web.Request) -> web.Response:
 async def jobs(request: web.Request) -> web.Response:
     data = dashboard_of(request).data
     filters = JobFilters.parse(request.query, data.queue_names)
+    if filters.actor is not None:
+        await in_thread(data.check_actor, filters.actor)
     return json_response(await in_thread(data.jobs, filters))
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from dashboard.monitor import RANGES, ChartRange, Figures
+from dashboard.monitor import METRICS, RANGES, ChartRange, Figures
 from queues.alerts import LEVELS, AlertStore
 from queues.errors import BrokerUnreachableError, UnknownJobError
 from queues.jobstore import ACTIVE_STATUSES, ALL_STATUSES, JobRecord, JobStore
@@ -224,6 +224,8 @@ class DashboardData:
             raise BadFilter(f"range is one of {', '.join(RANGES)}") from None
 
     def series(self, metric: str, queue: str, chart_range: str) -> list[tuple[float, float | None]]:
+        if metric not in METRICS:  # first: a bad metric is the mistake to name, whatever the queue
+            raise BadFilter(f"unknown metric {metric!r}: one of {', '.join(METRICS)}")
         if not queue:
             raise BadFilter(f"queue is required: one of {', '.join(self.queue_names)}")
         if queue not in self.queue_names:
@@ -254,6 +256,16 @@ class DashboardData:
             status=filters.status, queue=filters.queue, actor=filters.actor, user_id=filters.user,
             offset=(filters.page - 1) * filters.per_page, limit=filters.per_page,
         )
+
+    def check_actor(self, actor: str) -> None:
+        """Raise :class:`BadFilter` naming the known actors unless ``actor`` is declared here or
+        has jobs on record: a misspelt filter must not look like "no jobs" (status and queue
+        filters are refused the same way)."""
+        declared = set(self.manager.broker.get_declared_actors())
+        if actor in declared or self.store.client.exists(self.store.index_key("actor", actor)):
+            return
+        known = sorted(declared | set(self.known_actors()))
+        raise BadFilter(f"unknown actor {actor!r}: one of {', '.join(known)}")
 
     def known_actors(self) -> list[str]:
         """Actors that ever finished a job here (from the outcome totals), for the filter list."""

@@ -84,6 +84,8 @@ async def jobs(request: web.Request) -> web.Response:
             raise web.HTTPSeeOther(f"/jobs/{found['id']}")
     try:
         filters = JobFilters.parse(request.query, data.queue_names)
+        if filters.actor is not None:
+            await in_thread(data.check_actor, filters.actor)
         error = None
     except BadFilter as exc:
         filters, error = JobFilters(), str(exc)

@@ -28,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from settings import Settings
+from settings import Settings, sentinel_address
 
 SENTINEL_CHECK_INTERVAL = 1.0  # seconds between master checks of a pool in use
 SENTINEL_FAILED_CHECK_PAUSE = 10.0  # seconds before the next check when no sentinel answered
@@ -100,11 +100,8 @@ def _sentinel_kwargs(options: dict[str, Any], retry: Any) -> dict[str, Any]:
 
 
 def _sentinel_hosts(settings: Settings) -> list[tuple[str, int]]:
-    hosts = []
-    for item in settings.redis_sentinels:
-        host, _, port = item.rpartition(":")
-        hosts.append((host or item, int(port or 26379)))
-    return hosts
+    """``REDIS_SENTINELS`` as addresses (``host`` alone means Sentinel's port, 26379)."""
+    return [sentinel_address(item) for item in settings.redis_sentinels]
 
 
 def _password(settings: Settings) -> str | None:

@@ -140,11 +140,7 @@ class QueueMonitor:
         self.keys = MonitorKeys(self.settings.redis_key_prefix)
         self.resolve_after = max(1, int(resolve_after))
         self._clear_checks: dict[tuple[str | None, str], int] = {}  # open alert → checks clear in a row
-        if telegram == "auto":
-            from queues.telegram_alerts import TelegramAlertSink
-
-            telegram = TelegramAlertSink.from_settings(self.settings, self.client)
-        self.telegram = telegram
+        self._telegram = telegram  # "auto": built on first use (see the property)
         self.initialized = False
         # Episodes the alert log cannot hold while they last, each told to the sinks directly:
         self._outage: Alert | None = None  # Redis unreachable
@@ -352,6 +348,24 @@ class QueueMonitor:
         return {"last_recorded_age": _round(age), "stale": age is None or age > 3 * self.interval}
 
     # --- the tick -----------------------------------------------------------------------------
+
+    @property
+    def telegram(self) -> Any:
+        """The Telegram admins' alert sink, or None.
+
+        With ``telegram="auto"`` it is built from settings the first time alerts are to be sent,
+        not when the monitor is: ``admin.py status`` and the dashboard read health through a
+        monitor and send nothing, so they must not warn "Telegram alerts are off" on stderr.
+        """
+        if isinstance(self._telegram, str) and self._telegram == "auto":
+            from queues.telegram_alerts import TelegramAlertSink
+
+            self._telegram = TelegramAlertSink.from_settings(self.settings, self.client)
+        return self._telegram
+
+    @telegram.setter
+    def telegram(self, sink: Any) -> None:
+        self._telegram = sink
 
     def tick(self) -> dict[str, Any]:
         """Collect, record, evaluate, alert. Returns the snapshot with ``health`` and ``findings``."""

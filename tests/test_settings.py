@@ -148,3 +148,156 @@ def test_every_setting_has_a_comment_and_the_readme_row_says_it():
             row = f"| `{name}` | `{value}` | {meaning.strip()} |"
             assert row in readme, f"README.md lacks the row {row!r}"
 
+
+
+# --- URLs, Sentinel addresses and the settings file: one line, never a traceback ----------------
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("redis://:pw-hidden-1@host:notaport/0",
+     "REDIS_URL must be a URL whose port is a number from 1 to 65535 (got 'redis://:***@host:notaport/0')"),
+    ("redis://:pw-hidden-1@host:99999/0",
+     "REDIS_URL must be a URL whose port is a number from 1 to 65535 (got 'redis://:***@host:99999/0')"),
+    ("redis://:pw-hidden-1@host:6379/zero",
+     "REDIS_URL must be a URL whose path is a database number, like /0 (got 'redis://:***@host:6379/zero')"),
+    ("redis://host:6379/0?socket_timeout=soon",
+     "REDIS_URL must be a URL redis-py can read (Invalid value for 'socket_timeout' in connection URL) "
+     "(got 'redis://host:6379/0?socket_timeout=soon')"),
+    ("redis://[::1/0", "REDIS_URL must be a redis://, rediss:// or unix:// URL (got '<invalid url>')"),
+])
+def test_a_redis_url_redis_py_cannot_use_is_refused_without_its_password(monkeypatch, value, expected):
+    monkeypatch.setenv("REDIS_URL", value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == expected
+
+
+BAD_REDIS_URL = "redis://:pw-never-shown@127.0.0.1:99999/0"
+
+
+@pytest.mark.parametrize("command", [
+    [sys.executable, "admin.py", "status"],
+    [sys.executable, "-m", "dashboard"],
+    [sys.executable, "scheduler.py"],
+    [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "1"],
+])
+def test_a_bad_redis_port_stops_every_entry_point_with_one_line(command):
+    env = {**os.environ, "REDIS_URL": BAD_REDIS_URL}
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "REDIS_URL must be a URL whose port is a number from 1 to 65535" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout and "pw-never-shown" not in out.stderr + out.stdout
+
+
+def test_a_sentinel_without_a_port_is_on_sentinels_port(monkeypatch):
+    from queues.connection import _sentinel_hosts, redis_client
+
+    monkeypatch.setenv("REDIS_SENTINELS", "sentinel-a, sentinel-b:26380,[::1]:26381")
+    monkeypatch.setenv("REDIS_SENTINEL_MASTER", "mymaster")
+    s = load_settings()
+    assert _sentinel_hosts(s) == [("sentinel-a", 26379), ("sentinel-b", 26380), ("::1", 26381)]
+    redis_client(s).close()  # builds (connects lazily)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("sentinel-a:port", "REDIS_SENTINELS must be a comma-separated list of host or host:port, "
+                        "each port from 1 to 65535 (got 'sentinel-a:port')"),
+    ("sentinel-a:70000", "REDIS_SENTINELS must be a comma-separated list of host or host:port, "
+                         "each port from 1 to 65535 (got 'sentinel-a:70000')"),
+    (":26379", "REDIS_SENTINELS must be a comma-separated list of host or host:port (got ':26379')"),
+])
+def test_a_bad_sentinel_address_is_one_line(monkeypatch, value, expected):
+    monkeypatch.setenv("REDIS_SENTINELS", value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == expected
+
+
+def test_a_settings_file_that_is_a_directory_or_not_utf8_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("SETTINGS_FILE", str(tmp_path))
+    with pytest.raises(SettingsError, match=f"^settings file {tmp_path} is a directory, not a file$"):
+        load_settings()
+    latin = tmp_path / "latin1.toml"
+    latin.write_bytes(b'SENTRY_ENVIRONMENT = "b\xe9ta"\n')
+    monkeypatch.setenv("SETTINGS_FILE", str(latin))
+    with pytest.raises(SettingsError, match=f"^settings file {latin} is not UTF-8 text \\(byte 23\\)$"):
+        load_settings()
+
+
+# --- values that pass the type but fail later: infinities, huge TTLs, bad list items ------------
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("SCHEDULER_LOCK_TTL", "inf", "SCHEDULER_LOCK_TTL must be a finite number (got 'inf')"),
+    ("QUEUE_HEARTBEAT_TIMEOUT", "nan", "QUEUE_HEARTBEAT_TIMEOUT must be a finite number (got 'nan')"),
+    ("ALERT_FAILURE_RATE", "nan", "ALERT_FAILURE_RATE must be a finite number (got 'nan')"),
+    ("QUEUE_RESULT_TTL", "99999999999999999999",
+     "QUEUE_RESULT_TTL must be at most 315360000 (ten years) (got '99999999999999999999')"),
+    ("FACEIT_CACHE_FAILURE_TTL", "1e300", "FACEIT_CACHE_FAILURE_TTL must be at most 315360000 (ten years) "
+                                          "(got '1e300')"),
+    ("QUEUE_RETRY_DELAYS", "10,-5",
+     "QUEUE_RETRY_DELAYS must be a comma-separated list of numbers, each at least 0 (got '-5')"),
+    ("QUEUE_RETRY_DELAYS", "10,nan", "QUEUE_RETRY_DELAYS must be a comma-separated list of finite numbers "
+                                     "(got 'nan')"),
+    ("QUEUE_RETRY_DELAYS", "inf", "QUEUE_RETRY_DELAYS must be a comma-separated list of finite numbers "
+                                  "(got 'inf')"),
+    ("ADMIN_USER_IDS", "12,-3",
+     "ADMIN_USER_IDS must be a comma-separated list of whole numbers, each more than 0 (got '-3')"),
+])
+def test_values_that_would_fail_later_are_refused_at_once(monkeypatch, name, value, expected):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == expected
+
+
+def test_the_scheduler_stops_with_one_line_on_an_infinite_lock_ttl():
+    env = {**os.environ, "SCHEDULER_LOCK_TTL": "inf"}
+    out = subprocess.run([sys.executable, "scheduler.py"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "settings error: SCHEDULER_LOCK_TTL must be a finite number (got 'inf')"
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"queue_retry_delays": 10}, "QUEUE_RETRY_DELAYS must be a comma-separated list (got 10)"),
+    ({"queue_name_prefix": 5}, "QUEUE_NAME_PREFIX must be text (got 5)"),
+    ({"queue_max_workers": [1]}, "QUEUE_MAX_WORKERS must be a whole number (got [1])"),
+])
+def test_every_kind_of_error_reads_as_one_sentence(overrides, expected):
+    with pytest.raises(SettingsError) as info:
+        load_settings(**overrides)
+    assert str(info.value) == expected
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("QUEUE_MAX_WORKERS = true", "QUEUE_MAX_WORKERS in settings.toml must be a whole number (no quotes) (got True)"),
+    ('QUEUE_MAX_WORKERS = "4"', "QUEUE_MAX_WORKERS in settings.toml must be a whole number (no quotes) (got '4')"),
+    ("QUEUE_WORKER_TTL = 2.5", "QUEUE_WORKER_TTL in settings.toml must be a whole number (no quotes) (got 2.5)"),
+    ('QUEUE_ENABLE_MONITORING = "yes"',
+     "QUEUE_ENABLE_MONITORING in settings.toml must be true or false (no quotes) (got 'yes')"),
+    ("ADMIN_USER_IDS = [true]", "ADMIN_USER_IDS in settings.toml must be a list of whole numbers in [ ] (got [True])"),
+    ("QUEUE_RETRY_DELAYS = 10", "QUEUE_RETRY_DELAYS in settings.toml must be a list of numbers in [ ] (got 10)"),
+    ("QUEUE_NAME_PREFIX = 5", "QUEUE_NAME_PREFIX in settings.toml must be a quoted string (got 5)"),
+    ("DASHBOARD_PASSWORD = 123456", "DASHBOARD_PASSWORD in settings.toml must be a quoted string"),
+])
+def test_settings_toml_values_must_have_the_settings_type(tmp_path, monkeypatch, line, expected):
+    name = line.split()[0]
+    monkeypatch.delenv(name, raising=False)
+    kept = [row for row in (ROOT / "settings.toml").read_text().splitlines() if not row.startswith(f"{name} ")]
+    bad = tmp_path / "settings.toml"
+    bad.write_text("\n".join([*kept, line]) + "\n")
+    monkeypatch.setenv("SETTINGS_FILE", str(bad))
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == expected
+    assert "123456" not in str(info.value)
+
+
+def test_settings_toml_numbers_of_either_kind_still_fit_a_float(tmp_path, monkeypatch):
+    monkeypatch.delenv("QUEUE_RETRY_DELAYS", raising=False)
+    kept = [row for row in (ROOT / "settings.toml").read_text().splitlines() if not row.startswith("QUEUE_RETRY")]
+    good = tmp_path / "settings.toml"
+    good.write_text("\n".join([*kept, "QUEUE_RETRY_DELAYS = [1, 2.5]"]) + "\n")
+    monkeypatch.setenv("SETTINGS_FILE", str(good))
+    assert load_settings().queue_retry_delays == [1, 2.5]

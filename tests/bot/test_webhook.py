@@ -95,11 +95,25 @@ def test_the_token_never_reaches_the_log_even_at_debug(webhook_bot):
     ({"BOT_MODE": "webhook", "WEBHOOK_URL": "https://bot.example/tg", "WEBHOOK_SECRET": ""}, "needs WEBHOOK_SECRET"),
     ({"BOT_MODE": "webhook", "WEBHOOK_URL": "", "WEBHOOK_SECRET": SECRET}, "needs WEBHOOK_URL"),
     ({"TELEGRAM_API_URL": "https://api.telegram.org", "TELEGRAM_BOT_TOKEN": ""}, "TELEGRAM_BOT_TOKEN is empty"),
+    ({"BOT_MODE": "webhook", "WEBHOOK_URL": "notaurl", "WEBHOOK_SECRET": SECRET},
+     "WEBHOOK_URL must be an http:// or https:// URL with a host (got 'notaurl')"),
+    ({"BOT_MODE": "webhook", "WEBHOOK_URL": "https://bot.example/tg", "WEBHOOK_SECRET": "bad secret!"},
+     "WEBHOOK_SECRET must be 1 to 256 characters, each A-Z, a-z, 0-9, '_' or '-'"),
+    ({"BOT_MODE": "webhook", "WEBHOOK_URL": "http://bot.example/tg", "WEBHOOK_SECRET": SECRET,
+      "TELEGRAM_API_URL": "https://api.telegram.org", "TELEGRAM_BOT_TOKEN": "123456:real-looking-token"},
+     "WEBHOOK_URL must be an https:// URL: Telegram posts updates only over https"),
+    ({"TELEGRAM_BOT_TOKEN": "garbage-token-text"}, "TELEGRAM_BOT_TOKEN must be a bot token as @BotFather gives it"),
+    ({"TELEGRAM_API_URL": "http://127.0.0.1:{free_port}"},
+     "the Telegram Bot API at http://127.0.0.1:{free_port} does not answer (ClientConnectorError: "),
 ])
 def test_settings_the_bot_cannot_run_with_stop_it_with_one_line(telegram_sandbox_server, extra, message):
+    port = str(free_port())  # nothing listens there: an unreachable Bot API
+    extra = {name: value.replace("{free_port}", port) for name, value in extra.items()}
     env = base_env(telegram_sandbox_server, **extra)
     done = subprocess.run([sys.executable, "-m", "bot"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2
-    assert done.stderr.strip().count("\n") == 0 and message in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and message.replace("{free_port}", port) in done.stderr
     assert "Traceback" not in done.stderr
+    for secret in ("bad secret!", "garbage-token-text", "real-looking-token", SANDBOX_BOT_TOKEN):
+        assert secret not in done.stderr

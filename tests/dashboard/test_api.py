@@ -57,6 +57,8 @@ def test_series_count_what_finished(local: Client, store: JobStore) -> None:
     assert local.get("/api/series", query={"metric": "throughput", "queue": "nope"}).status == 400
     missing = local.get("/api/series", query={"metric": "throughput"})
     assert missing.status == 400 and "queue is required" in missing.text
+    bogus = local.get("/api/series", query={"metric": "bogus"})  # the metric is the mistake, not the queue
+    assert bogus.status == 400 and "unknown metric 'bogus': one of throughput, failures, wait_p95" in bogus.text
     assert local.get("/", query={"range": "week"}).status == 200
     assert local.get("/", query={"range": "year"}).status == 400
 
@@ -87,6 +89,11 @@ def test_jobs_filters_pagination_and_search(local: Client, store: JobStore) -> N
     far = local.get("/api/jobs", query={"page": "99999999999999999999"})  # far past the end: the last page, not 500
     assert far.status == 200 and far.json()["page"] == far.json()["pages"] == 1 and len(far.json()["jobs"]) == 12
     assert local.get("/api/jobs", query={"status": "exploded"}).status == 400
+    bogus = local.get("/api/jobs", query={"actor": "bogus"})  # like a bogus status or queue: not "no jobs"
+    assert bogus.status == 400 and "unknown actor 'bogus': one of " in bogus.text
+    assert "t_noop" in bogus.text and "match_analysis" in bogus.text  # with jobs here / declared
+    page = local.get("/jobs", query={"actor": "bogus"}).text  # the page says so too (HTML-escaped)
+    assert "unknown actor &#39;bogus&#39;" in page or "unknown actor &#x27;bogus&#x27;" in page
     assert local.get("/api/jobs", query={"user": "abc"}).status == 400
     # The page: same filter, pager links keep it; search by id opens the job.
     html = local.get("/jobs", query={"status": "failed", "per_page": 2}).text

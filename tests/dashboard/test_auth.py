@@ -289,3 +289,14 @@ def test_the_dashboard_says_the_broker_is_unreachable_rather_than_show_empty_que
         proc.terminate()
         out, _ = proc.communicate(timeout=15)
     assert "s3cretpw" not in out
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "0"])
+def test_a_port_out_of_range_is_one_line_not_a_traceback(redis_url: str, port: str) -> None:
+    proc = _run_dashboard({}, "--host", "127.0.0.1", "--port", port)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()  # port 0 once meant "any free port": a dashboard that ran on and on
+    assert proc.returncode == 2
+    assert out.strip() == f"dashboard: --port must be a number from 1 to 65535 (got {port})"

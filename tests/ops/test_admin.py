@@ -86,6 +86,15 @@ def test_a_done_job_shows_no_stale_progress(live_pool, manager):
     assert shown.exit_code == 0 and "progress" not in shown.stdout and "sleeping" not in shown.stdout
 
 
+def test_a_failed_job_shows_no_next_retry(live_pool, manager):
+    handle = manager.enqueue_job("t_fail_times", failures=9, kind="transient", retry=1)
+    record = manager.wait_for(handle.id, timeout=20)
+    assert record.status == "failed" and record.attempts == 2
+    assert record.retry_at  # the record keeps when its retry was due...
+    shown = run("job", handle.id)
+    assert shown.exit_code == 0 and "next retry" not in shown.stdout  # ...but it retries no more
+
+
 def test_a_long_result_is_shown_cut_and_says_so(live_pool, manager):
     handle = manager.enqueue_job("t_noop", value="x" * 3000)
     assert manager.wait_for(handle.id, timeout=20).status == "succeeded"

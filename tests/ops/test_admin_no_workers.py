@@ -116,6 +116,46 @@ def test_test_command_fails_without_workers_and_cancels_its_probes(manager):
     assert run("test", "--queues", "urgent").exit_code == 2
 
 
+def test_test_command_waits_queue_burst_timeout_by_default(manager, env_override):
+    env_override(QUEUE_BURST_TIMEOUT="0.5")
+    started = time.monotonic()
+    data = run_json("test", code=1)
+    assert data["timeout"] == 0.5 and time.monotonic() - started < 20
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "-1", "0", "soon"])
+def test_test_timeout_must_be_a_finite_number_of_seconds(timeout):
+    done = admin_process("test", "--timeout", timeout)
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: Invalid value for '--timeout'") and line.endswith("--help)")
+
+
+def test_a_missing_job_names_the_lifetimes_in_force(fresh, env_override):
+    env_override(QUEUE_RESULT_TTL="60", QUEUE_FAILURE_TTL="7200")
+    missing = run("job", "no-such-job")
+    assert missing.exit_code == 1
+    assert missing.stderr.strip() == ("error: no job no-such-job (records of finished jobs expire: "
+                                      "results after 1 min, failures after 2 h)")
+
+
+def test_status_sends_no_alerts_so_it_does_not_warn_about_them():
+    done = admin_process("status", ADMIN_USER_IDS="7001", TELEGRAM_BOT_TOKEN="",
+                         TELEGRAM_API_URL="https://api.telegram.org")
+    assert done.returncode in (0, 1) and "Traceback" not in done.stderr
+    assert "Telegram alerts are off" not in done.stderr
+
+
+def test_a_monitor_that_sends_alerts_still_warns_they_are_off(fresh, env_override, caplog):
+    from queues.monitoring import QueueMonitor
+
+    env_override(ADMIN_USER_IDS="7001", TELEGRAM_BOT_TOKEN="", TELEGRAM_API_URL="https://api.telegram.org")
+    monitor = QueueMonitor()
+    monitor.tick()
+    assert monitor.telegram is None
+    assert "TELEGRAM_BOT_TOKEN is empty; Telegram alerts are off" in caplog.text
+
+
 def test_clear_asks_first_and_marks_dropped_jobs_canceled(manager):
     ids = [manager.enqueue_job("probe_low", sent_at=time.time()).id for _ in range(3)]
     kept = manager.enqueue_job("probe_high", sent_at=time.time()).id
