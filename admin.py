@@ -35,7 +35,7 @@ from typing import Any
 import click
 import redis
 
-from settings import SettingsError, get_settings, redact_url
+from settings import MAX_SECONDS, SettingsError, get_settings, redact_url
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 PROBLEM_LEVELS = ("error", "critical")
@@ -106,40 +106,25 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]], right: t
 MAX_HOURS = 24 * 366
 
 
-class Hours(click.ParamType):
-    """A number of hours, more than 0 and at most :data:`MAX_HOURS` (no nan, no inf)."""
-
-    name = "hours"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        try:
-            hours = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number of hours", param, ctx)
-        if not math.isfinite(hours) or not 0 < hours <= MAX_HOURS:
-            self.fail(f"{value!r}: give more than 0 and at most {MAX_HOURS} hours", param, ctx)
-        return hours
-
-
-class Seconds(click.ParamType):
-    """A finite number of seconds, more than 0 and at most :data:`settings.MAX_SECONDS`.
+class Amount(click.ParamType):
+    """A finite number of ``unit`` (hours, seconds), more than 0 and at most ``maximum``.
 
     ``click.FloatRange`` lets ``nan`` through (every comparison with it is false) and takes
     ``inf``: a probe wait of nan failed every probe at once, one of inf never ended.
     """
 
-    name = "seconds"
+    def __init__(self, unit: str, maximum: float) -> None:
+        self.name = unit
+        self.maximum = maximum
 
     def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        from settings import MAX_SECONDS
-
         try:
-            seconds = float(value)
+            amount = float(value)
         except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number of seconds", param, ctx)
-        if not math.isfinite(seconds) or not 0 < seconds <= MAX_SECONDS:
-            self.fail(f"{value!r}: give more than 0 and at most {MAX_SECONDS} seconds", param, ctx)
-        return seconds
+            self.fail(f"{value!r} is not a number of {self.name}", param, ctx)
+        if not math.isfinite(amount) or not 0 < amount <= self.maximum:
+            self.fail(f"{value!r}: give more than 0 and at most {self.maximum} {self.name}", param, ctx)
+        return amount
 
 
 def fmt_time(ts: float | None) -> str:
@@ -334,7 +319,7 @@ def _print_status(data: dict[str, Any]) -> None:
 
 
 @cli.command()
-@click.option("--hours", type=Hours(), default=24.0, show_default=True,
+@click.option("--hours", type=Amount("hours", MAX_HOURS), default=24.0, show_default=True,
               help="How far back to look.")
 @click.option("--level", type=click.Choice(["info", "warning", "error", "critical"]), default=None,
               help="Only alerts at this level or above.")
@@ -379,7 +364,7 @@ def alerts(hours: float, level: str | None, open_only: bool, limit: int, as_json
 
 
 @cli.command("test")
-@click.option("--timeout", type=Seconds(), default=None,
+@click.option("--timeout", type=Amount("seconds", MAX_SECONDS), default=None,
               help="Seconds to wait for every probe (default QUEUE_BURST_TIMEOUT, 60).")
 @click.option("--queues", "-q", multiple=True, help="Only these queues (default all).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -435,7 +420,7 @@ def test_probe(timeout: float | None, queues: tuple[str, ...], as_json: bool) ->
 
 
 @cli.command()
-@click.option("--hours", type=Hours(), default=24.0, show_default=True)
+@click.option("--hours", type=Amount("hours", MAX_HOURS), default=24.0, show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, allow_dash=True), default="-",
               show_default=True, help="Where to write the JSON report ('-' = stdout).")
 @handles_errors

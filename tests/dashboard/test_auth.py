@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -210,6 +211,22 @@ def _run_dashboard(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def _once_up(port: int, **auth: str) -> tuple[DashboardServer, Any]:
+    """A dashboard process started on ``port``, and a client of it (``auth``), once it answers."""
+    server = DashboardServer.__new__(DashboardServer)
+    server.port = port
+    client = DashboardServer.client(server, **auth)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if client.get("/healthz").status == 200:
+                return server, client
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the dashboard did not come up"
+        time.sleep(0.1)
+
+
 def test_the_command_refuses_an_exposed_bind_and_logs_no_secret(redis_url: str) -> None:
     refused = _run_dashboard({}, "--host", "0.0.0.0", "--port", str(free_port()))
     out, _ = refused.communicate(timeout=30)
@@ -220,18 +237,7 @@ def test_the_command_refuses_an_exposed_bind_and_logs_no_secret(redis_url: str) 
     env = {k.upper(): str(v) for k, v in AUTH_SETTINGS.items()}
     proc = _run_dashboard(env, "--host", "127.0.0.1", "--port", str(port))
     try:
-        server = DashboardServer.__new__(DashboardServer)
-        server.port = port
-        deadline = time.monotonic() + 20
-        client = DashboardServer.client(server, **ADMIN)
-        while True:
-            try:
-                if client.get("/healthz").status == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the dashboard did not come up"
-            time.sleep(0.1)
+        server, client = _once_up(port, **ADMIN)
         assert client.get("/api/overview").status == 200
         assert DashboardServer.client(server, user=ADMIN["user"], password="wrong").get("/api/jobs").status == 401
         assert DashboardServer.client(server, token=TOKEN).get("/metrics").status == 200
@@ -263,18 +269,7 @@ def test_the_dashboard_says_the_broker_is_unreachable_rather_than_show_empty_que
     env = {"BROKER": "rabbitmq", "RABBITMQ_URL": f"amqp://u:s3cretpw@127.0.0.1:{amqp_port}/"}
     proc = _run_dashboard(env, "--host", "127.0.0.1", "--port", str(port))
     try:
-        server = DashboardServer.__new__(DashboardServer)
-        server.port = port
-        client = DashboardServer.client(server)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if client.get("/healthz").status == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the dashboard did not come up"
-            time.sleep(0.1)
+        _, client = _once_up(port)
         unreachable = f"RabbitMQ at amqp://u:***@127.0.0.1:{amqp_port}/ is unreachable"
         queues = client.get("/api/queues").json()["queues"]
         assert [q["waiting"] for q in queues] == [None, None, None]
