@@ -388,16 +388,34 @@ class QueueManager:
 
     def _rabbit_depth(self, name: str) -> int:
         """Messages waiting in RabbitMQ queue ``name``; raises :class:`BrokerUnreachableError`
-        when RabbitMQ does not answer (an unreachable broker is not an empty one)."""
+        when RabbitMQ does not answer (an unreachable broker is not an empty one).
+
+        Dramatiq keeps each thread's connection and channel, and a call that fails leaves them
+        broken: after RabbitMQ restarted (or dropped an idle connection) every later call would
+        fail on the dead channel, even with RabbitMQ back. So a failed call drops them and is
+        tried once more on a new connection before the broker counts as unreachable."""
         import pika.exceptions
         from dramatiq.errors import ConnectionError as BrokerConnectionError
 
+        failures = (pika.exceptions.AMQPError, BrokerConnectionError, OSError)
         try:
             return int(self.broker.get_queue_message_counts(name)[0])
-        except (pika.exceptions.AMQPConnectionError, BrokerConnectionError, OSError) as exc:
+        except failures:
+            self._drop_rabbit_connection()
+        try:
+            return int(self.broker.get_queue_message_counts(name)[0])
+        except failures as exc:
+            self._drop_rabbit_connection()
             raise BrokerUnreachableError(
                 f"RabbitMQ at {redact_url(self.settings.rabbitmq_url)} is unreachable ({type(exc).__name__})"
             ) from None
+
+    def _drop_rabbit_connection(self) -> None:
+        """Forget this thread's RabbitMQ connection and channel (Dramatiq opens new ones next time)."""
+        try:
+            del self.broker.connection
+        except Exception as exc:  # closing a dead connection may fail too
+            logger.debug("broken RabbitMQ connection not closed: %s", type(exc).__name__)
 
     def queue_stats(self) -> dict[str, QueueStats]:
         live = self.workers_by_queue()

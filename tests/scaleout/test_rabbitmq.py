@@ -145,6 +145,17 @@ def test_queue_stats_say_what_rabbitmq_cannot_count(rabbit, rabbit_manager):
     rabbit_manager.broker.flush(rabbit.queue("low"))
 
 
+def test_queue_stats_outlive_a_connection_rabbitmq_dropped(rabbit, rabbit_manager):
+    """RabbitMQ restarted, or closed an idle connection: the thread's cached channel is dead. The
+    next count opens a new connection instead of failing on the dead one from then on."""
+    rabbit_manager.enqueue_job("t_low")
+    assert rabbit_manager.queue_stats()[rabbit.queue("low")].waiting == 1
+    rabbit_manager.broker.connection.close()  # as a broker restart leaves it
+    assert rabbit_manager.queue_stats()[rabbit.queue("low")].waiting == 1
+    assert rabbit_manager.queue_stats()[rabbit.queue("low")].waiting == 1
+    rabbit_manager.broker.flush(rabbit.queue("low"))
+
+
 def test_a_job_succeeds_on_rabbitmq(rabbit, pools, rabbit_manager, traces: Traces):
     handle = rabbit_manager.enqueue_job("t_noop", value=41)
     assert handle.queue == rabbit.queue("default")
