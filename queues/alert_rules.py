@@ -155,24 +155,35 @@ def finding(rule: str, subject: str, **details: Any) -> Finding:
     return Finding(rule, subject, describe(rule, subject, details), details)
 
 
+#: The queue rules that read a queue's depth: an unreachable broker cannot judge them.
+DEPTH_RULES = ("no_workers", "queue_depth", "idle_queue")
+
+
 def undecided(snapshot: dict[str, Any], t: Thresholds) -> set[tuple[str, str]]:
     """The (rule, subject) pairs the snapshot cannot judge either way: a queue's failure rate
-    over fewer than ``failure_min_jobs`` finished jobs. An open alert on one is neither confirmed
-    nor cleared by it (a quiet spell in a failing queue is not a recovery)."""
-    return {("failure_rate", name) for name, q in (snapshot.get("queues") or {}).items()
-            if int(q.get("succeeded") or 0) + int(q.get("failed") or 0) < t.failure_min_jobs}
+    over fewer than ``failure_min_jobs`` finished jobs, and, while the broker does not answer,
+    the rules that read a queue's depth (it is unknown, not 0). An open alert on one is neither
+    confirmed nor cleared by it (a quiet spell in a failing queue is not a recovery, nor is an
+    outage of the broker that holds the backlog)."""
+    queues = snapshot.get("queues") or {}
+    pairs = {("failure_rate", name) for name, q in queues.items()
+             if int(q.get("succeeded") or 0) + int(q.get("failed") or 0) < t.failure_min_jobs}
+    if (snapshot.get("broker_state") or {}).get("reachable") is False:
+        pairs |= {(rule, name) for rule in DEPTH_RULES for name in queues}
+    return pairs
 
 
 def evaluate_queue(name: str, q: dict[str, Any], t: Thresholds) -> list[Finding]:
     """The queue rules for one queue's snapshot ``q``."""
     found: list[Finding] = []
     priority = q.get("priority")
+    known = q.get("depth") is not None  # unknown while the broker does not answer: see undecided()
     depth = int(q.get("depth") or 0)
     delayed = int(q.get("delayed") or 0)
     workers = int(q.get("workers") or 0)
-    if workers == 0 and depth + delayed > 0:
+    if workers == 0 and known and depth + delayed > 0:
         found.append(finding("no_workers", name, depth=depth, delayed=delayed))
-    elif workers == 0:
+    elif workers == 0 and known:
         found.append(finding("idle_queue", name))
     finished = int(q.get("succeeded") or 0) + int(q.get("failed") or 0)
     failed = int(q.get("failed") or 0) - int(q.get("refused") or 0)  # not counting users' mistakes
@@ -181,7 +192,7 @@ def evaluate_queue(name: str, q: dict[str, Any], t: Thresholds) -> list[Finding]
         found.append(finding("failure_rate", name, failure_rate=rate, failed=failed, finished=finished,
                              window_seconds=q.get("window_seconds") or 0, limit=t.failure_rate))
     limit = t.depth_limit(priority)
-    if depth > limit:
+    if known and depth > limit:
         found.append(finding("queue_depth", name, depth=depth, limit=limit))
     oldest = q.get("oldest_waiting_age")
     wait_p95 = q.get("wait_p95")

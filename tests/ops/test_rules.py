@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from queues.alert_rules import DEDUCTIONS, Thresholds, evaluate, health
+from queues.alert_rules import DEDUCTIONS, DEPTH_RULES, Thresholds, evaluate, health, undecided
 
 T = Thresholds()
 
@@ -62,6 +62,16 @@ def test_work_without_a_live_worker_is_critical_and_an_idle_uncovered_queue_only
     assert not findings["idle_queue", "low"].alert
     delayed_only = snapshot({"default": queue("default", delayed=3, workers=0)})
     assert ("no_workers", "default") in rules(delayed_only)
+
+
+def test_an_unreachable_broker_judges_no_queue_by_its_depth():
+    """While RabbitMQ does not answer, depths are unknown (None): no rule reads them as 0, and an
+    open "no workers" or "queue depth" alert is neither confirmed nor resolved by such a tick."""
+    snap = snapshot({"high": queue("high", depth=None, workers=0), "default": queue("default", depth=None)},
+                    broker_state={"reachable": False, "error": "RabbitMQ at amqp://rabbit/ is unreachable"})
+    assert not {rule for rule, _ in rules(snap)} & set(DEPTH_RULES)
+    assert {("no_workers", "high"), ("queue_depth", "default"), ("idle_queue", "high")} <= undecided(snap, T)
+    assert not {pair for pair in undecided(snapshot(), T) if pair[0] in DEPTH_RULES}  # the broker answers
 
 
 def test_wait_time_uses_p95_or_the_oldest_waiting_job_against_the_queue_target():
