@@ -273,20 +273,29 @@ class BotServices:
         """Run queued background work now (up to ``timeout`` s); with ``stop`` end the runner too."""
         await self.background.drain(timeout, stop=stop)
 
-    async def resolve_job_id(self, ref: str, user_id: int) -> str:
+    async def resolve_job_id(self, ref: str, user_id: int, chat_id: int | None = None) -> str:
         """The full id of the job ``ref`` names: a full id as is (no Redis call), or the one job
         whose id starts with ``ref`` (lower-case hex, the dashboard's 8 characters or more) among
-        the user's jobs (admins: all jobs). None or several: :class:`UserFacingError`
+        the user's jobs (admins: all jobs), else, typed in a group, among the jobs asked for in
+        that group (every member sees them). None or several: :class:`UserFacingError`
         (``no_job_prefix``, ``ambiguous_job_prefix``), so a typo reads as one, not as a usage line."""
         if len(ref) == JOB_ID_LENGTH:
             return ref
         scope = None if self.is_admin(user_id) else int(user_id)
         ids = await asyncio.to_thread(self.manager.jobs.ids_starting_with, ref, scope)
+        if not ids and scope is not None and chat_id is not None and int(chat_id) < 0:
+            ids = await asyncio.to_thread(self._group_jobs_starting_with, ref, int(chat_id))
         if not ids:
             raise UserFacingError("no_job_prefix" if scope is not None else "no_job_prefix_any", prefix=ref)
         if len(ids) > 1:
             raise UserFacingError("ambiguous_job_prefix", prefix=ref, count=len(ids))
         return ids[0]
+
+    def _group_jobs_starting_with(self, ref: str, chat_id: int) -> list[str]:
+        """The ids starting with ``ref`` of the jobs someone asked for in the group ``chat_id``."""
+        ids = self.manager.jobs.ids_starting_with(ref, None)
+        records = [self.manager.get_job(job_id) for job_id in ids]
+        return [r.id for r in records if r is not None and _asked_in(r, chat_id)]
 
     def _is_theirs(self, record: JobRecord, user_id: int) -> bool:
         """Whether the user asked for (or watches) the job; admins: every job."""

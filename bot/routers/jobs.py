@@ -51,7 +51,7 @@ async def _named_job(message: Message, command: CommandObject, lang: str, servic
     if ref is None:
         await answer(message, t("not_a_job_id", lang))
         return None
-    return await services.resolve_job_id(ref, message.from_user.id)
+    return await services.resolve_job_id(ref, message.from_user.id, message.chat.id)
 
 
 async def status(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
