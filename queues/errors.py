@@ -58,10 +58,10 @@ def error_summary(exc: BaseException, traceback_text: str | None = None) -> dict
     return {
         "type": type(exc).__name__,
         "code": getattr(exc, "code", "error"),
-        "message": scrub(str(exc)[:2000]),
+        "message": scrub(str(exc))[:2000],  # scrubbed whole: a secret cut in two would slip through
         "retryable": bool(getattr(exc, "retryable", True)),
         "key": payload.get("key"),
         "params": payload.get("params") or {},
         "texts": payload.get("texts") or {},
-        "traceback": scrub((traceback_text or "")[-8000:]),
+        "traceback": scrub(traceback_text or "")[-8000:],
     }

@@ -195,3 +195,17 @@ def test_no_secret_reaches_a_job_record_an_alert_or_the_admin_tool(start_pool, m
         shown = CliRunner().invoke(cli, args, catch_exceptions=False).stdout
         assert typed.id[:8] in shown or handle.id[:8] in shown
         assert key not in shown and token not in shown and "***" in shown, shown
+
+
+def test_a_secret_at_the_cut_of_a_long_error_is_scrubbed_whole(env_override):
+    """Errors are kept cut to 2,000 characters (tracebacks to their last 8,000): a key that ran
+    across the cut lost its end and no longer matched the scrubber, so its start was kept."""
+    from queues.errors import error_summary
+
+    key = "faceit-key-0123456789abcdef"
+    env_override(FACEIT_API_KEY=key)
+    message = "x" * 1980 + f"?key={key}"  # the cut leaves the key's first 15 characters
+    traceback_text = f"Traceback: GET ?key={key}" + "y" * (8000 - 15)  # and here its last 15
+    kept = error_summary(RuntimeError(message), traceback_text)
+    assert key[:8] not in kept["message"] and key[-8:] not in kept["traceback"]
+    assert len(kept["message"]) <= 2000 and len(kept["traceback"]) <= 8000
