@@ -331,6 +331,7 @@ class Settings(BaseSettings):
     telegram_group_burst: int = Field(ge=1)
     telegram_global_burst: int = Field(ge=1)
     bot_redis_wait: float = Field(ge=0, le=MAX_SECONDS)
+    bot_telegram_wait: float = Field(ge=0, le=MAX_SECONDS)
     bot_update_concurrency: int = Field(ge=1)
 
     # FACEIT

@@ -104,23 +104,38 @@ def freeze_startup_heap() -> None:
 
 async def check_telegram(bot: Bot, settings: Any) -> None:
     """Ask the Bot API who the bot is, as polling does first; raise :class:`BotConfigError` (one
-    line, token scrubbed) when it cannot be reached or refuses the token. Unchecked, the same
-    failure surfaced inside ``start_polling`` as chained tracebacks ending in TelegramNetworkError.
+    line, token scrubbed) when it refuses the token (at once: a configuration error), or when
+    network or server trouble lasts ``BOT_TELEGRAM_WAIT`` seconds (retried meanwhile: a blip at
+    start is not a configuration error). Unchecked, the same failure surfaced inside
+    ``start_polling`` as chained tracebacks ending in TelegramNetworkError.
     """
-    from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
+    from aiogram.exceptions import (
+        TelegramAPIError,
+        TelegramNetworkError,
+        TelegramServerError,
+        TelegramUnauthorizedError,
+    )
 
     url = redact_url(settings.telegram_api_url)
-    try:
-        await bot.me()
-    except TelegramUnauthorizedError:
-        raise BotConfigError(f"the Telegram Bot API at {url} refused TELEGRAM_BOT_TOKEN (Unauthorized)") from None
-    except TelegramNetworkError as exc:
-        reason = exc.message.removeprefix("HTTP Client says - ").replace(bot.token, "<token>")
-        raise BotConfigError(f"the Telegram Bot API at {url} does not answer ({reason}); "
-                             f"check TELEGRAM_API_URL and the network") from None
-    except TelegramAPIError as exc:
-        reason = f"{type(exc).__name__}: {exc.message}".replace(bot.token, "<token>")
-        raise BotConfigError(f"the Telegram Bot API at {url} refused getMe ({reason})") from None
+    deadline = time.monotonic() + float(settings.bot_telegram_wait)
+    delay = 0.5
+    while True:
+        try:
+            await bot.me()
+            return
+        except (TelegramNetworkError, TelegramServerError) as exc:
+            reason = exc.message.removeprefix("HTTP Client says - ").replace(bot.token, "<token>")
+            if time.monotonic() + delay > deadline:
+                raise BotConfigError(f"the Telegram Bot API at {url} does not answer ({reason}); "
+                                     f"check TELEGRAM_API_URL and the network") from None
+            logger.warning("the Telegram Bot API at %s does not answer (%s); retrying in %.1f s", url, reason, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        except TelegramUnauthorizedError:
+            raise BotConfigError(f"the Telegram Bot API at {url} refused TELEGRAM_BOT_TOKEN (Unauthorized)") from None
+        except TelegramAPIError as exc:  # Not Found (a wrong URL) and the like: say it now
+            reason = f"{type(exc).__name__}: {exc.message}".replace(bot.token, "<token>")
+            raise BotConfigError(f"the Telegram Bot API at {url} refused getMe ({reason})") from None
 
 
 async def run_polling(bot: Bot, dp: Dispatcher, settings: Any) -> None:

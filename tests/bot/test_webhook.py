@@ -103,7 +103,7 @@ def test_the_token_never_reaches_the_log_even_at_debug(webhook_bot):
       "TELEGRAM_API_URL": "https://api.telegram.org", "TELEGRAM_BOT_TOKEN": "123456:real-looking-token"},
      "WEBHOOK_URL must be an https:// URL: Telegram posts updates only over https"),
     ({"TELEGRAM_BOT_TOKEN": "garbage-token-text"}, "TELEGRAM_BOT_TOKEN must be a bot token as @BotFather gives it"),
-    ({"TELEGRAM_API_URL": "http://127.0.0.1:{free_port}"},
+    ({"TELEGRAM_API_URL": "http://127.0.0.1:{free_port}", "BOT_TELEGRAM_WAIT": "0"},
      "the Telegram Bot API at http://127.0.0.1:{free_port} does not answer (ClientConnectorError: "),
 ])
 def test_settings_the_bot_cannot_run_with_stop_it_with_one_line(telegram_sandbox_server, extra, message):
@@ -117,3 +117,20 @@ def test_settings_the_bot_cannot_run_with_stop_it_with_one_line(telegram_sandbox
     assert "Traceback" not in done.stderr
     for secret in ("bad secret!", "garbage-token-text", "real-looking-token", SANDBOX_BOT_TOKEN):
         assert secret not in done.stderr
+
+
+def test_a_bot_api_that_answers_late_at_start_is_waited_for(redis_server, tmp_path):
+    """Network trouble at start-up is not a configuration error: the bot asks again (up to
+    BOT_TELEGRAM_WAIT) and starts once the Bot API answers, instead of exiting with status 2."""
+    from tests.bot.conftest import SandboxProcess
+
+    late = SandboxProcess(tmp_path / "sandbox.log", port=free_port())  # not started yet
+    bot = BotProcess(base_env(late, BOT_TELEGRAM_WAIT="60"), tmp_path / "bot.log").start(ready=None)
+    try:
+        bot.wait_for_log("does not answer (ClientConnectorError", timeout=30)
+        late.start()
+        bot.wait_for_log("Run polling", timeout=30)
+        assert bot.process.poll() is None and SANDBOX_BOT_TOKEN not in bot.log()
+    finally:
+        bot.stop()
+        late.stop()
