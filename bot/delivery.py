@@ -19,7 +19,9 @@ Exactly once: each part sent to each user is recorded in ``bot:delivered:<job id
 sent again, so a retried delivery job, or one re-delivered after its worker died, sends only
 what is missing. Two deliveries of one job never send at once: each holds the job's lease
 (:mod:`bot.delivery_lease`) while it reads the job and its markers and sends, so the second
-reads what the first marked (and a requeued job's new run waits for its old run's delivery). The first part is an edit of the job message, which is idempotent by nature.
+reads what the first marked (and a requeued job's new run waits for its old run's delivery). The first part is an edit of the job message, which is idempotent by nature; where it is a
+new message instead (a requeued run, a requester whose message was recorded too late), a worker
+that dies after Telegram took it and before its mark sends it once more on the retry.
 A user who blocked the bot is marked inactive (:mod:`faceit.store`) and skipped from then on;
 that ends their delivery without failing the job (a group the bot was removed from ends the
 delivery to that group only: the user who asked there is not marked). A worker without Telegram settings (no token

@@ -156,7 +156,8 @@ class AlertStore:
         raw = self.client.hget(self.open_key, f"{rule}|{subject}")
         if raw is None:
             return False
-        self.client.hdel(self.open_key, f"{rule}|{subject}")
+        if not self.client.hdel(self.open_key, f"{rule}|{subject}"):
+            return False  # another process resolved it just now: one notice, not one per process
         self.client.delete(self.dedupe_key(rule, subject))
         notice = Alert.from_dict(json.loads(raw)).resolved(message)
         self._append(notice)

@@ -60,6 +60,32 @@ def test_an_alert_is_sent_once_even_when_several_processes_hand_it_over(fresh, t
     assert len(sent_to(telegram_sandbox, ADMINS[0])) == 1
 
 
+def test_a_condition_resolved_by_several_processes_at_once_is_resolved_once(fresh):
+    """Every worker process of a host resolves its delivery alert after its first delivery, and
+    after a restart they deliver at about the same moment: one resolve notice, not one each."""
+    import threading
+
+    from queues.runtime import get_redis
+
+    stores = [AlertStore(get_redis(), sinks=[]) for _ in range(8)]
+    stores[0].fire("error", "delivery", "results are not delivered from vm", rule="telegram_not_configured",
+                   subject="vm")
+    start = threading.Barrier(len(stores))
+    outcomes: list[bool] = []
+
+    def resolve(store: AlertStore) -> None:
+        start.wait()
+        outcomes.append(store.resolve("telegram_not_configured", "vm"))
+
+    threads = [threading.Thread(target=resolve, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count(True) == 1
+    assert [a.state for a in stores[0].recent(1)].count("resolved") == 1
+
+
 def test_the_monitor_relays_alerts_written_by_other_processes(fresh, telegram_sandbox, make_monitor):
     from queues.runtime import get_redis
     from settings import get_settings
