@@ -227,7 +227,7 @@ def unread_list_items(text: str) -> list[UnreadItem]:
         kept[start:end] = " " * (end - start)
     for word in _LIST_WORD_RE.finditer("".join(kept)):
         token = word.group(0).strip(_WORD_EDGES)
-        if token and not _is_separator(token) and not token.isalpha():
+        if token and not _is_separator(token) and not _PROSE_RE.fullmatch(token):
             found_at.append((word.start(), UnreadItem(_kind_of_word(token), token)))
     seen: set[UnreadItem] = set()
     items = []
@@ -242,6 +242,11 @@ def _trimmed(link: str) -> str:
     """A link as a message put it, without what came after it: the punctuation of the sentence,
     or the next item of a list written without a space ("…/1-0b9,https://…")."""
     return re.split(r"[,;]", link, maxsplit=1)[0].rstrip(".,;:!?)]}»\"'")
+
+
+#: Words of the prose around a list: letters, maybe joined by an apostrophe or a hyphen
+#: ("here's", "e-sports"), and ordinals ("2nd").
+_PROSE_RE = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*|\d+(?:st|nd|rd|th)", re.IGNORECASE)
 
 
 def _is_separator(token: str) -> bool:

@@ -235,7 +235,7 @@ def test_every_item_of_a_bulk_list_that_is_not_analysed_is_named_with_why():
     assert unread_list_items(ordinary) == []
     odd = (f"see {room}{MID},please (1-abc) faceit.com/en/players/s1mple {room} «0b9bd934-23c8», "
            f"x{MID}")
-    assert unread_list_items("please analyse these: привет") == []
+    assert unread_list_items("please analyse these: привет, here's yesterday's e-sports 2nd") == []
     assert unread_list_items(odd) == [
         UnreadItem("cut_id", "1-abc"),
         UnreadItem("not_a_match", "faceit.com/en/players/s1mple"), UnreadItem("room_link", room),
