@@ -519,7 +519,7 @@ async def _deliver_run(res: DeliveryResources, record: JobRecord) -> dict[str, A
     record = await _await_job_messages(res, record)
     done = await res.delivered(job_id, run)
     if _unattached(record):
-        record = await _detach_unattached(res, record, done)
+        record = await _detach_unattached(res, record)
     summary = Summary()
     semaphore = asyncio.Semaphore(RECIPIENT_CONCURRENCY)
 
@@ -594,19 +594,17 @@ async def _await_job_messages(res: DeliveryResources, record: JobRecord) -> JobR
     return record
 
 
-async def _detach_unattached(res: DeliveryResources, record: JobRecord, done: set[str]) -> JobRecord:
+async def _detach_unattached(res: DeliveryResources, record: JobRecord) -> JobRecord:
     """Requesters whose job message is still not recorded after the wait (the bot's answer was
     held up: a flood wait, a slow chat) get their result as a message of their own, replying to
     theirs in a group. One script marks them, so a message is either recorded in time (and
     replaced by the result) or refused as late when the bot records it (the bot then deletes it:
     a "queued" line with a Cancel button would stand stale above the result)."""
     detached = await res.detach_unattached(record.id)
-    if not detached:  # recorded meanwhile
-        return await res.load(record.id) or record
-    done.update(f"{uid}:{DETACHED}" for uid in detached)
-    logger.info("job %s: no job message recorded in time for users %s; their results go out as new messages",
-                record.id, ", ".join(detached))
-    return await res.load(record.id) or record
+    if detached:
+        logger.info("job %s: no job message recorded in time for users %s; their results go out as new messages",
+                    record.id, ", ".join(detached))
+    return await res.load(record.id) or record  # (some may have been recorded just before the script)
 
 
 def _most_telling(errors: list[BaseException]) -> BaseException:

@@ -202,7 +202,7 @@ TEXTS: dict[str, dict[str, str]] = {
                           "ru": "Нет задачи, id которой начинается с <code>{prefix}</code>."},
     "ambiguous_job_prefix": {"en": "Several jobs ({count}) start with <code>{prefix}</code>: send more of the id.",
                              "ru": "С <code>{prefix}</code> начинаются id нескольких задач ({count}): "
-                                   "пришлите id длиннее."},
+                                   "пришлите больше символов id."},
     "no_such_job": {"en": "There is no job <code>{job_id}</code>: it never existed or its record has expired.",
                     "ru": "Задачи <code>{job_id}</code> нет: её не было или срок хранения её записи истёк."},
     "status_line": {"en": "{kind}: {status}{progress}\nJob <code>{job_id}</code>",

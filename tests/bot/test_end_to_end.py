@@ -184,7 +184,7 @@ def test_status_and_cancel_take_the_start_of_a_job_id(stack: Stack, tg, faceit_f
                                  requester={"user_id": user, "chat_id": user, "message_id": None, "lang": "en"})
     stack.say(user, f"/cancel {start}", lang="ru")
     assert stack.replies(user, 5)[4]["text"] == f"С <code>{start}</code> начинаются id нескольких задач (2): " \
-                                                "пришлите id длиннее."
+                                                "пришлите больше символов id."
     assert not stack.job(job_id).get("cancel_requested")
     stack.say(user, f"/cancel {job_id[:13]}")  # longer: one job again
     assert job_id in stack.replies(user, 6)[5]["text"]
