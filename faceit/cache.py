@@ -132,8 +132,8 @@ class SingleFlightCache:
         left = await self.redis.pttl(key)
         return None if left is None or left < 0 else max(0.0, float(ttl) - left / 1000)
 
-    async def put(self, key: str, value: Any, ttl: int) -> None:
-        await self.redis.set(key, json.dumps(value, separators=(",", ":")), ex=max(1, int(ttl)))
+    async def put(self, key: str, value: Any, ttl: float) -> None:
+        await self.redis.set(key, json.dumps(value, separators=(",", ":")), px=max(1, int(ttl * 1000)))
 
     async def get(self, key: str, fetch: Fetch, ttl_for: TtlFor, *, refresh: bool = False) -> Any:
         """The cached value of ``key``, fetching it (once across processes) when absent.

@@ -251,9 +251,15 @@ class FaceitClient:
         except errors.NotFoundError as exc:
             raise with_key(exc, "player_not_found", ref=nickname) from None
         profile = PlayerProfile.from_api(raw)
-        if profile.player_id:  # the same profile answers a later lookup by id
+        if profile.player_id:  # the same profile answers a later lookup by id, as old as it is here
+            by_id = self.keys.cache("player", profile.player_id)
             try:
-                await self.cache.put(self.keys.cache("player", profile.player_id), raw, self.ttls.profile)
+                age = await self.cache.age(key, self.ttls.profile) or 0.0
+                by_id_age = await self.cache.age(by_id, self.ttls.profile)
+                # Never over a newer copy (monitoring reads by id), and never made younger than it
+                # is: an old profile passed for a fresh one hid the Elo of a match since.
+                if age < self.ttls.profile and (by_id_age is None or by_id_age > age):
+                    await self.cache.put(by_id, raw, self.ttls.profile - age)
             except RedisError:
                 pass
         return profile

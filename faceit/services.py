@@ -223,10 +223,13 @@ async def build_player_report(player_ref: str, progress: Progress) -> dict[str, 
     if "recent" in stale:
         recent = await _optional(ctx.client.get_recent_stats(profile.player_id, refresh=True), [])
         stale |= await _stale_parts(ctx, ref, profile.player_id, recent)
-    if "profile" in stale:
-        profile = await _fetch_profile(ctx, player_ref, refresh=True)
     if "lifetime" in stale:
         lifetime = await _optional(ctx.client.get_lifetime_stats(profile.player_id, refresh=True))
+        if "recent" not in stale and not _same_streak(lifetime, recent):  # they know a match the list does not
+            recent = await _optional(ctx.client.get_recent_stats(profile.player_id, refresh=True), [])
+            stale.add("profile")  # the match it brings may be newer than the profile
+    if "profile" in stale:
+        profile = await _fetch_profile(ctx, player_ref, refresh=True)
     await _record_elos(ctx, [profile])
     history = await ctx.store.elo_history(profile.player_id)
     report = analysis.player_report(profile, lifetime, recent, history)

@@ -172,6 +172,25 @@ async def test_cache_refresh_and_ttls(make_client: MakeClient, sandbox: FaceitSa
     assert 1790 < redis_client.ttl(k.cache("lifetime", profile.player_id)) <= 1800
 
 
+async def test_a_profile_found_by_nickname_primes_the_lookup_by_id_as_old_as_it_is(
+        make_client: MakeClient, sandbox: FaceitSandbox, redis_client: redis.Redis) -> None:
+    """A cached nickname lookup copied its profile under the player's id with a whole new
+    lifetime: a profile minutes old passed for a fresh one, and a report checking whether its Elo
+    predates the newest match never read it again. Nor may it replace a newer copy."""
+    client = make_client()
+    nick = sandbox.world()["players"][1]["nickname"]
+    k = FaceitKeys("fb:")
+    profile = await client.get_player_by_nickname(nick)
+    by_nick, by_id = k.cache("player_nick", nick), k.cache("player", profile.player_id)
+    redis_client.expire(by_nick, redis_client.ttl(by_nick) - 60)  # the lookup was cached a minute ago
+    redis_client.delete(by_id)
+    await client.get_player_by_nickname(nick)  # from the cache
+    assert 59 <= await client.cached_age("player", profile.player_id) <= 61
+    await client.get_player(profile.player_id, refresh=True)  # read fresh by id (as monitoring does)
+    await client.get_player_by_nickname(nick)  # the older copy stays out of its way
+    assert await client.cached_age("player", profile.player_id) < 5
+
+
 async def test_a_transient_failure_is_remembered_for_the_failure_ttl_then_asked_again(
         make_client: MakeClient, sandbox: FaceitSandbox, redis_client: redis.Redis) -> None:
     client = make_client(ttls=CacheTTLs(failure=0.3))

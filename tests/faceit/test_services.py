@@ -183,6 +183,25 @@ async def test_a_player_report_reads_matches_again_when_fresher_lifetime_stats_c
     assert sandbox.calls() == 0  # one moment now: the cache serves it
 
 
+async def test_lifetime_stats_read_again_are_checked_against_the_matches_too(
+        sandbox: FaceitSandbox, progress: ProgressLog, redis_client: redis.Redis) -> None:
+    """Monitoring read the matches after one match; another ended since. The profile and lifetime
+    stats, older than the first, were read again, and knew the second: "streak 2" beside a list
+    without it. The list is read again then, and the profile after it."""
+    player = sandbox.world()["players"][4]
+    pid, nick = player["player_id"], player["nickname"]
+    first = (await services.build_player_report(nick, progress))["data"]
+    for key in (f"fb:faceit:cache:player_nick:{nick}", f"fb:faceit:cache:lifetime:{pid}"):
+        redis_client.expire(key, redis_client.ttl(key) - 30)  # cached half a minute ago
+    seen = sandbox.finish_match(player_id=pid, won=True)
+    ctx = await get_faceit_context()
+    await ctx.client.get_recent_stats(pid, refresh=True)  # as a monitoring scan does
+    unseen = sandbox.finish_match(player_id=pid, won=False)  # a loss: the streak moves
+    again = (await services.build_player_report(nick, ProgressLog()))["data"]
+    assert again["form"]["results"] == "LW" + first["form"]["results"][:18]
+    assert again["elo"] == first["elo"] + seen["elo_changes"][pid] + unseen["elo_changes"][pid]
+
+
 async def test_resolve_player(sandbox: FaceitSandbox) -> None:
     player = sandbox.world()["players"][2]
     resolved = await services.resolve_player(player["nickname"])
