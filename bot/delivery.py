@@ -461,6 +461,23 @@ async def _to_subscriber(res: DeliveryResources, job_id: str, index: int, note: 
     await _deliver_parts(res, job_id, user_id, user_id, parts, None, done, summary, prefix=f"n{index}.")
 
 
+def _notes_by_user(notes: list[Any]) -> dict[Any, list[tuple[int, dict[str, Any]]]]:
+    """The notifications (with their index) of each user, in the order the job wrote them."""
+    mine: dict[Any, list[tuple[int, dict[str, Any]]]] = {}
+    for index, note in enumerate(notes):
+        if isinstance(note, dict):
+            mine.setdefault(note.get("user_id"), []).append((index, note))
+    return mine
+
+
+async def _to_subscriber_in_order(res: DeliveryResources, job_id: str, notes: list[tuple[int, dict[str, Any]]],
+                                  done: set[str], inactive: set[int], summary: Summary) -> None:
+    """One user's notifications one after another: sent side by side they raced for the chat's
+    send slot and arrived in any order (a player's matches shuffled, the Elo total not last)."""
+    for index, note in notes:
+        await _to_subscriber(res, job_id, index, note, done, inactive, summary)
+
+
 async def _chosen_languages(res: DeliveryResources, user_ids: list[int]) -> dict[int, str]:
     """The languages these users chose with ``/lang`` (those who chose one); none when Redis
     cannot say (each result then goes out in the language it was asked in)."""
@@ -538,7 +555,8 @@ async def _deliver_run(res: DeliveryResources, record: JobRecord) -> dict[str, A
     notes = result.get("notifications") or [] if record.status == "succeeded" else []
     if notes:
         inactive = await res.store.inactive_users()
-        tasks += [guarded(_to_subscriber(res, job_id, i, n, done, inactive, summary)) for i, n in enumerate(notes)]
+        tasks += [guarded(_to_subscriber_in_order(res, job_id, mine, done, inactive, summary))
+                  for mine in _notes_by_user(notes).values()]
     await asyncio.gather(*tasks)
     logger.info("job %s: delivery sent %d, already sent %d, blocked %d, groups gone %d, errors %d", job_id,
                 summary.sent, summary.skipped, len(summary.blocked), len(summary.chats_gone), len(summary.errors))

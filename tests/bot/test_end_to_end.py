@@ -1013,6 +1013,26 @@ def test_a_followed_player_finishing_a_match_notifies_each_active_follower_once(
     assert len([e for e in stack.events(follower) if e["kind"] == "sent" and nickname in e["text"]]) == 1
 
 
+def test_a_followers_notices_of_several_matches_arrive_oldest_first(stack: Stack, tg):
+    """Sent side by side, one user's notices raced for the chat's send slot: a player's matches
+    arrived shuffled, and the one that carries the Elo total was not the last."""
+    from queues.manager import QueueManager
+    from queues.runtime import reset_runtime
+
+    reset_runtime()
+    follower, nickname = new_user(), stack.world["nicknames"][15]
+    stack.say(follower, f"/subscribe {nickname}")
+    stack.final_of(follower, stack.first_reply(follower)["message_id"])
+    start = time.time() + 60
+    played = [stack.faceit.finish_match(nickname=nickname, won=True, at=start + 600 * i) for i in range(4)]
+    QueueManager().wait_for(QueueManager().enqueue_match_monitoring([follower]).id, timeout=20)
+    notices = stack.wait(follower, lambda es: (n := [e for e in es if e["kind"] == "sent" and nickname in e["text"]])
+                         [3:] and n)
+    assert [next(m["match_id"] for m in played if m["match_id"] in n["text"]) for n in notices] == \
+        [m["match_id"] for m in played]
+    assert "over the last 4 matches" in notices[-1]["text"]
+
+
 def test_a_scheduled_weekly_report_comes_in_the_users_language(stack: Stack, tg):
     from queues.manager import QueueManager
     from queues.runtime import reset_runtime
