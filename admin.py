@@ -590,18 +590,18 @@ def job(job_id: str, as_json: bool) -> None:
             ["attempts", f"{record.attempts} (deliveries {record.deliveries}, max retries {record.max_retries})"],
             ["enqueued", fmt_time(record.enqueued_at)], ["first started", fmt_time(record.first_started_at)],
             ["finished", fmt_time(record.finished_at)], ["worker", record.worker or "-"],
-            ["args", json.dumps(record.args, ensure_ascii=False)],
-            ["kwargs", json.dumps(record.kwargs, ensure_ascii=False)],
-            ["requesters", json.dumps(record.requesters, ensure_ascii=False)]]
+            ["args", json.dumps(shown(record.args), ensure_ascii=False)],
+            ["kwargs", json.dumps(shown(record.kwargs), ensure_ascii=False)],
+            ["requesters", json.dumps(shown(record.requesters), ensure_ascii=False)]]
     if record.watchers:
         rows.append(["watchers", json.dumps(record.watchers)])
     if record.retry_at and not record.is_final:  # a finished job keeps the field; it retries no more
         rows.append(["next retry", fmt_time(record.retry_at)])
     if record.progress and record.status != "succeeded":  # a done job's last report (95% render) misleads
         label = "progress when it stopped" if record.is_final else "progress"
-        rows.append([label, json.dumps(record.progress, ensure_ascii=False)])
+        rows.append([label, json.dumps(shown(record.progress), ensure_ascii=False)])
     if record.result is not None:
-        rows.append(["result", _shortened(json.dumps(record.result, ensure_ascii=False), RESULT_SHOWN)])
+        rows.append(["result", _shortened(json.dumps(shown(record.result), ensure_ascii=False), RESULT_SHOWN)])
     out.print(table(f"Job {record.id}", ["field", "value"], rows))
     if record.timeline:
         trows = [[t.get("attempt"), t.get("worker", ""), fmt_time(t.get("started_at")),
