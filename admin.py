@@ -573,10 +573,18 @@ def _shortened(text: str, limit: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handles_errors
 def job(job_id: str, as_json: bool) -> None:
-    """The whole record of JOB_ID: arguments, requesters, attempts, result or error with traceback."""
+    """The whole record of JOB_ID (or of the one job whose id starts with it: 8 characters or
+    more, as the dashboard shows them): arguments, requesters, attempts, result or error with traceback."""
     from queues.manager import get_queue_manager
 
-    record = get_queue_manager().get_job(job_id)
+    manager = get_queue_manager()
+    record = manager.get_job(job_id)
+    ref = job_id.strip().lower()
+    if record is None and len(ref) >= 8 and not set(ref) - set("0123456789abcdef-"):
+        found = manager.jobs.ids_starting_with(ref)
+        if len(found) > 1:
+            fail(f"{len(found)} jobs start with {ref}: give more of the id")
+        record = manager.get_job(found[0]) if found else None
     if record is None:
         settings = get_settings()
         fail(f"no job {job_id} (records of finished jobs expire: results after "

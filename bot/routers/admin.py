@@ -14,7 +14,7 @@ from aiogram.types import Message
 
 from bot.replies import answer
 from bot.routers.common import command
-from bot.routers.jobs import _job_id
+from bot.routers.jobs import job_ref
 from bot.services import BotServices
 from bot.texts import escape, t
 from bot.views import status_word
@@ -86,10 +86,13 @@ async def alerts(message: Message, command: CommandObject, lang: str, services: 
 async def requeue(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     await services.note_language(message.from_user.id, lang)  # alerts pushed to them use it
     args = (command.args or "").strip()
-    job_id = _job_id(args) if args else None
-    if args and job_id is None:
-        await answer(message, t("usage_requeue", lang))
-        return
+    job_id = None
+    if args:  # a job id, whole or its start, as /status takes it
+        ref = job_ref(args)
+        if ref is None:
+            await answer(message, t("not_a_job_id", lang))
+            return
+        job_id = await services.resolve_job_id(ref, message.from_user.id, message.chat.id)
     requeued = await services.requeue_failed(job_id)
     if job_id is not None and not requeued:  # say why the named job did not go
         record = await services.job_of_user(job_id, message.from_user.id)

@@ -27,7 +27,7 @@ def _job_id(args: str | None) -> str | None:
     return text.lower() if JOB_ID_RE.fullmatch(text) else None
 
 
-def _job_ref(args: str) -> str | None:
+def job_ref(args: str) -> str | None:
     """A typed job id, whole or its start (8 characters at least, as the dashboard and the usage
     line show it; a copied ``…`` is dropped), lower case; None: not a job id at all."""
     text = args.strip().strip("<>`'\"").rstrip("…").rstrip(".").lower()
@@ -47,7 +47,7 @@ async def _named_job(message: Message, command: CommandObject, lang: str, servic
     if not args:
         await answer(message, t(usage, lang))
         return None
-    ref = _job_ref(args)
+    ref = job_ref(args)
     if ref is None:
         await answer(message, t("not_a_job_id", lang))
         return None

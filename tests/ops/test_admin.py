@@ -73,6 +73,7 @@ def test_job_shows_the_whole_record_with_traceback_and_attempts(live_pool, manag
     assert "Traceback" in result.stdout and "ValueError" in result.stdout and "Attempts" in result.stdout
     data = run_json("job", job_id)
     assert data["id"] == job_id and data["status"] == "failed" and data["attempts"] == 1
+    assert run_json("job", job_id[:8])["id"] == job_id  # its start, as the dashboard shows it
     assert "Traceback" in data["error"]["traceback"] and data["timeline"][0]["outcome"] == "failed"
     missing = run("job", "no-such-job")
     assert missing.exit_code == 1 and "no job no-such-job" in missing.stderr
