@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from bot.config import BotConfigError, bot_token
+from bot.replies import reply_to_json
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -129,10 +130,9 @@ class BotAPI:
                            thread_id: int | None = None, reply_to: int | None = None) -> Any:
         """``thread_id``: the forum topic to post in (None: the chat itself, or a forum's General);
         ``reply_to``: a message of the chat this one answers (sent even if it is gone meanwhile)."""
-        reply = {"message_id": reply_to, "allow_sending_without_reply": True} if reply_to else None
         return await self.call("sendMessage", {"chat_id": chat_id, "text": text, "parse_mode": "HTML",
                                                "reply_markup": reply_markup, "message_thread_id": thread_id,
-                                               "reply_parameters": reply,
+                                               "reply_parameters": reply_to_json(reply_to) if reply_to else None,
                                                "link_preview_options": {"is_disabled": True}})
 
     async def edit_message_text(self, chat_id: int, message_id: int, text: str, *,
@@ -143,7 +143,8 @@ class BotAPI:
                                timeout=timeout)
 
     async def send_photo(self, chat_id: int, png: bytes, *, caption: str | None = None,
-                         thread_id: int | None = None) -> Any:
+                         thread_id: int | None = None, reply_to: int | None = None) -> Any:
         return await self.call("sendPhoto", {"chat_id": str(chat_id), "caption": caption,
                                              "message_thread_id": None if thread_id is None else str(thread_id),
+                                             "reply_parameters": reply_to_json(reply_to) if reply_to else None,
                                              "parse_mode": "HTML" if caption else None}, photo=png)

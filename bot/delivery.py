@@ -337,15 +337,14 @@ async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Pa
                      message_id: int | None, thread_id: int | None = None, reply_to: int | None = None) -> None:
     """Send one part (new messages into the forum topic ``thread_id`` where the user asked). A
     part Telegram cannot take (bad markup, chat gone) is logged and dropped: retrying cannot
-    change the answer, and the other parts still go out. ``reply_to``: the user's own message,
-    which the first part answers when it cannot replace a job message (in a group, so it shows
-    whom it is for)."""
+    change the answer, and the other parts still go out. ``reply_to``: the message a new message
+    of this part answers (in a group, so it shows whom it is for; see :func:`_to_requester`)."""
     api, sender = res.api, res.sender
     try:
         if part.photo is not None:
             photo = part.photo
             await sender.call(chat_id, lambda: api.send_photo(chat_id, photo, caption=part.text or None,
-                                                              thread_id=thread_id), job_id=job_id)
+                                                              thread_id=thread_id, reply_to=reply_to), job_id=job_id)
             return
         if part.replace and message_id:
             try:
@@ -357,8 +356,7 @@ async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Pa
                     return  # an earlier attempt already put it there
                 logger.info("job %s: job message in chat %s cannot be edited (%s); sending a new one",
                             job_id, chat_id, exc.description[:120])
-        answers = reply_to if part.replace else None
-        await sender.call(chat_id, lambda: api.send_message(chat_id, part.text, thread_id=thread_id, reply_to=answers),
+        await sender.call(chat_id, lambda: api.send_message(chat_id, part.text, thread_id=thread_id, reply_to=reply_to),
                           job_id=job_id)
     except BadRequest as exc:
         if "parse entities" in exc.description and part.photo is None:
@@ -373,15 +371,17 @@ async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Pa
 
 async def _deliver_parts(res: DeliveryResources, job_id: str, user_id: int, chat_id: int, parts: list[Part],
                          message_id: int | None, done: set[str], summary: Summary, prefix: str = "",
-                         thread_id: int | None = None, reply_to: int | None = None) -> bool:
-    """Send what is not yet marked; False when the user blocked the bot."""
+                         thread_id: int | None = None, reply_to: int | None = None,
+                         follow_to: int | None = None) -> bool:
+    """Send what is not yet marked; False when the user blocked the bot. A new message of the
+    first part answers ``reply_to``, the later parts answer ``follow_to``."""
     for part in parts:
         marker = f"{user_id}:{prefix}{part.name}"
         if marker in done:
             summary.skipped += 1
             continue
         try:
-            await _send_part(res, job_id, chat_id, part, message_id, thread_id, reply_to)
+            await _send_part(res, job_id, chat_id, part, message_id, thread_id, reply_to if part.replace else follow_to)
         except UserBlocked:
             await _blocked(res, job_id, user_id, chat_id, summary)
             return False
@@ -421,15 +421,20 @@ async def _to_requester(res: DeliveryResources, record: JobRecord, requester: di
     first_pending = f"{user_id}:0" not in done
     message_id = requester.get("message_id")
     thread_id = requester.get("thread_id")
+    in_group = requester.get("reply_to") is not None  # (only a group's requests carry the member's message)
     reply_to = None if message_id else requester.get("reply_to")  # no job message: answer theirs
     if message_id and record.raw.get("requeued_at"):
         # Run again by an operator: the job message shows how the earlier run ended, maybe hours
         # ago. The result comes as a new message answering it (an edit would go unnoticed).
         reply_to, message_id = message_id, None
+    # In a group the later parts (the chart, a long result's next parts) answer the job message,
+    # as the group's other answers do: among other members' messages they show whose they are.
+    follow_to = (message_id or reply_to) if in_group else None
     delivered = await _deliver_parts(res, record.id, user_id, chat_id, parts,
                                      int(message_id) if message_id else None, done, summary,
                                      thread_id=int(thread_id) if thread_id else None,
-                                     reply_to=int(reply_to) if reply_to else None)
+                                     reply_to=int(reply_to) if reply_to else None,
+                                     follow_to=int(follow_to) if follow_to else None)
     if delivered and first_pending and _counts_as_analysis(record):
         try:
             await res.store.record_analysis(user_id, ACTIVITY_KIND[record.actor])

@@ -609,6 +609,15 @@ def test_in_a_group_a_member_may_see_the_groups_jobs_but_not_cancel_another_memb
     stack.wait_job(job_id, "canceled")
 
 
+def test_in_a_group_a_results_chart_answers_the_job_message(stack: Stack, tg):
+    """Among other members' messages, a chart sent loose did not show whose report it was."""
+    member, group = new_user(), -1_000_000_000_000 - new_user()
+    tg.inject(member, f"/player {stack.world['nicknames'][14]}", chat_id=group)
+    first = first_in_group(tg, group)
+    chart = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "photo"), None), timeout=30, chat_id=group)
+    assert chart["message"]["reply_to_message"]["message_id"] == first["message_id"]
+
+
 def test_in_a_group_a_second_member_asking_for_the_same_match_is_pointed_at_the_first_answer(
         stack: Stack, tg, faceit_faults):
     """The group gets the result once, in the message that answered the first member."""
