@@ -22,7 +22,6 @@ from typing import Any
 import aiohttp
 
 from bot.config import BotConfigError, bot_token
-from bot.replies import reply_to_json
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -148,3 +147,11 @@ class BotAPI:
                                              "message_thread_id": None if thread_id is None else str(thread_id),
                                              "reply_parameters": reply_to_json(reply_to) if reply_to else None,
                                              "parse_mode": "HTML" if caption else None}, photo=png)
+
+
+def reply_to_json(message_id: int) -> dict[str, Any]:
+    """Bot API ``reply_parameters`` for a reply to ``message_id``, sent even if that message is
+    gone meanwhile (a member deleted it): the answer still matters. (Here, not in
+    :mod:`bot.replies`: workers import this module, and must not import aiogram, seconds of
+    start-up for each worker process.)"""
+    return {"message_id": int(message_id), "allow_sending_without_reply": True}

@@ -11,15 +11,11 @@ from typing import Any
 
 from aiogram.types import Message, ReplyParameters
 
+from bot.botapi import reply_to_json
+
 
 def in_group(message: Message) -> bool:
     return message.chat.type != "private"
-
-
-def reply_to_json(message_id: int) -> dict[str, Any]:
-    """Bot API ``reply_parameters`` for a reply to ``message_id``, sent even if that message is
-    gone meanwhile (a member deleted it): the answer still matters."""
-    return {"message_id": int(message_id), "allow_sending_without_reply": True}
 
 
 def reply_parameters_json(message: Message) -> dict[str, Any] | None:
