@@ -52,7 +52,7 @@ def build_dispatcher(services: BotServices) -> Dispatcher:
     dp = Dispatcher(disable_fsm=True)  # no handler keeps conversation state: no FSM lookup per update
     dp["services"] = services
     dp.update.outer_middleware(InFlightMiddleware(services.background))
-    dp.update.outer_middleware(ThrottleMiddleware(chosen_lang=services.seen_user))
+    dp.update.outer_middleware(ThrottleMiddleware(chosen_lang=services.seen_user, exempt=services.admin_ids))
     dp.update.outer_middleware(ErrorsMiddleware())
     dp.update.outer_middleware(LanguageMiddleware(services))
     dp.include_routers(*all_routers())
