@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -126,6 +126,27 @@ def check_redis_url(value: str) -> None:
 
 
 SENTINEL_PORT = 26379  # Sentinel's own port, taken when a REDIS_SENTINELS item names none
+
+
+def check_amqp_url(value: str) -> None:
+    """Raise ValueError unless ``value`` is an amqp:// or amqps:// URL with a valid port."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("amqp", "amqps"):
+        raise ValueError("an amqp:// or amqps:// URL")
+    _check_port(parts)
+
+
+def _check_webhook_url(value: str) -> None:
+    if value:  # empty: polling mode (webhook mode without it is refused by bot.config)
+        check_http_url(value)
+
+
+#: Each URL setting and the check that reads it whole at start.
+URL_CHECKS = {"redis_url": check_redis_url, "rabbitmq_url": check_amqp_url, "telegram_api_url": check_http_url,
+              "faceit_api_url": check_http_url, "webhook_url": _check_webhook_url}
 
 
 def sentinel_address(item: str) -> tuple[str, int]:
@@ -372,35 +393,10 @@ class Settings(BaseSettings):
             sentinel_address(item)
         return value
 
-    @field_validator("redis_url")
+    @field_validator(*URL_CHECKS)
     @classmethod
-    def _redis_url(cls, value: str) -> str:
-        check_redis_url(value)
-        return value
-
-    @field_validator("rabbitmq_url")
-    @classmethod
-    def _amqp_url(cls, value: str) -> str:
-        try:
-            parts = urlsplit(value)
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme not in ("amqp", "amqps"):
-            raise ValueError("an amqp:// or amqps:// URL")
-        _check_port(parts)
-        return value
-
-    @field_validator("telegram_api_url", "faceit_api_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        check_http_url(value)
-        return value
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _webhook_url(cls, value: str) -> str:
-        if value:  # empty: polling mode (webhook mode without it is refused by bot.config)
-            check_http_url(value)
+    def _url(cls, value: str, info: ValidationInfo) -> str:
+        URL_CHECKS[info.field_name](value)
         return value
 
     @field_validator("webhook_secret")

@@ -153,6 +153,14 @@ def test_every_setting_has_a_comment_and_the_readme_row_says_it():
 # --- URLs, Sentinel addresses and the settings file: one line, never a traceback ----------------
 
 
+def _refusal(monkeypatch, name: str, value: str) -> str:
+    """The one line settings refuse ``name=value`` with."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    return str(info.value)
+
+
 @pytest.mark.parametrize(("value", "expected"), [
     ("redis://:pw-hidden-1@host:notaport/0",
      "REDIS_URL must be a URL whose port is a number from 1 to 65535 (got 'redis://:***@host:notaport/0')"),
@@ -166,10 +174,7 @@ def test_every_setting_has_a_comment_and_the_readme_row_says_it():
     ("redis://[::1/0", "REDIS_URL must be a redis://, rediss:// or unix:// URL (got '<invalid url>')"),
 ])
 def test_a_redis_url_redis_py_cannot_use_is_refused_without_its_password(monkeypatch, value, expected):
-    monkeypatch.setenv("REDIS_URL", value)
-    with pytest.raises(SettingsError) as info:
-        load_settings()
-    assert str(info.value) == expected
+    assert _refusal(monkeypatch, "REDIS_URL", value) == expected
 
 
 BAD_REDIS_URL = "redis://:pw-never-shown@127.0.0.1:99999/0"
@@ -207,10 +212,7 @@ def test_a_sentinel_without_a_port_is_on_sentinels_port(monkeypatch):
     (":26379", "REDIS_SENTINELS must be a comma-separated list of host or host:port (got ':26379')"),
 ])
 def test_a_bad_sentinel_address_is_one_line(monkeypatch, value, expected):
-    monkeypatch.setenv("REDIS_SENTINELS", value)
-    with pytest.raises(SettingsError) as info:
-        load_settings()
-    assert str(info.value) == expected
+    assert _refusal(monkeypatch, "REDIS_SENTINELS", value) == expected
 
 
 def test_a_settings_file_that_is_a_directory_or_not_utf8_is_one_line(tmp_path, monkeypatch):

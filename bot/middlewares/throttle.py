@@ -122,10 +122,6 @@ class ThrottleMiddleware(BaseMiddleware):
             return Verdict.NOTICE
         return Verdict.SKIP
 
-    def allow(self, user_id: int, now: float | None = None) -> bool:
-        """True when an ordinary update of ``user_id`` is within the budget (and takes from it)."""
-        return self.check(user_id, now=now) is Verdict.SERVE
-
     def retry_after(self, user_id: int) -> int:
         """Whole seconds until ``user_id``'s burst is whole again (what the notice tells them)."""
         bucket = self._buckets.get(user_id)

@@ -173,13 +173,17 @@ def test_progress_reads_players_6_of_10_in_both_languages():
 
 
 def test_the_flood_guard_lets_a_burst_through_then_a_steady_rate():
-    from bot.middlewares.throttle import ThrottleMiddleware
+    from bot.middlewares.throttle import ThrottleMiddleware, Verdict
 
     guard = ThrottleMiddleware(rate=2, burst=8)
-    assert [guard.allow(1, now=100.0) for _ in range(10)] == [True] * 8 + [False] * 2
-    assert guard.allow(2, now=100.0)  # other users are not affected
-    assert guard.allow(1, now=100.5) and not guard.allow(1, now=100.6)  # 2 a second afterwards
-    assert [guard.allow(1, now=110.0) for _ in range(9)].count(True) == 8  # refilled to the burst
+
+    def allow(user_id: int, now: float) -> bool:  # an ordinary update within the budget (it takes from it)
+        return guard.check(user_id, now=now) is Verdict.SERVE
+
+    assert [allow(1, now=100.0) for _ in range(10)] == [True] * 8 + [False] * 2
+    assert allow(2, now=100.0)  # other users are not affected
+    assert allow(1, now=100.5) and not allow(1, now=100.6)  # 2 a second afterwards
+    assert [allow(1, now=110.0) for _ in range(9)].count(True) == 8  # refilled to the burst
 
 
 def test_the_flood_guard_tells_a_flooding_user_once_per_episode_and_lets_light_commands_through():
