@@ -575,12 +575,13 @@ def _shortened(text: str, limit: int) -> str:
 def job(job_id: str, as_json: bool) -> None:
     """The whole record of JOB_ID (or of the one job whose id starts with it: 8 characters or
     more, as the dashboard shows them): arguments, requesters, attempts, result or error with traceback."""
+    from queues.jobids import job_ref
     from queues.manager import get_queue_manager
 
     manager = get_queue_manager()
-    record = manager.get_job(job_id)
-    ref = job_id.strip().lower()
-    if record is None and len(ref) >= 8 and not set(ref) - set("0123456789abcdef-"):
+    ref = job_ref(job_id)
+    record = manager.get_job(ref) if ref else None
+    if record is None and ref:
         found = manager.jobs.ids_starting_with(ref)
         if len(found) > 1:
             fail(f"{len(found)} jobs start with {ref}: give more of the id")

@@ -14,12 +14,12 @@ from aiogram.types import Message
 
 from bot.replies import answer
 from bot.routers.common import command
-from bot.routers.jobs import job_ref
 from bot.services import BotServices
 from bot.texts import escape, t
 from bot.views import status_word
 from faceit.htmltext import split_html
 from queues.health_texts import describe_or, level_word, tell_alert
+from queues.jobids import job_ref
 
 MAX_ALERTS_SHOWN = 15
 

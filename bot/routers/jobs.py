@@ -13,29 +13,7 @@ from bot.routers.common import command
 from bot.services import BotServices, CancelOutcome
 from bot.texts import t
 from bot.views import CANCEL_PREFIX, canceled_text, kind_name, status_text, status_word
-
-JOB_ID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-_ID_SHAPE = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
-MIN_ID_PREFIX = 8  # the dashboard lists jobs by their first 8 characters
-
-
-def _job_id(args: str | None) -> str | None:
-    """A whole job id, lower case (the Cancel button, /requeue); None: not one."""
-    text = (args or "").strip().strip("<>`'\"")
-    return text.lower() if JOB_ID_RE.fullmatch(text) else None
-
-
-def job_ref(args: str) -> str | None:
-    """A typed job id, whole or its start (8 characters at least, as the dashboard and the usage
-    line show it; a copied ``…`` is dropped), lower case; None: not a job id at all."""
-    text = args.strip().strip("<>`'\"").rstrip("…").rstrip(".").lower()
-    if not MIN_ID_PREFIX <= len(text) <= len(_ID_SHAPE):
-        return None
-    fits = all(char == "-" if shape == "-" else char in "0123456789abcdef"
-               for char, shape in zip(text, _ID_SHAPE[:len(text)], strict=True))
-    return text if fits else None
+from queues.jobids import job_ref, whole_job_id
 
 
 async def _named_job(message: Message, command: CommandObject, lang: str, services: BotServices,
@@ -98,7 +76,7 @@ async def cancel(message: Message, command: CommandObject, lang: str, services: 
 
 
 async def cancel_button(query: CallbackQuery, lang: str, services: BotServices) -> None:
-    job_id = _job_id(query.data.removeprefix(CANCEL_PREFIX))
+    job_id = whole_job_id(query.data.removeprefix(CANCEL_PREFIX))
     if job_id is None:
         await query.answer()
         return

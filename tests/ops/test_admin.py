@@ -74,6 +74,7 @@ def test_job_shows_the_whole_record_with_traceback_and_attempts(live_pool, manag
     data = run_json("job", job_id)
     assert data["id"] == job_id and data["status"] == "failed" and data["attempts"] == 1
     assert run_json("job", job_id[:8])["id"] == job_id  # its start, as the dashboard shows it
+    assert run_json("job", f"{job_id[:8].upper()}…")["id"] == job_id  # copied from the bot's text: read as the bot reads it
     assert "Traceback" in data["error"]["traceback"] and data["timeline"][0]["outcome"] == "failed"
     missing = run("job", "no-such-job")
     assert missing.exit_code == 1 and "no job no-such-job" in missing.stderr
