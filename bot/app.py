@@ -9,7 +9,8 @@ path taken from ``WEBHOOK_URL``, every request must carry ``WEBHOOK_SECRET`` in
 
 Redis briefly down at start is waited for (a warning line per try, up to ``BOT_REDIS_WAIT``
 seconds, 60 by default); after that the bot starts anyway and answers "try again shortly"
-until Redis is back — it recovers by itself, no restart needed.
+until Redis is back — it recovers by itself, no restart needed. The Bot API is waited for up to
+``BOT_TELEGRAM_WAIT`` seconds, then the bot stops with one line (``bot.startup``).
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ import gc
 import logging
 import signal
 import sys
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis
 from aiogram import Bot, Dispatcher
 
 from bot.commands import register_commands
@@ -35,9 +34,9 @@ from bot.middlewares.throttle import ThrottleMiddleware
 from bot.redisclient import bot_redis_client
 from bot.routers import all_routers
 from bot.services import BotServices
+from bot.startup import check_telegram, set_webhook, wait_for_redis
 from bot.telegram import build_bot
 from queues.sentry import init_sentry
-from settings import redact_url
 
 logger = logging.getLogger("bot")
 
@@ -57,26 +56,6 @@ def build_dispatcher(services: BotServices) -> Dispatcher:
     dp.update.outer_middleware(LanguageMiddleware(services))
     dp.include_routers(*all_routers())
     return dp
-
-
-async def wait_for_redis(client: Any, settings: Any, max_wait: float | None = None) -> bool:
-    """Ping Redis until it answers or ``max_wait`` passes; True when it answered."""
-    max_wait = float(settings.bot_redis_wait if max_wait is None else max_wait)
-    deadline = time.monotonic() + max_wait
-    delay = 0.5
-    url = redact_url(settings.redis_url)
-    while True:
-        try:
-            await client.ping()
-            return True
-        except (redis.RedisError, OSError) as exc:
-            if time.monotonic() + delay > deadline:
-                logger.error("Redis at %s is still unreachable after %.0f s (%s); starting anyway: commands "
-                             "answer 'try again shortly' until it is back", url, max_wait, type(exc).__name__)
-                return False
-            logger.warning("Redis at %s is unreachable (%s); retrying in %.1f s", url, type(exc).__name__, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 async def _prepare(bot: Bot, dp: Dispatcher, services: BotServices) -> None:
@@ -102,42 +81,6 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-async def check_telegram(bot: Bot, settings: Any) -> None:
-    """Ask the Bot API who the bot is, as polling does first; raise :class:`BotConfigError` (one
-    line, token scrubbed) when it refuses the token (at once: a configuration error), or when
-    network or server trouble lasts ``BOT_TELEGRAM_WAIT`` seconds (retried meanwhile: a blip at
-    start is not a configuration error). Unchecked, the same failure surfaced inside
-    ``start_polling`` as chained tracebacks ending in TelegramNetworkError.
-    """
-    from aiogram.exceptions import (
-        TelegramAPIError,
-        TelegramNetworkError,
-        TelegramServerError,
-        TelegramUnauthorizedError,
-    )
-
-    url = redact_url(settings.telegram_api_url)
-    deadline = time.monotonic() + float(settings.bot_telegram_wait)
-    delay = 0.5
-    while True:
-        try:
-            await bot.me()
-            return
-        except (TelegramNetworkError, TelegramServerError) as exc:
-            reason = exc.message.removeprefix("HTTP Client says - ").replace(bot.token, "<token>")
-            if time.monotonic() + delay > deadline:
-                raise BotConfigError(f"the Telegram Bot API at {url} does not answer ({reason}); "
-                                     f"check TELEGRAM_API_URL and the network") from None
-            logger.warning("the Telegram Bot API at %s does not answer (%s); retrying in %.1f s", url, reason, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        except TelegramUnauthorizedError:
-            raise BotConfigError(f"the Telegram Bot API at {url} refused TELEGRAM_BOT_TOKEN (Unauthorized)") from None
-        except TelegramAPIError as exc:  # Not Found (a wrong URL) and the like: say it now
-            reason = f"{type(exc).__name__}: {exc.message}".replace(bot.token, "<token>")
-            raise BotConfigError(f"the Telegram Bot API at {url} refused getMe ({reason})") from None
-
-
 async def run_polling(bot: Bot, dp: Dispatcher, settings: Any) -> None:
     try:
         await bot.delete_webhook(drop_pending_updates=False)
@@ -147,20 +90,6 @@ async def run_polling(bot: Bot, dp: Dispatcher, settings: Any) -> None:
     limit = settings.bot_update_concurrency
     await dp.start_polling(bot, allowed_updates=dp.resolve_used_update_types(), handle_signals=True,
                            tasks_concurrency_limit=limit)
-
-
-async def _set_webhook(bot: Bot, url: str, secret: str, updates: list[str]) -> None:
-    """Register the webhook, retrying (with a log line each time) until Telegram takes it."""
-    delay = 1.0
-    while True:
-        try:
-            await bot.set_webhook(url, secret_token=secret, allowed_updates=updates)
-            return
-        except Exception as exc:
-            logger.warning("could not set the webhook (%s: %s); retrying in %.0f s", type(exc).__name__,
-                           str(exc)[:120], delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
 
 
 async def run_webhook(bot: Bot, dp: Dispatcher, settings: Any) -> None:
@@ -176,7 +105,7 @@ async def run_webhook(bot: Bot, dp: Dispatcher, settings: Any) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
     await site.start()
-    await _set_webhook(bot, settings.webhook_url, secret, dp.resolve_used_update_types())
+    await set_webhook(bot, settings, dp.resolve_used_update_types())
     logger.info("bot started: webhook on %s:%s%s", settings.webhook_host, settings.webhook_port, path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -196,8 +125,7 @@ async def run(settings: Any) -> None:
     services = BotServices(settings, client)
     try:
         await wait_for_redis(client, settings)
-        if settings.bot_mode != "webhook":  # a webhook is registered with retries (_set_webhook)
-            await check_telegram(bot, settings)
+        await check_telegram(bot, settings)
         dp = build_dispatcher(services)
         await _prepare(bot, dp, services)
         freeze_startup_heap()

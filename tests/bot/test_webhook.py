@@ -105,6 +105,9 @@ def test_the_token_never_reaches_the_log_even_at_debug(webhook_bot):
     ({"TELEGRAM_BOT_TOKEN": "garbage-token-text"}, "TELEGRAM_BOT_TOKEN must be a bot token as @BotFather gives it"),
     ({"TELEGRAM_API_URL": "http://127.0.0.1:{free_port}", "BOT_TELEGRAM_WAIT": "0"},
      "the Telegram Bot API at http://127.0.0.1:{free_port} does not answer (ClientConnectorError: "),
+    ({"BOT_MODE": "webhook", "WEBHOOK_URL": "http://127.0.0.1:9/tg", "WEBHOOK_SECRET": SECRET,
+      "TELEGRAM_API_URL": "http://127.0.0.1:{free_port}", "BOT_TELEGRAM_WAIT": "0"},
+     "the Telegram Bot API at http://127.0.0.1:{free_port} does not answer (ClientConnectorError: "),
 ])
 def test_settings_the_bot_cannot_run_with_stop_it_with_one_line(telegram_sandbox_server, extra, message):
     port = str(free_port())  # nothing listens there: an unreachable Bot API

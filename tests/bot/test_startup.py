@@ -1,0 +1,64 @@
+"""The bot's start-up waits (bot.startup): Redis and the Bot API are retried alike, and what
+ends each wait is what the module promises."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from bot.startup import retry_until, wait_for_redis
+from tests.support.redis_server import free_port
+
+
+async def test_redis_that_never_answers_is_waited_for_then_the_bot_starts_anyway(caplog):
+    port = free_port()  # nothing listens there
+    client = redis.asyncio.Redis(port=port, retry=Retry(NoBackoff(), 0))  # each ping fails at once
+    settings = SimpleNamespace(bot_redis_wait=1.0, redis_url=f"redis://:hunter2@127.0.0.1:{port}/0")
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        assert await wait_for_redis(client, settings) is False
+    await client.aclose()
+    tries = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert tries == [f"Redis at redis://:***@127.0.0.1:{port}/0 is unreachable (ConnectionError); retrying in 0.5 s"]
+    final = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(final) == 1 and "still unreachable after 1 s" in final[0] and "starting anyway" in final[0]
+    assert "hunter2" not in caplog.text
+
+
+async def test_redis_that_answers_is_not_waited_for(redis_server, caplog):
+    client = redis.asyncio.Redis(port=redis_server.port)
+    settings = SimpleNamespace(bot_redis_wait=60.0, redis_url=redis_server.url)
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        assert await wait_for_redis(client, settings) is True
+    await client.aclose()
+    assert caplog.records == []
+
+
+async def test_an_error_that_is_not_transient_ends_the_wait_at_once():
+    calls = []
+
+    async def refused() -> None:
+        calls.append(1)
+        raise PermissionError("refused")
+
+    with pytest.raises(PermissionError):
+        await retry_until(refused, 60.0, (ConnectionError,), lambda exc: "down")
+    assert len(calls) == 1
+
+
+async def test_a_transient_error_is_tried_again_until_the_call_returns(caplog):
+    calls = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("blip")
+        return "up"
+
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        assert await retry_until(flaky, 60.0, (ConnectionError,), lambda exc: f"down ({exc})") == "up"
+    assert [r.getMessage() for r in caplog.records] == ["down (blip); retrying in 0.5 s", "down (blip); retrying in 1.0 s"]
