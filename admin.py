@@ -578,10 +578,12 @@ def job(job_id: str, as_json: bool) -> None:
     from queues.jobids import job_ref
     from queues.manager import get_queue_manager
 
-    manager = get_queue_manager()
     ref = job_ref(job_id)
-    record = manager.get_job(ref) if ref else None
-    if record is None and ref:
+    if ref is None:
+        fail(f"{job_id!r} is not a job id: give the whole id or its first 8 characters or more")
+    manager = get_queue_manager()
+    record = manager.get_job(ref)
+    if record is None:
         found = manager.jobs.ids_starting_with(ref)
         if len(found) > 1:
             fail(f"{len(found)} jobs start with {ref}: give more of the id")

@@ -13,17 +13,13 @@ users' texts and tokens under names no scrubber can guess.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
+from queues.redaction import Redactor
 from settings import Settings
 
 _SCRUBBED = "[scrubbed]"
 _CHAT_KEYS = {"text", "caption", "message_text", "chat_text"}
-_SECRET_KEY = re.compile(r"(token|api[_-]?key|apikey|password|passwd|secret|authorization|cookie|dsn)",
-                         re.IGNORECASE)
-# Telegram bot tokens (``123456:AA…``), also inside Bot API URLs (``/bot<token>/``).
-_TOKEN_SHAPE = re.compile(r"(?<![0-9])\d{5,}:[A-Za-z0-9_-]{20,}")
 _secrets: list[str] = []
 _initialized: dict[str, Any] = {}
 logger = logging.getLogger(__name__)
@@ -32,36 +28,21 @@ SENTRY_LEVELS = {"critical": "fatal", "error": "error", "warning": "warning", "i
 
 
 def scrub(value: Any, secrets: list[str] | None = None) -> Any:
-    """Return ``value`` with every secret replaced and chat texts dropped (recursively)."""
+    """Return ``value`` with every secret replaced and chat texts dropped (recursively): the
+    masking of :class:`queues.redaction.Redactor`, marked ``[scrubbed]``."""
     if secrets is None:
         secrets = _secrets or _secrets_in_force()
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret and secret in value:
-                value = value.replace(secret, _SCRUBBED)
-        return _TOKEN_SHAPE.sub(_SCRUBBED, value)
-    if isinstance(value, dict):
-        return {k: (_SCRUBBED if _is_sensitive_key(k) and v not in (None, "", [], {}) else scrub(v, secrets))
-                for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(scrub(v, secrets) for v in value)
-    return value
+    return Redactor(secrets, mask=_SCRUBBED, hidden_keys=_CHAT_KEYS).redact(value)
 
 
 def _secrets_in_force() -> list[str]:
-    """The settings' secrets, longest first (used before or without ``init_sentry``)."""
+    """The settings' secrets (used before or without ``init_sentry``)."""
     from settings import get_settings
 
     try:
-        return sorted(get_settings().secret_values(), key=len, reverse=True)
+        return get_settings().secret_values()
     except Exception:
         return []
-
-
-def _is_sensitive_key(key: Any) -> bool:
-    if not isinstance(key, str):
-        return False
-    return key in _CHAT_KEYS or bool(_SECRET_KEY.search(key))
 
 
 def _template(message: Any, params: Any) -> str:
@@ -108,7 +89,7 @@ def init_sentry(settings: Settings, role: str, **options: Any) -> bool:
         return True  # the first role wins (the scheduler builds a broker too: keep "scheduler")
     from sentry_sdk.integrations.dramatiq import DramatiqIntegration
 
-    _secrets[:] = sorted(settings.secret_values(), key=len, reverse=True)
+    _secrets[:] = settings.secret_values()
     sentry_sdk.init(
         dsn=dsn,
         environment=settings.sentry_environment,

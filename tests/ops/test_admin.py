@@ -76,8 +76,10 @@ def test_job_shows_the_whole_record_with_traceback_and_attempts(live_pool, manag
     assert run_json("job", job_id[:8])["id"] == job_id  # its start, as the dashboard shows it
     assert run_json("job", f"{job_id[:8].upper()}…")["id"] == job_id  # copied from the bot's text: read as the bot reads it
     assert "Traceback" in data["error"]["traceback"] and data["timeline"][0]["outcome"] == "failed"
-    missing = run("job", "no-such-job")
-    assert missing.exit_code == 1 and "no job no-such-job" in missing.stderr
+    missing = run("job", "0adf2eb6-0000")
+    assert missing.exit_code == 1 and "no job 0adf2eb6-0000" in missing.stderr
+    not_an_id = run("job", "no-such-job")  # said before Redis is asked
+    assert not_an_id.exit_code == 1 and "'no-such-job' is not a job id" in not_an_id.stderr
 
 
 def test_a_done_job_shows_no_stale_progress(live_pool, manager):

@@ -133,9 +133,9 @@ def test_test_timeout_must_be_a_finite_number_of_seconds(timeout):
 
 def test_a_missing_job_names_the_lifetimes_in_force(fresh, env_override):
     env_override(QUEUE_RESULT_TTL="60", QUEUE_FAILURE_TTL="7200")
-    missing = run("job", "no-such-job")
+    missing = run("job", "0adf2eb6-1c2d")
     assert missing.exit_code == 1
-    assert missing.stderr.strip() == ("error: no job no-such-job (records of finished jobs expire: "
+    assert missing.stderr.strip() == ("error: no job 0adf2eb6-1c2d (records of finished jobs expire: "
                                       "results after 1 min, failures after 2 h)")
 
 
@@ -189,7 +189,7 @@ def test_the_entry_point_exit_codes_and_redis_unreachable(redis_server, fresh):
     assert admin_process("status", "--bogus").returncode == 2
     redis_server.stop()
     try:
-        for args in (("status",), ("alerts",), ("workers", "--json"), ("job", "x"), ("report",)):
+        for args in (("status",), ("alerts",), ("workers", "--json"), ("job", "0adf2eb6"), ("report",)):
             done = admin_process(*args)
             assert done.returncode == 1, (args, done.stderr)
             lines = done.stderr.strip().splitlines()
