@@ -92,6 +92,7 @@ return marks
 
 RECIPIENT_CONCURRENCY = 16
 PROGRESS_TIMEOUT = 2.0  # a progress edit runs inside the job: it must not hold it up for long
+TOLD_TTL = 7 * 86400  # seconds a follower's "told of this match" claim is kept
 ATTACH_GRACE = 3.0  # seconds after enqueue the bot may still be recording its job message
 _TAG = re.compile(r"<[^>]+>")
 ACTIVITY_KIND = {"match_analysis": "match", "player_report": "player", "bulk_analysis": "bulk",
@@ -459,11 +460,33 @@ async def _to_subscriber(res: DeliveryResources, job_id: str, index: int, note: 
         return
     if user_id in inactive or f"{user_id}:{BLOCKED}" in done:  # their own chat: a group gone does not count
         return
+    if not await _first_to_tell(res, job_id, user_id, note):
+        summary.skipped += 1
+        return
     texts = note.get("texts") or {}
     lang = await _user_lang(res, user_id)
     chosen = list(texts.get(lang) or texts.get("en") or texts.get("ru") or [])
     parts = [Part(str(i), text) for i, text in enumerate(chosen)]
     await _deliver_parts(res, job_id, user_id, user_id, parts, None, done, summary, prefix=f"n{index}.")
+
+
+async def _first_to_tell(res: DeliveryResources, job_id: str, user_id: int, note: dict[str, Any]) -> bool:
+    """Whether this job's delivery is the one that tells ``user_id`` of the note's match: the
+    first to claim it (or this job again, on a retry). Two monitoring runs that overlap (a
+    backlog, a late start) both see the same new match; its follower hears of it once. A note
+    without ids (nothing to tell it by) always goes."""
+    player_id, match_id = note.get("player_id"), note.get("match_id")
+    if not player_id or not match_id:
+        return True
+    key = res.keys.told(user_id, str(player_id), str(match_id))
+    if await res.redis.set(key, job_id, nx=True, ex=TOLD_TTL):
+        return True
+    holder = await res.redis.get(key)
+    holder = holder.decode() if isinstance(holder, bytes) else holder
+    if holder in (None, job_id):  # (expired meanwhile: nobody else is telling it now)
+        return True
+    logger.info("job %s: user %s is told of match %s by job %s; not again", job_id, user_id, match_id, holder)
+    return False
 
 
 def _notes_by_user(notes: list[Any]) -> dict[Any, list[tuple[int, dict[str, Any]]]]:

@@ -17,12 +17,17 @@ key                            what
 ``bot:delivered:<job id>``     hash ``<uid>:<part>`` → 1: parts Telegram accepted (exactly once)
 ``bot:delivering:<job id>``    the lease of the one delivery of a job sending now; renewed
                                while it runs, gone when it ends
+``bot:told:<uid>:<digest>``    the id of the job whose delivery tells the user of one finished
+                               match of one followed player (digest of the two FACEIT ids), for
+                               a week: two monitoring runs that saw the same match tell it once
 ``bot:tg:chat:<chat id>``      GCRA time of the next free send slot of one chat
 ``bot:tg:global``              the same for the whole bot (every process shares it)
 =============================  ===============================================================
 """
 
 from __future__ import annotations
+
+import hashlib
 
 
 class BotKeys:
@@ -51,6 +56,10 @@ class BotKeys:
 
     def delivering(self, job_id: str) -> str:
         return f"{self.base}delivering:{job_id}"
+
+    def told(self, user_id: int, player_id: str, match_id: str) -> str:
+        digest = hashlib.sha1(f"{player_id}|{match_id}".encode()).hexdigest()[:20]
+        return f"{self.base}told:{int(user_id)}:{digest}"
 
     def chat_slot(self, chat_id: int) -> str:
         return f"{self.base}tg:chat:{int(chat_id)}"

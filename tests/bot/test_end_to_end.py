@@ -1032,6 +1032,38 @@ def test_a_followed_player_finishing_a_match_notifies_each_active_follower_once(
     assert len([e for e in stack.events(follower) if e["kind"] == "sent" and nickname in e["text"]]) == 1
 
 
+def test_two_monitoring_runs_that_see_the_same_match_tell_it_once(stack: Stack, tg):
+    """Runs overlap after a backlog (or one starts late): the second read where the player
+    stood before the first wrote the match down, and its follower heard of the match twice."""
+    from queues.manager import QueueManager
+    from queues.runtime import reset_runtime
+
+    reset_runtime()
+    manager = QueueManager()
+    follower, nickname = new_user(), stack.world["nicknames"][3]
+    stack.say(follower, f"/subscribe {nickname}")
+    stack.final_of(follower, stack.first_reply(follower)["message_id"])
+    player_id = next(p["player_id"] for p in stack.world["players"] if p["nickname"] == nickname)
+    state_key = f"fb:faceit:monitor:{player_id}"
+    before = stack.redis.get(state_key)
+    assert before  # /subscribe took the baseline
+    played = stack.faceit.finish_match(nickname=nickname, won=True)
+    first = manager.enqueue_match_monitoring([follower])
+    assert manager.wait_for(first.id, timeout=20).result["data"]["new_matches"] == 1
+    stack.wait(follower, lambda es: [e for e in es if e["kind"] == "sent" and played["match_id"] in e["text"]])
+    stack.redis.set(state_key, before)  # the second run read the state before the first wrote it
+    second = manager.enqueue_match_monitoring([follower])
+    assert manager.wait_for(second.id, timeout=20).result["data"]["new_matches"] == 1  # it saw the match too
+    log = stack.pool.log_path
+    deadline = time.monotonic() + 20
+    while f"job {second.id}: delivery sent" not in log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, "the second run's delivery never ended"
+        time.sleep(0.05)
+    assert f"job {second.id}: delivery sent 0, already sent 1" in log.read_text(errors="replace")
+    told = [e for e in stack.events(follower) if e["kind"] == "sent" and played["match_id"] in e["text"]]
+    assert len(told) == 1
+
+
 def test_a_followers_notices_of_several_matches_arrive_oldest_first(stack: Stack, tg):
     """Sent side by side, one user's notices raced for the chat's send slot: a player's matches
     arrived shuffled, and the one that carries the Elo total was not the last."""
