@@ -496,7 +496,31 @@ index_add(prefix .. "jobs:status:queued", score, id, limit, 0)
 redis.call("HDEL", jk, "error", "result", "finished_at", "cancel_requested", "retry_at", "progress")
 redis.call("HSET", jk, "status", "queued", "deliveries", "0", "lost", "0", "requeued_at", ARGV[3])
 redis.call("EXPIRE", jk, ttl)
+-- In flight again: a request for the same subject joins it instead of starting another.
+local ckey = redis.call("HGET", jk, "coalesce_key")
+if ckey and not redis.call("GET", ckey) then redis.call("SET", ckey, id, "EX", ttl) end
 return st
+"""
+
+# ARGV: prefix, id, the requeued_at of the reset, limit, then the fields it had (name, value, …).
+# Undoes a requeue whose message could not be sent: the record is as it was, and can be
+# requeued again. → 1 when undone; 0 when it moved on meanwhile (a worker took it after all).
+_UNDO_RESET = _LUA_COMMON + """
+local prefix, id, limit = ARGV[1], ARGV[2], tonumber(ARGV[4])
+local jk = prefix .. "job:" .. id
+local f = redis.call("HMGET", jk, "status", "requeued_at", "deliveries", "coalesce_key")
+if f[1] ~= "queued" or f[2] ~= ARGV[3] or f[3] ~= "0" then return 0 end
+local before = {}
+for i = 5, #ARGV, 2 do before[ARGV[i]] = ARGV[i + 1] end
+local score = tonumber(redis.call("HGET", jk, "enqueued_at")) or 0
+redis.call("ZREM", prefix .. "jobs:status:queued", id)
+index_add(prefix .. "jobs:status:" .. before["status"], score, id, limit, 0)
+redis.call("HDEL", jk, "requeued_at")
+for name, value in pairs(before) do
+  if value ~= "" then redis.call("HSET", jk, name, value) end
+end
+if f[4] and redis.call("GET", f[4]) == id then redis.call("DEL", f[4]) end
+return 1
 """
 
 # ARGV: prefix, id, progress JSON[, the status it must be in (started), the attempt it must be at].
@@ -662,6 +686,7 @@ class JobStore:
         self._cancel = client.register_script(_CANCEL)
         self._leave = client.register_script(_LEAVE)
         self._reset = client.register_script(_RESET)
+        self._undo_reset = client.register_script(_UNDO_RESET)
         self._progress = client.register_script(_PROGRESS)
         # Begin and finish run once per job on a worker's hot path: straight to a connection
         # of the worker thread (see queues/direct_scripts.py). Their caller retries on errors.
@@ -804,10 +829,23 @@ class JobStore:
         """``user_id`` stops waiting for a job others asked for too (see :data:`_LEAVE`)."""
         return str(self._leave(args=[self.prefix, job_id, str(int(user_id))]))
 
-    def reset_for_requeue(self, job_id: str) -> str:
-        """Put a failed or canceled record back to ``queued``; returns the status it had."""
-        return str(self._reset(args=[self.prefix, job_id, repr(time.time()), self.failure_ttl,
-                                     self.index_limit]))
+    def reset_for_requeue(self, job_id: str, now: float | None = None) -> str:
+        """Put a failed or canceled record back to ``queued`` (``requeued_at``: ``now``); returns
+        the status it had."""
+        stamp = repr(time.time() if now is None else now)
+        return str(self._reset(args=[self.prefix, job_id, stamp, self.failure_ttl, self.index_limit]))
+
+    def undo_reset(self, before: JobRecord, now: float) -> bool:
+        """Put back the record ``before`` was, reset at ``now``, when its message could not be
+        sent: left ``queued`` it would wait for a message that never comes, and could not be
+        requeued again. False when a worker took it meanwhile."""
+        raw = before.raw
+        fields = ["status", before.status]
+        for name in ("error", "result", "finished_at", "cancel_requested", "retry_at", "progress", "deliveries",
+                     "lost", "requeued_at"):
+            value = raw.get(name)
+            fields += [name, value if isinstance(value, str) else "" if value is None else json.dumps(value)]
+        return bool(self._undo_reset(args=[self.prefix, before.id, repr(now), self.index_limit, *fields]))
 
     # --- reads ----------------------------------------------------------------------------
 

@@ -309,12 +309,19 @@ class QueueManager:
             if job_id is None and self._superseded(record):
                 requeued.superseded += 1
                 continue
-            if self.jobs.reset_for_requeue(record.id) not in ("failed", "canceled"):
+            now = time.time()
+            if self.jobs.reset_for_requeue(record.id, now) not in ("failed", "canceled"):
                 continue
-            self._remove_dead_letter(record)
             message = Message(queue_name=record.queue, actor_name=record.actor, args=tuple(record.args),
                               kwargs=record.kwargs, options=dict(record.options), message_id=record.id)
-            self.broker.enqueue(message)
+            try:
+                self.broker.enqueue(message)
+            except Exception:
+                # Not sent: the record goes back as it was (and its dead letter stays), so the
+                # requeue can be tried again once the broker answers.
+                self.jobs.undo_reset(record, now)
+                raise
+            self._remove_dead_letter(record)
             requeued.append(record.id)
             logger.info("job %s: requeued", record.id)
         if requeued.skipped:

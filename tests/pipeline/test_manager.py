@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dramatiq
 import pytest
+from dramatiq.middleware import MiddlewareError
 
 from queues.errors import UnknownActorError, UnknownJobError
 from queues.runtime import get_job_store
@@ -189,3 +191,37 @@ def test_a_message_sent_past_the_manager_gets_a_record_on_its_first_delivery(sha
     record = wait_until(lambda: (r := manager.get_job(message.message_id)) and r.is_final and r, timeout=20)
     assert record.status == "succeeded" and record.result == {"value": 3}
     assert record.actor == "t_noop" and record.attempts == 1
+
+
+class _EnqueueRefused(MiddlewareError):
+    """What the broker raised for the requeue's message (a dropped connection, say)."""
+
+
+class _BrokerDown(dramatiq.Middleware):
+    """The broker refusing every enqueue (Dramatiq lets a middleware's own error through)."""
+
+    def before_enqueue(self, broker, message, delay):
+        raise _EnqueueRefused("connection dropped")
+
+
+def test_a_requeue_whose_message_is_not_sent_leaves_the_job_as_it_was(shared_pool, manager):
+    handle = manager.enqueue_job("t_fail_times", retry=0, failures=1, coalesce="requeue-undo")
+    failed = manager.wait_for(handle.id, timeout=20)
+    assert failed.status == "failed"
+    wait_until(lambda: manager.queue_stats()["default"].dead == 1)
+    down = _BrokerDown()
+    manager.broker.middleware.append(down)
+    try:
+        with pytest.raises(_EnqueueRefused):
+            manager.requeue_failed(job_id=handle.id)
+    finally:
+        manager.broker.middleware.remove(down)
+    record = manager.get_job(handle.id)
+    assert record.status == "failed" and record.error == failed.error  # not "queued" for a message that never came
+    assert manager.queue_stats()["default"].dead == 1  # its dead letter is still there
+    assert manager.requeue_failed(job_id=handle.id) == [handle.id]  # and it can be requeued again
+    # In flight again, it is what a request for the same subject joins.
+    joined = manager.enqueue_job("t_fail_times", retry=0, failures=1, coalesce="requeue-undo")
+    assert joined.id == handle.id and joined.coalesced
+    assert manager.wait_for(handle.id, timeout=20).status == "succeeded"
+    assert manager.queue_stats()["default"].dead == 0
