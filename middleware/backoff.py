@@ -73,8 +73,9 @@ class Backoff(Middleware):
         if not retryable or retries >= max_retries:
             state.outcome = "failed"
             state.alert_reason = state.alert_reason or "final_failure"
-            if getattr(exception, "code", None) not in REQUEST_ERROR_CODES:
-                message.fail()  # dead-lettered: an operator's to-do
+            # Dead-lettered (an operator's to-do) once Tracking knows this attempt's outcome
+            # counted: a stale attempt (the job re-delivered meanwhile) is no failure of the job.
+            state.dead_letter = getattr(exception, "code", None) not in REQUEST_ERROR_CODES
             return
         delays = self._option(broker, message, "retry_delays", self.retry_delays) or self.retry_delays
         delay = getattr(exception, "retry_after", None)

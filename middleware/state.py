@@ -22,6 +22,8 @@ class DeliveryState:
     alert_reason: str = ""           # final_failure | time_limit | crash_loop | auth
     requesters: int = 0              # requesters on the record when it ended
     pending_retry: Any = None        # the message to re-enqueue before the ack
+    dead_letter: bool = False        # Backoff's verdict: a final failure an operator should see;
+                                     # Tracking dead-letters it once the outcome counted (not stale)
     acked: bool = False              # tracking's final write already acked the message
     result: Any = None               # the actor body's return value (kept off Dramatiq's path)
     extra: dict[str, Any] = field(default_factory=dict)

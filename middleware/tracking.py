@@ -102,6 +102,8 @@ class Tracking(Middleware):
     def after_process_message(self, broker, message, *, result=None, exception=None):
         state = state_of(message)
         if not state.attempt:
+            if state.dead_letter:
+                message.fail()
             return
         if result is None:
             result = state.result
@@ -124,11 +126,18 @@ class Tracking(Middleware):
         except Exception:
             self.write_failures += 1
             logger.exception("job %s: could not record outcome %s", message.message_id, state.outcome)
+            if state.dead_letter:
+                message.fail()
             return
         state.requesters = finish.requesters
         state.acked = finish.acked
         if finish.status == "stale":
-            logger.warning("job %s: attempt %d is stale (re-delivered meanwhile); outcome not recorded",
-                           message.message_id, state.attempt)
+            # Another delivery of the job runs it (or ran it): this attempt's failure is no
+            # failure of the job. No dead letter, no alert, no delivery, no retry of its own.
+            logger.warning("job %s: attempt %d is stale (re-delivered meanwhile); outcome %s not recorded",
+                           message.message_id, state.attempt, state.outcome)
+            state.outcome, state.alert_reason, state.pending_retry = "skipped", "", None
         else:
+            if state.dead_letter:
+                message.fail()
             logger.info("job %s: %s (attempt %d)", message.message_id, state.outcome, state.attempt)

@@ -213,3 +213,20 @@ def test_a_secret_at_the_cut_of_a_long_error_is_scrubbed_whole(env_override):
     kept = error_summary(RuntimeError(message), traceback_text)
     assert key[:8] not in kept["message"] and key[-8:] not in kept["traceback"]
     assert len(kept["message"]) <= 2000 and len(kept["traceback"]) <= 8000
+
+
+def test_a_stale_attempt_that_fails_leaves_no_dead_letter_and_no_alert(start_pool, manager, traces):
+    """The job was delivered again while an attempt ran (the dead-worker sweep took its worker
+    for dead): when that attempt then fails, the job has not failed — the other delivery runs it.
+    It was dead-lettered and alerted on all the same, for a job that may well succeed."""
+    pool = start_pool(processes=1)
+    handle = manager.enqueue_job("t_sleep", retry=0, seconds=3, steps=30)  # its 1 s limit ends it
+    wait_until(lambda: traces.runs(handle.id) == 1)
+    assert get_job_store().begin(handle.id, max_deliveries=2).verdict == "run"  # the other delivery's attempt
+    # The stale attempt meets its time limit (1 s) and says so in the worker's log.
+    wait_until(lambda: "attempt 1 is stale" in pool.log_path.read_text(errors="replace"), timeout=10)
+    wait_until(lambda: manager.queue_stats()["default"].in_progress == 0)  # acked (or nacked): hooks done
+    assert manager.queue_stats()["default"].dead == 0
+    assert not [a for a in get_alert_store().recent(1) if a.job_id == handle.id]
+    record = manager.get_job(handle.id)
+    assert record.status == "started" and record.attempts == 2  # the other attempt's, untouched
