@@ -99,6 +99,21 @@ local function decode_array(s)
   if not s or s == "" then return {} end
   return cjson.decode(s)
 end
+-- One outcome in the per-minute counts (per queue and per actor) and the all-time totals that
+-- the monitor, the dashboard and /metrics read. A minute's counters get their TTL on their
+-- first increment only.
+local function count_outcome(prefix, queue, actor, outcome, now, stats_ttl, refused)
+  local minute = string.format("%d", math.floor(now / 60))
+  local sk = prefix .. "stats:" .. queue .. ":" .. minute
+  if redis.call("HINCRBY", sk, outcome, 1) == 1 then redis.call("EXPIRE", sk, stats_ttl) end
+  local ak = prefix .. "stats:actor:" .. actor .. ":" .. minute
+  if redis.call("HINCRBY", ak, outcome, 1) == 1 then redis.call("EXPIRE", ak, stats_ttl) end
+  if refused then
+    redis.call("HINCRBY", sk, "refused", 1)
+    redis.call("HINCRBY", ak, "refused", 1)
+  end
+  redis.call("HINCRBY", prefix .. "totals", actor .. "|" .. outcome, 1)
+end
 """
 
 # KEYS: none (all keys derive from the prefix, built here and only here).
@@ -278,7 +293,7 @@ if #detached > 0 then redis.call("EXPIRE", KEYS[2], ARGV[2]) end
 return detached
 """
 
-# ARGV: prefix, id, now, max_deliveries, worker, ttl, limit, result_ttl, failure_ttl
+# ARGV: prefix, id, now, max_deliveries, worker, ttl, limit, result_ttl, failure_ttl, stats_ttl
 # Returns {verdict, n}: run (n = attempt), final (status), canceled, crash_loop (n = workers lost), missing.
 # A crash loop is max_deliveries deliveries whose worker died while running them (``lost``), not
 # max_deliveries deliveries in all: retries are deliveries too, and one lost worker must not use
@@ -286,10 +301,10 @@ return detached
 _BEGIN = _LUA_COMMON + """
 local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local max_deliveries, worker, ttl, limit = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
-local result_ttl, failure_ttl = tonumber(ARGV[8]), tonumber(ARGV[9])
+local result_ttl, failure_ttl, stats_ttl = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local jk = prefix .. "job:" .. id
 local f = redis.call("HMGET", jk, "status", "enqueued_at", "cancel_requested", "deliveries", "attempts",
-  "timeline", "first_started_at", "lost")
+  "timeline", "first_started_at", "lost", "queue", "actor")
 local st = f[1]
 if not st then return {"missing", 0} end
 if st == "succeeded" or st == "failed" or st == "canceled" then return {"final", st} end
@@ -308,6 +323,7 @@ if f[3] == "1" then
   redis.call("HSET", jk, "finished_at", ARGV[3])
   release()
   redis.call("EXPIRE", jk, result_ttl)
+  count_outcome(prefix, f[9] or "", f[10] or "", "canceled", now, stats_ttl, false)
   return {"canceled", 0}
 end
 local deliveries = (tonumber(f[4]) or 0) + 1
@@ -327,6 +343,7 @@ if lost >= max_deliveries then
     "deliveries", deliveries, "lost", lost)
   release()
   redis.call("EXPIRE", jk, failure_ttl)
+  count_outcome(prefix, f[9] or "", f[10] or "", "failed", now, stats_ttl, false)
   return {"crash_loop", lost}
 end
 local attempt = (tonumber(f[5]) or 0) + 1
@@ -346,13 +363,13 @@ _REQUEST_ERROR_CODES_LUA = "local REQUEST_ERROR_CODES = {" + ", ".join(
     f'["{code}"] = true' for code in sorted(REQUEST_ERROR_CODES)) + "}\n"
 
 # ARGV: prefix, id, now, status, attempt, result|"", error|"", ttl, limit, retry_at|"",
-#       minute_bucket, stats_ttl, failure_ttl, acks_key|"", msgs_key|"", redis_message_id|"", buckets...
+#       stats_ttl, failure_ttl, acks_key|"", msgs_key|"", redis_message_id|"", buckets...
 # Returns {status written | "stale", requester count, 1 if it acked the message}.
 _FINISH = _LUA_COMMON + _REQUEST_ERROR_CODES_LUA + """
 local prefix, id, now, status = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local attempt, result, err = tonumber(ARGV[5]), ARGV[6], ARGV[7]
-local ttl, limit, retry_at, minute = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10], ARGV[11]
-local stats_ttl, failure_ttl = tonumber(ARGV[12]), tonumber(ARGV[13])
+local ttl, limit, retry_at = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
+local stats_ttl, failure_ttl = tonumber(ARGV[11]), tonumber(ARGV[12])
 local jk = prefix .. "job:" .. id
 local fields = redis.call("HMGET", jk, "status", "attempts", "queue", "actor", "enqueued_at",
   "first_started_at", "started_at", "requesters", "timeline", "coalesce_key")
@@ -400,20 +417,11 @@ if status == "failed" and err ~= "" then
   local ok, decoded = pcall(cjson.decode, err)
   refused = ok and type(decoded) == "table" and REQUEST_ERROR_CODES[decoded["code"]] == true
 end
--- A minute's counters get their TTL on their first increment only.
-local sk = prefix .. "stats:" .. queue .. ":" .. minute
-if redis.call("HINCRBY", sk, outcome, 1) == 1 then redis.call("EXPIRE", sk, stats_ttl) end
-local ak = prefix .. "stats:actor:" .. actor .. ":" .. minute
-if redis.call("HINCRBY", ak, outcome, 1) == 1 then redis.call("EXPIRE", ak, stats_ttl) end
-if refused then
-  redis.call("HINCRBY", sk, "refused", 1)
-  redis.call("HINCRBY", ak, "refused", 1)
-end
-redis.call("HINCRBY", prefix .. "totals", actor .. "|" .. outcome, 1)
+count_outcome(prefix, queue, actor, outcome, now, stats_ttl, refused)
 if final or status == "retrying" then
   local hk = prefix .. "hist:" .. actor
   local placed = false
-  for i = 17, #ARGV do
+  for i = 16, #ARGV do
     if not placed and run <= tonumber(ARGV[i]) then
       redis.call("HINCRBY", hk, ARGV[i], 1)
       placed = true
@@ -432,7 +440,7 @@ local requesters = decode_array(fields[8])
 -- Ack the message in the same round trip when nothing is left to do for it: it succeeded and
 -- nobody waits for a delivery. This mirrors Dramatiq's own ack (dispatch.lua "ack").
 local acked = 0
-local acks_key, msgs_key, redis_id = ARGV[14], ARGV[15], ARGV[16]
+local acks_key, msgs_key, redis_id = ARGV[13], ARGV[14], ARGV[15]
 if acks_key ~= "" and status == "succeeded" and #requesters == 0 then
   if redis.call("SREM", acks_key, redis_id) > 0 then redis.call("HDEL", msgs_key, redis_id) end
   acked = 1
@@ -460,10 +468,11 @@ redis.call("ZREM", prefix .. "jobs:user:" .. user, id)
 return "left"
 """
 
-# ARGV: prefix, id, now, result_ttl, limit, failure_ttl.  Returns the status after the call.
+# ARGV: prefix, id, now, result_ttl, limit, failure_ttl, stats_ttl.  Returns the status after the call.
 _CANCEL = _LUA_COMMON + """
 local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local result_ttl, limit, failure_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local stats_ttl = tonumber(ARGV[7])
 local jk = prefix .. "job:" .. id
 local st = redis.call("HGET", jk, "status")
 if not st then return "missing" end
@@ -480,6 +489,8 @@ redis.call("HSET", jk, "status", "canceled", "finished_at", ARGV[3], "cancel_req
 local ckey = redis.call("HGET", jk, "coalesce_key")
 if ckey and redis.call("GET", ckey) == id then redis.call("DEL", ckey) end
 redis.call("EXPIRE", jk, result_ttl)
+local where = redis.call("HMGET", jk, "queue", "actor")
+count_outcome(prefix, where[1] or "", where[2] or "", "canceled", now, stats_ttl, false)
 return "canceled"
 """
 
@@ -781,7 +792,7 @@ class JobStore:
         """Mark a delivery as started, unless the job ended, was canceled or crash-loops."""
         verdict, value = self._hot(self._begin, [
             self.prefix, job_id, repr(time.time()), max_deliveries, worker, self.failure_ttl,
-            self.index_limit, self.result_ttl, self.failure_ttl,
+            self.index_limit, self.result_ttl, self.failure_ttl, self.stats_ttl,
         ])
         if verdict == "run":
             return Begin("run", attempt=int(value))
@@ -809,8 +820,7 @@ class JobStore:
         reply = self._hot(self._finish, [
             self.prefix, job_id, repr(now), status, attempt,
             "" if result is None else json.dumps(result), "" if error is None else json.dumps(error),
-            ttl, self.index_limit, "" if retry_at is None else repr(retry_at), int(now // 60),
-            self.stats_ttl, self.failure_ttl, ack.acks_key if ack else "", ack.msgs_key if ack else "",
+            ttl, self.index_limit, "" if retry_at is None else repr(retry_at), self.stats_ttl, self.failure_ttl, ack.acks_key if ack else "", ack.msgs_key if ack else "",
             ack.redis_message_id if ack else "", *HISTOGRAM_BUCKETS,
         ])
         return Finish(str(reply[0]), int(reply[1]), bool(reply[2]) if len(reply) > 2 else False)
@@ -823,6 +833,7 @@ class JobStore:
         next await), ``missing``, or the final status it already had."""
         return str(self._cancel(args=[
             self.prefix, job_id, repr(time.time()), self.result_ttl, self.index_limit, self.failure_ttl,
+            self.stats_ttl,
         ]))
 
     def leave(self, job_id: str, user_id: int) -> str:

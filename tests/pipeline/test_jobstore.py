@@ -126,3 +126,34 @@ def test_a_job_id_typed_short_is_found_among_the_users_jobs_or_all_of_them(redis
     assert store.ids_starting_with("5e1f0a2c", None) == []
     with pytest.raises(ValueError):
         store.ids_starting_with("5e1f0a2*", None)
+
+
+def test_every_way_a_job_ends_is_counted(redis_client):
+    """The failure-rate rule, the dashboard and /metrics read the per-minute counts and totals:
+    a crash loop and a cancel before the job ran were never counted there."""
+    store = _store(redis_client)
+    store.create("jc1", actor="crashy", queue="default")
+    while store.begin("jc1", max_deliveries=2).verdict == "run":
+        pass  # each worker dies
+    store.create("jc2", actor="crashy", queue="default")
+    assert store.request_cancel("jc2") == "canceled"  # still queued
+    store.create("jc3", actor="crashy", queue="default")
+    store.begin("jc3", max_deliveries=3)
+    assert store.request_cancel("jc3") == "canceling"  # running: it stops, and its re-delivery ends it
+    store.begin("jc3", max_deliveries=3)  # (its worker died first: the next delivery finds the cancel)
+    store.create("jc4", actor="crashy", queue="default")
+    store.begin("jc4", max_deliveries=3)
+    store.finish("jc4", attempt=1, status="failed", error={"type": "X", "message": "m"})
+    totals = {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in
+              redis_client.hgetall(store.totals_key()).items()}
+    assert totals == {"crashy|failed": 2, "crashy|canceled": 2}
+    minute = int(time.time() // 60)
+    counted = {}
+    for bucket in (minute - 1, minute):
+        for key in (store.stats_key("default", bucket), store.actor_stats_key("crashy", bucket)):
+            for outcome, n in redis_client.hgetall(key).items():
+                name = f"{key.rsplit(':', 1)[0]}|{outcome.decode() if isinstance(outcome, bytes) else outcome}"
+                counted[name] = counted.get(name, 0) + int(n)
+    assert counted == {"fb:stats:default|failed": 2, "fb:stats:default|canceled": 2,
+                       "fb:stats:actor:crashy|failed": 2, "fb:stats:actor:crashy|canceled": 2}
+    assert redis_client.ttl(store.stats_key("default", minute)) > 0
