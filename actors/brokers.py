@@ -33,11 +33,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
 import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import current_millis, dq_name
 from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
@@ -178,12 +180,31 @@ class TrackedRedisBroker(RedisBroker):
         return _AckAwareConsumer
 
     def enqueue(self, message: Any, *, delay: int | None = None) -> Any:
-        try:
-            return super().enqueue(message, delay=delay)
-        except BrokerUnreachable:
-            raise
-        except redis.ConnectionError as exc:
-            raise BrokerUnreachable(exc) from None
+        return self.prepare_enqueue(message, delay=delay)()
+
+    def prepare_enqueue(self, message: Any, *, delay: int | None = None) -> Callable[[], Any]:
+        """Dramatiq's ``enqueue`` of ``message`` in two steps: the Redis id (and, delayed, the
+        eta) given now, the push done by the returned call — which may be called again after a
+        failure. Each call pushes the same Redis id, so one whose reply was lost and the next
+        push the message once (the enqueue-once marker); ``enqueue`` gave a new id per call.
+        Raises :class:`BrokerUnreachable` while Redis cannot be reached."""
+        queue_name = message.queue_name
+        # Each enqueue needs its own Redis id: a retry re-enqueues the same message id.
+        message = message.copy(options={"redis_message_id": str(uuid4())})
+        if delay is not None:
+            queue_name = dq_name(queue_name)
+            message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
+
+        def push() -> Any:
+            self.emit_before("enqueue", message, delay)
+            try:
+                self.do_enqueue(queue_name, message.options["redis_message_id"], message.encode())
+            except redis.ConnectionError as exc:
+                raise BrokerUnreachable(exc) from None
+            self.emit_after("enqueue", message, delay)
+            return message
+
+        return push
 
     def do_enqueue(self, queue_name: str, redis_message_id: str, data: bytes) -> int:
         """Push ``redis_message_id`` onto ``queue_name`` unless it was pushed already (a resend).

@@ -94,10 +94,14 @@ class Backoff(Middleware):
             return
         retry, state.pending_retry = state.pending_retry, None
         delay_ms = max(0, int((state.retry_at - time.time()) * 1000)) if state.retry_at else 0
+        # Tried again until it is taken: on the Redis broker every try pushes the same Redis id,
+        # so a try whose reply was lost and the next one enqueue the retry once.
+        prepare = getattr(broker, "prepare_enqueue", None)
+        push = prepare(retry, delay=delay_ms) if prepare else (lambda: broker.enqueue(retry, delay=delay_ms))
         failures = 0
         while True:
             try:
-                broker.enqueue(retry, delay=delay_ms)
+                push()
                 if failures:
                     logger.warning("job %s: retry re-enqueued after %d failed tries", message.message_id,
                                    failures)

@@ -178,3 +178,15 @@ def test_a_live_consumers_reconcile_leaves_running_messages_alone(broker, redis_
     for message in running:
         consumer.ack(message)
     assert _acks(redis_client, broker) == set()
+
+
+def test_a_prepared_enqueue_tried_again_pushes_the_message_once(broker, redis_client):
+    """Backoff tries a retry's enqueue until it is taken. A try that reached Redis but failed to
+    say so (its reply lost beyond redis-py's own resends) and the next try must not push the
+    retry twice: every try of one prepared enqueue pushes the same Redis id."""
+    push = broker.prepare_enqueue(_message(1), delay=60_000)
+    first, again = push(), push()
+    assert first.options["redis_message_id"] == again.options["redis_message_id"]
+    assert redis_client.lrange(f"rc:{QUEUE}.DQ", 0, -1) == [first.options["redis_message_id"]]
+    assert redis_client.hlen(f"rc:{QUEUE}.DQ.msgs") == 1
+    assert first.options["eta"] == again.options["eta"]  # one due time, not a later one per try
