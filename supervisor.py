@@ -4,10 +4,11 @@ Starts, in order: Redis (embedded, AOF under ``./var/redis``, when ``REDIS_URL``
 the sandbox FACEIT API (when ``FACEIT_API_KEY`` is unset) and the sandbox Bot API (when
 ``TELEGRAM_BOT_TOKEN`` is unset), then a ``high``-only worker pool, a ``default low`` pool, the
 scheduler, the bot and the dashboard. Every output line is prefixed with its process's name. A
-process that dies is reported and restarted with a growing pause (1 s … 30 s). Ctrl-C or
-SIGTERM stops everything in reverse order: producers first, then the workers (which finish
+process that dies is reported and restarted with a growing pause (1 s … 30 s). Ctrl-C, SIGTERM
+or SIGHUP (the terminal closed) stops everything in reverse order: producers first, then the workers (which finish
 their running jobs and put prefetched ones back), then the sandboxes, then Redis (its AOF
-flushed). It prints where to look: the dashboard and, in sandbox mode, the chat.
+flushed). A supervisor killed outright takes its children along (:mod:`queues.parent_death`).
+It prints where to look: the dashboard and, in sandbox mode, the chat.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from queues.parent_death import stop_with_parent
 
 ROOT = Path(__file__).resolve().parent
 SANDBOX_FACEIT_KEY = "sandbox-key"
@@ -83,8 +86,11 @@ class Supervisor:
 
     def say(self, name: str, line: str) -> None:
         with self._print_lock:
-            self.out.write(f"[{name:<18}] {line.rstrip()}\n")
-            self.out.flush()
+            try:
+                self.out.write(f"[{name:<18}] {line.rstrip()}\n")
+                self.out.flush()
+            except (OSError, ValueError):  # the terminal is gone (closed, SSH dropped): stop all the same
+                pass
 
     def _relay(self, child: Child, stream) -> None:
         for raw in iter(stream.readline, b""):
@@ -95,7 +101,7 @@ class Supervisor:
         env = {**self.base_env, **child.env}
         child.process = subprocess.Popen(
             child.argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=stop_with_parent(),  # a killed supervisor takes them along
         )
         child.started_at = time.monotonic()
         threading.Thread(target=self._relay, args=(child, child.process.stdout), daemon=True).start()
@@ -221,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                   "first (Ctrl-C there), or give this one its own RUN_REDIS_DIR and ports", file=sys.stderr)
             return 2
 
-        redis_server = RedisServer(args.redis_dir, port=pick_port(args.redis_port))
+        redis_server = RedisServer(args.redis_dir, port=pick_port(args.redis_port), stop_with_parent=True)
         redis_server.start()
         env["REDIS_URL"] = redis_server.url
     children, extra, notes = build_children(args, env)
@@ -242,8 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum, frame):
         supervisor.stopping.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # SIGHUP: the terminal was closed or the SSH session dropped. The children run in sessions
+    # of their own and would not hear of it: without this they kept running unsupervised.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     for child in children:
         supervisor.start(child)
         if child.name.endswith("sandbox"):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import redis
 
+from queues import parent_death
+
 
 def free_port() -> int:
     """A TCP port nobody listens on right now (the OS picks it)."""
@@ -37,8 +39,9 @@ class RedisServer:
     """One ``redis-server`` process with its data under ``directory``."""
 
     def __init__(self, directory: Path, port: int | None = None, password: str = "",
-                 appendonly: bool = True) -> None:
+                 appendonly: bool = True, stop_with_parent: bool = False) -> None:
         self.directory = directory
+        self.stop_with_parent = stop_with_parent
         self.appendonly = appendonly
         self.port = port or free_port()
         self.password = password
@@ -67,8 +70,10 @@ class RedisServer:
         if self.password:
             args += ["--requirepass", self.password]
         # Its own session: a Ctrl-C meant for the supervisor must not stop Redis before the workers.
+        # With ``stop_with_parent`` it gets SIGTERM (and writes its AOF) if its starter dies.
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True)
+                                        start_new_session=True,
+                                        preexec_fn=parent_death.stop_with_parent() if self.stop_with_parent else None)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

@@ -238,3 +238,36 @@ def test_a_second_run_on_the_same_redis_folder_is_refused_in_one_line(tmp_path: 
     held.close()
     assert hold_run_lock(folder) is not None  # free again once the first run ends
 
+
+
+def _wait_until_up(stack: Stack) -> None:
+    def up() -> bool:
+        stack.snapshot()
+        if stack.process.poll() is not None:
+            raise AssertionError(f"the supervisor exited with {stack.process.returncode}:\n{stack.output()}")
+        return _http_ok(f"http://127.0.0.1:{stack.ports['dashboard']}/healthz") and _listening(stack.ports["redis"])
+
+    wait_until(up, timeout=90, interval=0.2, what="the dashboard and the embedded Redis")
+    time.sleep(0.5)
+    stack.snapshot()  # every child is started by now: record them all
+
+
+def test_a_closed_terminal_stops_everything_in_order(stack: Stack):
+    """SIGHUP (the terminal closed, the SSH session dropped): the children run in sessions of
+    their own and never heard of it; they kept running unsupervised, and the next ``make run``
+    started a second system beside them."""
+    _wait_until_up(stack)
+    stack.process.send_signal(signal.SIGHUP)
+    assert stack.process.wait(timeout=60) == 0, stack.output()[-3000:]
+    assert stack.has_line(r"all stopped") and stack.has_line(r"Redis stopped \(AOF flushed\)")
+    assert not [name for name, port in stack.ports.items() if _listening(port)]
+    assert not stack.survivors()
+
+
+def test_a_supervisor_killed_outright_takes_its_children_along(stack: Stack):
+    _wait_until_up(stack)
+    assert len(stack.seen) >= 6
+    stack.process.send_signal(signal.SIGKILL)
+    stack.process.wait(timeout=10)
+    wait_until(lambda: not stack.survivors(), timeout=60, interval=0.2, what="every child gone")
+    assert not [name for name, port in stack.ports.items() if _listening(port)]
