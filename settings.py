@@ -316,6 +316,7 @@ class Settings(BaseSettings):
     alert_wait_default: float = Field(ge=0, le=MAX_SECONDS)
     alert_wait_low: float = Field(ge=0, le=MAX_SECONDS)
     alert_queued_max_age: float = Field(gt=0, le=MAX_SECONDS)
+    alert_no_workers_after: float = Field(ge=0, le=MAX_SECONDS)
     alert_redis_memory_share: float = Field(gt=0, le=1)
     alert_rate_limit_storm: int = Field(ge=1)
     alert_dedupe_window: float = Field(gt=0, le=MAX_SECONDS)

@@ -79,6 +79,9 @@ class Thresholds:
 
     failure_rate: float = 0.2
     failure_min_jobs: int = 5
+    #: Seconds ``no_workers`` must hold before it alerts (the finding and its deduction count at
+    #: once): pools still starting, or restarted, leave a queue without consumers for a while.
+    no_workers_after: float = 0.0
     depth: dict[str, int] = field(default_factory=lambda: {"high": 50, "default": 100, "low": 200})
     wait: dict[str, float] = field(default_factory=lambda: {"high": 10.0, "default": 60.0, "low": 600.0})
     queued_max_age: float = 3600.0
@@ -95,6 +98,7 @@ class Thresholds:
             wait={"high": settings.alert_wait_high, "default": settings.alert_wait_default,
                   "low": settings.alert_wait_low},
             queued_max_age=settings.alert_queued_max_age,
+            no_workers_after=settings.alert_no_workers_after,
             redis_memory_share=settings.alert_redis_memory_share,
             rate_limit_storm=settings.alert_rate_limit_storm,
         )

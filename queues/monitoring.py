@@ -53,6 +53,9 @@ from settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
+#: Rules whose finding must hold a while before it alerts (Thresholds.no_workers_after).
+HELD_RULES = ("no_workers",)
+
 DEFAULT_WINDOW_SECONDS = 300.0
 #: Checks in a row a condition must be clear before its alert is resolved (3 × the 30 s interval):
 #: a value hovering at its limit keeps one alert open instead of a fire and a resolve every minute.
@@ -140,6 +143,7 @@ class QueueMonitor:
         self.keys = MonitorKeys(self.settings.redis_key_prefix)
         self.resolve_after = max(1, int(resolve_after))
         self._clear_checks: dict[tuple[str | None, str], int] = {}  # open alert → checks clear in a row
+        self._held_since: dict[tuple[str, str], float] = {}  # a HELD_RULES finding → when it was first seen
         self._telegram = telegram  # "auto": built on first use (see the property)
         self.initialized = False
         # Episodes the alert log cannot hold while they last, each told to the sinks directly:
@@ -439,10 +443,17 @@ class QueueMonitor:
         row that found its condition clear. ``unjudged`` conditions (too little data) count as
         neither: the alert stays open and its count of clear checks stands."""
         active = set()
+        now = time.time()
+        held = {(f.rule, f.subject) for f in findings if f.rule in HELD_RULES}
+        for key in set(self._held_since) - held:  # cleared: the next one starts its wait anew
+            del self._held_since[key]
         for finding in findings:
             if not finding.alert:
                 continue
-            active.add((finding.rule, finding.subject))
+            key = (finding.rule, finding.subject)
+            active.add(key)
+            if key in held and now - self._held_since.setdefault(key, now) < self._hold_for(finding.rule):
+                continue  # not for long enough yet (an alert already open stays open)
             self.alerts.emit(finding.to_alert())
         for alert in self.alerts.open_alerts():
             key = (alert.rule, alert.subject or "-")
@@ -456,6 +467,10 @@ class QueueMonitor:
                 self._clear_checks[key] = clear
             else:
                 self._clear_checks.pop(key, None)
+
+    def _hold_for(self, rule: str) -> float:
+        """Seconds a finding of ``rule`` must hold before it alerts."""
+        return float(self.thresholds.no_workers_after) if rule == "no_workers" else 0.0
 
     def _sinks(self) -> list[Any]:
         sinks = list(self.alerts.sinks)

@@ -129,3 +129,19 @@ def test_redis_full_and_redis_down_are_each_alerted_whichever_comes_first(redis_
     states = [(a.rule, a.state) for a in monitor.get_recent_alerts(1)]
     for rule in ("redis_unreachable", "redis_full"):
         assert states.count((rule, "fired")) == 1 and states.count((rule, "resolved")) == 1, states
+
+
+def test_a_queue_without_workers_alerts_only_once_that_has_lasted(manager, make_monitor):
+    """At start (or a pool's restart) the monitor's first check comes before the workers have
+    registered: every restart with jobs pending sent the admins a CRITICAL "no live worker"."""
+    monitor = make_monitor(thresholds=Thresholds(no_workers_after=0.8))
+    manager.enqueue_job("probe_high", sent_at=time.time())
+    snap = monitor.tick()
+    assert any(c["rule"] == "no_workers" for c in snap["health"]["components"])  # seen and scored at once...
+    assert fired(monitor.alerts, "no_workers", "high") == []  # ...but not alerted yet
+    time.sleep(0.3)
+    monitor.tick()
+    assert fired(monitor.alerts, "no_workers", "high") == []
+    time.sleep(0.6)  # 0.9 s since it was first seen
+    monitor.tick()
+    assert len(fired(monitor.alerts, "no_workers", "high")) == 1
