@@ -6,7 +6,8 @@ the sandbox FACEIT API (when ``FACEIT_API_KEY`` is unset) and the sandbox Bot AP
 scheduler, the bot and the dashboard. Every output line is prefixed with its process's name. A
 process that dies is reported and restarted with a growing pause (1 s … 30 s). Ctrl-C, SIGTERM
 or SIGHUP (the terminal closed) stops everything in reverse order: producers first, then the workers (which finish
-their running jobs and put prefetched ones back), then the sandboxes, then Redis (its AOF
+their running jobs, up to 10 minutes, and put prefetched ones back; a second Ctrl-C stops them
+at once, and what they ran comes back on the next start), then the sandboxes, then Redis (its AOF
 flushed). A supervisor killed outright takes its children along (:mod:`queues.parent_death`).
 It prints where to look: the dashboard and, in sandbox mode, the chat.
 """
@@ -30,6 +31,12 @@ from queues.parent_death import stop_with_parent
 
 ROOT = Path(__file__).resolve().parent
 SANDBOX_FACEIT_KEY = "sandbox-key"
+DEFAULT_STOP_TIMEOUT = 10.0
+#: Seconds a worker pool may take to stop: Dramatiq's own shutdown timeout (10 minutes: the
+#: longest queue time limit) for its running jobs to end, and a margin.
+WORKER_STOP_TIMEOUT = 630.0
+#: Seconds within which a second stop signal is the first one again, not "hurry".
+REPEAT_WINDOW = 1.0
 
 
 @dataclass
@@ -39,7 +46,7 @@ class Child:
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
-    stop_timeout: float = 10.0
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT
     process: subprocess.Popen | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -82,6 +89,8 @@ class Supervisor:
         self.base_env = base_env
         self.out = out
         self.stopping = threading.Event()
+        self.hurry = threading.Event()  # a second Ctrl-C: stop what is left at once
+        self._first_signal = 0.0
         self._print_lock = threading.Lock()
 
     def say(self, name: str, line: str) -> None:
@@ -127,23 +136,45 @@ class Supervisor:
                     self.start(child)
             self.stopping.wait(0.2)
 
+    def on_signal(self, signum: int, frame: object = None) -> None:
+        """The first Ctrl-C (SIGTERM, SIGHUP) stops everything in order; another one, a moment
+        later, stops what is left at once. A repeat within REPEAT_WINDOW is the same stop (a
+        terminal and a process-group kill may deliver one signal twice)."""
+        now = time.monotonic()
+        if not self.stopping.is_set():
+            self._first_signal = now
+            self.stopping.set()
+        elif now - self._first_signal > REPEAT_WINDOW and not self.hurry.is_set():
+            self.hurry.set()
+            self.say("supervisor", "stopping the rest at once: running jobs come back on the next start")
+
     def stop_all(self) -> None:
-        """Stop in reverse start order: each gets SIGTERM, then SIGKILL after its timeout."""
+        """Stop in reverse start order: each gets SIGTERM, then SIGKILL after its timeout (at
+        once after a second Ctrl-C)."""
         self.stopping.set()
         for child in reversed(self.children):
             proc = child.process
             if proc is None or proc.poll() is not None:
                 continue
-            self.say("supervisor", f"stopping {child.name}")
+            patient = child.stop_timeout > DEFAULT_STOP_TIMEOUT and not self.hurry.is_set()
+            self.say("supervisor", f"stopping {child.name}" + (
+                f" (its running jobs may take up to {child.stop_timeout / 60:.0f} min to finish; "
+                "Ctrl-C again stops it at once)" if patient else ""))
             try:
                 proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=child.stop_timeout)
-            except subprocess.TimeoutExpired:
-                self.say("supervisor", f"{child.name} did not stop in {child.stop_timeout:.0f} s; killing it")
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
             except ProcessLookupError:
+                continue
+            deadline = time.monotonic() + child.stop_timeout
+            while proc.poll() is None and time.monotonic() < deadline and not self.hurry.wait(0.1):
                 pass
+            if proc.poll() is None:
+                why = "asked to hurry" if self.hurry.is_set() else f"did not stop in {child.stop_timeout:.0f} s"
+                self.say("supervisor", f"{child.name} {why}; killing it")
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
 
 
 def hold_run_lock(directory: Path) -> IO[str] | None:
@@ -193,9 +224,10 @@ def build_children(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[
     children += [
         # The high pool polls an idle queue every 100 ms (not up to 1 s): analyses start at once.
         Child("worker-high", [py, "-m", "dramatiq", "actors", "--processes", workers, "--threads", "8",
-                              "--queues", "high"], env={"dramatiq_worker_timeout": "100"}, stop_timeout=30),
+                              "--queues", "high"], env={"dramatiq_worker_timeout": "100"},
+              stop_timeout=WORKER_STOP_TIMEOUT),
         Child("worker-default-low", [py, "-m", "dramatiq", "actors", "--processes", workers, "--threads", "8",
-                                     "--queues", "default", "low"], stop_timeout=30),
+                                     "--queues", "default", "low"], stop_timeout=WORKER_STOP_TIMEOUT),
         Child("scheduler", [py, "scheduler.py"]),
         Child("bot", [py, "-m", "bot"]),
         Child("dashboard", [py, "-m", "dashboard"]),
@@ -245,13 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     if redis_server:
         supervisor.say("supervisor", f"Redis: embedded on 127.0.0.1:{redis_server.port} (AOF in {args.redis_dir})")
 
-    def on_signal(signum, frame):
-        supervisor.stopping.set()
-
     # SIGHUP: the terminal was closed or the SSH session dropped. The children run in sessions
     # of their own and would not hear of it: without this they kept running unsupervised.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+        signal.signal(sig, supervisor.on_signal)
     for child in children:
         supervisor.start(child)
         if child.name.endswith("sandbox"):
@@ -263,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         from settings import redact_url
 
         notes.append(f"admin tool: REDIS_URL={redact_url(redis_server.url)} .venv/bin/python admin.py status")
-    for line in [f"dashboard: {dash}", *notes, "Ctrl-C stops everything."]:
+    for line in [f"dashboard: {dash}", *notes, "Ctrl-C stops everything (running jobs finish first; Ctrl-C again: at once)."]:
         supervisor.say("supervisor", line)
     try:
         supervisor.watch()

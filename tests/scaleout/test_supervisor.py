@@ -271,3 +271,38 @@ def test_a_supervisor_killed_outright_takes_its_children_along(stack: Stack):
     stack.process.wait(timeout=10)
     wait_until(lambda: not stack.survivors(), timeout=60, interval=0.2, what="every child gone")
     assert not [name for name, port in stack.ports.items() if _listening(port)]
+
+
+def test_a_stop_lets_running_jobs_finish_and_a_second_one_hurries(stack: Stack):
+    """The workers finish their running jobs on Ctrl-C: a pool got 30 s, then was killed, so a
+    job longer than that started over on the next run. Now it gets Dramatiq's own 10 minutes,
+    and a second Ctrl-C stops what is left at once."""
+    import json
+
+    _wait_until_up(stack)
+    registry = WorkerRegistry(redis.Redis.from_url(stack.redis_url, decode_responses=True), heartbeat_timeout=15)
+    wait_until(lambda: any("low" in w.queues for w in registry.workers()), timeout=90, interval=0.2,
+               what="the default-low pool's heartbeat")
+    faceit = f"http://127.0.0.1:{stack.ports['faceit']}/_sandbox"
+    with urllib.request.urlopen(f"{faceit}/world", timeout=5) as response:
+        matches = [m for status, ids in json.load(response)["matches"].items()
+                   if status not in ("CANCELLED", "ABORTED") for m in ids][:8]
+    request = urllib.request.Request(f"{faceit}/faults", data=json.dumps({"latency_ms": 2000}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(request, timeout=5).close()
+    manager = manager_for(load_settings(redis_url=stack.redis_url))
+    bulk = manager.enqueue_bulk_analysis(matches, user_id=None)  # 8 analyses at 2 s a call: minutes
+    wait_until(lambda: manager.get_job(bulk.id).status == "started", timeout=30, what="the bulk job running")
+
+    stack.process.send_signal(signal.SIGTERM)
+    wait_until(lambda: stack.has_line(r"stopping worker-default-low \(its running jobs may take up to 10 min"),
+               timeout=30, what="the pool asked to stop, patiently")
+    time.sleep(1.5)  # a second signal now is no repeat of the first
+    assert stack.process.poll() is None  # still waiting for the job
+    hurried = time.monotonic()
+    stack.process.send_signal(signal.SIGTERM)
+    assert stack.process.wait(timeout=60) == 0, stack.output()[-3000:]
+    assert time.monotonic() - hurried < 15, stack.output()[-3000:]
+    assert stack.has_line(r"stopping the rest at once") and stack.has_line(r"worker-default-low asked to hurry")
+    assert not stack.has_line(rf"job {bulk.id}: succeeded")
+    wait_until(lambda: not stack.survivors(), timeout=10, interval=0.1, what="every process of the tree gone")
