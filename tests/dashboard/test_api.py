@@ -249,3 +249,16 @@ def test_workers_page_lists_heartbeats(local: Client, store: JobStore) -> None:
     assert [w["pid"] for w in rows] == [4242] and rows[0]["current_jobs"] == ["job-abc"]
     html = local.get("/workers").text
     assert "host-a" in html and 'href="/jobs/job-abc"' in html
+
+
+def test_users_mistakes_are_not_counted_as_the_systems_failures(local: Client, store: JobStore) -> None:
+    """A cancelled match, an aborted one, a mistyped nickname: failed jobs, but the users' doing.
+    The alert rule left them out; the dashboard's rate (and its own health score) did not, so a
+    few typos read as "100% of jobs failed"."""
+    for _ in range(5):
+        make_job(store, actor="player_report", status="failed",
+                 error={"type": "NotFoundError", "code": "not_found", "message": "no such player", "retryable": False})
+    make_job(store, status="failed")  # one of the system's own
+    make_job(store, status="succeeded")
+    default = next(q for q in local.get("/api/overview").json()["queues"] if q["name"] == "default")
+    assert default["failed"] == 6 and default["refused"] == 5 and default["failure_rate"] == pytest.approx(1 / 7)
