@@ -89,7 +89,8 @@ class StartedJob:
 
 @dataclass(frozen=True)
 class CancelOutcome:
-    """``canceled`` / ``canceling`` / ``already_canceling`` / ``shared`` / ``left`` / a final status;
+    """``canceled`` / ``canceling`` / ``already_canceling`` / ``shared`` / ``left`` / ``ended`` (it
+    had ended before: ``record.status`` says how) / a final status (it ended meanwhile);
     ``record`` as it was before."""
 
     outcome: str
@@ -325,8 +326,8 @@ class BotServices:
         record = await self.job_of_user(job_id, user_id, chat_id=chat_id, not_theirs=not_theirs)
         if not self._is_theirs(record, user_id):  # seen in this chat, asked by another member
             raise UserFacingError("not_your_job", job_id=job_id)
-        if record.is_final:
-            return CancelOutcome(record.status, record)
+        if record.is_final:  # (canceled included: a second /cancel is no new cancel)
+            return CancelOutcome("ended", record)
         if record.raw.get("cancel_requested"):  # a second press: it is on its way out already
             return CancelOutcome("already_canceling", record)
         others = [u for u in record.user_ids if u != int(user_id)]

@@ -51,7 +51,8 @@ def _cancel_answer(result: CancelOutcome, job_id: str, lang: str) -> str:
         return t("cancel_shared", lang, job_id=job_id)
     if result.outcome == "left":
         return t("cancel_left", lang, kind=kind_name(result.record.actor, lang), job_id=job_id)
-    return t("cancel_too_late", lang, job_id=job_id, status=status_word(result.outcome, lang))
+    ended = result.record.status if result.outcome == "ended" else result.outcome
+    return t("cancel_too_late", lang, job_id=job_id, status=status_word(ended, lang))
 
 
 async def _show_canceled(bot: Bot, result: CancelOutcome, user_id: int, job_id: str, lang: str) -> None:

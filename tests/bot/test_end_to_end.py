@@ -144,6 +144,13 @@ def test_the_cancel_button_stops_a_running_job(stack: Stack, tg, faceit_faults):
     assert answers and answers[0].get("answer", {}).get("text") in ("Stopping…", "Canceled")
     time.sleep(0.5)
     assert not any("🎮" in (e["text"] or "") for e in stack.events(user))  # no result after the cancel
+    # A /cancel typed afterwards: the job had ended already, and its message is left as it is.
+    edits = [e for e in stack.events(user) if e["kind"] == "edited"]
+    stack.say(user, f"/cancel {job_id[:8]}")
+    told = stack.wait(user, lambda es: next((e for e in es if e["kind"] == "sent" and "/cancel" not in e["text"]
+                                             and "has already ended" in e["text"]), None))
+    assert told["text"] == f"Job <code>{job_id}</code> has already ended: canceled."
+    assert [e for e in stack.events(user) if e["kind"] == "edited"] == edits
 
 
 def test_someone_elses_job_cannot_be_seen_or_canceled(stack: Stack, tg, faceit_faults):
