@@ -299,23 +299,25 @@ def _photos_of(result: dict[str, Any], lang: str) -> list[Part]:
 
 
 async def _requester_parts(res: DeliveryResources, record: JobRecord, user_id: int, lang: str,
-                           done: set[str]) -> list[Part]:
+                           done: set[str], in_group: bool = False) -> list[Part]:
     if record.status == "canceled":
         return [Part("0", canceled_text(record.id, record.actor, lang), replace=True)]
     if record.status == "failed":
         return [Part("0", failure_text(record.id, record.actor, record.error, record.kwargs, lang), replace=True)]
     result = record.result if isinstance(record.result, dict) else {}
     if result.get("kind") == "player_lookup":
-        return [Part("0", await _lookup_text(res, result, user_id, lang, first=f"{user_id}:0" not in done),
-                     replace=True)]
+        return [Part("0", await _lookup_text(res, result, user_id, lang, first=f"{user_id}:0" not in done,
+                                             in_group=in_group), replace=True)]
     texts = _texts_of(result, lang) or [t("done", lang)]
     parts = [Part(str(i), text, replace=(i == 0)) for i, text in enumerate(texts)]
     return parts + _photos_of(result, lang)
 
 
 async def _lookup_text(res: DeliveryResources, result: dict[str, Any], user_id: int, lang: str,
-                       first: bool) -> str:
-    """A player lookup's answer; with ``subscribe`` the subscription is made here, for the requester."""
+                       first: bool, in_group: bool = False) -> str:
+    """A player lookup's answer; with ``subscribe`` the subscription is made here, for the requester.
+    Asked in a group, it says that notices come in a private chat, which Telegram lets the bot
+    open only once the user has started it there."""
     player = result.get("data") or {}
     nickname = str(player.get("nickname") or "?")
     if not result.get("subscribe"):
@@ -328,7 +330,8 @@ async def _lookup_text(res: DeliveryResources, result: dict[str, Any], user_id: 
             return "❌ " + html.escape(user_message(exc, lang))
         if isinstance(result.get("baseline"), dict):  # monitoring starts now, not at its next scan
             await res.store.set_monitor_state(str(player["player_id"]), result["baseline"], if_absent=True)
-    return t("subscribed", lang, nickname=nickname)
+    text = t("subscribed", lang, nickname=nickname)
+    return f"{text}\n{t('subscribed_in_group', lang)}" if in_group else text
 
 
 # Sending -------------------------------------------------------------------------------------------
@@ -418,7 +421,7 @@ async def _to_requester(res: DeliveryResources, record: JobRecord, requester: di
     # scheduler started for a user (the weekly report) names none: theirs.
     asked_in = chosen or requester.get("lang")
     lang = normalize_lang(asked_in) if asked_in else await _user_lang(res, user_id)
-    parts = await _requester_parts(res, record, user_id, lang, done)
+    parts = await _requester_parts(res, record, user_id, lang, done, in_group=chat_id != user_id)
     first_pending = f"{user_id}:0" not in done
     message_id = requester.get("message_id")
     thread_id = requester.get("thread_id")

@@ -255,6 +255,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "🔔 You follow <b>{nickname}</b> now: I'll tell you when they finish a match.",
         "ru": "🔔 Вы следите за <b>{nickname}</b>: я сообщу, когда игрок доиграет матч.",
     },
+    "subscribed_in_group": {
+        "en": "The notices come in our private chat: if you have not started me there yet, open it and press "
+              "Start, or Telegram will not let me write to you.",
+        "ru": "Уведомления приходят в личный чат со мной: если вы ещё не запускали меня там, откройте его и "
+              "нажмите «Старт», иначе Telegram не даст мне вам написать.",
+    },
     "already_subscribed": {"en": "You already follow <b>{nickname}</b>.", "ru": "Вы уже следите за <b>{nickname}</b>."},
     "unsubscribed": {"en": "🔕 You no longer follow <b>{nickname}</b>.",
                      "ru": "🔕 Вы больше не следите за <b>{nickname}</b>."},
