@@ -488,7 +488,10 @@ index_add(prefix .. "jobs:status:canceled", score, id, limit, 0)
 redis.call("HSET", jk, "status", "canceled", "finished_at", ARGV[3], "cancel_requested", "1")
 local ckey = redis.call("HGET", jk, "coalesce_key")
 if ckey and redis.call("GET", ckey) == id then redis.call("DEL", ckey) end
-redis.call("EXPIRE", jk, result_ttl)
+-- Kept as long as a failure, not a result: its message still waits in the queue (a backlog, no
+-- worker up), and when a worker takes it, this record is what says "skip it". Gone, the job
+-- would be made anew and run for nobody.
+redis.call("EXPIRE", jk, failure_ttl)
 local where = redis.call("HMGET", jk, "queue", "actor")
 count_outcome(prefix, where[1] or "", where[2] or "", "canceled", now, stats_ttl, false)
 return "canceled"

@@ -157,3 +157,14 @@ def test_every_way_a_job_ends_is_counted(redis_client):
     assert counted == {"fb:stats:default|failed": 2, "fb:stats:default|canceled": 2,
                        "fb:stats:actor:crashy|failed": 2, "fb:stats:actor:crashy|canceled": 2}
     assert redis_client.ttl(store.stats_key("default", minute)) > 0
+
+
+def test_a_job_cancelled_while_queued_is_skipped_even_after_results_expire(redis_client):
+    """Its message may wait in a backlog longer than a result is kept: when a worker takes it,
+    the record must still say "cancelled", or the job is made anew and run for nobody."""
+    store = JobStore(redis_client, prefix="fb:", result_ttl=1, failure_ttl=600, index_limit=100)
+    store.create("jq1", actor="a", queue="low")
+    assert store.request_cancel("jq1") == "canceled"
+    time.sleep(1.2)  # past the (scaled-down) result lifetime
+    begin = store.begin("jq1", max_deliveries=3)
+    assert (begin.verdict, begin.status) == ("final", "canceled")
