@@ -585,6 +585,9 @@ async def _deliver_run(res: DeliveryResources, record: JobRecord) -> dict[str, A
     result = record.result if isinstance(record.result, dict) else {}
     notes = result.get("notifications") or [] if record.status == "succeeded" else []
     if notes:
+        # Monitoring moves past the matches told now that their notices go out (not when the
+        # job ended: a worker dying before its result was stored would have lost them).
+        await res.store.advance_monitoring(result.get("marks"))
         inactive = await res.store.inactive_users()
         tasks += [guarded(_to_subscriber_in_order(res, job_id, mine, done, inactive, summary))
                   for mine in _notes_by_user(notes).values()]

@@ -72,8 +72,9 @@ CACHE_TYPES = {
 
 
 def _result(kind: str, data: dict[str, Any], texts: dict[str, list[str]], photos: list[dict[str, Any]] | None = None,
-            notifications: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"kind": kind, "data": data, "texts": texts, "photos": photos or [], "notifications": notifications or []}
+            notifications: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"kind": kind, "data": data, "texts": texts, "photos": photos or [], "notifications": notifications or [],
+            **extra}
 
 
 def _bad(key: str, **params: Any) -> BadInputError:
@@ -445,8 +446,9 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dic
 
     ``user_ids`` picks whose subscriptions are scanned (all when None); every active follower
     of a scanned player is notified, so nobody misses a match because of the filter. The first
-    scan of a player only records a baseline. Marks advance only when the job returns, so a
-    failed run notifies nothing and the retry finds the same matches.
+    scan of a player only records a baseline. A player's mark advances past the matches told
+    only when the result's delivery sends the notices (the result's ``marks``), so a failed run,
+    or a worker dying before the result was stored, loses none: the retry finds them again.
     """
     ctx = await get_faceit_context()
     store, client = ctx.store, ctx.client
@@ -483,8 +485,15 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dic
     failures = [err.pop("_exc") for err in errors]
     if total and len(failures) == total:
         raise failures[0]
+    # A player whose new matches are told moves on only once the notices are safe: the delivery
+    # of this job's result commits those marks (FaceitStore.advance_monitoring) before it sends them. Moved
+    # on here, a worker dying before the result was stored lost the notices: the retry found
+    # nothing new. (Found twice, by a retry or an overlapping run, a match is told once: the
+    # delivery's claim per follower and match.) The others move on now: nothing to lose.
+    told = {note["player_id"] for note in notifications}
     for player_id, mark in marks.items():
-        await store.set_monitor_state(player_id, mark)
+        if player_id not in told:
+            await store.set_monitor_state(player_id, mark)
     for player_id, nickname in renames.items():
         await store.rename(player_id, nickname)
     data = {
@@ -495,7 +504,9 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dic
         "notifications": len(notifications),
         "errors": errors,
     }
-    return _result("match_monitoring", data, render.texts(render.render_monitoring, data), notifications=notifications)
+    return _result("match_monitoring", data, render.texts(render.render_monitoring, data), notifications=notifications,
+                   marks={pid: mark for pid, mark in marks.items() if pid in told})
+
 
 
 async def _scan_player(

@@ -45,6 +45,18 @@ MONITOR_TTL = 90 * 86400
 
 # KEYS[1] snapshots. ARGV: now, elo, min gap, max entries, ttl. Adds unless the newest snapshot
 # has the same Elo and is younger than the gap; returns 1 when added.
+# KEYS: the player's monitor state. ARGV: the new state (JSON), its finished_at, the TTL.
+# Written unless the state there is of a later match (a later monitoring run got there first).
+_ADVANCE_MONITOR_STATE = """
+local current = redis.call("GET", KEYS[1])
+if current then
+  local ok, old = pcall(cjson.decode, current)
+  if ok and type(old) == "table" and (tonumber(old["finished_at"]) or 0) > tonumber(ARGV[2]) then return 0 end
+end
+redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[3])
+return 1
+"""
+
 _RECORD_ELO = """
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 local now = tonumber(ARGV[1])
@@ -70,6 +82,7 @@ class FaceitStore:
         self.redis = redis
         self.keys = keys
         self._record_elo = redis.register_script(_RECORD_ELO)
+        self._advance_monitor_state = redis.register_script(_ADVANCE_MONITOR_STATE)
 
     # Subscriptions ---------------------------------------------------------------------------
 
@@ -229,6 +242,22 @@ class FaceitStore:
         """Where monitoring of ``player_id`` stands; ``if_absent`` keeps one already there (the
         player's other followers are notified from it)."""
         await self.redis.set(self.keys.monitor_state(player_id), json.dumps(state), ex=MONITOR_TTL, nx=if_absent)
+
+    async def advance_monitoring(self, marks: Any) -> int:
+        """Move monitoring on past the matches a monitoring result tells (its ``marks``: player
+        id → state); its delivery does it before the notices go out. Returns how many moved."""
+        moved = 0
+        for player_id, state in (marks.items() if isinstance(marks, dict) else ()):
+            if isinstance(state, dict) and await self.advance_monitor_state(str(player_id), state):
+                moved += 1
+        return moved
+
+    async def advance_monitor_state(self, player_id: str, state: dict[str, Any]) -> bool:
+        """Move monitoring of ``player_id`` on to ``state`` (a run's mark, committed once its
+        notices are on their way), unless a later run already moved it further; True when written."""
+        finished_at = float(state.get("finished_at") or 0)
+        return bool(await self._advance_monitor_state(keys=[self.keys.monitor_state(player_id)],
+                                                      args=[json.dumps(state), repr(finished_at), MONITOR_TTL]))
 
 
 # The bot's entry points (per-loop Redis from faceit.context) -------------------------------------

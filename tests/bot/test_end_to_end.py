@@ -1063,6 +1063,8 @@ def test_two_monitoring_runs_that_see_the_same_match_tell_it_once(stack: Stack, 
     first = manager.enqueue_match_monitoring([follower])
     assert manager.wait_for(first.id, timeout=20).result["data"]["new_matches"] == 1
     stack.wait(follower, lambda es: [e for e in es if e["kind"] == "sent" and played["match_id"] in e["text"]])
+    # The delivery moved monitoring on as it sent the notice (not the run, before its result was safe).
+    assert json.loads(stack.redis.get(state_key))["match_id"] == played["match_id"]
     stack.redis.set(state_key, before)  # the second run read the state before the first wrote it
     second = manager.enqueue_match_monitoring([follower])
     assert manager.wait_for(second.id, timeout=20).result["data"]["new_matches"] == 1  # it saw the match too

@@ -20,10 +20,18 @@ from tests.support.faceit_sandbox import FaceitSandbox
 pytestmark = pytest.mark.usefixtures("faceit_env")
 
 
+async def _monitor(user_ids: list[int] | None, progress: ProgressLog) -> dict[str, Any]:
+    """A monitoring run, and its delivery's first step: the players whose matches it tells move on."""
+    result = await services.monitor_matches(user_ids, progress)
+    await (await get_faceit_context()).store.advance_monitoring(result["marks"])
+    return result
+
+
 def _check_result(result: dict[str, Any], kind: str) -> None:
     assert result["kind"] == kind
     json.dumps(result)  # JSON-serialisable as a whole
-    assert set(result) == {"kind", "data", "texts", "photos", "notifications"}
+    extra = {"marks"} if kind == "match_monitoring" else set()  # what its delivery moves monitoring on to
+    assert set(result) == {"kind", "data", "texts", "photos", "notifications"} | extra
     for lang in ("en", "ru"):
         assert result["texts"][lang], lang
         assert all(0 < len(part) <= 4096 for part in result["texts"][lang])
@@ -286,11 +294,11 @@ async def test_monitoring_notifies_active_followers_once(sandbox: FaceitSandbox,
     await store.subscribe(2, pid, player["nickname"])
     await store.subscribe(3, pid, player["nickname"])
     await store.set_user_inactive(3)
-    first = await services.monitor_matches(None, progress)
+    first = await _monitor(None, progress)
     assert first["data"]["baselined"] == 1 and first["notifications"] == []
 
     finished = sandbox.finish_match(player_id=pid, won=False)
-    second = await services.monitor_matches([1], ProgressLog())
+    second = await _monitor([1], ProgressLog())
     _check_result(second, "match_monitoring")
     notes = second["notifications"]
     assert sorted(n["user_id"] for n in notes) == [1, 2]  # user 3 blocked the bot
@@ -300,7 +308,7 @@ async def test_monitoring_notifies_active_followers_once(sandbox: FaceitSandbox,
     assert "Loss" in text and f"Elo −{abs(delta)}" in text
     assert "Поражение" in notes[0]["texts"]["ru"][0]
 
-    third = await services.monitor_matches(None, ProgressLog())
+    third = await _monitor(None, ProgressLog())
     assert third["notifications"] == [] and third["data"]["new_matches"] == 0
 
 
@@ -315,9 +323,9 @@ async def test_the_first_notification_counts_only_the_match_after_the_baseline(s
     await ctx.client.get_player(pid)  # the lookup at /subscribe: now cached
     await store.subscribe(4, pid, player["nickname"])
     sandbox.finish_match(player_id=pid, won=True, at=time.time() - 3600)  # before the baseline
-    assert (await services.monitor_matches(None, progress))["data"]["baselined"] == 1
+    assert (await _monitor(None, progress))["data"]["baselined"] == 1
     finished = sandbox.finish_match(player_id=pid, won=False)
-    (note,) = (await services.monitor_matches([4], ProgressLog()))["notifications"]
+    (note,) = (await _monitor([4], ProgressLog()))["notifications"]
     assert f"Elo −{abs(finished['elo_changes'][pid])} " in note["texts"]["en"][0]
 
 
@@ -335,7 +343,7 @@ async def test_a_baseline_taken_at_subscribe_makes_the_first_scan_notify(sandbox
     # After the newest match the baseline knows (finish times are whole seconds, and an earlier
     # test may have just finished one of this player's matches).
     finished = sandbox.finish_match(player_id=pid, won=True, at=max((baseline["finished_at"] or 0) + 60, time.time() + 1))
-    result = await services.monitor_matches([6], progress)
+    result = await _monitor([6], progress)
     assert result["data"]["baselined"] == 0
     (note,) = result["notifications"]
     assert note["match_id"] == finished["match_id"]
@@ -366,7 +374,7 @@ async def test_two_matches_between_scans_end_with_their_total_elo_change(sandbox
     # a change (it may be FACEIT's lag), which is not what this test is about.
     won = sandbox.finish_match(player_id=pid, won=True, at=start)
     won_again = sandbox.finish_match(player_id=pid, won=True, at=start + 3600)
-    first, second = (await services.monitor_matches([7], progress))["notifications"]
+    first, second = (await _monitor([7], progress))["notifications"]
     assert (first["match_id"], second["match_id"]) == (won["match_id"], won_again["match_id"])
     assert "Elo" not in first["texts"]["en"][0]
     total = won["elo_changes"][pid] + won_again["elo_changes"][pid]
@@ -380,7 +388,7 @@ async def test_more_matches_than_notified_are_counted_in_the_elo_change(sandbox:
     it covers all seven (it is the Elo now against the Elo at the last scan)."""
     pid, _, start = await _followed_from_now(sandbox, player=15, user=8)
     played = [sandbox.finish_match(player_id=pid, won=i % 2 == 0, at=start + 3600 * i) for i in range(7)]
-    result = await services.monitor_matches([8], progress)
+    result = await _monitor([8], progress)
     notes = result["notifications"]
     assert [n["match_id"] for n in notes] == [m["match_id"] for m in played[2:]]
     assert result["data"]["new_matches"] == 7
@@ -395,11 +403,11 @@ async def test_an_elo_faceit_has_not_updated_yet_is_carried_to_the_next_match(sa
     shows the Elo without a change (not "Elo 0"), and the next one carries both matches' change."""
     pid, baseline, start = await _followed_from_now(sandbox, player=17, user=14)
     lagging = sandbox.finish_match(player_id=pid, won=True, at=start, hold_elo=True)
-    (first,) = (await services.monitor_matches([14], progress))["notifications"]
+    (first,) = (await _monitor([14], progress))["notifications"]
     assert first["match_id"] == lagging["match_id"]
     assert f"Elo {baseline['elo']}\n" in first["texts"]["en"][0]
     nxt = sandbox.finish_match(player_id=pid, won=True, at=start + 3600)  # two wins: they cannot cancel out
-    (second,) = (await services.monitor_matches([14], ProgressLog()))["notifications"]
+    (second,) = (await _monitor([14], ProgressLog()))["notifications"]
     total = lagging["elo_changes"][pid] + nxt["elo_changes"][pid]
     assert f"Elo {_signed(total)} over the last 2 matches → {baseline['elo'] + total}" in second["texts"]["en"][0]
 
@@ -414,7 +422,7 @@ async def test_a_new_follower_hears_only_of_matches_finished_since_they_followed
     # ... who began following two minutes after that match ended
     await (await get_faceit_context()).store.redis.hset(f"fb:faceit:subs:since:{pid}", "16", repr(start + 120))
     after = sandbox.finish_match(player_id=pid, won=False, at=start + 180)
-    notes = (await services.monitor_matches([15], progress))["notifications"]
+    notes = (await _monitor([15], progress))["notifications"]
     told = sorted((n["user_id"], n["match_id"]) for n in notes)
     assert told == sorted([(15, before["match_id"]), (15, after["match_id"]), (16, after["match_id"])])
 
@@ -424,11 +432,11 @@ async def test_monitoring_survives_one_failing_player(sandbox: FaceitSandbox, pr
     for p in players:
         await store.subscribe(5, p["player_id"], p["nickname"])
     sandbox.faults(error_rate=1.0, status=500, path=players[0]["player_id"])
-    result = await services.monitor_matches([5], progress)
+    result = await _monitor([5], progress)
     assert result["data"]["checked"] == 1 and result["data"]["errors"][0]["player_id"] == players[0]["player_id"]
     sandbox.faults(error_rate=1.0, status=500)
     with pytest.raises(errors.UpstreamError):  # nobody could be checked: the job is retried
-        await services.monitor_matches([5], progress)
+        await _monitor([5], progress)
 
 
 async def test_cache_update_refreshes_followed_players(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
@@ -545,3 +553,25 @@ async def test_context_is_per_loop_and_closable(redis_client: redis.Redis) -> No
     assert other and other[0] is not here
     await close_faceit_context()
     assert await get_faceit_context() is not here
+
+
+async def test_a_run_whose_result_was_never_stored_loses_no_notice(sandbox: FaceitSandbox,
+                                                                  progress: ProgressLog) -> None:
+    """The player moved on when the run ended, before its result (the notices) was stored: a
+    worker dying in between, and the retry found nothing new. Now the delivery moves them on."""
+    player = sandbox.world()["players"][17]
+    pid = player["player_id"]
+    await store.subscribe(31, pid, player["nickname"])
+    await _monitor([31], progress)  # the baseline
+    state = await (await get_faceit_context()).store.monitor_state(pid)
+    finished = sandbox.finish_match(player_id=pid, won=True)
+    lost = await services.monitor_matches([31], ProgressLog())  # its worker dies: never delivered
+    assert [n["match_id"] for n in lost["notifications"]] == [finished["match_id"]]
+    assert await (await get_faceit_context()).store.monitor_state(pid) == state  # not moved on yet
+    retried = await _monitor([31], ProgressLog())
+    assert [n["match_id"] for n in retried["notifications"]] == [finished["match_id"]]  # found again
+    assert retried["marks"][pid]["match_id"] == finished["match_id"]
+    assert (await _monitor([31], ProgressLog()))["notifications"] == []  # delivered: moved on
+    # An older run's delivery, late, does not move the player back.
+    assert await (await get_faceit_context()).store.advance_monitoring({pid: state}) == 0
+    assert (await (await get_faceit_context()).store.monitor_state(pid))["match_id"] == finished["match_id"]
