@@ -559,12 +559,9 @@ async def test_a_run_whose_result_was_never_stored_loses_no_notice(sandbox: Face
                                                                   progress: ProgressLog) -> None:
     """The player moved on when the run ended, before its result (the notices) was stored: a
     worker dying in between, and the retry found nothing new. Now the delivery moves them on."""
-    player = sandbox.world()["players"][17]
-    pid = player["player_id"]
-    await store.subscribe(31, pid, player["nickname"])
-    await _monitor([31], progress)  # the baseline
+    pid, _, start = await _followed_from_now(sandbox, player=16, user=31)
     state = await (await get_faceit_context()).store.monitor_state(pid)
-    finished = sandbox.finish_match(player_id=pid, won=True)
+    finished = sandbox.finish_match(player_id=pid, won=True, at=start)
     lost = await services.monitor_matches([31], ProgressLog())  # its worker dies: never delivered
     assert [n["match_id"] for n in lost["notifications"]] == [finished["match_id"]]
     assert await (await get_faceit_context()).store.monitor_state(pid) == state  # not moved on yet
