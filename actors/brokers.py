@@ -82,19 +82,10 @@ class _InFlight:
         with self._lock:
             return set(self._ids.get(queue_name, set()))
 
-    def keep_only(self, queue_name: str, held: set[str]) -> None:
-        """Keep only the ids of ``queue_name`` in ``held`` (the others' holder is gone and their
-        messages were put back)."""
+    def forget(self, queue_name: str) -> None:
+        """Drop every id of ``queue_name`` (its holder is gone and its messages were put back)."""
         with self._lock:
-            self._ids[queue_name] = self._ids.get(queue_name, set()) & held
-
-
-def _held_by_this_thread() -> set[str]:
-    """The Redis ids of the delayed messages the calling Dramatiq consumer thread still holds
-    in its delay queue (none on any other thread)."""
-    waiting = getattr(threading.current_thread(), "delay_queue", None)
-    items = list(getattr(waiting, "queue", ()))
-    return {str(item.message.options.get("redis_message_id")) for item in items}
+            self._ids.pop(queue_name, None)
 
 
 class _AckAwareConsumer(_RedisConsumer):
@@ -249,21 +240,18 @@ class TrackedRedisBroker(RedisBroker):
     def _put_back_dropped(self, queue_name: str, previous: _AckAwareConsumer) -> None:
         """Re-queue what this process's ack set of ``queue_name`` holds but nobody will process.
 
-        A delay queue's held messages live in the consumer thread's memory, and Dramatiq
-        re-creates the consumer from that same thread: after a connection error it has emptied
-        that memory, so every id is put back; after any other error it keeps what it held (and
-        will move each message on when due), so those ids stay. For a work queue,
+        A delay queue's held messages all lived in the consumer thread's memory (it re-creates
+        the consumer from that same thread, so none is being handled now). For a work queue,
         the messages handed to worker threads are still being processed and are acked
         normally; the rest (prefetched, or fetched by a call whose reply never arrived) are
         put back. The in-flight ids are read before the ack set: an ack that lands between the
         two reads removes its id from the ack set first, so a running job is never re-queued.
         """
-        delayed = queue_name.endswith(".DQ")
-        running = _held_by_this_thread() if delayed else self.in_flight.snapshot(queue_name)
+        running = set() if queue_name.endswith(".DQ") else self.in_flight.snapshot(queue_name)
         # Redis still away: BrokerUnreachable, and Dramatiq's consumer thread calls consume() again.
         self.put_back_unheld(queue_name, running, why="after a broken connection")
-        if delayed:
-            self.in_flight.keep_only(queue_name, running)
+        if queue_name.endswith(".DQ"):
+            self.in_flight.forget(queue_name)  # they lived in the dropped consumer's memory only
         previous.message_cache = []
 
     def put_back_unheld(self, queue_name: str, running: set[str], why: str) -> int:

@@ -10,14 +10,10 @@ replies are real: a TCP proxy cuts the connection after Redis ran the command.
 
 from __future__ import annotations
 
-import threading
-from queue import PriorityQueue, Queue
-
 import dramatiq
 import pytest
 import redis
 from dramatiq.errors import DecodeError
-from dramatiq.worker import _WorkQueueItem
 
 from actors.brokers import ENQUEUE_MARKER_TTL_MS, TrackedRedisBroker
 from tests.support.reply_dropper import ReplyDroppingProxy
@@ -194,45 +190,3 @@ def test_a_prepared_enqueue_tried_again_pushes_the_message_once(broker, redis_cl
     assert redis_client.lrange(f"rc:{QUEUE}.DQ", 0, -1) == [first.options["redis_message_id"]]
     assert redis_client.hlen(f"rc:{QUEUE}.DQ.msgs") == 1
     assert first.options["eta"] == again.options["eta"]  # one due time, not a later one per try
-
-
-class _ConsumerThread(threading.Thread):
-    """Runs calls as Dramatiq's consumer thread does: on a thread whose ``delay_queue`` holds the
-    delayed messages it fetched until they are due."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.delay_queue: PriorityQueue[_WorkQueueItem] = PriorityQueue()
-        self.calls: Queue = Queue()
-
-    def run(self) -> None:
-        while (call := self.calls.get()) is not None:
-            call()
-
-    def do(self, fn):
-        done: Queue = Queue()
-        self.calls.put(lambda: done.put(fn()))
-        return done.get(timeout=10)
-
-
-def test_a_delay_queue_kept_through_an_error_keeps_its_messages_once(broker, redis_client):
-    """After an error that is not a lost connection (Redis out of memory, say), Dramatiq keeps the
-    delayed messages its consumer thread holds and moves each on when due. Put back as well,
-    each ran twice."""
-    dq = f"{QUEUE}.DQ"
-    sent = [broker.enqueue(_message(i), delay=60_000) for i in range(2)]
-    held_id = sent[0].options["redis_message_id"]
-    thread = _ConsumerThread()
-    thread.start()
-    consumer = thread.do(lambda: broker.consume(dq, prefetch=10, timeout=100))
-    held = thread.do(lambda: next(consumer))
-    assert held.options["redis_message_id"] == held_id
-    thread.do(lambda: thread.delay_queue.put(_WorkQueueItem(held.options["eta"], held)))  # as Dramatiq does
-    other = thread.do(lambda: next(consumer))  # fetched, then the error: it never reached the delay queue
-
-    thread.do(lambda: broker.consume(dq, prefetch=10, timeout=100))  # Dramatiq re-creates its consumer
-
-    assert redis_client.lrange(f"rc:{dq}", 0, -1) == [other.options["redis_message_id"]]  # only the lost one
-    assert redis_client.smembers(f"rc:__acks__.{broker.broker_id}.{dq}") == {held_id}
-    assert broker.in_flight.snapshot(dq) == {held_id}
-    thread.calls.put(None)
