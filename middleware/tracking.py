@@ -137,6 +137,12 @@ class Tracking(Middleware):
             logger.warning("job %s: attempt %d is stale (re-delivered meanwhile); outcome %s not recorded",
                            message.message_id, state.attempt, state.outcome)
             state.outcome, state.alert_reason, state.pending_retry = "skipped", "", None
+        elif finish.status == "missing":
+            # The record is gone (evicted, a failover that lost it): nothing else runs the job, so
+            # Backoff's verdict stands (the retry, which makes the record anew, or the dead letter).
+            logger.warning("job %s: its record is gone; outcome %s not recorded", message.message_id, state.outcome)
+            if state.dead_letter:
+                message.fail()
         else:
             if state.dead_letter:
                 message.fail()

@@ -364,7 +364,8 @@ _REQUEST_ERROR_CODES_LUA = "local REQUEST_ERROR_CODES = {" + ", ".join(
 
 # ARGV: prefix, id, now, status, attempt, result|"", error|"", ttl, limit, retry_at|"",
 #       stats_ttl, failure_ttl, acks_key|"", msgs_key|"", redis_message_id|"", buckets...
-# Returns {status written | "stale", requester count, 1 if it acked the message}.
+# Returns {status written | "stale" (re-delivered meanwhile) | "missing" (the record is gone), requester
+# count, 1 if it acked the message}.
 _FINISH = _LUA_COMMON + _REQUEST_ERROR_CODES_LUA + """
 local prefix, id, now, status = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local attempt, result, err = tonumber(ARGV[5]), ARGV[6], ARGV[7]
@@ -374,6 +375,7 @@ local jk = prefix .. "job:" .. id
 local fields = redis.call("HMGET", jk, "status", "attempts", "queue", "actor", "enqueued_at",
   "first_started_at", "started_at", "requesters", "timeline", "coalesce_key")
 local st = fields[1]
+if not st then return {"missing", 0} end
 if st ~= "started" or tonumber(fields[2]) ~= attempt then return {"stale", 0} end
 local queue, actor = fields[3], fields[4]
 local score = tonumber(fields[5]) or now
@@ -657,7 +659,7 @@ class Begin:
 
 @dataclass(frozen=True)
 class Finish:
-    status: str  # the status written, or "stale"
+    status: str  # the status written, "stale" (re-delivered meanwhile) or "missing" (record gone)
     requesters: int = 0
     acked: bool = False
 

@@ -230,3 +230,13 @@ def test_a_stale_attempt_that_fails_leaves_no_dead_letter_and_no_alert(start_poo
     assert not [a for a in get_alert_store().recent(1) if a.job_id == handle.id]
     record = manager.get_job(handle.id)
     assert record.status == "started" and record.attempts == 2  # the other attempt's, untouched
+
+
+def test_a_job_whose_record_is_gone_still_fails_into_the_dead_letters(start_pool, manager, traces, redis_client):
+    """No other delivery runs it (unlike a stale attempt): Backoff's verdict stands."""
+    pool = start_pool(processes=1)
+    handle = manager.enqueue_job("t_sleep", retry=0, seconds=3, steps=30)  # its 1 s limit ends it
+    wait_until(lambda: traces.runs(handle.id) == 1)
+    redis_client.delete(f"fb:job:{handle.id}")  # evicted, or lost in a failover
+    wait_until(lambda: "its record is gone" in pool.log_path.read_text(errors="replace"), timeout=10)
+    wait_until(lambda: manager.queue_stats()["default"].dead == 1)
