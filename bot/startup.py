@@ -21,6 +21,7 @@ from aiogram import Bot
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramNetworkError,
+    TelegramRetryAfter,
     TelegramServerError,
     TelegramUnauthorizedError,
 )
@@ -32,6 +33,8 @@ logger = logging.getLogger("bot")
 
 T = TypeVar("T")
 
+#: What passes: the network, Telegram's servers, and its flood control (a quick restart's setWebhook).
+_TRANSIENT = (TelegramNetworkError, TelegramServerError, TelegramRetryAfter)
 FIRST_DELAY = 0.5  # seconds before the second try
 MAX_DELAY = 5.0  # the delay doubles up to this
 
@@ -40,17 +43,20 @@ async def retry_until(call: Callable[[], Awaitable[T]], seconds: float, transien
                       what: Callable[[Exception], str]) -> T:
     """``await call()`` until it returns. A ``transient`` error is logged (``what(error)``, then
     when the next try comes) and tried again, until the next try would come after ``seconds``
-    have passed: then that error is raised. Any other error is raised at once."""
+    have passed: then that error is raised. Any other error is raised at once. An error that
+    says when to come back (``retry_after``: Telegram's flood control) is tried again then."""
     deadline = time.monotonic() + seconds
     delay = FIRST_DELAY
     while True:
         try:
             return await call()
         except transient as exc:
-            if time.monotonic() + delay > deadline:
+            told = getattr(exc, "retry_after", None)
+            pause = float(told) if isinstance(told, int | float) and told >= 0 else delay
+            if time.monotonic() + pause > deadline:
                 raise
-            logger.warning("%s; retrying in %.1f s", what(exc), delay)
-            await asyncio.sleep(delay)
+            logger.warning("%s; retrying in %.1f s", what(exc), pause)
+            await asyncio.sleep(pause)
             delay = min(delay * 2, MAX_DELAY)
 
 
@@ -79,8 +85,11 @@ async def ask_telegram(bot: Bot, settings: Any, call: Callable[[], Awaitable[T]]
         return text.replace(bot.token, "<token>") if bot.token else text
 
     try:
-        return await retry_until(call, float(settings.bot_telegram_wait), (TelegramNetworkError, TelegramServerError),
+        return await retry_until(call, float(settings.bot_telegram_wait), _TRANSIENT,
                                  lambda exc: f"the Telegram Bot API at {url} does not answer ({reason(exc)})")
+    except TelegramRetryAfter as exc:
+        raise BotConfigError(f"the Telegram Bot API at {url} holds {method} back for {exc.retry_after} s (flood "
+                             f"control), longer than BOT_TELEGRAM_WAIT; try again later") from None
     except (TelegramNetworkError, TelegramServerError) as exc:
         raise BotConfigError(f"the Telegram Bot API at {url} does not answer ({reason(exc)}); "
                              f"check TELEGRAM_API_URL and the network") from None

@@ -62,3 +62,28 @@ async def test_a_transient_error_is_tried_again_until_the_call_returns(caplog):
     with caplog.at_level(logging.WARNING, logger="bot"):
         assert await retry_until(flaky, 60.0, (ConnectionError,), lambda exc: f"down ({exc})") == "up"
     assert [r.getMessage() for r in caplog.records] == ["down (blip); retrying in 0.5 s", "down (blip); retrying in 1.0 s"]
+
+
+async def test_flood_control_longer_than_the_clients_own_wait_is_waited_out_at_start(telegram_sandbox_server, caplog):
+    """The Bot's request middleware waits out up to 30 s of flood control; a longer hold (a quick
+    restart's setWebhook) reached the start-up as a 429, which stopped the bot as a configuration
+    error, and a restart loop kept the flood going. (Here the client waits out none itself.)"""
+    from aiogram import Bot
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+
+    from bot.startup import check_telegram
+    from sandbox.telegram_api import SANDBOX_BOT_TOKEN
+
+    tg = telegram_sandbox_server
+    tg.reset()
+    bot = Bot(SANDBOX_BOT_TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(tg.base_url)))
+    settings = SimpleNamespace(telegram_api_url=tg.base_url, bot_telegram_wait=10.0)
+    tg.flood(2, retry_after=1, methods=["getme"])
+    try:
+        with caplog.at_level(logging.WARNING, logger="bot"):
+            await check_telegram(bot, settings)
+    finally:
+        await bot.session.close()
+    waits = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(waits) == 2 and all("retrying in 1.0 s" in w and "Too Many Requests" in w for w in waits)

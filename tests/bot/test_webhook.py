@@ -137,3 +137,4 @@ def test_a_bot_api_that_answers_late_at_start_is_waited_for(redis_server, tmp_pa
     finally:
         bot.stop()
         late.stop()
+
