@@ -512,10 +512,19 @@ index_add(prefix .. "jobs:status:queued", score, id, limit, 0)
 redis.call("HDEL", jk, "error", "result", "finished_at", "cancel_requested", "retry_at", "progress")
 redis.call("HSET", jk, "status", "queued", "deliveries", "0", "lost", "0", "requeued_at", ARGV[3])
 redis.call("EXPIRE", jk, ttl)
--- In flight again: a request for the same subject joins it instead of starting another.
-local ckey = redis.call("HGET", jk, "coalesce_key")
-if ckey and not redis.call("GET", ckey) then redis.call("SET", ckey, id, "EX", ttl) end
 return st
+"""
+
+# ARGV: prefix, id, ttl. A requeued job whose message went out is in flight again: a request
+# for the same subject joins it instead of starting another (unless one already runs).
+_RETAKE_COALESCE = """
+local jk = ARGV[1] .. "job:" .. ARGV[2]
+local f = redis.call("HMGET", jk, "status", "coalesce_key")
+if (f[1] == "queued" or f[1] == "started" or f[1] == "retrying") and f[2] and not redis.call("GET", f[2]) then
+  redis.call("SET", f[2], ARGV[2], "EX", tonumber(ARGV[3]))
+  return 1
+end
+return 0
 """
 
 # ARGV: prefix, id, the requeued_at of the reset, limit, then the fields it had (name, value, …).
@@ -703,6 +712,7 @@ class JobStore:
         self._leave = client.register_script(_LEAVE)
         self._reset = client.register_script(_RESET)
         self._undo_reset = client.register_script(_UNDO_RESET)
+        self._retake_coalesce = client.register_script(_RETAKE_COALESCE)
         self._progress = client.register_script(_PROGRESS)
         # Begin and finish run once per job on a worker's hot path: straight to a connection
         # of the worker thread (see queues/direct_scripts.py). Their caller retries on errors.
@@ -850,6 +860,10 @@ class JobStore:
         the status it had."""
         stamp = repr(time.time() if now is None else now)
         return str(self._reset(args=[self.prefix, job_id, stamp, self.failure_ttl, self.index_limit]))
+
+    def retake_coalesce(self, job_id: str) -> bool:
+        """A requeued job whose message went out takes its coalesce key again (see _RETAKE_COALESCE)."""
+        return bool(self._retake_coalesce(args=[self.prefix, job_id, self.failure_ttl]))
 
     def undo_reset(self, before: JobRecord, now: float) -> bool:
         """Put back the record ``before`` was, reset at ``now``, when its message could not be

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+import redis
 from dramatiq import Message
 from dramatiq.common import dq_name
 
@@ -33,6 +34,9 @@ from queues.workers import WorkerRegistry
 from settings import Settings, get_settings, redact_url
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a requeue whose message could not be sent tries to put its record back.
+UNDO_REQUEUE_WAIT = 30.0
 
 REDACTED = "***"
 
@@ -319,9 +323,14 @@ class QueueManager:
             except Exception:
                 # Not sent: the record goes back as it was (and its dead letter stays), so the
                 # requeue can be tried again once the broker answers.
-                self.jobs.undo_reset(record, now)
+                self._undo_requeue(record, now)
                 raise
-            self._remove_dead_letter(record)
+            try:
+                self.jobs.retake_coalesce(record.id)
+                self._remove_dead_letter(record)
+            except redis.RedisError as exc:  # sent all the same: the job runs
+                logger.warning("job %s: requeued, but its coalesce key or dead letter not updated: %s",
+                               record.id, exc)
             requeued.append(record.id)
             logger.info("job %s: requeued", record.id)
         if requeued.skipped:
@@ -331,6 +340,23 @@ class QueueManager:
             logger.info("requeue: %d failed job(s) left alone: their users asked again since and were answered",
                         requeued.superseded)
         return requeued
+
+    def _undo_requeue(self, record: JobRecord, now: float, wait: float = UNDO_REQUEUE_WAIT) -> None:
+        """Put ``record`` back as it was before its requeue, whose message could not be sent.
+        Most often Redis itself is away (it holds both the queues and the records): the undo is
+        tried again for ``wait`` seconds. Past that the record stays "queued" with no message,
+        which an operator must hear of: its dead letter is kept, the error log names it."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                self.jobs.undo_reset(record, now)
+                return
+            except redis.RedisError as exc:
+                if time.monotonic() > deadline:
+                    logger.error("job %s: its requeue could not be sent nor undone (%s): its record says queued "
+                                 "with no message; its dead letter is kept", record.id, type(exc).__name__)
+                    return
+                time.sleep(0.5)
 
     def _superseded(self, record: JobRecord) -> bool:
         """Whether everyone who asked for the failed job ``record`` has asked for its subject again

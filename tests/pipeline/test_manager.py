@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import dramatiq
 import pytest
 from dramatiq.middleware import MiddlewareError
@@ -225,3 +227,37 @@ def test_a_requeue_whose_message_is_not_sent_leaves_the_job_as_it_was(shared_poo
     assert joined.id == handle.id and joined.coalesced
     assert manager.wait_for(handle.id, timeout=20).status == "succeeded"
     assert manager.queue_stats()["default"].dead == 0
+
+
+class _RedisGoesAway(dramatiq.Middleware):
+    """Redis stops as the requeue's message is sent (and is back a second later)."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+
+    def before_enqueue(self, broker, message, delay):
+        self.server.stop()
+        threading.Timer(1.0, self.server.start).start()
+        raise _EnqueueRefused("Redis went away")
+
+
+def test_a_requeue_cut_off_by_a_redis_outage_is_undone_once_redis_is_back(manager, redis_server):
+    """Redis holds the queues and the records: the send fails because Redis is away, and so
+    does the first try to put the record back. It left the job "queued" with no message for a
+    day, and every request for the same subject joined it."""
+    store = get_job_store()
+    job_id = "requeue-outage-1"
+    store.create(job_id, actor="t_noop", queue="default", coalesce="requeue-outage")
+    store.finish(job_id, attempt=store.begin(job_id, max_deliveries=1).attempt, status="failed",
+                 error={"type": "UpstreamError", "code": "upstream", "message": "upstream 503"})
+    away = _RedisGoesAway(redis_server)
+    manager.broker.middleware.append(away)
+    try:
+        with pytest.raises(_EnqueueRefused):
+            manager.requeue_failed(job_id=job_id)
+    finally:
+        manager.broker.middleware.remove(away)
+    wait_until(lambda: redis_server.client().ping())
+    record = manager.get_job(job_id)
+    assert record.status == "failed" and record.error["code"] == "upstream"
+    assert not redis_server.client().exists("fb:coalesce:t_noop:requeue-outage")  # nobody joins it
