@@ -91,7 +91,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.hurry = threading.Event()  # a second Ctrl-C: stop what is left at once
         self._first_signal = 0.0
-        self._print_lock = threading.Lock()
+        self._print_lock = threading.RLock()  # say() runs in the signal handler too, maybe inside say()
 
     def say(self, name: str, line: str) -> None:
         with self._print_lock:

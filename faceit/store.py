@@ -43,8 +43,6 @@ ELO_SNAPSHOT_TTL = 180 * 86400
 ELO_SNAPSHOT_MIN_GAP = 3600
 MONITOR_TTL = 90 * 86400
 
-# KEYS[1] snapshots. ARGV: now, elo, min gap, max entries, ttl. Adds unless the newest snapshot
-# has the same Elo and is younger than the gap; returns 1 when added.
 # KEYS: the player's monitor state. ARGV: the new state (JSON), its finished_at, the TTL.
 # Written unless the state there is of a later match (a later monitoring run got there first).
 _ADVANCE_MONITOR_STATE = """
@@ -57,6 +55,8 @@ redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[3])
 return 1
 """
 
+# KEYS[1] snapshots. ARGV: now, elo, min gap, max entries, ttl. Adds unless the newest snapshot
+# has the same Elo and is younger than the gap; returns 1 when added.
 _RECORD_ELO = """
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 local now = tonumber(ARGV[1])

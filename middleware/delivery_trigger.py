@@ -38,9 +38,12 @@ class DeliveryTrigger(Middleware):
         ack waits too, as for its record): the job has ended, so nothing else would send it."""
         message = Message(queue_name=self.queue_name, actor_name=self.actor_name, args=(job_id,),
                           kwargs={}, options={})
+        # Every try pushes the same Redis id on the Redis broker: one that reached Redis without
+        # saying so and the next one enqueue the delivery once.
+        prepare = getattr(broker, "prepare_enqueue", None)
+        push = prepare(message) if prepare else (lambda: broker.enqueue(message))
         try:
-            until_answered(lambda: broker.enqueue(message), job_id=job_id, doing="enqueue its delivery",
-                           done="delivery enqueued", log=logger)
+            until_answered(push, job_id=job_id, doing="enqueue its delivery", done="delivery enqueued", log=logger)
         except Exception:
             logger.exception("job %s: could not enqueue its delivery", job_id)
             raise

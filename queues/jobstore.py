@@ -24,7 +24,8 @@ coalesce_key              set while a coalescable job is in flight, and for REPE
 cancel_requested          "1" once a cancel was asked for a running job
 ========================  =================================================================
 
-Succeeded and canceled records expire after ``QUEUE_RESULT_TTL``, failed ones after
+Succeeded records, and those canceled while they ran, expire after ``QUEUE_RESULT_TTL``; failed
+ones, and those canceled before they ran (their message may still wait in a queue), after
 ``QUEUE_FAILURE_TTL``; records in flight keep the failure TTL, refreshed on every change.
 Sorted-set indexes (by enqueue time) list jobs by status, queue, actor and user; they are
 capped at ``QUEUE_INDEX_LIMIT`` ids and pruned of expired ids when read.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -26,8 +27,11 @@ def stop_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     # Looked up here, in the parent: the child, between fork and exec, only makes the call.
     prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
     args = (_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    parent = os.getpid()
 
     def arrange() -> None:
         prctl(*args)
+        if os.getppid() != parent:  # the parent died between the fork and the prctl: too late to hear of it
+            os.kill(os.getpid(), sig)
 
     return arrange

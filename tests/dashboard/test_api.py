@@ -262,3 +262,5 @@ def test_users_mistakes_are_not_counted_as_the_systems_failures(local: Client, s
     make_job(store, status="succeeded")
     default = next(q for q in local.get("/api/overview").json()["queues"] if q["name"] == "default")
     assert default["failed"] == 6 and default["refused"] == 5 and default["failure_rate"] == pytest.approx(1 / 7)
+    page = local.get("/").text
+    assert "6 <small>failed</small> <small" in page and "(5 refused)</small>" in page and "14%" in page
