@@ -35,6 +35,9 @@ DEFAULT_STOP_TIMEOUT = 10.0
 #: Seconds a worker pool may take to stop: Dramatiq's own shutdown timeout (10 minutes: the
 #: longest queue time limit) for its running jobs to end, and a margin.
 WORKER_STOP_TIMEOUT = 630.0
+#: A pool's worker processes end with their dramatiq parent (middleware/stop_signals.py): killed
+#: with the supervisor, it takes them along; their jobs come back through the dead-worker sweep.
+POOL_ENV = {"WORKER_END_WITH_PARENT": "1"}
 #: Seconds within which a second stop signal is the first one again, not "hurry".
 REPEAT_WINDOW = 1.0
 
@@ -47,6 +50,9 @@ class Child:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     stop_timeout: float = DEFAULT_STOP_TIMEOUT
+    #: What it gets when the supervisor dies: SIGTERM (a quick clean stop), or SIGKILL for a worker
+    #: pool, whose clean stop waits for its jobs with nobody left to read its output.
+    parent_death_signal: int = signal.SIGTERM
     process: subprocess.Popen | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -110,7 +116,7 @@ class Supervisor:
         env = {**self.base_env, **child.env}
         child.process = subprocess.Popen(
             child.argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=stop_with_parent(),  # a killed supervisor takes them along
+            start_new_session=True, preexec_fn=stop_with_parent(child.parent_death_signal),  # a killed supervisor takes them along
         )
         child.started_at = time.monotonic()
         threading.Thread(target=self._relay, args=(child, child.process.stdout), daemon=True).start()
@@ -224,10 +230,11 @@ def build_children(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[
     children += [
         # The high pool polls an idle queue every 100 ms (not up to 1 s): analyses start at once.
         Child("worker-high", [py, "-m", "dramatiq", "actors", "--processes", workers, "--threads", "8",
-                              "--queues", "high"], env={"dramatiq_worker_timeout": "100"},
-              stop_timeout=WORKER_STOP_TIMEOUT),
+                              "--queues", "high"], env={"dramatiq_worker_timeout": "100", **POOL_ENV},
+              stop_timeout=WORKER_STOP_TIMEOUT, parent_death_signal=signal.SIGKILL),
         Child("worker-default-low", [py, "-m", "dramatiq", "actors", "--processes", workers, "--threads", "8",
-                                     "--queues", "default", "low"], stop_timeout=WORKER_STOP_TIMEOUT),
+                                     "--queues", "default", "low"], env=POOL_ENV,
+              stop_timeout=WORKER_STOP_TIMEOUT, parent_death_signal=signal.SIGKILL),
         Child("scheduler", [py, "scheduler.py"]),
         Child("bot", [py, "-m", "bot"]),
         Child("dashboard", [py, "-m", "dashboard"]),

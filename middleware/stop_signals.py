@@ -28,8 +28,12 @@ from typing import Any
 
 from dramatiq import Middleware
 
+from queues.parent_death import end_with_parent
+
 logger = logging.getLogger(__name__)
 
+#: Set (by ``make run``'s supervisor) for worker processes that end when their dramatiq parent dies.
+END_WITH_PARENT_ENV = "WORKER_END_WITH_PARENT"
 #: Seconds after a stop signal within which another counts as the same request.
 REPEAT_WINDOW = 2.0
 #: The exit status of a worker process ended by a repeated stop signal (Dramatiq's ``RET_KILLED``).
@@ -47,6 +51,8 @@ class StopSignals(Middleware):
     def after_process_boot(self, broker: Any) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set on the main thread (a worker embedded elsewhere)
+        if os.environ.get(END_WITH_PARENT_ENV):
+            end_with_parent()  # its dramatiq parent gone (killed with its supervisor): gone at once
         for signum in _SIGNALS:
             previous = signal.getsignal(signum)
             if callable(previous):  # Dramatiq's termhandler; nothing to wrap in other processes
