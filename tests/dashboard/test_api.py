@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -264,3 +265,17 @@ def test_users_mistakes_are_not_counted_as_the_systems_failures(local: Client, s
     assert default["failed"] == 6 and default["refused"] == 5 and default["failure_rate"] == pytest.approx(1 / 7)
     page = local.get("/").text
     assert "6 <small>failed</small> <small" in page and "(5 refused)</small>" in page and "14%" in page
+
+
+def test_a_job_waiting_for_a_retry_has_a_page(local: Client, store: JobStore) -> None:
+    """Between attempts the progress is the retry notice (no percent): the page answered 500,
+    during a FACEIT outage, for every job waiting to try again and every one cancelled then."""
+    waiting = make_job(store, status="started")
+    store.set_progress(waiting, {"stage": "retrying", "code": "upstream", "retry_in": 10, "attempt": 2,
+                                 "attempts": 4})
+    store.finish(waiting, attempt=1, status="retrying", retry_at=time.time() + 10,
+                 error={"type": "UpstreamError", "code": "upstream", "message": "upstream 503"})
+    page = local.get(f"/jobs/{waiting}")
+    assert page.status == 200 and "waiting to try again: attempt 2 of 4 (upstream)" in page.text
+    assert store.request_cancel(waiting) == "canceled"
+    assert local.get(f"/jobs/{waiting}").status == 200
