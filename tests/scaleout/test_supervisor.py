@@ -317,3 +317,23 @@ def test_a_stop_lets_running_jobs_finish_and_a_second_one_hurries(stack: Stack):
     assert stack.has_line(r"stopping the rest at once") and stack.has_line(r"worker-default-low asked to hurry")
     assert not stack.has_line(rf"job {bulk}: succeeded")
     wait_until(lambda: not stack.survivors(), timeout=10, interval=0.1, what="every process of the tree gone")
+
+
+def test_a_port_just_let_go_of_is_taken_again():
+    """After a stop, the port's last connections linger in TIME_WAIT for a minute: a restart
+    then moved Redis, the sandboxes and the chat URL to other ports, though they were free to
+    listen there (servers set SO_REUSEADDR)."""
+    sys.path.insert(0, str(ROOT))
+    from supervisor import pick_port, port_is_free
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server's side closes first: its end waits in TIME_WAIT
+    client.close()
+    server.close()
+    assert port_is_free(port) and pick_port(port) == port
