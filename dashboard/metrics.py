@@ -7,7 +7,8 @@ faceit_bot_queue_messages              gauge      queue, state (waiting|delayed|
 faceit_bot_queue_workers               gauge      queue
 faceit_bot_jobs                        gauge      status (job records by status)
 faceit_bot_jobs_processed_total        counter    actor (attempts that finished: succeeded+failed)
-faceit_bot_jobs_failed_total           counter    actor (jobs that failed for good)
+faceit_bot_jobs_failed_total           counter    actor (jobs that failed for good, refused included)
+faceit_bot_jobs_refused_total          counter    actor (failed for the request itself: users' mistakes)
 faceit_bot_job_outcomes_total          counter    actor, outcome (succeeded|failed|retried|canceled)
 faceit_bot_job_duration_seconds        histogram  actor (run time of finished attempts)
 faceit_bot_health_score                gauge      (0–100)
@@ -96,10 +97,13 @@ def collect(data: Any) -> str:
     actors = sorted({actor for actor, _ in totals})
     out.add("jobs_processed_total", "counter", "Attempts that finished (succeeded or failed), by actor",
             [({"actor": a}, totals.get((a, "succeeded"), 0) + totals.get((a, "failed"), 0)) for a in actors])
-    out.add("jobs_failed_total", "counter", "Jobs that failed for good, by actor",
+    out.add("jobs_failed_total", "counter", "Jobs that failed for good, by actor (refused ones included)",
             [({"actor": a}, totals.get((a, "failed"), 0)) for a in actors])
+    out.add("jobs_refused_total", "counter",
+            "Failed jobs refused for the request itself (users' mistakes: unknown nickname, cancelled match), by actor",
+            [({"actor": a}, totals.get((a, "refused"), 0)) for a in actors])
     out.add("job_outcomes_total", "counter", "Finished attempts by actor and outcome",
-            [({"actor": a, "outcome": o}, n) for (a, o), n in sorted(totals.items())])
+            [({"actor": a, "outcome": o}, n) for (a, o), n in sorted(totals.items()) if o != "refused"])
 
     pipe = client.pipeline(transaction=False)
     for actor in actors:

@@ -112,6 +112,7 @@ local function count_outcome(prefix, queue, actor, outcome, now, stats_ttl, refu
   if refused then
     redis.call("HINCRBY", sk, "refused", 1)
     redis.call("HINCRBY", ak, "refused", 1)
+    redis.call("HINCRBY", prefix .. "totals", actor .. "|refused", 1)
   end
   redis.call("HINCRBY", prefix .. "totals", actor .. "|" .. outcome, 1)
 end

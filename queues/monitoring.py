@@ -653,7 +653,7 @@ class QueueMonitor:
         minutes = range(int(since // 60), int(now // 60) + 1)
         queues = all_queue_names(self.settings)
         actors = sorted({field.split("|", 1)[0] for field in self.client.hkeys(self.jobs.totals_key())})
-        outcomes = ("succeeded", "failed", "retried", "canceled")
+        outcomes = ("succeeded", "failed", "retried", "canceled", "refused")  # refused: among the failed
 
         def sum_rows(keys: list[str]) -> tuple[dict[str, int], dict[int, dict[str, int]]]:
             pipe = self.client.pipeline(transaction=False)
@@ -730,7 +730,10 @@ class QueueMonitor:
                 "hourly": [{"hour": hour, **row} for hour, row in sorted(per_hour.items())],
             },
             "failures": {
-                "total": total["failed"], "rate": round(total["failed"] / finished, 4) if finished else None,
+                # Refused for the request itself (a mistyped nickname, a cancelled match): the
+                # users' doing, counted among the failed but left out of the rate, as the alert rule does.
+                "total": total["failed"], "refused": total["refused"],
+                "rate": round((total["failed"] - total["refused"]) / finished, 4) if finished else None,
                 "by_actor": {actor: row["failed"] for actor, row in by_actor.items() if row["failed"]},
                 "by_error_type": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),
                 "by_actor_and_type": by_actor_type, "recent": recent_failures,

@@ -265,6 +265,12 @@ def test_users_mistakes_are_not_counted_as_the_systems_failures(local: Client, s
     assert default["failed"] == 6 and default["refused"] == 5 and default["failure_rate"] == pytest.approx(1 / 7)
     page = local.get("/").text
     assert "6 <small>failed</small> <small" in page and "(5 refused)</small>" in page and "14%" in page
+    # Prometheus can tell them apart too (a failure-rate rule on failed_total fired on typos).
+    metrics = local.get("/metrics").text
+    assert 'faceit_bot_jobs_failed_total{actor="player_report"} 5' in metrics
+    assert 'faceit_bot_jobs_refused_total{actor="player_report"} 5' in metrics
+    assert 'faceit_bot_jobs_refused_total{actor="t_noop"} 0' in metrics
+    assert 'outcome="refused"' not in metrics  # not a second outcome: a part of "failed"
 
 
 def test_a_job_waiting_for_a_retry_has_a_page(local: Client, store: JobStore) -> None:

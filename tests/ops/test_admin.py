@@ -131,16 +131,21 @@ def test_report_writes_throughput_failures_latency_and_alerts(live_pool, manager
     for _ in range(3):
         manager.wait_for(manager.enqueue_job("t_noop").id, timeout=20)
     failed_job(manager)
+    typo = manager.enqueue_job("t_fail_times", retry=0, failures=1, kind="permanent")  # "no such player"
+    assert manager.wait_for(typo.id, timeout=20).status == "failed"
     out = tmp_path / "report.json"
     result = run("report", "--hours", "1", "--output", str(out))
     assert result.exit_code == 0 and "written to" in result.stderr
     report = json.loads(out.read_text())
     assert report["throughput"]["by_queue"]["default"]["succeeded"] == 3
     assert report["throughput"]["by_actor"]["t_noop"]["succeeded"] == 3
-    assert report["failures"]["by_actor"] == {"t_fail_times": 1}
-    assert report["failures"]["by_error_type"] == {"ValueError": 1}
-    assert report["failures"]["by_actor_and_type"] == {"t_fail_times": {"ValueError": 1}}
-    assert report["latency"]["by_queue"]["default"]["run"]["count"] == 4
+    assert report["failures"]["by_actor"] == {"t_fail_times": 2}
+    assert report["failures"]["by_error_type"] == {"ValueError": 1, "NotFoundError": 1}
+    assert report["failures"]["by_actor_and_type"] == {"t_fail_times": {"ValueError": 1, "NotFoundError": 1}}
+    # The user's mistake is counted apart and left out of the rate: 1 failure of 5 finished.
+    assert report["failures"]["total"] == 2 and report["failures"]["refused"] == 1
+    assert report["failures"]["rate"] == 0.2
+    assert report["latency"]["by_queue"]["default"]["run"]["count"] == 5
     assert report["latency"]["by_queue"]["default"]["wait"]["p95"] is not None
     assert report["alerts"]["count"] >= 1  # the final failure of an unexpected error is an alert
     assert "t_noop" in report["latency"]["by_actor_histogram"]
