@@ -19,6 +19,7 @@ import redis
 from dashboard.monitor import METRICS, RANGES, ChartRange, Figures
 from queues.alerts import LEVELS, AlertStore
 from queues.errors import BrokerUnreachableError, UnknownJobError
+from queues.jobids import job_ref
 from queues.jobstore import ACTIVE_STATUSES, ALL_STATUSES, JobRecord, JobStore
 from queues.manager import QueueManager, QueueStats
 from queues.priorities import all_queue_names
@@ -273,9 +274,14 @@ class DashboardData:
         return sorted({f.split("|", 1)[0] for f in fields if "|" in f})
 
     def job(self, job_id: str) -> dict[str, Any] | None:
-        if not _JOB_ID.match(job_id or ""):
-            return None
-        record = self.store.get(job_id)
+        """The job ``job_id``, or the one job whose id starts with it (8 characters or more, as the
+        lists show them, read as the bot and admin.py read a typed id); None when there is none,
+        or several."""
+        record = self.store.get(job_id) if _JOB_ID.match(job_id or "") else None
+        ref = job_ref(job_id or "") if record is None else None
+        if ref is not None:
+            found = self.store.ids_starting_with(ref)
+            record = self.store.get(found[0]) if len(found) == 1 else None
         return self.job_detail(record) if record is not None else None
 
     # --- workers and alerts ---------------------------------------------------------------

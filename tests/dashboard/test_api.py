@@ -103,6 +103,13 @@ def test_jobs_filters_pagination_and_search(local: Client, store: JobStore) -> N
     assert found.status == 303 and found.location == f"/jobs/{ids[4]}"
     missing = local.get("/jobs", query={"q": "no-such-job"})
     assert missing.status == 200 and "No job with id" in missing.text
+    # The 8 characters the lists show (as the bot and admin.py take them): the job, if only one starts so.
+    whole = make_job(store, status="failed", job_id="7080edc9-1c2d-4e5f-8a9b-0c1d2e3f4a5b")
+    found = local.get("/jobs", query={"q": "7080EDC9…"})
+    assert found.status == 303 and found.location == f"/jobs/{whole}"
+    assert local.get("/api/jobs/7080edc9").json()["id"] == whole
+    make_job(store, status="failed", job_id="7080edc9-0000-4000-8000-000000000000")
+    assert local.get("/jobs", query={"q": "7080edc9"}).status == 200  # two start so: the list, not a guess
 
 
 def test_job_detail_redacts_secrets_and_escapes_everything(local: Client, store: JobStore) -> None:
