@@ -200,10 +200,20 @@ async def task_monitor(ctx: TaskContext) -> dict[str, Any]:
 
 
 async def task_match_monitoring(ctx: TaskContext) -> dict[str, Any]:
+    """A monitoring run, unless one still waits for a worker: while no worker takes the default
+    queue, runs piled up behind each other (each to scan the same players once they start)."""
     from queues.manager import get_queue_manager
 
-    handle = await asyncio.to_thread(get_queue_manager().enqueue_match_monitoring)
-    return {"job_id": handle.id}
+    manager = get_queue_manager()
+
+    def enqueue() -> dict[str, Any]:
+        waiting, _ = manager.jobs.list_jobs(status="queued", actor="match_monitoring", limit=1)
+        if waiting:
+            logger.info("match monitoring: run %s still waits for a worker; none added", waiting[0].id)
+            return {"waiting": waiting[0].id}
+        return {"job_id": manager.enqueue_match_monitoring().id}
+
+    return await asyncio.to_thread(enqueue)
 
 
 async def task_cache_update(ctx: TaskContext) -> dict[str, Any]:

@@ -212,3 +212,21 @@ def test_a_time_zone_that_is_not_one_means_utc(name):
 
 def test_a_real_time_zone_is_used():
     assert _zone("Europe/Berlin") == ZoneInfo("Europe/Berlin")
+
+
+async def test_a_monitoring_run_is_not_added_while_one_still_waits(fresh):
+    """With no worker on the default queue, each interval queued another run behind the last."""
+    import actors  # noqa: F401
+    from queues.manager import get_queue_manager
+    from scheduler import TaskContext, task_match_monitoring
+    from settings import get_settings
+
+    service = SchedulerService(get_settings(), tasks=[])
+    context = TaskContext(name="match_monitoring", now=time.time(), last_run=None, service=service)
+    first = await task_match_monitoring(context)
+    again = await task_match_monitoring(context)
+    assert again == {"waiting": first["job_id"]}
+    manager = get_queue_manager()
+    assert manager.queue_stats()["default"].waiting == 1
+    manager.cancel_job(first["job_id"])  # taken (here: gone): the next interval adds one again
+    assert "job_id" in await task_match_monitoring(context)
