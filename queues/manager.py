@@ -284,8 +284,25 @@ class QueueManager:
         outcome = self.jobs.request_cancel(job_id)
         if outcome == "missing":
             raise UnknownJobError(f"no job {job_id}")
+        if outcome == "canceled":
+            self._tell_canceled(job_id)
         return outcome
 
+    def _tell_canceled(self, job_id: str) -> None:
+        """A job canceled before it ran is told to whoever waits for it now: its message may sit
+        in a backlog, or wait for a retry up to 90 s, and the users saw "queued" (or "trying
+        again in 90 s") with a Cancel button until it came up. The delivery is idempotent: when
+        the message comes up and is skipped, the delivery it triggers sends nothing twice."""
+        record = self.jobs.get(job_id)
+        if record is None or not any(r.get("user_id") for r in record.requesters):
+            return
+        message = Message(queue_name=queue_name(QueuePriority.HIGH, self.settings), actor_name="deliver_result",
+                          args=(job_id,), kwargs={}, options={})
+        try:
+            self.broker.enqueue(message)
+        except Exception as exc:  # the skipped message's own delivery still tells them, later
+            logger.warning("job %s: canceled; its requesters are told when its message comes up (%s)", job_id,
+                           type(exc).__name__)
     def requeue_failed(self, queue: str | None = None, job_id: str | None = None, *,
                        include_canceled: bool = False, limit: int = 1000) -> RequeuedJobs:
         """Send failed jobs (one, those of a queue, or all) again with fresh counters.

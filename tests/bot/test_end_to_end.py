@@ -1128,3 +1128,24 @@ def test_alerts_full_of_markup_reach_the_admin_whole(stack: Stack, tg):
         [e for e in es if e["kind"] == "sent"][before:]))
     shown = "\n".join(p["text"] for p in parts)
     assert all(f"{i} &amp;&lt;&amp;&lt;" in shown for i in range(15))  # every alert shown, escaped
+
+
+def test_an_operators_cancel_of_a_job_waiting_to_try_again_is_told_at_once(stack: Stack, tg, faceit_faults):
+    """The cancel only marked the record: the user read "trying again in 30 s" under a Cancel
+    button until the delayed message came up (up to 90 s on the real schedule)."""
+    from queues.manager import QueueManager
+    from queues.runtime import reset_runtime
+
+    faceit_faults(error_rate=1.0, status=429, retry_after=30)  # FACEIT: come back in 30 s
+    stack.clear_faceit_cache()
+    user = new_user()
+    stack.say(user, f"/analyze {stack.next_match()}")
+    first = stack.first_reply(user)
+    job_id = job_id_in(first["text"])
+    stack.wait(user, lambda es: [e for e in es if e["message_id"] == first["message_id"]
+                                 and "Trying again in" in (e["text"] or "")], timeout=30)
+    reset_runtime()
+    assert QueueManager().cancel_job(job_id) == "canceled"
+    told = stack.wait(user, lambda es: [e for e in es if e["message_id"] == first["message_id"]
+                                        and "canceled" in (e["text"] or "")], timeout=10)
+    assert "Match analysis canceled" in told[-1]["text"]
