@@ -85,15 +85,25 @@ def _check_port(parts: SplitResult) -> None:
         raise ValueError("a URL whose port is a number from 1 to 65535")
 
 
-def check_http_url(value: str) -> None:
-    """Raise ValueError (worded for 'NAME must be …') unless ``value`` is an http(s) URL with a host
-    and a valid port: aiohttp would fail on it only at the first request, deep in a traceback."""
+def _split(value: str, schemes: tuple[str, ...], shape: str) -> Any:
+    """``value`` split (:func:`urlsplit`), or ValueError(``shape``) unless it is a URL of one of
+    ``schemes``."""
     try:
         parts = urlsplit(value)
     except ValueError:
         parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("an http:// or https:// URL with a host")
+    if parts is None or parts.scheme not in schemes:
+        raise ValueError(shape)
+    return parts
+
+
+def check_http_url(value: str) -> None:
+    """Raise ValueError (worded for 'NAME must be …') unless ``value`` is an http(s) URL with a host
+    and a valid port: aiohttp would fail on it only at the first request, deep in a traceback."""
+    shape = "an http:// or https:// URL with a host"
+    parts = _split(value, ("http", "https"), shape)
+    if not parts.hostname:
+        raise ValueError(shape)
     _check_port(parts)
 
 
@@ -101,6 +111,13 @@ def check_http_url(value: str) -> None:
 WEBHOOK_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 #: A bot token's shape (``123456:ABC-def…``); aiogram refuses any other with a traceback.
 BOT_TOKEN_PATTERN = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")
+#: Secrets with a shape Telegram fixes: the pattern, and the shape said when it does not hold.
+SECRET_SHAPES = {
+    "webhook_secret": (WEBHOOK_SECRET_PATTERN,
+                       "1 to 256 characters, each A-Z, a-z, 0-9, '_' or '-' (Telegram allows no others)"),
+    "telegram_bot_token": (BOT_TOKEN_PATTERN,
+                           "a bot token as @BotFather gives it, <digits>:<letters, digits, '_' or '-'>"),
+}
 
 
 def check_redis_url(value: str) -> None:
@@ -108,12 +125,7 @@ def check_redis_url(value: str) -> None:
     can connect with ``value``: scheme, port, a numeric database, query options it reads."""
     import redis.connection  # here, not at the top: settings are loaded by processes without Redis too
 
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError("a redis://, rediss:// or unix:// URL")
+    parts = _split(value, ("redis", "rediss", "unix"), "a redis://, rediss:// or unix:// URL")
     if parts.scheme != "unix":
         _check_port(parts)
         db = parts.path.strip("/")
@@ -130,13 +142,7 @@ SENTINEL_PORT = 26379  # Sentinel's own port, taken when a REDIS_SENTINELS item 
 
 def check_amqp_url(value: str) -> None:
     """Raise ValueError unless ``value`` is an amqp:// or amqps:// URL with a valid port."""
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("amqp", "amqps"):
-        raise ValueError("an amqp:// or amqps:// URL")
-    _check_port(parts)
+    _check_port(_split(value, ("amqp", "amqps"), "an amqp:// or amqps:// URL"))
 
 
 def _check_webhook_url(value: str) -> None:
@@ -400,18 +406,12 @@ class Settings(BaseSettings):
         URL_CHECKS[info.field_name](value)
         return value
 
-    @field_validator("webhook_secret")
+    @field_validator(*SECRET_SHAPES)
     @classmethod
-    def _webhook_secret(cls, value: SecretStr) -> SecretStr:
-        if value.get_secret_value() and not WEBHOOK_SECRET_PATTERN.fullmatch(value.get_secret_value()):
-            raise ValueError("1 to 256 characters, each A-Z, a-z, 0-9, '_' or '-' (Telegram allows no others)")
-        return value
-
-    @field_validator("telegram_bot_token")
-    @classmethod
-    def _bot_token(cls, value: SecretStr) -> SecretStr:
-        if value.get_secret_value() and not BOT_TOKEN_PATTERN.fullmatch(value.get_secret_value()):
-            raise ValueError("a bot token as @BotFather gives it, <digits>:<letters, digits, '_' or '-'>")
+    def _secret_shape(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        pattern, shape = SECRET_SHAPES[info.field_name]
+        if value.get_secret_value() and not pattern.fullmatch(value.get_secret_value()):
+            raise ValueError(shape)
         return value
 
     @classmethod
@@ -504,11 +504,8 @@ def _expected(error: dict[str, Any]) -> str:
 def _item_noun(name: str) -> str:
     """What a list setting holds, in the plural ('numbers' for QUEUE_RETRY_DELAYS)."""
     field = Settings.model_fields.get(name)
-    args = get_args(field.annotation) if field else ()
-    item = args[0] if args else str
-    if get_origin(item) is Annotated:
-        item = get_args(item)[0]
-    return {int: "whole numbers", float: "numbers"}.get(item, "values")
+    args = get_args(_plain(field.annotation)) if field else ()
+    return _TOML_TYPES.get(_plain(args[0]) if args else str, ("", "values"))[1]
 
 
 def _shown(name: str, value: Any) -> str:

@@ -124,8 +124,8 @@ async def run(settings: Any) -> None:
     client = bot_redis_client(settings)
     services = BotServices(settings, client)
     try:
+        await check_telegram(bot, settings)  # first: what it finds stops the bot, Redis is waited for
         await wait_for_redis(client, settings)
-        await check_telegram(bot, settings)
         dp = build_dispatcher(services)
         await _prepare(bot, dp, services)
         freeze_startup_heap()

@@ -60,9 +60,9 @@ async def retry_until(call: Callable[[], Awaitable[T]], seconds: float, transien
             delay = min(delay * 2, MAX_DELAY)
 
 
-async def wait_for_redis(client: Any, settings: Any, max_wait: float | None = None) -> bool:
-    """Ping Redis until it answers or ``max_wait`` (``BOT_REDIS_WAIT``) passes; True when it answered."""
-    max_wait = float(settings.bot_redis_wait if max_wait is None else max_wait)
+async def wait_for_redis(client: Any, settings: Any) -> bool:
+    """Ping Redis until it answers or ``BOT_REDIS_WAIT`` passes; True when it answered."""
+    max_wait = float(settings.bot_redis_wait)
     url = redact_url(settings.redis_url)
     try:
         await retry_until(client.ping, max_wait, (redis.RedisError, OSError),

@@ -56,10 +56,9 @@ def build_redis(settings: Any) -> Redis:
     if settings.redis_sentinels and settings.redis_sentinel_master:
         from redis.asyncio.sentinel import Sentinel
 
-        hosts = []
-        for item in settings.redis_sentinels:
-            host, _, port = item.rpartition(":")
-            hosts.append((host or item, int(port or 26379)))
+        from settings import sentinel_address
+
+        hosts = [sentinel_address(item) for item in settings.redis_sentinels]
         sentinel = Sentinel(hosts, password=password, decode_responses=True)
         return sentinel.master_for(settings.redis_sentinel_master, decode_responses=True, password=password)
     kwargs: dict[str, Any] = {"decode_responses": True, "max_connections": REDIS_MAX_CONNECTIONS,
