@@ -582,12 +582,10 @@ def job(job_id: str, as_json: bool) -> None:
     if ref is None:
         fail(f"{job_id!r} is not a job id: give the whole id or its first 8 characters or more")
     manager = get_queue_manager()
-    record = manager.get_job(ref)
-    if record is None:
-        found = manager.jobs.ids_starting_with(ref)
-        if len(found) > 1:
-            fail(f"{len(found)} jobs start with {ref}: give more of the id")
-        record = manager.get_job(found[0]) if found else None
+    found = manager.jobs.ids_named(ref)
+    if len(found) > 1:
+        fail(f"{len(found)} jobs start with {ref}: give more of the id")
+    record = manager.get_job(found[0]) if found else None
     if record is None:
         settings = get_settings()
         fail(f"no job {job_id} (records of finished jobs expire: results after "

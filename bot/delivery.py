@@ -421,11 +421,11 @@ async def _to_requester(res: DeliveryResources, record: JobRecord, requester: di
     # scheduler started for a user (the weekly report) names none: theirs.
     asked_in = chosen or requester.get("lang")
     lang = normalize_lang(asked_in) if asked_in else await _user_lang(res, user_id)
-    parts = await _requester_parts(res, record, user_id, lang, done, in_group=chat_id != user_id)
+    in_group = chat_id != user_id
+    parts = await _requester_parts(res, record, user_id, lang, done, in_group=in_group)
     first_pending = f"{user_id}:0" not in done
     message_id = requester.get("message_id")
     thread_id = requester.get("thread_id")
-    in_group = requester.get("reply_to") is not None  # (only a group's requests carry the member's message)
     reply_to = None if message_id else requester.get("reply_to")  # no job message: answer theirs
     if message_id and record.raw.get("requeued_at"):
         # Run again by an operator: the job message shows how the earlier run ended, maybe hours
@@ -455,19 +455,14 @@ def _counts_as_analysis(record: JobRecord) -> bool:
     return not (isinstance(data, dict) and data.get("analysed") == 0)
 
 
-async def _to_subscriber(res: DeliveryResources, job_id: str, index: int, note: dict[str, Any], done: set[str],
-                         inactive: set[int], summary: Summary) -> None:
-    try:
-        user_id = int(note["user_id"])
-    except (KeyError, TypeError, ValueError):
-        return
-    if user_id in inactive or f"{user_id}:{BLOCKED}" in done:  # their own chat: a group gone does not count
+async def _to_subscriber(res: DeliveryResources, job_id: str, user_id: int, lang: str, index: int,
+                         note: dict[str, Any], done: set[str], summary: Summary) -> None:
+    if f"{user_id}:{BLOCKED}" in done:  # their own chat (a group gone does not count): blocked meanwhile
         return
     if not await _first_to_tell(res, job_id, user_id, note):
         summary.skipped += 1
         return
     texts = note.get("texts") or {}
-    lang = await _user_lang(res, user_id)
     chosen = list(texts.get(lang) or texts.get("en") or texts.get("ru") or [])
     parts = [Part(str(i), text) for i, text in enumerate(chosen)]
     await _deliver_parts(res, job_id, user_id, user_id, parts, None, done, summary, prefix=f"n{index}.")
@@ -505,8 +500,15 @@ async def _to_subscriber_in_order(res: DeliveryResources, job_id: str, notes: li
                                   done: set[str], inactive: set[int], summary: Summary) -> None:
     """One user's notifications one after another: sent side by side they raced for the chat's
     send slot and arrived in any order (a player's matches shuffled, the Elo total not last)."""
+    try:
+        user_id = int(notes[0][1]["user_id"])
+    except (KeyError, TypeError, ValueError):
+        return
+    if user_id in inactive:
+        return
+    lang = await _user_lang(res, user_id)  # once for all of them
     for index, note in notes:
-        await _to_subscriber(res, job_id, index, note, done, inactive, summary)
+        await _to_subscriber(res, job_id, user_id, lang, index, note, done, summary)
 
 
 async def _chosen_languages(res: DeliveryResources, user_ids: list[int]) -> dict[int, str]:

@@ -37,7 +37,6 @@ from queues.manager import PreparedJob, QueueManager, RequeuedJobs
 logger = logging.getLogger(__name__)
 
 REPORT_TYPES = ("weekly", "monthly")
-JOB_ID_LENGTH = 36  # a job id is a UUID: 8-4-4-4-12 hex digits
 
 # KEYS: languages hash, inactive users set. ARGV: user id.  → the chosen language or nil.
 _SEEN_USER = """
@@ -280,10 +279,8 @@ class BotServices:
         the user's jobs (admins: all jobs), else, typed in a group, among the jobs asked for in
         that group (every member sees them). None or several: :class:`UserFacingError`
         (``no_job_prefix``, ``ambiguous_job_prefix``), so a typo reads as one, not as a usage line."""
-        if len(ref) == JOB_ID_LENGTH:
-            return ref
         scope = None if self.is_admin(user_id) else int(user_id)
-        ids = await asyncio.to_thread(self.manager.jobs.ids_starting_with, ref, scope)
+        ids = await asyncio.to_thread(self.manager.jobs.ids_named, ref, scope)
         if not ids and scope is not None and chat_id is not None and int(chat_id) < 0:
             ids = await asyncio.to_thread(self._group_jobs_starting_with, ref, int(chat_id))
         if not ids:

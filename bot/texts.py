@@ -289,8 +289,6 @@ TEXTS: dict[str, dict[str, str]] = {
     "not_requeued": {"en": "Job <code>{job_id}</code> is {status}: only a failed or canceled job can be requeued.",
                      "ru": "Задача <code>{job_id}</code> — статус «{status}»: повторить можно только упавшую "
                            "или отменённую."},
-    "usage_requeue": {"en": "Usage: /requeue [job id] (every failed job, or this one)",
-                      "ru": "Использование: /requeue [id задачи] (все упавшие задачи или эту)"},
     "usage_alerts": {"en": "Usage: /alerts [hours], at most {max} (24 by default)",
                      "ru": "Использование: /alerts [часы], не больше {max} (по умолчанию 24)"},
 }

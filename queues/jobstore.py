@@ -48,6 +48,7 @@ import redis
 
 from faceit.errors import REQUEST_ERROR_CODES
 from queues.direct_scripts import direct_scripts_for
+from queues.jobids import whole_job_id
 
 FINAL_STATUSES = ("succeeded", "failed", "canceled")
 ACTIVE_STATUSES = ("queued", "started", "retrying")
@@ -960,6 +961,12 @@ class JobStore:
         for status in ALL_STATUSES:
             pipe.zcard(self.index_key("status", status))
         return dict(zip(ALL_STATUSES, pipe.execute(), strict=True))
+
+    def ids_named(self, ref: str, user_id: int | None = None) -> list[str]:
+        """The jobs a typed id (:func:`queues.jobids.job_ref`) names: a whole id names itself, with
+        no scan (its record may be gone: the caller reads it); a start of one, each job whose id
+        starts with it (:meth:`ids_starting_with`)."""
+        return [ref] if whole_job_id(ref) else self.ids_starting_with(ref, user_id)
 
     def ids_starting_with(self, prefix: str, user_id: int | None = None) -> list[str]:
         """The ids of the jobs whose id starts with ``prefix`` (lower-case hex and dashes: a job id

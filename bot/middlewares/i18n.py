@@ -24,6 +24,20 @@ from bot.texts import LANGS, normalize_lang
 logger = logging.getLogger(__name__)
 
 
+async def telegram_user_language(user: User | None, chosen_of: Callable[[int], Awaitable[str | None]] | None) -> str:
+    """The language of whoever sent an update: the one chosen with ``/lang`` (``chosen_of``, whose
+    lookup also marks them active), else the one Telegram reports; Telegram's when Redis cannot say."""
+    lang = normalize_lang(user.language_code if user else None)
+    if user is None or user.is_bot or chosen_of is None:
+        return lang
+    try:
+        chosen = await chosen_of(user.id)
+    except Exception as exc:  # Redis down: Telegram's language; the handler will report the outage
+        logger.debug("language of user %s unknown: %s", user.id, type(exc).__name__)
+        return lang
+    return chosen if chosen in LANGS else lang
+
+
 class LanguageMiddleware(BaseMiddleware):
     """Outer update middleware: ``data["lang"]``."""
 
@@ -32,15 +46,5 @@ class LanguageMiddleware(BaseMiddleware):
 
     async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
                        event: TelegramObject, data: dict[str, Any]) -> Any:
-        user: User | None = data.get("event_from_user")
-        lang = normalize_lang(user.language_code if user else None)
-        data["lang"] = lang
-        if user is not None and not user.is_bot:
-            try:
-                chosen = await self.services.seen_user(user.id)
-            except Exception as exc:  # Redis down: Telegram's language; the handler will report the outage
-                logger.debug("language of user %s unknown: %s", user.id, type(exc).__name__)
-                chosen = None
-            if chosen in LANGS:
-                data["lang"] = chosen
+        data["lang"] = await telegram_user_language(data.get("event_from_user"), self.services.seen_user)
         return await handler(event, data)

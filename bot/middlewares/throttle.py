@@ -49,11 +49,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from aiogram import BaseMiddleware, Bot
+from aiogram import BaseMiddleware
 from aiogram.types import Message, TelegramObject, Update, User
 
+from bot.middlewares.i18n import telegram_user_language
 from bot.replies import answer
-from bot.texts import LANGS, normalize_lang, t
+from bot.texts import t
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +92,6 @@ class ThrottleMiddleware(BaseMiddleware):
         self.chosen_lang = chosen_lang
         self.exempt = frozenset(exempt)
         self._buckets: OrderedDict[int, _Bucket] = OrderedDict()
-        self.dropped = 0
-        self.notices = 0
 
     def check(self, user_id: int, light: bool = False, answerable: bool = True,
               now: float | None = None) -> Verdict:
@@ -143,32 +142,21 @@ class ThrottleMiddleware(BaseMiddleware):
         if verdict is Verdict.SERVE:
             return await handler(event, data)
         if verdict is Verdict.NOTICE:
-            self.dropped += 1
-            await self._notice(event, message, user, data.get("bot"))
+            await self._notice(event, message, user)
             return None
-        self.dropped += 1
         logger.debug("update from user %s skipped: over %s/s", user.id, self.rate)
         return None
 
-    async def _notice(self, event: TelegramObject, message: Message | None, user: User, bot: Bot | None) -> None:
+    async def _notice(self, event: TelegramObject, message: Message | None, user: User) -> None:
         """Tell the user, once for this episode, that some of their messages were skipped."""
-        self.notices += 1
         seconds = self.retry_after(user.id)
         logger.info("user %s over %s updates/s: skipping, told to resend in %s s", user.id, self.rate, seconds)
-        lang = normalize_lang(user.language_code)
-        if self.chosen_lang is not None:
-            try:
-                chosen = await self.chosen_lang(user.id)
-            except Exception as exc:  # Redis down: Telegram's language will do for this line
-                logger.debug("language of user %s unknown: %s", user.id, type(exc).__name__)
-                chosen = None
-            if chosen in LANGS:
-                lang = chosen
+        lang = await telegram_user_language(user, self.chosen_lang)
         text = t("throttled", lang, seconds=seconds)  # plain text: a message and a button's alert alike
         try:
             if isinstance(event, Update) and event.callback_query is not None:
                 await event.callback_query.answer(text, show_alert=True)
-            elif message is not None and bot is not None:
+            elif message is not None:
                 await answer(message, text)
         except Exception as exc:  # Telegram refused or is down: the skip stands, logged
             logger.warning("could not send the throttle notice to user %s: %s: %s", user.id, type(exc).__name__,
