@@ -279,7 +279,7 @@ class DashboardData:
         or several."""
         record = self.store.get(job_id) if _JOB_ID.match(job_id or "") else None
         ref = job_ref(job_id or "") if record is None else None
-        found = self.store.ids_named(ref) if ref is not None and ref != job_id else []
+        found = self.store.ids_named(ref) if ref is not None else []
         if len(found) == 1:
             record = self.store.get(found[0])
         return self.job_detail(record) if record is not None else None
