@@ -521,11 +521,7 @@ def clear(queues: tuple[str, ...], yes: bool, as_json: bool) -> None:
             sys.exit(EXIT_PROBLEM)
     ids = {name: _queued_message_ids(name) for name in names}
     cleared = manager.clear_queues(*names)
-    canceled = 0
-    for name in names:
-        for job_id in ids[name]:
-            if manager.jobs.request_cancel(job_id) == "canceled":
-                canceled += 1
+    canceled = manager.cancel_dropped([job_id for name in names for job_id in ids[name]])
     if as_json:
         emit_json({"cleared": cleared, "records_canceled": canceled})
     else:

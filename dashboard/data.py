@@ -372,7 +372,7 @@ class DashboardData:
         canceled = 0
         for status in ("queued", "retrying"):
             records, _ = self.store.list_jobs(status=status, queue=name, limit=self.store.index_limit)
-            canceled += sum(1 for r in records if self.store.request_cancel(r.id) == "canceled")
+            canceled += self.manager.cancel_dropped([r.id for r in records])
         logger.info("dashboard: queue %s emptied (%s messages, %s job records canceled)", name,
                     cleared.get(name, 0), canceled)
         return {"ok": True, "queue": name, "cleared": cleared.get(name, 0), "jobs_canceled": canceled}

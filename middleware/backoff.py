@@ -26,6 +26,7 @@ from dramatiq import Middleware
 
 from faceit.errors import REQUEST_ERROR_CODES
 from middleware.state import state_of
+from middleware.until_answered import pusher
 from queues.errors import JobCanceled, JobTimeLimitExceeded, PermanentError
 
 logger = logging.getLogger(__name__)
@@ -94,10 +95,7 @@ class Backoff(Middleware):
             return
         retry, state.pending_retry = state.pending_retry, None
         delay_ms = max(0, int((state.retry_at - time.time()) * 1000)) if state.retry_at else 0
-        # Tried again until it is taken: on the Redis broker every try pushes the same Redis id,
-        # so a try whose reply was lost and the next one enqueue the retry once.
-        prepare = getattr(broker, "prepare_enqueue", None)
-        push = prepare(retry, delay=delay_ms) if prepare else (lambda: broker.enqueue(retry, delay=delay_ms))
+        push = pusher(broker, retry, delay=delay_ms)  # tried again until taken, pushed once
         failures = 0
         while True:
             try:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 
-from dramatiq import Message, Middleware
+from dramatiq import Middleware
 
 from middleware.state import state_of
-from middleware.until_answered import until_answered
+from middleware.until_answered import pusher, until_answered
+from queues.manager import DELIVERY_ACTOR, delivery_message
 
 logger = logging.getLogger(__name__)
 
@@ -29,19 +30,14 @@ FINAL = {"succeeded", "failed", "canceled"}
 class DeliveryTrigger(Middleware):
     """Enqueues ``deliver_result(job_id)`` for ended jobs that have someone to tell."""
 
-    def __init__(self, *, queue_name: str, actor_name: str = "deliver_result") -> None:
+    def __init__(self, *, queue_name: str, actor_name: str = DELIVERY_ACTOR) -> None:
         self.queue_name = queue_name
         self.actor_name = actor_name
 
     def enqueue_delivery(self, broker, job_id: str) -> None:
         """Enqueue the delivery; while the broker is unreachable, wait and try again (the job's
         ack waits too, as for its record): the job has ended, so nothing else would send it."""
-        message = Message(queue_name=self.queue_name, actor_name=self.actor_name, args=(job_id,),
-                          kwargs={}, options={})
-        # Every try pushes the same Redis id on the Redis broker: one that reached Redis without
-        # saying so and the next one enqueue the delivery once.
-        prepare = getattr(broker, "prepare_enqueue", None)
-        push = prepare(message) if prepare else (lambda: broker.enqueue(message))
+        push = pusher(broker, delivery_message(job_id, self.queue_name, self.actor_name))
         try:
             until_answered(push, job_id=job_id, doing="enqueue its delivery", done="delivery enqueued", log=logger)
         except Exception:

@@ -101,10 +101,14 @@ class Tracking(Middleware):
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
         state = state_of(message)
-        if not state.attempt:
-            if state.dead_letter:
+        try:
+            if state.attempt:
+                self._record_outcome(broker, message, state, result, exception)
+        finally:
+            if state.dead_letter:  # Backoff's verdict, unless the attempt turned out stale
                 message.fail()
-            return
+
+    def _record_outcome(self, broker, message, state: Any, result: Any, exception: BaseException | None) -> None:
         if result is None:
             result = state.result
         if exception is None:
@@ -126,8 +130,6 @@ class Tracking(Middleware):
         except Exception:
             self.write_failures += 1
             logger.exception("job %s: could not record outcome %s", message.message_id, state.outcome)
-            if state.dead_letter:
-                message.fail()
             return
         state.requesters = finish.requesters
         state.acked = finish.acked
@@ -137,13 +139,10 @@ class Tracking(Middleware):
             logger.warning("job %s: attempt %d is stale (re-delivered meanwhile); outcome %s not recorded",
                            message.message_id, state.attempt, state.outcome)
             state.outcome, state.alert_reason, state.pending_retry = "skipped", "", None
+            state.dead_letter = False
         elif finish.status == "missing":
             # The record is gone (evicted, a failover that lost it): nothing else runs the job, so
             # Backoff's verdict stands (the retry, which makes the record anew, or the dead letter).
             logger.warning("job %s: its record is gone; outcome %s not recorded", message.message_id, state.outcome)
-            if state.dead_letter:
-                message.fail()
         else:
-            if state.dead_letter:
-                message.fail()
             logger.info("job %s: %s (attempt %d)", message.message_id, state.outcome, state.attempt)

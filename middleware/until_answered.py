@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import dramatiq.errors
 import redis
@@ -53,6 +53,14 @@ def until_answered(call: Callable[[], T], *, job_id: str, doing: str, done: str,
         if failures:
             log.warning("job %s: %s after %d failed tries", job_id, done, failures)
         return result
+
+
+def pusher(broker: Any, message: Any, delay: int | None = None) -> Callable[[], Any]:
+    """An enqueue of ``message`` that may be tried again until it is taken. On the Redis broker
+    every try pushes the same Redis id (``TrackedRedisBroker.prepare_enqueue``), so a try that
+    reached Redis without saying so and the next one enqueue it once; elsewhere a plain enqueue."""
+    prepare = getattr(broker, "prepare_enqueue", None)
+    return prepare(message, delay=delay) if prepare else (lambda: broker.enqueue(message, delay=delay))
 
 
 def passes(exc: BaseException) -> bool:

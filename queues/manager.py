@@ -39,6 +39,13 @@ logger = logging.getLogger(__name__)
 UNDO_REQUEUE_WAIT = 30.0
 
 REDACTED = "***"
+#: The actor that tells a job's requesters how it ended (actors/deliver.py).
+DELIVERY_ACTOR = "deliver_result"
+
+
+def delivery_message(job_id: str, queue: str, actor: str = DELIVERY_ACTOR) -> Message:
+    """The message of the delivery job of ``job_id`` (sent when it ends, or is canceled before it ran)."""
+    return Message(queue_name=queue, actor_name=actor, args=(job_id,), kwargs={}, options={})
 
 
 def redacted_arguments(actor: Any, args: Any, kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
@@ -288,6 +295,16 @@ class QueueManager:
             self._tell_canceled(job_id)
         return outcome
 
+    def cancel_dropped(self, job_ids: list[str]) -> int:
+        """Cancel the jobs whose messages were just dropped from their queue (they will never run),
+        telling whoever waits for them; returns how many were canceled now."""
+        canceled = 0
+        for job_id in job_ids:
+            if self.jobs.request_cancel(job_id) == "canceled":
+                self._tell_canceled(job_id)
+                canceled += 1
+        return canceled
+
     def _tell_canceled(self, job_id: str) -> None:
         """A job canceled before it ran is told to whoever waits for it now: its message may sit
         in a backlog, or wait for a retry up to 90 s, and the users saw "queued" (or "trying
@@ -296,10 +313,8 @@ class QueueManager:
         record = self.jobs.get(job_id)
         if record is None or not any(r.get("user_id") for r in record.requesters):
             return
-        message = Message(queue_name=queue_name(QueuePriority.HIGH, self.settings), actor_name="deliver_result",
-                          args=(job_id,), kwargs={}, options={})
         try:
-            self.broker.enqueue(message)
+            self.broker.enqueue(delivery_message(job_id, queue_name(QueuePriority.HIGH, self.settings)))
         except Exception as exc:  # the skipped message's own delivery still tells them, later
             logger.warning("job %s: canceled; its requesters are told when its message comes up (%s)", job_id,
                            type(exc).__name__)

@@ -261,3 +261,14 @@ def test_a_requeue_cut_off_by_a_redis_outage_is_undone_once_redis_is_back(manage
     record = manager.get_job(job_id)
     assert record.status == "failed" and record.error["code"] == "upstream"
     assert not redis_server.client().exists("fb:coalesce:t_noop:requeue-outage")  # nobody joins it
+
+
+def test_jobs_dropped_from_their_queue_are_told_to_whoever_waits(manager, start_pool):
+    """An operator emptying a queue (dashboard, admin.py clear) cancels its jobs' records: their
+    users are told now, as after /cancel; nothing else would tell them (the messages are gone)."""
+    waited = manager.enqueue_job("t_noop", requester={"user_id": 5551, "chat_id": 5551, "lang": "en"})
+    alone = manager.enqueue_job("t_noop")  # nobody to tell
+    manager.clear_queues("default")
+    assert manager.cancel_dropped([waited.id, alone.id, "no-such-job"]) == 2
+    assert {manager.get_job(h.id).status for h in (waited, alone)} == {"canceled"}
+    assert manager.queue_stats()["high"].waiting == 1  # one delivery: for the job someone waits for
