@@ -200,20 +200,15 @@ async def task_monitor(ctx: TaskContext) -> dict[str, Any]:
 
 
 async def task_match_monitoring(ctx: TaskContext) -> dict[str, Any]:
-    """A monitoring run, unless one still waits for a worker: while no worker takes the default
-    queue, runs piled up behind each other (each to scan the same players once they start)."""
+    """A monitoring run, unless one is still in flight (the job store coalesces them): while no
+    worker took the default queue, runs piled up behind each other, each to scan the same players."""
     from queues.manager import get_queue_manager
 
-    manager = get_queue_manager()
-
-    def enqueue() -> dict[str, Any]:
-        waiting, _ = manager.jobs.list_jobs(status="queued", actor="match_monitoring", limit=1)
-        if waiting:
-            logger.info("match monitoring: run %s still waits for a worker; none added", waiting[0].id)
-            return {"waiting": waiting[0].id}
-        return {"job_id": manager.enqueue_match_monitoring().id}
-
-    return await asyncio.to_thread(enqueue)
+    handle = await asyncio.to_thread(get_queue_manager().enqueue_match_monitoring)
+    if handle.coalesced:
+        logger.info("match monitoring: run %s is still %s; none added", handle.id, handle.status)
+        return {"waiting": handle.id}
+    return {"job_id": handle.id}
 
 
 async def task_cache_update(ctx: TaskContext) -> dict[str, Any]:

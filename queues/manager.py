@@ -260,7 +260,10 @@ class QueueManager:
         return self.submit(self.prepare_bulk_analysis(match_ids, user_id, requester))
 
     def enqueue_match_monitoring(self, user_ids: list[int] | None = None) -> JobHandle:
-        return self.enqueue_job("match_monitoring", user_ids=list(user_ids) if user_ids else None)
+        """A monitoring run (of ``user_ids``' subscriptions, or everyone's). A run of everyone
+        joins one still waiting or running, so runs do not pile up while no worker takes them."""
+        return self.enqueue_job("match_monitoring", user_ids=list(user_ids) if user_ids else None,
+                                coalesce=None if user_ids else "all")
 
     def enqueue_cache_update(self, cache_type: str, identifiers: list[str] | None = None) -> JobHandle:
         return self.enqueue_job("cache_update", cache_type=cache_type,
