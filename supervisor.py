@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from queues.parent_death import stop_with_parent
+from queues.parent_death import END_WITH_PARENT_ENV, stop_with_parent
 
 ROOT = Path(__file__).resolve().parent
 SANDBOX_FACEIT_KEY = "sandbox-key"
@@ -37,7 +37,7 @@ DEFAULT_STOP_TIMEOUT = 10.0
 WORKER_STOP_TIMEOUT = 630.0
 #: A pool's worker processes end with their dramatiq parent (middleware/stop_signals.py): killed
 #: with the supervisor, it takes them along; their jobs come back through the dead-worker sweep.
-POOL_ENV = {"WORKER_END_WITH_PARENT": "1"}
+POOL_ENV = {END_WITH_PARENT_ENV: "1"}
 #: Seconds within which a second stop signal is the first one again, not "hurry".
 REPEAT_WINDOW = 1.0
 

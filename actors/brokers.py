@@ -189,8 +189,7 @@ class TrackedRedisBroker(RedisBroker):
         push the message once (the enqueue-once marker); ``enqueue`` gave a new id per call.
         Raises :class:`BrokerUnreachable` while Redis cannot be reached."""
         queue_name = message.queue_name
-        # Each enqueue needs its own Redis id: a retry re-enqueues the same message id.
-        message = message.copy(options={"redis_message_id": str(uuid4())})
+        message = self.stamp(message)
         if delay is not None:
             queue_name = dq_name(queue_name)
             message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from queues.alert_rules import DEDUCTIONS, system_failure_rate
 from queues.jobstore import JobStore
 from queues.priorities import QueuePriority, priority_of_queue
 
@@ -105,9 +106,7 @@ class LocalFigures:
             "failed": failed,
             "refused": refused,
             "retried": retried,
-            # As queues.monitoring judges it: failures refused for the request itself (a mistyped
-            # nickname, a cancelled match) are the users' doing, not the system's.
-            "failure_rate": ((failed - refused) / finished) if finished else None,
+            "failure_rate": system_failure_rate(failed, refused, finished),
             "wait_p95": percentile(waits, 0.95),
             "run_p95": percentile(runs, 0.95),
             "window_seconds": window,
@@ -164,7 +163,7 @@ def wait_target(queue: str, settings: Any) -> float | None:
 def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: list[dict[str, Any]],
                  redis_ok: bool = True) -> dict[str, Any]:
     """A health score from what the dashboard already read, for when ``queues.monitoring``
-    cannot answer. Deductions follow ``queues.alert_rules`` where both know the condition:
+    cannot answer. Deductions are ``queues.alert_rules.DEDUCTIONS`` where both know the condition:
 
     ======================================  ==========
     condition                               points lost
@@ -185,26 +184,26 @@ def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: 
         components.append({"name": name, "score_lost": points, "reason": reason})
 
     if not redis_ok:
-        lose("redis", 100, "Redis is unreachable")
+        lose("redis", DEDUCTIONS["redis_unreachable"], "Redis is unreachable")
     broker_error = next((q["broker_error"] for q in queues.values() if q.get("broker_error")), None)
     if broker_error:
-        lose("broker", 50, f"the broker is unreachable: {broker_error}; queue depths unknown")
+        lose("broker", DEDUCTIONS["broker_unreachable"], f"the broker is unreachable: {broker_error}; queue depths unknown")
     threshold = settings.alert_failure_rate
     for name, q in queues.items():
         pending = (q.get("waiting") or 0) + (q.get("delayed") or 0)
         if pending and not q.get("workers"):
-            lose(f"queue:{name}", 25, f"{name}: {_jobs(pending)} waiting and no live worker")
+            lose(f"queue:{name}", DEDUCTIONS["no_workers"], f"{name}: {_jobs(pending)} waiting and no live worker")
         rate = q.get("failure_rate")
         if rate is not None and (q.get("succeeded", 0) + q.get("failed", 0)) >= 5 and rate > threshold:
-            lose(f"failures:{name}", 20, f"{name}: {rate:.0%} of jobs failed in the last hour")
+            lose(f"failures:{name}", DEDUCTIONS["failure_rate"], f"{name}: {rate:.0%} of jobs failed in the last hour")
         limit = depth_limit(name, settings)
         if limit is not None and (q.get("waiting") or 0) > limit:
-            lose(f"depth:{name}", 10, f"{name}: {_jobs(q['waiting'])} waiting (limit {limit})")
+            lose(f"depth:{name}", DEDUCTIONS["queue_depth"], f"{name}: {_jobs(q['waiting'])} waiting (limit {limit})")
         target = wait_target(name, settings)
         if target is not None and q.get("wait_p95") is not None and q["wait_p95"] > target:
-            lose(f"wait:{name}", 10, f"{name}: p95 wait {q['wait_p95']:.1f} s (target {target:g} s)")
+            lose(f"wait:{name}", DEDUCTIONS["wait_time"], f"{name}: p95 wait {q['wait_p95']:.1f} s (target {target:g} s)")
         if q.get("dead"):
-            lose(f"dead:{name}", 5, f"{name}: {q['dead']} dead-lettered messages")
+            lose(f"dead:{name}", DEDUCTIONS["dead_letters"], f"{name}: {q['dead']} dead-lettered messages")
     weights = {"critical": 15, "error": 10, "warning": 5}
     alert_points = sum(weights.get(a.get("level", ""), 0) for a in open_alerts)
     if alert_points:

@@ -491,9 +491,8 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dic
     # nothing new. (Found twice, by a retry or an overlapping run, a match is told once: the
     # delivery's claim per follower and match.) The others move on now: nothing to lose.
     told = {note["player_id"] for note in notifications}
-    for player_id, mark in marks.items():
-        if player_id not in told:
-            await store.set_monitor_state(player_id, mark)
+    # (Through the same guard as the delivery's: an older, overlapping run never moves one back.)
+    await store.advance_monitoring({pid: mark for pid, mark in marks.items() if pid not in told})
     for player_id, nickname in renames.items():
         await store.rename(player_id, nickname)
     data = {

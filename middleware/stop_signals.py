@@ -28,12 +28,10 @@ from typing import Any
 
 from dramatiq import Middleware
 
-from queues.parent_death import end_with_parent
+from queues.parent_death import END_WITH_PARENT_ENV, end_with_parent
 
 logger = logging.getLogger(__name__)
 
-#: Set (by ``make run``'s supervisor) for worker processes that end when their dramatiq parent dies.
-END_WITH_PARENT_ENV = "WORKER_END_WITH_PARENT"
 #: Seconds after a stop signal within which another counts as the same request.
 REPEAT_WINDOW = 2.0
 #: The exit status of a worker process ended by a repeated stop signal (Dramatiq's ``RET_KILLED``).

@@ -140,9 +140,7 @@ class Finding:
         """What the dashboard shows as the component name: ``queue:<name>``, ``redis`` …"""
         if self.rule in QUEUE_RULES:
             return f"queue:{self.subject}"
-        return {"faceit_auth": "faceit", "faceit_rate_limit": "faceit", "redis_unreachable": "redis",
-                "redis_full": "redis", "broker_unreachable": "broker",
-                "redis_memory": "redis", "dead_letters": "queues", "monitor_stale": "monitor"}[self.rule]
+        return {"dead_letters": "queues"}.get(self.rule) or SOURCES.get(self.rule, "monitor")
 
     def to_alert(self, message: str | None = None) -> Alert:
         """This finding as a condition alert (``message``: another text than the finding's)."""
@@ -157,6 +155,15 @@ class Finding:
 def finding(rule: str, subject: str, **details: Any) -> Finding:
     """A finding whose message is the rule's English text (:mod:`queues.health_texts`)."""
     return Finding(rule, subject, describe(rule, subject, details), details)
+
+
+def system_failure_rate(failed: int, refused: int, finished: int) -> float | None:
+    """The share of finished jobs that failed through the system's fault: failures refused for
+    the request itself (a mistyped nickname, a cancelled match: the users' doing) left out. None
+    when nothing finished. What the failure-rate rule, the dashboard and the report judge by."""
+    if not finished:
+        return None
+    return (failed - min(failed, refused)) / finished
 
 
 #: The queue rules that read a queue's depth: an unreachable broker cannot judge them.

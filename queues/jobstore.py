@@ -479,7 +479,8 @@ local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local result_ttl, limit, failure_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local stats_ttl = tonumber(ARGV[7])
 local jk = prefix .. "job:" .. id
-local st = redis.call("HGET", jk, "status")
+local f = redis.call("HMGET", jk, "status", "enqueued_at", "coalesce_key", "queue", "actor")
+local st = f[1]
 if not st then return "missing" end
 if st == "succeeded" or st == "failed" or st == "canceled" then return st end
 if st == "started" then
@@ -487,20 +488,21 @@ if st == "started" then
   return "canceling"
 end
 -- queued or retrying: the message will be skipped when a worker takes it.
-local score = tonumber(redis.call("HGET", jk, "enqueued_at")) or now
 redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
-index_add(prefix .. "jobs:status:canceled", score, id, limit, 0)
+index_add(prefix .. "jobs:status:canceled", tonumber(f[2]) or now, id, limit, 0)
 redis.call("HSET", jk, "status", "canceled", "finished_at", ARGV[3], "cancel_requested", "1")
-local ckey = redis.call("HGET", jk, "coalesce_key")
-if ckey and redis.call("GET", ckey) == id then redis.call("DEL", ckey) end
+if f[3] and redis.call("GET", f[3]) == id then redis.call("DEL", f[3]) end
 -- Kept as long as a failure, not a result: its message still waits in the queue (a backlog, no
 -- worker up), and when a worker takes it, this record is what says "skip it". Gone, the job
 -- would be made anew and run for nobody.
 redis.call("EXPIRE", jk, failure_ttl)
-local where = redis.call("HMGET", jk, "queue", "actor")
-count_outcome(prefix, where[1] or "", where[2] or "", "canceled", now, stats_ttl, false)
+count_outcome(prefix, f[4] or "", f[5] or "", "canceled", now, stats_ttl, false)
 return "canceled"
 """
+
+#: What a requeue's reset clears, and what it sets anew; its undo puts back both (and the status).
+RESET_CLEARS = ("error", "result", "finished_at", "cancel_requested", "retry_at", "progress")
+RESET_SETS = ("deliveries", "lost", "requeued_at")
 
 # ARGV: prefix, id, now, ttl, limit.  Back to queued for a requeue; returns the old status.
 _RESET = _LUA_COMMON + """
@@ -512,7 +514,7 @@ if st ~= "failed" and st ~= "canceled" then return st end
 local score = tonumber(redis.call("HGET", jk, "enqueued_at")) or now
 redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
 index_add(prefix .. "jobs:status:queued", score, id, limit, 0)
-redis.call("HDEL", jk, "error", "result", "finished_at", "cancel_requested", "retry_at", "progress")
+redis.call("HDEL", jk, """ + ", ".join(f'"{name}"' for name in RESET_CLEARS) + """)
 redis.call("HSET", jk, "status", "queued", "deliveries", "0", "lost", "0", "requeued_at", ARGV[3])
 redis.call("EXPIRE", jk, ttl)
 return st
@@ -536,7 +538,7 @@ return 0
 _UNDO_RESET = _LUA_COMMON + """
 local prefix, id, limit = ARGV[1], ARGV[2], tonumber(ARGV[4])
 local jk = prefix .. "job:" .. id
-local f = redis.call("HMGET", jk, "status", "requeued_at", "deliveries", "coalesce_key")
+local f = redis.call("HMGET", jk, "status", "requeued_at", "deliveries")
 if f[1] ~= "queued" or f[2] ~= ARGV[3] or f[3] ~= "0" then return 0 end
 local before = {}
 for i = 5, #ARGV, 2 do before[ARGV[i]] = ARGV[i + 1] end
@@ -547,7 +549,6 @@ redis.call("HDEL", jk, "requeued_at")
 for name, value in pairs(before) do
   if value ~= "" then redis.call("HSET", jk, name, value) end
 end
-if f[4] and redis.call("GET", f[4]) == id then redis.call("DEL", f[4]) end
 return 1
 """
 
@@ -872,12 +873,9 @@ class JobStore:
         """Put back the record ``before`` was, reset at ``now``, when its message could not be
         sent: left ``queued`` it would wait for a message that never comes, and could not be
         requeued again. False when a worker took it meanwhile."""
-        raw = before.raw
         fields = ["status", before.status]
-        for name in ("error", "result", "finished_at", "cancel_requested", "retry_at", "progress", "deliveries",
-                     "lost", "requeued_at"):
-            value = raw.get(name)
-            fields += [name, value if isinstance(value, str) else "" if value is None else json.dumps(value)]
+        for name in RESET_CLEARS + RESET_SETS:
+            fields += [name, before.raw.get(name) or ""]
         return bool(self._undo_reset(args=[self.prefix, before.id, repr(now), self.index_limit, *fields]))
 
     # --- reads ----------------------------------------------------------------------------

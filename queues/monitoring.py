@@ -42,7 +42,15 @@ from typing import Any
 
 import redis
 
-from queues.alert_rules import ALERT_RULES, Finding, Thresholds, evaluate, health, undecided
+from queues.alert_rules import (
+    ALERT_RULES,
+    Finding,
+    Thresholds,
+    evaluate,
+    health,
+    system_failure_rate,
+    undecided,
+)
 from queues.alerts import Alert, AlertStore
 from queues.dramatiq_keys import messages_key, queue_key
 from queues.errors import BrokerUnreachableError
@@ -238,6 +246,7 @@ class QueueMonitor:
             succeeded, failed = counts[name].get("succeeded", 0), counts[name].get("failed", 0)
             refused = min(failed, counts[name].get("refused", 0))  # the users' doing, among the failed
             finished = succeeded + failed
+            rate = system_failure_rate(failed, refused, finished)
             waits, runs = self._latencies(name, now)
             priority = priority_of_queue(name, self.settings)
             queues[name] = {
@@ -247,8 +256,7 @@ class QueueMonitor:
                 "succeeded": succeeded, "failed": failed, "retried": counts[name].get("retried", 0),
                 "canceled": counts[name].get("canceled", 0), "processed": finished,
                 "refused": refused,
-                # What judges the system: failures that were not refused for the request itself.
-                "failure_rate": round((failed - refused) / finished, 4) if finished else None,
+                "failure_rate": round(rate, 4) if rate is not None else None,
                 "window_seconds": self.window_seconds,
                 "wait_p50": _round(percentile(waits, 50)), "wait_p95": _round(percentile(waits, 95)),
                 "run_p50": _round(percentile(runs, 50)), "run_p95": _round(percentile(runs, 95)),
@@ -733,7 +741,8 @@ class QueueMonitor:
                 # Refused for the request itself (a mistyped nickname, a cancelled match): the
                 # users' doing, counted among the failed but left out of the rate, as the alert rule does.
                 "total": total["failed"], "refused": total["refused"],
-                "rate": round((total["failed"] - total["refused"]) / finished, 4) if finished else None,
+                "rate": round(rate, 4) if (rate := system_failure_rate(total["failed"], total["refused"],
+                                                                      finished)) is not None else None,
                 "by_actor": {actor: row["failed"] for actor, row in by_actor.items() if row["failed"]},
                 "by_error_type": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),
                 "by_actor_and_type": by_actor_type, "recent": recent_failures,

@@ -10,19 +10,29 @@ process a signal when its parent dies (``PR_SET_PDEATHSIG``); elsewhere this doe
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 import signal
 import sys
 from collections.abc import Callable
 
 _PR_SET_PDEATHSIG = 1
+#: Set (by ``make run``'s supervisor) for worker processes that end when their dramatiq parent dies.
+END_WITH_PARENT_ENV = "WORKER_END_WITH_PARENT"
 
 
+@functools.cache
 def _prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    """libc's ``prctl`` (the running process's own libc: no library search), None off Linux."""
+    return ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def _arm(prctl: Callable[..., int], sig: int, parent: int) -> None:
+    """Ask for ``sig`` when the parent dies; a parent already gone (not ``parent`` any more) was
+    missed between the fork and this call: the signal now."""
+    prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), sig)
 
 
 def stop_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
@@ -32,13 +42,7 @@ def stop_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     if prctl is None:
         return None
     parent = os.getpid()
-
-    def arrange() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died between the fork and the prctl: too late to hear of it
-            os.kill(os.getpid(), sig)
-
-    return arrange
+    return lambda: _arm(prctl, sig, parent)
 
 
 def end_with_parent(sig: int = signal.SIGKILL) -> bool:
@@ -48,8 +52,5 @@ def end_with_parent(sig: int = signal.SIGKILL) -> bool:
     prctl = _prctl()
     if prctl is None:
         return False
-    parent = os.getppid()
-    prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-    if os.getppid() != parent:
-        os.kill(os.getpid(), sig)
+    _arm(prctl, sig, os.getppid())
     return True

@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from queues.redaction import Redactor
+from queues.redaction import Redactor, redactor_in_force
 from settings import Settings
 
 _SCRUBBED = "[scrubbed]"
 _CHAT_KEYS = {"text", "caption", "message_text", "chat_text"}
-_secrets: list[str] = []
+_scrubbers: dict[str, Any] = {}  # "init": built by init_sentry; "in_force": (base redactor, scrubber)
 _initialized: dict[str, Any] = {}
 logger = logging.getLogger(__name__)
 
@@ -30,19 +30,26 @@ SENTRY_LEVELS = {"critical": "fatal", "error": "error", "warning": "warning", "i
 def scrub(value: Any, secrets: list[str] | None = None) -> Any:
     """Return ``value`` with every secret replaced and chat texts dropped (recursively): the
     masking of :class:`queues.redaction.Redactor`, marked ``[scrubbed]``."""
-    if secrets is None:
-        secrets = _secrets or _secrets_in_force()
-    return Redactor(secrets, mask=_SCRUBBED, hidden_keys=_CHAT_KEYS).redact(value)
+    if secrets is not None:
+        return _scrubber(secrets).redact(value)
+    return (_scrubbers.get("init") or _scrubber_in_force()).redact(value)
 
 
-def _secrets_in_force() -> list[str]:
-    """The settings' secrets (used before or without ``init_sentry``)."""
-    from settings import get_settings
+def _scrubber(secrets: list[str]) -> Redactor:
+    return Redactor(secrets, mask=_SCRUBBED, hidden_keys=_CHAT_KEYS)
 
+
+def _scrubber_in_force() -> Redactor:
+    """Before or without ``init_sentry``: the secrets of the settings in force
+    (:func:`~queues.redaction.redactor_in_force`), built again only when those change."""
     try:
-        return get_settings().secret_values()
-    except Exception:
-        return []
+        base = redactor_in_force()
+    except Exception:  # no settings readable: token shapes and key names are still masked
+        return _scrubber([])
+    cached = _scrubbers.get("in_force")
+    if cached is None or cached[0] is not base:
+        cached = _scrubbers["in_force"] = (base, _scrubber(base.values))
+    return cached[1]
 
 
 def _template(message: Any, params: Any) -> str:
@@ -89,7 +96,7 @@ def init_sentry(settings: Settings, role: str, **options: Any) -> bool:
         return True  # the first role wins (the scheduler builds a broker too: keep "scheduler")
     from sentry_sdk.integrations.dramatiq import DramatiqIntegration
 
-    _secrets[:] = settings.secret_values()
+    _scrubbers["init"] = _scrubber(settings.secret_values())
     sentry_sdk.init(
         dsn=dsn,
         environment=settings.sentry_environment,
