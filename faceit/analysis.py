@@ -600,7 +600,7 @@ def own_score_first(score: str | None, won: bool | None) -> list[int] | None:
     sides = [_int(to_float(part.strip())) for part in parts] if len(parts) == 2 else []
     if len(sides) != 2 or None in sides:
         return None
-    first, second = int(sides[0]), int(sides[1])
+    first, second = sides
     if won is None:
         return [first, second]
     high, low = max(first, second), min(first, second)

@@ -254,8 +254,9 @@ class FaceitClient:
         if profile.player_id:  # the same profile answers a later lookup by id, as old as it is here
             by_id = self.keys.cache("player", profile.player_id)
             try:
-                age = await self.cache.age(key, self.ttls.profile) or 0.0
-                by_id_age = await self.cache.age(by_id, self.ttls.profile)
+                age, by_id_age = await asyncio.gather(self.cache.age(key, self.ttls.profile),
+                                                      self.cache.age(by_id, self.ttls.profile))
+                age = age or 0.0
                 # Never over a newer copy (monitoring reads by id), and never made younger than it
                 # is: an old profile passed for a fresh one hid the Elo of a match since.
                 if age < self.ttls.profile and (by_id_age is None or by_id_age > age):

@@ -229,13 +229,7 @@ def unread_list_items(text: str) -> list[UnreadItem]:
         token = word.group(0).strip(_WORD_EDGES)
         if token and not _is_separator(token) and not _PROSE_RE.fullmatch(token):
             found_at.append((word.start(), UnreadItem(_kind_of_word(token), token)))
-    seen: set[UnreadItem] = set()
-    items = []
-    for _, item in sorted(found_at, key=lambda pair: pair[0]):
-        if item not in seen:
-            seen.add(item)
-            items.append(item)
-    return items
+    return list(dict.fromkeys(item for _, item in sorted(found_at, key=lambda pair: pair[0])))
 
 
 def _trimmed(link: str) -> str:

@@ -247,10 +247,7 @@ def test_a_settings_file_that_is_a_directory_or_not_utf8_is_one_line(tmp_path, m
      "ADMIN_USER_IDS must be a comma-separated list of whole numbers, each more than 0 (got '-3')"),
 ])
 def test_values_that_would_fail_later_are_refused_at_once(monkeypatch, name, value, expected):
-    monkeypatch.setenv(name, value)
-    with pytest.raises(SettingsError) as info:
-        load_settings()
-    assert str(info.value) == expected
+    assert _refusal(monkeypatch, name, value) == expected
 
 
 def test_the_scheduler_stops_with_one_line_on_an_infinite_lock_ttl():

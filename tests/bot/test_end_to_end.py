@@ -1036,10 +1036,8 @@ def test_a_followed_player_finishing_a_match_notifies_each_active_follower_once(
     note = stack.wait(follower, lambda es: next((e for e in es if e["kind"] == "sent" and nickname in e["text"]),
                                                 None))
     assert CYRILLIC.search(note["text"])  # in the language the follower subscribed in
-    deadline = time.monotonic() + 20
-    while str(blocker) not in stack.redis.smembers("fb:faceit:users:inactive"):
-        assert time.monotonic() < deadline, "the blocked follower was never marked inactive"
-        time.sleep(0.05)
+    wait_until(lambda: str(blocker) in stack.redis.smembers("fb:faceit:users:inactive"), timeout=20,
+               what="the blocked follower marked inactive")
     time.sleep(0.3)
     assert len([e for e in stack.events(follower) if e["kind"] == "sent" and nickname in e["text"]]) == 1
 
@@ -1069,10 +1067,8 @@ def test_two_monitoring_runs_that_see_the_same_match_tell_it_once(stack: Stack, 
     second = manager.enqueue_match_monitoring([follower])
     assert manager.wait_for(second.id, timeout=20).result["data"]["new_matches"] == 1  # it saw the match too
     log = stack.pool.log_path
-    deadline = time.monotonic() + 20
-    while f"job {second.id}: delivery sent" not in log.read_text(errors="replace"):
-        assert time.monotonic() < deadline, "the second run's delivery never ended"
-        time.sleep(0.05)
+    wait_until(lambda: f"job {second.id}: delivery sent" in log.read_text(errors="replace"), timeout=20,
+               what="the second run's delivery ended")
     assert f"job {second.id}: delivery sent 0, already sent 1" in log.read_text(errors="replace")
     told = [e for e in stack.events(follower) if e["kind"] == "sent" and played["match_id"] in e["text"]]
     assert len(told) == 1

@@ -5,16 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from typing import Any
 
 import pytest
 
 from dashboard.security import StartupRefused
 from queues.jobstore import JobStore
 from tests.dashboard.conftest import ADMIN, AUTH_SETTINGS, READONLY, TOKEN, dashboard_settings
-from tests.dashboard.helpers import DashboardServer, make_job, page_csrf
+from tests.dashboard.helpers import Client, DashboardServer, make_job, page_csrf
 from tests.support.redis_server import free_port
+from tests.support.waiting import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -211,20 +210,18 @@ def _run_dashboard(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _once_up(port: int, **auth: str) -> tuple[DashboardServer, Any]:
-    """A dashboard process started on ``port``, and a client of it (``auth``), once it answers."""
-    server = DashboardServer.__new__(DashboardServer)
-    server.port = port
-    client = DashboardServer.client(server, **auth)
-    deadline = time.monotonic() + 20
-    while True:
+def _once_up(port: int, **auth: str) -> Client:
+    """A client (``auth``) of the dashboard process started on ``port``, once it answers."""
+    client = Client(port, **auth)
+
+    def up() -> bool:
         try:
-            if client.get("/healthz").status == 200:
-                return server, client
+            return client.get("/healthz").status == 200
         except OSError:
-            pass
-        assert time.monotonic() < deadline, "the dashboard did not come up"
-        time.sleep(0.1)
+            return False
+
+    wait_until(up, timeout=20, interval=0.1, what="the dashboard up")
+    return client
 
 
 def test_the_command_refuses_an_exposed_bind_and_logs_no_secret(redis_url: str) -> None:
@@ -237,10 +234,10 @@ def test_the_command_refuses_an_exposed_bind_and_logs_no_secret(redis_url: str) 
     env = {k.upper(): str(v) for k, v in AUTH_SETTINGS.items()}
     proc = _run_dashboard(env, "--host", "127.0.0.1", "--port", str(port))
     try:
-        server, client = _once_up(port, **ADMIN)
+        client = _once_up(port, **ADMIN)
         assert client.get("/api/overview").status == 200
-        assert DashboardServer.client(server, user=ADMIN["user"], password="wrong").get("/api/jobs").status == 401
-        assert DashboardServer.client(server, token=TOKEN).get("/metrics").status == 200
+        assert Client(port, user=ADMIN["user"], password="wrong").get("/api/jobs").status == 401
+        assert Client(port, token=TOKEN).get("/metrics").status == 200
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=15)
@@ -269,7 +266,7 @@ def test_the_dashboard_says_the_broker_is_unreachable_rather_than_show_empty_que
     env = {"BROKER": "rabbitmq", "RABBITMQ_URL": f"amqp://u:s3cretpw@127.0.0.1:{amqp_port}/"}
     proc = _run_dashboard(env, "--host", "127.0.0.1", "--port", str(port))
     try:
-        _, client = _once_up(port)
+        client = _once_up(port)
         unreachable = f"RabbitMQ at amqp://u:***@127.0.0.1:{amqp_port}/ is unreachable"
         queues = client.get("/api/queues").json()["queues"]
         assert [q["waiting"] for q in queues] == [None, None, None]

@@ -182,6 +182,7 @@ def test_what_a_bulk_list_leaves_unread_is_named_as_it_was_sent(text: str) -> No
     for item in items:
         assert item.text and item.text in text and item.kind in ("room_link", "cut_id", "not_a_match")
         assert item.text not in {ref.match_id for ref in _refs_or_none(text)}
+        assert not _refs_or_none(item.text)  # in no form (a bare id, match-1-…, upper case) a match read
 
 
 def _refs_or_none(text: str) -> list[MatchRef]:

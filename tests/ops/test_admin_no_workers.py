@@ -209,10 +209,6 @@ def test_a_bad_setting_is_a_usage_error(fresh, value):
 
 MONITOR_TICK = """
 import json
-import os
-import socket
-import subprocess
-import sys
 from queues.monitoring import QueueMonitor
 monitor = QueueMonitor(telegram=None)
 snap = monitor.tick()

@@ -15,9 +15,11 @@ def test_a_whole_id_is_read_in_any_case_and_copied_quotes(typed):
     assert job_ref(typed) == WHOLE
 
 
-@pytest.mark.parametrize("typed", ["0adf2eb6", "0ADF2EB6…", "0adf2eb6...", "'0adf2eb6-1c'", "0adf2eb6-"])
-def test_the_start_of_an_id_is_read_without_what_a_copy_adds(typed):
-    assert job_ref(typed) == typed.strip("'").lower().rstrip("….").rstrip(".")
+@pytest.mark.parametrize(("typed", "read"), [("0adf2eb6", "0adf2eb6"), ("0ADF2EB6…", "0adf2eb6"),
+                                             ("0adf2eb6...", "0adf2eb6"), ("'0adf2eb6-1c'", "0adf2eb6-1c"),
+                                             ("0adf2eb6-", "0adf2eb6-")])
+def test_the_start_of_an_id_is_read_without_what_a_copy_adds(typed, read):
+    assert job_ref(typed) == read
 
 
 @pytest.mark.parametrize("typed", ["", "0adf2eb", "zzzzzzzz", "0adf2eb6x", "0adf2eb61c2d", f"{WHOLE}0",

@@ -19,18 +19,13 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def _running(manager, job_id: str) -> bool:
-    record = manager.get_job(job_id)
-    return record is not None and record.status == "started"
-
-
 def test_a_process_group_kill_stops_the_pool_gracefully(start_pool, manager):
     """systemd's control-group kill (and ``timeout``, ``kill -- -PGID``) signals every process:
     each worker gets SIGTERM directly and again from the dramatiq parent. Once, it used to take
     the second for "kill" before it had begun to stop, and hang for ever with its threads alive."""
     pool = start_pool(["default"], processes=2, threads=2)
     handle = manager.enqueue_job("t_slow", seconds=1.5, steps=15)
-    wait_until(lambda: _running(manager, handle.id), timeout=20)
+    wait_until(lambda: manager.get_job_status(handle.id) == "started", timeout=20)
     os.killpg(pool.process.pid, signal.SIGTERM)
     try:
         pool.process.wait(timeout=20)
@@ -44,7 +39,7 @@ def test_a_stop_signal_repeated_later_ends_the_worker_at_once(start_pool, manage
     (its job comes back through the dead-worker sweep), instead of waiting for the job (60 s)."""
     pool = start_pool(["default"], processes=1, threads=2, env={"WORKER_STOP_REPEAT_WINDOW": "0"})
     handle = manager.enqueue_job("t_slow", seconds=60, steps=60)
-    wait_until(lambda: _running(manager, handle.id), timeout=20)
+    wait_until(lambda: manager.get_job_status(handle.id) == "started", timeout=20)
     (worker,) = pool.worker_pids()
     os.kill(worker, signal.SIGTERM)
     # Two signals of one kind that arrive before the handler runs are handled once: wait for
@@ -53,3 +48,4 @@ def test_a_stop_signal_repeated_later_ends_the_worker_at_once(start_pool, manage
     os.kill(worker, signal.SIGTERM)
     wait_until(lambda: _gone(worker), timeout=20, what="the worker process ended")
     assert manager.get_job(handle.id).status != "succeeded"
+    assert manager.get_job(handle.id).status == "started"  # cut off mid-run: the dead-worker sweep brings it back
