@@ -18,10 +18,10 @@ import redis
 
 from dashboard.monitor import METRICS, RANGES, ChartRange, Figures
 from queues.alerts import LEVELS, AlertStore
-from queues.errors import BrokerUnreachableError, UnknownJobError
+from queues.errors import UnknownJobError
 from queues.jobids import job_ref
 from queues.jobstore import ACTIVE_STATUSES, ALL_STATUSES, JobRecord, JobStore
-from queues.manager import QueueManager, QueueStats
+from queues.manager import QueueManager
 from queues.priorities import all_queue_names
 from queues.redaction import Redactor, redactor_for
 
@@ -156,13 +156,7 @@ class DashboardData:
 
         RabbitMQ unreachable: the depth figures are None (unknown, shown as such, never 0) and
         each row carries ``broker_error``, which the health score and the pages report."""
-        broker_error = None
-        try:
-            stats = self.manager.queue_stats()
-        except BrokerUnreachableError as exc:
-            broker_error = str(exc)
-            live = self.manager.workers_by_queue()
-            stats = {name: QueueStats(name, None, None, None, None, live.get(name, 0)) for name in self.queue_names}
+        stats, broker_error = self.manager.queue_stats_known()
         rows = []
         for name in self.queue_names:
             figures = self.figures.local.queue_figures(name)

@@ -489,6 +489,23 @@ class QueueManager:
         live = self.workers_by_queue()
         return {name: self.queue_stats_of(name, live) for name in all_queue_names(self.settings)}
 
+    def queue_stats_known(self, live: dict[str, int] | None = None) -> tuple[dict[str, QueueStats], str | None]:
+        """Each queue's figures, and why the broker could not be read (None: it was). A broker that
+        does not answer is asked no more: the remaining queues' depths are unknown (None, never 0),
+        their live workers (``live``, read here when not given) still counted."""
+        live = self.workers_by_queue() if live is None else live
+        stats: dict[str, QueueStats] = {}
+        error: str | None = None
+        for name in all_queue_names(self.settings):
+            if error is None:
+                try:
+                    stats[name] = self.queue_stats_of(name, live)
+                    continue
+                except BrokerUnreachableError as exc:
+                    error = str(exc)
+            stats[name] = QueueStats(name, None, None, None, None, live.get(name, 0))
+        return stats, error
+
     def worker_registry(self) -> WorkerRegistry:
         return WorkerRegistry.from_settings(get_redis(self.settings), self.settings)
 

@@ -53,7 +53,6 @@ from queues.alert_rules import (
 )
 from queues.alerts import Alert, AlertStore
 from queues.dramatiq_keys import messages_key, queue_key
-from queues.errors import BrokerUnreachableError
 from queues.jobstore import JobStore
 from queues.priorities import all_queue_names, priority_of_queue
 from queues.runtime import get_alert_store, get_job_store, get_redis
@@ -220,7 +219,7 @@ class QueueMonitor:
         An unreachable RabbitMQ leaves each queue's depth unknown (None), not 0: the rules then
         report the broker, not empty queues. It is asked once per tick, not once per queue (a
         refused connection costs about a second)."""
-        from queues.manager import QueueManager, QueueStats
+        from queues.manager import QueueManager
         from queues.workers import WorkerRegistry
 
         manager = QueueManager(self.settings)
@@ -233,16 +232,9 @@ class QueueMonitor:
         names = all_queue_names(self.settings)
         counts = self._outcome_counts(names, now)
         queues = {}
-        broker_error: str | None = None
+        all_stats, broker_error = manager.queue_stats_known(by_queue)
         for name in names:
-            stats = None
-            if broker_error is None:
-                try:
-                    stats = manager.queue_stats_of(name, by_queue)
-                except BrokerUnreachableError as exc:
-                    broker_error = str(exc)
-            if stats is None:  # the broker did not answer: nothing is known of what waits
-                stats = QueueStats(name, None, None, None, None, by_queue.get(name, 0))
+            stats = all_stats[name]
             succeeded, failed = counts[name].get("succeeded", 0), counts[name].get("failed", 0)
             refused = min(failed, counts[name].get("refused", 0))  # the users' doing, among the failed
             finished = succeeded + failed
