@@ -16,6 +16,10 @@ so the final-result figure measures our pipeline, not a quota.
 
 Then ``--solo`` more users ask one at a time, for the latency without a burst around it.
 
+``--floor`` runs :mod:`bench.floor_bot` in place of the bot: the least any bot must do for a
+first reply, so the figure shows what the sandbox and the simulated users on the same cores leave
+of the target (no job is made: no final results, and the workers stay idle).
+
 Prints one line per figure; writes ``bench/results/bot_ack.json``.
 """
 
@@ -148,14 +152,14 @@ class BurstUsers:
 
 
 def run_round(tg: Any, burst: BurstUsers, users: list[int], matches: list[str], timeout: float,
-              roles: dict[str, list[int]] | None = None) -> dict[str, Any]:
+              roles: dict[str, list[int]] | None = None, want_final: bool = True) -> dict[str, Any]:
     """Inject one burst and read the latencies back from the sandbox's timeline.
 
     The timeline is read incrementally (only events after the last one seen): re-reading the
     whole round every 0.2 s made the observer half of the sandbox's CPU during the burst it
     measures, on the same two cores. With ``roles`` (name → pids), also the CPU each used from
     the burst's start until every first reply was seen (read at the 0.2 s polls, so it includes
-    up to 0.2 s of what followed).
+    up to 0.2 s of what followed). Without ``want_final``, the round ends at the last first reply.
     """
     roles = roles or {}
     cursor = tg.feed(after=2**62)["last_seq"]  # nothing after it: just where the timeline ends now
@@ -182,7 +186,8 @@ def run_round(tg: Any, burst: BurstUsers, users: list[int], matches: list[str], 
         if not cpu_burst and len(first) == len(users):
             cpu_after = cpu_seconds(roles)
             cpu_burst = {role: (cpu_after[role] - cpu_before[role]) * 1000 for role in roles}
-        if len(final) == len(users) or time.monotonic() > deadline:
+        done = len(final) == len(users) if want_final else len(first) == len(users)
+        if done or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     start = min(asked.values(), default=0.0)
@@ -193,7 +198,7 @@ def run_round(tg: Any, burst: BurstUsers, users: list[int], matches: list[str], 
         "first_ms": [(first[u] - asked[u]) * 1000 for u in users if u in first and u in asked],
         "final_s": [final[u] - asked[u] for u in users if u in final and u in asked],
         "missing_first": [u for u in users if u not in first],
-        "missing_final": [u for u in users if u not in final],
+        "missing_final": [u for u in users if u not in final] if want_final else [],
         "cpu_ms": cpu_burst,
     }
 
@@ -223,6 +228,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--faceit-rate", type=float, default=1000.0, help="FACEIT_RATE_LIMIT for the run")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for each round's results")
     parser.add_argument("--solo", type=int, default=20, help="users who then ask one at a time (no burst)")
+    parser.add_argument("--floor", action="store_true",
+                        help="run bench.floor_bot instead of the bot: what the machine leaves of the target")
     args = parser.parse_args(argv)
 
     logs = ROOT / "bench" / "results" / "bot_ack-logs"
@@ -260,7 +267,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         pool = WorkerPool(queues=["high", "default", "low"], processes=args.processes, threads=args.threads,
                           modules=(), env={**env, "dramatiq_worker_timeout": "100"},
                           log_path=logs / "workers.log").start(wait=False)
-        bot = _start([sys.executable, "-m", "bot"], {**env, "LOG_LEVEL": "INFO"}, logs / "bot.log")
+        bot_module = "bench.floor_bot" if args.floor else "bot"
+        bot = _start([sys.executable, "-m", bot_module], {**env, "LOG_LEVEL": "INFO"}, logs / "bot.log")
         procs.append(bot)
         _wait(lambda: "Run polling" in (logs / "bot.log").read_text(errors="replace"), "the bot", 90)
         pool.wait_ready(90)
@@ -272,12 +280,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ids = itertools.count(10_000_000)
         # A small unmeasured burst first: lazy imports and first-use model building are not latency.
         burst = BurstUsers(tg_port, args.users)
-        run_round(tg, burst, [next(ids) for _ in range(10)], rooms[:10], args.timeout)
+        want_final = not args.floor
+        run_round(tg, burst, [next(ids) for _ in range(10)], rooms[:10], args.timeout, want_final=want_final)
         rounds = []
         for number in range(args.rounds):
             users = [next(ids) for _ in range(args.users)]
             matches = [rooms[(i * 7 + number) % len(rooms)] for i in range(args.users)]
-            rounds.append(run_round(tg, burst, users, matches, args.timeout, roles))
+            rounds.append(run_round(tg, burst, users, matches, args.timeout, roles, want_final))
             time.sleep(1.0)
         solo_users = [next(ids) for _ in range(args.solo)]
         solo = run_solo(tg, solo_users, [rooms[i % len(rooms)] for i in range(args.solo)])
@@ -315,13 +324,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cpu = {role: median([r["cpu_ms"].get(role, 0.0) for r in rounds]) for role in rounds[0]["cpu_ms"]} if rounds else {}
     print("burst CPU until the last first reply was seen, per user (medians over rounds): "
           + ", ".join(f"{role} {ms / args.users:.2f} ms" for role, ms in cpu.items()))
-    print(f"final result p50: {figures['final_result_s']['p50']:.2f} s")
-    print(f"final result p99: {figures['final_result_s']['p99']:.2f} s")
+    if args.floor:
+        print("final result: none (the floor bot makes no jobs)")
+    else:
+        print(f"final result p50: {figures['final_result_s']['p50']:.2f} s")
+        print(f"final result p99: {figures['final_result_s']['p99']:.2f} s")
     if solo:
         print(f"first reply, one user at a time, p50: {figures['solo_first_reply_ms']['p50']:.1f} ms")
         print(f"first reply, one user at a time, p99: {figures['solo_first_reply_ms']['p99']:.1f} ms")
     print(f"missing: first reply {figures['missing']['first_reply']}, final result {figures['missing']['final_result']}")
-    path = write_results("bot_ack", figures)
+    path = write_results("bot_ack_floor" if args.floor else "bot_ack", figures)
     print(f"results: {path.relative_to(ROOT)}")
     return figures
 
