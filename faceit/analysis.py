@@ -283,7 +283,8 @@ def map_suggestions(
     games of both sides' players behind it: with no map history every map is 50/50, and naming one is noise.
     Each side picks its highest-advantage map that counts and bans up to three that count against
     it, worst first, never its own pick; ``None`` and ``[]`` when nothing counts. Ties break
-    alphabetically so the advice is stable.
+    alphabetically so the advice is stable. ``picked_favours`` names, for each map of ``picked``
+    in its order, the side it favours (or None).
     """
     f1, f2 = table.get("faction1", {}), table.get("faction2", {})
     maps = []
@@ -308,12 +309,17 @@ def map_suggestions(
         bad = sorted((m for m in telling if sign * _shown_edge(m) < 0),
                      key=lambda m: (sign * _shown_edge(m), sign * m["advantage"], m["map"]))
         advice[side] = {"pick": good[0]["map"] if good else None, "ban": [m["map"] for m in bad[:3]]}
-    picked_rows = [m for m in maps if m["picked"]]
-    favoured = None
-    if picked_rows:  # by the figures shown, and the same edge advice needs: "48% 49% −1" favours nobody
-        shown = _shown_edge(picked_rows[0])
-        favoured = None if abs(shown) < MAP_MIN_EDGE else "faction1" if shown > 0 else "faction2"
+    rows = {m["map"]: m for m in maps}
+    # Each picked map on its own (a best of three has three, which can favour different sides), by
+    # the figures shown and the same edge advice needs: "48% 49% −1" favours nobody.
+    favoured = [_favoured(rows[mid]) if mid in rows else None for mid in picked]
     return {"maps": maps, "advice": advice, "picked": list(picked), "picked_favours": favoured}
+
+
+def _favoured(row: dict[str, Any]) -> str | None:
+    """The side a map row favours by its Δ as shown, or None under :data:`MAP_MIN_EDGE`."""
+    shown = _shown_edge(row)
+    return None if abs(shown) < MAP_MIN_EDGE else "faction1" if shown > 0 else "faction2"
 
 
 def danger_scores(players: Sequence[dict[str, Any]]) -> dict[str, float]:

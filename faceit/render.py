@@ -278,12 +278,12 @@ def _maps_block(data: dict[str, Any], lang: str) -> list[str]:
         ))
     lines = [head, "<pre>" + "\n".join(rows) + "</pre>"]
     if maps.get("picked"):
-        picked = ", ".join(map_label(m) for m in maps["picked"])
-        fav = maps.get("picked_favours")
-        note = f"★ {t('picked', lang)}: <b>{e(picked)}</b>"
-        if fav:
-            note += f" — {t('favours', lang)} {e(teams[fav]['name'])}"
-        lines.append(note)
+        favours = maps.get("picked_favours")
+        if not isinstance(favours, list):  # a result of before best-of-three picks were told apart
+            favours = [favours] + [None] * (len(maps["picked"]) - 1)
+        said = [f"<b>{e(map_label(mid))}</b>" + (f" — {t('favours', lang)} {e(teams[fav]['name'])}" if fav else "")
+                for mid, fav in zip(maps["picked"], favours, strict=False)]
+        lines.append(f"★ {t('picked', lang)}: " + "; ".join(said))
     else:
         for idx, key in enumerate(("faction1", "faction2"), start=1):
             advice = maps["advice"][key]
@@ -424,12 +424,15 @@ def render_bulk(data: dict[str, Any], lang: str) -> str:
         if item["outcome"] == "analysed":
             a = item["summary"]
             fav = a.get("favourite")
+            # 50%:50% with nothing behind it is a placeholder, as in the match's own analysis.
+            known = a.get("probability_source", "elo") in ("faceit", "elo")
+            picked = a.get("maps") or ([a["map"]] if a.get("map") else [])  # "map": one, before best of three
             lines.append(
                 f"• {_link(a.get('faceit_url'), a['match_id'], lang)}: {e(a['faction1'])} "
-                f"{fmt_int(a['elo1'], lang)} vs {e(a['faction2'])} {fmt_int(a['elo2'], lang)} · "
-                f"{fmt_pct(a['p1'], lang, fraction=True)}:{fmt_pct(a['p2'], lang, fraction=True)}"
+                f"{fmt_int(a['elo1'], lang)} vs {e(a['faction2'])} {fmt_int(a['elo2'], lang)}"
+                + (f" · {fmt_pct(a['p1'], lang, fraction=True)}:{fmt_pct(a['p2'], lang, fraction=True)}" if known else "")
                 + (f" · {t('favourite', lang)} <b>{e(a[fav])}</b>" if fav else "")
-                + (f" · {e(map_label(a['map']))}" if a.get("map") else "")
+                + (f" · {e(', '.join(map_label(m) for m in picked))}" if picked else "")
             )
         elif item["outcome"] == "finished":
             r = item["summary"]

@@ -333,8 +333,9 @@ def bulk_summary(state: str, data: dict[str, Any]) -> dict[str, Any]:
         "elo2": teams["faction2"]["avg_elo"],
         "p1": teams["faction1"]["win_probability"],
         "p2": teams["faction2"]["win_probability"],
+        "probability_source": data.get("probability_source", "none"),
         "favourite": data.get("favourite"),
-        "map": picked[0] if picked else None,
+        "maps": list(picked),  # every map picked (a best of three has three)
     }
 
 

@@ -133,7 +133,7 @@ def test_map_suggestions_with_shrinkage() -> None:
     assert maps["advice"]["faction1"] == {"pick": "de_mirage", "ban": ["de_nuke"]}
     assert maps["advice"]["faction2"] == {"pick": "de_nuke", "ban": ["de_mirage"]}
     assert maps["pool_source"] == "veto"
-    assert maps["picked"] == [] and maps["picked_favours"] is None
+    assert maps["picked"] == [] and maps["picked_favours"] == []
 
 
 def test_picked_map_is_highlighted_and_favours_the_stronger_side() -> None:
@@ -143,7 +143,7 @@ def test_picked_map_is_highlighted_and_favours_the_stronger_side() -> None:
     maps = analysis.analyse_match(match, _data(match, {1: 1500, 2: 1500}, lifetimes))["maps"]
     assert maps["picked"] == ["de_nuke"]
     assert [row["map"] for row in maps["maps"] if row["picked"]] == ["de_nuke"]
-    assert maps["picked_favours"] == "faction2"
+    assert maps["picked_favours"] == ["faction2"]
 
 
 def test_no_map_advice_without_history_or_from_a_handful_of_games() -> None:
@@ -181,7 +181,7 @@ def test_map_advice_ranks_by_the_delta_shown_and_favours_only_on_an_edge() -> No
     assert maps["advice"]["faction2"]["ban"] == ["de_mirage", "de_nuke"]  # worst first, as shown
     # A picked map reading 48% 49% −1 favours nobody: under the edge advice needs
     close = {"faction1": {"de_nuke": {"rate": 0.48, "matches": 100}}, "faction2": {"de_nuke": {"rate": 0.49, "matches": 100}}}
-    assert analysis.map_suggestions(["de_nuke"], close, picked=["de_nuke"])["picked_favours"] is None
+    assert analysis.map_suggestions(["de_nuke"], close, picked=["de_nuke"])["picked_favours"] == [None]
 
 
 def test_a_small_side_never_names_one_player_as_both_dangerous_and_weakest() -> None:
@@ -199,7 +199,7 @@ def test_a_picked_map_shown_even_favours_nobody() -> None:
     match = Match.from_api(_raw_match(pool=["de_mirage", "de_nuke"], pick=["de_mirage"]))
     lifetimes = {1: _lifetime({"Mirage": (200, 101)}), 2: _lifetime({"Mirage": (200, 100)})}
     maps = analysis.analyse_match(match, _data(match, {1: 1500, 2: 1500}, lifetimes))["maps"]
-    assert maps["maps"][0]["advantage"] > 0 and maps["picked_favours"] is None
+    assert maps["maps"][0]["advantage"] > 0 and maps["picked_favours"] == [None]
 
 
 def test_a_pick_outside_the_pool_shown_still_has_its_row() -> None:
@@ -437,3 +437,15 @@ def test_tracked_player_period() -> None:
     months_ago = analysis.tracked_player_period("p", "nick", recent, since, 1900, [(now - 120 * 86400, 1500)], now,
                                                 complete_from=now - 30 * 86400)
     assert months_ago["elo_change"] is None  # 4 months of matches unseen: not a weekly change of +400
+
+
+def test_each_map_of_a_best_of_three_favours_its_own_side() -> None:
+    # Team 1 wins 70% on Mirage and 30% on the other two; team 2 50%, 60%, 60%. The note named
+    # the first map's side for all three ("picked: Mirage, Inferno, Nuke — favours team_1").
+    pool = ["de_mirage", "de_inferno", "de_nuke"]
+    match = Match.from_api(_raw_match(pool=pool, pick=pool))
+    lifetimes = {1: _lifetime({"Mirage": (100, 70), "Inferno": (100, 30), "Nuke": (100, 30)}),
+                 2: _lifetime({"Mirage": (100, 50), "Inferno": (100, 60), "Nuke": (100, 60)})}
+    maps = analysis.analyse_match(match, _data(match, {1: 1500, 2: 1500}, lifetimes))["maps"]
+    assert maps["picked"] == pool
+    assert maps["picked_favours"] == ["faction1", "faction2", "faction2"]

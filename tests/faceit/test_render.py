@@ -106,7 +106,7 @@ def _analysis(nick: str) -> dict:
             "probability_source": "elo", "favourite": None, "teams": {"faction1": team, "faction2": team},
             "maps": {"maps": [{"map": "de_mirage", "label": "Mirage", "picked": True, "advantage": 0.1,
                                "faction1": {"rate": 0.6}, "faction2": {"rate": 0.5}}],
-                     "picked": ["de_mirage"], "picked_favours": "faction1", "advice": {}, "pool_source": "veto"}}
+                     "picked": ["de_mirage"], "picked_favours": ["faction1"], "advice": {}, "pool_source": "veto"}}
 
 
 def test_user_supplied_text_is_escaped_in_both_languages() -> None:
@@ -192,7 +192,7 @@ def test_a_map_rows_delta_is_the_difference_of_the_figures_it_shows() -> None:
     """51% against 46% reads +5, though the unrounded rates differ by 5.8 points (it read +6)."""
     row = {"map": "de_dust2", "label": "Dust2", "picked": True, "faction1": {"rate": 0.514},
            "faction2": {"rate": 0.456}, "advantage": 0.058}
-    data = {"maps": {"maps": [row], "picked": ["de_dust2"], "picked_favours": None}, "teams": {}}
+    data = {"maps": {"maps": [row], "picked": ["de_dust2"], "picked_favours": [None]}, "teams": {}}
     block = "\n".join(render._maps_block(data, "en"))
     assert re.search(r"Dust2 ★ +51% +46% +\+5</pre>", block), block
 
@@ -264,3 +264,23 @@ def test_a_player_reports_results_say_which_end_is_newest() -> None:
             "trend": {"direction": "flat", "delta": {"rating": 0.0, "kd": 0.0, "adr": 0.0}}}
     assert "🔥 <b>Last 20 matches (5v5), newest first</b>: WLL" in render.render_player_report(data, "en")
     assert "🔥 <b>Последние 20 матчей (5v5), новые слева</b>: ВПП" in render.render_player_report(data, "ru")
+
+
+def test_each_picked_map_names_the_side_it_favours() -> None:
+    data = _analysis("x")
+    data["teams"] = {"faction1": {**data["teams"]["faction1"], "name": "Alpha"},
+                     "faction2": {**data["teams"]["faction2"], "name": "Beta"}}
+    data["maps"].update(picked=["de_mirage", "de_inferno", "de_nuke"], picked_favours=["faction1", "faction2", None])
+    text = "".join(render.texts(render.render_match_analysis, data)["en"])
+    assert "★ picked: <b>Mirage</b> — favours Alpha; <b>Inferno</b> — favours Beta; <b>Nuke</b>" in text
+
+
+def test_a_bulk_line_shows_every_picked_map_and_no_placeholder_chances() -> None:
+    summary = {"match_id": "1-a", "faceit_url": None, "faction1": "Alpha", "faction2": "Beta", "elo1": 1500,
+               "elo2": 1500, "p1": 0.5, "p2": 0.5, "favourite": None, "probability_source": "none",
+               "maps": ["de_mirage", "de_inferno", "de_nuke"]}
+    bulk = {"total": 1, "analysed": 1, "failed": 0, "matches": [{"outcome": "analysed", "summary": summary}]}
+    line = render.render_bulk(bulk, "en").splitlines()[1]
+    assert "50%" not in line and line.endswith("Beta 1500 · Mirage, Inferno, Nuke")
+    summary["probability_source"] = "elo"
+    assert "Beta 1500 · 50%:50% · Mirage" in render.render_bulk(bulk, "en")
