@@ -493,7 +493,9 @@ def _int(value: float | None) -> int | None:
 def form_trend(recent: Sequence[PlayerMatchStats]) -> dict[str, Any]:
     """The last 10 5v5 matches against the 10 before: rating, K/D, ADR and win-rate deltas.
 
-    ``direction`` is ``up``/``down`` when the rating moved by at least 0.05, else ``flat``.
+    ``direction`` is ``up``/``down`` when the rating moved by at least 0.05, else ``flat``; with
+    fewer than 5 older matches (or no rating on either side) it is ``unknown``: there is nothing
+    to compare, and "steady" would say there was.
     """
     games = five_v_five(recent, 2 * 10)
     newer, older = recent_form(games[:10], 10), recent_form(games[10:], 10)
@@ -501,7 +503,7 @@ def form_trend(recent: Sequence[PlayerMatchStats]) -> dict[str, Any]:
     for name in ("rating", "kd", "adr", "win_rate"):
         a, b = newer[name], older[name]
         delta[name] = None if a is None or b is None else round(a - b, 2)
-    direction = "flat"
+    direction = "unknown"
     if delta["rating"] is not None and older["matches"] >= 5:
         direction = "up" if delta["rating"] >= 0.05 else "down" if delta["rating"] <= -0.05 else "flat"
     return {"last10": newer, "previous10": older, "delta": delta, "direction": direction}
@@ -511,7 +513,7 @@ def chart_series(recent: Sequence[PlayerMatchStats], elo_history: Sequence[tuple
     """Oldest-first series for the report chart: per-match K/D, ADR, result, and Elo snapshots."""
     games = list(reversed(five_v_five(recent)))
     return {
-        "kd": [_r(m.kd if m.kd is not None else ((m.kills or 0) / m.deaths if m.deaths else None)) for m in games],
+        "kd": [_r(m.kd) for m in games],
         "adr": [_r(m.adr, 1) for m in games],
         "won": [m.won for m in games],
         "maps": [m.map for m in games],
@@ -581,7 +583,7 @@ def match_notification(
         "match_id": stat.match_id,
         "finished_at": stat.finished_at,
         "map": stat.map,
-        "label": map_label(stat.map),
+        "label": map_label(stat.map) if stat.map else None,  # not "?" in the notice's head
         "score": own_score_first(stat.score, stat.won),
         "won": stat.won,
         "kills": _int(stat.kills),

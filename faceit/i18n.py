@@ -198,4 +198,5 @@ def plural(n: int, lang: str | None, forms: dict[str, tuple[str, ...]]) -> str:
 
 #: Forms of "match" for :func:`plural`.
 MATCHES = {"en": ("match", "matches"), "ru": ("матч", "матча", "матчей")}
+USERS = {"en": ("user", "users"), "ru": ("пользователь", "пользователя", "пользователей")}
 

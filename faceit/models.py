@@ -252,6 +252,10 @@ class PlayerMatchStats:
         rounds = to_float(stats.get("Rounds"))
         if rounds is None:
             rounds = _rounds_from_score(to_str(stats.get("Score")))
+        kills, deaths = to_float(stats.get("Kills")), to_float(stats.get("Deaths"))
+        kd = to_float(stats.get("K/D Ratio"))
+        if kd is None and kills is not None and deaths:  # some rows lack the ratio, not its parts
+            kd = kills / deaths
         return cls(
             match_id=match_id,
             finished_at=finished_ms / 1000 if finished_ms is not None else fallback,
@@ -261,10 +265,10 @@ class PlayerMatchStats:
             score=to_str(stats.get("Score")),
             team=to_str(stats.get("Team")),
             rounds=rounds,
-            kills=to_float(stats.get("Kills")),
-            deaths=to_float(stats.get("Deaths")),
+            kills=kills,
+            deaths=deaths,
             assists=to_float(stats.get("Assists")),
-            kd=to_float(stats.get("K/D Ratio")),
+            kd=kd,
             kr=to_float(stats.get("K/R Ratio")),
             adr=to_float(stats.get("ADR")),
             headshots=to_float(stats.get("Headshots")),

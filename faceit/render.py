@@ -25,7 +25,7 @@ from faceit.htmltext import (
     split_html,
     whole_percent,
 )
-from faceit.i18n import LANGS, MATCHES, plural
+from faceit.i18n import LANGS, MATCHES, USERS, plural
 
 # label → (en, ru)
 L: dict[str, tuple[str, str]] = {
@@ -78,9 +78,10 @@ L: dict[str, tuple[str, str]] = {
     "win_rate": ("win rate", "винрейт"),
     "streak": ("streak", "серия побед"),
     "longest": ("best", "рекорд"),
-    "recent": ("Last 20 matches (5v5), newest first", "Последние 20 матчей (5v5), новые слева"),
+    "recent": ("Last {n} {matches} (5v5), newest first", "Последние {n} {matches} (5v5), новые слева"),
     "rating": ("rating", "рейтинг"),
-    "trend": ("Trend (last 10 vs previous 10)", "Динамика (10 последних матчей к 10 предыдущим)"),
+    "trend": ("Trend (last {n} vs previous {m})", "Динамика ({n} последних к {m} предыдущим)"),
+    "trend_unknown": ("Trend: not enough matches to compare", "Динамика: мало матчей для сравнения"),
     "trend_up": ("improving", "на подъёме"),
     "trend_down": ("declining", "идёт на спад"),
     "trend_flat": ("steady", "без изменений"),
@@ -104,7 +105,7 @@ L: dict[str, tuple[str, str]] = {
                    "Вы пока ни за кем не следите: /subscribe никнейм."),
     "no_period_matches": ("no matches", "нет матчей"),
     "elo_from": ("since {date}", "с {date}"),
-    "users": ("users", "пользователей"),
+
     "cache_title": ("Cache update", "Обновление кэша"),
     "monitor_title": ("Match monitoring", "Мониторинг матчей"),
     "monitor_body": ("checked {checked} of {total} players · new matches {new} · notifications {notes}",
@@ -119,6 +120,7 @@ L: dict[str, tuple[str, str]] = {
     "status_VOTING": ("map vote", "выбор карт"),
     "status_CONFIGURING": ("server starting", "запуск сервера"),
     "status_READY": ("ready", "готов к игре"),
+    "status_SUBSTITUTION": ("substitution", "замена игрока"),
     "status_ONGOING": ("live", "идёт"),
     "status_FINISHED": ("finished", "завершён"),
     "status_CANCELLED": ("cancelled", "отменён"),
@@ -365,13 +367,14 @@ def render_player_report(data: dict[str, Any], lang: str) -> str:
         if progress.get("high") is None:
             level_line += f" · {t('max_level', lang)}"
         else:
-            level_line += (f" · {fmt_num(progress['percent'], lang, 0)}% → {t('to_next', lang)} "
+            # Rounded down: 99.6% is not "100%" while points are still missing.
+            level_line += (f" · {fmt_int(int(progress['percent']), lang)}% → {t('to_next', lang)} "
                            f"{progress['level'] + 1}: {fmt_signed(progress['to_next'], lang)}")
     lines.append(level_line)
     if data.get("elo_seen_change") is not None:
         lines.append(f"{t('elo_seen', lang)}: {fmt_signed(data['elo_seen_change'], lang)}")
     life = data.get("lifetime")
-    if life:
+    if life and any(life.get(k) is not None for k in ("matches", "win_rate", "kd", "hs_pct", "adr")):
         lines.append("")
         lines.append(f"📊 <b>{t('lifetime', lang)}</b>: {fmt_int(life['matches'], lang)} "
                      f"{plural(life['matches'] or 0, lang, MATCHES)} · "
@@ -386,15 +389,20 @@ def render_player_report(data: dict[str, Any], lang: str) -> str:
     form = data["form"]
     lines.append("")
     if form["matches"]:
-        lines.append(f"🔥 <b>{t('recent', lang)}</b>: {_results(form['results'], lang)}")
+        recent = t("recent", lang).format(n=form["matches"], matches=plural(form["matches"], lang, MATCHES))
+        lines.append(f"🔥 <b>{recent}</b>: {_results(form['results'], lang)}")
         lines.append(f"{t('win_rate', lang)} {fmt_pct(form['win_rate'], lang)} · K/D {fmt_num(form['kd'], lang)} · "
                      f"ADR {fmt_num(form['adr'], lang, 1)} · HS {fmt_pct(form['hs_pct'], lang)} · "
                      f"K/R {fmt_num(form['kr'], lang)} · {t('rating', lang)} <b>{fmt_num(form['rating'], lang)}</b>")
         trend = data["trend"]
         delta = trend["delta"]
-        lines.append(f"📈 {t('trend', lang)}: <b>{t('trend_' + trend['direction'], lang)}</b> "
-                     f"({t('rating', lang)} {fmt_signed(delta['rating'], lang, 2)}, K/D {fmt_signed(delta['kd'], lang, 2)}, "
-                     f"ADR {fmt_signed(delta['adr'], lang, 1)})")
+        if trend["direction"] == "unknown":
+            lines.append(f"📈 {t('trend_unknown', lang)}")
+        else:
+            label = t("trend", lang).format(n=trend["last10"]["matches"], m=trend["previous10"]["matches"])
+            lines.append(f"📈 {label}: <b>{t('trend_' + trend['direction'], lang)}</b> "
+                         f"({t('rating', lang)} {fmt_signed(delta['rating'], lang, 2)}, "
+                         f"K/D {fmt_signed(delta['kd'], lang, 2)}, ADR {fmt_signed(delta['adr'], lang, 1)})")
     else:
         lines.append(t("no_matches", lang))
     if data.get("maps"):
@@ -472,7 +480,7 @@ def render_analytics(data: dict[str, Any], lang: str) -> str:
     title = t("analytics_monthly" if data.get("report_type") == "monthly" else "analytics_weekly", lang)
     lines = [f"📅 <b>{title}</b>"]
     if data.get("user_id") is None and "users" in data:
-        lines.append(f"{fmt_int(data['users'], lang)} {t('users', lang)}")
+        lines.append(f"{fmt_int(data['users'], lang)} {plural(data['users'], lang, USERS)}")
     # Activity counts other kinds too (a report asked for marks the user active); only the kinds
     # of analysis, those with a ``kind_`` label, are counted, each by its name in the reader's language.
     analyses = {k: v for k, v in data.get("analyses", {}).items() if f"kind_{k}" in L}

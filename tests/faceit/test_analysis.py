@@ -449,3 +449,11 @@ def test_each_map_of_a_best_of_three_favours_its_own_side() -> None:
     maps = analysis.analyse_match(match, _data(match, {1: 1500, 2: 1500}, lifetimes))["maps"]
     assert maps["picked"] == pool
     assert maps["picked_favours"] == ["faction1", "faction2", "faction2"]
+
+
+def test_a_trend_needs_older_matches_to_compare_with() -> None:
+    games = [_stat(f"m{i}", i % 2 == 0, 20, 10, 2, 20, 80.0, 8, at=1000 - i) for i in range(13)]
+    assert analysis.form_trend(games[:8])["direction"] == "unknown"
+    assert analysis.form_trend(games)["direction"] == "unknown"  # 3 older matches
+    assert analysis.form_trend(games + [_stat(f"o{i}", False, 5, 20, 2, 20, 50.0, 1, at=900 - i)
+                                        for i in range(2)])["direction"] == "up"

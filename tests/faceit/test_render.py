@@ -261,9 +261,45 @@ def test_a_player_reports_results_say_which_end_is_newest() -> None:
     form = {"matches": 3, "results": "WLL", "win_rate": 33.3, "kd": 1.0, "adr": 80.0, "hs_pct": 50.0, "kr": 0.7,
             "rating": 1.0}
     data = {"nickname": "nick", "level": 7, "elo": 1400, "form": form,
-            "trend": {"direction": "flat", "delta": {"rating": 0.0, "kd": 0.0, "adr": 0.0}}}
-    assert "🔥 <b>Last 20 matches (5v5), newest first</b>: WLL" in render.render_player_report(data, "en")
-    assert "🔥 <b>Последние 20 матчей (5v5), новые слева</b>: ВПП" in render.render_player_report(data, "ru")
+            "trend": {"direction": "unknown", "delta": {"rating": None, "kd": None, "adr": None}}}
+    assert "🔥 <b>Last 3 matches (5v5), newest first</b>: WLL" in render.render_player_report(data, "en")
+    assert "🔥 <b>Последние 3 матча (5v5), новые слева</b>: ВПП" in render.render_player_report(data, "ru")
+
+
+def test_a_player_report_says_what_it_compares_and_when_it_cannot() -> None:
+    """Eight matches read "Trend (last 10 vs previous 10): steady (rating —, K/D —, ADR —)"."""
+    form = {"matches": 8, "results": "WLLWWLLW", "win_rate": 50.0, "kd": 1.0, "adr": 80.0, "hs_pct": 50.0,
+            "kr": 0.7, "rating": 1.0}
+    data = {"nickname": "nick", "level": 9, "elo": 2000, "form": form,
+            "progress": {"level": 9, "low": 1751, "high": 2000, "percent": 99.6, "to_next": 1},
+            "lifetime": {"matches": None, "win_rate": None, "kd": None, "hs_pct": None, "adr": None,
+                         "current_streak": None, "longest_streak": None},
+            "trend": {"direction": "unknown", "last10": {"matches": 8}, "previous10": {"matches": 0},
+                      "delta": {"rating": None, "kd": None, "adr": None}}}
+    text = render.render_player_report(data, "en")
+    assert "📈 Trend: not enough matches to compare" in text and "steady" not in text
+    assert "· 99% → to level 10: +1" in text  # not "100%" while a point is missing
+    assert "Lifetime" not in text  # nothing known: no line of dashes
+    assert "Динамика: мало матчей для сравнения" in render.render_player_report(data, "ru")
+    data["trend"] = {"direction": "up", "last10": {"matches": 10}, "previous10": {"matches": 6},
+                     "delta": {"rating": 0.12, "kd": 0.2, "adr": 5.0}}
+    assert "📈 Trend (last 10 vs previous 6): <b>improving</b>" in render.render_player_report(data, "en")
+
+
+def test_a_finished_notice_has_no_unknown_map_and_works_out_a_missing_kd() -> None:
+    stat = PlayerMatchStats.from_api({"stats": {"Match Id": "1-x", "Result": "1", "Kills": "20", "Deaths": "10"}})
+    assert stat is not None and stat.kd == 2.0
+    note = analysis.match_notification("p", "nick", stat, 1500, 25)
+    text = render.render_notification(note, "en")
+    assert "· ?" not in text and "K/D 2" in text
+
+
+def test_a_status_code_and_an_admin_summary_read_naturally() -> None:
+    assert render._status("SUBSTITUTION", "ru") == "замена игрока"
+    summary = {"user_id": None, "report_type": "weekly", "users": 1, "analyses": {}, "players": []}
+    assert "1 пользователь\n" in render.render_analytics(summary, "ru") + "\n"
+    summary["users"] = 3
+    assert "3 пользователя" in render.render_analytics(summary, "ru")
 
 
 def test_each_picked_map_names_the_side_it_favours() -> None:
