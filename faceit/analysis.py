@@ -570,14 +570,26 @@ def player_report(
 # Monitoring and analytics ----------------------------------------------------------------------
 
 
+def matches_of(rows: Sequence[PlayerMatchStats]) -> list[list[PlayerMatchStats]]:
+    """A player's match lines, newest first as FACEIT lists them, as matches oldest first, each
+    the lines of its maps oldest first (one line per map: a best of three has up to three)."""
+    by_match: dict[str, list[PlayerMatchStats]] = {}
+    for row in reversed(rows):
+        by_match.setdefault(row.match_id, []).append(row)
+    return list(by_match.values())
+
+
 def match_notification(
     player_id: str, nickname: str, stat: PlayerMatchStats, elo: int | None, elo_delta: int | None,
-    delta_matches: int = 1,
+    delta_matches: int = 1, maps: Sequence[PlayerMatchStats] = (),
 ) -> dict[str, Any]:
     """One finished match of a followed player, as a notification payload. ``elo_delta`` is the
     change over the last ``delta_matches`` matches (FACEIT tells the Elo now, not per match: two
-    matches between scans get one total, on the later one)."""
+    matches between scans get one total, on the later one). A match of several maps: ``stat`` is
+    their :func:`~faceit.models.series_stats` and ``maps`` their own lines, each map's score told."""
+    several = [{"label": map_label(m.map), "score": own_score_first(m.score, m.won)} for m in maps] if len(maps) > 1 else []
     return {
+        "maps": several,
         "player_id": player_id,
         "nickname": nickname,
         "match_id": stat.match_id,

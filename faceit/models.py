@@ -211,7 +211,8 @@ class LifetimeStats:
 
 @dataclass(slots=True)
 class PlayerMatchStats:
-    """One item of ``/players/{id}/games/cs2/stats`` (the player's line of one match)."""
+    """One item of ``/players/{id}/games/cs2/stats``: the player's line of one map of a match (a
+    best of three has up to three, with the same ``match_id``; :meth:`series` joins them)."""
 
     match_id: str
     finished_at: float | None = None  # epoch seconds (the API sends milliseconds)
@@ -286,6 +287,41 @@ class PlayerMatchStats:
     @property
     def is_5v5(self) -> bool:
         return (self.mode or "5v5").lower() == "5v5"
+
+
+def _sum(values: list[float | None]) -> float | None:
+    """The sum, or None when any part is unknown (a total of some maps would pass for all)."""
+    return None if not values or None in values else float(sum(v for v in values if v is not None))
+
+
+def series_stats(maps: list[PlayerMatchStats]) -> PlayerMatchStats:
+    """The player's lines of the maps of one match as one line: maps won against maps lost as
+    its score and result (a draw of maps: no result), the totals of the counts, and K/D, ADR
+    and HS% from those totals. One map's line is itself."""
+    if len(maps) == 1:
+        return maps[0]
+    won = sum(1 for m in maps if m.won is True)
+    lost = sum(1 for m in maps if m.won is False)
+    kills, deaths, rounds = _sum([m.kills for m in maps]), _sum([m.deaths for m in maps]), _sum([m.rounds for m in maps])
+    damage = _sum([m.adr * m.rounds if m.adr is not None and m.rounds else None for m in maps])
+    headshots = _sum([m.headshots for m in maps])
+    return PlayerMatchStats(
+        match_id=maps[0].match_id,
+        finished_at=max((m.finished_at for m in maps if m.finished_at), default=None),
+        mode=maps[0].mode,
+        won=None if won == lost else won > lost,
+        score=f"{won} / {lost}",
+        team=maps[0].team,
+        rounds=rounds,
+        kills=kills,
+        deaths=deaths,
+        assists=_sum([m.assists for m in maps]),
+        kd=kills / deaths if kills is not None and deaths else None,
+        adr=damage / rounds if damage is not None and rounds else None,
+        headshots=headshots,
+        hs_pct=headshots / kills * 100 if headshots is not None and kills else None,
+        mvps=_sum([m.mvps for m in maps]),
+    )
 
 
 def _rounds_from_score(score: str | None) -> float | None:

@@ -461,7 +461,9 @@ def render_notification(data: dict[str, Any], lang: str) -> str:
     score = data.get("score")  # their team's first (faceit.analysis.own_score_first)
     lines = [f"{icon} <b>{e(data['nickname'])}</b> {t('new_match', lang)}: <b>{result}</b>"
              + (f" {fmt_score(score, lang)}" if score else "")
-             + (f" · {e(data['label'])}" if data.get("label") else "")]
+             + (f" · {e(data['label'])}" if data.get("label") else "")
+             + "".join(f" · {e(m['label'])}" + (f" {fmt_score(m['score'], lang)}" if m.get("score") else "")
+                       for m in data.get("maps") or ())]
     stats = (f"K/D/A {fmt_int(data.get('kills'), lang)}/{fmt_int(data.get('deaths'), lang)}/"
              f"{fmt_int(data.get('assists'), lang)} · K/D {fmt_num(data.get('kd'), lang)} · "
              f"ADR {fmt_num(data.get('adr'), lang, 1)} · HS {fmt_pct(data.get('hs_pct'), lang)}")

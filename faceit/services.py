@@ -39,7 +39,7 @@ from faceit.errors import (
 )
 from faceit.i18n import ERROR_TEXTS, LANGS, error_payload, with_key
 from faceit.links import MatchRef, PlayerRef, parse_match_ref, parse_player_ref
-from faceit.models import FINISHED, NOT_ANALYSABLE, Match, PlayerProfile
+from faceit.models import FINISHED, NOT_ANALYSABLE, Match, PlayerProfile, series_stats
 
 log = logging.getLogger(__name__)
 
@@ -528,11 +528,13 @@ async def _scan_player(
         counts["baselined"] += 1
         return
     seen_at = float(state.get("finished_at") or 0)
-    new = [g for g in games if (g.finished_at or 0) > seen_at and g.match_id != state.get("match_id")]
-    if not new:
+    rows = [g for g in games if (g.finished_at or 0) > seen_at and g.match_id != state.get("match_id")]
+    if not rows:
         return
-    played = len(new)  # the Elo change below covers all of them, even those not notified
-    new = list(reversed(new[:MAX_NOTIFICATIONS_PER_PLAYER]))  # oldest first; the newest are told
+    matches = analysis.matches_of(rows)  # the maps of a best of three make one match, and one notice
+    played = len(matches)  # the Elo change below covers all of them, even those not notified
+    matches = matches[-MAX_NOTIFICATIONS_PER_PLAYER:]  # oldest first; the newest are told
+    new = [series_stats(maps) for maps in matches]
     profile = await _optional(client.get_player(player_id, refresh=True))
     elo = profile.elo if profile else None
     if profile is not None:
@@ -553,7 +555,7 @@ async def _scan_player(
     for index, game in enumerate(new):
         last = index == len(new) - 1
         payload = analysis.match_notification(player_id, nickname, game, elo if last else None,
-                                              delta if last and not held else None, covered)
+                                              delta if last and not held else None, covered, matches[index])
         texts = render.texts(render.render_notification, payload)
         # Each follower hears of the matches finished since they began following (another
         # follower's older starting point may include earlier ones).

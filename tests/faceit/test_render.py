@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from faceit import analysis, render, services
 from faceit.htmltext import e, fmt_num, fmt_pct, fmt_signed, split_html
-from faceit.models import Match, PlayerMatchStats, parse_match_stats
+from faceit.models import Match, PlayerMatchStats, parse_match_stats, series_stats
 
 TAGS = ["b", "i", "u", "code", "pre", "a"]
 
@@ -320,3 +320,30 @@ def test_a_bulk_line_shows_every_picked_map_and_no_placeholder_chances() -> None
     assert "50%" not in line and line.endswith("Beta 1500 · Mirage, Inferno, Nuke")
     summary["probability_source"] = "elo"
     assert "Beta 1500 · 50%:50% · Mirage" in render.render_bulk(bulk, "en")
+
+
+def test_a_best_of_three_is_one_notice_with_every_maps_score() -> None:
+    """FACEIT lists one line per map. Each map was a notice of its own; the delivery sends one per
+    match, so only the first map's went out, and the Elo line (on the last) never did."""
+    def line(map_name: str, won: bool, score: str, kills: int, deaths: int, at: int) -> PlayerMatchStats:
+        stat = PlayerMatchStats.from_api({"stats": {
+            "Match Id": "1-bo3", "Map": map_name, "Result": "1" if won else "0", "Score": score, "Kills": str(kills),
+            "Deaths": str(deaths), "Assists": "3", "Rounds": "24", "ADR": "80.0", "Headshots": str(kills // 2),
+            "Match Finished At": at * 1000}})
+        assert stat is not None
+        return stat
+
+    earlier = PlayerMatchStats.from_api({"stats": {"Match Id": "1-bo1", "Result": "1", "Match Finished At": 50_000}})
+    assert earlier is not None
+    rows = [line("de_nuke", True, "13 / 11", 20, 10, 300), line("de_inferno", False, "8 / 13", 10, 20, 200),
+            line("de_mirage", True, "9 / 13", 15, 10, 100), earlier]
+    matches = analysis.matches_of(rows)  # newest first in, oldest first out
+    assert [[m.map for m in maps] for maps in matches] == [[None], ["de_mirage", "de_inferno", "de_nuke"]]
+    series = series_stats(matches[1])
+    assert (series.won, series.kills, series.deaths, series.finished_at) == (True, 45, 40, 300)
+    assert (series.kd, series.adr) == (45 / 40, 80.0)  # from the totals
+    note = analysis.match_notification("p", "nick", series, 1510, 25, 1, matches[1])
+    text = render.render_notification(note, "en")
+    assert "finished a match: <b>Win</b> 2:1 · Mirage 13:9 · Inferno 8:13 · Nuke 13:11\n" in text
+    assert "K/D/A 45/40/9" in text and "Elo +25 → 1510" in text
+    assert series_stats(matches[0]) is matches[0][0]
