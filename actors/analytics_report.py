@@ -9,7 +9,8 @@ from queues.priorities import QueuePriority
 @job_actor(priority=QueuePriority.LOW, time_limit=900)
 async def analytics_report(ctx: JobContext, user_id: int | None = None, report_type: str = "weekly",
                            include_comparisons: bool = True) -> dict:
-    """Matches analysed, tracked players' form and Elo trend over the period."""
+    """Matches analysed, tracked players' form and Elo trend over the period (with
+    ``include_comparisons``, each against the period before)."""
     from faceit import services
 
-    return await services.build_analytics_report(user_id, report_type, ctx.progress)
+    return await services.build_analytics_report(user_id, report_type, ctx.progress, include_comparisons)

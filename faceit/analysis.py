@@ -636,8 +636,13 @@ def tracked_player_period(
     elo_history: Sequence[tuple[float, int]],
     now: float,
     complete_from: float = 0.0,
+    previous_since: float | None = None,
 ) -> dict[str, Any]:
     """A followed player's matches since ``since`` (epoch s) and Elo trend over the period.
+
+    With ``previous_since``, ``previous`` is their form over the period before (from
+    ``previous_since`` to ``since``) to compare with: None when ``recent`` does not reach back
+    that far (a partial period would pass for a whole one).
 
     ``recent`` holds every match back to ``complete_from`` (0: all of them). The Elo change runs
     to now from the Elo the player had when the period began: the last snapshot before it, if no
@@ -676,4 +681,13 @@ def tracked_player_period(
         "elo_start": start,
         "elo_since": start_at,
         "elo_change": (end - start) if start is not None and end is not None else None,
+        "previous": _period_form(recent, previous_since, since) if previous_since is not None
+        and (not complete_from or complete_from <= previous_since) else None,
     }
+
+
+def _period_form(recent: Sequence[PlayerMatchStats], start: float, end: float) -> dict[str, Any]:
+    """Matches, win rate and K/D over the 5v5 matches finished in ``[start, end)``."""
+    games = [m for m in recent if m.is_5v5 and start <= (m.finished_at or 0) < end]
+    form = recent_form(games, limit=len(games) or 1)
+    return {"matches": form["matches"], "win_rate": form["win_rate"], "kd": form["kd"]}

@@ -105,6 +105,11 @@ L: dict[str, tuple[str, str]] = {
                    "Вы пока ни за кем не следите: /subscribe никнейм."),
     "no_period_matches": ("no matches", "нет матчей"),
     "elo_from": ("since {date}", "с {date}"),
+    "before_weekly": ("the week before", "неделей раньше"),
+    "before_monthly": ("the month before", "месяцем раньше"),
+    "compared_weekly": ("vs the week before", "к прошлой неделе"),
+    "compared_monthly": ("vs the month before", "к прошлому месяцу"),
+    "win_rate_short": ("WR", "винрейт"),
 
     "cache_title": ("Cache update", "Обновление кэша"),
     "monitor_title": ("Match monitoring", "Мониторинг матчей"),
@@ -488,7 +493,11 @@ def render_analytics(data: dict[str, Any], lang: str) -> str:
     analyses = {k: v for k, v in data.get("analyses", {}).items() if f"kind_{k}" in L}
     total = sum(analyses.values())
     parts = [f"{t('kind_' + k, lang)}: {fmt_int(v, lang)}" for k, v in sorted(analyses.items())]
-    lines.append(f"{t('analyses', lang)}: <b>{fmt_int(total, lang)}</b>" + (f" ({', '.join(parts)})" if parts else ""))
+    before = t("before_monthly" if data.get("report_type") == "monthly" else "before_weekly", lang)
+    earlier = data.get("previous_analyses")
+    lines.append(f"{t('analyses', lang)}: <b>{fmt_int(total, lang)}</b>" + (f" ({', '.join(parts)})" if parts else "")
+                 + (f" · {before}: {fmt_int(sum(v for k, v in earlier.items() if f'kind_{k}' in L), lang)}"
+                    if earlier is not None else ""))
     if "players" in data:
         lines.append("")
         if not data["players"]:
@@ -510,8 +519,28 @@ def render_analytics(data: dict[str, Any], lang: str) -> str:
                         partial = (p.get("elo_since") or 0) > (data.get("since") or 0) + 3600
                         when = (" " + t("elo_from", lang).format(date=_day(p["elo_since"], lang))) if partial else ""
                         elo += f" ({fmt_signed(p['elo_change'], lang)}{when})"
-                lines.append(f"• <b>{e(p['nickname'])}</b>: {body}{elo}")
+                lines.append(f"• <b>{e(p['nickname'])}</b>: {body}{elo}{_against_before(p, data.get('report_type'), lang)}")
     return "\n".join(lines)
+
+
+def _against_before(player: dict[str, Any], report_type: str | None, lang: str) -> str:
+    """How a tracked player's win rate and K/D moved since the period before ("vs the week
+    before (5 matches): WR +10, K/D −0.12"), or only how many matches they played then when
+    one of the two periods has none."""
+    earlier = player.get("previous")
+    if not earlier:
+        return ""
+    period = "monthly" if report_type == "monthly" else "weekly"
+    count = f"{fmt_int(earlier['matches'], lang)} {plural(earlier['matches'], lang, MATCHES)}"
+    if not (earlier["matches"] and player["matches"]):
+        return f"\n  {t('before_' + period, lang)}: {count}"
+    return (f"\n  {t('compared_' + period, lang)} ({count}): "
+            f"{t('win_rate_short', lang)} {fmt_signed(_minus(player['win_rate'], earlier['win_rate']), lang)}, "
+            f"K/D {fmt_signed(_minus(player['kd'], earlier['kd']), lang, 2)}")
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
 
 
 def render_monitoring(data: dict[str, Any], lang: str) -> str:

@@ -638,12 +638,15 @@ async def _fetch_match_refresh(client: FaceitClient, ref: MatchRef) -> Match:
 
 
 async def _user_analytics(ctx: FaceitContext, user_id: int, report_type: str, now: float,
-                          fresh: bool = False) -> dict[str, Any]:
+                          fresh: bool = False, comparisons: bool = True) -> dict[str, Any]:
     """One user's report (``fresh``: they asked for it now, so each player's newest matches are
-    read anew; the scheduled run for everyone takes what the cache has, minutes old at most)."""
+    read anew; the scheduled run for everyone takes what the cache has, minutes old at most).
+    ``comparisons``: each figure also for the period before, of the same length."""
     days = REPORT_DAYS[report_type]
     since = now - days * 86400
+    before = since - days * 86400 if comparisons else None
     analyses = await ctx.store.activity(user_id, since, now)  # the same window as the matches
+    previous = await ctx.store.activity(user_id, before, since) if before is not None else None
     players = []
     for sub in await ctx.store.list_subscriptions(user_id):
         pid = sub["player_id"]
@@ -652,15 +655,15 @@ async def _user_analytics(ctx: FaceitContext, user_id: int, report_type: str, no
         history, profile, (recent, complete_from) = await _gather_all([
             ctx.store.elo_history(pid),
             _optional(ctx.client.get_player(pid)),
-            _optional(ctx.client.get_stats_since(pid, since, fresh=fresh), ([], now)),
+            _optional(ctx.client.get_stats_since(pid, before or since, fresh=fresh), ([], now)),
         ])
         newest = max((m.finished_at for m in recent if m.finished_at), default=0.0)
         profile = await _profile_after(ctx, pid, profile, newest)
         players.append(analysis.tracked_player_period(
             pid, profile.nickname if profile else sub["nickname"], recent, since,
-            profile.elo if profile else None, history, now, complete_from))
+            profile.elo if profile else None, history, now, complete_from, before))
     return {"user_id": user_id, "report_type": report_type, "days": days, "since": since,
-            "analyses": analyses, "players": players}
+            "analyses": analyses, "previous_analyses": previous, "players": players}
 
 
 async def _profile_after(ctx: FaceitContext, player_id: str, profile: Any, newest: float) -> Any:
@@ -675,8 +678,10 @@ async def _profile_after(ctx: FaceitContext, player_id: str, profile: Any, newes
     return await _optional(ctx.client.get_player(player_id, refresh=True)) or profile
 
 
-async def build_analytics_report(user_id: int | None, report_type: str, progress: Progress) -> dict[str, Any]:
-    """A user's weekly/monthly summary; with ``user_id=None``, one per active user as notifications."""
+async def build_analytics_report(user_id: int | None, report_type: str, progress: Progress,
+                                 include_comparisons: bool = True) -> dict[str, Any]:
+    """A user's weekly/monthly summary; with ``user_id=None``, one per active user as notifications.
+    ``include_comparisons``: set beside each figure how it moved since the period before."""
     report_type = (report_type or "").lower()
     if report_type not in REPORT_DAYS:
         raise _bad("bad_report_type", ref=report_type)
@@ -684,7 +689,7 @@ async def build_analytics_report(user_id: int | None, report_type: str, progress
     now = time.time()
     if user_id is not None:
         await progress(10, "players")
-        data = await _user_analytics(ctx, int(user_id), report_type, now, fresh=True)
+        data = await _user_analytics(ctx, int(user_id), report_type, now, fresh=True, comparisons=include_comparisons)
         await progress(95, "render")
         return _result("analytics_report", data, render.texts(render.render_analytics, data))
     since = now - REPORT_DAYS[report_type] * 86400
@@ -696,7 +701,7 @@ async def build_analytics_report(user_id: int | None, report_type: str, progress
     notifications = []
     totals: dict[str, int] = {}
     for index, uid in enumerate(ordered, start=1):
-        data = await _user_analytics(ctx, uid, report_type, now)
+        data = await _user_analytics(ctx, uid, report_type, now, comparisons=include_comparisons)
         for kind, count in data["analyses"].items():
             totals[kind] = totals.get(kind, 0) + count
         notifications.append({"user_id": uid, "texts": render.texts(render.render_analytics, data)})

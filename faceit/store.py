@@ -12,7 +12,7 @@ Layout (all under ``<prefix>faceit:``, see :mod:`faceit.keys`):
 * ``subs:since:<pid>`` hash user id → when they began following (monitoring tells each follower
   only of matches finished since).
 * ``users:inactive`` set: users who blocked the bot (monitoring skips them).
-* ``activity:<uid>`` sorted set of the user's analyses (``<kind>:<random>`` by time; 40 days,
+* ``activity:<uid>`` sorted set of the user's analyses (``<kind>:<random>`` by time; 62 days,
   bounded to :data:`MAX_ACTIVITY_PER_USER`), so a report counts its own window to the second;
   ``activity:users`` sorted set of users by last activity (bounded to :data:`MAX_ACTIVE_USERS`).
 * ``elo:<pid>`` sorted set of ``<ts>:<elo>`` snapshots by time: bounded to
@@ -36,7 +36,7 @@ from faceit.keys import FaceitKeys
 
 MAX_SUBSCRIPTIONS = 20
 MAX_ACTIVE_USERS = 100_000
-ACTIVITY_TTL = 40 * 86400  # a monthly report's window and more
+ACTIVITY_TTL = 62 * 86400  # a monthly report's window and the month before it, which it compares with
 MAX_ACTIVITY_PER_USER = 10_000  # analyses remembered per user (a bound, far above the limits)
 ELO_SNAPSHOTS_MAX = 500
 ELO_SNAPSHOT_TTL = 180 * 86400

@@ -457,3 +457,19 @@ def test_a_trend_needs_older_matches_to_compare_with() -> None:
     assert analysis.form_trend(games)["direction"] == "unknown"  # 3 older matches
     assert analysis.form_trend(games + [_stat(f"o{i}", False, 5, 20, 2, 20, 50.0, 1, at=900 - i)
                                         for i in range(2)])["direction"] == "up"
+
+
+def test_a_period_is_compared_only_with_a_whole_period_before() -> None:
+    now = 1_000_000.0
+    since, before = now - 7 * 86400, now - 14 * 86400
+    recent = [_stat("this", True, 20, 10, 2, 20, 90.0, 8, at=int(now - 3600)),
+              _stat("then1", False, 10, 20, 2, 20, 60.0, 5, at=int(since - 3600)),
+              _stat("then2", True, 30, 10, 2, 20, 60.0, 5, at=int(before + 3600)),
+              _stat("older", True, 30, 5, 2, 20, 60.0, 5, at=int(before - 3600))]
+    period = analysis.tracked_player_period("p", "nick", recent, since, 1500, [], now, 0.0, before)
+    assert period["matches"] == 1
+    assert period["previous"] == {"matches": 2, "win_rate": 50.0, "kd": 1.33}  # 40 kills, 30 deaths
+    # Matches read back only to inside the week before: no comparison with part of it.
+    partial = analysis.tracked_player_period("p", "nick", recent, since, 1500, [], now, before + 60, before)
+    assert partial["previous"] is None
+    assert analysis.tracked_player_period("p", "nick", recent, since, 1500, [], now)["previous"] is None

@@ -347,3 +347,21 @@ def test_a_best_of_three_is_one_notice_with_every_maps_score() -> None:
     assert "finished a match: <b>Win</b> 2:1 · Mirage 13:9 · Inferno 8:13 · Nuke 13:11\n" in text
     assert "K/D/A 45/40/9" in text and "Elo +25 → 1510" in text
     assert series_stats(matches[0]) is matches[0][0]
+
+
+def test_a_summary_compares_each_player_with_the_period_before() -> None:
+    now = 1_000_000.0
+    player = {"nickname": "nick", "matches": 4, "results": "WWLW", "win_rate": 75.0, "kd": 1.2, "elo": None,
+              "previous": {"matches": 5, "win_rate": 40.0, "kd": 1.32}}
+    idle = {"nickname": "idle", "matches": 0, "results": "", "win_rate": None, "kd": None, "elo": None,
+            "previous": {"matches": 3, "win_rate": 66.7, "kd": 1.0}}
+    data = {"user_id": 1, "report_type": "weekly", "since": now, "analyses": {"match": 2},
+            "previous_analyses": {"match": 1, "bulk": 2, "lang": 4}, "players": [player, idle]}
+    text = render.render_analytics(data, "en")
+    assert "Analyses you received: <b>2</b> (matches: 2) · the week before: 3" in text
+    assert "<b>nick</b>: 4 matches" in text and "\n  vs the week before (5 matches): WR +35, K/D −0.12" in text
+    assert "<b>idle</b>: no matches\n  the week before: 3 matches" in text
+    ru = render.render_analytics({**data, "report_type": "monthly"}, "ru")
+    assert "к прошлому месяцу (5 матчей): винрейт +35, K/D −0,12" in ru and "месяцем раньше: 3" in ru
+    data.update(previous_analyses=None, players=[{**player, "previous": None}])
+    assert "before" not in render.render_analytics(data, "en")

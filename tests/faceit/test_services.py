@@ -486,8 +486,8 @@ async def test_a_weekly_report_shows_the_elo_after_the_newest_match_it_counts(
     assert after["elo"] == before["elo"] + finished["elo_changes"][pid] != before["elo"]
 
 
-def _matches_in_the_sandbox(sandbox: FaceitSandbox, player_id: str, since: float) -> int:
-    """The player's 5v5 matches finished since ``since``, read from the sandbox page by page."""
+def _matches_in_the_sandbox(sandbox: FaceitSandbox, player_id: str, since: float, until: float = float("inf")) -> int:
+    """The player's 5v5 matches finished from ``since`` to before ``until``, read from the sandbox page by page."""
     import urllib.request
 
     count, offset = 0, 0
@@ -497,7 +497,7 @@ def _matches_in_the_sandbox(sandbox: FaceitSandbox, player_id: str, since: float
         with urllib.request.urlopen(request, timeout=10) as reply:
             items = json.loads(reply.read())["items"]
         count += sum(1 for item in items if item["stats"].get("Game Mode", "5v5") == "5v5"
-                     and item["stats"]["Match Finished At"] / 1000 >= since)
+                     and since <= item["stats"]["Match Finished At"] / 1000 < until)
         if len(items) < 100:
             return count
         offset += 100
@@ -510,15 +510,25 @@ async def test_analytics_reports(sandbox: FaceitSandbox, progress: ProgressLog) 
     await store.record_analysis(11, "match")
     await store.record_analysis(11, "player")
     await store.record_analysis(12, "bulk")
+    faceit_store = (await get_faceit_context()).store
+    await faceit_store.record_analysis(11, "bulk", time.time() - 8 * 86400)  # the week before
     mine = await services.build_analytics_report(11, "weekly", progress)
     _check_result(mine, "analytics_report")
     assert mine["data"]["analyses"] == {"match": 2, "player": 1}
     tracked = mine["data"]["players"][0]
     assert tracked["player_id"] == player["player_id"] and tracked["matches"] >= 1 and tracked["elo"]
     assert "Итоги недели" in mine["texts"]["ru"][0]
+    # Compared with the week before: the analyses then, and the player's matches then.
+    assert mine["data"]["previous_analyses"] == {"bulk": 1}
+    since = mine["data"]["since"]
+    assert tracked["previous"]["matches"] == _matches_in_the_sandbox(sandbox, player["player_id"], since - 7 * 86400, since)
+    assert "· the week before: 1" in mine["texts"]["en"][0]
+    plain = await services.build_analytics_report(11, "weekly", progress, include_comparisons=False)
+    assert plain["data"]["previous_analyses"] is None and plain["data"]["players"][0]["previous"] is None
+    assert "the week before" not in plain["texts"]["en"][0]
     everyone = await services.build_analytics_report(None, "monthly", ProgressLog())
     assert sorted(n["user_id"] for n in everyone["notifications"]) == [11, 12]
-    assert everyone["data"]["analyses"] == {"match": 2, "player": 1, "bulk": 1}
+    assert everyone["data"]["analyses"] == {"match": 2, "player": 1, "bulk": 2}  # 8 days ago is in the month
     with pytest.raises(errors.BadInputError):
         await services.build_analytics_report(11, "daily", progress)
 
