@@ -1,8 +1,10 @@
 """``make run``: the whole local system as one supervised process tree.
 
-Starts, in order: Redis (embedded, AOF under ``./var/redis``, when ``REDIS_URL`` is unset),
-the sandbox FACEIT API (when ``FACEIT_API_KEY`` is unset) and the sandbox Bot API (when
-``TELEGRAM_BOT_TOKEN`` is unset), then a ``high``-only worker pool, a ``default low`` pool, the
+Reads the settings as every process does (the settings file, the environment over it), then
+starts, in order: Redis (embedded, AOF under ``./var/redis``, when no ``REDIS_URL`` is in the
+environment and the settings file's is the shipped one), the sandbox FACEIT API (when no
+``FACEIT_API_KEY`` is set) and the sandbox Bot API (when no ``TELEGRAM_BOT_TOKEN`` is set), then
+a ``high``-only worker pool, a ``default low`` pool (both named with ``QUEUE_NAME_PREFIX``), the
 scheduler, the bot and the dashboard. Every output line is prefixed with its process's name. A
 process that dies is reported and restarted with a growing pause (1 s … 30 s). Ctrl-C, SIGTERM
 or SIGHUP (the terminal closed) stops everything in reverse order: producers first, then the workers (which finish
@@ -23,11 +25,13 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from queues.parent_death import END_WITH_PARENT_ENV, stop_with_parent
+from queues.priorities import QueuePriority, queue_name
 
 ROOT = Path(__file__).resolve().parent
 SANDBOX_FACEIT_KEY = "sandbox-key"
@@ -212,18 +216,28 @@ def run_lock_holder(directory: Path) -> str:
         return "?"
 
 
-def build_children(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[Child], dict[str, str], list[str]]:
-    """Decide what to run from the environment: returns children, extra env and notes."""
+def uses_own_redis(env: dict[str, str], settings: Any) -> bool:
+    """Whether ``make run`` runs its own Redis: no ``REDIS_URL`` in the environment, and the
+    settings file's is the shipped default (an operator's file that names a Redis is obeyed)."""
+    if env.get("REDIS_URL"):
+        return False
+    with open(ROOT / "settings.toml", "rb") as shipped:
+        return settings.redis_url == tomllib.load(shipped)["REDIS_URL"]
+
+
+def build_children(args: argparse.Namespace, settings: Any) -> tuple[list[Child], dict[str, str], list[str]]:
+    """Decide what to run from the settings (the settings file and the environment over it):
+    returns children, extra env and notes."""
     py = sys.executable
     children: list[Child] = []
     extra: dict[str, str] = {}
     notes: list[str] = []
-    if not env.get("FACEIT_API_KEY"):
+    if not settings.faceit_api_key.get_secret_value():
         port = pick_port(args.faceit_port)
         children.append(Child("faceit-sandbox", [py, "-m", "sandbox.faceit_api", "--port", str(port)]))
         extra.update(FACEIT_API_URL=f"http://127.0.0.1:{port}/data/v4", FACEIT_API_KEY=SANDBOX_FACEIT_KEY)
         notes.append(f"FACEIT: sandbox Data API on http://127.0.0.1:{port}/data/v4 (no FACEIT_API_KEY set)")
-    if not env.get("TELEGRAM_BOT_TOKEN"):
+    if not settings.telegram_bot_token.get_secret_value():
         from sandbox.telegram_api import SANDBOX_BOT_TOKEN
 
         port = pick_port(args.telegram_port)
@@ -231,13 +245,15 @@ def build_children(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[
         extra.update(TELEGRAM_API_URL=f"http://127.0.0.1:{port}", TELEGRAM_BOT_TOKEN=SANDBOX_BOT_TOKEN)
         notes.append(f"chat with the bot: http://127.0.0.1:{port}/chat (sandbox Bot API; no TELEGRAM_BOT_TOKEN set)")
     workers = str(args.workers)
+    high, default, low = (queue_name(priority, settings) for priority in
+                          (QueuePriority.HIGH, QueuePriority.DEFAULT, QueuePriority.LOW))
     children += [
         # The high pool polls an idle queue every 100 ms (not up to 1 s): analyses start at once.
         Child("worker-high", [py, "-m", "dramatiq", "actors", "--processes", workers, "--threads", "8",
-                              "--queues", "high"], env={"dramatiq_worker_timeout": "100", **POOL_ENV},
+                              "--queues", high], env={"dramatiq_worker_timeout": "100", **POOL_ENV},
               stop_timeout=WORKER_STOP_TIMEOUT, parent_death_signal=signal.SIGKILL),
         Child("worker-default-low", [py, "-m", "dramatiq", "actors", "--processes", workers, "--threads", "8",
-                                     "--queues", "default", "low"], env=POOL_ENV,
+                                     "--queues", default, low], env=POOL_ENV,
               stop_timeout=WORKER_STOP_TIMEOUT, parent_death_signal=signal.SIGKILL),
         Child("scheduler", [py, "scheduler.py"]),
         Child("bot", [py, "-m", "bot"]),
@@ -259,9 +275,14 @@ def main(argv: list[str] | None = None) -> int:
     from settings import SettingsError, load_settings
 
     env = dict(os.environ)
+    try:
+        settings = load_settings()  # the settings file with the environment over it: what to run
+    except SettingsError as exc:
+        print(f"settings error: {exc}", file=sys.stderr)
+        return 2
     redis_server = None
     run_lock = None
-    if not env.get("REDIS_URL"):
+    if uses_own_redis(env, settings):
         from queues.redis_server import RedisServer
 
         run_lock = hold_run_lock(args.redis_dir)
@@ -273,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         redis_server = RedisServer(args.redis_dir, port=pick_port(args.redis_port), stop_with_parent=True)
         redis_server.start()
         env["REDIS_URL"] = redis_server.url
-    children, extra, notes = build_children(args, env)
+    children, extra, notes = build_children(args, settings)
     env.update(extra)
     os.environ.update(env)
     try:

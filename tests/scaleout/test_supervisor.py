@@ -337,3 +337,53 @@ def test_a_port_just_let_go_of_is_taken_again():
     client.close()
     server.close()
     assert port_is_free(port) and pick_port(port) == port
+
+
+def _settings_from_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **values: str) -> object:
+    """Settings loaded as ``make run`` loads them, from a copy of settings.toml with ``values``
+    written into it and none of them in the environment."""
+    lines = (ROOT / "settings.toml").read_text().splitlines()
+    for key, value in values.items():
+        lines = [f'{key} = "{value}"' if line.startswith(f"{key} ") else line for line in lines]
+    path = tmp_path / "settings.toml"
+    path.write_text("\n".join(lines) + "\n")
+    for key in ("REDIS_URL", "FACEIT_API_KEY", "FACEIT_API_URL", "TELEGRAM_BOT_TOKEN", "TELEGRAM_API_URL",
+                "QUEUE_NAME_PREFIX"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SETTINGS_FILE", str(path))
+    return load_settings()
+
+
+def test_make_run_obeys_what_the_settings_file_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A token, a key and a Redis written in the settings file were ignored: ``make run`` looked
+    at the environment only, started both sandboxes and its own Redis, and said none was set."""
+    import argparse
+
+    import supervisor
+
+    args = argparse.Namespace(workers=1, faceit_port=free_port(), telegram_port=free_port())
+    settings = _settings_from_file(tmp_path, monkeypatch, TELEGRAM_BOT_TOKEN="123456:ABCdefGHIjkl_mnoPQR-stu",
+                                   FACEIT_API_KEY="0f8fad5b-d9cb-469f-a165-70867728950e",
+                                   REDIS_URL="redis://127.0.0.1:1/0")
+    assert not supervisor.uses_own_redis({}, settings)
+    children, extra, notes = supervisor.build_children(args, settings)
+    assert [c.name for c in children if "sandbox" in c.name] == [] and extra == {} and notes == []
+
+    shipped = _settings_from_file(tmp_path, monkeypatch)
+    assert supervisor.uses_own_redis({}, shipped) and not supervisor.uses_own_redis({"REDIS_URL": "redis://x"}, shipped)
+    children, extra, _ = supervisor.build_children(args, shipped)
+    assert {"faceit-sandbox", "telegram-sandbox"} <= {c.name for c in children}
+    assert set(extra) == {"FACEIT_API_URL", "FACEIT_API_KEY", "TELEGRAM_API_URL", "TELEGRAM_BOT_TOKEN"}
+
+
+def test_make_run_pools_consume_the_prefixed_queues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """With ``QUEUE_NAME_PREFIX`` the jobs went to ``x-high`` and so on, the pools read ``high``."""
+    import argparse
+
+    import supervisor
+
+    settings = _settings_from_file(tmp_path, monkeypatch, QUEUE_NAME_PREFIX="x-")
+    args = argparse.Namespace(workers=1, faceit_port=free_port(), telegram_port=free_port())
+    children, _, _ = supervisor.build_children(args, settings)
+    pools = {c.name: c.argv[c.argv.index("--queues") + 1:] for c in children if "--queues" in c.argv}
+    assert pools == {"worker-high": ["x-high"], "worker-default-low": ["x-default", "x-low"]}
