@@ -68,8 +68,9 @@ class Tracking(Middleware):
         store = self._job_store()
         max_deliveries = self._max_deliveries(broker, message)
         worker = self._worker_name()
+        made_at_ms = message.message_timestamp
         begin = self._until_written(message, "its start", lambda: store.begin(
-            message.message_id, max_deliveries=max_deliveries, worker=worker))
+            message.message_id, max_deliveries=max_deliveries, worker=worker, made_at_ms=made_at_ms))
         if begin.verdict == "missing":
             from queues.manager import redacted_arguments  # avoids an import cycle at load time
 
@@ -79,7 +80,7 @@ class Tracking(Middleware):
                 message.message_id, actor=message.actor_name, queue=message.queue_name.removesuffix(".DQ"),
                 args=args, kwargs=kwargs, max_retries=max_deliveries - 1))
             begin = self._until_written(message, "its start", lambda: store.begin(
-                message.message_id, max_deliveries=max_deliveries, worker=worker))
+                message.message_id, max_deliveries=max_deliveries, worker=worker, made_at_ms=made_at_ms))
         if begin.verdict == "run":
             state.attempt = begin.attempt
             return
@@ -94,6 +95,10 @@ class Tracking(Middleware):
             state.outcome = "skipped"
             state.extra["final_status"] = begin.status
             logger.info("job %s: already %s; delivery skipped", message.message_id, begin.status)
+        elif begin.verdict == "superseded":
+            state.outcome = "skipped"
+            logger.info("job %s: a message from before its requeue; skipped (the requeue's own runs it)",
+                        message.message_id)
         else:
             state.outcome = begin.verdict  # canceled before it ran
             logger.info("job %s: %s before it ran; skipped", message.message_id, begin.verdict)

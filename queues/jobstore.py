@@ -297,7 +297,9 @@ return detached
 """
 
 # ARGV: prefix, id, now, max_deliveries, worker, ttl, limit, result_ttl, failure_ttl, stats_ttl
-# Returns {verdict, n}: run (n = attempt), final (status), canceled, crash_loop (n = workers lost), missing.
+# ARGV 11: when the message was made (ms), or "". Returns {verdict, n}: run (n = attempt), final
+# (status), canceled, crash_loop (n = workers lost), missing, superseded (a message made before
+# the job's last requeue: the requeue sent one of its own, and both would run the job).
 # A crash loop is max_deliveries deliveries whose worker died while running them (``lost``), not
 # max_deliveries deliveries in all: retries are deliveries too, and one lost worker must not use
 # up the last retry.
@@ -307,10 +309,12 @@ local max_deliveries, worker, ttl, limit = tonumber(ARGV[4]), ARGV[5], tonumber(
 local result_ttl, failure_ttl, stats_ttl = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local jk = prefix .. "job:" .. id
 local f = redis.call("HMGET", jk, "status", "enqueued_at", "cancel_requested", "deliveries", "attempts",
-  "timeline", "first_started_at", "lost", "queue", "actor")
+  "timeline", "first_started_at", "lost", "queue", "actor", "requeued_at")
 local st = f[1]
 if not st then return {"missing", 0} end
 if st == "succeeded" or st == "failed" or st == "canceled" then return {"final", st} end
+local made, requeued = tonumber(ARGV[11]), tonumber(f[11])
+if made and requeued and made < math.floor(requeued * 1000) then return {"superseded", 0} end
 local score = tonumber(f[2]) or now
 local function move(to)
   redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
@@ -665,7 +669,7 @@ class Created:
 class Begin:
     """What ``begin`` decided for a delivery: run it (attempt n) or skip it (why)."""
 
-    verdict: str  # run | final | canceled | crash_loop | missing
+    verdict: str  # run | final | canceled | crash_loop | missing | superseded
     attempt: int = 0
     status: str = ""
 
@@ -807,11 +811,15 @@ class JobStore:
             json.dumps(requester) if requester else "", len(fields), *flat,
         ]
 
-    def begin(self, job_id: str, *, max_deliveries: int, worker: str = "") -> Begin:
-        """Mark a delivery as started, unless the job ended, was canceled or crash-loops."""
+    def begin(self, job_id: str, *, max_deliveries: int, worker: str = "", made_at_ms: int | None = None) -> Begin:
+        """Mark a delivery as started, unless the job ended, was canceled or crash-loops, or the
+        message (made at ``made_at_ms``, Dramatiq's ``message_timestamp``) is older than the job's
+        last requeue: a job canceled while queued keeps its message there, and the requeue sends
+        another."""
         verdict, value = self._hot(self._begin, [
             self.prefix, job_id, repr(time.time()), max_deliveries, worker, self.failure_ttl,
             self.index_limit, self.result_ttl, self.failure_ttl, self.stats_ttl,
+            "" if made_at_ms is None else str(int(made_at_ms)),
         ])
         if verdict == "run":
             return Begin("run", attempt=int(value))

@@ -97,6 +97,22 @@ def test_a_worker_without_telegram_settings_says_so_in_an_error_alert(manager, s
     assert manager.get_job(handle.id).result == {"value": 0}  # kept for /status
 
 
+def test_a_job_canceled_while_queued_then_requeued_runs_once(manager, start_pool, traces):
+    """The cancel leaves the job's message in the queue; the requeue sends one of its own. Both
+    ran the job: the first as a stale attempt, all of its work done twice."""
+    handle = manager.enqueue_job("t_noop")
+    assert manager.cancel_job(handle.id) == "canceled"
+    assert manager.requeue_failed(job_id=handle.id) == [handle.id]
+    assert manager.queue_stats()["default"].waiting == 2  # the old message and the requeue's
+    start_pool(["default"])
+    assert manager.wait_for(handle.id, timeout=20).status == "succeeded"
+    marker = manager.enqueue_job("t_noop")  # runs after both messages were taken
+    assert manager.wait_for(marker.id, timeout=20).status == "succeeded"
+    assert traces.runs(handle.id) == 1
+    record = manager.get_job(handle.id)
+    assert record.attempts == 1 and len(record.timeline) == 1
+
+
 def test_cancel_an_unknown_job_is_a_clear_error(manager):
     with pytest.raises(UnknownJobError):
         manager.cancel_job("no-such-job")
