@@ -466,12 +466,10 @@ def requeue(queue: str | None, job_id: str | None, all_: bool, include_canceled:
         raise click.UsageError("say which jobs: exactly one of --job ID, --queue Q or --all")
     manager = get_queue_manager()
     if job_id:
-        record = manager.get_job(job_id)
-        if record is None:
-            fail(f"no job {job_id}")
+        record = find_job(manager, job_id)
         if record.status not in ("failed", "canceled"):
-            fail(f"job {job_id} is {record.status}: only failed or canceled jobs can be requeued")
-        done = manager.requeue_failed(job_id=job_id)
+            fail(f"job {record.id} is {record.status}: only failed or canceled jobs can be requeued")
+        done = manager.requeue_failed(job_id=record.id)
     else:
         done = manager.requeue_failed(queue=resolve_queue(queue) if queue else None,
                                       include_canceled=include_canceled)
@@ -564,20 +562,14 @@ def _shortened(text: str, limit: int) -> str:
     return f"{text[:limit]} … ({len(text) - limit} more characters: --json shows it whole)"
 
 
-@cli.command()
-@click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@handles_errors
-def job(job_id: str, as_json: bool) -> None:
-    """The whole record of JOB_ID (or of the one job whose id starts with it: 8 characters or
-    more, as the dashboard shows them): arguments, requesters, attempts, result or error with traceback."""
+def find_job(manager: Any, job_id: str) -> Any:
+    """The record of JOB_ID, or of the one job whose id starts with it (8 characters or more, as
+    the dashboard shows them); else one line and exit 1."""
     from queues.jobids import job_ref
-    from queues.manager import get_queue_manager
 
     ref = job_ref(job_id)
     if ref is None:
         fail(f"{job_id!r} is not a job id: give the whole id or its first 8 characters or more")
-    manager = get_queue_manager()
     found = manager.jobs.ids_named(ref)
     if len(found) > 1:
         fail(f"{len(found)} jobs start with {ref}: give more of the id")
@@ -586,6 +578,19 @@ def job(job_id: str, as_json: bool) -> None:
         settings = get_settings()
         fail(f"no job {job_id} (records of finished jobs expire: results after "
              f"{fmt_lifetime(settings.queue_result_ttl)}, failures after {fmt_lifetime(settings.queue_failure_ttl)})")
+    return record
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_errors
+def job(job_id: str, as_json: bool) -> None:
+    """The whole record of JOB_ID (or of the one job whose id starts with it: 8 characters or
+    more, as the dashboard shows them): arguments, requesters, attempts, result or error with traceback."""
+    from queues.manager import get_queue_manager
+
+    record = find_job(get_queue_manager(), job_id)
     data = record.to_dict()
     if as_json:
         emit_json(data)

@@ -268,15 +268,20 @@ class DashboardData:
         return sorted({f.split("|", 1)[0] for f in fields if "|" in f})
 
     def job(self, job_id: str) -> dict[str, Any] | None:
+        """The job ``job_id`` (as :meth:`find`), or None."""
+        record = self.find(job_id)
+        return self.job_detail(record) if record is not None else None
+
+    def find(self, job_id: str) -> JobRecord | None:
         """The job ``job_id``, or the one job whose id starts with it (8 characters or more, as the
         lists show them, read as the bot and admin.py read a typed id); None when there is none,
-        or several."""
+        or several. The page, the JSON API and the actions all find a job this way."""
         record = self.store.get(job_id) if _JOB_ID.match(job_id or "") else None
         ref = job_ref(job_id or "") if record is None else None
         found = self.store.ids_named(ref) if ref is not None else []
         if len(found) == 1:
             record = self.store.get(found[0])
-        return self.job_detail(record) if record is not None else None
+        return record
 
     # --- workers and alerts ---------------------------------------------------------------
 
@@ -312,7 +317,7 @@ class DashboardData:
     # --- actions --------------------------------------------------------------------------
 
     def _record_or_404(self, job_id: str) -> JobRecord:
-        record = self.store.get(job_id) if _JOB_ID.match(job_id or "") else None
+        record = self.find(job_id)
         if record is None:
             raise ActionError(404, "unknown_job", f"no job {job_id}")
         return record
@@ -344,6 +349,7 @@ class DashboardData:
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         record = self._record_or_404(job_id)
+        job_id = record.id  # the whole id of a start typed
         if record.status not in ACTIVE_STATUSES:
             raise ActionError(409, "not_active", f"job {job_id} is {record.status}: nothing to cancel")
         try:

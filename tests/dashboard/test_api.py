@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 
 import pytest
 
@@ -161,6 +162,11 @@ def test_job_actions_change_records_and_queues(local: Client, store: JobStore, r
     assert "Job sent again" in local.get(form.location).text
     bad = local.post(f"/jobs/{succeeded}/cancel", form={"csrf_token": local.csrf()})
     assert bad.location == f"/jobs/{succeeded}?error=not_active"
+    # The 8 characters the lists show name the job for its actions too, as for its page.
+    short = make_job(store, status="queued", job_id=str(uuid.uuid4()))
+    reply = post(local, f"/api/jobs/{short[:8]}/cancel")
+    assert reply.status == 200 and reply.json()["job_id"] == short and store.status(short) == "canceled"
+    assert post(local, f"/api/jobs/{short[:8]}/requeue").json()["status"] == "queued"
 
 
 def test_emptying_a_queue_needs_its_name(local: Client, store: JobStore, redis_client, broker_on_test_redis) -> None:

@@ -109,7 +109,7 @@ def test_a_long_result_is_shown_cut_and_says_so(live_pool, manager):
 
 def test_requeue_one_job_a_queue_or_all_and_usage_errors(live_pool, manager):
     first, second = failed_job(manager), failed_job(manager)
-    data = run_json("requeue", "--job", first)
+    data = run_json("requeue", "--job", first[:8])  # as `job` and the dashboard take it
     assert data == {"requeued": [first], "count": 1, "skipped": 0, "superseded": 0}
     # It ran again (and failed again: it fails nine times).
     wait_until(lambda: manager.get_job(first).status == "failed" and manager.get_job(first).attempts == 2,
@@ -119,8 +119,10 @@ def test_requeue_one_job_a_queue_or_all_and_usage_errors(live_pool, manager):
     assert run("requeue").exit_code == 2  # say which
     assert run("requeue", "--all", "--job", first).exit_code == 2
     assert run("requeue", "--queue", "nope").exit_code == 2
-    unknown = run("requeue", "--job", "missing-id")
-    assert unknown.exit_code == 1 and "no job missing-id" in unknown.stderr
+    unknown = run("requeue", "--job", "deadbeef")
+    assert unknown.exit_code == 1 and "no job deadbeef" in unknown.stderr
+    not_an_id = run("requeue", "--job", "missing-id")
+    assert not_an_id.exit_code == 1 and "'missing-id' is not a job id" in not_an_id.stderr
     ok = manager.enqueue_job("t_noop")
     manager.wait_for(ok.id, timeout=20)
     not_failed = run("requeue", "--job", ok.id)
