@@ -117,6 +117,7 @@ SECRET_SHAPES = {
                        "1 to 256 characters, each A-Z, a-z, 0-9, '_' or '-' (Telegram allows no others)"),
     "telegram_bot_token": (BOT_TOKEN_PATTERN,
                            "a bot token as @BotFather gives it, <digits>:<letters, digits, '_' or '-'>"),
+    "dashboard_token": (re.compile(r".{16,}", re.DOTALL), "at least 16 characters (or empty: no token)"),
 }
 
 
@@ -412,6 +413,20 @@ class Settings(BaseSettings):
         pattern, shape = SECRET_SHAPES[info.field_name]
         if value.get_secret_value() and not pattern.fullmatch(value.get_secret_value()):
             raise ValueError(shape)
+        return value
+
+    @field_validator("sentry_dsn")
+    @classmethod
+    def _sentry_dsn(cls, value: SecretStr) -> SecretStr:
+        """Sentry's own reading of a DSN: a bad one stopped every process at start with a
+        traceback (``BadDsn``), over and over under ``make run``. Its key is not said."""
+        from sentry_sdk.utils import BadDsn, Dsn
+
+        if value.get_secret_value():
+            try:
+                Dsn(value.get_secret_value())
+            except BadDsn:
+                raise ValueError("a Sentry DSN, https://<key>@<host>/<project number> (or empty: no Sentry)") from None
         return value
 
     @classmethod

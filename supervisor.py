@@ -76,6 +76,11 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+#: The exit status of a process that refused its settings or could not take its address (one
+#: line said why): restarting it would only say the same again.
+CONFIG_REFUSED = 2
+
+
 def pick_port(preferred: int) -> int:
     if port_is_free(preferred):
         return preferred
@@ -139,6 +144,10 @@ class Supervisor:
                 if proc is not None and proc.poll() is not None:
                     code = proc.returncode
                     child.process = None
+                    if code == CONFIG_REFUSED:  # it would refuse again: say so once, not every 30 s
+                        self.say("supervisor", f"{child.name} refused its configuration (exit {code}); not "
+                                 "restarted: fix what it said above and run again")
+                        continue
                     if now - child.started_at > 60:
                         child.restarts = 0  # it had been healthy for a while
                     delay = min(30.0, 2.0 ** child.restarts)
@@ -257,8 +266,13 @@ def build_children(args: argparse.Namespace, settings: Any) -> tuple[list[Child]
               stop_timeout=WORKER_STOP_TIMEOUT, parent_death_signal=signal.SIGKILL),
         Child("scheduler", [py, "scheduler.py"]),
         Child("bot", [py, "-m", "bot"]),
-        Child("dashboard", [py, "-m", "dashboard"]),
     ]
+    if settings.queue_dashboard_enabled:
+        # Its port moves when taken, as the sandboxes' do (a second run beside this one).
+        port = pick_port(settings.queue_dashboard_port)
+        extra["QUEUE_DASHBOARD_PORT"] = str(port)
+        notes.insert(0, f"dashboard: http://{settings.queue_dashboard_host}:{port}/")
+        children.append(Child("dashboard", [py, "-m", "dashboard"]))
     return children, extra, notes
 
 
@@ -297,14 +311,6 @@ def main(argv: list[str] | None = None) -> int:
     children, extra, notes = build_children(args, settings)
     env.update(extra)
     os.environ.update(env)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"settings error: {exc}", file=sys.stderr)
-        if redis_server:
-            redis_server.stop()
-        return 2
-
     supervisor = Supervisor(children, base_env=env)
     if redis_server:
         supervisor.say("supervisor", f"Redis: embedded on 127.0.0.1:{redis_server.port} (AOF in {args.redis_dir})")
@@ -319,12 +325,11 @@ def main(argv: list[str] | None = None) -> int:
             port = int(child.argv[-1])
             if not wait_for_port(port):
                 supervisor.say("supervisor", f"{child.name} did not open port {port}")
-    dash = f"http://{settings.queue_dashboard_host}:{settings.queue_dashboard_port}/"
     if redis_server:  # the admin tool reads REDIS_URL, whose default is not this Redis
         from settings import redact_url
 
         notes.append(f"admin tool: REDIS_URL={redact_url(redis_server.url)} .venv/bin/python admin.py status")
-    for line in [f"dashboard: {dash}", *notes, "Ctrl-C stops everything (running jobs finish first; Ctrl-C again: at once)."]:
+    for line in [*notes, "Ctrl-C stops everything (running jobs finish first; Ctrl-C again: at once)."]:
         supervisor.say("supervisor", line)
     try:
         supervisor.watch()

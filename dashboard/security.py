@@ -114,8 +114,6 @@ class Credentials:
             found.append("set both DASHBOARD_READONLY_USER and DASHBOARD_READONLY_PASSWORD, or neither")
         if self.user and self.readonly_user and self.user == self.readonly_user:
             found.append("DASHBOARD_READONLY_USER must differ from DASHBOARD_USER")
-        if self.token and len(self.token) < 16:
-            found.append("DASHBOARD_TOKEN must be at least 16 characters")
         return found
 
     def fingerprint(self) -> bytes:

@@ -300,3 +300,19 @@ def test_settings_toml_numbers_of_either_kind_still_fit_a_float(tmp_path, monkey
     good.write_text("\n".join([*kept, "QUEUE_RETRY_DELAYS = [1, 2.5]"]) + "\n")
     monkeypatch.setenv("SETTINGS_FILE", str(good))
     assert load_settings().queue_retry_delays == [1, 2.5]
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("SENTRY_DSN", "nonsense", "SENTRY_DSN must be a Sentry DSN, https://<key>@<host>/<project number> "
+                               "(or empty: no Sentry)"),
+    ("SENTRY_DSN", "https://abcdef0123456789@o1.ingest.sentry.io/notanumber",
+     "SENTRY_DSN must be a Sentry DSN, https://<key>@<host>/<project number> (or empty: no Sentry)"),
+    ("DASHBOARD_TOKEN", "short", "DASHBOARD_TOKEN must be at least 16 characters (or empty: no token)"),
+])
+def test_secrets_sentry_and_the_dashboard_would_refuse_are_refused_at_once_unsaid(monkeypatch, name, value, expected):
+    """A bad DSN stopped every process with a traceback, a short token the dashboard: each over and
+    over under ``make run``. Refused here, in one line that does not repeat the secret."""
+    message = _refusal(monkeypatch, name, value)
+    assert message == expected and value not in message
+    monkeypatch.setenv(name, "https://abcdef0123456789@o1.ingest.sentry.io/42" if name == "SENTRY_DSN" else "x" * 16)
+    load_settings()

@@ -367,13 +367,15 @@ def test_make_run_obeys_what_the_settings_file_names(tmp_path: Path, monkeypatch
                                    REDIS_URL="redis://127.0.0.1:1/0")
     assert not supervisor.uses_own_redis({}, settings)
     children, extra, notes = supervisor.build_children(args, settings)
-    assert [c.name for c in children if "sandbox" in c.name] == [] and extra == {} and notes == []
+    assert [c.name for c in children if "sandbox" in c.name] == []
+    assert set(extra) == {"QUEUE_DASHBOARD_PORT"} and [n.split(":")[0] for n in notes] == ["dashboard"]
 
     shipped = _settings_from_file(tmp_path, monkeypatch)
     assert supervisor.uses_own_redis({}, shipped) and not supervisor.uses_own_redis({"REDIS_URL": "redis://x"}, shipped)
     children, extra, _ = supervisor.build_children(args, shipped)
     assert {"faceit-sandbox", "telegram-sandbox"} <= {c.name for c in children}
-    assert set(extra) == {"FACEIT_API_URL", "FACEIT_API_KEY", "TELEGRAM_API_URL", "TELEGRAM_BOT_TOKEN"}
+    assert set(extra) == {"FACEIT_API_URL", "FACEIT_API_KEY", "TELEGRAM_API_URL", "TELEGRAM_BOT_TOKEN",
+                          "QUEUE_DASHBOARD_PORT"}
 
 
 def test_make_run_pools_consume_the_prefixed_queues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -387,3 +389,43 @@ def test_make_run_pools_consume_the_prefixed_queues(tmp_path: Path, monkeypatch:
     children, _, _ = supervisor.build_children(args, settings)
     pools = {c.name: c.argv[c.argv.index("--queues") + 1:] for c in children if "--queues" in c.argv}
     assert pools == {"worker-high": ["x-high"], "worker-default-low": ["x-default", "x-low"]}
+
+
+def test_a_child_that_refuses_its_configuration_is_said_once_not_restarted():
+    """A dashboard refusing its credentials (exit 2) was restarted every 30 s, for ever."""
+    import io
+
+    import supervisor
+
+    out = io.StringIO()
+    child = supervisor.Child("refuser", [sys.executable, "-c", "import sys; print('bad setting'); sys.exit(2)"])
+    runner = supervisor.Supervisor([child], base_env=dict(os.environ), out=out)
+    runner.start(child)
+    watcher = threading.Thread(target=runner.watch)
+    watcher.start()
+    try:
+        wait_until(lambda: "not restarted" in out.getvalue(), timeout=20)
+        assert child.process is None and child.next_start == 0.0  # nothing will start it again
+        assert "refuser refused its configuration (exit 2)" in out.getvalue() and "bad setting" in out.getvalue()
+    finally:
+        runner.stopping.set()
+        watcher.join()
+
+
+def test_a_second_run_moves_its_dashboard_and_says_where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A second ``make run`` beside the first pointed at the first one's dashboard, while its own
+    could not listen there and was restarted for ever."""
+    import argparse
+
+    import supervisor
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("QUEUE_DASHBOARD_PORT", str(port))
+        settings = _settings_from_file(tmp_path, monkeypatch)
+        args = argparse.Namespace(workers=1, faceit_port=free_port(), telegram_port=free_port())
+        _, extra, notes = supervisor.build_children(args, settings)
+    moved = int(extra["QUEUE_DASHBOARD_PORT"])
+    assert moved != port and notes[0] == f"dashboard: http://{settings.queue_dashboard_host}:{moved}/"
