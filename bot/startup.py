@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import redis
 from aiogram import Bot
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramNetworkError,
     TelegramRetryAfter,
@@ -93,6 +94,10 @@ async def ask_telegram(bot: Bot, settings: Any, call: Callable[[], Awaitable[T]]
     except (TelegramNetworkError, TelegramServerError) as exc:
         raise BotConfigError(f"the Telegram Bot API at {url} does not answer ({reason(exc)}); "
                              f"check TELEGRAM_API_URL and the network") from None
+    except ClientDecodeError as exc:  # a web server, but not a Bot API: a wrong URL, a proxy's error page
+        said = (str(exc.data).replace(bot.token, "<token>") if bot.token else str(exc.data))[:80]
+        raise BotConfigError(f"the server at {url} does not answer as a Telegram Bot API (its reply to {method}: "
+                             f"{said!r}); check TELEGRAM_API_URL") from None
     except TelegramUnauthorizedError:
         raise BotConfigError(f"the Telegram Bot API at {url} refused TELEGRAM_BOT_TOKEN (Unauthorized)") from None
     except TelegramAPIError as exc:  # Not Found (a wrong URL), a refused webhook URL and the like: say it now

@@ -87,3 +87,33 @@ async def test_flood_control_longer_than_the_clients_own_wait_is_waited_out_at_s
         await bot.session.close()
     waits = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
     assert len(waits) == 2 and all("retrying in 1.0 s" in w and "Too Many Requests" in w for w in waits)
+
+
+async def test_a_server_that_is_no_bot_api_is_one_line_not_a_traceback():
+    """A wrong TELEGRAM_API_URL (another service, a proxy's 404 page) answered with text, and the
+    bot stopped with a 66-line ``ClientDecodeError`` traceback."""
+    from aiogram import Bot
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from bot.config import BotConfigError
+    from bot.startup import check_telegram
+    from sandbox.telegram_api import SANDBOX_BOT_TOKEN
+
+    async def not_found(request: web.Request) -> web.Response:
+        return web.Response(status=404, text="404: Not Found")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    async with TestServer(app, host="127.0.0.1") as server:
+        base = f"http://127.0.0.1:{server.port}"
+        bot = Bot(SANDBOX_BOT_TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(base)))
+        try:
+            with pytest.raises(BotConfigError) as info:
+                await check_telegram(bot, SimpleNamespace(telegram_api_url=base, bot_telegram_wait=5.0))
+        finally:
+            await bot.session.close()
+    assert str(info.value) == (f"the server at {base} does not answer as a Telegram Bot API (its reply to getMe: "
+                               "'404: Not Found'); check TELEGRAM_API_URL")
