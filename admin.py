@@ -260,8 +260,12 @@ def status(as_json: bool) -> None:
         "queues": {name: s.to_dict() for name, s in stats.items()},
         "workers": [w.to_dict() for w in workers],
         "broker": manager.settings.broker,
+        # Which one: a shell without REDIS_URL reads another Redis, quietly (password hidden).
+        "redis": redact_url(manager.settings.redis_url),
         "health": health,
     }
+    if manager.settings.broker == "rabbitmq":
+        data["rabbitmq"] = redact_url(manager.settings.rabbitmq_url)
     problem = any(s.waiting and not s.workers for s in stats.values())
     if health is not None:
         score = health.get("health_score")
@@ -299,7 +303,7 @@ def _print_status(data: dict[str, Any]) -> None:
         rows.append([name, q["waiting"], na if q["delayed"] is None else q["delayed"],
                      na if q["in_progress"] is None else q["in_progress"],
                      na if q["dead"] is None else q["dead"], q["workers"]])
-    out.print(table(f"Queues ({data['broker']})", ["queue", "waiting", "delayed", "in progress", "dead",
+    out.print(table(f"Queues ({data['broker']} at {data.get(data['broker']) or data['redis']})", ["queue", "waiting", "delayed", "in progress", "dead",
                                                     "workers"], rows,
                     right=("waiting", "delayed", "in progress", "dead", "workers")))
     out.print(f"live worker processes: {len(data['workers'])}")

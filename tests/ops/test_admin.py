@@ -50,7 +50,9 @@ def test_status_is_ok_with_workers_and_reports_health(live_pool, manager):
     result = run("status")
     assert result.exit_code == 0, result.stdout
     assert "high" in result.stdout and "health score" in result.stdout
+    assert f"Queues (redis at {manager.settings.redis_url})" in result.stdout  # which Redis it read
     data = run_json("status")
+    assert data["redis"] == manager.settings.redis_url
     assert set(data["queues"]) == {"high", "default", "low"}
     assert all(q["workers"] == 1 for q in data["queues"].values())
     assert data["health"]["health_score"] >= 95 and data["problem"] is False
