@@ -22,6 +22,8 @@ from faceit.models import (
     PlayerMatchStats,
     PlayerProfile,
     RosterPlayer,
+    matches_of,
+    series_stats,
     to_float,
 )
 
@@ -106,8 +108,11 @@ def estimate_rating(kpr: float, dpr: float, apr: float, adr: float) -> float:
 
 
 def five_v_five(recent: Sequence[PlayerMatchStats], limit: int = FORM_MATCHES) -> list[PlayerMatchStats]:
-    """The newest ``limit`` 5v5 matches (Wingman and other modes are left out)."""
-    return [m for m in recent if m.is_5v5][:limit]
+    """The newest ``limit`` 5v5 matches (Wingman and other modes are left out), the lines of a best
+    of three's maps joined into one match (:func:`~faceit.models.series_stats`): every count of
+    matches, results and form counts a series once, as its notice does."""
+    lines = [m for m in recent if m.is_5v5]
+    return [series_stats(maps) for maps in reversed(matches_of(lines))][:limit]
 
 
 def recent_form(recent: Sequence[PlayerMatchStats], limit: int = FORM_MATCHES) -> dict[str, Any]:
@@ -570,15 +575,6 @@ def player_report(
 # Monitoring and analytics ----------------------------------------------------------------------
 
 
-def matches_of(rows: Sequence[PlayerMatchStats]) -> list[list[PlayerMatchStats]]:
-    """A player's match lines, newest first as FACEIT lists them, as matches oldest first, each
-    the lines of its maps oldest first (one line per map: a best of three has up to three)."""
-    by_match: dict[str, list[PlayerMatchStats]] = {}
-    for row in reversed(rows):
-        by_match.setdefault(row.match_id, []).append(row)
-    return list(by_match.values())
-
-
 def match_notification(
     player_id: str, nickname: str, stat: PlayerMatchStats, elo: int | None, elo_delta: int | None,
     delta_matches: int = 1, maps: Sequence[PlayerMatchStats] = (),
@@ -651,8 +647,7 @@ def tracked_player_period(
     inside the period, and ``elo_since`` says from when; unknown (None) when that snapshot is
     less than an hour old, since a snapshot taken just now says nothing about the period.
     """
-    games = [m for m in recent if m.is_5v5 and (m.finished_at or 0) >= since]
-    form = recent_form(games, limit=len(games) or 1) if games else recent_form([], 1)
+    form = _form_between(recent, since)
     in_period = [(t, e) for t, e in elo_history if t >= since]
     before = [(t, e) for t, e in elo_history if t < since]
     start = start_at = None
@@ -681,13 +676,17 @@ def tracked_player_period(
         "elo_start": start,
         "elo_since": start_at,
         "elo_change": (end - start) if start is not None and end is not None else None,
-        "previous": _period_form(recent, previous_since, since) if previous_since is not None
+        "previous": _before(_form_between(recent, previous_since, since)) if previous_since is not None
         and (not complete_from or complete_from <= previous_since) else None,
     }
 
 
-def _period_form(recent: Sequence[PlayerMatchStats], start: float, end: float) -> dict[str, Any]:
-    """Matches, win rate and K/D over the 5v5 matches finished in ``[start, end)``."""
+def _form_between(recent: Sequence[PlayerMatchStats], start: float, end: float = math.inf) -> dict[str, Any]:
+    """:func:`recent_form` over every 5v5 match finished in ``[start, end)``."""
     games = [m for m in recent if m.is_5v5 and start <= (m.finished_at or 0) < end]
-    form = recent_form(games, limit=len(games) or 1)
+    return recent_form(games, limit=len(games) or 1)
+
+
+def _before(form: dict[str, Any]) -> dict[str, Any]:
+    """What a summary compares with: the period before's matches, win rate and K/D."""
     return {"matches": form["matches"], "win_rate": form["win_rate"], "kd": form["kd"]}

@@ -305,7 +305,7 @@ class FaceitClient:
         may be after ``since`` when ``max_pages`` ran out). Older matches on the last page are
         kept: a caller may look past ``since``. ``fresh``: the first page too is read anew (a
         user's own report: a match that ended minutes ago counts)."""
-        found: dict[str, PlayerMatchStats] = {}
+        found: dict[tuple[str, str | None], PlayerMatchStats] = {}
         for page in range(max(1, max_pages)):
             key = self.keys.cache("recent", player_id, STATS_PAGE, page * STATS_PAGE)
             # Pages after the first are read fresh: a match finished since a cached first page
@@ -316,8 +316,8 @@ class FaceitClient:
                                      fresh or page > 0)
             items = as_list(as_dict(raw).get("items"))
             batch = parse_recent(raw)
-            for match in batch:
-                found.setdefault(match.match_id, match)
+            for match in batch:  # a line per map: a best of three's maps share the match id
+                found.setdefault((match.match_id, match.map), match)
             if len(items) < STATS_PAGE:
                 return list(found.values()), 0.0
             oldest = min((m.finished_at for m in batch if m.finished_at), default=None)

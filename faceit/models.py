@@ -212,7 +212,7 @@ class LifetimeStats:
 @dataclass(slots=True)
 class PlayerMatchStats:
     """One item of ``/players/{id}/games/cs2/stats``: the player's line of one map of a match (a
-    best of three has up to three, with the same ``match_id``; :meth:`series` joins them)."""
+    best of three has up to three, with the same ``match_id``; :func:`series_stats` joins them)."""
 
     match_id: str
     finished_at: float | None = None  # epoch seconds (the API sends milliseconds)
@@ -292,6 +292,15 @@ class PlayerMatchStats:
 def _sum(values: list[float | None]) -> float | None:
     """The sum, or None when any part is unknown (a total of some maps would pass for all)."""
     return None if not values or None in values else float(sum(v for v in values if v is not None))
+
+
+def matches_of(rows: list[PlayerMatchStats]) -> list[list[PlayerMatchStats]]:
+    """A player's match lines, newest first as FACEIT lists them, as matches oldest first, each
+    the lines of its maps oldest first (one line per map: a best of three has up to three)."""
+    by_match: dict[str, list[PlayerMatchStats]] = {}
+    for row in reversed(rows):
+        by_match.setdefault(row.match_id, []).append(row)
+    return list(by_match.values())
 
 
 def series_stats(maps: list[PlayerMatchStats]) -> PlayerMatchStats:

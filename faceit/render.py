@@ -203,6 +203,12 @@ def _when(ts: float | None, lang: str) -> str:
 # Match analysis ----------------------------------------------------------------------------------
 
 
+def chances_known(source: str) -> bool:
+    """Whether win chances (and Elo at stake) rest on something: FACEIT's own or the teams' Elo.
+    Else the 50% and ±25 are placeholders, not shown as figures."""
+    return source in ("faceit", "elo")
+
+
 def render_match_analysis(data: dict[str, Any], lang: str) -> str:
     teams = data["teams"]
     lines = [f"🎮 <b>{t('match_analysis', lang)}</b>" + (f" · {e(data['competition'])}" if data.get("competition")
@@ -210,7 +216,7 @@ def render_match_analysis(data: dict[str, Any], lang: str) -> str:
     lines.append(f"{_link(data.get('faceit_url'), data['match_id'], lang)} · {t('status', lang)}: {_status(data['status'], lang)}")
     lines.append("")
     source = data.get("probability_source", "none")
-    known = source in ("faceit", "elo")  # else the 50% and ±25 are placeholders: not shown as figures
+    known = chances_known(source)
     for idx, key in enumerate(("faction1", "faction2"), start=1):
         team = teams[key]
         change = team.get("elo_change")
@@ -285,11 +291,8 @@ def _maps_block(data: dict[str, Any], lang: str) -> list[str]:
         ))
     lines = [head, "<pre>" + "\n".join(rows) + "</pre>"]
     if maps.get("picked"):
-        favours = maps.get("picked_favours")
-        if not isinstance(favours, list):  # a result of before best-of-three picks were told apart
-            favours = [favours] + [None] * (len(maps["picked"]) - 1)
         said = [f"<b>{e(map_label(mid))}</b>" + (f" — {t('favours', lang)} {e(teams[fav]['name'])}" if fav else "")
-                for mid, fav in zip(maps["picked"], favours, strict=False)]
+                for mid, fav in zip(maps["picked"], maps["picked_favours"], strict=True)]
         lines.append(f"★ {t('picked', lang)}: " + "; ".join(said))
     else:
         for idx, key in enumerate(("faction1", "faction2"), start=1):
@@ -437,9 +440,8 @@ def render_bulk(data: dict[str, Any], lang: str) -> str:
         if item["outcome"] == "analysed":
             a = item["summary"]
             fav = a.get("favourite")
-            # 50%:50% with nothing behind it is a placeholder, as in the match's own analysis.
-            known = a.get("probability_source", "elo") in ("faceit", "elo")
-            picked = a.get("maps") or ([a["map"]] if a.get("map") else [])  # "map": one, before best of three
+            known = chances_known(a["probability_source"])
+            picked = a["maps"]
             lines.append(
                 f"• {_link(a.get('faceit_url'), a['match_id'], lang)}: {e(a['faction1'])} "
                 f"{fmt_int(a['elo1'], lang)} vs {e(a['faction2'])} {fmt_int(a['elo2'], lang)}"
@@ -488,15 +490,13 @@ def render_analytics(data: dict[str, Any], lang: str) -> str:
     lines = [f"📅 <b>{title}</b>"]
     if data.get("user_id") is None and "users" in data:
         lines.append(f"{fmt_int(data['users'], lang)} {plural(data['users'], lang, USERS)}")
-    # Activity counts other kinds too (a report asked for marks the user active); only the kinds
-    # of analysis, those with a ``kind_`` label, are counted, each by its name in the reader's language.
-    analyses = {k: v for k, v in data.get("analyses", {}).items() if f"kind_{k}" in L}
+    analyses = _analysis_kinds(data.get("analyses", {}))
     total = sum(analyses.values())
     parts = [f"{t('kind_' + k, lang)}: {fmt_int(v, lang)}" for k, v in sorted(analyses.items())]
     before = t("before_monthly" if data.get("report_type") == "monthly" else "before_weekly", lang)
     earlier = data.get("previous_analyses")
     lines.append(f"{t('analyses', lang)}: <b>{fmt_int(total, lang)}</b>" + (f" ({', '.join(parts)})" if parts else "")
-                 + (f" · {before}: {fmt_int(sum(v for k, v in earlier.items() if f'kind_{k}' in L), lang)}"
+                 + (f" · {before}: {fmt_int(sum(_analysis_kinds(earlier).values()), lang)}"
                     if earlier is not None else ""))
     if "players" in data:
         lines.append("")
@@ -521,6 +521,12 @@ def render_analytics(data: dict[str, Any], lang: str) -> str:
                         elo += f" ({fmt_signed(p['elo_change'], lang)}{when})"
                 lines.append(f"• <b>{e(p['nickname'])}</b>: {body}{elo}{_against_before(p, data.get('report_type'), lang)}")
     return "\n".join(lines)
+
+
+def _analysis_kinds(counts: dict[str, int]) -> dict[str, int]:
+    """Activity counts other kinds too (a report asked for marks the user active): only the kinds
+    of analysis, those with a ``kind_`` label, each told by its name in the reader's language."""
+    return {k: v for k, v in counts.items() if f"kind_{k}" in L}
 
 
 def _against_before(player: dict[str, Any], report_type: str | None, lang: str) -> str:

@@ -39,7 +39,7 @@ from faceit.errors import (
 )
 from faceit.i18n import ERROR_TEXTS, LANGS, error_payload, with_key
 from faceit.links import MatchRef, PlayerRef, parse_match_ref, parse_player_ref
-from faceit.models import FINISHED, NOT_ANALYSABLE, Match, PlayerProfile, series_stats
+from faceit.models import FINISHED, NOT_ANALYSABLE, Match, PlayerProfile, matches_of, series_stats
 
 log = logging.getLogger(__name__)
 
@@ -531,7 +531,7 @@ async def _scan_player(
     rows = [g for g in games if (g.finished_at or 0) > seen_at and g.match_id != state.get("match_id")]
     if not rows:
         return
-    matches = analysis.matches_of(rows)  # the maps of a best of three make one match, and one notice
+    matches = matches_of(rows)  # the maps of a best of three make one match, and one notice
     played = len(matches)  # the Elo change below covers all of them, even those not notified
     matches = matches[-MAX_NOTIFICATIONS_PER_PLAYER:]  # oldest first; the newest are told
     new = [series_stats(maps) for maps in matches]

@@ -277,3 +277,34 @@ def test_call_counts_reader_without_a_client(redis_client: redis.Redis) -> None:
     counts = faceit_call_counts(30)
     assert counts["requests"] == 5 and counts["auth_errors"] == 1 and counts["rate_limited"] == 2
     assert counts["errors"] == {"auth": 1, "rate_limited": 2} and counts["error_total"] == 3
+
+
+async def test_every_map_line_of_a_best_of_three_is_kept_and_counted_as_one_match(make_client: MakeClient) -> None:
+    """FACEIT lists a line per map. The paging kept one line per match id, so a summary had one map
+    of a best of three, while the report's form counted the same series as three matches."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from faceit import analysis
+
+    def line(match: str, map_name: str, won: bool, at: int) -> dict[str, Any]:
+        return {"stats": {"Match Id": match, "Map": map_name, "Result": "1" if won else "0", "Game Mode": "5v5",
+                          "Kills": "20", "Deaths": "15", "Rounds": "24", "Match Finished At": at * 1000}}
+
+    now = int(time.time())
+    items = [line("1-bo3", "de_nuke", True, now - 100), line("1-bo3", "de_inferno", False, now - 200),
+             line("1-bo3", "de_mirage", True, now - 300), line("1-bo1", "de_ancient", False, now - 900)]
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response({"items": items, "start": 0, "end": len(items)})
+
+    app = web.Application()
+    app.router.add_get("/players/{pid}/games/cs2/stats", stats)
+    async with TestServer(app, host="127.0.0.1") as server:
+        client = make_client(api_url=f"http://127.0.0.1:{server.port}")
+        rows, complete_from = await client.get_stats_since("p", now - 3600)
+    assert complete_from == 0.0 and sorted(r.map for r in rows if r.match_id == "1-bo3") == [
+        "de_inferno", "de_mirage", "de_nuke"]
+    form = analysis.recent_form(rows)
+    assert form["matches"] == 2 and form["results"] == "WL"  # the series won 2:1, then the older loss
+    assert analysis.tracked_player_period("p", "nick", rows, now - 3600, 1500, [], now)["matches"] == 2

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from faceit import analysis, render, services
 from faceit.htmltext import e, fmt_num, fmt_pct, fmt_signed, split_html
-from faceit.models import Match, PlayerMatchStats, parse_match_stats, series_stats
+from faceit.models import Match, PlayerMatchStats, matches_of, parse_match_stats, series_stats
 
 TAGS = ["b", "i", "u", "code", "pre", "a"]
 
@@ -337,7 +337,7 @@ def test_a_best_of_three_is_one_notice_with_every_maps_score() -> None:
     assert earlier is not None
     rows = [line("de_nuke", True, "13 / 11", 20, 10, 300), line("de_inferno", False, "8 / 13", 10, 20, 200),
             line("de_mirage", True, "9 / 13", 15, 10, 100), earlier]
-    matches = analysis.matches_of(rows)  # newest first in, oldest first out
+    matches = matches_of(rows)  # newest first in, oldest first out
     assert [[m.map for m in maps] for maps in matches] == [[None], ["de_mirage", "de_inferno", "de_nuke"]]
     series = series_stats(matches[1])
     assert (series.won, series.kills, series.deaths, series.finished_at) == (True, 45, 40, 300)

@@ -65,8 +65,11 @@ async def test_users_and_activity(store: FaceitStore, redis_client: redis.Redis)
     assert await store.activity(5, now - 10 * 86400 - 1, now - 3 * 86400) == {"match": 1, "player": 1}
     assert await store.active_users_since(now - 60) == [5]
     assert 0 < redis_client.ttl("fb:faceit:activity:5") <= 62 * 86400  # a month and the month before it
+    assert redis_client.ttl("fb:faceit:activity:5") > 40 * 86400
+    await store.record_analysis(5, "match", now + 41 * 86400)  # 51 days after the oldest: still there
+    assert await store.activity(5, now - 11 * 86400, now - 9 * 86400) == {"player": 1}
     await store.record_analysis(5, "bulk", now + 63 * 86400)  # 63 days on: the old ones are gone
-    assert await store.activity(5, 0, now + 63 * 86400) == {"bulk": 1}
+    assert await store.activity(5, 0, now + 63 * 86400) == {"match": 1, "bulk": 1}  # the +41 days one stays
 
 
 async def test_elo_snapshots_are_deduplicated_bounded_and_expire(store: FaceitStore,
