@@ -303,7 +303,7 @@ def _print_status(data: dict[str, Any]) -> None:
         rows.append([name, q["waiting"], na if q["delayed"] is None else q["delayed"],
                      na if q["in_progress"] is None else q["in_progress"],
                      na if q["dead"] is None else q["dead"], q["workers"]])
-    out.print(table(f"Queues ({data['broker']} at {data.get(data['broker']) or data['redis']})", ["queue", "waiting", "delayed", "in progress", "dead",
+    out.print(table(f"Queues ({data['broker']} at {data[data['broker']]})", ["queue", "waiting", "delayed", "in progress", "dead",
                                                     "workers"], rows,
                     right=("waiting", "delayed", "in progress", "dead", "workers")))
     out.print(f"live worker processes: {len(data['workers'])}")

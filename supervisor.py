@@ -230,7 +230,9 @@ def uses_own_redis(env: dict[str, str], settings: Any) -> bool:
     settings file's is the shipped default (an operator's file that names a Redis is obeyed)."""
     if env.get("REDIS_URL"):
         return False
-    with open(ROOT / "settings.toml", "rb") as shipped:
+    from settings import DEFAULT_SETTINGS_FILE
+
+    with open(DEFAULT_SETTINGS_FILE, "rb") as shipped:
         return settings.redis_url == tomllib.load(shipped)["REDIS_URL"]
 
 
@@ -253,17 +255,19 @@ def build_children(args: argparse.Namespace, settings: Any) -> tuple[list[Child]
         children.append(Child("telegram-sandbox", [py, "-m", "sandbox.telegram_api", "--port", str(port)]))
         extra.update(TELEGRAM_API_URL=f"http://127.0.0.1:{port}", TELEGRAM_BOT_TOKEN=SANDBOX_BOT_TOKEN)
         notes.append(f"chat with the bot: http://127.0.0.1:{port}/chat (sandbox Bot API; no TELEGRAM_BOT_TOKEN set)")
-    workers = str(args.workers)
     high, default, low = (queue_name(priority, settings) for priority in
                           (QueuePriority.HIGH, QueuePriority.DEFAULT, QueuePriority.LOW))
+
+    def pool(name: str, queues: list[str], env: dict[str, str]) -> Child:
+        """A worker pool: Dramatiq's own stop time, and SIGKILL when the supervisor dies."""
+        return Child(name, [py, "-m", "dramatiq", "actors", "--processes", str(args.workers), "--threads", "8",
+                            "--queues", *queues], env={**env, **POOL_ENV},
+                     stop_timeout=WORKER_STOP_TIMEOUT, parent_death_signal=signal.SIGKILL)
+
     children += [
         # The high pool polls an idle queue every 100 ms (not up to 1 s): analyses start at once.
-        Child("worker-high", [py, "-m", "dramatiq", "actors", "--processes", workers, "--threads", "8",
-                              "--queues", high], env={"dramatiq_worker_timeout": "100", **POOL_ENV},
-              stop_timeout=WORKER_STOP_TIMEOUT, parent_death_signal=signal.SIGKILL),
-        Child("worker-default-low", [py, "-m", "dramatiq", "actors", "--processes", workers, "--threads", "8",
-                                     "--queues", default, low], env=POOL_ENV,
-              stop_timeout=WORKER_STOP_TIMEOUT, parent_death_signal=signal.SIGKILL),
+        pool("worker-high", [high], {"dramatiq_worker_timeout": "100"}),
+        pool("worker-default-low", [default, low], {}),
         Child("scheduler", [py, "scheduler.py"]),
         Child("bot", [py, "-m", "bot"]),
     ]

@@ -299,7 +299,7 @@ def _photos_of(result: dict[str, Any], lang: str) -> list[Part]:
 
 
 async def _requester_parts(res: DeliveryResources, record: JobRecord, user_id: int, lang: str,
-                           done: set[str], in_group: bool = False) -> list[Part]:
+                           done: set[str], in_group: bool) -> list[Part]:
     if record.status == "canceled":
         return [Part("0", canceled_text(record.id, record.actor, lang), replace=True)]
     if record.status == "failed":
@@ -314,7 +314,7 @@ async def _requester_parts(res: DeliveryResources, record: JobRecord, user_id: i
 
 
 async def _lookup_text(res: DeliveryResources, result: dict[str, Any], user_id: int, lang: str,
-                       first: bool, in_group: bool = False) -> str:
+                       first: bool, in_group: bool) -> str:
     """A player lookup's answer; with ``subscribe`` the subscription is made here, for the requester.
     Asked in a group, it says that notices come in a private chat, which Telegram lets the bot
     open only once the user has started it there."""

@@ -31,6 +31,7 @@ from faceit.keys import FaceitKeys
 from faceit.links import MatchRef, PlayerRef
 from faceit.store import MAX_SUBSCRIPTIONS, FaceitStore
 from queues.errors import UnknownJobError
+from queues.jobids import whole_job_id
 from queues.jobstore import JobRecord
 from queues.manager import PreparedJob, QueueManager, RequeuedJobs
 
@@ -280,7 +281,8 @@ class BotServices:
         that group (every member sees them). None or several: :class:`UserFacingError`
         (``no_job_prefix``, ``ambiguous_job_prefix``), so a typo reads as one, not as a usage line."""
         scope = None if self.is_admin(user_id) else int(user_id)
-        ids = await asyncio.to_thread(self.manager.jobs.ids_named, ref, scope)
+        # A whole id names itself (no Redis call, no thread); a start is looked up.
+        ids = [ref] if whole_job_id(ref) else await asyncio.to_thread(self.manager.jobs.ids_named, ref, scope)
         if not ids and scope is not None and chat_id is not None and int(chat_id) < 0:
             ids = await asyncio.to_thread(self._group_jobs_starting_with, ref, int(chat_id))
         if not ids:

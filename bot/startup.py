@@ -81,9 +81,11 @@ async def ask_telegram(bot: Bot, settings: Any, call: Callable[[], Awaitable[T]]
     refuses the token or the request, :class:`BotConfigError` (one line, token scrubbed)."""
     url = redact_url(settings.telegram_api_url)
 
+    def unsaid(text: str) -> str:  # aiogram refuses an empty token: there is always one to hide
+        return text.replace(bot.token, "<token>")
+
     def reason(exc: Exception) -> str:
-        text = getattr(exc, "message", str(exc)).removeprefix("HTTP Client says - ")
-        return text.replace(bot.token, "<token>") if bot.token else text
+        return unsaid(getattr(exc, "message", str(exc)).removeprefix("HTTP Client says - "))
 
     try:
         return await retry_until(call, float(settings.bot_telegram_wait), _TRANSIENT,
@@ -95,7 +97,7 @@ async def ask_telegram(bot: Bot, settings: Any, call: Callable[[], Awaitable[T]]
         raise BotConfigError(f"the Telegram Bot API at {url} does not answer ({reason(exc)}); "
                              f"check TELEGRAM_API_URL and the network") from None
     except ClientDecodeError as exc:  # a web server, but not a Bot API: a wrong URL, a proxy's error page
-        said = (str(exc.data).replace(bot.token, "<token>") if bot.token else str(exc.data))[:80]
+        said = unsaid(str(exc.data))[:80]
         raise BotConfigError(f"the server at {url} does not answer as a Telegram Bot API (its reply to {method}: "
                              f"{said!r}); check TELEGRAM_API_URL") from None
     except TelegramUnauthorizedError:

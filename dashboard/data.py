@@ -276,12 +276,11 @@ class DashboardData:
         """The job ``job_id``, or the one job whose id starts with it (8 characters or more, as the
         lists show them, read as the bot and admin.py read a typed id); None when there is none,
         or several. The page, the JSON API and the actions all find a job this way."""
-        record = self.store.get(job_id) if _JOB_ID.match(job_id or "") else None
-        ref = job_ref(job_id or "") if record is None else None
-        found = self.store.ids_named(ref) if ref is not None else []
-        if len(found) == 1:
-            record = self.store.get(found[0])
-        return record
+        ref = job_ref(job_id or "")
+        if ref is None:  # not a job id as users type one: a record key all the same (one read)
+            return self.store.get(job_id) if _JOB_ID.match(job_id or "") else None
+        found = self.store.ids_named(ref)
+        return self.store.get(found[0]) if len(found) == 1 else None
 
     # --- workers and alerts ---------------------------------------------------------------
 

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from queues.alert_rules import DEDUCTIONS, system_failure_rate
+from queues.alert_rules import DEDUCTIONS, Thresholds, system_failure_rate
 from queues.jobstore import JobStore
-from queues.priorities import QueuePriority, priority_of_queue
+from queues.priorities import priority_of_queue
 
 logger = logging.getLogger(__name__)
 
@@ -144,22 +144,6 @@ class LocalFigures:
         return points
 
 
-def depth_limit(queue: str, settings: Any) -> int | None:
-    return {
-        QueuePriority.HIGH: settings.alert_depth_high,
-        QueuePriority.DEFAULT: settings.alert_depth_default,
-        QueuePriority.LOW: settings.alert_depth_low,
-    }.get(priority_of_queue(queue, settings))
-
-
-def wait_target(queue: str, settings: Any) -> float | None:
-    return {
-        QueuePriority.HIGH: settings.alert_wait_high,
-        QueuePriority.DEFAULT: settings.alert_wait_default,
-        QueuePriority.LOW: settings.alert_wait_low,
-    }.get(priority_of_queue(queue, settings))
-
-
 def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: list[dict[str, Any]],
                  redis_ok: bool = True) -> dict[str, Any]:
     """A health score from what the dashboard already read, for when ``queues.monitoring``
@@ -188,19 +172,21 @@ def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: 
     broker_error = next((q["broker_error"] for q in queues.values() if q.get("broker_error")), None)
     if broker_error:
         lose("broker", DEDUCTIONS["broker_unreachable"], f"the broker is unreachable: {broker_error}; queue depths unknown")
-    threshold = settings.alert_failure_rate
+    thresholds = Thresholds.from_settings(settings)  # the alert rules' own: the score agrees with them
     for name, q in queues.items():
+        priority = priority_of_queue(name, settings)
         pending = (q.get("waiting") or 0) + (q.get("delayed") or 0)
         if pending and not q.get("workers"):
             lose(f"queue:{name}", DEDUCTIONS["no_workers"], f"{name}: {_jobs(pending)} waiting and no live worker")
         rate = q.get("failure_rate")
-        if rate is not None and (q.get("succeeded", 0) + q.get("failed", 0)) >= 5 and rate > threshold:
+        if (rate is not None and (q.get("succeeded", 0) + q.get("failed", 0)) >= thresholds.failure_min_jobs
+                and rate > thresholds.failure_rate):
             lose(f"failures:{name}", DEDUCTIONS["failure_rate"], f"{name}: {rate:.0%} of jobs failed in the last hour")
-        limit = depth_limit(name, settings)
-        if limit is not None and (q.get("waiting") or 0) > limit:
+        limit = thresholds.depth_limit(priority)
+        if (q.get("waiting") or 0) > limit:
             lose(f"depth:{name}", DEDUCTIONS["queue_depth"], f"{name}: {_jobs(q['waiting'])} waiting (limit {limit})")
-        target = wait_target(name, settings)
-        if target is not None and q.get("wait_p95") is not None and q["wait_p95"] > target:
+        target = thresholds.wait_target(priority)
+        if q.get("wait_p95") is not None and q["wait_p95"] > target:
             lose(f"wait:{name}", DEDUCTIONS["wait_time"], f"{name}: p95 wait {q['wait_p95']:.1f} s (target {target:g} s)")
         if q.get("dead"):
             lose(f"dead:{name}", DEDUCTIONS["dead_letters"], f"{name}: {q['dead']} dead-lettered messages")

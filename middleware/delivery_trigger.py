@@ -9,7 +9,6 @@ comes back only to be dropped. Delivery is idempotent per user.
 
 Parameters:
   queue_name: where delivery jobs go (the high queue: users are waiting).
-  actor_name: the delivery actor (``deliver_result``).
 """
 
 from __future__ import annotations
@@ -30,14 +29,13 @@ FINAL = {"succeeded", "failed", "canceled"}
 class DeliveryTrigger(Middleware):
     """Enqueues ``deliver_result(job_id)`` for ended jobs that have someone to tell."""
 
-    def __init__(self, *, queue_name: str, actor_name: str = DELIVERY_ACTOR) -> None:
+    def __init__(self, *, queue_name: str) -> None:
         self.queue_name = queue_name
-        self.actor_name = actor_name
 
     def enqueue_delivery(self, broker, job_id: str) -> None:
         """Enqueue the delivery; while the broker is unreachable, wait and try again (the job's
         ack waits too, as for its record): the job has ended, so nothing else would send it."""
-        push = pusher(broker, delivery_message(job_id, self.queue_name, self.actor_name))
+        push = pusher(broker, delivery_message(job_id, self.queue_name))
         try:
             until_answered(push, job_id=job_id, doing="enqueue its delivery", done="delivery enqueued", log=logger)
         except Exception:
@@ -45,7 +43,7 @@ class DeliveryTrigger(Middleware):
             raise
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
-        if message.actor_name == self.actor_name:
+        if message.actor_name == DELIVERY_ACTOR:
             return
         state = state_of(message)
         if state.outcome not in FINAL or not state.attempt:
@@ -61,7 +59,7 @@ class DeliveryTrigger(Middleware):
         ran and comes back (its worker died, or it was retrying) only to be dropped. A job
         canceled while queued gets a delivery too: its note is the same, and anyone who joined
         the job learns of it."""
-        if message.actor_name == self.actor_name:
+        if message.actor_name == DELIVERY_ACTOR:
             return
         state = state_of(message)
         if state.outcome in ("skipped", "canceled") or state.alert_reason == "crash_loop":

@@ -96,7 +96,7 @@ class Tracking(Middleware):
             state.extra["final_status"] = begin.status
             logger.info("job %s: already %s; delivery skipped", message.message_id, begin.status)
         elif begin.verdict == "superseded":
-            state.outcome = "skipped"
+            state.outcome = "superseded"  # not "skipped": the requeue's own message tells its users
             logger.info("job %s: a message from before its requeue; skipped (the requeue's own runs it)",
                         message.message_id)
         else:

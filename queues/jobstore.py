@@ -486,7 +486,8 @@ local jk = prefix .. "job:" .. id
 local f = redis.call("HMGET", jk, "status", "enqueued_at", "coalesce_key", "queue", "actor")
 local st = f[1]
 if not st then return "missing" end
-if st == "succeeded" or st == "failed" or st == "canceled" then return st end
+if st == "canceled" then return "already_canceled" end  -- not this cancel's doing: nothing to tell or count
+if st == "succeeded" or st == "failed" then return st end
 if st == "started" then
   redis.call("HSET", jk, "cancel_requested", "1")
   return "canceling"
@@ -857,7 +858,8 @@ class JobStore:
 
     def request_cancel(self, job_id: str) -> str:
         """Cancel a job: ``canceled`` (it will not run), ``canceling`` (running; stops at its
-        next await), ``missing``, or the final status it already had."""
+        next await), ``missing``, ``already_canceled`` (by an earlier cancel: this one did
+        nothing, so its caller tells nobody and counts nothing), or the final status it had."""
         return str(self._cancel(args=[
             self.prefix, job_id, repr(time.time()), self.result_ttl, self.index_limit, self.failure_ttl,
             self.stats_ttl,

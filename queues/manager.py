@@ -43,9 +43,9 @@ REDACTED = "***"
 DELIVERY_ACTOR = "deliver_result"
 
 
-def delivery_message(job_id: str, queue: str, actor: str = DELIVERY_ACTOR) -> Message:
+def delivery_message(job_id: str, queue: str) -> Message:
     """The message of the delivery job of ``job_id`` (sent when it ends, or is canceled before it ran)."""
-    return Message(queue_name=queue, actor_name=actor, args=(job_id,), kwargs={}, options={})
+    return Message(queue_name=queue, actor_name=DELIVERY_ACTOR, args=(job_id,), kwargs={}, options={})
 
 
 def redacted_arguments(actor: Any, args: Any, kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
@@ -290,7 +290,8 @@ class QueueManager:
 
     def cancel_job(self, job_id: str) -> str:
         """``canceled`` (queued: it will never run), ``canceling`` (running: stops at its next
-        await), or the final status it already had. Raises UnknownJobError for an unknown id."""
+        await), ``already_canceled``, or the final status it already had. Raises UnknownJobError
+        for an unknown id."""
         outcome = self.jobs.request_cancel(job_id)
         if outcome == "missing":
             raise UnknownJobError(f"no job {job_id}")

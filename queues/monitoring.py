@@ -60,8 +60,8 @@ from settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
-#: Rules whose finding must hold a while before it alerts (Thresholds.no_workers_after).
-HELD_RULES = ("no_workers",)
+#: Rules whose finding must hold a while before it alerts: the Thresholds field that says how long.
+HELD_RULES = {"no_workers": "no_workers_after"}
 
 DEFAULT_WINDOW_SECONDS = 300.0
 #: Checks in a row a condition must be clear before its alert is resolved (3 × the 30 s interval):
@@ -452,7 +452,8 @@ class QueueMonitor:
                 continue
             key = (finding.rule, finding.subject)
             active.add(key)
-            if key in held and now - self._held_since.setdefault(key, now) < self._hold_for(finding.rule):
+            hold = float(getattr(self.thresholds, HELD_RULES[finding.rule])) if key in held else 0.0
+            if hold and now - self._held_since.setdefault(key, now) < hold:
                 continue  # not for long enough yet (an alert already open stays open)
             self.alerts.emit(finding.to_alert())
         for alert in self.alerts.open_alerts():
@@ -467,10 +468,6 @@ class QueueMonitor:
                 self._clear_checks[key] = clear
             else:
                 self._clear_checks.pop(key, None)
-
-    def _hold_for(self, rule: str) -> float:
-        """Seconds a finding of ``rule`` must hold before it alerts."""
-        return float(self.thresholds.no_workers_after) if rule == "no_workers" else 0.0
 
     def _sinks(self) -> list[Any]:
         sinks = list(self.alerts.sinks)

@@ -31,11 +31,12 @@ def scrub(value: Any, secrets: list[str] | None = None) -> Any:
     """Return ``value`` with every secret replaced and chat texts dropped (recursively): the
     masking of :class:`queues.redaction.Redactor`, marked ``[scrubbed]``."""
     if secrets is not None:
-        return _scrubber(secrets).redact(value)
+        return scrubber_for(secrets).redact(value)
     return (_scrubbers.get("init") or _scrubber_in_force()).redact(value)
 
 
-def _scrubber(secrets: list[str]) -> Redactor:
+def scrubber_for(secrets: list[str]) -> Redactor:
+    """Sentry's masking of ``secrets`` (marked ``[scrubbed]``, chat texts dropped), to reuse."""
     return Redactor(secrets, mask=_SCRUBBED, hidden_keys=_CHAT_KEYS)
 
 
@@ -45,10 +46,10 @@ def _scrubber_in_force() -> Redactor:
     try:
         base = redactor_in_force()
     except Exception:  # no settings readable: token shapes and key names are still masked
-        return _scrubber([])
+        return scrubber_for([])
     cached = _scrubbers.get("in_force")
     if cached is None or cached[0] is not base:
-        cached = _scrubbers["in_force"] = (base, _scrubber(base.values))
+        cached = _scrubbers["in_force"] = (base, scrubber_for(base.values))
     return cached[1]
 
 
@@ -96,7 +97,7 @@ def init_sentry(settings: Settings, role: str, **options: Any) -> bool:
         return True  # the first role wins (the scheduler builds a broker too: keep "scheduler")
     from sentry_sdk.integrations.dramatiq import DramatiqIntegration
 
-    _scrubbers["init"] = _scrubber(settings.secret_values())
+    _scrubbers["init"] = scrubber_for(settings.secret_values())
     sentry_sdk.init(
         dsn=dsn,
         environment=settings.sentry_environment,

@@ -86,8 +86,9 @@ def format_batch(alerts: list[Alert], secrets: list[str] | None = None, title: s
     alert, the monitor's told again from their rule and details (:func:`~queues.health_texts.tell_alert`)."""
     from faceit.i18n import plural
     from queues.health_texts import level_count, level_word, tell_alert
-    from queues.sentry import scrub
+    from queues.sentry import scrub, scrubber_for
 
+    mask = scrubber_for(secrets).redact if secrets is not None else scrub  # built once, not per line
     words = _BATCH_TEXTS.get(lang) or _BATCH_TEXTS["en"]
     fired = [a for a in alerts if a.state != "resolved"]
     resolved = [a for a in alerts if a.state == "resolved"]
@@ -106,7 +107,7 @@ def format_batch(alerts: list[Alert], secrets: list[str] | None = None, title: s
         stamp = time.strftime("%H:%M:%S", time.gmtime(alert.time))
         job = f" ({words['job']} {alert.job_id})" if alert.job_id else ""
         line = f"{icon} {stamp} {level_word(alert.level, lang).upper()} {alert.source}: {tell_alert(alert, lang)}{job}"
-        line = str(scrub(line, secrets)) if secrets is not None else str(scrub(line))
+        line = str(mask(line))
         remaining = len(ordered) - index
         if sum(len(x) + 1 for x in lines) + len(line) + 40 > MESSAGE_LIMIT:
             lines.append(words["more"].format(n=remaining))
@@ -137,7 +138,7 @@ class TelegramAlertSink:
         self._token = token
         self.prefix = prefix
         self.batch_seconds = float(batch_seconds)
-        self._secrets = sorted(secrets or [], key=len, reverse=True)
+        self._secrets = list(secrets or [])
         self.sent_messages = 0
         self.send_failures = 0
 

@@ -51,7 +51,7 @@ def _cancel_answer(result: CancelOutcome, job_id: str, lang: str) -> str:
         return t("cancel_shared", lang, job_id=job_id)
     if result.outcome == "left":
         return t("cancel_left", lang, kind=kind_name(result.record.actor, lang), job_id=job_id)
-    ended = result.record.status if result.outcome == "ended" else result.outcome
+    ended = {"ended": result.record.status, "already_canceled": "canceled"}.get(result.outcome, result.outcome)
     return t("cancel_too_late", lang, job_id=job_id, status=status_word(ended, lang))
 
 

@@ -43,3 +43,23 @@ def test_health_and_series_come_from_the_monitor(monitored: DashboardServer, sto
     # No scheduler ran, so the monitor recorded no wait gauge: the job store's samples fill in.
     waits = client.get("/api/series", query={"metric": "wait_p95", "queue": "default"}).json()["points"]
     assert any(p["value"] is not None for p in waits)
+
+
+def test_the_fallback_score_judges_by_the_alert_rules_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the monitor the dashboard scores what it read itself. It counted failures from 5
+    finished jobs whatever ALERT_FAILURE_MIN_JOBS said, so its score and the alert disagreed."""
+    from dashboard.monitor import local_health
+    from settings import load_settings
+
+    queue = {"waiting": 0, "delayed": 0, "workers": 1, "succeeded": 4, "failed": 6, "failure_rate": 0.6,
+             "wait_p95": None, "dead": 0}
+
+    def lost(**env: str) -> set[str]:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return {c["name"] for c in local_health(load_settings(), {"default": queue}, [])["components"]}
+
+    assert "failures:default" not in lost(ALERT_FAILURE_MIN_JOBS="20", QUEUE_NAME_PREFIX="")
+    assert "failures:default" in lost(ALERT_FAILURE_MIN_JOBS="10")
+    queue["waiting"] = 4
+    assert "depth:default" in lost(ALERT_DEPTH_DEFAULT="3")

@@ -10,6 +10,8 @@ replies are real: a TCP proxy cuts the connection after Redis ran the command.
 
 from __future__ import annotations
 
+import json
+
 import dramatiq
 import pytest
 import redis
@@ -190,3 +192,6 @@ def test_a_prepared_enqueue_tried_again_pushes_the_message_once(broker, redis_cl
     assert redis_client.lrange(f"rc:{QUEUE}.DQ", 0, -1) == [first.options["redis_message_id"]]
     assert redis_client.hlen(f"rc:{QUEUE}.DQ.msgs") == 1
     assert first.options["eta"] == again.options["eta"]  # one due time, not a later one per try
+    # (push() hands back the one prepared message: what Redis holds, written by the last try, says it)
+    stored = json.loads(redis_client.hget(f"rc:{QUEUE}.DQ.msgs", first.options["redis_message_id"]))
+    assert stored["options"]["eta"] == first.options["eta"]

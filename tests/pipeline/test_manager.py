@@ -65,7 +65,7 @@ def test_cancel_a_running_job_stops_it_at_its_next_await(shared_pool, manager, t
     assert record.status == "canceled"
     assert traces.runs(handle.id, "done") == 0
     assert record.finished_at - record.started_at < 5  # not the 20 s the body wanted
-    assert manager.cancel_job(handle.id) == "canceled"  # asking again says what it is
+    assert manager.cancel_job(handle.id) == "already_canceled"  # asking again says what it is, and did nothing
 
 
 def test_a_job_canceled_while_it_ran_still_tells_its_requesters_when_it_comes_back(manager, start_pool):
@@ -104,13 +104,14 @@ def test_a_job_canceled_while_queued_then_requeued_runs_once(manager, start_pool
     assert manager.cancel_job(handle.id) == "canceled"
     assert manager.requeue_failed(job_id=handle.id) == [handle.id]
     assert manager.queue_stats()["default"].waiting == 2  # the old message and the requeue's
-    start_pool(["default"])
+    start_pool(["default"], threads=1)  # the old message first
     assert manager.wait_for(handle.id, timeout=20).status == "succeeded"
     marker = manager.enqueue_job("t_noop")  # runs after both messages were taken
     assert manager.wait_for(marker.id, timeout=20).status == "succeeded"
     assert traces.runs(handle.id) == 1
     record = manager.get_job(handle.id)
     assert record.attempts == 1 and len(record.timeline) == 1
+    assert manager.queue_stats()["high"].waiting == 0  # the old message's skip asked for no delivery
 
 
 def test_cancel_an_unknown_job_is_a_clear_error(manager):
@@ -287,3 +288,14 @@ def test_jobs_dropped_from_their_queue_are_told_to_whoever_waits(manager, start_
     assert manager.cancel_dropped([waited.id, alone.id, "no-such-job"]) == 2
     assert {manager.get_job(h.id).status for h in (waited, alone)} == {"canceled"}
     assert manager.queue_stats()["high"].waiting == 1  # one delivery: for the job someone waits for
+
+
+def test_a_job_canceled_before_is_not_canceled_again(manager):
+    """A second cancel (a clear after a /cancel, a race of two) was counted as a cancel and told
+    its users again: the cancel script answered "canceled" for a job canceled long before."""
+    waited = manager.enqueue_job("t_noop", requester={"user_id": 5552, "chat_id": 5552, "lang": "en"})
+    assert manager.cancel_job(waited.id) == "canceled"
+    assert manager.queue_stats()["high"].waiting == 1  # its users told once
+    assert manager.cancel_job(waited.id) == "already_canceled"
+    assert manager.cancel_dropped([waited.id]) == 0
+    assert manager.queue_stats()["high"].waiting == 1  # and not again
