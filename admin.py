@@ -521,36 +521,13 @@ def clear(queues: tuple[str, ...], yes: bool, as_json: bool) -> None:
         if not click.confirm(prompt, default=False, err=True):
             click.echo("nothing cleared", err=True)
             sys.exit(EXIT_PROBLEM)
-    ids = {name: _queued_message_ids(name) for name in names}
-    cleared = manager.clear_queues(*names)
-    canceled = manager.cancel_dropped([job_id for name in names for job_id in ids[name]])
+    cleared, canceled = manager.clear_and_cancel(*names)
     if as_json:
         emit_json({"cleared": cleared, "records_canceled": canceled})
     else:
         for name, n in cleared.items():
             click.echo(f"{name}: dropped {n} job(s)")
         click.echo(f"{canceled} job record(s) marked canceled")
-
-
-def _queued_message_ids(queue: str) -> list[str]:
-    """The job ids of the messages waiting in ``queue`` and its delay queue (Redis broker)."""
-    from dramatiq.common import dq_name
-
-    from queues.dramatiq_keys import messages_key
-    from queues.runtime import get_redis
-
-    settings = get_settings()
-    if settings.broker != "redis":
-        return []
-    client = get_redis(settings)
-    ids = []
-    for name in (queue, dq_name(queue)):
-        for raw in client.hvals(messages_key(settings.dramatiq_namespace, name)):
-            try:
-                ids.append(json.loads(raw)["message_id"])
-            except (ValueError, KeyError):
-                continue
-    return ids
 
 
 # --- job ---------------------------------------------------------------------------------------

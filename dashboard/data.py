@@ -365,13 +365,7 @@ class DashboardData:
 
     def empty_queue(self, name: str) -> dict[str, Any]:
         self.check_queue(name)
-        cleared = self.manager.clear_queues(name)
-        # The dropped messages will never run: close their records too, or they would stay
-        # "queued" for a day and count against their users' active-job limits.
-        canceled = 0
-        for status in ("queued", "retrying"):
-            records, _ = self.store.list_jobs(status=status, queue=name, limit=self.store.index_limit)
-            canceled += self.manager.cancel_dropped([r.id for r in records])
+        cleared, canceled = self.manager.clear_and_cancel(name)
         logger.info("dashboard: queue %s emptied (%s messages, %s job records canceled)", name,
                     cleared.get(name, 0), canceled)
         return {"ok": True, "queue": name, "cleared": cleared.get(name, 0), "jobs_canceled": canceled}

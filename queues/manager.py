@@ -439,6 +439,20 @@ class QueueManager:
             cleared[name] = before.waiting + (before.delayed or 0)
         return cleared
 
+    def clear_and_cancel(self, *names: str) -> tuple[dict[str, int], int]:
+        """Empty the named queues (:meth:`clear_queues`) and cancel the records of the jobs they
+        held, queued or waiting for a retry, telling whoever waited (:meth:`cancel_dropped`): the
+        dropped messages never run, and left "queued" the records would count against their users'
+        limits for a day. By the records, so it works on either broker. Returns the messages
+        dropped per queue and the records canceled."""
+        cleared = self.clear_queues(*names)
+        canceled = 0
+        for name in cleared:
+            for status in ("queued", "retrying"):
+                records, _ = self.jobs.list_jobs(status=status, queue=name, limit=self.jobs.index_limit)
+                canceled += self.cancel_dropped([r.id for r in records])
+        return cleared, canceled
+
     # --- counts ---------------------------------------------------------------------------
 
     def queue_stats_of(self, name: str, live: dict[str, int] | None = None) -> QueueStats:

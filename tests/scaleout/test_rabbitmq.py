@@ -156,6 +156,19 @@ def test_queue_stats_outlive_a_connection_rabbitmq_dropped(rabbit, rabbit_manage
     rabbit_manager.broker.flush(rabbit.queue("low"))
 
 
+def test_clear_cancels_the_dropped_jobs_on_rabbitmq_too(rabbit, rabbit_manager):
+    """`admin.py clear` read the dropped jobs' ids from the Redis broker's hash: under RabbitMQ it
+    canceled none, and their users were left with "queued" until the record expired."""
+    handles = [rabbit_manager.enqueue_job("t_low") for _ in range(2)]
+    env = {**os.environ, **rabbit.env}
+    out = subprocess.run([sys.executable, "admin.py", "clear", "low", "--yes", "--json"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["cleared"] == {rabbit.queue("low"): 2} and data["records_canceled"] == 2
+    assert {rabbit_manager.get_job(h.id).status for h in handles} == {"canceled"}
+
+
 def test_a_job_succeeds_on_rabbitmq(rabbit, pools, rabbit_manager, traces: Traces):
     handle = rabbit_manager.enqueue_job("t_noop", value=41)
     assert handle.queue == rabbit.queue("default")
