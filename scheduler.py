@@ -20,8 +20,8 @@ monitor            QUEUE_MONITORING_INTERVAL  ``get_queue_monitor().tick()`` (me
 match_monitoring   MATCH_MONITORING_INTERVAL  ``enqueue_match_monitoring()``
 cache_update       hourly                     ``enqueue_cache_update("player", None)``
 weekly_reports     every 15 min               a weekly ``analytics_report`` per subscribed user,
-                                              due at Monday 09:00 in the user's time zone (UTC
-                                              when unknown); once per user and ISO week
+                                              due at Monday 09:00 in the zone the user chose
+                                              with /tz (else UTC); once per user and ISO week
 retention          daily 03:30                prune expired ids from job indexes, trim series
 =================  =========================  ===================================================
 
@@ -48,15 +48,15 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import redis
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.timezones import zone_of
 from settings import Settings, load_settings_or_exit
 
 logger = logging.getLogger("scheduler")
@@ -224,7 +224,7 @@ async def task_retention(ctx: TaskContext) -> dict[str, Any]:
     return await asyncio.to_thread(get_queue_monitor().retention_cleanup)
 
 
-def weekly_boundary(now: float, tz: ZoneInfo | Any) -> datetime:
+def weekly_boundary(now: float, tz: tzinfo) -> datetime:
     """The latest Monday 09:00 in ``tz`` at or before ``now``."""
     local = datetime.fromtimestamp(now, tz)
     monday = (local - timedelta(days=(local.weekday() - WEEKLY_DAY) % 7)).replace(
@@ -234,28 +234,12 @@ def weekly_boundary(now: float, tz: ZoneInfo | Any) -> datetime:
     return monday
 
 
-def _zone(name: str | None) -> ZoneInfo | Any:
-    """The user's time zone; UTC when none is stored or it is not one ("Europe" is a folder of the
-    zone database, a very long name is refused by the file system: OSError, not not-found)."""
-    if not name:
-        return UTC
-    try:
-        return ZoneInfo(str(name))
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        return UTC
-
-
 async def subscribed_users(settings: Settings) -> list[tuple[int, str | None]]:
-    """``(user_id, time zone or None)`` of every active user who follows a player.
-
-    Reads ``faceit/store.py``; an absent FACEIT layer means no users (logged once per run).
-    """
-    try:
-        from faceit.keys import FaceitKeys
-        from faceit.store import FaceitStore
-    except ImportError:
-        logger.info("weekly reports: faceit.store is not available; no users")
-        return []
+    """``(user_id, time zone or None)`` of every active user who follows a player: the zone each
+    chose with the bot's ``/tz`` (None: never chosen, the summary goes by UTC)."""
+    from bot.keys import BotKeys
+    from faceit.keys import FaceitKeys
+    from faceit.store import FaceitStore
     from queues.connection import async_redis_client
 
     client = async_redis_client(settings)
@@ -264,18 +248,11 @@ async def subscribed_users(settings: Settings) -> list[tuple[int, str | None]]:
         users: set[int] = set()
         for player_id in await store.all_subscribed_players():
             users.update(await store.subscribers(player_id))
-        inactive = await store.inactive_users() if hasattr(store, "inactive_users") else set()
-        lookup = getattr(store, "user_timezone", None)
-        result = []
-        for uid in sorted(users - inactive):
-            tz = None
-            if lookup is not None:
-                try:
-                    tz = await lookup(uid)
-                except Exception:
-                    tz = None
-            result.append((uid, tz))
-        return result
+        active = sorted(users - await store.inactive_users())
+        if not active:
+            return []
+        zones = await client.hmget(BotKeys(settings.redis_key_prefix).user_timezones(), [str(uid) for uid in active])
+        return [(uid, zone.decode() if isinstance(zone, bytes) else zone) for uid, zone in zip(active, zones, strict=True)]
     finally:
         await client.aclose()
 
@@ -291,7 +268,7 @@ async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
     manager = get_queue_manager()
     sent = 0
     for uid, tz_name in await subscribed_users(service.settings):
-        boundary = weekly_boundary(ctx.now, _zone(tz_name))
+        boundary = weekly_boundary(ctx.now, zone_of(tz_name))
         if not (ctx.last_run < boundary.timestamp() <= ctx.now):
             continue
         year, week, _ = boundary.isocalendar()

@@ -20,6 +20,7 @@ USER_COMMANDS: list[tuple[str, str, str]] = [
     ("status", "Where is my job?", "Где моя задача?"),
     ("cancel", "Cancel a job", "Отменить задачу"),
     ("lang", "Language: ru or en", "Язык: ru или en"),
+    ("tz", "Your time zone, for the weekly summary", "Ваш часовой пояс для еженедельной сводки"),
     ("help", "What the bot can do", "Что умеет бот"),
 ]
 ADMIN_COMMANDS: list[tuple[str, str, str]] = [

@@ -9,6 +9,8 @@ key                            what
 ``bot:lang``                   hash user id → chosen language (``/lang``); user data, no TTL
 ``bot:lang:seen``              hash user id → the Telegram language seen when they subscribed
                                (notifications go out in it unless ``/lang`` chose one)
+``bot:tz``                     hash user id → time zone chosen with ``/tz`` (a tz database
+                               name or ``UTC+hh:mm``); when the weekly summary is due; no TTL
 ``bot:rate:<uid>``             sorted set of the user's job requests in the last minute
 ``bot:active:<uid>``           sorted set of the user's unfinished job ids (and short-lived
                                ``p:<token>`` reservations while an enqueue is in flight)
@@ -41,6 +43,9 @@ class BotKeys:
 
     def user_seen_languages(self) -> str:
         return f"{self.base}lang:seen"
+
+    def user_timezones(self) -> str:
+        return f"{self.base}tz"
 
     def user_rate(self, user_id: int) -> str:
         return f"{self.base}rate:{int(user_id)}"

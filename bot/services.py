@@ -138,6 +138,15 @@ class BotServices:
     async def set_language(self, user_id: int, lang: str) -> None:
         await self.redis.hset(self.keys.user_languages(), str(int(user_id)), lang)
 
+    async def set_timezone(self, user_id: int, name: str) -> None:
+        """Remember the time zone a user chose with ``/tz`` (a name :func:`bot.timezones.parse_timezone` gave)."""
+        await self.redis.hset(self.keys.user_timezones(), str(int(user_id)), name)
+
+    async def timezone_of(self, user_id: int) -> str | None:
+        """The time zone a user chose with ``/tz``; None: never chosen (their summary goes by UTC)."""
+        value = await self.redis.hget(self.keys.user_timezones(), str(int(user_id)))
+        return value.decode() if isinstance(value, bytes) else value
+
     async def note_language(self, user_id: int, lang: str) -> None:
         """Remember the language a user was just answered in, for messages sent to them outside a
         request (an admin's alerts on Telegram, as a follower's notifications): ``/lang`` still

@@ -32,7 +32,8 @@ TEXTS: dict[str, dict[str, str]] = {
               "/report weekly|monthly — your summary\n"
               "/status &lt;job id&gt; — where a job is\n"
               "/cancel &lt;job id&gt; — stop a job (or press Cancel under it)\n"
-              "/lang ru|en — language\n\n"
+              "/lang ru|en — language\n"
+              "/tz &lt;city or UTC offset&gt; — your time zone, for the Monday summary\n\n"
               "Limits: {per_minute} requests a minute, {active} at a time.",
         "ru": "<b>Что я умею</b>\n"
               "/analyze &lt;ссылка на комнату или id матча&gt; — разбор перед игрой (или просто пришлите ссылку)\n"
@@ -44,7 +45,8 @@ TEXTS: dict[str, dict[str, str]] = {
               "/report weekly|monthly — ваша сводка\n"
               "/status &lt;id задачи&gt; — статус задачи\n"
               "/cancel &lt;id задачи&gt; — остановить задачу (или кнопка «Отмена» под ней)\n"
-              "/lang ru|en — язык\n\n"
+              "/lang ru|en — язык\n"
+              "/tz &lt;город или смещение от UTC&gt; — ваш часовой пояс, для сводки по понедельникам\n\n"
               "Ограничения: запросов в минуту — не больше {per_minute}, задач одновременно — не больше {active}.",
     },
     # usage lines (a command without its argument, or with a bad one)
@@ -99,6 +101,26 @@ TEXTS: dict[str, dict[str, str]] = {
                      "ru": "Какой отчёт? /report weekly или /report monthly"},
     "usage_lang": {"en": "Choose a language: /lang en or /lang ru", "ru": "Выберите язык: /lang ru или /lang en"},
     "lang_set": {"en": "Language: English.", "ru": "Язык: русский."},
+    "usage_tz": {
+        "en": "I don't know that time zone. Send a city or an offset from UTC: /tz Moscow, /tz Europe/Berlin, /tz +3",
+        "ru": "Не знаю такого часового пояса. Пришлите город или смещение от UTC: /tz Moscow, /tz Europe/Berlin, /tz +3",
+    },
+    "tz_current": {
+        "en": "Your time zone: {zone}. The weekly summary comes on Mondays at 09:00 in it.\n"
+              "To change it: /tz Moscow, /tz Europe/Berlin or /tz +3",
+        "ru": "Ваш часовой пояс: {zone}. Еженедельная сводка приходит по понедельникам в 09:00 по нему.\n"
+              "Изменить: /tz Moscow, /tz Europe/Berlin или /tz +3",
+    },
+    "tz_unset": {
+        "en": "No time zone chosen: the weekly summary comes on Mondays at 09:00 UTC.\n"
+              "Choose yours: /tz Moscow, /tz Europe/Berlin or /tz +3",
+        "ru": "Часовой пояс не выбран: еженедельная сводка приходит по понедельникам в 09:00 UTC.\n"
+              "Выберите свой: /tz Moscow, /tz Europe/Berlin или /tz +3",
+    },
+    "tz_set": {
+        "en": "Time zone: {zone}. The weekly summary will come on Mondays at 09:00 in it.",
+        "ru": "Часовой пояс: {zone}. Еженедельная сводка будет приходить по понедельникам в 09:00 по нему.",
+    },
     "unknown_command": {
         "en": "I don't know that command. /help lists what I can do.",
         "ru": "Такой команды нет. Что я умею — в /help.",

@@ -10,7 +10,7 @@ a slot other users need. Job requests have their own, stricter limits across pro
 What a user over the budget sees (chosen for a person who pasted or typed a few things fast,
 not for the abuser, who must gain nothing from it):
 
-* ``/start``, ``/help`` and ``/lang`` are still served from a small second bucket
+* ``/start``, ``/help``, ``/lang`` and ``/tz`` are still served from a small second bucket
   (``light_burst`` at once, ``light_rate`` per second). They cost no job and no FACEIT call,
   and dropping them hurts most: a lost ``/lang ru`` silently leaves every later answer in the
   wrong language. The bucket is small, so a flood of ``/help`` is still held back.
@@ -30,7 +30,7 @@ episode; an ordinary update costs no more than the bucket arithmetic.
 Parameters:
   rate: updates per second a user may keep sending (2).
   burst: how many may arrive at once (8).
-  light_rate, light_burst: the same for ``/start``, ``/help``, ``/lang`` beyond the above (0.5, 4).
+  light_rate, light_burst: the same for ``/start``, ``/help``, ``/lang``, ``/tz`` beyond the above (0.5, 4).
   chosen_lang: ``async (user_id) -> "en" | "ru" | None``, the language chosen with ``/lang``
     (None: Telegram's language is used).
   exempt: user ids never held back (the admins: an operator's quick run of /queues, /alerts and
@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 
 MAX_TRACKED_USERS = 50_000
 # Served from the light bucket: no job, no FACEIT call, a fixed answer (or a language choice)
-LIGHT_COMMAND = re.compile(r"^/(?:start|help|lang)(?:@\w+)?(?:\s|$)", re.IGNORECASE)
+LIGHT_COMMAND = re.compile(r"^/(?:start|help|lang|tz|timezone)(?:@\w+)?(?:\s|$)", re.IGNORECASE)
 
 
 class Verdict(Enum):

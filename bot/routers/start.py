@@ -1,4 +1,4 @@
-"""``/start``, ``/help`` and ``/lang ru|en``."""
+"""``/start``, ``/help``, ``/lang ru|en`` and ``/tz <zone>``: a user's own choices."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from bot.replies import answer
 from bot.routers.common import command
 from bot.services import BotServices
 from bot.texts import LANGS, t
+from bot.timezones import describe, parse_timezone
 
 
 async def start(message: Message, lang: str) -> None:
@@ -32,10 +33,26 @@ async def lang_(message: Message, command: CommandObject, lang: str, services: B
     await answer(message, t("lang_set", chosen))
 
 
+async def tz_(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
+    """``/tz``: the zone the weekly summary goes by; ``/tz <city, zone or offset>`` chooses it."""
+    typed = (command.args or "").strip()
+    if not typed:
+        chosen = await services.timezone_of(message.from_user.id)
+        await answer(message, t("tz_current", lang, zone=describe(chosen)) if chosen else t("tz_unset", lang))
+        return
+    name = parse_timezone(typed)
+    if name is None:
+        await answer(message, t("usage_tz", lang))
+        return
+    await services.set_timezone(message.from_user.id, name)
+    await answer(message, t("tz_set", lang, zone=describe(name)))
+
+
 def build() -> Router:
     """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
     router = Router(name="start")
     router.message.register(start, CommandStart(ignore_case=True))
     router.message.register(help_, command("help"))
     router.message.register(lang_, command("lang"))
+    router.message.register(tz_, command("tz", "timezone"))
     return router

@@ -40,7 +40,7 @@ BATCH = 100
 EXAMPLES = 100  # x BATCH = 10,000 texts
 JOB_COMMANDS = {"analyze", "analyse", "player", "bulk", "subscribe", "report"}
 COMMANDS = ["start", "help", "analyze", "analyse", "player", "bulk", "subscribe", "unsubscribe", "subscriptions",
-            "status", "cancel", "report", "lang", "queues", "alerts", "requeue", "frobnicate", ""]
+            "status", "cancel", "report", "lang", "tz", "queues", "alerts", "requeue", "frobnicate", ""]
 
 
 # The independent judge of what is a valid request ------------------------------------------------
@@ -110,7 +110,8 @@ nicknames = st.one_of(st.text(alphabet=NICK_CHARS, min_size=1, max_size=18), noi
 id_lists = st.builds(lambda items, sep: sep.join(items), st.lists(st.one_of(match_ids, room_links), max_size=24),
                      st.sampled_from([" ", "\n", ", "]))
 arguments = st.one_of(noise, noise, noise, match_ids, room_links, nicknames, id_lists, uuids,
-                      st.sampled_from(["weekly", "monthly", "Weekly ", "yearly", "ru", "en", "EN", "de", ""]))
+                      st.sampled_from(["weekly", "monthly", "Weekly ", "yearly", "ru", "en", "EN", "de", "",
+                                       "Moscow", "+3", "Europe/Berlin", "UTC+99"]))
 # "/name@mention<sep>" heads are one draw (hypothesis pays per draw; 10,000 texts add up).
 HEADS = [f"/{name}{mention}{sep}" for name in COMMANDS + [c.upper() for c in COMMANDS]
          for mention in ("", f"@{BOT_USERNAME}", "@other_bot") for sep in (" ", "\n", "  ")]

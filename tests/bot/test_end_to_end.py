@@ -428,6 +428,22 @@ def test_lang_switches_every_answer(stack: Stack, tg):
     assert texts[2] == "Language: English." and not CYRILLIC.search(texts[3])
 
 
+def test_tz_chooses_the_zone_of_the_weekly_summary(stack: Stack, tg):
+    user = new_user()
+    stack.say(user, "/tz")
+    assert "09:00 UTC" in stack.replies(user, 1)[0]["text"]  # none chosen yet
+    stack.say(user, "/tz moscow")  # a city, as typed on a phone
+    assert stack.replies(user, 2)[1]["text"].startswith("Time zone: Europe/Moscow (UTC+03:00).")
+    assert stack.redis.hget("fb:bot:tz", str(user)) == "Europe/Moscow"  # what the scheduler reads
+    stack.say(user, "/tz +5:30", lang="ru")
+    assert stack.replies(user, 3)[2]["text"].startswith("Часовой пояс: UTC+05:30.")
+    stack.say(user, "/tz Atlantis")  # refused: the choice stands
+    assert "I don't know that time zone" in stack.replies(user, 4)[3]["text"]
+    stack.say(user, "/tz")
+    assert "Your time zone: UTC+05:30." in stack.replies(user, 5)[4]["text"]
+    assert stack.job_ids_of(user) == []
+
+
 def test_a_quick_burst_of_commands_is_answered_whole_and_its_last_language_choice_kept(stack: Stack, tg):
     user = new_user()
     # One language choice only: updates of a burst are served concurrently, so two choices could
@@ -833,6 +849,7 @@ BAD_INPUTS = [
     ("/cancel", "Send a job id"),
     ("/report yearly", "Which report?"),
     ("/lang de", "Choose a language"),
+    ("/tz Mars/Olympus", "I don't know that time zone"),
     ("/frobnicate", "I don't know that command"),
     ("/queues", "I don't know that command"),
     ("hello there", "Send me a FACEIT match room link"),

@@ -76,7 +76,7 @@ def test_the_command_menu_is_registered_in_both_languages(webhook_bot):
     english = next(m for key, m in menus.items() if "ru" not in key and "chat" not in key)
     russian = next(m for key, m in menus.items() if "ru" in key and "chat" not in key)
     assert {"analyze", "player", "bulk", "subscribe", "unsubscribe", "subscriptions", "status", "cancel", "report",
-            "lang", "help"} <= set(english)
+            "lang", "tz", "help"} <= set(english)
     assert set(english) == set(russian)
     assert english["analyze"] != russian["analyze"]
     assert "queues" not in english  # admin commands only in the admins' own menus

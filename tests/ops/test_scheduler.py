@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler import SchedulerKeys, SchedulerService, Task, _zone, history, weekly_boundary
+from scheduler import SchedulerKeys, SchedulerService, Task, history, weekly_boundary
 from tests.ops.conftest import wait_until
 from tests.support.workers import ROOT
 
@@ -171,6 +171,49 @@ async def test_weekly_reports_go_once_per_subscribed_user_after_monday_nine(fres
     assert get_queue_manager().jobs.list_jobs(actor="analytics_report")[1] == 2
 
 
+async def test_each_weekly_summary_goes_at_monday_nine_in_the_zone_its_user_chose(fresh, redis_client):
+    """Two followers whose Monday 09:00 fall at different moments (UTC+14 and UTC-12, as ``/tz``
+    stores them). A check sends the summaries whose moment came since its previous run: with the
+    previous run between the two moments, only the later one's; with it before both, the other's
+    too, and the first is not sent again."""
+    import actors  # noqa: F401
+    from bot.keys import BotKeys
+    from bot.timezones import zone_of
+    from faceit.keys import FaceitKeys
+    from faceit.store import FaceitStore
+    from queues.connection import async_redis_client
+    from queues.manager import get_queue_manager
+    from settings import get_settings
+
+    settings = get_settings()
+    client = async_redis_client(settings)
+    store = FaceitStore(client, FaceitKeys(settings.redis_key_prefix))
+    await store.subscribe(601, "player-a", "alpha")
+    await store.subscribe(602, "player-a", "alpha")
+    await client.aclose()
+    zones = {601: "UTC+14:00", 602: "UTC-12:00"}
+    redis_client.hset(BotKeys("fb:").user_timezones(), mapping={str(uid): zone for uid, zone in zones.items()})
+
+    now = time.time()
+    due = {uid: weekly_boundary(now, zone_of(zone)).timestamp() for uid, zone in zones.items()}
+    earlier, later = sorted(due, key=due.get)
+    assert due[later] - due[earlier] >= 3600  # 26 hours apart, or 5 days and 22 hours
+    service = SchedulerService(settings)
+    keys = SchedulerKeys("fb:")
+
+    def sent_to() -> list[int]:
+        jobs, _ = get_queue_manager().jobs.list_jobs(actor="analytics_report")
+        return sorted(j.kwargs["user_id"] for j in jobs)
+
+    redis_client.hset(keys.last_run, "weekly_reports", repr(due[later] - 60))  # between the two
+    assert (await service.run_task("weekly_reports"))["result"] == {"sent": 1}
+    assert sent_to() == [later]  # only the one whose 09:00 came since the last check
+    redis_client.delete(keys.dedupe("weekly_reports"))
+    redis_client.hset(keys.last_run, "weekly_reports", repr(due[earlier] - 60))  # before both
+    assert (await service.run_task("weekly_reports"))["result"] == {"sent": 1}
+    assert sent_to() == [601, 602]
+
+
 def test_weekly_boundary_is_monday_nine_in_the_users_time_zone():
     # Wednesday 2024-05-15 12:00 UTC.
     now = datetime(2024, 5, 15, 12, 0, tzinfo=UTC).timestamp()
@@ -203,15 +246,6 @@ async def test_the_leader_keeps_monitoring_while_redis_is_down(redis_server, fre
     assert service.is_leader and redis_server.client().get("fb:scheduler:leader").decode() == service.token
     service.stop()
     await asyncio.wait_for(runner, 10)
-
-
-@pytest.mark.parametrize("name", [None, "", "Europe", "America", "Not/A_Zone", "x" * 300, "../../etc/passwd"])
-def test_a_time_zone_that_is_not_one_means_utc(name):
-    assert _zone(name) is UTC
-
-
-def test_a_real_time_zone_is_used():
-    assert _zone("Europe/Berlin") == ZoneInfo("Europe/Berlin")
 
 
 async def test_a_monitoring_run_is_not_added_while_one_still_waits(fresh):
