@@ -28,6 +28,7 @@ import os
 import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -360,8 +361,17 @@ def alerts(hours: float, level: str | None, open_only: bool, limit: int, as_json
                             rows))
         else:
             out.print(f"no {what}")
-        out.print(f"open conditions: {len(open_now)}")
+        out.print(f"open conditions: {open_summary(open_now)}")
     sys.exit(EXIT_PROBLEM if problem else EXIT_OK)
+
+
+def open_summary(open_now: list[Any]) -> str:
+    """``3 (2 warning, 1 error)``: the open conditions by level, whatever ``--level`` listed."""
+    from queues.alerts import LEVELS
+
+    by_level = Counter(a.level for a in open_now)
+    parts = [f"{by_level[level]} {level}" for level in LEVELS if by_level[level]]
+    return f"{len(open_now)} ({', '.join(parts)})" if parts else "0"
 
 
 # --- test --------------------------------------------------------------------------------------

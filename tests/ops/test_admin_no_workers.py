@@ -29,10 +29,13 @@ def test_alerts_lists_filters_and_exits_1_while_an_error_is_open(fresh):
     assert "queue low holds 300" in result.stdout and "player_report" in result.stdout
     data = run_json("alerts", "--hours", "1", "--level", "error")
     assert [a["message"] for a in data["alerts"]] == ["player_report job failed: UpstreamError"]
+    # The open conditions are named by level: a warning is not counted as if it were an error.
+    assert "open conditions: 1 (1 warning)" in run("alerts", "--hours", "1", "--level", "error").stdout
     store.fire("critical", "monitor", "queue high has 5 waiting jobs and no worker", rule="no_workers",
                subject="high")
     data = run_json("alerts", "--open", code=1)
     assert {a["rule"] for a in data["alerts"]} == {"queue_depth", "no_workers"} and data["problem"] is True
+    assert "open conditions: 2 (1 warning, 1 critical)" in run("alerts", "--open").stdout
     store.resolve("no_workers", "high")
     assert run("alerts").exit_code == 0
     assert run("alerts", "--level", "loud").exit_code == 2
