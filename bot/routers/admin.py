@@ -59,6 +59,18 @@ def health_reasons(health: dict[str, Any], lang: str) -> list[str]:
     return reasons or [str(reason) for reason in health.get("reasons") or []]
 
 
+MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def alert_time(moment: float, lang: str) -> str:
+    """When an alert fired, in UTC as the title says: "6 Dec 20:16" in English, where "06.12"
+    reads as the 12th of June; "06.12 20:16" in Russian, as dates are written there."""
+    utc = time.gmtime(moment)
+    if lang == "ru":
+        return time.strftime("%d.%m %H:%M", utc)
+    return f"{utc.tm_mday} {MONTHS_EN[utc.tm_mon - 1]} {utc.tm_hour:02d}:{utc.tm_min:02d}"
+
+
 async def alerts(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     await services.note_language(message.from_user.id, lang)  # alerts pushed to them use it
     try:
@@ -76,7 +88,7 @@ async def alerts(message: Message, command: CommandObject, lang: str, services: 
         return
     lines = [t("alerts_title", lang, hours=shown, count=len(found))]
     for alert in found[:MAX_ALERTS_SHOWN]:
-        when = time.strftime("%d.%m %H:%M", time.gmtime(alert.time))
+        when = alert_time(alert.time, lang)
         lines.append(f"• {when} <b>{level_word(alert.level, lang)}</b> {escape(alert.source)}: "
                      f"{escape(tell_alert(alert, lang)[:200])}")
     for part in split_html("\n".join(lines)):  # escaped messages can pass Telegram's limit: cut whole

@@ -49,3 +49,13 @@ def test_health_reasons_fall_back_to_the_stored_english_without_details():
     estimate = {"health_score": 75, "components": [{"name": "queue:high", "score_lost": 25,
                                                     "reason": "high: 2 jobs waiting and no live worker"}]}
     assert health_reasons(estimate, "ru") == ["high: 2 jobs waiting and no live worker"]
+
+
+def test_alert_times_are_written_as_each_language_reads_dates():
+    from datetime import UTC, datetime
+
+    from bot.routers.admin import alert_time
+
+    moment = datetime(2026, 12, 6, 20, 16, tzinfo=UTC).timestamp()
+    assert alert_time(moment, "en") == "6 Dec 20:16"
+    assert alert_time(moment, "ru") == "06.12 20:16"
