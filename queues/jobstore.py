@@ -570,6 +570,31 @@ return 1
 """
 
 
+# KEYS: job indexes. ARGV: prefix, then one score per index (its ids scored below it are of jobs
+# enqueued long enough ago that their record may have lived out its TTL), then how many such
+# ids to look at per index, oldest first. Removes the ids whose record is gone; returns each
+# index's size after. Records expire by TTL and nothing tells the indexes, so a count read with
+# ZCARD alone kept a day of expired jobs: "succeeded 12,000" over a list of the last hour's 500.
+_PRUNE_EXPIRED = """
+local prefix, n = ARGV[1], tonumber(ARGV[#KEYS + 2])
+local sizes = {}
+for i, key in ipairs(KEYS) do
+  local old = redis.call("ZRANGEBYSCORE", key, "-inf", ARGV[i + 1], "LIMIT", 0, n)
+  local gone = {}
+  for _, id in ipairs(old) do
+    if redis.call("EXISTS", prefix .. "job:" .. id) == 0 then gone[#gone + 1] = id end
+  end
+  for start = 1, #gone, 1000 do
+    redis.call("ZREM", key, unpack(gone, start, math.min(start + 999, #gone)))
+  end
+  sizes[i] = redis.call("ZCARD", key)
+end
+return sizes
+"""
+#: How many ids old enough to have expired one count looks at per index (oldest first).
+PRUNE_BATCH = 2000
+
+
 @dataclass
 class JobRecord:
     """One job as stored; ``raw`` keeps fields this class does not name."""
@@ -723,6 +748,7 @@ class JobStore:
         self._undo_reset = client.register_script(_UNDO_RESET)
         self._retake_coalesce = client.register_script(_RETAKE_COALESCE)
         self._progress = client.register_script(_PROGRESS)
+        self._prune_expired = client.register_script(_PRUNE_EXPIRED)
         # Begin and finish run once per job on a worker's hot path: straight to a connection
         # of the worker thread (see queues/direct_scripts.py). Their caller retries on errors.
         self._direct = direct_scripts_for(client)
@@ -930,10 +956,10 @@ class JobStore:
         else:
             key = self.index_key("all")
         if len(chosen) <= 1:
+            total = self.live_sizes([key])[0]  # pruned first: the page's offset counts live jobs
             ids = self.client.zrevrange(key, offset, offset + limit - 1)
             records = self._prune(key, ids)
-            total = self.client.zcard(key)
-            return records, total
+            return records, total - (len(ids) - len(records))
         matches: list[JobRecord] = []
         total = 0  # every match, the ones after the page too: the pager needs them
         for start in range(0, self.index_limit, 500):
@@ -964,11 +990,21 @@ class JobStore:
             and (user_id is None or int(user_id) in record.user_ids)
         )
 
+    def live_sizes(self, keys: list[str]) -> list[int]:
+        """The size of each index once the ids of expired records are out of it, in one call.
+
+        Only ids scored (enqueued) more than a record lifetime ago can be expired; up to
+        :data:`PRUNE_BATCH` of them, oldest first, are checked per index, so a count costs little
+        when it is read often, and a backlog of expired ids goes over a few reads."""
+        now = time.time()
+        cutoffs = [repr(now - (self.failure_ttl if key == self.index_key("status", "failed")
+                               else min(self.result_ttl, self.failure_ttl))) for key in keys]
+        return [int(n) for n in self._prune_expired(keys=keys, args=[self.prefix, *cutoffs, PRUNE_BATCH])]
+
     def count_by_status(self) -> dict[str, int]:
-        pipe = self.client.pipeline(transaction=False)
-        for status in ALL_STATUSES:
-            pipe.zcard(self.index_key("status", status))
-        return dict(zip(ALL_STATUSES, pipe.execute(), strict=True))
+        """Jobs of each status whose record is still kept (expired ones pruned on the way)."""
+        return dict(zip(ALL_STATUSES, self.live_sizes([self.index_key("status", s) for s in ALL_STATUSES]),
+                        strict=True))
 
     def ids_named(self, ref: str, user_id: int | None = None) -> list[str]:
         """The jobs a typed id (:func:`queues.jobids.job_ref`) names: a whole id names itself, with

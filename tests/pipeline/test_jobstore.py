@@ -168,3 +168,37 @@ def test_a_job_cancelled_while_queued_is_skipped_even_after_results_expire(redis
     time.sleep(1.2)  # past the (scaled-down) result lifetime
     begin = store.begin("jq1", max_deliveries=3)
     assert (begin.verdict, begin.status) == ("final", "canceled")
+
+
+def test_counts_and_totals_leave_out_jobs_whose_record_expired(redis_client):
+    """Records expire by TTL and nothing tells the indexes: the dashboard's counts read the
+    indexes' sizes, and showed "succeeded 3" above an empty list of succeeded jobs."""
+    store = JobStore(redis_client, prefix="fb:", result_ttl=1, failure_ttl=1, index_limit=100)
+    enqueued = time.time() - 3600  # jobs of an hour ago: their records may have lived out their TTL
+    for job_id in ("old-1", "old-2", "old-3", "old-4"):
+        store.create(job_id, actor="a", queue="default", now=enqueued)
+    for job_id, status in (("old-1", "succeeded"), ("old-2", "succeeded"), ("old-3", "succeeded"),
+                           ("old-4", "failed")):
+        begun = store.begin(job_id, max_deliveries=4)
+        store.finish(job_id, attempt=begun.attempt, status=status, result={})
+    deadline = time.monotonic() + 10
+    while any(redis_client.exists(store.job_key(f"old-{i}")) for i in range(1, 5)):  # their 1 s TTL
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert redis_client.zcard(store.index_key("status", "succeeded")) == 3  # the index still holds them
+    _store(redis_client).create("waiting", actor="a", queue="default", now=enqueued)  # kept a minute
+
+    counts = store.count_by_status()
+    assert (counts["succeeded"], counts["failed"], counts["queued"]) == (0, 0, 1)
+    assert store.list_jobs(status="succeeded") == ([], 0)
+    page, total = store.list_jobs(queue="default")
+    assert [r.id for r in page] == ["waiting"] and total == 1
+
+
+def test_a_recent_job_is_counted_without_looking_at_its_record(redis_client):
+    store = _store(redis_client)
+    store.create("new-1", actor="a", queue="default")
+    begun = store.begin("new-1", max_deliveries=4)
+    store.finish("new-1", attempt=begun.attempt, status="succeeded", result={})
+    assert store.count_by_status()["succeeded"] == 1
+    assert store.list_jobs(status="succeeded")[1] == 1
