@@ -106,15 +106,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Не знаю такого часового пояса. Пришлите город или смещение от UTC: /tz Moscow, /tz Europe/Berlin, /tz +3",
     },
     "tz_current": {
-        "en": "Your time zone: {zone}. The weekly summary comes on Mondays at 09:00 in it.\n"
+        "en": "Your time zone: {zone}. The weekly summary of the players you follow comes on Mondays at 09:00 in it.\n"
               "To change it: /tz Moscow, /tz Europe/Berlin or /tz +3",
-        "ru": "Ваш часовой пояс: {zone}. Еженедельная сводка приходит по понедельникам в 09:00 по нему.\n"
+        "ru": "Ваш часовой пояс: {zone}. Еженедельная сводка по игрокам, за которыми вы следите, приходит по понедельникам в 09:00 по нему.\n"
               "Изменить: /tz Moscow, /tz Europe/Berlin или /tz +3",
     },
     "tz_unset": {
-        "en": "No time zone chosen: the weekly summary comes on Mondays at 09:00 UTC.\n"
+        "en": "No time zone chosen: the weekly summary of the players you follow comes on Mondays at 09:00 UTC.\n"
               "Choose yours: /tz Moscow, /tz Europe/Berlin or /tz +3",
-        "ru": "Часовой пояс не выбран: еженедельная сводка приходит по понедельникам в 09:00 UTC.\n"
+        "ru": "Часовой пояс не выбран: еженедельная сводка по игрокам, за которыми вы следите, приходит по понедельникам в 09:00 UTC.\n"
               "Выберите свой: /tz Moscow, /tz Europe/Berlin или /tz +3",
     },
     "tz_set": {
