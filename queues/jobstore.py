@@ -570,29 +570,37 @@ return 1
 """
 
 
-# KEYS: job indexes. ARGV: prefix, then one score per index (its ids scored below it are of jobs
-# enqueued long enough ago that their record may have lived out its TTL), then how many such
-# ids to look at per index, oldest first. Removes the ids whose record is gone; returns each
-# index's size after. Records expire by TTL and nothing tells the indexes, so a count read with
-# ZCARD alone kept a day of expired jobs: "succeeded 12,000" over a list of the last hour's 500.
+# KEYS: job indexes. ARGV: prefix, the cursors' hash, then one score per index (its ids scored
+# below it are of jobs enqueued long enough ago that their record may have lived out its TTL),
+# then how many such ids to look at per index. Removes the ids whose record is gone, going on
+# from where the last call stopped (a cursor per index: live ids, a day of failures in a mixed
+# index, cannot hold every call at the same oldest ids) and starting over once past the score.
+# Returns each index's size after and 1 when its pass reached the score (else 0).
+# Records expire by TTL and nothing tells the indexes, so a count read with ZCARD alone kept a
+# day of expired jobs: "succeeded 12,000" over a list of the last hour's 500.
 _PRUNE_EXPIRED = """
-local prefix, n = ARGV[1], tonumber(ARGV[#KEYS + 2])
-local sizes = {}
+local prefix, cursors, n = ARGV[1], ARGV[2], tonumber(ARGV[#KEYS + 3])
+local out = {}
 for i, key in ipairs(KEYS) do
-  local old = redis.call("ZRANGEBYSCORE", key, "-inf", ARGV[i + 1], "LIMIT", 0, n)
+  local from = redis.call("HGET", cursors, key)
+  local old = redis.call("ZRANGEBYSCORE", key, from and ("(" .. from) or "-inf", ARGV[i + 2],
+    "WITHSCORES", "LIMIT", 0, n)
   local gone = {}
-  for _, id in ipairs(old) do
-    if redis.call("EXISTS", prefix .. "job:" .. id) == 0 then gone[#gone + 1] = id end
+  for j = 1, #old, 2 do
+    if redis.call("EXISTS", prefix .. "job:" .. old[j]) == 0 then gone[#gone + 1] = old[j] end
   end
   for start = 1, #gone, 1000 do
     redis.call("ZREM", key, unpack(gone, start, math.min(start + 999, #gone)))
   end
-  sizes[i] = redis.call("ZCARD", key)
+  local done = #old < 2 * n
+  if done then redis.call("HDEL", cursors, key) else redis.call("HSET", cursors, key, old[#old]) end
+  out[#out + 1] = redis.call("ZCARD", key)
+  out[#out + 1] = done and 1 or 0
 end
-return sizes
+return out
 """
-#: How many ids old enough to have expired one count looks at per index (oldest first).
-PRUNE_BATCH = 2000
+#: How many ids old enough to have expired one count looks at per index.
+PRUNE_BATCH = 500
 
 
 @dataclass
@@ -956,7 +964,7 @@ class JobStore:
         else:
             key = self.index_key("all")
         if len(chosen) <= 1:
-            total = self.live_sizes([key])[0]  # pruned first: the page's offset counts live jobs
+            total = self.live_sizes([key])[0]  # pruned first, so the page's offset counts (mostly) live jobs
             ids = self.client.zrevrange(key, offset, offset + limit - 1)
             records = self._prune(key, ids)
             return records, total - (len(ids) - len(records))
@@ -990,16 +998,31 @@ class JobStore:
             and (user_id is None or int(user_id) in record.user_ids)
         )
 
-    def live_sizes(self, keys: list[str]) -> list[int]:
-        """The size of each index once the ids of expired records are out of it, in one call.
+    def _expiry_cutoff(self, key: str, now: float) -> float:
+        """Below this score an index's ids may be of expired records: jobs enqueued longer ago
+        than the shortest lifetime their record can have in that index."""
+        if key == self.index_key("status", "succeeded"):
+            return now - self.result_ttl
+        if key in {self.index_key("status", s) for s in ("failed", *ACTIVE_STATUSES)}:
+            return now - self.failure_ttl  # active records are kept failure_ttl, renewed on each change
+        return now - min(self.result_ttl, self.failure_ttl)
 
-        Only ids scored (enqueued) more than a record lifetime ago can be expired; up to
-        :data:`PRUNE_BATCH` of them, oldest first, are checked per index, so a count costs little
-        when it is read often, and a backlog of expired ids goes over a few reads."""
+    def prune_step(self, keys: list[str], cutoffs: list[float], batch: int = PRUNE_BATCH) -> list[tuple[int, bool]]:
+        """One bounded step of pruning expired ids from each index (see ``_PRUNE_EXPIRED``):
+        (size after, whether this pass over the index is complete) per index."""
+        reply = self._prune_expired(keys=keys, args=[self.prefix, self.index_key("prune-cursor"),
+                                                     *map(repr, cutoffs), batch])
+        return [(int(reply[i]), bool(reply[i + 1])) for i in range(0, len(reply), 2)]
+
+    def live_sizes(self, keys: list[str]) -> list[int]:
+        """The size of each index with the ids of expired records (mostly) out of it, in one call.
+
+        Only ids enqueued more than a record lifetime ago can be expired, and at most
+        :data:`PRUNE_BATCH` of them are looked at per index and call, going on where the last
+        call stopped: a count read every few seconds (the dashboard, ``/metrics``) stays cheap,
+        and a backlog of expired ids goes over a few reads."""
         now = time.time()
-        cutoffs = [repr(now - (self.failure_ttl if key == self.index_key("status", "failed")
-                               else min(self.result_ttl, self.failure_ttl))) for key in keys]
-        return [int(n) for n in self._prune_expired(keys=keys, args=[self.prefix, *cutoffs, PRUNE_BATCH])]
+        return [size for size, _ in self.prune_step(keys, [self._expiry_cutoff(key, now) for key in keys])]
 
     def count_by_status(self) -> dict[str, int]:
         """Jobs of each status whose record is still kept (expired ones pruned on the way)."""

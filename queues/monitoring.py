@@ -763,19 +763,13 @@ class QueueMonitor:
             if self.client.type(key) != "zset":
                 continue
             indexes += 1
-            start = 0
-            while True:
-                ids = self.client.zrange(key, start, start + batch - 1)
-                if not ids:
+            before = self.client.zcard(key)
+            self.client.hdel(self.jobs.index_key("prune-cursor"), key)  # a whole pass, from the oldest id
+            while True:  # the counts' bounded step, to the end: every id, whatever its age
+                [(size, done)] = self.jobs.prune_step([key], [float("inf")], batch)
+                if done:
                     break
-                pipe = self.client.pipeline(transaction=False)
-                for job_id in ids:
-                    pipe.exists(self.jobs.job_key(job_id))
-                gone = [job_id for job_id, alive in zip(ids, pipe.execute(), strict=True) if not alive]
-                if gone:
-                    self.client.zrem(key, *gone)
-                    pruned += len(gone)
-                start += batch - len(gone)
+            pruned += max(0, before - size)
         for key in self.client.scan_iter(match=self.keys.series_pattern, count=100):
             trimmed += int(self.client.zremrangebyscore(key, 0, now - self.retention_seconds))
             trimmed += int(self.client.zremrangebyrank(key, 0, -(SERIES_MAX_POINTS + 1)))

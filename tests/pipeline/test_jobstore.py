@@ -170,35 +170,57 @@ def test_a_job_cancelled_while_queued_is_skipped_even_after_results_expire(redis
     assert (begin.verdict, begin.status) == ("final", "canceled")
 
 
+def _finished_long_ago(redis_client, job_ids_and_statuses, lifetime: int) -> None:
+    """Jobs enqueued an hour ago, run, and finished with records kept ``lifetime`` seconds."""
+    keeping = _store(redis_client)  # a minute and more while they run: a loaded machine cannot lose them
+    ending = JobStore(redis_client, prefix="fb:", result_ttl=lifetime, failure_ttl=lifetime, index_limit=100)
+    for job_id, status in job_ids_and_statuses:
+        keeping.create(job_id, actor="a", queue="default", now=time.time() - 3600)
+        begun = keeping.begin(job_id, max_deliveries=4)
+        ending.finish(job_id, attempt=begun.attempt, status=status, result={})
+
+
 def test_counts_and_totals_leave_out_jobs_whose_record_expired(redis_client):
     """Records expire by TTL and nothing tells the indexes: the dashboard's counts read the
-    indexes' sizes, and showed "succeeded 3" above an empty list of succeeded jobs."""
-    store = JobStore(redis_client, prefix="fb:", result_ttl=1, failure_ttl=1, index_limit=100)
-    enqueued = time.time() - 3600  # jobs of an hour ago: their records may have lived out their TTL
-    for job_id in ("old-1", "old-2", "old-3", "old-4"):
-        store.create(job_id, actor="a", queue="default", now=enqueued)
-    for job_id, status in (("old-1", "succeeded"), ("old-2", "succeeded"), ("old-3", "succeeded"),
-                           ("old-4", "failed")):
-        begun = store.begin(job_id, max_deliveries=4)
-        store.finish(job_id, attempt=begun.attempt, status=status, result={})
+    indexes' sizes, and showed "succeeded 3" above an empty list of succeeded jobs, and pages of
+    the job list past the live jobs came back empty."""
+    store = JobStore(redis_client, prefix="fb:", result_ttl=60, failure_ttl=600, index_limit=100)
+    _finished_long_ago(redis_client, [("old-1", "succeeded"), ("old-2", "succeeded"), ("old-3", "succeeded"),
+                                      ("old-4", "failed")], lifetime=1)
     deadline = time.monotonic() + 10
-    while any(redis_client.exists(store.job_key(f"old-{i}")) for i in range(1, 5)):  # their 1 s TTL
+    while any(redis_client.exists(store.job_key(f"old-{i}")) for i in range(1, 5)):  # their 1 s lifetime
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert redis_client.zcard(store.index_key("status", "succeeded")) == 3  # the index still holds them
-    _store(redis_client).create("waiting", actor="a", queue="default", now=enqueued)  # kept a minute
+    store.create("waiting", actor="a", queue="default", now=time.time() - 3600)
 
     counts = store.count_by_status()
     assert (counts["succeeded"], counts["failed"], counts["queued"]) == (0, 0, 1)
     assert store.list_jobs(status="succeeded") == ([], 0)
-    page, total = store.list_jobs(queue="default")
+    page, total = store.list_jobs(queue="default", limit=1)  # the page holds fewer ids than expired
     assert [r.id for r in page] == ["waiting"] and total == 1
 
 
-def test_a_recent_job_is_counted_without_looking_at_its_record(redis_client):
+def test_jobs_kept_longer_than_the_shortest_lifetime_are_still_counted(redis_client):
+    store = _store(redis_client)  # results a minute, failures ten
+    _finished_long_ago(redis_client, [("kept-1", "failed"), ("kept-2", "succeeded")], lifetime=600)
+    counts = store.count_by_status()  # both are old enough to be looked at, and both are there
+    assert (counts["failed"], counts["succeeded"]) == (1, 1)
+    assert store.list_jobs(queue="default")[1] == 2
+
+
+def test_pruning_goes_on_past_live_ids_instead_of_reading_them_again(redis_client):
+    """A mixed index whose oldest ids are live (a day of failures): each bounded step goes on
+    where the last one stopped, so the expired ids behind them are reached."""
     store = _store(redis_client)
-    store.create("new-1", actor="a", queue="default")
-    begun = store.begin("new-1", max_deliveries=4)
-    store.finish("new-1", attempt=begun.attempt, status="succeeded", result={})
-    assert store.count_by_status()["succeeded"] == 1
-    assert store.list_jobs(status="succeeded")[1] == 1
+    _finished_long_ago(redis_client, [("live-1", "failed"), ("live-2", "failed")], lifetime=600)
+    _finished_long_ago(redis_client, [("gone-1", "succeeded"), ("gone-2", "succeeded")], lifetime=1)
+    deadline = time.monotonic() + 10
+    while redis_client.exists(store.job_key("gone-1"), store.job_key("gone-2")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    key, cutoff = store.index_key("actor", "a"), time.time()
+    assert store.prune_step([key], [cutoff], batch=2) == [(4, False)]  # the two live ones, oldest
+    assert store.prune_step([key], [cutoff], batch=2) == [(2, False)]  # then the two expired
+    assert store.prune_step([key], [cutoff], batch=2) == [(2, True)]  # the end: the next pass starts over
+    assert sorted(redis_client.zrange(key, 0, -1)) == ["live-1", "live-2"]
