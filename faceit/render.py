@@ -187,8 +187,9 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _day(ts: float, lang: str) -> str:
-    """A day as ``06.12`` (Russian) or ``Dec 6`` (English), in UTC like the rest of the texts."""
+def day_label(ts: float, lang: str) -> str:
+    """A day as ``06.12`` (Russian) or ``Dec 6`` (English: "06.12" reads as the 12th of June there),
+    in UTC like the rest of the texts."""
     moment = datetime.fromtimestamp(ts, UTC)
     return moment.strftime("%d.%m") if lang == "ru" else f"{moment.strftime('%b')} {moment.day}"
 
@@ -517,7 +518,7 @@ def render_analytics(data: dict[str, Any], lang: str) -> str:
                     if p.get("elo_change") is not None:
                         # From a snapshot inside the period: say from when (the change is partial).
                         partial = (p.get("elo_since") or 0) > (data.get("since") or 0) + 3600
-                        when = (" " + t("elo_from", lang).format(date=_day(p["elo_since"], lang))) if partial else ""
+                        when = (" " + t("elo_from", lang).format(date=day_label(p["elo_since"], lang))) if partial else ""
                         elo += f" ({fmt_signed(p['elo_change'], lang)}{when})"
                 lines.append(f"• <b>{e(p['nickname'])}</b>: {body}{elo}{_against_before(p, data.get('report_type'), lang)}")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from bot.services import BotServices
 from bot.texts import escape, t
 from bot.views import status_word
 from faceit.htmltext import split_html
+from faceit.render import day_label
 from queues.health_texts import describe_or, level_word, tell_alert
 from queues.jobids import job_ref
 
@@ -59,16 +60,10 @@ def health_reasons(health: dict[str, Any], lang: str) -> list[str]:
     return reasons or [str(reason) for reason in health.get("reasons") or []]
 
 
-MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
 def alert_time(moment: float, lang: str) -> str:
-    """When an alert fired, in UTC as the title says: "6 Dec 20:16" in English, where "06.12"
-    reads as the 12th of June; "06.12 20:16" in Russian, as dates are written there."""
-    utc = time.gmtime(moment)
-    if lang == "ru":
-        return time.strftime("%d.%m %H:%M", utc)
-    return f"{utc.tm_mday} {MONTHS_EN[utc.tm_mon - 1]} {utc.tm_hour:02d}:{utc.tm_min:02d}"
+    """When an alert fired, in UTC as the title says: "Dec 6 20:16" in English, "06.12 20:16" in
+    Russian (the reports' day, :func:`faceit.render.day_label`, and the time)."""
+    return f"{day_label(moment, lang)} {time.strftime('%H:%M', time.gmtime(moment))}"
 
 
 async def alerts(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:

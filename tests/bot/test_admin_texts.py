@@ -57,5 +57,5 @@ def test_alert_times_are_written_as_each_language_reads_dates():
     from bot.routers.admin import alert_time
 
     moment = datetime(2026, 12, 6, 20, 16, tzinfo=UTC).timestamp()
-    assert alert_time(moment, "en") == "6 Dec 20:16"
+    assert alert_time(moment, "en") == "Dec 6 20:16"
     assert alert_time(moment, "ru") == "06.12 20:16"
