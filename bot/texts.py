@@ -118,8 +118,8 @@ TEXTS: dict[str, dict[str, str]] = {
               "Выберите свой: /tz Moscow, /tz Europe/Berlin или /tz +3",
     },
     "tz_set": {
-        "en": "Time zone: {zone}. The weekly summary will come on Mondays at 09:00 in it.",
-        "ru": "Часовой пояс: {zone}. Еженедельная сводка будет приходить по понедельникам в 09:00 по нему.",
+        "en": "Time zone: {zone}. The weekly summary of the players you follow will come on Mondays at 09:00 in it.",
+        "ru": "Часовой пояс: {zone}. Еженедельная сводка по игрокам, за которыми вы следите, будет приходить по понедельникам в 09:00 по нему.",
     },
     "unknown_command": {
         "en": "I don't know that command. /help lists what I can do.",

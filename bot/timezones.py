@@ -5,7 +5,8 @@ until the user names a zone. What they may type, on a phone:
 
 * a zone of the tz database, in any case: ``Europe/Moscow``, ``america/new_york``;
 * a city of it alone, with spaces or underscores: ``Moscow``, ``new york``, ``Sao_Paulo``;
-* an offset from UTC: ``+3``, ``UTC+3``, ``GMT-5``, ``+05:30``, ``+0545``;
+* a few names the database spells otherwise (:data:`ALIASES`): ``EST``, ``MSK``, ``Москва``, ``Питер``;
+* an offset from UTC: ``+3``, ``UTC+3``, ``GMT-5``, ``+05:30``, ``+0545`` (a phone's ``−`` too);
 * ``UTC`` (or ``GMT``, ``Z``).
 
 :func:`parse_timezone` turns that into the stored name (the database's own spelling, or
@@ -26,8 +27,33 @@ _UTC_WORDS = {"utc", "gmt", "z", "utc+0", "utc-0", "gmt+0", "gmt-0", "+0", "-0"}
 # "+3", "UTC+3", "gmt -5", "+05:30", "+0545", "UTC+3:30"
 _OFFSET = re.compile(r"^(?:utc|gmt)?\s*([+-])\s*(\d{1,2})(?::?(\d{2}))?$")
 _STORED_OFFSET = re.compile(r"^UTC([+-])(\d{2}):(\d{2})$")
+_MINUS_SIGNS = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2014": "-"})  # a phone keyboard's minus, dashes
 _NOT_PLACES = {"localtime", "Factory", "posixrules"}  # files of the database that are no one's zone
-MAX_OFFSET = timedelta(hours=14)  # Kiribati, UTC+14, and Baker Island, UTC-12, are the ends
+# Where the world's clocks end: Kiribati at UTC+14, Baker Island at UTC-12; minutes come in quarters.
+EAST_END, WEST_END = timedelta(hours=14), timedelta(hours=12)
+# What people type that the database spells otherwise, or not as meant: US abbreviations there are
+# fixed offsets ("EST" would never move to summer time), and Russian speakers write their city
+# in Cyrillic (the database's names are Latin).
+ALIASES = {
+    "est": "America/New_York", "edt": "America/New_York", "eastern": "America/New_York",
+    "cst": "America/Chicago", "cdt": "America/Chicago", "central": "America/Chicago",
+    "mst": "America/Denver", "mdt": "America/Denver", "mountain": "America/Denver",
+    "pst": "America/Los_Angeles", "pdt": "America/Los_Angeles", "pacific": "America/Los_Angeles",
+    "hst": "Pacific/Honolulu", "msk": "Europe/Moscow", "мск": "Europe/Moscow",
+    "москва": "Europe/Moscow", "санкт-петербург": "Europe/Moscow", "петербург": "Europe/Moscow",
+    "питер": "Europe/Moscow", "спб": "Europe/Moscow", "st petersburg": "Europe/Moscow",
+    "saint petersburg": "Europe/Moscow", "казань": "Europe/Moscow", "нижний новгород": "Europe/Moscow",
+    "калининград": "Europe/Kaliningrad", "самара": "Europe/Samara", "екатеринбург": "Asia/Yekaterinburg",
+    "челябинск": "Asia/Yekaterinburg", "уфа": "Asia/Yekaterinburg", "пермь": "Asia/Yekaterinburg",
+    "омск": "Asia/Omsk", "новосибирск": "Asia/Novosibirsk", "красноярск": "Asia/Krasnoyarsk",
+    "иркутск": "Asia/Irkutsk", "якутск": "Asia/Yakutsk", "владивосток": "Asia/Vladivostok",
+    "хабаровск": "Asia/Vladivostok", "магадан": "Asia/Magadan", "камчатка": "Asia/Kamchatka",
+    "киев": "Europe/Kyiv", "київ": "Europe/Kyiv", "минск": "Europe/Minsk", "алматы": "Asia/Almaty",
+    "астана": "Asia/Almaty", "ташкент": "Asia/Tashkent", "бишкек": "Asia/Bishkek", "тбилиси": "Asia/Tbilisi",
+    "ереван": "Asia/Yerevan", "баку": "Asia/Baku", "кишинёв": "Europe/Chisinau", "кишинев": "Europe/Chisinau",
+    "рига": "Europe/Riga", "вильнюс": "Europe/Vilnius", "таллин": "Europe/Tallinn", "варшава": "Europe/Warsaw",
+    "берлин": "Europe/Berlin", "лондон": "Europe/London", "стамбул": "Europe/Istanbul",
+}
 
 
 @lru_cache(maxsize=1)
@@ -45,17 +71,19 @@ def _zone_names() -> tuple[dict[str, str], dict[str, str]]:
     return full, cities
 
 
-def _offset_name(sign: str, hours: int, minutes: int) -> str | None:
-    if minutes >= 60 or timedelta(hours=hours, minutes=minutes) > MAX_OFFSET:
+def _offset(sign: str, hours: int, minutes: int) -> timedelta | None:
+    """The offset from UTC, or None where no clock of the world is (past the ends, odd minutes)."""
+    if minutes >= 60 or minutes % 15:
         return None
-    if hours == 0 and minutes == 0:
-        return "UTC"
-    return f"UTC{sign}{hours:02d}:{minutes:02d}"
+    delta = timedelta(hours=hours, minutes=minutes)
+    if delta > (WEST_END if sign == "-" else EAST_END):
+        return None
+    return -delta if sign == "-" else delta
 
 
 def parse_timezone(text: str) -> str | None:
     """The name to store for what a user typed, or None when it names no time zone."""
-    typed = " ".join(text.split()).strip()
+    typed = " ".join(text.translate(_MINUS_SIGNS).split())
     if not typed or len(typed) > MAX_INPUT:
         return None
     lowered = typed.lower()
@@ -64,7 +92,11 @@ def parse_timezone(text: str) -> str | None:
     offset = _OFFSET.match(lowered)
     if offset is not None:
         sign, hours, minutes = offset.group(1), int(offset.group(2)), int(offset.group(3) or 0)
-        return _offset_name(sign, hours, minutes)
+        if _offset(sign, hours, minutes) is None:
+            return None
+        return "UTC" if hours == minutes == 0 else f"UTC{sign}{hours:02d}:{minutes:02d}"
+    if lowered in ALIASES:
+        return ALIASES[lowered]
     full, cities = _zone_names()
     key = lowered.replace(" ", "_")
     return full.get(key) or cities.get(key)
@@ -74,13 +106,10 @@ def zone_of(name: str | None) -> tzinfo:
     """The ``tzinfo`` of a stored name; UTC when there is none or it is not one."""
     if not name or name == "UTC":
         return UTC
-    offset = _STORED_OFFSET.match(name)
-    if offset is not None:
-        sign, hours, minutes = offset.group(1), int(offset.group(2)), int(offset.group(3))
-        delta = timedelta(hours=hours, minutes=minutes)
-        if minutes >= 60 or delta > MAX_OFFSET:
-            return UTC
-        return timezone(-delta if sign == "-" else delta)
+    stored = _STORED_OFFSET.match(name)
+    if stored is not None:
+        delta = _offset(stored.group(1), int(stored.group(2)), int(stored.group(3)))
+        return UTC if delta is None else timezone(delta)
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a folder; a long name an OSError

@@ -28,13 +28,21 @@ from bot.timezones import describe, parse_timezone, zone_of
     ("utc", "UTC"),
     ("Z", "UTC"),
     ("+0", "UTC"),
+    ("UTC\u22123", "UTC-03:00"),  # a phone keyboard's minus sign
+    ("Москва", "Europe/Moscow"),  # Russian speakers write their city in Cyrillic
+    ("питер", "Europe/Moscow"),
+    ("MSK", "Europe/Moscow"),
+    ("Екатеринбург", "Asia/Yekaterinburg"),
+    ("EST", "America/New_York"),  # the database's EST is a fixed offset: no summer time
+    ("pst", "America/Los_Angeles"),
 ])
 def test_what_a_user_types_is_stored_by_its_name(typed, stored):
     assert parse_timezone(typed) == stored
 
 
 @pytest.mark.parametrize("typed", ["", "   ", "Mars", "Mars/Olympus", "Europe", "+15", "UTC+14:30", "+3:75",
-                                   "localtime", "Factory", "x" * 70, "../../etc/passwd", "3", "+-3"])
+                                   "localtime", "Factory", "x" * 70, "../../etc/passwd", "3", "+-3",
+                                   "+123", "+05:20", "-13", "Мордор"])
 def test_what_names_no_time_zone_is_refused(typed):
     assert parse_timezone(typed) is None
 
