@@ -370,7 +370,8 @@ def open_summary(open_now: list[Any]) -> str:
     from queues.alerts import LEVELS
 
     by_level = Counter(a.level for a in open_now)
-    parts = [f"{by_level[level]} {level}" for level in LEVELS if by_level[level]]
+    named = [*LEVELS, *sorted(set(by_level) - set(LEVELS))]  # a level this version does not know: last
+    parts = [f"{by_level[level]} {level}" for level in named if by_level[level]]
     return f"{len(open_now)} ({', '.join(parts)})" if parts else "0"
 
 
