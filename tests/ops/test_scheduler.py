@@ -172,10 +172,10 @@ async def test_weekly_reports_go_once_per_subscribed_user_after_monday_nine(fres
 
 
 async def test_each_weekly_summary_goes_at_monday_nine_in_the_zone_its_user_chose(fresh, redis_client):
-    """Two followers whose Monday 09:00 fall at different moments (UTC+14 and UTC-12, as ``/tz``
-    stores them). A check sends the summaries whose moment came since its previous run: with the
-    previous run between the two moments, only the later one's; with it before both, the other's
-    too, and the first is not sent again."""
+    """Followers whose Monday 09:00 fall at different moments (UTC+14 and UTC-12, as ``/tz``
+    stores them, and UTC for one who chose none). A check sends the summaries whose moment came
+    since its previous run: with the previous run just before the latest moment, only that one's;
+    with it before all three, the others' too, and the first is not sent again."""
     import actors  # noqa: F401
     from bot.keys import BotKeys
     from bot.timezones import zone_of
@@ -190,14 +190,16 @@ async def test_each_weekly_summary_goes_at_monday_nine_in_the_zone_its_user_chos
     store = FaceitStore(client, FaceitKeys(settings.redis_key_prefix))
     await store.subscribe(601, "player-a", "alpha")
     await store.subscribe(602, "player-a", "alpha")
+    await store.subscribe(603, "player-a", "alpha")
     await client.aclose()
-    zones = {601: "UTC+14:00", 602: "UTC-12:00"}
-    redis_client.hset(BotKeys("fb:").user_timezones(), mapping={str(uid): zone for uid, zone in zones.items()})
+    zones = {601: "UTC+14:00", 602: "UTC-12:00", 603: None}  # 603 never chose one: UTC
+    redis_client.hset(BotKeys("fb:").user_timezones(),
+                      mapping={str(uid): zone for uid, zone in zones.items() if zone is not None})
 
     now = time.time()
     due = {uid: weekly_boundary(now, zone_of(zone)).timestamp() for uid, zone in zones.items()}
-    earlier, later = sorted(due, key=due.get)
-    assert due[later] - due[earlier] >= 3600  # 26 hours apart, or 5 days and 22 hours
+    later = max(due, key=due.get)
+    assert len(set(due.values())) == 3  # three different moments of the week
     service = SchedulerService(settings)
     keys = SchedulerKeys("fb:")
 
@@ -209,9 +211,9 @@ async def test_each_weekly_summary_goes_at_monday_nine_in_the_zone_its_user_chos
     assert (await service.run_task("weekly_reports"))["result"] == {"sent": 1}
     assert sent_to() == [later]  # only the one whose 09:00 came since the last check
     redis_client.delete(keys.dedupe("weekly_reports"))
-    redis_client.hset(keys.last_run, "weekly_reports", repr(due[earlier] - 60))  # before both
-    assert (await service.run_task("weekly_reports"))["result"] == {"sent": 1}
-    assert sent_to() == [601, 602]
+    redis_client.hset(keys.last_run, "weekly_reports", repr(min(due.values()) - 60))  # before all three
+    assert (await service.run_task("weekly_reports"))["result"] == {"sent": 2}
+    assert sent_to() == [601, 602, 603]
 
 
 def test_weekly_boundary_is_monday_nine_in_the_users_time_zone():
