@@ -133,23 +133,33 @@ async def test_each_run_is_guarded_by_a_dedupe_key(fresh):
     assert sum(r is not None for r in results) == 1
 
 
-async def test_weekly_reports_go_once_per_subscribed_user_after_monday_nine(fresh, redis_client):
-    import actors  # noqa: F401
+async def follow(follows: list[tuple[int, str]], inactive: tuple[int, ...] = ()) -> None:
+    """Each (user, player) follows as ``/subscribe`` records it; ``inactive`` users blocked the bot."""
     from faceit.keys import FaceitKeys
     from faceit.store import FaceitStore
     from queues.connection import async_redis_client
-    from queues.manager import get_queue_manager
     from settings import get_settings
 
     settings = get_settings()
     client = async_redis_client(settings)
     store = FaceitStore(client, FaceitKeys(settings.redis_key_prefix))
-    await store.subscribe(501, "player-a", "alpha")
-    await store.subscribe(502, "player-a", "alpha")
-    await store.subscribe(502, "player-b", "bravo")
-    await store.subscribe(503, "player-b", "bravo")
-    await store.set_user_inactive(503)  # blocked the bot: no report
-    await client.aclose()
+    try:
+        for user, player in follows:
+            await store.subscribe(user, player, player.removeprefix("player-"))
+        for user in inactive:
+            await store.set_user_inactive(user)
+    finally:
+        await client.aclose()
+
+
+async def test_weekly_reports_go_once_per_subscribed_user_after_monday_nine(fresh, redis_client):
+    import actors  # noqa: F401
+    from queues.manager import get_queue_manager
+    from settings import get_settings
+
+    settings = get_settings()
+    await follow([(501, "player-a"), (502, "player-a"), (502, "player-b"), (503, "player-b")],
+                 inactive=(503,))  # 503 blocked the bot: no report
 
     service = SchedulerService(settings)
     keys = SchedulerKeys("fb:")
@@ -179,19 +189,11 @@ async def test_each_weekly_summary_goes_at_monday_nine_in_the_zone_its_user_chos
     import actors  # noqa: F401
     from bot.keys import BotKeys
     from bot.timezones import zone_of
-    from faceit.keys import FaceitKeys
-    from faceit.store import FaceitStore
-    from queues.connection import async_redis_client
     from queues.manager import get_queue_manager
     from settings import get_settings
 
     settings = get_settings()
-    client = async_redis_client(settings)
-    store = FaceitStore(client, FaceitKeys(settings.redis_key_prefix))
-    await store.subscribe(601, "player-a", "alpha")
-    await store.subscribe(602, "player-a", "alpha")
-    await store.subscribe(603, "player-a", "alpha")
-    await client.aclose()
+    await follow([(601, "player-a"), (602, "player-a"), (603, "player-a")])
     zones = {601: "UTC+14:00", 602: "UTC-12:00", 603: None}  # 603 never chose one: UTC
     redis_client.hset(BotKeys("fb:").user_timezones(),
                       mapping={str(uid): zone for uid, zone in zones.items() if zone is not None})
