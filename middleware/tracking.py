@@ -93,6 +93,7 @@ class Tracking(Middleware):
                          message.message_id, begin.attempt)
         elif begin.verdict == "final":
             state.outcome = "skipped"
+            state.someone_waits = begin.someone_waits
             state.extra["final_status"] = begin.status
             logger.info("job %s: already %s; delivery skipped", message.message_id, begin.status)
         elif begin.verdict == "superseded":

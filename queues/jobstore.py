@@ -298,7 +298,7 @@ return detached
 
 # ARGV: prefix, id, now, max_deliveries, worker, ttl, limit, result_ttl, failure_ttl, stats_ttl
 # ARGV 11: when the message was made (ms), or "". Returns {verdict, n}: run (n = attempt), final
-# (status), canceled, crash_loop (n = workers lost), missing, superseded (a message made before
+# (status, then 1 when a delivery could tell anyone: requesters or notifications), canceled, crash_loop (n = workers lost), missing, superseded (a message made before
 # the job's last requeue: the requeue sent one of its own, and both would run the job).
 # A crash loop is max_deliveries deliveries whose worker died while running them (``lost``), not
 # max_deliveries deliveries in all: retries are deliveries too, and one lost worker must not use
@@ -312,7 +312,20 @@ local f = redis.call("HMGET", jk, "status", "enqueued_at", "cancel_requested", "
   "timeline", "first_started_at", "lost", "queue", "actor", "requeued_at")
 local st = f[1]
 if not st then return {"missing", 0} end
-if st == "succeeded" or st == "failed" or st == "canceled" then return {"final", st} end
+if st == "succeeded" or st == "failed" or st == "canceled" then
+  -- Whether a delivery could tell anyone: requesters, or notifications in the result.
+  local r = redis.call("HMGET", jk, "requesters", "result")
+  local waits = 0
+  if r[1] and r[1] ~= "" and r[1] ~= "[]" then
+    waits = 1
+  elseif r[2] and r[2] ~= "" then
+    local ok, v = pcall(cjson.decode, r[2])
+    if ok and type(v) == "table" and type(v["notifications"]) == "table" and next(v["notifications"]) then
+      waits = 1
+    end
+  end
+  return {"final", st, waits}
+end
 local made, requeued = tonumber(ARGV[11]), tonumber(f[11])
 if made and requeued and made < math.floor(requeued * 1000) then return {"superseded", 0} end
 local score = tonumber(f[2]) or now
@@ -706,6 +719,7 @@ class Begin:
     verdict: str  # run | final | canceled | crash_loop | missing | superseded
     attempt: int = 0
     status: str = ""
+    someone_waits: bool = True  # final: the record has requesters or notifications to deliver
 
 
 @dataclass(frozen=True)
@@ -851,7 +865,7 @@ class JobStore:
         message (made at ``made_at_ms``, Dramatiq's ``message_timestamp``) is older than the job's
         last requeue: a job canceled while queued keeps its message there, and the requeue sends
         another."""
-        verdict, value = self._hot(self._begin, [
+        verdict, value, *rest = self._hot(self._begin, [
             self.prefix, job_id, repr(time.time()), max_deliveries, worker, self.failure_ttl,
             self.index_limit, self.result_ttl, self.failure_ttl, self.stats_ttl,
             "" if made_at_ms is None else str(int(made_at_ms)),
@@ -859,7 +873,7 @@ class JobStore:
         if verdict == "run":
             return Begin("run", attempt=int(value))
         if verdict == "final":
-            return Begin("final", status=str(value))
+            return Begin("final", status=str(value), someone_waits=bool(int(rest[0])))
         return Begin(verdict, attempt=int(value or 0))
 
     def finish(

@@ -224,3 +224,18 @@ def test_pruning_goes_on_past_live_ids_instead_of_reading_them_again(redis_clien
     assert store.prune_step([key], [cutoff], batch=2) == [(2, False)]  # then the two expired
     assert store.prune_step([key], [cutoff], batch=2) == [(2, True)]  # the end: the next pass starts over
     assert sorted(redis_client.zrange(key, 0, -1)) == ["live-1", "live-2"]
+
+
+@pytest.mark.parametrize(("requester", "result", "waits"), [
+    (None, {"x": 1}, False),
+    ({"user_id": 7, "chat_id": 7}, {"x": 1}, True),
+    (None, {"notifications": [{"user_id": 7, "text": "finished"}]}, True),  # a monitoring run's
+    (None, {"notifications": []}, False),
+])
+def test_a_delivery_of_an_ended_job_says_whether_anyone_waits(redis_client, requester, result, waits):
+    store = _store(redis_client)
+    store.create("ended", actor="a", queue="default", requester=requester)
+    begun = store.begin("ended", max_deliveries=4)
+    store.finish("ended", attempt=begun.attempt, status="succeeded", result=result)
+    again = store.begin("ended", max_deliveries=4)
+    assert (again.verdict, again.status, again.someone_waits) == ("final", "succeeded", waits)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import itertools
 import json
 
-from queues.dramatiq_keys import dead_messages_key, messages_key
+import pytest
+
+from queues.dramatiq_keys import dead_messages_key, messages_key, queue_key
 from queues.health_texts import tell_alert
 from queues.runtime import get_alert_store, get_job_store
 from tests.pipeline.conftest import wait_until
@@ -240,3 +242,25 @@ def test_a_job_whose_record_is_gone_still_fails_into_the_dead_letters(start_pool
     redis_client.delete(f"fb:job:{handle.id}")  # evicted, or lost in a failover
     wait_until(lambda: "its record is gone" in pool.log_path.read_text(errors="replace"), timeout=10)
     wait_until(lambda: manager.queue_stats()["default"].dead == 1)
+
+
+@pytest.mark.parametrize("someone_waits", [False, True])
+def test_a_redelivered_message_of_an_ended_job_is_delivered_only_to_someone(start_pool, manager, traces,
+                                                                           redis_client, someone_waits):
+    """A message of a job that already ended (its worker's ack was lost to a Redis restart) is
+    skipped, with a delivery in case the worker died before sending one. For a job nobody asked
+    for (a probe, one an operator sent) that delivery told nobody and sat on the high queue."""
+    from dramatiq import Message
+
+    pool = start_pool(["default"], processes=1)  # no worker on the high queue: a delivery stays there
+    requester = {"user_id": 4242, "chat_id": 4242} if someone_waits else None
+    handle = manager.enqueue_job("t_noop", requester=requester)
+    wait_until(lambda: manager.get_job(handle.id).status == "succeeded")
+    high = queue_key(manager.settings.dramatiq_namespace, "high")
+    redis_client.delete(high, messages_key(manager.settings.dramatiq_namespace, "high"))  # its first delivery
+    manager.broker.enqueue(Message(queue_name="default", actor_name="t_noop", args=(), kwargs={}, options={},
+                                   message_id=handle.id))  # the same message again
+    wait_until(lambda: "already succeeded; delivery skipped" in pool.log_path.read_text(errors="replace"))
+    wait_until(lambda: manager.queue_stats()["default"].in_progress == 0)  # its hooks are done
+    assert redis_client.llen(high) == (1 if someone_waits else 0)
+    assert traces.runs(handle.id) == 1
