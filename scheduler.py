@@ -252,7 +252,7 @@ async def subscribed_users(settings: Settings) -> list[tuple[int, str | None]]:
         if not active:
             return []
         zones = await client.hmget(BotKeys(settings.redis_key_prefix).user_timezones(), [str(uid) for uid in active])
-        return [(uid, zone.decode() if isinstance(zone, bytes) else zone) for uid, zone in zip(active, zones, strict=True)]
+        return list(zip(active, zones, strict=True))  # the client decodes: a zone's name, or None
     finally:
         await client.aclose()
 

@@ -144,8 +144,7 @@ class BotServices:
 
     async def timezone_of(self, user_id: int) -> str | None:
         """The time zone a user chose with ``/tz``; None: never chosen (their summary goes by UTC)."""
-        value = await self.redis.hget(self.keys.user_timezones(), str(int(user_id)))
-        return value.decode() if isinstance(value, bytes) else value
+        return await self.redis.hget(self.keys.user_timezones(), str(int(user_id)))
 
     async def note_language(self, user_id: int, lang: str) -> None:
         """Remember the language a user was just answered in, for messages sent to them outside a
@@ -350,7 +349,8 @@ class BotServices:
             if left != "alone":  # ended meanwhile
                 return CancelOutcome(left, record)
         try:
-            outcome = await asyncio.to_thread(self.manager.cancel_job, job_id)
+            # The user's own answer tells them; others (an admin cancelling theirs) get a delivery.
+            outcome = await asyncio.to_thread(self.manager.cancel_job, job_id, tell=bool(others))
         except UnknownJobError:  # gone meanwhile
             raise UserFacingError("no_such_job" if self.is_admin(user_id) else "unknown_job", job_id=job_id) from None
         logger.info("job %s: cancel asked by user %s: %s", job_id, user_id, outcome)

@@ -682,8 +682,10 @@ def tracked_player_period(
 
 
 def _form_between(recent: Sequence[PlayerMatchStats], start: float, end: float = math.inf) -> dict[str, Any]:
-    """:func:`recent_form` over every 5v5 match finished in ``[start, end)``."""
-    games = [m for m in recent if m.is_5v5 and start <= (m.finished_at or 0) < end]
+    """:func:`recent_form` over every 5v5 match finished in ``[start, end)``: a best of three by
+    when its last map ended (its maps are joined first, so one whose maps fall on both sides of
+    ``start`` counts once, in the period it ended in)."""
+    games = [m for m in five_v_five(recent, limit=len(recent)) if start <= (m.finished_at or 0) < end]
     return recent_form(games, limit=len(games) or 1)
 
 

@@ -638,32 +638,46 @@ async def _fetch_match_refresh(client: FaceitClient, ref: MatchRef) -> Match:
 
 
 async def _user_analytics(ctx: FaceitContext, user_id: int, report_type: str, now: float,
-                          fresh: bool = False, comparisons: bool = True) -> dict[str, Any]:
+                          fresh: bool = False, comparisons: bool = True,
+                          periods: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """One user's report (``fresh``: they asked for it now, so each player's newest matches are
     read anew; the scheduled run for everyone takes what the cache has, minutes old at most).
-    ``comparisons``: each figure also for the period before, of the same length."""
+    ``comparisons``: each figure also for the period before, of the same length. ``periods``:
+    the followed players' periods worked out so far, by player id (the run for everyone shares
+    them: a player with many followers is read once, not once per follower)."""
     days = REPORT_DAYS[report_type]
     since = now - days * 86400
     before = since - days * 86400 if comparisons else None
-    analyses = await ctx.store.activity(user_id, since, now)  # the same window as the matches
-    previous = await ctx.store.activity(user_id, before, since) if before is not None else None
+    if before is None:  # the same windows as the matches'
+        analyses, previous = await ctx.store.activity(user_id, since, now), None
+    else:
+        previous, analyses = await ctx.store.activity_split(user_id, before, since, now)
+    periods = {} if periods is None else periods
     players = []
     for sub in await ctx.store.list_subscriptions(user_id):
         pid = sub["player_id"]
-        # Back past the period's start: the newest match before it tells whether the last Elo
-        # snapshot before the period still held when the period began.
-        history, profile, (recent, complete_from) = await _gather_all([
-            ctx.store.elo_history(pid),
-            _optional(ctx.client.get_player(pid)),
-            _optional(ctx.client.get_stats_since(pid, before or since, fresh=fresh), ([], now)),
-        ])
-        newest = max((m.finished_at for m in recent if m.finished_at), default=0.0)
-        profile = await _profile_after(ctx, pid, profile, newest)
-        players.append(analysis.tracked_player_period(
-            pid, profile.nickname if profile else sub["nickname"], recent, since,
-            profile.elo if profile else None, history, now, complete_from, before))
+        if pid not in periods:
+            periods[pid] = await _player_period(ctx, pid, sub["nickname"], now, since, before, fresh)
+        players.append(periods[pid])
     return {"user_id": user_id, "report_type": report_type, "days": days, "since": since,
             "analyses": analyses, "previous_analyses": previous, "players": players}
+
+
+async def _player_period(ctx: FaceitContext, player_id: str, nickname: str, now: float, since: float,
+                         before: float | None, fresh: bool) -> dict[str, Any]:
+    """A followed player's matches and Elo over the period (and the period before, from ``before``)."""
+    # Back past the period's start: the newest match before it tells whether the last Elo
+    # snapshot before the period still held when the period began.
+    history, profile, (recent, complete_from) = await _gather_all([
+        ctx.store.elo_history(player_id),
+        _optional(ctx.client.get_player(player_id)),
+        _optional(ctx.client.get_stats_since(player_id, before or since, fresh=fresh), ([], now)),
+    ])
+    newest = max((m.finished_at for m in recent if m.finished_at), default=0.0)
+    profile = await _profile_after(ctx, player_id, profile, newest)
+    return analysis.tracked_player_period(
+        player_id, profile.nickname if profile else nickname, recent, since,
+        profile.elo if profile else None, history, now, complete_from, before)
 
 
 async def _profile_after(ctx: FaceitContext, player_id: str, profile: Any, newest: float) -> Any:
@@ -700,8 +714,9 @@ async def build_analytics_report(user_id: int | None, report_type: str, progress
     ordered = sorted(users)
     notifications = []
     totals: dict[str, int] = {}
+    periods: dict[str, dict[str, Any]] = {}  # each followed player's, read once for all followers
     for index, uid in enumerate(ordered, start=1):
-        data = await _user_analytics(ctx, uid, report_type, now, comparisons=include_comparisons)
+        data = await _user_analytics(ctx, uid, report_type, now, comparisons=include_comparisons, periods=periods)
         for kind, count in data["analyses"].items():
             totals[kind] = totals.get(kind, 0) + count
         notifications.append({"user_id": uid, "texts": render.texts(render.render_analytics, data)})

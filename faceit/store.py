@@ -189,12 +189,20 @@ class FaceitStore:
 
     async def activity(self, user_id: int, since: float, now: float | None = None) -> dict[str, int]:
         """Analyses per kind the user asked for from ``since`` to ``now`` (epoch seconds)."""
+        return (await self.activity_split(user_id, since, since, now))[1]
+
+    async def activity_split(self, user_id: int, start: float, split: float,
+                             now: float | None = None) -> tuple[dict[str, int], dict[str, int]]:
+        """Analyses per kind in ``[start, split)`` and in ``[split, now]``, in one read: a period
+        and the one before it, each analysis in one of them only."""
         now = time.time() if now is None else now
-        totals: dict[str, int] = {}
-        for member in await self.redis.zrangebyscore(self.keys.activity(user_id), since, now):
+        periods: tuple[dict[str, int], dict[str, int]] = ({}, {})
+        for member, score in await self.redis.zrangebyscore(self.keys.activity(user_id), start, now,
+                                                            withscores=True):
+            totals = periods[score >= split]
             kind = str(member).rsplit(":", 1)[0]
             totals[kind] = totals.get(kind, 0) + 1
-        return totals
+        return periods
 
     async def active_users_since(self, since: float) -> list[int]:
         return sorted(int(u) for u in await self.redis.zrangebyscore(self.keys.active_users(), since, "+inf"))

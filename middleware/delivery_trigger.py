@@ -58,13 +58,12 @@ class DeliveryTrigger(Middleware):
         ended (its worker may have died before sending), crash-looped, or was canceled while it
         ran and comes back (its worker died, or it was retrying) only to be dropped. A job
         canceled while queued gets a delivery too: its note is the same, and anyone who joined
-        the job learns of it. An ended job with nobody to tell (no requesters, no notifications:
-        a probe, a job an operator sent) gets none: a delivery for nobody would only sit on the
-        high queue."""
+        the job learns of it. A job with nobody to tell (no requesters, no notifications: a probe,
+        a job an operator sent) gets none: a delivery for nobody would only sit on the high queue."""
         if message.actor_name == DELIVERY_ACTOR:
             return
         state = state_of(message)
-        if state.outcome == "skipped" and not state.someone_waits:
+        if not state.someone_waits:
             return
         if state.outcome in ("skipped", "canceled") or state.alert_reason == "crash_loop":
             self.enqueue_delivery(broker, message.message_id)

@@ -21,7 +21,7 @@ class DeliveryState:
     error: dict[str, Any] | None = None
     alert_reason: str = ""           # final_failure | time_limit | crash_loop | auth
     requesters: int = 0              # requesters on the record when it ended
-    someone_waits: bool = True       # skipped as already ended: a delivery could tell anyone
+    someone_waits: bool = True       # a skipped delivery's job: a delivery could tell anyone
     pending_retry: Any = None        # the message to re-enqueue before the ack
     dead_letter: bool = False        # Backoff's verdict: a final failure an operator should see;
                                      # Tracking dead-letters it once the outcome counted (not stale)

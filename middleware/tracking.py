@@ -84,6 +84,7 @@ class Tracking(Middleware):
         if begin.verdict == "run":
             state.attempt = begin.attempt
             return
+        state.someone_waits = begin.someone_waits
         if begin.verdict == "crash_loop":
             state.outcome = "failed"
             state.alert_reason = "crash_loop"
@@ -93,7 +94,6 @@ class Tracking(Middleware):
                          message.message_id, begin.attempt)
         elif begin.verdict == "final":
             state.outcome = "skipped"
-            state.someone_waits = begin.someone_waits
             state.extra["final_status"] = begin.status
             logger.info("job %s: already %s; delivery skipped", message.message_id, begin.status)
         elif begin.verdict == "superseded":

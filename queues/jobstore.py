@@ -117,6 +117,19 @@ local function count_outcome(prefix, queue, actor, outcome, now, stats_ttl, refu
   end
   redis.call("HINCRBY", prefix .. "totals", actor .. "|" .. outcome, 1)
 end
+-- 1 when a delivery of the job could tell anyone: it has requesters, or its result carries
+-- notifications (a monitoring run's); else 0 (a probe, a job an operator sent).
+local function someone_waits(jk)
+  local r = redis.call("HMGET", jk, "requesters", "result")
+  if r[1] and r[1] ~= "" and r[1] ~= "[]" then return 1 end
+  if r[2] and r[2] ~= "" then
+    local ok, v = pcall(cjson.decode, r[2])
+    if ok and type(v) == "table" and type(v["notifications"]) == "table" and next(v["notifications"]) then
+      return 1
+    end
+  end
+  return 0
+end
 """
 
 # KEYS: none (all keys derive from the prefix, built here and only here).
@@ -297,9 +310,11 @@ return detached
 """
 
 # ARGV: prefix, id, now, max_deliveries, worker, ttl, limit, result_ttl, failure_ttl, stats_ttl
-# ARGV 11: when the message was made (ms), or "". Returns {verdict, n}: run (n = attempt), final
-# (status, then 1 when a delivery could tell anyone: requesters or notifications), canceled, crash_loop (n = workers lost), missing, superseded (a message made before
-# the job's last requeue: the requeue sent one of its own, and both would run the job).
+# ARGV 11: when the message was made (ms), or "". Returns {verdict, n[, waits]}: run (n =
+# attempt), final (n = status), canceled, crash_loop (n = workers lost), missing, superseded (a
+# message made before the job's last requeue: the requeue sent one of its own, and both would
+# run the job). ``waits`` (final, canceled, crash_loop): someone_waits, whether a delivery could
+# tell anyone.
 # A crash loop is max_deliveries deliveries whose worker died while running them (``lost``), not
 # max_deliveries deliveries in all: retries are deliveries too, and one lost worker must not use
 # up the last retry.
@@ -312,20 +327,7 @@ local f = redis.call("HMGET", jk, "status", "enqueued_at", "cancel_requested", "
   "timeline", "first_started_at", "lost", "queue", "actor", "requeued_at")
 local st = f[1]
 if not st then return {"missing", 0} end
-if st == "succeeded" or st == "failed" or st == "canceled" then
-  -- Whether a delivery could tell anyone: requesters, or notifications in the result.
-  local r = redis.call("HMGET", jk, "requesters", "result")
-  local waits = 0
-  if r[1] and r[1] ~= "" and r[1] ~= "[]" then
-    waits = 1
-  elseif r[2] and r[2] ~= "" then
-    local ok, v = pcall(cjson.decode, r[2])
-    if ok and type(v) == "table" and type(v["notifications"]) == "table" and next(v["notifications"]) then
-      waits = 1
-    end
-  end
-  return {"final", st, waits}
-end
+if st == "succeeded" or st == "failed" or st == "canceled" then return {"final", st, someone_waits(jk)} end
 local made, requeued = tonumber(ARGV[11]), tonumber(f[11])
 if made and requeued and made < math.floor(requeued * 1000) then return {"superseded", 0} end
 local score = tonumber(f[2]) or now
@@ -344,7 +346,7 @@ if f[3] == "1" then
   release()
   redis.call("EXPIRE", jk, result_ttl)
   count_outcome(prefix, f[9] or "", f[10] or "", "canceled", now, stats_ttl, false)
-  return {"canceled", 0}
+  return {"canceled", 0, someone_waits(jk)}
 end
 local deliveries = (tonumber(f[4]) or 0) + 1
 local lost = tonumber(f[8]) or 0
@@ -364,7 +366,7 @@ if lost >= max_deliveries then
   release()
   redis.call("EXPIRE", jk, failure_ttl)
   count_outcome(prefix, f[9] or "", f[10] or "", "failed", now, stats_ttl, false)
-  return {"crash_loop", lost}
+  return {"crash_loop", lost, someone_waits(jk)}
 end
 local attempt = (tonumber(f[5]) or 0) + 1
 table.insert(timeline, {attempt = attempt, worker = worker, started_at = now})
@@ -498,12 +500,12 @@ local stats_ttl = tonumber(ARGV[7])
 local jk = prefix .. "job:" .. id
 local f = redis.call("HMGET", jk, "status", "enqueued_at", "coalesce_key", "queue", "actor")
 local st = f[1]
-if not st then return "missing" end
-if st == "canceled" then return "already_canceled" end  -- not this cancel's doing: nothing to tell or count
-if st == "succeeded" or st == "failed" then return st end
+if not st then return {"missing", 0} end
+if st == "canceled" then return {"already_canceled", 0} end  -- not this cancel's doing: nothing to tell or count
+if st == "succeeded" or st == "failed" then return {st, 0} end
 if st == "started" then
   redis.call("HSET", jk, "cancel_requested", "1")
-  return "canceling"
+  return {"canceling", 0}
 end
 -- queued or retrying: the message will be skipped when a worker takes it.
 redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
@@ -515,7 +517,7 @@ if f[3] and redis.call("GET", f[3]) == id then redis.call("DEL", f[3]) end
 -- would be made anew and run for nobody.
 redis.call("EXPIRE", jk, failure_ttl)
 count_outcome(prefix, f[4] or "", f[5] or "", "canceled", now, stats_ttl, false)
-return "canceled"
+return {"canceled", someone_waits(jk)}
 """
 
 #: What a requeue's reset clears, and what it sets anew; its undo puts back both (and the status).
@@ -719,7 +721,7 @@ class Begin:
     verdict: str  # run | final | canceled | crash_loop | missing | superseded
     attempt: int = 0
     status: str = ""
-    someone_waits: bool = True  # final: the record has requesters or notifications to deliver
+    someone_waits: bool = True  # final, canceled, crash_loop: a delivery could tell anyone
 
 
 @dataclass(frozen=True)
@@ -870,11 +872,12 @@ class JobStore:
             self.index_limit, self.result_ttl, self.failure_ttl, self.stats_ttl,
             "" if made_at_ms is None else str(int(made_at_ms)),
         ])
+        waits = bool(int(rest[0])) if rest else True
         if verdict == "run":
             return Begin("run", attempt=int(value))
         if verdict == "final":
-            return Begin("final", status=str(value), someone_waits=bool(int(rest[0])))
-        return Begin(verdict, attempt=int(value or 0))
+            return Begin("final", status=str(value), someone_waits=waits)
+        return Begin(verdict, attempt=int(value or 0), someone_waits=waits)
 
     def finish(
         self,
@@ -908,10 +911,16 @@ class JobStore:
         """Cancel a job: ``canceled`` (it will not run), ``canceling`` (running; stops at its
         next await), ``missing``, ``already_canceled`` (by an earlier cancel: this one did
         nothing, so its caller tells nobody and counts nothing), or the final status it had."""
-        return str(self._cancel(args=[
+        return self.cancel(job_id)[0]
+
+    def cancel(self, job_id: str) -> tuple[str, bool]:
+        """:meth:`request_cancel`, and whether anyone waits to be told of a ``canceled`` job
+        (requesters or notifications), from the same call: no read of the record after it."""
+        outcome, waits = self._cancel(args=[
             self.prefix, job_id, repr(time.time()), self.result_ttl, self.index_limit, self.failure_ttl,
             self.stats_ttl,
-        ]))
+        ])
+        return str(outcome), bool(int(waits))
 
     def leave(self, job_id: str, user_id: int) -> str:
         """``user_id`` stops waiting for a job others asked for too (see :data:`_LEAVE`)."""
@@ -1015,9 +1024,10 @@ class JobStore:
     def _expiry_cutoff(self, key: str, now: float) -> float:
         """Below this score an index's ids may be of expired records: jobs enqueued longer ago
         than the shortest lifetime their record can have in that index."""
-        if key == self.index_key("status", "succeeded"):
+        status = key.removeprefix(self.index_key("status", ""))
+        if status == "succeeded":
             return now - self.result_ttl
-        if key in {self.index_key("status", s) for s in ("failed", *ACTIVE_STATUSES)}:
+        if status in ("failed", *ACTIVE_STATUSES):
             return now - self.failure_ttl  # active records are kept failure_ttl, renewed on each change
         return now - min(self.result_ttl, self.failure_ttl)
 

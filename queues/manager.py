@@ -288,14 +288,15 @@ class QueueManager:
 
     # --- act ------------------------------------------------------------------------------
 
-    def cancel_job(self, job_id: str) -> str:
+    def cancel_job(self, job_id: str, *, tell: bool = True) -> str:
         """``canceled`` (queued: it will never run), ``canceling`` (running: stops at its next
         await), ``already_canceled``, or the final status it already had. Raises UnknownJobError
-        for an unknown id."""
-        outcome = self.jobs.request_cancel(job_id)
+        for an unknown id. ``tell=False``: the caller tells the one user waiting itself (the
+        bot answering that user's own /cancel), so no delivery is sent for it."""
+        outcome, waits = self.jobs.cancel(job_id)
         if outcome == "missing":
             raise UnknownJobError(f"no job {job_id}")
-        if outcome == "canceled":
+        if outcome == "canceled" and waits and tell:
             self._tell_canceled(job_id)
         return outcome
 
@@ -304,8 +305,10 @@ class QueueManager:
         telling whoever waits for them; returns how many were canceled now."""
         canceled = 0
         for job_id in job_ids:
-            if self.jobs.request_cancel(job_id) == "canceled":
-                self._tell_canceled(job_id)
+            outcome, waits = self.jobs.cancel(job_id)
+            if outcome == "canceled":
+                if waits:
+                    self._tell_canceled(job_id)
                 canceled += 1
         return canceled
 
@@ -314,9 +317,6 @@ class QueueManager:
         in a backlog, or wait for a retry up to 90 s, and the users saw "queued" (or "trying
         again in 90 s") with a Cancel button until it came up. The delivery is idempotent: when
         the message comes up and is skipped, the delivery it triggers sends nothing twice."""
-        record = self.jobs.get(job_id)
-        if record is None or not any(r.get("user_id") for r in record.requesters):
-            return
         try:
             self.broker.enqueue(delivery_message(job_id, queue_name(QueuePriority.HIGH, self.settings)))
         except Exception as exc:  # the skipped message's own delivery still tells them, later

@@ -239,3 +239,15 @@ def test_a_delivery_of_an_ended_job_says_whether_anyone_waits(redis_client, requ
     store.finish("ended", attempt=begun.attempt, status="succeeded", result=result)
     again = store.begin("ended", max_deliveries=4)
     assert (again.verdict, again.status, again.someone_waits) == ("final", "succeeded", waits)
+
+
+@pytest.mark.parametrize("requester", [None, {"user_id": 7, "chat_id": 7}])
+def test_a_cancel_and_a_canceled_delivery_say_whether_anyone_waits(redis_client, requester):
+    store = _store(redis_client)
+    store.create("queued", actor="a", queue="default", requester=requester)
+    assert store.cancel("queued") == ("canceled", requester is not None)
+    store.create("running", actor="a", queue="default", requester=requester)
+    store.begin("running", max_deliveries=4)
+    assert store.cancel("running") == ("canceling", False)  # it stops itself, and its delivery tells
+    again = store.begin("running", max_deliveries=4)  # it comes back (its worker died): dropped
+    assert (again.verdict, again.someone_waits) == ("canceled", requester is not None)

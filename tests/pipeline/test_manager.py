@@ -299,3 +299,14 @@ def test_a_job_canceled_before_is_not_canceled_again(manager):
     assert manager.cancel_job(waited.id) == "already_canceled"
     assert manager.cancel_dropped([waited.id]) == 0
     assert manager.queue_stats()["high"].waiting == 1  # and not again
+
+
+def test_a_users_own_cancel_sends_no_delivery_the_bot_tells_them_itself(manager):
+    """The bot answers a user's /cancel (and edits their message) itself: the delivery queued
+    for them on top only edited the same message with the same text."""
+    own = manager.enqueue_job("t_noop", requester={"user_id": 5553, "chat_id": 5553, "lang": "en"})
+    assert manager.cancel_job(own.id, tell=False) == "canceled"
+    assert manager.queue_stats()["high"].waiting == 0
+    nobody = manager.enqueue_job("t_noop")  # an operator's cancel of a job nobody waits for
+    assert manager.cancel_job(nobody.id) == "canceled"
+    assert manager.queue_stats()["high"].waiting == 0
