@@ -473,3 +473,16 @@ def test_a_period_is_compared_only_with_a_whole_period_before() -> None:
     partial = analysis.tracked_player_period("p", "nick", recent, since, 1500, [], now, before + 60, before)
     assert partial["previous"] is None
     assert analysis.tracked_player_period("p", "nick", recent, since, 1500, [], now)["previous"] is None
+
+
+def test_a_best_of_three_across_a_periods_start_counts_once_in_the_period_it_ended_in() -> None:
+    now = 1_000_000.0
+    since = now - 7 * 86400
+    # FACEIT's lines of one best of three, newest first: a map won before the period began, then
+    # a loss and a win inside it. The match ended inside it: 2:1, a win, this period's only match.
+    recent = [_stat("bo3", True, 20, 10, 2, 20, 90.0, 8, at=int(since + 2000)),
+              _stat("bo3", False, 10, 20, 2, 20, 60.0, 5, at=int(since + 1000)),
+              _stat("bo3", True, 20, 10, 2, 20, 90.0, 8, at=int(since - 1000))]
+    row = analysis.tracked_player_period("p", "nick", recent, since, 1430, [], now, 0.0, since - 7 * 86400)
+    assert (row["matches"], row["results"]) == (1, "W")
+    assert row["previous"]["matches"] == 0  # not also a 1:0 win of the week before

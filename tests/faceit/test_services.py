@@ -582,3 +582,25 @@ async def test_a_run_whose_result_was_never_stored_loses_no_notice(sandbox: Face
     # An older run's delivery, late, does not move the player back.
     assert await (await get_faceit_context()).store.advance_monitoring({pid: state}) == 0
     assert (await (await get_faceit_context()).store.monitor_state(pid))["match_id"] == finished["match_id"]
+
+
+async def test_the_summaries_for_everyone_read_a_followed_player_once(sandbox: FaceitSandbox,
+                                                                      redis_client: redis.Redis) -> None:
+    """Each follower's summary read the player's matches, Elo history and profile again (pages
+    after the first straight from FACEIT), over twice the period since the comparisons. One more
+    follower now costs that user's own activity read, and nothing more of the player."""
+    player = sandbox.world()["players"][14]
+
+    def reads() -> int:  # ZRANGEBYSCORE: a user's activity, a player's Elo history
+        return int(redis_client.info("commandstats").get("cmdstat_zrangebyscore", {}).get("calls", 0))
+
+    async def everyone() -> int:
+        before = reads()
+        report = await services.build_analytics_report(None, "weekly", ProgressLog())
+        assert report["notifications"]
+        return reads() - before
+
+    await store.subscribe(21, player["player_id"], player["nickname"])
+    one_follower = await everyone()
+    await store.subscribe(22, player["player_id"], player["nickname"])
+    assert await everyone() == one_follower + 1

@@ -63,6 +63,8 @@ async def test_users_and_activity(store: FaceitStore, redis_client: redis.Redis)
     # To the second, not by calendar day: a window that starts after the one three days ago
     assert await store.activity(5, now - 3 * 86400 + 1, now) == {"match": 1}
     assert await store.activity(5, now - 10 * 86400 - 1, now - 3 * 86400) == {"match": 1, "player": 1}
+    # A period and the one before, in one read: an analysis at the boundary is in the later one only
+    assert await store.activity_split(5, now - 10 * 86400, now - 3 * 86400, now) == ({"player": 1}, {"match": 2})
     assert await store.active_users_since(now - 60) == [5]
     assert 0 < redis_client.ttl("fb:faceit:activity:5") <= 62 * 86400  # a month and the month before it
     assert redis_client.ttl("fb:faceit:activity:5") > 40 * 86400
