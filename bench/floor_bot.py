@@ -26,9 +26,11 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
+from settings import get_settings
+
 logger = logging.getLogger("bench.floor_bot")
 
-CONCURRENCY = 16  # as BOT_UPDATE_CONCURRENCY
+CONCURRENCY = get_settings().bot_update_concurrency  # answers in flight at once, as the bot's
 
 # ARGV: job id, user id, job id, user id, ...  → each job's place in the queue.
 _START_JOBS = """

@@ -310,7 +310,7 @@ class FaceitClient:
             key = self.keys.cache("recent", player_id, STATS_PAGE, page * STATS_PAGE)
             # Pages after the first are read fresh: a match finished since a cached first page
             # shifts the offsets, so a cached later page could miss the match at the boundary
-            # (fresh later pages can only repeat one, and repeats are dropped by id).
+            # (fresh later pages can only repeat one, and repeats are dropped by match and map).
             raw = await self._cached(key, f"/players/{_seg(player_id)}/games/cs2/stats",
                                      {"limit": STATS_PAGE, "offset": page * STATS_PAGE}, self.ttls.recent,
                                      fresh or page > 0)

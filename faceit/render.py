@@ -487,14 +487,15 @@ def render_notification(data: dict[str, Any], lang: str) -> str:
 
 
 def render_analytics(data: dict[str, Any], lang: str) -> str:
-    title = t("analytics_monthly" if data.get("report_type") == "monthly" else "analytics_weekly", lang)
+    period = "monthly" if data.get("report_type") == "monthly" else "weekly"
+    title = t("analytics_" + period, lang)
     lines = [f"📅 <b>{title}</b>"]
     if data.get("user_id") is None and "users" in data:
         lines.append(f"{fmt_int(data['users'], lang)} {plural(data['users'], lang, USERS)}")
     analyses = _analysis_kinds(data.get("analyses", {}))
     total = sum(analyses.values())
     parts = [f"{t('kind_' + k, lang)}: {fmt_int(v, lang)}" for k, v in sorted(analyses.items())]
-    before = t("before_monthly" if data.get("report_type") == "monthly" else "before_weekly", lang)
+    before = t("before_" + period, lang)
     earlier = data.get("previous_analyses")
     lines.append(f"{t('analyses', lang)}: <b>{fmt_int(total, lang)}</b>" + (f" ({', '.join(parts)})" if parts else "")
                  + (f" · {before}: {fmt_int(sum(_analysis_kinds(earlier).values()), lang)}"
@@ -520,7 +521,7 @@ def render_analytics(data: dict[str, Any], lang: str) -> str:
                         partial = (p.get("elo_since") or 0) > (data.get("since") or 0) + 3600
                         when = (" " + t("elo_from", lang).format(date=day_label(p["elo_since"], lang))) if partial else ""
                         elo += f" ({fmt_signed(p['elo_change'], lang)}{when})"
-                lines.append(f"• <b>{e(p['nickname'])}</b>: {body}{elo}{_against_before(p, data.get('report_type'), lang)}")
+                lines.append(f"• <b>{e(p['nickname'])}</b>: {body}{elo}{_against_before(p, period, lang)}")
     return "\n".join(lines)
 
 
@@ -530,14 +531,13 @@ def _analysis_kinds(counts: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in counts.items() if f"kind_{k}" in L}
 
 
-def _against_before(player: dict[str, Any], report_type: str | None, lang: str) -> str:
+def _against_before(player: dict[str, Any], period: str, lang: str) -> str:
     """How a tracked player's win rate and K/D moved since the period before ("vs the week
     before (5 matches): WR +10, K/D −0.12"), or only how many matches they played then when
     one of the two periods has none."""
     earlier = player.get("previous")
     if not earlier:
         return ""
-    period = "monthly" if report_type == "monthly" else "weekly"
     count = f"{fmt_int(earlier['matches'], lang)} {plural(earlier['matches'], lang, MATCHES)}"
     if not (earlier["matches"] and player["matches"]):
         return f"\n  {t('before_' + period, lang)}: {count}"

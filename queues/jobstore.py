@@ -980,7 +980,9 @@ class JobStore:
         """
         filters = [("status", status), ("queue", queue), ("actor", actor), ("user", user_id)]
         chosen = [(k, v) for k, v in filters if v is not None]
-        if chosen:
+        if len(chosen) == 1:
+            key = self.index_key(*chosen[0])
+        elif chosen:
             sizes = [(self.client.zcard(self.index_key(k, v)), k, v) for k, v in chosen]
             _, kind, value = min(sizes, key=lambda item: item[0])
             key = self.index_key(kind, value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiogram import Router
 from aiogram.filters import CommandObject, CommandStart
 from aiogram.types import Message
@@ -38,14 +40,15 @@ async def tz_(message: Message, command: CommandObject, lang: str, services: Bot
     typed = (command.args or "").strip()
     if not typed:
         chosen = await services.timezone_of(message.from_user.id)
-        await answer(message, t("tz_current", lang, zone=describe(chosen)) if chosen else t("tz_unset", lang))
+        shown = await asyncio.to_thread(describe, chosen) if chosen else None  # a zone's file is read once
+        await answer(message, t("tz_current", lang, zone=shown) if shown else t("tz_unset", lang))
         return
-    name = parse_timezone(typed)
+    name = await asyncio.to_thread(parse_timezone, typed)  # its first call reads the zone database
     if name is None:
         await answer(message, t("usage_tz", lang))
         return
     await services.set_timezone(message.from_user.id, name)
-    await answer(message, t("tz_set", lang, zone=describe(name)))
+    await answer(message, t("tz_set", lang, zone=await asyncio.to_thread(describe, name)))
 
 
 def build() -> Router:
