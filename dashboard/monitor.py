@@ -22,7 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from queues.alert_rules import DEDUCTIONS, Thresholds, system_failure_rate
+from queues.alert_rules import (
+    DEDUCTIONS,
+    GLOBAL_SUBJECT,
+    QUEUE_RULES,
+    Finding,
+    Thresholds,
+    evaluate,
+    health,
+    system_failure_rate,
+    undecided,
+)
 from queues.jobstore import JobStore
 from queues.priorities import priority_of_queue
 
@@ -144,67 +154,66 @@ class LocalFigures:
         return points
 
 
+def local_snapshot(settings: Any, queues: dict[str, dict[str, Any]], redis_ok: bool = True) -> dict[str, Any]:
+    """What the dashboard read (its queue rows), in the shape of the monitor's snapshot, for
+    ``queues.alert_rules``. A queue's depth is None while the broker does not answer (unknown,
+    not 0); how long the oldest job has waited is not read here (None: not judged)."""
+    if not redis_ok:
+        return {"redis": {"reachable": False, "error": "Redis is unreachable"}}
+    snapshot: dict[str, Any] = {"redis": {"reachable": True}, "queues": {}}
+    broker_error = next((q["broker_error"] for q in queues.values() if q.get("broker_error")), None)
+    if broker_error:
+        snapshot["broker_state"] = {"reachable": False, "error": broker_error}
+    for name, q in queues.items():
+        priority = priority_of_queue(name, settings)
+        snapshot["queues"][name] = {
+            "name": name, "priority": priority.value if priority else None,
+            "depth": None if broker_error else q.get("waiting"),
+            **{key: q.get(key) for key in ("delayed", "dead", "workers", "succeeded", "failed", "refused",
+                                           "failure_rate", "wait_p95", "window_seconds")},
+            "oldest_waiting_age": None,
+        }
+    return snapshot
+
+
 def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: list[dict[str, Any]],
                  redis_ok: bool = True) -> dict[str, Any]:
     """A health score from what the dashboard already read, for when ``queues.monitoring``
-    cannot answer. Deductions are ``queues.alert_rules.DEDUCTIONS`` where both know the condition:
+    cannot answer.
 
-    ======================================  ==========
-    condition                               points lost
-    ======================================  ==========
-    Redis unreachable                       100
-    the broker (RabbitMQ) unreachable       50
-    a queue with work and no live worker    25
-    failure rate over ALERT_FAILURE_RATE    20
-    depth over its per-queue limit          10
-    p95 wait over its per-queue target      10
-    dead-lettered messages                  5
-    open alerts (critical/error/warning)    15/10/5 each, at most 30
-    ======================================  ==========
+    The monitor's own rules (``queues.alert_rules.evaluate``) judge :func:`local_snapshot`, so
+    the two scores, their reasons and the alerts agree on everything both can see. What only
+    the monitor sees (FACEIT's refusals, Redis's memory, the oldest waiting job's age) comes
+    from the conditions it left open: each loses its rule's points too, unless this read judges
+    that rule for that subject itself and found it cleared (a queue's depth back under its
+    limit). A condition of a rule this version does not know counts nothing.
     """
-    components: list[dict[str, Any]] = []
-
-    def lose(name: str, points: float, reason: str) -> None:
-        components.append({"name": name, "score_lost": points, "reason": reason})
-
-    if not redis_ok:
-        lose("redis", DEDUCTIONS["redis_unreachable"], "Redis is unreachable")
-    broker_error = next((q["broker_error"] for q in queues.values() if q.get("broker_error")), None)
-    if broker_error:
-        lose("broker", DEDUCTIONS["broker_unreachable"], f"the broker is unreachable: {broker_error}; queue depths unknown")
-    thresholds = Thresholds.from_settings(settings)  # the alert rules' own: the score agrees with them
-    for name, q in queues.items():
-        priority = priority_of_queue(name, settings)
-        pending = (q.get("waiting") or 0) + (q.get("delayed") or 0)
-        if pending and not q.get("workers"):
-            lose(f"queue:{name}", DEDUCTIONS["no_workers"], f"{name}: {_jobs(pending)} waiting and no live worker")
-        rate = q.get("failure_rate")
-        if (rate is not None and (q.get("succeeded", 0) + q.get("failed", 0)) >= thresholds.failure_min_jobs
-                and rate > thresholds.failure_rate):
-            lose(f"failures:{name}", DEDUCTIONS["failure_rate"], f"{name}: {rate:.0%} of jobs failed in the last hour")
-        limit = thresholds.depth_limit(priority)
-        if (q.get("waiting") or 0) > limit:
-            lose(f"depth:{name}", DEDUCTIONS["queue_depth"], f"{name}: {_jobs(q['waiting'])} waiting (limit {limit})")
-        target = thresholds.wait_target(priority)
-        if q.get("wait_p95") is not None and q["wait_p95"] > target:
-            lose(f"wait:{name}", DEDUCTIONS["wait_time"], f"{name}: p95 wait {q['wait_p95']:.1f} s (target {target:g} s)")
-        if q.get("dead"):
-            lose(f"dead:{name}", DEDUCTIONS["dead_letters"], f"{name}: {q['dead']} dead-lettered messages")
-    weights = {"critical": 15, "error": 10, "warning": 5}
-    alert_points = sum(weights.get(a.get("level", ""), 0) for a in open_alerts)
-    if alert_points:
-        lose("alerts", min(30, alert_points), f"{len(open_alerts)} open alert(s)")
-    score = max(0, 100 - sum(c["score_lost"] for c in components))
-    return {
-        "health_score": round(score),
-        "components": components,
-        "reasons": [c["reason"] for c in components],
-        "source": "dashboard",
-    }
+    thresholds = Thresholds.from_settings(settings)
+    snapshot = local_snapshot(settings, queues, redis_ok)
+    findings = evaluate(snapshot, thresholds)
+    seen = {(f.rule, f.subject) for f in findings}
+    for alert in open_alerts:
+        key = (alert.get("rule"), alert.get("subject") or GLOBAL_SUBJECT)
+        if key[0] in DEDUCTIONS and key not in seen and not judged_here(snapshot, thresholds, *key):
+            findings.append(Finding(key[0], key[1], str(alert.get("message") or ""), dict(alert.get("details") or {})))
+            seen.add(key)
+    return {**health(findings), "source": "dashboard"}
 
 
-def _jobs(n: int) -> str:
-    return f"{n} job" if n == 1 else f"{n} jobs"
+#: Rules :func:`local_snapshot` holds everything for, for every subject; the queue rules that read
+#: a depth only while the broker answers, the failure rate only over enough finished jobs.
+_JUDGED_HERE = {"redis_unreachable", "broker_unreachable", "dead_letters", "no_workers", "idle_queue", "queue_depth",
+                "failure_rate"}
+
+
+def judged_here(snapshot: dict[str, Any], thresholds: Thresholds, rule: str, subject: str) -> bool:
+    """Whether :func:`local_snapshot` can tell if ``rule`` holds for ``subject``: if it can and did
+    not find it, the condition has cleared, whatever the monitor left open."""
+    if rule not in _JUDGED_HERE:
+        return False
+    if rule in QUEUE_RULES and subject not in (snapshot.get("queues") or {}):
+        return False
+    return (rule, subject) not in undecided(snapshot, thresholds)
 
 
 def normalise_series(raw: Any) -> list[Point]:

@@ -35,15 +35,16 @@ def test_overview_shows_health_reasons_queues_and_recent_failures(local: Client,
     high = next(q for q in view["queues"] if q["name"] == "high")
     assert high["waiting"] == 2 and high["workers"] == 0
     health = view["health"]
-    assert health["health_score"] == 75
-    assert "high: 2 jobs waiting and no live worker" in health["reasons"]
+    # The monitor's rules: 25 for the queue with work and no worker, 5 for each idle one.
+    assert health["health_score"] == 65
+    assert "queue high has 2 waiting and 0 delayed job(s) and no live worker consumes it" in health["reasons"]
     default = next(q for q in view["queues"] if q["name"] == "default")
     assert default["succeeded"] == 1 and default["failed"] == 1 and default["failure_rate"] == 0.5
     assert set(view["charts"]) == {"throughput", "failures", "wait_p95"}
     assert len(view["charts"]["throughput"]["default"]) == 60
     # The page shows the same: the score, the reason, the failed job linked.
     page = local.get("/").text
-    assert 'data-score="75"' in page and "high: 2 jobs waiting and no live worker" in page
+    assert 'data-score="65"' in page and "queue high has 2 waiting and 0 delayed job(s)" in page
     assert f'href="/jobs/{failed}"' in page and "<svg" in page
 
 

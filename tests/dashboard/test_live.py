@@ -123,7 +123,8 @@ async def test_operator_retries_a_failed_job_in_the_browser(site, telegram_sandb
             failure_row = page.locator(f'#recent-failures tr[data-job-id="{failed.id}"]')
             await expect(failure_row).to_be_visible()
             await expect(failure_row).to_contain_text("UpstreamError: upstream 503")
-            await expect(page.locator("#health .reasons")).to_contain_text("low: 1 job waiting and no live worker")
+            await expect(page.locator("#health .reasons")).to_contain_text(
+                "queue low has 1 waiting and 0 delayed job(s) and no live worker consumes it")
             await expect(page.locator('.count[data-status="failed"] .n')).to_have_text("1")
             await shot(page, "02-overview")
 

@@ -45,21 +45,67 @@ def test_health_and_series_come_from_the_monitor(monitored: DashboardServer, sto
     assert any(p["value"] is not None for p in waits)
 
 
-def test_the_fallback_score_judges_by_the_alert_rules_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without the monitor the dashboard scores what it read itself. It counted failures from 5
-    finished jobs whatever ALERT_FAILURE_MIN_JOBS said, so its score and the alert disagreed."""
+def _row(**figures: object) -> dict[str, object]:
+    """A queue row as the dashboard reads it (DashboardData.queues)."""
+    return {"waiting": 0, "delayed": 0, "in_progress": 0, "dead": 0, "workers": 1, "succeeded": 0, "failed": 0,
+            "refused": 0, "failure_rate": None, "wait_p95": None, "window_seconds": 3600, "broker_error": None,
+            **figures}
+
+
+def _lost(rows: dict[str, dict[str, object]], open_alerts: list[dict[str, object]] | None = None,
+          redis_ok: bool = True) -> tuple[int, set[tuple[str, str]]]:
     from dashboard.monitor import local_health
     from settings import load_settings
 
-    queue = {"waiting": 0, "delayed": 0, "workers": 1, "succeeded": 4, "failed": 6, "failure_rate": 0.6,
-             "wait_p95": None, "dead": 0}
+    summary = local_health(load_settings(), rows, open_alerts or [], redis_ok)
+    assert summary["source"] == "dashboard"
+    return summary["health_score"], {(c["rule"], c["subject"]) for c in summary["components"]}
 
-    def lost(**env: str) -> set[str]:
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        return {c["name"] for c in local_health(load_settings(), {"default": queue}, [])["components"]}
 
-    assert "failures:default" not in lost(ALERT_FAILURE_MIN_JOBS="20", QUEUE_NAME_PREFIX="")
-    assert "failures:default" in lost(ALERT_FAILURE_MIN_JOBS="10")
-    queue["waiting"] = 4
-    assert "depth:default" in lost(ALERT_DEPTH_DEFAULT="3")
+def test_the_fallback_score_judges_by_the_alert_rules_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the monitor the dashboard scores what it read itself, by the alert rules' own
+    thresholds: it once counted failures from 5 finished jobs whatever ALERT_FAILURE_MIN_JOBS said."""
+    monkeypatch.setenv("QUEUE_NAME_PREFIX", "")
+    failing = _row(succeeded=4, failed=6, failure_rate=0.6)
+    monkeypatch.setenv("ALERT_FAILURE_MIN_JOBS", "20")
+    assert ("failure_rate", "default") not in _lost({"default": failing})[1]
+    monkeypatch.setenv("ALERT_FAILURE_MIN_JOBS", "10")
+    assert _lost({"default": failing}) == (80, {("failure_rate", "default")})
+    monkeypatch.setenv("ALERT_DEPTH_DEFAULT", "3")
+    assert _lost({"default": _row(waiting=4)}) == (90, {("queue_depth", "default")})
+    assert _lost({"default": _row(waiting=3)}) == (100, set())
+
+
+def test_the_fallback_score_is_the_monitors_for_what_both_read() -> None:
+    """The same rules as the monitor's, not a copy that drifted from them: dead letters lose 5
+    once, not 5 a queue; a queue nobody consumes loses 5 even when empty; with the broker down
+    no depth rule is judged (a depth is unknown, not 0), the broker's own 50 is lost once."""
+    assert _lost({"default": _row(dead=2), "low": _row(dead=1)}) == (95, {("dead_letters", "-")})
+    assert _lost({"default": _row(workers=0), "high": _row(workers=0, waiting=2)}) == (
+        70, {("idle_queue", "default"), ("no_workers", "high")})
+    down = {name: _row(waiting=None, delayed=None, workers=0, broker_error="connection refused")
+            for name in ("high", "default")}
+    assert _lost(down) == (50, {("broker_unreachable", "-")})
+    assert _lost({}, redis_ok=False) == (0, {("redis_unreachable", "-")})
+
+
+def test_the_fallback_score_keeps_what_only_the_monitor_saw() -> None:
+    """Conditions the dashboard cannot read (FACEIT refusing our key, an old waiting job) count as
+    the monitor left them open; one it reads itself and finds cleared counts nothing; one its read
+    cannot decide (a failure rate over too few jobs, any depth while the broker is down) counts."""
+    def alert(rule: str, subject: str = "-") -> dict[str, object]:
+        return {"rule": rule, "subject": subject, "level": "critical", "message": f"{rule} on {subject}", "details": {}}
+
+    score, lost = _lost({"default": _row()}, [alert("faceit_auth"), alert("stale_jobs", "default")])
+    assert (score, lost) == (60, {("faceit_auth", "-"), ("stale_jobs", "default")})
+    assert _lost({"default": _row(waiting=1)}, [alert("queue_depth", "default"), alert("no_workers", "default")]) == (
+        100, set())
+    assert _lost({"default": _row(succeeded=1)}, [alert("failure_rate", "default")]) == (
+        80, {("failure_rate", "default")})
+    down = {"default": _row(waiting=None, broker_error="connection refused")}
+    assert _lost(down, [alert("queue_depth", "default"), alert("broker_unreachable")]) == (
+        40, {("broker_unreachable", "-"), ("queue_depth", "default")})
+    # A rule this version does not know, or an alert of no rule: nothing to judge it by.
+    assert _lost({"default": _row()}, [alert("gremlins"), {"level": "error", "message": "x"}]) == (100, set())
+    # A condition found again is lost once, not once more for its open alert.
+    assert _lost({"default": _row(dead=1)}, [alert("dead_letters")]) == (95, {("dead_letters", "-")})
