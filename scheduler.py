@@ -245,10 +245,7 @@ async def subscribed_users(settings: Settings) -> list[tuple[int, str | None]]:
     client = async_redis_client(settings)
     try:
         store = FaceitStore(client, FaceitKeys(settings.redis_key_prefix))
-        users: set[int] = set()
-        for player_id in await store.all_subscribed_players():
-            users.update(await store.subscribers(player_id))
-        active = sorted(users - await store.inactive_users())
+        active = sorted(await store.all_subscribers() - await store.inactive_users())
         if not active:
             return []
         zones = await client.hmget(BotKeys(settings.redis_key_prefix).user_timezones(), [str(uid) for uid in active])

@@ -708,8 +708,7 @@ async def build_analytics_report(user_id: int | None, report_type: str, progress
         return _result("analytics_report", data, render.texts(render.render_analytics, data))
     since = now - REPORT_DAYS[report_type] * 86400
     users = set(await ctx.store.active_users_since(since))
-    for pid in await ctx.store.all_subscribed_players():
-        users.update(await ctx.store.subscribers(pid))
+    users |= await ctx.store.all_subscribers()
     users -= await ctx.store.inactive_users()
     ordered = sorted(users)
     notifications = []

@@ -35,6 +35,8 @@ from faceit.i18n import ERROR_TEXTS, with_key
 from faceit.keys import FaceitKeys
 
 MAX_SUBSCRIPTIONS = 20
+#: Reads sent in one pipeline when a whole set is read (every followed player, every follower).
+READ_BATCH = 500
 MAX_ACTIVE_USERS = 100_000
 ACTIVITY_TTL = 62 * 86400  # a monthly report's window and the month before it, which it compares with
 MAX_ACTIVITY_PER_USER = 10_000  # analyses remembered per user (a bound, far above the limits)
@@ -131,18 +133,48 @@ class FaceitStore:
                 for pid, nick in sorted(subs.items(), key=lambda kv: kv[1].lower())]
 
     async def all_subscribed_players(self) -> dict[str, str]:
-        """Every followed player id → a nickname (as one of its followers saved it)."""
-        players = sorted(await self.redis.smembers(self.keys.subscribed_players()))
+        """Every followed player id → a nickname (as one of its followers saved it).
+
+        In a few round trips however many players are followed (monitoring reads this every
+        run): each player's followers, then the first follower's saved nickname, each step one
+        pipeline per :data:`READ_BATCH` players; the next followers are asked only where the
+        first one's entry is gone (a race with ``/unsubscribe``)."""
+        followers = await self._followers_of(sorted(await self.redis.smembers(self.keys.subscribed_players())))
         out: dict[str, str] = {}
-        for pid in players:
-            users = await self.redis.smembers(self.keys.player_subscribers(pid))
-            nick = None
-            for uid in sorted(users):
-                nick = await self.redis.hget(self.keys.user_subscriptions(int(uid)), pid)
-                if nick:
-                    break
-            out[pid] = nick or pid
-        return out
+        tries = dict(followers)
+        while tries:
+            asked = list(tries.items())
+            nicks = await self._pipelined([(self.keys.user_subscriptions(users[0]), pid) for pid, users in asked
+                                           if users], "hget")
+            answers = iter(nicks)
+            tries = {}
+            for pid, users in asked:
+                nick = next(answers) if users else None
+                if nick or len(users) <= 1:
+                    out[pid] = nick or pid
+                else:
+                    tries[pid] = users[1:]
+        return dict(sorted(out.items()))
+
+    async def all_subscribers(self) -> set[int]:
+        """Every user who follows at least one player (inactive ones too), in a few round trips."""
+        followers = await self._followers_of(list(await self.redis.smembers(self.keys.subscribed_players())))
+        return {uid for users in followers.values() for uid in users}
+
+    async def _followers_of(self, player_ids: list[str]) -> dict[str, list[int]]:
+        """Each player's followers (sorted), one pipeline per :data:`READ_BATCH` players."""
+        sets = await self._pipelined([(self.keys.player_subscribers(pid),) for pid in player_ids], "smembers")
+        return {pid: sorted(int(u) for u in users) for pid, users in zip(player_ids, sets, strict=True)}
+
+    async def _pipelined(self, calls: list[tuple[Any, ...]], command: str) -> list[Any]:
+        """``command(*args)`` for each of ``calls``, :data:`READ_BATCH` to a pipeline; the replies in order."""
+        replies: list[Any] = []
+        for start in range(0, len(calls), READ_BATCH):
+            pipe = self.redis.pipeline(transaction=False)
+            for args in calls[start:start + READ_BATCH]:
+                getattr(pipe, command)(*args)
+            replies.extend(await pipe.execute())
+        return replies
 
     async def subscribers(self, player_id: str) -> list[int]:
         return sorted(int(u) for u in await self.redis.smembers(self.keys.player_subscribers(player_id)))

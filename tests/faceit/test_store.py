@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from faceit import store as store_api
 from faceit.errors import BadInputError
 from faceit.keys import FaceitKeys
-from faceit.store import ELO_SNAPSHOT_MIN_GAP, MAX_SUBSCRIPTIONS, FaceitStore
+from faceit.store import ELO_SNAPSHOT_MIN_GAP, MAX_SUBSCRIPTIONS, READ_BATCH, FaceitStore
 
 
 @pytest.fixture
@@ -37,6 +37,33 @@ async def test_subscriptions(store: FaceitStore) -> None:
     assert await store.all_subscribed_players() == {"pid-a": "Alpha"}  # user 2 still follows it
     assert await store.unsubscribe(2, "Alpha") == "Alpha"
     assert await store.all_subscribed_players() == {}
+
+
+async def test_every_followed_player_is_read_in_a_few_round_trips(store: FaceitStore,
+                                                                  redis_client: redis.Redis) -> None:
+    """Monitoring reads every followed player each run, and the summaries every follower: one
+    round trip per player and per follower made a run of thousands of players take seconds."""
+    players = 3 * READ_BATCH // 2  # two pipelines' worth
+    for index in range(players):
+        for user in (index % 40, 100 + index % 40):  # two followers each, up to 15 players per user
+            await store.subscribe(user, f"pid-{index:04d}", f"Nick{index}")
+    redis_client.hdel(FaceitKeys("fb:").user_subscriptions(0), "pid-0000")  # its first follower's entry is gone
+    redis_client.sadd(FaceitKeys("fb:").subscribed_players(), "pid-nobody")  # followed by no one any more
+
+    def reads() -> int:
+        return int(redis_client.info("stats")["total_reads_processed"])
+
+    before = reads()
+    named = await store.all_subscribed_players()
+    everyone = await store.all_subscribers()
+    round_trips = reads() - before
+    # Reads of the socket, as Redis counts them: a pipeline of 500 takes a few (16 KB each); one
+    # round trip a command (a player, then its first follower) took 3,758 here.
+    assert round_trips <= 40, round_trips
+    assert len(named) == players + 1 and list(named) == sorted(named)
+    assert named["pid-0000"] == "Nick0"  # from its second follower
+    assert named["pid-0749"] == "Nick749" and named["pid-nobody"] == "pid-nobody"
+    assert everyone == set(range(40)) | set(range(100, 140))
 
 
 async def test_subscription_limit(store: FaceitStore) -> None:
