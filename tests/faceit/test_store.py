@@ -66,6 +66,21 @@ async def test_every_followed_player_is_read_in_a_few_round_trips(store: FaceitS
     assert everyone == set(range(40)) | set(range(100, 140))
 
 
+async def test_a_runs_marks_move_on_in_a_few_round_trips(store: FaceitStore, redis_client: redis.Redis) -> None:
+    """A monitoring run marks every followed player; its delivery wrote the marks one round trip
+    each. Now a pipeline per 500, with a later run's mark still kept."""
+    players = 3 * READ_BATCH // 2
+    await store.set_monitor_state("pid-0007", {"match_id": "later", "finished_at": 2000.0})
+    redis_client.script_flush()  # as after a Redis restart: the pipeline loads the script again
+    marks = {f"pid-{index:04d}": {"match_id": f"m{index}", "finished_at": 1000.0} for index in range(players)}
+    before = int(redis_client.info("stats")["total_reads_processed"])
+    assert await store.advance_monitoring({**marks, "pid-junk": "not a mark"}) == players - 1
+    assert int(redis_client.info("stats")["total_reads_processed"]) - before <= 20
+    assert (await store.monitor_state("pid-0007"))["match_id"] == "later"
+    assert (await store.monitor_state(f"pid-{players - 1:04d}"))["match_id"] == f"m{players - 1}"
+    assert await store.advance_monitoring(None) == 0 and await store.advance_monitoring(["x"]) == 0
+
+
 async def test_subscription_limit(store: FaceitStore) -> None:
     for i in range(MAX_SUBSCRIPTIONS):
         await store.subscribe(7, f"pid-{i}", f"n{i}")
