@@ -20,12 +20,18 @@ Then ``--solo`` more users ask one at a time, for the latency without a burst ar
 first reply, so the figure shows what the sandbox and the simulated users on the same cores leave
 of the target (no job is made: no final results, and the workers stay idle).
 
+``--cpu-window`` also reads each process's CPU time every 2 ms and prints what each used from
+the burst's first message to its last first reply, exactly (the CPU line above it reads psutil's
+10 ms ticks at the 0.2 s polls, so it holds what followed too). The reading costs CPU on the same
+cores, so the latencies of such a run are not the reference.
+
 Prints one line per figure; writes ``bench/results/bot_ack.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import http.client
 import itertools
 import json
@@ -94,6 +100,87 @@ def cpu_seconds(roles: dict[str, list[int]]) -> dict[str, float]:
     return totals
 
 
+class WindowCpu:
+    """Each role's CPU time, exactly, over a window known only afterwards (``--cpu-window``).
+
+    A thread reads every ``interval`` seconds how long each role's threads have run (Linux
+    ``/proc/<pid>/task/<tid>/schedstat``, in ns; psutil's ``cpu_times`` counts 10 ms ticks, a
+    tenth of a ms per user of a 100-user burst), stamped with ``time.time()``, the clock the
+    sandbox stamps its events with. :meth:`between` interpolates two readings. The reading costs
+    CPU in this process, on the cores the system under test shares: the latency figures of a run
+    with it are not the reference.
+    """
+
+    def __init__(self, roles: dict[str, list[int]], interval: float = 0.002) -> None:
+        if not Path("/proc/self/schedstat").exists():
+            raise SystemExit("--cpu-window needs Linux's /proc/<pid>/schedstat, which this system lacks")
+        self.roles = roles
+        self.interval = interval
+        self._files: dict[str, dict[str, int]] = {role: {} for role in roles}  # role → thread's file → fd
+        self._gone: dict[str, int] = {role: 0 for role in roles}  # what exited threads had run
+        self._last: dict[str, int] = {}  # each open thread's last reading
+        self._readings: list[tuple[float, dict[str, int]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-window", daemon=True)
+        self._thread.start()
+
+    def _open_threads(self) -> None:
+        """Open the schedstat file of each thread not yet open (kept open: a read is one pread)."""
+        for role, pids in self.roles.items():
+            for pid in pids:
+                try:
+                    tids = os.listdir(f"/proc/{pid}/task")
+                except OSError:
+                    continue
+                for tid in tids:
+                    path = f"/proc/{pid}/task/{tid}/schedstat"
+                    if path not in self._files[role]:
+                        try:
+                            self._files[role][path] = os.open(path, os.O_RDONLY)
+                        except OSError:
+                            pass
+
+    def _ran_ns(self, role: str) -> int:
+        files = self._files[role]
+        for path, fd in list(files.items()):
+            try:
+                self._last[path] = int(os.pread(fd, 64, 0).split()[0])
+            except (OSError, ValueError, IndexError):  # the thread exited: what it had run stays counted
+                del files[path]
+                os.close(fd)
+                self._gone[role] += self._last.pop(path, 0)
+        return self._gone[role] + sum(self._last.get(path, 0) for path in files)
+
+    def _run(self) -> None:
+        count = 0
+        while not self._stop.wait(self.interval):
+            if count % 25 == 0:  # threads started since (a worker's, lazily)
+                self._open_threads()
+            count += 1
+            self._readings.append((time.time(), {role: self._ran_ns(role) for role in self.roles}))
+
+    def _at(self, t: float) -> dict[str, float]:
+        readings = self._readings
+        index = min(max(1, bisect.bisect_left([r[0] for r in readings], t)), len(readings) - 1)
+        (t0, a), (t1, b) = readings[index - 1], readings[index]
+        share = 0.0 if t1 == t0 else min(1.0, max(0.0, (t - t0) / (t1 - t0)))
+        return {role: a[role] + (b[role] - a[role]) * share for role in a}
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        """Milliseconds of CPU each role used from ``start`` to ``end`` (epoch seconds)."""
+        if len(self._readings) < 2:
+            return {}
+        first, last = self._at(start), self._at(end)
+        return {role: (last[role] - first[role]) / 1e6 for role in first}
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for files in self._files.values():
+            for fd in files.values():
+                os.close(fd)
+
+
 class BurstUsers:
     """Simulated users who send their messages at the same moment.
 
@@ -152,14 +239,16 @@ class BurstUsers:
 
 
 def run_round(tg: Any, burst: BurstUsers, users: list[int], matches: list[str], timeout: float,
-              roles: dict[str, list[int]] | None = None, want_final: bool = True) -> dict[str, Any]:
+              roles: dict[str, list[int]] | None = None, want_final: bool = True,
+              window_cpu: WindowCpu | None = None) -> dict[str, Any]:
     """Inject one burst and read the latencies back from the sandbox's timeline.
 
     The timeline is read incrementally (only events after the last one seen): re-reading the
     whole round every 0.2 s made the observer half of the sandbox's CPU during the burst it
     measures, on the same two cores. With ``roles`` (name → pids), also the CPU each used from
     the burst's start until every first reply was seen (read at the 0.2 s polls, so it includes
-    up to 0.2 s of what followed). Without ``want_final``, the round ends at the last first reply.
+    up to 0.2 s of what followed). With ``window_cpu``, also what each used exactly from the
+    first message to the last first reply. Without ``want_final``, the round ends at the last first reply.
     """
     roles = roles or {}
     cursor = tg.feed(after=2**62)["last_seq"]  # nothing after it: just where the timeline ends now
@@ -191,10 +280,12 @@ def run_round(tg: Any, burst: BurstUsers, users: list[int], matches: list[str], 
             break
         time.sleep(0.2)
     start = min(asked.values(), default=0.0)
+    window_end = max(first.values(), default=start)
     return {
+        "window_cpu_ms": window_cpu.between(start, window_end) if window_cpu and first else {},
         # How the burst reached the sandbox, and when the bot's last first reply went out.
         "arrival_spread_ms": (max(asked.values(), default=start) - start) * 1000,
-        "last_first_reply_ms": (max(first.values(), default=start) - start) * 1000,
+        "last_first_reply_ms": (window_end - start) * 1000,
         "first_ms": [(first[u] - asked[u]) * 1000 for u in users if u in first and u in asked],
         "final_s": [final[u] - asked[u] for u in users if u in final and u in asked],
         "missing_first": [u for u in users if u not in first],
@@ -228,6 +319,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--faceit-rate", type=float, default=1000.0, help="FACEIT_RATE_LIMIT for the run")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for each round's results")
     parser.add_argument("--solo", type=int, default=20, help="users who then ask one at a time (no burst)")
+    parser.add_argument("--cpu-window", action="store_true",
+                        help="also print each process's CPU time within the burst (first message to last first "
+                             "reply), read every 2 ms: the reading costs CPU here, so such a run's latencies are "
+                             "not the reference")
     parser.add_argument("--floor", action="store_true",
                         help="run bench.floor_bot instead of the bot: what the machine leaves of the target")
     args = parser.parse_args(argv)
@@ -259,6 +354,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     faceit.port = faceit_port
     pool = None
     burst = None
+    window_cpu: WindowCpu | None = None
     try:
         _wait(lambda: tg.stats() is not None, "the Telegram sandbox")
         _wait(lambda: faceit.world() is not None, "the FACEIT sandbox")
@@ -282,15 +378,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         burst = BurstUsers(tg_port, args.users)
         want_final = not args.floor
         run_round(tg, burst, [next(ids) for _ in range(10)], rooms[:10], args.timeout, want_final=want_final)
+        if args.cpu_window:
+            window_cpu = WindowCpu(roles)
         rounds = []
         for number in range(args.rounds):
             users = [next(ids) for _ in range(args.users)]
             matches = [rooms[(i * 7 + number) % len(rooms)] for i in range(args.users)]
-            rounds.append(run_round(tg, burst, users, matches, args.timeout, roles, want_final))
+            rounds.append(run_round(tg, burst, users, matches, args.timeout, roles, want_final, window_cpu))
             time.sleep(1.0)
         solo_users = [next(ids) for _ in range(args.solo)]
         solo = run_solo(tg, solo_users, [rooms[i % len(rooms)] for i in range(args.solo)])
     finally:
+        if window_cpu is not None:
+            window_cpu.stop()
         if burst is not None:
             burst.close()
         for proc in procs:
@@ -309,7 +409,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            "n": len(final)},
         "rounds": [{"first_reply_ms_p50": percentile(r["first_ms"], 50), "first_reply_ms_p99": percentile(r["first_ms"], 99),
                     "final_result_s_p50": percentile(r["final_s"], 50), "arrival_spread_ms": r["arrival_spread_ms"],
-                    "last_first_reply_ms": r["last_first_reply_ms"], "cpu_ms": r["cpu_ms"]} for r in rounds],
+                    "last_first_reply_ms": r["last_first_reply_ms"], "cpu_ms": r["cpu_ms"],
+                    "window_cpu_ms": r["window_cpu_ms"]} for r in rounds],
         "solo_first_reply_ms": {"p50": percentile(solo, 50), "p99": percentile(solo, 99), "n": len(solo)},
         "missing": {"first_reply": sum(len(r["missing_first"]) for r in rounds),
                     "final_result": sum(len(r["missing_final"]) for r in rounds)},
@@ -324,6 +425,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cpu = {role: median([r["cpu_ms"].get(role, 0.0) for r in rounds]) for role in rounds[0]["cpu_ms"]} if rounds else {}
     print("burst CPU until the last first reply was seen, per user (medians over rounds): "
           + ", ".join(f"{role} {ms / args.users:.2f} ms" for role, ms in cpu.items()))
+    if args.cpu_window and rounds:
+        window = {role: median([r["window_cpu_ms"].get(role, 0.0) for r in rounds]) for role in roles}
+        print(f"CPU from the first message to the last first reply ({last:.1f} ms), medians over rounds, read every "
+              "2 ms (this reading adds to the simulated users' figure and to the latencies): "
+              + ", ".join(f"{role} {ms:.1f} ms" for role, ms in window.items()))
     if args.floor:
         print("final result: none (the floor bot makes no jobs)")
     else:
