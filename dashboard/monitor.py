@@ -181,29 +181,35 @@ def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: 
     """A health score from what the dashboard already read, for when ``queues.monitoring``
     cannot answer.
 
-    The monitor's own rules (``queues.alert_rules.evaluate``) judge :func:`local_snapshot`, so
-    the two scores, their reasons and the alerts agree on everything both can see. What only
-    the monitor sees (FACEIT's refusals, Redis's memory, the oldest waiting job's age) comes
-    from the conditions it left open: each loses its rule's points too, unless this read judges
-    that rule for that subject itself and found it cleared (a queue's depth back under its
-    limit). A condition of a rule this version does not know counts nothing.
+    The monitor's own rules and thresholds (``queues.alert_rules.evaluate``) judge
+    :func:`local_snapshot`, so the two name the same conditions in the same words and lose the
+    same points for them; the dashboard's figures cover the last hour, the monitor's failure
+    rate a shorter window. What the monitor alone sees or counts otherwise (FACEIT's refusals,
+    Redis's memory, the oldest waiting job, its failure rate and waits) comes from the
+    conditions it left open: each loses its rule's points too, unless this read judges that
+    rule for that subject itself and found it cleared (a queue's depth back under its limit).
+    An open condition the monitor has not fired again for two ``ALERT_DEDUPE_WINDOW`` (it
+    fires one that still holds once a window) is no longer its word, and one of a rule this
+    version does not know counts nothing.
     """
     thresholds = Thresholds.from_settings(settings)
     snapshot = local_snapshot(settings, queues, redis_ok)
     findings = evaluate(snapshot, thresholds)
     seen = {(f.rule, f.subject) for f in findings}
+    fresh_after = time.time() - 2 * settings.alert_dedupe_window
     for alert in open_alerts:
         key = (alert.get("rule"), alert.get("subject") or GLOBAL_SUBJECT)
-        if key[0] in DEDUCTIONS and key not in seen and not judged_here(snapshot, thresholds, *key):
+        if (key[0] in DEDUCTIONS and key not in seen and float(alert.get("time") or 0) >= fresh_after
+                and not judged_here(snapshot, thresholds, *key)):
             findings.append(Finding(key[0], key[1], str(alert.get("message") or ""), dict(alert.get("details") or {})))
             seen.add(key)
     return {**health(findings), "source": "dashboard"}
 
 
-#: Rules :func:`local_snapshot` holds everything for, for every subject; the queue rules that read
-#: a depth only while the broker answers, the failure rate only over enough finished jobs.
-_JUDGED_HERE = {"redis_unreachable", "broker_unreachable", "dead_letters", "no_workers", "idle_queue", "queue_depth",
-                "failure_rate"}
+#: Rules :func:`local_snapshot` holds the monitor's own figures for, for every subject (the queue
+#: rules that read a depth only while the broker answers). Not the failure rate nor the wait:
+#: the dashboard's cover the last hour, the monitor's their own windows.
+_JUDGED_HERE = {"redis_unreachable", "broker_unreachable", "dead_letters", "no_workers", "idle_queue", "queue_depth"}
 
 
 def judged_here(snapshot: dict[str, Any], thresholds: Thresholds, rule: str, subject: str) -> bool:

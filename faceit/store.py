@@ -29,6 +29,7 @@ import uuid
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from faceit.errors import BadInputError
 from faceit.i18n import ERROR_TEXTS, with_key
@@ -170,10 +171,10 @@ class FaceitStore:
         """``command(*args)`` for each of ``calls``, :data:`READ_BATCH` to a pipeline; the replies in order."""
         replies: list[Any] = []
         for start in range(0, len(calls), READ_BATCH):
-            pipe = self.redis.pipeline(transaction=False)
-            for args in calls[start:start + READ_BATCH]:
-                getattr(pipe, command)(*args)
-            replies.extend(await pipe.execute())
+            async with self.redis.pipeline(transaction=False) as pipe:  # its connection back to the pool, whatever happens
+                for args in calls[start:start + READ_BATCH]:
+                    getattr(pipe, command)(*args)
+                replies.extend(await pipe.execute())
         return replies
 
     async def subscribers(self, player_id: str) -> list[int]:
@@ -294,13 +295,25 @@ class FaceitStore:
         items = [(str(pid), state) for pid, state in marks.items() if isinstance(state, dict)]
         moved = 0
         for start in range(0, len(items), READ_BATCH):
-            pipe = self.redis.pipeline(transaction=False)
-            for player_id, state in items[start:start + READ_BATCH]:
+            moved += await self._advance_batch(items[start:start + READ_BATCH])
+        return moved
+
+    async def _advance_batch(self, items: list[tuple[str, dict[str, Any]]]) -> int:
+        """One pipeline of :meth:`advance_monitoring`'s script calls. The pipeline loads the
+        script first when Redis lacks it; should Redis lose it between that check and the calls
+        (a restart, a failover), the batch goes once more: each write is idempotent."""
+        try:
+            return await self._advance_pipeline(items)
+        except NoScriptError:
+            return await self._advance_pipeline(items)
+
+    async def _advance_pipeline(self, items: list[tuple[str, dict[str, Any]]]) -> int:
+        async with self.redis.pipeline(transaction=False) as pipe:  # its connection back to the pool, whatever happens
+            for player_id, state in items:
                 await self._advance_monitor_state(
                     keys=[self.keys.monitor_state(player_id)],
                     args=[json.dumps(state), repr(float(state.get("finished_at") or 0)), MONITOR_TTL], client=pipe)
-            moved += sum(int(written) for written in await pipe.execute())
-        return moved
+            return sum(int(written) for written in await pipe.execute())
 
 
 # The bot's entry points (per-loop Redis from faceit.context) -------------------------------------

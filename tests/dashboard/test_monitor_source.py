@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -90,22 +91,36 @@ def test_the_fallback_score_is_the_monitors_for_what_both_read() -> None:
 
 
 def test_the_fallback_score_keeps_what_only_the_monitor_saw() -> None:
-    """Conditions the dashboard cannot read (FACEIT refusing our key, an old waiting job) count as
-    the monitor left them open; one it reads itself and finds cleared counts nothing; one its read
-    cannot decide (a failure rate over too few jobs, any depth while the broker is down) counts."""
-    def alert(rule: str, subject: str = "-") -> dict[str, object]:
-        return {"rule": rule, "subject": subject, "level": "critical", "message": f"{rule} on {subject}", "details": {}}
+    """Conditions the dashboard cannot read (FACEIT refusing our key, an old waiting job) or
+    reads over another window (the failure rate, the waits: an hour here) count as the monitor
+    left them open; one it reads itself and finds cleared counts nothing; one its read cannot
+    decide (any depth while the broker is down) counts. Not for ever: the monitor fires a
+    condition that still holds once every ALERT_DEDUPE_WINDOW, so one older than two is stale."""
+    from settings import load_settings
+
+    window = load_settings().alert_dedupe_window
+
+    def alert(rule: str, subject: str = "-", age: float = 0.0) -> dict[str, object]:
+        return {"rule": rule, "subject": subject, "level": "critical", "message": f"{rule} on {subject}",
+                "details": {}, "time": time.time() - age}
 
     score, lost = _lost({"default": _row()}, [alert("faceit_auth"), alert("stale_jobs", "default")])
     assert (score, lost) == (60, {("faceit_auth", "-"), ("stale_jobs", "default")})
     assert _lost({"default": _row(waiting=1)}, [alert("queue_depth", "default"), alert("no_workers", "default")]) == (
         100, set())
-    assert _lost({"default": _row(succeeded=1)}, [alert("failure_rate", "default")]) == (
-        80, {("failure_rate", "default")})
+    # An hour of successes dilutes a burst of failures the monitor's window saw: it still counts.
+    calm = _row(succeeded=200, failed=10, failure_rate=10 / 210, wait_p95=0.5)
+    assert _lost({"default": calm}, [alert("failure_rate", "default"), alert("wait_time", "default")]) == (
+        70, {("failure_rate", "default"), ("wait_time", "default")})
     down = {"default": _row(waiting=None, broker_error="connection refused")}
     assert _lost(down, [alert("queue_depth", "default"), alert("broker_unreachable")]) == (
         40, {("broker_unreachable", "-"), ("queue_depth", "default")})
     # A rule this version does not know, or an alert of no rule: nothing to judge it by.
-    assert _lost({"default": _row()}, [alert("gremlins"), {"level": "error", "message": "x"}]) == (100, set())
+    assert _lost({"default": _row()}, [alert("gremlins"), {"level": "error", "message": "x", "time": time.time()}]) == (
+        100, set())
     # A condition found again is lost once, not once more for its open alert.
-    assert _lost({"default": _row(dead=1)}, [alert("dead_letters")]) == (95, {("dead_letters", "-")})
+    assert _lost({"default": _row(workers=0, waiting=1)}, [alert("no_workers", "default")]) == (
+        75, {("no_workers", "default")})
+    # Left open by a monitor that has not looked for two dedupe windows: no longer its word.
+    assert _lost({"default": _row()}, [alert("faceit_auth", age=2.5 * window)]) == (100, set())
+    assert _lost({"default": _row()}, [alert("faceit_auth", age=1.5 * window)]) == (75, {("faceit_auth", "-")})
