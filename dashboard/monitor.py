@@ -188,15 +188,16 @@ def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: 
     Redis's memory, the oldest waiting job, its failure rate and waits) comes from the
     conditions it left open: each loses its rule's points too, unless this read judges that
     rule for that subject itself and found it cleared (a queue's depth back under its limit).
-    An open condition the monitor has not fired again for two ``ALERT_DEDUPE_WINDOW`` (it
-    fires one that still holds once a window) is no longer its word, and one of a rule this
+    An open condition the monitor has not fired again for two ``ALERT_DEDUPE_WINDOW`` and
+    monitoring intervals (it fires one that still holds once a window) is no longer its word, and one of a rule this
     version does not know counts nothing.
     """
     thresholds = Thresholds.from_settings(settings)
     snapshot = local_snapshot(settings, queues, redis_ok)
     findings = evaluate(snapshot, thresholds)
     seen = {(f.rule, f.subject) for f in findings}
-    fresh_after = time.time() - 2 * settings.alert_dedupe_window
+    # (a condition that holds is fired again at the first check after its dedupe window)
+    fresh_after = time.time() - 2 * (settings.alert_dedupe_window + settings.queue_monitoring_interval)
     for alert in open_alerts:
         key = (alert.get("rule"), alert.get("subject") or GLOBAL_SUBJECT)
         if (key[0] in DEDUCTIONS and key not in seen and float(alert.get("time") or 0) >= fresh_after

@@ -98,7 +98,8 @@ def test_the_fallback_score_keeps_what_only_the_monitor_saw() -> None:
     condition that still holds once every ALERT_DEDUPE_WINDOW, so one older than two is stale."""
     from settings import load_settings
 
-    window = load_settings().alert_dedupe_window
+    settings = load_settings()
+    window = settings.alert_dedupe_window + settings.queue_monitoring_interval
 
     def alert(rule: str, subject: str = "-", age: float = 0.0) -> dict[str, object]:
         return {"rule": rule, "subject": subject, "level": "critical", "message": f"{rule} on {subject}",
