@@ -305,8 +305,9 @@ def matches_of(rows: list[PlayerMatchStats]) -> list[list[PlayerMatchStats]]:
 
 def series_stats(maps: list[PlayerMatchStats]) -> PlayerMatchStats:
     """The player's lines of the maps of one match as one line: maps won against maps lost as
-    its score and result (a draw of maps: no result), the totals of the counts, and K/D, ADR
-    and HS% from those totals. One map's line is itself."""
+    its score and result (a draw of maps: no result), the totals of the counts (entries and
+    clutches too: the recent form's rates read them), and K/D, K/R, ADR and HS% from those
+    totals. One map's line is itself."""
     if len(maps) == 1:
         return maps[0]
     won = sum(1 for m in maps if m.won is True)
@@ -330,7 +331,14 @@ def series_stats(maps: list[PlayerMatchStats]) -> PlayerMatchStats:
         headshots=headshots,
         hs_pct=headshots / kills * 100 if headshots is not None and kills else None,
         mvps=_sum([m.mvps for m in maps]),
+        kr=kills / rounds if kills is not None and rounds else None,
+        **{count: _sum([getattr(m, count) for m in maps]) for count in _SERIES_COUNTS},
     )
+
+
+#: The per-map counts a best of three adds up as they are (kills, deaths and the rest are above).
+_SERIES_COUNTS = ("first_kills", "entry_count", "entry_wins", "clutch_1v1_count", "clutch_1v1_wins",
+                  "clutch_1v2_count", "clutch_1v2_wins")
 
 
 def _rounds_from_score(score: str | None) -> float | None:

@@ -329,7 +329,8 @@ def test_a_best_of_three_is_one_notice_with_every_maps_score() -> None:
         stat = PlayerMatchStats.from_api({"stats": {
             "Match Id": "1-bo3", "Map": map_name, "Result": "1" if won else "0", "Score": score, "Kills": str(kills),
             "Deaths": str(deaths), "Assists": "3", "Rounds": "24", "ADR": "80.0", "Headshots": str(kills // 2),
-            "Match Finished At": at * 1000}})
+            "First Kills": "3", "Entry Count": "4", "Entry Wins": "2", "1v1Count": "1", "1v1Wins": "1",
+            "1v2Count": "1", "1v2Wins": "0", "Match Finished At": at * 1000}})
         assert stat is not None
         return stat
 
@@ -342,6 +343,11 @@ def test_a_best_of_three_is_one_notice_with_every_maps_score() -> None:
     series = series_stats(matches[1])
     assert (series.won, series.kills, series.deaths, series.finished_at) == (True, 45, 40, 300)
     assert (series.kd, series.adr) == (45 / 40, 80.0)  # from the totals
+    # Entries and clutches add up too: the recent form's rates skipped a best of three without them.
+    assert (series.kr, series.first_kills, series.entry_count, series.entry_wins) == (45 / 72, 9, 12, 6)
+    assert (series.clutch_1v1_count, series.clutch_1v1_wins, series.clutch_1v2_count) == (3, 3, 3)
+    form = analysis.recent_form(rows)
+    assert (form["entry_count"], form["entry_rate"], form["clutch_1v1_count"]) == (12, round(12 / 72, 3), 3)
     note = analysis.match_notification("p", "nick", series, 1510, 25, 1, matches[1])
     text = render.render_notification(note, "en")
     assert "finished a match: <b>Win</b> 2:1 · Mirage 13:9 · Inferno 8:13 · Nuke 13:11\n" in text
