@@ -386,8 +386,8 @@ async def _deliver_parts(res: DeliveryResources, job_id: str, user_id: int, chat
             continue
         try:
             await _send_part(res, job_id, chat_id, part, message_id, thread_id, reply_to if part.replace else follow_to)
-        except UserBlocked:
-            await _blocked(res, job_id, user_id, chat_id, summary)
+        except UserBlocked:  # marked here too: this run's later notices to them stop at once
+            done.add(await _blocked(res, job_id, user_id, chat_id, summary))
             return False
         await res.mark(job_id, marker)
         done.add(marker)
@@ -395,20 +395,23 @@ async def _deliver_parts(res: DeliveryResources, job_id: str, user_id: int, chat
     return True
 
 
-async def _blocked(res: DeliveryResources, job_id: str, user_id: int, chat_id: int, summary: Summary) -> None:
+async def _blocked(res: DeliveryResources, job_id: str, user_id: int, chat_id: int, summary: Summary) -> str:
     """Telegram refused the chat for good (403). In the user's private chat they blocked the bot:
     inactive from now on. In a group the bot was removed from that group: nothing more goes
-    there for this job, but the user still gets their own notifications."""
+    there for this job, but the user still gets their own notifications. Returns the marker
+    written."""
     if chat_id != user_id:
         logger.info("job %s: the bot is no longer in chat %s where user %s asked; nothing more is sent there",
                     job_id, chat_id, user_id)
         summary.chats_gone.append(chat_id)
-        await res.mark(job_id, f"{user_id}:{CHAT_GONE}")
-        return
-    logger.info("job %s: user %s blocked the bot; marked inactive, nothing more is sent to them", job_id, user_id)
-    await res.store.set_user_inactive(user_id)
-    summary.blocked.append(user_id)
-    await res.mark(job_id, f"{user_id}:{BLOCKED}")
+        marker = f"{user_id}:{CHAT_GONE}"
+    else:
+        logger.info("job %s: user %s blocked the bot; marked inactive, nothing more is sent to them", job_id, user_id)
+        await res.store.set_user_inactive(user_id)
+        summary.blocked.append(user_id)
+        marker = f"{user_id}:{BLOCKED}"
+    await res.mark(job_id, marker)
+    return marker
 
 
 async def _to_requester(res: DeliveryResources, record: JobRecord, requester: dict[str, Any], done: set[str],
@@ -457,7 +460,7 @@ def _counts_as_analysis(record: JobRecord) -> bool:
 
 async def _to_subscriber(res: DeliveryResources, job_id: str, user_id: int, lang: str, index: int,
                          note: dict[str, Any], done: set[str], summary: Summary) -> None:
-    if f"{user_id}:{BLOCKED}" in done:  # their own chat (a group gone does not count): blocked meanwhile
+    if f"{user_id}:{BLOCKED}" in done:  # their own chat (a group gone does not count), in this run or before
         return
     if not await _first_to_tell(res, job_id, user_id, note):
         summary.skipped += 1
