@@ -188,20 +188,20 @@ def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: 
     Redis's memory, the oldest waiting job, its failure rate and waits) comes from the
     conditions it left open: each loses its rule's points too, unless this read judges that
     rule for that subject itself and found it cleared (a queue's depth back under its limit).
-    An open condition the monitor has not fired again for two ``ALERT_DEDUPE_WINDOW`` and
-    monitoring intervals (it fires one that still holds once a window) is no longer its word, and one of a rule this
-    version does not know counts nothing.
+    An open condition the monitor has not fired again for two dedupe windows and monitoring
+    intervals is no longer its word: it fires one that still holds at the first check after
+    each ``ALERT_DEDUPE_WINDOW``. One of a rule this version does not know counts nothing.
     """
     thresholds = Thresholds.from_settings(settings)
     snapshot = local_snapshot(settings, queues, redis_ok)
     findings = evaluate(snapshot, thresholds)
     seen = {(f.rule, f.subject) for f in findings}
-    # (a condition that holds is fired again at the first check after its dedupe window)
+    unknown = undecided(snapshot, thresholds)
     fresh_after = time.time() - 2 * (settings.alert_dedupe_window + settings.queue_monitoring_interval)
     for alert in open_alerts:
         key = (alert.get("rule"), alert.get("subject") or GLOBAL_SUBJECT)
         if (key[0] in DEDUCTIONS and key not in seen and float(alert.get("time") or 0) >= fresh_after
-                and not judged_here(snapshot, thresholds, *key)):
+                and not judged_here(snapshot, unknown, *key)):
             findings.append(Finding(key[0], key[1], str(alert.get("message") or ""), dict(alert.get("details") or {})))
             seen.add(key)
     return {**health(findings), "source": "dashboard"}
@@ -213,14 +213,15 @@ def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: 
 _JUDGED_HERE = {"redis_unreachable", "broker_unreachable", "dead_letters", "no_workers", "idle_queue", "queue_depth"}
 
 
-def judged_here(snapshot: dict[str, Any], thresholds: Thresholds, rule: str, subject: str) -> bool:
-    """Whether :func:`local_snapshot` can tell if ``rule`` holds for ``subject``: if it can and did
-    not find it, the condition has cleared, whatever the monitor left open."""
+def judged_here(snapshot: dict[str, Any], unknown: set[tuple[str, str]], rule: str, subject: str) -> bool:
+    """Whether :func:`local_snapshot` can tell if ``rule`` holds for ``subject`` (``unknown``: what
+    ``alert_rules.undecided`` says it cannot): if it can and did not find it, the condition has
+    cleared, whatever the monitor left open."""
     if rule not in _JUDGED_HERE:
         return False
     if rule in QUEUE_RULES and subject not in (snapshot.get("queues") or {}):
         return False
-    return (rule, subject) not in undecided(snapshot, thresholds)
+    return (rule, subject) not in unknown
 
 
 def normalise_series(raw: Any) -> list[Point]:

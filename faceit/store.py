@@ -141,20 +141,17 @@ class FaceitStore:
         pipeline per :data:`READ_BATCH` players; the next followers are asked only where the
         first one's entry is gone (a race with ``/unsubscribe``)."""
         followers = await self._followers_of(sorted(await self.redis.smembers(self.keys.subscribed_players())))
-        out: dict[str, str] = {}
-        tries = dict(followers)
-        while tries:
-            asked = list(tries.items())
-            nicks = await self._pipelined([(self.keys.user_subscriptions(users[0]), pid) for pid, users in asked
-                                           if users], "hget")
-            answers = iter(nicks)
-            tries = {}
-            for pid, users in asked:
-                nick = next(answers) if users else None
-                if nick or len(users) <= 1:
+        out = {pid: pid for pid, users in followers.items() if not users}  # followed by nobody any more
+        pending = {pid: users for pid, users in followers.items() if users}
+        while pending:
+            asked = list(pending.items())
+            nicks = await self._pipelined([(self.keys.user_subscriptions(users[0]), pid) for pid, users in asked], "hget")
+            pending = {}
+            for (pid, users), nick in zip(asked, nicks, strict=True):
+                if nick or len(users) == 1:
                     out[pid] = nick or pid
                 else:
-                    tries[pid] = users[1:]
+                    pending[pid] = users[1:]
         return dict(sorted(out.items()))
 
     async def all_subscribers(self) -> set[int]:
