@@ -608,7 +608,9 @@ for i, key in ipairs(KEYS) do
     redis.call("ZREM", key, unpack(gone, start, math.min(start + 999, #gone)))
   end
   local done = #old < 2 * n
-  if done then redis.call("HDEL", cursors, key) else redis.call("HSET", cursors, key, old[#old]) end
+  -- pcall: a full Redis (noeviction) refuses the cursor's HSET, and a count must still answer
+  -- then; the next step looks at the same ids again instead.
+  if done then redis.call("HDEL", cursors, key) else redis.pcall("HSET", cursors, key, old[#old]) end
   out[#out + 1] = redis.call("ZCARD", key)
   out[#out + 1] = done and 1 or 0
 end

@@ -209,6 +209,26 @@ def test_jobs_kept_longer_than_the_shortest_lifetime_are_still_counted(redis_cli
     assert store.list_jobs(queue="default")[1] == 2
 
 
+def test_counts_still_answer_when_redis_is_full(redis_client):
+    """Counting prunes on the way and keeps a cursor (a write): a Redis at maxmemory under
+    noeviction refused the cursor's HSET, so the dashboard's counts failed exactly when Redis
+    was full. They answer; the next step looks at the same ids again."""
+    store = _store(redis_client)
+    _finished_long_ago(redis_client, [(f"live-{i}", "failed") for i in range(4)], lifetime=600)
+    key, cutoff = store.index_key("actor", "a"), time.time()
+    assert store.prune_step([key], [cutoff], batch=2) == [(4, False)]  # the script loaded, the cursor kept
+    policy = redis_client.config_get("maxmemory-policy")["maxmemory-policy"]
+    redis_client.config_set("maxmemory-policy", "noeviction")
+    redis_client.config_set("maxmemory", 1)  # every write that needs memory is refused
+    try:
+        assert store.prune_step([key], [cutoff], batch=2) == [(4, False)]
+        assert store.prune_step([key], [cutoff], batch=2) == [(4, False)]  # not saved: again from where it was
+    finally:
+        redis_client.config_set("maxmemory", 0)
+        redis_client.config_set("maxmemory-policy", policy)
+    assert redis_client.hget(store.index_key("prune-cursor"), key) is not None  # the one kept before
+
+
 def test_pruning_goes_on_past_live_ids_instead_of_reading_them_again(redis_client):
     """A mixed index whose oldest ids are live (a day of failures): each bounded step goes on
     where the last one stopped, so the expired ids behind them are reached."""
