@@ -140,7 +140,7 @@ class Finding:
         """What the dashboard shows as the component name: ``queue:<name>``, ``redis`` …"""
         if self.rule in QUEUE_RULES:
             return f"queue:{self.subject}"
-        return {"dead_letters": "queues"}.get(self.rule) or SOURCES.get(self.rule, "monitor")
+        return "queues" if self.rule == "dead_letters" else self.source
 
     def to_alert(self, message: str | None = None) -> Alert:
         """This finding as a condition alert (``message``: another text than the finding's)."""

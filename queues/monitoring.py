@@ -248,7 +248,7 @@ class QueueMonitor:
                 "succeeded": succeeded, "failed": failed, "retried": counts[name].get("retried", 0),
                 "canceled": counts[name].get("canceled", 0), "processed": finished,
                 "refused": refused,
-                "failure_rate": round(rate, 4) if rate is not None else None,
+                "failure_rate": _round(rate, 4),
                 "window_seconds": self.window_seconds,
                 "wait_p50": _round(percentile(waits, 50)), "wait_p95": _round(percentile(waits, 95)),
                 "run_p50": _round(percentile(runs, 50)), "run_p95": _round(percentile(runs, 95)),
@@ -730,8 +730,7 @@ class QueueMonitor:
                 # Refused for the request itself (a mistyped nickname, a cancelled match): the
                 # users' doing, counted among the failed but left out of the rate, as the alert rule does.
                 "total": total["failed"], "refused": total["refused"],
-                "rate": round(rate, 4) if (rate := system_failure_rate(total["failed"], total["refused"],
-                                                                      finished)) is not None else None,
+                "rate": _round(system_failure_rate(total["failed"], total["refused"], finished), 4),
                 "by_actor": {actor: row["failed"] for actor, row in by_actor.items() if row["failed"]},
                 "by_error_type": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),
                 "by_actor_and_type": by_actor_type, "recent": recent_failures,

@@ -187,11 +187,14 @@ def test_a_prepared_enqueue_tried_again_pushes_the_message_once(broker, redis_cl
     say so (its reply lost beyond redis-py's own resends) and the next try must not push the
     retry twice: every try of one prepared enqueue pushes the same Redis id."""
     push = broker.prepare_enqueue(_message(1), delay=60_000)
-    first, again = push(), push()
+    first = push()
+    due = first.options["eta"]  # read before the next try: push() hands back the one prepared message
+    again = push()
+    assert again.options["eta"] == due  # the next try did not move the due time
     assert first.options["redis_message_id"] == again.options["redis_message_id"]
     assert redis_client.lrange(f"rc:{QUEUE}.DQ", 0, -1) == [first.options["redis_message_id"]]
     assert redis_client.hlen(f"rc:{QUEUE}.DQ.msgs") == 1
     assert first.options["eta"] == again.options["eta"]  # one due time, not a later one per try
-    # (push() hands back the one prepared message: what Redis holds, written by the last try, says it)
+    # What Redis holds, written by the first try alone (the next one pushed nothing), says it too.
     stored = json.loads(redis_client.hget(f"rc:{QUEUE}.DQ.msgs", first.options["redis_message_id"]))
     assert stored["options"]["eta"] == first.options["eta"]
