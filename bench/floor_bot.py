@@ -3,8 +3,8 @@
 Not our bot, and not for use: a yardstick for the machine. It long-polls ``getUpdates``, writes
 one small record per ``/analyze`` in a single Lua call per batch (a record, a rate counter, a
 queue push and the queue's length, as our job start does, with none of its checks), and
-answers each with one JSON ``sendMessage`` carrying a Cancel button, 16 at a time, with one log
-line per job. No aiogram, no middlewares, no languages, no limits, no Dramatiq message, so no
+answers each with one JSON ``sendMessage`` carrying a Cancel button, as many at once as the
+bot's ``BOT_UPDATE_CONCURRENCY``, with one log line per job. No aiogram, no middlewares, no languages, no limits, no Dramatiq message, so no
 worker ever has anything to do.
 
 Why: the first-reply target of ``bench/bot_ack.py`` is measured with the sandbox Bot API and

@@ -285,8 +285,9 @@ class FaceitStore:
         """Move monitoring on past the matches a monitoring result tells (its ``marks``: player
         id → state, as stored in the result: anything else moves nothing); its delivery does it
         before the notices go out. A player a later run already moved further keeps its state.
-        A run marks every followed player, so the writes go :data:`READ_BATCH` to a pipeline,
-        not one round trip each. Returns how many moved."""
+        A run marks each player it took a baseline of or found new matches for (every followed
+        player on the first run), so the writes go :data:`READ_BATCH` to a pipeline, not one
+        round trip each. Returns how many moved."""
         if not isinstance(marks, dict):
             return 0
         items = [(str(pid), state) for pid, state in marks.items() if isinstance(state, dict)]
