@@ -21,7 +21,9 @@ match_monitoring   MATCH_MONITORING_INTERVAL  ``enqueue_match_monitoring()``
 cache_update       hourly                     ``enqueue_cache_update("player", None)``
 weekly_reports     every 15 min               a weekly ``analytics_report`` per subscribed user,
                                               due at Monday 09:00 in the zone the user chose
-                                              with /tz (else UTC); once per user and ISO week
+                                              with /tz (else UTC), or at the next check when
+                                              a move east put it behind; once per user and
+                                              ISO week
 retention          daily 03:30                prune expired ids from job indexes, trim series
 =================  =========================  ===================================================
 
@@ -32,7 +34,7 @@ task with no record starts on its schedule (the monitor and match monitoring run
 
 Redis keys (under ``REDIS_KEY_PREFIX``): ``scheduler:leader``, ``scheduler:last_run`` (hash),
 ``scheduler:dedupe:<task>``, ``scheduler:history`` (newest 200 runs, JSON),
-``scheduler:weekly:<user>:<ISO week>`` (8 days). No job store is persisted: nothing is pickled.
+``scheduler:weekly:<user>:<ISO week>`` (8 days); it reads ``bot:tz`` and ``bot:tz:changed``. No job store is persisted: nothing is pickled.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ logger = logging.getLogger("scheduler")
 HISTORY_KEPT = 200
 WEEKLY_MARK_TTL = 8 * 86400
 WEEKLY_DAY, WEEKLY_HOUR = 0, 9  # Monday 09:00 local
+#: The furthest a change of time zone moves a user's Monday 09:00: from UTC-12 to UTC+14.
+WEEKLY_ZONE_SHIFT = 26 * 3600
 
 
 # --- keys and the lock ------------------------------------------------------------------------
@@ -224,6 +228,23 @@ async def task_retention(ctx: TaskContext) -> dict[str, Any]:
     return await asyncio.to_thread(get_queue_monitor().retention_cleanup)
 
 
+def weekly_due(boundary: float, now: float, last_run: float, zone_changed: float | None) -> bool:
+    """Whether the summary of the week that began at ``boundary`` (the user's latest Monday
+    09:00, epoch seconds) goes at the check at ``now``, the previous one having run at ``last_run``.
+
+    It goes when that moment came since the previous check. A user who chose a zone further east
+    with ``/tz`` after that check (``zone_changed``) may find their new Monday 09:00 already
+    behind it, though it had not come in their old zone: it goes then too. Only a 09:00 at most
+    :data:`WEEKLY_ZONE_SHIFT` before the move counts (no move shifts it further), so a move west,
+    to a zone whose 09:00 is days old, makes no summary out of season. The week's mark keeps it
+    to one a week either way."""
+    if boundary > now:
+        return False
+    if last_run < boundary:
+        return True
+    return zone_changed is not None and last_run < zone_changed <= boundary + WEEKLY_ZONE_SHIFT
+
+
 def weekly_boundary(now: float, tz: tzinfo) -> datetime:
     """The latest Monday 09:00 in ``tz`` at or before ``now``."""
     local = datetime.fromtimestamp(now, tz)
@@ -234,9 +255,10 @@ def weekly_boundary(now: float, tz: tzinfo) -> datetime:
     return monday
 
 
-async def subscribed_users(settings: Settings) -> list[tuple[int, str | None]]:
-    """``(user_id, time zone or None)`` of every active user who follows a player: the zone each
-    chose with the bot's ``/tz`` (None: never chosen, the summary goes by UTC)."""
+async def subscribed_users(settings: Settings) -> list[tuple[int, str | None, float | None]]:
+    """``(user_id, time zone or None, when it was chosen or None)`` of every active user who
+    follows a player: the zone each chose with the bot's ``/tz`` (None: never chosen, the summary
+    goes by UTC)."""
     from bot.keys import BotKeys
     from faceit.keys import FaceitKeys
     from faceit.store import FaceitStore
@@ -248,15 +270,28 @@ async def subscribed_users(settings: Settings) -> list[tuple[int, str | None]]:
         active = sorted(await store.all_subscribers() - await store.inactive_users())
         if not active:
             return []
-        zones = await client.hmget(BotKeys(settings.redis_key_prefix).user_timezones(), [str(uid) for uid in active])
-        return list(zip(active, zones, strict=True))  # the client decodes: a zone's name, or None
+        keys, fields = BotKeys(settings.redis_key_prefix), [str(uid) for uid in active]
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.user_timezones(), fields)
+            pipe.hmget(keys.user_timezone_changes(), fields)
+            zones, changes = await pipe.execute()  # the client decodes: a zone's name, or None
+        return [(uid, zone, _seconds(changed)) for uid, zone, changed in zip(active, zones, changes, strict=True)]
     finally:
         await client.aclose()
 
 
+def _seconds(value: str | None) -> float | None:
+    """A stored epoch time; None when missing or unreadable (a zone chosen before it was kept)."""
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
     """Send each subscribed user's weekly report once, when Monday 09:00 local has passed since
-    the previous run (so a leader that was down at 09:00 sends it once when it is back)."""
+    the previous run (so a leader that was down at 09:00 sends it once when it is back), or had
+    passed in a zone the user moved to since (:func:`weekly_due`)."""
     if ctx.last_run is None:
         return {"sent": 0, "note": "first run: baseline recorded"}
     service = ctx.service
@@ -264,9 +299,9 @@ async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
 
     manager = get_queue_manager()
     sent = 0
-    for uid, tz_name in await subscribed_users(service.settings):
+    for uid, tz_name, zone_changed in await subscribed_users(service.settings):
         boundary = weekly_boundary(ctx.now, zone_of(tz_name))
-        if not (ctx.last_run < boundary.timestamp() <= ctx.now):
+        if not weekly_due(boundary.timestamp(), ctx.now, ctx.last_run, zone_changed):
             continue
         year, week, _ = boundary.isocalendar()
         mark = service.keys.weekly_mark(uid, f"{year}-W{week:02d}")

@@ -47,6 +47,11 @@ class BotKeys:
     def user_timezones(self) -> str:
         return f"{self.base}tz"
 
+    def user_timezone_changes(self) -> str:
+        """When each user last chose a zone with ``/tz`` (epoch seconds): the weekly summary of
+        one who moved east past their new Monday 09:00 still goes (``scheduler.weekly_due``)."""
+        return f"{self.base}tz:changed"
+
     def user_rate(self, user_id: int) -> str:
         return f"{self.base}rate:{int(user_id)}"
 

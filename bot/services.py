@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -139,8 +140,12 @@ class BotServices:
         await self.redis.hset(self.keys.user_languages(), str(int(user_id)), lang)
 
     async def set_timezone(self, user_id: int, name: str) -> None:
-        """Remember the time zone a user chose with ``/tz`` (a name :func:`bot.timezones.parse_timezone` gave)."""
-        await self.redis.hset(self.keys.user_timezones(), str(int(user_id)), name)
+        """Remember the time zone a user chose with ``/tz`` (a name :func:`bot.timezones.parse_timezone` gave),
+        and when: the scheduler judges a moved user's week by it."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.user_timezones(), str(int(user_id)), name)
+            pipe.hset(self.keys.user_timezone_changes(), str(int(user_id)), repr(time.time()))
+            await pipe.execute()
 
     async def timezone_of(self, user_id: int) -> str | None:
         """The time zone a user chose with ``/tz``; None: never chosen (their summary goes by UTC)."""

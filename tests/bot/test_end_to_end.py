@@ -430,9 +430,12 @@ def test_tz_chooses_the_zone_of_the_weekly_summary(stack: Stack, tg):
     user = new_user()
     stack.say(user, "/tz")
     assert "09:00 UTC" in stack.replies(user, 1)[0]["text"]  # none chosen yet
+    before = time.time()
     stack.say(user, "/tz moscow")  # a city, as typed on a phone
     assert stack.replies(user, 2)[1]["text"].startswith("Time zone: Europe/Moscow (UTC+03:00).")
     assert stack.redis.hget("fb:bot:tz", str(user)) == "Europe/Moscow"  # what the scheduler reads
+    # and when it was chosen (a user who moved east past Monday 09:00 still gets the week's summary)
+    assert before <= float(stack.redis.hget("fb:bot:tz:changed", str(user))) <= time.time()
     stack.say(user, "/tz +5:30", lang="ru")
     assert stack.replies(user, 3)[2]["text"].startswith("Часовой пояс: UTC+05:30.")
     stack.say(user, "/tz Atlantis")  # refused: the choice stands

@@ -16,7 +16,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler import SchedulerKeys, SchedulerService, Task, history, weekly_boundary
+from scheduler import (
+    WEEKLY_ZONE_SHIFT,
+    SchedulerKeys,
+    SchedulerService,
+    Task,
+    TaskContext,
+    history,
+    task_weekly_reports,
+    weekly_boundary,
+    weekly_due,
+)
 from tests.ops.conftest import wait_until
 from tests.support.workers import ROOT
 
@@ -216,6 +226,60 @@ async def test_each_weekly_summary_goes_at_monday_nine_in_the_zone_its_user_chos
     redis_client.hset(keys.last_run, "weekly_reports", repr(min(due.values()) - 60))  # before all three
     assert (await service.run_task("weekly_reports"))["result"] == {"sent": 2}
     assert sent_to() == [601, 602, 603]
+
+
+async def test_a_user_who_moved_east_past_monday_nine_still_gets_the_weeks_summary(fresh, redis_client):
+    """Monday 06:00 UTC; the previous check ran at 05:45. At 05:50 a user in UTC (their 09:00
+    still to come) chose UTC+14 with ``/tz``, where Monday 09:00 was Sunday 19:00 UTC, before that
+    check: the summary goes at this check, not never. Beside them: a user in UTC+14 all along
+    (theirs went on Sunday), one who moved west (their new 09:00 is days old), and one who moved
+    east but had this week's already."""
+    import actors  # noqa: F401
+    from bot.keys import BotKeys
+    from queues.manager import get_queue_manager
+    from settings import get_settings
+
+    settings = get_settings()
+    moved_east, stayed, moved_west, had_it = 801, 802, 803, 804
+    await follow([(uid, "player-a") for uid in (moved_east, stayed, moved_west, had_it)])
+    zones = {moved_east: "UTC+14:00", stayed: "UTC+14:00", moved_west: "UTC-12:00", had_it: "UTC+14:00"}
+    now = datetime(2026, 12, 7, 6, 0, tzinfo=UTC).timestamp()
+    last_run, moved_at = now - 15 * 60, now - 10 * 60
+    redis_client.hset(BotKeys("fb:").user_timezones(), mapping={str(uid): zone for uid, zone in zones.items()})
+    redis_client.hset(BotKeys("fb:").user_timezone_changes(),
+                      mapping={str(uid): repr(moved_at) for uid in (moved_east, moved_west, had_it)})
+    service = SchedulerService(settings)
+    year, week, _ = weekly_boundary(now, ZoneInfo("Etc/GMT-14")).isocalendar()
+    redis_client.set(service.keys.weekly_mark(had_it, f"{year}-W{week:02d}"), last_run)
+
+    def sent_to() -> list[int]:
+        jobs, _ = get_queue_manager().jobs.list_jobs(actor="analytics_report")
+        return sorted(j.kwargs["user_id"] for j in jobs)
+
+    ctx = TaskContext(name="weekly_reports", now=now, last_run=last_run, service=service)
+    assert await task_weekly_reports(ctx) == {"sent": 1}
+    assert sent_to() == [moved_east]
+    later = TaskContext(name="weekly_reports", now=now + 15 * 60, last_run=now, service=service)
+    assert await task_weekly_reports(later) == {"sent": 0}  # once a week
+    assert sent_to() == [moved_east]
+
+
+def test_weekly_due_judges_a_moved_user_by_when_they_moved():
+    monday_nine = datetime(2026, 12, 7, 9, 0, tzinfo=UTC).timestamp()  # the user's latest Monday 09:00
+    hour = 3600.0
+    # Came since the previous check: due, moved or not; still to come: not due.
+    assert weekly_due(monday_nine, monday_nine + hour, monday_nine - 60, None)
+    assert not weekly_due(monday_nine + hour, monday_nine, monday_nine - 60, None)
+    # Came before the previous check: that check sent it, unless the user moved there after it.
+    assert not weekly_due(monday_nine, monday_nine + 2 * hour, monday_nine + hour, None)
+    assert not weekly_due(monday_nine, monday_nine + 2 * hour, monday_nine + hour, monday_nine + hour - 1)
+    assert weekly_due(monday_nine, monday_nine + 2 * hour, monday_nine + hour, monday_nine + hour + 1)
+    # No move shifts 09:00 further back than WEEKLY_ZONE_SHIFT (UTC-12 to UTC+14): an older one
+    # means the user moved west, to a zone whose week began days ago.
+    assert weekly_due(monday_nine, monday_nine + WEEKLY_ZONE_SHIFT + hour, monday_nine + WEEKLY_ZONE_SHIFT - 1,
+                      monday_nine + WEEKLY_ZONE_SHIFT)
+    assert not weekly_due(monday_nine, monday_nine + 3 * 86400, monday_nine + 3 * 86400 - hour,
+                          monday_nine + 3 * 86400 - 60)
 
 
 def test_weekly_boundary_is_monday_nine_in_the_users_time_zone():
