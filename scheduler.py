@@ -34,7 +34,8 @@ task with no record starts on its schedule (the monitor and match monitoring run
 
 Redis keys (under ``REDIS_KEY_PREFIX``): ``scheduler:leader``, ``scheduler:last_run`` (hash),
 ``scheduler:dedupe:<task>``, ``scheduler:history`` (newest 200 runs, JSON),
-``scheduler:weekly:<user>:<ISO week>`` (8 days); it reads ``bot:tz`` and ``bot:tz:changed``. No job store is persisted: nothing is pickled.
+``scheduler:weekly:<user>:<ISO week>`` (8 days); it reads the bot's ``bot:tz`` and
+``bot:tz:changed``. No job store is persisted: nothing is pickled.
 """
 
 from __future__ import annotations
