@@ -43,6 +43,7 @@ from faceit.models import (
     as_list,
     parse_match_stats,
     parse_recent,
+    without_cut_series,
 )
 from faceit.ratelimit import SharedRateLimiter
 
@@ -288,12 +289,16 @@ class FaceitClient:
     async def get_recent_stats(
         self, player_id: str, *, limit: int = RECENT_FETCH_LIMIT, refresh: bool = False
     ) -> list[PlayerMatchStats]:
-        """The player's last ``limit`` matches with per-match stats, newest first (one call)."""
+        """The player's last ``limit`` lines of per-match stats (one per map), newest first (one
+        call). A series the page cuts (its other maps are older) is left out: :func:`without_cut_series`."""
         limit = max(1, min(100, int(limit)))
         key = self.keys.cache("recent", player_id, limit)
         raw = await self._cached(key, f"/players/{_seg(player_id)}/games/cs2/stats",
                                  {"limit": limit, "offset": 0}, self.ttls.recent, refresh)
-        return parse_recent(raw)
+        rows = parse_recent(raw)
+        if len(as_list(as_dict(raw).get("items"))) < limit:
+            return rows  # the whole history: nothing is cut
+        return without_cut_series(rows)
 
     async def get_stats_since(
         self, player_id: str, since: float, *, max_pages: int = STATS_MAX_PAGES, fresh: bool = False

@@ -238,6 +238,7 @@ class PlayerMatchStats:
     clutch_1v1_wins: float | None = None
     clutch_1v2_count: float | None = None
     clutch_1v2_wins: float | None = None
+    best_of: int | None = None  # the match's maps at most ("Best Of"): 3 for a best of three
 
     @classmethod
     def from_api(cls, raw: Any) -> PlayerMatchStats | None:
@@ -282,6 +283,7 @@ class PlayerMatchStats:
             clutch_1v1_wins=to_float(stats.get("1v1Wins")),
             clutch_1v2_count=to_float(stats.get("1v2Count")),
             clutch_1v2_wins=to_float(stats.get("1v2Wins")),
+            best_of=to_int(stats.get("Best Of")),
         )
 
     @property
@@ -301,6 +303,28 @@ def matches_of(rows: list[PlayerMatchStats]) -> list[list[PlayerMatchStats]]:
     for row in reversed(rows):
         by_match.setdefault(row.match_id, []).append(row)
     return list(by_match.values())
+
+
+def decided(maps: list[PlayerMatchStats]) -> bool:
+    """Whether one match's lines hold its result: a single map of a best of one (or of a match
+    that does not say), or maps enough for a side to have won the series (two of a best of three)."""
+    best_of = max((m.best_of or 1 for m in maps), default=1)
+    if best_of <= 1 or len(maps) >= best_of:
+        return True
+    won = sum(1 for m in maps if m.won is True)
+    lost = sum(1 for m in maps if m.won is False)
+    return max(won, lost) > best_of // 2
+
+
+def without_cut_series(rows: list[PlayerMatchStats]) -> list[PlayerMatchStats]:
+    """A full page of a player's lines (newest first) without its oldest match when that is a
+    series the page cuts: the rest of its maps are on the next page, and joined from some of
+    them it would count with a wrong result (one map lost of a series won 2-1)."""
+    if not rows:
+        return rows
+    oldest = rows[-1].match_id
+    maps = [row for row in rows if row.match_id == oldest]
+    return rows if decided(maps) else [row for row in rows if row.match_id != oldest]
 
 
 def series_stats(maps: list[PlayerMatchStats]) -> PlayerMatchStats:
@@ -332,6 +356,7 @@ def series_stats(maps: list[PlayerMatchStats]) -> PlayerMatchStats:
         hs_pct=headshots / kills * 100 if headshots is not None and kills else None,
         mvps=_sum([m.mvps for m in maps]),
         kr=kills / rounds if kills is not None and rounds else None,
+        best_of=maps[0].best_of,
         **{count: _sum([getattr(m, count) for m in maps]) for count in _SERIES_COUNTS},
     )
 

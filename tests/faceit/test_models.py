@@ -11,9 +11,11 @@ from faceit.models import (
     Match,
     PlayerMatchStats,
     PlayerProfile,
+    decided,
     parse_match_stats,
     parse_recent,
     to_float,
+    without_cut_series,
 )
 
 
@@ -60,6 +62,29 @@ def test_recent_stats_convert_milliseconds_and_sort() -> None:
     assert [m.match_id for m in recent] == ["b", "a"]
     assert recent[0].finished_at == 1_700_000_500 and recent[0].won is True
     assert recent[1].rounds == 22 and recent[1].won is None
+
+
+def _line(match: str, at: int, won: bool, best_of: int = 1) -> PlayerMatchStats:
+    line = PlayerMatchStats.from_api({"stats": {"Match Id": match, "Match Finished At": at * 1000,
+                                                "Result": "1" if won else "0", "Best Of": str(best_of)}})
+    assert line is not None and line.best_of == best_of
+    return line
+
+
+def test_a_page_that_cuts_a_best_of_three_leaves_it_out() -> None:
+    """A page of 30 lines ends inside a best of three the player won 2-1: two of its maps are on
+    the page (one won, one lost), the first, won, on the next. Joined from those two it would
+    count as a drawn match; it is left out. A series the page holds enough of (2-0) stays, and
+    so does a best of one."""
+    newer = [_line(f"m{i}", 1000 - i, True) for i in range(28)]
+    cut = [*newer, _line("bo3", 900, True, 3), _line("bo3", 899, False, 3)]
+    assert not decided(cut[-2:])
+    assert [m.match_id for m in without_cut_series(cut)] == [m.match_id for m in newer]
+    whole = [*newer, _line("bo3", 900, True, 3), _line("bo3", 899, True, 3)]
+    assert decided(whole[-2:]) and without_cut_series(whole) == whole
+    single = [*newer, _line("m28", 901, False), _line("m29", 900, False)]
+    assert without_cut_series(single) == single
+    assert decided([_line("bo3", 900, True, 3), _line("bo3", 899, False, 3), _line("bo3", 898, True, 3)])
 
 
 def test_a_row_without_its_finish_time_takes_the_rows_own_time() -> None:
