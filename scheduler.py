@@ -235,15 +235,16 @@ def weekly_due(boundary: float, now: float, last_run: float, zone_changed: float
 
     It goes when that moment came since the previous check. A user who chose a zone further east
     with ``/tz`` after that check (``zone_changed``) may find their new Monday 09:00 already
-    behind it, though it had not come in their old zone: it goes then too. Only a 09:00 at most
-    :data:`WEEKLY_ZONE_SHIFT` before the move counts (no move shifts it further), so a move west,
-    to a zone whose 09:00 is days old, makes no summary out of season. The week's mark keeps it
-    to one a week either way."""
+    behind it, though their old zone's had not come by that check: it goes then too. The old
+    zone is not kept, but no move shifts 09:00 by more than :data:`WEEKLY_ZONE_SHIFT`, so only
+    a previous check less than that after the new 09:00 can have missed it: a move west, to a
+    zone whose 09:00 is days old, makes no summary out of season. The week's mark keeps it to
+    one a week either way."""
     if boundary > now:
         return False
     if last_run < boundary:
         return True
-    return zone_changed is not None and last_run < zone_changed <= boundary + WEEKLY_ZONE_SHIFT
+    return zone_changed is not None and zone_changed > last_run and last_run < boundary + WEEKLY_ZONE_SHIFT
 
 
 def weekly_boundary(now: float, tz: tzinfo) -> datetime:

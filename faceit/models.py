@@ -239,6 +239,7 @@ class PlayerMatchStats:
     clutch_1v2_count: float | None = None
     clutch_1v2_wins: float | None = None
     best_of: int | None = None  # the match's maps at most ("Best Of"): 3 for a best of three
+    match_round: int | None = None  # which map of the match this is ("Match Round"): 1 for the first
 
     @classmethod
     def from_api(cls, raw: Any) -> PlayerMatchStats | None:
@@ -284,6 +285,7 @@ class PlayerMatchStats:
             clutch_1v2_count=to_float(stats.get("1v2Count")),
             clutch_1v2_wins=to_float(stats.get("1v2Wins")),
             best_of=to_int(stats.get("Best Of")),
+            match_round=to_int(stats.get("Match Round")),
         )
 
     @property
@@ -317,14 +319,18 @@ def decided(maps: list[PlayerMatchStats]) -> bool:
 
 
 def without_cut_series(rows: list[PlayerMatchStats]) -> list[PlayerMatchStats]:
-    """A full page of a player's lines (newest first) without its oldest match when that is a
-    series the page cuts: the rest of its maps are on the next page, and joined from some of
-    them it would count with a wrong result (one map lost of a series won 2-1)."""
+    """A full page of a player's lines (newest first) without its oldest match when the page cuts
+    it: its first map (``Match Round`` 1) is on the next page. Joined from the later maps alone
+    it would count with a wrong score, even a wrong result (2-0 for a series won 2-1, 1-1 for
+    one lost 1-2). Lines that do not say their round: left out when the result is not decided
+    by them (:func:`decided`)."""
     if not rows:
         return rows
     oldest = rows[-1].match_id
     maps = [row for row in rows if row.match_id == oldest]
-    return rows if decided(maps) else [row for row in rows if row.match_id != oldest]
+    rounds = [m.match_round for m in maps]
+    whole = 1 in rounds if None not in rounds else decided(maps)
+    return rows if whole else [row for row in rows if row.match_id != oldest]
 
 
 def series_stats(maps: list[PlayerMatchStats]) -> PlayerMatchStats:
@@ -357,6 +363,7 @@ def series_stats(maps: list[PlayerMatchStats]) -> PlayerMatchStats:
         mvps=_sum([m.mvps for m in maps]),
         kr=kills / rounds if kills is not None and rounds else None,
         best_of=maps[0].best_of,
+        match_round=1,
         **{count: _sum([getattr(m, count) for m in maps]) for count in _SERIES_COUNTS},
     )
 

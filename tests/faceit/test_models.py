@@ -64,27 +64,44 @@ def test_recent_stats_convert_milliseconds_and_sort() -> None:
     assert recent[1].rounds == 22 and recent[1].won is None
 
 
-def _line(match: str, at: int, won: bool, best_of: int = 1) -> PlayerMatchStats:
-    line = PlayerMatchStats.from_api({"stats": {"Match Id": match, "Match Finished At": at * 1000,
-                                                "Result": "1" if won else "0", "Best Of": str(best_of)}})
-    assert line is not None and line.best_of == best_of
+def _line(match: str, at: int, won: bool | None, best_of: int = 1, map_round: int | None = 1) -> PlayerMatchStats:
+    stats = {"Match Id": match, "Match Finished At": at * 1000, "Best Of": str(best_of),
+             "Result": {True: "1", False: "0", None: ""}[won]}
+    if map_round is not None:
+        stats["Match Round"] = str(map_round)
+    line = PlayerMatchStats.from_api({"stats": stats})
+    assert line is not None and line.best_of == best_of and line.match_round == map_round
     return line
 
 
 def test_a_page_that_cuts_a_best_of_three_leaves_it_out() -> None:
-    """A page of 30 lines ends inside a best of three the player won 2-1: two of its maps are on
-    the page (one won, one lost), the first, won, on the next. Joined from those two it would
-    count as a drawn match; it is left out. A series the page holds enough of (2-0) stays, and
-    so does a best of one."""
+    """A page of 30 lines ends inside a best of three the player won 2-1: its second and third
+    maps are on the page, the first on the next. Joined from those two it would count as won
+    2-0, or, with the first map won and the second lost, as a 1-1 draw; it is left out. A series
+    whose first map is on the page stays, and so does a best of one."""
     newer = [_line(f"m{i}", 1000 - i, True) for i in range(28)]
-    cut = [*newer, _line("bo3", 900, True, 3), _line("bo3", 899, False, 3)]
-    assert not decided(cut[-2:])
-    assert [m.match_id for m in without_cut_series(cut)] == [m.match_id for m in newer]
-    whole = [*newer, _line("bo3", 900, True, 3), _line("bo3", 899, True, 3)]
-    assert decided(whole[-2:]) and without_cut_series(whole) == whole
-    single = [*newer, _line("m28", 901, False), _line("m29", 900, False)]
+    won_two = [*newer, _line("bo3", 900, True, 3, 3), _line("bo3", 899, True, 3, 2)]  # map 1, lost, is older
+    drawn = [*newer, _line("bo3", 900, False, 3, 3), _line("bo3", 899, True, 3, 2)]
+    for page in (won_two, drawn):
+        assert [m.match_id for m in without_cut_series(page)] == [m.match_id for m in newer]
+    whole = [*newer, _line("bo3", 900, True, 3, 2), _line("bo3", 899, True, 3, 1)]
+    assert without_cut_series(whole) == whole
+    five = [*newer[:26], *(_line("bo5", 900 - r, True, 5, 5 - r) for r in range(4))]  # maps 2-5 of a best of five
+    assert [m.match_id for m in without_cut_series(five)] == [m.match_id for m in newer[:26]]
+    single = [*newer, _line("m28", 901, False), _line("m29", 900, None)]
     assert without_cut_series(single) == single
-    assert decided([_line("bo3", 900, True, 3), _line("bo3", 899, False, 3), _line("bo3", 898, True, 3)])
+
+
+def test_lines_that_do_not_say_their_map_are_judged_by_their_result() -> None:
+    newer = [_line(f"m{i}", 1000 - i, True, map_round=None) for i in range(28)]
+    undecided = [*newer, _line("bo3", 900, True, 3, None), _line("bo3", 899, False, 3, None)]
+    assert not decided(undecided[-2:])
+    assert [m.match_id for m in without_cut_series(undecided)] == [m.match_id for m in newer]
+    two_nil = [*newer, _line("bo3", 900, True, 3, None), _line("bo3", 899, True, 3, None)]
+    assert decided(two_nil[-2:]) and without_cut_series(two_nil) == two_nil
+    assert not decided([_line("bo3", 900, None, 3, None)])
+    assert decided([_line("bo3", 900, True, 3, None), _line("bo3", 899, False, 3, None),
+                    _line("bo3", 898, None, 3, None)])  # all three maps: whatever their results say
 
 
 def test_a_row_without_its_finish_time_takes_the_rows_own_time() -> None:

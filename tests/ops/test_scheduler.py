@@ -274,10 +274,15 @@ def test_weekly_due_judges_a_moved_user_by_when_they_moved():
     assert not weekly_due(monday_nine, monday_nine + 2 * hour, monday_nine + hour, None)
     assert not weekly_due(monday_nine, monday_nine + 2 * hour, monday_nine + hour, monday_nine + hour - 1)
     assert weekly_due(monday_nine, monday_nine + 2 * hour, monday_nine + hour, monday_nine + hour + 1)
-    # No move shifts 09:00 further back than WEEKLY_ZONE_SHIFT (UTC-12 to UTC+14): an older one
-    # means the user moved west, to a zone whose week began days ago.
-    assert weekly_due(monday_nine, monday_nine + WEEKLY_ZONE_SHIFT + hour, monday_nine + WEEKLY_ZONE_SHIFT - 1,
-                      monday_nine + WEEKLY_ZONE_SHIFT)
+    # No move shifts 09:00 further than WEEKLY_ZONE_SHIFT (UTC-12 to UTC+14): the old zone's
+    # 09:00 can have been missed only by a previous check less than that after the new one. The
+    # widest move, made just after that check:
+    assert weekly_due(monday_nine, monday_nine + WEEKLY_ZONE_SHIFT + hour, monday_nine + WEEKLY_ZONE_SHIFT - 300,
+                      monday_nine + WEEKLY_ZONE_SHIFT + 300)
+    # A leader down from between the two 09:00s (the new zone's came first) until a day later,
+    # the move made while it was down:
+    assert weekly_due(monday_nine, monday_nine + 30 * hour, monday_nine + 3 * hour, monday_nine + 28 * hour)
+    # A move west, to a zone whose 09:00 came days before the previous check:
     assert not weekly_due(monday_nine, monday_nine + 3 * 86400, monday_nine + 3 * 86400 - hour,
                           monday_nine + 3 * 86400 - 60)
 
