@@ -69,6 +69,10 @@ WEEKLY_MARK_TTL = 8 * 86400
 WEEKLY_DAY, WEEKLY_HOUR = 0, 9  # Monday 09:00 local
 #: The furthest a change of time zone moves a user's Monday 09:00: from UTC-12 to UTC+14.
 WEEKLY_ZONE_SHIFT = 26 * 3600
+#: How far the bot's clock (which stamps a ``/tz`` choice) may lag the scheduler's (which stamps
+#: its checks): a choice this much before a check still counts as after it. The week's mark
+#: keeps a second look from sending twice.
+CLOCK_SLACK = 60.0
 
 
 # --- keys and the lock ------------------------------------------------------------------------
@@ -238,13 +242,15 @@ def weekly_due(boundary: float, now: float, last_run: float, zone_changed: float
     behind it, though their old zone's had not come by that check: it goes then too. The old
     zone is not kept, but no move shifts 09:00 by more than :data:`WEEKLY_ZONE_SHIFT`, so only
     a previous check less than that after the new 09:00 can have missed it: a move west, to a
-    zone whose 09:00 is days old, makes no summary out of season. The week's mark keeps it to
-    one a week either way."""
+    zone whose 09:00 is days old, makes no summary out of season. The move is stamped by the
+    bot's clock, the check by the scheduler's: :data:`CLOCK_SLACK` covers a bot host behind.
+    The week's mark keeps it to one a week either way."""
     if boundary > now:
         return False
     if last_run < boundary:
         return True
-    return zone_changed is not None and zone_changed > last_run and last_run < boundary + WEEKLY_ZONE_SHIFT
+    return (zone_changed is not None and zone_changed > last_run - CLOCK_SLACK
+            and last_run < boundary + WEEKLY_ZONE_SHIFT)
 
 
 def weekly_boundary(now: float, tz: tzinfo) -> datetime:
@@ -263,6 +269,7 @@ async def subscribed_users(settings: Settings) -> list[tuple[int, str | None, fl
     goes by UTC)."""
     from bot.keys import BotKeys
     from faceit.keys import FaceitKeys
+    from faceit.models import to_float
     from faceit.store import FaceitStore
     from queues.connection import async_redis_client
 
@@ -277,17 +284,10 @@ async def subscribed_users(settings: Settings) -> list[tuple[int, str | None, fl
             pipe.hmget(keys.user_timezones(), fields)
             pipe.hmget(keys.user_timezone_changes(), fields)
             zones, changes = await pipe.execute()  # the client decodes: a zone's name, or None
-        return [(uid, zone, _seconds(changed)) for uid, zone, changed in zip(active, zones, changes, strict=True)]
+        # a time missing (a zone chosen before it was kept) or unreadable: None
+        return [(uid, zone, to_float(changed)) for uid, zone, changed in zip(active, zones, changes, strict=True)]
     finally:
         await client.aclose()
-
-
-def _seconds(value: str | None) -> float | None:
-    """A stored epoch time; None when missing or unreadable (a zone chosen before it was kept)."""
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
@@ -307,13 +307,13 @@ async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
             continue
         year, week, _ = boundary.isocalendar()
         mark = service.keys.weekly_mark(uid, f"{year}-W{week:02d}")
-        if not service.client.set(mark, ctx.now, nx=True, ex=WEEKLY_MARK_TTL):
+        if not await asyncio.to_thread(service.client.set, mark, ctx.now, nx=True, ex=WEEKLY_MARK_TTL):
             continue
         try:
             await asyncio.to_thread(manager.enqueue_analytics_report, uid, "weekly",
                                     {"user_id": uid, "chat_id": uid})
         except Exception:
-            service.client.delete(mark)  # let the next run try this user again
+            await asyncio.to_thread(service.client.delete, mark)  # let the next run try this user again
             raise
         sent += 1
     return {"sent": sent}

@@ -420,9 +420,9 @@ class Settings(BaseSettings):
     def _sentry_dsn(cls, value: SecretStr) -> SecretStr:
         """Sentry's own reading of a DSN: a bad one stopped every process at start with a
         traceback (``BadDsn``), over and over under ``make run``. Its key is not said."""
-        from sentry_sdk.utils import BadDsn, Dsn
-
         if value.get_secret_value():
+            from sentry_sdk.utils import BadDsn, Dsn  # only then: every process loads settings
+
             try:
                 Dsn(value.get_secret_value())
             except BadDsn:

@@ -11,6 +11,8 @@ key                            what
                                (notifications go out in it unless ``/lang`` chose one)
 ``bot:tz``                     hash user id → time zone chosen with ``/tz`` (a tz database
                                name, ``UTC`` or ``UTC±hh:mm``); when the weekly summary is due; no TTL
+``bot:tz:changed``             hash user id → when ``/tz`` last chose (epoch seconds), read by
+                               ``scheduler.weekly_due`` for a user who moved east; no TTL
 ``bot:rate:<uid>``             sorted set of the user's job requests in the last minute
 ``bot:active:<uid>``           sorted set of the user's unfinished job ids (and short-lived
                                ``p:<token>`` reservations while an enqueue is in flight)

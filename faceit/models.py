@@ -363,7 +363,7 @@ def series_stats(maps: list[PlayerMatchStats]) -> PlayerMatchStats:
         mvps=_sum([m.mvps for m in maps]),
         kr=kills / rounds if kills is not None and rounds else None,
         best_of=maps[0].best_of,
-        match_round=1,
+        match_round=maps[0].match_round,  # its first map's (the maps are oldest first)
         **{count: _sum([getattr(m, count) for m in maps]) for count in _SERIES_COUNTS},
     )
 

@@ -186,6 +186,18 @@ def test_the_flood_guard_lets_a_burst_through_then_a_steady_rate():
     assert [allow(1, now=110.0) for _ in range(9)].count(True) == 8  # refilled to the burst
 
 
+@pytest.mark.parametrize(("text", "light"), [
+    ("/start", True), ("/help", True), ("/lang ru", True), ("/tz Moscow", True), ("/TZ@faceit_bot +3", True),
+    ("/timezone", True), ("/tzx", False), ("/analyze 1-abc", False), ("tz Moscow", False), ("/language", False),
+])
+def test_the_light_commands_are_those_without_a_job(text, light):
+    """What the flood guard still serves beyond a user's budget (``/tz`` among them: a lost zone
+    choice would move every later summary)."""
+    from bot.middlewares.throttle import LIGHT_COMMAND
+
+    assert (LIGHT_COMMAND.match(text) is not None) is light
+
+
 def test_the_flood_guard_tells_a_flooding_user_once_per_episode_and_lets_light_commands_through():
     from bot.middlewares.throttle import ThrottleMiddleware, Verdict
 
