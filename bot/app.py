@@ -10,7 +10,8 @@ path taken from ``WEBHOOK_URL``, every request must carry ``WEBHOOK_SECRET`` in
 Redis briefly down at start is waited for (a warning line per try, up to ``BOT_REDIS_WAIT``
 seconds, 60 by default); after that the bot starts anyway and answers "try again shortly"
 until Redis is back — it recovers by itself, no restart needed. The Bot API is waited for up to
-``BOT_TELEGRAM_WAIT`` seconds, then the bot stops with one line (``bot.startup``).
+``BOT_TELEGRAM_WAIT`` seconds, then the bot stops with one line and exit status 1, which a
+supervisor restarts; a refused setting or token stops it with status 2 (``bot.startup``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from bot.middlewares.throttle import ThrottleMiddleware
 from bot.redisclient import bot_redis_client
 from bot.routers import all_routers
 from bot.services import BotServices
-from bot.startup import check_telegram, set_webhook, wait_for_redis
+from bot.startup import TelegramUnavailable, check_telegram, set_webhook, wait_for_redis
 from bot.telegram import build_bot
 from queues.sentry import init_sentry
 
@@ -154,8 +155,11 @@ def main(settings: Any = None) -> None:
     init_process(settings)
     try:
         asyncio.run(run(settings))
-    except BotConfigError as exc:
+    except BotConfigError as exc:  # it would refuse again: a supervisor does not restart exit 2
         print(f"bot: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except TelegramUnavailable as exc:  # it may answer next time: exit 1, restarted
+        print(f"bot: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         pass

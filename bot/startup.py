@@ -5,7 +5,9 @@ try) so that a service still starting next to the bot, or a passing network blip
 for a configuration error. What ends the wait differs: without Redis the bot starts anyway and
 answers "try again shortly" until it is back (``BOT_REDIS_WAIT``); without the Bot API it cannot
 do anything, so it stops with one line (``BOT_TELEGRAM_WAIT``), at once when Telegram refuses
-the token or the request itself.
+the token or the request itself. The two stops differ for a supervisor: a refusal
+(:class:`BotConfigError`, exit 2) would come again, a Bot API that did not answer
+(:class:`TelegramUnavailable`, exit 1) may answer the next time, so it is restarted.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ T = TypeVar("T")
 #: What passes: the network, Telegram's servers, and its flood control (a quick restart's setWebhook).
 _TRANSIENT = (TelegramNetworkError, TelegramServerError, TelegramRetryAfter)
 FIRST_DELAY = 0.5  # seconds before the second try
+
+
+class TelegramUnavailable(Exception):
+    """The Bot API did not answer within ``BOT_TELEGRAM_WAIT`` (the network, its servers, flood
+    control): one line, as a refused setting is, but it may pass, so not a configuration error."""
+
+
 MAX_DELAY = 5.0  # the delay doubles up to this
 
 
@@ -77,8 +86,9 @@ async def wait_for_redis(client: Any, settings: Any) -> bool:
 
 async def ask_telegram(bot: Bot, settings: Any, call: Callable[[], Awaitable[T]], method: str) -> T:
     """``call`` (a Bot API request named ``method``) as a start-up step: network and server
-    trouble is retried for ``BOT_TELEGRAM_WAIT`` seconds; then, or at once when the Bot API
-    refuses the token or the request, :class:`BotConfigError` (one line, token scrubbed)."""
+    trouble is retried for ``BOT_TELEGRAM_WAIT`` seconds; then :class:`TelegramUnavailable`, or
+    at once when the Bot API refuses the token or the request, :class:`BotConfigError` (one
+    line, token scrubbed)."""
     url = redact_url(settings.telegram_api_url)
 
     def unsaid(text: str) -> str:  # aiogram refuses an empty token: there is always one to hide
@@ -91,10 +101,10 @@ async def ask_telegram(bot: Bot, settings: Any, call: Callable[[], Awaitable[T]]
         return await retry_until(call, float(settings.bot_telegram_wait), _TRANSIENT,
                                  lambda exc: f"the Telegram Bot API at {url} does not answer ({reason(exc)})")
     except TelegramRetryAfter as exc:
-        raise BotConfigError(f"the Telegram Bot API at {url} holds {method} back for {exc.retry_after} s (flood "
+        raise TelegramUnavailable(f"the Telegram Bot API at {url} holds {method} back for {exc.retry_after} s (flood "
                              f"control), longer than BOT_TELEGRAM_WAIT; try again later") from None
     except (TelegramNetworkError, TelegramServerError) as exc:
-        raise BotConfigError(f"the Telegram Bot API at {url} does not answer ({reason(exc)}); "
+        raise TelegramUnavailable(f"the Telegram Bot API at {url} does not answer ({reason(exc)}); "
                              f"check TELEGRAM_API_URL and the network") from None
     except ClientDecodeError as exc:  # a web server, but not a Bot API: a wrong URL, a proxy's error page
         said = unsaid(str(exc.data))[:80]

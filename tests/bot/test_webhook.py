@@ -103,19 +103,32 @@ def test_the_token_never_reaches_the_log_even_at_debug(webhook_bot):
       "TELEGRAM_API_URL": "https://api.telegram.org", "TELEGRAM_BOT_TOKEN": "123456:real-looking-token"},
      "WEBHOOK_URL must be an https:// URL: Telegram posts updates only over https"),
     ({"TELEGRAM_BOT_TOKEN": "garbage-token-text"}, "TELEGRAM_BOT_TOKEN must be a bot token as @BotFather gives it"),
+])
+def test_settings_the_bot_cannot_run_with_stop_it_with_one_line(telegram_sandbox_server, extra, message):
+    _stops_with_one_line(telegram_sandbox_server, extra, message, status=2)  # a supervisor leaves it stopped
+
+
+@pytest.mark.parametrize(("extra", "message"), [
     ({"TELEGRAM_API_URL": "http://127.0.0.1:{free_port}", "BOT_TELEGRAM_WAIT": "0"},
      "the Telegram Bot API at http://127.0.0.1:{free_port} does not answer (ClientConnectorError: "),
     ({"BOT_MODE": "webhook", "WEBHOOK_URL": "http://127.0.0.1:9/tg", "WEBHOOK_SECRET": SECRET,
       "TELEGRAM_API_URL": "http://127.0.0.1:{free_port}", "BOT_TELEGRAM_WAIT": "0"},
      "the Telegram Bot API at http://127.0.0.1:{free_port} does not answer (ClientConnectorError: "),
 ])
-def test_settings_the_bot_cannot_run_with_stop_it_with_one_line(telegram_sandbox_server, extra, message):
+def test_a_bot_api_that_does_not_answer_stops_the_bot_with_one_line_and_a_status_to_restart(
+        telegram_sandbox_server, extra, message):
+    """Not a refused setting: the Bot API may answer next time, so the status is 1, which a
+    supervisor restarts (2 it would leave stopped: ``supervisor.CONFIG_REFUSED``)."""
+    _stops_with_one_line(telegram_sandbox_server, extra, message, status=1)
+
+
+def _stops_with_one_line(telegram_sandbox_server, extra: dict[str, str], message: str, status: int) -> None:
     port = str(free_port())  # nothing listens there: an unreachable Bot API
     extra = {name: value.replace("{free_port}", port) for name, value in extra.items()}
     env = base_env(telegram_sandbox_server, **extra)
     done = subprocess.run([sys.executable, "-m", "bot"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=60)
-    assert done.returncode == 2
+    assert done.returncode == status
     assert done.stderr.strip().count("\n") == 0 and message.replace("{free_port}", port) in done.stderr
     assert "Traceback" not in done.stderr
     for secret in ("bad secret!", "garbage-token-text", "real-looking-token", SANDBOX_BOT_TOKEN):
