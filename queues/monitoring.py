@@ -757,17 +757,23 @@ class QueueMonitor:
         bounded but only pruned when read, so a daily sweep keeps them lean.
         """
         now = time.time()
-        pruned = indexes = trimmed = 0
+        pruned = indexes = trimmed = unfinished = 0
         for key in self.client.scan_iter(match=self.jobs.index_key("*"), count=500):
             if self.client.type(key) != "zset":
                 continue
             indexes += 1
             before = self.client.zcard(key)
             self.client.hdel(self.jobs.index_key("prune-cursor"), key)  # a whole pass, from the oldest id
-            while True:  # the counts' bounded step, to the end: every id, whatever its age
+            # The counts' bounded step, to the end: every id, whatever its age. A whole pass takes
+            # at most this many steps; more only when the cursor is not kept (a Redis full under
+            # noeviction refuses its write, and every step would read the same ids for ever).
+            size, steps = before, before // max(1, batch) + 2
+            for _ in range(steps):
                 [(size, done)] = self.jobs.prune_step([key], [float("inf")], batch)
                 if done:
                     break
+            else:
+                unfinished += 1
             pruned += max(0, before - size)
         for key in self.client.scan_iter(match=self.keys.series_pattern, count=100):
             trimmed += int(self.client.zremrangebyscore(key, 0, now - self.retention_seconds))
@@ -775,7 +781,10 @@ class QueueMonitor:
         trimmed += int(self.client.zremrangebyscore(self.alerts.log_key, 0, now - self.alerts.retention_seconds))
         logger.info("retention: pruned %d expired ids from %d indexes, trimmed %d points", pruned, indexes,
                     trimmed)
-        return {"pruned_ids": pruned, "indexes": indexes, "trimmed_points": trimmed}
+        if unfinished:
+            logger.warning("retention: %d indexes not gone over whole (their place could not be kept: is Redis "
+                           "full?); the next run goes on", unfinished)
+        return {"pruned_ids": pruned, "indexes": indexes, "trimmed_points": trimmed, "unfinished_indexes": unfinished}
 
 
 _monitor: QueueMonitor | None = None

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import logging
+import threading
 import time
 
 from tests.ops.conftest import wait_until
@@ -238,6 +239,30 @@ def test_series_current_metrics_and_retention(live_pool, manager, make_monitor):
     assert result["pruned_ids"] >= 3 and result["trimmed_points"] == 1  # all, status, queue, actor
     assert monitor.client.zscore(manager.jobs.index_key("all"), gone_id) is None
     assert monitor.client.zcount(key, 0, old + 1) == 0
+
+
+def test_retention_ends_while_redis_is_full(fresh, make_monitor, redis_client):
+    """A Redis at maxmemory under noeviction refuses the prune cursor's write: every step then
+    read the same oldest ids again, and the daily sweep never ended, sending scripts to a full
+    Redis for ever. It stops after the steps a whole pass takes and says so."""
+    monitor = make_monitor()
+    for n in range(6):  # live records: nothing to prune, the pass has to go over all of them
+        monitor.jobs.create(f"live-{n}", actor="a", queue="default", now=time.time() - 3600)
+    policy = redis_client.config_get("maxmemory-policy")["maxmemory-policy"]
+    redis_client.config_set("maxmemory-policy", "noeviction")
+    redis_client.config_set("maxmemory", 1)  # every write that needs memory is refused
+    outcome: list[dict] = []
+    sweep = threading.Thread(target=lambda: outcome.append(monitor.retention_cleanup(batch=2)), daemon=True)
+    try:
+        sweep.start()
+        sweep.join(timeout=20)
+        assert not sweep.is_alive(), "the sweep never ended"
+    finally:
+        redis_client.config_set("maxmemory", 0)
+        redis_client.config_set("maxmemory-policy", policy)
+        sweep.join(timeout=20)
+    assert outcome[0]["pruned_ids"] == 0 and outcome[0]["unfinished_indexes"] >= 1
+    assert redis_client.zcard(monitor.jobs.index_key("all")) == 6
 
 
 def test_the_monitor_tolerates_a_missing_faceit_layer(fresh, make_monitor, monkeypatch):
