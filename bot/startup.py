@@ -106,7 +106,7 @@ async def ask_telegram(bot: Bot, settings: Any, call: Callable[[], Awaitable[T]]
     except (TelegramNetworkError, TelegramServerError) as exc:
         raise TelegramUnavailable(f"the Telegram Bot API at {url} does not answer ({reason(exc)}); "
                              f"check TELEGRAM_API_URL and the network") from None
-    except ClientDecodeError as exc:  # a web server, but not a Bot API: a wrong URL, a proxy's error page
+    except ClientDecodeError as exc:  # a web server, but not a Bot API: a wrong URL (a 5xx page is a server error)
         said = unsaid(str(exc.data))[:80]
         raise BotConfigError(f"the server at {url} does not answer as a Telegram Bot API (its reply to {method}: "
                              f"{said!r}); check TELEGRAM_API_URL") from None

@@ -9,6 +9,9 @@ This is the bot process's side; workers use the lighter :mod:`bot.botapi` (no ai
 * Telegram HTML is the default parse mode.
 * The token never reaches a log line: :class:`TokenScrubFilter` masks it in every record, and
   aiogram's loggers stay at INFO or above (its session would log URLs at DEBUG).
+* :class:`BotSession` takes a reply that is not JSON with a 5xx status (a proxy's "502 Bad
+  Gateway" page while Telegram is unreachable) for the server trouble it is, not for a Bot API
+  that is not one: the start-up waits for it and polling retries it.
 * :class:`RetryAfterMiddleware` makes every call of the bot process wait out a 429
   (``TelegramRetryAfter``) and try again, within a bounded total wait: aiogram does not
   (:func:`wait_out_flood`, which :mod:`bot.fastsend` uses too).
@@ -27,13 +30,13 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramRetryAfter
+from aiogram.exceptions import ClientDecodeError, TelegramRetryAfter, TelegramServerError
 
 from bot.config import BotConfigError, bot_token
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BotConfigError", "RetryAfterMiddleware", "TokenScrubFilter", "bot_token", "build_bot", "wait_out_flood"]
+__all__ = ["BotConfigError", "BotSession", "RetryAfterMiddleware", "TokenScrubFilter", "bot_token", "build_bot", "wait_out_flood"]
 
 T = TypeVar("T")
 
@@ -55,6 +58,24 @@ async def wait_out_flood(call: Callable[[], Awaitable[T]], what: str,
             logger.warning("Telegram flood control on %s: waiting %s s", what, exc.retry_after)
             await asyncio.sleep(exc.retry_after)
             waited += exc.retry_after
+
+
+class BotSession(AiohttpSession):
+    """aiogram's aiohttp session, but a 5xx reply that is not JSON is a :class:`TelegramServerError`.
+
+    aiogram decodes the body before it looks at the status, so a proxy's HTML error page raised
+    ``ClientDecodeError``, which the start-up must take for a wrong ``TELEGRAM_API_URL`` (a web
+    server that is no Bot API) and stop on for good. A 5xx says the server behind is in trouble,
+    which passes: it is retried like Telegram's own 5xx.
+    """
+
+    def check_response(self, bot, method, status_code, content):  # type: ignore[no-untyped-def, override]
+        try:
+            return super().check_response(bot=bot, method=method, status_code=status_code, content=content)
+        except ClientDecodeError:
+            if status_code < 500:
+                raise
+            raise TelegramServerError(method=method, message=f"HTTP {status_code}, not a Bot API reply") from None
 
 
 class RetryAfterMiddleware(BaseRequestMiddleware):
@@ -95,7 +116,7 @@ def build_bot(settings: Any, *, retry_after: bool = True, timeout: float = REQUE
     pin_response_models()
     token = bot_token(settings)
     install_token_scrubber(token)
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url), timeout=timeout)
+    session = BotSession(api=TelegramAPIServer.from_base(settings.telegram_api_url), timeout=timeout)
     if retry_after:
         session.middleware(RetryAfterMiddleware())
     return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
