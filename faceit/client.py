@@ -309,7 +309,9 @@ class FaceitClient:
         list is complete: 0 when FACEIT has no older match, else the oldest finish fetched (it
         may be after ``since`` when ``max_pages`` ran out). Older matches on the last page are
         kept: a caller may look past ``since``. ``fresh``: the first page too is read anew (a
-        user's own report: a match that ended minutes ago counts)."""
+        user's own report: a match that ended minutes ago counts). A series whose first map is
+        on the page not read is left out (:func:`without_cut_series`), and the list is complete
+        back to the oldest finish kept."""
         found: dict[tuple[str, str | None], PlayerMatchStats] = {}
         for page in range(max(1, max_pages)):
             key = self.keys.cache("recent", player_id, STATS_PAGE, page * STATS_PAGE)
@@ -328,7 +330,9 @@ class FaceitClient:
             oldest = min((m.finished_at for m in batch if m.finished_at), default=None)
             if oldest is not None and oldest < since:
                 break
-        return list(found.values()), min((m.finished_at for m in found.values() if m.finished_at), default=0.0)
+        # The last page read was full: its oldest match may go on to the next, unread page.
+        rows = without_cut_series(list(found.values()))
+        return rows, min((m.finished_at for m in rows if m.finished_at), default=0.0)
 
     async def get_history(
         self,

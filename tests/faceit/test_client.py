@@ -308,3 +308,42 @@ async def test_every_map_line_of_a_best_of_three_is_kept_and_counted_as_one_matc
     form = analysis.recent_form(rows)
     assert form["matches"] == 2 and form["results"] == "WL"  # the series won 2:1, then the older loss
     assert analysis.tracked_player_period("p", "nick", rows, now - 3600, 1500, [], now)["matches"] == 2
+
+
+async def test_a_series_cut_by_the_last_page_read_is_left_out_of_the_period(make_client: MakeClient) -> None:
+    """``get_stats_since`` stops after ``max_pages``. When the last page read ended inside a best
+    of three (its first map on the page not read), the series was counted from its later maps:
+    won 2-0 where it was won 2-1, with two maps' kills, and the list said it was complete back to
+    that series."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from faceit.client import STATS_PAGE
+
+    def line(match: str, won: bool, at: int, best_of: int = 1, match_round: int = 1) -> dict[str, Any]:
+        return {"stats": {"Match Id": match, "Map": f"de_map{match_round}", "Result": "1" if won else "0",
+                          "Game Mode": "5v5", "Best Of": str(best_of), "Match Round": str(match_round),
+                          "Kills": "20", "Deaths": "15", "Rounds": "24", "Match Finished At": at * 1000}}
+
+    now = int(time.time())
+    singles = [line(f"bo1-{i}", True, now - 3600 * (i + 1)) for i in range(STATS_PAGE - 2)]
+    oldest_single = now - 3600 * (STATS_PAGE - 2)
+    # A best of three won 2-1: maps 3 and 2 (both won) close the first page, map 1 (lost) opens the second.
+    series = [line("bo3", True, oldest_single - 600, 3, 3), line("bo3", True, oldest_single - 1800, 3, 2),
+              line("bo3", False, oldest_single - 3000, 3, 1)]
+    items = singles + series + [line("bo1-old", False, oldest_single - 7200)]
+
+    async def stats(request: web.Request) -> web.Response:
+        offset, limit = int(request.query["offset"]), int(request.query["limit"])
+        page = items[offset:offset + limit]
+        return web.json_response({"items": page, "start": offset, "end": offset + len(page)})
+
+    app = web.Application()
+    app.router.add_get("/players/{pid}/games/cs2/stats", stats)
+    async with TestServer(app, host="127.0.0.1") as server:
+        client = make_client(api_url=f"http://127.0.0.1:{server.port}")
+        cut, cut_from = await client.get_stats_since("p", now - 90 * 86400, max_pages=1)
+        whole, whole_from = await client.get_stats_since("p", now - 90 * 86400, max_pages=2)
+    assert "bo3" not in {r.match_id for r in cut} and len(cut) == STATS_PAGE - 2
+    assert cut_from == oldest_single  # complete back to the oldest line kept, not to the cut series
+    assert sorted(r.match_round for r in whole if r.match_id == "bo3") == [1, 2, 3] and whole_from == 0.0
