@@ -296,8 +296,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "{name}: ждут {waiting} · отложены {delayed} · в работе {running} · мёртвые {dead} · воркеры {workers}",
     },
     "health_line": {"en": "Health: {score}/100", "ru": "Здоровье: {score}/100"},
-    "alerts_title": {"en": "<b>Alerts, last {hours} h</b> ({count}, times in UTC)",
-                     "ru": "<b>Алерты за {hours} ч</b> ({count}, время UTC)"},
+    "alerts_title": {"en": "<b>Alerts, last {hours} h</b> ({count}, times in {zone})",
+                     "ru": "<b>Алерты за {hours} ч</b> ({count}, время {zone})"},
     "no_alerts": {"en": "No alerts in the last {hours} h.", "ru": "Алертов за {hours} ч нет."},
     "requeued": {"en": "Requeued: {count}.", "ru": "Повторно поставлено в очередь: {count}."},
     "requeue_skipped": {"en": "Left alone: {count} refused for their request (bad input, not found); "

@@ -10,7 +10,7 @@ are formatted per language (``1,21`` in Russian). Charts live in :mod:`faceit.ch
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from faceit.gamedata import map_label
@@ -187,10 +187,10 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def day_label(ts: float, lang: str) -> str:
+def day_label(ts: float, lang: str, zone: tzinfo = UTC) -> str:
     """A day as ``06.12`` (Russian) or ``Dec 6`` (English: "06.12" reads as the 12th of June there),
-    in UTC like the rest of the texts."""
-    moment = datetime.fromtimestamp(ts, UTC)
+    in UTC like the rest of the texts, or in ``zone``."""
+    moment = datetime.fromtimestamp(ts, zone)
     return moment.strftime("%d.%m") if lang == "ru" else f"{moment.strftime('%b')} {moment.day}"
 
 

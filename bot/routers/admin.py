@@ -5,7 +5,7 @@ Anyone else falls through to the unknown-command answer: the commands do not exi
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from aiogram import Router
@@ -16,6 +16,8 @@ from bot.replies import answer
 from bot.routers.common import command
 from bot.services import BotServices
 from bot.texts import escape, t
+from bot.timezones import describe as describe_zone
+from bot.timezones import zone_of
 from bot.views import status_word
 from faceit.htmltext import split_html
 from faceit.render import day_label
@@ -60,10 +62,10 @@ def health_reasons(health: dict[str, Any], lang: str) -> list[str]:
     return reasons or [str(reason) for reason in health.get("reasons") or []]
 
 
-def alert_time(moment: float, lang: str) -> str:
-    """When an alert fired, in UTC as the title says: "Dec 6 20:16" in English, "06.12 20:16" in
-    Russian (the reports' day, :func:`faceit.render.day_label`, and the time)."""
-    return f"{day_label(moment, lang)} {time.strftime('%H:%M', time.gmtime(moment))}"
+def alert_time(moment: float, lang: str, zone: tzinfo = UTC) -> str:
+    """When an alert fired, in ``zone`` as the title says: "Dec 6 20:16" in English, "06.12 20:16"
+    in Russian (the reports' day, :func:`faceit.render.day_label`, and the time)."""
+    return f"{day_label(moment, lang, zone)} {datetime.fromtimestamp(moment, zone).strftime('%H:%M')}"
 
 
 async def alerts(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
@@ -81,9 +83,11 @@ async def alerts(message: Message, command: CommandObject, lang: str, services: 
     if not found:
         await answer(message, t("no_alerts", lang, hours=shown))
         return
-    lines = [t("alerts_title", lang, hours=shown, count=len(found))]
+    zone_name = await services.timezone_of(message.from_user.id)  # the admin's /tz; UTC until chosen
+    zone = zone_of(zone_name)
+    lines = [t("alerts_title", lang, hours=shown, count=len(found), zone=describe_zone(zone_name))]
     for alert in found[:MAX_ALERTS_SHOWN]:
-        when = alert_time(alert.time, lang)
+        when = alert_time(alert.time, lang, zone)
         lines.append(f"• {when} <b>{level_word(alert.level, lang)}</b> {escape(alert.source)}: "
                      f"{escape(tell_alert(alert, lang)[:200])}")
     for part in split_html("\n".join(lines)):  # escaped messages can pass Telegram's limit: cut whole

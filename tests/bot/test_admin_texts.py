@@ -59,3 +59,15 @@ def test_alert_times_are_written_as_each_language_reads_dates():
     moment = datetime(2026, 12, 6, 20, 16, tzinfo=UTC).timestamp()
     assert alert_time(moment, "en") == "Dec 6 20:16"
     assert alert_time(moment, "ru") == "06.12 20:16"
+
+
+def test_alert_times_are_in_the_admins_zone_day_included():
+    from datetime import UTC, datetime
+
+    from bot.routers.admin import alert_time
+    from bot.timezones import zone_of
+
+    moment = datetime(2026, 12, 6, 22, 30, tzinfo=UTC).timestamp()  # already the 7th in Moscow
+    assert alert_time(moment, "en", zone_of("Europe/Moscow")) == "Dec 7 01:30"
+    assert alert_time(moment, "ru", zone_of("UTC-05:00")) == "06.12 17:30"
+    assert alert_time(moment, "ru", zone_of(None)) == "06.12 22:30"

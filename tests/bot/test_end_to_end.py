@@ -1175,6 +1175,36 @@ def test_alerts_full_of_markup_reach_the_admin_whole(stack: Stack, tg):
     assert not re.search(r"^• \d\d\.\d\d ", shown, re.M)
 
 
+def test_alerts_are_shown_in_the_admins_time_zone(stack: Stack, tg):
+    """An admin who chose a zone with /tz read every alert time in UTC, and had to convert."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from queues.alerts import AlertStore
+
+    AlertStore(stack.redis, sinks=[]).fire("error", "test-zone", "a failure to read the time of")
+    title = re.compile(r"^<b>Alerts, last 1 h</b> \(\d+, times in (.+)\)$", re.M)
+    before = len(stack.events(ADMIN_ID))
+
+    def sent_since(predicate):
+        return lambda es: next((e["text"] for e in es[before:] if e["kind"] == "sent" and predicate(e["text"] or "")),
+                               None)
+
+    try:
+        stack.say(ADMIN_ID, "/tz Asia/Kolkata")  # UTC+05:30: the minutes move too
+        stack.wait(ADMIN_ID, sent_since(lambda text: "Asia/Kolkata" in text))  # chosen before /alerts asks
+        stack.say(ADMIN_ID, "/alerts 1")
+        shown = stack.wait(ADMIN_ID, sent_since(title.search))
+        fired = datetime.now(UTC).astimezone(ZoneInfo("Asia/Kolkata"))
+    finally:
+        stack.say(ADMIN_ID, "/tz UTC")  # the other tests' admin is in UTC
+    assert title.search(shown).group(1) == "Asia/Kolkata (UTC+05:30)"
+    line = next(row for row in shown.splitlines() if "test-zone" in row)
+    hour, minute = map(int, re.match(r"^• \w{3} \d{1,2} (\d\d):(\d\d) ", line).groups())
+    # Within the minute the test took, as Kolkata's clock reads it (not UTC's, 5 h 30 min apart)
+    assert abs((fired.hour * 60 + fired.minute) - (hour * 60 + minute)) % 1440 in (0, 1, 1439), line
+
+
 def test_an_operators_cancel_of_a_job_waiting_to_try_again_is_told_at_once(stack: Stack, tg, faceit_faults):
     """The cancel only marked the record: the user read "trying again in 30 s" under a Cancel
     button until the delayed message came up (up to 90 s on the real schedule)."""
