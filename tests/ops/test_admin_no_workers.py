@@ -269,8 +269,19 @@ def test_a_workers_telegram_not_configured_alert_resolves_once_it_delivers_again
                                          "TELEGRAM_BOT_TOKEN": SANDBOX_BOT_TOKEN})
     for user in (46, 47):  # two deliveries, one resolve notice
         handle = manager.enqueue_job("t_noop", requester={"user_id": user, "chat_id": user})
-        (delivery,) = wait_until(lambda h=handle: [r for r in manager.jobs.list_jobs(actor="deliver_result")[0]
-                                                   if r.args == [h.id] and r.is_final], timeout=20)
+
+        def delivered(h=handle):
+            return [r for r in manager.jobs.list_jobs(actor="deliver_result")[0] if r.args == [h.id] and r.is_final]
+
+        # 60 s: once, under the whole suite on two cores, 20 s were not enough (not seen alone).
+        try:
+            (delivery,) = wait_until(delivered, timeout=60)
+        except AssertionError:  # say where it stood: the job, and its delivery's attempts
+            job = manager.jobs.get(handle.id)
+            deliveries = [(r.status, r.timeline) for r in manager.jobs.list_jobs(actor="deliver_result")[0]
+                          if r.args == [handle.id]]
+            raise AssertionError(f"no delivery of {handle.id} within 60 s: job {job and (job.status, job.timeline)}, "
+                                 f"deliveries {deliveries}") from None
         assert delivery.result["sent"] == 1
     assert run_json("alerts", "--open")["alerts"] == []
     assert run("alerts", "--open").exit_code == 0
