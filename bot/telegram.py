@@ -9,8 +9,8 @@ This is the bot process's side; workers use the lighter :mod:`bot.botapi` (no ai
 * Telegram HTML is the default parse mode.
 * The token never reaches a log line: :class:`TokenScrubFilter` masks it in every record, and
   aiogram's loggers stay at INFO or above (its session would log URLs at DEBUG).
-* :class:`BotSession` takes a reply that is not JSON with a 5xx status (a proxy's "502 Bad
-  Gateway" page while Telegram is unreachable) for the server trouble it is, not for a Bot API
+* :class:`BotSession` takes a reply that is not JSON with a 5xx, 408 or 429 status (a proxy's
+  "502 Bad Gateway" page while Telegram is unreachable) for the server trouble it is, not for a Bot API
   that is not one: the start-up waits for it and polling retries it.
 * :class:`RetryAfterMiddleware` makes every call of the bot process wait out a 429
   (``TelegramRetryAfter``) and try again, within a bounded total wait: aiogram does not
@@ -60,20 +60,26 @@ async def wait_out_flood(call: Callable[[], Awaitable[T]], what: str,
             waited += exc.retry_after
 
 
+#: Statuses of a reply that is not JSON which say the trouble passes: a proxy's timeout, its own
+#: rate limit, or the server behind it down.
+PASSING_STATUSES = frozenset({408, 429})
+
+
 class BotSession(AiohttpSession):
-    """aiogram's aiohttp session, but a 5xx reply that is not JSON is a :class:`TelegramServerError`.
+    """aiogram's aiohttp session, but a reply that is not JSON with a 5xx status (or 408, 429) is
+    a :class:`TelegramServerError`.
 
     aiogram decodes the body before it looks at the status, so a proxy's HTML error page raised
     ``ClientDecodeError``, which the start-up must take for a wrong ``TELEGRAM_API_URL`` (a web
-    server that is no Bot API) and stop on for good. A 5xx says the server behind is in trouble,
-    which passes: it is retried like Telegram's own 5xx.
+    server that is no Bot API) and stop on for good. Those statuses say the server in front is in
+    trouble, which passes: it is retried like Telegram's own 5xx.
     """
 
     def check_response(self, bot, method, status_code, content):  # type: ignore[no-untyped-def, override]
         try:
             return super().check_response(bot=bot, method=method, status_code=status_code, content=content)
         except ClientDecodeError:
-            if status_code < 500:
+            if status_code < 500 and status_code not in PASSING_STATUSES:
                 raise
             raise TelegramServerError(method=method, message=f"HTTP {status_code}, not a Bot API reply") from None
 

@@ -310,8 +310,9 @@ class FaceitClient:
         may be after ``since`` when ``max_pages`` ran out). Older matches on the last page are
         kept: a caller may look past ``since``. ``fresh``: the first page too is read anew (a
         user's own report: a match that ended minutes ago counts). A series whose first map is
-        on the page not read is left out (:func:`without_cut_series`), and the list is complete
-        back to the oldest finish kept."""
+        on the page not read is left out (:func:`without_cut_series`); the list is then complete
+        back to the last of its maps fetched (a player plays one match at a time: every match
+        after it is in the list)."""
         found: dict[tuple[str, str | None], PlayerMatchStats] = {}
         for page in range(max(1, max_pages)):
             key = self.keys.cache("recent", player_id, STATS_PAGE, page * STATS_PAGE)
@@ -331,7 +332,12 @@ class FaceitClient:
             if oldest is not None and oldest < since:
                 break
         # The last page read was full: its oldest match may go on to the next, unread page.
-        rows = without_cut_series(list(found.values()))
+        fetched = list(found.values())
+        rows = without_cut_series(fetched)
+        kept = {m.match_id for m in rows}
+        cut = [m.finished_at for m in fetched if m.match_id not in kept and m.finished_at]
+        if cut:  # not the oldest line kept: that would leave out the time the cut series took
+            return rows, max(cut)
         return rows, min((m.finished_at for m in rows if m.finished_at), default=0.0)
 
     async def get_history(

@@ -344,6 +344,13 @@ async def test_a_series_cut_by_the_last_page_read_is_left_out_of_the_period(make
         client = make_client(api_url=f"http://127.0.0.1:{server.port}")
         cut, cut_from = await client.get_stats_since("p", now - 90 * 86400, max_pages=1)
         whole, whole_from = await client.get_stats_since("p", now - 90 * 86400, max_pages=2)
+        # A period that starts between the series and the oldest single map: the first page says
+        # it is complete (its oldest line is older), so paging stops there, cutting the series.
+        since = oldest_single - 300
+        period, period_from = await client.get_stats_since("p", since, max_pages=5)
     assert "bo3" not in {r.match_id for r in cut} and len(cut) == STATS_PAGE - 2
-    assert cut_from == oldest_single  # complete back to the oldest line kept, not to the cut series
+    # Complete back to the last map of the series left out: every match after it is in the list.
+    assert cut_from == oldest_single - 600
     assert sorted(r.match_round for r in whole if r.match_id == "bo3") == [1, 2, 3] and whole_from == 0.0
+    assert "bo3" not in {r.match_id for r in period}
+    assert period_from <= since  # the period is whole: its week-before comparison is not dropped
