@@ -86,6 +86,12 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _page_lines(raw: Any, size: int) -> tuple[list[PlayerMatchStats], bool]:
+    """A page of ``/games/cs2/stats`` as lines (newest first), and whether it came back full
+    (``size`` items): then its oldest series may go on to the next page."""
+    return parse_recent(raw), len(as_list(as_dict(raw).get("items"))) >= size
+
+
 class FaceitClient:
     """The Data API calls the bot needs (each returns a parsed model, see :mod:`faceit.models`)."""
 
@@ -295,10 +301,8 @@ class FaceitClient:
         key = self.keys.cache("recent", player_id, limit)
         raw = await self._cached(key, f"/players/{_seg(player_id)}/games/cs2/stats",
                                  {"limit": limit, "offset": 0}, self.ttls.recent, refresh)
-        rows = parse_recent(raw)
-        if len(as_list(as_dict(raw).get("items"))) < limit:
-            return rows  # the whole history: nothing is cut
-        return without_cut_series(rows)
+        rows, full = _page_lines(raw, limit)
+        return without_cut_series(rows) if full else rows  # a short page is the whole history
 
     async def get_stats_since(
         self, player_id: str, since: float, *, max_pages: int = STATS_MAX_PAGES, fresh: bool = False
@@ -306,34 +310,36 @@ class FaceitClient:
         """Every match with per-match stats finished since ``since`` (epoch s), newest first,
         paging ``/games/cs2/stats`` a hundred at a time (one call holds at most 100 matches; a
         month of a regular player's is more). Returns the matches and the time back to which the
-        list is complete: 0 when FACEIT has no older match, else the oldest finish fetched (it
-        may be after ``since`` when ``max_pages`` ran out). Older matches on the last page are
-        kept: a caller may look past ``since``. ``fresh``: the first page too is read anew (a
-        user's own report: a match that ended minutes ago counts). A series whose first map is
-        on the page not read is left out (:func:`without_cut_series`); the list is then complete
-        back to the last of its maps fetched (a player plays one match at a time: every match
-        after it is in the list)."""
-        found: dict[tuple[str, str | None], PlayerMatchStats] = {}
+        list is complete: 0 when FACEIT has no older match, else the oldest finish kept (it may
+        be after ``since`` when ``max_pages`` ran out). Older matches on the last page are kept:
+        a caller may look past ``since``. ``fresh``: the first page too is read anew (a user's
+        own report: a match that ended minutes ago counts). A series whose first map is on a page
+        not read is left out (:func:`without_cut_series`), so paging goes on until a line older
+        than ``since`` is kept; when pages run out first, the list is complete back to the last
+        map of the series left out (a player plays one match at a time: every match after it is
+        in the list)."""
+        found: dict[tuple[str, int | str | None], PlayerMatchStats] = {}
+        fetched: list[PlayerMatchStats] = []
+        rows: list[PlayerMatchStats] = []
         for page in range(max(1, max_pages)):
             key = self.keys.cache("recent", player_id, STATS_PAGE, page * STATS_PAGE)
             # Pages after the first are read fresh: a match finished since a cached first page
             # shifts the offsets, so a cached later page could miss the match at the boundary
-            # (fresh later pages can only repeat one, and repeats are dropped by match and map).
+            # (fresh later pages can only repeat one, and repeats are dropped by match and map round).
             raw = await self._cached(key, f"/players/{_seg(player_id)}/games/cs2/stats",
                                      {"limit": STATS_PAGE, "offset": page * STATS_PAGE}, self.ttls.recent,
                                      fresh or page > 0)
-            items = as_list(as_dict(raw).get("items"))
-            batch = parse_recent(raw)
+            batch, full = _page_lines(raw, STATS_PAGE)
             for match in batch:  # a line per map: a best of three's maps share the match id
-                found.setdefault((match.match_id, match.map), match)
-            if len(items) < STATS_PAGE:
-                return list(found.values()), 0.0
-            oldest = min((m.finished_at for m in batch if m.finished_at), default=None)
+                found.setdefault((match.match_id, match.match_round or match.map), match)
+            fetched = list(found.values())
+            if not full:
+                return fetched, 0.0
+            # The page was full: its oldest match may go on to the next page.
+            rows = without_cut_series(fetched)
+            oldest = min((m.finished_at for m in rows if m.finished_at), default=None)
             if oldest is not None and oldest < since:
                 break
-        # The last page read was full: its oldest match may go on to the next, unread page.
-        fetched = list(found.values())
-        rows = without_cut_series(fetched)
         kept = {m.match_id for m in rows}
         cut = [m.finished_at for m in fetched if m.match_id not in kept and m.finished_at]
         if cut:  # not the oldest line kept: that would leave out the time the cut series took

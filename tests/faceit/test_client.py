@@ -344,13 +344,37 @@ async def test_a_series_cut_by_the_last_page_read_is_left_out_of_the_period(make
         client = make_client(api_url=f"http://127.0.0.1:{server.port}")
         cut, cut_from = await client.get_stats_since("p", now - 90 * 86400, max_pages=1)
         whole, whole_from = await client.get_stats_since("p", now - 90 * 86400, max_pages=2)
-        # A period that starts between the series and the oldest single map: the first page says
-        # it is complete (its oldest line is older), so paging stops there, cutting the series.
-        since = oldest_single - 300
-        period, period_from = await client.get_stats_since("p", since, max_pages=5)
+        # Periods that start after the series, and inside it (between maps 2 and 3): the first
+        # page's oldest line is older than either, but it is the cut series', so paging goes on.
+        periods = {since: await client.get_stats_since("p", since, max_pages=5)
+                   for since in (oldest_single - 300, oldest_single - 1200)}
+        recent = await client.get_recent_stats("p", limit=STATS_PAGE)  # one full page: the series cut
     assert "bo3" not in {r.match_id for r in cut} and len(cut) == STATS_PAGE - 2
     # Complete back to the last map of the series left out: every match after it is in the list.
     assert cut_from == oldest_single - 600
     assert sorted(r.match_round for r in whole if r.match_id == "bo3") == [1, 2, 3] and whole_from == 0.0
-    assert "bo3" not in {r.match_id for r in period}
-    assert period_from <= since  # the period is whole: its week-before comparison is not dropped
+    for since, (period, period_from) in periods.items():
+        assert sorted(r.match_round for r in period if r.match_id == "bo3") == [1, 2, 3], since
+        assert period_from <= since  # the period is whole: its week-before comparison is not dropped
+    assert "bo3" not in {r.match_id for r in recent} and len(recent) == STATS_PAGE - 2
+
+
+async def test_maps_of_a_series_that_do_not_name_their_map_are_each_kept(make_client: MakeClient) -> None:
+    """Repeats across pages are dropped by match and map round: by match and map, two maps of a
+    series whose map FACEIT did not name were one line, and the series counted from one map."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    now = int(time.time())
+    items = [{"stats": {"Match Id": "bo3", "Result": "1", "Game Mode": "5v5", "Best Of": "3", "Match Round": str(r),
+                        "Kills": "20", "Deaths": "15", "Rounds": "24", "Match Finished At": (now - 600 * r) * 1000}}
+             for r in (2, 1)]
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response({"items": items, "start": 0, "end": len(items)})
+
+    app = web.Application()
+    app.router.add_get("/players/{pid}/games/cs2/stats", stats)
+    async with TestServer(app, host="127.0.0.1") as server:
+        rows, _ = await make_client(api_url=f"http://127.0.0.1:{server.port}").get_stats_since("p", now - 3600)
+    assert sorted(r.match_round for r in rows) == [1, 2] and {r.map for r in rows} == {None}
