@@ -155,11 +155,10 @@ def main(settings: Any = None) -> None:
     init_process(settings)
     try:
         asyncio.run(run(settings))
-    except BotConfigError as exc:  # it would refuse again: a supervisor does not restart exit 2
+    except (BotConfigError, TelegramUnavailable) as exc:
         print(f"bot: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except TelegramUnavailable as exc:  # it may answer next time: exit 1, restarted
-        print(f"bot: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+        # A refusal would come again: a supervisor does not restart exit 2. An unanswered Bot API
+        # may answer next time: exit 1, restarted.
+        raise SystemExit(2 if isinstance(exc, BotConfigError) else 1) from None
     except KeyboardInterrupt:
         pass

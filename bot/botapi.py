@@ -9,7 +9,9 @@ which this module does against the same ``TELEGRAM_API_URL`` with the same seman
   (aiogram's ``TelegramRetryAfter``);
 * 403 → :class:`Forbidden` (``TelegramForbiddenError``: the user blocked the bot);
 * other 4xx → :class:`BadRequest` (``TelegramBadRequest``), with Telegram's description;
-* 5xx, timeouts and connection errors → :class:`NetworkError`.
+* 5xx, timeouts and connection errors → :class:`NetworkError`;
+* a reply that is not Telegram's JSON (a proxy's error page) → :class:`NetworkError`, or
+  :class:`FloodControl` for a 429: only Telegram's own reply can say a user blocked the bot.
 
 The token is part of every request path, so no URL ever goes into an exception or a log line.
 """
@@ -22,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from bot.config import BotConfigError, bot_token
+from faceit.models import to_float
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -106,14 +109,15 @@ class BotAPI:
                 try:
                     body = await response.json(content_type=None)
                 except (ValueError, aiohttp.ContentTypeError):
-                    body = {"ok": False, "error_code": response.status, "description": "unreadable reply"}
+                    body = None
         except TimeoutError:
             raise NetworkError(method, 0, "timed out") from None
         except aiohttp.ClientError as exc:
             raise NetworkError(method, 0, type(exc).__name__) from None
         if isinstance(body, dict) and body.get("ok"):
             return body.get("result")
-        body = body if isinstance(body, dict) else {}
+        if not isinstance(body, dict):
+            raise _unreadable(method, response)
         code = int(body.get("error_code") or response.status)
         description = str(body.get("description") or "")
         if code == 429:
@@ -147,6 +151,17 @@ class BotAPI:
                                              "message_thread_id": None if thread_id is None else str(thread_id),
                                              "reply_parameters": reply_to_json(reply_to) if reply_to else None,
                                              "parse_mode": "HTML" if caption else None}, photo=png)
+
+
+def _unreadable(method: str, response: aiohttp.ClientResponse) -> BotAPIError:
+    """A reply that is not Telegram's JSON: a proxy's or a load balancer's error page. Never
+    :class:`Forbidden` or :class:`BadRequest`, which only Telegram can say (a proxy's 403 page
+    would mark an active user as having blocked the bot, and a 408 page drop a part): a 429 is
+    waited out (``Retry-After``, else 1 s), anything else is a :class:`NetworkError`, retried."""
+    if response.status == 429:
+        retry_after = to_float(response.headers.get("Retry-After")) or 1.0
+        return FloodControl(method, "unreadable reply", retry_after)
+    return NetworkError(method, response.status, "unreadable reply")
 
 
 def reply_to_json(message_id: int) -> dict[str, Any]:

@@ -482,8 +482,7 @@ async def _first_to_tell(res: DeliveryResources, job_id: str, user_id: int, note
     key = res.keys.told(user_id, str(player_id), str(match_id))
     if await res.redis.set(key, job_id, nx=True, ex=TOLD_TTL):
         return True
-    holder = await res.redis.get(key)
-    holder = holder.decode() if isinstance(holder, bytes) else holder
+    holder = await res.redis.get(key)  # (the client decodes)
     if holder in (None, job_id):  # (expired meanwhile: nobody else is telling it now)
         return True
     logger.info("job %s: user %s is told of match %s by job %s; not again", job_id, user_id, match_id, holder)

@@ -10,9 +10,11 @@ key                            what
 ``bot:lang:seen``              hash user id → the Telegram language seen when they subscribed
                                (notifications go out in it unless ``/lang`` chose one)
 ``bot:tz``                     hash user id → time zone chosen with ``/tz`` (a tz database
-                               name, ``UTC`` or ``UTC±hh:mm``); when the weekly summary is due; no TTL
+                               name, ``UTC`` or ``UTC±hh:mm``): when the weekly summary is due,
+                               and the times ``/alerts`` shows an admin; no TTL
 ``bot:tz:changed``             hash user id → when ``/tz`` last chose (epoch seconds), read by
-                               ``scheduler.weekly_due`` for a user who moved east; no TTL
+                               ``scheduler.subscribed_users`` (``weekly_due`` judges a user
+                               who moved east by it); no TTL
 ``bot:rate:<uid>``             sorted set of the user's job requests in the last minute
 ``bot:active:<uid>``           sorted set of the user's unfinished job ids (and short-lived
                                ``p:<token>`` reservations while an enqueue is in flight)

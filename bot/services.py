@@ -355,7 +355,10 @@ class BotServices:
                 return CancelOutcome(left, record)
         try:
             # The user's own answer tells them; others (an admin cancelling theirs) get a delivery.
-            outcome = await asyncio.to_thread(self.manager.cancel_job, job_id, tell=bool(others))
+            # A user who is not an admin gets here alone (``leave`` said so, whatever ``others``
+            # was when the record was read): nobody else to tell.
+            outcome = await asyncio.to_thread(self.manager.cancel_job, job_id,
+                                              tell=bool(others) and self.is_admin(user_id))
         except UnknownJobError:  # gone meanwhile
             raise UserFacingError("no_such_job" if self.is_admin(user_id) else "unknown_job", job_id=job_id) from None
         logger.info("job %s: cancel asked by user %s: %s", job_id, user_id, outcome)

@@ -39,14 +39,12 @@ T = TypeVar("T")
 #: What passes: the network, Telegram's servers, and its flood control (a quick restart's setWebhook).
 _TRANSIENT = (TelegramNetworkError, TelegramServerError, TelegramRetryAfter)
 FIRST_DELAY = 0.5  # seconds before the second try
+MAX_DELAY = 5.0  # the delay doubles up to this
 
 
 class TelegramUnavailable(Exception):
     """The Bot API did not answer within ``BOT_TELEGRAM_WAIT`` (the network, its servers, flood
     control): one line, as a refused setting is, but it may pass, so not a configuration error."""
-
-
-MAX_DELAY = 5.0  # the delay doubles up to this
 
 
 async def retry_until(call: Callable[[], Awaitable[T]], seconds: float, transient: tuple[type[Exception], ...],
@@ -102,10 +100,10 @@ async def ask_telegram(bot: Bot, settings: Any, call: Callable[[], Awaitable[T]]
                                  lambda exc: f"the Telegram Bot API at {url} does not answer ({reason(exc)})")
     except TelegramRetryAfter as exc:
         raise TelegramUnavailable(f"the Telegram Bot API at {url} holds {method} back for {exc.retry_after} s (flood "
-                             f"control), longer than BOT_TELEGRAM_WAIT; try again later") from None
+                                  f"control), longer than BOT_TELEGRAM_WAIT; try again later") from None
     except (TelegramNetworkError, TelegramServerError) as exc:
         raise TelegramUnavailable(f"the Telegram Bot API at {url} does not answer ({reason(exc)}); "
-                             f"check TELEGRAM_API_URL and the network") from None
+                                  f"check TELEGRAM_API_URL and the network") from None
     except ClientDecodeError as exc:  # a web server, but not a Bot API: a wrong URL (a 5xx page is a server error)
         said = unsaid(str(exc.data))[:80]
         raise BotConfigError(f"the server at {url} does not answer as a Telegram Bot API (its reply to {method}: "

@@ -60,28 +60,29 @@ async def wait_out_flood(call: Callable[[], Awaitable[T]], what: str,
             waited += exc.retry_after
 
 
-#: Statuses of a reply that is not JSON which say the trouble passes: a proxy's timeout, its own
-#: rate limit, or the server behind it down.
+#: Statuses besides 5xx of a reply that is not JSON which say the trouble passes: a proxy's
+#: timeout, or its own rate limit.
 PASSING_STATUSES = frozenset({408, 429})
 
 
 class BotSession(AiohttpSession):
-    """aiogram's aiohttp session, but a reply that is not JSON with a 5xx status (or 408, 429) is
-    a :class:`TelegramServerError`.
+    """aiogram's aiohttp session, but a reply that is not JSON with a 5xx status (or one of
+    :data:`PASSING_STATUSES`) is a :class:`TelegramServerError`.
 
     aiogram decodes the body before it looks at the status, so a proxy's HTML error page raised
     ``ClientDecodeError``, which the start-up must take for a wrong ``TELEGRAM_API_URL`` (a web
     server that is no Bot API) and stop on for good. Those statuses say the server in front is in
-    trouble, which passes: it is retried like Telegram's own 5xx.
+    trouble, which passes: it is retried like Telegram's own 5xx. (Workers' deliveries read such
+    pages in :mod:`bot.botapi`.)
     """
 
     def check_response(self, bot, method, status_code, content):  # type: ignore[no-untyped-def, override]
         try:
             return super().check_response(bot=bot, method=method, status_code=status_code, content=content)
         except ClientDecodeError:
-            if status_code < 500 and status_code not in PASSING_STATUSES:
-                raise
-            raise TelegramServerError(method=method, message=f"HTTP {status_code}, not a Bot API reply") from None
+            if status_code >= 500 or status_code in PASSING_STATUSES:
+                raise TelegramServerError(method=method, message=f"HTTP {status_code}, not a Bot API reply") from None
+            raise
 
 
 class RetryAfterMiddleware(BaseRequestMiddleware):

@@ -96,7 +96,7 @@ class ThrottleMiddleware(BaseMiddleware):
     def check(self, user_id: int, light: bool = False, answerable: bool = True,
               now: float | None = None) -> Verdict:
         """Take one update of ``user_id`` from the budget. ``light``: a command of
-        :data:`LIGHT_COMMAND` (start, help, lang, tz); ``answerable``: the bot would answer it (a notice may go out for it)."""
+        :data:`LIGHT_COMMAND`; ``answerable``: the bot would answer it (a notice may go out for it)."""
         now = time.monotonic() if now is None else now
         bucket = self._buckets.pop(user_id, None)
         if bucket is None:

@@ -43,9 +43,9 @@ async def tz_(message: Message, command: CommandObject, lang: str, services: Bot
         if not chosen:
             await answer(message, t("tz_unset", lang))
             return
-        await answer(message, t("tz_current", lang, zone=await asyncio.to_thread(describe, chosen)))
+        await answer(message, t("tz_current", lang, zone=describe(chosen)))
         return
-    # In a thread: a zone's first use reads the zone database (15-25 ms).
+    # In a thread: parsing a city or zone name scans the zone database once (15-25 ms).
     parsed = await asyncio.to_thread(_parse_and_describe, typed)
     if parsed is None:
         await answer(message, t("usage_tz", lang))

@@ -145,6 +145,44 @@ async def test_a_blocked_user_is_reported_as_final(telegram_sandbox, api, client
         await sender.call(504, lambda: api.send_message(504, "z"))
 
 
+async def test_a_proxys_error_pages_are_never_taken_for_telegram_refusing(clients):
+    """A proxy in front of the Bot API answers with its own HTML pages. The workers' client took
+    a 403 page for Telegram's "blocked by the user", so an active follower was marked inactive and
+    heard nothing more; a 408 page was a bad request, and the part was dropped."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from bot.botapi import FloodControl, NetworkError
+
+    async def page(request: web.Request) -> web.Response:
+        status = int(request.query["status"])
+        return web.Response(status=status, text=f"<h1>{status}</h1>", content_type="text/html",
+                            headers={"Retry-After": "7"} if status == 429 else None)
+
+    app = web.Application()
+    app.router.add_post("/bot{token}/{method}", page)
+    async with TestServer(app, host="127.0.0.1") as server:
+        errors = {}
+        for status in (403, 408, 400, 502, 429):
+            api = BotAPI(f"http://127.0.0.1:{server.port}", SANDBOX_BOT_TOKEN)
+            try:
+                with pytest.raises(Exception) as caught:  # (the page's status rides in the query)
+                    await api.call(f"sendMessage?status={status}", {"chat_id": 505, "text": "x"})
+                errors[status] = caught.value
+            finally:
+                await api.close()
+    assert all(type(errors[s]) is NetworkError for s in (403, 408, 400, 502)), errors
+    assert type(errors[429]) is FloodControl and errors[429].retry_after == 7.0
+    sender = Sender(SendLimiter(clients[0], BotKeys("fb:"), chat_rate=100, global_rate=100))
+    with pytest.raises(Exception) as caught:  # not UserBlocked: the follower stays active
+        await sender.call(505, lambda: _raise(errors[403]))
+    assert not isinstance(caught.value, UserBlocked)
+
+
+async def _raise(error: Exception) -> None:
+    raise error
+
+
 @pytest.mark.parametrize(("code", "actor", "kwargs", "english", "russian"), [
     ("not_found", "player_report", {"player_id": "ghost_x"}, "No FACEIT CS2 player “ghost_x”", "«ghost_x»"),
     ("not_found", "match_analysis", {"match_url_or_id": "1-" + "a" * 8 + "-aaaa-4aaa-8aaa-" + "a" * 12},
