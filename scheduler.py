@@ -59,7 +59,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.timezones import zone_of
+from bot.timezones import EAST_END, WEST_END, zone_of
 from settings import Settings, load_settings_or_exit
 
 logger = logging.getLogger("scheduler")
@@ -67,8 +67,8 @@ logger = logging.getLogger("scheduler")
 HISTORY_KEPT = 200
 WEEKLY_MARK_TTL = 8 * 86400
 WEEKLY_DAY, WEEKLY_HOUR = 0, 9  # Monday 09:00 local
-#: The furthest a change of time zone moves a user's Monday 09:00: from UTC-12 to UTC+14.
-WEEKLY_ZONE_SHIFT = 26 * 3600
+#: The furthest a change of time zone moves a user's Monday 09:00: from UTC-12 to UTC+14 (26 h).
+WEEKLY_ZONE_SHIFT = (EAST_END + WEST_END).total_seconds()
 #: How far the bot's clock (which stamps a ``/tz`` choice) may lag the scheduler's (which stamps
 #: its checks): a choice this much before a check still counts as after it. The week's mark
 #: keeps a second look from sending twice.

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from queues.alert_rules import (
-    DEDUCTIONS,
+    ALERT_RULES,
     GLOBAL_SUBJECT,
     QUEUE_RULES,
     Finding,
@@ -200,17 +200,17 @@ def local_health(settings: Any, queues: dict[str, dict[str, Any]], open_alerts: 
     fresh_after = time.time() - 2 * (settings.alert_dedupe_window + settings.queue_monitoring_interval)
     for alert in open_alerts:
         key = (alert.get("rule"), alert.get("subject") or GLOBAL_SUBJECT)
-        if (key[0] in DEDUCTIONS and key not in seen and float(alert.get("time") or 0) >= fresh_after
-                and not judged_here(snapshot, unknown, *key)):
+        if (key[0] in ALERT_RULES and key not in seen and float(alert.get("time") or 0) >= fresh_after
+                and not judged_here(snapshot, unknown, *key)):  # (one open alert per rule and subject)
             findings.append(Finding(key[0], key[1], str(alert.get("message") or ""), dict(alert.get("details") or {})))
-            seen.add(key)
     return {**health(findings), "source": "dashboard"}
 
 
-#: Rules :func:`local_snapshot` holds the monitor's own figures for, for every subject (the queue
-#: rules that read a depth only while the broker answers). Not the failure rate nor the wait:
-#: the dashboard's cover the last hour, the monitor's their own windows.
-_JUDGED_HERE = {"redis_unreachable", "broker_unreachable", "dead_letters", "no_workers", "idle_queue", "queue_depth"}
+#: Alert rules :func:`local_snapshot` holds the monitor's own figures for, for every subject (the
+#: queue rules that read a depth only while the broker answers). Not the failure rate nor the
+#: wait: the dashboard's cover the last hour, the monitor's their own windows. (The monitor keeps
+#: open alerts of ``ALERT_RULES`` only, and ``redis_unreachable`` not even those: no log then.)
+_JUDGED_HERE = {"broker_unreachable", "no_workers", "queue_depth"}
 
 
 def judged_here(snapshot: dict[str, Any], unknown: set[tuple[str, str]], rule: str, subject: str) -> bool:

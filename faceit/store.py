@@ -36,7 +36,8 @@ from faceit.i18n import ERROR_TEXTS, with_key
 from faceit.keys import FaceitKeys
 
 MAX_SUBSCRIPTIONS = 20
-#: Reads sent in one pipeline when a whole set is read (every followed player, every follower).
+#: Calls sent in one pipeline when a whole set is read (every followed player, every follower) or
+#: written (a monitoring run's marks).
 READ_BATCH = 500
 MAX_ACTIVE_USERS = 100_000
 ACTIVITY_TTL = 62 * 86400  # a monthly report's window and the month before it, which it compares with

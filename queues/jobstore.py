@@ -492,7 +492,8 @@ redis.call("ZREM", prefix .. "jobs:user:" .. user, id)
 return "left"
 """
 
-# ARGV: prefix, id, now, result_ttl, limit, failure_ttl, stats_ttl.  Returns the status after the call.
+# ARGV: prefix, id, now, result_ttl, limit, failure_ttl, stats_ttl.  Returns {the status after the
+# call, 1 when someone waits to be told of it (set for "canceled" only, else 0)}.
 _CANCEL = _LUA_COMMON + """
 local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local result_ttl, limit, failure_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -590,7 +591,8 @@ return 1
 # then how many such ids to look at per index. Removes the ids whose record is gone, going on
 # from where the last call stopped (a cursor per index: live ids, a day of failures in a mixed
 # index, cannot hold every call at the same oldest ids) and starting over once past the score.
-# Returns each index's size after and 1 when its pass reached the score (else 0).
+# Returns for each index its size after, 1 when its pass reached the score (else 0), and 1 when
+# the cursor was kept (0: Redis refused its write, so the next step reads the same ids again).
 # Records expire by TTL and nothing tells the indexes, so a count read with ZCARD alone kept a
 # day of expired jobs: "succeeded 12,000" over a list of the last hour's 500.
 _PRUNE_EXPIRED = """
@@ -610,9 +612,16 @@ for i, key in ipairs(KEYS) do
   local done = #old < 2 * n
   -- pcall: a full Redis (noeviction) refuses the cursor's HSET, and a count must still answer
   -- then; the next step looks at the same ids again instead.
-  if done then redis.call("HDEL", cursors, key) else redis.pcall("HSET", cursors, key, old[#old]) end
+  local kept = 1
+  if done then
+    redis.call("HDEL", cursors, key)
+  else
+    local saved = redis.pcall("HSET", cursors, key, old[#old])
+    if type(saved) == "table" and saved.err then kept = 0 end
+  end
   out[#out + 1] = redis.call("ZCARD", key)
   out[#out + 1] = done and 1 or 0
+  out[#out + 1] = kept
 end
 return out
 """
@@ -909,15 +918,12 @@ class JobStore:
     def set_progress(self, job_id: str, progress: dict[str, Any]) -> bool:
         return bool(self._progress(args=[self.prefix, job_id, json.dumps(progress)]))
 
-    def request_cancel(self, job_id: str) -> str:
+    def cancel(self, job_id: str) -> tuple[str, bool]:
         """Cancel a job: ``canceled`` (it will not run), ``canceling`` (running; stops at its
         next await), ``missing``, ``already_canceled`` (by an earlier cancel: this one did
-        nothing, so its caller tells nobody and counts nothing), or the final status it had."""
-        return self.cancel(job_id)[0]
-
-    def cancel(self, job_id: str) -> tuple[str, bool]:
-        """:meth:`request_cancel`, and whether anyone waits to be told of a ``canceled`` job
-        (requesters or notifications), from the same call: no read of the record after it."""
+        nothing, so its caller tells nobody and counts nothing), or the final status it had; and
+        whether anyone waits to be told of a ``canceled`` job (requesters or notifications), from
+        the same call: no read of the record after it."""
         outcome, waits = self._cancel(args=[
             self.prefix, job_id, repr(time.time()), self.result_ttl, self.index_limit, self.failure_ttl,
             self.stats_ttl,
@@ -1035,12 +1041,14 @@ class JobStore:
             return now - self.failure_ttl  # active records are kept failure_ttl, renewed on each change
         return now - min(self.result_ttl, self.failure_ttl)
 
-    def prune_step(self, keys: list[str], cutoffs: list[float], batch: int = PRUNE_BATCH) -> list[tuple[int, bool]]:
+    def prune_step(self, keys: list[str], cutoffs: list[float],
+                   batch: int = PRUNE_BATCH) -> list[tuple[int, bool, bool]]:
         """One bounded step of pruning expired ids from each index (see ``_PRUNE_EXPIRED``):
-        (size after, whether this pass over the index is complete) per index."""
+        (size after, whether this pass over the index is complete, whether the place it reached
+        was kept for the next step) per index."""
         reply = self._prune_expired(keys=keys, args=[self.prefix, self.index_key("prune-cursor"),
                                                      *map(repr, cutoffs), batch])
-        return [(int(reply[i]), bool(reply[i + 1])) for i in range(0, len(reply), 2)]
+        return [(int(reply[i]), bool(reply[i + 1]), bool(reply[i + 2])) for i in range(0, len(reply), 3)]
 
     def live_sizes(self, keys: list[str]) -> list[int]:
         """The size of each index with the ids of expired records (mostly) out of it, in one call.
@@ -1050,7 +1058,7 @@ class JobStore:
         call stopped: a count read every few seconds (the dashboard, ``/metrics``) stays cheap,
         and a backlog of expired ids goes over a few reads."""
         now = time.time()
-        return [size for size, _ in self.prune_step(keys, [self._expiry_cutoff(key, now) for key in keys])]
+        return [size for size, _, _ in self.prune_step(keys, [self._expiry_cutoff(key, now) for key in keys])]
 
     def count_by_status(self) -> dict[str, int]:
         """Jobs of each status whose record is still kept (expired ones pruned on the way)."""

@@ -184,7 +184,7 @@ class QueueManager:
         try:
             self.broker.enqueue(job.message)
         except Exception:
-            self.jobs.request_cancel(job.job_id)  # never leave a queued record without a message
+            self.jobs.cancel(job.job_id)  # never leave a queued record without a message
             raise
         return self.queued(job, self._position(job.queue))
 

@@ -764,15 +764,15 @@ class QueueMonitor:
             indexes += 1
             before = self.client.zcard(key)
             self.client.hdel(self.jobs.index_key("prune-cursor"), key)  # a whole pass, from the oldest id
-            # The counts' bounded step, to the end: every id, whatever its age. A whole pass takes
-            # at most this many steps; more only when the cursor is not kept (a Redis full under
-            # noeviction refuses its write, and every step would read the same ids for ever).
-            size, steps = before, before // max(1, batch) + 2
-            for _ in range(steps):
-                [(size, done)] = self.jobs.prune_step([key], [float("inf")], batch)
-                if done:
+            # The counts' bounded step, to the end: every id, whatever its age. A pass stops early
+            # when its place is not kept (a Redis full under noeviction refuses the cursor's write:
+            # every next step would read the same ids), and after the steps a whole pass of the
+            # index as it was takes (one that grows faster than it is gone over).
+            for _ in range(before // max(1, batch) + 2):
+                [(size, done, kept)] = self.jobs.prune_step([key], [float("inf")], batch)
+                if done or not kept:
                     break
-            else:
+            if not done:
                 unfinished += 1
             pruned += max(0, before - size)
         for key in self.client.scan_iter(match=self.keys.series_pattern, count=100):
@@ -783,7 +783,7 @@ class QueueMonitor:
                     trimmed)
         if unfinished:
             logger.warning("retention: %d indexes not gone over whole (their place could not be kept: is Redis "
-                           "full?); the next run goes on", unfinished)
+                           "full?); the next run goes over them again", unfinished)
         return {"pruned_ids": pruned, "indexes": indexes, "trimmed_points": trimmed, "unfinished_indexes": unfinished}
 
 

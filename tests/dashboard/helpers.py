@@ -194,7 +194,7 @@ def make_job(store: JobStore, *, actor: str = "t_noop", queue: str = "default", 
     if status == "queued":
         return job_id
     if status == "canceled":
-        store.request_cancel(job_id)
+        store.cancel(job_id)
         return job_id
     begin = store.begin(job_id, max_deliveries=5, worker="host:1:test")
     if status == "started":

@@ -297,5 +297,5 @@ def test_a_job_waiting_for_a_retry_has_a_page(local: Client, store: JobStore) ->
                  error={"type": "UpstreamError", "code": "upstream", "message": "upstream 503"})
     page = local.get(f"/jobs/{waiting}")
     assert page.status == 200 and "waiting to try again: attempt 2 of 4 (upstream)" in page.text
-    assert store.request_cancel(waiting) == "canceled"
+    assert store.cancel(waiting)[0] == "canceled"
     assert local.get(f"/jobs/{waiting}").status == 200

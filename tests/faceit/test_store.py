@@ -45,7 +45,7 @@ async def test_every_followed_player_is_read_in_a_few_round_trips(store: FaceitS
     round trip per player and per follower made a run of thousands of players take seconds."""
     players = 3 * READ_BATCH // 2  # two pipelines' worth
     for index in range(players):
-        for user in (index % 40, 100 + index % 40):  # two followers each, up to 15 players per user
+        for user in (index % 40, 100 + index % 40):  # two followers each, up to 19 players per user
             await store.subscribe(user, f"pid-{index:04d}", f"Nick{index}")
     redis_client.hdel(FaceitKeys("fb:").user_subscriptions(0), "pid-0000")  # its first follower's entry is gone
     redis_client.sadd(FaceitKeys("fb:").subscribed_players(), "pid-nobody")  # followed by no one any more

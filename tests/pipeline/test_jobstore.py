@@ -89,12 +89,12 @@ def test_a_failure_is_never_acked_by_the_record_write(redis_client):
 def test_cancel_states(redis_client):
     store = _store(redis_client)
     store.create("q", actor="a", queue="default")
-    assert store.request_cancel("q") == "canceled"
+    assert store.cancel("q")[0] == "canceled"
     assert store.begin("q", max_deliveries=4).verdict == "final"
     store.create("r", actor="a", queue="default")
     store.begin("r", max_deliveries=4)
-    assert store.request_cancel("r") == "canceling" and store.is_cancel_requested("r")
-    assert store.request_cancel("missing") == "missing"
+    assert store.cancel("r")[0] == "canceling" and store.is_cancel_requested("r")
+    assert store.cancel("missing")[0] == "missing"
 
 
 def test_outcomes_feed_per_minute_counters_samples_and_histograms(redis_client):
@@ -136,10 +136,10 @@ def test_every_way_a_job_ends_is_counted(redis_client):
     while store.begin("jc1", max_deliveries=2).verdict == "run":
         pass  # each worker dies
     store.create("jc2", actor="crashy", queue="default")
-    assert store.request_cancel("jc2") == "canceled"  # still queued
+    assert store.cancel("jc2")[0] == "canceled"  # still queued
     store.create("jc3", actor="crashy", queue="default")
     store.begin("jc3", max_deliveries=3)
-    assert store.request_cancel("jc3") == "canceling"  # running: it stops, and its re-delivery ends it
+    assert store.cancel("jc3")[0] == "canceling"  # running: it stops, and its re-delivery ends it
     store.begin("jc3", max_deliveries=3)  # (its worker died first: the next delivery finds the cancel)
     store.create("jc4", actor="crashy", queue="default")
     store.begin("jc4", max_deliveries=3)
@@ -164,7 +164,7 @@ def test_a_job_cancelled_while_queued_is_skipped_even_after_results_expire(redis
     the record must still say "cancelled", or the job is made anew and run for nobody."""
     store = JobStore(redis_client, prefix="fb:", result_ttl=1, failure_ttl=600, index_limit=100)
     store.create("jq1", actor="a", queue="low")
-    assert store.request_cancel("jq1") == "canceled"
+    assert store.cancel("jq1")[0] == "canceled"
     time.sleep(1.2)  # past the (scaled-down) result lifetime
     begin = store.begin("jq1", max_deliveries=3)
     assert (begin.verdict, begin.status) == ("final", "canceled")
@@ -216,17 +216,19 @@ def test_counts_still_answer_when_redis_is_full(redis_client):
     store = _store(redis_client)
     _finished_long_ago(redis_client, [(f"live-{i}", "failed") for i in range(4)], lifetime=600)
     key, cutoff = store.index_key("actor", "a"), time.time()
-    assert store.prune_step([key], [cutoff], batch=2) == [(4, False)]  # the script loaded, the cursor kept
+    assert store.prune_step([key], [cutoff], batch=2) == [(4, False, True)]  # the script loaded, the cursor kept
+    cursor = redis_client.hget(store.index_key("prune-cursor"), key)
     policy = redis_client.config_get("maxmemory-policy")["maxmemory-policy"]
     redis_client.config_set("maxmemory-policy", "noeviction")
     redis_client.config_set("maxmemory", 1)  # every write that needs memory is refused
     try:
-        assert store.prune_step([key], [cutoff], batch=2) == [(4, False)]
-        assert store.prune_step([key], [cutoff], batch=2) == [(4, False)]  # not saved: again from where it was
+        assert store.prune_step([key], [cutoff], batch=2) == [(4, False, False)]
+        assert store.prune_step([key], [cutoff], batch=2) == [(4, False, False)]  # not saved: again from where it was
     finally:
         redis_client.config_set("maxmemory", 0)
         redis_client.config_set("maxmemory-policy", policy)
     assert redis_client.hget(store.index_key("prune-cursor"), key) is not None  # the one kept before
+    assert redis_client.hget(store.index_key("prune-cursor"), key) == cursor
 
 
 def test_pruning_goes_on_past_live_ids_instead_of_reading_them_again(redis_client):
@@ -240,9 +242,9 @@ def test_pruning_goes_on_past_live_ids_instead_of_reading_them_again(redis_clien
         assert time.monotonic() < deadline
         time.sleep(0.05)
     key, cutoff = store.index_key("actor", "a"), time.time()
-    assert store.prune_step([key], [cutoff], batch=2) == [(4, False)]  # the two live ones, oldest
-    assert store.prune_step([key], [cutoff], batch=2) == [(2, False)]  # then the two expired
-    assert store.prune_step([key], [cutoff], batch=2) == [(2, True)]  # the end: the next pass starts over
+    assert store.prune_step([key], [cutoff], batch=2) == [(4, False, True)]  # the two live ones, oldest
+    assert store.prune_step([key], [cutoff], batch=2) == [(2, False, True)]  # then the two expired
+    assert store.prune_step([key], [cutoff], batch=2) == [(2, True, True)]  # the end: the next pass starts over
     assert sorted(redis_client.zrange(key, 0, -1)) == ["live-1", "live-2"]
 
 
