@@ -168,17 +168,21 @@ class WindowCpu:
 
     def _at(self, t: float) -> dict[str, float]:
         readings = self._readings
-        index = min(max(1, bisect.bisect_left([r[0] for r in readings], t)), len(readings) - 1)
+        index = min(max(1, bisect.bisect_left(readings, t, key=lambda reading: reading[0])), len(readings) - 1)
         (t0, a), (t1, b) = readings[index - 1], readings[index]
         share = 0.0 if t1 == t0 else min(1.0, max(0.0, (t - t0) / (t1 - t0)))
         return {role: a[role] + (b[role] - a[role]) * share for role in a}
 
     def between(self, start: float, end: float) -> dict[str, float]:
-        """Milliseconds of CPU each role used from ``start`` to ``end`` (epoch seconds)."""
-        if not self._thread.is_alive():
-            raise RuntimeError("the CPU reading thread stopped: its figures would end early")
-        if len(self._readings) < 2:
-            return {}
+        """Milliseconds of CPU each role used from ``start`` to ``end`` (epoch seconds), once a
+        reading at or after ``end`` is in (read every 2 ms; one past ``end`` would be cut short)."""
+        deadline = time.monotonic() + 1.0
+        while not self._readings or self._readings[-1][0] < end:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the CPU reading thread stopped: its figures would end early")
+            time.sleep(0.002)
+        if len(self._readings) < 2 or self._readings[0][0] > start:
+            raise RuntimeError("no CPU reading from before the window's start")
         first, last = self._at(start), self._at(end)
         return {role: (last[role] - first[role]) / 1e6 for role in first}
 
@@ -395,6 +399,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             matches = [rooms[(i * 7 + number) % len(rooms)] for i in range(args.users)]
             rounds.append(run_round(tg, burst, users, matches, args.timeout, roles, want_final, window_cpu))
             time.sleep(1.0)
+        if window_cpu is not None:  # its reading would cost the one-at-a-time runs CPU too
+            window_cpu.stop()
+            window_cpu = None
         solo_users = [next(ids) for _ in range(args.solo)]
         solo = run_solo(tg, solo_users, [rooms[i % len(rooms)] for i in range(args.solo)])
     finally:

@@ -30,7 +30,7 @@ from settings import get_settings
 
 logger = logging.getLogger("bench.floor_bot")
 
-CONCURRENCY = get_settings().bot_update_concurrency  # answers in flight at once, as the bot's
+CONCURRENCY = get_settings().bot_update_concurrency  # answers in flight at once, as the bot's updates
 
 # ARGV: job id, user id, job id, user id, ...  → each job's place in the queue.
 _START_JOBS = """

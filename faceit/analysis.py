@@ -116,13 +116,17 @@ def five_v_five(recent: Sequence[PlayerMatchStats], limit: int = FORM_MATCHES) -
 
 
 def recent_form(recent: Sequence[PlayerMatchStats], limit: int = FORM_MATCHES) -> dict[str, Any]:
-    """Form over the newest ``limit`` 5v5 matches.
+    """Form over the newest ``limit`` 5v5 matches (:func:`form_of` them, joined)."""
+    return form_of(five_v_five(recent, limit))
+
+
+def form_of(games: Sequence[PlayerMatchStats]) -> dict[str, Any]:
+    """Form over ``games``: 5v5 matches, a best of three already one line (:func:`five_v_five`).
 
     K/D, K/R and HS% are ratios of totals (not means of per-match ratios); ADR is the mean over
     matches that report it (missing before about August 2024). Entry and clutch rates are
     computed only from matches that carry those keys, else left ``None`` (unknown, not zero).
     """
-    games = five_v_five(recent, limit)
     results = "".join("W" if m.won else "L" for m in games if m.won is not None)
     kills = deaths = assists = rounds = 0.0
     counted = 0
@@ -503,7 +507,7 @@ def form_trend(recent: Sequence[PlayerMatchStats]) -> dict[str, Any]:
     to compare, and "steady" would say there was.
     """
     games = five_v_five(recent, 2 * 10)
-    newer, older = recent_form(games[:10], 10), recent_form(games[10:], 10)
+    newer, older = form_of(games[:10]), form_of(games[10:])
     delta: dict[str, float | None] = {}
     for name in ("rating", "kd", "adr", "win_rate"):
         a, b = newer[name], older[name]
@@ -647,7 +651,8 @@ def tracked_player_period(
     inside the period, and ``elo_since`` says from when; unknown (None) when that snapshot is
     less than an hour old, since a snapshot taken just now says nothing about the period.
     """
-    form = _form_between(recent, since)
+    games = five_v_five(recent, limit=len(recent))  # joined once, for both periods
+    form = _form_between(games, since)
     in_period = [(t, e) for t, e in elo_history if t >= since]
     before = [(t, e) for t, e in elo_history if t < since]
     start = start_at = None
@@ -676,17 +681,16 @@ def tracked_player_period(
         "elo_start": start,
         "elo_since": start_at,
         "elo_change": (end - start) if start is not None and end is not None else None,
-        "previous": _before(_form_between(recent, previous_since, since)) if previous_since is not None
+        "previous": _before(_form_between(games, previous_since, since)) if previous_since is not None
         and (not complete_from or complete_from <= previous_since) else None,
     }
 
 
-def _form_between(recent: Sequence[PlayerMatchStats], start: float, end: float = math.inf) -> dict[str, Any]:
-    """:func:`recent_form` over every 5v5 match finished in ``[start, end)``: a best of three by
-    when its last map ended (its maps are joined first, so one whose maps fall on both sides of
-    ``start`` counts once, in the period it ended in)."""
-    games = [m for m in five_v_five(recent, limit=len(recent)) if start <= (m.finished_at or 0) < end]
-    return recent_form(games, limit=len(games) or 1)
+def _form_between(games: Sequence[PlayerMatchStats], start: float, end: float = math.inf) -> dict[str, Any]:
+    """:func:`form_of` the ``games`` (joined: :func:`five_v_five`) finished in ``[start, end)``: a
+    best of three by when its last map ended, so one whose maps fall on both sides of ``start``
+    counts once, in the period it ended in."""
+    return form_of([m for m in games if start <= (m.finished_at or 0) < end])
 
 
 def _before(form: dict[str, Any]) -> dict[str, Any]:

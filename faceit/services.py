@@ -648,10 +648,9 @@ async def _user_analytics(ctx: FaceitContext, user_id: int, report_type: str, no
     days = REPORT_DAYS[report_type]
     since = now - days * 86400
     before = since - days * 86400 if comparisons else None
-    if before is None:  # the same windows as the matches'
-        analyses, previous = await ctx.store.activity(user_id, since, now), None
-    else:
-        previous, analyses = await ctx.store.activity_split(user_id, before, since, now)
+    # The same windows as the matches' (none before ``since`` without comparisons)
+    earlier, analyses = await ctx.store.activity_split(user_id, since if before is None else before, since, now)
+    previous = None if before is None else earlier
     periods = {} if periods is None else periods
     players = []
     for sub in await ctx.store.list_subscriptions(user_id):
