@@ -126,12 +126,14 @@ def _id_in_link(room_part: str) -> str:
 def parse_match_ref(text: str) -> MatchRef:
     """A room link, ``1-<uuid>`` id or bare UUID → :class:`MatchRef`; else :class:`BadInputError`."""
     cleaned = _clean(text)
-    room = ROOM_URL_RE.search(cleaned)
-    if room:
-        ref = _match_ref_from_id(_id_in_link(room.group(1)), "url")
-        if ref:
-            return ref
-        raise _bad("unreadable_room_link")  # a FACEIT room link, cut or mistyped
+    rooms = [_match_ref_from_id(_id_in_link(room.group(1)), "url") for room in ROOM_URL_RE.finditer(cleaned)]
+    if rooms:
+        if None in rooms:
+            raise _bad("unreadable_room_link")  # a FACEIT room link, cut or mistyped
+        linked = {ref.match_id for ref in rooms}  # a room linked twice is one match
+        if len(linked) > 1:  # several rooms: a list for /bulk, not the first one alone
+            raise _bad("several_match_refs", count=len(linked))
+        return rooms[0]
     ref = _match_ref_from_id(cleaned, "id")
     if ref:
         return ref

@@ -2,11 +2,12 @@
 
 These are the user's side of the conversation and the test's window into it:
 
-- ``POST /_sandbox/updates`` ``{"user_id", "text" | "callback_data", "message_id"?, "language_code"?,
-  "first_name"?, "username"?, "chat_id"?, "edit_message_id"?}`` injects what a user typed or
-  clicked (``chat_id``: a group, negative, where the user wrote or pressed a button; otherwise
-  their private chat); with ``edit_message_id`` the ``text`` replaces that earlier message of
-  theirs (an ``edited_message`` update, as when a user fixes a typo);
+- ``POST /_sandbox/updates`` ``{"user_id", "text" | "callback_data" | "photo": true, "caption"?,
+  "message_id"?, "language_code"?, "first_name"?, "username"?, "chat_id"?, "edit_message_id"?}``
+  injects what a user typed, clicked or sent as a photo (``caption``: the photo's, optional;
+  ``chat_id``: a group, negative, where the user wrote or pressed a button; otherwise their
+  private chat); with ``edit_message_id`` the ``text`` replaces that earlier message of theirs
+  (an ``edited_message`` update, as when a user fixes a typo);
 - ``GET /_sandbox/messages?chat_id=&after=`` lists what the bot sent, edited and deleted, in order;
 - ``GET /_sandbox/feed?chat_id=&after=&timeout=`` the whole timeline (users' messages and clicks
   too), long-polled by the chat page;
@@ -22,6 +23,7 @@ they address the default bot, the first one that connected.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
@@ -32,6 +34,11 @@ from aiohttp import web
 
 from sandbox.telegram_state import SandboxBot, SandboxRegistry, SendLimits, StoredMessage
 from sandbox.telegram_text import user_text_entities
+
+# What a user's photo is made of: a valid 1×1 PNG (the bot never downloads it).
+_USER_PHOTO_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
 
 CHAT_TEMPLATE = Path(__file__).with_name("templates") / "telegram_chat.html"
 MAX_FEED_WAIT = 25.0
@@ -103,9 +110,13 @@ class ControlHandlers:
         user_id = _int(body.get("user_id"), "user_id")
         if user_id is None or user_id <= 0:
             raise ControlError(400, "user_id (a positive integer) is required")
-        text, callback_data = body.get("text"), body.get("callback_data")
-        if (text is None) == (callback_data is None):
-            raise ControlError(400, "give exactly one of text and callback_data")
+        text, callback_data, photo = body.get("text"), body.get("callback_data"), body.get("photo")
+        if photo is not None and photo is not True:
+            raise ControlError(400, "photo: true sends a photo (with an optional caption)")
+        if [text, callback_data, photo].count(None) != 2:
+            raise ControlError(400, "give exactly one of text, callback_data and photo")
+        if body.get("caption") is not None and photo is None:
+            raise ControlError(400, "caption goes with photo: true")
         user = bot.remember_user(
             user_id, body.get("language_code"), body.get("first_name"), body.get("username")
         )
@@ -114,10 +125,15 @@ class ControlHandlers:
         if chat_id is not None and chat_id >= 0:
             raise ControlError(400, "chat_id names a group: a negative integer (a private chat is the user's own)")
         thread_id = _int(body.get("thread_id"), "thread_id")
-        if thread_id is not None and (chat_id is None or thread_id <= 0 or text is None):
+        if thread_id is not None and (chat_id is None or thread_id <= 0 or photo or text is None):
             raise ControlError(400, "thread_id (a positive integer) names a forum topic of the group chat_id, "
                                     "for a text message")
         edit_id = _int(body.get("edit_message_id"), "edit_message_id")
+        if photo:
+            if edit_id is not None:
+                raise ControlError(400, "edit_message_id edits a text message: give the new text")
+            registry = request.app[self.registry_key]
+            return _reply(self._user_photo(bot, registry, user_id, body.get("caption"), chat_id))
         if edit_id is not None:
             if text is None:
                 raise ControlError(400, "edit_message_id edits a text message: give the new text")
@@ -154,6 +170,36 @@ class ControlHandlers:
                 raw_text=text,
                 from_user_id=None if chat_id is None else user_id,
                 thread_id=thread_id,
+            )
+        )
+        update = bot.add_update("message", bot.message_to_api(message))
+        bot.record("user_message", message.chat_id, message, update_id=update["update_id"])
+        return {"update_id": update["update_id"], "message_id": message.message_id}
+
+    @staticmethod
+    def _user_photo(bot: SandboxBot, registry: SandboxRegistry, user_id: int, caption: Any,
+                    chat_id: int | None) -> dict[str, Any]:
+        """A photo the user sent (a tiny PNG), with ``caption`` when given: a message without text."""
+        if caption is not None and (not str(caption).strip() or len(str(caption)) > 1024):
+            raise ControlError(400, "caption must be 1-1024 characters")
+        if chat_id is not None and chat_id in bot.blocked:
+            raise ControlError(400, f"the bot is not in group {chat_id}: it was removed")
+        if chat_id is None:
+            bot.set_blocked(user_id, False)  # writing to the bot again unblocks it, as in Telegram
+        stored = registry.add_file(_USER_PHOTO_PNG, "image/png", 1, 1)
+        size = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
+                "file_size": len(stored.data), "width": 1, "height": 1}
+        message = bot.store(
+            StoredMessage(
+                message_id=bot.next_message_id(),
+                chat_id=user_id if chat_id is None else chat_id,
+                date=int(time.time()),
+                from_bot=False,
+                photo=[size],
+                caption=None if caption is None else str(caption),
+                raw_caption=None if caption is None else str(caption),
+                caption_entities=[] if caption is None else user_text_entities(str(caption)),
+                from_user_id=None if chat_id is None else user_id,
             )
         )
         update = bot.add_update("message", bot.message_to_api(message))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.filters import CommandObject
 from aiogram.types import Message
 
 from bot.replies import answer
-from bot.routers.common import command, reply_started, requester_of
+from bot.routers.common import command, reply_started, requester_of, text_of
 from bot.services import BotServices
 from bot.texts import t
 from faceit.links import names_a_match, parse_match_ref
@@ -22,8 +22,13 @@ async def analyze(message: Message, command: CommandObject, lang: str, services:
     await reply_started(message, job, lang, services)
 
 
+def pastes_a_match(message: Message) -> bool:
+    """A message (not a command) whose text or caption names a match: served as /analyze."""
+    return names_a_match(text_of(message))
+
+
 async def pasted_link(message: Message, lang: str, services: BotServices) -> None:
-    ref = parse_match_ref(message.text)
+    ref = parse_match_ref(text_of(message))
     job = await services.start_match_analysis(requester_of(message, lang), ref)
     await reply_started(message, job, lang, services)
 
@@ -34,5 +39,5 @@ def build() -> Router:
     # A message the user edits (a link fixed after a typo) is served as a new one.
     for observer in (router.message, router.edited_message):
         observer.register(analyze, command("analyze", "analyse"))
-        observer.register(pasted_link, F.text.func(names_a_match))
+        observer.register(pasted_link, pastes_a_match)
     return router

@@ -22,6 +22,12 @@ def command(*names: str) -> Command:
     return Command(*names, ignore_case=True)
 
 
+def text_of(message: Message) -> str | None:
+    """What a user wrote: the text, or a photo's caption (a lobby screenshot with its room link
+    under it); None for a message with neither (a sticker, a photo alone)."""
+    return message.text if message.text is not None else message.caption
+
+
 def requester_of(message: Message, lang: str) -> Requester:
     user_id = message.from_user.id if message.from_user else message.chat.id
     thread_id = message.message_thread_id if message.is_topic_message else None

@@ -8,7 +8,7 @@ from aiogram.filters import CommandObject
 from aiogram.types import Message
 
 from bot.replies import answer
-from bot.routers.common import command, reply_started, requester_of
+from bot.routers.common import command, reply_started, requester_of, text_of
 from bot.services import BotServices
 from bot.texts import t
 from faceit.links import PROFILE_URL_RE, parse_player_ref
@@ -23,13 +23,14 @@ async def player(message: Message, command: CommandObject, lang: str, services: 
     await reply_started(message, job, lang, services)
 
 
-def looks_like_profile(text: str) -> bool:
-    """A message (not a command) with a FACEIT player profile link in it."""
-    return not text.startswith("/") and PROFILE_URL_RE.search(text) is not None
+def looks_like_profile(message: Message) -> bool:
+    """A message (not a command) whose text or caption holds a FACEIT player profile link."""
+    text = text_of(message)
+    return text is not None and not text.startswith("/") and PROFILE_URL_RE.search(text) is not None
 
 
 async def pasted_profile(message: Message, lang: str, services: BotServices) -> None:
-    ref = parse_player_ref(message.text or "")
+    ref = parse_player_ref(text_of(message) or "")
     job = await services.start_player_report(requester_of(message, lang), ref)
     await reply_started(message, job, lang, services)
 
@@ -39,5 +40,5 @@ def build() -> Router:
     router = Router(name="players")
     for observer in (router.message, router.edited_message):  # an edited message: served anew
         observer.register(player, command("player"))
-        observer.register(pasted_profile, F.chat.type == "private", F.text.func(looks_like_profile))
+        observer.register(pasted_profile, F.chat.type == "private", looks_like_profile)
     return router

@@ -257,6 +257,36 @@ def test_a_pasted_profile_link_gets_the_player_report(stack: Stack, tg):
     assert nickname in stack.final_of(user, first["message_id"])["text"]
 
 
+def test_a_photo_with_a_room_link_in_its_caption_is_analysed_and_one_without_text_gets_a_hint(stack: Stack, tg):
+    """A lobby screenshot with its room link as the caption is a pasted link; a photo alone (or a
+    sticker: any message without text) gets the short hint, never "something went wrong"."""
+    user = new_user()
+    tg.send_photo(user, language_code="ru")
+    hint = stack.first_reply(user)
+    assert hint["text"] == "Пришлите ссылку на комнату матча FACEIT или загляните в /help."
+    nickname = stack.world["nicknames"][9]
+    tg.send_photo(user, caption=f"https://www.faceit.com/en/players/{nickname}", language_code="ru")
+    report = stack.replies(user, 2)[1]
+    assert "Отчёт по игроку: в очереди" in report["text"]
+    tg.send_photo(user, caption=f"наше лобби https://www.faceit.com/ru/cs2/room/{stack.next_match()}",
+                  language_code="ru")
+    first = stack.replies(user, 3)[2]
+    assert "Анализ матча: в очереди" in first["text"]
+    assert "Анализ матча" in stack.final_of(user, first["message_id"])["text"]
+    assert nickname in stack.final_of(user, report["message_id"])["text"]
+    assert "Traceback" not in stack.bot.log() and "internal error" not in stack.bot.log().lower()
+
+
+def test_two_room_links_in_one_message_point_at_bulk_and_start_nothing(stack: Stack, tg):
+    user = new_user()
+    room = "https://www.faceit.com/en/cs2/room/"
+    one, two = "1-11111111-1111-4111-8111-111111111111", "1-22222222-2222-4222-8222-222222222222"
+    stack.say(user, f"{room}{one}\n{room}{two}")
+    answer = stack.first_reply(user)
+    assert answer["text"] == "❌ That message names 2 matches: send one, or put them all after /bulk."
+    assert stack.job_ids_of(user) == []
+
+
 def test_a_nickname_that_does_not_exist_ends_in_a_short_failure_message(stack: Stack, tg):
     user = new_user()
     stack.say(user, "/player nobody_here_x", lang="ru")

@@ -107,6 +107,19 @@ def test_several_matches_in_one_analyze_point_at_bulk() -> None:
     assert parse_match_ref(f"{MID} or {MID} again").match_id == MID  # the same one twice is one
 
 
+def test_several_room_links_point_at_bulk_not_at_the_first_alone() -> None:
+    room = "https://www.faceit.com/en/cs2/room/"
+    other = "1-22222222-2222-4222-8222-222222222222"
+    with pytest.raises(BadInputError) as caught:
+        parse_match_ref(f"{room}{MID}\n{room}{other}")
+    assert caught.value.key == "several_match_refs" and caught.value.params == {"count": "2"}
+    # The same room twice (once by its bare UUID) is one match; a cut second link is refused.
+    assert parse_match_ref(f"{room}{MID} {room}{MID.removeprefix('1-')}").match_id == MID
+    with pytest.raises(BadInputError) as cut:
+        parse_match_ref(f"{room}{MID} {room}1-2222")
+    assert cut.value.key == "unreadable_room_link"
+
+
 def test_what_is_not_taken_for_a_pasted_match() -> None:
     assert not names_a_match(f"my id is {UUID} by the way")  # a bare UUID among words may be anything
     assert not names_a_match(f"/analyze {MID}")  # a command: its own handler

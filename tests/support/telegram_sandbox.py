@@ -148,6 +148,12 @@ class TelegramSandbox:
             {"user_id": user_id, "text": text, "language_code": language_code, **extra},
         )
 
+    def send_photo(self, user_id: int, caption: str | None = None, language_code: str = "en",
+                   **extra: Any) -> dict[str, Any]:
+        """A user sends a photo, with ``caption`` when given (a message without text)."""
+        body = {"user_id": user_id, "photo": True, "caption": caption, "language_code": language_code, **extra}
+        return self.request("POST", "/_sandbox/updates", {k: v for k, v in body.items() if v is not None})
+
     def click(self, user_id: int, message_id: int | None, callback_data: str, **extra: Any) -> dict[str, Any]:
         """A user presses the button ``callback_data`` on ``message_id`` (None: the newest one showing it)."""
         body = {"user_id": user_id, "callback_data": callback_data, "message_id": message_id, **extra}
