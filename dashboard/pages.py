@@ -10,7 +10,17 @@ from aiohttp import web
 from dashboard.data import ActionError, BadFilter, JobFilters
 from dashboard.monitor import RANGES
 from dashboard.security import SESSION_COOKIE, SESSION_LIFETIME
-from dashboard.web import IDENTITY, dashboard_of, in_thread, page_url, render, safe_next
+from dashboard.web import (
+    IDENTITY,
+    TOO_MANY_ATTEMPTS,
+    client_address,
+    dashboard_of,
+    in_thread,
+    page_url,
+    render,
+    retry_after,
+    safe_next,
+)
 from queues.alerts import LEVELS
 from queues.jobstore import ALL_STATUSES
 
@@ -157,11 +167,14 @@ async def login(request: web.Request) -> web.Response:
     dash = dashboard_of(request)
     form = await request.post()
     target = safe_next(str(form.get("next", "/")))
-    address = request.remote or "?"
+    address = client_address(request)
     wait = dash.throttle.blocked_for(address)
     if wait:
-        return render(request, "login.html", status=429, next=target,
-                      error=f"Too many failed attempts; try again in {int(wait) + 1} s.")
+        seconds = retry_after(wait)
+        blocked = render(request, "login.html", status=429, next=target,
+                         error=TOO_MANY_ATTEMPTS.format(seconds=seconds))
+        blocked.headers["Retry-After"] = str(seconds)
+        return blocked
     identity = dash.credentials.check_password(str(form.get("user", "")), str(form.get("password", "")))
     if identity is None:
         dash.throttle.failed(address)

@@ -235,7 +235,11 @@ def signing_key(credentials: Credentials, redis_client: Any | None, key_name: st
 
 
 class LoginThrottle:
-    """At most ``attempts`` failed logins per client address in ``window`` seconds."""
+    """At most ``attempts`` failed logins per client address in ``window`` seconds.
+
+    A failed login is a wrong login form or a wrong ``Authorization`` header (basic or
+    bearer) on any request: both guess the same secrets, so they share one count.
+    """
 
     def __init__(self, attempts: int = 5, window: float = 60.0) -> None:
         self.attempts = attempts

@@ -7,6 +7,8 @@ Middlewares, outermost first:
 2. ``security_headers`` — CSP (no inline script or style, no third-party origin),
    ``nosniff``, no framing, no caching of data;
 3. ``authenticate`` — sets ``request["identity"]`` or answers 401 / redirects to ``/login``;
+   an ``Authorization`` header counts against the login throttle like the login form does
+   (429 while its address is blocked);
 4. ``guard_posts`` — on every POST: the role may act (403 ``read_only``), the ``Origin`` is ours
    and the CSRF token is valid (403 ``csrf``).
 """
@@ -147,6 +149,47 @@ def page_url(path: str, **query: Any) -> str:
     return f"{path}?{urlencode(clean)}" if clean else path
 
 
+# --- login throttle (shared by the login form and Authorization headers) ---------------------
+
+TOO_MANY_ATTEMPTS = "Too many failed attempts; try again in {seconds} s."
+
+
+def client_address(request: web.Request) -> str:
+    """The key the login throttle counts failures under: the peer address (``?`` if unknown)."""
+    return request.remote or "?"
+
+
+def retry_after(wait: float) -> int:
+    """Whole seconds a blocked client is told to wait: rounded up, so never 0."""
+    return int(wait) + 1
+
+
+def too_many_attempts(request: web.Request, wait: float) -> web.Response:
+    """The 429 for credentials sent by a blocked address (the login form's answer, without the form)."""
+    seconds = retry_after(wait)
+    message = TOO_MANY_ATTEMPTS.format(seconds=seconds)
+    headers = {"Retry-After": str(seconds)}
+    if is_api(request):
+        return api_error(429, "too_many_attempts", message, headers)
+    return web.Response(status=429, text=message, headers=headers)
+
+
+def identity_from_header(request: web.Request, header: str) -> Identity | None:
+    """The identity an ``Authorization`` header proves, counted by the login throttle.
+
+    Basic and bearer credentials are password checks just as the login form is, so a failure
+    counts against the same address and a success clears it, as a form login does; otherwise
+    ``curl -u user:guess`` could guess without limit.
+    """
+    dash = dashboard_of(request)
+    identity = parse_authorization(header, dash.credentials)
+    if identity is None:
+        dash.throttle.failed(client_address(request))
+    else:
+        dash.throttle.succeeded(client_address(request))
+    return identity
+
+
 def safe_next(target: str | None) -> str:
     """A local path to go back to after login (never another site)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
@@ -236,7 +279,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     identity = None
     header = request.headers.get("Authorization", "")
     if header:
-        identity = parse_authorization(header, dash.credentials)
+        # Checked before the credentials, so a blocked address learns nothing from a guess.
+        wait = dash.throttle.blocked_for(client_address(request))
+        if wait:
+            return too_many_attempts(request, wait)
+        identity = identity_from_header(request, header)
     elif SESSION_COOKIE in request.cookies:
         user = dash.signer.read_session(request.cookies[SESSION_COOKIE])
         role = dash.credentials.role_of(user) if user else None

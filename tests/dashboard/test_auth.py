@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 from dashboard.security import StartupRefused
 from queues.jobstore import JobStore
 from tests.dashboard.conftest import ADMIN, AUTH_SETTINGS, READONLY, TOKEN, dashboard_settings
-from tests.dashboard.helpers import Client, DashboardServer, make_job, page_csrf
+from tests.dashboard.helpers import Client, DashboardServer, Reply, make_job, page_csrf
 from tests.support.redis_server import free_port
 from tests.support.waiting import wait_until
 
@@ -63,11 +64,14 @@ def test_every_action_refused_without_credentials(auth_dashboard: DashboardServe
 
 
 def test_wrong_credentials_are_refused(auth_dashboard: DashboardServer) -> None:
-    for client in (auth_dashboard.client(token="tok-0123456789abcdef-WRONG"),
-                   auth_dashboard.client(user=ADMIN["user"], password="guess"),
-                   auth_dashboard.client(user=READONLY["user"], password=ADMIN["password"])):
-        assert client.get("/api/overview").status == 401
-        assert client.get("/metrics").status == 401
+    wrong_token = auth_dashboard.client(token="tok-0123456789abcdef-WRONG")
+    wrong_password = auth_dashboard.client(user=ADMIN["user"], password="guess")
+    swapped = auth_dashboard.client(user=READONLY["user"], password=ADMIN["password"])
+    # Five attempts in all: a sixth would meet the login throttle (tested below), not a 401.
+    for client, path in ((wrong_token, "/api/overview"), (wrong_token, "/metrics"),
+                         (wrong_password, "/api/overview"), (wrong_password, "/metrics"),
+                         (swapped, "/api/overview")):
+        assert client.get(path).status == 401, path
 
 
 def test_read_only_sees_everything_and_can_do_nothing(auth_dashboard: DashboardServer, store: JobStore, jobs,
@@ -177,8 +181,66 @@ def test_failed_logins_are_throttled(auth_dashboard: DashboardServer) -> None:
     codes = [browser.post("/login", form={"user": "x", "password": "y", "csrf_token": token}).status
              for _ in range(6)]
     assert codes == [401] * 5 + [429]
-    # Even the right password waits out the block.
+    # Even the right password waits out the block, and is told for how long.
+    blocked = browser.post("/login", form={**ADMIN, "csrf_token": token})
+    assert blocked.status == 429 and 0 < int(blocked.headers["retry-after"]) <= 60
+    assert "Too many failed attempts" in blocked.text
+
+
+def assert_throttled(reply: Reply) -> None:
+    """The login throttle's answer to an API request: 429, ``too_many_attempts``, Retry-After."""
+    assert reply.status == 429, (reply.status, reply.text)
+    assert reply.json()["error"] == "too_many_attempts"
+    assert 0 < int(reply.headers["retry-after"]) <= 60
+
+
+def test_failed_basic_auth_is_throttled_like_the_login_form(auth_dashboard: DashboardServer,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    guesser = auth_dashboard.client(user=ADMIN["user"], password="guess-1234")
+    # Every URL checks the header, public ones too (``GET /login`` redirects a valid one).
+    assert [guesser.get(path).status for path in ("/api/me", "/metrics", "/jobs", "/login", "/healthz")] \
+        == [401, 401, 303, 200, 200]
+    # The sixth attempt is refused before its credentials are looked at, right or wrong.
+    assert_throttled(guesser.get("/api/me"))
+    assert_throttled(auth_dashboard.client(**ADMIN).get("/api/me"))
+    assert_throttled(auth_dashboard.client(**READONLY).get("/api/overview"))
+    page = auth_dashboard.client(**ADMIN).get("/jobs")
+    assert page.status == 429 and "Too many failed attempts" in page.text and page.headers["retry-after"]
+    # The login form of the same address is blocked as well: one count per address.
+    browser = auth_dashboard.client()
+    token = page_csrf(browser.get("/login").text)
     assert browser.post("/login", form={**ADMIN, "csrf_token": token}).status == 429
+    for secret in ("guess-1234", ADMIN["password"], READONLY["password"]):
+        assert secret not in caplog.text
+
+
+def test_failed_bearer_tokens_are_throttled(auth_dashboard: DashboardServer) -> None:
+    guesser = auth_dashboard.client(token="tok-0123456789abcdef-WRONG")
+    assert [guesser.get("/api/me").status for _ in range(5)] == [401] * 5
+    assert_throttled(auth_dashboard.client(token=TOKEN).get("/api/me"))
+    assert auth_dashboard.client(token=TOKEN).get("/metrics").status == 429
+
+
+def test_failed_form_logins_and_basic_auth_add_up(auth_dashboard: DashboardServer) -> None:
+    browser = auth_dashboard.client()
+    token = page_csrf(browser.get("/login").text)
+    wrong_form = {"user": ADMIN["user"], "password": "nope", "csrf_token": token}
+    assert [browser.post("/login", form=wrong_form).status for _ in range(3)] == [401] * 3
+    guesser = auth_dashboard.client(user=ADMIN["user"], password="guess")
+    assert [guesser.get("/api/me").status for _ in range(2)] == [401] * 2
+    # Three plus two is five: both doors are now shut, even to the right password.
+    assert_throttled(auth_dashboard.client(**ADMIN).get("/api/me"))
+    assert browser.post("/login", form={**ADMIN, "csrf_token": token}).status == 429
+
+
+def test_basic_auth_success_clears_the_count_as_a_form_login_does(auth_dashboard: DashboardServer) -> None:
+    guesser = auth_dashboard.client(user=ADMIN["user"], password="guess")
+    admin = auth_dashboard.client(**ADMIN)
+    assert [guesser.get("/api/me").status for _ in range(4)] == [401] * 4
+    assert admin.get("/api/me").status == 200  # under the limit: accepted, and the count starts over
+    assert [guesser.get("/api/me").status for _ in range(5)] == [401] * 5
+    assert_throttled(admin.get("/api/me"))
 
 
 def test_open_mode_still_needs_csrf_and_a_loopback_host(open_dashboard: DashboardServer, store: JobStore) -> None:
