@@ -1,4 +1,5 @@
-"""Weekly or monthly analytics for a user (low queue, 15 minutes)."""
+"""Weekly or monthly analytics for a user (low queue; a time limit of its own,
+15 minutes, longer than the queue's)."""
 
 from __future__ import annotations
 

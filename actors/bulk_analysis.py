@@ -1,4 +1,4 @@
-"""Up to 20 matches analysed as one batch (low queue, 30 minutes)."""
+"""Up to 20 matches analysed as one batch (low queue; a time limit of its own, 30 minutes, longer than the queue's)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Refresh cached profiles and stats (low queue, 10 minutes)."""
+"""Refresh cached profiles and stats (low queue).
+
+Its time limit is the queue's: ``QUEUE_LOW_PRIORITY_TIMEOUT``, 10 minutes by default.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from actors.base import JobContext, job_actor
 from queues.priorities import QueuePriority
 
 
-@job_actor(priority=QueuePriority.LOW, time_limit=600)
+@job_actor(priority=QueuePriority.LOW)
 async def cache_update(ctx: JobContext, cache_type: str = "player", identifiers: list[str] | None = None) -> dict:
     """Refresh ``identifiers`` (or every subscribed player) of ``cache_type``."""
     from faceit import services

@@ -1,4 +1,7 @@
-"""Pre-game analysis of one match room (high queue, 3 minutes)."""
+"""Pre-game analysis of one match room (high queue).
+
+Its time limit is the queue's: ``QUEUE_HIGH_PRIORITY_TIMEOUT``, 3 minutes by default.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from actors.base import JobContext, job_actor
 from queues.priorities import QueuePriority
 
 
-@job_actor(priority=QueuePriority.HIGH, time_limit=180, coalesce_by="match_url_or_id")
+@job_actor(priority=QueuePriority.HIGH, coalesce_by="match_url_or_id")
 async def match_analysis(ctx: JobContext, match_url_or_id: str, user_id: int | None = None) -> dict:
     """Analyse the match: players, maps, win chance, Elo at stake (faceit.services)."""
     from faceit import services

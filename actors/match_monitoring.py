@@ -1,4 +1,5 @@
-"""New finished matches of subscribed players, as notifications (default queue, 10 minutes)."""
+"""New finished matches of subscribed players, as notifications (default queue;
+a time limit of its own, 10 minutes, longer than the queue's)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""A player's report with chart (default queue, 5 minutes)."""
+"""A player's report with chart (default queue).
+
+Its time limit is the queue's: ``QUEUE_DEFAULT_TIMEOUT``, 5 minutes by default.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from actors.base import JobContext, job_actor
 from queues.priorities import QueuePriority
 
 
-@job_actor(priority=QueuePriority.DEFAULT, time_limit=300)
+@job_actor(priority=QueuePriority.DEFAULT)
 async def player_report(ctx: JobContext, player_id: str, user_id: int | None = None) -> dict:
     """Profile, lifetime and recent stats, maps, form and a chart (faceit.services)."""
     from faceit import services

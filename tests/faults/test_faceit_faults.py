@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from queues.runtime import get_alert_store
 from tests.faults.conftest import wait_until
 
@@ -70,13 +72,19 @@ def test_429_storm_is_paced_and_no_job_fails(start_pool, manager, faceit_sandbox
     assert not [a for h in handles for a in _alerts_for(h.id, wait=False)]
 
 
-def test_hanging_responses_end_at_the_time_limit_and_the_worker_goes_on(start_pool, manager, faceit_sandbox):
+@pytest.mark.parametrize("limit_from", ["enqueue", "queue setting"])
+def test_hanging_responses_end_at_the_time_limit_and_the_worker_goes_on(start_pool, manager, faceit_sandbox,
+                                                                        limit_from):
+    """The limit is the one given at enqueue, else the queue's setting: an analysis has no limit of
+    its own, so an operator's ``QUEUE_HIGH_PRIORITY_TIMEOUT`` is what holds it."""
     faceit_sandbox.reset()
     faceit_sandbox.faults(timeout_rate=1.0, timeout_ms=60_000)  # every call hangs for a minute
-    start_pool(["high"], env=faceit_sandbox.env(), modules=(), threads=1)
+    setting = {"QUEUE_HIGH_PRIORITY_TIMEOUT": "1.5"} if limit_from == "queue setting" else {}
+    start_pool(["high"], env={**faceit_sandbox.env(), **setting}, modules=(), threads=1)
     hung_match, ok_match = _matches(faceit_sandbox, 2)
     started = time.monotonic()
-    hung = manager.enqueue_job("match_analysis", timeout=1.5, match_url_or_id=hung_match, user_id=300)
+    timeout = {"timeout": 1.5} if limit_from == "enqueue" else {}
+    hung = manager.enqueue_job("match_analysis", **timeout, match_url_or_id=hung_match, user_id=300)
     record = manager.wait_for(hung.id, timeout=30)
     assert record.status == "failed" and record.attempts == 1
     assert record.error["message"] == "time limit exceeded (1.5 s)", record.error
