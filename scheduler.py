@@ -17,6 +17,9 @@ Tasks (times in UTC unless said otherwise):
 task               when                       what
 =================  =========================  ===================================================
 monitor            QUEUE_MONITORING_INTERVAL  ``get_queue_monitor().tick()`` (metrics, alerts)
+alert_relay        QUEUE_MONITORING_INTERVAL  only with ``QUEUE_ENABLE_MONITORING=false``: the
+                                              alerts workers fire, to the admins on Telegram
+                                              (the monitor's tick does it otherwise)
 match_monitoring   MATCH_MONITORING_INTERVAL  ``enqueue_match_monitoring()``
 cache_update       hourly                     ``enqueue_cache_update("player", None)``
 weekly_reports     every 15 min               a weekly ``analytics_report`` per subscribed user,
@@ -208,6 +211,22 @@ async def task_monitor(ctx: TaskContext) -> dict[str, Any]:
     return {"health_score": snap["health"]["health_score"], "redis": snap["redis"].get("reachable")}
 
 
+async def task_alert_relay(ctx: TaskContext) -> dict[str, Any]:
+    """The alerts other processes fired (a job failed, FACEIT refused the key), to the admins on
+    Telegram, when the health monitor is off: its tick relays them otherwise, and without it
+    ``ADMIN_USER_IDS`` would get nothing."""
+    from queues.runtime import get_alert_store
+    from queues.telegram_alerts import TelegramAlertSink
+
+    def relay() -> dict[str, Any]:
+        sink = TelegramAlertSink.from_settings(ctx.service.settings, ctx.service.client)
+        if sink is None:
+            return {"sent": 0, "note": "no admin to tell"}
+        return {"relayed": sink.relay(get_alert_store()), "sent": sink.flush()}
+
+    return await asyncio.to_thread(relay)
+
+
 async def task_match_monitoring(ctx: TaskContext) -> dict[str, Any]:
     """A monitoring run, unless one is still in flight (the job store coalesces them): while no
     worker took the default queue, runs piled up behind each other, each to scan the same players."""
@@ -320,9 +339,11 @@ async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
 
 
 def default_tasks(settings: Settings) -> list[Task]:
-    """The tasks of the table above (the monitor only when ``QUEUE_ENABLE_MONITORING``)."""
-    monitor = [Task("monitor", task_monitor, interval=float(settings.queue_monitoring_interval),
-                    run_at_start=True)] if settings.queue_enable_monitoring else []
+    """The tasks of the table above (the monitor when ``QUEUE_ENABLE_MONITORING``, else the alert
+    relay)."""
+    interval = float(settings.queue_monitoring_interval)
+    monitor = [Task("monitor", task_monitor, interval=interval, run_at_start=True)
+               if settings.queue_enable_monitoring else Task("alert_relay", task_alert_relay, interval=interval)]
     return [
         *monitor,
         Task("match_monitoring", task_match_monitoring, interval=float(settings.match_monitoring_interval),
@@ -388,14 +409,24 @@ class SchedulerService:
             logger.info("scheduler: Redis is reachable again")
             self._redis_failing = False
         if held and not self.is_leader:
-            await self._become_leader()
+            try:
+                await self._become_leader()
+            except redis.RedisError as exc:  # the lock is ours, the record of runs was not read
+                logger.warning("scheduler: Redis failed as this scheduler took the lead (%s); "
+                               "trying again at the next renewal", type(exc).__name__)
         elif not held and self.is_leader:
-            self._step_down(f"the lock is held by {self.lock.holder()}")
+            try:
+                holder = await asyncio.to_thread(self.lock.holder)
+            except redis.RedisError:
+                holder = "another scheduler"
+            self._step_down(f"the lock is held by {holder}")
 
     async def _become_leader(self) -> None:
+        """Schedule every task from the record of its last run; a Redis error while reading it
+        leaves this scheduler a standby that holds the lock, to lead at its next renewal."""
+        last_runs = await asyncio.to_thread(self.last_runs)
         self.is_leader = True
         logger.info("scheduler %s is the leader", self.token)
-        last_runs = await asyncio.to_thread(self.last_runs)
         now = time.time()
         aps = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
                                                           "misfire_grace_time": None})

@@ -91,6 +91,68 @@ def test_one_leader_and_a_standby_takes_over_within_seconds_when_the_leader_is_k
     assert redis_client.get(keys.leader) is None
 
 
+def test_with_the_monitor_off_the_alerts_workers_fire_still_reach_the_admins(redis_client, fresh, tmp_path,
+                                                                            telegram_sandbox):
+    """``QUEUE_ENABLE_MONITORING=false`` turns off the health monitor, not the admins' alerts: the
+    monitor's tick relayed them, so with it off a job's failure reached no admin."""
+    from queues.alerts import AlertStore, LogSink
+    from settings import get_settings
+
+    admin = 7301
+    scheduler = start_scheduler(tmp_path / "s.log", QUEUE_ENABLE_MONITORING="false", ADMIN_USER_IDS=str(admin),
+                                TELEGRAM_API_URL=telegram_sandbox.base_url, TELEGRAM_BOT_TOKEN="",
+                                ALERT_TELEGRAM_BATCH_SECONDS="0.2")
+    try:
+        wait_until(lambda: redis_client.get(SchedulerKeys("fb:").leader), timeout=30)
+        worker_store = AlertStore.from_settings(redis_client, get_settings(), sinks=[LogSink()])
+        worker_store.fire("error", "pipeline", "match_analysis job failed: UpstreamError: 503", job_id="job-77")
+        sent = wait_until(lambda: [m for m in telegram_sandbox.messages(admin) if m["kind"] == "sent"], timeout=20)
+        assert "match_analysis job failed" in sent[0]["text"] and "job-77" in sent[0]["text"]
+        tasks = wait_until(lambda: (t := [h["task"] for h in history(redis_client, "fb:")]) and "alert_relay" in t
+                           and t)  # its run is written to the history once it has sent
+        assert "monitor" not in tasks  # the monitor stays off
+        assert redis_client.get("fb:monitor:latest") is None
+    finally:
+        scheduler.send_signal(signal.SIGTERM)
+        try:
+            scheduler.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(scheduler.pid, signal.SIGKILL)
+
+
+async def test_a_redis_error_as_it_takes_the_lead_leaves_a_standby_that_leads_at_its_next_renewal(
+        redis_server, redis_client, fresh):
+    """Redis failing between taking the lock and reading the record of runs killed the scheduler
+    (under systemd without ``Restart=`` it stayed down). The failure is real: a Redis user that may
+    take the lock but not read the record, until it may."""
+    import redis as redis_lib
+
+    from settings import get_settings
+
+    redis_client.acl_setuser("scheduler_test", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+                             commands=["+@all", "-hgetall"], reset=True)
+    try:
+        client = redis_lib.Redis(host="127.0.0.1", port=redis_server.port, username="scheduler_test",
+                                 password="pw", decode_responses=True)
+        calls: list[str] = []
+        service = SchedulerService(get_settings(), client=client, lock_ttl=0.3,
+                                   tasks=[counting_task("at_start", calls, interval=60, run_at_start=True)])
+        running = asyncio.ensure_future(service.run())
+        await asyncio.sleep(0.6)  # several renewals, each failing to read the record
+        assert not running.done() and not service.is_leader and calls == []
+        assert redis_client.get(SchedulerKeys("fb:").leader) == service.token  # it holds the lock
+        redis_client.acl_setuser("scheduler_test", commands=["+hgetall"])
+        for _ in range(50):
+            if calls:
+                break
+            await asyncio.sleep(0.05)
+        assert calls == ["at_start"] and service.is_leader
+        service.stop()
+        await asyncio.wait_for(running, 10)
+    finally:
+        redis_client.acl_deluser("scheduler_test")
+
+
 async def run_service_for(service: SchedulerService, seconds: float) -> None:
     task = asyncio.ensure_future(service.run())
     await asyncio.sleep(seconds)
