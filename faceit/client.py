@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 from redis.asyncio import Redis
@@ -50,6 +50,13 @@ from faceit.ratelimit import SharedRateLimiter
 log = logging.getLogger(__name__)
 
 SANDBOX_API_KEY = "sandbox-key"  # used when FACEIT_API_KEY is empty (the sandbox's default key)
+KEY_MISSING = "FACEIT_API_KEY is empty: set it, or point FACEIT_API_URL at a sandbox Data API"
+
+
+def is_faceits_own(api_url: str) -> bool:
+    """Whether ``api_url`` is FACEIT's Data API (not a sandbox or a proxy of one's own)."""
+    host = (urlsplit(api_url).hostname or "").lower()
+    return host == "faceit.com" or host.endswith(".faceit.com")
 RECENT_FETCH_LIMIT = 30  # one call fetches enough to keep the last 20 5v5 matches
 STATS_PAGE = 100  # the most matches one /games/cs2/stats call returns
 STATS_MAX_PAGES = 5  # get_stats_since reads at most this many pages (500 matches)
@@ -111,6 +118,8 @@ class FaceitClient:
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self._api_key = api_key
+        # No key set, and the URL is FACEIT's own: every call would be a 401 (see :meth:`request`).
+        self.key_missing = api_key == SANDBOX_API_KEY and is_faceits_own(self.api_url)
         self.redis = redis
         self.keys = keys
         self.timeout = timeout
@@ -163,7 +172,12 @@ class FaceitClient:
     # Raw requests --------------------------------------------------------------------------
 
     async def request(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        """GET ``path`` (relative to the API URL) with pacing, retries and mapped errors."""
+        """GET ``path`` (relative to the API URL) with pacing, retries and mapped errors.
+
+        With no ``FACEIT_API_KEY`` against FACEIT's own API it sends nothing: the job fails at once
+        with an error that names the missing setting, not as a key FACEIT refused."""
+        if self.key_missing:
+            raise errors.AuthError(KEY_MISSING)
         rate_retries = self.rate_limit_retries
         transient_retries = self.transient_retries
         while True:

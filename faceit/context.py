@@ -17,7 +17,7 @@ from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from faceit.client import FaceitClient
+from faceit.client import KEY_MISSING, FaceitClient
 from faceit.keys import FaceitKeys
 from faceit.store import FaceitStore
 
@@ -87,7 +87,10 @@ async def get_faceit_context() -> FaceitContext:
 
         context = build_context(get_settings())
         _contexts[loop] = context
-        if context.settings.sandbox_faceit:
+        if context.client.key_missing:  # said once per process and loop; every FACEIT job fails
+            log.warning("%s (FACEIT_API_URL is %s): FACEIT jobs fail until then",
+                        KEY_MISSING, context.settings.faceit_api_url)
+        elif context.settings.sandbox_faceit:
             log.info("FACEIT_API_KEY is empty: the client talks to %s (sandbox expected)",
                      context.settings.faceit_api_url)
     return context

@@ -15,7 +15,7 @@ import redis
 from redis.asyncio import Redis
 
 from faceit import errors
-from faceit.client import CacheTTLs, FaceitClient, parse_retry_after
+from faceit.client import KEY_MISSING, SANDBOX_API_KEY, CacheTTLs, FaceitClient, parse_retry_after
 from faceit.keys import FaceitKeys
 from faceit.metrics import faceit_call_counts
 from tests.support.faceit_sandbox import FaceitSandbox, free_port
@@ -43,6 +43,19 @@ async def make_client(sandbox: FaceitSandbox, redis_url: str) -> AsyncIterator[M
     for client in made:
         await client.close()
         await client.redis.aclose()
+
+
+async def test_no_key_against_faceits_own_api_fails_at_once_naming_the_setting(make_client: MakeClient) -> None:
+    """An operator who starts workers by hand without ``FACEIT_API_KEY`` (only ``make run`` points
+    them at the sandbox): no request leaves with the sandbox's key, and the error says what to set."""
+    for url in ("https://open.faceit.com/data/v4", "https://OPEN.FACEIT.COM/data/v4/"):
+        client = make_client(api_url=url, api_key=SANDBOX_API_KEY)
+        with pytest.raises(errors.AuthError) as missing:
+            await client.get_player_by_nickname("s1mple")
+        assert str(missing.value) == KEY_MISSING and client.upstream_calls == 0
+    for url in ("https://open.faceit.com.example.org/data/v4", "http://127.0.0.1:8081/data/v4"):
+        assert not make_client(api_url=url, api_key=SANDBOX_API_KEY).key_missing  # a sandbox: fine
+    assert not make_client(api_url="https://open.faceit.com/data/v4", api_key="a-real-key").key_missing
 
 
 def _player(sandbox: FaceitSandbox, index: int = 0) -> dict[str, Any]:
