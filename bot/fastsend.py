@@ -29,6 +29,7 @@ from bot.replies import reply_parameters_json, reply_to_json
 from bot.telegram import wait_out_flood
 
 _JSON = {"Content-Type": "application/json"}
+NO_PREVIEW = {"is_disabled": True}  # as the Bot's defaults (bot.telegram.build_bot)
 
 
 def reply_params(message: Message, text: str, reply_markup: dict[str, Any] | None,
@@ -36,7 +37,7 @@ def reply_params(message: Message, text: str, reply_markup: dict[str, Any] | Non
     """What ``message.answer(text, reply_markup=...)`` sends, as Bot API JSON (``parse_mode``: a
     string or aiogram's ``ParseMode``; None sends none). ``reply_to``: the id of another message
     of the chat to reply to, instead of the group's usual reply to ``message``."""
-    params: dict[str, Any] = {"chat_id": message.chat.id, "text": text}
+    params: dict[str, Any] = {"chat_id": message.chat.id, "text": text, "link_preview_options": NO_PREVIEW}
     if parse_mode:
         params["parse_mode"] = str(getattr(parse_mode, "value", parse_mode))
     if message.is_topic_message and message.message_thread_id:

@@ -119,14 +119,17 @@ def pin_response_models() -> None:
 
 
 def build_bot(settings: Any, *, retry_after: bool = True, timeout: float = REQUEST_TIMEOUT) -> Bot:
-    """A Bot on ``TELEGRAM_API_URL`` with HTML parse mode (and 429 waits when ``retry_after``)."""
+    """A Bot on ``TELEGRAM_API_URL`` with HTML parse mode, link previews off (a usage line or an
+    error that names a faceit.com link must not grow a site card under it), and 429 waits when
+    ``retry_after``."""
     pin_response_models()
     token = bot_token(settings)
     install_token_scrubber(token)
     session = BotSession(api=TelegramAPIServer.from_base(settings.telegram_api_url), timeout=timeout)
     if retry_after:
         session.middleware(RetryAfterMiddleware())
-    return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+    defaults = DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True)
+    return Bot(token, session=session, default=defaults)
 
 
 class TokenScrubFilter(logging.Filter):

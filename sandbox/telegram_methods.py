@@ -356,6 +356,16 @@ async def get_webhook_info(call: Call) -> Any:
 # --- messages -----------------------------------------------------------------------------
 
 
+def link_preview_options(params: Any) -> dict[str, Any] | None:
+    """The ``link_preview_options`` of a text message (or the older ``disable_web_page_preview``),
+    kept so a test can see whether a link in it shows a preview card."""
+    options = params.json("link_preview_options")
+    if isinstance(options, dict) and options:
+        return options
+    legacy = params.str("disable_web_page_preview")
+    return {"is_disabled": True} if legacy in ("true", "True", "1") else None
+
+
 async def send_message(call: Call) -> Any:
     params, bot = call.params, call.bot
     chat_id = params.chat_id()
@@ -383,6 +393,7 @@ async def send_message(call: Call) -> Any:
             reply_markup=markup,
             reply_to_message_id=reply_to,
             thread_id=thread_of(call, chat_id, reply_to),
+            link_preview_options=link_preview_options(params),
         )
     )
     bot.record("sent", chat_id, message, method="sendMessage")
@@ -494,6 +505,7 @@ async def edit_message_text(call: Call) -> Any:
     ensure_within_limits(bot, chat_id)
     message.text, message.entities, message.raw_text = content.text, content.entities, text
     message.parse_mode = parse_mode
+    message.link_preview_options = link_preview_options(params)
     message.reply_markup = markup
     message.edit_date = int(time.time())
     bot.record("edited", chat_id, message, method="editMessageText")

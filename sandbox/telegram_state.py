@@ -83,6 +83,7 @@ class StoredMessage:
     deleted: bool = False
     from_user_id: int | None = None  # who wrote a user's message in a group (private: the chat's user)
     thread_id: int | None = None  # the forum topic of a message in a forum group (None: General)
+    link_preview_options: dict[str, Any] | None = None  # as the bot sent them (a text message)
 
     @property
     def inline_markup(self) -> dict[str, Any] | None:
@@ -292,6 +293,8 @@ class SandboxBot:
             body["text"] = message.text
             if message.entities:
                 body["entities"] = message.entities
+            if message.link_preview_options:
+                body["link_preview_options"] = message.link_preview_options
         if message.photo is not None:
             body["photo"] = message.photo
             if message.caption:

@@ -277,6 +277,14 @@ def test_a_photo_with_a_room_link_in_its_caption_is_analysed_and_one_without_tex
     assert "Traceback" not in stack.bot.log() and "internal error" not in stack.bot.log().lower()
 
 
+def test_a_usage_line_with_a_faceit_link_in_it_shows_no_link_preview(stack: Stack, tg):
+    user = new_user()
+    stack.say(user, "/analyze")
+    usage = stack.first_reply(user)
+    assert "https://www.faceit.com/en/cs2/room/" in usage["text"]
+    assert usage["message"]["link_preview_options"] == {"is_disabled": True}
+
+
 def test_two_room_links_in_one_message_point_at_bulk_and_start_nothing(stack: Stack, tg):
     user = new_user()
     room = "https://www.faceit.com/en/cs2/room/"

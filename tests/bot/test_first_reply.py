@@ -73,6 +73,8 @@ async def test_send_reply_sends_what_message_answer_sends_and_returns_the_new_me
     for key in ("text", "parse_mode", "reply_markup"):
         assert fast[key] == slow[key], key
     assert fast["message"]["entities"] == slow["message"]["entities"]  # the HTML was parsed the same way
+    # No link preview card under the bot's own lines, on both paths.
+    assert fast["message"]["link_preview_options"] == slow["message"]["link_preview_options"] == {"is_disabled": True}
     assert json.loads(json.dumps(fast["reply_markup"]))["inline_keyboard"][0][0]["callback_data"] == "cancel:abc"
     assert sent.message_id != message_id
 
