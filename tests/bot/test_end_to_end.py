@@ -835,6 +835,10 @@ def test_in_a_group_the_bot_answers_what_is_for_it_and_keeps_quiet_about_the_res
     private = stack.first_reply(user)
     assert "Send me a FACEIT match room link" in private["text"] and "reply_to_message" not in private["message"]
     assert [e["text"] for e in tg.messages(group) if e["kind"] == "sent"] == [help_reply["text"]]
+    # An unknown command written to this bot by name is meant for it: answered, in the group too.
+    tg.inject(user, f"/frobnicate@{username.upper()} now", chat_id=group)
+    unknown = tg.wait_for(lambda es: [e for e in es if e["kind"] == "sent"][1:], chat_id=group)
+    assert [e["text"] for e in unknown] == ["I don't know that command. /help lists what I can do."]
 
 
 def test_rate_limits_three_active_jobs_and_five_a_minute(stack: Stack, tg, faceit_faults):
