@@ -66,8 +66,26 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(f"Redis at {url} is unreachable ({type(exc).__name__}: {first})")
         except UnknownJobError as exc:
             fail(str(exc))
+        except Exception as exc:
+            if not is_rabbitmq_failure(exc):
+                raise
+            from queues.manager import rabbitmq_unreachable
+
+            fail(str(rabbitmq_unreachable(get_settings().rabbitmq_url, exc)))
 
     return wrapper
+
+
+def is_rabbitmq_failure(exc: Exception) -> bool:
+    """Whether ``exc`` is RabbitMQ not answering (pika's error, or Dramatiq's wrapping it) that
+    reached a command past the queue manager, which names the broker itself: a command must say
+    so in one line, never print a traceback that may show the broker's URL."""
+    if get_settings().broker != "rabbitmq":
+        return False
+    import pika.exceptions
+    from dramatiq.errors import BrokerConnectionError
+
+    return isinstance(exc, pika.exceptions.AMQPError | BrokerConnectionError)
 
 
 def shown(value: Any) -> Any:
@@ -513,7 +531,8 @@ def requeue(queue: str | None, job_id: str | None, all_: bool, include_canceled:
 def clear(queues: tuple[str, ...], yes: bool, as_json: bool) -> None:
     """Drop every waiting and delayed job of QUEUES (high, default, low, or all). Asks first.
 
-    The dropped jobs' records are marked canceled, so users are not left waiting for them.
+    The dropped jobs' records are marked canceled, so users are not left waiting for them. Dead
+    letters stay (see purge-dead), and jobs already running finish normally.
     """
     from queues.manager import get_queue_manager
     from queues.priorities import all_queue_names

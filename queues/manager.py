@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import dramatiq
 import redis
@@ -39,8 +40,35 @@ logger = logging.getLogger(__name__)
 UNDO_REQUEUE_WAIT = 30.0
 
 REDACTED = "***"
+
 #: The actor that tells a job's requesters how it ended (actors/deliver.py).
 DELIVERY_ACTOR = "deliver_result"
+
+T = TypeVar("T")
+
+#: Drops what waits in a queue, and nothing else: the ids in the queue's list with their bodies,
+#: and every message of its delay queue (list and bodies). A delay queue holds only messages
+#: waiting for their time, in its list or in a worker's memory (Dramatiq fetches them early and
+#: moves each to its queue when due); none of them runs. Left alone: the dead letters (``.XQ``,
+#: ``.XQ.msgs``), the workers' ack sets and the bodies of the queue's messages workers took, so
+#: a running job that fails is still dead-lettered and a dead worker's jobs are still
+#: re-delivered. One script: a worker's fetch (Dramatiq's, a script too) runs wholly before or
+#: after it, so an id is either still listed (dropped) or in an ack set (kept with its body).
+#: KEYS: the queue's list and bodies, its delay queue's list and bodies; ARGV[1]: ids per HDEL
+#: (Lua's ``unpack`` has a limit). Returns {waiting dropped, delayed dropped}.
+CLEAR_WAITING_LUA = """
+local per_call = tonumber(ARGV[1])
+local ids = redis.call("LRANGE", KEYS[1], 0, -1)
+for first = 1, #ids, per_call do
+  redis.call("HDEL", KEYS[2], unpack(ids, first, math.min(first + per_call - 1, #ids)))
+end
+redis.call("DEL", KEYS[1])
+local delayed = redis.call("HLEN", KEYS[4])
+redis.call("DEL", KEYS[3], KEYS[4])
+return {#ids, delayed}
+"""
+#: Message ids per ``HDEL`` in :data:`CLEAR_WAITING_LUA` (well under Lua's ``unpack`` limit).
+CLEAR_BATCH = 1000
 
 
 def delivery_message(job_id: str, queue: str) -> Message:
@@ -112,6 +140,7 @@ class QueueManager:
     def __init__(self, settings: Settings | None = None, broker: dramatiq.Broker | None = None) -> None:
         self.settings = settings or get_settings()
         self._broker = broker
+        self._clear_waiting: Any = None  # CLEAR_WAITING_LUA, registered on first use
 
     # --- wiring ---------------------------------------------------------------------------
 
@@ -182,7 +211,7 @@ class QueueManager:
         if created.state != "new":
             return self.joined(job, created, self._position(job.queue))
         try:
-            self.broker.enqueue(job.message)
+            self.send(job.message)
         except Exception:
             self.jobs.cancel(job.job_id)  # never leave a queued record without a message
             raise
@@ -203,6 +232,18 @@ class QueueManager:
         """The handle (and the log line) of a job whose message was queued."""
         logger.info("job %s: %s queued on %s", job.job_id, job.actor, job.queue)
         return JobHandle(job.job_id, job.actor, job.queue, position, False, "queued")
+
+    def send(self, message: Message) -> Message:
+        """Hand ``message`` to the broker. On RabbitMQ, a broker that does not answer raises
+        :class:`BrokerUnreachableError` naming it (password redacted), as counting its queues does:
+        Dramatiq raises its own ``ConnectionClosed`` (or pika's error), which callers would
+        otherwise show as a traceback. The Redis broker's errors are Redis errors already."""
+        if self.settings.broker != "rabbitmq":
+            return self.broker.enqueue(message)
+        try:
+            return self.broker.enqueue(message)
+        except _rabbit_failures() as exc:  # Dramatiq already tried again on a new connection
+            raise rabbitmq_unreachable(self.settings.rabbitmq_url, exc) from None
 
     def enqueue_job(self, actor: Any, **options: Any) -> JobHandle:
         """Enqueue ``actor(**kwargs)`` now (:meth:`prepare_job` takes the same arguments)."""
@@ -355,7 +396,7 @@ class QueueManager:
             message = Message(queue_name=record.queue, actor_name=record.actor, args=tuple(record.args),
                               kwargs=record.kwargs, options=dict(record.options), message_id=record.id)
             try:
-                self.broker.enqueue(message)
+                self.send(message)
             except Exception:
                 # Not sent: the record goes back as it was (and its dead letter stays), so the
                 # requeue can be tried again once the broker answers.
@@ -428,16 +469,49 @@ class QueueManager:
                 client.hdel(xq_messages, redis_id)
 
     def clear_queues(self, *names: str) -> dict[str, int]:
-        """Drop every waiting and delayed message of the named queues (all three if none)."""
+        """Drop every waiting and delayed message of the named queues (all three if none); returns
+        how many per queue.
+
+        Only those: dead letters stay (an operator requeues or purges them, ``admin.py
+        purge-dead``), and so do the messages workers are running, which end normally (a failure
+        is still dead-lettered). Dramatiq's ``flush`` deleted all of it, the running messages'
+        bodies included."""
         names = names or tuple(all_queue_names(self.settings))
-        cleared = {}
         for name in names:
             if name not in all_queue_names(self.settings):
                 raise ValueError(f"unknown queue {name!r}")
-            before = self.queue_stats_of(name)
-            self.broker.flush(name)
-            cleared[name] = before.waiting + (before.delayed or 0)
-        return cleared
+        clear = self._clear_redis_queue if self.settings.broker == "redis" else self._clear_rabbit_queue
+        return {name: clear(name) for name in names}
+
+    def _clear_redis_queue(self, name: str) -> int:
+        """Drop the waiting and delayed messages of Redis queue ``name`` (:data:`CLEAR_WAITING_LUA`)."""
+        client = get_redis(self.settings)
+        if self._clear_waiting is None:
+            self._clear_waiting = client.register_script(CLEAR_WAITING_LUA)
+        ns, delayed = self.settings.dramatiq_namespace, dq_name(name)
+        keys = [queue_key(ns, name), messages_key(ns, name), queue_key(ns, delayed), messages_key(ns, delayed)]
+        waiting, delayed_dropped = self._clear_waiting(keys=keys, args=[CLEAR_BATCH], client=client)
+        return int(waiting) + int(delayed_dropped)
+
+    def _clear_rabbit_queue(self, name: str) -> int:
+        """Purge RabbitMQ queue ``name`` and its delay queue, never its dead-letter queue; returns
+        how many messages the purges dropped. A purge drops only ready messages: the unacked ones
+        (running, or a worker's delayed ones) stay with their consumers, and their records are
+        canceled by :meth:`clear_and_cancel`, so they are skipped when they come up."""
+        return sum(self._ask_rabbit(lambda q=queue: self._purge_rabbit(q)) for queue in (name, dq_name(name)))
+
+    def _purge_rabbit(self, queue: str) -> int:
+        """Purge one RabbitMQ queue; a queue that does not exist (nothing was ever sent to it)
+        holds nothing. RabbitMQ closes the channel on that answer: Dramatiq opens a new one."""
+        import pika.exceptions
+
+        try:
+            return int(self.broker.channel.queue_purge(queue).method.message_count)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 404:
+                raise
+            del self.broker.channel
+            return 0
 
     def clear_and_cancel(self, *names: str) -> tuple[dict[str, int], int]:
         """Empty the named queues (:meth:`clear_queues`) and cancel the records of the jobs they
@@ -471,27 +545,26 @@ class QueueManager:
 
     def _rabbit_depth(self, name: str) -> int:
         """Messages waiting in RabbitMQ queue ``name``; raises :class:`BrokerUnreachableError`
-        when RabbitMQ does not answer (an unreachable broker is not an empty one).
+        when RabbitMQ does not answer (an unreachable broker is not an empty one)."""
+        return self._ask_rabbit(lambda: int(self.broker.get_queue_message_counts(name)[0]))
+
+    def _ask_rabbit(self, call: Callable[[], T]) -> T:
+        """``call()`` on this thread's RabbitMQ channel; raises :class:`BrokerUnreachableError`
+        when RabbitMQ does not answer.
 
         Dramatiq keeps each thread's connection and channel, and a call that fails leaves them
         broken: after RabbitMQ restarted (or dropped an idle connection) every later call would
         fail on the dead channel, even with RabbitMQ back. So a failed call drops them and is
         tried once more on a new connection before the broker counts as unreachable."""
-        import pika.exceptions
-        from dramatiq.errors import ConnectionError as BrokerConnectionError
-
-        failures = (pika.exceptions.AMQPError, BrokerConnectionError, OSError)
         try:
-            return int(self.broker.get_queue_message_counts(name)[0])
-        except failures:
+            return call()
+        except _rabbit_failures():
             self._drop_rabbit_connection()
         try:
-            return int(self.broker.get_queue_message_counts(name)[0])
-        except failures as exc:
+            return call()
+        except _rabbit_failures() as exc:
             self._drop_rabbit_connection()
-            raise BrokerUnreachableError(
-                f"RabbitMQ at {redact_url(self.settings.rabbitmq_url)} is unreachable ({type(exc).__name__})"
-            ) from None
+            raise rabbitmq_unreachable(self.settings.rabbitmq_url, exc) from None
 
     def _drop_rabbit_connection(self) -> None:
         """Forget this thread's RabbitMQ connection and channel (Dramatiq opens new ones next time)."""
@@ -538,6 +611,24 @@ class QueueManager:
             if (record is not None and record.is_final) or time.monotonic() >= deadline:
                 return record
             time.sleep(interval)
+
+
+def rabbitmq_unreachable(url: str, exc: BaseException) -> BrokerUnreachableError:
+    """The error that says RabbitMQ at ``url`` (password redacted) did not answer, naming the
+    cause: Dramatiq wraps pika's error in its own (``ConnectionClosed(AMQPConnectionError)``), and
+    the inner one says what happened."""
+    cause = getattr(exc, "message", None) if isinstance(exc, dramatiq.DramatiqError) else None
+    name = type(cause if isinstance(cause, BaseException) else exc).__name__
+    return BrokerUnreachableError(f"RabbitMQ at {redact_url(url)} is unreachable ({name})")
+
+
+def _rabbit_failures() -> tuple[type[BaseException], ...]:
+    """What a RabbitMQ call raises when the broker does not answer: pika's errors, Dramatiq's
+    connection errors (wrapping pika's), and the socket's (pika is imported only when used)."""
+    import pika.exceptions
+    from dramatiq.errors import BrokerConnectionError
+
+    return (pika.exceptions.AMQPError, BrokerConnectionError, OSError)
 
 
 def _requester(requester: dict[str, Any] | None, user_id: int | None) -> dict[str, Any] | None:
