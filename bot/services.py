@@ -86,6 +86,7 @@ class StartedJob:
     again: bool = False  # the user had already asked for this job (in flight or just done): their first message shows it
     shown_here: int | None = None  # in a group: the message there that already shows the job (0: being sent)
     status: str = "queued"  # the job's status when asked (a repeat may find it "succeeded")
+    again_in_chat: int | None = None  # again: the chat of their first answer (another one: say so)
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ class BotServices:
             if decision.repeat and not handle.again and handle.shown_here is None:
                 await self.limits.record_started(requester.user_id, handle.id)  # its job ended meanwhile
         return StartedJob(handle.id, handle.actor, handle.position, handle.coalesced, requester.user_id,
-                          decision.token, handle.again, handle.shown_here, handle.status)
+                          decision.token, handle.again, handle.shown_here, handle.status, handle.again_in_chat)
 
     async def start_match_analysis(self, requester: Requester, ref: MatchRef) -> StartedJob:
         # A bare UUID keeps both candidate ids (very old rooms); otherwise the canonical id.

@@ -152,6 +152,20 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "🔁 {kind}: вы уже запросили это — задача выполняется; ход и результат придут в "
               "сообщение, которым я ответил в первый раз.\nЗадача <code>{job_id}</code>",
     },
+    "asked_again_elsewhere": {
+        "en": "🔁 {kind}: you already asked for this in {where} — it is in progress; its progress and "
+              "result come there.\nJob <code>{job_id}</code>",
+        "ru": "🔁 {kind}: вы уже запросили это в {where} — задача выполняется; ход и результат придут "
+              "туда.\nЗадача <code>{job_id}</code>",
+    },
+    "asked_again_elsewhere_done": {
+        "en": "🔁 {kind}: you asked for this a moment ago in {where} — the result is there.\n"
+              "Job <code>{job_id}</code>",
+        "ru": "🔁 {kind}: вы уже запрашивали это минуту назад в {where} — результат там.\n"
+              "Задача <code>{job_id}</code>",
+    },
+    "where_private_chat": {"en": "our private chat", "ru": "личном чате со мной"},
+    "where_other_chat": {"en": "another chat", "ru": "другом чате"},
     "asked_again_done": {
         "en": "🔁 {kind}: you asked for this a moment ago — the result is in the message that answered "
               "you first.\nJob <code>{job_id}</code>",

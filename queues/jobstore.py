@@ -137,7 +137,8 @@ end
 # create_job(A): A = {prefix, id, now, ttl, limit, coalesce key, requester JSON, n, field, value, …}
 # (the ARGV of JobStore.create). Returns {id, "new"}, or {existing id, its status} when the
 # request joined an in-flight job of the same coalesce subject; {existing id, its status,
-# "again"} when this user had already asked for it and a message of theirs shows it; {existing
+# "again", the chat of that message} when this user had already asked for it and a message of
+# theirs shows it; {existing
 # id, its status, "here", message id} when, in a group, a message in that chat (and forum topic)
 # already shows it (0: being sent): the requester is then a watcher, not a requester (the group
 # gets one copy of the result, not one per member). A job that succeeded within
@@ -151,13 +152,15 @@ local function same(a, b)
   if given(a) and given(b) then return encode_exact(a) == encode_exact(b) end
   return not given(a) and not given(b)
 end
--- How the requesters ``list`` already answer requester ``r``: {"again"} (they asked already:
--- their first answer shows it, or is being sent; a link sent twice at once is two updates served
--- together), or {"here", message id} (see above; 0 when the group's answer is being sent and its
+-- How the requesters ``list`` already answer requester ``r``: {"again", the chat of their first
+-- answer} (they asked already: their first answer shows it, or is being sent; a link sent twice
+-- at once is two updates served together), or {"here", message id} (see above; 0 when the group's answer is being sent and its
 -- id is not recorded yet), or nil.
 local function shown_to(list, r)
   for _, existing in ipairs(list) do
-    if same(existing["user_id"], r["user_id"]) then return {"again"} end
+    if same(existing["user_id"], r["user_id"]) then
+      return {"again", given(existing["chat_id"]) and encode_exact(existing["chat_id"]) or ""}
+    end
   end
   if given(r["chat_id"]) and tonumber(r["chat_id"]) < 0 then
     local pending = false
@@ -715,14 +718,17 @@ class Created:
     state: str
     again: bool = False
     shown_here: int | None = None
+    again_in_chat: int | None = None  # again: the chat of the answer that shows it (None: not known)
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> Created:
-        """From ``{id, state[, "again" | "here", message id]}``; the bot's job start returns the
-        same tail after its own fields (:mod:`bot.jobstart`)."""
+        """From ``{id, state[, "again", chat id | "here", message id]}``; the bot's job start
+        returns the same tail after its own fields (:mod:`bot.jobstart`)."""
         kind = str(reply[2]) if len(reply) > 2 else ""
-        shown = int(reply[3]) if kind == "here" and len(reply) > 3 else None
-        return cls(str(reply[0]), str(reply[1]), kind == "again", shown)
+        detail = str(reply[3]) if len(reply) > 3 and reply[3] is not None else ""
+        shown = int(detail) if kind == "here" and detail else None
+        chat = int(detail) if kind == "again" and detail.lstrip("-").isdigit() else None
+        return cls(str(reply[0]), str(reply[1]), kind == "again", shown, chat)
 
 
 @dataclass(frozen=True)

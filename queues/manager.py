@@ -94,6 +94,7 @@ class JobHandle:
     status: str = "queued"
     again: bool = False  # met a job this requester had already asked for (in flight or just done)
     shown_here: int | None = None  # in a group: the message there that already shows the job (0: being sent)
+    again_in_chat: int | None = None  # again: the chat of the requester's first answer (None: not known)
 
 
 class RequeuedJobs(list[str]):
@@ -225,7 +226,7 @@ class QueueManager:
                else "already shown in the chat" if created.shown_here is not None else "joined")
         logger.info("job %s: %s by user %s (%s)", created.job_id, how, job.user_id, created.state)
         return JobHandle(created.job_id, job.actor, job.queue, position, True, created.state, created.again,
-                         created.shown_here)
+                         created.shown_here, created.again_in_chat)
 
     @staticmethod
     def queued(job: PreparedJob, position: int) -> JobHandle:

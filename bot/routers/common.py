@@ -56,11 +56,21 @@ async def reply_started(message: Message, job: StartedJob, lang: str, services: 
             await send_reply(bot, message, shown_here_text(job.job_id, job.actor, lang, done, bool(job.shown_here)),
                              reply_to=job.shown_here or None)
         else:
-            await send_reply(bot, message, asked_again_text(job.job_id, job.actor, lang, done))
+            await send_reply(bot, message, asked_again_text(job.job_id, job.actor, lang, done,
+                                                            _elsewhere(job, message)))
         return
     message_id = await send_reply(bot, message, queued_text(job.job_id, job.actor, job.position, job.coalesced, lang),
                                   cancel_keyboard(job.job_id, lang))
     services.in_background(_record_answer(bot, services, job, message.chat.id, message_id), f"job {job.job_id}: attach")
+
+
+def _elsewhere(job: StartedJob, message: Message) -> str | None:
+    """Where the user's first answer to a job they asked for again is, when not in this chat:
+    "private" (our chat with them) or "other" (another group); None when here or not known."""
+    first = job.again_in_chat
+    if first is None or first == message.chat.id:
+        return None
+    return "private" if first == job.user_id else "other"
 
 
 async def _record_answer(bot: Bot, services: BotServices, job: StartedJob, chat_id: int, message_id: int) -> None:

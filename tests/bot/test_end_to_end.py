@@ -823,6 +823,22 @@ def test_two_members_of_a_group_asking_at_the_same_moment_get_one_answer(stack: 
     assert len(finals) == 1 and finals[0]["message_id"] == first["message_id"]  # one copy, in the first answer
 
 
+def test_a_link_asked_for_in_private_then_in_a_group_says_where_the_result_goes(stack: Stack, tg, faceit_faults):
+    """The group cannot see the private answer: the reply says the result goes to the private
+    chat, not "the message that answered you first"."""
+    faceit_faults(latency_ms=300)
+    stack.clear_faceit_cache()
+    user, group = new_user(), -1_000_000_000_000 - new_user()
+    match = stack.next_match()
+    stack.say(user, f"/analyze {match}")
+    first = stack.first_reply(user)
+    tg.inject(user, f"https://www.faceit.com/en/cs2/room/{match}", chat_id=group)
+    pointer = first_in_group(tg, group)
+    assert "you already asked for this in our private chat" in pointer["text"], pointer["text"]
+    assert job_id_in(pointer["text"]) == job_id_in(first["text"])
+    assert "Match analysis" in stack.final_of(user, first["message_id"])["text"]
+
+
 def test_in_a_group_the_bot_answers_what_is_for_it_and_keeps_quiet_about_the_rest(stack: Stack, tg):
     user, group = new_user(), -1_000_000_000_000 - new_user()
     username = tg.request("GET", "/_sandbox/bot")["bot"]["username"]

@@ -99,6 +99,7 @@ async def test_asking_again_for_an_in_flight_job_keeps_the_first_message_showing
                                                 parse_match_ref(ROOM))
     joined = await services.start_match_analysis(asker(6), parse_match_ref(ROOM))
     assert again.job_id == first.job_id and again.coalesced and again.again
+    assert again.again_in_chat == 5  # their first answer is in their private chat, not this group
     assert joined.coalesced and not joined.again and not first.again
     await services.confirm(again, -1005, None)  # what the bot does after its "you already asked" reply
     record = services.manager.get_job(first.job_id)
@@ -107,7 +108,7 @@ async def test_asking_again_for_an_in_flight_job_keeps_the_first_message_showing
     # The other user's first answer is not recorded yet (the link sent twice at once: two updates
     # served together): the second is a repeat too, or the first answer would stay at "queued".
     retry = await services.start_match_analysis(asker(6), parse_match_ref(ROOM))
-    assert retry.coalesced and retry.again
+    assert retry.coalesced and retry.again and retry.again_in_chat == 6
     assert [r["user_id"] for r in services.manager.get_job(first.job_id).requesters] == [5, 6]
 
 
@@ -279,6 +280,7 @@ async def test_a_repeat_whose_reply_was_lost_is_still_a_repeat(services_via_prox
     again = await services.start_match_analysis(asker(11), parse_match_ref(ROOM))
     assert proxy.dropped == 1
     assert again.again and again.job_id == first.job_id  # the resend returned what the first call did
+    assert again.again_in_chat == 11
 
 
 async def test_a_middleware_watching_enqueues_turns_the_one_call_start_off(services):

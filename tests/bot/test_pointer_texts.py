@@ -29,6 +29,15 @@ def test_a_repeat_of_ones_own_request_says_whether_it_is_done() -> None:
     assert "you asked for this a moment ago — the result is in" in asked_again_text("j1", "player_report", "en", True)
 
 
+def test_a_repeat_asked_in_another_chat_says_where_the_first_answer_is() -> None:
+    """A user who asked in private and then pastes the link in a group is told the result goes to
+    their private chat, not "the message that answered you first" (which the group cannot see)."""
+    assert "you already asked for this in our private chat — it is in progress; its progress and result come " \
+           "there" in asked_again_text("j1", "match_analysis", "en", elsewhere="private")
+    assert "в другом чате — результат там" in asked_again_text("j1", "match_analysis", "ru", True, "other")
+    assert "в личном чате со мной" in asked_again_text("j1", "match_analysis", "ru", elsewhere="private")
+
+
 def test_a_refused_key_failure_says_to_come_back_once() -> None:
     from bot.views import failure_text
 
