@@ -272,12 +272,12 @@ class FaceitClient:
         except errors.NotFoundError as exc:
             raise with_key(exc, "player_not_found", ref=nickname) from None
         profile = PlayerProfile.from_api(raw)
+        profile.fetched_at = await self._fetched_at(key)
         if profile.player_id:  # the same profile answers a later lookup by id, as old as it is here
             by_id = self.keys.cache("player", profile.player_id)
             try:
-                age, by_id_age = await asyncio.gather(self.cache.age(key, self.ttls.profile),
-                                                      self.cache.age(by_id, self.ttls.profile))
-                age = age or 0.0
+                age = time.time() - profile.fetched_at
+                by_id_age = await self.cache.age(by_id, self.ttls.profile)
                 # Never over a newer copy (monitoring reads by id), and never made younger than it
                 # is: an old profile passed for a fresh one hid the Elo of a match since.
                 if age < self.ttls.profile and (by_id_age is None or by_id_age > age):
@@ -285,6 +285,14 @@ class FaceitClient:
             except RedisError:
                 pass
         return profile
+
+    async def _fetched_at(self, key: str) -> float:
+        """When the profile cached under ``key`` came from FACEIT (now when not known)."""
+        try:
+            age = await self.cache.age(key, self.ttls.profile)
+        except RedisError:
+            age = None
+        return time.time() - (age or 0.0)
 
     async def cached_age(self, kind: str, *parts: object) -> float | None:
         """Seconds since the cached response of ``kind`` (``player``, ``player_nick``,
@@ -299,7 +307,9 @@ class FaceitClient:
             raw = await self._cached(key, f"/players/{_seg(player_id)}", None, self.ttls.profile, refresh)
         except errors.NotFoundError as exc:
             raise with_key(exc, "player_not_found", ref=player_id) from None
-        return PlayerProfile.from_api(raw)
+        profile = PlayerProfile.from_api(raw)
+        profile.fetched_at = await self._fetched_at(key)
+        return profile
 
     async def get_lifetime_stats(self, player_id: str, *, refresh: bool = False) -> LifetimeStats:
         key = self.keys.cache("lifetime", player_id)

@@ -96,6 +96,9 @@ class PlayerProfile:
     steam_nickname: str | None = None
     verified: bool = False
     has_cs2: bool = False
+    # When FACEIT sent it (epoch seconds; None: not known): a cached copy may be minutes old, and
+    # an Elo snapshot must carry the time its Elo was read, not the time it was looked at.
+    fetched_at: float | None = None
 
     @classmethod
     def from_api(cls, raw: Any) -> PlayerProfile:

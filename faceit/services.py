@@ -146,8 +146,10 @@ async def _load_players(ctx: FaceitContext, match: Match, progress: Progress | N
 
 
 async def _record_elos(ctx: FaceitContext, profiles: Sequence[PlayerProfile]) -> None:
+    """Elo snapshots, each at the time FACEIT sent its profile: a cached copy read after a newer
+    snapshot (monitoring's) goes in before it, not after it as a dip that never was."""
     try:
-        await asyncio.gather(*(ctx.store.record_elo(p.player_id, p.elo) for p in profiles))
+        await asyncio.gather(*(ctx.store.record_elo(p.player_id, p.elo, p.fetched_at) for p in profiles))
     except Exception:  # snapshots are a bonus: never fail an analysis over them
         log.warning("could not record Elo snapshots", exc_info=True)
 
@@ -531,6 +533,16 @@ async def _scan_player(
     rows = [g for g in games if (g.finished_at or 0) > seen_at and g.match_id != state.get("match_id")]
     if not rows:
         return
+    # 5v5 only, as everything else the bot counts: a Wingman match moves no 5v5 Elo, so notified
+    # and counted it made the next 5v5 notice say "Elo +25 over the last 2 matches". Passed over
+    # (the mark moves past it), it is not met again.
+    five = [g for g in rows if g.is_5v5]
+    if not five:
+        newest_other = max(rows, key=lambda g: g.finished_at or 0)
+        marks[player_id] = {**state, "match_id": newest_other.match_id, "finished_at": newest_other.finished_at}
+        return
+    last_seen = max(rows, key=lambda g: g.finished_at or 0)
+    rows = five
     matches = matches_of(rows)  # the maps of a best of three make one match, and one notice
     played = len(matches)  # the Elo change below covers all of them, even those not notified
     matches = matches[-MAX_NOTIFICATIONS_PER_PLAYER:]  # oldest first; the newest are told
@@ -563,8 +575,7 @@ async def _scan_player(
         notifications.extend({"user_id": uid, "texts": texts, "match_id": game.match_id,
                               "player_id": player_id} for uid in told)
     counts["new_matches"] += played
-    newest = new[-1]
-    marks[player_id] = {"match_id": newest.match_id, "finished_at": newest.finished_at, "elo": elo}
+    marks[player_id] = {"match_id": last_seen.match_id, "finished_at": last_seen.finished_at, "elo": elo}
     if held:  # the next change covers these matches too, and says so
         marks[player_id].update(elo=before, elo_pending=covered)
 

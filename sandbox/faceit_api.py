@@ -17,10 +17,11 @@ Control endpoints (no key) for tests and benchmarks:
   (a regular expression the API path must match), ``count`` (stop after that many injected
   faults), ``rate_limit_per_s`` (strict: 429 with ``Retry-After: 1`` above N accepted
   requests in any one-second window), ``seed``. An empty object clears the faults;
-* ``POST /_sandbox/finish_match`` — ``{"player_id"|"nickname", "won"?, "at"?, "hold_elo"?}`` makes
-  the player finish a new match now (or at the Unix time ``at``; Elo moves), or ``{"match_id"}``
-  finishes a live lobby. ``hold_elo``: the profiles' Elo lags (as FACEIT's sometimes does) until
-  the next match finished without it.
+* ``POST /_sandbox/finish_match`` — ``{"player_id"|"nickname", "won"?, "at"?, "hold_elo"?, "mode"?}``
+  makes the player finish a new match now (or at the Unix time ``at``; Elo moves), or
+  ``{"match_id"}`` finishes a live lobby. ``hold_elo``: the profiles' Elo lags (as FACEIT's
+  sometimes does) until the next match finished without it. ``mode``: another Game Mode than
+  ``5v5`` (``"Wingman"``): its lines say so, and the 5v5 Elo does not move.
 
 Run ``python -m sandbox.faceit_api --port 8081``; it prints a few match ids and nicknames.
 """
@@ -252,7 +253,8 @@ class SandboxFaceitAPI:
             at = body.get("at")
             result = self.world.finish_match(player_id=player_id, match_id=body.get("match_id"), won=body.get("won"),
                                              now=float(at) if at is not None else None,
-                                             hold_elo=bool(body.get("hold_elo")))
+                                             hold_elo=bool(body.get("hold_elo")),
+                                             mode=str(body.get("mode") or "5v5"))
         except (KeyError, ValueError, TypeError) as exc:
             return web.json_response({"error": f"cannot finish: {exc}"}, status=400)
         return web.json_response(result)

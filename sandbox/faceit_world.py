@@ -88,6 +88,7 @@ class WorldMatch:
     score: dict[str, int] = field(default_factory=dict)  # rounds per faction
     team_stats: bool = True  # whether /matches carries teams.*.stats (rating, winProbability)
     win_probability: float = 0.5  # of faction1
+    mode: str = "5v5"  # the Game Mode its lines carry ("Wingman": the 5v5 Elo does not move)
 
 
 class World:
@@ -250,14 +251,20 @@ class World:
         self._held_elo.clear()
 
     def finish_match(self, player_id: str | None = None, match_id: str | None = None,
-                     won: bool | None = None, now: float | None = None, hold_elo: bool = False) -> dict[str, Any]:
+                     won: bool | None = None, now: float | None = None, hold_elo: bool = False,
+                     mode: str = "5v5") -> dict[str, Any]:
         """Make a player finish a new match now (or finish a live lobby); Elo moves by K = 50.
 
         ``hold_elo``: the match's stats are there but the profiles' Elo is not updated yet, as
         FACEIT sometimes lags; the held changes apply at the next match finished without it.
+        ``mode``: another Game Mode than "5v5" (a new match only, "Wingman"): its lines say so, and
+        the 5v5 Elo does not move (``elo_changes`` is empty).
         """
         at = int(now if now is not None else time.time())
-        if not hold_elo:
+        five = mode.lower() == "5v5"
+        if mode != "5v5" and match_id:
+            raise ValueError("mode is for a new match, not a lobby")
+        if not hold_elo and five:
             self.settle_elo()
         if match_id:
             match = self.matches[match_id]
@@ -272,6 +279,7 @@ class World:
                             key=lambda p: abs(p.elo - player.elo))[:30]
             lobby = [player.player_id] + [p.player_id for p in self.rng.sample(others, 9)]
             match = self._new_match(lobby, "ONGOING", None)
+            match.mode = mode
             match.status = "FINISHED"
             match.finished_at = at
             match.started_at = at - 2400
@@ -283,8 +291,8 @@ class World:
             side = "faction1" if player_id in match.teams["faction1"].players else "faction2"
             winner = side if won else ("faction2" if side == "faction1" else "faction1")
         self._decide(match, p1, winner)
-        changes = {}
-        for key, p in (("faction1", p1), ("faction2", 1 - p1)):
+        changes: dict[str, int] = {}
+        for key, p in (("faction1", p1), ("faction2", 1 - p1)) if five else ():
             delta = round(50 * (1 - p)) if match.winner == key else -round(50 * p)
             for pid in match.teams[key].players:
                 if hold_elo:
@@ -451,7 +459,7 @@ class World:
         score = f"{match.score[side]} / {match.score[other]}"
         iso = datetime.fromtimestamp(match.finished_at or self.now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         stats: dict[str, Any] = {
-            "Match Id": match.match_id, "Match Round": "1", "Best Of": "1", "Game": "cs2", "Game Mode": "5v5",
+            "Match Id": match.match_id, "Match Round": "1", "Best Of": "1", "Game": "cs2", "Game Mode": match.mode,
             "Region": match.region, "Map": match.map, "Team": match.teams[side].name,
             "Player Id": p.player_id, "Nickname": p.nickname,
             "Result": "1" if match.winner == side else "0", "Winner": match.teams[match.winner or side].faction_id,
@@ -556,7 +564,7 @@ class World:
             })
         a, b = m.score["faction1"], m.score["faction2"]
         return {"rounds": [{
-            "best_of": "1", "competition_id": None, "game_id": "cs2", "game_mode": "5v5",
+            "best_of": "1", "competition_id": None, "game_id": "cs2", "game_mode": m.mode,
             "match_id": m.match_id, "match_round": "1", "played": "1",
             "round_stats": {"Map": m.map, "Score": f"{a} / {b}", "Rounds": str(a + b), "Region": m.region,
                             "Winner": m.teams[m.winner or "faction1"].faction_id},
@@ -581,7 +589,7 @@ class World:
                                            + self.players[pid].nickname} for pid in team.players]}
             items.append({
                 "match_id": m.match_id, "game_id": "cs2", "region": m.region, "match_type": "",
-                "game_mode": "5v5", "max_players": 10, "teams_size": 5, "teams": teams,
+                "game_mode": m.mode, "max_players": 10, "teams_size": 5, "teams": teams,
                 "playing_players": m.teams["faction1"].players + m.teams["faction2"].players,
                 "competition_id": "f4148ddd-bce8-41b8-9131-ee83afcdd6dd", "competition_name": "Europe 5v5 Queue",
                 "competition_type": "matchmaking", "organizer_id": "faceit", "status": "finished",

@@ -222,6 +222,27 @@ async def test_resolve_player(sandbox: FaceitSandbox) -> None:
         await services.resolve_player("no spaces allowed")
 
 
+async def test_an_elo_snapshot_from_a_cached_profile_carries_the_time_faceit_sent_it(sandbox: FaceitSandbox) -> None:
+    """A /subscribe lookup reads the nickname's cached profile, two minutes old; monitoring
+    recorded the Elo of a match since, a minute ago. The lookup's snapshot was stamped "now", so
+    the history read 1025 → 1000 (a dip that never was) and the player's Elo went back in reports."""
+    player = sandbox.world()["players"][3]
+    pid, elo = player["player_id"], player["elo"]
+    await services.resolve_player(player["nickname"])  # cached now (and snapshot taken now)
+    ctx = await get_faceit_context()
+    key = ctx.keys.cache("player_nick", player["nickname"])
+    raw = json.loads(await ctx.redis.get(key))
+    await ctx.redis.delete(ctx.keys.elo_history(pid))
+    await ctx.client.cache.put(key, raw, ctx.client.ttls.profile - 120)  # as if fetched 120 s ago
+    now = time.time()
+    await ctx.store.record_elo(pid, elo + 25, now - 60)  # monitoring: a match won since
+    resolved = await services.resolve_player(player["nickname"])
+    assert resolved["elo"] == elo  # the cached copy is what the lookup saw
+    history = await ctx.store.elo_history(pid)
+    assert [e for _, e in history] == [elo, elo + 25]  # in the order FACEIT sent them
+    assert history[0][0] == pytest.approx(now - 120, abs=5)
+
+
 def test_a_bulk_line_shows_an_unknown_map_score_as_a_question_mark() -> None:
     finished = {"match_id": "1-x", "winner": "faction2", "teams": {"faction1": {"name": "A"}, "faction2": {"name": "B"}},
                 "maps": [{"label": "Nuke", "teams": [{"faction": "faction1", "score": None},
@@ -310,6 +331,26 @@ async def test_monitoring_notifies_active_followers_once(sandbox: FaceitSandbox,
 
     third = await _monitor(None, ProgressLog())
     assert third["notifications"] == [] and third["data"]["new_matches"] == 0
+
+
+async def test_monitoring_tells_and_counts_5v5_matches_only(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    """A Wingman match moves no 5v5 Elo: told and counted, it made the next 5v5 notice say "Elo
+    +25 over the last 2 matches". It is passed over, and not met again."""
+    player = sandbox.world()["players"][14]
+    pid = player["player_id"]
+    await store.subscribe(8, pid, player["nickname"])
+    assert (await _monitor(None, progress))["data"]["baselined"] == 1
+    sandbox.finish_match(player_id=pid, won=True, mode="Wingman", at=time.time() - 600)
+    finished = sandbox.finish_match(player_id=pid, won=True)
+    run = await _monitor(None, ProgressLog())
+    (note,) = run["notifications"]
+    assert note["match_id"] == finished["match_id"] and run["data"]["new_matches"] == 1
+    text = note["texts"]["en"][0]
+    assert f"Elo +{finished['elo_changes'][pid]}" in text and "over the last" not in text
+    sandbox.finish_match(player_id=pid, won=False, mode="Wingman")  # a Wingman match alone: passed over
+    quiet = await _monitor(None, ProgressLog())
+    assert quiet["notifications"] == [] and quiet["data"]["new_matches"] == 0
+    assert (await _monitor(None, ProgressLog()))["notifications"] == []  # and not met again
 
 
 async def test_the_first_notification_counts_only_the_match_after_the_baseline(sandbox: FaceitSandbox,
