@@ -13,13 +13,13 @@ from dashboard.security import SESSION_COOKIE, SESSION_LIFETIME
 from dashboard.web import (
     IDENTITY,
     TOO_MANY_ATTEMPTS,
-    client_address,
     dashboard_of,
     in_thread,
     page_url,
     render,
     retry_after,
     safe_next,
+    throttle_key,
 )
 from queues.alerts import LEVELS
 from queues.jobstore import ALL_STATUSES
@@ -167,8 +167,8 @@ async def login(request: web.Request) -> web.Response:
     dash = dashboard_of(request)
     form = await request.post()
     target = safe_next(str(form.get("next", "/")))
-    address = client_address(request)
-    wait = dash.throttle.blocked_for(address)
+    key = throttle_key(request, str(form.get("user", "")))
+    wait = dash.throttle.blocked_for(key)
     if wait:
         seconds = retry_after(wait)
         blocked = render(request, "login.html", status=429, next=target,
@@ -177,10 +177,10 @@ async def login(request: web.Request) -> web.Response:
         return blocked
     identity = dash.credentials.check_password(str(form.get("user", "")), str(form.get("password", "")))
     if identity is None:
-        dash.throttle.failed(address)
-        logger.info("dashboard: failed login from %s", address)
+        dash.throttle.failed(key)
+        logger.info("dashboard: failed login from %s", request.remote or "?")  # never the name typed
         return render(request, "login.html", status=401, next=target, error="Wrong user name or password.")
-    dash.throttle.succeeded(address)
+    dash.throttle.succeeded(key)
     logger.info("dashboard: %s signed in (%s)", identity.name, identity.role)
     response = web.HTTPSeeOther(target)
     response.set_cookie(SESSION_COOKIE, dash.signer.issue_session(identity.name), max_age=SESSION_LIFETIME,

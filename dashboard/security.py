@@ -235,10 +235,13 @@ def signing_key(credentials: Credentials, redis_client: Any | None, key_name: st
 
 
 class LoginThrottle:
-    """At most ``attempts`` failed logins per client address in ``window`` seconds.
+    """At most ``attempts`` failed logins per key in ``window`` seconds.
 
-    A failed login is a wrong login form or a wrong ``Authorization`` header (basic or
-    bearer) on any request: both guess the same secrets, so they share one count.
+    A key is a client address and the account tried there (:func:`throttle_account`): a user
+    name (login form or basic auth, one count for both: they guess the same password) or the
+    bearer token. Per account, not per address alone: behind a reverse proxy every client has the
+    proxy's address, and someone guessing the admin's password (or a scraper left on an old token)
+    must not shut out the read-only user and every working token with it.
     """
 
     def __init__(self, attempts: int = 5, window: float = 60.0) -> None:
@@ -269,6 +272,23 @@ class LoginThrottle:
 
     def succeeded(self, address: str) -> None:
         self._failures.pop(address, None)
+
+
+def throttle_account(header: str) -> str:
+    """The account an ``Authorization`` header tries, as the login throttle counts it: the user
+    name of basic auth (as the login form's), ``bearer`` for any token, ``?`` for anything else."""
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        return "bearer"
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return "?"
+        user, sep, _ = decoded.partition(":")
+        return user if sep else "?"
+    return "?"
 
 
 def parse_authorization(header: str, credentials: Credentials) -> Identity | None:

@@ -8,7 +8,7 @@ Middlewares, outermost first:
    ``nosniff``, no framing, no caching of data;
 3. ``authenticate`` — sets ``request["identity"]`` or answers 401 / redirects to ``/login``;
    an ``Authorization`` header counts against the login throttle like the login form does
-   (429 while its address is blocked);
+   (429 while its address is blocked for the account it tries);
 4. ``guard_posts`` — on every POST: the role may act (403 ``read_only``), the ``Origin`` is ours
    and the CSRF token is valid (403 ``csrf``).
 """
@@ -41,6 +41,7 @@ from dashboard.security import (
     LoginThrottle,
     Signer,
     parse_authorization,
+    throttle_account,
 )
 from queues.errors import BrokerUnreachableError
 
@@ -154,9 +155,10 @@ def page_url(path: str, **query: Any) -> str:
 TOO_MANY_ATTEMPTS = "Too many failed attempts; try again in {seconds} s."
 
 
-def client_address(request: web.Request) -> str:
-    """The key the login throttle counts failures under: the peer address (``?`` if unknown)."""
-    return request.remote or "?"
+def throttle_key(request: web.Request, account: str) -> str:
+    """The key the login throttle counts failures under: the peer address (``?`` if unknown) and
+    the account tried (:func:`~dashboard.security.throttle_account`)."""
+    return f"{request.remote or '?'}|{account}"
 
 
 def retry_after(wait: float) -> int:
@@ -178,15 +180,16 @@ def identity_from_header(request: web.Request, header: str) -> Identity | None:
     """The identity an ``Authorization`` header proves, counted by the login throttle.
 
     Basic and bearer credentials are password checks just as the login form is, so a failure
-    counts against the same address and a success clears it, as a form login does; otherwise
-    ``curl -u user:guess`` could guess without limit.
+    counts against the address and the account tried, and a success clears that count, as a form
+    login does; otherwise ``curl -u user:guess`` could guess without limit.
     """
     dash = dashboard_of(request)
+    key = throttle_key(request, throttle_account(header))
     identity = parse_authorization(header, dash.credentials)
     if identity is None:
-        dash.throttle.failed(client_address(request))
+        dash.throttle.failed(key)
     else:
-        dash.throttle.succeeded(client_address(request))
+        dash.throttle.succeeded(key)
     return identity
 
 
@@ -280,7 +283,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     header = request.headers.get("Authorization", "")
     if header:
         # Checked before the credentials, so a blocked address learns nothing from a guess.
-        wait = dash.throttle.blocked_for(client_address(request))
+        wait = dash.throttle.blocked_for(throttle_key(request, throttle_account(header)))
         if wait:
             return too_many_attempts(request, wait)
         identity = identity_from_header(request, header)

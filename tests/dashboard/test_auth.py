@@ -178,13 +178,15 @@ def test_login_session_logout_and_tampering(auth_dashboard: DashboardServer) -> 
 def test_failed_logins_are_throttled(auth_dashboard: DashboardServer) -> None:
     browser = auth_dashboard.client()
     token = page_csrf(browser.get("/login").text)
-    codes = [browser.post("/login", form={"user": "x", "password": "y", "csrf_token": token}).status
+    codes = [browser.post("/login", form={"user": ADMIN["user"], "password": "y", "csrf_token": token}).status
              for _ in range(6)]
     assert codes == [401] * 5 + [429]
     # Even the right password waits out the block, and is told for how long.
     blocked = browser.post("/login", form={**ADMIN, "csrf_token": token})
     assert blocked.status == 429 and 0 < int(blocked.headers["retry-after"]) <= 60
     assert "Too many failed attempts" in blocked.text
+    # Another account from the same address signs in (behind a proxy, every user shares one).
+    assert browser.post("/login", form={**READONLY, "csrf_token": token}).status == 303
 
 
 def assert_throttled(reply: Reply) -> None:
@@ -204,13 +206,15 @@ def test_failed_basic_auth_is_throttled_like_the_login_form(auth_dashboard: Dash
     # The sixth attempt is refused before its credentials are looked at, right or wrong.
     assert_throttled(guesser.get("/api/me"))
     assert_throttled(auth_dashboard.client(**ADMIN).get("/api/me"))
-    assert_throttled(auth_dashboard.client(**READONLY).get("/api/overview"))
     page = auth_dashboard.client(**ADMIN).get("/jobs")
     assert page.status == 429 and "Too many failed attempts" in page.text and page.headers["retry-after"]
-    # The login form of the same address is blocked as well: one count per address.
+    # The login form of the same address is blocked as well for that account: one count.
     browser = auth_dashboard.client()
     token = page_csrf(browser.get("/login").text)
     assert browser.post("/login", form={**ADMIN, "csrf_token": token}).status == 429
+    # Other accounts of the same address (behind a reverse proxy: everyone) are not shut out.
+    assert auth_dashboard.client(**READONLY).get("/api/overview").status == 200
+    assert auth_dashboard.client(token=TOKEN).get("/metrics").status == 200
     for secret in ("guess-1234", ADMIN["password"], READONLY["password"]):
         assert secret not in caplog.text
 
@@ -220,6 +224,8 @@ def test_failed_bearer_tokens_are_throttled(auth_dashboard: DashboardServer) -> 
     assert [guesser.get("/api/me").status for _ in range(5)] == [401] * 5
     assert_throttled(auth_dashboard.client(token=TOKEN).get("/api/me"))
     assert auth_dashboard.client(token=TOKEN).get("/metrics").status == 429
+    # A scraper left on an old token blocks tokens only, not the users who sign in.
+    assert auth_dashboard.client(**ADMIN).get("/api/me").status == 200
 
 
 def test_failed_form_logins_and_basic_auth_add_up(auth_dashboard: DashboardServer) -> None:
@@ -239,7 +245,11 @@ def test_basic_auth_success_clears_the_count_as_a_form_login_does(auth_dashboard
     admin = auth_dashboard.client(**ADMIN)
     assert [guesser.get("/api/me").status for _ in range(4)] == [401] * 4
     assert admin.get("/api/me").status == 200  # under the limit: accepted, and the count starts over
-    assert [guesser.get("/api/me").status for _ in range(5)] == [401] * 5
+    assert [guesser.get("/api/me").status for _ in range(4)] == [401] * 4
+    # Another account's success (the read-only user, a token) leaves the admin's count alone.
+    assert auth_dashboard.client(**READONLY).get("/api/overview").status == 200
+    assert auth_dashboard.client(token=TOKEN).get("/metrics").status == 200
+    assert guesser.get("/api/me").status == 401
     assert_throttled(admin.get("/api/me"))
 
 
