@@ -219,7 +219,11 @@ async def task_alert_relay(ctx: TaskContext) -> dict[str, Any]:
     from queues.telegram_alerts import TelegramAlertSink
 
     def relay() -> dict[str, Any]:
-        sink = TelegramAlertSink.from_settings(ctx.service.settings, ctx.service.client)
+        service = ctx.service
+        if not service.alert_sink_built:  # once: building it warns when Telegram alerts are off
+            service.alert_sink = TelegramAlertSink.from_settings(service.settings, service.client)
+            service.alert_sink_built = True
+        sink = service.alert_sink
         if sink is None:
             return {"sent": 0, "note": "no admin to tell"}
         return {"relayed": sink.relay(get_alert_store()), "sent": sink.flush()}
@@ -374,6 +378,10 @@ class SchedulerService:
         self.lock = LeaderLock(self.client, self.keys.leader, self.lock_ttl, self.token)
         self.is_leader = False
         self._redis_failing = False
+        self._take_over_failing = False
+        self._stand_back_until = 0.0
+        self.alert_sink: Any = None  # the alert_relay task's Telegram sink (None: no admin to tell)
+        self.alert_sink_built = False
         self._aps: AsyncIOScheduler | None = None
         self._stop = asyncio.Event()
 
@@ -397,6 +405,8 @@ class SchedulerService:
         self._stop.set()
 
     async def _campaign(self) -> None:
+        if time.monotonic() < self._stand_back_until:  # a take-over just failed: let another try
+            return
         try:
             held = await asyncio.to_thread(self.lock.acquire_or_renew)
         except redis.RedisError as exc:
@@ -411,9 +421,9 @@ class SchedulerService:
         if held and not self.is_leader:
             try:
                 await self._become_leader()
-            except redis.RedisError as exc:  # the lock is ours, the record of runs was not read
-                logger.warning("scheduler: Redis failed as this scheduler took the lead (%s); "
-                               "trying again at the next renewal", type(exc).__name__)
+                self._take_over_failing = False
+            except redis.RedisError as exc:
+                await self._give_up_take_over(exc)
         elif not held and self.is_leader:
             try:
                 holder = await asyncio.to_thread(self.lock.holder)
@@ -421,9 +431,24 @@ class SchedulerService:
                 holder = "another scheduler"
             self._step_down(f"the lock is held by {holder}")
 
+    async def _give_up_take_over(self, exc: redis.RedisError) -> None:
+        """The lock is ours but the record of runs could not be read: let the lock go and stand
+        back for one lock TTL, so another scheduler can lead meanwhile (one that holds the lock
+        and runs nothing would stop every task, for as long as the error lasts); then try again.
+        Said once per spell of failures."""
+        if not self._take_over_failing:
+            logger.warning("scheduler: Redis failed as this scheduler took the lead (%s); it lets the "
+                           "lock go and tries again in %.1f s", type(exc).__name__, self.lock_ttl)
+        self._take_over_failing = True
+        self._stand_back_until = time.monotonic() + self.lock_ttl
+        try:
+            await asyncio.to_thread(self.lock.release)
+        except redis.RedisError:
+            pass  # it expires within the TTL
+
     async def _become_leader(self) -> None:
-        """Schedule every task from the record of its last run; a Redis error while reading it
-        leaves this scheduler a standby that holds the lock, to lead at its next renewal."""
+        """Schedule every task from the record of its last run (a Redis error reading it: see
+        :meth:`_give_up_take_over`)."""
         last_runs = await asyncio.to_thread(self.last_runs)
         self.is_leader = True
         logger.info("scheduler %s is the leader", self.token)

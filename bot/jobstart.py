@@ -45,8 +45,8 @@ from queues.manager import JobHandle, PreparedJob, QueueManager
 # ARGV: 1-6 check_user_limits's A, 7 request id, 8 active ttl, 9 Redis message id, 10 body,
 # 11 marker ttl (ms), 12… create_job's A.
 # → {"rate", seconds} | {"active", count} | {"ok", job id, "new" or the joined job's status, queue length,
-#    create_job's tail: "again" (this user had already asked for the joined job) or "here" and the
-#    message that already shows it in this group, else ""}
+#    create_job's tail: "again" and the chat of their first answer (this user had already asked for
+#    the joined job) or "here" and the message that already shows it in this group, else ""}
 # The request marker makes a resent call (redis-py resends when a reply is lost) return what the
 # first one did: running it again would count the new job against the user's own limit.
 # Asking again for a job already theirs is not a new request, nor being pointed at the message

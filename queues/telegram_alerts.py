@@ -8,8 +8,8 @@ the first alert after a quiet spell goes out at once and a hundred more within t
 arrive together. The monitor's tick flushes, so what waits is sent within one window.
 
 Alerts written by other processes (a worker's final failure) reach the admins through
-:meth:`relay`, which the monitor calls each tick: it reads the alert log since its cursor and
-queues what it has not seen. When Redis itself is down, ``send`` delivers at once instead
+:meth:`relay`, which the monitor calls each tick (the scheduler's ``alert_relay`` task when the
+monitor is off): it reads the alert log since its cursor and queues what it has not seen. When Redis itself is down, ``send`` delivers at once instead
 (the monitor sends a Redis-down alert only once per outage).
 
 Messages are plain text (no parse mode, so nothing needs escaping), with every secret in force

@@ -120,34 +120,46 @@ def test_with_the_monitor_off_the_alerts_workers_fire_still_reach_the_admins(red
             os.killpg(scheduler.pid, signal.SIGKILL)
 
 
-async def test_a_redis_error_as_it_takes_the_lead_leaves_a_standby_that_leads_at_its_next_renewal(
-        redis_server, redis_client, fresh):
+async def test_a_redis_error_as_it_takes_the_lead_lets_another_scheduler_lead(redis_server, redis_client, fresh):
     """Redis failing between taking the lock and reading the record of runs killed the scheduler
-    (under systemd without ``Restart=`` it stayed down). The failure is real: a Redis user that may
-    take the lock but not read the record, until it may."""
+    (under systemd without ``Restart=`` it stayed down). Now it lives, and lets the lock go so a
+    healthy replica leads meanwhile; once it may read the record, it can lead again. The failure
+    is real: a Redis user that may take the lock but not read the record, until it may."""
     import redis as redis_lib
 
     from settings import get_settings
 
     redis_client.acl_setuser("scheduler_test", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
                              commands=["+@all", "-hgetall"], reset=True)
+    keys = SchedulerKeys("fb:")
     try:
         client = redis_lib.Redis(host="127.0.0.1", port=redis_server.port, username="scheduler_test",
                                  password="pw", decode_responses=True)
-        calls: list[str] = []
-        service = SchedulerService(get_settings(), client=client, lock_ttl=0.3,
-                                   tasks=[counting_task("at_start", calls, interval=60, run_at_start=True)])
-        running = asyncio.ensure_future(service.run())
-        await asyncio.sleep(0.6)  # several renewals, each failing to read the record
-        assert not running.done() and not service.is_leader and calls == []
-        assert redis_client.get(SchedulerKeys("fb:").leader) == service.token  # it holds the lock
-        redis_client.acl_setuser("scheduler_test", commands=["+hgetall"])
-        for _ in range(50):
-            if calls:
+        broken_calls: list[str] = []
+        broken = SchedulerService(get_settings(), client=client, lock_ttl=0.3,
+                                  tasks=[counting_task("at_start", broken_calls, interval=60, run_at_start=True)])
+        running = asyncio.ensure_future(broken.run())
+        await asyncio.sleep(0.6)  # several tries, each failing to read the record
+        assert not running.done() and not broken.is_leader and broken_calls == []
+        healthy_calls: list[str] = []
+        healthy = SchedulerService(get_settings(), lock_ttl=0.3,
+                                   tasks=[counting_task("at_start", healthy_calls, interval=60, run_at_start=True)])
+        healthy_running = asyncio.ensure_future(healthy.run())
+        for _ in range(60):
+            if healthy_calls:
                 break
             await asyncio.sleep(0.05)
-        assert calls == ["at_start"] and service.is_leader
-        service.stop()
+        assert healthy_calls == ["at_start"] and healthy.is_leader
+        assert redis_client.get(keys.leader) == healthy.token and not broken.is_leader
+        healthy.stop()
+        await asyncio.wait_for(healthy_running, 10)
+        redis_client.acl_setuser("scheduler_test", commands=["+hgetall"])  # Redis lets it read again
+        for _ in range(60):
+            if broken.is_leader:
+                break
+            await asyncio.sleep(0.05)
+        assert broken.is_leader and redis_client.get(keys.leader) == broken.token
+        broken.stop()
         await asyncio.wait_for(running, 10)
     finally:
         redis_client.acl_deluser("scheduler_test")
