@@ -15,6 +15,7 @@ and a 5xx/connection error once after a short pause, so a brief hiccup does not 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import time
@@ -177,7 +178,9 @@ class FaceitClient:
         With no ``FACEIT_API_KEY`` against FACEIT's own API it sends nothing: the job fails at once
         with an error that names the missing setting, not as a key FACEIT refused."""
         if self.key_missing:
-            raise errors.AuthError(KEY_MISSING)
+            with contextlib.suppress(RedisError):  # counted as FACEIT's 401 would be: the monitor sees it
+                await self.counter.record("auth")
+            raise errors.KeyMissingError(KEY_MISSING)
         rate_retries = self.rate_limit_retries
         transient_retries = self.transient_retries
         while True:
@@ -273,7 +276,8 @@ class FaceitClient:
             raise with_key(exc, "player_not_found", ref=nickname) from None
         profile = PlayerProfile.from_api(raw)
         profile.fetched_at = await self._fetched_at(key)
-        if profile.player_id:  # the same profile answers a later lookup by id, as old as it is here
+        # The same profile answers a later lookup by id, as old as it is here (its age known).
+        if profile.player_id and profile.fetched_at is not None:
             by_id = self.keys.cache("player", profile.player_id)
             try:
                 age = time.time() - profile.fetched_at
@@ -286,13 +290,14 @@ class FaceitClient:
                 pass
         return profile
 
-    async def _fetched_at(self, key: str) -> float:
-        """When the profile cached under ``key`` came from FACEIT (now when not known)."""
+    async def _fetched_at(self, key: str) -> float | None:
+        """When the profile just read under ``key`` came from FACEIT; None when Redis did not say.
+        Gone already, it expired since it was read: it was as old as the profile TTL."""
         try:
             age = await self.cache.age(key, self.ttls.profile)
         except RedisError:
-            age = None
-        return time.time() - (age or 0.0)
+            return None
+        return time.time() - (self.ttls.profile if age is None else age)
 
     async def cached_age(self, kind: str, *parts: object) -> float | None:
         """Seconds since the cached response of ``kind`` (``player``, ``player_nick``,

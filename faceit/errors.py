@@ -51,6 +51,11 @@ class AuthError(PermanentError):
     code = "auth"
 
 
+class KeyMissingError(AuthError):
+    """No ``FACEIT_API_KEY`` against FACEIT's own Data API: nothing is sent (every call would be a
+    401); the operator must set it. An auth error, told as its own cause."""
+
+
 class MatchNotAnalysableError(PermanentError):
     """The match was cancelled or aborted: there is nothing to analyse."""
 

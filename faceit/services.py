@@ -147,9 +147,11 @@ async def _load_players(ctx: FaceitContext, match: Match, progress: Progress | N
 
 async def _record_elos(ctx: FaceitContext, profiles: Sequence[PlayerProfile]) -> None:
     """Elo snapshots, each at the time FACEIT sent its profile: a cached copy read after a newer
-    snapshot (monitoring's) goes in before it, not after it as a dip that never was."""
+    snapshot (monitoring's) goes in before it, not after it as a dip that never was. A profile
+    whose time is not known is left out."""
     try:
-        await asyncio.gather(*(ctx.store.record_elo(p.player_id, p.elo, p.fetched_at) for p in profiles))
+        await asyncio.gather(*(ctx.store.record_elo(p.player_id, p.elo, p.fetched_at)
+                               for p in profiles if p.fetched_at is not None))
     except Exception:  # snapshots are a bonus: never fail an analysis over them
         log.warning("could not record Elo snapshots", exc_info=True)
 

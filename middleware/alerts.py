@@ -43,8 +43,8 @@ class AlertOnFailure(Middleware):
         if state.outcome != "failed" or state.error is None:
             return None
         code = state.error.get("code")
-        if code == "auth":
-            details = {"reason": "auth", "actor": actor}
+        if code == "auth":  # FACEIT refused the key, or none is set (KeyMissingError)
+            details = {"reason": "no_key" if state.error.get("type") == "KeyMissingError" else "auth", "actor": actor}
             return Alert("critical", "faceit", tell_job_alert(details), job_id=job, details=details)
         if code in USER_CAUSED:
             return None

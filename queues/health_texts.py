@@ -161,10 +161,12 @@ JOB_TEXTS: dict[str, dict[str, str]] = {
     "crash_loop": {"en": "{actor} job killed its worker {workers_lost} {times}; failed",
                    "ru": "задача {actor} {workers_lost} {times} уронила воркер и завершилась ошибкой"},
     "auth": {"en": "FACEIT refused the API key ({actor})", "ru": "FACEIT отклонил API-ключ ({actor})"},
+    "no_key": {"en": "FACEIT_API_KEY is not set: FACEIT jobs fail until it is ({actor})",
+               "ru": "FACEIT_API_KEY не задан: задачи FACEIT не выполняются, пока его нет ({actor})"},
 }
 #: The details each reason's text needs (an alert written by an older worker may lack them).
 _JOB_FIELDS = {"final_failure": ("error_type", "error"), "time_limit": ("error_type", "error"),
-               "crash_loop": ("workers_lost",), "auth": ()}
+               "crash_loop": ("workers_lost",), "auth": (), "no_key": ()}
 
 
 def tell_job_alert(details: dict[str, Any], lang: str = "en") -> str:

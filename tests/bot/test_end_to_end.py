@@ -836,8 +836,9 @@ def test_a_link_asked_for_in_private_then_in_a_group_says_where_the_result_goes(
     pointer = first_in_group(tg, group)
     assert "in our private chat" in pointer["text"], pointer["text"]  # in progress, or done a moment ago
     assert job_id_in(pointer["text"]) == job_id_in(first["text"])
-    stack.wait_job(job_id_in(first["text"]), "succeeded")
-    assert not [e for e in tg.messages(group) if e["kind"] == "edited"]  # the result went to the private chat
+    final = stack.final_of(user, first["message_id"])  # the result is in the private chat's first answer
+    assert match in final["text"] and job_id_in(first["text"]) not in final["text"]
+    assert [e["kind"] for e in tg.messages(group)] == ["sent"]  # and the group got the pointer alone
 
 
 def test_in_a_group_the_bot_answers_what_is_for_it_and_keeps_quiet_about_the_rest(stack: Stack, tg):

@@ -347,10 +347,13 @@ async def test_monitoring_tells_and_counts_5v5_matches_only(sandbox: FaceitSandb
     assert note["match_id"] == finished["match_id"] and run["data"]["new_matches"] == 1
     text = note["texts"]["en"][0]
     assert f"Elo +{finished['elo_changes'][pid]}" in text and "over the last" not in text
-    sandbox.finish_match(player_id=pid, won=False, mode="Wingman")  # a Wingman match alone: passed over
+    wingman = sandbox.finish_match(player_id=pid, won=False, mode="Wingman", at=time.time() + 60)  # alone
     quiet = await _monitor(None, ProgressLog())
     assert quiet["notifications"] == [] and quiet["data"]["new_matches"] == 0
-    assert (await _monitor(None, ProgressLog()))["notifications"] == []  # and not met again
+    ctx = await get_faceit_context()
+    state = await ctx.store.monitor_state(pid)
+    assert state["match_id"] == wingman["match_id"]  # passed over: the mark moved past it
+    assert state["elo"] == (await ctx.client.get_player(pid, refresh=True)).elo  # the 5v5 Elo, as it was
 
 
 async def test_the_first_notification_counts_only_the_match_after_the_baseline(sandbox: FaceitSandbox,

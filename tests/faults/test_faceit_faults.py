@@ -110,3 +110,24 @@ def test_a_401_fails_at_once_with_one_critical_alert(start_pool, manager, faceit
     wait_until(lambda: faceit_sandbox.stats()["statuses"].get("401") == 1)
 
 
+def test_no_key_against_faceits_own_api_fails_at_once_and_tells_the_admins_which_setting(start_pool, manager,
+                                                                                        faceit_sandbox):
+    """Workers started by hand without ``FACEIT_API_KEY`` (only ``make run`` points them at the
+    sandbox): nothing goes out (no network needed), the job fails at once, and the critical alert
+    names the setting instead of "FACEIT refused the API key"; FACEIT's call figures count it."""
+    from faceit.metrics import faceit_call_counts
+    from queues.runtime import get_redis
+
+    env = {**faceit_sandbox.env(), "FACEIT_API_KEY": "", "FACEIT_API_URL": "https://open.faceit.com/data/v4"}
+    start_pool(["high"], env=env, modules=(), threads=2)
+    (match,) = _matches(faceit_sandbox, 1)
+    handle = manager.enqueue_match_analysis(match, user_id=401)
+    record = manager.wait_for(handle.id, timeout=30)
+    assert record.status == "failed" and record.attempts == 1, (record.status, record.attempts)
+    assert record.error["code"] == "auth" and record.error["type"] == "KeyMissingError"
+    (alert,) = _alerts_for(handle.id)
+    assert alert.level == "critical"
+    assert alert.message == "FACEIT_API_KEY is not set: FACEIT jobs fail until it is (match_analysis)"
+    assert faceit_call_counts(300, get_redis())["auth_errors"] >= 1
+
+
