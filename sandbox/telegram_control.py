@@ -89,6 +89,24 @@ def _number(value: Any, name: str, default: float) -> float:
         raise ControlError(400, f"{name} must be a number") from None
 
 
+def _from_user(bot: SandboxBot, user_id: int, chat_id: int | None, **content: Any) -> dict[str, Any]:
+    """Store what ``user_id`` sent (in their private chat, or in group ``chat_id``) and hand it to
+    the bot as a ``message`` update; returns its update and message ids."""
+    message = bot.store(
+        StoredMessage(
+            message_id=bot.next_message_id(),
+            chat_id=user_id if chat_id is None else chat_id,
+            date=int(time.time()),
+            from_bot=False,
+            from_user_id=None if chat_id is None else user_id,
+            **content,
+        )
+    )
+    update = bot.add_update("message", bot.message_to_api(message))
+    bot.record("user_message", message.chat_id, message, update_id=update["update_id"])
+    return {"update_id": update["update_id"], "message_id": message.message_id}
+
+
 class ControlHandlers:
     """Handlers bound to one registry."""
 
@@ -159,22 +177,8 @@ class ControlHandlers:
             raise ControlError(400, "text must be 1-4096 characters")
         if thread_id is not None and chat_id is not None:
             bot.forums.add(chat_id)  # a topic was written to: the group is a forum
-        message = bot.store(
-            StoredMessage(
-                message_id=bot.next_message_id(),
-                chat_id=user_id if chat_id is None else chat_id,
-                date=int(time.time()),
-                from_bot=False,
-                text=text,
-                entities=user_text_entities(text),
-                raw_text=text,
-                from_user_id=None if chat_id is None else user_id,
-                thread_id=thread_id,
-            )
-        )
-        update = bot.add_update("message", bot.message_to_api(message))
-        bot.record("user_message", message.chat_id, message, update_id=update["update_id"])
-        return {"update_id": update["update_id"], "message_id": message.message_id}
+        return _from_user(bot, user_id, chat_id, text=text, entities=user_text_entities(text), raw_text=text,
+                          thread_id=thread_id)
 
     @staticmethod
     def _user_photo(bot: SandboxBot, registry: SandboxRegistry, user_id: int, caption: Any,
@@ -189,22 +193,9 @@ class ControlHandlers:
         stored = registry.add_file(_USER_PHOTO_PNG, "image/png", 1, 1)
         size = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
                 "file_size": len(stored.data), "width": 1, "height": 1}
-        message = bot.store(
-            StoredMessage(
-                message_id=bot.next_message_id(),
-                chat_id=user_id if chat_id is None else chat_id,
-                date=int(time.time()),
-                from_bot=False,
-                photo=[size],
-                caption=None if caption is None else str(caption),
-                raw_caption=None if caption is None else str(caption),
-                caption_entities=[] if caption is None else user_text_entities(str(caption)),
-                from_user_id=None if chat_id is None else user_id,
-            )
-        )
-        update = bot.add_update("message", bot.message_to_api(message))
-        bot.record("user_message", message.chat_id, message, update_id=update["update_id"])
-        return {"update_id": update["update_id"], "message_id": message.message_id}
+        text = None if caption is None else str(caption)
+        return _from_user(bot, user_id, chat_id, photo=[size], caption=text, raw_caption=text,
+                          caption_entities=[] if text is None else user_text_entities(text))
 
     @staticmethod
     def _user_edit(bot: SandboxBot, user_id: int, text: str, message_id: int, chat_id: int | None) -> dict[str, Any]:

@@ -9,7 +9,6 @@ skips, saying why, when it does not answer) with Dramatiq's own consumer doing t
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,8 +18,9 @@ from dramatiq import Message
 from dramatiq.common import dq_name, xq_name
 
 from queues.dramatiq_keys import acks_key
-from settings import load_settings, redact_url
+from settings import load_settings
 from tests.pipeline.conftest import wait_until
+from tests.support.rabbitmq import RABBITMQ_URL, skip_unless_rabbitmq
 
 #: Seconds before the rate-limited job's retry: long enough to clear the queue before it is due.
 RETRY_AFTER = 8.0
@@ -101,30 +101,11 @@ def test_clearing_a_queue_drops_what_waits_and_keeps_dead_letters_and_running_jo
 
 # --- RabbitMQ -----------------------------------------------------------------------------------
 
-RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-
-
-def _rabbit_problem(url: str) -> str | None:
-    """None when RabbitMQ accepts a connection at ``url``, else why not (one line)."""
-    import pika
-
-    params = pika.URLParameters(url)
-    params.socket_timeout = 2
-    params.blocked_connection_timeout = 2
-    params.connection_attempts = 1
-    try:
-        pika.BlockingConnection(params).close()
-    except Exception as exc:
-        return repr(exc)[:200]
-    return None
-
 
 @pytest.fixture
 def rabbit_manager(redis_url: str) -> Iterator:
     """A queue manager on RabbitMQ with queues of its own (a random prefix), deleted afterwards."""
-    problem = _rabbit_problem(RABBITMQ_URL)
-    if problem:
-        pytest.skip(f"RabbitMQ does not answer on {redact_url(RABBITMQ_URL)} ({problem})")
+    skip_unless_rabbitmq()
     from tests.scaleout.helpers import manager_for
 
     prefix = f"tclear{uuid.uuid4().hex[:8]}_"

@@ -19,27 +19,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from settings import Settings, load_settings, redact_url
+from settings import Settings, load_settings
 from tests.scaleout.helpers import Traces, manager_for, wait_until
+from tests.support.rabbitmq import RABBITMQ_URL, skip_unless_rabbitmq
 from tests.support.workers import ROOT, WorkerPool
 
-RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 BASES = ("high", "default", "low")
-
-
-def _rabbit_answers(url: str) -> str | None:
-    """None when RabbitMQ accepts a connection, else why not (one line)."""
-    import pika
-
-    params = pika.URLParameters(url)
-    params.socket_timeout = 2
-    params.blocked_connection_timeout = 2
-    params.connection_attempts = 1
-    try:
-        pika.BlockingConnection(params).close()
-    except Exception as exc:
-        return repr(exc)[:200]
-    return None
 
 
 def _delete_queues(url: str, prefix: str) -> None:
@@ -72,9 +57,7 @@ class Rabbit:
 @pytest.fixture(scope="module")
 def rabbit(redis_server) -> Iterator[Rabbit]:
     """This module's RabbitMQ settings with a unique queue prefix; its queues deleted at the end."""
-    problem = _rabbit_answers(RABBITMQ_URL)
-    if problem:
-        pytest.skip(f"RabbitMQ does not answer on {redact_url(RABBITMQ_URL)} ({problem})")
+    skip_unless_rabbitmq()
     prefix = f"t{uuid.uuid4().hex[:8]}_"
     settings = load_settings(broker="rabbitmq", rabbitmq_url=RABBITMQ_URL, queue_name_prefix=prefix)
     yield Rabbit(RABBITMQ_URL, prefix, settings)

@@ -1,0 +1,33 @@
+"""The local RabbitMQ the RabbitMQ tests use when it answers (they skip, saying why, when not)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from settings import redact_url
+
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def rabbit_problem(url: str) -> str | None:
+    """None when RabbitMQ accepts a connection at ``url``, else why not (one line)."""
+    import pika
+
+    params = pika.URLParameters(url)
+    params.socket_timeout = 2
+    params.blocked_connection_timeout = 2
+    params.connection_attempts = 1
+    try:
+        pika.BlockingConnection(params).close()
+    except Exception as exc:
+        return repr(exc)[:200]
+    return None
+
+
+def skip_unless_rabbitmq(url: str = RABBITMQ_URL) -> None:
+    """Skip the test, with the reason, when RabbitMQ does not answer at ``url``."""
+    problem = rabbit_problem(url)
+    if problem:
+        pytest.skip(f"RabbitMQ does not answer on {redact_url(url)} ({problem})")
