@@ -31,6 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -73,17 +74,21 @@ def run_blocking(coro: Coroutine[Any, Any, Any]) -> Any:
 
 _BATCH_TEXTS: dict[str, dict[str, Any]] = {
     "en": {"alerts": ("alert", "alerts"), "resolved": "{n} resolved",
-           "head": "{title}: {n} {alerts} ({counts}), times UTC", "job": "job", "more": "… and {n} more (admin.py alerts)"},
+           "head": "{title}: {n} {alerts} ({counts}), {times}", "utc": "times UTC", "zone": "times in {zone}",
+           "job": "job", "more": "… and {n} more (admin.py alerts)"},
     "ru": {"alerts": ("алерт", "алерта", "алертов"), "resolved": "решено: {n}",
-           "head": "{title}: {n} {alerts} ({counts}), время UTC", "job": "задача",
-           "more": "… и ещё {n} (admin.py alerts)"},
+           "head": "{title}: {n} {alerts} ({counts}), {times}", "utc": "время UTC", "zone": "время — {zone}",
+           "job": "задача", "more": "… и ещё {n} (admin.py alerts)"},
 }
 
 
 def format_batch(alerts: list[Alert], secrets: list[str] | None = None, title: str = "FACEIT bot",
-                 lang: str = "en") -> str:
+                 lang: str = "en", zone_name: str | None = None) -> str:
     """One plain-text message for a batch in ``lang``: a headline of counts, then one line per
-    alert, the monitor's told again from their rule and details (:func:`~queues.health_texts.tell_alert`)."""
+    alert, the monitor's told again from their rule and details (:func:`~queues.health_texts.tell_alert`).
+    Times are in ``zone_name``, the zone the admin chose with ``/tz`` (UTC until they chose one),
+    as ``/alerts`` shows them."""
+    from bot.timezones import describe, zone_of
     from faceit.i18n import plural
     from queues.health_texts import level_count, level_word, tell_alert
     from queues.sentry import scrub, scrubber_for
@@ -98,13 +103,15 @@ def format_batch(alerts: list[Alert], secrets: list[str] | None = None, title: s
     parts = [level_count(level, n, lang) for level, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 9))]
     if resolved:
         parts.append(words["resolved"].format(n=len(resolved)))
-    lines = [words["head"].format(title=title, n=len(alerts), counts=", ".join(parts),
+    zone = zone_of(zone_name)
+    times = words["utc"] if zone is UTC else words["zone"].format(zone=describe(zone_name))
+    lines = [words["head"].format(title=title, n=len(alerts), counts=", ".join(parts), times=times,
                                   alerts=plural(len(alerts), lang, {"en": _BATCH_TEXTS["en"]["alerts"],
                                                                      "ru": _BATCH_TEXTS["ru"]["alerts"]}))]
     ordered = sorted(fired, key=lambda a: (_ORDER.get(a.level, 9), a.time)) + sorted(resolved, key=lambda a: a.time)
     for index, alert in enumerate(ordered):
         icon = "✅" if alert.state == "resolved" else _ICONS.get(alert.level, "•")
-        stamp = time.strftime("%H:%M:%S", time.gmtime(alert.time))
+        stamp = datetime.fromtimestamp(alert.time, zone).strftime("%H:%M:%S")
         job = f" ({words['job']} {alert.job_id})" if alert.job_id else ""
         line = f"{icon} {stamp} {level_word(alert.level, lang).upper()} {alert.source}: {tell_alert(alert, lang)}{job}"
         line = str(mask(line))
@@ -275,13 +282,29 @@ class TelegramAlertSink:
 
         return {admin: user_language(text(c), text(s)) for admin, c, s in zip(self.admin_ids, chosen, seen, strict=True)}
 
-    def _deliver(self, alerts: list[Alert], redis_down: bool = False) -> bool:
-        """Send the batch to every admin in their language (English while Redis is down); True when
-        at least one admin got it."""
-        langs = {admin: "en" for admin in self.admin_ids} if redis_down else self.admin_languages()
-        texts = {lang: format_batch(alerts, self._secrets, lang=lang) for lang in set(langs.values())}
+    def admin_zones(self) -> dict[int, str | None]:
+        """Each admin's time zone, chosen with ``/tz`` (None: not chosen, or Redis cannot say: UTC)."""
+        from bot.keys import BotKeys
+
         try:
-            delivered = run_blocking(self._send_all({admin: texts[lang] for admin, lang in langs.items()}))
+            zones = self.client.hmget(BotKeys(self.prefix).user_timezones(), [str(a) for a in self.admin_ids])
+        except redis.RedisError:
+            return {admin: None for admin in self.admin_ids}
+        return {admin: zone.decode() if isinstance(zone, bytes) else zone
+                for admin, zone in zip(self.admin_ids, zones, strict=True)}
+
+    def _deliver(self, alerts: list[Alert], redis_down: bool = False) -> bool:
+        """Send the batch to every admin in their language and time zone (English and UTC while
+        Redis is down); True when at least one admin got it."""
+        if redis_down:
+            langs, zones = {admin: "en" for admin in self.admin_ids}, {admin: None for admin in self.admin_ids}
+        else:
+            langs, zones = self.admin_languages(), self.admin_zones()
+        wanted = {admin: (langs[admin], zones[admin]) for admin in self.admin_ids}
+        texts = {(lang, zone): format_batch(alerts, self._secrets, lang=lang, zone_name=zone)
+                 for lang, zone in set(wanted.values())}
+        try:
+            delivered = run_blocking(self._send_all({admin: texts[key] for admin, key in wanted.items()}))
         except Exception as exc:
             self.send_failures += 1
             logger.warning("admin alerts: Telegram send failed: %s", type(exc).__name__)

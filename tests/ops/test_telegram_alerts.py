@@ -166,3 +166,20 @@ def test_each_admin_reads_the_batch_in_their_language(fresh, redis_client, teleg
     assert "ERROR monitor: queue default: 50% of jobs failed in the last 5.0 min" in english[0]["text"]
     assert english[1]["text"].startswith("FACEIT bot: 2 alerts (1 error, 1 resolved), times UTC")
     assert "INFO monitor: resolved: queue default: 50% of jobs failed" in english[1]["text"]
+
+
+def test_each_admin_reads_the_times_in_the_zone_they_chose(fresh, redis_client, telegram_sandbox):
+    """As ``/alerts`` shows them: in the zone an admin chose with ``/tz``; UTC for one who did not."""
+    from datetime import UTC, datetime
+
+    from queues.runtime import get_redis
+
+    redis_client.hset("fb:bot:tz", str(ADMINS[0]), "Asia/Kolkata")
+    sink = make_sink(get_redis(), telegram_sandbox.base_url, batch_seconds=60)
+    fired_at = datetime(2026, 12, 6, 22, 30, 15, tzinfo=UTC).timestamp()
+    sink.send(Alert("error", "pipeline", "match_analysis job failed: UpstreamError: 503", job_id="j2", time=fired_at))
+    (kolkata,), (utc,) = (sent_to(telegram_sandbox, admin) for admin in ADMINS)
+    assert kolkata["text"].startswith("FACEIT bot: 1 alert (1 error), times in Asia/Kolkata (UTC+05:30)")
+    assert "04:00:15 ERROR pipeline: match_analysis job failed" in kolkata["text"]
+    assert utc["text"].startswith("FACEIT bot: 1 alert (1 error), times UTC")
+    assert "22:30:15 ERROR pipeline" in utc["text"]
