@@ -314,7 +314,9 @@ def decided(maps: list[PlayerMatchStats]) -> bool:
     """Whether one match's lines hold its result: a single map of a best of one (or of a match
     that does not say), or maps enough for a side to have won the series (two of a best of three)."""
     best_of = max((m.best_of or 1 for m in maps), default=1)
-    if best_of <= 1 or len(maps) >= best_of:
+    # "Best Of" 2 is one map too: there is no best of two in CS2, and single-map matches have been
+    # seen to say 2.
+    if best_of <= 2 or len(maps) >= best_of:
         return True
     won = sum(1 for m in maps if m.won is True)
     lost = sum(1 for m in maps if m.won is False)
@@ -323,16 +325,19 @@ def decided(maps: list[PlayerMatchStats]) -> bool:
 
 def without_cut_series(rows: list[PlayerMatchStats]) -> list[PlayerMatchStats]:
     """A full page of a player's lines (newest first) without its oldest match when the page cuts
-    it: its first map (``Match Round`` 1) is on the next page. Joined from the later maps alone
-    it would count with a wrong score, even a wrong result (2-0 for a series won 2-1, 1-1 for
-    one lost 1-2). Lines that do not say their round: left out when the result is not decided
-    by them (:func:`decided`)."""
+    it: some of its maps are on the next page. Joined from the maps on this page it would count
+    with a wrong score, even a wrong result (2-0 for a series won 2-1, 1-1 for one lost 1-2).
+
+    Whole: its maps run from ``Match Round`` 1 with none missing, and decide the series
+    (:func:`decided`): the first two maps of a series at 1-1 are cut too, whichever way FACEIT
+    orders the maps of one finish time. Lines that do not say their round: whole when decided."""
     if not rows:
         return rows
     oldest = rows[-1].match_id
     maps = [row for row in rows if row.match_id == oldest]
     rounds = [m.match_round for m in maps]
-    whole = 1 in rounds if None not in rounds else decided(maps)
+    from_the_first = None in rounds or sorted(rounds) == list(range(1, len(rounds) + 1))
+    whole = from_the_first and decided(maps)
     return rows if whole else [row for row in rows if row.match_id != oldest]
 
 
@@ -390,7 +395,9 @@ def parse_recent(raw: Any) -> list[PlayerMatchStats]:
     """``{items:[{stats}]}`` → newest-first list (sorted by finish time when known)."""
     items = [PlayerMatchStats.from_api(item) for item in as_list(as_dict(raw).get("items"))]
     found = [item for item in items if item is not None]
-    found.sort(key=lambda m: m.finished_at or 0.0, reverse=True)
+    # Newest first; the maps of a series that share one finish time, last map first (FACEIT's
+    # own order of them is not documented).
+    found.sort(key=lambda m: (m.finished_at or 0.0, m.match_round or 0), reverse=True)
     return found
 
 

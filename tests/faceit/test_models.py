@@ -92,6 +92,31 @@ def test_a_page_that_cuts_a_best_of_three_leaves_it_out() -> None:
     assert without_cut_series(single) == single
 
 
+def test_a_page_that_cuts_a_series_after_its_first_maps_leaves_it_out() -> None:
+    """The maps of a best of three can share one finish time, and FACEIT may list them map 1
+    first: a page then ends with maps 1 and 2 (1-1) and map 3 is on the next. Round 1 is there,
+    but the series is not decided by them: it is left out. Maps 1 and 2 of a 2-0 are whole, and
+    so is a single map whose match says "Best Of" 2 (seen on single-map matches)."""
+    newer = [_line(f"m{i}", 1000 - i, True) for i in range(28)]
+    one_all = [*newer, _line("bo3", 900, True, 3, 1), _line("bo3", 900, False, 3, 2)]
+    assert [m.match_id for m in without_cut_series(one_all)] == [m.match_id for m in newer]
+    two_nil = [*newer, _line("bo3", 900, True, 3, 1), _line("bo3", 900, True, 3, 2)]
+    assert without_cut_series(two_nil) == two_nil
+    first_three = [*newer, _line("bo5", 900, True, 5, 3), _line("bo5", 899, True, 5, 1),
+           _line("bo5", 898, True, 5, 2)]
+    assert without_cut_series(first_three) == first_three  # rounds 1-3 at 3-0: whole
+    holes = [*newer, _line("bo5", 900, True, 5, 4), _line("bo5", 899, True, 5, 2), _line("bo5", 898, True, 5, 1)]
+    assert [m.match_id for m in without_cut_series(holes)] == [m.match_id for m in newer]  # map 3 missing
+    single = [*newer, _line("bo1", 900, False, 2, 1)]
+    assert without_cut_series(single) == single
+
+
+def test_the_maps_of_one_finish_time_are_listed_last_map_first() -> None:
+    same = {"Match Id": "bo3", "Match Finished At": 1_700_000_000_000, "Best Of": "3"}
+    items = {"items": [{"stats": {**same, "Match Round": str(r), "Result": "1"}} for r in (1, 2)]}
+    assert [m.match_round for m in parse_recent(items)] == [2, 1]
+
+
 def test_lines_that_do_not_say_their_map_are_judged_by_their_result() -> None:
     newer = [_line(f"m{i}", 1000 - i, True, map_round=None) for i in range(28)]
     undecided = [*newer, _line("bo3", 900, True, 3, None), _line("bo3", 899, False, 3, None)]
