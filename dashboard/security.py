@@ -234,6 +234,9 @@ def signing_key(credentials: Credentials, redis_client: Any | None, key_name: st
     return hmac.new(base, credentials.fingerprint(), hashlib.sha256).digest()
 
 
+MAX_THROTTLE_KEYS = 10000  # (address, account) pairs the login throttle keeps at most
+
+
 class LoginThrottle:
     """At most ``attempts`` failed logins per key in ``window`` seconds.
 
@@ -266,45 +269,53 @@ class LoginThrottle:
     def failed(self, address: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         self._recent(address, now).append(now)
-        if len(self._failures) > 10000:  # bounded: forget the quietest addresses
-            for stale in [a for a, f in self._failures.items() if not f][:5000]:
-                del self._failures[stale]
+        if len(self._failures) > MAX_THROTTLE_KEYS:
+            self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        """Bounded: a client names the account it tries, so it can make keys at will. Keys whose
+        last failure left the window go; then, down to half the bound, the longest quiet."""
+        for key in [k for k, f in self._failures.items() if not f or f[-1] < now - self.window]:
+            del self._failures[key]
+        keep = MAX_THROTTLE_KEYS // 2
+        if len(self._failures) > keep:
+            by_last_failure = sorted(self._failures, key=lambda k: self._failures[k][-1])
+            for key in by_last_failure[: len(by_last_failure) - keep]:
+                del self._failures[key]
 
     def succeeded(self, address: str) -> None:
         self._failures.pop(address, None)
 
 
+def _scheme_and_value(header: str) -> tuple[str, str]:
+    scheme, _, value = header.partition(" ")
+    return scheme.lower(), value.strip()
+
+
+def _basic_pair(value: str) -> tuple[str, str] | None:
+    """``user:password`` of a basic-auth value, or None when it is not one."""
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
 def throttle_account(header: str) -> str:
     """The account an ``Authorization`` header tries, as the login throttle counts it: the user
     name of basic auth (as the login form's), ``bearer`` for any token, ``?`` for anything else."""
-    scheme, _, value = header.partition(" ")
-    scheme = scheme.lower()
+    scheme, value = _scheme_and_value(header)
     if scheme == "bearer":
         return "bearer"
-    if scheme == "basic":
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            return "?"
-        user, sep, _ = decoded.partition(":")
-        return user if sep else "?"
-    return "?"
+    pair = _basic_pair(value) if scheme == "basic" else None
+    return pair[0] if pair else "?"
 
 
 def parse_authorization(header: str, credentials: Credentials) -> Identity | None:
     """The identity an ``Authorization`` header proves, or None."""
-    scheme, _, value = header.partition(" ")
-    scheme = scheme.lower()
-    value = value.strip()
+    scheme, value = _scheme_and_value(header)
     if scheme == "bearer":
         return credentials.check_token(value)
-    if scheme == "basic":
-        try:
-            decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            return None
-        user, sep, password = decoded.partition(":")
-        if not sep:
-            return None
-        return credentials.check_password(user, password)
-    return None
+    pair = _basic_pair(value) if scheme == "basic" else None
+    return credentials.check_password(*pair) if pair else None

@@ -176,15 +176,15 @@ def too_many_attempts(request: web.Request, wait: float) -> web.Response:
     return web.Response(status=429, text=message, headers=headers)
 
 
-def identity_from_header(request: web.Request, header: str) -> Identity | None:
+def identity_from_header(request: web.Request, header: str, key: str) -> Identity | None:
     """The identity an ``Authorization`` header proves, counted by the login throttle.
 
     Basic and bearer credentials are password checks just as the login form is, so a failure
     counts against the address and the account tried, and a success clears that count, as a form
-    login does; otherwise ``curl -u user:guess`` could guess without limit.
+    login does; otherwise ``curl -u user:guess`` could guess without limit. ``key``: the
+    throttle's key for it (:func:`throttle_key`), as the caller checked it.
     """
     dash = dashboard_of(request)
-    key = throttle_key(request, throttle_account(header))
     identity = parse_authorization(header, dash.credentials)
     if identity is None:
         dash.throttle.failed(key)
@@ -283,10 +283,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     header = request.headers.get("Authorization", "")
     if header:
         # Checked before the credentials, so a blocked address learns nothing from a guess.
-        wait = dash.throttle.blocked_for(throttle_key(request, throttle_account(header)))
+        key = throttle_key(request, throttle_account(header))
+        wait = dash.throttle.blocked_for(key)
         if wait:
             return too_many_attempts(request, wait)
-        identity = identity_from_header(request, header)
+        identity = identity_from_header(request, header, key)
     elif SESSION_COOKIE in request.cookies:
         user = dash.signer.read_session(request.cookies[SESSION_COOKIE])
         role = dash.credentials.role_of(user) if user else None
