@@ -214,21 +214,10 @@ async def task_monitor(ctx: TaskContext) -> dict[str, Any]:
 async def task_alert_relay(ctx: TaskContext) -> dict[str, Any]:
     """The alerts other processes fired (a job failed, FACEIT refused the key), to the admins on
     Telegram, when the health monitor is off: its tick relays them otherwise, and without it
-    ``ADMIN_USER_IDS`` would get nothing."""
-    from queues.runtime import get_alert_store
-    from queues.telegram_alerts import TelegramAlertSink
+    ``ADMIN_USER_IDS`` would get nothing. The monitor's own relay, without its tick."""
+    from queues.monitoring import get_queue_monitor
 
-    def relay() -> dict[str, Any]:
-        service = ctx.service
-        if not service.alert_sink_built:  # once: building it warns when Telegram alerts are off
-            service.alert_sink = TelegramAlertSink.from_settings(service.settings, service.client)
-            service.alert_sink_built = True
-        sink = service.alert_sink
-        if sink is None:
-            return {"sent": 0, "note": "no admin to tell"}
-        return {"relayed": sink.relay(get_alert_store()), "sent": sink.flush()}
-
-    return await asyncio.to_thread(relay)
+    return {"sent": await asyncio.to_thread(get_queue_monitor().relay_alerts)}
 
 
 async def task_match_monitoring(ctx: TaskContext) -> dict[str, Any]:
@@ -380,8 +369,6 @@ class SchedulerService:
         self._redis_failing = False
         self._take_over_failing = False
         self._stand_back_until = 0.0
-        self.alert_sink: Any = None  # the alert_relay task's Telegram sink (None: no admin to tell)
-        self.alert_sink_built = False
         self._aps: AsyncIOScheduler | None = None
         self._stop = asyncio.Event()
 
@@ -441,10 +428,7 @@ class SchedulerService:
                            "lock go and tries again in %.1f s", type(exc).__name__, self.lock_ttl)
         self._take_over_failing = True
         self._stand_back_until = time.monotonic() + self.lock_ttl
-        try:
-            await asyncio.to_thread(self.lock.release)
-        except redis.RedisError:
-            pass  # it expires within the TTL
+        await asyncio.to_thread(self.lock.release)  # a Redis error: it expires within the TTL
 
     async def _become_leader(self) -> None:
         """Schedule every task from the record of its last run (a Redis error reading it: see

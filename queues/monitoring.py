@@ -398,16 +398,24 @@ class QueueMonitor:
                     self._track_full(refused, findings)
             else:
                 self._redis_unreachable(findings[0])
-            if self.telegram is not None:
-                try:
-                    self.telegram.relay(self.alerts)
-                    self.telegram.flush()
-                except redis.RedisError:
-                    pass
-                except Exception:
-                    logger.exception("monitor: Telegram alert relay failed")
+            self.relay_alerts()
             self.ticks += 1
             return snap
+
+    def relay_alerts(self) -> int:
+        """The alerts other processes fired, to the admins on Telegram (each tick; the scheduler's
+        ``alert_relay`` task when the monitor is off); returns how many went out. Redis away: the
+        next call tries again."""
+        if self.telegram is None:
+            return 0
+        try:
+            self.telegram.relay(self.alerts)
+            return self.telegram.flush()
+        except redis.RedisError:
+            return 0
+        except Exception:
+            logger.exception("monitor: Telegram alert relay failed")
+            return 0
 
     def _judge(self, snap: dict[str, Any]) -> list[Finding]:
         """The rules' findings for ``snap``, with its health and findings filled in."""

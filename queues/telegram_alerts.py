@@ -261,9 +261,10 @@ class TelegramAlertSink:
         return len(alerts)
 
     # Telegram
-    def admin_languages(self) -> dict[int, str]:
-        """Each admin's language, as the bot keeps it: chosen with ``/lang``, else the one an admin
-        command last answered them in; English when Redis cannot say."""
+    def admin_preferences(self) -> dict[int, tuple[str, str | None]]:
+        """Each admin's language and time zone, as the bot keeps them (one round trip): the
+        language chosen with ``/lang``, else the one an admin command last answered them in; the
+        zone chosen with ``/tz`` (None: UTC). English and UTC when Redis cannot say."""
         from bot.keys import BotKeys
         from bot.texts import user_language
 
@@ -273,34 +274,21 @@ class TelegramAlertSink:
             pipe = self.client.pipeline(transaction=False)
             pipe.hmget(keys.user_languages(), fields)
             pipe.hmget(keys.user_seen_languages(), fields)
-            chosen, seen = pipe.execute()
+            pipe.hmget(keys.user_timezones(), fields)
+            chosen, seen, zones = pipe.execute()
         except redis.RedisError:
-            return {admin: "en" for admin in self.admin_ids}
+            return {admin: ("en", None) for admin in self.admin_ids}
 
         def text(value: Any) -> str | None:
             return value.decode() if isinstance(value, bytes) else value
 
-        return {admin: user_language(text(c), text(s)) for admin, c, s in zip(self.admin_ids, chosen, seen, strict=True)}
-
-    def admin_zones(self) -> dict[int, str | None]:
-        """Each admin's time zone, chosen with ``/tz`` (None: not chosen, or Redis cannot say: UTC)."""
-        from bot.keys import BotKeys
-
-        try:
-            zones = self.client.hmget(BotKeys(self.prefix).user_timezones(), [str(a) for a in self.admin_ids])
-        except redis.RedisError:
-            return {admin: None for admin in self.admin_ids}
-        return {admin: zone.decode() if isinstance(zone, bytes) else zone
-                for admin, zone in zip(self.admin_ids, zones, strict=True)}
+        return {admin: (user_language(text(c), text(s)), text(z))
+                for admin, c, s, z in zip(self.admin_ids, chosen, seen, zones, strict=True)}
 
     def _deliver(self, alerts: list[Alert], redis_down: bool = False) -> bool:
         """Send the batch to every admin in their language and time zone (English and UTC while
         Redis is down); True when at least one admin got it."""
-        if redis_down:
-            langs, zones = {admin: "en" for admin in self.admin_ids}, {admin: None for admin in self.admin_ids}
-        else:
-            langs, zones = self.admin_languages(), self.admin_zones()
-        wanted = {admin: (langs[admin], zones[admin]) for admin in self.admin_ids}
+        wanted = {admin: ("en", None) for admin in self.admin_ids} if redis_down else self.admin_preferences()
         texts = {(lang, zone): format_batch(alerts, self._secrets, lang=lang, zone_name=zone)
                  for lang, zone in set(wanted.values())}
         try:
