@@ -66,26 +66,14 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(f"Redis at {url} is unreachable ({type(exc).__name__}: {first})")
         except UnknownJobError as exc:
             fail(str(exc))
-        except Exception as exc:
-            if not is_rabbitmq_failure(exc):
-                raise
-            from queues.manager import rabbitmq_unreachable
+        except Exception as exc:  # RabbitMQ not answering on a path past the queue manager
+            from queues.manager import rabbit_failures, rabbitmq_unreachable
 
+            if get_settings().broker != "rabbitmq" or not isinstance(exc, rabbit_failures()):
+                raise
             fail(str(rabbitmq_unreachable(get_settings().rabbitmq_url, exc)))
 
     return wrapper
-
-
-def is_rabbitmq_failure(exc: Exception) -> bool:
-    """Whether ``exc`` is RabbitMQ not answering (pika's error, or Dramatiq's wrapping it) that
-    reached a command past the queue manager, which names the broker itself: a command must say
-    so in one line, never print a traceback that may show the broker's URL."""
-    if get_settings().broker != "rabbitmq":
-        return False
-    import pika.exceptions
-    from dramatiq.errors import BrokerConnectionError
-
-    return isinstance(exc, pika.exceptions.AMQPError | BrokerConnectionError)
 
 
 def shown(value: Any) -> Any:

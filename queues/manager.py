@@ -243,7 +243,7 @@ class QueueManager:
             return self.broker.enqueue(message)
         try:
             return self.broker.enqueue(message)
-        except _rabbit_failures() as exc:  # Dramatiq already tried again on a new connection
+        except rabbit_failures() as exc:  # Dramatiq already tried again on a new connection
             raise rabbitmq_unreachable(self.settings.rabbitmq_url, exc) from None
 
     def enqueue_job(self, actor: Any, **options: Any) -> JobHandle:
@@ -559,11 +559,11 @@ class QueueManager:
         tried once more on a new connection before the broker counts as unreachable."""
         try:
             return call()
-        except _rabbit_failures():
+        except rabbit_failures():
             self._drop_rabbit_connection()
         try:
             return call()
-        except _rabbit_failures() as exc:
+        except rabbit_failures() as exc:
             self._drop_rabbit_connection()
             raise rabbitmq_unreachable(self.settings.rabbitmq_url, exc) from None
 
@@ -623,7 +623,7 @@ def rabbitmq_unreachable(url: str, exc: BaseException) -> BrokerUnreachableError
     return BrokerUnreachableError(f"RabbitMQ at {redact_url(url)} is unreachable ({name})")
 
 
-def _rabbit_failures() -> tuple[type[BaseException], ...]:
+def rabbit_failures() -> tuple[type[BaseException], ...]:
     """What a RabbitMQ call raises when the broker does not answer: pika's errors, Dramatiq's
     connection errors (wrapping pika's), and the socket's (pika is imported only when used)."""
     import pika.exceptions

@@ -20,7 +20,7 @@ from dramatiq.common import dq_name, xq_name
 from queues.dramatiq_keys import acks_key
 from settings import load_settings
 from tests.pipeline.conftest import wait_until
-from tests.support.rabbitmq import RABBITMQ_URL, skip_unless_rabbitmq
+from tests.support.rabbitmq import RABBITMQ_URL, delete_queues, skip_unless_rabbitmq
 
 #: Seconds before the rate-limited job's retry: long enough to clear the queue before it is due.
 RETRY_AFTER = 8.0
@@ -111,11 +111,8 @@ def rabbit_manager(redis_url: str) -> Iterator:
     prefix = f"tclear{uuid.uuid4().hex[:8]}_"
     manager = manager_for(load_settings(broker="rabbitmq", rabbitmq_url=RABBITMQ_URL, queue_name_prefix=prefix))
     yield manager
-    channel = manager.broker.channel
-    for base in ("high", "default", "low"):
-        for suffix in ("", ".DQ", ".XQ"):
-            channel.queue_delete(queue=f"{prefix}{base}{suffix}")
     manager.broker.close()
+    delete_queues(RABBITMQ_URL, prefix)
 
 
 def _message(queue: str) -> Message:

@@ -21,23 +21,8 @@ import pytest
 
 from settings import Settings, load_settings
 from tests.scaleout.helpers import Traces, manager_for, wait_until
-from tests.support.rabbitmq import RABBITMQ_URL, skip_unless_rabbitmq
+from tests.support.rabbitmq import BASES, RABBITMQ_URL, delete_queues, skip_unless_rabbitmq
 from tests.support.workers import ROOT, WorkerPool
-
-BASES = ("high", "default", "low")
-
-
-def _delete_queues(url: str, prefix: str) -> None:
-    import pika
-
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        channel = connection.channel()
-        for base in BASES:
-            for suffix in ("", ".DQ", ".XQ"):
-                channel.queue_delete(queue=f"{prefix}{base}{suffix}")
-    finally:
-        connection.close()
 
 
 @dataclass
@@ -61,7 +46,7 @@ def rabbit(redis_server) -> Iterator[Rabbit]:
     prefix = f"t{uuid.uuid4().hex[:8]}_"
     settings = load_settings(broker="rabbitmq", rabbitmq_url=RABBITMQ_URL, queue_name_prefix=prefix)
     yield Rabbit(RABBITMQ_URL, prefix, settings)
-    _delete_queues(RABBITMQ_URL, prefix)
+    delete_queues(RABBITMQ_URL, prefix)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 from settings import redact_url
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+BASES = ("high", "default", "low")
 
 
 def rabbit_problem(url: str) -> str | None:
@@ -31,3 +32,17 @@ def skip_unless_rabbitmq(url: str = RABBITMQ_URL) -> None:
     problem = rabbit_problem(url)
     if problem:
         pytest.skip(f"RabbitMQ does not answer on {redact_url(url)} ({problem})")
+
+
+def delete_queues(url: str, prefix: str) -> None:
+    """Delete a test's queues (``prefix`` + each base, with its delay and dead-letter queues)."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        for base in BASES:
+            for suffix in ("", ".DQ", ".XQ"):
+                channel.queue_delete(queue=f"{prefix}{base}{suffix}")
+    finally:
+        connection.close()
