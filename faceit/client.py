@@ -173,14 +173,7 @@ class FaceitClient:
     # Raw requests --------------------------------------------------------------------------
 
     async def request(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        """GET ``path`` (relative to the API URL) with pacing, retries and mapped errors.
-
-        With no ``FACEIT_API_KEY`` against FACEIT's own API it sends nothing: the job fails at once
-        with an error that names the missing setting, not as a key FACEIT refused."""
-        if self.key_missing:
-            with contextlib.suppress(RedisError):  # counted as FACEIT's 401 would be: the monitor sees it
-                await self.counter.record("auth")
-            raise errors.KeyMissingError(KEY_MISSING)
+        """GET ``path`` (relative to the API URL) with pacing, retries and mapped errors."""
         rate_retries = self.rate_limit_retries
         transient_retries = self.transient_retries
         while True:
@@ -258,6 +251,13 @@ class FaceitClient:
             log.warning("could not record a FACEIT call outcome (Redis unavailable)")
 
     async def _cached(self, key: str, path: str, params: dict[str, Any] | None, ttl: Any, refresh: bool) -> Any:
+        """The cached value of ``key``, else ``path`` fetched once across processes. With no
+        ``FACEIT_API_KEY`` against FACEIT's own API nothing is sent and nothing cached: the job
+        fails at once with the error that names the setting (the failure cache would keep only
+        its code, and a follower would read a key FACEIT refused), counted as FACEIT's 401 would be."""
+        if self.key_missing:
+            await self._count("auth")
+            raise errors.KeyMissingError(KEY_MISSING)
         ttl_for = ttl if callable(ttl) else (lambda _value: ttl)
         try:
             return await self.cache.get(key, lambda: self.request(path, params), ttl_for, refresh=refresh)
@@ -275,29 +275,27 @@ class FaceitClient:
         except errors.NotFoundError as exc:
             raise with_key(exc, "player_not_found", ref=nickname) from None
         profile = PlayerProfile.from_api(raw)
-        profile.fetched_at = await self._fetched_at(key)
-        # The same profile answers a later lookup by id, as old as it is here (its age known).
-        if profile.player_id and profile.fetched_at is not None:
-            by_id = self.keys.cache("player", profile.player_id)
-            try:
-                age = time.time() - profile.fetched_at
-                by_id_age = await self.cache.age(by_id, self.ttls.profile)
-                # Never over a newer copy (monitoring reads by id), and never made younger than it
-                # is: an old profile passed for a fresh one hid the Elo of a match since.
-                if age < self.ttls.profile and (by_id_age is None or by_id_age > age):
+        by_id = self.keys.cache("player", profile.player_id) if profile.player_id else None
+        try:  # the two ages in one go: this copy's, and the copy by id's
+            ages = await asyncio.gather(*(self.cache.age(k, self.ttls.profile) for k in (key, by_id) if k))
+        except RedisError:
+            return profile  # its time not known: no snapshot of it, and no copy by id
+        profile.fetched_at = self._fetched_at(ages[0], refresh)
+        # The same profile answers a later lookup by id, as old as it is here.
+        if by_id is not None:
+            age, by_id_age = time.time() - profile.fetched_at, ages[1]
+            # Never over a newer copy (monitoring reads by id), and never made younger than it
+            # is: an old profile passed for a fresh one hid the Elo of a match since.
+            if age < self.ttls.profile and (by_id_age is None or by_id_age > age):
+                with contextlib.suppress(RedisError):
                     await self.cache.put(by_id, raw, self.ttls.profile - age)
-            except RedisError:
-                pass
         return profile
 
-    async def _fetched_at(self, key: str) -> float | None:
-        """When the profile just read under ``key`` came from FACEIT; None when Redis did not say.
-        Gone already, it expired since it was read: it was as old as the profile TTL."""
-        try:
-            age = await self.cache.age(key, self.ttls.profile)
-        except RedisError:
-            return None
-        return time.time() - (self.ttls.profile if age is None else age)
+    def _fetched_at(self, age: float | None, refresh: bool) -> float:
+        """When a profile just read came from FACEIT, from its cache entry's ``age``: now when it
+        was fetched for this read (``refresh``); the profile TTL ago when the entry has expired
+        since it was read."""
+        return time.time() - (0.0 if refresh else self.ttls.profile if age is None else age)
 
     async def cached_age(self, kind: str, *parts: object) -> float | None:
         """Seconds since the cached response of ``kind`` (``player``, ``player_nick``,
@@ -313,7 +311,11 @@ class FaceitClient:
         except errors.NotFoundError as exc:
             raise with_key(exc, "player_not_found", ref=player_id) from None
         profile = PlayerProfile.from_api(raw)
-        profile.fetched_at = await self._fetched_at(key)
+        try:  # a refresh was fetched for this read: no need to ask its age
+            age = None if refresh else await self.cache.age(key, self.ttls.profile)
+        except RedisError:
+            return profile  # its time not known: no snapshot of it
+        profile.fetched_at = self._fetched_at(age, refresh)
         return profile
 
     async def get_lifetime_stats(self, player_id: str, *, refresh: bool = False) -> LifetimeStats:

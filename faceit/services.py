@@ -38,7 +38,7 @@ from faceit.errors import (
     TransientError,
 )
 from faceit.i18n import ERROR_TEXTS, LANGS, error_payload, with_key
-from faceit.links import MatchRef, PlayerRef, parse_match_ref, parse_player_ref
+from faceit.links import MatchRef, parse_match_ref, parse_player_ref
 from faceit.models import FINISHED, NOT_ANALYSABLE, Match, PlayerProfile, matches_of, series_stats
 
 log = logging.getLogger(__name__)
@@ -218,16 +218,16 @@ async def resolve_player(player_ref: str) -> dict[str, Any]:
 
 async def build_player_report(player_ref: str, progress: Progress) -> dict[str, Any]:
     """Profile, level progress, lifetime and recent stats, map table, trend and a chart."""
-    ref = parse_player_ref(player_ref)  # bad input fails before any I/O
+    parse_player_ref(player_ref)  # bad input fails before any I/O
     ctx = await get_faceit_context()
     await progress(5, "profile")
     profile = await _fetch_profile(ctx, player_ref)
     await progress(30, "stats")
     lifetime, recent = await _player_stats(ctx, profile.player_id)
-    stale = await _stale_parts(ctx, ref, profile.player_id, recent, lifetime)
+    stale = await _stale_parts(ctx, profile, recent, lifetime)
     if "recent" in stale:
         recent = await _optional(ctx.client.get_recent_stats(profile.player_id, refresh=True), [])
-        stale |= await _stale_parts(ctx, ref, profile.player_id, recent)
+        stale |= await _stale_parts(ctx, profile, recent)
     if "lifetime" in stale:
         lifetime = await _optional(ctx.client.get_lifetime_stats(profile.player_id, refresh=True))
         if "recent" not in stale and not _same_streak(lifetime, recent):  # they know a match the list does not
@@ -259,7 +259,7 @@ async def _player_stats(ctx: FaceitContext, player_id: str) -> tuple[Any, Any]:
     ])
 
 
-async def _stale_parts(ctx: FaceitContext, ref: PlayerRef, player_id: str, recent: list[Any],
+async def _stale_parts(ctx: FaceitContext, profile: PlayerProfile, recent: list[Any],
                        lifetime: Any = None) -> set[str]:
     """Which cached parts of a player report would contradict the others (one report, one
     moment): the profile and lifetime stats when the newest recent match finished after they
@@ -269,13 +269,13 @@ async def _stale_parts(ctx: FaceitContext, ref: PlayerRef, player_id: str, recen
     between would be counted there and missing here), or before lifetime stats (given as
     ``lifetime``) whose current win streak they contradict (a match finished seconds after
     they were cached: "streak 2" over a list that ends in a loss). A part not cached (just
-    fetched, or missing at FACEIT) is current."""
-    client, now = ctx.client, time.time()
-    profile_key = ("player", ref.value) if ref.is_id else ("player_nick", ref.value)
-    parts = ("profile", "lifetime", "recent")
-    ages = await asyncio.gather(client.cached_age(*profile_key), client.cached_age("lifetime", player_id),
+    fetched, or missing at FACEIT) is current; the profile's time is the one it carries."""
+    client, now, player_id = ctx.client, time.time(), profile.player_id
+    ages = await asyncio.gather(client.cached_age("lifetime", player_id),
                                 client.cached_age("recent", player_id, RECENT_FETCH_LIMIT))
-    fetched = {part: now - age for part, age in zip(parts, ages, strict=True) if age is not None}
+    fetched = {part: now - age for part, age in zip(("lifetime", "recent"), ages, strict=True) if age is not None}
+    if profile.fetched_at is not None:
+        fetched["profile"] = profile.fetched_at
     newest = max((m.finished_at for m in recent if m.finished_at), default=0.0)
     stale = {part for part in ("profile", "lifetime") if part in fetched and fetched[part] < newest}
     others = [fetched[part] for part in ("profile", "lifetime") if part in fetched]
@@ -538,14 +538,12 @@ async def _scan_player(
     # 5v5 only, as everything else the bot counts: a Wingman match moves no 5v5 Elo, so notified
     # and counted it made the next 5v5 notice say "Elo +25 over the last 2 matches". Passed over
     # (the mark moves past it), it is not met again.
+    last_seen = max(rows, key=lambda g: g.finished_at or 0)
     five = [g for g in rows if g.is_5v5]
     if not five:
-        newest_other = max(rows, key=lambda g: g.finished_at or 0)
-        marks[player_id] = {**state, "match_id": newest_other.match_id, "finished_at": newest_other.finished_at}
+        marks[player_id] = {**state, "match_id": last_seen.match_id, "finished_at": last_seen.finished_at}
         return
-    last_seen = max(rows, key=lambda g: g.finished_at or 0)
-    rows = five
-    matches = matches_of(rows)  # the maps of a best of three make one match, and one notice
+    matches = matches_of(five)  # the maps of a best of three make one match, and one notice
     played = len(matches)  # the Elo change below covers all of them, even those not notified
     matches = matches[-MAX_NOTIFICATIONS_PER_PLAYER:]  # oldest first; the newest are told
     new = [series_stats(maps) for maps in matches]
@@ -696,10 +694,7 @@ async def _profile_after(ctx: FaceitContext, player_id: str, profile: Any, newes
     """``profile``, fetched again when it was cached before ``newest`` (the finish time of the
     player's newest match): its Elo predates that match ("Elo 941" beside the win that made it
     965)."""
-    if profile is None or not newest:
-        return profile
-    age = await ctx.client.cached_age("player", player_id)
-    if age is None or time.time() - age >= newest:
+    if profile is None or not newest or profile.fetched_at is None or profile.fetched_at >= newest:
         return profile
     return await _optional(ctx.client.get_player(player_id, refresh=True)) or profile
 

@@ -262,7 +262,7 @@ class World:
         """
         at = int(now if now is not None else time.time())
         five = mode.lower() == "5v5"
-        if mode != "5v5" and match_id:
+        if not five and match_id:
             raise ValueError("mode is for a new match, not a lobby")
         if not hold_elo and five:
             self.settle_elo()
@@ -291,8 +291,16 @@ class World:
             side = "faction1" if player_id in match.teams["faction1"].players else "faction2"
             winner = side if won else ("faction2" if side == "faction1" else "faction1")
         self._decide(match, p1, winner)
+        changes = self._move_elo(match, p1, hold_elo) if five else {}  # another mode: the 5v5 Elo stays
+        for pid in ids:
+            self.players[pid].matches.append(match.match_id)
+            self.players[pid].lifetime_matches += 1
+        return {"match_id": match.match_id, "winner": match.winner, "elo_changes": changes}
+
+    def _move_elo(self, match: WorldMatch, p1: float, hold_elo: bool) -> dict[str, int]:
+        """Each player's Elo change for ``match`` (K = 50), applied now or held (``hold_elo``)."""
         changes: dict[str, int] = {}
-        for key, p in (("faction1", p1), ("faction2", 1 - p1)) if five else ():
+        for key, p in (("faction1", p1), ("faction2", 1 - p1)):
             delta = round(50 * (1 - p)) if match.winner == key else -round(50 * p)
             for pid in match.teams[key].players:
                 if hold_elo:
@@ -300,10 +308,7 @@ class World:
                 else:
                     self.players[pid].elo = max(100, self.players[pid].elo + delta)
                 changes[pid] = delta
-        for pid in ids:
-            self.players[pid].matches.append(match.match_id)
-            self.players[pid].lifetime_matches += 1
-        return {"match_id": match.match_id, "winner": match.winner, "elo_changes": changes}
+        return changes
 
     # Lines ------------------------------------------------------------------------------------
 
