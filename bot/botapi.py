@@ -136,13 +136,13 @@ class BotAPI:
         return await self.call("sendMessage", {"chat_id": chat_id, "text": text, "parse_mode": "HTML",
                                                "reply_markup": reply_markup, "message_thread_id": thread_id,
                                                "reply_parameters": reply_to_json(reply_to) if reply_to else None,
-                                               "link_preview_options": {"is_disabled": True}})
+                                               "link_preview_options": NO_PREVIEW})
 
     async def edit_message_text(self, chat_id: int, message_id: int, text: str, *,
                                 reply_markup: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
         return await self.call("editMessageText", {"chat_id": chat_id, "message_id": message_id, "text": text,
                                                    "parse_mode": "HTML", "reply_markup": reply_markup,
-                                                   "link_preview_options": {"is_disabled": True}},
+                                                   "link_preview_options": NO_PREVIEW},
                                timeout=timeout)
 
     async def send_photo(self, chat_id: int, png: bytes, *, caption: str | None = None,
@@ -162,6 +162,11 @@ def _unreadable(method: str, response: aiohttp.ClientResponse) -> BotAPIError:
         retry_after = to_float(response.headers.get("Retry-After")) or 1.0
         return FloodControl(method, "unreadable reply", retry_after)
     return NetworkError(method, response.status, "unreadable reply")
+
+
+#: No link preview under the bot's messages (a faceit.com link in a line must not grow a site card);
+#: the bot process's aiogram defaults say the same (bot.telegram.build_bot).
+NO_PREVIEW = {"is_disabled": True}
 
 
 def reply_to_json(message_id: int) -> dict[str, Any]:

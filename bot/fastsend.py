@@ -25,11 +25,11 @@ from aiogram.methods import SendMessage
 from aiogram.types import Message
 from aiohttp import ClientError
 
+from bot.botapi import NO_PREVIEW
 from bot.replies import reply_parameters_json, reply_to_json
 from bot.telegram import wait_out_flood
 
 _JSON = {"Content-Type": "application/json"}
-NO_PREVIEW = {"is_disabled": True}  # as the Bot's defaults (bot.telegram.build_bot)
 
 
 def reply_params(message: Message, text: str, reply_markup: dict[str, Any] | None,

@@ -44,12 +44,9 @@ def asked_again_text(job_id: str, actor: str, lang: str, done: bool = False, els
     """For a repeat of the user's own request (``done``: the job already succeeded). ``elsewhere``:
     their first answer is in another chat, ``"private"`` (ours with them) or ``"other"`` (a group):
     the job's progress and result go there, not to this chat."""
-    kind = kind_name(actor, lang)
-    if elsewhere is None:
-        return t("asked_again_done" if done else "asked_again", lang, kind=kind, job_id=job_id)
-    where = t("where_private_chat" if elsewhere == "private" else "where_other_chat", lang)
-    return t("asked_again_elsewhere_done" if done else "asked_again_elsewhere", lang, kind=kind, job_id=job_id,
-             where=where)
+    key = ("asked_again_elsewhere" if elsewhere else "asked_again") + ("_done" if done else "")
+    where = {"where": t(f"where_{elsewhere}_chat", lang)} if elsewhere else {}
+    return t(key, lang, kind=kind_name(actor, lang), job_id=job_id, **where)
 
 
 def shown_here_text(job_id: str, actor: str, lang: str, done: bool = False, replying: bool = True) -> str:

@@ -159,6 +159,14 @@ def names_a_match(text: str) -> bool:
     return bool(ROOM_URL_RE.search(text) or MATCH_ID_RE.fullmatch(text.strip()) or _LOOSE_MATCH_ID_RE.search(text))
 
 
+def names_a_profile(text: str | None) -> bool:
+    """Whether a message (not a command) holds a FACEIT player profile link: the bot reports on
+    the player as if it came with /player (the same guards as :func:`names_a_match`)."""
+    if not isinstance(text, str) or text.startswith("/") or len(text) > MAX_INPUT_LENGTH:
+        return False
+    return PROFILE_URL_RE.search(text) is not None
+
+
 def parse_player_ref(text: str) -> PlayerRef:
     """A profile link, player id or nickname → :class:`PlayerRef`; else :class:`BadInputError`."""
     cleaned = _clean(text)

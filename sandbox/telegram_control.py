@@ -32,6 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.telegram_methods import photo_size
 from sandbox.telegram_state import SandboxBot, SandboxRegistry, SendLimits, StoredMessage
 from sandbox.telegram_text import user_text_entities
 
@@ -143,7 +144,7 @@ class ControlHandlers:
         if chat_id is not None and chat_id >= 0:
             raise ControlError(400, "chat_id names a group: a negative integer (a private chat is the user's own)")
         thread_id = _int(body.get("thread_id"), "thread_id")
-        if thread_id is not None and (chat_id is None or thread_id <= 0 or photo or text is None):
+        if thread_id is not None and (chat_id is None or thread_id <= 0 or text is None):
             raise ControlError(400, "thread_id (a positive integer) names a forum topic of the group chat_id, "
                                     "for a text message")
         edit_id = _int(body.get("edit_message_id"), "edit_message_id")
@@ -191,10 +192,8 @@ class ControlHandlers:
         if chat_id is None:
             bot.set_blocked(user_id, False)  # writing to the bot again unblocks it, as in Telegram
         stored = registry.add_file(_USER_PHOTO_PNG, "image/png", 1, 1)
-        size = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
-                "file_size": len(stored.data), "width": 1, "height": 1}
         text = None if caption is None else str(caption)
-        return _from_user(bot, user_id, chat_id, photo=[size], caption=text, raw_caption=text,
+        return _from_user(bot, user_id, chat_id, photo=[photo_size(stored)], caption=text, raw_caption=text,
                           caption_entities=[] if text is None else user_text_entities(text))
 
     @staticmethod

@@ -433,7 +433,7 @@ async def send_photo(call: Call) -> Any:
             caption_entities=content.entities,
             raw_caption=caption or None,
             parse_mode=parse_mode,
-            photo=[_photo_size(stored)],
+            photo=[photo_size(stored)],
             reply_markup=markup,
             reply_to_message_id=reply_to,
             thread_id=thread_of(call, chat_id, reply_to),
@@ -471,7 +471,7 @@ def _photo_file(call: Call) -> StoredFile:
     return call.registry.add_file(upload.data, content_type, width, height)
 
 
-def _photo_size(stored: StoredFile) -> dict[str, Any]:
+def photo_size(stored: StoredFile) -> dict[str, Any]:
     return {
         "file_id": stored.file_id,
         "file_unique_id": stored.file_unique_id,

@@ -11,7 +11,7 @@ from bot.replies import answer
 from bot.routers.common import command, reply_started, requester_of, text_of
 from bot.services import BotServices
 from bot.texts import t
-from faceit.links import PROFILE_URL_RE, parse_player_ref
+from faceit.links import names_a_profile, parse_player_ref
 
 
 async def player(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
@@ -25,8 +25,7 @@ async def player(message: Message, command: CommandObject, lang: str, services: 
 
 def looks_like_profile(message: Message) -> bool:
     """A message (not a command) whose text or caption holds a FACEIT player profile link."""
-    text = text_of(message)
-    return text is not None and not text.startswith("/") and PROFILE_URL_RE.search(text) is not None
+    return names_a_profile(text_of(message))
 
 
 async def pasted_profile(message: Message, lang: str, services: BotServices) -> None:

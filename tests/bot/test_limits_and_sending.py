@@ -21,7 +21,7 @@ from bot.limits import UserLimits
 from bot.sender import SKIPPED, Sender, UserBlocked
 from bot.sendlimit import SendLimiter, SlotTooFar
 from bot.views import failure_text, progress_text
-from faceit.errors import RateLimitedError
+from faceit.errors import RateLimitedError, UpstreamError
 from sandbox.telegram_api import SANDBOX_BOT_TOKEN
 
 
@@ -174,7 +174,7 @@ async def test_a_proxys_error_pages_are_never_taken_for_telegram_refusing(client
     assert all(type(errors[s]) is NetworkError for s in (403, 408, 400, 502)), errors
     assert type(errors[429]) is FloodControl and errors[429].retry_after == 7.0
     sender = Sender(SendLimiter(clients[0], BotKeys("fb:"), chat_rate=100, global_rate=100))
-    with pytest.raises(Exception) as caught:  # not UserBlocked: the follower stays active
+    with pytest.raises(UpstreamError) as caught:  # retried later, not UserBlocked: the follower stays active
         await sender.call(505, lambda: _raise(errors[403]))
     assert not isinstance(caught.value, UserBlocked)
 
