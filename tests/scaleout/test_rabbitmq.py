@@ -155,8 +155,12 @@ def test_transient_errors_retry_on_the_schedule_then_fail_finally(pools, rabbit_
     record = rabbit_manager.wait_for(ok.id, timeout=30)
     assert record.status == "succeeded" and record.result == {"runs": 4}
     assert [t["outcome"] for t in record.timeline] == ["retrying", "retrying", "retrying", "succeeded"]
+    # Each retry waits at least its scheduled delay. A delayed message sits in the worker until its
+    # consumer wakes, which an idle worker does once a second (Dramatiq's worker timeout), so a
+    # retry may run up to ~1 s late, more on a loaded machine: the upper bound leaves 2.5 s, as the
+    # Redis test does, which still rules out Dramatiq's own backoff (15 s and up).
     for gap, delay in zip(_gaps(traces.times(ok.id)), (0.1, 0.3, 0.9), strict=True):
-        assert delay - 0.02 <= gap < delay + 1.0, (gap, delay)
+        assert delay - 0.02 <= gap < delay + 2.5, (gap, delay)
     final = rabbit_manager.wait_for(doomed.id, timeout=30)
     assert final.status == "failed" and final.attempts == 4
     assert traces.runs(doomed.id) == 4  # first try + QUEUE_MAX_RETRIES, never more
