@@ -159,9 +159,7 @@ def status_text(record: Any, lang: str) -> str:
     """One job's state for ``/status``: status, progress while running, reason when failed."""
     status = record.status
     extra = ""
-    # A retried job runs again with its last attempt's "retrying" progress until it reports its
-    # own: that stage (its words are for the progress message, with the reason) is not shown here.
-    if status == "started" and record.progress and record.progress.get("stage") != "retrying":
+    if status == "started" and record.progress:  # this run's own: a run's begin drops the one before's
         stage, count, percent = _progress_bits(record.progress, lang)
         extra = f" · {stage}{count} · {percent}%"
     elif status == "failed":

@@ -321,6 +321,9 @@ return detached
 # A crash loop is max_deliveries deliveries whose worker died while running them (``lost``), not
 # max_deliveries deliveries in all: retries are deliveries too, and one lost worker must not use
 # up the last retry.
+# A run that begins has reported no progress yet: the progress of the run before it (the
+# "retrying" notice, or where a lost worker had got to) is dropped, else /status, the dashboard
+# and admin.py would show it for the whole run of a job that reports none of its own.
 _BEGIN = _LUA_COMMON + """
 local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local max_deliveries, worker, ttl, limit = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -379,6 +382,7 @@ index_add(prefix .. "jobs:status:started", score, id, limit, 0)
 redis.call("HSET", jk, "status", "started", "timeline", encode_array(timeline), "started_at", ARGV[3],
   "worker", worker, "deliveries", deliveries, "attempts", attempt, "first_started_at", f[7] or ARGV[3],
   "lost", lost)
+redis.call("HDEL", jk, "progress")
 redis.call("EXPIRE", jk, ttl)
 return {"run", attempt}
 """

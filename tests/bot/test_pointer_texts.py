@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.views import asked_again_text, shown_here_text, status_text
-from queues.jobstore import JobRecord
+from bot.views import asked_again_text, shown_here_text
 
 
 @pytest.mark.parametrize(("done", "replying", "en", "ru"), [
@@ -46,15 +45,3 @@ def test_a_refused_key_failure_says_to_come_back_once() -> None:
     ru = failure_text("j1", "match_analysis", error, {}, "ru")
     assert "operators are notified" in en and en.count("Try") == 1, en
     assert "администраторы уже знают" in ru and ru.count("Попробуйте") == 1, ru
-
-
-def test_status_of_a_job_running_again_after_a_retry_shows_no_leftover_retry_stage() -> None:
-    """Started again, the record still holds the "retrying" progress of the attempt before (a
-    lookup reports no progress of its own): /status showed "выполняется · retrying · 0%"."""
-    again = JobRecord(id="3f2a9c1e-0000-4000-8000-000000000000", actor="player_lookup", status="started",
-                      progress={"stage": "retrying", "code": "upstream", "percent": 0})
-    for lang in ("ru", "en"):
-        assert "retrying" not in status_text(again, lang) and "0%" not in status_text(again, lang)
-    running = JobRecord(id=again.id, actor="match_analysis", status="started",
-                        progress={"stage": "players", "done": 6, "total": 10, "percent": 45})
-    assert "6/10 · 45%" in status_text(running, "en")
