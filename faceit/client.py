@@ -254,9 +254,10 @@ class FaceitClient:
         """The cached value of ``key``, else ``path`` fetched once across processes. With no
         ``FACEIT_API_KEY`` against FACEIT's own API nothing is sent and nothing cached: the job
         fails at once with the error that names the setting (the failure cache would keep only
-        its code, and a follower would read a key FACEIT refused), counted as FACEIT's 401 would be."""
+        its code, and a follower would read a key FACEIT refused), counted as an auth error that
+        names its cause (``no_key``: the monitor's alert then says the key is not set)."""
         if self.key_missing:
-            await self._count("auth")
+            await self._count("no_key")
             raise errors.KeyMissingError(KEY_MISSING)
         ttl_for = ttl if callable(ttl) else (lambda _value: ttl)
         try:

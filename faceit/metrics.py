@@ -2,7 +2,9 @@
 
 Each call adds to a hash ``faceit:calls:<epoch minute>``: ``requests`` and one outcome field
 (``ok``, ``not_found``, ``auth``, ``rate_limited``, ``upstream``, ``timeout``, ``connection``,
-``bad_response``, ``client_error``). Hashes expire after :data:`RETENTION_SECONDS`.
+``bad_response``, ``client_error``), or ``no_key`` alone: a call not sent because
+``FACEIT_API_KEY`` is not set (it counts among the auth errors, and says why). Hashes expire
+after :data:`RETENTION_SECONDS`.
 
 :func:`faceit_call_counts` reads the minutes overlapping the last ``window_seconds`` (so the
 window is rounded up to whole minutes) and is what ``queues/monitoring.py`` should call for the
@@ -18,7 +20,8 @@ from faceit.keys import FaceitKeys
 
 RETENTION_SECONDS = 2 * 86400
 OUTCOMES = ("ok", "not_found", "auth", "rate_limited", "upstream", "timeout", "connection",
-            "bad_response", "client_error")
+            "bad_response", "client_error", "no_key")
+NOT_SENT = "no_key"  # the outcome of a call that never went out: not a request
 
 
 class CallCounter:
@@ -31,7 +34,8 @@ class CallCounter:
     async def record(self, outcome: str, now: float | None = None) -> None:
         key = self.keys.calls(int((now or time.time()) // 60))
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hincrby(key, "requests", 1)
+        if outcome != NOT_SENT:
+            pipe.hincrby(key, "requests", 1)
         pipe.hincrby(key, outcome, 1)
         pipe.expire(key, RETENTION_SECONDS)
         await pipe.execute()
@@ -59,7 +63,8 @@ def _summarise(minutes: list[int], rows: list[dict[str, Any]], window_seconds: f
         "errors": errors,
         "error_total": sum(errors.values()),
         "rate_limited": totals["rate_limited"],
-        "auth_errors": totals["auth"],
+        "auth_errors": totals["auth"] + totals[NOT_SENT],
+        "key_missing": totals[NOT_SENT],
         "per_minute": per_minute,
     }
 
@@ -68,7 +73,8 @@ def faceit_call_counts(window_seconds: float, redis_client: Any = None) -> dict[
     """Data API outcome counts over the last ``window_seconds`` (synchronous, for the monitor).
 
     Returns ``{"requests", "ok", "errors": {outcome: n}, "error_total", "rate_limited",
-    "auth_errors", "per_minute": [...], "window_seconds"}``. ``redis_client`` is a sync
+    "auth_errors", "key_missing", "per_minute": [...], "window_seconds"}``; ``auth_errors``
+    holds the ``key_missing`` calls (not sent: no ``FACEIT_API_KEY``) with FACEIT's refusals. ``redis_client`` is a sync
     ``redis.Redis``; without one a client is built from the settings.
     """
     from settings import get_settings

@@ -18,7 +18,8 @@ redis_full              critical  yes*    50          Redis refuses writes: used
 broker_unreachable      critical  yes     50          RabbitMQ does not answer: nothing can be queued
                                                       or consumed, and the queues' depth is unknown
 no_workers              critical  yes     25 / queue  jobs wait in a queue no live worker consumes
-faceit_auth             critical  yes     25          FACEIT refused our API key in the window
+faceit_auth             critical  yes     25          FACEIT refused our API key in the window, or
+                                                      calls failed unsent: FACEIT_API_KEY is not set
 failure_rate            error     yes     20 / queue  failed / finished > ALERT_FAILURE_RATE, not counting
                                                       jobs refused for their request (users' mistakes)
                                                       (at least ``failure_min_jobs`` finished)
@@ -243,6 +244,7 @@ def evaluate(snapshot: dict[str, Any], t: Thresholds) -> list[Finding]:
         auth = int(faceit.get("auth_errors") or 0)
         if auth > 0:
             found.append(finding("faceit_auth", GLOBAL_SUBJECT, auth_errors=auth,
+                                 key_missing=int(faceit.get("key_missing") or 0),
                                  window_seconds=faceit.get("auth_window_seconds") or 0))
         limited = int(faceit.get("rate_limited") or 0)
         if limited >= t.rate_limit_storm:

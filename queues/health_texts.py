@@ -61,6 +61,14 @@ TEXTS: dict[str, dict[str, str]] = {
                      "ru": "мёртвых сообщений: {dead} (admin.py requeue или purge-dead)"},
     "faceit_auth": {"en": "FACEIT refused our API key {auth} {times} in the last {window}",
                     "ru": "FACEIT отклонил наш API-ключ {auth} {times} за последние {window}"},
+    "faceit_no_key": {"en": "FACEIT_API_KEY is not set: a FACEIT call went unsent {auth} {times} in the last {window}",
+                      "ru": "FACEIT_API_KEY не задан: запрос к FACEIT не отправлен {auth} {times} за последние {window}"},
+    "faceit_auth_and_no_key": {
+        "en": "FACEIT refused our API key {auth} {times} in the last {window}, and a call went unsent {missing} "
+              "{missing_times}: FACEIT_API_KEY is not set in some process",
+        "ru": "FACEIT отклонил наш API-ключ {auth} {times} за последние {window}, и ещё {missing} {missing_times} "
+              "запрос не отправлен: в каком-то процессе FACEIT_API_KEY не задан",
+    },
     "faceit_rate_limit": {
         "en": "FACEIT answered 429 {limited} {times} in the last {window} (storm threshold {threshold})",
         "ru": "FACEIT ответил 429 {limited} {times} за последние {window} (порог шторма {threshold})",
@@ -120,9 +128,13 @@ def _params(rule: str, subject: str, d: dict[str, Any], lang: str) -> tuple[str,
         return rule, {"share": _percent(d["memory_share"]), "limit": _percent(d["limit"])}
     if rule in ("redis_unreachable", "broker_unreachable"):
         return rule, {"error": d.get("error") or "no answer"}
-    if rule == "faceit_auth":
-        return rule, {"auth": d["auth_errors"], "times": _times(d["auth_errors"], lang),
-                      "window": duration(d["window_seconds"], lang)}
+    if rule == "faceit_auth":  # FACEIT's refusals, calls not sent for want of a key, or both
+        missing = int(d.get("key_missing") or 0)  # absent from an older monitor's record
+        refused = int(d["auth_errors"]) - missing
+        key = "faceit_auth" if not missing else "faceit_no_key" if refused <= 0 else "faceit_auth_and_no_key"
+        count = refused if refused > 0 else missing
+        return key, {"auth": count, "times": _times(count, lang), "missing": missing,
+                     "missing_times": _times(missing, lang), "window": duration(d["window_seconds"], lang)}
     if rule == "faceit_rate_limit":
         return rule, {"limited": d["rate_limited"], "times": _times(d["rate_limited"], lang),
                       "window": duration(d["window_seconds"], lang), "threshold": d["threshold"]}

@@ -340,7 +340,8 @@ class QueueMonitor:
             "available": True, "window_seconds": short.get("window_seconds"),
             "requests": short.get("requests", 0), "errors": short.get("error_total", 0),
             "rate_limited": short.get("rate_limited", 0),
-            "auth_errors": long.get("auth_errors", 0), "auth_window_seconds": long.get("window_seconds"),
+            "auth_errors": long.get("auth_errors", 0), "key_missing": long.get("key_missing", 0),
+            "auth_window_seconds": long.get("window_seconds"),
             "window_requests": long.get("requests", 0), "window_errors": long.get("error_total", 0),
             "window_rate_limited": long.get("rate_limited", 0),
         }

@@ -210,6 +210,33 @@ def test_faceit_auth_errors_and_a_429_storm_from_the_faceit_counters(fresh, make
     assert resolved(monitor.alerts, "faceit_auth") and resolved(monitor.alerts, "faceit_rate_limit")
 
 
+def test_faceit_calls_failing_for_want_of_a_key_are_told_as_that_not_as_a_refusal(fresh, make_monitor):
+    """Workers without ``FACEIT_API_KEY`` send nothing: the critical alert said "FACEIT refused
+    our API key 2 times", sending the operator to FACEIT's console instead of the settings."""
+    from faceit.keys import FaceitKeys
+    from faceit.metrics import CallCounter
+    from queues.connection import async_redis_client
+    from settings import get_settings
+
+    monitor = make_monitor()
+
+    async def record(outcome: str, n: int) -> None:
+        client = async_redis_client(get_settings())
+        counter = CallCounter(client, FaceitKeys(get_settings().redis_key_prefix))
+        for _ in range(n):
+            await counter.record(outcome)
+        await client.aclose()
+
+    asyncio.run(record("no_key", 2))
+    snap = monitor.tick()
+    assert snap["faceit"]["auth_errors"] == 2 and snap["faceit"]["key_missing"] == 2
+    assert snap["faceit"]["requests"] == 0  # nothing went out
+    (alert,) = fired(monitor.alerts, "faceit_auth")
+    assert alert.level == "critical"
+    assert alert.message.startswith("FACEIT_API_KEY is not set: a FACEIT call went unsent 2 times in the last ")
+    assert "refused" not in alert.message
+
+
 def test_series_current_metrics_and_retention(live_pool, manager, make_monitor):
     monitor = make_monitor()
     for _ in range(3):

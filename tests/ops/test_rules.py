@@ -196,6 +196,12 @@ def test_counts_take_their_word_form():
         return describe("faceit_auth", "-", {"auth_errors": count, "window_seconds": 60}, lang)
 
     assert auth(1, "en") == "FACEIT refused our API key 1 time in the last 1.0 min"
+    unsent = {"auth_errors": 3, "key_missing": 3, "window_seconds": 60}
+    assert describe("faceit_auth", "-", unsent, "en") == \
+        "FACEIT_API_KEY is not set: a FACEIT call went unsent 3 times in the last 1.0 min"
+    assert describe("faceit_auth", "-", unsent, "ru").startswith("FACEIT_API_KEY не задан: запрос к FACEIT не отправлен 3 раза")
+    both = describe("faceit_auth", "-", {"auth_errors": 5, "key_missing": 1, "window_seconds": 60}, "en")
+    assert both.startswith("FACEIT refused our API key 4 times in the last 1.0 min, and a call went unsent 1 time:")
     assert auth(2, "en").startswith("FACEIT refused our API key 2 times")
     assert [auth(n, "ru").split("API-ключ ")[1].split(" за ")[0] for n in (1, 3, 5, 21)] == [
         "1 раз", "3 раза", "5 раз", "21 раз"]
