@@ -615,12 +615,24 @@ class QueueManager:
 
 
 def rabbitmq_unreachable(url: str, exc: BaseException) -> BrokerUnreachableError:
-    """The error that says RabbitMQ at ``url`` (password redacted) did not answer, naming the
+    """The error that says RabbitMQ at ``url`` (password redacted) cannot be used, naming the
     cause: Dramatiq wraps pika's error in its own (``ConnectionClosed(AMQPConnectionError)``), and
-    the inner one says what happened."""
+    the inner one says what happened. A broker that answers but refuses the login, the virtual
+    host or an operation says so: "unreachable" would send the operator to the network."""
+    import pika.exceptions
+
     cause = getattr(exc, "message", None) if isinstance(exc, dramatiq.DramatiqError) else None
-    name = type(cause if isinstance(cause, BaseException) else exc).__name__
-    return BrokerUnreachableError(f"RabbitMQ at {redact_url(url)} is unreachable ({name})")
+    inner = cause if isinstance(cause, BaseException) else exc
+    where = f"RabbitMQ at {redact_url(url)}"
+    if isinstance(inner, pika.exceptions.ProbableAuthenticationError):
+        return BrokerUnreachableError(f"{where} refused the login: check the user and password in RABBITMQ_URL")
+    if isinstance(inner, pika.exceptions.ProbableAccessDeniedError):
+        return BrokerUnreachableError(f"{where} refused the virtual host: check it in RABBITMQ_URL, and the "
+                                      "user's permissions on it")
+    if isinstance(inner, pika.exceptions.ChannelClosedByBroker) and inner.reply_code == 403:
+        return BrokerUnreachableError(f"{where} refused the operation ({inner.reply_text}): the user lacks "
+                                      "a permission on the queues")
+    return BrokerUnreachableError(f"{where} is unreachable ({type(inner).__name__})")
 
 
 def rabbit_failures() -> tuple[type[BaseException], ...]:

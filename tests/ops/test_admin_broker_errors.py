@@ -1,12 +1,16 @@
 """Admin commands that send messages, with RabbitMQ configured but down: one line on stderr
 naming the broker (password masked) and exit 1, as ``status`` and ``clear`` already did, never
-Dramatiq's traceback. No RabbitMQ server needed: the URL points at a port nobody listens on."""
+Dramatiq's traceback. No RabbitMQ server needed: the URL points at a port nobody listens on.
+A RabbitMQ that answers but refuses the login or the virtual host says that instead (the local
+server; skipped, saying why, when it does not answer)."""
 
 from __future__ import annotations
 
 import pytest
 
+from settings import redact_url
 from tests.ops.test_admin import admin_process
+from tests.support.rabbitmq import RABBITMQ_URL, skip_unless_rabbitmq
 
 FAILED_JOB = "0b6f4c2e-7d1a-4f5e-9c3b-2a1d4e5f6a7b"
 
@@ -46,3 +50,24 @@ def test_commands_that_send_say_rabbitmq_is_unreachable_in_one_line(redis_server
     store = get_job_store()
     assert store.get(job_id).status == "failed"
     assert store.list_jobs(status="queued")[1] == 0
+
+
+@pytest.mark.parametrize(("where", "said"), [
+    ("password", "refused the login: check the user and password in RABBITMQ_URL"),
+    ("vhost", "refused the virtual host: check it in RABBITMQ_URL, and the user's permissions on it"),
+])
+def test_a_rabbitmq_that_refuses_the_login_or_the_vhost_is_not_called_unreachable(redis_server, fresh, where, said):
+    """A wrong password read "RabbitMQ at … is unreachable (ProbableAuthenticationError)": the
+    operator went looking at the network while the broker answered and said no."""
+    import pika
+
+    skip_unless_rabbitmq()
+    params = pika.URLParameters(RABBITMQ_URL)
+    user, host, port = params.credentials.username, params.host, params.port
+    url = (f"amqp://{user}:wr0ng-s3cret@{host}:{port}/" if where == "password"
+           else f"amqp://{user}:{params.credentials.password}@{host}:{port}/no-such-vhost-here")
+    for args in (("clear", "all", "--yes"), ("test", "--timeout", "5")):
+        done = admin_process(*args, BROKER="rabbitmq", RABBITMQ_URL=url)
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert done.stderr.strip() == f"error: RabbitMQ at {redact_url(url)} {said}", done.stderr
+        assert "wr0ng-s3cret" not in done.stdout + done.stderr
