@@ -6,6 +6,11 @@ server; skipped, saying why, when it does not answer)."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+
 import pytest
 
 from settings import redact_url
@@ -71,3 +76,39 @@ def test_a_rabbitmq_that_refuses_the_login_or_the_vhost_is_not_called_unreachabl
         assert done.returncode == 1, (args, done.stdout, done.stderr)
         assert done.stderr.strip() == f"error: RabbitMQ at {redact_url(url)} {said}", done.stderr
         assert "wr0ng-s3cret" not in done.stdout + done.stderr
+
+
+@pytest.fixture
+def rabbit_user_without_permissions(redis_server) -> Iterator[str]:
+    """A RabbitMQ URL of a user made for this test who may open the vhost and touch no queue
+    (``rabbitmqctl``, on the local server; skipped, saying why, where that cannot be done)."""
+    import pika
+
+    skip_unless_rabbitmq()
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not installed: no user without permissions can be made")
+    user, password = f"t{uuid.uuid4().hex[:8]}_noperms", uuid.uuid4().hex
+
+    def ctl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
+
+    made = ctl("add_user", user, password)
+    if made.returncode != 0:
+        pytest.skip(f"rabbitmqctl cannot add a user here: {(made.stderr or made.stdout).strip()[:200]}")
+    try:
+        assert ctl("set_permissions", "-p", "/", user, "^$", "^$", "^$").returncode == 0
+        params = pika.URLParameters(RABBITMQ_URL)
+        yield f"amqp://{user}:{password}@{params.host}:{params.port}/"
+    finally:
+        ctl("delete_user", user)
+
+
+def test_a_rabbitmq_user_without_permissions_is_told_so_not_unreachable(rabbit_user_without_permissions, fresh):
+    """Login and vhost accepted, the queues refused (403 ACCESS_REFUSED on the channel)."""
+    url = rabbit_user_without_permissions
+    for args in (("clear", "all", "--yes"), ("test", "--timeout", "5")):
+        done = admin_process(*args, BROKER="rabbitmq", RABBITMQ_URL=url)
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        line = done.stderr.strip()
+        assert line.startswith(f"error: RabbitMQ at {redact_url(url)} refused the operation (ACCESS_REFUSED"), line
+        assert line.endswith("): the user lacks a permission on the queues") and "\n" not in line, line
