@@ -180,25 +180,30 @@ def test_a_condition_hovering_at_its_limit_keeps_one_alert_open(fresh, make_moni
     assert len(resolved(monitor.alerts, "redis_memory")) == 1
 
 
-def test_faceit_auth_errors_and_a_429_storm_from_the_faceit_counters(fresh, make_monitor, env_override):
+async def _record_faceit_calls(outcome: str, n: int) -> None:
+    """``n`` FACEIT calls ending in ``outcome``, counted as the client counts them."""
     from faceit.keys import FaceitKeys
     from faceit.metrics import CallCounter
     from queues.connection import async_redis_client
     from settings import get_settings
 
+    client = async_redis_client(get_settings())
+    counter = CallCounter(client, FaceitKeys(get_settings().redis_key_prefix))
+    for _ in range(n):
+        await counter.record(outcome)
+    await client.aclose()
+
+
+def test_faceit_auth_errors_and_a_429_storm_from_the_faceit_counters(fresh, make_monitor, env_override):
+    from faceit.keys import FaceitKeys
+    from settings import get_settings
+
     env_override(ALERT_RATE_LIMIT_STORM="5")
     monitor = make_monitor()
 
-    async def record(outcome: str, n: int) -> None:
-        client = async_redis_client(get_settings())
-        counter = CallCounter(client, FaceitKeys(get_settings().redis_key_prefix))
-        for _ in range(n):
-            await counter.record(outcome)
-        await client.aclose()
-
-    asyncio.run(record("rate_limited", 6))
-    asyncio.run(record("auth", 1))
-    asyncio.run(record("ok", 3))
+    asyncio.run(_record_faceit_calls("rate_limited", 6))
+    asyncio.run(_record_faceit_calls("auth", 1))
+    asyncio.run(_record_faceit_calls("ok", 3))
     snap = monitor.tick()
     assert snap["faceit"]["available"] and snap["faceit"]["rate_limited"] == 6
     assert snap["faceit"]["requests"] == 10 and snap["faceit"]["auth_errors"] == 1
@@ -213,21 +218,9 @@ def test_faceit_auth_errors_and_a_429_storm_from_the_faceit_counters(fresh, make
 def test_faceit_calls_failing_for_want_of_a_key_are_told_as_that_not_as_a_refusal(fresh, make_monitor):
     """Workers without ``FACEIT_API_KEY`` send nothing: the critical alert said "FACEIT refused
     our API key 2 times", sending the operator to FACEIT's console instead of the settings."""
-    from faceit.keys import FaceitKeys
-    from faceit.metrics import CallCounter
-    from queues.connection import async_redis_client
-    from settings import get_settings
-
     monitor = make_monitor()
 
-    async def record(outcome: str, n: int) -> None:
-        client = async_redis_client(get_settings())
-        counter = CallCounter(client, FaceitKeys(get_settings().redis_key_prefix))
-        for _ in range(n):
-            await counter.record(outcome)
-        await client.aclose()
-
-    asyncio.run(record("no_key", 2))
+    asyncio.run(_record_faceit_calls("no_key", 2))
     snap = monitor.tick()
     assert snap["faceit"]["auth_errors"] == 2 and snap["faceit"]["key_missing"] == 2
     assert snap["faceit"]["requests"] == 0  # nothing went out
