@@ -194,10 +194,19 @@ def identity_from_header(request: web.Request, header: str, key: str) -> Identit
 
 
 def safe_next(target: str | None) -> str:
-    """A local path to go back to after login (never another site)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """A local path to go back to after login (never another site).
+
+    Judged on the text as the browser will get it: control characters and spaces are refused
+    outright, since the URL library drops tabs and newlines when it writes ``Location``
+    (``/\t/evil.example`` went out as ``//evil.example``), and the path must be one of ours.
+    """
+    if not target or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
         return "/"
-    return target
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//") \
+            or "\\" in target:
+        return "/"
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 # --- middlewares ----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+from urllib.parse import urlencode
 
 import pytest
 
@@ -166,11 +167,20 @@ def test_login_session_logout_and_tampering(auth_dashboard: DashboardServer) -> 
     out = browser.post("/logout", form={"csrf_token": browser.csrf()})
     assert out.status == 303 and "fbdash_session" not in browser.cookies
     assert browser.get("/api/me").status == 401
-    # Login redirects never leave the site.
-    again = auth_dashboard.client()
-    reply = again.post("/login", form={**ADMIN, "csrf_token": page_csrf(again.get("/login").text),
-                                       "next": "//evil.example/x"})
-    assert reply.location == "/"
+    # Login redirects never leave the site, however the way out is spelled: the URL library drops
+    # tabs and newlines as it writes Location, so "/\t/evil.example" went out as "//evil.example".
+    for way_out in ("//evil.example/x", "/\t/evil.example", "/\n/evil.example", "/\r/evil.example",
+                    "/\\evil.example", "https://evil.example/", " //evil.example"):
+        again = auth_dashboard.client()
+        reply = again.post("/login", form={**ADMIN, "csrf_token": page_csrf(again.get("/login").text),
+                                           "next": way_out})
+        assert reply.status == 303 and reply.location == "/", (way_out, reply.location)
+        signed_in = again.get("/login?" + urlencode({"next": way_out}))  # already signed in: redirected at once
+        assert signed_in.status == 303 and signed_in.location == "/", (way_out, signed_in.location)
+    kept = auth_dashboard.client()
+    reply = kept.post("/login", form={**ADMIN, "csrf_token": page_csrf(kept.get("/login").text),
+                                      "next": "/jobs?status=failed&page=2"})
+    assert reply.location == "/jobs?status=failed&page=2"
 
 
 def test_failed_logins_are_throttled(auth_dashboard: DashboardServer) -> None:
