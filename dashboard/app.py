@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None, *, host: str | None = None,
     """
     settings = settings or get_settings()
     credentials = Credentials.from_settings(settings)
-    check_startup(host or settings.queue_dashboard_host, credentials)
+    check_startup(host if host is not None else settings.queue_dashboard_host, credentials)  # "" is every address
     store = get_job_store(settings)
     data = DashboardData(
         settings, QueueManager(settings), store, get_alert_store(settings),

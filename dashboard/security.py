@@ -161,8 +161,9 @@ def check_startup(host: str, credentials: Credentials) -> None:
     if problems:
         raise StartupRefused("; ".join(problems))
     if not credentials.configured and host not in LOOPBACK_HOSTS:
+        where = host or "every address (an empty host)"
         raise StartupRefused(
-            f"refusing to listen on {host} without credentials: set DASHBOARD_USER and DASHBOARD_PASSWORD "
+            f"refusing to listen on {where} without credentials: set DASHBOARD_USER and DASHBOARD_PASSWORD "
             "(or DASHBOARD_TOKEN), or bind QUEUE_DASHBOARD_HOST to 127.0.0.1"
         )
 

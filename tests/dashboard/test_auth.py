@@ -279,6 +279,9 @@ def test_refuses_to_start_without_credentials_off_loopback(redis_url: str) -> No
 
     with pytest.raises(StartupRefused, match="without credentials"):
         create_app(dashboard_settings(), host="0.0.0.0")
+    # An empty --host (a variable left unset) binds every address; it was judged as the setting.
+    with pytest.raises(StartupRefused, match=r"on every address \(an empty host\) without credentials"):
+        create_app(dashboard_settings(), host="")
     with pytest.raises(StartupRefused, match="DASHBOARD_PASSWORD"):
         create_app(dashboard_settings(dashboard_user="operator"), host="127.0.0.1")
     # With credentials it may listen anywhere.
