@@ -50,7 +50,8 @@ def create_app(settings: Settings | None = None, *, host: str | None = None,
         chat_url = settings.telegram_api_url.rstrip("/") + "/chat"
     dashboard = Dashboard(settings=settings, data=data, credentials=credentials, signer=Signer(key),
                           sandbox_chat_url=chat_url)
-    app = web.Application(middlewares=[errors, security_headers, authenticate, guard_posts],
+    # The security headers outermost: the error pages that ``errors`` makes get them too.
+    app = web.Application(middlewares=[security_headers, errors, authenticate, guard_posts],
                           client_max_size=1024 * 1024)
     app[DASHBOARD] = dashboard
     app.add_routes(api.routes)

@@ -136,6 +136,13 @@ def test_job_detail_redacts_secrets_and_escapes_everything(local: Client, store:
     csp = local.get(f"/jobs/{job_id}").headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
     assert local.get("/api/jobs/nope").status == 404 and local.get("/jobs/nope").status == 404
+    # Error pages too (they carry the CSRF token and the operator's name): a 404 with no
+    # Cache-Control may be kept by a shared cache, and one without the CSP may be framed.
+    for path in ("/jobs/nope", "/api/jobs/nope", "/no-such-page", "/jobs?status=bogus&page=x"):
+        reply = local.get(path)
+        assert reply.headers.get("cache-control") == "no-store", (path, reply.status, reply.headers)
+        assert "frame-ancestors 'none'" in reply.headers.get("content-security-policy", ""), path
+        assert reply.headers.get("x-content-type-options") == "nosniff", path
 
 
 def test_job_actions_change_records_and_queues(local: Client, store: JobStore, redis_client,
