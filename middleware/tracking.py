@@ -31,7 +31,7 @@ from dramatiq.middleware import SkipMessage
 from middleware.state import state_of
 from middleware.until_answered import until_answered
 from queues.errors import error_summary
-from queues.jobstore import JobStore
+from queues.jobstore import JobStore, write_token
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +69,9 @@ class Tracking(Middleware):
         max_deliveries = self._max_deliveries(broker, message)
         worker = self._worker_name()
         made_at_ms = message.message_timestamp
+        token = write_token()  # the same on every try: a begin sent again answers as it did
         begin = self._until_written(message, "its start", lambda: store.begin(
-            message.message_id, max_deliveries=max_deliveries, worker=worker, made_at_ms=made_at_ms))
+            message.message_id, max_deliveries=max_deliveries, worker=worker, made_at_ms=made_at_ms, token=token))
         if begin.verdict == "missing":
             from queues.manager import redacted_arguments  # avoids an import cycle at load time
 
@@ -80,7 +81,8 @@ class Tracking(Middleware):
                 message.message_id, actor=message.actor_name, queue=message.queue_name.removesuffix(".DQ"),
                 args=args, kwargs=kwargs, max_retries=max_deliveries - 1))
             begin = self._until_written(message, "its start", lambda: store.begin(
-                message.message_id, max_deliveries=max_deliveries, worker=worker, made_at_ms=made_at_ms))
+                message.message_id, max_deliveries=max_deliveries, worker=worker, made_at_ms=made_at_ms,
+                token=token))
         if begin.verdict == "run":
             state.attempt = begin.attempt
             return
@@ -128,10 +130,12 @@ class Tracking(Middleware):
         ack = None
         if exception is None and not (isinstance(result, dict) and result.get("notifications")):
             ack = getattr(broker, "ack_target", lambda _m: None)(message)
+        token = write_token()  # the same on every try: a finish sent again answers as it did
         try:
             finish = self._until_written(message, f"outcome {state.outcome}", lambda: self._job_store().finish(
                 message.message_id, attempt=state.attempt, status=state.outcome,
                 result=result if exception is None else None, error=error, retry_at=state.retry_at, ack=ack,
+                token=token,
             ))
         except Exception:
             self.write_failures += 1

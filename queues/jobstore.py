@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -218,6 +219,10 @@ local function create_job(A)
     return nil
   end
   local existing, st, ejk = current_job(A)
+  -- This very create again (its reply was lost and the client sent it anew): the record is
+  -- ours, and its message still to be sent. "joined" would send none, and the subject would
+  -- point every later request at a job that never runs.
+  if existing == id then return {id, "new"} end
   if existing and st == "succeeded" then
     -- Done a moment ago: a repeat is pointed at its answer; anyone else gets a job of their own.
     local shown = req ~= "" and answered_already(A)
@@ -313,7 +318,9 @@ return detached
 """
 
 # ARGV: prefix, id, now, max_deliveries, worker, ttl, limit, result_ttl, failure_ttl, stats_ttl
-# ARGV 11: when the message was made (ms), or "". Returns {verdict, n[, waits]}: run (n =
+# ARGV 11: when the message was made (ms), or "". ARGV 12: this delivery's token, or "": the
+# same begin sent again (its reply lost) answers "run" at the attempt it began, instead of
+# taking its own open attempt for a lost worker's. Returns {verdict, n[, waits]}: run (n =
 # attempt), final (n = status), canceled, crash_loop (n = workers lost), missing, superseded (a
 # message made before the job's last requeue: the requeue sent one of its own, and both would
 # run the job). ``waits`` (final, canceled, crash_loop): someone_waits, whether a delivery could
@@ -333,6 +340,10 @@ local f = redis.call("HMGET", jk, "status", "enqueued_at", "cancel_requested", "
   "timeline", "first_started_at", "lost", "queue", "actor", "requeued_at")
 local st = f[1]
 if not st then return {"missing", 0} end
+local token = ARGV[12] or ""
+if token ~= "" and st == "started" and redis.call("HGET", jk, "begin_token") == token then
+  return {"run", tonumber(f[5])}
+end
 if st == "succeeded" or st == "failed" or st == "canceled" then return {"final", st, someone_waits(jk)} end
 local made, requeued = tonumber(ARGV[11]), tonumber(f[11])
 if made and requeued and made < math.floor(requeued * 1000) then return {"superseded", 0} end
@@ -383,6 +394,7 @@ redis.call("HSET", jk, "status", "started", "timeline", encode_array(timeline), 
   "worker", worker, "deliveries", deliveries, "attempts", attempt, "first_started_at", f[7] or ARGV[3],
   "lost", lost)
 redis.call("HDEL", jk, "progress")
+if token ~= "" then redis.call("HSET", jk, "begin_token", token) end
 redis.call("EXPIRE", jk, ttl)
 return {"run", attempt}
 """
@@ -392,9 +404,10 @@ _REQUEST_ERROR_CODES_LUA = "local REQUEST_ERROR_CODES = {" + ", ".join(
     f'["{code}"] = true' for code in sorted(REQUEST_ERROR_CODES)) + "}\n"
 
 # ARGV: prefix, id, now, status, attempt, result|"", error|"", ttl, limit, retry_at|"",
-#       stats_ttl, failure_ttl, acks_key|"", msgs_key|"", redis_message_id|"", buckets...
+#       stats_ttl, failure_ttl, acks_key|"", msgs_key|"", redis_message_id|"", token|"", buckets...
 # Returns {status written | "stale" (re-delivered meanwhile) | "missing" (the record is gone), requester
-# count, 1 if it acked the message}.
+# count, 1 if it acked the message}. The same finish sent again (its reply lost: the same token)
+# answers as the first did, not "stale": else the result went undelivered, or the retry unsent.
 _FINISH = _LUA_COMMON + _REQUEST_ERROR_CODES_LUA + """
 local prefix, id, now, status = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local attempt, result, err = tonumber(ARGV[5]), ARGV[6], ARGV[7]
@@ -402,9 +415,13 @@ local ttl, limit, retry_at = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
 local stats_ttl, failure_ttl = tonumber(ARGV[11]), tonumber(ARGV[12])
 local jk = prefix .. "job:" .. id
 local fields = redis.call("HMGET", jk, "status", "attempts", "queue", "actor", "enqueued_at",
-  "first_started_at", "started_at", "requesters", "timeline", "coalesce_key")
+  "first_started_at", "started_at", "requesters", "timeline", "coalesce_key", "finish_token")
 local st = fields[1]
 if not st then return {"missing", 0} end
+local token = ARGV[16]
+if token ~= "" and st == status and fields[11] == token and tonumber(fields[2]) == attempt then
+  return {status, #decode_array(fields[8]), 0}
+end
 if st ~= "started" or tonumber(fields[2]) ~= attempt then return {"stale", 0} end
 local queue, actor = fields[3], fields[4]
 local score = tonumber(fields[5]) or now
@@ -421,6 +438,7 @@ if last then
   end
 end
 redis.call("HSET", jk, "status", status, "timeline", encode_array(timeline))
+if token ~= "" then redis.call("HSET", jk, "finish_token", token) end
 redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
 index_add(prefix .. "jobs:status:" .. status, score, id, limit, 0)
 if result ~= "" then redis.call("HSET", jk, "result", result) end
@@ -452,7 +470,7 @@ count_outcome(prefix, queue, actor, outcome, now, stats_ttl, refused)
 if final or status == "retrying" then
   local hk = prefix .. "hist:" .. actor
   local placed = false
-  for i = 16, #ARGV do
+  for i = 17, #ARGV do
     if not placed and run <= tonumber(ARGV[i]) then
       redis.call("HINCRBY", hk, ARGV[i], 1)
       placed = true
@@ -530,20 +548,25 @@ return {"canceled", someone_waits(jk)}
 
 #: What a requeue's reset clears, and what it sets anew; its undo puts back both (and the status).
 RESET_CLEARS = ("error", "result", "finished_at", "cancel_requested", "retry_at", "progress")
-RESET_SETS = ("deliveries", "lost", "requeued_at")
+RESET_SETS = ("deliveries", "lost", "requeued_at", "requeued_from")
 
 # ARGV: prefix, id, now, ttl, limit.  Back to queued for a requeue; returns the old status.
+# This very reset again (its reply lost, the call sent anew: the same ``now``) answers as the
+# first did: else the requeue took it for a job already queued and sent no message.
 _RESET = _LUA_COMMON + """
 local prefix, id, now, ttl, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local jk = prefix .. "job:" .. id
-local st = redis.call("HGET", jk, "status")
+local f = redis.call("HMGET", jk, "status", "requeued_at", "requeued_from", "deliveries")
+local st = f[1]
 if not st then return "missing" end
+if st == "queued" and f[2] == ARGV[3] and f[3] and f[4] == "0" then return f[3] end
 if st ~= "failed" and st ~= "canceled" then return st end
 local score = tonumber(redis.call("HGET", jk, "enqueued_at")) or now
 redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
 index_add(prefix .. "jobs:status:queued", score, id, limit, 0)
 redis.call("HDEL", jk, """ + ", ".join(f'"{name}"' for name in RESET_CLEARS) + """)
-redis.call("HSET", jk, "status", "queued", "deliveries", "0", "lost", "0", "requeued_at", ARGV[3])
+redis.call("HSET", jk, "status", "queued", "deliveries", "0", "lost", "0", "requeued_at", ARGV[3],
+  "requeued_from", st)
 redis.call("EXPIRE", jk, ttl)
 return st
 """
@@ -573,7 +596,7 @@ for i = 5, #ARGV, 2 do before[ARGV[i]] = ARGV[i + 1] end
 local score = tonumber(redis.call("HGET", jk, "enqueued_at")) or 0
 redis.call("ZREM", prefix .. "jobs:status:queued", id)
 index_add(prefix .. "jobs:status:" .. before["status"], score, id, limit, 0)
-redis.call("HDEL", jk, "requeued_at")
+redis.call("HDEL", jk, "requeued_at", "requeued_from")
 for name, value in pairs(before) do
   if value ~= "" then redis.call("HSET", jk, name, value) end
 end
@@ -752,6 +775,13 @@ class Finish:
     acked: bool = False
 
 
+def write_token() -> str:
+    """A token for one begin or finish, made once and passed on every try of it. A call whose
+    reply was lost (a dropped connection, a failover, a stalled Redis past the socket timeout) may
+    have run: sent again, it must answer as it did, not judge its own write as another's."""
+    return uuid.uuid4().hex
+
+
 @dataclass(frozen=True)
 class AckTarget:
     """Where Dramatiq's Redis broker keeps a fetched message: lets ``finish`` ack it too."""
@@ -883,15 +913,19 @@ class JobStore:
             json.dumps(requester) if requester else "", len(fields), *flat,
         ]
 
-    def begin(self, job_id: str, *, max_deliveries: int, worker: str = "", made_at_ms: int | None = None) -> Begin:
+    def begin(self, job_id: str, *, max_deliveries: int, worker: str = "", made_at_ms: int | None = None,
+              token: str = "") -> Begin:
         """Mark a delivery as started, unless the job ended, was canceled or crash-loops, or the
         message (made at ``made_at_ms``, Dramatiq's ``message_timestamp``) is older than the job's
         last requeue: a job canceled while queued keeps its message there, and the requeue sends
-        another."""
+        another.
+
+        ``token`` (one per delivery, the same on every try of this call) makes a call sent again
+        after its reply was lost answer as the first did (:func:`write_token`)."""
         verdict, value, *rest = self._hot(self._begin, [
             self.prefix, job_id, repr(time.time()), max_deliveries, worker, self.failure_ttl,
             self.index_limit, self.result_ttl, self.failure_ttl, self.stats_ttl,
-            "" if made_at_ms is None else str(int(made_at_ms)),
+            "" if made_at_ms is None else str(int(made_at_ms)), token,
         ])
         waits = bool(int(rest[0])) if rest else True
         if verdict == "run":
@@ -910,10 +944,13 @@ class JobStore:
         error: dict[str, Any] | None = None,
         retry_at: float | None = None,
         ack: AckTarget | None = None,
+        token: str = "",
     ) -> Finish:
         """Record the end of attempt ``attempt``; a stale attempt writes nothing.
 
         With ``ack``, a success that nobody waits on also acks its message (one round trip).
+        ``token`` (the same on every try of this call) makes a call sent again after its reply
+        was lost answer with the status it wrote, not "stale" (:func:`write_token`).
         """
         now = time.time()
         ttl = {"succeeded": self.result_ttl, "canceled": self.result_ttl}.get(status, self.failure_ttl)
@@ -921,7 +958,7 @@ class JobStore:
             self.prefix, job_id, repr(now), status, attempt,
             "" if result is None else json.dumps(result), "" if error is None else json.dumps(error),
             ttl, self.index_limit, "" if retry_at is None else repr(retry_at), self.stats_ttl, self.failure_ttl, ack.acks_key if ack else "", ack.msgs_key if ack else "",
-            ack.redis_message_id if ack else "", *HISTOGRAM_BUCKETS,
+            ack.redis_message_id if ack else "", token, *HISTOGRAM_BUCKETS,
         ])
         return Finish(str(reply[0]), int(reply[1]), bool(reply[2]) if len(reply) > 2 else False)
 

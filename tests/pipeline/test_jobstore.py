@@ -273,3 +273,69 @@ def test_a_cancel_and_a_canceled_delivery_say_whether_anyone_waits(redis_client,
     assert store.cancel("running") == ("canceling", False)  # it stops itself, and its delivery tells
     again = store.begin("running", max_deliveries=4)  # it comes back (its worker died): dropped
     assert (again.verdict, again.someone_waits) == ("canceled", requester is not None)
+
+
+# A call whose reply is lost (a dropped connection, a failover, a Redis stalled past the socket
+# timeout) may have run; the caller sends it again, as redis-py's retries and the workers'
+# until-answered loop do. Each write below is sent twice with the very same arguments.
+
+def test_a_create_sent_again_is_still_the_new_job_whose_message_is_to_be_sent(redis_client):
+    """It answered "joined" to its own record: the message was never sent, and every request
+    for the match for a day joined a job that never ran."""
+    store = _store(redis_client)
+    args = store.create_args("c1", actor="match_analysis", queue="high", coalesce="1-abc",
+                             requester={"user_id": 7, "chat_id": 7, "message_id": 70})
+    first, again = store.create_from(args), store.create_from(args)
+    assert (first.job_id, first.state) == ("c1", "new")
+    assert (again.job_id, again.state) == ("c1", "new") and not again.again
+    assert [r["user_id"] for r in store.get("c1").requesters] == [7]
+    other = store.create("c2", actor="match_analysis", queue="high", coalesce="1-abc",
+                         requester={"user_id": 8, "chat_id": 8, "message_id": 80})
+    assert (other.job_id, other.state) == ("c1", "queued")  # a request of its own still joins
+
+
+def test_a_requeue_reset_sent_again_answers_as_the_first(redis_client):
+    """It answered "queued", so the requeue skipped the job: queued with no message, and
+    refused ("only failed or canceled jobs can be requeued") when tried again."""
+    store = _store(redis_client)
+    store.create("r1", actor="a", queue="default")
+    store.finish("r1", attempt=store.begin("r1", max_deliveries=1).attempt, status="failed",
+                 error={"type": "UpstreamError", "code": "upstream", "message": "503"})
+    now = time.time()
+    assert [store.reset_for_requeue("r1", now), store.reset_for_requeue("r1", now)] == ["failed", "failed"]
+    assert store.reset_for_requeue("r1", now + 1) == "queued"  # another requeue: it is queued already
+    assert store.get("r1").status == "queued"
+
+
+def test_a_begin_sent_again_is_not_taken_for_a_lost_worker(redis_client):
+    """It found its own open attempt and recorded "worker_lost": four such turned a healthy job
+    into a crash loop."""
+    store = _store(redis_client)
+    store.create("b1", actor="a", queue="default")
+    runs = [store.begin("b1", max_deliveries=4, worker="w1", token="tok-1") for _ in range(4)]
+    assert [(b.verdict, b.attempt) for b in runs] == [("run", 1)] * 4
+    record = store.get("b1")
+    assert record.status == "started" and record.attempts == 1 and record.raw.get("lost") == "0"
+    assert [t.get("outcome") for t in record.timeline] == [None]
+    # A delivery of its own (another token) is still a re-delivery: the first worker was lost.
+    assert store.begin("b1", max_deliveries=4, worker="w2", token="tok-2").attempt == 2
+    assert [t.get("outcome") for t in store.get("b1").timeline] == ["worker_lost", None]
+
+
+@pytest.mark.parametrize("status", ["succeeded", "retrying", "failed"])
+def test_a_finish_sent_again_answers_with_what_it_wrote_not_stale(redis_client, status):
+    """It answered "stale": the result was never delivered, the failure never told, the retry
+    never pushed (the record stayed "retrying" for a day, holding the users' slots)."""
+    store = _store(redis_client)
+    store.create("f1", actor="a", queue="default", requester={"user_id": 5, "chat_id": 5, "message_id": 50})
+    attempt = store.begin("f1", max_deliveries=4, token="b").attempt
+    error = None if status == "succeeded" else {"type": "UpstreamError", "code": "upstream", "message": "503"}
+    outcome = {"attempt": attempt, "status": status, "result": {"ok": 1} if error is None else None,
+               "error": error, "retry_at": time.time() + 10 if status == "retrying" else None, "token": "fin-1"}
+    first, again = store.finish("f1", **outcome), store.finish("f1", **outcome)
+    assert (first.status, first.requesters) == (status, 1)
+    assert (again.status, again.requesters) == (status, 1)
+    record = store.get("f1")
+    assert record.status == status and [t.get("outcome") for t in record.timeline] == [status]
+    # Another writer of that attempt (no token, or another) is still stale.
+    assert store.finish("f1", **{**outcome, "token": "fin-2"}).status == "stale"
