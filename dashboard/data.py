@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from dashboard.monitor import METRICS, RANGES, ChartRange, Figures
-from queues.alerts import LEVELS, AlertStore
+from queues.alerts import LEVELS, Alert, AlertStore
 from queues.errors import UnknownJobError
 from queues.jobids import job_ref
 from queues.jobstore import ACTIVE_STATUSES, ALL_STATUSES, JobRecord, JobStore
@@ -93,6 +93,12 @@ class JobFilters:
         return {k: str(v) for k, v in values.items() if v not in (None, "")}
 
 
+#: What :meth:`QueueManager.cancel_job` answers when this cancel did something: the job will not
+#: run (``canceled``) or stops at its next await (``canceling``). Any other answer is a job that
+#: had already ended.
+CANCEL_OUTCOMES = ("canceled", "canceling")
+
+
 def job_actions(record: JobRecord) -> list[str]:
     """Which buttons a job gets: retry (failed), requeue (canceled), cancel (active)."""
     if record.status == "failed":
@@ -102,6 +108,15 @@ def job_actions(record: JobRecord) -> list[str]:
     if record.status in ACTIVE_STATUSES and not record.cancel_requested:
         return ["cancel"]
     return []
+
+
+def alert_level(alert: Alert) -> str:
+    """The level an alert is filtered by: a resolve notice is written at ``info`` whatever it
+    resolves, so it counts at the level of the alert it closes (``opened_level``, which
+    :meth:`Alert.resolved` records); "warning and above, resolved" then shows what it says."""
+    opened = (alert.details or {}).get("opened_level") if alert.state == "resolved" else None
+    level = opened if opened in LEVELS else alert.level
+    return level if level in LEVELS else LEVELS[0]
 
 
 class DashboardData:
@@ -284,12 +299,21 @@ class DashboardData:
 
     # --- workers and alerts ---------------------------------------------------------------
 
+    @property
+    def heartbeat_late_after(self) -> float:
+        """Seconds after which a worker's last heartbeat is late: it missed one. A worker beats
+        every ``QUEUE_MAINTENANCE_INTERVAL``, so a healthy one's age runs up to that interval (plus
+        a busy moment); twice it means a whole beat did not come."""
+        return 2 * float(self.settings.queue_maintenance_interval)
+
     def workers(self) -> list[dict[str, Any]]:
+        """The live workers; ``heartbeat_late`` marks one past :attr:`heartbeat_late_after`."""
         now = time.time()
         rows = []
         for worker in sorted(self.manager.worker_registry().workers(), key=lambda w: (w.host, w.pid)):
             row = worker.to_dict()
             row["heartbeat_age"] = max(0.0, now - worker.last_heartbeat)
+            row["heartbeat_late"] = row["heartbeat_age"] > self.heartbeat_late_after
             row["uptime"] = max(0.0, now - worker.started_at)
             rows.append(row)
         return rows
@@ -302,9 +326,7 @@ class DashboardData:
             raise BadFilter("state is fired or resolved")
         if not 0 < hours <= 24 * 31:
             raise BadFilter("hours is between 0 and 744")
-        history = [a.to_dict() for a in self.alerts.recent(hours, level=level, limit=limit)]
-        if state is not None:
-            history = [a for a in history if a.get("state") == state]
+        history = [a.to_dict() for a in self._alerts_matching(hours, level, state, limit)]
         open_alerts = sorted((a.to_dict() for a in self.alerts.open_alerts()),
                              key=lambda a: a.get("time", 0), reverse=True)
         return {
@@ -312,6 +334,23 @@ class DashboardData:
             "open": self.redactor.redact(open_alerts),
             "filters": {"level": level, "state": state, "hours": hours},
         }
+
+    def _alerts_matching(self, hours: float, level: str | None, state: str | None, limit: int) -> list[Alert]:
+        """The newest ``limit`` alerts of the last ``hours`` that pass both filters, filtered before
+        the limit (a page of 500 fired alerts must not hide the resolved ones behind it).
+
+        Read in growing batches (``AlertStore.recent`` reads from the newest) until ``limit`` pass
+        or the window is read to its end: the level filter is not the store's (see
+        :func:`alert_level`), so the store cannot count the matches itself."""
+        floor = LEVELS.index(level) if level is not None else 0
+        asked = max(limit, 200)
+        while True:
+            batch = self.alerts.recent(hours, limit=asked)
+            matching = [a for a in batch if (state is None or a.state == state)
+                        and (level is None or LEVELS.index(alert_level(a)) >= floor)]
+            if len(matching) >= limit or len(batch) < asked:
+                return matching[:limit]
+            asked *= 4
 
     # --- actions --------------------------------------------------------------------------
 
@@ -355,6 +394,11 @@ class DashboardData:
             outcome = self.manager.cancel_job(job_id)
         except UnknownJobError:
             raise ActionError(404, "unknown_job", f"no job {job_id}") from None
+        if outcome not in CANCEL_OUTCOMES:
+            # It ended between the read above and the cancel (which alone is atomic): the cancel
+            # answered the status it found (or ``already_canceled``), and nothing was canceled.
+            ended = "canceled" if outcome == "already_canceled" else outcome
+            raise ActionError(409, "not_active", f"job {job_id} is {ended}: nothing to cancel")
         logger.info("dashboard: job %s %s", job_id, outcome)
         return {"ok": True, "job_id": job_id, "outcome": outcome, "status": self.store.status(job_id)}
 

@@ -61,11 +61,36 @@ async def overview(request: web.Request) -> web.Response:
     return render(request, "overview.html", view=view, ranges=list(RANGES), notice=notice(request))
 
 
+def counted(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def emptied_notice(request: web.Request, queue_names: list[str]) -> dict[str, str] | None:
+    """What emptying a queue did, from its redirect's query: the queue (named only if it is one
+    of ours) and the counts (whole numbers, else the fixed text), so the operator sees whether
+    anything was dropped. Escaped in the page like every notice."""
+    if request.query.get("done") != "emptied":
+        return None
+    try:
+        cleared, canceled = int(request.query["cleared"]), int(request.query["canceled"])
+    except (KeyError, ValueError):
+        cleared = canceled = -1
+    if cleared < 0 or canceled < 0:  # not counts this page wrote: the fixed text
+        return {"kind": "ok", "text": NOTICES["emptied"]}
+    name = request.query.get("queue")
+    queue = f"Queue {name}" if name in queue_names else "The queue"
+    if cleared == 0 and canceled == 0:
+        return {"kind": "ok", "text": f"{queue} was already empty: no message dropped, no job canceled."}
+    dropped = counted(cleared, "waiting or delayed message", "waiting or delayed messages")
+    return {"kind": "ok", "text": f"{queue} emptied: {dropped} dropped, {counted(canceled, 'job', 'jobs')} canceled."}
+
+
 @routes.get("/queues")
 async def queues(request: web.Request) -> web.Response:
-    rows = await in_thread(dashboard_of(request).data.queues)
-    return render(request, "queues.html", queues=rows, notice=notice(request),
-                  emptied=request.query.get("queue"))
+    data = dashboard_of(request).data
+    rows = await in_thread(data.queues)
+    return render(request, "queues.html", queues=rows,
+                  notice=emptied_notice(request, data.queue_names) or notice(request))
 
 
 @routes.get("/queues/{name}/empty")
@@ -80,8 +105,9 @@ async def empty_queue(request: web.Request) -> web.Response:
     form = await request.post()
     if form.get("confirm") != name:
         raise web.HTTPSeeOther(page_url(f"/queues/{name}/empty", error="not_confirmed"))
-    await in_thread(dashboard_of(request).data.empty_queue, name)
-    raise web.HTTPSeeOther(page_url("/queues", done="emptied", queue=name))
+    result = await in_thread(dashboard_of(request).data.empty_queue, name)
+    raise web.HTTPSeeOther(page_url("/queues", done="emptied", queue=name,
+                                    cleared=int(result["cleared"]), canceled=int(result["jobs_canceled"])))
 
 
 @routes.get("/jobs")

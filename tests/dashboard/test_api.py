@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from queues.alerts import AlertStore
 from queues.jobstore import JobStore
 from queues.runtime import get_alert_store
-from tests.dashboard.helpers import Client, DashboardServer, make_job
+from tests.dashboard.conftest import dashboard_settings
+from tests.dashboard.helpers import Client, DashboardServer, Reply, make_job, wait_until
 
 
 @pytest.fixture
@@ -177,6 +180,54 @@ def test_job_actions_change_records_and_queues(local: Client, store: JobStore, r
     assert post(local, f"/api/jobs/{short[:8]}/requeue").json()["status"] == "queued"
 
 
+def _cancel_after_the_job_ended(store: JobStore, redis_client, send_cancel: Callable[[str], Reply]) -> tuple[str, Reply]:
+    """Cancel a job that the dashboard reads as started but that succeeds just before its cancel.
+
+    Made exact with Redis itself: while writes are paused (``CLIENT PAUSE WRITE``) reads still
+    answer, and the scripts held back run in the order they came once the pause ends. So the
+    worker's finish is held first; then the dashboard reads the job (started) and its cancel is
+    held behind that finish, and meets a job that already succeeded."""
+    # Both scripts in Redis's cache first: a held EVALSHA answered NOSCRIPT would load and run
+    # again after the other one, out of order.
+    make_job(store, status="succeeded")
+    store.cancel(make_job(store, status="queued"))
+    job_id = make_job(store, status="queued")
+    attempt = store.begin(job_id, max_deliveries=5, worker="host:1:test").attempt
+
+    def held_scripts() -> int:
+        return sum(1 for c in redis_client.client_list() if "b" in c["flags"] and c["cmd"] == "evalsha")
+
+    with ThreadPoolExecutor(2) as pool:
+        redis_client.client_pause(10_000, all=False)  # writes only; it ends by itself if the test dies
+        try:
+            finished = pool.submit(store.finish, job_id, attempt=attempt, status="succeeded", result={"ok": True})
+            wait_until(lambda: held_scripts() == 1, timeout=5)
+            canceled = pool.submit(send_cancel, job_id)
+            wait_until(lambda: held_scripts() == 2, timeout=5)
+        finally:
+            redis_client.client_unpause()
+        finished.result(timeout=10)
+        return job_id, canceled.result(timeout=10)
+
+
+def test_a_cancel_that_meets_an_ended_job_says_it_was_no_longer_active(local: Client, store: JobStore,
+                                                                       redis_client) -> None:
+    """The dashboard read the job as started; it succeeded before the cancel ran. Nothing was
+    canceled: a 409 ``not_active``, and the page's notice says so (``done=succeeded`` showed none)."""
+    token = local.csrf()
+    job_id, reply = _cancel_after_the_job_ended(
+        store, redis_client, lambda job: local.post(f"/api/jobs/{job}/cancel", json_body={},
+                                                    headers={"X-CSRF-Token": token}))
+    assert reply.status == 409, reply.text
+    assert reply.json()["error"] == "not_active" and "is succeeded" in reply.text
+    assert store.status(job_id) == "succeeded"
+
+    job_id, page = _cancel_after_the_job_ended(
+        store, redis_client, lambda job: local.post(f"/jobs/{job}/cancel", form={"csrf_token": token}))
+    assert page.status == 303 and page.location == f"/jobs/{job_id}?error=not_active"
+    assert "The job already finished; there is nothing to cancel." in local.get(page.location).text
+
+
 def test_emptying_a_queue_needs_its_name(local: Client, store: JobStore, redis_client, broker_on_test_redis) -> None:
     waiting = make_job(store, actor="t_low", queue="low", status="queued")
     running = make_job(store, actor="t_low", queue="low", status="started")
@@ -199,7 +250,25 @@ def test_emptying_a_queue_needs_its_name(local: Client, store: JobStore, redis_c
     unconfirmed = local.post("/queues/default/empty", form={"csrf_token": local.csrf(), "confirm": "x"})
     assert unconfirmed.location == "/queues/default/empty?error=not_confirmed"
     done = local.post("/queues/default/empty", form={"csrf_token": local.csrf(), "confirm": "default"})
-    assert done.location == "/queues?done=emptied&queue=default"
+    assert done.location == "/queues?done=emptied&queue=default&cleared=0&canceled=1"  # `elsewhere`'s record
+
+
+def test_emptying_a_queue_from_the_page_says_what_it_dropped(local: Client, store: JobStore, redis_client,
+                                                             broker_on_test_redis) -> None:
+    """The notice counts the messages dropped and the jobs canceled, and says when there were none
+    (it said "Queue emptied." whatever happened). Only whole numbers from the query are shown."""
+    waiting = make_job(store, actor="t_low", queue="low", status="queued")
+    redis_client.rpush("dramatiq:low", "a")
+    redis_client.hset("dramatiq:low.msgs", mapping={"a": "{}"})
+    done = local.post("/queues/low/empty", form={"csrf_token": local.csrf(), "confirm": "low"})
+    assert done.location == "/queues?done=emptied&queue=low&cleared=1&canceled=1"
+    assert store.status(waiting) == "canceled"
+    page = local.get(done.location).text
+    assert "Queue low emptied: 1 waiting or delayed message dropped, 1 job canceled." in page
+    again = local.post("/queues/low/empty", form={"csrf_token": local.csrf(), "confirm": "low"})
+    assert "Queue low was already empty: no message dropped, no job canceled." in local.get(again.location).text
+    forged = local.get("/queues", query={"done": "emptied", "queue": "<b>x</b>", "cleared": "<i>", "canceled": "2"})
+    assert "Queue emptied." in forged.text and "<i>" not in forged.text and "<b>x" not in forged.text
 
 
 def test_alerts_history_filters_and_open(local: Client, redis_url: str) -> None:
@@ -218,6 +287,37 @@ def test_alerts_history_filters_and_open(local: Client, redis_url: str) -> None:
     assert local.get("/api/alerts", query={"level": "loud"}).status == 400
     html = local.get("/alerts", query={"level": "critical"}).text
     assert "redis &lt;b&gt;down&lt;/b&gt;" in html and "job failed for good" not in html
+
+
+def test_alert_filters_judge_a_resolve_notice_by_what_it_resolved(local: Client, redis_url: str) -> None:
+    """A resolve notice is written at ``info``: "warning and above" + "resolved" was always empty."""
+    alerts: AlertStore = get_alert_store()
+    alerts.fire("warning", "monitor", "default is deep", rule="depth", subject="default")
+    alerts.fire("info", "monitor", "low is idle", rule="idle", subject="low")
+    alerts.resolve("depth", "default")
+    alerts.resolve("idle", "low")
+    query = {"level": "warning", "state": "resolved"}
+    assert [a["message"] for a in local.get("/api/alerts", query=query).json()["alerts"]] == [
+        "resolved: default is deep"]
+    assert "resolved: default is deep" in local.get("/alerts", query=query).text
+    assert [a["message"] for a in local.get("/api/alerts", query={"level": "warning"}).json()["alerts"]] == [
+        "resolved: default is deep", "default is deep"]
+
+
+def test_alert_state_filter_comes_before_the_limit(local: Client, redis_url: str) -> None:
+    """The state was filtered after the 500 newest alerts were taken: newer fired ones hid the
+    resolve notices."""
+    alerts: AlertStore = get_alert_store()
+    alerts.fire("warning", "monitor", "default is deep", rule="depth", subject="default")
+    alerts.fire("info", "monitor", "low is idle", rule="idle", subject="low")
+    alerts.resolve("depth", "default")
+    alerts.resolve("idle", "low")
+    time.sleep(0.01)  # the notices strictly older than what follows
+    quiet = AlertStore(alerts.client, prefix=alerts.prefix, sinks=[])  # 500 log lines say nothing here
+    for n in range(500):
+        quiet.fire("error", "worker", f"job {n} failed for good", job_id=f"job-{n}")
+    resolved = local.get("/api/alerts", query={"state": "resolved"}).json()["alerts"]
+    assert [a["message"] for a in resolved] == ["resolved: low is idle", "resolved: default is deep"]
 
 
 def test_metrics_in_prometheus_text(local: Client, store: JobStore, redis_client) -> None:
@@ -306,3 +406,25 @@ def test_a_job_waiting_for_a_retry_has_a_page(local: Client, store: JobStore) ->
     assert page.status == 200 and "waiting to try again: attempt 2 of 4 (upstream)" in page.text
     assert store.cancel(waiting)[0] == "canceled"
     assert local.get(f"/jobs/{waiting}").status == 200
+
+
+def test_a_worker_is_marked_late_only_once_it_missed_a_heartbeat(store: JobStore) -> None:
+    """The shipped timing (a heartbeat every 5 s, dead after 15 s): 6 s since the last beat is a
+    healthy worker between beats (the fixed 5 s marked it), 12 s is one that missed a beat."""
+    from queues.workers import WorkerInfo, WorkerRegistry
+
+    server = DashboardServer(dashboard_settings(queue_maintenance_interval=5, queue_heartbeat_timeout=15)).start()
+    try:
+        registry = WorkerRegistry(store.client, prefix=store.prefix)
+        now = time.time()
+        for name, age in (("between-beats", 6), ("missed-a-beat", 12)):
+            registry.heartbeat(WorkerInfo(f"{name}:1:x", name, 1, ["default"], [], 0, now - 60, now - age))
+        client = server.client()
+        rows = {w["host"]: w for w in client.get("/api/workers").json()["workers"]}
+        assert not rows["between-beats"]["heartbeat_late"] and rows["missed-a-beat"]["heartbeat_late"]
+        html = client.get("/workers").text
+        late = {host: re.search(rf'data-worker="{host}:1:x".*?<span class="([^"]*)"><span class="ago"', html, re.S).group(1)
+                for host in rows}
+        assert late == {"between-beats": "", "missed-a-beat": "warn-text"}
+    finally:
+        server.stop()

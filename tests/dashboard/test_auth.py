@@ -366,6 +366,22 @@ def test_the_dashboard_says_the_broker_is_unreachable_rather_than_show_empty_que
     assert "s3cretpw" not in out
 
 
+def test_the_empty_confirmation_says_the_depth_is_unknown_when_the_broker_is_unreachable(redis_url: str) -> None:
+    """RabbitMQ unreachable: how many messages emptying a queue drops is unknown; the confirmation
+    said "n/a (RabbitMQ)", RabbitMQ's word for what it never counts."""
+    port, amqp_port = free_port(), free_port()
+    env = {"BROKER": "rabbitmq", "RABBITMQ_URL": f"amqp://u:s3cretpw@127.0.0.1:{amqp_port}/"}
+    proc = _run_dashboard(env, "--host", "127.0.0.1", "--port", str(port))
+    try:
+        page = _once_up(port).get("/queues/default/empty")
+        assert page.status == 200 and "unknown (broker unreachable)" in page.text
+        depths = page.text.split("Jobs already in progress")[0]
+        assert "n/a (RabbitMQ)" not in depths
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
+
+
 @pytest.mark.parametrize("port", ["70000", "-1", "0"])
 def test_a_port_out_of_range_is_one_line_not_a_traceback(redis_url: str, port: str) -> None:
     proc = _run_dashboard({}, "--host", "127.0.0.1", "--port", port)
