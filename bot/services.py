@@ -329,7 +329,7 @@ class BotServices:
         return record
 
     async def cancel(self, job_id: str, user_id: int, *, chat_id: int | None = None,
-                     not_theirs: str = "unknown_job") -> CancelOutcome:
+                     not_theirs: str = "unknown_job", _read_again: bool = True) -> CancelOutcome:
         """Cancel the job, or, when others asked for it too, stop waiting for it alone (``left``:
         the user's message and limits let go of it, the others still get it). ``shared`` when
         members of a group watch the asker's message: it is theirs too. Someone else's job is
@@ -359,9 +359,17 @@ class BotServices:
             # A user who is not an admin gets here alone (``leave`` said so, whatever ``others``
             # was when the record was read): nobody else to tell.
             outcome = await asyncio.to_thread(self.manager.cancel_job, job_id,
-                                              tell=bool(others) and self.is_admin(user_id))
+                                              tell=bool(others) and self.is_admin(user_id),
+                                              alone=None if self.is_admin(user_id) else int(user_id))
         except UnknownJobError:  # gone meanwhile
             raise UserFacingError("no_such_job" if self.is_admin(user_id) else "unknown_job", job_id=job_id) from None
+        if outcome == "others":
+            # Someone asked for it too since the record was read: theirs now as well, so this
+            # user stops waiting for it alone (read again, it takes the way above); if yet
+            # another joined meanwhile, it keeps running for them ("shared").
+            if _read_again:
+                return await self.cancel(job_id, user_id, chat_id=chat_id, not_theirs=not_theirs, _read_again=False)
+            return CancelOutcome("shared", record)
         logger.info("job %s: cancel asked by user %s: %s", job_id, user_id, outcome)
         return CancelOutcome(outcome, record)
 

@@ -176,7 +176,8 @@ local function shown_to(list, r)
   return nil
 end
 -- The job of a request's coalesce subject: in flight, or succeeded within the repeat window
--- (its key expires then). Its id, status and key; nil when there is none.
+-- (its key expires then). Its id, status and key; nil when there is none (a cancel lets the
+-- key go: a job on its way out is joined by nobody).
 local function current_job(A)
   if A[6] == "" then return nil end
   local existing = redis.call("GET", A[6])
@@ -517,20 +518,30 @@ redis.call("ZREM", prefix .. "jobs:user:" .. user, id)
 return "left"
 """
 
-# ARGV: prefix, id, now, result_ttl, limit, failure_ttl, stats_ttl.  Returns {the status after the
-# call, 1 when someone waits to be told of it (set for "canceled" only, else 0)}.
+# ARGV: prefix, id, now, result_ttl, limit, failure_ttl, stats_ttl[, user id]. Returns {the status
+# after the call, 1 when someone waits to be told of it (set for "canceled" only, else 0)}. With
+# a user id, the cancel is that user's alone: when anyone else asked for the job too (they
+# joined since the user's record was read), nothing changes and the answer is "others".
+# A running job stops at its next await; its subject is let go at once, so a request for it
+# meanwhile starts a job of its own instead of joining one on its way out.
 _CANCEL = _LUA_COMMON + """
 local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local result_ttl, limit, failure_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local stats_ttl = tonumber(ARGV[7])
 local jk = prefix .. "job:" .. id
-local f = redis.call("HMGET", jk, "status", "enqueued_at", "coalesce_key", "queue", "actor")
+local f = redis.call("HMGET", jk, "status", "enqueued_at", "coalesce_key", "queue", "actor", "requesters")
 local st = f[1]
 if not st then return {"missing", 0} end
 if st == "canceled" then return {"already_canceled", 0} end  -- not this cancel's doing: nothing to tell or count
 if st == "succeeded" or st == "failed" then return {st, 0} end
+if ARGV[8] and ARGV[8] ~= "" then
+  for _, r in ipairs(decode_array(f[6])) do
+    if encode_exact(r["user_id"]) ~= ARGV[8] then return {"others", 0} end
+  end
+end
 if st == "started" then
   redis.call("HSET", jk, "cancel_requested", "1")
+  if f[3] and redis.call("GET", f[3]) == id then redis.call("DEL", f[3]) end
   return {"canceling", 0}
 end
 -- queued or retrying: the message will be skipped when a worker takes it.
@@ -965,15 +976,16 @@ class JobStore:
     def set_progress(self, job_id: str, progress: dict[str, Any]) -> bool:
         return bool(self._progress(args=[self.prefix, job_id, json.dumps(progress)]))
 
-    def cancel(self, job_id: str) -> tuple[str, bool]:
+    def cancel(self, job_id: str, *, alone: int | None = None) -> tuple[str, bool]:
         """Cancel a job: ``canceled`` (it will not run), ``canceling`` (running; stops at its
         next await), ``missing``, ``already_canceled`` (by an earlier cancel: this one did
         nothing, so its caller tells nobody and counts nothing), or the final status it had; and
         whether anyone waits to be told of a ``canceled`` job (requesters or notifications), from
-        the same call: no read of the record after it."""
+        the same call: no read of the record after it. ``alone``: only if that user is the one
+        requester (else ``others``, and nothing changed: someone joined since it was read)."""
         outcome, waits = self._cancel(args=[
             self.prefix, job_id, repr(time.time()), self.result_ttl, self.index_limit, self.failure_ttl,
-            self.stats_ttl,
+            self.stats_ttl, "" if alone is None else str(int(alone)),
         ])
         return str(outcome), bool(int(waits))
 

@@ -330,12 +330,13 @@ class QueueManager:
 
     # --- act ------------------------------------------------------------------------------
 
-    def cancel_job(self, job_id: str, *, tell: bool = True) -> str:
+    def cancel_job(self, job_id: str, *, tell: bool = True, alone: int | None = None) -> str:
         """``canceled`` (queued: it will never run), ``canceling`` (running: stops at its next
         await), ``already_canceled``, or the final status it already had. Raises UnknownJobError
         for an unknown id. ``tell=False``: the caller tells the one user waiting itself (the
-        bot answering that user's own /cancel), so no delivery is sent for it."""
-        outcome, waits = self.jobs.cancel(job_id)
+        bot answering that user's own /cancel), so no delivery is sent for it. ``alone``: cancel
+        only if that user is its one requester, else ``others`` and nothing changes."""
+        outcome, waits = self.jobs.cancel(job_id, alone=alone)
         if outcome == "missing":
             raise UnknownJobError(f"no job {job_id}")
         if outcome == "canceled" and waits and tell:

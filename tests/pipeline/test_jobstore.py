@@ -339,3 +339,34 @@ def test_a_finish_sent_again_answers_with_what_it_wrote_not_stale(redis_client, 
     assert record.status == status and [t.get("outcome") for t in record.timeline] == [status]
     # Another writer of that attempt (no token, or another) is still stale.
     assert store.finish("f1", **{**outcome, "token": "fin-2"}).status == "stale"
+
+
+def test_a_running_job_asked_to_cancel_is_joined_by_nobody(redis_client):
+    """Until the actor noticed the cancel (its next await, or a re-delivery if its worker died),
+    a request for the same match joined the job, and its user got "canceled" for a job they
+    never canceled. The cancel now lets the subject go: the request starts a job of its own."""
+    store = _store(redis_client)
+    store.create("x1", actor="match_analysis", queue="high", coalesce="1-m",
+                 requester={"user_id": 1, "chat_id": 1, "message_id": 10})
+    store.begin("x1", max_deliveries=4)
+    assert store.cancel("x1", alone=1) == ("canceling", False)
+    later = store.create("x2", actor="match_analysis", queue="high", coalesce="1-m",
+                         requester={"user_id": 2, "chat_id": 2, "message_id": 20})
+    assert (later.job_id, later.state) == ("x2", "new")
+    assert [r["user_id"] for r in store.get("x1").requesters] == [1]
+
+
+def test_a_users_own_cancel_leaves_a_job_someone_joined_since_alone(redis_client):
+    """The bot reads the record (one requester), then another user joins, then the cancel runs:
+    it cancelled the newcomer's job too. Cancelled as the user's alone, it changes nothing and
+    says "others" (the bot then reads again and lets the user leave it)."""
+    store = _store(redis_client)
+    store.create("y1", actor="match_analysis", queue="high", coalesce="1-n",
+                 requester={"user_id": 1, "chat_id": 1, "message_id": 10})
+    store.create("y2", actor="match_analysis", queue="high", coalesce="1-n",
+                 requester={"user_id": 2, "chat_id": 2, "message_id": 20})  # joins y1
+    assert store.cancel("y1", alone=1) == ("others", False)
+    record = store.get("y1")
+    assert record.status == "queued" and not record.cancel_requested
+    assert store.cancel("y1", alone=2) == ("others", False)
+    assert store.cancel("y1")[0] == "canceled"  # an admin's cancel: anyone's
