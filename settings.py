@@ -151,9 +151,15 @@ def _check_webhook_url(value: str) -> None:
         check_http_url(value)
 
 
+def _check_public_url(value: str) -> None:
+    if value:  # empty: the dashboard is reached at the address it listens on
+        check_http_url(value)
+
+
 #: Each URL setting and the check that reads it whole at start.
 URL_CHECKS = {"redis_url": check_redis_url, "rabbitmq_url": check_amqp_url, "telegram_api_url": check_http_url,
-              "faceit_api_url": check_http_url, "webhook_url": _check_webhook_url}
+              "faceit_api_url": check_http_url, "webhook_url": _check_webhook_url,
+              "dashboard_public_url": _check_public_url}
 
 
 def sentinel_address(item: str) -> tuple[str, int]:
@@ -340,6 +346,7 @@ class Settings(BaseSettings):
     dashboard_token: SecretStr = SecretStr("")
     dashboard_readonly_user: str = ""
     dashboard_readonly_password: SecretStr = SecretStr("")
+    dashboard_public_url: str = ""
 
     # Telegram
     telegram_bot_token: SecretStr = SecretStr("")

@@ -19,6 +19,7 @@ from dashboard.web import (
     render,
     retry_after,
     safe_next,
+    secure_cookies,
     throttle_key,
 )
 from queues.alerts import LEVELS
@@ -210,7 +211,7 @@ async def login(request: web.Request) -> web.Response:
     logger.info("dashboard: %s signed in (%s)", identity.name, identity.role)
     response = web.HTTPSeeOther(target)
     response.set_cookie(SESSION_COOKIE, dash.signer.issue_session(identity.name), max_age=SESSION_LIFETIME,
-                        httponly=True, samesite="Strict", secure=request.secure, path="/")
+                        httponly=True, samesite="Strict", secure=secure_cookies(request), path="/")
     raise response
 
 

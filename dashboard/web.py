@@ -271,6 +271,21 @@ def _set_headers(request: web.Request, response: web.StreamResponse) -> None:
         headers.setdefault("Cache-Control", "no-store")
 
 
+def _same_site(origin: str, host: str, settings: Any) -> bool:
+    """Whether a browser's ``Origin`` is this dashboard: the address it was asked at, or its public
+    address behind a TLS proxy (``DASHBOARD_PUBLIC_URL``; a proxy may pass on a Host of its own,
+    such as 127.0.0.1:9181, which the browser's origin never is)."""
+    parts = urlsplit(origin)
+    public = urlsplit(settings.dashboard_public_url)
+    return parts.netloc == host or (bool(public.netloc) and (parts.scheme, parts.netloc) == (public.scheme, public.netloc))
+
+
+def secure_cookies(request: web.Request) -> bool:
+    """Whether cookies go out marked Secure: the request came over TLS, or a TLS proxy serves the
+    dashboard (``DASHBOARD_PUBLIC_URL`` is https://): aiohttp then sees plain HTTP from the proxy."""
+    return request.secure or dashboard_of(request).settings.dashboard_public_url.startswith("https://")
+
+
 def _hostname(host_header: str) -> str:
     try:
         return urlsplit(f"//{host_header}").hostname or ""
@@ -325,7 +340,7 @@ async def guard_posts(request: web.Request, handler: Handler) -> web.StreamRespo
     dash = dashboard_of(request)
     identity: Identity | None = request.get(IDENTITY)
     origin = request.headers.get("Origin")
-    if origin and urlsplit(origin).netloc != request.host:
+    if origin and not _same_site(origin, request.host, dash.settings):
         return _refuse(request, "cross_origin", "this request came from another site")
     if request.path not in ("/login", "/logout") and (identity is None or not identity.can_act):
         return _refuse(request, "read_only", "this account can look but not act")

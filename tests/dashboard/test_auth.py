@@ -408,3 +408,33 @@ def test_the_login_throttle_stays_bounded_when_clients_name_accounts_at_will() -
     for i in range(MAX_THROTTLE_KEYS):
         throttle.failed(f"10.0.0.1|later{i}", now=100.0)  # the window has passed for the first keys
     assert len(throttle._failures) <= MAX_THROTTLE_KEYS
+
+
+def test_behind_a_tls_proxy_forms_from_its_address_pass_and_the_session_cookie_is_secure(redis_url: str) -> None:
+    """nginx passes Host 127.0.0.1:9181 by default, so the browser's Origin (the public address)
+    never matched and every form, the login included, was refused as cross-site; and aiohttp,
+    spoken to in plain HTTP by the proxy, sent the 12-hour session cookie without Secure."""
+    public = "https://dash.example.com"
+    behind = {"Origin": public}
+    plain = DashboardServer(dashboard_settings(**AUTH_SETTINGS)).start()
+    try:
+        browser = plain.client()
+        token = page_csrf(browser.get("/login").text)
+        assert browser.post("/login", form={**ADMIN, "csrf_token": token}, headers=behind).status == 403
+    finally:
+        plain.stop()
+    proxied = DashboardServer(dashboard_settings(**AUTH_SETTINGS, dashboard_public_url=public)).start()
+    try:
+        browser = proxied.client()
+        token = page_csrf(browser.get("/login").text)
+        signed_in = browser.post("/login", form={**ADMIN, "csrf_token": token}, headers=behind)
+        assert signed_in.status == 303, signed_in.text
+        assert "; secure" in signed_in.headers["set-cookie"].lower(), signed_in.headers["set-cookie"]
+        assert browser.post("/logout", form={"csrf_token": browser.csrf()}, headers=behind).status == 303
+        # Another site is still another site, and so is the public host over plain HTTP.
+        for other in ("https://evil.example", "http://dash.example.com"):
+            again = proxied.client()
+            token = page_csrf(again.get("/login").text)
+            assert again.post("/login", form={**ADMIN, "csrf_token": token}, headers={"Origin": other}).status == 403
+    finally:
+        proxied.stop()
