@@ -26,7 +26,8 @@ weekly_reports     every 15 min               a weekly ``analytics_report`` per 
                                               due at Monday 09:00 in the zone the user chose
                                               with /tz (else UTC), or at the next check when
                                               a move east put it behind; once per user and
-                                              ISO week
+                                              ISO week, tried again when it failed (at most
+                                              WEEKLY_TRIES runs a week)
 retention          daily 03:30                prune expired ids from job indexes, trim series
 =================  =========================  ===================================================
 
@@ -37,8 +38,8 @@ task with no record starts on its schedule (the monitor and match monitoring run
 
 Redis keys (under ``REDIS_KEY_PREFIX``): ``scheduler:leader``, ``scheduler:last_run`` (hash),
 ``scheduler:dedupe:<task>``, ``scheduler:history`` (newest 200 runs, JSON),
-``scheduler:weekly:<user>:<ISO week>`` (8 days); it reads the bot's ``bot:tz`` and
-``bot:tz:changed``. No job store is persisted: nothing is pickled.
+``scheduler:weekly:<user>:<ISO week>`` (8 days, JSON: :class:`WeeklyMark`); it reads the bot's
+``bot:tz`` and ``bot:tz:changed``. No job store is persisted: nothing is pickled.
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ WEEKLY_ZONE_SHIFT = (EAST_END + WEST_END).total_seconds()
 #: its checks): a choice this much before a check still counts as after it. The week's mark
 #: keeps a second look from sending twice.
 CLOCK_SLACK = 60.0
+#: Scheduled runs of one user's weekly summary in a week at most: the first, and the retries of
+#: one that failed (FACEIT down at Monday 09:00), so a long outage does not lose the week.
+WEEKLY_TRIES = 4
+#: Seconds from a scheduled run's enqueue before a failed one is tried again, doubled for each
+#: run before it (30 min, 1 h, 2 h: the retries span about 3.5 h of an outage).
+WEEKLY_RETRY_AFTER = 1800.0
 
 
 # --- keys and the lock ------------------------------------------------------------------------
@@ -302,33 +309,137 @@ async def subscribed_users(settings: Settings) -> list[tuple[int, str | None, fl
         await client.aclose()
 
 
+@dataclass(frozen=True)
+class WeeklyMark:
+    """What a user's ``scheduler:weekly:<user>:<ISO week>`` holds: when the week's latest scheduled
+    run was enqueued (``at``), how many runs there were (``tries``), and that run's job (``job``:
+    None once it ended any way but failed, and in a mark of before marks said more than the time)."""
+
+    at: float
+    tries: int = 1
+    job: str | None = None
+
+    @classmethod
+    def parse(cls, raw: str | None) -> WeeklyMark | None:
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):  # the bare time an older scheduler wrote: sent, nothing to watch
+            return cls(at=0.0)
+        return cls(at=float(data.get("at") or 0), tries=int(data.get("tries") or 1), job=data.get("job") or None)
+
+    def dump(self) -> str:
+        return json.dumps({"at": self.at, "tries": self.tries, "job": self.job})
+
+    @property
+    def watched(self) -> bool:
+        """Whether its run may still fail and be tried again."""
+        return self.job is not None and self.tries < WEEKLY_TRIES
+
+    def retry_at(self) -> float:
+        """When a failed run may be followed by the next (:data:`WEEKLY_RETRY_AFTER`, doubled per try)."""
+        return self.at + WEEKLY_RETRY_AFTER * 2 ** (self.tries - 1)
+
+
+# KEYS: a weekly mark. ARGV: the value it must hold, the new one. Swapped, keeping its TTL, only
+# if no one changed it since it was read (1), else left (0).
+_SWAP_MARK = """
+if redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call("SET", KEYS[1], ARGV[2], "KEEPTTL")
+return 1
+"""
+
+
+def enqueue_weekly_summary(manager: Any, user_id: int) -> Any:
+    """Enqueue the scheduler's weekly summary for ``user_id`` (its :class:`JobHandle`). It has a
+    coalescing subject of its own, ``<user>:weekly:scheduled``: sharing ``<user>:weekly`` with the
+    user's own ``/report weekly`` made that request, while this run was pending, answer "you already
+    asked … in the message that answered you first", a message that does not exist (this run has
+    none), and start nothing. ``scheduled=True`` tells the job and its delivery that nobody asked:
+    nothing is sent when there is nothing to report or when it fails (:func:`task_weekly_reports`
+    tries again)."""
+    return manager.enqueue_job("analytics_report", requester={"user_id": user_id, "chat_id": user_id},
+                               coalesce=f"{int(user_id)}:weekly:scheduled", user_id=user_id, report_type="weekly",
+                               scheduled=True)
+
+
+def _job_statuses(manager: Any, job_ids: list[str]) -> list[str | None]:
+    """The status of each job (None: its record is gone), in one round trip."""
+    pipe = manager.jobs.client.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.hget(manager.jobs.job_key(job_id), "status")
+    return pipe.execute()
+
+
 async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
     """Send each subscribed user's weekly report once, when Monday 09:00 local has passed since
     the previous run (so a leader that was down at 09:00 sends it once when it is back), or had
-    passed in a zone the user moved to since (:func:`weekly_due`)."""
+    passed in a zone the user moved to since (:func:`weekly_due`).
+
+    The week's mark records the run. A run that failed (its user is told nothing) is tried again
+    at the first check from :meth:`WeeklyMark.retry_at`, up to :data:`WEEKLY_TRIES` runs in the
+    user's week (their next Monday 09:00 starts a new one): the mark alone had kept the week from
+    ever being tried again. Each check reads every user's mark in one round trip, and the status
+    of the runs still watched in another."""
     if ctx.last_run is None:
         return {"sent": 0, "note": "first run: baseline recorded"}
     service = ctx.service
     from queues.manager import get_queue_manager
 
     manager = get_queue_manager()
-    sent = 0
+    users = []
     for uid, tz_name, zone_changed in await subscribed_users(service.settings):
         boundary = weekly_boundary(ctx.now, zone_of(tz_name))
-        if not weekly_due(boundary.timestamp(), ctx.now, ctx.last_run, zone_changed):
-            continue
         year, week, _ = boundary.isocalendar()
-        mark = service.keys.weekly_mark(uid, f"{year}-W{week:02d}")
-        if not await asyncio.to_thread(service.client.set, mark, ctx.now, nx=True, ex=WEEKLY_MARK_TTL):
+        users.append((uid, service.keys.weekly_mark(uid, f"{year}-W{week:02d}"),
+                      weekly_due(boundary.timestamp(), ctx.now, ctx.last_run, zone_changed)))
+    if not users:
+        return {"sent": 0}
+    raws = await asyncio.to_thread(service.client.mget, [key for _, key, _ in users])
+    marks = [WeeklyMark.parse(raw) for raw in raws]
+    watched = [mark.job for mark in marks if mark is not None and mark.watched]
+    statuses = dict(zip(watched, await asyncio.to_thread(_job_statuses, manager, watched), strict=True))
+    swap = service.client.register_script(_SWAP_MARK)
+    sent = retried = 0
+    for (uid, key, due), raw, mark in zip(users, raws, marks, strict=True):
+        if mark is None:
+            if not due:
+                continue
+            claimed = WeeklyMark(at=ctx.now)
+            if not await asyncio.to_thread(service.client.set, key, claimed.dump(), nx=True, ex=WEEKLY_MARK_TTL):
+                continue
+            previous = None
+        elif mark.watched and statuses[mark.job] == "failed":
+            if ctx.now < mark.retry_at():
+                continue
+            claimed = WeeklyMark(at=ctx.now, tries=mark.tries + 1)
+            if not await asyncio.to_thread(swap, keys=[key], args=[raw, claimed.dump()]):
+                continue
+            previous = raw
+        else:
+            if mark.watched and statuses[mark.job] not in ("queued", "started", "retrying"):
+                # Ended without failing (or its record is gone): nothing more to watch.
+                await asyncio.to_thread(swap, keys=[key], args=[raw, WeeklyMark(mark.at, mark.tries).dump()])
             continue
         try:
-            await asyncio.to_thread(manager.enqueue_analytics_report, uid, "weekly",
-                                    {"user_id": uid, "chat_id": uid})
-        except Exception:
-            await asyncio.to_thread(service.client.delete, mark)  # let the next run try this user again
+            handle = await asyncio.to_thread(enqueue_weekly_summary, manager, uid)
+        except Exception:  # let the next check try this user again
+            if previous is None:
+                await asyncio.to_thread(service.client.delete, key)
+            else:
+                await asyncio.to_thread(swap, keys=[key], args=[claimed.dump(), previous])
             raise
-        sent += 1
-    return {"sent": sent}
+        watch = WeeklyMark(claimed.at, claimed.tries, handle.id)
+        await asyncio.to_thread(swap, keys=[key], args=[claimed.dump(), watch.dump()])
+        if previous is None:
+            sent += 1
+        else:
+            retried += 1
+            logger.info("weekly summary of user %s: run %d of the week (the last one failed)", uid, claimed.tries)
+    return {"sent": sent, "retried": retried} if retried else {"sent": sent}
 
 
 def default_tasks(settings: Settings) -> list[Task]:

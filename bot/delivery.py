@@ -10,7 +10,10 @@ Two entry points, both called in worker processes:
 * :func:`deliver_job` — the body of the ``deliver_result`` actor, enqueued by
   ``middleware.delivery_trigger`` when a job ends. For each requester it replaces the job
   message with the first part of the result (or a short failure / cancel note), sends the other
-  parts and the charts; then it sends the result's ``notifications`` (match monitoring, reports).
+  parts and the charts; then it sends the result's ``notifications`` (match monitoring, reports),
+  each notice about a player only to a user who still follows them. A job the scheduler started
+  (``scheduled``: the weekly summary) tells its user only its result, and nothing when that is
+  ``quiet`` (nothing to report).
   A job an operator requeued leaves its messages as its earlier run ended them (no progress
   edits): its result comes as new messages, the first answering the old one, so users notice.
 
@@ -298,13 +301,26 @@ def _photos_of(result: dict[str, Any], lang: str) -> list[Part]:
     return parts
 
 
+def _scheduled(record: JobRecord) -> bool:
+    """Whether the scheduler started the job for its user (the weekly summary), nobody asked."""
+    return bool((record.kwargs or {}).get("scheduled"))
+
+
 async def _requester_parts(res: DeliveryResources, record: JobRecord, user_id: int, lang: str,
                            done: set[str], in_group: bool) -> list[Part]:
+    """What a requester gets: nothing when there is nothing to tell them (a scheduled job that
+    ended without its result: they never asked, so a failure note would be news of a request
+    they did not make, and the scheduler tries again; or a result with ``quiet``: a scheduled
+    summary with nothing to report)."""
+    if record.status != "succeeded" and _scheduled(record):
+        return []
     if record.status == "canceled":
         return [Part("0", canceled_text(record.id, record.actor, lang), replace=True)]
     if record.status == "failed":
         return [Part("0", failure_text(record.id, record.actor, record.error, record.kwargs, lang), replace=True)]
     result = record.result if isinstance(record.result, dict) else {}
+    if result.get("quiet"):
+        return []
     if result.get("kind") == "player_lookup":
         return [Part("0", await _lookup_text(res, result, user_id, lang, first=f"{user_id}:0" not in done,
                                              in_group=in_group), replace=True)]
@@ -426,6 +442,9 @@ async def _to_requester(res: DeliveryResources, record: JobRecord, requester: di
     lang = normalize_lang(asked_in) if asked_in else await _user_lang(res, user_id)
     in_group = chat_id != user_id
     parts = await _requester_parts(res, record, user_id, lang, done, in_group=in_group)
+    if not parts:  # nothing sent: nothing counted either
+        logger.info("job %s: nothing to tell user %s", record.id, user_id)
+        return
     first_pending = f"{user_id}:0" not in done
     message_id = requester.get("message_id")
     thread_id = requester.get("thread_id")
@@ -461,6 +480,11 @@ def _counts_as_analysis(record: JobRecord) -> bool:
 async def _to_subscriber(res: DeliveryResources, job_id: str, user_id: int, lang: str, index: int,
                          note: dict[str, Any], done: set[str], summary: Summary) -> None:
     if f"{user_id}:{BLOCKED}" in done:  # their own chat (a group gone does not count), in this run or before
+        return
+    player_id = note.get("player_id")
+    if player_id and not await res.store.follows(user_id, str(player_id)):
+        # They unfollowed after the run read the player's followers: no more news of them.
+        logger.info("job %s: user %s no longer follows %s; notice not sent", job_id, user_id, player_id)
         return
     if not await _first_to_tell(res, job_id, user_id, note):
         summary.skipped += 1

@@ -525,6 +525,13 @@ def render_analytics(data: dict[str, Any], lang: str) -> str:
     return "\n".join(lines)
 
 
+def analytics_empty(data: dict[str, Any]) -> bool:
+    """Whether a user's summary (:func:`render_analytics`'s ``data``) has nothing to report: no
+    analysis of a kind it counts, and no match of any followed player in the period."""
+    return (not sum(_analysis_kinds(data.get("analyses") or {}).values())
+            and not any(p.get("matches") for p in data.get("players") or ()))
+
+
 def _analysis_kinds(counts: dict[str, int]) -> dict[str, int]:
     """Activity counts other kinds too (a report asked for marks the user active): only the kinds
     of analysis, those with a ``kind_`` label, each told by its name in the reader's language."""

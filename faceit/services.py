@@ -9,6 +9,9 @@ Each returns a JSON-serialisable dict::
      "photos": [{"png_b64": "...", "caption": {"en": "...", "ru": "..."}}],
      "notifications": [{"user_id": 123, "texts": {"en": [...], "ru": [...]}}]}
 
+(``"quiet": True`` besides: nothing for the requesters, as a scheduled summary with nothing to
+report; the bot's delivery then sends them nothing.)
+
 and raises the errors of :mod:`faceit.errors` (with a translatable ``key`` where it helps, see
 :mod:`faceit.i18n`). ``progress`` is awaited as ``progress(percent, stage, done=…, total=…)``
 with a short stage code the bot translates (:func:`faceit.i18n.stage_text`); an exception it
@@ -700,9 +703,12 @@ async def _profile_after(ctx: FaceitContext, player_id: str, profile: Any, newes
 
 
 async def build_analytics_report(user_id: int | None, report_type: str, progress: Progress,
-                                 include_comparisons: bool = True) -> dict[str, Any]:
+                                 include_comparisons: bool = True, scheduled: bool = False) -> dict[str, Any]:
     """A user's weekly/monthly summary; with ``user_id=None``, one per active user as notifications.
-    ``include_comparisons``: set beside each figure how it moved since the period before."""
+    ``include_comparisons``: set beside each figure how it moved since the period before.
+    ``scheduled``: the scheduler's run for the user, not their request: with nothing to report
+    (:func:`render.analytics_empty`) the result is ``quiet`` and says nothing, where a summary of
+    zeros every Monday would be noise; a user who asks gets one either way."""
     report_type = (report_type or "").lower()
     if report_type not in REPORT_DAYS:
         raise _bad("bad_report_type", ref=report_type)
@@ -711,6 +717,8 @@ async def build_analytics_report(user_id: int | None, report_type: str, progress
     if user_id is not None:
         await progress(10, "players")
         data = await _user_analytics(ctx, int(user_id), report_type, now, fresh=True, comparisons=include_comparisons)
+        if scheduled and render.analytics_empty(data):
+            return _result("analytics_report", data, {}, quiet=True)
         await progress(95, "render")
         return _result("analytics_report", data, render.texts(render.render_analytics, data))
     since = now - REPORT_DAYS[report_type] * 86400

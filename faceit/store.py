@@ -18,7 +18,8 @@ Layout (all under ``<prefix>faceit:``, see :mod:`faceit.keys`):
 * ``elo:<pid>`` sorted set of ``<ts>:<elo>`` snapshots by time: bounded to
   :data:`ELO_SNAPSHOTS_MAX`, 180 days TTL, one snapshot per :data:`ELO_SNAPSHOT_MIN_GAP` unless
   the Elo changed.
-* ``monitor:<pid>`` JSON of the last finished match seen for a player (90 days TTL).
+* ``monitor:<pid>`` JSON of the last finished match seen for a player (90 days TTL), kept only
+  while someone follows them.
 """
 
 from __future__ import annotations
@@ -47,9 +48,13 @@ ELO_SNAPSHOT_TTL = 180 * 86400
 ELO_SNAPSHOT_MIN_GAP = 3600
 MONITOR_TTL = 90 * 86400
 
-# KEYS: the player's monitor state. ARGV: the new state (JSON), its finished_at, the TTL.
-# Written unless the state there is of a later match (a later monitoring run got there first).
+# KEYS: the player's monitor state, their followers. ARGV: the new state (JSON), its finished_at,
+# the TTL. Written unless the state there is of a later match (a later monitoring run got there
+# first), or nobody follows the player any more: /unsubscribe of the last follower deleted the
+# state, and a run's delivery that wrote it back left a later /subscribe counting from it ("Elo
+# +140 over the last 23 matches") instead of from its own baseline.
 _ADVANCE_MONITOR_STATE = """
+if redis.call("SCARD", KEYS[2]) == 0 then return 0 end
 local current = redis.call("GET", KEYS[1])
 if current then
   local ok, old = pcall(cjson.decode, current)
@@ -127,6 +132,10 @@ class FaceitStore:
             await self.redis.srem(self.keys.subscribed_players(), player_id)
             await self.redis.delete(self.keys.monitor_state(player_id), self.keys.followed_since(player_id))
         return subs[player_id] or player_id
+
+    async def follows(self, user_id: int, player_id: str) -> bool:
+        """Whether ``user_id`` follows ``player_id`` now (a notice about them is still theirs)."""
+        return bool(await self.redis.hexists(self.keys.user_subscriptions(user_id), player_id))
 
     async def list_subscriptions(self, user_id: int) -> list[dict[str, str]]:
         """``[{"player_id", "nickname"}]`` sorted by nickname."""
@@ -285,7 +294,8 @@ class FaceitStore:
     async def advance_monitoring(self, marks: Any) -> int:
         """Move monitoring on past the matches a monitoring result tells (its ``marks``: player
         id → state, as stored in the result: anything else moves nothing); its delivery does it
-        before the notices go out. A player a later run already moved further keeps its state.
+        before the notices go out. A player a later run already moved further keeps its state,
+        and one nobody follows any more gets none (their last follower left meanwhile).
         A run marks each player it took a baseline of or found new matches for (every followed
         player on the first run), so the writes go :data:`READ_BATCH` to a pipeline, not one
         round trip each. Returns how many moved."""
@@ -310,7 +320,7 @@ class FaceitStore:
         async with self.redis.pipeline(transaction=False) as pipe:  # its connection back to the pool, whatever happens
             for player_id, state in items:
                 await self._advance_monitor_state(
-                    keys=[self.keys.monitor_state(player_id)],
+                    keys=[self.keys.monitor_state(player_id), self.keys.player_subscribers(player_id)],
                     args=[json.dumps(state), repr(float(state.get("finished_at") or 0)), MONITOR_TTL], client=pipe)
             return sum(int(written) for written in await pipe.execute())
 

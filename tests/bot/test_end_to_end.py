@@ -1180,6 +1180,58 @@ def test_two_monitoring_runs_that_see_the_same_match_tell_it_once(stack: Stack, 
     assert len(told) == 1
 
 
+def test_a_follower_who_unfollows_while_notices_go_out_gets_no_more_of_them(stack: Stack, tg):
+    """A monitoring run reads each player's followers; its delivery came later and told every
+    notice to whoever followed then, even one who had sent ``/unsubscribe`` in between. Here the
+    first of two notices waits out flood control while its follower unfollows both players: the
+    second is not sent."""
+    import asyncio
+
+    from faceit.keys import FaceitKeys
+    from faceit.store import FaceitStore
+    from queues.connection import async_redis_client
+    from queues.manager import QueueManager
+    from queues.runtime import reset_runtime
+    from settings import get_settings
+
+    reset_runtime()
+    manager = QueueManager()
+    follower, nicknames = new_user(), stack.world["nicknames"][0:2]  # followed by nobody else here
+    for count, nickname in enumerate(nicknames, start=1):
+        stack.say(follower, f"/subscribe {nickname}")
+        stack.final_of(follower, stack.replies(follower, count)[-1]["message_id"])
+    for nickname in nicknames:
+        stack.faceit.finish_match(nickname=nickname, won=True)
+
+    def floods() -> int:
+        return tg.stats().get("errors", {}).get("sendMessage:429", 0)
+
+    flooded = floods()
+    tg.flood(1, retry_after=2, methods=["sendMessage"])  # the first notice waits 2 s in the delivery
+    scan = manager.enqueue_match_monitoring([follower])
+    wait_until(lambda: floods() > flooded, timeout=20, what="the first notice held by flood control")
+
+    async def unfollow() -> None:
+        settings = get_settings()
+        client = async_redis_client(settings)
+        try:
+            store = FaceitStore(client, FaceitKeys(settings.redis_key_prefix))
+            for nickname in nicknames:
+                assert await store.unsubscribe(follower, nickname) == nickname
+        finally:
+            await client.aclose()
+
+    asyncio.run(unfollow())
+    notes = manager.wait_for(scan.id, timeout=20).result["notifications"]
+    assert len([n for n in notes if n["user_id"] == follower]) >= 2  # (a lobby may hold both players)
+    log = stack.pool.log_path
+    line = wait_until(lambda: next((x for x in log.read_text(errors="replace").splitlines()
+                                    if f"job {scan.id}: delivery sent" in x), None), timeout=20, what="the delivery's end")
+    assert f"job {scan.id}: delivery sent 1," in line, line  # the notice flood control held, alone
+    told = [e for e in stack.events(follower) if e["kind"] == "sent" and e["text"].startswith(("🟢", "🔴", "⚪"))]
+    assert len(told) == 1, [e["text"] for e in told]
+
+
 def test_a_followers_notices_of_several_matches_arrive_oldest_first(stack: Stack, tg):
     """Sent side by side, one user's notices raced for the chat's send slot: a player's matches
     arrived shuffled, and the one that carries the Elo total was not the last."""

@@ -70,6 +70,10 @@ async def test_a_runs_marks_move_on_in_a_few_round_trips(store: FaceitStore, red
     """A monitoring run marks every followed player; its delivery wrote the marks one round trip
     each. Now a pipeline per 500, with a later run's mark still kept."""
     players = 3 * READ_BATCH // 2
+    followers = redis_client.pipeline(transaction=False)
+    for index in range(players):  # followed, as a run's players are (a mark of nobody's is not kept)
+        followers.sadd(FaceitKeys("fb:").player_subscribers(f"pid-{index:04d}"), index % 40)
+    followers.execute()
     await store.set_monitor_state("pid-0007", {"match_id": "later", "finished_at": 2000.0})
     redis_client.script_flush()  # as after a Redis restart: the pipeline loads the script again
     marks = {f"pid-{index:04d}": {"match_id": f"m{index}", "finished_at": 1000.0} for index in range(players)}
@@ -79,6 +83,22 @@ async def test_a_runs_marks_move_on_in_a_few_round_trips(store: FaceitStore, red
     assert (await store.monitor_state("pid-0007"))["match_id"] == "later"
     assert (await store.monitor_state(f"pid-{players - 1:04d}"))["match_id"] == f"m{players - 1}"
     assert await store.advance_monitoring(None) == 0 and await store.advance_monitoring(["x"]) == 0
+
+
+async def test_a_players_mark_is_not_written_back_after_their_last_follower_left(store: FaceitStore) -> None:
+    """A run's delivery moved monitoring on after ``/unsubscribe`` of the player's last follower had
+    deleted its state: the state came back, and a later ``/subscribe`` (which keeps a state already
+    there) counted its first notice from it ("Elo +140 over the last 23 matches")."""
+    await store.subscribe(31, "pid-left", "Left")
+    await store.subscribe(31, "pid-kept", "Kept")
+    await store.subscribe(32, "pid-kept", "Kept")
+    await store.set_monitor_state("pid-left", {"match_id": "m0", "finished_at": 900.0})
+    assert await store.unsubscribe(31, "Left") == "Left"  # the last follower: its state is gone
+    assert await store.unsubscribe(31, "Kept") == "Kept"  # another follower stays
+    marks = {pid: {"match_id": "m1", "finished_at": 1000.0, "elo": 1500} for pid in ("pid-left", "pid-kept")}
+    assert await store.advance_monitoring(marks) == 1
+    assert await store.monitor_state("pid-left") is None
+    assert (await store.monitor_state("pid-kept"))["match_id"] == "m1"
 
 
 async def test_subscription_limit(store: FaceitStore) -> None:

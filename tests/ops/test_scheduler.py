@@ -266,6 +266,41 @@ async def test_weekly_reports_go_once_per_subscribed_user_after_monday_nine(fres
     assert get_queue_manager().jobs.list_jobs(actor="analytics_report")[1] == 2
 
 
+async def test_a_users_own_weekly_report_starts_while_the_scheduled_one_waits(fresh, redis_client):
+    """The scheduled summary shared the coalescing subject of the user's own ``/report weekly``:
+    asked while it waited (no worker here takes it), the bot answered "you already asked … in the
+    message that answered you first", a message the scheduled run does not have, and started
+    nothing. Now the user's request is a job of its own, which their next request joins."""
+    import redis.asyncio as aioredis
+
+    import actors  # noqa: F401
+    from bot.services import BotServices, Requester
+    from queues.manager import get_queue_manager
+    from settings import get_settings
+
+    settings = get_settings()
+    await follow([(511, "player-a")])
+    service = SchedulerService(settings)
+    boundary = weekly_boundary(time.time(), UTC).timestamp()
+    ctx = TaskContext(name="weekly_reports", now=boundary + 60, last_run=boundary - 60, service=service)
+    assert await task_weekly_reports(ctx) == {"sent": 1}
+    (scheduled,), _ = get_queue_manager().jobs.list_jobs(actor="analytics_report")
+    assert scheduled.status == "queued"
+
+    bot = BotServices(settings, aioredis.Redis.from_url(settings.redis_url, decode_responses=True))
+    try:
+        asker = Requester(user_id=511, chat_id=511, lang="en")
+        own = await bot.start_report(asker, "weekly")
+        assert not own.again and not own.coalesced and own.job_id != scheduled.id
+        await bot.confirm(own, 511, 901)
+        again = await bot.start_report(asker, "weekly")  # their own request is still shared with them
+        assert again.again and again.job_id == own.job_id
+    finally:
+        await bot.drain(stop=True)
+        await bot.redis.aclose()
+    assert get_queue_manager().get_job(scheduled.id).requesters == [{"user_id": 511, "chat_id": 511}]
+
+
 async def test_each_weekly_summary_goes_at_monday_nine_in_the_zone_its_user_chose(fresh, redis_client):
     """Followers whose Monday 09:00 fall at different moments (UTC+14 and UTC-12, as ``/tz``
     stores them, and UTC for one who chose none). A check sends the summaries whose moment came
