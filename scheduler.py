@@ -313,7 +313,7 @@ async def subscribed_users(settings: Settings) -> list[tuple[int, str | None, fl
 class WeeklyMark:
     """What a user's ``scheduler:weekly:<user>:<ISO week>`` holds: when the week's latest scheduled
     run was enqueued (``at``), how many runs there were (``tries``), and that run's job (``job``:
-    None once it ended any way but failed, and in a mark of before marks said more than the time)."""
+    None once it ended any way but failed, and in a mark an older scheduler wrote, a bare time)."""
 
     at: float
     tries: int = 1
@@ -366,6 +366,16 @@ def enqueue_weekly_summary(manager: Any, user_id: int) -> Any:
                                scheduled=True)
 
 
+#: Marks read per MGET: one reply per thousand users, not one of every user's at once.
+MARKS_PER_READ = 1000
+
+
+def _read_marks(client: Any, keys: list[str]) -> list[str | None]:
+    """The weekly marks at ``keys``, in order, :data:`MARKS_PER_READ` per round trip."""
+    return [raw for start in range(0, len(keys), MARKS_PER_READ)
+            for raw in client.mget(keys[start:start + MARKS_PER_READ])]
+
+
 def _job_statuses(manager: Any, job_ids: list[str]) -> list[str | None]:
     """The status of each job (None: its record is gone), in one round trip."""
     pipe = manager.jobs.client.pipeline(transaction=False)
@@ -398,7 +408,7 @@ async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
                       weekly_due(boundary.timestamp(), ctx.now, ctx.last_run, zone_changed)))
     if not users:
         return {"sent": 0}
-    raws = await asyncio.to_thread(service.client.mget, [key for _, key, _ in users])
+    raws = await asyncio.to_thread(_read_marks, service.client, [key for _, key, _ in users])
     marks = [WeeklyMark.parse(raw) for raw in raws]
     watched = [mark.job for mark in marks if mark is not None and mark.watched]
     statuses = dict(zip(watched, await asyncio.to_thread(_job_statuses, manager, watched), strict=True))

@@ -106,20 +106,26 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Не знаю такого часового пояса. Пришлите город или смещение от UTC: /tz Moscow, /tz Europe/Berlin, /tz +3",
     },
     "tz_current": {
-        "en": "Your time zone: {zone}. The weekly summary of the players you follow comes on Mondays at 09:00 in it.\n"
+        "en": "Your time zone: {zone}. The weekly summary of the players you follow comes on Mondays at 09:00 in it "
+              "(when there is something to tell).\n"
               "To change it: /tz Moscow, /tz Europe/Berlin or /tz +3",
-        "ru": "Ваш часовой пояс: {zone}. Еженедельная сводка по игрокам, за которыми вы следите, приходит по понедельникам в 09:00 по нему.\n"
+        "ru": "Ваш часовой пояс: {zone}. Еженедельная сводка по игрокам, за которыми вы следите, приходит по понедельникам в 09:00 "
+              "по нему (если есть о чём рассказать).\n"
               "Изменить: /tz Moscow, /tz Europe/Berlin или /tz +3",
     },
     "tz_unset": {
-        "en": "No time zone chosen: the weekly summary of the players you follow comes on Mondays at 09:00 UTC.\n"
+        "en": "No time zone chosen: the weekly summary of the players you follow comes on Mondays at 09:00 UTC "
+              "(when there is something to tell).\n"
               "Choose yours: /tz Moscow, /tz Europe/Berlin or /tz +3",
-        "ru": "Часовой пояс не выбран: еженедельная сводка по игрокам, за которыми вы следите, приходит по понедельникам в 09:00 UTC.\n"
+        "ru": "Часовой пояс не выбран: еженедельная сводка по игрокам, за которыми вы следите, приходит по понедельникам "
+              "в 09:00 UTC (если есть о чём рассказать).\n"
               "Выберите свой: /tz Moscow, /tz Europe/Berlin или /tz +3",
     },
     "tz_set": {
-        "en": "Time zone: {zone}. The weekly summary of the players you follow will come on Mondays at 09:00 in it.",
-        "ru": "Часовой пояс: {zone}. Еженедельная сводка по игрокам, за которыми вы следите, будет приходить по понедельникам в 09:00 по нему.",
+        "en": "Time zone: {zone}. The weekly summary of the players you follow will come on Mondays at 09:00 in it "
+              "(when there is something to tell).",
+        "ru": "Часовой пояс: {zone}. Еженедельная сводка по игрокам, за которыми вы следите, будет приходить по понедельникам "
+              "в 09:00 по нему (если есть о чём рассказать).",
     },
     "unknown_command": {
         "en": "I don't know that command. /help lists what I can do.",

@@ -202,7 +202,10 @@ def safe_next(target: str | None) -> str:
     """
     if not target or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
         return "/"
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # "//[x": a bracket the URL library cannot read as an address
+        return "/"
     if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//") \
             or "\\" in target:
         return "/"
@@ -275,15 +278,32 @@ def _same_site(origin: str, host: str, settings: Any) -> bool:
     """Whether a browser's ``Origin`` is this dashboard: the address it was asked at, or its public
     address behind a TLS proxy (``DASHBOARD_PUBLIC_URL``; a proxy may pass on a Host of its own,
     such as 127.0.0.1:9181, which the browser's origin never is)."""
-    parts = urlsplit(origin)
-    public = urlsplit(settings.dashboard_public_url)
-    return parts.netloc == host or (bool(public.netloc) and (parts.scheme, parts.netloc) == (public.scheme, public.netloc))
+    if urlsplit(origin).netloc == host:
+        return True
+    public = _origin_of(settings.dashboard_public_url)
+    return public is not None and _origin_of(origin) == public
+
+
+def _origin_of(url: str) -> tuple[str, str, int] | None:
+    """A URL's origin as a browser writes it (scheme and host in lower case, the port given or the
+    scheme's own), so ``https://Dash.example.com:443/`` is ``https://dash.example.com``; None for
+    an empty or unreadable one."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if not parts.hostname or scheme not in ("http", "https"):
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
 
 
 def secure_cookies(request: web.Request) -> bool:
     """Whether cookies go out marked Secure: the request came over TLS, or a TLS proxy serves the
     dashboard (``DASHBOARD_PUBLIC_URL`` is https://): aiohttp then sees plain HTTP from the proxy."""
-    return request.secure or dashboard_of(request).settings.dashboard_public_url.startswith("https://")
+    public = _origin_of(dashboard_of(request).settings.dashboard_public_url)
+    return request.secure or (public is not None and public[0] == "https")
 
 
 def _hostname(host_header: str) -> str:

@@ -55,7 +55,8 @@ def _summarise(minutes: list[int], rows: list[dict[str, Any]], window_seconds: f
         for name, value in counts.items():
             totals[name] = totals.get(name, 0) + value
         per_minute.append({"minute": minute * 60, **counts})
-    errors = {name: totals[name] for name in OUTCOMES if name != "ok" and totals.get(name)}
+    # Errors of calls sent: a call never sent (no key) is not among them, as it is not a request.
+    errors = {name: totals[name] for name in OUTCOMES if name not in ("ok", NOT_SENT) and totals.get(name)}
     return {
         "window_seconds": window_seconds,
         "requests": totals["requests"],

@@ -22,6 +22,10 @@ timeline                  JSON list of attempts {attempt, worker, started_at, fi
 coalesce_key              set while a coalescable job is in flight, and for REPEAT_WINDOW_SECONDS
                           after it succeeded (repeats of its request are pointed at its answer)
 cancel_requested          "1" once a cancel was asked for a running job
+begin_token,              the token of the last start and finish written (a write sent again
+finish_token              after its reply was lost answers as the first did)
+requeued_at,              when the last requeue reset the record, and the status it had
+requeued_from
 ========================  =================================================================
 
 Succeeded records, and those canceled while they ran, expire after ``QUEUE_RESULT_TTL``; failed
@@ -520,8 +524,8 @@ return "left"
 
 # ARGV: prefix, id, now, result_ttl, limit, failure_ttl, stats_ttl[, user id]. Returns {the status
 # after the call, 1 when someone waits to be told of it (set for "canceled" only, else 0)}. With
-# a user id, the cancel is that user's alone: when anyone else asked for the job too (they
-# joined since the user's record was read), nothing changes and the answer is "others".
+# a user id, the cancel is that user's alone: when anyone else asked for the job too, or watches
+# it (they joined since the user's record was read), nothing changes and the answer is "others".
 # A running job stops at its next await; its subject is let go at once, so a request for it
 # meanwhile starts a job of its own instead of joining one on its way out.
 _CANCEL = _LUA_COMMON + """
@@ -529,14 +533,18 @@ local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local result_ttl, limit, failure_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local stats_ttl = tonumber(ARGV[7])
 local jk = prefix .. "job:" .. id
-local f = redis.call("HMGET", jk, "status", "enqueued_at", "coalesce_key", "queue", "actor", "requesters")
+local f = redis.call("HMGET", jk, "status", "enqueued_at", "coalesce_key", "queue", "actor", "requesters",
+  "watchers")
 local st = f[1]
 if not st then return {"missing", 0} end
 if st == "canceled" then return {"already_canceled", 0} end  -- not this cancel's doing: nothing to tell or count
 if st == "succeeded" or st == "failed" then return {st, 0} end
-if ARGV[8] and ARGV[8] ~= "" then
+if ARGV[8] and ARGV[8] ~= "" then  -- nor members of a group its message was shown to (watchers)
   for _, r in ipairs(decode_array(f[6])) do
     if encode_exact(r["user_id"]) ~= ARGV[8] then return {"others", 0} end
+  end
+  for _, w in ipairs(decode_array(f[7])) do
+    if encode_exact(w) ~= ARGV[8] then return {"others", 0} end
   end
 end
 if st == "started" then

@@ -1207,7 +1207,7 @@ def test_a_follower_who_unfollows_while_notices_go_out_gets_no_more_of_them(stac
         return tg.stats().get("errors", {}).get("sendMessage:429", 0)
 
     flooded = floods()
-    tg.flood(1, retry_after=2, methods=["sendMessage"])  # the first notice waits 2 s in the delivery
+    tg.flood(1, retry_after=5, methods=["sendMessage"])  # the first notice waits 5 s in the delivery
     scan = manager.enqueue_match_monitoring([follower])
     wait_until(lambda: floods() > flooded, timeout=20, what="the first notice held by flood control")
 

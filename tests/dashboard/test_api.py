@@ -417,7 +417,7 @@ def test_a_worker_is_marked_late_only_once_it_missed_a_heartbeat(store: JobStore
     try:
         registry = WorkerRegistry(store.client, prefix=store.prefix)
         now = time.time()
-        for name, age in (("between-beats", 6), ("missed-a-beat", 12)):
+        for name, age in (("between-beats", 6), ("missed-a-beat", 11)):
             registry.heartbeat(WorkerInfo(f"{name}:1:x", name, 1, ["default"], [], 0, now - 60, now - age))
         client = server.client()
         rows = {w["host"]: w for w in client.get("/api/workers").json()["workers"]}

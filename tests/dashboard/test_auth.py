@@ -170,7 +170,7 @@ def test_login_session_logout_and_tampering(auth_dashboard: DashboardServer) -> 
     # Login redirects never leave the site, however the way out is spelled: the URL library drops
     # tabs and newlines as it writes Location, so "/\t/evil.example" went out as "//evil.example".
     for way_out in ("//evil.example/x", "/\t/evil.example", "/\n/evil.example", "/\r/evil.example",
-                    "/\\evil.example", "https://evil.example/", " //evil.example"):
+                    "/\\evil.example", "https://evil.example/", " //evil.example", "//[x"):
         again = auth_dashboard.client()
         reply = again.post("/login", form={**ADMIN, "csrf_token": page_csrf(again.get("/login").text),
                                            "next": way_out})
@@ -414,8 +414,8 @@ def test_behind_a_tls_proxy_forms_from_its_address_pass_and_the_session_cookie_i
     """nginx passes Host 127.0.0.1:9181 by default, so the browser's Origin (the public address)
     never matched and every form, the login included, was refused as cross-site; and aiohttp,
     spoken to in plain HTTP by the proxy, sent the 12-hour session cookie without Secure."""
-    public = "https://dash.example.com"
-    behind = {"Origin": public}
+    public = "https://Dash.example.com:443/"  # as an operator may write it; the browser sends the next
+    behind = {"Origin": "https://dash.example.com"}
     plain = DashboardServer(dashboard_settings(**AUTH_SETTINGS)).start()
     try:
         browser = plain.client()

@@ -223,7 +223,7 @@ def test_faceit_calls_failing_for_want_of_a_key_are_told_as_that_not_as_a_refusa
     asyncio.run(_record_faceit_calls("no_key", 2))
     snap = monitor.tick()
     assert snap["faceit"]["auth_errors"] == 2 and snap["faceit"]["key_missing"] == 2
-    assert snap["faceit"]["requests"] == 0  # nothing went out
+    assert snap["faceit"]["requests"] == 0 and snap["faceit"]["errors"] == 0  # nothing went out
     (alert,) = fired(monitor.alerts, "faceit_auth")
     assert alert.level == "critical"
     assert alert.message.startswith("FACEIT_API_KEY is not set: a FACEIT call went unsent 2 times in the last ")

@@ -370,3 +370,11 @@ def test_a_users_own_cancel_leaves_a_job_someone_joined_since_alone(redis_client
     assert record.status == "queued" and not record.cancel_requested
     assert store.cancel("y1", alone=2) == ("others", False)
     assert store.cancel("y1")[0] == "canceled"  # an admin's cancel: anyone's
+    # A member of the group shown the job's message watches it: theirs too.
+    store.create("z1", actor="match_analysis", queue="high", coalesce="1-o",
+                 requester={"user_id": 1, "chat_id": -100, "message_id": 10})
+    shown = store.create("z2", actor="match_analysis", queue="high", coalesce="1-o",
+                         requester={"user_id": 3, "chat_id": -100})
+    assert shown.shown_here == 10 and store.get("z1").watchers == [3]
+    assert store.cancel("z1", alone=1) == ("others", False)
+    assert store.get("z1").status == "queued"
