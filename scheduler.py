@@ -28,6 +28,10 @@ weekly_reports     every 15 min               a weekly ``analytics_report`` per 
                                               a move east put it behind; once per user and
                                               ISO week, tried again when it failed (at most
                                               WEEKLY_TRIES runs a week)
+redelivery         every 5 min                send again the deliveries that failed for want of
+                                              Telegram (its network, or flood control past
+                                              their retries) at least REDELIVERY_AFTER ago, of
+                                              jobs younger than REDELIVERY_WINDOW
 retention          daily 03:30                prune expired ids from job indexes, trim series
 =================  =========================  ===================================================
 
@@ -244,6 +248,44 @@ async def task_cache_update(ctx: TaskContext) -> dict[str, Any]:
 
     handle = await asyncio.to_thread(get_queue_manager().enqueue_cache_update, "player", None)
     return {"job_id": handle.id}
+
+
+#: A delivery's own retries span about ten minutes (10 s, 30 s, then 90 s, 8 in all). A longer
+#: Telegram outage failed it for good: the result, or a follower's notice, never came. Such a
+#: delivery is sent again once it has failed this long ago (the outage may be over), while the
+#: job it delivers is younger than :data:`REDELIVERY_WINDOW` (news older than that is stale, and
+#: a delivery that keeps failing stops being tried). Sent again, it sends only what is still
+#: due: each part goes once (bot/delivery.py).
+REDELIVERY_AFTER = 900.0
+REDELIVERY_WINDOW = 3 * 3600.0
+#: The failures that were Telegram's, not the delivery's: its network, its flood control.
+REDELIVERABLE = ("upstream", "rate_limited")
+#: Failed deliveries looked at per run (newest first).
+REDELIVERY_SCAN = 500
+REDELIVERY_INTERVAL = 300.0
+
+
+def redeliver_failed(manager: Any, now: float) -> dict[str, int]:
+    """Requeue each failed ``deliver_result`` job that failed for want of Telegram at least
+    :data:`REDELIVERY_AFTER` before ``now``, of a job enqueued less than :data:`REDELIVERY_WINDOW`
+    before it (the requeue keeps the enqueue time, so the window bounds the tries)."""
+    records, _ = manager.jobs.list_jobs(status="failed", actor="deliver_result", limit=REDELIVERY_SCAN)
+    due = [r.id for r in records
+           if (r.error or {}).get("code") in REDELIVERABLE
+           and now - float(r.finished_at or now) >= REDELIVERY_AFTER
+           and now - float(r.enqueued_at or 0) < REDELIVERY_WINDOW]
+    requeued = 0
+    for job_id in due:
+        requeued += len(manager.requeue_failed(job_id=job_id))
+    if requeued:
+        logger.info("redelivery: %d failed deliveries sent again (Telegram was unreachable)", requeued)
+    return {"requeued": requeued}
+
+
+async def task_redelivery(ctx: TaskContext) -> dict[str, Any]:
+    from queues.manager import get_queue_manager
+
+    return await asyncio.to_thread(redeliver_failed, get_queue_manager(), ctx.now)
 
 
 async def task_retention(ctx: TaskContext) -> dict[str, Any]:
@@ -465,6 +507,7 @@ def default_tasks(settings: Settings) -> list[Task]:
         Task("cache_update", task_cache_update, interval=settings.cache_update_interval),
         Task("weekly_reports", task_weekly_reports,
              interval=settings.weekly_report_check_interval, run_at_start=True),
+        Task("redelivery", task_redelivery, interval=REDELIVERY_INTERVAL),
         Task("retention", task_retention, cron={"hour": 3, "minute": 30}),
     ]
 

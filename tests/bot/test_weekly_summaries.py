@@ -4,6 +4,9 @@ sandbox, and the bot's delivery sends them through the Telegram sandbox.
 
 A summary nobody asked for says nothing when there is nothing to report, and nothing when it
 fails: the scheduler tries again at a later check instead.
+
+The scheduler's redelivery (``task_redelivery``) is here too: a delivery that failed because
+Telegram could not be reached is sent again once Telegram answers.
 """
 
 from __future__ import annotations
@@ -141,3 +144,47 @@ def test_a_scheduled_summary_that_failed_says_nothing_and_is_tried_again(stack: 
     later = first_check + 2 * retry_after
     assert weekly_check(later, later - 900) == {"sent": 0}  # sent: once a week again
     assert len(report_jobs(stack, user)) == 2
+
+
+def test_a_delivery_that_failed_while_telegram_was_unreachable_is_sent_again(stack: Stack, tmp_path):
+    """A Telegram outage longer than a delivery's own retries (about 10 minutes) failed it for good:
+    the user's message stayed at "queued" and the result never came. The scheduler's redelivery
+    sends it again once it has failed 15 minutes ago, and only what is still due."""
+    import actors  # noqa: F401
+    from queues.runtime import reset_runtime
+    from settings import get_settings
+    from tests.bot.conftest import base_env
+    from tests.support.redis_server import free_port
+    from tests.support.workers import WorkerPool
+
+    def redelivery(now: float) -> dict[str, Any]:
+        reset_runtime()
+        service = SchedulerService(get_settings())
+        return asyncio.run(scheduler.task_redelivery(TaskContext(name="redelivery", now=now, last_run=now - 300,
+                                                                 service=service)))
+
+    def pool(log: str, **env: str) -> WorkerPool:
+        return WorkerPool(queues=["high", "default", "low"], processes=1, threads=8, modules=(),
+                          env=base_env(stack.tg, stack.faceit, **env), log_path=tmp_path / log).start()
+
+    user, player = new_user(), stack.world["players"][6]
+    stack.pool.stop(graceful=False)
+    stack.pool = pool("cut-off.log", TELEGRAM_API_URL=f"http://127.0.0.1:{free_port()}")  # nobody listens
+    stack.say(user, f"/player {player['nickname']}")
+    asked = stack.first_reply(user)  # the bot itself reaches Telegram
+    (job_id,) = stack.job_ids_of(user)
+    stack.wait_job(job_id, "succeeded")
+    failed = wait_until(lambda: [d for d in stack.deliveries_of(job_id) if d.get("status") == "failed"],
+                        timeout=60, what="the delivery failed for good")
+    assert json.loads(failed[0]["error"])["code"] == "upstream"
+    assert not is_final_text(stack.events(user)[-1]["text"])  # the user still looks at "queued"
+    assert redelivery(time.time()) == {"requeued": 0}  # too soon: the outage may go on
+
+    stack.pool.stop(graceful=False)
+    stack.pool = pool("back.log")  # Telegram answers again
+    assert redelivery(time.time() + scheduler.REDELIVERY_AFTER) == {"requeued": 1}
+    answer = stack.final_of(user, asked["message_id"])
+    assert player["nickname"] in answer["text"]
+    wait_until(lambda: [d for d in stack.deliveries_of(job_id) if d.get("status") == "succeeded"],
+               timeout=30, what="the delivery sent again")
+    assert redelivery(time.time() + scheduler.REDELIVERY_AFTER) == {"requeued": 0}  # nothing failed now

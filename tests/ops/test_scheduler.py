@@ -450,3 +450,30 @@ async def test_a_monitoring_run_is_not_added_while_one_still_waits(fresh):
     assert manager.queue_stats()["default"].waiting == 1
     manager.cancel_job(first["job_id"])  # taken (here: gone): the next interval adds one again
     assert "job_id" in await task_match_monitoring(context)
+
+
+def test_redelivery_sends_again_only_what_failed_for_want_of_telegram_within_its_window(fresh, redis_client):
+    """Telegram's failures (its network, its flood control) of jobs younger than the window, and
+    only once they failed long enough ago; a delivery that failed for another cause, or of a job
+    older than the window, is left to the operator."""
+    import actors  # noqa: F401
+    from queues.manager import get_queue_manager
+    from scheduler import REDELIVERY_AFTER, REDELIVERY_WINDOW, redeliver_failed
+
+    manager = get_queue_manager()
+    store = manager.jobs
+
+    def failed_delivery(job_id: str, code: str, enqueued_ago: float = 0.0) -> None:
+        store.create_from(store.create_args(job_id, actor="deliver_result", queue="high", args=["j"],
+                                            now=time.time() - enqueued_ago))
+        store.finish(job_id, attempt=store.begin(job_id, max_deliveries=9).attempt, status="failed",
+                     error={"type": "UpstreamError", "code": code, "message": "Telegram unreachable"})
+
+    failed_delivery("d-network", "upstream")
+    failed_delivery("d-flood", "rate_limited")
+    failed_delivery("d-refused", "auth")
+    failed_delivery("d-old", "upstream", enqueued_ago=REDELIVERY_WINDOW)
+    assert redeliver_failed(manager, time.time() + 60) == {"requeued": 0}  # failed just now
+    assert redeliver_failed(manager, time.time() + REDELIVERY_AFTER) == {"requeued": 2}
+    assert {job_id: store.status(job_id) for job_id in ("d-network", "d-flood", "d-refused", "d-old")} == {
+        "d-network": "queued", "d-flood": "queued", "d-refused": "failed", "d-old": "failed"}
