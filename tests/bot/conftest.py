@@ -246,6 +246,17 @@ def stop_stack(stack: Stack) -> None:
 
 
 @pytest.fixture(scope="module")
+def stack(telegram_sandbox_server, faceit_sandbox, redis_server, request,  # noqa: F811 (the fixture imported above)
+          tmp_path_factory) -> Iterator[Stack]:
+    """The module's whole system (a pool, the bot process, both sandboxes), for the modules that
+    ask for it; its logs under a directory named after the module."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    running = start_stack(telegram_sandbox_server, faceit_sandbox, redis_server, tmp_path_factory.mktemp(module))
+    yield running
+    stop_stack(running)
+
+
+@pytest.fixture(scope="module")
 def faceit_sandbox() -> Iterator[FaceitSandbox]:
     with FaceitSandbox() as sandbox:
         yield sandbox

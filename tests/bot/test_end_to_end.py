@@ -15,19 +15,12 @@ import time
 import pytest
 
 from sandbox.telegram_api import SANDBOX_BOT_TOKEN
-from tests.bot.conftest import ADMIN_ID, Stack, is_final_text, new_user, start_stack, stop_stack
+from tests.bot.conftest import ADMIN_ID, Stack, is_final_text, new_user
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerPool
 
 CYRILLIC = re.compile(r"[А-Яа-яЁё]")
 JOB_ID = re.compile(r"<code>([0-9a-f-]{36})</code>")
-
-
-@pytest.fixture(scope="module")
-def stack(telegram_sandbox_server, faceit_sandbox, redis_server, tmp_path_factory):
-    running = start_stack(telegram_sandbox_server, faceit_sandbox, redis_server, tmp_path_factory.mktemp("flow"))
-    yield running
-    stop_stack(running)
 
 
 @pytest.fixture

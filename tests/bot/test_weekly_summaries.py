@@ -21,18 +21,11 @@ import pytest
 
 import scheduler
 from scheduler import SchedulerService, TaskContext, task_weekly_reports, weekly_boundary
-from tests.bot.conftest import Stack, is_final_text, new_user, start_stack, stop_stack
+from tests.bot.conftest import Stack, is_final_text, new_user
 from tests.support.waiting import wait_until
 
 #: A followed player FACEIT knows no match of (none this week): their follower's week is empty.
 IDLE_PLAYER = "00000000-0000-4000-8000-0000000000aa"
-
-
-@pytest.fixture(scope="module")
-def stack(telegram_sandbox_server, faceit_sandbox, redis_server, tmp_path_factory):
-    running = start_stack(telegram_sandbox_server, faceit_sandbox, redis_server, tmp_path_factory.mktemp("weekly"))
-    yield running
-    stop_stack(running)
 
 
 @pytest.fixture
