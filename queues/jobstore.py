@@ -22,10 +22,9 @@ timeline                  JSON list of attempts {attempt, worker, started_at, fi
 coalesce_key              set while a coalescable job is in flight, and for REPEAT_WINDOW_SECONDS
                           after it succeeded (repeats of its request are pointed at its answer)
 cancel_requested          "1" once a cancel was asked for a running job
-begin_token,              the token of the last start and finish written (a write sent again
-finish_token              after its reply was lost answers as the first did)
-requeued_at,              when the last requeue reset the record, and the status it had
-requeued_from
+write_token, write_reply  the token of the last start, finish or reset, and its answer
+                          (that write sent again after its reply was lost answers the same)
+requeued_at               when the last requeue reset the record
 ========================  =================================================================
 
 Succeeded records, and those canceled while they ran, expire after ``QUEUE_RESULT_TTL``; failed
@@ -134,6 +133,24 @@ local function someone_waits(jk)
     end
   end
   return 0
+end
+-- A write whose reply was lost (a dropped connection, a failover, a Redis stalled past the socket
+-- timeout) may have run; its caller sends it again with the same ``token``. ``replayed`` gives
+-- back what the first answered, kept in the record beside the token by ``answer``; judged anew,
+-- the write would meet its own doing ("stale", a lost worker, "already canceled"). No token: nil.
+local function replayed(jk, token)
+  if not token or token == "" then return nil end
+  local kept = redis.call("HMGET", jk, "write_token", "write_reply")
+  if kept[1] ~= token or not kept[2] then return nil end
+  return cjson.decode(kept[2])
+end
+local function answer(jk, token, reply)
+  if token and token ~= "" then redis.call("HSET", jk, "write_token", token, "write_reply", cjson.encode(reply)) end
+  return reply
+end
+-- Lets a job's coalescing subject go, if it still names the job.
+local function release_subject(ckey, id)
+  if ckey and redis.call("GET", ckey) == id then redis.call("DEL", ckey) end
 end
 """
 
@@ -323,9 +340,9 @@ return detached
 """
 
 # ARGV: prefix, id, now, max_deliveries, worker, ttl, limit, result_ttl, failure_ttl, stats_ttl
-# ARGV 11: when the message was made (ms), or "". ARGV 12: this delivery's token, or "": the
-# same begin sent again (its reply lost) answers "run" at the attempt it began, instead of
-# taking its own open attempt for a lost worker's. Returns {verdict, n[, waits]}: run (n =
+# ARGV 11: when the message was made (ms), or "". ARGV 12: this write's token, or "": the same
+# begin sent again (its reply lost) answers what it answered (``replayed``), instead of taking
+# its own open attempt for a lost worker's. Returns {verdict, n[, waits]}: run (n =
 # attempt), final (n = status), canceled, crash_loop (n = workers lost), missing, superseded (a
 # message made before the job's last requeue: the requeue sent one of its own, and both would
 # run the job). ``waits`` (final, canceled, crash_loop): someone_waits, whether a delivery could
@@ -342,33 +359,30 @@ local max_deliveries, worker, ttl, limit = tonumber(ARGV[4]), ARGV[5], tonumber(
 local result_ttl, failure_ttl, stats_ttl = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local jk = prefix .. "job:" .. id
 local f = redis.call("HMGET", jk, "status", "enqueued_at", "cancel_requested", "deliveries", "attempts",
-  "timeline", "first_started_at", "lost", "queue", "actor", "requeued_at")
+  "timeline", "first_started_at", "lost", "queue", "actor", "requeued_at", "coalesce_key")
 local st = f[1]
 if not st then return {"missing", 0} end
-local token = ARGV[12] or ""
-if token ~= "" and st == "started" and redis.call("HGET", jk, "begin_token") == token then
-  return {"run", tonumber(f[5])}
+local token = ARGV[12]
+local again = replayed(jk, token)
+if again then return again end
+if st == "succeeded" or st == "failed" or st == "canceled" then
+  return answer(jk, token, {"final", st, someone_waits(jk)})
 end
-if st == "succeeded" or st == "failed" or st == "canceled" then return {"final", st, someone_waits(jk)} end
 local made, requeued = tonumber(ARGV[11]), tonumber(f[11])
-if made and requeued and made < math.floor(requeued * 1000) then return {"superseded", 0} end
+if made and requeued and made < math.floor(requeued * 1000) then return answer(jk, token, {"superseded", 0}) end
 local score = tonumber(f[2]) or now
 local function move(to)
   redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
   index_add(prefix .. "jobs:status:" .. to, score, id, limit, 0)
   redis.call("HSET", jk, "status", to)
 end
-local function release()
-  local ckey = redis.call("HGET", jk, "coalesce_key")
-  if ckey and redis.call("GET", ckey) == id then redis.call("DEL", ckey) end
-end
 if f[3] == "1" then
   move("canceled")
   redis.call("HSET", jk, "finished_at", ARGV[3])
-  release()
+  release_subject(f[12], id)
   redis.call("EXPIRE", jk, result_ttl)
   count_outcome(prefix, f[9] or "", f[10] or "", "canceled", now, stats_ttl, false)
-  return {"canceled", 0, someone_waits(jk)}
+  return answer(jk, token, {"canceled", 0, someone_waits(jk)})
 end
 local deliveries = (tonumber(f[4]) or 0) + 1
 local lost = tonumber(f[8]) or 0
@@ -385,10 +399,10 @@ if lost >= max_deliveries then
     message = "its worker died " .. lost .. " times while running it (" .. deliveries .. " deliveries)"}
   redis.call("HSET", jk, "error", cjson.encode(err), "finished_at", ARGV[3], "timeline", encode_array(timeline),
     "deliveries", deliveries, "lost", lost)
-  release()
+  release_subject(f[12], id)
   redis.call("EXPIRE", jk, failure_ttl)
   count_outcome(prefix, f[9] or "", f[10] or "", "failed", now, stats_ttl, false)
-  return {"crash_loop", lost, someone_waits(jk)}
+  return answer(jk, token, {"crash_loop", lost, someone_waits(jk)})
 end
 local attempt = (tonumber(f[5]) or 0) + 1
 table.insert(timeline, {attempt = attempt, worker = worker, started_at = now})
@@ -399,9 +413,8 @@ redis.call("HSET", jk, "status", "started", "timeline", encode_array(timeline), 
   "worker", worker, "deliveries", deliveries, "attempts", attempt, "first_started_at", f[7] or ARGV[3],
   "lost", lost)
 redis.call("HDEL", jk, "progress")
-if token ~= "" then redis.call("HSET", jk, "begin_token", token) end
 redis.call("EXPIRE", jk, ttl)
-return {"run", attempt}
+return answer(jk, token, {"run", attempt})
 """
 
 # The request-error codes (faceit.errors.REQUEST_ERROR_CODES) as a Lua set.
@@ -412,7 +425,8 @@ _REQUEST_ERROR_CODES_LUA = "local REQUEST_ERROR_CODES = {" + ", ".join(
 #       stats_ttl, failure_ttl, acks_key|"", msgs_key|"", redis_message_id|"", token|"", buckets...
 # Returns {status written | "stale" (re-delivered meanwhile) | "missing" (the record is gone), requester
 # count, 1 if it acked the message}. The same finish sent again (its reply lost: the same token)
-# answers as the first did, not "stale": else the result went undelivered, or the retry unsent.
+# answers what it answered (``replayed``), not "stale": else the result went undelivered, or the
+# retry unsent.
 _FINISH = _LUA_COMMON + _REQUEST_ERROR_CODES_LUA + """
 local prefix, id, now, status = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local attempt, result, err = tonumber(ARGV[5]), ARGV[6], ARGV[7]
@@ -420,14 +434,13 @@ local ttl, limit, retry_at = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
 local stats_ttl, failure_ttl = tonumber(ARGV[11]), tonumber(ARGV[12])
 local jk = prefix .. "job:" .. id
 local fields = redis.call("HMGET", jk, "status", "attempts", "queue", "actor", "enqueued_at",
-  "first_started_at", "started_at", "requesters", "timeline", "coalesce_key", "finish_token")
+  "first_started_at", "started_at", "requesters", "timeline", "coalesce_key")
 local st = fields[1]
 if not st then return {"missing", 0} end
 local token = ARGV[16]
-if token ~= "" and st == status and fields[11] == token and tonumber(fields[2]) == attempt then
-  return {status, #decode_array(fields[8]), 0}
-end
-if st ~= "started" or tonumber(fields[2]) ~= attempt then return {"stale", 0} end
+local again = replayed(jk, token)
+if again then return again end
+if st ~= "started" or tonumber(fields[2]) ~= attempt then return answer(jk, token, {"stale", 0}) end
 local queue, actor = fields[3], fields[4]
 local score = tonumber(fields[5]) or now
 local started = tonumber(fields[7]) or now
@@ -443,7 +456,6 @@ if last then
   end
 end
 redis.call("HSET", jk, "status", status, "timeline", encode_array(timeline))
-if token ~= "" then redis.call("HSET", jk, "finish_token", token) end
 redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
 index_add(prefix .. "jobs:status:" .. status, score, id, limit, 0)
 if result ~= "" then redis.call("HSET", jk, "result", result) end
@@ -499,7 +511,7 @@ if acks_key ~= "" and status == "succeeded" and #requesters == 0 then
   if redis.call("SREM", acks_key, redis_id) > 0 then redis.call("HDEL", msgs_key, redis_id) end
   acked = 1
 end
-return {status, #requesters, acked}
+return answer(jk, token, {status, #requesters, acked})
 """
 
 # ARGV: prefix, id, user id. One requester leaves a job others still wait for (their Cancel):
@@ -537,7 +549,8 @@ local f = redis.call("HMGET", jk, "status", "enqueued_at", "coalesce_key", "queu
   "watchers")
 local st = f[1]
 if not st then return {"missing", 0} end
-if st == "canceled" then return {"already_canceled", 0} end  -- not this cancel's doing: nothing to tell or count
+-- Already canceled: not this cancel's doing, so nothing to tell or count.
+if st == "canceled" then return {"already_canceled", 0} end
 if st == "succeeded" or st == "failed" then return {st, 0} end
 if ARGV[8] and ARGV[8] ~= "" then  -- nor members of a group its message was shown to (watchers)
   for _, r in ipairs(decode_array(f[6])) do
@@ -547,16 +560,15 @@ if ARGV[8] and ARGV[8] ~= "" then  -- nor members of a group its message was sho
     if encode_exact(w) ~= ARGV[8] then return {"others", 0} end
   end
 end
+release_subject(f[3], id)
 if st == "started" then
   redis.call("HSET", jk, "cancel_requested", "1")
-  if f[3] and redis.call("GET", f[3]) == id then redis.call("DEL", f[3]) end
   return {"canceling", 0}
 end
 -- queued or retrying: the message will be skipped when a worker takes it.
 redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
 index_add(prefix .. "jobs:status:canceled", tonumber(f[2]) or now, id, limit, 0)
 redis.call("HSET", jk, "status", "canceled", "finished_at", ARGV[3], "cancel_requested", "1")
-if f[3] and redis.call("GET", f[3]) == id then redis.call("DEL", f[3]) end
 -- Kept as long as a failure, not a result: its message still waits in the queue (a backlog, no
 -- worker up), and when a worker takes it, this record is what says "skip it". Gone, the job
 -- would be made anew and run for nobody.
@@ -567,27 +579,26 @@ return {"canceled", someone_waits(jk)}
 
 #: What a requeue's reset clears, and what it sets anew; its undo puts back both (and the status).
 RESET_CLEARS = ("error", "result", "finished_at", "cancel_requested", "retry_at", "progress")
-RESET_SETS = ("deliveries", "lost", "requeued_at", "requeued_from")
+RESET_SETS = ("deliveries", "lost", "requeued_at")
 
 # ARGV: prefix, id, now, ttl, limit.  Back to queued for a requeue; returns the old status.
-# This very reset again (its reply lost, the call sent anew: the same ``now``) answers as the
-# first did: else the requeue took it for a job already queued and sent no message.
+# ``now`` is the write's token too: this very reset sent again (its reply lost) answers what it
+# answered, else the requeue took the job for one already queued and sent no message.
 _RESET = _LUA_COMMON + """
 local prefix, id, now, ttl, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local jk = prefix .. "job:" .. id
-local f = redis.call("HMGET", jk, "status", "requeued_at", "requeued_from", "deliveries")
+local f = redis.call("HMGET", jk, "status", "enqueued_at")
 local st = f[1]
 if not st then return "missing" end
-if st == "queued" and f[2] == ARGV[3] and f[3] and f[4] == "0" then return f[3] end
-if st ~= "failed" and st ~= "canceled" then return st end
-local score = tonumber(redis.call("HGET", jk, "enqueued_at")) or now
+local again = replayed(jk, ARGV[3])
+if again then return again end
+if st ~= "failed" and st ~= "canceled" then return answer(jk, ARGV[3], st) end
 redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
-index_add(prefix .. "jobs:status:queued", score, id, limit, 0)
+index_add(prefix .. "jobs:status:queued", tonumber(f[2]) or now, id, limit, 0)
 redis.call("HDEL", jk, """ + ", ".join(f'"{name}"' for name in RESET_CLEARS) + """)
-redis.call("HSET", jk, "status", "queued", "deliveries", "0", "lost", "0", "requeued_at", ARGV[3],
-  "requeued_from", st)
+redis.call("HSET", jk, "status", "queued", "deliveries", "0", "lost", "0", "requeued_at", ARGV[3])
 redis.call("EXPIRE", jk, ttl)
-return st
+return answer(jk, ARGV[3], st)
 """
 
 # ARGV: prefix, id, ttl. A requeued job whose message went out is in flight again: a request
@@ -615,7 +626,7 @@ for i = 5, #ARGV, 2 do before[ARGV[i]] = ARGV[i + 1] end
 local score = tonumber(redis.call("HGET", jk, "enqueued_at")) or 0
 redis.call("ZREM", prefix .. "jobs:status:queued", id)
 index_add(prefix .. "jobs:status:" .. before["status"], score, id, limit, 0)
-redis.call("HDEL", jk, "requeued_at", "requeued_from")
+redis.call("HDEL", jk, "requeued_at")
 for name, value in pairs(before) do
   if value ~= "" then redis.call("HSET", jk, name, value) end
 end
@@ -795,9 +806,10 @@ class Finish:
 
 
 def write_token() -> str:
-    """A token for one begin or finish, made once and passed on every try of it. A call whose
-    reply was lost (a dropped connection, a failover, a stalled Redis past the socket timeout) may
-    have run: sent again, it must answer as it did, not judge its own write as another's."""
+    """A token for one begin or finish, made once and passed on every try of it. A call
+    whose reply was lost (a dropped connection, a failover, a stalled Redis past the socket
+    timeout) may have run: sent again, it answers what it answered (the scripts' ``replayed``),
+    not judge its own write as another's."""
     return uuid.uuid4().hex
 
 
