@@ -329,7 +329,7 @@ class BotServices:
         return record
 
     async def cancel(self, job_id: str, user_id: int, *, chat_id: int | None = None,
-                     not_theirs: str = "unknown_job", _read_again: bool = True) -> CancelOutcome:
+                     not_theirs: str = "unknown_job") -> CancelOutcome:
         """Cancel the job, or, when others asked for it too, stop waiting for it alone (``left``:
         the user's message and limits let go of it, the others still get it). ``shared`` when
         members of a group watch the asker's message: it is theirs too. Someone else's job is
@@ -347,13 +347,9 @@ class BotServices:
         if others and not self.is_admin(user_id):
             if record.watchers:
                 return CancelOutcome("shared", record)
-            left = await asyncio.to_thread(self.manager.jobs.leave, job_id, int(user_id))
-            if left == "left":
-                await self.redis.zrem(self.keys.user_active(user_id), job_id)  # no longer theirs to count
-                logger.info("job %s: user %s stopped waiting for it; others still do", job_id, user_id)
-                return CancelOutcome("left", record)
-            if left != "alone":  # ended meanwhile
-                return CancelOutcome(left, record)
+            stopped = await self._stop_waiting(job_id, user_id, record)
+            if stopped is not None:
+                return stopped
         try:
             # The user's own answer tells them; others (an admin cancelling theirs) get a delivery.
             # A user who is not an admin gets here alone (``leave`` said so, whatever ``others``
@@ -364,14 +360,22 @@ class BotServices:
         except UnknownJobError:  # gone meanwhile
             raise UserFacingError("no_such_job" if self.is_admin(user_id) else "unknown_job", job_id=job_id) from None
         if outcome == "others":
-            # Someone asked for it too since the record was read: theirs now as well, so this
-            # user stops waiting for it alone (read again, it takes the way above); if yet
-            # another joined meanwhile, it keeps running for them ("shared").
-            if _read_again:
-                return await self.cancel(job_id, user_id, chat_id=chat_id, not_theirs=not_theirs, _read_again=False)
-            return CancelOutcome("shared", record)
+            # Someone asked for it since the record was read: the user leaves it to them, or, when
+            # they only watch it (members of the group shown its message), it keeps running.
+            return await self._stop_waiting(job_id, user_id, record) or CancelOutcome("shared", record)
         logger.info("job %s: cancel asked by user %s: %s", job_id, user_id, outcome)
         return CancelOutcome(outcome, record)
+
+    async def _stop_waiting(self, job_id: str, user_id: int, record: JobRecord) -> CancelOutcome | None:
+        """``user_id`` stops waiting for a job others asked for too (``left``: their message and
+        limits let go of it); the status it had if it ended meanwhile; None when nobody else asked
+        for it after all (``leave`` found them alone)."""
+        left = await asyncio.to_thread(self.manager.jobs.leave, job_id, int(user_id))
+        if left == "left":
+            await self.redis.zrem(self.keys.user_active(user_id), job_id)  # no longer theirs to count
+            logger.info("job %s: user %s stopped waiting for it; others still do", job_id, user_id)
+            return CancelOutcome("left", record)
+        return None if left == "alone" else CancelOutcome(left, record)
 
     # --- subscriptions ----------------------------------------------------------------------
 

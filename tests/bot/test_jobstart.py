@@ -7,6 +7,8 @@ same state, so both run the same checks here.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import types
 
 import dramatiq
@@ -364,3 +366,37 @@ async def test_a_started_job_recorded_after_the_fact_counts_in_both_limits(servi
     assert redis_client.zrange("fb:bot:active:95", 0, -1) == ["job-95"]
     assert redis_client.zcard("fb:bot:rate:95") == 1
     assert 0 < redis_client.ttl("fb:bot:rate:95") <= 61 and redis_client.ttl("fb:bot:active:95") > 61
+
+
+async def wait_for_async(condition, timeout: float = 5.0) -> None:
+    """Poll ``condition`` on this event loop (other tasks run meanwhile) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_user_who_joins_between_the_read_and_the_cancel_keeps_the_job(services, redis_client):
+    """User 93's Cancel read the record (only 93 asked), then user 94 asked for the same match,
+    then the cancel ran: it cancelled 94's job too. Made exact with Redis: while writes are paused
+    (``CLIENT PAUSE WRITE``) reads answer, and held scripts run in the order they came, so 94's
+    join is held first, 93's read passes, and 93's cancel runs after the join."""
+    first = await services.start_match_analysis(asker(93), parse_match_ref(ROOM))
+    await services.confirm(first, 93, 9093)
+
+    def held_scripts() -> int:
+        return sum(1 for c in redis_client.client_list() if "b" in c["flags"] and c["cmd"] == "evalsha")
+
+    redis_client.client_pause(10_000, all=False)  # writes only; it ends by itself if the test dies
+    try:
+        join = asyncio.ensure_future(services.start_match_analysis(asker(94), parse_match_ref(ROOM)))
+        await wait_for_async(lambda: held_scripts() == 1)
+        cancel = asyncio.ensure_future(services.cancel(first.job_id, 93))
+        await wait_for_async(lambda: held_scripts() == 2)
+    finally:
+        redis_client.client_unpause()
+    joined, outcome = await join, await cancel
+    assert joined.job_id == first.job_id and joined.coalesced
+    assert outcome.outcome == "left"
+    record = services.manager.get_job(first.job_id)
+    assert record.status == "queued" and [r["user_id"] for r in record.requesters] == [94]
