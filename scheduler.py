@@ -260,8 +260,6 @@ REDELIVERY_AFTER = 900.0
 REDELIVERY_WINDOW = 3 * 3600.0
 #: The failures that were Telegram's, not the delivery's: its network, its flood control.
 REDELIVERABLE = ("upstream", "rate_limited")
-#: Failed deliveries looked at per run (newest first).
-REDELIVERY_SCAN = 500
 REDELIVERY_INTERVAL = 300.0
 
 
@@ -269,11 +267,10 @@ def redeliver_failed(manager: Any, now: float) -> dict[str, int]:
     """Requeue each failed ``deliver_result`` job that failed for want of Telegram at least
     :data:`REDELIVERY_AFTER` before ``now``, of a job enqueued less than :data:`REDELIVERY_WINDOW`
     before it (the requeue keeps the enqueue time, so the window bounds the tries)."""
-    records, _ = manager.jobs.list_jobs(status="failed", actor="deliver_result", limit=REDELIVERY_SCAN)
-    due = [r.id for r in records
-           if (r.error or {}).get("code") in REDELIVERABLE
-           and now - float(r.finished_at or now) >= REDELIVERY_AFTER
-           and now - float(r.enqueued_at or 0) < REDELIVERY_WINDOW]
+    from queues.manager import DELIVERY_ACTOR
+
+    due = [job_id for job_id, code, finished in manager.jobs.failures_since(DELIVERY_ACTOR, now - REDELIVERY_WINDOW)
+           if code in REDELIVERABLE and now - (finished or now) >= REDELIVERY_AFTER]
     requeued = 0
     for job_id in due:
         requeued += len(manager.requeue_failed(job_id=job_id))
@@ -395,19 +392,6 @@ return 1
 """
 
 
-def enqueue_weekly_summary(manager: Any, user_id: int) -> Any:
-    """Enqueue the scheduler's weekly summary for ``user_id`` (its :class:`JobHandle`). It has a
-    coalescing subject of its own, ``<user>:weekly:scheduled``: sharing ``<user>:weekly`` with the
-    user's own ``/report weekly`` made that request, while this run was pending, answer "you already
-    asked … in the message that answered you first", a message that does not exist (this run has
-    none), and start nothing. ``scheduled=True`` tells the job and its delivery that nobody asked:
-    nothing is sent when there is nothing to report or when it fails (:func:`task_weekly_reports`
-    tries again)."""
-    return manager.enqueue_job("analytics_report", requester={"user_id": user_id, "chat_id": user_id},
-                               coalesce=f"{int(user_id)}:weekly:scheduled", user_id=user_id, report_type="weekly",
-                               scheduled=True)
-
-
 #: Marks read per MGET: one reply per thousand users, not one of every user's at once.
 MARKS_PER_READ = 1000
 
@@ -416,14 +400,6 @@ def _read_marks(client: Any, keys: list[str]) -> list[str | None]:
     """The weekly marks at ``keys``, in order, :data:`MARKS_PER_READ` per round trip."""
     return [raw for start in range(0, len(keys), MARKS_PER_READ)
             for raw in client.mget(keys[start:start + MARKS_PER_READ])]
-
-
-def _job_statuses(manager: Any, job_ids: list[str]) -> list[str | None]:
-    """The status of each job (None: its record is gone), in one round trip."""
-    pipe = manager.jobs.client.pipeline(transaction=False)
-    for job_id in job_ids:
-        pipe.hget(manager.jobs.job_key(job_id), "status")
-    return pipe.execute()
 
 
 async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
@@ -453,7 +429,7 @@ async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
     raws = await asyncio.to_thread(_read_marks, service.client, [key for _, key, _ in users])
     marks = [WeeklyMark.parse(raw) for raw in raws]
     watched = [mark.job for mark in marks if mark is not None and mark.watched]
-    statuses = dict(zip(watched, await asyncio.to_thread(_job_statuses, manager, watched), strict=True))
+    statuses = dict(zip(watched, await asyncio.to_thread(manager.jobs.statuses, watched), strict=True))
     swap = service.client.register_script(_SWAP_MARK)
     sent = retried = 0
     for (uid, key, due), raw, mark in zip(users, raws, marks, strict=True):
@@ -477,7 +453,8 @@ async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
                 await asyncio.to_thread(swap, keys=[key], args=[raw, WeeklyMark(mark.at, mark.tries).dump()])
             continue
         try:
-            handle = await asyncio.to_thread(enqueue_weekly_summary, manager, uid)
+            handle = await asyncio.to_thread(manager.enqueue_analytics_report, uid, "weekly",
+                                            {"user_id": uid, "chat_id": uid}, scheduled=True)
         except Exception:  # let the next check try this user again
             if previous is None:
                 await asyncio.to_thread(service.client.delete, key)

@@ -1047,6 +1047,32 @@ class JobStore:
     def status(self, job_id: str) -> str | None:
         return self.client.hget(self.job_key(job_id), "status")
 
+    def statuses(self, job_ids: list[str]) -> list[str | None]:
+        """The status of each job (None: its record is gone), in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.job_key(job_id), "status")
+        return pipe.execute()
+
+    def failures_since(self, actor: str, since: float) -> list[tuple[str, str | None, float | None]]:
+        """``(id, error code, finished_at)`` of each failed ``actor`` job enqueued since ``since``,
+        newest first: the failed index is scored by enqueue time, so only that window is read, and
+        of each record only the three fields (two round trips, whatever else failed meanwhile)."""
+        ids = self.client.zrevrangebyscore(self.index_key("status", "failed"), "+inf", since)
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self.job_key(job_id), "actor", "error", "finished_at")
+        rows = []
+        for job_id, (job_actor, error, finished) in zip(ids, pipe.execute(), strict=True):
+            if job_actor != actor:
+                continue
+            try:
+                code = json.loads(error).get("code") if error else None
+            except (ValueError, AttributeError):
+                code = None
+            rows.append((job_id, code, float(finished) if finished else None))
+        return rows
+
     def is_cancel_requested(self, job_id: str) -> bool:
         return self.client.hget(self.job_key(job_id), "cancel_requested") == "1"
 

@@ -283,10 +283,19 @@ class QueueManager:
                                 coalesce="|".join(sorted(set(match_ids))), match_ids=list(match_ids), user_id=user_id)
 
     def prepare_analytics_report(self, user_id: int | None = None, report_type: str = "weekly",
-                                 requester: dict[str, Any] | None = None) -> PreparedJob:
-        """One user's report (their own figures): shared only by that user's repeats."""
+                                 requester: dict[str, Any] | None = None, *,
+                                 scheduled: bool = False) -> PreparedJob:
+        """One user's report (their own figures): shared only by that user's repeats.
+
+        ``scheduled``: the scheduler's run, nobody's request (nothing is said when there is
+        nothing to report or when it fails: the scheduler tries again). Its subject is its own,
+        ``<user>:<type>:scheduled``: sharing the user's made their own ``/report`` meanwhile
+        answer "you already asked … in the message that answered you first", a message that
+        does not exist, and start nothing."""
+        marked = {"scheduled": True} if scheduled else {}  # (not sent at all for a request)
         return self.prepare_job("analytics_report", requester=_requester(requester, user_id),
-                                coalesce=f"{user_id}:{report_type}", user_id=user_id, report_type=report_type)
+                                coalesce=f"{user_id}:{report_type}" + (":scheduled" if scheduled else ""),
+                                user_id=user_id, report_type=report_type, **marked)
 
     def enqueue_match_analysis(self, match_url_or_id: str, user_id: int | None = None,
                                priority: QueuePriority = QueuePriority.HIGH,
@@ -312,8 +321,8 @@ class QueueManager:
                                 identifiers=list(identifiers) if identifiers else None)
 
     def enqueue_analytics_report(self, user_id: int | None = None, report_type: str = "weekly",
-                                 requester: dict[str, Any] | None = None) -> JobHandle:
-        return self.submit(self.prepare_analytics_report(user_id, report_type, requester))
+                                 requester: dict[str, Any] | None = None, *, scheduled: bool = False) -> JobHandle:
+        return self.submit(self.prepare_analytics_report(user_id, report_type, requester, scheduled=scheduled))
 
     # --- look up --------------------------------------------------------------------------
 
