@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from dashboard.monitor import METRICS, RANGES, ChartRange, Figures
-from queues.alerts import LEVELS, Alert, AlertStore
+from queues.alerts import LEVELS, STATES, AlertStore
 from queues.errors import UnknownJobError
 from queues.jobids import job_ref
 from queues.jobstore import ACTIVE_STATUSES, ALL_STATUSES, JobRecord, JobStore
@@ -108,15 +108,6 @@ def job_actions(record: JobRecord) -> list[str]:
     if record.status in ACTIVE_STATUSES and not record.cancel_requested:
         return ["cancel"]
     return []
-
-
-def alert_level(alert: Alert) -> str:
-    """The level an alert is filtered by: a resolve notice is written at ``info`` whatever it
-    resolves, so it counts at the level of the alert it closes (``opened_level``, which
-    :meth:`Alert.resolved` records); "warning and above, resolved" then shows what it says."""
-    opened = (alert.details or {}).get("opened_level") if alert.state == "resolved" else None
-    level = opened if opened in LEVELS else alert.level
-    return level if level in LEVELS else LEVELS[0]
 
 
 class DashboardData:
@@ -303,8 +294,16 @@ class DashboardData:
     def heartbeat_late_after(self) -> float:
         """Seconds after which a worker's last heartbeat is late: it missed one. A worker beats
         every ``QUEUE_MAINTENANCE_INTERVAL``, so a healthy one's age runs up to that interval (plus
-        a busy moment); twice it means a whole beat did not come."""
-        return 2 * float(self.settings.queue_maintenance_interval)
+        a busy moment); twice it means a whole beat did not come.
+
+        Never past the middle between one interval and ``QUEUE_HEARTBEAT_TIMEOUT``: a worker whose
+        last beat is older than the timeout is no longer listed, so with an interval of half the
+        timeout or more, twice the interval would come too late for the mark ever to show.
+        (``timeout - interval`` would be earlier still, but below one interval once the interval
+        is past a third of the timeout: every healthy worker would be marked between beats.)"""
+        interval = float(self.settings.queue_maintenance_interval)
+        timeout = float(self.settings.queue_heartbeat_timeout)
+        return min(2 * interval, (interval + timeout) / 2)
 
     def workers(self) -> list[dict[str, Any]]:
         """The live workers; ``heartbeat_late`` marks one past :attr:`heartbeat_late_after`."""
@@ -322,11 +321,13 @@ class DashboardData:
                    limit: int = 500) -> dict[str, Any]:
         if level is not None and level not in LEVELS:
             raise BadFilter(f"level is one of {', '.join(LEVELS)}")
-        if state is not None and state not in ("fired", "resolved"):
-            raise BadFilter("state is fired or resolved")
+        if state is not None and state not in STATES:
+            raise BadFilter(f"state is {' or '.join(STATES)}")
         if not 0 < hours <= 24 * 31:
             raise BadFilter("hours is between 0 and 744")
-        history = [a.to_dict() for a in self._alerts_matching(hours, level, state, limit)]
+        # Filtered by the store before the limit: 500 newer fired alerts must not hide the
+        # resolved ones behind them (see AlertStore.recent for how a notice's level is judged).
+        history = [a.to_dict() for a in self.alerts.recent(hours, level=level, state=state, limit=limit)]
         open_alerts = sorted((a.to_dict() for a in self.alerts.open_alerts()),
                              key=lambda a: a.get("time", 0), reverse=True)
         return {
@@ -334,23 +335,6 @@ class DashboardData:
             "open": self.redactor.redact(open_alerts),
             "filters": {"level": level, "state": state, "hours": hours},
         }
-
-    def _alerts_matching(self, hours: float, level: str | None, state: str | None, limit: int) -> list[Alert]:
-        """The newest ``limit`` alerts of the last ``hours`` that pass both filters, filtered before
-        the limit (a page of 500 fired alerts must not hide the resolved ones behind it).
-
-        Read in growing batches (``AlertStore.recent`` reads from the newest) until ``limit`` pass
-        or the window is read to its end: the level filter is not the store's (see
-        :func:`alert_level`), so the store cannot count the matches itself."""
-        floor = LEVELS.index(level) if level is not None else 0
-        asked = max(limit, 200)
-        while True:
-            batch = self.alerts.recent(hours, limit=asked)
-            matching = [a for a in batch if (state is None or a.state == state)
-                        and (level is None or LEVELS.index(alert_level(a)) >= floor)]
-            if len(matching) >= limit or len(batch) < asked:
-                return matching[:limit]
-            asked *= 4
 
     # --- actions --------------------------------------------------------------------------
 

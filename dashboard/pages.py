@@ -12,12 +12,11 @@ from dashboard.monitor import RANGES
 from dashboard.security import SESSION_COOKIE, SESSION_LIFETIME
 from dashboard.web import (
     IDENTITY,
-    TOO_MANY_ATTEMPTS,
+    blocked_notice,
     dashboard_of,
     in_thread,
     page_url,
     render,
-    retry_after,
     safe_next,
     secure_cookies,
     throttle_key,
@@ -197,10 +196,9 @@ async def login(request: web.Request) -> web.Response:
     key = throttle_key(request, str(form.get("user", "")))
     wait = dash.throttle.blocked_for(key)
     if wait:
-        seconds = retry_after(wait)
-        blocked = render(request, "login.html", status=429, next=target,
-                         error=TOO_MANY_ATTEMPTS.format(seconds=seconds))
-        blocked.headers["Retry-After"] = str(seconds)
+        message, headers = blocked_notice(wait)
+        blocked = render(request, "login.html", status=429, next=target, error=message)
+        blocked.headers.update(headers)
         return blocked
     identity = dash.credentials.check_password(str(form.get("user", "")), str(form.get("password", "")))
     if identity is None:

@@ -275,13 +275,17 @@ class LoginThrottle:
 
     def _forget(self, now: float) -> None:
         """Bounded: a client names the account it tries, so it can make keys at will. Keys whose
-        last failure left the window go; then, down to half the bound, the longest quiet."""
+        last failure left the window go; then, down to half the bound, the longest quiet of those
+        not blocked now. A blocked key is never dropped: a guesser could otherwise free its own by
+        failing under ten thousand made-up names. (A blocked key is not made at will: each cost
+        ``attempts`` failures within the window.)"""
         for key in [k for k, f in self._failures.items() if not f or f[-1] < now - self.window]:
             del self._failures[key]
         keep = MAX_THROTTLE_KEYS // 2
         if len(self._failures) > keep:
-            by_last_failure = sorted(self._failures, key=lambda k: self._failures[k][-1])
-            for key in by_last_failure[: len(by_last_failure) - keep]:
+            unblocked = [k for k in self._failures if not self.blocked_for(k, now)]
+            by_last_failure = sorted(unblocked, key=lambda k: self._failures[k][-1])
+            for key in by_last_failure[: len(self._failures) - keep]:
                 del self._failures[key]
 
     def succeeded(self, address: str) -> None:

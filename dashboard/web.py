@@ -1,11 +1,12 @@
 """What every request goes through: who is calling, may they do this, and safe responses.
 
-Middlewares, outermost first:
+Middlewares, outermost first (as :func:`dashboard.app.create_app` lists them):
 
-1. ``errors`` — turns failures into a JSON error (``/api/``, ``/metrics``) or an error page,
+1. ``security_headers`` — CSP (no inline script or style, no third-party origin),
+   ``nosniff``, no framing, no caching of data; outermost so that every response gets them,
+   the error pages ``errors`` makes included (inside it, those went out bare);
+2. ``errors`` — turns failures into a JSON error (``/api/``, ``/metrics``) or an error page,
    and Redis outages into 503, without leaking a traceback;
-2. ``security_headers`` — CSP (no inline script or style, no third-party origin),
-   ``nosniff``, no framing, no caching of data;
 3. ``authenticate`` — sets ``request["identity"]`` or answers 401 / redirects to ``/login``;
    an ``Authorization`` header counts against the login throttle like the login form does
    (429 while its address is blocked for the account it tries);
@@ -53,6 +54,7 @@ STATIC_DIR = PACKAGE_DIR / "static"
 REFRESH_SECONDS = 5
 PUBLIC_PATHS = frozenset({"/healthz", "/login", "/favicon.ico"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Origin = tuple[str, str, int]  # scheme, host, port: what two URLs share when they are one site
 
 
 @dataclass
@@ -67,8 +69,11 @@ class Dashboard:
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     templates: Environment = field(init=False)
     static_version: str = field(init=False)
+    #: The origin of ``DASHBOARD_PUBLIC_URL`` (:func:`_origin_of`), read once: None when unset.
+    public_origin: Origin | None = field(init=False)
 
     def __post_init__(self) -> None:
+        self.public_origin = _origin_of(self.settings.dashboard_public_url or "")
         self.templates = Environment(
             loader=FileSystemLoader(TEMPLATES_DIR),
             autoescape=select_autoescape(["html", "svg"], default_for_string=True, default=True),
@@ -157,8 +162,10 @@ TOO_MANY_ATTEMPTS = "Too many failed attempts; try again in {seconds} s."
 
 def throttle_key(request: web.Request, account: str) -> str:
     """The key the login throttle counts failures under: the peer address (``?`` if unknown) and
-    the account tried (:func:`~dashboard.security.throttle_account`)."""
-    return f"{request.remote or '?'}|{account}"
+    the account tried (:func:`~dashboard.security.throttle_account`), as the first 16 hex digits
+    of its SHA-256: the name typed may be a whole form field (up to 1 MiB) the throttle would keep."""
+    digest = hashlib.sha256(account.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{request.remote or '?'}|{digest}"
 
 
 def retry_after(wait: float) -> int:
@@ -166,11 +173,16 @@ def retry_after(wait: float) -> int:
     return int(wait) + 1
 
 
+def blocked_notice(wait: float) -> tuple[str, dict[str, str]]:
+    """What a blocked client is told, whichever door it knocked at (the login form, an
+    ``Authorization`` header): the message and the ``Retry-After`` header of its 429."""
+    seconds = retry_after(wait)
+    return TOO_MANY_ATTEMPTS.format(seconds=seconds), {"Retry-After": str(seconds)}
+
+
 def too_many_attempts(request: web.Request, wait: float) -> web.Response:
     """The 429 for credentials sent by a blocked address (the login form's answer, without the form)."""
-    seconds = retry_after(wait)
-    message = TOO_MANY_ATTEMPTS.format(seconds=seconds)
-    headers = {"Retry-After": str(seconds)}
+    message, headers = blocked_notice(wait)
     if is_api(request):
         return api_error(429, "too_many_attempts", message, headers)
     return web.Response(status=429, text=message, headers=headers)
@@ -274,20 +286,23 @@ def _set_headers(request: web.Request, response: web.StreamResponse) -> None:
         headers.setdefault("Cache-Control", "no-store")
 
 
-def _same_site(origin: str, host: str, settings: Any) -> bool:
-    """Whether a browser's ``Origin`` is this dashboard: the address it was asked at, or its public
-    address behind a TLS proxy (``DASHBOARD_PUBLIC_URL``; a proxy may pass on a Host of its own,
-    such as 127.0.0.1:9181, which the browser's origin never is)."""
-    if urlsplit(origin).netloc == host:
-        return True
-    public = _origin_of(settings.dashboard_public_url)
-    return public is not None and _origin_of(origin) == public
+def _same_site(request: web.Request, origin: str) -> bool:
+    """Whether a browser's ``Origin`` is this dashboard: the address it was asked at (scheme and
+    Host), or its public address behind a TLS proxy (``DASHBOARD_PUBLIC_URL``; a proxy may pass
+    on a Host of its own, such as 127.0.0.1:9181, which the browser's origin never is).
+
+    Every side is read by :func:`_origin_of`, so case and a default port make no difference and
+    the scheme does; an ``Origin`` it cannot read (``null``, ``http://[x``) is not ours."""
+    seen = _origin_of(origin)
+    if seen is None:
+        return False
+    return seen in (_origin_of(f"{request.scheme}://{request.host}"), dashboard_of(request).public_origin)
 
 
-def _origin_of(url: str) -> tuple[str, str, int] | None:
+def _origin_of(url: str) -> Origin | None:
     """A URL's origin as a browser writes it (scheme and host in lower case, the port given or the
     scheme's own), so ``https://Dash.example.com:443/`` is ``https://dash.example.com``; None for
-    an empty or unreadable one."""
+    an empty or unreadable one (never an exception: a request's Origin header is anyone's text)."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -302,7 +317,7 @@ def _origin_of(url: str) -> tuple[str, str, int] | None:
 def secure_cookies(request: web.Request) -> bool:
     """Whether cookies go out marked Secure: the request came over TLS, or a TLS proxy serves the
     dashboard (``DASHBOARD_PUBLIC_URL`` is https://): aiohttp then sees plain HTTP from the proxy."""
-    public = _origin_of(dashboard_of(request).settings.dashboard_public_url)
+    public = dashboard_of(request).public_origin
     return request.secure or (public is not None and public[0] == "https")
 
 
@@ -360,7 +375,7 @@ async def guard_posts(request: web.Request, handler: Handler) -> web.StreamRespo
     dash = dashboard_of(request)
     identity: Identity | None = request.get(IDENTITY)
     origin = request.headers.get("Origin")
-    if origin and not _same_site(origin, request.host, dash.settings):
+    if origin and not _same_site(request, origin):
         return _refuse(request, "cross_origin", "this request came from another site")
     if request.path not in ("/login", "/logout") and (identity is None or not identity.can_act):
         return _refuse(request, "read_only", "this account can look but not act")

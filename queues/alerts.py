@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import redis
 
 LEVELS = ("info", "warning", "error", "critical")
+STATES = ("fired", "resolved")
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,17 @@ class Alert:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def judged_level(self) -> str:
+        """The level a filter judges this alert at (``admin.py alerts --level``, the dashboard, the
+        monitor's reads): its own, except for a resolve notice. A notice is written at ``info``
+        whatever it closes, so it counts at the level of the alert it resolves (``opened_level``,
+        which :meth:`resolved` records): "warning and above" then lists the news that a warning is
+        over. A level this version does not know counts as the lowest."""
+        opened = (self.details or {}).get("opened_level") if self.state == "resolved" else None
+        level = opened if opened in LEVELS else self.level
+        return level if level in LEVELS else LEVELS[0]
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Alert:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
@@ -58,6 +70,14 @@ class Alert:
                      state="resolved", message=message or f"resolved: {self.message}",
                      details={"opened_at": self.time, "opened_level": self.level, "opened_details": self.details,
                               **details})
+
+
+def at_or_above(level: str, floor: str | None) -> bool:
+    """Whether ``level`` is ``floor`` or above (every level when ``floor`` is None): the one
+    comparison of levels every filter makes. A level this version does not know is the lowest."""
+    if floor is None:
+        return True
+    return LEVELS.index(level if level in LEVELS else LEVELS[0]) >= LEVELS.index(floor)
 
 
 class AlertSink(Protocol):
@@ -181,18 +201,22 @@ class AlertStore:
                 logger.exception("alert sink %s failed", getattr(sink, "name", sink))
 
     # reading
-    def recent(self, hours: float = 24, *, level: str | None = None, limit: int = 1000) -> list[Alert]:
-        """Alerts of the last ``hours``, newest first, optionally at ``level`` or above; at most
-        ``limit`` of them (counted after the level filter: lower-level ones do not take the places)."""
+    def recent(self, hours: float = 24, *, level: str | None = None, state: str | None = None,
+               limit: int = 1000) -> list[Alert]:
+        """Alerts of the last ``hours``, newest first: only those at ``level`` or above (judged
+        by :attr:`Alert.judged_level`, so a resolve notice counts at the level it resolves) and
+        in ``state`` (``fired`` or ``resolved``) when given; at most ``limit`` of them, counted
+        after both filters (alerts they leave out do not take the places)."""
+        if level is not None and level not in LEVELS:
+            raise ValueError(f"unknown alert level {level!r}")
         since = time.time() - hours * 3600
-        floor = LEVELS.index(level) if level else 0
         alerts: list[Alert] = []
         start, page = 0, max(limit, 200)
         while len(alerts) < limit:
             raw = self.client.zrevrangebyscore(self.log_key, "+inf", since, start=start, num=page)
             for item in raw:
                 alert = Alert.from_dict(json.loads(item))
-                if not level or (alert.level in LEVELS and LEVELS.index(alert.level) >= floor):
+                if (state is None or alert.state == state) and at_or_above(alert.judged_level, level):
                     alerts.append(alert)
             if len(raw) < page:
                 break

@@ -410,7 +410,7 @@ def test_a_job_waiting_for_a_retry_has_a_page(local: Client, store: JobStore) ->
 
 def test_a_worker_is_marked_late_only_once_it_missed_a_heartbeat(store: JobStore) -> None:
     """The shipped timing (a heartbeat every 5 s, dead after 15 s): 6 s since the last beat is a
-    healthy worker between beats (the fixed 5 s marked it), 12 s is one that missed a beat."""
+    healthy worker between beats (the fixed 5 s marked it), 11 s is one that missed a beat."""
     from queues.workers import WorkerInfo, WorkerRegistry
 
     server = DashboardServer(dashboard_settings(queue_maintenance_interval=5, queue_heartbeat_timeout=15)).start()
@@ -426,5 +426,24 @@ def test_a_worker_is_marked_late_only_once_it_missed_a_heartbeat(store: JobStore
         late = {host: re.search(rf'data-worker="{host}:1:x".*?<span class="([^"]*)"><span class="ago"', html, re.S).group(1)
                 for host in rows}
         assert late == {"between-beats": "", "missed-a-beat": "warn-text"}
+    finally:
+        server.stop()
+
+
+def test_a_late_heartbeat_shows_before_the_worker_counts_as_gone(store: JobStore) -> None:
+    """A heartbeat every 8 s, gone after 15 s: late after twice the interval (16 s) never showed,
+    since a worker silent for 15 s is no longer listed. It shows from midway between one interval
+    and the timeout (11.5 s), and a worker between beats (7 s) is still not marked."""
+    from queues.workers import WorkerInfo, WorkerRegistry
+
+    server = DashboardServer(dashboard_settings(queue_maintenance_interval=8, queue_heartbeat_timeout=15)).start()
+    try:
+        registry = WorkerRegistry(store.client, prefix=store.prefix)
+        now = time.time()
+        for name, age in (("between-beats", 7), ("missed-a-beat", 13)):
+            registry.heartbeat(WorkerInfo(f"{name}:1:x", name, 1, ["default"], [], 0, now - 60, now - age))
+        rows = {w["host"]: w for w in server.client().get("/api/workers").json()["workers"]}
+        assert set(rows) == {"between-beats", "missed-a-beat"}  # both still listed as live
+        assert not rows["between-beats"]["heartbeat_late"] and rows["missed-a-beat"]["heartbeat_late"]
     finally:
         server.stop()

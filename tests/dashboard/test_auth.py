@@ -130,6 +130,24 @@ def test_cross_site_post_is_refused_even_with_a_token(auth_dashboard: DashboardS
     assert store.status(jobs["queued"]) == "queued"
 
 
+def test_an_origin_is_compared_as_an_origin_and_an_unreadable_one_is_refused(auth_dashboard: DashboardServer,
+                                                                             store: JobStore, jobs) -> None:
+    """``Origin: http://[x`` answered 500 (the URL library raises on it, as on ``next=//[x``); and
+    the Origin's host and port were compared with the Host header as raw text, so another scheme
+    passed and the same host in capitals did not."""
+    admin = auth_dashboard.client(**ADMIN)
+    token = admin.csrf()
+    cancel = f"/api/jobs/{jobs['queued']}/cancel"
+    for foreign in ("http://[x", "http://127.0.0.1:99999", "null", f"https://127.0.0.1:{auth_dashboard.port}"):
+        reply = admin.post(cancel, headers={"X-CSRF-Token": token, "Origin": foreign})
+        assert reply.status == 403 and reply.json()["error"] == "cross_origin", (foreign, reply.status, reply.text)
+    assert store.status(jobs["queued"]) == "queued"
+    # The dashboard asked for at localhost: the browser's Origin may spell it in capitals.
+    local = Client(auth_dashboard.port, host=f"localhost:{auth_dashboard.port}", **ADMIN)
+    reply = local.post(cancel, headers={"X-CSRF-Token": token, "Origin": f"HTTP://LocalHost:{auth_dashboard.port}"})
+    assert reply.status == 200 and reply.json()["outcome"] == "canceled", reply.text
+
+
 def test_bearer_and_basic_credentials_read_the_api(auth_dashboard: DashboardServer) -> None:
     assert auth_dashboard.client(token=TOKEN).get("/api/me").json()["via"] == "bearer"
     me = auth_dashboard.client(**ADMIN).get("/api/me").json()
@@ -408,6 +426,48 @@ def test_the_login_throttle_stays_bounded_when_clients_name_accounts_at_will() -
     for i in range(MAX_THROTTLE_KEYS):
         throttle.failed(f"10.0.0.1|later{i}", now=100.0)  # the window has passed for the first keys
     assert len(throttle._failures) <= MAX_THROTTLE_KEYS
+
+
+def test_a_blocked_guesser_cannot_free_itself_with_made_up_account_names(auth_dashboard: DashboardServer) -> None:
+    """Past the throttle's bound the longest quiet keys went, blocked or not: failing under ten
+    thousand junk names from the same address dropped the guesser's own blocked key, and it
+    could guess the admin's password again at once. A blocked key now stays."""
+    from http.client import HTTPConnection
+
+    from dashboard.security import MAX_THROTTLE_KEYS
+
+    guesser = auth_dashboard.client(user=ADMIN["user"], password="guess")
+    assert [guesser.get("/api/me").status for _ in range(5)] == [401] * 5
+    assert_throttled(auth_dashboard.client(**ADMIN).get("/api/me"))
+    conn = HTTPConnection("127.0.0.1", auth_dashboard.port, timeout=10)  # one kept-alive connection: fast
+    try:
+        for i in range(MAX_THROTTLE_KEYS + 10):
+            junk = Client(auth_dashboard.port, user=f"junk{i}", password="x").headers()
+            conn.request("GET", "/api/me", headers=junk)
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 401, (i, response.status)
+    finally:
+        conn.close()
+    assert_throttled(auth_dashboard.client(**ADMIN).get("/api/me"))
+    # Junk names did not shut out the other accounts of that address either.
+    assert auth_dashboard.client(**READONLY).get("/api/overview").status == 200
+
+
+def test_the_login_throttle_keeps_a_short_key_whatever_account_name_is_typed(auth_dashboard: DashboardServer) -> None:
+    """The key held the account name as typed: a login form's user field may be up to 1 MiB, kept
+    for a minute per try. It holds a short digest of it now, and still counts per account."""
+    from dashboard.web import DASHBOARD
+
+    browser = auth_dashboard.client()
+    token = page_csrf(browser.get("/login").text)
+    long_name = "x" * 500_000
+    form = {"user": long_name, "password": "y", "csrf_token": token}
+    assert [browser.post("/login", form=form).status for _ in range(6)] == [401] * 5 + [429]
+    assert browser.post("/login", form={**ADMIN, "csrf_token": token}).status == 303  # another account
+    assert auth_dashboard.app is not None
+    keys = list(auth_dashboard.app[DASHBOARD].throttle._failures)
+    assert keys and all(len(key) < 64 for key in keys), [len(key) for key in keys]
 
 
 def test_behind_a_tls_proxy_forms_from_its_address_pass_and_the_session_cookie_is_secure(redis_url: str) -> None:

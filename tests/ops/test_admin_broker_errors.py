@@ -6,8 +6,10 @@ server; skipped, saying why, when it does not answer)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -16,6 +18,7 @@ import pytest
 from settings import redact_url
 from tests.ops.test_admin import admin_process
 from tests.support.rabbitmq import RABBITMQ_URL, skip_unless_rabbitmq
+from tests.support.workers import ROOT
 
 FAILED_JOB = "0b6f4c2e-7d1a-4f5e-9c3b-2a1d4e5f6a7b"
 
@@ -112,3 +115,23 @@ def test_a_rabbitmq_user_without_permissions_is_told_so_not_unreachable(rabbit_u
         line = done.stderr.strip()
         assert line.startswith(f"error: RabbitMQ at {redact_url(url)} refused the operation (ACCESS_REFUSED"), line
         assert line.endswith("): the user lacks a permission on the queues") and "\n" not in line, line
+
+
+def test_a_closed_pipe_is_not_called_rabbitmq_unreachable(redis_server, fresh):
+    """``admin.py alerts --json | head -c0`` with RabbitMQ configured: a catch-all for RabbitMQ's
+    errors took the closed pipe (an ``OSError``) for RabbitMQ and said "RabbitMQ … is
+    unreachable", from a command that never speaks to it. The reader left: exit 1, no message."""
+    from tests.support.redis_server import free_port
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read: the first write meets a closed pipe
+    try:
+        done = subprocess.run([sys.executable, "admin.py", "alerts", "--json"], cwd=ROOT, stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=60,
+                              env={**os.environ, "BROKER": "rabbitmq",
+                                   "RABBITMQ_URL": f"amqp://u:s3cretpw@127.0.0.1:{free_port()}/"})
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1, done.stderr
+    assert "RabbitMQ" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "BrokenPipeError" not in done.stderr, done.stderr

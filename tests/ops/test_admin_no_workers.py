@@ -55,6 +55,27 @@ def test_the_limit_counts_alerts_at_the_level_asked_for(fresh):
     assert len(store.recent(1, level="warning", limit=5)) == 1 and len(store.recent(1, limit=5)) == 5
 
 
+def test_level_lists_the_resolve_notice_of_an_alert_at_that_level(fresh):
+    """A resolve notice is written at ``info`` whatever it closes: ``alerts --level warning``
+    judged it by that, so the news that a warning was over never showed (the dashboard's filter
+    showed it). It counts at the level it resolves now, in the store that every reader asks."""
+    from queues.runtime import get_alert_store
+
+    store = get_alert_store()
+    store.fire("warning", "monitor", "queue low holds 300 waiting jobs", rule="queue_depth", subject="low")
+    store.fire("info", "monitor", "queue low is idle", rule="idle", subject="low")
+    store.resolve("queue_depth", "low")
+    store.resolve("idle", "low")
+    data = run_json("alerts", "--hours", "1", "--level", "warning")
+    assert [(a["state"], a["message"]) for a in data["alerts"]] == [
+        ("resolved", "resolved: queue low holds 300 waiting jobs"), ("fired", "queue low holds 300 waiting jobs")]
+    shown = run("alerts", "--hours", "1", "--level", "warning").stdout.replace("\n", "")
+    assert "resolved: queue low holds 300 waiting jobs" in shown and "idle" not in shown
+    # Filtered by state as well before the limit: the one resolved warning, not the newer info notice.
+    notices = store.recent(1, level="warning", state="resolved", limit=1)
+    assert [a.message for a in notices] == ["resolved: queue low holds 300 waiting jobs"]
+
+
 def test_brackets_in_alert_messages_are_shown_as_written(fresh):
     from queues.alerts import AlertStore
     from queues.runtime import get_redis
