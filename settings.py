@@ -146,20 +146,18 @@ def check_amqp_url(value: str) -> None:
     _check_port(_split(value, ("amqp", "amqps"), "an amqp:// or amqps:// URL"))
 
 
-def _check_webhook_url(value: str) -> None:
-    if value:  # empty: polling mode (webhook mode without it is refused by bot.config)
-        check_http_url(value)
-
-
-def _check_public_url(value: str) -> None:
-    if value:  # empty: the dashboard is reached at the address it listens on
+def _check_optional_http_url(value: str) -> None:
+    """:func:`check_http_url`, or nothing to check when empty: ``WEBHOOK_URL`` (empty: polling;
+    webhook mode without it is refused by bot.config) and ``DASHBOARD_PUBLIC_URL`` (empty: the
+    dashboard is reached at the address it listens on)."""
+    if value:
         check_http_url(value)
 
 
 #: Each URL setting and the check that reads it whole at start.
 URL_CHECKS = {"redis_url": check_redis_url, "rabbitmq_url": check_amqp_url, "telegram_api_url": check_http_url,
-              "faceit_api_url": check_http_url, "webhook_url": _check_webhook_url,
-              "dashboard_public_url": _check_public_url}
+              "faceit_api_url": check_http_url, "webhook_url": _check_optional_http_url,
+              "dashboard_public_url": _check_optional_http_url}
 
 
 def sentinel_address(item: str) -> tuple[str, int]:

@@ -177,6 +177,16 @@ def test_a_redis_url_redis_py_cannot_use_is_refused_without_its_password(monkeyp
     assert _refusal(monkeypatch, "REDIS_URL", value) == expected
 
 
+@pytest.mark.parametrize("name", ["WEBHOOK_URL", "DASHBOARD_PUBLIC_URL"])
+def test_an_optional_address_is_checked_when_given(monkeypatch, name):
+    """Empty means unused; given, it must be an address the code can use (a missing scheme was
+    found only at the first request, or never, as every form from the proxy was refused)."""
+    assert _refusal(monkeypatch, name, "dash.example.com") == (
+        f"{name} must be an http:// or https:// URL with a host (got 'dash.example.com')")
+    monkeypatch.setenv(name, "")
+    assert getattr(load_settings(), name.lower()) == ""
+
+
 BAD_REDIS_URL = "redis://:pw-never-shown@127.0.0.1:99999/0"
 
 
