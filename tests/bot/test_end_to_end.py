@@ -1253,12 +1253,15 @@ def test_a_scheduled_weekly_report_comes_in_the_users_language(stack: Stack, tg)
     chose, subscribed = new_user(), new_user()
     stack.say(chose, "/lang ru", lang="en")  # chose Russian in an English Telegram
     stack.wait(chose, lambda es: next((e for e in es if e["kind"] == "sent"), None))
-    stack.say(subscribed, f"/subscribe {stack.world['nicknames'][19]}", lang="ru")  # seen in Russian
-    stack.final_of(subscribed, stack.first_reply(subscribed)["message_id"])
+    nickname = stack.world["nicknames"][19]
+    stack.faceit.finish_match(nickname=nickname, won=True)  # something to tell this week
+    for user, lang in ((chose, "en"), (subscribed, "ru")):  # the second seen in Russian
+        stack.say(user, f"/subscribe {nickname}", lang=lang)
+        stack.final_of(user, stack.replies(user, 2 if user == chose else 1)[-1]["message_id"])
     manager = QueueManager()
     for user in (chose, subscribed):
-        # As the scheduler enqueues it: a requester with no language of its own.
-        manager.enqueue_analytics_report(user, "weekly", {"user_id": user, "chat_id": user})
+        # As the scheduler enqueues it: its own run, a requester with no language of its own.
+        manager.enqueue_analytics_report(user, "weekly", {"user_id": user, "chat_id": user}, scheduled=True)
         report = stack.wait(user, lambda es: next((e for e in es if e["kind"] == "sent" and "📅" in e["text"]), None))
         assert CYRILLIC.search(report["text"]), report["text"]
 
