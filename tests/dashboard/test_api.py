@@ -408,17 +408,26 @@ def test_a_job_waiting_for_a_retry_has_a_page(local: Client, store: JobStore) ->
     assert local.get(f"/jobs/{waiting}").status == 200
 
 
+def _dashboard_with_workers(store: JobStore, *, interval: float, timeout: float,
+                            ages: dict[str, float]) -> DashboardServer:
+    """A dashboard with that heartbeat timing, and a live worker per host whose last heartbeat is
+    ``ages[host]`` seconds old."""
+    from queues.workers import WorkerInfo, WorkerRegistry
+
+    server = DashboardServer(dashboard_settings(queue_maintenance_interval=interval,
+                                                queue_heartbeat_timeout=timeout)).start()
+    registry = WorkerRegistry(store.client, prefix=store.prefix)
+    now = time.time()
+    for host, age in ages.items():
+        registry.heartbeat(WorkerInfo(f"{host}:1:x", host, 1, ["default"], [], 0, now - 60, now - age))
+    return server
+
+
 def test_a_worker_is_marked_late_only_once_it_missed_a_heartbeat(store: JobStore) -> None:
     """The shipped timing (a heartbeat every 5 s, dead after 15 s): 6 s since the last beat is a
     healthy worker between beats (the fixed 5 s marked it), 11 s is one that missed a beat."""
-    from queues.workers import WorkerInfo, WorkerRegistry
-
-    server = DashboardServer(dashboard_settings(queue_maintenance_interval=5, queue_heartbeat_timeout=15)).start()
+    server = _dashboard_with_workers(store, interval=5, timeout=15, ages={"between-beats": 6, "missed-a-beat": 11})
     try:
-        registry = WorkerRegistry(store.client, prefix=store.prefix)
-        now = time.time()
-        for name, age in (("between-beats", 6), ("missed-a-beat", 11)):
-            registry.heartbeat(WorkerInfo(f"{name}:1:x", name, 1, ["default"], [], 0, now - 60, now - age))
         client = server.client()
         rows = {w["host"]: w for w in client.get("/api/workers").json()["workers"]}
         assert not rows["between-beats"]["heartbeat_late"] and rows["missed-a-beat"]["heartbeat_late"]
@@ -434,14 +443,8 @@ def test_a_late_heartbeat_shows_before_the_worker_counts_as_gone(store: JobStore
     """A heartbeat every 8 s, gone after 15 s: late after twice the interval (16 s) never showed,
     since a worker silent for 15 s is no longer listed. It shows from midway between one interval
     and the timeout (11.5 s), and a worker between beats (7 s) is still not marked."""
-    from queues.workers import WorkerInfo, WorkerRegistry
-
-    server = DashboardServer(dashboard_settings(queue_maintenance_interval=8, queue_heartbeat_timeout=15)).start()
+    server = _dashboard_with_workers(store, interval=8, timeout=15, ages={"between-beats": 7, "missed-a-beat": 13})
     try:
-        registry = WorkerRegistry(store.client, prefix=store.prefix)
-        now = time.time()
-        for name, age in (("between-beats", 7), ("missed-a-beat", 13)):
-            registry.heartbeat(WorkerInfo(f"{name}:1:x", name, 1, ["default"], [], 0, now - 60, now - age))
         rows = {w["host"]: w for w in server.client().get("/api/workers").json()["workers"]}
         assert set(rows) == {"between-beats", "missed-a-beat"}  # both still listed as live
         assert not rows["between-beats"]["heartbeat_late"] and rows["missed-a-beat"]["heartbeat_late"]
