@@ -64,6 +64,39 @@ redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[3])
 return 1
 """
 
+# KEYS: the user's follows, the player's followers, every followed player, the player's
+# followed-since. ARGV: player id, nickname, user id, now, the most follows a user may have.
+# One script, so two /subscribes at once cannot both read 19 and take the user to 21. Answers 1
+# when new, 0 when already followed (the nickname is updated), -1 when at the limit.
+_SUBSCRIBE = """
+local already = redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1
+if not already and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('HSETNX', KEYS[4], ARGV[3], ARGV[4])
+if already then return 0 end
+return 1
+"""
+
+# KEYS: the user's follows, the player's followers, the player's followed-since, every followed
+# player, the player's monitor state. ARGV: player id, user id. Answers the nickname as stored
+# (false: not followed). One script, so a /subscribe of the same player by someone else cannot
+# land between "nobody follows them now" and taking them out of the scan set (they would follow
+# a player monitoring never looks at, their followed-since deleted with the state).
+_UNSUBSCRIBE = """
+local nickname = redis.call('HGET', KEYS[1], ARGV[1])
+if not nickname then return false end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+if redis.call('SCARD', KEYS[2]) == 0 then
+  redis.call('SREM', KEYS[4], ARGV[1])
+  redis.call('DEL', KEYS[5], KEYS[3])
+end
+return nickname
+"""
+
 # KEYS[1] snapshots. ARGV: now, elo, min gap, max entries, ttl. Adds unless the newest snapshot
 # has the same Elo and is younger than the gap; returns 1 when added.
 _RECORD_ELO = """
@@ -92,46 +125,46 @@ class FaceitStore:
         self.keys = keys
         self._record_elo = redis.register_script(_RECORD_ELO)
         self._advance_monitor_state = redis.register_script(_ADVANCE_MONITOR_STATE)
+        self._subscribe = redis.register_script(_SUBSCRIBE)
+        self._unsubscribe = redis.register_script(_UNSUBSCRIBE)
 
     # Subscriptions ---------------------------------------------------------------------------
 
     async def subscribe(self, user_id: int, player_id: str, nickname: str) -> bool:
-        """Follow a player; True when new (False when already followed: the nickname is updated)."""
-        user_key = self.keys.user_subscriptions(user_id)
-        already = await self.redis.hexists(user_key, player_id)
-        if not already and await self.redis.hlen(user_key) >= MAX_SUBSCRIPTIONS:
+        """Follow a player; True when new (False when already followed: the nickname is updated).
+        The limit is checked and the follow written in one script (:data:`_SUBSCRIBE`)."""
+        uid = str(int(user_id))
+        added = await self._subscribe(
+            keys=[self.keys.user_subscriptions(user_id), self.keys.player_subscribers(player_id),
+                  self.keys.subscribed_players(), self.keys.followed_since(player_id)],
+            args=[player_id, nickname, uid, repr(time.time()), MAX_SUBSCRIPTIONS])
+        if int(added) < 0:
             raise with_key(
                 BadInputError(ERROR_TEXTS["too_many_subscriptions"]["en"].format(limit=MAX_SUBSCRIPTIONS)),
                 "too_many_subscriptions", limit=MAX_SUBSCRIPTIONS,
             )
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(user_key, player_id, nickname)
-        pipe.sadd(self.keys.player_subscribers(player_id), int(user_id))
-        pipe.sadd(self.keys.subscribed_players(), player_id)
-        pipe.hsetnx(self.keys.followed_since(player_id), str(int(user_id)), repr(time.time()))
-        await pipe.execute()
-        return not already
+        return bool(int(added))
 
     async def unsubscribe(self, user_id: int, nickname_or_id: str) -> str | None:
         """Stop following (by player id or nickname, case-insensitive); returns the nickname as
-        stored (as FACEIT spells it, not as typed), None when not followed."""
-        user_key = self.keys.user_subscriptions(user_id)
-        subs = await self.redis.hgetall(user_key)
+        stored (as FACEIT spells it, not as typed), None when not followed. The name is matched
+        here; the unfollow, and the player's removal when nobody follows them any more, are one
+        script (:data:`_UNSUBSCRIBE`)."""
+        subs = await self.redis.hgetall(self.keys.user_subscriptions(user_id))
         wanted = nickname_or_id.strip()
         player_id = wanted if wanted in subs else next(
             (pid for pid, nick in subs.items() if nick.lower() == wanted.lower()), None
         )
         if player_id is None:
             return None
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hdel(user_key, player_id)
-        pipe.srem(self.keys.player_subscribers(player_id), int(user_id))
-        pipe.hdel(self.keys.followed_since(player_id), str(int(user_id)))
-        await pipe.execute()
-        if not await self.redis.scard(self.keys.player_subscribers(player_id)):
-            await self.redis.srem(self.keys.subscribed_players(), player_id)
-            await self.redis.delete(self.keys.monitor_state(player_id), self.keys.followed_since(player_id))
-        return subs[player_id] or player_id
+        nickname = await self._unsubscribe(
+            keys=[self.keys.user_subscriptions(user_id), self.keys.player_subscribers(player_id),
+                  self.keys.followed_since(player_id), self.keys.subscribed_players(),
+                  self.keys.monitor_state(player_id)],
+            args=[player_id, str(int(user_id))])
+        if nickname is None:  # unfollowed meanwhile (another /unsubscribe of theirs)
+            return None
+        return nickname or player_id
 
     async def follows(self, user_id: int, player_id: str) -> bool:
         """Whether ``user_id`` follows ``player_id`` now (a notice about them is still theirs)."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 import redis
@@ -108,6 +109,46 @@ async def test_subscription_limit(store: FaceitStore) -> None:
     with pytest.raises(BadInputError) as caught:
         await store.subscribe(7, "pid-new", "new")
     assert caught.value.key == "too_many_subscriptions"
+
+
+async def test_two_subscribes_at_once_cannot_pass_the_limit_together(store: FaceitStore, redis_client: redis.Redis) -> None:
+    """Two ``/subscribe`` deliveries for a user at 19 follows: both read 19 before either wrote,
+    and the user ended at 21. Redis holds writes for a moment (``CLIENT PAUSE WRITE``) so both
+    reads come first, as they would in the race; one follow must be refused."""
+    for i in range(MAX_SUBSCRIPTIONS - 1):
+        await store.subscribe(8, f"pid-{i}", f"n{i}")
+    redis_client.execute_command("CLIENT", "PAUSE", 300, "WRITE")
+    outcomes = await asyncio.gather(store.subscribe(8, "pid-x", "x"), store.subscribe(8, "pid-y", "y"),
+                                    return_exceptions=True)
+    refused = [o for o in outcomes if isinstance(o, BadInputError)]
+    assert len(refused) == 1 and refused[0].key == "too_many_subscriptions", outcomes
+    assert len(await store.list_subscriptions(8)) == MAX_SUBSCRIPTIONS
+
+
+async def test_unfollowing_a_players_last_follower_keeps_them_scanned_for_one_who_follows_at_once(
+        store: FaceitStore) -> None:
+    """``/unsubscribe`` of a player's last follower racing another user's ``/subscribe`` of the
+    same player: a follow that landed between the unfollow's "nobody follows them now" and its
+    removal of the player left the new follower with a player monitoring never scans, and their
+    followed-since deleted. Each round races the two, the follow started a few event-loop turns
+    later than the one before (so some round puts it in that gap); after each, whoever follows is
+    scanned."""
+    keys = FaceitKeys("fb:")
+
+    async def later(turns: int, step: Awaitable[bool]) -> bool:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return await step
+
+    for round_no in range(30):
+        player = f"pid-race-{round_no}"
+        newcomer = 1000 + round_no
+        await store.subscribe(51, player, "Racer")
+        gone, _ = await asyncio.gather(store.unsubscribe(51, player), later(round_no, store.subscribe(newcomer, player, "Racer")))
+        assert gone == "Racer"
+        assert await store.subscribers(player) == [newcomer]
+        assert player in await store.redis.smembers(keys.subscribed_players()), round_no
+        assert newcomer in await store.followed_since(player), round_no
 
 
 async def test_users_and_activity(store: FaceitStore, redis_client: redis.Redis) -> None:
