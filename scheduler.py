@@ -26,8 +26,9 @@ weekly_reports     every 15 min               a weekly ``analytics_report`` per 
                                               due at Monday 09:00 in the zone the user chose
                                               with /tz (else UTC), or at the next check when
                                               a move east put it behind; once per user and
-                                              ISO week, tried again when it failed (at most
-                                              WEEKLY_TRIES runs a week)
+                                              ISO week, tried again when it failed or a killed
+                                              scheduler claimed it and never enqueued it (at
+                                              most WEEKLY_TRIES runs a week)
 redelivery         every 5 min                send again the deliveries that failed for want of
                                               Telegram (its network, or flood control past
                                               their retries) at least REDELIVERY_AFTER ago, of
@@ -351,12 +352,22 @@ async def subscribed_users(settings: Settings) -> list[tuple[int, str | None, fl
 @dataclass(frozen=True)
 class WeeklyMark:
     """What a user's ``scheduler:weekly:<user>:<ISO week>`` holds: when the week's latest scheduled
-    run was enqueued (``at``), how many runs there were (``tries``), and that run's job (``job``:
-    None once it ended any way but failed, and in a mark an older scheduler wrote, a bare time)."""
+    run was claimed (``at``, just before its enqueue), how many runs there were (``tries``), that
+    run's job (``job``: None once it ended any way but failed, and in a mark an older scheduler
+    wrote, a bare time), and whether its enqueue is still unconfirmed (``pending``).
+
+    The job is given its id before the claim (:meth:`QueueManager.prepare_analytics_report`), so
+    the claim itself names it, ``pending``; the check that claimed drops ``pending`` once the
+    enqueue returned. A scheduler killed in between leaves a pending mark: its job has a record
+    if the enqueue happened (then it is watched like any run, and the next check confirms it),
+    none if not (then the run is taken for failed: :meth:`failed`). Written with the job id only
+    after the enqueue, a mark whose scheduler died in between said the summary went, with no job
+    to watch: a run never enqueued, or one that then failed, was never tried again."""
 
     at: float
     tries: int = 1
     job: str | None = None
+    pending: bool = False
 
     @classmethod
     def parse(cls, raw: str | None) -> WeeklyMark | None:
@@ -368,15 +379,27 @@ class WeeklyMark:
             data = None
         if not isinstance(data, dict):  # the bare time an older scheduler wrote: sent, nothing to watch
             return cls(at=0.0)
-        return cls(at=float(data.get("at") or 0), tries=int(data.get("tries") or 1), job=data.get("job") or None)
+        return cls(at=float(data.get("at") or 0), tries=int(data.get("tries") or 1), job=data.get("job") or None,
+                   pending=bool(data.get("pending")))
 
     def dump(self) -> str:
-        return json.dumps({"at": self.at, "tries": self.tries, "job": self.job})
+        return json.dumps({"at": self.at, "tries": self.tries, "job": self.job, "pending": self.pending})
 
     @property
     def watched(self) -> bool:
         """Whether its run may still fail and be tried again."""
         return self.job is not None and self.tries < WEEKLY_TRIES
+
+    def failed(self, status: str | None) -> bool:
+        """Whether the run failed, its job's record saying ``status`` (None: it has none). A pending
+        mark whose job has no record was claimed by a scheduler that died before the enqueue: the
+        run never came, and is tried again as a failed one is, at :meth:`retry_at` and under the
+        same cap. That is the grace a check gives it: the claiming check may still be enqueueing
+        (a slow broker, a RabbitMQ reconnect, a leader that has not yet noticed it lost the lock),
+        and the delay of a retry, 30 minutes at least, is far past any enqueue, while the check
+        every 15 minutes makes a shorter one gain little. A confirmed mark whose record is gone
+        watched a run that ended (a succeeded record lives an hour): not failed."""
+        return status == "failed" or (status is None and self.pending)
 
     def retry_at(self) -> float:
         """When a failed run may be followed by the next (:data:`WEEKLY_RETRY_AFTER`, doubled per try)."""
@@ -407,11 +430,16 @@ async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
     the previous run (so a leader that was down at 09:00 sends it once when it is back), or had
     passed in a zone the user moved to since (:func:`weekly_due`).
 
-    The week's mark records the run. A run that failed (its user is told nothing) is tried again
-    at the first check from :meth:`WeeklyMark.retry_at`, up to :data:`WEEKLY_TRIES` runs in the
+    The week's mark records the run. A run that failed (its user is told nothing), or that a
+    killed scheduler claimed and never enqueued (:meth:`WeeklyMark.failed`), is tried again at
+    the first check from :meth:`WeeklyMark.retry_at`, up to :data:`WEEKLY_TRIES` runs in the
     user's week (their next Monday 09:00 starts a new one): the mark alone had kept the week from
     ever being tried again. Each check reads every user's mark in one round trip, and the status
-    of the runs still watched in another."""
+    of the runs still watched in another.
+
+    Each run is prepared first (its job id drawn, nothing written), claimed with a mark naming
+    that job (:func:`_claim_weekly`), then enqueued; an enqueue that raises puts the mark back as
+    it was, so the next check tries again."""
     if ctx.last_run is None:
         return {"sent": 0, "note": "first run: baseline recorded"}
     service = ctx.service
@@ -436,39 +464,65 @@ async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
         if mark is None:
             if not due:
                 continue
-            claimed = WeeklyMark(at=ctx.now)
-            if not await asyncio.to_thread(service.client.set, key, claimed.dump(), nx=True, ex=WEEKLY_MARK_TTL):
-                continue
-            previous = None
-        elif mark.watched and statuses[mark.job] == "failed":
+            tries = 1
+        elif mark.watched and mark.failed(statuses[mark.job]):
             if ctx.now < mark.retry_at():
                 continue
-            claimed = WeeklyMark(at=ctx.now, tries=mark.tries + 1)
-            if not await asyncio.to_thread(swap, keys=[key], args=[raw, claimed.dump()]):
-                continue
-            previous = raw
+            tries = mark.tries + 1
         else:
-            if mark.watched and statuses[mark.job] not in ("queued", "started", "retrying"):
-                # Ended without failing (or its record is gone): nothing more to watch.
-                await asyncio.to_thread(swap, keys=[key], args=[raw, WeeklyMark(mark.at, mark.tries).dump()])
+            if mark.watched:
+                await _settle_weekly(swap, key, raw, mark, statuses[mark.job])
             continue
+        job = await asyncio.to_thread(manager.prepare_analytics_report, uid, "weekly",
+                                      {"user_id": uid, "chat_id": uid}, scheduled=True)
+        claimed = WeeklyMark(at=ctx.now, tries=tries, job=job.job_id, pending=True)
+        if not await _claim_weekly(service.client, swap, key, raw, claimed):
+            continue
+        if mark is not None:
+            lost = statuses[mark.job] is None
+            logger.log(logging.WARNING if lost else logging.INFO,
+                       "weekly summary of user %s: run %d of the week, job %s (the last one, job %s, %s)", uid,
+                       tries, job.job_id, mark.job, "was never enqueued: its scheduler stopped first" if lost
+                       else "failed")
         try:
-            handle = await asyncio.to_thread(manager.enqueue_analytics_report, uid, "weekly",
-                                            {"user_id": uid, "chat_id": uid}, scheduled=True)
+            handle = await asyncio.to_thread(manager.submit, job)
         except Exception:  # let the next check try this user again
-            if previous is None:
+            logger.warning("weekly summary of user %s: job %s not enqueued; the week's mark is put back",
+                           uid, job.job_id)
+            if raw is None:
                 await asyncio.to_thread(service.client.delete, key)
             else:
-                await asyncio.to_thread(swap, keys=[key], args=[claimed.dump(), previous])
+                await asyncio.to_thread(swap, keys=[key], args=[claimed.dump(), raw])
             raise
-        watch = WeeklyMark(claimed.at, claimed.tries, handle.id)
-        await asyncio.to_thread(swap, keys=[key], args=[claimed.dump(), watch.dump()])
-        if previous is None:
+        if handle.id != job.job_id:  # joined its subject's run in flight: that one is watched
+            logger.info("weekly summary of user %s: job %s joined job %s", uid, job.job_id, handle.id)
+        await asyncio.to_thread(swap, keys=[key], args=[claimed.dump(), WeeklyMark(ctx.now, tries, handle.id).dump()])
+        if mark is None:
             sent += 1
         else:
             retried += 1
-            logger.info("weekly summary of user %s: run %d of the week (the last one failed)", uid, claimed.tries)
     return {"sent": sent, "retried": retried} if retried else {"sent": sent}
+
+
+async def _claim_weekly(client: Any, swap: Any, key: str, raw: str | None, claimed: WeeklyMark) -> bool:
+    """Take the week's next run at ``key``: write ``claimed`` (naming the run's job, ``pending``)
+    if the mark still reads ``raw`` (None: no mark yet). False when another check took it first."""
+    if raw is None:
+        return bool(await asyncio.to_thread(client.set, key, claimed.dump(), nx=True, ex=WEEKLY_MARK_TTL))
+    return bool(await asyncio.to_thread(swap, keys=[key], args=[raw, claimed.dump()]))
+
+
+async def _settle_weekly(swap: Any, key: str, raw: str, mark: WeeklyMark, status: str | None) -> None:
+    """Update the mark ``raw`` of a watched run that did not fail, its job's record saying ``status``.
+
+    Still running: a pending mark is confirmed (its scheduler died after the enqueue), so its
+    record expiring later does not pass for a run never enqueued. Ended without failing (or its
+    record gone, the mark confirmed): nothing more to watch."""
+    if status in ("queued", "started", "retrying"):
+        if mark.pending:
+            await asyncio.to_thread(swap, keys=[key], args=[raw, WeeklyMark(mark.at, mark.tries, mark.job).dump()])
+        return
+    await asyncio.to_thread(swap, keys=[key], args=[raw, WeeklyMark(mark.at, mark.tries).dump()])
 
 
 def default_tasks(settings: Settings) -> list[Task]:

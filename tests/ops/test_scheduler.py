@@ -374,6 +374,214 @@ async def test_a_user_who_moved_east_past_monday_nine_still_gets_the_weeks_summa
     assert sent_to() == [moved_east]
 
 
+class Killed(BaseException):
+    """The scheduler's process dying at that point: nothing after it runs (an ``Exception`` would
+    be caught by the check's own error handling, which a killed process never reaches)."""
+
+
+def weekly_key(service: SchedulerService, user_id: int, now: float) -> str:
+    """The key of ``user_id``'s weekly mark in the week of ``now`` (UTC: a user with no zone)."""
+    year, week, _ = weekly_boundary(now, UTC).isocalendar()
+    return service.keys.weekly_mark(user_id, f"{year}-W{week:02d}")
+
+
+def weekly_check(service: SchedulerService, now: float, last_run: float) -> TaskContext:
+    """A weekly check at ``now`` (injected: the retries are hours apart), the previous at ``last_run``."""
+    return TaskContext(name="weekly_reports", now=now, last_run=last_run, service=service)
+
+
+def fail_job(job_id: str) -> None:
+    """End the job ``job_id`` as failed, as a worker records it (FACEIT down through its retries)."""
+    from queues.manager import get_queue_manager
+
+    store = get_queue_manager().jobs
+    store.finish(job_id, attempt=store.begin(job_id, max_deliveries=9).attempt, status="failed",
+                 error={"type": "UpstreamError", "code": "upstream", "message": "FACEIT answered 503"})
+
+
+def analytics_jobs() -> list:
+    from queues.manager import get_queue_manager
+
+    jobs, _ = get_queue_manager().jobs.list_jobs(actor="analytics_report")
+    return jobs
+
+
+async def test_a_failed_weekly_summary_runs_at_most_four_times_in_the_week(fresh, redis_client, start_pool):
+    """FACEIT down all Monday: real workers fail each run of a follower's summary (503 through its
+    retries). The run is tried again at the first check from 30 min, 1 h, 2 h after the one before,
+    and after the fourth failure no fifth is enqueued, however late in the week the check."""
+    import actors  # noqa: F401
+    from queues.manager import get_queue_manager
+    from scheduler import WEEKLY_RETRY_AFTER, WEEKLY_TRIES, WeeklyMark
+    from settings import get_settings
+    from tests.support.faceit_sandbox import FaceitSandbox
+
+    user = 521
+    with FaceitSandbox() as faceit:
+        faceit.faults(error_rate=1.0, status=503)
+        start_pool(["low"], env=faceit.env())
+        await follow([(user, faceit.world()["players"][0]["player_id"])])
+        service, store = SchedulerService(get_settings()), get_queue_manager().jobs
+        boundary = weekly_boundary(time.time(), UTC).timestamp()
+        key = weekly_key(service, user, boundary)
+        last_run, now = boundary - 60, boundary + 60
+        runs: list[str] = []
+        for run in range(1, WEEKLY_TRIES + 1):
+            if run > 1:  # not before its time
+                early = weekly_check(service, now - 1, last_run)
+                assert await task_weekly_reports(early) == {"sent": 0}
+            expected = {"sent": 1} if run == 1 else {"sent": 0, "retried": 1}
+            assert await task_weekly_reports(weekly_check(service, now, last_run)) == expected
+            mark = WeeklyMark.parse(redis_client.get(key))
+            assert mark.tries == run and mark.job not in runs
+            runs.append(mark.job)
+            wait_until(lambda job=mark.job: store.status(job) == "failed", timeout=60, what=f"run {run} failed")
+            last_run, now = now, now + WEEKLY_RETRY_AFTER * 2 ** (run - 1)
+        for later in (now, now + 86400):  # the fourth failed too: the week is given up
+            assert await task_weekly_reports(weekly_check(service, later, later - 900)) == {"sent": 0}
+    jobs = analytics_jobs()
+    assert sorted(j.id for j in jobs) == sorted(runs) and len(runs) == WEEKLY_TRIES
+    assert {(j.status, j.error["code"], j.kwargs["user_id"]) for j in jobs} == {("failed", "upstream", user)}
+
+
+async def test_a_weekly_summary_whose_enqueue_failed_is_tried_again_at_the_next_check(fresh, redis_client,
+                                                                                   monkeypatch):
+    """The broker refuses the message (Redis away a moment): the week's mark goes back as it was,
+    so the next check enqueues the run, a first one as a retry alike. Kept, the mark would say
+    the run went (a first one) or is the failed one's retry (a retry), and the week were lost."""
+    import redis as redis_lib
+
+    import actors  # noqa: F401
+    from queues.manager import get_queue_manager
+    from scheduler import WEEKLY_RETRY_AFTER, WeeklyMark
+    from settings import get_settings
+
+    user = 531
+    await follow([(user, "player-a")])
+    manager = get_queue_manager()
+    broker, enqueue = manager.broker, manager.broker.enqueue
+    refused: list[str] = []
+
+    def down_once(message, *args, **kwargs):
+        if len(refused) < len(down):
+            refused.append(message.message_id)
+            raise redis_lib.ConnectionError("the broker is down")
+        return enqueue(message, *args, **kwargs)
+
+    monkeypatch.setattr(broker, "enqueue", down_once)
+    service = SchedulerService(get_settings())
+    boundary = weekly_boundary(time.time(), UTC).timestamp()
+    key = weekly_key(service, user, boundary)
+    last_run, now = boundary - 60, boundary + 60
+
+    down = [1]  # the first run's message is refused
+    with pytest.raises(redis_lib.ConnectionError):
+        await task_weekly_reports(weekly_check(service, now, last_run))
+    assert refused and redis_client.get(key) is None  # the week is not taken
+    assert [j.status for j in analytics_jobs()] == ["canceled"]  # no record left queued without a message
+    # A failed check records no last run: the next one has the same previous run.
+    assert await task_weekly_reports(weekly_check(service, now + 900, last_run)) == {"sent": 1}
+    first = WeeklyMark.parse(redis_client.get(key))
+    assert first.tries == 1 and manager.get_job(first.job).status == "queued"
+
+    fail_job(first.job)
+    down.append(2)  # the retry's message is refused
+    retry_at = now + 900 + WEEKLY_RETRY_AFTER
+    with pytest.raises(redis_lib.ConnectionError):
+        await task_weekly_reports(weekly_check(service, retry_at, now + 900))
+    assert len(refused) == 2
+    assert WeeklyMark.parse(redis_client.get(key)) == first  # the failed run's mark, as it was
+    assert await task_weekly_reports(weekly_check(service, retry_at + 900, now + 900)) == {"sent": 0, "retried": 1}
+    second = WeeklyMark.parse(redis_client.get(key))
+    assert second.tries == 2 and manager.get_job(second.job).status == "queued"
+
+
+async def test_a_scheduler_killed_between_claiming_the_week_and_enqueueing_leaves_the_run_watched(
+        fresh, redis_client, monkeypatch):
+    """The scheduler dies after writing the week's mark, before the run's message is queued. The
+    mark names the run's job (given its id before the claim), and that job has no record: once a
+    retry's delay has passed, the next check takes the run for failed and enqueues it again (the
+    mark had said the summary went: the follower got nothing that week). A check within the delay
+    leaves it: the claiming check may still be enqueueing it."""
+    import actors  # noqa: F401
+    from queues.manager import get_queue_manager
+    from scheduler import WEEKLY_RETRY_AFTER, WeeklyMark
+    from settings import get_settings
+
+    user = 541
+    await follow([(user, "player-a")])
+    manager = get_queue_manager()
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(manager, "submit", killed)
+    service = SchedulerService(get_settings())
+    boundary = weekly_boundary(time.time(), UTC).timestamp()
+    key = weekly_key(service, user, boundary)
+    last_run, now = boundary - 60, boundary + 60
+    with pytest.raises(Killed):
+        await task_weekly_reports(weekly_check(service, now, last_run))
+    monkeypatch.undo()  # the next scheduler
+    assert redis_client.get(key) is not None and analytics_jobs() == []  # the week claimed, nothing queued
+
+    assert await task_weekly_reports(weekly_check(service, now + 60, last_run)) == {"sent": 0}
+    assert analytics_jobs() == []
+    retried = await task_weekly_reports(weekly_check(service, now + WEEKLY_RETRY_AFTER, now + 60))
+    assert retried == {"sent": 0, "retried": 1}
+    (job,) = analytics_jobs()
+    assert job.status == "queued" and job.kwargs == {"user_id": user, "report_type": "weekly", "scheduled": True}
+    mark = WeeklyMark.parse(redis_client.get(key))
+    assert (mark.tries, mark.job, mark.pending) == (2, job.id, False)
+
+
+async def test_a_run_queued_just_before_the_kill_is_watched_not_doubled(fresh, redis_client, monkeypatch):
+    """The scheduler dies after the run's message went, before the mark said so (two followers,
+    one check each). Each run is running, not lost: the next checks enqueue no second one, and
+    watch it still, so the one that fails is tried again (the mark had said the summary went).
+    The other's record then expires unseen (an hour after it succeeded): once a check saw the run
+    queued, a gone record is a run that ended, not one that never came, and is not run again."""
+    import actors  # noqa: F401
+    from queues.manager import get_queue_manager
+    from scheduler import WEEKLY_RETRY_AFTER, WeeklyMark
+    from settings import get_settings
+
+    fails, expires = 551, 552
+    await follow([(fails, "player-a"), (expires, "player-a")])
+    manager = get_queue_manager()
+    submit = manager.submit
+
+    def submitted_then_killed(job):
+        submit(job)
+        raise Killed
+
+    monkeypatch.setattr(manager, "submit", submitted_then_killed)
+    service = SchedulerService(get_settings())
+    boundary = weekly_boundary(time.time(), UTC).timestamp()
+    keys = {user: weekly_key(service, user, boundary) for user in (fails, expires)}
+    last_run, now = boundary - 60, boundary + 60
+    for at in (now, now + 1):  # a check each: the first dies at the first user
+        with pytest.raises(Killed):
+            await task_weekly_reports(weekly_check(service, at, last_run))
+    monkeypatch.undo()  # the next scheduler
+    jobs = {j.kwargs["user_id"]: j.id for j in analytics_jobs()}
+    assert sorted(jobs) == [fails, expires]
+
+    later = now + 2 * WEEKLY_RETRY_AFTER
+    assert await task_weekly_reports(weekly_check(service, later, now)) == {"sent": 0}
+    assert len(analytics_jobs()) == 2
+    marks = {user: WeeklyMark.parse(redis_client.get(key)) for user, key in keys.items()}
+    assert {user: mark.job for user, mark in marks.items()} == jobs  # still watched: they may fail
+
+    fail_job(jobs[fails])
+    redis_client.delete(manager.jobs.job_key(jobs[expires]))  # its record expired, unseen by any check
+    assert await task_weekly_reports(weekly_check(service, later + 900, later)) == {"sent": 0, "retried": 1}
+    assert await task_weekly_reports(weekly_check(service, later + 86400, later + 900)) == {"sent": 0}
+    (retry,) = [j for j in analytics_jobs() if j.id not in jobs.values()]
+    assert retry.kwargs["user_id"] == fails and retry.status == "queued"
+    assert [j.id for j in analytics_jobs() if j.kwargs["user_id"] == expires] == []  # none again
+
+
 def test_weekly_due_judges_a_moved_user_by_when_they_moved():
     monday_nine = datetime(2026, 12, 7, 9, 0, tzinfo=UTC).timestamp()  # the user's latest Monday 09:00
     hour = 3600.0
