@@ -12,6 +12,7 @@ neither reaches a log line or a repr.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import sys
@@ -181,6 +182,22 @@ def sentinel_address(item: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: What ``DASHBOARD_TRUSTED_PROXIES`` must be, worded for 'must be …'.
+TRUSTED_PROXIES_SHAPE = "a comma-separated list of IP addresses or CIDR networks, like 10.0.0.2 or 172.16.0.0/12"
+
+
+def ip_networks(items: list[str]) -> list[IPNetwork]:
+    """Each item (an address, or a network in CIDR notation) as a network; an address is a
+    network of one. Host bits after the prefix are ignored (``10.0.0.5/24`` is ``10.0.0.0/24``).
+    Raises ValueError (worded for 'DASHBOARD_TRUSTED_PROXIES must be …') for anything else: a
+    host name, a prefix too long, an address with a port."""
+    try:
+        return [ipaddress.ip_network(item, strict=False) for item in items]
+    except ValueError:
+        raise ValueError(TRUSTED_PROXIES_SHAPE) from None
+
+
 def _comma_list(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -345,6 +362,7 @@ class Settings(BaseSettings):
     dashboard_readonly_user: str = ""
     dashboard_readonly_password: SecretStr = SecretStr("")
     dashboard_public_url: str = ""
+    dashboard_trusted_proxies: CommaList = []
 
     # Telegram
     telegram_bot_token: SecretStr = SecretStr("")
@@ -391,7 +409,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
     _list_fields = field_validator(
-        "redis_sentinels", "queue_retry_delays", "admin_user_ids", mode="before"
+        "redis_sentinels", "queue_retry_delays", "admin_user_ids", "dashboard_trusted_proxies", mode="before"
     )(_comma_list)
 
     @field_validator("log_level", mode="before")
@@ -404,6 +422,14 @@ class Settings(BaseSettings):
     def _sentinel_items(cls, value: list[str]) -> list[str]:
         for item in value:
             sentinel_address(item)
+        return value
+
+    @field_validator("dashboard_trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: list[str]) -> list[str]:
+        """Read whole at start: a typo here would otherwise leave the login throttle keyed on the
+        proxy's address, silently (the operator's intent, trusting it, would not happen)."""
+        ip_networks(value)
         return value
 
     @field_validator(*URL_CHECKS)

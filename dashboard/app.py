@@ -12,7 +12,7 @@ from dashboard import api, pages
 from dashboard.chat import setup_chat
 from dashboard.data import DashboardData
 from dashboard.monitor import Figures
-from dashboard.security import Credentials, Signer, check_startup, signing_key
+from dashboard.security import Credentials, RevokedSessions, Signer, check_startup, signing_key
 from dashboard.web import (
     DASHBOARD,
     STATIC_DIR,
@@ -44,12 +44,14 @@ def create_app(settings: Settings | None = None, *, host: str | None = None,
         settings, QueueManager(settings), store, get_alert_store(settings),
         figures=Figures(store, settings, monitor_factory),
     )
-    key = signing_key(credentials, get_redis(settings), f"{settings.redis_key_prefix}dashboard:signing_key")
+    redis_client = get_redis(settings)
+    key = signing_key(credentials, redis_client, f"{settings.redis_key_prefix}dashboard:signing_key")
+    revoked = RevokedSessions(redis_client, f"{settings.redis_key_prefix}dashboard:revoked_session:")
     chat_url = None
     if settings.sandbox_telegram:
         chat_url = settings.telegram_api_url.rstrip("/") + "/chat"
     dashboard = Dashboard(settings=settings, data=data, credentials=credentials, signer=Signer(key),
-                          sandbox_chat_url=chat_url)
+                          revoked=revoked, sandbox_chat_url=chat_url)
     # The security headers outermost: the error pages that ``errors`` makes get them too.
     app = web.Application(middlewares=[security_headers, errors, authenticate, guard_posts],
                           client_max_size=1024 * 1024)

@@ -13,6 +13,7 @@ from dashboard.security import SESSION_COOKIE, SESSION_LIFETIME
 from dashboard.web import (
     IDENTITY,
     blocked_notice,
+    client_of,
     dashboard_of,
     in_thread,
     page_url,
@@ -203,10 +204,10 @@ async def login(request: web.Request) -> web.Response:
     identity = dash.credentials.check_password(str(form.get("user", "")), str(form.get("password", "")))
     if identity is None:
         dash.throttle.failed(key)
-        logger.info("dashboard: failed login from %s", request.remote or "?")  # never the name typed
+        logger.info("dashboard: failed login from %s", client_of(request))  # never the name typed
         return render(request, "login.html", status=401, next=target, error="Wrong user name or password.")
     dash.throttle.succeeded(key)
-    logger.info("dashboard: %s signed in (%s)", identity.name, identity.role)
+    logger.info("dashboard: %s signed in (%s) from %s", identity.name, identity.role, client_of(request))
     response = web.HTTPSeeOther(target)
     response.set_cookie(SESSION_COOKIE, dash.signer.issue_session(identity.name), max_age=SESSION_LIFETIME,
                         httponly=True, samesite="Strict", secure=secure_cookies(request), path="/")
@@ -215,6 +216,15 @@ async def login(request: web.Request) -> web.Response:
 
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.Response:
+    """Sign out: revoke the session the cookie names (so a copy of the cookie, wherever it went,
+    signs in nobody), then delete the cookie. The session is read from the cookie itself, whatever
+    else the request carried. Redis unreachable: the 503 of the ``errors`` middleware, and the
+    cookie is kept, since nothing was revoked."""
+    dash = dashboard_of(request)
+    session = dash.signer.read_session(request.cookies.get(SESSION_COOKIE, ""))
+    if session is not None:
+        await in_thread(dash.revoked.revoke, session)
+        logger.info("dashboard: %s signed out from %s", session.user, client_of(request))
     response = web.HTTPSeeOther("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response

@@ -13,7 +13,9 @@ readonly   ``DASHBOARD_READONLY_USER``/``DASHBOARD_READONLY_PASSWORD``: sees eve
 =========  ==================================================================================
 
 A browser that signs in through ``/login`` gets a signed session cookie (HttpOnly,
-SameSite=Strict); API clients send basic or bearer credentials on each request.
+SameSite=Strict) naming a random session id; signing out revokes that id in Redis
+(:class:`RevokedSessions`), so a copy of the cookie is worth nothing afterwards. API clients
+send basic or bearer credentials on each request.
 
 CSRF: every POST carries a token (``X-CSRF-Token`` header or ``csrf_token`` form field) that
 is an HMAC of the caller's identity and the time it was issued. A page embeds it; API clients
@@ -30,18 +32,26 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
 import logging
+import math
+import re
 import secrets
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from settings import IPNetwork, ip_networks
 
 logger = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 SESSION_COOKIE = "fbdash_session"
 SESSION_LIFETIME = 12 * 3600
+#: A session id: 16 random bytes, URL-safe base64 (22 characters, no padding).
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 CSRF_LIFETIME = 24 * 3600
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
@@ -168,8 +178,32 @@ def check_startup(host: str, credentials: Credentials) -> None:
         )
 
 
+#: What session cookies are signed for: not ``session``, which cookies without an id were.
+SESSION_PURPOSE = "session-id"
+
+
+def _session_payload(session_id: str, user: str) -> str:
+    """What a session's signature covers: its id (fixed alphabet, no ``|``) then the user."""
+    return f"{session_id}|{user}"
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in browser's session, as its (verified) cookie names it."""
+
+    user: str
+    id: str
+    issued: int
+
+    def remaining(self, now: float | None = None) -> int:
+        """Whole seconds until the cookie expires (at least 1): how long a revocation must last."""
+        now = time.time() if now is None else now
+        return max(1, math.ceil(self.issued + SESSION_LIFETIME - now))
+
+
 class Signer:
-    """HMAC tokens: sessions and CSRF tokens, both ``payload.timestamp.signature``."""
+    """HMAC tokens, ``timestamp.signature`` over a purpose and a payload: CSRF tokens, and the
+    signed part of session cookies (:meth:`issue_session`)."""
 
     def __init__(self, key: bytes) -> None:
         self._key = key
@@ -193,24 +227,62 @@ class Signer:
             return False
         return hmac.compare_digest(signature, self._sign(purpose, payload, issued))
 
-    # sessions carry the user name in clear (it is not a secret) and are bound to it
-    def issue_session(self, user: str) -> str:
+    def issue_session(self, user: str, now: float | None = None) -> str:
+        """A session cookie's value, ``user.id.issued.signature``: the user name in clear (it is
+        not a secret) and a fresh random id, which sign-out revokes (:class:`RevokedSessions`),
+        both under the signature."""
         encoded = base64.urlsafe_b64encode(user.encode()).decode().rstrip("=")
-        return f"{encoded}.{self.issue('session', user)}"
+        session_id = secrets.token_urlsafe(16)
+        return f"{encoded}.{session_id}.{self.issue(SESSION_PURPOSE, _session_payload(session_id, user), now)}"
 
-    def read_session(self, cookie: str) -> str | None:
+    def read_session(self, cookie: str, now: float | None = None) -> Session | None:
+        """The session a cookie proves, or None (forged, expired, or not of this format).
+
+        Cookies issued before sessions had an id (``user.issued.signature``) are refused, not
+        read: they could never be revoked, so their holders sign in again, once. (They are signed
+        for another purpose as well, so no reading of their text could make them pass.)"""
         try:
-            encoded, token = cookie.split(".", 1)
+            encoded, session_id, issued_text, signature = cookie.split(".")
             user = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+            issued = int(issued_text)
         except (ValueError, binascii.Error, UnicodeDecodeError):
             return None
-        return user if self.verify("session", user, token, SESSION_LIFETIME) else None
+        if not SESSION_ID.fullmatch(session_id):
+            return None
+        token = f"{issued_text}.{signature}"
+        if not self.verify(SESSION_PURPOSE, _session_payload(session_id, user), token, SESSION_LIFETIME, now):
+            return None
+        return Session(user, session_id, issued)
 
     def csrf_token(self, identity: Identity | None) -> str:
         return self.issue("csrf", _csrf_subject(identity))
 
     def check_csrf(self, identity: Identity | None, token: str) -> bool:
         return bool(token) and self.verify("csrf", _csrf_subject(identity), token, CSRF_LIFETIME)
+
+
+class RevokedSessions:
+    """Session ids that signed out, in Redis (shared by every dashboard instance), each kept until
+    its cookie would have expired anyway: the set never outgrows the sessions of the last 12 h.
+
+    Redis errors are not caught here. The dashboard's ``authenticate`` lets them reach its
+    ``errors`` middleware, which answers 503 as it does for every page when Redis is unreachable:
+    a session that cannot be checked is not trusted (fail closed), for reading and acting alike,
+    and a sign-out that cannot be recorded says so rather than pretend.
+    """
+
+    def __init__(self, redis_client: Any, prefix: str) -> None:
+        self._client = redis_client
+        self._prefix = prefix
+
+    def _key(self, session: Session) -> str:
+        return f"{self._prefix}{session.id}"
+
+    def revoke(self, session: Session, now: float | None = None) -> None:
+        self._client.set(self._key(session), "1", ex=session.remaining(now))
+
+    def is_revoked(self, session: Session) -> bool:
+        return bool(self._client.exists(self._key(session)))
 
 
 def _csrf_subject(identity: Identity | None) -> str:
@@ -241,11 +313,13 @@ MAX_THROTTLE_KEYS = 10000  # (address, account) pairs the login throttle keeps a
 class LoginThrottle:
     """At most ``attempts`` failed logins per key in ``window`` seconds.
 
-    A key is a client address and the account tried there (:func:`throttle_account`): a user
-    name (login form or basic auth, one count for both: they guess the same password) or the
-    bearer token. Per account, not per address alone: behind a reverse proxy every client has the
-    proxy's address, and someone guessing the admin's password (or a scraper left on an old token)
-    must not shut out the read-only user and every working token with it.
+    A key is a client address (:func:`client_address`: behind a proxy named in
+    ``DASHBOARD_TRUSTED_PROXIES``, the client it forwards) and the account tried there
+    (:func:`throttle_account`): a user name (login form or basic auth, one count for both: they
+    guess the same password) or the bearer token. Per account, not per address alone: behind a
+    proxy that is not trusted every client has the proxy's address, and someone guessing the
+    admin's password (or a scraper left on an old token) must not shut out the read-only user and
+    every working token with it.
     """
 
     def __init__(self, attempts: int = 5, window: float = 60.0) -> None:
@@ -290,6 +364,53 @@ class LoginThrottle:
 
     def succeeded(self, address: str) -> None:
         self._failures.pop(address, None)
+
+
+def trusted_networks(items: Sequence[str]) -> tuple[IPNetwork, ...]:
+    """``DASHBOARD_TRUSTED_PROXIES`` as networks (the settings checked it at start)."""
+    return tuple(ip_networks(list(items)))
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``text`` as an IP address (an IPv4-mapped IPv6 one as the IPv4 it maps), or None."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _is_trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address, trusted: Sequence[IPNetwork]) -> bool:
+    return any(address in network for network in trusted)  # another IP version: not in it
+
+
+def client_address(peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IPNetwork]) -> str:
+    """The address a request comes from, as the login throttle and the log name it.
+
+    ``peer`` is the TCP peer (``?`` when unknown). When it is a trusted proxy, the client is the
+    right-most address of ``X-Forwarded-For`` (``forwarded_for``: every such header, in order)
+    that is not a trusted proxy itself: each proxy appends the address it was reached from, so
+    what lies left of the first untrusted one was written by the client and proves nothing. A
+    header that is missing, or unreadable before that address is found, leaves the peer; one
+    made of trusted proxies only gives its left-most. From an untrusted peer the header is
+    ignored: a client must not choose its own throttle key.
+    """
+    address = _address(peer or "")
+    if address is None:
+        return peer or "?"
+    if not _is_trusted(address, trusted):
+        return str(address)
+    hops = [hop for header in forwarded_for for hop in header.split(",")]
+    client = None
+    for hop in reversed(hops):
+        client = _address(hop)
+        if client is None:
+            return str(address)
+        if not _is_trusted(client, trusted):
+            break
+    return str(client or address)
 
 
 def _scheme_and_value(header: str) -> tuple[str, str]:

@@ -9,7 +9,8 @@ Middlewares, outermost first (as :func:`dashboard.app.create_app` lists them):
    and Redis outages into 503, without leaking a traceback;
 3. ``authenticate`` — sets ``request["identity"]`` or answers 401 / redirects to ``/login``;
    an ``Authorization`` header counts against the login throttle like the login form does
-   (429 while its address is blocked for the account it tries);
+   (429 while its address is blocked for the account it tries); a session cookie counts only
+   while its session is not revoked (signed out);
 4. ``guard_posts`` — on every POST: the role may act (403 ``read_only``), the ``Origin`` is ours
    and the CSRF token is valid (403 ``csrf``).
 """
@@ -40,11 +41,15 @@ from dashboard.security import (
     Credentials,
     Identity,
     LoginThrottle,
+    RevokedSessions,
     Signer,
+    client_address,
     parse_authorization,
     throttle_account,
+    trusted_networks,
 )
 from queues.errors import BrokerUnreachableError
+from settings import IPNetwork
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +58,8 @@ TEMPLATES_DIR = PACKAGE_DIR / "templates"
 STATIC_DIR = PACKAGE_DIR / "static"
 REFRESH_SECONDS = 5
 PUBLIC_PATHS = frozenset({"/healthz", "/login", "/favicon.ico"})
+#: The header a trusted reverse proxy names the client in (``DASHBOARD_TRUSTED_PROXIES``).
+FORWARDED_FOR = "X-Forwarded-For"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Origin = tuple[str, str, int]  # scheme, host, port: what two URLs share when they are one site
 
@@ -65,15 +72,19 @@ class Dashboard:
     data: DashboardData
     credentials: Credentials
     signer: Signer
+    revoked: RevokedSessions
     sandbox_chat_url: str | None = None
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     templates: Environment = field(init=False)
     static_version: str = field(init=False)
     #: The origin of ``DASHBOARD_PUBLIC_URL`` (:func:`_origin_of`), read once: None when unset.
     public_origin: Origin | None = field(init=False)
+    #: ``DASHBOARD_TRUSTED_PROXIES``, read once: whose ``X-Forwarded-For`` names the client.
+    trusted_proxies: tuple[IPNetwork, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         self.public_origin = _origin_of(self.settings.dashboard_public_url or "")
+        self.trusted_proxies = trusted_networks(self.settings.dashboard_trusted_proxies)
         self.templates = Environment(
             loader=FileSystemLoader(TEMPLATES_DIR),
             autoescape=select_autoescape(["html", "svg"], default_for_string=True, default=True),
@@ -94,6 +105,7 @@ class Dashboard:
 DASHBOARD = web.AppKey("dashboard", Dashboard)
 IDENTITY = web.RequestKey("identity", Identity)
 CSRF = web.RequestKey("csrf", str)
+CLIENT = web.RequestKey("client", str)
 
 
 def dashboard_of(request: web.Request) -> Dashboard:
@@ -106,6 +118,16 @@ def is_api(request: web.Request) -> bool:
 
 def identity_of(request: web.Request) -> Identity:
     return request[IDENTITY]
+
+
+def client_of(request: web.Request) -> str:
+    """The client's address (:func:`~dashboard.security.client_address`): the peer, or behind a
+    trusted proxy the address its ``X-Forwarded-For`` gives. What the login throttle counts under
+    and the log names; read once per request."""
+    if CLIENT not in request:
+        forwarded = request.headers.getall(FORWARDED_FOR, [])
+        request[CLIENT] = client_address(request.remote, forwarded, dashboard_of(request).trusted_proxies)
+    return request[CLIENT]
 
 
 async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -161,11 +183,12 @@ TOO_MANY_ATTEMPTS = "Too many failed attempts; try again in {seconds} s."
 
 
 def throttle_key(request: web.Request, account: str) -> str:
-    """The key the login throttle counts failures under: the peer address (``?`` if unknown) and
-    the account tried (:func:`~dashboard.security.throttle_account`), as the first 16 hex digits
-    of its SHA-256: the name typed may be a whole form field (up to 1 MiB) the throttle would keep."""
+    """The key the login throttle counts failures under: the client's address (:func:`client_of`:
+    behind a trusted proxy, the one it names) and the account tried
+    (:func:`~dashboard.security.throttle_account`), as the first 16 hex digits of its SHA-256: the
+    name typed may be a whole form field (up to 1 MiB) the throttle would keep."""
     digest = hashlib.sha256(account.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{request.remote or '?'}|{digest}"
+    return f"{client_of(request)}|{digest}"
 
 
 def retry_after(wait: float) -> int:
@@ -347,17 +370,14 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         if wait:
             return too_many_attempts(request, wait)
         identity = identity_from_header(request, header, key)
-    elif SESSION_COOKIE in request.cookies:
-        user = dash.signer.read_session(request.cookies[SESSION_COOKIE])
-        role = dash.credentials.role_of(user) if user else None
-        if user and role:
-            identity = Identity(user, role, "session")
+    elif SESSION_COOKIE in request.cookies and not request.path.startswith("/static/"):
+        identity = await session_identity(request, request.cookies[SESSION_COOKIE])
     if identity is not None:
         request[IDENTITY] = identity
     if identity is not None or request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
         return await handler(request)
     if header:
-        logger.info("dashboard: refused credentials from %s for %s", request.remote, request.path)
+        logger.info("dashboard: refused credentials from %s for %s", client_of(request), request.path)
     if is_api(request) or request.method != "GET" or not dash.credentials.has_login:
         challenge = 'Basic realm="faceit-bot dashboard", charset="UTF-8"'
         if dash.credentials.token:
@@ -366,6 +386,25 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             return api_error(401, "unauthorized", "credentials required", {"WWW-Authenticate": challenge})
         return web.Response(status=401, text="credentials required", headers={"WWW-Authenticate": challenge})
     raise web.HTTPSeeOther(page_url("/login", next=request.path_qs))
+
+
+async def session_identity(request: web.Request, cookie: str) -> Identity | None:
+    """Who a session cookie signs in, or None: forged, expired, of a user who no longer exists, or
+    signed out (revoked in Redis by ``POST /logout``, on any instance).
+
+    Every request with a session cookie asks Redis, except for static files, which need no
+    identity (so the error page keeps its style while Redis is down). When Redis cannot answer
+    the error propagates: the ``errors`` middleware answers 503, as for any page that reads
+    Redis, so a session that cannot be checked neither reads nor acts (fail closed).
+    """
+    dash = dashboard_of(request)
+    session = dash.signer.read_session(cookie)
+    role = dash.credentials.role_of(session.user) if session else None
+    if session is None or role is None:
+        return None
+    if await in_thread(dash.revoked.is_revoked, session):
+        return None
+    return Identity(session.user, role, "session")
 
 
 @web.middleware
@@ -394,5 +433,5 @@ async def guard_posts(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def _refuse(request: web.Request, code: str, message: str) -> web.Response:
-    logger.info("dashboard: refused %s %s: %s", request.method, request.path, code)
+    logger.info("dashboard: refused %s %s from %s: %s", request.method, request.path, client_of(request), code)
     return error_page(request, 403, code, message)

@@ -326,3 +326,17 @@ def test_secrets_sentry_and_the_dashboard_would_refuse_are_refused_at_once_unsai
     assert message == expected and value not in message
     monkeypatch.setenv(name, "https://abcdef0123456789@o1.ingest.sentry.io/42" if name == "SENTRY_DSN" else "x" * 16)
     load_settings()
+
+
+@pytest.mark.parametrize("value", ["proxy.internal", "10.0.0.0/33", "10.0.0.2:8080", "10.0.0.2 10.0.0.3",
+                                   "127.0.0.1, ::1/129"])
+def test_dashboard_trusted_proxies_are_addresses_or_networks(monkeypatch, value):
+    """A host name or a typo would leave the login throttle keyed on the proxy, silently: refused
+    at start instead, in one line naming the setting."""
+    assert _refusal(monkeypatch, "DASHBOARD_TRUSTED_PROXIES", value) == (
+        "DASHBOARD_TRUSTED_PROXIES must be a comma-separated list of IP addresses or CIDR networks, "
+        f"like 10.0.0.2 or 172.16.0.0/12 (got {value!r})")
+    monkeypatch.setenv("DASHBOARD_TRUSTED_PROXIES", " 10.0.0.2, 172.16.0.0/12,::1 ")
+    assert load_settings().dashboard_trusted_proxies == ["10.0.0.2", "172.16.0.0/12", "::1"]
+    monkeypatch.delenv("DASHBOARD_TRUSTED_PROXIES")
+    assert load_settings().dashboard_trusted_proxies == []  # settings.toml: trust no header

@@ -6,6 +6,8 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlencode
 
 import pytest
@@ -498,3 +500,185 @@ def test_behind_a_tls_proxy_forms_from_its_address_pass_and_the_session_cookie_i
             assert again.post("/login", form={**ADMIN, "csrf_token": token}, headers={"Origin": other}).status == 403
     finally:
         proxied.stop()
+
+
+# --- behind a reverse proxy: the client X-Forwarded-For names, only when the proxy is trusted ---
+
+CLIENT_A, CLIENT_B = "203.0.113.7", "198.51.100.9"  # documentation addresses: two browsers out there
+
+
+@contextmanager
+def serving(**overrides: object) -> Iterator[DashboardServer]:
+    """A credentialed dashboard with ``overrides`` on top of :data:`AUTH_SETTINGS`, until the block ends."""
+    server = DashboardServer(dashboard_settings(**AUTH_SETTINGS, **overrides)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def from_address(address: str) -> dict[str, str]:
+    """What a reverse proxy adds to a request it passes on from ``address``."""
+    return {"X-Forwarded-For": address}
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_login_throttle(
+        redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Every request came from the proxy's address, so five wrong passwords a minute from anyone
+    blocked the admin everywhere. With the proxy trusted, the client it names is counted."""
+    caplog.set_level(logging.INFO, logger="dashboard")
+    with serving(dashboard_trusted_proxies="10.9.8.0/24, 127.0.0.1") as proxied:
+        browser = proxied.client()
+        token = page_csrf(browser.get("/login").text)
+        wrong = {"user": ADMIN["user"], "password": "guess-4321", "csrf_token": token}
+        right = {**ADMIN, "csrf_token": token}
+        codes = [browser.post("/login", form=wrong, headers=from_address(CLIENT_A)).status for _ in range(6)]
+        assert codes == [401] * 5 + [429]
+        assert browser.post("/login", form=right, headers=from_address(CLIENT_A)).status == 429
+        # Another client of the same proxy, and the proxy itself, sign in.
+        assert proxied.client().post("/login", form=right, headers=from_address(CLIENT_B)).status == 303
+        assert proxied.client().post("/login", form=right).status == 303
+        # Basic auth through the proxy counts the same way.
+        assert_throttled(proxied.client(**ADMIN).get("/api/me", headers=from_address(CLIENT_A)))
+        assert proxied.client(**ADMIN).get("/api/me", headers=from_address(CLIENT_B)).status == 200
+        # A second trusted hop is skipped; what A writes left of its own address proves nothing.
+        for chain in (f"{CLIENT_A}, 10.9.8.7", f"{CLIENT_B}, {CLIENT_A}", f"{CLIENT_B},{CLIENT_A}, 10.9.8.7"):
+            reply = proxied.client().post("/login", form=right, headers=from_address(chain))
+            assert reply.status == 429, (chain, reply.status)
+    assert f"failed login from {CLIENT_A}" in caplog.text
+    assert "failed login from 127.0.0.1" not in caplog.text
+    assert f"operator signed in (admin) from {CLIENT_B}" in caplog.text
+    assert "guess-4321" not in caplog.text and ADMIN["password"] not in caplog.text
+
+
+@pytest.mark.parametrize("trusted", ["", "10.0.0.0/8"], ids=["none", "another-network"])
+def test_from_an_untrusted_peer_a_forged_forwarded_for_escapes_no_block(
+        redis_url: str, caplog: pytest.LogCaptureFixture, trusted: str) -> None:
+    """The header is anyone's text: unless the peer is a trusted proxy, a guesser who names a new
+    address with each try must still be counted, and blocked, under its own."""
+    caplog.set_level(logging.INFO, logger="dashboard")
+    with serving(dashboard_trusted_proxies=trusted) as direct:
+        browser = direct.client()
+        token = page_csrf(browser.get("/login").text)
+        wrong = {"user": ADMIN["user"], "password": "guess", "csrf_token": token}
+        codes = [browser.post("/login", form=wrong, headers=from_address(f"192.0.2.{i}")).status
+                 for i in range(1, 7)]
+        assert codes == [401] * 5 + [429]
+        for forged in (CLIENT_B, f"{CLIENT_B}, 10.1.2.3"):
+            reply = browser.post("/login", form={**ADMIN, "csrf_token": token}, headers=from_address(forged))
+            assert reply.status == 429, (forged, reply.status)
+        assert_throttled(direct.client(**ADMIN).get("/api/me", headers=from_address(CLIENT_B)))
+    assert "failed login from 127.0.0.1" in caplog.text and "failed login from 192.0.2." not in caplog.text
+
+
+@pytest.mark.parametrize(("peer", "forwarded", "expected"), [
+    ("127.0.0.1", [], "127.0.0.1"),                                    # no header: the proxy itself
+    ("127.0.0.1", [CLIENT_A], CLIENT_A),
+    ("::ffff:127.0.0.1", [CLIENT_A], CLIENT_A),                        # a dual-stack socket's peer
+    ("127.0.0.1", [f"{CLIENT_B}, {CLIENT_A}, 10.9.8.7"], CLIENT_A),    # right-most not trusted
+    ("127.0.0.1", [CLIENT_B, f"{CLIENT_A}, 10.9.8.7"], CLIENT_A),      # two headers are one list
+    ("127.0.0.1", ["10.9.8.6, 10.9.8.7"], "10.9.8.6"),                 # only proxies: the farthest
+    ("127.0.0.1", [f"{CLIENT_B}, not-an-address"], "127.0.0.1"),       # unreadable: the peer
+    ("127.0.0.1", [f"{CLIENT_A}:4711"], "127.0.0.1"),
+    ("127.0.0.1", [f"{CLIENT_A},"], "127.0.0.1"),
+    ("127.0.0.1", ["nonsense, " + CLIENT_A], CLIENT_A),                # left of the client: unread
+    ("127.0.0.1", ["2001:DB8::1"], "2001:db8::1"),                     # one spelling, one key
+    ("192.0.2.1", [CLIENT_A], "192.0.2.1"),                            # an untrusted peer
+    ("fd00::5", [CLIENT_A], CLIENT_A),                                 # a trusted IPv6 network
+    (None, [CLIENT_A], "?"),                                           # no peer address at all
+])
+def test_the_client_address_is_the_right_most_untrusted_hop(peer: str | None, forwarded: list[str],
+                                                            expected: str) -> None:
+    from dashboard.security import client_address, trusted_networks
+
+    trusted = trusted_networks(["127.0.0.1", "10.9.8.0/24", "fd00::/8"])
+    assert client_address(peer, forwarded, trusted) == expected
+
+
+def test_the_command_refuses_bad_trusted_proxies_in_one_line(redis_url: str) -> None:
+    proc = _run_dashboard({"DASHBOARD_TRUSTED_PROXIES": "127.0.0.1, proxy.internal"},
+                          "--host", "127.0.0.1", "--port", str(free_port()))
+    try:
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2
+    assert out.strip() == ("settings error: DASHBOARD_TRUSTED_PROXIES must be a comma-separated list of IP "
+                           "addresses or CIDR networks, like 10.0.0.2 or 172.16.0.0/12 "
+                           "(got '127.0.0.1, proxy.internal')")
+
+
+# --- signing out ends the session, not only the cookie ------------------------------------------
+
+def signed_in(server: DashboardServer) -> Client:
+    """A browser of ``server`` signed in as the admin through the login form."""
+    browser = server.client()
+    reply = browser.post("/login", form={**ADMIN, "csrf_token": page_csrf(browser.get("/login").text)})
+    assert reply.status == 303 and "fbdash_session" in browser.cookies, reply.text
+    return browser
+
+
+def assert_signed_out(server: DashboardServer, cookie: str) -> None:
+    """``cookie`` signs nobody in: the API says 401, a page sends to the login form, which shows."""
+    holder = server.client(cookies={"fbdash_session": cookie})
+    assert holder.get("/api/me").status == 401
+    page = holder.get("/jobs")
+    assert page.status == 303 and page.location.startswith("/login?next=")
+    assert holder.get("/login").status == 200
+
+
+def test_signing_out_revokes_the_session_so_a_copied_cookie_is_worthless(
+        auth_dashboard: DashboardServer, redis_client, caplog: pytest.LogCaptureFixture) -> None:
+    """Sign-out only deleted the cookie: a copy of it stayed valid for its whole 12 hours."""
+    from dashboard.security import SESSION_LIFETIME
+
+    caplog.set_level(logging.INFO, logger="dashboard")
+    browser, elsewhere = signed_in(auth_dashboard), signed_in(auth_dashboard)
+    copied = browser.cookies["fbdash_session"]
+    with serving() as twin:  # another instance on the same Redis takes the same cookies
+        assert twin.client(cookies={"fbdash_session": copied}).get("/api/me").json()["via"] == "session"
+        out = browser.post("/logout", form={"csrf_token": browser.csrf()})
+        assert out.status == 303 and "fbdash_session" not in browser.cookies
+        assert_signed_out(auth_dashboard, copied)
+        assert_signed_out(twin, copied)
+    # Only that session ended: the admin's other browser is still signed in.
+    assert elsewhere.get("/api/me").json()["via"] == "session"
+    # The revocation lasts as long as the cookie would have, no longer.
+    [key] = redis_client.keys("*dashboard:revoked_session:*")
+    assert 0 <= SESSION_LIFETIME - redis_client.ttl(key) < 60
+    assert "operator signed out from 127.0.0.1" in caplog.text and copied not in caplog.text
+
+
+def test_a_session_cookie_issued_without_an_id_is_refused(auth_dashboard: DashboardServer) -> None:
+    """Cookies from before sessions had an id could never be revoked: refused, so their holders
+    sign in again once."""
+    import base64
+
+    from dashboard.web import DASHBOARD
+
+    assert auth_dashboard.app is not None
+    signer = auth_dashboard.app[DASHBOARD].signer
+    user = base64.urlsafe_b64encode(ADMIN["user"].encode()).decode().rstrip("=")
+    assert_signed_out(auth_dashboard, f"{user}.{signer.issue('session', ADMIN['user'])}")
+
+
+def test_a_session_that_redis_cannot_vouch_for_neither_reads_nor_acts(auth_dashboard: DashboardServer,
+                                                                      store: JobStore, redis_server) -> None:
+    """Whether a session was revoked is in Redis: while it cannot be asked, the session's requests
+    get the 503 every page gets without Redis, and a sign-out that cannot be recorded is not
+    pretended (the cookie stays, to be signed out for real once Redis is back)."""
+    job_id = make_job(store, status="queued")
+    browser = signed_in(auth_dashboard)
+    copied, csrf = browser.cookies["fbdash_session"], browser.csrf()
+    redis_server.stop()
+    try:
+        me = browser.get("/api/me")  # needs nothing else from Redis: it answered 200
+        assert me.status == 503 and me.json()["error"] == "redis_unavailable"
+        assert browser.post(f"/api/jobs/{job_id}/cancel", headers={"X-CSRF-Token": csrf}).status == 503
+        assert browser.post("/logout", form={"csrf_token": csrf}).status == 503
+        assert browser.cookies["fbdash_session"] == copied
+    finally:
+        redis_server.start()
+    assert store.status(job_id) == "queued"
+    assert browser.post("/logout", form={"csrf_token": csrf}).status == 303
+    assert_signed_out(auth_dashboard, copied)
