@@ -86,5 +86,5 @@ async def send_reply(bot: Bot, message: Message, text: str, reply_markup: dict[s
     """Answer ``message`` with ``text`` (in the Bot's default parse mode) and an optional inline
     keyboard (Bot API JSON), as a reply to ``reply_to`` when given; returns the id of the message sent."""
     params = reply_params(message, text, reply_markup, bot.default["parse_mode"], reply_to)
-    result = await wait_out_flood(lambda: _post(bot, params), "SendMessage")
+    result = await wait_out_flood(lambda: _post(bot, params), "SendMessage", chat_id=params["chat_id"])
     return int(result["message_id"])

@@ -14,7 +14,10 @@ This is the bot process's side; workers use the lighter :mod:`bot.botapi` (no ai
   that is not one: the start-up waits for it and polling retries it.
 * :class:`RetryAfterMiddleware` makes every call of the bot process wait out a 429
   (``TelegramRetryAfter``) and try again, within a bounded total wait: aiogram does not
-  (:func:`wait_out_flood`, which :mod:`bot.fastsend` uses too).
+  (:func:`wait_out_flood`, which :mod:`bot.fastsend` uses too). A waiting call holds one of the
+  bot's update slots, so one chat gets one waiting call at a time, and a group (whose limit
+  answers with long waits) waits :data:`GROUP_MAX_WAIT` at most: a flooded chat cannot hold
+  every slot and leave every other user unanswered.
 """
 
 from __future__ import annotations
@@ -42,22 +45,53 @@ T = TypeVar("T")
 
 REQUEST_TIMEOUT = 30
 MAX_RETRY_AFTER_WAIT = 30.0
+#: The longest a call to a group waits out flood control. Telegram holds a group to about 20
+#: messages a minute and answers past it with waits of many seconds; a member sending commands
+#: twice a second (which the bot's own flood guard lets through) would otherwise keep calls
+#: waiting there, each holding an update slot, until no slot was left for anyone.
+GROUP_MAX_WAIT = 5.0
+
+#: Chats with a call of this process waiting out flood control now: another call to such a
+#: chat that meets a 429 gives up at once instead of waiting beside it.
+_waiting_in: set[int | str] = set()
 
 
 async def wait_out_flood(call: Callable[[], Awaitable[T]], what: str,
-                         max_wait: float = MAX_RETRY_AFTER_WAIT) -> T:
+                         max_wait: float = MAX_RETRY_AFTER_WAIT, chat_id: int | str | None = None) -> T:
     """``await call()``, waiting out Telegram's flood control (``TelegramRetryAfter``) and trying
-    again, up to ``max_wait`` seconds of waiting in all; past that the 429 is raised."""
+    again, up to ``max_wait`` seconds of waiting in all; past that the 429 is raised.
+
+    ``chat_id``, the chat the call writes to (None: none, as ``answerCallbackQuery``): one call
+    per chat waits at a time, and the others that meet a 429 meanwhile raise it at once (the
+    chat takes nothing more for now anyway); a group's calls wait :data:`GROUP_MAX_WAIT` at most."""
+    limit = min(max_wait, GROUP_MAX_WAIT) if _is_group(chat_id) else max_wait
     waited = 0.0
-    while True:
-        try:
-            return await call()
-        except TelegramRetryAfter as exc:
-            if waited + exc.retry_after > max_wait:
-                raise
-            logger.warning("Telegram flood control on %s: waiting %s s", what, exc.retry_after)
-            await asyncio.sleep(exc.retry_after)
-            waited += exc.retry_after
+    holding = False
+    try:
+        while True:
+            try:
+                return await call()
+            except TelegramRetryAfter as exc:
+                if waited + exc.retry_after > limit:
+                    raise
+                if chat_id is not None and not holding:
+                    if chat_id in _waiting_in:
+                        logger.warning("Telegram flood control on %s to chat %s: a call there waits already; "
+                                       "this one is given up", what, chat_id)
+                        raise
+                    _waiting_in.add(chat_id)
+                    holding = True
+                logger.warning("Telegram flood control on %s: waiting %s s", what, exc.retry_after)
+                await asyncio.sleep(exc.retry_after)
+                waited += exc.retry_after
+    finally:
+        if holding:
+            _waiting_in.discard(chat_id)
+
+
+def _is_group(chat_id: int | str | None) -> bool:
+    """Whether ``chat_id`` is a group, supergroup or channel (negative ids, or a ``@username``)."""
+    return isinstance(chat_id, str) or (isinstance(chat_id, int) and chat_id < 0)
 
 
 #: Statuses besides 5xx of a reply that is not JSON which say the trouble passes: a proxy's
@@ -92,7 +126,8 @@ class RetryAfterMiddleware(BaseRequestMiddleware):
         self.max_wait = max_wait
 
     async def __call__(self, make_request, bot, method):  # type: ignore[override]
-        return await wait_out_flood(lambda: make_request(bot, method), type(method).__name__, self.max_wait)
+        return await wait_out_flood(lambda: make_request(bot, method), type(method).__name__, self.max_wait,
+                                    getattr(method, "chat_id", None))
 
 
 _PINNED: list[Any] = []

@@ -1,0 +1,78 @@
+"""A chat under Telegram's flood control cannot leave every other user of the bot unanswered.
+
+A call of the bot process that meets a 429 waits it out, holding one of the bot's update slots
+(``BOT_UPDATE_CONCURRENCY``, 16) meanwhile. Members of a group sending commands faster than
+Telegram lets the bot answer there (about 20 messages a minute in a group) kept one waiting call
+each, until no slot was left and nobody anywhere got an answer. Here the sandbox Bot API's real
+per-chat flood control stands in for Telegram's, and a user in a private chat must still be
+answered at once while a group is flooded. Real bot process, real Redis, the sandbox Bot API.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from tests.bot.conftest import Stack, new_user, start_stack, stop_stack
+
+#: Group chat ids of this module (negative, as Telegram's are).
+_groups = itertools.count(-100_500_000, -1)
+
+
+@pytest.fixture(scope="module")
+def quiet_stack(telegram_sandbox_server, faceit_sandbox, redis_server, tmp_path_factory) -> Iterator[Stack]:
+    """The bot process without workers: ``/help`` starts no job."""
+    running = start_stack(telegram_sandbox_server, faceit_sandbox, redis_server,
+                          tmp_path_factory.mktemp("group_flood"), pool=False)
+    yield running
+    stop_stack(running)
+
+
+@pytest.fixture
+def flood_control(quiet_stack: Stack) -> Iterator[Stack]:
+    """The sandbox's flood control on for one test (off again after it)."""
+    yield quiet_stack
+    quiet_stack.tg.limits(enabled=False)
+
+
+def help_answers(stack: Stack, chat_id: int) -> int:
+    return sum(1 for e in stack.tg.messages(chat_id) if e["kind"] == "sent")
+
+
+def test_members_flooding_a_group_leave_the_bot_free_to_answer_everyone_else(flood_control: Stack) -> None:
+    """Forty members of one group send ``/help`` at once; the group takes a message every 2 s.
+    One call waits for the group at a time; the others give up at once, so a private user's
+    ``/help`` right after is answered without waiting behind them (it waited for slots to free,
+    one every 2 s, behind the rest of the group's)."""
+    stack = flood_control
+    group = next(_groups)
+    stack.tg.limits(chat_per_second=0.5, chat_burst=1, overall_per_second=1000, overall_burst=1000)
+    for _ in range(40):
+        stack.tg.inject(new_user(), "/help", chat_id=group)
+    bystander = new_user()
+    stack.say(bystander, "/help")
+    assert "/analyze" in stack.first_reply(bystander, timeout=5)["text"]
+    assert help_answers(stack, group) >= 1  # the group was answered too, as fast as it may be
+    stack.bot.wait_for_log("a call there waits already; this one is given up", timeout=10)
+
+
+def test_groups_whose_flood_wait_is_long_are_not_waited_for(flood_control: Stack) -> None:
+    """Twenty groups, each already answered once, each ask again: each group's next message may
+    go in 20 s. Past :data:`bot.telegram.GROUP_MAX_WAIT` the call gives up at once instead of
+    holding an update slot for 20 s (twenty such waits held all sixteen slots, one per group), and
+    a private user is answered at once."""
+    stack = flood_control
+    stack.tg.limits(chat_per_second=0.05, chat_burst=1, overall_per_second=1000, overall_burst=1000)
+    groups = [(next(_groups), new_user()) for _ in range(20)]
+    for group, member in groups:
+        stack.tg.inject(member, "/help", chat_id=group)
+    for group, _ in groups:  # each group's one message of the next 20 s
+        stack.tg.wait_for(lambda es: next((e for e in es if e["kind"] == "sent"), None), timeout=10, chat_id=group)
+    for group, member in groups:
+        stack.tg.inject(member, "/help", chat_id=group)
+    bystander = new_user()
+    stack.say(bystander, "/help")
+    assert "/analyze" in stack.first_reply(bystander, timeout=5)["text"]
+    assert all(help_answers(stack, group) == 1 for group, _ in groups)
