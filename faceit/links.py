@@ -95,12 +95,23 @@ def _bad(key: str, **params: object) -> BadInputError:
     return with_key(BadInputError(ERROR_TEXTS[key]["en"].format(**params)), key, **params)
 
 
+#: Characters that show nothing but ride along in a copy: zero-width spaces and joiners, direction
+#: marks and embeddings, the soft hyphen, the word joiner, a byte order mark. A nickname or a job
+#: id copied from a web page or another chat may carry them, and ``strip`` keeps them.
+_INVISIBLE_RE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
+
+
+def without_invisible(text: str) -> str:
+    """``text`` without the characters that show nothing (:data:`_INVISIBLE_RE`), wherever they are."""
+    return _INVISIBLE_RE.sub("", text)
+
+
 def _clean(text: object) -> str:
     if not isinstance(text, str):
         raise _bad("empty_input")
     if len(text) > MAX_INPUT_LENGTH:
         raise _bad("input_too_long")
-    cleaned = text.strip().strip("<>\"'`«»()[]").strip()
+    cleaned = without_invisible(text).strip().strip("<>\"'`«»()[]").strip()
     if not cleaned:
         raise _bad("empty_input")
     return cleaned

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 
+from faceit.links import without_invisible
+
 JOB_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ID_SHAPE = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
 MIN_ID_PREFIX = 8  # the dashboard lists jobs by their first 8 characters
 
 
 def _cleaned(text: str) -> str:
-    return text.strip().strip("<>`'\"").lower()
+    return without_invisible(text).strip().strip("<>`'\"").lower()
 
 
 def whole_job_id(text: str | None) -> str | None:

@@ -255,3 +255,16 @@ def test_every_item_of_a_bulk_list_that_is_not_analysed_is_named_with_why():
         UnreadItem("not_a_match", "faceit.com/en/players/s1mple"), UnreadItem("room_link", room),
         UnreadItem("cut_id", "0b9bd934-23c8"), UnreadItem("not_a_match", f"x{MID}"),
     ]
+
+
+@pytest.mark.parametrize("text", ["s1mple\u200b", "\u202es1mple", "\ufeffs1\u200dmple", "\u2066s1mple\u2069",
+                                  "s1mple\u00ad"])
+def test_characters_that_show_nothing_are_not_part_of_a_nickname(text: str) -> None:
+    """A nickname copied from a web page or another chat may carry a zero-width space, a
+    direction mark or a soft hyphen the user cannot see: they were told "not a nickname"."""
+    assert parse_player_ref(text) == PlayerRef("nickname", "s1mple")
+
+
+def test_characters_that_show_nothing_are_not_part_of_a_match_id() -> None:
+    assert parse_match_ref("\u200b1-0adf2eb6-1c2d-4e5f-8a9b-0c1d2e3f4a5b\u200e").match_id == \
+        "1-0adf2eb6-1c2d-4e5f-8a9b-0c1d2e3f4a5b"

@@ -30,3 +30,10 @@ def test_what_is_no_job_id_is_refused(typed):
 
 def test_only_a_whole_id_is_a_cancel_buttons_id():
     assert whole_job_id(WHOLE[:8]) is None and whole_job_id(None) is None and whole_job_id("") is None
+
+
+@pytest.mark.parametrize("typed", [f"\u200b{WHOLE}", f"{WHOLE}\u200e", f"\ufeff{WHOLE[:8]}\u200b"])
+def test_characters_that_show_nothing_are_not_part_of_a_job_id(typed):
+    """A job id copied from a message may carry a zero-width space or a direction mark: it was
+    "not a job id"."""
+    assert job_ref(typed) == WHOLE[:len(typed.strip("\u200b\u200e\ufeff"))]
