@@ -29,6 +29,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
+from faceit.ratelimit import LOW_PRIORITY_WORK
 from middleware.state import state_of
 from queues.connection import async_redis_client
 from queues.errors import JobCanceled, JobTimeLimitExceeded, PermanentError
@@ -187,6 +188,8 @@ def job_actor(
             task = asyncio.current_task()
             assert task is not None
             resources.register(ctx, task)
+            # Bulk work asks FACEIT only for what interactive work leaves (:mod:`faceit.ratelimit`).
+            LOW_PRIORITY_WORK.set(QueuePriority(priority) is QueuePriority.LOW)
             expired = False
             try:
                 try:

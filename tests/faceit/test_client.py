@@ -283,6 +283,43 @@ async def test_burst_goes_out_at_once(make_client: MakeClient, sandbox: FaceitSa
     assert time.monotonic() - started < 3.0  # paced at 1/s these 10 would take 9 s
 
 
+async def test_low_priority_work_never_queues_ahead_of_interactive_calls(make_client: MakeClient,
+                                                                           sandbox: FaceitSandbox) -> None:
+    """A bulk analysis (a low-queue job) asks for 40 calls at once. It used to reserve every slot
+    of the bucket for the next seconds, and a user's analysis asked meanwhile waited behind all of
+    them. Now low work takes a token only while the bucket holds more than half its burst: the
+    interactive calls asked after find those tokens and finish while the bulk still runs, and
+    the bulk's calls all go, at the bucket's pace."""
+    from faceit.ratelimit import LOW_PRIORITY_WORK, low_reserve
+
+    rate, burst = 20.0, 10
+    client = make_client(rate=rate, burst=burst)
+    players = [p["player_id"] for p in sandbox.world()["players"]]
+    matches = [m for ids in sandbox.world()["matches"].values() for m in ids if m.startswith("1-")][:low_reserve(burst)]
+    done: list[tuple[float, str]] = []
+
+    async def low(call: Any) -> None:
+        LOW_PRIORITY_WORK.set(True)  # (this task's own context, as a low-queue job's)
+        await call
+        done.append((time.monotonic(), "low"))
+
+    async def interactive(call: Any) -> None:
+        await call
+        done.append((time.monotonic(), "interactive"))
+
+    lows = [asyncio.ensure_future(low(client.get_lifetime_stats(pid))) for pid in players]
+    lows += [asyncio.ensure_future(low(client.get_player(pid))) for pid in players]
+    while sum(1 for _, kind in done if kind == "low") < burst - low_reserve(burst):  # the bulk is under way
+        await asyncio.sleep(0.01)
+    await asyncio.gather(*(interactive(client.get_match(m)) for m in matches))
+    await asyncio.gather(*lows)
+    order = [kind for _, kind in sorted(done)]
+    assert order.count("low") == 2 * len(players) and order.count("interactive") == len(matches)
+    last_interactive = max(i for i, kind in enumerate(order) if kind == "interactive")
+    assert order[last_interactive + 1:].count("low") >= len(players), order  # the bulk was far from done
+    assert sandbox.calls() == 2 * len(players) + len(matches)
+
+
 def test_call_counts_reader_without_a_client(redis_client: redis.Redis) -> None:
     from settings import get_settings
 
