@@ -16,7 +16,8 @@ Layout (all under ``<prefix>faceit:``, see :mod:`faceit.keys`):
   bounded to :data:`MAX_ACTIVITY_PER_USER`), so a report counts its own window to the second;
   ``activity:users`` sorted set of users by last activity (bounded to :data:`MAX_ACTIVE_USERS`).
 * ``elo:<pid>`` sorted set of ``<ts>:<elo>`` snapshots by time: bounded to
-  :data:`ELO_SNAPSHOTS_MAX`, 180 days TTL, one snapshot per :data:`ELO_SNAPSHOT_MIN_GAP` unless
+  :data:`ELO_SNAPSHOTS_MAX` and to the last :data:`ELO_SNAPSHOT_TTL` (62 days; the key expires
+  that long after its last write), one snapshot per :data:`ELO_SNAPSHOT_MIN_GAP` (a day) unless
   the Elo changed.
 * ``monitor:<pid>`` JSON of the last finished match seen for a player (90 days TTL), kept only
   while someone follows them.
@@ -44,8 +45,15 @@ MAX_ACTIVE_USERS = 100_000
 ACTIVITY_TTL = 62 * 86400  # a monthly report's window and the month before it, which it compares with
 MAX_ACTIVITY_PER_USER = 10_000  # analyses remembered per user (a bound, far above the limits)
 ELO_SNAPSHOTS_MAX = 500
-ELO_SNAPSHOT_TTL = 180 * 86400
-ELO_SNAPSHOT_MIN_GAP = 3600
+#: How long Elo snapshots are kept: a monthly report needs the player's Elo when its 30 days
+#: began, and nothing reads further back. (180 days kept every opponent ever analysed, millions
+#: of keys a year at scale, and a followed player's key, renewed each hour, never went.)
+ELO_SNAPSHOT_TTL = ACTIVITY_TTL
+#: An unchanged Elo is recorded again at most once a day: a report reads the last snapshot before
+#: its period only when no match came between (:func:`faceit.analysis.tracked_player_period`), so
+#: more of the same value tell it nothing (hourly ones filled the 500 of a followed player in
+#: three weeks, short of a month).
+ELO_SNAPSHOT_MIN_GAP = 86400
 MONITOR_TTL = 90 * 86400
 
 # KEYS: the player's monitor state, their followers. ARGV: the new state (JSON), its finished_at,
@@ -98,7 +106,8 @@ return nickname
 """
 
 # KEYS[1] snapshots. ARGV: now, elo, min gap, max entries, ttl. Adds unless the newest snapshot
-# has the same Elo and is younger than the gap; returns 1 when added.
+# has the same Elo and is younger than the gap; drops snapshots older than the ttl; returns 1 when
+# added.
 _RECORD_ELO = """
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 local now = tonumber(ARGV[1])
@@ -111,6 +120,7 @@ if last[1] then
   end
 end
 redis.call('ZADD', KEYS[1], now, string.format('%d', now) .. ':' .. ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', now - tonumber(ARGV[5])))
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[4]) + 1))
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1

@@ -127,7 +127,7 @@ async def test_player_report_with_chart_and_elo_history(sandbox: FaceitSandbox, 
     ctx = await get_faceit_context()
     await ctx.client.get_player(player["player_id"], refresh=True)  # a monitor/cache run would do this
     await ctx.store.record_elo(player["player_id"], player["elo"] + finished["elo_changes"][player["player_id"]],
-                               now=10**10)
+                               now=time.time() + 3600)  # an hour on
     again = await services.build_player_report(player["player_id"], ProgressLog())
     assert len(again["data"]["chart"]["elo"]) == 2
     assert again["data"]["elo_seen_change"] == finished["elo_changes"][player["player_id"]]

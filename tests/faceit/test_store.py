@@ -188,7 +188,7 @@ async def test_elo_snapshots_are_deduplicated_bounded_and_expire(store: FaceitSt
     assert await store.elo_history("p", since=t0 + 100) == [(t0 + 120, 1525),
                                                             (t0 + 120 + ELO_SNAPSHOT_MIN_GAP, 1525)]
     key = FaceitKeys("fb:").elo_history("p")
-    assert 0 < redis_client.ttl(key) <= 180 * 86400
+    assert 0 < redis_client.ttl(key) <= 62 * 86400
     from faceit import store as module
 
     for i in range(module.ELO_SNAPSHOTS_MAX + 20):
@@ -196,6 +196,19 @@ async def test_elo_snapshots_are_deduplicated_bounded_and_expire(store: FaceitSt
     history = await store.elo_history("q")
     assert len(history) == module.ELO_SNAPSHOTS_MAX and history[-1][1] == 1000 + module.ELO_SNAPSHOTS_MAX + 19
     assert not await store.record_elo("q", None)
+
+
+async def test_elo_snapshots_keep_the_last_62_days_and_an_unchanged_elo_once_a_day(store: FaceitStore) -> None:
+    """A followed player's profile is read every hour: an unchanged Elo was written each hour,
+    filling the 500 kept in three weeks (short of a monthly report's start), and the key, renewed
+    by each write, kept snapshots of half a year. Now an unchanged Elo is written once a day, and
+    a write drops what is older than 62 days."""
+    t0, hour, day = 1_700_000_000, 3600, 86400
+    for h in range(48):  # two days of hourly reads, the Elo the same
+        await store.record_elo("r", 1500, t0 + h * hour)
+    assert [t for t, _ in await store.elo_history("r")] == [t0, t0 + day]
+    await store.record_elo("r", 1510, t0 + 63 * day)  # after a long break
+    assert await store.elo_history("r") == [(t0 + day, 1500), (t0 + 63 * day, 1510)]  # t0: past 62 days
 
 
 async def test_module_functions_use_the_loop_context(redis_url: str, env_override: object) -> None:
