@@ -460,14 +460,14 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dic
     """
     ctx = await get_faceit_context()
     store, client = ctx.store, ctx.client
+    inactive = await store.inactive_users()
     if user_ids is None:
-        players = await store.all_subscribed_players()
+        players = await store.all_subscribed_players(skip=inactive)  # none followed by blocked users alone
     else:
         players = {}
         for uid in user_ids:
             for sub in await store.list_subscriptions(uid):
                 players[sub["player_id"]] = sub["nickname"]
-    inactive = await store.inactive_users()
     total = len(players)
     await progress(2, "players", done=0, total=total)
     semaphore = asyncio.Semaphore(MONITOR_CONCURRENCY)
@@ -594,7 +594,8 @@ async def update_cache(cache_type: str, identifiers: list[str] | None, progress:
     ctx = await get_faceit_context()
     client = ctx.client
     if identifiers is None:
-        identifiers = [] if parts == ("match",) else list((await ctx.store.all_subscribed_players()).keys())
+        identifiers = [] if parts == ("match",) else list(
+            await ctx.store.all_subscribed_players(skip=await ctx.store.inactive_users()))
     total = len(identifiers)
     await progress(1, "players" if parts != ("match",) else "matches", done=0, total=total)
     semaphore = asyncio.Semaphore(CACHE_UPDATE_CONCURRENCY)

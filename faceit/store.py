@@ -186,14 +186,20 @@ class FaceitStore:
         return [{"player_id": pid, "nickname": nick}
                 for pid, nick in sorted(subs.items(), key=lambda kv: kv[1].lower())]
 
-    async def all_subscribed_players(self) -> dict[str, str]:
-        """Every followed player id → a nickname (as one of its followers saved it).
+    async def all_subscribed_players(self, skip: set[int] | None = None) -> dict[str, str]:
+        """Every followed player id → a nickname (as one of its followers saved it); without the
+        players whose every follower is in ``skip`` (monitoring and the cache refresh pass over
+        those followed only by users who blocked the bot: nobody is told of them, and each costs
+        FACEIT calls every run, for good, since a blocked user never unfollows).
 
         In a few round trips however many players are followed (monitoring reads this every
         run): each player's followers, then the first follower's saved nickname, each step one
         pipeline per :data:`READ_BATCH` players; the next followers are asked only where the
         first one's entry is gone (a race with ``/unsubscribe``)."""
         followers = await self._followers_of(sorted(await self.redis.smembers(self.keys.subscribed_players())))
+        if skip:
+            followers = {pid: users for pid, users in followers.items()
+                         if not users or any(u not in skip for u in users)}
         out = {pid: pid for pid, users in followers.items() if not users}  # followed by nobody any more
         pending = {pid: users for pid, users in followers.items() if users}
         while pending:

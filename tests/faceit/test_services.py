@@ -333,6 +333,24 @@ async def test_monitoring_notifies_active_followers_once(sandbox: FaceitSandbox,
     assert third["notifications"] == [] and third["data"]["new_matches"] == 0
 
 
+async def test_players_followed_only_by_users_who_blocked_the_bot_are_not_scanned(
+        sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    """A blocked user never unfollows: their players were read from FACEIT every monitoring run
+    and every cache refresh, for good, though nobody was told of them. They are passed over until
+    the user writes to the bot again; a player someone active follows too is still scanned."""
+    left, kept = sandbox.world()["players"][12:14]
+    await store.subscribe(21, left["player_id"], left["nickname"])
+    await store.subscribe(21, kept["player_id"], kept["nickname"])
+    await store.subscribe(22, kept["player_id"], kept["nickname"])
+    await store.set_user_inactive(21)
+    first = await _monitor(None, progress)
+    assert first["data"]["baselined"] == 1  # the player someone active follows: the other is not read
+    cached = await services.update_cache("players", None, ProgressLog())
+    assert cached["data"]["refreshed"] == 1
+    await store.set_user_active(21)  # they wrote to the bot again
+    assert (await _monitor(None, ProgressLog()))["data"]["baselined"] == 1  # their player now, the other known
+
+
 async def test_monitoring_tells_and_counts_5v5_matches_only(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
     """A Wingman match moves no 5v5 Elo: told and counted, it made the next 5v5 notice say "Elo
     +25 over the last 2 matches". It is passed over, and not met again."""
