@@ -7,7 +7,10 @@ These are the user's side of the conversation and the test's window into it:
   injects what a user typed, clicked or sent as a photo (``caption``: the photo's, optional;
   ``chat_id``: a group, negative, where the user wrote or pressed a button; otherwise their
   private chat); with ``edit_message_id`` the ``text`` replaces that earlier message of theirs
-  (an ``edited_message`` update, as when a user fixes a typo);
+  (an ``edited_message`` update, as when a user fixes a typo); ``sender_chat_id`` (negative:
+  the group itself for an anonymous admin, another id for a channel) and ``automatic_forward``
+  (a channel's post forwarded into its discussion group) mark a group's text message as sent in a
+  chat's name;
 - ``GET /_sandbox/messages?chat_id=&after=`` lists what the bot sent, edited and deleted, in order;
 - ``GET /_sandbox/feed?chat_id=&after=&timeout=`` the whole timeline (users' messages and clicks
   too), long-polled by the chat page;
@@ -157,11 +160,20 @@ class ControlHandlers:
             if text is None:
                 raise ControlError(400, "edit_message_id edits a text message: give the new text")
             return _reply(self._user_edit(bot, user_id, str(text), edit_id, chat_id))
+        sender_chat_id = _int(body.get("sender_chat_id"), "sender_chat_id")
+        automatic_forward = body.get("automatic_forward", False)
+        if (sender_chat_id is not None or automatic_forward) and (chat_id is None or text is None):
+            raise ControlError(400, "sender_chat_id and automatic_forward go with a text message in a group (chat_id)")
+        if sender_chat_id is not None and sender_chat_id >= 0:
+            raise ControlError(400, "sender_chat_id names a group or channel: a negative integer")
+        if automatic_forward not in (True, False):
+            raise ControlError(400, "automatic_forward: true marks a channel's post forwarded into its discussion group")
         if chat_id is not None:
             if chat_id in bot.blocked:
                 raise ControlError(400, f"the bot is not in group {chat_id}: it was removed")
             if text is not None:
-                return _reply(self._user_message(bot, user_id, str(text), chat_id, thread_id))
+                return _reply(self._user_message(bot, user_id, str(text), chat_id, thread_id, sender_chat_id,
+                                                 automatic_forward))
             return _reply(self._user_click(bot, user_id, str(callback_data), _int(body.get("message_id"), "message_id"),
                                            chat_id))
         bot.set_blocked(user_id, False)  # writing to the bot again unblocks it, as in Telegram
@@ -173,13 +185,14 @@ class ControlHandlers:
 
     @staticmethod
     def _user_message(bot: SandboxBot, user_id: int, text: str, chat_id: int | None = None,
-                      thread_id: int | None = None) -> dict[str, Any]:
+                      thread_id: int | None = None, sender_chat_id: int | None = None,
+                      automatic_forward: bool = False) -> dict[str, Any]:
         if not text.strip() or len(text) > 4096:
             raise ControlError(400, "text must be 1-4096 characters")
         if thread_id is not None and chat_id is not None:
             bot.forums.add(chat_id)  # a topic was written to: the group is a forum
         return _from_user(bot, user_id, chat_id, text=text, entities=user_text_entities(text), raw_text=text,
-                          thread_id=thread_id)
+                          thread_id=thread_id, sender_chat_id=sender_chat_id, automatic_forward=automatic_forward)
 
     @staticmethod
     def _user_photo(bot: SandboxBot, registry: SandboxRegistry, user_id: int, caption: Any,

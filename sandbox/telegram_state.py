@@ -84,6 +84,8 @@ class StoredMessage:
     from_user_id: int | None = None  # who wrote a user's message in a group (private: the chat's user)
     thread_id: int | None = None  # the forum topic of a message in a forum group (None: General)
     link_preview_options: dict[str, Any] | None = None  # as the bot sent them (a text message)
+    sender_chat_id: int | None = None  # a message sent in a chat's name (an anonymous admin, a channel)
+    automatic_forward: bool = False  # a channel's post Telegram forwarded into its discussion group
 
     @property
     def inline_markup(self) -> dict[str, Any] | None:
@@ -284,6 +286,12 @@ class SandboxBot:
             "chat": self.chat_object(message.chat_id),
             "date": message.date,
         }
+        if message.sender_chat_id is not None:  # the group itself (an anonymous admin), or a channel
+            body["sender_chat"] = (self.chat_object(message.sender_chat_id) if message.sender_chat_id == message.chat_id
+                                   else {"id": message.sender_chat_id, "type": "channel",
+                                         "title": f"Sandbox channel {message.sender_chat_id}"})
+        if message.automatic_forward:
+            body["is_automatic_forward"] = True
         if message.thread_id is not None:
             body["message_thread_id"] = message.thread_id
             body["is_topic_message"] = True

@@ -257,6 +257,17 @@ def stack(telegram_sandbox_server, faceit_sandbox, redis_server, request,  # noq
 
 
 @pytest.fixture(scope="module")
+def quiet_stack(telegram_sandbox_server, faceit_sandbox, redis_server, request,  # noqa: F811 (as above)
+                tmp_path_factory) -> Iterator[Stack]:
+    """The module's bot process and sandboxes without workers, for tests of what starts no job."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    running = start_stack(telegram_sandbox_server, faceit_sandbox, redis_server, tmp_path_factory.mktemp(module),
+                          pool=False)
+    yield running
+    stop_stack(running)
+
+
+@pytest.fixture(scope="module")
 def faceit_sandbox() -> Iterator[FaceitSandbox]:
     with FaceitSandbox() as sandbox:
         yield sandbox

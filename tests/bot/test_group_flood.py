@@ -15,19 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.bot.conftest import Stack, new_user, start_stack, stop_stack
+from tests.bot.conftest import Stack, new_user
 
 #: Group chat ids of this module (negative, as Telegram's are).
 _groups = itertools.count(-100_500_000, -1)
-
-
-@pytest.fixture(scope="module")
-def quiet_stack(telegram_sandbox_server, faceit_sandbox, redis_server, tmp_path_factory) -> Iterator[Stack]:
-    """The bot process without workers: ``/help`` starts no job."""
-    running = start_stack(telegram_sandbox_server, faceit_sandbox, redis_server,
-                          tmp_path_factory.mktemp("group_flood"), pool=False)
-    yield running
-    stop_stack(running)
 
 
 @pytest.fixture

@@ -178,6 +178,24 @@ async def test_a_group_message_names_its_author_and_a_bot_removed_from_the_group
         telegram_sandbox.inject(USER, "hello?", chat_id=5)
 
 
+async def test_a_message_sent_in_a_chats_name_carries_that_chat(tg_bot: Bot, telegram_sandbox: TelegramSandbox) -> None:
+    """An anonymous admin writes as the group itself, someone posting as a channel as the channel;
+    a channel's post forwarded into its discussion group is marked so, as Telegram marks them."""
+    group, channel = -1005678, -1008765
+    await tg_bot.get_updates()
+    telegram_sandbox.inject(1087968824, "/subscriptions", chat_id=group, sender_chat_id=group)
+    telegram_sandbox.inject(777000, "a post", chat_id=group, sender_chat_id=channel, automatic_forward=True)
+    anonymous, forwarded = [u.message for u in await tg_bot.get_updates()]
+    assert (anonymous.sender_chat.id, anonymous.sender_chat.type, anonymous.is_automatic_forward) == \
+        (group, "supergroup", None)
+    assert (forwarded.sender_chat.id, forwarded.sender_chat.type, forwarded.is_automatic_forward) == \
+        (channel, "channel", True)
+    with pytest.raises(SandboxControlError, match="in a group"):
+        telegram_sandbox.inject(USER, "in a private chat", sender_chat_id=group)
+    with pytest.raises(SandboxControlError, match="negative"):
+        telegram_sandbox.inject(USER, "x", chat_id=group, sender_chat_id=5)
+
+
 async def test_a_forum_topic_keeps_its_messages_and_refuses_replies_across_topics(
     tg_bot: Bot, telegram_sandbox: TelegramSandbox
 ) -> None:
