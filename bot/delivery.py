@@ -337,7 +337,9 @@ async def _lookup_text(res: DeliveryResources, result: dict[str, Any], user_id: 
     player = result.get("data") or {}
     nickname = str(player.get("nickname") or "?")
     if not result.get("subscribe"):
-        return f"👤 <b>{html.escape(nickname)}</b> · Elo {player.get('elo')} · lvl {player.get('level')}"
+        known = [t(key, lang, value=player[field]) for field, key in (("elo", "lookup_elo"), ("level", "lookup_level"))
+                 if player.get(field) is not None]  # a figure FACEIT did not give is left out, not "None"
+        return " · ".join([f"👤 <b>{html.escape(nickname)}</b>", *known])
     if first:
         await res.redis.hset(res.keys.user_seen_languages(), str(user_id), lang)
         try:

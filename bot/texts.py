@@ -106,11 +106,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Не знаю такого часового пояса. Пришлите город или смещение от UTC: /tz Moscow, /tz Europe/Berlin, /tz +3",
     },
     "tz_current": {
-        "en": "Your time zone: {zone}. The weekly summary of the players you follow comes on Mondays at 09:00 in it "
+        "en": "Your time zone: {zone}. The weekly summary of the players you follow comes on Mondays at 09:00 your time "
               "(when there is something to tell).\n"
               "To change it: /tz Moscow, /tz Europe/Berlin or /tz +3",
         "ru": "Ваш часовой пояс: {zone}. Еженедельная сводка по игрокам, за которыми вы следите, приходит по понедельникам в 09:00 "
-              "по нему (если есть о чём рассказать).\n"
+              "по вашему времени (если есть о чём рассказать).\n"
               "Изменить: /tz Moscow, /tz Europe/Berlin или /tz +3",
     },
     "tz_unset": {
@@ -122,18 +122,19 @@ TEXTS: dict[str, dict[str, str]] = {
               "Выберите свой: /tz Moscow, /tz Europe/Berlin или /tz +3",
     },
     "tz_set": {
-        "en": "Time zone: {zone}. The weekly summary of the players you follow will come on Mondays at 09:00 in it "
+        "en": "Time zone: {zone}. The weekly summary of the players you follow will come on Mondays at 09:00 your time "
               "(when there is something to tell).",
         "ru": "Часовой пояс: {zone}. Еженедельная сводка по игрокам, за которыми вы следите, будет приходить по понедельникам "
-              "в 09:00 по нему (если есть о чём рассказать).",
+              "в 09:00 по вашему времени (если есть о чём рассказать).",
     },
     "unknown_command": {
         "en": "I don't know that command. /help lists what I can do.",
         "ru": "Такой команды нет. Что я умею — в /help.",
     },
     "not_understood": {
-        "en": "Send me a FACEIT match room link, or see /help.",
-        "ru": "Пришлите ссылку на комнату матча FACEIT или загляните в /help.",
+        "en": "Send me a FACEIT match room link, or /player &lt;nickname&gt; for a player report. More in /help.",
+        "ru": "Пришлите ссылку на комнату матча FACEIT, а для отчёта по игроку — /player &lt;никнейм&gt;. "
+              "Остальное — в /help.",
     },
     # jobs
     "kind_match_analysis": {"en": "Match analysis", "ru": "Анализ матча"},
@@ -303,6 +304,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Уведомления приходят в личный чат со мной: если вы ещё не запускали меня там, откройте его и "
               "нажмите «Старт», иначе Telegram не даст мне вам написать.",
     },
+    # a player lookup's answer: "👤 nick · Elo 1051 · level 5" (bot.delivery)
+    "lookup_elo": {"en": "Elo {value}", "ru": "Elo {value}"},
+    "lookup_level": {"en": "level {value}", "ru": "уровень {value}"},
     "already_subscribed": {"en": "You already follow <b>{nickname}</b>.", "ru": "Вы уже следите за <b>{nickname}</b>."},
     "unsubscribed": {"en": "🔕 You no longer follow <b>{nickname}</b>.",
                      "ru": "🔕 Вы больше не следите за <b>{nickname}</b>."},

@@ -18,6 +18,9 @@ TRANSIENT_CODES = {"upstream", "rate_limited", "transient", "time_limit", "crash
 INPUT_CODES = {"bad_input", "not_found"}
 _BOT_REASONS = {"reason_upstream", "reason_rate_limited", "reason_time_limit", "reason_crash_loop", "reason_error"}
 _STATUS_KEYS = {f"status_{s}" for s in ("queued", "started", "retrying", "succeeded", "failed", "canceled")}
+#: Reasons that already say what to do ("try again in a minute", "unfollow someone first"): a
+#: general line of advice after them would repeat or contradict it.
+SELF_ADVISING_KEYS = {"match_empty", "too_many_subscriptions"}
 
 
 def kind_name(actor: str | None, lang: str) -> str:
@@ -122,7 +125,8 @@ def _match_id(text: str) -> str:
 
 def failure_reason(error: dict[str, Any] | None, actor: str | None, kwargs: dict[str, Any],
                    lang: str) -> tuple[str, str]:
-    """(what happened, whether to try again) for a failed job, both in ``lang``."""
+    """(what happened, whether to try again) for a failed job, both in ``lang``; the advice is
+    empty when the reason itself says what to do (:data:`SELF_ADVISING_KEYS`)."""
     error = error or {}
     code = str(error.get("code") or "error")
     key = error.get("key")
@@ -134,7 +138,9 @@ def failure_reason(error: dict[str, Any] | None, actor: str | None, kwargs: dict
         reason_key = f"reason_{code}" if f"reason_{code}" in _BOT_REASONS else "reason_error"
         return t(reason_key, lang), t("advice_retry", lang)
     text = _faceit_text(key, lang, params) or _faceit_text(code, lang, {}) or t("reason_error", lang)
-    if code == "auth" or key == "match_empty":
+    if key in SELF_ADVISING_KEYS:
+        return text, ""
+    if code == "auth":
         advice = "advice_retry"
     elif code in INPUT_CODES:
         advice = "advice_fix_input"
@@ -147,7 +153,7 @@ def failure_text(job_id: str, actor: str | None, error: dict[str, Any] | None, k
                  lang: str) -> str:
     """``❌ Match analysis failed: FACEIT did not answer.`` + whether retrying makes sense."""
     reason, advice = failure_reason(error, actor, kwargs, lang)
-    return t("failed", lang, kind=kind_name(actor, lang), reason=reason, advice=advice)
+    return t("failed", lang, kind=kind_name(actor, lang), reason=reason, advice=advice).rstrip("\n")
 
 
 def status_word(status: str, lang: str) -> str:
@@ -164,6 +170,6 @@ def status_text(record: Any, lang: str) -> str:
         extra = f" · {stage}{count} · {percent}%"
     elif status == "failed":
         reason, advice = failure_reason(record.error, record.actor, record.kwargs, lang)
-        extra = f"\n{reason} {advice}"
+        extra = f"\n{reason} {advice}".rstrip()
     return t("status_line", lang, kind=kind_name(record.actor, lang), status=status_word(status, lang),
              progress=Markup(escape(extra)), job_id=record.id)

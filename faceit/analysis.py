@@ -572,6 +572,8 @@ def player_report(
         "trend": form_trend(recent),
         "maps": maps,
         "elo_seen_change": elo_change_seen,
+        # When that change starts (epoch s, the first snapshot): the report says since when.
+        "elo_seen_since": elo_history[0][0] if elo_change_seen is not None else None,
         "chart": chart_series(recent, elo_history),
     }
 

@@ -75,7 +75,7 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
         "ru": "В матче ещё нет игроков — попробуйте через минуту.",
     },
     "not_subscribed": {
-        "en": "You are not subscribed to “{ref}”.",
+        "en": "You don't follow “{ref}”.",
         "ru": "Вы не следите за «{ref}».",
     },
     "too_many_subscriptions": {

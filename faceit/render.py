@@ -9,6 +9,7 @@ are formatted per language (``1,21`` in Russian). Charts live in :mod:`faceit.ch
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -33,21 +34,20 @@ L: dict[str, tuple[str, str]] = {
     "status": ("status", "статус"),
     "avg_elo": ("avg Elo", "ср. Elo"),
     "win_chance": ("win", "шанс на победу"),
-    "elo_change": ("Elo", "Elo"),
+    "elo_stake": ("Elo: win {win} / loss {loss}", "Elo: победа {win} / поражение {loss}"),
     "estimate_faceit": ("Win chances: FACEIT's own estimate.", "Шансы на победу: оценка FACEIT."),
     "estimate_elo": ("Win chances: estimated from average Elo.", "Шансы на победу: оценка по среднему Elo."),
     "estimate_none": ("Win chances unknown (no Elo data).", "Шансы неизвестны (нет данных об Elo)."),
     "favourite": ("Favourite", "Фаворит"),
     "even": ("Even match", "Равный матч"),
     "player": ("Player", "Игрок"),
-    "form_hint": ("Lv = FACEIT level; K/D, ADR and Rt (estimated rating, HLTV 2.0 scale) over the last 20 5v5 "
-                  "matches; Form = the last five, newest first.",
-                  "Ур — уровень FACEIT; K/D, ADR и Rt (оценка рейтинга, шкала HLTV 2.0) — за последние 20 матчей "
-                  "5v5; Форма — последние пять, новые слева."),
-    "level_short": ("Lv", "Ур"),
+    "form_hint": ("K/D, ADR, Rt (estimated HLTV 2.0 rating): last 20 matches. Form: last 5, oldest on the left.",
+                  "K/D, ADR, Rt (оценка рейтинга HLTV 2.0) — за 20 последних матчей. Форма — 5 последних, "
+                  "старые слева."),
     "form_short": ("Form", "Форма"),
     "maps": ("Maps", "Карты"),
-    "maps_hint": ("win rates, pulled toward 50% for small samples", "винрейт (при малом числе матчей сглажен к 50%)"),
+    "map_rates": ("Map win rates", "Винрейт на картах"),
+    "maps_hint": ("pulled toward 50% for small samples", "при малом числе матчей сглажен к 50%"),
     "maps_active_pool": ("; no veto yet: current CS2 map pool", "; вето ещё не было, показан текущий маппул CS2"),
     "map": ("Map", "Карта"),
     "picked": ("picked", "выбрана"),
@@ -61,7 +61,8 @@ L: dict[str, tuple[str, str]] = {
     "no_standout": ("the opponents are too close to single anyone out",
                     "игроки соперника слишком равны, чтобы кого-то выделить"),
     "no_elo_at_stake": ("no Elo at stake", "Elo не меняется"),
-    "entry": ("entry wins", "лучший на открытии"),
+    "entry": ("entry wins", "лучший на открытии"),  # the match analysis: names the side's best
+    "entry_own": ("entry wins", "выигранные открытия"),  # the player report: one player's own rate
     "clutch": ("1v1 won", "клатчи 1 на 1"),
     "lifetime_rate": ("lifetime", "за всё время"),
     "finished_title": ("Match finished", "Матч завершён"),
@@ -72,13 +73,14 @@ L: dict[str, tuple[str, str]] = {
     "no_stats": ("No detailed statistics for this match.", "Подробной статистики по матчу нет."),
     "player_report": ("Player report", "Отчёт по игроку"),
     "level": ("Level", "Уровень"),
-    "to_next": ("to level", "до уровня"),
+    "to_next": ("{elo} Elo to level {level}", "до уровня {level}: {elo} Elo"),
     "max_level": ("top level", "высший уровень"),
     "lifetime": ("Lifetime", "За всё время"),
     "win_rate": ("win rate", "винрейт"),
-    "streak": ("streak", "серия побед"),
+    "streak": ("win streak", "серия побед"),
     "longest": ("best", "рекорд"),
-    "recent": ("Last {n} {matches} (5v5), newest first", "Последние {n} {matches} (5v5), новые слева"),
+    "recent": ("Last {n} {matches} (5v5), oldest on the left", "Последние {n} {matches} (5v5), старые слева"),
+    "recent_one": ("Last match (5v5)", "Последний матч (5v5)"),
     "rating": ("rating", "рейтинг"),
     "trend": ("Trend (last {n} vs previous {m})", "Динамика ({n} последних к {m} предыдущим)"),
     "trend_unknown": ("Trend: not enough matches to compare", "Динамика: мало матчей для сравнения"),
@@ -86,6 +88,7 @@ L: dict[str, tuple[str, str]] = {
     "trend_down": ("declining", "идёт на спад"),
     "trend_flat": ("steady", "без изменений"),
     "elo_seen": ("Elo since we first saw them", "Elo с первого наблюдения"),
+    "elo_seen_on": ("Elo since we first saw them ({date})", "Elo с первого наблюдения ({date})"),
     "no_matches": ("No recent 5v5 matches.", "Нет недавних матчей 5v5."),
     "bulk_title": ("Bulk analysis", "Анализ списка матчей"),
     "analysed": ("analysed", "проанализировано"),
@@ -97,10 +100,12 @@ L: dict[str, tuple[str, str]] = {
     "analytics_weekly": ("Weekly summary", "Итоги недели"),
     "analytics_monthly": ("Monthly summary", "Итоги месяца"),
     "analyses": ("Analyses you received", "Получено анализов"),
-    "kind_match": ("matches", "матчей"),
+    "kind_match": ("match analyses", "анализов матчей"),
     "kind_player": ("player reports", "отчётов по игрокам"),
     "kind_bulk": ("bulk", "пакетных"),
     "tracked": ("Players you follow", "Игроки, за которыми вы следите"),
+    "results_order": ("results oldest on the left", "результаты: старые слева"),
+    "last_results": ("last {n}", "последние {n}"),
     "no_tracked": ("You follow no players yet: /subscribe nickname.",
                    "Вы пока ни за кем не следите: /subscribe никнейм."),
     "no_period_matches": ("no matches", "нет матчей"),
@@ -119,7 +124,10 @@ L: dict[str, tuple[str, str]] = {
     "refreshed": ("refreshed", "обновлено"),
     "over_matches": ("over the last {n} {matches}", "за последние {n} {matches}"),
     "chart_caption": ("{nick}: last {n} {matches}, oldest on the left", "{nick}: последние {n} {matches}, старые слева"),
-    "open": ("open on FACEIT", "Открыть на FACEIT"),
+    "chart_caption_one": ("{nick}: last match", "{nick}: последний матч"),
+    "open": ("Open on FACEIT", "Открыть на FACEIT"),
+    "map_one": ("map", "карта"),
+    "map_many": ("maps", "карты"),
     # A match room's status (FACEIT's codes).
     "status_CHECK_IN": ("check-in", "подтверждение"),
     "status_VOTING": ("map vote", "выбор карт"),
@@ -162,16 +170,52 @@ def _numbered(html: str) -> list[str]:
 
 
 def _results(results: str | None, lang: str, last: int | None = None) -> str:
+    """Results (``"WWL"``, newest first as :func:`faceit.analysis.form_of` lists them) as the
+    reader's letters, the newest ``last`` of them (all when None), oldest on the left.
+
+    One direction in every text (the lineup's Form, the report's results, the summary's): the one
+    the report's chart runs in, time from left to right; each text says so ("oldest on the left").
+    """
     if not results:
         return "—"
     win, loss = WIN_LETTER.get(lang, WIN_LETTER["en"])
     shown = results[:last] if last else results
-    return "".join(win if r == "W" else loss for r in shown)
+    return "".join(win if r == "W" else loss for r in reversed(shown))
+
+
+def shown_chances(p1: float) -> tuple[int, int]:
+    """Both sides' win chances as whole percents, as every text shows them: side 1's rounded and
+    side 2's the rest of 100, so the two add up (0.425 reads 42% / 58%, not 42% / 57%)."""
+    first = whole_percent(p1)
+    return first, 100 - first
+
+
+def shown_favourite(p1: float) -> str | None:
+    """The side the shown chances favour (``faction1``/``faction2``); None when they read 50% / 50%."""
+    first, second = shown_chances(p1)
+    return "faction1" if first > second else "faction2" if second > first else None
+
+
+_MATCH_ID_HEAD_RE = re.compile(r"(?:\d+-)?[0-9a-f]{8}(?=-)", re.IGNORECASE)
+
+
+def short_match_id(match_id: str) -> str:
+    """``1-28caa46d…`` for ``1-28caa46d-…`` (38 characters, a phone line's worth): the prefix and the
+    first 8 characters of the uuid, which tell a list's matches apart; "…" says there is more. An id
+    of another form is cut to as many characters."""
+    head = _MATCH_ID_HEAD_RE.match(match_id)
+    if head:
+        return head.group(0) + "…" if len(match_id) > head.end() else head.group(0)
+    return _cut(match_id, 11)
 
 
 #: FACEIT's site in the language the links are stored in (``faceit_url`` carries ``{lang}``,
 #: filled with ``en`` when the response is parsed, before anyone's language is known).
 _FACEIT_SITE_EN = "https://www.faceit.com/en/"
+
+
+#: A match room on FACEIT's site (:func:`_link` opens it in the reader's language).
+_ROOM_URL = _FACEIT_SITE_EN + "cs2/room/{match_id}"
 
 
 def _link(url: str | None, text: str, lang: str) -> str:
@@ -211,6 +255,8 @@ def chances_known(source: str) -> bool:
 
 
 def render_match_analysis(data: dict[str, Any], lang: str) -> str:
+    """A pre-game analysis, conclusions first: on a phone the first screen holds the chances, who
+    to watch and the map advice; the lineup tables they come from follow, then the map table."""
     teams = data["teams"]
     lines = [f"🎮 <b>{t('match_analysis', lang)}</b>" + (f" · {e(data['competition'])}" if data.get("competition")
                                                           else "")]
@@ -218,18 +264,23 @@ def render_match_analysis(data: dict[str, Any], lang: str) -> str:
     lines.append("")
     source = data.get("probability_source", "none")
     known = chances_known(source)
+    chances = shown_chances(teams["faction1"]["win_probability"])
     for idx, key in enumerate(("faction1", "faction2"), start=1):
         team = teams[key]
         change = team.get("elo_change")
-        stake = (f"Elo {fmt_signed(change['win'], lang)} / {fmt_signed(change['loss'], lang)}" if change and known
-                 else t("no_elo_at_stake", lang) if not change else "")
-        chance = f"{t('win_chance', lang)} {fmt_pct(team['win_probability'], lang, fraction=True)}" if known else ""
+        stake = (t("elo_stake", lang).format(win=fmt_signed(change["win"], lang), loss=fmt_signed(change["loss"], lang))
+                 if change and known else t("no_elo_at_stake", lang) if not change else "")
+        chance = f"{t('win_chance', lang)} {fmt_pct(chances[idx - 1], lang)}" if known else ""
         lines.append(f"<b>[{idx}] {e(team['name'])}</b> — "
                      + " · ".join(x for x in (f"{t('avg_elo', lang)} {fmt_int(team['avg_elo'], lang)}", chance, stake) if x))
     lines.append(f"<i>{t('estimate_' + source if known else 'estimate_none', lang)}</i>")
-    fav = data.get("favourite")
     if known:
+        fav = shown_favourite(teams["faction1"]["win_probability"])
         lines.append(f"{t('favourite', lang)}: <b>{e(teams[fav]['name'])}</b>" if fav else t("even", lang))
+    lines.append("")
+    lines.extend(_danger_block(data, lang))
+    lines.append("")
+    lines.extend(_map_advice(data, lang))
     for idx, key in enumerate(("faction1", "faction2"), start=1):
         team = teams[key]
         lines.append("")
@@ -241,19 +292,29 @@ def render_match_analysis(data: dict[str, Any], lang: str) -> str:
     lines.append(f"<i>{t('form_hint', lang)}</i>")
     lines.append("")
     lines.extend(_maps_block(data, lang))
-    lines.append("")
-    lines.extend(_danger_block(data, lang))
     return "\n".join(lines)
 
 
+#: A phone in portrait shows about 35 monospace characters a line: wider tables wrap or scroll.
+PHONE_WIDTH = 35
+_NICK_WIDTH = 10
+
+
 def _player_table(players: list[dict[str, Any]], lang: str) -> str:
-    head = (f"{t('player', lang):<12} {'Elo':>4} {t('level_short', lang):>2} {'K/D':>4} {'ADR':>3} {'Rt':>4} "
+    """A side's lineup, :data:`PHONE_WIDTH` characters wide: nickname (cut to 10 with "…"), Elo,
+    K/D, ADR, Rt and Form (the last five results, oldest on the left).
+
+    To fit a phone the level column went (the Elo beside it implies it) and nicknames lost two
+    characters; every figure the danger verdicts weigh (:func:`faceit.analysis.danger_scores`:
+    Elo, rating, K/D, ADR, recent results) keeps its column, so the reader can see why a player
+    is named."""
+    head = (f"{t('player', lang):<{_NICK_WIDTH}} {'Elo':>4} {'K/D':>4} {'ADR':>3} {'Rt':>4} "
             f"{t('form_short', lang):5}")
     rows = [e(head.rstrip())]
     for p in players:
         form = p["form"]
         row = (
-            f"{_cut(p['nickname'], 12):<12} {fmt_int(p['elo'], lang):>4} {fmt_int(p['level'], lang):>2} "
+            f"{_cut(p['nickname'], _NICK_WIDTH):<{_NICK_WIDTH}} {fmt_int(p['elo'], lang):>4} "
             f"{fmt_num(form['kd'], lang):>4} {fmt_int(form['adr'], lang):>3} {fmt_num(form['rating'], lang):>4} "
             f"{_results(form['results'], lang, 5)}"
         )
@@ -277,9 +338,10 @@ def _specialists(team: dict[str, Any], lang: str) -> str:
 
 
 def _maps_block(data: dict[str, Any], lang: str) -> list[str]:
+    """The map table (each side's win rate per map, ★ on a picked map), below the lineups: the
+    advice drawn from it comes first (:func:`_map_advice`)."""
     maps = data["maps"]
-    teams = data["teams"]
-    head = f"🗺 <b>{t('maps', lang)}</b> — {t('maps_hint', lang)}"
+    head = f"📊 <b>{t('map_rates', lang)}</b> — {t('maps_hint', lang)}"
     if maps.get("pool_source") == "active_duty":
         head += t("maps_active_pool", lang)
     rows = [e(f"{t('map', lang):<10} {'[1]':>5} {'[2]':>5} {'Δ':>4}")]
@@ -290,7 +352,15 @@ def _maps_block(data: dict[str, Any], lang: str) -> list[str]:
             f"{label:<10} {fmt_pct(first, lang):>5} {fmt_pct(second, lang):>5} "
             f"{fmt_signed(first - second, lang):>4}"
         ))
-    lines = [head, "<pre>" + "\n".join(rows) + "</pre>"]
+    return [head, "<pre>" + "\n".join(rows) + "</pre>"]
+
+
+def _map_advice(data: dict[str, Any], lang: str) -> list[str]:
+    """The maps in a few words, near the top: the picked maps and whom each favours, or before the
+    veto what each side should pick and ban."""
+    maps = data["maps"]
+    teams = data["teams"]
+    lines = [f"🗺 <b>{t('maps', lang)}</b>"]
     if maps.get("picked"):
         said = [f"<b>{e(map_label(mid))}</b>" + (f" — {t('favours', lang)} {e(teams[fav]['name'])}" if fav else "")
                 for mid, fav in zip(maps["picked"], maps["picked_favours"], strict=True)]
@@ -376,12 +446,16 @@ def render_player_report(data: dict[str, Any], lang: str) -> str:
         if progress.get("high") is None:
             level_line += f" · {t('max_level', lang)}"
         else:
-            # Rounded down: 99.6% is not "100%" while points are still missing.
-            level_line += (f" · {fmt_int(int(progress['percent']), lang)}% → {t('to_next', lang)} "
-                           f"{progress['level'] + 1}: {fmt_signed(progress['to_next'], lang)}")
+            # The Elo still missing, unsigned: "+150" beside the Elo read as points won.
+            level_line += " · " + t("to_next", lang).format(elo=fmt_int(progress["to_next"], lang),
+                                                            level=progress["level"] + 1)
     lines.append(level_line)
     if data.get("elo_seen_change") is not None:
-        lines.append(f"{t('elo_seen', lang)}: {fmt_signed(data['elo_seen_change'], lang)}")
+        # Since when: "+60" over a week and over half a year say different things.
+        since = data.get("elo_seen_since")
+        label = (t("elo_seen_on", lang).format(date=day_label(since, lang)) if since
+                 else t("elo_seen", lang))
+        lines.append(f"{label}: {fmt_signed(data['elo_seen_change'], lang)}")
     life = data.get("lifetime")
     if life and any(life.get(k) is not None for k in ("matches", "win_rate", "kd", "hs_pct", "adr")):
         lines.append("")
@@ -391,14 +465,15 @@ def render_player_report(data: dict[str, Any], lang: str) -> str:
                      f"HS {fmt_pct(life['hs_pct'], lang)} · ADR {fmt_num(life['adr'], lang, 1)}")
         lines.append(f"{t('streak', lang)} {fmt_int(life['current_streak'], lang)} · {t('longest', lang)} "
                      f"{fmt_int(life['longest_streak'], lang)}"
-                     + (f" · {t('entry', lang)} {fmt_pct(life['entry_success'], lang, fraction=True)}"
+                     + (f" · {t('entry_own', lang)} {fmt_pct(life['entry_success'], lang, fraction=True)}"
                         if life.get("entry_success") is not None else "")
                      + (f" · {t('clutch', lang)} {fmt_pct(life['clutch_1v1'], lang, fraction=True)}"
                         if life.get("clutch_1v1") is not None else ""))
     form = data["form"]
     lines.append("")
     if form["matches"]:
-        recent = t("recent", lang).format(n=form["matches"], matches=plural(form["matches"], lang, MATCHES))
+        recent = (t("recent_one", lang) if form["matches"] == 1
+                  else t("recent", lang).format(n=form["matches"], matches=plural(form["matches"], lang, MATCHES)))
         lines.append(f"🔥 <b>{recent}</b>: {_results(form['results'], lang)}")
         lines.append(f"{t('win_rate', lang)} {fmt_pct(form['win_rate'], lang)} · K/D {fmt_num(form['kd'], lang)} · "
                      f"ADR {fmt_num(form['adr'], lang, 1)} · HS {fmt_pct(form['hs_pct'], lang)} · "
@@ -427,7 +502,11 @@ def render_player_report(data: dict[str, Any], lang: str) -> str:
 
 
 def chart_caption(data: dict[str, Any], lang: str) -> str:
+    """The report chart's caption: how many matches it shows, oldest on the left (as the report's
+    results read); one match is "last match", not "last 1 match"."""
     n = len(data["chart"]["kd"])
+    if n == 1:
+        return t("chart_caption_one", lang).format(nick=e(data["nickname"]))
     return t("chart_caption", lang).format(nick=e(data["nickname"]), n=n, matches=plural(n, lang, MATCHES))
 
 
@@ -435,30 +514,42 @@ def chart_caption(data: dict[str, Any], lang: str) -> str:
 
 
 def render_bulk(data: dict[str, Any], lang: str) -> str:
+    """A /bulk list's results, one line a match: its short id (a link to the room), then the
+    teams, their average Elo, win chances and the map, each figure named; a failed match's
+    reason names it by the same short id."""
     lines = [f"📦 <b>{t('bulk_title', lang)}</b>: {t('analysed', lang)} {data['analysed']}/{data['total']}"]
     for item in data["matches"]:
-        ref = e(item.get("match_id") or item.get("ref"))
         if item["outcome"] == "analysed":
             a = item["summary"]
-            fav = a.get("favourite")
             known = chances_known(a["probability_source"])
+            fav = shown_favourite(a["p1"]) if known else None
+            chances = shown_chances(a["p1"])
             picked = a["maps"]
+            maps_label = t("map_one" if len(picked) == 1 else "map_many", lang)
             lines.append(
-                f"• {_link(a.get('faceit_url'), a['match_id'], lang)}: {e(a['faction1'])} "
-                f"{fmt_int(a['elo1'], lang)} vs {e(a['faction2'])} {fmt_int(a['elo2'], lang)}"
-                + (f" · {fmt_pct(a['p1'], lang, fraction=True)}:{fmt_pct(a['p2'], lang, fraction=True)}" if known else "")
+                f"• {_link(a.get('faceit_url'), short_match_id(a['match_id']), lang)}: {e(a['faction1'])} vs "
+                f"{e(a['faction2'])} · {t('avg_elo', lang)} {fmt_int(a['elo1'], lang)} / {fmt_int(a['elo2'], lang)}"
+                + (f" · {t('win_chance', lang)} {fmt_pct(chances[0], lang)} / {fmt_pct(chances[1], lang)}"
+                   if known else "")
                 + (f" · {t('favourite', lang)} <b>{e(a[fav])}</b>" if fav else "")
-                + (f" · {e(', '.join(map_label(m) for m in picked))}" if picked else "")
+                + (f" · {maps_label} {e(', '.join(map_label(m) for m in picked))}" if picked else "")
             )
         elif item["outcome"] == "finished":
             r = item["summary"]
             winner = r.get("winner_name")
-            lines.append(f"• {_link(r.get('faceit_url'), r['match_id'], lang)}: {t('finished', lang)}"
+            lines.append(f"• {_link(r.get('faceit_url'), short_match_id(r['match_id']), lang)}: {t('finished', lang)}"
                          + (f" · {t('winner', lang)} <b>{e(winner)}</b>" if winner else "")
                          + (" · " + ", ".join(f"{e(m['label'])} {fmt_score(m['score'], lang)}" for m in r["maps"])
                             if r.get("maps") else ""))
         else:
             message = item.get("error", {}).get("texts", {}).get(lang) or item.get("error", {}).get("code", "")
+            match_id = item.get("match_id")
+            if match_id:  # its reason may name it again ("FACEIT has no match “1-…”"): as short
+                short = short_match_id(match_id)
+                ref = _link(_ROOM_URL.format(match_id=match_id), short, lang)
+                message = message.replace(match_id, short)
+            else:  # what the list said that is no match id: as written
+                ref = e(item.get("ref") or "")
             lines.append(f"• {ref}: ❌ {e(message)}")
     return "\n".join(lines)
 
@@ -486,6 +577,10 @@ def render_notification(data: dict[str, Any], lang: str) -> str:
     return "\n".join(lines)
 
 
+#: A summary shows a followed player's last ten results at most.
+SUMMARY_RESULTS = 10
+
+
 def render_analytics(data: dict[str, Any], lang: str) -> str:
     period = "monthly" if data.get("report_type") == "monthly" else "weekly"
     title = t("analytics_" + period, lang)
@@ -505,11 +600,14 @@ def render_analytics(data: dict[str, Any], lang: str) -> str:
         if not data["players"]:
             lines.append(t("no_tracked", lang))
         else:
-            lines.append(f"👥 <b>{t('tracked', lang)}</b>")
+            lines.append(f"👥 <b>{t('tracked', lang)}</b> ({t('results_order', lang)})")
             for p in data["players"]:
                 if p["matches"]:
-                    body = (f"{fmt_int(p['matches'], lang)} {plural(p['matches'], lang, MATCHES)} "
-                            f"{_results(p['results'], lang, 10)} · "
+                    # At most the last ten results are shown: more says which ten.
+                    shown = (", " + t("last_results", lang).format(n=SUMMARY_RESULTS) + ":"
+                             if p["matches"] > SUMMARY_RESULTS else "")
+                    body = (f"{fmt_int(p['matches'], lang)} {plural(p['matches'], lang, MATCHES)}{shown} "
+                            f"{_results(p['results'], lang, SUMMARY_RESULTS)} · "
                             f"{t('win_rate', lang)} {fmt_pct(p['win_rate'], lang)} · K/D {fmt_num(p['kd'], lang)}")
                 else:
                     body = t("no_period_matches", lang)

@@ -256,7 +256,8 @@ def test_a_photo_with_a_room_link_in_its_caption_is_analysed_and_one_without_tex
     user = new_user()
     tg.send_photo(user, language_code="ru")
     hint = stack.first_reply(user)
-    assert hint["text"] == "Пришлите ссылку на комнату матча FACEIT или загляните в /help."
+    assert hint["text"] == ("Пришлите ссылку на комнату матча FACEIT, а для отчёта по игроку — /player &lt;никнейм&gt;. "
+                            "Остальное — в /help.")
     nickname = stack.world["nicknames"][9]
     tg.send_photo(user, caption=f"https://www.faceit.com/en/players/{nickname}", language_code="ru")
     report = stack.replies(user, 2)[1]
@@ -892,7 +893,7 @@ BAD_INPUTS = [
     ("/bulk " + " ".join(f"1-{i:08x}-0000-4000-8000-000000000000" for i in range(21)), "at most 20"),
     ("/subscribe", "Send a nickname"),
     ("/subscribe @@@", "That is not a FACEIT nickname"),
-    ("/unsubscribe nobodyfollowed", "You are not subscribed"),
+    ("/unsubscribe nobodyfollowed", "You don't follow"),
     ("/status", "Send a job id"),
     ("/status 12345", "That is not a job id"),
     ("/status 11111111-2222-4333-8444-555555555555", "You have no job"),

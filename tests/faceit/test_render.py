@@ -148,8 +148,9 @@ def test_faceit_links_open_in_the_readers_language() -> None:
 def test_the_summary_counts_analyses_only_and_names_each_kind_in_the_readers_language() -> None:
     data = {"report_type": "weekly", "user_id": 1,
             "analyses": {"match": 2, "bulk": 1, "report": 3, "match_analysis": 2}, "players": []}
-    assert "Analyses you received: <b>3</b> (bulk: 1, matches: 2)" in render.render_analytics(data, "en")
-    assert "Получено анализов: <b>3</b> (пакетных: 1, матчей: 2)" in render.render_analytics(data, "ru")
+    # "matches: 21" read as matches played: the kind is named as what it counts
+    assert "Analyses you received: <b>3</b> (bulk: 1, match analyses: 2)" in render.render_analytics(data, "en")
+    assert "Получено анализов: <b>3</b> (пакетных: 1, анализов матчей: 2)" in render.render_analytics(data, "ru")
 
 
 def test_the_match_status_reads_in_the_readers_language() -> None:
@@ -180,12 +181,13 @@ def test_the_danger_block_says_the_players_it_names_are_the_opponents() -> None:
 
 
 def test_the_player_tables_columns_are_named_and_explained() -> None:
-    """On a phone "L" beside a column of L/W letters read as one thing: the level is "Lv", the
-    results column "Form", and the hint says what each covers."""
+    """On a phone "L" beside a column of L/W letters read as one thing: the results column is
+    "Form" (the level column is gone, the Elo implies it), and the hint says what each covers."""
     texts = render.texts(render.render_match_analysis, _analysis("Rabo"))
     en, ru = "".join(texts["en"]), "".join(texts["ru"])
-    assert re.search(r"Player +Elo Lv +K/D ADR +Rt Form", en) and re.search(r"Игрок +Elo Ур +K/D ADR +Rt Форма", ru)
-    assert "Form = the last five, newest first" in en and "Форма — последние пять, новые слева" in ru
+    assert re.search(r"Player +Elo +K/D ADR +Rt Form", en) and re.search(r"Игрок +Elo +K/D ADR +Rt Форма", ru)
+    assert "Rt (estimated HLTV 2.0 rating): last 20 matches" in en and "Rt (оценка рейтинга HLTV 2.0)" in ru
+    assert "Form: last 5, oldest on the left" in en and "Форма — 5 последних, старые слева" in ru
 
 
 def test_a_map_rows_delta_is_the_difference_of_the_figures_it_shows() -> None:
@@ -257,13 +259,14 @@ def test_a_notifications_score_reads_from_the_followed_players_team() -> None:
 
 
 def test_a_player_reports_results_say_which_end_is_newest() -> None:
-    """The report's results ran newest first unlabelled, beside a chart "oldest on the left"."""
+    """The report's results ran newest first unlabelled, beside a chart "oldest on the left"; then
+    labelled "newest first", still against the chart. Now both run oldest on the left, and say so."""
     form = {"matches": 3, "results": "WLL", "win_rate": 33.3, "kd": 1.0, "adr": 80.0, "hs_pct": 50.0, "kr": 0.7,
             "rating": 1.0}
     data = {"nickname": "nick", "level": 7, "elo": 1400, "form": form,
             "trend": {"direction": "unknown", "delta": {"rating": None, "kd": None, "adr": None}}}
-    assert "🔥 <b>Last 3 matches (5v5), newest first</b>: WLL" in render.render_player_report(data, "en")
-    assert "🔥 <b>Последние 3 матча (5v5), новые слева</b>: ВПП" in render.render_player_report(data, "ru")
+    assert "🔥 <b>Last 3 matches (5v5), oldest on the left</b>: LLW" in render.render_player_report(data, "en")
+    assert "🔥 <b>Последние 3 матча (5v5), старые слева</b>: ППВ" in render.render_player_report(data, "ru")
 
 
 def test_a_player_report_says_what_it_compares_and_when_it_cannot() -> None:
@@ -278,7 +281,9 @@ def test_a_player_report_says_what_it_compares_and_when_it_cannot() -> None:
                       "delta": {"rating": None, "kd": None, "adr": None}}}
     text = render.render_player_report(data, "en")
     assert "📈 Trend: not enough matches to compare" in text and "steady" not in text
-    assert "· 99% → to level 10: +1" in text  # not "100%" while a point is missing
+    # not "100%" while a point is missing, nor "+1", which read as Elo won
+    assert "· 1 Elo to level 10" in text and "100%" not in text and "+1" not in text
+    assert "· до уровня 10: 1 Elo" in render.render_player_report(data, "ru")
     assert "Lifetime" not in text  # nothing known: no line of dashes
     assert "Динамика: мало матчей для сравнения" in render.render_player_report(data, "ru")
     data["trend"] = {"direction": "up", "last10": {"matches": 10}, "previous10": {"matches": 6},
@@ -317,9 +322,9 @@ def test_a_bulk_line_shows_every_picked_map_and_no_placeholder_chances() -> None
                "maps": ["de_mirage", "de_inferno", "de_nuke"]}
     bulk = {"total": 1, "analysed": 1, "failed": 0, "matches": [{"outcome": "analysed", "summary": summary}]}
     line = render.render_bulk(bulk, "en").splitlines()[1]
-    assert "50%" not in line and line.endswith("Beta 1500 · Mirage, Inferno, Nuke")
+    assert "50%" not in line and line.endswith("avg Elo 1500 / 1500 · maps Mirage, Inferno, Nuke")
     summary["probability_source"] = "elo"
-    assert "Beta 1500 · 50%:50% · Mirage" in render.render_bulk(bulk, "en")
+    assert "1500 / 1500 · win 50% / 50% · maps Mirage" in render.render_bulk(bulk, "en")
 
 
 def test_a_best_of_three_is_one_notice_with_every_maps_score() -> None:
@@ -364,7 +369,7 @@ def test_a_summary_compares_each_player_with_the_period_before() -> None:
     data = {"user_id": 1, "report_type": "weekly", "since": now, "analyses": {"match": 2},
             "previous_analyses": {"match": 1, "bulk": 2, "lang": 4}, "players": [player, idle]}
     text = render.render_analytics(data, "en")
-    assert "Analyses you received: <b>2</b> (matches: 2) · the week before: 3" in text
+    assert "Analyses you received: <b>2</b> (match analyses: 2) · the week before: 3" in text
     assert "<b>nick</b>: 4 matches" in text and "\n  vs the week before (5 matches): WR +35, K/D −0.12" in text
     assert "<b>idle</b>: no matches\n  the week before: 3 matches" in text
     ru = render.render_analytics({**data, "report_type": "monthly"}, "ru")
