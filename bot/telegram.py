@@ -49,7 +49,7 @@ MAX_RETRY_AFTER_WAIT = 30.0
 #: messages a minute and answers past it with waits of many seconds; a member sending commands
 #: twice a second (which the bot's own flood guard lets through) would otherwise keep calls
 #: waiting there, each holding an update slot, until no slot was left for anyone.
-GROUP_MAX_WAIT = 5.0
+GROUP_MAX_WAIT = 10.0
 
 #: Chats with a call of this process waiting out flood control now: another call to such a
 #: chat that meets a 429 gives up at once instead of waiting beside it.

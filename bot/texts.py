@@ -131,6 +131,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "I don't know that command. /help lists what I can do.",
         "ru": "Такой команды нет. Что я умею — в /help.",
     },
+    "anonymous_sender": {
+        "en": "I answer people, not chats: send this as yourself, not anonymously or on behalf of a channel.",
+        "ru": "Я отвечаю людям, а не чатам: отправьте это от своего имени, а не анонимно или от имени канала.",
+    },
     "not_understood": {
         "en": "Send me a FACEIT match room link, or /player &lt;nickname&gt; for a player report. More in /help.",
         "ru": "Пришлите ссылку на комнату матча FACEIT, а для отчёта по игроку — /player &lt;никнейм&gt;. "
