@@ -20,6 +20,7 @@ patches the broker class).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import dramatiq
@@ -40,12 +41,14 @@ from middleware.time_limits import QueueTimeLimit
 from middleware.tracking import Tracking
 from middleware.worker_presence import WorkerPresence
 from queues.connection import async_redis_client, redis_client
-from queues.dramatiq_keys import heartbeats_key
+from queues.dramatiq_keys import acks_key, heartbeats_key
 from queues.priorities import QueuePriority, all_queue_names, queue_name, queue_timeout
 from queues.runtime import get_alert_store, get_job_store, get_redis
 from queues.sentry import init_sentry
 from queues.workers import WorkerRegistry
 from settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def write_broker_heartbeat(broker: Any) -> None:
@@ -61,27 +64,92 @@ def write_broker_heartbeat(broker: Any) -> None:
         broker.client.zadd(heartbeats_key(broker.namespace), {broker.broker_id: current_millis()})
 
 
-def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
-    """Run Dramatiq's dead-worker maintenance now on each queue and its delay queue.
+#: Removes dead workers' entries from Dramatiq's heartbeat set, each only while it is still dead.
+#: KEYS[1]: the heartbeat set; ARGV[1]: the cutoff (ms); ARGV[2..]: broker ids. A worker whose
+#: heartbeat came back since the caller read it keeps its entry: Dramatiq's ``fetch`` writes the
+#: heartbeat before it adds ids to an ack set (one script), so an entry still at or before the
+#: cutoff belongs to a process that has taken nothing since the caller checked its ack sets.
+_FORGET_DEAD = """
+local removed = {}
+for i = 2, #ARGV do
+  local score = redis.call("ZSCORE", KEYS[1], ARGV[i])
+  if score and tonumber(score) <= tonumber(ARGV[1]) then
+    redis.call("ZREM", KEYS[1], ARGV[i])
+    removed[#removed + 1] = ARGV[i]
+  end
+end
+return removed
+"""
 
-    Returns how many dead workers were seen (0 on brokers that need no sweep: RabbitMQ
-    re-delivers unacked messages itself when a connection drops).
+
+def _ack_queues(queue_names: Iterable[str]) -> list[str]:
+    """The queues Dramatiq keeps ack sets for, for ``queue_names``: each queue and its delay
+    queue. Ack sets are written only by ``fetch`` (``dispatch.lua``), under the name of the queue
+    a consumer fetched from; dead letters (``.XQ``) are never fetched, so they have none."""
+    return sorted({q for name in queue_names for q in (name, dq_name(name))})
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
+    """Put back the unacked messages of dead worker processes on ``queue_names``, and forget dead
+    processes that hold nothing. Returns how many dead processes held messages on those queues
+    (0 on brokers that need no sweep: RabbitMQ re-delivers unacked messages itself when a
+    connection drops).
+
+    Dramatiq's maintenance (its ``dispatch`` script) runs ``KEYS <ns>:__acks__.<id>*`` for every
+    dead entry of the heartbeat set, on every call, and removes an entry only once that finds no
+    ack set at all. ``KEYS`` walks the whole database, and an entry whose ack sets are on a queue
+    no live pool consumes (a pool removed, ``QUEUE_NAME_PREFIX`` changed) stayed for ever: one
+    full walk of the keyspace per queue every few seconds. Here each dead id is first checked
+    with ``EXISTS`` on its ack sets of every queue this process knows (the broker's declared
+    queues and ``queue_names``, with their delay queues); one holding none is removed from the
+    heartbeat set directly (Dramatiq removes it too, when it finds nothing). Dramatiq's
+    maintenance then runs only on this process's queues where a dead id still holds messages,
+    and moves them back to their queue. Ack sets on queues nobody here knows are left alone
+    (their owners' entries are forgotten): deployments sharing a ``DRAMATIQ_NAMESPACE`` must
+    share their queue names.
     """
     if not isinstance(broker, RedisBroker):
         return 0
+    client = broker.client
+    namespace = broker.namespace
     now = current_millis()
-    dead = broker.client.zcount(heartbeats_key(broker.namespace), 0, now - broker.heartbeat_timeout)
+    cutoff = now - broker.heartbeat_timeout
+    heartbeats = heartbeats_key(namespace)
+    dead = [_text(i) for i in client.zrangebyscore(heartbeats, 0, cutoff)]
     if not dead:
         return 0
+    known = _ack_queues([*broker.get_declared_queues(), *queue_names])
+    pipe = client.pipeline(transaction=False)
+    for worker_id in dead:
+        for queue in known:
+            pipe.exists(acks_key(namespace, worker_id, queue))
+    found = iter(pipe.execute())
+    holding = {worker_id: [queue for queue in known if next(found)] for worker_id in dead}
+    idle = [worker_id for worker_id, queues in holding.items() if not queues]
+    if idle:
+        forget = client.register_script(_FORGET_DEAD)
+        forgotten = [_text(i) for i in forget(keys=[heartbeats], args=[cutoff, *idle])]
+        if forgotten:
+            logger.info("forgot %d dead worker process(es) holding no messages: %s",
+                        len(forgotten), ", ".join(forgotten))
+    ours = set(_ack_queues(queue_names))
+    owners = {worker_id: sorted(set(queues) & ours) for worker_id, queues in holding.items()}
+    owners = {worker_id: queues for worker_id, queues in owners.items() if queues}
     dispatch = broker.scripts["dispatch"]
-    for name in queue_names:
-        for queue in (name, dq_name(name)):
-            dispatch(
-                args=["qsize", now, queue, broker.broker_id, broker.heartbeat_timeout,
-                      broker.dead_message_ttl, 1, broker._max_unpack_size()],
-                keys=[broker.namespace],
-            )
-    return int(dead)
+    for queue in sorted({queue for queues in owners.values() for queue in queues}):
+        dispatch(
+            args=["qsize", now, queue, broker.broker_id, broker.heartbeat_timeout,
+                  broker.dead_message_ttl, 1, broker._max_unpack_size()],
+            keys=[namespace],
+        )
+    for worker_id, queues in owners.items():
+        logger.info("putting back the unacked messages of dead worker process %s on %s",
+                    worker_id, ", ".join(queues))
+    return len(owners)
 
 
 def build_middleware(settings: Settings, worker_registry) -> list[dramatiq.Middleware]:

@@ -27,6 +27,10 @@ stale_jobs              error     yes     15 / queue  the oldest waiting job is 
                                                       ALERT_QUEUED_MAX_AGE (1 h)
 redis_memory            warning   yes     15          used memory > ALERT_REDIS_MEMORY_SHARE of
                                                       ``maxmemory`` (when a maxmemory is set)
+redis_eviction          warning   yes     10          Redis's ``maxmemory-policy`` is not
+                                                      ``noeviction``: at maxmemory it deletes keys
+                                                      (job records, delivery marks, subscriptions,
+                                                      queued messages) instead of refusing writes
 queue_depth             warning   yes     10 / queue  waiting jobs > ALERT_DEPTH_<PRIORITY>
 wait_time               warning   yes     10 / queue  max(p95 wait, oldest waiting age) >
                                                       ALERT_WAIT_<PRIORITY>
@@ -53,25 +57,30 @@ from queues.health_texts import describe
 
 ALERT_RULES = (
     "redis_unreachable", "broker_unreachable", "no_workers", "faceit_auth", "failure_rate", "stale_jobs", "redis_memory",
-    "queue_depth", "wait_time", "faceit_rate_limit",
+    "redis_eviction", "queue_depth", "wait_time", "faceit_rate_limit",
 )
 SCORE_ONLY_RULES = ("idle_queue", "dead_letters", "monitor_stale")
 QUEUE_RULES = ("no_workers", "failure_rate", "stale_jobs", "queue_depth", "wait_time", "idle_queue")
 DEDUCTIONS = {
     "redis_unreachable": 100, "redis_full": 50, "broker_unreachable": 50, "no_workers": 25, "faceit_auth": 25, "failure_rate": 20, "stale_jobs": 15,
-    "redis_memory": 15, "queue_depth": 10, "wait_time": 10, "faceit_rate_limit": 10, "idle_queue": 5,
-    "dead_letters": 5, "monitor_stale": 5,
+    "redis_memory": 15, "redis_eviction": 10, "queue_depth": 10, "wait_time": 10, "faceit_rate_limit": 10,
+    "idle_queue": 5, "dead_letters": 5, "monitor_stale": 5,
 }
 LEVELS = {
     "redis_unreachable": "critical", "redis_full": "critical", "broker_unreachable": "critical",
     "no_workers": "critical", "faceit_auth": "critical",
-    "failure_rate": "error", "stale_jobs": "error", "redis_memory": "warning", "queue_depth": "warning",
+    "failure_rate": "error", "stale_jobs": "error", "redis_memory": "warning", "redis_eviction": "warning",
+    "queue_depth": "warning",
     "wait_time": "warning", "faceit_rate_limit": "warning", "idle_queue": "info", "dead_letters": "info",
     "monitor_stale": "info",
 }
 SOURCES = {"faceit_auth": "faceit", "faceit_rate_limit": "faceit", "redis_unreachable": "redis", "redis_full": "redis",
-           "redis_memory": "redis", "broker_unreachable": "broker"}
+           "redis_memory": "redis", "redis_eviction": "redis", "broker_unreachable": "broker"}
 GLOBAL_SUBJECT = "-"
+#: The only ``maxmemory-policy`` under which Redis never deletes our keys: at ``maxmemory`` it
+#: refuses writes (rule ``redis_full``) instead of evicting job records, delivery marks, locks,
+#: subscriptions and Dramatiq's message bodies.
+REQUIRED_EVICTION_POLICY = "noeviction"
 
 
 @dataclass(frozen=True)
@@ -236,6 +245,11 @@ def evaluate(snapshot: dict[str, Any], t: Thresholds) -> list[Finding]:
     if share is not None and share > t.redis_memory_share:
         found.append(finding("redis_memory", GLOBAL_SUBJECT, memory_share=share, limit=t.redis_memory_share,
                              used_memory=redis_state.get("used_memory"), maxmemory=redis_state.get("maxmemory")))
+    # Everything here relies on Redis never deleting a key on its own; a snapshot without the
+    # policy (an older monitor's) says nothing either way.
+    policy = redis_state.get("maxmemory_policy")
+    if policy and policy != REQUIRED_EVICTION_POLICY:
+        found.append(finding("redis_eviction", GLOBAL_SUBJECT, policy=policy))
     dead = sum(int(q.get("dead") or 0) for q in (snapshot.get("queues") or {}).values())
     if dead:
         found.append(finding("dead_letters", GLOBAL_SUBJECT, dead=dead))

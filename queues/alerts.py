@@ -2,7 +2,9 @@
 
 An alert is one JSON object: ``id, level (info|warning|error|critical), source, message,
 job_id, rule, subject, time, state (fired|resolved)``. Every alert is appended to a sorted set
-scored by time and trimmed to ``QUEUE_METRICS_RETENTION_DAYS``. Condition alerts (from the
+scored by time, trimmed to ``QUEUE_METRICS_RETENTION_DAYS`` and to the newest
+:data:`ALERT_LOG_MAX` entries (one per failed job: a day-long FACEIT outage at scale writes
+about 10^5, which time alone would keep for the whole retention). Condition alerts (from the
 monitor's rules) carry a ``rule`` and ``subject``: they fire once per window while the condition
 holds (de-duplicated) and are resolved, with a notice, when it clears (the monitor's rules by
 the monitor; a worker's ``telegram_not_configured`` by that host's next delivery that sends).
@@ -27,6 +29,10 @@ import redis
 
 LEVELS = ("info", "warning", "error", "critical")
 STATES = ("fired", "resolved")
+
+#: The most entries the alert log keeps (the newest; older ones go when an alert is added),
+#: whatever their age: about 10 MB of JSON, weeks of a normal run's alerts.
+ALERT_LOG_MAX = 20_000
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +123,13 @@ class AlertStore:
         retention_seconds: float = 7 * 86400,
         dedupe_window: float = 3600,
         sinks: list[AlertSink] | None = None,
+        log_max: int | None = None,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.retention_seconds = retention_seconds
+        #: The log's cap by count (:data:`ALERT_LOG_MAX` unless given).
+        self.log_max = max(1, int(ALERT_LOG_MAX if log_max is None else log_max))
         self.dedupe_window = dedupe_window
         self.sinks: list[AlertSink] = [LogSink()] if sinks is None else sinks
         self.sink_failures = 0
@@ -185,12 +194,18 @@ class AlertStore:
         return True
 
     def _append(self, alert: Alert) -> None:
-        now = time.time()
         pipe = self.client.pipeline(transaction=False)
         pipe.zadd(self.log_key, {json.dumps(alert.to_dict()): alert.time})
-        pipe.zremrangebyscore(self.log_key, 0, now - self.retention_seconds)
-        pipe.expire(self.log_key, int(self.retention_seconds) + 60)
+        self.trim_log(pipe)
         pipe.execute()
+
+    def trim_log(self, pipe: Any) -> None:
+        """Queue on ``pipe`` the log's trims: entries older than the retention, then all but the
+        newest :attr:`log_max` (a storm of failed jobs must not grow it for the whole retention),
+        and its TTL. Cheap: each trim removes only what is over."""
+        pipe.zremrangebyscore(self.log_key, 0, time.time() - self.retention_seconds)
+        pipe.zremrangebyrank(self.log_key, 0, -(self.log_max + 1))
+        pipe.expire(self.log_key, int(self.retention_seconds) + 60)
 
     def _fan_out(self, alert: Alert) -> None:
         for sink in self.sinks:

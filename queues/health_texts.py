@@ -57,6 +57,12 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "redis_memory": {"en": "Redis uses {share} of its maxmemory (limit {limit})",
                      "ru": "Redis занимает {share} своего maxmemory (порог {limit})"},
+    "redis_eviction": {
+        "en": "Redis may evict keys (maxmemory-policy {policy}): job records, delivery marks and "
+              "subscriptions can vanish; set maxmemory-policy noeviction",
+        "ru": "Redis может вытеснять ключи (maxmemory-policy {policy}): записи задач, отметки доставки и "
+              "подписки могут пропасть; задайте maxmemory-policy noeviction",
+    },
     "dead_letters": {"en": "dead-lettered messages: {dead} (admin.py requeue or purge-dead)",
                      "ru": "мёртвых сообщений: {dead} (admin.py requeue или purge-dead)"},
     "faceit_auth": {"en": "FACEIT refused our API key {auth} {times} in the last {window}",

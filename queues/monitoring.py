@@ -8,8 +8,10 @@ A snapshot holds, per queue: depth (waiting), delayed, in progress, dead, worker
 heartbeats), succeeded/failed/retried/canceled counts and the failure rate over the last
 ``window_seconds`` (per-minute counters, so rounded out to whole minutes), p50/p95 wait and run
 time (exact, from the newest samples finished inside the window), and the age of the oldest
-waiting job. Beside the queues: Redis reachability, memory and its share of ``maxmemory``, and
-FACEIT request/error/429/auth counts (when ``faceit.metrics`` is importable).
+waiting job. Beside the queues: Redis reachability, memory and its share of ``maxmemory``, its
+``maxmemory-policy`` (anything but ``noeviction`` is the warning ``redis_eviction``: Redis would
+delete job records, delivery marks and subscriptions at ``maxmemory``), and FACEIT
+request/error/429/auth counts (when ``faceit.metrics`` is importable).
 
 Redis keys (under ``REDIS_KEY_PREFIX``, built only by :class:`MonitorKeys`):
 
@@ -541,6 +543,7 @@ class QueueMonitor:
         pipe = self.client.pipeline(transaction=False)
         for alert in self._unlogged:
             pipe.zadd(self.alerts.log_key, {json.dumps(alert.to_dict()): alert.time})
+        self.alerts.trim_log(pipe)
         pipe.execute()
         if self.telegram is not None:  # already delivered: the relay must not send them again
             self.telegram.mark_seen([alert.id for alert in self._unlogged])
@@ -788,6 +791,7 @@ class QueueMonitor:
             trimmed += int(self.client.zremrangebyscore(key, 0, now - self.retention_seconds))
             trimmed += int(self.client.zremrangebyrank(key, 0, -(SERIES_MAX_POINTS + 1)))
         trimmed += int(self.client.zremrangebyscore(self.alerts.log_key, 0, now - self.alerts.retention_seconds))
+        trimmed += int(self.client.zremrangebyrank(self.alerts.log_key, 0, -(self.alerts.log_max + 1)))
         logger.info("retention: pruned %d expired ids from %d indexes, trimmed %d points", pruned, indexes,
                     trimmed)
         if unfinished:

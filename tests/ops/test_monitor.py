@@ -124,6 +124,35 @@ def test_redis_memory_share_over_maxmemory_limit_fires_and_resolves(fresh, make_
     assert resolved(monitor.alerts, "redis_memory")
 
 
+def test_a_redis_that_may_evict_keys_is_a_warning_until_noeviction_is_set(fresh, make_monitor):
+    """Everything in Redis (job records, delivery marks, locks, subscriptions, Dramatiq's message
+    bodies) must stay until the code deletes it: a policy that evicts is told in one line."""
+    monitor = make_monitor()
+    client = monitor.client
+    assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+    before = monitor.tick()["health"]  # no workers here: idle queues cost points too
+    assert "redis_eviction" not in {c["rule"] for c in before["components"]}
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        snap = monitor.tick()
+        assert snap["redis"]["maxmemory_policy"] == "allkeys-lru"
+        assert [a.level for a in fired(monitor.alerts, "redis_eviction")] == ["warning"]
+        [alert] = fired(monitor.alerts, "redis_eviction")
+        assert (alert.level, alert.source, alert.subject) == ("warning", "redis", "-")
+        assert alert.message == ("Redis may evict keys (maxmemory-policy allkeys-lru): job records, delivery marks "
+                                 "and subscriptions can vanish; set maxmemory-policy noeviction")
+        [component] = [c for c in snap["health"]["components"] if c["rule"] == "redis_eviction"]
+        assert component["level"] == "warning" and component["score_lost"] == 10
+        assert snap["health"]["health_score"] == before["health_score"] - 10
+        monitor.tick()
+        assert len(fired(monitor.alerts, "redis_eviction")) == 1  # one alert while it holds
+    finally:
+        client.config_set("maxmemory-policy", "noeviction")
+    settle(monitor)
+    assert len(resolved(monitor.alerts, "redis_eviction")) == 1
+    assert monitor.open_alerts() == []
+
+
 def alert_lines(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "faceit_bot.alerts"]
 

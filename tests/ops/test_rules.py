@@ -100,6 +100,18 @@ def test_redis_memory_share_over_the_limit():
     assert ("redis_memory", "-") not in rules(snapshot(redis={"reachable": True, "memory_share": None}))
 
 
+def test_any_eviction_policy_but_noeviction_is_a_warning():
+    """Job records, delivery marks, locks, subscriptions and queued messages must never be evicted."""
+    for policy in ("allkeys-lru", "volatile-lru", "allkeys-random", "volatile-ttl"):
+        found_rules = rules(snapshot(redis={"reachable": True, "memory_share": None, "maxmemory_policy": policy}))
+        assert found_rules == {("redis_eviction", "-")}, policy
+        [found] = evaluate(snapshot(redis={"reachable": True, "memory_share": None, "maxmemory_policy": policy}), T)
+        assert (found.rule, found.level, found.alert, found.source) == ("redis_eviction", "warning", True, "redis")
+        assert policy in found.message
+    assert not rules(snapshot(redis={"reachable": True, "memory_share": None, "maxmemory_policy": "noeviction"}))
+    assert not rules(snapshot(redis={"reachable": True, "memory_share": None}))  # not read: nothing said
+
+
 def test_faceit_auth_errors_and_429_storm():
     auth = snapshot(faceit={"available": True, "auth_errors": 1, "rate_limited": 0})
     assert ("faceit_auth", "-") in rules(auth)
@@ -151,7 +163,7 @@ def every_rule_at_once() -> list:
         "default": queue("default", succeeded=5, failed=5, failure_rate=0.5, dead=2, wait_p95=90),
         "low": queue("low", workers=0),
     }, redis={"reachable": True, "memory_share": 0.9, "refuses_writes": True, "used_memory_human": "1.20M",
-              "maxmemory_human": "1.00M"},
+              "maxmemory_human": "1.00M", "maxmemory_policy": "allkeys-lru"},
         faceit={"available": True, "auth_errors": 3, "rate_limited": 21, "window_seconds": 60,
                 "auth_window_seconds": 300},
         monitor={"stale": True, "last_recorded_age": 120},
@@ -184,6 +196,12 @@ def test_every_rules_reason_reads_in_russian_from_the_findings_details():
     assert english["failure_rate"] == "queue default: 50% of jobs failed in the last 5.0 min (5 of 10; limit 20%)"
     assert english["faceit_auth"] == "FACEIT refused our API key 3 times in the last 5.0 min"
     assert english["monitor_stale"] == "the monitor last recorded 2.0 min ago: is python scheduler.py running?"
+    assert english["redis_eviction"] == ("Redis may evict keys (maxmemory-policy allkeys-lru): job records, "
+                                         "delivery marks and subscriptions can vanish; set maxmemory-policy "
+                                         "noeviction")
+    assert by_rule["redis_eviction"] == ("Redis может вытеснять ключи (maxmemory-policy allkeys-lru): записи "
+                                         "задач, отметки доставки и подписки могут пропасть; задайте "
+                                         "maxmemory-policy noeviction")
     assert english["broker_unreachable"] == ("the broker is unreachable: RabbitMQ at amqp://u:***@rabbit:5672/ is "
                                              "unreachable (AMQPConnectionError); jobs can be neither queued nor "
                                              "consumed, queue depths unknown")
