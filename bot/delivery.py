@@ -95,7 +95,11 @@ return marks
 
 RECIPIENT_CONCURRENCY = 16
 PROGRESS_TIMEOUT = 2.0  # a progress edit runs inside the job: it must not hold it up for long
-TOLD_TTL = 7 * 86400  # seconds a follower's "told of this match" claim is kept
+#: Seconds a follower's "told of this match" claim is kept: as long as a run that saw the match
+#: can still deliver (a run's record, and so its delivery's retries, lasts at most the failure TTL,
+#: a day; the scheduler's redelivery looks 3 hours back), with a day to spare. One claim per
+#: follower per match: kept a week, they were the bulk of a busy bot's keys.
+TOLD_TTL = 2 * 86400
 ATTACH_GRACE = 3.0  # seconds after enqueue the bot may still be recording its job message
 _TAG = re.compile(r"<[^>]+>")
 ACTIVITY_KIND = {"match_analysis": "match", "player_report": "player", "bulk_analysis": "bulk",

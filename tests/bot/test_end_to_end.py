@@ -1172,6 +1172,8 @@ def test_two_monitoring_runs_that_see_the_same_match_tell_it_once(stack: Stack, 
     assert f"job {second.id}: delivery sent 0, already sent 1" in log.read_text(errors="replace")
     told = [e for e in stack.events(follower) if e["kind"] == "sent" and played["match_id"] in e["text"]]
     assert len(told) == 1
+    (claim,) = stack.redis.keys(f"fb:bot:told:{follower}:*")  # kept while a run could tell it again, no longer
+    assert 86400 < stack.redis.ttl(claim) <= 2 * 86400
 
 
 def test_a_follower_who_unfollows_while_notices_go_out_gets_no_more_of_them(stack: Stack, tg):
