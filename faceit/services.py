@@ -462,7 +462,7 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dic
     store, client = ctx.store, ctx.client
     inactive = await store.inactive_users()
     if user_ids is None:
-        players = await store.all_subscribed_players(skip=inactive)  # none followed by blocked users alone
+        players = await store.watched_players(inactive)  # none followed by blocked users alone
     else:
         players = {}
         for uid in user_ids:
@@ -595,7 +595,7 @@ async def update_cache(cache_type: str, identifiers: list[str] | None, progress:
     client = ctx.client
     if identifiers is None:
         identifiers = [] if parts == ("match",) else list(
-            await ctx.store.all_subscribed_players(skip=await ctx.store.inactive_users()))
+            await ctx.store.watched_players(await ctx.store.inactive_users()))
     total = len(identifiers)
     await progress(1, "players" if parts != ("match",) else "matches", done=0, total=total)
     semaphore = asyncio.Semaphore(CACHE_UPDATE_CONCURRENCY)

@@ -186,20 +186,32 @@ class FaceitStore:
         return [{"player_id": pid, "nickname": nick}
                 for pid, nick in sorted(subs.items(), key=lambda kv: kv[1].lower())]
 
-    async def all_subscribed_players(self, skip: set[int] | None = None) -> dict[str, str]:
-        """Every followed player id → a nickname (as one of its followers saved it); without the
-        players whose every follower is in ``skip`` (monitoring and the cache refresh pass over
-        those followed only by users who blocked the bot: nobody is told of them, and each costs
-        FACEIT calls every run, for good, since a blocked user never unfollows).
+    async def all_subscribed_players(self) -> dict[str, str]:
+        """Every followed player id → a nickname (as one of its followers saved it).
 
         In a few round trips however many players are followed (monitoring reads this every
         run): each player's followers, then the first follower's saved nickname, each step one
         pipeline per :data:`READ_BATCH` players; the next followers are asked only where the
         first one's entry is gone (a race with ``/unsubscribe``)."""
+        return await self._named(await self._followers_of(sorted(await self.redis.smembers(self.keys.subscribed_players()))))
+
+    async def watched_players(self, inactive: set[int]) -> dict[str, str]:
+        """:meth:`all_subscribed_players` without the players whose every follower is in
+        ``inactive`` (blocked the bot): monitoring and the cache refresh pass over them, since
+        nobody is told of them and each costs FACEIT calls every run, for good (a blocked user
+        never unfollows). Their monitoring marks are dropped as they are passed over: a mark
+        left where it was would, once a follower comes back, tell weeks of matches at once (up
+        to five notices a player, "Elo −140 over the last 60 matches"); without one, the first
+        scan after takes a quiet baseline, as for a new follow."""
         followers = await self._followers_of(sorted(await self.redis.smembers(self.keys.subscribed_players())))
-        if skip:
-            followers = {pid: users for pid, users in followers.items()
-                         if not users or any(u not in skip for u in users)}
+        idle = [pid for pid, users in followers.items() if users and all(u in inactive for u in users)]
+        for start in range(0, len(idle), READ_BATCH):
+            await self.redis.delete(*(self.keys.monitor_state(pid) for pid in idle[start:start + READ_BATCH]))
+        passed_over = set(idle)
+        return await self._named({pid: users for pid, users in followers.items() if pid not in passed_over})
+
+    async def _named(self, followers: dict[str, list[int]]) -> dict[str, str]:
+        """Each player of ``followers`` (id → its followers) → a nickname one of them saved."""
         out = {pid: pid for pid, users in followers.items() if not users}  # followed by nobody any more
         pending = {pid: users for pid, users in followers.items() if users}
         while pending:
