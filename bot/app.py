@@ -48,15 +48,15 @@ logger = logging.getLogger("bot")
 
 
 def build_dispatcher(services: BotServices) -> Dispatcher:
-    """A Dispatcher with our middlewares (updates in flight, flood guard, errors, language, messages
-    sent in a chat's name) and routers; handlers get ``services`` and ``lang``."""
+    """A Dispatcher with our middlewares (updates in flight, messages sent in a chat's name, flood
+    guard, errors, language) and routers; handlers get ``services`` and ``lang``."""
     dp = Dispatcher(disable_fsm=True)  # no handler keeps conversation state: no FSM lookup per update
     dp["services"] = services
     dp.update.outer_middleware(InFlightMiddleware(services.background))
+    dp.update.outer_middleware(AnonymousSenderMiddleware())
     dp.update.outer_middleware(ThrottleMiddleware(chosen_lang=services.seen_user, exempt=services.admin_ids))
     dp.update.outer_middleware(ErrorsMiddleware())
     dp.update.outer_middleware(LanguageMiddleware(services))
-    dp.update.outer_middleware(AnonymousSenderMiddleware())
     dp.include_routers(*all_routers())
     return dp
 

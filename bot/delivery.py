@@ -95,11 +95,9 @@ return marks
 
 RECIPIENT_CONCURRENCY = 16
 PROGRESS_TIMEOUT = 2.0  # a progress edit runs inside the job: it must not hold it up for long
-#: Seconds a follower's "told of this match" claim is kept: as long as a run that saw the match
-#: can still deliver (a run's record, and so its delivery's retries, lasts at most the failure TTL,
-#: a day; the scheduler's redelivery looks 3 hours back), with a day to spare. One claim per
-#: follower per match: kept a week, they were the bulk of a busy bot's keys.
-TOLD_TTL = 2 * 86400
+#: Seconds a follower's "told of this match" claim outlives the records of the runs that could
+#: tell it (:func:`told_ttl`): a day to spare.
+TOLD_MARGIN = 86400
 ATTACH_GRACE = 3.0  # seconds after enqueue the bot may still be recording its job message
 _TAG = re.compile(r"<[^>]+>")
 ACTIVITY_KIND = {"match_analysis": "match", "player_report": "player", "bulk_analysis": "bulk",
@@ -510,13 +508,22 @@ async def _first_to_tell(res: DeliveryResources, job_id: str, user_id: int, note
     if not player_id or not match_id:
         return True
     key = res.keys.told(user_id, str(player_id), str(match_id))
-    if await res.redis.set(key, job_id, nx=True, ex=TOLD_TTL):
+    if await res.redis.set(key, job_id, nx=True, ex=told_ttl(res.settings)):
         return True
     holder = await res.redis.get(key)  # (the client decodes)
     if holder in (None, job_id):  # (expired meanwhile: nobody else is telling it now)
         return True
     logger.info("job %s: user %s is told of match %s by job %s; not again", job_id, user_id, match_id, holder)
     return False
+
+
+def told_ttl(settings: Any) -> int:
+    """How long a "told of this match" claim is kept: as long as a run that saw the match can
+    still deliver (its record, and so its delivery and a requeue of it, lasts at most the result or
+    failure TTL, a day by default; the scheduler's redelivery looks 3 hours back), plus
+    :data:`TOLD_MARGIN`. One claim per follower per match: kept a week, they were the bulk of a
+    busy bot's keys; kept less than a record, a requeued delivery could tell a match again."""
+    return max(int(settings.queue_result_ttl), int(settings.queue_failure_ttl)) + TOLD_MARGIN
 
 
 def _notes_by_user(notes: list[Any]) -> dict[Any, list[tuple[int, dict[str, Any]]]]:

@@ -15,9 +15,9 @@ This is the bot process's side; workers use the lighter :mod:`bot.botapi` (no ai
 * :class:`RetryAfterMiddleware` makes every call of the bot process wait out a 429
   (``TelegramRetryAfter``) and try again, within a bounded total wait: aiogram does not
   (:func:`wait_out_flood`, which :mod:`bot.fastsend` uses too). A waiting call holds one of the
-  bot's update slots, so one chat gets one waiting call at a time, and a group (whose limit
-  answers with long waits) waits :data:`GROUP_MAX_WAIT` at most: a flooded chat cannot hold
-  every slot and leave every other user unanswered.
+  bot's update slots, so a group gets one waiting call at a time, for :data:`GROUP_MAX_WAIT` at
+  most (its limit answers with long waits): a flooded group cannot hold every slot and leave
+  every other user unanswered.
 """
 
 from __future__ import annotations
@@ -61,10 +61,14 @@ async def wait_out_flood(call: Callable[[], Awaitable[T]], what: str,
     """``await call()``, waiting out Telegram's flood control (``TelegramRetryAfter``) and trying
     again, up to ``max_wait`` seconds of waiting in all; past that the 429 is raised.
 
-    ``chat_id``, the chat the call writes to (None: none, as ``answerCallbackQuery``): one call
-    per chat waits at a time, and the others that meet a 429 meanwhile raise it at once (the
-    chat takes nothing more for now anyway); a group's calls wait :data:`GROUP_MAX_WAIT` at most."""
-    limit = min(max_wait, GROUP_MAX_WAIT) if _is_group(chat_id) else max_wait
+    ``chat_id``, the chat the call writes to (None: none, as ``answerCallbackQuery``). In a group
+    one call waits at a time, and the others that meet a 429 meanwhile raise it at once (the
+    group takes nothing more for now anyway), each waiting :data:`GROUP_MAX_WAIT` at most. A
+    private chat's calls all wait (its limit answers within a second or two, and one person's
+    messages are few: three links pasted at once still get three answers)."""
+    chat_id = _chat_key(chat_id)
+    group = _is_group(chat_id)
+    limit = min(max_wait, GROUP_MAX_WAIT) if group else max_wait
     waited = 0.0
     holding = False
     try:
@@ -74,7 +78,7 @@ async def wait_out_flood(call: Callable[[], Awaitable[T]], what: str,
             except TelegramRetryAfter as exc:
                 if waited + exc.retry_after > limit:
                     raise
-                if chat_id is not None and not holding:
+                if group and not holding:
                     if chat_id in _waiting_in:
                         logger.warning("Telegram flood control on %s to chat %s: a call there waits already; "
                                        "this one is given up", what, chat_id)
@@ -89,8 +93,16 @@ async def wait_out_flood(call: Callable[[], Awaitable[T]], what: str,
             _waiting_in.discard(chat_id)
 
 
+def _chat_key(chat_id: int | str | None) -> int | str | None:
+    """``chat_id`` as one key per chat: a numeric string as the number it spells."""
+    if isinstance(chat_id, str) and chat_id.lstrip("-").isdigit():
+        return int(chat_id)
+    return chat_id
+
+
 def _is_group(chat_id: int | str | None) -> bool:
-    """Whether ``chat_id`` is a group, supergroup or channel (negative ids, or a ``@username``)."""
+    """Whether ``chat_id`` (:func:`_chat_key`) is a group, supergroup or channel: a negative id,
+    or a ``@username`` (only public groups and channels have one a bot can write to)."""
     return isinstance(chat_id, str) or (isinstance(chat_id, int) and chat_id < 0)
 
 

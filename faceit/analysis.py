@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faceit.gamedata import ACTIVE_MAP_POOL, level_for_elo, level_progress, map_label
-from faceit.htmltext import whole_percent
+from faceit.htmltext import shown_favourite, whole_percent
 from faceit.models import (
     Faction,
     LifetimeStats,
@@ -438,9 +438,9 @@ def analyse_match(match: Match, data: dict[str, PlayerData]) -> dict[str, Any]:
     for key, other in (("faction1", "faction2"), ("faction2", "faction1")):
         teams[key]["threats"], teams[key]["targets"] = standouts(teams[other]["players"])
         teams[key]["specialists"] = specialists(teams[key]["players"])
-    # By the chances shown: "win 50% / win 50%" has no favourite, whatever the third decimal says.
-    shown1, shown2 = whole_percent(p1), whole_percent(p2)
-    favourite = "faction1" if shown1 > shown2 else "faction2" if shown2 > shown1 else None
+    # By the chances shown (as stored, to 4 decimals): "win 50% / win 50%" has no favourite,
+    # whatever a further decimal says.
+    favourite = shown_favourite(round(p1, 4))
     return {
         "match_id": match.match_id,
         "status": match.status,

@@ -66,6 +66,22 @@ def whole_percent(fraction: float) -> int:
     return round(fraction * 100)
 
 
+def shown_chances(p1: float) -> tuple[int, int]:
+    """Both sides' win chances as whole percents, as every text shows them: side 1's rounded and
+    side 2's the rest of 100, so the two add up (0.425 reads 42% / 58%, not 42% / 57%). A chance
+    that is neither 0 nor 1 shows as 1–99%: "win 0%" would say the match is decided."""
+    first = whole_percent(p1)
+    if 0 < p1 < 1:
+        first = min(99, max(1, first))
+    return first, 100 - first
+
+
+def shown_favourite(p1: float) -> str | None:
+    """The side the shown chances favour (``faction1``/``faction2``); None when they read 50% / 50%."""
+    first, second = shown_chances(p1)
+    return "faction1" if first > second else "faction2" if second > first else None
+
+
 def fmt_pct(value: float | None, lang: str, digits: int = 0, *, fraction: bool = False) -> str:
     """A percentage; ``fraction=True`` when the value is 0..1 rather than 0..100."""
     if value is None:

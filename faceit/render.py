@@ -23,6 +23,8 @@ from faceit.htmltext import (
     fmt_pct,
     fmt_score,
     fmt_signed,
+    shown_chances,
+    shown_favourite,
     split_html,
     whole_percent,
 )
@@ -61,7 +63,7 @@ L: dict[str, tuple[str, str]] = {
     "no_standout": ("the opponents are too close to single anyone out",
                     "игроки соперника слишком равны, чтобы кого-то выделить"),
     "no_elo_at_stake": ("no Elo at stake", "Elo не меняется"),
-    "entry": ("entry wins", "лучший на открытии"),  # the match analysis: names the side's best
+    "entry": ("best entry", "лучший на открытии"),  # the match analysis: names the side's best
     "entry_own": ("entry wins", "выигранные открытия"),  # the player report: one player's own rate
     "clutch": ("1v1 won", "клатчи 1 на 1"),
     "lifetime_rate": ("lifetime", "за всё время"),
@@ -88,7 +90,7 @@ L: dict[str, tuple[str, str]] = {
     "trend_down": ("declining", "идёт на спад"),
     "trend_flat": ("steady", "без изменений"),
     "elo_seen": ("Elo since we first saw them", "Elo с первого наблюдения"),
-    "elo_seen_on": ("Elo since we first saw them ({date})", "Elo с первого наблюдения ({date})"),
+    "elo_seen_on": ("Elo since {date}", "Elo с {date}"),
     "no_matches": ("No recent 5v5 matches.", "Нет недавних матчей 5v5."),
     "bulk_title": ("Bulk analysis", "Анализ списка матчей"),
     "analysed": ("analysed", "проанализировано"),
@@ -181,19 +183,6 @@ def _results(results: str | None, lang: str, last: int | None = None) -> str:
     win, loss = WIN_LETTER.get(lang, WIN_LETTER["en"])
     shown = results[:last] if last else results
     return "".join(win if r == "W" else loss for r in reversed(shown))
-
-
-def shown_chances(p1: float) -> tuple[int, int]:
-    """Both sides' win chances as whole percents, as every text shows them: side 1's rounded and
-    side 2's the rest of 100, so the two add up (0.425 reads 42% / 58%, not 42% / 57%)."""
-    first = whole_percent(p1)
-    return first, 100 - first
-
-
-def shown_favourite(p1: float) -> str | None:
-    """The side the shown chances favour (``faction1``/``faction2``); None when they read 50% / 50%."""
-    first, second = shown_chances(p1)
-    return "faction1" if first > second else "faction2" if second > first else None
 
 
 _MATCH_ID_HEAD_RE = re.compile(r"(?:\d+-)?[0-9a-f]{8}(?=-)", re.IGNORECASE)

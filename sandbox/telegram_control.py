@@ -36,7 +36,7 @@ from typing import Any
 from aiohttp import web
 
 from sandbox.telegram_methods import photo_size
-from sandbox.telegram_state import SandboxBot, SandboxRegistry, SendLimits, StoredMessage
+from sandbox.telegram_state import STAND_IN_USERS, SandboxBot, SandboxRegistry, SendLimits, StoredMessage
 from sandbox.telegram_text import user_text_entities
 
 # What a user's photo is made of: a valid 1×1 PNG (the bot never downloads it).
@@ -139,10 +139,16 @@ class ControlHandlers:
             raise ControlError(400, "give exactly one of text, callback_data and photo")
         if body.get("caption") is not None and photo is None:
             raise ControlError(400, "caption goes with photo: true")
-        user = bot.remember_user(
-            user_id, body.get("language_code"), body.get("first_name"), body.get("username")
-        )
-        user.setdefault("language_code", "en")
+        if user_id in STAND_IN_USERS:  # as Telegram shows them: no language, whatever was given
+            if body.get("chat_id") is None:
+                raise ControlError(400, f"user {user_id} is Telegram's stand-in sender: it writes in a group "
+                                        "(chat_id, with sender_chat_id)")
+            user = bot.user(user_id)
+        else:
+            user = bot.remember_user(
+                user_id, body.get("language_code"), body.get("first_name"), body.get("username")
+            )
+            user.setdefault("language_code", "en")
         chat_id = _int(body.get("chat_id"), "chat_id")
         if chat_id is not None and chat_id >= 0:
             raise ControlError(400, "chat_id names a group: a negative integer (a private chat is the user's own)")

@@ -95,6 +95,16 @@ class StoredMessage:
         return None
 
 
+#: The users Telegram puts in ``from`` of a message sent in a chat's name (with ``sender_chat``):
+#: an anonymous group admin, someone posting as a channel, a channel's post forwarded into its
+#: discussion group. They carry no language.
+STAND_IN_USERS: dict[int, dict[str, Any]] = {
+    1087968824: {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"},
+    136817688: {"id": 136817688, "is_bot": True, "first_name": "Channel", "username": "Channel_Bot"},
+    777000: {"id": 777000, "is_bot": False, "first_name": "Telegram"},
+}
+
+
 @dataclass
 class StoredFile:
     """An uploaded file (photos), kept in memory so the chat can show it and getFile can serve it."""
@@ -227,9 +237,11 @@ class SandboxBot:
         }
 
     def user(self, user_id: int) -> dict[str, Any]:
-        """The ``User`` object of a sandbox user (made up on first sight)."""
+        """The ``User`` object of a sandbox user (made up on first sight; Telegram's stand-in
+        senders as Telegram shows them)."""
         if user_id not in self.users:
-            self.users[user_id] = {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
+            self.users[user_id] = dict(STAND_IN_USERS.get(user_id) or {"id": user_id, "is_bot": False,
+                                                                      "first_name": f"User {user_id}"})
         return self.users[user_id]
 
     def chat_object(self, chat_id: int) -> dict[str, Any]:

@@ -7,12 +7,13 @@ forwards) and the chat they speak for in ``sender_chat``. Served as that "user",
 one rate limit worldwide (a hostile group could use it up for all), one list of follows (group Y
 could read and remove group X's), follow notices would go to a private chat nobody has, and
 their own Cancel button would refuse them (a button press carries the real person). So none of
-them starts anything: a command, or a room or profile link, gets a short note to send it as
-oneself; other text, and every automatic forward of a channel's post, is passed over in silence
-(a channel that posts room links must not get a note under each).
+them starts anything: a command meant for this bot, or a room link, gets a short note to send it
+as oneself; anything else (other bots' commands, chatter) and every automatic forward of a
+channel's post pass in silence (a channel that posts room links must not get a note under each).
 
-Registered innermost of the update middlewares, after the language one: the note is in the
-language of the group's reader as Telegram reports it.
+Registered right after the in-flight count, before the flood guard and the language lookup:
+the stand-ins must not share one flood budget or be looked up as users. They carry no language,
+so the note is in both.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiogram import BaseMiddleware
+from aiogram import BaseMiddleware, Bot
+from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message, TelegramObject, Update
 
 from bot.replies import answer
 from bot.texts import t
-from faceit.links import names_a_match, names_a_profile
+from faceit.links import names_a_match
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +43,19 @@ def speaks_for_a_chat(message: Message) -> bool:
                                                and message.from_user.id in STAND_IN_USERS)
 
 
-def asks_for_work(message: Message) -> bool:
-    """Whether ``message`` is a command, or a room or profile link the bot would act on."""
+def asks_for_work(message: Message, username: str | None) -> bool:
+    """Whether ``message`` is something this bot (``@username``) would act on in a group: a command
+    without a mention or with its own (``/queues@OtherBot`` is another bot's), or a room link."""
     text = message.text or message.caption or ""
-    return text.startswith("/") or names_a_match(text) or names_a_profile(text)
+    if text.startswith("/"):
+        _, at, mention = text.split(maxsplit=1)[0].partition("@")
+        return not at or (bool(username) and mention.lower() == (username or "").lower())
+    return names_a_match(text)
+
+
+def anonymous_note() -> str:
+    """The note, in both languages: the stand-ins carry none, and the group may read either."""
+    return t("anonymous_sender", "en") + "\n" + t("anonymous_sender", "ru")
 
 
 class AnonymousSenderMiddleware(BaseMiddleware):
@@ -55,9 +66,16 @@ class AnonymousSenderMiddleware(BaseMiddleware):
         message = (event.message or event.edited_message) if isinstance(event, Update) else None
         if message is None or not speaks_for_a_chat(message):
             return await handler(event, data)
-        if message.is_automatic_forward or not asks_for_work(message):
+        if message.is_automatic_forward:
+            return None
+        bot: Bot | None = data.get("bot")
+        username = (await bot.me()).username if bot is not None else None  # aiogram keeps it after the first call
+        if not asks_for_work(message, username):
             return None
         logger.info("update %s: sent in the name of chat %s, not a person's: not served", event.update_id,
                     message.sender_chat.id if message.sender_chat else message.chat.id)
-        await answer(message, t("anonymous_sender", data.get("lang", "en")))
+        try:
+            await answer(message, anonymous_note())
+        except TelegramAPIError as exc:  # (outside the errors middleware: said here)
+            logger.warning("the note to chat %s was not sent: %s", message.chat.id, str(exc)[:200])
         return None

@@ -59,8 +59,15 @@ async def reply_started(message: Message, job: StartedJob, lang: str, services: 
             await send_reply(bot, message, asked_again_text(job.job_id, job.actor, lang, done,
                                                             _elsewhere(job, message)))
         return
-    message_id = await send_reply(bot, message, queued_text(job.job_id, job.actor, job.position, job.coalesced, lang),
-                                  cancel_keyboard(job.job_id, lang))
+    try:
+        message_id = await send_reply(bot, message, queued_text(job.job_id, job.actor, job.position, job.coalesced,
+                                                                lang), cancel_keyboard(job.job_id, lang))
+    except TelegramAPIError:
+        # No answer (a flooded group gives it up): the job runs all the same, and its result comes
+        # as a message of its own. Its limit reservation still becomes the job, or the job would
+        # stop counting against the user's active jobs once the reservation expired.
+        services.in_background(services.confirm(job, message.chat.id, None), f"job {job.job_id}: unanswered")
+        raise
     services.in_background(_record_answer(bot, services, job, message.chat.id, message_id), f"job {job.job_id}: attach")
 
 

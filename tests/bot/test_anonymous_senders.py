@@ -32,35 +32,39 @@ def bot_messages(stack: Stack, chat_id: int) -> list[dict]:
 
 def test_an_anonymous_admins_commands_and_links_get_a_note_and_start_nothing(quiet_stack: Stack) -> None:
     """/subscribe, /analyze, a pasted room link and /subscriptions from an anonymous admin: each
-    is answered with the note, no job is made and nothing is followed; the group's chatter is
-    passed over in silence. A member writing as themselves in the same group is served."""
+    is answered with the note (in both languages: the stand-in carries none), and no job is made.
+    Another bot's command, a profile link (the bot reports on those in private chats only) and
+    the group's chatter pass in silence. A member writing as themselves is served."""
     stack, group = quiet_stack, next(_groups)
     for text in ("/subscribe s1mple", f"/analyze {ROOM}", ROOM, "/subscriptions"):
         stack.tg.inject(ANONYMOUS_ADMIN, text, chat_id=group, sender_chat_id=group)
-    stack.tg.inject(ANONYMOUS_ADMIN, "gg wp", chat_id=group, sender_chat_id=group)
+    for text in ("/ban@SomeOtherBot spammer", "https://www.faceit.com/en/players/s1mple", "gg wp"):
+        stack.tg.inject(ANONYMOUS_ADMIN, text, chat_id=group, sender_chat_id=group)
     member = new_user()
     stack.tg.inject(member, "/help", chat_id=group)
     answers = stack.tg.wait_for(lambda es: sent if len(sent := [e for e in es if e["kind"] == "sent"]) >= 5 else None,
                                 timeout=10, chat_id=group)
-    notes = [e for e in answers if "as yourself" in e["text"]]
+    notes = [e for e in answers if "as yourself" in e["text"] and "от своего имени" in e["text"]]
     assert len(notes) == 4, [e["text"] for e in answers]
     assert any("/analyze" in e["text"] and "as yourself" not in e["text"] for e in answers)  # the member's /help
     stack.bot.wait_for_log("not a person's: not served")
-    assert stack.job_ids_of(ANONYMOUS_ADMIN) == []
-    assert not stack.redis.exists(f"fb:faceit:subs:user:{ANONYMOUS_ADMIN}")
-    assert len(bot_messages(stack, group)) == 5  # nothing for "gg wp"
+    assert stack.job_ids_of(ANONYMOUS_ADMIN) == []  # (the bot records a job the moment it starts one)
+    stack.tg.inject(member, "/help", chat_id=group)  # a marker: what came before it is all answered
+    stack.tg.wait_for(lambda es: len([e for e in es if e["kind"] == "sent"]) >= 6, timeout=10, chat_id=group)
+    assert len(bot_messages(stack, group)) == 6  # nothing for another bot's command, the profile, "gg wp"
 
 
 def test_a_channels_posts_get_a_note_and_its_forwards_nothing(quiet_stack: Stack) -> None:
-    """Posting as a channel gets the note in the user's language; the channel's own posts that
-    Telegram forwards into the group (room links among them) get nothing at all."""
+    """Posting as a channel gets the note; the channel's own posts that Telegram forwards into
+    the group (room links among them) get nothing at all."""
     stack, group, channel = quiet_stack, next(_groups), next(_groups)
     stack.tg.inject(CHANNEL_FORWARDS, f"Tonight's match: {ROOM}", chat_id=group, sender_chat_id=channel,
                     automatic_forward=True)
-    stack.tg.inject(CHANNEL_BOT, "/player s1mple", chat_id=group, sender_chat_id=channel, language_code="ru")
+    stack.tg.inject(CHANNEL_BOT, f"/player@{stack.tg.bot_info()['bot']['username']} s1mple", chat_id=group,
+                    sender_chat_id=channel)
     note = stack.tg.wait_for(lambda es: next((e for e in es if e["kind"] == "sent"), None), timeout=10,
                              chat_id=group)
-    assert "от своего имени" in note["text"]
+    assert "от своего имени" in note["text"] and "as yourself" in note["text"]
     member = new_user()
     stack.tg.inject(member, "/help", chat_id=group)
     stack.tg.wait_for(lambda es: len([e for e in es if e["kind"] == "sent"]) >= 2, timeout=10, chat_id=group)
@@ -84,7 +88,8 @@ def test_a_message_in_a_chats_name_is_told_by_its_sender_chat_or_stand_in(from_i
     assert speaks_for_a_chat(_message("/help", from_id, sender_chat)) is in_a_chats_name
 
 
-@pytest.mark.parametrize(("text", "work"), [("/start", True), (ROOM, True), (f"look: {ROOM}", True),
-                                            ("https://www.faceit.com/en/players/s1mple", True), ("gg", False)])
-def test_what_asks_for_work_is_a_command_or_a_link_the_bot_acts_on(text, work):
-    assert asks_for_work(_message(text, ANONYMOUS_ADMIN)) is work
+@pytest.mark.parametrize(("text", "work"), [
+    ("/start", True), ("/analyze@OurBot x", True), ("/analyze@ourbot x", True), ("/ban@OtherBot x", False),
+    (ROOM, True), (f"look: {ROOM}", True), ("https://www.faceit.com/en/players/s1mple", False), ("gg", False)])
+def test_what_asks_for_work_is_a_command_for_this_bot_or_a_room_link(text, work):
+    assert asks_for_work(_message(text, ANONYMOUS_ADMIN), "OurBot") is work

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.bot.conftest import Stack, new_user
+from tests.support.waiting import wait_until
 
 #: Group chat ids of this module (negative, as Telegram's are).
 _groups = itertools.count(-100_500_000, -1)
@@ -61,9 +62,24 @@ def test_groups_whose_flood_wait_is_long_are_not_waited_for(flood_control: Stack
         stack.tg.inject(member, "/help", chat_id=group)
     for group, _ in groups:  # each group's one message of the next 20 s
         stack.tg.wait_for(lambda es: next((e for e in es if e["kind"] == "sent"), None), timeout=10, chat_id=group)
+    refused_before = stack.bot.log().count("Telegram refused a call while serving an update")
     for group, member in groups:
         stack.tg.inject(member, "/help", chat_id=group)
     bystander = new_user()
     stack.say(bystander, "/help")
     assert "/analyze" in stack.first_reply(bystander, timeout=5)["text"]
+    # Given up, not waiting: each group's second answer was refused at once, none is pending.
+    wait_until(lambda: stack.bot.log().count("Telegram refused a call while serving an update") - refused_before
+               >= len(groups), timeout=5, what="every group's second answer given up")
     assert all(help_answers(stack, group) == 1 for group, _ in groups)
+
+
+def test_a_private_chat_under_flood_control_still_gets_every_answer(flood_control: Stack) -> None:
+    """One person pastes three commands at once: a private chat's limit answers within a second,
+    and all three answers wait for it (only a group's are given up, one waiting at a time)."""
+    stack = flood_control
+    stack.tg.limits(chat_per_second=1, chat_burst=1, overall_per_second=1000, overall_burst=1000)
+    user = new_user()
+    for _ in range(3):
+        stack.say(user, "/help")
+    assert len(stack.replies(user, 3, timeout=15)) == 3

@@ -333,7 +333,7 @@ def test_specialists_need_enough_attempts() -> None:
     # p11: 9 entries, 6 won (67%), 3 clutches, all won; p10's one of one is not enough
     assert team["specialists"] == {"entry_success": _pid(1, 1), "clutch_1v1": _pid(1, 1)}
     text = "".join(render.texts(render.render_match_analysis, analysis.analyse_match(match, data))["en"])
-    assert "entry wins: p11 67% · 1v1 won: p11 100%" in text and "p10 100%" not in text
+    assert "best entry: p11 67% · 1v1 won: p11 100%" in text and "p10 100%" not in text
 
 
 def test_a_specialist_named_from_lifetime_stats_is_marked_as_such() -> None:
@@ -351,7 +351,7 @@ def test_a_specialist_named_from_lifetime_stats_is_marked_as_such() -> None:
     assert team["specialists"] == {"entry_success": _pid(1, 1), "clutch_1v1": _pid(1, 0)}
     texts = render.texts(render.render_match_analysis, result)
     en, ru = "".join(texts["en"]), "".join(texts["ru"])
-    assert "entry wins: p11 67% · 1v1 won: p10 67% (lifetime)" in en
+    assert "best entry: p11 67% · 1v1 won: p10 67% (lifetime)" in en
     assert "лучший на открытии: p11 67% · клатчи 1 на 1: p10 67% (за всё время)" in ru
     assert [p["lifetime_rates"] for p in team["players"][:2]] == [["clutch_1v1"], []]
 

@@ -152,6 +152,20 @@ def test_win_chances_add_up_to_100_wherever_they_are_shown(p1: float) -> None:
     assert found and int(found.group(1)) + int(found.group(2)) == 100, render.render_bulk(bulk, "en")
 
 
+@pytest.mark.parametrize(("p1", "shown", "favourite"), [(0.996, (99, 1), "faction1"), (0.003, (1, 99), "faction2"),
+                                                       (0.5051, (51, 49), "faction1"), (0.50504, (50, 50), None)])
+def test_the_favourite_is_the_side_the_shown_chances_favour_and_no_side_shows_0_percent(p1, shown, favourite) -> None:
+    """0.996 showed "win 100% / win 0%", a decided match; and the analysis chose its favourite from
+    the unrounded chance, so 0.50504 (stored as 0.505, shown 50% / 50%) named a favourite beside
+    "Even match"."""
+    data = _lobby(p1=p1)
+    assert data["favourite"] == favourite
+    for lang, word in (("en", "win"), ("ru", "шанс на победу")):
+        text = render.render_match_analysis(data, lang)
+        assert tuple(int(x) for x in re.findall(rf"· {word} (\d+)% ·", text)) == shown
+        assert ("Favourite" in text or "Фаворит" in text) is (favourite is not None)
+
+
 def test_a_bulk_line_starts_with_a_short_link_and_names_its_figures() -> None:
     """A /bulk line began with the 38-character match id and unlabelled figures ("team_move 1365
     vs team_ezvexmo 1441 · 39%:61% · … · Nuke"); a failed one repeated the id in its reason."""
@@ -242,7 +256,7 @@ def test_a_player_reports_own_figures_read_as_their_own() -> None:
     assert "entry wins 38%" in en
     assert "Level <b>5</b> · Elo <b>1051</b> · 150 Elo to level 6\n" in en and "+150" not in en
     assert "Уровень <b>5</b> · Elo <b>1051</b> · до уровня 6: 150 Elo\n" in ru
-    assert "Elo since we first saw them (Dec 6): +60" in en and "Elo с первого наблюдения (06.12): +60" in ru
+    assert "Elo since Dec 6: +60" in en and "Elo с 06.12: +60" in ru  # (snapshots go back 62 days at most)
     assert "win streak 4 · best 9" in en and "серия побед 4 · рекорд 9" in ru
 
 

@@ -190,6 +190,8 @@ async def test_a_message_sent_in_a_chats_name_carries_that_chat(tg_bot: Bot, tel
         (group, "supergroup", None)
     assert (forwarded.sender_chat.id, forwarded.sender_chat.type, forwarded.is_automatic_forward) == \
         (channel, "channel", True)
+    assert (anonymous.from_user.is_bot, anonymous.from_user.username, anonymous.from_user.language_code) == \
+        (True, "GroupAnonymousBot", None)  # Telegram's stand-in, without a language
     with pytest.raises(SandboxControlError, match="in a group"):
         telegram_sandbox.inject(USER, "in a private chat", sender_chat_id=group)
     with pytest.raises(SandboxControlError, match="negative"):
