@@ -20,6 +20,8 @@ patches the broker class).
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -93,6 +95,29 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+#: How long this process trusts its finding that a dead process holds ack sets on queues it does
+#: not know (:func:`_acks_elsewhere`) before it looks again, in seconds.
+ELSEWHERE_RECHECK = 600.0
+#: (namespace, dead broker id) → when (``time.monotonic``) its ack sets on queues this process
+#: does not know were found: such an id is neither forgotten nor looked for again until
+#: :data:`ELSEWHERE_RECHECK` has passed. Only ids still dead at the last sweep are kept.
+_HOLDING_ELSEWHERE: dict[tuple[str, str], float] = {}
+_GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis ``MATCH`` pattern."""
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
+def _acks_elsewhere(client: Any, namespace: str, worker_id: str) -> list[str]:
+    """The queues ``worker_id`` holds an ack set on, any queue (``SCAN``, never ``KEYS``: it walks
+    the keyspace a batch at a time, without blocking Redis for the whole of it)."""
+    prefix = acks_key(namespace, worker_id, "")
+    found = client.scan_iter(match=f"{_glob_escape(prefix)}*", count=1000)
+    return sorted({_text(key)[len(prefix):] for key in found})
+
+
 def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
     """Put back the unacked messages of dead worker processes on ``queue_names``, and forget dead
     processes that hold nothing. Returns how many dead processes held messages on those queues
@@ -105,12 +130,20 @@ def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
     no live pool consumes (a pool removed, ``QUEUE_NAME_PREFIX`` changed) stayed for ever: one
     full walk of the keyspace per queue every few seconds. Here each dead id is first checked
     with ``EXISTS`` on its ack sets of every queue this process knows (the broker's declared
-    queues and ``queue_names``, with their delay queues); one holding none is removed from the
-    heartbeat set directly (Dramatiq removes it too, when it finds nothing). Dramatiq's
-    maintenance then runs only on this process's queues where a dead id still holds messages,
-    and moves them back to their queue. Ack sets on queues nobody here knows are left alone
-    (their owners' entries are forgotten): deployments sharing a ``DRAMATIQ_NAMESPACE`` must
-    share their queue names.
+    queues and ``queue_names``, with their delay queues). Dramatiq's maintenance then runs only
+    on this process's queues where a dead id still holds messages, and moves them back to their
+    queue.
+
+    A dead id holding nothing on those queues is removed from the heartbeat set directly
+    (Dramatiq removes it too, when it finds nothing), but only once ``SCAN MATCH
+    <ns>:__acks__.<id>.*`` finds no ack set of it on any queue: Dramatiq puts back only the
+    messages of ids its heartbeat set lists, so forgetting one that holds messages on queues
+    nobody here knows (a ``QUEUE_NAME_PREFIX`` changed while the old pools still consume the old
+    names, a pool of other queues) would strand them for good. Such an id keeps its entry, for a
+    pool of those queues to put them back, and is told once at WARNING; this process looks for
+    its ack sets again every :data:`ELSEWHERE_RECHECK` seconds, not on every sweep. (For a pool
+    removed for good, nothing will: an operator starts one on those queues once, or deletes the
+    ack sets.)
     """
     if not isinstance(broker, RedisBroker):
         return 0
@@ -120,6 +153,7 @@ def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
     cutoff = now - broker.heartbeat_timeout
     heartbeats = heartbeats_key(namespace)
     dead = [_text(i) for i in client.zrangebyscore(heartbeats, 0, cutoff)]
+    _forget_checks(namespace, dead)
     if not dead:
         return 0
     known = _ack_queues([*broker.get_declared_queues(), *queue_names])
@@ -130,11 +164,12 @@ def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
     found = iter(pipe.execute())
     holding = {worker_id: [queue for queue in known if next(found)] for worker_id in dead}
     idle = [worker_id for worker_id, queues in holding.items() if not queues]
-    if idle:
+    empty = [worker_id for worker_id in idle if not _holds_acks_elsewhere(client, namespace, worker_id)]
+    if empty:
         forget = client.register_script(_FORGET_DEAD)
-        forgotten = [_text(i) for i in forget(keys=[heartbeats], args=[cutoff, *idle])]
+        forgotten = [_text(i) for i in forget(keys=[heartbeats], args=[cutoff, *empty])]
         if forgotten:
-            logger.info("forgot %d dead worker process(es) holding no messages: %s",
+            logger.info("forgot %d dead worker process(es) holding no unacked message on any queue: %s",
                         len(forgotten), ", ".join(forgotten))
     ours = set(_ack_queues(queue_names))
     owners = {worker_id: sorted(set(queues) & ours) for worker_id, queues in holding.items()}
@@ -150,6 +185,33 @@ def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
         logger.info("putting back the unacked messages of dead worker process %s on %s",
                     worker_id, ", ".join(queues))
     return len(owners)
+
+
+def _forget_checks(namespace: str, dead: list[str]) -> None:
+    """Drop what :data:`_HOLDING_ELSEWHERE` knows of ids of ``namespace`` no longer dead (put
+    back and forgotten by a pool of their queues, or alive again)."""
+    still_dead = set(dead)
+    for key in [key for key in _HOLDING_ELSEWHERE if key[0] == namespace and key[1] not in still_dead]:
+        del _HOLDING_ELSEWHERE[key]
+
+
+def _holds_acks_elsewhere(client: Any, namespace: str, worker_id: str) -> bool:
+    """Whether dead ``worker_id``, which holds nothing on the queues this process knows, holds an
+    ack set on another queue: looked for with ``SCAN`` once per :data:`ELSEWHERE_RECHECK`, and
+    told at WARNING the first time it is found."""
+    key = (namespace, worker_id)
+    checked = _HOLDING_ELSEWHERE.get(key)
+    if checked is not None and time.monotonic() - checked < ELSEWHERE_RECHECK:
+        return True
+    queues = _acks_elsewhere(client, namespace, worker_id)
+    if not queues:
+        _HOLDING_ELSEWHERE.pop(key, None)
+        return False
+    if checked is None:
+        logger.warning("dead worker process %s holds unacked messages on queues this pool does not consume: %s; "
+                       "a pool of those queues will put them back", worker_id, ", ".join(queues))
+    _HOLDING_ELSEWHERE[key] = time.monotonic()
+    return True
 
 
 def build_middleware(settings: Settings, worker_registry) -> list[dramatiq.Middleware]:

@@ -314,7 +314,8 @@ class LoginThrottle:
     """At most ``attempts`` failed logins per key in ``window`` seconds.
 
     A key is a client address (:func:`client_address`: behind a proxy named in
-    ``DASHBOARD_TRUSTED_PROXIES``, the client it forwards) and the account tried there
+    ``DASHBOARD_TRUSTED_PROXIES``, the client it forwards; an IPv6 one as its /64 network,
+    :func:`throttle_address`) and the account tried there
     (:func:`throttle_account`): a user name (login form or basic auth, one count for both: they
     guess the same password) or the bearer token. Per account, not per address alone: behind a
     proxy that is not trusted every client has the proxy's address, and someone guessing the
@@ -411,6 +412,22 @@ def client_address(peer: str | None, forwarded_for: Sequence[str], trusted: Sequ
         if not _is_trusted(client, trusted):
             break
     return str(client or address)
+
+
+#: How much of an IPv6 address the login throttle counts as one client: its /64 network. One
+#: subscriber gets a whole /64 (usually far more), and every address in it is theirs to use, so
+#: per address a guesser had five tries a minute times 2**64.
+THROTTLE_IPV6_PREFIX = 64
+
+
+def throttle_address(address: str) -> str:
+    """What the login throttle counts a client address (:func:`client_address`) under: an IPv6
+    address as its /64 network (``2001:db8::/64``), anything else (IPv4, ``?``) as it is. The log
+    keeps naming the full address."""
+    parsed = _address(address)
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((parsed, THROTTLE_IPV6_PREFIX), strict=False))
+    return address
 
 
 def _scheme_and_value(header: str) -> tuple[str, str]:

@@ -46,6 +46,7 @@ from dashboard.security import (
     client_address,
     parse_authorization,
     throttle_account,
+    throttle_address,
     trusted_networks,
 )
 from queues.errors import BrokerUnreachableError
@@ -184,11 +185,13 @@ TOO_MANY_ATTEMPTS = "Too many failed attempts; try again in {seconds} s."
 
 def throttle_key(request: web.Request, account: str) -> str:
     """The key the login throttle counts failures under: the client's address (:func:`client_of`:
-    behind a trusted proxy, the one it names) and the account tried
-    (:func:`~dashboard.security.throttle_account`), as the first 16 hex digits of its SHA-256: the
-    name typed may be a whole form field (up to 1 MiB) the throttle would keep."""
+    behind a trusted proxy, the one it names; an IPv6 address as its /64 network,
+    :func:`~dashboard.security.throttle_address`, since whoever has one address of a /64 can use
+    them all) and the account tried (:func:`~dashboard.security.throttle_account`), as the first
+    16 hex digits of its SHA-256: the name typed may be a whole form field (up to 1 MiB) the
+    throttle would keep."""
     digest = hashlib.sha256(account.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{client_of(request)}|{digest}"
+    return f"{throttle_address(client_of(request))}|{digest}"
 
 
 def retry_after(wait: float) -> int:

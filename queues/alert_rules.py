@@ -28,9 +28,11 @@ stale_jobs              error     yes     15 / queue  the oldest waiting job is 
 redis_memory            warning   yes     15          used memory > ALERT_REDIS_MEMORY_SHARE of
                                                       ``maxmemory`` (when a maxmemory is set)
 redis_eviction          warning   yes     10          Redis's ``maxmemory-policy`` is not
-                                                      ``noeviction``: at maxmemory it deletes keys
-                                                      (job records, delivery marks, subscriptions,
-                                                      queued messages) instead of refusing writes
+                                                      ``noeviction`` and a ``maxmemory`` is set: at
+                                                      it Redis deletes keys (job records, delivery
+                                                      marks, subscriptions, queued messages)
+                                                      instead of refusing writes (with maxmemory 0,
+                                                      no limit, it never evicts, whatever the policy)
 queue_depth             warning   yes     10 / queue  waiting jobs > ALERT_DEPTH_<PRIORITY>
 wait_time               warning   yes     10 / queue  max(p95 wait, oldest waiting age) >
                                                       ALERT_WAIT_<PRIORITY>
@@ -246,10 +248,12 @@ def evaluate(snapshot: dict[str, Any], t: Thresholds) -> list[Finding]:
         found.append(finding("redis_memory", GLOBAL_SUBJECT, memory_share=share, limit=t.redis_memory_share,
                              used_memory=redis_state.get("used_memory"), maxmemory=redis_state.get("maxmemory")))
     # Everything here relies on Redis never deleting a key on its own; a snapshot without the
-    # policy (an older monitor's) says nothing either way.
+    # policy (an older monitor's) says nothing either way. Redis evicts only at its maxmemory:
+    # with none (0: no limit) it never does, whatever the policy says.
     policy = redis_state.get("maxmemory_policy")
-    if policy and policy != REQUIRED_EVICTION_POLICY:
-        found.append(finding("redis_eviction", GLOBAL_SUBJECT, policy=policy))
+    maxmemory = int(redis_state.get("maxmemory") or 0)
+    if policy and policy != REQUIRED_EVICTION_POLICY and maxmemory > 0:
+        found.append(finding("redis_eviction", GLOBAL_SUBJECT, policy=policy, maxmemory=maxmemory))
     dead = sum(int(q.get("dead") or 0) for q in (snapshot.get("queues") or {}).values())
     if dead:
         found.append(finding("dead_letters", GLOBAL_SUBJECT, dead=dead))

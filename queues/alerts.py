@@ -207,6 +207,14 @@ class AlertStore:
         pipe.zremrangebyrank(self.log_key, 0, -(self.log_max + 1))
         pipe.expire(self.log_key, int(self.retention_seconds) + 60)
 
+    def trim_log_now(self) -> int:
+        """Run :meth:`trim_log`'s trims now (the monitor's retention sweep, for a log that grew
+        past them: an older version wrote it); returns how many entries went."""
+        pipe = self.client.pipeline(transaction=False)
+        self.trim_log(pipe)
+        by_age, by_count, _ = pipe.execute()
+        return int(by_age) + int(by_count)
+
     def _fan_out(self, alert: Alert) -> None:
         for sink in self.sinks:
             try:

@@ -9,8 +9,9 @@ heartbeats), succeeded/failed/retried/canceled counts and the failure rate over 
 ``window_seconds`` (per-minute counters, so rounded out to whole minutes), p50/p95 wait and run
 time (exact, from the newest samples finished inside the window), and the age of the oldest
 waiting job. Beside the queues: Redis reachability, memory and its share of ``maxmemory``, its
-``maxmemory-policy`` (anything but ``noeviction`` is the warning ``redis_eviction``: Redis would
-delete job records, delivery marks and subscriptions at ``maxmemory``), and FACEIT
+``maxmemory-policy`` (anything but ``noeviction``, under a ``maxmemory``, is the warning
+``redis_eviction``: Redis would delete job records, delivery marks and subscriptions at
+``maxmemory``; with none it never evicts), and FACEIT
 request/error/429/auth counts (when ``faceit.metrics`` is importable).
 
 Redis keys (under ``REDIS_KEY_PREFIX``, built only by :class:`MonitorKeys`):
@@ -763,7 +764,8 @@ class QueueMonitor:
     # --- housekeeping -------------------------------------------------------------------------
 
     def retention_cleanup(self, batch: int = 500) -> dict[str, int]:
-        """Prune ids of expired job records from the job indexes and trim metric series.
+        """Prune ids of expired job records from the job indexes and trim metric series and the
+        alert log (its own trims, :meth:`~queues.alerts.AlertStore.trim_log_now`).
 
         Per-minute counters, samples and job records expire by TTL; indexes and series are
         bounded but only pruned when read, so a daily sweep keeps them lean.
@@ -790,8 +792,7 @@ class QueueMonitor:
         for key in self.client.scan_iter(match=self.keys.series_pattern, count=100):
             trimmed += int(self.client.zremrangebyscore(key, 0, now - self.retention_seconds))
             trimmed += int(self.client.zremrangebyrank(key, 0, -(SERIES_MAX_POINTS + 1)))
-        trimmed += int(self.client.zremrangebyscore(self.alerts.log_key, 0, now - self.alerts.retention_seconds))
-        trimmed += int(self.client.zremrangebyrank(self.alerts.log_key, 0, -(self.alerts.log_max + 1)))
+        trimmed += self.alerts.trim_log_now()
         logger.info("retention: pruned %d expired ids from %d indexes, trimmed %d points", pruned, indexes,
                     trimmed)
         if unfinished:

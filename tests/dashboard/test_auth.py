@@ -551,6 +551,46 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_login_throttle
     assert "guess-4321" not in caplog.text and ADMIN["password"] not in caplog.text
 
 
+def test_behind_a_trusted_proxy_an_ipv6_client_is_throttled_by_its_64_network(
+        redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Whoever has one address of an IPv6 /64 can use all 2**64 of them: counted per address, a
+    guesser got five tries a minute per address, without limit. The /64 is one key; the log still
+    names the address."""
+    caplog.set_level(logging.INFO, logger="dashboard")
+    with serving(dashboard_trusted_proxies="127.0.0.1") as proxied:
+        browser = proxied.client()
+        token = page_csrf(browser.get("/login").text)
+        wrong = {"user": ADMIN["user"], "password": "guess-6464", "csrf_token": token}
+        right = {**ADMIN, "csrf_token": token}
+        codes = [browser.post("/login", form=wrong, headers=from_address("2001:db8::1")).status for _ in range(5)]
+        assert codes == [401] * 5
+        # Another address of the same /64 (spelled out in full, too) is the same guesser.
+        for same_network in ("2001:db8::2", "2001:db8:0:0:ffff:ffff:ffff:ffff"):
+            reply = proxied.client().post("/login", form=right, headers=from_address(same_network))
+            assert reply.status == 429, (same_network, reply.status)
+        assert_throttled(proxied.client(**ADMIN).get("/api/me", headers=from_address("2001:db8::3")))
+        # The next /64 is another subscriber, and so is an IPv4 client.
+        assert proxied.client().post("/login", form=right, headers=from_address("2001:db8:0:1::1")).status == 303
+        assert proxied.client(**ADMIN).get("/api/me", headers=from_address("2001:db8:0:1::1")).status == 200
+        assert proxied.client().post("/login", form=right, headers=from_address(CLIENT_B)).status == 303
+    assert "failed login from 2001:db8::1" in caplog.text
+    assert "failed login from 2001:db8::/64" not in caplog.text
+    assert "operator signed in (admin) from 2001:db8:0:1::1" in caplog.text
+
+
+@pytest.mark.parametrize(("address", "key"), [
+    ("2001:db8::1", "2001:db8::/64"),
+    ("2001:DB8:0:0:1234:5678:9abc:def0", "2001:db8::/64"),
+    ("2001:db8:0:1::1", "2001:db8:0:1::/64"),
+    (CLIENT_A, CLIENT_A),                                              # IPv4: the address itself
+    ("?", "?"),                                                        # no peer address
+])
+def test_the_login_throttle_counts_an_ipv6_client_by_its_64_network(address: str, key: str) -> None:
+    from dashboard.security import throttle_address
+
+    assert throttle_address(address) == key
+
+
 @pytest.mark.parametrize("trusted", ["", "10.0.0.0/8"], ids=["none", "another-network"])
 def test_from_an_untrusted_peer_a_forged_forwarded_for_escapes_no_block(
         redis_url: str, caplog: pytest.LogCaptureFixture, trusted: str) -> None:

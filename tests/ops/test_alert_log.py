@@ -19,8 +19,8 @@ CAP = 5
 
 @pytest.fixture
 def capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stores built from now on keep ``CAP`` entries (``raising=False``: the name is new)."""
-    monkeypatch.setattr(queues.alerts, "ALERT_LOG_MAX", CAP, raising=False)
+    """Stores built from now on keep ``CAP`` entries."""
+    monkeypatch.setattr(queues.alerts, "ALERT_LOG_MAX", CAP)
 
 
 def _failed_job(i: int, now: float) -> Alert:
@@ -52,7 +52,24 @@ def test_the_monitors_own_writes_to_the_log_keep_the_cap(fresh, capped, make_mon
     assert min(json.loads(raw)["job_id"] for raw in redis_client.zrange(log, 0, 0)) == "j3"
 
     redis_client.zadd(log, {json.dumps(_failed_job(i, now).to_dict()): now - 100 + i for i in range(20, 30)})
-    assert monitor.retention_cleanup()["trimmed_points"] >= 10
+    assert monitor.retention_cleanup()["trimmed_points"] == 10  # no series yet: the log's alone
     assert redis_client.zcard(log) == CAP
     assert [json.loads(raw)["job_id"] for raw in redis_client.zrange(log, 0, -1)] == [
         "j25", "j26", "j27", "j28", "j29"]
+
+
+def test_trimming_the_log_now_says_how_many_entries_went(fresh, capped, redis_client):
+    """What the retention sweep counts: entries past the retention, then all but the newest ``CAP``."""
+    from queues.runtime import get_redis
+
+    store = AlertStore(get_redis(), sinks=[], retention_seconds=3600)
+    now = time.time()
+    old = {json.dumps(_failed_job(i, now - 7200).to_dict()): now - 7200 + i for i in range(3)}
+    newer = {json.dumps(_failed_job(i, now).to_dict()): now - 100 + i for i in range(10, 17)}
+    redis_client.zadd(store.log_key, {**old, **newer})
+
+    assert store.trim_log_now() == 3 + 2
+    assert [json.loads(raw)["job_id"] for raw in redis_client.zrange(store.log_key, 0, -1)] == [
+        "j12", "j13", "j14", "j15", "j16"]
+    assert 0 < redis_client.ttl(store.log_key) <= 3600 + 60
+    assert store.trim_log_now() == 0

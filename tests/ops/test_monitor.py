@@ -126,16 +126,23 @@ def test_redis_memory_share_over_maxmemory_limit_fires_and_resolves(fresh, make_
 
 def test_a_redis_that_may_evict_keys_is_a_warning_until_noeviction_is_set(fresh, make_monitor):
     """Everything in Redis (job records, delivery marks, locks, subscriptions, Dramatiq's message
-    bodies) must stay until the code deletes it: a policy that evicts is told in one line."""
+    bodies) must stay until the code deletes it: a policy that evicts is told in one line. Only
+    under a maxmemory: without one (0, the test Redis's) Redis never evicts, whatever the policy."""
     monitor = make_monitor()
     client = monitor.client
     assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+    assert client.config_get("maxmemory")["maxmemory"] == "0"
     before = monitor.tick()["health"]  # no workers here: idle queues cost points too
     assert "redis_eviction" not in {c["rule"] for c in before["components"]}
     client.config_set("maxmemory-policy", "allkeys-lru")
     try:
+        unlimited = monitor.tick()
+        assert (unlimited["redis"]["maxmemory_policy"], unlimited["redis"]["maxmemory"]) == ("allkeys-lru", 0)
+        assert not fired(monitor.alerts, "redis_eviction")
+        assert unlimited["health"]["health_score"] == before["health_score"]
+        client.config_set("maxmemory", str(1 << 30))  # far above what the test uses: nothing is evicted
         snap = monitor.tick()
-        assert snap["redis"]["maxmemory_policy"] == "allkeys-lru"
+        assert (snap["redis"]["maxmemory_policy"], snap["redis"]["maxmemory"]) == ("allkeys-lru", 1 << 30)
         assert [a.level for a in fired(monitor.alerts, "redis_eviction")] == ["warning"]
         [alert] = fired(monitor.alerts, "redis_eviction")
         assert (alert.level, alert.source, alert.subject) == ("warning", "redis", "-")
@@ -148,6 +155,7 @@ def test_a_redis_that_may_evict_keys_is_a_warning_until_noeviction_is_set(fresh,
         assert len(fired(monitor.alerts, "redis_eviction")) == 1  # one alert while it holds
     finally:
         client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", "0")
     settle(monitor)
     assert len(resolved(monitor.alerts, "redis_eviction")) == 1
     assert monitor.open_alerts() == []

@@ -100,16 +100,34 @@ def test_redis_memory_share_over_the_limit():
     assert ("redis_memory", "-") not in rules(snapshot(redis={"reachable": True, "memory_share": None}))
 
 
-def test_any_eviction_policy_but_noeviction_is_a_warning():
+def redis_with(policy: str | None = None, maxmemory: int | None = None) -> dict[str, Any]:
+    """A snapshot whose Redis has ``policy`` and ``maxmemory`` (either left out when None)."""
+    state: dict[str, Any] = {"reachable": True, "memory_share": None}
+    if policy is not None:
+        state["maxmemory_policy"] = policy
+    if maxmemory is not None:
+        state["maxmemory"] = maxmemory
+    return snapshot(redis=state)
+
+
+def test_any_eviction_policy_but_noeviction_is_a_warning_under_a_maxmemory():
     """Job records, delivery marks, locks, subscriptions and queued messages must never be evicted."""
     for policy in ("allkeys-lru", "volatile-lru", "allkeys-random", "volatile-ttl"):
-        found_rules = rules(snapshot(redis={"reachable": True, "memory_share": None, "maxmemory_policy": policy}))
-        assert found_rules == {("redis_eviction", "-")}, policy
-        [found] = evaluate(snapshot(redis={"reachable": True, "memory_share": None, "maxmemory_policy": policy}), T)
+        assert rules(redis_with(policy, 1 << 30)) == {("redis_eviction", "-")}, policy
+        [found] = evaluate(redis_with(policy, 1 << 30), T)
         assert (found.rule, found.level, found.alert, found.source) == ("redis_eviction", "warning", True, "redis")
         assert policy in found.message
-    assert not rules(snapshot(redis={"reachable": True, "memory_share": None, "maxmemory_policy": "noeviction"}))
-    assert not rules(snapshot(redis={"reachable": True, "memory_share": None}))  # not read: nothing said
+        assert found.details["maxmemory"] == 1 << 30
+    assert not rules(redis_with("noeviction", 1 << 30))
+    assert not rules(redis_with())  # not read: nothing said
+
+
+def test_without_a_maxmemory_no_policy_can_evict():
+    """maxmemory 0 is no limit: Redis never reaches it, so it never evicts, whatever the policy (a
+    development Redis left at allkeys-lru lost 10 health points for nothing)."""
+    for policy in ("allkeys-lru", "volatile-lru", "allkeys-random", "volatile-ttl"):
+        assert not rules(redis_with(policy, 0)), policy
+        assert not rules(redis_with(policy)), policy  # a snapshot that names no maxmemory
 
 
 def test_faceit_auth_errors_and_429_storm():
@@ -163,7 +181,7 @@ def every_rule_at_once() -> list:
         "default": queue("default", succeeded=5, failed=5, failure_rate=0.5, dead=2, wait_p95=90),
         "low": queue("low", workers=0),
     }, redis={"reachable": True, "memory_share": 0.9, "refuses_writes": True, "used_memory_human": "1.20M",
-              "maxmemory_human": "1.00M", "maxmemory_policy": "allkeys-lru"},
+              "maxmemory": 1 << 20, "maxmemory_human": "1.00M", "maxmemory_policy": "allkeys-lru"},
         faceit={"available": True, "auth_errors": 3, "rate_limited": 21, "window_seconds": 60,
                 "auth_window_seconds": 300},
         monitor={"stale": True, "last_recorded_age": 120},
