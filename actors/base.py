@@ -29,7 +29,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from faceit.ratelimit import LOW_PRIORITY_WORK
+from faceit.ratelimit import LOW_PRIORITY_WORK, LowPriority
 from middleware.state import state_of
 from queues.connection import async_redis_client
 from queues.errors import JobCanceled, JobTimeLimitExceeded, PermanentError
@@ -189,7 +189,7 @@ def job_actor(
             assert task is not None
             resources.register(ctx, task)
             # Bulk work asks FACEIT only for what interactive work leaves (:mod:`faceit.ratelimit`).
-            LOW_PRIORITY_WORK.set(QueuePriority(priority) is QueuePriority.LOW)
+            LOW_PRIORITY_WORK.set(LowPriority() if QueuePriority(priority) is QueuePriority.LOW else None)
             expired = False
             try:
                 try:

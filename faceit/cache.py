@@ -10,6 +10,13 @@ slow fetch is never duplicated, while a crashed leader's lock expires within ``l
 A failed fetch is remembered briefly (``failure`` key) so that waiters, and repeats of a bad
 nickname, get the same error instead of each trying again.
 
+Priority (:mod:`faceit.ratelimit`): a fetch that low-priority work leads runs under a
+:class:`~faceit.ratelimit.LowPriority` of its own, and an interactive caller that joins it in the
+process raises it, so the user does not wait in the low lane. A give-up of the low lane
+(:class:`~faceit.errors.LowPriorityBudgetExhaustedError`) is not remembered: the lock is released,
+and a caller waiting in another process fetches at its own priority; an interactive joiner in the
+process that gets it anyway (the leader gave up as it joined) fetches itself.
+
 Values are JSON; every key is written with a TTL.
 """
 
@@ -28,6 +35,7 @@ from redis.asyncio import Redis
 
 from faceit import errors
 from faceit.keys import FaceitKeys
+from faceit.ratelimit import LOW_PRIORITY_WORK, LowPriority, low_priority_work
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +119,8 @@ class SingleFlightCache:
         self.lock_ttl = lock_ttl
         self.failure_ttl = failure_ttl
         self.max_wait = max_wait
-        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        # Each fetch under way: its future, and its own LowPriority when low work leads it.
+        self._inflight: dict[str, tuple[asyncio.Future[Any], LowPriority | None]] = {}
         self._store = redis.register_script(_STORE)
         self._fail = redis.register_script(_FAIL)
         self._release = redis.register_script(_RELEASE)
@@ -144,11 +153,28 @@ class SingleFlightCache:
             hit, value = await self.peek(key)
             if hit:
                 return value
-        running = self._inflight.get(key)
-        if running is not None:
-            return await asyncio.shield(running)
+        low = low_priority_work()
+        while True:
+            running = self._inflight.get(key)
+            if running is None:
+                return await self._fly(key, fetch, ttl_for, low)
+            future, flight = running
+            if flight is not None and low is None:
+                flight.promote()  # an interactive caller waits on it now: out of the low lane
+            try:
+                return await asyncio.shield(future)
+            except errors.LowPriorityBudgetExhaustedError:
+                if low is not None:
+                    raise
+                # The low leader gave up before it saw this caller: fetch at our own priority.
+
+    async def _fly(self, key: str, fetch: Fetch, ttl_for: TtlFor, low: LowPriority | None) -> Any:
+        """Fetch ``key`` for this process, its joiners waiting on the future; low-priority work
+        fetches under a :class:`LowPriority` of this fetch's own, which a joiner may raise."""
+        flight = LowPriority() if low is not None else None
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        self._inflight[key] = (future, flight)
+        marked = LOW_PRIORITY_WORK.set(flight) if flight is not None else None
         try:
             value = await self._lead_or_follow(key, fetch, ttl_for)
         except BaseException as exc:
@@ -161,7 +187,10 @@ class SingleFlightCache:
             future.set_result(value)
             return value
         finally:
-            self._inflight.pop(key, None)
+            if marked is not None:
+                LOW_PRIORITY_WORK.reset(marked)
+            if self._inflight.get(key, (None, None))[0] is future:
+                del self._inflight[key]
 
     async def _lead_or_follow(self, key: str, fetch: Fetch, ttl_for: TtlFor) -> Any:
         lock = self.keys.lock(key)
@@ -182,6 +211,11 @@ class SingleFlightCache:
         renewer = asyncio.create_task(self._keep_lock(lock, token))
         try:
             value = await fetch()
+        except errors.LowPriorityBudgetExhaustedError:
+            # Not the key's failure: a caller of another priority may fetch it now.
+            with contextlib.suppress(Exception):
+                await self._release(keys=[lock], args=[token])
+            raise
         except errors.FaceitBotError as exc:
             ttl_ms = max(1, int(FAILURE_TTL.get(exc.code, self.failure_ttl) * 1000))
             with contextlib.suppress(Exception):

@@ -9,7 +9,9 @@ Errors map onto :mod:`faceit.errors`: 404 → :class:`NotFoundError`, 401/403 �
 429 → :class:`RateLimitedError` (``retry_after`` from ``Retry-After``; the shared bucket is pushed
 back so no process sends anything until then), 5xx/timeouts/connection errors →
 :class:`UpstreamError`. A 429 is retried once internally after the push-back (``rate_limit_retries``)
-and a 5xx/connection error once after a short pause, so a brief hiccup does not fail a job.
+and a 5xx/connection error once after a short pause, so a brief hiccup does not fail a job. The
+low lane's give-up (:class:`LowPriorityBudgetExhaustedError`: low-priority work found no slot
+within the limiter's ``max_wait``) is not retried inside: the job's retry schedule handles it.
 """
 
 from __future__ import annotations
@@ -181,7 +183,10 @@ class FaceitClient:
                 return await self._request_once(path, params)
             except errors.RateLimitedError as exc:
                 wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RETRY_AFTER
-                if rate_retries <= 0 or wait > MAX_INTERNAL_RETRY_WAIT:
+                # The low lane's give-up already waited its max_wait: queueing for another would
+                # double it; the job's retry schedule tries again.
+                if (rate_retries <= 0 or wait > MAX_INTERNAL_RETRY_WAIT
+                        or isinstance(exc, errors.LowPriorityBudgetExhaustedError)):
                     raise
                 rate_retries -= 1  # the bucket already holds every client back for `wait`
             except errors.UpstreamError as exc:

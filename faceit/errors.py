@@ -68,6 +68,14 @@ class RateLimitedError(TransientError):
     code = "rate_limited"
 
 
+class LowPriorityBudgetExhaustedError(RateLimitedError):
+    """Low-priority work (a job of the low queue) found no FACEIT slot within the rate limiter's
+    ``max_wait``: the low-priority budget (what the shared bucket holds above the share kept for
+    interactive work) is used up for now. Nothing was sent. The client does not retry it inside
+    and the cache does not remember it as the key's failure (a caller of that key waiting in
+    another process then fetches at its own priority): the job's own retry schedule tries again."""
+
+
 class UpstreamError(TransientError):
     """5xx, a timeout or a broken connection on the way to an outside service."""
 

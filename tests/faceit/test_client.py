@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -290,7 +291,7 @@ async def test_low_priority_work_never_queues_ahead_of_interactive_calls(make_cl
     them. Now low work takes a token only while the bucket holds more than half its burst: the
     interactive calls asked after find those tokens and finish while the bulk still runs, and
     the bulk's calls all go, at the bucket's pace."""
-    from faceit.ratelimit import LOW_PRIORITY_WORK, low_reserve
+    from faceit.ratelimit import low_reserve
 
     rate, burst = 20.0, 10
     client = make_client(rate=rate, burst=burst)
@@ -299,7 +300,7 @@ async def test_low_priority_work_never_queues_ahead_of_interactive_calls(make_cl
     done: list[tuple[float, str]] = []
 
     async def low(call: Any) -> None:
-        LOW_PRIORITY_WORK.set(True)  # (this task's own context, as a low-queue job's)
+        _as_low_job()
         await call
         done.append((time.monotonic(), "low"))
 
@@ -309,8 +310,8 @@ async def test_low_priority_work_never_queues_ahead_of_interactive_calls(make_cl
 
     lows = [asyncio.ensure_future(low(client.get_lifetime_stats(pid))) for pid in players]
     lows += [asyncio.ensure_future(low(client.get_player(pid))) for pid in players]
-    while sum(1 for _, kind in done if kind == "low") < burst - low_reserve(burst):  # the bulk is under way
-        await asyncio.sleep(0.01)
+    await _until(lambda: sum(1 for _, kind in done if kind == "low") >= burst - low_reserve(burst),
+                 "the bulk's first calls")  # the bulk is under way
     await asyncio.gather(*(interactive(client.get_match(m)) for m in matches))
     await asyncio.gather(*lows)
     order = [kind for _, kind in sorted(done)]
@@ -318,6 +319,176 @@ async def test_low_priority_work_never_queues_ahead_of_interactive_calls(make_cl
     last_interactive = max(i for i, kind in enumerate(order) if kind == "interactive")
     assert order[last_interactive + 1:].count("low") >= len(players), order  # the bulk was far from done
     assert sandbox.calls() == 2 * len(players) + len(matches)
+
+
+def _as_low_job() -> None:
+    """Mark the running task's FACEIT calls as a low-queue job's (``actors.base`` does it per job;
+    a task has a context of its own)."""
+    from faceit.ratelimit import LOW_PRIORITY_WORK, LowPriority
+
+    LOW_PRIORITY_WORK.set(LowPriority())
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:g}s")
+        await asyncio.sleep(0.01)
+
+
+async def test_an_interactive_caller_joining_a_fetch_led_by_low_work_leaves_the_low_lane(
+        make_client: MakeClient, sandbox: FaceitSandbox) -> None:
+    """A /bulk (low queue) leads the fetch of a match and a user's /analyze of that match joins it
+    (single-flight). The user waited in the low lane with the bulk's fetch, behind every call the
+    bulk had queued before it (up to the lane's max_wait, and then failed with the lane's error).
+    Now the joiner raises that fetch's priority: it takes a slot as interactive work does, and the
+    user has the match while the bulk still has most of its calls to make."""
+    rate, burst = 20.0, 10
+    client = make_client(rate=rate, burst=burst)
+    players = [p["player_id"] for p in sandbox.world()["players"]]
+    match = sandbox.world()["matches"]["FINISHED"][0]
+    done: list[tuple[float, str]] = []
+
+    async def low(call: Any, kind: str = "low") -> None:
+        _as_low_job()
+        await call
+        done.append((time.monotonic(), kind))
+
+    lows = [asyncio.ensure_future(low(client.get_lifetime_stats(pid))) for pid in players]
+    lows += [asyncio.ensure_future(low(client.get_player(pid))) for pid in players]
+    await _until(lambda: len(done) >= 3, "the bulk's first calls")  # the bulk is under way, its calls queued
+    # The bulk asks for the match too: its fetch queues behind the bulk's other calls in the lane.
+    key = FaceitKeys("fb:").cache("match", match)
+    led = asyncio.ensure_future(low(client.get_match(match), "bulk's match"))
+    await _until(lambda: key in client.cache._inflight, "the bulk's fetch of the match")
+    assert (await client.get_match(match)).match_id == match  # the user's /analyze joins that fetch
+    done.append((time.monotonic(), "interactive"))
+    await asyncio.gather(*lows, led)
+    order = [kind for _, kind in sorted(done)]
+    assert order.count("low") == 2 * len(players)
+    after = order[order.index("interactive") + 1:]
+    assert after.count("low") >= len(players), order  # the bulk was far from done
+    assert sandbox.calls("match") == 1 and sandbox.calls() == 2 * len(players) + 1
+
+
+async def test_the_low_lanes_give_up_is_neither_retried_inside_nor_remembered_for_the_key(
+        make_client: MakeClient, sandbox: FaceitSandbox, redis_client: redis.Redis) -> None:
+    """Low work that finds no slot within the limiter's max_wait gives up. Its retry_after (the
+    next slot, under a second away) is below the client's internal retry limit, so the client
+    queued for a second max_wait; and the cache stored the give-up as the key's failure, so a
+    user's call of that key (here from another process) failed with the bulk's error. Now it is
+    the lane's own error, the job's retry schedule tries again, and the next caller fetches."""
+    bulk = make_client(rate=4.0, burst=4)
+    bulk.limiter.max_wait = 1.0
+    user = make_client(rate=4.0, burst=4)  # another client: stands for another process
+    pid = _player(sandbox, 4)["player_id"]
+    keys = FaceitKeys("fb:")
+    asks = 0
+    acquire = bulk.limiter.acquire
+
+    async def counted() -> float:
+        nonlocal asks
+        asks += 1
+        return await acquire()
+
+    bulk.limiter.acquire = counted  # type: ignore[method-assign]
+
+    drained = 0
+
+    async def drain() -> None:  # interactive work keeps the bucket below the low lane's share
+        nonlocal drained
+        while True:
+            await user.limiter.acquire()
+            drained += 1
+
+    async def bulk_call() -> Any:
+        _as_low_job()
+        return await bulk.get_player(pid)
+
+    draining = asyncio.ensure_future(drain())
+    try:
+        await _until(lambda: drained >= 4, "interactive work taking the burst")
+        started = time.monotonic()
+        with pytest.raises(errors.RateLimitedError) as caught:
+            await asyncio.ensure_future(bulk_call())
+        gave_up_after = time.monotonic() - started
+    finally:
+        draining.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await draining
+    assert asks == 1, f"queued {asks} times"  # no second max_wait inside the client
+    assert 0.5 <= gave_up_after < 3.0  # it did wait in the lane, once
+    assert isinstance(caught.value, errors.LowPriorityBudgetExhaustedError), repr(caught.value)
+    assert caught.value.code == "rate_limited" and "low-priority FACEIT budget" in caught.value.message
+    assert sandbox.calls() == 0
+    key = keys.cache("player", pid)
+    assert not redis_client.exists(keys.failure(key)) and not redis_client.exists(keys.lock(key))
+    assert (await user.get_player(pid)).player_id == pid  # right after: fetched, not the bulk's error
+    assert sandbox.calls("player") == 1
+
+
+async def test_an_interactive_joiner_fetches_itself_when_the_low_leader_gave_up_as_it_joined(
+        make_client: MakeClient, sandbox: FaceitSandbox) -> None:
+    """The low leader may give up (the lane's max_wait passed) just as a user's call joins its
+    fetch, before the raise reaches it: the user then fetches at its own priority instead of
+    failing with the bulk's error (a low joiner gets that error: its job retries)."""
+    client = make_client()
+    pid = _player(sandbox, 6)["player_id"]
+    key = client.keys.cache("player", pid)
+    gate = asyncio.Event()
+
+    async def gives_up() -> Any:  # the bulk's fetch: its lane gives up once the user has joined
+        await gate.wait()
+        raise errors.LowPriorityBudgetExhaustedError("the low-priority FACEIT budget is exhausted")
+
+    async def lead() -> Any:
+        _as_low_job()
+        return await client.cache.get(key, gives_up, lambda _raw: 60)
+
+    async def low_joiner() -> Any:
+        _as_low_job()
+        return await client.cache.get(key, lambda: client.request(f"/players/{pid}"), lambda _raw: 60)
+
+    led = asyncio.ensure_future(lead())
+    await _until(lambda: key in client.cache._inflight, "the bulk's fetch")
+    joined_low = asyncio.ensure_future(low_joiner())
+    await asyncio.sleep(0.05)  # (its cache read done: it waits on the bulk's fetch)
+    user = asyncio.ensure_future(client.cache.get(key, lambda: client.request(f"/players/{pid}"), lambda _raw: 60))
+    await _until(lambda: client.cache._inflight[key][1].raised, "the user joining the bulk's fetch")
+    gate.set()
+    joined = [user, joined_low]
+    results = await asyncio.gather(led, *joined, return_exceptions=True)
+    assert isinstance(results[0], errors.LowPriorityBudgetExhaustedError)
+    assert isinstance(results[1], dict) and results[1]["player_id"] == pid, results[1]
+    assert isinstance(results[2], errors.LowPriorityBudgetExhaustedError)
+    assert sandbox.calls("player") == 1
+
+
+async def test_a_push_back_holds_low_work_back_too(make_client: MakeClient, sandbox: FaceitSandbox) -> None:
+    """After a 429 (the bucket pushed back), low work waits out the block as interactive work
+    does, and so does a low fetch an interactive caller raised (which then goes before the low
+    lane, as interactive work)."""
+    client = make_client(rate=20.0, burst=10)
+    ids = [p["player_id"] for p in sandbox.world()["players"][5:8]]
+    await client.limiter.block(1.0)
+    started = time.monotonic()
+    finished: dict[str, float] = {}
+
+    async def call(kind: str, pid: str, low: bool) -> None:
+        if low:
+            _as_low_job()
+        await client.get_player(pid)
+        finished[kind] = time.monotonic() - started
+
+    bulk = asyncio.ensure_future(call("low", ids[0], True))
+    led = asyncio.ensure_future(call("low, then joined", ids[1], True))
+    await _until(lambda: client.keys.cache("player", ids[1]) in client.cache._inflight, "the low fetch")
+    await asyncio.gather(bulk, led, call("joiner", ids[1], False), call("interactive", ids[2], False))
+    assert min(finished.values()) >= 0.95, finished
+    # Behind the block the low lane still comes last; the raised fetch goes with interactive work.
+    assert max(finished["interactive"], finished["joiner"]) < finished["low"], finished
+    assert sandbox.calls("player") == 3
 
 
 def test_call_counts_reader_without_a_client(redis_client: redis.Redis) -> None:
