@@ -522,17 +522,25 @@ def from_address(address: str) -> dict[str, str]:
     return {"X-Forwarded-For": address}
 
 
+def failed_logins(proxied: DashboardServer, address: str, times: int,
+                  password: str) -> tuple[Client, dict[str, str], list[int]]:
+    """``times`` logins as the admin with the wrong ``password`` from ``address`` (through the
+    proxy): the browser that sent them, the right form to try after (with its CSRF token), and
+    the statuses they got."""
+    browser = proxied.client()
+    token = page_csrf(browser.get("/login").text)
+    wrong = {"user": ADMIN["user"], "password": password, "csrf_token": token}
+    codes = [browser.post("/login", form=wrong, headers=from_address(address)).status for _ in range(times)]
+    return browser, {**ADMIN, "csrf_token": token}, codes
+
+
 def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_login_throttle(
         redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
     """Every request came from the proxy's address, so five wrong passwords a minute from anyone
     blocked the admin everywhere. With the proxy trusted, the client it names is counted."""
     caplog.set_level(logging.INFO, logger="dashboard")
     with serving(dashboard_trusted_proxies="10.9.8.0/24, 127.0.0.1") as proxied:
-        browser = proxied.client()
-        token = page_csrf(browser.get("/login").text)
-        wrong = {"user": ADMIN["user"], "password": "guess-4321", "csrf_token": token}
-        right = {**ADMIN, "csrf_token": token}
-        codes = [browser.post("/login", form=wrong, headers=from_address(CLIENT_A)).status for _ in range(6)]
+        browser, right, codes = failed_logins(proxied, CLIENT_A, 6, "guess-4321")
         assert codes == [401] * 5 + [429]
         assert browser.post("/login", form=right, headers=from_address(CLIENT_A)).status == 429
         # Another client of the same proxy, and the proxy itself, sign in.
@@ -558,11 +566,7 @@ def test_behind_a_trusted_proxy_an_ipv6_client_is_throttled_by_its_64_network(
     names the address."""
     caplog.set_level(logging.INFO, logger="dashboard")
     with serving(dashboard_trusted_proxies="127.0.0.1") as proxied:
-        browser = proxied.client()
-        token = page_csrf(browser.get("/login").text)
-        wrong = {"user": ADMIN["user"], "password": "guess-6464", "csrf_token": token}
-        right = {**ADMIN, "csrf_token": token}
-        codes = [browser.post("/login", form=wrong, headers=from_address("2001:db8::1")).status for _ in range(5)]
+        _, right, codes = failed_logins(proxied, "2001:db8::1", 5, "guess-6464")
         assert codes == [401] * 5
         # Another address of the same /64 (spelled out in full, too) is the same guesser.
         for same_network in ("2001:db8::2", "2001:db8:0:0:ffff:ffff:ffff:ffff"):
