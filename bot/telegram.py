@@ -15,9 +15,9 @@ This is the bot process's side; workers use the lighter :mod:`bot.botapi` (no ai
 * :class:`RetryAfterMiddleware` makes every call of the bot process wait out a 429
   (``TelegramRetryAfter``) and try again, within a bounded total wait: aiogram does not
   (:func:`wait_out_flood`, which :mod:`bot.fastsend` uses too). A waiting call holds one of the
-  bot's update slots, so a group gets one waiting call at a time, for :data:`GROUP_MAX_WAIT` at
-  most (its limit answers with long waits): a flooded group cannot hold every slot and leave
-  every other user unanswered.
+  bot's update slots, so a chat gets few waiting calls at a time (a group one, for
+  :data:`GROUP_MAX_WAIT` at most: its limit answers with long waits): a flooded chat cannot hold
+  every slot and leave every other user unanswered.
 """
 
 from __future__ import annotations
@@ -51,9 +51,16 @@ MAX_RETRY_AFTER_WAIT = 30.0
 #: waiting there, each holding an update slot, until no slot was left for anyone.
 GROUP_MAX_WAIT = 10.0
 
-#: Chats with a call of this process waiting out flood control now: another call to such a
-#: chat that meets a 429 gives up at once instead of waiting beside it.
-_waiting_in: set[int | str] = set()
+#: How many calls to one chat may wait out flood control at once; the next that meets a 429
+#: gives up at once instead of waiting beside them (each waiting call holds an update slot). A
+#: group: one (its limit answers with long waits). A private chat: three, so three links pasted at
+#: once still get three answers, while one person sending faster than their chat takes (the flood
+#: guard lets 2 a second through; Telegram about 1) cannot fill every slot.
+WAITERS_PER_GROUP = 1
+WAITERS_PER_PRIVATE_CHAT = 3
+
+#: Calls of this process waiting out flood control now, per chat.
+_waiting_in: dict[int | str, int] = {}
 
 
 async def wait_out_flood(call: Callable[[], Awaitable[T]], what: str,
@@ -61,14 +68,14 @@ async def wait_out_flood(call: Callable[[], Awaitable[T]], what: str,
     """``await call()``, waiting out Telegram's flood control (``TelegramRetryAfter``) and trying
     again, up to ``max_wait`` seconds of waiting in all; past that the 429 is raised.
 
-    ``chat_id``, the chat the call writes to (None: none, as ``answerCallbackQuery``). In a group
-    one call waits at a time, and the others that meet a 429 meanwhile raise it at once (the
-    group takes nothing more for now anyway), each waiting :data:`GROUP_MAX_WAIT` at most. A
-    private chat's calls all wait (its limit answers within a second or two, and one person's
-    messages are few: three links pasted at once still get three answers)."""
+    ``chat_id``, the chat the call writes to (None: none, as ``answerCallbackQuery``). At most
+    :data:`WAITERS_PER_GROUP` calls to a group, or :data:`WAITERS_PER_PRIVATE_CHAT` to a private
+    chat, wait at a time; another that meets a 429 meanwhile raises it at once (the chat takes
+    nothing more for now anyway). A group's calls wait :data:`GROUP_MAX_WAIT` at most."""
     chat_id = _chat_key(chat_id)
     group = _is_group(chat_id)
     limit = min(max_wait, GROUP_MAX_WAIT) if group else max_wait
+    waiters = WAITERS_PER_GROUP if group else WAITERS_PER_PRIVATE_CHAT
     waited = 0.0
     holding = False
     try:
@@ -78,19 +85,23 @@ async def wait_out_flood(call: Callable[[], Awaitable[T]], what: str,
             except TelegramRetryAfter as exc:
                 if waited + exc.retry_after > limit:
                     raise
-                if group and not holding:
-                    if chat_id in _waiting_in:
-                        logger.warning("Telegram flood control on %s to chat %s: a call there waits already; "
-                                       "this one is given up", what, chat_id)
+                if chat_id is not None and not holding:
+                    if _waiting_in.get(chat_id, 0) >= waiters:
+                        logger.warning("Telegram flood control on %s to chat %s: %d call(s) there wait already; "
+                                       "this one is given up", what, chat_id, waiters)
                         raise
-                    _waiting_in.add(chat_id)
+                    _waiting_in[chat_id] = _waiting_in.get(chat_id, 0) + 1
                     holding = True
                 logger.warning("Telegram flood control on %s: waiting %s s", what, exc.retry_after)
                 await asyncio.sleep(exc.retry_after)
                 waited += exc.retry_after
     finally:
-        if holding:
-            _waiting_in.discard(chat_id)
+        if holding and chat_id is not None:
+            left = _waiting_in.get(chat_id, 1) - 1
+            if left > 0:
+                _waiting_in[chat_id] = left
+            else:
+                _waiting_in.pop(chat_id, None)
 
 
 def _chat_key(chat_id: int | str | None) -> int | str | None:

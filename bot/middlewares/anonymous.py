@@ -7,8 +7,8 @@ forwards) and the chat they speak for in ``sender_chat``. Served as that "user",
 one rate limit worldwide (a hostile group could use it up for all), one list of follows (group Y
 could read and remove group X's), follow notices would go to a private chat nobody has, and
 their own Cancel button would refuse them (a button press carries the real person). So none of
-them starts anything: a command meant for this bot, or a room link, gets a short note to send it
-as oneself; anything else (other bots' commands, chatter) and every automatic forward of a
+them starts anything: a command of this bot, or a room link, gets a short note to send it as
+oneself; anything else (other bots' commands, chatter) and every automatic forward of a
 channel's post pass in silence (a channel that posts room links must not get a note under each).
 
 Registered right after the in-flight count, before the flood guard and the language lookup:
@@ -26,6 +26,7 @@ from aiogram import BaseMiddleware, Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message, TelegramObject, Update
 
+from bot.commands import ADMIN_COMMANDS, USER_COMMANDS
 from bot.replies import answer
 from bot.texts import t
 from faceit.links import names_a_match
@@ -43,13 +44,20 @@ def speaks_for_a_chat(message: Message) -> bool:
                                                and message.from_user.id in STAND_IN_USERS)
 
 
+#: The commands this bot answers (its menu, the admins', ``/start`` and the spelled-out aliases).
+OUR_COMMANDS = frozenset({name for name, _, _ in USER_COMMANDS + ADMIN_COMMANDS} | {"start", "analyse", "timezone"})
+
+
 def asks_for_work(message: Message, username: str | None) -> bool:
     """Whether ``message`` is something this bot (``@username``) would act on in a group: a command
-    without a mention or with its own (``/queues@OtherBot`` is another bot's), or a room link."""
+    naming this bot, or one of its commands without a mention (``/ban`` is a moderation bot's:
+    the group's admins type those anonymously all the time), or a room link."""
     text = message.text or message.caption or ""
     if text.startswith("/"):
-        _, at, mention = text.split(maxsplit=1)[0].partition("@")
-        return not at or (bool(username) and mention.lower() == (username or "").lower())
+        name, at, mention = text.split(maxsplit=1)[0][1:].partition("@")
+        if at:
+            return bool(username) and mention.lower() == (username or "").lower()
+        return name.lower() in OUR_COMMANDS
     return names_a_match(text)
 
 

@@ -38,7 +38,7 @@ def test_an_anonymous_admins_commands_and_links_get_a_note_and_start_nothing(qui
     stack, group = quiet_stack, next(_groups)
     for text in ("/subscribe s1mple", f"/analyze {ROOM}", ROOM, "/subscriptions"):
         stack.tg.inject(ANONYMOUS_ADMIN, text, chat_id=group, sender_chat_id=group)
-    for text in ("/ban@SomeOtherBot spammer", "https://www.faceit.com/en/players/s1mple", "gg wp"):
+    for text in ("/ban@SomeOtherBot spammer", "/warn spammer", "https://www.faceit.com/en/players/s1mple", "gg wp"):
         stack.tg.inject(ANONYMOUS_ADMIN, text, chat_id=group, sender_chat_id=group)
     member = new_user()
     stack.tg.inject(member, "/help", chat_id=group)
@@ -51,7 +51,7 @@ def test_an_anonymous_admins_commands_and_links_get_a_note_and_start_nothing(qui
     assert stack.job_ids_of(ANONYMOUS_ADMIN) == []  # (the bot records a job the moment it starts one)
     stack.tg.inject(member, "/help", chat_id=group)  # a marker: what came before it is all answered
     stack.tg.wait_for(lambda es: len([e for e in es if e["kind"] == "sent"]) >= 6, timeout=10, chat_id=group)
-    assert len(bot_messages(stack, group)) == 6  # nothing for another bot's command, the profile, "gg wp"
+    assert len(bot_messages(stack, group)) == 6  # nothing for other bots' commands, the profile, "gg wp"
 
 
 def test_a_channels_posts_get_a_note_and_its_forwards_nothing(quiet_stack: Stack) -> None:
@@ -90,6 +90,7 @@ def test_a_message_in_a_chats_name_is_told_by_its_sender_chat_or_stand_in(from_i
 
 @pytest.mark.parametrize(("text", "work"), [
     ("/start", True), ("/analyze@OurBot x", True), ("/analyze@ourbot x", True), ("/ban@OtherBot x", False),
+    ("/ban spammer", False), ("/warn", False), ("/Subscribe s1mple", True), ("/timezone +3", True),
     (ROOM, True), (f"look: {ROOM}", True), ("https://www.faceit.com/en/players/s1mple", False), ("gg", False)])
 def test_what_asks_for_work_is_a_command_for_this_bot_or_a_room_link(text, work):
     assert asks_for_work(_message(text, ANONYMOUS_ADMIN), "OurBot") is work

@@ -47,7 +47,7 @@ def test_members_flooding_a_group_leave_the_bot_free_to_answer_everyone_else(flo
     stack.say(bystander, "/help")
     assert "/analyze" in stack.first_reply(bystander, timeout=5)["text"]
     assert help_answers(stack, group) >= 1  # the group was answered too, as fast as it may be
-    stack.bot.wait_for_log("a call there waits already; this one is given up", timeout=10)
+    stack.bot.wait_for_log("1 call(s) there wait already; this one is given up", timeout=10)
 
 
 def test_groups_whose_flood_wait_is_long_are_not_waited_for(flood_control: Stack) -> None:
@@ -83,3 +83,21 @@ def test_a_private_chat_under_flood_control_still_gets_every_answer(flood_contro
     for _ in range(3):
         stack.say(user, "/help")
     assert len(stack.replies(user, 3, timeout=15)) == 3
+
+
+def test_one_person_sending_faster_than_their_chat_takes_holds_three_waiting_answers_at_most(
+        flood_control: Stack) -> None:
+    """Telegram takes about a message a second in a private chat; the flood guard lets a person
+    send two a second. Every answer waited then, each holding an update slot, and sixteen seconds
+    of it held all sixteen. Now three wait and the rest are given up at once."""
+    stack = flood_control
+    stack.tg.limits(chat_per_second=0.1, chat_burst=1, overall_per_second=1000, overall_burst=1000)
+    user, marker = new_user(), "3 call(s) there wait already; this one is given up"
+    before = stack.bot.log().count(marker)
+    for _ in range(6):  # one answered, three wait 10 s, two are given up
+        stack.say(user, "/help")
+    wait_until(lambda: stack.bot.log().count(marker) - before >= 2, timeout=5, what="two answers given up")
+    bystander = new_user()
+    stack.say(bystander, "/help")
+    assert "/analyze" in stack.first_reply(bystander, timeout=5)["text"]
+
