@@ -422,7 +422,8 @@ def analyse_match(match: Match, data: dict[str, PlayerData]) -> dict[str, Any]:
     t1, t2 = match.teams["faction1"], match.teams["faction2"]
     p1, p2, source = team_win_probabilities(t1, t2, teams["faction1"]["avg_elo"], teams["faction2"]["avg_elo"])
     for key, p in (("faction1", p1), ("faction2", p2)):
-        teams[key]["win_probability"] = round(p, 4)
+        # To 4 decimals, and an uncertain chance stays uncertain: 0.99996 is not stored as 1.0.
+        teams[key]["win_probability"] = min(0.9999, max(0.0001, round(p, 4))) if 0 < p < 1 else p
         # A hub or tournament room may not count for Elo (``calculate_elo`` false): nothing at stake.
         teams[key]["elo_change"] = None if match.calculate_elo is False else elo_change(p)
     pool = list(match.map_pool) or list(ACTIVE_MAP_POOL)
@@ -440,7 +441,7 @@ def analyse_match(match: Match, data: dict[str, PlayerData]) -> dict[str, Any]:
         teams[key]["specialists"] = specialists(teams[key]["players"])
     # By the chances shown (as stored, to 4 decimals): "win 50% / win 50%" has no favourite,
     # whatever a further decimal says.
-    favourite = shown_favourite(round(p1, 4))
+    favourite = shown_favourite(teams["faction1"]["win_probability"])
     return {
         "match_id": match.match_id,
         "status": match.status,

@@ -105,6 +105,17 @@ end
 return nickname
 """
 
+# KEYS: a player's followers, their monitor state. ARGV: the followers as read. Deletes the state
+# only while the followers are still exactly those: someone who followed the player since (their
+# /subscribe wrote a fresh baseline) keeps it. Returns 1 when deleted.
+_FORGET_MARK = """
+if redis.call('SCARD', KEYS[1]) ~= #ARGV then return 0 end
+for i = 1, #ARGV do
+  if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 0 then return 0 end
+end
+return redis.call('DEL', KEYS[2])
+"""
+
 # KEYS[1] snapshots. ARGV: now, elo, min gap, max entries, ttl. Adds unless the newest snapshot
 # has the same Elo and is younger than the gap; drops snapshots older than the ttl; returns 1 when
 # added.
@@ -136,6 +147,7 @@ class FaceitStore:
         self._record_elo = redis.register_script(_RECORD_ELO)
         self._advance_monitor_state = redis.register_script(_ADVANCE_MONITOR_STATE)
         self._subscribe = redis.register_script(_SUBSCRIBE)
+        self._forget_mark = redis.register_script(_FORGET_MARK)
         self._unsubscribe = redis.register_script(_UNSUBSCRIBE)
 
     # Subscriptions ---------------------------------------------------------------------------
@@ -206,7 +218,11 @@ class FaceitStore:
         followers = await self._followers_of(sorted(await self.redis.smembers(self.keys.subscribed_players())))
         idle = [pid for pid, users in followers.items() if users and all(u in inactive for u in users)]
         for start in range(0, len(idle), READ_BATCH):
-            await self.redis.delete(*(self.keys.monitor_state(pid) for pid in idle[start:start + READ_BATCH]))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for pid in idle[start:start + READ_BATCH]:
+                    await self._forget_mark(keys=[self.keys.player_subscribers(pid), self.keys.monitor_state(pid)],
+                                            args=[str(u) for u in followers[pid]], client=pipe)
+                await pipe.execute()
         passed_over = set(idle)
         return await self._named({pid: users for pid, users in followers.items() if pid not in passed_over})
 

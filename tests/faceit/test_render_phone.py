@@ -153,6 +153,7 @@ def test_win_chances_add_up_to_100_wherever_they_are_shown(p1: float) -> None:
 
 
 @pytest.mark.parametrize(("p1", "shown", "favourite"), [(0.996, (99, 1), "faction1"), (0.003, (1, 99), "faction2"),
+                                                       (0.99996, (99, 1), "faction1"),
                                                        (0.5051, (51, 49), "faction1"), (0.50504, (50, 50), None)])
 def test_the_favourite_is_the_side_the_shown_chances_favour_and_no_side_shows_0_percent(p1, shown, favourite) -> None:
     """0.996 showed "win 100% / win 0%", a decided match; and the analysis chose its favourite from

@@ -102,6 +102,27 @@ async def test_a_players_mark_is_not_written_back_after_their_last_follower_left
     assert (await store.monitor_state("pid-kept"))["match_id"] == "m1"
 
 
+async def test_a_passed_over_players_mark_is_dropped_only_while_their_followers_are_those_read(
+        store: FaceitStore) -> None:
+    """Monitoring reads a player's followers (only a user who blocked the bot), then drops the
+    player's mark. Someone who followed the player in between wrote a fresh baseline with their
+    /subscribe: dropping it lost the match they were to hear of next. The drop is one script that
+    checks the followers are still those read."""
+    keys = FaceitKeys("fb:")
+    await store.subscribe(61, "pid-idle", "Idle")
+    await store.set_user_inactive(61)
+    await store.set_monitor_state("pid-idle", {"match_id": "m-old", "finished_at": 1.0})
+    assert await store.watched_players({61}) == {}
+    assert await store.monitor_state("pid-idle") is None  # passed over: its mark goes
+    read = ["61"]  # what the next run read, just before a newcomer followed the player
+    await store.subscribe(62, "pid-idle", "Idle")
+    await store.set_monitor_state("pid-idle", {"match_id": "m-base", "finished_at": 2.0}, if_absent=True)
+    dropped = await store._forget_mark(keys=[keys.player_subscribers("pid-idle"), keys.monitor_state("pid-idle")],
+                                       args=read)  # that run's drop, after the newcomer's baseline
+    assert dropped == 0 and (await store.monitor_state("pid-idle"))["match_id"] == "m-base"
+    assert await store.watched_players({61}) == {"pid-idle": "Idle"}  # the newcomer is active: scanned
+
+
 async def test_subscription_limit(store: FaceitStore) -> None:
     for i in range(MAX_SUBSCRIPTIONS):
         await store.subscribe(7, f"pid-{i}", f"n{i}")
