@@ -17,6 +17,13 @@ process raises it, so the user does not wait in the low lane. A give-up of the l
 and a caller waiting in another process fetches at its own priority; an interactive joiner in the
 process that gets it anyway (the leader gave up as it joined) fetches itself.
 
+Across processes (the interactive analyses and the bulks run in different workers) the lock of a
+fetch that low work leads says so (its token starts with ``low:``). An interactive caller waiting
+on such a lock asks for it (``<lock>:wanted`` holds that token for ``lock_ttl``), and the leader,
+which looks for it each time it renews its lock (every second while its fetch is low), raises its
+fetch as an in-process joiner would: the user waits for one interactive call, not for the bulk.
+A leader that is cancelled is no failure of the key either: its joiners fetch again themselves.
+
 Values are JSON; every key is written with a TTL.
 """
 
@@ -64,10 +71,31 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# KEYS: lock, wanted. ARGV: token, lock ms. 0: the lock is not ours; 1: renewed; 2: renewed, and
+# an interactive caller waits on this (low) fetch in another process.
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[1] then return 2 end
+return 1
 """
+# KEYS: lock, wanted. ARGV: "1" to ask a low holder for its fetch, wanted ms. 0: not locked;
+# 1: locked; 2: locked by low work, asked (wanted holds its token).
+_HELD = """
+local holder = redis.call('GET', KEYS[1])
+if not holder then return 0 end
+if ARGV[1] == '1' and string.sub(holder, 1, 4) == 'low:' then
+  redis.call('SET', KEYS[2], holder, 'PX', ARGV[2])
+  return 2
+end
+return 1
+"""
+
+#: How a lock's token says that low work leads its fetch.
+LOW_TOKEN_PREFIX = "low:"
+#: Seconds between two looks for ``wanted``: by a low leader (while its fetch is low), and
+#: between two asks of a waiting interactive caller. One Redis call per fetch and second at most.
+WANTED_POLL = 1.0
 
 _ERRORS: dict[str, type[errors.FaceitBotError]] = {
     cls.code: cls
@@ -125,6 +153,7 @@ class SingleFlightCache:
         self._fail = redis.register_script(_FAIL)
         self._release = redis.register_script(_RELEASE)
         self._renew = redis.register_script(_RENEW)
+        self._held = redis.register_script(_HELD)
 
     async def peek(self, key: str) -> tuple[bool, Any]:
         """(hit, value) without fetching; raises a remembered failure."""
@@ -163,6 +192,8 @@ class SingleFlightCache:
                 flight.promote()  # an interactive caller waits on it now: out of the low lane
             try:
                 return await asyncio.shield(future)
+            except errors.FetchCancelledError:
+                pass  # the leader's task was cancelled: not this caller's failure, fetch again
             except errors.LowPriorityBudgetExhaustedError:
                 if low is not None:
                     raise
@@ -179,7 +210,7 @@ class SingleFlightCache:
             value = await self._lead_or_follow(key, fetch, ttl_for)
         except BaseException as exc:
             # Waiters must not see a CancelledError that was not theirs.
-            shared = exc if isinstance(exc, Exception) else errors.UpstreamError("FACEIT fetch was cancelled")
+            shared = exc if isinstance(exc, Exception) else errors.FetchCancelledError("FACEIT fetch was cancelled")
             future.set_exception(shared)
             future.exception()  # mark retrieved: nobody else may be waiting
             raise
@@ -196,9 +227,10 @@ class SingleFlightCache:
         lock = self.keys.lock(key)
         deadline = time.monotonic() + self.max_wait
         while True:
-            token = uuid.uuid4().hex
+            low = low_priority_work()  # this fetch's own LowPriority (see _fly) while it is low
+            token = (LOW_TOKEN_PREFIX if low is not None else "") + uuid.uuid4().hex
             if await self.redis.set(lock, token, nx=True, px=int(self.lock_ttl * 1000)):
-                return await self._lead(key, lock, token, fetch, ttl_for)
+                return await self._lead(key, lock, token, fetch, ttl_for, low)
             # Someone else is fetching it: wait for their lock to go, then read their answer.
             await self._wait_unlocked(lock, deadline)
             hit, value = await self.peek(key)
@@ -207,8 +239,9 @@ class SingleFlightCache:
             if time.monotonic() > deadline:
                 raise errors.UpstreamError("timed out waiting for another FACEIT fetch")
 
-    async def _lead(self, key: str, lock: str, token: str, fetch: Fetch, ttl_for: TtlFor) -> Any:
-        renewer = asyncio.create_task(self._keep_lock(lock, token))
+    async def _lead(self, key: str, lock: str, token: str, fetch: Fetch, ttl_for: TtlFor,
+                    low: LowPriority | None = None) -> Any:
+        renewer = asyncio.create_task(self._keep_lock(lock, token, low))
         try:
             value = await fetch()
         except errors.LowPriorityBudgetExhaustedError:
@@ -233,19 +266,43 @@ class SingleFlightCache:
         )
         return value
 
-    async def _keep_lock(self, lock: str, token: str) -> None:
+    async def _keep_lock(self, lock: str, token: str, low: LowPriority | None = None) -> None:
+        """Renew the lock every ``lock_ttl / 3``; a low fetch (``low``, this fetch's own) also
+        looks each :data:`WANTED_POLL` for an interactive caller of another process waiting on
+        it, and is raised then."""
         interval = self.lock_ttl / 3
         while True:
-            await asyncio.sleep(interval)
+            watching = low is not None and not low.raised
+            await asyncio.sleep(min(interval, WANTED_POLL) if watching else interval)
             try:
-                await self._renew(keys=[lock], args=[token, int(self.lock_ttl * 1000)])
+                held = await self._renew(keys=[lock, _wanted(lock)], args=[token, int(self.lock_ttl * 1000)])
             except Exception:  # the fetch itself will report Redis trouble
                 log.debug("could not renew single-flight lock %s", lock)
+                continue
+            if int(held or 0) == 2 and low is not None and not low.raised:
+                log.debug("single-flight %s: an interactive caller of another process waits: raised", lock)
+                low.promote()
 
     async def _wait_unlocked(self, lock: str, deadline: float) -> None:
+        """Wait for ``lock`` to go. An interactive caller (this fetch is not low) asks a low
+        holder for its fetch (``wanted``), again each :data:`WANTED_POLL` while it waits."""
         delay = 0.005
-        while await self.redis.exists(lock):
+        asked_at: float | None = None
+        wanted_ms = max(1, int(self.lock_ttl * 1000))
+        while True:
+            now = time.monotonic()
+            ask = low_priority_work() is None and (asked_at is None or now - asked_at >= WANTED_POLL)
+            held = int(await self._held(keys=[lock, _wanted(lock)], args=["1" if ask else "0", wanted_ms]) or 0)
+            if not held:
+                return
+            if held == 2:
+                asked_at = now
             if time.monotonic() > deadline:
                 raise errors.UpstreamError("timed out waiting for another FACEIT fetch")
             await asyncio.sleep(delay)
             delay = min(delay * 1.6, 0.1)
+
+
+def _wanted(lock: str) -> str:
+    """Where an interactive caller asks the low holder of ``lock`` (its token) for its fetch."""
+    return f"{lock}:wanted"

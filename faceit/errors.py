@@ -73,13 +73,20 @@ class LowPriorityBudgetExhaustedError(RateLimitedError):
     ``max_wait``: the low-priority budget (what the shared bucket holds above the share kept for
     interactive work) is used up for now. Nothing was sent. The client does not retry it inside
     and the cache does not remember it as the key's failure (a caller of that key waiting in
-    another process then fetches at its own priority): the job's own retry schedule tries again."""
+    another process then fetches at its own priority): the job's own retry schedule tries again
+    (it carries no ``retry_after``, which would override that schedule and requeue it at once)."""
 
 
 class UpstreamError(TransientError):
     """5xx, a timeout or a broken connection on the way to an outside service."""
 
     code = "upstream"
+
+
+class FetchCancelledError(UpstreamError):
+    """What the joiners of a single-flight fetch (:class:`faceit.cache.SingleFlightCache`) get when
+    the task leading it is cancelled (its job cancelled or timed out): not the key's failure nor
+    theirs, so a joiner fetches again itself instead of failing with it."""
 
 
 #: Codes of errors about what was asked (not about how things went): running the job again

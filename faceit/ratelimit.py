@@ -24,7 +24,9 @@ now, and the job's retry schedule tries again later.
 Low-priority work is marked by a :class:`LowPriority` in :data:`LOW_PRIORITY_WORK`. A fetch that
 low work leads and interactive work then joins (:class:`faceit.cache.SingleFlightCache`) is
 *raised* (:meth:`LowPriority.promote`): its call leaves the low lane at once and takes a slot as
-interactive work does, so a user never waits in the low lane behind a bulk.
+interactive work does, so a user never waits in the low lane behind a bulk. An interactive
+caller of another process waiting on that fetch's lock raises it too (through Redis: see
+:mod:`faceit.cache`).
 """
 
 from __future__ import annotations
@@ -270,10 +272,15 @@ class SharedRateLimiter:
                     wait = await self._call("take_low")
                     if wait >= 0:
                         return waited
+                    if low.raised:  # raised while Redis answered: no give-up, go as interactive
+                        break
                     if waited - wait > self.max_wait:
+                        # No retry_after: the next low slot (under a second away) says nothing of
+                        # when the budget is back, and as retry_after it would override the job's
+                        # retry schedule (middleware.backoff) and requeue the job at once.
                         raise LowPriorityBudgetExhaustedError(
                             f"the low-priority FACEIT budget is exhausted: no request slot within "
-                            f"{self.max_wait:g}s (the next in {-wait:.1f}s)", retry_after=round(-wait, 1))
+                            f"{self.max_wait:g}s (the next in {-wait:.1f}s)", retry_after=None)
                     await low.sleep(-wait)
             finally:
                 lane.leave()

@@ -418,8 +418,11 @@ async def test_the_low_lanes_give_up_is_neither_retried_inside_nor_remembered_fo
         with contextlib.suppress(asyncio.CancelledError):
             await draining
     assert asks == 1, f"queued {asks} times"  # no second max_wait inside the client
-    assert 0.5 <= gave_up_after < 3.0  # it did wait in the lane, once
+    # Once: the lane gives up as soon as it sees the next slot past max_wait, which may be at
+    # its first ask (a drain take just reserved the next slot), never after a second max_wait.
+    assert gave_up_after < 3.0
     assert isinstance(caught.value, errors.LowPriorityBudgetExhaustedError), repr(caught.value)
+    assert caught.value.retry_after is None  # the job's retry schedule, not an immediate requeue
     assert caught.value.code == "rate_limited" and "low-priority FACEIT budget" in caught.value.message
     assert sandbox.calls() == 0
     key = keys.cache("player", pid)
@@ -450,10 +453,22 @@ async def test_an_interactive_joiner_fetches_itself_when_the_low_leader_gave_up_
         _as_low_job()
         return await client.cache.get(key, lambda: client.request(f"/players/{pid}"), lambda _raw: 60)
 
+    peeked: list[str] = []
+    peek = client.cache.peek
+
+    async def counted_peek(cache_key: str) -> tuple[bool, Any]:
+        try:
+            return await peek(cache_key)
+        finally:
+            peeked.append(cache_key)
+
+    client.cache.peek = counted_peek  # type: ignore[method-assign]
     led = asyncio.ensure_future(lead())
     await _until(lambda: key in client.cache._inflight, "the bulk's fetch")
     joined_low = asyncio.ensure_future(low_joiner())
-    await asyncio.sleep(0.05)  # (its cache read done: it waits on the bulk's fetch)
+    # Its cache read done (the bulk's was the first), the joiner goes on to wait on the bulk's
+    # fetch without yielding in between: once seen here, it waits there.
+    await _until(lambda: len(peeked) >= 2, "the low joiner waiting on the bulk's fetch")
     user = asyncio.ensure_future(client.cache.get(key, lambda: client.request(f"/players/{pid}"), lambda _raw: 60))
     await _until(lambda: client.cache._inflight[key][1].raised, "the user joining the bulk's fetch")
     gate.set()
@@ -462,6 +477,128 @@ async def test_an_interactive_joiner_fetches_itself_when_the_low_leader_gave_up_
     assert isinstance(results[0], errors.LowPriorityBudgetExhaustedError)
     assert isinstance(results[1], dict) and results[1]["player_id"] == pid, results[1]
     assert isinstance(results[2], errors.LowPriorityBudgetExhaustedError)
+    assert sandbox.calls("player") == 1
+
+
+async def test_an_interactive_caller_in_another_process_raises_a_fetch_led_by_low_work(
+        make_client: MakeClient, sandbox: FaceitSandbox, redis_client: redis.Redis) -> None:
+    """The interactive analyses and the bulks run in different worker processes. A user's /analyze
+    of a match that a bulk's fetch leads waited on the bulk's lock while that fetch waited in the
+    low lane, behind every call the bulk had queued (up to the lane's max_wait). Now the bulk's
+    lock says it is low, the user asks for the fetch, and the bulk's process raises it: the user
+    has the match while the bulk still has most of its calls to make."""
+    rate, burst = 8.0, 10
+    bulk = make_client(rate=rate, burst=burst)
+    bulk.limiter.max_wait = 600.0  # the lane never gives up here: it waits for the bulk's turn
+    user = make_client(rate=rate, burst=burst)  # another client: stands for another worker process
+    players = [p["player_id"] for p in sandbox.world()["players"]]
+    match = sandbox.world()["matches"]["FINISHED"][0]
+    keys = FaceitKeys("fb:")
+    key = keys.cache("match", match)
+    done: list[tuple[float, str]] = []
+
+    async def low(call: Any, kind: str = "low") -> None:
+        _as_low_job()
+        await call
+        done.append((time.monotonic(), kind))
+
+    lows = [asyncio.ensure_future(low(bulk.get_lifetime_stats(pid))) for pid in players]
+    lows += [asyncio.ensure_future(low(bulk.get_player(pid))) for pid in players]
+    await _until(lambda: len(done) >= 3, "the bulk's first calls")  # the bulk is under way, its calls queued
+    led = asyncio.ensure_future(low(bulk.get_match(match), "bulk's match"))
+    await _until(lambda: redis_client.exists(keys.lock(key)), "the bulk leading the fetch of the match")
+    assert str(redis_client.get(keys.lock(key))).startswith("low:")  # its lock says it is low
+    assert (await user.get_match(match)).match_id == match  # the user's /analyze, in the other process
+    done.append((time.monotonic(), "interactive"))
+    await asyncio.gather(*lows, led)
+    order = [kind for _, kind in sorted(done)]
+    assert order.count("low") == 2 * len(players)
+    after = order[order.index("interactive") + 1:]
+    assert after.count("low") >= len(players) // 2, order  # the bulk was far from done
+    assert sandbox.calls("match") == 1 and sandbox.calls() == 2 * len(players) + 1
+
+
+async def test_the_low_lanes_give_up_leaves_the_retry_to_the_jobs_schedule(make_client: MakeClient,
+                                                                         sandbox: FaceitSandbox) -> None:
+    """The lane's give-up carried the next low slot (under a second, or 0.0) as retry_after, which
+    overrides the job's retry schedule (10/30/90 s, ``middleware.backoff``): a bulk was requeued at
+    once, again and again, while the budget was used up. Now it carries none."""
+    client = make_client()
+    client.limiter.max_wait = 1.0
+    pid = _player(sandbox, 8)["player_id"]
+
+    async def bucket(mode: str, block_ms: float = 0.0) -> float:
+        return -1.5 if mode == "take_low" else 0.0  # no low slot within max_wait
+
+    client.limiter._call = bucket  # type: ignore[method-assign]
+
+    async def bulk_call() -> Any:
+        _as_low_job()
+        return await client.get_player(pid)
+
+    with pytest.raises(errors.LowPriorityBudgetExhaustedError) as caught:
+        await asyncio.ensure_future(bulk_call())
+    assert caught.value.retry_after is None, caught.value.retry_after
+    assert sandbox.calls() == 0
+
+
+async def test_a_raise_while_the_lane_asks_redis_is_no_give_up(make_client: MakeClient) -> None:
+    """An interactive caller may raise a low fetch while its call, holding the lane, waits for
+    Redis' answer to take_low. With no slot within max_wait that call gave up (the user then got
+    the lane's error, or fetched again); now it sees the raise first and takes a slot as
+    interactive work does."""
+    from faceit.ratelimit import LowPriority
+
+    limiter = make_client().limiter
+    limiter.max_wait = 1.0
+    low = LowPriority()
+    asked: list[str] = []
+    joins: list[asyncio.Task[None]] = []
+
+    async def user_joins() -> None:
+        low.promote()
+
+    async def bucket(mode: str, block_ms: float = 0.0) -> float:
+        asked.append(mode)
+        if mode != "take_low":
+            return 0.0
+        joins.append(asyncio.create_task(user_joins()))  # the user joins while Redis answers
+        await joins[-1]
+        assert low.raised
+        return -5.0  # no token, and the next low slot is past max_wait
+
+    limiter._call = bucket  # type: ignore[method-assign]
+    waited = await limiter._acquire_low(low)
+    assert asked == ["take_low", "take"] and waited < 1.0
+
+
+async def test_an_interactive_joiner_fetches_itself_when_the_low_leader_is_cancelled(
+        make_client: MakeClient, sandbox: FaceitSandbox) -> None:
+    """A bulk's job may be cancelled (or time out) while it leads a fetch a user's call joined:
+    the user got "FACEIT fetch was cancelled" for a failure that was not theirs. Now a joiner
+    fetches again itself."""
+    client = make_client()
+    pid = _player(sandbox, 7)["player_id"]
+    key = client.keys.cache("player", pid)
+    fetching = asyncio.Event()
+
+    async def hangs() -> Any:  # the bulk's fetch: under way until its job is cancelled
+        fetching.set()
+        await asyncio.Event().wait()
+
+    async def lead() -> Any:
+        _as_low_job()
+        return await client.cache.get(key, hangs, lambda _raw: 60)
+
+    led = asyncio.ensure_future(lead())
+    await asyncio.wait_for(fetching.wait(), 5.0)
+    user = asyncio.ensure_future(client.cache.get(key, lambda: client.request(f"/players/{pid}"), lambda _raw: 60))
+    await _until(lambda: client.cache._inflight[key][1].raised, "the user joining the bulk's fetch")
+    led.cancel()
+    result = await asyncio.wait_for(user, 10.0)
+    assert isinstance(result, dict) and result["player_id"] == pid, result
+    with pytest.raises(asyncio.CancelledError):
+        await led
     assert sandbox.calls("player") == 1
 
 
