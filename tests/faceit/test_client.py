@@ -297,19 +297,13 @@ async def test_low_priority_work_never_queues_ahead_of_interactive_calls(make_cl
     client = make_client(rate=rate, burst=burst)
     players = [p["player_id"] for p in sandbox.world()["players"]]
     matches = [m for ids in sandbox.world()["matches"].values() for m in ids if m.startswith("1-")][:low_reserve(burst)]
-    done: list[tuple[float, str]] = []
-
-    async def low(call: Any) -> None:
-        _as_low_job()
-        await call
-        done.append((time.monotonic(), "low"))
+    done: Done = []
 
     async def interactive(call: Any) -> None:
         await call
         done.append((time.monotonic(), "interactive"))
 
-    lows = [asyncio.ensure_future(low(client.get_lifetime_stats(pid))) for pid in players]
-    lows += [asyncio.ensure_future(low(client.get_player(pid))) for pid in players]
+    lows = _start_bulk(client, players, done)
     await _until(lambda: sum(1 for _, kind in done if kind == "low") >= burst - low_reserve(burst),
                  "the bulk's first calls")  # the bulk is under way
     await asyncio.gather(*(interactive(client.get_match(m)) for m in matches))
@@ -337,6 +331,22 @@ async def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0
         await asyncio.sleep(0.01)
 
 
+Done = list[tuple[float, str]]
+
+
+async def _low_call(call: Any, done: Done, kind: str = "low") -> None:
+    """``call`` as a low-queue job makes it; ``done`` gets (when it finished, ``kind``)."""
+    _as_low_job()
+    await call
+    done.append((time.monotonic(), kind))
+
+
+def _start_bulk(client: FaceitClient, players: list[str], done: Done) -> list[asyncio.Future[None]]:
+    """A bulk's 40 low-priority calls (each player's lifetime stats, then each profile), started."""
+    calls = [client.get_lifetime_stats(pid) for pid in players] + [client.get_player(pid) for pid in players]
+    return [asyncio.ensure_future(_low_call(call, done)) for call in calls]
+
+
 async def test_an_interactive_caller_joining_a_fetch_led_by_low_work_leaves_the_low_lane(
         make_client: MakeClient, sandbox: FaceitSandbox) -> None:
     """A /bulk (low queue) leads the fetch of a match and a user's /analyze of that match joins it
@@ -348,19 +358,12 @@ async def test_an_interactive_caller_joining_a_fetch_led_by_low_work_leaves_the_
     client = make_client(rate=rate, burst=burst)
     players = [p["player_id"] for p in sandbox.world()["players"]]
     match = sandbox.world()["matches"]["FINISHED"][0]
-    done: list[tuple[float, str]] = []
-
-    async def low(call: Any, kind: str = "low") -> None:
-        _as_low_job()
-        await call
-        done.append((time.monotonic(), kind))
-
-    lows = [asyncio.ensure_future(low(client.get_lifetime_stats(pid))) for pid in players]
-    lows += [asyncio.ensure_future(low(client.get_player(pid))) for pid in players]
+    done: Done = []
+    lows = _start_bulk(client, players, done)
     await _until(lambda: len(done) >= 3, "the bulk's first calls")  # the bulk is under way, its calls queued
     # The bulk asks for the match too: its fetch queues behind the bulk's other calls in the lane.
     key = FaceitKeys("fb:").cache("match", match)
-    led = asyncio.ensure_future(low(client.get_match(match), "bulk's match"))
+    led = asyncio.ensure_future(_low_call(client.get_match(match), done, "bulk's match"))
     await _until(lambda: key in client.cache._inflight, "the bulk's fetch of the match")
     assert (await client.get_match(match)).match_id == match  # the user's /analyze joins that fetch
     done.append((time.monotonic(), "interactive"))
@@ -495,17 +498,10 @@ async def test_an_interactive_caller_in_another_process_raises_a_fetch_led_by_lo
     match = sandbox.world()["matches"]["FINISHED"][0]
     keys = FaceitKeys("fb:")
     key = keys.cache("match", match)
-    done: list[tuple[float, str]] = []
-
-    async def low(call: Any, kind: str = "low") -> None:
-        _as_low_job()
-        await call
-        done.append((time.monotonic(), kind))
-
-    lows = [asyncio.ensure_future(low(bulk.get_lifetime_stats(pid))) for pid in players]
-    lows += [asyncio.ensure_future(low(bulk.get_player(pid))) for pid in players]
+    done: Done = []
+    lows = _start_bulk(bulk, players, done)
     await _until(lambda: len(done) >= 3, "the bulk's first calls")  # the bulk is under way, its calls queued
-    led = asyncio.ensure_future(low(bulk.get_match(match), "bulk's match"))
+    led = asyncio.ensure_future(_low_call(bulk.get_match(match), done, "bulk's match"))
     await _until(lambda: redis_client.exists(keys.lock(key)), "the bulk leading the fetch of the match")
     assert str(redis_client.get(keys.lock(key))).startswith("low:")  # its lock says it is low
     assert (await user.get_match(match)).match_id == match  # the user's /analyze, in the other process
