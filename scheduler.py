@@ -268,13 +268,17 @@ def redeliver_failed(manager: Any, now: float) -> dict[str, int]:
     """Requeue each failed ``deliver_result`` job that failed for want of Telegram at least
     :data:`REDELIVERY_AFTER` before ``now``, of a job enqueued less than :data:`REDELIVERY_WINDOW`
     before it (the requeue keeps the enqueue time, so the window bounds the tries)."""
+    from queues.errors import UnknownJobError
     from queues.manager import DELIVERY_ACTOR
 
     due = [job_id for job_id, code, finished in manager.jobs.failures_since(DELIVERY_ACTOR, now - REDELIVERY_WINDOW)
            if code in REDELIVERABLE and now - (finished or now) >= REDELIVERY_AFTER]
     requeued = 0
     for job_id in due:
-        requeued += len(manager.requeue_failed(job_id=job_id))
+        try:
+            requeued += len(manager.requeue_failed(job_id=job_id))
+        except UnknownJobError:  # its record expired since it was read: nothing to send, the others still go
+            continue
     if requeued:
         logger.info("redelivery: %d failed deliveries sent again (Telegram was unreachable)", requeued)
     return {"requeued": requeued}
@@ -458,7 +462,7 @@ async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
     marks = [WeeklyMark.parse(raw) for raw in raws]
     watched = [mark.job for mark in marks if mark is not None and mark.watched]
     statuses = dict(zip(watched, await asyncio.to_thread(manager.jobs.statuses, watched), strict=True))
-    swap = service.client.register_script(_SWAP_MARK)
+    swap = service.swap_mark
     sent = retried = 0
     for (uid, key, due), raw, mark in zip(users, raws, marks, strict=True):
         if mark is None:
@@ -473,8 +477,8 @@ async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
             if mark.watched:
                 await _settle_weekly(swap, key, raw, mark, statuses[mark.job])
             continue
-        job = await asyncio.to_thread(manager.prepare_analytics_report, uid, "weekly",
-                                      {"user_id": uid, "chat_id": uid}, scheduled=True)
+        job = manager.prepare_analytics_report(uid, "weekly", {"user_id": uid, "chat_id": uid},  # (no I/O)
+                                               scheduled=True)
         claimed = WeeklyMark(at=ctx.now, tries=tries, job=job.job_id, pending=True)
         if not await _claim_weekly(service.client, swap, key, raw, claimed):
             continue
@@ -560,6 +564,8 @@ class SchedulerService:
         self.lock_ttl = lock_ttl or settings.scheduler_lock_ttl
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lock = LeaderLock(self.client, self.keys.leader, self.lock_ttl, self.token)
+        #: The weekly marks' compare-and-swap (:data:`_SWAP_MARK`), registered once.
+        self.swap_mark = self.client.register_script(_SWAP_MARK)
         self.is_leader = False
         self._redis_failing = False
         self._take_over_failing = False

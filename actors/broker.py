@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,7 +43,7 @@ from middleware.stop_signals import StopSignals
 from middleware.time_limits import QueueTimeLimit
 from middleware.tracking import Tracking
 from middleware.worker_presence import WorkerPresence
-from queues.connection import async_redis_client, redis_client
+from queues.connection import as_text, async_redis_client, redis_client
 from queues.dramatiq_keys import acks_key, heartbeats_key
 from queues.priorities import QueuePriority, all_queue_names, queue_name, queue_timeout
 from queues.runtime import get_alert_store, get_job_store, get_redis
@@ -82,6 +83,16 @@ for i = 2, #ARGV do
 end
 return removed
 """
+#: :data:`_FORGET_DEAD` registered once per client (the sweep runs every few seconds).
+_forget_dead_scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _forget_dead(client: Any) -> Any:
+    """:data:`_FORGET_DEAD` as a script of ``client``, registered on first use."""
+    script = _forget_dead_scripts.get(client)
+    if script is None:
+        script = _forget_dead_scripts[client] = client.register_script(_FORGET_DEAD)
+    return script
 
 
 def _ack_queues(queue_names: Iterable[str]) -> list[str]:
@@ -89,10 +100,6 @@ def _ack_queues(queue_names: Iterable[str]) -> list[str]:
     queue. Ack sets are written only by ``fetch`` (``dispatch.lua``), under the name of the queue
     a consumer fetched from; dead letters (``.XQ``) are never fetched, so they have none."""
     return sorted({q for name in queue_names for q in (name, dq_name(name))})
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 #: How long this process trusts its finding that a dead process holds ack sets on queues it does
@@ -115,7 +122,7 @@ def _acks_elsewhere(client: Any, namespace: str, worker_id: str) -> list[str]:
     the keyspace a batch at a time, without blocking Redis for the whole of it)."""
     prefix = acks_key(namespace, worker_id, "")
     found = client.scan_iter(match=f"{_glob_escape(prefix)}*", count=1000)
-    return sorted({_text(key)[len(prefix):] for key in found})
+    return sorted({as_text(key)[len(prefix):] for key in found})
 
 
 def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
@@ -152,7 +159,7 @@ def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
     now = current_millis()
     cutoff = now - broker.heartbeat_timeout
     heartbeats = heartbeats_key(namespace)
-    dead = [_text(i) for i in client.zrangebyscore(heartbeats, 0, cutoff)]
+    dead = [as_text(i) for i in client.zrangebyscore(heartbeats, 0, cutoff)]
     _forget_checks(namespace, dead)
     if not dead:
         return 0
@@ -166,8 +173,7 @@ def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
     idle = [worker_id for worker_id, queues in holding.items() if not queues]
     empty = [worker_id for worker_id in idle if not _holds_acks_elsewhere(client, namespace, worker_id)]
     if empty:
-        forget = client.register_script(_FORGET_DEAD)
-        forgotten = [_text(i) for i in forget(keys=[heartbeats], args=[cutoff, *empty])]
+        forgotten = [as_text(i) for i in _forget_dead(client)(keys=[heartbeats], args=[cutoff, *empty])]
         if forgotten:
             logger.info("forgot %d dead worker process(es) holding no unacked message on any queue: %s",
                         len(forgotten), ", ".join(forgotten))

@@ -43,6 +43,7 @@ from dramatiq.common import current_millis, dq_name
 from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
+from queues.connection import as_text
 from queues.dramatiq_keys import acks_key, enqueue_marker_key, messages_key, queue_key
 from queues.enqueue_once import ENQUEUE_MARKER_TTL_MS, ENQUEUE_ONCE_LUA
 from queues.jobstore import AckTarget
@@ -263,7 +264,7 @@ class TrackedRedisBroker(RedisBroker):
         """
         acks = acks_key(self.namespace, self.broker_id, queue_name)
         try:
-            held = {i.decode() if isinstance(i, bytes) else i for i in self.client.smembers(acks)}
+            held = {as_text(i) for i in self.client.smembers(acks)}
             ids = self._dead_letter_unreadable(queue_name, sorted(held - running))
             if ids:
                 self.do_requeue(queue_name, *ids)

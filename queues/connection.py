@@ -109,6 +109,11 @@ def _password(settings: Settings) -> str | None:
     return url_password or settings.redis_password.get_secret_value() or None
 
 
+def as_text(value: bytes | str | None) -> str | None:
+    """A reply of a client built with ``decode=False`` (the broker's) as text; text as it is."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def redis_client(settings: Settings, *, decode: bool = True, **options: Any) -> redis.Redis:
     """A sync client; follows the Sentinel master when ``REDIS_SENTINELS`` is set."""
     options.setdefault("socket_timeout", 10)

@@ -321,8 +321,8 @@ class QueueManager:
                                 identifiers=list(identifiers) if identifiers else None)
 
     def enqueue_analytics_report(self, user_id: int | None = None, report_type: str = "weekly",
-                                 requester: dict[str, Any] | None = None, *, scheduled: bool = False) -> JobHandle:
-        return self.submit(self.prepare_analytics_report(user_id, report_type, requester, scheduled=scheduled))
+                                 requester: dict[str, Any] | None = None) -> JobHandle:
+        return self.submit(self.prepare_analytics_report(user_id, report_type, requester))
 
     # --- look up --------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from typing import Any
 import redis
 
 from queues.alerts import Alert, AlertStore
+from queues.connection import as_text
 
 logger = logging.getLogger(__name__)
 
@@ -279,10 +280,7 @@ class TelegramAlertSink:
         except redis.RedisError:
             return {admin: ("en", None) for admin in self.admin_ids}
 
-        def text(value: Any) -> str | None:
-            return value.decode() if isinstance(value, bytes) else value
-
-        return {admin: (user_language(text(c), text(s)), text(z))
+        return {admin: (user_language(as_text(c), as_text(s)), as_text(z))
                 for admin, c, s, z in zip(self.admin_ids, chosen, seen, zones, strict=True)}
 
     def _deliver(self, alerts: list[Alert], redis_down: bool = False) -> bool:

@@ -1264,7 +1264,8 @@ def test_a_scheduled_weekly_report_comes_in_the_users_language(stack: Stack, tg)
     manager = QueueManager()
     for user in (chose, subscribed):
         # As the scheduler enqueues it: its own run, a requester with no language of its own.
-        manager.enqueue_analytics_report(user, "weekly", {"user_id": user, "chat_id": user}, scheduled=True)
+        manager.submit(manager.prepare_analytics_report(user, "weekly", {"user_id": user, "chat_id": user},
+                                                        scheduled=True))
         report = stack.wait(user, lambda es: next((e for e in es if e["kind"] == "sent" and "📅" in e["text"]), None))
         assert CYRILLIC.search(report["text"]), report["text"]
 

@@ -134,4 +134,5 @@ def test_a_closed_pipe_is_not_called_rabbitmq_unreachable(redis_server, fresh):
         os.close(write_end)
     assert done.returncode == 1, done.stderr
     assert "RabbitMQ" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr == "", done.stderr  # no message at all
     assert "BrokenPipeError" not in done.stderr, done.stderr
