@@ -14,6 +14,7 @@ from typing import Any
 
 from faceit.gamedata import ACTIVE_MAP_POOL, level_for_elo, level_progress, map_label
 from faceit.htmltext import shown_favourite, whole_percent
+from faceit.links import room_url
 from faceit.models import (
     Faction,
     LifetimeStats,
@@ -611,7 +612,7 @@ def match_notification(
         "elo": elo,
         "elo_change": elo_delta,
         "elo_change_matches": delta_matches,
-        "faceit_url": f"https://www.faceit.com/en/cs2/room/{stat.match_id}",
+        "faceit_url": room_url(stat.match_id),
     }
 
 

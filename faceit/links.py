@@ -91,6 +91,11 @@ class PlayerRef:
         return self.kind == "player_id"
 
 
+def room_url(match_id: str) -> str:
+    """A match room's page on FACEIT's site (English; the texts open it in the reader's language)."""
+    return f"https://www.faceit.com/en/cs2/room/{match_id}"
+
+
 def _bad(key: str, **params: object) -> BadInputError:
     return with_key(BadInputError(ERROR_TEXTS[key]["en"].format(**params)), key, **params)
 

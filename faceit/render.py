@@ -24,11 +24,11 @@ from faceit.htmltext import (
     fmt_score,
     fmt_signed,
     shown_chances,
-    shown_favourite,
     split_html,
     whole_percent,
 )
 from faceit.i18n import LANGS, MATCHES, USERS, plural
+from faceit.links import room_url
 
 # label → (en, ru)
 L: dict[str, tuple[str, str]] = {
@@ -203,8 +203,6 @@ def short_match_id(match_id: str) -> str:
 _FACEIT_SITE_EN = "https://www.faceit.com/en/"
 
 
-#: A match room on FACEIT's site (:func:`_link` opens it in the reader's language).
-_ROOM_URL = _FACEIT_SITE_EN + "cs2/room/{match_id}"
 
 
 def _link(url: str | None, text: str, lang: str) -> str:
@@ -264,7 +262,7 @@ def render_match_analysis(data: dict[str, Any], lang: str) -> str:
                      + " · ".join(x for x in (f"{t('avg_elo', lang)} {fmt_int(team['avg_elo'], lang)}", chance, stake) if x))
     lines.append(f"<i>{t('estimate_' + source if known else 'estimate_none', lang)}</i>")
     if known:
-        fav = shown_favourite(teams["faction1"]["win_probability"])
+        fav = data.get("favourite")  # (the analysis chose it by the chances as shown)
         lines.append(f"{t('favourite', lang)}: <b>{e(teams[fav]['name'])}</b>" if fav else t("even", lang))
     lines.append("")
     lines.extend(_danger_block(data, lang))
@@ -511,7 +509,7 @@ def render_bulk(data: dict[str, Any], lang: str) -> str:
         if item["outcome"] == "analysed":
             a = item["summary"]
             known = chances_known(a["probability_source"])
-            fav = shown_favourite(a["p1"]) if known else None
+            fav = a.get("favourite") if known else None
             chances = shown_chances(a["p1"])
             picked = a["maps"]
             maps_label = t("map_one" if len(picked) == 1 else "map_many", lang)
@@ -535,7 +533,7 @@ def render_bulk(data: dict[str, Any], lang: str) -> str:
             match_id = item.get("match_id")
             if match_id:  # its reason may name it again ("FACEIT has no match “1-…”"): as short
                 short = short_match_id(match_id)
-                ref = _link(_ROOM_URL.format(match_id=match_id), short, lang)
+                ref = _link(room_url(match_id), short, lang)  # (opened in the reader's language)
                 message = message.replace(match_id, short)
             else:  # what the list said that is no match id: as written
                 ref = e(item.get("ref") or "")

@@ -339,7 +339,6 @@ def bulk_summary(state: str, data: dict[str, Any]) -> dict[str, Any]:
         "elo1": teams["faction1"]["avg_elo"],
         "elo2": teams["faction2"]["avg_elo"],
         "p1": teams["faction1"]["win_probability"],
-        "p2": teams["faction2"]["win_probability"],
         "probability_source": data.get("probability_source", "none"),
         "favourite": data.get("favourite"),
         "maps": list(picked),  # every map picked (a best of three has three)
@@ -462,7 +461,7 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dic
     store, client = ctx.store, ctx.client
     inactive = await store.inactive_users()
     if user_ids is None:
-        players = await store.watched_players(inactive)  # none followed by blocked users alone
+        players = await store.watched_players(inactive, drop_idle_marks=True)  # none followed by blocked users alone
     else:
         players = {}
         for uid in user_ids:

@@ -207,24 +207,33 @@ class FaceitStore:
         first one's entry is gone (a race with ``/unsubscribe``)."""
         return await self._named(await self._followers_of(sorted(await self.redis.smembers(self.keys.subscribed_players()))))
 
-    async def watched_players(self, inactive: set[int]) -> dict[str, str]:
+    async def watched_players(self, inactive: set[int], *, drop_idle_marks: bool = False) -> dict[str, str]:
         """:meth:`all_subscribed_players` without the players whose every follower is in
         ``inactive`` (blocked the bot): monitoring and the cache refresh pass over them, since
         nobody is told of them and each costs FACEIT calls every run, for good (a blocked user
-        never unfollows). Their monitoring marks are dropped as they are passed over: a mark
-        left where it was would, once a follower comes back, tell weeks of matches at once (up
-        to five notices a player, "Elo −140 over the last 60 matches"); without one, the first
-        scan after takes a quiet baseline, as for a new follow."""
+        never unfollows).
+
+        ``drop_idle_marks`` (monitoring, the one reader that moves the marks): the monitoring
+        marks of those passed over are dropped too. A mark left where it was would, once a
+        follower comes back, tell weeks of matches at once (up to five notices a player, "Elo −140
+        over the last 60 matches"); without one, the first scan after takes a quiet baseline, as
+        for a new follow. Each drop checks the followers are still those read (:data:`_FORGET_MARK`)."""
         followers = await self._followers_of(sorted(await self.redis.smembers(self.keys.subscribed_players())))
         idle = [pid for pid, users in followers.items() if users and all(u in inactive for u in users)]
+        if drop_idle_marks:
+            await self._drop_marks({pid: followers[pid] for pid in idle})
+        passed_over = set(idle)
+        return await self._named({pid: users for pid, users in followers.items() if pid not in passed_over})
+
+    async def _drop_marks(self, followers: dict[str, list[int]]) -> None:
+        """Drop each player's monitoring mark while its followers are still those given."""
+        idle = list(followers)
         for start in range(0, len(idle), READ_BATCH):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for pid in idle[start:start + READ_BATCH]:
                     await self._forget_mark(keys=[self.keys.player_subscribers(pid), self.keys.monitor_state(pid)],
                                             args=[str(u) for u in followers[pid]], client=pipe)
                 await pipe.execute()
-        passed_over = set(idle)
-        return await self._named({pid: users for pid, users in followers.items() if pid not in passed_over})
 
     async def _named(self, followers: dict[str, list[int]]) -> dict[str, str]:
         """Each player of ``followers`` (id → its followers) → a nickname one of them saved."""

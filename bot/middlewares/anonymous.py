@@ -28,6 +28,7 @@ from aiogram.types import Message, TelegramObject, Update
 
 from bot.commands import ADMIN_COMMANDS, USER_COMMANDS
 from bot.replies import answer
+from bot.routers.common import text_of
 from bot.texts import t
 from faceit.links import names_a_match
 
@@ -52,7 +53,7 @@ def asks_for_work(message: Message, username: str | None) -> bool:
     """Whether ``message`` is something this bot (``@username``) would act on in a group: a command
     naming this bot, or one of its commands without a mention (``/ban`` is a moderation bot's:
     the group's admins type those anonymously all the time), or a room link."""
-    text = message.text or message.caption or ""
+    text = text_of(message) or ""
     if text.startswith("/"):
         name, at, mention = text.split(maxsplit=1)[0][1:].partition("@")
         if at:

@@ -113,6 +113,8 @@ async def test_a_passed_over_players_mark_is_dropped_only_while_their_followers_
     await store.set_user_inactive(61)
     await store.set_monitor_state("pid-idle", {"match_id": "m-old", "finished_at": 1.0})
     assert await store.watched_players({61}) == {}
+    assert await store.monitor_state("pid-idle") is not None  # a plain read (the cache refresh's) keeps it
+    assert await store.watched_players({61}, drop_idle_marks=True) == {}
     assert await store.monitor_state("pid-idle") is None  # passed over: its mark goes
     read = ["61"]  # what the next run read, just before a newcomer followed the player
     await store.subscribe(62, "pid-idle", "Idle")
