@@ -308,11 +308,12 @@ class DashboardData:
     def workers(self) -> list[dict[str, Any]]:
         """The live workers; ``heartbeat_late`` marks one past :attr:`heartbeat_late_after`."""
         now = time.time()
+        late_after = self.heartbeat_late_after
         rows = []
         for worker in sorted(self.manager.worker_registry().workers(), key=lambda w: (w.host, w.pid)):
             row = worker.to_dict()
             row["heartbeat_age"] = max(0.0, now - worker.last_heartbeat)
-            row["heartbeat_late"] = row["heartbeat_age"] > self.heartbeat_late_after
+            row["heartbeat_late"] = row["heartbeat_age"] > late_after
             row["uptime"] = max(0.0, now - worker.started_at)
             rows.append(row)
         return rows
@@ -372,14 +373,12 @@ class DashboardData:
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         record = self._record_or_404(job_id)
         job_id = record.id  # the whole id of a start typed
-        if record.status not in ACTIVE_STATUSES:
-            raise ActionError(409, "not_active", f"job {job_id} is {record.status}: nothing to cancel")
         try:
             outcome = self.manager.cancel_job(job_id)
         except UnknownJobError:
             raise ActionError(404, "unknown_job", f"no job {job_id}") from None
         if outcome not in CANCEL_OUTCOMES:
-            # It ended between the read above and the cancel (which alone is atomic): the cancel
+            # It was not active (or ended since the read above): the cancel, which alone is atomic,
             # answered the status it found (or ``already_canceled``), and nothing was canceled.
             ended = "canceled" if outcome == "already_canceled" else outcome
             raise ActionError(409, "not_active", f"job {job_id} is {ended}: nothing to cancel")

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from settings import IPNetwork, ip_networks
+from settings import IPNetwork
 
 logger = logging.getLogger(__name__)
 
@@ -365,11 +365,6 @@ class LoginThrottle:
 
     def succeeded(self, address: str) -> None:
         self._failures.pop(address, None)
-
-
-def trusted_networks(items: Sequence[str]) -> tuple[IPNetwork, ...]:
-    """``DASHBOARD_TRUSTED_PROXIES`` as networks (the settings checked it at start)."""
-    return tuple(ip_networks(list(items)))
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -47,10 +47,9 @@ from dashboard.security import (
     parse_authorization,
     throttle_account,
     throttle_address,
-    trusted_networks,
 )
 from queues.errors import BrokerUnreachableError
-from settings import IPNetwork
+from settings import IPNetwork, ip_networks
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +58,9 @@ TEMPLATES_DIR = PACKAGE_DIR / "templates"
 STATIC_DIR = PACKAGE_DIR / "static"
 REFRESH_SECONDS = 5
 PUBLIC_PATHS = frozenset({"/healthz", "/login", "/favicon.ico"})
+#: Paths that need no identity, beside ``/static/``: a session cookie sent with them is not read
+#: (so not checked against Redis for a sign-out).
+NO_IDENTITY_PATHS = frozenset({"/favicon.ico"})
 #: The header a trusted reverse proxy names the client in (``DASHBOARD_TRUSTED_PROXIES``).
 FORWARDED_FOR = "X-Forwarded-For"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -85,7 +87,7 @@ class Dashboard:
 
     def __post_init__(self) -> None:
         self.public_origin = _origin_of(self.settings.dashboard_public_url or "")
-        self.trusted_proxies = trusted_networks(self.settings.dashboard_trusted_proxies)
+        self.trusted_proxies = tuple(ip_networks(self.settings.dashboard_trusted_proxies))
         self.templates = Environment(
             loader=FileSystemLoader(TEMPLATES_DIR),
             autoescape=select_autoescape(["html", "svg"], default_for_string=True, default=True),
@@ -373,7 +375,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         if wait:
             return too_many_attempts(request, wait)
         identity = identity_from_header(request, header, key)
-    elif SESSION_COOKIE in request.cookies and not request.path.startswith("/static/"):
+    elif SESSION_COOKIE in request.cookies and not (
+            request.path in NO_IDENTITY_PATHS or request.path.startswith("/static/")):
         identity = await session_identity(request, request.cookies[SESSION_COOKIE])
     if identity is not None:
         request[IDENTITY] = identity
@@ -395,10 +398,11 @@ async def session_identity(request: web.Request, cookie: str) -> Identity | None
     """Who a session cookie signs in, or None: forged, expired, of a user who no longer exists, or
     signed out (revoked in Redis by ``POST /logout``, on any instance).
 
-    Every request with a session cookie asks Redis, except for static files, which need no
-    identity (so the error page keeps its style while Redis is down). When Redis cannot answer
-    the error propagates: the ``errors`` middleware answers 503, as for any page that reads
-    Redis, so a session that cannot be checked neither reads nor acts (fail closed).
+    Every request with a session cookie asks Redis, except for static files and the other paths
+    that need no identity (``NO_IDENTITY_PATHS``; so the error page keeps its style while Redis
+    is down). When Redis cannot answer the error propagates: the ``errors`` middleware answers
+    503, as for any page that reads Redis, so a session that cannot be checked neither reads nor
+    acts (fail closed).
     """
     dash = dashboard_of(request)
     session = dash.signer.read_session(cookie)

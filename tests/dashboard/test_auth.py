@@ -633,9 +633,10 @@ def test_from_an_untrusted_peer_a_forged_forwarded_for_escapes_no_block(
 ])
 def test_the_client_address_is_the_right_most_untrusted_hop(peer: str | None, forwarded: list[str],
                                                             expected: str) -> None:
-    from dashboard.security import client_address, trusted_networks
+    from dashboard.security import client_address
+    from settings import ip_networks
 
-    trusted = trusted_networks(["127.0.0.1", "10.9.8.0/24", "fd00::/8"])
+    trusted = ip_networks(["127.0.0.1", "10.9.8.0/24", "fd00::/8"])
     assert client_address(peer, forwarded, trusted) == expected
 
 
@@ -698,12 +699,18 @@ def test_a_session_cookie_issued_without_an_id_is_refused(auth_dashboard: Dashbo
     sign in again once."""
     import base64
 
+    from dashboard.security import SESSION_PURPOSE
     from dashboard.web import DASHBOARD
 
     assert auth_dashboard.app is not None
     signer = auth_dashboard.app[DASHBOARD].signer
     user = base64.urlsafe_b64encode(ADMIN["user"].encode()).decode().rstrip("=")
     assert_signed_out(auth_dashboard, f"{user}.{signer.issue('session', ADMIN['user'])}")
+    # Nor is one of the current shape (user.id.issued.signature) signed for the old purpose: the
+    # same cookie signed for SESSION_PURPOSE reads, so only the purpose refuses it.
+    sid, payload = "A" * 22, f"{'A' * 22}|{ADMIN['user']}"
+    assert signer.read_session(f"{user}.{sid}.{signer.issue(SESSION_PURPOSE, payload)}") is not None
+    assert_signed_out(auth_dashboard, f"{user}.{sid}.{signer.issue('session', payload)}")
 
 
 def test_a_session_that_redis_cannot_vouch_for_neither_reads_nor_acts(auth_dashboard: DashboardServer,
@@ -721,6 +728,8 @@ def test_a_session_that_redis_cannot_vouch_for_neither_reads_nor_acts(auth_dashb
         assert browser.post(f"/api/jobs/{job_id}/cancel", headers={"X-CSRF-Token": csrf}).status == 503
         assert browser.post("/logout", form={"csrf_token": csrf}).status == 503
         assert browser.cookies["fbdash_session"] == copied
+        # A path that needs no identity does not ask Redis about the session.
+        assert browser.get("/favicon.ico").status == 301
     finally:
         redis_server.start()
     assert store.status(job_id) == "queued"
