@@ -29,6 +29,7 @@ from bot.background import BackgroundWork
 from bot.fastsend import send_reply
 from bot.views import cancel_keyboard
 from tests.bot.conftest import new_user
+from tests.support.waiting import async_wait_until
 
 TEXT = "⏳ <b>Match analysis</b> queued: job <code>abc</code>, place 1 & more"
 
@@ -179,14 +180,6 @@ async def _turns(count: int = 20) -> None:
         await asyncio.sleep(0)
 
 
-async def _until(condition, timeout: float = 5.0) -> None:
-    async def wait() -> None:
-        while not condition():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(wait(), timeout)
-
-
 async def test_background_work_waits_for_the_updates_in_flight():
     work = BackgroundWork(max_delay=60.0)
     ran: list[str] = []
@@ -204,7 +197,7 @@ async def test_background_work_waits_for_the_updates_in_flight():
     await _turns()
     assert ran == []  # one update still being served
     work.update_finished()
-    await _until(lambda: ran == ["a", "b"])
+    await async_wait_until(lambda: ran == ["a", "b"])
     await work.drain(stop=True)
 
 
@@ -221,7 +214,7 @@ async def test_background_work_never_waits_longer_than_max_delay():
     work.add(item(), "item")
     await _turns()
     assert ran == []
-    await _until(lambda: ran)  # ran although the update is still being served
+    await async_wait_until(lambda: ran)  # ran although the update is still being served
     assert ran[0] >= 0.29  # not before max_delay
     await work.drain(stop=True)
 
@@ -247,7 +240,7 @@ async def test_drain_runs_queued_work_at_once_and_a_failure_does_not_stop_the_ne
     await _turns()
     assert ran == ["fine"]
     work.update_finished()
-    await _until(lambda: ran == ["fine", "fine"])
+    await async_wait_until(lambda: ran == ["fine", "fine"])
     await work.drain(stop=True)
 
 
@@ -270,7 +263,7 @@ async def test_work_queued_while_updates_were_served_runs_together():
     work.add(first(), "first")
     work.add(second(), "second")
     work.update_finished()
-    await _until(lambda: len(ran) == 2, timeout=3)  # one at a time, "first" times out after 2 s
+    await async_wait_until(lambda: len(ran) == 2, timeout=3)  # one at a time, "first" times out after 2 s
     assert sorted(ran) == ["first", "second"]
     await work.drain(stop=True)
 

@@ -8,7 +8,6 @@ same state, so both run the same checks here.
 from __future__ import annotations
 
 import asyncio
-import time
 import types
 
 import dramatiq
@@ -19,6 +18,7 @@ from bot.jobstart import watches_enqueues
 from bot.services import BotServices, Requester, UserFacingError
 from faceit.links import parse_match_ref
 from tests.support.reply_dropper import ReplyDroppingProxy
+from tests.support.waiting import async_wait_until
 
 ROOM = "https://www.faceit.com/en/cs2/room/1-0b9a4c1e-5b5e-4c8e-9f51-3a1b2c3d4e5f"
 OTHER_ROOM = "https://www.faceit.com/en/cs2/room/1-1b9a4c1e-5b5e-4c8e-9f51-3a1b2c3d4e5f"
@@ -368,14 +368,6 @@ async def test_a_started_job_recorded_after_the_fact_counts_in_both_limits(servi
     assert 0 < redis_client.ttl("fb:bot:rate:95") <= 61 and redis_client.ttl("fb:bot:active:95") > 61
 
 
-async def wait_for_async(condition, timeout: float = 5.0) -> None:
-    """Poll ``condition`` on this event loop (other tasks run meanwhile) until it holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.01)
-
-
 async def test_a_user_who_joins_between_the_read_and_the_cancel_keeps_the_job(services, redis_client):
     """User 93's Cancel read the record (only 93 asked), then user 94 asked for the same match,
     then the cancel ran: it cancelled 94's job too. Made exact with Redis: while writes are paused
@@ -390,9 +382,9 @@ async def test_a_user_who_joins_between_the_read_and_the_cancel_keeps_the_job(se
     redis_client.client_pause(10_000, all=False)  # writes only; it ends by itself if the test dies
     try:
         join = asyncio.ensure_future(services.start_match_analysis(asker(94), parse_match_ref(ROOM)))
-        await wait_for_async(lambda: held_scripts() == 1)
+        await async_wait_until(lambda: held_scripts() == 1)
         cancel = asyncio.ensure_future(services.cancel(first.job_id, 93))
-        await wait_for_async(lambda: held_scripts() == 2)
+        await async_wait_until(lambda: held_scripts() == 2)
     finally:
         redis_client.client_unpause()
     joined, outcome = await join, await cancel

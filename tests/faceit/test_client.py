@@ -20,6 +20,7 @@ from faceit.client import KEY_MISSING, SANDBOX_API_KEY, CacheTTLs, FaceitClient,
 from faceit.keys import FaceitKeys
 from faceit.metrics import faceit_call_counts
 from tests.support.faceit_sandbox import FaceitSandbox, free_port
+from tests.support.waiting import async_wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 MakeClient = Callable[..., FaceitClient]
@@ -304,7 +305,7 @@ async def test_low_priority_work_never_queues_ahead_of_interactive_calls(make_cl
         done.append((time.monotonic(), "interactive"))
 
     lows = _start_bulk(client, players, done)
-    await _until(lambda: sum(1 for _, kind in done if kind == "low") >= burst - low_reserve(burst),
+    await async_wait_until(lambda: sum(1 for _, kind in done if kind == "low") >= burst - low_reserve(burst),
                  "the bulk's first calls")  # the bulk is under way
     await asyncio.gather(*(interactive(client.get_match(m)) for m in matches))
     await asyncio.gather(*lows)
@@ -321,14 +322,6 @@ def _as_low_job() -> None:
     from faceit.ratelimit import LOW_PRIORITY_WORK, LowPriority
 
     LOW_PRIORITY_WORK.set(LowPriority())
-
-
-async def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:g}s")
-        await asyncio.sleep(0.01)
 
 
 Done = list[tuple[float, str]]
@@ -360,11 +353,11 @@ async def test_an_interactive_caller_joining_a_fetch_led_by_low_work_leaves_the_
     match = sandbox.world()["matches"]["FINISHED"][0]
     done: Done = []
     lows = _start_bulk(client, players, done)
-    await _until(lambda: len(done) >= 3, "the bulk's first calls")  # the bulk is under way, its calls queued
+    await async_wait_until(lambda: len(done) >= 3, "the bulk's first calls")  # the bulk is under way, its calls queued
     # The bulk asks for the match too: its fetch queues behind the bulk's other calls in the lane.
     key = FaceitKeys("fb:").cache("match", match)
     led = asyncio.ensure_future(_low_call(client.get_match(match), done, "bulk's match"))
-    await _until(lambda: key in client.cache._inflight, "the bulk's fetch of the match")
+    await async_wait_until(lambda: key in client.cache._inflight, "the bulk's fetch of the match")
     assert (await client.get_match(match)).match_id == match  # the user's /analyze joins that fetch
     done.append((time.monotonic(), "interactive"))
     await asyncio.gather(*lows, led)
@@ -411,7 +404,7 @@ async def test_the_low_lanes_give_up_is_neither_retried_inside_nor_remembered_fo
 
     draining = asyncio.ensure_future(drain())
     try:
-        await _until(lambda: drained >= 4, "interactive work taking the burst")
+        await async_wait_until(lambda: drained >= 4, "interactive work taking the burst")
         started = time.monotonic()
         with pytest.raises(errors.RateLimitedError) as caught:
             await asyncio.ensure_future(bulk_call())
@@ -467,13 +460,13 @@ async def test_an_interactive_joiner_fetches_itself_when_the_low_leader_gave_up_
 
     client.cache.peek = counted_peek  # type: ignore[method-assign]
     led = asyncio.ensure_future(lead())
-    await _until(lambda: key in client.cache._inflight, "the bulk's fetch")
+    await async_wait_until(lambda: key in client.cache._inflight, "the bulk's fetch")
     joined_low = asyncio.ensure_future(low_joiner())
     # Its cache read done (the bulk's was the first), the joiner goes on to wait on the bulk's
     # fetch without yielding in between: once seen here, it waits there.
-    await _until(lambda: len(peeked) >= 2, "the low joiner waiting on the bulk's fetch")
+    await async_wait_until(lambda: len(peeked) >= 2, "the low joiner waiting on the bulk's fetch")
     user = asyncio.ensure_future(client.cache.get(key, lambda: client.request(f"/players/{pid}"), lambda _raw: 60))
-    await _until(lambda: client.cache._inflight[key][1].raised, "the user joining the bulk's fetch")
+    await async_wait_until(lambda: client.cache._inflight[key][1].raised, "the user joining the bulk's fetch")
     gate.set()
     joined = [user, joined_low]
     results = await asyncio.gather(led, *joined, return_exceptions=True)
@@ -500,9 +493,9 @@ async def test_an_interactive_caller_in_another_process_raises_a_fetch_led_by_lo
     key = keys.cache("match", match)
     done: Done = []
     lows = _start_bulk(bulk, players, done)
-    await _until(lambda: len(done) >= 3, "the bulk's first calls")  # the bulk is under way, its calls queued
+    await async_wait_until(lambda: len(done) >= 3, "the bulk's first calls")  # the bulk is under way, its calls queued
     led = asyncio.ensure_future(_low_call(bulk.get_match(match), done, "bulk's match"))
-    await _until(lambda: redis_client.exists(keys.lock(key)), "the bulk leading the fetch of the match")
+    await async_wait_until(lambda: redis_client.exists(keys.lock(key)), "the bulk leading the fetch of the match")
     assert str(redis_client.get(keys.lock(key))).startswith("low:")  # its lock says it is low
     assert (await user.get_match(match)).match_id == match  # the user's /analyze, in the other process
     done.append((time.monotonic(), "interactive"))
@@ -589,7 +582,7 @@ async def test_an_interactive_joiner_fetches_itself_when_the_low_leader_is_cance
     led = asyncio.ensure_future(lead())
     await asyncio.wait_for(fetching.wait(), 5.0)
     user = asyncio.ensure_future(client.cache.get(key, lambda: client.request(f"/players/{pid}"), lambda _raw: 60))
-    await _until(lambda: client.cache._inflight[key][1].raised, "the user joining the bulk's fetch")
+    await async_wait_until(lambda: client.cache._inflight[key][1].raised, "the user joining the bulk's fetch")
     led.cancel()
     result = await asyncio.wait_for(user, 10.0)
     assert isinstance(result, dict) and result["player_id"] == pid, result
@@ -616,7 +609,7 @@ async def test_a_push_back_holds_low_work_back_too(make_client: MakeClient, sand
 
     bulk = asyncio.ensure_future(call("low", ids[0], True))
     led = asyncio.ensure_future(call("low, then joined", ids[1], True))
-    await _until(lambda: client.keys.cache("player", ids[1]) in client.cache._inflight, "the low fetch")
+    await async_wait_until(lambda: client.keys.cache("player", ids[1]) in client.cache._inflight, "the low fetch")
     await asyncio.gather(bulk, led, call("joiner", ids[1], False), call("interactive", ids[2], False))
     assert min(finished.values()) >= 0.95, finished
     # Behind the block the low lane still comes last; the raised fetch goes with interactive work.

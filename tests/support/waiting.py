@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,10 +12,22 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20, interval: floa
                what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout``."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
+    while not (value := _held(predicate, deadline, timeout, what)):
         time.sleep(interval)
+    return value
+
+
+async def async_wait_until(predicate: Callable[[], Any], what: str = "condition", timeout: float = 10.0) -> Any:
+    """:func:`wait_until` on the running event loop: other tasks run between the polls."""
+    deadline = time.monotonic() + timeout
+    while not (value := _held(predicate, deadline, timeout, what)):
+        await asyncio.sleep(0.01)
+    return value
+
+
+def _held(predicate: Callable[[], Any], deadline: float, timeout: float, what: str) -> Any:
+    """``predicate()``; past ``deadline`` a falsy answer fails the test."""
+    value = predicate()
+    if not value and time.monotonic() > deadline:
+        raise AssertionError(f"{what} not met within {timeout} s")
+    return value
