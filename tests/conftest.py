@@ -20,6 +20,9 @@ import redis
 from tests.support.redis_server import RedisServer
 from tests.support.workers import WorkerPool, pause_module_pools
 
+# On a timeout, the report shows where each asyncio task of the hung test waited.
+pytest_plugins = ["tests.support.timeout_tasks"]
+
 # Scaled-down timing for every process a test starts (workers inherit os.environ).
 SCALED_ENV = {
     "QUEUE_RETRY_DELAYS": "0.1,0.3,0.9",

@@ -1,0 +1,37 @@
+"""On a pytest-timeout, also print where each asyncio task of the running test waited.
+
+pytest-timeout's report shows each thread's stack. An async test that hangs shows only its
+event loop asleep in ``select``, which says nothing of the ``await`` that never returned. This
+adds every task of the running loop, with its stack, to that report, so a hang that happened
+once in CI can be read from the CI log instead of being guessed at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+
+import pytest_timeout
+
+_original_dump_stacks = pytest_timeout.dump_stacks
+
+
+def dump_stacks_and_tasks(terminal: Any) -> None:
+    """pytest-timeout's thread stacks, then each task of the event loop the test runs in."""
+    _original_dump_stacks(terminal)
+    try:
+        loop = asyncio.get_running_loop()  # the signal handler runs inside the test's loop
+    except RuntimeError:
+        return
+    for task in sorted(asyncio.all_tasks(loop), key=lambda task: task.get_name()):
+        stack = io.StringIO()
+        task.print_stack(limit=30, file=stack)
+        terminal.sep("~", title=f"asyncio {task.get_name()} ({task.get_coro()!r:.80})")
+        terminal.write(stack.getvalue())
+
+
+def pytest_configure(config: object) -> None:
+    """A pytest plugin (``pytest_plugins`` in ``tests/conftest.py``): make pytest-timeout report
+    asyncio tasks too (its handler looks the function up by name when it fires)."""
+    pytest_timeout.dump_stacks = dump_stacks_and_tasks
