@@ -42,7 +42,7 @@ TEXTS: dict[str, dict[str, str]] = {
               "/subscribe &lt;никнейм&gt; — сообщать, когда игрок доиграет матч\n"
               "/unsubscribe &lt;никнейм&gt; — перестать следить\n"
               "/subscriptions — за кем вы следите\n"
-              "/report weekly|monthly — ваша сводка\n"
+              "/report неделя|месяц — ваша сводка\n"
               "/status &lt;id задачи&gt; — статус задачи\n"
               "/cancel &lt;id задачи&gt; — остановить задачу (или кнопка «Отмена» под ней)\n"
               "/lang ru|en — язык\n"
@@ -98,12 +98,12 @@ TEXTS: dict[str, dict[str, str]] = {
               "(например, <code>3f2a9c1e</code>).",
     },
     "usage_report": {"en": "Which report? /report weekly or /report monthly",
-                     "ru": "Какой отчёт? /report weekly или /report monthly"},
+                     "ru": "Какой отчёт? /report неделя или /report месяц"},
     "usage_lang": {"en": "Choose a language: /lang en or /lang ru", "ru": "Выберите язык: /lang ru или /lang en"},
     "lang_set": {"en": "Language: English.", "ru": "Язык: русский."},
     "usage_tz": {
         "en": "I don't know that time zone. Send a city or an offset from UTC: /tz Moscow, /tz Europe/Berlin, /tz +3",
-        "ru": "Не знаю такого часового пояса. Пришлите город или смещение от UTC: /tz Moscow, /tz Europe/Berlin, /tz +3",
+        "ru": "Не знаю такого часового пояса. Пришлите город или смещение от UTC: /tz Москва, /tz Europe/Berlin, /tz +3",
     },
     "tz_current": {
         "en": "Your time zone: {zone}. The weekly summary of the players you follow comes on Mondays at 09:00 your time "
@@ -111,7 +111,7 @@ TEXTS: dict[str, dict[str, str]] = {
               "To change it: /tz Moscow, /tz Europe/Berlin or /tz +3",
         "ru": "Ваш часовой пояс: {zone}. Еженедельная сводка по игрокам, за которыми вы следите, приходит по понедельникам в 09:00 "
               "по вашему времени (если есть о чём рассказать).\n"
-              "Изменить: /tz Moscow, /tz Europe/Berlin или /tz +3",
+              "Изменить: /tz Москва, /tz Europe/Berlin или /tz +3",
     },
     "tz_unset": {
         "en": "No time zone chosen: the weekly summary of the players you follow comes on Mondays at 09:00 UTC "
@@ -119,7 +119,7 @@ TEXTS: dict[str, dict[str, str]] = {
               "Choose yours: /tz Moscow, /tz Europe/Berlin or /tz +3",
         "ru": "Часовой пояс не выбран: еженедельная сводка по игрокам, за которыми вы следите, приходит по понедельникам "
               "в 09:00 UTC (если есть о чём рассказать).\n"
-              "Выберите свой: /tz Moscow, /tz Europe/Berlin или /tz +3",
+              "Выберите свой: /tz Москва, /tz Europe/Berlin или /tz +3",
     },
     "tz_set": {
         "en": "Time zone: {zone}. The weekly summary of the players you follow will come on Mondays at 09:00 your time "
@@ -186,13 +186,13 @@ TEXTS: dict[str, dict[str, str]] = {
     "shown_here_done": {
         "en": "👆 {kind}: already answered in this chat a moment ago — see the message I am replying to."
               "\nJob <code>{job_id}</code>",
-        "ru": "👆 {kind}: в этом чате уже ответил на это минуту назад — смотрите сообщение, на которое я "
+        "ru": "👆 {kind}: я уже ответил на это в этом чате минуту назад — смотрите сообщение, на которое я "
               "отвечаю.\nЗадача <code>{job_id}</code>",
     },
     "shown_above_done": {
         "en": "👆 {kind}: already answered in this chat a moment ago — see my answer just above."
               "\nJob <code>{job_id}</code>",
-        "ru": "👆 {kind}: в этом чате уже ответил на это минуту назад — смотрите мой ответ чуть выше."
+        "ru": "👆 {kind}: я уже ответил на это в этом чате минуту назад — смотрите мой ответ чуть выше."
               "\nЗадача <code>{job_id}</code>",
     },
     "shown_above": {
@@ -258,11 +258,12 @@ TEXTS: dict[str, dict[str, str]] = {
     "status_started": {"en": "running", "ru": "выполняется"},
     "status_retrying": {"en": "waiting to retry", "ru": "ждёт повтора"},
     "status_succeeded": {"en": "done", "ru": "готово"},
-    "status_failed": {"en": "failed", "ru": "не удалось"},
+    "status_failed": {"en": "failed", "ru": "ошибка"},
     "status_canceled": {"en": "canceled", "ru": "отменено"},
     "done": {"en": "✅ Done.", "ru": "✅ Готово."},
-    # failures (headline + advice)
-    "failed": {"en": "❌ {kind} failed: {reason}\n{advice}", "ru": "❌ {kind} — ошибка: {reason}\n{advice}"},
+    # failures: a headline, then the reason and the advice, each a full sentence with a capital
+    # (the FACEIT layer's reasons, faceit.i18n, are written so too)
+    "failed": {"en": "❌ {kind} failed. {reason}\n{advice}", "ru": "❌ {kind} — ошибка. {reason}\n{advice}"},
     "advice_retry": {"en": "Trying again in a few minutes should help.",
                      "ru": "Попробуйте ещё раз через несколько минут."},
     "advice_no_retry": {"en": "Trying again will not help.", "ru": "Повторный запрос не поможет."},
@@ -270,11 +271,12 @@ TEXTS: dict[str, dict[str, str]] = {
                          "ru": "Проверьте, что вы прислали, и попробуйте снова."},
     "reason_upstream": {"en": "FACEIT did not answer.", "ru": "FACEIT не ответил."},
     "reason_rate_limited": {"en": "FACEIT is overloaded.", "ru": "FACEIT перегружен."},
-    "reason_time_limit": {"en": "it took too long and was stopped.", "ru": "слишком долго, задача остановлена."},
-    "reason_crash_loop": {"en": "it kept crashing; the operators are notified.",
-                          "ru": "задача падала снова и снова; администраторы уже знают."},
-    "reason_error": {"en": "something broke on our side; the operators are notified.",
-                     "ru": "что-то сломалось у нас; администраторы уже знают."},
+    "reason_time_limit": {"en": "The job took too long and was stopped.",
+                          "ru": "Задача выполнялась слишком долго и остановлена."},
+    "reason_crash_loop": {"en": "The job kept crashing; the operators are notified.",
+                          "ru": "Задача падала снова и снова; администраторы уже знают."},
+    "reason_error": {"en": "Something broke on our side; the operators are notified.",
+                     "ru": "Что-то сломалось у нас; администраторы уже знают."},
     # limits and outages
     "rate_limited": {
         "en": "Too many requests: at most {limit} a minute. Try again in {seconds} s.",
@@ -304,9 +306,9 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "subscribed_in_group": {
         "en": "The notices come in our private chat: if you have not started me there yet, open it and press "
-              "Start, or Telegram will not let me write to you.",
+              "Start (or send /start), or Telegram will not let me write to you.",
         "ru": "Уведомления приходят в личный чат со мной: если вы ещё не запускали меня там, откройте его и "
-              "нажмите «Старт», иначе Telegram не даст мне вам написать.",
+              "нажмите «Запустить» (или отправьте /start), иначе Telegram не даст мне вам написать.",
     },
     # a player lookup's answer: "👤 nick · Elo 1051 · level 5" (bot.delivery)
     "lookup_elo": {"en": "Elo {value}", "ru": "Elo {value}"},

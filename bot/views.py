@@ -70,7 +70,7 @@ def _progress_bits(progress: dict[str, Any] | None, lang: str) -> tuple[str, str
 
 
 def progress_text(job_id: str, actor: str | None, progress: dict[str, Any] | None, lang: str) -> str:
-    """``⏳ Match analysis: players 6/10 · 45%`` (``игроки 6/10`` in Russian); between attempts
+    """``⏳ Match analysis: players 6/10 · 45%`` (``загружаю игроков 6/10`` in Russian); between attempts
     (stage ``retrying``, :mod:`middleware.retry_notice`) what went wrong and when it is tried again."""
     if progress and progress.get("stage") == "retrying":
         code = str(progress.get("code") or "")
@@ -151,7 +151,8 @@ def failure_reason(error: dict[str, Any] | None, actor: str | None, kwargs: dict
 
 def failure_text(job_id: str, actor: str | None, error: dict[str, Any] | None, kwargs: dict[str, Any],
                  lang: str) -> str:
-    """``❌ Match analysis failed: FACEIT did not answer.`` + whether retrying makes sense."""
+    """``❌ Match analysis failed. FACEIT did not answer.`` + whether retrying makes sense: the reason
+    is a full sentence with a capital, whether the FACEIT layer's or the bot's own."""
     reason, advice = failure_reason(error, actor, kwargs, lang)
     return t("failed", lang, kind=kind_name(actor, lang), reason=reason, advice=advice).rstrip("\n")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 _LOCK = threading.Lock()  # pyplot's state is global: one drawing at a time per process
@@ -53,8 +53,30 @@ def player_chart_png(chart: dict[str, Any], nickname: str) -> bytes:
             times = [datetime.fromtimestamp(ts, UTC) for ts, _ in elo]
             ax3.plot(times, [value for _, value in elo], color="#9467bd", marker=".")
             ax3.set_ylabel("Elo")
+            _day_axis(ax3, times)
             fig.autofmt_xdate()
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+#: The Elo axis's dates, as the report beside the chart writes them ("Elo с 06.12"); day and
+#: month read the same way in both languages' apps, and carry no word to translate.
+DAY_FORMAT = "%d.%m"
+_MIN_SPAN = timedelta(days=3)
+
+
+def _day_axis(ax: Any, times: list[datetime]) -> None:
+    """Label ``ax``'s dates as days (``06.12``), never finer: snapshots a few hours apart would
+    otherwise get hourly ticks that all read the same day, so a short span is widened to
+    :data:`_MIN_SPAN` around its middle, and the ticks fall on whole days or coarser."""
+    from matplotlib import dates
+
+    locator = dates.AutoDateLocator(minticks=3, maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(dates.DateFormatter(DAY_FORMAT, tz=UTC))
+    first, last = min(times), max(times)
+    if last - first < _MIN_SPAN:
+        middle = first + (last - first) / 2
+        ax.set_xlim(middle - _MIN_SPAN / 2, middle + _MIN_SPAN / 2)

@@ -88,7 +88,7 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
     },
     "bad_report_type": {
         "en": "Unknown report type “{ref}”: use weekly or monthly.",
-        "ru": "Неизвестный тип отчёта «{ref}»: weekly или monthly.",
+        "ru": "Неизвестный тип отчёта «{ref}»: неделя или месяц (weekly или monthly).",
     },
     "bad_request": {
         "en": "FACEIT did not accept that request.",
@@ -126,17 +126,20 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
     },
 }
 
+#: A progress line's stage ("⏳ Анализ матча: загружаю игроков 6/10 · 45%"): in Russian every
+#: stage is what the bot is doing, a first-person verb, short enough for a phone's line; "done"
+#: is the end state, not a stage in progress.
 STAGE_TEXTS: dict[str, dict[str, str]] = {
     "match": {"en": "loading the match", "ru": "загружаю матч"},
-    "players": {"en": "players", "ru": "игроки"},
-    "maps": {"en": "maps", "ru": "карты"},
+    "players": {"en": "players", "ru": "загружаю игроков"},
+    "maps": {"en": "maps", "ru": "разбираю карты"},
     "analysis": {"en": "analysing", "ru": "анализирую"},
-    "matches": {"en": "matches", "ru": "матчи"},
-    "profile": {"en": "profile", "ru": "профиль"},
-    "stats": {"en": "statistics", "ru": "статистика"},
-    "chart": {"en": "chart", "ru": "график"},
+    "matches": {"en": "matches", "ru": "загружаю матчи"},
+    "profile": {"en": "profile", "ru": "загружаю профиль"},
+    "stats": {"en": "statistics", "ru": "загружаю статистику"},
+    "chart": {"en": "chart", "ru": "рисую график"},
     "render": {"en": "preparing the message", "ru": "готовлю сообщение"},
-    "subscriptions": {"en": "subscriptions", "ru": "подписки"},
+    "subscriptions": {"en": "subscriptions", "ru": "проверяю подписки"},
     "done": {"en": "done", "ru": "готово"},
 }
 

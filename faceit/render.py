@@ -58,8 +58,6 @@ L: dict[str, tuple[str, str]] = {
     "favours": ("favours", "в пользу"),
     "no_map_edge": ("no clear map edge", "явного перевеса на картах нет"),
     "danger": ("Who to watch", "Опасные игроки"),
-    "threats": ("opponents to watch", "опасны у соперника"),
-    "targets": ("their weakest", "слабое звено соперника"),
     "no_standout": ("the opponents are too close to single anyone out",
                     "игроки соперника слишком равны, чтобы кого-то выделить"),
     "no_elo_at_stake": ("no Elo at stake", "Elo не меняется"),
@@ -84,12 +82,13 @@ L: dict[str, tuple[str, str]] = {
     "recent": ("Last {n} {matches} (5v5), oldest on the left", "Последние {n} {matches} (5v5), старые слева"),
     "recent_one": ("Last match (5v5)", "Последний матч (5v5)"),
     "rating": ("rating", "рейтинг"),
-    "trend": ("Trend (last {n} vs previous {m})", "Динамика ({n} последних к {m} предыдущим)"),
+    # {verdict}: "improving" … in bold; Russian puts it after a dash, the label having its own colon
+    "trend": ("Trend (last {n} vs previous {m}): {verdict}", "Динамика: последние {n} против {m} предыдущих — {verdict}"),
     "trend_unknown": ("Trend: not enough matches to compare", "Динамика: мало матчей для сравнения"),
     "trend_up": ("improving", "на подъёме"),
     "trend_down": ("declining", "идёт на спад"),
     "trend_flat": ("steady", "без изменений"),
-    "elo_seen": ("Elo since we first saw them", "Elo с первого наблюдения"),
+    "elo_seen": ("Elo since we first saw them", "Elo с начала отслеживания"),
     "elo_seen_on": ("Elo since {date}", "Elo с {date}"),
     "no_matches": ("No recent 5v5 matches.", "Нет недавних матчей 5v5."),
     "bulk_title": ("Bulk analysis", "Анализ списка матчей"),
@@ -102,9 +101,11 @@ L: dict[str, tuple[str, str]] = {
     "analytics_weekly": ("Weekly summary", "Итоги недели"),
     "analytics_monthly": ("Monthly summary", "Итоги месяца"),
     "analyses": ("Analyses you received", "Получено анализов"),
-    "kind_match": ("match analyses", "анализов матчей"),
-    "kind_player": ("player reports", "отчётов по игрокам"),
-    "kind_bulk": ("bulk", "пакетных"),
+    # The kinds of analysis, each a noun in the nominative after "Analyses you received: 24 (…"
+    # ("матчи: 21" would read as matches played, which the summary lists too); in KIND_ORDER.
+    "kind_match": ("match analyses", "разборы матчей"),
+    "kind_player": ("player reports", "отчёты по игрокам"),
+    "kind_bulk": ("match lists", "списки матчей"),
     "tracked": ("Players you follow", "Игроки, за которыми вы следите"),
     "results_order": ("results oldest on the left", "результаты: старые слева"),
     "last_results": ("last {n}", "последние {n}"),
@@ -117,6 +118,8 @@ L: dict[str, tuple[str, str]] = {
     "compared_weekly": ("vs the week before", "к прошлой неделе"),
     "compared_monthly": ("vs the month before", "к прошлому месяцу"),
     "win_rate_short": ("WR", "винрейт"),
+    "win_rate_col": ("WR", "Побед"),  # a table's column of win rates: "Побед 55%", five wide at most
+    "versus": ("vs", "—"),  # between two team names in a /bulk line
 
     "cache_title": ("Cache update", "Обновление кэша"),
     "monitor_title": ("Match monitoring", "Мониторинг матчей"),
@@ -140,7 +143,20 @@ L: dict[str, tuple[str, str]] = {
     "status_FINISHED": ("finished", "завершён"),
     "status_CANCELLED": ("cancelled", "отменён"),
     "status_ABORTED": ("aborted", "прерван"),
+    "status_CAPTAIN_PICK": ("captains picking players", "капитаны выбирают игроков"),
+    "status_PAUSED": ("paused", "пауза"),
+    "status_MANUAL_RESULT": ("result entered manually", "результат вводится вручную"),
+    "status_SCHEDULED": ("scheduled", "запланирован"),
 }
+#: The danger block's labels for :func:`plural`, agreeing with how many names follow: one in a
+#: 2v2 or 3v3, two in a 5v5 (:func:`faceit.analysis.standouts`).
+THREATS = {"en": ("opponent to watch", "opponents to watch"),
+           "ru": ("опасен у соперника", "опасны у соперника", "опасны у соперника")}
+TARGETS = {"en": ("their weakest", "their weakest"),
+           "ru": ("слабое звено соперника", "слабые звенья соперника", "слабые звенья соперника")}
+#: The summary lists the kinds of analysis in this order (a kind added later, with its ``kind_``
+#: label, after them by name): one match, one player, a list of matches; the same every week.
+KIND_ORDER = ("match", "player", "bulk")
 WIN_LETTER = {"en": ("W", "L"), "ru": ("В", "П")}
 _PART_MARK_ROOM = 32  # "<i>(12/13)</i>\n" and to spare
 
@@ -375,10 +391,11 @@ def _danger_block(data: dict[str, Any], lang: str) -> list[str]:
         if not team["threats"]:
             lines.append(f"[{idx}] {e(team['name'])}: {t('no_standout', lang)}")
             continue
-        threats = ", ".join(e(nick[p]) for p in team["threats"][:2])
-        targets = ", ".join(e(nick[p]) for p in team["targets"])
-        lines.append(f"[{idx}] {e(team['name'])}: {t('threats', lang)} <b>{threats}</b> · "
-                     f"{t('targets', lang)}: {targets}")
+        threats = team["threats"][:2]
+        targets = team["targets"]
+        lines.append(f"[{idx}] {e(team['name'])}: {plural(len(threats), lang, THREATS)} "
+                     f"<b>{', '.join(e(nick[p]) for p in threats)}</b> · "
+                     f"{plural(len(targets), lang, TARGETS)}: {', '.join(e(nick[p]) for p in targets)}")
     return lines
 
 
@@ -470,8 +487,10 @@ def render_player_report(data: dict[str, Any], lang: str) -> str:
         if trend["direction"] == "unknown":
             lines.append(f"📈 {t('trend_unknown', lang)}")
         else:
-            label = t("trend", lang).format(n=trend["last10"]["matches"], m=trend["previous10"]["matches"])
-            lines.append(f"📈 {label}: <b>{t('trend_' + trend['direction'], lang)}</b> "
+            verdict = f"<b>{t('trend_' + trend['direction'], lang)}</b>"
+            label = t("trend", lang).format(n=trend["last10"]["matches"], m=trend["previous10"]["matches"],
+                                            verdict=verdict)
+            lines.append(f"📈 {label} "
                          f"({t('rating', lang)} {fmt_signed(delta['rating'], lang, 2)}, "
                          f"K/D {fmt_signed(delta['kd'], lang, 2)}, ADR {fmt_signed(delta['adr'], lang, 1)})")
     else:
@@ -479,10 +498,10 @@ def render_player_report(data: dict[str, Any], lang: str) -> str:
     if data.get("maps"):
         lines.append("")
         lines.append(f"🗺 <b>{t('maps', lang)}</b>")
-        rows = [e(f"{t('map', lang):<9} {'#':>5} {'WR':>4} {'K/D':>4} {'ADR':>4}")]
+        rows = [e(f"{t('map', lang):<9} {'#':>5} {t('win_rate_col', lang):>5} {'K/D':>4} {'ADR':>4}")]
         for row in data["maps"]:
             rows.append(e(f"{_cut(row['label'], 9):<9} {fmt_int(row['matches'], lang):>5} "
-                          f"{fmt_pct(row['win_rate'], lang):>4} {fmt_num(row['kd'], lang):>4} "
+                          f"{fmt_pct(row['win_rate'], lang):>5} {fmt_num(row['kd'], lang):>4} "
                           f"{fmt_int(row['adr'], lang):>4}"))
         lines.append("<pre>" + "\n".join(rows) + "</pre>")
     return "\n".join(lines)
@@ -514,8 +533,8 @@ def render_bulk(data: dict[str, Any], lang: str) -> str:
             picked = a["maps"]
             maps_label = t("map_one" if len(picked) == 1 else "map_many", lang)
             lines.append(
-                f"• {_link(a.get('faceit_url'), short_match_id(a['match_id']), lang)}: {e(a['faction1'])} vs "
-                f"{e(a['faction2'])} · {t('avg_elo', lang)} {fmt_int(a['elo1'], lang)} / {fmt_int(a['elo2'], lang)}"
+                f"• {_link(a.get('faceit_url'), short_match_id(a['match_id']), lang)}: {e(a['faction1'])} "
+                f"{t('versus', lang)} {e(a['faction2'])} · {t('avg_elo', lang)} {fmt_int(a['elo1'], lang)} / {fmt_int(a['elo2'], lang)}"
                 + (f" · {t('win_chance', lang)} {fmt_pct(chances[0], lang)} / {fmt_pct(chances[1], lang)}"
                    if known else "")
                 + (f" · {t('favourite', lang)} <b>{e(a[fav])}</b>" if fav else "")
@@ -576,7 +595,7 @@ def render_analytics(data: dict[str, Any], lang: str) -> str:
         lines.append(f"{fmt_int(data['users'], lang)} {plural(data['users'], lang, USERS)}")
     analyses = _analysis_kinds(data.get("analyses", {}))
     total = sum(analyses.values())
-    parts = [f"{t('kind_' + k, lang)}: {fmt_int(v, lang)}" for k, v in sorted(analyses.items())]
+    parts = [f"{t('kind_' + k, lang)}: {fmt_int(analyses[k], lang)}" for k in _kind_order(analyses)]
     before = t("before_" + period, lang)
     earlier = data.get("previous_analyses")
     lines.append(f"{t('analyses', lang)}: <b>{fmt_int(total, lang)}</b>" + (f" ({', '.join(parts)})" if parts else "")
@@ -621,6 +640,13 @@ def _analysis_kinds(counts: dict[str, int]) -> dict[str, int]:
     """Activity counts other kinds too (a report asked for marks the user active): only the kinds
     of analysis, those with a ``kind_`` label, each told by its name in the reader's language."""
     return {k: v for k, v in counts.items() if f"kind_{k}" in L}
+
+
+def _kind_order(analyses: dict[str, int]) -> list[str]:
+    """The kinds of ``analyses`` in :data:`KIND_ORDER`, any other after them by name: one order
+    every week, whichever kind happens to come first in the counts."""
+    rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
+    return sorted(analyses, key=lambda kind: (rank.get(kind, len(rank)), kind))
 
 
 def _against_before(player: dict[str, Any], period: str, lang: str) -> str:

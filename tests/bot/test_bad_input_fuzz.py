@@ -77,7 +77,10 @@ def expects_job(text: str) -> bool:
     if name not in JOB_COMMANDS:
         return False
     if name == "report":
-        return (args or "weekly").strip().lower() in ("weekly", "monthly")
+        from bot.routers.reports import REPORT_ALIASES
+
+        typed = (args or "weekly").strip().lower()
+        return REPORT_ALIASES.get(typed, typed) in ("weekly", "monthly")
     if not (args or "").strip():
         return False
     if name in ("analyze", "analyse"):

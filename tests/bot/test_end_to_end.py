@@ -357,7 +357,7 @@ def test_bulk_and_report_run_on_the_low_queue_and_replace_their_messages(stack: 
     assert "Отчёт: в очереди" in report["text"]
     summary = stack.final_of(user, report["message_id"])
     assert "❌" not in summary["text"] and CYRILLIC.search(summary["text"])
-    assert "Получено анализов: <b>1</b> (пакетных: 1)" in summary["text"]  # the one bulk, counted once
+    assert "Получено анализов: <b>1</b> (списки матчей: 1)" in summary["text"]  # the one bulk, counted once
     queues = {stack.job(job_id)["actor"]: stack.job(job_id)["queue"] for job_id in stack.job_ids_of(user)}
     assert queues == {"bulk_analysis": "low", "analytics_report": "low"}
 

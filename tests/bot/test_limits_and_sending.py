@@ -191,8 +191,8 @@ async def _raise(error: Exception) -> None:
     ("time_limit", "bulk_analysis", {}, "took too long", "слишком долго"),
     ("crash_loop", "player_report", {}, "kept crashing", "падала"),
     ("match_not_analysable", "match_analysis", {}, "cancelled", "отменён"),
-    ("error", "match_analysis", {}, "something broke on our side", "что-то сломалось"),
-    ("unknown_code", "player_lookup", {}, "something broke on our side", "что-то сломалось"),
+    ("error", "match_analysis", {}, "Something broke on our side", "Что-то сломалось"),
+    ("unknown_code", "player_lookup", {}, "Something broke on our side", "Что-то сломалось"),
 ])
 def test_failure_texts_say_what_happened_and_whether_to_retry(code, actor, kwargs, english, russian):
     error = {"type": "X", "code": code, "message": "match 1-x is cancelled", "retryable": code != "not_found"}
@@ -207,7 +207,7 @@ def test_failure_texts_say_what_happened_and_whether_to_retry(code, actor, kwarg
 def test_progress_reads_players_6_of_10_in_both_languages():
     progress = {"percent": 47.5, "stage": "players", "done": 6, "total": 10}
     assert "players 6/10 · 48%" in progress_text("job-1", "match_analysis", progress, "en")
-    assert "игроки 6/10 · 48%" in progress_text("job-1", "match_analysis", progress, "ru")
+    assert "загружаю игроков 6/10 · 48%" in progress_text("job-1", "match_analysis", progress, "ru")
 
 
 def test_the_flood_guard_lets_a_burst_through_then_a_steady_rate():

@@ -23,8 +23,8 @@ def test_a_match_without_players_is_told_to_come_back_once() -> None:
     should help.": two waits, one after the other."""
     en = failure_text("j1", "match_analysis", MATCH_EMPTY, {}, "en")
     ru = failure_text("j1", "match_analysis", MATCH_EMPTY, {}, "ru")
-    assert en == "❌ Match analysis failed: This match has no players yet: try again in a minute."
-    assert ru == "❌ Анализ матча — ошибка: В матче ещё нет игроков — попробуйте через минуту."
+    assert en == "❌ Match analysis failed. This match has no players yet: try again in a minute."
+    assert ru == "❌ Анализ матча — ошибка. В матче ещё нет игроков — попробуйте через минуту."
     record = SimpleNamespace(status="failed", error=MATCH_EMPTY, actor="match_analysis", kwargs={}, progress=None,
                              id="j1")
     assert "try again in a minute.\nJob <code>j1</code>" in status_text(record, "en")

@@ -149,8 +149,8 @@ def test_the_summary_counts_analyses_only_and_names_each_kind_in_the_readers_lan
     data = {"report_type": "weekly", "user_id": 1,
             "analyses": {"match": 2, "bulk": 1, "report": 3, "match_analysis": 2}, "players": []}
     # "matches: 21" read as matches played: the kind is named as what it counts
-    assert "Analyses you received: <b>3</b> (bulk: 1, match analyses: 2)" in render.render_analytics(data, "en")
-    assert "Получено анализов: <b>3</b> (пакетных: 1, анализов матчей: 2)" in render.render_analytics(data, "ru")
+    assert "Analyses you received: <b>3</b> (match analyses: 2, match lists: 1)" in render.render_analytics(data, "en")
+    assert "Получено анализов: <b>3</b> (разборы матчей: 2, списки матчей: 1)" in render.render_analytics(data, "ru")
 
 
 def test_the_match_status_reads_in_the_readers_language() -> None:
@@ -176,8 +176,8 @@ def test_numbers_take_the_right_form_of_match_in_both_languages() -> None:
 
 def test_the_danger_block_says_the_players_it_names_are_the_opponents() -> None:
     texts = render.texts(render.render_match_analysis, _analysis("Rabo"))
-    assert "[1] Rabo: opponents to watch <b>Rabo</b> · their weakest: Rabo" in "".join(texts["en"])
-    assert "[1] Rabo: опасны у соперника <b>Rabo</b> · слабое звено соперника: Rabo" in "".join(texts["ru"])
+    assert "[1] Rabo: opponent to watch <b>Rabo</b> · their weakest: Rabo" in "".join(texts["en"])
+    assert "[1] Rabo: опасен у соперника <b>Rabo</b> · слабое звено соперника: Rabo" in "".join(texts["ru"])
 
 
 def test_the_player_tables_columns_are_named_and_explained() -> None:
