@@ -17,7 +17,8 @@ command                                    what it does
 =========================================  ====================================================
 
 Exit codes: 0 all is well, 1 a problem was found (or Redis or RabbitMQ is unreachable), 2 a usage error.
-Every command that reads takes ``--json`` for machines; errors are one line on stderr.
+``--json`` (machine-readable output) is taken by every command but ``report``, whose output is
+JSON already, and ``work`` and ``run``, which start processes; errors are one line on stderr.
 """
 
 from __future__ import annotations
@@ -180,15 +181,27 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
-def resolve_queue(name: str) -> str:
-    """``high``/``default``/``low`` (with or without QUEUE_NAME_PREFIX) → the broker queue name."""
+def known_queue(name: str, settings: Any) -> str | None:
+    """The broker queue ``name`` means, or None: ``high``/``default``/``low`` as given, else the
+    same with ``QUEUE_NAME_PREFIX`` in front (``xhigh`` with the prefix ``x``).
+
+    A bare name is taken as is before any prefix is stripped: with the prefix ``l``, stripping
+    first turned ``low`` into ``ow``, an unknown queue (``h`` did the same to ``high``)."""
     from queues.priorities import QueuePriority, queue_name
 
-    settings = get_settings()
-    try:
-        return queue_name(QueuePriority(name.removeprefix(settings.queue_name_prefix)), settings)
-    except ValueError:
-        raise click.BadParameter(f"unknown queue {name!r} (expected high, default or low)") from None
+    bare = {priority.value for priority in QueuePriority}
+    prefix = settings.queue_name_prefix
+    if name not in bare and prefix and name.startswith(prefix):
+        name = name[len(prefix):]
+    return queue_name(QueuePriority(name), settings) if name in bare else None
+
+
+def resolve_queue(name: str) -> str:
+    """``high``/``default``/``low`` (with or without QUEUE_NAME_PREFIX) → the broker queue name."""
+    found = known_queue(name, get_settings())
+    if found is None:
+        raise click.BadParameter(f"unknown queue {name!r} (expected high, default or low)")
+    return found
 
 
 class OneLineErrors(click.Group):
@@ -235,15 +248,13 @@ def cli() -> None:
 @handles_errors
 def work(workers: int | None, threads: int | None, queues: tuple[str, ...], verbose: bool) -> None:
     """Run a worker pool: ``dramatiq actors`` with our settings (replaces this process)."""
-    from queues.priorities import QueuePriority, queue_name
-
     settings = get_settings()
     names = []
     for item in [q for part in queues for q in part.replace(",", " ").split()]:
-        try:
-            names.append(queue_name(QueuePriority(item.removeprefix(settings.queue_name_prefix)), settings))
-        except ValueError:
+        found = known_queue(item, settings)
+        if found is None:
             fail(f"unknown queue {item!r} (expected high, default or low)", EXIT_USAGE)
+        names.append(found)
     cmd = [sys.executable, "-m", "dramatiq", "actors",
            "--processes", str(workers or settings.queue_max_workers),
            "--threads", str(threads or settings.queue_worker_threads)]
@@ -724,13 +735,17 @@ def purge_dead(older_than: str, queue: str | None, dry_run: bool, yes: bool, as_
             click.echo(f"{name}: {verb} {n} dead message(s)")
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@cli.command(add_help_option=False,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.pass_context
 def run(ctx: click.Context) -> None:
-    """Run the whole local system as one supervised tree (what ``make run`` does)."""
+    """Run the whole local system as one supervised tree (what ``make run`` does); --help lists
+    its options (--workers, --redis-port, --redis-dir, --faceit-port, --telegram-port)."""
     import supervisor
 
-    sys.exit(supervisor.main(list(ctx.args)))
+    # Every argument, --help included, is the supervisor's: its own parser knows the options
+    # (Click's --help here listed none of them).
+    sys.exit(supervisor.main(list(ctx.args), prog=ctx.command_path))
 
 
 if __name__ == "__main__":

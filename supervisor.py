@@ -236,6 +236,13 @@ def uses_own_redis(env: dict[str, str], settings: Any) -> bool:
         return settings.redis_url == tomllib.load(shipped)["REDIS_URL"]
 
 
+def worker_argv(processes: int, threads: int, queues: list[str]) -> list[str]:
+    """The command line of a worker pool: ``processes`` × ``threads`` (QUEUE_WORKER_THREADS, which
+    the pools once ignored for a fixed 8) on ``queues``."""
+    return [sys.executable, "-m", "dramatiq", "actors", "--processes", str(processes), "--threads", str(threads),
+            "--queues", *queues]
+
+
 def build_children(args: argparse.Namespace, settings: Any) -> tuple[list[Child], dict[str, str], list[str]]:
     """Decide what to run from the settings (the settings file and the environment over it):
     returns children, extra env and notes."""
@@ -260,8 +267,7 @@ def build_children(args: argparse.Namespace, settings: Any) -> tuple[list[Child]
 
     def pool(name: str, queues: list[str], env: dict[str, str]) -> Child:
         """A worker pool: Dramatiq's own stop time, and SIGKILL when the supervisor dies."""
-        return Child(name, [py, "-m", "dramatiq", "actors", "--processes", str(args.workers), "--threads", "8",
-                            "--queues", *queues], env={**env, **POOL_ENV},
+        return Child(name, worker_argv(args.workers, settings.queue_worker_threads, queues), env={**env, **POOL_ENV},
                      stop_timeout=WORKER_STOP_TIMEOUT, parent_death_signal=signal.SIGKILL)
 
     children += [
@@ -280,15 +286,62 @@ def build_children(args: argparse.Namespace, settings: Any) -> tuple[list[Child]
     return children, extra, notes
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the whole system locally.")
-    parser.add_argument("--workers", type=int, default=1, help="processes per worker pool")
-    parser.add_argument("--redis-port", type=int, default=int(os.environ.get("RUN_REDIS_PORT", 16379)))
+#: The exit status of a bad option or RUN_* variable (a usage error, as ``admin.py`` has it).
+EXIT_USAGE = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr and exit status 2, as ``admin.py`` says them."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see: {self.prog} --help)\n")
+
+
+#: Each port option: the environment variable that gives its default, that default, what it is.
+PORT_OPTIONS = (("--redis-port", "RUN_REDIS_PORT", 16379, "port of the embedded Redis"),
+                ("--faceit-port", "RUN_FACEIT_PORT", 8081, "port of the sandbox FACEIT Data API"),
+                ("--telegram-port", "RUN_TELEGRAM_PORT", 8082, "port of the sandbox Bot API and its chat"))
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 1 to 65535 (argparse's ``type``): ``abc`` raised a ValueError traceback, and
+    99999 an OverflowError from bind() after Redis had already been started."""
+    try:
+        port = int(str(text).strip())
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535 (got {text!r})")
+    return port
+
+
+def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Namespace:
+    """The options, every port checked (the command line's and the RUN_*_PORT variables') before
+    anything starts: a bad one ends the run with one line on stderr and exit status 2."""
+    parser = OneLineParser(prog=prog or "supervisor.py", description="Run the whole system locally, supervised "
+                           "(what `make run` does). A port that is taken moves to a free one.")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes per worker pool (default 1; threads per process: QUEUE_WORKER_THREADS)")
     parser.add_argument("--redis-dir", type=Path, default=Path(os.environ.get("RUN_REDIS_DIR", ROOT / "var" / "redis")),
-                        help="where the embedded Redis keeps its AOF")
-    parser.add_argument("--faceit-port", type=int, default=int(os.environ.get("RUN_FACEIT_PORT", 8081)))
-    parser.add_argument("--telegram-port", type=int, default=int(os.environ.get("RUN_TELEGRAM_PORT", 8082)))
+                        help="where the embedded Redis keeps its AOF (default RUN_REDIS_DIR, else ./var/redis)")
+    for option, variable, default, what in PORT_OPTIONS:
+        parser.add_argument(option, type=port_number, default=None, help=f"{what} (default {variable}, else {default})")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"argument --workers: must be 1 or more (got {args.workers})")
+    for option, variable, default, _ in PORT_OPTIONS:
+        dest = option.removeprefix("--").replace("-", "_")
+        text = os.environ.get(variable, "").strip()
+        if getattr(args, dest) is None:
+            try:
+                setattr(args, dest, port_number(text) if text else default)
+            except argparse.ArgumentTypeError as exc:
+                parser.exit(EXIT_USAGE, f"{parser.prog}: {variable} {exc}\n")
+    return args
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
 
     from settings import SettingsError, load_settings
 

@@ -6,7 +6,7 @@ record already knew what happened. Once Tracking has recorded ``retrying`` (this
 ``after_process_message`` runs after it: ``after_*`` hooks run in reverse order, and it is
 listed first), the job's progress becomes ``{"stage": "retrying", "code", "retry_in",
 "attempt", "attempts"}``, written and told to the progress listeners like any progress: the bot
-edits the message to "FACEIT did not answer. Trying again in 30 s (attempt 2 of 4)". The next
+edits the message to "FACEIT did not answer. Trying again in 10 s (attempt 2 of 4)". The next
 attempt's first progress replaces it.
 
 Runs the listeners on Dramatiq's event loop thread (the one async actors run on: their

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 from dramatiq.cli import make_argument_parser
 
-from tests.deploy.deployfiles import ROOT, DockerIgnore, command_list, load_compose
+from tests.deploy.deployfiles import (
+    ROOT,
+    DockerIgnore,
+    command_list,
+    env_example_values,
+    interpolate,
+    load_compose,
+)
 
 # The entry points DESIGN.md fixes, each with the file that must exist for it. admin.py is run
 # by operators inside the containers (`docker compose exec worker-high python admin.py status`).
@@ -69,12 +76,14 @@ def entry_files(command: list[str]) -> list[str]:
 
 
 def _commands() -> list[tuple[str, list[str]]]:
-    """(label, command) for every service command and healthcheck run in our image."""
+    """(label, command) for every service command and healthcheck run in our image, the service
+    command as Compose runs it: interpolated with ``.env.example`` (``--threads
+    ${QUEUE_WORKER_THREADS:-8}``)."""
     found = []
     for name, service in load_compose()["services"].items():
         if "build" not in service:
             continue  # a third-party image (Redis) brings its own commands
-        found.append((f"{name}.command", command_list(service)))
+        found.append((f"{name}.command", interpolate(command_list(service), env_example_values())))
         test = service.get("healthcheck", {}).get("test", [])
         if test and test[0] == "CMD":
             found.append((f"{name}.healthcheck", [str(word) for word in test[1:]]))

@@ -19,8 +19,9 @@ DEPLOYMENT_VALUES = {
     "REDIS_URL": "redis://redis:6379/0",  # the Compose service, not the developer's localhost
     "DASHBOARD_USER": "admin",  # compose requires a login; a name is not a secret
 }
-# Keys read by compose.yaml only (not settings): they live in their own last section.
-COMPOSE_ONLY = {"APP_IMAGE", "REDIS_MAXMEMORY", "DASHBOARD_PUBLISH_IP"}
+# Keys read by compose.yaml only (not settings): they live in their own last section. RABBITMQ_PASSWORD
+# is read by the compose.override.yaml of docs/deploy.md ("Switching the broker to RabbitMQ").
+COMPOSE_ONLY = {"APP_IMAGE", "REDIS_MAXMEMORY", "DASHBOARD_PUBLISH_IP", "RABBITMQ_PASSWORD"}
 SECRET_SETTINGS = {name.upper() for name, f in Settings.model_fields.items() if f.annotation is SecretStr}
 
 
