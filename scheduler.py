@@ -56,6 +56,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -69,6 +70,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.timezones import EAST_END, WEST_END, zone_of
+from queues.redaction import error_text, install_token_scrubber
 from settings import Settings, load_settings_or_exit
 
 logger = logging.getLogger("scheduler")
@@ -683,7 +685,8 @@ class SchedulerService:
         try:
             result = await task.fn(ctx)
         except Exception as exc:
-            outcome = f"error: {type(exc).__name__}: {str(exc)[:200]}"
+            # kept in Redis and shown by admin.py: the bot token scrubbed before the text is cut
+            outcome = f"error: {type(exc).__name__}: {error_text(exc, 200, _bot_token_of(self.settings))}"
             logger.exception("task %s failed", name)
         entry = {"task": name, "at": now, "leader": self.token, "outcome": outcome,
                  "seconds": round(time.monotonic() - started, 3), "result": result}
@@ -704,14 +707,32 @@ def history(client: redis.Redis, prefix: str, limit: int = HISTORY_KEPT) -> list
     return [json.loads(x) for x in client.lrange(SchedulerKeys(prefix).history, 0, limit - 1)]
 
 
+def _bot_token_of(settings: Any) -> str:
+    """``TELEGRAM_BOT_TOKEN`` (empty when unset), for scrubbing texts of this process."""
+    secret = getattr(settings, "telegram_bot_token", None)
+    return secret.get_secret_value() if secret is not None else ""
+
+
+#: What ``--log-level`` accepts (in any case), as ``LOG_LEVEL`` does.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the FACEIT bot's scheduler (one leader at a time).")
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO … (default LOG_LEVEL)")
+    parser.add_argument("--log-level", default=None, help=f"{', '.join(LOG_LEVELS)} (default LOG_LEVEL)")
     args = parser.parse_args(argv)
+    if args.log_level is not None and args.log_level.upper() not in LOG_LEVELS:
+        # one line and status 2, as a refused setting: not logging's ValueError traceback
+        print(f"scheduler: --log-level must be one of {', '.join(LOG_LEVELS)} (got {args.log_level!r})",
+              file=sys.stderr)
+        return 2
     settings = load_settings_or_exit()
     logging.basicConfig(level=(args.log_level or settings.log_level).upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # The admin alerts' sink holds the bot token in this process too (the monitor's tick, the
+    # alert relay): no log line may show it, whole, cut short or in a traceback.
+    install_token_scrubber(_bot_token_of(settings))
     from queues.sentry import init_sentry
 
     init_sentry(settings, "scheduler")

@@ -6,8 +6,9 @@ as comma-separated text in the environment (``QUEUE_RETRY_DELAYS=10,30,90``).
 
 A bad value stops start-up with one line naming the variable and what it expects
 (:class:`SettingsError`, printed by :func:`load_settings_or_exit`), never with a traceback.
-Secrets are :class:`pydantic.SecretStr` and URLs are shown with their password masked, so
-neither reaches a log line or a repr.
+Secrets are :class:`pydantic.SecretStr` and URLs are shown with their credentials masked (all
+that stands between ``://`` and the last ``@``, however a parser would read it), so neither
+reaches a log line, a repr or an error message. (The bot token in log lines: :mod:`queues.redaction`.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, unquote_plus, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
@@ -44,35 +45,98 @@ def _is_password_param(name: str) -> bool:
     return "password" in name.lower()
 
 
+#: Characters that end a URL's authority: written unescaped in a password, they make every URL
+#: parser (urlsplit, redis-py, pika) read the rest of the password as a path, query or fragment.
+_AUTHORITY_ENDS = "/?#"
+
+
+def _userinfo_span(url: str) -> tuple[int, int] | None:
+    """Where the credentials of ``url`` are written: from after ``://`` to its LAST ``@``.
+
+    Deliberately not :func:`urlsplit`'s reading: a password with an unescaped ``/``, ``?`` or
+    ``#`` ends urlsplit's netloc early, so it finds no password at all (and then a port that is
+    not a number). Everything up to the last ``@`` is taken as credentials, whatever a parser
+    makes of it; an ``@`` later in a path or query only hides more than needed."""
+    start = url.find("://")
+    if start < 0:
+        return None
+    start += 3
+    at = url.rfind("@", start)
+    return (start, at) if at >= 0 else None
+
+
+def _query_pieces(url: str, start: int) -> list[str]:
+    """The ``name=value`` pieces of the query of ``url`` (searched from ``start``), as written:
+    an unescaped ``#`` in a query password stays in its piece instead of becoming a fragment."""
+    question = url.find("?", start)
+    return url[question + 1:].split("&") if question >= 0 else []
+
+
 def url_passwords(url: str) -> list[str]:
-    """Every password written in ``url``: before the ``@`` and in password query parameters."""
+    """Every password written in ``url``: before the ``@`` and in password query parameters.
+
+    Each as written and as decoded (``%2F`` → ``/``), both as urlsplit reads it and as
+    :func:`_userinfo_span` finds it, for scrubbing texts that quote either form."""
+    found: list[str] = []
+    span = _userinfo_span(url)
+    if span is not None:
+        _, colon, password = url[span[0]:span[1]].partition(":")
+        found += [password, unquote(password)] if colon else []
     try:
         parts = urlsplit(url)
+        found += [parts.password] if parts.password else []
+        found += [value for name, value in parse_qsl(parts.query) if _is_password_param(name) and value]
     except ValueError:
-        return []
-    found = [parts.password] if parts.password else []
-    found += [value for name, value in parse_qsl(parts.query) if _is_password_param(name) and value]
-    return found
+        pass
+    for piece in _query_pieces(url, span[1] if span is not None else 0):
+        name, equals, value = piece.partition("=")
+        if equals and value and _is_password_param(unquote_plus(name)):
+            found += [value, unquote_plus(value)]
+    return list(dict.fromkeys(value for value in found if value))
 
 
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (for logs and reprs).
+    """Return ``url`` with its credentials and password parameters replaced by ``***`` (for logs,
+    reprs and error messages).
 
     Works on the text as written: a URL with a bad port must still be shown (in the error that
-    says so) without its password, so the port is never parsed here.
+    says so) without its password, so the port is never parsed here. Everything between ``://``
+    and the last ``@`` is credentials (:func:`_userinfo_span`), so a password with an unescaped
+    ``/``, ``?`` or ``#`` is hidden whole; only a plain user name before a ``:`` stays readable.
     """
+    span = _userinfo_span(url)
+    rest_at = 0
+    if span is not None:
+        user, colon, _ = url[span[0]:span[1]].partition(":")
+        shown_user = user if colon and not any(char in user for char in _AUTHORITY_ENDS + "[]") else ""
+        head = f"{url[:span[0]]}{shown_user}{':' if colon else ''}***"
+        url, rest_at = head + url[span[1]:], len(head)
     try:
-        parts = urlsplit(url)
+        urlsplit(url)
     except ValueError:
         return "<invalid url>"
-    if not url_passwords(url):
+    question = url.find("?", rest_at)
+    if question < 0:
         return url
-    if parts.password is not None:
-        userinfo, _, hostport = parts.netloc.rpartition("@")
-        parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{hostport}")
-    query = [(name, "***" if _is_password_param(name) else value)
-             for name, value in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+    pieces = []
+    for piece in url[question + 1:].split("&"):
+        name, equals, _ = piece.partition("=")
+        pieces.append(f"{name}=***" if equals and _is_password_param(unquote_plus(name)) else piece)
+    return url[:question + 1] + "&".join(pieces)
+
+
+def userinfo_needs_escaping(url: str) -> bool:
+    """True when the credentials of ``url`` hold an unescaped ``/``, ``?`` or ``#``: no client
+    reads such a URL as written (the password must be percent-encoded, ``%2F``, ``%3F``, ``%23``)."""
+    span = _userinfo_span(url)
+    if span is None:
+        return False
+    written = url[span[0]:span[1]]
+    try:
+        parsed = urlsplit(url).netloc.rpartition("@")[0]
+    except ValueError:  # a '[' in the password: urlsplit takes it for an IPv6 address
+        parsed = ""
+    return any(char in written for char in _AUTHORITY_ENDS) and written != parsed
 
 
 def _check_port(parts: SplitResult) -> None:
@@ -435,7 +499,13 @@ class Settings(BaseSettings):
     @field_validator(*URL_CHECKS)
     @classmethod
     def _url(cls, value: str, info: ValidationInfo) -> str:
-        URL_CHECKS[info.field_name](value)
+        try:
+            URL_CHECKS[info.field_name](value)
+        except ValueError as exc:
+            if userinfo_needs_escaping(value):  # the likely cause, which the check cannot see
+                raise ValueError(f"{exc}, with any '/', '?' or '#' in its password written as %2F, %3F or %23"
+                                 ) from None
+            raise
         return value
 
     @field_validator(*SECRET_SHAPES)
@@ -474,7 +544,7 @@ class Settings(BaseSettings):
 
     def __repr_args__(self):  # type: ignore[override]
         for name, value in super().__repr_args__():
-            if name in ("redis_url", "rabbitmq_url") and isinstance(value, str):
+            if name.endswith("_url") and isinstance(value, str):  # any URL may carry credentials
                 value = redact_url(value)
             yield name, value
 
@@ -554,14 +624,28 @@ def _item_noun(name: str) -> str:
     return _TOML_TYPES.get(_plain(args[0]) if args else str, ("", "values"))[1]
 
 
+def _without_credentials(value: Any, url_setting: bool) -> Any:
+    """``value`` (text, or a list of texts) with whatever may hold a password masked: every URL
+    (:func:`redact_url`, whichever setting it was written in), and in a URL setting written
+    without its scheme, everything before the last ``@``."""
+    if isinstance(value, list | tuple):
+        return [_without_credentials(item, url_setting) for item in value]
+    if not isinstance(value, str):
+        return value
+    if "://" in value:
+        return redact_url(value)
+    if url_setting and "@" in value:
+        return "***" + value[value.rfind("@"):]
+    return value
+
+
 def _shown(name: str, value: Any) -> str:
     """' (got …)' for an error message: empty for secrets and tables, a URL with its password masked."""
     field = Settings.model_fields.get(name.lower())
     if (field is not None and field.annotation is SecretStr) or isinstance(value, dict):
         return ""
-    if isinstance(value, str) and name.upper().endswith("_URL"):
-        value = redact_url(value)  # a password in a mistyped URL stays out of the message
-    return f" (got {value!r})"
+    # A password in a mistyped URL stays out of the message, however the URL is mistyped.
+    return f" (got {_without_credentials(value, name.upper().endswith('_URL'))!r})"
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -46,6 +46,7 @@ from middleware.worker_presence import WorkerPresence
 from queues.connection import as_text, async_redis_client, redis_client
 from queues.dramatiq_keys import acks_key, heartbeats_key
 from queues.priorities import QueuePriority, all_queue_names, queue_name, queue_timeout
+from queues.redaction import install_token_scrubber
 from queues.runtime import get_alert_store, get_job_store, get_redis
 from queues.sentry import init_sentry
 from queues.workers import WorkerRegistry
@@ -251,6 +252,8 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     # ``dramatiq`` configures logging at INFO before it imports us: LOG_LEVEL must win, or a
     # WARNING setting still writes a line per job through the worker's log pipe.
     logging.getLogger().setLevel(settings.log_level)
+    token = getattr(settings, "telegram_bot_token", None)  # workers deliver results: they hold it
+    install_token_scrubber(token.get_secret_value() if token is not None else "")
     quiet_retried_errors()
     init_sentry(settings, "worker")
     import faceit.context

@@ -38,6 +38,7 @@ from bot.routers import all_routers
 from bot.services import BotServices
 from bot.startup import TelegramUnavailable, check_telegram, set_webhook, wait_for_redis
 from bot.telegram import build_bot
+from queues.redaction import error_text
 from queues.sentry import init_sentry
 
 logger = logging.getLogger("bot")
@@ -69,7 +70,7 @@ async def _prepare(bot: Bot, dp: Dispatcher, services: BotServices) -> None:
     try:
         await register_commands(bot, services.admin_ids)
     except Exception as exc:  # the menu is a convenience; the commands work without it
-        logger.warning("command menu not registered: %s: %s", type(exc).__name__, str(exc)[:160])
+        logger.warning("command menu not registered: %s: %s", type(exc).__name__, error_text(exc, 160, bot.token))
 
 
 def freeze_startup_heap() -> None:
@@ -95,7 +96,9 @@ async def run_polling(bot: Bot, dp: Dispatcher, settings: Any) -> None:
                            tasks_concurrency_limit=limit)
 
 
-async def run_webhook(bot: Bot, dp: Dispatcher, settings: Any) -> None:
+def build_webhook_app(bot: Bot, dp: Dispatcher, settings: Any) -> tuple[Any, str]:
+    """The webhook's aiohttp application and the path it serves updates on (``WEBHOOK_URL``'s),
+    refusing any request without ``WEBHOOK_SECRET``."""
     from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
     from aiohttp import web
 
@@ -104,6 +107,13 @@ async def run_webhook(bot: Bot, dp: Dispatcher, settings: Any) -> None:
     app = web.Application()
     SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(app, path=path)
     setup_application(app, dp, bot=bot)
+    return app, path
+
+
+async def run_webhook(bot: Bot, dp: Dispatcher, settings: Any) -> None:
+    from aiohttp import web
+
+    app, path = build_webhook_app(bot, dp, settings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)

@@ -21,6 +21,8 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from queues.redaction import error_text
+
 logger = logging.getLogger(__name__)
 
 MAX_DELAY = 1.0
@@ -95,7 +97,7 @@ class BackgroundWork:
             try:
                 await coro
             except Exception as exc:
-                logger.warning("%s failed: %s: %s", what, type(exc).__name__, str(exc)[:160])
+                logger.warning("%s failed: %s: %s", what, type(exc).__name__, error_text(exc, 160))
             except asyncio.CancelledError:
                 logger.warning("%s was cancelled", what)
                 raise

@@ -7,6 +7,8 @@ import logging
 from aiogram import Bot
 from aiogram.types import BotCommand, BotCommandScopeChat
 
+from queues.redaction import error_text
+
 logger = logging.getLogger(__name__)
 
 USER_COMMANDS: list[tuple[str, str, str]] = [
@@ -46,4 +48,4 @@ async def register_commands(bot: Bot, admin_ids: list[int] | set[int]) -> None:
             await bot.set_my_commands(commands_for("en", admin=True), scope=scope)
             await bot.set_my_commands(commands_for("ru", admin=True), scope=scope, language_code="ru")
         except Exception as exc:  # an admin who never opened the chat: the public menu still works
-            logger.warning("admin command menu for %s not set: %s", admin_id, str(exc)[:120])
+            logger.warning("admin command menu for %s not set: %s", admin_id, error_text(exc, 120, bot.token))

@@ -7,8 +7,11 @@ This is the bot process's side; workers use the lighter :mod:`bot.botapi` (no ai
   well-formed token is used, which only a sandbox accepts; against api.telegram.org an empty
   token is a configuration error (:class:`BotConfigError`, one line, no traceback).
 * Telegram HTML is the default parse mode.
-* The token never reaches a log line: :class:`TokenScrubFilter` masks it in every record, and
-  aiogram's loggers stay at INFO or above (its session would log URLs at DEBUG).
+* The token never reaches a log line: :class:`TokenScrubFilter` masks it in every record (also
+  cut short, and in tracebacks), and aiogram's loggers stay at INFO or above (its session would
+  log URLs at DEBUG). A log line that quotes an exception cuts it with :func:`error_text`, which
+  scrubs before it cuts. (Both live in :mod:`queues.redaction`, so processes without aiogram,
+  the scheduler, install the same filter.)
 * :class:`BotSession` takes a reply that is not JSON with a 5xx, 408 or 429 status (a proxy's
   "502 Bad Gateway" page while Telegram is unreachable) for the server trouble it is, not for a Bot API
   that is not one: the start-up waits for it and polling retries it.
@@ -36,10 +39,12 @@ from aiogram.enums import ParseMode
 from aiogram.exceptions import ClientDecodeError, TelegramRetryAfter, TelegramServerError
 
 from bot.config import BotConfigError, bot_token
+from queues.redaction import TokenScrubFilter, error_text, install_token_scrubber, scrub_bot_token
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BotConfigError", "BotSession", "RetryAfterMiddleware", "TokenScrubFilter", "bot_token", "build_bot", "wait_out_flood"]
+__all__ = ["BotConfigError", "BotSession", "RetryAfterMiddleware", "TokenScrubFilter", "bot_token", "build_bot",
+           "error_text", "install_token_scrubber", "scrub_bot_token", "wait_out_flood"]
 
 T = TypeVar("T")
 
@@ -188,40 +193,3 @@ def build_bot(settings: Any, *, retry_after: bool = True, timeout: float = REQUE
         session.middleware(RetryAfterMiddleware())
     defaults = DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True)
     return Bot(token, session=session, default=defaults)
-
-
-class TokenScrubFilter(logging.Filter):
-    """Replaces the bot token with ``<token>`` in every log record that passes a handler."""
-
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self.token = token
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.token:
-            return True
-        try:
-            text = record.getMessage()
-        except Exception:
-            return True
-        if self.token in text:
-            record.msg = text.replace(self.token, "<token>")
-            record.args = ()
-        return True
-
-
-_installed: set[str] = set()
-
-
-def install_token_scrubber(token: str) -> None:
-    """Attach :class:`TokenScrubFilter` to every root handler (once per token) and keep aiogram at INFO."""
-    for name in ("aiogram", "aiogram.client", "aiogram.event", "aiogram.dispatcher", "aiohttp.client"):
-        lg = logging.getLogger(name)
-        if lg.getEffectiveLevel() < logging.INFO:  # DEBUG would log request URLs, token included
-            lg.setLevel(logging.INFO)
-    if not token or token in _installed:
-        return
-    _installed.add(token)
-    scrubber = TokenScrubFilter(token)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(scrubber)

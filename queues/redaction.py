@@ -9,10 +9,15 @@ masking with its own mark and chat texts dropped as well. What is masked: any ma
 names a secret (token, password, api key...), any configured secret value inside text (an error
 quoting a URL with a key, a traceback, an argument someone typed), passwords in URLs and
 anything shaped like a Bot API token, also inside a Bot API path (``/bot123:ABC…/getMe``).
+
+Log lines: every process that holds the bot token installs :class:`TokenScrubFilter`
+(:func:`install_token_scrubber`), which masks it, whole or cut short, in every record; a log line
+quoting an exception cuts it with :func:`error_text`, which scrubs before it cuts.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Collection
 from typing import Any
@@ -81,3 +86,72 @@ def redactor_in_force() -> Redactor:
     if _in_force is None or _in_force[0] is not settings:
         _in_force = (settings, redactor_for(settings))
     return _in_force[1]
+
+
+# The bot token in log lines ---------------------------------------------------------------
+
+#: A Bot API path segment that carries a token, ``/bot<id>:<secret>`` (``/file/bot…`` too), whole or
+#: cut short anywhere after the colon.
+_TOKEN_IN_PATH = re.compile(r"/bot[0-9]+:[A-Za-z0-9_-]*")
+TOKEN_MASK = "<token>"
+
+
+def scrub_bot_token(text: str, token: str = "") -> str:
+    """``text`` with the bot token masked as ``<token>``: ``token`` itself, its bot id followed by
+    any part of a secret (a token cut short), every ``/bot<id>:…`` path segment, and anything
+    shaped like a token, whoever's it is."""
+    if token:
+        text = text.replace(token, TOKEN_MASK)
+        bot_id, colon, _ = token.partition(":")
+        if colon and bot_id and f"{bot_id}:" in text:
+            text = re.sub(rf"(?<![0-9]){re.escape(bot_id)}:[A-Za-z0-9_-]+", TOKEN_MASK, text)
+    text = _TOKEN_IN_PATH.sub("/bot" + TOKEN_MASK, text)
+    return _BOT_TOKEN.sub(TOKEN_MASK, text)
+
+
+def error_text(exc: BaseException, limit: int, token: str = "") -> str:
+    """``str(exc)`` for a log line: scrubbed of the bot token (:func:`scrub_bot_token`), THEN cut
+    to ``limit`` characters. Cut first, a token split by the cut is no longer the token a
+    scrubber looks for: aiogram's network errors quote the request URL, ``…/bot<token>/sendMessage``."""
+    return scrub_bot_token(str(exc), token)[:limit]
+
+
+class TokenScrubFilter(logging.Filter):
+    """Masks the bot token (:func:`scrub_bot_token`: also a token cut short, or any token-shaped
+    text) in every log record that passes a handler: its message, and the traceback of a record
+    logged with ``exc_info`` (formatted here, once, so the handler prints the scrubbed text)."""
+
+    _formatter = logging.Formatter()
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:
+            return True
+        scrubbed = scrub_bot_token(text, self.token)
+        if scrubbed != text:
+            record.msg, record.args = scrubbed, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub_bot_token(record.exc_text, self.token)
+        if record.stack_info:
+            record.stack_info = scrub_bot_token(record.stack_info, self.token)
+        return True
+
+
+def install_token_scrubber(token: str) -> None:
+    """Attach :class:`TokenScrubFilter` for ``token`` (empty: token shapes only) to every root
+    handler that lacks it, and keep aiogram's and aiohttp's client loggers at INFO or above (at
+    DEBUG they would log request URLs, token included). Call it again after adding handlers."""
+    for name in ("aiogram", "aiogram.client", "aiogram.event", "aiogram.dispatcher", "aiohttp.client"):
+        lg = logging.getLogger(name)
+        if lg.getEffectiveLevel() < logging.INFO:
+            lg.setLevel(logging.INFO)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, TokenScrubFilter) and f.token == token for f in handler.filters):
+            handler.addFilter(TokenScrubFilter(token))

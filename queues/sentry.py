@@ -3,7 +3,9 @@
 ``before_send`` (and ``before_breadcrumb``) replace every secret value in force (tokens, keys,
 passwords), anything shaped like a Telegram bot token, and the values of keys whose names say
 they are secret (``token``, ``api_key``, ``password``, ``authorization`` …), and drop chat
-contents (message texts, captions) wherever they appear. Sentry reports every failed attempt
+contents (message texts, captions) wherever they appear. An event raised while serving a request
+(the webhook: Sentry's aiohttp integration attaches the raw body, a Telegram update) keeps only
+the shape of that body, no text of it, and no query string or cookies. Sentry reports every failed attempt
 through its Dramatiq integration; our own alerts (final failures, monitor rules) are sent as
 events with their level by :class:`SentrySink` (``critical`` becomes Sentry's ``fatal``),
 grouped per rule and subject (or per job). Stack frames carry no local variables: locals hold
@@ -12,6 +14,7 @@ users' texts and tokens under names no scrubber can guess.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -66,11 +69,59 @@ def _template(message: Any, params: Any) -> str:
         return text
 
 
+#: Keys of a request body whose text values stay: Telegram's names for kinds of things (a chat's
+#: ``type``, an entity's), never a user's words.
+_BODY_KINDS = {"type"}
+
+
+def _body_shape(value: Any, key: Any = None) -> Any:
+    """A parsed request body with every text replaced by ``[scrubbed]`` (numbers, booleans and
+    kinds stay): the webhook's bodies are Telegram updates, whose texts are users' messages,
+    names, button data, inline queries, captions of their photos."""
+    if isinstance(value, dict):
+        return {name: _body_shape(item, name) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_body_shape(item, key) for item in value]
+    if isinstance(value, str) and key not in _BODY_KINDS:
+        return _SCRUBBED
+    return value
+
+
+def _request_body(data: Any) -> Any:
+    """What an event keeps of a request's body: a JSON body's shape (:func:`_body_shape`),
+    anything else (form data, text, a body Sentry left out) a placeholder."""
+    if isinstance(data, bytes | bytearray):
+        data = bytes(data).decode("utf-8", "replace")
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return _SCRUBBED
+    if isinstance(data, dict | list):
+        return _body_shape(data)
+    return None if data is None else _SCRUBBED
+
+
+def _scrub_request(event: dict[str, Any]) -> None:
+    """The request an event happened in (the webhook's, by Sentry's aiohttp integration): its raw
+    body (an update, with the user's message in it) reduced to its shape, and its query string and
+    cookies dropped (a secret or a session could be in either)."""
+    request = event.get("request")
+    if not isinstance(request, dict):
+        return
+    if "data" in request:
+        request["data"] = _request_body(request["data"])
+    for key in ("query_string", "cookies"):
+        if request.get(key):
+            request[key] = _SCRUBBED
+
+
 def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
     entry = event.get("logentry")
     if str(event.get("logger", "")).startswith("dramatiq") and isinstance(entry, dict):
         entry["formatted"] = _template(entry.get("message"), entry.get("params"))
         entry["params"] = []
+    _scrub_request(event)
     return scrub(event)
 
 

@@ -38,6 +38,7 @@ import redis
 
 from queues.alerts import Alert, AlertStore
 from queues.connection import as_text
+from queues.redaction import error_text, install_token_scrubber
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ class TelegramAlertSink:
                 logger.warning("admin alerts: TELEGRAM_BOT_TOKEN is empty; Telegram alerts are off")
                 return None
             token = SANDBOX_TOKEN
+        install_token_scrubber(token)  # this process now holds the token: no log line may show it
         if client is None:
             from queues.runtime import get_redis
 
@@ -314,8 +316,9 @@ class TelegramAlertSink:
                     delivered += 1
                 except Exception as exc:  # one admin who blocked the bot must not stop the others
                     self.send_failures += 1
+                    # scrubbed before it is cut: aiogram's network errors quote .../bot<token>/sendMessage
                     logger.warning("admin alerts: could not message admin %s: %s: %s", admin,
-                                   type(exc).__name__, str(exc)[:120])
+                                   type(exc).__name__, error_text(exc, 120, self._token))
         finally:
             await bot.session.close()
         return delivered

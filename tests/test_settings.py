@@ -340,3 +340,99 @@ def test_dashboard_trusted_proxies_are_addresses_or_networks(monkeypatch, value)
     assert load_settings().dashboard_trusted_proxies == ["10.0.0.2", "172.16.0.0/12", "::1"]
     monkeypatch.delenv("DASHBOARD_TRUSTED_PROXIES")
     assert load_settings().dashboard_trusted_proxies == []  # settings.toml: trust no header
+
+
+# --- a password with '/', '#' or '?' written unescaped: never in any message -------------------
+
+#: Each URL's password has a character that ends the host part for every URL parser, which then
+#: finds no password to hide (and a "port" made of part of it).
+UNESCAPED_PASSWORD_URLS = [
+    ("REDIS_URL", "redis://:Xy7/Pq+Zr9@cache.internal:6379/0"),
+    ("REDIS_URL", "redis://default:Ab#cd3fG@h:6379/0"),
+    ("REDIS_URL", "redis://:s3cr?et@h:6379"),
+    ("RABBITMQ_URL", "amqp://bot:Xy7/Pq+Zr9@mq:5672/"),
+]
+PASSWORD_PIECES = ("Pq+Zr9", "Xy7", "cd3fG", "s3cr", "Ab#", "?et")
+
+
+def _no_password_piece(text: str) -> None:
+    leaked = [piece for piece in PASSWORD_PIECES if piece in text]
+    assert not leaked, text
+
+
+def _settings_file_with(tmp_path: Path, line: str) -> Path:
+    name = line.split()[0]
+    kept = [row for row in (ROOT / "settings.toml").read_text().splitlines() if not row.startswith(f"{name} ")]
+    path = tmp_path / "settings.toml"
+    path.write_text("\n".join([*kept, line]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("name", "url"), UNESCAPED_PASSWORD_URLS)
+def test_an_unescaped_slash_hash_or_question_mark_in_a_password_never_reaches_the_message(
+        tmp_path, monkeypatch, name, url):
+    if name == "RABBITMQ_URL":
+        monkeypatch.setenv("BROKER", "rabbitmq")
+    message = _refusal(monkeypatch, name, url)  # from the environment
+    _no_password_piece(message)
+    assert message.startswith(f"{name} must be a URL whose port is a number from 1 to 65535, with any '/', '?' "
+                              "or '#' in its password written as %2F, %3F or %23 (got '")
+    assert ":***@" in message
+    monkeypatch.delenv(name)  # from settings.toml: the same check, the same message
+    monkeypatch.setenv("SETTINGS_FILE", str(_settings_file_with(tmp_path, f"{name} = {url!r}".replace("'", '"'))))
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == message
+    # settings.toml holding the URL with the wrong TOML type: said with the value, but masked
+    monkeypatch.setenv("SETTINGS_FILE", str(_settings_file_with(tmp_path, f'{name} = ["{url}"]')))
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value).startswith(f"{name} in settings.toml must be a quoted string (got [")
+    _no_password_piece(str(info.value))
+
+
+@pytest.mark.parametrize("value", ["redis:/:Xy7/Pq+Zr9@cache.internal:6379/0", ":Xy7/Pq+Zr9@cache.internal:6379/0"])
+def test_a_url_setting_written_without_its_scheme_hides_what_stands_before_the_at(monkeypatch, value):
+    message = _refusal(monkeypatch, "REDIS_URL", value)
+    assert message.startswith("REDIS_URL must be ") and message.endswith("(got '***@cache.internal:6379/0')")
+    _no_password_piece(message)
+
+
+def test_a_url_that_loads_with_part_of_its_password_read_as_a_port_shows_none_of_it(monkeypatch):
+    """``bot:1234/Pq+Zr9@mq`` parses as host ``bot``, port 1234: the settings load, and neither
+    their repr nor a redacted URL may show the rest of the password; scrubbers get all of it."""
+    monkeypatch.setenv("BROKER", "rabbitmq")
+    monkeypatch.setenv("RABBITMQ_URL", "amqp://bot:1234/Pq+Zr9@mq:5672/")
+    s = load_settings()
+    shown = repr(s) + str(s) + redact_url(s.rabbitmq_url)
+    assert "Pq+Zr9" not in shown and "1234" not in shown, shown
+    assert redact_url(s.rabbitmq_url) == "amqp://bot:***@mq:5672/"
+    assert "1234/Pq+Zr9" in s.secret_values()
+
+
+@pytest.mark.parametrize("url", [
+    "redis://:pw@h:6379/0?password=ab#cd3fG&socket_timeout=5",
+    "redis://:Xy7%2FPq+Zr9@h:6379/0",
+])
+def test_query_passwords_and_escaped_passwords_are_hidden_as_written(url):
+    shown = redact_url(url)
+    _no_password_piece(shown)
+    assert shown.startswith("redis://:***@h:6379/0")
+
+
+@pytest.mark.parametrize("command", [[sys.executable, "admin.py", "status"], [sys.executable, "supervisor.py"]])
+@pytest.mark.parametrize(("name", "url"), UNESCAPED_PASSWORD_URLS)
+def test_the_admin_tool_and_the_supervisor_say_the_refusal_without_the_password(command, name, url):
+    env = {**os.environ, name: url, "BROKER": "rabbitmq" if name == "RABBITMQ_URL" else "redis"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert f"{name} must be a URL whose port is a number" in done.stderr
+    _no_password_piece(done.stdout + done.stderr)
+
+
+def test_a_bracket_in_a_password_neither_breaks_the_message_nor_shows_in_it(monkeypatch):
+    """``[`` makes urlsplit take the password for an IPv6 address and raise: the refusal is
+    still one sentence, with the URL shown masked."""
+    message = _refusal(monkeypatch, "REDIS_URL", "redis://:Xy[7/Pq+Zr9@h:6379/0")
+    assert message == ("REDIS_URL must be a redis://, rediss:// or unix:// URL, with any '/', '?' or '#' in its "
+                       "password written as %2F, %3F or %23 (got 'redis://:***@h:6379/0')")

@@ -31,6 +31,7 @@ from bot.replies import answer
 from bot.routers.common import text_of
 from bot.texts import t
 from faceit.links import names_a_match
+from queues.redaction import error_text
 
 logger = logging.getLogger(__name__)
 
@@ -86,5 +87,5 @@ class AnonymousSenderMiddleware(BaseMiddleware):
         try:
             await answer(message, anonymous_note())
         except TelegramAPIError as exc:  # (outside the errors middleware: said here)
-            logger.warning("the note to chat %s was not sent: %s", message.chat.id, str(exc)[:200])
+            logger.warning("the note to chat %s was not sent: %s", message.chat.id, error_text(exc, 200))
         return None

@@ -29,6 +29,7 @@ from bot.services import UserFacingError
 from bot.texts import escape, t
 from faceit.errors import FaceitBotError
 from faceit.i18n import user_message
+from queues.redaction import error_text
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +64,11 @@ class ErrorsMiddleware(BaseMiddleware):
         except OUTAGE_ERRORS as exc:
             self.outages += 1
             logger.warning("update not served, Redis or broker unreachable: %s: %s", type(exc).__name__,
-                           str(exc)[:160])
+                           error_text(exc, 160))
             await self._answer(event, data, answer_text(exc, self._lang(data)))
         except TelegramAPIError as exc:
             self.failures += 1
-            logger.warning("Telegram refused a call while serving an update: %s", str(exc)[:200])
+            logger.warning("Telegram refused a call while serving an update: %s", error_text(exc, 200))
         except Exception as exc:
             self.failures += 1
             logger.exception("update failed")
@@ -90,4 +91,4 @@ class ErrorsMiddleware(BaseMiddleware):
                 # in a group a reply; in the same topic (an edit: to the message the user fixed)
                 await answer(event.message or event.edited_message, text)
         except Exception as exc:
-            logger.warning("could not send the error answer: %s: %s", type(exc).__name__, str(exc)[:160])
+            logger.warning("could not send the error answer: %s: %s", type(exc).__name__, error_text(exc, 160))

@@ -55,6 +55,7 @@ from aiogram.types import Message, TelegramObject, Update, User
 from bot.middlewares.i18n import telegram_user_language
 from bot.replies import answer
 from bot.texts import t
+from queues.redaction import error_text
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class ThrottleMiddleware(BaseMiddleware):
                 await answer(message, text)
         except Exception as exc:  # Telegram refused or is down: the skip stands, logged
             logger.warning("could not send the throttle notice to user %s: %s: %s", user.id, type(exc).__name__,
-                           str(exc)[:160])
+                           error_text(exc, 160))
 
 
 def _message_of(event: TelegramObject) -> Message | None:
