@@ -106,16 +106,20 @@ def redact_url(url: str) -> str:
     """
     span = _userinfo_span(url)
     rest_at = 0
+    query_in_span = False
     if span is not None:
         user, colon, _ = url[span[0]:span[1]].partition(":")
         shown_user = user if colon and not any(char in user for char in _AUTHORITY_ENDS + "[]") else ""
         head = f"{url[:span[0]]}{shown_user}{':' if colon else ''}***"
+        # An '@' inside the query (``?client_name=a@b&password=…``) put the query's start in the
+        # span: what follows the '@' is then still the query, and its passwords are masked too.
+        query_in_span = "?" in url[span[0]:span[1]]
         url, rest_at = head + url[span[1]:], len(head)
     try:
         urlsplit(url)
     except ValueError:
         return "<invalid url>"
-    question = url.find("?", rest_at)
+    question = rest_at - 1 if query_in_span else url.find("?", rest_at)
     if question < 0:
         return url
     pieces = []
@@ -503,8 +507,8 @@ class Settings(BaseSettings):
             URL_CHECKS[info.field_name](value)
         except ValueError as exc:
             if userinfo_needs_escaping(value):  # the likely cause, which the check cannot see
-                raise ValueError(f"{exc}, with any '/', '?' or '#' in its password written as %2F, %3F or %23"
-                                 ) from None
+                raise ValueError(f"{exc}; any '/', '?' or '#' in a password must be written as %2F, %3F or "
+                                 "%23") from None
             raise
         return value
 

@@ -249,14 +249,15 @@ class BurstUsers:
         for index, request in enumerate(requests):
             try:
                 self._socks[index].sendall(request)
-            except OSError:  # the sandbox closed an idle keep-alive connection: open a new one
+            except ConnectionError:  # the sandbox closed an idle keep-alive connection: open a new one
                 self._socks[index].close()
                 self._socks[index] = self._connect()
                 self._socks[index].sendall(request)
         for index, request in enumerate(requests):
             try:
                 status, answer = self._read_answer(self._socks[index])
-            except (OSError, ValueError):  # closed idle before it read ours: the message was not taken
+            except ConnectionError:  # closed idle before it read ours: the message was not taken (a
+                # timeout is no such proof, and raises)
                 self._socks[index].close()
                 self._socks[index] = self._connect()
                 self._socks[index].sendall(request)

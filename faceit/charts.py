@@ -61,14 +61,15 @@ def player_chart_png(chart: dict[str, Any], nickname: str) -> bytes:
     return buffer.getvalue()
 
 
-#: The Elo axis's dates, as the report beside the chart writes them ("Elo с 06.12"); day and
-#: month read the same way in both languages' apps, and carry no word to translate.
-DAY_FORMAT = "%d.%m"
+#: The Elo axis's dates: whole days, as ISO dates. One image serves both languages, and a
+#: "06.12" that a Russian reader takes for the 6th of December an English one may take for
+#: June 12 (the texts beside it write each language's own form, "Elo с 06.12", "Elo since Dec 6").
+DAY_FORMAT = "%Y-%m-%d"
 _MIN_SPAN = timedelta(days=3)
 
 
 def _day_axis(ax: Any, times: list[datetime]) -> None:
-    """Label ``ax``'s dates as days (``06.12``), never finer: snapshots a few hours apart would
+    """Label ``ax``'s dates as days (``2026-12-06``), never finer: snapshots a few hours apart would
     otherwise get hourly ticks that all read the same day, so a short span is widened to
     :data:`_MIN_SPAN` around its middle, and the ticks fall on whole days or coarser."""
     from matplotlib import dates

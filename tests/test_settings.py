@@ -375,8 +375,8 @@ def test_an_unescaped_slash_hash_or_question_mark_in_a_password_never_reaches_th
         monkeypatch.setenv("BROKER", "rabbitmq")
     message = _refusal(monkeypatch, name, url)  # from the environment
     _no_password_piece(message)
-    assert message.startswith(f"{name} must be a URL whose port is a number from 1 to 65535, with any '/', '?' "
-                              "or '#' in its password written as %2F, %3F or %23 (got '")
+    assert message.startswith(f"{name} must be a URL whose port is a number from 1 to 65535; any '/', '?' "
+                              "or '#' in a password must be written as %2F, %3F or %23 (got '")
     assert ":***@" in message
     monkeypatch.delenv(name)  # from settings.toml: the same check, the same message
     monkeypatch.setenv("SETTINGS_FILE", str(_settings_file_with(tmp_path, f"{name} = {url!r}".replace("'", '"'))))
@@ -434,5 +434,18 @@ def test_a_bracket_in_a_password_neither_breaks_the_message_nor_shows_in_it(monk
     """``[`` makes urlsplit take the password for an IPv6 address and raise: the refusal is
     still one sentence, with the URL shown masked."""
     message = _refusal(monkeypatch, "REDIS_URL", "redis://:Xy[7/Pq+Zr9@h:6379/0")
-    assert message == ("REDIS_URL must be a redis://, rediss:// or unix:// URL, with any '/', '?' or '#' in its "
-                       "password written as %2F, %3F or %23 (got 'redis://:***@h:6379/0')")
+    assert message == ("REDIS_URL must be a redis://, rediss:// or unix:// URL; any '/', '?' or '#' in a "
+                       "password must be written as %2F, %3F or %23 (got 'redis://:***@h:6379/0')")
+
+
+@pytest.mark.parametrize("url", ["redis://h:6379/0?client_name=a@b&password=hunter22",
+                                 "redis://h:99999/0?client_name=a@b&password=hunter22"])
+def test_a_password_parameter_after_an_at_sign_in_the_query_is_masked(monkeypatch, url):
+    """An '@' in the query made everything before it look like credentials, the '?' included, so
+    the password parameters after it were no longer read as the query's and were shown."""
+    from settings import redact_url
+
+    assert "hunter22" not in redact_url(url) and "password=***" in redact_url(url)
+    if ":99999/" in url:  # refused: the message shows the URL masked
+        message = _refusal(monkeypatch, "REDIS_URL", url)
+        assert "hunter22" not in message and "password=***" in message, message

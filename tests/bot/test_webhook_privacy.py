@@ -10,7 +10,6 @@ fails; the event must arrive, and none of the user's texts with it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +28,7 @@ from bot.telegram import build_bot
 from queues.sentry import init_sentry
 from settings import load_settings
 from tests.support.redis_server import free_port
+from tests.support.waiting import async_wait_until
 
 SECRET = "webhook-secret-for-privacy-0123"
 PRIVATE = ("private-note-xyz", "Eve-private-name", "private-query-abc", "private-cookie-abc", "eve_private_login")
@@ -98,10 +98,8 @@ async def test_an_error_while_serving_a_webhook_update_reaches_sentry_without_th
                 url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET,
                                            "Cookie": "session=private-cookie-abc"}) as response:
             assert response.status == 200
-        for _ in range(200):  # the update is served after the answer (in the background)
-            if transport.events:
-                break
-            await asyncio.sleep(0.01)
+        # the update is served after the answer (in the background)
+        await async_wait_until(lambda: transport.events, "an event reaching Sentry", timeout=20)
     finally:
         await runner.cleanup()
         await bot.session.close()

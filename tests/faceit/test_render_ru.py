@@ -132,9 +132,11 @@ def test_russian_progress_stages_are_what_the_bot_is_doing() -> None:
 
 
 @pytest.mark.parametrize("days", [0.2, 10, 40])
-def test_the_elo_charts_dates_read_as_day_and_month(monkeypatch: pytest.MonkeyPatch, days: float) -> None:
-    """The Elo axis had matplotlib's ISO dates ("2025-12-06") beside a caption "Elo с 06.12"; a
-    short span now gets no hourly ticks that would repeat one day."""
+def test_the_elo_charts_dates_are_whole_days_that_read_alike_in_both_languages(
+        monkeypatch: pytest.MonkeyPatch, days: float) -> None:
+    """A span of hours got hourly ticks ("12-06 06", "12-06 12") that repeated one day; the axis
+    now shows whole days, as ISO dates, which one image for both languages can show ("06.12" is
+    the 6th of December to a Russian reader and may be June 12 to an English one)."""
     from matplotlib.figure import Figure
 
     drawn: list[Figure] = []
@@ -152,5 +154,5 @@ def test_the_elo_charts_dates_read_as_day_and_month(monkeypatch: pytest.MonkeyPa
     axis = next(ax for ax in drawn[-1].axes if ax.get_ylabel() == "Elo")
     labels = [label.get_text() for label in axis.get_xticklabels()]
     assert len(labels) >= 2, labels
-    assert all(re.fullmatch(r"\d\d\.\d\d", label) for label in labels), labels
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d", label) for label in labels), labels
     assert len(set(labels)) == len(labels), labels

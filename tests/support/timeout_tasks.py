@@ -3,7 +3,10 @@
 pytest-timeout's report shows each thread's stack. An async test that hangs shows only its
 event loop asleep in ``select``, which says nothing of the ``await`` that never returned. This
 adds every task of the running loop, with its stack, to that report, so a hang that happened
-once in CI can be read from the CI log instead of being guessed at.
+once in CI can be read from the CI log instead of being guessed at. This works with
+pytest-timeout's ``signal`` method (its default here): its handler runs on the test's own thread,
+inside the running loop; with the ``thread`` method there is no loop to read, and the report is
+pytest-timeout's alone.
 """
 
 from __future__ import annotations
@@ -12,14 +15,15 @@ import asyncio
 import io
 from typing import Any
 
-import pytest_timeout
-
-_original_dump_stacks = pytest_timeout.dump_stacks
+try:
+    import pytest_timeout
+except ImportError:  # no timeouts, nothing to add to (requirements-dev.txt pins it)
+    pytest_timeout = None
 
 
 def dump_stacks_and_tasks(terminal: Any) -> None:
     """pytest-timeout's thread stacks, then each task of the event loop the test runs in."""
-    _original_dump_stacks(terminal)
+    _original_dump_stacks(terminal)  # set by pytest_configure below, before any timeout can fire
     try:
         loop = asyncio.get_running_loop()  # the signal handler runs inside the test's loop
     except RuntimeError:
@@ -31,7 +35,14 @@ def dump_stacks_and_tasks(terminal: Any) -> None:
         terminal.write(stack.getvalue())
 
 
+_original_dump_stacks: Any = None
+
+
 def pytest_configure(config: object) -> None:
     """A pytest plugin (``pytest_plugins`` in ``tests/conftest.py``): make pytest-timeout report
     asyncio tasks too (its handler looks the function up by name when it fires)."""
+    global _original_dump_stacks
+    if pytest_timeout is None or pytest_timeout.dump_stacks is dump_stacks_and_tasks:
+        return
+    _original_dump_stacks = pytest_timeout.dump_stacks
     pytest_timeout.dump_stacks = dump_stacks_and_tasks
