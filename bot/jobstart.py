@@ -20,10 +20,12 @@ It is atomic, so nothing needs a reservation or an undo: a refused or failed cal
 and a resent call (a lost reply) returns what the first one did. Calls go through the bot's
 :class:`~bot.scriptbatch.ScriptBatcher`, so the starts of a burst share round trips.
 
-Only on the Redis broker, and only while no broker middleware watches enqueues (none does
-today: Dramatiq calls ``before_enqueue``/``after_enqueue`` around its own ``enqueue``, which this
-bypasses); otherwise :meth:`JobStarter.available` is False and the bot takes the general path
-(limits, then :meth:`queues.manager.QueueManager.submit` in a thread).
+Only on the Redis broker; otherwise :meth:`JobStarter.available` is False and the bot takes the
+general path (limits, then :meth:`queues.manager.QueueManager.submit` in a thread). The broker's
+middleware sees these enqueues as it sees Dramatiq's own: ``before_enqueue`` runs on the message
+before it is written and ``after_enqueue`` once it was queued (a join queues nothing). Sentry's
+middleware (``SENTRY_DSN`` set) puts its trace headers into the message so; when the start
+bypassed the hooks instead, it had to turn itself off whenever Sentry was on.
 """
 
 from __future__ import annotations
@@ -32,8 +34,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-
-import dramatiq
 
 from bot.limits import LIMITS_LUA, LimitDecision, UserLimits
 from bot.scriptbatch import ScriptBatcher
@@ -82,12 +82,6 @@ class StartOutcome:
     handle: JobHandle | None = None
 
 
-def watches_enqueues(broker: dramatiq.Broker) -> bool:
-    """True when a middleware of ``broker`` implements Dramatiq's enqueue hooks."""
-    return any(type(m).before_enqueue is not dramatiq.Middleware.before_enqueue
-               or type(m).after_enqueue is not dramatiq.Middleware.after_enqueue for m in broker.middleware)
-
-
 class JobStarter:
     """Starts jobs for the bot in one call (``redis``: the bot's async client) and records, in one
     more, which message shows a job to a user."""
@@ -100,17 +94,17 @@ class JobStarter:
         self._attach = redis.register_script(ATTACH_MESSAGE)
 
     def available(self) -> bool:
-        """Whether jobs can start here: the Redis broker, and no middleware watching enqueues."""
+        """Whether jobs can start here: on the Redis broker (its queues are what the script writes)."""
         from actors.brokers import TrackedRedisBroker  # not at import: importing actors builds the broker
 
-        broker = self.manager.broker
-        return isinstance(broker, TrackedRedisBroker) and not watches_enqueues(broker)
+        return isinstance(self.manager.broker, TrackedRedisBroker)
 
     async def start(self, user_id: int, job: PreparedJob) -> StartOutcome:
         """Check ``user_id``'s limits and, if they allow it, write ``job`` (or join the in-flight
         job of its subject) and queue its message."""
         broker: Any = self.manager.broker  # a TrackedRedisBroker: available() said so
         message = broker.stamp(job.message)
+        broker.emit_before("enqueue", message, None)  # as Dramatiq's enqueue does (Sentry's trace headers)
         redis_id = message.options["redis_message_id"]
         enqueue_keys, enqueue_args = broker.enqueue_once_call(job.queue, redis_id, message.encode())
         request_id = uuid.uuid4().hex
@@ -125,6 +119,7 @@ class JobStarter:
         position = int(reply[3])
         created = Created.from_reply([reply[1], reply[2], *reply[4:]])
         if created.state == "new":
+            broker.emit_after("enqueue", message, None)  # queued: a join queues nothing
             handle = self.manager.queued(job, position)
         else:
             handle = self.manager.joined(job, created, position)

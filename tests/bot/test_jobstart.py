@@ -8,13 +8,12 @@ same state, so both run the same checks here.
 from __future__ import annotations
 
 import asyncio
-import types
+import json
 
 import dramatiq
 import pytest
 import redis.asyncio as aioredis
 
-from bot.jobstart import watches_enqueues
 from bot.services import BotServices, Requester, UserFacingError
 from faceit.links import parse_match_ref
 from tests.support.reply_dropper import ReplyDroppingProxy
@@ -285,20 +284,37 @@ async def test_a_repeat_whose_reply_was_lost_is_still_a_repeat(services_via_prox
     assert again.again_in_chat == 11
 
 
-async def test_a_middleware_watching_enqueues_turns_the_one_call_start_off(services):
-    class Watcher(dramatiq.Middleware):
-        def after_enqueue(self, broker, message, delay):
-            pass
+async def test_the_one_call_start_runs_the_brokers_enqueue_hooks(services, redis_client):
+    """Sentry's middleware (``SENTRY_DSN`` set) watches enqueues, to put its trace headers into
+    each message. The one-call start bypassed the hooks, so it turned itself off whenever a
+    middleware had them: with Sentry on in production, every start took the general path. Now the
+    start runs them as Dramatiq's enqueue does: before the message is written (what the hook
+    adds is in the queued message), and after, only when something was queued."""
+    seen: list[tuple[str, str]] = []
 
-    assert not watches_enqueues(types.SimpleNamespace(middleware=[dramatiq.Middleware()]))
-    assert watches_enqueues(types.SimpleNamespace(middleware=[dramatiq.Middleware(), Watcher()]))
-    broker = services.manager.broker  # the real one: the bot must see a watcher added to it
-    assert services.starter.available()
+    class Watcher(dramatiq.Middleware):
+        def before_enqueue(self, broker, message, delay):
+            message.options["trace_headers"] = {"sentry-trace": "abc-1"}
+            seen.append(("before", message.message_id))
+
+        def after_enqueue(self, broker, message, delay):
+            seen.append(("after", message.message_id))
+
+    broker = services.manager.broker  # the real one
     broker.middleware.append(Watcher())
     try:
-        assert not services.starter.available()
+        assert services.starter.available()
+        first = await services.start_match_analysis(asker(21), parse_match_ref(ROOM))
+        joined = await services.start_match_analysis(asker(22), parse_match_ref(ROOM))
     finally:
         broker.middleware.pop()
+    assert services._one_call_start is True  # decided at the first start, with the watcher there
+    assert joined.coalesced and joined.job_id == first.job_id
+    assert seen[:2] == [("before", first.job_id), ("after", first.job_id)]
+    assert ("after", first.job_id) not in seen[2:]  # the join queued nothing
+    queued = [json.loads(data) for data in redis_client.hvals("dramatiq:high.msgs")]
+    assert [m["options"].get("trace_headers") for m in queued if m["message_id"] == first.job_id] == [
+        {"sentry-trace": "abc-1"}]
 
 
 async def test_a_bare_uuid_does_not_join_the_job_of_its_new_style_id(services):
