@@ -6,7 +6,7 @@ middleware has decided what happens next. For an upstream 503 or 429 (a
 buries real errors: during a FACEIT outage every attempt of every job printed a traceback.
 This filter turns those lines into one WARNING line naming the error. Bugs (anything else)
 keep their ERROR line and traceback. Sentry is not affected: its Dramatiq integration still
-reports every failed attempt (DESIGN.md), and the job record keeps the traceback.
+reports every failed attempt (docs/design.md), and the job record keeps the traceback.
 
 Dramatiq's ``throws`` actor option would quiet the log too, but it also stops Sentry's
 per-attempt reports, so it stays limited to permanent errors.

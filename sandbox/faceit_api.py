@@ -1,6 +1,6 @@
 """A local stand-in for the FACEIT Data API v4 (aiohttp.web), over a deterministic world.
 
-Serves the endpoints and shapes of ``/work/shared/faceit-api.md`` under ``/data/v4`` (so
+Serves the endpoints and shapes of ``docs/faceit-api.md`` under ``/data/v4`` (so
 ``FACEIT_API_URL=http://127.0.0.1:<port>/data/v4``), checks ``Authorization: Bearer <key>``
 (401 otherwise; the key is ``--key``, default ``sandbox-key``), and answers errors in FACEIT's
 ``{"errors":[{"message","code","http_status","parameters"}]}`` form.

@@ -6,7 +6,7 @@ pre-game state (CHECK_IN, VOTING, CONFIGURING, READY, ONGOING), some CANCELLED/A
 and two very old rooms with bare-UUID ids. Per-player match lines are generated lazily from
 ``(seed, match, player)``, so building the world takes a few tens of milliseconds.
 
-The JSON produced here follows ``/work/shared/faceit-api.md``: every stat a string,
+The JSON produced here follows ``docs/faceit-api.md``: every stat a string,
 ``Match Finished At`` in epoch milliseconds, ``roster`` in ``/matches`` and ``players`` in
 ``/history``, map labels ``"Mirage"`` in lifetime segments and ``"de_mirage"`` elsewhere,
 extended keys (ADR, entry, clutch, utility) only on matches newer than about 40 days.

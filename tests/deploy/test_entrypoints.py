@@ -19,7 +19,7 @@ from tests.deploy.deployfiles import (
     load_compose,
 )
 
-# The entry points DESIGN.md fixes, each with the file that must exist for it. admin.py is run
+# The entry points docs/design.md fixes, each with the file that must exist for it. admin.py is run
 # by operators inside the containers (`docker compose exec worker-high python admin.py status`).
 ENTRY_POINTS = {
     "python -m bot": "bot/__main__.py",

@@ -1,4 +1,4 @@
-"""``faceit/`` imports nothing from the layers above it (DESIGN.md: arrows point one way)."""
+"""``faceit/`` imports nothing from the layers above it (docs/design.md: arrows point one way)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The sandbox Data API: shapes and traps of faceit-api.md, key check, faults, determinism."""
+"""The sandbox Data API: shapes and traps of docs/faceit-api.md, key check, faults, determinism."""
 
 from __future__ import annotations
 
