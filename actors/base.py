@@ -11,9 +11,11 @@ around it:
 * gives the body ``ctx.progress(percent, stage, done, total)``, which writes the record's
   progress (throttled) and tells progress listeners (the bot edits the user's message).
 
-Options are passed to Dramatiq as actor options, read by our middleware: ``time_limit``
-(seconds), ``max_retries``, ``retry_delays``, ``retry_on_timeout``, ``secret_fields`` (kwargs
-redacted in job records), ``coalesce_by`` (the kwarg whose value coalesces requests).
+Options are passed to Dramatiq as actor options: ``time_limit`` (seconds, read by
+QueueTimeLimit), ``max_retries`` (Backoff and Tracking), ``retry_delays`` and
+``retry_on_timeout`` (Backoff), ``secret_fields`` (kwargs the queue manager redacts in job
+records). Which requests share a job is not an actor option: the ``QueueManager.prepare_*``
+methods give :meth:`~queues.manager.QueueManager.prepare_job` the subject (``coalesce=``).
 """
 
 from __future__ import annotations
@@ -154,7 +156,6 @@ def job_actor(
     retry_delays: Sequence[float] | None = None,
     retry_on_timeout: bool = False,
     secret_fields: Sequence[str] = (),
-    coalesce_by: str | None = None,
     actor_name: str | None = None,
 ) -> Callable[[Body], dramatiq.Actor]:
     """Declare ``async def body(ctx, ...)`` as a Dramatiq actor on the queue of ``priority``."""
@@ -169,8 +170,6 @@ def job_actor(
         options["retry_delays"] = list(retry_delays)
     if secret_fields:
         options["secret_fields"] = list(secret_fields)
-    if coalesce_by:
-        options["coalesce_by"] = coalesce_by
 
     def decorator(body: Body) -> dramatiq.Actor:
         name = actor_name or body.__name__

@@ -1,20 +1,29 @@
 """Builds the broker and its middleware stack from settings: the one place that knows both.
 
-Middleware order matters because ``after_*`` hooks run in reverse list order:
+Middleware order matters because ``after_*`` hooks run in reverse list order. The list, as
+:func:`build_middleware` builds it (Sentry's only when ``SENTRY_DSN`` is set):
 
-1. ``CurrentMessage`` — the actor wrapper reads the message (time limit, job id) from it.
-2. ``AsyncIO`` — one event loop thread per process runs every ``async def`` actor.
-3. ``AlertOnFailure`` — its ``after`` hook runs last, when the outcome is final and recorded.
-4. ``DeliveryTrigger`` — after tracking recorded a final status, sends the delivery job.
-5. ``Tracking`` — writes the outcome Backoff decided (its ``after`` runs after Backoff's).
-6. ``Backoff`` — decides retry or failure first; sends the retry in ``before_ack``.
-7. ``QueueTimeLimit`` — decides the limit before the actor runs.
-8. ``WorkerPresence`` — heartbeats, running jobs, dead-worker sweep.
+1. ``SentryMiddleware`` — only with ``SENTRY_DSN``: Sentry's Dramatiq integration, initialised
+   before the broker is created, patches the broker class and puts it first (a scope per
+   message, the job's exception reported).
+2. ``CurrentMessage`` — the actor wrapper reads the message (time limit, job id) from it.
+3. ``AsyncIO`` — one event loop thread per process runs every ``async def`` actor.
+4. ``AlertOnFailure`` — its ``after`` hook runs after Tracking's and DeliveryTrigger's, when the
+   outcome is final and recorded.
+5. ``DeliveryTrigger`` — after tracking recorded a final status, sends the delivery job.
+6. ``RetryNotice`` — after tracking recorded ``retrying``, tells the waiting users when the
+   next attempt comes.
+7. ``Tracking`` — writes the outcome Backoff decided (its ``after`` runs after Backoff's).
+8. ``Backoff`` — decides retry or failure first; sends the retry in ``before_ack``.
+9. ``QueueTimeLimit`` — decides the limit before the actor runs.
+10. ``WorkerPresence`` — heartbeats, running jobs, dead-worker sweep.
+11. ``WorkerCpuPriority`` — at worker boot, lowers the process's CPU priority (``WORKER_NICE``).
+12. ``StopSignals`` — after process boot, makes two stop signals at once stop the worker once,
+    and a later one end it at once.
 
 Dramatiq's ``Retries``, ``TimeLimit``, ``AgeLimit``, ``Callbacks`` and ``Pipelines`` are left
 out on purpose: Backoff and QueueTimeLimit replace the first two, and we use neither callbacks
-nor pipelines. Sentry is initialised before the broker is created (its Dramatiq integration
-patches the broker class).
+nor pipelines.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Our Redis broker: Dramatiq's, with two gaps closed.
+"""Our Redis broker: Dramatiq's, with these changes:
 
 1. When a consumer's Redis connection breaks, Dramatiq's consumer thread throws away the
    delayed messages (our retries) it held in memory and the messages it had prefetched, while

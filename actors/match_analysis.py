@@ -9,7 +9,7 @@ from actors.base import JobContext, job_actor
 from queues.priorities import QueuePriority
 
 
-@job_actor(priority=QueuePriority.HIGH, coalesce_by="match_url_or_id")
+@job_actor(priority=QueuePriority.HIGH)
 async def match_analysis(ctx: JobContext, match_url_or_id: str, user_id: int | None = None) -> dict:
     """Analyse the match: players, maps, win chance, Elo at stake (faceit.services)."""
     from faceit import services

@@ -1,7 +1,8 @@
 """The bot process: ``python -m bot``.
 
 Builds the Bot (``TELEGRAM_API_URL``, HTML), the services on one async Redis client, and a
-Dispatcher with the errors and language middlewares and one router per feature; registers
+Dispatcher with five outer update middlewares, outermost first (updates in flight, anonymous
+senders, flood guard, errors, language), and one router per feature; registers
 the command menu in both languages; then serves updates by long polling (``BOT_MODE=polling``,
 the default) or as a webhook (``BOT_MODE=webhook``: aiohttp on ``WEBHOOK_HOST:WEBHOOK_PORT``,
 path taken from ``WEBHOOK_URL``, every request must carry ``WEBHOOK_SECRET`` in

@@ -10,7 +10,10 @@ Two entry points, both called in worker processes:
 * :func:`deliver_job` — the body of the ``deliver_result`` actor, enqueued by
   ``middleware.delivery_trigger`` when a job ends. For each requester it replaces the job
   message with the first part of the result (or a short failure / cancel note), sends the other
-  parts and the charts; then it sends the result's ``notifications`` (match monitoring, reports),
+  parts and the charts. A succeeded job's ``notifications`` (match monitoring, reports) go out
+  at the same time, not after: monitoring is first moved past the matches told
+  (``advance_monitoring``), then requesters and subscribers are served concurrently (one
+  ``gather``, at most ``RECIPIENT_CONCURRENCY`` at once), each subscriber's notices in order and
   each notice about a player only to a user who still follows them. A job the scheduler started
   (``scheduled``: the weekly summary) tells its user only its result, and nothing when that is
   ``quiet`` (nothing to report).
@@ -198,12 +201,6 @@ async def get_resources() -> DeliveryResources:
 
         res = _resources[loop] = build_resources(get_settings())
     return res
-
-
-async def close_resources() -> None:
-    res = _resources.pop(asyncio.get_running_loop(), None)
-    if res is not None:
-        await res.close()
 
 
 # Progress ------------------------------------------------------------------------------------------

@@ -18,14 +18,19 @@ key                            what
 ``bot:rate:<uid>``             sorted set of the user's job requests in the last minute
 ``bot:active:<uid>``           sorted set of the user's unfinished job ids (and short-lived
                                ``p:<token>`` reservations while an enqueue is in flight)
-``bot:started:<request id>``   "<job id> <state>" of a job request that went through, for 15
-                               minutes: a resent start script returns it instead of running twice
+``bot:started:<request id>``   "<job id> <state> <kind> <shown>" of a job request that went
+                               through (state ``new`` or the joined job's status; kind and
+                               shown ``again`` and a chat, ``here`` and a message, or empty),
+                               for 15 minutes: a resent start script returns it instead of
+                               running twice
 ``bot:delivered:<job id>``     hash ``<uid>:<part>`` → 1: parts Telegram accepted (exactly once)
 ``bot:delivering:<job id>``    the lease of the one delivery of a job sending now; renewed
                                while it runs, gone when it ends
 ``bot:told:<uid>:<digest>``    the id of the job whose delivery tells the user of one finished
                                match of one followed player (digest of the two FACEIT ids), for
-                               a week: two monitoring runs that saw the same match tell it once
+                               the longer of the result and failure TTLs plus a day (2 days by
+                               default, ``bot.delivery.told_ttl``): two monitoring runs that saw
+                               the same match tell it once
 ``bot:tg:chat:<chat id>``      GCRA time of the next free send slot of one chat
 ``bot:tg:global``              the same for the whole bot (every process shares it)
 =============================  ===============================================================

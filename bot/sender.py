@@ -6,12 +6,12 @@
   with ``best_effort`` giving up at once when none is free: progress edits); a slot further off
   than ``max_inline_wait`` (a busy group) is not booked: :class:`~faceit.errors.RateLimitedError`
   with that wait, so the delivery job comes back then;
-* on flood control (429, aiogram's ``TelegramRetryAfter``) it holds the chat for ``retry_after`` seconds and tries again, up
-  to ``max_inline_wait`` seconds in all; past that it raises
-  :class:`~faceit.errors.RateLimitedError` so the pipeline retries the delivery job later
-  (the worker thread is not held for minutes);
-* 403 (aiogram's ``TelegramForbiddenError``: the user blocked the bot, or left) becomes :class:`UserBlocked`:
-  final, the caller marks the user inactive and sends them nothing more;
+* on flood control (429, :class:`~bot.botapi.FloodControl`) it holds the chat for
+  ``retry_after`` seconds and tries again, up to ``max_inline_wait`` seconds in all; past that
+  it raises :class:`~faceit.errors.RateLimitedError` so the pipeline retries the delivery job
+  later (the worker thread is not held for minutes);
+* 403 (:class:`~bot.botapi.Forbidden`: the user blocked the bot, or left) becomes
+  :class:`UserBlocked`: final, the caller marks the user inactive and sends them nothing more;
 * network trouble and Telegram 5xx become :class:`~faceit.errors.UpstreamError` (retried).
 
 Other refusals (:class:`~bot.botapi.BadRequest`) reach the caller, which knows what they mean for it (an

@@ -7,7 +7,7 @@ Each call adds to a hash ``faceit:calls:<epoch minute>``: ``requests`` and one o
 after :data:`RETENTION_SECONDS`.
 
 :func:`faceit_call_counts` reads the minutes overlapping the last ``window_seconds`` (so the
-window is rounded up to whole minutes) and is what ``queues/monitoring.py`` should call for the
+window is rounded up to whole minutes); ``queues/monitoring.py`` calls it for the
 "FACEIT auth errors" and "429 storm" rules.
 """
 
@@ -97,17 +97,6 @@ def faceit_call_counts(window_seconds: float, redis_client: Any = None) -> dict[
     finally:
         if own:
             redis_client.close()
-    return _summarise(minutes, rows, window_seconds)
-
-
-async def faceit_call_counts_async(window_seconds: float, redis_client: Any, prefix: str) -> dict[str, Any]:
-    """The same as :func:`faceit_call_counts` with an async Redis client."""
-    keys = FaceitKeys(prefix)
-    minutes = _minutes(window_seconds, time.time())
-    pipe = redis_client.pipeline(transaction=False)
-    for minute in minutes:
-        pipe.hgetall(keys.calls(minute))
-    rows = [_decode(row) for row in await pipe.execute()]
     return _summarise(minutes, rows, window_seconds)
 
 

@@ -18,7 +18,6 @@ from faceit.gamedata import map_id
 
 FINISHED = "FINISHED"
 NOT_ANALYSABLE = frozenset({"CANCELLED", "ABORTED"})
-PRE_GAME = frozenset({"CHECK_IN", "VOTING", "CONFIGURING", "READY", "ONGOING", "SUBSTITUTION"})
 
 
 def to_float(value: Any) -> float | None:

@@ -1,8 +1,9 @@
 """Redis state the FACEIT layer keeps: subscriptions, user activity, Elo snapshots, monitor marks.
 
-:class:`FaceitStore` works on any async Redis client; the module-level functions (what the bot
-calls: ``await subscribe(user_id, player_id, nickname)`` …) use the per-loop client of
-:mod:`faceit.context`.
+:class:`FaceitStore` works on any async Redis client; the bot (``bot.services``), the delivery
+workers (``bot.delivery``), the scheduler and the FACEIT jobs (through :mod:`faceit.context`)
+each hold an instance. The module-level functions (``await subscribe(user_id, player_id,
+nickname)`` …) wrap the per-loop store of :mod:`faceit.context`; only the tests call them.
 
 Layout (all under ``<prefix>faceit:``, see :mod:`faceit.keys`):
 
@@ -345,10 +346,6 @@ class FaceitStore:
         )
         return bool(added)
 
-    async def record_elos(self, elos: dict[str, int | None], now: float | None = None) -> None:
-        for player_id, elo in elos.items():
-            await self.record_elo(player_id, elo, now)
-
     async def elo_history(self, player_id: str, since: float = 0) -> list[tuple[float, int]]:
         """Oldest-first ``(epoch seconds, elo)`` snapshots."""
         rows = await self.redis.zrangebyscore(self.keys.elo_history(player_id), since, "+inf", withscores=True)
@@ -411,7 +408,7 @@ class FaceitStore:
             return sum(int(written) for written in await pipe.execute())
 
 
-# The bot's entry points (per-loop Redis from faceit.context) -------------------------------------
+# Shortcuts to the per-loop store of faceit.context (only the tests call them) ------------------
 
 
 async def _store() -> FaceitStore:

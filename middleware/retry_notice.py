@@ -4,9 +4,9 @@ Why: between attempts nothing runs, so the job's message stayed at its last prog
 ("loading the match · 2%") through every retry, up to minutes of FACEIT trouble, while the
 record already knew what happened. Once Tracking has recorded ``retrying`` (this middleware's
 ``after_process_message`` runs after it: ``after_*`` hooks run in reverse order, and it is
-listed first), the job's progress becomes ``{"stage": "retrying", "code", "retry_in",
+listed before Tracking), the job's progress becomes ``{"stage": "retrying", "code", "retry_in",
 "attempt", "attempts"}``, written and told to the progress listeners like any progress: the bot
-edits the message to "FACEIT did not answer. Trying again in 10 s (attempt 2 of 4)". The next
+edits the message to "FACEIT is not answering. Trying again in 10 s (attempt 2 of 4)." The next
 attempt's first progress replaces it.
 
 Runs the listeners on Dramatiq's event loop thread (the one async actors run on: their

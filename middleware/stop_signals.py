@@ -8,7 +8,7 @@ own, and the one the dramatiq parent forwards. The second came before the main l
 first, so the worker was never stopped, and its threads (not daemons) kept the process alive
 after the main thread had gone: still heartbeating, still taking jobs, never exiting.
 
-So, in a worker process (installed at ``process_boot``, on the main thread, around Dramatiq's
+So, in a worker process (installed in ``after_process_boot``, on the main thread, around Dramatiq's
 own handler):
 
 * a repeat within ``window`` seconds of the first signal is the same request: the graceful stop

@@ -48,7 +48,7 @@ class Tracking(Middleware):
 
     @property
     def actor_options(self) -> set[str]:
-        return {"secret_fields", "coalesce_by"}
+        return {"secret_fields"}
 
     def _until_written(self, message, what: str, write: Callable[[], Any]) -> Any:
         """Run ``write``; while Redis is unreachable, wait and try again (the ack waits too)."""

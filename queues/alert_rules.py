@@ -61,7 +61,6 @@ ALERT_RULES = (
     "redis_unreachable", "broker_unreachable", "no_workers", "faceit_auth", "failure_rate", "stale_jobs", "redis_memory",
     "redis_eviction", "queue_depth", "wait_time", "faceit_rate_limit",
 )
-SCORE_ONLY_RULES = ("idle_queue", "dead_letters", "monitor_stale")
 QUEUE_RULES = ("no_workers", "failure_rate", "stale_jobs", "queue_depth", "wait_time", "idle_queue")
 DEDUCTIONS = {
     "redis_unreachable": 100, "redis_full": 50, "broker_unreachable": 50, "no_workers": 25, "faceit_auth": 25, "failure_rate": 20, "stale_jobs": 15,

@@ -10,7 +10,7 @@ id, actor, queue          what runs where
 status                    queued → started → retrying → … → succeeded | failed | canceled
 args, kwargs              JSON, secret fields already redacted
 options                   JSON: the enqueue options we need to requeue (retry, time limit)
-requesters                JSON list of {user_id, chat_id, message_id, lang[, thread_id]}
+requesters                JSON list of {user_id, chat_id, message_id, lang[, thread_id][, reply_to]}
 watchers                  JSON list of user ids a group's message already showed the job to
 attempts, deliveries      body starts, and message deliveries (kills included)
 enqueued_at, started_at,  epoch seconds (``first_started_at`` for wait time)
@@ -1192,11 +1192,6 @@ class JobStore:
             pipe.exists(self.job_key(job_id))
         return [job_id for job_id, live in zip(ids, pipe.execute(), strict=True) if live]
 
-    def active_jobs_of_user(self, user_id: int, limit: int = 50) -> list[JobRecord]:
-        """The user's jobs that are still queued, running or waiting for a retry."""
-        ids = self.client.zrevrange(self.index_key("user", user_id), 0, limit - 1)
-        return [r for r in self._prune(self.index_key("user", user_id), ids) if not r.is_final]
-
 
 class AsyncJobChannel:
     """What a running async actor needs of its record: progress writes and cancel flags.
@@ -1218,10 +1213,6 @@ class AsyncJobChannel:
         cancel was asked; False when it moved on (nothing written: nobody should be told)."""
         args = [self.prefix, job_id, json.dumps(progress), status, "" if attempt is None else str(attempt)]
         return bool(await self._progress(args=args))
-
-    async def get_requesters(self, job_id: str) -> list[dict[str, Any]]:
-        raw = await self.client.hget(self.job_key(job_id), "requesters")
-        return json.loads(raw) if raw else []
 
     async def cancel_requested(self, job_ids: list[str]) -> list[str]:
         """The ids among ``job_ids`` whose cancel was asked for."""

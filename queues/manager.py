@@ -2,12 +2,14 @@
 
 It keeps the first version's call shapes (``get_queue_manager()``,
 ``enqueue_match_analysis(match_url_or_id, user_id)`` returning a handle with ``.id`` …) on
-Dramatiq. Enqueueing is two Redis round trips: the job record (with coalescing, one Lua
-script), then the message; the bot does both, and its user limits, in one (``bot/jobstart.py``,
-from a :meth:`QueueManager.prepare_job`). A match analysis requested while the same match is
-queued or running joins that job: the requester is added and both get the result.
+Dramatiq. :meth:`QueueManager.submit` takes three Redis round trips for a new job on the Redis
+broker: the job record (with coalescing, one Lua script), the message, then the queue's length
+(the place shown); a request that joins the in-flight job skips the message. The bot does all
+of it, and its user limits, in one (``bot/jobstart.py``, from a :meth:`QueueManager.prepare_job`).
+A match analysis requested while the same match is queued or running joins that job: the
+requester is added and both get the result.
 
-Calls are synchronous (one or two Redis round trips each); ``initialize()`` is async for the
+Calls are synchronous (a few Redis round trips each); ``initialize()`` is async for the
 callers that already await it.
 """
 

@@ -66,7 +66,6 @@ logger = logging.getLogger(__name__)
 #: Rules whose finding must hold a while before it alerts: the Thresholds field that says how long.
 HELD_RULES = {"no_workers": "no_workers_after"}
 
-DEFAULT_WINDOW_SECONDS = 300.0
 #: Checks in a row a condition must be clear before its alert is resolved (3 × the 30 s interval):
 #: a value hovering at its limit keeps one alert open instead of a fire and a resolve every minute.
 RESOLVE_AFTER_CLEAR_CHECKS = 3

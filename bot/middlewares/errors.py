@@ -49,7 +49,10 @@ def answer_text(exc: BaseException, lang: str) -> str:
 
 
 class ErrorsMiddleware(BaseMiddleware):
-    """Outer update middleware (registered first, so it wraps everything else)."""
+    """Outer update middleware, registered fourth of the five (aiogram: the first registered is
+    the outermost). It wraps the language lookup, the routers and their handlers; the in-flight
+    count, the anonymous-sender check and the flood guard run outside it and handle their own
+    failures (a notice they cannot send is logged there)."""
 
     def __init__(self) -> None:
         self.outages = 0

@@ -1,4 +1,5 @@
-"""``python supervisor.py`` (what ``make run`` runs): the whole local stack as one process tree.
+"""``python supervisor.py`` (``supervisor.main``, which ``make run`` calls through ``admin.py run``): the
+whole local stack as one process tree.
 
 The supervisor runs as a real subprocess with ``REDIS_URL``, ``FACEIT_API_KEY`` and
 ``TELEGRAM_BOT_TOKEN`` unset, so it embeds Redis and starts both sandboxes, on free ports
