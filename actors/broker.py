@@ -280,7 +280,11 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     if settings.broker == "rabbitmq":
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-        broker: dramatiq.Broker = RabbitmqBroker(url=settings.rabbitmq_url, middleware=middleware)
+        # Publisher confirms: a publish returns once RabbitMQ has the message. Without them a
+        # retry published just before RabbitMQ went down could be lost after its original was
+        # acked, leaving a job "retrying" that nothing would run.
+        broker: dramatiq.Broker = RabbitmqBroker(url=settings.rabbitmq_url, middleware=middleware,
+                                                 confirm_delivery=True)
     else:
         broker = TrackedRedisBroker(
             client=redis_client(settings, decode=False),

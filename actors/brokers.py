@@ -170,6 +170,12 @@ class TrackedRedisBroker(RedisBroker):
     """Dramatiq's RedisBroker, plus dropped-message recovery and the ack in the final write."""
 
     def __init__(self, *, reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL, **kwargs: Any) -> None:
+        # No random dead-worker maintenance on fetches (Dramatiq's default: 1 fetch in 1,000).
+        # After a Redis outage longer than the heartbeat timeout every live process looks dead,
+        # and such a roll put their running jobs back in the queue: run twice, counted as lost
+        # workers. The sweep of middleware.worker_presence does that work, every few seconds,
+        # and waits a heartbeat timeout after an outage first.
+        kwargs.setdefault("maintenance_chance", 0)
         super().__init__(**kwargs)
         self._consumers: dict[str, _AckAwareConsumer] = {}
         self.in_flight = _InFlight()
