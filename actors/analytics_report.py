@@ -3,18 +3,34 @@
 
 from __future__ import annotations
 
+from datetime import tzinfo
+
 from actors.base import JobContext, job_actor
 from queues.priorities import QueuePriority
+
+
+async def user_zone(user_id: int) -> tzinfo:
+    """The time zone ``user_id`` chose with the bot's ``/tz`` (UTC when none, or not one), read
+    where the bot keeps it (``bot:tz``, as the scheduler reads it to know when their Monday 09:00
+    is): the summary says its dates in it. Here, not in :mod:`faceit.services`: the FACEIT layer
+    knows nothing of the bot's keys."""
+    from bot.keys import BotKeys
+    from bot.timezones import zone_of
+    from faceit.context import get_faceit_context
+
+    ctx = await get_faceit_context()
+    name = await ctx.redis.hget(BotKeys(ctx.settings.redis_key_prefix).user_timezones(), str(int(user_id)))
+    return zone_of(name.decode() if isinstance(name, bytes) else name)
 
 
 @job_actor(priority=QueuePriority.LOW, time_limit=900)
 async def analytics_report(ctx: JobContext, user_id: int | None = None, report_type: str = "weekly",
                            include_comparisons: bool = True, scheduled: bool = False) -> dict:
     """Matches analysed, tracked players' form and Elo trend over the period (with
-    ``include_comparisons``, each against the period before). ``scheduled``: the scheduler's
-    weekly run, not a request: nothing is said when there is nothing to report, nor when it
-    fails (the scheduler tries again)."""
+    ``include_comparisons``, each against the period before), its dates in each reader's own time
+    zone (:func:`user_zone`). ``scheduled``: the scheduler's weekly run, not a request: nothing is
+    said when there is nothing to report, nor when it fails (the scheduler tries again)."""
     from faceit import services
 
     return await services.build_analytics_report(user_id, report_type, ctx.progress, include_comparisons,
-                                                 scheduled=scheduled)
+                                                 scheduled=scheduled, zone_of_user=user_zone)

@@ -34,7 +34,7 @@ TEXTS: dict[str, dict[str, str]] = {
               "/cancel &lt;job id&gt; — stop a job (or press Cancel under it)\n"
               "/lang ru|en — language\n"
               "/tz &lt;city or UTC offset&gt; — your time zone, for the Monday summary\n\n"
-              "Limits: {per_minute} requests a minute, {active} at a time.",
+              "Limits: {per_minute} requests a minute, {active} jobs at a time.",
         "ru": "<b>Что я умею</b>\n"
               "/analyze &lt;ссылка на комнату или id матча&gt; — разбор перед игрой (или просто пришлите ссылку)\n"
               "/player &lt;никнейм или ссылка на профиль&gt; — отчёт по игроку с графиком\n"
@@ -145,7 +145,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "kind_player_report": {"en": "Player report", "ru": "Отчёт по игроку"},
     "kind_bulk_analysis": {"en": "Bulk analysis", "ru": "Анализ списка матчей"},
     "kind_player_lookup": {"en": "Player lookup", "ru": "Поиск игрока"},
-    "kind_analytics_report": {"en": "Report", "ru": "Отчёт"},
+    # /subscribe's job: a player lookup whose delivery makes the subscription (bot.views.kind_name)
+    "kind_follow": {"en": "Follow", "ru": "Подписка"},
+    # /report's job: called a summary as the help and its title call it ("Weekly summary")
+    "kind_analytics_report": {"en": "Summary", "ru": "Сводка"},
     "kind_job": {"en": "Job", "ru": "Задача"},
     "queued": {
         "en": "⏳ {kind}: queued, place {position}.\nJob <code>{job_id}</code>",
@@ -153,7 +156,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "joined": {
         "en": "🤝 {kind}: someone else asked for the same just before you — you joined their job "
-              "and get the same result.\nJob <code>{job_id}</code>",
+              "and will get the same result.\nJob <code>{job_id}</code>",
         "ru": "🤝 {kind}: то же самое только что запросил другой пользователь — вы присоединились "
               "и получите тот же результат.\nЗадача <code>{job_id}</code>",
     },
@@ -221,20 +224,20 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "⏳ {kind}: {stage}{count} · {percent}%\nЗадача <code>{job_id}</code>",
     },
     "cancel_button": {"en": "✖ Cancel", "ru": "✖ Отмена"},
-    "canceled": {"en": "✖ {kind} canceled.\nJob <code>{job_id}</code>",
+    "canceled": {"en": "✖ {kind} cancelled.\nJob <code>{job_id}</code>",
                  "ru": "✖ {kind}: отменено.\nЗадача <code>{job_id}</code>"},
     "canceling": {"en": "Stopping job <code>{job_id}</code>…", "ru": "Останавливаю задачу <code>{job_id}</code>…"},
-    "cancel_short": {"en": "Canceled", "ru": "Отменено"},
+    "cancel_short": {"en": "Cancelled", "ru": "Отменено"},
     "canceling_short": {"en": "Stopping…", "ru": "Останавливаю…"},
     "canceling_already": {"en": "Job <code>{job_id}</code> is already stopping.",
                           "ru": "Задача <code>{job_id}</code> уже останавливается."},
     "canceling_already_short": {"en": "Already stopping…", "ru": "Уже останавливаю…"},
     "not_your_job": {"en": "Only whoever asked for job <code>{job_id}</code> can cancel it.",
                      "ru": "Отменить задачу <code>{job_id}</code> может только тот, кто её запросил."},
-    "cancel_too_late": {"en": "Job <code>{job_id}</code> has already ended: {status}.",
+    "cancel_too_late": {"en": "Job <code>{job_id}</code> has already finished (status: {status}).",
                         "ru": "Задача <code>{job_id}</code> уже закончилась (статус: {status})."},
     "cancel_left": {
-        "en": "✖ {kind}: canceled for you; the others who asked for it still get it.\nJob <code>{job_id}</code>",
+        "en": "✖ {kind}: cancelled for you; the others who asked for it still get it.\nJob <code>{job_id}</code>",
         "ru": "✖ {kind}: отменено для вас; остальные, кто это запросил, всё равно получат результат.\n"
               "Задача <code>{job_id}</code>",
     },
@@ -259,12 +262,12 @@ TEXTS: dict[str, dict[str, str]] = {
     "status_retrying": {"en": "waiting to retry", "ru": "ждёт повтора"},
     "status_succeeded": {"en": "done", "ru": "готово"},
     "status_failed": {"en": "failed", "ru": "ошибка"},
-    "status_canceled": {"en": "canceled", "ru": "отменено"},
+    "status_canceled": {"en": "cancelled", "ru": "отменено"},
     "done": {"en": "✅ Done.", "ru": "✅ Готово."},
     # failures: a headline, then the reason and the advice, each a full sentence with a capital
     # (the FACEIT layer's reasons, faceit.i18n, are written so too)
     "failed": {"en": "❌ {kind} failed. {reason}\n{advice}", "ru": "❌ {kind} — ошибка. {reason}\n{advice}"},
-    "advice_retry": {"en": "Trying again in a few minutes should help.",
+    "advice_retry": {"en": "Send it again in a few minutes.",
                      "ru": "Попробуйте ещё раз через несколько минут."},
     "advice_no_retry": {"en": "Trying again will not help.", "ru": "Повторный запрос не поможет."},
     "advice_fix_input": {"en": "Check what you sent and try again.",
@@ -338,7 +341,7 @@ TEXTS: dict[str, dict[str, str]] = {
                                  "/requeue &lt;job id&gt; sends one anyway.",
                            "ru": "Не тронуто: {count} — пользователи уже запросили это снова и получили ответ; "
                                  "/requeue &lt;id задачи&gt; повторит любую."},
-    "not_requeued": {"en": "Job <code>{job_id}</code> is {status}: only a failed or canceled job can be requeued.",
+    "not_requeued": {"en": "Job <code>{job_id}</code> is {status}: only a failed or cancelled job can be requeued.",
                      "ru": "Задача <code>{job_id}</code> — статус «{status}»: повторить можно только упавшую "
                            "или отменённую."},
     "usage_alerts": {"en": "Usage: /alerts [hours], at most {max} (24 by default)",

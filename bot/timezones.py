@@ -6,7 +6,9 @@ until the user names a zone. What they may type, on a phone:
 * a zone of the tz database, in any case: ``Europe/Moscow``, ``america/new_york``;
 * a city of it alone, with spaces or underscores: ``Moscow``, ``new york``, ``Sao_Paulo``;
 * a few names the database spells otherwise (:data:`ALIASES`): ``EST``, ``MSK``, ``Москва``, ``Питер``;
-* an offset from UTC: ``+3``, ``UTC+3``, ``GMT-5``, ``+05:30``, ``+0545`` (a phone's ``−`` too);
+* an offset from UTC: ``+3``, ``UTC+3``, ``GMT-5``, ``+05:30``, ``+0545`` (a phone's ``−`` too),
+  or a bare number of hours, ``3``, ``0`` or ``-3`` (the help says "UTC offset", and people type
+  one so);
 * ``UTC`` (or ``GMT``, ``Z``).
 
 :func:`parse_timezone` turns that into the stored name (the database's own spelling, or
@@ -26,6 +28,8 @@ MAX_INPUT = 64  # the longest zone name is 32 characters
 _UTC_WORDS = {"utc", "gmt", "z"}  # "+0", "UTC-0" … are offsets of zero
 # "+3", "UTC+3", "gmt -5", "+05:30", "+0545", "UTC+3:30"
 _OFFSET = re.compile(r"^(?:utc|gmt)?\s*([+-])\s*(\d{1,2})(?::?(\d{2}))?$")
+# "3", "0", "utc 3": whole hours east of UTC without a sign (minutes take a sign: "+0530")
+_BARE_HOURS = re.compile(r"^(?:(?:utc|gmt)\s*)?(\d{1,2})$")
 _STORED_OFFSET = re.compile(r"^UTC([+-])(\d{2}):(\d{2})$")
 _MINUS_SIGNS = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2014": "-"})  # a phone keyboard's minus, dashes
 _NOT_PLACES = {"localtime", "Factory", "posixrules"}  # files of the database that are no one's zone
@@ -101,6 +105,10 @@ def parse_timezone(text: str) -> str | None:
     offset = _OFFSET.match(lowered)
     if offset is not None:
         delta = _offset(offset.group(1), int(offset.group(2)), int(offset.group(3) or 0))
+        return None if delta is None else offset_name(delta)
+    bare = _BARE_HOURS.match(lowered)
+    if bare is not None:
+        delta = _offset("+", int(bare.group(1)), 0)
         return None if delta is None else offset_name(delta)
     if lowered in ALIASES:
         return ALIASES[lowered]

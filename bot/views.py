@@ -23,8 +23,16 @@ _STATUS_KEYS = {f"status_{s}" for s in ("queued", "started", "retrying", "succee
 SELF_ADVISING_KEYS = {"match_empty", "too_many_subscriptions"}
 
 
-def kind_name(actor: str | None, lang: str) -> str:
-    """``Match analysis`` / ``Анализ матча`` for an actor name (``Job`` for others)."""
+def kind_name(actor: str | None, lang: str, kwargs: dict[str, Any] | None = None) -> str:
+    """``Match analysis`` / ``Анализ матча`` for an actor name (``Job`` for others).
+
+    A player lookup is /subscribe's job (the bot starts one for nothing else), so it is named
+    ``Follow`` / ``Подписка``, as the user asked for it, not by the step it takes: "Player lookup"
+    answered /subscribe with a name the user never used. ``kwargs`` (the job's record) tells a
+    lookup without ``subscribe``, which is then named as one; without them (the queued, progress
+    and cancelled lines know only the actor) the lookup is taken for /subscribe's."""
+    if actor == "player_lookup" and (kwargs is None or kwargs.get("subscribe")):
+        return t("kind_follow", lang)
     key = f"kind_{actor}"
     return t(key if key in TEXTS else "kind_job", lang)
 
@@ -154,7 +162,7 @@ def failure_text(job_id: str, actor: str | None, error: dict[str, Any] | None, k
     """``❌ Match analysis failed. FACEIT did not answer.`` + whether retrying makes sense: the reason
     is a full sentence with a capital, whether the FACEIT layer's or the bot's own."""
     reason, advice = failure_reason(error, actor, kwargs, lang)
-    return t("failed", lang, kind=kind_name(actor, lang), reason=reason, advice=advice).rstrip("\n")
+    return t("failed", lang, kind=kind_name(actor, lang, kwargs), reason=reason, advice=advice).rstrip("\n")
 
 
 def status_word(status: str, lang: str) -> str:
@@ -172,5 +180,6 @@ def status_text(record: Any, lang: str) -> str:
     elif status == "failed":
         reason, advice = failure_reason(record.error, record.actor, record.kwargs, lang)
         extra = f"\n{reason} {advice}".rstrip()
-    return t("status_line", lang, kind=kind_name(record.actor, lang), status=status_word(status, lang),
+    return t("status_line", lang, kind=kind_name(record.actor, lang, record.kwargs),
+             status=status_word(status, lang),
              progress=Markup(escape(extra)), job_id=record.id)

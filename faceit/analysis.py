@@ -283,6 +283,12 @@ def _shown_edge(row: dict[str, Any]) -> int:
     return whole_percent(row["faction1"]["rate"]) - whole_percent(row["faction2"]["rate"])
 
 
+def _both_played(row: dict[str, Any]) -> bool:
+    """Whether both sides have games on a map row: a side without any shows no rate ("—", its
+    50% being the prior alone), so no advice may rest on an edge against it."""
+    return row["faction1"].get("matches") != 0 and row["faction2"].get("matches") != 0
+
+
 def map_suggestions(
     pool: Sequence[str], table: dict[str, dict[str, dict[str, Any]]], picked: Sequence[str] = ()
 ) -> dict[str, Any]:
@@ -290,7 +296,8 @@ def map_suggestions(
 
     ``advantage`` of a map for faction1 is its rate minus faction2's. A map counts for advice only
     when it has an edge of at least :data:`MAP_MIN_EDGE` points as shown and :data:`MAP_MIN_GAMES`
-    games of both sides' players behind it: with no map history every map is 50/50, and naming one is noise.
+    games of both sides' players behind it, some of each side's: with no map history every map is
+    50/50, and naming one is noise.
     Each side picks its highest-advantage map that counts and bans up to three that count against
     it, worst first, never its own pick; ``None`` and ``[]`` when nothing counts. Ties break
     alphabetically so the advice is stable. ``picked_favours`` names, for each map of ``picked``
@@ -309,7 +316,7 @@ def map_suggestions(
             "advantage": round(r1 - r2, 4),
             "picked": mid in picked,
         })
-    telling = [m for m in maps if abs(_shown_edge(m)) >= MAP_MIN_EDGE
+    telling = [m for m in maps if abs(_shown_edge(m)) >= MAP_MIN_EDGE and _both_played(m)
                and (m["faction1"].get("matches") or 0) + (m["faction2"].get("matches") or 0) >= MAP_MIN_GAMES]
     advice = {}
     for side, sign in (("faction1", 1), ("faction2", -1)):
@@ -327,9 +334,12 @@ def map_suggestions(
 
 
 def _favoured(row: dict[str, Any]) -> str | None:
-    """The side a map row favours by its Δ as shown, or None under :data:`MAP_MIN_EDGE`."""
+    """The side a map row favours by its Δ as shown, or None under :data:`MAP_MIN_EDGE` (or when
+    a side has no games on it: its row shows no Δ)."""
     shown = _shown_edge(row)
-    return None if abs(shown) < MAP_MIN_EDGE else "faction1" if shown > 0 else "faction2"
+    if abs(shown) < MAP_MIN_EDGE or not _both_played(row):
+        return None
+    return "faction1" if shown > 0 else "faction2"
 
 
 def danger_scores(players: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -371,9 +381,18 @@ def _form_weight(player: dict[str, Any]) -> float:
     return n / (n + FORM_PRIOR_MATCHES)
 
 
+def has_figures(player: dict[str, Any]) -> bool:
+    """Whether anything is known of a lobby player's strength: their Elo or a recent-form figure
+    the danger score weighs. Without any, their score is the lobby's average by default."""
+    form = player.get("form") or {}
+    return player.get("elo") is not None or any(form.get(name) is not None
+                                                 for name in ("rating", "kd", "adr", "win_rate"))
+
+
 def standouts(players: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """A side's players to watch (most dangerous first) and its weakest (weakest first), by
-    danger score; both empty when the scores are too close to tell (:data:`DANGER_MIN_SPREAD`)."""
+    danger score; both empty when the scores are too close to tell (:data:`DANGER_MIN_SPREAD`).
+    The caller passes only players with figures (:func:`has_figures`)."""
     ranked = sorted(players, key=lambda p: (-p["danger"], p["nickname"].lower()))
     if len(ranked) < 2 or ranked[0]["danger"] - ranked[-1]["danger"] < DANGER_MIN_SPREAD:
         return [], []
@@ -438,7 +457,12 @@ def analyse_match(match: Match, data: dict[str, PlayerData]) -> dict[str, Any]:
     for player in everyone:
         player["danger"] = danger[player["player_id"]]
     for key, other in (("faction1", "faction2"), ("faction2", "faction1")):
-        teams[key]["threats"], teams[key]["targets"] = standouts(teams[other]["players"])
+        # Only opponents with figures are ranked: one FACEIT told nothing of scores the lobby's
+        # average, and was named "weakest" beside players known to be better, or a threat beside
+        # worse ones. None with figures: nothing to name for lack of data, and the text says so.
+        known = [p for p in teams[other]["players"] if has_figures(p)]
+        teams[key]["threats"], teams[key]["targets"] = standouts(known)
+        teams[key]["opponents_unknown"] = not known
         teams[key]["specialists"] = specialists(teams[key]["players"])
     # By the chances shown (as stored, to 4 decimals): "win 50% / win 50%" has no favourite,
     # whatever a further decimal says.

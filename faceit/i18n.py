@@ -21,6 +21,10 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
         "en": "Send a FACEIT match room link or a match id.",
         "ru": "Пришлите ссылку на комнату матча FACEIT или id матча.",
     },
+    "empty_player": {
+        "en": "Send a FACEIT nickname or profile link.",
+        "ru": "Пришлите никнейм FACEIT или ссылку на профиль.",
+    },
     "input_too_long": {
         "en": "That message is too long to be a link or a nickname.",
         "ru": "Сообщение слишком длинное для ссылки или никнейма.",
@@ -75,12 +79,13 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
         "ru": "В матче ещё нет игроков — попробуйте через минуту.",
     },
     "not_subscribed": {
-        "en": "You don't follow “{ref}”.",
-        "ru": "Вы не следите за «{ref}».",
+        "en": "You don't follow “{ref}”. See /subscriptions.",
+        "ru": "Вы не следите за «{ref}». Список — в /subscriptions.",
     },
     "too_many_subscriptions": {
-        "en": "You can follow at most {limit} players. Unsubscribe from someone first.",
-        "ru": "Можно следить не более чем за {limit} игроками. Сначала отпишитесь от кого-нибудь.",
+        "en": "You can follow at most {limit} players. Unfollow someone first: /unsubscribe <nickname>.",
+        "ru": "Можно следить не более чем за {limit} игроками. Сначала отпишитесь от кого-нибудь: "
+              "/unsubscribe <никнейм>.",
     },
     "bad_cache_type": {
         "en": "Unknown cache type “{ref}”.",
@@ -126,20 +131,23 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
     },
 }
 
-#: A progress line's stage ("⏳ Анализ матча: загружаю игроков 6/10 · 45%"): in Russian every
-#: stage is what the bot is doing, a first-person verb, short enough for a phone's line; "done"
-#: is the end state, not a stage in progress.
+#: A progress line's stage ("⏳ Match analysis: loading players 6/10 · 45%", "⏳ Анализ матча:
+#: загружаю игроков 6/10 · 45%"): in both languages every stage is what the bot is doing, a verb
+#: phrase (first person in Russian), short enough for a phone's line; a bare noun beside them
+#: ("players", "chart") read as another kind of thing. "done" is the end state, not a stage.
 STAGE_TEXTS: dict[str, dict[str, str]] = {
     "match": {"en": "loading the match", "ru": "загружаю матч"},
-    "players": {"en": "players", "ru": "загружаю игроков"},
-    "maps": {"en": "maps", "ru": "разбираю карты"},
+    "players": {"en": "loading players", "ru": "загружаю игроков"},
+    "maps": {"en": "reading the maps", "ru": "разбираю карты"},
     "analysis": {"en": "analysing", "ru": "анализирую"},
-    "matches": {"en": "matches", "ru": "загружаю матчи"},
-    "profile": {"en": "profile", "ru": "загружаю профиль"},
-    "stats": {"en": "statistics", "ru": "загружаю статистику"},
-    "chart": {"en": "chart", "ru": "рисую график"},
+    "matches": {"en": "loading matches", "ru": "загружаю матчи"},
+    # a finished room: its one result is loaded instead of the lineup's players
+    "result": {"en": "loading the result", "ru": "загружаю результат"},
+    "profile": {"en": "loading the profile", "ru": "загружаю профиль"},
+    "stats": {"en": "loading statistics", "ru": "загружаю статистику"},
+    "chart": {"en": "drawing the chart", "ru": "рисую график"},
     "render": {"en": "preparing the message", "ru": "готовлю сообщение"},
-    "subscriptions": {"en": "subscriptions", "ru": "проверяю подписки"},
+    "subscriptions": {"en": "checking subscriptions", "ru": "проверяю подписки"},
     "done": {"en": "done", "ru": "готово"},
 }
 

@@ -111,14 +111,16 @@ def without_invisible(text: str) -> str:
     return _INVISIBLE_RE.sub("", text)
 
 
-def _clean(text: object) -> str:
+def _clean(text: object, empty: str = "empty_input") -> str:
+    """``text`` without invisible characters and the quotes or brackets around it; ``empty`` is
+    the error key for nothing left (a player reference asks for a nickname, not a match link)."""
     if not isinstance(text, str):
-        raise _bad("empty_input")
+        raise _bad(empty)
     if len(text) > MAX_INPUT_LENGTH:
         raise _bad("input_too_long")
     cleaned = without_invisible(text).strip().strip("<>\"'`«»()[]").strip()
     if not cleaned:
-        raise _bad("empty_input")
+        raise _bad(empty)
     return cleaned
 
 
@@ -184,8 +186,10 @@ def names_a_profile(text: str | None) -> bool:
 
 
 def parse_player_ref(text: str) -> PlayerRef:
-    """A profile link, player id or nickname → :class:`PlayerRef`; else :class:`BadInputError`."""
-    cleaned = _clean(text)
+    """A profile link, player id or nickname → :class:`PlayerRef`; else :class:`BadInputError`
+    (``empty_player`` for nothing but quotes, brackets or invisible characters: "Send a match
+    room link" answered ``/player ""``)."""
+    cleaned = _clean(text, "empty_player")
     profile = PROFILE_URL_RE.search(cleaned)
     if profile:
         cleaned = unquote(profile.group(1))

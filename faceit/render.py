@@ -35,7 +35,7 @@ L: dict[str, tuple[str, str]] = {
     "match_analysis": ("Match analysis", "Анализ матча"),
     "status": ("status", "статус"),
     "avg_elo": ("avg Elo", "ср. Elo"),
-    "win_chance": ("win", "шанс на победу"),
+    "win_chance": ("win chance", "шанс на победу"),  # "win 45%" read as a win rate
     "elo_stake": ("Elo: win {win} / loss {loss}", "Elo: победа {win} / поражение {loss}"),
     "estimate_faceit": ("Win chances: FACEIT's own estimate.", "Шансы на победу: оценка FACEIT."),
     "estimate_elo": ("Win chances: estimated from average Elo.", "Шансы на победу: оценка по среднему Elo."),
@@ -60,10 +60,12 @@ L: dict[str, tuple[str, str]] = {
     "danger": ("Who to watch", "Опасные игроки"),
     "no_standout": ("the opponents are too close to single anyone out",
                     "игроки соперника слишком равны, чтобы кого-то выделить"),
+    "no_standout_data": ("not enough data on the opponents", "о соперниках мало данных"),
     "no_elo_at_stake": ("no Elo at stake", "Elo не меняется"),
     "entry": ("best entry", "лучший на открытии"),  # the match analysis: names the side's best
     "entry_own": ("entry wins", "выигранные открытия"),  # the player report: one player's own rate
-    "clutch": ("1v1 won", "клатчи 1 на 1"),
+    "clutch": ("best in 1v1s", "лучший в клатчах 1 на 1"),  # the match analysis: names the side's best
+    "clutch_own": ("1v1 clutches won", "выигранные клатчи 1 на 1"),  # the player report: their own rate
     "lifetime_rate": ("lifetime", "за всё время"),
     "finished_title": ("Match finished", "Матч завершён"),
     "finished_note": ("This match is over, so here is the result instead of a forecast.",
@@ -98,6 +100,8 @@ L: dict[str, tuple[str, str]] = {
     "win": ("Win", "Победа"),
     "loss": ("Loss", "Поражение"),
     "new_match": ("finished a match", "— матч завершён"),
+    "draw": ("Draw", "Ничья"),  # maps level (1:1), no winner
+    "result_unknown": ("Result unknown", "Результат неизвестен"),
     "analytics_weekly": ("Weekly summary", "Итоги недели"),
     "analytics_monthly": ("Monthly summary", "Итоги месяца"),
     "analyses": ("Analyses you received", "Получено анализов"),
@@ -105,7 +109,7 @@ L: dict[str, tuple[str, str]] = {
     # ("матчи: 21" would read as matches played, which the summary lists too); in KIND_ORDER.
     "kind_match": ("match analyses", "разборы матчей"),
     "kind_player": ("player reports", "отчёты по игрокам"),
-    "kind_bulk": ("match lists", "списки матчей"),
+    "kind_bulk": ("bulk analyses", "списки матчей"),  # English: the job's own name, "Bulk analysis"
     "tracked": ("Players you follow", "Игроки, за которыми вы следите"),
     "results_order": ("results oldest on the left", "результаты: старые слева"),
     "last_results": ("last {n}", "последние {n}"),
@@ -117,7 +121,7 @@ L: dict[str, tuple[str, str]] = {
     "before_monthly": ("the month before", "месяцем раньше"),
     "compared_weekly": ("vs the week before", "к прошлой неделе"),
     "compared_monthly": ("vs the month before", "к прошлому месяцу"),
-    "win_rate_short": ("WR", "винрейт"),
+    "win_rate_change": ("win rate {change} pp", "винрейт {change} п.п."),  # a difference of two percents
     "win_rate_col": ("WR", "Побед"),  # a table's column of win rates: "Побед 55%", five wide at most
     "versus": ("vs", "—"),  # between two team names in a /bulk line
 
@@ -350,10 +354,14 @@ def _maps_block(data: dict[str, Any], lang: str) -> list[str]:
     rows = [e(f"{t('map', lang):<10} {'[1]':>5} {'[2]':>5} {'Δ':>4}")]
     for row in maps["maps"]:
         label = _cut(row["label"], 8) + (" ★" if row["picked"] else "")
-        first, second = whole_percent(row["faction1"]["rate"]), whole_percent(row["faction2"]["rate"])
+        # A side without a game on the map has no rate: its 50% is the prior alone, shown as "—"
+        # (a lobby with no data read "Mirage 50% 50% 0" on every row), and so is the Δ.
+        first, second = (None if row[side].get("matches") == 0 else whole_percent(row[side]["rate"])
+                         for side in ("faction1", "faction2"))
+        delta = first - second if first is not None and second is not None else None
         rows.append(e(  # Δ of the two figures as shown, so the row adds up on the screen
             f"{label:<10} {fmt_pct(first, lang):>5} {fmt_pct(second, lang):>5} "
-            f"{fmt_signed(first - second, lang):>4}"
+            f"{fmt_signed(delta, lang):>4}"
         ))
     return [head, "<pre>" + "\n".join(rows) + "</pre>"]
 
@@ -389,11 +397,13 @@ def _danger_block(data: dict[str, Any], lang: str) -> list[str]:
         # Both lists name the other side's players, as this team meets them; none when they are
         # too close to tell apart.
         if not team["threats"]:
-            lines.append(f"[{idx}] {e(team['name'])}: {t('no_standout', lang)}")
+            # No figures on any opponent (a lobby FACEIT told nothing of): not "too close to tell".
+            why = "no_standout_data" if team.get("opponents_unknown") else "no_standout"
+            lines.append(f"[{idx}] {e(team['name'])}: {t(why, lang)}")
             continue
         threats = team["threats"][:2]
         targets = team["targets"]
-        lines.append(f"[{idx}] {e(team['name'])}: {plural(len(threats), lang, THREATS)} "
+        lines.append(f"[{idx}] {e(team['name'])}: {plural(len(threats), lang, THREATS)}: "
                      f"<b>{', '.join(e(nick[p]) for p in threats)}</b> · "
                      f"{plural(len(targets), lang, TARGETS)}: {', '.join(e(nick[p]) for p in targets)}")
     return lines
@@ -471,7 +481,7 @@ def render_player_report(data: dict[str, Any], lang: str) -> str:
                      f"{fmt_int(life['longest_streak'], lang)}"
                      + (f" · {t('entry_own', lang)} {fmt_pct(life['entry_success'], lang, fraction=True)}"
                         if life.get("entry_success") is not None else "")
-                     + (f" · {t('clutch', lang)} {fmt_pct(life['clutch_1v1'], lang, fraction=True)}"
+                     + (f" · {t('clutch_own', lang)} {fmt_pct(life['clutch_1v1'], lang, fraction=True)}"
                         if life.get("clutch_1v1") is not None else ""))
     form = data["form"]
     lines.append("")
@@ -560,8 +570,17 @@ def render_bulk(data: dict[str, Any], lang: str) -> str:
     return "\n".join(lines)
 
 
+def _no_winner(data: dict[str, Any], lang: str) -> str:
+    """A finished match without a result: a draw when the score is level (maps won 1:1), else
+    unknown in words ("finished a match: ?" said nothing)."""
+    score = data.get("score")
+    level = bool(score) and len(score) == 2 and score[0] == score[1] and bool(score[0])
+    return t("draw" if level else "result_unknown", lang)
+
+
 def render_notification(data: dict[str, Any], lang: str) -> str:
-    result = t("win", lang) if data.get("won") else t("loss", lang) if data.get("won") is False else "?"
+    """A followed player's finished match: result and score, maps, their line, the Elo it moved."""
+    result = t("win", lang) if data.get("won") else t("loss", lang) if data.get("won") is False else _no_winner(data, lang)
     icon = "🟢" if data.get("won") else "🔴" if data.get("won") is False else "⚪"
     score = data.get("score")  # their team's first (faceit.analysis.own_score_first)
     lines = [f"{icon} <b>{e(data['nickname'])}</b> {t('new_match', lang)}: <b>{result}</b>"
@@ -587,7 +606,10 @@ def render_notification(data: dict[str, Any], lang: str) -> str:
 SUMMARY_RESULTS = 10
 
 
-def render_analytics(data: dict[str, Any], lang: str) -> str:
+def render_analytics(data: dict[str, Any], lang: str, zone: tzinfo = UTC) -> str:
+    """A weekly or monthly summary: analyses received, then each followed player's period. A date
+    it names ("+25 since Dec 7") is the day in ``zone``, the reader's own (``/tz``), as the day
+    their summary comes on is: in UTC a snapshot at 01:00 Moscow time fell on the day before."""
     period = "monthly" if data.get("report_type") == "monthly" else "weekly"
     title = t("analytics_" + period, lang)
     lines = [f"📅 <b>{title}</b>"]
@@ -623,7 +645,8 @@ def render_analytics(data: dict[str, Any], lang: str) -> str:
                     if p.get("elo_change") is not None:
                         # From a snapshot inside the period: say from when (the change is partial).
                         partial = (p.get("elo_since") or 0) > (data.get("since") or 0) + 3600
-                        when = (" " + t("elo_from", lang).format(date=day_label(p["elo_since"], lang))) if partial else ""
+                        date = day_label(p["elo_since"], lang, zone)
+                        when = (" " + t("elo_from", lang).format(date=date)) if partial else ""
                         elo += f" ({fmt_signed(p['elo_change'], lang)}{when})"
                 lines.append(f"• <b>{e(p['nickname'])}</b>: {body}{elo}{_against_before(p, period, lang)}")
     return "\n".join(lines)
@@ -651,17 +674,28 @@ def _kind_order(analyses: dict[str, int]) -> list[str]:
 
 def _against_before(player: dict[str, Any], period: str, lang: str) -> str:
     """How a tracked player's win rate and K/D moved since the period before ("vs the week
-    before (5 matches): WR +10, K/D −0.12"), or only how many matches they played then when
-    one of the two periods has none."""
+    before (5 matches): win rate +10 pp, K/D −0.12"; percentage points, as "WR +10" left the
+    reader to guess), or only how many matches they played then when one of the two periods has
+    none."""
     earlier = player.get("previous")
     if not earlier:
         return ""
     count = f"{fmt_int(earlier['matches'], lang)} {plural(earlier['matches'], lang, MATCHES)}"
     if not (earlier["matches"] and player["matches"]):
         return f"\n  {t('before_' + period, lang)}: {count}"
-    return (f"\n  {t('compared_' + period, lang)} ({count}): "
-            f"{t('win_rate_short', lang)} {fmt_signed(_minus(player['win_rate'], earlier['win_rate']), lang)}, "
-            f"K/D {fmt_signed(_minus(player['kd'], earlier['kd']), lang, 2)}")
+    moved = _minus(player["win_rate"], earlier["win_rate"])
+    rate = (t("win_rate_change", lang).format(change=_change(moved, lang)) if moved is not None
+            else f"{t('win_rate', lang)} —")
+    kd = _change(_minus(player["kd"], earlier["kd"]), lang, 2)
+    return f"\n  {t('compared_' + period, lang)} ({count}): {rate}, K/D {kd}"
+
+
+def _change(value: float | None, lang: str, digits: int = 0) -> str:
+    """A difference signed (``+35``, ``−0.12``), and ``0`` when it rounds to nothing: ``+0`` or
+    ``−0.00`` claimed a move the figures shown do not make."""
+    if value is not None and round(value, digits) == 0:
+        return "0"
+    return fmt_signed(value, lang, digits)
 
 
 def _minus(a: float | None, b: float | None) -> float | None:

@@ -1,6 +1,14 @@
-"""THE CONTRACT the pipeline's actors call: one coroutine per job type.
+"""THE CONTRACT the pipeline's actors call: a coroutine for each job type's work.
 
-Each returns a JSON-serialisable dict::
+Six job types get their whole result from one coroutine: ``match_analysis`` from
+:func:`analyze_match`, ``player_report`` from :func:`build_player_report`, ``bulk_analysis`` from
+:func:`analyze_bulk`, ``match_monitoring`` from :func:`monitor_matches`, ``cache_update`` from
+:func:`update_cache` and ``analytics_report`` from :func:`build_analytics_report`. The seventh,
+``player_lookup`` (/subscribe's), is not one of them: its actor assembles its result
+(``{"kind": "player_lookup", "data": …, "subscribe": …}``) from :func:`resolve_player`, the
+player's plain dict, and :func:`monitoring_baseline`, where monitoring starts.
+
+Each of the six returns a JSON-serialisable dict::
 
     {"kind": "match_analysis" | "player_report" | "bulk_analysis" | "match_monitoring"
              | "cache_update" | "analytics_report",
@@ -27,6 +35,8 @@ import base64
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, tzinfo
+from functools import partial
 from typing import Any
 
 from faceit import analysis, render
@@ -164,8 +174,8 @@ async def _analyse_one(ctx: FaceitContext, ref: MatchRef, progress: Progress | N
     match = await _fetch_match(ctx.client, ref)
     _check_analysable(match)
     if match.status == FINISHED:
-        if progress is not None:
-            await progress(40, "matches")
+        if progress is not None:  # one match's result, not a list of matches: "loading the result"
+            await progress(40, "result")
         rounds = await _optional(ctx.client.get_match_stats(match.match_id), [])
         return "finished", analysis.finished_match_result(match, rounds)
     data = await _load_players(ctx, match, progress, 10, 75)
@@ -702,13 +712,40 @@ async def _profile_after(ctx: FaceitContext, player_id: str, profile: Any, newes
     return await _optional(ctx.client.get_player(player_id, refresh=True)) or profile
 
 
+#: A user's time zone by their id (the one chosen with the bot's ``/tz``, UTC when none): the
+#: actor reads it where the bot keeps it, which this layer knows nothing of.
+ZoneLookup = Callable[[int], Awaitable[tzinfo]]
+
+
+async def _zone_of_user(zone_of_user: ZoneLookup | None, user_id: int) -> tzinfo:
+    """``user_id``'s time zone by ``zone_of_user``; UTC without one, or when it fails: a date
+    said in UTC is a smaller harm than a summary not sent."""
+    if zone_of_user is None:
+        return UTC
+    try:
+        return await zone_of_user(user_id)
+    except Exception:
+        log.warning("could not read the time zone of user %s: dates in UTC", user_id, exc_info=True)
+        return UTC
+
+
+def _analytics_texts(data: dict[str, Any], zone: tzinfo) -> dict[str, list[str]]:
+    """A summary's texts with its dates in the reader's ``zone`` (named in ``data`` too, for the
+    job's record: which zone its dates were said in)."""
+    data["time_zone"] = str(zone)
+    return render.texts(partial(render.render_analytics, zone=zone), data)
+
+
 async def build_analytics_report(user_id: int | None, report_type: str, progress: Progress,
-                                 include_comparisons: bool = True, scheduled: bool = False) -> dict[str, Any]:
+                                 include_comparisons: bool = True, scheduled: bool = False,
+                                 zone_of_user: ZoneLookup | None = None) -> dict[str, Any]:
     """A user's weekly/monthly summary; with ``user_id=None``, one per active user as notifications.
     ``include_comparisons``: set beside each figure how it moved since the period before.
     ``scheduled``: the scheduler's run for the user, not their request: with nothing to report
     (:func:`render.analytics_empty`) the result is ``quiet`` and says nothing, where a summary of
-    zeros every Monday would be noise; a user who asks gets one either way."""
+    zeros every Monday would be noise; a user who asks gets one either way. ``zone_of_user``: each
+    reader's time zone, the one the summary's dates are said in ("+25 since Dec 7": the day as
+    they count days, as the Monday their summary comes on is); UTC without it."""
     report_type = (report_type or "").lower()
     if report_type not in REPORT_DAYS:
         raise _bad("bad_report_type", ref=report_type)
@@ -719,8 +756,9 @@ async def build_analytics_report(user_id: int | None, report_type: str, progress
         data = await _user_analytics(ctx, int(user_id), report_type, now, fresh=True, comparisons=include_comparisons)
         if scheduled and render.analytics_empty(data):
             return _result("analytics_report", data, {}, quiet=True)
+        zone = await _zone_of_user(zone_of_user, int(user_id))
         await progress(95, "render")
-        return _result("analytics_report", data, render.texts(render.render_analytics, data))
+        return _result("analytics_report", data, _analytics_texts(data, zone))
     since = now - REPORT_DAYS[report_type] * 86400
     users = set(await ctx.store.active_users_since(since))
     users |= await ctx.store.all_subscribers()
@@ -733,7 +771,8 @@ async def build_analytics_report(user_id: int | None, report_type: str, progress
         data = await _user_analytics(ctx, uid, report_type, now, comparisons=include_comparisons, periods=periods)
         for kind, count in data["analyses"].items():
             totals[kind] = totals.get(kind, 0) + count
-        notifications.append({"user_id": uid, "texts": render.texts(render.render_analytics, data)})
+        zone = await _zone_of_user(zone_of_user, uid)
+        notifications.append({"user_id": uid, "texts": _analytics_texts(data, zone)})
         await progress(5 + 90 * index / len(ordered), "players", done=index, total=len(ordered))
     summary = {"user_id": None, "report_type": report_type, "days": REPORT_DAYS[report_type], "users": len(ordered),
                "analyses": totals}

@@ -129,18 +129,18 @@ def test_the_cancel_button_stops_a_running_job(stack: Stack, tg, faceit_faults):
     assert job_id in status["text"]
     tg.click(user, first["message_id"], f"cancel:{job_id}")
     final = stack.final_of(user, first["message_id"])
-    assert "canceled" in final["text"] and "Match analysis" in final["text"]
+    assert "cancelled" in final["text"] and "Match analysis" in final["text"]
     assert stack.wait_job(job_id, "canceled")["status"] == "canceled"
     answers = [c for c in tg.callbacks() if c.get("data") == f"cancel:{job_id}"]
-    assert answers and answers[0].get("answer", {}).get("text") in ("Stopping…", "Canceled")
+    assert answers and answers[0].get("answer", {}).get("text") in ("Stopping…", "Cancelled")
     time.sleep(0.5)
     assert not any("🎮" in (e["text"] or "") for e in stack.events(user))  # no result after the cancel
     # A /cancel typed afterwards: the job had ended already, and its message is left as it is.
     edits = [e for e in stack.events(user) if e["kind"] == "edited"]
     stack.say(user, f"/cancel {job_id[:8]}")
     told = stack.wait(user, lambda es: next((e for e in es if e["kind"] == "sent" and "/cancel" not in e["text"]
-                                             and "has already ended" in e["text"]), None))
-    assert told["text"] == f"Job <code>{job_id}</code> has already ended: canceled."
+                                             and "has already finished" in e["text"]), None))
+    assert told["text"] == f"Job <code>{job_id}</code> has already finished (status: cancelled)."
     assert [e for e in stack.events(user) if e["kind"] == "edited"] == edits
 
 
@@ -188,7 +188,7 @@ def test_status_and_cancel_take_the_start_of_a_job_id(stack: Stack, tg, faceit_f
     assert job_id in stack.replies(user, 6)[5]["text"]
     assert stack.wait_job(job_id, "canceled")["status"] == "canceled"
     stack.say(user, f"/cancel {twin}")  # a whole id still names its job
-    assert "canceled" in stack.replies(user, 7)[6]["text"]
+    assert "cancelled" in stack.replies(user, 7)[6]["text"]
     assert stack.job(twin)["status"] == "canceled"
 
 
@@ -312,7 +312,7 @@ def _analysis_while_faceit_is_down(stack: Stack, faceit_faults) -> tuple[int, di
 
 def test_faceit_down_ends_in_a_message_that_says_to_try_again_later(stack: Stack, tg, faceit_faults):
     user, first, final = _analysis_while_faceit_is_down(stack, faceit_faults)
-    assert "FACEIT did not answer" in final["text"] and "Trying again in a few minutes" in final["text"]
+    assert "FACEIT did not answer" in final["text"] and "Send it again in a few minutes" in final["text"]
     record = stack.wait_job(job_id_in(first["text"]), "failed")
     assert int(record["attempts"]) == 4  # first try + 3 retries on the scaled schedule
     # Between attempts the message said so, not its last progress line.
@@ -354,7 +354,7 @@ def test_bulk_and_report_run_on_the_low_queue_and_replace_their_messages(stack: 
     assert "3/3" in result["text"] and all(m in result["text"] for m in finished)
     stack.say(user, "/report weekly", lang="ru")
     report = stack.replies(user, 2)[1]
-    assert "Отчёт: в очереди" in report["text"]
+    assert "Сводка: в очереди" in report["text"]
     summary = stack.final_of(user, report["message_id"])
     assert "❌" not in summary["text"] and CYRILLIC.search(summary["text"])
     assert "Получено анализов: <b>1</b> (списки матчей: 1)" in summary["text"]  # the one bulk, counted once
@@ -580,7 +580,7 @@ def test_admin_commands_answer_admins_and_look_unknown_to_everyone_else(stack: S
     done = stack.replies(ADMIN_ID, 7)[6]
     stack.final_of(ADMIN_ID, done["message_id"])
     stack.say(ADMIN_ID, f"/requeue {job_id_in(done['text'])[:8]}")  # its start, as the dashboard shows it
-    assert "is done: only a failed or canceled job" in stack.replies(ADMIN_ID, 8)[7]["text"]
+    assert "is done: only a failed or cancelled job" in stack.replies(ADMIN_ID, 8)[7]["text"]
     # A typed /cancel of someone else's job answers as /status does: not theirs to know of
     stranger = new_user()
     stack.say(stranger, f"/cancel {job_id_in(done['text'])}")
@@ -638,7 +638,7 @@ def test_in_a_group_only_the_member_who_asked_can_cancel_with_the_button(stack: 
     tg.click(owner, first["message_id"], f"cancel:{job_id}", chat_id=group)
     stack.wait_job(job_id, "canceled")
     canceled = tg.wait_for(lambda es: next((e for e in es if e["kind"] == "edited" and e["message_id"] ==
-                                            first["message_id"] and "canceled" in e["text"]), None), chat_id=group)
+                                            first["message_id"] and "cancelled" in e["text"]), None), chat_id=group)
     assert not canceled.get("reply_markup")
 
 
@@ -738,12 +738,12 @@ def test_one_of_two_users_cancelling_a_shared_job_lets_go_of_it_alone(stack: Sta
     leaving, staying, first, joined, job_id = _two_users_share_a_slow_job(stack, faceit_faults, 4)
     tg.click(leaving, first["message_id"], f"cancel:{job_id}")
     left = stack.wait(leaving, lambda es: next((e for e in es if e["kind"] == "edited" and
-                                                "canceled for you" in (e["text"] or "")), None))
+                                                "cancelled for you" in (e["text"] or "")), None))
     assert not left.get("reply_markup")
     assert "Match finished" in stack.final_of(staying, joined["message_id"])["text"]  # the other still gets it
     delivery_result(stack, job_id)
     assert not [e for e in stack.events(leaving) if e["kind"] == "edited" and is_final_text(e["text"])
-                and "canceled for you" not in e["text"]]
+                and "cancelled for you" not in e["text"]]
 
 
 def test_a_typed_cancel_of_a_shared_job_tells_the_leaving_user_in_their_language_now(stack: Stack, tg,
@@ -1337,5 +1337,5 @@ def test_an_operators_cancel_of_a_job_waiting_to_try_again_is_told_at_once(stack
     reset_runtime()
     assert QueueManager().cancel_job(job_id) == "canceled"
     told = stack.wait(user, lambda es: [e for e in es if e["message_id"] == first["message_id"]
-                                        and "canceled" in (e["text"] or "")], timeout=10)
-    assert "Match analysis canceled" in told[-1]["text"]
+                                        and "cancelled" in (e["text"] or "")], timeout=10)
+    assert "Match analysis cancelled" in told[-1]["text"]

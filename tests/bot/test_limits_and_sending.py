@@ -200,7 +200,7 @@ def test_failure_texts_say_what_happened_and_whether_to_retry(code, actor, kwarg
     ru = failure_text("j", actor, error, kwargs, "ru")
     assert english in en and russian in ru
     retry = code in ("upstream", "time_limit", "crash_loop", "error", "unknown_code")
-    assert ("Trying again in a few minutes should help." in en) is retry
+    assert ("Send it again in a few minutes." in en) is retry
     assert "Traceback" not in en and len(en) < 300
 
 

@@ -43,5 +43,5 @@ def test_a_refused_key_failure_says_to_come_back_once() -> None:
     error = {"code": "auth", "message": "FACEIT refused the API key", "retryable": False}
     en = failure_text("j1", "match_analysis", error, {}, "en")
     ru = failure_text("j1", "match_analysis", error, {}, "ru")
-    assert "operators are notified" in en and en.count("Try") == 1, en
+    assert "operators are notified" in en and en.count("Send it again") == 1, en
     assert "администраторы уже знают" in ru and ru.count("Попробуйте") == 1, ru

@@ -36,7 +36,7 @@ def test_too_many_follows_is_not_told_to_check_its_input() -> None:
     for lang, advice in (("en", "Check what you sent"), ("ru", "Проверьте, что вы прислали")):
         text = failure_text("j1", "player_lookup", TOO_MANY, {}, lang)
         assert advice not in text and "20" in text, text
-    assert failure_text("j1", "player_lookup", TOO_MANY, {}, "en").endswith("Unsubscribe from someone first.")
+    assert failure_text("j1", "player_lookup", TOO_MANY, {}, "en").endswith("Unfollow someone first: /unsubscribe &lt;nickname&gt;.")
 
 
 @pytest.mark.parametrize(("player", "lang", "expected"), [
@@ -54,8 +54,8 @@ async def test_a_player_lookup_names_its_figures_in_the_readers_language_and_ski
 
 def test_following_and_time_zone_texts_say_what_they_mean() -> None:
     not_followed = with_key(BadInputError("x"), "not_subscribed", ref="Akro")
-    assert user_message(not_followed, "en") == "You don't follow “Akro”."  # everything else says "follow"
-    assert user_message(not_followed, "ru") == "Вы не следите за «Akro»."
+    assert user_message(not_followed, "en") == "You don't follow “Akro”. See /subscriptions."  # everything else says "follow"
+    assert user_message(not_followed, "ru") == "Вы не следите за «Akro». Список — в /subscriptions."
     for key in ("tz_current", "tz_set"):
         assert "on Mondays at 09:00 your time (when" in t(key, "en", zone="Europe/Berlin")  # was "in it"
         assert "в 09:00 по вашему времени (если" in t(key, "ru", zone="Europe/Berlin")

@@ -29,7 +29,7 @@ def test_a_failed_jobs_status_is_a_word_in_russian() -> None:
     assert late == "Задача <code>j1</code> уже закончилась (статус: ошибка)."
     assert "не удалось" not in status_text(record, "ru") + late
     assert _cancel_answer(SimpleNamespace(outcome="ended", record=record), "j1", "en").endswith(  # type: ignore[arg-type]
-        "has already ended: failed.")
+        "has already finished (status: failed).")
 
 
 def test_a_failure_line_is_full_sentences_in_both_languages() -> None:
@@ -39,7 +39,7 @@ def test_a_failure_line_is_full_sentences_in_both_languages() -> None:
     assert ru == ("❌ Поиск игрока — ошибка. Задача выполнялась слишком долго и остановлена.\n"
                   "Попробуйте ещё раз через несколько минут.")
     en = failure_text("j1", "player_lookup", TIME_LIMIT, {}, "en")
-    assert en == "❌ Player lookup failed. The job took too long and was stopped.\nTrying again in a few minutes should help."
+    assert en == "❌ Player lookup failed. The job took too long and was stopped.\nSend it again in a few minutes."
 
 
 @pytest.mark.parametrize("error", [

@@ -25,6 +25,8 @@ from bot.timezones import describe, parse_timezone, zone_of
     ("+0545", "UTC+05:45"),
     ("+530", "UTC+05:30"),  # three digits: an hour and its minutes
     ("-12", "UTC-12:00"),
+    ("3", "UTC+03:00"),  # a bare number of hours: the help says "UTC offset"
+    ("0", "UTC"),
     ("UTC+14", "UTC+14:00"),
     ("utc", "UTC"),
     ("Z", "UTC"),
@@ -42,7 +44,7 @@ def test_what_a_user_types_is_stored_by_its_name(typed, stored):
 
 
 @pytest.mark.parametrize("typed", ["", "   ", "Mars", "Mars/Olympus", "Europe", "+15", "UTC+14:30", "+3:75",
-                                   "localtime", "Factory", "x" * 70, "../../etc/passwd", "3", "+-3",
+                                   "localtime", "Factory", "x" * 70, "../../etc/passwd", "15", "+-3",
                                    "+123", "+05:20", "-13", "Мордор"])  # +123: 23 is no quarter hour
 def test_what_names_no_time_zone_is_refused(typed):
     assert parse_timezone(typed) is None

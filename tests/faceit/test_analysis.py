@@ -98,7 +98,7 @@ def test_a_room_that_does_not_count_for_elo_has_no_elo_at_stake() -> None:
     assert result["teams"]["faction1"]["elo_change"] is None and result["teams"]["faction2"]["elo_change"] is None
     assert result["teams"]["faction1"]["win_probability"] == pytest.approx(0.6401, abs=1e-4)  # the chance stays
     text = "".join(render.texts(render.render_match_analysis, result)["en"])
-    assert "win 64% · no Elo at stake" in text and "Elo +" not in text
+    assert "win chance 64% · no Elo at stake" in text and "Elo +" not in text
     assert "Elo не меняется" in "".join(render.texts(render.render_match_analysis, result)["ru"])
 
 
@@ -333,7 +333,7 @@ def test_specialists_need_enough_attempts() -> None:
     # p11: 9 entries, 6 won (67%), 3 clutches, all won; p10's one of one is not enough
     assert team["specialists"] == {"entry_success": _pid(1, 1), "clutch_1v1": _pid(1, 1)}
     text = "".join(render.texts(render.render_match_analysis, analysis.analyse_match(match, data))["en"])
-    assert "best entry: p11 67% · 1v1 won: p11 100%" in text and "p10 100%" not in text
+    assert "best entry: p11 67% · best in 1v1s: p11 100%" in text and "p10 100%" not in text
 
 
 def test_a_specialist_named_from_lifetime_stats_is_marked_as_such() -> None:
@@ -351,8 +351,8 @@ def test_a_specialist_named_from_lifetime_stats_is_marked_as_such() -> None:
     assert team["specialists"] == {"entry_success": _pid(1, 1), "clutch_1v1": _pid(1, 0)}
     texts = render.texts(render.render_match_analysis, result)
     en, ru = "".join(texts["en"]), "".join(texts["ru"])
-    assert "best entry: p11 67% · 1v1 won: p10 67% (lifetime)" in en
-    assert "лучший на открытии: p11 67% · клатчи 1 на 1: p10 67% (за всё время)" in ru
+    assert "best entry: p11 67% · best in 1v1s: p10 67% (lifetime)" in en
+    assert "лучший на открытии: p11 67% · лучший в клатчах 1 на 1: p10 67% (за всё время)" in ru
     assert [p["lifetime_rates"] for p in team["players"][:2]] == [["clutch_1v1"], []]
 
 
@@ -377,7 +377,7 @@ def test_missing_data_degrades_instead_of_failing() -> None:
     # Said as unknown, not as "win 50% · Elo +25 / −25 … Even match"
     text = "".join(render.texts(render.render_match_analysis, result)["en"])
     assert "<b>[1] team_1</b> — avg Elo —\n" in text and "Win chances unknown" in text
-    assert "win 50%" not in text and "Elo +25" not in text and "Even match" not in text
+    assert "win chance 50%" not in text and "win 50%" not in text and "Elo +25" not in text and "Even match" not in text
     assert all(p["level"] == 7 for p in result["teams"]["faction1"]["players"])  # from the roster
 
 

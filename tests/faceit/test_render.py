@@ -149,7 +149,7 @@ def test_the_summary_counts_analyses_only_and_names_each_kind_in_the_readers_lan
     data = {"report_type": "weekly", "user_id": 1,
             "analyses": {"match": 2, "bulk": 1, "report": 3, "match_analysis": 2}, "players": []}
     # "matches: 21" read as matches played: the kind is named as what it counts
-    assert "Analyses you received: <b>3</b> (match analyses: 2, match lists: 1)" in render.render_analytics(data, "en")
+    assert "Analyses you received: <b>3</b> (match analyses: 2, bulk analyses: 1)" in render.render_analytics(data, "en")
     assert "Получено анализов: <b>3</b> (разборы матчей: 2, списки матчей: 1)" in render.render_analytics(data, "ru")
 
 
@@ -176,8 +176,8 @@ def test_numbers_take_the_right_form_of_match_in_both_languages() -> None:
 
 def test_the_danger_block_says_the_players_it_names_are_the_opponents() -> None:
     texts = render.texts(render.render_match_analysis, _analysis("Rabo"))
-    assert "[1] Rabo: opponent to watch <b>Rabo</b> · their weakest: Rabo" in "".join(texts["en"])
-    assert "[1] Rabo: опасен у соперника <b>Rabo</b> · слабое звено соперника: Rabo" in "".join(texts["ru"])
+    assert "[1] Rabo: opponent to watch: <b>Rabo</b> · their weakest: Rabo" in "".join(texts["en"])
+    assert "[1] Rabo: опасен у соперника: <b>Rabo</b> · слабое звено соперника: Rabo" in "".join(texts["ru"])
 
 
 def test_the_player_tables_columns_are_named_and_explained() -> None:
@@ -246,7 +246,7 @@ def test_a_bulk_lines_score_reads_from_the_winner_it_names() -> None:
 def test_a_notifications_score_reads_from_the_followed_players_team() -> None:
     # FACEIT's "Score" of a player's line, whichever side it puts first: their team's first.
     for score, result, shown in (("9 / 13", "1", "Win</b> 13:9"), ("13 / 9", "0", "Loss</b> 9:13"),
-                                 ("13 / 9", "1", "Win</b> 13:9"), ("13 / 9", "", "?</b> 13:9")):
+                                 ("13 / 9", "1", "Win</b> 13:9"), ("13 / 9", "", "Result unknown</b> 13:9")):
         stat = PlayerMatchStats.from_api({"stats": {"Match Id": "1-x", "Score": score, "Result": result,
                                                     "Map": "de_inferno"}})
         assert stat is not None
@@ -324,7 +324,7 @@ def test_a_bulk_line_shows_every_picked_map_and_no_placeholder_chances() -> None
     line = render.render_bulk(bulk, "en").splitlines()[1]
     assert "50%" not in line and line.endswith("avg Elo 1500 / 1500 · maps Mirage, Inferno, Nuke")
     summary["probability_source"] = "elo"
-    assert "1500 / 1500 · win 50% / 50% · maps Mirage" in render.render_bulk(bulk, "en")
+    assert "1500 / 1500 · win chance 50% / 50% · maps Mirage" in render.render_bulk(bulk, "en")
 
 
 def test_a_best_of_three_is_one_notice_with_every_maps_score() -> None:
@@ -370,9 +370,9 @@ def test_a_summary_compares_each_player_with_the_period_before() -> None:
             "previous_analyses": {"match": 1, "bulk": 2, "lang": 4}, "players": [player, idle]}
     text = render.render_analytics(data, "en")
     assert "Analyses you received: <b>2</b> (match analyses: 2) · the week before: 3" in text
-    assert "<b>nick</b>: 4 matches" in text and "\n  vs the week before (5 matches): WR +35, K/D −0.12" in text
+    assert "<b>nick</b>: 4 matches" in text and "\n  vs the week before (5 matches): win rate +35 pp, K/D −0.12" in text
     assert "<b>idle</b>: no matches\n  the week before: 3 matches" in text
     ru = render.render_analytics({**data, "report_type": "monthly"}, "ru")
-    assert "к прошлому месяцу (5 матчей): винрейт +35, K/D −0,12" in ru and "месяцем раньше: 3" in ru
+    assert "к прошлому месяцу (5 матчей): винрейт +35 п.п., K/D −0,12" in ru and "месяцем раньше: 3" in ru
     data.update(previous_analyses=None, players=[{**player, "previous": None}])
     assert "before" not in render.render_analytics(data, "en")

@@ -132,7 +132,7 @@ def test_the_conclusions_come_right_after_the_chances() -> None:
 
 def test_elo_at_stake_says_which_figure_is_a_win_and_which_a_loss() -> None:
     data = _lobby(p1=0.425)
-    assert "<b>[1] team_move</b> — avg Elo 1360 · win 42% · Elo: win +29 / loss −21\n" in (
+    assert "<b>[1] team_move</b> — avg Elo 1360 · win chance 42% · Elo: win +29 / loss −21\n" in (
         render.render_match_analysis(data, "en"))
     assert "<b>[1] team_move</b> — ср. Elo 1360 · шанс на победу 42% · Elo: победа +29 / поражение −21\n" in (
         render.render_match_analysis(data, "ru"))
@@ -142,13 +142,13 @@ def test_elo_at_stake_says_which_figure_is_a_win_and_which_a_loss() -> None:
 def test_win_chances_add_up_to_100_wherever_they_are_shown(p1: float) -> None:
     """0.425 showed 42% / 57% and 0.455 46% / 55%: each side rounded alone."""
     data = _lobby(p1=p1)
-    for lang, word in (("en", "win"), ("ru", "шанс на победу")):
+    for lang, word in (("en", "win chance"), ("ru", "шанс на победу")):
         shown = [int(x) for x in re.findall(rf"· {word} (\d+)% ·", render.render_match_analysis(data, lang))]
         assert len(shown) == 2 and sum(shown) == 100, shown
     summary = services.bulk_summary("pre_game", data)
     bulk = {"total": 1, "analysed": 1, "failed": 0,
             "matches": [{"ref": MATCH_ID, "match_id": MATCH_ID, "outcome": "analysed", "summary": summary}]}
-    found = re.search(r"· win (\d+)% / (\d+)% ·", render.render_bulk(bulk, "en"))
+    found = re.search(r"· win chance (\d+)% / (\d+)% ·", render.render_bulk(bulk, "en"))
     assert found and int(found.group(1)) + int(found.group(2)) == 100, render.render_bulk(bulk, "en")
 
 
@@ -161,7 +161,7 @@ def test_the_favourite_is_the_side_the_shown_chances_favour_and_no_side_shows_0_
     "Even match"."""
     data = _lobby(p1=p1)
     assert data["favourite"] == favourite
-    for lang, word in (("en", "win"), ("ru", "шанс на победу")):
+    for lang, word in (("en", "win chance"), ("ru", "шанс на победу")):
         text = render.render_match_analysis(data, lang)
         assert tuple(int(x) for x in re.findall(rf"· {word} (\d+)% ·", text)) == shown
         assert ("Favourite" in text or "Фаворит" in text) is (favourite is not None)
@@ -178,7 +178,7 @@ def test_a_bulk_line_starts_with_a_short_link_and_names_its_figures() -> None:
         {"ref": missing, "match_id": missing, "outcome": "failed", "error": error}]}
     en, ru = render.render_bulk(bulk, "en"), render.render_bulk(bulk, "ru")
     line, failed = _visible(en).splitlines()[1:3]
-    assert line == ("• 1-28caa46d…: team_move vs team_ezvexmo · avg Elo 1360 / 1396 · win 42% / 58% · "
+    assert line == ("• 1-28caa46d…: team_move vs team_ezvexmo · avg Elo 1360 / 1396 · win chance 42% / 58% · "
                     "Favourite team_ezvexmo · map Nuke")
     assert f'<a href="https://www.faceit.com/en/cs2/room/{MATCH_ID}">1-28caa46d…</a>' in en  # still a link
     assert failed == "• 1-00000000…: ❌ FACEIT has no match “1-00000000…”."

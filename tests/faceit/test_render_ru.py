@@ -29,10 +29,10 @@ def _analysis(threats: list[str], targets: list[str]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("threats", "targets", "ru", "en"), [
-    (["Ace"], ["Dan"], "опасен у соперника <b>Ace</b> · слабое звено соперника: Dan",
-     "opponent to watch <b>Ace</b> · their weakest: Dan"),
-    (["Ace", "Bob"], ["Dan", "Cid"], "опасны у соперника <b>Ace, Bob</b> · слабые звенья соперника: Dan, Cid",
-     "opponents to watch <b>Ace, Bob</b> · their weakest: Dan, Cid"),
+    (["Ace"], ["Dan"], "опасен у соперника: <b>Ace</b> · слабое звено соперника: Dan",
+     "opponent to watch: <b>Ace</b> · their weakest: Dan"),
+    (["Ace", "Bob"], ["Dan", "Cid"], "опасны у соперника: <b>Ace, Bob</b> · слабые звенья соперника: Dan, Cid",
+     "opponents to watch: <b>Ace, Bob</b> · their weakest: Dan, Cid"),
 ], ids=["one", "two"])
 def test_the_danger_labels_agree_with_how_many_names_follow(threats: list[str], targets: list[str], ru: str,
                                                             en: str) -> None:
@@ -46,7 +46,7 @@ def test_the_danger_labels_agree_with_how_many_names_follow(threats: list[str], 
 def test_a_real_5v5_names_two_of_each_with_plural_labels() -> None:
     ru = render.render_match_analysis(_lobby(), "ru")
     line = next(line for line in ru.splitlines() if line.startswith("[1] team_move: "))
-    assert "опасны у соперника <b>" in line and "· слабые звенья соперника: " in line, line
+    assert "опасны у соперника: <b>" in line and "· слабые звенья соперника: " in line, line
     assert line.rsplit(": ", 1)[1].count(", ") == 1  # two names after the plural
 
 
@@ -72,7 +72,7 @@ def test_the_summary_names_each_kind_by_a_noun_in_one_order() -> None:
     ru = render.render_analytics(data, "ru")
     assert "Получено анализов: <b>24</b> (разборы матчей: 21, отчёты по игрокам: 1, списки матчей: 2)" in ru
     assert ru.count("анализ") == 1
-    assert ("Analyses you received: <b>24</b> (match analyses: 21, player reports: 1, match lists: 2)"
+    assert ("Analyses you received: <b>24</b> (match analyses: 21, player reports: 1, bulk analyses: 2)"
             in render.render_analytics(data, "en"))
 
 
