@@ -13,6 +13,13 @@ seconds, 60 by default); after that the bot starts anyway and answers "try again
 until Redis is back — it recovers by itself, no restart needed. The Bot API is waited for up to
 ``BOT_TELEGRAM_WAIT`` seconds, then the bot stops with one line and exit status 1, which a
 supervisor restarts; a refused setting or token stops it with status 2 (``bot.startup``).
+
+On SIGTERM or SIGINT the bot first stops taking updates (polling ends, the webhook's port closes),
+then waits up to :data:`UPDATES_WAIT` seconds for the updates it is still serving (aiogram serves
+each in a task of its own and does not wait for them), then runs the background work they queued
+(which message shows each job, :mod:`bot.background`, up to 5 s, retries included), and only then
+closes Redis and the Bot API session. Stopped earlier, an answer sent in the last moment would
+never be recorded, and stay "queued" with a Cancel button while the result came beside it.
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
 
+from bot.background import BackgroundWork
 from bot.commands import register_commands
 from bot.config import BotConfigError, check_config
 from bot.middlewares.anonymous import AnonymousSenderMiddleware
@@ -47,6 +56,11 @@ logger = logging.getLogger("bot")
 # BOT_UPDATE_CONCURRENCY bounds the updates served at once. Unbounded, a burst of 100
 # interleaves so every user waits for the last; bounded, the first ones are answered first
 # (same total, far better median).
+
+#: Seconds a stopping bot waits for the updates it is still serving, before it runs their
+#: background work (up to 5 s more: ``BotServices.drain``): both within the 10 s a supervisor
+#: gives it before SIGKILL.
+UPDATES_WAIT = 3.0
 
 
 def build_dispatcher(services: BotServices) -> Dispatcher:
@@ -86,15 +100,38 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-async def run_polling(bot: Bot, dp: Dispatcher, settings: Any) -> None:
+async def finish_updates(background: BackgroundWork, tasks: Iterable[asyncio.Task[Any]] = (),
+                         timeout: float = UPDATES_WAIT) -> None:
+    """Once no more updates are taken: wait (up to ``timeout`` s) for ``tasks`` (those serving
+    updates) and until no update is counted in flight (``InFlightMiddleware``), so the background
+    work their handlers queue is queued before it is drained."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pending = {task for task in tasks if not task.done()}
+    if pending:
+        _, pending = await asyncio.wait(pending, timeout=timeout)
+    quiet = await background.wait_quiet(max(0.0, deadline - loop.time()))
+    if pending or not quiet:
+        logger.warning("%d update(s) still being served after %.0f s; stopping anyway",
+                       max(len(pending), background.in_flight), timeout)
+
+
+async def run_polling(bot: Bot, dp: Dispatcher, settings: Any, background: BackgroundWork | None = None) -> None:
     try:
         await bot.delete_webhook(drop_pending_updates=False)
     except Exception as exc:  # Telegram not reachable yet: polling retries with backoff by itself
         logger.warning("could not clear a webhook (%s); polling anyway", type(exc).__name__)
     logger.info("bot started: long polling")
     limit = settings.bot_update_concurrency
-    await dp.start_polling(bot, allowed_updates=dp.resolve_used_update_types(), handle_signals=True,
-                           tasks_concurrency_limit=limit)
+    try:
+        # The session stays open for the updates still being served: run() closes it.
+        await dp.start_polling(bot, allowed_updates=dp.resolve_used_update_types(), handle_signals=True,
+                               tasks_concurrency_limit=limit, close_bot_session=False)
+    finally:
+        # Polling stopped; aiogram does not wait for the updates it handed to tasks.
+        logger.info("bot stopping")
+        if background is not None:
+            await finish_updates(background, getattr(dp, "_handle_update_tasks", ()))
 
 
 def build_webhook_app(bot: Bot, dp: Dispatcher, settings: Any) -> tuple[Any, str]:
@@ -111,7 +148,7 @@ def build_webhook_app(bot: Bot, dp: Dispatcher, settings: Any) -> tuple[Any, str
     return app, path
 
 
-async def run_webhook(bot: Bot, dp: Dispatcher, settings: Any) -> None:
+async def run_webhook(bot: Bot, dp: Dispatcher, settings: Any, background: BackgroundWork | None = None) -> None:
     from aiohttp import web
 
     app, path = build_webhook_app(bot, dp, settings)
@@ -129,6 +166,10 @@ async def run_webhook(bot: Bot, dp: Dispatcher, settings: Any) -> None:
         await stop.wait()
     finally:
         logger.info("bot stopping")
+        await site.stop()  # no new updates; those being served finish before the app shuts down
+        await asyncio.sleep(0)  # requests taken before the port closed start their update
+        if background is not None:
+            await finish_updates(background)
         await runner.cleanup()
 
 
@@ -144,10 +185,12 @@ async def run(settings: Any) -> None:
         await _prepare(bot, dp, services)
         freeze_startup_heap()
         if settings.bot_mode == "webhook":
-            await run_webhook(bot, dp, settings)
+            await run_webhook(bot, dp, settings, services.background)
         else:
-            await run_polling(bot, dp, settings)
+            await run_polling(bot, dp, settings, services.background)
     finally:
+        # After the updates being served finished (run_polling, run_webhook): their background
+        # work, retries included, up to drain's 5 s.
         await services.drain(stop=True)
         await client.aclose()
         await bot.session.close()
