@@ -70,6 +70,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.timezones import EAST_END, WEST_END, zone_of
+from queues.jobstore import REDELIVERY_WINDOW as _OWED_WINDOW
 from queues.redaction import error_text, install_token_scrubber
 from settings import Settings, load_settings_or_exit
 
@@ -258,9 +259,11 @@ async def task_cache_update(ctx: TaskContext) -> dict[str, Any]:
 #: delivery is sent again once it has failed this long ago (the outage may be over), while the
 #: job it delivers is younger than :data:`REDELIVERY_WINDOW` (news older than that is stale, and
 #: a delivery that keeps failing stops being tried). Sent again, it sends only what is still
-#: due: each part goes once (bot/delivery.py).
+#: due: each part goes once (bot/delivery.py). The window is the job store's: a failed delivery
+#: keeps the record of the job it delivers at least that long (``queues.jobstore.OWED_TTL``),
+#: else a succeeded job's record (``QUEUE_RESULT_TTL``, an hour) expired before it was sent again.
 REDELIVERY_AFTER = 900.0
-REDELIVERY_WINDOW = 3 * 3600.0
+REDELIVERY_WINDOW = _OWED_WINDOW
 #: The failures that were Telegram's, not the delivery's: its network, its flood control.
 REDELIVERABLE = ("upstream", "rate_limited")
 REDELIVERY_INTERVAL = 300.0

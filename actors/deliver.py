@@ -5,7 +5,9 @@
 part to every user exactly once, Telegram's limits respected. Flood control that outlasts the
 in-process wait raises ``RateLimitedError(retry_after=…)`` and Telegram network trouble an
 ``UpstreamError``, so this small job is retried, never the analysis; ``max_retries`` is higher
-than the default because a 429 storm may take several rounds.
+than the default because a 429 storm may take several rounds. A failed attempt keeps the
+delivered job's record through the scheduler's redelivery window (``queues.jobstore.OWED_TTL``);
+a record gone before anyone was served fails the delivery (``ResultLostError``: an error alert).
 
 Importing this module (``actors/__init__.py`` does, in every worker) also registers the
 progress editor, so running jobs edit their users' messages ("players 6/10").

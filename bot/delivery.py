@@ -36,6 +36,12 @@ while ``TELEGRAM_API_URL`` is Telegram's) cannot deliver: it fires an error aler
 stays in the job record (``/status``). The alert is resolved by the host's first delivery that
 sends a message again (its workers restarted with the token). Flood control and network trouble raise
 retryable errors after the other recipients were served, so the pipeline retries the job.
+A failed attempt keeps the job's record (and its markers) at least as long as those retries and
+the scheduler's redelivery go on (``queues.jobstore.OWED_TTL``): a succeeded job's record lives
+only ``QUEUE_RESULT_TTL``, an hour, and a longer outage outlived it. A record gone anyway (a
+delivery that waited longer than that, a lost Redis) fails the delivery with
+:class:`ResultLostError` (an error alert) when no recipient had been served, instead of passing
+for delivered.
 """
 
 from __future__ import annotations
@@ -62,13 +68,13 @@ from bot.sender import SKIPPED, Sender, UserBlocked
 from bot.sendlimit import SendLimiter
 from bot.texts import normalize_lang, t, user_language
 from bot.views import cancel_keyboard, canceled_text, failure_text, progress_text
-from faceit.errors import FaceitBotError, RateLimitedError
+from faceit.errors import FaceitBotError, PermanentError, RateLimitedError
 from faceit.htmltext import split_html
 from faceit.i18n import user_message
 from faceit.keys import FaceitKeys
 from faceit.store import FaceitStore
 from queues.connection import async_redis_client
-from queues.jobstore import DETACH_UNATTACHED, DETACHED, RUN_FIELD, JobRecord
+from queues.jobstore import DETACH_UNATTACHED, DETACHED, KEEP_OWED, OWED_TTL, RUN_FIELD, JobRecord
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +111,17 @@ ATTACH_GRACE = 3.0  # seconds after enqueue the bot may still be recording its j
 _TAG = re.compile(r"<[^>]+>")
 ACTIVITY_KIND = {"match_analysis": "match", "player_report": "player", "bulk_analysis": "bulk",
                  "analytics_report": "report"}
+#: Markers that show a recipient was served: a requester's first part, a notice's first part, or
+#: their chat refused for good (see :func:`_record_gone`).
+_SERVED = re.compile(rf"^-?\d+:(?:0|n\d+\.0|{BLOCKED}|{CHAT_GONE})$")
+
+
+class ResultLostError(PermanentError):
+    """The job's record expired while its result was still owed: nothing can send it now. A
+    permanent error, so the delivery fails at once (no retry), raises the pipeline's failure alert
+    (``middleware.alerts``), and is not one the scheduler's redelivery sends again."""
+
+    code = "result_lost"
 
 
 # Per-loop resources --------------------------------------------------------------------------------
@@ -129,10 +146,12 @@ class DeliveryResources:
     _api: BotAPI | None = None
     _marks_of_run: Any = None
     _detach_unattached: Any = None
+    _keep_owed: Any = None
 
     def __post_init__(self) -> None:
         self._marks_of_run = self.redis.register_script(_MARKS_OF_RUN)  # EVALSHA, not the text each time
         self._detach_unattached = self.redis.register_script(DETACH_UNATTACHED)
+        self._keep_owed = self.redis.register_script(KEEP_OWED)
 
     @property
     def api(self) -> BotAPI:
@@ -160,6 +179,11 @@ class DeliveryResources:
         Their user ids."""
         return [str(uid) for uid in await self._detach_unattached(keys=[self.job_key(job_id), self.keys.delivered(job_id)],
                                                                   args=[DETACHED, self.marker_ttl])]
+
+    async def keep_owed(self, job_id: str) -> int:
+        """A delivery of the job failed: keep its record and markers until the scheduler's
+        redelivery is over (:data:`queues.jobstore.KEEP_OWED`). The record's TTL after."""
+        return int(await self._keep_owed(keys=[self.job_key(job_id), self.keys.delivered(job_id)], args=[OWED_TTL]))
 
     async def mark(self, job_id: str, part: str) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -582,19 +606,58 @@ async def deliver_job(job_id: str) -> dict[str, Any]:
         logger.error("job %s: not delivered, Telegram is not configured in this worker: %s", job_id, exc)
         await asyncio.to_thread(_alert_not_configured, res.settings, str(exc))
         return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_configured": True}
-    async with res.leases.hold(res.keys.delivering(job_id), job_id):
-        # Read under the lease: another delivery may have run meanwhile, or the job been requeued.
-        record = await res.load(job_id)
-        if record is None:
-            logger.warning("job %s: record gone (expired?); nothing to deliver", job_id)
-            return {"kind": "delivery", "job_id": job_id, "sent": 0, "missing": True}
-        if not record.is_final:
-            logger.info("job %s: %s, not ended; delivery skipped", job_id, record.status)
-            return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_final": record.status}
-        summary = await _deliver_run(res, record)
+    try:
+        async with res.leases.hold(res.keys.delivering(job_id), job_id):
+            # Read under the lease: another delivery may have run meanwhile, or the job been requeued.
+            record = await res.load(job_id)
+            if record is None:
+                return await _record_gone(res, job_id)
+            if not record.is_final:
+                logger.info("job %s: %s, not ended; delivery skipped", job_id, record.status)
+                return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_final": record.status}
+            summary = await _deliver_run(res, record)
+    except ResultLostError:
+        raise
+    except (Exception, asyncio.CancelledError):
+        # This attempt failed (Telegram unreachable, flood control, Redis, its time limit): the
+        # result is still owed. A succeeded job's record lives QUEUE_RESULT_TTL (an hour), the
+        # retries and the scheduler's redelivery go on for hours: keep the record as long as they do.
+        await _keep_owed(res, job_id)
+        raise
     if summary["sent"] and not res.configured_told:
         await _resolve_not_configured(res)
     return summary
+
+
+async def _keep_owed(res: DeliveryResources, job_id: str) -> None:
+    """Keep the record of a job whose delivery just failed (never raises: the delivery's own
+    error is the one the pipeline must see)."""
+    try:
+        left = await res.keep_owed(job_id)
+    except Exception as exc:  # Redis down too: the retry (or the redelivery) tries again
+        logger.warning("job %s: record not kept for its redelivery: %s: %s", job_id, type(exc).__name__, exc)
+        return
+    logger.info("job %s: delivery failed; its record is kept %s s for the retries and redelivery", job_id,
+                left if left >= 0 else ("forever" if left == -1 else "no longer (gone)"))
+
+
+async def _record_gone(res: DeliveryResources, job_id: str) -> dict[str, Any]:
+    """The job's record is gone (expired). A delivery is enqueued only for a job someone waits
+    for, so its result was owed unless an earlier attempt served someone (a marker shows it: a
+    requester's first part, a notice, a chat refused for good; whom else it owed cannot be told
+    without the record) and died before it ended. Nothing served: the result is lost, and the
+    delivery fails (:class:`ResultLostError`: an error alert, and no retry or redelivery, which
+    could not send it either) instead of passing for delivered while the user's message stays at
+    its progress line."""
+    marks = await res.redis.hkeys(res.keys.delivered(job_id))  # (a Redis error: the retry reads them)
+    if not any(_SERVED.match(mark) for mark in marks):
+        logger.error("job %s: record gone (expired?) before its result was delivered to anyone; the result is lost",
+                     job_id)
+        raise ResultLostError(f"the record of job {job_id} expired before its result was delivered; "
+                              "its users never got it")
+    logger.warning("job %s: record gone (expired?) after its delivery served someone; nothing more to deliver",
+                   job_id)
+    return {"kind": "delivery", "job_id": job_id, "sent": 0, "missing": True}
 
 
 async def _deliver_run(res: DeliveryResources, record: JobRecord) -> dict[str, Any]:

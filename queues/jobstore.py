@@ -29,7 +29,9 @@ requeued_at               when the last requeue reset the record
 
 Succeeded records, and those canceled while they ran, expire after ``QUEUE_RESULT_TTL``; failed
 ones, and those canceled before they ran (their message may still wait in a queue), after
-``QUEUE_FAILURE_TTL``; records in flight keep the failure TTL, refreshed on every change.
+``QUEUE_FAILURE_TTL``; records in flight keep the failure TTL, refreshed on every change. A
+record whose result is still owed (its delivery failed: Telegram unreachable) is kept at least
+:data:`OWED_TTL` from that failure (:data:`KEEP_OWED`), so the scheduler's redelivery still finds it.
 Sorted-set indexes (by enqueue time) list jobs by status, queue, actor and user; they are
 capped at ``QUEUE_INDEX_LIMIT`` ids and pruned of expired ids when read.
 
@@ -62,6 +64,15 @@ SAMPLES_KEPT = 1000
 #: Seconds a succeeded job still answers a repeat of its request (see ``create_job``).
 REPEAT_WINDOW_SECONDS = 60
 TIMELINE_KEPT = 20
+#: How long after it was enqueued a delivery that failed for want of Telegram is still sent again
+#: by the scheduler's redelivery (``scheduler.redeliver_failed``, which reads it from here).
+REDELIVERY_WINDOW = 3 * 3600.0
+#: Seconds a record whose delivery failed is kept at least, from that failure (:data:`KEEP_OWED`):
+#: the redelivery window (a delivery fails after it was enqueued, so this covers the window's
+#: end), and an hour to spare for the last redelivery's own retries (about ten minutes) and the
+#: scheduler's period. Gone before, the result still owed to its users was lost (the succeeded
+#: record lives ``QUEUE_RESULT_TTL``, an hour by default: a longer outage outlived it).
+OWED_TTL = int(REDELIVERY_WINDOW) + 3600
 
 _JSON_FIELDS = ("args", "kwargs", "options", "requesters", "watchers", "progress", "result", "error", "timeline")
 _FLOAT_FIELDS = ("enqueued_at", "first_started_at", "started_at", "finished_at", "retry_at")
@@ -337,6 +348,20 @@ for _, r in ipairs(decode_array(raw)) do
 end
 if #detached > 0 then redis.call("EXPIRE", KEYS[2], ARGV[2]) end
 return detached
+"""
+
+# KEYS: a job's record, then the other keys its delivery reads (its delivered markers). ARGV: ttl
+# (:data:`OWED_TTL`). A delivery of the job failed and its result is still owed: each of the keys
+# that exists and would expire within ``ttl`` is kept ``ttl`` seconds from now; a longer TTL (a
+# failed job's record) or none stays as it is, never shortened. Returns the record's TTL after
+# (-2: it is gone, -1: it does not expire).
+KEEP_OWED = """
+local ttl = tonumber(ARGV[1])
+for _, key in ipairs(KEYS) do
+  local left = redis.call("TTL", key)
+  if left >= 0 and left < ttl then redis.call("EXPIRE", key, ttl) end
+end
+return redis.call("TTL", KEYS[1])
 """
 
 # ARGV: prefix, id, now, max_deliveries, worker, ttl, limit, result_ttl, failure_ttl, stats_ttl
