@@ -37,7 +37,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.common import current_millis, dq_name
+from dramatiq.common import current_millis, dq_name, xq_name
 from dramatiq.encoder import JSONEncoder
 from dramatiq.middleware import AsyncIO, CurrentMessage
 
@@ -105,6 +105,46 @@ def _forget_dead(client: Any) -> Any:
     return script
 
 
+#: Drops dead letters older than the broker's ``dead_message_ttl`` (what Dramatiq's maintenance did,
+#: rolled on 1 command in 1,000, before the broker stopped rolling it: :mod:`actors.brokers`).
+#: KEYS: each queue's dead-letter set and its messages hash, in pairs; ARGV[1]: the cutoff (ms),
+#: ARGV[2]: at most this many per queue. Returns how many were dropped.
+_TRIM_DEAD_LETTERS = """
+local dropped = 0
+for i = 1, #KEYS, 2 do
+  local ids = redis.call("ZRANGEBYSCORE", KEYS[i], 0, ARGV[1], "LIMIT", 0, tonumber(ARGV[2]))
+  if #ids > 0 then
+    redis.call("ZREM", KEYS[i], unpack(ids))
+    redis.call("HDEL", KEYS[i + 1], unpack(ids))
+    dropped = dropped + #ids
+  end
+end
+return dropped
+"""
+_trim_scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+#: Seconds between two trims of the dead letters by one process (its first sweep trims at once).
+DEAD_LETTER_TRIM_INTERVAL = 60.0
+#: At most this many dead letters per queue per trim (a Lua unpack stays small; a backlog clears
+#: over a few trims).
+DEAD_LETTER_TRIM_BATCH = 1000
+_last_trim: dict[str, float] = {}  # namespace → when (time.monotonic) this process last trimmed
+
+
+def trim_dead_letters(broker: Any, queue_names: Iterable[str], now_ms: int | None = None) -> int:
+    """Drop the dead letters of ``queue_names`` older than ``broker.dead_message_ttl``
+    (``QUEUE_FAILURE_TTL``): how many. The job records keep the failures for the dashboard and
+    ``admin.py``; the dead-letter queues are for ``admin.py requeue``, within the same day."""
+    script = _trim_scripts.get(broker.client)
+    if script is None:
+        script = _trim_scripts[broker.client] = broker.client.register_script(_TRIM_DEAD_LETTERS)
+    keys = []
+    for name in sorted({q.removesuffix(".DQ") for q in queue_names}):
+        dead = f"{broker.namespace}:{xq_name(name)}"
+        keys += [dead, f"{dead}.msgs"]
+    cutoff = (now_ms if now_ms is not None else current_millis()) - broker.dead_message_ttl
+    return int(script(keys=keys, args=[cutoff, DEAD_LETTER_TRIM_BATCH])) if keys else 0
+
+
 def _ack_queues(queue_names: Iterable[str]) -> list[str]:
     """The queues Dramatiq keeps ack sets for, for ``queue_names``: each queue and its delay
     queue. Ack sets are written only by ``fetch`` (``dispatch.lua``), under the name of the queue
@@ -137,7 +177,9 @@ def _acks_elsewhere(client: Any, namespace: str, worker_id: str) -> list[str]:
 
 def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
     """Put back the unacked messages of dead worker processes on ``queue_names``, and forget dead
-    processes that hold nothing. Returns how many dead processes held messages on those queues
+    processes that hold nothing; and, once every :data:`DEAD_LETTER_TRIM_INTERVAL` seconds, drop
+    their dead letters older than the broker's TTL (:func:`trim_dead_letters`), which Dramatiq's
+    random maintenance did before the broker stopped rolling it. Returns how many dead processes held messages on those queues
     (0 on brokers that need no sweep: RabbitMQ re-delivers unacked messages itself when a
     connection drops).
 
@@ -167,6 +209,11 @@ def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
     client = broker.client
     namespace = broker.namespace
     now = current_millis()
+    if time.monotonic() - _last_trim.get(namespace, float("-inf")) >= DEAD_LETTER_TRIM_INTERVAL:
+        _last_trim[namespace] = time.monotonic()
+        dropped = trim_dead_letters(broker, queue_names, now)
+        if dropped:
+            logger.info("dropped %d dead letter(s) older than %.0f s", dropped, broker.dead_message_ttl / 1000)
     cutoff = now - broker.heartbeat_timeout
     heartbeats = heartbeats_key(namespace)
     dead = [as_text(i) for i in client.zrangebyscore(heartbeats, 0, cutoff)]

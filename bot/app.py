@@ -14,7 +14,8 @@ until Redis is back — it recovers by itself, no restart needed. The Bot API is
 ``BOT_TELEGRAM_WAIT`` seconds, then the bot stops with one line and exit status 1, which a
 supervisor restarts; a refused setting or token stops it with status 2 (``bot.startup``).
 
-On SIGTERM or SIGINT the bot first stops taking updates (polling ends, the webhook's port closes),
+On SIGTERM or SIGINT the bot first stops taking updates (polling ends; the webhook's port closes,
+and its open connections once their current request is answered),
 then waits up to :data:`UPDATES_WAIT` seconds for the updates it is still serving (aiogram serves
 each in a task of its own and does not wait for them), then runs the background work they queued
 (which message shows each job, :mod:`bot.background`, up to 5 s, retries included), and only then
@@ -34,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
+from aiohttp import web
 
 from bot.background import BackgroundWork
 from bot.commands import register_commands
@@ -61,6 +63,8 @@ logger = logging.getLogger("bot")
 #: background work (up to 5 s more: ``BotServices.drain``): both within the 10 s a supervisor
 #: gives it before SIGKILL.
 UPDATES_WAIT = 3.0
+#: Where the webhook application keeps aiogram's request handler (its update tasks, at shutdown).
+UPDATE_HANDLER = web.AppKey("update_handler", object)
 
 
 def build_dispatcher(services: BotServices) -> Dispatcher:
@@ -138,18 +142,34 @@ def build_webhook_app(bot: Bot, dp: Dispatcher, settings: Any) -> tuple[Any, str
     """The webhook's aiohttp application and the path it serves updates on (``WEBHOOK_URL``'s),
     refusing any request without ``WEBHOOK_SECRET``."""
     from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
-    from aiohttp import web
 
     secret = settings.webhook_secret.get_secret_value()
     path = urlsplit(settings.webhook_url).path or "/webhook"
     app = web.Application()
-    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(app, path=path)
+    handler = SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret)
+    handler.register(app, path=path)
+    app[UPDATE_HANDLER] = handler
     setup_application(app, dp, bot=bot)
     return app, path
 
 
+async def stop_webhook(site: Any, runner: Any, background: BackgroundWork | None = None) -> None:
+    """Stop serving the webhook without losing an update Telegram was told we have: close the
+    port, then the open connections (Telegram keeps its connections alive, and a request on one
+    was still served after the port closed), let the updates already answered finish (aiogram
+    serves each in a task of its own after the 200), run their background work's queueing, and
+    only then shut the application down."""
+    await site.stop()
+    runner.server.pre_shutdown()  # each open connection closes once its current request is answered
+    await asyncio.sleep(0)  # a request read before that starts its update
+    if background is not None:
+        handler = runner.app.get(UPDATE_HANDLER)
+        tasks = getattr(handler, "_background_feed_update_tasks", ())  # aiogram's; the in-flight count covers it
+        await finish_updates(background, list(tasks))
+    await runner.cleanup()
+
+
 async def run_webhook(bot: Bot, dp: Dispatcher, settings: Any, background: BackgroundWork | None = None) -> None:
-    from aiohttp import web
 
     app, path = build_webhook_app(bot, dp, settings)
     runner = web.AppRunner(app, access_log=None)
@@ -166,11 +186,7 @@ async def run_webhook(bot: Bot, dp: Dispatcher, settings: Any, background: Backg
         await stop.wait()
     finally:
         logger.info("bot stopping")
-        await site.stop()  # no new updates; those being served finish before the app shuts down
-        await asyncio.sleep(0)  # requests taken before the port closed start their update
-        if background is not None:
-            await finish_updates(background)
-        await runner.cleanup()
+        await stop_webhook(site, runner, background)
 
 
 async def run(settings: Any) -> None:

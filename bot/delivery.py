@@ -114,6 +114,11 @@ ACTIVITY_KIND = {"match_analysis": "match", "player_report": "player", "bulk_ana
 #: Markers that show a recipient was served: a requester's first part, a notice's first part, or
 #: their chat refused for good (see :func:`_record_gone`).
 _SERVED = re.compile(rf"^-?\d+:(?:0|n\d+\.0|{BLOCKED}|{CHAT_GONE})$")
+#: The marker a failed delivery writes beside the record it keeps (:data:`KEEP_OWED`): a later
+#: delivery that finds the record gone knows the result was owed, and lost. Without it, a record
+#: gone is no proof of a loss (a delivery that waited in a backlog past the record's hour, with
+#: nothing to send: a quiet weekly summary, notices already told), and stays a warning.
+OWED_MARK = "owed"
 
 
 class ResultLostError(PermanentError):
@@ -183,7 +188,8 @@ class DeliveryResources:
     async def keep_owed(self, job_id: str) -> int:
         """A delivery of the job failed: keep its record and markers until the scheduler's
         redelivery is over (:data:`queues.jobstore.KEEP_OWED`). The record's TTL after."""
-        return int(await self._keep_owed(keys=[self.job_key(job_id), self.keys.delivered(job_id)], args=[OWED_TTL]))
+        return int(await self._keep_owed(keys=[self.job_key(job_id), self.keys.delivered(job_id)],
+                                         args=[OWED_TTL, OWED_MARK]))
 
     async def mark(self, job_id: str, part: str) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -642,15 +648,15 @@ async def _keep_owed(res: DeliveryResources, job_id: str) -> None:
 
 
 async def _record_gone(res: DeliveryResources, job_id: str) -> dict[str, Any]:
-    """The job's record is gone (expired). A delivery is enqueued only for a job someone waits
-    for, so its result was owed unless an earlier attempt served someone (a marker shows it: a
-    requester's first part, a notice, a chat refused for good; whom else it owed cannot be told
-    without the record) and died before it ended. Nothing served: the result is lost, and the
-    delivery fails (:class:`ResultLostError`: an error alert, and no retry or redelivery, which
-    could not send it either) instead of passing for delivered while the user's message stays at
-    its progress line."""
+    """The job's record is gone (expired). When an earlier attempt failed with the result owed
+    (:data:`OWED_MARK`, written as it kept the record) and no attempt served anyone (a marker
+    shows that: a requester's first part, a notice, a chat refused for good), the result is lost:
+    the delivery fails (:class:`ResultLostError`: an error alert, and no retry or redelivery,
+    which could not send it either) instead of passing for delivered while the user's message
+    stays at its progress line. Otherwise nothing says anything was owed (a delivery that waited
+    past the record's hour with nothing to send), and a warning says the record was gone."""
     marks = await res.redis.hkeys(res.keys.delivered(job_id))  # (a Redis error: the retry reads them)
-    if not any(_SERVED.match(mark) for mark in marks):
+    if OWED_MARK in marks and not any(_SERVED.match(mark) for mark in marks):
         logger.error("job %s: record gone (expired?) before its result was delivered to anyone; the result is lost",
                      job_id)
         raise ResultLostError(f"the record of job {job_id} expired before its result was delivered; "

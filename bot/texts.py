@@ -34,7 +34,7 @@ TEXTS: dict[str, dict[str, str]] = {
               "/cancel &lt;job id&gt; — stop a job (or press Cancel under it)\n"
               "/lang ru|en — language\n"
               "/tz &lt;city or UTC offset&gt; — your time zone, for the Monday summary\n\n"
-              "Limits: {per_minute} requests a minute, {active} jobs at a time.",
+              "Limits: jobs — at most {per_minute} a minute, {active} at a time.",
         "ru": "<b>Что я умею</b>\n"
               "/analyze &lt;ссылка на комнату или id матча&gt; — разбор перед игрой (или просто пришлите ссылку)\n"
               "/player &lt;никнейм или ссылка на профиль&gt; — отчёт по игроку с графиком\n"
@@ -286,7 +286,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Слишком много запросов: не больше {limit} в минуту. Попробуйте через {seconds} с.",
     },
     "too_many_active": {
-        "en": "You already have {count} jobs in progress (at most {limit}). Wait for one to finish or /cancel it.",
+        "en": "Jobs in progress: {count} of the {limit} you may have. Wait for one to finish or /cancel it.",
         "ru": "Задач в работе: {count} из {limit} возможных. Дождитесь окончания одной или отмените её (/cancel).",
     },
     # a flooding user, once per episode (bot.middlewares.throttle); plain text: also a button's alert

@@ -462,7 +462,7 @@ def analyse_match(match: Match, data: dict[str, PlayerData]) -> dict[str, Any]:
         # worse ones. None with figures: nothing to name for lack of data, and the text says so.
         known = [p for p in teams[other]["players"] if has_figures(p)]
         teams[key]["threats"], teams[key]["targets"] = standouts(known)
-        teams[key]["opponents_unknown"] = not known
+        teams[key]["opponents_unknown"] = len(known) < 2  # standouts needs two to compare
         teams[key]["specialists"] = specialists(teams[key]["players"])
     # By the chances shown (as stored, to 4 decimals): "win 50% / win 50%" has no favourite,
     # whatever a further decimal says.

@@ -351,12 +351,18 @@ return detached
 """
 
 # KEYS: a job's record, then the other keys its delivery reads (its delivered markers). ARGV: ttl
-# (:data:`OWED_TTL`). A delivery of the job failed and its result is still owed: each of the keys
+# (:data:`OWED_TTL`), and a marker field (ARGV[2], optional) written into the markers while the
+# record exists: it says the result was owed when a later delivery finds the record gone
+# (``bot.delivery``). A delivery of the job failed and its result is still owed: each of the keys
 # that exists and would expire within ``ttl`` is kept ``ttl`` seconds from now; a longer TTL (a
 # failed job's record) or none stays as it is, never shortened. Returns the record's TTL after
 # (-2: it is gone, -1: it does not expire).
 KEEP_OWED = """
 local ttl = tonumber(ARGV[1])
+if ARGV[2] and ARGV[2] ~= "" and redis.call("EXISTS", KEYS[1]) == 1 then
+  redis.call("HSET", KEYS[2], ARGV[2], "1")
+  if redis.call("TTL", KEYS[2]) == -1 then redis.call("EXPIRE", KEYS[2], ttl) end
+end
 for _, key in ipairs(KEYS) do
   local left = redis.call("TTL", key)
   if left >= 0 and left < ttl then redis.call("EXPIRE", key, ttl) end

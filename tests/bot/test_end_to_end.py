@@ -861,9 +861,9 @@ def test_rate_limits_three_active_jobs_and_five_a_minute(stack: Stack, tg, facei
         stack.say(user, f"/analyze {stack.next_match()}")
     answers = stack.replies(user, 4)
     queued = [a for a in answers if "queued" in a["text"]]
-    refused = [a for a in answers if "jobs in progress" in a["text"]]
+    refused = [a for a in answers if "Jobs in progress" in a["text"]]
     assert len(queued) == 3 and len(refused) == 1
-    assert "at most 3" in refused[0]["text"]
+    assert "3 of the 3 you may have" in refused[0]["text"]
     assert len(stack.job_ids_of(user)) == 3
     for answer in queued:
         stack.final_of(user, answer["message_id"], timeout=40)

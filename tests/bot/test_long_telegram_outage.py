@@ -143,13 +143,21 @@ def test_keeping_an_owed_record_never_shortens_a_longer_lifetime_nor_makes_one(s
     assert keep(keys=[long_], args=[OWED_TTL]) > OWED_TTL * 4
     assert keep(keys=[forever], args=[OWED_TTL]) == -1
     assert keep(keys=[gone], args=[OWED_TTL]) == -2 and not stack.redis.exists(gone)
-    stack.redis.delete(short, long_, forever)
+    # The owed mark: written (with the keep's TTL on a new markers hash) only while the record exists.
+    marks, lost_marks = "fb:test:owed:marks", "fb:test:owed:lost-marks"
+    keep(keys=[short, marks], args=[OWED_TTL, "owed"])
+    assert stack.redis.hkeys(marks) == ["owed"] and OWED_TTL - 2 <= stack.redis.ttl(marks) <= OWED_TTL
+    keep(keys=[gone, lost_marks], args=[OWED_TTL, "owed"])
+    assert not stack.redis.exists(lost_marks)
+    stack.redis.delete(short, long_, forever, marks)
 
 
 def test_a_record_gone_after_its_delivery_served_someone_is_not_a_lost_result(stack: Stack):
     """Without the record nobody can tell whom else it owed: a marker of a first part sent (an
     earlier attempt got that far, then its worker died) keeps the old answer, a warning and
-    "missing"; no marker at all is a lost result."""
+    "missing"; so does a record gone with no failed attempt before (a delivery that waited in a
+    backlog past the record's hour, maybe with nothing to send: no alarm for it). A failed attempt
+    that kept the record (its "owed" mark) and nobody served is a lost result."""
     from bot.delivery import ResultLostError, _record_gone, build_resources
     from settings import get_settings
 
@@ -164,7 +172,9 @@ def test_a_record_gone_after_its_delivery_served_someone_is_not_a_lost_result(st
 
     assert asyncio.run(gone("owed-b", "700901:0"))["missing"] is True
     assert asyncio.run(gone("owed-c", "700902:n0.0", "700902:n0.1"))["missing"] is True
-    assert asyncio.run(gone("owed-d", "700903:blocked"))["missing"] is True
-    for job_id, marks in (("owed-a", ("_run", "700900:detached", "700900:p0")), ("owed-e", ())):
+    assert asyncio.run(gone("owed-d", "700903:blocked", "owed"))["missing"] is True
+    assert asyncio.run(gone("owed-f"))["missing"] is True  # nothing says it was owed
+    assert asyncio.run(gone("owed-g", "700904:p0"))["missing"] is True
+    for job_id, marks in (("owed-a", ("_run", "700900:detached", "700900:p0", "owed")), ("owed-e", ("owed",))):
         with pytest.raises(ResultLostError):  # nobody was served: a chart alone is no result
             asyncio.run(gone(job_id, *marks))

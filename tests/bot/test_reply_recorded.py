@@ -114,6 +114,11 @@ def test_an_answer_sent_as_redis_goes_down_is_recorded_once_it_is_back_and_edite
     except AssertionError as exc:
         raise AssertionError(f"{exc}; job record's requesters: {stack.job(job_id).get('requesters')}; "
                              f"bot log: ...{stack.bot.log()[-1500:]}") from None
+    # The outage did meet the recording (on a slow machine it could have come before it, and
+    # the test would pass without a retry): the bot said it tried again, and got through.
+    log = stack.bot.log()
+    assert "Redis not answering" in log and "trying again for up to" in log, log[-1500:]
+    assert "done after" in log and "failed tries" in log, log[-1500:]
 
     _result_replaces_answer(stack, user, answer, job_id, tmp_path)
 

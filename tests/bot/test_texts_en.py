@@ -82,9 +82,13 @@ def test_a_cancel_too_late_says_the_job_finished(status: str, en: str, ru: str) 
 
 
 def test_limits_count_jobs_in_the_help_and_the_refusal_alike() -> None:
-    """The help said "3 at a time", the refusal "3 jobs in progress"."""
-    assert "Limits: 5 requests a minute, 3 jobs at a time." in t("help", "en", bulk=10, per_minute=5, active=3)
-    assert "3 jobs in progress (at most 3)" in t("too_many_active", "en", count=3, limit=3)
+    """The help said "3 at a time", the refusal "3 jobs in progress". The help names the noun once,
+    before the counts, so a limit of 1 (which the settings allow) does not read "1 jobs"."""
+    assert "Limits: jobs — at most 5 a minute, 3 at a time." in t("help", "en", bulk=10, per_minute=5, active=3)
+    assert "1 jobs" not in t("help", "en", bulk=10, per_minute=1, active=1)
+    assert "1 requests" not in t("help", "en", bulk=10, per_minute=1, active=1)
+    assert "Jobs in progress: 3 of the 3 you may have." in t("too_many_active", "en", count=3, limit=3)
+    assert "1 jobs" not in t("too_many_active", "en", count=1, limit=1)
 
 
 @pytest.mark.parametrize(("lang", "summary"), [("en", "Summary"), ("ru", "Сводка")])

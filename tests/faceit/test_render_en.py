@@ -80,6 +80,18 @@ def test_a_player_without_figures_is_never_named_a_threat_or_the_weakest() -> No
     assert lobby["teams"]["faction1"].get("opponents_unknown") is False  # a lobby with data: as before
 
 
+def test_one_known_opponent_is_not_enough_data_not_a_close_call() -> None:
+    """With one opponent known there is nobody to compare them with: the line said the opponents
+    were "too close to single anyone out", as if their figures had been compared."""
+    match = _bare_match()
+    player = match.teams["faction2"].roster[0]
+    profile = PlayerProfile(player_id=player.player_id, nickname=player.nickname, elo=1500, level=6, has_cs2=True)
+    result = analysis.analyse_match(match, {player.player_id: analysis.PlayerData(player, profile)})
+    # Side 1's opponents are side 2, one of them known.
+    assert result["teams"]["faction1"]["threats"] == [] and result["teams"]["faction1"]["opponents_unknown"]
+    assert _danger_lines(render.render_match_analysis(result, "en"))[0] == "[1] team_1: not enough data on the opponents"
+
+
 def test_the_win_chance_is_labelled_as_a_chance_not_a_win_rate() -> None:
     """"win 45%" beside "avg Elo" read as a win rate."""
     lobby = _lobby(p1=0.425)

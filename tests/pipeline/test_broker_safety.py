@@ -7,10 +7,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 import redis
 
+from actors.broker import sweep_dead_workers
 from actors.brokers import TrackedRedisBroker
 from queues.dramatiq_keys import acks_key, heartbeats_key
 from tests.support.workers import ROOT
@@ -54,3 +56,26 @@ def test_rabbitmq_publishes_wait_for_the_servers_confirm() -> None:
                           timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["RabbitmqBroker", "True"], done.stdout
+
+
+def test_the_sweep_drops_dead_letters_older_than_their_ttl(redis_url: str) -> None:
+    """Dramatiq drops old dead letters only in its maintenance, which the broker no longer rolls:
+    the sweep does it now (once a minute per process, its first sweep at once), or the dead-letter
+    queues grew for ever and QUEUE_FAILURE_TTL meant nothing for them."""
+    namespace = f"safety-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(redis_url)
+    broker = TrackedRedisBroker(client=client, namespace=namespace, middleware=[], heartbeat_timeout=1000,
+                                dead_message_ttl=60_000)
+    broker.declare_queue("low")
+    dead = f"{namespace}:low.XQ"
+    now = int(time.time() * 1000)
+    client.zadd(dead, {"old": now - 120_000, "fresh": now - 1_000})
+    client.hset(f"{dead}.msgs", mapping={"old": "{}", "fresh": "{}"})
+    try:
+        sweep_dead_workers(broker, ["low", "low.DQ"])
+        assert client.zrange(dead, 0, -1) == [b"fresh"]
+        assert client.hkeys(f"{dead}.msgs") == [b"fresh"]
+    finally:
+        for key in client.scan_iter(f"{namespace}*"):
+            client.delete(key)
+        broker.close()
