@@ -27,7 +27,9 @@ what is missing. Two deliveries of one job never send at once: each holds the jo
 (:mod:`bot.delivery_lease`) while it reads the job and its markers and sends, so the second
 reads what the first marked (and a requeued job's new run waits for its old run's delivery). The first part is an edit of the job message, which is idempotent by nature; where it is a
 new message instead (a requeued run, a requester whose message was recorded too late), a worker
-that dies after Telegram took it and before its mark sends it once more on the retry.
+that dies after Telegram took it and before its mark sends it once more on the retry. A delivery
+cut by its time limit (or a cancel) while a part was on its way to Telegram first waits for that
+part's answer and marks it (:func:`_send_and_mark`): the retry does not send it again.
 A user who blocked the bot is marked inactive (:mod:`faceit.store`) and skipped from then on;
 that ends their delivery without failing the job (a group the bot was removed from ends the
 delivery to that group only: the user who asked there is not marked). A worker without Telegram settings (no token
@@ -55,6 +57,7 @@ import re
 import socket
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +106,9 @@ return marks
 """
 
 RECIPIENT_CONCURRENCY = 16
+#: Seconds a delivery that is cut gives the part it was sending to be marked, beyond the request's
+#: own timeout (:func:`_send_and_mark`).
+MARK_GRACE = 5.0
 PROGRESS_TIMEOUT = 2.0  # a progress edit runs inside the job: it must not hold it up for long
 #: Seconds a follower's "told of this match" claim outlives the records of the runs that could
 #: tell it (:func:`told_ttl`): a day to spare.
@@ -384,22 +390,61 @@ async def _lookup_text(res: DeliveryResources, result: dict[str, Any], user_id: 
 # Sending -------------------------------------------------------------------------------------------
 
 
+async def _send_and_mark(res: DeliveryResources, job_id: str, marker: str, chat_id: int, part: Part,
+                         message_id: int | None, thread_id: int | None = None, reply_to: int | None = None) -> None:
+    """Send one part, then mark it sent (``marker``): one step that a cut (the delivery's time
+    limit, a cancel) does not split once the request went to Telegram. Cut before that, nothing
+    was sent and the step ends at once; cut after, Telegram may have taken it, and a part sent
+    but not marked would go out again on the retry (a second chart, the later parts twice). So
+    the step runs in a task of its own, shielded: the cut waits for its answer and its mark, at
+    most the request's own timeout (and :data:`MARK_GRACE`), then goes on."""
+    started = asyncio.Event()
+
+    async def send_then_mark() -> None:
+        await _send_part(res, job_id, chat_id, part, message_id, thread_id, reply_to, started=started)
+        await res.mark(job_id, marker)
+
+    step = asyncio.ensure_future(send_then_mark())
+    try:
+        await asyncio.shield(step)
+    except asyncio.CancelledError:
+        if not step.done() and started.is_set():
+            logger.info("job %s: delivery cut while part %s was sent; finishing that part first", job_id, marker)
+            await asyncio.wait({step}, timeout=res.api.timeout + MARK_GRACE)  # (does not cancel it)
+        if not step.done():
+            step.cancel()
+        elif not step.cancelled() and step.exception() is not None:  # (read: the cut is what is raised)
+            logger.info("job %s: part %s failed after the cut: %s", job_id, marker, step.exception())
+        raise
+
+
 async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Part,
-                     message_id: int | None, thread_id: int | None = None, reply_to: int | None = None) -> None:
+                     message_id: int | None, thread_id: int | None = None, reply_to: int | None = None,
+                     started: asyncio.Event | None = None) -> None:
     """Send one part (new messages into the forum topic ``thread_id`` where the user asked). A
     part Telegram cannot take (bad markup, chat gone) is logged and dropped: retrying cannot
     change the answer, and the other parts still go out. ``reply_to``: the message a new message
-    of this part answers (in a group, so it shows whom it is for; see :func:`_to_requester`)."""
+    of this part answers (in a group, so it shows whom it is for; see :func:`_to_requester`).
+    ``started`` is set as a request goes to Telegram (after the wait for the chat's send slot)."""
     api, sender = res.api, res.sender
+
+    def request(call: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+        async def run() -> Any:
+            if started is not None:
+                started.set()
+            return await call()
+        return run
+
     try:
         if part.photo is not None:
             photo = part.photo
-            await sender.call(chat_id, lambda: api.send_photo(chat_id, photo, caption=part.text or None,
-                                                              thread_id=thread_id, reply_to=reply_to), job_id=job_id)
+            await sender.call(chat_id, request(lambda: api.send_photo(chat_id, photo, caption=part.text or None,
+                                                                      thread_id=thread_id, reply_to=reply_to)),
+                              job_id=job_id)
             return
         if part.replace and message_id:
             try:
-                await sender.call(chat_id, lambda: api.edit_message_text(chat_id, message_id, part.text),
+                await sender.call(chat_id, request(lambda: api.edit_message_text(chat_id, message_id, part.text)),
                                   job_id=job_id)
                 return
             except BadRequest as exc:
@@ -407,13 +452,14 @@ async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Pa
                     return  # an earlier attempt already put it there
                 logger.info("job %s: job message in chat %s cannot be edited (%s); sending a new one",
                             job_id, chat_id, exc.description[:120])
-        await sender.call(chat_id, lambda: api.send_message(chat_id, part.text, thread_id=thread_id, reply_to=reply_to),
+        await sender.call(chat_id, request(lambda: api.send_message(chat_id, part.text, thread_id=thread_id,
+                                                                    reply_to=reply_to)),
                           job_id=job_id)
     except BadRequest as exc:
         if "parse entities" in exc.description and part.photo is None:
             plain = html.unescape(_TAG.sub("", part.text))
-            await sender.call(chat_id, lambda: api.call("sendMessage", {"chat_id": chat_id, "text": plain[:4096],
-                                                                        "message_thread_id": thread_id}),
+            await sender.call(chat_id, request(lambda: api.call("sendMessage", {"chat_id": chat_id, "text": plain[:4096],
+                                                                                "message_thread_id": thread_id})),
                               job_id=job_id)
             return
         logger.error("job %s: Telegram refused part %s for chat %s: %s", job_id, part.name, chat_id,
@@ -432,11 +478,11 @@ async def _deliver_parts(res: DeliveryResources, job_id: str, user_id: int, chat
             summary.skipped += 1
             continue
         try:
-            await _send_part(res, job_id, chat_id, part, message_id, thread_id, reply_to if part.replace else follow_to)
+            await _send_and_mark(res, job_id, marker, chat_id, part, message_id, thread_id,
+                                 reply_to if part.replace else follow_to)
         except UserBlocked:  # marked here too: this run's later notices to them stop at once
             done.add(await _blocked(res, job_id, user_id, chat_id, summary))
             return False
-        await res.mark(job_id, marker)
         done.add(marker)
         summary.sent += 1
     return True
