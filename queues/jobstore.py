@@ -664,6 +664,36 @@ end
 return 1
 """
 
+#: The error code of a job failed for having no message behind it (:meth:`JobStore.fail_orphaned`).
+ORPHANED = "orphaned"
+
+# ARGV: prefix, id, now, limit, failure_ttl, stats_ttl, the status it must still have (queued or
+# retrying), the value its ``retry_at`` (retrying) or ``requeued_at`` (queued) must still have
+# ("" for none), error JSON. Fails an active record no message will ever start (a publish lost
+# between the record and its message): as the cancel script does for a queued job, its subject
+# is let go (a later request starts a job of its own instead of joining the dead one) and it
+# leaves the active indexes (the users' active-job slots drop it at their next check, as they
+# do any final job). → {"failed", someone waits (1/0)}, or {the status it had, 0} when it moved
+# on since it was read (a worker took it, a retry was scheduled anew, a requeue): nothing written.
+_FAIL_ORPHANED = _LUA_COMMON + """
+local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local limit, failure_ttl, stats_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local jk = prefix .. "job:" .. id
+local f = redis.call("HMGET", jk, "status", "enqueued_at", "coalesce_key", "queue", "actor", "retry_at",
+  "requeued_at")
+local st = f[1]
+if not st then return {"missing", 0} end
+local stamp = (st == "retrying" and f[6]) or (st == "queued" and f[7]) or ""
+if st ~= ARGV[7] or stamp ~= ARGV[8] then return {st, 0} end
+release_subject(f[3], id)
+redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
+index_add(prefix .. "jobs:status:failed", tonumber(f[2]) or now, id, limit, 0)
+redis.call("HSET", jk, "status", "failed", "finished_at", ARGV[3], "error", ARGV[9])
+redis.call("EXPIRE", jk, failure_ttl)
+count_outcome(prefix, f[4] or "", f[5] or "", "failed", now, stats_ttl, false)
+return {"failed", someone_waits(jk)}
+"""
+
 # ARGV: prefix, id, progress JSON[, the status it must be in (started), the attempt it must be at].
 # → 1 when written; 0 when the job moved on (ended, re-delivered to another attempt, canceled).
 _PROGRESS = """
@@ -885,6 +915,7 @@ class JobStore:
         self._undo_reset = client.register_script(_UNDO_RESET)
         self._retake_coalesce = client.register_script(_RETAKE_COALESCE)
         self._progress = client.register_script(_PROGRESS)
+        self._fail_orphaned = client.register_script(_FAIL_ORPHANED)
         self._prune_expired = client.register_script(_PRUNE_EXPIRED)
         # Begin and finish run once per job on a worker's hot path: straight to a connection
         # of the worker thread (see queues/direct_scripts.py). Their caller retries on errors.
@@ -1062,6 +1093,18 @@ class JobStore:
         for name in RESET_CLEARS + RESET_SETS:
             fields += [name, before.raw.get(name) or ""]
         return bool(self._undo_reset(args=[self.prefix, before.id, repr(now), self.index_limit, *fields]))
+
+    def fail_orphaned(self, record: JobRecord, message: str) -> tuple[str, bool]:
+        """Fail ``record`` (queued or retrying, as read) with the code :data:`ORPHANED`: no message
+        will ever start it. Nothing is written when it moved on since it was read. Returns the
+        status after (``failed`` when this call failed it) and whether anyone waits to be told."""
+        stamp = record.raw.get("retry_at" if record.status == "retrying" else "requeued_at") or ""
+        error = {"type": "Orphaned", "code": ORPHANED, "retryable": False, "message": message}
+        outcome, waits = self._fail_orphaned(args=[
+            self.prefix, record.id, repr(time.time()), self.index_limit, self.failure_ttl, self.stats_ttl,
+            record.status, stamp, json.dumps(error),
+        ])
+        return str(outcome), bool(int(waits))
 
     # --- reads ----------------------------------------------------------------------------
 

@@ -124,6 +124,14 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 #: Alerts told directly (Redis down or full) kept for the alert log; the oldest go first.
 UNLOGGED_MAX = 100
+#: How long past its due time an active record with no message behind it is left before it is
+#: failed as orphaned: a retry overdue by this long, or a queued job this old (see _sweep_orphans).
+ORPHAN_GRACE = 600.0
+#: The oldest ids read per status index by one sweep (the indexes are capped sorted sets).
+ORPHAN_SCAN = 200
+#: A Redis queue whose message hash (waiting, delayed or running) is larger is not looked
+#: through for a job's message: its overdue records are left alone that tick.
+ORPHAN_MESSAGES_READ = 20000
 
 
 class QueueMonitor:
@@ -399,6 +407,8 @@ class QueueMonitor:
                     findings = self._judge(snap)
                 if refused is not None:
                     self._track_full(refused, findings)
+                if refused is False:
+                    snap["orphaned"] = self._sweep_orphans(snap)
             else:
                 self._redis_unreachable(findings[0])
             self.relay_alerts()
@@ -548,6 +558,121 @@ class QueueMonitor:
         if self.telegram is not None:  # already delivered: the relay must not send them again
             self.telegram.mark_seen([alert.id for alert in self._unlogged])
         self._unlogged = []
+
+    # --- orphaned jobs ------------------------------------------------------------------------
+
+    def _sweep_orphans(self, snap: dict[str, Any]) -> dict[str, Any]:
+        """Fail the active job records no message will ever start, and alert once naming how many.
+
+        A publish lost between a job's record and its message (RabbitMQ losing it, a submit
+        killed between its two round trips) left a record ``queued`` or ``retrying`` for the
+        failure TTL, and its coalesce subject pointing every later request at it ("queued" for
+        ever). Overdue: ``retrying`` whose ``retry_at`` is :data:`ORPHAN_GRACE` past, or
+        ``queued`` for that long since its enqueue or requeue. It is failed only when its message
+        is known to be gone: no message hash of its queue (the queue's and its delay queue's:
+        waiting, delayed and running messages, kept there until acked) holds its id. On the Redis
+        broker only: RabbitMQ's queues cannot be looked through, and a due retry held in a busy
+        worker's memory (every thread on a long bulk job) looks just like a lost one there; its
+        publishes wait for the server's confirm instead (``actors.broker``). The oldest
+        :data:`ORPHAN_SCAN` ids per status are read. Errors are logged, not raised: the next tick
+        tries again.
+        """
+        try:
+            return self._fail_orphans(snap)
+        except redis.RedisError as exc:
+            logger.warning("monitor: orphaned-job sweep failed: %s", type(exc).__name__)
+            return {"failed": 0, "error": type(exc).__name__}
+
+    def _fail_orphans(self, snap: dict[str, Any]) -> dict[str, Any]:
+        if (snap.get("broker_state") or {}).get("reachable") is False:
+            return {"failed": 0}
+        if self.settings.broker != "redis":
+            return {"failed": 0}
+        now = time.time()
+        ids = []
+        for status in ("queued", "retrying"):
+            ids += self.client.zrange(self.jobs.index_key("status", status), 0, ORPHAN_SCAN - 1)
+        overdue = []
+        for record in self.jobs.get_many([i.decode() if isinstance(i, bytes) else str(i) for i in ids]):
+            if record is None:
+                continue
+            if record.status == "retrying":
+                due = record.retry_at
+            elif record.status == "queued":
+                requeued = record.raw.get("requeued_at")
+                due = max(record.enqueued_at or 0.0, float(requeued) if requeued else 0.0) or None
+            else:
+                continue
+            if due is not None and due < now - ORPHAN_GRACE:
+                overdue.append(record)
+        if not overdue:
+            return {"failed": 0}
+        live = self._live_message_ids({r.queue for r in overdue})
+        orphans = [r for r in overdue if live.get(r.queue) is not None and r.id not in live[r.queue]]
+        failed, told = [], []
+        for record in orphans:
+            waited = round(now - (record.retry_at or record.enqueued_at or now))
+            outcome, waits = self.jobs.fail_orphaned(
+                record, f"its {record.status} record had no message to start it for {waited} s (lost publish)")
+            if outcome == "failed":
+                failed.append(record)
+                if waits:
+                    told.append(record.id)
+        if not failed:
+            return {"failed": 0}
+        self._tell_failed(told)
+        ids = [r.id for r in failed]
+        by_queue: dict[str, int] = {}
+        for r in failed:
+            by_queue[r.queue] = by_queue.get(r.queue, 0) + 1
+        where = ", ".join(f"{q}: {n}" for q, n in sorted(by_queue.items()))
+        message = (f"{len(failed)} orphaned {'job' if len(failed) == 1 else 'jobs'} failed ({where}): "
+                   f"queued or retrying past their time with no message behind them (a lost publish)")
+        logger.error("monitor: %s: %s", message, ", ".join(ids[:20]))
+        self.alerts.emit(Alert(level="error", source="monitor", message=message,
+                               details={"reason": "orphaned", "count": len(failed), "by_queue": by_queue,
+                                        "job_ids": ids[:20]}))
+        return {"failed": len(failed), "job_ids": ids}
+
+    def _live_message_ids(self, queues: set[str]) -> dict[str, set[str] | None]:
+        """Per queue, the Dramatiq message ids of its messages (waiting, delayed or running), or
+        None when its message hashes are too large to look through this tick."""
+        from dramatiq.common import dq_name
+
+        ns = self.settings.dramatiq_namespace
+        out: dict[str, set[str] | None] = {}
+        for queue in queues:
+            keys = [messages_key(ns, queue), messages_key(ns, dq_name(queue))]
+            if sum(int(self.client.hlen(key)) for key in keys) > ORPHAN_MESSAGES_READ:
+                out[queue] = None
+                continue
+            found: set[str] = set()
+            for key in keys:
+                for raw in self.client.hscan_iter(key, count=500):
+                    body = raw[1]
+                    try:
+                        found.add(str(json.loads(body)["message_id"]))
+                    except (ValueError, KeyError, TypeError):
+                        out[queue] = None  # a body we cannot read: its job may be any of them
+                        break
+                if queue in out:
+                    break
+            out.setdefault(queue, found)
+        return out
+
+    def _tell_failed(self, job_ids: list[str]) -> None:
+        """Send the delivery of each failed orphan, so its users see the failure, not "queued"."""
+        if not job_ids:
+            return
+        try:
+            from queues.manager import QueueManager, delivery_message
+            from queues.priorities import QueuePriority, queue_name
+
+            manager = QueueManager(self.settings)
+            for job_id in job_ids:
+                manager.broker.enqueue(delivery_message(job_id, queue_name(QueuePriority.HIGH, self.settings)))
+        except Exception as exc:  # the record is failed: /status shows it even untold
+            logger.warning("monitor: orphaned jobs failed, their users not told (%s)", type(exc).__name__)
 
     # --- reading (dashboard, admin) -----------------------------------------------------------
 

@@ -1,0 +1,79 @@
+"""Active job records with no message behind them (a publish lost between the record and its
+message) are failed by the monitor as ``orphaned``, freeing their subject; records whose message
+still waits, or whose retry is not due yet, are left alone."""
+
+from __future__ import annotations
+
+import time
+
+
+def orphan(manager, *, status: str, due: float, subject: str, user_id: int = 7) -> str:
+    """A record written without its message (the submit's second round trip never happened),
+    set to ``status`` due at ``due`` (retry_at for retrying, enqueued_at for queued)."""
+    job = manager.prepare_job("t_noop", coalesce=subject, requester={"user_id": user_id})
+    assert manager.jobs.create_from(job.create_args).state == "new"
+    make_overdue(manager, job.job_id, status=status, due=due)
+    return job.job_id
+
+
+def make_overdue(manager, job_id: str, *, status: str, due: float) -> None:
+    jobs, client = manager.jobs, manager.jobs.client
+    score = client.zscore(jobs.index_key("status", "queued"), job_id)
+    client.zrem(jobs.index_key("status", "queued"), job_id)
+    client.zadd(jobs.index_key("status", status), {job_id: score})
+    fields = {"status": status}
+    if status == "retrying":
+        fields.update(retry_at=repr(due), attempts="1")
+    else:
+        fields.update(enqueued_at=repr(due))
+    client.hset(jobs.job_key(job_id), mapping=fields)
+
+
+def orphan_alerts(monitor) -> list:
+    return [a for a in monitor.alerts.recent(1) if (a.details or {}).get("reason") == "orphaned"]
+
+
+def test_an_overdue_retry_with_no_message_is_failed_and_its_subject_freed(manager, make_monitor):
+    job_id = orphan(manager, status="retrying", due=time.time() - 1200, subject="player:lost")
+    joined = manager.enqueue_job("t_noop", coalesce="player:lost", requester={"user_id": 8})
+    assert joined.id == job_id  # the dead job swallows every request for its subject
+    monitor = make_monitor()
+    monitor.tick()
+    record = manager.get_job(job_id)
+    assert record.status == "failed" and record.error["code"] == "orphaned"
+    assert record.finished_at is not None
+    assert not manager.jobs.client.zscore(manager.jobs.index_key("status", "retrying"), job_id)
+    assert manager.jobs.client.zscore(manager.jobs.index_key("status", "failed"), job_id) is not None
+    assert manager.jobs.client.get(manager.jobs.coalesce_key("t_noop", "player:lost")) is None
+    [alert] = orphan_alerts(monitor)
+    assert alert.level == "error" and alert.details["count"] == 1 and "1 orphaned job" in alert.message
+    fresh = manager.enqueue_job("t_noop", coalesce="player:lost", requester={"user_id": 8})
+    assert fresh.id != job_id and manager.get_job(fresh.id).status == "queued"
+    monitor.tick()
+    assert len(orphan_alerts(monitor)) == 1  # nothing new: no second alert
+    assert manager.get_job(fresh.id).status == "queued"  # its message waits in the queue
+
+
+def test_a_queued_record_with_no_message_is_failed_on_redis(manager, make_monitor):
+    job_id = orphan(manager, status="queued", due=time.time() - 1200, subject="match:lost")
+    monitor = make_monitor()
+    monitor.tick()
+    assert manager.get_job(job_id).error["code"] == "orphaned"
+    assert manager.jobs.client.get(manager.jobs.coalesce_key("t_noop", "match:lost")) is None
+
+
+def test_records_that_are_due_later_or_whose_message_still_waits_are_left_alone(manager, make_monitor):
+    not_due = orphan(manager, status="retrying", due=time.time() + 60, subject="a")
+    # Waiting behind a long queue: overdue by the clock, but their messages are in the queue.
+    waiting_retry = manager.enqueue_job("t_noop", coalesce="b", requester={"user_id": 7}).id
+    make_overdue(manager, waiting_retry, status="retrying", due=time.time() - 1200)
+    waiting_queued = manager.enqueue_job("t_noop", coalesce="c", requester={"user_id": 7}).id
+    make_overdue(manager, waiting_queued, status="queued", due=time.time() - 1200)
+    monitor = make_monitor()
+    monitor.tick()
+    assert manager.get_job(not_due).status == "retrying"
+    assert manager.get_job(waiting_retry).status == "retrying"
+    assert manager.get_job(waiting_queued).status == "queued"
+    assert not orphan_alerts(monitor)
+    joined = manager.enqueue_job("t_noop", coalesce="a", requester={"user_id": 9})
+    assert joined.id == not_due
