@@ -255,11 +255,9 @@ def work(workers: int | None, threads: int | None, queues: tuple[str, ...], verb
         if found is None:
             fail(f"unknown queue {item!r} (expected high, default or low)", EXIT_USAGE)
         names.append(found)
-    cmd = [sys.executable, "-m", "dramatiq", "actors",
-           "--processes", str(workers or settings.queue_max_workers),
-           "--threads", str(threads or settings.queue_worker_threads)]
-    if names:
-        cmd += ["--queues", *names]
+    from supervisor import worker_argv
+
+    cmd = worker_argv(workers or settings.queue_max_workers, threads or settings.queue_worker_threads, names)
     if verbose:
         cmd.append("--verbose")
     click.echo(f"starting: {' '.join(cmd[1:])}", err=True)

@@ -467,6 +467,10 @@ async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
     marks = [WeeklyMark.parse(raw) for raw in raws]
     watched = [mark.job for mark in marks if mark is not None and mark.watched]
     statuses = dict(zip(watched, await asyncio.to_thread(manager.jobs.statuses, watched), strict=True))
+    # The first job prepared in this process imports the actors and builds the broker: in a
+    # thread, so the loop (and the leader lock it renews) never waits on it; after that,
+    # preparing a job is no I/O.
+    await asyncio.to_thread(lambda: manager.broker)
     swap = service.swap_mark
     sent = retried = 0
     for (uid, key, due), raw, mark in zip(users, raws, marks, strict=True):

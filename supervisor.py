@@ -238,9 +238,10 @@ def uses_own_redis(env: dict[str, str], settings: Any) -> bool:
 
 def worker_argv(processes: int, threads: int, queues: list[str]) -> list[str]:
     """The command line of a worker pool: ``processes`` × ``threads`` (QUEUE_WORKER_THREADS, which
-    the pools once ignored for a fixed 8) on ``queues``."""
+    the pools once ignored for a fixed 8) on ``queues`` (every queue when empty); ``admin.py work``
+    runs the same."""
     return [sys.executable, "-m", "dramatiq", "actors", "--processes", str(processes), "--threads", str(threads),
-            "--queues", *queues]
+            *(["--queues", *queues] if queues else [])]
 
 
 def build_children(args: argparse.Namespace, settings: Any) -> tuple[list[Child], dict[str, str], list[str]]:

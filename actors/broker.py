@@ -37,7 +37,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.common import current_millis, dq_name, xq_name
+from dramatiq.common import current_millis, dq_name
 from dramatiq.encoder import JSONEncoder
 from dramatiq.middleware import AsyncIO, CurrentMessage
 
@@ -53,7 +53,7 @@ from middleware.time_limits import QueueTimeLimit
 from middleware.tracking import Tracking
 from middleware.worker_presence import WorkerPresence
 from queues.connection import as_text, async_redis_client, redis_client
-from queues.dramatiq_keys import acks_key, heartbeats_key
+from queues.dramatiq_keys import acks_key, dead_letters_key, dead_messages_key, heartbeats_key
 from queues.priorities import QueuePriority, all_queue_names, queue_name, queue_timeout
 from queues.redaction import install_token_scrubber
 from queues.runtime import get_alert_store, get_job_store, get_redis
@@ -139,8 +139,7 @@ def trim_dead_letters(broker: Any, queue_names: Iterable[str], now_ms: int | Non
         script = _trim_scripts[broker.client] = broker.client.register_script(_TRIM_DEAD_LETTERS)
     keys = []
     for name in sorted({q.removesuffix(".DQ") for q in queue_names}):
-        dead = f"{broker.namespace}:{xq_name(name)}"
-        keys += [dead, f"{dead}.msgs"]
+        keys += [dead_letters_key(broker.namespace, name), dead_messages_key(broker.namespace, name)]
     cutoff = (now_ms if now_ms is not None else current_millis()) - broker.dead_message_ttl
     return int(script(keys=keys, args=[cutoff, DEAD_LETTER_TRIM_BATCH])) if keys else 0
 

@@ -79,16 +79,20 @@ class BackgroundWork:
 
     async def wait_quiet(self, timeout: float) -> bool:
         """Wait until no update is being served (up to ``timeout`` s); whether none is."""
+        return await self._wait_idle(asyncio.get_running_loop().time() + timeout, stop_when_draining=False)
+
+    async def _wait_idle(self, deadline: float, stop_when_draining: bool) -> bool:
+        """Wait until no update is being served, or (loop time) ``deadline``, or, with
+        ``stop_when_draining``, the drain began; whether no update is being served."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.in_flight > 0:
+        while self.in_flight > 0 and not (stop_when_draining and self._draining):
             left = deadline - loop.time()
             if left <= 0:
                 return False
             self._idle.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), left)
-        return True
+        return self.in_flight == 0
 
     # --- background items ------------------------------------------------------------------
 
@@ -109,14 +113,7 @@ class BackgroundWork:
 
     async def _turn(self, queued_at: float) -> None:
         """Return when no update is being served, or once the item is ``max_delay`` s old."""
-        loop = asyncio.get_running_loop()
-        while self.in_flight > 0 and not self._draining:
-            left = queued_at + self.max_delay - loop.time()
-            if left <= 0:
-                return
-            self._idle.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), left)
+        await self._wait_idle(queued_at + self.max_delay, stop_when_draining=True)
 
     async def _run(self) -> None:
         queue = self._queue

@@ -387,6 +387,13 @@ async def _lookup_text(res: DeliveryResources, result: dict[str, Any], user_id: 
     return f"{text}\n{t('subscribed_in_group', lang)}" if in_group else text
 
 
+async def close_resources() -> None:
+    """Close this event loop's delivery resources (its Redis client and Bot API session)."""
+    res = _resources.pop(asyncio.get_running_loop(), None)
+    if res is not None:
+        await res.close()
+
+
 # Sending -------------------------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,10 +279,14 @@ class BotServices:
             return "kept"
         return await self.starter.attach(job.job_id, job.user_id, chat_id, message_id)
 
-    def in_background(self, coro: Any, what: str) -> None:
-        """Run ``coro`` after the handler returned, off the reply's critical path: once no update
-        is being served, or a second later at the latest (:mod:`bot.background`)."""
-        self.background.add(coro, what)
+    def in_background(self, make: Callable[[], Coroutine[Any, Any, Any]], what: str) -> None:
+        """Run ``make()`` after the handler returned, off the reply's critical path: once no update
+        is being served, or a second later at the latest (:mod:`bot.background`); tried again
+        while Redis is unreachable (:meth:`~bot.background.BackgroundWork.add_retrying`), so
+        ``make()`` must be safe to run twice. What runs here records which message shows a job:
+        dropped, nothing would edit that message afterwards (it would stay "queued" with a Cancel
+        button, the result sent beside it)."""
+        self.background.add_retrying(make, what)
 
     async def drain(self, timeout: float = 5.0, *, stop: bool = False) -> None:
         """Run queued background work now (up to ``timeout`` s); with ``stop`` end the runner too."""

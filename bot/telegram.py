@@ -39,12 +39,11 @@ from aiogram.enums import ParseMode
 from aiogram.exceptions import ClientDecodeError, TelegramRetryAfter, TelegramServerError
 
 from bot.config import BotConfigError, bot_token
-from queues.redaction import TokenScrubFilter, error_text, install_token_scrubber, scrub_bot_token
+from queues.redaction import install_token_scrubber
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BotConfigError", "BotSession", "RetryAfterMiddleware", "TokenScrubFilter", "bot_token", "build_bot",
-           "error_text", "install_token_scrubber", "scrub_bot_token", "wait_out_flood"]
+__all__ = ["BotConfigError", "BotSession", "RetryAfterMiddleware", "bot_token", "build_bot", "wait_out_flood"]
 
 T = TypeVar("T")
 

@@ -386,7 +386,7 @@ def has_figures(player: dict[str, Any]) -> bool:
     the danger score weighs. Without any, their score is the lobby's average by default."""
     form = player.get("form") or {}
     return player.get("elo") is not None or any(form.get(name) is not None
-                                                 for name in ("rating", "kd", "adr", "win_rate"))
+                                                 for name in DANGER_WEIGHTS if name != "elo")
 
 
 def standouts(players: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]:

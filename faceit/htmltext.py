@@ -42,15 +42,15 @@ def fmt_int(value: float | None, lang: str, dash: str = "—") -> str:
 
 
 def fmt_signed(value: float | None, lang: str, digits: int = 0, dash: str = "—") -> str:
-    """``+21`` / ``−29`` (a real minus sign)."""
+    """``+21`` / ``−29`` (a real minus sign); ``0`` for a value that rounds to nothing at
+    ``digits``: ``+0`` or ``−0.00`` would claim a move the figure shown does not make."""
     if value is None:
         return dash
+    shown = round(value, digits)
+    if shown == 0:
+        return "0"
     body = fmt_num(abs(value), lang, digits)
-    if value > 0:
-        return f"+{body}"
-    if value < 0:
-        return f"−{body}"
-    return body
+    return f"+{body}" if shown > 0 else f"−{body}"
 
 
 def fmt_score(scores: Sequence[float | None], lang: str) -> str:

@@ -684,18 +684,10 @@ def _against_before(player: dict[str, Any], period: str, lang: str) -> str:
     if not (earlier["matches"] and player["matches"]):
         return f"\n  {t('before_' + period, lang)}: {count}"
     moved = _minus(player["win_rate"], earlier["win_rate"])
-    rate = (t("win_rate_change", lang).format(change=_change(moved, lang)) if moved is not None
+    rate = (t("win_rate_change", lang).format(change=fmt_signed(moved, lang)) if moved is not None
             else f"{t('win_rate', lang)} —")
-    kd = _change(_minus(player["kd"], earlier["kd"]), lang, 2)
+    kd = fmt_signed(_minus(player["kd"], earlier["kd"]), lang, 2)
     return f"\n  {t('compared_' + period, lang)} ({count}): {rate}, K/D {kd}"
-
-
-def _change(value: float | None, lang: str, digits: int = 0) -> str:
-    """A difference signed (``+35``, ``−0.12``), and ``0`` when it rounds to nothing: ``+0`` or
-    ``−0.00`` claimed a move the figures shown do not make."""
-    if value is not None and round(value, digits) == 0:
-        return "0"
-    return fmt_signed(value, lang, digits)
 
 
 def _minus(a: float | None, b: float | None) -> float | None:

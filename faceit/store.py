@@ -200,13 +200,14 @@ class FaceitStore:
                 for pid, nick in sorted(subs.items(), key=lambda kv: kv[1].lower())]
 
     async def all_subscribed_players(self) -> dict[str, str]:
-        """Every followed player id → a nickname (as one of its followers saved it).
+        """Every followed player id → a nickname (as one of its followers saved it):
+        :meth:`watched_players` with nobody passed over.
 
-        In a few round trips however many players are followed (monitoring reads this every
-        run): each player's followers, then the first follower's saved nickname, each step one
-        pipeline per :data:`READ_BATCH` players; the next followers are asked only where the
-        first one's entry is gone (a race with ``/unsubscribe``)."""
-        return await self._named(await self._followers_of(sorted(await self.redis.smembers(self.keys.subscribed_players()))))
+        In a few round trips however many players are followed: each player's followers, then the
+        first follower's saved nickname, each step one pipeline per :data:`READ_BATCH` players; the
+        next followers are asked only where the first one's entry is gone (a race with
+        ``/unsubscribe``)."""
+        return await self.watched_players(set())
 
     async def watched_players(self, inactive: set[int], *, drop_idle_marks: bool = False) -> dict[str, str]:
         """:meth:`all_subscribed_players` without the players whose every follower is in

@@ -351,7 +351,7 @@ class QueueManager:
         if outcome == "missing":
             raise UnknownJobError(f"no job {job_id}")
         if outcome == "canceled" and waits and tell:
-            self._tell_canceled(job_id)
+            self.tell_ended(job_id)
         return outcome
 
     def cancel_dropped(self, job_ids: list[str]) -> int:
@@ -362,20 +362,22 @@ class QueueManager:
             outcome, waits = self.jobs.cancel(job_id)
             if outcome == "canceled":
                 if waits:
-                    self._tell_canceled(job_id)
+                    self.tell_ended(job_id)
                 canceled += 1
         return canceled
 
-    def _tell_canceled(self, job_id: str) -> None:
-        """A job canceled before it ran is told to whoever waits for it now: its message may sit
-        in a backlog, or wait for a retry up to 90 s, and the users saw "queued" (or "trying
-        again in 90 s") with a Cancel button until it came up. The delivery is idempotent: when
-        the message comes up and is skipped, the delivery it triggers sends nothing twice."""
+    def tell_ended(self, job_id: str) -> None:
+        """A job ended before it ran (canceled; failed as orphaned by the monitor) is told to
+        whoever waits for it now: its message may sit in a backlog, wait for a retry up to 90 s,
+        or never come, and the users saw "queued" (or "trying again in 90 s") with a Cancel
+        button. The delivery is idempotent: when a message comes up and is skipped, the delivery
+        it triggers sends nothing twice."""
         try:
             self.broker.enqueue(delivery_message(job_id, queue_name(QueuePriority.HIGH, self.settings)))
-        except Exception as exc:  # the skipped message's own delivery still tells them, later
-            logger.warning("job %s: canceled; its requesters are told when its message comes up (%s)", job_id,
+        except Exception as exc:  # a canceled job's skipped message still tells them, later
+            logger.warning("job %s: ended before it ran; its requesters are not told now (%s)", job_id,
                            type(exc).__name__)
+
     def requeue_failed(self, queue: str | None = None, job_id: str | None = None, *,
                        include_canceled: bool = False, limit: int = 1000) -> RequeuedJobs:
         """Send failed jobs (one, those of a queue, or all) again with fresh counters.

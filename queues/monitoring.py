@@ -55,8 +55,9 @@ from queues.alert_rules import (
     undecided,
 )
 from queues.alerts import Alert, AlertStore
+from queues.connection import as_text
 from queues.dramatiq_keys import messages_key, queue_key
-from queues.jobstore import JobStore
+from queues.jobstore import JobRecord, JobStore
 from queues.priorities import all_queue_names, priority_of_queue
 from queues.runtime import get_alert_store, get_job_store, get_redis
 from settings import Settings, get_settings
@@ -132,6 +133,8 @@ ORPHAN_SCAN = 200
 #: A Redis queue whose message hash (waiting, delayed or running) is larger is not looked
 #: through for a job's message: its overdue records are left alone that tick.
 ORPHAN_MESSAGES_READ = 20000
+#: Seconds between two orphan sweeps of one monitor.
+ORPHAN_SWEEP_INTERVAL = 60.0
 
 
 class QueueMonitor:
@@ -170,6 +173,7 @@ class QueueMonitor:
         self._unlogged: list[Alert] = []  # sent directly, still to be written to the alert log
         self._lock = threading.Lock()
         self.ticks = 0
+        self._orphans_swept_at = float("-inf")  # time.monotonic() of the last orphan sweep
 
     async def initialize(self) -> bool:
         """Check that Redis answers (logged, not raised: the monitor reports Redis trouble)."""
@@ -574,9 +578,14 @@ class QueueMonitor:
         broker only: RabbitMQ's queues cannot be looked through, and a due retry held in a busy
         worker's memory (every thread on a long bulk job) looks just like a lost one there; its
         publishes wait for the server's confirm instead (``actors.broker``). The oldest
-        :data:`ORPHAN_SCAN` ids per status are read. Errors are logged, not raised: the next tick
-        tries again.
+        :data:`ORPHAN_SCAN` ids per status are read, at most once every
+        :data:`ORPHAN_SWEEP_INTERVAL` seconds (a queue's messages may be read whole, and nothing is
+        failed before ten minutes anyway). Errors are logged, not raised: the next sweep tries again.
         """
+        now = time.monotonic()
+        if now - self._orphans_swept_at < ORPHAN_SWEEP_INTERVAL:
+            return {"failed": 0, "skipped": True}
+        self._orphans_swept_at = now
         try:
             return self._fail_orphans(snap)
         except redis.RedisError as exc:
@@ -592,8 +601,8 @@ class QueueMonitor:
         ids = []
         for status in ("queued", "retrying"):
             ids += self.client.zrange(self.jobs.index_key("status", status), 0, ORPHAN_SCAN - 1)
-        overdue = []
-        for record in self.jobs.get_many([i.decode() if isinstance(i, bytes) else str(i) for i in ids]):
+        overdue: list[tuple[JobRecord, float]] = []  # each with when it was due
+        for record in self.jobs.get_many([as_text(i) for i in ids]):
             if record is None:
                 continue
             if record.status == "retrying":
@@ -604,14 +613,15 @@ class QueueMonitor:
             else:
                 continue
             if due is not None and due < now - ORPHAN_GRACE:
-                overdue.append(record)
+                overdue.append((record, due))
         if not overdue:
             return {"failed": 0}
-        live = self._live_message_ids({r.queue for r in overdue})
-        orphans = [r for r in overdue if live.get(r.queue) is not None and r.id not in live[r.queue]]
+        live = self._live_message_ids({r.queue for r, _ in overdue})
         failed, told = [], []
-        for record in orphans:
-            waited = round(now - (record.retry_at or record.enqueued_at or now))
+        for record, due in overdue:
+            if live.get(record.queue) is None or record.id in live[record.queue]:
+                continue  # its message is there (or its queue could not be read): not an orphan
+            waited = round(now - due)
             outcome, waits = self.jobs.fail_orphaned(
                 record, f"its {record.status} record had no message to start it for {waited} s (lost publish)")
             if outcome == "failed":
@@ -664,15 +674,11 @@ class QueueMonitor:
         """Send the delivery of each failed orphan, so its users see the failure, not "queued"."""
         if not job_ids:
             return
-        try:
-            from queues.manager import QueueManager, delivery_message
-            from queues.priorities import QueuePriority, queue_name
+        from queues.manager import QueueManager
 
-            manager = QueueManager(self.settings)
-            for job_id in job_ids:
-                manager.broker.enqueue(delivery_message(job_id, queue_name(QueuePriority.HIGH, self.settings)))
-        except Exception as exc:  # the record is failed: /status shows it even untold
-            logger.warning("monitor: orphaned jobs failed, their users not told (%s)", type(exc).__name__)
+        manager = QueueManager(self.settings)
+        for job_id in job_ids:
+            manager.tell_ended(job_id)  # (a failure is logged: /status shows the job failed, untold)
 
     # --- reading (dashboard, admin) -----------------------------------------------------------
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
@@ -40,7 +38,7 @@ def requester_of(message: Message, lang: str) -> Requester:
 async def reply_started(message: Message, job: StartedJob, lang: str, services: BotServices) -> None:
     """Answer at once with the job id and its place in the queue (with a Cancel button); then, off
     the critical path, record that message so progress edits and the result land in it (tried
-    again while Redis is unreachable, :func:`_until_recorded`). A user
+    again while Redis is unreachable, :meth:`BotServices.in_background`). A user
     asking again for a job a message of theirs already shows is pointed at that message instead;
     so is a group member asking for what a message in the group already shows (one copy of the
     result per group, not one per member).
@@ -53,7 +51,7 @@ async def reply_started(message: Message, job: StartedJob, lang: str, services: 
         # (progress, result, Cancel): this answer only points at it, so no message is left behind
         # at a stale progress line. Nothing of theirs was started: any reservation goes back
         # (queued first, so a failed answer does not keep it).
-        _until_recorded(services, lambda: services.confirm(job, message.chat.id, None),
+        services.in_background(lambda: services.confirm(job, message.chat.id, None),
                         f"job {job.job_id}: already shown")
         done = job.status == "succeeded"
         if job.shown_here is not None:
@@ -70,20 +68,11 @@ async def reply_started(message: Message, job: StartedJob, lang: str, services: 
         # No answer (a flooded group gives it up): the job runs all the same, and its result comes
         # as a message of its own. Its limit reservation still becomes the job, or the job would
         # stop counting against the user's active jobs once the reservation expired.
-        _until_recorded(services, lambda: services.confirm(job, message.chat.id, None),
+        services.in_background(lambda: services.confirm(job, message.chat.id, None),
                         f"job {job.job_id}: unanswered")
         raise
-    _until_recorded(services, lambda: _record_answer(bot, services, job, message.chat.id, message_id),
+    services.in_background(lambda: _record_answer(bot, services, job, message.chat.id, message_id),
                     f"job {job.job_id}: attach")
-
-
-def _until_recorded(services: BotServices, make: Callable[[], Coroutine[Any, Any, Any]], what: str) -> None:
-    """Run ``make()`` in the background (off the reply's critical path), tried again while Redis is
-    unreachable (:meth:`bot.background.BackgroundWork.add_retrying`): dropped, the answer would
-    never be recorded as the job's message, and nothing edits it afterwards (it would stay
-    "queued" with a Cancel button, the result sent beside it). Each is safe to run twice: the
-    reservation's commit or release and the attach write the same again."""
-    services.background.add_retrying(make, what)
 
 
 def _elsewhere(job: StartedJob, message: Message) -> str | None:

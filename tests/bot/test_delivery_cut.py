@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import struct
 import time
-import zlib
 from typing import Any
 
 import aiohttp
@@ -24,18 +22,10 @@ from aiohttp import web
 
 from sandbox.telegram_api import SANDBOX_BOT_TOKEN
 from tests.bot.conftest import new_user
+from tests.support.png import make_png
 from tests.support.redis_server import free_port
 
 HOLD = 1.0  # seconds Telegram's answer to sendPhoto is held back
-
-
-def tiny_png() -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    pixels = zlib.compress(b"\x00\xff\x00\x00" * 1)  # one red pixel, filter byte 0
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
 
 
 class SlowAnswerProxy:
@@ -94,9 +84,7 @@ async def proxy(telegram_sandbox, monkeypatch):
     monkeypatch.setenv("TELEGRAM_GLOBAL_RATE", "200")
     get_settings.cache_clear()
     yield running
-    res = delivery._resources.pop(asyncio.get_running_loop(), None)
-    if res is not None:
-        await res.close()
+    await delivery.close_resources()
     await running.close()
     monkeypatch.undo()
     get_settings.cache_clear()
@@ -106,7 +94,7 @@ async def _succeeded_job(res: Any, user: int, message_id: int) -> str:
     job_id = f"cut-{user}"
     result = {"kind": "match_analysis",
               "texts": {"en": ["<b>Match analysis</b>: first part", "second part of the analysis"]},
-              "photos": [{"png_b64": base64.b64encode(tiny_png()).decode(), "caption": {"en": "the chart"}}]}
+              "photos": [{"png_b64": base64.b64encode(make_png(1, 1)).decode(), "caption": {"en": "the chart"}}]}
     now = time.time()
     await res.redis.hset(res.job_key(job_id), mapping={
         "status": "succeeded", "actor": "match_analysis", "queue": "default",

@@ -259,3 +259,13 @@ async def test_a_users_summary_says_its_dates_in_the_zone_their_actor_reads(face
     assert tokyo != render.day_label(day.timestamp(), "en")
     assert f"since {tokyo})" in report["texts"]["en"][0]
     assert report["data"]["time_zone"] == "Asia/Tokyo"
+
+
+def test_every_signed_figure_that_rounds_to_nothing_reads_0() -> None:
+    """The rule lives in ``fmt_signed``, for every caller: the player report's trend line printed
+    "rating +0.00" and "ADR −0.0" for a move smaller than its last digit."""
+    from faceit.htmltext import fmt_signed
+
+    assert fmt_signed(0.004, "en", 2) == "0" and fmt_signed(-0.04, "ru", 1) == "0"
+    assert fmt_signed(0.006, "en", 2) == "+0.01" and fmt_signed(-0.05, "ru", 1) == "−0,1"
+    assert fmt_signed(0, "en") == "0" and fmt_signed(None, "en") == "—"

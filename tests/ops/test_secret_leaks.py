@@ -109,7 +109,7 @@ def test_the_log_filter_masks_a_token_cut_short_and_the_token_in_a_traceback():
     """The second line of defence, for log lines that cut an error's text themselves."""
     import io
 
-    from bot.telegram import TokenScrubFilter
+    from queues.redaction import TokenScrubFilter
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

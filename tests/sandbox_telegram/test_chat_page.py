@@ -10,7 +10,8 @@ import aiohttp
 from aiogram import Bot
 from aiogram.types import BufferedInputFile
 
-from tests.sandbox_telegram.conftest import BOT_TOKEN, make_png
+from tests.sandbox_telegram.conftest import BOT_TOKEN
+from tests.support.png import make_png
 from tests.support.telegram_sandbox import TelegramSandbox
 
 USER = 9001

@@ -14,7 +14,8 @@ from aiogram.types import (
     InlineKeyboardMarkup,
 )
 
-from tests.sandbox_telegram.conftest import BOT_TOKEN, make_png
+from tests.sandbox_telegram.conftest import BOT_TOKEN
+from tests.support.png import make_png
 from tests.support.telegram_sandbox import TelegramSandbox
 
 CHAT = 5001

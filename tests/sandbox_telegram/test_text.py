@@ -6,7 +6,7 @@ import pytest
 
 from sandbox.telegram_media import sniff_image
 from sandbox.telegram_text import EntityParseError, parse_html, user_text_entities, utf16_len
-from tests.sandbox_telegram.conftest import make_png
+from tests.support.png import make_png
 
 
 def test_nested_tags_and_named_and_numeric_entities() -> None:
