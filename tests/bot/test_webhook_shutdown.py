@@ -66,3 +66,4 @@ async def test_a_stopping_webhook_serves_what_it_answered_and_takes_nothing_more
     finally:
         await runner.cleanup()
         await bot.session.close()
+    assert served == ["answered before the stop"]  # the refused update was never served either
