@@ -72,6 +72,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bot.timezones import EAST_END, WEST_END, zone_of
 from queues.jobstore import REDELIVERY_WINDOW as _OWED_WINDOW
 from queues.redaction import error_text, install_token_scrubber
+from queues.waitfor import keep_cancellations
 from settings import Settings, load_settings_or_exit
 
 logger = logging.getLogger("scheduler")
@@ -725,6 +726,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_cancellations()  # a cancel landing while a Redis command is sent is not lost (queues.waitfor)
     parser = argparse.ArgumentParser(description="Run the FACEIT bot's scheduler (one leader at a time).")
     parser.add_argument("--log-level", default=None, help=f"{', '.join(LOG_LEVELS)} (default LOG_LEVEL)")
     args = parser.parse_args(argv)

@@ -58,6 +58,7 @@ from queues.priorities import QueuePriority, all_queue_names, queue_name, queue_
 from queues.redaction import install_token_scrubber
 from queues.runtime import get_alert_store, get_job_store, get_redis
 from queues.sentry import init_sentry
+from queues.waitfor import keep_cancellations
 from queues.workers import WorkerRegistry
 from settings import Settings
 
@@ -310,6 +311,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     token = getattr(settings, "telegram_bot_token", None)  # workers deliver results: they hold it
     install_token_scrubber(token.get_secret_value() if token is not None else "")
     quiet_retried_errors()
+    keep_cancellations()  # a job's cancel or time limit landing while a Redis command is sent is not lost
     init_sentry(settings, "worker")
     import faceit.context
 

@@ -52,6 +52,7 @@ from bot.startup import TelegramUnavailable, check_telegram, set_webhook, wait_f
 from bot.telegram import build_bot
 from queues.redaction import error_text
 from queues.sentry import init_sentry
+from queues.waitfor import keep_cancellations
 
 logger = logging.getLogger("bot")
 
@@ -214,9 +215,11 @@ async def run(settings: Any) -> None:
 
 def init_process(settings: Any) -> None:
     """Logging, and Sentry tagged ``role=bot``: before anything imports the actors, whose broker
-    initialises Sentry too (the first role wins, so the bot's errors are not filed as a worker's)."""
+    initialises Sentry too (the first role wins, so the bot's errors are not filed as a worker's).
+    And ``asyncio.wait_for`` that never loses a cancellation (:mod:`queues.waitfor`)."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     init_sentry(settings, "bot")
+    keep_cancellations()  # a cancel landing while a Redis command is sent is not lost (queues.waitfor)
 
 
 def main(settings: Any = None) -> None:

@@ -16,6 +16,7 @@ from aiohttp import web
 from dashboard.app import create_app
 from dashboard.security import StartupRefused
 from queues.sentry import init_sentry
+from queues.waitfor import keep_cancellations
 from settings import load_settings_or_exit
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'  # no headers: credentials never reach the log
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     init_sentry(settings, "dashboard")  # before the actors are imported: their broker would say "worker"
+    keep_cancellations()  # a cancel landing while a Redis command is sent is not lost (queues.waitfor)
     if not settings.queue_dashboard_enabled:
         logging.getLogger("dashboard").warning("the dashboard is disabled (QUEUE_DASHBOARD_ENABLED=false)")
         return 0

@@ -17,11 +17,15 @@ from pathlib import Path
 import pytest
 import redis
 
+from queues.waitfor import keep_cancellations
 from tests.support.redis_server import RedisServer
 from tests.support.workers import WorkerPool, pause_module_pools
 
 # On a timeout, the report shows where each asyncio task of the hung test waited.
 pytest_plugins = ["tests.support.timeout_tasks"]
+
+# As every process of ours does at start: a cancel landing while a Redis command is sent is not lost.
+keep_cancellations()
 
 # Scaled-down timing for every process a test starts (workers inherit os.environ).
 SCALED_ENV = {

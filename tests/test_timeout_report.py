@@ -17,7 +17,10 @@ async def test_hangs():
     async def waits_for_a_lock_nobody_releases():
         await asyncio.Event().wait()
 
-    task = asyncio.ensure_future(waits_for_a_lock_nobody_releases())
+    async def fetches():
+        await waits_for_a_lock_nobody_releases()
+
+    task = asyncio.ensure_future(fetches())
     task.set_name("the-stuck-fetch")
     await task
 '''
@@ -34,4 +37,6 @@ def test_a_timed_out_async_test_reports_each_tasks_stack(tmp_path: Path) -> None
     assert run.returncode == 1, run.stdout[-2000:]
     assert "Timeout (>1.0s)" in run.stdout
     assert "asyncio the-stuck-fetch" in run.stdout, run.stdout[-3000:]  # the task, by name
-    assert "in waits_for_a_lock_nobody_releases" in run.stdout  # and the await it hung in
+    assert "in fetches" in run.stdout  # and the await it hung in, down the chain of awaits:
+    assert "in waits_for_a_lock_nobody_releases" in run.stdout  # asyncio's own stack stops at the task's coroutine
+    assert "in wait\n  waits on FutureIter" in run.stdout  # Event.wait, on its future

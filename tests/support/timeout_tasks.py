@@ -3,7 +3,9 @@
 pytest-timeout's report shows each thread's stack. An async test that hangs shows only its
 event loop asleep in ``select``, which says nothing of the ``await`` that never returned. This
 adds every task of the running loop, with its stack, to that report, so a hang that happened
-once in CI can be read from the CI log instead of being guessed at. This works with
+once in CI can be read from the CI log instead of being guessed at. A task's own stack is only
+its outermost coroutine's frame (asyncio keeps no more), so each task also gets the chain of
+awaits from that coroutine down to what the innermost one waits on. This works with
 pytest-timeout's ``signal`` method (its default here): its handler runs on the test's own thread,
 inside the running loop; with the ``thread`` method there is no loop to read, and the report is
 pytest-timeout's alone.
@@ -33,6 +35,27 @@ def dump_stacks_and_tasks(terminal: Any) -> None:
         task.print_stack(limit=30, file=stack)
         terminal.sep("~", title=f"asyncio {task.get_name()} ({task.get_coro()!r:.80})")
         terminal.write(stack.getvalue())
+        chain = await_chain(task.get_coro())
+        if chain:
+            terminal.write("Awaiting (outermost first):\n" + "\n".join(chain) + "\n")
+
+
+def await_chain(coro: Any, limit: int = 60) -> list[str]:
+    """Where ``coro`` waits: one line per coroutine (or generator) it awaits through, outermost
+    first, then what the innermost one waits on (a future, say)."""
+    lines: list[str] = []
+    while coro is not None and len(lines) < limit:
+        frame = next((getattr(coro, name) for name in ("cr_frame", "gi_frame", "ag_frame")
+                      if getattr(coro, name, None) is not None), None)
+        if frame is None:  # not a coroutine: what the chain ends in
+            lines.append(f"  waits on {type(coro).__name__} (a future's wait: the task's wait_for above)"
+                         if type(coro).__name__ == "FutureIter" else f"  waits on {coro!r:.200}")
+            break
+        code = frame.f_code
+        lines.append(f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}')
+        coro = next((getattr(coro, name) for name in ("cr_await", "gi_yieldfrom", "ag_await")
+                     if getattr(coro, name, None) is not None), None)
+    return lines
 
 
 _original_dump_stacks: Any = None
