@@ -20,6 +20,10 @@ Then ``--solo`` more users ask one at a time, for the latency without a burst ar
 first reply, so the figure shows what the sandbox and the simulated users on the same cores leave
 of the target (no job is made: no final results, and the workers stay idle).
 
+``--services`` runs :mod:`bench.services_bot` in place of the bot: our services' work for each
+``/analyze`` (language, limits, job start, the queued line, the answer recorded) without aiogram,
+every start of a burst at once: the best a first reply outside aiogram could do with our job model.
+
 ``--cpu-window`` also reads each process's CPU time every 2 ms and prints what each used from
 the burst's first message to its last first reply, from Linux's nanosecond counters (the CPU line above it reads psutil's
 10 ms ticks at the 0.2 s polls, so it holds what followed too). The reading costs CPU on the same
@@ -355,8 +359,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="also print each process's CPU time within the burst (first message to last first "
                              "reply), read every 2 ms: the reading costs CPU here, so such a run's latencies are "
                              "not the reference")
-    parser.add_argument("--floor", action="store_true",
-                        help="run bench.floor_bot instead of the bot: what the machine leaves of the target")
+    yardstick = parser.add_mutually_exclusive_group()
+    yardstick.add_argument("--floor", action="store_true",
+                           help="run bench.floor_bot instead of the bot: what the machine leaves of the target")
+    yardstick.add_argument("--services", action="store_true",
+                           help="run bench.services_bot instead of the bot: our services' work without aiogram")
     args = parser.parse_args(argv)
 
     logs = ROOT / "bench" / "results" / "bot_ack-logs"
@@ -395,7 +402,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         pool = WorkerPool(queues=["high", "default", "low"], processes=args.processes, threads=args.threads,
                           modules=(), env={**env, "dramatiq_worker_timeout": "100"},
                           log_path=logs / "workers.log").start(wait=False)
-        bot_module = "bench.floor_bot" if args.floor else "bot"
+        bot_module = "bench.floor_bot" if args.floor else "bench.services_bot" if args.services else "bot"
         bot = _start([sys.executable, "-m", bot_module], {**env, "LOG_LEVEL": "INFO"}, logs / "bot.log")
         procs.append(bot)
         _wait(lambda: "Run polling" in (logs / "bot.log").read_text(errors="replace"), "the bot", 90)
@@ -474,7 +481,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"first reply, one user at a time, p50: {figures['solo_first_reply_ms']['p50']:.1f} ms")
         print(f"first reply, one user at a time, p99: {figures['solo_first_reply_ms']['p99']:.1f} ms")
     print(f"missing: first reply {figures['missing']['first_reply']}, final result {figures['missing']['final_result']}")
-    path = write_results("bot_ack_floor" if args.floor else "bot_ack", figures)
+    path = write_results("bot_ack_floor" if args.floor else "bot_ack_services" if args.services else "bot_ack", figures)
     print(f"results: {path.relative_to(ROOT)}")
     return figures
 
