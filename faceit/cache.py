@@ -19,9 +19,11 @@ process that gets it anyway (the leader gave up as it joined) fetches itself.
 
 Across processes (the interactive analyses and the bulks run in different workers) the lock of a
 fetch that low work leads says so (its token starts with ``low:``). An interactive caller waiting
-on such a lock asks for it (``<lock>:wanted`` holds that token for ``lock_ttl``), and the leader,
-which looks for it each time it renews its lock (every second while its fetch is low), raises its
-fetch as an in-process joiner would: the user waits for one interactive call, not for the bulk.
+on such a lock asks for it (``<lock>:wanted`` holds that token for ``lock_ttl``), and the leader
+raises its fetch as an in-process joiner would: the user waits for one interactive call, not for
+the bulk. The low fetches of a process are watched together: once a second one ``MGET`` reads the
+``wanted`` key of every one of them (a bulk has hundreds waiting in the low lane; each looking for
+itself made as many Redis calls a second).
 A leader that is cancelled is no failure of the key either: its joiners fetch again themselves.
 
 Values are JSON; every key is written with a TTL.
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import time
@@ -93,8 +96,8 @@ return 1
 
 #: How a lock's token says that low work leads its fetch.
 LOW_TOKEN_PREFIX = "low:"
-#: Seconds between two looks for ``wanted``: by a low leader (while its fetch is low), and
-#: between two asks of a waiting interactive caller. One Redis call per fetch and second at most.
+#: Seconds between two looks for ``wanted``: at the low fetches a process leads (one ``MGET`` for
+#: all of them), and between two asks of a waiting interactive caller (one call per waiter).
 WANTED_POLL = 1.0
 
 _ERRORS: dict[str, type[errors.FaceitBotError]] = {
@@ -154,6 +157,10 @@ class SingleFlightCache:
         self._release = redis.register_script(_RELEASE)
         self._renew = redis.register_script(_RENEW)
         self._held = redis.register_script(_HELD)
+        # The low fetches this process leads, watched for a waiting interactive caller: lock → (its
+        # token, the fetch's LowPriority); and the one task that watches them while there are any.
+        self._low_leads: dict[str, tuple[str, LowPriority]] = {}
+        self._watcher: asyncio.Task[None] | None = None
 
     async def peek(self, key: str) -> tuple[bool, Any]:
         """(hit, value) without fetching; raises a remembered failure."""
@@ -242,6 +249,8 @@ class SingleFlightCache:
     async def _lead(self, key: str, lock: str, token: str, fetch: Fetch, ttl_for: TtlFor,
                     low: LowPriority | None = None) -> Any:
         renewer = asyncio.create_task(self._keep_lock(lock, token, low))
+        if low is not None:
+            self._watch_low_lead(lock, token, low)
         try:
             value = await fetch()
         except errors.LowPriorityBudgetExhaustedError:
@@ -260,6 +269,8 @@ class SingleFlightCache:
             raise
         finally:
             renewer.cancel()
+            if self._low_leads.get(lock, ("", None))[0] == token:
+                del self._low_leads[lock]
         payload = json.dumps(value, separators=(",", ":"))
         await self._store(
             keys=[key, lock, self.keys.failure(key)], args=[payload, max(1, int(ttl_for(value))), token]
@@ -267,13 +278,12 @@ class SingleFlightCache:
         return value
 
     async def _keep_lock(self, lock: str, token: str, low: LowPriority | None = None) -> None:
-        """Renew the lock every ``lock_ttl / 3``; a low fetch (``low``, this fetch's own) also
-        looks each :data:`WANTED_POLL` for an interactive caller of another process waiting on
-        it, and is raised then."""
+        """Renew the lock every ``lock_ttl / 3``. The renewal also says whether an interactive
+        caller of another process waits on a low fetch (``low``, its own), which is raised then;
+        between renewals :meth:`_watch_wanted` looks for such callers each :data:`WANTED_POLL`."""
         interval = self.lock_ttl / 3
         while True:
-            watching = low is not None and not low.raised
-            await asyncio.sleep(min(interval, WANTED_POLL) if watching else interval)
+            await asyncio.sleep(interval)
             try:
                 held = await self._renew(keys=[lock, _wanted(lock)], args=[token, int(self.lock_ttl * 1000)])
             except Exception:  # the fetch itself will report Redis trouble
@@ -282,6 +292,35 @@ class SingleFlightCache:
             if int(held or 0) == 2 and low is not None and not low.raised:
                 log.debug("single-flight %s: an interactive caller of another process waits: raised", lock)
                 low.promote()
+
+    def _watch_low_lead(self, lock: str, token: str, low: LowPriority) -> None:
+        """Have :meth:`_watch_wanted` look after this low fetch until it ends (its lead removes it)."""
+        self._low_leads[lock] = (token, low)
+        if self._watcher is None or self._watcher.done():
+            # A context of its own: it outlives the job whose fetch started it (and its log context).
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_wanted(), context=contextvars.Context())
+
+    async def _watch_wanted(self) -> None:
+        """Each :data:`WANTED_POLL` while this process leads low fetches: one ``MGET`` of their
+        ``wanted`` keys, and each fetch an interactive caller of another process waits on is
+        raised. Ends when none is left (the next low lead starts it again)."""
+        while self._low_leads:
+            await asyncio.sleep(WANTED_POLL)
+            watched = [(lock, token, low) for lock, (token, low) in self._low_leads.items() if not low.raised]
+            for lock, (_, low) in list(self._low_leads.items()):
+                if low.raised:  # raised by a joiner meanwhile: nothing left to watch for
+                    del self._low_leads[lock]
+            if not watched:
+                continue
+            try:
+                asked = await self.redis.mget([_wanted(lock) for lock, _, _ in watched])
+            except Exception as exc:  # Redis trouble: the fetches report it themselves; look again later
+                log.debug("could not read the wanted keys of %d low fetches: %s", len(watched), type(exc).__name__)
+                continue
+            for (lock, token, low), value in zip(watched, asked, strict=True):
+                if (value.decode() if isinstance(value, bytes) else value) == token and not low.raised:
+                    log.debug("single-flight %s: an interactive caller of another process waits: raised", lock)
+                    low.promote()
 
     async def _wait_unlocked(self, lock: str, deadline: float) -> None:
         """Wait for ``lock`` to go. An interactive caller (this fetch is not low) asks a low
