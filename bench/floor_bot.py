@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
+from queues.waitfor import keep_cancellations
 from settings import get_settings
 
 logger = logging.getLogger("bench.floor_bot")
@@ -86,6 +87,7 @@ async def serve(api: str, redis_url: str) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    keep_cancellations()  # as the bot's start (bot.app.init_process): Redis commands sent the same way
     api = f"{os.environ['TELEGRAM_API_URL'].rstrip('/')}/bot{os.environ['TELEGRAM_BOT_TOKEN']}"
     try:
         asyncio.run(serve(api, os.environ["REDIS_URL"]))

@@ -35,6 +35,7 @@ from bot.services import BotServices, Requester
 from bot.texts import LANGS, normalize_lang
 from bot.views import cancel_keyboard, queued_text
 from faceit.links import parse_match_ref
+from queues.waitfor import keep_cancellations
 from settings import get_settings
 
 logger = logging.getLogger("bench.services_bot")
@@ -54,6 +55,13 @@ async def serve(api: str) -> None:
     async with aiohttp.ClientSession() as http:
 
         async def answer(message: dict[str, Any]) -> None:
+            services.background.update_started()  # as the bot's InFlightMiddleware: background work
+            try:  # (recording the answers) waits until the burst's updates are served
+                await serve_one(message)
+            finally:
+                services.background.update_finished()
+
+        async def serve_one(message: dict[str, Any]) -> None:
             user, chat_id = message["from"], message["chat"]["id"]
             chosen = await services.seen_user(user["id"])
             lang = chosen if chosen in LANGS else normalize_lang(user.get("language_code"))
@@ -86,6 +94,7 @@ async def serve(api: str) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    keep_cancellations()  # as the bot's start (bot.app.init_process): Redis commands sent the same way
     api = f"{os.environ['TELEGRAM_API_URL'].rstrip('/')}/bot{os.environ['TELEGRAM_BOT_TOKEN']}"
     try:
         asyncio.run(serve(api))

@@ -162,6 +162,13 @@ class SingleFlightCache:
         self._low_leads: dict[str, tuple[str, LowPriority]] = {}
         self._watcher: asyncio.Task[None] | None = None
 
+    async def close(self) -> None:
+        """Stop watching the low fetches (before the Redis client closes). The watcher is only
+        cancelled, not awaited: a wait here could swallow a cancel of the caller's own."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+
     async def peek(self, key: str) -> tuple[bool, Any]:
         """(hit, value) without fetching; raises a remembered failure."""
         value, failure = await self.redis.mget(key, self.keys.failure(key))
@@ -278,9 +285,10 @@ class SingleFlightCache:
         return value
 
     async def _keep_lock(self, lock: str, token: str, low: LowPriority | None = None) -> None:
-        """Renew the lock every ``lock_ttl / 3``. The renewal also says whether an interactive
-        caller of another process waits on a low fetch (``low``, its own), which is raised then;
-        between renewals :meth:`_watch_wanted` looks for such callers each :data:`WANTED_POLL`."""
+        """Renew the lock every ``lock_ttl / 3``. :meth:`_watch_wanted` looks each
+        :data:`WANTED_POLL` for an interactive caller of another process waiting on a low fetch
+        (``low``, its own); the renewal says so too, and raises it then: the fallback should the
+        watcher be gone (cancelled with its loop's work)."""
         interval = self.lock_ttl / 3
         while True:
             await asyncio.sleep(interval)

@@ -159,6 +159,7 @@ class FaceitClient:
         )
 
     async def close(self) -> None:
+        await self.cache.close()
         if self._session is not None:
             await self._session.close()
             self._session = None

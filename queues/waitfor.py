@@ -27,15 +27,20 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_STANDARD_WAIT_FOR = asyncio.wait_for
-
 
 async def wait_for(fut: Awaitable[T], timeout: float | None) -> T:
     """Wait for ``fut`` at most ``timeout`` seconds (None: no limit), then cancel it and raise
     ``TimeoutError``; cancelling the caller cancels ``fut``, and is never lost. Python 3.12's
     ``asyncio.wait_for``: a coroutine runs in the caller's task, under ``asyncio.timeout``."""
-    if timeout is not None and timeout <= 0:  # no time at all: as the standard one (its result if done)
-        return await _STANDARD_WAIT_FOR(fut, timeout)
+    if timeout is not None and timeout <= 0:  # no time at all: its result if it is done, else cancelled
+        task = asyncio.ensure_future(fut)
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+        try:
+            return task.result()
+        except asyncio.CancelledError as exc:
+            raise TimeoutError from exc
     async with asyncio.timeout(timeout):
         return await fut
 

@@ -37,6 +37,7 @@ def test_a_timed_out_async_test_reports_each_tasks_stack(tmp_path: Path) -> None
     assert run.returncode == 1, run.stdout[-2000:]
     assert "Timeout (>1.0s)" in run.stdout
     assert "asyncio the-stuck-fetch" in run.stdout, run.stdout[-3000:]  # the task, by name
-    assert "in fetches" in run.stdout  # and the await it hung in, down the chain of awaits:
-    assert "in waits_for_a_lock_nobody_releases" in run.stdout  # asyncio's own stack stops at the task's coroutine
+    # and the await it hung in, down the chain of awaits (asyncio's own stack stops at the task's
+    # coroutine, ``fetches``):
+    assert "in waits_for_a_lock_nobody_releases" in run.stdout
     assert "in wait\n  waits on FutureIter" in run.stdout  # Event.wait, on its future

@@ -27,11 +27,14 @@ FLIGHTS = 40
 POLL = 0.05  # WANTED_POLL, scaled down from 1 s
 
 
-@pytest.fixture
-async def cache(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SingleFlightCache]:
+@pytest.fixture(params=[True, False], ids=["str replies", "bytes replies"])
+async def cache(request: pytest.FixtureRequest, redis_url: str,
+                monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SingleFlightCache]:
     monkeypatch.setattr(cache_module, "WANTED_POLL", POLL)
-    client = Redis.from_url(redis_url, decode_responses=True)
-    yield SingleFlightCache(client, FaceitKeys("lw:"))
+    client = Redis.from_url(redis_url, decode_responses=request.param)
+    cache = SingleFlightCache(client, FaceitKeys("lw:"), lock_ttl=120.0)  # no renewal within the test
+    yield cache
+    await cache.close()
     await client.aclose()
 
 
@@ -75,3 +78,31 @@ async def test_many_low_fetches_cost_one_call_per_poll_and_a_waited_one_is_still
         results = await asyncio.gather(*fetches)
     assert [r["n"] for r in results] == list(range(FLIGHTS))
     assert raised == [7]
+
+
+async def test_closing_the_client_stops_the_watcher(cache: SingleFlightCache, redis_client: redis.Redis) -> None:
+    """A worker's loop closes its FACEIT client (``FaceitContext.close``): no watcher may go on
+    reading the wanted keys on a closed Redis client, or be left pending on the loop."""
+    keys = FaceitKeys("lw:")
+    release = asyncio.Event()
+
+    async def bulk_get() -> Any:
+        LOW_PRIORITY_WORK.set(LowPriority())
+
+        async def fetch() -> Any:
+            await release.wait()
+            return {}
+
+        return await cache.get(keys.cache("player", "closing"), fetch, lambda _: 60)
+
+    fetch = asyncio.ensure_future(bulk_get())
+    try:
+        redis_client.config_resetstat()
+        await async_wait_until(lambda: _calls(redis_client, "mget") >= 1, "the watcher looking")
+        await cache.close()
+        await asyncio.sleep(0)  # the cancelled watcher finishes on the next turn of the loop
+        assert not [task for task in asyncio.all_tasks() if task.get_coro().__name__ == "_watch_wanted"]
+    finally:
+        release.set()
+        await fetch
+
