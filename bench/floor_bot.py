@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -64,17 +65,7 @@ async def serve(api: str, redis_url: str) -> None:
                 sent = await resp.json()
             logger.info("job %s: queued, message %s", job_id, sent["result"]["message_id"])
 
-        offset = 0
-        logger.info("Run polling")
-        while True:
-            async with http.post(f"{api}/getUpdates", json={"offset": offset, "timeout": 30}) as resp:
-                updates = (await resp.json())["result"]
-            if not updates:
-                continue
-            offset = updates[-1]["update_id"] + 1
-            messages = [u["message"] for u in updates if (u.get("message") or {}).get("text", "").startswith("/analyze")]
-            if not messages:
-                continue
+        async for messages in analyze_messages(http, api):
             job_ids = [str(uuid.uuid4()) for _ in messages]
             args = [value for job_id, message in zip(job_ids, messages, strict=True)
                     for value in (job_id, message["from"]["id"])]
@@ -85,14 +76,36 @@ async def serve(api: str, redis_url: str) -> None:
                 task.add_done_callback(pending.discard)
 
 
-def main() -> None:
+async def analyze_messages(http: aiohttp.ClientSession, api: str) -> AsyncIterator[list[dict[str, Any]]]:
+    """Long-poll ``getUpdates`` as raw JSON; each batch's ``/analyze <match>`` messages (batches with
+    none are skipped). Logs "Run polling" first, the line ``bench.bot_ack`` waits for."""
+    offset = 0
+    logger.info("Run polling")
+    while True:
+        async with http.post(f"{api}/getUpdates", json={"offset": offset, "timeout": 30}) as resp:
+            updates = (await resp.json())["result"]
+        if not updates:
+            continue
+        offset = updates[-1]["update_id"] + 1
+        messages = [u["message"] for u in updates if (u.get("message") or {}).get("text", "").startswith("/analyze ")]
+        if messages:
+            yield messages
+
+
+def run(serve_api: Callable[[str], Awaitable[None]]) -> None:
+    """Log as the bot does and send Redis commands as it does, then ``serve_api(<Bot API base>)``
+    (``TELEGRAM_API_URL``, ``TELEGRAM_BOT_TOKEN``) until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     keep_cancellations()  # as the bot's start (bot.app.init_process): Redis commands sent the same way
     api = f"{os.environ['TELEGRAM_API_URL'].rstrip('/')}/bot{os.environ['TELEGRAM_BOT_TOKEN']}"
     try:
-        asyncio.run(serve(api, os.environ["REDIS_URL"]))
+        asyncio.run(serve_api(api))
     except KeyboardInterrupt:
         pass
+
+
+def main() -> None:
+    run(lambda api: serve(api, os.environ["REDIS_URL"]))
 
 
 if __name__ == "__main__":

@@ -24,18 +24,17 @@ import asyncio
 import gc
 import json
 import logging
-import os
 from typing import Any
 
 import aiohttp
 
+from bench.floor_bot import analyze_messages, run
 from bot.botapi import NO_PREVIEW
 from bot.redisclient import bot_redis_client
 from bot.services import BotServices, Requester
 from bot.texts import LANGS, normalize_lang
 from bot.views import cancel_keyboard, queued_text
 from faceit.links import parse_match_ref
-from queues.waitfor import keep_cancellations
 from settings import get_settings
 
 logger = logging.getLogger("bench.services_bot")
@@ -76,30 +75,15 @@ async def serve(api: str) -> None:
             services.in_background(lambda: services.confirm(job, chat_id, message_id), f"job {job.job_id}: attach")
             logger.info("job %s: queued, message %s", job.job_id, message_id)
 
-        offset = 0
-        logger.info("Run polling")
-        while True:
-            async with http.post(f"{api}/getUpdates", json={"offset": offset, "timeout": 30}) as resp:
-                updates = (await resp.json())["result"]
-            if not updates:
-                continue
-            offset = updates[-1]["update_id"] + 1
-            for update in updates:
-                message = update.get("message") or {}
-                if message.get("text", "").startswith("/analyze "):
-                    task = asyncio.ensure_future(answer(message))
-                    pending.add(task)
-                    task.add_done_callback(pending.discard)
+        async for messages in analyze_messages(http, api):
+            for message in messages:
+                task = asyncio.ensure_future(answer(message))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    keep_cancellations()  # as the bot's start (bot.app.init_process): Redis commands sent the same way
-    api = f"{os.environ['TELEGRAM_API_URL'].rstrip('/')}/bot{os.environ['TELEGRAM_BOT_TOKEN']}"
-    try:
-        asyncio.run(serve(api))
-    except KeyboardInterrupt:
-        pass
+    run(serve)
 
 
 if __name__ == "__main__":
