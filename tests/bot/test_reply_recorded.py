@@ -90,20 +90,23 @@ def test_an_answer_sent_as_redis_goes_down_is_recorded_once_it_is_back_and_edite
         no_workers_stack: Stack, redis_server, tmp_path: Path):
     stack = no_workers_stack
     tg = stack.tg
-    busy, user = new_user(), new_user()
-    # Another user's update is still being served (its answer waits out a 3 s flood control), so
-    # the bot records the user's answer only a second after sending it: Redis is down by then.
+    user = new_user()
+    # The job is started, then its answer meets a 3 s flood control: Redis goes down while the bot
+    # waits it out, so the answer goes out, and is to be recorded, with Redis down. (The test
+    # has those 3 s to stop Redis once the bot logs the wait; the answer is recorded right
+    # after it is sent, so stopping Redis only once the answer was seen would race it.)
+    seen = len(stack.bot.log())
     tg.flood(1, retry_after=3, methods=["sendMessage"])
-    stack.say(busy, "/help")
-    stack.bot.wait_for_log("Telegram flood control on", timeout=10)
     stack.say(user, f"/analyze https://www.faceit.com/en/cs2/room/{stack.next_match()}")
-    answer = stack.first_reply(user)
+    wait_until(lambda: "Telegram flood control on" in stack.bot.log()[seen:], timeout=10,
+               what="the answer waiting out flood control")
     stopped_at = time.monotonic()
     try:
         redis_server.stop()  # SHUTDOWN: the AOF is complete, the restart keeps every key
         time.sleep(max(0.0, stopped_at + OUTAGE - time.monotonic()))
     finally:
         redis_server.start()  # the same port
+    answer = stack.first_reply(user)
     assert answer["kind"] == "sent" and answer["text"].startswith("⏳") and _has_cancel(answer), answer
     (job_id,) = stack.job_ids_of(user)
     assert job_id in answer["text"]
