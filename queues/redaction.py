@@ -11,8 +11,9 @@ quoting a URL with a key, a traceback, an argument someone typed), passwords in 
 anything shaped like a Bot API token, also inside a Bot API path (``/bot123:ABC…/getMe``).
 
 Log lines: every process that holds the bot token installs :class:`TokenScrubFilter`
-(:func:`install_token_scrubber`), which masks it, whole or cut short, in every record; a log line
-quoting an exception cuts it with :func:`error_text`, which scrubs before it cuts.
+(:func:`install_token_scrubber`), which masks it, whole or cut short, in every record; a log line,
+a scheduler task's history or an alert quoting an exception cuts it with :func:`error_text`,
+which first masks the bot token and every other secret in force, as job records are masked.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ _SECRET_KEY = re.compile(r"(token|passw|secret|api[_-]?key|apikey|authorization|
 # right after "/bot" in a Bot API URL, where no word boundary precedes the digits.
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@", re.I)
 _BOT_TOKEN = re.compile(r"(?<![0-9])\d{5,}:[A-Za-z0-9_-]{20,}")
+#: A Bot API path segment that carries a token, ``/bot<id>:<secret>`` (``/file/bot…`` too), whole or
+#: cut short anywhere after the colon.
+_TOKEN_IN_PATH = re.compile(r"/bot[0-9]+:[A-Za-z0-9_-]*")
 _EMPTY = (None, "", [], {})
 
 
@@ -50,6 +54,7 @@ class Redactor:
             if secret in value:
                 value = value.replace(secret, self.mask)
         value = _URL_PASSWORD.sub(lambda m: m.group(1) + self.mask + "@", value)
+        value = _TOKEN_IN_PATH.sub("/bot" + self.mask, value)  # a Bot API path's token, even cut short
         return _BOT_TOKEN.sub(self.mask, value)
 
     def hides(self, key: Any) -> bool:
@@ -90,9 +95,6 @@ def redactor_in_force() -> Redactor:
 
 # The bot token in log lines ---------------------------------------------------------------
 
-#: A Bot API path segment that carries a token, ``/bot<id>:<secret>`` (``/file/bot…`` too), whole or
-#: cut short anywhere after the colon.
-_TOKEN_IN_PATH = re.compile(r"/bot[0-9]+:[A-Za-z0-9_-]*")
 TOKEN_MASK = "<token>"
 
 
@@ -110,10 +112,17 @@ def scrub_bot_token(text: str, token: str = "") -> str:
 
 
 def error_text(exc: BaseException, limit: int, token: str = "") -> str:
-    """``str(exc)`` for a log line: scrubbed of the bot token (:func:`scrub_bot_token`), THEN cut
-    to ``limit`` characters. Cut first, a token split by the cut is no longer the token a
-    scrubber looks for: aiogram's network errors quote the request URL, ``…/bot<token>/sendMessage``."""
-    return scrub_bot_token(str(exc), token)[:limit]
+    """``str(exc)`` for a log line, a task's history or an alert: scrubbed of the bot token
+    (:func:`scrub_bot_token`) and of every other secret in force (:func:`redactor_in_force`, as
+    job records are), THEN cut to ``limit`` characters. Cut first, a secret split by the cut is
+    no longer what a scrubber looks for: aiogram's network errors quote the request URL,
+    ``…/bot<token>/sendMessage``."""
+    text = scrub_bot_token(str(exc), token)
+    try:
+        text = redactor_in_force().text(text)
+    except Exception:  # settings unreadable here: the bot token's scrub above still holds
+        pass
+    return text[:limit]
 
 
 class TokenScrubFilter(logging.Filter):
