@@ -163,6 +163,17 @@ end
 local function release_subject(ckey, id)
   if ckey and redis.call("GET", ckey) == id then redis.call("DEL", ckey) end
 end
+-- A job ends as ``to`` (canceled, failed) without a run's outcome: it moves from the index of
+-- status ``from`` to that of ``to``, its record says ``to`` and ``finished_at`` (``at``, the
+-- caller's exact string) with ``fields`` (name, value, ...), expires in ``ttl`` seconds, and the
+-- outcome is counted. Its subject is the caller's to let go (a cancel lets it go earlier).
+local function end_without_run(prefix, id, jk, from, to, score, limit, at, ttl, queue, actor, stats_ttl, fields)
+  redis.call("ZREM", prefix .. "jobs:status:" .. from, id)
+  index_add(prefix .. "jobs:status:" .. to, score, id, limit, 0)
+  redis.call("HSET", jk, "status", to, "finished_at", at, unpack(fields))
+  redis.call("EXPIRE", jk, ttl)
+  count_outcome(prefix, queue or "", actor or "", to, tonumber(at), stats_ttl, false)
+end
 """
 
 # KEYS: none (all keys derive from the prefix, built here and only here).
@@ -402,17 +413,9 @@ end
 local made, requeued = tonumber(ARGV[11]), tonumber(f[11])
 if made and requeued and made < math.floor(requeued * 1000) then return answer(jk, token, {"superseded", 0}) end
 local score = tonumber(f[2]) or now
-local function move(to)
-  redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
-  index_add(prefix .. "jobs:status:" .. to, score, id, limit, 0)
-  redis.call("HSET", jk, "status", to)
-end
 if f[3] == "1" then
-  move("canceled")
-  redis.call("HSET", jk, "finished_at", ARGV[3])
   release_subject(f[12], id)
-  redis.call("EXPIRE", jk, result_ttl)
-  count_outcome(prefix, f[9] or "", f[10] or "", "canceled", now, stats_ttl, false)
+  end_without_run(prefix, id, jk, st, "canceled", score, limit, ARGV[3], result_ttl, f[9], f[10], stats_ttl, {})
   return answer(jk, token, {"canceled", 0, someone_waits(jk)})
 end
 local deliveries = (tonumber(f[4]) or 0) + 1
@@ -425,14 +428,11 @@ if st == "started" and last and not last["outcome"] then
   lost = lost + 1
 end
 if lost >= max_deliveries then
-  move("failed")
   local err = {type = "CrashLoop", code = "crash_loop", retryable = false,
     message = "its worker died " .. lost .. " times while running it (" .. deliveries .. " deliveries)"}
-  redis.call("HSET", jk, "error", cjson.encode(err), "finished_at", ARGV[3], "timeline", encode_array(timeline),
-    "deliveries", deliveries, "lost", lost)
   release_subject(f[12], id)
-  redis.call("EXPIRE", jk, failure_ttl)
-  count_outcome(prefix, f[9] or "", f[10] or "", "failed", now, stats_ttl, false)
+  end_without_run(prefix, id, jk, st, "failed", score, limit, ARGV[3], failure_ttl, f[9], f[10], stats_ttl,
+    {"error", cjson.encode(err), "timeline", encode_array(timeline), "deliveries", deliveries, "lost", lost})
   return answer(jk, token, {"crash_loop", lost, someone_waits(jk)})
 end
 local attempt = (tonumber(f[5]) or 0) + 1
@@ -596,15 +596,12 @@ if st == "started" then
   redis.call("HSET", jk, "cancel_requested", "1")
   return {"canceling", 0}
 end
--- queued or retrying: the message will be skipped when a worker takes it.
-redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
-index_add(prefix .. "jobs:status:canceled", tonumber(f[2]) or now, id, limit, 0)
-redis.call("HSET", jk, "status", "canceled", "finished_at", ARGV[3], "cancel_requested", "1")
--- Kept as long as a failure, not a result: its message still waits in the queue (a backlog, no
--- worker up), and when a worker takes it, this record is what says "skip it". Gone, the job
--- would be made anew and run for nobody.
-redis.call("EXPIRE", jk, failure_ttl)
-count_outcome(prefix, f[4] or "", f[5] or "", "canceled", now, stats_ttl, false)
+-- queued or retrying: the message will be skipped when a worker takes it. Kept as long as a
+-- failure, not a result: its message still waits in the queue (a backlog, no worker up), and
+-- when a worker takes it, this record is what says "skip it". Gone, the job would be made anew
+-- and run for nobody.
+end_without_run(prefix, id, jk, st, "canceled", tonumber(f[2]) or now, limit, ARGV[3], failure_ttl, f[4], f[5],
+  stats_ttl, {"cancel_requested", "1"})
 return {"canceled", someone_waits(jk)}
 """
 
@@ -686,11 +683,8 @@ if not st then return {"missing", 0} end
 local stamp = (st == "retrying" and f[6]) or (st == "queued" and f[7]) or ""
 if st ~= ARGV[7] or stamp ~= ARGV[8] then return {st, 0} end
 release_subject(f[3], id)
-redis.call("ZREM", prefix .. "jobs:status:" .. st, id)
-index_add(prefix .. "jobs:status:failed", tonumber(f[2]) or now, id, limit, 0)
-redis.call("HSET", jk, "status", "failed", "finished_at", ARGV[3], "error", ARGV[9])
-redis.call("EXPIRE", jk, failure_ttl)
-count_outcome(prefix, f[4] or "", f[5] or "", "failed", now, stats_ttl, false)
+end_without_run(prefix, id, jk, st, "failed", tonumber(f[2]) or now, limit, ARGV[3], failure_ttl, f[4], f[5],
+  stats_ttl, {"error", ARGV[9]})
 return {"failed", someone_waits(jk)}
 """
 
