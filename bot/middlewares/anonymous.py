@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message, TelegramObject, Update
 
-from bot.commands import ADMIN_COMMANDS, USER_COMMANDS
 from bot.replies import answer
+from bot.routers import command_names
 from bot.routers.common import text_of
 from bot.texts import t
 from faceit.links import names_a_match
@@ -46,8 +47,10 @@ def speaks_for_a_chat(message: Message) -> bool:
                                                and message.from_user.id in STAND_IN_USERS)
 
 
-#: The commands this bot answers (its menu, the admins', ``/start`` and the spelled-out aliases).
-OUR_COMMANDS = frozenset({name for name, _, _ in USER_COMMANDS + ADMIN_COMMANDS} | {"start", "analyse", "timezone"})
+@cache
+def our_commands() -> frozenset[str]:
+    """The commands this bot answers, aliases included: the routers' own (read once)."""
+    return command_names()
 
 
 def asks_for_work(message: Message, username: str | None) -> bool:
@@ -59,7 +62,7 @@ def asks_for_work(message: Message, username: str | None) -> bool:
         name, at, mention = text.split(maxsplit=1)[0][1:].partition("@")
         if at:
             return bool(username) and mention.lower() == (username or "").lower()
-        return name.lower() in OUR_COMMANDS
+        return name.lower() in our_commands()
     return names_a_match(text)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiogram import Router
+from aiogram.filters import Command
 
 
 def all_routers() -> list[Router]:
@@ -29,3 +30,16 @@ def all_routers() -> list[Router]:
 
     modules = (analysis, start, admin, players, bulk, subscriptions, jobs, reports, members, fallback)
     return [module.build() for module in modules]
+
+
+def command_names() -> frozenset[str]:
+    """Every command the routers answer, aliases included (``analyse``, ``timezone``), as registered
+    (lower case, no slash): read from the routers' own command filters, so a command added to a
+    router is known here without a second list."""
+    names: set[str] = set()
+    for router in all_routers():
+        for handler in router.message.handlers:
+            for flt in handler.filters or ():
+                if isinstance(flt.callback, Command):
+                    names.update(name.lower() for name in flt.callback.commands if isinstance(name, str))
+    return frozenset(names)
