@@ -236,7 +236,9 @@ class BurstUsers:
         lines = head.split(b"\r\n")
         status = int(lines[0].split()[1])
         length = next((int(line.split(b":", 1)[1]) for line in lines[1:]
-                       if line.lower().startswith(b"content-length:")), 0)
+                       if line.lower().startswith(b"content-length:")), None)
+        if length is None:  # (the sandbox always sends one; without it the body's end is unknown)
+            raise RuntimeError(f"the sandbox answered without Content-Length: {head[:200]!r}")
         while len(body) < length:
             chunk = sock.recv(65536)
             if not chunk:
