@@ -164,9 +164,10 @@ local function release_subject(ckey, id)
   if ckey and redis.call("GET", ckey) == id then redis.call("DEL", ckey) end
 end
 -- A job ends as ``to`` (canceled, failed) without a run's outcome: it moves from the index of
--- status ``from`` to that of ``to``, its record says ``to`` and ``finished_at`` (``at``, the
--- caller's exact string) with ``fields`` (name, value, ...), expires in ``ttl`` seconds, and the
--- outcome is counted. Its subject is the caller's to let go (a cancel lets it go earlier).
+-- status ``from`` to that of ``to``, its record says ``to`` and ``finished_at`` (``at``: the
+-- caller's epoch seconds as it got them, a numeric string, kept exact) with ``fields`` (name,
+-- value, ...), expires in ``ttl`` seconds, and the outcome is counted. Its subject is the
+-- caller's to let go (a cancel lets it go earlier).
 local function end_without_run(prefix, id, jk, from, to, score, limit, at, ttl, queue, actor, stats_ttl, fields)
   redis.call("ZREM", prefix .. "jobs:status:" .. from, id)
   index_add(prefix .. "jobs:status:" .. to, score, id, limit, 0)

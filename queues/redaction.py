@@ -119,10 +119,10 @@ def error_text(exc: BaseException, limit: int, token: str = "") -> str:
     ``…/bot<token>/sendMessage``."""
     text = scrub_bot_token(str(exc), token)
     try:
-        text = redactor_in_force().text(text)
+        redactor = redactor_in_force()
     except Exception:  # settings unreadable here: the bot token's scrub above still holds
-        pass
-    return text[:limit]
+        return text[:limit]
+    return redactor.text(text)[:limit]
 
 
 class TokenScrubFilter(logging.Filter):

@@ -74,6 +74,9 @@ def anonymous_note() -> str:
 class AnonymousSenderMiddleware(BaseMiddleware):
     """Outer update middleware: a message in a chat's name reaches no handler (module docstring)."""
 
+    def __init__(self) -> None:
+        our_commands()  # read the routers' commands now, not on the event loop at the first such message
+
     async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
                        event: TelegramObject, data: dict[str, Any]) -> Any:
         message = (event.message or event.edited_message) if isinstance(event, Update) else None
