@@ -572,8 +572,10 @@ class Settings(BaseSettings):
             for name, field in type(self).model_fields.items()
             if field.annotation is SecretStr
         ]
-        for url in (self.redis_url, self.rabbitmq_url):
-            values.extend(url_passwords(url))
+        values.extend(url_passwords(self.redis_url))
+        # RabbitMQ's own default account (guest:guest, the default RABBITMQ_URL, even on the Redis
+        # broker) is no secret: masked, the word "guest" read "***" in every error and log line.
+        values.extend(password for password in url_passwords(self.rabbitmq_url) if password != "guest")
         return [value for value in values if len(value) >= 4]
 
 

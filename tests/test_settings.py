@@ -449,3 +449,11 @@ def test_a_password_parameter_after_an_at_sign_in_the_query_is_masked(monkeypatc
     if ":99999/" in url:  # refused: the message shows the URL masked
         message = _refusal(monkeypatch, "REDIS_URL", url)
         assert "hunter22" not in message and "password=***" in message, message
+
+
+def test_rabbitmqs_public_default_account_is_no_secret_but_a_real_password_is():
+    """The default RABBITMQ_URL (guest:guest, RabbitMQ's own account) made "guest" a secret in
+    force, on either broker: every error text and log line read "***" for the word."""
+    assert "guest" not in load_settings(rabbitmq_url="amqp://guest:guest@127.0.0.1:5672/").secret_values()
+    assert "s3cret-rabbit" in load_settings(rabbitmq_url="amqp://app:s3cret-rabbit@mq:5672/").secret_values()
+
