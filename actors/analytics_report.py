@@ -17,10 +17,11 @@ async def user_zone(user_id: int) -> tzinfo:
     from bot.keys import BotKeys
     from bot.timezones import zone_of
     from faceit.context import get_faceit_context
+    from queues.connection import as_text
 
     ctx = await get_faceit_context()
     name = await ctx.redis.hget(BotKeys(ctx.settings.redis_key_prefix).user_timezones(), str(int(user_id)))
-    return zone_of(name.decode() if isinstance(name, bytes) else name)
+    return zone_of(as_text(name))
 
 
 @job_actor(priority=QueuePriority.LOW, time_limit=900)

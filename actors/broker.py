@@ -94,16 +94,21 @@ for i = 2, #ARGV do
 end
 return removed
 """
-#: :data:`_FORGET_DEAD` registered once per client (the sweep runs every few seconds).
-_forget_dead_scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+#: The sweep's scripts registered once per client and script (the sweep runs every few seconds).
+_scripts: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _script(client: Any, source: str) -> Any:
+    """``source`` as a script of ``client``, registered on first use."""
+    scripts = _scripts.setdefault(client, {})
+    if source not in scripts:
+        scripts[source] = client.register_script(source)
+    return scripts[source]
 
 
 def _forget_dead(client: Any) -> Any:
-    """:data:`_FORGET_DEAD` as a script of ``client``, registered on first use."""
-    script = _forget_dead_scripts.get(client)
-    if script is None:
-        script = _forget_dead_scripts[client] = client.register_script(_FORGET_DEAD)
-    return script
+    """:data:`_FORGET_DEAD` as a script of ``client``."""
+    return _script(client, _FORGET_DEAD)
 
 
 #: Drops dead letters older than the broker's ``dead_message_ttl`` (what Dramatiq's maintenance did,
@@ -122,7 +127,6 @@ for i = 1, #KEYS, 2 do
 end
 return dropped
 """
-_trim_scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 #: Seconds between two trims of the dead letters by one process (its first sweep trims at once).
 DEAD_LETTER_TRIM_INTERVAL = 60.0
 #: At most this many dead letters per queue per trim (a Lua unpack stays small; a backlog clears
@@ -135,9 +139,7 @@ def trim_dead_letters(broker: Any, queue_names: Iterable[str], now_ms: int | Non
     """Drop the dead letters of ``queue_names`` older than ``broker.dead_message_ttl``
     (``QUEUE_FAILURE_TTL``): how many. The job records keep the failures for the dashboard and
     ``admin.py``; the dead-letter queues are for ``admin.py requeue``, within the same day."""
-    script = _trim_scripts.get(broker.client)
-    if script is None:
-        script = _trim_scripts[broker.client] = broker.client.register_script(_TRIM_DEAD_LETTERS)
+    script = _script(broker.client, _TRIM_DEAD_LETTERS)
     keys = []
     for name in sorted({q.removesuffix(".DQ") for q in queue_names}):
         keys += [dead_letters_key(broker.namespace, name), dead_messages_key(broker.namespace, name)]

@@ -21,7 +21,6 @@ the target, no rewrite of the dispatch alone will meet it.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import aiohttp
 
 from bench.floor_bot import analyze_messages, run
+from bot.app import freeze_startup_heap
 from bot.botapi import NO_PREVIEW
 from bot.redisclient import bot_redis_client
 from bot.services import BotServices, Requester
@@ -47,8 +47,7 @@ async def serve(api: str) -> None:
     settings = get_settings()
     services = BotServices(settings, bot_redis_client(settings))
     await asyncio.to_thread(lambda: services.manager.broker)  # the actors declared, as the bot does at start
-    gc.collect()
-    gc.freeze()  # as the bot (bot.app.freeze_startup_heap)
+    freeze_startup_heap()  # as the bot
     replies = asyncio.Semaphore(settings.bot_update_concurrency)
     pending: set[asyncio.Task[None]] = set()
     async with aiohttp.ClientSession() as http:

@@ -46,7 +46,7 @@ from bot.middlewares.i18n import LanguageMiddleware
 from bot.middlewares.inflight import InFlightMiddleware
 from bot.middlewares.throttle import ThrottleMiddleware
 from bot.redisclient import bot_redis_client
-from bot.routers import all_routers
+from bot.routers import all_routers, command_names
 from bot.services import BotServices
 from bot.startup import TelegramUnavailable, check_telegram, set_webhook, wait_for_redis
 from bot.telegram import build_bot
@@ -74,11 +74,12 @@ def build_dispatcher(services: BotServices) -> Dispatcher:
     dp = Dispatcher(disable_fsm=True)  # no handler keeps conversation state: no FSM lookup per update
     dp["services"] = services
     dp.update.outer_middleware(InFlightMiddleware(services.background))
-    dp.update.outer_middleware(AnonymousSenderMiddleware())
+    routers = all_routers()
+    dp.update.outer_middleware(AnonymousSenderMiddleware(command_names(routers)))
     dp.update.outer_middleware(ThrottleMiddleware(chosen_lang=services.seen_user, exempt=services.admin_ids))
     dp.update.outer_middleware(ErrorsMiddleware())
     dp.update.outer_middleware(LanguageMiddleware(services))
-    dp.include_routers(*all_routers())
+    dp.include_routers(*routers)
     return dp
 
 
@@ -158,8 +159,8 @@ async def stop_webhook(site: Any, runner: Any, background: BackgroundWork | None
     """Stop serving the webhook without losing an update Telegram was told we have: close the
     port, then the open connections (Telegram keeps its connections alive, and a request on one
     was still served after the port closed), let the updates already answered finish (aiogram
-    serves each in a task of its own after the 200), run their background work's queueing, and
-    only then shut the application down."""
+    serves each in a task of its own after the 200), run the background work they queued, and
+    only then shut the application down (its cleanup closes the Bot's session)."""
     await site.stop()
     runner.server.pre_shutdown()  # each open connection closes once its current request is answered
     await asyncio.sleep(0)  # a request read before that starts its update
@@ -167,6 +168,9 @@ async def stop_webhook(site: Any, runner: Any, background: BackgroundWork | None
         handler = runner.app.get(UPDATE_HANDLER)
         tasks = getattr(handler, "_background_feed_update_tasks", ())  # aiogram's; the in-flight count covers it
         await finish_updates(background, list(tasks))
+        # Their background work (recording answers, deleting a stale one) before the application's
+        # cleanup closes the Bot's session, which a late call would quietly open again.
+        await background.drain(stop=True)
     await runner.cleanup()
 
 

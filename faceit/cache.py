@@ -314,10 +314,12 @@ class SingleFlightCache:
         raised. Ends when none is left (the next low lead starts it again)."""
         while self._low_leads:
             await asyncio.sleep(WANTED_POLL)
-            watched = [(lock, token, low) for lock, (token, low) in self._low_leads.items() if not low.raised]
-            for lock, (_, low) in list(self._low_leads.items()):
+            watched = []
+            for lock, (token, low) in list(self._low_leads.items()):
                 if low.raised:  # raised by a joiner meanwhile: nothing left to watch for
                     del self._low_leads[lock]
+                else:
+                    watched.append((lock, token, low))
             if not watched:
                 continue
             try:

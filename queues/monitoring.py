@@ -598,9 +598,12 @@ class QueueMonitor:
         if self.settings.broker != "redis":
             return {"failed": 0}
         now = time.time()
-        ids = []
+        # Indexed by enqueued_at, never later than a retry's or a requeue's due time: only records
+        # at least ORPHAN_GRACE old can be overdue, and Redis picks them (most minutes: none).
+        pipe = self.client.pipeline(transaction=False)
         for status in ("queued", "retrying"):
-            ids += self.client.zrange(self.jobs.index_key("status", status), 0, ORPHAN_SCAN - 1)
+            pipe.zrangebyscore(self.jobs.index_key("status", status), 0, now - ORPHAN_GRACE, start=0, num=ORPHAN_SCAN)
+        ids = [job_id for found in pipe.execute() for job_id in found]
         overdue: list[tuple[JobRecord, float]] = []  # each with when it was due
         for record in self.jobs.get_many([as_text(i) for i in ids]):
             if record is None:
@@ -650,25 +653,22 @@ class QueueMonitor:
         from dramatiq.common import dq_name
 
         ns = self.settings.dramatiq_namespace
-        out: dict[str, set[str] | None] = {}
-        for queue in queues:
-            keys = [messages_key(ns, queue), messages_key(ns, dq_name(queue))]
-            if sum(int(self.client.hlen(key)) for key in keys) > ORPHAN_MESSAGES_READ:
-                out[queue] = None
-                continue
-            found: set[str] = set()
-            for key in keys:
-                for raw in self.client.hscan_iter(key, count=500):
-                    body = raw[1]
-                    try:
-                        found.add(str(json.loads(body)["message_id"]))
-                    except (ValueError, KeyError, TypeError):
-                        out[queue] = None  # a body we cannot read: its job may be any of them
-                        break
-                if queue in out:
-                    break
-            out.setdefault(queue, found)
-        return out
+        return {queue: self._message_ids([messages_key(ns, queue), messages_key(ns, dq_name(queue))])
+                for queue in queues}
+
+    def _message_ids(self, keys: list[str]) -> set[str] | None:
+        """The message ids in the message hashes ``keys``; None when there are too many to read, or
+        a body cannot be read (its job may be any of them)."""
+        if sum(int(self.client.hlen(key)) for key in keys) > ORPHAN_MESSAGES_READ:
+            return None
+        found: set[str] = set()
+        for key in keys:
+            for _, body in self.client.hscan_iter(key, count=500):
+                try:
+                    found.add(str(json.loads(body)["message_id"]))
+                except (ValueError, KeyError, TypeError):
+                    return None
+        return found
 
     def _tell_failed(self, job_ids: list[str]) -> None:
         """Send the delivery of each failed orphan, so its users see the failure, not "queued"."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from functools import cache
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
@@ -28,7 +27,6 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message, TelegramObject, Update
 
 from bot.replies import answer
-from bot.routers import command_names
 from bot.routers.common import text_of
 from bot.texts import t
 from faceit.links import names_a_match
@@ -47,22 +45,16 @@ def speaks_for_a_chat(message: Message) -> bool:
                                                and message.from_user.id in STAND_IN_USERS)
 
 
-@cache
-def our_commands() -> frozenset[str]:
-    """The commands this bot answers, aliases included: the routers' own (read once)."""
-    return command_names()
-
-
-def asks_for_work(message: Message, username: str | None) -> bool:
+def asks_for_work(message: Message, username: str | None, commands: frozenset[str]) -> bool:
     """Whether ``message`` is something this bot (``@username``) would act on in a group: a command
-    naming this bot, or one of its commands without a mention (``/ban`` is a moderation bot's:
+    naming this bot, or one of its ``commands`` without a mention (``/ban`` is a moderation bot's:
     the group's admins type those anonymously all the time), or a room link."""
     text = text_of(message) or ""
     if text.startswith("/"):
         name, at, mention = text.split(maxsplit=1)[0][1:].partition("@")
         if at:
             return bool(username) and mention.lower() == (username or "").lower()
-        return name.lower() in our_commands()
+        return name.lower() in commands
     return names_a_match(text)
 
 
@@ -74,8 +66,8 @@ def anonymous_note() -> str:
 class AnonymousSenderMiddleware(BaseMiddleware):
     """Outer update middleware: a message in a chat's name reaches no handler (module docstring)."""
 
-    def __init__(self) -> None:
-        our_commands()  # read the routers' commands now, not on the event loop at the first such message
+    def __init__(self, commands: frozenset[str]) -> None:
+        self.commands = commands  # the bot's (bot.routers.command_names of the dispatcher's routers)
 
     async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
                        event: TelegramObject, data: dict[str, Any]) -> Any:
@@ -86,7 +78,7 @@ class AnonymousSenderMiddleware(BaseMiddleware):
             return None
         bot: Bot | None = data.get("bot")
         username = (await bot.me()).username if bot is not None else None  # aiogram keeps it after the first call
-        if not asks_for_work(message, username):
+        if not asks_for_work(message, username, self.commands):
             return None
         logger.info("update %s: sent in the name of chat %s, not a person's: not served", event.update_id,
                     message.sender_chat.id if message.sender_chat else message.chat.id)

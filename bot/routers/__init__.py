@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aiogram import Router
 from aiogram.filters import Command
 
@@ -32,12 +34,12 @@ def all_routers() -> list[Router]:
     return [module.build() for module in modules]
 
 
-def command_names() -> frozenset[str]:
-    """Every command the routers answer, aliases included (``analyse``, ``timezone``), as registered
-    (lower case, no slash): read from the routers' own command filters, so a command added to a
-    router is known here without a second list."""
+def command_names(routers: Iterable[Router]) -> frozenset[str]:
+    """Every command ``routers`` answer, aliases included (``analyse``, ``timezone``), as registered
+    (lower case, no slash): read from their own command filters, so a command added to a router
+    is known here without a second list."""
     names: set[str] = set()
-    for router in all_routers():
+    for router in routers:
         for handler in router.message.handlers:
             for flt in handler.filters or ():
                 if isinstance(flt.callback, Command):

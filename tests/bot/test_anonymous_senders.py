@@ -16,6 +16,7 @@ import pytest
 from aiogram.types import Chat, Message, User
 
 from bot.middlewares.anonymous import STAND_IN_USERS, asks_for_work, speaks_for_a_chat
+from bot.routers import all_routers, command_names
 from tests.bot.conftest import Stack, new_user
 
 ANONYMOUS_ADMIN = 1087968824
@@ -93,4 +94,4 @@ def test_a_message_in_a_chats_name_is_told_by_its_sender_chat_or_stand_in(from_i
     ("/ban spammer", False), ("/warn", False), ("/Subscribe s1mple", True), ("/timezone +3", True),
     (ROOM, True), (f"look: {ROOM}", True), ("https://www.faceit.com/en/players/s1mple", False), ("gg", False)])
 def test_what_asks_for_work_is_a_command_for_this_bot_or_a_room_link(text, work):
-    assert asks_for_work(_message(text, ANONYMOUS_ADMIN), "OurBot") is work
+    assert asks_for_work(_message(text, ANONYMOUS_ADMIN), "OurBot", command_names(all_routers())) is work

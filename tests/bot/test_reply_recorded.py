@@ -7,7 +7,7 @@ nothing edits an answer that was never recorded, so it would stay "⏳ queued" w
 button for good while the result came as a message of its own.
 
 The real ``python -m bot`` process (stopped with SIGTERM in the second test, then started
-again), a real ``redis-server`` stopped for 5 s (AOF flushed, as a restart does) and real
+again), a real ``redis-server`` stopped for 8 s (AOF flushed, as a restart does) and real
 workers, against both sandboxes. The workers start only once the answer is recorded, so that
 the job cannot end first (its delivery would stop waiting for the answer, by design).
 """
@@ -26,7 +26,7 @@ from tests.bot.conftest import BotProcess, Stack, is_final_text, new_user, start
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerPool
 
-OUTAGE = 5.0  # seconds Redis is down
+OUTAGE = 8.0  # seconds Redis is down
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +91,12 @@ def test_an_answer_sent_as_redis_goes_down_is_recorded_once_it_is_back_and_edite
     stack = no_workers_stack
     tg = stack.tg
     user = new_user()
-    # The job is started, then its answer meets a 3 s flood control: Redis goes down while the bot
-    # waits it out, so the answer goes out, and is to be recorded, with Redis down. (The test
-    # has those 3 s to stop Redis once the bot logs the wait; the answer is recorded right
+    # The job is started, then its answer meets a 6 s flood control: Redis goes down while the bot
+    # waits it out, so the answer goes out, and is to be recorded, with Redis down (for 8 s). (The
+    # test has those 6 s to stop Redis once the bot logs the wait; the answer is recorded right
     # after it is sent, so stopping Redis only once the answer was seen would race it.)
     seen = len(stack.bot.log())
-    tg.flood(1, retry_after=3, methods=["sendMessage"])
+    tg.flood(1, retry_after=6, methods=["sendMessage"])
     stack.say(user, f"/analyze https://www.faceit.com/en/cs2/room/{stack.next_match()}")
     wait_until(lambda: "Telegram flood control on" in stack.bot.log()[seen:], timeout=10,
                what="the answer waiting out flood control")

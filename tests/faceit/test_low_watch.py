@@ -99,9 +99,11 @@ async def test_closing_the_client_stops_the_watcher(cache: SingleFlightCache, re
     try:
         redis_client.config_resetstat()
         await async_wait_until(lambda: _calls(redis_client, "mget") >= 1, "the watcher looking")
+        watcher = cache._watcher
+        assert watcher is not None and not watcher.done()
         await cache.close()
-        await asyncio.sleep(0)  # the cancelled watcher finishes on the next turn of the loop
-        assert not [task for task in asyncio.all_tasks() if task.get_coro().__name__ == "_watch_wanted"]
+        await asyncio.wait({watcher}, timeout=1)
+        assert watcher.cancelled()
     finally:
         release.set()
         await fetch

@@ -18,14 +18,13 @@ def orphan(manager, *, status: str, due: float, subject: str, user_id: int = 7) 
 
 def make_overdue(manager, job_id: str, *, status: str, due: float) -> None:
     jobs, client = manager.jobs, manager.jobs.client
-    score = client.zscore(jobs.index_key("status", "queued"), job_id)
+    # As a real record: indexed by enqueued_at, which is never later than its retry's due time.
+    enqueued = min(client.zscore(jobs.index_key("status", "queued"), job_id), due)
     client.zrem(jobs.index_key("status", "queued"), job_id)
-    client.zadd(jobs.index_key("status", status), {job_id: score})
-    fields = {"status": status}
+    client.zadd(jobs.index_key("status", status), {job_id: enqueued})
+    fields = {"status": status, "enqueued_at": repr(enqueued)}
     if status == "retrying":
         fields.update(retry_at=repr(due), attempts="1")
-    else:
-        fields.update(enqueued_at=repr(due))
     client.hset(jobs.job_key(job_id), mapping=fields)
 
 

@@ -49,7 +49,7 @@ def test_rabbitmq_publishes_wait_for_the_servers_confirm() -> None:
     before RabbitMQ went down could be lost after the ack, and the job stayed "retrying" with
     nothing to run it. (Built as a worker builds it; nothing connects.)"""
     probe = ("from actors.broker import build_broker\nfrom settings import get_settings\n"
-             "print(type(build_broker(get_settings())).__name__, build_broker(get_settings()).confirm_delivery)")
+             "broker = build_broker(get_settings())\nprint(type(broker).__name__, broker.confirm_delivery)")
     env = {**os.environ, "BROKER": "rabbitmq", "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/",
            "SENTRY_DSN": ""}
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
