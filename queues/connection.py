@@ -15,6 +15,7 @@ short timeouts and no retries, and after a failed check the next one waits 10 s.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,8 +26,10 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.connection import HiredisRespSerializer
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.utils import HIREDIS_AVAILABLE
 
 from settings import Settings, sentinel_address
 
@@ -86,6 +89,41 @@ class AsyncCheckedSentinelPool(AsyncSentinelConnectionPool):
         return await super().get_connection(*args, **kwargs)
 
 
+class HiredisPacking:
+    """Mixed into an asyncio connection class: commands are written by hiredis's C packer.
+
+    Why: redis-py's sync connections pack commands with hiredis when it is installed (as it is
+    here), its asyncio ones always in Python, joining the growing buffer again for every
+    argument. The bot's job start is one ``EVALSHA`` of about 50 arguments, a 1 KB message among
+    them: 34 µs to pack in Python, 4.5 µs with hiredis (measured on this machine), for every
+    request a burst of users makes. The bytes written are the same; so are the errors (an
+    argument of a type Redis cannot take is redis-py's ``DataError``), because redis-py's own
+    serializer of its sync connections does the packing. An encoding other than UTF-8 (hiredis
+    knows no other) keeps redis-py's packer."""
+
+    _hiredis = HiredisRespSerializer()
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        encoder = self.encoder  # type: ignore[attr-defined]
+        if encoder.encoding.lower().replace("-", "") == "utf8" and encoder.encoding_errors == "strict":
+            return self._hiredis.pack(*args)
+        return super().pack_command(*args)  # type: ignore[misc]
+
+
+@functools.cache
+def _hiredis_packing(connection_class: type) -> type:
+    """``connection_class`` with :class:`HiredisPacking` mixed in (one class per original)."""
+    return type(f"Hiredis{connection_class.__name__}", (HiredisPacking, connection_class), {})
+
+
+def with_hiredis_packing(client: aioredis.Redis) -> aioredis.Redis:
+    """``client``, its pool's future connections packing with hiredis (when it is installed)."""
+    pool = client.connection_pool
+    if HIREDIS_AVAILABLE and not issubclass(pool.connection_class, HiredisPacking):
+        pool.connection_class = _hiredis_packing(pool.connection_class)
+    return client
+
+
 def _check_interval(settings: Settings) -> float:
     return float(settings.redis_sentinel_check_interval)
 
@@ -138,10 +176,11 @@ def async_redis_client(settings: Settings, *, decode: bool = True, **options: An
     if settings.redis_sentinels and settings.redis_sentinel_master:
         sentinel = AsyncSentinel(_sentinel_hosts(settings), socket_timeout=options["socket_timeout"],
                                  sentinel_kwargs=_sentinel_kwargs(options, AsyncRetry(NoBackoff(), 0)))
-        return sentinel.master_for(
+        return with_hiredis_packing(sentinel.master_for(
             settings.redis_sentinel_master, connection_pool_class=AsyncCheckedSentinelPool,
             check_interval=_check_interval(settings), password=_password(settings), decode_responses=decode,
             **options,
-        )
+        ))
     password = None if urlsplit(settings.redis_url).password else _password(settings)
-    return aioredis.Redis.from_url(settings.redis_url, password=password, decode_responses=decode, **options)
+    return with_hiredis_packing(
+        aioredis.Redis.from_url(settings.redis_url, password=password, decode_responses=decode, **options))
