@@ -265,8 +265,9 @@ async def task_cache_update(ctx: TaskContext) -> dict[str, Any]:
 #: else a succeeded job's record (``QUEUE_RESULT_TTL``, an hour) expired before it was sent again.
 REDELIVERY_AFTER = 900.0
 REDELIVERY_WINDOW = _OWED_WINDOW
-#: The failures that were Telegram's, not the delivery's: its network, its flood control.
-REDELIVERABLE = ("upstream", "rate_limited")
+#: The failures that were Telegram's, not the delivery's: its network, its flood control, or no
+#: way to it from the worker that tried (no token: bot.delivery.TelegramNotConfigured).
+REDELIVERABLE = ("upstream", "rate_limited", "not_configured")
 REDELIVERY_INTERVAL = 300.0
 
 

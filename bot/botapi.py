@@ -8,6 +8,8 @@ which this module does against the same ``TELEGRAM_API_URL`` with the same seman
 * ``{"ok": false, "error_code": 429, "parameters": {"retry_after": n}}`` → :class:`FloodControl`
   (aiogram's ``TelegramRetryAfter``);
 * 403 → :class:`Forbidden` (``TelegramForbiddenError``: the user blocked the bot);
+* 400 with ``parameters.migrate_to_chat_id`` → :class:`ChatMigrated` (aiogram's
+  ``TelegramMigrateToChat``: the group became a supergroup, with a new id), a :class:`BadRequest`;
 * other 4xx → :class:`BadRequest` (``TelegramBadRequest``), with Telegram's description;
 * 5xx, timeouts and connection errors → :class:`NetworkError`;
 * a reply that is not Telegram's JSON (a proxy's error page) → :class:`NetworkError`, or
@@ -28,8 +30,8 @@ from faceit.models import to_float
 
 DEFAULT_TIMEOUT = 30.0
 
-__all__ = ["BadRequest", "BotAPI", "BotAPIError", "BotConfigError", "FloodControl", "Forbidden", "NetworkError",
-           "bot_token"]
+__all__ = ["BadRequest", "BotAPI", "BotAPIError", "BotConfigError", "ChatMigrated", "FloodControl", "Forbidden",
+           "NetworkError", "bot_token"]
 
 
 class BotAPIError(Exception):
@@ -56,6 +58,15 @@ class Forbidden(BotAPIError):
 
 class BadRequest(BotAPIError):
     """400 and other 4xx: the call itself is wrong (bad HTML, message gone, not modified …)."""
+
+
+class ChatMigrated(BadRequest):
+    """400: the group was upgraded to a supergroup; it is ``migrate_to_chat_id`` now (the old id
+    takes no more calls, and its messages cannot be edited from the new one)."""
+
+    def __init__(self, method: str, code: int, description: str, migrate_to_chat_id: int) -> None:
+        super().__init__(method, code, description)
+        self.migrate_to_chat_id = migrate_to_chat_id
 
 
 class NetworkError(BotAPIError):
@@ -120,13 +131,18 @@ class BotAPI:
             raise _unreadable(method, response)
         code = int(body.get("error_code") or response.status)
         description = str(body.get("description") or "")
+        parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
         if code == 429:
-            retry_after = (body.get("parameters") or {}).get("retry_after") or response.headers.get("Retry-After") or 1
-            raise FloodControl(method, description, float(retry_after))
+            retry_after = (to_float(parameters.get("retry_after")) or to_float(response.headers.get("Retry-After"))
+                           or 1.0)
+            raise FloodControl(method, description, retry_after)
         if code == 403:
             raise Forbidden(method, code, description)
         if code >= 500:
             raise NetworkError(method, code, description)
+        new_chat = parameters.get("migrate_to_chat_id")
+        if isinstance(new_chat, int) and not isinstance(new_chat, bool):
+            raise ChatMigrated(method, code, description, new_chat)
         raise BadRequest(method, code, description)
 
     async def send_message(self, chat_id: int, text: str, *, reply_markup: dict[str, Any] | None = None,

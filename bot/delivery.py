@@ -34,9 +34,10 @@ A user who blocked the bot is marked inactive (:mod:`faceit.store`) and skipped 
 that ends their delivery without failing the job (a group the bot was removed from ends the
 delivery to that group only: the user who asked there is not marked). A worker without Telegram settings (no token
 while ``TELEGRAM_API_URL`` is Telegram's) cannot deliver: it fires an error alert
-(``telegram_not_configured``, once per dedupe window and host) and logs an error; the result
-stays in the job record (``/status``). The alert is resolved by the host's first delivery that
-sends a message again (its workers restarted with the token). Flood control and network trouble raise
+(``telegram_not_configured``, once per dedupe window and host), logs an error and fails the
+attempt (:class:`TelegramNotConfigured`), retried and redelivered like a Telegram outage: a worker
+that has the token sends the result (another host, or this one restarted with it). The alert is
+resolved by the host's first delivery that sends a message again. Flood control and network trouble raise
 retryable errors after the other recipients were served, so the pipeline retries the job.
 A failed attempt keeps the job's record (and its markers) at least as long as those retries and
 the scheduler's redelivery go on (``queues.jobstore.OWED_TTL``): a succeeded job's record lives
@@ -63,7 +64,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from bot.botapi import BadRequest, BotAPI
+from bot.botapi import BadRequest, BotAPI, ChatMigrated
 from bot.config import BotConfigError
 from bot.delivery_lease import DeliveryLeases
 from bot.keys import BotKeys
@@ -71,7 +72,7 @@ from bot.sender import SKIPPED, Sender, UserBlocked
 from bot.sendlimit import SendLimiter
 from bot.texts import normalize_lang, t, user_language
 from bot.views import cancel_keyboard, canceled_text, failure_text, progress_text
-from faceit.errors import FaceitBotError, PermanentError, RateLimitedError
+from faceit.errors import FaceitBotError, PermanentError, RateLimitedError, UpstreamError
 from faceit.htmltext import split_html
 from faceit.i18n import user_message
 from faceit.keys import FaceitKeys
@@ -87,6 +88,9 @@ CAPTION_LIMIT = 1024
 #: they asked in removed it (nothing more there; their own notifications still go out).
 BLOCKED = "blocked"
 CHAT_GONE = "chat_gone"
+#: Marker ``<user id>:counted``: the job was counted in the user's reports, once, even when a
+#: later part failed (flood control on the chart) and a retry finished the delivery.
+COUNTED = "counted"
 # KEYS: the markers. ARGV: run field, run, ttl. Markers of another run are dropped (atomically:
 # two deliveries of the new run must not both clear what the first one already marked).
 _MARKS_OF_RUN = """
@@ -133,6 +137,14 @@ class ResultLostError(PermanentError):
     (``middleware.alerts``), and is not one the scheduler's redelivery sends again."""
 
     code = "result_lost"
+
+
+class TelegramNotConfigured(UpstreamError):
+    """This worker cannot reach Telegram (no token): another worker can, or this one once restarted
+    with its token. Retried and redelivered (``scheduler.REDELIVERABLE``) as Telegram's own outages
+    are, so the result still arrives; ending the delivery instead lost it for good."""
+
+    code = "not_configured"
 
 
 # Per-loop resources --------------------------------------------------------------------------------
@@ -254,8 +266,13 @@ async def on_progress(job_id: str, progress: dict[str, Any]) -> None:
         requesters = [r for r in (json.loads(raw) if raw else []) if r.get("message_id")]
         if requesters:
             chosen = await _chosen_languages(res, [int(r["user_id"]) for r in requesters])
-            await asyncio.gather(*(_edit_progress(res, job_id, actor, r, progress, chosen.get(int(r["user_id"])))
-                                   for r in requesters))
+            # Every edit ends before this returns, even when one fails (Redis under the send
+            # limiter): an edit left running could land after the job's result and replace it.
+            outcomes = await asyncio.gather(*(_edit_progress(res, job_id, actor, r, progress,
+                                                             chosen.get(int(r["user_id"]))) for r in requesters),
+                                            return_exceptions=True)
+            for failed in [o for o in outcomes if isinstance(o, BaseException)][:1]:
+                logger.debug("job %s: progress edit skipped: %s: %s", job_id, type(failed).__name__, failed)
     except Exception as exc:  # progress must never fail a job
         logger.debug("job %s: progress edit skipped: %s: %s", job_id, type(exc).__name__, exc)
 
@@ -307,13 +324,14 @@ class Part:
 class Summary:
     sent: int = 0
     skipped: int = 0
+    dropped: int = 0  # parts Telegram refused for good (logged as errors), not counted as sent
     blocked: list[int] = field(default_factory=list)
     chats_gone: list[int] = field(default_factory=list)  # groups the bot was removed from
     errors: list[BaseException] = field(default_factory=list)
 
     def to_dict(self, job_id: str) -> dict[str, Any]:
         return {"kind": "delivery", "job_id": job_id, "sent": self.sent, "already_sent": self.skipped,
-                "blocked": sorted(self.blocked), "chats_gone": sorted(self.chats_gone)}
+                "refused": self.dropped, "blocked": sorted(self.blocked), "chats_gone": sorted(self.chats_gone)}
 
 
 def _texts_of(result: dict[str, Any], lang: str) -> list[str]:
@@ -398,8 +416,9 @@ async def close_resources() -> None:
 
 
 async def _send_and_mark(res: DeliveryResources, job_id: str, marker: str, chat_id: int, part: Part,
-                         message_id: int | None, thread_id: int | None = None, reply_to: int | None = None) -> None:
-    """Send one part, then mark it sent (``marker``): one step that a cut (the delivery's time
+                         message_id: int | None, thread_id: int | None = None,
+                         reply_to: int | None = None) -> int | None:
+    """Send one part, then mark it sent (``marker``); returns where it went (:func:`_send_part`). One step that a cut (the delivery's time
     limit, a cancel) does not split once the request went to Telegram. Cut before that, nothing
     was sent and the step ends at once; cut after, Telegram may have taken it, and a part sent
     but not marked would go out again on the retry (a second chart, the later parts twice). So
@@ -407,13 +426,14 @@ async def _send_and_mark(res: DeliveryResources, job_id: str, marker: str, chat_
     most the request's own timeout (and :data:`MARK_GRACE`), then goes on."""
     started = asyncio.Event()
 
-    async def send_then_mark() -> None:
-        await _send_part(res, job_id, chat_id, part, message_id, thread_id, reply_to, started=started)
+    async def send_then_mark() -> int | None:
+        sent_to = await _send_part(res, job_id, chat_id, part, message_id, thread_id, reply_to, started=started)
         await res.mark(job_id, marker)
+        return sent_to
 
     step = asyncio.ensure_future(send_then_mark())
     try:
-        await asyncio.shield(step)
+        return await asyncio.shield(step)
     except asyncio.CancelledError:
         if not step.done() and started.is_set():
             logger.info("job %s: delivery cut while part %s was sent; finishing that part first", job_id, marker)
@@ -427,12 +447,33 @@ async def _send_and_mark(res: DeliveryResources, job_id: str, marker: str, chat_
 
 async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Part,
                      message_id: int | None, thread_id: int | None = None, reply_to: int | None = None,
-                     started: asyncio.Event | None = None) -> None:
-    """Send one part (new messages into the forum topic ``thread_id`` where the user asked). A
-    part Telegram cannot take (bad markup, chat gone) is logged and dropped: retrying cannot
-    change the answer, and the other parts still go out. ``reply_to``: the message a new message
-    of this part answers (in a group, so it shows whom it is for; see :func:`_to_requester`).
-    ``started`` is set as a request goes to Telegram (after the wait for the chat's send slot)."""
+                     started: asyncio.Event | None = None) -> int | None:
+    """Send one part (new messages into the forum topic ``thread_id`` where the user asked) and
+    return the chat it went to: ``chat_id``, or the supergroup the group became meanwhile
+    (Telegram gives its new id; the part goes there as a new message, the job message and
+    topics stayed behind in the old group). A part Telegram cannot take (bad markup, chat gone)
+    is logged and dropped (None): retrying cannot change the answer, and the other parts still
+    go out. ``reply_to``: the message a new message of this part answers (in a group, so it
+    shows whom it is for; see :func:`_to_requester`). ``started`` is set as a request goes to
+    Telegram (after the wait for the chat's send slot)."""
+    try:
+        return chat_id if await _send_part_to(res, job_id, chat_id, part, message_id, thread_id, reply_to,
+                                              started) else None
+    except ChatMigrated as exc:
+        moved_to = exc.migrate_to_chat_id
+    logger.info("job %s: group %s is now the supergroup %s; part %s goes there", job_id, chat_id, moved_to, part.name)
+    try:
+        return moved_to if await _send_part_to(res, job_id, moved_to, part, None, None, None, started) else None
+    except BadRequest as exc:  # (a supergroup moves no more: refused for good)
+        logger.error("job %s: Telegram refused part %s for chat %s: %s", job_id, part.name, moved_to,
+                     exc.description[:200])
+        return None
+
+
+async def _send_part_to(res: DeliveryResources, job_id: str, chat_id: int, part: Part, message_id: int | None,
+                        thread_id: int | None, reply_to: int | None, started: asyncio.Event | None) -> bool:
+    """:func:`_send_part` in ``chat_id`` as it is: False when the part was dropped; a group that
+    became a supergroup raises :class:`~bot.botapi.ChatMigrated`."""
     api, sender = res.api, res.sender
 
     def request(call: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
@@ -448,29 +489,40 @@ async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Pa
             await sender.call(chat_id, request(lambda: api.send_photo(chat_id, photo, caption=part.text or None,
                                                                       thread_id=thread_id, reply_to=reply_to)),
                               job_id=job_id)
-            return
+            return True
         if part.replace and message_id:
             try:
                 await sender.call(chat_id, request(lambda: api.edit_message_text(chat_id, message_id, part.text)),
                                   job_id=job_id)
-                return
+                return True
+            except ChatMigrated:
+                raise
             except BadRequest as exc:
                 if "not modified" in exc.description:
-                    return  # an earlier attempt already put it there
+                    return True  # an earlier attempt already put it there
                 logger.info("job %s: job message in chat %s cannot be edited (%s); sending a new one",
                             job_id, chat_id, exc.description[:120])
         await sender.call(chat_id, request(lambda: api.send_message(chat_id, part.text, thread_id=thread_id,
                                                                     reply_to=reply_to)),
                           job_id=job_id)
+        return True
+    except ChatMigrated:
+        raise
     except BadRequest as exc:
         if "parse entities" in exc.description and part.photo is None:
             plain = html.unescape(_TAG.sub("", part.text))
-            await sender.call(chat_id, request(lambda: api.call("sendMessage", {"chat_id": chat_id, "text": plain[:4096],
-                                                                                "message_thread_id": thread_id})),
-                              job_id=job_id)
-            return
+            try:
+                await sender.call(chat_id, request(lambda: api.call(
+                    "sendMessage", {"chat_id": chat_id, "text": plain[:4096], "message_thread_id": thread_id})),
+                    job_id=job_id)
+                return True
+            except ChatMigrated:
+                raise
+            except BadRequest as plain_refused:  # refused as plain text too: for good, not worth a retry
+                exc = plain_refused
         logger.error("job %s: Telegram refused part %s for chat %s: %s", job_id, part.name, chat_id,
                      exc.description[:200])
+        return False
 
 
 async def _deliver_parts(res: DeliveryResources, job_id: str, user_id: int, chat_id: int, parts: list[Part],
@@ -485,13 +537,18 @@ async def _deliver_parts(res: DeliveryResources, job_id: str, user_id: int, chat
             summary.skipped += 1
             continue
         try:
-            await _send_and_mark(res, job_id, marker, chat_id, part, message_id, thread_id,
-                                 reply_to if part.replace else follow_to)
+            sent_to = await _send_and_mark(res, job_id, marker, chat_id, part, message_id, thread_id,
+                                           reply_to if part.replace else follow_to)
         except UserBlocked:  # marked here too: this run's later notices to them stop at once
             done.add(await _blocked(res, job_id, user_id, chat_id, summary))
             return False
         done.add(marker)
+        if sent_to is None:
+            summary.dropped += 1
+            continue
         summary.sent += 1
+        if sent_to != chat_id:  # the group became a supergroup: the rest goes there, as new messages
+            chat_id, message_id, thread_id, reply_to, follow_to = sent_to, None, None, None, None
     return True
 
 
@@ -529,7 +586,6 @@ async def _to_requester(res: DeliveryResources, record: JobRecord, requester: di
     if not parts:  # nothing sent: nothing counted either
         logger.info("job %s: nothing to tell user %s", record.id, user_id)
         return
-    first_pending = f"{user_id}:0" not in done
     message_id = requester.get("message_id")
     thread_id = requester.get("thread_id")
     reply_to = None if message_id else requester.get("reply_to")  # no job message: answer theirs
@@ -545,9 +601,12 @@ async def _to_requester(res: DeliveryResources, record: JobRecord, requester: di
                                      thread_id=int(thread_id) if thread_id else None,
                                      reply_to=int(reply_to) if reply_to else None,
                                      follow_to=int(follow_to) if follow_to else None)
-    if delivered and first_pending and _counts_as_analysis(record):
+    counted = f"{user_id}:{COUNTED}"
+    if delivered and counted not in done and _counts_as_analysis(record):
         try:
             await res.store.record_analysis(user_id, ACTIVITY_KIND[record.actor])
+            await res.mark(record.id, counted)
+            done.add(counted)
         except Exception as exc:  # activity counts are a bonus for reports
             logger.warning("job %s: activity not recorded: %s", record.id, exc)
 
@@ -660,11 +719,13 @@ async def deliver_job(job_id: str) -> dict[str, Any]:
         res.api  # noqa: B018 (built here: a worker without Telegram settings cannot deliver)
     except BotConfigError as exc:
         # People wait for this result and this worker cannot reach Telegram: an operator must act.
-        # An error alert says so (once per dedupe window and host); the result stays in the job
-        # record (/status). The delivery itself ends: retrying cannot give a worker its token.
+        # An error alert says so (once per dedupe window and host). The delivery fails as Telegram
+        # being away does: its retries may land on a worker that has the token, and the
+        # scheduler's redelivery sends it again once the workers were restarted with it.
         logger.error("job %s: not delivered, Telegram is not configured in this worker: %s", job_id, exc)
         await asyncio.to_thread(_alert_not_configured, res.settings, str(exc))
-        return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_configured": True}
+        await _keep_owed(res, job_id)
+        raise TelegramNotConfigured(f"Telegram is not configured in this worker: {exc}") from None
     try:
         async with res.leases.hold(res.keys.delivering(job_id), job_id):
             # Read under the lease: another delivery may have run meanwhile, or the job been requeued.

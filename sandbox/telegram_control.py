@@ -15,7 +15,8 @@ These are the user's side of the conversation and the test's window into it:
 - ``GET /_sandbox/feed?chat_id=&after=&timeout=`` the whole timeline (users' messages and clicks
   too), long-polled by the chat page;
 - ``POST /_sandbox/block`` ``{"user_id", "blocked"?, "chat_id"?}`` (``chat_id``: the user removes
-  the bot from that group, or adds it back), ``POST /_sandbox/flood`` ``{"n",
+  the bot from that group, or adds it back), ``POST /_sandbox/migrate`` ``{"chat_id", "user_id"}``
+  (the user upgrades that group to a supergroup: it answers with the new id), ``POST /_sandbox/flood`` ``{"n",
   "retry_after"?, "methods"?}``, ``POST /_sandbox/limits``, ``POST /_sandbox/reset``;
 - ``GET /_sandbox/stats``, ``/_sandbox/bot``, ``/_sandbox/callbacks``, ``/_sandbox/updates``,
   ``/_sandbox/photo/{file_id}``.
@@ -152,6 +153,8 @@ class ControlHandlers:
         chat_id = _int(body.get("chat_id"), "chat_id")
         if chat_id is not None and chat_id >= 0:
             raise ControlError(400, "chat_id names a group: a negative integer (a private chat is the user's own)")
+        if chat_id in bot.migrated:
+            raise ControlError(400, f"group {chat_id} is now the supergroup {bot.migrated[chat_id]}: write there")
         thread_id = _int(body.get("thread_id"), "thread_id")
         if thread_id is not None and (chat_id is None or thread_id <= 0 or text is None):
             raise ControlError(400, "thread_id (a positive integer) names a forum topic of the group chat_id, "
@@ -388,6 +391,17 @@ class ControlHandlers:
         changed = bot.set_blocked(user_id, blocked, chat_id)
         return _reply({"user_id": user_id, "chat_id": chat_id, "blocked": blocked, "changed": changed})
 
+    async def migrate(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        bot = self._bot(request, body)
+        chat_id = _int(body.get("chat_id"), "chat_id")
+        user_id = _int(body.get("user_id"), "user_id")
+        if chat_id is None or user_id is None:
+            raise ControlError(400, "chat_id and user_id are required")
+        if chat_id >= 0 or str(chat_id).startswith("-100"):
+            raise ControlError(400, "chat_id names a basic group: a negative integer not starting with -100")
+        return _reply({"chat_id": chat_id, "migrate_to_chat_id": bot.migrate(chat_id, user_id)})
+
     async def flood(self, request: web.Request) -> web.Response:
         body = await _body(request)
         bot = self._bot(request, body)
@@ -492,6 +506,7 @@ def setup_control_routes(app: web.Application, registry_key: web.AppKey[SandboxR
     app.router.add_get("/_sandbox/callbacks", h.callbacks)
     app.router.add_get("/_sandbox/stats", h.stats)
     app.router.add_post("/_sandbox/block", h.block)
+    app.router.add_post("/_sandbox/migrate", h.migrate)
     app.router.add_post("/_sandbox/flood", h.flood)
     app.router.add_post("/_sandbox/limits", h.limits)
     app.router.add_post("/_sandbox/reset", h.reset)

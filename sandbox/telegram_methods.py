@@ -155,6 +155,11 @@ Handler = Callable[[Call], Awaitable[Any]]
 
 
 def ensure_not_blocked(bot: SandboxBot, chat_id: int) -> None:
+    """The chat takes the bot's calls: not a group that became a supergroup (Telegram's 400 with
+    the new id), not a user who blocked the bot, not a group it was removed from (403)."""
+    if chat_id in bot.migrated:
+        raise ApiError(400, "Bad Request: group chat was upgraded to a supergroup chat",
+                       migrate_to_chat_id=bot.migrated[chat_id])
     if chat_id in bot.blocked:
         if chat_id < 0:  # a group the bot was removed from
             kind = "supergroup" if str(chat_id).startswith("-100") else "group"

@@ -36,16 +36,20 @@ _OPT_IN_UPDATE_TYPES = frozenset({"chat_member", "message_reaction", "message_re
 class ApiError(Exception):
     """A Bot API error reply: HTTP status ``code`` and Telegram's ``description``."""
 
-    def __init__(self, code: int, description: str, retry_after: int | None = None) -> None:
+    def __init__(self, code: int, description: str, retry_after: int | None = None,
+                 migrate_to_chat_id: int | None = None) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
         self.retry_after = retry_after
+        self.migrate_to_chat_id = migrate_to_chat_id
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"ok": False, "error_code": self.code, "description": self.description}
         if self.retry_after is not None:
             body["parameters"] = {"retry_after": self.retry_after}
+        if self.migrate_to_chat_id is not None:
+            body["parameters"] = {"migrate_to_chat_id": self.migrate_to_chat_id}
         return body
 
 
@@ -205,6 +209,7 @@ class SandboxBot:
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self.callback_queries: dict[str, dict[str, Any]] = {}
         self.blocked: set[int] = set()
+        self.migrated: dict[int, int] = {}  # a group upgraded to a supergroup: the supergroup's id
         self.forums: set[int] = set()  # groups a member wrote to in a topic: forums
         self.flood = FloodSwitch()
         self.limits: SendLimits | None = None
@@ -450,6 +455,24 @@ class SandboxBot:
         self.member_update(user_id, blocked, chat_id)
         self.record("blocked" if blocked else "unblocked", target, **({} if chat_id is None else {"user_id": user_id}))
         return True
+
+    def migrate(self, chat_id: int, user_id: int) -> int:
+        """``user_id`` upgrades the group ``chat_id`` to a supergroup (making someone an admin, or
+        turning on topics, does that in Telegram): the group's id becomes ``-100`` followed by
+        its digits, the bot gets the two service messages Telegram sends (``migrate_to_chat_id``
+        in the old chat, ``migrate_from_chat_id`` in the new one), and every later call to the
+        old id is refused with 400 and ``parameters.migrate_to_chat_id``. Returns the new id."""
+        if chat_id in self.migrated:
+            return self.migrated[chat_id]
+        new_id = int(f"-100{abs(chat_id)}")
+        self.migrated[chat_id] = new_id
+        user, now = self.user(user_id), int(time.time())
+        self.add_update("message", {"message_id": self.next_message_id(), "from": user, "date": now,
+                                    "chat": self.chat_object(chat_id), "migrate_to_chat_id": new_id})
+        self.add_update("message", {"message_id": self.next_message_id(), "from": user, "date": now,
+                                    "chat": self.chat_object(new_id), "migrate_from_chat_id": chat_id})
+        self.record("migrated", chat_id, user_id=user_id, migrate_to_chat_id=new_id)
+        return new_id
 
     def new_callback_query_id(self) -> str:
         return str(secrets.randbits(62))

@@ -661,7 +661,8 @@ async def test_a_monitoring_run_is_not_added_while_one_still_waits(fresh):
 
 
 def test_redelivery_sends_again_only_what_failed_for_want_of_telegram_within_its_window(fresh, redis_client):
-    """Telegram's failures (its network, its flood control) of jobs younger than the window, and
+    """Telegram's failures (its network, its flood control, no token in the worker that tried) of
+    jobs younger than the window, and
     only once they failed long enough ago; a delivery that failed for another cause, or of a job
     older than the window, is left to the operator."""
     import actors  # noqa: F401
@@ -679,9 +680,10 @@ def test_redelivery_sends_again_only_what_failed_for_want_of_telegram_within_its
 
     failed_delivery("d-network", "upstream")
     failed_delivery("d-flood", "rate_limited")
+    failed_delivery("d-no-token", "not_configured")
     failed_delivery("d-refused", "auth")
     failed_delivery("d-old", "upstream", enqueued_ago=REDELIVERY_WINDOW)
     assert redeliver_failed(manager, time.time() + 60) == {"requeued": 0}  # failed just now
-    assert redeliver_failed(manager, time.time() + REDELIVERY_AFTER) == {"requeued": 2}
-    assert {job_id: store.status(job_id) for job_id in ("d-network", "d-flood", "d-refused", "d-old")} == {
-        "d-network": "queued", "d-flood": "queued", "d-refused": "failed", "d-old": "failed"}
+    assert redeliver_failed(manager, time.time() + REDELIVERY_AFTER) == {"requeued": 3}
+    assert {job_id: store.status(job_id) for job_id in ("d-network", "d-flood", "d-no-token", "d-refused", "d-old")} == {
+        "d-network": "queued", "d-flood": "queued", "d-no-token": "queued", "d-refused": "failed", "d-old": "failed"}

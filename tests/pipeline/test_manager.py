@@ -81,19 +81,36 @@ def test_a_job_canceled_while_it_ran_still_tells_its_requesters_when_it_comes_ba
     assert len(deliveries) == 1
 
 
-def test_a_worker_without_telegram_settings_says_so_in_an_error_alert(manager, start_pool):
+def test_a_worker_without_telegram_settings_says_so_and_a_worker_with_them_delivers(manager, start_pool):
     """People wait for the result, and this worker has no token for Telegram: an operator must
-    hear of it (an error alert with the reason), not find deliveries that passed as if sent."""
+    hear of it (an error alert with the reason). Its delivery fails as an outage of Telegram's
+    does, so a worker that has the token sends the result on a retry; it used to end the
+    delivery as done, and the result never came."""
     from queues.runtime import get_alert_store
+    from sandbox.telegram_api import SANDBOX_BOT_TOKEN
+    from tests.support.telegram_sandbox import TelegramSandbox
 
-    start_pool(["default", "high"], env={"TELEGRAM_API_URL": "https://api.telegram.org", "TELEGRAM_BOT_TOKEN": ""})
+    unconfigured = start_pool(["default", "high"], env={
+        "TELEGRAM_API_URL": "https://api.telegram.org", "TELEGRAM_BOT_TOKEN": "",
+        "QUEUE_RETRY_DELAYS": "4"})  # (its retry waits long enough to be another worker's)
     handle = manager.enqueue_job("t_noop", requester={"user_id": 43, "chat_id": 43})
     assert manager.wait_for(handle.id, timeout=20).status == "succeeded"
-    (delivery,) = wait_until(lambda: [r for r in manager.jobs.list_jobs(actor="deliver_result")[0]
-                                      if r.args == [handle.id] and r.is_final], timeout=20)
-    assert delivery.result["not_configured"] and delivery.result["sent"] == 0
+
+    def deliveries() -> list:
+        return [r for r in manager.jobs.list_jobs(actor="deliver_result")[0] if r.args == [handle.id]]
+
+    (failed,) = wait_until(lambda: [r for r in deliveries() if r.status == "retrying"], timeout=20)
+    assert failed.error["code"] == "not_configured"
     alerts = [a for a in get_alert_store().recent(1) if a.rule == "telegram_not_configured"]
     assert alerts and all(a.level == "error" and "TELEGRAM_BOT_TOKEN is empty" in a.message for a in alerts)
+    unconfigured.stop(graceful=False)
+
+    with TelegramSandbox() as telegram:
+        start_pool(["default", "high"], env={"TELEGRAM_API_URL": telegram.base_url,
+                                             "TELEGRAM_BOT_TOKEN": SANDBOX_BOT_TOKEN})
+        (delivered,) = wait_until(lambda: [r for r in deliveries() if r.is_final], timeout=30)
+        assert delivered.status == "succeeded" and delivered.result["sent"] == 1
+        assert [e["kind"] for e in telegram.messages(43)] == ["sent"]
     assert manager.get_job(handle.id).result == {"value": 0}  # kept for /status
 
 

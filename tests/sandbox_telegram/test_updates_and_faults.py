@@ -12,6 +12,7 @@ from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramConflictError,
     TelegramForbiddenError,
+    TelegramMigrateToChat,
     TelegramRetryAfter,
     TelegramUnauthorizedError,
 )
@@ -176,6 +177,38 @@ async def test_a_group_message_names_its_author_and_a_bot_removed_from_the_group
         telegram_sandbox.inject(USER, "hello?", chat_id=group)
     with pytest.raises(SandboxControlError, match="negative"):
         telegram_sandbox.inject(USER, "hello?", chat_id=5)
+
+
+async def test_a_group_upgraded_to_a_supergroup_answers_the_old_id_with_the_new_one(
+    tg_bot: Bot, telegram_sandbox: TelegramSandbox
+) -> None:
+    """As in Telegram: the old id takes no more calls (400 with ``migrate_to_chat_id``, which
+    aiogram reads as ``TelegramMigrateToChat``), the bot gets both service messages, and the
+    members write in the supergroup from then on."""
+    group = -4321
+    await tg_bot.get_updates()
+    telegram_sandbox.inject(USER, "/analyze x", chat_id=group)
+    [asked] = await tg_bot.get_updates()
+    assert asked.message.chat.type == "group"
+    queued = await tg_bot.send_message(group, "queued")
+
+    supergroup = telegram_sandbox.migrate(group, USER)
+    assert supergroup == -1004321
+    with pytest.raises(TelegramMigrateToChat) as refused:
+        await tg_bot.edit_message_text("result", chat_id=group, message_id=queued.message_id)
+    assert refused.value.migrate_to_chat_id == supergroup
+    with pytest.raises(TelegramMigrateToChat):
+        await tg_bot.send_message(group, "result")
+    moved_from, moved_to = [u.message for u in await tg_bot.get_updates(offset=asked.update_id + 1)]
+    assert (moved_from.chat.id, moved_from.migrate_to_chat_id, moved_from.from_user.id) == (group, supergroup, USER)
+    assert (moved_to.chat.id, moved_to.chat.type, moved_to.migrate_from_chat_id) == (supergroup, "supergroup", group)
+    await tg_bot.send_message(supergroup, "result")
+    assert [e["text"] for e in telegram_sandbox.messages(supergroup)] == ["result"]
+    assert telegram_sandbox.migrate(group, USER) == supergroup  # once only
+    with pytest.raises(SandboxControlError, match="supergroup -1004321"):
+        telegram_sandbox.inject(USER, "hello?", chat_id=group)
+    with pytest.raises(SandboxControlError, match="basic group"):
+        telegram_sandbox.migrate(supergroup, USER)
 
 
 async def test_a_message_sent_in_a_chats_name_carries_that_chat(tg_bot: Bot, telegram_sandbox: TelegramSandbox) -> None:

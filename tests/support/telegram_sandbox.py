@@ -171,6 +171,10 @@ class TelegramSandbox:
 
     # --- faults and bookkeeping -----------------------------------------------------------
 
+    def migrate(self, chat_id: int, user_id: int) -> int:
+        """``user_id`` upgrades the group ``chat_id`` to a supergroup; returns its new id."""
+        return self.request("POST", "/_sandbox/migrate", {"chat_id": chat_id, "user_id": user_id})["migrate_to_chat_id"]
+
     def flood(self, n: int, retry_after: int = 1, methods: list[str] | None = None) -> dict[str, Any]:
         """The next ``n`` Bot API calls (all but getUpdates, or only ``methods``) get 429."""
         return self.request(
