@@ -649,11 +649,15 @@ class QueueMonitor:
 
     def _live_message_ids(self, queues: set[str]) -> dict[str, set[str] | None]:
         """Per queue, the Dramatiq message ids of its messages (waiting, delayed or running), or
-        None when its message hashes are too large to look through this tick."""
+        None when its message hashes are too large to look through this tick.
+
+        The delay queue is read first. A worker moves a due retry by writing it to the queue,
+        then taking it off the delay queue; read the other way round, a move between the two
+        reads was in neither, and a job about to run was failed as an orphan."""
         from dramatiq.common import dq_name
 
         ns = self.settings.dramatiq_namespace
-        return {queue: self._message_ids([messages_key(ns, queue), messages_key(ns, dq_name(queue))])
+        return {queue: self._message_ids([messages_key(ns, dq_name(queue)), messages_key(ns, queue)])
                 for queue in queues}
 
     def _message_ids(self, keys: list[str]) -> set[str] | None:

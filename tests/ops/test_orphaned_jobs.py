@@ -5,6 +5,7 @@ still waits, or whose retry is not due yet, are left alone."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 
 def orphan(manager, *, status: str, due: float, subject: str, user_id: int = 7) -> str:
@@ -76,3 +77,50 @@ def test_records_that_are_due_later_or_whose_message_still_waits_are_left_alone(
     assert not orphan_alerts(monitor)
     joined = manager.enqueue_job("t_noop", coalesce="a", requester={"user_id": 9})
     assert joined.id == not_due
+
+
+class MovesARetryMidRead:
+    """The monitor's Redis client, which moves a due retry from the delay queue to the queue, as
+    a worker does (written to the queue, then taken off the delay queue), right after the
+    monitor's first read of a message hash: the moment a sweep that read the queue first missed
+    it in both."""
+
+    def __init__(self, client: Any, move: Any) -> None:
+        self._client, self._move = client, move
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def hscan_iter(self, key: str, **kwargs: Any) -> Any:
+        yield from self._client.hscan_iter(key, **kwargs)
+        if self._move is not None:
+            move, self._move = self._move, None
+            move()
+
+
+def test_a_retry_moved_out_of_the_delay_queue_during_the_sweep_is_not_failed(manager, make_monitor):
+    from dramatiq.common import dq_name
+
+    from queues.dramatiq_keys import messages_key, queue_key
+
+    handle = manager.enqueue_job("t_noop", coalesce="moving", requester={"user_id": 7})
+    make_overdue(manager, handle.id, status="retrying", due=time.time() - 1200)  # workers were away
+    client, ns, queue = manager.jobs.client, manager.settings.dramatiq_namespace, manager.get_job(handle.id).queue
+    [(message_id, body)] = client.hgetall(messages_key(ns, queue)).items()
+    # Its message waits in the delay queue, as a retry's does.
+    client.delete(messages_key(ns, queue), queue_key(ns, queue))
+    client.hset(messages_key(ns, dq_name(queue)), message_id, body)
+    client.rpush(queue_key(ns, dq_name(queue)), message_id)
+
+    def move() -> None:
+        client.hset(messages_key(ns, queue), message_id, body)
+        client.rpush(queue_key(ns, queue), message_id)
+        client.hdel(messages_key(ns, dq_name(queue)), message_id)
+        client.lrem(queue_key(ns, dq_name(queue)), 0, message_id)
+
+    monitor = make_monitor()
+    monitor.client = MovesARetryMidRead(monitor.client, move)
+    monitor.tick()
+    assert manager.get_job(handle.id).status == "retrying"
+    assert not orphan_alerts(monitor)
+    assert client.hexists(messages_key(ns, queue), message_id)  # the move happened during the sweep
