@@ -42,7 +42,7 @@ REPORT_TYPES = ("weekly", "monthly")
 
 # KEYS: languages hash, inactive users set. ARGV: user id.  → the chosen language or nil.
 _SEEN_USER = """
-redis.call('SREM', KEYS[2], ARGV[1])
+if ARGV[2] == '1' then redis.call('SREM', KEYS[2], ARGV[1]) end
 return redis.call('HGET', KEYS[1], ARGV[1])
 """
 
@@ -130,12 +130,16 @@ class BotServices:
 
     # --- users ------------------------------------------------------------------------------
 
-    async def seen_user(self, user_id: int) -> str | None:
-        """On every update: the user's chosen language (None: not chosen), and they are active
-        again (a user who writes has not blocked the bot). One small script: on the hot path it
-        costs a third of the CPU of a two-command pipeline."""
+    async def seen_user(self, user_id: int, *, private: bool = True) -> str | None:
+        """On every update: the user's chosen language (None: not chosen), and, ``private``: they
+        wrote in their own chat with the bot, so they are active again (a user who writes there
+        has not blocked the bot). Not in a group: there they may still block the bot, or never have
+        started it (Telegram lets no bot write first), and marking them active only sent their next
+        notification into a 403 again. One small script: on the hot path it costs a third of the
+        CPU of a two-command pipeline."""
         return await self.scripts.run(self._seen_user, keys=[self.keys.user_languages(),
-                                                             self.faceit_keys.inactive_users()], args=[int(user_id)])
+                                                             self.faceit_keys.inactive_users()],
+                                      args=[int(user_id), "1" if private else "0"])
 
     async def set_language(self, user_id: int, lang: str) -> None:
         await self.redis.hset(self.keys.user_languages(), str(int(user_id)), lang)

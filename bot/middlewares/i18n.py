@@ -46,5 +46,8 @@ class LanguageMiddleware(BaseMiddleware):
 
     async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
                        event: TelegramObject, data: dict[str, Any]) -> Any:
-        data["lang"] = await telegram_user_language(data.get("event_from_user"), self.services.seen_user)
+        chat = data.get("event_chat")
+        private = chat is None or chat.type == "private"  # (in a group they may still block the bot)
+        data["lang"] = await telegram_user_language(
+            data.get("event_from_user"), lambda user_id: self.services.seen_user(user_id, private=private))
         return await handler(event, data)

@@ -942,6 +942,12 @@ def test_a_user_who_blocked_the_bot_is_marked_inactive_and_the_delivery_ends_cle
     assert delivery_result(stack, job_id)["blocked"] == [user]
     assert str(user) in stack.redis.smembers("fb:faceit:users:inactive")
     assert results_in(stack, user, first["message_id"]) == []
+    # Writing in a group is no unblock: they still block the bot, and stay inactive (they used to
+    # be marked active, and their next notification went into a 403 again).
+    group = -1_000_000_000_000 - new_user()
+    tg.inject(user, "/help", chat_id=group)
+    assert "What I can do" in first_in_group(tg, group)["text"]
+    assert str(user) in stack.redis.smembers("fb:faceit:users:inactive")
     # Writing again unblocks the bot (as in Telegram) and the user is active again.
     stack.say(user, "/help")
     assert "What I can do" in stack.replies(user, 2)[1]["text"]
