@@ -588,7 +588,9 @@ async def _to_requester(res: DeliveryResources, record: JobRecord, requester: di
         return
     message_id = requester.get("message_id")
     thread_id = requester.get("thread_id")
-    reply_to = None if message_id else requester.get("reply_to")  # no job message: answer theirs
+    # A new message answers theirs: when there is no job message, or when it cannot be edited
+    # (deleted meanwhile: in a busy group the result would otherwise answer nobody).
+    reply_to = requester.get("reply_to")
     if message_id and record.raw.get("requeued_at"):
         # Run again by an operator: the job message shows how the earlier run ended, maybe hours
         # ago. The result comes as a new message answering it (an edit would go unnoticed).

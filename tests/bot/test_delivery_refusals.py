@@ -85,6 +85,26 @@ async def test_a_group_upgraded_to_a_supergroup_while_its_job_ran_gets_the_resul
     assert len(await telegram_sandbox.messages_async(supergroup)) == 3
 
 
+async def test_a_result_whose_job_message_was_deleted_in_a_group_answers_the_members_command(delivery_env,
+                                                                                             telegram_sandbox):
+    """The result comes as a new message then; it used to answer nobody, lost among the group's."""
+    from bot.delivery import deliver_job
+
+    res, user = delivery_env, new_user()
+    group = -1_000_000_000_000 - user
+    asked = await telegram_sandbox.inject_async(user, "/analyze 1-abc", chat_id=group)
+    queued = await res.api.send_message(group, "⏳ queued", reply_to=asked["message_id"])
+    await res.api.call("deleteMessage", {"chat_id": group, "message_id": queued["message_id"]})
+    job_id = await _succeeded_job(res, [{"user_id": user, "chat_id": group, "message_id": queued["message_id"],
+                                         "reply_to": asked["message_id"], "lang": "en"}])
+
+    await deliver_job(job_id)
+
+    sent = [e for e in await telegram_sandbox.messages_async(group) if e["kind"] == "sent"][1:]
+    assert sent[0]["text"] == RESULT_TEXTS[0]
+    assert sent[0]["message"]["reply_to_message"]["message_id"] == asked["message_id"]
+
+
 async def test_a_part_telegram_refuses_for_good_is_counted_as_refused_and_the_others_go(delivery_env,
                                                                                      telegram_sandbox):
     from bot.delivery import deliver_job
