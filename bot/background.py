@@ -138,18 +138,21 @@ class BackgroundWork:
                     queue.task_done()
 
     async def _one(self, coro: Coroutine[Any, Any, Any], what: str, again: Make | None) -> None:
-        async with self._together:
-            try:
-                await coro
-                return
-            except Exception as exc:
-                if again is None or not passes(exc):
-                    logger.warning("%s failed: %s: %s", what, type(exc).__name__, error_text(exc, 160))
+        try:
+            async with self._together:
+                try:
+                    await coro
                     return
-                failure = exc
-            except asyncio.CancelledError:
-                logger.warning("%s was cancelled", what)
-                raise
+                except Exception as exc:
+                    if again is None or not passes(exc):
+                        logger.warning("%s failed: %s: %s", what, type(exc).__name__, error_text(exc, 160))
+                        return
+                    failure = exc
+        except asyncio.CancelledError:
+            logger.warning("%s was cancelled", what)
+            raise
+        finally:
+            coro.close()  # (cancelled before its turn: closed, not left to warn that it never ran)
         # Its own task: the items queued after it must not wait behind its retries.
         task = asyncio.ensure_future(self._retry(again, what, failure))
         self._retrying.add(task)
@@ -207,6 +210,11 @@ class BackgroundWork:
             if self._task is not None:
                 self._task.cancel()
                 self._task = None
+            while not self._queue.empty():  # never started: closed, each named in the log
+                coro, what, _, _ = self._queue.get_nowait()
+                coro.close()
+                self._queue.task_done()
+                logger.warning("%s not done: the bot stopped first", what)
             retrying = list(self._retrying)
             for task in retrying:
                 task.cancel()

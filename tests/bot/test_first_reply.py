@@ -288,3 +288,30 @@ async def test_an_item_cancelled_on_its_own_stops_neither_the_others_nor_the_run
     await work.drain(timeout=5)
     assert ran == ["slower", "slower"]
     await work.drain(stop=True)
+
+
+async def test_a_stop_closes_what_it_did_not_run_and_names_each_item(caplog, recwarn):
+    """A stop within the drain's timeout cancels what runs; what waited for its turn, or was still
+    queued, used to be left as coroutines never awaited (a RuntimeWarning each, no word of which)."""
+    import gc
+
+    from bot.background import MAX_TOGETHER
+
+    work = BackgroundWork(max_delay=0.0)
+    started: list[int] = []
+
+    async def long(index: int) -> None:
+        started.append(index)
+        await asyncio.Event().wait()
+
+    for index in range(MAX_TOGETHER + 2):  # two more than run at once: they wait for a turn
+        work.add(long(index), f"item {index}")
+    await async_wait_until(lambda: len(started) == MAX_TOGETHER)
+    work.add(long(99), "late item")  # queued behind the batch that runs
+    await work.drain(timeout=0.1, stop=True)
+    await _turns()
+    gc.collect()
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]
+    assert len(started) == MAX_TOGETHER
+    assert "late item not done: the bot stopped first" in caplog.text
+    assert f"item {MAX_TOGETHER + 1} was cancelled" in caplog.text
