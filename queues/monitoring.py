@@ -128,7 +128,8 @@ UNLOGGED_MAX = 100
 #: How long past its due time an active record with no message behind it is left before it is
 #: failed as orphaned: a retry overdue by this long, or a queued job this old (see _sweep_orphans).
 ORPHAN_GRACE = 600.0
-#: The oldest ids read per status index by one sweep (the indexes are capped sorted sets).
+#: Ids read per status index by one sweep (the indexes are capped sorted sets): the oldest, then
+#: from where the last sweep stopped, so a backlog older than the grace cannot hide newer orphans.
 ORPHAN_SCAN = 200
 #: A Redis queue whose message hash (waiting, delayed or running) is larger is not looked
 #: through for a job's message: its overdue records are left alone that tick.
@@ -174,6 +175,7 @@ class QueueMonitor:
         self._lock = threading.Lock()
         self.ticks = 0
         self._orphans_swept_at = float("-inf")  # time.monotonic() of the last orphan sweep
+        self._orphan_cursor: dict[str, float] = {}  # per status: the index score the last sweep stopped at
 
     async def initialize(self) -> bool:
         """Check that Redis answers (logged, not raised: the monitor reports Redis trouble)."""
@@ -577,10 +579,11 @@ class QueueMonitor:
         waiting, delayed and running messages, kept there until acked) holds its id. On the Redis
         broker only: RabbitMQ's queues cannot be looked through, and a due retry held in a busy
         worker's memory (every thread on a long bulk job) looks just like a lost one there; its
-        publishes wait for the server's confirm instead (``actors.broker``). The oldest
-        :data:`ORPHAN_SCAN` ids per status are read, at most once every
-        :data:`ORPHAN_SWEEP_INTERVAL` seconds (a queue's messages may be read whole, and nothing is
-        failed before ten minutes anyway). Errors are logged, not raised: the next sweep tries again.
+        publishes wait for the server's confirm instead (``actors.broker``). :data:`ORPHAN_SCAN`
+        ids per status are read, at most once every :data:`ORPHAN_SWEEP_INTERVAL` seconds (a
+        queue's messages may be read whole, and nothing is failed before ten minutes anyway):
+        the oldest first, and each sweep goes on from where the last one stopped, back to the
+        oldest once it read them all. Errors are logged, not raised: the next sweep tries again.
         """
         now = time.monotonic()
         if now - self._orphans_swept_at < ORPHAN_SWEEP_INTERVAL:
@@ -600,10 +603,19 @@ class QueueMonitor:
         now = time.time()
         # Indexed by enqueued_at, never later than a retry's or a requeue's due time: only records
         # at least ORPHAN_GRACE old can be overdue, and Redis picks them (most minutes: none).
+        statuses = ("queued", "retrying")
         pipe = self.client.pipeline(transaction=False)
-        for status in ("queued", "retrying"):
-            pipe.zrangebyscore(self.jobs.index_key("status", status), 0, now - ORPHAN_GRACE, start=0, num=ORPHAN_SCAN)
-        ids = [job_id for found in pipe.execute() for job_id in found]
+        for status in statuses:
+            after = self._orphan_cursor.get(status)
+            pipe.zrangebyscore(self.jobs.index_key("status", status), 0 if after is None else f"({after!r}",
+                               now - ORPHAN_GRACE, start=0, num=ORPHAN_SCAN, withscores=True)
+        ids = []
+        for status, found in zip(statuses, pipe.execute(), strict=True):
+            ids.extend(job_id for job_id, _ in found)
+            if len(found) == ORPHAN_SCAN:  # more may follow: the next sweep goes on from here
+                self._orphan_cursor[status] = float(found[-1][1])
+            else:  # read to the end: the next sweep starts again from the oldest
+                self._orphan_cursor.pop(status, None)
         overdue: list[tuple[JobRecord, float]] = []  # each with when it was due
         for record in self.jobs.get_many([as_text(i) for i in ids]):
             if record is None:

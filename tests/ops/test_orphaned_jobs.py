@@ -124,3 +124,25 @@ def test_a_retry_moved_out_of_the_delay_queue_during_the_sweep_is_not_failed(man
     assert manager.get_job(handle.id).status == "retrying"
     assert not orphan_alerts(monitor)
     assert client.hexists(messages_key(ns, queue), message_id)  # the move happened during the sweep
+
+
+def test_a_backlog_older_than_the_grace_does_not_hide_a_newer_orphan(manager, make_monitor, monkeypatch):
+    """Each sweep reads a few ids per status; it used to read the oldest every time, so a backlog
+    of jobs waiting longer than the grace (their messages there) kept a newer orphan from ever
+    being looked at."""
+    from queues import monitoring
+
+    monkeypatch.setattr(monitoring, "ORPHAN_SCAN", 2)
+    monkeypatch.setattr(monitoring, "ORPHAN_SWEEP_INTERVAL", 0.0)
+    now = time.time()
+    backlog = []
+    for index in range(3):  # legitimately waiting, for longer than the grace
+        job_id = manager.enqueue_job("t_noop", coalesce=f"backlog-{index}", requester={"user_id": 7}).id
+        make_overdue(manager, job_id, status="queued", due=now - 3000 + index)
+        backlog.append(job_id)
+    lost = orphan(manager, status="queued", due=now - 1200, subject="behind-the-backlog")
+    monitor = make_monitor()
+    for _ in range(3):
+        monitor.tick()
+    assert manager.get_job(lost).error["code"] == "orphaned"
+    assert [manager.get_job(job_id).status for job_id in backlog] == ["queued"] * 3
