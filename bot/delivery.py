@@ -64,7 +64,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from bot.botapi import BadRequest, BotAPI, ChatMigrated
+from bot.botapi import NO_PREVIEW, BadRequest, BotAPI, ChatMigrated, reply_to_json
 from bot.config import BotConfigError
 from bot.delivery_lease import DeliveryLeases
 from bot.keys import BotKeys
@@ -510,11 +510,23 @@ async def _send_part_to(res: DeliveryResources, job_id: str, chat_id: int, part:
         raise
     except BadRequest as exc:
         if "parse entities" in exc.description and part.photo is None:
-            plain = html.unescape(_TAG.sub("", part.text))
+            # Our markup broke somewhere: the text as plain text, where the HTML would have gone
+            # (the job message, so its progress line and Cancel button do not stay; else a new
+            # message answering what the HTML one would have answered).
+            plain = html.unescape(_TAG.sub("", part.text))[:4096]
+            edit = {"chat_id": chat_id, "message_id": message_id, "text": plain, "link_preview_options": NO_PREVIEW}
+            send = {"chat_id": chat_id, "text": plain, "message_thread_id": thread_id, "link_preview_options": NO_PREVIEW,
+                    "reply_parameters": reply_to_json(reply_to) if reply_to else None}
             try:
-                await sender.call(chat_id, request(lambda: api.call(
-                    "sendMessage", {"chat_id": chat_id, "text": plain[:4096], "message_thread_id": thread_id})),
-                    job_id=job_id)
+                if part.replace and message_id:
+                    try:
+                        await sender.call(chat_id, request(lambda: api.call("editMessageText", edit)), job_id=job_id)
+                        return True
+                    except ChatMigrated:
+                        raise
+                    except BadRequest:
+                        pass  # (the job message is gone: a new one)
+                await sender.call(chat_id, request(lambda: api.call("sendMessage", send)), job_id=job_id)
                 return True
             except ChatMigrated:
                 raise

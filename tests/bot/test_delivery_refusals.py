@@ -122,6 +122,31 @@ async def test_a_part_telegram_refuses_for_good_is_counted_as_refused_and_the_ot
     assert (await deliver_job(job_id))["already_sent"] == 3  # marked: not tried again
 
 
+async def test_a_result_whose_markup_telegram_cannot_read_replaces_the_job_message_as_plain_text(
+        delivery_env, telegram_sandbox):
+    """Broken HTML (a renderer's bug) is refused whole; the text still goes, as plain text, into the
+    job message: a new message beside it left the job on its progress line with a Cancel button."""
+    from bot.delivery import deliver_job
+    from bot.views import cancel_keyboard
+
+    res, user = delivery_env, new_user()
+    queued = await res.api.send_message(user, "⏳ queued", reply_markup=cancel_keyboard("x", "en"))
+    job_id = await _succeeded_job(res, [{"user_id": user, "chat_id": user, "message_id": queued["message_id"],
+                                         "lang": "en"}])
+    result = json.loads(await res.redis.hget(res.job_key(job_id), "result"))
+    result["texts"]["en"][0] = "<b>Match analysis</b>: 3 <i>dangerous &amp; unclosed"
+    await res.redis.hset(res.job_key(job_id), "result", json.dumps(result))
+
+    summary = await deliver_job(job_id)
+
+    events = await telegram_sandbox.messages_async(user)
+    assert [e["kind"] for e in events] == ["sent", "edited", "sent", "photo"]
+    assert events[1]["message_id"] == queued["message_id"]
+    assert events[1]["text"] == "Match analysis: 3 dangerous & unclosed"
+    assert not events[1]["reply_markup"]  # no Cancel button under a finished job
+    assert (summary["sent"], summary["refused"]) == (3, 0)
+
+
 async def test_a_delivery_finished_by_its_retry_counts_the_analysis_once(delivery_env, telegram_sandbox):
     """Flood control on the chart fails the delivery after the text went out; the retry sends the
     chart. The analysis used to be counted only by the attempt that sent the first part, which
