@@ -827,8 +827,9 @@ async def _deliver_run(res: DeliveryResources, record: JobRecord) -> dict[str, A
         tasks += [guarded(_to_subscriber_in_order(res, job_id, mine, done, inactive, summary))
                   for mine in _notes_by_user(notes).values()]
     await asyncio.gather(*tasks)
-    logger.info("job %s: delivery sent %d, already sent %d, blocked %d, groups gone %d, errors %d", job_id,
-                summary.sent, summary.skipped, len(summary.blocked), len(summary.chats_gone), len(summary.errors))
+    logger.info("job %s: delivery sent %d, already sent %d, refused %d, blocked %d, groups gone %d, errors %d",
+                job_id, summary.sent, summary.skipped, summary.dropped, len(summary.blocked), len(summary.chats_gone),
+                len(summary.errors))
     if summary.errors:
         raise _most_telling(summary.errors)
     return summary.to_dict(job_id)
