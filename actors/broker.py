@@ -52,7 +52,7 @@ from middleware.stop_signals import StopSignals
 from middleware.time_limits import QueueTimeLimit
 from middleware.tracking import Tracking
 from middleware.worker_presence import WorkerPresence
-from queues.connection import as_text, async_redis_client, redis_client
+from queues.connection import as_text, async_redis_client, redis_client, with_hiredis_packing
 from queues.dramatiq_keys import acks_key, dead_letters_key, dead_messages_key, heartbeats_key
 from queues.priorities import QueuePriority, all_queue_names, queue_name, queue_timeout
 from queues.redaction import install_token_scrubber
@@ -318,6 +318,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     import faceit.context
 
     faceit.context.sentinel_client_factory = async_redis_client  # the FACEIT cache follows failovers too
+    faceit.context.client_finish = with_hiredis_packing  # and packs its commands as ours do
     dramatiq.set_encoder(JSONEncoder())
     _presence = WorkerPresence(
         registry=lambda: WorkerRegistry.from_settings(get_redis(settings), settings),

@@ -61,7 +61,7 @@ async def serve(api: str) -> None:
 
         async def serve_one(message: dict[str, Any]) -> None:
             user, chat_id = message["from"], message["chat"]["id"]
-            chosen = await services.seen_user(user["id"])
+            chosen = await services.seen_user(user["id"], private=message["chat"]["type"] == "private")
             lang = chosen if chosen in LANGS else normalize_lang(user.get("language_code"))
             requester = Requester(user_id=user["id"], chat_id=chat_id, lang=lang)
             job = await services.start_match_analysis(requester, parse_match_ref(message["text"].split(None, 1)[1]))

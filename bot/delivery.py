@@ -451,9 +451,9 @@ async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Pa
     """Send one part (new messages into the forum topic ``thread_id`` where the user asked) and
     return the chat it went to: ``chat_id``, or the supergroup the group became meanwhile
     (Telegram gives its new id; the part goes there as a new message, the job message and
-    topics stayed behind in the old group). A part Telegram cannot take (bad markup, chat gone)
-    is logged and dropped (None): retrying cannot change the answer, and the other parts still
-    go out. ``reply_to``: the message a new message of this part answers (in a group, so it
+    topics stayed behind in the old group). A part Telegram refuses for good (a photo it cannot
+    read, a text refused even as plain text) is logged and dropped (None): retrying cannot change
+    the answer, and the other parts still go out; markup it cannot read goes as plain text. ``reply_to``: the message a new message of this part answers (in a group, so it
     shows whom it is for; see :func:`_to_requester`). ``started`` is set as a request goes to
     Telegram (after the wait for the chat's send slot)."""
     try:
@@ -461,6 +461,8 @@ async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Pa
                                               started) else None
     except ChatMigrated as exc:
         moved_to = exc.migrate_to_chat_id
+    if started is not None:
+        started.clear()  # refused: nothing of it is on its way to Telegram until the next request
     logger.info("job %s: group %s is now the supergroup %s; part %s goes there", job_id, chat_id, moved_to, part.name)
     try:
         return moved_to if await _send_part_to(res, job_id, moved_to, part, None, None, None, started) else None
@@ -500,6 +502,8 @@ async def _send_part_to(res: DeliveryResources, job_id: str, chat_id: int, part:
             except BadRequest as exc:
                 if "not modified" in exc.description:
                     return True  # an earlier attempt already put it there
+                if "parse entities" in exc.description:
+                    raise  # the same markup as a new message would be refused too: plain text (below)
                 logger.info("job %s: job message in chat %s cannot be edited (%s); sending a new one",
                             job_id, chat_id, exc.description[:120])
         await sender.call(chat_id, request(lambda: api.send_message(chat_id, part.text, thread_id=thread_id,
@@ -524,8 +528,10 @@ async def _send_part_to(res: DeliveryResources, job_id: str, chat_id: int, part:
                         return True
                     except ChatMigrated:
                         raise
-                    except BadRequest:
-                        pass  # (the job message is gone: a new one)
+                    except BadRequest as refused:
+                        if "not modified" in refused.description:
+                            return True  # an earlier attempt already put it there
+                        # (else the job message is gone: a new one)
                 await sender.call(chat_id, request(lambda: api.call("sendMessage", send)), job_id=job_id)
                 return True
             except ChatMigrated:
@@ -758,7 +764,7 @@ async def deliver_job(job_id: str) -> dict[str, Any]:
         # retries and the scheduler's redelivery go on for hours: keep the record as long as they do.
         await _keep_owed(res, job_id)
         raise
-    if summary["sent"] and not res.configured_told:
+    if (summary["sent"] or summary["refused"]) and not res.configured_told:  # Telegram was reached
         await _resolve_not_configured(res)
     return summary
 

@@ -130,13 +130,13 @@ class BotServices:
 
     # --- users ------------------------------------------------------------------------------
 
-    async def seen_user(self, user_id: int, *, private: bool = True) -> str | None:
+    async def seen_user(self, user_id: int, *, private: bool = False) -> str | None:
         """On every update: the user's chosen language (None: not chosen), and, ``private``: they
         wrote in their own chat with the bot, so they are active again (a user who writes there
-        has not blocked the bot). Not in a group: there they may still block the bot, or never have
-        started it (Telegram lets no bot write first), and marking them active only sent their next
-        notification into a 403 again. One small script: on the hot path it costs a third of the
-        CPU of a two-command pipeline."""
+        has not blocked the bot). Not in a group (nor by default): there they may still block the
+        bot, or never have started it (Telegram lets no bot write first), and marking them active
+        only sent their next notification into a 403 again. One small script: on the hot path it
+        costs a third of the CPU of a two-command pipeline."""
         return await self.scripts.run(self._seen_user, keys=[self.keys.user_languages(),
                                                              self.faceit_keys.inactive_users()],
                                       args=[int(user_id), "1" if private else "0"])

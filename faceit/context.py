@@ -46,10 +46,18 @@ _contexts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FaceitContext] =
 #: Set by the pipeline (``actors/broker.py``) to its Sentinel-aware client builder, which
 #: follows a failover at once; ``faceit`` may not import ``queues``, so it is handed in.
 sentinel_client_factory: Callable[[Any], Redis] | None = None
+#: Set by the pipeline too: what it does to each of its own asyncio clients, done to ours
+#: (``queues.connection.with_hiredis_packing``: commands packed by hiredis).
+client_finish: Callable[[Redis], Redis] | None = None
 
 
 def build_redis(settings: Any) -> Redis:
     """An async Redis client (decoded strings) from ``REDIS_URL``/``REDIS_PASSWORD``/Sentinel."""
+    client = _build_redis(settings)
+    return client_finish(client) if client_finish is not None else client
+
+
+def _build_redis(settings: Any) -> Redis:
     password = settings.redis_password.get_secret_value() or None
     if settings.redis_sentinels and settings.redis_sentinel_master and sentinel_client_factory is not None:
         return sentinel_client_factory(settings)

@@ -23,6 +23,10 @@ from queues.health_texts import tell_job_alert
 logger = logging.getLogger(__name__)
 
 USER_CAUSED = REQUEST_ERROR_CODES | {"canceled", "unknown_actor"}
+#: Failures another alert already tells, once per cause: a worker without a Telegram token fires
+#: ``telegram_not_configured`` (deduplicated per host, resolved when it delivers again), while
+#: its deliveries fail, are retried and redelivered for hours: one more alert each was a flood.
+TOLD_ELSEWHERE = {"not_configured"}
 
 
 class AlertOnFailure(Middleware):
@@ -46,7 +50,7 @@ class AlertOnFailure(Middleware):
         if code == "auth":  # FACEIT refused the key, or none is set (KeyMissingError)
             details = {"reason": "no_key" if state.error.get("type") == "KeyMissingError" else "auth", "actor": actor}
             return Alert("critical", "faceit", tell_job_alert(details), job_id=job, details=details)
-        if code in USER_CAUSED:
+        if code in USER_CAUSED or code in TOLD_ELSEWHERE:
             return None
         timed_out = state.alert_reason == "time_limit"
         details = {"reason": "time_limit" if timed_out else "final_failure", "actor": actor,

@@ -175,7 +175,9 @@ class QueueMonitor:
         self._lock = threading.Lock()
         self.ticks = 0
         self._orphans_swept_at = float("-inf")  # time.monotonic() of the last orphan sweep
-        self._orphan_cursor: dict[str, float] = {}  # per status: the index score the last sweep stopped at
+        # Per status: the index score the last sweep stopped at, and the ids at that very score
+        # it read (the next sweep skips them: ids may share a score).
+        self._orphan_cursor: dict[str, tuple[float, set[Any]]] = {}
 
     async def initialize(self) -> bool:
         """Check that Redis answers (logged, not raised: the monitor reports Redis trouble)."""
@@ -605,15 +607,19 @@ class QueueMonitor:
         # at least ORPHAN_GRACE old can be overdue, and Redis picks them (most minutes: none).
         statuses = ("queued", "retrying")
         pipe = self.client.pipeline(transaction=False)
-        for status in statuses:
-            after = self._orphan_cursor.get(status)
-            pipe.zrangebyscore(self.jobs.index_key("status", status), 0 if after is None else f"({after!r}",
-                               now - ORPHAN_GRACE, start=0, num=ORPHAN_SCAN, withscores=True)
+        cursors = [self._orphan_cursor.get(status, (0.0, set())) for status in statuses]
+        for status, (score, seen) in zip(statuses, cursors, strict=True):
+            pipe.zrangebyscore(self.jobs.index_key("status", status), score, now - ORPHAN_GRACE, start=0,
+                               num=ORPHAN_SCAN + len(seen), withscores=True)
         ids = []
-        for status, found in zip(statuses, pipe.execute(), strict=True):
-            ids.extend(job_id for job_id, _ in found)
-            if len(found) == ORPHAN_SCAN:  # more may follow: the next sweep goes on from here
-                self._orphan_cursor[status] = float(found[-1][1])
+        for status, (score, seen), found in zip(statuses, cursors, pipe.execute(), strict=True):
+            new = [(job_id, float(s)) for job_id, s in found if not (float(s) == score and job_id in seen)]
+            page = new[:ORPHAN_SCAN]
+            ids.extend(job_id for job_id, _ in page)
+            if len(new) >= ORPHAN_SCAN:  # more may follow: the next sweep goes on from here
+                last = page[-1][1]
+                at_last = {job_id for job_id, s in page if s == last} | (seen if last == score else set())
+                self._orphan_cursor[status] = (last, at_last)
             else:  # read to the end: the next sweep starts again from the oldest
                 self._orphan_cursor.pop(status, None)
         overdue: list[tuple[JobRecord, float]] = []  # each with when it was due

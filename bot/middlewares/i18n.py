@@ -1,8 +1,9 @@
 """Puts the user's language in every handler's data as ``lang`` (``en`` or ``ru``).
 
 The language chosen with ``/lang`` wins; otherwise the one Telegram reports for the user
-(``language_code``: Russian → ``ru``, anything else → ``en``). The lookup also marks the user
-active again (someone who writes has not blocked the bot), in the same round trip. When Redis
+(``language_code``: Russian → ``ru``, anything else → ``en``). For an update in the user's own
+chat with the bot the lookup also marks them active again (someone who writes there has not
+blocked the bot), in the same round trip; a group's updates do not. When Redis
 is unreachable the Telegram language is used, so even the outage notice is in the right one.
 
 Parameters:
@@ -25,8 +26,8 @@ logger = logging.getLogger(__name__)
 
 
 async def telegram_user_language(user: User | None, chosen_of: Callable[[int], Awaitable[str | None]] | None) -> str:
-    """The language of whoever sent an update: the one chosen with ``/lang`` (``chosen_of``, whose
-    lookup also marks them active), else the one Telegram reports; Telegram's when Redis cannot say."""
+    """The language of whoever sent an update: the one chosen with ``/lang`` (``chosen_of``), else
+    the one Telegram reports; Telegram's when Redis cannot say."""
     lang = normalize_lang(user.language_code if user else None)
     if user is None or user.is_bot or chosen_of is None:
         return lang

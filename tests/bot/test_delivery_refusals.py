@@ -145,6 +145,12 @@ async def test_a_result_whose_markup_telegram_cannot_read_replaces_the_job_messa
     assert events[1]["text"] == "Match analysis: 3 dangerous & unclosed"
     assert not events[1]["reply_markup"]  # no Cancel button under a finished job
     assert (summary["sent"], summary["refused"]) == (3, 0)
+    # A worker that died after Telegram took the plain edit, before marking it: the retry finds
+    # the job message already showing it ("not modified"), and sends no second copy.
+    await res.redis.hdel(res.keys.delivered(job_id), f"{user}:0")
+    again = await deliver_job(job_id)
+    assert [e["kind"] for e in await telegram_sandbox.messages_async(user)] == ["sent", "edited", "sent", "photo"]
+    assert (again["sent"], again["already_sent"]) == (1, 2)
 
 
 async def test_a_delivery_finished_by_its_retry_counts_the_analysis_once(delivery_env, telegram_sandbox):

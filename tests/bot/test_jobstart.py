@@ -408,3 +408,16 @@ async def test_a_user_who_joins_between_the_read_and_the_cancel_keeps_the_job(se
     assert outcome.outcome == "left"
     record = services.manager.get_job(first.job_id)
     assert record.status == "queued" and [r["user_id"] for r in record.requesters] == [94]
+
+
+async def test_only_an_update_in_their_own_chat_marks_a_user_active_again(services, redis_client):
+    """Someone who writes to the bot has not blocked it; someone who writes in a group (or is
+    throttled there: the notice's language lookup) may have, or never started it at all."""
+    inactive = services.faceit_keys.inactive_users()
+    redis_client.sadd(inactive, "41")
+    await services.set_language(41, "ru")
+    assert await services.seen_user(41) == "ru"  # the throttle's lookup: no chat said
+    assert await services.seen_user(41, private=False) == "ru"
+    assert redis_client.sismember(inactive, "41")
+    assert await services.seen_user(41, private=True) == "ru"
+    assert not redis_client.sismember(inactive, "41")

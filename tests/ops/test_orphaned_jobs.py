@@ -146,3 +146,19 @@ def test_a_backlog_older_than_the_grace_does_not_hide_a_newer_orphan(manager, ma
         monitor.tick()
     assert manager.get_job(lost).error["code"] == "orphaned"
     assert [manager.get_job(job_id).status for job_id in backlog] == ["queued"] * 3
+
+
+def test_ids_that_share_a_score_across_two_sweeps_are_each_read(manager, make_monitor, monkeypatch):
+    """The sweep goes on from the score it stopped at: ids at that very score that did not fit
+    in its read are read by the next one, not skipped."""
+    from queues import monitoring
+
+    monkeypatch.setattr(monitoring, "ORPHAN_SCAN", 2)
+    monkeypatch.setattr(monitoring, "ORPHAN_SWEEP_INTERVAL", 0.0)
+    due = time.time() - 1200
+    lost = [orphan(manager, status="queued", due=due, subject=f"tied-{index}") for index in range(3)]
+    monitor = make_monitor()
+    monitor.tick()
+    assert sum(manager.get_job(job_id).status == "failed" for job_id in lost) == 2
+    monitor.tick()
+    assert [manager.get_job(job_id).status for job_id in lost] == ["failed"] * 3

@@ -114,6 +114,21 @@ def test_a_worker_without_telegram_settings_says_so_and_a_worker_with_them_deliv
     assert manager.get_job(handle.id).result == {"value": 0}  # kept for /status
 
 
+def test_deliveries_failing_for_want_of_a_token_raise_no_alert_of_their_own(manager, start_pool):
+    """The host's ``telegram_not_configured`` alert says it once; each delivery's final failure
+    (retried, then redelivered for hours) used to add an error alert of its own."""
+    from queues.runtime import get_alert_store
+
+    start_pool(["default", "high"], env={"TELEGRAM_API_URL": "https://api.telegram.org", "TELEGRAM_BOT_TOKEN": ""})
+    handles = [manager.enqueue_job("t_noop", requester={"user_id": user, "chat_id": user}) for user in (51, 52)]
+    for handle in handles:
+        wait_until(lambda h=handle: [r for r in manager.jobs.list_jobs(actor="deliver_result")[0]
+                                     if r.args == [h.id] and r.status == "failed"], timeout=30)
+    alerts = get_alert_store().recent(1)
+    assert {a.rule for a in alerts} == {"telegram_not_configured"}
+    assert not [a for a in alerts if a.source == "pipeline"]
+
+
 def test_a_job_canceled_while_queued_then_requeued_runs_once(manager, start_pool, traces):
     """The cancel leaves the job's message in the queue; the requeue sends one of its own. Both
     ran the job: the first as a stale attempt, all of its work done twice."""
