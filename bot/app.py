@@ -44,6 +44,7 @@ from bot.middlewares.anonymous import AnonymousSenderMiddleware
 from bot.middlewares.errors import ErrorsMiddleware
 from bot.middlewares.i18n import LanguageMiddleware
 from bot.middlewares.inflight import InFlightMiddleware
+from bot.middlewares.ordering import LanguageOrderMiddleware
 from bot.middlewares.throttle import ThrottleMiddleware
 from bot.redisclient import bot_redis_client
 from bot.routers import all_routers, command_names
@@ -77,6 +78,7 @@ def build_dispatcher(services: BotServices) -> Dispatcher:
     routers = all_routers()
     dp.update.outer_middleware(AnonymousSenderMiddleware(command_names(routers)))
     dp.update.outer_middleware(ThrottleMiddleware(chosen_lang=services.seen_user, exempt=services.admin_ids))
+    dp.update.outer_middleware(LanguageOrderMiddleware())  # /lang ru, then /help: the help in Russian
     dp.update.outer_middleware(ErrorsMiddleware())
     dp.update.outer_middleware(LanguageMiddleware(services))
     dp.include_routers(*routers)

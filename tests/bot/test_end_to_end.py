@@ -491,6 +491,21 @@ def test_a_quick_burst_of_commands_is_answered_whole_and_its_last_language_choic
     assert not any("skipped" in text or "пропустил" in text for text in answers)
 
 
+def test_commands_sent_at_once_with_lang_are_each_answered_in_the_language_chosen_before_them(stack: Stack,
+                                                                                              tg):
+    """A phone back online sends what was typed meanwhile in one go. Served side by side, the help
+    read the language before /lang had written it (English help after "Язык: русский"), before
+    or after that answer."""
+    user = new_user()
+    for text in ("/lang ru", "/help", "/lang en", "/help", "/lang ru", "/subscriptions"):
+        stack.say(user, text)
+    answers = [e["text"] for e in stack.replies(user, 6)]
+    assert answers[0] == "Язык: русский." and "Что я умею" in answers[1], answers
+    assert "What I can do" in answers[3], answers
+    assert answers[2] == "Language: English." and answers[4] == "Язык: русский.", answers
+    assert answers[5].startswith("Вы пока ни за кем не следите"), answers
+
+
 def test_an_admin_is_never_held_back_by_the_flood_guard(stack: Stack, tg):
     """An operator's quick run of admin commands is no flood: a test sending ten of them in a row
     once got the flood notice for its ninth."""

@@ -315,3 +315,47 @@ async def test_a_stop_closes_what_it_did_not_run_and_names_each_item(caplog, rec
     assert len(started) == MAX_TOGETHER
     assert "late item not done: the bot stopped first" in caplog.text
     assert f"item {MAX_TOGETHER + 1} was cancelled" in caplog.text
+
+
+def _update(update_id: int, user_id: int, text: str):
+    from aiogram.types import Chat, Message, Update, User
+
+    sender = User(id=user_id, is_bot=False, first_name="u")
+    return Update(update_id=update_id, message=Message(message_id=update_id, date=0, text=text, from_user=sender,
+                                                      chat=Chat(id=user_id, type="private")))
+
+
+async def test_a_lang_waits_for_the_users_earlier_updates_and_their_later_ones_wait_for_it():
+    """Only /lang orders a user's updates: their other updates, and other users', run side by side
+    (each holds an update slot while it waits), and nothing is kept once they were served."""
+    from bot.middlewares.ordering import LanguageOrderMiddleware
+
+    order = LanguageOrderMiddleware()
+    release = {text: asyncio.Event() for text in ("/help", "/start", "/lang ru", "/subscriptions", "/status x")}
+    running: list[str] = []
+
+    async def handler(event, data) -> None:
+        running.append(event.message.text)
+        await release[event.message.text].wait()
+
+    def serve(update_id: int, user_id: int, text: str) -> asyncio.Task:
+        update = _update(update_id, user_id, text)
+        return asyncio.ensure_future(order(handler, update, {"event_from_user": update.message.from_user}))
+
+    tasks = [serve(1, 5, "/help"), serve(2, 5, "/start"), serve(3, 5, "/lang ru"), serve(4, 5, "/subscriptions"),
+             serve(5, 6, "/status x")]
+    await _turns()
+    assert running == ["/help", "/start", "/status x"]  # the /lang waits; what follows it too
+    release["/help"].set()
+    await _turns()
+    assert running == ["/help", "/start", "/status x"]
+    release["/start"].set()
+    await _turns()
+    assert running[-1] == "/lang ru"
+    release["/lang ru"].set()
+    await _turns()
+    assert running[-1] == "/subscriptions"
+    release["/subscriptions"].set()
+    release["/status x"].set()
+    await asyncio.gather(*tasks)
+    assert order.users_served() == 0
