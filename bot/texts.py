@@ -260,6 +260,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "status_queued": {"en": "queued", "ru": "в очереди"},
     "status_started": {"en": "running", "ru": "выполняется"},
     "status_retrying": {"en": "waiting to retry", "ru": "ждёт повтора"},
+    # /status of a job between attempts: its retry notice's reason, then these
+    "status_retry_in": {"en": "Trying again in {seconds} s", "ru": "Повторю через {seconds} с"},
+    "status_retry_now": {"en": "Trying again as soon as a worker is free", "ru": "Повторю, как только освободится обработчик"},
+    "status_retry_attempt": {"en": "(attempt {attempt} of {attempts}).", "ru": "(попытка {attempt} из {attempts})."},
     "status_succeeded": {"en": "done", "ru": "готово"},
     "status_failed": {"en": "failed", "ru": "ошибка"},
     "status_canceled": {"en": "cancelled", "ru": "отменено"},

@@ -8,6 +8,7 @@ say whether trying again makes sense.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from bot.texts import TEXTS, Markup, escape, t
@@ -81,14 +82,19 @@ def progress_text(job_id: str, actor: str | None, progress: dict[str, Any] | Non
     """``⏳ Match analysis: players 6/10 · 45%`` (``загружаю игроков 6/10`` in Russian); between attempts
     (stage ``retrying``, :mod:`middleware.retry_notice`) what went wrong and when it is tried again."""
     if progress and progress.get("stage") == "retrying":
-        code = str(progress.get("code") or "")
-        reason = f"retry_reason_{code}" if code in ("upstream", "rate_limited") else "retry_reason_other"
         seconds = max(1, round(float(progress.get("retry_in") or 0)))
-        return t("progress_retrying", lang, kind=kind_name(actor, lang), reason=t(reason, lang), seconds=seconds,
-                 attempt=progress.get("attempt") or 2, attempts=progress.get("attempts") or "?", job_id=job_id)
+        return t("progress_retrying", lang, kind=kind_name(actor, lang), reason=_retry_reason(progress, lang),
+                 seconds=seconds, attempt=progress.get("attempt") or 2, attempts=progress.get("attempts") or "?",
+                 job_id=job_id)
     stage, count, percent = _progress_bits(progress, lang)
     return t("progress", lang, kind=kind_name(actor, lang), stage=stage, count=count, percent=percent,
              job_id=job_id)
+
+
+def _retry_reason(progress: dict[str, Any], lang: str) -> str:
+    """Why the job waits to be tried again, as a sentence (a retry notice's ``code``)."""
+    code = str(progress.get("code") or "")
+    return t(f"retry_reason_{code}" if code in ("upstream", "rate_limited") else "retry_reason_other", lang)
 
 
 def canceled_text(job_id: str, actor: str | None, lang: str) -> str:
@@ -177,6 +183,14 @@ def status_text(record: Any, lang: str) -> str:
     if status == "started" and record.progress:  # this run's own: a run's begin drops the one before's
         stage, count, percent = _progress_bits(record.progress, lang)
         extra = f" · {stage}{count} · {percent}%"
+    elif status == "retrying" and (record.progress or {}).get("stage") == "retrying":
+        # What the job message says (its retry notice), with the time left from now.
+        notice = record.progress
+        due = float(notice.get("at") or 0) + float(notice.get("retry_in") or 0)
+        left = round(due - time.time())
+        when = (t("status_retry_in", lang, seconds=left) if left >= 1 else t("status_retry_now", lang))
+        extra = " · " + _retry_reason(notice, lang) + " " + when + " " + t(
+            "status_retry_attempt", lang, attempt=notice.get("attempt") or 2, attempts=notice.get("attempts") or "?")
     elif status == "failed":
         reason, advice = failure_reason(record.error, record.actor, record.kwargs, lang)
         extra = f"\n{reason} {advice}".rstrip()

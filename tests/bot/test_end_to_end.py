@@ -1355,6 +1355,12 @@ def test_an_operators_cancel_of_a_job_waiting_to_try_again_is_told_at_once(stack
     job_id = job_id_in(first["text"])
     stack.wait(user, lambda es: [e for e in es if e["message_id"] == first["message_id"]
                                  and "Trying again in" in (e["text"] or "")], timeout=30)
+    # /status says what the job message says, not only "waiting to retry".
+    stack.say(user, f"/status {job_id[:8]}")
+    status = stack.wait(user, lambda es: [e for e in es if e["kind"] == "sent" and "waiting to retry" in
+                                          (e["text"] or "")], timeout=10)[-1]["text"]
+    assert re.search(r"waiting to retry · FACEIT is overloaded\. Trying again in \d+ s \(attempt 2 of \d\)\.",
+                     status), status
     reset_runtime()
     assert QueueManager().cancel_job(job_id) == "canceled"
     told = stack.wait(user, lambda es: [e for e in es if e["message_id"] == first["message_id"]
