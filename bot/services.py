@@ -332,7 +332,8 @@ class BotServices:
         record = await asyncio.to_thread(self.manager.get_job, job_id)
         if record is None:  # an admin may look up anyone's job: tell them it is not there at all
             raise UserFacingError("no_such_job" if self.is_admin(user_id) else "unknown_job", job_id=job_id)
-        if not self._is_theirs(record, user_id) and not (chat_id is not None and _asked_in(record, chat_id)):
+        if not self._is_theirs(record, user_id) and not (chat_id is not None and _asked_in(record, chat_id)) \
+                and int(user_id) not in record.left_user_ids:  # (cancelled for them: /status says so)
             raise UserFacingError(not_theirs, job_id=job_id)
         return record
 
@@ -345,6 +346,8 @@ class BotServices:
         the chat ``chat_id`` the /cancel is typed in: there all see it, so it is
         ``not_your_job``, as another member's press of its Cancel button says."""
         record = await self.job_of_user(job_id, user_id, chat_id=chat_id, not_theirs=not_theirs)
+        if int(user_id) in record.left_user_ids:  # cancelled for them already: said again
+            return CancelOutcome("left", record)
         if not self._is_theirs(record, user_id):  # seen in this chat, asked by another member
             raise UserFacingError("not_your_job", job_id=job_id)
         if record.is_final:  # (canceled included: a second /cancel is no new cancel)

@@ -267,6 +267,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "status_succeeded": {"en": "done", "ru": "готово"},
     "status_failed": {"en": "failed", "ru": "ошибка"},
     "status_canceled": {"en": "cancelled", "ru": "отменено"},
+    "status_left": {"en": "cancelled for you (for the others: {others})", "ru": "отменено для вас (для остальных: {others})"},
     "done": {"en": "✅ Done.", "ru": "✅ Готово."},
     # failures: a headline, then the reason and the advice, each a full sentence with a capital
     # (the FACEIT layer's reasons, faceit.i18n, are written so too)

@@ -176,8 +176,9 @@ def status_word(status: str, lang: str) -> str:
     return t(f"status_{status}", lang) if f"status_{status}" in _STATUS_KEYS else status
 
 
-def status_text(record: Any, lang: str) -> str:
-    """One job's state for ``/status``: status, progress while running, reason when failed."""
+def status_text(record: Any, lang: str, *, left: bool = False) -> str:
+    """One job's state for ``/status``: status, progress while running, reason when failed.
+    ``left``: the reader cancelled it for themselves while others still waited for it."""
     status = record.status
     extra = ""
     if status == "started" and record.progress:  # this run's own: a run's begin drops the one before's
@@ -191,9 +192,10 @@ def status_text(record: Any, lang: str) -> str:
         when = (t("status_retry_in", lang, seconds=left) if left >= 1 else t("status_retry_now", lang))
         extra = " · " + _retry_reason(notice, lang) + " " + when + " " + t(
             "status_retry_attempt", lang, attempt=notice.get("attempt") or 2, attempts=notice.get("attempts") or "?")
-    elif status == "failed":
+    elif status == "failed" and not left:
         reason, advice = failure_reason(record.error, record.actor, record.kwargs, lang)
         extra = f"\n{reason} {advice}".rstrip()
+    word = status_word(status, lang)
     return t("status_line", lang, kind=kind_name(record.actor, lang, record.kwargs),
-             status=status_word(status, lang),
+             status=t("status_left", lang, others=word) if left else word,
              progress=Markup(escape(extra)), job_id=record.id)

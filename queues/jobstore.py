@@ -548,7 +548,9 @@ return answer(jk, token, {status, #requesters, acked})
 
 # ARGV: prefix, id, user id. One requester leaves a job others still wait for (their Cancel):
 # → "left"; "alone" when nobody else asked (the caller cancels the job instead); "not_requester";
-# "missing"; or the final status the job already had.
+# "missing"; or the final status the job already had. The job stays in the user's index and
+# names them in ``left`` (ids as text: cjson would write a 16-digit id in exponent form): their
+# message shows its id, and /status answers for it ("cancelled for you") rather than "no job".
 _LEAVE = _LUA_COMMON + """
 local prefix, id, user = ARGV[1], ARGV[2], ARGV[3]
 local jk = prefix .. "job:" .. id
@@ -562,7 +564,9 @@ end
 if not found then return "not_requester" end
 if #kept == 0 then return "alone" end
 redis.call("HSET", jk, "requesters", encode_array(kept))
-redis.call("ZREM", prefix .. "jobs:user:" .. user, id)
+local left = decode_array(redis.call("HGET", jk, "left"))
+table.insert(left, user)
+redis.call("HSET", jk, "left", encode_array(left))
 return "left"
 """
 
@@ -783,6 +787,17 @@ class JobRecord:
         """Who asked for the job: its requesters, then its watchers."""
         asked = [int(r["user_id"]) for r in self.requesters if r.get("user_id") is not None]
         return asked + [int(w) for w in self.watchers if int(w) not in asked]
+
+    @property
+    def left_user_ids(self) -> list[int]:
+        """Who asked for the job and then stopped waiting for it while others still did (their
+        Cancel: :meth:`JobStore.leave`), and has not asked for it again."""
+        try:
+            left = json.loads(self.raw.get("left") or "[]")
+        except ValueError:
+            return []
+        asked = set(self.user_ids)
+        return [int(u) for u in left if str(u).isdigit() and int(u) not in asked] if isinstance(left, list) else []
 
     @classmethod
     def from_hash(cls, job_id: str, data: dict[str, str]) -> JobRecord:

@@ -37,7 +37,7 @@ async def status(message: Message, command: CommandObject, lang: str, services: 
     if job_id is None:
         return
     record = await services.job_of_user(job_id, message.from_user.id, chat_id=message.chat.id)
-    await answer(message, status_text(record, lang))
+    await answer(message, status_text(record, lang, left=message.from_user.id in record.left_user_ids))
 
 
 def _cancel_answer(result: CancelOutcome, job_id: str, lang: str) -> str:

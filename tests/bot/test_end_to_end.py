@@ -759,6 +759,15 @@ def test_one_of_two_users_cancelling_a_shared_job_lets_go_of_it_alone(stack: Sta
     delivery_result(stack, job_id)
     assert not [e for e in stack.events(leaving) if e["kind"] == "edited" and is_final_text(e["text"])
                 and "cancelled for you" not in e["text"]]
+    # Their message shows the job's id: /status answers for it (it said "You have no job").
+    sent_before = len([e for e in stack.events(leaving) if e["kind"] == "sent"])
+    stack.say(leaving, f"/status {job_id[:8]}")
+    status = stack.replies(leaving, sent_before + 1)[-1]["text"]
+    assert status.startswith("Match analysis: cancelled for you (for the others: done)"), status
+    stack.say(leaving, f"/cancel {job_id[:8]}")  # cancelled for them already: said again, nothing else
+    again = stack.replies(leaving, sent_before + 2)[-1]["text"]
+    assert again.startswith("✖ Match analysis: cancelled for you"), again
+    assert stack.job(job_id)["status"] == "succeeded"
 
 
 def test_a_typed_cancel_of_a_shared_job_tells_the_leaving_user_in_their_language_now(stack: Stack, tg,

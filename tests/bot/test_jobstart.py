@@ -360,8 +360,11 @@ async def test_cancelling_a_shared_job_lets_go_of_it_and_the_last_one_cancels_it
     record = services.manager.get_job(first.job_id)
     assert record.status == "queued" and [r["user_id"] for r in record.requesters] == [92]
     assert redis_client.zcard("fb:bot:active:91") == 0 and redis_client.zcard("fb:bot:active:92") == 1
-    with pytest.raises(UserFacingError):  # no longer theirs
-        await services.job_of_user(first.job_id, 91)
+    # No longer theirs to wait for or count, yet theirs to ask about: their message shows its id.
+    seen = await services.job_of_user(first.job_id, 91)
+    assert 91 not in seen.user_ids and seen.left_user_ids == [91]
+    assert (await services.cancel(first.job_id, 91)).outcome == "left"  # said again; the job goes on
+    assert services.manager.get_job(first.job_id).status == "queued"
     assert (await services.cancel(first.job_id, 92)).outcome == "canceled"
     assert services.manager.get_job(first.job_id).status == "canceled"
 
