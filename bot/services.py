@@ -42,9 +42,13 @@ REPORT_TYPES = ("weekly", "monthly")
 
 # KEYS: languages hash, inactive users set. ARGV: user id.  → the chosen language or nil.
 _SEEN_USER = """
-if ARGV[2] == '1' then redis.call('SREM', KEYS[2], ARGV[1]) end
-return redis.call('HGET', KEYS[1], ARGV[1])
+local back = 0
+if ARGV[2] == '1' then back = redis.call('SREM', KEYS[2], ARGV[1]) end
+return {redis.call('HGET', KEYS[1], ARGV[1]) or false, back}
 """
+#: Jobs of a user who comes back whose results a delivery withheld (they had blocked the bot), looked
+#: at most: the newest, within the hour a result is kept.
+WITHHELD_LOOKED_AT = 50
 
 
 class UserFacingError(Exception):
@@ -137,9 +141,12 @@ class BotServices:
         bot, or never have started it (Telegram lets no bot write first), and marking them active
         only sent their next notification into a 403 again. One small script: on the hot path it
         costs a third of the CPU of a two-command pipeline."""
-        return await self.scripts.run(self._seen_user, keys=[self.keys.user_languages(),
-                                                             self.faceit_keys.inactive_users()],
-                                      args=[int(user_id), "1" if private else "0"])
+        chosen, back = await self.scripts.run(self._seen_user, keys=[self.keys.user_languages(),
+                                                                     self.faceit_keys.inactive_users()],
+                                              args=[int(user_id), "1" if private else "0"])
+        if back:
+            self.in_background(lambda: self.resend_withheld(user_id), f"user {user_id}: results withheld while away")
+        return chosen
 
     async def set_language(self, user_id: int, lang: str) -> None:
         await self.redis.hset(self.keys.user_languages(), str(int(user_id)), lang)
@@ -168,6 +175,31 @@ class BotServices:
             await self.store.set_user_inactive(user_id)
         else:
             await self.store.set_user_active(user_id)
+            await self.resend_withheld(user_id)
+
+    async def resend_withheld(self, user_id: int) -> list[str]:
+        """Deliver again the results a delivery withheld from ``user_id`` because they had blocked
+        the bot (its ``<user>:blocked`` marker), now that they are back: their job's message stood
+        at its progress line with a Cancel button, and asking again pointed them at it. Within the
+        hour results are kept; each part still goes once (the delivery's markers). Returns the
+        jobs sent again; safe to run twice (a marker taken is not there the second time)."""
+        from bot.delivery import BLOCKED
+
+        since = time.time() - float(self.settings.queue_result_ttl)
+        index = self.manager.jobs.index_key("user", int(user_id))
+        ids = await self.redis.zrevrangebyscore(index, "+inf", since, start=0, num=WITHHELD_LOOKED_AT)
+        if not ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hdel(self.keys.delivered(job_id), f"{int(user_id)}:{BLOCKED}")
+        withheld = [job_id for job_id, taken in zip(ids, await pipe.execute(), strict=True) if taken]
+        for job_id in withheld:
+            await asyncio.to_thread(self.manager.tell_ended, job_id)
+        if withheld:
+            logger.info("user %s is back: %d withheld result(s) delivered again (%s)", user_id, len(withheld),
+                        ", ".join(withheld))
+        return withheld
 
     # --- jobs -------------------------------------------------------------------------------
 

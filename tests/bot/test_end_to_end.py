@@ -976,6 +976,26 @@ def test_a_user_who_blocked_the_bot_is_marked_inactive_and_the_delivery_ends_cle
     stack.say(user, "/help")
     assert "What I can do" in stack.replies(user, 2)[1]["text"]
     assert str(user) not in stack.redis.smembers("fb:faceit:users:inactive")
+    # The result withheld while they were away comes now, into the message that waited for it
+    # (it stood at its progress line with a Cancel button, and asking again pointed at it).
+    final = stack.final_of(user, first["message_id"], timeout=20)
+    assert "Match" in final["text"] and "failed" not in final["text"] and "cancelled" not in final["text"]
+    assert not final.get("reply_markup")
+    assert len(results_in(stack, user, first["message_id"])) == 1
+
+
+def test_a_user_who_unblocks_the_bot_gets_the_result_withheld_meanwhile(stack: Stack, tg, faceit_faults):
+    """Unblocking (Telegram's my_chat_member update), without writing: the result comes then."""
+    faceit_faults(latency_ms=300)
+    user = new_user()
+    stack.say(user, f"/analyze {stack.next_match()}")
+    first = stack.first_reply(user)
+    tg.block(user)
+    assert delivery_result(stack, job_of(stack, user))["blocked"] == [user]
+    tg.block(user, blocked=False)
+    final = stack.final_of(user, first["message_id"], timeout=20)
+    assert "failed" not in final["text"] and not final.get("reply_markup")
+    assert str(user) not in stack.redis.smembers("fb:faceit:users:inactive")
 
 
 def test_a_group_that_removed_the_bot_ends_its_delivery_without_marking_the_user_inactive(stack: Stack, tg,
