@@ -188,8 +188,8 @@ def status_text(record: Any, lang: str, *, left: bool = False) -> str:
         # What the job message says (its retry notice), with the time left from now.
         notice = record.progress
         due = float(notice.get("at") or 0) + float(notice.get("retry_in") or 0)
-        left = round(due - time.time())
-        when = (t("status_retry_in", lang, seconds=left) if left >= 1 else t("status_retry_now", lang))
+        seconds = round(due - time.time())
+        when = t("status_retry_in", lang, seconds=seconds) if seconds >= 1 else t("status_retry_now", lang)
         extra = " · " + _retry_reason(notice, lang) + " " + when + " " + t(
             "status_retry_attempt", lang, attempt=notice.get("attempt") or 2, attempts=notice.get("attempts") or "?")
     elif status == "failed" and not left:
