@@ -37,6 +37,7 @@ from typing import Any
 import click
 import redis
 
+from queues.priorities import known_queue
 from settings import MAX_SECONDS, SettingsError, get_settings, redact_url
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
@@ -181,21 +182,6 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
-def known_queue(name: str, settings: Any) -> str | None:
-    """The broker queue ``name`` means, or None: ``high``/``default``/``low`` as given, else the
-    same with ``QUEUE_NAME_PREFIX`` in front (``xhigh`` with the prefix ``x``).
-
-    A bare name is taken as is before any prefix is stripped: with the prefix ``l``, stripping
-    first turned ``low`` into ``ow``, an unknown queue (``h`` did the same to ``high``)."""
-    from queues.priorities import QueuePriority, queue_name
-
-    bare = {priority.value for priority in QueuePriority}
-    prefix = settings.queue_name_prefix
-    if name not in bare and prefix and name.startswith(prefix):
-        name = name[len(prefix):]
-    return queue_name(QueuePriority(name), settings) if name in bare else None
-
-
 def resolve_queue(name: str) -> str:
     """``high``/``default``/``low`` (with or without QUEUE_NAME_PREFIX) → the broker queue name."""
     found = known_queue(name, get_settings())
@@ -204,9 +190,24 @@ def resolve_queue(name: str) -> str:
     return found
 
 
+#: Docstring markup (``code``, :role:`target`) that ``--help`` shows as plain text.
+_DOC_MARKUP = re.compile(r":[a-z]+:`~?(?:[\w.]*\.)?(\w+)`|``([^`]+)``")
+
+
+def plain_help(text: str | None) -> str | None:
+    """A command's docstring as ``--help`` prints it: the markup written for the code's readers
+    (``--level``, :attr:`Alert.judged_level`) shown as the words it marks."""
+    return _DOC_MARKUP.sub(lambda m: m.group(1) or m.group(2), text) if text else text
+
+
 class OneLineErrors(click.Group):
     """Click's usage errors as one line on stderr (``error: … (see: admin.py alerts --help)``),
-    exit status 2, instead of its four lines of usage text."""
+    exit status 2, instead of its four lines of usage text; each command's help as plain text
+    (:func:`plain_help`)."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.help = plain_help(cmd.help)
+        super().add_command(cmd, name)
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
@@ -361,7 +362,7 @@ def alerts(hours: float, level: str | None, open_only: bool, limit: int, as_json
     """Recent alerts, newest first. Exit 1 while an error or critical condition is open.
 
     ``--level`` judges a resolve notice by the alert it resolves, as the dashboard does: "warning"
-    lists the notice that a warning is over (:attr:`queues.alerts.Alert.judged_level`)."""
+    also lists the notice that a warning is over."""
     from queues.alerts import at_or_above
     from queues.runtime import get_alert_store
 

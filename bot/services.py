@@ -450,8 +450,9 @@ class BotServices:
 
         return await asyncio.to_thread(lambda: get_alert_store(self.settings).recent(hours, limit=50))
 
-    async def requeue_failed(self, job_id: str | None = None) -> RequeuedJobs:
+    async def requeue_failed(self, job_id: str | None = None, *, queue: str | None = None) -> RequeuedJobs:
+        """The failed job ``job_id``, or those of ``queue`` (a broker queue name), or all, sent again."""
         try:
-            return await asyncio.to_thread(lambda: self.manager.requeue_failed(job_id=job_id))
+            return await asyncio.to_thread(lambda: self.manager.requeue_failed(queue=queue, job_id=job_id))
         except UnknownJobError:
             raise UserFacingError("no_such_job", job_id=job_id or "") from None  # admins only

@@ -49,6 +49,16 @@ TEXTS: dict[str, dict[str, str]] = {
               "/tz &lt;город или смещение от UTC&gt; — ваш часовой пояс, для сводки по понедельникам\n\n"
               "Ограничения: запросов в минуту — не больше {per_minute}, задач одновременно — не больше {active}.",
     },
+    "help_admin": {
+        "en": "<b>For operators</b>\n"
+              "/queues — queues and health\n"
+              "/alerts [hours] — recent alerts (the last 24 h by default)\n"
+              "/requeue [job id | high | default | low | all] — send failed jobs again (all of them by default)",
+        "ru": "<b>Для операторов</b>\n"
+              "/queues — очереди и здоровье системы\n"
+              "/alerts [часы] — недавние оповещения (по умолчанию за 24 ч)\n"
+              "/requeue [id задачи | high | default | low | all] — отправить упавшие задачи снова (по умолчанию все)",
+    },
     # usage lines (a command without its argument, or with a bad one)
     "usage_analyze": {
         "en": "Send a match room link or id: /analyze https://www.faceit.com/en/cs2/room/1-…",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from settings import Settings
 
@@ -18,6 +19,19 @@ class QueuePriority(StrEnum):
 def queue_name(priority: QueuePriority | str, settings: Settings) -> str:
     """The broker queue of a priority (``QUEUE_NAME_PREFIX`` + ``high`` and so on)."""
     return settings.queue_name_prefix + QueuePriority(priority).value
+
+
+def known_queue(name: str, settings: Any) -> str | None:
+    """The broker queue ``name`` means, or None: ``high``/``default``/``low`` as given, else the
+    same with ``QUEUE_NAME_PREFIX`` in front (``xhigh`` with the prefix ``x``).
+
+    A bare name is taken as is before any prefix is stripped: with the prefix ``l``, stripping
+    first turned ``low`` into ``ow``, an unknown queue (``h`` did the same to ``high``)."""
+    bare = {priority.value for priority in QueuePriority}
+    prefix = settings.queue_name_prefix
+    if name not in bare and prefix and name.startswith(prefix):
+        name = name[len(prefix):]
+    return queue_name(QueuePriority(name), settings) if name in bare else None
 
 
 def all_queue_names(settings: Settings) -> list[str]:

@@ -1,4 +1,4 @@
-"""Operators' commands for ``ADMIN_USER_IDS``: ``/queues``, ``/alerts [hours]``, ``/requeue [job id]``.
+"""Operators' commands for ``ADMIN_USER_IDS``: ``/queues``, ``/alerts [hours]``, ``/requeue [job id | queue | all]``.
 
 Anyone else falls through to the unknown-command answer: the commands do not exist for them.
 """
@@ -23,6 +23,7 @@ from faceit.htmltext import split_html
 from faceit.render import day_label
 from queues.health_texts import describe_or, level_word, tell_alert
 from queues.jobids import job_ref
+from queues.priorities import known_queue
 
 MAX_ALERTS_SHOWN = 15
 
@@ -97,14 +98,19 @@ async def alerts(message: Message, command: CommandObject, lang: str, services: 
 async def requeue(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     await services.note_language(message.from_user.id, lang)  # alerts pushed to them use it
     args = (command.args or "").strip()
-    job_id = None
+    job_id = queue = None
+    if args.lower() == "all":
+        args = ""
+    elif args and known_queue(args, services.settings) is not None:  # high, default, low: that queue's
+        queue = known_queue(args, services.settings)
+        args = ""
     if args:  # a job id, whole or its start, as /status takes it
         ref = job_ref(args)
         if ref is None:
             await answer(message, t("not_a_job_id", lang))
             return
         job_id = await services.resolve_job_id(ref, message.from_user.id, message.chat.id)
-    requeued = await services.requeue_failed(job_id)
+    requeued = await services.requeue_failed(job_id, queue=queue)
     if job_id is not None and not requeued:  # say why the named job did not go
         record = await services.job_of_user(job_id, message.from_user.id)
         await answer(message, t("not_requeued", lang, job_id=job_id, status=status_word(record.status, lang)))

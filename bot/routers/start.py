@@ -22,8 +22,11 @@ async def start(message: Message, lang: str) -> None:
 
 async def help_(message: Message, lang: str, services: BotServices) -> None:
     settings = services.settings
-    await answer(message, t("help", lang, bulk=settings.bulk_max_matches, per_minute=settings.user_jobs_per_minute,
-                           active=settings.user_max_active_jobs))
+    text = t("help", lang, bulk=settings.bulk_max_matches, per_minute=settings.user_jobs_per_minute,
+             active=settings.user_max_active_jobs)
+    if message.from_user is not None and services.is_admin(message.from_user.id):
+        text += "\n\n" + t("help_admin", lang)  # (their commands answer nobody else: listed to them only)
+    await answer(message, text)
 
 
 async def lang_(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:

@@ -619,6 +619,17 @@ def test_admin_commands_answer_admins_and_look_unknown_to_everyone_else(stack: S
                                                   None))["text"]
     assert pushed.startswith("FACEIT bot: 1 алерт (предупреждение: 1), время UTC")
     assert "ПРЕДУПРЕЖДЕНИЕ monitor: очередь high: ждущих задач 60 (порог 50)" in pushed
+    # A queue, or all, as the admin tool takes them (they read "That is not a job id").
+    for argument in ("high", "all"):
+        sent = len([e for e in stack.events(ADMIN_ID) if e["kind"] == "sent"])
+        stack.say(ADMIN_ID, f"/requeue {argument}")
+        assert re.search(r"Requeued: \d+\.", stack.replies(ADMIN_ID, sent + 1)[-1]["text"])
+    # Their /help lists their commands; nobody else's does.
+    sent = len([e for e in stack.events(ADMIN_ID) if e["kind"] == "sent"])
+    stack.say(ADMIN_ID, "/help")
+    assert "<b>For operators</b>\n/queues" in stack.replies(ADMIN_ID, sent + 1)[-1]["text"]
+    stack.say(user, "/help")
+    assert "For operators" not in stack.replies(user, 4)[3]["text"]
 
 
 def test_two_members_of_a_group_following_one_player_both_follow_them(stack: Stack, tg):

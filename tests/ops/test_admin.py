@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -178,3 +179,12 @@ def test_purge_dead_drops_old_dead_letters(live_pool, manager):
     assert data["purged"] == {"default": 2}
     assert manager.queue_stats()["default"].dead == 0
     assert run("purge-dead", "--older-than", "soon").exit_code == 2
+
+
+def test_every_commands_help_is_plain_text() -> None:
+    """Docstrings mark code for their readers (``--level``, :attr:`…`); --help showed the marks."""
+    for name in cli.commands:
+        shown = run(name, "--help").output
+        assert "``" not in shown and not re.search(r":[a-z]+:`", shown), (name, shown)
+    assert "--level judges a resolve notice" in run("alerts", "--help").output
+    assert "``" not in run("--help").output
