@@ -21,7 +21,7 @@ _BOT_REASONS = {"reason_upstream", "reason_rate_limited", "reason_time_limit", "
 _STATUS_KEYS = {f"status_{s}" for s in ("queued", "started", "retrying", "succeeded", "failed", "canceled")}
 #: Reasons that already say what to do ("try again in a minute", "unfollow someone first"): a
 #: general line of advice after them would repeat or contradict it.
-SELF_ADVISING_KEYS = {"match_empty", "too_many_subscriptions"}
+SELF_ADVISING_KEYS = {"match_empty", "too_many_subscriptions", "player_no_cs2"}
 
 
 def kind_name(actor: str | None, lang: str, kwargs: dict[str, Any] | None = None) -> str:
@@ -117,7 +117,8 @@ def _refined_key(code: str, actor: str | None, kwargs: dict[str, Any], message: 
         if actor in ("player_report", "player_lookup"):
             ref = kwargs.get("player_id") or kwargs.get("player_ref")
             if ref:
-                return "player_not_found", {"ref": str(ref)[:64]}
+                key = "player_no_cs2" if "no CS2 profile" in message else "player_not_found"
+                return key, {"ref": str(ref)[:64]}
         if actor == "match_analysis" and kwargs.get("match_url_or_id"):
             return "match_not_found", {"ref": _match_id(str(kwargs["match_url_or_id"]))}
     if code == "match_not_analysable":

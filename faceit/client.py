@@ -271,15 +271,30 @@ class FaceitClient:
         except RedisError as exc:
             raise errors.UpstreamError(f"Redis unavailable for the FACEIT cache: {exc}") from None
 
+    async def _account_exists(self, nickname: str) -> bool:
+        """Whether FACEIT knows an account of this exact nickname, in any game (cached as profiles
+        are); False too when it cannot say now (the first answer, "not found", stands)."""
+        try:
+            await self._cached(self.keys.cache("account_nick", nickname), "/players", {"nickname": nickname},
+                               self.ttls.profile, False)
+        except errors.FaceitBotError:
+            return False
+        return True
+
     # The calls ---------------------------------------------------------------------------------
 
     async def get_player_by_nickname(self, nickname: str, *, refresh: bool = False) -> PlayerProfile:
-        """``/players?nickname=…&game=cs2`` (nicknames are case-sensitive)."""
+        """``/players?nickname=…&game=cs2`` (nicknames are case-sensitive). Not found there, the
+        nickname is asked for once more without the game: an account that exists, spelled so, but
+        has no CS2 profile is told as that (``player_no_cs2``), not as a nickname to check."""
         key = self.keys.cache("player_nick", nickname)
         try:
             raw = await self._cached(key, "/players", {"nickname": nickname, "game": "cs2"},
                                      self.ttls.profile, refresh)
         except errors.NotFoundError as exc:
+            if await self._account_exists(nickname):
+                raise with_key(errors.NotFoundError(f"{nickname} has a FACEIT account but no CS2 profile"),
+                               "player_no_cs2", ref=nickname) from None
             raise with_key(exc, "player_not_found", ref=nickname) from None
         profile = PlayerProfile.from_api(raw)
         by_id = self.keys.cache("player", profile.player_id) if profile.player_id else None

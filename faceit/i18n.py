@@ -62,6 +62,10 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
         "en": "No FACEIT CS2 player “{ref}”. Nicknames are case-sensitive.",
         "ru": "Игрок CS2 «{ref}» на FACEIT не найден. Регистр букв в никнейме важен.",
     },
+    "player_no_cs2": {
+        "en": "“{ref}” has a FACEIT account, but no CS2 profile on it: there is nothing to show.",
+        "ru": "У «{ref}» есть аккаунт FACEIT, но нет профиля CS2: показывать нечего.",
+    },
     "match_not_found": {
         "en": "FACEIT has no match “{ref}”.",
         "ru": "Матч «{ref}» на FACEIT не найден.",

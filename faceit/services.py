@@ -208,7 +208,8 @@ async def _fetch_profile(ctx: FaceitContext, player_ref: str, *, refresh: bool =
     else:
         profile = await client.get_player_by_nickname(ref.value, refresh=refresh)
     if not profile.has_cs2 or not profile.player_id:
-        raise with_key(NotFoundError(f"{ref.value} has no CS2 profile"), "player_not_found", ref=ref.value)
+        raise with_key(NotFoundError(f"{ref.value} has a FACEIT account but no CS2 profile"), "player_no_cs2",
+                       ref=ref.value)
     return profile
 
 

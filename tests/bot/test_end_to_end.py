@@ -300,6 +300,19 @@ def test_a_nickname_that_does_not_exist_ends_in_a_short_failure_message(stack: S
     assert record["attempts"] == "1"  # a permanent error: not retried
 
 
+def test_an_account_with_no_cs2_profile_is_told_as_that_not_as_a_nickname_to_check(stack: Stack, tg):
+    """FACEIT knows the account, spelled just so, from another game: "nicknames are case-sensitive,
+    check what you sent" sent the user looking for a typo that is not there."""
+    user, nickname = new_user(), stack.world["no_cs2_nicknames"][0]
+    stack.say(user, f"/player {nickname}")
+    final = stack.final_of(user, stack.first_reply(user)["message_id"])["text"]
+    assert f"“{nickname}” has a FACEIT account, but no CS2 profile on it" in final, final
+    assert "case-sensitive" not in final and "Check what you sent" not in final, final
+    stack.say(user, f"/subscribe {stack.world['no_cs2_nicknames'][1]}", lang="ru")
+    told = stack.wait(user, lambda es: next((e for e in es if "нет профиля CS2" in (e.get("text") or "")), None))
+    assert "Регистр букв" not in told["text"], told["text"]
+
+
 def _analysis_while_faceit_is_down(stack: Stack, faceit_faults) -> tuple[int, dict, dict]:
     """A user's /analyze while FACEIT answers 503: (user, the first reply, the job's final message)."""
     faceit_faults(error_rate=1.0, status=503)

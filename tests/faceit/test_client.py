@@ -94,8 +94,9 @@ async def test_error_mapping(make_client: MakeClient, sandbox: FaceitSandbox) ->
     assert "nickname=no-such-nick" in caught.value.message  # operators see which one (records, dashboard)
     with pytest.raises(errors.NotFoundError):
         await client.get_match("1-00000000-0000-4000-8000-000000000000")
-    with pytest.raises(errors.NotFoundError):  # a CS:GO-only account has no cs2 block
+    with pytest.raises(errors.NotFoundError) as no_cs2:  # a CS:GO-only account has no cs2 block
         await client.get_player_by_nickname(sandbox.world()["no_cs2_nicknames"][0])
+    assert no_cs2.value.key == "player_no_cs2"  # told as that: the nickname itself is right
 
     bad_key = make_client(api_key="wrong-key")
     with pytest.raises(errors.AuthError) as auth:
@@ -175,9 +176,12 @@ async def test_cache_refresh_and_ttls(make_client: MakeClient, sandbox: FaceitSa
     await client.get_lifetime_stats(profile.player_id)
     with pytest.raises(errors.NotFoundError):
         await client.get_player_by_nickname("nobody-here")
+    # One call for the profile above; two for the unknown nickname (in CS2, then in any game: an
+    # account without CS2 is told as such).
+    assert sandbox.calls("player_by_nickname") == 3
     with pytest.raises(errors.NotFoundError):  # remembered briefly: no second call
         await client.get_player_by_nickname("nobody-here")
-    assert sandbox.calls("player_by_nickname") == 2
+    assert sandbox.calls("player_by_nickname") == 3
     keys = redis_client.keys("*")
     assert keys and all(k.startswith("fb:faceit:") for k in keys)
     assert all(redis_client.ttl(k) > 0 for k in keys), {k: redis_client.ttl(k) for k in keys}
