@@ -438,7 +438,7 @@ class BotServices:
             try:
                 from queues.monitoring import get_queue_monitor
 
-                health = get_queue_monitor().get_system_health_summary()
+                health = get_queue_monitor().get_system_health_summary(fresh=True)  # as the counts: now
             except Exception as exc:  # the score is a bonus; the counts must still answer
                 logger.warning("health summary unavailable: %s", exc)
             return {"queues": {n: s.to_dict() for n, s in stats.items()}, "health": health}

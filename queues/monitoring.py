@@ -719,10 +719,17 @@ class QueueMonitor:
             snap["health"] = health(evaluate(snap, self.thresholds))
         return snap
 
-    def get_system_health_summary(self) -> dict[str, Any]:
+    def get_system_health_summary(self, *, fresh: bool = False) -> dict[str, Any]:
         """``{"health_score", "components": [{name, rule, subject, level, score_lost, reason}],
-        "reasons", "time", "redis_reachable"}`` (see :mod:`queues.alert_rules` for the table)."""
-        snap = self.current_metrics()
+        "reasons", "time", "redis_reachable"}`` (see :mod:`queues.alert_rules` for the table).
+        ``fresh``: judged on figures collected now, not on the monitor's last snapshot (up to two
+        intervals old: shown beside counts read now, it said no worker served a queue whose
+        line counted one, just after a restart)."""
+        if fresh:
+            snap = self.collect()
+            snap["health"] = health(evaluate(snap, self.thresholds))
+        else:
+            snap = self.current_metrics()
         summary = dict(snap.get("health") or health(evaluate(snap, self.thresholds)))
         summary["time"] = snap.get("time")
         summary["redis_reachable"] = bool(snap.get("redis", {}).get("reachable"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import dramatiq
 import pytest
@@ -424,3 +425,19 @@ async def test_only_an_update_in_their_own_chat_marks_a_user_active_again(servic
     assert redis_client.sismember(inactive, "41")
     assert await services.seen_user(41, private=True) == "ru"
     assert not redis_client.sismember(inactive, "41")
+
+
+async def test_the_queues_health_is_judged_now_as_their_counts_are(services, redis_client):
+    """Just after a restart the monitor's last snapshot (fresh for two intervals) said no worker
+    served the queues, beside lines that each counted one: /queues judges health on what it reads."""
+    from queues.monitoring import get_queue_monitor
+
+    monitor = get_queue_monitor()
+    stale = {"time": time.time(), "workers": {"live": 0},
+             "health": {"health_score": 13, "reasons": ["queue high is served by no live worker"],
+                        "components": [{"name": "workers", "reason": "queue high is served by no live worker"}]}}
+    redis_client.set(monitor.keys.latest, json.dumps(stale))
+    assert monitor.get_system_health_summary()["health_score"] == 13  # what the dashboard shows until the next tick
+    overview = await services.queue_overview()
+    assert overview["health"]["health_score"] != 13
+    assert "queue high is served by no live worker" not in overview["health"]["reasons"]
