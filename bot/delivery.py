@@ -368,7 +368,9 @@ async def _requester_parts(res: DeliveryResources, record: JobRecord, user_id: i
     if record.status != "succeeded" and _scheduled(record):
         return []
     if record.status == "canceled":
-        return [Part("0", canceled_text(record.id, record.actor, lang), replace=True)]
+        # Not their own Cancel: said who, or "cancelled" reads as a fault of ours.
+        by_operator = record.raw.get("canceled_by") == "operator"
+        return [Part("0", canceled_text(record.id, record.actor, lang, by_operator=by_operator), replace=True)]
     if record.status == "failed":
         return [Part("0", failure_text(record.id, record.actor, record.error, record.kwargs, lang), replace=True)]
     result = record.result if isinstance(record.result, dict) else {}

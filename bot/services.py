@@ -397,9 +397,10 @@ class BotServices:
             # The user's own answer tells them; others (an admin cancelling theirs) get a delivery.
             # A user who is not an admin gets here alone (``leave`` said so, whatever ``others``
             # was when the record was read): nobody else to tell.
-            outcome = await asyncio.to_thread(self.manager.cancel_job, job_id,
-                                              tell=bool(others) and self.is_admin(user_id),
-                                              alone=None if self.is_admin(user_id) else int(user_id))
+            by_operator = bool(others) and self.is_admin(user_id)  # an admin stopping others' job
+            outcome = await asyncio.to_thread(self.manager.cancel_job, job_id, tell=by_operator,
+                                              alone=None if self.is_admin(user_id) else int(user_id),
+                                              by="operator" if by_operator else "user")
         except UnknownJobError:  # gone meanwhile
             raise UserFacingError("no_such_job" if self.is_admin(user_id) else "unknown_job", job_id=job_id) from None
         if outcome == "others":

@@ -236,6 +236,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "cancel_button": {"en": "✖ Cancel", "ru": "✖ Отмена"},
     "canceled": {"en": "✖ {kind} cancelled.\nJob <code>{job_id}</code>",
                  "ru": "✖ {kind}: отменено.\nЗадача <code>{job_id}</code>"},
+    "canceled_by_operator": {"en": "✖ {kind} stopped by the bot's operator.\nJob <code>{job_id}</code>",
+                             "ru": "✖ {kind}: остановлено оператором бота.\nЗадача <code>{job_id}</code>"},
     "canceling": {"en": "Stopping job <code>{job_id}</code>…", "ru": "Останавливаю задачу <code>{job_id}</code>…"},
     "cancel_short": {"en": "Cancelled", "ru": "Отменено"},
     "canceling_short": {"en": "Stopping…", "ru": "Останавливаю…"},

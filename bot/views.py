@@ -97,8 +97,9 @@ def _retry_reason(progress: dict[str, Any], lang: str) -> str:
     return t(f"retry_reason_{code}" if code in ("upstream", "rate_limited") else "retry_reason_other", lang)
 
 
-def canceled_text(job_id: str, actor: str | None, lang: str) -> str:
-    return t("canceled", lang, kind=kind_name(actor, lang), job_id=job_id)
+def canceled_text(job_id: str, actor: str | None, lang: str, *, by_operator: bool = False) -> str:
+    """``✖ Match analysis cancelled.``; ``by_operator``: stopped by the bot's operator, not the reader."""
+    return t("canceled_by_operator" if by_operator else "canceled", lang, kind=kind_name(actor, lang), job_id=job_id)
 
 
 def _faceit_text(key: str, lang: str, params: dict[str, Any]) -> str | None:

@@ -570,7 +570,8 @@ redis.call("HSET", jk, "left", encode_array(left))
 return "left"
 """
 
-# ARGV: prefix, id, now, result_ttl, limit, failure_ttl, stats_ttl[, user id]. Returns {the status
+# ARGV: prefix, id, now, result_ttl, limit, failure_ttl, stats_ttl[, user id[, by]]. ``by`` (when
+# given) is kept as ``canceled_by``: "operator" makes its users' note say who stopped it. Returns {the status
 # after the call, 1 when someone waits to be told of it (set for "canceled" only, else 0)}. With
 # a user id, the cancel is that user's alone: when anyone else asked for the job too, or watches
 # it (they joined since the user's record was read), nothing changes and the answer is "others".
@@ -597,6 +598,7 @@ if ARGV[8] and ARGV[8] ~= "" then  -- nor members of a group its message was sho
   end
 end
 release_subject(f[3], id)
+if ARGV[9] and ARGV[9] ~= "" then redis.call("HSET", jk, "canceled_by", ARGV[9]) end
 if st == "started" then
   redis.call("HSET", jk, "cancel_requested", "1")
   return {"canceling", 0}
@@ -1068,16 +1070,17 @@ class JobStore:
     def set_progress(self, job_id: str, progress: dict[str, Any]) -> bool:
         return bool(self._progress(args=[self.prefix, job_id, json.dumps(progress)]))
 
-    def cancel(self, job_id: str, *, alone: int | None = None) -> tuple[str, bool]:
+    def cancel(self, job_id: str, *, alone: int | None = None, by: str = "") -> tuple[str, bool]:
         """Cancel a job: ``canceled`` (it will not run), ``canceling`` (running; stops at its
         next await), ``missing``, ``already_canceled`` (by an earlier cancel: this one did
         nothing, so its caller tells nobody and counts nothing), or the final status it had; and
         whether anyone waits to be told of a ``canceled`` job (requesters or notifications), from
         the same call: no read of the record after it. ``alone``: only if that user is the one
-        requester (else ``others``, and nothing changed: someone joined since it was read)."""
+        requester (else ``others``, and nothing changed: someone joined since it was read).
+        ``by``: who cancels (``operator``, ``user``), kept as the record's ``canceled_by``."""
         outcome, waits = self._cancel(args=[
             self.prefix, job_id, repr(time.time()), self.result_ttl, self.index_limit, self.failure_ttl,
-            self.stats_ttl, "" if alone is None else str(int(alone)),
+            self.stats_ttl, "" if alone is None else str(int(alone)), by,
         ])
         return str(outcome), bool(int(waits))
 

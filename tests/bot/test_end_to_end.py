@@ -1418,5 +1418,6 @@ def test_an_operators_cancel_of_a_job_waiting_to_try_again_is_told_at_once(stack
     reset_runtime()
     assert QueueManager().cancel_job(job_id) == "canceled"
     told = stack.wait(user, lambda es: [e for e in es if e["message_id"] == first["message_id"]
-                                        and "cancelled" in (e["text"] or "")], timeout=10)
-    assert "Match analysis cancelled" in told[-1]["text"]
+                                        and "stopped" in (e["text"] or "")], timeout=10)
+    # Told who stopped it: "cancelled" alone, when they pressed nothing, read as a fault of ours.
+    assert told[-1]["text"].startswith("✖ Match analysis stopped by the bot's operator.\nJob <code>")

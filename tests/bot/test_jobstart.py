@@ -441,3 +441,18 @@ async def test_the_queues_health_is_judged_now_as_their_counts_are(services, red
     overview = await services.queue_overview()
     assert overview["health"]["health_score"] != 13
     assert "queue high is served by no live worker" not in overview["health"]["reasons"]
+
+
+async def test_a_cancel_says_whose_it_was(services):
+    """A user's own Cancel is theirs; the dashboard's, the admin tool's, a cleared queue's are the
+    operator's, and only those are told to the users as the operator's doing."""
+    from bot.views import canceled_text
+
+    own = await services.start_match_analysis(asker(71), parse_match_ref(ROOM))
+    assert (await services.cancel(own.job_id, 71)).outcome == "canceled"
+    theirs = await services.start_match_analysis(asker(72), parse_match_ref(OTHER_ROOM))
+    assert services.manager.cancel_job(theirs.job_id) == "canceled"
+    assert services.manager.get_job(own.job_id).raw["canceled_by"] == "user"
+    assert services.manager.get_job(theirs.job_id).raw["canceled_by"] == "operator"
+    assert canceled_text("j", "match_analysis", "ru", by_operator=True).startswith(
+        "✖ Анализ матча: остановлено оператором бота.")
