@@ -494,23 +494,10 @@ async def _send_part_to(res: DeliveryResources, job_id: str, chat_id: int, part:
                                                                       thread_id=thread_id, reply_to=reply_to)),
                               job_id=job_id)
             return True
-        if part.replace and message_id:
-            try:
-                await sender.call(chat_id, request(lambda: api.edit_message_text(chat_id, message_id, part.text)),
-                                  job_id=job_id)
-                return True
-            except ChatMigrated:
-                raise
-            except BadRequest as exc:
-                if "not modified" in exc.description:
-                    return True  # an earlier attempt already put it there
-                if "parse entities" in exc.description:
-                    raise  # the same markup as a new message would be refused too: plain text (below)
-                logger.info("job %s: job message in chat %s cannot be edited (%s); sending a new one",
-                            job_id, chat_id, exc.description[:120])
-        await sender.call(chat_id, request(lambda: api.send_message(chat_id, part.text, thread_id=thread_id,
-                                                                    reply_to=reply_to)),
-                          job_id=job_id)
+        await _edit_else_send(
+            res, job_id, chat_id, request,
+            (lambda: api.edit_message_text(chat_id, message_id, part.text)) if part.replace and message_id else None,
+            lambda: api.send_message(chat_id, part.text, thread_id=thread_id, reply_to=reply_to))
         return True
     except ChatMigrated:
         raise
@@ -524,17 +511,9 @@ async def _send_part_to(res: DeliveryResources, job_id: str, chat_id: int, part:
             send = {"chat_id": chat_id, "text": plain, "message_thread_id": thread_id, "link_preview_options": NO_PREVIEW,
                     "reply_parameters": reply_to_json(reply_to) if reply_to else None}
             try:
-                if part.replace and message_id:
-                    try:
-                        await sender.call(chat_id, request(lambda: api.call("editMessageText", edit)), job_id=job_id)
-                        return True
-                    except ChatMigrated:
-                        raise
-                    except BadRequest as refused:
-                        if "not modified" in refused.description:
-                            return True  # an earlier attempt already put it there
-                        # (else the job message is gone: a new one)
-                await sender.call(chat_id, request(lambda: api.call("sendMessage", send)), job_id=job_id)
+                await _edit_else_send(res, job_id, chat_id, request,
+                                      (lambda: api.call("editMessageText", edit)) if part.replace and message_id else None,
+                                      lambda: api.call("sendMessage", send))
                 return True
             except ChatMigrated:
                 raise
@@ -543,6 +522,28 @@ async def _send_part_to(res: DeliveryResources, job_id: str, chat_id: int, part:
         logger.error("job %s: Telegram refused part %s for chat %s: %s", job_id, part.name, chat_id,
                      exc.description[:200])
         return False
+
+
+async def _edit_else_send(res: DeliveryResources, job_id: str, chat_id: int,
+                          request: Callable[[Callable[[], Awaitable[Any]]], Callable[[], Awaitable[Any]]],
+                          edit: Callable[[], Awaitable[Any]] | None, send: Callable[[], Awaitable[Any]]) -> None:
+    """The job message edited (``edit``; None: there is none), else a new message (``send``).
+    "Not modified" is done (an earlier attempt put it there); markup Telegram cannot read is
+    raised (a new message of it would be refused too); a migrated group is raised as it is."""
+    if edit is not None:
+        try:
+            await res.sender.call(chat_id, request(edit), job_id=job_id)
+            return
+        except ChatMigrated:
+            raise
+        except BadRequest as exc:
+            if "not modified" in exc.description:
+                return
+            if "parse entities" in exc.description:
+                raise
+            logger.info("job %s: job message in chat %s cannot be edited (%s); sending a new one",
+                        job_id, chat_id, exc.description[:120])
+    await res.sender.call(chat_id, request(send), job_id=job_id)
 
 
 async def _deliver_parts(res: DeliveryResources, job_id: str, user_id: int, chat_id: int, parts: list[Part],
