@@ -78,7 +78,15 @@ from faceit.i18n import user_message
 from faceit.keys import FaceitKeys
 from faceit.store import FaceitStore
 from queues.connection import async_redis_client
-from queues.jobstore import DETACH_UNATTACHED, DETACHED, KEEP_OWED, OWED_TTL, RUN_FIELD, JobRecord
+from queues.jobstore import (
+    CANCELED_BY_OPERATOR,
+    DETACH_UNATTACHED,
+    DETACHED,
+    KEEP_OWED,
+    OWED_TTL,
+    RUN_FIELD,
+    JobRecord,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -271,7 +279,8 @@ async def on_progress(job_id: str, progress: dict[str, Any]) -> None:
             outcomes = await asyncio.gather(*(_edit_progress(res, job_id, actor, r, progress,
                                                              chosen.get(int(r["user_id"]))) for r in requesters),
                                             return_exceptions=True)
-            for failed in [o for o in outcomes if isinstance(o, BaseException)][:1]:
+            failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+            if failed is not None:
                 logger.debug("job %s: progress edit skipped: %s: %s", job_id, type(failed).__name__, failed)
     except Exception as exc:  # progress must never fail a job
         logger.debug("job %s: progress edit skipped: %s: %s", job_id, type(exc).__name__, exc)
@@ -324,14 +333,14 @@ class Part:
 class Summary:
     sent: int = 0
     skipped: int = 0
-    dropped: int = 0  # parts Telegram refused for good (logged as errors), not counted as sent
+    refused: int = 0  # parts Telegram refused for good (logged as errors), not counted as sent
     blocked: list[int] = field(default_factory=list)
     chats_gone: list[int] = field(default_factory=list)  # groups the bot was removed from
     errors: list[BaseException] = field(default_factory=list)
 
     def to_dict(self, job_id: str) -> dict[str, Any]:
         return {"kind": "delivery", "job_id": job_id, "sent": self.sent, "already_sent": self.skipped,
-                "refused": self.dropped, "blocked": sorted(self.blocked), "chats_gone": sorted(self.chats_gone)}
+                "refused": self.refused, "blocked": sorted(self.blocked), "chats_gone": sorted(self.chats_gone)}
 
 
 def _texts_of(result: dict[str, Any], lang: str) -> list[str]:
@@ -369,7 +378,7 @@ async def _requester_parts(res: DeliveryResources, record: JobRecord, user_id: i
         return []
     if record.status == "canceled":
         # Not their own Cancel: said who, or "cancelled" reads as a fault of ours.
-        by_operator = record.raw.get("canceled_by") == "operator"
+        by_operator = record.raw.get("canceled_by") == CANCELED_BY_OPERATOR
         return [Part("0", canceled_text(record.id, record.actor, lang, by_operator=by_operator), replace=True)]
     if record.status == "failed":
         return [Part("0", failure_text(record.id, record.actor, record.error, record.kwargs, lang), replace=True)]
@@ -420,8 +429,9 @@ async def close_resources() -> None:
 async def _send_and_mark(res: DeliveryResources, job_id: str, marker: str, chat_id: int, part: Part,
                          message_id: int | None, thread_id: int | None = None,
                          reply_to: int | None = None) -> int | None:
-    """Send one part, then mark it sent (``marker``); returns where it went (:func:`_send_part`). One step that a cut (the delivery's time
-    limit, a cancel) does not split once the request went to Telegram. Cut before that, nothing
+    """Send one part, then mark it sent (``marker``); returns where it went (:func:`_send_part`).
+    One step that a cut (the delivery's time limit, a cancel) does not split once the request went
+    to Telegram. Cut before that, nothing
     was sent and the step ends at once; cut after, Telegram may have taken it, and a part sent
     but not marked would go out again on the retry (a second chart, the later parts twice). So
     the step runs in a task of its own, shielded: the cut waits for its answer and its mark, at
@@ -455,9 +465,10 @@ async def _send_part(res: DeliveryResources, job_id: str, chat_id: int, part: Pa
     (Telegram gives its new id; the part goes there as a new message, the job message and
     topics stayed behind in the old group). A part Telegram refuses for good (a photo it cannot
     read, a text refused even as plain text) is logged and dropped (None): retrying cannot change
-    the answer, and the other parts still go out; markup it cannot read goes as plain text. ``reply_to``: the message a new message of this part answers (in a group, so it
-    shows whom it is for; see :func:`_to_requester`). ``started`` is set as a request goes to
-    Telegram (after the wait for the chat's send slot)."""
+    the answer, and the other parts still go out; markup it cannot read goes as plain text.
+    ``reply_to``: the message a new message of this part answers (in a group, so it shows whom it
+    is for; see :func:`_to_requester`). ``started`` is set as a request goes to Telegram (after
+    the wait for the chat's send slot)."""
     try:
         return chat_id if await _send_part_to(res, job_id, chat_id, part, message_id, thread_id, reply_to,
                                               started) else None
@@ -565,7 +576,7 @@ async def _deliver_parts(res: DeliveryResources, job_id: str, user_id: int, chat
             return False
         done.add(marker)
         if sent_to is None:
-            summary.dropped += 1
+            summary.refused += 1
             continue
         summary.sent += 1
         if sent_to != chat_id:  # the group became a supergroup: the rest goes there, as new messages
@@ -837,7 +848,7 @@ async def _deliver_run(res: DeliveryResources, record: JobRecord) -> dict[str, A
                   for mine in _notes_by_user(notes).values()]
     await asyncio.gather(*tasks)
     logger.info("job %s: delivery sent %d, already sent %d, refused %d, blocked %d, groups gone %d, errors %d",
-                job_id, summary.sent, summary.skipped, summary.dropped, len(summary.blocked), len(summary.chats_gone),
+                job_id, summary.sent, summary.skipped, summary.refused, len(summary.blocked), len(summary.chats_gone),
                 len(summary.errors))
     if summary.errors:
         raise _most_telling(summary.errors)

@@ -33,14 +33,15 @@ from faceit.links import MatchRef, PlayerRef
 from faceit.store import MAX_SUBSCRIPTIONS, FaceitStore
 from queues.errors import UnknownJobError
 from queues.jobids import whole_job_id
-from queues.jobstore import JobRecord
+from queues.jobstore import CANCELED_BY_OPERATOR, CANCELED_BY_USER, JobRecord
 from queues.manager import PreparedJob, QueueManager, RequeuedJobs
 
 logger = logging.getLogger(__name__)
 
 REPORT_TYPES = ("weekly", "monthly")
 
-# KEYS: languages hash, inactive users set. ARGV: user id.  → the chosen language or nil.
+# KEYS: languages hash, inactive users set. ARGV: user id, "1" when they wrote in their own chat (they
+# are active again). → {the chosen language or nil, 1 when they had been inactive}.
 _SEEN_USER = """
 local back = 0
 if ARGV[2] == '1' then back = redis.call('SREM', KEYS[2], ARGV[1]) end
@@ -194,9 +195,8 @@ class BotServices:
         for job_id in ids:
             pipe.hdel(self.keys.delivered(job_id), f"{int(user_id)}:{BLOCKED}")
         withheld = [job_id for job_id, taken in zip(ids, await pipe.execute(), strict=True) if taken]
-        for job_id in withheld:
-            await asyncio.to_thread(self.manager.tell_ended, job_id)
         if withheld:
+            await asyncio.to_thread(lambda: [self.manager.tell_ended(job_id) for job_id in withheld])
             logger.info("user %s is back: %d withheld result(s) delivered again (%s)", user_id, len(withheld),
                         ", ".join(withheld))
         return withheld
@@ -400,7 +400,7 @@ class BotServices:
             by_operator = bool(others) and self.is_admin(user_id)  # an admin stopping others' job
             outcome = await asyncio.to_thread(self.manager.cancel_job, job_id, tell=by_operator,
                                               alone=None if self.is_admin(user_id) else int(user_id),
-                                              by="operator" if by_operator else "user")
+                                              by=CANCELED_BY_OPERATOR if by_operator else CANCELED_BY_USER)
         except UnknownJobError:  # gone meanwhile
             raise UserFacingError("no_such_job" if self.is_admin(user_id) else "unknown_job", job_id=job_id) from None
         if outcome == "others":

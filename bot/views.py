@@ -187,10 +187,9 @@ def status_text(record: Any, lang: str, *, left: bool = False) -> str:
         stage, count, percent = _progress_bits(record.progress, lang)
         extra = f" · {stage}{count} · {percent}%"
     elif status == "retrying" and (record.progress or {}).get("stage") == "retrying":
-        # What the job message says (its retry notice), with the time left from now.
+        # What the job message says (its retry notice), with the time left from now to the retry.
         notice = record.progress
-        due = float(notice.get("at") or 0) + float(notice.get("retry_in") or 0)
-        seconds = round(due - time.time())
+        seconds = round((record.retry_at or 0) - time.time())
         when = t("status_retry_in", lang, seconds=seconds) if seconds >= 1 else t("status_retry_now", lang)
         extra = " · " + _retry_reason(notice, lang) + " " + when + " " + t(
             "status_retry_attempt", lang, attempt=notice.get("attempt") or 2, attempts=notice.get("attempts") or "?")

@@ -103,9 +103,15 @@ class HiredisPacking:
 
     _hiredis = HiredisRespSerializer()
 
-    def pack_command(self, *args: Any) -> list[bytes]:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         encoder = self.encoder  # type: ignore[attr-defined]
-        if encoder.encoding.lower().replace("-", "") == "utf8" and encoder.encoding_errors == "strict":
+        # Judged once per connection, not per command.
+        self._packs_with_hiredis = (encoder.encoding.lower().replace("-", "") == "utf8"
+                                    and encoder.encoding_errors == "strict")
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if self._packs_with_hiredis:
             return self._hiredis.pack(*args)
         return super().pack_command(*args)  # type: ignore[misc]
 

@@ -546,6 +546,11 @@ end
 return answer(jk, token, {status, #requesters, acked})
 """
 
+#: ``canceled_by`` of a job: an operator stopped it (the dashboard, the admin tool, an admin's /cancel of
+#: someone else's job, a queue cleared: its users are told so), or a user their own.
+CANCELED_BY_OPERATOR = "operator"
+CANCELED_BY_USER = "user"
+
 # ARGV: prefix, id, user id. One requester leaves a job others still wait for (their Cancel):
 # → "left"; "alone" when nobody else asked (the caller cancels the job instead); "not_requester";
 # "missing"; or the final status the job already had. The job stays in the user's index and
@@ -1077,7 +1082,8 @@ class JobStore:
         whether anyone waits to be told of a ``canceled`` job (requesters or notifications), from
         the same call: no read of the record after it. ``alone``: only if that user is the one
         requester (else ``others``, and nothing changed: someone joined since it was read).
-        ``by``: who cancels (``operator``, ``user``), kept as the record's ``canceled_by``."""
+        ``by``: who cancels (:data:`CANCELED_BY_OPERATOR`, :data:`CANCELED_BY_USER`), kept as the
+        record's ``canceled_by``."""
         outcome, waits = self._cancel(args=[
             self.prefix, job_id, repr(time.time()), self.result_ttl, self.index_limit, self.failure_ttl,
             self.stats_ttl, "" if alone is None else str(int(alone)), by,

@@ -30,7 +30,7 @@ from dramatiq.common import dq_name
 from faceit.errors import REQUEST_ERROR_CODES
 from queues.dramatiq_keys import dead_letters_key, dead_messages_key, messages_key, queue_key
 from queues.errors import BrokerUnreachableError, UnknownActorError, UnknownJobError
-from queues.jobstore import ACTIVE_STATUSES, FINAL_STATUSES, Created, JobRecord
+from queues.jobstore import ACTIVE_STATUSES, CANCELED_BY_OPERATOR, FINAL_STATUSES, Created, JobRecord
 from queues.priorities import QueuePriority, all_queue_names, queue_name
 from queues.runtime import get_job_store, get_redis
 from queues.workers import WorkerRegistry
@@ -45,9 +45,6 @@ REDACTED = "***"
 
 #: The actor that tells a job's requesters how it ended (actors/deliver.py).
 DELIVERY_ACTOR = "deliver_result"
-#: ``canceled_by`` of a job an operator stopped (the dashboard, the admin tool, an admin's /cancel of
-#: someone else's job, a queue cleared); a user's own cancel is ``user``.
-OPERATOR = "operator"
 
 T = TypeVar("T")
 
@@ -344,13 +341,14 @@ class QueueManager:
 
     # --- act ------------------------------------------------------------------------------
 
-    def cancel_job(self, job_id: str, *, tell: bool = True, alone: int | None = None, by: str = OPERATOR) -> str:
+    def cancel_job(self, job_id: str, *, tell: bool = True, alone: int | None = None,
+                   by: str = CANCELED_BY_OPERATOR) -> str:
         """``canceled`` (queued: it will never run), ``canceling`` (running: stops at its next
         await), ``already_canceled``, or the final status it already had. Raises UnknownJobError
         for an unknown id. ``tell=False``: the caller tells the one user waiting itself (the
         bot answering that user's own /cancel), so no delivery is sent for it. ``alone``: cancel
         only if that user is its one requester, else ``others`` and nothing changes. ``by``: who
-        cancels, :data:`OPERATOR` unless said (the dashboard, the admin tool: its users are told
+        cancels, the operator unless said (the dashboard, the admin tool: its users are told
         the operator stopped it) or ``user`` (their own Cancel)."""
         outcome, waits = self.jobs.cancel(job_id, alone=alone, by=by)
         if outcome == "missing":
@@ -364,7 +362,7 @@ class QueueManager:
         telling whoever waits for them; returns how many were canceled now."""
         canceled = 0
         for job_id in job_ids:
-            outcome, waits = self.jobs.cancel(job_id, by=OPERATOR)  # (a queue cleared)
+            outcome, waits = self.jobs.cancel(job_id, by=CANCELED_BY_OPERATOR)  # (a queue cleared)
             if outcome == "canceled":
                 if waits:
                     self.tell_ended(job_id)

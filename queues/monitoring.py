@@ -708,10 +708,11 @@ class QueueMonitor:
         raw = self.client.get(self.keys.latest)
         return json.loads(raw) if raw else None
 
-    def current_metrics(self) -> dict[str, Any]:
-        """The latest per-queue snapshot (the recorded one when fresh, else collected now)."""
+    def current_metrics(self, *, fresh: bool = False) -> dict[str, Any]:
+        """The latest per-queue snapshot (the recorded one when recent, else, or ``fresh``,
+        collected now)."""
         try:
-            snap = self.latest_snapshot()
+            snap = None if fresh else self.latest_snapshot()
         except redis.RedisError:
             snap = None
         if snap is None or time.time() - float(snap["time"]) > max(2 * self.interval, 5):
@@ -725,11 +726,7 @@ class QueueMonitor:
         ``fresh``: judged on figures collected now, not on the monitor's last snapshot (up to two
         intervals old: shown beside counts read now, it said no worker served a queue whose
         line counted one, just after a restart)."""
-        if fresh:
-            snap = self.collect()
-            snap["health"] = health(evaluate(snap, self.thresholds))
-        else:
-            snap = self.current_metrics()
+        snap = self.current_metrics(fresh=fresh)
         summary = dict(snap.get("health") or health(evaluate(snap, self.thresholds)))
         summary["time"] = snap.get("time")
         summary["redis_reachable"] = bool(snap.get("redis", {}).get("reachable"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
 
 from settings import Settings
 
@@ -21,7 +20,7 @@ def queue_name(priority: QueuePriority | str, settings: Settings) -> str:
     return settings.queue_name_prefix + QueuePriority(priority).value
 
 
-def known_queue(name: str, settings: Any) -> str | None:
+def known_queue(name: str, settings: Settings) -> str | None:
     """The broker queue ``name`` means, or None: ``high``/``default``/``low`` as given, else the
     same with ``QUEUE_NAME_PREFIX`` in front (``xhigh`` with the prefix ``x``).
 

@@ -98,11 +98,9 @@ async def alerts(message: Message, command: CommandObject, lang: str, services: 
 async def requeue(message: Message, command: CommandObject, lang: str, services: BotServices) -> None:
     await services.note_language(message.from_user.id, lang)  # alerts pushed to them use it
     args = (command.args or "").strip()
-    job_id = queue = None
-    if args.lower() == "all":
-        args = ""
-    elif args and known_queue(args, services.settings) is not None:  # high, default, low: that queue's
-        queue = known_queue(args, services.settings)
+    job_id = None
+    queue = known_queue(args, services.settings) if args else None  # high, default, low: that queue's
+    if queue is not None or args.lower() == "all":
         args = ""
     if args:  # a job id, whole or its start, as /status takes it
         ref = job_ref(args)

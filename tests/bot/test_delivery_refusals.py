@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.botapi import BotAPI, ChatMigrated, FloodControl
+from bot.botapi import BadRequest, BotAPI, ChatMigrated, FloodControl
 from sandbox.telegram_api import SANDBOX_BOT_TOKEN
 from tests.bot.conftest import new_user
 from tests.support.png import make_png
@@ -241,7 +241,7 @@ async def test_a_refusal_naming_no_new_chat_stays_a_bad_request(telegram_sandbox
     are not."""
     api = BotAPI(telegram_sandbox.base_url, SANDBOX_BOT_TOKEN)
     try:
-        with pytest.raises(Exception) as refused:
+        with pytest.raises(BadRequest) as refused:
             await api.edit_message_text(new_user(), 999_999, "nothing to edit")
         assert not isinstance(refused.value, ChatMigrated) and "message to edit not found" in str(refused.value)
     finally:
