@@ -162,11 +162,12 @@ class BotAPI:
                                timeout=timeout)
 
     async def send_photo(self, chat_id: int, png: bytes, *, caption: str | None = None,
-                         thread_id: int | None = None, reply_to: int | None = None) -> Any:
+                         thread_id: int | None = None, reply_to: int | None = None, html: bool = True) -> Any:
+        """``sendPhoto`` of a PNG; its caption is HTML unless ``html`` is False (plain text)."""
         return await self.call("sendPhoto", {"chat_id": str(chat_id), "caption": caption,
                                              "message_thread_id": None if thread_id is None else str(thread_id),
                                              "reply_parameters": reply_to_json(reply_to) if reply_to else None,
-                                             "parse_mode": "HTML" if caption else None}, photo=png)
+                                             "parse_mode": "HTML" if caption and html else None}, photo=png)
 
 
 def _unreadable(method: str, response: aiohttp.ClientResponse) -> BotAPIError:

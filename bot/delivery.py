@@ -513,15 +513,22 @@ async def _send_part_to(res: DeliveryResources, job_id: str, chat_id: int, part:
     except ChatMigrated:
         raise
     except BadRequest as exc:
-        if "parse entities" in exc.description and part.photo is None:
+        if "parse entities" in exc.description:
             # Our markup broke somewhere: the text as plain text, where the HTML would have gone
             # (the job message, so its progress line and Cancel button do not stay; else a new
-            # message answering what the HTML one would have answered).
-            plain = html.unescape(_TAG.sub("", part.text))[:4096]
-            edit = {"chat_id": chat_id, "message_id": message_id, "text": plain, "link_preview_options": NO_PREVIEW}
-            send = {"chat_id": chat_id, "text": plain, "message_thread_id": thread_id, "link_preview_options": NO_PREVIEW,
-                    "reply_parameters": reply_to_json(reply_to) if reply_to else None}
+            # message answering what the HTML one would have answered; a chart keeps its photo).
+            plain = html.unescape(_TAG.sub("", part.text))
+            edit = {"chat_id": chat_id, "message_id": message_id, "text": plain[:4096],
+                    "link_preview_options": NO_PREVIEW}
+            send = {"chat_id": chat_id, "text": plain[:4096], "message_thread_id": thread_id,
+                    "link_preview_options": NO_PREVIEW, "reply_parameters": reply_to_json(reply_to) if reply_to else None}
             try:
+                if part.photo is not None:
+                    photo = part.photo
+                    await sender.call(chat_id, request(lambda: api.send_photo(
+                        chat_id, photo, caption=plain[:CAPTION_LIMIT] or None, thread_id=thread_id, reply_to=reply_to,
+                        html=False)), job_id=job_id)
+                    return True
                 await _edit_else_send(res, job_id, chat_id, request,
                                       (lambda: api.call("editMessageText", edit)) if part.replace and message_id else None,
                                       lambda: api.call("sendMessage", send))

@@ -4,7 +4,7 @@ Run in this process against the real sandbox Bot API and the test's Redis, as th
 them: a group that became a supergroup while its job ran gets the result there; a part Telegram
 refuses for good is dropped and counted as refused, not as sent; a delivery finished by its
 retry counts the analysis once; an edit of a job's progress never outlives the progress call
-that made it.
+that made it; a chart whose caption markup Telegram cannot read goes with a plain caption.
 """
 
 from __future__ import annotations
@@ -151,6 +151,28 @@ async def test_a_result_whose_markup_telegram_cannot_read_replaces_the_job_messa
     again = await deliver_job(job_id)
     assert [e["kind"] for e in await telegram_sandbox.messages_async(user)] == ["sent", "edited", "sent", "photo"]
     assert (again["sent"], again["already_sent"]) == (1, 2)
+
+
+async def test_a_chart_whose_caption_markup_telegram_cannot_read_still_goes_with_a_plain_caption(
+        delivery_env, telegram_sandbox):
+    """A caption's broken HTML used to drop the whole chart as refused; the chart goes, its caption
+    as plain text."""
+    from bot.delivery import deliver_job
+
+    res, user = delivery_env, new_user()
+    queued = await res.api.send_message(user, "⏳ queued")
+    job_id = await _succeeded_job(res, [{"user_id": user, "chat_id": user, "message_id": queued["message_id"],
+                                         "lang": "en"}])
+    result = json.loads(await res.redis.hget(res.job_key(job_id), "result"))
+    result["photos"][0]["caption"]["en"] = "Elo <b>over 30 days &amp; <i>unclosed"
+    await res.redis.hset(res.job_key(job_id), "result", json.dumps(result))
+
+    summary = await deliver_job(job_id)
+
+    events = await telegram_sandbox.messages_async(user)
+    assert [e["kind"] for e in events] == ["sent", "edited", "sent", "photo"]
+    assert events[3]["caption"] == "Elo over 30 days & unclosed"
+    assert (summary["sent"], summary["refused"]) == (3, 0)
 
 
 async def test_a_delivery_finished_by_its_retry_counts_the_analysis_once(delivery_env, telegram_sandbox):
