@@ -665,8 +665,10 @@ def tracked_player_period(
     now: float,
     complete_from: float = 0.0,
     previous_since: float | None = None,
+    until: float = math.inf,
 ) -> dict[str, Any]:
-    """A followed player's matches since ``since`` (epoch s) and Elo trend over the period.
+    """A followed player's matches from ``since`` (epoch s) to ``until`` and Elo trend over the
+    period.
 
     With ``previous_since``, ``previous`` is their form over the period before (from
     ``previous_since`` to ``since``) to compare with: None when ``recent`` does not reach back
@@ -680,7 +682,7 @@ def tracked_player_period(
     less than an hour old, since a snapshot taken just now says nothing about the period.
     """
     games = five_v_five(recent, limit=len(recent))  # joined once, for both periods
-    form = _form_between(games, since)
+    form = _form_between(games, since, until)
     in_period = [(t, e) for t, e in elo_history if t >= since]
     before = [(t, e) for t, e in elo_history if t < since]
     start = start_at = None

@@ -35,7 +35,8 @@ import base64
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, tzinfo
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
 from typing import Any
 
@@ -662,34 +663,60 @@ async def _fetch_match_refresh(client: FaceitClient, ref: MatchRef) -> Match:
 # Analytics -----------------------------------------------------------------------------------------
 
 
-async def _user_analytics(ctx: FaceitContext, user_id: int, report_type: str, now: float,
+@dataclass(frozen=True)
+class ReportPeriod:
+    """A summary's period, ``[start, end)``, and where the period before it starts (as long, in
+    the reader's days)."""
+
+    start: float
+    end: float
+    before: float
+
+
+def report_period(report_type: str, now: float, end: float | None = None, zone: tzinfo = UTC) -> ReportPeriod:
+    """The days of a ``report_type`` summary up to ``now`` (one asked for), or up to ``end`` counted
+    in the reader's ``zone``: the scheduler's summary ends at the user's Monday 09:00 it is for, so
+    each week starts where the one before ended. Seven times 86,400 s before the run dropped a match
+    played in the hour a week gains when clocks go back (and counted one twice in spring), and
+    minutes every week, hours after a run retried later."""
+    days = REPORT_DAYS[report_type]
+    if end is None:
+        return ReportPeriod(now - days * 86400, now, now - 2 * days * 86400)
+    local = datetime.fromtimestamp(end, zone)  # (wall-clock days back: 09:00 stays 09:00 across a change)
+    return ReportPeriod((local - timedelta(days=days)).timestamp(), end,
+                        (local - timedelta(days=2 * days)).timestamp())
+
+
+async def _user_analytics(ctx: FaceitContext, user_id: int, report_type: str, now: float, period: ReportPeriod,
                           fresh: bool = False, comparisons: bool = True,
                           periods: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """One user's report (``fresh``: they asked for it now, so each player's newest matches are
-    read anew; the scheduled run for everyone takes what the cache has, minutes old at most).
-    ``comparisons``: each figure also for the period before, of the same length. ``periods``:
-    the followed players' periods worked out so far, by player id (the run for everyone shares
-    them: a player with many followers is read once, not once per follower)."""
-    days = REPORT_DAYS[report_type]
-    since = now - days * 86400
-    before = since - days * 86400 if comparisons else None
+    """One user's report over ``period`` (``fresh``: they asked for it now, so each player's newest
+    matches are read anew; the scheduled run for everyone takes what the cache has, minutes old at
+    most). ``comparisons``: each figure also for the period before, of the same length.
+    ``periods``: the followed players' periods worked out so far, by player id (the run for
+    everyone shares them: a player with many followers is read once, not once per follower)."""
+    since = period.start
+    before = period.before if comparisons else None
     # The same windows as the matches' (none before ``since`` without comparisons)
-    earlier, analyses = await ctx.store.activity_split(user_id, since if before is None else before, since, now)
+    earlier, analyses = await ctx.store.activity_split(user_id, since if before is None else before, since,
+                                                       period.end)
     previous = None if before is None else earlier
     periods = {} if periods is None else periods
     players = []
     for sub in await ctx.store.list_subscriptions(user_id):
         pid = sub["player_id"]
         if pid not in periods:
-            periods[pid] = await _player_period(ctx, pid, sub["nickname"], now, since, before, fresh)
+            periods[pid] = await _player_period(ctx, pid, sub["nickname"], now, period, before, fresh)
         players.append(periods[pid])
-    return {"user_id": user_id, "report_type": report_type, "days": days, "since": since,
-            "analyses": analyses, "previous_analyses": previous, "players": players}
+    return {"user_id": user_id, "report_type": report_type, "days": REPORT_DAYS[report_type], "since": since,
+            "until": period.end, "analyses": analyses, "previous_analyses": previous, "players": players}
 
 
-async def _player_period(ctx: FaceitContext, player_id: str, nickname: str, now: float, since: float,
+async def _player_period(ctx: FaceitContext, player_id: str, nickname: str, now: float, period: ReportPeriod,
                          before: float | None, fresh: bool) -> dict[str, Any]:
-    """A followed player's matches and Elo over the period (and the period before, from ``before``)."""
+    """A followed player's matches over ``period`` and Elo up to ``now`` (and the period before,
+    from ``before``)."""
+    since = period.start
     # Back past the period's start: the newest match before it tells whether the last Elo
     # snapshot before the period still held when the period began.
     history, profile, (recent, complete_from) = await _gather_all([
@@ -701,7 +728,7 @@ async def _player_period(ctx: FaceitContext, player_id: str, nickname: str, now:
     profile = await _profile_after(ctx, player_id, profile, newest)
     return analysis.tracked_player_period(
         player_id, profile.nickname if profile else nickname, recent, since,
-        profile.elo if profile else None, history, now, complete_from, before)
+        profile.elo if profile else None, history, now, complete_from, before, until=period.end)
 
 
 async def _profile_after(ctx: FaceitContext, player_id: str, profile: Any, newest: float) -> Any:
@@ -739,14 +766,16 @@ def _analytics_texts(data: dict[str, Any], zone: tzinfo) -> dict[str, list[str]]
 
 async def build_analytics_report(user_id: int | None, report_type: str, progress: Progress,
                                  include_comparisons: bool = True, scheduled: bool = False,
-                                 zone_of_user: ZoneLookup | None = None) -> dict[str, Any]:
+                                 zone_of_user: ZoneLookup | None = None,
+                                 period_end: float | None = None) -> dict[str, Any]:
     """A user's weekly/monthly summary; with ``user_id=None``, one per active user as notifications.
     ``include_comparisons``: set beside each figure how it moved since the period before.
     ``scheduled``: the scheduler's run for the user, not their request: with nothing to report
     (:func:`render.analytics_empty`) the result is ``quiet`` and says nothing, where a summary of
     zeros every Monday would be noise; a user who asks gets one either way. ``zone_of_user``: each
     reader's time zone, the one the summary's dates are said in ("+25 since Dec 7": the day as
-    they count days, as the Monday their summary comes on is); UTC without it."""
+    they count days, as the Monday their summary comes on is); UTC without it. ``period_end``: the
+    user's summary covers the days up to it (:func:`report_period`), else up to now."""
     report_type = (report_type or "").lower()
     if report_type not in REPORT_DAYS:
         raise _bad("bad_report_type", ref=report_type)
@@ -754,14 +783,16 @@ async def build_analytics_report(user_id: int | None, report_type: str, progress
     now = time.time()
     if user_id is not None:
         await progress(10, "players")
-        data = await _user_analytics(ctx, int(user_id), report_type, now, fresh=True, comparisons=include_comparisons)
+        zone = await _zone_of_user(zone_of_user, int(user_id))
+        period = report_period(report_type, now, period_end, zone)
+        data = await _user_analytics(ctx, int(user_id), report_type, now, period, fresh=True,
+                                     comparisons=include_comparisons)
         if scheduled and render.analytics_empty(data):
             return _result("analytics_report", data, {}, quiet=True)
-        zone = await _zone_of_user(zone_of_user, int(user_id))
         await progress(95, "render")
         return _result("analytics_report", data, _analytics_texts(data, zone))
-    since = now - REPORT_DAYS[report_type] * 86400
-    users = set(await ctx.store.active_users_since(since))
+    period = report_period(report_type, now)
+    users = set(await ctx.store.active_users_since(period.start))
     users |= await ctx.store.all_subscribers()
     users -= await ctx.store.inactive_users()
     ordered = sorted(users)
@@ -769,7 +800,8 @@ async def build_analytics_report(user_id: int | None, report_type: str, progress
     totals: dict[str, int] = {}
     periods: dict[str, dict[str, Any]] = {}  # each followed player's, read once for all followers
     for index, uid in enumerate(ordered, start=1):
-        data = await _user_analytics(ctx, uid, report_type, now, comparisons=include_comparisons, periods=periods)
+        data = await _user_analytics(ctx, uid, report_type, now, period, comparisons=include_comparisons,
+                                     periods=periods)
         for kind, count in data["analyses"].items():
             totals[kind] = totals.get(kind, 0) + count
         zone = await _zone_of_user(zone_of_user, uid)

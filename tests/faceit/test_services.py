@@ -554,6 +554,45 @@ async def test_a_weekly_report_shows_the_elo_after_the_newest_match_it_counts(
     assert after["elo"] == before["elo"] + finished["elo_changes"][pid] != before["elo"]
 
 
+async def test_a_scheduled_weekly_summary_covers_the_week_up_to_its_monday_not_up_to_its_run(
+        sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    """The scheduler's summary ends at the user's Monday 09:00 it is for: a run that goes hours
+    late (a retry) counts the same week, not a week ending when it ran; the next summary, which
+    starts there, has the match played in between."""
+    player = sandbox.world()["players"][7]
+    pid = player["player_id"]
+    await store.subscribe(33, pid, player["nickname"])
+    end = time.time() - 3 * 3600  # the Monday 09:00 it is for; the run goes three hours later
+    sandbox.finish_match(player_id=pid, won=True, at=end - 1800)  # in the week
+    sandbox.finish_match(player_id=pid, won=False, at=end + 1800)  # after it: the next week's
+    report = await services.build_analytics_report(33, "weekly", progress, scheduled=True, period_end=end)
+    (tracked,) = report["data"]["players"]
+    start = services.report_period("weekly", time.time(), end).start
+    assert (report["data"]["since"], report["data"]["until"]) == (start, end)
+    assert tracked["matches"] == _matches_in_the_sandbox(sandbox, pid, start, end) >= 1
+    assert tracked["matches"] == _matches_in_the_sandbox(sandbox, pid, start) - 1  # without the one after the week
+
+
+def test_a_summary_week_is_the_users_week_across_a_clock_change() -> None:
+    """From Monday 09:00 to Monday 09:00 as the reader counts time: 169 hours across the autumn
+    change in Berlin, 167 across the spring one (7 × 86,400 s dropped a match played in the
+    hour gained, and counted one twice in spring); the week before it likewise."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    berlin = ZoneInfo("Europe/Berlin")
+    autumn = datetime(2026, 10, 26, 9, 0, tzinfo=berlin).timestamp()
+    period = services.report_period("weekly", autumn + 5 * 3600, autumn, berlin)
+    assert period.start == datetime(2026, 10, 19, 9, 0, tzinfo=berlin).timestamp() == autumn - 169 * 3600
+    assert period.before == datetime(2026, 10, 12, 9, 0, tzinfo=berlin).timestamp()
+    assert period.end == autumn
+    spring = datetime(2026, 3, 30, 9, 0, tzinfo=berlin).timestamp()
+    assert services.report_period("weekly", spring, spring, berlin).start == spring - 167 * 3600
+    # Asked for with /report: the seven days up to now.
+    assert services.report_period("weekly", autumn) == services.ReportPeriod(autumn - 7 * 86400, autumn,
+                                                                             autumn - 14 * 86400)
+
+
 def _matches_in_the_sandbox(sandbox: FaceitSandbox, player_id: str, since: float, until: float = float("inf")) -> int:
     """The player's 5v5 matches finished from ``since`` to before ``until``, read from the sandbox page by page."""
     import urllib.request

@@ -336,6 +336,9 @@ async def test_each_weekly_summary_goes_at_monday_nine_in_the_zone_its_user_chos
     redis_client.hset(keys.last_run, "weekly_reports", repr(min(due.values()) - 60))  # before all three
     assert (await service.run_task("weekly_reports"))["result"] == {"sent": 2}
     assert sent_to() == [601, 602, 603]
+    # Each summary covers its user's week: up to the Monday 09:00 it goes for, in their zone.
+    jobs, _ = get_queue_manager().jobs.list_jobs(actor="analytics_report")
+    assert {j.kwargs["user_id"]: j.kwargs["period_end"] for j in jobs} == due
 
 
 async def test_a_user_who_moved_east_past_monday_nine_still_gets_the_weeks_summary(fresh, redis_client):
@@ -530,7 +533,8 @@ async def test_a_scheduler_killed_between_claiming_the_week_and_enqueueing_leave
     retried = await task_weekly_reports(weekly_check(service, now + WEEKLY_RETRY_AFTER, now + 60))
     assert retried == {"sent": 0, "retried": 1}
     (job,) = analytics_jobs()
-    assert job.status == "queued" and job.kwargs == {"user_id": user, "report_type": "weekly", "scheduled": True}
+    assert job.status == "queued" and job.kwargs == {"user_id": user, "report_type": "weekly", "scheduled": True,
+                                                     "period_end": boundary}  # the same week, run later
     mark = WeeklyMark.parse(redis_client.get(key))
     assert (mark.tries, mark.job, mark.pending) == (2, job.id, False)
 
