@@ -504,8 +504,7 @@ def finished_match_result(match: Match, rounds: Sequence[MatchRound]) -> dict[st
                 ),
             })
         maps.append({"map": rnd.map, "label": map_label(rnd.map), "rounds": _int(rnd.rounds), "teams": teams})
-    everyone = [p for m in maps for t in m["teams"] for p in t["players"]]
-    best = max(everyone, key=lambda p: ((p["kd"] or 0.0), (p["adr"] or 0.0)), default=None)
+    best = _best_over_match(maps)
     return {
         "match_id": match.match_id,
         "status": match.status,
@@ -520,6 +519,40 @@ def finished_match_result(match: Match, rounds: Sequence[MatchRound]) -> dict[st
 
 def _int(value: float | None) -> int | None:
     return None if value is None else int(round(value))
+
+
+def _best_over_match(maps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The player with the best K/D over the whole match, ADR breaking ties: in a best of three,
+    kills over deaths of every map (ADR weighted by each map's rounds), so one good map of three
+    does not make the best player. A single map keeps FACEIT's own K/D and ADR as shown."""
+    if len(maps) == 1:
+        everyone = [p for t in maps[0]["teams"] for p in t["players"]]
+        return max(everyone, key=lambda p: ((p["kd"] or 0.0), (p["adr"] or 0.0)), default=None)
+    lines: dict[str, list[tuple[dict[str, Any], int]]] = {}
+    for m in maps:
+        for t in m["teams"]:
+            for p in t["players"]:
+                lines.setdefault(p["player_id"] or p["nickname"], []).append((p, m["rounds"] or 0))
+    best: tuple[tuple[float, float], dict[str, Any]] | None = None
+    for played in lines.values():
+        score = (_match_kd([p for p, _ in played]), _match_adr(played))
+        if best is None or score > best[0]:
+            best = (score, played[0][0])
+    return best[1] if best else None
+
+
+def _match_kd(lines: list[dict[str, Any]]) -> float:
+    """Kills over deaths summed over maps (a map's K/D alone where its kills or deaths are missing)."""
+    if all(p["kills"] is not None and p["deaths"] is not None for p in lines):
+        return sum(p["kills"] for p in lines) / max(1, sum(p["deaths"] for p in lines))
+    known = [p["kd"] for p in lines if p["kd"] is not None]
+    return sum(known) / len(known) if known else 0.0
+
+
+def _match_adr(lines: list[tuple[dict[str, Any], int]]) -> float:
+    """ADR over the maps, each weighted by its rounds (equally where rounds are unknown)."""
+    known = [(p["adr"], rounds or 1) for p, rounds in lines if p["adr"] is not None]
+    return sum(adr * rounds for adr, rounds in known) / sum(rounds for _, rounds in known) if known else 0.0
 
 
 # Player report --------------------------------------------------------------------------------

@@ -407,6 +407,32 @@ def test_finished_result_and_player_report() -> None:
     assert report["chart"]["elo"] == [[1.0, 1400], [2.0, 1440]]
 
 
+def test_the_best_player_of_a_best_of_three_is_the_best_over_the_whole_match() -> None:
+    """Every map's line went into one pool: a player with one great map of three (30/10, then
+    5/20 twice: K/D 0.80 over the match) was named best over one at 1.94."""
+    from faceit.models import parse_match_stats
+
+    raw = _raw_match(status="FINISHED")
+    raw["results"] = {"winner": "faction1", "score": {"faction1": 2, "faction2": 1}}
+    match = Match.from_api(raw)
+
+    def played(map_name: str, steady: tuple[int, int], wonder: tuple[int, int]) -> dict[str, Any]:
+        def line(pid: str, nick: str, kills: int, deaths: int) -> dict[str, Any]:
+            return {"player_id": pid, "nickname": nick, "player_stats": {
+                "Kills": str(kills), "Deaths": str(deaths), "K/D Ratio": f"{kills / deaths:.2f}", "ADR": "90"}}
+        return {"round_stats": {"Map": map_name, "Rounds": "24"}, "teams": [
+            {"team_id": "f1", "team_stats": {"Team": "team_1"}, "players": [line(_pid(1, 0), "Steady", *steady)]},
+            {"team_id": "f2", "team_stats": {"Team": "team_2"}, "players": [line(_pid(2, 0), "OneMapWonder", *wonder)]},
+        ]}
+
+    rounds = parse_match_stats({"rounds": [played("de_mirage", (20, 12), (30, 10)),
+                                           played("de_nuke", (25, 12), (5, 20)),
+                                           played("de_inferno", (25, 12), (5, 20))]})
+    assert analysis.finished_match_result(match, rounds)["best_player"] == "Steady"
+    # One map alone: that map's K/D, as before.
+    assert analysis.finished_match_result(match, rounds[:1])["best_player"] == "OneMapWonder"
+
+
 def test_roster_player_model() -> None:
     assert RosterPlayer("a", "b").level is None
 
