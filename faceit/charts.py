@@ -54,7 +54,11 @@ def player_chart_png(chart: dict[str, Any], nickname: str) -> bytes:
             ax3.plot(times, [value for _, value in elo], color="#9467bd", marker=".")
             ax3.set_ylabel("Elo")
             _day_axis(ax3, times)
-            fig.autofmt_xdate()
+            # The dates slanted on their own panel only: autofmt_xdate hid the match numbers above,
+            # whose points then read as played on the dates below them.
+            for label in ax3.get_xticklabels():
+                label.set_rotation(30)
+                label.set_horizontalalignment("right")
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")

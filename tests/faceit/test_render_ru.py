@@ -156,3 +156,8 @@ def test_the_elo_charts_dates_are_whole_days_that_read_alike_in_both_languages(
     assert len(labels) >= 2, labels
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d", label) for label in labels), labels
     assert len(set(labels)) == len(labels), labels
+    # The matches' panel keeps its numbers above the Elo panel (they were hidden: its points then
+    # read as played on the dates below them).
+    matches = next(ax for ax in drawn[-1].axes if ax.get_ylabel() == "K/D")
+    shown = [label.get_text() for label in matches.get_xticklabels() if label.get_visible()]
+    assert shown == ["1", "2"], shown
