@@ -145,12 +145,14 @@ async def run_polling(bot: Bot, dp: Dispatcher, settings: Any, background: Backg
 def build_webhook_app(bot: Bot, dp: Dispatcher, settings: Any) -> tuple[Any, str]:
     """The webhook's aiohttp application and the path it serves updates on (``WEBHOOK_URL``'s),
     refusing any request without ``WEBHOOK_SECRET``."""
-    from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+    from aiogram.webhook.aiohttp_server import setup_application
+
+    from bot.webhook import CheckedRequestHandler
 
     secret = settings.webhook_secret.get_secret_value()
     path = urlsplit(settings.webhook_url).path or "/webhook"
     app = web.Application()
-    handler = SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret)
+    handler = CheckedRequestHandler(dispatcher=dp, bot=bot, secret_token=secret)
     handler.register(app, path=path)
     app[UPDATE_HANDLER] = handler
     setup_application(app, dp, bot=bot)

@@ -34,11 +34,12 @@ def webhook_bot(telegram_sandbox_server, redis_server, tmp_path_factory):
     bot.stop()
 
 
-def post(url: str, body: dict, secret: str | None) -> int:
+def post(url: str, body: dict | bytes, secret: str | None) -> int:
     headers = {"Content-Type": "application/json"}
     if secret is not None:
         headers["X-Telegram-Bot-Api-Secret-Token"] = secret
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status
@@ -64,7 +65,13 @@ def test_requests_without_the_secret_are_refused(webhook_bot):
         "chat": {"id": user, "type": "private"}, "from": {"id": user, "is_bot": False, "first_name": "Eve"}}}
     assert post(url, update, None) == 401
     assert post(url, update, "wrong-secret") == 401
+    # Not ASCII (sent as Latin-1, as http.client sends it): a plain 401 too, no traceback (it was 500)
+    assert post(url, update, "é" + SECRET) == 401
     assert tg.messages(user) == []  # nothing was handled
+    # The right secret with a body that is no update: 400, not a traceback.
+    assert post(url, b"not json", SECRET) == 400
+    assert post(url, b"[1, 2]", SECRET) == 400
+    assert "Traceback" not in webhook_bot[1].log()
     assert post(url, update, SECRET) == 200
     tg.wait_for(lambda es: es, chat_id=user)
 
