@@ -35,7 +35,7 @@ from aiohttp import web
 from dashboard import metrics
 from dashboard.data import ActionError, BadFilter, JobFilters
 from dashboard.monitor import RANGES
-from dashboard.web import csrf_token, dashboard_of, identity_of, in_thread, json_response
+from dashboard.web import csrf_token, dashboard_of, form_of, identity_of, in_thread, json_response
 
 routes = web.RouteTableDef()
 
@@ -160,5 +160,5 @@ async def _body(request: web.Request) -> dict:
             raise BadFilter("the body is not valid JSON") from None
         return body if isinstance(body, dict) else {}
     if request.can_read_body:
-        return dict(await request.post())
+        return dict(await form_of(request))
     return {}

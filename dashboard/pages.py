@@ -15,6 +15,7 @@ from dashboard.web import (
     blocked_notice,
     client_of,
     dashboard_of,
+    form_of,
     in_thread,
     page_url,
     render,
@@ -103,7 +104,7 @@ async def confirm_empty(request: web.Request) -> web.Response:
 @routes.post("/queues/{name}/empty")
 async def empty_queue(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    form = await request.post()
+    form = await form_of(request)
     if form.get("confirm") != name:
         raise web.HTTPSeeOther(page_url(f"/queues/{name}/empty", error="not_confirmed"))
     result = await in_thread(dashboard_of(request).data.empty_queue, name)
@@ -192,7 +193,7 @@ async def login_form(request: web.Request) -> web.Response:
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
     dash = dashboard_of(request)
-    form = await request.post()
+    form = await form_of(request)
     target = safe_next(str(form.get("next", "/")))
     key = throttle_key(request, str(form.get("user", "")))
     wait = dash.throttle.blocked_for(key)

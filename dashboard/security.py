@@ -162,7 +162,9 @@ class Credentials:
 
 
 def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
+    """Constant-time equality; ``given`` as sent (aiohttp gives undecodable header bytes as
+    surrogates, which a plain ``encode()`` refused with an error: a 500 for a wrong credential)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape"))
 
 
 def check_startup(host: str, credentials: Credentials) -> None:

@@ -133,6 +133,24 @@ def client_of(request: web.Request) -> str:
     return request[CLIENT]
 
 
+def path_for_log(request: web.Request) -> str:
+    """The request's path as it was sent (percent-encoded), for the log: the decoded path let a
+    client without credentials write a line of its own into the log (``/x%0A<a forged line>``).
+    Anything unprintable left is escaped too."""
+    raw = request.rel_url.raw_path
+    return raw if raw.isprintable() else raw.encode("unicode_escape").decode("ascii")
+
+
+async def form_of(request: web.Request) -> Any:
+    """The request's form (``request.post()``); one that cannot be read as UTF-8 is a 400
+    (:class:`BadFilter`): aiohttp's ``UnicodeDecodeError`` was a 500, a traceback and a Sentry
+    event for any client."""
+    try:
+        return await request.post()
+    except (UnicodeDecodeError, ValueError):
+        raise BadFilter("the form could not be read (it must be UTF-8)") from None
+
+
 async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run a sync (Redis) call off the event loop."""
     return await asyncio.to_thread(fn, *args, **kwargs)
@@ -276,14 +294,14 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except BadFilter as exc:
         return error_page(request, 400, "bad_request", str(exc))
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        logger.warning("dashboard: Redis unreachable on %s %s (%s)", request.method, request.path,
+        logger.warning("dashboard: Redis unreachable on %s %s (%s)", request.method, path_for_log(request),
                        type(exc).__name__)
         return error_page(request, 503, "redis_unavailable", "Redis is unreachable; figures cannot be read")
     except BrokerUnreachableError as exc:  # an action that needs the broker (empty a queue …)
-        logger.warning("dashboard: %s on %s %s", exc, request.method, request.path)
+        logger.warning("dashboard: %s on %s %s", exc, request.method, path_for_log(request))
         return error_page(request, 503, "broker_unavailable", str(exc))
     except Exception:
-        logger.exception("dashboard: error on %s %s", request.method, request.path)
+        logger.exception("dashboard: error on %s %s", request.method, path_for_log(request))
         return error_page(request, 500, "internal_error", "Something went wrong; the log has the details")
 
 
@@ -383,7 +401,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if identity is not None or request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
         return await handler(request)
     if header:
-        logger.info("dashboard: refused credentials from %s for %s", client_of(request), request.path)
+        logger.info("dashboard: refused credentials from %s for %s", client_of(request), path_for_log(request))
     if is_api(request) or request.method != "GET" or not dash.credentials.has_login:
         challenge = 'Basic realm="faceit-bot dashboard", charset="UTF-8"'
         if dash.credentials.token:
@@ -432,7 +450,7 @@ async def guard_posts(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     token = request.headers.get(CSRF_HEADER, "")
     if not token and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+        form = await form_of(request)
         token = str(form.get(CSRF_FIELD, ""))
     if not dash.signer.check_csrf(identity, token):
         return _refuse(request, "csrf", "missing or invalid CSRF token; reload the page and try again")
@@ -440,5 +458,6 @@ async def guard_posts(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def _refuse(request: web.Request, code: str, message: str) -> web.Response:
-    logger.info("dashboard: refused %s %s from %s: %s", request.method, request.path, client_of(request), code)
+    logger.info("dashboard: refused %s %s from %s: %s", request.method, path_for_log(request), client_of(request),
+                code)
     return error_page(request, 403, code, message)

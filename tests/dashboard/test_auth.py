@@ -256,6 +256,38 @@ def test_failed_bearer_tokens_are_throttled(auth_dashboard: DashboardServer) -> 
     assert auth_dashboard.client(**ADMIN).get("/api/me").status == 200
 
 
+def test_a_stranger_can_neither_forge_a_log_line_nor_get_a_500_from_bytes_that_are_not_utf8(
+        auth_dashboard: DashboardServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Found by a security review, each without credentials: a path with ``%0A`` wrote a log line
+    of the client's own (the decoded path was logged); a bearer token or a login form that is not
+    UTF-8 answered 500 with a traceback (and a Sentry event), and the token was never counted
+    by the login throttle."""
+    from http.client import HTTPConnection
+
+    caplog.set_level(logging.INFO, logger="dashboard")
+    forged = "2026-12-07 23:59:59,000 INFO dashboard: opadmin signed in (admin) from 10.6.6.6"
+    stranger = auth_dashboard.client(user="nobody", password="wrong")
+    assert stranger.get("/api/x%0A" + forged.replace(" ", "%20")).status == 401
+    assert stranger.get("/api/y%0D%0A%1B[2Kforged").status == 401
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("dashboard")]
+    assert any("/api/x%0A2026-12-07" in line for line in lines), lines
+    assert not any(set(line) & {"\n", "\r", "\x1b"} for line in lines), lines
+
+    def raw(method: str, path: str, headers: dict[str, str], body: bytes | None = None) -> int:
+        conn = HTTPConnection("127.0.0.1", auth_dashboard.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers)  # (str headers go as Latin-1 bytes)
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    assert [raw("GET", "/api/me", {"Authorization": "Bearer \xff\xfe"}) for _ in range(5)] == [401] * 5
+    assert_throttled(auth_dashboard.client(token=TOKEN).get("/api/me"))  # the five were counted
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert raw("POST", "/login", form, b"user=\xff&password=x") == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 def test_failed_form_logins_and_basic_auth_add_up(auth_dashboard: DashboardServer) -> None:
     browser = auth_dashboard.client()
     token = page_csrf(browser.get("/login").text)
