@@ -213,7 +213,7 @@ class FaceitClient:
                     except (ValueError, aiohttp.ContentTypeError):
                         outcome = "bad_response"
                         raise _upstream(f"FACEIT sent unreadable JSON for {path}", outcome) from None
-                body = await _error_message(response)
+                body = await _error_message(response, self._api_key)
                 if status == 429:
                     outcome = "rate_limited"
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -448,8 +448,14 @@ def _upstream(message: str, outcome: str) -> errors.UpstreamError:
     return exc
 
 
-async def _error_message(response: aiohttp.ClientResponse) -> str:
-    """The API's error text (``{"errors":[{"message"}]}`` or ``{"message"}``), shortened."""
+#: What stands for the API key where an error text quoted it.
+KEY_MASK = "***"
+
+
+async def _error_message(response: aiohttp.ClientResponse, api_key: str) -> str:
+    """The API's error text (``{"errors":[{"message"}]}`` or ``{"message"}``), the ``api_key``
+    masked in it and then shortened: cut first, a key quoted across the cut escaped every masking
+    after it (the job record, the dashboard and ``admin.py job`` showed the part before the cut)."""
     try:
         data = await response.json(content_type=None)
     except Exception:
@@ -457,5 +463,7 @@ async def _error_message(response: aiohttp.ClientResponse) -> str:
     data = as_dict(data)
     items = data.get("errors")
     if isinstance(items, list) and items and isinstance(items[0], dict):
-        return str(items[0].get("message", ""))[:200]
-    return str(data.get("message", f"HTTP {response.status}"))[:200]
+        text = str(items[0].get("message", ""))
+    else:
+        text = str(data.get("message", f"HTTP {response.status}"))
+    return (text.replace(api_key, KEY_MASK) if api_key else text)[:200]

@@ -47,6 +47,35 @@ async def make_client(sandbox: FaceitSandbox, redis_url: str) -> AsyncIterator[M
         await client.redis.aclose()
 
 
+async def test_an_error_text_quoting_the_key_is_masked_before_it_is_cut(make_client: MakeClient) -> None:
+    """A proxy or API error that quotes the request's key, past the 200 characters kept: the text
+    was cut first, so the part of the key before the cut escaped the masking after it and reached
+    the job record, the dashboard and ``admin.py job``. (A stand-in upstream: the sandbox never
+    quotes a key.)"""
+    from aiohttp import web
+
+    key = "FACEITKEYfakeQ7w3e9"
+
+    async def echo(request: web.Request) -> web.Response:
+        sent = request.headers.get("Authorization", "")
+        return web.json_response({"errors": [{"message": "x" * 175 + f" sent {sent}"}]}, status=400)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        client = make_client(api_url=f"http://127.0.0.1:{port}/data/v4", api_key=key)
+        with pytest.raises(errors.BadInputError) as refused:
+            await client.get_match("1-b6305d90-2ffa-40f7-b50c-f7403a6f8411")
+    finally:
+        await runner.cleanup()
+    assert "sent Bearer ***" in str(refused.value)
+    assert "KEYfak" not in str(refused.value)
+
+
 async def test_no_key_against_faceits_own_api_fails_at_once_naming_the_setting(make_client: MakeClient) -> None:
     """An operator who starts workers by hand without ``FACEIT_API_KEY`` (only ``make run`` points
     them at the sandbox): no request leaves with the sandbox's key, and the error says what to set."""
