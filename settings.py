@@ -202,9 +202,31 @@ def check_redis_url(value: str) -> None:
         if db and not (db.isascii() and db.isdigit()):
             raise ValueError("a URL whose path is a database number, like /0")
     try:
-        redis.connection.parse_url(value)
+        options = redis.connection.parse_url(value)
     except ValueError as exc:  # its messages name the option, never its value
         raise ValueError(f"a URL redis-py can read ({str(exc).rstrip('.')})") from None
+    unknown = sorted(set(options) - _redis_url_options(options.get("connection_class")))
+    if unknown:  # redis-py passes them on, and the first connection raised TypeError: a traceback
+        raise ValueError(f"a URL redis-py can read (unknown option {', '.join(map(repr, unknown))})")
+
+
+def _redis_url_options(connection_class: Any) -> set[str]:
+    """The options a Redis URL may carry: what both redis-py's pools and its connections of the
+    URL's kind take, sync and asyncio (every process here opens both)."""
+    import inspect
+
+    import redis.asyncio.connection
+    import redis.connection
+
+    def taken(cls: type) -> set[str]:
+        return {name for klass in cls.__mro__ if "__init__" in klass.__dict__
+                for name, param in inspect.signature(klass.__dict__["__init__"]).parameters.items()
+                if name != "self" and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)}
+
+    sync_class = connection_class or redis.connection.Connection
+    async_class = getattr(redis.asyncio.connection, sync_class.__name__, redis.asyncio.connection.Connection)
+    return ((taken(sync_class) & taken(async_class))
+            | (taken(redis.connection.ConnectionPool) & taken(redis.asyncio.connection.ConnectionPool)))
 
 
 SENTINEL_PORT = 26379  # Sentinel's own port, taken when a REDIS_SENTINELS item names none

@@ -84,7 +84,7 @@ def test_secrets_never_appear_in_repr(monkeypatch):
 @pytest.mark.parametrize("url", [
     "redis://:pw-in-userinfo@127.0.0.1:6379/0",
     "redis://127.0.0.1:6379/0?password=pw-in-query&socket_timeout=5",
-    "redis://user:pw-in-userinfo@127.0.0.1:6379/0?sentinel_password=pw-in-query",
+    "redis://user:pw-in-userinfo@127.0.0.1:6379/0?password=pw-in-query",
 ])
 def test_a_password_in_the_url_is_hidden_wherever_it_is_written(monkeypatch, url):
     import redis.connection
@@ -172,9 +172,30 @@ def _refusal(monkeypatch, name: str, value: str) -> str:
      "REDIS_URL must be a URL redis-py can read (Invalid value for 'socket_timeout' in connection URL) "
      "(got 'redis://host:6379/0?socket_timeout=soon')"),
     ("redis://[::1/0", "REDIS_URL must be a redis://, rediss:// or unix:// URL (got '<invalid url>')"),
+    # redis-py passes an option it does not know on, and the first connection raised a TypeError
+    ("redis://:pw-hidden-1@host:6379/0?foo=bar",
+     "REDIS_URL must be a URL redis-py can read (unknown option 'foo') (got 'redis://:***@host:6379/0?foo=bar')"),
+    # (Sentinels are contacted without a password: no process of ours ever read this one)
+    ("redis://:pw-hidden-1@host:6379/0?sentinel_password=pw-hidden-2",
+     "REDIS_URL must be a URL redis-py can read (unknown option 'sentinel_password') "
+     "(got 'redis://:***@host:6379/0?sentinel_password=***')"),
+    ("unix:///run/redis.sock?db=1&ssl_cert_reqs=none",
+     "REDIS_URL must be a URL redis-py can read (unknown option 'ssl_cert_reqs') "
+     "(got 'unix:///run/redis.sock?db=1&ssl_cert_reqs=none')"),
 ])
 def test_a_redis_url_redis_py_cannot_use_is_refused_without_its_password(monkeypatch, value, expected):
     assert _refusal(monkeypatch, "REDIS_URL", value) == expected
+
+
+@pytest.mark.parametrize("value", [
+    "rediss://:pw@host:6380/0?ssl_cert_reqs=none&socket_timeout=3&max_connections=20&health_check_interval=10"
+    "&client_name=bot&protocol=3",
+    "unix:///run/redis.sock?db=2&socket_timeout=1",
+    "redis://host:6379/0?retry_on_timeout=true&socket_connect_timeout=2",
+])
+def test_a_redis_url_with_options_redis_py_takes_is_accepted(monkeypatch, value):
+    monkeypatch.setenv("REDIS_URL", value)
+    assert load_settings().redis_url == value
 
 
 @pytest.mark.parametrize("name", ["WEBHOOK_URL", "DASHBOARD_PUBLIC_URL"])
