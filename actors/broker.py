@@ -48,6 +48,7 @@ from middleware.backoff import Backoff
 from middleware.cpu_priority import WorkerCpuPriority
 from middleware.delivery_trigger import DeliveryTrigger
 from middleware.retry_notice import RetryNotice
+from middleware.sentry_headers import SentryHeadersScrub
 from middleware.stop_signals import StopSignals
 from middleware.time_limits import QueueTimeLimit
 from middleware.tracking import Tracking
@@ -282,6 +283,7 @@ def _holds_acks_elsewhere(client: Any, namespace: str, worker_id: str) -> bool:
 def build_middleware(settings: Settings, worker_registry) -> list[dramatiq.Middleware]:
     queue_limits = {name: queue_timeout(name, settings) for name in all_queue_names(settings)}
     return [
+        SentryHeadersScrub(),  # after Sentry's, which its integration puts first
         CurrentMessage(),
         AsyncIO(),
         AlertOnFailure(alert_store=get_alert_store),

@@ -3,6 +3,7 @@ from real workers, with the alert's level, and with no token, key or chat text i
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -90,6 +91,23 @@ def test_a_failing_job_on_a_real_worker_reports_the_error_and_the_alert_scrubbed
     [alert] = [e for e in events if e.get("tags", {}).get("job_id") == handle.id and not e.get("exception")]
     assert alert["level"] == "error" and alert["tags"]["role"] == "worker"
     assert_no_secrets(raw)
+
+
+def test_a_queued_message_carries_the_trace_but_not_the_dsns_key(redis_url, redis_client):
+    """Sentry's Dramatiq integration wrote the DSN's public key (``sentry-public_key=…`` in its
+    baggage) into every message, kept in the broker (dead letters for days)."""
+    with SentryServer() as sentry:
+        done = subprocess.run([sys.executable, "-m", "tests.ops.sentry_enqueue_probe"], cwd=ROOT,
+                              env={**os.environ, **secret_env(sentry), "REDIS_URL": redis_url},
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        key = sentry.key
+    job_id = done.stdout.split()[-1]
+    [(_, raw)] = [(name, value) for name, value in redis_client.hgetall("dramatiq:default.msgs").items()
+                  if job_id in str(value)]
+    headers = json.loads(raw)["options"]["_sentry_headers"]
+    assert headers["sentry-trace"] and "sentry-trace_id=" in headers["baggage"]  # the trace goes on
+    assert key not in str(raw) and "sentry-public_key" not in str(raw)
 
 
 def test_scrub_replaces_secret_values_token_shapes_and_sensitive_keys():
