@@ -361,6 +361,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "not_requeued": {"en": "Job <code>{job_id}</code> is {status}: only a failed or cancelled job can be requeued.",
                      "ru": "Задача <code>{job_id}</code> — статус «{status}»: повторить можно только упавшую "
                            "или отменённую."},
+    "admin_private_only": {"en": "Operator commands answer in a private chat with me only: queue health and "
+                                 "alerts are not for the whole group.",
+                           "ru": "Команды оператора отвечают только в личном чате со мной: состояние очередей "
+                                 "и оповещения — не для всей группы."},
     "usage_alerts": {"en": "Usage: /alerts [hours], at most {max} (24 by default)",
                      "ru": "Использование: /alerts [часы], не больше {max} (по умолчанию 24)"},
 }

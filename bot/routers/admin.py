@@ -1,6 +1,9 @@
 """Operators' commands for ``ADMIN_USER_IDS``: ``/queues``, ``/alerts [hours]``, ``/requeue [job id | queue | all]``.
 
 Anyone else falls through to the unknown-command answer: the commands do not exist for them.
+They answer in the admin's private chat with the bot only: in a group every member would read the
+queues' health, the alerts (job ids, what failed) and what was requeued; there, an admin is told
+where to ask.
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from aiogram import Router
+from aiogram import F, Router
 from aiogram.filters import BaseFilter, CommandObject
 from aiogram.types import Message
 
@@ -121,11 +124,17 @@ async def requeue(message: Message, command: CommandObject, lang: str, services:
     await answer(message, text)
 
 
+async def private_only(message: Message, lang: str) -> None:
+    await answer(message, t("admin_private_only", lang))
+
+
 def build() -> Router:
     """A fresh router (one per dispatcher: aiogram attaches a router to one parent only)."""
     router = Router(name="admin")
     router.message.filter(IsAdmin())
-    router.message.register(queues, command("queues"))
-    router.message.register(alerts, command("alerts"))
-    router.message.register(requeue, command("requeue"))
+    private = F.chat.type == "private"
+    router.message.register(queues, command("queues"), private)
+    router.message.register(alerts, command("alerts"), private)
+    router.message.register(requeue, command("requeue"), private)
+    router.message.register(private_only, command("queues", "alerts", "requeue"))  # in a group
     return router

@@ -8,7 +8,7 @@ from aiogram import Router
 from aiogram.filters import CommandObject, CommandStart
 from aiogram.types import Message
 
-from bot.replies import answer
+from bot.replies import answer, in_group
 from bot.routers.common import command
 from bot.services import BotServices
 from bot.texts import LANGS, t
@@ -24,8 +24,9 @@ async def help_(message: Message, lang: str, services: BotServices) -> None:
     settings = services.settings
     text = t("help", lang, bulk=settings.bulk_max_matches, per_minute=settings.user_jobs_per_minute,
              active=settings.user_max_active_jobs)
-    if message.from_user is not None and services.is_admin(message.from_user.id):
-        text += "\n\n" + t("help_admin", lang)  # (their commands answer nobody else: listed to them only)
+    if message.from_user is not None and services.is_admin(message.from_user.id) and not in_group(message):
+        # (their commands answer nobody else, and in their private chat only: listed there only)
+        text += "\n\n" + t("help_admin", lang)
     await answer(message, text)
 
 

@@ -901,6 +901,30 @@ def test_in_a_group_the_bot_answers_what_is_for_it_and_keeps_quiet_about_the_res
     assert [e["text"] for e in unknown] == ["I don't know that command. /help lists what I can do."]
 
 
+def test_an_admins_operator_commands_answer_in_private_only_not_to_the_whole_group(stack: Stack, tg):
+    """A security review: an admin's /queues, /alerts and /requeue in a group showed every member the
+    queues' health, the alerts and what was requeued. There they now say where to ask (in the
+    admin's language), /help lists them in private only, and a member's are unknown as before."""
+    group, member = -1_000_000_000_000 - new_user(), new_user()
+    for text in ("/queues", "/alerts 2", "/requeue"):
+        tg.inject(ADMIN_ID, text, chat_id=group)
+    told = tg.wait_for(lambda es: [e for e in es if e["kind"] == "sent"][2:] and
+                       [e for e in es if e["kind"] == "sent"], chat_id=group)
+    assert [e["text"] for e in told] == ["Operator commands answer in a private chat with me only: queue health "
+                                         "and alerts are not for the whole group."] * 3
+    tg.inject(ADMIN_ID, "/queues", chat_id=group, language_code="ru")
+    russian = tg.wait_for(lambda es: [e for e in es if e["kind"] == "sent"][3:], chat_id=group)
+    assert russian[0]["text"].startswith("Команды оператора отвечают только в личном чате")
+    tg.inject(ADMIN_ID, "/help", chat_id=group)
+    help_text = tg.wait_for(lambda es: [e for e in es if e["kind"] == "sent"][4:], chat_id=group)[0]["text"]
+    assert "What I can do" in help_text and "/queues" not in help_text
+    tg.inject(member, "/queues", chat_id=group)  # unknown to a member: a group hears nothing of it
+    stack.say(ADMIN_ID, "/help")  # (something to wait for after it)
+    assert "/queues" in stack.first_reply(ADMIN_ID)["text"]  # listed in private
+    assert len([e for e in tg.messages(group) if e["kind"] == "sent"]) == 5
+    assert not [e for e in tg.messages(group) if "Queues" in (e.get("text") or "")]
+
+
 def test_rate_limits_three_active_jobs_and_five_a_minute(stack: Stack, tg, faceit_faults):
     faceit_faults(latency_ms=300)
     stack.clear_faceit_cache()
