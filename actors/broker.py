@@ -331,13 +331,14 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     )
     middleware = build_middleware(settings, _presence)
     if settings.broker == "rabbitmq":
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+        from actors.rabbit_broker import IdleSafeRabbitmqBroker
 
         # Publisher confirms: a publish returns once RabbitMQ has the message. Without them a
         # retry published just before RabbitMQ went down could be lost after its original was
         # acked, leaving a job "retrying" that nothing would run.
-        broker: dramatiq.Broker = RabbitmqBroker(url=settings.rabbitmq_url, middleware=middleware,
-                                                 confirm_delivery=True)
+        # Each thread's publishing connection is renewed before RabbitMQ drops it for idling.
+        broker: dramatiq.Broker = IdleSafeRabbitmqBroker(url=settings.rabbitmq_url, middleware=middleware,
+                                                         confirm_delivery=True)
     else:
         broker = TrackedRedisBroker(
             client=redis_client(settings, decode=False),

@@ -253,10 +253,17 @@ class QueueManager:
         return self.submit(self.prepare_job(actor, **options))
 
     def _position(self, queue: str) -> int:
-        """How many messages wait in ``queue`` (the new job is among them)."""
-        if self.settings.broker != "redis":
+        """How many messages wait in ``queue`` (the new job is among them); on RabbitMQ its ready
+        count (0, "first", when RabbitMQ does not say: the job is queued, a count is not worth
+        failing its request over)."""
+        if self.settings.broker == "redis":
+            return int(get_redis(self.settings).llen(queue_key(self.settings.dramatiq_namespace, queue)))
+        try:
+            return self._ask_rabbit(lambda: int(self.broker.channel.queue_declare(queue, passive=True)
+                                                .method.message_count))
+        except BrokerUnreachableError as exc:
+            logger.info("place in queue %s not known: %s", queue, exc)
             return 0
-        return int(get_redis(self.settings).llen(queue_key(self.settings.dramatiq_namespace, queue)))
 
     def prepare_match_analysis(self, match_url_or_id: str, user_id: int | None = None,
                                priority: QueuePriority = QueuePriority.HIGH,

@@ -55,7 +55,7 @@ def test_rabbitmq_publishes_wait_for_the_servers_confirm() -> None:
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["RabbitmqBroker", "True"], done.stdout
+    assert done.stdout.split() == ["IdleSafeRabbitmqBroker", "True"], done.stdout  # (a RabbitmqBroker)
 
 
 def test_the_sweep_drops_dead_letters_older_than_their_ttl(redis_url: str) -> None:

@@ -124,6 +124,38 @@ def test_queue_stats_outlive_a_connection_rabbitmq_dropped(rabbit, rabbit_manage
     rabbit_manager.broker.flush(rabbit.queue("low"))
 
 
+def test_a_job_is_told_its_place_in_the_queue_on_rabbitmq_too(rabbit, rabbit_manager):
+    """The bot's "queued, place N": RabbitMQ's ready count (it said "place 1" whatever the backlog)."""
+    assert [rabbit_manager.enqueue_job("t_low").position for _ in range(3)] == [1, 2, 3]
+    rabbit_manager.broker.flush(rabbit.queue("low"))
+
+
+def test_a_publish_after_an_idle_spell_renews_the_connection_without_errors(rabbit, rabbit_manager, caplog):
+    """RabbitMQ drops a connection that sent no heartbeat for its timeout (60 s), and a thread
+    that publishes now and then sends none while idle: the next publish failed on the dead
+    socket, and pika logged three ERRORs with tracebacks (Dramatiq reconnected and the message
+    went out). The dropped socket is made here by shutting it down; the idle spell by moving the
+    thread's last use back, as :data:`IDLE_RENEW` seconds of waiting would."""
+    import logging
+    import socket
+
+    broker = rabbit_manager.broker
+    rabbit_manager.enqueue_job("t_low")
+    idle = broker.connection
+    idle._impl._transport._sock.shutdown(socket.SHUT_RDWR)  # as RabbitMQ's close of it leaves it
+    broker.state.used_at -= broker.idle_renew + 1
+    caplog.set_level(logging.INFO)
+    handle = rabbit_manager.enqueue_job("t_low")
+    assert handle.position == 2  # it went out, on a new connection
+    assert broker.connection is not idle and broker.connection.is_open
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text[-2000:]
+    # Used within the spell, a connection is kept.
+    kept = broker.connection
+    rabbit_manager.enqueue_job("t_low")
+    assert broker.connection is kept
+    rabbit_manager.broker.flush(rabbit.queue("low"))
+
+
 def test_clear_cancels_the_dropped_jobs_on_rabbitmq_too(rabbit, rabbit_manager):
     """`admin.py clear` read the dropped jobs' ids from the Redis broker's hash: under RabbitMQ it
     canceled none, and their users were left with "queued" until the record expired."""
