@@ -693,17 +693,20 @@ def workers(all_: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handles_errors
 def purge_dead(older_than: str, queue: str | None, dry_run: bool, yes: bool, as_json: bool) -> None:
-    """Drop dead-lettered messages (their failed job records stay until they expire). Asks first,
-    saying how many and how old (a bare number is seconds: '7' is not a week)."""
+    """Drop dead-lettered messages (their failed job records stay until they expire, and requeue
+    sends a job again from its record). Asks first, saying how many and how old (a bare number is
+    seconds: '7' is not a week). On RabbitMQ a queue's dead letters go all at once: it cannot pick
+    them by age."""
     from queues.dramatiq_keys import dead_letters_key, dead_messages_key
     from queues.priorities import all_queue_names
     from queues.runtime import get_redis
 
     age = parse_duration(older_than)
     settings = get_settings()
-    if settings.broker != "redis":
-        fail("purge-dead works on the Redis broker only (RabbitMQ keeps dead letters in its own queues)")
     names = [resolve_queue(queue)] if queue else all_queue_names(settings)
+    if settings.broker != "redis":
+        _purge_rabbit_dead(names, age, dry_run, yes, as_json)
+        return
     client = get_redis(settings)
     cutoff_ms = (time.time() - age) * 1000
     keys = {name: (dead_letters_key(settings.dramatiq_namespace, name),
@@ -726,6 +729,28 @@ def purge_dead(older_than: str, queue: str | None, dry_run: bool, yes: bool, as_
                 pipe.hdel(xq_messages, *chunk)
                 pipe.execute()
         purged[name] = len(ids)
+    if as_json:
+        emit_json({"purged": purged, "total": sum(purged.values()), "older_than_seconds": age, "dry_run": dry_run})
+    else:
+        verb = "would drop" if dry_run else "dropped"
+        for name, n in purged.items():
+            click.echo(f"{name}: {verb} {n} dead message(s)")
+
+
+def _purge_rabbit_dead(names: list[str], age: float, dry_run: bool, yes: bool, as_json: bool) -> None:
+    """``purge-dead`` on RabbitMQ: each queue's dead-letter queue purged whole."""
+    from queues.manager import get_queue_manager
+
+    if age > 0:
+        fail("--older-than needs the Redis broker: RabbitMQ drops a queue's dead letters all at once")
+    manager = get_queue_manager()
+    found = {name: manager.queue_stats_of(name, live={}).dead or 0 for name in names}
+    total = sum(found.values())
+    prompt = f"Drop all {total} dead message(s) of {', '.join(names)}?"
+    if total and not dry_run and not yes and not click.confirm(prompt, default=False, err=True):
+        click.echo("nothing dropped", err=True)
+        sys.exit(EXIT_PROBLEM)
+    purged = found if dry_run or not total else manager.purge_rabbit_dead(*names)
     if as_json:
         emit_json({"purged": purged, "total": sum(purged.values()), "older_than_seconds": age, "dry_run": dry_run})
     else:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import dramatiq
 import redis
 from dramatiq import Message
-from dramatiq.common import dq_name
+from dramatiq.common import dq_name, xq_name
 
 from faceit.errors import REQUEST_ERROR_CODES
 from queues.dramatiq_keys import dead_letters_key, dead_messages_key, messages_key, queue_key
@@ -560,7 +560,8 @@ class QueueManager:
     def queue_stats_of(self, name: str, live: dict[str, int] | None = None) -> QueueStats:
         live = live if live is not None else self.workers_by_queue()
         if self.settings.broker != "redis":
-            return QueueStats(name, self._rabbit_depth(name), None, None, None, live.get(name, 0))
+            waiting, dead = self._rabbit_counts(name)
+            return QueueStats(name, waiting, None, None, dead, live.get(name, 0))
         client = get_redis(self.settings)
         ns = self.settings.dramatiq_namespace
         pipe = client.pipeline(transaction=False)
@@ -571,10 +572,19 @@ class QueueManager:
         waiting, stored, delayed, dead = pipe.execute()
         return QueueStats(name, waiting, delayed, max(0, stored - waiting), dead, live.get(name, 0))
 
-    def _rabbit_depth(self, name: str) -> int:
-        """Messages waiting in RabbitMQ queue ``name``; raises :class:`BrokerUnreachableError`
-        when RabbitMQ does not answer (an unreachable broker is not an empty one)."""
-        return self._ask_rabbit(lambda: int(self.broker.get_queue_message_counts(name)[0]))
+    def _rabbit_counts(self, name: str) -> tuple[int, int]:
+        """Messages waiting in RabbitMQ queue ``name`` and in its dead-letter queue (nothing consumes
+        that one, so its ready count is all of it; the delay queue's messages are held by workers
+        until due, so its count is not); raises :class:`BrokerUnreachableError` when RabbitMQ does
+        not answer (an unreachable broker is not an empty one)."""
+        waiting, _, dead = self._ask_rabbit(lambda: self.broker.get_queue_message_counts(name))
+        return int(waiting), int(dead)
+
+    def purge_rabbit_dead(self, *names: str) -> dict[str, int]:
+        """Drop every dead letter of the RabbitMQ queues ``names`` (their dead-letter queues purged
+        whole: RabbitMQ cannot pick messages by age, nor the copy of a job sent again); returns how
+        many per queue. The failed jobs' records stay, and a job is sent again from its record."""
+        return {name: self._ask_rabbit(lambda q=xq_name(name): self._purge_rabbit(q)) for name in names}
 
     def _ask_rabbit(self, call: Callable[[], T]) -> T:
         """``call()`` on this thread's RabbitMQ channel; raises :class:`BrokerUnreachableError`

@@ -91,13 +91,14 @@ def _gaps(times: list[float]) -> list[float]:
 
 
 def test_queue_stats_say_what_rabbitmq_cannot_count(rabbit, rabbit_manager):
-    """Waiting is RabbitMQ's ready count; delayed, in progress and dead are None, not guesses."""
+    """Waiting is RabbitMQ's ready count, dead its dead-letter queue's (nothing consumes it);
+    delayed and in progress are None, not guesses."""
     for _ in range(3):
         rabbit_manager.enqueue_job("t_low")
     stats = rabbit_manager.queue_stats()
     assert set(stats) == {rabbit.queue(b) for b in BASES}
     low = stats[rabbit.queue("low")]
-    assert (low.waiting, low.delayed, low.in_progress, low.dead) == (3, None, None, None)
+    assert (low.waiting, low.delayed, low.in_progress, low.dead) == (3, None, None, 0)
     assert stats[rabbit.queue("high")].waiting == 0
 
     env = {**os.environ, **rabbit.env}
@@ -108,7 +109,7 @@ def test_queue_stats_say_what_rabbitmq_cannot_count(rabbit, rabbit_manager):
     assert data["broker"] == "rabbitmq"
     shown = data["queues"][rabbit.queue("low")]
     assert shown["waiting"] == 3
-    assert shown["delayed"] is None and shown["in_progress"] is None and shown["dead"] is None
+    assert shown["delayed"] is None and shown["in_progress"] is None and shown["dead"] == 0
     assert '"delayed": null' in out.stdout
     rabbit_manager.broker.flush(rabbit.queue("low"))
 
@@ -216,6 +217,22 @@ def test_a_permanent_failure_fails_at_once_and_only_ours_is_dead_lettered(rabbit
     # mistake was acked (it ended earlier: had it been rejected, it would be there by now too).
     wait_until(lambda: dead_letters() >= before + 1, timeout=10, what="the dead letter")
     assert dead_letters() == before + 1
+    # Counted as on Redis (it was "n/a", and the health score never saw it), and dropped by
+    # purge-dead (it refused to run on RabbitMQ), whole: RabbitMQ cannot pick by age.
+    assert rabbit_manager.queue_stats()[rabbit.queue("default")].dead == before + 1
+    env = {**os.environ, **rabbit.env}
+
+    def purge(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "admin.py", "purge-dead", "--queue", "default", *args], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    by_age = purge("--older-than", "1h", "--yes")
+    assert by_age.returncode != 0 and by_age.stderr.strip().count("\n") == 0, by_age.stderr
+    assert "--older-than needs the Redis broker" in by_age.stderr and dead_letters() == before + 1
+    done = purge("--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["purged"] == {rabbit.queue("default"): before + 1}
+    assert dead_letters() == 0
 
 
 def test_a_sigkilled_workers_job_is_redelivered_and_succeeds(pools, rabbit_manager, traces):
