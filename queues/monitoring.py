@@ -131,6 +131,9 @@ ORPHAN_GRACE = 600.0
 #: Ids read per status index by one sweep (the indexes are capped sorted sets): the oldest, then
 #: from where the last sweep stopped, so a backlog older than the grace cannot hide newer orphans.
 ORPHAN_SCAN = 200
+#: On RabbitMQ, the job records queued longest (on any queue) that the oldest waiting age of a
+#: queue is read from (:meth:`QueueMonitor._oldest_queued_age`).
+OLDEST_SCAN = 200
 #: A Redis queue whose message hash (waiting, delayed or running) is larger is not looked
 #: through for a job's message: its overdue records are left alone that tick.
 ORPHAN_MESSAGES_READ = 20000
@@ -316,14 +319,15 @@ class QueueMonitor:
         return waits, runs
 
     def _oldest_waiting_age(self, name: str, now: float) -> float | None:
-        """How long the message at the head of the queue has been ready (Redis broker only).
+        """How long the message at the head of the queue has been ready (on RabbitMQ, whose queues
+        cannot be looked into, the oldest job record queued there: :meth:`_oldest_queued_age`).
 
         Dramatiq appends to the queue list and pops from its head, so index 0 is the oldest.
         Ready since = the job record's latest of enqueue, requeue and retry times, else the
         message's own timestamp.
         """
         if self.settings.broker != "redis":
-            return None
+            return self._oldest_queued_age(name, now)
         ns = self.settings.dramatiq_namespace
         redis_id = self.client.lindex(queue_key(ns, name), 0)
         if redis_id is None:
@@ -342,6 +346,22 @@ class QueueMonitor:
         if known:
             ready = min(max(known), now)
         return max(0.0, now - ready)
+
+    def _oldest_queued_age(self, name: str, now: float) -> float | None:
+        """How long the longest-waiting job record still ``queued`` on queue ``name`` has been
+        ready (its latest of enqueue, requeue and retry times), among the :data:`OLDEST_SCAN`
+        records queued longest on any queue (the status index is scored by enqueue time). Without
+        it the ``stale_jobs`` rule never fired on RabbitMQ, nor ``wait_time`` for a queue where
+        nothing starts (it has no p95)."""
+        found = self.client.zrange(self.jobs.index_key("status", "queued"), 0, OLDEST_SCAN - 1)
+        if not found:
+            return None
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in found:
+            pipe.hmget(self.jobs.job_key(as_text(job_id)), "queue", "status", "enqueued_at", "requeued_at", "retry_at")
+        ready = [max(float(v) for v in times if v) for queue, status, *times in pipe.execute()
+                 if as_text(queue) == name and as_text(status) == "queued" and any(times)]
+        return max(0.0, now - min(min(ready), now)) if ready else None
 
     def _faceit_state(self) -> dict[str, Any]:
         try:

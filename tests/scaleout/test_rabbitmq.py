@@ -131,6 +131,34 @@ def test_a_job_is_told_its_place_in_the_queue_on_rabbitmq_too(rabbit, rabbit_man
     rabbit_manager.broker.flush(rabbit.queue("low"))
 
 
+def test_a_job_waiting_too_long_on_rabbitmq_raises_the_stale_jobs_alert(rabbit, rabbit_manager, redis_client,
+                                                                       monkeypatch):
+    """RabbitMQ's queues cannot be looked into, so the oldest waiting age was always unknown
+    there: neither ``stale_jobs`` nor ``wait_time`` (a queue where nothing starts has no p95) ever
+    fired. It is read from the job records now. Nobody consumes ``low`` here; its jobs are made
+    old by their records' times, as two minutes of waiting would."""
+    import time
+
+    from queues.alert_rules import Thresholds
+    from queues.monitoring import QueueMonitor
+
+    now = time.time()
+    handles = [rabbit_manager.enqueue_job("t_low") for _ in range(2)]
+    for handle, age in zip(handles, (120, 90), strict=True):
+        redis_client.hset(rabbit_manager.jobs.job_key(handle.id), "enqueued_at", repr(now - age))
+    import dramatiq
+
+    monkeypatch.setattr(dramatiq, "get_broker", lambda: rabbit_manager.broker)  # the monitor's, as in its process
+    monitor = QueueMonitor(rabbit.settings, job_store=rabbit_manager.jobs, telegram=None,
+                           thresholds=Thresholds(queued_max_age=60))
+    snap = monitor.tick()
+    low = snap["queues"][rabbit.queue("low")]
+    assert 120 <= low["oldest_waiting_age"] < 130
+    assert snap["queues"][rabbit.queue("high")]["oldest_waiting_age"] is None
+    assert ("stale_jobs", rabbit.queue("low")) in [(a.rule, a.subject) for a in monitor.open_alerts()]
+    rabbit_manager.broker.flush(rabbit.queue("low"))
+
+
 def test_a_publish_after_an_idle_spell_renews_the_connection_without_errors(rabbit, rabbit_manager, caplog):
     """RabbitMQ drops a connection that sent no heartbeat for its timeout (60 s), and a thread
     that publishes now and then sends none while idle: the next publish failed on the dead
