@@ -333,6 +333,8 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     if settings.broker == "rabbitmq":
         from actors.rabbit_broker import IdleSafeRabbitmqBroker
 
+        if logging.getLogger().level >= logging.INFO:  # pika says each connect in six INFO lines
+            logging.getLogger("pika").setLevel(logging.WARNING)
         # Publisher confirms: a publish returns once RabbitMQ has the message. Without them a
         # retry published just before RabbitMQ went down could be lost after its original was
         # acked, leaving a job "retrying" that nothing would run.
