@@ -570,7 +570,7 @@ async def test_a_scheduled_weekly_summary_covers_the_week_up_to_its_monday_not_u
     start = services.report_period("weekly", time.time(), end).start
     assert (report["data"]["since"], report["data"]["until"]) == (start, end)
     assert tracked["matches"] == _matches_in_the_sandbox(sandbox, pid, start, end) >= 1
-    assert tracked["matches"] == _matches_in_the_sandbox(sandbox, pid, start) - 1  # without the one after the week
+    assert _matches_in_the_sandbox(sandbox, pid, end) >= 1  # played after the week (ours at least): not counted
 
 
 def test_a_summary_week_is_the_users_week_across_a_clock_change() -> None:
