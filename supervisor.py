@@ -103,10 +103,16 @@ def wait_for_port(port: int, timeout: float = 20) -> bool:
 class Supervisor:
     """Starts the children, relays their output, restarts the dead, stops all on a signal."""
 
-    def __init__(self, children: list[Child], *, base_env: dict[str, str], out=sys.stdout) -> None:
+    def __init__(self, children: list[Child], *, base_env: dict[str, str], out=sys.stdout,
+                 redis_server: Any = None) -> None:
         self.children = children
         self.base_env = base_env
         self.out = out
+        # The embedded Redis (a queues.redis_server.RedisServer), watched as the children are:
+        # started again, on its port and AOF, when it dies (every process waits on it meanwhile).
+        self.redis_server = redis_server
+        self._redis_restarts = 0
+        self._redis_next_start = 0.0
         self.stopping = threading.Event()
         self.hurry = threading.Event()  # a second Ctrl-C: stop what is left at once
         self._first_signal = 0.0
@@ -157,7 +163,33 @@ class Supervisor:
                 elif proc is None and child.next_start and now >= child.next_start:
                     child.next_start = 0.0
                     self.start(child)
+            if self.redis_server is not None:
+                self._watch_redis(now)
             self.stopping.wait(0.2)
+
+    def _watch_redis(self, now: float) -> None:
+        """Start the embedded Redis again when it died (its AOF brings the data back), with
+        backoff when it will not start. Nothing else restarts it: jobs, the bot and the dashboard
+        would wait on it for ever, and a Ctrl-C hung on workers retrying to record their jobs."""
+        server = self.redis_server
+        process = server.process
+        if process is not None and process.poll() is not None:
+            server.process = None
+            self._redis_next_start = now
+            self.say("supervisor", f"Redis exited with {process.returncode}; starting it again on port "
+                     f"{server.port} (its AOF keeps the data)")
+        if server.process is not None or now < self._redis_next_start:
+            return
+        try:
+            server.start()
+        except (OSError, RuntimeError) as exc:
+            delay = min(30.0, 2.0 ** self._redis_restarts)
+            self._redis_restarts += 1
+            self._redis_next_start = time.monotonic() + delay
+            self.say("supervisor", f"Redis did not start ({exc}); trying again in {delay:.0f} s")
+            return
+        self._redis_restarts = 0
+        self.say("supervisor", f"Redis started again (pid {server.process.pid})")
 
     def on_signal(self, signum: int, frame: object = None) -> None:
         """The first Ctrl-C (SIGTERM, SIGHUP) stops everything in order; another one, a moment
@@ -369,7 +401,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     children, extra, notes = build_children(args, settings)
     env.update(extra)
     os.environ.update(env)
-    supervisor = Supervisor(children, base_env=env)
+    supervisor = Supervisor(children, base_env=env, redis_server=redis_server)
     if redis_server:
         supervisor.say("supervisor", f"Redis: embedded on 127.0.0.1:{redis_server.port} (AOF in {args.redis_dir})")
 
@@ -393,9 +425,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         supervisor.watch()
     finally:
         supervisor.stop_all()
-        if redis_server:
+        if redis_server and redis_server.process is not None and redis_server.process.poll() is None:
             redis_server.stop()
             supervisor.say("supervisor", "Redis stopped (AOF flushed)")
+        elif redis_server:
+            supervisor.say("supervisor", "Redis was not running (its AOF holds what it had written)")
         if run_lock is not None:
             run_lock.close()
     supervisor.say("supervisor", "all stopped")

@@ -80,7 +80,12 @@ class RedisServer:
                 if self.client().ping():
                     return
             except redis.RedisError:
+                if self.process.poll() is not None:
+                    break  # it exited (the port taken, a bad AOF): no use waiting
                 time.sleep(0.02)
+        self.process.kill()  # (a process that never answered is not left behind)
+        self.process.wait()
+        self.process = None
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def stop(self, *, flush_to_disk: bool = True) -> None:

@@ -220,6 +220,31 @@ def test_the_supervised_stack_starts_recovers_runs_jobs_and_stops_cleanly(stack:
     assert not left, [psutil.Process(p).cmdline() for p in left if psutil.pid_exists(p)]
 
 
+def test_an_embedded_redis_that_dies_is_started_again_with_its_data(stack: Stack):
+    """Found by a chaos test: a killed embedded Redis was never noticed nor started again, every
+    command then got "briefly unavailable" for good, and a Ctrl-C hung on workers retrying to
+    record their jobs. It is started again on its port, from its AOF, and the stack works on."""
+    _wait_until_up(stack)
+    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    client.config_set("appendfsync", "always")  # (each write on disk at once: nothing to wait for)
+    client.set("chaos:kept", "yes")
+    [server] = [p for p in stack.snapshot() if "redis-server" in " ".join(p.cmdline())]
+    server.kill()
+    wait_until(lambda: stack.has_line(r"Redis exited with -9; starting it again on port"), timeout=10,
+               what="the death reported")
+    wait_until(lambda: stack.has_line(r"Redis started again \(pid \d+\)"), timeout=20, what="Redis started again")
+    assert client.get("chaos:kept") == "yes"  # from its AOF
+    manager = manager_for(load_settings(redis_url=stack.redis_url))
+    handle = manager.enqueue_job("probe_high", sent_at=time.time())
+    record = manager.wait_for(handle.id, timeout=60)
+    assert record is not None and record.status == "succeeded", record
+    stack.snapshot()
+    stack.process.send_signal(signal.SIGTERM)
+    assert stack.process.wait(timeout=60) == 0, stack.output()[-3000:]
+    assert stack.has_line(r"Redis stopped \(AOF flushed\)") and stack.has_line(r"all stopped")
+    assert not stack.survivors()
+
+
 def test_a_second_run_on_the_same_redis_folder_is_refused_in_one_line(tmp_path: Path):
     """Two embedded Redis servers on one AOF folder would interleave their writes in it."""
     sys.path.insert(0, str(ROOT))
