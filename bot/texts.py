@@ -222,6 +222,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "retry_reason_upstream": {"en": "FACEIT is not answering.", "ru": "FACEIT не отвечает."},
     "retry_reason_rate_limited": {"en": "FACEIT is overloaded.", "ru": "FACEIT перегружен."},
+    "retry_reason_storage": {"en": "The bot's storage is not answering.", "ru": "Хранилище бота не отвечает."},
     "retry_reason_other": {"en": "Something went wrong.", "ru": "Что-то пошло не так."},
     "shown_here": {
         "en": "👆 {kind}: already in progress in this chat — its progress and result come in the "
@@ -291,6 +292,7 @@ TEXTS: dict[str, dict[str, str]] = {
                          "ru": "Проверьте, что вы прислали, и попробуйте снова."},
     "reason_upstream": {"en": "FACEIT did not answer.", "ru": "FACEIT не ответил."},
     "reason_rate_limited": {"en": "FACEIT is overloaded.", "ru": "FACEIT перегружен."},
+    "reason_storage": {"en": "The bot's storage did not answer.", "ru": "Хранилище бота не ответило."},
     "reason_time_limit": {"en": "The job took too long and was stopped.",
                           "ru": "Задача выполнялась слишком долго и остановлена."},
     "reason_crash_loop": {"en": "The job kept crashing; the operators are notified.",

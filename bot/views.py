@@ -15,9 +15,10 @@ from bot.texts import TEXTS, Markup, escape, t
 from faceit.i18n import ERROR_TEXTS, stage_text
 
 CANCEL_PREFIX = "cancel:"
-TRANSIENT_CODES = {"upstream", "rate_limited", "transient", "time_limit", "crash_loop", "error", "auth"}
+TRANSIENT_CODES = {"upstream", "storage", "rate_limited", "transient", "time_limit", "crash_loop", "error", "auth"}
 INPUT_CODES = {"bad_input", "not_found"}
-_BOT_REASONS = {"reason_upstream", "reason_rate_limited", "reason_time_limit", "reason_crash_loop", "reason_error"}
+_BOT_REASONS = {"reason_upstream", "reason_storage", "reason_rate_limited", "reason_time_limit", "reason_crash_loop",
+                "reason_error"}
 _STATUS_KEYS = {f"status_{s}" for s in ("queued", "started", "retrying", "succeeded", "failed", "canceled")}
 #: Reasons that already say what to do ("try again in a minute", "unfollow someone first"): a
 #: general line of advice after them would repeat or contradict it.
@@ -94,7 +95,7 @@ def progress_text(job_id: str, actor: str | None, progress: dict[str, Any] | Non
 def _retry_reason(progress: dict[str, Any], lang: str) -> str:
     """Why the job waits to be tried again, as a sentence (a retry notice's ``code``)."""
     code = str(progress.get("code") or "")
-    return t(f"retry_reason_{code}" if code in ("upstream", "rate_limited") else "retry_reason_other", lang)
+    return t(f"retry_reason_{code}" if code in ("upstream", "storage", "rate_limited") else "retry_reason_other", lang)
 
 
 def canceled_text(job_id: str, actor: str | None, lang: str, *, by_operator: bool = False) -> str:

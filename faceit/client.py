@@ -200,7 +200,7 @@ class FaceitClient:
         try:
             await self.limiter.acquire()
         except RedisError as exc:
-            raise errors.UpstreamError(f"Redis unavailable for the FACEIT rate limit: {exc}") from None
+            raise errors.StorageUnavailableError(f"Redis unavailable for the FACEIT rate limit: {exc}") from None
         url = f"{self.api_url}{path}"
         self.upstream_calls += 1
         outcome = "ok"
@@ -269,7 +269,7 @@ class FaceitClient:
         try:
             return await self.cache.get(key, lambda: self.request(path, params), ttl_for, refresh=refresh)
         except RedisError as exc:
-            raise errors.UpstreamError(f"Redis unavailable for the FACEIT cache: {exc}") from None
+            raise errors.StorageUnavailableError(f"Redis unavailable for the FACEIT cache: {exc}") from None
 
     async def _account_exists(self, nickname: str) -> bool:
         """Whether FACEIT knows an account of this exact nickname, in any game (cached as profiles

@@ -83,6 +83,14 @@ class UpstreamError(TransientError):
     code = "upstream"
 
 
+class StorageUnavailableError(UpstreamError):
+    """Our Redis (the FACEIT cache, the shared rate limit) did not answer: retried as an outage,
+    and told as ours, not as FACEIT's (users were told "FACEIT is not answering" while FACEIT
+    answered and our Redis was restarting)."""
+
+    code = "storage"
+
+
 class FetchCancelledError(UpstreamError):
     """What the joiners of a single-flight fetch (:class:`faceit.cache.SingleFlightCache`) get when
     the task leading it is cancelled (its job cancelled or timed out): not the key's failure nor

@@ -118,6 +118,10 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
         "en": "FACEIT is not answering right now: your request will be retried.",
         "ru": "FACEIT сейчас не отвечает — запрос будет повторён.",
     },
+    "storage": {
+        "en": "The bot's storage is not answering right now: your request will be retried.",
+        "ru": "Хранилище бота сейчас не отвечает — запрос будет повторён.",
+    },
     "match_not_analysable": {
         "en": "This match cannot be analysed.",
         "ru": "Этот матч нельзя проанализировать.",

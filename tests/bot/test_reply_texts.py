@@ -9,7 +9,7 @@ import pytest
 
 from bot.delivery import _lookup_text
 from bot.texts import t
-from bot.views import failure_text, status_text
+from bot.views import failure_text, progress_text, status_text
 from faceit.errors import BadInputError
 from faceit.i18n import user_message, with_key
 
@@ -65,3 +65,15 @@ def test_a_message_that_is_no_room_link_is_pointed_at_player_reports_too() -> No
     """A pasted profile or nickname got "Send me a FACEIT match room link, or see /help." alone."""
     assert "/player &lt;nickname&gt;" in t("not_understood", "en")
     assert "/player &lt;никнейм&gt;" in t("not_understood", "ru")
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_our_storage_not_answering_is_not_told_as_faceit_not_answering(lang: str) -> None:
+    """Its retry notice and its final failure name our storage, and say that trying again makes sense."""
+    waiting = progress_text("j1", "match_analysis", {"stage": "retrying", "code": "storage", "retry_in": 10,
+                                                     "attempt": 2, "attempts": 4}, lang)
+    failed = failure_text("j1", "match_analysis", {"code": "storage", "message": "Redis unavailable"}, {}, lang)
+    for text in (waiting, failed):
+        assert "FACEIT" not in text, text
+    assert t("retry_reason_storage", lang) in waiting
+    assert t("reason_storage", lang) in failed and t("advice_retry", lang) in failed

@@ -47,6 +47,17 @@ async def make_client(sandbox: FaceitSandbox, redis_url: str) -> AsyncIterator[M
         await client.redis.aclose()
 
 
+async def test_our_redis_not_answering_is_told_as_ours_not_as_faceits(make_client: MakeClient) -> None:
+    """A chaos test: with the FACEIT cache's Redis down, users read "FACEIT is not answering"
+    while FACEIT answered. The error is still an outage, retried, with a code of its own."""
+    client = make_client(redis=Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1))
+    with pytest.raises(errors.StorageUnavailableError) as down:
+        await client.get_player_by_nickname("s1mple")
+    assert isinstance(down.value, errors.UpstreamError) and down.value.retryable
+    assert down.value.code == "storage" and client.upstream_calls == 0
+    await client.redis.aclose()
+
+
 async def test_an_error_text_quoting_the_key_is_masked_before_it_is_cut(make_client: MakeClient) -> None:
     """A proxy or API error that quotes the request's key, past the 200 characters kept: the text
     was cut first, so the part of the key before the cut escaped the masking after it and reached
