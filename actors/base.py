@@ -189,17 +189,18 @@ def job_actor(
             resources.register(ctx, task)
             # Bulk work asks FACEIT only for what interactive work leaves (:mod:`faceit.ratelimit`).
             LOW_PRIORITY_WORK.set(LowPriority() if QueuePriority(priority) is QueuePriority.LOW else None)
-            expired = False
+            expired: TimeoutError | None = None
             try:
                 try:
                     async with asyncio.timeout(limit) as deadline:
                         value = await body(ctx, *args, **kwargs)
-                except TimeoutError:
-                    expired = deadline.expired()
-                    if not expired:
+                except TimeoutError as exc:
+                    if not deadline.expired():
                         raise  # the body's own TimeoutError (e.g. an HTTP call), not ours
-                if expired:
-                    raise JobTimeLimitExceeded(limit or 0)
+                    expired = exc
+                if expired is not None:
+                    # (from the timeout: its traceback says where the body was when it was stopped)
+                    raise JobTimeLimitExceeded(limit or 0) from expired
                 if state is None:
                     return value
                 # The result travels to Tracking on the delivery state, not through Dramatiq

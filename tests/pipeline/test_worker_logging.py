@@ -34,3 +34,16 @@ def test_only_a_bug_is_logged_as_an_error_with_a_traceback(start_pool, manager):
     assert len(unhandled) == 1 and "kind='bug'" in unhandled[0], errors
     assert not any(transient.id in line for line in errors), errors
     assert log.count("Traceback (most recent call last)") == 1
+
+
+def test_a_job_stopped_at_its_time_limit_is_one_warning_line_saying_where_it_was(start_pool, manager):
+    """A chaos test: a normal time-limit stop was logged as an "unhandled exception" with a
+    traceback, as a bug is (the user is told and an alert fires: it is an outcome)."""
+    pool = start_pool(["default"], env={"LOG_LEVEL": "INFO"})
+    handle = manager.enqueue_job("t_sleep", retry=0, seconds=3, steps=30)  # its 1 s limit ends it
+    assert manager.wait_for(handle.id, timeout=20).status == "failed"
+    pool.stop(graceful=True)
+    log = pool.log_path.read_text()
+    [line] = [line for line in log.splitlines() if "WorkerThread" in line and "JobTimeLimitExceeded" in line]
+    assert "[WARNING]" in line and "time limit exceeded (1 s) (stopped in tests/support/job_actors.py:" in line, line
+    assert "Traceback (most recent call last)" not in log and "[ERROR]" not in log
