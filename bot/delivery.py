@@ -56,6 +56,7 @@ import json
 import logging
 import re
 import socket
+import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -92,6 +93,8 @@ logger = logging.getLogger(__name__)
 
 #: Characters a photo caption may hold (Telegram's limit).
 CAPTION_LIMIT = 1024
+#: Set once this process said at ERROR that it cannot deliver for want of Telegram settings.
+_not_configured_told = threading.Event()
 #: Markers ``<user id>:<this>``: the user blocked the bot (nothing more to them), or the group
 #: they asked in removed it (nothing more there; their own notifications still go out).
 BLOCKED = "blocked"
@@ -763,7 +766,11 @@ async def deliver_job(job_id: str) -> dict[str, Any]:
         # An error alert says so (once per dedupe window and host). The delivery fails as Telegram
         # being away does: its retries may land on a worker that has the token, and the
         # scheduler's redelivery sends it again once the workers were restarted with it.
-        logger.error("job %s: not delivered, Telegram is not configured in this worker: %s", job_id, exc)
+        # An error once per process (a Sentry event each with its logging integration; the host's
+        # alert says it to the admins once), then a warning for every delivery it holds back.
+        level = logging.WARNING if _not_configured_told.is_set() else logging.ERROR
+        _not_configured_told.set()
+        logger.log(level, "job %s: not delivered, Telegram is not configured in this worker: %s", job_id, exc)
         await asyncio.to_thread(_alert_not_configured, res.settings, str(exc))
         await _keep_owed(res, job_id)
         raise TelegramNotConfigured(f"Telegram is not configured in this worker: {exc}") from None

@@ -119,7 +119,8 @@ def test_deliveries_failing_for_want_of_a_token_raise_no_alert_of_their_own(mana
     (retried, then redelivered for hours) used to add an error alert of its own."""
     from queues.runtime import get_alert_store
 
-    start_pool(["default", "high"], env={"TELEGRAM_API_URL": "https://api.telegram.org", "TELEGRAM_BOT_TOKEN": ""})
+    pool = start_pool(["default", "high"], env={"TELEGRAM_API_URL": "https://api.telegram.org",
+                                                "TELEGRAM_BOT_TOKEN": "", "LOG_LEVEL": "INFO"})
     handles = [manager.enqueue_job("t_noop", requester={"user_id": user, "chat_id": user}) for user in (51, 52)]
     for handle in handles:
         wait_until(lambda h=handle: [r for r in manager.jobs.list_jobs(actor="deliver_result")[0]
@@ -127,6 +128,11 @@ def test_deliveries_failing_for_want_of_a_token_raise_no_alert_of_their_own(mana
     alerts = get_alert_store().recent(1)
     assert {a.rule for a in alerts} == {"telegram_not_configured"}
     assert not [a for a in alerts if a.source == "pipeline"]
+    # Nor an ERROR log line (a Sentry event) per attempt: one per worker process, then warnings.
+    pool.stop(graceful=True)
+    said = [line for line in pool.log_path.read_text().splitlines() if "Telegram is not configured" in line]
+    assert [line for line in said if "[ERROR]" in line] and len([line for line in said if "[ERROR]" in line]) == 1
+    assert len([line for line in said if "[WARNING]" in line]) >= 7  # 2 deliveries x 4 attempts, less the first
 
 
 def test_a_job_canceled_while_queued_then_requeued_runs_once(manager, start_pool, traces):
