@@ -185,6 +185,20 @@ def test_a_publish_after_an_idle_spell_renews_the_connection_without_errors(rabb
     rabbit_manager.broker.flush(rabbit.queue("low"))
 
 
+def test_a_short_heartbeat_renews_the_connection_sooner(rabbit, redis_url):
+    """A heartbeat timeout shorter than the renewal's 25 s (``?heartbeat=4``: RabbitMQ drops a
+    silent connection after about 4 s): renewed after half of it, the one it negotiated."""
+    from actors.rabbit_broker import IdleSafeRabbitmqBroker
+
+    broker = IdleSafeRabbitmqBroker(url=rabbit.url.rstrip("/") + "/%2F?heartbeat=4", middleware=[])
+    try:
+        assert broker.channel.is_open  # (this thread's connection, open)
+        assert broker._renew_after() == 2.0
+        assert IdleSafeRabbitmqBroker(url=rabbit.url, middleware=[]).idle_renew == 25.0  # (before any connection)
+    finally:
+        broker.close()
+
+
 def test_clear_cancels_the_dropped_jobs_on_rabbitmq_too(rabbit, rabbit_manager):
     """`admin.py clear` read the dropped jobs' ids from the Redis broker's hash: under RabbitMQ it
     canceled none, and their users were left with "queued" until the record expired."""
