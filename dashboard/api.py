@@ -27,7 +27,6 @@ POSTs need an admin identity and the ``X-CSRF-Token`` header (from ``/api/me``).
 
 from __future__ import annotations
 
-import json
 import time
 
 from aiohttp import web
@@ -156,7 +155,7 @@ async def _body(request: web.Request) -> dict:
     if request.content_type == "application/json":
         try:
             body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, LookupError):  # (bad JSON, bytes or charset)
             raise BadFilter("the body is not valid JSON") from None
         return body if isinstance(body, dict) else {}
     if request.can_read_body:

@@ -142,12 +142,12 @@ def path_for_log(request: web.Request) -> str:
 
 
 async def form_of(request: web.Request) -> Any:
-    """The request's form (``request.post()``); one that cannot be read as UTF-8 is a 400
-    (:class:`BadFilter`): aiohttp's ``UnicodeDecodeError`` was a 500, a traceback and a Sentry
-    event for any client."""
+    """The request's form (``request.post()``); one that cannot be read (not UTF-8, a charset
+    Python does not know) is a 400 (:class:`BadFilter`): aiohttp's ``UnicodeDecodeError`` or
+    ``LookupError`` was a 500, a traceback and a Sentry event for any client."""
     try:
         return await request.post()
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, LookupError):  # (UnicodeDecodeError is a ValueError)
         raise BadFilter("the form could not be read (it must be UTF-8)") from None
 
 

@@ -71,6 +71,7 @@ def test_requests_without_the_secret_are_refused(webhook_bot):
     # The right secret with a body that is no update: 400, not a traceback.
     assert post(url, b"not json", SECRET) == 400
     assert post(url, b"[1, 2]", SECRET) == 400
+    assert post(url, {"message": {"text": "no update_id"}}, SECRET) == 400
     assert "Traceback" not in webhook_bot[1].log()
     assert post(url, update, SECRET) == 200
     tg.wait_for(lambda es: es, chat_id=user)

@@ -285,6 +285,8 @@ def test_a_stranger_can_neither_forge_a_log_line_nor_get_a_500_from_bytes_that_a
     assert_throttled(auth_dashboard.client(token=TOKEN).get("/api/me"))  # the five were counted
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     assert raw("POST", "/login", form, b"user=\xff&password=x") == 400
+    assert raw("POST", "/login", {"Content-Type": "application/x-www-form-urlencoded; charset=no-such-charset"},
+               b"user=a&password=b") == 400
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
