@@ -131,9 +131,9 @@ ORPHAN_GRACE = 600.0
 #: Ids read per status index by one sweep (the indexes are capped sorted sets): the oldest, then
 #: from where the last sweep stopped, so a backlog older than the grace cannot hide newer orphans.
 ORPHAN_SCAN = 200
-#: On RabbitMQ, the job records queued longest (on any queue) that the oldest waiting age of a
-#: queue is read from (:meth:`QueueMonitor._oldest_queued_age`).
-OLDEST_SCAN = 200
+#: On RabbitMQ, the job records queued longest read at a time for the queues' oldest waiting
+#: ages (:meth:`QueueMonitor._oldest_queued_ages`).
+OLDEST_SCAN = 500
 #: A Redis queue whose message hash (waiting, delayed or running) is larger is not looked
 #: through for a job's message: its overdue records are left alone that tick.
 ORPHAN_MESSAGES_READ = 20000
@@ -254,6 +254,9 @@ class QueueMonitor:
         counts = self._outcome_counts(names, now)
         queues = {}
         all_stats, broker_error = manager.queue_stats_known(by_queue)
+        # RabbitMQ's queues cannot be looked into: every queue's oldest waiting job from one read
+        # of the job records.
+        oldest = self._oldest_queued_ages(names, now) if self.settings.broker != "redis" else None
         for name in names:
             stats = all_stats[name]
             succeeded, failed = counts[name].get("succeeded", 0), counts[name].get("failed", 0)
@@ -274,7 +277,8 @@ class QueueMonitor:
                 "wait_p50": _round(percentile(waits, 50)), "wait_p95": _round(percentile(waits, 95)),
                 "run_p50": _round(percentile(runs, 50)), "run_p95": _round(percentile(runs, 95)),
                 "samples": len(runs),
-                "oldest_waiting_age": _round(self._oldest_waiting_age(name, now)),
+                "oldest_waiting_age": _round(self._oldest_waiting_age(name, now) if oldest is None
+                                             else oldest.get(name)),
                 "depth_limit": self.thresholds.depth_limit(priority.value if priority else None),
                 "wait_target": self.thresholds.wait_target(priority.value if priority else None),
             }
@@ -319,15 +323,13 @@ class QueueMonitor:
         return waits, runs
 
     def _oldest_waiting_age(self, name: str, now: float) -> float | None:
-        """How long the message at the head of the queue has been ready (on RabbitMQ, whose queues
-        cannot be looked into, the oldest job record queued there: :meth:`_oldest_queued_age`).
+        """How long the message at the head of Redis queue ``name`` has been ready (RabbitMQ's:
+        :meth:`_oldest_queued_ages`).
 
         Dramatiq appends to the queue list and pops from its head, so index 0 is the oldest.
         Ready since = the job record's latest of enqueue, requeue and retry times, else the
         message's own timestamp.
         """
-        if self.settings.broker != "redis":
-            return self._oldest_queued_age(name, now)
         ns = self.settings.dramatiq_namespace
         redis_id = self.client.lindex(queue_key(ns, name), 0)
         if redis_id is None:
@@ -347,21 +349,31 @@ class QueueMonitor:
             ready = min(max(known), now)
         return max(0.0, now - ready)
 
-    def _oldest_queued_age(self, name: str, now: float) -> float | None:
-        """How long the longest-waiting job record still ``queued`` on queue ``name`` has been
-        ready (its latest of enqueue, requeue and retry times), among the :data:`OLDEST_SCAN`
-        records queued longest on any queue (the status index is scored by enqueue time). Without
-        it the ``stale_jobs`` rule never fired on RabbitMQ, nor ``wait_time`` for a queue where
-        nothing starts (it has no p95)."""
-        found = self.client.zrange(self.jobs.index_key("status", "queued"), 0, OLDEST_SCAN - 1)
-        if not found:
-            return None
-        pipe = self.client.pipeline(transaction=False)
-        for job_id in found:
-            pipe.hmget(self.jobs.job_key(as_text(job_id)), "queue", "status", "enqueued_at", "requeued_at", "retry_at")
-        ready = [max(float(v) for v in times if v) for queue, status, *times in pipe.execute()
-                 if as_text(queue) == name and as_text(status) == "queued" and any(times)]
-        return max(0.0, now - min(min(ready), now)) if ready else None
+    def _oldest_queued_ages(self, names: list[str], now: float) -> dict[str, float]:
+        """For each queue of ``names``, how long its longest-waiting job record still ``queued``
+        has been ready (its latest of enqueue, requeue and retry times): the status index, scored
+        by enqueue time, read oldest first a page of :data:`OLDEST_SCAN` at a time until every
+        queue has one or the index ends (a backlog on one queue no longer hides another's). A
+        queue with none is left out. Without it ``stale_jobs`` never fired on RabbitMQ, nor
+        ``wait_time`` for a queue where nothing starts (it has no p95)."""
+        index, wanted = self.jobs.index_key("status", "queued"), set(names)
+        ready_since: dict[str, float] = {}
+        for start in range(0, self.jobs.index_limit, OLDEST_SCAN):
+            found = self.client.zrange(index, start, start + OLDEST_SCAN - 1)
+            if not found:
+                break
+            pipe = self.client.pipeline(transaction=False)
+            for job_id in found:
+                pipe.hmget(self.jobs.job_key(as_text(job_id)), "queue", "status", "enqueued_at", "requeued_at",
+                           "retry_at")
+            for queue, status, *times in pipe.execute():
+                queue = as_text(queue)
+                if queue in wanted and as_text(status) == "queued" and any(times):
+                    ready = min(max(float(v) for v in times if v), now)
+                    ready_since[queue] = min(ready, ready_since.get(queue, ready))
+            if wanted <= set(ready_since) or len(found) < OLDEST_SCAN:
+                break
+        return {queue: max(0.0, now - ready) for queue, ready in ready_since.items()}
 
     def _faceit_state(self) -> dict[str, Any]:
         try:
