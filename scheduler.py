@@ -461,8 +461,9 @@ async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
     for uid, tz_name, zone_changed in await subscribed_users(service.settings):
         boundary = weekly_boundary(ctx.now, zone_of(tz_name))
         year, week, _ = boundary.isocalendar()
-        users.append((uid, service.keys.weekly_mark(uid, f"{year}-W{week:02d}"), boundary.timestamp(),
-                      weekly_due(boundary.timestamp(), ctx.now, ctx.last_run, zone_changed)))
+        week_before = weekly_boundary(boundary.timestamp() - 1, zone_of(tz_name))
+        users.append((uid, service.keys.weekly_mark(uid, f"{year}-W{week:02d}"), (week_before.timestamp(),
+                      boundary.timestamp()), weekly_due(boundary.timestamp(), ctx.now, ctx.last_run, zone_changed)))
     if not users:
         return {"sent": 0}
     raws = await asyncio.to_thread(_read_marks, service.client, [key for _, key, _, _ in users])
@@ -475,7 +476,7 @@ async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
     await asyncio.to_thread(lambda: manager.broker)
     swap = service.swap_mark
     sent = retried = 0
-    for (uid, key, week_end, due), raw, mark in zip(users, raws, marks, strict=True):
+    for (uid, key, (week_start, week_end), due), raw, mark in zip(users, raws, marks, strict=True):
         if mark is None:
             if not due:
                 continue
@@ -489,7 +490,7 @@ async def task_weekly_reports(ctx: TaskContext) -> dict[str, Any]:
                 await _settle_weekly(swap, key, raw, mark, statuses[mark.job])
             continue
         job = manager.prepare_analytics_report(uid, "weekly", {"user_id": uid, "chat_id": uid},  # (no I/O)
-                                               scheduled=True, period_end=week_end)
+                                               scheduled=True, period_start=week_start, period_end=week_end)
         claimed = WeeklyMark(at=ctx.now, tries=tries, job=job.job_id, pending=True)
         if not await _claim_weekly(service.client, swap, key, raw, claimed):
             continue

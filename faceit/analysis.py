@@ -703,6 +703,11 @@ def tracked_player_period(
     """A followed player's matches from ``since`` (epoch s) to ``until`` and Elo trend over the
     period.
 
+    The Elo at the end is ``elo_now``; when the period ended before now and a match came after
+    it (a summary run late), the last snapshot up to ``until`` instead, if no match came between
+    it and ``until``, else unknown: the Elo now would count the later matches' changes in a
+    period whose matches leave them out (and the next period would count them again).
+
     With ``previous_since``, ``previous`` is their form over the period before (from
     ``previous_since`` to ``since``) to compare with: None when ``recent`` does not reach back
     that far (a partial period would pass for a whole one).
@@ -716,7 +721,7 @@ def tracked_player_period(
     """
     games = five_v_five(recent, limit=len(recent))  # joined once, for both periods
     form = _form_between(games, since, until)
-    in_period = [(t, e) for t, e in elo_history if t >= since]
+    in_period = [(t, e) for t, e in elo_history if since <= t < until]
     before = [(t, e) for t, e in elo_history if t < since]
     start = start_at = None
     if before:
@@ -730,6 +735,10 @@ def tracked_player_period(
         if settled:
             start_at, start = settled[0]
     end = elo_now if elo_now is not None else (in_period[-1][1] if in_period else None)
+    if any((m.finished_at or 0) >= until for m in recent):  # played after the period: the Elo then
+        upto = [(t, e) for t, e in elo_history if t <= until]
+        settled = bool(upto) and not any(upto[-1][0] < (m.finished_at or 0) < until for m in recent)
+        end = upto[-1][1] if settled else None
     return {
         "player_id": player_id,
         "nickname": nickname,

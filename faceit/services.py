@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -673,15 +674,19 @@ class ReportPeriod:
     before: float
 
 
-def report_period(report_type: str, now: float, end: float | None = None, zone: tzinfo = UTC) -> ReportPeriod:
+def report_period(report_type: str, now: float, end: float | None = None, zone: tzinfo = UTC,
+                  start: float | None = None) -> ReportPeriod:
     """The days of a ``report_type`` summary up to ``now`` (one asked for), or up to ``end`` counted
-    in the reader's ``zone``: the scheduler's summary ends at the user's Monday 09:00 it is for, so
-    each week starts where the one before ended. Seven times 86,400 s before the run dropped a match
-    played in the hour a week gains when clocks go back (and counted one twice in spring), and
-    minutes every week, hours after a run retried later."""
+    in the reader's ``zone``, or from ``start`` to ``end`` when both are given: the scheduler's
+    summary runs from the user's Monday 09:00 before to the one it is for, so each week starts
+    where the one before ended. Seven times 86,400 s before the run dropped a match played in the
+    hour a week gains when clocks go back (and counted one twice in spring), and minutes every
+    week, hours after a run retried later. The period before it is as long."""
     days = REPORT_DAYS[report_type]
     if end is None:
         return ReportPeriod(now - days * 86400, now, now - 2 * days * 86400)
+    if start is not None:
+        return ReportPeriod(start, end, start - (end - start))
     local = datetime.fromtimestamp(end, zone)  # (wall-clock days back: 09:00 stays 09:00 across a change)
     return ReportPeriod((local - timedelta(days=days)).timestamp(), end,
                         (local - timedelta(days=2 * days)).timestamp())
@@ -728,7 +733,8 @@ async def _player_period(ctx: FaceitContext, player_id: str, nickname: str, now:
     profile = await _profile_after(ctx, player_id, profile, newest)
     return analysis.tracked_player_period(
         player_id, profile.nickname if profile else nickname, recent, since,
-        profile.elo if profile else None, history, now, complete_from, before, until=period.end)
+        profile.elo if profile else None, history, now, complete_from, before,
+        until=period.end if period.end < now else math.inf)  # (a period up to now has no "after")
 
 
 async def _profile_after(ctx: FaceitContext, player_id: str, profile: Any, newest: float) -> Any:
@@ -767,7 +773,7 @@ def _analytics_texts(data: dict[str, Any], zone: tzinfo) -> dict[str, list[str]]
 async def build_analytics_report(user_id: int | None, report_type: str, progress: Progress,
                                  include_comparisons: bool = True, scheduled: bool = False,
                                  zone_of_user: ZoneLookup | None = None,
-                                 period_end: float | None = None) -> dict[str, Any]:
+                                 period_end: float | None = None, period_start: float | None = None) -> dict[str, Any]:
     """A user's weekly/monthly summary; with ``user_id=None``, one per active user as notifications.
     ``include_comparisons``: set beside each figure how it moved since the period before.
     ``scheduled``: the scheduler's run for the user, not their request: with nothing to report
@@ -775,7 +781,8 @@ async def build_analytics_report(user_id: int | None, report_type: str, progress
     zeros every Monday would be noise; a user who asks gets one either way. ``zone_of_user``: each
     reader's time zone, the one the summary's dates are said in ("+25 since Dec 7": the day as
     they count days, as the Monday their summary comes on is); UTC without it. ``period_end``: the
-    user's summary covers the days up to it (:func:`report_period`), else up to now."""
+    user's summary covers the days up to it (from ``period_start`` when given: :func:`report_period`),
+    else up to now."""
     report_type = (report_type or "").lower()
     if report_type not in REPORT_DAYS:
         raise _bad("bad_report_type", ref=report_type)
@@ -784,7 +791,7 @@ async def build_analytics_report(user_id: int | None, report_type: str, progress
     if user_id is not None:
         await progress(10, "players")
         zone = await _zone_of_user(zone_of_user, int(user_id))
-        period = report_period(report_type, now, period_end, zone)
+        period = report_period(report_type, now, period_end, zone, period_start)
         data = await _user_analytics(ctx, int(user_id), report_type, now, period, fresh=True,
                                      comparisons=include_comparisons)
         if scheduled and render.analytics_empty(data):

@@ -293,7 +293,8 @@ class QueueManager:
 
     def prepare_analytics_report(self, user_id: int | None = None, report_type: str = "weekly",
                                  requester: dict[str, Any] | None = None, *,
-                                 scheduled: bool = False, period_end: float | None = None) -> PreparedJob:
+                                 scheduled: bool = False, period_end: float | None = None,
+                                 period_start: float | None = None) -> PreparedJob:
         """One user's report (their own figures): shared only by that user's repeats.
 
         ``scheduled``: the scheduler's run, nobody's request (nothing is said when there is
@@ -301,10 +302,13 @@ class QueueManager:
         ``<user>:<type>:scheduled``: sharing the user's made their own ``/report`` meanwhile
         answer "you already asked … in the message that answered you first", a message that
         does not exist, and start nothing. ``period_end``: the moment the summary's period ends
-        (the scheduler's: the user's Monday 09:00 it is for), else the days up to when it runs."""
+        (the scheduler's: the user's Monday 09:00 it is for; ``period_start``, the one before),
+        else the days up to when it runs."""
         marked: dict[str, Any] = {"scheduled": True} if scheduled else {}  # (not sent at all for a request)
         if period_end is not None:
             marked["period_end"] = float(period_end)
+        if period_start is not None:
+            marked["period_start"] = float(period_start)
         return self.prepare_job("analytics_report", requester=_requester(requester, user_id),
                                 coalesce=f"{user_id}:{report_type}" + (":scheduled" if scheduled else ""),
                                 user_id=user_id, report_type=report_type, **marked)

@@ -433,6 +433,26 @@ def test_the_best_player_of_a_best_of_three_is_the_best_over_the_whole_match() -
     assert analysis.finished_match_result(match, rounds[:1])["best_player"] == "OneMapWonder"
 
 
+def test_a_period_that_ended_before_a_later_match_ends_with_the_elo_it_had_then() -> None:
+    """A weekly summary run hours late: its matches stop at the week's end, and its Elo ran to now,
+    counting a later match's -25 that the next week counts again ("1 match, 1 win, Elo ±0")."""
+    since, until, now = 1_000_000.0, 1_000_000.0 + 7 * 86400, 1_000_000.0 + 7 * 86400 + 5 * 3600
+
+    def played(at: float, won: bool) -> PlayerMatchStats:
+        return PlayerMatchStats(match_id=f"m{at}", finished_at=at, mode="5v5", won=won, kills=20, deaths=10)
+
+    week = [played(since + 86400, True)]
+    later = [played(until + 3600, False)]
+    history = [(since - 60, 1500), (since + 86400 + 60, 1525)]  # the snapshot after the week's match
+    row = analysis.tracked_player_period("p", "nick", later + week, since, 1500, history, now, until=until)
+    assert (row["matches"], row["elo"], row["elo_change"]) == (1, 1525, 25)
+    # A match between the last snapshot and the week's end: the Elo then is not known.
+    blind = analysis.tracked_player_period("p", "nick", later + week, since, 1500, history[:1], now, until=until)
+    assert (blind["matches"], blind["elo"], blind["elo_change"]) == (1, None, None)
+    # No match after the week: the Elo now, as before.
+    assert analysis.tracked_player_period("p", "nick", week, since, 1525, history, now, until=until)["elo"] == 1525
+
+
 def test_roster_player_model() -> None:
     assert RosterPlayer("a", "b").level is None
 

@@ -339,6 +339,8 @@ async def test_each_weekly_summary_goes_at_monday_nine_in_the_zone_its_user_chos
     # Each summary covers its user's week: up to the Monday 09:00 it goes for, in their zone.
     jobs, _ = get_queue_manager().jobs.list_jobs(actor="analytics_report")
     assert {j.kwargs["user_id"]: j.kwargs["period_end"] for j in jobs} == due
+    assert {j.kwargs["user_id"]: j.kwargs["period_end"] - j.kwargs["period_start"] for j in jobs} == {
+        uid: 7 * 86400 for uid in due}  # from the Monday 09:00 before (none of these zones changes its clock)
 
 
 async def test_a_user_who_moved_east_past_monday_nine_still_gets_the_weeks_summary(fresh, redis_client):
@@ -534,7 +536,8 @@ async def test_a_scheduler_killed_between_claiming_the_week_and_enqueueing_leave
     assert retried == {"sent": 0, "retried": 1}
     (job,) = analytics_jobs()
     assert job.status == "queued" and job.kwargs == {"user_id": user, "report_type": "weekly", "scheduled": True,
-                                                     "period_end": boundary}  # the same week, run later
+                                                     "period_end": boundary,  # the same week, run later
+                                                     "period_start": boundary - 7 * 86400}
     mark = WeeklyMark.parse(redis_client.get(key))
     assert (mark.tries, mark.job, mark.pending) == (2, job.id, False)
 
