@@ -48,7 +48,7 @@ from middleware.backoff import Backoff
 from middleware.cpu_priority import WorkerCpuPriority
 from middleware.delivery_trigger import DeliveryTrigger
 from middleware.retry_notice import RetryNotice
-from middleware.sentry_headers import SentryHeadersScrub
+from middleware.sentry_headers import SentryHeadersScrub, add_sentry_header_restore
 from middleware.stop_signals import StopSignals
 from middleware.time_limits import QueueTimeLimit
 from middleware.tracking import Tracking
@@ -354,6 +354,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         )
     for name in all_queue_names(settings):
         broker.declare_queue(name)
+    add_sentry_header_restore(broker)  # (a worker reads its DSN's key back into the trace headers)
     dramatiq.set_broker(broker)
     return broker
 

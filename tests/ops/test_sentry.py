@@ -110,6 +110,21 @@ def test_a_queued_message_carries_the_trace_but_not_the_dsns_key(redis_url, redi
     assert key not in str(raw) and "sentry-public_key" not in str(raw)
 
 
+def test_a_worker_reads_its_own_dsn_key_back_into_the_trace_headers(redis_url):
+    """The key is taken out of what is queued; Sentry's trace context names it: a worker puts its
+    own back before Sentry's middleware continues the trace."""
+    with SentryServer() as sentry:
+        done = subprocess.run([sys.executable, "-m", "tests.ops.sentry_restore_probe"], cwd=ROOT,
+                              env={**os.environ, **secret_env(sentry), "REDIS_URL": redis_url},
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        key = sentry.key
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["order"].index("SentryHeadersRestore") < seen["order"].index("SentryMiddleware")
+    assert seen["order"].index("SentryMiddleware") < seen["order"].index("SentryHeadersScrub")
+    assert seen["baggage"].endswith(f",sentry-public_key={key}") and "sentry-trace_id=" in seen["baggage"]
+
+
 def test_scrub_replaces_secret_values_token_shapes_and_sensitive_keys():
     event = {"message": "key sk-123456 leaked", "extra": {"Authorization": "Bearer abc", "note": "ok",
                                                           "caption": "a photo caption"},
