@@ -27,7 +27,7 @@ USER_COMMANDS: list[tuple[str, str, str]] = [
 ]
 ADMIN_COMMANDS: list[tuple[str, str, str]] = [
     ("queues", "Queues and health", "Очереди и здоровье"),
-    ("alerts", "Recent alerts", "Последние алерты"),
+    ("alerts", "Recent alerts", "Последние оповещения"),
     ("requeue", "Requeue failed jobs", "Перезапустить упавшие задачи"),
 ]
 

@@ -19,7 +19,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "👋 Hi, {name}! I analyse FACEIT CS2 matches and players.\n\n"
               "Paste a match room link to get a pre-game analysis, or see /help.",
         "ru": "👋 Привет, {name}! Я анализирую матчи и игроков FACEIT CS2.\n\n"
-              "Пришлите ссылку на комнату матча — получите разбор перед игрой. Все команды: /help.",
+              "Пришлите ссылку на комнату матча — получите анализ перед игрой. Все команды: /help.",
     },
     "help": {
         "en": "<b>What I can do</b>\n"
@@ -33,10 +33,10 @@ TEXTS: dict[str, dict[str, str]] = {
               "/status &lt;job id&gt; — where a job is\n"
               "/cancel &lt;job id&gt; — stop a job (or press Cancel under it)\n"
               "/lang ru|en — language\n"
-              "/tz &lt;city or UTC offset&gt; — your time zone, for the Monday summary\n\n"
-              "Limits: jobs — at most {per_minute} a minute, {active} at a time.",
+              "/tz &lt;city or UTC offset&gt; — your time zone, for the weekly summary\n\n"
+              "Limits: requests — at most {per_minute} a minute; jobs — at most {active} at a time.",
         "ru": "<b>Что я умею</b>\n"
-              "/analyze &lt;ссылка на комнату или id матча&gt; — разбор перед игрой (или просто пришлите ссылку)\n"
+              "/analyze &lt;ссылка на комнату или id матча&gt; — анализ перед игрой (или просто пришлите ссылку)\n"
               "/player &lt;никнейм или ссылка на профиль&gt; — отчёт по игроку с графиком\n"
               "/bulk &lt;до {bulk} ссылок или id&gt; — несколько матчей сразу\n"
               "/subscribe &lt;никнейм&gt; — сообщать, когда игрок доиграет матч\n"
@@ -74,7 +74,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "bulk_skipped": {
         "en": "⚠️ Not analysed ({count}):\n{items}",
-        "ru": "⚠️ Не разобрано ({count}):\n{items}",
+        "ru": "⚠️ Не проанализировано ({count}):\n{items}",
     },
     "bulk_none_readable": {
         "en": "❌ No FACEIT match links or ids I could read ({count} not analysed):\n{items}",
@@ -185,7 +185,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "asked_again_elsewhere_done": {
         "en": "🔁 {kind}: you asked for this a moment ago in {where} — the result is there.\n"
               "Job <code>{job_id}</code>",
-        "ru": "🔁 {kind}: вы уже запрашивали это минуту назад в {where} — результат там.\n"
+        "ru": "🔁 {kind}: вы только что запрашивали это в {where} — результат там.\n"
               "Задача <code>{job_id}</code>",
     },
     "where_private_chat": {"en": "our private chat", "ru": "личном чате со мной"},
@@ -193,19 +193,19 @@ TEXTS: dict[str, dict[str, str]] = {
     "asked_again_done": {
         "en": "🔁 {kind}: you asked for this a moment ago — the result is in the message that answered "
               "you first.\nJob <code>{job_id}</code>",
-        "ru": "🔁 {kind}: вы уже запрашивали это минуту назад — результат в сообщении, которым я ответил "
+        "ru": "🔁 {kind}: вы только что запрашивали это — результат в сообщении, которым я ответил "
               "в первый раз.\nЗадача <code>{job_id}</code>",
     },
     "shown_here_done": {
         "en": "👆 {kind}: already answered in this chat a moment ago — see the message I am replying to."
               "\nJob <code>{job_id}</code>",
-        "ru": "👆 {kind}: я уже ответил на это в этом чате минуту назад — смотрите сообщение, на которое я "
+        "ru": "👆 {kind}: я только что ответил на это здесь — смотрите сообщение, на которое я "
               "отвечаю.\nЗадача <code>{job_id}</code>",
     },
     "shown_above_done": {
         "en": "👆 {kind}: already answered in this chat a moment ago — see my answer just above."
               "\nJob <code>{job_id}</code>",
-        "ru": "👆 {kind}: я уже ответил на это в этом чате минуту назад — смотрите мой ответ чуть выше."
+        "ru": "👆 {kind}: я только что ответил на это здесь — смотрите мой ответ чуть выше."
               "\nЗадача <code>{job_id}</code>",
     },
     "shown_above": {
@@ -247,8 +247,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "canceling_already_short": {"en": "Already stopping…", "ru": "Уже останавливаю…"},
     "not_your_job": {"en": "Only whoever asked for job <code>{job_id}</code> can cancel it.",
                      "ru": "Отменить задачу <code>{job_id}</code> может только тот, кто её запросил."},
-    "cancel_too_late": {"en": "Job <code>{job_id}</code> has already finished (status: {status}).",
-                        "ru": "Задача <code>{job_id}</code> уже закончилась (статус: {status})."},
+    "cancel_too_late": {"en": "Job <code>{job_id}</code> has already ended (status: {status}).",
+                        "ru": "Задача <code>{job_id}</code> уже завершена (статус: {status})."},
     "cancel_left": {
         "en": "✖ {kind}: cancelled for you; the others who asked for it still get it.\nJob <code>{job_id}</code>",
         "ru": "✖ {kind}: отменено для вас; остальные, кто это запросил, всё равно получат результат.\n"
@@ -294,11 +294,11 @@ TEXTS: dict[str, dict[str, str]] = {
     "reason_rate_limited": {"en": "FACEIT is overloaded.", "ru": "FACEIT перегружен."},
     "reason_storage": {"en": "The bot's storage did not answer.", "ru": "Хранилище бота не ответило."},
     "reason_time_limit": {"en": "The job took too long and was stopped.",
-                          "ru": "Задача выполнялась слишком долго и остановлена."},
+                          "ru": "Задача выполнялась слишком долго и была остановлена."},
     "reason_crash_loop": {"en": "The job kept crashing; the operators are notified.",
-                          "ru": "Задача падала снова и снова; администраторы уже знают."},
+                          "ru": "Задача падала снова и снова; операторы уже знают."},
     "reason_error": {"en": "Something broke on our side; the operators are notified.",
-                     "ru": "Что-то сломалось у нас; администраторы уже знают."},
+                     "ru": "Что-то сломалось у нас; операторы уже знают."},
     # limits and outages
     "rate_limited": {
         "en": "Too many requests: at most {limit} a minute. Try again in {seconds} s.",
@@ -338,7 +338,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "already_subscribed": {"en": "You already follow <b>{nickname}</b>.", "ru": "Вы уже следите за <b>{nickname}</b>."},
     "unsubscribed": {"en": "🔕 You no longer follow <b>{nickname}</b>.",
                      "ru": "🔕 Вы больше не следите за <b>{nickname}</b>."},
-    "subscriptions": {"en": "🔔 <b>You follow</b> ({count}):\n{items}", "ru": "🔔 <b>Вы следите</b> ({count}):\n{items}"},
+    "subscriptions": {"en": "🔔 <b>Players you follow</b> ({count}):\n{items}",
+                      "ru": "🔔 <b>Игроки, за которыми вы следите</b> ({count}):\n{items}"},
     "no_subscriptions": {"en": "You follow nobody yet: /subscribe &lt;nickname&gt;.",
                          "ru": "Вы пока ни за кем не следите: /subscribe &lt;никнейм&gt;."},
     # admin
@@ -349,8 +350,8 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "health_line": {"en": "Health: {score}/100", "ru": "Здоровье: {score}/100"},
     "alerts_title": {"en": "<b>Alerts, last {hours} h</b> ({count}, times in {zone})",
-                     "ru": "<b>Алерты за {hours} ч</b> ({count}, время {zone})"},
-    "no_alerts": {"en": "No alerts in the last {hours} h.", "ru": "Алертов за {hours} ч нет."},
+                     "ru": "<b>Оповещения за {hours} ч</b> ({count}, время {zone})"},
+    "no_alerts": {"en": "No alerts in the last {hours} h.", "ru": "Оповещений за {hours} ч нет."},
     "requeued": {"en": "Requeued: {count}.", "ru": "Повторно поставлено в очередь: {count}."},
     "requeue_skipped": {"en": "Left alone: {count} refused for their request (bad input, not found); "
                               "/requeue &lt;job id&gt; sends one anyway.",

@@ -36,8 +36,8 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
               "https://www.faceit.com/ru/cs2/room/1-… или id матча 1-….",
     },
     "bad_player_ref": {
-        "en": "That is not a FACEIT nickname or profile link. Nicknames have 2–16 letters, "
-              "digits, '-' or '_'.",
+        "en": "That is not a FACEIT nickname or profile link. Nicknames have 2–16 Latin letters, "
+              "digits, “-” or “_”.",
         "ru": "Это не никнейм FACEIT и не ссылка на профиль. Никнейм — от 2 до 16 латинских букв, "
               "цифр, «-» или «_».",
     },
@@ -63,8 +63,10 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
         "ru": "Игрок CS2 «{ref}» на FACEIT не найден. Регистр букв в никнейме важен.",
     },
     "player_no_cs2": {
-        "en": "“{ref}” has a FACEIT account, but no CS2 profile on it: there is nothing to show.",
-        "ru": "У «{ref}» есть аккаунт FACEIT, но нет профиля CS2: показывать нечего.",
+        "en": "“{ref}” has a FACEIT account, but no CS2 profile on it: there are no CS2 matches to show "
+              "or follow.",
+        "ru": "У «{ref}» есть аккаунт FACEIT, но нет профиля CS2: нет матчей CS2, которые можно показать "
+              "или отслеживать.",
     },
     "match_not_found": {
         "en": "FACEIT has no match “{ref}”.",
@@ -108,7 +110,7 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
     "not_found": {"en": "FACEIT has no such player or match.", "ru": "На FACEIT нет такого игрока или матча."},
     "auth": {
         "en": "The bot cannot reach FACEIT right now (operators are notified).",
-        "ru": "Бот сейчас не может обратиться к FACEIT (администраторы уже знают).",
+        "ru": "Бот сейчас не может обратиться к FACEIT (операторы уже знают).",
     },
     "rate_limited": {
         "en": "FACEIT is busy: your request will be retried shortly.",

@@ -53,11 +53,12 @@ L: dict[str, tuple[str, str]] = {
     "maps_active_pool": ("; no veto yet: current CS2 map pool", "; вето ещё не было, показан текущий маппул CS2"),
     "map": ("Map", "Карта"),
     "picked": ("picked", "выбрана"),
+    "picked_many": ("picked", "выбраны"),
     "pick": ("pick", "пик"),
     "ban": ("ban", "бан"),
     "favours": ("favours", "в пользу"),
     "no_map_edge": ("no clear map edge", "явного перевеса на картах нет"),
-    "danger": ("Who to watch", "Опасные игроки"),
+    "danger": ("Who to watch", "На кого обратить внимание"),
     "no_standout": ("the opponents are too close to single anyone out",
                     "игроки соперника слишком равны, чтобы кого-то выделить"),
     "no_standout_data": ("not enough data on the opponents", "о соперниках мало данных"),
@@ -95,19 +96,19 @@ L: dict[str, tuple[str, str]] = {
     "no_matches": ("No recent 5v5 matches.", "Нет недавних матчей 5v5."),
     "bulk_title": ("Bulk analysis", "Анализ списка матчей"),
     "analysed": ("analysed", "проанализировано"),
-    "failed": ("failed", "ошибка"),
+    "failed": ("failed", "не удалось"),
     "finished": ("finished", "завершён"),
     "win": ("Win", "Победа"),
     "loss": ("Loss", "Поражение"),
     "new_match": ("finished a match", "— матч завершён"),
     "draw": ("Draw", "Ничья"),  # maps level (1:1), no winner
     "result_unknown": ("Result unknown", "Результат неизвестен"),
-    "analytics_weekly": ("Weekly summary", "Итоги недели"),
-    "analytics_monthly": ("Monthly summary", "Итоги месяца"),
+    "analytics_weekly": ("Weekly summary", "Сводка за неделю"),
+    "analytics_monthly": ("Monthly summary", "Сводка за месяц"),
     "analyses": ("Analyses you received", "Получено анализов"),
     # The kinds of analysis, each a noun in the nominative after "Analyses you received: 24 (…"
     # ("матчи: 21" would read as matches played, which the summary lists too); in KIND_ORDER.
-    "kind_match": ("match analyses", "разборы матчей"),
+    "kind_match": ("match analyses", "матчи"),
     "kind_player": ("player reports", "отчёты по игрокам"),
     "kind_bulk": ("bulk analyses", "списки матчей"),  # English: the job's own name, "Bulk analysis"
     "tracked": ("Players you follow", "Игроки, за которыми вы следите"),
@@ -208,6 +209,14 @@ def _results(results: str | None, lang: str, last: int | None = None) -> str:
 _MATCH_ID_HEAD_RE = re.compile(r"(?:\d+-)?[0-9a-f]{8}(?=-)", re.IGNORECASE)
 
 
+def _match_link(data: dict[str, Any], lang: str) -> str:
+    """The match as a link to its room, named by its short id (the whole id, 38 characters, took a
+    phone's line beside the status and broke at its hyphens); the whole id where there is no link
+    (it is what a user would send again)."""
+    url = data.get("faceit_url")
+    return _link(url, short_match_id(data["match_id"]) if url else data["match_id"], lang)
+
+
 def short_match_id(match_id: str) -> str:
     """``1-28caa46d…`` for ``1-28caa46d-…`` (38 characters, a phone line's worth): the prefix and the
     first 8 characters of the uuid, which tell a list's matches apart; "…" says there is more. An id
@@ -267,7 +276,7 @@ def render_match_analysis(data: dict[str, Any], lang: str) -> str:
     teams = data["teams"]
     lines = [f"🎮 <b>{t('match_analysis', lang)}</b>" + (f" · {e(data['competition'])}" if data.get("competition")
                                                           else "")]
-    lines.append(f"{_link(data.get('faceit_url'), data['match_id'], lang)} · {t('status', lang)}: {_status(data['status'], lang)}")
+    lines.append(f"{_match_link(data, lang)} · {t('status', lang)}: {_status(data['status'], lang)}")
     lines.append("")
     source = data.get("probability_source", "none")
     known = chances_known(source)
@@ -375,7 +384,7 @@ def _map_advice(data: dict[str, Any], lang: str) -> list[str]:
     if maps.get("picked"):
         said = [f"<b>{e(map_label(mid))}</b>" + (f" — {t('favours', lang)} {e(teams[fav]['name'])}" if fav else "")
                 for mid, fav in zip(maps["picked"], maps["picked_favours"], strict=True)]
-        lines.append(f"★ {t('picked', lang)}: " + "; ".join(said))
+        lines.append(f"★ {t('picked' if len(said) == 1 else 'picked_many', lang)}: " + "; ".join(said))
     else:
         for idx, key in enumerate(("faction1", "faction2"), start=1):
             advice = maps["advice"][key]
@@ -414,7 +423,7 @@ def _danger_block(data: dict[str, Any], lang: str) -> list[str]:
 
 def render_finished_match(data: dict[str, Any], lang: str) -> str:
     teams = data["teams"]
-    lines = [f"🏁 <b>{t('finished_title', lang)}</b> · {_link(data.get('faceit_url'), data['match_id'], lang)}",
+    lines = [f"🏁 <b>{t('finished_title', lang)}</b> · {_match_link(data, lang)}",
              f"<i>{t('finished_note', lang)}</i>"]
     if data.get("finished_at"):
         lines.append(_when(data["finished_at"], lang))
@@ -709,5 +718,5 @@ def render_cache_update(data: dict[str, Any], lang: str) -> str:
     line = (f"🔄 <b>{t('cache_title', lang)}</b> ({e(data['cache_type'])}): {t('refreshed', lang)} "
             f"{fmt_int(data['refreshed'], lang)}/{fmt_int(data['total'], lang)}")
     if data.get("failed"):
-        line += f" · {t('failed', lang)} {fmt_int(len(data['failed']), lang)}"
+        line += f" · {t('failed', lang)}: {fmt_int(len(data['failed']), lang)}"
     return line

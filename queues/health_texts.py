@@ -32,7 +32,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Redis refuses writes: its memory ({used}) reached maxmemory ({limit}); jobs cannot be queued "
               "and alerts are not stored until memory is freed or maxmemory is raised",
         "ru": "Redis отказывается принимать записи: память ({used}) достигла maxmemory ({limit}); задачи не "
-              "ставятся в очередь, алерты не сохраняются, пока память не освободят или не поднимут maxmemory",
+              "ставятся в очередь, оповещения не сохраняются, пока память не освободят или не поднимут maxmemory",
     },
     "no_workers": {
         "en": "queue {subject} has {depth} waiting and {delayed} delayed job(s) and no live worker consumes it",
@@ -49,7 +49,7 @@ TEXTS: dict[str, dict[str, str]] = {
                     "ru": "очередь {subject}: ждущих задач {depth} (порог {limit})"},
     "wait_time_p95": {"en": "queue {subject}: p95 wait is {wait} (target {target})",
                       "ru": "очередь {subject}: ожидание (p95) {wait} (цель {target})"},
-    "wait_time_oldest": {"en": "queue {subject}: the oldest waiting job is {wait} (target {target})",
+    "wait_time_oldest": {"en": "queue {subject}: the oldest job has waited {wait} (target {target})",
                          "ru": "очередь {subject}: самая давняя задача ждёт {wait} (цель {target})"},
     "stale_jobs": {
         "en": "queue {subject}: a job has waited {age} (more than {limit}) and is still queued",
@@ -63,8 +63,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Redis может вытеснять ключи (maxmemory-policy {policy}): записи задач, отметки доставки и "
               "подписки могут пропасть; задайте maxmemory-policy noeviction",
     },
-    "dead_letters": {"en": "dead-lettered messages: {dead} (admin.py requeue or purge-dead)",
-                     "ru": "мёртвых сообщений: {dead} (admin.py requeue или purge-dead)"},
+    "dead_letters": {"en": "dead-lettered messages: {dead} (/requeue, or admin.py purge-dead)",
+                     "ru": "мёртвых сообщений: {dead} (/requeue или admin.py purge-dead)"},
     "faceit_auth": {"en": "FACEIT refused our API key {auth} {times} in the last {window}",
                     "ru": "FACEIT отклонил наш API-ключ {auth} {times} за последние {window}"},
     "faceit_no_key": {"en": "FACEIT_API_KEY is not set: a FACEIT call went unsent {auth} {times} in the last {window}",
@@ -76,8 +76,10 @@ TEXTS: dict[str, dict[str, str]] = {
               "запрос не отправлен: в каком-то процессе FACEIT_API_KEY не задан",
     },
     "faceit_rate_limit": {
-        "en": "FACEIT answered 429 {limited} {times} in the last {window} (storm threshold {threshold})",
-        "ru": "FACEIT ответил 429 {limited} {times} за последние {window} (порог шторма {threshold})",
+        "en": "FACEIT answered {limited} {times} with 429 (too many requests) in the last {window} (storm "
+              "threshold {threshold})",
+        "ru": "FACEIT {limited} {times} ответил кодом 429 (слишком много запросов) за последние {window} (порог "
+              "шторма {threshold})",
     },
     "monitor_stale_never": {"en": "the monitor has never recorded a snapshot: is python scheduler.py running?",
                             "ru": "монитор ещё не записал ни одного снимка: запущен ли python scheduler.py?"},
@@ -174,7 +176,7 @@ def describe(rule: str, subject: str, details: dict[str, Any], lang: str = "en")
 JOB_TEXTS: dict[str, dict[str, str]] = {
     "final_failure": {"en": "{actor} job failed: {error_type}: {error}",
                       "ru": "задача {actor} завершилась ошибкой: {error_type}: {error}"},
-    "time_limit": {"en": "{actor} job failed: {error_type}: {error}",
+    "time_limit": {"en": "{actor} job stopped at its time limit: {error_type}: {error}",
                    "ru": "задача {actor} прервана по лимиту времени: {error_type}: {error}"},
     "crash_loop": {"en": "{actor} job killed its worker {workers_lost} {times}; failed",
                    "ru": "задача {actor} {workers_lost} {times} уронила воркер и завершилась ошибкой"},

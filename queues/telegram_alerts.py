@@ -78,7 +78,7 @@ _BATCH_TEXTS: dict[str, dict[str, Any]] = {
     "en": {"alerts": ("alert", "alerts"), "resolved": "{n} resolved",
            "head": "{title}: {n} {alerts} ({counts}), {times}", "utc": "times UTC", "zone": "times in {zone}",
            "job": "job", "more": "… and {n} more (admin.py alerts)"},
-    "ru": {"alerts": ("алерт", "алерта", "алертов"), "resolved": "решено: {n}",
+    "ru": {"alerts": ("оповещение", "оповещения", "оповещений"), "resolved": "решено: {n}",
            "head": "{title}: {n} {alerts} ({counts}), {times}", "utc": "время UTC", "zone": "время — {zone}",
            "job": "задача", "more": "… и ещё {n} (admin.py alerts)"},
 }

@@ -139,8 +139,8 @@ def test_the_cancel_button_stops_a_running_job(stack: Stack, tg, faceit_faults):
     edits = [e for e in stack.events(user) if e["kind"] == "edited"]
     stack.say(user, f"/cancel {job_id[:8]}")
     told = stack.wait(user, lambda es: next((e for e in es if e["kind"] == "sent" and "/cancel" not in e["text"]
-                                             and "has already finished" in e["text"]), None))
-    assert told["text"] == f"Job <code>{job_id}</code> has already finished (status: cancelled)."
+                                             and "has already ended" in e["text"]), None))
+    assert told["text"] == f"Job <code>{job_id}</code> has already ended (status: cancelled)."
     assert [e for e in stack.events(user) if e["kind"] == "edited"] == edits
 
 
@@ -383,7 +383,7 @@ def test_a_bulk_request_names_the_room_links_it_could_not_read(stack: Stack, tg)
     stack.say(user, f"/bulk {room}{finished[0]}, {cut}, {room}{finished[1]}.", lang="ru")
     queued, skipped = stack.replies(user, 2)
     assert "в очереди" in queued["text"]
-    assert skipped["text"] == ("⚠️ Не разобрано (1):\n"
+    assert skipped["text"] == ("⚠️ Не проанализировано (1):\n"
                                "Ссылки на комнаты с нечитаемым id матча — может быть, обрезаны? (1):\n"
                                f"• <code>{cut}</code>")
     result = stack.final_of(user, queued["message_id"])
@@ -630,7 +630,7 @@ def test_admin_commands_answer_admins_and_look_unknown_to_everyone_else(stack: S
                     subject="high", details={"depth": 60, "limit": 50}))
     pushed = stack.wait(ADMIN_ID, lambda es: next((e for e in es if e["kind"] == "sent" and "FACEIT bot" in e["text"]),
                                                   None))["text"]
-    assert pushed.startswith("FACEIT bot: 1 алерт (предупреждение: 1), время UTC")
+    assert pushed.startswith("FACEIT bot: 1 оповещение (предупреждение: 1), время UTC")
     assert "ПРЕДУПРЕЖДЕНИЕ monitor: очередь high: ждущих задач 60 (порог 50)" in pushed
     # A queue, or all, as the admin tool takes them (they read "That is not a job id").
     for argument in ("high", "all"):

@@ -44,4 +44,4 @@ def test_a_refused_key_failure_says_to_come_back_once() -> None:
     en = failure_text("j1", "match_analysis", error, {}, "en")
     ru = failure_text("j1", "match_analysis", error, {}, "ru")
     assert "operators are notified" in en and en.count("Send it again") == 1, en
-    assert "администраторы уже знают" in ru and ru.count("Попробуйте") == 1, ru
+    assert "операторы уже знают" in ru and ru.count("Попробуйте") == 1, ru

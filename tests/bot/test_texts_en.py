@@ -70,8 +70,8 @@ def test_a_joined_job_says_the_result_will_come() -> None:
 
 
 @pytest.mark.parametrize(("status", "en", "ru"), [
-    ("succeeded", "has already finished (status: done).", "уже закончилась (статус: готово)."),
-    ("canceled", "has already finished (status: cancelled).", "уже закончилась (статус: отменено)."),
+    ("succeeded", "has already ended (status: done).", "уже завершена (статус: готово)."),
+    ("canceled", "has already ended (status: cancelled).", "уже завершена (статус: отменено)."),
 ])
 def test_a_cancel_too_late_says_the_job_finished(status: str, en: str, ru: str) -> None:
     """"Job … has already ended: done." read as a list of one."""
@@ -84,7 +84,9 @@ def test_a_cancel_too_late_says_the_job_finished(status: str, en: str, ru: str) 
 def test_limits_count_jobs_in_the_help_and_the_refusal_alike() -> None:
     """The help said "3 at a time", the refusal "3 jobs in progress". The help names the noun once,
     before the counts, so a limit of 1 (which the settings allow) does not read "1 jobs"."""
-    assert "Limits: jobs — at most 5 a minute, 3 at a time." in t("help", "en", bulk=10, per_minute=5, active=3)
+    # Each limit by its own noun, as its refusal names it ("Too many requests", "Jobs in progress").
+    assert ("Limits: requests — at most 5 a minute; jobs — at most 3 at a time."
+            in t("help", "en", bulk=10, per_minute=5, active=3))
     assert "1 jobs" not in t("help", "en", bulk=10, per_minute=1, active=1)
     assert "1 requests" not in t("help", "en", bulk=10, per_minute=1, active=1)
     assert "Jobs in progress: 3 of the 3 you may have." in t("too_many_active", "en", count=3, limit=3)

@@ -26,17 +26,17 @@ def test_a_failed_jobs_status_is_a_word_in_russian() -> None:
                              id="j1")
     assert status_text(record, "ru").startswith("Поиск игрока — статус: ошибка\n")
     late = _cancel_answer(SimpleNamespace(outcome="ended", record=record), "j1", "ru")  # type: ignore[arg-type]
-    assert late == "Задача <code>j1</code> уже закончилась (статус: ошибка)."
+    assert late == "Задача <code>j1</code> уже завершена (статус: ошибка)."
     assert "не удалось" not in status_text(record, "ru") + late
     assert _cancel_answer(SimpleNamespace(outcome="ended", record=record), "j1", "en").endswith(  # type: ignore[arg-type]
-        "has already finished (status: failed).")
+        "has already ended (status: failed).")
 
 
 def test_a_failure_line_is_full_sentences_in_both_languages() -> None:
     """"❌ Поиск игрока — ошибка: слишком долго, задача остановлена." was a fragment, lower-case
     beside FACEIT's capitalised reasons."""
     ru = failure_text("j1", "player_lookup", TIME_LIMIT, {}, "ru")
-    assert ru == ("❌ Поиск игрока — ошибка. Задача выполнялась слишком долго и остановлена.\n"
+    assert ru == ("❌ Поиск игрока — ошибка. Задача выполнялась слишком долго и была остановлена.\n"
                   "Попробуйте ещё раз через несколько минут.")
     en = failure_text("j1", "player_lookup", TIME_LIMIT, {}, "en")
     assert en == "❌ Player lookup failed. The job took too long and was stopped.\nSend it again in a few minutes."
@@ -59,10 +59,11 @@ def test_every_failure_reason_is_a_capitalised_sentence(error: dict[str, Any], l
 
 
 def test_already_answered_has_a_subject() -> None:
-    """"в этом чате уже ответил на это минуту назад": who answered?"""
+    """"в этом чате уже ответил на это": who answered? And "только что", as the English "a moment
+    ago": "минуту назад" was untrue ten seconds after the answer."""
     for replying in (True, False):
         text = shown_here_text("j1", "match_analysis", "ru", done=True, replying=replying)
-        assert text.startswith("👆 Анализ матча: я уже ответил на это в этом чате минуту назад — "), text
+        assert text.startswith("👆 Анализ матча: я только что ответил на это здесь — "), text
 
 
 def test_the_start_button_is_named_as_telegram_names_it() -> None:

@@ -150,7 +150,7 @@ def test_the_summary_counts_analyses_only_and_names_each_kind_in_the_readers_lan
             "analyses": {"match": 2, "bulk": 1, "report": 3, "match_analysis": 2}, "players": []}
     # "matches: 21" read as matches played: the kind is named as what it counts
     assert "Analyses you received: <b>3</b> (match analyses: 2, bulk analyses: 1)" in render.render_analytics(data, "en")
-    assert "Получено анализов: <b>3</b> (разборы матчей: 2, списки матчей: 1)" in render.render_analytics(data, "ru")
+    assert "Получено анализов: <b>3</b> (матчи: 2, списки матчей: 1)" in render.render_analytics(data, "ru")
 
 
 def test_the_match_status_reads_in_the_readers_language() -> None:

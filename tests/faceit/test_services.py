@@ -628,7 +628,7 @@ async def test_analytics_reports(sandbox: FaceitSandbox, progress: ProgressLog) 
     assert mine["data"]["analyses"] == {"match": 2, "player": 1}
     tracked = mine["data"]["players"][0]
     assert tracked["player_id"] == player["player_id"] and tracked["matches"] >= 1 and tracked["elo"]
-    assert "Итоги недели" in mine["texts"]["ru"][0]
+    assert "Сводка за неделю" in mine["texts"]["ru"][0]
     # Compared with the week before: the analyses then, and the player's matches then.
     assert mine["data"]["previous_analyses"] == {"bulk": 1}
     since = mine["data"]["since"]

@@ -157,9 +157,9 @@ def test_each_admin_reads_the_batch_in_their_language(fresh, redis_client, teleg
     sink.send(opened.resolved())
     assert sink.flush(force=True) == 2
     russian, english = (sent_to(telegram_sandbox, admin) for admin in ADMINS)
-    assert russian[0]["text"].startswith("FACEIT bot: 1 алерт (ошибка: 1), время UTC")
+    assert russian[0]["text"].startswith("FACEIT bot: 1 оповещение (ошибка: 1), время UTC")
     assert "ОШИБКА monitor: очередь default: за последние 5,0 мин с ошибкой завершилось 50%" in russian[0]["text"]
-    assert russian[1]["text"].startswith("FACEIT bot: 2 алерта (ошибка: 1, решено: 1), время UTC")
+    assert russian[1]["text"].startswith("FACEIT bot: 2 оповещения (ошибка: 1, решено: 1), время UTC")
     assert "match_analysis job failed: UpstreamError: 503 (задача j1)" in russian[1]["text"]
     assert "ИНФО monitor: решено: очередь default: за последние 5,0 мин" in russian[1]["text"]
     assert english[0]["text"].startswith("FACEIT bot: 1 alert (1 error), times UTC")
