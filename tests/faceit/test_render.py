@@ -314,6 +314,20 @@ def test_each_picked_map_names_the_side_it_favours() -> None:
     data["maps"].update(picked=["de_mirage", "de_inferno", "de_nuke"], picked_favours=["faction1", "faction2", None])
     text = "".join(render.texts(render.render_match_analysis, data)["en"])
     assert "★ picked: <b>Mirage</b> — favours Alpha; <b>Inferno</b> — favours Beta; <b>Nuke</b>" in text
+    # Russian agrees with how many: "выбраны" for three ("выбрана", singular, was used for any number)
+    assert "★ выбраны: <b>Mirage</b> — в пользу Alpha" in "".join(render.texts(render.render_match_analysis, data)["ru"])
+    data["maps"].update(picked=["de_mirage"], picked_favours=[None])
+    assert "★ выбрана: <b>Mirage</b>" in "".join(render.texts(render.render_match_analysis, data)["ru"])
+
+
+def test_the_match_line_names_the_match_by_its_short_id_when_it_links_to_the_room() -> None:
+    """The whole id (38 characters) took a phone's line beside the status and broke at its hyphens."""
+    data = _analysis("x")
+    data["match_id"] = "1-28caa46d-beec-4c0c-b5a8-e1b82ae6fb88"
+    text = render.render_match_analysis(data, "en")
+    assert ">1-28caa46d…</a> · status:" in text and "e1b82ae6fb88" not in text
+    data["faceit_url"] = None  # no link to follow: the whole id, what a user would send again
+    assert "1-28caa46d-beec-4c0c-b5a8-e1b82ae6fb88 · status:" in render.render_match_analysis(data, "en")
 
 
 def test_a_bulk_line_shows_every_picked_map_and_no_placeholder_chances() -> None:
