@@ -466,7 +466,7 @@ local ttl, limit, retry_at = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
 local stats_ttl, failure_ttl = tonumber(ARGV[11]), tonumber(ARGV[12])
 local jk = prefix .. "job:" .. id
 local fields = redis.call("HMGET", jk, "status", "attempts", "queue", "actor", "enqueued_at",
-  "first_started_at", "started_at", "requesters", "timeline", "coalesce_key")
+  "first_started_at", "started_at", "requesters", "timeline", "coalesce_key", "requeued_at")
 local st = fields[1]
 if not st then return {"missing", 0} end
 local token = ARGV[16]
@@ -528,7 +528,10 @@ if final or status == "retrying" then
   if not placed then redis.call("HINCRBY", hk, "+Inf", 1) end
   redis.call("HINCRBYFLOAT", hk, "sum", run)
   local first = tonumber(fields[6]) or started
-  local wait = first - score
+  -- A job first started after a requeue (canceled while it waited) waited since the requeue, not
+  -- through the canceled spell before it; one that had run keeps its first wait, as retries do.
+  local requeued = tonumber(fields[11]) or 0
+  local wait = first - ((first >= requeued) and math.max(score, requeued) or score)
   local samples = prefix .. "samples:" .. queue
   local n = redis.call("LPUSH", samples, cjson.encode({now, wait, run, outcome}))
   if n > """ + str(SAMPLES_KEPT) + """ then redis.call("LTRIM", samples, 0, """ + str(SAMPLES_KEPT - 1) + """) end

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -305,6 +306,30 @@ def test_a_requeue_reset_sent_again_answers_as_the_first(redis_client):
     assert [store.reset_for_requeue("r1", now), store.reset_for_requeue("r1", now)] == ["failed", "failed"]
     assert store.reset_for_requeue("r1", now + 1) == "queued"  # another requeue: it is queued already
     assert store.get("r1").status == "queued"
+
+
+def test_a_requeued_jobs_wait_counts_from_its_requeue(redis_client):
+    """Canceled while it waited, requeued by an operator five minutes later, started at once: its
+    wait sample counted from its first enqueue ("p95 wait is 5.4 min", a wait_time alert and 10
+    points of health for jobs that waited milliseconds). A job that had run keeps its first wait."""
+    store = _store(redis_client)
+    now = time.time()
+
+    def last_wait() -> float:
+        return json.loads(redis_client.lindex(store.samples_key("default"), 0))[1]
+
+    store.create("w1", actor="a", queue="default", now=now - 300)
+    assert store.cancel("w1")[0] == "canceled"
+    assert store.reset_for_requeue("w1", now) == "canceled"
+    store.finish("w1", attempt=store.begin("w1", max_deliveries=4).attempt, status="succeeded")
+    assert 0 <= last_wait() < 5  # since the requeue, not 300 s
+    store.create("w2", actor="a", queue="default", now=now - 300)
+    store.finish("w2", attempt=store.begin("w2", max_deliveries=4).attempt, status="failed",
+                 error={"type": "UpstreamError", "code": "upstream", "message": "503"})
+    redis_client.hset(store.job_key("w2"), "first_started_at", repr(now - 290))  # it waited 10 s then
+    assert store.reset_for_requeue("w2", now) == "failed"
+    store.finish("w2", attempt=store.begin("w2", max_deliveries=4).attempt, status="succeeded")
+    assert round(last_wait()) == 10  # its first wait, as before
 
 
 def test_a_begin_sent_again_is_not_taken_for_a_lost_worker(redis_client):
