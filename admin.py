@@ -541,8 +541,10 @@ def requeue(queue: str | None, job_id: str | None, all_: bool, include_canceled:
 def clear(queues: tuple[str, ...], yes: bool, as_json: bool) -> None:
     """Drop every waiting and delayed job of QUEUES (high, default, low, or all). Asks first.
 
-    The dropped jobs' records are marked canceled, so users are not left waiting for them. Dead
-    letters stay (see purge-dead), and jobs already running finish normally.
+    The dropped jobs' records are marked canceled, so users are not left waiting for them (requeue
+    --include-canceled sends them again). Dead letters stay (see purge-dead), jobs already running
+    finish normally, and on Redis so do the deliveries waiting there (results, and the notices
+    telling users their job was stopped).
     """
     from queues.manager import get_queue_manager
     from queues.priorities import all_queue_names

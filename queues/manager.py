@@ -59,15 +59,42 @@ T = TypeVar("T")
 #: KEYS: the queue's list and bodies, its delay queue's list and bodies; ARGV[1]: ids per HDEL
 #: (Lua's ``unpack`` has a limit). Returns {waiting dropped, delayed dropped}.
 CLEAR_WAITING_LUA = """
-local per_call = tonumber(ARGV[1])
-local ids = redis.call("LRANGE", KEYS[1], 0, -1)
-for first = 1, #ids, per_call do
-  redis.call("HDEL", KEYS[2], unpack(ids, first, math.min(first + per_call - 1, #ids)))
+local per_call, keep_actor = tonumber(ARGV[1]), ARGV[2]
+local function kept(hash, id)
+  local ok, message = pcall(cjson.decode, redis.call("HGET", hash, id) or "")
+  return ok and type(message) == "table" and message["actor_name"] == keep_actor
 end
-redis.call("DEL", KEYS[1])
-local delayed = redis.call("HLEN", KEYS[4])
-redis.call("DEL", KEYS[3], KEYS[4])
-return {#ids, delayed}
+local function hdel(hash, ids)
+  for first = 1, #ids, per_call do
+    redis.call("HDEL", hash, unpack(ids, first, math.min(first + per_call - 1, #ids)))
+  end
+end
+-- The list KEYS[list] (ids, bodies in KEYS[hash]) rewritten with only the ids in keep, in order.
+local function relist(list, keep)
+  redis.call("DEL", list)
+  for first = 1, #keep, per_call do
+    redis.call("RPUSH", list, unpack(keep, first, math.min(first + per_call - 1, #keep)))
+  end
+end
+-- Waiting: every listed message but keep_actor's (the running ones' bodies are not listed: kept).
+local stay, drop = {}, {}
+for _, id in ipairs(redis.call("LRANGE", KEYS[1], 0, -1)) do
+  if kept(KEYS[2], id) then stay[#stay + 1] = id else drop[#drop + 1] = id end
+end
+hdel(KEYS[2], drop)
+relist(KEYS[1], stay)
+-- Delayed: every body but keep_actor's (listed, or held by a worker until due).
+local held, gone = {}, {}
+for _, id in ipairs(redis.call("HKEYS", KEYS[4])) do
+  if kept(KEYS[4], id) then held[id] = true else gone[#gone + 1] = id end
+end
+hdel(KEYS[4], gone)
+local still = {}
+for _, id in ipairs(redis.call("LRANGE", KEYS[3], 0, -1)) do
+  if held[id] then still[#still + 1] = id end
+end
+relist(KEYS[3], still)
+return {#drop, #gone}
 """
 #: Message ids per ``HDEL`` in :data:`CLEAR_WAITING_LUA` (well under Lua's ``unpack`` limit).
 CLEAR_BATCH = 1000
@@ -507,7 +534,8 @@ class QueueManager:
         Only those: dead letters stay (an operator requeues or purges them, ``admin.py
         purge-dead``), and so do the messages workers are running, which end normally (a failure
         is still dead-lettered). Dramatiq's ``flush`` deleted all of it, the running messages'
-        bodies included."""
+        bodies included. On Redis the deliveries waiting there stay too (:meth:`_clear_redis_queue`);
+        a RabbitMQ purge cannot pick, so emptying the high queue there drops them."""
         names = names or tuple(all_queue_names(self.settings))
         for name in names:
             if name not in all_queue_names(self.settings):
@@ -516,13 +544,16 @@ class QueueManager:
         return {name: clear(name) for name in names}
 
     def _clear_redis_queue(self, name: str) -> int:
-        """Drop the waiting and delayed messages of Redis queue ``name`` (:data:`CLEAR_WAITING_LUA`)."""
+        """Drop the waiting and delayed messages of Redis queue ``name`` (:data:`CLEAR_WAITING_LUA`),
+        but for deliveries: each sends an ended job's result, or tells its users it was stopped
+        (the notices of the very jobs a clear cancels among them), and has no record to send it
+        again from; dropped, users were left on "queued" or a progress line for good."""
         client = get_redis(self.settings)
         if self._clear_waiting is None:
             self._clear_waiting = client.register_script(CLEAR_WAITING_LUA)
         ns, delayed = self.settings.dramatiq_namespace, dq_name(name)
         keys = [queue_key(ns, name), messages_key(ns, name), queue_key(ns, delayed), messages_key(ns, delayed)]
-        waiting, delayed_dropped = self._clear_waiting(keys=keys, args=[CLEAR_BATCH], client=client)
+        waiting, delayed_dropped = self._clear_waiting(keys=keys, args=[CLEAR_BATCH, DELIVERY_ACTOR], client=client)
         return int(waiting) + int(delayed_dropped)
 
     def _clear_rabbit_queue(self, name: str) -> int:

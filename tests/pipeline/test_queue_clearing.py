@@ -9,6 +9,7 @@ skips, saying why, when it does not answer) with Dramatiq's own consumer doing t
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -97,6 +98,40 @@ def test_clearing_a_queue_drops_what_waits_and_keeps_dead_letters_and_running_jo
     assert traces.runs(delayed.id) == 1 and manager.get_job_status(delayed.id) == "canceled"
     assert [traces.runs(j.id) for j in waiting] == [0, 0, 0]
     wait_until(lambda: _figures(manager) == (0, 0, 0, 2), what="an empty queue and two dead letters")
+
+
+def test_clearing_a_queue_keeps_the_deliveries_waiting_in_it(clearing_manager, redis_client):
+    """An operator's clear of the high queue dropped the deliveries waiting there too: a finished
+    job's result (the user's chat stayed on "preparing the message · 95%" for good) and the
+    notices telling a cleared job's users it was stopped (a second clear). They have no record
+    to send them again from. No worker runs here: everything waits."""
+    from queues.dramatiq_keys import messages_key, queue_key
+    from queues.manager import DELIVERY_ACTOR, delivery_message
+
+    manager = clearing_manager
+    ns = manager.settings.dramatiq_namespace
+    jobs = [manager.enqueue_job("t_high", requester={"user_id": u, "chat_id": u}) for u in (71, 72)]
+    manager.broker.enqueue(delivery_message("finished-job", "high"))  # a result on its way
+    manager.broker.enqueue(delivery_message("flooded-job", "high"), delay=60_000)  # one waiting out a 429
+    manager.broker.enqueue(Message(queue_name="high", actor_name="t_high", args=(), kwargs={}, options={}),
+                           delay=60_000)
+
+    def actors(key: str) -> list[str]:
+        bodies = redis_client.hgetall(messages_key(ns, key))
+        return sorted(json.loads(bodies[i])["actor_name"] for i in redis_client.lrange(queue_key(ns, key), 0, -1))
+
+    cleared, canceled = manager.clear_and_cancel("high")
+    assert cleared == {"high": 3} and canceled == 2  # the two jobs and the delayed one; not the deliveries
+    # The result still waits, first as it was, then the two stopped jobs' notices; the delayed
+    # delivery still waits out its 429.
+    assert actors("high") == [DELIVERY_ACTOR] * 3
+    assert json.loads(redis_client.hget(messages_key(ns, "high"),
+                                        redis_client.lindex(queue_key(ns, "high"), 0)))["args"] == ["finished-job"]
+    assert actors(dq_name("high")) == [DELIVERY_ACTOR]
+    # Cleared again (the dashboard's button pressed twice): the notices stay too.
+    assert manager.clear_and_cancel("high") == ({"high": 0}, 0)
+    assert actors("high") == [DELIVERY_ACTOR] * 3
+    assert {manager.get_job_status(j.id) for j in jobs} == {"canceled"}
 
 
 # --- RabbitMQ -----------------------------------------------------------------------------------
