@@ -733,6 +733,11 @@ def purge_dead(older_than: str, queue: str | None, dry_run: bool, yes: bool, as_
                 pipe.hdel(xq_messages, *chunk)
                 pipe.execute()
         purged[name] = len(ids)
+    _say_purged(purged, age, dry_run, as_json)
+
+
+def _say_purged(purged: dict[str, int], age: float, dry_run: bool, as_json: bool) -> None:
+    """What purge-dead dropped (or would drop), per queue."""
     if as_json:
         emit_json({"purged": purged, "total": sum(purged.values()), "older_than_seconds": age, "dry_run": dry_run})
     else:
@@ -755,12 +760,7 @@ def _purge_rabbit_dead(names: list[str], age: float, dry_run: bool, yes: bool, a
         click.echo("nothing dropped", err=True)
         sys.exit(EXIT_PROBLEM)
     purged = found if dry_run or not total else manager.purge_rabbit_dead(*names)
-    if as_json:
-        emit_json({"purged": purged, "total": sum(purged.values()), "older_than_seconds": age, "dry_run": dry_run})
-    else:
-        verb = "would drop" if dry_run else "dropped"
-        for name, n in purged.items():
-            click.echo(f"{name}: {verb} {n} dead message(s)")
+    _say_purged(purged, age, dry_run, as_json)
 
 
 @cli.command(add_help_option=False,

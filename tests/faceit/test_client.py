@@ -71,18 +71,14 @@ async def test_an_error_text_quoting_the_key_is_masked_before_it_is_cut(make_cli
         sent = request.headers.get("Authorization", "")
         return web.json_response({"errors": [{"message": "x" * 175 + f" sent {sent}"}]}, status=400)
 
+    from tests.support.local_http import serving
+
     app = web.Application()
     app.router.add_get("/{tail:.*}", echo)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving(app) as port:
         client = make_client(api_url=f"http://127.0.0.1:{port}/data/v4", api_key=key)
         with pytest.raises(errors.BadInputError) as refused:
             await client.get_match("1-b6305d90-2ffa-40f7-b50c-f7403a6f8411")
-    finally:
-        await runner.cleanup()
     assert "sent Bearer ***" in str(refused.value)
     assert "KEYfak" not in str(refused.value)
 

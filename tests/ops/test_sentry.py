@@ -30,11 +30,13 @@ def assert_no_secrets(text: str) -> None:
     assert CHAT_TEXT not in text and "private chat" not in text
 
 
-def run_probe(module: str, sentry: SentryServer) -> None:
-    """Run ``module`` as its own process (Sentry's init is process-wide) with the secret env."""
-    done = subprocess.run([sys.executable, "-m", module], cwd=ROOT, env={**os.environ, **secret_env(sentry)},
+def run_probe(module: str, sentry: SentryServer, **env: str) -> str:
+    """Run ``module`` as its own process (Sentry's init is process-wide) with the secret env (and
+    ``env``); returns what it printed."""
+    done = subprocess.run([sys.executable, "-m", module], cwd=ROOT, env={**os.environ, **secret_env(sentry), **env},
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
 
 
 def message_of(event: dict) -> str:
@@ -97,12 +99,9 @@ def test_a_queued_message_carries_the_trace_but_not_the_dsns_key(redis_url, redi
     """Sentry's Dramatiq integration wrote the DSN's public key (``sentry-public_key=…`` in its
     baggage) into every message, kept in the broker (dead letters for days)."""
     with SentryServer() as sentry:
-        done = subprocess.run([sys.executable, "-m", "tests.ops.sentry_enqueue_probe"], cwd=ROOT,
-                              env={**os.environ, **secret_env(sentry), "REDIS_URL": redis_url},
-                              capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr[-2000:]
+        printed = run_probe("tests.ops.sentry_enqueue_probe", sentry, REDIS_URL=redis_url)
         key = sentry.key
-    job_id = done.stdout.split()[-1]
+    job_id = printed.split()[-1]
     [(_, raw)] = [(name, value) for name, value in redis_client.hgetall("dramatiq:default.msgs").items()
                   if job_id in str(value)]
     headers = json.loads(raw)["options"]["_sentry_headers"]
@@ -114,12 +113,9 @@ def test_a_worker_reads_its_own_dsn_key_back_into_the_trace_headers(redis_url):
     """The key is taken out of what is queued; Sentry's trace context names it: a worker puts its
     own back before Sentry's middleware continues the trace."""
     with SentryServer() as sentry:
-        done = subprocess.run([sys.executable, "-m", "tests.ops.sentry_restore_probe"], cwd=ROOT,
-                              env={**os.environ, **secret_env(sentry), "REDIS_URL": redis_url},
-                              capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr[-2000:]
+        printed = run_probe("tests.ops.sentry_restore_probe", sentry, REDIS_URL=redis_url)
         key = sentry.key
-    seen = json.loads(done.stdout.splitlines()[-1])
+    seen = json.loads(printed.splitlines()[-1])
     assert seen["order"].index("SentryHeadersRestore") < seen["order"].index("SentryMiddleware")
     assert seen["order"].index("SentryMiddleware") < seen["order"].index("SentryHeadersScrub")
     assert seen["baggage"].endswith(f",sentry-public_key={key}") and "sentry-trace_id=" in seen["baggage"]

@@ -351,7 +351,7 @@ async def test_webhook_mode_delivers_updates_with_the_secret(
 ) -> None:
     from aiohttp import web
 
-    from tests.support.redis_server import free_port
+    from tests.support.local_http import serving
 
     received: list[tuple[str | None, dict]] = []
     got_one = asyncio.Event()
@@ -366,11 +366,7 @@ async def test_webhook_mode_delivers_updates_with_the_secret(
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving(app) as port:
         await tg_bot.set_webhook(f"http://127.0.0.1:{port}/hook", secret_token="s3cret")
         with pytest.raises(TelegramConflictError, match="webhook is active"):
             await tg_bot.get_updates()
@@ -385,5 +381,3 @@ async def test_webhook_mode_delivers_updates_with_the_secret(
         await tg_bot.delete_webhook()
         telegram_sandbox.inject(USER, "polling again")
         assert [u.message.text for u in await tg_bot.get_updates()] == ["polling again"]
-    finally:
-        await runner.cleanup()
