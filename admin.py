@@ -275,9 +275,11 @@ def status(as_json: bool) -> None:
     """Per-queue depth, delayed, in progress, dead, live workers, and the health score.
 
     Exit 1 when the health score is under 50 or an error/critical condition holds (work
-    waiting with no worker, a high failure rate, stale jobs, FACEIT refusing our key …).
+    waiting with no worker, a high failure rate, stale jobs, FACEIT refusing our key …), or such
+    an alert is still open (as alerts --open says).
     """
     from queues.manager import get_queue_manager
+    from queues.runtime import get_alert_store
 
     manager = get_queue_manager()
     stats = manager.queue_stats()
@@ -300,6 +302,12 @@ def status(as_json: bool) -> None:
             problem = True
         if any(c.get("level") in PROBLEM_LEVELS for c in health.get("components", [])):
             problem = True
+    # A condition the rules can no longer judge (a failure rate with too few jobs since) leaves the
+    # score, but its alert stays open: status said fine where alerts --open said a problem.
+    open_now = get_alert_store().open_alerts()
+    data["open_alerts"] = {"count": len(open_now), "summary": open_summary(open_now)}
+    if any(a.level in PROBLEM_LEVELS for a in open_now):
+        problem = True
     data["problem"] = problem
     if as_json:
         emit_json(data)
@@ -346,6 +354,7 @@ def _print_status(data: dict[str, Any]) -> None:
                       markup=False)
         if health.get("error"):
             out.print(shown(f"  (health unavailable: {health['error']})"), markup=False)
+    out.print(f"open conditions: {data['open_alerts']['summary']}")
 
 
 # --- alerts ------------------------------------------------------------------------------------

@@ -58,6 +58,21 @@ def test_status_is_ok_with_workers_and_reports_health(live_pool, manager):
     assert all(q["workers"] == 1 for q in data["queues"].values())
     assert data["health"]["health_score"] >= 95 and data["problem"] is False
     assert len(data["workers"]) == 1
+    assert data["open_alerts"] == {"count": 0, "summary": "0"}
+
+
+def test_status_says_a_problem_while_an_error_alert_is_open_as_alerts_does(live_pool, manager):
+    """A failure-rate alert that the rules can no longer judge (too few jobs since) stays open but
+    leaves the score: status exited 0 where alerts --open exited 1."""
+    from queues.runtime import get_alert_store
+
+    store = get_alert_store()
+    store.fire("error", "monitor", "queue default: 50% of jobs failed", rule="failure_rate", subject="default")
+    result = run("status")
+    assert result.exit_code == 1 and "open conditions: 1 (1 error)" in result.stdout, result.stdout
+    assert run("alerts", "--open").exit_code == 1
+    store.resolve("failure_rate", "default", "resolved")
+    assert run("status").exit_code == 0
 
 
 def test_test_command_passes_on_every_queue_with_latency(live_pool, manager):
