@@ -41,6 +41,8 @@ L: dict[str, tuple[str, str]] = {
     "estimate_elo": ("Win chances: estimated from average Elo.", "Шансы на победу: оценка по среднему Elo."),
     "estimate_none": ("Win chances unknown (no Elo data).", "Шансы неизвестны (нет данных об Elo)."),
     "favourite": ("Favourite", "Фаворит"),
+    # The same labels inside a line, lower case as the other labels there ("ср. Elo", "карта").
+    "favourite_in_line": ("favourite", "фаворит"),
     "even": ("Even match", "Равный матч"),
     "player": ("Player", "Игрок"),
     "form_hint": ("K/D, ADR, Rt (estimated HLTV 2.0 rating): last 20 matches. Form: last 5, oldest on the left.",
@@ -72,6 +74,7 @@ L: dict[str, tuple[str, str]] = {
     "finished_note": ("This match is over, so here is the result instead of a forecast.",
                       "Матч уже сыгран — вместо прогноза показываю результат."),
     "winner": ("Winner", "Победитель"),
+    "winner_in_line": ("winner", "победитель"),
     "best_player": ("Best player", "Лучший игрок"),
     "no_stats": ("No detailed statistics for this match.", "Подробной статистики по матчу нет."),
     "player_report": ("Player report", "Отчёт по игроку"),
@@ -556,14 +559,14 @@ def render_bulk(data: dict[str, Any], lang: str) -> str:
                 f"{t('versus', lang)} {e(a['faction2'])} · {t('avg_elo', lang)} {fmt_int(a['elo1'], lang)} / {fmt_int(a['elo2'], lang)}"
                 + (f" · {t('win_chance', lang)} {fmt_pct(chances[0], lang)} / {fmt_pct(chances[1], lang)}"
                    if known else "")
-                + (f" · {t('favourite', lang)} <b>{e(a[fav])}</b>" if fav else "")
+                + (f" · {t('favourite_in_line', lang)} <b>{e(a[fav])}</b>" if fav else "")
                 + (f" · {maps_label} {e(', '.join(map_label(m) for m in picked))}" if picked else "")
             )
         elif item["outcome"] == "finished":
             r = item["summary"]
             winner = r.get("winner_name")
             lines.append(f"• {_link(r.get('faceit_url'), short_match_id(r['match_id']), lang)}: {t('finished', lang)}"
-                         + (f" · {t('winner', lang)} <b>{e(winner)}</b>" if winner else "")
+                         + (f" · {t('winner_in_line', lang)} <b>{e(winner)}</b>" if winner else "")
                          + (" · " + ", ".join(f"{e(m['label'])} {fmt_score(m['score'], lang)}" for m in r["maps"])
                             if r.get("maps") else ""))
         else:

@@ -239,8 +239,8 @@ def test_a_bulk_lines_score_reads_from_the_winner_it_names() -> None:
     summary = services.bulk_summary("finished", _finished_match())
     bulk = {"total": 1, "analysed": 1, "failed": 0,
             "matches": [{"ref": "1-x", "match_id": "1-x", "outcome": "finished", "summary": summary}]}
-    assert ": finished · Winner <b>team_2</b> · Inferno 13:9" in render.render_bulk(bulk, "en")
-    assert ": завершён · Победитель <b>team_2</b> · Inferno 13:9" in render.render_bulk(bulk, "ru")
+    assert ": finished · winner <b>team_2</b> · Inferno 13:9" in render.render_bulk(bulk, "en")
+    assert ": завершён · победитель <b>team_2</b> · Inferno 13:9" in render.render_bulk(bulk, "ru")
 
 
 def test_a_notifications_score_reads_from_the_followed_players_team() -> None:

@@ -179,12 +179,12 @@ def test_a_bulk_line_starts_with_a_short_link_and_names_its_figures() -> None:
     en, ru = render.render_bulk(bulk, "en"), render.render_bulk(bulk, "ru")
     line, failed = _visible(en).splitlines()[1:3]
     assert line == ("• 1-28caa46d…: team_move vs team_ezvexmo · avg Elo 1360 / 1396 · win chance 42% / 58% · "
-                    "Favourite team_ezvexmo · map Nuke")
+                    "favourite team_ezvexmo · map Nuke")  # (lower case mid-line, as its other labels)
     assert f'<a href="https://www.faceit.com/en/cs2/room/{MATCH_ID}">1-28caa46d…</a>' in en  # still a link
     assert failed == "• 1-00000000…: ❌ FACEIT has no match “1-00000000…”."
     assert missing in en  # in the link to its room, not in the text
     assert ("• 1-28caa46d…: team_move — team_ezvexmo · ср. Elo 1360 / 1396 · шанс на победу 42% / 58% · "
-            "Фаворит team_ezvexmo · карта Nuke") in _visible(ru)
+            "фаворит team_ezvexmo · карта Nuke") in _visible(ru)
     assert "❌ Матч «1-00000000…» на FACEIT не найден." in _visible(ru)
 
 

@@ -253,7 +253,7 @@ def test_a_bulk_line_shows_an_unknown_map_score_as_a_question_mark() -> None:
     assert summary["maps"] == [{"label": "Nuke", "score": [None, None]}, {"label": "Mirage", "score": [13, 9]}]
     bulk = {"total": 1, "analysed": 1, "failed": 0,
             "matches": [{"ref": "1-x", "match_id": "1-x", "outcome": "finished", "summary": summary}]}
-    assert "finished · Winner <b>B</b> · Nuke ?:?, Mirage 13:9" in render.render_bulk(bulk, "en")
+    assert "finished · winner <b>B</b> · Nuke ?:?, Mirage 13:9" in render.render_bulk(bulk, "en")
 
 
 async def test_bulk_analysis_reports_each_match(sandbox: FaceitSandbox, progress: ProgressLog) -> None:
