@@ -13,6 +13,7 @@ reaches a log line, a repr or an error message. (The bot token in log lines: :mo
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -210,7 +211,8 @@ def check_redis_url(value: str) -> None:
         raise ValueError(f"a URL redis-py can read (unknown option {', '.join(map(repr, unknown))})")
 
 
-def _redis_url_options(connection_class: Any) -> set[str]:
+@functools.cache
+def _redis_url_options(connection_class: Any) -> frozenset[str]:
     """The options a Redis URL may carry: what both redis-py's pools and its connections of the
     URL's kind take, sync and asyncio (every process here opens both)."""
     import inspect
@@ -225,8 +227,8 @@ def _redis_url_options(connection_class: Any) -> set[str]:
 
     sync_class = connection_class or redis.connection.Connection
     async_class = getattr(redis.asyncio.connection, sync_class.__name__, redis.asyncio.connection.Connection)
-    return ((taken(sync_class) & taken(async_class))
-            | (taken(redis.connection.ConnectionPool) & taken(redis.asyncio.connection.ConnectionPool)))
+    return frozenset((taken(sync_class) & taken(async_class))
+                     | (taken(redis.connection.ConnectionPool) & taken(redis.asyncio.connection.ConnectionPool)))
 
 
 SENTINEL_PORT = 26379  # Sentinel's own port, taken when a REDIS_SENTINELS item names none

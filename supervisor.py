@@ -100,6 +100,11 @@ def wait_for_port(port: int, timeout: float = 20) -> bool:
     return False
 
 
+def restart_delay(restarts: int) -> float:
+    """Seconds before starting again what exited ``restarts`` times in a row: 1, 2, 4 … at most 30."""
+    return min(30.0, 2.0 ** restarts)
+
+
 class Supervisor:
     """Starts the children, relays their output, restarts the dead, stops all on a signal."""
 
@@ -156,7 +161,7 @@ class Supervisor:
                         continue
                     if now - child.started_at > 60:
                         child.restarts = 0  # it had been healthy for a while
-                    delay = min(30.0, 2.0 ** child.restarts)
+                    delay = restart_delay(child.restarts)
                     child.restarts += 1
                     child.next_start = now + delay
                     self.say("supervisor", f"{child.name} exited with {code}; restarting in {delay:.0f} s")
@@ -183,7 +188,7 @@ class Supervisor:
         try:
             server.start()
         except (OSError, RuntimeError) as exc:
-            delay = min(30.0, 2.0 ** self._redis_restarts)
+            delay = restart_delay(self._redis_restarts)
             self._redis_restarts += 1
             self._redis_next_start = time.monotonic() + delay
             self.say("supervisor", f"Redis did not start ({exc}); trying again in {delay:.0f} s")

@@ -501,12 +501,13 @@ async def _send_part_to(res: DeliveryResources, job_id: str, chat_id: int, part:
             return await call()
         return run
 
+    async def send_photo(photo: bytes, caption: str | None, html: bool = True) -> None:
+        await sender.call(chat_id, request(lambda: api.send_photo(chat_id, photo, caption=caption, thread_id=thread_id,
+                                                                  reply_to=reply_to, html=html)), job_id=job_id)
+
     try:
         if part.photo is not None:
-            photo = part.photo
-            await sender.call(chat_id, request(lambda: api.send_photo(chat_id, photo, caption=part.text or None,
-                                                                      thread_id=thread_id, reply_to=reply_to)),
-                              job_id=job_id)
+            await send_photo(part.photo, part.text or None)
             return True
         await _edit_else_send(
             res, job_id, chat_id, request,
@@ -527,10 +528,7 @@ async def _send_part_to(res: DeliveryResources, job_id: str, chat_id: int, part:
                     "link_preview_options": NO_PREVIEW, "reply_parameters": reply_to_json(reply_to) if reply_to else None}
             try:
                 if part.photo is not None:
-                    photo = part.photo
-                    await sender.call(chat_id, request(lambda: api.send_photo(
-                        chat_id, photo, caption=plain[:CAPTION_LIMIT] or None, thread_id=thread_id, reply_to=reply_to,
-                        html=False)), job_id=job_id)
+                    await send_photo(part.photo, plain[:CAPTION_LIMIT] or None, html=False)
                     return True
                 await _edit_else_send(res, job_id, chat_id, request,
                                       (lambda: api.call("editMessageText", edit)) if part.replace and message_id else None,

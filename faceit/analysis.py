@@ -525,9 +525,6 @@ def _best_over_match(maps: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The player with the best K/D over the whole match, ADR breaking ties: in a best of three,
     kills over deaths of every map (ADR weighted by each map's rounds), so one good map of three
     does not make the best player. A single map keeps FACEIT's own K/D and ADR as shown."""
-    if len(maps) == 1:
-        everyone = [p for t in maps[0]["teams"] for p in t["players"]]
-        return max(everyone, key=lambda p: ((p["kd"] or 0.0), (p["adr"] or 0.0)), default=None)
     lines: dict[str, list[tuple[dict[str, Any], int]]] = {}
     for m in maps:
         for t in m["teams"]:
@@ -542,8 +539,9 @@ def _best_over_match(maps: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _match_kd(lines: list[dict[str, Any]]) -> float:
-    """Kills over deaths summed over maps (a map's K/D alone where its kills or deaths are missing)."""
-    if all(p["kills"] is not None and p["deaths"] is not None for p in lines):
+    """Kills over deaths summed over maps; one map's, or where kills or deaths are missing, FACEIT's
+    own K/D (of each map, averaged)."""
+    if len(lines) > 1 and all(p["kills"] is not None and p["deaths"] is not None for p in lines):
         return sum(p["kills"] for p in lines) / max(1, sum(p["deaths"] for p in lines))
     known = [p["kd"] for p in lines if p["kd"] is not None]
     return sum(known) / len(known) if known else 0.0

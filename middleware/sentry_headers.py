@@ -56,11 +56,11 @@ class SentryHeadersRestore(dramatiq.Middleware):
 
 
 def _own_public_key() -> str:
+    """The key of this process's DSN, as sentry-sdk parsed it at init ("" without Sentry)."""
     import sentry_sdk
-    from sentry_sdk.utils import Dsn
 
-    dsn = sentry_sdk.get_client().dsn
-    return Dsn(dsn).public_key if dsn else ""
+    parsed = sentry_sdk.get_client().parsed_dsn
+    return parsed.public_key if parsed is not None else ""
 
 
 def add_sentry_header_restore(broker: dramatiq.Broker) -> None:

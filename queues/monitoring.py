@@ -254,9 +254,10 @@ class QueueMonitor:
         counts = self._outcome_counts(names, now)
         queues = {}
         all_stats, broker_error = manager.queue_stats_known(by_queue)
-        # RabbitMQ's queues cannot be looked into: every queue's oldest waiting job from one read
-        # of the job records.
-        oldest = self._oldest_queued_ages(names, now) if self.settings.broker != "redis" else None
+        # RabbitMQ's queues cannot be looked into: the oldest waiting job of every queue that holds
+        # any (or is not known to hold none) from one read of the job records.
+        oldest = (self._oldest_queued_ages([n for n in names if all_stats[n].waiting != 0], now)
+                  if self.settings.broker != "redis" else None)
         for name in names:
             stats = all_stats[name]
             succeeded, failed = counts[name].get("succeeded", 0), counts[name].get("failed", 0)
@@ -353,11 +354,14 @@ class QueueMonitor:
         """For each queue of ``names``, how long its longest-waiting job record still ``queued``
         has been ready (its latest of enqueue, requeue and retry times): the status index, scored
         by enqueue time, read oldest first a page of :data:`OLDEST_SCAN` at a time until every
-        queue has one or the index ends (a backlog on one queue no longer hides another's). A
-        queue with none is left out. Without it ``stale_jobs`` never fired on RabbitMQ, nor
+        queue has one or the index ends (a backlog on one queue no longer hides another's): the
+        caller names only queues that hold messages, so an empty one never makes it read the whole
+        index. A queue with none is left out. Without it ``stale_jobs`` never fired on RabbitMQ, nor
         ``wait_time`` for a queue where nothing starts (it has no p95)."""
         index, wanted = self.jobs.index_key("status", "queued"), set(names)
         ready_since: dict[str, float] = {}
+        if not wanted:  # (a queue that holds nothing has no oldest job: no read)
+            return ready_since
         for start in range(0, self.jobs.index_limit, OLDEST_SCAN):
             found = self.client.zrange(index, start, start + OLDEST_SCAN - 1)
             if not found:

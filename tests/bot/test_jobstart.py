@@ -440,6 +440,7 @@ async def test_the_queues_health_is_judged_now_as_their_counts_are(services, red
     assert monitor.get_system_health_summary()["health_score"] == 13  # what the dashboard shows until the next tick
     overview = await services.queue_overview()
     assert overview["health"]["health_score"] != 13
+    assert overview["health"]["time"] > stale["time"]  # collected now, not the snapshot read back
     assert "queue high is served by no live worker" not in overview["health"]["reasons"]
 
 

@@ -153,11 +153,9 @@ def test_a_job_waiting_too_long_on_rabbitmq_raises_the_stale_jobs_alert(rabbit, 
         redis_client.zadd(index, {handle_id: now - age})
 
     try:
-        # A backlog on low longer than a page of the scan (records alone: the scan reads records).
+        # A backlog on low longer than a page of the scan.
         for i in range(OLDEST_SCAN + 5):
-            job = rabbit_manager.prepare_job("t_low")
-            rabbit_manager.jobs.create_from(job.create_args)
-            aged(job.job_id, 3600 - i)
+            aged(rabbit_manager.enqueue_job("t_low").id, 3600 - i)
         high = rabbit_manager.enqueue_job("t_high")
         aged(high.id, 125)
         monkeypatch.setattr(dramatiq, "get_broker", lambda: rabbit_manager.broker)  # the monitor's, as in its process
@@ -209,9 +207,14 @@ def test_a_short_heartbeat_renews_the_connection_sooner(rabbit, redis_url):
     try:
         assert broker.channel.is_open  # (this thread's connection, open)
         assert broker._renew_after() == 2.0
-        assert IdleSafeRabbitmqBroker(url=rabbit.url, middleware=[]).idle_renew == 25.0  # (before any connection)
     finally:
         broker.close()
+    usual = IdleSafeRabbitmqBroker(url=rabbit.url, middleware=[])  # RabbitMQ's default heartbeat, 60 s
+    try:
+        assert usual.channel.is_open
+        assert usual._renew_after() == usual.idle_renew == 25.0  # (25 s is under half of 60)
+    finally:
+        usual.close()
 
 
 def test_clear_cancels_the_dropped_jobs_on_rabbitmq_too(rabbit, rabbit_manager):
