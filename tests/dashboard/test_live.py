@@ -26,8 +26,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 
+# Skipped only outside CI: in CI (``CI`` set, as ``.ci/run`` runs) a missing browser fails the test,
+# so the one check that drives the dashboard as an operator does is never passed over unnoticed.
 needs_chromium = pytest.mark.skipif(
-    not os.access(CHROMIUM, os.X_OK),
+    not os.access(CHROMIUM, os.X_OK) and not os.environ.get("CI"),
     reason=f"no browser at {CHROMIUM}: install Debian's chromium (make browser) to run the browser test",
 )
 
