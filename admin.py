@@ -8,8 +8,9 @@ command                                    what it does
 ``alerts --hours N [--level L] [--open]``  recent alerts (fired and resolved)
 ``test [--timeout S]``                     a probe job per queue: pass/fail and latency
 ``report --hours N [--output FILE]``       JSON: throughput, failures, latency, alerts
-``requeue [--queue Q] [--job ID] [--all]``  send failed jobs again
-``clear QUEUE… [--yes]``                   drop waiting and delayed jobs (asks first)
+``requeue [--queue Q] [--job ID] [--all]``  send failed jobs again (every one with no option)
+``clear [QUEUE…] [--yes]``                 drop waiting and delayed jobs (every queue with none
+                                           named; asks first)
 ``job JOB_ID``                             the whole record, attempts and traceback
 ``workers [--all]``                        live worker processes
 ``purge-dead [--older-than 2h] [--yes]``   drop dead-lettered messages (asks first)
@@ -182,6 +183,12 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
+def queue_words(values: tuple[str, ...]) -> list[str]:
+    """The queue names in ``--queues`` values and the words that follow them: each may hold
+    several, separated by commas or spaces (``-q high,default``, ``-q "high default"``)."""
+    return [name for value in values for name in value.replace(",", " ").split()]
+
+
 def resolve_queue(name: str) -> str:
     """``high``/``default``/``low`` (with or without QUEUE_NAME_PREFIX) → the broker queue name."""
     found = known_queue(name, get_settings())
@@ -244,14 +251,20 @@ def cli() -> None:
               help="Worker processes (default QUEUE_MAX_WORKERS).")
 @click.option("--threads", "-t", type=click.IntRange(min=1), default=None,
               help="Threads per process (default QUEUE_WORKER_THREADS).")
-@click.option("--queues", "-q", multiple=True, help="Queues to consume: high, default, low (default all).")
+@click.option("--queues", "-q", multiple=True,
+              help="Queues to consume: high, default, low (default all); several may follow one --queues.")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@click.argument("more_queues", nargs=-1, metavar="[QUEUES]...")
 @handles_errors
-def work(workers: int | None, threads: int | None, queues: tuple[str, ...], verbose: bool) -> None:
-    """Run a worker pool: ``dramatiq actors`` with our settings (replaces this process)."""
+def work(workers: int | None, threads: int | None, queues: tuple[str, ...], verbose: bool,
+         more_queues: tuple[str, ...]) -> None:
+    """Run a worker pool: ``dramatiq actors`` with our settings (replaces this process).
+
+    ``--queues high default`` (the first version's form, and ``dramatiq``'s) names both queues:
+    the words after the option's first are taken as queues too."""
     settings = get_settings()
     names = []
-    for item in [q for part in queues for q in part.replace(",", " ").split()]:
+    for item in queue_words(queues + more_queues):
         found = known_queue(item, settings)
         if found is None:
             fail(f"unknown queue {item!r} (expected high, default or low)", EXIT_USAGE)
@@ -420,10 +433,12 @@ def open_summary(open_now: list[Any]) -> str:
 @cli.command("test")
 @click.option("--timeout", type=Amount("seconds", MAX_SECONDS), default=None,
               help="Seconds to wait for every probe (default QUEUE_BURST_TIMEOUT, 60).")
-@click.option("--queues", "-q", multiple=True, help="Only these queues (default all).")
+@click.option("--queues", "-q", multiple=True,
+              help="Only these queues (default all); several may follow one --queues.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.argument("more_queues", nargs=-1, metavar="[QUEUES]...")
 @handles_errors
-def test_probe(timeout: float | None, queues: tuple[str, ...], as_json: bool) -> None:
+def test_probe(timeout: float | None, queues: tuple[str, ...], as_json: bool, more_queues: tuple[str, ...]) -> None:
     """Send a probe job to each queue, wait, print pass/fail and latency. Exit 1 if any fails."""
     from actors.probe import PROBES
     from queues.manager import get_queue_manager
@@ -433,7 +448,7 @@ def test_probe(timeout: float | None, queues: tuple[str, ...], as_json: bool) ->
     if timeout is None:
         timeout = float(settings.queue_burst_timeout)
     manager = get_queue_manager()
-    wanted = [resolve_queue(q) for part in queues for q in part.replace(",", " ").split()]
+    wanted = [resolve_queue(q) for q in queue_words(queues + more_queues)]
     sent = []
     for priority in QueuePriority:
         if wanted and queue_name(priority, settings) not in wanted:
@@ -513,11 +528,12 @@ def report(hours: float, output: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handles_errors
 def requeue(queue: str | None, job_id: str | None, all_: bool, include_canceled: bool, as_json: bool) -> None:
-    """Send failed jobs again with fresh counters (say which: --job, --queue or --all)."""
+    """Send failed jobs again with fresh counters: --job one, --queue a queue's, or every failed
+    job (--all, or no option, as the first version's ``requeue``)."""
     from queues.manager import get_queue_manager
 
-    if sum(bool(x) for x in (queue, job_id, all_)) != 1:
-        raise click.UsageError("say which jobs: exactly one of --job ID, --queue Q or --all")
+    if sum(bool(x) for x in (queue, job_id, all_)) > 1:
+        raise click.UsageError("say which jobs: one of --job ID, --queue Q or --all")
     manager = get_queue_manager()
     if job_id:
         record = find_job(manager, job_id)
@@ -545,12 +561,13 @@ def requeue(queue: str | None, job_id: str | None, all_: bool, include_canceled:
 
 
 @cli.command()
-@click.argument("queues", nargs=-1, required=True)
-@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@click.argument("queues", nargs=-1)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask (needed where nobody can answer, as in a script).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handles_errors
 def clear(queues: tuple[str, ...], yes: bool, as_json: bool) -> None:
-    """Drop every waiting and delayed job of QUEUES (high, default, low, or all). Asks first.
+    """Drop every waiting and delayed job of QUEUES (high, default, low, or all; all when none
+    is named). Asks first, unless --yes.
 
     The dropped jobs' records are marked canceled, so users are not left waiting for them (requeue
     --include-canceled sends them again). Dead letters stay (see purge-dead), jobs already running
@@ -562,7 +579,7 @@ def clear(queues: tuple[str, ...], yes: bool, as_json: bool) -> None:
 
     settings = get_settings()
     names: list[str] = []
-    for item in queues:
+    for item in queues or ("all",):
         for name in (all_queue_names(settings) if item == "all" else [resolve_queue(item)]):
             if name not in names:
                 names.append(name)
@@ -571,7 +588,12 @@ def clear(queues: tuple[str, ...], yes: bool, as_json: bool) -> None:
     total = sum(stats[n].waiting + (stats[n].delayed or 0) for n in names)
     if not yes:
         prompt = f"Drop {total} waiting and delayed job(s) from {', '.join(names)}?"
-        if not click.confirm(prompt, default=False, err=True):
+        try:
+            agreed = click.confirm(prompt, default=False, err=True)
+        except click.Abort:  # no answer to read (a script, stdin closed) or Ctrl-C
+            click.echo("", err=True)
+            fail("nothing cleared: no answer (--yes clears without asking)")
+        if not agreed:
             click.echo("nothing cleared", err=True)
             sys.exit(EXIT_PROBLEM)
     cleared, canceled = manager.clear_and_cancel(*names)

@@ -107,7 +107,7 @@ def test_a_report_to_a_missing_folder_is_one_line_before_any_work(fresh, tmp_pat
     assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
 
 
-@pytest.mark.parametrize("args", [("alerts", "--level", "loud"), ("nosuch",), ("clear",), ("job",),
+@pytest.mark.parametrize("args", [("alerts", "--level", "loud"), ("nosuch",), ("clear", "medium"), ("job",),
                                   ("report", "--hours", "soon")])
 def test_a_usage_error_is_one_line_and_exit_2(args):
     done = admin_process(*args)
@@ -193,8 +193,21 @@ def test_clear_asks_first_and_marks_dropped_jobs_canceled(manager):
     assert manager.get_job(kept).status == "queued"
     data = run_json("clear", "all", "--yes")
     assert data["cleared"]["high"] == 1 and data["records_canceled"] == 1
-    assert run("clear").exit_code == 2
     assert run("clear", "medium", "--yes").exit_code == 2
+
+
+def test_clear_with_no_queue_named_asks_about_all_and_needs_an_answer(manager):
+    """The first version's ``clear`` took no queue to mean every queue (ours refused: "Missing
+    argument"); with nobody to answer its question (a script, stdin closed) it says --yes."""
+    ids = [manager.enqueue_job(actor, sent_at=time.time()).id for actor in ("probe_high", "probe_low")]
+    declined = run("clear", input="n\n")
+    assert declined.exit_code == 1 and "from high, default, low?" in declined.stderr
+    unanswered = run("clear", input="")
+    assert unanswered.exit_code == 1 and "nothing cleared: no answer (--yes clears without asking)" in unanswered.stderr
+    assert {manager.get_job(i).status for i in ids} == {"queued"}
+    result = run("clear", input="y\n")
+    assert result.exit_code == 0 and "high: dropped 1 job(s)" in result.stdout and "low: dropped 1 job(s)" in result.stdout
+    assert {manager.get_job(i).status for i in ids} == {"canceled"}
 
 
 def test_workers_exits_1_when_none_is_live(fresh):

@@ -6,6 +6,11 @@ Fast: no worker runs here (the commands only read or drop what is in the test Re
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -13,7 +18,8 @@ from click.testing import CliRunner
 
 import admin
 from admin import cli
-from tests.ops.conftest import reset_singletons
+from tests.ops.conftest import reset_singletons, wait_until
+from tests.support.workers import ROOT
 
 
 @pytest.fixture(autouse=True)
@@ -69,18 +75,47 @@ def test_requeue_and_purge_dead_take_the_bare_queue_name(fresh, env_override) ->
     assert json.loads(result.stdout)["purged"] == {"llow": 0}
 
 
-def test_work_consumes_the_prefixed_queue_of_a_bare_name(env_override, monkeypatch) -> None:
+def worker_command_line(*args: str, **env: str) -> list[str]:
+    """``admin.py work ARGS`` run for real: the command line of the ``dramatiq`` pool it replaces
+    itself with, read from ``/proc``, then the pool is killed. Its Redis is a port nobody listens
+    on, so the pool never reaches a real one (nothing of it is left for other tests to see)."""
+    child = subprocess.Popen([sys.executable, "admin.py", "work", *args], cwd=ROOT,
+                             env={**os.environ, **env, "REDIS_URL": "redis://127.0.0.1:1/0"},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    cmdline = Path(f"/proc/{child.pid}/cmdline")
+
+    def became_dramatiq() -> bool:
+        if child.poll() is not None:
+            raise AssertionError(f"admin.py work ended ({child.returncode}): {child.stderr.read()!r}")
+        return b"dramatiq" in cmdline.read_bytes()
+
+    try:
+        wait_until(became_dramatiq, timeout=30)
+        return cmdline.read_bytes().decode().split("\0")[:-1]
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        child.stderr.close()
+
+
+def test_work_consumes_the_prefixed_queue_of_a_bare_name(env_override) -> None:
     """``work -q high`` with the prefix ``h`` was refused; it must start a pool on ``hhigh``."""
-    env_override(QUEUE_NAME_PREFIX="h", QUEUE_WORKER_THREADS="3")
-    started: list[list[str]] = []
-    monkeypatch.setattr(admin.os, "execv", lambda path, argv: started.append(list(argv)))
-    result = run("work", "-q", "high", "-q", "hlow,default")
-    assert result.exit_code == 0, (result.stdout, result.stderr)
-    [argv] = started
+    argv = worker_command_line("-q", "high", "-q", "hlow,default", QUEUE_NAME_PREFIX="h", QUEUE_WORKER_THREADS="3")
     assert argv[argv.index("--queues") + 1:] == ["hhigh", "hlow", "hdefault"]
     assert argv[argv.index("--threads") + 1] == "3"
+    env_override(QUEUE_NAME_PREFIX="h")
     result = run("work", "-q", "igh")
     assert result.exit_code == 2 and "unknown queue 'igh'" in result.stderr
+
+
+def test_work_takes_several_queues_after_one_option_as_the_first_version_did() -> None:
+    """``work --workers 2 --queues high default`` (the first version's guide, and ``dramatiq``'s own
+    form) was refused: "Got unexpected extra argument (default)"."""
+    argv = worker_command_line("--workers", "2", "--queues", "high", "default", "--verbose")
+    assert argv[argv.index("--queues") + 1:argv.index("--verbose")] == ["high", "default"]
+    assert argv[argv.index("--processes") + 1] == "2"
+    result = run("work", "--queues", "high", "medium")
+    assert result.exit_code == 2 and "unknown queue 'medium'" in result.stderr
 
 
 def test_run_help_lists_the_supervisors_options() -> None:
