@@ -23,11 +23,24 @@ import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 import redis
 
-LEVELS = ("info", "warning", "error", "critical")
+
+class AlertLevel(StrEnum):
+    """An alert's level. A ``str`` (``AlertLevel.ERROR == "error"``, written to JSON as
+    ``"error"``), so plain strings work wherever a level is taken; ``alert.level.value`` is the
+    first version's way to read one."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+LEVELS = tuple(level.value for level in AlertLevel)  # lowest first
 STATES = ("fired", "resolved")
 
 #: The most entries the alert log keeps (the newest; older ones go when an alert is added),
@@ -49,6 +62,11 @@ class Alert:
     state: str = "fired"
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A level this version knows is an AlertLevel (one a newer version wrote stays as read).
+        if self.level in LEVELS:
+            self.level = AlertLevel(self.level)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -275,9 +275,12 @@ class QueueManager:
         except rabbit_failures() as exc:  # Dramatiq already tried again on a new connection
             raise rabbitmq_unreachable(self.settings.rabbitmq_url, exc) from None
 
-    def enqueue_job(self, actor: Any, **options: Any) -> JobHandle:
-        """Enqueue ``actor(**kwargs)`` now (:meth:`prepare_job` takes the same arguments)."""
-        return self.submit(self.prepare_job(actor, **options))
+    def enqueue_job(self, actor: Any = None, /, *, func: Any = None, **options: Any) -> JobHandle:
+        """Enqueue ``actor(**kwargs)`` now (:meth:`prepare_job` takes the same arguments). The actor
+        (or its name) comes first, or as ``func=`` (the first version's keyword), not both."""
+        if (actor is None) == (func is None):
+            raise TypeError("enqueue_job() takes the actor first or as func=, once")
+        return self.submit(self.prepare_job(actor if func is None else func, **options))
 
     def _position(self, queue: str) -> int:
         """How many messages wait in ``queue`` (the new job is among them); on RabbitMQ its ready

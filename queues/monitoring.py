@@ -54,7 +54,7 @@ from queues.alert_rules import (
     system_failure_rate,
     undecided,
 )
-from queues.alerts import Alert, AlertStore
+from queues.alerts import Alert, AlertLevel, AlertStore
 from queues.connection import as_text
 from queues.dramatiq_keys import messages_key, queue_key
 from queues.jobstore import JobRecord, JobStore
@@ -775,6 +775,14 @@ class QueueMonitor:
 
     def open_alerts(self) -> list[Alert]:
         return self.alerts.open_alerts()
+
+    async def _create_alert(self, level: AlertLevel | str, message: str, **extra: Any) -> bool:
+        """Raise an alert of one's own from code (the first version's call:
+        ``await monitor._create_alert(AlertLevel.ERROR, "…")``): written to the alert log and sent
+        to the sinks (Sentry, the admins on Telegram) as the monitor's own are, source
+        ``monitor``. ``extra``: ``rule`` and ``subject`` make it a condition alert, fired once per
+        window while it holds. False when it was a duplicate and dropped."""
+        return self.alerts.fire(AlertLevel(level), "monitor", message, **extra)
 
     def series(self, metric: str, queue: str | None = None, since_seconds: float = 3600,
                buckets: int = 60) -> list[dict[str, Any]]:
