@@ -324,6 +324,15 @@ def build_children(args: argparse.Namespace, settings: Any) -> tuple[list[Child]
     return children, extra, notes
 
 
+def unread_dotenv_note(folder: Path) -> str | None:
+    """What to say when ``folder`` holds a ``.env``: only Compose reads one, so a token or Redis
+    written there is not used by ``make run``, which would quietly run the sandboxes instead (the
+    first version's guide told operators to put their settings in ``.env``)."""
+    if not (folder / ".env").is_file():
+        return None
+    return ".env: not read by make run (Compose reads it); to use it: set -a; . ./.env; set +a; make run"
+
+
 #: The exit status of a bad option or RUN_* variable (a usage error, as ``admin.py`` has it).
 EXIT_USAGE = 2
 
@@ -424,6 +433,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         from settings import redact_url
 
         notes.append(f"admin tool: REDIS_URL={redact_url(redis_server.url)} .venv/bin/python admin.py status")
+    dotenv = unread_dotenv_note(Path.cwd())
+    if dotenv:
+        notes.append(dotenv)
     for line in [*notes, "Ctrl-C stops everything (running jobs finish first; Ctrl-C again: at once)."]:
         supervisor.say("supervisor", line)
     try:

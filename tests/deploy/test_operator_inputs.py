@@ -171,3 +171,20 @@ def test_the_readmes_retry_example_follows_the_retry_schedule() -> None:
     for seconds, attempt, attempts in found:
         assert int(attempts) == retries + 1
         assert int(seconds) == delays[min(int(attempt) - 1, len(delays)) - 1]
+
+
+# --- .env ----------------------------------------------------------------------------------------
+
+
+def test_make_run_says_a_dotenv_beside_it_is_not_read(tmp_path) -> None:
+    """The first version's guide had operators put REDIS_URL and tokens in ``.env``; ``make run``
+    ignores it (only Compose reads one) and quietly ran the sandboxes. It now says how to use it."""
+    assert supervisor.unread_dotenv_note(tmp_path) is None
+    (tmp_path / ".env").write_text("TELEGRAM_BOT_TOKEN=123456:ABCdefGHIjkl_mnoPQR-stu\n")
+    note = supervisor.unread_dotenv_note(tmp_path)
+    assert note is not None and "set -a; . ./.env; set +a" in note
+    assert "ABCdef" not in note  # what the file holds is not said
+    # What the note tells operators to run does what it says: the shell exports the file's values.
+    shown = subprocess.run(["sh", "-c", "set -a; . ./.env; set +a; sh -c 'echo \"$TELEGRAM_BOT_TOKEN\"'"],
+                           cwd=tmp_path, capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    assert shown.stdout.strip() == "123456:ABCdefGHIjkl_mnoPQR-stu"
