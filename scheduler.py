@@ -21,7 +21,8 @@ alert_relay        QUEUE_MONITORING_INTERVAL  only with ``QUEUE_ENABLE_MONITORIN
                                               alerts workers fire, to the admins on Telegram
                                               (the monitor's tick does it otherwise)
 match_monitoring   MATCH_MONITORING_INTERVAL  ``enqueue_match_monitoring()``
-cache_update       hourly                     ``enqueue_cache_update("player", None)``
+cache_update       hourly                     ``enqueue_cache_update("player", None)`` (joins
+                                              a sweep still in flight)
 weekly_reports     every 15 min               a weekly ``analytics_report`` per subscribed user,
                                               due at Monday 09:00 in the zone the user chose
                                               with /tz (else UTC), or at the next check when
@@ -39,7 +40,11 @@ retention          daily 03:30                prune expired ids from job indexes
 Misfires: the last successful run of each task is kept in Redis (``scheduler:last_run``). A new
 leader schedules each task from that record: a task whose next run is already past runs once,
 now (coalesced: never zero times, never once per missed period), then keeps its schedule. A
-task with no record starts on its schedule (the monitor and match monitoring run at once).
+task with no record starts on its schedule (the monitor and match monitoring run at once). A run
+due while Redis does not answer is tried again within :data:`REDIS_SKIP_RETRY` (30 s), not a
+period later; a run cut short because its leader stepped down or stopped lets its dedupe key go,
+so the next leader makes it. A run that fails raises an ``error`` alert (rule
+``scheduler_task``), which the task's next good run resolves.
 
 Redis keys (under ``REDIS_KEY_PREFIX``): ``scheduler:leader``, ``scheduler:last_run`` (hash),
 ``scheduler:dedupe:<task>``, ``scheduler:history`` (newest 200 runs, JSON),
@@ -57,6 +62,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -65,6 +71,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import redis
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -249,9 +256,15 @@ async def task_match_monitoring(ctx: TaskContext) -> dict[str, Any]:
 
 
 async def task_cache_update(ctx: TaskContext) -> dict[str, Any]:
+    """A refresh of every followed player, unless one is still in flight (coalesced, as match
+    monitoring): while the low queue was not drained, one queued per hour, and when it was again
+    they ran back to back, each spending three FACEIT calls per player of the shared rate limit."""
     from queues.manager import get_queue_manager
 
     handle = await asyncio.to_thread(get_queue_manager().enqueue_cache_update, "player", None)
+    if handle.coalesced:
+        logger.info("cache update: run %s is still %s; none added", handle.id, handle.status)
+        return {"waiting": handle.id}
     return {"job_id": handle.id}
 
 
@@ -559,6 +572,18 @@ def default_tasks(settings: Settings) -> list[Task]:
     ]
 
 
+#: The longest wait before a run skipped because Redis did not answer is tried again (half the
+#: task's period when that is shorter): an hourly task, or the 03:30 retention, otherwise waited
+#: for its next period, a day for the retention.
+REDIS_SKIP_RETRY = 30.0
+
+#: Deletes a run's dedupe key if it still holds this scheduler's token (KEYS[1], ARGV[1]).
+_RELEASE_DEDUPE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
 # --- the service ------------------------------------------------------------------------------
 
 
@@ -566,7 +591,8 @@ class SchedulerService:
     """Leader election plus the leader's APScheduler. See the module docstring."""
 
     def __init__(self, settings: Settings, *, client: redis.Redis | None = None,
-                 tasks: list[Task] | None = None, lock_ttl: float | None = None) -> None:
+                 tasks: list[Task] | None = None, lock_ttl: float | None = None,
+                 redis_skip_retry: float = REDIS_SKIP_RETRY) -> None:
         from queues.runtime import get_redis
 
         self.settings = settings
@@ -574,6 +600,8 @@ class SchedulerService:
         self.keys = SchedulerKeys(settings.redis_key_prefix)
         self.tasks = {t.name: t for t in (tasks if tasks is not None else default_tasks(settings))}
         self.lock_ttl = lock_ttl or settings.scheduler_lock_ttl
+        #: The longest wait before a run skipped for Redis is tried again (:data:`REDIS_SKIP_RETRY`).
+        self.redis_skip_retry = redis_skip_retry
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lock = LeaderLock(self.client, self.keys.leader, self.lock_ttl, self.token)
         #: The weekly marks' compare-and-swap (:data:`_SWAP_MARK`), registered once.
@@ -674,6 +702,19 @@ class SchedulerService:
 
     async def run_task(self, name: str) -> dict[str, Any] | None:
         """Run ``name`` once unless another run of it happened within half its period."""
+        try:
+            return await self._run_once(name)
+        except asyncio.CancelledError:
+            # This scheduler stepped down or is stopping (APScheduler's shutdown cancels running
+            # jobs), maybe right after it set the run's dedupe key, which would have made the next
+            # leader skip the run as "already run" though it never finished: let the key go, so the
+            # run is made (at worst twice: every task is coalesced or idempotent). Ended here, not
+            # raised: APScheduler logs a cancelled job as an ERROR with a traceback (a Sentry event).
+            self._release_dedupe(name)
+            logger.info("task %s: stopped with this scheduler's lead; the next leader runs it", name)
+            return None
+
+    async def _run_once(self, name: str) -> dict[str, Any] | None:
         task = self.tasks[name]
         now = time.time()
         gap_ms = max(1, int(task.period * 500))
@@ -683,7 +724,8 @@ class SchedulerService:
             last = await asyncio.to_thread(self.client.hget, self.keys.last_run, name)
         except redis.RedisError:
             if name != "monitor":
-                logger.warning("task %s skipped: Redis unreachable", name)
+                retry = self._try_again_soon(task)
+                logger.warning("task %s skipped: Redis unreachable; trying again in %.0f s", name, retry)
                 return None
             fresh, last = True, None  # the monitor must run to report the outage
         if not fresh:
@@ -695,7 +737,8 @@ class SchedulerService:
         try:
             result = await task.fn(ctx)
         except Exception as exc:
-            # kept in Redis and shown by admin.py: the bot token scrubbed before the text is cut
+            # kept in Redis (scheduler:history) and raised as an alert: the bot token scrubbed
+            # before the text is cut
             outcome = f"error: {type(exc).__name__}: {error_text(exc, 200, _bot_token_of(self.settings))}"
             logger.exception("task %s failed", name)
         entry = {"task": name, "at": now, "leader": self.token, "outcome": outcome,
@@ -709,7 +752,50 @@ class SchedulerService:
             await asyncio.to_thread(pipe.execute)
         except redis.RedisError:
             pass
+        await asyncio.to_thread(self._say_outcome, name, outcome)
         return entry
+
+    def _say_outcome(self, name: str, outcome: str) -> None:
+        """A failed run raises an ``error`` alert (rule ``scheduler_task``, one per task, once per
+        window while it keeps failing), resolved by the task's next good run: a task that failed
+        every time (the weekly summaries, the retention) showed only in the log. A Redis error
+        here is logged: the monitor reports Redis itself."""
+        from queues.runtime import get_alert_store
+
+        try:
+            alerts = get_alert_store(self.settings)
+            if outcome == "ok":
+                alerts.resolve("scheduler_task", name)
+            else:
+                error = outcome.removeprefix("error: ")
+                alerts.fire("error", "scheduler", f"scheduled task {name} failed: {error}",
+                            rule="scheduler_task", subject=name, details={"error": error})
+        except redis.RedisError as exc:  # a good run's resolve is tried again at the next one
+            if outcome != "ok":
+                logger.warning("task %s: its alert could not be written (%s)", name, type(exc).__name__)
+
+    def _release_dedupe(self, name: str) -> None:
+        """Let go of ``name``'s dedupe key if it is still this scheduler's, in the background (the
+        run was cancelled: nothing may wait here)."""
+        def release() -> None:
+            try:
+                self.client.eval(_RELEASE_DEDUPE, 1, self.keys.dedupe(name), self.token)
+            except redis.RedisError as exc:  # it expires on its own, half a period later
+                logger.warning("task %s: its dedupe key could not be released (%s)", name, type(exc).__name__)
+
+        # Not a daemon: a scheduler stopping (a deploy) lets it finish, bounded by the socket timeout.
+        threading.Thread(target=release, name=f"release-{name}").start()
+
+    def _try_again_soon(self, task: Task) -> float:
+        """Move ``task``'s next run to within :attr:`redis_skip_retry` (half its period when
+        shorter), after a run skipped because Redis did not answer; the seconds until then."""
+        delay = min(self.redis_skip_retry, task.period / 2)
+        if self._aps is not None:
+            try:
+                self._aps.modify_job(task.name, next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
+            except JobLookupError:  # stepped down meanwhile
+                pass
+        return delay
 
 
 def history(client: redis.Redis, prefix: str, limit: int = HISTORY_KEPT) -> list[dict[str, Any]]:

@@ -85,6 +85,8 @@ TEXTS: dict[str, dict[str, str]] = {
                             "ru": "монитор ещё не записал ни одного снимка: запущен ли python scheduler.py?"},
     "monitor_stale": {"en": "the monitor last recorded {age} ago: is python scheduler.py running?",
                       "ru": "монитор в последний раз записал снимок {age} назад: запущен ли python scheduler.py?"},
+    "scheduler_task": {"en": "scheduled task {subject} failed: {error}",
+                       "ru": "плановая задача {subject} завершилась ошибкой: {error}"},
 }
 
 _TIMES = {"en": ("time", "times"), "ru": ("раз", "раза", "раз")}

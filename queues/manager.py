@@ -363,8 +363,13 @@ class QueueManager:
                                 coalesce=None if user_ids else "all")
 
     def enqueue_cache_update(self, cache_type: str, identifiers: list[str] | None = None) -> JobHandle:
+        """A cache refresh of ``identifiers``, or of every one of ``cache_type`` (the scheduler's
+        hourly sweep of followed players), which joins a sweep still waiting or running, as
+        :meth:`enqueue_match_monitoring` does: sweeps queued behind a stalled low queue ran back to
+        back once it moved, each spending the shared FACEIT rate limit on the same players."""
         return self.enqueue_job("cache_update", cache_type=cache_type,
-                                identifiers=list(identifiers) if identifiers else None)
+                                identifiers=list(identifiers) if identifiers else None,
+                                coalesce=None if identifiers else f"{cache_type}:all")
 
     def enqueue_analytics_report(self, user_id: int | None = None, report_type: str = "weekly",
                                  requester: dict[str, Any] | None = None) -> JobHandle:
