@@ -308,6 +308,10 @@ def status(as_json: bool) -> None:
     }
     if manager.settings.broker == "rabbitmq":
         data["rabbitmq"] = redact_url(manager.settings.rabbitmq_url)
+    from queues.runtime import get_redis
+    from scheduler import scheduler_state
+
+    data["scheduler"] = scheduler_state(get_redis(manager.settings), manager.settings.redis_key_prefix)
     problem = any(s.waiting and not s.workers for s in stats.values())
     if health is not None:
         score = health.get("health_score")
@@ -368,6 +372,20 @@ def _print_status(data: dict[str, Any]) -> None:
         if health.get("error"):
             out.print(shown(f"  (health unavailable: {health['error']})"), markup=False)
     out.print(f"open conditions: {data['open_alerts']['summary']}")
+    _print_scheduler(out, data["scheduler"])
+
+
+def _print_scheduler(out: Any, state: dict[str, Any]) -> None:
+    """The scheduler's leader and each task's last run and outcome (a task failing every run
+    showed nowhere but the scheduler's log)."""
+    if not state["leader"]:
+        out.print("scheduler: no leader (is python scheduler.py running?)")
+    else:
+        out.print(shown(f"scheduler: leader {state['leader']}"), markup=False)
+    rows = [[name, fmt_time(task["last_at"]), task["last_outcome"] or "-", fmt_time(task["last_ok"])]
+            for name, task in state["tasks"].items()]
+    if rows:
+        out.print(table("Scheduled tasks", ["task", "last run", "outcome", "last good run"], rows))
 
 
 # --- alerts ------------------------------------------------------------------------------------

@@ -799,8 +799,24 @@ class SchedulerService:
 
 
 def history(client: redis.Redis, prefix: str, limit: int = HISTORY_KEPT) -> list[dict[str, Any]]:
-    """The newest task runs (for the admin tool and tests)."""
+    """The newest task runs, newest first."""
     return [json.loads(x) for x in client.lrange(SchedulerKeys(prefix).history, 0, limit - 1)]
+
+
+def scheduler_state(client: redis.Redis, prefix: str) -> dict[str, Any]:
+    """What ``admin.py status`` shows of the scheduler: the leader's token (``host:pid:…``; None:
+    no scheduler leads) and, per task, its last good run and its newest run's outcome (from the
+    history's newest :data:`HISTORY_KEPT` runs: a task not among them has ``last_outcome`` None)."""
+    keys = SchedulerKeys(prefix)
+    leader = client.get(keys.leader)
+    last_runs = {name: float(at) for name, at in client.hgetall(keys.last_run).items()}
+    newest: dict[str, dict[str, Any]] = {}
+    for entry in history(client, prefix):
+        newest.setdefault(entry["task"], entry)
+    tasks = {name: {"last_ok": last_runs.get(name), "last_at": newest.get(name, {}).get("at"),
+                    "last_outcome": newest.get(name, {}).get("outcome")}
+             for name in sorted(set(last_runs) | set(newest))}
+    return {"leader": leader, "tasks": tasks}
 
 
 def _bot_token_of(settings: Any) -> str:

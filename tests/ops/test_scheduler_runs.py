@@ -126,6 +126,41 @@ async def test_a_failing_task_raises_an_alert_its_next_good_run_resolves(setting
     assert [h["outcome"][:5] for h in history(redis_client, "fb:")] == ["ok", "error"]
 
 
+async def test_admin_status_shows_the_leader_and_each_tasks_last_run(settings, redis_client) -> None:
+    """The runs' history was kept "for the admin tool", which never read it."""
+    import json
+
+    from click.testing import CliRunner
+
+    from admin import cli
+    from tests.ops.conftest import reset_singletons
+
+    async def broken(ctx: TaskContext) -> dict:
+        raise RuntimeError("no summaries this week")
+
+    async def fine(ctx: TaskContext) -> dict:
+        return {}
+
+    service = SchedulerService(settings, tasks=[Task("weekly", broken, interval=900),
+                                                Task("cache", fine, interval=3600)])
+    await service.run_task("weekly")
+    await service.run_task("cache")
+    reset_singletons()
+    shown = await asyncio.to_thread(CliRunner().invoke, cli, ["status", "--json"])
+    state = json.loads(shown.stdout)["scheduler"]
+    assert state["leader"] is None
+    assert state["tasks"]["weekly"]["last_outcome"] == "error: RuntimeError: no summaries this week"
+    assert state["tasks"]["weekly"]["last_ok"] is None
+    assert state["tasks"]["cache"]["last_outcome"] == "ok" and state["tasks"]["cache"]["last_ok"] > 0
+    text = (await asyncio.to_thread(CliRunner().invoke, cli, ["status"])).stdout
+    assert "scheduler: no leader (is python scheduler.py running?)" in text
+    assert "no summaries this week" in text
+
+    redis_client.set(SchedulerKeys("fb:").leader, service.token)
+    text = (await asyncio.to_thread(CliRunner().invoke, cli, ["status"])).stdout
+    assert f"scheduler: leader {service.token}" in text
+
+
 async def test_the_hourly_cache_sweep_is_not_added_while_one_still_waits(settings) -> None:
     """With the low queue not drained, one sweep of every followed player queued per hour; when it
     moved again they ran back to back, each spending the shared FACEIT rate limit."""
