@@ -14,8 +14,10 @@ import time
 
 import pytest
 
+from queues.jobstore import FINAL_STATUSES
 from sandbox.telegram_api import SANDBOX_BOT_TOKEN
 from tests.bot.conftest import ADMIN_ID, Stack, is_final_text, new_user
+from tests.support.bot_log import wait_served
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerPool
 
@@ -50,6 +52,19 @@ def delivery_result(stack: Stack, job_id: str, timeout: float = 20) -> dict:
     ended = wait_until(lambda: [d for d in stack.deliveries_of(job_id)[:1] if d.get("status") == "succeeded"],
                        timeout=timeout, what="the delivery's end")
     return json.loads(ended[0]["result"])
+
+
+def deliveries_ended(stack: Stack, job_id: str, timeout: float = 30) -> list[dict]:
+    """The job's own delivery records (:meth:`Stack.deliveries_of`: the ones its end enqueued, not
+    one a test enqueued by hand) once there is one and every one has ended: what they send has
+    gone out by then, so a check that nothing more came after it cannot pass only because
+    something more is still on its way."""
+
+    def ended() -> list[dict] | None:
+        records = stack.deliveries_of(job_id)
+        return records if records and all(r.get("status") in FINAL_STATUSES for r in records) else None
+
+    return wait_until(ended, timeout=timeout, what=f"the deliveries of job {job_id} ended")
 
 
 def first_in_group(tg, group: int) -> dict:
@@ -133,14 +148,16 @@ def test_the_cancel_button_stops_a_running_job(stack: Stack, tg, faceit_faults):
     assert stack.wait_job(job_id, "canceled")["status"] == "canceled"
     answers = [c for c in tg.callbacks() if c.get("data") == f"cancel:{job_id}"]
     assert answers and answers[0].get("answer", {}).get("text") in ("Stopping…", "Cancelled")
-    time.sleep(0.5)
+    # Canceled is written once the run ended; the delivery (the cancel note) ended too: no more can come.
+    deliveries_ended(stack, job_id)
     assert not any("🎮" in (e["text"] or "") for e in stack.events(user))  # no result after the cancel
     # A /cancel typed afterwards: the job had ended already, and its message is left as it is.
     edits = [e for e in stack.events(user) if e["kind"] == "edited"]
-    stack.say(user, f"/cancel {job_id[:8]}")
+    typed = stack.say(user, f"/cancel {job_id[:8]}")
     told = stack.wait(user, lambda es: next((e for e in es if e["kind"] == "sent" and "/cancel" not in e["text"]
                                              and "has already ended" in e["text"]), None))
     assert told["text"] == f"Job <code>{job_id}</code> has already ended (status: cancelled)."
+    wait_served(stack.bot.log, [typed["update_id"]])  # the /cancel's handler returned: it edits nothing more
     assert [e for e in stack.events(user) if e["kind"] == "edited"] == edits
 
 
@@ -202,7 +219,7 @@ def test_a_player_report_arrives_as_text_and_a_chart(stack: Stack, tg):
     assert nickname in final["text"]
     photo = stack.wait(user, lambda es: next((e for e in es if e["kind"] == "photo"), None))
     assert nickname in photo["caption"]
-    time.sleep(0.3)
+    deliveries_ended(stack, job_id_in(first["text"]))  # every part it sends is in: a second chart would be too
     assert len([e for e in stack.events(user) if e["kind"] == "photo"]) == 1
 
 
@@ -375,6 +392,29 @@ def test_bulk_and_report_run_on_the_low_queue_and_replace_their_messages(stack: 
     assert queues == {"bulk_analysis": "low", "analytics_report": "low"}
 
 
+def test_report_takes_the_russian_words_and_refuses_a_type_it_does_not_know(stack: Stack, tg):
+    """The Russian help shows "/report неделя|месяц": "/report неделя" was answered "Which report?".
+    Each word starts its report's job (run to its summary); a word that names no report gets the
+    usage line, which shows those words, and starts nothing."""
+    user = new_user()
+    asked = []
+    for typed, report_type in (("неделя", "weekly"), ("месяц", "monthly")):
+        stack.say(user, f"/report {typed}", lang="ru")
+        queued = stack.replies(user, len(asked) + 1)[-1]
+        assert "Сводка: в очереди" in queued["text"], queued["text"]
+        job_id = job_id_in(queued["text"])
+        summary = stack.final_of(user, queued["message_id"])
+        assert "❌" not in summary["text"] and CYRILLIC.search(summary["text"])
+        record = stack.wait_job(job_id, "succeeded")
+        assert record["actor"] == "analytics_report" and json.loads(record["kwargs"])["report_type"] == report_type
+        assert json.loads(record["result"])["data"]["report_type"] == report_type  # the summary it made
+        asked.append(job_id)
+    refused = stack.say(user, "/report год", lang="ru")
+    assert stack.replies(user, 3)[2]["text"] == "Какой отчёт? /report неделя или /report месяц"
+    wait_served(stack.bot.log, [refused["update_id"]])  # its handler returned: it started nothing
+    assert sorted(stack.job_ids_of(user)) == sorted(asked)
+
+
 def test_a_bulk_request_names_the_room_links_it_could_not_read(stack: Stack, tg):
     user = new_user()
     finished = stack.world["matches"]["FINISHED"][14:16]
@@ -531,16 +571,15 @@ def test_an_admin_is_never_held_back_by_the_flood_guard(stack: Stack, tg):
 
 def test_a_flooding_user_is_told_once_what_was_skipped_and_can_send_it_again(stack: Stack, tg):
     user, group = new_user(), -4_000_321
-    for _ in range(12):  # a member's fast chatter in a group: skipped without a word (not answered anyway)
-        tg.inject(user, "gg wp", chat_id=group)
-    for i in range(30):
-        stack.say(user, f"/analyze not-a-match-{i}")
+    # a member's fast chatter in a group: skipped without a word (not answered anyway)
+    chatter = [tg.inject(user, "gg wp", chat_id=group) for _ in range(12)]
+    typed = [stack.say(user, f"/analyze not-a-match-{i}") for i in range(30)]
     sent = stack.wait(user, lambda es: (lambda s: s if any("skipped" in e["text"] for e in s) else None)(
         [e for e in es if e["kind"] == "sent"]))
     notice = next(e["text"] for e in sent if "skipped" in e["text"])
     seconds = int(re.search(r"again in (\d+) s", notice).group(1))
     assert notice.startswith("⏳ Too many messages at once — I skipped some.") and 1 <= seconds <= 4
-    time.sleep(0.5)
+    wait_served(stack.bot.log, [u["update_id"] for u in chatter + typed])  # all answered or skipped by now
     sent = [e for e in stack.events(user) if e["kind"] == "sent"]
     assert len([e for e in sent if "skipped" in e["text"]]) == 1  # one notice, not one per skipped message
     assert len(sent) <= 12  # the burst's answers and the notice; the rest skipped
@@ -983,11 +1022,11 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize("lang", ["en", "ru"])
 def test_bad_input_gets_a_short_answer_in_the_users_language_and_no_job(stack: Stack, tg, lang):
-    users = []
+    users, updates = [], []
     for text, _ in BAD_INPUTS:
         user = new_user()
         users.append(user)
-        stack.say(user, text, lang=lang)
+        updates.append(stack.say(user, text, lang=lang)["update_id"])
     for (text, fragment), user in zip(BAD_INPUTS, users, strict=True):
         answer = stack.first_reply(user)["text"]
         assert len(answer) < 400, (text, answer)
@@ -996,7 +1035,7 @@ def test_bad_input_gets_a_short_answer_in_the_users_language_and_no_job(stack: S
         else:
             assert CYRILLIC.search(answer), (text, answer)
         assert stack.job_ids_of(user) == [], text
-    time.sleep(0.3)
+    wait_served(stack.bot.log, updates)  # each handler returned (no job: nothing else answers them)
     assert all(len(stack.events(user)) == 1 for user in users)  # one answer each, nothing more
 
 
@@ -1081,7 +1120,8 @@ def test_a_429_storm_during_delivery_still_delivers_every_result_once(stack: Sta
         stack.wait(user, lambda es: any(e["kind"] == "photo" for e in es), timeout=40)
         final = stack.final_of(user, first["message_id"])
         assert nickname in final["text"]
-    time.sleep(1.0)
+    for user in users:  # through its retries: each delivery ended, nothing of it still waits out a 429
+        deliveries_ended(stack, job_of(stack, user), timeout=40)
     for user, first in zip(users, firsts, strict=True):
         assert len(results_in(stack, user, first["message_id"])) == 1
         assert len([e for e in stack.events(user) if e["kind"] == "photo"]) == 1
@@ -1157,11 +1197,12 @@ def test_a_second_delivery_while_the_first_still_sends_adds_no_duplicate(stack: 
     assert record.status == "succeeded", record
     assert record.result["sent"] == 0 and record.result["already_sent"] == 2, record.result
     stack.wait(user, lambda es: any(e["kind"] == "photo" for e in es), timeout=20)
-    time.sleep(0.5)
+    # The second ended above; the first (the job's own) has ended too: all either could send is in.
+    ended = deliveries_ended(stack, job_id)
     assert len([e for e in stack.events(user) if e["kind"] == "photo"]) == 1
     assert len(results_in(stack, user, first["message_id"])) == 1
-    (original,) = [d for d in stack.deliveries_of(job_id) if d["id"] != second.id]
-    assert json.loads(stack.wait_job(original["id"], "succeeded")["result"])["sent"] == 2
+    (original,) = [d for d in ended if d["id"] != second.id]
+    assert original["status"] == "succeeded" and json.loads(original["result"])["sent"] == 2
 
 
 def test_running_a_delivery_again_sends_nothing_new(stack: Stack, tg):
@@ -1175,13 +1216,14 @@ def test_running_a_delivery_again_sends_nothing_new(stack: Stack, tg):
     first = stack.first_reply(user)
     stack.final_of(user, first["message_id"])
     job_id = job_of(stack, user)
+    deliveries_ended(stack, job_id)  # the first delivery is through: what it sent is all in `before`
     before = stack.events(user)
     again = [manager.enqueue_job("deliver_result", job_id=job_id) for _ in range(2)]
     for handle in again:
         record = manager.wait_for(handle.id, timeout=20)
         assert record.status == "succeeded"
         assert record.result["sent"] == 0 and record.result["already_sent"] == 1
-    time.sleep(0.3)
+    # Each of the three has ended (the job's own before `before`, the two just now): none still sends.
     assert stack.events(user) == before
 
 
@@ -1207,7 +1249,7 @@ def test_a_followed_player_finishing_a_match_notifies_each_active_follower_once(
     assert CYRILLIC.search(note["text"])  # in the language the follower subscribed in
     wait_until(lambda: str(blocker) in stack.redis.smembers("fb:faceit:users:inactive"), timeout=20,
                what="the blocked follower marked inactive")
-    time.sleep(0.3)
+    deliveries_ended(stack, scan.id)  # the scan's notices all went out (or met the block)
     assert len([e for e in stack.events(follower) if e["kind"] == "sent" and nickname in e["text"]]) == 1
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot.routers import reports
 from bot.routers.jobs import _cancel_answer
+from bot.routers.reports import report_type_of
 from bot.texts import TEXTS, t
 from bot.timezones import parse_timezone
 from bot.views import failure_reason, failure_text, shown_here_text, status_text, status_word
@@ -77,40 +77,19 @@ def test_the_start_button_is_named_as_telegram_names_it() -> None:
     ("неделя", "weekly"), ("Неделя", "weekly"), ("нед", "weekly"), ("месяц", "monthly"), (" мес ", "monthly"),
     ("weekly", "weekly"), ("Monthly", "monthly"), (None, "weekly"),
 ])
-async def test_report_takes_the_russian_words_for_week_and_month(monkeypatch: pytest.MonkeyPatch,
-                                                                 typed: str | None, meant: str) -> None:
-    """"/report неделя" was answered "Which report?"."""
-    asked: list[str] = []
-    said: list[str] = []
-
-    class Services:
-        async def start_report(self, requester: Any, report_type: str) -> str:
-            asked.append(report_type)
-            return "job"
-
-    async def answer(message: Any, text: str, **kwargs: Any) -> None:
-        said.append(text)
-
-    async def reply_started(*args: Any) -> None:
-        return None
-
-    monkeypatch.setattr(reports, "answer", answer)
-    monkeypatch.setattr(reports, "reply_started", reply_started)
-    monkeypatch.setattr(reports, "requester_of", lambda message, lang: "requester")
-    await reports.report(SimpleNamespace(), SimpleNamespace(args=typed), "ru", Services())  # type: ignore[arg-type]
-    assert (asked, said) == ([meant], [])
+def test_report_takes_the_russian_words_for_week_and_month(typed: str | None, meant: str) -> None:
+    """"/report неделя" was answered "Which report?": the Russian words (and their short forms)
+    name the report types, the English names stay valid, and no argument is the weekly one.
+    Through the bot and a worker: test_end_to_end.py's /report test."""
+    assert report_type_of(typed) == meant
 
 
-async def test_report_still_refuses_a_type_it_does_not_know(monkeypatch: pytest.MonkeyPatch) -> None:
-    said: list[str] = []
-
-    async def answer(message: Any, text: str, **kwargs: Any) -> None:
-        said.append(text)
-
-    monkeypatch.setattr(reports, "answer", answer)
-    await reports.report(SimpleNamespace(), SimpleNamespace(args="год"), "ru", None)  # type: ignore[arg-type]
-    assert said == [t("usage_report", "ru")]
-    assert "/report неделя" in said[0] and "/report месяц" in said[0]
+@pytest.mark.parametrize("typed", ["год", "yearly", "неделька", "week ly"])
+def test_report_still_refuses_a_type_it_does_not_know(typed: str) -> None:
+    """A word that names no report is refused (None: the handler answers the usage line), and
+    that line shows the Russian words it takes."""
+    assert report_type_of(typed) is None
+    assert "/report неделя" in t("usage_report", "ru") and "/report месяц" in t("usage_report", "ru")
 
 
 def test_the_russian_time_zone_examples_are_russian_and_work() -> None:

@@ -32,6 +32,7 @@ from dramatiq.brokers.redis import RedisBroker
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from queues.workers import WorkerRegistry
 from tests.deploy.deployfiles import ROOT, command_list
 from tests.support.redis_server import free_port, redis_server_binary
 
@@ -291,8 +292,18 @@ def test_worker_high_pool_runs_high_jobs_only_and_stops_on_sigterm(
             return client.hlen(f"{namespace}:high.msgs") == 0
 
         _wait_for(high_job_done, START_TIMEOUT, "high job done", worker, log)
-        # A pool that listened on `low` too would have fetched it in the same polling round.
-        time.sleep(1.0)
+        # Dramatiq starts a consumer for exactly the queues the worker registers (its --queues):
+        # none for `low`, so there is no fetch of it still to come.
+        registry = WorkerRegistry(client, prefix=env.get("REDIS_KEY_PREFIX", "fb:"))
+        assert [w.queues for w in registry.workers()] == [["high"]]
+        # And a second high job run to its end: its consumers went round again after the first
+        # job, and `low` (queued before the worker started) was there for all of that time.
+        sender = RedisBroker(host="127.0.0.1", port=fresh_redis.port, password=fresh_redis.password,
+                             namespace=namespace)
+        sender.enqueue(Message(queue_name="high", actor_name="probe_high", args=(time.time(),), kwargs={},
+                               options={}))
+        sender.close()
+        _wait_for(high_job_done, START_TIMEOUT, "the second high job done", worker, log)
         assert client.llen(f"{namespace}:low") == 1, "worker-high took a job from the low queue"
         status = _stop_gracefully(worker, log)
     finally:

@@ -266,16 +266,40 @@ def test_a_second_run_on_the_same_redis_folder_is_refused_in_one_line(tmp_path: 
 
 
 
+#: The supervisor's line for each child it starts.
+STARTED = re.compile(r"^\[supervisor\s*\] started (?P<name>[a-z-]+) \(pid (?P<pid>\d+)\)$")
+
+
 def _wait_until_up(stack: Stack) -> None:
+    """Wait until the whole tree runs, and record every process of it: the end of a test checks
+    that none of the recorded ones is left, so one started after the recording would go unchecked.
+    Every child the supervisor said it started, the embedded Redis, and each pool's worker
+    process (a child of the pool, known once it heartbeats) must be among the recorded."""
+    started: dict[str, int] = {}
+
     def up() -> bool:
         stack.snapshot()
         if stack.process.poll() is not None:
             raise AssertionError(f"the supervisor exited with {stack.process.returncode}:\n{stack.output()}")
-        return _http_ok(f"http://127.0.0.1:{stack.ports['dashboard']}/healthz") and _listening(stack.ports["redis"])
+        started.update((m["name"], int(m["pid"])) for line in list(stack.lines) if (m := STARTED.match(line)))
+        return (set(started) == set(NAMES) - {"supervisor"}
+                and _http_ok(f"http://127.0.0.1:{stack.ports['dashboard']}/healthz")
+                and _listening(stack.ports["redis"]))
 
-    wait_until(up, timeout=90, interval=0.2, what="the dashboard and the embedded Redis")
-    time.sleep(0.5)
-    stack.snapshot()  # every child is started by now: record them all
+    wait_until(up, timeout=90, interval=0.2, what="every child started, the dashboard and the embedded Redis")
+    registry = WorkerRegistry(redis.Redis.from_url(stack.redis_url, decode_responses=True),
+                              heartbeat_timeout=float(os.environ.get("QUEUE_HEARTBEAT_TIMEOUT", 15)))
+
+    def pool_workers() -> dict[tuple[str, ...], int] | None:
+        """Each pool's worker process (one: ``--workers 1``), once both have heartbeat."""
+        pids = {tuple(worker.queues): worker.pid for worker in registry.workers()}
+        return pids if set(pids) == {("high",), ("default", "low")} else None
+
+    workers = wait_until(pool_workers, timeout=60, interval=0.2, what="both pools' worker processes")
+    [server] = [p for p in psutil.Process(stack.process.pid).children() if "redis-server" in " ".join(p.cmdline())]
+    tree = {*started.values(), *workers.values(), server.pid}
+    stack.snapshot()
+    assert tree <= set(stack.seen), (sorted(tree - set(stack.seen)), stack.output()[-3000:])
 
 
 def test_a_closed_terminal_stops_everything_in_order(stack: Stack):
