@@ -36,13 +36,19 @@ async def test_a_live_holder_keeps_the_lease_past_its_ttl_and_the_other_is_retri
 
 
 async def test_a_dead_holders_lease_ends_within_its_ttl_and_the_next_delivery_takes_it(client):
+    """The next delivery waits for the dead holder's lease to end, then holds it itself.
+
+    No upper bound on the time: the lease's own wait (1.5 ttl) is the bound. Had the dead
+    lease outlived it, ``hold`` would have raised :class:`DeliveryBusy` instead of taking it."""
     leases = DeliveryLeases(client, ttl=TTL)
     key = "fb:test:lease:dead"
     await client.set(key, "a worker that died", px=int(TTL * 1000))  # nobody renews it
     started = time.monotonic()
-    async with leases.hold(key, "job-b"):
-        assert await client.get(key) != "a worker that died"
-    assert TTL * 0.5 < time.monotonic() - started < TTL * 1.5
+    async with leases.hold(key, "job-b") as lease:
+        assert await client.get(key) == lease.token  # ours now, not the dead worker's
+        assert await client.pttl(key) > 0  # a lease that ends by itself if we die too
+    assert time.monotonic() - started > TTL * 0.5  # it waited: the dead holder's lease was not overwritten
+    assert not await client.exists(key)  # and it ended its own lease
 
 
 async def test_only_the_holder_ends_its_lease(client):

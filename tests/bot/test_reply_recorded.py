@@ -143,7 +143,8 @@ def test_an_answer_still_being_sent_when_the_bot_stops_goes_out_and_is_recorded_
     code = stack.bot.stop()  # SIGTERM, then waits for the exit (SIGKILL after 10 s)
     took = time.monotonic() - began
     log = stack.bot.log()[seen:]
-    assert code == 0 and took < 9, f"exit {code} after {took:.1f} s; bot log: ...{log[-1500:]}"
+    # 0: it exited by itself (stop()'s SIGKILL after 10 s would say -9), with no clock to race.
+    assert code == 0, f"exit {code} after {took:.1f} s; bot log: ...{log[-1500:]}"
     sent = [e for e in stack.events(user) if e["kind"] == "sent"]
     assert sent, f"the answer never went out; bot log: ...{log[-1500:]}"
     answer = sent[0]

@@ -68,18 +68,23 @@ def test_a_poison_message_fails_after_its_deliveries_with_one_alert(start_pool, 
 
 def test_redis_down_while_the_retry_is_sent_loses_nothing(start_pool, manager, traces, redis_server, tmp_path):
     """The job fails, then Redis stops before its retry is recorded and sent: the worker holds the
-    message (unacked) and retries the write and the re-enqueue until Redis is back."""
+    message (unacked) and retries the write and the re-enqueue until Redis is back.
+
+    Redis stays down until the worker has said it cannot write the retry yet: the outage then
+    surely hit the retry's path (a fixed outage could end before a slow worker gets there)."""
     pool = start_pool(["default"], env={"QUEUE_RETRY_DELAYS": "0.2"})
     handle = manager.enqueue_job("t_fail_times", failures=1, stop_redis=True)
     wait_until(lambda: redis_server.process.poll() is not None, timeout=20)  # the actor shut Redis down
     redis_server.process = None
-    time.sleep(1.5)  # the worker keeps trying to send the retry meanwhile
+    met_the_outage = f"job {handle.id}: cannot write outcome retrying yet"
+    wait_until(lambda: met_the_outage in pool.log_path.read_text(errors="replace"), timeout=20,
+               what="the worker meeting the outage as it records the retry")
     redis_server.start()  # AOF brings back every key, the job record included
     record = manager.wait_for(handle.id, timeout=40)
     assert record.status == "succeeded"
     assert traces.runs(handle.id) == 2
-    log = pool.log_path.read_text()
-    assert "cannot write outcome retrying yet" in log  # the outage really hit the retry's path
+    # The write the outage held back is the one that went through (logged before the retry ran).
+    assert f"job {handle.id}: outcome retrying written after" in pool.log_path.read_text(errors="replace")
 
 
 def test_delayed_retries_held_by_a_worker_survive_a_redis_restart(start_pool, manager, redis_server, traces,
