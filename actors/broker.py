@@ -178,7 +178,8 @@ def _acks_elsewhere(client: Any, namespace: str, worker_id: str) -> list[str]:
     return sorted({as_text(key)[len(prefix):] for key in found})
 
 
-def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
+def sweep_dead_workers(broker: Any, queue_names: list[str], *,
+                       elsewhere_recheck: float = ELSEWHERE_RECHECK) -> int:
     """Put back the unacked messages of dead worker processes on ``queue_names``, and forget dead
     processes that hold nothing; and, once every :data:`DEAD_LETTER_TRIM_INTERVAL` seconds, drop
     their dead letters older than the broker's TTL (:func:`trim_dead_letters`), which Dramatiq's
@@ -203,9 +204,9 @@ def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
     nobody here knows (a ``QUEUE_NAME_PREFIX`` changed while the old pools still consume the old
     names, a pool of other queues) would strand them for good. Such an id keeps its entry, for a
     pool of those queues to put them back, and is told once at WARNING; this process looks for
-    its ack sets again every :data:`ELSEWHERE_RECHECK` seconds, not on every sweep. (For a pool
-    removed for good, nothing will: an operator starts one on those queues once, or deletes the
-    ack sets.)
+    its ack sets again every ``elsewhere_recheck`` seconds (:data:`ELSEWHERE_RECHECK` unless
+    given; tests pass 0 to stand for the time gone by), not on every sweep. (For a pool removed for
+    good, nothing will: an operator starts one on those queues once, or deletes the ack sets.)
     """
     if not isinstance(broker, RedisBroker):
         return 0
@@ -231,7 +232,8 @@ def sweep_dead_workers(broker: Any, queue_names: list[str]) -> int:
     found = iter(pipe.execute())
     holding = {worker_id: [queue for queue in known if next(found)] for worker_id in dead}
     idle = [worker_id for worker_id, queues in holding.items() if not queues]
-    empty = [worker_id for worker_id in idle if not _holds_acks_elsewhere(client, namespace, worker_id)]
+    empty = [worker_id for worker_id in idle
+             if not _holds_acks_elsewhere(client, namespace, worker_id, elsewhere_recheck)]
     if empty:
         forgotten = [as_text(i) for i in _forget_dead(client)(keys=[heartbeats], args=[cutoff, *empty])]
         if forgotten:
@@ -261,13 +263,13 @@ def _forget_checks(namespace: str, dead: list[str]) -> None:
         del _HOLDING_ELSEWHERE[key]
 
 
-def _holds_acks_elsewhere(client: Any, namespace: str, worker_id: str) -> bool:
+def _holds_acks_elsewhere(client: Any, namespace: str, worker_id: str, recheck: float) -> bool:
     """Whether dead ``worker_id``, which holds nothing on the queues this process knows, holds an
-    ack set on another queue: looked for with ``SCAN`` once per :data:`ELSEWHERE_RECHECK`, and
-    told at WARNING the first time it is found."""
+    ack set on another queue: looked for with ``SCAN`` once per ``recheck`` seconds, and told at
+    WARNING the first time it is found."""
     key = (namespace, worker_id)
     checked = _HOLDING_ELSEWHERE.get(key)
-    if checked is not None and time.monotonic() - checked < ELSEWHERE_RECHECK:
+    if checked is not None and time.monotonic() - checked < recheck:
         return True
     queues = _acks_elsewhere(client, namespace, worker_id)
     if not queues:

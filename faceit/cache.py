@@ -144,12 +144,16 @@ class SingleFlightCache:
         lock_ttl: float = 15.0,
         max_wait: float = 300.0,
         failure_ttl: float = DEFAULT_FAILURE_TTL,
+        wanted_poll: float = WANTED_POLL,
     ) -> None:
+        """``wanted_poll``: seconds between two looks for ``wanted`` (:data:`WANTED_POLL` unless
+        given; tests scale it down to see many looks in a short run)."""
         self.redis = redis
         self.keys = keys
         self.lock_ttl = lock_ttl
         self.failure_ttl = failure_ttl
         self.max_wait = max_wait
+        self.wanted_poll = wanted_poll
         # Each fetch under way: its future, and its own LowPriority when low work leads it.
         self._inflight: dict[str, tuple[asyncio.Future[Any], LowPriority | None]] = {}
         self._store = redis.register_script(_STORE)
@@ -286,7 +290,7 @@ class SingleFlightCache:
 
     async def _keep_lock(self, lock: str, token: str, low: LowPriority | None = None) -> None:
         """Renew the lock every ``lock_ttl / 3``. :meth:`_watch_wanted` looks each
-        :data:`WANTED_POLL` for an interactive caller of another process waiting on a low fetch
+        :attr:`wanted_poll` for an interactive caller of another process waiting on a low fetch
         (``low``, its own); the renewal says so too, and raises it then: the fallback should the
         watcher be gone (cancelled with its loop's work)."""
         interval = self.lock_ttl / 3
@@ -309,11 +313,11 @@ class SingleFlightCache:
             self._watcher = asyncio.get_running_loop().create_task(self._watch_wanted(), context=contextvars.Context())
 
     async def _watch_wanted(self) -> None:
-        """Each :data:`WANTED_POLL` while this process leads low fetches: one ``MGET`` of their
+        """Each :attr:`wanted_poll` while this process leads low fetches: one ``MGET`` of their
         ``wanted`` keys, and each fetch an interactive caller of another process waits on is
         raised. Ends when none is left (the next low lead starts it again)."""
         while self._low_leads:
-            await asyncio.sleep(WANTED_POLL)
+            await asyncio.sleep(self.wanted_poll)
             watched = []
             for lock, (token, low) in list(self._low_leads.items()):
                 if low.raised:  # raised by a joiner meanwhile: nothing left to watch for
@@ -334,13 +338,13 @@ class SingleFlightCache:
 
     async def _wait_unlocked(self, lock: str, deadline: float) -> None:
         """Wait for ``lock`` to go. An interactive caller (this fetch is not low) asks a low
-        holder for its fetch (``wanted``), again each :data:`WANTED_POLL` while it waits."""
+        holder for its fetch (``wanted``), again each :attr:`wanted_poll` while it waits."""
         delay = 0.005
         asked_at: float | None = None
         wanted_ms = max(1, int(self.lock_ttl * 1000))
         while True:
             now = time.monotonic()
-            ask = low_priority_work() is None and (asked_at is None or now - asked_at >= WANTED_POLL)
+            ask = low_priority_work() is None and (asked_at is None or now - asked_at >= self.wanted_poll)
             held = int(await self._held(keys=[lock, _wanted(lock)], args=["1" if ask else "0", wanted_ms]) or 0)
             if not held:
                 return

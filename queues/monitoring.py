@@ -41,7 +41,7 @@ import math
 import os
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -61,6 +61,9 @@ from queues.jobstore import JobRecord, JobStore
 from queues.priorities import all_queue_names, priority_of_queue
 from queues.runtime import get_alert_store, get_job_store, get_redis
 from settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from queues.manager import QueueManager
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +158,18 @@ class QueueMonitor:
         window_seconds: float | None = None,
         telegram: Any = "auto",
         resolve_after: int = RESOLVE_AFTER_CLEAR_CHECKS,
+        orphan_scan: int = ORPHAN_SCAN,
+        orphan_sweep_interval: float = ORPHAN_SWEEP_INTERVAL,
+        manager: QueueManager | None = None,
     ) -> None:
+        """``orphan_scan`` and ``orphan_sweep_interval``: ids read per status by one orphan sweep
+        and the least seconds between two sweeps (:data:`ORPHAN_SCAN`, :data:`ORPHAN_SWEEP_INTERVAL`
+        unless given; tests scale them down to see a sweep go on from where the last one stopped).
+        ``manager``: the queue manager whose broker the queues are read from (by default one on
+        the process's broker, built from ``settings``; a process holding a broker of other
+        settings passes its own)."""
         self.settings = settings or get_settings()
+        self._manager = manager
         self.client = client or get_redis(self.settings)
         self.jobs = job_store or get_job_store(self.settings)
         self.alerts = alert_store or get_alert_store(self.settings)
@@ -166,6 +179,8 @@ class QueueMonitor:
         self.retention_seconds = float(self.settings.queue_metrics_retention_days) * 86400
         self.keys = MonitorKeys(self.settings.redis_key_prefix)
         self.resolve_after = max(1, int(resolve_after))
+        self.orphan_scan = max(1, int(orphan_scan))
+        self.orphan_sweep_interval = float(orphan_sweep_interval)
         self._clear_checks: dict[tuple[str | None, str], int] = {}  # open alert → checks clear in a row
         self._held_since: dict[tuple[str, str], float] = {}  # a HELD_RULES finding → when it was first seen
         self._telegram = telegram  # "auto": built on first use (see the property)
@@ -240,10 +255,9 @@ class QueueMonitor:
         An unreachable RabbitMQ leaves each queue's depth unknown (None), not 0: the rules then
         report the broker, not empty queues. It is asked once per tick, not once per queue (a
         refused connection costs about a second)."""
-        from queues.manager import QueueManager
         from queues.workers import WorkerRegistry
 
-        manager = QueueManager(self.settings)
+        manager = self._queue_manager()
         registry = WorkerRegistry.from_settings(self.client, self.settings)
         live_workers = registry.workers()
         by_queue: dict[str, int] = {}
@@ -617,14 +631,14 @@ class QueueMonitor:
         waiting, delayed and running messages, kept there until acked) holds its id. On the Redis
         broker only: RabbitMQ's queues cannot be looked through, and a due retry held in a busy
         worker's memory (every thread on a long bulk job) looks just like a lost one there; its
-        publishes wait for the server's confirm instead (``actors.broker``). :data:`ORPHAN_SCAN`
-        ids per status are read, at most once every :data:`ORPHAN_SWEEP_INTERVAL` seconds (a
+        publishes wait for the server's confirm instead (``actors.broker``). ``orphan_scan``
+        ids per status are read, at most once every ``orphan_sweep_interval`` seconds (a
         queue's messages may be read whole, and nothing is failed before ten minutes anyway):
         the oldest first, and each sweep goes on from where the last one stopped, back to the
         oldest once it read them all. Errors are logged, not raised: the next sweep tries again.
         """
         now = time.monotonic()
-        if now - self._orphans_swept_at < ORPHAN_SWEEP_INTERVAL:
+        if now - self._orphans_swept_at < self.orphan_sweep_interval:
             return {"failed": 0, "skipped": True}
         self._orphans_swept_at = now
         try:
@@ -646,13 +660,13 @@ class QueueMonitor:
         cursors = [self._orphan_cursor.get(status, (0.0, set())) for status in statuses]
         for status, (score, seen) in zip(statuses, cursors, strict=True):
             pipe.zrangebyscore(self.jobs.index_key("status", status), score, now - ORPHAN_GRACE, start=0,
-                               num=ORPHAN_SCAN + len(seen), withscores=True)
+                               num=self.orphan_scan + len(seen), withscores=True)
         ids = []
         for status, (score, seen), found in zip(statuses, cursors, pipe.execute(), strict=True):
             new = [(job_id, float(s)) for job_id, s in found if not (float(s) == score and job_id in seen)]
-            page = new[:ORPHAN_SCAN]
+            page = new[:self.orphan_scan]
             ids.extend(job_id for job_id, _ in page)
-            if len(new) >= ORPHAN_SCAN:  # more may follow: the next sweep goes on from here
+            if len(new) >= self.orphan_scan:  # more may follow: the next sweep goes on from here
                 last = page[-1][1]
                 at_last = {job_id for job_id, s in page if s == last} | (seen if last == score else set())
                 self._orphan_cursor[status] = (last, at_last)
@@ -728,13 +742,19 @@ class QueueMonitor:
                     return None
         return found
 
+    def _queue_manager(self) -> QueueManager:
+        """The manager given to the monitor, else a new one on ``settings`` (the process's broker)."""
+        if self._manager is not None:
+            return self._manager
+        from queues.manager import QueueManager
+
+        return QueueManager(self.settings)
+
     def _tell_failed(self, job_ids: list[str]) -> None:
         """Send the delivery of each failed orphan, so its users see the failure, not "queued"."""
         if not job_ids:
             return
-        from queues.manager import QueueManager
-
-        manager = QueueManager(self.settings)
+        manager = self._queue_manager()
         for job_id in job_ids:
             manager.tell_ended(job_id)  # (a failure is logged: /status shows the job failed, untold)
 

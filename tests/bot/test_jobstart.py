@@ -1,8 +1,11 @@
 """The bot's job start (:mod:`bot.jobstart`), in process on the test Redis with the real broker.
 
 One Lua call checks the user's limits, writes or joins the job and queues its message; the
-general path (limits, then the manager's enqueue in a thread: RabbitMQ) must leave Redis in the
-same state, so both run the same checks here.
+general path (limits, then the manager's enqueue in a thread) must leave Redis in the same state,
+so both run the same checks here. Each path is chosen as in production, by the broker: the Redis
+broker starts jobs in one call, ``BROKER=rabbitmq`` takes the general path (those cases run on
+the local RabbitMQ, ``RABBITMQ_URL``, with a queue prefix of their own, and skip, saying why,
+when it does not answer).
 """
 
 from __future__ import annotations
@@ -10,13 +13,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import dramatiq
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from bot.services import BotServices, Requester, UserFacingError
 from faceit.links import parse_match_ref
+from queues.manager import QueueManager
+from queues.priorities import QueuePriority, queue_name
+from settings import get_settings
+from tests.scaleout.helpers import manager_for
+from tests.support.rabbitmq import RABBITMQ_URL, delete_queues, ready_messages, skip_unless_rabbitmq
 from tests.support.reply_dropper import ReplyDroppingProxy
 from tests.support.waiting import async_wait_until
 
@@ -26,13 +38,14 @@ THIRD_ROOM = "https://www.faceit.com/en/cs2/room/1-2b9a4c1e-5b5e-4c8e-9f51-3a1b2
 BIG_ID = 4503599627370495  # 52 bits: Telegram's largest ids (cjson would write 4.5035996273705e+15)
 
 
-async def _services(client: aioredis.Redis):
+async def _services(client: aioredis.Redis,
+                    manager: QueueManager | None = None) -> AsyncIterator[BotServices]:
+    """The bot's services on ``client``, with ``manager`` (by default one on the settings' broker)."""
     import actors  # noqa: F401
     from queues.runtime import reset_runtime
-    from settings import get_settings
 
     reset_runtime()
-    made = BotServices(get_settings(), client)
+    made = BotServices(get_settings(), client, manager)
     yield made
     await made.drain(stop=True)
     await client.aclose()
@@ -56,6 +69,63 @@ async def services_via_proxy(redis_server, redis_url, env_override):
     proxy.close()
 
 
+@dataclass
+class Starts:
+    """The bot's services on one broker, and what that broker's ``high`` queue holds."""
+
+    services: BotServices
+    redis_client: redis.Redis
+
+    @property
+    def one_call(self) -> bool:
+        """Whether this broker is the Redis one, whose starts take one call (else the general path)."""
+        return self.services.manager.settings.broker == "redis"
+
+    @property
+    def queue(self) -> str:
+        return queue_name(QueuePriority.HIGH, self.services.manager.settings)
+
+    def messages(self) -> list[dramatiq.Message]:
+        """The messages waiting in the queue, oldest first (read from the broker, left there)."""
+        if self.one_call:
+            ids = self.redis_client.lrange(f"dramatiq:{self.queue}", 0, -1)
+            bodies = [self.redis_client.hget(f"dramatiq:{self.queue}.msgs", i).encode() for i in ids]
+        else:
+            bodies = ready_messages(RABBITMQ_URL, self.queue)
+        return [dramatiq.Message.decode(body) for body in bodies]
+
+    def waiting(self) -> int:
+        return len(self.messages())
+
+
+@pytest.fixture(params=["one-call", "general"])
+async def starts(request: pytest.FixtureRequest, redis_url: str, redis_client: redis.Redis,
+                 env_override) -> AsyncIterator[Starts]:
+    """:func:`services` on the Redis broker (the one-call start), or with ``BROKER=rabbitmq`` (the
+    general path: what a bot on RabbitMQ runs)."""
+    env_override(USER_JOBS_PER_MINUTE="3", USER_MAX_ACTIVE_JOBS="2")
+    if request.param == "one-call":
+        async for made in _services(aioredis.Redis.from_url(redis_url, decode_responses=True)):
+            yield Starts(made, redis_client)
+        return
+    skip_unless_rabbitmq()
+    # Every actor declared before the prefix is set: one declared under it (the test actors,
+    # which ``manager_for`` imports) keeps its queue names on the global broker for the rest of
+    # the session's tests, which then queued their jobs where no test looked.
+    import actors  # noqa: F401
+    import tests.support.job_actors  # noqa: F401
+
+    prefix = f"t{uuid.uuid4().hex[:8]}_"
+    env_override(BROKER="rabbitmq", RABBITMQ_URL=RABBITMQ_URL, QUEUE_NAME_PREFIX=prefix)
+    manager = manager_for(get_settings())
+    try:
+        async for made in _services(aioredis.Redis.from_url(redis_url, decode_responses=True), manager):
+            yield Starts(made, redis_client)
+    finally:
+        manager.broker.close()
+        delete_queues(RABBITMQ_URL, prefix)
+
+
 def queue_length(redis_client, queue: str = "high") -> int:
     return redis_client.llen(f"dramatiq:{queue}")
 
@@ -64,17 +134,16 @@ def asker(user_id: int) -> Requester:
     return Requester(user_id=user_id, chat_id=user_id, lang="en")
 
 
-@pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
-async def test_a_job_start_writes_the_record_the_message_and_the_limits(services, redis_client, one_call):
-    assert services.starter.available()  # the test broker is Redis, watched by no enqueue hook
-    services._one_call_start = one_call
+async def test_a_job_start_writes_the_record_the_message_and_the_limits(starts, redis_client):
+    services, one_call = starts.services, starts.one_call
+    assert services.starter.available() is one_call  # the broker chooses the path
     first = await services.start_match_analysis(asker(BIG_ID), parse_match_ref(ROOM))
     joined = await services.start_match_analysis(asker(2), parse_match_ref(ROOM))
     other = await services.start_match_analysis(asker(2), parse_match_ref(OTHER_ROOM))
     assert (first.coalesced, joined.coalesced, other.coalesced) == (False, True, False)
     assert joined.job_id == first.job_id != other.job_id
     assert (first.position, joined.position, other.position) == (1, 1, 2)
-    assert queue_length(redis_client) == 2  # one message per job, none for the joined request
+    assert starts.waiting() == 2  # one message per job, none for the joined request
     assert bool(first.token) is not one_call  # only the general path holds a reservation
     for job in (first, joined, other):
         await services.confirm(job, job.user_id, 700 + job.position)
@@ -85,16 +154,14 @@ async def test_a_job_start_writes_the_record_the_message_and_the_limits(services
     assert redis_client.zrange(f"fb:bot:active:{BIG_ID}", 0, -1) == [first.job_id]
     assert sorted(redis_client.zrange("fb:bot:active:2", 0, -1)) == sorted({first.job_id, other.job_id})
     # The message is Dramatiq's, for the record's job, on the record's queue.
-    redis_id = redis_client.lrange("dramatiq:high", 0, 0)[0]
-    message = dramatiq.Message.decode(redis_client.hget("dramatiq:high.msgs", redis_id).encode())
-    assert (message.message_id, message.actor_name, message.queue_name) == (first.job_id, "match_analysis", "high")
+    message = starts.messages()[0]
+    assert (message.message_id, message.actor_name, message.queue_name) == (
+        first.job_id, "match_analysis", starts.queue) == (record.id, record.actor, record.queue)
     assert message.kwargs["user_id"] == BIG_ID
 
 
-@pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
-async def test_asking_again_for_an_in_flight_job_keeps_the_first_message_showing_it(services, redis_client,
-                                                                                      one_call):
-    services._one_call_start = one_call
+async def test_asking_again_for_an_in_flight_job_keeps_the_first_message_showing_it(starts, redis_client):
+    services = starts.services
     first = await services.start_match_analysis(asker(5), parse_match_ref(ROOM))
     await services.confirm(first, 5, 801)
     again = await services.start_match_analysis(Requester(user_id=5, chat_id=-1005, lang="en"),
@@ -114,11 +181,10 @@ async def test_asking_again_for_an_in_flight_job_keeps_the_first_message_showing
     assert [r["user_id"] for r in services.manager.get_job(first.job_id).requesters] == [5, 6]
 
 
-@pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
-async def test_asking_again_is_neither_refused_nor_counted_by_the_limits(services, redis_client, one_call):
+async def test_asking_again_is_neither_refused_nor_counted_by_the_limits(starts, redis_client):
     """The limits (2 active, 3 a minute here) are for new work: a repeat of a job already theirs
     is answered "you already asked", even at the limit, and does not use up the minute."""
-    services._one_call_start = one_call
+    services = starts.services
     jobs = [await services.start_match_analysis(asker(7), parse_match_ref(room)) for room in (ROOM, OTHER_ROOM)]
     for job in jobs:
         await services.confirm(job, 7, 900 + job.position)
@@ -130,12 +196,11 @@ async def test_asking_again_is_neither_refused_nor_counted_by_the_limits(service
     assert refused.value.key == "too_many_active"
 
 
-@pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
 async def test_in_a_group_a_second_member_is_pointed_at_the_message_already_showing_the_job(
-        services, redis_client, one_call):
+        starts, redis_client):
     """One copy of a result per group: a member asking for what a message in the group already
     shows is not added to the job (nor counted by the limits); elsewhere they join as before."""
-    services._one_call_start = one_call
+    services = starts.services
     group, other_group = -1_000_000_002_001, -1_000_000_002_002
     owner = await services.start_match_analysis(Requester(user_id=21, chat_id=group, lang="en"), parse_match_ref(ROOM))
     early = await services.start_match_analysis(Requester(user_id=22, chat_id=group, lang="en"), parse_match_ref(ROOM))
@@ -155,12 +220,11 @@ async def test_in_a_group_a_second_member_is_pointed_at_the_message_already_show
     assert record.watchers == [22, 23] and 23 in record.user_ids  # may see it (/status), gets no copy
     for watcher in (22, 23):
         assert redis_client.zcard(f"fb:bot:active:{watcher}") == 0 and redis_client.zcard(f"fb:bot:rate:{watcher}") == 0
-    assert queue_length(redis_client) == 1
+    assert starts.waiting() == 1
 
 
-@pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
-async def test_a_group_member_at_their_limits_is_still_pointed_at_the_message(services, redis_client, one_call):
-    services._one_call_start = one_call
+async def test_a_group_member_at_their_limits_is_still_pointed_at_the_message(starts, redis_client):
+    services = starts.services
     group = -1_000_000_003_001
     owner = await services.start_match_analysis(Requester(user_id=31, chat_id=group, lang="en"), parse_match_ref(ROOM))
     await services.confirm(owner, group, 4001)
@@ -199,12 +263,11 @@ def run_to_success(services, job_id: str) -> None:
     jobs.finish(job_id, attempt=attempt, status="succeeded", result={"kind": "test"})
 
 
-@pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
-async def test_a_repeat_just_after_the_job_succeeded_is_pointed_at_its_answer(services, redis_client, one_call):
+async def test_a_repeat_just_after_the_job_succeeded_is_pointed_at_its_answer(starts, redis_client):
     """A link sent twice, or a second member a moment later: the job may already be done (a cached
     analysis takes milliseconds). For a minute the repeat is pointed at the answer; anyone else
     gets a job of their own."""
-    services._one_call_start = one_call
+    services = starts.services
     group = -1_000_000_006_001
     first = await services.start_match_analysis(asker(61), parse_match_ref(ROOM))
     await services.confirm(first, 61, 7001)
@@ -225,7 +288,7 @@ async def test_a_repeat_just_after_the_job_succeeded_is_pointed_at_its_answer(se
     assert 0 < redis_client.ttl(f"fb:coalesce:match_analysis:{parse_match_ref(ROOM).match_id}") <= 60  # a minute
     fresh = await services.start_match_analysis(asker(64), parse_match_ref(ROOM))  # not theirs: a new job
     assert fresh.job_id != first.job_id and not fresh.coalesced
-    assert queue_length(redis_client) == 2
+    assert starts.waiting() == 2
 
 
 async def test_a_watched_job_is_not_cancelled_by_whoever_asked_first(services):
@@ -238,9 +301,8 @@ async def test_a_watched_job_is_not_cancelled_by_whoever_asked_first(services):
     assert (await services.job_of_user(owner.job_id, 42)).id == owner.job_id  # /status works for the watcher
 
 
-@pytest.mark.parametrize("one_call", [True, False], ids=["one-call", "general"])
-async def test_a_refused_start_writes_nothing(services, redis_client, one_call):
-    services._one_call_start = one_call
+async def test_a_refused_start_writes_nothing(starts, redis_client):
+    services = starts.services
     rooms = [ROOM.replace("1-0b9a", f"1-{i}b9a") for i in range(4)]
     started = [await services.start_match_analysis(asker(5), parse_match_ref(room)) for room in rooms[:2]]
     for job in started:  # as the bot does after its reply (the general path's reservation becomes the job)
@@ -248,7 +310,7 @@ async def test_a_refused_start_writes_nothing(services, redis_client, one_call):
     with pytest.raises(UserFacingError) as refused:  # 2 active jobs already
         await services.start_match_analysis(asker(5), parse_match_ref(rooms[2]))
     assert refused.value.key == "too_many_active"
-    assert queue_length(redis_client) == 2 and len(redis_client.keys("fb:job:*")) == 2
+    assert starts.waiting() == 2 and len(redis_client.keys("fb:job:*")) == 2
     services.manager.cancel_job(started[0].job_id)  # frees one active slot; the minute window is 2 of 3
     third = await services.start_match_analysis(asker(5), parse_match_ref(rooms[2]))
     await services.confirm(third, 5, 2)
@@ -309,7 +371,7 @@ async def test_the_one_call_start_runs_the_brokers_enqueue_hooks(services, redis
         joined = await services.start_match_analysis(asker(22), parse_match_ref(ROOM))
     finally:
         broker.middleware.pop()
-    assert services._one_call_start is True  # decided at the first start, with the watcher there
+    assert not first.token  # the one-call start, though a middleware has hooks (the general path reserves)
     assert joined.coalesced and joined.job_id == first.job_id
     assert seen[:2] == [("before", first.job_id), ("after", first.job_id)]
     assert ("after", first.job_id) not in seen[2:]  # the join queued nothing

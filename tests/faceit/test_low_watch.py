@@ -3,8 +3,8 @@
 A bulk keeps hundreds of fetches waiting in the low lane. Each looked for an interactive caller of
 another process by itself, every second: hundreds of Redis calls a second for as long as the bulk
 waited. Now one ``MGET`` a second reads the ``wanted`` keys of them all, and a fetch a user waits
-on is still raised within that second. ``WANTED_POLL`` is scaled down here (a setting of the
-module, as the tests scale every timing).
+on is still raised within that second. The cache's ``wanted_poll`` (``WANTED_POLL``, 1 s) is
+scaled down here through its constructor.
 """
 
 from __future__ import annotations
@@ -17,22 +17,20 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from faceit import cache as cache_module
 from faceit.cache import SingleFlightCache
 from faceit.keys import FaceitKeys
 from faceit.ratelimit import LOW_PRIORITY_WORK, LowPriority
 from tests.support.waiting import async_wait_until
 
 FLIGHTS = 40
-POLL = 0.05  # WANTED_POLL, scaled down from 1 s
+POLL = 0.05  # the cache's wanted_poll, scaled down from WANTED_POLL (1 s)
 
 
 @pytest.fixture(params=[True, False], ids=["str replies", "bytes replies"])
-async def cache(request: pytest.FixtureRequest, redis_url: str,
-                monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SingleFlightCache]:
-    monkeypatch.setattr(cache_module, "WANTED_POLL", POLL)
+async def cache(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[SingleFlightCache]:
     client = Redis.from_url(redis_url, decode_responses=request.param)
-    cache = SingleFlightCache(client, FaceitKeys("lw:"), lock_ttl=120.0)  # no renewal within the test
+    # No renewal within the test (lock_ttl), a look for ``wanted`` each POLL.
+    cache = SingleFlightCache(client, FaceitKeys("lw:"), lock_ttl=120.0, wanted_poll=POLL)
     yield cache
     await cache.close()
     await client.aclose()

@@ -322,10 +322,33 @@ def test_retention_ends_while_redis_is_full(fresh, make_monitor, redis_client):
     assert redis_client.zcard(monitor.jobs.index_key("all")) == 6
 
 
-def test_the_monitor_tolerates_a_missing_faceit_layer(fresh, make_monitor, monkeypatch):
+def test_the_monitor_tolerates_a_missing_faceit_layer(fresh, redis_client, tmp_path):
+    """A monitor where ``faceit.metrics`` cannot be imported still ticks, and its snapshot says
+    the FACEIT counters are unavailable. Run for real: a process of its own on a copy of the code
+    without that module, on the test Redis."""
+    import os
+    import shutil
+    import subprocess
     import sys
 
-    monkeypatch.setitem(sys.modules, "faceit.metrics", None)  # import now raises ImportError
-    snap = make_monitor().tick()
+    from queues.monitoring import MonitorKeys
+    from settings import get_settings
+    from tests.support.workers import ROOT
+
+    tree = tmp_path / "code"
+    for package in ("queues", "faceit"):
+        shutil.copytree(ROOT / package, tree / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("settings.py", "settings.toml"):
+        shutil.copy(ROOT / name, tree / name)
+    (tree / "faceit" / "metrics.py").unlink()
+    script = ("import importlib.util\n"
+              "from queues.monitoring import QueueMonitor\n"
+              "print('metrics importable:', importlib.util.find_spec('faceit.metrics') is not None)\n"
+              "QueueMonitor(telegram=None).tick()\n")
+    ran = subprocess.run([sys.executable, "-c", script], cwd=tree, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(tree)})
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert "metrics importable: False" in ran.stdout  # the copy is what ran
+    snap = json.loads(redis_client.get(MonitorKeys(get_settings().redis_key_prefix).latest))
     assert snap["faceit"] == {"available": False}
     assert snap["redis"]["reachable"]

@@ -126,14 +126,10 @@ def test_a_retry_moved_out_of_the_delay_queue_during_the_sweep_is_not_failed(man
     assert client.hexists(messages_key(ns, queue), message_id)  # the move happened during the sweep
 
 
-def test_a_backlog_older_than_the_grace_does_not_hide_a_newer_orphan(manager, make_monitor, monkeypatch):
+def test_a_backlog_older_than_the_grace_does_not_hide_a_newer_orphan(manager, make_monitor):
     """Each sweep reads a few ids per status; it used to read the oldest every time, so a backlog
     of jobs waiting longer than the grace (their messages there) kept a newer orphan from ever
     being looked at."""
-    from queues import monitoring
-
-    monkeypatch.setattr(monitoring, "ORPHAN_SCAN", 2)
-    monkeypatch.setattr(monitoring, "ORPHAN_SWEEP_INTERVAL", 0.0)
     now = time.time()
     backlog = []
     for index in range(3):  # legitimately waiting, for longer than the grace
@@ -141,23 +137,19 @@ def test_a_backlog_older_than_the_grace_does_not_hide_a_newer_orphan(manager, ma
         make_overdue(manager, job_id, status="queued", due=now - 3000 + index)
         backlog.append(job_id)
     lost = orphan(manager, status="queued", due=now - 1200, subject="behind-the-backlog")
-    monitor = make_monitor()
+    monitor = make_monitor(orphan_scan=2, orphan_sweep_interval=0.0)  # a sweep each tick
     for _ in range(3):
         monitor.tick()
     assert manager.get_job(lost).error["code"] == "orphaned"
     assert [manager.get_job(job_id).status for job_id in backlog] == ["queued"] * 3
 
 
-def test_ids_that_share_a_score_across_two_sweeps_are_each_read(manager, make_monitor, monkeypatch):
+def test_ids_that_share_a_score_across_two_sweeps_are_each_read(manager, make_monitor):
     """The sweep goes on from the score it stopped at: ids at that very score that did not fit
     in its read are read by the next one, not skipped."""
-    from queues import monitoring
-
-    monkeypatch.setattr(monitoring, "ORPHAN_SCAN", 2)
-    monkeypatch.setattr(monitoring, "ORPHAN_SWEEP_INTERVAL", 0.0)
     due = time.time() - 1200
     lost = [orphan(manager, status="queued", due=due, subject=f"tied-{index}") for index in range(3)]
-    monitor = make_monitor()
+    monitor = make_monitor(orphan_scan=2, orphan_sweep_interval=0.0)  # a sweep each tick
     monitor.tick()
     assert sum(manager.get_job(job_id).status == "failed" for job_id in lost) == 2
     monitor.tick()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 
 from tests.support.waiting import wait_until  # noqa: F401  (re-exported for the tests here)
 from tests.support.workers import WorkerPool, resume_module_pool, start_module_pool, stop_module_pool
+
+if TYPE_CHECKING:
+    from queues.manager import QueueManager
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +31,9 @@ def shared_pool(_shared_pool: WorkerPool, redis_url: str) -> WorkerPool:
     return resume_module_pool(_shared_pool)
 
 
-@pytest.fixture
-def manager(redis_url: str):
-    """A queue manager on the test Redis, with the test actors declared."""
+def build_manager() -> QueueManager:
+    """A queue manager on the current settings (the cached Redis clients and stores forgotten
+    first, so they are built with them), with the test actors declared."""
     import actors  # noqa: F401
     import tests.support.job_actors  # noqa: F401
     from queues.manager import QueueManager
@@ -37,6 +41,27 @@ def manager(redis_url: str):
 
     reset_runtime()
     return QueueManager()
+
+
+@pytest.fixture
+def manager(redis_url: str):
+    """A queue manager on the test Redis, with the test actors declared."""
+    return build_manager()
+
+
+@pytest.fixture
+def manager_with(redis_url: str, env_override: Callable[..., None]) -> Iterator[Callable[..., QueueManager]]:
+    """Build a queue manager on settings scaled down through their environment variables
+    (``manager_with(QUEUE_INDEX_LIMIT="10")``); the stores built with them are forgotten after
+    the test, so no later test inherits them."""
+    from queues.runtime import reset_runtime
+
+    def build(**env: str) -> QueueManager:
+        env_override(**env)
+        return build_manager()
+
+    yield build
+    reset_runtime()
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ client at the time (a worker pool an earlier module left, whose Dramatiq mainten
 
 from __future__ import annotations
 
-import importlib
 import logging
 import uuid
 from collections.abc import Iterator
@@ -32,9 +31,6 @@ from actors.broker import _FORGET_DEAD, sweep_dead_workers
 from actors.brokers import TrackedRedisBroker
 from queues.dramatiq_keys import acks_key, heartbeats_key, queue_key
 from tests.support.redis_server import RedisServer
-
-#: The module itself: ``actors.broker`` as an attribute is the package's broker, not this module.
-sweep_module = importlib.import_module("actors.broker")
 
 QUEUE = "work"
 OTHER = "other"  # declared, consumed by another pool
@@ -56,14 +52,6 @@ def redis_url(own_redis: RedisServer) -> str:
     """This module's own Redis, emptied (overrides the run's shared one; ``redis_client`` follows)."""
     own_redis.client().flushall()
     return own_redis.url
-
-
-@pytest.fixture(autouse=True)
-def _no_remembered_checks() -> Iterator[None]:
-    """What the sweep remembers in-process of dead ids holding ack sets elsewhere: empty in each test."""
-    sweep_module._HOLDING_ELSEWHERE.clear()
-    yield
-    sweep_module._HOLDING_ELSEWHERE.clear()
 
 
 @pytest.fixture
@@ -161,24 +149,30 @@ def test_a_dead_process_holding_acks_only_on_a_queue_nobody_here_knows_keeps_its
 
 
 def test_a_dead_process_kept_for_another_queue_is_looked_for_again_and_forgotten_once_it_holds_nothing(
-        broker, namespace, redis_client, caplog, monkeypatch):
+        broker, namespace, redis_client, caplog):
     caplog.set_level(logging.INFO, logger="actors.broker")
     redis_client.sadd(acks_key(namespace, "gone-4", RETIRED), "m-1")
     dies(redis_client, namespace, "gone-4")
     sweep_dead_workers(broker, [QUEUE])
-    monkeypatch.setattr(sweep_module, "ELSEWHERE_RECHECK", 0.0)  # ten minutes later
     scans = scan_calls(redis_client)
+    later = 0.0  # the recheck time has passed (ten minutes later, by default)
 
-    sweep_dead_workers(broker, [QUEUE])  # still there: kept, and not told again
+    sweep_dead_workers(broker, [QUEUE], elsewhere_recheck=later)  # still there: kept, and not told again
     assert scan_calls(redis_client) == scans + 1
     assert redis_client.zscore(heartbeats_key(namespace), "gone-4") is not None
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
 
     redis_client.delete(acks_key(namespace, "gone-4", RETIRED))  # a pool of that queue put them back
-    sweep_dead_workers(broker, [QUEUE])
+    sweep_dead_workers(broker, [QUEUE], elsewhere_recheck=later)
     assert redis_client.zscore(heartbeats_key(namespace), "gone-4") is None
     assert "forgot 1 dead worker process(es) holding no unacked message on any queue: gone-4" in caplog.text
-    assert sweep_module._HOLDING_ELSEWHERE == {}
+
+    # Nothing of it is remembered: the same id dead again with an ack set elsewhere is told anew
+    # (a finding still remembered would keep it quiet, and unscanned, for ten minutes).
+    redis_client.sadd(acks_key(namespace, "gone-4", RETIRED), "m-2")
+    dies(redis_client, namespace, "gone-4")
+    sweep_dead_workers(broker, [QUEUE])
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
 
 
 def test_a_dead_process_holding_messages_here_and_on_a_queue_nobody_here_knows_keeps_its_entry(

@@ -231,9 +231,10 @@ def test_unknown_actor_is_refused_and_writes_nothing(manager, redis_client):
     assert get_job_store().list_jobs()[1] == 0
 
 
-def test_indexes_are_bounded_and_pruned(manager, redis_client, monkeypatch):
-    store = get_job_store()
-    monkeypatch.setattr(store, "index_limit", 10)
+def test_indexes_are_bounded_and_pruned(manager_with, redis_client):
+    manager = manager_with(QUEUE_INDEX_LIMIT="10")  # the least the setting takes
+    store = manager.jobs
+    assert store.index_limit == 10
     ids = [manager.enqueue_job("t_low").id for _ in range(15)]
     assert redis_client.zcard(store.index_key("all")) == 10
     page, total = store.list_jobs(limit=5)

@@ -131,16 +131,13 @@ def test_a_job_is_told_its_place_in_the_queue_on_rabbitmq_too(rabbit, rabbit_man
     rabbit_manager.broker.flush(rabbit.queue("low"))
 
 
-def test_a_job_waiting_too_long_on_rabbitmq_raises_the_stale_jobs_alert(rabbit, rabbit_manager, redis_client,
-                                                                       monkeypatch):
+def test_a_job_waiting_too_long_on_rabbitmq_raises_the_stale_jobs_alert(rabbit, rabbit_manager, redis_client):
     """RabbitMQ's queues cannot be looked into, so the oldest waiting age was always unknown
     there: neither ``stale_jobs`` nor ``wait_time`` (a queue where nothing starts has no p95) ever
     fired. It is read from the job records now, for each queue even behind another queue's longer
     backlog. Nobody consumes ``low`` or ``high`` here; their jobs are made old by their records'
     times (and the status index's scores), as that long a wait would."""
     import time
-
-    import dramatiq
 
     from queues.alert_rules import Thresholds
     from queues.monitoring import OLDEST_SCAN, QueueMonitor
@@ -158,9 +155,9 @@ def test_a_job_waiting_too_long_on_rabbitmq_raises_the_stale_jobs_alert(rabbit, 
             aged(rabbit_manager.enqueue_job("t_low").id, 3600 - i)
         high = rabbit_manager.enqueue_job("t_high")
         aged(high.id, 125)
-        monkeypatch.setattr(dramatiq, "get_broker", lambda: rabbit_manager.broker)  # the monitor's, as in its process
+        # The monitor reads the queues through the RabbitMQ manager (this process's own broker is Redis).
         monitor = QueueMonitor(rabbit.settings, job_store=rabbit_manager.jobs, telegram=None,
-                               thresholds=Thresholds(queued_max_age=60))
+                               thresholds=Thresholds(queued_max_age=60), manager=rabbit_manager)
         snap = monitor.tick()
         assert 3600 <= snap["queues"][rabbit.queue("low")]["oldest_waiting_age"] < 3610
         assert 125 <= snap["queues"][rabbit.queue("high")]["oldest_waiting_age"] < 135

@@ -46,3 +46,33 @@ def delete_queues(url: str, prefix: str) -> None:
                 channel.queue_delete(queue=f"{prefix}{base}{suffix}")
     finally:
         connection.close()
+
+
+def ready_messages(url: str, queue: str) -> list[bytes]:
+    """The bodies of the messages ready in ``queue``, oldest first, left in the queue: each is
+    taken unacknowledged and all are given back (requeued in their places) before returning."""
+    import pika
+    import pika.exceptions
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        bodies: list[bytes] = []
+        last_tag = None
+        try:
+            channel.queue_declare(queue=queue, passive=True)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:  # never declared: nothing was queued there
+                return []
+            raise
+        while True:
+            method, _, body = channel.basic_get(queue=queue, auto_ack=False)
+            if method is None:
+                break
+            bodies.append(body)
+            last_tag = method.delivery_tag
+        if last_tag is not None:
+            channel.basic_nack(delivery_tag=last_tag, multiple=True, requeue=True)
+        return bodies
+    finally:
+        connection.close()
