@@ -101,6 +101,8 @@ class JobContext:
     actor: str
     attempt: int = 1
     cancel_requested: bool = False
+    #: Seconds this attempt may run (its queue's or actor's time limit); None: no limit.
+    time_limit: float | None = None
     _last_write: float = field(default=0.0, repr=False)
     _last_stage: str = field(default="", repr=False)
 
@@ -178,8 +180,8 @@ def job_actor(
             message = CurrentMessage.get_current_message()
             state = state_of(message) if message is not None else None
             job_id = message.message_id if message is not None else "local"
-            ctx = JobContext(job_id=job_id, actor=name, attempt=state.attempt if state else 1)
             limit = state.time_limit if state and state.time_limit else None
+            ctx = JobContext(job_id=job_id, actor=name, attempt=state.attempt if state else 1, time_limit=limit)
             resources = _resources()
             # The body runs in this very task (the one Dramatiq's event loop thread created):
             # the cancel watcher and the time limit both cancel it, with no second task to

@@ -461,7 +461,8 @@ async def monitoring_baseline(player_id: str) -> dict[str, Any] | None:
         return None
 
 
-async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dict[str, Any]:
+async def monitor_matches(user_ids: list[int] | None, progress: Progress,
+                          budget: float | None = None) -> dict[str, Any]:
     """New finished matches of followed players since the last one seen, as notifications.
 
     ``user_ids`` picks whose subscriptions are scanned (all when None); every active follower
@@ -469,12 +470,20 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dic
     scan of a player only records a baseline. A player's mark advances past the matches told
     only when the result's delivery sends the notices (the result's ``marks``), so a failed run,
     or a worker dying before the result was stored, loses none: the retry finds them again.
+
+    ``budget``: seconds after which no further player's scan starts (the job's time limit less
+    room for the scans under way and the result). The run then tells what it found, and the
+    next run of everyone starts with the players this one did not reach (``left`` in the
+    result). Without it, more followed players than the FACEIT rate limit scans within the time
+    limit (about 600 s × 8/s) had every run killed at its limit, none telling anything, for good.
     """
     ctx = await get_faceit_context()
     store, client = ctx.store, ctx.client
+    started = time.monotonic()
     inactive = await store.inactive_users()
     if user_ids is None:
         players = await store.watched_players(inactive, drop_idle_marks=True)  # none followed by blocked users alone
+        players = _from_resume(players, await store.monitor_resume())
     else:
         players = {}
         for uid in user_ids:
@@ -489,11 +498,15 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dic
     notifications: list[dict[str, Any]] = []
     counts = {"baselined": 0, "new_matches": 0}
     errors: list[dict[str, Any]] = []
+    left: list[str] = []
 
     async def scan(player_id: str, nickname: str) -> None:
         nonlocal done
         try:
             async with semaphore:
+                if budget is not None and time.monotonic() - started > budget:
+                    left.append(player_id)
+                    return
                 await _scan_player(ctx, client, player_id, nickname, inactive, marks, renames,
                                    notifications, counts)
         except FaceitBotError as exc:
@@ -503,8 +516,16 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dic
 
     await _gather_all([scan(pid, nick) for pid, nick in players.items()])
     failures = [err.pop("_exc") for err in errors]
-    if total and len(failures) == total:
+    if failures and len(failures) == total - len(left):  # every player it reached failed
         raise failures[0]
+    if user_ids is None:
+        # The first player (in this run's order) it did not reach; None: it reached them all.
+        unreached = set(left)
+        resume = next((pid for pid in players if pid in unreached), None)
+        await store.set_monitor_resume(resume)
+        if resume is not None:
+            log.warning("match monitoring: %d of %d followed players scanned within %.0f s; the next run "
+                        "starts with the %d left", total - len(left), total, budget, len(left))
     # A player whose new matches are told moves on only once the notices are safe: the delivery
     # of this job's result commits those marks (FaceitStore.advance_monitoring) before it sends them. Moved
     # on here, a worker dying before the result was stored lost the notices: the retry found
@@ -517,7 +538,8 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dic
         await store.rename(player_id, nickname)
     data = {
         "players": total,
-        "checked": total - len(failures),
+        "checked": total - len(left) - len(failures),
+        "left": len(left),
         "baselined": counts["baselined"],
         "new_matches": counts["new_matches"],
         "notifications": len(notifications),
@@ -526,6 +548,15 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress) -> dic
     return _result("match_monitoring", data, render.texts(render.render_monitoring, data), notifications=notifications,
                    marks={pid: mark for pid, mark in marks.items() if pid in told})
 
+
+
+def _from_resume(players: dict[str, str], resume: str | None) -> dict[str, str]:
+    """``players`` in id order from ``resume`` on, then those before it: where the last run of
+    everyone that ran out of time stopped (the first player after it when it is followed no more;
+    the first of all when None)."""
+    ids = sorted(players)
+    at = next((i for i, pid in enumerate(ids) if pid >= resume), 0) if resume is not None else 0
+    return {pid: players[pid] for pid in ids[at:] + ids[:at]}
 
 
 async def _scan_player(

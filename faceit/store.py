@@ -370,6 +370,17 @@ class FaceitStore:
             return None
         return data if isinstance(data, dict) else None
 
+    async def monitor_resume(self) -> str | None:
+        """Where the next monitoring run of everyone starts (:meth:`FaceitKeys.monitor_resume`)."""
+        return await self.redis.get(self.keys.monitor_resume())
+
+    async def set_monitor_resume(self, player_id: str | None) -> None:
+        """Start the next monitoring run of everyone at ``player_id`` (None: at the first)."""
+        if player_id is None:
+            await self.redis.delete(self.keys.monitor_resume())
+        else:
+            await self.redis.set(self.keys.monitor_resume(), player_id, ex=MONITOR_TTL)
+
     async def set_monitor_state(self, player_id: str, state: dict[str, Any], *, if_absent: bool = False) -> None:
         """Where monitoring of ``player_id`` stands; ``if_absent`` keeps one already there (the
         player's other followers are notified from it)."""

@@ -714,3 +714,43 @@ async def test_the_summaries_for_everyone_read_a_followed_player_once(sandbox: F
     one_follower = await everyone()
     await store.subscribe(22, player["player_id"], player["nickname"])
     assert await everyone() == one_follower + 1
+
+
+async def test_a_monitoring_run_out_of_time_tells_what_it_found_and_the_next_starts_with_the_rest(
+        sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    """More followed players than the rate limit scans within the time limit had every run killed
+    at its limit, none telling anything, the next one dying at the same place. A run now stops
+    starting scans at its budget, tells what it found, and the next run starts where it stopped."""
+    sample = sandbox.world()["players"][8:20]
+    players = sorted(p["player_id"] for p in sample)
+    nicknames = {p["player_id"]: p["nickname"] for p in sample}
+    for i, pid in enumerate(players):
+        await store.subscribe(500 + i, pid, nicknames[pid])
+    base = await _monitor(None, progress)
+    assert base["data"]["baselined"] == 12, base["data"]
+    # Past every baseline: other tests' matches (lobbies of ten, some stamped minutes ahead) may
+    # have moved some of these players' newest match past now.
+    marks = [await (await get_faceit_context()).store.monitor_state(pid) for pid in players]
+    later = max([time.time(), *(float(m["finished_at"] or 0) for m in marks if m)]) + 1
+    for pid in players:
+        sandbox.finish_match(player_id=pid, won=True, at=later)
+    sandbox.faults(latency_ms=1000)  # the 8 scans at once (MONITOR_CONCURRENCY) take longer than the budget
+
+    def told(result: dict[str, Any]) -> list[str]:
+        return sorted({n["player_id"] for n in result["notifications"]})
+
+    first = await services.monitor_matches(None, ProgressLog(), budget=0.5)
+    await (await get_faceit_context()).store.advance_monitoring(first["marks"])
+    assert (first["data"]["checked"], first["data"]["left"]) == (8, 4)
+    assert told(first) == players[:8], first["data"]
+    assert "checked 8 of 12 players" in first["texts"]["en"][0]
+
+    second = await services.monitor_matches(None, ProgressLog(), budget=0.5)  # starts with the 4 left
+    await (await get_faceit_context()).store.advance_monitoring(second["marks"])
+    assert (second["data"]["checked"], second["data"]["left"]) == (8, 4)
+    assert told(second) == players[8:], second["data"]  # the first four again: nothing new to tell of them
+
+    sandbox.faults(latency_ms=0)
+    third = await _monitor(None, ProgressLog())  # no budget: everyone, from players[4] round to players[3]
+    assert (third["data"]["checked"], third["data"]["left"], third["notifications"]) == (12, 0, [])
+    assert await (await get_faceit_context()).store.monitor_resume() is None

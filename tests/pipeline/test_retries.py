@@ -135,6 +135,15 @@ def test_enqueue_timeout_overrides_the_actor_limit(shared_pool, manager):
     assert manager.wait_for(handle.id, timeout=20).status == "succeeded"
 
 
+def test_a_job_body_is_told_its_time_limit(shared_pool, manager):
+    """Match monitoring stops starting scans at three quarters of it, so a run too big for its
+    limit still tells what it found (faceit.services.monitor_matches)."""
+    told = manager.wait_for(manager.enqueue_job("t_time_limit", timeout=7).id, timeout=20)
+    assert told.status == "succeeded" and told.result == {"time_limit": 7.0}
+    default = manager.wait_for(manager.enqueue_job("t_time_limit").id, timeout=20)
+    assert default.result == {"time_limit": float(manager.settings.queue_default_timeout)}
+
+
 def test_statuses_progress_and_record_lifetimes(shared_pool, manager, redis_client):
     ok = manager.enqueue_job("t_slow", seconds=1.0, steps=4, requester={"user_id": 5})
     assert manager.get_job_status(ok.id) == "queued"

@@ -69,6 +69,12 @@ async def t_noop(ctx: JobContext, value: int = 0) -> dict:
 
 
 @job_actor(priority=QueuePriority.DEFAULT)
+async def t_time_limit(ctx: JobContext) -> dict:
+    """The time limit its body is told (what match monitoring sizes its scan by)."""
+    return {"time_limit": ctx.time_limit}
+
+
+@job_actor(priority=QueuePriority.DEFAULT)
 async def t_fail_times(ctx: JobContext, failures: int, kind: str = "transient",
                        retry_after: float | None = None, stop_redis: bool = False) -> dict:
     """Fails ``failures`` times with ``kind`` (transient|permanent|auth|rate|bug|quotes_secrets),
