@@ -340,10 +340,12 @@ class Summary:
     blocked: list[int] = field(default_factory=list)
     chats_gone: list[int] = field(default_factory=list)  # groups the bot was removed from
     errors: list[BaseException] = field(default_factory=list)
+    left: int = 0  # recipients not begun within the delivery's budget: a continuation serves them
 
     def to_dict(self, job_id: str) -> dict[str, Any]:
-        return {"kind": "delivery", "job_id": job_id, "sent": self.sent, "already_sent": self.skipped,
+        done = {"kind": "delivery", "job_id": job_id, "sent": self.sent, "already_sent": self.skipped,
                 "refused": self.refused, "blocked": sorted(self.blocked), "chats_gone": sorted(self.chats_gone)}
+        return {**done, "left": self.left} if self.left else done
 
 
 def _texts_of(result: dict[str, Any], lang: str) -> list[str]:
@@ -754,8 +756,15 @@ async def _user_lang(res: DeliveryResources, user_id: int) -> str:
     return user_language(chosen, seen)
 
 
-async def deliver_job(job_id: str) -> dict[str, Any]:
-    """Deliver the ended job ``job_id`` to its requesters and notified users (see the module docstring)."""
+async def deliver_job(job_id: str, budget: float | None = None) -> dict[str, Any]:
+    """Deliver the ended job ``job_id`` to its requesters and notified users (see the module docstring).
+
+    ``budget``: seconds after which no further recipient is begun (the delivery's time limit less
+    room for those under way). When some are left and this attempt sent something, a new
+    delivery of the job is queued for them (each part goes once: the markers), and this one
+    ends well; one that sent nothing is retried on the schedule. A notice to thousands of
+    followers of one player otherwise outran the 120 s limit at every attempt and, past the
+    retries, was lost for the rest of them."""
     res = await get_resources()
     try:
         res.api  # noqa: B018 (built here: a worker without Telegram settings cannot deliver)
@@ -781,7 +790,7 @@ async def deliver_job(job_id: str) -> dict[str, Any]:
             if not record.is_final:
                 logger.info("job %s: %s, not ended; delivery skipped", job_id, record.status)
                 return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_final": record.status}
-            summary = await _deliver_run(res, record)
+            summary = await _deliver_run(res, record, budget)
     except ResultLostError:
         raise
     except (Exception, asyncio.CancelledError):
@@ -792,7 +801,20 @@ async def deliver_job(job_id: str) -> dict[str, Any]:
         raise
     if (summary["sent"] or summary["refused"]) and not res.configured_told:  # Telegram was reached
         await _resolve_not_configured(res)
+    if summary.get("left"):  # after the lease, which the continuation takes
+        await asyncio.to_thread(_continue_delivery, res.settings, job_id)
     return summary
+
+
+def _continue_delivery(settings: Any, job_id: str) -> None:
+    """Queue another delivery of ``job_id`` for the recipients this one left: the message the
+    trigger sends, on the pipeline's broker (a failure raises: this delivery is then retried,
+    and sends only what is still due)."""
+    from queues.manager import delivery_message, get_queue_manager
+    from queues.priorities import QueuePriority, queue_name
+
+    get_queue_manager().broker.enqueue(delivery_message(job_id, queue_name(QueuePriority.HIGH, settings)))
+    logger.info("job %s: delivery goes on in a new delivery job", job_id)
 
 
 async def _keep_owed(res: DeliveryResources, job_id: str) -> None:
@@ -826,9 +848,11 @@ async def _record_gone(res: DeliveryResources, job_id: str) -> dict[str, Any]:
     return {"kind": "delivery", "job_id": job_id, "sent": 0, "missing": True}
 
 
-async def _deliver_run(res: DeliveryResources, record: JobRecord) -> dict[str, Any]:
+async def _deliver_run(res: DeliveryResources, record: JobRecord, budget: float | None = None) -> dict[str, Any]:
     """Deliver the current run of an ended job, holding its lease: the markers read here are the
-    latest, and no other delivery of the job adds to them meanwhile."""
+    latest, and no other delivery of the job adds to them meanwhile. Past ``budget`` seconds no
+    further recipient is begun (:func:`deliver_job`)."""
+    started = time.monotonic()
     job_id = record.id
     run = str(record.raw.get("requeued_at") or "")
     record = await _await_job_messages(res, record)
@@ -840,6 +864,10 @@ async def _deliver_run(res: DeliveryResources, record: JobRecord) -> dict[str, A
 
     async def guarded(coro: Any) -> None:
         async with semaphore:
+            if budget is not None and time.monotonic() - started > budget:
+                coro.close()  # never begun: the continuation serves this recipient
+                summary.left += 1
+                return
             try:
                 await coro
             except Exception as exc:
@@ -859,11 +887,13 @@ async def _deliver_run(res: DeliveryResources, record: JobRecord) -> dict[str, A
         tasks += [guarded(_to_subscriber_in_order(res, job_id, mine, done, inactive, summary))
                   for mine in _notes_by_user(notes).values()]
     await asyncio.gather(*tasks)
-    logger.info("job %s: delivery sent %d, already sent %d, refused %d, blocked %d, groups gone %d, errors %d",
+    logger.info("job %s: delivery sent %d, already sent %d, refused %d, blocked %d, groups gone %d, errors %d%s",
                 job_id, summary.sent, summary.skipped, summary.refused, len(summary.blocked), len(summary.chats_gone),
-                len(summary.errors))
+                len(summary.errors), f", left for a new delivery {summary.left}" if summary.left else "")
     if summary.errors:
         raise _most_telling(summary.errors)
+    if summary.left and not summary.sent:  # no way on: the retry schedule, not a loop of new deliveries
+        raise UpstreamError(f"delivery began no recipient's send within its time; {summary.left} left")
     return summary.to_dict(job_id)
 
 

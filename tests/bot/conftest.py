@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -278,3 +278,22 @@ def faceit_faults(faceit_sandbox: FaceitSandbox) -> Iterator[Callable[..., Any]]
     """Set FACEIT sandbox faults for one test (cleared afterwards)."""
     yield faceit_sandbox.faults
     faceit_sandbox.faults()
+
+
+@pytest.fixture
+async def delivery_env(telegram_sandbox, redis_url, monkeypatch) -> AsyncIterator[Any]:  # noqa: F811 (imported above)
+    """The delivery's resources in this process, against the sandbox (its limits generous)."""
+    from bot import delivery
+    from settings import get_settings
+
+    monkeypatch.setenv("TELEGRAM_API_URL", telegram_sandbox.base_url)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", SANDBOX_BOT_TOKEN)
+    monkeypatch.setenv("TELEGRAM_CHAT_RATE", "20")
+    monkeypatch.setenv("TELEGRAM_GROUP_RATE", "600")
+    monkeypatch.setenv("TELEGRAM_GLOBAL_RATE", "200")
+    get_settings.cache_clear()
+    yield await delivery.get_resources()
+    await delivery.close_resources()
+    telegram_sandbox.reset()  # the service messages of a migration are nobody's updates
+    monkeypatch.undo()
+    get_settings.cache_clear()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -25,25 +24,6 @@ from tests.support.png import make_png
 from tests.support.redis_server import free_port
 
 RESULT_TEXTS = ["<b>Match analysis</b>: first part", "second part of the analysis"]
-
-
-@pytest.fixture
-async def delivery_env(telegram_sandbox, redis_url, monkeypatch) -> AsyncIterator[Any]:
-    """The delivery's resources in this process, against the sandbox (its limits generous)."""
-    from bot import delivery
-    from settings import get_settings
-
-    monkeypatch.setenv("TELEGRAM_API_URL", telegram_sandbox.base_url)
-    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", SANDBOX_BOT_TOKEN)
-    monkeypatch.setenv("TELEGRAM_CHAT_RATE", "20")
-    monkeypatch.setenv("TELEGRAM_GROUP_RATE", "600")
-    monkeypatch.setenv("TELEGRAM_GLOBAL_RATE", "200")
-    get_settings.cache_clear()
-    yield await delivery.get_resources()
-    await delivery.close_resources()
-    telegram_sandbox.reset()  # the service messages of a migration are nobody's updates
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 async def _succeeded_job(res: Any, requesters: list[dict[str, Any]], photo: bytes | None = None) -> str:

@@ -1,0 +1,68 @@
+"""A delivery to more people than it can serve within its time goes on in a new delivery job.
+
+Run in this process against the real sandbox Bot API and the test's Redis, as the workers run
+it, with Telegram's overall rate scaled down (10 messages a second) so that 40 recipients take
+longer than the delivery's budget. Before, a notice to thousands of followers of one player hit
+the 120 s limit at every attempt; past the retries the rest of them never got it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.bot.conftest import new_user
+
+TEXT = "<b>Match analysis</b>: the result"
+
+
+async def test_recipients_past_the_budget_get_their_result_from_a_new_delivery_once(
+        delivery_env, telegram_sandbox, redis_client, monkeypatch) -> None:
+    from bot import delivery
+    from queues.manager import DELIVERY_ACTOR
+    from settings import get_settings
+
+    monkeypatch.setenv("TELEGRAM_GLOBAL_RATE", "10")
+    monkeypatch.setenv("TELEGRAM_GLOBAL_BURST", "1")
+    get_settings.cache_clear()
+    await delivery.close_resources()
+    res = await delivery.get_resources()
+    users = [new_user() for _ in range(40)]
+    job_id = f"continues-{users[0]}"
+    now = time.time()
+    await res.redis.hset(res.job_key(job_id), mapping={
+        "status": "succeeded", "actor": "match_analysis", "queue": "high",
+        "requesters": json.dumps([{"user_id": u, "chat_id": u, "lang": "en"} for u in users]),
+        "result": json.dumps({"kind": "match_analysis", "texts": {"en": [TEXT]}}),
+        "enqueued_at": str(now - 30), "finished_at": str(now)})
+
+    first = await delivery.deliver_job(job_id, budget=0.5)  # at 10/s, 40 sends take 4 s
+    assert first["sent"] > 0 and first["left"] > 0 and first["sent"] + first["left"] == 40
+    [queued] = redis_client.lrange("dramatiq:high", 0, -1)  # the continuation, as the trigger sends it
+    message = json.loads(redis_client.hget("dramatiq:high.msgs", queued))
+    assert (message["actor_name"], message["args"]) == (DELIVERY_ACTOR, [job_id])
+
+    rest = await delivery.deliver_job(job_id)  # what the continuation runs
+    assert (rest["sent"], rest["already_sent"], rest.get("left", 0)) == (first["left"], first["sent"], 0)
+    for user in users:
+        assert [e.get("text") for e in await telegram_sandbox.messages_async(user)] == [TEXT]
+
+
+async def test_a_delivery_that_began_nobody_within_its_budget_is_retried_not_continued(
+        delivery_env, redis_client) -> None:
+    """With nothing sent, a new delivery would only loop; the retry schedule takes it on."""
+    import pytest
+
+    from bot import delivery
+    from faceit.errors import UpstreamError
+
+    res, user = delivery_env, new_user()
+    job_id = f"continues-none-{user}"
+    await res.redis.hset(res.job_key(job_id), mapping={
+        "status": "succeeded", "actor": "match_analysis", "queue": "high",
+        "requesters": json.dumps([{"user_id": user, "chat_id": user, "lang": "en"}]),
+        "result": json.dumps({"kind": "match_analysis", "texts": {"en": [TEXT]}}),
+        "enqueued_at": str(time.time() - 30), "finished_at": str(time.time())})
+    with pytest.raises(UpstreamError, match="1 left"):
+        await delivery.deliver_job(job_id, budget=-1.0)
+    assert redis_client.llen("dramatiq:high") == 0
