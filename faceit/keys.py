@@ -57,10 +57,10 @@ class FaceitKeys:
     def monitor_state(self, player_id: str) -> str:
         return f"{self.base}monitor:{_part(player_id)}"
 
-    def monitor_resume(self) -> str:
-        """The followed player a monitoring run of everyone that ran out of time did not reach:
-        the next such run starts there."""
-        return f"{self.base}monitoring:resume"
+    def sweep_resume(self, sweep: str) -> str:
+        """The followed player a sweep of everyone (``monitoring``, ``cache:player`` …) that ran
+        out of time did not reach: the next such sweep starts there."""
+        return f"{self.base}sweep-resume:{sweep}"
 
     # Subscriptions and users ---------------------------------------------------------------
     def user_subscriptions(self, user_id: int) -> str:

@@ -55,6 +55,7 @@ from faceit.errors import (
 from faceit.i18n import ERROR_TEXTS, LANGS, error_payload, with_key
 from faceit.links import MatchRef, parse_match_ref, parse_player_ref
 from faceit.models import FINISHED, NOT_ANALYSABLE, Match, PlayerProfile, matches_of, series_stats
+from faceit.sweep import Sweep
 
 log = logging.getLogger(__name__)
 
@@ -479,11 +480,11 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress,
     """
     ctx = await get_faceit_context()
     store, client = ctx.store, ctx.client
-    started = time.monotonic()
+    sweep = Sweep(store, "monitoring" if user_ids is None else None, budget)
     inactive = await store.inactive_users()
     if user_ids is None:
         players = await store.watched_players(inactive, drop_idle_marks=True)  # none followed by blocked users alone
-        players = _from_resume(players, await store.monitor_resume())
+        players = await sweep.ordered(players)
     else:
         players = {}
         for uid in user_ids:
@@ -498,14 +499,12 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress,
     notifications: list[dict[str, Any]] = []
     counts = {"baselined": 0, "new_matches": 0}
     errors: list[dict[str, Any]] = []
-    left: list[str] = []
 
     async def scan(player_id: str, nickname: str) -> None:
         nonlocal done
         try:
             async with semaphore:
-                if budget is not None and time.monotonic() - started > budget:
-                    left.append(player_id)
+                if not sweep.begins(player_id):
                     return
                 await _scan_player(ctx, client, player_id, nickname, inactive, marks, renames,
                                    notifications, counts)
@@ -516,16 +515,9 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress,
 
     await _gather_all([scan(pid, nick) for pid, nick in players.items()])
     failures = [err.pop("_exc") for err in errors]
-    if failures and len(failures) == total - len(left):  # every player it reached failed
+    if failures and len(failures) == total - len(sweep.left):  # every player it reached failed
         raise failures[0]
-    if user_ids is None:
-        # The first player (in this run's order) it did not reach; None: it reached them all.
-        unreached = set(left)
-        resume = next((pid for pid in players if pid in unreached), None)
-        await store.set_monitor_resume(resume)
-        if resume is not None:
-            log.warning("match monitoring: %d of %d followed players scanned within %.0f s; the next run "
-                        "starts with the %d left", total - len(left), total, budget, len(left))
+    await sweep.end(list(players))
     # A player whose new matches are told moves on only once the notices are safe: the delivery
     # of this job's result commits those marks (FaceitStore.advance_monitoring) before it sends them. Moved
     # on here, a worker dying before the result was stored lost the notices: the retry found
@@ -538,8 +530,8 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress,
         await store.rename(player_id, nickname)
     data = {
         "players": total,
-        "checked": total - len(left) - len(failures),
-        "left": len(left),
+        "checked": total - len(sweep.left) - len(failures),
+        "left": len(sweep.left),
         "baselined": counts["baselined"],
         "new_matches": counts["new_matches"],
         "notifications": len(notifications),
@@ -548,15 +540,6 @@ async def monitor_matches(user_ids: list[int] | None, progress: Progress,
     return _result("match_monitoring", data, render.texts(render.render_monitoring, data), notifications=notifications,
                    marks={pid: mark for pid, mark in marks.items() if pid in told})
 
-
-
-def _from_resume(players: dict[str, str], resume: str | None) -> dict[str, str]:
-    """``players`` in id order from ``resume`` on, then those before it: where the last run of
-    everyone that ran out of time stopped (the first player after it when it is followed no more;
-    the first of all when None)."""
-    ids = sorted(players)
-    at = next((i for i, pid in enumerate(ids) if pid >= resume), 0) if resume is not None else 0
-    return {pid: players[pid] for pid in ids[at:] + ids[:at]}
 
 
 async def _scan_player(
@@ -629,16 +612,22 @@ async def _scan_player(
 # Cache update --------------------------------------------------------------------------------------
 
 
-async def update_cache(cache_type: str, identifiers: list[str] | None, progress: Progress) -> dict[str, Any]:
-    """Refresh cached profiles/stats of the given players (default: every followed player) or matches."""
+async def update_cache(cache_type: str, identifiers: list[str] | None, progress: Progress,
+                       budget: float | None = None) -> dict[str, Any]:
+    """Refresh cached profiles/stats of the given players (default: every followed player) or matches.
+
+    ``budget``: seconds after which nothing more is begun (:class:`~faceit.sweep.Sweep`); the
+    next sweep of every followed player starts with those this one left (``left``)."""
     parts = CACHE_TYPES.get((cache_type or "").lower())
     if parts is None:
         raise _bad("bad_cache_type", ref=cache_type)
     ctx = await get_faceit_context()
     client = ctx.client
+    everyone = identifiers is None and parts != ("match",)
+    sweep = Sweep(ctx.store, f"cache:{'+'.join(parts)}" if everyone else None, budget)
     if identifiers is None:
-        identifiers = [] if parts == ("match",) else list(
-            await ctx.store.watched_players(await ctx.store.inactive_users()))
+        identifiers = list(await sweep.ordered(await ctx.store.watched_players(await ctx.store.inactive_users()))
+                           ) if everyone else []
     total = len(identifiers)
     await progress(1, "players" if parts != ("match",) else "matches", done=0, total=total)
     semaphore = asyncio.Semaphore(CACHE_UPDATE_CONCURRENCY)
@@ -649,6 +638,8 @@ async def update_cache(cache_type: str, identifiers: list[str] | None, progress:
         nonlocal done
         try:
             async with semaphore:
+                if not sweep.begins(identifier):
+                    return
                 if parts == ("match",):
                     match = await _fetch_match_refresh(client, parse_match_ref(identifier))
                     if match.status == FINISHED:
@@ -677,7 +668,9 @@ async def update_cache(cache_type: str, identifiers: list[str] | None, progress:
                        done=done, total=total)
 
     await _gather_all([refresh(i) for i in identifiers])
-    data = {"cache_type": cache_type, "total": total, "refreshed": total - len(failed), "failed": failed}
+    await sweep.end(identifiers)
+    data = {"cache_type": cache_type, "total": total, "refreshed": total - len(sweep.left) - len(failed),
+            "failed": failed, **({"left": len(sweep.left)} if sweep.left else {})}
     return _result("cache_update", data, render.texts(render.render_cache_update, data))
 
 

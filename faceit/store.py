@@ -370,16 +370,16 @@ class FaceitStore:
             return None
         return data if isinstance(data, dict) else None
 
-    async def monitor_resume(self) -> str | None:
-        """Where the next monitoring run of everyone starts (:meth:`FaceitKeys.monitor_resume`)."""
-        return await self.redis.get(self.keys.monitor_resume())
+    async def sweep_resume(self, sweep: str) -> str | None:
+        """Where the next ``sweep`` of every followed player starts (:meth:`FaceitKeys.sweep_resume`)."""
+        return await self.redis.get(self.keys.sweep_resume(sweep))
 
-    async def set_monitor_resume(self, player_id: str | None) -> None:
-        """Start the next monitoring run of everyone at ``player_id`` (None: at the first)."""
+    async def set_sweep_resume(self, sweep: str, player_id: str | None) -> None:
+        """Start the next ``sweep`` of every followed player at ``player_id`` (None: at the first)."""
         if player_id is None:
-            await self.redis.delete(self.keys.monitor_resume())
+            await self.redis.delete(self.keys.sweep_resume(sweep))
         else:
-            await self.redis.set(self.keys.monitor_resume(), player_id, ex=MONITOR_TTL)
+            await self.redis.set(self.keys.sweep_resume(sweep), player_id, ex=MONITOR_TTL)
 
     async def set_monitor_state(self, player_id: str, state: dict[str, Any], *, if_absent: bool = False) -> None:
         """Where monitoring of ``player_id`` stands; ``if_absent`` keeps one already there (the

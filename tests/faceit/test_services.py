@@ -753,4 +753,31 @@ async def test_a_monitoring_run_out_of_time_tells_what_it_found_and_the_next_sta
     sandbox.faults(latency_ms=0)
     third = await _monitor(None, ProgressLog())  # no budget: everyone, from players[4] round to players[3]
     assert (third["data"]["checked"], third["data"]["left"], third["notifications"]) == (12, 0, [])
-    assert await (await get_faceit_context()).store.monitor_resume() is None
+    assert await (await get_faceit_context()).store.sweep_resume("monitoring") is None
+
+
+async def test_a_cache_sweep_out_of_time_starts_the_next_with_the_players_it_left(
+        sandbox: FaceitSandbox, progress: ProgressLog) -> None:
+    """The hourly sweep of every followed player, past what the low lane refreshes within the time
+    limit, was killed at its limit having refreshed the same first players each hour."""
+    sample = sandbox.world()["players"][8:20]
+    players = sorted(p["player_id"] for p in sample)
+    for i, player in enumerate(sample):
+        await store.subscribe(700 + i, player["player_id"], player["nickname"])
+    ctx = await get_faceit_context()
+    sandbox.faults(latency_ms=1000)  # the 4 refreshes at once (CACHE_UPDATE_CONCURRENCY) outlast the budget
+
+    first = await services.update_cache("player", None, ProgressLog(), budget=0.5)
+    assert (first["data"]["total"], first["data"]["refreshed"], first["data"]["left"]) == (12, 4, 8)
+    assert await ctx.store.sweep_resume("cache:profile+lifetime+recent") == players[4]
+    second = await services.update_cache("players", None, ProgressLog(), budget=0.5)  # the same sweep, by its alias
+    assert (second["data"]["refreshed"], second["data"]["left"]) == (4, 8)
+    assert await ctx.store.sweep_resume("cache:profile+lifetime+recent") == players[8]
+
+    sandbox.faults(latency_ms=0)
+    sandbox.reset()
+    third = await services.update_cache("player", None, ProgressLog())
+    assert (third["data"]["refreshed"], "left" in third["data"]) == (12, False)
+    assert await ctx.store.sweep_resume("cache:profile+lifetime+recent") is None
+    named = await services.update_cache("player", players[:2], ProgressLog(), budget=0.0)  # named ones: no sweep
+    assert named["data"]["left"] == 2 and await ctx.store.sweep_resume("cache:profile+lifetime+recent") is None
