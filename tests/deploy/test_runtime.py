@@ -130,7 +130,17 @@ def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pop
     elif command[0] == "dramatiq":
         command = [str(Path(sys.executable).parent / "dramatiq"), *command[1:]]
     handle = log.open("wb")
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    # A session of its own, as a container's processes are: _kill ends a pool's children with it.
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _kill(process: subprocess.Popen) -> None:
+    """End ``process`` and every process it started (a worker pool's children outlived a kill of
+    the parent alone when a test failed)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def _stop_gracefully(process: subprocess.Popen, log: Path) -> int:
@@ -139,8 +149,7 @@ def _stop_gracefully(process: subprocess.Popen, log: Path) -> int:
     try:
         return process.wait(timeout=STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        _kill(process)
         pytest.fail(f"no exit {STOP_TIMEOUT}s after SIGTERM:\n{_tail(log)}")
 
 
@@ -307,9 +316,7 @@ def test_worker_high_pool_runs_high_jobs_only_and_stops_on_sigterm(
         assert client.llen(f"{namespace}:low") == 1, "worker-high took a job from the low queue"
         status = _stop_gracefully(worker, log)
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+        _kill(worker)
     assert status == 0, _tail(log)
     assert client.llen(f"{namespace}:low") == 1 and client.hlen(f"{namespace}:low.msgs") == 1
     assert not healthy(), "still healthy after the pool stopped"
@@ -361,9 +368,7 @@ def test_dashboard_requires_credentials_with_the_compose_environment(
         assert healthcheck.returncode == 0
         status = _stop_gracefully(dashboard, log)
     finally:
-        if dashboard.poll() is None:
-            dashboard.kill()
-            dashboard.wait()
+        _kill(dashboard)
     assert status == 0, _tail(log)
 
 
@@ -387,7 +392,5 @@ def test_two_scheduler_replicas_run_side_by_side_and_stop_on_sigterm(
         statuses = [_stop_gracefully(process, log) for process, log in zip(processes, logs, strict=True)]
     finally:
         for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            _kill(process)
     assert statuses == [0] * replicas, [log.read_text()[-2000:] for log in logs]

@@ -149,27 +149,27 @@ async def test_a_redis_error_as_it_takes_the_lead_lets_another_scheduler_lead(re
         broken_calls: list[str] = []
         broken = SchedulerService(get_settings(), client=client, lock_ttl=0.3,
                                   tasks=[counting_task("at_start", broken_calls, interval=60, run_at_start=True)])
+        redis_client.acl_log_reset()
         running = asyncio.ensure_future(broken.run())
-        await asyncio.sleep(0.6)  # several tries, each failing to read the record
+
+        def refused_reads() -> int:  # Redis's own count of the record reads it refused this user
+            return sum(int(e["count"]) for e in redis_client.acl_log()
+                       if e.get("username") == "scheduler_test" and e.get("object") == "hgetall")
+
+        await async_wait_until(lambda: refused_reads() >= 2, "two tries, each refused the record")
         assert not running.done() and not broken.is_leader and broken_calls == []
         healthy_calls: list[str] = []
         healthy = SchedulerService(get_settings(), lock_ttl=0.3,
                                    tasks=[counting_task("at_start", healthy_calls, interval=60, run_at_start=True)])
         healthy_running = asyncio.ensure_future(healthy.run())
-        for _ in range(60):
-            if healthy_calls:
-                break
-            await asyncio.sleep(0.05)
+        await async_wait_until(lambda: healthy_calls, "the healthy scheduler to lead and run its task")
         assert healthy_calls == ["at_start"] and healthy.is_leader
         assert redis_client.get(keys.leader) == healthy.token and not broken.is_leader
         healthy.stop()
         await asyncio.wait_for(healthy_running, 10)
         redis_client.acl_setuser("scheduler_test", commands=["+hgetall"])  # Redis lets it read again
-        for _ in range(60):
-            if broken.is_leader:
-                break
-            await asyncio.sleep(0.05)
-        assert broken.is_leader and redis_client.get(keys.leader) == broken.token
+        await async_wait_until(lambda: broken.is_leader, "the once broken scheduler to lead")
+        assert redis_client.get(keys.leader) == broken.token
         broken.stop()
         await asyncio.wait_for(running, 10)
     finally:
