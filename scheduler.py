@@ -48,6 +48,7 @@ so the next leader makes it. A run that fails raises an ``error`` alert (rule
 
 Redis keys (under ``REDIS_KEY_PREFIX``): ``scheduler:leader``, ``scheduler:last_run`` (hash),
 ``scheduler:dedupe:<task>``, ``scheduler:history`` (newest 200 runs, JSON),
+``scheduler:last_outcome`` (hash: each task's newest run, JSON),
 ``scheduler:weekly:<user>:<ISO week>`` (8 days, JSON: :class:`WeeklyMark`); it reads the bot's
 ``bot:tz`` and ``bot:tz:changed``. No job store is persisted: nothing is pickled.
 """
@@ -121,6 +122,12 @@ class SchedulerKeys:
     @property
     def history(self) -> str:
         return f"{self.prefix}scheduler:history"
+
+    @property
+    def last_outcome(self) -> str:
+        """Hash task → its newest run (JSON ``at``, ``outcome``): kept per task, as the history's
+        newest runs are mostly the monitor's (a daily task's fell out of it within the hour)."""
+        return f"{self.prefix}scheduler:last_outcome"
 
     def dedupe(self, task: str) -> str:
         return f"{self.prefix}scheduler:dedupe:{task}"
@@ -577,7 +584,19 @@ def default_tasks(settings: Settings) -> list[Task]:
 #: for its next period, a day for the retention.
 REDIS_SKIP_RETRY = 30.0
 
-#: Deletes a run's dedupe key if it still holds this scheduler's token (KEYS[1], ARGV[1]).
+#: Claims a run: its dedupe key (KEYS[1]) set to the run's claim (ARGV[1]) for ARGV[2] ms unless
+#: another claim holds it, and the task's last good run (KEYS[2], field ARGV[3]) read. A key that
+#: already holds this very claim is this run's: its first try reached Redis and only the reply was
+#: lost (redis-py sends a command again after a connection error), or it is tried again after
+#: Redis did not answer. Returns {1 or 0, last run or ""}.
+_CLAIM_RUN = """
+local fresh = 0
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then fresh = 1
+elseif redis.call('get', KEYS[1]) == ARGV[1] then fresh = 1 end
+return {fresh, redis.call('hget', KEYS[2], ARGV[3]) or ''}
+"""
+
+#: Deletes a run's dedupe key if it still holds the run's claim (KEYS[1], ARGV[1]).
 _RELEASE_DEDUPE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
@@ -606,6 +625,13 @@ class SchedulerService:
         self.lock = LeaderLock(self.client, self.keys.leader, self.lock_ttl, self.token)
         #: The weekly marks' compare-and-swap (:data:`_SWAP_MARK`), registered once.
         self.swap_mark = self.client.register_script(_SWAP_MARK)
+        #: A run's claim of its dedupe key (:data:`_CLAIM_RUN`), registered once.
+        self.claim_run = self.client.register_script(_CLAIM_RUN)
+        #: Each task's claim held by its run under way (released if the run is cut short), and the
+        #: claim of a run Redis did not answer (its next try makes the same claim: the first may
+        #: have landed, its reply lost).
+        self._claims: dict[str, str] = {}
+        self._unanswered_claims: dict[str, str] = {}
         self.is_leader = False
         self._redis_failing = False
         self._take_over_failing = False
@@ -710,7 +736,9 @@ class SchedulerService:
             # leader skip the run as "already run" though it never finished: let the key go, so the
             # run is made (at worst twice: every task is coalesced or idempotent). Ended here, not
             # raised: APScheduler logs a cancelled job as an ERROR with a traceback (a Sentry event).
-            self._release_dedupe(name)
+            claim = self._claims.pop(name, None)
+            if claim is not None:
+                self._release_dedupe(name, claim)
             logger.info("task %s: stopped with this scheduler's lead; the next leader runs it", name)
             return None
 
@@ -718,19 +746,21 @@ class SchedulerService:
         task = self.tasks[name]
         now = time.time()
         gap_ms = max(1, int(task.period * 500))
+        claim = self._unanswered_claims.pop(name, None) or f"{self.token}:{uuid.uuid4().hex[:8]}"
         try:
-            fresh = await asyncio.to_thread(self.client.set, self.keys.dedupe(name), self.token, nx=True,
-                                            px=gap_ms)
-            last = await asyncio.to_thread(self.client.hget, self.keys.last_run, name)
+            fresh, last = await asyncio.to_thread(self.claim_run, keys=[self.keys.dedupe(name), self.keys.last_run],
+                                                  args=[claim, gap_ms, name])
         except redis.RedisError:
             if name != "monitor":
+                self._unanswered_claims[name] = claim
                 retry = self._try_again_soon(task)
                 logger.warning("task %s skipped: Redis unreachable; trying again in %.0f s", name, retry)
                 return None
             fresh, last = True, None  # the monitor must run to report the outage
-        if not fresh:
+        if not int(fresh):
             logger.info("task %s: skipped (already run within %.1f s)", name, gap_ms / 1000)
             return None
+        self._claims[name] = claim
         ctx = TaskContext(name=name, now=now, last_run=float(last) if last else None, service=self)
         started = time.monotonic()
         outcome, result = "ok", None
@@ -749,9 +779,11 @@ class SchedulerService:
                 pipe.hset(self.keys.last_run, name, repr(now))
             pipe.lpush(self.keys.history, json.dumps(entry, default=str))
             pipe.ltrim(self.keys.history, 0, HISTORY_KEPT - 1)
+            pipe.hset(self.keys.last_outcome, name, json.dumps({"at": now, "outcome": outcome}))
             await asyncio.to_thread(pipe.execute)
         except redis.RedisError:
             pass
+        self._claims.pop(name, None)
         await asyncio.to_thread(self._say_outcome, name, outcome)
         return entry
 
@@ -774,12 +806,12 @@ class SchedulerService:
             if outcome != "ok":
                 logger.warning("task %s: its alert could not be written (%s)", name, type(exc).__name__)
 
-    def _release_dedupe(self, name: str) -> None:
-        """Let go of ``name``'s dedupe key if it is still this scheduler's, in the background (the
-        run was cancelled: nothing may wait here)."""
+    def _release_dedupe(self, name: str, claim: str) -> None:
+        """Let go of ``name``'s dedupe key if it still holds ``claim``, in the background (the run
+        was cancelled: nothing may wait here)."""
         def release() -> None:
             try:
-                self.client.eval(_RELEASE_DEDUPE, 1, self.keys.dedupe(name), self.token)
+                self.client.eval(_RELEASE_DEDUPE, 1, self.keys.dedupe(name), claim)
             except redis.RedisError as exc:  # it expires on its own, half a period later
                 logger.warning("task %s: its dedupe key could not be released (%s)", name, type(exc).__name__)
 
@@ -805,14 +837,11 @@ def history(client: redis.Redis, prefix: str, limit: int = HISTORY_KEPT) -> list
 
 def scheduler_state(client: redis.Redis, prefix: str) -> dict[str, Any]:
     """What ``admin.py status`` shows of the scheduler: the leader's token (``host:pid:…``; None:
-    no scheduler leads) and, per task, its last good run and its newest run's outcome (from the
-    history's newest :data:`HISTORY_KEPT` runs: a task not among them has ``last_outcome`` None)."""
+    no scheduler leads) and, per task, its last good run and its newest run's outcome."""
     keys = SchedulerKeys(prefix)
     leader = client.get(keys.leader)
     last_runs = {name: float(at) for name, at in client.hgetall(keys.last_run).items()}
-    newest: dict[str, dict[str, Any]] = {}
-    for entry in history(client, prefix):
-        newest.setdefault(entry["task"], entry)
+    newest = {name: json.loads(raw) for name, raw in client.hgetall(keys.last_outcome).items()}
     tasks = {name: {"last_ok": last_runs.get(name), "last_at": newest.get(name, {}).get("at"),
                     "last_outcome": newest.get(name, {}).get("outcome")}
              for name in sorted(set(last_runs) | set(newest))}

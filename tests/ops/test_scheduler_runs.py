@@ -43,7 +43,7 @@ async def test_a_run_cut_short_when_its_leader_steps_down_is_made_by_the_next_le
     running = asyncio.ensure_future(first.run())
     try:
         await async_wait_until(lambda: started, "the first leader's run to start")
-        assert redis_client.get(keys.dedupe("sweep")) == first.token
+        assert redis_client.get(keys.dedupe("sweep")).startswith(f"{first.token}:")  # this run's claim
         redis_client.set(keys.leader, "elsewhere:1:taken")  # another scheduler holds the lock now
         await async_wait_until(lambda: not first.is_leader, "the first leader to step down")
         await async_wait_until(lambda: redis_client.get(keys.dedupe("sweep")) is None,
@@ -97,6 +97,35 @@ async def test_a_run_skipped_while_redis_was_down_is_made_soon_after_it_is_back(
         await asyncio.wait_for(running, 10)
 
 
+async def test_a_run_whose_claim_reached_redis_but_whose_reply_was_lost_still_runs(
+        settings, redis_server) -> None:
+    """redis-py sends a command again after a connection error. The claim's SET NX had landed, so
+    the second try found the key taken, by this very run, which was skipped as "already run": an
+    hour of cache sweep, a day of retention, with no retry and nothing said."""
+    import redis
+
+    from tests.support.reply_dropper import ReplyDroppingProxy
+
+    calls: list[str] = []
+
+    async def hourly(ctx: TaskContext) -> dict:
+        calls.append(ctx.name)
+        return {}
+
+    proxy = ReplyDroppingProxy(redis_server.port)
+    client = redis.Redis(host="127.0.0.1", port=proxy.port, decode_responses=True)
+    try:
+        service = SchedulerService(settings, client=client, tasks=[Task("hourly", hourly, interval=3600)])
+        proxy.drop_reply_to(b"scheduler:dedupe:hourly")
+        entry = await service.run_task("hourly")
+        assert proxy.dropped == 1  # the fault hit: Redis ran the claim, its reply never came
+        assert entry is not None and entry["outcome"] == "ok" and calls == ["hourly"]
+        assert await service.run_task("hourly") is None and calls == ["hourly"]  # a second run is still one too many
+    finally:
+        client.close()
+        proxy.close()
+
+
 async def test_a_failing_task_raises_an_alert_its_next_good_run_resolves(settings, redis_client) -> None:
     """A task that failed every run (the weekly summaries, the retention) showed only in the log."""
     from queues.runtime import get_alert_store
@@ -142,9 +171,14 @@ async def test_admin_status_shows_the_leader_and_each_tasks_last_run(settings, r
         return {}
 
     service = SchedulerService(settings, tasks=[Task("weekly", broken, interval=900),
-                                                Task("cache", fine, interval=3600)])
+                                                Task("cache", fine, interval=3600),
+                                                Task("monitor", fine, interval=0.001)])
     await service.run_task("weekly")
     await service.run_task("cache")
+    for _ in range(210):  # the monitor's runs fill the history past what it keeps (200)
+        redis_client.delete(SchedulerKeys("fb:").dedupe("monitor"))
+        await service.run_task("monitor")
+    assert {h["task"] for h in history(redis_client, "fb:")} == {"monitor"}
     reset_singletons()
     shown = await asyncio.to_thread(CliRunner().invoke, cli, ["status", "--json"])
     state = json.loads(shown.stdout)["scheduler"]
