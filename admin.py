@@ -550,7 +550,10 @@ def requeue(queue: str | None, job_id: str | None, all_: bool, include_canceled:
     job (--all, or no option, as the first version's ``requeue``)."""
     from queues.manager import get_queue_manager
 
-    if sum(bool(x) for x in (queue, job_id, all_)) > 1:
+    for option, value in (("--queue", queue), ("--job", job_id)):
+        if value is not None and not value.strip():  # "$Q" unset in a script: not "every failed job"
+            raise click.UsageError(f"{option} is empty")
+    if sum((queue is not None, job_id is not None, all_)) > 1:
         raise click.UsageError("say which jobs: one of --job ID, --queue Q or --all")
     manager = get_queue_manager()
     if job_id:

@@ -138,6 +138,9 @@ def test_requeue_one_job_a_queue_or_all_and_usage_errors(live_pool, manager):
     data = run_json("requeue")  # no option: every failed job, as the first version's `requeue`
     assert {first, second} <= set(data["requeued"])
     assert run("requeue", "--all", "--job", first).exit_code == 2
+    for empty in (("--queue", ""), ("--job", " "), ("--queue", "default", "--job", "")):  # "$Q" unset
+        refused = run("requeue", *empty)
+        assert refused.exit_code == 2 and "is empty" in refused.stderr
     assert run("requeue", "--queue", "nope").exit_code == 2
     unknown = run("requeue", "--job", "deadbeef")
     assert unknown.exit_code == 1 and "no job deadbeef" in unknown.stderr
