@@ -764,7 +764,9 @@ async def deliver_job(job_id: str, budget: float | None = None) -> dict[str, Any
     delivery of the job is queued for them (each part goes once: the markers), and this one
     ends well; one that sent nothing is retried on the schedule. A notice to thousands of
     followers of one player otherwise outran the 120 s limit at every attempt and, past the
-    retries, was lost for the rest of them."""
+    retries, was lost for the rest of them. The budget counts from here: a wait for another
+    delivery's lease of the job is part of it."""
+    deadline = time.monotonic() + budget if budget is not None else None
     res = await get_resources()
     try:
         res.api  # noqa: B018 (built here: a worker without Telegram settings cannot deliver)
@@ -790,7 +792,7 @@ async def deliver_job(job_id: str, budget: float | None = None) -> dict[str, Any
             if not record.is_final:
                 logger.info("job %s: %s, not ended; delivery skipped", job_id, record.status)
                 return {"kind": "delivery", "job_id": job_id, "sent": 0, "not_final": record.status}
-            summary = await _deliver_run(res, record, budget)
+            summary = await _deliver_run(res, record, deadline)
     except ResultLostError:
         raise
     except (Exception, asyncio.CancelledError):
@@ -848,11 +850,10 @@ async def _record_gone(res: DeliveryResources, job_id: str) -> dict[str, Any]:
     return {"kind": "delivery", "job_id": job_id, "sent": 0, "missing": True}
 
 
-async def _deliver_run(res: DeliveryResources, record: JobRecord, budget: float | None = None) -> dict[str, Any]:
+async def _deliver_run(res: DeliveryResources, record: JobRecord, deadline: float | None = None) -> dict[str, Any]:
     """Deliver the current run of an ended job, holding its lease: the markers read here are the
-    latest, and no other delivery of the job adds to them meanwhile. Past ``budget`` seconds no
-    further recipient is begun (:func:`deliver_job`)."""
-    started = time.monotonic()
+    latest, and no other delivery of the job adds to them meanwhile. Past ``deadline``
+    (``time.monotonic()``) no further recipient is begun (:func:`deliver_job`)."""
     job_id = record.id
     run = str(record.raw.get("requeued_at") or "")
     record = await _await_job_messages(res, record)
@@ -864,7 +865,7 @@ async def _deliver_run(res: DeliveryResources, record: JobRecord, budget: float 
 
     async def guarded(coro: Any) -> None:
         async with semaphore:
-            if budget is not None and time.monotonic() - started > budget:
+            if deadline is not None and time.monotonic() > deadline:
                 coro.close()  # never begun: the continuation serves this recipient
                 summary.left += 1
                 return

@@ -66,3 +66,36 @@ async def test_a_delivery_that_began_nobody_within_its_budget_is_retried_not_con
     with pytest.raises(UpstreamError, match="1 left"):
         await delivery.deliver_job(job_id, budget=-1.0)
     assert redis_client.llen("dramatiq:high") == 0
+
+
+async def test_the_budget_counts_the_wait_for_another_deliverys_lease(delivery_env, telegram_sandbox) -> None:
+    """The budget started once the lease was held: a delivery that first waited out another one's
+    lease (up to 22.5 s) began recipients well past its share of the time limit."""
+    import asyncio
+
+    import pytest
+
+    from bot import delivery
+    from faceit.errors import UpstreamError
+
+    res, user = delivery_env, new_user()
+    job_id = f"continues-lease-{user}"
+    await res.redis.hset(res.job_key(job_id), mapping={
+        "status": "succeeded", "actor": "match_analysis", "queue": "high",
+        "requesters": json.dumps([{"user_id": user, "chat_id": user, "lang": "en"}]),
+        "result": json.dumps({"kind": "match_analysis", "texts": {"en": [TEXT]}}),
+        "enqueued_at": str(time.time() - 30), "finished_at": str(time.time())})
+    held = asyncio.Event()
+
+    async def other_delivery() -> None:  # holds the job's lease for 1 s
+        async with res.leases.hold(res.keys.delivering(job_id), job_id):
+            held.set()
+            await asyncio.sleep(1.0)
+
+    holder = asyncio.create_task(other_delivery())
+    await held.wait()
+    with pytest.raises(UpstreamError, match="1 left"):  # its 0.5 s went on the wait: nobody begun
+        await delivery.deliver_job(job_id, budget=0.5)
+    await holder
+    assert await telegram_sandbox.messages_async(user) == []
+    assert (await delivery.deliver_job(job_id))["sent"] == 1  # the retry sends it
