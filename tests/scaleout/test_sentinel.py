@@ -108,11 +108,14 @@ async def test_clients_write_through_the_master_and_follow_a_failover(group: Sen
                    what="the sentinel promoting the replica")
         assert replica.info("replication")["role"] == "master"
 
+        # Each moved by its own master check: the sentinel had not yet demoted the old master when
+        # its write landed on the new one (demoted, the old master would have turned it away).
         _write_until_on(sync, replica, "after:sync", WRITE_DEADLINE)
+        sync_moved_before_demotion = master.info("replication")["role"] == "master"
         await _async_write_until_on(aclient, replica, "after:async", WRITE_DEADLINE)
-        # Both moved by their own master check: the sentinel had not yet demoted the old master,
-        # which would still have taken (and lost) their writes.
-        assert master.info("replication")["role"] == "master", "the clients moved only once the old master was demoted"
+        async_moved_before_demotion = master.info("replication")["role"] == "master"
+        assert (sync_moved_before_demotion, async_moved_before_demotion) == (True, True), \
+            "a client moved only once the old master was demoted"
         # The data written before the failover is on the new master, and reads follow it too.
         assert replica.get("before:sync") == "1" and replica.get("before:async") == "1"
         assert await aclient.get("after:sync") == replica.get("after:sync")
