@@ -16,6 +16,18 @@ from tests.bot.conftest import new_user
 TEXT = "<b>Match analysis</b>: the result"
 
 
+async def _ended_job(res, name: str, users: list[int]) -> str:
+    """The record of a match analysis that succeeded, each of ``users`` waiting for its one part."""
+    job_id = f"{name}-{users[0]}"
+    now = time.time()
+    await res.redis.hset(res.job_key(job_id), mapping={
+        "status": "succeeded", "actor": "match_analysis", "queue": "high",
+        "requesters": json.dumps([{"user_id": u, "chat_id": u, "lang": "en"} for u in users]),
+        "result": json.dumps({"kind": "match_analysis", "texts": {"en": [TEXT]}}),
+        "enqueued_at": str(now - 30), "finished_at": str(now)})
+    return job_id
+
+
 async def test_recipients_past_the_budget_get_their_result_from_a_new_delivery_once(
         delivery_env, telegram_sandbox, redis_client, monkeypatch) -> None:
     from bot import delivery
@@ -28,13 +40,7 @@ async def test_recipients_past_the_budget_get_their_result_from_a_new_delivery_o
     await delivery.close_resources()
     res = await delivery.get_resources()
     users = [new_user() for _ in range(40)]
-    job_id = f"continues-{users[0]}"
-    now = time.time()
-    await res.redis.hset(res.job_key(job_id), mapping={
-        "status": "succeeded", "actor": "match_analysis", "queue": "high",
-        "requesters": json.dumps([{"user_id": u, "chat_id": u, "lang": "en"} for u in users]),
-        "result": json.dumps({"kind": "match_analysis", "texts": {"en": [TEXT]}}),
-        "enqueued_at": str(now - 30), "finished_at": str(now)})
+    job_id = await _ended_job(res, "continues", users)
 
     first = await delivery.deliver_job(job_id, budget=0.5)  # at 10/s, 40 sends take 4 s
     assert first["sent"] > 0 and first["left"] > 0 and first["sent"] + first["left"] == 40
@@ -57,12 +63,7 @@ async def test_a_delivery_that_began_nobody_within_its_budget_is_retried_not_con
     from faceit.errors import UpstreamError
 
     res, user = delivery_env, new_user()
-    job_id = f"continues-none-{user}"
-    await res.redis.hset(res.job_key(job_id), mapping={
-        "status": "succeeded", "actor": "match_analysis", "queue": "high",
-        "requesters": json.dumps([{"user_id": user, "chat_id": user, "lang": "en"}]),
-        "result": json.dumps({"kind": "match_analysis", "texts": {"en": [TEXT]}}),
-        "enqueued_at": str(time.time() - 30), "finished_at": str(time.time())})
+    job_id = await _ended_job(res, "continues-none", [user])
     with pytest.raises(UpstreamError, match="1 left"):
         await delivery.deliver_job(job_id, budget=-1.0)
     assert redis_client.llen("dramatiq:high") == 0
@@ -79,12 +80,7 @@ async def test_the_budget_counts_the_wait_for_another_deliverys_lease(delivery_e
     from faceit.errors import UpstreamError
 
     res, user = delivery_env, new_user()
-    job_id = f"continues-lease-{user}"
-    await res.redis.hset(res.job_key(job_id), mapping={
-        "status": "succeeded", "actor": "match_analysis", "queue": "high",
-        "requesters": json.dumps([{"user_id": user, "chat_id": user, "lang": "en"}]),
-        "result": json.dumps({"kind": "match_analysis", "texts": {"en": [TEXT]}}),
-        "enqueued_at": str(time.time() - 30), "finished_at": str(time.time())})
+    job_id = await _ended_job(res, "continues-lease", [user])
     held = asyncio.Event()
 
     async def other_delivery() -> None:  # holds the job's lease for 1 s
