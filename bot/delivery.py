@@ -220,6 +220,13 @@ class DeliveryResources:
         return int(await self._keep_owed(keys=[self.job_key(job_id), self.keys.delivered(job_id)],
                                          args=[OWED_TTL, OWED_MARK]))
 
+    async def keep_going(self, job_id: str) -> int:
+        """A delivery of the job goes on in a new delivery job: keep its record and markers as a
+        failed one's (:meth:`keep_owed`, without saying the result is owed: some were served).
+        A long chain of continuations outlived the record's hour, and the rest were never told."""
+        return int(await self._keep_owed(keys=[self.job_key(job_id), self.keys.delivered(job_id)],
+                                         args=[OWED_TTL, ""]))
+
     async def mark(self, job_id: str, part: str) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(self.keys.delivered(job_id), part, "1")
@@ -728,9 +735,24 @@ async def _to_subscriber_in_order(res: DeliveryResources, job_id: str, notes: li
         return
     if user_id in inactive:
         return
+    served = [_parts_served(user_id, index, note, done) for index, note in notes]
+    if all(served):  # told in an earlier attempt: no round trip (a continuation meets thousands)
+        summary.skipped += sum(served)
+        return
     lang = await _user_lang(res, user_id)  # once for all of them
     for index, note in notes:
         await _to_subscriber(res, job_id, user_id, lang, index, note, done, summary)
+
+
+def _parts_served(user_id: int, index: int, note: dict[str, Any], done: set[str]) -> int:
+    """How many parts of notice ``index`` reached ``user_id`` in an earlier attempt: every part of
+    it in one of its languages (0 when none did wholly)."""
+    texts = note.get("texts") or {}
+    for chosen in texts.values():
+        if isinstance(chosen, list) and chosen and all(f"{user_id}:n{index}.{i}" in done
+                                                       for i in range(len(chosen))):
+            return len(chosen)
+    return 0
 
 
 async def _chosen_languages(res: DeliveryResources, user_ids: list[int]) -> dict[int, str]:
@@ -804,6 +826,7 @@ async def deliver_job(job_id: str, budget: float | None = None) -> dict[str, Any
     if (summary["sent"] or summary["refused"]) and not res.configured_told:  # Telegram was reached
         await _resolve_not_configured(res)
     if summary.get("left"):  # after the lease, which the continuation takes
+        await res.keep_going(job_id)
         await asyncio.to_thread(_continue_delivery, res.settings, job_id)
     return summary
 
