@@ -537,6 +537,9 @@ def report(hours: float, output: str) -> None:
 
 # --- requeue -----------------------------------------------------------------------------------
 
+#: The failed jobs one bulk ``requeue`` looks at (the newest), as the queue manager's default.
+REQUEUE_BATCH = 1000
+
 
 @cli.command()
 @click.option("--queue", "-q", "queue", default=None, help="Failed jobs of this queue.")
@@ -563,10 +566,10 @@ def requeue(queue: str | None, job_id: str | None, all_: bool, include_canceled:
         done = manager.requeue_failed(job_id=record.id)
     else:
         done = manager.requeue_failed(queue=resolve_queue(queue) if queue else None,
-                                      include_canceled=include_canceled)
+                                      include_canceled=include_canceled, limit=REQUEUE_BATCH)
     if as_json:
         emit_json({"requeued": list(done), "count": len(done), "skipped": done.skipped,
-                   "superseded": done.superseded})
+                   "superseded": done.superseded, "more": done.more})
     else:
         click.echo(f"requeued {len(done)} job(s)" + (": " + ", ".join(done[:20]) if done else ""))
         if done.skipped:
@@ -575,6 +578,8 @@ def requeue(queue: str | None, job_id: str | None, all_: bool, include_canceled:
         if done.superseded:
             click.echo(f"left alone {done.superseded} failed job(s) their users asked for again since and got; "
                        "--job ID sends one anyway")
+        if done.more:
+            click.echo(f"looked at the newest {REQUEUE_BATCH} failed jobs only: more may be left; run it again")
     sys.exit(EXIT_PROBLEM if job_id and not done else EXIT_OK)
 
 

@@ -133,6 +133,9 @@ class RequeuedJobs(list[str]):
 
     skipped: int = 0
     superseded: int = 0
+    #: A bulk requeue looks at the newest ``limit`` failed (and canceled) jobs: True when it met
+    #: that many, so more may be left (``admin.py requeue`` said "requeued 1000" and nothing more).
+    more: bool = False
 
 
 @dataclass(frozen=True)
@@ -445,9 +448,13 @@ class QueueManager:
                 raise UnknownJobError(f"no job {job_id}")
         else:
             records, _ = self.jobs.list_jobs(status="failed", queue=queue, limit=limit)
+            more = len(records) >= limit
             if include_canceled:
-                records += self.jobs.list_jobs(status="canceled", queue=queue, limit=limit)[0]
+                canceled = self.jobs.list_jobs(status="canceled", queue=queue, limit=limit)[0]
+                records += canceled
+                more = more or len(canceled) >= limit
         requeued = RequeuedJobs()
+        requeued.more = job_id is None and more
         for record in records:
             if record is None or record.status not in ("failed", "canceled"):
                 continue

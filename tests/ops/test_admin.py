@@ -128,7 +128,7 @@ def test_a_long_result_is_shown_cut_and_says_so(live_pool, manager):
 def test_requeue_one_job_a_queue_or_all_and_usage_errors(live_pool, manager):
     first, second = failed_job(manager), failed_job(manager)
     data = run_json("requeue", "--job", first[:8])  # as `job` and the dashboard take it
-    assert data == {"requeued": [first], "count": 1, "skipped": 0, "superseded": 0}
+    assert data == {"requeued": [first], "count": 1, "skipped": 0, "superseded": 0, "more": False}
     # It ran again (and failed again: it fails nine times).
     wait_until(lambda: manager.get_job(first).status == "failed" and manager.get_job(first).attempts == 2,
                timeout=20)
@@ -136,7 +136,12 @@ def test_requeue_one_job_a_queue_or_all_and_usage_errors(live_pool, manager):
     assert set(data["requeued"]) == {first, second}
     wait_until(lambda: {manager.get_job(j).status for j in (first, second)} == {"failed"}, timeout=20)
     data = run_json("requeue")  # no option: every failed job, as the first version's `requeue`
-    assert {first, second} <= set(data["requeued"])
+    assert {first, second} <= set(data["requeued"]) and data["more"] is False
+    wait_until(lambda: {manager.get_job(j).status for j in (first, second)} == {"failed"}, timeout=20)
+    batch = manager.requeue_failed(queue="default", limit=1)  # a bulk requeue looks at `limit` jobs
+    assert len(batch) == 1 and batch.more  # "requeued 1000" said nothing of the rest
+    wait_until(lambda: {manager.get_job(j).status for j in (first, second)} == {"failed"}, timeout=20)
+    assert manager.requeue_failed(queue="default", limit=3).more is False
     assert run("requeue", "--all", "--job", first).exit_code == 2
     for empty in (("--queue", ""), ("--job", " "), ("--queue", "default", "--job", "")):  # "$Q" unset
         refused = run("requeue", *empty)
