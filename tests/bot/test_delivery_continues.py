@@ -16,6 +16,19 @@ from tests.bot.conftest import new_user
 TEXT = "<b>Match analysis</b>: the result"
 
 
+async def _slow_telegram(monkeypatch):
+    """The delivery's resources again, Telegram's overall rate at 10 messages a second (no burst):
+    what they send within a short budget is known to be a handful."""
+    from bot import delivery
+    from settings import get_settings
+
+    monkeypatch.setenv("TELEGRAM_GLOBAL_RATE", "10")
+    monkeypatch.setenv("TELEGRAM_GLOBAL_BURST", "1")
+    get_settings.cache_clear()
+    await delivery.close_resources()
+    return await delivery.get_resources()
+
+
 async def _ended_job(res, name: str, users: list[int]) -> str:
     """The record of a match analysis that succeeded, each of ``users`` waiting for its one part."""
     job_id = f"{name}-{users[0]}"
@@ -33,13 +46,8 @@ async def test_recipients_past_the_budget_get_their_result_from_a_new_delivery_o
         delivery_env, telegram_sandbox, redis_client, monkeypatch) -> None:
     from bot import delivery
     from queues.manager import DELIVERY_ACTOR
-    from settings import get_settings
 
-    monkeypatch.setenv("TELEGRAM_GLOBAL_RATE", "10")
-    monkeypatch.setenv("TELEGRAM_GLOBAL_BURST", "1")
-    get_settings.cache_clear()
-    await delivery.close_resources()
-    res = await delivery.get_resources()
+    res = await _slow_telegram(monkeypatch)
     users = [new_user() for _ in range(40)]
     job_id = await _ended_job(res, "continues", users)
 
@@ -107,13 +115,8 @@ async def test_a_continuation_passes_over_the_followers_already_told_without_ask
     thousands served, a continuation spent its whole time on them and sent nothing."""
     from bot import delivery
     from faceit import store
-    from settings import get_settings
 
-    monkeypatch.setenv("TELEGRAM_GLOBAL_RATE", "10")
-    monkeypatch.setenv("TELEGRAM_GLOBAL_BURST", "1")
-    get_settings.cache_clear()
-    await delivery.close_resources()
-    res = await delivery.get_resources()
+    res = await _slow_telegram(monkeypatch)
     followers = [new_user() for _ in range(30)]
     for user in followers:
         await store.subscribe(user, "p-popular", "Popular")
