@@ -118,7 +118,10 @@ class FaceitClient:
         ttls: CacheTTLs | None = None,
         rate_limit_retries: int = 1,
         transient_retries: int = 1,
+        max_wait: float | None = None,
     ) -> None:
+        """``max_wait``: the longest a call waits for the shared rate limit's slot (the limiter's
+        own default, 120 s, when None); tests scale it down to see the low lane give up."""
         self.api_url = api_url.rstrip("/")
         self._api_key = api_key
         # No key set, and the URL is FACEIT's own: every call would be a 401 (see :meth:`request`).
@@ -130,7 +133,8 @@ class FaceitClient:
         self.rate_limit_retries = rate_limit_retries
         self.transient_retries = transient_retries
         self.cache = SingleFlightCache(redis, keys, failure_ttl=self.ttls.failure)
-        self.limiter = SharedRateLimiter(redis, keys, key_fingerprint(api_key), rate=rate, burst=burst)
+        waits = {} if max_wait is None else {"max_wait": max_wait}
+        self.limiter = SharedRateLimiter(redis, keys, key_fingerprint(api_key), rate=rate, burst=burst, **waits)
         self.counter = CallCounter(redis, keys)
         self._session: aiohttp.ClientSession | None = None
         self.upstream_calls = 0  # requests this client sent (for tests and benchmarks)

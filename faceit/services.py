@@ -719,9 +719,11 @@ def report_period(report_type: str, now: float, end: float | None = None, zone: 
 async def _user_analytics(ctx: FaceitContext, user_id: int, report_type: str, now: float, period: ReportPeriod,
                           fresh: bool = False, comparisons: bool = True,
                           periods: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """One user's report over ``period`` (``fresh``: they asked for it now, so each player's newest
-    matches are read anew; the scheduled run for everyone takes what the cache has, minutes old at
-    most). ``comparisons``: each figure also for the period before, of the same length.
+    """One user's report over ``period`` (``fresh``: each player's newest matches are read anew,
+    for a user who asked now and for the scheduler's weekly run of one user, whose week must end
+    with every match up to its end; the run for everyone, ``user_id=None``, takes what the cache
+    has, minutes old at most). ``comparisons``: each figure also for the period before, of the
+    same length.
     ``periods``: the followed players' periods worked out so far, by player id (the run for
     everyone shares them: a player with many followers is read once, not once per follower)."""
     since = period.start

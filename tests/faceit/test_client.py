@@ -428,8 +428,7 @@ async def test_the_low_lanes_give_up_is_neither_retried_inside_nor_remembered_fo
     queued for a second max_wait; and the cache stored the give-up as the key's failure, so a
     user's call of that key (here from another process) failed with the bulk's error. Now it is
     the lane's own error, the job's retry schedule tries again, and the next caller fetches."""
-    bulk = make_client(rate=4.0, burst=4)
-    bulk.limiter.max_wait = 1.0
+    bulk = make_client(rate=4.0, burst=4, max_wait=1.0)
     user = make_client(rate=4.0, burst=4)  # another client: stands for another process
     pid = _player(sandbox, 4)["player_id"]
     keys = FaceitKeys("fb:")
@@ -533,8 +532,7 @@ async def test_an_interactive_caller_in_another_process_raises_a_fetch_led_by_lo
     lock says it is low, the user asks for the fetch, and the bulk's process raises it: the user
     has the match while the bulk still has most of its calls to make."""
     rate, burst = 8.0, 10
-    bulk = make_client(rate=rate, burst=burst)
-    bulk.limiter.max_wait = 600.0  # the lane never gives up here: it waits for the bulk's turn
+    bulk = make_client(rate=rate, burst=burst, max_wait=600.0)  # the lane never gives up here: it waits its turn
     user = make_client(rate=rate, burst=burst)  # another client: stands for another worker process
     players = [p["player_id"] for p in sandbox.world()["players"]]
     match = sandbox.world()["matches"]["FINISHED"][0]
@@ -565,8 +563,7 @@ async def test_the_low_lanes_give_up_leaves_the_retry_to_the_jobs_schedule(
     from faceit.ratelimit import low_reserve
 
     rate, burst = 0.1, 4  # a token every 10 s: the lane stays empty for the whole test
-    bulk = make_client(rate=rate, burst=burst)
-    bulk.limiter.max_wait = 1.0
+    bulk = make_client(rate=rate, burst=burst, max_wait=1.0)
     user = make_client(rate=rate, burst=burst)  # another client: stands for another process
     players = [p["player_id"] for p in sandbox.world()["players"]]
     for pid in players[:burst - low_reserve(burst)]:  # interactive work takes what low work may use
