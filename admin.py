@@ -537,9 +537,6 @@ def report(hours: float, output: str) -> None:
 
 # --- requeue -----------------------------------------------------------------------------------
 
-#: The failed jobs one bulk ``requeue`` looks at (the newest), as the queue manager's default.
-REQUEUE_BATCH = 1000
-
 
 @cli.command()
 @click.option("--queue", "-q", "queue", default=None, help="Failed jobs of this queue.")
@@ -551,7 +548,7 @@ REQUEUE_BATCH = 1000
 def requeue(queue: str | None, job_id: str | None, all_: bool, include_canceled: bool, as_json: bool) -> None:
     """Send failed jobs again with fresh counters: --job one, --queue a queue's, or every failed
     job (--all, or no option, as the first version's ``requeue``)."""
-    from queues.manager import get_queue_manager
+    from queues.manager import REQUEUE_BATCH, get_queue_manager
 
     for option, value in (("--queue", queue), ("--job", job_id)):
         if value is not None and not value.strip():  # "$Q" unset in a script: not "every failed job"
@@ -566,7 +563,7 @@ def requeue(queue: str | None, job_id: str | None, all_: bool, include_canceled:
         done = manager.requeue_failed(job_id=record.id)
     else:
         done = manager.requeue_failed(queue=resolve_queue(queue) if queue else None,
-                                      include_canceled=include_canceled, limit=REQUEUE_BATCH)
+                                      include_canceled=include_canceled)
     if as_json:
         emit_json({"requeued": list(done), "count": len(done), "skipped": done.skipped,
                    "superseded": done.superseded, "more": done.more})

@@ -596,12 +596,6 @@ elseif redis.call('get', KEYS[1]) == ARGV[1] then fresh = 1 end
 return {fresh, redis.call('hget', KEYS[2], ARGV[3]) or ''}
 """
 
-#: Deletes a run's dedupe key if it still holds the run's claim (KEYS[1], ARGV[1]).
-_RELEASE_DEDUPE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-
 
 # --- the service ------------------------------------------------------------------------------
 
@@ -625,8 +619,10 @@ class SchedulerService:
         self.lock = LeaderLock(self.client, self.keys.leader, self.lock_ttl, self.token)
         #: The weekly marks' compare-and-swap (:data:`_SWAP_MARK`), registered once.
         self.swap_mark = self.client.register_script(_SWAP_MARK)
-        #: A run's claim of its dedupe key (:data:`_CLAIM_RUN`), registered once.
+        #: A run's claim of its dedupe key (:data:`_CLAIM_RUN`), and its release (the lock's own
+        #: compare-and-delete, :data:`_RELEASE`), registered once.
         self.claim_run = self.client.register_script(_CLAIM_RUN)
+        self.release_claim = self.client.register_script(_RELEASE)
         #: Each task's claim held by its run under way (released if the run is cut short), and the
         #: claim of a run Redis did not answer (its next try makes the same claim: the first may
         #: have landed, its reply lost).
@@ -811,7 +807,7 @@ class SchedulerService:
         was cancelled: nothing may wait here)."""
         def release() -> None:
             try:
-                self.client.eval(_RELEASE_DEDUPE, 1, self.keys.dedupe(name), claim)
+                self.release_claim(keys=[self.keys.dedupe(name)], args=[claim])
             except redis.RedisError as exc:  # it expires on its own, half a period later
                 logger.warning("task %s: its dedupe key could not be released (%s)", name, type(exc).__name__)
 

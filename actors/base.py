@@ -45,6 +45,11 @@ ProgressListener = Callable[[str, dict[str, Any]], Awaitable[None]]
 #: Called with (job_id, progress) after each progress write; the bot's delivery registers here.
 PROGRESS_LISTENERS: list[ProgressListener] = []
 PROGRESS_MIN_INTERVAL = 0.5
+
+#: The share of its time limit a job that works through many items (players to scan, followers
+#: to tell) begins new ones for; the rest is room for those under way and the result
+#: (:meth:`JobContext.budget`).
+BUDGET_SHARE = 0.75
 CANCEL_POLL_INTERVAL = 0.5
 
 
@@ -103,6 +108,11 @@ class JobContext:
     cancel_requested: bool = False
     #: Seconds this attempt may run (its queue's or actor's time limit); None: no limit.
     time_limit: float | None = None
+
+    def budget(self) -> float | None:
+        """Seconds for beginning new items (:data:`BUDGET_SHARE` of the time limit; None: none):
+        a job past its limit's reach tells what it did, and the next one goes on from there."""
+        return self.time_limit * BUDGET_SHARE if self.time_limit else None
     _last_write: float = field(default=0.0, repr=False)
     _last_stage: str = field(default="", repr=False)
 

@@ -1,14 +1,13 @@
 """Refresh cached profiles and stats (low queue).
 
 Its time limit is the queue's: ``QUEUE_LOW_PRIORITY_TIMEOUT``, 10 minutes by default. A sweep of
-every followed player begins players for three quarters of it, and the next sweep starts with
-those it left (:class:`faceit.sweep.Sweep`).
+every followed player begins players for its budget (``JobContext.budget``), and the next sweep
+starts with those it left (:class:`faceit.sweep.Sweep`).
 """
 
 from __future__ import annotations
 
 from actors.base import JobContext, job_actor
-from actors.match_monitoring import SCAN_SHARE
 from queues.priorities import QueuePriority
 
 
@@ -17,5 +16,4 @@ async def cache_update(ctx: JobContext, cache_type: str = "player", identifiers:
     """Refresh ``identifiers`` (or every subscribed player) of ``cache_type``."""
     from faceit import services
 
-    budget = ctx.time_limit * SCAN_SHARE if ctx.time_limit else None
-    return await services.update_cache(cache_type, identifiers, ctx.progress, budget=budget)
+    return await services.update_cache(cache_type, identifiers, ctx.progress, budget=ctx.budget())

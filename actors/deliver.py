@@ -23,12 +23,8 @@ if on_progress not in PROGRESS_LISTENERS:
     PROGRESS_LISTENERS.append(on_progress)
 
 
-#: The share of its time limit a delivery begins recipients for; the rest is room for those under
-#: way. Recipients left then go to a new delivery job (:func:`bot.delivery.deliver_job`).
-SEND_SHARE = 0.75
-
-
 @job_actor(priority=QueuePriority.HIGH, time_limit=120, max_retries=8, retry_on_timeout=True)
 async def deliver_result(ctx: JobContext, job_id: str) -> dict:
     """Send the result of ``job_id`` to every requester exactly once."""
-    return await deliver_job(job_id, budget=ctx.time_limit * SEND_SHARE if ctx.time_limit else None)
+    # Recipients not begun within the budget go to a new delivery job (bot.delivery.deliver_job).
+    return await deliver_job(job_id, budget=ctx.budget())

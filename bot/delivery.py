@@ -827,18 +827,16 @@ async def deliver_job(job_id: str, budget: float | None = None) -> dict[str, Any
         await _resolve_not_configured(res)
     if summary.get("left"):  # after the lease, which the continuation takes
         await res.keep_going(job_id)
-        await asyncio.to_thread(_continue_delivery, res.settings, job_id)
+        await asyncio.to_thread(_continue_delivery, job_id)
     return summary
 
 
-def _continue_delivery(settings: Any, job_id: str) -> None:
-    """Queue another delivery of ``job_id`` for the recipients this one left: the message the
-    trigger sends, on the pipeline's broker (a failure raises: this delivery is then retried,
-    and sends only what is still due)."""
-    from queues.manager import delivery_message, get_queue_manager
-    from queues.priorities import QueuePriority, queue_name
+def _continue_delivery(job_id: str) -> None:
+    """Queue another delivery of ``job_id`` for the recipients this one left (a failure raises:
+    this delivery is then retried, and sends only what is still due)."""
+    from queues.manager import get_queue_manager
 
-    get_queue_manager().broker.enqueue(delivery_message(job_id, queue_name(QueuePriority.HIGH, settings)))
+    get_queue_manager().enqueue_delivery(job_id)
     logger.info("job %s: delivery goes on in a new delivery job", job_id)
 
 

@@ -126,6 +126,10 @@ class JobHandle:
     again_in_chat: int | None = None  # again: the chat of the requester's first answer (None: not known)
 
 
+#: The failed (and canceled) jobs one bulk requeue looks at: the newest.
+REQUEUE_BATCH = 1000
+
+
 class RequeuedJobs(list[str]):
     """The ids of the jobs sent again, and what a bulk requeue left alone: ``skipped``, failed
     jobs refused for their request (:data:`REQUEST_ERROR_CODES`), and ``superseded``, failed jobs
@@ -421,6 +425,11 @@ class QueueManager:
                 canceled += 1
         return canceled
 
+    def enqueue_delivery(self, job_id: str) -> None:
+        """Send the delivery job of ``job_id`` (the message the trigger sends when a job ends) on
+        the high queue; a broker error raises."""
+        self.broker.enqueue(delivery_message(job_id, queue_name(QueuePriority.HIGH, self.settings)))
+
     def tell_ended(self, job_id: str) -> None:
         """A job ended before it ran (canceled; failed as orphaned by the monitor) is told to
         whoever waits for it now: its message may sit in a backlog, wait for a retry up to 90 s,
@@ -428,13 +437,13 @@ class QueueManager:
         button. The delivery is idempotent: when a message comes up and is skipped, the delivery
         it triggers sends nothing twice."""
         try:
-            self.broker.enqueue(delivery_message(job_id, queue_name(QueuePriority.HIGH, self.settings)))
+            self.enqueue_delivery(job_id)
         except Exception as exc:  # a canceled job's skipped message still tells them, later
             logger.warning("job %s: ended before it ran; its requesters are not told now (%s)", job_id,
                            type(exc).__name__)
 
     def requeue_failed(self, queue: str | None = None, job_id: str | None = None, *,
-                       include_canceled: bool = False, limit: int = 1000) -> RequeuedJobs:
+                       include_canceled: bool = False, limit: int = REQUEUE_BATCH) -> RequeuedJobs:
         """Send failed jobs (one, those of a queue, or all) again with fresh counters.
 
         In bulk, jobs refused for their request itself (:data:`REQUEST_ERROR_CODES`: a nickname
